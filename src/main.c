@@ -1,1 +1,287 @@
-int main(void){return 0;}
+/* aegis — argument parsing, configuration, signals and wiring. Nothing else lives here. */
+#include "ag_base.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "ag_clock.h"
+#include "ag_config.h"
+#include "ag_log.h"
+#include "api/ag_api.h"
+#include "http/ag_http.h"
+#include "ag_pool.h"
+#include "store/ag_store.h"
+
+extern char **environ;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: aegis <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  serve      run the server\n"
+               "  keygen     print a strong random API key\n"
+               "  version    print the version\n"
+               "\n"
+               "aegis serve options:\n"
+               "  --config FILE     YAML configuration file\n"
+               "  --storage DIR     storage directory (default ./storage)\n"
+               "  --host ADDR       bind address (default 127.0.0.1)\n"
+               "  --port N          HTTP port (default 6333)\n"
+               "  --insecure        run without authentication (loopback only)\n"
+               "  --log-level L     debug, info, warn or error\n"
+               "\n"
+               "Every configuration key can also be set as AEGIS__SECTION__KEY, e.g.\n"
+               "AEGIS__SERVICE__HTTP_PORT=6333. Precedence: flags, environment, file, defaults.\n");
+}
+
+/* Reads a whole file into a new NUL-terminated buffer (caller frees). */
+static char *read_file(const char *path, ag_diag_t *diag, const char *what)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ag_fail(diag, AG_ECONFIG, "%s: cannot open '%s': %s", what, path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (1u << 24)) {
+                ag_fail(diag, AG_ECONFIG, "%s: '%s' is too large", what, path);
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            char *g = realloc(buf, cap);
+            if (!g) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = g;
+        }
+        size_t n = fread(buf + len, 1, 4096, f);
+        len += n;
+        if (n < 4096)
+            break;
+    }
+    bool err = ferror(f);
+    fclose(f);
+    if (err || len == 0) {
+        ag_fail(diag, AG_ECONFIG, "%s: cannot read '%s'", what, path);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+static int parse_serve_args(int argc, char **argv, ag_config_t *cfg, ag_diag_t *diag)
+{
+    const char *config_file = NULL;
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            config_file = argv[i + 1];
+    int rc = 0;
+    if (config_file && (rc = ag_config_load_file(cfg, config_file, diag)) != 0)
+        return rc;
+    if ((rc = ag_config_load_env(cfg, environ, diag)) != 0)
+        return rc;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--insecure") == 0) {
+            cfg->insecure = true;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        const char *key = NULL;
+        if (strcmp(a, "--config") == 0)
+            key = "";
+        else if (strcmp(a, "--storage") == 0)
+            key = "storage.storage_path";
+        else if (strcmp(a, "--host") == 0)
+            key = "service.host";
+        else if (strcmp(a, "--port") == 0)
+            key = "service.http_port";
+        else if (strcmp(a, "--log-level") == 0)
+            key = "log_level";
+        else
+            return ag_fail(diag, AG_ECONFIG, "unknown option '%.64s' (see aegis serve --help)", a);
+        if (!next)
+            return ag_fail(diag, AG_ECONFIG, "option %s needs a value", a);
+        i++;
+        if (*key && (rc = ag_config_set(cfg, key, next, diag)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int serve(int argc, char **argv)
+{
+    ag_config_t cfg;
+    ag_config_init(&cfg);
+    ag_diag_t diag = {{0}};
+    ag_store_t *store = NULL;
+    ag_http_t *http = NULL;
+    char *cert = NULL, *key = NULL, *ca = NULL;
+    int exit_code = 1;
+
+    int rc = parse_serve_args(argc, argv, &cfg, &diag);
+    ag_log_level_t level;
+    if (rc == 0 && ag_log_parse_level(cfg.log_level, &level) != 0)
+        rc = ag_fail(&diag, AG_ECONFIG, "log_level: expected debug, info, warn or error");
+    if (rc) {
+        fprintf(stderr, "aegis: %s\n", diag.msg);
+        goto out;
+    }
+    ag_log_set_level(level);
+
+    if (cfg.insecure) {
+        if (strcmp(cfg.host, "127.0.0.1") != 0 && strcmp(cfg.host, "::1") != 0) {
+            fprintf(stderr, "aegis: --insecure binds to loopback only (service.host is %s)\n",
+                    cfg.host);
+            goto out;
+        }
+        ag_log(AG_LOG_WARN, "running with --insecure: every request is allowed without a "
+                            "credential; do not use this outside a development machine");
+    }
+    if (cfg.enable_tls) {
+        if (!cfg.tls_cert || !cfg.tls_key) {
+            fprintf(stderr, "aegis: service.enable_tls needs tls.cert and tls.key\n");
+            goto out;
+        }
+        if (!(cert = read_file(cfg.tls_cert, &diag, "tls.cert")) ||
+            !(key = read_file(cfg.tls_key, &diag, "tls.key"))) {
+            fprintf(stderr, "aegis: %s\n", diag.msg);
+            goto out;
+        }
+        if (cfg.verify_https_client_certificate) {
+            if (!cfg.tls_ca_cert) {
+                fprintf(stderr, "aegis: service.verify_https_client_certificate needs "
+                                "tls.ca_cert\n");
+                goto out;
+            }
+            if (!(ca = read_file(cfg.tls_ca_cert, &diag, "tls.ca_cert"))) {
+                fprintf(stderr, "aegis: %s\n", diag.msg);
+                goto out;
+            }
+        }
+    }
+
+    /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    ag_pool_init(0);
+    ag_store_config_t scfg = {cfg.storage_path, (size_t)cfg.map_size_gb << 30,
+                              (double)cfg.flush_interval_ms / 1000.0};
+    double t0 = ag_now_mono();
+    if ((rc = ag_store_open(&scfg, &store, &diag)) != 0) {
+        fprintf(stderr, "aegis: %s\n", diag.msg);
+        goto out;
+    }
+    ag_log(AG_LOG_INFO, "storage %s opened in %.2fs", cfg.storage_path, ag_now_mono() - t0);
+
+    static ag_api_t api;
+    if ((rc = ag_api_init(&api, &cfg, store, &diag)) != 0) {
+        fprintf(stderr, "aegis: %s\n", diag.msg);
+        goto out;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    ag_http_config_t hcfg = {
+        .host = cfg.host,
+        .port = (uint16_t)cfg.http_port,
+        .threads = cfg.max_workers ? (unsigned)cfg.max_workers
+                                   : (unsigned)AG_MAX(4, ncpu > 0 ? 2 * ncpu : 4),
+        .max_body = (size_t)cfg.max_request_size_mb << 20,
+        .conn_timeout = 60,
+        .max_connections = 4096,
+        .tls_cert_pem = cert,
+        .tls_key_pem = key,
+        .tls_ca_pem = ca,
+        .verify_client = cfg.verify_https_client_certificate,
+        .access_log = cfg.access_log,
+    };
+    if ((rc = ag_http_start(&hcfg, ag_api_begin, ag_api_handle, &api, &http, &diag)) != 0) {
+        fprintf(stderr, "aegis: %s\n", diag.msg);
+        goto out;
+    }
+    ag_log(AG_LOG_INFO, "aegis %s listening on %s://%s:%u", AG_VERSION, cert ? "https" : "http",
+           cfg.host, (unsigned)ag_http_port(http));
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    ag_log(AG_LOG_INFO, "signal %d: finishing in-flight requests", sig);
+    ag_http_stop(http, 30.0);
+    http = NULL;
+    exit_code = 0;
+out:
+    if (http)
+        ag_http_stop(http, 5.0);
+    ag_store_close(store);
+    ag_pool_shutdown();
+    if (store)
+        ag_log(AG_LOG_INFO, "storage closed");
+    free(cert);
+    if (key) {
+        sodium_memzero(key, strlen(key));
+        free(key);
+    }
+    free(ca);
+    ag_config_release(&cfg);
+    return exit_code;
+}
+
+static int keygen(void)
+{
+    unsigned char raw[32];
+    randombytes_buf(raw, sizeof(raw));
+    char out[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    sodium_bin2base64(out, sizeof(out), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(raw, sizeof(raw));
+    printf("%s\n", out);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (sodium_init() < 0) {
+        fprintf(stderr, "aegis: libsodium failed to initialise\n");
+        return 1;
+    }
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return serve(argc, argv);
+    if (strcmp(cmd, "keygen") == 0)
+        return keygen();
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("aegis %s (%s)\n", AG_VERSION, AG_COMMIT);
+        return 0;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "aegis: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

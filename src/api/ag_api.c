@@ -1,0 +1,236 @@
+#include "ag_api.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "ag_clock.h"
+#include "ag_log.h"
+#include "api/ag_guard.h"
+#include "json/ag_json.h"
+
+#define MAX_ROUTES 160
+
+static ag_route_t route_table[MAX_ROUTES];
+
+static void append(size_t *n, const ag_route_t *src, size_t len)
+{
+    for (size_t i = 0; i < len && *n < MAX_ROUTES; i++)
+        route_table[(*n)++] = src[i];
+}
+
+int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_diag_t *diag)
+{
+    memset(api, 0, sizeof(*api));
+    api->cfg = cfg;
+    api->store = store;
+    api->started_at = ag_now_mono();
+    size_t n = 0;
+    append(&n, ag_routes_service, ag_routes_service_len);
+    append(&n, ag_routes_collections, ag_routes_collections_len);
+    append(&n, ag_routes_points, ag_routes_points_len);
+    append(&n, ag_routes_search, ag_routes_search_len);
+    for (size_t i = 0; i < n; i++) {
+        const ag_route_t *r = &route_table[i];
+        if (!r->handler || !r->pattern)
+            return ag_fail(diag, AG_ECONFIG, "route %zu has no handler", i);
+        int rc = ag_guard_check_route(r, diag);
+        if (rc)
+            return rc;
+    }
+    api->routes = route_table;
+    api->nroutes = n;
+    return 0;
+}
+
+/* ---- routing ------------------------------------------------------------------------------- */
+
+/* Matches pattern against the request's decoded segments; captures {x} segments. */
+static bool match(const char *pattern, const ag_request_t *req, const char **params, int *np)
+{
+    int seg = 0;
+    *np = 0;
+    const char *p = pattern + 1;
+    while (*p) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (seg >= req->nseg)
+            return false;
+        if (p[0] == '{') {
+            if (*np < 4)
+                params[(*np)++] = req->seg[seg];
+        } else if (strlen(req->seg[seg]) != len || req->seg_len[seg] != len ||
+                   memcmp(req->seg[seg], p, len) != 0) {
+            return false;
+        }
+        seg++;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return seg == req->nseg;
+}
+
+static const ag_route_t *route(const ag_api_t *api, ag_request_t *req, const char **params,
+                               int *np, bool *path_known)
+{
+    *path_known = false;
+    int method = req->method == AG_HTTP_HEAD ? AG_HTTP_GET : req->method;
+    /* Literal segments win over captures: first pass takes routes whose literal matches the
+     * segment exactly, which the table order (literals first) guarantees. */
+    for (size_t i = 0; i < api->nroutes; i++) {
+        const ag_route_t *r = &api->routes[i];
+        const char *tmp[4];
+        int n;
+        if (!match(r->pattern, req, tmp, &n))
+            continue;
+        *path_known = true;
+        if (r->method != method)
+            continue;
+        memcpy(params, tmp, sizeof(tmp));
+        *np = n;
+        return r;
+    }
+    return NULL;
+}
+
+/* ---- rendering ----------------------------------------------------------------------------- */
+
+static void render(ag_request_t *req, int status, json_t *result, const char *error)
+{
+    double t = ag_now_mono() - req->t_start;
+    json_t *env;
+    if (error)
+        env = json_pack("{s:{s:s},s:f}", "status", "error", error, "time", t);
+    else
+        env = json_pack("{s:O?,s:s,s:f}", "result", result, "status", "ok", "time", t);
+    char *text = env ? ag_json_dump(env) : NULL;
+    json_decref(env);
+    if (!text) {
+        ag_request_respond_text(req, 500, "application/json",
+                                "{\"status\":{\"error\":\"out of memory\"},\"time\":0}");
+        return;
+    }
+    ag_request_respond(req, status, "application/json", text, strlen(text));
+}
+
+static void render_error(ag_request_t *req, int code, const ag_diag_t *diag)
+{
+    const char *msg = diag && diag->msg[0] ? diag->msg : ag_strerror(code);
+    render(req, ag_http_status(code), NULL, msg);
+}
+
+static void call_free(void *p)
+{
+    ag_call_t *call = p;
+    json_decref(call->body);
+    json_decref(call->result);
+    free(call->raw);
+    ag_filter_free(call->restriction);
+    ag_arena_release(&call->arena);
+    free(call);
+}
+
+/* ---- the two phases ------------------------------------------------------------------------ */
+
+void ag_api_begin(void *ud, ag_request_t *req)
+{
+    ag_api_t *api = ud;
+    ag_diag_t diag = {{0}};
+    const char *params[4] = {0};
+    int np = 0;
+    bool known = false;
+    const ag_route_t *r = route(api, req, params, &np, &known);
+    if (!r) {
+        if (known) {
+            render(req, 405, NULL, "method not allowed for this path");
+        } else {
+            render(req, 404, NULL, "not found: no such endpoint");
+        }
+        return;
+    }
+    /* Names in the path are validated before anything else looks at them. */
+    for (int i = 0; i < np; i++) {
+        const char *what = i == 0 ? "collection" : "path parameter";
+        size_t len = 0;
+        for (int s = 0; s < req->nseg; s++)
+            if (req->seg[s] == params[i])
+                len = req->seg_len[s];
+        int rc = ag_name_check(params[i], len, what, &diag);
+        if (rc) {
+            render_error(req, AG_EINVAL, &diag);
+            return;
+        }
+    }
+    ag_call_t *call = calloc(1, sizeof(*call));
+    if (!call) {
+        render(req, 500, NULL, "out of memory");
+        return;
+    }
+    call->api = api;
+    call->req = req;
+    call->route = r;
+    memcpy(call->params, params, sizeof(params));
+    call->nparams = np;
+    ag_arena_init(&call->arena, 256u << 20);
+    req->app = call;
+    req->app_free = call_free;
+
+    int rc = ag_guard_admit(call, &diag);
+    if (rc) {
+        if (rc == AG_ETHROTTLED)
+            snprintf(req->retry_after, sizeof(req->retry_after), "%d", 60);
+        render_error(req, rc, &diag);
+    }
+}
+
+void ag_api_handle(void *ud, ag_request_t *req)
+{
+    AG_UNUSED(ud);
+    ag_call_t *call = req->app;
+    if (!call) {
+        render(req, 500, NULL, "request was not routed");
+        return;
+    }
+    int rc = 0;
+    if (call->route->body && req->body_len > 0) {
+        rc = ag_json_parse_body(req->body, req->body_len, true, &call->body, &call->diag);
+    } else if (call->route->body) {
+        call->body = json_object();
+        rc = call->body ? 0 : AG_ENOMEM;
+    }
+    if (rc == 0) {
+        const char *w = ag_request_query(req, "wait");
+        call->wait = w && (strcmp(w, "true") == 0 || strcmp(w, "1") == 0);
+        rc = call->route->handler(call);
+    }
+    if (rc) {
+        render_error(req, rc, &call->diag);
+    } else if (call->raw) {
+        char *raw = call->raw;
+        call->raw = NULL;
+        ag_request_respond(req, call->http_status ? call->http_status : 200,
+                           call->raw_type ? call->raw_type : "text/plain", raw, strlen(raw));
+    } else {
+        render(req, call->http_status ? call->http_status : 200, call->result, NULL);
+    }
+    ag_guard_audit(call, req->status);
+}
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+int ag_call_collection(ag_call_t *call, ag_collection_t **out)
+{
+    int rc = ag_store_get(call->api->store, call->params[0], out, NULL);
+    if (rc)
+        return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
+                       call->params[0]);
+    return 0;
+}
+
+json_t *ag_update_result(const ag_call_t *call)
+{
+    static atomic_uint_fast64_t op_id;
+    uint64_t id = atomic_fetch_add(&op_id, 1);
+    return json_pack("{s:I,s:s}", "operation_id", (json_int_t)id, "status",
+                     call->wait ? "completed" : "acknowledged");
+}

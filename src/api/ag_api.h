@@ -1,0 +1,83 @@
+/*
+ * ag_api.h — the api layer: the only layer that sees both HTTP and the core. Each request runs
+ *   route → authenticate → authorize (→ row restriction) → parse → execute → render → audit
+ * with the first three in begin() (before the body is read) and the rest in handle().
+ */
+#ifndef AG_API_H
+#define AG_API_H
+
+#include "ag_base.h"
+
+#include <jansson.h>
+
+#include "ag_arena.h"
+#include "ag_config.h"
+#include "http/ag_http.h"
+#include "index/ag_filter.h"
+#include "store/ag_store.h"
+
+typedef struct ag_api ag_api_t;
+typedef struct ag_call ag_call_t;
+typedef int (*ag_handler_fn)(ag_call_t *call);
+
+/* Where a route's scope comes from. */
+typedef enum { AG_SCOPE_NONE = 0, AG_SCOPE_COLLECTION } ag_scope_kind_t;
+
+typedef struct ag_route {
+    int method;             /* ag_http_method_t */
+    const char *pattern;    /* "/collections/{name}/points/search"; {x} captures one segment */
+    const char *action;     /* "<verb>:<resource>" (PRODUCT §4); NULL makes the server refuse to start */
+    ag_scope_kind_t scope;  /* which path parameter names the resource */
+    ag_handler_fn handler;
+    bool body;              /* the route takes a JSON body */
+    bool public_route;      /* no credential needed (only /, /healthz, /livez, /readyz) */
+} ag_route_t;
+
+struct ag_call {
+    ag_api_t *api;
+    ag_request_t *req;
+    const ag_route_t *route;
+    const char *params[4]; /* decoded path parameters, in pattern order (borrowed from req) */
+    int nparams;
+    json_t *body;          /* parsed JSON body or NULL (owned) */
+    json_t *result;        /* set by the handler (owned), rendered in the envelope */
+    int http_status;       /* 0 = derived from the return code */
+    char *raw;             /* alternative raw response body (owned) */
+    const char *raw_type;
+    ag_filter_t *restriction; /* row-level restriction from authorization (owned); NULL = none */
+    ag_arena_t arena;      /* per-request temporaries */
+    ag_diag_t diag;
+    bool wait;
+};
+
+struct ag_api {
+    ag_config_t *cfg; /* borrowed */
+    ag_store_t *store; /* borrowed */
+    const ag_route_t *routes;
+    size_t nroutes;
+    double started_at;
+};
+
+/* Checks the route table (every route declares an action). */
+int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_diag_t *diag);
+void ag_api_begin(void *ud, ag_request_t *req);
+void ag_api_handle(void *ud, ag_request_t *req);
+
+/* ---- shared helpers for the handler files ------------------------------------------------- */
+
+/* Resolves params[0] (collection or alias) to a new reference. 404 with Qdrant's message. */
+int ag_call_collection(ag_call_t *call, ag_collection_t **out);
+/* The standard update answer {"operation_id": n, "status": "completed"|"acknowledged"}. */
+json_t *ag_update_result(const ag_call_t *call);
+
+/* Route tables of each api area (defined in api_*.c). */
+extern const ag_route_t ag_routes_service[];
+extern const size_t ag_routes_service_len;
+extern const ag_route_t ag_routes_collections[];
+extern const size_t ag_routes_collections_len;
+extern const ag_route_t ag_routes_points[];
+extern const size_t ag_routes_points_len;
+extern const ag_route_t ag_routes_search[];
+extern const size_t ag_routes_search_len;
+
+#endif

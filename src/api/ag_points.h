@@ -1,0 +1,57 @@
+/*
+ * ag_points.h — helpers shared by the point and search handlers: the two-part filter every read
+ * applies (the caller's filter AND the row restriction from authorization), point selectors,
+ * vector input parsing, and rendering of points with with_payload / with_vector.
+ */
+#ifndef AG_POINTS_H
+#define AG_POINTS_H
+
+#include "api/ag_api.h"
+
+/* What a read may see: both must match. user is owned (ag_scope_release frees it); restriction is
+ * borrowed from the call. */
+typedef struct ag_scope {
+    ag_collection_t *c;
+    ag_filter_t *user;
+    const ag_filter_t *restriction;
+} ag_scope_t;
+
+/* Compiles filter_json (may be NULL) for collection c; diag names `path`. */
+int ag_scope_init(ag_scope_t *sc, ag_call_t *call, ag_collection_t *c, const json_t *filter_json,
+                  const char *path);
+void ag_scope_release(ag_scope_t *sc);
+/* Does slot pass the scope? Caller holds the collection's read lock or write mutex. */
+bool ag_scope_match(const ag_scope_t *sc, uint32_t slot);
+/* An ag_accept_fn over an ag_scope_t. */
+bool ag_scope_accept(const void *ud, uint32_t slot);
+
+/* with_payload: true/false, [keys], {"include": [...]} or {"exclude": [...]}. */
+typedef struct ag_payload_sel {
+    bool enabled;
+    const json_t *include; /* borrowed array or NULL */
+    const json_t *exclude; /* borrowed array or NULL */
+} ag_payload_sel_t;
+
+int ag_parse_with_payload(const json_t *v, bool dflt, ag_payload_sel_t *out, ag_diag_t *diag);
+/* with_vector: true/false or [names]. *which borrowed or NULL (= all). */
+int ag_parse_with_vector(const json_t *v, bool *enabled, const json_t **which, ag_diag_t *diag);
+
+/* Renders a point (new JSON object). score is included when has_score. */
+json_t *ag_render_point(const ag_collection_t *c, uint32_t slot, const ag_payload_sel_t *ps,
+                        bool with_vector, const json_t *which, bool has_score, float score);
+
+/* Parses a list of ids (array). Arena-allocated into *out. */
+int ag_parse_ids(ag_call_t *call, const json_t *arr, const char *path, ag_point_id_t **out,
+                 size_t *n);
+
+/* Parses a point's vector input ("vector" of a record or one batch column entry) into m.
+ * Floats are arena-allocated and normalised for Cosine. */
+int ag_parse_point_vector(ag_call_t *call, const ag_collection_t *c, const json_t *v,
+                          const char *path, ag_mutation_t *m);
+/* Parses a sparse vector {indices, values} into arena memory (sorted by index). */
+int ag_parse_sparse(ag_call_t *call, const json_t *v, const char *path, ag_sparse_vec_t *out);
+/* Parses a dense query vector for vector index vi (normalised for Cosine). */
+int ag_parse_dense(ag_call_t *call, const ag_collection_t *c, int vi, const json_t *v,
+                   const char *path, float **out);
+
+#endif

@@ -1,0 +1,340 @@
+/* Collections, aliases and payload indexes. */
+#include <stdio.h>
+
+#include "api/ag_api.h"
+#include "json/ag_json.h"
+
+static int h_list(ag_call_t *call)
+{
+    json_t *names = ag_store_list(call->api->store);
+    json_t *arr = json_array();
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n) json_array_append_new(arr, json_pack("{s:O}", "name", n));
+    json_decref(names);
+    call->result = json_pack("{s:o}", "collections", arr);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+static void count_field(const json_t *v, void *ud)
+{
+    AG_UNUSED(v);
+    *(bool *)ud = true;
+}
+
+static json_t *schema_json(ag_collection_t *c)
+{
+    json_t *out = json_object();
+    const char *field;
+    json_t *def;
+    json_object_foreach(c->schema, field, def)
+    {
+        json_int_t points = 0;
+        for (uint32_t s = 0; s < c->nslots; s++) {
+            if (!c->slots[s].alive)
+                continue;
+            bool has = false;
+            ag_payload_path_each(c->slots[s].payload, field, count_field, &has);
+            points += has;
+        }
+        json_t *d = json_deep_copy(def);
+        json_object_set_new(d, "points", json_integer(points));
+        json_object_set_new(out, field, d);
+    }
+    return out;
+}
+
+static int h_info(ag_call_t *call)
+{
+    ag_collection_t *c;
+    int rc = ag_call_collection(call, &c);
+    if (rc)
+        return rc;
+    ag_coll_read_begin(c);
+    json_t *params = json_deep_copy(c->params);
+    json_t *hnsw = json_pack("{s:i,s:i,s:i,s:i,s:b}", "m", 16, "ef_construct", 100,
+                             "full_scan_threshold", 10000, "max_indexing_threads", 0, "on_disk",
+                             0);
+    json_t *user_hnsw = json_object_get(params, "hnsw_config");
+    if (json_is_object(user_hnsw))
+        json_object_update(hnsw, user_hnsw);
+    json_t *optim = json_pack(
+        "{s:f,s:i,s:i,s:n,s:n,s:i,s:i,s:n}", "deleted_threshold", 0.2, "vacuum_min_vector_number",
+        1000, "default_segment_number", 0, "max_segment_size", "memmap_threshold",
+        "indexing_threshold", 20000, "flush_interval_sec", 5, "max_optimization_threads");
+    json_t *user_opt = json_object_get(params, "optimizers_config");
+    if (json_is_object(user_opt))
+        json_object_update(optim, user_opt);
+    json_t *wal = json_pack("{s:i,s:i}", "wal_capacity_mb", 32, "wal_segments_ahead", 0);
+    json_t *user_wal = json_object_get(params, "wal_config");
+    if (json_is_object(user_wal))
+        json_object_update(wal, user_wal);
+    json_t *quant = json_incref(json_object_get(params, "quantization_config"));
+    json_t *strict = json_incref(json_object_get(params, "strict_mode_config"));
+    json_t *metadata = json_incref(json_object_get(params, "metadata"));
+    static const char *moved[] = {"hnsw_config", "optimizers_config", "wal_config",
+                                  "quantization_config", "strict_mode_config", "metadata"};
+    for (size_t i = 0; i < AG_ARRAY_LEN(moved); i++)
+        json_object_del(params, moved[i]);
+    if (!json_object_get(params, "shard_number"))
+        json_object_set_new(params, "shard_number", json_integer(1));
+    if (!json_object_get(params, "replication_factor"))
+        json_object_set_new(params, "replication_factor", json_integer(1));
+    if (!json_object_get(params, "write_consistency_factor"))
+        json_object_set_new(params, "write_consistency_factor", json_integer(1));
+    if (!json_object_get(params, "on_disk_payload"))
+        json_object_set_new(params, "on_disk_payload", json_true());
+    json_int_t vectors = 0;
+    for (int i = 0; i < c->nvec; i++)
+        vectors += ag_vecstore_count(c->vec[i].vs);
+    json_t *config = json_pack("{s:o,s:o,s:o,s:o,s:o*}", "params", params, "hnsw_config", hnsw,
+                               "optimizer_config", optim, "wal_config", wal,
+                               "quantization_config", quant ? quant : json_null());
+    if (strict)
+        json_object_set_new(config, "strict_mode_config", strict);
+    if (metadata)
+        json_object_set_new(config, "metadata", metadata);
+    call->result = json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status", "green",
+                             "optimizer_status", "ok", "vectors_count", vectors,
+                             "indexed_vectors_count", vectors, "points_count",
+                             (json_int_t)c->live, "segments_count", 1, "config", config,
+                             "payload_schema", schema_json(c));
+    ag_coll_read_end(c);
+    ag_coll_unref(c);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+static int h_create(ag_call_t *call)
+{
+    json_t *params = NULL;
+    int rc = ag_coll_parse_params(call->body, &params, &call->diag);
+    if (rc)
+        return rc;
+    rc = ag_store_create(call->api->store, call->params[0], params, &call->diag);
+    json_decref(params);
+    if (rc)
+        return rc;
+    call->result = json_true();
+    return 0;
+}
+
+static int h_update(ag_call_t *call)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "vectors", "optimizers_config", "params",
+                          "hnsw_config", "quantization_config", "sparse_vectors",
+                          "strict_mode_config", "metadata");
+    if (rc)
+        return rc;
+    const json_t *p = NULL;
+    if ((rc = ag_json_get_obj(call->body, "params", "", &p, &call->diag)) != 0)
+        return rc;
+    if (p && (rc = AG_JSON_ONLY(p, "params", &call->diag, "replication_factor",
+                                "write_consistency_factor", "read_fan_out_factor",
+                                "on_disk_payload")) != 0)
+        return rc;
+    static const char *objs[] = {"vectors", "optimizers_config", "hnsw_config",
+                                 "sparse_vectors", "strict_mode_config", "metadata"};
+    for (size_t i = 0; i < AG_ARRAY_LEN(objs); i++) {
+        const json_t *o;
+        if ((rc = ag_json_get_obj(call->body, objs[i], "", &o, &call->diag)) != 0)
+            return rc;
+    }
+    rc = ag_store_update_params(call->api->store, call->params[0], call->body, &call->diag);
+    if (rc)
+        return rc;
+    call->result = json_true();
+    return 0;
+}
+
+static int h_delete(ag_call_t *call)
+{
+    bool existed = false;
+    int rc = ag_store_delete(call->api->store, call->params[0], &existed, &call->diag);
+    if (rc)
+        return rc;
+    call->result = json_boolean(existed);
+    return 0;
+}
+
+static int h_exists(ag_call_t *call)
+{
+    ag_collection_t *c;
+    bool exists = ag_store_get(call->api->store, call->params[0], &c, NULL) == 0;
+    if (exists)
+        ag_coll_unref(c);
+    call->result = json_pack("{s:b}", "exists", exists);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+static int h_alias_actions(ag_call_t *call)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "actions");
+    if (rc)
+        return rc;
+    rc = ag_store_alias_actions(call->api->store, json_object_get(call->body, "actions"),
+                                &call->diag);
+    if (rc)
+        return rc;
+    call->result = json_true();
+    return 0;
+}
+
+static int h_aliases(ag_call_t *call)
+{
+    call->result = json_pack("{s:o}", "aliases", ag_store_aliases(call->api->store, NULL));
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+static int h_coll_aliases(ag_call_t *call)
+{
+    ag_collection_t *c;
+    int rc = ag_call_collection(call, &c);
+    if (rc)
+        return rc;
+    call->result = json_pack("{s:o}", "aliases", ag_store_aliases(call->api->store, c->name));
+    ag_coll_unref(c);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+static const char *const index_types[] = {"keyword", "integer", "float", "bool",
+                                          "geo",     "text",    "datetime", "uuid"};
+
+static int parse_field_schema(const json_t *fs, json_t **def, ag_diag_t *diag)
+{
+    const char *type = NULL;
+    const json_t *params = NULL;
+    if (json_is_string(fs)) {
+        type = json_string_value(fs);
+    } else if (json_is_object(fs)) {
+        json_t *t = json_object_get(fs, "type");
+        if (!json_is_string(t))
+            return ag_fail(diag, AG_EINVAL, "field_schema.type: expected a string");
+        type = json_string_value(t);
+        params = fs;
+    } else {
+        return ag_fail(diag, AG_EINVAL, "field_schema: expected a type name or an object");
+    }
+    bool ok = false;
+    for (size_t i = 0; i < AG_ARRAY_LEN(index_types); i++)
+        ok = ok || strcmp(type, index_types[i]) == 0;
+    if (!ok)
+        return ag_fail(diag, AG_EINVAL,
+                       "field_schema: unknown type '%.40s' (expected keyword, integer, float, "
+                       "bool, geo, text, datetime or uuid)",
+                       type);
+    if (params) {
+        int rc = AG_JSON_ONLY(params, "field_schema", diag, "type", "is_tenant", "on_disk",
+                              "lookup", "range", "is_principal", "tokenizer", "min_token_len",
+                              "max_token_len", "lowercase", "phrase_matching", "stopwords",
+                              "stemmer", "ascii_folding", "enable_hnsw");
+        if (rc)
+            return rc;
+        json_t *tenant = json_object_get(params, "is_tenant");
+        if (tenant && !json_is_boolean(tenant))
+            return ag_fail(diag, AG_EINVAL, "field_schema.is_tenant: expected a boolean");
+        if (json_is_true(tenant) && strcmp(type, "keyword") != 0 && strcmp(type, "uuid") != 0)
+            return ag_fail(diag, AG_EINVAL,
+                           "field_schema.is_tenant: only keyword and uuid indexes can be tenants");
+    }
+    *def = params ? json_pack("{s:s,s:O}", "data_type", type, "params", params)
+                  : json_pack("{s:s}", "data_type", type);
+    return *def ? 0 : AG_ENOMEM;
+}
+
+static int h_index_create(ag_call_t *call)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "field_name", "field_schema");
+    if (rc)
+        return rc;
+    const char *field = NULL;
+    if ((rc = ag_json_get_str(call->body, "field_name", "", &field, &call->diag)) != 0)
+        return rc;
+    if (!field)
+        return ag_fail(&call->diag, AG_EINVAL, "field_name: required");
+    if ((rc = ag_payload_path_check(field, &call->diag)) != 0)
+        return rc;
+    json_t *fs = json_object_get(call->body, "field_schema");
+    if (!fs)
+        return ag_fail(&call->diag, AG_EINVAL, "field_schema: required");
+    json_t *def = NULL;
+    if ((rc = parse_field_schema(fs, &def, &call->diag)) != 0)
+        return rc;
+    ag_collection_t *c;
+    if ((rc = ag_call_collection(call, &c)) != 0) {
+        json_decref(def);
+        return rc;
+    }
+    if ((rc = ag_coll_write_begin(c)) != 0) {
+        json_decref(def);
+        ag_coll_unref(c);
+        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
+                       call->params[0]);
+    }
+    json_t *old = json_incref(json_object_get(c->schema, field));
+    json_object_set_new(c->schema, field, def);
+    rc = ag_store_save_schema(call->api->store, c, &call->diag);
+    if (rc) {
+        if (old)
+            json_object_set(c->schema, field, old);
+        else
+            json_object_del(c->schema, field);
+    }
+    json_decref(old);
+    ag_coll_write_end(c);
+    ag_coll_unref(c);
+    if (rc)
+        return rc;
+    call->result = ag_update_result(call);
+    return 0;
+}
+
+static int h_index_delete(ag_call_t *call)
+{
+    ag_collection_t *c;
+    int rc = ag_call_collection(call, &c);
+    if (rc)
+        return rc;
+    if ((rc = ag_coll_write_begin(c)) != 0) {
+        ag_coll_unref(c);
+        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
+                       call->params[0]);
+    }
+    json_t *old = json_incref(json_object_get(c->schema, call->params[1]));
+    if (old) {
+        json_object_del(c->schema, call->params[1]);
+        rc = ag_store_save_schema(call->api->store, c, &call->diag);
+        if (rc)
+            json_object_set(c->schema, call->params[1], old);
+        json_decref(old);
+    }
+    ag_coll_write_end(c);
+    ag_coll_unref(c);
+    if (rc)
+        return rc;
+    call->result = ag_update_result(call);
+    return 0;
+}
+
+const ag_route_t ag_routes_collections[] = {
+    {AG_HTTP_GET, "/collections", "read:collections", AG_SCOPE_NONE, h_list, false, false},
+    {AG_HTTP_POST, "/collections/aliases", "update:collections", AG_SCOPE_NONE, h_alias_actions,
+     true, false},
+    {AG_HTTP_GET, "/aliases", "read:collections", AG_SCOPE_NONE, h_aliases, false, false},
+    {AG_HTTP_GET, "/collections/{name}", "read:collections", AG_SCOPE_COLLECTION, h_info, false,
+     false},
+    {AG_HTTP_PUT, "/collections/{name}", "create:collections", AG_SCOPE_COLLECTION, h_create, true,
+     false},
+    {AG_HTTP_PATCH, "/collections/{name}", "update:collections", AG_SCOPE_COLLECTION, h_update,
+     true, false},
+    {AG_HTTP_DELETE, "/collections/{name}", "delete:collections", AG_SCOPE_COLLECTION, h_delete,
+     false, false},
+    {AG_HTTP_GET, "/collections/{name}/exists", "read:collections", AG_SCOPE_COLLECTION, h_exists,
+     false, false},
+    {AG_HTTP_GET, "/collections/{name}/aliases", "read:collections", AG_SCOPE_COLLECTION,
+     h_coll_aliases, false, false},
+    {AG_HTTP_PUT, "/collections/{name}/index", "update:collections", AG_SCOPE_COLLECTION,
+     h_index_create, true, false},
+    {AG_HTTP_DELETE, "/collections/{name}/index/{field}", "update:collections",
+     AG_SCOPE_COLLECTION, h_index_delete, false, false},
+};
+const size_t ag_routes_collections_len = AG_ARRAY_LEN(ag_routes_collections);

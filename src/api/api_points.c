@@ -1,0 +1,1050 @@
+/* Points: upsert, retrieve, delete, vectors, payload edits, batch updates, scroll and count. */
+#include <stdio.h>
+
+#include "api/ag_points.h"
+#include "json/ag_json.h"
+
+/* ---- writing helpers ----------------------------------------------------------------------- */
+
+/* Mutations of one operation, arena-allocated; the payloads are owned (released by muts_free). */
+typedef struct muts {
+    ag_mutation_t *m;
+    size_t n, cap;
+} muts_t;
+
+static ag_mutation_t *muts_add(ag_call_t *call, muts_t *ms)
+{
+    if (ms->n == ms->cap) {
+        size_t cap = ms->cap ? ms->cap * 2 : 64;
+        ag_mutation_t *g = ag_arena_alloc(&call->arena, cap * sizeof(*g));
+        if (!g)
+            return NULL;
+        if (ms->n)
+            memcpy(g, ms->m, ms->n * sizeof(*g));
+        ms->m = g;
+        ms->cap = cap;
+    }
+    ag_mutation_t *m = &ms->m[ms->n++];
+    memset(m, 0, sizeof(*m));
+    return m;
+}
+
+static void muts_free(muts_t *ms)
+{
+    for (size_t i = 0; i < ms->n; i++)
+        json_decref(ms->m[i].payload);
+    ms->n = 0;
+}
+
+/* Row-level check for a write (PRODUCT §4): the point must not exist outside the caller's scope
+ * and must not end up outside it. */
+static int check_write_scope(ag_call_t *call, ag_collection_t *c, const ag_point_id_t *id,
+                             const json_t *new_payload)
+{
+    if (!call->restriction)
+        return 0;
+    uint32_t s = ag_coll_find(c, id);
+    char buf[40];
+    ag_id_format(id, buf, sizeof(buf));
+    if (s != UINT32_MAX && !ag_coll_match(c, s, call->restriction))
+        return ag_fail(&call->diag, AG_EFORBIDDEN,
+                       "Forbidden: point %s is outside the rows this credential may write", buf);
+    if (new_payload) {
+        ag_filter_subject_t subj = {id, new_payload, NULL, NULL};
+        if (!ag_filter_match(call->restriction, &subj))
+            return ag_fail(&call->diag, AG_EFORBIDDEN,
+                           "Forbidden: point %s would end up outside the rows this credential "
+                           "may write", buf);
+    }
+    return 0;
+}
+
+static int commit(ag_call_t *call, ag_collection_t *c, muts_t *ms)
+{
+    for (size_t i = 0; i < ms->n; i++) {
+        const ag_mutation_t *m = &ms->m[i];
+        if (m->delete_point)
+            continue;
+        const json_t *np = m->payload;
+        if (!np) {
+            uint32_t s = ag_coll_find(c, &m->id);
+            np = s == UINT32_MAX ? NULL : c->slots[s].payload;
+            if (!np) {
+                static json_t *empty;
+                if (!empty)
+                    empty = json_object();
+                np = empty;
+            }
+        }
+        int rc = check_write_scope(call, c, &m->id, np);
+        if (rc)
+            return rc;
+    }
+    return ag_coll_apply(c, ms->m, ms->n, call->wait, &call->diag);
+}
+
+/* ---- point selection ----------------------------------------------------------------------- */
+
+/* Ids of existing points matching a filter, within the caller's scope. */
+static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filter,
+                         const char *path, ag_point_id_t **out, size_t *n)
+{
+    ag_scope_t sc;
+    int rc = ag_scope_init(&sc, call, c, filter, path);
+    if (rc)
+        return rc;
+    size_t cap = c->live ? c->live : 1;
+    ag_point_id_t *ids = ag_arena_alloc(&call->arena, cap * sizeof(*ids));
+    if (!ids) {
+        ag_scope_release(&sc);
+        return AG_ENOMEM;
+    }
+    size_t k = 0;
+    for (uint32_t s = 0; s < c->nslots && k < cap; s++)
+        if (ag_scope_match(&sc, s))
+            ids[k++] = c->slots[s].id;
+    ag_scope_release(&sc);
+    *out = ids;
+    *n = k;
+    return 0;
+}
+
+/* Qdrant's PointsSelector: {"points": [ids]} or {"filter": {...}} (keys taken from body). */
+static int select_points(ag_call_t *call, ag_collection_t *c, const json_t *body,
+                         ag_point_id_t **ids, size_t *n, bool *by_filter)
+{
+    json_t *pts = json_object_get(body, "points");
+    json_t *flt = json_object_get(body, "filter");
+    *by_filter = false;
+    if (pts && !json_is_null(pts) && flt && !json_is_null(flt))
+        return ag_fail(&call->diag, AG_EINVAL, "give either points or filter, not both");
+    if (pts && !json_is_null(pts))
+        return ag_parse_ids(call, pts, "points", ids, n);
+    if (flt && !json_is_null(flt)) {
+        *by_filter = true;
+        return select_filter(call, c, flt, "filter", ids, n);
+    }
+    return ag_fail(&call->diag, AG_EINVAL, "points or filter: one of them is required");
+}
+
+/* A listed id that does not exist, or is outside the caller's read scope, is not found. */
+static int require_point(ag_call_t *call, ag_collection_t *c, const ag_point_id_t *id,
+                         uint32_t *slot)
+{
+    uint32_t s = ag_coll_find(c, id);
+    if (s == UINT32_MAX || !ag_coll_match(c, s, call->restriction)) {
+        char buf[40];
+        ag_id_format(id, buf, sizeof(buf));
+        return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: No point with id %s found", buf);
+    }
+    *slot = s;
+    return 0;
+}
+
+/* ---- operations (caller holds the collection's write mutex) -------------------------------- */
+
+static int payload_of(ag_call_t *call, const json_t *p, const char *path, json_t **out)
+{
+    *out = NULL;
+    if (!p || json_is_null(p))
+        return 0;
+    if (!json_is_object(p))
+        return ag_fail(&call->diag, AG_EINVAL, "%s: payload must be a JSON object", path);
+    *out = json_deep_copy(p);
+    return *out ? 0 : AG_ENOMEM;
+}
+
+static int op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
+{
+    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "batch", "shard_key", "update_filter");
+    if (rc)
+        return rc;
+    muts_t ms = {0};
+    json_t *points = json_object_get(body, "points");
+    json_t *batch = json_object_get(body, "batch");
+    char path[96];
+    if (points && batch)
+        return ag_fail(&call->diag, AG_EINVAL, "give either points or batch, not both");
+    if (points) {
+        if (!json_is_array(points))
+            return ag_fail(&call->diag, AG_EINVAL, "points: expected an array");
+        if (json_array_size(points) > AG_MAX_BATCH)
+            return ag_fail(&call->diag, AG_EINVAL, "points: at most %d per request",
+                           AG_MAX_BATCH);
+        size_t i;
+        json_t *p;
+        json_array_foreach(points, i, p)
+        {
+            snprintf(path, sizeof(path), "points[%zu]", i);
+            if (!json_is_object(p)) {
+                rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
+                break;
+            }
+            if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector", "payload")) != 0)
+                break;
+            ag_mutation_t *m = muts_add(call, &ms);
+            if (!m) {
+                rc = AG_ENOMEM;
+                break;
+            }
+            m->replace_vectors = true;
+            snprintf(path, sizeof(path), "points[%zu].id", i);
+            if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
+                break;
+            snprintf(path, sizeof(path), "points[%zu].vector", i);
+            if ((rc = ag_parse_point_vector(call, c, json_object_get(p, "vector"), path, m)) != 0)
+                break;
+            snprintf(path, sizeof(path), "points[%zu].payload", i);
+            if ((rc = payload_of(call, json_object_get(p, "payload"), path, &m->payload)) != 0)
+                break;
+            if (!m->payload && !(m->payload = json_object())) {
+                rc = AG_ENOMEM;
+                break;
+            }
+        }
+    } else if (batch) {
+        if (!json_is_object(batch))
+            return ag_fail(&call->diag, AG_EINVAL, "batch: expected an object");
+        if ((rc = AG_JSON_ONLY(batch, "batch", &call->diag, "ids", "vectors", "payloads")) != 0)
+            return rc;
+        json_t *ids = json_object_get(batch, "ids");
+        json_t *vectors = json_object_get(batch, "vectors");
+        json_t *payloads = json_object_get(batch, "payloads");
+        if (!json_is_array(ids))
+            return ag_fail(&call->diag, AG_EINVAL, "batch.ids: expected an array");
+        size_t n = json_array_size(ids);
+        if (n > AG_MAX_BATCH)
+            return ag_fail(&call->diag, AG_EINVAL, "batch.ids: at most %d per request",
+                           AG_MAX_BATCH);
+        if (payloads && !json_is_null(payloads) &&
+            (!json_is_array(payloads) || json_array_size(payloads) != n))
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "batch.payloads: expected an array as long as batch.ids");
+        if (vectors && !json_is_array(vectors) && !json_is_object(vectors))
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "batch.vectors: expected an array or an object of named columns");
+        if (json_is_array(vectors) && json_array_size(vectors) != n)
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "batch.vectors: expected as many vectors as ids");
+        const char *vn;
+        json_t *col;
+        json_object_foreach(json_is_object(vectors) ? vectors : NULL, vn, col)
+        {
+            if (!json_is_array(col) || json_array_size(col) != n)
+                return ag_fail(&call->diag, AG_EINVAL,
+                               "batch.vectors.%.200s: expected as many vectors as ids", vn);
+            if (ag_coll_vector(c, vn) < 0 && ag_coll_sparse(c, vn) < 0)
+                return ag_fail(&call->diag, AG_EINVAL,
+                               "Wrong input: Not existing vector name error: %.200s", vn);
+        }
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            ag_mutation_t *m = muts_add(call, &ms);
+            if (!m) {
+                rc = AG_ENOMEM;
+                break;
+            }
+            m->replace_vectors = true;
+            snprintf(path, sizeof(path), "batch.ids[%zu]", i);
+            if ((rc = ag_id_parse(json_array_get(ids, i), &m->id, path, &call->diag)) != 0)
+                break;
+            if (json_is_array(vectors)) {
+                snprintf(path, sizeof(path), "batch.vectors[%zu]", i);
+                rc = ag_parse_point_vector(call, c, json_array_get(vectors, i), path, m);
+            } else {
+                json_object_foreach(json_is_object(vectors) ? vectors : NULL, vn, col)
+                {
+                    json_t *one = json_pack("{s:O}", vn, json_array_get(col, i));
+                    snprintf(path, sizeof(path), "batch.vectors.%.40s[%zu]", vn, i);
+                    rc = one ? ag_parse_point_vector(call, c, one, "batch.vectors", m) : AG_ENOMEM;
+                    json_decref(one);
+                    if (rc)
+                        break;
+                }
+            }
+            if (rc)
+                break;
+            snprintf(path, sizeof(path), "batch.payloads[%zu]", i);
+            if (json_is_array(payloads) &&
+                (rc = payload_of(call, json_array_get(payloads, i), path, &m->payload)) != 0)
+                break;
+            if (!m->payload && !(m->payload = json_object()))
+                rc = AG_ENOMEM;
+        }
+    } else {
+        return ag_fail(&call->diag, AG_EINVAL, "points or batch: one of them is required");
+    }
+    if (rc == 0)
+        rc = commit(call, c, &ms);
+    muts_free(&ms);
+    return rc;
+}
+
+static int op_delete(ag_call_t *call, ag_collection_t *c, const json_t *body)
+{
+    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "filter", "shard_key");
+    if (rc)
+        return rc;
+    ag_point_id_t *ids;
+    size_t n;
+    bool by_filter;
+    if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
+        return rc;
+    muts_t ms = {0};
+    for (size_t i = 0; i < n; i++) {
+        uint32_t s = ag_coll_find(c, &ids[i]);
+        /* Deletes touch only points inside the caller's scope; others are left alone. */
+        if (s != UINT32_MAX && !ag_coll_match(c, s, call->restriction))
+            continue;
+        ag_mutation_t *m = muts_add(call, &ms);
+        if (!m)
+            return AG_ENOMEM;
+        m->id = ids[i];
+        m->delete_point = true;
+    }
+    rc = ag_coll_apply(c, ms.m, ms.n, call->wait, &call->diag);
+    muts_free(&ms);
+    return rc;
+}
+
+typedef enum { PL_SET, PL_OVERWRITE, PL_DELETE_KEYS, PL_CLEAR } pl_op_t;
+
+/* Returns the object at a dotted key path inside obj, creating objects on the way. */
+static json_t *ensure_path(json_t *obj, const char *key)
+{
+    char part[256];
+    const char *p = key;
+    while (*p) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (len == 0 || len >= sizeof(part))
+            return NULL;
+        memcpy(part, p, len);
+        part[len] = '\0';
+        json_t *next = json_object_get(obj, part);
+        if (!json_is_object(next)) {
+            next = json_object();
+            if (!next || json_object_set_new(obj, part, next) != 0)
+                return NULL;
+        }
+        obj = next;
+        p = dot ? dot + 1 : p + len;
+    }
+    return obj;
+}
+
+static void delete_key(json_t *obj, const char *path)
+{
+    if (json_object_get(obj, path)) {
+        json_object_del(obj, path);
+        return;
+    }
+    const char *dot = strchr(path, '.');
+    if (!dot)
+        return;
+    char head[256];
+    size_t len = (size_t)(dot - path);
+    if (len >= sizeof(head))
+        return;
+    memcpy(head, path, len);
+    head[len] = '\0';
+    json_t *sub = json_object_get(obj, head);
+    if (json_is_object(sub))
+        delete_key(sub, dot + 1);
+    else if (json_is_array(sub) && strncmp(head + len - 2 > head ? head + len - 2 : head, "[]", 2) == 0)
+        return;
+}
+
+static int op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, pl_op_t op)
+{
+    int rc;
+    const json_t *payload = NULL;
+    const json_t *keys = NULL;
+    const char *key = NULL;
+    switch (op) {
+    case PL_SET:
+    case PL_OVERWRITE:
+        rc = AG_JSON_ONLY(body, "", &call->diag, "payload", "points", "filter", "key",
+                          "shard_key");
+        if (rc)
+            return rc;
+        payload = json_object_get(body, "payload");
+        if (!json_is_object(payload))
+            return ag_fail(&call->diag, AG_EINVAL, "payload: expected a JSON object");
+        if ((rc = ag_json_get_str(body, "key", "", &key, &call->diag)) != 0)
+            return rc;
+        if (key && (rc = ag_payload_path_check(key, &call->diag)) != 0)
+            return rc;
+        break;
+    case PL_DELETE_KEYS:
+        rc = AG_JSON_ONLY(body, "", &call->diag, "keys", "points", "filter", "shard_key");
+        if (rc)
+            return rc;
+        keys = json_object_get(body, "keys");
+        if (!json_is_array(keys))
+            return ag_fail(&call->diag, AG_EINVAL, "keys: expected an array of payload keys");
+        size_t i;
+        json_t *k;
+        json_array_foreach(keys, i, k)
+        {
+            if (!json_is_string(k) || ag_payload_path_check(json_string_value(k), NULL) != 0)
+                return ag_fail(&call->diag, AG_EINVAL, "keys[%zu]: expected a payload key", i);
+        }
+        break;
+    case PL_CLEAR:
+        rc = AG_JSON_ONLY(body, "", &call->diag, "points", "filter", "shard_key");
+        if (rc)
+            return rc;
+        break;
+    }
+    ag_point_id_t *ids;
+    size_t n;
+    bool by_filter;
+    if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
+        return rc;
+    muts_t ms = {0};
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        uint32_t s = UINT32_MAX;
+        if ((rc = require_point(call, c, &ids[i], &s)) != 0)
+            break;
+        json_t *next = NULL;
+        switch (op) {
+        case PL_SET:
+            next = json_deep_copy(c->slots[s].payload);
+            if (next) {
+                json_t *target = key ? ensure_path(next, key) : next;
+                if (!target || json_object_update(target, (json_t *)payload) != 0) {
+                    json_decref(next);
+                    next = NULL;
+                }
+            }
+            break;
+        case PL_OVERWRITE:
+            next = json_deep_copy(payload);
+            break;
+        case PL_DELETE_KEYS: {
+            next = json_deep_copy(c->slots[s].payload);
+            size_t k;
+            json_t *kv;
+            json_array_foreach(keys, k, kv) if (next) delete_key(next, json_string_value(kv));
+            break;
+        }
+        case PL_CLEAR:
+            next = json_object();
+            break;
+        }
+        if (!next) {
+            rc = AG_ENOMEM;
+            break;
+        }
+        ag_mutation_t *m = muts_add(call, &ms);
+        if (!m) {
+            json_decref(next);
+            rc = AG_ENOMEM;
+            break;
+        }
+        m->id = ids[i];
+        m->payload = next;
+    }
+    if (rc == 0)
+        rc = commit(call, c, &ms);
+    muts_free(&ms);
+    return rc;
+}
+
+static int op_update_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body)
+{
+    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "shard_key", "update_filter");
+    if (rc)
+        return rc;
+    json_t *points = json_object_get(body, "points");
+    if (!json_is_array(points))
+        return ag_fail(&call->diag, AG_EINVAL, "points: expected an array");
+    muts_t ms = {0};
+    char path[96];
+    size_t i;
+    json_t *p;
+    json_array_foreach(points, i, p)
+    {
+        snprintf(path, sizeof(path), "points[%zu]", i);
+        if (!json_is_object(p)) {
+            rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
+            break;
+        }
+        if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector")) != 0)
+            break;
+        ag_mutation_t *m = muts_add(call, &ms);
+        if (!m) {
+            rc = AG_ENOMEM;
+            break;
+        }
+        snprintf(path, sizeof(path), "points[%zu].id", i);
+        if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
+            break;
+        uint32_t s = UINT32_MAX;
+        if ((rc = require_point(call, c, &m->id, &s)) != 0)
+            break;
+        json_t *v = json_object_get(p, "vector");
+        if (!v || json_is_null(v)) {
+            rc = ag_fail(&call->diag, AG_EINVAL, "points[%zu].vector: required", i);
+            break;
+        }
+        snprintf(path, sizeof(path), "points[%zu].vector", i);
+        if ((rc = ag_parse_point_vector(call, c, v, path, m)) != 0)
+            break;
+    }
+    if (rc == 0)
+        rc = commit(call, c, &ms);
+    muts_free(&ms);
+    return rc;
+}
+
+static int op_delete_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body)
+{
+    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "filter", "vector", "shard_key");
+    if (rc)
+        return rc;
+    json_t *names = json_object_get(body, "vector");
+    if (!json_is_array(names))
+        return ag_fail(&call->diag, AG_EINVAL, "vector: expected an array of vector names");
+    int dense[AG_MAX_VECTORS], sparse[AG_MAX_VECTORS], nd = 0, ns = 0;
+    size_t i;
+    json_t *nm;
+    json_array_foreach(names, i, nm)
+    {
+        const char *s = json_is_string(nm) ? json_string_value(nm) : NULL;
+        int vi = s ? ag_coll_vector(c, s) : -1, si = s ? ag_coll_sparse(c, s) : -1;
+        if (vi >= 0 && nd < AG_MAX_VECTORS)
+            dense[nd++] = vi;
+        else if (si >= 0 && ns < AG_MAX_VECTORS)
+            sparse[ns++] = si;
+        else
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "Wrong input: Not existing vector name error: %.200s",
+                           s ? s : "(not a string)");
+    }
+    ag_point_id_t *ids;
+    size_t n;
+    bool by_filter;
+    if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
+        return rc;
+    muts_t ms = {0};
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        uint32_t s = UINT32_MAX;
+        if ((rc = require_point(call, c, &ids[k], &s)) != 0)
+            break;
+        ag_mutation_t *m = muts_add(call, &ms);
+        if (!m) {
+            rc = AG_ENOMEM;
+            break;
+        }
+        m->id = ids[k];
+        for (int d = 0; d < nd; d++)
+            m->dense_op[dense[d]] = AG_VEC_CLEAR;
+        for (int d = 0; d < ns; d++)
+            m->sparse_op[sparse[d]] = AG_VEC_CLEAR;
+    }
+    if (rc == 0)
+        rc = commit(call, c, &ms);
+    muts_free(&ms);
+    return rc;
+}
+
+/* ---- endpoint wrappers --------------------------------------------------------------------- */
+
+typedef int (*op_fn)(ag_call_t *, ag_collection_t *, const json_t *);
+
+static int run_write(ag_call_t *call, op_fn fn, pl_op_t pl, bool is_payload)
+{
+    ag_collection_t *c;
+    int rc = ag_call_collection(call, &c);
+    if (rc)
+        return rc;
+    if ((rc = ag_coll_write_begin(c)) != 0) {
+        ag_coll_unref(c);
+        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
+                       call->params[0]);
+    }
+    rc = is_payload ? op_payload(call, c, call->body, pl) : fn(call, c, call->body);
+    ag_coll_write_end(c);
+    ag_coll_unref(c);
+    if (rc == 0)
+        call->result = ag_update_result(call);
+    return rc;
+}
+
+static int h_upsert(ag_call_t *call)
+{
+    return run_write(call, op_upsert, PL_SET, false);
+}
+static int h_delete(ag_call_t *call)
+{
+    return run_write(call, op_delete, PL_SET, false);
+}
+static int h_set_payload(ag_call_t *call)
+{
+    return run_write(call, NULL, PL_SET, true);
+}
+static int h_overwrite_payload(ag_call_t *call)
+{
+    return run_write(call, NULL, PL_OVERWRITE, true);
+}
+static int h_delete_payload(ag_call_t *call)
+{
+    return run_write(call, NULL, PL_DELETE_KEYS, true);
+}
+static int h_clear_payload(ag_call_t *call)
+{
+    return run_write(call, NULL, PL_CLEAR, true);
+}
+static int h_update_vectors(ag_call_t *call)
+{
+    return run_write(call, op_update_vectors, PL_SET, false);
+}
+static int h_delete_vectors(ag_call_t *call)
+{
+    return run_write(call, op_delete_vectors, PL_SET, false);
+}
+
+static int h_batch(ag_call_t *call)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "operations");
+    if (rc)
+        return rc;
+    json_t *ops = json_object_get(call->body, "operations");
+    if (!json_is_array(ops))
+        return ag_fail(&call->diag, AG_EINVAL, "operations: expected an array");
+    static const char *names[] = {"upsert",         "delete",          "set_payload",
+                                  "overwrite_payload", "delete_payload", "clear_payload",
+                                  "update_vectors", "delete_vectors"};
+    size_t i;
+    json_t *op;
+    json_array_foreach(ops, i, op)
+    {
+        if (!json_is_object(op) || json_object_size(op) != 1)
+            return ag_fail(&call->diag, AG_EINVAL, "operations[%zu]: expected one operation",
+                           i);
+        bool known = false;
+        for (size_t k = 0; k < AG_ARRAY_LEN(names); k++)
+            known = known || json_object_get(op, names[k]) != NULL;
+        if (!known)
+            return ag_fail(&call->diag, AG_EINVAL, "operations[%zu]: unknown operation", i);
+    }
+    ag_collection_t *c;
+    if ((rc = ag_call_collection(call, &c)) != 0)
+        return rc;
+    if ((rc = ag_coll_write_begin(c)) != 0) {
+        ag_coll_unref(c);
+        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
+                       call->params[0]);
+    }
+    json_array_foreach(ops, i, op)
+    {
+        const char *name = json_object_iter_key(json_object_iter(op));
+        json_t *b = json_object_get(op, name);
+        if (!json_is_object(b)) {
+            rc = ag_fail(&call->diag, AG_EINVAL, "operations[%zu].%s: expected an object", i,
+                         name);
+            break;
+        }
+        json_t *wrapped = NULL;
+        if (strcmp(name, "delete") == 0 || strcmp(name, "clear_payload") == 0) {
+            /* These take a bare PointsSelector, possibly nested as {"points": ...}. */
+            wrapped = json_incref(b);
+        }
+        if (strcmp(name, "upsert") == 0)
+            rc = op_upsert(call, c, b);
+        else if (strcmp(name, "delete") == 0)
+            rc = op_delete(call, c, wrapped);
+        else if (strcmp(name, "set_payload") == 0)
+            rc = op_payload(call, c, b, PL_SET);
+        else if (strcmp(name, "overwrite_payload") == 0)
+            rc = op_payload(call, c, b, PL_OVERWRITE);
+        else if (strcmp(name, "delete_payload") == 0)
+            rc = op_payload(call, c, b, PL_DELETE_KEYS);
+        else if (strcmp(name, "clear_payload") == 0)
+            rc = op_payload(call, c, wrapped, PL_CLEAR);
+        else if (strcmp(name, "update_vectors") == 0)
+            rc = op_update_vectors(call, c, b);
+        else
+            rc = op_delete_vectors(call, c, b);
+        json_decref(wrapped);
+        if (rc) {
+            char msg[sizeof(call->diag.msg)];
+            snprintf(msg, sizeof(msg), "%s", call->diag.msg);
+            ag_fail(&call->diag, rc, "operations[%zu].%s: %s", i, name, msg);
+            break;
+        }
+    }
+    ag_coll_write_end(c);
+    ag_coll_unref(c);
+    if (rc)
+        return rc;
+    json_t *arr = json_array();
+    for (i = 0; arr && i < json_array_size(ops); i++)
+        json_array_append_new(arr, ag_update_result(call));
+    call->result = arr;
+    return arr ? 0 : AG_ENOMEM;
+}
+
+/* ---- reads --------------------------------------------------------------------------------- */
+
+static int h_retrieve(ag_call_t *call)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "ids", "with_payload", "with_vector",
+                          "shard_key", "consistency");
+    if (rc)
+        return rc;
+    ag_point_id_t *ids;
+    size_t n;
+    if ((rc = ag_parse_ids(call, json_object_get(call->body, "ids"), "ids", &ids, &n)) != 0)
+        return rc;
+    ag_payload_sel_t ps;
+    bool wv = false;
+    const json_t *which;
+    if ((rc = ag_parse_with_payload(json_object_get(call->body, "with_payload"), true, &ps,
+                                    &call->diag)) != 0 ||
+        (rc = ag_parse_with_vector(json_object_get(call->body, "with_vector"), &wv, &which,
+                                   &call->diag)) != 0)
+        return rc;
+    ag_collection_t *c;
+    if ((rc = ag_call_collection(call, &c)) != 0)
+        return rc;
+    json_t *arr = json_array();
+    ag_coll_read_begin(c);
+    for (size_t i = 0; arr && i < n; i++) {
+        uint32_t s = ag_coll_find(c, &ids[i]);
+        bool dup = false;
+        for (size_t k = 0; k < i && !dup; k++)
+            dup = ag_id_equal(&ids[k], &ids[i]);
+        /* Points outside the caller's rows do not exist for it. */
+        if (s == UINT32_MAX || dup || !ag_coll_match(c, s, call->restriction))
+            continue;
+        json_array_append_new(arr, ag_render_point(c, s, &ps, wv, which, false, 0));
+    }
+    ag_coll_read_end(c);
+    ag_coll_unref(c);
+    call->result = arr;
+    return arr ? 0 : AG_ENOMEM;
+}
+
+static int h_get_point(ag_call_t *call)
+{
+    ag_point_id_t id;
+    int rc = ag_id_parse_str(call->params[1], &id, &call->diag);
+    if (rc)
+        return rc;
+    ag_collection_t *c;
+    if ((rc = ag_call_collection(call, &c)) != 0)
+        return rc;
+    ag_payload_sel_t ps = {true, NULL, NULL};
+    ag_coll_read_begin(c);
+    uint32_t s = UINT32_MAX;
+    rc = require_point(call, c, &id, &s);
+    if (rc == 0)
+        call->result = ag_render_point(c, s, &ps, true, NULL, false, 0);
+    ag_coll_read_end(c);
+    ag_coll_unref(c);
+    return rc;
+}
+
+static int h_count(ag_call_t *call)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "filter", "exact", "shard_key");
+    if (rc)
+        return rc;
+    bool exact = true;
+    if ((rc = ag_json_get_bool(call->body, "exact", "", &exact, &call->diag)) != 0)
+        return rc;
+    ag_collection_t *c;
+    if ((rc = ag_call_collection(call, &c)) != 0)
+        return rc;
+    ag_scope_t sc;
+    if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) == 0) {
+        ag_coll_read_begin(c);
+        json_int_t count = 0;
+        if (!sc.user && !sc.restriction) {
+            count = c->live;
+        } else {
+            for (uint32_t s = 0; s < c->nslots; s++)
+                count += ag_scope_match(&sc, s);
+        }
+        ag_coll_read_end(c);
+        ag_scope_release(&sc);
+        call->result = json_pack("{s:I}", "count", count);
+    }
+    ag_coll_unref(c);
+    return rc;
+}
+
+typedef struct ordered {
+    uint32_t slot;
+    double value;
+    const ag_point_id_t *id;
+} ordered_t;
+
+static int cmp_asc(const void *a, const void *b)
+{
+    const ordered_t *x = a, *y = b;
+    if (x->value != y->value)
+        return x->value < y->value ? -1 : 1;
+    return ag_id_cmp(x->id, y->id);
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    const ordered_t *x = a, *y = b;
+    if (x->value != y->value)
+        return x->value > y->value ? -1 : 1;
+    return ag_id_cmp(x->id, y->id);
+}
+
+typedef struct first_num {
+    bool found;
+    double v;
+    bool datetime;
+} first_num_t;
+
+static int ag_parse_datetime(const char *s, double *out)
+{
+    int64_t us;
+    int rc = ag_datetime_parse(s, strlen(s), &us);
+    if (rc == 0)
+        *out = (double)us / 1e6;
+    return rc;
+}
+
+static void take_number(const json_t *v, void *ud)
+{
+    first_num_t *f = ud;
+    double x;
+    if (json_is_number(v)) {
+        x = json_number_value(v);
+    } else if (f->datetime && json_is_string(v) && ag_parse_datetime(json_string_value(v), &x) == 0) {
+    } else {
+        return;
+    }
+    if (!f->found || x < f->v) {
+        f->v = x;
+        f->found = true;
+    }
+}
+
+int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, const char **key,
+                      bool *desc, bool *has_start, double *start, bool *datetime);
+
+int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, const char **key,
+                      bool *desc, bool *has_start, double *start, bool *datetime)
+{
+    *desc = false;
+    *has_start = false;
+    *datetime = false;
+    if (json_is_string(ob)) {
+        *key = json_string_value(ob);
+    } else if (json_is_object(ob)) {
+        int rc = AG_JSON_ONLY(ob, "order_by", &call->diag, "key", "direction", "start_from");
+        if (rc)
+            return rc;
+        *key = NULL;
+        if ((rc = ag_json_get_str(ob, "key", "order_by", key, &call->diag)) != 0)
+            return rc;
+        const char *dir = NULL;
+        if ((rc = ag_json_get_str(ob, "direction", "order_by", &dir, &call->diag)) != 0)
+            return rc;
+        if (dir && strcmp(dir, "asc") != 0 && strcmp(dir, "desc") != 0)
+            return ag_fail(&call->diag, AG_EINVAL, "order_by.direction: expected asc or desc");
+        *desc = dir && strcmp(dir, "desc") == 0;
+        json_t *sf = json_object_get(ob, "start_from");
+        if (sf && !json_is_null(sf)) {
+            if (json_is_number(sf)) {
+                *start = json_number_value(sf);
+            } else if (!json_is_string(sf) || ag_parse_datetime(json_string_value(sf), start) != 0) {
+                return ag_fail(&call->diag, AG_EINVAL,
+                               "order_by.start_from: expected a number or an RFC 3339 datetime");
+            }
+            *has_start = true;
+        }
+    } else {
+        return ag_fail(&call->diag, AG_EINVAL, "order_by: expected a key or an object");
+    }
+    if (!*key || ag_payload_path_check(*key, NULL) != 0)
+        return ag_fail(&call->diag, AG_EINVAL, "order_by.key: expected a payload key");
+    json_t *def = json_object_get(c->schema, *key);
+    const char *type = json_string_value(json_object_get(def, "data_type"));
+    if (!type || (strcmp(type, "integer") != 0 && strcmp(type, "float") != 0 &&
+                  strcmp(type, "datetime") != 0))
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "Bad request: No range index for `order_by` key `%.200s` found. Please "
+                       "create one to use `order_by`.",
+                       *key);
+    *datetime = strcmp(type, "datetime") == 0;
+    return 0;
+}
+
+/* Sorts the slots in scope by a payload value; returns an arena array. */
+int ag_order_slots(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc, const char *key,
+                   bool desc, bool has_start, double start, bool datetime, ordered_t **out,
+                   size_t *n);
+
+int ag_order_slots(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc, const char *key,
+                   bool desc, bool has_start, double start, bool datetime, ordered_t **out,
+                   size_t *n)
+{
+    ordered_t *o = ag_arena_alloc(&call->arena, sizeof(*o) * (c->live ? c->live : 1));
+    if (!o)
+        return AG_ENOMEM;
+    size_t k = 0;
+    for (uint32_t s = 0; s < c->nslots && k < c->live; s++) {
+        if (!ag_scope_match(sc, s))
+            continue;
+        first_num_t f = {false, 0, datetime};
+        ag_payload_path_each(c->slots[s].payload, key, take_number, &f);
+        if (!f.found)
+            continue;
+        if (has_start && (desc ? f.v > start : f.v < start))
+            continue;
+        o[k].slot = s;
+        o[k].value = f.v;
+        o[k].id = &c->slots[s].id;
+        k++;
+    }
+    qsort(o, k, sizeof(*o), desc ? cmp_desc : cmp_asc);
+    *out = o;
+    *n = k;
+    return 0;
+}
+
+static int h_scroll(ag_call_t *call)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "offset", "limit", "filter", "with_payload",
+                          "with_vector", "order_by", "shard_key", "consistency");
+    if (rc)
+        return rc;
+    uint64_t limit = 10;
+    if ((rc = ag_json_get_uint(call->body, "limit", "", AG_MAX_LIMIT, &limit, &call->diag)) != 0)
+        return rc;
+    if (limit == 0)
+        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "limit: must be at least 1");
+    ag_point_id_t offset;
+    json_t *off = json_object_get(call->body, "offset");
+    bool has_offset = off && !json_is_null(off);
+    if (has_offset && (rc = ag_id_parse(off, &offset, "offset", &call->diag)) != 0)
+        return rc;
+    ag_payload_sel_t ps;
+    bool wv = false;
+    const json_t *which;
+    if ((rc = ag_parse_with_payload(json_object_get(call->body, "with_payload"), true, &ps,
+                                    &call->diag)) != 0 ||
+        (rc = ag_parse_with_vector(json_object_get(call->body, "with_vector"), &wv, &which,
+                                   &call->diag)) != 0)
+        return rc;
+    ag_collection_t *c;
+    if ((rc = ag_call_collection(call, &c)) != 0)
+        return rc;
+    ag_scope_t sc;
+    if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) != 0) {
+        ag_coll_unref(c);
+        return rc;
+    }
+    json_t *points = json_array();
+    json_t *next = json_null();
+    json_t *ob = json_object_get(call->body, "order_by");
+    ag_coll_read_begin(c);
+    if (ob && !json_is_null(ob)) {
+        const char *key;
+        bool desc, has_start, datetime;
+        double start = 0;
+        ordered_t *o = NULL;
+        size_t n = 0;
+        rc = ag_parse_order_by(call, c, ob, &key, &desc, &has_start, &start, &datetime);
+        if (rc == 0 && has_offset)
+            rc = ag_fail(&call->diag, AG_EINVAL, "offset: not allowed with order_by; use "
+                                                 "order_by.start_from");
+        if (rc == 0)
+            rc = ag_order_slots(call, c, &sc, key, desc, has_start, start, datetime, &o, &n);
+        for (size_t i = 0; rc == 0 && i < n && i < limit; i++) {
+            json_t *p = ag_render_point(c, o[i].slot, &ps, wv, which, false, 0);
+            json_object_set_new(p, "order_value", o[i].value == (double)(json_int_t)o[i].value
+                                                      ? json_integer((json_int_t)o[i].value)
+                                                      : json_real(o[i].value));
+            json_array_append_new(points, p);
+        }
+    } else {
+        /* Walk the points in id order straight from LMDB's sorted keys. */
+        MDB_txn *txn = NULL;
+        MDB_cursor *cur = NULL;
+        if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn) != 0 ||
+            mdb_cursor_open(txn, c->dbi_points, &cur) != 0) {
+            rc = ag_fail(&call->diag, AG_ESTORAGE, "cannot read the collection");
+        } else {
+            uint8_t key[AG_ID_KEY_LEN];
+            MDB_val k = {AG_ID_KEY_LEN, key}, v;
+            int mrc;
+            if (has_offset) {
+                ag_id_to_key(&offset, key);
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+            } else {
+                mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+            }
+            size_t got = 0;
+            for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+                ag_point_id_t id;
+                if (ag_id_from_key(k.mv_data, k.mv_size, &id) != 0)
+                    continue;
+                uint32_t s = ag_coll_find(c, &id);
+                if (s == UINT32_MAX || !ag_scope_match(&sc, s))
+                    continue;
+                if (got == limit) {
+                    json_decref(next);
+                    next = ag_id_to_json(&id);
+                    break;
+                }
+                json_array_append_new(points, ag_render_point(c, s, &ps, wv, which, false, 0));
+                got++;
+            }
+        }
+        if (cur)
+            mdb_cursor_close(cur);
+        if (txn)
+            mdb_txn_abort(txn);
+    }
+    ag_coll_read_end(c);
+    ag_scope_release(&sc);
+    ag_coll_unref(c);
+    if (rc) {
+        json_decref(points);
+        json_decref(next);
+        return rc;
+    }
+    call->result = json_pack("{s:o,s:o}", "points", points, "next_page_offset", next);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+const ag_route_t ag_routes_points[] = {
+    {AG_HTTP_PUT, "/collections/{name}/points", "write:data", AG_SCOPE_COLLECTION, h_upsert, true,
+     false},
+    {AG_HTTP_POST, "/collections/{name}/points", "read:data", AG_SCOPE_COLLECTION, h_retrieve,
+     true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/delete", "delete:data", AG_SCOPE_COLLECTION,
+     h_delete, true, false},
+    {AG_HTTP_PUT, "/collections/{name}/points/vectors", "update:data", AG_SCOPE_COLLECTION,
+     h_update_vectors, true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/vectors/delete", "update:data",
+     AG_SCOPE_COLLECTION, h_delete_vectors, true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/payload", "update:data", AG_SCOPE_COLLECTION,
+     h_set_payload, true, false},
+    {AG_HTTP_PUT, "/collections/{name}/points/payload", "update:data", AG_SCOPE_COLLECTION,
+     h_overwrite_payload, true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/payload/delete", "update:data",
+     AG_SCOPE_COLLECTION, h_delete_payload, true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/payload/clear", "update:data",
+     AG_SCOPE_COLLECTION, h_clear_payload, true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/batch", "write:data", AG_SCOPE_COLLECTION, h_batch,
+     true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/scroll", "read:data", AG_SCOPE_COLLECTION,
+     h_scroll, true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/count", "read:data", AG_SCOPE_COLLECTION, h_count,
+     true, false},
+    {AG_HTTP_GET, "/collections/{name}/points/{id}", "read:data", AG_SCOPE_COLLECTION,
+     h_get_point, false, false},
+};
+const size_t ag_routes_points_len = AG_ARRAY_LEN(ag_routes_points);

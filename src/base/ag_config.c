@@ -1,0 +1,199 @@
+#include "ag_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <yaml.h>
+
+#include <sodium.h>
+
+typedef enum { T_STR, T_UINT, T_BOOL } ktype_t;
+
+typedef struct key_def {
+    const char *name;
+    ktype_t type;
+    size_t offset;
+    uint64_t max;
+    bool secret;
+} key_def_t;
+
+#define K(name, type, field, max, secret)                                                          \
+    {                                                                                              \
+        name, type, offsetof(ag_config_t, field), max, secret                                      \
+    }
+
+static const key_def_t keys[] = {
+    K("service.host", T_STR, host, 0, false),
+    K("service.http_port", T_UINT, http_port, 65535, false),
+    K("service.max_request_size_mb", T_UINT, max_request_size_mb, 4096, false),
+    K("service.max_workers", T_UINT, max_workers, 256, false),
+    K("service.api_key", T_STR, api_key, 0, true),
+    K("service.alt_api_key", T_STR, alt_api_key, 0, true),
+    K("service.read_only_api_key", T_STR, read_only_api_key, 0, true),
+    K("service.jwt_rbac", T_BOOL, jwt_rbac, 0, false),
+    K("service.jwt_leeway_sec", T_UINT, jwt_leeway_s, 3600, false),
+    K("service.enable_tls", T_BOOL, enable_tls, 0, false),
+    K("service.verify_https_client_certificate", T_BOOL, verify_https_client_certificate, 0,
+      false),
+    K("service.access_log", T_BOOL, access_log, 0, false),
+    K("tls.cert", T_STR, tls_cert, 0, false),
+    K("tls.key", T_STR, tls_key, 0, false),
+    K("tls.ca_cert", T_STR, tls_ca_cert, 0, false),
+    K("storage.storage_path", T_STR, storage_path, 0, false),
+    K("storage.map_size_gb", T_UINT, map_size_gb, 1 << 20, false),
+    K("storage.flush_interval_ms", T_UINT, flush_interval_ms, 3600000, false),
+    K("log_level", T_STR, log_level, 0, false),
+};
+
+static void set_str(char **slot, const char *v)
+{
+    if (*slot) {
+        sodium_memzero(*slot, strlen(*slot));
+        free(*slot);
+    }
+    *slot = v ? strdup(v) : NULL;
+}
+
+void ag_config_init(ag_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    set_str(&cfg->host, "127.0.0.1");
+    cfg->http_port = 6333;
+    cfg->max_request_size_mb = 32;
+    cfg->max_workers = 0;
+    cfg->jwt_leeway_s = 30;
+    cfg->access_log = true;
+    set_str(&cfg->storage_path, "./storage");
+    cfg->map_size_gb = 256;
+    cfg->flush_interval_ms = 1000;
+    set_str(&cfg->log_level, "info");
+}
+
+void ag_config_release(ag_config_t *cfg)
+{
+    for (size_t i = 0; i < AG_ARRAY_LEN(keys); i++)
+        if (keys[i].type == T_STR)
+            set_str((char **)((char *)cfg + keys[i].offset), NULL);
+}
+
+int ag_config_set(ag_config_t *cfg, const char *key, const char *value, ag_diag_t *diag)
+{
+    for (size_t i = 0; i < AG_ARRAY_LEN(keys); i++) {
+        const key_def_t *k = &keys[i];
+        if (strcmp(k->name, key) != 0)
+            continue;
+        void *field = (char *)cfg + k->offset;
+        switch (k->type) {
+        case T_STR:
+            set_str(field, value);
+            if (!*(char **)field)
+                return AG_ENOMEM;
+            return 0;
+        case T_BOOL:
+            if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+                *(bool *)field = true;
+            else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
+                *(bool *)field = false;
+            else
+                return ag_fail(diag, AG_ECONFIG, "%s: expected true or false", key);
+            return 0;
+        case T_UINT: {
+            errno = 0;
+            char *end = NULL;
+            unsigned long long v = strtoull(value, &end, 10);
+            if (!*value || errno || !end || *end || value[0] == '-' || v > k->max)
+                return ag_fail(diag, AG_ECONFIG, "%s: expected an integer from 0 to %llu", key,
+                               (unsigned long long)k->max);
+            *(uint64_t *)field = v;
+            return 0;
+        }
+        }
+    }
+    return ag_fail(diag, AG_ECONFIG, "unknown configuration key '%s'", key);
+}
+
+/* Walks a YAML mapping, building dotted key names; scalars are passed to ag_config_set. */
+static int walk(ag_config_t *cfg, yaml_document_t *doc, yaml_node_t *node, const char *prefix,
+                ag_diag_t *diag)
+{
+    if (node->type == YAML_SCALAR_NODE) {
+        if (!*prefix)
+            return ag_fail(diag, AG_ECONFIG, "configuration file must be a mapping");
+        const char *v = (const char *)node->data.scalar.value;
+        if (strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || v[0] == '\0')
+            return 0;
+        return ag_config_set(cfg, prefix, v, diag);
+    }
+    if (node->type != YAML_MAPPING_NODE)
+        return ag_fail(diag, AG_ECONFIG, "%s: lists are not valid here",
+                       *prefix ? prefix : "(top)");
+    for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(doc, p->value);
+        if (!k || !v || k->type != YAML_SCALAR_NODE)
+            return ag_fail(diag, AG_ECONFIG, "configuration keys must be plain names");
+        char name[256];
+        int n = snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "",
+                         (const char *)k->data.scalar.value);
+        if (n < 0 || (size_t)n >= sizeof(name))
+            return ag_fail(diag, AG_ECONFIG, "configuration key too long");
+        int rc = walk(cfg, doc, v, name, diag);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int ag_config_load_file(ag_config_t *cfg, const char *path, ag_diag_t *diag)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ag_fail(diag, AG_ECONFIG, "cannot open configuration file '%s': %s", path,
+                       strerror(errno));
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    int rc = 0;
+    if (!yaml_parser_load(&parser, &doc)) {
+        rc = ag_fail(diag, AG_ECONFIG, "%s: YAML error at line %zu: %s", path,
+                     parser.problem_mark.line + 1, parser.problem ? parser.problem : "?");
+    } else {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        if (root)
+            rc = walk(cfg, &doc, root, "", diag);
+        yaml_document_delete(&doc);
+    }
+    yaml_parser_delete(&parser);
+    fclose(f);
+    return rc;
+}
+
+int ag_config_load_env(ag_config_t *cfg, char *const *envp, ag_diag_t *diag)
+{
+    static const char prefix[] = "AEGIS__";
+    for (size_t i = 0; envp && envp[i]; i++) {
+        const char *e = envp[i];
+        if (strncmp(e, prefix, sizeof(prefix) - 1) != 0)
+            continue;
+        const char *eq = strchr(e, '=');
+        if (!eq)
+            continue;
+        char key[256];
+        size_t o = 0;
+        for (const char *p = e + sizeof(prefix) - 1; p < eq && o + 1 < sizeof(key); p++) {
+            if (p[0] == '_' && p[1] == '_' && p + 1 < eq) {
+                key[o++] = '.';
+                p++;
+            } else {
+                key[o++] = (char)tolower((unsigned char)*p);
+            }
+        }
+        key[o] = '\0';
+        int rc = ag_config_set(cfg, key, eq + 1, diag);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,50 @@
+/*
+ * ag_config.h — server configuration: defaults, then a YAML file (--config), then environment
+ * variables AEGIS__SECTION__KEY, then command-line flags. Every key is declared once in the
+ * table inside ag_config.c; an unknown key or a bad value stops start-up with a message naming it.
+ */
+#ifndef AG_CONFIG_H
+#define AG_CONFIG_H
+
+#include "ag_base.h"
+
+typedef struct ag_config {
+    /* service */
+    char *host;
+    uint64_t http_port;
+    uint64_t max_request_size_mb;
+    uint64_t max_workers;
+    char *api_key;
+    char *alt_api_key;
+    char *read_only_api_key;
+    bool jwt_rbac;
+    uint64_t jwt_leeway_s;
+    bool enable_tls;
+    bool verify_https_client_certificate;
+    bool access_log;
+    /* tls */
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ca_cert;
+    /* storage */
+    char *storage_path;
+    uint64_t map_size_gb;
+    uint64_t flush_interval_ms;
+    /* log */
+    char *log_level;
+    /* not a config key: set by --insecure */
+    bool insecure;
+} ag_config_t;
+
+/* Fills defaults. */
+void ag_config_init(ag_config_t *cfg);
+/* Loads a YAML file over the current values. */
+int ag_config_load_file(ag_config_t *cfg, const char *path, ag_diag_t *diag);
+/* Applies AEGIS__SECTION__KEY variables from envp (NULL-terminated). Unknown AEGIS__ keys fail. */
+int ag_config_load_env(ag_config_t *cfg, char *const *envp, ag_diag_t *diag);
+/* Sets one key by its dotted name ("service.http_port") from text. */
+int ag_config_set(ag_config_t *cfg, const char *key, const char *value, ag_diag_t *diag);
+/* Frees owned strings (wiping secrets). */
+void ag_config_release(ag_config_t *cfg);
+
+#endif

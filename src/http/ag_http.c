@@ -1,0 +1,474 @@
+#include "ag_http.h"
+
+#include <arpa/inet.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ag_clock.h"
+#include "ag_log.h"
+
+struct ag_http {
+    struct MHD_Daemon *daemon;
+    ag_http_config_t cfg;
+    ag_http_begin_fn begin;
+    ag_http_handle_fn handle;
+    void *ud;
+    atomic_int active;
+    atomic_uint_fast64_t next_id;
+    uint16_t port;
+};
+
+static int hexdigit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Returns a new string (caller frees) or NULL. */
+char *ag_http_decode(const char *src, size_t len, bool plus_is_space, size_t *out_len)
+{
+    char *out = malloc(len + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (c == '%') {
+            if (i + 2 >= len) {
+                free(out);
+                return NULL;
+            }
+            int h = hexdigit(src[i + 1]), l = hexdigit(src[i + 2]);
+            if (h < 0 || l < 0) {
+                free(out);
+                return NULL;
+            }
+            out[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            out[o++] = ' ';
+        } else {
+            out[o++] = c;
+        }
+    }
+    out[o] = '\0';
+    if (out_len)
+        *out_len = o;
+    return out;
+}
+
+const char *ag_request_query(const ag_request_t *req, const char *key)
+{
+    for (int i = 0; i < req->nquery; i++)
+        if (strcmp(req->query[i].key, key) == 0)
+            return req->query[i].val;
+    return NULL;
+}
+
+void ag_request_respond(ag_request_t *req, int status, const char *content_type, char *body,
+                        size_t len)
+{
+    free(req->resp_body);
+    req->status = status;
+    req->resp_type = content_type;
+    req->resp_body = body;
+    req->resp_len = len;
+    req->responded = true;
+}
+
+void ag_request_respond_text(ag_request_t *req, int status, const char *content_type,
+                             const char *text)
+{
+    size_t len = strlen(text);
+    char *copy = malloc(len + 1);
+    if (copy)
+        memcpy(copy, text, len + 1);
+    ag_request_respond(req, copy ? status : 500, content_type, copy, copy ? len : 0);
+}
+
+static void request_free(ag_request_t *req)
+{
+    if (!req)
+        return;
+    if (req->app_free && req->app)
+        req->app_free(req->app);
+    free(req->path);
+    for (int i = 0; i < req->nseg; i++)
+        free(req->seg[i]);
+    for (int i = 0; i < req->nquery; i++) {
+        free(req->query[i].key);
+        free(req->query[i].val);
+    }
+    if (req->api_key) {
+        sodium_memzero(req->api_key, strlen(req->api_key));
+        free(req->api_key);
+    }
+    if (req->authorization) {
+        sodium_memzero(req->authorization, strlen(req->authorization));
+        free(req->authorization);
+    }
+    free(req->content_type);
+    free(req->body);
+    free(req->resp_body);
+    free(req);
+}
+
+static int parse_method(const char *m)
+{
+    static const struct {
+        const char *name;
+        int id;
+    } methods[] = {{"GET", AG_HTTP_GET},     {"POST", AG_HTTP_POST},
+                   {"PUT", AG_HTTP_PUT},     {"PATCH", AG_HTTP_PATCH},
+                   {"DELETE", AG_HTTP_DELETE}, {"HEAD", AG_HTTP_HEAD}};
+    for (size_t i = 0; i < AG_ARRAY_LEN(methods); i++)
+        if (strcmp(m, methods[i].name) == 0)
+            return methods[i].id;
+    return AG_HTTP_OTHER;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* Splits the raw path into decoded segments. Returns false on a malformed path. */
+static bool split_path(ag_request_t *req, const char *url)
+{
+    if (url[0] != '/')
+        return false;
+    const char *p = url + 1;
+    while (*p) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0 && !end)
+            break; /* trailing slash */
+        if (req->nseg == AG_HTTP_MAX_SEGMENTS)
+            return false;
+        size_t dlen = 0;
+        char *seg = ag_http_decode(p, len, false, &dlen);
+        if (!seg)
+            return false;
+        req->seg[req->nseg] = seg;
+        req->seg_len[req->nseg] = dlen;
+        req->nseg++;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return true;
+}
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    AG_UNUSED(kind);
+    ag_request_t *req = cls;
+    if (req->nquery == AG_HTTP_MAX_QUERY || !key)
+        return MHD_YES;
+    char *k = ag_http_decode(key, strlen(key), false, NULL);
+    char *v = ag_http_decode(value ? value : "", value ? strlen(value) : 0, false, NULL);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return MHD_YES;
+    }
+    req->query[req->nquery].key = k;
+    req->query[req->nquery].val = v;
+    req->nquery++;
+    return MHD_YES;
+}
+
+static void error_json(ag_request_t *req, int status, const char *msg)
+{
+    json_t *o = json_pack("{s:{s:s},s:f}", "status", "error", msg, "time", 0.0);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (s)
+        ag_request_respond(req, status, "application/json", s, strlen(s));
+    else
+        ag_request_respond_text(req, status, "text/plain", msg);
+}
+
+/* Verifies the client certificate of a TLS connection against the configured CA. */
+static bool client_cert_ok(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session)
+        return false;
+    gnutls_session_t session = (gnutls_session_t)ci->tls_session;
+    unsigned int status = 0;
+    if (gnutls_certificate_verify_peers2(session, &status) != GNUTLS_E_SUCCESS)
+        return false;
+    if (status != 0)
+        return false;
+    unsigned int n = 0;
+    const gnutls_datum_t *certs = gnutls_certificate_get_peers(session, &n);
+    return certs != NULL && n > 0;
+}
+
+static void access_log(const struct ag_http *srv, const ag_request_t *req)
+{
+    if (!srv->cfg.access_log)
+        return;
+    double ms = (ag_now_mono() - req->t_start) * 1000.0;
+    ag_log(AG_LOG_INFO, "access %s %s %s %d %zu %.2fms rid=%s who=%s", req->remote_addr,
+           req->method_name, req->path ? req->path : "-", req->status, req->resp_len, ms,
+           req->request_id, req->principal_label[0] ? req->principal_label : "-");
+}
+
+static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, bool close)
+{
+    if (!req->responded)
+        error_json(req, 500, "no response produced");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        req->resp_len, req->resp_body ? req->resp_body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "Content-Type",
+                            req->resp_type ? req->resp_type : "application/json");
+    if (req->retry_after[0])
+        MHD_add_response_header(resp, "Retry-After", req->retry_after);
+    if (close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)req->status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    AG_UNUSED(version);
+    struct ag_http *srv = cls;
+    ag_request_t *req = *con_cls;
+
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        atomic_fetch_add(&srv->active, 1);
+        req->conn = conn;
+        req->t_start = ag_now_mono();
+        snprintf(req->request_id, sizeof(req->request_id), "%llx",
+                 (unsigned long long)atomic_fetch_add(&srv->next_id, 1));
+        req->method = parse_method(method);
+        snprintf(req->method_name, sizeof(req->method_name), "%s", method);
+        req->path = strdup(url);
+        req->content_length = UINT64_MAX;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr) {
+            const struct sockaddr *sa = ci->client_addr;
+            if (sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+                          req->remote_addr, sizeof(req->remote_addr));
+            else if (sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                          req->remote_addr, sizeof(req->remote_addr));
+        }
+        req->api_key = dup_or_null(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "api-key"));
+        req->authorization = dup_or_null(
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
+        req->content_type = dup_or_null(
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end = NULL;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (end && *end == '\0')
+                req->content_length = v;
+        }
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, req);
+
+        if (!req->path || !split_path(req, url)) {
+            error_json(req, 400, "malformed request path");
+        } else if (srv->cfg.verify_client && !client_cert_ok(conn)) {
+            error_json(req, 401, "a valid client certificate is required");
+        } else if (req->content_length != UINT64_MAX && req->content_length > srv->cfg.max_body) {
+            error_json(req, 413, "request body is larger than the configured limit");
+            /* The client may send the whole body anyway; answer now and close. */
+            access_log(srv, req);
+            return queue(conn, req, true);
+        } else {
+            srv->begin(srv->ud, req);
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->responded)
+            return MHD_YES; /* refused already: discard the body, never parse it */
+        if (req->body_len + n > srv->cfg.max_body) {
+            free(req->body);
+            req->body = NULL;
+            req->body_len = 0;
+            error_json(req, 413, "request body is larger than the configured limit");
+            return MHD_YES;
+        }
+        char *grown = realloc(req->body, req->body_len + n + 1);
+        if (!grown) {
+            error_json(req, 500, "out of memory reading the request body");
+            return MHD_YES;
+        }
+        req->body = grown;
+        memcpy(req->body + req->body_len, upload_data, n);
+        req->body_len += n;
+        req->body[req->body_len] = '\0';
+        return MHD_YES;
+    }
+
+    if (!req->responded)
+        srv->handle(srv->ud, req);
+    access_log(srv, req);
+    return queue(conn, req, false);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    AG_UNUSED(conn);
+    AG_UNUSED(toe);
+    struct ag_http *srv = cls;
+    ag_request_t *req = *con_cls;
+    if (!req)
+        return;
+    request_free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->active, 1);
+}
+
+/* Keeps the URL as received so the router can split before decoding (a %2F stays inside its
+ * segment instead of becoming a separator). Query arguments are decoded by collect_arg. */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+    AG_UNUSED(cls);
+    AG_UNUSED(c);
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    AG_UNUSED(cls);
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    ag_log(AG_LOG_DEBUG, "http: %s", line);
+}
+
+int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_handle_fn handle,
+                  void *ud, ag_http_t **out, ag_diag_t *diag)
+{
+    struct ag_http *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return AG_ENOMEM;
+    srv->cfg = *cfg;
+    srv->begin = begin;
+    srv->handle = handle;
+    srv->ud = ud;
+    atomic_init(&srv->active, 0);
+    atomic_init(&srv->next_id, 1);
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons(cfg->port);
+    } else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons(cfg->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        free(srv);
+        return ag_fail(diag, AG_ECONFIG, "service.host: '%s' is not an IPv4 or IPv6 address",
+                       host);
+    }
+    if (cfg->tls_cert_pem)
+        flags |= MHD_USE_TLS;
+
+    struct MHD_OptionItem opts[16];
+    int n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 4,
+                                        NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                        cfg->conn_timeout ? cfg->conn_timeout : 60, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                        cfg->max_connections ? cfg->max_connections : 1024, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    if (cfg->tls_cert_pem) {
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                            (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
+        if (cfg->tls_ca_pem && cfg->verify_client)
+            opts[n++] =
+                (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)cfg->tls_ca_pem};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+    srv->daemon = MHD_start_daemon(
+        flags, cfg->port, NULL, NULL, on_request, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        srv, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!srv->daemon) {
+        free(srv);
+        return ag_fail(diag, AG_EIO,
+                       "cannot listen on %s:%u (address in use, bad TLS material, or no "
+                       "permission)",
+                       host, (unsigned)cfg->port);
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : cfg->port;
+    *out = srv;
+    return 0;
+}
+
+uint16_t ag_http_port(const ag_http_t *srv)
+{
+    return srv->port;
+}
+
+void ag_http_stop(ag_http_t *srv, double grace_s)
+{
+    if (!srv)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    double deadline = ag_now_mono() + grace_s;
+    while (atomic_load(&srv->active) > 0 && ag_now_mono() < deadline)
+        usleep(10000);
+    if (atomic_load(&srv->active) > 0)
+        ag_log(AG_LOG_WARN, "shutdown: %d requests still running after %.0fs, stopping anyway",
+               atomic_load(&srv->active), grace_s);
+    MHD_stop_daemon(srv->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    free(srv);
+}

@@ -1,0 +1,114 @@
+/*
+ * ag_http.h — the libmicrohttpd adapter: one ag_request_t per HTTP request, handed to two
+ * callbacks supplied by the api layer:
+ *   begin(): called once the headers are in, before any byte of the body is read — routing,
+ *            authentication and authorization happen here, so a refused request never has its
+ *            body parsed or stored;
+ *   handle(): called once the whole body has been read (only if begin() accepted).
+ * Responses are queued only after the body has been read, which keeps keep-alive working.
+ * This layer knows nothing about collections or permissions.
+ */
+#ifndef AG_HTTP_H
+#define AG_HTTP_H
+
+#include "ag_base.h"
+
+#include <jansson.h>
+
+typedef enum {
+    AG_HTTP_GET = 1,
+    AG_HTTP_POST = 2,
+    AG_HTTP_PUT = 4,
+    AG_HTTP_PATCH = 8,
+    AG_HTTP_DELETE = 16,
+    AG_HTTP_HEAD = 32,
+    AG_HTTP_OTHER = 64
+} ag_http_method_t;
+
+#define AG_HTTP_MAX_SEGMENTS 16
+#define AG_HTTP_MAX_QUERY 16
+
+typedef struct ag_query_arg {
+    char *key; /* percent-decoded, owned by the request */
+    char *val; /* percent-decoded, owned by the request; "" when absent */
+} ag_query_arg_t;
+
+typedef struct ag_request {
+    int method;                          /* ag_http_method_t */
+    char method_name[16];
+    char *path;                          /* raw path as received (owned) */
+    char *seg[AG_HTTP_MAX_SEGMENTS];     /* percent-decoded segments (owned) */
+    size_t seg_len[AG_HTTP_MAX_SEGMENTS]; /* decoded length (a NUL inside shows as len != strlen) */
+    int nseg;
+    ag_query_arg_t query[AG_HTTP_MAX_QUERY];
+    int nquery;
+    char *api_key;       /* "api-key" header (owned, wiped on free) */
+    char *authorization; /* "Authorization" header (owned, wiped on free) */
+    char *content_type;
+    char remote_addr[64];
+    char request_id[20];
+    char *body; /* accumulated body, NUL-terminated (owned) */
+    size_t body_len;
+    uint64_t content_length; /* declared, or UINT64_MAX when not given */
+    double t_start;
+    bool tls_client_verified;
+
+    /* Filled by the api layer. */
+    void *app;                    /* per-request state owned by the api layer */
+    void (*app_free)(void *app);  /* releases app when the request ends */
+    char principal_label[96];     /* for the access log: who the caller was (never a secret) */
+
+    /* Response, set by begin() (to refuse early) or handle(). */
+    int status;
+    char *resp_body; /* owned */
+    size_t resp_len;
+    const char *resp_type;
+    char retry_after[16];
+    bool responded;
+    void *conn; /* struct MHD_Connection *, for TLS introspection */
+} ag_request_t;
+
+/* Returns the decoded value of query argument key, or NULL. Borrowed for the request's life. */
+const char *ag_request_query(const ag_request_t *req, const char *key);
+
+/* Sets the response body. Takes ownership of body (malloc'd). */
+void ag_request_respond(ag_request_t *req, int status, const char *content_type, char *body,
+                        size_t len);
+/* Copies text as the response body. */
+void ag_request_respond_text(ag_request_t *req, int status, const char *content_type,
+                             const char *text);
+
+typedef void (*ag_http_begin_fn)(void *ud, ag_request_t *req);
+typedef void (*ag_http_handle_fn)(void *ud, ag_request_t *req);
+
+typedef struct ag_http_config {
+    const char *host;
+    uint16_t port;
+    unsigned threads;
+    size_t max_body;       /* bytes; bigger bodies get 413 */
+    unsigned conn_timeout; /* seconds of inactivity before a connection is dropped */
+    unsigned max_connections;
+    /* TLS: PEM contents (not paths); NULL cert = plain HTTP. */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+    const char *tls_ca_pem; /* with verify_client: client certificates must chain to it */
+    bool verify_client;
+    bool access_log;
+} ag_http_config_t;
+
+typedef struct ag_http ag_http_t;
+
+/* Starts the daemon. On success *out is a new server owned by the caller (ag_http_stop frees). */
+int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_handle_fn handle,
+                  void *ud, ag_http_t **out, ag_diag_t *diag);
+/* Stops accepting, waits up to grace_s for in-flight requests to finish, then frees the server. */
+void ag_http_stop(ag_http_t *srv, double grace_s);
+/* The port actually bound (useful with port 0). */
+uint16_t ag_http_port(const ag_http_t *srv);
+
+/* Percent-decodes src[0..len) into a new NUL-terminated string; *out_len gets the decoded length.
+ * Returns NULL on a malformed escape or allocation failure. '+' is decoded as ' ' only when
+ * plus_is_space is set (query strings). */
+char *ag_http_decode(const char *src, size_t len, bool plus_is_space, size_t *out_len);
+
+#endif

@@ -1,0 +1,138 @@
+#include "ag_base.h"
+
+#include "ag_vecstore.h"
+
+#define ROW_ALIGN 64u
+#define STRIDE_QUANTUM 16u /* floats: 64 bytes */
+#define MIN_CAPACITY 64u   /* a multiple of 64, so presence words cover capacity exactly */
+
+struct ag_vecstore {
+    float *rows;       /* owned, aligned_alloc'd, capacity * stride floats */
+    uint64_t *present; /* owned, capacity / 64 words */
+    size_t stride;
+    uint32_t dim;
+    uint32_t capacity; /* 0 or a power of two >= MIN_CAPACITY */
+    uint32_t count;
+};
+
+int ag_vecstore_new(uint32_t dim, ag_vecstore_t **out)
+{
+    if (dim == 0 || dim > AG_MAX_DIM)
+        return AG_EINVAL;
+    ag_vecstore_t *vs = calloc(1, sizeof(*vs));
+    if (!vs)
+        return AG_ENOMEM;
+    vs->dim = dim;
+    vs->stride = ((size_t)dim + STRIDE_QUANTUM - 1) / STRIDE_QUANTUM * STRIDE_QUANTUM;
+    *out = vs;
+    return 0;
+}
+
+void ag_vecstore_free(ag_vecstore_t *vs)
+{
+    if (!vs)
+        return;
+    free(vs->rows);
+    free(vs->present);
+    free(vs);
+}
+
+/* Moves the store into a block of new_cap rows. Rows beyond the old capacity are left
+ * uninitialized: they are absent, and set() writes a whole row (tail included) before marking
+ * one present. On failure the store is unchanged. */
+static int grow(ag_vecstore_t *vs, uint32_t new_cap)
+{
+    size_t row_bytes = vs->stride * sizeof(float);
+    if ((size_t)new_cap > SIZE_MAX / row_bytes)
+        return AG_ENOMEM;
+    float *rows = aligned_alloc(ROW_ALIGN, (size_t)new_cap * row_bytes);
+    uint64_t *present = calloc(new_cap / 64u, sizeof(uint64_t));
+    if (!rows || !present) {
+        free(rows);
+        free(present);
+        return AG_ENOMEM;
+    }
+    if (vs->capacity) {
+        memcpy(rows, vs->rows, (size_t)vs->capacity * row_bytes);
+        memcpy(present, vs->present, vs->capacity / 64u * sizeof(uint64_t));
+    }
+    free(vs->rows);
+    free(vs->present);
+    vs->rows = rows;
+    vs->present = present;
+    vs->capacity = new_cap;
+    return 0;
+}
+
+int ag_vecstore_set(ag_vecstore_t *vs, uint32_t slot, const float *vec)
+{
+    if (slot >= AG_VECSTORE_MAX_SLOTS)
+        return AG_EINVAL;
+    if (slot >= vs->capacity) {
+        uint64_t cap = vs->capacity ? (uint64_t)vs->capacity * 2u : MIN_CAPACITY;
+        while (cap < (uint64_t)slot + 1u)
+            cap *= 2u;
+        /* slot + 1 <= INT32_MAX, so the power of two reached is at most 2^31. */
+        int rc = grow(vs, (uint32_t)cap);
+        if (rc)
+            return rc;
+    }
+    float *row = vs->rows + (size_t)slot * vs->stride;
+    memcpy(row, vec, (size_t)vs->dim * sizeof(float));
+    if (vs->stride > vs->dim)
+        memset(row + vs->dim, 0, (vs->stride - vs->dim) * sizeof(float));
+    uint64_t bit = UINT64_C(1) << (slot & 63u);
+    if (!(vs->present[slot >> 6] & bit)) {
+        vs->present[slot >> 6] |= bit;
+        vs->count++;
+    }
+    return 0;
+}
+
+void ag_vecstore_clear(ag_vecstore_t *vs, uint32_t slot)
+{
+    if (slot >= vs->capacity)
+        return;
+    uint64_t bit = UINT64_C(1) << (slot & 63u);
+    if (vs->present[slot >> 6] & bit) {
+        vs->present[slot >> 6] &= ~bit;
+        vs->count--;
+    }
+}
+
+const float *ag_vecstore_get(const ag_vecstore_t *vs, uint32_t slot)
+{
+    if (slot >= vs->capacity || !((vs->present[slot >> 6] >> (slot & 63u)) & 1u))
+        return NULL;
+    return vs->rows + (size_t)slot * vs->stride;
+}
+
+uint32_t ag_vecstore_dim(const ag_vecstore_t *vs)
+{
+    return vs->dim;
+}
+
+uint32_t ag_vecstore_capacity(const ag_vecstore_t *vs)
+{
+    return vs->capacity;
+}
+
+uint32_t ag_vecstore_count(const ag_vecstore_t *vs)
+{
+    return vs->count;
+}
+
+size_t ag_vecstore_memory(const ag_vecstore_t *vs)
+{
+    return sizeof(*vs) + (size_t)vs->capacity * vs->stride * sizeof(float) +
+           vs->capacity / 64u * sizeof(uint64_t);
+}
+
+void ag_vecstore_view(const ag_vecstore_t *vs, ag_vecstore_view_t *out)
+{
+    out->rows = vs->rows;
+    out->present = vs->present;
+    out->stride = vs->stride;
+    out->dim = vs->dim;
+    out->capacity = vs->capacity;
+}

@@ -1,0 +1,213 @@
+#include "ag_json.h"
+
+#include <math.h>
+
+int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **out,
+                       ag_diag_t *diag)
+{
+    json_error_t err;
+    *out = NULL;
+    if (len == 0 || !buf)
+        return ag_fail(diag, AG_EINVAL, "request body is empty, a JSON object is expected");
+    json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+    if (!v)
+        return ag_fail(diag, AG_EINVAL, "invalid JSON at line %d column %d: %s", err.line,
+                       err.column, err.text);
+    if (want_object && !json_is_object(v)) {
+        json_decref(v);
+        return ag_fail(diag, AG_EINVAL, "request body must be a JSON object");
+    }
+    *out = v;
+    return 0;
+}
+
+int ag_json_only(const json_t *obj, const char *path, const char *const *allowed, ag_diag_t *diag)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)obj, key, val)
+    {
+        bool ok = false;
+        for (size_t i = 0; allowed[i]; i++) {
+            if (strcmp(allowed[i], key) == 0) {
+                ok = true;
+                break;
+            }
+        }
+        if (!ok)
+            return ag_fail(diag, AG_EINVAL, "%s%sunknown field '%.64s'", path ? path : "",
+                           path && *path ? ": " : "", key);
+    }
+    return 0;
+}
+
+static const char *sep(const char *path)
+{
+    return path && *path ? "." : "";
+}
+
+int ag_json_get_bool(const json_t *obj, const char *key, const char *path, bool *out,
+                     ag_diag_t *diag)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return ag_fail(diag, AG_EINVAL, "%s%s%s: expected a boolean", path ? path : "", sep(path),
+                       key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+int ag_json_get_uint(const json_t *obj, const char *key, const char *path, uint64_t max,
+                     uint64_t *out, ag_diag_t *diag)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        (uint64_t)json_integer_value(v) > max)
+        return ag_fail(diag, AG_EINVAL, "%s%s%s: expected an integer between 0 and %llu",
+                       path ? path : "", sep(path), key, (unsigned long long)max);
+    *out = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+int ag_json_get_float(const json_t *obj, const char *key, const char *path, double *out,
+                      ag_diag_t *diag)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v) || !isfinite(json_number_value(v)))
+        return ag_fail(diag, AG_EINVAL, "%s%s%s: expected a number", path ? path : "", sep(path),
+                       key);
+    *out = json_number_value(v);
+    return 0;
+}
+
+int ag_json_get_str(const json_t *obj, const char *key, const char *path, const char **out,
+                    ag_diag_t *diag)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return ag_fail(diag, AG_EINVAL, "%s%s%s: expected a string", path ? path : "", sep(path),
+                       key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+int ag_json_get_obj(const json_t *obj, const char *key, const char *path, const json_t **out,
+                    ag_diag_t *diag)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_object(v))
+        return ag_fail(diag, AG_EINVAL, "%s%s%s: expected an object", path ? path : "",
+                       sep(path), key);
+    *out = v;
+    return 0;
+}
+
+int ag_json_floats(const json_t *arr, const char *path, float **out, uint32_t *n_out,
+                   ag_diag_t *diag)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!json_is_array(arr))
+        return ag_fail(diag, AG_EINVAL, "%s: expected an array of numbers", path);
+    size_t n = json_array_size(arr);
+    if (n == 0)
+        return ag_fail(diag, AG_EINVAL, "%s: vector must not be empty", path);
+    if (n > AG_MAX_DIM)
+        return ag_fail(diag, AG_EINVAL, "%s: vector has %zu numbers, the maximum is %d", path, n,
+                       AG_MAX_DIM);
+    float *f = malloc(n * sizeof(float));
+    if (!f)
+        return AG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_array_get(arr, i);
+        if (!json_is_number(x)) {
+            free(f);
+            return ag_fail(diag, AG_EINVAL, "%s[%zu]: expected a number", path, i);
+        }
+        double d = json_number_value(x);
+        float v = (float)d;
+        if (!isfinite(d) || !isfinite(v)) {
+            free(f);
+            return ag_fail(diag, AG_EINVAL, "%s[%zu]: value is not a finite float32", path, i);
+        }
+        f[i] = v;
+    }
+    *out = f;
+    *n_out = (uint32_t)n;
+    return 0;
+}
+
+static bool utf8_valid(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + n >= len)
+            return false;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+int ag_name_check(const char *name, size_t len, const char *what, ag_diag_t *diag)
+{
+    if (len == 0)
+        return ag_fail(diag, AG_EINVAL, "%s name must not be empty", what);
+    if (len > AG_MAX_NAME_LEN)
+        return ag_fail(diag, AG_EINVAL, "%s name is longer than %d bytes", what, AG_MAX_NAME_LEN);
+    if (strlen(name) != len)
+        return ag_fail(diag, AG_EINVAL, "%s name must not contain NUL", what);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c < 0x20 || c == 0x7f)
+            return ag_fail(diag, AG_EINVAL, "%s name must not contain control characters", what);
+        if (c == '/' || c == '\\')
+            return ag_fail(diag, AG_EINVAL, "%s name must not contain '/' or '\\'", what);
+    }
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return ag_fail(diag, AG_EINVAL, "%s name must not be '.' or '..'", what);
+    if (!utf8_valid((const unsigned char *)name, len))
+        return ag_fail(diag, AG_EINVAL, "%s name is not valid UTF-8", what);
+    return 0;
+}
+
+char *ag_json_dump(const json_t *v)
+{
+    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+}

@@ -1,0 +1,830 @@
+#include "ag_collection.h"
+
+#include <stdio.h>
+
+#include "ag_log.h"
+#include "json/ag_json.h"
+
+/* ---- params -------------------------------------------------------------------------------- */
+
+static int parse_vector_params(const json_t *v, const char *path, ag_diag_t *diag)
+{
+    if (!json_is_object(v))
+        return ag_fail(diag, AG_EINVAL, "%s: expected an object with size and distance", path);
+    int rc = AG_JSON_ONLY(v, path, diag, "size", "distance", "hnsw_config", "quantization_config",
+                          "on_disk", "datatype", "multivector_config");
+    if (rc)
+        return rc;
+    json_t *size = json_object_get(v, "size");
+    if (!json_is_integer(size) || json_integer_value(size) < 1 ||
+        json_integer_value(size) > AG_MAX_DIM)
+        return ag_fail(diag, AG_EUNPROCESSABLE, "%s.size: expected an integer from 1 to %d",
+                       path, AG_MAX_DIM);
+    json_t *dist = json_object_get(v, "distance");
+    ag_distance_t d;
+    if (!json_is_string(dist) || ag_distance_parse(json_string_value(dist), &d) != 0)
+        return ag_fail(diag, AG_EINVAL,
+                       "%s.distance: expected one of Cosine, Dot, Euclid, Manhattan", path);
+    json_t *dt = json_object_get(v, "datatype");
+    if (dt && !json_is_null(dt) &&
+        !(json_is_string(dt) && strcmp(json_string_value(dt), "float32") == 0))
+        return ag_fail(diag, AG_EINVAL, "%s.datatype: only float32 is supported", path);
+    json_t *mv = json_object_get(v, "multivector_config");
+    if (mv && !json_is_null(mv))
+        return ag_fail(diag, AG_EINVAL, "%s.multivector_config: multivectors are not supported",
+                       path);
+    return 0;
+}
+
+int ag_coll_parse_params(const json_t *body, json_t **out, ag_diag_t *diag)
+{
+    char path[300];
+    *out = NULL;
+    if (!json_is_object(body))
+        return ag_fail(diag, AG_EINVAL, "request body must be a JSON object");
+    int rc = AG_JSON_ONLY(body, "", diag, "vectors", "sparse_vectors", "shard_number",
+                          "sharding_method", "replication_factor", "write_consistency_factor",
+                          "on_disk_payload", "hnsw_config", "wal_config", "optimizers_config",
+                          "init_from", "quantization_config", "strict_mode_config", "metadata");
+    if (rc)
+        return rc;
+    json_t *vectors = json_object_get(body, "vectors");
+    int count = 0;
+    if (vectors && !json_is_null(vectors)) {
+        if (!json_is_object(vectors))
+            return ag_fail(diag, AG_EINVAL, "vectors: expected an object");
+        if (json_object_get(vectors, "size") || json_object_get(vectors, "distance")) {
+            rc = parse_vector_params(vectors, "vectors", diag);
+            if (rc)
+                return rc;
+            count = 1;
+        } else {
+            const char *name;
+            json_t *vp;
+            json_object_foreach(vectors, name, vp)
+            {
+                snprintf(path, sizeof(path), "vectors.%.200s", name);
+                rc = ag_name_check(name, strlen(name), "vector", diag);
+                if (rc)
+                    return rc;
+                rc = parse_vector_params(vp, path, diag);
+                if (rc)
+                    return rc;
+                count++;
+            }
+        }
+    }
+    json_t *sparse = json_object_get(body, "sparse_vectors");
+    if (sparse && !json_is_null(sparse)) {
+        if (!json_is_object(sparse))
+            return ag_fail(diag, AG_EINVAL, "sparse_vectors: expected an object");
+        const char *name;
+        json_t *sp;
+        json_object_foreach(sparse, name, sp)
+        {
+            snprintf(path, sizeof(path), "sparse_vectors.%.200s", name);
+            rc = ag_name_check(name, strlen(name), "sparse vector", diag);
+            if (rc)
+                return rc;
+            if (json_is_object(vectors) && !json_object_get(vectors, "size") &&
+                json_object_get(vectors, name))
+                return ag_fail(diag, AG_EINVAL, "%s: name is already used by a dense vector",
+                               path);
+            if (!json_is_object(sp))
+                return ag_fail(diag, AG_EINVAL, "%s: expected an object", path);
+            rc = AG_JSON_ONLY(sp, path, diag, "index", "modifier");
+            if (rc)
+                return rc;
+            json_t *mod = json_object_get(sp, "modifier");
+            if (mod && !json_is_null(mod) &&
+                !(json_is_string(mod) && (strcmp(json_string_value(mod), "none") == 0 ||
+                                          strcmp(json_string_value(mod), "idf") == 0)))
+                return ag_fail(diag, AG_EINVAL, "%s.modifier: expected none or idf", path);
+            count++;
+        }
+    }
+    if (count > AG_MAX_VECTORS)
+        return ag_fail(diag, AG_EINVAL, "vectors: at most %d vectors per collection",
+                       AG_MAX_VECTORS);
+    static const char *uint_keys[] = {"shard_number", "replication_factor",
+                                      "write_consistency_factor"};
+    for (size_t i = 0; i < AG_ARRAY_LEN(uint_keys); i++) {
+        uint64_t v = 1;
+        rc = ag_json_get_uint(body, uint_keys[i], "", 1024, &v, diag);
+        if (rc)
+            return rc;
+        if (v == 0)
+            return ag_fail(diag, AG_EUNPROCESSABLE, "%s: must be at least 1", uint_keys[i]);
+    }
+    bool odp = true;
+    rc = ag_json_get_bool(body, "on_disk_payload", "", &odp, diag);
+    if (rc)
+        return rc;
+    json_t *p = json_deep_copy(body);
+    if (!p)
+        return AG_ENOMEM;
+    json_object_del(p, "init_from");
+    if (!json_object_get(p, "vectors") || json_is_null(json_object_get(p, "vectors")))
+        json_object_set_new(p, "vectors", json_object());
+    *out = p;
+    return 0;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------------ */
+
+void ag_coll_ref(ag_collection_t *c)
+{
+    atomic_fetch_add(&c->refs, 1);
+}
+
+static void coll_free(ag_collection_t *c)
+{
+    for (uint32_t i = 0; i < c->nslots; i++)
+        json_decref(c->slots[i].payload);
+    free(c->slots);
+    free(c->free_slots);
+    free(c->map);
+    for (int i = 0; i < c->nvec; i++) {
+        if (c->vec[i].index)
+            ag_index_free(c->vec[i].index);
+        ag_vecstore_free(c->vec[i].vs);
+        free(c->vec[i].name);
+    }
+    for (int i = 0; i < c->nsparse; i++) {
+        ag_sparse_free(c->sparse[i].sp);
+        free(c->sparse[i].name);
+    }
+    json_decref(c->params);
+    json_decref(c->schema);
+    pthread_mutex_destroy(&c->write_mutex);
+    pthread_rwlock_destroy(&c->lock);
+    free(c->name);
+    free(c);
+}
+
+void ag_coll_unref(ag_collection_t *c)
+{
+    if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+        coll_free(c);
+}
+
+static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
+{
+    ag_vector_cfg_t *v = &c->vec[c->nvec];
+    v->name = strdup(name);
+    if (!v->name)
+        return AG_ENOMEM;
+    c->nvec++;
+    v->dim = (uint32_t)json_integer_value(json_object_get(vp, "size"));
+    if (ag_distance_parse(json_string_value(json_object_get(vp, "distance")), &v->dist) != 0)
+        return AG_EINVAL;
+    int rc = ag_vecstore_new(v->dim, &v->vs);
+    if (rc)
+        return rc;
+    return ag_index_exact_new(v->vs, v->dist, &v->index);
+}
+
+int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, const json_t *params,
+                 const json_t *schema, bool create, ag_collection_t **out, ag_diag_t *diag)
+{
+    ag_collection_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return AG_ENOMEM;
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->version, 0);
+    pthread_mutex_init(&c->write_mutex, NULL);
+    pthread_rwlock_init(&c->lock, NULL);
+    c->env = env;
+    c->cid = cid;
+    c->name = strdup(name);
+    c->params = json_deep_copy(params);
+    c->schema = schema ? json_deep_copy(schema) : json_object();
+    int rc = AG_ENOMEM;
+    if (!c->name || !c->params || !c->schema)
+        goto fail;
+
+    json_t *vectors = json_object_get(c->params, "vectors");
+    if (json_object_get(vectors, "size")) {
+        c->unnamed = true;
+        if ((rc = add_dense(c, "", vectors)) != 0)
+            goto fail;
+    } else {
+        const char *vname;
+        json_t *vp;
+        json_object_foreach(vectors, vname, vp)
+        {
+            if ((rc = add_dense(c, vname, vp)) != 0)
+                goto fail;
+        }
+    }
+    const char *sname;
+    json_t *sp;
+    json_object_foreach(json_object_get(c->params, "sparse_vectors"), sname, sp)
+    {
+        ag_sparse_cfg_t *s = &c->sparse[c->nsparse];
+        s->name = strdup(sname);
+        if (!s->name) {
+            rc = AG_ENOMEM;
+            goto fail;
+        }
+        c->nsparse++;
+        if ((rc = ag_sparse_new(&s->sp)) != 0)
+            goto fail;
+    }
+
+    char dbname[32];
+    unsigned flags = create ? MDB_CREATE : 0;
+    snprintf(dbname, sizeof(dbname), "p:%u", cid);
+    if (mdb_dbi_open(txn, dbname, flags, &c->dbi_points) != 0) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot open the points database of '%s'", name);
+        goto fail;
+    }
+    snprintf(dbname, sizeof(dbname), "v:%u", cid);
+    if (mdb_dbi_open(txn, dbname, flags, &c->dbi_vectors) != 0) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot open the vectors database of '%s'", name);
+        goto fail;
+    }
+    *out = c;
+    return 0;
+fail:
+    coll_free(c);
+    return rc;
+}
+
+int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn)
+{
+    if (mdb_drop(txn, c->dbi_points, 1) != 0 || mdb_drop(txn, c->dbi_vectors, 1) != 0)
+        return AG_ESTORAGE;
+    return 0;
+}
+
+int ag_coll_vector(const ag_collection_t *c, const char *name)
+{
+    for (int i = 0; i < c->nvec; i++)
+        if (strcmp(c->vec[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int ag_coll_sparse(const ag_collection_t *c, const char *name)
+{
+    for (int i = 0; i < c->nsparse; i++)
+        if (strcmp(c->sparse[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- the id → slot map --------------------------------------------------------------------- */
+
+#define MAP_TOMB UINT32_MAX
+
+static int map_rehash(ag_collection_t *c, uint32_t new_cap)
+{
+    uint32_t *m = calloc(new_cap, sizeof(uint32_t));
+    if (!m)
+        return AG_ENOMEM;
+    for (uint32_t i = 0; i < c->map_cap; i++) {
+        uint32_t e = c->map[i];
+        if (e == 0 || e == MAP_TOMB)
+            continue;
+        uint64_t h = ag_id_hash(&c->slots[e - 1].id) & (new_cap - 1);
+        while (m[h])
+            h = (h + 1) & (new_cap - 1);
+        m[h] = e;
+    }
+    free(c->map);
+    c->map = m;
+    c->map_cap = new_cap;
+    c->map_tombs = 0;
+    return 0;
+}
+
+uint32_t ag_coll_find(const ag_collection_t *c, const ag_point_id_t *id)
+{
+    if (c->map_cap == 0)
+        return UINT32_MAX;
+    uint64_t h = ag_id_hash(id) & (c->map_cap - 1);
+    for (;;) {
+        uint32_t e = c->map[h];
+        if (e == 0)
+            return UINT32_MAX;
+        if (e != MAP_TOMB && ag_id_equal(&c->slots[e - 1].id, id))
+            return e - 1;
+        h = (h + 1) & (c->map_cap - 1);
+    }
+}
+
+static int map_insert(ag_collection_t *c, uint32_t slot)
+{
+    if ((uint64_t)(c->map_used + c->map_tombs + 1) * 10 >= (uint64_t)c->map_cap * 7) {
+        uint32_t cap = c->map_cap ? c->map_cap : 1024;
+        while ((uint64_t)(c->map_used + 1) * 10 >= (uint64_t)cap * 5)
+            cap *= 2;
+        int rc = map_rehash(c, cap);
+        if (rc)
+            return rc;
+    }
+    uint64_t h = ag_id_hash(&c->slots[slot].id) & (c->map_cap - 1);
+    while (c->map[h] != 0 && c->map[h] != MAP_TOMB)
+        h = (h + 1) & (c->map_cap - 1);
+    if (c->map[h] == MAP_TOMB)
+        c->map_tombs--;
+    c->map[h] = slot + 1;
+    c->map_used++;
+    return 0;
+}
+
+static void map_remove(ag_collection_t *c, const ag_point_id_t *id)
+{
+    uint64_t h = ag_id_hash(id) & (c->map_cap - 1);
+    for (;;) {
+        uint32_t e = c->map[h];
+        if (e == 0)
+            return;
+        if (e != MAP_TOMB && ag_id_equal(&c->slots[e - 1].id, id)) {
+            c->map[h] = MAP_TOMB;
+            c->map_used--;
+            c->map_tombs++;
+            return;
+        }
+        h = (h + 1) & (c->map_cap - 1);
+    }
+}
+
+/* Allocates a slot for a new point; memory-only. Returns UINT32_MAX on allocation failure. */
+static uint32_t slot_alloc(ag_collection_t *c, const ag_point_id_t *id)
+{
+    uint32_t s;
+    if (c->nfree > 0) {
+        s = c->free_slots[--c->nfree];
+    } else {
+        if (c->nslots == c->cap_slots) {
+            uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 1024;
+            ag_slot_t *grown = realloc(c->slots, (size_t)cap * sizeof(ag_slot_t));
+            if (!grown)
+                return UINT32_MAX;
+            c->slots = grown;
+            c->cap_slots = cap;
+        }
+        s = c->nslots++;
+    }
+    memset(&c->slots[s], 0, sizeof(ag_slot_t));
+    c->slots[s].id = *id;
+    c->slots[s].alive = true;
+    if (map_insert(c, s) != 0) {
+        c->slots[s].alive = false;
+        if (s == c->nslots - 1)
+            c->nslots--;
+        else
+            c->free_slots[c->nfree++] = s; /* it was just popped, so there is room */
+        return UINT32_MAX;
+    }
+    c->live++;
+    return s;
+}
+
+static int slot_release(ag_collection_t *c, uint32_t s)
+{
+    if (c->nfree == c->cap_free) {
+        uint32_t cap = c->cap_free ? c->cap_free * 2 : 256;
+        uint32_t *grown = realloc(c->free_slots, (size_t)cap * sizeof(uint32_t));
+        if (!grown)
+            return AG_ENOMEM;
+        c->free_slots = grown;
+        c->cap_free = cap;
+    }
+    map_remove(c, &c->slots[s].id);
+    json_decref(c->slots[s].payload);
+    c->slots[s].payload = NULL;
+    c->slots[s].alive = false;
+    c->free_slots[c->nfree++] = s;
+    c->live--;
+    return 0;
+}
+
+/* ---- readers ------------------------------------------------------------------------------- */
+
+void ag_coll_read_begin(ag_collection_t *c)
+{
+    pthread_rwlock_rdlock(&c->lock);
+}
+
+void ag_coll_read_end(ag_collection_t *c)
+{
+    pthread_rwlock_unlock(&c->lock);
+}
+
+typedef struct slot_ref {
+    const ag_collection_t *c;
+    uint32_t slot;
+} slot_ref_t;
+
+static bool subject_has_vector(const void *ud, const char *name)
+{
+    const slot_ref_t *r = ud;
+    int vi = ag_coll_vector(r->c, name);
+    if (vi >= 0)
+        return ag_vecstore_get(r->c->vec[vi].vs, r->slot) != NULL;
+    int si = ag_coll_sparse(r->c, name);
+    if (si >= 0) {
+        const uint32_t *ix;
+        const float *vv;
+        uint32_t n;
+        return ag_sparse_get(r->c->sparse[si].sp, r->slot, &ix, &vv, &n);
+    }
+    return false;
+}
+
+bool ag_coll_match(const ag_collection_t *c, uint32_t slot, const ag_filter_t *f)
+{
+    if (slot >= c->nslots || !c->slots[slot].alive)
+        return false;
+    if (!f)
+        return true;
+    slot_ref_t ref = {c, slot};
+    ag_filter_subject_t s = {&c->slots[slot].id, c->slots[slot].payload, subject_has_vector, &ref};
+    return ag_filter_match(f, &s);
+}
+
+void ag_coll_subject(const ag_collection_t *c, uint32_t slot, ag_filter_subject_t *s)
+{
+    s->id = &c->slots[slot].id;
+    s->payload = c->slots[slot].payload;
+    s->has_vector = NULL;
+    s->ud = NULL;
+}
+
+/* ---- writers ------------------------------------------------------------------------------- */
+
+int ag_coll_write_begin(ag_collection_t *c)
+{
+    pthread_mutex_lock(&c->write_mutex);
+    if (c->dropped) {
+        pthread_mutex_unlock(&c->write_mutex);
+        return AG_ENOTFOUND;
+    }
+    return 0;
+}
+
+void ag_coll_write_end(ag_collection_t *c)
+{
+    pthread_mutex_unlock(&c->write_mutex);
+}
+
+#define VKEY_LEN (AG_ID_KEY_LEN + 2)
+
+static void vec_key(const uint8_t idkey[AG_ID_KEY_LEN], unsigned num, uint8_t out[VKEY_LEN])
+{
+    memcpy(out, idkey, AG_ID_KEY_LEN);
+    out[AG_ID_KEY_LEN] = (uint8_t)(num >> 8);
+    out[AG_ID_KEY_LEN + 1] = (uint8_t)num;
+}
+
+static int lmdb_del_ignore(MDB_txn *txn, MDB_dbi dbi, void *key, size_t len)
+{
+    MDB_val k = {len, key};
+    int rc = mdb_del(txn, dbi, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int put_sparse(MDB_txn *txn, MDB_dbi dbi, uint8_t *key, const ag_sparse_vec_t *sv)
+{
+    MDB_val k = {VKEY_LEN, key};
+    MDB_val v = {sizeof(uint32_t) * (1 + (size_t)sv->n) + sizeof(float) * sv->n, NULL};
+    int rc = mdb_put(txn, dbi, &k, &v, MDB_RESERVE);
+    if (rc)
+        return rc;
+    uint8_t *p = v.mv_data;
+    memcpy(p, &sv->n, sizeof(uint32_t));
+    memcpy(p + 4, sv->indices, sizeof(uint32_t) * sv->n);
+    memcpy(p + 4 + 4 * (size_t)sv->n, sv->values, sizeof(float) * sv->n);
+    return 0;
+}
+
+/* Writes the mutations into txn, using only the transaction's own view (so several mutations of
+ * one id in a batch compose correctly). */
+static int apply_disk(ag_collection_t *c, MDB_txn *txn, const ag_mutation_t *muts, size_t n)
+{
+    uint8_t key[AG_ID_KEY_LEN], vkey[VKEY_LEN];
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const ag_mutation_t *m = &muts[i];
+        ag_id_to_key(&m->id, key);
+        MDB_val k = {AG_ID_KEY_LEN, key};
+        if (m->delete_point) {
+            rc = lmdb_del_ignore(txn, c->dbi_points, key, AG_ID_KEY_LEN);
+            for (int v = 0; v < c->nvec && rc == 0; v++) {
+                vec_key(key, (unsigned)v, vkey);
+                rc = lmdb_del_ignore(txn, c->dbi_vectors, vkey, VKEY_LEN);
+            }
+            for (int v = 0; v < c->nsparse && rc == 0; v++) {
+                vec_key(key, 0x8000u | (unsigned)v, vkey);
+                rc = lmdb_del_ignore(txn, c->dbi_vectors, vkey, VKEY_LEN);
+            }
+            continue;
+        }
+        if (m->payload) {
+            char *text = ag_json_dump(m->payload);
+            if (!text)
+                return AG_ENOMEM;
+            MDB_val v = {strlen(text), text};
+            rc = mdb_put(txn, c->dbi_points, &k, &v, 0);
+            free(text);
+        } else {
+            MDB_val cur;
+            rc = mdb_get(txn, c->dbi_points, &k, &cur);
+            if (rc == MDB_NOTFOUND) {
+                MDB_val v = {2, (void *)"{}"};
+                rc = mdb_put(txn, c->dbi_points, &k, &v, 0);
+            }
+        }
+        for (int v = 0; v < c->nvec && rc == 0; v++) {
+            vec_key(key, (unsigned)v, vkey);
+            if (m->dense_op[v] == AG_VEC_SET) {
+                MDB_val kk = {VKEY_LEN, vkey};
+                MDB_val vv = {sizeof(float) * c->vec[v].dim, (void *)m->dense[v]};
+                rc = mdb_put(txn, c->dbi_vectors, &kk, &vv, 0);
+            } else if (m->dense_op[v] == AG_VEC_CLEAR || m->replace_vectors) {
+                rc = lmdb_del_ignore(txn, c->dbi_vectors, vkey, VKEY_LEN);
+            }
+        }
+        for (int v = 0; v < c->nsparse && rc == 0; v++) {
+            vec_key(key, 0x8000u | (unsigned)v, vkey);
+            if (m->sparse_op[v] == AG_VEC_SET)
+                rc = put_sparse(txn, c->dbi_vectors, vkey, &m->sparse[v]);
+            else if (m->sparse_op[v] == AG_VEC_CLEAR || m->replace_vectors)
+                rc = lmdb_del_ignore(txn, c->dbi_vectors, vkey, VKEY_LEN);
+        }
+    }
+    return rc ? AG_ESTORAGE : 0;
+}
+
+static void clear_vectors(ag_collection_t *c, uint32_t s)
+{
+    for (int v = 0; v < c->nvec; v++) {
+        if (ag_vecstore_get(c->vec[v].vs, s)) {
+            ag_index_remove(c->vec[v].index, s);
+            ag_vecstore_clear(c->vec[v].vs, s);
+        }
+    }
+    for (int v = 0; v < c->nsparse; v++)
+        ag_sparse_clear(c->sparse[v].sp, s);
+}
+
+/* Applies committed mutations to memory. Allocation failures here would leave memory behind the
+ * disk; they are reported and the collection is reloaded from disk at the next start. */
+static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n)
+{
+    int result = 0;
+    for (size_t i = 0; i < n; i++) {
+        const ag_mutation_t *m = &muts[i];
+        uint32_t s = ag_coll_find(c, &m->id);
+        if (m->delete_point) {
+            if (s != UINT32_MAX) {
+                clear_vectors(c, s);
+                if (slot_release(c, s) != 0)
+                    result = AG_ENOMEM;
+            }
+            continue;
+        }
+        if (s == UINT32_MAX) {
+            s = slot_alloc(c, &m->id);
+            if (s == UINT32_MAX) {
+                result = AG_ENOMEM;
+                continue;
+            }
+            c->slots[s].payload = json_object();
+        }
+        if (m->payload) {
+            json_t *copy = json_deep_copy(m->payload);
+            if (copy) {
+                json_decref(c->slots[s].payload);
+                c->slots[s].payload = copy;
+            } else {
+                result = AG_ENOMEM;
+            }
+        }
+        for (int v = 0; v < c->nvec; v++) {
+            if (m->dense_op[v] == AG_VEC_SET) {
+                bool had = ag_vecstore_get(c->vec[v].vs, s) != NULL;
+                if (had)
+                    ag_index_remove(c->vec[v].index, s);
+                if (ag_vecstore_set(c->vec[v].vs, s, m->dense[v]) != 0 ||
+                    ag_index_add(c->vec[v].index, s) != 0)
+                    result = AG_ENOMEM;
+            } else if (m->dense_op[v] == AG_VEC_CLEAR || m->replace_vectors) {
+                if (ag_vecstore_get(c->vec[v].vs, s)) {
+                    ag_index_remove(c->vec[v].index, s);
+                    ag_vecstore_clear(c->vec[v].vs, s);
+                }
+            }
+        }
+        for (int v = 0; v < c->nsparse; v++) {
+            if (m->sparse_op[v] == AG_VEC_SET) {
+                if (ag_sparse_set(c->sparse[v].sp, s, m->sparse[v].indices, m->sparse[v].values,
+                                  m->sparse[v].n) != 0)
+                    result = AG_ENOMEM;
+            } else if (m->sparse_op[v] == AG_VEC_CLEAR || m->replace_vectors) {
+                ag_sparse_clear(c->sparse[v].sp, s);
+            }
+        }
+    }
+    atomic_fetch_add(&c->version, 1);
+    return result;
+}
+
+int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, ag_diag_t *diag)
+{
+    if (n == 0)
+        return 0;
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(c->env, NULL, 0, &txn);
+    if (rc)
+        return ag_fail(diag, AG_ESTORAGE, "cannot begin a write transaction: %s",
+                       mdb_strerror(rc));
+    rc = apply_disk(c, txn, muts, n);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return ag_fail(diag, rc, "the write was not stored (storage full or failing)");
+    }
+    int mrc = mdb_txn_commit(txn);
+    if (mrc)
+        return ag_fail(diag, AG_ESTORAGE, "the write was not committed: %s", mdb_strerror(mrc));
+    if (sync && (mrc = mdb_env_sync(c->env, 1)) != 0)
+        ag_log(AG_LOG_ERROR, "fsync of the storage failed: %s", mdb_strerror(mrc));
+    pthread_rwlock_wrlock(&c->lock);
+    rc = apply_memory(c, muts, n);
+    pthread_rwlock_unlock(&c->lock);
+    if (rc)
+        ag_log(AG_LOG_ERROR, "collection '%s': out of memory applying a committed write; it is "
+                             "on disk and will be served after a restart", c->name);
+    if (sync && mrc)
+        return ag_fail(diag, AG_EIO, "the write was committed but fsync failed");
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
+int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(txn, c->dbi_points, &cur);
+    if (rc)
+        return ag_fail(diag, AG_ESTORAGE, "cannot read collection '%s'", c->name);
+    size_t bad = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        ag_point_id_t id;
+        if (ag_id_from_key(k.mv_data, k.mv_size, &id) != 0) {
+            bad++;
+            continue;
+        }
+        json_error_t jerr;
+        json_t *payload = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
+        if (!payload || !json_is_object(payload)) {
+            json_decref(payload);
+            bad++;
+            continue;
+        }
+        uint32_t s = slot_alloc(c, &id);
+        if (s == UINT32_MAX) {
+            json_decref(payload);
+            mdb_cursor_close(cur);
+            return AG_ENOMEM;
+        }
+        c->slots[s].payload = payload;
+    }
+    mdb_cursor_close(cur);
+    rc = mdb_cursor_open(txn, c->dbi_vectors, &cur);
+    if (rc)
+        return ag_fail(diag, AG_ESTORAGE, "cannot read vectors of '%s'", c->name);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        ag_point_id_t id;
+        if (k.mv_size != VKEY_LEN || ag_id_from_key(k.mv_data, AG_ID_KEY_LEN, &id) != 0) {
+            bad++;
+            continue;
+        }
+        const uint8_t *kb = k.mv_data;
+        unsigned num = ((unsigned)kb[AG_ID_KEY_LEN] << 8) | kb[AG_ID_KEY_LEN + 1];
+        uint32_t s = ag_coll_find(c, &id);
+        if (s == UINT32_MAX) {
+            bad++;
+            continue;
+        }
+        if (num & 0x8000u) {
+            unsigned si = num & 0x7fffu;
+            uint32_t cnt;
+            if (si >= (unsigned)c->nsparse || v.mv_size < 4) {
+                bad++;
+                continue;
+            }
+            memcpy(&cnt, v.mv_data, 4);
+            if (v.mv_size != 4 + 8 * (size_t)cnt) {
+                bad++;
+                continue;
+            }
+            uint32_t *ix = malloc(sizeof(uint32_t) * (cnt ? cnt : 1));
+            float *vals = malloc(sizeof(float) * (cnt ? cnt : 1));
+            if (!ix || !vals) {
+                free(ix);
+                free(vals);
+                mdb_cursor_close(cur);
+                return AG_ENOMEM;
+            }
+            memcpy(ix, (const uint8_t *)v.mv_data + 4, 4 * (size_t)cnt);
+            memcpy(vals, (const uint8_t *)v.mv_data + 4 + 4 * (size_t)cnt, 4 * (size_t)cnt);
+            rc = ag_sparse_set(c->sparse[si].sp, s, ix, vals, cnt);
+            free(ix);
+            free(vals);
+            if (rc) {
+                mdb_cursor_close(cur);
+                return rc;
+            }
+        } else {
+            if (num >= (unsigned)c->nvec || v.mv_size != sizeof(float) * c->vec[num].dim) {
+                bad++;
+                continue;
+            }
+            float *tmp = malloc(v.mv_size);
+            if (!tmp) {
+                mdb_cursor_close(cur);
+                return AG_ENOMEM;
+            }
+            memcpy(tmp, v.mv_data, v.mv_size); /* LMDB data need not be float-aligned */
+            rc = ag_vecstore_set(c->vec[num].vs, s, tmp);
+            free(tmp);
+            if (rc == 0)
+                rc = ag_index_add(c->vec[num].index, s);
+            if (rc) {
+                mdb_cursor_close(cur);
+                return rc;
+            }
+        }
+    }
+    mdb_cursor_close(cur);
+    if (bad)
+        ag_log(AG_LOG_WARN, "collection '%s': skipped %zu unreadable records while loading",
+               c->name, bad);
+    return 0;
+}
+
+/* ---- rendering ----------------------------------------------------------------------------- */
+
+static json_t *floats_json(const float *f, uint32_t n)
+{
+    json_t *a = json_array();
+    for (uint32_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_real((double)f[i]));
+    return a;
+}
+
+static bool wanted(const json_t *which, const char *name)
+{
+    if (!which)
+        return true;
+    size_t i;
+    json_t *w;
+    json_array_foreach(which, i, w)
+    {
+        if (json_is_string(w) && strcmp(json_string_value(w), name) == 0)
+            return true;
+    }
+    return false;
+}
+
+json_t *ag_coll_vectors_json(const ag_collection_t *c, uint32_t slot, const json_t *which)
+{
+    json_t *obj = json_object();
+    if (!obj)
+        return NULL;
+    bool any_sparse = false;
+    for (int v = 0; v < c->nsparse; v++) {
+        const uint32_t *ix;
+        const float *vals;
+        uint32_t n;
+        if (!wanted(which, c->sparse[v].name) ||
+            !ag_sparse_get(c->sparse[v].sp, slot, &ix, &vals, &n))
+            continue;
+        json_t *sv = json_object();
+        json_t *ia = json_array();
+        for (uint32_t i = 0; ia && i < n; i++)
+            json_array_append_new(ia, json_integer(ix[i]));
+        json_object_set_new(sv, "indices", ia);
+        json_object_set_new(sv, "values", floats_json(vals, n));
+        json_object_set_new(obj, c->sparse[v].name, sv);
+        any_sparse = true;
+    }
+    for (int v = 0; v < c->nvec; v++) {
+        const float *f = ag_vecstore_get(c->vec[v].vs, slot);
+        if (!f || !wanted(which, c->vec[v].name))
+            continue;
+        if (c->unnamed && !any_sparse) {
+            json_decref(obj);
+            return floats_json(f, c->vec[v].dim);
+        }
+        json_object_set_new(obj, c->vec[v].name, floats_json(f, c->vec[v].dim));
+    }
+    return obj;
+}

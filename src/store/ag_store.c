@@ -1,0 +1,794 @@
+#include "ag_store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "ag_log.h"
+#include "json/ag_json.h"
+
+typedef struct alias_entry {
+    char *alias;
+    char *target;
+} alias_entry_t;
+
+struct ag_store {
+    MDB_env *env;
+    MDB_dbi meta;
+    pthread_rwlock_t lock; /* guards the two registries below */
+    ag_collection_t **colls;
+    size_t ncolls, cap_colls;
+    alias_entry_t *aliases;
+    size_t naliases, cap_aliases;
+    uint32_t next_cid;
+    pthread_t flusher;
+    bool flusher_running;
+    pthread_mutex_t stop_mutex;
+    pthread_cond_t stop_cond;
+    bool stopping;
+    double flush_interval_s;
+};
+
+/* ---- registry helpers (caller holds st->lock) ---------------------------------------------- */
+
+static ssize_t find_coll(const ag_store_t *st, const char *name)
+{
+    for (size_t i = 0; i < st->ncolls; i++)
+        if (strcmp(st->colls[i]->name, name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static ssize_t find_alias(const alias_entry_t *a, size_t n, const char *alias)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(a[i].alias, alias) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static int push_coll(ag_store_t *st, ag_collection_t *c)
+{
+    if (st->ncolls == st->cap_colls) {
+        size_t cap = st->cap_colls ? st->cap_colls * 2 : 16;
+        ag_collection_t **g = realloc(st->colls, cap * sizeof(*g));
+        if (!g)
+            return AG_ENOMEM;
+        st->colls = g;
+        st->cap_colls = cap;
+    }
+    st->colls[st->ncolls++] = c;
+    return 0;
+}
+
+static void aliases_free(alias_entry_t *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(a[i].alias);
+        free(a[i].target);
+    }
+    free(a);
+}
+
+/* ---- meta records -------------------------------------------------------------------------- */
+
+static int meta_put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, const json_t *v)
+{
+    char *text = ag_json_dump(v);
+    if (!text)
+        return AG_ENOMEM;
+    MDB_val k = {strlen(key), (void *)key}, d = {strlen(text), text};
+    int rc = mdb_put(txn, dbi, &k, &d, 0);
+    free(text);
+    return rc ? AG_ESTORAGE : 0;
+}
+
+static int meta_put_str(MDB_txn *txn, MDB_dbi dbi, const char *key, const char *val)
+{
+    MDB_val k = {strlen(key), (void *)key}, d = {strlen(val), (void *)val};
+    return mdb_put(txn, dbi, &k, &d, 0) ? AG_ESTORAGE : 0;
+}
+
+static int meta_del(MDB_txn *txn, MDB_dbi dbi, const char *key)
+{
+    MDB_val k = {strlen(key), (void *)key};
+    int rc = mdb_del(txn, dbi, &k, NULL);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : AG_ESTORAGE;
+}
+
+static json_t *coll_record(const ag_collection_t *c)
+{
+    return json_pack("{s:i,s:O,s:O}", "cid", (json_int_t)c->cid, "params", c->params, "schema",
+                     c->schema);
+}
+
+static void key_for(char *buf, size_t len, char kind, const char *name)
+{
+    snprintf(buf, len, "%c/%s", kind, name);
+}
+
+/* ---- flusher ------------------------------------------------------------------------------- */
+
+static void *flusher_main(void *arg)
+{
+    ag_store_t *st = arg;
+    pthread_mutex_lock(&st->stop_mutex);
+    while (!st->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long ns = (long)(st->flush_interval_s * 1e9);
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec += ns % 1000000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&st->stop_cond, &st->stop_mutex, &ts);
+        pthread_mutex_unlock(&st->stop_mutex);
+        int rc = mdb_env_sync(st->env, 1);
+        if (rc)
+            ag_log(AG_LOG_ERROR, "periodic storage sync failed: %s", mdb_strerror(rc));
+        pthread_mutex_lock(&st->stop_mutex);
+    }
+    pthread_mutex_unlock(&st->stop_mutex);
+    return NULL;
+}
+
+/* ---- open / close -------------------------------------------------------------------------- */
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    if (strlen(path) >= sizeof(buf))
+        return AG_EINVAL;
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+                return AG_EIO;
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+        return AG_EIO;
+    return 0;
+}
+
+static int load_all(ag_store_t *st, ag_diag_t *diag)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc)
+        return ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction: %s", mdb_strerror(rc));
+    if (mdb_dbi_open(txn, "meta", MDB_CREATE, &st->meta) != 0) {
+        mdb_txn_abort(txn);
+        return ag_fail(diag, AG_ESTORAGE, "cannot open the catalog");
+    }
+    MDB_cursor *cur;
+    MDB_val k, v;
+    if (mdb_cursor_open(txn, st->meta, &cur) != 0) {
+        mdb_txn_abort(txn);
+        return ag_fail(diag, AG_ESTORAGE, "cannot read the catalog");
+    }
+    st->next_cid = 1;
+    int result = 0;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && result == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        char key[600];
+        if (k.mv_size >= sizeof(key))
+            continue;
+        memcpy(key, k.mv_data, k.mv_size);
+        key[k.mv_size] = '\0';
+        if (strncmp(key, "c/", 2) == 0) {
+            json_error_t jerr;
+            json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
+            json_t *cid = json_object_get(rec, "cid");
+            if (!rec || !json_is_integer(cid)) {
+                json_decref(rec);
+                result = ag_fail(diag, AG_ESTORAGE, "catalog record for '%s' is corrupt", key + 2);
+                break;
+            }
+            ag_collection_t *c = NULL;
+            result = ag_coll_open(st->env, txn, key + 2, (uint32_t)json_integer_value(cid),
+                                  json_object_get(rec, "params"), json_object_get(rec, "schema"),
+                                  false, &c, diag);
+            json_decref(rec);
+            if (result == 0)
+                result = ag_coll_load(c, txn, diag);
+            if (result == 0)
+                result = push_coll(st, c);
+            else if (c)
+                ag_coll_unref(c);
+            if (result == 0 && c->cid >= st->next_cid)
+                st->next_cid = c->cid + 1;
+            if (result == 0)
+                ag_log(AG_LOG_INFO, "loaded collection '%s': %u points", c->name, c->live);
+        } else if (strncmp(key, "a/", 2) == 0) {
+            if (st->naliases == st->cap_aliases) {
+                size_t cap = st->cap_aliases ? st->cap_aliases * 2 : 16;
+                alias_entry_t *g = realloc(st->aliases, cap * sizeof(*g));
+                if (!g) {
+                    result = AG_ENOMEM;
+                    break;
+                }
+                st->aliases = g;
+                st->cap_aliases = cap;
+            }
+            alias_entry_t *a = &st->aliases[st->naliases];
+            a->alias = strdup(key + 2);
+            a->target = strndup(v.mv_data, v.mv_size);
+            if (!a->alias || !a->target) {
+                free(a->alias);
+                free(a->target);
+                result = AG_ENOMEM;
+                break;
+            }
+            st->naliases++;
+        } else if (strcmp(key, "seq") == 0 && v.mv_size == 4) {
+            uint32_t seq;
+            memcpy(&seq, v.mv_data, 4);
+            if (seq > st->next_cid)
+                st->next_cid = seq;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (result) {
+        mdb_txn_abort(txn);
+        return result;
+    }
+    rc = mdb_txn_commit(txn);
+    return rc ? ag_fail(diag, AG_ESTORAGE, "cannot commit: %s", mdb_strerror(rc)) : 0;
+}
+
+int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *diag)
+{
+    ag_store_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        return AG_ENOMEM;
+    pthread_rwlock_init(&st->lock, NULL);
+    pthread_mutex_init(&st->stop_mutex, NULL);
+    pthread_cond_init(&st->stop_cond, NULL);
+    st->flush_interval_s = cfg->flush_interval_s > 0 ? cfg->flush_interval_s : 1.0;
+    int rc;
+    if (mkdir_p(cfg->path) != 0) {
+        rc = ag_fail(diag, AG_EIO, "cannot create the storage directory '%s'", cfg->path);
+        goto fail;
+    }
+    if ((rc = mdb_env_create(&st->env)) != 0 || (rc = mdb_env_set_maxdbs(st->env, 32768)) != 0 ||
+        (rc = mdb_env_set_mapsize(st->env, cfg->map_size)) != 0 ||
+        (rc = mdb_env_set_maxreaders(st->env, 512)) != 0) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot set up LMDB: %s", mdb_strerror(rc));
+        goto fail;
+    }
+    rc = mdb_env_open(st->env, cfg->path, MDB_NOMETASYNC | MDB_NOTLS, 0600);
+    if (rc) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot open storage '%s': %s", cfg->path,
+                     mdb_strerror(rc));
+        goto fail;
+    }
+    int stale = 0;
+    mdb_reader_check(st->env, &stale);
+    if ((rc = load_all(st, diag)) != 0)
+        goto fail;
+    if (pthread_create(&st->flusher, NULL, flusher_main, st) == 0)
+        st->flusher_running = true;
+    *out = st;
+    return 0;
+fail:
+    ag_store_close(st);
+    return rc;
+}
+
+void ag_store_close(ag_store_t *st)
+{
+    if (!st)
+        return;
+    if (st->flusher_running) {
+        pthread_mutex_lock(&st->stop_mutex);
+        st->stopping = true;
+        pthread_cond_signal(&st->stop_cond);
+        pthread_mutex_unlock(&st->stop_mutex);
+        pthread_join(st->flusher, NULL);
+    }
+    for (size_t i = 0; i < st->ncolls; i++) {
+        ag_collection_t *c = st->colls[i];
+        pthread_mutex_lock(&c->write_mutex);
+        c->dropped = true; /* no write may start after the environment is gone */
+        pthread_mutex_unlock(&c->write_mutex);
+        ag_coll_unref(c);
+    }
+    free(st->colls);
+    aliases_free(st->aliases, st->naliases);
+    if (st->env) {
+        mdb_env_sync(st->env, 1);
+        mdb_env_close(st->env);
+    }
+    pthread_rwlock_destroy(&st->lock);
+    pthread_mutex_destroy(&st->stop_mutex);
+    pthread_cond_destroy(&st->stop_cond);
+    free(st);
+}
+
+int ag_store_sync(ag_store_t *st)
+{
+    return mdb_env_sync(st->env, 1) ? AG_EIO : 0;
+}
+
+/* ---- lookups ------------------------------------------------------------------------------- */
+
+int ag_store_get(ag_store_t *st, const char *name, ag_collection_t **out, bool *via_alias)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    ssize_t i = find_coll(st, name);
+    bool alias = false;
+    if (i < 0) {
+        ssize_t a = find_alias(st->aliases, st->naliases, name);
+        if (a >= 0) {
+            i = find_coll(st, st->aliases[a].target);
+            alias = true;
+        }
+    }
+    if (i >= 0) {
+        *out = st->colls[i];
+        ag_coll_ref(*out);
+    }
+    pthread_rwlock_unlock(&st->lock);
+    if (via_alias)
+        *via_alias = alias;
+    return i >= 0 ? 0 : AG_ENOTFOUND;
+}
+
+int ag_store_alias_target(ag_store_t *st, const char *alias, char *buf, size_t len)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    ssize_t a = find_alias(st->aliases, st->naliases, alias);
+    if (a >= 0)
+        snprintf(buf, len, "%s", st->aliases[a].target);
+    pthread_rwlock_unlock(&st->lock);
+    return a >= 0 ? 0 : AG_ENOTFOUND;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
+json_t *ag_store_list(ag_store_t *st)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    json_t **names = calloc(st->ncolls + 1, sizeof(json_t *));
+    size_t n = st->ncolls;
+    for (size_t i = 0; names && i < n; i++)
+        names[i] = json_string(st->colls[i]->name);
+    pthread_rwlock_unlock(&st->lock);
+    json_t *arr = json_array();
+    if (!names || !arr) {
+        free(names);
+        json_decref(arr);
+        return NULL;
+    }
+    qsort(names, n, sizeof(json_t *), cmp_str);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, names[i]);
+    free(names);
+    return arr;
+}
+
+json_t *ag_store_aliases(ag_store_t *st, const char *collection)
+{
+    json_t *arr = json_array();
+    if (!arr)
+        return NULL;
+    pthread_rwlock_rdlock(&st->lock);
+    for (size_t i = 0; i < st->naliases; i++) {
+        if (collection && strcmp(st->aliases[i].target, collection) != 0)
+            continue;
+        json_array_append_new(arr, json_pack("{s:s,s:s}", "alias_name", st->aliases[i].alias,
+                                             "collection_name", st->aliases[i].target));
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return arr;
+}
+
+/* ---- catalog changes ----------------------------------------------------------------------- */
+
+int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_diag_t *diag)
+{
+    pthread_rwlock_wrlock(&st->lock);
+    int rc;
+    MDB_txn *txn = NULL;
+    ag_collection_t *c = NULL;
+    if (find_coll(st, name) >= 0 || find_alias(st->aliases, st->naliases, name) >= 0) {
+        rc = ag_fail(diag, AG_EEXIST, "Collection `%s` already exists!", name);
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction: %s", mdb_strerror(rc));
+        goto out;
+    }
+    uint32_t cid = st->next_cid;
+    if ((rc = ag_coll_open(st->env, txn, name, cid, params, NULL, true, &c, diag)) != 0)
+        goto out;
+    char key[AG_MAX_NAME_LEN + 8];
+    key_for(key, sizeof(key), 'c', name);
+    json_t *rec = coll_record(c);
+    uint32_t seq = cid + 1;
+    rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
+    json_decref(rec);
+    if (rc == 0) {
+        MDB_val k = {3, (void *)"seq"}, v = {4, &seq};
+        rc = mdb_put(txn, st->meta, &k, &v, 0) ? AG_ESTORAGE : 0;
+    }
+    if (rc == 0)
+        rc = push_coll(st, c); /* reserve before commit so a failure leaves nothing behind */
+    if (rc) {
+        rc = ag_fail(diag, rc, "cannot store the new collection");
+        goto out;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0) {
+        txn = NULL;
+        st->ncolls--;
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot commit: %s", mdb_strerror(rc));
+        goto out;
+    }
+    txn = NULL;
+    c = NULL;
+    st->next_cid = seq;
+    mdb_env_sync(st->env, 1);
+    rc = 0;
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (c)
+        ag_coll_unref(c);
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
+}
+
+int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *diag)
+{
+    *existed = false;
+    pthread_rwlock_wrlock(&st->lock);
+    ssize_t i = find_coll(st, name);
+    if (i < 0) {
+        pthread_rwlock_unlock(&st->lock);
+        return 0;
+    }
+    ag_collection_t *c = st->colls[i];
+    pthread_mutex_lock(&c->write_mutex); /* wait for a running write, block new ones */
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc == 0) {
+        char key[AG_MAX_NAME_LEN + 8];
+        key_for(key, sizeof(key), 'c', name);
+        rc = meta_del(txn, st->meta, key);
+        for (size_t a = 0; rc == 0 && a < st->naliases; a++) {
+            if (strcmp(st->aliases[a].target, name) != 0)
+                continue;
+            key_for(key, sizeof(key), 'a', st->aliases[a].alias);
+            rc = meta_del(txn, st->meta, key);
+        }
+        if (rc == 0)
+            rc = ag_coll_drop_dbs(c, txn);
+        if (rc == 0)
+            rc = mdb_txn_commit(txn) ? AG_ESTORAGE : 0;
+        else
+            mdb_txn_abort(txn);
+    } else {
+        rc = AG_ESTORAGE;
+    }
+    if (rc == 0) {
+        c->dropped = true;
+        st->colls[i] = st->colls[--st->ncolls];
+        size_t w = 0;
+        for (size_t a = 0; a < st->naliases; a++) {
+            if (strcmp(st->aliases[a].target, name) == 0) {
+                free(st->aliases[a].alias);
+                free(st->aliases[a].target);
+            } else {
+                st->aliases[w++] = st->aliases[a];
+            }
+        }
+        st->naliases = w;
+        *existed = true;
+        mdb_env_sync(st->env, 1);
+    }
+    pthread_mutex_unlock(&c->write_mutex);
+    pthread_rwlock_unlock(&st->lock);
+    if (rc == 0)
+        ag_coll_unref(c);
+    return rc ? ag_fail(diag, rc, "cannot delete collection '%s'", name) : 0;
+}
+
+static int persist_coll(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc)
+        return ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction: %s", mdb_strerror(rc));
+    char key[AG_MAX_NAME_LEN + 8];
+    key_for(key, sizeof(key), 'c', c->name);
+    json_t *rec = coll_record(c);
+    rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
+    json_decref(rec);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return ag_fail(diag, rc, "cannot store the collection's settings");
+    }
+    if (mdb_txn_commit(txn) != 0)
+        return ag_fail(diag, AG_ESTORAGE, "cannot commit the collection's settings");
+    mdb_env_sync(st->env, 1);
+    return 0;
+}
+
+int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
+{
+    return persist_coll(st, c, diag);
+}
+
+/* Merges src's keys into dst recursively (objects merge, other values replace). */
+static int merge_into(json_t *dst, const json_t *src)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)src, k, v)
+    {
+        json_t *cur = json_object_get(dst, k);
+        if (json_is_object(cur) && json_is_object(v)) {
+            if (merge_into(cur, v) != 0)
+                return AG_ENOMEM;
+        } else if (json_object_set_new(dst, k, json_deep_copy(v)) != 0) {
+            return AG_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch,
+                           ag_diag_t *diag)
+{
+    ag_collection_t *c;
+    if (ag_store_get(st, name, &c, NULL) != 0)
+        return ag_fail(diag, AG_ENOTFOUND, "Collection `%s` doesn't exist!", name);
+    int rc = ag_coll_write_begin(c);
+    if (rc) {
+        ag_coll_unref(c);
+        return ag_fail(diag, rc, "Collection `%s` doesn't exist!", name);
+    }
+    json_t *next = json_deep_copy(c->params);
+    rc = next ? 0 : AG_ENOMEM;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)patch, k, v)
+    {
+        if (rc)
+            break;
+        if (json_is_null(v))
+            continue;
+        if (strcmp(k, "params") == 0) {
+            rc = merge_into(next, v);
+        } else if (strcmp(k, "vectors") == 0) {
+            json_t *vecs = json_object_get(next, "vectors");
+            const char *vn;
+            json_t *vp;
+            json_object_foreach(v, vn, vp)
+            {
+                json_t *target = c->unnamed && vn[0] == '\0' ? vecs : json_object_get(vecs, vn);
+                if (!target) {
+                    rc = ag_fail(diag, AG_EINVAL, "vectors.%.200s: no such vector", vn);
+                    break;
+                }
+                if ((rc = merge_into(target, vp)) != 0)
+                    break;
+            }
+        } else if (strcmp(k, "sparse_vectors") == 0) {
+            json_t *sv = json_object_get(next, "sparse_vectors");
+            const char *vn;
+            json_t *vp;
+            json_object_foreach(v, vn, vp)
+            {
+                json_t *target = json_object_get(sv, vn);
+                if (!target) {
+                    rc = ag_fail(diag, AG_EINVAL, "sparse_vectors.%.200s: no such vector", vn);
+                    break;
+                }
+                if ((rc = merge_into(target, vp)) != 0)
+                    break;
+            }
+        } else {
+            json_t *cur = json_object_get(next, k);
+            if (!json_is_object(cur)) {
+                json_object_set_new(next, k, json_object());
+                cur = json_object_get(next, k);
+            }
+            rc = json_is_object(v) ? merge_into(cur, v)
+                                   : json_object_set_new(next, k, json_deep_copy(v));
+        }
+    }
+    if (rc == 0) {
+        json_t *old = c->params;
+        c->params = next;
+        rc = persist_coll(st, c, diag);
+        if (rc) {
+            c->params = old;
+            json_decref(next);
+        } else {
+            json_decref(old);
+        }
+    } else {
+        json_decref(next);
+    }
+    ag_coll_write_end(c);
+    ag_coll_unref(c);
+    return rc;
+}
+
+/* ---- aliases ------------------------------------------------------------------------------- */
+
+static int alias_set(alias_entry_t **a, size_t *n, size_t *cap, const char *alias,
+                     const char *target)
+{
+    ssize_t i = find_alias(*a, *n, alias);
+    char *t = strdup(target);
+    if (!t)
+        return AG_ENOMEM;
+    if (i >= 0) {
+        free((*a)[i].target);
+        (*a)[i].target = t;
+        return 0;
+    }
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        alias_entry_t *g = realloc(*a, nc * sizeof(*g));
+        if (!g) {
+            free(t);
+            return AG_ENOMEM;
+        }
+        *a = g;
+        *cap = nc;
+    }
+    (*a)[*n].alias = strdup(alias);
+    if (!(*a)[*n].alias) {
+        free(t);
+        return AG_ENOMEM;
+    }
+    (*a)[*n].target = t;
+    (*n)++;
+    return 0;
+}
+
+static void alias_remove(alias_entry_t *a, size_t *n, size_t i)
+{
+    free(a[i].alias);
+    free(a[i].target);
+    a[i] = a[--(*n)];
+}
+
+static int get_name(const json_t *obj, const char *key, const char *path, const char **out,
+                    ag_diag_t *diag)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_string(v))
+        return ag_fail(diag, AG_EINVAL, "%s.%s: expected a string", path, key);
+    *out = json_string_value(v);
+    return ag_name_check(*out, json_string_length(v), key, diag);
+}
+
+int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *diag)
+{
+    if (!json_is_array(actions))
+        return ag_fail(diag, AG_EINVAL, "actions: expected an array");
+    pthread_rwlock_wrlock(&st->lock);
+    /* Work on a copy; the registry changes only if every action is valid and the commit works. */
+    size_t n = 0, cap = st->naliases + 1;
+    alias_entry_t *work = calloc(cap, sizeof(*work));
+    int rc = work ? 0 : AG_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < st->naliases; i++)
+        rc = alias_set(&work, &n, &cap, st->aliases[i].alias, st->aliases[i].target);
+    size_t idx;
+    json_t *act;
+    char path[64];
+    json_array_foreach(actions, idx, act)
+    {
+        if (rc)
+            break;
+        snprintf(path, sizeof(path), "actions[%zu]", idx);
+        if (!json_is_object(act) || json_object_size(act) != 1) {
+            rc = ag_fail(diag, AG_EINVAL, "%s: expected one of create_alias, delete_alias, "
+                                          "rename_alias", path);
+            break;
+        }
+        const json_t *body;
+        const char *a = NULL, *b = NULL;
+        if ((body = json_object_get(act, "create_alias")) != NULL) {
+            if (!json_is_object(body) ||
+                (rc = AG_JSON_ONLY(body, path, diag, "collection_name", "alias_name")) != 0 ||
+                (rc = get_name(body, "collection_name", path, &a, diag)) != 0 ||
+                (rc = get_name(body, "alias_name", path, &b, diag)) != 0) {
+                rc = rc ? rc : ag_fail(diag, AG_EINVAL, "%s.create_alias: expected an object", path);
+                break;
+            }
+            if (find_coll(st, a) < 0) {
+                rc = ag_fail(diag, AG_ENOTFOUND, "Collection `%s` doesn't exist!", a);
+                break;
+            }
+            if (find_coll(st, b) >= 0) {
+                rc = ag_fail(diag, AG_EEXIST, "alias `%s`: a collection has that name", b);
+                break;
+            }
+            rc = alias_set(&work, &n, &cap, b, a);
+        } else if ((body = json_object_get(act, "delete_alias")) != NULL) {
+            if (!json_is_object(body) ||
+                (rc = AG_JSON_ONLY(body, path, diag, "alias_name")) != 0 ||
+                (rc = get_name(body, "alias_name", path, &a, diag)) != 0) {
+                rc = rc ? rc : ag_fail(diag, AG_EINVAL, "%s.delete_alias: expected an object", path);
+                break;
+            }
+            ssize_t i = find_alias(work, n, a);
+            if (i < 0) {
+                rc = ag_fail(diag, AG_ENOTFOUND, "Alias `%s` doesn't exist!", a);
+                break;
+            }
+            alias_remove(work, &n, (size_t)i);
+        } else if ((body = json_object_get(act, "rename_alias")) != NULL) {
+            if (!json_is_object(body) ||
+                (rc = AG_JSON_ONLY(body, path, diag, "old_alias_name", "new_alias_name")) != 0 ||
+                (rc = get_name(body, "old_alias_name", path, &a, diag)) != 0 ||
+                (rc = get_name(body, "new_alias_name", path, &b, diag)) != 0) {
+                rc = rc ? rc : ag_fail(diag, AG_EINVAL, "%s.rename_alias: expected an object", path);
+                break;
+            }
+            ssize_t i = find_alias(work, n, a);
+            if (i < 0) {
+                rc = ag_fail(diag, AG_ENOTFOUND, "Alias `%s` doesn't exist!", a);
+                break;
+            }
+            if (find_coll(st, b) >= 0) {
+                rc = ag_fail(diag, AG_EEXIST, "alias `%s`: a collection has that name", b);
+                break;
+            }
+            char *target = strdup(work[i].target);
+            if (!target) {
+                rc = AG_ENOMEM;
+                break;
+            }
+            alias_remove(work, &n, (size_t)i);
+            rc = alias_set(&work, &n, &cap, b, target);
+            free(target);
+        } else {
+            rc = ag_fail(diag, AG_EINVAL, "%s: unknown action", path);
+        }
+    }
+    MDB_txn *txn = NULL;
+    if (rc == 0 && mdb_txn_begin(st->env, NULL, 0, &txn) != 0)
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction");
+    char key[AG_MAX_NAME_LEN + 8];
+    for (size_t i = 0; rc == 0 && i < st->naliases; i++) {
+        key_for(key, sizeof(key), 'a', st->aliases[i].alias);
+        rc = meta_del(txn, st->meta, key);
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        key_for(key, sizeof(key), 'a', work[i].alias);
+        rc = meta_put_str(txn, st->meta, key, work[i].target);
+    }
+    if (txn) {
+        if (rc == 0 && mdb_txn_commit(txn) != 0)
+            rc = ag_fail(diag, AG_ESTORAGE, "cannot commit the alias change");
+        else if (rc)
+            mdb_txn_abort(txn);
+    }
+    if (rc == 0) {
+        aliases_free(st->aliases, st->naliases);
+        st->aliases = work;
+        st->naliases = n;
+        st->cap_aliases = cap;
+        mdb_env_sync(st->env, 1);
+    } else {
+        aliases_free(work, n);
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
+}

@@ -1,0 +1,61 @@
+/*
+ * ag_store.h — the storage directory: one LMDB environment (data.mdb) holding the catalog
+ * ("meta": collections, aliases, id sequence) and every collection's databases, plus the
+ * in-memory registry of open collections.
+ *
+ * Durability: the environment runs with MDB_NOMETASYNC, so each commit fsyncs its data pages and
+ * a wait=true write additionally syncs the meta page before it is acknowledged; a background
+ * flusher syncs every second, which bounds how long a wait=false write stays volatile.
+ */
+#ifndef AG_STORE_H
+#define AG_STORE_H
+
+#include "ag_base.h"
+
+#include <jansson.h>
+
+#include "store/ag_collection.h"
+
+typedef struct ag_store ag_store_t;
+
+typedef struct ag_store_config {
+    const char *path;
+    size_t map_size; /* bytes of address space for the environment (sparse on disk) */
+    double flush_interval_s;
+} ag_store_config_t;
+
+/* Opens (creating the directory if needed) and loads every collection. *out owned by caller. */
+int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *diag);
+/* Syncs and closes. Collections still referenced by requests stay valid until unref'd, but must
+ * not be written. */
+void ag_store_close(ag_store_t *st);
+
+/* Resolves a collection name or alias. On success *out is a new reference (ag_coll_unref).
+ * *resolved_from_alias (may be NULL) tells whether `name` was an alias. */
+int ag_store_get(ag_store_t *st, const char *name, ag_collection_t **out, bool *via_alias);
+/* The collection an alias points to, copied into buf; AG_ENOTFOUND if name is not an alias. */
+int ag_store_alias_target(ag_store_t *st, const char *alias, char *buf, size_t len);
+
+/* params: already validated by ag_coll_parse_params (borrowed). AG_EEXIST if the name is taken
+ * by a collection or an alias. */
+int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_diag_t *diag);
+/* *existed tells whether anything was deleted. Aliases pointing at it are removed too. */
+int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *diag);
+/* Merges a validated PATCH body into the stored params (no structural change to vectors). */
+int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch,
+                           ag_diag_t *diag);
+/* Persists the collection's payload schema (c->schema, after the caller changed it under the
+ * collection's write mutex). */
+int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag);
+
+/* Returns a new JSON array of collection names (sorted). */
+json_t *ag_store_list(ag_store_t *st);
+/* Returns a new JSON array [{alias_name, collection_name}], optionally for one collection. */
+json_t *ag_store_aliases(ag_store_t *st, const char *collection);
+/* Applies Qdrant's alias actions atomically (all or nothing). */
+int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *diag);
+
+/* Forces a durable sync of everything committed so far. */
+int ag_store_sync(ag_store_t *st);
+
+#endif
