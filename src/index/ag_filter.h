@@ -5,6 +5,9 @@
  * by any number of threads. NULL stands for "no filter" and matches every point.
  *
  * Semantics follow Qdrant's payload checker (where Qdrant's docs are silent, its code decides):
+ *  - Clauses: must (all), must_not (none), should (at least one: an empty should array matches
+ *    nothing, as in Qdrant — fail-closed), min_should (at least min_count of the conditions).
+ *    A filter without clauses matches everything.
  *  - Key paths: `a.b` (objects only, no implicit descent into arrays), `a[].b` (every element),
  *    `a[2].b` (one element), `"quoted key"` for keys with other characters. A value that is an
  *    array at the end of the path is flattened one level for match, range and geo conditions.
@@ -43,7 +46,8 @@ typedef struct ag_filter ag_filter_t;
 
 /* What a filter is evaluated against. payload is a JSON object or NULL (no payload); id may be
  * NULL (then has_id is false). has_vector(ud, name) answers has_vector conditions (name "" means
- * the default unnamed vector); may be NULL (then has_vector is false). All borrowed for the call. */
+ * the default unnamed vector); may be NULL (then has_vector is false). All borrowed for the call.
+ */
 typedef struct ag_filter_subject {
     const ag_point_id_t *id;
     const json_t *payload;
@@ -105,5 +109,8 @@ size_t ag_payload_path_each(const json_t *payload, const char *path,
 /* Validates a key path string (non-empty, <= AG_MAX_PATH_LEN bytes, well-formed brackets and
  * quotes, keys of letters, digits, '_', '-' or non-ASCII unless quoted). 0 or AG_EINVAL. */
 int ag_payload_path_check(const char *path, ag_diag_t *diag);
+
+/* RFC 3339 datetime (and the relaxed forms filters accept) to microseconds since the epoch. */
+int ag_datetime_parse(const char *s, size_t len, int64_t *out_us);
 
 #endif
