@@ -17,8 +17,8 @@ static void kmp_table(const char *seg, size_t k, uint16_t *fail)
 }
 
 /* Leftmost occurrence of seg[0..k) in s[from..to); returns its start or SIZE_MAX. Linear. */
-static size_t kmp_find(const char *seg, size_t k, const uint16_t *fail, const char *s,
-                       size_t from, size_t to)
+static size_t kmp_find(const char *seg, size_t k, const uint16_t *fail, const char *s, size_t from,
+                       size_t to)
 {
     size_t j = 0;
     for (size_t i = from; i < to; i++) {

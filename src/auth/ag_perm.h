@@ -39,30 +39,32 @@ typedef enum {
 #define AG_VERB_WRITE (AG_VERB_CREATE | AG_VERB_UPDATE)
 #define AG_VERB_MANAGE (AG_VERB_READ | AG_VERB_CREATE | AG_VERB_UPDATE | AG_VERB_DELETE)
 
-/* Scope fields, as bits so a resource can list the ones it accepts. */
+/* Scope fields of a permission (and the matching values of a request). */
 typedef enum {
-    AG_SCOPE_COLLECTION = 0,
-    AG_SCOPE_TENANT,
-    AG_SCOPE_ROLE,
-    AG_SCOPE_USER,
-    AG_SCOPE_VERBOSITY,
-    AG_SCOPE_COUNT
-} ag_scope_t;
-#define AG_SC(s) (1u << (s))
+    AG_PSCOPE_COLLECTION = 0,
+    AG_PSCOPE_TENANT,
+    AG_PSCOPE_ROLE,
+    AG_PSCOPE_USER,
+    AG_PSCOPE_VERBOSITY,
+    AG_PSCOPE_COUNT
+} ag_pscope_t;
+#define AG_PSCOPE_BIT(s) (1u << (s))
+#define AG_PS_COLL AG_PSCOPE_BIT(AG_PSCOPE_COLLECTION)
+#define AG_PS_TENANT AG_PSCOPE_BIT(AG_PSCOPE_TENANT)
 
-/*       enum                  name                parent             scope fields            */
+/*       enum                      name                parent              scope fields */
 #define AG_RESOURCES(X)                                                                            \
-    X(AG_RES_COLLECTIONS, "collections", AG_RES_NONE, AG_SC(AG_SCOPE_COLLECTION))                  \
-    X(AG_RES_DATA, "data", AG_RES_NONE, AG_SC(AG_SCOPE_COLLECTION) | AG_SC(AG_SCOPE_TENANT))       \
-    X(AG_RES_TENANTS, "tenants", AG_RES_NONE, AG_SC(AG_SCOPE_COLLECTION) | AG_SC(AG_SCOPE_TENANT)) \
-    X(AG_RES_SNAPSHOTS, "snapshots", AG_RES_NONE, AG_SC(AG_SCOPE_COLLECTION))                      \
-    X(AG_RES_BACKUPS, "backups", AG_RES_NONE, AG_SC(AG_SCOPE_COLLECTION))                          \
-    X(AG_RES_BACKUP_SCHEDULES, "backup_schedules", AG_RES_NONE, AG_SC(AG_SCOPE_COLLECTION))        \
+    X(AG_RES_COLLECTIONS, "collections", AG_RES_NONE, AG_PS_COLL)                                  \
+    X(AG_RES_DATA, "data", AG_RES_NONE, AG_PS_COLL | AG_PS_TENANT)                                 \
+    X(AG_RES_TENANTS, "tenants", AG_RES_NONE, AG_PS_COLL | AG_PS_TENANT)                           \
+    X(AG_RES_SNAPSHOTS, "snapshots", AG_RES_NONE, AG_PS_COLL)                                      \
+    X(AG_RES_BACKUPS, "backups", AG_RES_NONE, AG_PS_COLL)                                          \
+    X(AG_RES_BACKUP_SCHEDULES, "backup_schedules", AG_RES_NONE, AG_PS_COLL)                        \
     X(AG_RES_CLUSTER, "cluster", AG_RES_NONE, 0)                                                   \
-    X(AG_RES_NODES, "nodes", AG_RES_NONE, AG_SC(AG_SCOPE_VERBOSITY))                               \
+    X(AG_RES_NODES, "nodes", AG_RES_NONE, AG_PSCOPE_BIT(AG_PSCOPE_VERBOSITY))                      \
     X(AG_RES_CLUSTER_DATA, "cluster_data", AG_RES_NONE, 0)                                         \
-    X(AG_RES_ROLES, "roles", AG_RES_NONE, AG_SC(AG_SCOPE_ROLE))                                    \
-    X(AG_RES_USERS, "users", AG_RES_NONE, AG_SC(AG_SCOPE_USER))                                    \
+    X(AG_RES_ROLES, "roles", AG_RES_NONE, AG_PSCOPE_BIT(AG_PSCOPE_ROLE))                           \
+    X(AG_RES_USERS, "users", AG_RES_NONE, AG_PSCOPE_BIT(AG_PSCOPE_USER))                           \
     X(AG_RES_API_KEYS, "api_keys", AG_RES_NONE, 0)                                                 \
     X(AG_RES_MANAGEMENT_KEYS, "management_keys", AG_RES_NONE, 0)                                   \
     X(AG_RES_INVITES, "invites", AG_RES_NONE, 0)                                                   \
@@ -70,8 +72,8 @@ typedef enum {
     X(AG_RES_PROFILE, "profile", AG_RES_NONE, 0)                                                   \
     X(AG_RES_AUDIT, "audit", AG_RES_NONE, 0)                                                       \
     /* internal sub-resources (see above) */                                                       \
-    X(AG_RES_PAYLOAD_INDEXES, "payload_indexes", AG_RES_COLLECTIONS, AG_SC(AG_SCOPE_COLLECTION))   \
-    X(AG_RES_POINTS, "points", AG_RES_DATA, AG_SC(AG_SCOPE_COLLECTION) | AG_SC(AG_SCOPE_TENANT))
+    X(AG_RES_PAYLOAD_INDEXES, "payload_indexes", AG_RES_COLLECTIONS, AG_PS_COLL)                   \
+    X(AG_RES_POINTS, "points", AG_RES_DATA, AG_PS_COLL | AG_PS_TENANT)
 
 typedef enum {
     AG_RES_NONE = 0, /* not a resource: an action left undeclared */
@@ -94,10 +96,10 @@ int ag_resource_public(int res);
 
 /* A permission. Immutable after parsing/copying; safe to read from many threads. */
 typedef struct ag_perm {
-    uint8_t verbs;                   /* AG_VERB_* mask; read is always set */
-    uint8_t resource;                /* ag_resource_t */
-    ag_glob_t scope[AG_SCOPE_COUNT]; /* match-all for a field left out */
-    json_t *filter;                  /* owned reference; NULL = whole collection (data only) */
+    uint8_t verbs;                    /* AG_VERB_* mask; read is always set */
+    uint8_t resource;                 /* ag_resource_t */
+    ag_glob_t scope[AG_PSCOPE_COUNT]; /* match-all for a field left out */
+    json_t *filter;                   /* owned reference; NULL = whole collection (data only) */
 } ag_perm_t;
 
 /* A growable list of permissions (at most AG_PERM_MAX). Zero-initialised = empty. */
@@ -117,15 +119,14 @@ typedef struct ag_perm_list {
 int ag_perm_parse(const json_t *obj, const char *path, ag_perm_t *out, ag_diag_t *diag);
 /* Parses a JSON array of permissions and appends them to list (path as above, e.g.
  * "permissions"). On failure list is left as it was. obj is borrowed. */
-int ag_perm_list_parse(const json_t *arr, const char *path, ag_perm_list_t *list,
-                       ag_diag_t *diag);
+int ag_perm_list_parse(const json_t *arr, const char *path, ag_perm_list_t *list, ag_diag_t *diag);
 
-/* Builds a permission in code: verbs (read is added unless the resource is cluster_data with
- * write), resource, all scopes match-all, no filter. Does not allocate. */
+/* Builds a permission in code: verbs (read is always added), resource, all scopes match-all, no
+ * filter. Does not allocate. */
 void ag_perm_init(ag_perm_t *p, unsigned verbs, int resource);
-/* Sets one scope of p to a glob (or literal when literal) compiled from pattern. Frees the old
- * one. AG_EINVAL for a bad pattern, AG_ENOMEM. */
-int ag_perm_set_scope(ag_perm_t *p, ag_scope_t scope, const char *pattern, bool literal);
+/* Sets one scope of p to a glob (or an exact name when literal) compiled from pattern. Frees the
+ * old one. AG_EINVAL for a bad pattern, AG_ENOMEM. */
+int ag_perm_set_scope(ag_perm_t *p, ag_pscope_t scope, const char *pattern, bool literal);
 /* Deep copy: *dst owns new memory (filter shared by reference count). AG_ENOMEM leaves *dst
  * empty. */
 int ag_perm_copy(const ag_perm_t *src, ag_perm_t *dst);
@@ -140,9 +141,11 @@ int ag_perm_list_extend(ag_perm_list_t *list, const ag_perm_list_t *src);
 /* Frees the permissions and the array; list becomes empty. */
 void ag_perm_list_release(ag_perm_list_t *list);
 
-/* Renders permissions as JSON objects in the parse format, appending to arr (a new reference
+/* Renders a permission as JSON objects in the parse format, appending to arr (a new reference
  * per element). A verb mask no single action word expresses (e.g. create+delete) is split into
- * several objects; the internal sub-resources are rendered under their own names. */
+ * several objects. The internal sub-resources render under their own names and root's
+ * every-resource permission as "manage:*" — shown by /auth/me, but not accepted back by the
+ * parser. A literal scope (JWT collection name) renders as its text. AG_ENOMEM. */
 int ag_perm_to_json(const ag_perm_t *p, json_t *arr);
 
 /*
@@ -171,12 +174,30 @@ typedef struct ag_action_decl {
 /* Initialisers for a route table, e.g.
  *   { AG_HTTP_GET, "/collections/{collection}", get_collection,
  *     AG_ACT(AG_VERB_READ, AG_RES_COLLECTIONS) },
- *   { AG_HTTP_GET, "/collections", list_collections, AG_ACT_LIST(AG_VERB_READ, AG_RES_COLLECTIONS) },
- *   { AG_HTTP_GET, "/healthz", healthz, AG_ACT_PUBLIC },
- * A route whose action is left zero fails ag_action_decl_check. */
-#define AG_ACT(verb, res) {.verbs = (verb), .resource = (res), .flags = 0}
-#define AG_ACT_LIST(verb, res) {.verbs = (verb), .resource = (res), .flags = AG_ACTF_LIST}
-#define AG_ACT_PUBLIC {.verbs = 0, .resource = AG_RES_NONE, .flags = AG_ACTF_PUBLIC}
+ *   { AG_HTTP_GET, "/collections", list_collections, AG_ACT_LIST(AG_VERB_READ, AG_RES_COLLECTIONS)
+ * }, { AG_HTTP_GET, "/healthz", healthz, AG_ACT_PUBLIC }, A route whose action is left zero fails
+ * ag_action_decl_check. */
+#define AG_ACT(verb, res)                                                                          \
+    {                                                                                              \
+        .verbs = (verb), .resource = (res), .flags = 0                                             \
+    }
+#define AG_ACT_LIST(verb, res)                                                                     \
+    {                                                                                              \
+        .verbs = (verb), .resource = (res), .flags = AG_ACTF_LIST                                  \
+    }
+#define AG_ACT_PUBLIC                                                                              \
+    {                                                                                              \
+        .verbs = 0, .resource = AG_RES_NONE, .flags = AG_ACTF_PUBLIC                               \
+    }
+
+/*
+ * Parses a route table's action string "<verb>:<resource>" into *out. Unlike permission JSON it
+ * accepts the internal sub-resources (routes are where they are used), and "read:public" for a
+ * route that needs no credential (→ AG_ACT_PUBLIC). Then ag_action_decl_check. AG_ECONFIG naming
+ * route on failure.
+ */
+int ag_action_decl_parse(const char *action, const char *route, ag_action_decl_t *out,
+                         ag_diag_t *diag);
 
 /* 0 if d is a usable declaration: either exactly AG_ACT_PUBLIC, or non-empty known verbs on a
  * concrete resource (not cluster_data, not AG_RES_ANY). Otherwise AG_ECONFIG naming route (for
@@ -195,14 +216,25 @@ typedef struct ag_request_action {
     const char *collection;   /* as named in the request (may be an alias) */
     const char *alias_target; /* the collection behind collection when it is an alias, or NULL */
     const char *tenant;
-    const char *tenant_key;   /* payload key of the collection's is_tenant index, or NULL; needed
-                                 to turn a tenant-scoped data permission into a row restriction */
+    const char *tenant_key; /* payload key of the collection's is_tenant index, or NULL; needed
+                               to turn a tenant-scoped data permission into a row restriction */
     const char *role;
     const char *user;
-    const char *verbosity;    /* nodes: "minimal" / "verbose" */
+    const char *verbosity; /* nodes: "minimal" / "verbose" */
 } ag_request_action_t;
 
 /* Starts a request action from a declaration (all scope values NULL). */
 void ag_request_action_init(ag_request_action_t *a, const ag_action_decl_t *d);
+
+/* Building blocks of the decision (ag_auth_decide in ag_principal.h), never allocating:
+ * does p's action cover all of verbs on res (directly, through the parent resource, through
+ * cluster_data or AG_RES_ANY), and do p's scope patterns match a's scope values (the collection
+ * pattern matching either the name or alias_target)? The tenant_key rule is the decider's. */
+bool ag_perm_covers_action(const ag_perm_t *p, unsigned verbs, int res);
+bool ag_perm_scope_matches(const ag_perm_t *p, const ag_request_action_t *a);
+
+/* Renders "read:data on collection 'x', tenant 't'" (the 403 message) into buf; a sub-resource
+ * is named by its public parent. Returns buf. Never fails (truncates). */
+const char *ag_action_describe(const ag_request_action_t *a, char *buf, size_t len);
 
 #endif

@@ -1,0 +1,379 @@
+#include "ag_auth.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <strings.h>
+
+#include "index/ag_filter.h"
+
+#define DIGEST_LEN 32
+
+typedef struct cache_entry {
+    uint8_t digest[DIGEST_LEN];
+    uint64_t gen;
+    ag_principal_t *p; /* NULL = empty slot */
+} cache_entry_t;
+
+typedef struct key_slot {
+    char *key; /* sodium_malloc'd copy, NULL when not configured */
+    uint8_t digest[DIGEST_LEN];
+} key_slot_t;
+
+enum { KEY_API = 0, KEY_ALT, KEY_READ_ONLY, KEY_COUNT };
+
+struct ag_auth {
+    key_slot_t keys[KEY_COUNT];
+    uint8_t hash_key[crypto_generichash_KEYBYTES];
+    bool jwt_rbac;
+    int64_t leeway;
+    ag_auth_hooks_t hooks;
+    ag_principal_t *root;   /* shared by every request authenticated with api_key */
+    ag_principal_t *viewer; /* shared by every request authenticated with read_only_api_key */
+
+    pthread_mutex_t cache_lock;
+    cache_entry_t *cache;
+    size_t cache_mask;
+    _Atomic uint64_t gen;
+};
+
+static const char *const key_settings[KEY_COUNT] = {"service.api_key", "service.alt_api_key",
+                                                    "service.read_only_api_key"};
+
+void ag_auth_config_init(ag_auth_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->jwt_leeway_s = AG_AUTH_DEFAULT_LEEWAY;
+    cfg->token_cache_size = AG_AUTH_DEFAULT_CACHE;
+}
+
+static void digest_of(const ag_auth_t *auth, const char *s, size_t len, uint8_t out[DIGEST_LEN])
+{
+    crypto_generichash(out, DIGEST_LEN, (const unsigned char *)s, len, auth->hash_key,
+                       sizeof(auth->hash_key));
+}
+
+static int builtin_principal(int kind, const char *id, const ag_perm_list_t *perms,
+                             ag_principal_t **out)
+{
+    int rc = ag_principal_new(kind, id, out);
+    if (rc == 0 && (rc = ag_principal_add_perms(*out, perms)) < 0) {
+        ag_principal_unref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static int check_config(const ag_auth_config_t *cfg, const char *k[KEY_COUNT], ag_diag_t *diag)
+{
+    for (int i = 0; i < KEY_COUNT; i++) {
+        if (k[i] && strlen(k[i]) < AG_AUTH_MIN_KEY_LEN)
+            return ag_fail(diag, AG_ECONFIG,
+                           "%s is shorter than %d characters (generate one with `aegis keygen`)",
+                           key_settings[i], AG_AUTH_MIN_KEY_LEN);
+    }
+    if (k[KEY_ALT] && !k[KEY_API])
+        return ag_fail(diag, AG_ECONFIG, "service.alt_api_key needs service.api_key");
+    if (cfg->jwt_rbac && !k[KEY_API])
+        return ag_fail(diag, AG_ECONFIG, "service.jwt_rbac needs service.api_key");
+    if (k[KEY_READ_ONLY] && ((k[KEY_API] && strcmp(k[KEY_READ_ONLY], k[KEY_API]) == 0) ||
+                             (k[KEY_ALT] && strcmp(k[KEY_READ_ONLY], k[KEY_ALT]) == 0)))
+        return ag_fail(diag, AG_ECONFIG,
+                       "service.read_only_api_key must differ from service.api_key and "
+                       "service.alt_api_key");
+    if (cfg->jwt_leeway_s < 0 || cfg->jwt_leeway_s > AG_JWT_MAX_LEEWAY)
+        return ag_fail(diag, AG_ECONFIG, "service.jwt_leeway must be between 0 and %d seconds",
+                       AG_JWT_MAX_LEEWAY);
+    if (cfg->token_cache_size > (1u << 20))
+        return ag_fail(diag, AG_ECONFIG, "token cache size must be at most %u", 1u << 20);
+    return 0;
+}
+
+/* Memory: *out is a new authenticator owned by the caller (ag_auth_free). */
+int ag_auth_new(const ag_auth_config_t *cfg, ag_auth_t **out, ag_diag_t *diag)
+{
+    *out = NULL;
+    if (sodium_init() < 0)
+        return ag_fail(diag, AG_EINTERNAL, "libsodium failed to initialise");
+    const char *k[KEY_COUNT] = {cfg->api_key, cfg->alt_api_key, cfg->read_only_api_key};
+    for (int i = 0; i < KEY_COUNT; i++)
+        if (k[i] && !*k[i])
+            k[i] = NULL;
+    int rc = check_config(cfg, k, diag);
+    if (rc < 0)
+        return rc;
+
+    ag_auth_t *auth = calloc(1, sizeof(*auth));
+    if (!auth)
+        return AG_ENOMEM;
+    if (pthread_mutex_init(&auth->cache_lock, NULL) != 0) {
+        free(auth);
+        return AG_ENOMEM;
+    }
+    atomic_init(&auth->gen, 1);
+    auth->jwt_rbac = cfg->jwt_rbac;
+    auth->leeway = cfg->jwt_leeway_s;
+    randombytes_buf(auth->hash_key, sizeof(auth->hash_key));
+    rc = AG_ENOMEM;
+    for (int i = 0; i < KEY_COUNT; i++) {
+        if (!k[i])
+            continue;
+        size_t len = strlen(k[i]);
+        if (!(auth->keys[i].key = sodium_malloc(len + 1)))
+            goto fail;
+        memcpy(auth->keys[i].key, k[i], len + 1);
+        digest_of(auth, k[i], len, auth->keys[i].digest);
+    }
+    if (cfg->token_cache_size) {
+        size_t n = 1;
+        while (n < cfg->token_cache_size)
+            n <<= 1;
+        if (!(auth->cache = calloc(n, sizeof(*auth->cache))))
+            goto fail;
+        auth->cache_mask = n - 1;
+    }
+    if ((rc = builtin_principal(AG_PRINCIPAL_ROOT, "root", ag_role_root(), &auth->root)) < 0 ||
+        (rc = builtin_principal(AG_PRINCIPAL_VIEWER, "viewer", ag_role_viewer(), &auth->viewer)) <
+            0)
+        goto fail;
+    *out = auth;
+    return 0;
+fail:
+    ag_auth_free(auth);
+    return rc;
+}
+
+static void cache_clear(ag_auth_t *auth)
+{
+    if (!auth->cache)
+        return;
+    pthread_mutex_lock(&auth->cache_lock);
+    for (size_t i = 0; i <= auth->cache_mask; i++) {
+        ag_principal_unref(auth->cache[i].p);
+        auth->cache[i].p = NULL;
+    }
+    pthread_mutex_unlock(&auth->cache_lock);
+}
+
+void ag_auth_free(ag_auth_t *auth)
+{
+    if (!auth)
+        return;
+    cache_clear(auth);
+    free(auth->cache);
+    for (int i = 0; i < KEY_COUNT; i++)
+        sodium_free(auth->keys[i].key); /* sodium_free wipes the memory first */
+    sodium_memzero(auth->hash_key, sizeof(auth->hash_key));
+    ag_principal_unref(auth->root);
+    ag_principal_unref(auth->viewer);
+    pthread_mutex_destroy(&auth->cache_lock);
+    free(auth);
+}
+
+void ag_auth_set_hooks(ag_auth_t *auth, const ag_auth_hooks_t *hooks)
+{
+    if (hooks)
+        auth->hooks = *hooks;
+    else
+        memset(&auth->hooks, 0, sizeof(auth->hooks));
+    ag_auth_invalidate(auth);
+}
+
+void ag_auth_invalidate(ag_auth_t *auth)
+{
+    atomic_fetch_add(&auth->gen, 1);
+    cache_clear(auth);
+}
+
+/* --- credential extraction ---------------------------------------------------------------- */
+
+static int credential_of(const char *api_key, const char *authorization, const char **cred,
+                         size_t *len, ag_diag_t *diag)
+{
+    const char *c = NULL;
+    if (api_key && *api_key) {
+        c = api_key;
+    } else if (authorization && *authorization) {
+        if (strncasecmp(authorization, "Bearer ", 7) != 0)
+            return ag_fail(diag, AG_EUNAUTH,
+                           "invalid credential: Authorization must be \"Bearer <token>\"");
+        c = authorization + 7;
+        while (*c == ' ')
+            c++;
+    }
+    if (!c || !*c)
+        return ag_fail(diag, AG_EUNAUTH,
+                       "missing credential: send an api-key header or Authorization: Bearer");
+    size_t n = strnlen(c, AG_AUTH_MAX_CREDENTIAL + 1);
+    if (n > AG_AUTH_MAX_CREDENTIAL)
+        return ag_fail(diag, AG_EUNAUTH, "invalid credential");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)c[i] < 0x20 || (unsigned char)c[i] == 0x7f)
+            return ag_fail(diag, AG_EUNAUTH, "invalid credential");
+    *cred = c;
+    *len = n;
+    return 0;
+}
+
+static bool looks_like_jwt(const char *c, size_t n)
+{
+    size_t dots = 0;
+    for (size_t i = 0; i < n; i++)
+        dots += c[i] == '.';
+    return dots == 2;
+}
+
+/* --- token cache -------------------------------------------------------------------------- */
+
+static ag_principal_t *cache_get(ag_auth_t *auth, const uint8_t digest[DIGEST_LEN])
+{
+    if (!auth->cache)
+        return NULL;
+    ag_principal_t *p = NULL;
+    uint64_t gen = atomic_load(&auth->gen);
+    pthread_mutex_lock(&auth->cache_lock);
+    cache_entry_t *e = &auth->cache[(digest[0] | (size_t)digest[1] << 8 | (size_t)digest[2] << 16) &
+                                    auth->cache_mask];
+    if (e->p && e->gen == gen && sodium_memcmp(e->digest, digest, DIGEST_LEN) == 0)
+        p = ag_principal_ref(e->p);
+    pthread_mutex_unlock(&auth->cache_lock);
+    return p;
+}
+
+static void cache_put(ag_auth_t *auth, const uint8_t digest[DIGEST_LEN], uint64_t gen,
+                      ag_principal_t *p)
+{
+    if (!auth->cache)
+        return;
+    ag_principal_t *old;
+    pthread_mutex_lock(&auth->cache_lock);
+    /* A principal resolved before the latest invalidation must not be stored. */
+    if (gen != atomic_load(&auth->gen)) {
+        pthread_mutex_unlock(&auth->cache_lock);
+        return;
+    }
+    cache_entry_t *e = &auth->cache[(digest[0] | (size_t)digest[1] << 8 | (size_t)digest[2] << 16) &
+                                    auth->cache_mask];
+    old = e->p;
+    memcpy(e->digest, digest, DIGEST_LEN);
+    e->gen = gen;
+    e->p = ag_principal_ref(p);
+    pthread_mutex_unlock(&auth->cache_lock);
+    ag_principal_unref(old);
+}
+
+/* --- authentication ----------------------------------------------------------------------- */
+
+static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len,
+                            const uint8_t digest[DIGEST_LEN], int64_t now, ag_principal_t **out,
+                            ag_diag_t *diag)
+{
+    ag_principal_t *p = cache_get(auth, digest);
+    if (p) {
+        *out = p;
+        return 0;
+    }
+    uint64_t gen = atomic_load(&auth->gen);
+    const char *secrets[2] = {auth->keys[KEY_API].key, auth->keys[KEY_ALT].key};
+    json_t *claims = NULL;
+    int rc = ag_jwt_verify(cred, len, secrets, 2, now, auth->leeway, &claims, diag);
+    if (rc < 0)
+        return rc;
+    rc = ag_jwt_principal(claims, auth->hooks.resolve_role, auth->hooks.resolve_ctx, &p, diag);
+    json_decref(claims);
+    if (rc < 0)
+        return rc;
+    cache_put(auth, digest, gen, p);
+    *out = p;
+    return 0;
+}
+
+static int check_principal(ag_auth_t *auth, const ag_principal_t *p, int64_t now, ag_diag_t *diag)
+{
+    int64_t exp = ag_principal_expiry(p);
+    int64_t leeway = ag_principal_kind(p) == AG_PRINCIPAL_TOKEN ? auth->leeway : 0;
+    if (exp && now >= (exp > INT64_MAX - leeway ? INT64_MAX : exp + leeway))
+        return ag_fail(diag, AG_EUNAUTH, "invalid credential: expired");
+    const ag_value_exists_t *ve = ag_principal_value_exists(p);
+    if (!ve)
+        return 0;
+    if (!auth->hooks.value_exists)
+        return ag_fail(diag, AG_EUNAUTH, "invalid token: value_exists cannot be checked");
+    int rc = auth->hooks.value_exists(auth->hooks.value_exists_ctx, ve->collection, ve->filter);
+    if (rc == AG_ENOTFOUND || rc == AG_EUNAUTH)
+        return ag_fail(diag, AG_EUNAUTH, "invalid token: revoked (value_exists)");
+    return rc < 0 ? rc : 0;
+}
+
+/* Memory: on success *out is a new principal reference owned by the caller. */
+int ag_auth_authenticate(ag_auth_t *auth, const char *api_key_header,
+                         const char *authorization_header, int64_t now, ag_principal_t **out,
+                         ag_diag_t *diag)
+{
+    *out = NULL;
+    if (!auth)
+        return ag_fail(diag, AG_EINTERNAL, "authentication is not configured");
+    const char *cred = NULL;
+    size_t len = 0;
+    int rc = credential_of(api_key_header, authorization_header, &cred, &len, diag);
+    if (rc < 0)
+        return rc;
+
+    uint8_t digest[DIGEST_LEN];
+    digest_of(auth, cred, len, digest);
+    /* Compare with every configured key, always, so timing reveals nothing about which. */
+    int hit_root = 0, hit_viewer = 0;
+    for (int i = 0; i < KEY_COUNT; i++) {
+        int eq = auth->keys[i].key && sodium_memcmp(digest, auth->keys[i].digest, DIGEST_LEN) == 0;
+        if (i == KEY_READ_ONLY)
+            hit_viewer |= eq;
+        else
+            hit_root |= eq;
+    }
+
+    ag_principal_t *p = NULL;
+    if (hit_root) {
+        p = ag_principal_ref(auth->root);
+    } else if (hit_viewer) {
+        p = ag_principal_ref(auth->viewer);
+    } else if (auth->jwt_rbac && looks_like_jwt(cred, len)) {
+        if ((rc = authenticate_jwt(auth, cred, len, digest, now, &p, diag)) < 0)
+            goto fail;
+    } else if (auth->hooks.lookup) {
+        rc = auth->hooks.lookup(auth->hooks.lookup_ctx, cred, len, now, &p);
+        if (rc == AG_ENOTFOUND || rc == AG_EUNAUTH || (rc == 0 && !p)) {
+            ag_principal_unref(p);
+            p = NULL;
+            rc = ag_fail(diag, AG_EUNAUTH, "invalid credential");
+        }
+        if (rc < 0)
+            goto fail;
+    } else {
+        rc = ag_fail(diag, AG_EUNAUTH, "invalid credential");
+        goto fail;
+    }
+    if ((rc = check_principal(auth, p, now, diag)) < 0)
+        goto fail;
+    sodium_memzero(digest, sizeof(digest));
+    *out = p;
+    return 0;
+fail:
+    sodium_memzero(digest, sizeof(digest));
+    ag_principal_unref(p);
+    return rc;
+}
+
+/* Memory: *out is a new malloc'd token owned by the caller. */
+int ag_auth_mint(const ag_auth_t *auth, const json_t *claims, char **out)
+{
+    *out = NULL;
+    if (!auth || !auth->keys[KEY_API].key)
+        return AG_ECONFIG;
+    return ag_jwt_mint(auth->keys[KEY_API].key, claims, out);
+}
+
+/* Memory: *out is a new principal reference owned by the caller. */
+int ag_auth_anonymous(ag_principal_t **out)
+{
+    return builtin_principal(AG_PRINCIPAL_ANONYMOUS, "anonymous", ag_role_root(), out);
+}

@@ -1,0 +1,123 @@
+/*
+ * ag_principal.h — who is calling (PRODUCT §3), the predefined roles, and the decision.
+ *
+ * A principal is built once (by ag_auth_authenticate, a JWT, or a user/key lookup), then shared
+ * read-only: it is reference-counted with C11 atomics so a cached principal can be handed to
+ * many requests at once. Building functions (ag_principal_set_*, _add_*) may only be called
+ * before the first ag_principal_ref.
+ */
+#ifndef AG_PRINCIPAL_H
+#define AG_PRINCIPAL_H
+
+#include "ag_base.h"
+#include "ag_perm.h"
+
+#include <jansson.h>
+
+typedef struct ag_filter ag_filter_t;
+
+typedef enum {
+    AG_PRINCIPAL_ANONYMOUS = 0, /* --insecure only */
+    AG_PRINCIPAL_ROOT,          /* service.api_key / alt_api_key */
+    AG_PRINCIPAL_VIEWER,        /* service.read_only_api_key */
+    AG_PRINCIPAL_TOKEN,         /* a verified JWT */
+    AG_PRINCIPAL_USER,          /* a database user's API key */
+    AG_PRINCIPAL_API_KEY,       /* a scoped database API key / management key */
+} ag_principal_kind_t;
+
+/* Static lowercase name ("root", "token", …); "unknown" out of range. */
+const char *ag_principal_kind_name(int kind);
+
+/*
+ * The JWT `value_exists` claim: the token is valid only while a point whose payload has every
+ * key = value exists in collection. The store answers it through ag_auth_config_t's callback on
+ * every request; filter is that condition, compiled once.
+ */
+typedef struct ag_value_exists {
+    char *collection;    /* owned */
+    json_t *matches;     /* owned: array of {"key": string, "value": scalar} as in the token */
+    ag_filter_t *filter; /* owned: AND of key = value over matches */
+} ag_value_exists_t;
+/* Frees ve and what it owns. NULL is a no-op. */
+void ag_value_exists_free(ag_value_exists_t *ve);
+
+typedef struct ag_principal ag_principal_t;
+
+/* A new principal of kind with id (copied; may be NULL) and no permissions, reference count 1.
+ * AG_ENOMEM. The caller owns the reference (ag_principal_unref). */
+int ag_principal_new(int kind, const char *id, ag_principal_t **out);
+/* Returns p with one more reference (NULL-safe). Thread-safe. */
+ag_principal_t *ag_principal_ref(ag_principal_t *p);
+/* Drops one reference; the last one frees p. NULL-safe, thread-safe. */
+void ag_principal_unref(ag_principal_t *p);
+
+/* Building (before sharing). Strings are copied. */
+int ag_principal_set_sub(ag_principal_t *p, const char *sub);
+/* Seconds since the epoch after which the principal is no longer valid; 0 = never. */
+void ag_principal_set_expiry(ag_principal_t *p, int64_t expires_at);
+/* Takes ownership of perm's contents (perm is left empty), also on failure. */
+int ag_principal_add_perm(ag_principal_t *p, ag_perm_t *perm);
+/* Appends deep copies of perms. */
+int ag_principal_add_perms(ag_principal_t *p, const ag_perm_list_t *perms);
+/* Records a role name (for /auth/me and the audit log; does not grant anything by itself). */
+int ag_principal_add_role(ag_principal_t *p, const char *role);
+/* Takes ownership of ve (freed with p). Replaces any earlier one. */
+void ag_principal_set_value_exists(ag_principal_t *p, ag_value_exists_t *ve);
+
+/* Reading. Strings and lists are borrowed for the life of p. */
+int ag_principal_kind(const ag_principal_t *p);
+const char *ag_principal_id(const ag_principal_t *p);  /* NULL if none */
+const char *ag_principal_sub(const ag_principal_t *p); /* JWT sub/subject, NULL if none */
+int64_t ag_principal_expiry(const ag_principal_t *p);  /* 0 = never */
+const ag_perm_list_t *ag_principal_perms(const ag_principal_t *p);
+size_t ag_principal_role_count(const ag_principal_t *p);
+const char *ag_principal_role(const ag_principal_t *p, size_t i);
+const ag_value_exists_t *ag_principal_value_exists(const ag_principal_t *p); /* NULL if none */
+
+/*
+ * Predefined roles (static, immutable, never freed):
+ *   root   — every verb on every resource (one permission on AG_RES_ANY);
+ *   viewer — read on collections, data, tenants, snapshots, cluster, nodes (the data plane);
+ *            nothing on roles, users, keys, invites, account, backups or audit.
+ */
+const ag_perm_list_t *ag_role_root(void);
+const ag_perm_list_t *ag_role_viewer(void);
+/* "root" / "viewer" → their list; NULL for any other name. */
+const ag_perm_list_t *ag_role_builtin(const char *name);
+
+/* --- Decision ---------------------------------------------------------------------------- */
+
+typedef struct ag_decision {
+    bool allowed;
+    /* Row restriction to AND into every read and to check writes against (data actions only).
+     * NULL = none (or not a data action). Owned by the caller: ag_decision_release. */
+    ag_filter_t *restriction;
+    /* When denied: the missing permission, e.g. "read:data on collection 'x'", for the 403
+     * message (never a secret; contains names from the request). Points into buf or is static. */
+    const char *missing;
+    /* When allowed: the first permission that covers the action (borrowed from the principal;
+     * NULL for the implicit read:profile), for POST /auth/check. */
+    const ag_perm_t *granted_by;
+    char buf[768];
+} ag_decision_t;
+
+/*
+ * Decides a's action for p: deny unless some permission covers the verbs and resource and its
+ * scope patterns match. For data and points the restriction is the union (OR) of the row
+ * filters of every matching permission, or NULL when any matching one is unrestricted. A
+ * tenant-scoped data permission contributes the restriction `tenant_key == tenant`; it matches
+ * only when the request names a tenant and a->tenant_key is set. read:profile is always granted.
+ * Never allocates except to build a restriction.
+ * Returns 0 when a decision was made (see out->allowed). On an internal error (out of memory,
+ * a NULL or malformed argument) returns a negative code and out->allowed is false (fail closed).
+ */
+int ag_auth_decide(const ag_principal_t *p, const ag_request_action_t *a, ag_decision_t *out);
+/* Frees the restriction; out->allowed becomes false. */
+void ag_decision_release(ag_decision_t *d);
+
+/* Anti-escalation: true if p holds every permission of wanted (ag_perm_list_covers). When false
+ * and first_missing is not NULL, it receives the index of the first permission p lacks. */
+bool ag_principal_holds(const ag_principal_t *p, const ag_perm_list_t *wanted,
+                        size_t *first_missing);
+
+#endif
