@@ -13,6 +13,7 @@
 #include "ag_config.h"
 #include "ag_log.h"
 #include "api/ag_api.h"
+#include "api/ag_guard.h"
 #include "http/ag_http.h"
 #include "ag_pool.h"
 #include "store/ag_store.h"
@@ -134,6 +135,7 @@ static int serve(int argc, char **argv)
     ag_diag_t diag = {{0}};
     ag_store_t *store = NULL;
     ag_http_t *http = NULL;
+    ag_guard_t *guard = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL;
     int exit_code = 1;
 
@@ -197,8 +199,21 @@ static int serve(int argc, char **argv)
     }
     ag_log(AG_LOG_INFO, "storage %s opened in %.2fs", cfg.storage_path, ag_now_mono() - t0);
 
+    ag_guard_config_t gcfg = {
+        .insecure = cfg.insecure,
+        .api_key = cfg.api_key,
+        .alt_api_key = cfg.alt_api_key,
+        .read_only_api_key = cfg.read_only_api_key,
+        .jwt_rbac = cfg.jwt_rbac,
+        .jwt_leeway_s = (int64_t)cfg.jwt_leeway_s,
+        .storage_path = cfg.storage_path,
+    };
+    if ((rc = ag_guard_new(&gcfg, store, &guard, &diag)) != 0) {
+        fprintf(stderr, "aegis: %s\n", diag.msg);
+        goto out;
+    }
     static ag_api_t api;
-    if ((rc = ag_api_init(&api, &cfg, store, &diag)) != 0) {
+    if ((rc = ag_api_init(&api, &cfg, store, guard, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
@@ -233,6 +248,7 @@ static int serve(int argc, char **argv)
 out:
     if (http)
         ag_http_stop(http, 5.0);
+    ag_guard_free(guard);
     ag_store_close(store);
     ag_pool_shutdown();
     if (store)

@@ -18,10 +18,12 @@ static void append(size_t *n, const ag_route_t *src, size_t len)
         route_table[(*n)++] = src[i];
 }
 
-int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_diag_t *diag)
+int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *guard,
+                ag_diag_t *diag)
 {
     memset(api, 0, sizeof(*api));
     api->cfg = cfg;
+    api->guard = guard;
     api->store = store;
     api->started_at = ag_now_mono();
     size_t n = 0;
@@ -33,7 +35,7 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_diag_t *d
         const ag_route_t *r = &route_table[i];
         if (!r->handler || !r->pattern)
             return ag_fail(diag, AG_ECONFIG, "route %zu has no handler", i);
-        int rc = ag_guard_check_route(r, diag);
+        int rc = ag_guard_check_route(guard, r, i, diag);
         if (rc)
             return rc;
     }
@@ -126,6 +128,7 @@ static void call_free(void *p)
     json_decref(call->result);
     free(call->raw);
     ag_filter_free(call->restriction);
+    ag_guard_release_principal(call);
     ag_arena_release(&call->arena);
     free(call);
 }
@@ -175,10 +178,11 @@ void ag_api_begin(void *ud, ag_request_t *req)
     req->app = call;
     req->app_free = call_free;
 
-    int rc = ag_guard_admit(call, &diag);
+    int retry_after = 0;
+    int rc = ag_guard_admit(api->guard, call, (size_t)(r - api->routes), &retry_after, &diag);
     if (rc) {
         if (rc == AG_ETHROTTLED)
-            snprintf(req->retry_after, sizeof(req->retry_after), "%d", 60);
+            snprintf(req->retry_after, sizeof(req->retry_after), "%d", AG_MAX(retry_after, 1));
         render_error(req, rc, &diag);
     }
 }

@@ -31,6 +31,7 @@ typedef struct ag_route {
     ag_handler_fn handler;
     bool body;              /* the route takes a JSON body */
     bool public_route;      /* no credential needed (only /, /healthz, /livez, /readyz) */
+    bool list_route;        /* a listing: the handler filters items by what the caller may see */
 } ag_route_t;
 
 struct ag_call {
@@ -45,13 +46,17 @@ struct ag_call {
     char *raw;             /* alternative raw response body (owned) */
     const char *raw_type;
     ag_filter_t *restriction; /* row-level restriction from authorization (owned); NULL = none */
+    struct ag_principal *principal; /* the authenticated caller (owned reference) */
     ag_arena_t arena;      /* per-request temporaries */
     ag_diag_t diag;
     bool wait;
 };
 
+typedef struct ag_guard ag_guard_t;
+
 struct ag_api {
     ag_config_t *cfg; /* borrowed */
+    ag_guard_t *guard; /* borrowed: authentication and authorization */
     ag_store_t *store; /* borrowed */
     const ag_route_t *routes;
     size_t nroutes;
@@ -59,7 +64,8 @@ struct ag_api {
 };
 
 /* Checks the route table (every route declares an action). */
-int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_diag_t *diag);
+int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *guard,
+                ag_diag_t *diag);
 void ag_api_begin(void *ud, ag_request_t *req);
 void ag_api_handle(void *ud, ag_request_t *req);
 

@@ -1,19 +1,48 @@
 /*
  * ag_guard.h — the authenticate → authorize step of the request path, run in begin() before any
- * byte of the body is read. Today every caller is the anonymous principal and every request is
- * allowed (the server only runs with --insecure); the credentials issue replaces the body of
- * these functions, not their place in the path.
+ * byte of the body is read:
+ *   public route?  → admitted without a credential (only /, /healthz, /livez, /readyz)
+ *   --insecure?    → the anonymous principal (root), loopback only
+ *   throttled?     → 429 with Retry-After (repeated failures from one address)
+ *   authenticate   → 401 for a missing/invalid credential (auth/ag_auth.h)
+ *   authorize      → 403 naming the missing permission; the decision's row restriction goes to
+ *                    call->restriction and is ANDed into every read and checked on every write
+ * Anything unexpected denies (fail closed) and is logged with the reason, never the credential.
  */
 #ifndef AG_GUARD_H
 #define AG_GUARD_H
 
 #include "api/ag_api.h"
+#include "auth/ag_principal.h"
 
-/* Refuses a route whose action is missing or malformed (the server then refuses to start). */
-int ag_guard_check_route(const ag_route_t *r, ag_diag_t *diag);
-/* Authenticates the caller and authorizes call->route for it; on success may set
- * call->restriction. Fails closed: any error denies. */
-int ag_guard_admit(ag_call_t *call, ag_diag_t *diag);
+typedef struct ag_guard_config {
+    bool insecure;
+    const char *api_key;
+    const char *alt_api_key;
+    const char *read_only_api_key;
+    bool jwt_rbac;
+    int64_t jwt_leeway_s;
+    const char *storage_path; /* where the generated root key's hash lives */
+} ag_guard_config_t;
+
+/* Builds the guard. On a first start without any configured key (and without --insecure) it
+ * generates a root key, prints it once on stdout and stores only its hash. *out owned by the
+ * caller (ag_guard_free). The store is borrowed (value_exists checks). */
+int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **out,
+                 ag_diag_t *diag);
+void ag_guard_free(ag_guard_t *g);
+
+/* Parses route i's action into the guard's table; refuses a missing or malformed one. */
+int ag_guard_check_route(ag_guard_t *g, const ag_route_t *r, size_t i, ag_diag_t *diag);
+/* Authenticates and authorizes the call for route index i. */
+int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_diag_t *diag);
+/* Is the caller allowed `action` ("read:data", ...) on collection name? On success and when
+ * restriction is not NULL, *restriction receives the row restriction to apply (caller owns). */
+int ag_guard_authorize(ag_call_t *call, const char *action, const char *collection,
+                       ag_filter_t **restriction, ag_diag_t *diag);
+/* Can the caller see this collection in a listing (read:collections on it)? */
+bool ag_guard_visible(ag_call_t *call, const char *collection);
+void ag_guard_release_principal(ag_call_t *call);
 /* Records the outcome of a request that the audit log must see. */
 void ag_guard_audit(ag_call_t *call, int http_status);
 

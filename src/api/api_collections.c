@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "api/ag_api.h"
+#include "api/ag_guard.h"
 #include "json/ag_json.h"
 
 static int h_list(ag_call_t *call)
@@ -10,7 +11,11 @@ static int h_list(ag_call_t *call)
     json_t *arr = json_array();
     size_t i;
     json_t *n;
-    json_array_foreach(names, i, n) json_array_append_new(arr, json_pack("{s:O}", "name", n));
+    json_array_foreach(names, i, n)
+    {
+        if (ag_guard_visible(call, json_string_value(n)))
+            json_array_append_new(arr, json_pack("{s:O}", "name", n));
+    }
     json_decref(names);
     call->result = json_pack("{s:o}", "collections", arr);
     return call->result ? 0 : AG_ENOMEM;
@@ -181,7 +186,19 @@ static int h_alias_actions(ag_call_t *call)
 
 static int h_aliases(ag_call_t *call)
 {
-    call->result = json_pack("{s:o}", "aliases", ag_store_aliases(call->api->store, NULL));
+    json_t *all = ag_store_aliases(call->api->store, NULL);
+    json_t *seen = json_array();
+    size_t i;
+    json_t *a;
+    json_array_foreach(all, i, a)
+    {
+        const char *alias = json_string_value(json_object_get(a, "alias_name"));
+        const char *coll = json_string_value(json_object_get(a, "collection_name"));
+        if (ag_guard_visible(call, coll) || ag_guard_visible(call, alias))
+            json_array_append(seen, a);
+    }
+    json_decref(all);
+    call->result = json_pack("{s:o}", "aliases", seen);
     return call->result ? 0 : AG_ENOMEM;
 }
 
@@ -316,10 +333,10 @@ static int h_index_delete(ag_call_t *call)
 }
 
 const ag_route_t ag_routes_collections[] = {
-    {AG_HTTP_GET, "/collections", "read:collections", AG_SCOPE_NONE, h_list, false, false},
+    {AG_HTTP_GET, "/collections", "read:collections", AG_SCOPE_NONE, h_list, false, false, true},
     {AG_HTTP_POST, "/collections/aliases", "update:collections", AG_SCOPE_NONE, h_alias_actions,
      true, false},
-    {AG_HTTP_GET, "/aliases", "read:collections", AG_SCOPE_NONE, h_aliases, false, false},
+    {AG_HTTP_GET, "/aliases", "read:collections", AG_SCOPE_NONE, h_aliases, false, false, true},
     {AG_HTTP_GET, "/collections/{name}", "read:collections", AG_SCOPE_COLLECTION, h_info, false,
      false},
     {AG_HTTP_PUT, "/collections/{name}", "create:collections", AG_SCOPE_COLLECTION, h_create, true,
@@ -332,9 +349,9 @@ const ag_route_t ag_routes_collections[] = {
      false, false},
     {AG_HTTP_GET, "/collections/{name}/aliases", "read:collections", AG_SCOPE_COLLECTION,
      h_coll_aliases, false, false},
-    {AG_HTTP_PUT, "/collections/{name}/index", "update:collections", AG_SCOPE_COLLECTION,
+    {AG_HTTP_PUT, "/collections/{name}/index", "update:payload_indexes", AG_SCOPE_COLLECTION,
      h_index_create, true, false},
-    {AG_HTTP_DELETE, "/collections/{name}/index/{field}", "update:collections",
+    {AG_HTTP_DELETE, "/collections/{name}/index/{field}", "update:payload_indexes",
      AG_SCOPE_COLLECTION, h_index_delete, false, false},
 };
 const size_t ag_routes_collections_len = AG_ARRAY_LEN(ag_routes_collections);

@@ -1020,15 +1020,15 @@ static int h_scroll(ag_call_t *call)
 }
 
 const ag_route_t ag_routes_points[] = {
-    {AG_HTTP_PUT, "/collections/{name}/points", "write:data", AG_SCOPE_COLLECTION, h_upsert, true,
+    {AG_HTTP_PUT, "/collections/{name}/points", "write:points", AG_SCOPE_COLLECTION, h_upsert, true,
      false},
     {AG_HTTP_POST, "/collections/{name}/points", "read:data", AG_SCOPE_COLLECTION, h_retrieve,
      true, false},
-    {AG_HTTP_POST, "/collections/{name}/points/delete", "delete:data", AG_SCOPE_COLLECTION,
+    {AG_HTTP_POST, "/collections/{name}/points/delete", "delete:points", AG_SCOPE_COLLECTION,
      h_delete, true, false},
-    {AG_HTTP_PUT, "/collections/{name}/points/vectors", "update:data", AG_SCOPE_COLLECTION,
+    {AG_HTTP_PUT, "/collections/{name}/points/vectors", "update:points", AG_SCOPE_COLLECTION,
      h_update_vectors, true, false},
-    {AG_HTTP_POST, "/collections/{name}/points/vectors/delete", "update:data",
+    {AG_HTTP_POST, "/collections/{name}/points/vectors/delete", "update:points",
      AG_SCOPE_COLLECTION, h_delete_vectors, true, false},
     {AG_HTTP_POST, "/collections/{name}/points/payload", "update:data", AG_SCOPE_COLLECTION,
      h_set_payload, true, false},
