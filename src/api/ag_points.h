@@ -54,4 +54,10 @@ int ag_parse_sparse(ag_call_t *call, const json_t *v, const char *path, ag_spars
 int ag_parse_dense(ag_call_t *call, const ag_collection_t *c, int vi, const json_t *v,
                    const char *path, float **out);
 
+/* Parses an order_by value (a key, or {key, direction, start_from}) for collection c, whose key
+ * needs a range index (integer, float, datetime). Datetimes come out in seconds. Defined in
+ * api_points.c; shared with the query API. Caller holds c's read lock (it reads the schema). */
+int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, const char **key,
+                      bool *desc, bool *has_start, double *start, bool *datetime);
+
 #endif
