@@ -9,14 +9,18 @@
  * ifunc resolver picks one when the program loads. `omp simd reduction` is what allows the
  * vectorizer to reorder the float sum (which -std=c11 without -ffast-math otherwise forbids), so
  * results differ from a sequential sum only by rounding.
+ *
+ * The clones are file-local and the exported names are one-jump wrappers: clang (at least up to
+ * 14) names a cloned function's ifunc "<name>.ifunc", so callers in other files could not link
+ * to an exported clone directly.
  */
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__)
-#define AG_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
+#define AG_KERNEL static __attribute__((target_clones("avx512f", "avx2", "default")))
 #else /* other targets: one portable copy (NEON on aarch64 is its baseline) */
-#define AG_KERNEL
+#define AG_KERNEL static
 #endif
 
-AG_KERNEL float ag_dot_f32(const float *a, const float *b, uint32_t dim)
+AG_KERNEL float dot_kernel(const float *a, const float *b, uint32_t dim)
 {
     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
@@ -25,7 +29,7 @@ AG_KERNEL float ag_dot_f32(const float *a, const float *b, uint32_t dim)
     return acc;
 }
 
-AG_KERNEL float ag_l2sq_f32(const float *a, const float *b, uint32_t dim)
+AG_KERNEL float l2sq_kernel(const float *a, const float *b, uint32_t dim)
 {
     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
@@ -36,13 +40,28 @@ AG_KERNEL float ag_l2sq_f32(const float *a, const float *b, uint32_t dim)
     return acc;
 }
 
-AG_KERNEL float ag_l1_f32(const float *a, const float *b, uint32_t dim)
+AG_KERNEL float l1_kernel(const float *a, const float *b, uint32_t dim)
 {
     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
     for (uint32_t i = 0; i < dim; i++)
         acc += fabsf(a[i] - b[i]);
     return acc;
+}
+
+float ag_dot_f32(const float *a, const float *b, uint32_t dim)
+{
+    return dot_kernel(a, b, dim);
+}
+
+float ag_l2sq_f32(const float *a, const float *b, uint32_t dim)
+{
+    return l2sq_kernel(a, b, dim);
+}
+
+float ag_l1_f32(const float *a, const float *b, uint32_t dim)
+{
+    return l1_kernel(a, b, dim);
 }
 
 static const char *const dist_names[] = {

@@ -38,8 +38,8 @@ typedef struct ag_index_filter {
 } ag_index_filter_t;
 
 typedef struct ag_search_params {
-    uint32_t ef;     /* beam width for approximate indexes; 0 = index default */
-    bool exact;      /* ask an approximate index for an exact answer */
+    uint32_t ef; /* beam width for approximate indexes; 0 = index default */
+    bool exact;  /* ask an approximate index for an exact answer */
     float score_threshold;
     bool has_threshold; /* Euclid/Manhattan keep score <= t, Cosine/Dot keep score >= t */
 } ag_search_params_t;
@@ -66,7 +66,7 @@ struct ag_index {
     ag_distance_t dist;
 };
 
-/* Scans above this many slots (or candidates) are split across the worker pool (ag_pool.h);
+/* Scans of more than this many present slots (or candidates) are split across the worker pool;
  * below it the fork/join overhead costs more than it saves. */
 #define AG_EXACT_PARALLEL_MIN 20000u
 
@@ -102,8 +102,10 @@ static inline void ag_index_free(ag_index_t *ix)
 /*
  * Exact top-k over vs with the same contract as search: over flt->candidates when given (the
  * planner's "few matches" path), else over every present slot. query has dim floats (normalized
- * already for Cosine). Keeps no state; allocates only per call (freed before return) when k is
- * large or the scan is split across the pool. AG_EINVAL (NULL query/out/n_out), AG_ENOMEM.
+ * already for Cosine). Keeps no state. Allocates only when it splits the scan across the pool
+ * (per-task heaps, freed before return); if that allocation fails it scans on the calling thread
+ * instead, so the only error is AG_EINVAL (NULL vs/query/n_out, NULL out with k > 0, a NaN
+ * threshold).
  */
 int ag_index_score_candidates(const ag_vecstore_t *vs, ag_distance_t dist, const float *query,
                               size_t k, const ag_index_filter_t *flt,

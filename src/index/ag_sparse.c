@@ -39,6 +39,9 @@ typedef struct pair {
     float val;
 } pair_t;
 
+/* Per-vector arrays are sized from a uint32_t count without overflow checks. */
+_Static_assert(SIZE_MAX / 32 >= UINT32_MAX, "needs a 64-bit size_t");
+
 /* ---- dimension → posting list table --------------------------------------------------------- */
 
 static size_t hash_dim(uint32_t d)
@@ -250,8 +253,6 @@ int ag_sparse_set(ag_sparse_t *sp, uint32_t slot, const uint32_t *indices, const
     /* Build the new vector sorted by index. */
     uint32_t *block = NULL;
     if (n > 0) {
-        if ((size_t)n > SIZE_MAX / sizeof(pair_t))
-            return AG_ENOMEM;
         pair_t *pairs = malloc((size_t)n * sizeof(pair_t));
         block = malloc((size_t)n * (sizeof(uint32_t) + sizeof(float)));
         if (!pairs || !block) {
@@ -327,6 +328,11 @@ uint32_t ag_sparse_count(const ag_sparse_t *sp)
     return sp->count;
 }
 
+size_t ag_sparse_dim_count(const ag_sparse_t *sp)
+{
+    return sp->tcount;
+}
+
 float ag_sparse_dot(const uint32_t *ai, const float *av, uint32_t an, const uint32_t *bi,
                     const float *bv, uint32_t bn)
 {
@@ -399,8 +405,6 @@ int ag_sparse_search(const ag_sparse_t *sp, const uint32_t *qi, const float *qv,
         return AG_EINVAL;
     if (k == 0 || qn == 0)
         return 0;
-    if ((size_t)qn > SIZE_MAX / sizeof(cursor_t))
-        return AG_ENOMEM;
 
     pair_t *q = malloc((size_t)qn * sizeof(pair_t));
     cursor_t *heap = malloc((size_t)qn * sizeof(cursor_t));

@@ -5,7 +5,7 @@
  *
  * Each slot's vector is stored (sorted by index) so it can be returned to clients. Not
  * thread-safe for writers: the caller serializes writes and excludes readers during a write
- * (the collection's rwlock); concurrent searches and gets are safe.
+ * (the collection's rwlock); concurrent searches and reads are safe.
  */
 #ifndef AG_SPARSE_H
 #define AG_SPARSE_H
@@ -34,6 +34,8 @@ bool ag_sparse_get(const ag_sparse_t *sp, uint32_t slot, const uint32_t **indice
                    const float **values, uint32_t *n);
 /* Number of slots holding a vector. */
 uint32_t ag_sparse_count(const ag_sparse_t *sp);
+/* Number of distinct dimension indices with a non-empty posting list. */
+size_t ag_sparse_dim_count(const ag_sparse_t *sp);
 
 /*
  * Top k by dot product with the query (qi/qv, qn pairs, any order; a repeated query index adds

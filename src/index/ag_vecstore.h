@@ -36,7 +36,8 @@ void ag_vecstore_clear(ag_vecstore_t *vs, uint32_t slot);
 const float *ag_vecstore_get(const ag_vecstore_t *vs, uint32_t slot);
 
 uint32_t ag_vecstore_dim(const ag_vecstore_t *vs);
-/* Number of addressable slots (present or not); every present slot is below it. */
+/* Number of addressable slots (present or not; 0 or a multiple of 64); every present slot is
+ * below it. */
 uint32_t ag_vecstore_capacity(const ag_vecstore_t *vs);
 /* Number of present slots. */
 uint32_t ag_vecstore_count(const ag_vecstore_t *vs);

@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+
 #include <cmocka.h>
 
 #include "index/ag_distance.h"
@@ -134,8 +135,8 @@ static void test_parse_and_name(void **state)
         assert_int_equal(d, (ag_distance_t)i);
         assert_string_equal(ag_distance_name(d), names[i]);
     }
-    static const char *bad[] = {"cosine", "COSINE", "Euclidean", "L2", "", "Dot ", " Dot",
-                                "Manhatan"};
+    static const char *bad[] = {"cosine", "COSINE", "Euclidean", "L2",
+                                "",       "Dot ",   " Dot",      "Manhatan"};
     for (size_t i = 0; i < AG_ARRAY_LEN(bad); i++) {
         ag_distance_t d = AG_DIST_DOT;
         assert_int_equal(ag_distance_parse(bad[i], &d), AG_EINVAL);
