@@ -1,0 +1,191 @@
+/* Unit tests for the base and json layers: point ids, names, strict JSON, config, arena. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ag_arena.h"
+#include "ag_config.h"
+#include "ag_id.h"
+#include "http/ag_http.h"
+#include "json/ag_json.h"
+
+static void test_id_roundtrip(void **state)
+{
+    (void)state;
+    ag_point_id_t id, back;
+    ag_diag_t d = {{0}};
+    json_t *big = json_loads("9007199254740993", JSON_DECODE_ANY, NULL);
+    assert_int_equal(ag_id_parse(big, &id, "id", &d), 0);
+    assert_int_equal(id.kind, AG_ID_NUM);
+    assert_true(id.num == 9007199254740993ULL);
+    json_t *out = ag_id_to_json(&id);
+    char *text = json_dumps(out, JSON_ENCODE_ANY);
+    assert_string_equal(text, "9007199254740993");
+    free(text);
+    json_decref(out);
+    json_decref(big);
+
+    uint8_t key[AG_ID_KEY_LEN];
+    ag_id_to_key(&id, key);
+    assert_int_equal(ag_id_from_key(key, sizeof(key), &back), 0);
+    assert_true(ag_id_equal(&id, &back));
+
+    json_t *s = json_string("550E8400-e29b-41d4-a716-446655440000");
+    assert_int_equal(ag_id_parse(s, &id, "id", &d), 0);
+    char buf[40];
+    ag_id_format(&id, buf, sizeof(buf));
+    assert_string_equal(buf, "550e8400-e29b-41d4-a716-446655440000");
+    json_decref(s);
+}
+
+static void test_id_rejects(void **state)
+{
+    (void)state;
+    ag_point_id_t id;
+    ag_diag_t d = {{0}};
+    const char *bad[] = {"\"42\"", "-1", "1.5", "null", "true", "[]", "\"550e8400-e29b-41d4-a716\"",
+                         "\"zz0e8400-e29b-41d4-a716-446655440000\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *v = json_loads(bad[i], JSON_DECODE_ANY, NULL);
+        assert_non_null(v);
+        assert_int_equal(ag_id_parse(v, &id, "points[3].id", &d), AG_EINVAL);
+        assert_non_null(strstr(d.msg, "points[3].id"));
+        json_decref(v);
+    }
+}
+
+static void test_id_order(void **state)
+{
+    (void)state;
+    ag_point_id_t a = {.kind = AG_ID_NUM, .num = 2}, b = {.kind = AG_ID_NUM, .num = 256};
+    ag_point_id_t u = {.kind = AG_ID_UUID};
+    uint8_t ka[AG_ID_KEY_LEN], kb[AG_ID_KEY_LEN], ku[AG_ID_KEY_LEN];
+    ag_id_to_key(&a, ka);
+    ag_id_to_key(&b, kb);
+    ag_id_to_key(&u, ku);
+    /* Keys sort like ids: numbers ascending, then UUIDs. */
+    assert_true(memcmp(ka, kb, AG_ID_KEY_LEN) < 0);
+    assert_true(memcmp(kb, ku, AG_ID_KEY_LEN) < 0);
+    assert_true(ag_id_cmp(&a, &b) < 0 && ag_id_cmp(&b, &u) < 0);
+}
+
+static void test_names(void **state)
+{
+    (void)state;
+    ag_diag_t d;
+    assert_int_equal(ag_name_check("books", 5, "collection", &d), 0);
+    assert_int_equal(ag_name_check("日本", strlen("日本"), "collection", &d), 0);
+    const char *bad[] = {"", "..", ".", "a/b", "a\\b", "a\x01", "\xff\xfe"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(ag_name_check(bad[i], strlen(bad[i]), "collection", &d), AG_EINVAL);
+    assert_int_equal(ag_name_check("a\0b", 3, "collection", &d), AG_EINVAL);
+    char longname[300];
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[299] = '\0';
+    assert_int_equal(ag_name_check(longname, 299, "collection", &d), AG_EINVAL);
+    longname[255] = '\0';
+    assert_int_equal(ag_name_check(longname, 255, "collection", &d), 0);
+}
+
+static void test_strict_json(void **state)
+{
+    (void)state;
+    json_t *v = NULL;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_json_parse_body("{\"a\":1,\"a\":2}", 13, true, &v, &d), AG_EINVAL);
+    assert_int_equal(ag_json_parse_body("{\"a\":1} x", 9, true, &v, &d), AG_EINVAL);
+    assert_int_equal(ag_json_parse_body("[1]", 3, true, &v, &d), AG_EINVAL);
+    assert_int_equal(ag_json_parse_body("{\"a\":NaN}", 9, true, &v, &d), AG_EINVAL);
+    assert_int_equal(ag_json_parse_body("{\"a\":1}", 7, true, &v, &d), 0);
+    assert_int_equal(AG_JSON_ONLY(v, "body", &d, "b"), AG_EINVAL);
+    assert_non_null(strstr(d.msg, "unknown field 'a'"));
+    assert_int_equal(AG_JSON_ONLY(v, "body", &d, "a", "b"), 0);
+    json_decref(v);
+
+    float *f;
+    uint32_t n;
+    json_t *arr = json_loads("[1, 2.5, 1e39]", 0, NULL);
+    assert_int_equal(ag_json_floats(arr, "vector", &f, &n, &d), AG_EINVAL);
+    assert_non_null(strstr(d.msg, "vector[2]"));
+    json_decref(arr);
+    arr = json_loads("[1, 2.5, -3]", 0, NULL);
+    assert_int_equal(ag_json_floats(arr, "vector", &f, &n, &d), 0);
+    assert_int_equal(n, 3);
+    assert_true(f[1] == 2.5f && f[2] == -3.0f);
+    free(f);
+    json_decref(arr);
+}
+
+static void test_percent_decode(void **state)
+{
+    (void)state;
+    size_t len;
+    char *s = ag_http_decode("a%2Fb%00c", 9, false, &len);
+    assert_non_null(s);
+    assert_int_equal(len, 5);
+    assert_true(s[1] == '/' && s[3] == '\0');
+    free(s);
+    assert_null(ag_http_decode("a%2", 3, false, &len));
+    assert_null(ag_http_decode("a%zz", 4, false, &len));
+    s = ag_http_decode("a+b", 3, true, &len);
+    assert_string_equal(s, "a b");
+    free(s);
+}
+
+static void test_config(void **state)
+{
+    (void)state;
+    ag_config_t cfg;
+    ag_config_init(&cfg);
+    ag_diag_t d = {{0}};
+    char path[] = "/tmp/aegis-cfg-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *yaml = "service:\n  http_port: 7000\n  jwt_rbac: true\nstorage:\n  storage_path: /x\n";
+    assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    close(fd);
+    assert_int_equal(ag_config_load_file(&cfg, path, &d), 0);
+    assert_int_equal(cfg.http_port, 7000);
+    assert_true(cfg.jwt_rbac);
+    assert_string_equal(cfg.storage_path, "/x");
+    char *env[] = {"AEGIS__SERVICE__HTTP_PORT=7100", "OTHER=1", NULL};
+    assert_int_equal(ag_config_load_env(&cfg, env, &d), 0);
+    assert_int_equal(cfg.http_port, 7100);
+    char *bad_env[] = {"AEGIS__SERVICE__NOPE=1", NULL};
+    assert_int_equal(ag_config_load_env(&cfg, bad_env, &d), AG_ECONFIG);
+    assert_non_null(strstr(d.msg, "service.nope"));
+    assert_int_equal(ag_config_set(&cfg, "service.http_port", "70000", &d), AG_ECONFIG);
+    assert_int_equal(ag_config_set(&cfg, "service.jwt_rbac", "yes", &d), AG_ECONFIG);
+    unlink(path);
+    ag_config_release(&cfg);
+}
+
+static void test_arena(void **state)
+{
+    (void)state;
+    ag_arena_t a;
+    ag_arena_init(&a, 1 << 20);
+    void *p = ag_arena_alloc(&a, 10);
+    void *q = ag_arena_alloc(&a, 100000);
+    assert_non_null(p);
+    assert_non_null(q);
+    assert_int_equal((uintptr_t)q % 16, 0);
+    assert_null(ag_arena_alloc(&a, 2 << 20)); /* over the ceiling */
+    ag_arena_release(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_id_roundtrip), cmocka_unit_test(test_id_rejects),
+        cmocka_unit_test(test_id_order),     cmocka_unit_test(test_names),
+        cmocka_unit_test(test_strict_json),  cmocka_unit_test(test_percent_decode),
+        cmocka_unit_test(test_config),       cmocka_unit_test(test_arena),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

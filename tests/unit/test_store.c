@@ -1,0 +1,221 @@
+/* Unit tests for the storage layer: collections survive a reopen, batches compose, aliases are
+ * all-or-nothing, deletes drop everything. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store/ag_store.h"
+
+static char dir[64];
+
+static ag_store_t *open_store(void)
+{
+    ag_store_config_t cfg = {dir, (size_t)1 << 30, 1.0};
+    ag_store_t *st = NULL;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
+    return st;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/aegis-store-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void create(ag_store_t *st, const char *name, const char *params_json)
+{
+    json_t *body = json_loads(params_json, 0, NULL), *params = NULL;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
+    assert_int_equal(ag_store_create(st, name, params, &d), 0);
+    json_decref(params);
+    json_decref(body);
+}
+
+static void test_persist_and_reload(void **state)
+{
+    (void)state;
+    ag_store_t *st = open_store();
+    create(st, "c", "{\"vectors\":{\"size\":3,\"distance\":\"Euclid\"},\"sparse_vectors\":{\"s\":{}}}");
+    ag_collection_t *c;
+    assert_int_equal(ag_store_get(st, "c", &c, NULL), 0);
+    float v1[3] = {1, 2, 3}, v2[3] = {4, 5, 6};
+    uint32_t si[2] = {3, 9};
+    float sv[2] = {0.5f, -1.0f};
+    ag_mutation_t m[4];
+    memset(m, 0, sizeof(m));
+    json_t *p1 = json_pack("{s:s}", "k", "one");
+    json_t *p2 = json_pack("{s:i}", "n", 2);
+    m[0].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = 1};
+    m[0].payload = p1;
+    m[0].dense_op[0] = AG_VEC_SET;
+    m[0].dense[0] = v1;
+    m[0].sparse_op[0] = AG_VEC_SET;
+    m[0].sparse[0] = (ag_sparse_vec_t){si, sv, 2};
+    m[0].replace_vectors = true;
+    m[1].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = 2};
+    m[1].payload = p2;
+    m[1].dense_op[0] = AG_VEC_SET;
+    m[1].dense[0] = v2;
+    /* Same batch: point 3 is created and deleted again; point 2 gets its vector replaced. */
+    m[2].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = 3};
+    m[2].payload = p2;
+    m[3].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = 3};
+    m[3].delete_point = true;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    assert_int_equal(ag_coll_apply(c, m, 4, true, &d), 0);
+    ag_coll_write_end(c);
+    assert_int_equal(c->live, 2);
+    ag_coll_unref(c);
+    json_decref(p1);
+    json_decref(p2);
+    ag_store_close(st);
+
+    st = open_store();
+    assert_int_equal(ag_store_get(st, "c", &c, NULL), 0);
+    assert_int_equal(c->live, 2);
+    ag_point_id_t id1 = {.kind = AG_ID_NUM, .num = 1}, id3 = {.kind = AG_ID_NUM, .num = 3};
+    uint32_t s = ag_coll_find(c, &id1);
+    assert_true(s != UINT32_MAX);
+    assert_string_equal(json_string_value(json_object_get(c->slots[s].payload, "k")), "one");
+    const float *got = ag_vecstore_get(c->vec[0].vs, s);
+    assert_non_null(got);
+    assert_memory_equal(got, v1, sizeof(v1));
+    const uint32_t *gi;
+    const float *gv;
+    uint32_t gn;
+    assert_true(ag_sparse_get(c->sparse[0].sp, s, &gi, &gv, &gn));
+    assert_int_equal(gn, 2);
+    assert_int_equal(gi[1], 9);
+    assert_true(gv[1] == -1.0f);
+    assert_true(ag_coll_find(c, &id3) == UINT32_MAX);
+    ag_coll_unref(c);
+    ag_store_close(st);
+}
+
+static void test_aliases_atomic(void **state)
+{
+    (void)state;
+    ag_store_t *st = open_store();
+    create(st, "a1", "{\"vectors\":{\"size\":2,\"distance\":\"Dot\"}}");
+    ag_diag_t d = {{0}};
+    json_t *ok = json_loads("[{\"create_alias\":{\"collection_name\":\"a1\",\"alias_name\":\"x\"}}]",
+                            0, NULL);
+    assert_int_equal(ag_store_alias_actions(st, ok, &d), 0);
+    /* Second action refers to a missing collection: nothing of the request may apply. */
+    json_t *bad = json_loads("[{\"delete_alias\":{\"alias_name\":\"x\"}},"
+                             "{\"create_alias\":{\"collection_name\":\"nope\",\"alias_name\":\"y\"}}]",
+                             0, NULL);
+    assert_int_equal(ag_store_alias_actions(st, bad, &d), AG_ENOTFOUND);
+    char target[64];
+    assert_int_equal(ag_store_alias_target(st, "x", target, sizeof(target)), 0);
+    assert_string_equal(target, "a1");
+    ag_collection_t *c;
+    bool via = false;
+    assert_int_equal(ag_store_get(st, "x", &c, &via), 0);
+    assert_true(via);
+    ag_coll_unref(c);
+    json_decref(ok);
+    json_decref(bad);
+    ag_store_close(st);
+    st = open_store();
+    assert_int_equal(ag_store_alias_target(st, "x", target, sizeof(target)), 0);
+    bool existed = false;
+    assert_int_equal(ag_store_delete(st, "a1", &existed, &d), 0);
+    assert_true(existed);
+    assert_int_equal(ag_store_alias_target(st, "x", target, sizeof(target)), AG_ENOTFOUND);
+    assert_int_equal(ag_store_get(st, "a1", &c, NULL), AG_ENOTFOUND);
+    assert_int_equal(ag_store_delete(st, "a1", &existed, &d), 0);
+    assert_false(existed);
+    ag_store_close(st);
+}
+
+static void test_bad_params(void **state)
+{
+    (void)state;
+    const char *bad[] = {"{\"vectors\":{\"size\":0,\"distance\":\"Dot\"}}",
+                         "{\"vectors\":{\"size\":4,\"distance\":\"Cos\"}}",
+                         "{\"vectors\":{\"size\":4,\"distance\":\"Dot\",\"extra\":1}}",
+                         "{\"vectors\":{\"a/b\":{\"size\":4,\"distance\":\"Dot\"}}}",
+                         "{\"unknown\":1}",
+                         "{\"vectors\":{\"size\":70000,\"distance\":\"Dot\"}}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *b = json_loads(bad[i], 0, NULL), *p = NULL;
+        ag_diag_t d = {{0}};
+        assert_non_null(b);
+        assert_true(ag_coll_parse_params(b, &p, &d) < 0);
+        assert_null(p);
+        assert_true(d.msg[0] != '\0');
+        json_decref(b);
+    }
+}
+
+static void test_many_points_reuse_slots(void **state)
+{
+    (void)state;
+    ag_store_t *st = open_store();
+    create(st, "m", "{\"vectors\":{\"size\":4,\"distance\":\"Cosine\"}}");
+    ag_collection_t *c;
+    assert_int_equal(ag_store_get(st, "m", &c, NULL), 0);
+    enum { N = 5000 };
+    ag_mutation_t *m = calloc(N, sizeof(*m));
+    float *vec = calloc(N * 4, sizeof(float));
+    json_t *empty = json_object();
+    for (int i = 0; i < N; i++) {
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = (uint64_t)i * 7919};
+        m[i].payload = empty;
+        vec[i * 4 + (i % 4)] = 1.0f;
+        m[i].dense_op[0] = AG_VEC_SET;
+        m[i].dense[0] = &vec[i * 4];
+    }
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    assert_int_equal(ag_coll_apply(c, m, N, false, &d), 0);
+    for (int i = 0; i < N; i += 2)
+        m[i].delete_point = true;
+    assert_int_equal(ag_coll_apply(c, m, N, false, &d), 0); /* deletes evens, rewrites odds */
+    ag_coll_write_end(c);
+    assert_int_equal(c->live, N / 2);
+    for (int i = 0; i < N; i++) {
+        uint32_t s = ag_coll_find(c, &m[i].id);
+        assert_true((i % 2 == 0) == (s == UINT32_MAX));
+    }
+    ag_coll_unref(c);
+    ag_store_close(st);
+    st = open_store();
+    assert_int_equal(ag_store_get(st, "m", &c, NULL), 0);
+    assert_int_equal(c->live, N / 2);
+    ag_coll_unref(c);
+    ag_store_close(st);
+    json_decref(empty);
+    free(m);
+    free(vec);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_persist_and_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliases_atomic, setup, teardown),
+        cmocka_unit_test(test_bad_params),
+        cmocka_unit_test_setup_teardown(test_many_points_reuse_slots, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
