@@ -1,0 +1,82 @@
+// Shared helpers for the HTTP benchmarks: a seeded generator and a server launcher.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export function xorshift(seed) {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+// Clustered data: `clusters` Gaussian-ish blobs, like the synthetic set PRODUCT §11 describes.
+export function clustered(n, dim, seed, clusters = 64) {
+  const rnd = xorshift(seed);
+  const centres = Array.from({ length: clusters }, () =>
+    Float32Array.from({ length: dim }, () => rnd() * 2 - 1));
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = centres[Math.floor(rnd() * clusters)];
+    const v = new Float32Array(dim);
+    for (let d = 0; d < dim; d++) v[d] = c[d] + (rnd() + rnd() + rnd() - 1.5) * 0.2;
+    out[i] = v;
+  }
+  return out;
+}
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+export async function startServer() {
+  const bin = process.env.AEGIS_BIN || path.resolve('build/aegis');
+  const storage = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-bench-'));
+  const port = await freePort();
+  const proc = spawn(bin, ['serve', '--insecure', '--storage', storage, '--port', String(port)], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    env: { ...process.env, AEGIS__SERVICE__ACCESS_LOG: 'false' },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(`${url}/healthz`)).ok) break; } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    async stop() {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+      fs.rmSync(storage, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function call(url, method, pathName, body) {
+  const res = await fetch(url + pathName, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)),
+  });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`${method} ${pathName}: ${res.status} ${JSON.stringify(json)}`);
+  return json.result;
+}
+
+export function batchBody(vectors, start, count) {
+  // Hand-built JSON: JSON.stringify of Float32Array would produce objects, and this is faster.
+  const parts = [];
+  for (let i = start; i < start + count; i++) {
+    parts.push(`{"id":${i},"vector":[${Array.prototype.join.call(vectors[i], ',')}],` +
+               `"payload":{"group":${i % 100},"tag":"t${i % 7}"}}`);
+  }
+  return `{"points":[${parts.join(',')}]}`;
+}
