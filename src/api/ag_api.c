@@ -105,7 +105,7 @@ static void render(ag_request_t *req, int status, json_t *result, const char *er
         env = json_pack("{s:{s:s},s:f}", "status", "error", error, "time", t);
     else
         env = json_pack("{s:O?,s:s,s:f}", "result", result, "status", "ok", "time", t);
-    char *text = env ? ag_json_dump(env) : NULL;
+    char *text = env ? ag_json_render(env) : NULL;
     json_decref(env);
     if (!text) {
         ag_request_respond_text(req, 500, "application/json",

@@ -50,6 +50,7 @@ struct ag_call {
     ag_arena_t arena;      /* per-request temporaries */
     ag_diag_t diag;
     bool wait;
+    bool dry_run; /* validate a write completely without applying it (batch updates) */
 };
 
 typedef struct ag_guard ag_guard_t;

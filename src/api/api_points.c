@@ -80,6 +80,8 @@ static int commit(ag_call_t *call, ag_collection_t *c, muts_t *ms)
         if (rc)
             return rc;
     }
+    if (call->dry_run)
+        return 0;
     return ag_coll_apply(c, ms->m, ms->n, call->wait, &call->diag);
 }
 
@@ -132,6 +134,9 @@ static int require_point(ag_call_t *call, ag_collection_t *c, const ag_point_id_
                          uint32_t *slot)
 {
     uint32_t s = ag_coll_find(c, id);
+    *slot = s;
+    if (s == UINT32_MAX && call->dry_run)
+        return 0; /* an earlier operation of the same batch may create it */
     if (s == UINT32_MAX || !ag_coll_match(c, s, call->restriction)) {
         char buf[40];
         ag_id_format(id, buf, sizeof(buf));
@@ -152,6 +157,19 @@ static int payload_of(ag_call_t *call, const json_t *p, const char *path, json_t
         return ag_fail(&call->diag, AG_EINVAL, "%s: payload must be a JSON object", path);
     *out = json_deep_copy(p);
     return *out ? 0 : AG_ENOMEM;
+}
+
+/* Qdrant requires `vector` on every upserted point; a collection with one unnamed vector needs
+ * that vector (named collections may leave some or all of their vectors out: "vector": {}). */
+static int require_vector(ag_call_t *call, const ag_collection_t *c, const json_t *v,
+                          const char *path)
+{
+    if (!v || json_is_null(v))
+        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: required", path);
+    if (c->unnamed && json_is_object(v) && !json_object_get(v, ""))
+        return ag_fail(&call->diag, AG_EUNPROCESSABLE,
+                       "%s: this collection's vector is required", path);
+    return 0;
 }
 
 static int op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
@@ -192,7 +210,8 @@ static int op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
             if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
                 break;
             snprintf(path, sizeof(path), "points[%zu].vector", i);
-            if ((rc = ag_parse_point_vector(call, c, json_object_get(p, "vector"), path, m)) != 0)
+            if ((rc = require_vector(call, c, json_object_get(p, "vector"), path)) != 0 ||
+                (rc = ag_parse_point_vector(call, c, json_object_get(p, "vector"), path, m)) != 0)
                 break;
             snprintf(path, sizeof(path), "points[%zu].payload", i);
             if ((rc = payload_of(call, json_object_get(p, "payload"), path, &m->payload)) != 0)
@@ -223,6 +242,11 @@ static int op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
         if (vectors && !json_is_array(vectors) && !json_is_object(vectors))
             return ag_fail(&call->diag, AG_EINVAL,
                            "batch.vectors: expected an array or an object of named columns");
+        if (!vectors || json_is_null(vectors))
+            return ag_fail(&call->diag, AG_EUNPROCESSABLE, "batch.vectors: required");
+        if (json_is_object(vectors) && c->unnamed && !json_object_get(vectors, ""))
+            return ag_fail(&call->diag, AG_EUNPROCESSABLE,
+                           "batch.vectors: this collection's vector is required");
         if (json_is_array(vectors) && json_array_size(vectors) != n)
             return ag_fail(&call->diag, AG_EINVAL,
                            "batch.vectors: expected as many vectors as ids");
@@ -301,7 +325,7 @@ static int op_delete(ag_call_t *call, ag_collection_t *c, const json_t *body)
         m->id = ids[i];
         m->delete_point = true;
     }
-    rc = ag_coll_apply(c, ms.m, ms.n, call->wait, &call->diag);
+    rc = call->dry_run ? 0 : ag_coll_apply(c, ms.m, ms.n, call->wait, &call->diag);
     muts_free(&ms);
     return rc;
 }
@@ -407,9 +431,13 @@ static int op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, p
         if ((rc = require_point(call, c, &ids[i], &s)) != 0)
             break;
         json_t *next = NULL;
+        static json_t *none;
+        if (!none)
+            none = json_object();
+        const json_t *cur = s == UINT32_MAX ? none : c->slots[s].payload;
         switch (op) {
         case PL_SET:
-            next = json_deep_copy(c->slots[s].payload);
+            next = json_deep_copy(cur);
             if (next) {
                 json_t *target = key ? ensure_path(next, key) : next;
                 if (!target || json_object_update(target, (json_t *)payload) != 0) {
@@ -422,7 +450,7 @@ static int op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, p
             next = json_deep_copy(payload);
             break;
         case PL_DELETE_KEYS: {
-            next = json_deep_copy(c->slots[s].payload);
+            next = json_deep_copy(cur);
             size_t k;
             json_t *kv;
             json_array_foreach(keys, k, kv) if (next) delete_key(next, json_string_value(kv));
@@ -637,6 +665,11 @@ static int h_batch(ag_call_t *call)
         return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
                        call->params[0]);
     }
+    /* Pass 1 validates every operation without applying any (a bad one writes nothing); pass 2
+     * applies them in order. Only a point that vanishes between the passes, or a storage
+     * failure, can still stop pass 2 part-way. */
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+    call->dry_run = pass == 0;
     json_array_foreach(ops, i, op)
     {
         const char *name = json_object_iter_key(json_object_iter(op));
@@ -675,6 +708,8 @@ static int h_batch(ag_call_t *call)
             break;
         }
     }
+    }
+    call->dry_run = false;
     ag_coll_write_end(c);
     ag_coll_unref(c);
     if (rc)
@@ -828,9 +863,6 @@ static void take_number(const json_t *v, void *ud)
         f->found = true;
     }
 }
-
-int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, const char **key,
-                      bool *desc, bool *has_start, double *start, bool *datetime);
 
 int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, const char **key,
                       bool *desc, bool *has_start, double *start, bool *datetime)

@@ -5,14 +5,18 @@
 #include "api/ag_api.h"
 
 /* The Qdrant REST API version whose data plane Aegis speaks; the official clients check it. */
-#define AG_QDRANT_API_VERSION "1.15.0"
+#define AG_QDRANT_API_VERSION "1.18.0"
 
+/* Qdrant answers GET / with a bare object (no envelope); the official clients read .version. */
 static int h_root(ag_call_t *call)
 {
-    call->result = json_pack("{s:s,s:s,s:s,s:s}", "title", "aegis - privacy-first vector database",
+    json_t *info = json_pack("{s:s,s:s,s:s,s:s}", "title", "aegis - privacy-first vector database",
                              "version", AG_QDRANT_API_VERSION, "aegis_version", AG_VERSION,
                              "commit", AG_COMMIT);
-    return call->result ? 0 : AG_ENOMEM;
+    call->raw = info ? json_dumps(info, JSON_COMPACT) : NULL;
+    call->raw_type = "application/json";
+    json_decref(info);
+    return call->raw ? 0 : AG_ENOMEM;
 }
 
 static int text(ag_call_t *call, const char *body)

@@ -88,6 +88,18 @@ int ag_id_parse(const json_t *v, ag_point_id_t *out, const char *path, ag_diag_t
         out->num = (uint64_t)n;
         return 0;
     }
+    if (json_is_string(v) && strncmp(json_string_value(v), "\x01u64:", 5) == 0) {
+        /* An integer above INT64_MAX, carried as a marker string by the JSON parser. */
+        const char *d = json_string_value(v) + 5;
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = strtoull(d, &end, 10);
+        if (errno || !end || *end || *d < '0' || *d > '9')
+            return ag_fail(diag, AG_EINVAL, "%s: point id is out of range", path);
+        out->kind = AG_ID_NUM;
+        out->num = (uint64_t)n;
+        return 0;
+    }
     if (json_is_string(v)) {
         if (parse_uuid(json_string_value(v), out->uuid) != 0)
             return ag_fail(diag, AG_EINVAL,
@@ -107,7 +119,7 @@ int ag_id_parse_str(const char *s, ag_point_id_t *out, ag_diag_t *diag)
         errno = 0;
         char *end = NULL;
         unsigned long long n = strtoull(s, &end, 10);
-        if (errno == 0 && end && *end == '\0' && n <= (unsigned long long)INT64_MAX) {
+        if (errno == 0 && end && *end == '\0') {
             out->kind = AG_ID_NUM;
             out->num = (uint64_t)n;
             return 0;
@@ -134,6 +146,11 @@ void ag_id_format(const ag_point_id_t *id, char *buf, size_t len)
 
 json_t *ag_id_to_json(const ag_point_id_t *id)
 {
+    if (id->kind == AG_ID_NUM && id->num > (uint64_t)INT64_MAX) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "\x01u64:%llu", (unsigned long long)id->num);
+        return json_string(buf);
+    }
     if (id->kind == AG_ID_NUM)
         return json_integer((json_int_t)id->num);
     char buf[40];

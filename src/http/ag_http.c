@@ -304,10 +304,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         } else if (srv->cfg.verify_client && !client_cert_ok(conn)) {
             error_json(req, 401, "a valid client certificate is required");
         } else if (req->content_length != UINT64_MAX && req->content_length > srv->cfg.max_body) {
+            /* Answered once the body has been read and discarded: answering now would make the
+             * kernel reset the connection over the unread bytes and lose the 413. */
             error_json(req, 413, "request body is larger than the configured limit");
-            /* The client may send the whole body anyway; answer now and close. */
-            access_log(srv, req);
-            return queue(conn, req, true);
+            req->close_after = true;
         } else {
             srv->begin(srv->ud, req);
         }
@@ -324,6 +324,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             req->body = NULL;
             req->body_len = 0;
             error_json(req, 413, "request body is larger than the configured limit");
+            req->close_after = true;
             return MHD_YES;
         }
         char *grown = realloc(req->body, req->body_len + n + 1);
@@ -341,7 +342,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!req->responded)
         srv->handle(srv->ud, req);
     access_log(srv, req);
-    return queue(conn, req, false);
+    return queue(conn, req, req->close_after);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,

@@ -65,6 +65,7 @@ typedef struct ag_request {
     const char *resp_type;
     char retry_after[16];
     bool responded;
+    bool close_after; /* send Connection: close (the client overran a limit) */
     void *conn; /* struct MHD_Connection *, for TLS introspection */
 } ag_request_t;
 

@@ -2,6 +2,113 @@
 
 #include <math.h>
 
+/* True when digits[0..n) (no sign) is an integer above INT64_MAX that still fits a u64. */
+static bool beyond_i64(const char *d, size_t n)
+{
+    static const char i64max[] = "9223372036854775807";
+    static const char u64max[] = "18446744073709551615";
+    if (n < 19 || n > 20 || d[0] == '0')
+        return false;
+    if (n == 19)
+        return memcmp(d, i64max, 19) > 0;
+    return memcmp(d, u64max, 20) <= 0;
+}
+
+/*
+ * jansson holds integers as int64, but Qdrant point ids are u64. Integers between 2^63 and
+ * 2^64-1 are rewritten, before parsing, into marker strings (AG_U64_MARKER + digits) that
+ * ag_id_parse understands and ag_json_render turns back into bare digits, so they round-trip
+ * exactly. Returns a new buffer (caller frees) or NULL when nothing needed rewriting.
+ */
+static char *rewrite_big_ints(const char *buf, size_t len, size_t *out_len)
+{
+    char *out = NULL;
+    size_t o = 0, cap = 0, copied = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = buf[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+            continue;
+        }
+        if (ch == '"') {
+            in_str = true;
+            continue;
+        }
+        if (ch < '0' || ch > '9' || (i > 0 && (buf[i - 1] == '-' || buf[i - 1] == '.' ||
+                                                (buf[i - 1] >= '0' && buf[i - 1] <= '9') ||
+                                                buf[i - 1] == 'e' || buf[i - 1] == 'E' ||
+                                                buf[i - 1] == '+')))
+            continue;
+        size_t j = i;
+        while (j < len && buf[j] >= '0' && buf[j] <= '9')
+            j++;
+        bool plain = j == len || (buf[j] != '.' && buf[j] != 'e' && buf[j] != 'E');
+        if (plain && beyond_i64(buf + i, j - i)) {
+            size_t need = o + (i - copied) + (j - i) + sizeof(AG_U64_MARKER) + 8 + (len - j);
+            if (need > cap) {
+                cap = need * 2;
+                char *g = realloc(out, cap);
+                if (!g) {
+                    free(out);
+                    return NULL;
+                }
+                out = g;
+            }
+            memcpy(out + o, buf + copied, i - copied);
+            o += i - copied;
+            o += (size_t)snprintf(out + o, cap - o, "\"%s%.*s\"", AG_U64_MARKER_JSON,
+                                  (int)(j - i), buf + i);
+            copied = j;
+        }
+        i = j - 1;
+    }
+    if (!out)
+        return NULL;
+    if (o + (len - copied) + 1 > cap) {
+        char *g = realloc(out, o + (len - copied) + 1);
+        if (!g) {
+            free(out);
+            return NULL;
+        }
+        out = g;
+    }
+    memcpy(out + o, buf + copied, len - copied);
+    o += len - copied;
+    out[o] = '\0';
+    *out_len = o;
+    return out;
+}
+
+char *ag_json_render(const json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text)
+        return NULL;
+    static const char needle[] = "\"" AG_U64_MARKER_JSON;
+    char *p = strstr(text, needle);
+    if (!p)
+        return text;
+    /* Drop the quotes and the marker around each big integer, in place (the text shrinks). */
+    char *w = p, *r = p;
+    while (*r) {
+        if (strncmp(r, needle, sizeof(needle) - 1) == 0) {
+            r += sizeof(needle) - 1;
+            while (*r >= '0' && *r <= '9')
+                *w++ = *r++;
+            if (*r == '"')
+                r++;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return text;
+}
+
 int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **out,
                        ag_diag_t *diag)
 {
@@ -9,7 +116,14 @@ int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **o
     *out = NULL;
     if (len == 0 || !buf)
         return ag_fail(diag, AG_EINVAL, "request body is empty, a JSON object is expected");
+    size_t rlen = 0;
+    char *rewritten = rewrite_big_ints(buf, len, &rlen);
+    if (rewritten) {
+        buf = rewritten;
+        len = rlen;
+    }
     json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
+    free(rewritten);
     if (!v)
         return ag_fail(diag, AG_EINVAL, "invalid JSON at line %d column %d: %s", err.line,
                        err.column, err.text);

@@ -44,5 +44,12 @@ int ag_name_check(const char *name, size_t len, const char *what, ag_diag_t *dia
 
 /* Renders a value into a new malloc'd compact string (caller frees). */
 char *ag_json_dump(const json_t *v);
+/* Like ag_json_dump, for responses: u64 marker strings become bare integers again. */
+char *ag_json_render(const json_t *v);
+
+/* Integers above INT64_MAX travel inside jansson as strings with this prefix (see
+ * ag_json_parse_body); the JSON spelling escapes the NUL. */
+#define AG_U64_MARKER "\x01u64:"
+#define AG_U64_MARKER_JSON "\\u0001u64:"
 
 #endif

@@ -1,0 +1,101 @@
+/*
+ * ag_hnsw.h — a hierarchical navigable small world graph (Malkov & Yashunin) behind the
+ * ag_index interface, with a per-query planner for filtered search.
+ *
+ * Layout: level-0 links of every node packed in one array (a count word plus 2*m link slots per
+ * node, so a node's list is one or two cache lines next to its neighbours' lists); upper levels
+ * (rare: 1/m of the nodes) in small per-node arrays. Vectors are not copied: the graph reads the
+ * rows of the borrowed vecstore (64-byte aligned).
+ *
+ * Concurrency: add/remove are serialized by the caller and exclude searches (the collection's
+ * rwlock); searches share no mutable state (each thread has its own visited set and heaps), so
+ * any number run at once.
+ *
+ * Deletes are tombstones: a removed slot stays in the graph as a waypoint (its row is still
+ * readable, the vecstore only clears the presence bit) but is never returned. When tombstones
+ * pass a tenth of the graph, a repair pass reconnects every node that links to one (its live
+ * neighbours plus the tombstones' live neighbours, through the selection heuristic) and drops
+ * the tombstones, so recall does not decay. Re-adding a slot (the collection reuses slots) gives
+ * it fresh links.
+ *
+ * Search plan, per query:
+ *   - params->exact, a candidate list, or at most full_scan_threshold live points: exact scan
+ *     (ag_index_score_candidates), like Qdrant below its threshold.
+ *   - a filter: the accept predicate is sampled on up to 256 random live slots to estimate how
+ *     many points match. Few matches (below AG_HNSW_FILTER_EXACT_POINTS): exact scan of the
+ *     matching points. Low selectivity (below AG_HNSW_ACORN_BELOW): graph traversal in which
+ *     distances are computed only for accepted nodes and rejected neighbours are crossed by a
+ *     two-hop expansion (ACORN-1). Otherwise: normal traversal that passes through rejected
+ *     nodes but only returns accepted ones. If the graph yields fewer than k hits, the exact scan
+ *     answers instead, so a filtered search never returns less than the exact one would.
+ */
+#ifndef AG_HNSW_H
+#define AG_HNSW_H
+
+#include "ag_base.h"
+
+#include "ag_index.h"
+
+typedef struct ag_hnsw_params {
+    uint32_t m;            /* links per node on upper levels, 2*m on level 0; 0 = 16 */
+    uint32_t ef_construct; /* beam width while inserting; 0 = 100 */
+    /* In points (the collection converts Qdrant's KB: kb * 1024 / (dim * 4)). With at most this
+     * many live points every search is an exact scan and no graph is built yet; the graph is
+     * built in one go when the count first exceeds it. 0 = always use the graph. */
+    uint32_t full_scan_threshold;
+    uint32_t ef_search; /* default beam width when ag_search_params_t.ef is 0; 0 = ef_construct */
+    uint64_t seed;      /* level generator seed; 0 = a fixed default (builds are reproducible) */
+} ag_hnsw_params_t;
+
+/* Estimated matches below which a filtered search scores the matching points exactly. */
+#define AG_HNSW_FILTER_EXACT_POINTS 4096u
+/* Estimated selectivity below which a filtered traversal uses the two-hop expansion. */
+#define AG_HNSW_ACORN_BELOW 0.3
+
+/* Creates an HNSW index over vs (borrowed; must outlive the index). p may be NULL (defaults).
+ * Slots already present in vs are not indexed: the caller adds them (ag_index_add), as for the
+ * exact index. On success *out is a new index the caller owns (ag_index_free). AG_EINVAL for a
+ * bad argument (m < 2 or > 128, dist out of range), AG_ENOMEM. */
+int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_params_t *p,
+                      ag_index_t **out);
+
+/* True if ix was made by ag_index_hnsw_new. */
+bool ag_index_is_hnsw(const ag_index_t *ix);
+
+typedef struct ag_hnsw_stats {
+    uint32_t live;       /* slots searchable through the graph */
+    uint32_t tombstones; /* removed slots still linked in the graph */
+    uint32_t max_level;
+    bool built;          /* false while below full_scan_threshold */
+    size_t memory;       /* bytes held by the graph (links, levels, states) */
+} ag_hnsw_stats_t;
+
+/* Counters of an HNSW index (ix must be one). Call under the same lock as search. */
+void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out);
+
+/* Runs the tombstone repair pass now (normally automatic). Writer side. */
+void ag_hnsw_repair(ag_index_t *ix);
+
+/*
+ * Persistence. The file is: a header (magic, format version, m, dim, distance, node count, the
+ * caller's tag, a CRC-32 of the body), then the body (levels, states, links). `tag` is whatever
+ * the caller uses to recognise a stale file (the collection stores its point count and write
+ * version); load refuses a file whose tag, parameters or checksum do not match.
+ *
+ * ag_hnsw_save writes `path`.tmp, fsyncs it, renames it over path and fsyncs the directory, so
+ * a crash leaves either the old or the new file. Reader side: call under at least the read lock.
+ * AG_EIO on any file error (the old file, if any, is kept).
+ *
+ * ag_hnsw_load replaces the graph of an index whose vecstore already holds the vectors the file
+ * was saved from. AG_ENOTFOUND: no file. AG_EINVAL: stale (tag/params/size mismatch) or corrupt
+ * (bad magic, checksum, out-of-range links, or a live node whose slot is absent from the
+ * vecstore). On any error the index is left as it was. Writer side.
+ */
+int ag_hnsw_save(const ag_index_t *ix, const char *path, uint64_t tag);
+int ag_hnsw_load(ag_index_t *ix, const char *path, uint64_t tag);
+
+/* Frees the calling thread's search scratch (visited set, heaps) now rather than at thread exit.
+ * Optional; the next search on this thread allocates it again. */
+void ag_hnsw_thread_release(void);
+
+#endif
