@@ -86,5 +86,9 @@ extern const ag_route_t ag_routes_points[];
 extern const size_t ag_routes_points_len;
 extern const ag_route_t ag_routes_search[];
 extern const size_t ag_routes_search_len;
+extern const ag_route_t ag_routes_auth[];
+extern const size_t ag_routes_auth_len;
+extern const ag_route_t ag_routes_tenants[];
+extern const size_t ag_routes_tenants_len;
 
 #endif
