@@ -37,13 +37,16 @@ async function freePort() {
   });
 }
 
-export async function startServer() {
+// opts.env: extra environment; without opts.secure the server runs with --insecure.
+export async function startServer(opts = {}) {
   const bin = process.env.AEGIS_BIN || path.resolve('build/aegis');
   const storage = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-bench-'));
   const port = await freePort();
-  const proc = spawn(bin, ['serve', '--insecure', '--storage', storage, '--port', String(port)], {
+  const args = ['serve', '--storage', storage, '--port', String(port)];
+  if (!opts.secure) args.splice(1, 0, '--insecure');
+  const proc = spawn(bin, args, {
     stdio: ['ignore', 'ignore', 'ignore'],
-    env: { ...process.env, AEGIS__SERVICE__ACCESS_LOG: 'false' },
+    env: { ...process.env, AEGIS__SERVICE__ACCESS_LOG: 'false', ...(opts.env || {}) },
   });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
@@ -60,10 +63,10 @@ export async function startServer() {
   };
 }
 
-export async function call(url, method, pathName, body) {
+export async function call(url, method, pathName, body, headers = {}) {
   const res = await fetch(url + pathName, {
     method,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...headers },
     body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)),
   });
   const json = await res.json();
