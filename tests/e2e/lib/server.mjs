@@ -7,12 +7,20 @@
 //   await srv.stop();                         // SIGTERM, waits for exit, returns {code, signal}
 //   await srv.restart();                      // same storage and port
 //
+// Options for secured servers (all optional; the defaults keep the old behaviour):
+//   insecure: false      do not pass --insecure (then configure keys through env)
+//   tls: {ca, cert, key} talk HTTPS; ca is the PEM the client trusts, cert/key an optional
+//                        client certificate presented on every connection (mutual TLS)
+//   request(..., {localAddress: '127.0.0.7'}) sends from another loopback address, so tests
+//   that fail authentication on purpose do not trip the per-address throttle of other tests.
+// runAegis(args, {env, timeoutMs}) runs the binary to completion: {code, signal, stdout, stderr}.
 // The binary is process.env.AEGIS_BIN (CTest sets it), else <repo>/build/aegis. Everything the
 // server writes to stderr is kept in srv.stderr (access log lines, warnings) so tests can assert
 // on it, and is printed when start-up fails.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -62,7 +70,9 @@ process.on('exit', () => {
 });
 
 export class Server {
-  constructor({ storage, port, env, args, ownStorage }) {
+  constructor({ storage, port, env, args, ownStorage, insecure = true, tls = null }) {
+    this.insecure = insecure;
+    this.tls = tls;
     this.storage = storage;
     this.port = port;
     this.env = env;
@@ -73,11 +83,16 @@ export class Server {
     this.stderrChunks = [];
     this.stdoutChunks = [];
     this.starts = 0;
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    this.agent = this.newAgent();
+  }
+
+  newAgent() {
+    if (this.tls) return new https.Agent({ keepAlive: true, maxSockets: 8, ...tlsOptions(this.tls) });
+    return new http.Agent({ keepAlive: true, maxSockets: 8 });
   }
 
   get url() {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   /** Everything the server process(es) wrote to stderr so far (all runs on this storage). */
@@ -96,7 +111,7 @@ export class Server {
   async start() {
     if (this.running) throw new Error('server already running');
     this.starts++;
-    const argv = ['serve', '--insecure', '--storage', this.storage, '--port', String(this.port), ...this.args];
+    const argv = ['serve', ...(this.insecure ? ['--insecure'] : []), '--storage', this.storage, '--port', String(this.port), ...this.args];
     const proc = spawn(AEGIS_BIN, argv, {
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -169,7 +184,7 @@ export class Server {
 
   resetConnections() {
     this.agent.destroy();
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    this.agent = this.newAgent();
   }
 
   /**
@@ -197,7 +212,7 @@ export class Server {
    * One HTTP request. body: undefined, a string/Buffer (sent as is) or a value (sent as JSON).
    * Resolves {status, headers, text, json} where json is the parsed body or undefined.
    */
-  request(method, urlPath, body, { headers = {}, timeoutMs = 60_000 * TIME_SCALE, agent } = {}) {
+  request(method, urlPath, body, { headers = {}, timeoutMs = 60_000 * TIME_SCALE, agent, localAddress, tls } = {}) {
     return rawRequest({
       port: this.port,
       method,
@@ -206,6 +221,8 @@ export class Server {
       headers,
       timeoutMs,
       agent: agent === undefined ? this.agent : agent,
+      localAddress,
+      tls: tls === undefined ? this.tls : tls,
     });
   }
 
@@ -219,7 +236,16 @@ export class Server {
   }
 }
 
-export function rawRequest({ port, host = '127.0.0.1', method, path: urlPath, body, headers = {}, timeoutMs = 60_000, agent }) {
+function tlsOptions(tls) {
+  const o = {};
+  if (tls.ca) o.ca = tls.ca;
+  if (tls.cert) o.cert = tls.cert;
+  if (tls.key) o.key = tls.key;
+  if (tls.servername) o.servername = tls.servername;
+  return o;
+}
+
+export function rawRequest({ port, host = '127.0.0.1', method, path: urlPath, body, headers = {}, timeoutMs = 60_000, agent, localAddress, tls }) {
   return new Promise((resolve, reject) => {
     let payload;
     const h = { ...headers };
@@ -228,7 +254,12 @@ export function rawRequest({ port, host = '127.0.0.1', method, path: urlPath, bo
       if (!Object.keys(h).some((k) => k.toLowerCase() === 'content-type')) h['content-type'] = 'application/json';
       h['content-length'] = Buffer.byteLength(payload);
     }
-    const req = http.request({ host, port, method, path: urlPath, headers: h, agent }, (res) => {
+    const opts = { host, port, method, path: urlPath, headers: h, agent };
+    if (localAddress) opts.localAddress = localAddress;
+    // With agent === false every request makes its own connection and needs the TLS options;
+    // with an agent they come from it (but explicit ones are harmless).
+    if (tls) Object.assign(opts, tlsOptions(tls));
+    const req = (tls ? https : http).request(opts, (res) => {
       const chunks = [];
       res.on('data', (d) => chunks.push(d));
       res.on('end', () => {
@@ -255,13 +286,13 @@ export function rawRequest({ port, host = '127.0.0.1', method, path: urlPath, bo
  * directory to reuse; otherwise a fresh temporary one is created and removed by cleanup()),
  * port (otherwise a free one is picked).
  */
-export async function startServer({ env = {}, args = [], storage, port } = {}) {
+export async function startServer({ env = {}, args = [], storage, port, insecure = true, tls = null } = {}) {
   const ownStorage = !storage;
   const dir = storage || fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-e2e-'));
   let lastErr;
   // A port chosen by the OS may be taken by someone else before aegis binds it: retry.
   for (let attempt = 0; attempt < 3; attempt++) {
-    const srv = new Server({ storage: dir, port: port || (await freePort()), env, args, ownStorage });
+    const srv = new Server({ storage: dir, port: port || (await freePort()), env, args, ownStorage, insecure, tls });
     try {
       await srv.start();
       return srv;
@@ -273,4 +304,37 @@ export async function startServer({ env = {}, args = [], storage, port } = {}) {
   }
   if (ownStorage) fs.rmSync(dir, { recursive: true, force: true });
   throw lastErr;
+}
+
+/**
+ * Runs the aegis binary with args to completion (for start-up refusals and `aegis token`).
+ * Resolves {code, signal, stdout, stderr}; a process still running after timeoutMs is killed
+ * (then signal is SIGKILL and timedOut is true).
+ */
+export function runAegis(args, { env = {}, timeoutMs = 20_000 * TIME_SCALE, input } = {}) {
+  return new Promise((resolve) => {
+    const proc = spawn(AEGIS_BIN, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out = [];
+    const err = [];
+    let timedOut = false;
+    proc.stdout.on('data', (d) => out.push(d));
+    proc.stderr.on('data', (d) => err.push(d));
+    const t = setTimeout(() => {
+      timedOut = true;
+      proc.kill('SIGKILL');
+    }, timeoutMs);
+    proc.on('error', (e) => err.push(Buffer.from(`[harness] spawn error: ${e.message}\n`)));
+    proc.on('close', (code, signal) => {
+      clearTimeout(t);
+      resolve({
+        code,
+        signal,
+        timedOut,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
+    });
+    if (input !== undefined) proc.stdin.end(input);
+    else proc.stdin.end();
+  });
 }

@@ -1,0 +1,437 @@
+// The authorization matrix (issue 3, PRODUCT §3–§5): every route of the server × every kind of
+// principal, with the expected status class of each cell written out below — never derived
+// from the server. Qdrant's rules: collection create/update/delete and alias changes need
+// global `m`; point writes need `rw` or `prw`; payload edits and payload indexes need `rw`
+// (`prw` is point writes only, PRODUCT §5); reads need `r`; /metrics and /telemetry need global
+// access; GET /collections and GET /aliases are filtered to what the caller may see.
+//
+// Every cell is run; all mismatches are collected and reported together.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import {
+  ALT_KEY,
+  Mismatches,
+  RO_KEY,
+  ROOT_KEY,
+  WRONG_KEY,
+  assertErrorEnvelope,
+  credHeaders,
+  freshAddr,
+  jwt,
+  keyEnv,
+  statusClass,
+} from './lib/auth.mjs';
+import { startServer } from './lib/server.mjs';
+
+const C = 'mx'; // the collection the scoped tokens name
+const O = 'ot'; // another collection
+
+// ---- principals (column order of the table) -----------------------------------------------
+const PRINCIPALS = [
+  'none', //     no credential
+  'wrong', //    an api-key nobody configured
+  'root', //     service.api_key in the api-key header
+  'bearer', //   service.api_key as Authorization: Bearer
+  'alt', //      service.alt_api_key
+  'ro', //       service.read_only_api_key
+  'jwt_r', //    {"access": "r"}
+  'jwt_m', //    {"access": "m"}
+  'coll_r', //   [{"collection": mx, "access": "r"}]
+  'coll_rw', //  [{"collection": mx, "access": "rw"}]
+  'coll_prw', // [{"collection": mx, "access": "prw"}]
+  'other', //    [{"collection": ot, "access": "rw"}]
+  'pay_r', //    [{"collection": mx, "access": "r",  "payload": {"tenant": "acme"}}]
+  'pay_rw', //   [{"collection": mx, "access": "rw", "payload": {"tenant": "acme"}}]
+];
+
+function credentials() {
+  const acme = { tenant: 'acme' };
+  return {
+    none: null,
+    wrong: { apiKey: WRONG_KEY },
+    root: { apiKey: ROOT_KEY },
+    bearer: { bearer: ROOT_KEY },
+    alt: { apiKey: ALT_KEY },
+    ro: { apiKey: RO_KEY },
+    jwt_r: { apiKey: jwt({ access: 'r' }) },
+    jwt_m: { bearer: jwt({ access: 'm' }) },
+    coll_r: { apiKey: jwt({ access: [{ collection: C, access: 'r' }] }) },
+    coll_rw: { apiKey: jwt({ access: [{ collection: C, access: 'rw' }] }) },
+    coll_prw: { bearer: jwt({ access: [{ collection: C, access: 'prw' }] }) },
+    other: { apiKey: jwt({ access: [{ collection: O, access: 'rw' }] }) },
+    pay_r: { apiKey: jwt({ access: [{ collection: C, access: 'r', payload: acme }] }) },
+    pay_rw: { bearer: jwt({ access: [{ collection: C, access: 'rw', payload: acme }] }) },
+  };
+}
+
+// ---- the expected table ---------------------------------------------------------------------
+// ok = any 2xx; row403 = 403 from the row-level rule (the message names the rows, not a
+// permission). Columns: none wrong root bearer alt ro jwt_r jwt_m coll_r coll_rw coll_prw other
+// pay_r pay_rw.
+const ok = 'ok';
+const PUBLIC = [ok, ok, ok, ok, ok, ok, ok, ok, ok, ok, ok, ok, ok, ok];
+const GLOBAL_READ = [401, 401, ok, ok, ok, ok, ok, ok, 403, 403, 403, 403, 403, 403];
+const ANY_VALID = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, ok, ok, ok, ok];
+const READ = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, ok, 403, ok, ok];
+const MANAGE = [401, 401, ok, ok, ok, 403, 403, ok, 403, 403, 403, 403, 403, 403];
+const INDEX = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, 403, 403, 403, 403];
+const POINT_WRITE = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, ok, 403, 403, ok];
+const PAYLOAD_WRITE = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, 403, 403, 403, ok];
+
+const EXPECTED = {
+  // service
+  'GET /': PUBLIC,
+  'GET /healthz': PUBLIC,
+  'GET /livez': PUBLIC,
+  'GET /readyz': PUBLIC,
+  'GET /metrics': GLOBAL_READ,
+  'GET /telemetry': GLOBAL_READ,
+  // collections
+  'GET /collections': ANY_VALID, // filtered list (asserted in its own test)
+  'GET /collections/mx': READ,
+  'GET /collections/mx/exists': READ,
+  'PATCH /collections/mx': MANAGE,
+  'GET /aliases': ANY_VALID, // filtered list (asserted in its own test)
+  'GET /collections/mx/aliases': READ,
+  'POST /collections/aliases': MANAGE,
+  'PUT /collections/mx/index': INDEX,
+  'DELETE /collections/mx/index/tmpidx': INDEX,
+  // points
+  'PUT /collections/mx/points': POINT_WRITE,
+  'POST /collections/mx/points': READ,
+  'GET /collections/mx/points/1': READ,
+  //  a point of another tenant: root sees it; the payload-restricted tokens get "not found"
+  'GET /collections/mx/points/5': [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, ok, 403, 404, 404],
+  'POST /collections/mx/points/delete': POINT_WRITE,
+  'PUT /collections/mx/points/vectors': POINT_WRITE,
+  'POST /collections/mx/points/vectors/delete': POINT_WRITE,
+  'POST /collections/mx/points/payload': PAYLOAD_WRITE,
+  'PUT /collections/mx/points/payload': PAYLOAD_WRITE,
+  'POST /collections/mx/points/payload/delete': PAYLOAD_WRITE,
+  //  clearing an acme point's payload would move it out of pay_rw's rows → a row-level 403
+  'POST /collections/mx/points/payload/clear': [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, 403, 403, 403, 'row403'],
+  //  a batch holding only an upsert is a point write (prw may); one holding set_payload is not
+  'POST /collections/mx/points/batch [upsert]': POINT_WRITE,
+  'POST /collections/mx/points/batch [set_payload]': PAYLOAD_WRITE,
+  'POST /collections/mx/points/scroll': READ,
+  'POST /collections/mx/points/count': READ,
+  // search
+  'POST /collections/mx/points/search': READ,
+  'POST /collections/mx/points/search/batch': READ,
+  'POST /collections/mx/points/search/groups': READ,
+  'POST /collections/mx/points/recommend': READ,
+  'POST /collections/mx/points/recommend/batch': READ,
+  'POST /collections/mx/points/recommend/groups': READ,
+  'POST /collections/mx/points/query': READ,
+  'POST /collections/mx/points/query/batch': READ,
+  'POST /collections/mx/points/query/groups': READ,
+  // destructive ones (each cell gets a fresh fixture)
+  'PUT /collections/mx': MANAGE,
+  'DELETE /collections/mx': MANAGE,
+};
+
+// ---- fixture --------------------------------------------------------------------------------
+const POINTS = [
+  { id: 1, vector: [1, 0, 0, 0], payload: { tenant: 'acme', num: 1 } },
+  { id: 2, vector: [0.9, 0.1, 0, 0], payload: { tenant: 'acme', num: 2 } },
+  { id: 3, vector: [0.8, 0.2, 0, 0], payload: { tenant: 'acme', num: 3 } },
+  { id: 4, vector: [0.7, 0.3, 0, 0], payload: { tenant: 'acme', num: 4 } },
+  { id: 5, vector: [0.95, 0, 0.05, 0], payload: { tenant: 'beta', num: 5 } },
+  { id: 6, vector: [0, 1, 0, 0], payload: { tenant: 'beta', num: 6 } },
+  { id: 7, vector: [0, 0, 1, 0], payload: { tenant: 'gamma', num: 7 } },
+];
+
+let srv;
+let creds;
+const root = { 'api-key': ROOT_KEY };
+
+async function rootOk(method, path, body) {
+  return srv.ok(method, path, body, { headers: root });
+}
+
+async function buildCollection(name) {
+  await rootOk('PUT', `/collections/${name}`, { vectors: { size: 4, distance: 'Dot' } });
+  await rootOk('PUT', `/collections/${name}/points?wait=true`, { points: POINTS });
+  await rootOk('PUT', `/collections/${name}/index?wait=true`, { field_name: 'tenant', field_schema: 'keyword' });
+  await rootOk('PUT', `/collections/${name}/index?wait=true`, { field_name: 'num', field_schema: 'integer' });
+}
+
+async function resetMx() {
+  await srv.request('DELETE', `/collections/${C}`, undefined, { headers: root });
+  await buildCollection(C);
+  await rootOk('POST', '/collections/aliases', { actions: [{ create_alias: { collection_name: C, alias_name: 'mx_alias' } }] });
+}
+
+// ---- routes: request, and hooks run with the root key around each cell --------------------
+const q = [1, 0, 0, 0];
+const ROUTES = [
+  { name: 'GET /' },
+  { name: 'GET /healthz' },
+  { name: 'GET /livez' },
+  { name: 'GET /readyz' },
+  { name: 'GET /metrics' },
+  { name: 'GET /telemetry' },
+  { name: 'GET /collections' },
+  { name: 'GET /collections/mx' },
+  { name: 'GET /collections/mx/exists' },
+  { name: 'PATCH /collections/mx', body: { optimizers_config: { indexing_threshold: 20000 } } },
+  { name: 'GET /aliases' },
+  { name: 'GET /collections/mx/aliases' },
+  {
+    name: 'POST /collections/aliases',
+    body: { actions: [{ create_alias: { collection_name: C, alias_name: 'mx_alias2' } }] },
+  },
+  { name: 'PUT /collections/mx/index', path: '/collections/mx/index?wait=true', body: { field_name: 'num', field_schema: 'integer' } },
+  {
+    name: 'DELETE /collections/mx/index/tmpidx',
+    path: '/collections/mx/index/tmpidx?wait=true',
+    before: () => rootOk('PUT', `/collections/${C}/index?wait=true`, { field_name: 'tmpidx', field_schema: 'keyword' }),
+  },
+  {
+    name: 'PUT /collections/mx/points',
+    path: '/collections/mx/points?wait=true',
+    body: { points: [{ id: 100, vector: [0.1, 0.2, 0.3, 0.4], payload: { tenant: 'acme', num: 100 } }] },
+  },
+  { name: 'POST /collections/mx/points', body: { ids: [1, 2], with_payload: true } },
+  { name: 'GET /collections/mx/points/1' },
+  { name: 'GET /collections/mx/points/5' },
+  { name: 'POST /collections/mx/points/delete', path: '/collections/mx/points/delete?wait=true', body: { points: [999] } },
+  { name: 'PUT /collections/mx/points/vectors', path: '/collections/mx/points/vectors?wait=true', body: { points: [{ id: 1, vector: [1, 0, 0, 0] }] } },
+  {
+    name: 'POST /collections/mx/points/vectors/delete',
+    path: '/collections/mx/points/vectors/delete?wait=true',
+    body: { points: [3], vector: [''] },
+  },
+  { name: 'POST /collections/mx/points/payload', path: '/collections/mx/points/payload?wait=true', body: { payload: { touched: true }, points: [2] } },
+  {
+    name: 'PUT /collections/mx/points/payload',
+    path: '/collections/mx/points/payload?wait=true',
+    body: { payload: { tenant: 'acme', num: 2, touched: true }, points: [2] },
+  },
+  { name: 'POST /collections/mx/points/payload/delete', path: '/collections/mx/points/payload/delete?wait=true', body: { keys: ['touched'], points: [2] } },
+  {
+    name: 'POST /collections/mx/points/payload/clear',
+    path: '/collections/mx/points/payload/clear?wait=true',
+    body: { points: [4] },
+    before: () => rootOk('PUT', `/collections/${C}/points/payload?wait=true`, { payload: { tenant: 'acme', num: 4 }, points: [4] }),
+  },
+  {
+    name: 'POST /collections/mx/points/batch [upsert]',
+    path: '/collections/mx/points/batch?wait=true',
+    body: { operations: [{ upsert: { points: [{ id: 101, vector: [0.1, 0.1, 0.1, 0.1], payload: { tenant: 'acme' } }] } }] },
+  },
+  {
+    name: 'POST /collections/mx/points/batch [set_payload]',
+    path: '/collections/mx/points/batch?wait=true',
+    body: { operations: [{ set_payload: { payload: { touched2: true }, points: [2] } }] },
+  },
+  { name: 'POST /collections/mx/points/scroll', body: { limit: 10 } },
+  { name: 'POST /collections/mx/points/count', body: { exact: true } },
+  { name: 'POST /collections/mx/points/search', body: { vector: q, limit: 3 } },
+  { name: 'POST /collections/mx/points/search/batch', body: { searches: [{ vector: q, limit: 3 }] } },
+  { name: 'POST /collections/mx/points/search/groups', body: { vector: q, group_by: 'tenant', limit: 3, group_size: 2 } },
+  { name: 'POST /collections/mx/points/recommend', body: { positive: [1], limit: 3 } },
+  { name: 'POST /collections/mx/points/recommend/batch', body: { searches: [{ positive: [1], limit: 3 }] } },
+  { name: 'POST /collections/mx/points/recommend/groups', body: { positive: [1], group_by: 'tenant', limit: 3, group_size: 2 } },
+  { name: 'POST /collections/mx/points/query', body: { query: q, limit: 3 } },
+  { name: 'POST /collections/mx/points/query/batch', body: { searches: [{ query: q, limit: 3 }] } },
+  { name: 'POST /collections/mx/points/query/groups', body: { query: q, group_by: 'tenant', limit: 3, group_size: 2 } },
+  {
+    name: 'PUT /collections/mx',
+    body: { vectors: { size: 4, distance: 'Dot' } },
+    before: () => srv.request('DELETE', `/collections/${C}`, undefined, { headers: root }),
+    after: resetMx,
+  },
+  { name: 'DELETE /collections/mx', before: resetMx, after: resetMx },
+];
+
+// A fixed source address per valid principal (its own throttle bucket); a fresh one for every
+// request meant to fail authentication.
+function sourceFor(principal) {
+  if (principal === 'none' || principal === 'wrong') return { localAddress: freshAddr(), agent: false };
+  return { localAddress: `127.2.0.${PRINCIPALS.indexOf(principal) + 1}` };
+}
+
+async function call(route, principal) {
+  const [method, ...rest] = route.name.split(' ');
+  const path = route.path || rest[0];
+  const cred = creds[principal];
+  return srv.request(method, path, route.body, { headers: credHeaders(cred), ...sourceFor(principal) });
+}
+
+function secretOf(principal) {
+  const c = creds[principal];
+  return c ? c.apiKey || c.bearer : null;
+}
+
+before(async () => {
+  srv = await startServer({ insecure: false, env: keyEnv() });
+  creds = credentials();
+  await resetMx();
+  await buildCollection(O);
+  await rootOk('POST', '/collections/aliases', { actions: [{ create_alias: { collection_name: O, alias_name: 'ot_alias' } }] });
+});
+
+after(async () => {
+  await srv?.cleanup();
+});
+
+describe('authorization matrix', () => {
+  test('the table covers every route and principal', () => {
+    assert.deepEqual(Object.keys(EXPECTED).sort(), ROUTES.map((r) => r.name).sort());
+    for (const [name, row] of Object.entries(EXPECTED)) assert.equal(row.length, PRINCIPALS.length, name);
+  });
+
+  test('GET /collections is filtered to what each principal may see', async () => {
+    const want = {
+      root: [C, O],
+      bearer: [C, O],
+      alt: [C, O],
+      ro: [C, O],
+      jwt_r: [C, O],
+      jwt_m: [C, O],
+      coll_r: [C],
+      coll_rw: [C],
+      coll_prw: [C],
+      other: [O],
+      pay_r: [C],
+      pay_rw: [C],
+    };
+    const m = new Mismatches('GET /collections filtering');
+    for (const [p, names] of Object.entries(want)) {
+      const r = await call({ name: 'GET /collections' }, p);
+      if (!m.check(r.status === 200, `${p}: status ${r.status} ${r.text.slice(0, 200)}`)) continue;
+      const got = r.json.result.collections.map((c) => c.name).sort();
+      m.check(JSON.stringify(got) === JSON.stringify(names.sort()), `${p}: expected ${JSON.stringify(names)}, got ${JSON.stringify(got)}`);
+    }
+    m.done();
+  });
+
+  test('GET /aliases is filtered to what each principal may see', async () => {
+    const both = [
+      { alias_name: 'mx_alias', collection_name: C },
+      { alias_name: 'ot_alias', collection_name: O },
+    ];
+    const mxOnly = [both[0]];
+    const want = {
+      root: both,
+      bearer: both,
+      alt: both,
+      ro: both,
+      jwt_r: both,
+      jwt_m: both,
+      coll_r: mxOnly,
+      coll_rw: mxOnly,
+      coll_prw: mxOnly,
+      other: [both[1]],
+      pay_r: mxOnly,
+      pay_rw: mxOnly,
+    };
+    const m = new Mismatches('GET /aliases filtering');
+    const key = (a) => `${a.alias_name}->${a.collection_name}`;
+    for (const [p, list] of Object.entries(want)) {
+      const r = await call({ name: 'GET /aliases' }, p);
+      if (!m.check(r.status === 200, `${p}: status ${r.status} ${r.text.slice(0, 200)}`)) continue;
+      const got = r.json.result.aliases.map(key).sort();
+      const exp = list.map(key).sort();
+      m.check(JSON.stringify(got) === JSON.stringify(exp), `${p}: expected ${JSON.stringify(exp)}, got ${JSON.stringify(got)}`);
+    }
+    m.done();
+  });
+
+  test('every route × every principal answers the expected status class', async () => {
+    const m = new Mismatches('authorization matrix');
+    let cells = 0;
+    for (const route of ROUTES) {
+      const row = EXPECTED[route.name];
+      for (let i = 0; i < PRINCIPALS.length; i++) {
+        const p = PRINCIPALS[i];
+        if (route.before) await route.before();
+        const r = await call(route, p);
+        if (route.after) await route.after();
+        cells++;
+        const rowLevel = row[i] === 'row403';
+        const want = row[i] === ok ? '2xx' : rowLevel ? '403' : String(row[i]);
+        const got = statusClass(r.status);
+        const where = `${route.name} as ${p}`;
+        if (got !== want) {
+          m.add(`${where}: expected ${want}, got ${r.status} ${r.text.slice(0, 160).replace(/\s+/g, ' ')}`);
+          continue;
+        }
+        if (r.status >= 400) {
+          try {
+            assertErrorEnvelope(r, where);
+          } catch (e) {
+            m.add(e.message);
+          }
+          if (r.status === 403 && !rowLevel) {
+            m.check(/missing permission [a-z_]+:[a-z_]+/.test(r.json?.status?.error || ''), `${where}: 403 does not name the missing permission: ${r.text.slice(0, 200)}`);
+          }
+        }
+        const secret = secretOf(p);
+        if (secret) m.check(!r.text.includes(secret), `${where}: the response echoes the credential`);
+      }
+    }
+    assert.equal(cells, ROUTES.length * PRINCIPALS.length);
+    m.done();
+  });
+
+  test('authorization is decided before the body is read or parsed', async () => {
+    const m = new Mismatches('decision before body');
+    const bad = '{"points": [ this is not json';
+    const countNow = async () => (await srv.request('POST', `/collections/${C}/points/count`, { exact: true }, { headers: root })).json?.result?.count;
+    const before = await countNow();
+    const big = JSON.stringify({ points: Array.from({ length: 20000 }, (_, i) => ({ id: 200000 + i, vector: [0.1, 0.2, 0.3, 0.4], payload: { tenant: 'beta' } })) });
+    for (const [p, body, want] of [
+      ['none', bad, 401],
+      ['wrong', bad, 401],
+      ['jwt_r', bad, 403],
+      ['coll_r', bad, 403],
+      ['other', bad, 403],
+      ['none', big, 401],
+      ['ro', big, 403],
+      ['root', bad, 400],
+    ]) {
+      const r = await call({ name: 'PUT /collections/mx/points', path: '/collections/mx/points?wait=true', body }, p);
+      m.check(r.status === want, `PUT points with a ${body === bad ? 'malformed' : 'large'} body as ${p}: expected ${want}, got ${r.status} ${r.text.slice(0, 160)}`);
+    }
+    const afterCount = await countNow();
+    m.check(typeof before === 'number' && afterCount === before, `refused uploads changed the collection: count ${before} → ${afterCount}`);
+    m.done();
+  });
+
+  test('lookup_from and alias targets are authorized too', async () => {
+    const m = new Mismatches('lookup_from / alias');
+    // coll_r may read mx, not ot: a recommend on mx whose examples come from ot is refused.
+    let r = await call(
+      { name: 'POST /collections/mx/points/recommend', body: { positive: [1], limit: 3, lookup_from: { collection: O } } },
+      'coll_r',
+    );
+    m.check(r.status === 403, `recommend on mx with lookup_from ot as coll_r: expected 403, got ${r.status} ${r.text.slice(0, 200)}`);
+    r = await call({ name: 'POST /collections/mx/points/query', body: { query: 1, limit: 3, lookup_from: { collection: O } } }, 'coll_r');
+    m.check(r.status === 403, `query on mx with lookup_from ot as coll_r: expected 403, got ${r.status} ${r.text.slice(0, 200)}`);
+    // root may.
+    r = await call({ name: 'POST /collections/mx/points/recommend', body: { positive: [1], limit: 3, lookup_from: { collection: O } } }, 'root');
+    m.check(r.status === 200, `recommend with lookup_from as root: expected 200, got ${r.status} ${r.text.slice(0, 200)}`);
+    // Through an alias: the alias's collection decides (mx_alias → mx).
+    r = await call({ name: 'POST /collections/mx_alias/points/scroll', body: { limit: 3 } }, 'coll_r');
+    m.check(r.status === 200, `scroll through mx_alias as coll_r: expected 200, got ${r.status} ${r.text.slice(0, 200)}`);
+    r = await call({ name: 'POST /collections/ot_alias/points/scroll', body: { limit: 3 } }, 'coll_r');
+    m.check(r.status === 403, `scroll through ot_alias as coll_r: expected 403, got ${r.status} ${r.text.slice(0, 200)}`);
+    r = await call({ name: 'POST /collections/mx_alias/points/scroll', body: { limit: 3 } }, 'other');
+    m.check(r.status === 403, `scroll through mx_alias as other: expected 403, got ${r.status} ${r.text.slice(0, 200)}`);
+    // A collection that does not exist is not a way around a missing permission.
+    r = await call({ name: 'GET /collections/nope' }, 'coll_r');
+    m.check(r.status === 403, `GET /collections/nope as coll_r: expected 403, got ${r.status}`);
+    r = await call({ name: 'GET /collections/nope' }, 'root');
+    m.check(r.status === 404, `GET /collections/nope as root: expected 404, got ${r.status}`);
+    // pay_r through the alias still sees only acme rows.
+    r = await call({ name: 'POST /collections/mx_alias/points/scroll', body: { limit: 100 } }, 'pay_r');
+    if (m.check(r.status === 200, `scroll through mx_alias as pay_r: expected 200, got ${r.status}`)) {
+      const ids = r.json.result.points.map((p) => p.id).sort((a, b) => a - b);
+      m.check(ids.every((id) => ![5, 6, 7].includes(id)), `scroll through mx_alias as pay_r shows other tenants: ${ids}`);
+    }
+    m.done();
+  });
+});
