@@ -327,12 +327,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             req->close_after = true;
             return MHD_YES;
         }
-        char *grown = realloc(req->body, req->body_len + n + 1);
-        if (!grown) {
-            error_json(req, 500, "out of memory reading the request body");
-            return MHD_YES;
+        if (req->body_len + n + 1 > req->body_cap) {
+            /* Geometric growth, starting from the declared length when there is one, so a
+             * large upload is not copied over and over. */
+            size_t cap = req->body_cap ? req->body_cap * 2 : 64 * 1024;
+            if (req->body_cap == 0 && req->content_length != UINT64_MAX)
+                cap = (size_t)req->content_length + 1;
+            while (cap < req->body_len + n + 1)
+                cap *= 2;
+            if (cap > srv->cfg.max_body + 1)
+                cap = srv->cfg.max_body + 1;
+            char *grown = realloc(req->body, cap);
+            if (!grown) {
+                error_json(req, 500, "out of memory reading the request body");
+                return MHD_YES;
+            }
+            req->body = grown;
+            req->body_cap = cap;
         }
-        req->body = grown;
         memcpy(req->body + req->body_len, upload_data, n);
         req->body_len += n;
         req->body[req->body_len] = '\0';

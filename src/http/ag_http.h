@@ -49,6 +49,7 @@ typedef struct ag_request {
     char request_id[20];
     char *body; /* accumulated body, NUL-terminated (owned) */
     size_t body_len;
+    size_t body_cap;
     uint64_t content_length; /* declared, or UINT64_MAX when not given */
     double t_start;
     bool tls_client_verified;

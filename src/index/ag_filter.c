@@ -1473,7 +1473,13 @@ ag_filter_t *ag_filter_or(ag_filter_t *a, ag_filter_t *b, int *err)
 /* Evaluation                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
-static bool eval_filter(const ag_filter_t *f, const ag_filter_subject_t *s);
+/* Evaluation modes. NORMAL is Qdrant's semantics (a condition on a multi-valued field holds when
+ * any value satisfies it). STRICT requires every value to satisfy positive conditions; LOOSE is
+ * its dual, used under must_not inside STRICT, so that STRICT(f) implies NORMAL(f) for every f.
+ * STRICT serves row-level write checks: a row must be wholly inside a scope, not just touch it. */
+enum { M_NORMAL, M_STRICT, M_LOOSE };
+
+static bool eval_filter(const ag_filter_t *f, const ag_filter_subject_t *s, int mode);
 
 static bool set_has_str(const cond_t *c, const json_t *v)
 {
@@ -1645,27 +1651,55 @@ static bool count_visit(const json_t *v, void *ctx)
 
 typedef struct nested_ctx {
     const ag_filter_t *f;
+    int mode;
+    size_t seen, failed;
 } nested_ctx_t;
 
 static bool nested_visit(const json_t *v, void *ctx)
 {
-    const nested_ctx_t *nc = ctx;
+    nested_ctx_t *nc = ctx;
     if (!json_is_object(v))
         return false;
     /* Inside nested, keys are relative to the element; ids and vectors are not available. */
     ag_filter_subject_t sub = {.id = NULL, .payload = v, .has_vector = NULL, .ud = NULL};
-    return eval_filter(nc->f, &sub);
+    bool ok = eval_filter(nc->f, &sub, nc->mode);
+    if (nc->mode != M_STRICT)
+        return ok;
+    nc->seen++;
+    if (!ok)
+        nc->failed++;
+    return !ok; /* strict: stop at the first element that fails */
 }
 
-static bool eval_cond(const cond_t *c, const ag_filter_subject_t *s)
+typedef struct strict_ctx {
+    const cond_t *c;
+    size_t seen;
+    bool failed;
+} strict_ctx_t;
+
+static bool strict_visit(const json_t *v, void *ctx)
+{
+    strict_ctx_t *sc = ctx;
+    sc->seen++;
+    if (!value_matches(sc->c, v))
+        sc->failed = true;
+    return sc->failed;
+}
+
+static bool eval_cond(const cond_t *c, const ag_filter_subject_t *s, int mode)
 {
     const json_t *pl = s->payload;
     const path_t *p = &c->path;
     switch (c->kind) {
     case C_FILTER:
-        return eval_filter(c->u.sub, s);
+        return eval_filter(c->u.sub, s, mode);
     case C_NESTED: {
-        nested_ctx_t nc = {c->u.sub};
+        nested_ctx_t nc = {c->u.sub, mode, 0, 0};
+        if (mode == M_STRICT) {
+            if (pl)
+                walk(pl, p->segs, p->n, nested_visit, &nc);
+            return nc.seen > 0 && nc.failed == 0;
+        }
         return pl && walk(pl, p->segs, p->n, nested_visit, &nc);
     }
     case C_HAS_ID:
@@ -1686,29 +1720,36 @@ static bool eval_cond(const cond_t *c, const ag_filter_subject_t *s)
     case C_NONE:
         return false;
     default:
+        if (mode == M_STRICT) {
+            strict_ctx_t sc = {c, 0, false};
+            if (pl)
+                walk_flat(pl, p, strict_visit, &sc);
+            return sc.seen > 0 && !sc.failed;
+        }
         return pl && walk_flat(pl, p, match_visit, (void *)c);
     }
 }
 
-static bool eval_filter(const ag_filter_t *f, const ag_filter_subject_t *s)
+static bool eval_filter(const ag_filter_t *f, const ag_filter_subject_t *s, int mode)
 {
+    int neg = mode == M_STRICT ? M_LOOSE : mode == M_LOOSE ? M_STRICT : M_NORMAL;
     for (size_t i = 0; i < f->must.n; i++)
-        if (!eval_cond(&f->must.v[i], s))
+        if (!eval_cond(&f->must.v[i], s, mode))
             return false;
     for (size_t i = 0; i < f->must_not.n; i++)
-        if (eval_cond(&f->must_not.v[i], s))
+        if (eval_cond(&f->must_not.v[i], s, neg))
             return false;
     if (f->has_should) {
         bool any = false;
         for (size_t i = 0; i < f->should.n && !any; i++)
-            any = eval_cond(&f->should.v[i], s);
+            any = eval_cond(&f->should.v[i], s, mode);
         if (!any)
             return false;
     }
     if (f->has_min_should) {
         size_t hits = 0;
         for (size_t i = 0; i < f->min_should.n && hits < f->min_count; i++)
-            hits += eval_cond(&f->min_should.v[i], s);
+            hits += eval_cond(&f->min_should.v[i], s, mode);
         if (hits < f->min_count)
             return false;
     }
@@ -1719,7 +1760,14 @@ bool ag_filter_match(const ag_filter_t *f, const ag_filter_subject_t *s)
 {
     if (!f)
         return true;
-    return eval_filter(f, s);
+    return eval_filter(f, s, M_NORMAL);
+}
+
+bool ag_filter_match_all(const ag_filter_t *f, const ag_filter_subject_t *s)
+{
+    if (!f)
+        return true;
+    return eval_filter(f, s, M_STRICT);
 }
 
 int ag_datetime_parse(const char *s, size_t len, int64_t *out_us)

@@ -110,6 +110,12 @@ size_t ag_payload_path_each(const json_t *payload, const char *path,
  * quotes, keys of letters, digits, '_', '-' or non-ASCII unless quoted). 0 or AG_EINVAL. */
 int ag_payload_path_check(const char *path, ag_diag_t *diag);
 
+/* Stricter than ag_filter_match: a positive condition on a multi-valued field holds only when
+ * every value satisfies it (and there is at least one); under must_not the dual applies. A match
+ * here implies ag_filter_match. Row-level write checks use it so a point cannot sit in several
+ * scopes at once (e.g. tenant: ["acme", "beta"] written with a tenant=acme credential). */
+bool ag_filter_match_all(const ag_filter_t *f, const ag_filter_subject_t *s);
+
 /* RFC 3339 datetime (and the relaxed forms filters accept) to microseconds since the epoch. */
 int ag_datetime_parse(const char *s, size_t len, int64_t *out_us);
 

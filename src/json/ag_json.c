@@ -22,6 +22,16 @@ static bool beyond_i64(const char *d, size_t n)
  */
 static char *rewrite_big_ints(const char *buf, size_t len, size_t *out_len)
 {
+    /* Fast path: no run of 19+ digits anywhere means nothing to rewrite. */
+    size_t run = 0;
+    bool candidate = false;
+    for (size_t i = 0; i < len && !candidate; i++) {
+        unsigned char ch = (unsigned char)buf[i];
+        run = (ch >= '0' && ch <= '9') ? run + 1 : 0;
+        candidate = run >= 19;
+    }
+    if (!candidate)
+        return NULL;
     char *out = NULL;
     size_t o = 0, cap = 0, copied = 0;
     bool in_str = false;
@@ -38,17 +48,17 @@ static char *rewrite_big_ints(const char *buf, size_t len, size_t *out_len)
             in_str = true;
             continue;
         }
-        if (ch < '0' || ch > '9' || (i > 0 && (buf[i - 1] == '-' || buf[i - 1] == '.' ||
-                                                (buf[i - 1] >= '0' && buf[i - 1] <= '9') ||
-                                                buf[i - 1] == 'e' || buf[i - 1] == 'E' ||
-                                                buf[i - 1] == '+')))
+        if (ch < '0' || ch > '9')
             continue;
+        /* Start of a number token: the previous character must not be part of a number. */
+        char prev = i > 0 ? buf[i - 1] : ' ';
         size_t j = i;
         while (j < len && buf[j] >= '0' && buf[j] <= '9')
             j++;
+        bool starts = !(prev == '-' || prev == '.' || prev == 'e' || prev == 'E' || prev == '+');
         bool plain = j == len || (buf[j] != '.' && buf[j] != 'e' && buf[j] != 'E');
-        if (plain && beyond_i64(buf + i, j - i)) {
-            size_t need = o + (i - copied) + (j - i) + sizeof(AG_U64_MARKER) + 8 + (len - j);
+        if (starts && plain && beyond_i64(buf + i, j - i)) {
+            size_t need = o + (i - copied) + (j - i) + sizeof(AG_U64_MARKER_JSON) + 8 + (len - j);
             if (need > cap) {
                 cap = need * 2;
                 char *g = realloc(out, cap);
