@@ -250,6 +250,38 @@ static int build_restriction(const ag_perm_t *q, const ag_request_action_t *a, b
     return 0;
 }
 
+/* An action of several verbs (write = create + update) that no single permission covers may
+ * still be covered verb by verb, as anti-escalation counts it (a role listing create:data and
+ * update:data separately grants what write:data does). Only unrestricted permissions count here:
+ * combining row filters across verbs would need their intersection, so with a filter or a tenant
+ * scope in play the answer stays deny. Returns the permission covering the first verb, or NULL.
+ * Never allocates. */
+static const ag_perm_t *split_grant(const ag_principal_t *p, const ag_request_action_t *a)
+{
+    unsigned verbs = a->verbs;
+    if ((verbs & (verbs - 1)) == 0)
+        return NULL; /* a single verb: the main loop already answered */
+    bool data = ag_resource_is_data(a->resource);
+    const ag_perm_t *first = NULL;
+    for (unsigned bit = 1; bit <= AG_VERB_DELETE; bit <<= 1) {
+        if (!(verbs & bit))
+            continue;
+        const ag_perm_t *hit = NULL;
+        for (size_t i = 0; i < p->perms.n && !hit; i++) {
+            const ag_perm_t *q = &p->perms.items[i];
+            if (data && (q->filter || q->scope[AG_PSCOPE_TENANT].kind != AG_GLOB_ANY))
+                continue;
+            if (ag_perm_covers_action(q, bit, a->resource) && ag_perm_scope_matches(q, a))
+                hit = q;
+        }
+        if (!hit)
+            return NULL;
+        if (!first)
+            first = hit;
+    }
+    return first;
+}
+
 /* Memory: on success out->restriction is a new filter owned by the caller (or NULL). */
 int ag_auth_decide(const ag_principal_t *p, const ag_request_action_t *a, ag_decision_t *out)
 {
@@ -308,6 +340,8 @@ int ag_auth_decide(const ag_principal_t *p, const ag_request_action_t *a, ag_dec
             }
         }
     }
+    if (!allowed && (out->granted_by = split_grant(p, a)) != NULL)
+        allowed = true; /* unrestricted, so acc is NULL */
     if (!allowed) {
         out->missing = ag_action_describe(a, out->buf, sizeof(out->buf));
         out->granted_by = NULL;

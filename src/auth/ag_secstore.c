@@ -1,0 +1,1269 @@
+#include "ag_secstore.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "ag_jwt.h"
+#include "ag_log.h"
+#include "json/ag_json.h"
+
+#define HASH_LEN 32
+#define MAP_SIZE ((size_t)1 << 30)
+
+/* ---- a small string-keyed hash table (keys borrowed from the values) ------------------------ */
+
+static const char tomb_mark;
+#define TOMB (&tomb_mark)
+
+typedef struct map_slot {
+    const char *key; /* NULL = empty, TOMB = deleted */
+    void *val;
+} map_slot_t;
+
+typedef struct map {
+    map_slot_t *slots;
+    size_t cap, used, tombs;
+    unsigned char seed[crypto_shorthash_KEYBYTES];
+} map_t;
+
+static size_t map_hash(const map_t *m, const char *key)
+{
+    unsigned char h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, (const unsigned char *)key, strlen(key), m->seed);
+    uint64_t v;
+    memcpy(&v, h, sizeof(v));
+    return (size_t)v;
+}
+
+static void *map_get(const map_t *m, const char *key)
+{
+    if (!m->cap)
+        return NULL;
+    size_t mask = m->cap - 1;
+    for (size_t i = map_hash(m, key) & mask;; i = (i + 1) & mask) {
+        const char *k = m->slots[i].key;
+        if (!k)
+            return NULL;
+        if (k != TOMB && strcmp(k, key) == 0)
+            return m->slots[i].val;
+    }
+}
+
+static int map_grow(map_t *m, size_t extra)
+{
+    size_t cap = 16;
+    while (cap < (m->used + extra) * 3)
+        cap <<= 1;
+    map_slot_t *slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return AG_ENOMEM;
+    for (size_t j = 0; j < m->cap; j++) {
+        const char *k = m->slots[j].key;
+        if (!k || k == TOMB)
+            continue;
+        size_t i = map_hash(m, k) & (cap - 1);
+        while (slots[i].key)
+            i = (i + 1) & (cap - 1);
+        slots[i] = m->slots[j];
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->cap = cap;
+    m->tombs = 0;
+    return 0;
+}
+
+/* Makes room so that the next `extra` map_put calls cannot fail. */
+static int map_reserve(map_t *m, size_t extra)
+{
+    if ((m->used + m->tombs + extra) * 10 > m->cap * 7)
+        return map_grow(m, extra);
+    return 0;
+}
+
+/* key must not be present; it is borrowed and must live as long as the entry. */
+static int map_put(map_t *m, const char *key, void *val)
+{
+    int rc = map_reserve(m, 1);
+    if (rc)
+        return rc;
+    size_t mask = m->cap - 1;
+    size_t i = map_hash(m, key) & mask;
+    while (m->slots[i].key && m->slots[i].key != TOMB)
+        i = (i + 1) & mask;
+    if (m->slots[i].key == TOMB)
+        m->tombs--;
+    m->slots[i].key = key;
+    m->slots[i].val = val;
+    m->used++;
+    return 0;
+}
+
+static void map_del(map_t *m, const char *key)
+{
+    if (!m->cap)
+        return;
+    size_t mask = m->cap - 1;
+    for (size_t i = map_hash(m, key) & mask;; i = (i + 1) & mask) {
+        const char *k = m->slots[i].key;
+        if (!k)
+            return;
+        if (k != TOMB && strcmp(k, key) == 0) {
+            m->slots[i].key = TOMB;
+            m->slots[i].val = NULL;
+            m->used--;
+            m->tombs++;
+            return;
+        }
+    }
+}
+
+static void map_release(map_t *m)
+{
+    free(m->slots);
+    m->slots = NULL;
+    m->cap = m->used = m->tombs = 0;
+}
+
+/* ---- state ------------------------------------------------------------------------------- */
+
+typedef struct role {
+    char *name;
+    json_t *perms_json;   /* array as accepted */
+    ag_perm_list_t perms; /* compiled, index-aligned with perms_json */
+    int64_t created;
+} role_t;
+
+typedef struct user {
+    char *id;
+    json_t *roles; /* array of role names */
+    bool active;
+    char key_id[AG_KEY_ID_LEN + 1];
+    uint8_t key_hash[HASH_LEN];
+    int64_t created;
+    /* Principal built from the current roles; dropped (under the write lock) on every change. */
+    _Atomic(ag_principal_t *) cached;
+} user_t;
+
+struct ag_secstore {
+    MDB_env *env;
+    MDB_dbi meta, roles_db, users_db, keys_db;
+    uint8_t hash_key[crypto_generichash_KEYBYTES];
+    pthread_rwlock_t lock;
+    map_t roles;  /* name → role_t */
+    map_t users;  /* id → user_t */
+    map_t by_key; /* key id → user_t */
+    _Atomic uint64_t gen;
+    ag_secstore_change_fn on_change;
+    void *on_change_ctx;
+};
+
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static void role_free(role_t *r)
+{
+    if (!r)
+        return;
+    free(r->name);
+    json_decref(r->perms_json);
+    ag_perm_list_release(&r->perms);
+    free(r);
+}
+
+static void user_free(user_t *u)
+{
+    if (!u)
+        return;
+    free(u->id);
+    json_decref(u->roles);
+    ag_principal_unref(atomic_load(&u->cached));
+    sodium_memzero(u->key_hash, sizeof(u->key_hash));
+    free(u);
+}
+
+/* Writers only (write lock held): every cached principal may be stale after a change. */
+static void drop_cached(ag_secstore_t *s)
+{
+    for (size_t i = 0; i < s->users.cap; i++) {
+        const char *k = s->users.slots[i].key;
+        if (!k || k == TOMB)
+            continue;
+        user_t *u = s->users.slots[i].val;
+        ag_principal_unref(atomic_exchange(&u->cached, NULL));
+    }
+}
+
+/* After a committed change: called with the write lock held; the callback runs after unlock. */
+static void changed(ag_secstore_t *s)
+{
+    drop_cached(s);
+    atomic_fetch_add(&s->gen, 1);
+}
+
+static void unlock_changed(ag_secstore_t *s)
+{
+    pthread_rwlock_unlock(&s->lock);
+    if (s->on_change)
+        s->on_change(s->on_change_ctx);
+}
+
+/* ---- LMDB helpers ------------------------------------------------------------------------ */
+
+static int txn_begin(ag_secstore_t *s, MDB_txn **txn, ag_diag_t *diag)
+{
+    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
+    if (rc)
+        return ag_fail(diag, AG_ESTORAGE, "security store: cannot begin a transaction: %s",
+                       mdb_strerror(rc));
+    return 0;
+}
+
+/* Commits with fsync (the environment runs with LMDB's default, synchronous commits). */
+static int txn_commit(MDB_txn *txn, ag_diag_t *diag)
+{
+    int rc = mdb_txn_commit(txn);
+    if (rc)
+        return ag_fail(diag, AG_ESTORAGE, "security store: cannot commit: %s", mdb_strerror(rc));
+    return 0;
+}
+
+static int put_raw(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *val, size_t len)
+{
+    MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)val};
+    return mdb_put(txn, dbi, &k, &v, 0) ? AG_ESTORAGE : 0;
+}
+
+static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t *val)
+{
+    if (!val)
+        return AG_ENOMEM;
+    char *text = ag_json_dump(val);
+    json_decref(val);
+    if (!text)
+        return AG_ENOMEM;
+    int rc = put_raw(txn, dbi, key, text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static int del_key(MDB_txn *txn, MDB_dbi dbi, const char *key)
+{
+    MDB_val k = {strlen(key), (void *)key};
+    int rc = mdb_del(txn, dbi, &k, NULL);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : AG_ESTORAGE;
+}
+
+static json_t *role_record(const json_t *perms_json, int64_t created)
+{
+    return json_pack("{s:O,s:I}", "permissions", perms_json, "created", (json_int_t)created);
+}
+
+static json_t *user_record(const json_t *roles, bool active, const char *key_id,
+                           const uint8_t hash[HASH_LEN], int64_t created)
+{
+    char hex[HASH_LEN * 2 + 1];
+    sodium_bin2hex(hex, sizeof(hex), hash, HASH_LEN);
+    return json_pack("{s:O,s:b,s:s,s:s,s:I}", "roles", roles, "active", active, "key_id", key_id,
+                     "key_hash", hex, "created", (json_int_t)created);
+}
+
+/* ---- keys -------------------------------------------------------------------------------- */
+
+static void key_check(const char *key, size_t len, char out[AG_KEY_CHECK_LEN + 1])
+{
+    unsigned char h[32];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)key, len, NULL, 0);
+    sodium_bin2hex(out, AG_KEY_CHECK_LEN + 1, h, AG_KEY_CHECK_LEN / 2);
+}
+
+static bool is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+int ag_user_key_parse(const char *key, size_t len, char key_id[AG_KEY_ID_LEN + 1])
+{
+    if (len != AG_USER_KEY_LEN || memcmp(key, "ag_", 3) != 0 ||
+        !is_lower_hex(key + 3, AG_KEY_ID_LEN) || key[3 + AG_KEY_ID_LEN] != '_')
+        return AG_ENOTFOUND;
+    size_t body = AG_USER_KEY_LEN - AG_KEY_CHECK_LEN;
+    char check[AG_KEY_CHECK_LEN + 1];
+    key_check(key, body, check);
+    if (sodium_memcmp(check, key + body, AG_KEY_CHECK_LEN) != 0)
+        return AG_EUNAUTH;
+    memcpy(key_id, key + 3, AG_KEY_ID_LEN);
+    key_id[AG_KEY_ID_LEN] = '\0';
+    return 0;
+}
+
+static void secret_hash(const ag_secstore_t *s, const char *key_id, const uint8_t *secret,
+                        uint8_t out[HASH_LEN])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, s->hash_key, sizeof(s->hash_key), HASH_LEN);
+    crypto_generichash_update(&st, (const unsigned char *)key_id, AG_KEY_ID_LEN);
+    crypto_generichash_update(&st, (const unsigned char *)"", 1);
+    crypto_generichash_update(&st, secret, 32);
+    crypto_generichash_final(&st, out, HASH_LEN);
+    sodium_memzero(&st, sizeof(st));
+}
+
+/* Hashes the secret part of a well-formed key (checksum already verified). */
+static int key_hash_of(const ag_secstore_t *s, const char *key, const char *key_id,
+                       uint8_t out[HASH_LEN])
+{
+    uint8_t secret[32];
+    size_t n = 0;
+    int rc =
+        ag_b64url_decode(key + 4 + AG_KEY_ID_LEN, AG_KEY_SECRET_LEN, secret, sizeof(secret), &n);
+    if (rc == 0 && n == sizeof(secret))
+        secret_hash(s, key_id, secret, out);
+    else
+        rc = AG_EUNAUTH;
+    sodium_memzero(secret, sizeof(secret));
+    return rc;
+}
+
+void ag_secstore_key_free(char *key)
+{
+    sodium_free(key);
+}
+
+/* A fresh key with a key id unused in s (write lock held). *key_out sodium_malloc'd. */
+static int new_key(ag_secstore_t *s, char key_id[AG_KEY_ID_LEN + 1], uint8_t hash[HASH_LEN],
+                   char **key_out)
+{
+    *key_out = NULL;
+    uint8_t kid[AG_KEY_ID_LEN / 2];
+    do {
+        randombytes_buf(kid, sizeof(kid));
+        sodium_bin2hex(key_id, AG_KEY_ID_LEN + 1, kid, sizeof(kid));
+    } while (map_get(&s->by_key, key_id));
+    char *key = sodium_malloc(AG_USER_KEY_LEN + 1);
+    if (!key)
+        return AG_ENOMEM;
+    uint8_t secret[32];
+    randombytes_buf(secret, sizeof(secret));
+    memcpy(key, "ag_", 3);
+    memcpy(key + 3, key_id, AG_KEY_ID_LEN);
+    key[3 + AG_KEY_ID_LEN] = '_';
+    ag_b64url_encode(secret, sizeof(secret), key + 4 + AG_KEY_ID_LEN);
+    size_t body = AG_USER_KEY_LEN - AG_KEY_CHECK_LEN;
+    key_check(key, body, key + body);
+    key[AG_USER_KEY_LEN] = '\0';
+    secret_hash(s, key_id, secret, hash);
+    sodium_memzero(secret, sizeof(secret));
+    *key_out = key;
+    return 0;
+}
+
+/* ---- open / close ------------------------------------------------------------------------ */
+
+static int load_roles(ag_secstore_t *s, MDB_txn *txn, ag_diag_t *diag)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    if (mdb_cursor_open(txn, s->roles_db, &cur))
+        return ag_fail(diag, AG_ESTORAGE, "security store: cannot read roles");
+    int rc = 0, mrc;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        role_t *r = calloc(1, sizeof(*r));
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, JSON_REJECT_DUPLICATES, NULL);
+        if (!r || !(r->name = strndup(k.mv_data, k.mv_size))) {
+            json_decref(rec);
+            role_free(r);
+            rc = AG_ENOMEM;
+            break;
+        }
+        json_t *perms = json_object_get(rec, "permissions");
+        ag_diag_t pd = {{0}};
+        if (!ag_role_name_valid(r->name, strlen(r->name)) || !json_is_array(perms) ||
+            ag_perm_list_parse(perms, "permissions", &r->perms, &pd) != 0) {
+            rc = ag_fail(diag, AG_ESTORAGE, "security store: role '%.64s' is corrupt %s", r->name,
+                         pd.msg);
+        } else {
+            r->perms_json = json_incref(perms);
+            r->created = json_integer_value(json_object_get(rec, "created"));
+            rc = map_put(&s->roles, r->name, r);
+        }
+        json_decref(rec);
+        if (rc)
+            role_free(r);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static int load_users(ag_secstore_t *s, MDB_txn *txn, ag_diag_t *diag)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    if (mdb_cursor_open(txn, s->users_db, &cur))
+        return ag_fail(diag, AG_ESTORAGE, "security store: cannot read users");
+    int rc = 0, mrc;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        user_t *u = calloc(1, sizeof(*u));
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, JSON_REJECT_DUPLICATES, NULL);
+        if (!u || !(u->id = strndup(k.mv_data, k.mv_size))) {
+            json_decref(rec);
+            user_free(u);
+            rc = AG_ENOMEM;
+            break;
+        }
+        json_t *roles = json_object_get(rec, "roles");
+        const char *kid = json_string_value(json_object_get(rec, "key_id"));
+        const char *hex = json_string_value(json_object_get(rec, "key_hash"));
+        size_t bin = 0;
+        if (!json_is_array(roles) || !kid || strlen(kid) != AG_KEY_ID_LEN || !hex ||
+            sodium_hex2bin(u->key_hash, HASH_LEN, hex, strlen(hex), NULL, &bin, NULL) != 0 ||
+            bin != HASH_LEN) {
+            rc = ag_fail(diag, AG_ESTORAGE, "security store: user '%.64s' is corrupt", u->id);
+        } else {
+            u->roles = json_incref(roles);
+            u->active = json_is_true(json_object_get(rec, "active"));
+            memcpy(u->key_id, kid, AG_KEY_ID_LEN + 1);
+            u->created = json_integer_value(json_object_get(rec, "created"));
+            atomic_init(&u->cached, NULL);
+            rc = map_put(&s->users, u->id, u);
+            if (rc == 0 && (rc = map_put(&s->by_key, u->key_id, u)) != 0)
+                map_del(&s->users, u->id);
+        }
+        json_decref(rec);
+        if (rc)
+            user_free(u);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static int load_hash_key(ag_secstore_t *s, MDB_txn *txn)
+{
+    MDB_val k = {8, (void *)"hash_key"}, v;
+    int rc = mdb_get(txn, s->meta, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != sizeof(s->hash_key))
+            return AG_ESTORAGE;
+        memcpy(s->hash_key, v.mv_data, sizeof(s->hash_key));
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return AG_ESTORAGE;
+    randombytes_buf(s->hash_key, sizeof(s->hash_key));
+    if (put_raw(txn, s->meta, "hash_key", s->hash_key, sizeof(s->hash_key)) ||
+        put_raw(txn, s->meta, "version", "1", 1))
+        return AG_ESTORAGE;
+    return 0;
+}
+
+/* Memory: *out owns the environment and the loaded state (ag_secstore_close). */
+int ag_secstore_open(const char *dir, ag_secstore_t **out, ag_diag_t *diag)
+{
+    *out = NULL;
+    if (sodium_init() < 0)
+        return ag_fail(diag, AG_EINTERNAL, "libsodium failed to initialise");
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return ag_fail(diag, AG_ESTORAGE, "cannot create %s: %s", dir, strerror(errno));
+    chmod(dir, 0700);
+    ag_secstore_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return AG_ENOMEM;
+    if (pthread_rwlock_init(&s->lock, NULL) != 0) {
+        free(s);
+        return AG_ENOMEM;
+    }
+    atomic_init(&s->gen, 1);
+    randombytes_buf(s->roles.seed, sizeof(s->roles.seed));
+    randombytes_buf(s->users.seed, sizeof(s->users.seed));
+    randombytes_buf(s->by_key.seed, sizeof(s->by_key.seed));
+    int rc = mdb_env_create(&s->env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(s->env, 8);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(s->env, MAP_SIZE);
+    if (rc == 0)
+        rc = mdb_env_open(s->env, dir, 0, 0600);
+    if (rc) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot open the security store in %s: %s", dir,
+                     mdb_strerror(rc));
+        goto fail;
+    }
+    int stale = 0;
+    mdb_reader_check(s->env, &stale);
+    MDB_txn *txn;
+    if ((rc = txn_begin(s, &txn, diag)) != 0)
+        goto fail;
+    if (mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta) ||
+        mdb_dbi_open(txn, "roles", MDB_CREATE, &s->roles_db) ||
+        mdb_dbi_open(txn, "users", MDB_CREATE, &s->users_db) ||
+        mdb_dbi_open(txn, "keys", MDB_CREATE, &s->keys_db) || load_hash_key(s, txn) != 0) {
+        mdb_txn_abort(txn);
+        rc = ag_fail(diag, AG_ESTORAGE, "security store in %s is unreadable", dir);
+        goto fail;
+    }
+    if ((rc = load_roles(s, txn, diag)) != 0 || (rc = load_users(s, txn, diag)) != 0) {
+        mdb_txn_abort(txn);
+        goto fail;
+    }
+    if ((rc = txn_commit(txn, diag)) != 0)
+        goto fail;
+    ag_log(AG_LOG_INFO, "security store %s: %zu custom roles, %zu users", dir, s->roles.used,
+           s->users.used);
+    *out = s;
+    return 0;
+fail:
+    ag_secstore_close(s);
+    return rc;
+}
+
+void ag_secstore_close(ag_secstore_t *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->roles.cap; i++)
+        if (s->roles.slots[i].key && s->roles.slots[i].key != TOMB)
+            role_free(s->roles.slots[i].val);
+    for (size_t i = 0; i < s->users.cap; i++)
+        if (s->users.slots[i].key && s->users.slots[i].key != TOMB)
+            user_free(s->users.slots[i].val);
+    map_release(&s->roles);
+    map_release(&s->users);
+    map_release(&s->by_key);
+    if (s->env)
+        mdb_env_close(s->env);
+    sodium_memzero(s->hash_key, sizeof(s->hash_key));
+    pthread_rwlock_destroy(&s->lock);
+    free(s);
+}
+
+void ag_secstore_set_on_change(ag_secstore_t *s, ag_secstore_change_fn fn, void *ctx)
+{
+    s->on_change = fn;
+    s->on_change_ctx = ctx;
+}
+
+uint64_t ag_secstore_generation(const ag_secstore_t *s)
+{
+    return atomic_load(&((ag_secstore_t *)s)->gen);
+}
+
+/* ---- roles ------------------------------------------------------------------------------- */
+
+bool ag_secstore_role_builtin(const char *name)
+{
+    return ag_role_builtin(name) != NULL;
+}
+
+bool ag_secstore_role_exists(ag_secstore_t *s, const char *name)
+{
+    if (ag_role_builtin(name))
+        return true;
+    pthread_rwlock_rdlock(&s->lock);
+    bool found = map_get(&s->roles, name) != NULL;
+    pthread_rwlock_unlock(&s->lock);
+    return found;
+}
+
+int ag_secstore_resolve_role(void *ctx, const char *name, ag_perm_list_t *out)
+{
+    ag_secstore_t *s = ctx;
+    const ag_perm_list_t *builtin = ag_role_builtin(name);
+    if (builtin)
+        return ag_perm_list_extend(out, builtin);
+    if (!s)
+        return AG_ENOTFOUND;
+    pthread_rwlock_rdlock(&s->lock);
+    role_t *r = map_get(&s->roles, name);
+    int rc = r ? ag_perm_list_extend(out, &r->perms) : AG_ENOTFOUND;
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A new sorted JSON array of the keys of m (lock held). */
+static json_t *sorted_keys(const map_t *m)
+{
+    const char **names = malloc((m->used ? m->used : 1) * sizeof(*names));
+    json_t *arr = json_array();
+    if (!names || !arr) {
+        free(names);
+        json_decref(arr);
+        return NULL;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key && m->slots[i].key != TOMB)
+            names[n++] = m->slots[i].key;
+    qsort(names, n, sizeof(*names), cmp_str);
+    for (size_t i = 0; i < n; i++)
+        if (json_array_append_new(arr, json_string(names[i])) < 0) {
+            json_decref(arr);
+            arr = NULL;
+            break;
+        }
+    free(names);
+    return arr;
+}
+
+json_t *ag_secstore_role_names(ag_secstore_t *s)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    json_t *custom = sorted_keys(&s->roles);
+    pthread_rwlock_unlock(&s->lock);
+    json_t *arr = json_pack("[ss]", "root", "viewer");
+    if (!custom || !arr || json_array_extend(arr, custom) < 0) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    json_decref(custom);
+    return arr;
+}
+
+static bool roles_has(const json_t *roles, const char *name)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(roles, i, v)
+    {
+        if (strcmp(json_string_value(v), name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Ids of the users holding role name, sorted (lock held). */
+static json_t *holders_of(const ag_secstore_t *s, const char *name)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < s->users.cap; i++) {
+        const char *k = s->users.slots[i].key;
+        if (k && k != TOMB && roles_has(((user_t *)s->users.slots[i].val)->roles, name))
+            json_array_append_new(arr, json_string(k));
+    }
+    return arr;
+}
+
+static int cmp_json_str(const void *a, const void *b)
+{
+    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
+static void sort_strings(json_t *arr)
+{
+    size_t n = json_array_size(arr);
+    if (n < 2)
+        return;
+    json_t **items = malloc(n * sizeof(*items));
+    if (!items)
+        return;
+    for (size_t i = 0; i < n; i++)
+        items[i] = json_incref(json_array_get(arr, i));
+    qsort(items, n, sizeof(*items), cmp_json_str);
+    json_array_clear(arr);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, items[i]);
+    free(items);
+}
+
+int ag_secstore_role_json(ag_secstore_t *s, const char *name, json_t **out)
+{
+    *out = NULL;
+    const ag_perm_list_t *builtin = ag_role_builtin(name);
+    json_t *perms = NULL;
+    int rc = 0;
+    pthread_rwlock_rdlock(&s->lock);
+    if (builtin) {
+        perms = json_array();
+        for (size_t i = 0; perms && i < builtin->n && rc == 0; i++)
+            rc = ag_perm_to_json(&builtin->items[i], perms);
+    } else {
+        role_t *r = map_get(&s->roles, name);
+        if (!r)
+            rc = AG_ENOTFOUND;
+        else
+            perms = json_deep_copy(r->perms_json);
+    }
+    json_t *users = rc == 0 ? holders_of(s, name) : NULL;
+    pthread_rwlock_unlock(&s->lock);
+    if (rc == 0 && (!perms || !users))
+        rc = AG_ENOMEM;
+    if (rc == 0) {
+        sort_strings(users);
+        *out = json_pack("{s:s,s:b,s:O,s:O}", "name", name, "builtin", builtin != NULL,
+                         "permissions", perms, "users", users);
+        if (!*out)
+            rc = AG_ENOMEM;
+    }
+    json_decref(perms);
+    json_decref(users);
+    return rc;
+}
+
+int ag_secstore_role_perms_json(ag_secstore_t *s, const char *name, json_t **out)
+{
+    *out = NULL;
+    if (ag_role_builtin(name))
+        return AG_EFORBIDDEN;
+    pthread_rwlock_rdlock(&s->lock);
+    role_t *r = map_get(&s->roles, name);
+    int rc = r ? 0 : AG_ENOTFOUND;
+    if (r && !(*out = json_deep_copy(r->perms_json)))
+        rc = AG_ENOMEM;
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int ag_secstore_role_put(ag_secstore_t *s, const char *name, const json_t *perms_json,
+                         const ag_perm_list_t *compiled, bool create, ag_diag_t *diag)
+{
+    if (!name || !ag_role_name_valid(name, strlen(name)))
+        return ag_fail(diag, AG_EINVAL, "role name must be 1 to 64 characters of [A-Za-z0-9_.@-]");
+    if (ag_role_builtin(name))
+        return ag_fail(diag, create ? AG_EEXIST : AG_EFORBIDDEN,
+                       "the predefined role '%s' cannot be %s", name,
+                       create ? "created" : "changed");
+    if (!json_is_array(perms_json) || json_array_size(perms_json) != compiled->n)
+        return ag_fail(diag, AG_EINVAL, "permissions: expected an array of permissions");
+
+    role_t *fresh = calloc(1, sizeof(*fresh));
+    if (!fresh)
+        return AG_ENOMEM;
+    fresh->perms_json = json_deep_copy(perms_json);
+    int rc = fresh->perms_json ? ag_perm_list_extend(&fresh->perms, compiled) : AG_ENOMEM;
+    if (rc == 0 && !(fresh->name = strdup(name)))
+        rc = AG_ENOMEM;
+    if (rc) {
+        role_free(fresh);
+        return rc;
+    }
+    MDB_txn *txn = NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    role_t *old = map_get(&s->roles, name);
+    if (create && old) {
+        rc = ag_fail(diag, AG_EEXIST, "role '%s' already exists", name);
+        goto fail;
+    }
+    if (!create && !old) {
+        rc = ag_fail(diag, AG_ENOTFOUND, "role '%s' does not exist", name);
+        goto fail;
+    }
+    fresh->created = old ? old->created : now_s();
+    if ((rc = map_reserve(&s->roles, 1)) != 0)
+        goto fail;
+    if ((rc = txn_begin(s, &txn, diag)) != 0)
+        goto fail;
+    if ((rc = put_json(txn, s->roles_db, name, role_record(perms_json, fresh->created))) != 0) {
+        mdb_txn_abort(txn);
+        rc = ag_fail(diag, rc, "security store: cannot write role '%s'", name);
+        goto fail;
+    }
+    if ((rc = txn_commit(txn, diag)) != 0)
+        goto fail;
+    if (old) {
+        map_del(&s->roles, name);
+        role_free(old);
+    }
+    /* Cannot fail for lack of memory after the commit: see the reservation above. */
+    rc = map_put(&s->roles, fresh->name, fresh);
+    ag_assert(rc == 0);
+    changed(s);
+    unlock_changed(s);
+    return 0;
+fail:
+    pthread_rwlock_unlock(&s->lock);
+    role_free(fresh);
+    return rc;
+}
+
+/* A copy of roles without name. */
+static json_t *roles_without(const json_t *roles, const char *name)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(roles, i, v)
+    {
+        if (out && strcmp(json_string_value(v), name) != 0 && json_array_append(out, v) < 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+int ag_secstore_role_delete(ag_secstore_t *s, const char *name, size_t *holders, ag_diag_t *diag)
+{
+    if (holders)
+        *holders = 0;
+    if (ag_role_builtin(name))
+        return ag_fail(diag, AG_EFORBIDDEN, "the predefined role '%s' cannot be deleted", name);
+    MDB_txn *txn = NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    role_t *r = map_get(&s->roles, name);
+    int rc = 0;
+    size_t n_users = s->users.used, n = 0;
+    /* New role lists of every holder, prepared before the transaction so nothing can fail
+     * between the commit and the in-memory update. */
+    user_t **who = calloc(n_users ? n_users : 1, sizeof(*who));
+    json_t **lists = calloc(n_users ? n_users : 1, sizeof(*lists));
+    if (!r) {
+        rc = ag_fail(diag, AG_ENOTFOUND, "role '%s' does not exist", name);
+        goto out;
+    }
+    if (!who || !lists) {
+        rc = AG_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < s->users.cap; i++) {
+        const char *k = s->users.slots[i].key;
+        if (!k || k == TOMB)
+            continue;
+        user_t *u = s->users.slots[i].val;
+        if (!roles_has(u->roles, name))
+            continue;
+        if (!(lists[n] = roles_without(u->roles, name))) {
+            rc = AG_ENOMEM;
+            goto out;
+        }
+        who[n++] = u;
+    }
+    if ((rc = txn_begin(s, &txn, diag)) != 0)
+        goto out;
+    rc = del_key(txn, s->roles_db, name);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = put_json(txn, s->users_db, who[i]->id,
+                      user_record(lists[i], who[i]->active, who[i]->key_id, who[i]->key_hash,
+                                  who[i]->created));
+    if (rc) {
+        mdb_txn_abort(txn);
+        rc = ag_fail(diag, rc, "security store: cannot delete role '%s'", name);
+        goto out;
+    }
+    if ((rc = txn_commit(txn, diag)) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        json_decref(who[i]->roles);
+        who[i]->roles = lists[i];
+        lists[i] = NULL;
+    }
+    map_del(&s->roles, name);
+    role_free(r);
+    if (holders)
+        *holders = n;
+    changed(s);
+out:
+    for (size_t i = 0; lists && i < n; i++)
+        json_decref(lists[i]);
+    free(lists);
+    free(who);
+    if (rc == 0) {
+        unlock_changed(s);
+    } else {
+        pthread_rwlock_unlock(&s->lock);
+    }
+    return rc;
+}
+
+/* ---- users ------------------------------------------------------------------------------- */
+
+static int user_name_check(const char *id, ag_diag_t *diag)
+{
+    if (!id || !ag_role_name_valid(id, strlen(id)))
+        return ag_fail(diag, AG_EINVAL, "user id must be 1 to 64 characters of [A-Za-z0-9_.@-]");
+    return 0;
+}
+
+/* Validates a JSON array of role names (lock held): strings, valid, existing when must_exist,
+ * no duplicates. */
+static int roles_check(const ag_secstore_t *s, const json_t *roles, bool must_exist,
+                       ag_diag_t *diag)
+{
+    if (!json_is_array(roles))
+        return ag_fail(diag, AG_EINVAL, "roles: expected an array of role names");
+    if (json_array_size(roles) > AG_SECSTORE_MAX_ROLES_PER_USER)
+        return ag_fail(diag, AG_EINVAL, "roles: at most %d roles", AG_SECSTORE_MAX_ROLES_PER_USER);
+    for (size_t i = 0; i < json_array_size(roles); i++) {
+        json_t *v = json_array_get(roles, i);
+        if (!json_is_string(v) || !ag_role_name_valid(json_string_value(v), json_string_length(v)))
+            return ag_fail(diag, AG_EINVAL, "roles[%zu]: not a role name", i);
+        const char *name = json_string_value(v);
+        if (must_exist && !ag_role_builtin(name) && !map_get(&s->roles, name))
+            return ag_fail(diag, AG_EINVAL, "roles[%zu]: role '%s' does not exist", i, name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(json_string_value(json_array_get(roles, j)), name) == 0)
+                return ag_fail(diag, AG_EINVAL, "roles[%zu]: '%s' is listed twice", i, name);
+    }
+    return 0;
+}
+
+static int write_user(ag_secstore_t *s, MDB_txn *txn, const user_t *u, const json_t *roles,
+                      bool active, const char *key_id, const uint8_t hash[HASH_LEN])
+{
+    return put_json(txn, s->users_db, u->id, user_record(roles, active, key_id, hash, u->created));
+}
+
+int ag_secstore_user_create(ag_secstore_t *s, const char *id, const json_t *roles, char **key_out,
+                            ag_diag_t *diag)
+{
+    *key_out = NULL;
+    int rc = user_name_check(id, diag);
+    if (rc)
+        return rc;
+    user_t *u = calloc(1, sizeof(*u));
+    if (!u || !(u->id = strdup(id))) {
+        user_free(u);
+        return AG_ENOMEM;
+    }
+    atomic_init(&u->cached, NULL);
+    u->active = true;
+    u->created = now_s();
+    u->roles = roles ? json_deep_copy(roles) : json_array();
+    if (!u->roles) {
+        user_free(u);
+        return AG_ENOMEM;
+    }
+    char *key = NULL;
+    MDB_txn *txn = NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    if (map_get(&s->users, id)) {
+        rc = ag_fail(diag, AG_EEXIST, "user '%s' already exists", id);
+        goto fail;
+    }
+    if ((rc = roles_check(s, u->roles, true, diag)) != 0)
+        goto fail;
+    if ((rc = map_reserve(&s->users, 1)) != 0 || (rc = map_reserve(&s->by_key, 1)) != 0)
+        goto fail;
+    if ((rc = new_key(s, u->key_id, u->key_hash, &key)) != 0)
+        goto fail;
+    if ((rc = txn_begin(s, &txn, diag)) != 0)
+        goto fail;
+    if ((rc = write_user(s, txn, u, u->roles, true, u->key_id, u->key_hash)) != 0 ||
+        (rc = put_raw(txn, s->keys_db, u->key_id, id, strlen(id))) != 0) {
+        mdb_txn_abort(txn);
+        rc = ag_fail(diag, rc, "security store: cannot write user '%s'", id);
+        goto fail;
+    }
+    if ((rc = txn_commit(txn, diag)) != 0)
+        goto fail;
+    rc = map_put(&s->users, u->id, u);
+    ag_assert(rc == 0);
+    rc = map_put(&s->by_key, u->key_id, u);
+    ag_assert(rc == 0);
+    changed(s);
+    unlock_changed(s);
+    *key_out = key;
+    return 0;
+fail:
+    pthread_rwlock_unlock(&s->lock);
+    ag_secstore_key_free(key);
+    user_free(u);
+    return rc;
+}
+
+static user_t *find_user(ag_secstore_t *s, const char *id, int *rc, ag_diag_t *diag)
+{
+    user_t *u = id ? map_get(&s->users, id) : NULL;
+    if (!u)
+        *rc = ag_fail(diag, AG_ENOTFOUND, "user '%.64s' does not exist", id ? id : "");
+    return u;
+}
+
+int ag_secstore_user_rotate(ag_secstore_t *s, const char *id, char **key_out, ag_diag_t *diag)
+{
+    *key_out = NULL;
+    int rc = 0;
+    char *key = NULL;
+    char kid[AG_KEY_ID_LEN + 1];
+    uint8_t hash[HASH_LEN];
+    MDB_txn *txn = NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    user_t *u = find_user(s, id, &rc, diag);
+    if (!u)
+        goto fail;
+    if ((rc = map_reserve(&s->by_key, 1)) != 0 || (rc = new_key(s, kid, hash, &key)) != 0)
+        goto fail;
+    if ((rc = txn_begin(s, &txn, diag)) != 0)
+        goto fail;
+    if ((rc = del_key(txn, s->keys_db, u->key_id)) != 0 ||
+        (rc = write_user(s, txn, u, u->roles, u->active, kid, hash)) != 0 ||
+        (rc = put_raw(txn, s->keys_db, kid, id, strlen(id))) != 0) {
+        mdb_txn_abort(txn);
+        rc = ag_fail(diag, rc, "security store: cannot write user '%s'", id);
+        goto fail;
+    }
+    if ((rc = txn_commit(txn, diag)) != 0)
+        goto fail;
+    map_del(&s->by_key, u->key_id);
+    memcpy(u->key_id, kid, sizeof(kid));
+    memcpy(u->key_hash, hash, HASH_LEN);
+    rc = map_put(&s->by_key, u->key_id, u);
+    ag_assert(rc == 0);
+    changed(s);
+    unlock_changed(s);
+    sodium_memzero(hash, sizeof(hash));
+    *key_out = key;
+    return 0;
+fail:
+    pthread_rwlock_unlock(&s->lock);
+    sodium_memzero(hash, sizeof(hash));
+    ag_secstore_key_free(key);
+    return rc;
+}
+
+int ag_secstore_user_set_active(ag_secstore_t *s, const char *id, bool active, ag_diag_t *diag)
+{
+    int rc = 0;
+    MDB_txn *txn = NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    user_t *u = find_user(s, id, &rc, diag);
+    if (!u)
+        goto fail;
+    if ((rc = txn_begin(s, &txn, diag)) != 0)
+        goto fail;
+    if ((rc = write_user(s, txn, u, u->roles, active, u->key_id, u->key_hash)) != 0) {
+        mdb_txn_abort(txn);
+        rc = ag_fail(diag, rc, "security store: cannot write user '%s'", id);
+        goto fail;
+    }
+    if ((rc = txn_commit(txn, diag)) != 0)
+        goto fail;
+    u->active = active;
+    changed(s);
+    unlock_changed(s);
+    return 0;
+fail:
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int ag_secstore_user_roles(ag_secstore_t *s, const char *id, const json_t *roles, bool add,
+                           ag_diag_t *diag)
+{
+    int rc = 0;
+    MDB_txn *txn = NULL;
+    json_t *next = NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    user_t *u = find_user(s, id, &rc, diag);
+    if (!u)
+        goto fail;
+    if ((rc = roles_check(s, roles, add, diag)) != 0)
+        goto fail;
+    if (add) {
+        if (!(next = json_deep_copy(u->roles))) {
+            rc = AG_ENOMEM;
+            goto fail;
+        }
+        size_t i;
+        json_t *v;
+        json_array_foreach(roles, i, v)
+        {
+            if (!roles_has(next, json_string_value(v)) && json_array_append(next, v) < 0) {
+                rc = AG_ENOMEM;
+                goto fail;
+            }
+        }
+        if (json_array_size(next) > AG_SECSTORE_MAX_ROLES_PER_USER) {
+            rc = ag_fail(diag, AG_EINVAL, "roles: a user holds at most %d roles",
+                         AG_SECSTORE_MAX_ROLES_PER_USER);
+            goto fail;
+        }
+    } else {
+        next = json_incref(u->roles);
+        size_t i;
+        json_t *v;
+        json_array_foreach(roles, i, v)
+        {
+            json_t *smaller = roles_without(next, json_string_value(v));
+            json_decref(next);
+            if (!(next = smaller)) {
+                rc = AG_ENOMEM;
+                goto fail;
+            }
+        }
+    }
+    if ((rc = txn_begin(s, &txn, diag)) != 0)
+        goto fail;
+    if ((rc = write_user(s, txn, u, next, u->active, u->key_id, u->key_hash)) != 0) {
+        mdb_txn_abort(txn);
+        rc = ag_fail(diag, rc, "security store: cannot write user '%s'", id);
+        goto fail;
+    }
+    if ((rc = txn_commit(txn, diag)) != 0)
+        goto fail;
+    json_decref(u->roles);
+    u->roles = next;
+    changed(s);
+    unlock_changed(s);
+    return 0;
+fail:
+    pthread_rwlock_unlock(&s->lock);
+    json_decref(next);
+    return rc;
+}
+
+int ag_secstore_user_delete(ag_secstore_t *s, const char *id, ag_diag_t *diag)
+{
+    int rc = 0;
+    MDB_txn *txn = NULL;
+    pthread_rwlock_wrlock(&s->lock);
+    user_t *u = find_user(s, id, &rc, diag);
+    if (!u)
+        goto fail;
+    if ((rc = txn_begin(s, &txn, diag)) != 0)
+        goto fail;
+    if ((rc = del_key(txn, s->users_db, u->id)) != 0 ||
+        (rc = del_key(txn, s->keys_db, u->key_id)) != 0) {
+        mdb_txn_abort(txn);
+        rc = ag_fail(diag, rc, "security store: cannot delete user '%s'", id);
+        goto fail;
+    }
+    if ((rc = txn_commit(txn, diag)) != 0)
+        goto fail;
+    map_del(&s->by_key, u->key_id);
+    map_del(&s->users, u->id);
+    user_free(u);
+    changed(s);
+    unlock_changed(s);
+    return 0;
+fail:
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+static json_t *user_json(const user_t *u)
+{
+    char prefix[AG_KEY_ID_LEN + 8];
+    snprintf(prefix, sizeof(prefix), "ag_%s_", u->key_id);
+    return json_pack("{s:s,s:O,s:b,s:s,s:s,s:I}", "id", u->id, "roles", u->roles, "active",
+                     u->active, "key_id", u->key_id, "key_prefix", prefix, "created",
+                     (json_int_t)u->created);
+}
+
+int ag_secstore_user_json(ag_secstore_t *s, const char *id, json_t **out)
+{
+    *out = NULL;
+    int rc = 0;
+    pthread_rwlock_rdlock(&s->lock);
+    user_t *u = find_user(s, id, &rc, NULL);
+    if (u && !(*out = user_json(u)))
+        rc = AG_ENOMEM;
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+json_t *ag_secstore_user_ids(ag_secstore_t *s)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    json_t *ids = sorted_keys(&s->users);
+    pthread_rwlock_unlock(&s->lock);
+    return ids;
+}
+
+/* A new principal for u from the current roles (read or write lock held). */
+static int build_principal(ag_secstore_t *s, const user_t *u, ag_principal_t **out)
+{
+    ag_principal_t *p = NULL;
+    int rc = ag_principal_new(AG_PRINCIPAL_USER, u->id, &p);
+    size_t i;
+    json_t *v;
+    json_array_foreach(u->roles, i, v)
+    {
+        if (rc)
+            break;
+        const char *name = json_string_value(v);
+        const ag_perm_list_t *builtin = ag_role_builtin(name);
+        const role_t *r = builtin ? NULL : map_get(&s->roles, name);
+        if (!builtin && !r)
+            continue; /* cannot happen: deleting a role removes it from every user */
+        rc = ag_principal_add_role(p, name);
+        if (rc == 0)
+            rc = ag_principal_add_perms(p, builtin ? builtin : &r->perms);
+    }
+    if (rc) {
+        ag_principal_unref(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+/* A reference to u's cached principal, building it if needed (read lock held). */
+static int user_principal(ag_secstore_t *s, user_t *u, ag_principal_t **out)
+{
+    ag_principal_t *p = atomic_load(&u->cached);
+    if (!p) {
+        ag_principal_t *fresh = NULL;
+        int rc = build_principal(s, u, &fresh);
+        if (rc)
+            return rc;
+        ag_principal_t *expected = NULL;
+        if (atomic_compare_exchange_strong(&u->cached, &expected, fresh)) {
+            p = fresh;
+        } else {
+            ag_principal_unref(fresh);
+            p = expected;
+        }
+    }
+    *out = ag_principal_ref(p);
+    return 0;
+}
+
+int ag_secstore_user_principal(ag_secstore_t *s, const char *id, ag_principal_t **out, bool *active)
+{
+    *out = NULL;
+    int rc = 0;
+    pthread_rwlock_rdlock(&s->lock);
+    user_t *u = find_user(s, id, &rc, NULL);
+    if (u) {
+        if (active)
+            *active = u->active;
+        rc = user_principal(s, u, out);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int ag_secstore_lookup(void *ctx, const char *credential, size_t len, int64_t now,
+                       ag_principal_t **out)
+{
+    AG_UNUSED(now);
+    ag_secstore_t *s = ctx;
+    *out = NULL;
+    char kid[AG_KEY_ID_LEN + 1];
+    int rc = ag_user_key_parse(credential, len, kid);
+    if (rc)
+        return rc;
+    uint8_t hash[HASH_LEN];
+    if ((rc = key_hash_of(s, credential, kid, hash)) != 0)
+        return rc;
+    pthread_rwlock_rdlock(&s->lock);
+    user_t *u = map_get(&s->by_key, kid);
+    if (!u) {
+        rc = AG_ENOTFOUND;
+    } else if (sodium_memcmp(u->key_hash, hash, HASH_LEN) != 0 || !u->active) {
+        rc = AG_EUNAUTH;
+    } else {
+        rc = user_principal(s, u, out);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    sodium_memzero(hash, sizeof(hash));
+    return rc;
+}
