@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <sodium.h>
 
 #include "ag_clock.h"
@@ -14,6 +16,7 @@
 #include "ag_log.h"
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
+#include "auth/ag_audit.h"
 #include "auth/ag_jwt.h"
 #include "http/ag_http.h"
 #include "ag_pool.h"
@@ -29,6 +32,7 @@ static void usage(FILE *f)
                "  serve      run the server\n"
                "  token      mint a JWT signed with service.api_key (see aegis token --help)\n"
                "  keygen     print a strong random API key\n"
+               "  audit      verify the audit log's hash chain (aegis audit verify --help)\n"
                "  version    print the version\n"
                "\n"
                "aegis serve options:\n"
@@ -86,6 +90,41 @@ static char *read_file(const char *path, ag_diag_t *diag, const char *what)
     return buf;
 }
 
+/* Checks that the PEM material parses, so a bad file is reported by its setting's name rather
+ * than as a failure to listen. */
+static int check_tls_material(const char *cert, const char *key, const char *ca, ag_diag_t *diag)
+{
+    gnutls_x509_crt_t crt[8];
+    unsigned int ncrt = 8;
+    gnutls_datum_t d = {(unsigned char *)(uintptr_t)cert, (unsigned int)strlen(cert)};
+    if (gnutls_x509_crt_list_import(crt, &ncrt, &d, GNUTLS_X509_FMT_PEM, 0) < 0 || ncrt == 0)
+        return ag_fail(diag, AG_ECONFIG, "tls.cert: not a PEM certificate");
+    for (unsigned int i = 0; i < ncrt; i++)
+        gnutls_x509_crt_deinit(crt[i]);
+    gnutls_x509_privkey_t pk;
+    gnutls_x509_privkey_init(&pk);
+    gnutls_datum_t k = {(unsigned char *)(uintptr_t)key, (unsigned int)strlen(key)};
+    int rc = gnutls_x509_privkey_import(pk, &k, GNUTLS_X509_FMT_PEM);
+    gnutls_x509_privkey_deinit(pk);
+    if (rc < 0)
+        return ag_fail(diag, AG_ECONFIG, "tls.key: not a PEM private key");
+    gnutls_certificate_credentials_t cred;
+    gnutls_certificate_allocate_credentials(&cred);
+    rc = gnutls_certificate_set_x509_key_mem(cred, &d, &k, GNUTLS_X509_FMT_PEM);
+    gnutls_certificate_free_credentials(cred);
+    if (rc < 0)
+        return ag_fail(diag, AG_ECONFIG, "tls.key: does not belong to the certificate in tls.cert");
+    if (ca) {
+        ncrt = 8;
+        gnutls_datum_t c = {(unsigned char *)(uintptr_t)ca, (unsigned int)strlen(ca)};
+        if (gnutls_x509_crt_list_import(crt, &ncrt, &c, GNUTLS_X509_FMT_PEM, 0) < 0 || ncrt == 0)
+            return ag_fail(diag, AG_ECONFIG, "tls.ca_cert: not a PEM certificate");
+        for (unsigned int i = 0; i < ncrt; i++)
+            gnutls_x509_crt_deinit(crt[i]);
+    }
+    return 0;
+}
+
 static int parse_serve_args(int argc, char **argv, ag_config_t *cfg, ag_diag_t *diag)
 {
     const char *config_file = NULL;
@@ -138,6 +177,7 @@ static int serve(int argc, char **argv)
     ag_store_t *store = NULL;
     ag_http_t *http = NULL;
     ag_guard_t *guard = NULL;
+    ag_audit_t *audit = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL;
     int exit_code = 1;
 
@@ -181,6 +221,10 @@ static int serve(int argc, char **argv)
                 goto out;
             }
         }
+        if (check_tls_material(cert, key, ca, &diag) != 0) {
+            fprintf(stderr, "aegis: %s\n", diag.msg);
+            goto out;
+        }
     }
 
     /* Signals are taken synchronously by this thread; every other thread inherits the mask. */
@@ -214,6 +258,16 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
+    char audit_dir[4096];
+    snprintf(audit_dir, sizeof(audit_dir), "%s/audit", cfg.storage_path);
+    if ((rc = ag_audit_open(audit_dir, cfg.audit_max_mb << 20, &audit, &diag)) != 0) {
+        fprintf(stderr, "aegis: %s\n", diag.msg);
+        goto out;
+    }
+    ag_audit_add_secret(audit, cfg.api_key);
+    ag_audit_add_secret(audit, cfg.alt_api_key);
+    ag_audit_add_secret(audit, cfg.read_only_api_key);
+    ag_guard_set_audit(guard, audit);
     static ag_api_t api;
     if ((rc = ag_api_init(&api, &cfg, store, guard, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
@@ -251,6 +305,7 @@ out:
     if (http)
         ag_http_stop(http, 5.0);
     ag_guard_free(guard);
+    ag_audit_close(audit);
     ag_store_close(store);
     ag_pool_shutdown();
     if (store)
@@ -449,6 +504,46 @@ out:
     return exit_code;
 }
 
+/* aegis audit verify [--storage DIR | FILE]: exit 0 "ok: N records", 1 naming the first bad
+ * line, 2 on usage errors or an unreadable log. */
+static int audit_cmd(int argc, char **argv)
+{
+    if (argc < 3 || strcmp(argv[2], "verify") != 0 || strcmp(argv[argc - 1], "--help") == 0) {
+        fprintf(argc >= 3 && strcmp(argv[argc - 1], "--help") == 0 ? stdout : stderr,
+                "usage: aegis audit verify [--storage DIR | FILE]\n"
+                "\n"
+                "Checks the hash chain of the audit log: every rotated file of DIR/audit, oldest\n"
+                "first, then audit.log (default DIR ./storage), or one FILE. Prints\n"
+                "\"ok: N records\" and exits 0, or names the first bad line and exits 1.\n");
+        return argc >= 3 && strcmp(argv[argc - 1], "--help") == 0 ? 0 : 2;
+    }
+    char path[4096];
+    snprintf(path, sizeof(path), "./storage/audit");
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) {
+            snprintf(path, sizeof(path), "%s/audit", argv[++i]);
+        } else if (argv[i][0] != '-') {
+            snprintf(path, sizeof(path), "%s", argv[i]);
+        } else {
+            fprintf(stderr, "aegis audit verify: unknown option '%.64s'\n", argv[i]);
+            return 2;
+        }
+    }
+    ag_audit_verify_t v;
+    int rc = ag_audit_verify(path, &v);
+    if (rc == 0) {
+        printf("ok: %llu records\n", (unsigned long long)v.records);
+        return 0;
+    }
+    if (rc == AG_EIO) {
+        fprintf(stderr, "aegis audit verify: %s: %s\n", v.file[0] ? v.file : path, v.why);
+        return 2;
+    }
+    printf("FAILED: %s line %llu: %s (%llu records before it verified)\n", v.file,
+           (unsigned long long)v.line, v.why, (unsigned long long)v.records);
+    return 1;
+}
+
 static int keygen(void)
 {
     unsigned char raw[32];
@@ -475,6 +570,8 @@ int main(int argc, char **argv)
         return serve(argc, argv);
     if (strcmp(cmd, "keygen") == 0)
         return keygen();
+    if (strcmp(cmd, "audit") == 0)
+        return audit_cmd(argc, argv);
     if (strcmp(cmd, "token") == 0)
         return token(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -21,7 +21,12 @@ typedef struct ag_call ag_call_t;
 typedef int (*ag_handler_fn)(ag_call_t *call);
 
 /* Where a route's scope comes from. */
-typedef enum { AG_SCOPE_NONE = 0, AG_SCOPE_COLLECTION } ag_scope_kind_t;
+typedef enum {
+    AG_SCOPE_NONE = 0,
+    AG_SCOPE_COLLECTION,
+    AG_SCOPE_ROLE, /* params[0] names a role (the action's role scope) */
+    AG_SCOPE_USER, /* params[0] names a database user (the action's user scope) */
+} ag_scope_kind_t;
 
 typedef struct ag_route {
     int method;             /* ag_http_method_t */
@@ -51,6 +56,7 @@ struct ag_call {
     ag_diag_t diag;
     bool wait;
     bool dry_run; /* validate a write completely without applying it (batch updates) */
+    const char *tenant; /* the tenant the route names (tenant API), borrowed from req; or NULL */
 };
 
 typedef struct ag_guard ag_guard_t;

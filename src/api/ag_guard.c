@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,8 +11,10 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
+#include "auth/ag_audit.h"
 #include "auth/ag_auth.h"
 #include "auth/ag_perm.h"
+#include "auth/ag_secstore.h"
 #include "auth/ag_throttle.h"
 
 #define MAX_ROUTES 160
@@ -22,6 +25,8 @@ struct ag_guard {
     ag_auth_t *auth;
     ag_throttle_t *throttle;
     ag_store_t *store;
+    ag_secstore_t *sec; /* roles, database users and their keys */
+    ag_audit_t *audit;  /* borrowed (ag_guard_set_audit); NULL = not recorded */
     ag_action_decl_t decls[MAX_ROUTES];
     /* A generated root key: only its salted BLAKE2b-256 hash is kept, in memory and on disk. */
     bool has_generated_root;
@@ -132,16 +137,16 @@ static int root_key_setup(ag_guard_t *g, const char *storage, ag_diag_t *diag)
 static int lookup_hook(void *ctx, const char *credential, size_t len, int64_t now,
                        ag_principal_t **out)
 {
-    AG_UNUSED(now);
     ag_guard_t *g = ctx;
-    if (!g->has_generated_root)
-        return AG_ENOTFOUND;
-    unsigned char h[32];
-    hash_key(g->root_salt, credential, len, h);
-    int same = sodium_memcmp(h, g->root_hash, 32) == 0;
-    sodium_memzero(h, sizeof(h));
+    int same = 0;
+    if (g->has_generated_root) {
+        unsigned char h[32];
+        hash_key(g->root_salt, credential, len, h);
+        same = sodium_memcmp(h, g->root_hash, 32) == 0;
+        sodium_memzero(h, sizeof(h));
+    }
     if (!same)
-        return AG_ENOTFOUND;
+        return g->sec ? ag_secstore_lookup(g->sec, credential, len, now, out) : AG_ENOTFOUND;
     int rc = ag_principal_new(AG_PRINCIPAL_ROOT, "root", out);
     if (rc == 0)
         rc = ag_principal_add_perms(*out, ag_role_root());
@@ -168,6 +173,26 @@ static int value_exists_hook(void *ctx, const char *collection, const ag_filter_
     return found ? 0 : AG_ENOTFOUND;
 }
 
+/* Security-state changes: cached token principals hold resolved role permissions. */
+static void security_changed(void *ctx)
+{
+    ag_guard_t *g = ctx;
+    if (g->auth)
+        ag_auth_invalidate(g->auth);
+}
+
+static int open_security(ag_guard_t *g, const char *storage, ag_diag_t *diag)
+{
+    char dir[4096];
+    int n = snprintf(dir, sizeof(dir), "%s/security", storage ? storage : ".");
+    if (n < 0 || (size_t)n >= sizeof(dir))
+        return ag_fail(diag, AG_ECONFIG, "storage path is too long");
+    int rc = ag_secstore_open(dir, &g->sec, diag);
+    if (rc == 0)
+        ag_secstore_set_on_change(g->sec, security_changed, g);
+    return rc;
+}
+
 int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **out,
                  ag_diag_t *diag)
 {
@@ -176,7 +201,9 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         return AG_ENOMEM;
     g->insecure = cfg->insecure;
     g->store = store;
-    int rc = 0;
+    int rc = open_security(g, cfg->storage_path, diag);
+    if (rc)
+        goto fail;
     if (!g->insecure) {
         ag_auth_config_t ac;
         ag_auth_config_init(&ac);
@@ -197,6 +224,8 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         hooks.lookup_ctx = g;
         hooks.value_exists = value_exists_hook;
         hooks.value_exists_ctx = g;
+        hooks.resolve_role = ag_secstore_resolve_role;
+        hooks.resolve_ctx = g->sec;
         ag_auth_set_hooks(g->auth, &hooks);
         if ((rc = ag_throttle_new(NULL, &g->throttle)) != 0)
             goto fail;
@@ -213,6 +242,7 @@ void ag_guard_free(ag_guard_t *g)
     if (!g)
         return;
     ag_auth_free(g->auth);
+    ag_secstore_close(g->sec);
     ag_throttle_free(g->throttle);
     sodium_memzero(g->root_hash, sizeof(g->root_hash));
     free(g);
@@ -247,6 +277,107 @@ static void label(ag_call_t *call, const ag_principal_t *p)
              sub ? sub : "");
 }
 
+/* ---- tenants (PRODUCT §4) ------------------------------------------------------------------ */
+
+/* {"key": K, "match": {"any": names}} wrapped in must or must_not; takes names. */
+static int tenant_filter(const char *key, json_t *names, bool negate, ag_filter_t **out)
+{
+    *out = NULL;
+    json_t *f = json_pack("{s:[{s:s,s:{s:o}}]}", negate ? "must_not" : "must", "key", key,
+                          "match", "any", names);
+    if (!f)
+        return AG_ENOMEM;
+    int rc = ag_filter_compile(f, out, NULL);
+    json_decref(f);
+    return rc;
+}
+
+/*
+ * A tenant-scoped data permission on a data route (no tenant in the path): since a glob is not
+ * a filter, it grants the rows of the declared, active tenants its pattern matches right now,
+ * i.e. `tenant_key in [those]` (AND the permission's own filter). ORed into d's restriction;
+ * turns a denial into an allow only when some tenant matches. Fail closed on any error.
+ */
+static int widen_by_tenants(const ag_principal_t *p, const ag_request_action_t *a,
+                            const json_t *tenants, ag_decision_t *d)
+{
+    const ag_perm_list_t *perms = ag_principal_perms(p);
+    for (size_t i = 0; perms && i < perms->n; i++) {
+        const ag_perm_t *q = &perms->items[i];
+        if (q->scope[AG_PSCOPE_TENANT].kind == AG_GLOB_ANY ||
+            !ag_perm_covers_action(q, a->verbs, a->resource))
+            continue;
+        json_t *names = json_array();
+        if (!names)
+            return AG_ENOMEM;
+        const char *t;
+        json_t *info;
+        json_object_foreach((json_t *)tenants, t, info)
+        {
+            if (!json_is_true(json_object_get(info, "active")))
+                continue;
+            ag_request_action_t at = *a;
+            at.tenant = t;
+            if (ag_perm_scope_matches(q, &at))
+                json_array_append_new(names, json_string(t));
+        }
+        if (json_array_size(names) == 0) {
+            json_decref(names);
+            continue;
+        }
+        ag_filter_t *f = NULL, *own = NULL;
+        int rc = tenant_filter(a->tenant_key, names, false, &f);
+        if (rc == 0 && q->filter)
+            rc = ag_filter_compile(q->filter, &own, NULL);
+        int err = 0;
+        if (rc == 0 && own)
+            f = ag_filter_and(f, own, &err);
+        else
+            ag_filter_free(own);
+        if (rc || err) {
+            ag_filter_free(f);
+            return rc ? rc : err;
+        }
+        if (d->allowed) {
+            d->restriction = ag_filter_or(d->restriction, f, &err);
+            if (err)
+                return err;
+        } else {
+            d->allowed = true;
+            d->missing = NULL;
+            d->granted_by = q;
+            d->restriction = f;
+        }
+    }
+    return 0;
+}
+
+/* Hides the points of inactive tenants from every data action (ANDed into the restriction). */
+static int hide_inactive(const char *key, const json_t *tenants, ag_decision_t *d)
+{
+    json_t *names = json_array();
+    if (!names)
+        return AG_ENOMEM;
+    const char *t;
+    json_t *info;
+    json_object_foreach((json_t *)tenants, t, info)
+    {
+        if (!json_is_true(json_object_get(info, "active")))
+            json_array_append_new(names, json_string(t));
+    }
+    if (json_array_size(names) == 0) {
+        json_decref(names);
+        return 0;
+    }
+    ag_filter_t *f = NULL;
+    int rc = tenant_filter(key, names, true, &f);
+    if (rc)
+        return rc;
+    int err = 0;
+    d->restriction = ag_filter_and(d->restriction, f, &err);
+    return err;
+}
+
 static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *collection,
                   ag_filter_t **restriction, bool quiet, ag_diag_t *diag)
 {
@@ -258,8 +389,28 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
         if (ag_store_alias_target(call->api->store, collection, target, sizeof(target)) == 0)
             a.alias_target = target;
     }
+    if (call->route->scope == AG_SCOPE_ROLE && call->nparams > 0)
+        a.role = call->params[0];
+    if (call->route->scope == AG_SCOPE_USER && call->nparams > 0)
+        a.user = call->params[0];
+    /* Multi-tenant collections: the tenant key turns tenant scopes into row restrictions. */
+    json_t *tenancy = NULL;
+    const json_t *tenants = NULL;
+    bool data = ag_resource_is_data(decl->resource);
+    if (collection && (data || decl->resource == AG_RES_TENANTS) &&
+        ag_store_tenancy(call->api->store, collection, &tenancy) == 0) {
+        a.tenant_key = json_string_value(json_object_get(tenancy, "key"));
+        tenants = json_object_get(tenancy, "tenants");
+    }
+    if (call->tenant && (data || decl->resource == AG_RES_TENANTS))
+        a.tenant = call->tenant;
     ag_decision_t d;
     int rc = ag_auth_decide(call->principal, &a, &d);
+    if (rc == 0 && data && a.tenant_key && !a.tenant && !(d.allowed && !d.restriction))
+        rc = widen_by_tenants(call->principal, &a, tenants, &d);
+    if (rc == 0 && data && a.tenant_key && d.allowed)
+        rc = hide_inactive(a.tenant_key, tenants, &d);
+    json_decref(tenancy);
     if (rc) {
         ag_log(AG_LOG_WARN, "authorization error (%s) for %s %s: denied", ag_strerror(rc),
                call->req->method_name, call->route->pattern);
@@ -284,6 +435,75 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
     return 0;
 }
 
+/* ---- audit (PRODUCT §8) -------------------------------------------------------------------- */
+
+/* The path parameters as {"collection": c, "tenant": t, "role": r, ...}, named after the
+ * pattern's {placeholders}; the scope parameter under its resource name. */
+static json_t *audit_resource(const ag_call_t *call)
+{
+    json_t *res = json_object();
+    const char *p = call->route->pattern;
+    for (int i = 0; res && i < call->nparams && p && (p = strchr(p, '{')) != NULL; i++) {
+        const char *end = strchr(p, '}');
+        if (!end)
+            break;
+        char name[32];
+        snprintf(name, sizeof(name), "%.*s", (int)AG_MIN((size_t)(end - p - 1), 31), p + 1);
+        if (i == 0 && call->route->scope == AG_SCOPE_COLLECTION)
+            snprintf(name, sizeof(name), "collection");
+        else if (i == 0 && call->route->scope == AG_SCOPE_ROLE)
+            snprintf(name, sizeof(name), "role");
+        else if (i == 0 && call->route->scope == AG_SCOPE_USER)
+            snprintf(name, sizeof(name), "user");
+        json_object_set_new(res, name, json_string(call->params[i]));
+        p = end + 1;
+    }
+    /* A tenant named in the body (POST /collections/{c}/tenants) once the handler checked it. */
+    if (res && call->tenant && !json_object_get(res, "tenant"))
+        json_object_set_new(res, "tenant", json_string(call->tenant));
+    return res;
+}
+
+static void audit_write(ag_guard_t *g, ag_call_t *call, bool allowed, int status,
+                        const char *reason)
+{
+    if (!g || !g->audit)
+        return;
+    const ag_principal_t *p = call->principal;
+    int kind = p ? ag_principal_kind(p) : -1;
+    json_t *res = audit_resource(call);
+    /* The key id of a presented database-user key (its public part; also for a failed
+     * authentication, which shows which key someone tried). Never the secret. */
+    char key_id[AG_KEY_ID_LEN + 1] = {0};
+    const char *cred = call->req->api_key;
+    if (!cred && call->req->authorization && strncasecmp(call->req->authorization, "bearer ", 7) == 0)
+        cred = call->req->authorization + 7;
+    bool has_key_id = cred && ag_user_key_parse(cred, strlen(cred), key_id) == 0;
+    ag_audit_record_t r = {
+        .request_id = call->req->request_id,
+        .principal_kind = p ? ag_principal_kind_name(kind) : "none",
+        .principal_id = p ? ag_principal_id(p) : NULL,
+        .key_id = has_key_id ? key_id : p && kind == AG_PRINCIPAL_API_KEY ? ag_principal_id(p)
+                                                                          : NULL,
+        .sub = p ? ag_principal_sub(p) : NULL,
+        .remote = call->req->remote_addr,
+        .method = call->req->method_name,
+        .route = call->route->pattern,
+        .action = call->route->action,
+        .resource = res,
+        .allowed = allowed,
+        .status = status,
+        .reason = reason && *reason ? reason : NULL,
+        /* A change is durable in the log before its response; a flood of denials is synced at
+         * most a second later, so it cannot turn into an fsync storm. */
+        .sync = allowed,
+    };
+    if (ag_audit_append(g->audit, &r) != 0)
+        ag_log(AG_LOG_ERROR, "audit log: cannot record %s %s (request %s)", r.method, r.route,
+               r.request_id);
+    json_decref(res);
+}
+
 int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_diag_t *diag)
 {
     const ag_action_decl_t *decl = &g->decls[i];
@@ -293,19 +513,25 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
         return 0;
     }
     int rc;
+    /* Tenant API routes name the tenant in the path (/collections/{c}/tenants/{t}/...). */
+    if (call->nparams > 1 && strstr(call->route->pattern, "/tenants/{"))
+        call->tenant = call->params[1];
+    const char *collection = call->route->scope == AG_SCOPE_COLLECTION ? call->params[0] : NULL;
     if (g->insecure) {
         if ((rc = ag_auth_anonymous(&call->principal)) != 0)
             return ag_fail(diag, AG_EINTERNAL, "cannot create the anonymous principal");
         snprintf(req->principal_label, sizeof(req->principal_label), "anonymous");
-        return 0;
+        /* Anonymous holds root; the decision still hides inactive tenants' points. */
+        return decide(call, decl, collection, &call->restriction, true, diag);
     }
     int64_t now = ag_now_unix();
     int wait_s = 0;
     if (ag_throttle_check(g->throttle, req->remote_addr, now, &wait_s) == AG_ETHROTTLED) {
         *retry_after = wait_s;
         ag_log(AG_LOG_WARN, "throttled %s: too many failed authentications", req->remote_addr);
-        return ag_fail(diag, AG_ETHROTTLED,
-                       "Too many failed authentication attempts; retry later");
+        rc = ag_fail(diag, AG_ETHROTTLED, "Too many failed authentication attempts; retry later");
+        audit_write(g, call, false, 429, diag->msg);
+        return rc;
     }
     ag_diag_t adiag = {{0}};
     rc = ag_auth_authenticate(g->auth, req->api_key, req->authorization, now, &call->principal,
@@ -317,13 +543,18 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
         ag_log(AG_LOG_WARN, "authentication failed from %s for %s %s: %s", req->remote_addr,
                req->method_name, call->route->pattern, adiag.msg[0] ? adiag.msg : "refused");
         if (rc != AG_EUNAUTH)
-            return ag_fail(diag, AG_EUNAUTH, "Unauthorized: the credential could not be checked");
-        return ag_fail(diag, AG_EUNAUTH, "%s",
-                       adiag.msg[0] ? adiag.msg : "Unauthorized: missing or invalid credential");
+            rc = ag_fail(diag, AG_EUNAUTH, "Unauthorized: the credential could not be checked");
+        else
+            rc = ag_fail(diag, AG_EUNAUTH, "%s",
+                         adiag.msg[0] ? adiag.msg : "Unauthorized: missing or invalid credential");
+        audit_write(g, call, false, 401, diag->msg);
+        return rc;
     }
     label(call, call->principal);
-    const char *collection = call->route->scope == AG_SCOPE_COLLECTION ? call->params[0] : NULL;
-    return decide(call, decl, collection, &call->restriction, false, diag);
+    rc = decide(call, decl, collection, &call->restriction, false, diag);
+    if (rc)
+        audit_write(g, call, false, ag_http_status(rc), diag->msg);
+    return rc;
 }
 
 static int authorize(ag_call_t *call, const char *action, const char *collection,
@@ -359,8 +590,82 @@ void ag_guard_release_principal(ag_call_t *call)
     call->principal = NULL;
 }
 
+/* Audited: every denial (401/403/429) and every non-read request on a resource other than data
+ * (collections, payload indexes, aliases, tenants, roles, users, keys, invites, backups, ...),
+ * whatever its outcome. Not audited: reads, and data reads/writes that were not denied. */
 void ag_guard_audit(ag_call_t *call, int http_status)
 {
-    AG_UNUSED(call);
-    AG_UNUSED(http_status);
+    ag_guard_t *g = call->api->guard;
+    if (!g || !g->audit || !call->route)
+        return;
+    size_t i = (size_t)(call->route - call->api->routes);
+    if (i >= MAX_ROUTES)
+        return;
+    const ag_action_decl_t *decl = &g->decls[i];
+    if (decl->flags & AG_ACTF_PUBLIC)
+        return;
+    bool denied = http_status == 401 || http_status == 403 || http_status == 429;
+    int res = ag_resource_public(decl->resource);
+    bool change = (decl->verbs & ~(unsigned)AG_VERB_READ) != 0 && !ag_resource_is_data(res) &&
+                  res != AG_RES_PROFILE;
+    if (!denied && !change)
+        return;
+    audit_write(g, call, !denied, http_status,
+                http_status >= 400 ? call->diag.msg : NULL);
+}
+
+void ag_guard_set_audit(ag_guard_t *g, ag_audit_t *audit)
+{
+    if (g)
+        g->audit = audit;
+}
+
+ag_audit_t *ag_guard_audit_log(ag_guard_t *g)
+{
+    return g ? g->audit : NULL;
+}
+
+int ag_guard_authorize_tenant(ag_call_t *call, const char *action, const char *tenant,
+                              ag_diag_t *diag)
+{
+    const char *saved = call->tenant;
+    call->tenant = tenant;
+    int rc = authorize(call, action, call->params[0], NULL, true, diag);
+    call->tenant = saved;
+    return rc;
+}
+
+/* ---- helpers of the access-management API ----------------------------------------------- */
+
+ag_secstore_t *ag_guard_secstore(ag_guard_t *g)
+{
+    return g ? g->sec : NULL;
+}
+
+ag_auth_t *ag_guard_auth(ag_guard_t *g)
+{
+    return g ? g->auth : NULL;
+}
+
+int ag_guard_authorize_name(ag_call_t *call, const char *action, const char *role, const char *user,
+                            ag_diag_t *diag)
+{
+    if (!call->principal)
+        return ag_fail(diag, AG_EFORBIDDEN, "Forbidden: no principal");
+    ag_action_decl_t decl;
+    if (ag_action_decl_parse(action, call->route->pattern, &decl, diag) != 0)
+        return ag_fail(diag, AG_EFORBIDDEN, "Forbidden: unknown action");
+    ag_request_action_t a;
+    ag_request_action_init(&a, &decl);
+    a.role = role;
+    a.user = user;
+    ag_decision_t d;
+    int rc = ag_auth_decide(call->principal, &a, &d);
+    if (rc == 0 && !d.allowed)
+        rc = ag_fail(diag, AG_EFORBIDDEN, "Forbidden: missing permission %s",
+                     d.missing ? d.missing : "(unknown)");
+    else if (rc)
+        rc = ag_fail(diag, AG_EFORBIDDEN, "Forbidden: the permission check failed");
+    ag_decision_release(&d);
+    return rc;
 }

@@ -43,7 +43,27 @@ int ag_guard_authorize(ag_call_t *call, const char *action, const char *collecti
 /* Can the caller see this collection in a listing (read:collections on it)? */
 bool ag_guard_visible(ag_call_t *call, const char *collection);
 void ag_guard_release_principal(ag_call_t *call);
-/* Records the outcome of a request that the audit log must see. */
+/* The security store (roles, users, keys) and the authenticator (NULL with --insecure), for the
+ * access-management API. Borrowed for the guard's life. */
+struct ag_secstore;
+struct ag_auth;
+struct ag_secstore *ag_guard_secstore(ag_guard_t *g);
+struct ag_auth *ag_guard_auth(ag_guard_t *g);
+/* Is the caller allowed action ("create:roles") on the role and/or user named (NULL = none)?
+ * 0, or AG_EFORBIDDEN naming the missing permission (fail closed on any error). */
+int ag_guard_authorize_name(ag_call_t *call, const char *action, const char *role, const char *user,
+                            ag_diag_t *diag);
+/* Records the outcome of a request that the audit log must see: every denial (401/403/429)
+ * and every change (a non-read action on anything but data), allowed or failed. Reads and
+ * undenied data reads/writes are not recorded. */
 void ag_guard_audit(ag_call_t *call, int http_status);
+/* The audit log (borrowed; may be NULL = nothing is recorded). main opens it at serve start. */
+struct ag_audit;
+void ag_guard_set_audit(ag_guard_t *g, struct ag_audit *audit);
+struct ag_audit *ag_guard_audit_log(ag_guard_t *g);
+/* Is the caller allowed action ("create:tenants") on tenant of the route's collection? For the
+ * tenant API's list and create routes, whose tenant is not in the path. 0 or AG_EFORBIDDEN. */
+int ag_guard_authorize_tenant(ag_call_t *call, const char *action, const char *tenant,
+                              ag_diag_t *diag);
 
 #endif

@@ -39,6 +39,48 @@ bool ag_scope_accept(const void *ud, uint32_t slot)
     return ag_scope_match(ud, slot);
 }
 
+typedef struct tenant_values {
+    size_t n;
+    const json_t *first;
+} tenant_values_t;
+
+static void take_tenant(const json_t *v, void *ud)
+{
+    tenant_values_t *tv = ud;
+    if (tv->n++ == 0)
+        tv->first = v;
+}
+
+int ag_tenant_check_payload(ag_call_t *call, const json_t *tenancy, const ag_point_id_t *id,
+                            const json_t *payload)
+{
+    const char *key = json_string_value(json_object_get(tenancy, "key"));
+    if (!key)
+        return 0;
+    char buf[40];
+    ag_id_format(id, buf, sizeof(buf));
+    tenant_values_t tv = {0};
+    ag_payload_path_each(payload, key, take_tenant, &tv);
+    if (tv.n == 0)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "point %s: the collection is multi-tenant; the payload must name its "
+                       "tenant in `%s`", buf, key);
+    if (tv.n != 1 || !json_is_string(tv.first))
+        return ag_fail(&call->diag, AG_EINVAL, "point %s: `%s` must be one tenant name", buf,
+                       key);
+    const char *t = json_string_value(tv.first);
+    json_t *info = json_object_get(json_object_get(tenancy, "tenants"), t);
+    if (!info)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "point %s: tenant `%.200s` is not declared in this collection (create it "
+                       "with POST /collections/{name}/tenants)", buf, t);
+    if (!json_is_true(json_object_get(info, "active")))
+        return ag_fail(&call->diag, AG_EFORBIDDEN,
+                       "point %s: tenant `%.200s` is inactive; activate it before writing", buf,
+                       t);
+    return 0;
+}
+
 int ag_parse_with_payload(const json_t *v, bool dflt, ag_payload_sel_t *out, ag_diag_t *diag)
 {
     memset(out, 0, sizeof(*out));

@@ -27,7 +27,7 @@ static void count_field(const json_t *v, void *ud)
     *(bool *)ud = true;
 }
 
-static json_t *schema_json(ag_collection_t *c)
+static json_t *schema_json(ag_collection_t *c, const ag_filter_t *restriction)
 {
     json_t *out = json_object();
     const char *field;
@@ -36,7 +36,7 @@ static json_t *schema_json(ag_collection_t *c)
     {
         json_int_t points = 0;
         for (uint32_t s = 0; s < c->nslots; s++) {
-            if (!c->slots[s].alive)
+            if (!ag_coll_match(c, s, restriction))
                 continue;
             bool has = false;
             ag_payload_path_each(c->slots[s].payload, field, count_field, &has);
@@ -55,6 +55,13 @@ static int h_info(ag_call_t *call)
     int rc = ag_call_collection(call, &c);
     if (rc)
         return rc;
+    /* Counts follow the caller's data rows: a payload-restricted reader must not learn how many
+     * points other rows hold. (Without read:data at all, the schema reader sees the totals.) */
+    ag_diag_t ignored;
+    ag_filter_t *rows = NULL;
+    if (!call->restriction &&
+        ag_guard_authorize(call, "read:data", call->params[0], &rows, &ignored) == 0)
+        call->restriction = rows;
     ag_coll_read_begin(c);
     json_t *params = json_deep_copy(c->params);
     json_t *hnsw = json_pack("{s:i,s:i,s:i,s:i,s:b}", "m", 16, "ef_construct", 100,
@@ -89,9 +96,21 @@ static int h_info(ag_call_t *call)
         json_object_set_new(params, "write_consistency_factor", json_integer(1));
     if (!json_object_get(params, "on_disk_payload"))
         json_object_set_new(params, "on_disk_payload", json_true());
-    json_int_t vectors = 0;
-    for (int i = 0; i < c->nvec; i++)
-        vectors += ag_vecstore_count(c->vec[i].vs);
+    /* A caller with a row restriction sees counts of its own rows only. */
+    json_int_t vectors = 0, points = c->live;
+    if (call->restriction) {
+        points = 0;
+        for (uint32_t s = 0; s < c->nslots; s++) {
+            if (!ag_coll_match(c, s, call->restriction))
+                continue;
+            points++;
+            for (int i = 0; i < c->nvec; i++)
+                vectors += ag_vecstore_get(c->vec[i].vs, s) != NULL;
+        }
+    } else {
+        for (int i = 0; i < c->nvec; i++)
+            vectors += ag_vecstore_count(c->vec[i].vs);
+    }
     json_t *config = json_pack("{s:o,s:o,s:o,s:o,s:o*}", "params", params, "hnsw_config", hnsw,
                                "optimizer_config", optim, "wal_config", wal,
                                "quantization_config", quant ? quant : json_null());
@@ -101,9 +120,9 @@ static int h_info(ag_call_t *call)
         json_object_set_new(config, "metadata", metadata);
     call->result = json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status", "green",
                              "optimizer_status", "ok", "vectors_count", vectors,
-                             "indexed_vectors_count", vectors, "points_count",
-                             (json_int_t)c->live, "segments_count", 1, "config", config,
-                             "payload_schema", schema_json(c));
+                             "indexed_vectors_count", vectors, "points_count", points,
+                             "segments_count", 1, "config", config, "payload_schema",
+                             schema_json(c, call->restriction));
     ag_coll_read_end(c);
     ag_coll_unref(c);
     return call->result ? 0 : AG_ENOMEM;

@@ -1,6 +1,7 @@
 /* Points: upsert, retrieve, delete, vectors, payload edits, batch updates, scroll and count. */
 #include <stdio.h>
 
+#include "api/ag_guard.h"
 #include "api/ag_points.h"
 #include "json/ag_json.h"
 
@@ -51,7 +52,7 @@ static int check_write_scope(ag_call_t *call, ag_collection_t *c, const ag_point
                        "Forbidden: point %s is outside the rows this credential may write", buf);
     if (new_payload) {
         ag_filter_subject_t subj = {id, new_payload, NULL, NULL};
-        if (!ag_filter_match(call->restriction, &subj))
+        if (!ag_filter_match_all(call->restriction, &subj))
             return ag_fail(&call->diag, AG_EFORBIDDEN,
                            "Forbidden: point %s would end up outside the rows this credential "
                            "may write", buf);
@@ -61,6 +62,19 @@ static int check_write_scope(ag_call_t *call, ag_collection_t *c, const ag_point
 
 static int commit(ag_call_t *call, ag_collection_t *c, muts_t *ms)
 {
+    /* Read under the write mutex, which tenant changes also hold: a tenant deactivated or
+     * deleted meanwhile is seen here. */
+    json_t *tenancy = NULL;
+    if (ag_store_tenancy(call->api->store, c->name, &tenancy) != 0)
+        return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
+                       c->name);
+    int trc = 0;
+    for (size_t i = 0; i < ms->n && trc == 0; i++)
+        if (!ms->m[i].delete_point && ms->m[i].payload)
+            trc = ag_tenant_check_payload(call, tenancy, &ms->m[i].id, ms->m[i].payload);
+    json_decref(tenancy);
+    if (trc)
+        return trc;
     for (size_t i = 0; i < ms->n; i++) {
         const ag_mutation_t *m = &ms->m[i];
         if (m->delete_point)
@@ -657,14 +671,44 @@ static int h_batch(ag_call_t *call)
         if (!known)
             return ag_fail(&call->diag, AG_EINVAL, "operations[%zu]: unknown operation", i);
     }
-    ag_collection_t *c;
-    if ((rc = ag_call_collection(call, &c)) != 0)
-        return rc;
-    if ((rc = ag_coll_write_begin(c)) != 0) {
-        ag_coll_unref(c);
-        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
-                       call->params[0]);
+    /* The route admits any reader; each operation is authorized on its own, as if it had been
+     * sent to its own endpoint, and runs under its own row restriction. */
+    static const char *actions[] = {"write:points",  "delete:points", "update:data",
+                                    "update:data",   "update:data",   "update:data",
+                                    "update:points", "update:points"};
+    size_t nops = json_array_size(ops);
+    ag_filter_t **restr = ag_arena_calloc(&call->arena, nops ? nops : 1, sizeof(*restr));
+    if (!restr)
+        return AG_ENOMEM;
+    json_array_foreach(ops, i, op)
+    {
+        const char *name = json_object_iter_key(json_object_iter(op));
+        size_t k = 0;
+        while (k < AG_ARRAY_LEN(names) && strcmp(names[k], name) != 0)
+            k++;
+        rc = ag_guard_authorize(call, actions[k], call->params[0], &restr[i], &call->diag);
+        if (rc) {
+            char msg[sizeof(call->diag.msg)];
+            snprintf(msg, sizeof(msg), "%s", call->diag.msg);
+            ag_fail(&call->diag, rc, "operations[%zu].%s: %s", i, name, msg);
+            break;
+        }
     }
+    ag_collection_t *c = NULL;
+    if (rc == 0 && (rc = ag_call_collection(call, &c)) != 0)
+        c = NULL;
+    if (rc == 0 && (rc = ag_coll_write_begin(c)) != 0) {
+        ag_coll_unref(c);
+        c = NULL;
+        rc = ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
+                     call->params[0]);
+    }
+    if (rc) {
+        for (size_t k = 0; k < nops; k++)
+            ag_filter_free(restr[k]);
+        return rc;
+    }
+    ag_filter_t *route_restriction = call->restriction;
     /* Pass 1 validates every operation without applying any (a bad one writes nothing); pass 2
      * applies them in order. Only a point that vanishes between the passes, or a storage
      * failure, can still stop pass 2 part-way. */
@@ -679,6 +723,7 @@ static int h_batch(ag_call_t *call)
                          name);
             break;
         }
+        call->restriction = restr[i];
         json_t *wrapped = NULL;
         if (strcmp(name, "delete") == 0 || strcmp(name, "clear_payload") == 0) {
             /* These take a bare PointsSelector, possibly nested as {"points": ...}. */
@@ -710,6 +755,9 @@ static int h_batch(ag_call_t *call)
     }
     }
     call->dry_run = false;
+    call->restriction = route_restriction;
+    for (size_t k = 0; k < nops; k++)
+        ag_filter_free(restr[k]);
     ag_coll_write_end(c);
     ag_coll_unref(c);
     if (rc)
@@ -1070,7 +1118,7 @@ const ag_route_t ag_routes_points[] = {
      AG_SCOPE_COLLECTION, h_delete_payload, true, false},
     {AG_HTTP_POST, "/collections/{name}/points/payload/clear", "update:data",
      AG_SCOPE_COLLECTION, h_clear_payload, true, false},
-    {AG_HTTP_POST, "/collections/{name}/points/batch", "write:data", AG_SCOPE_COLLECTION, h_batch,
+    {AG_HTTP_POST, "/collections/{name}/points/batch", "read:data", AG_SCOPE_COLLECTION, h_batch,
      true, false},
     {AG_HTTP_POST, "/collections/{name}/points/scroll", "read:data", AG_SCOPE_COLLECTION,
      h_scroll, true, false},

@@ -1,7 +1,337 @@
-/* Placeholder: filled in by the access-management work (issue 5). */
+/*
+ * Tenants of multi-tenant collections (PRODUCT §4) and the audit log query (PRODUCT §8).
+ *
+ * A collection is multi-tenant when it has a keyword/uuid payload index with is_tenant: true;
+ * the indexed key holds the tenant name. Tenants are declared here; writes naming an undeclared
+ * or inactive tenant are refused (api_points.c), an inactive tenant's points are hidden from
+ * every read (the guard ANDs that into the row restriction), and deleting a tenant deletes its
+ * points. Every change holds the collection's write mutex, so it is ordered against point writes.
+ */
+#include <stdio.h>
+
 #include "api/ag_api.h"
+#include "api/ag_guard.h"
+#include "auth/ag_audit.h"
+#include "json/ag_json.h"
+
+#define DELETE_CHUNK 1024
+
+static int not_multi_tenant(ag_call_t *call)
+{
+    return ag_fail(&call->diag, AG_EINVAL,
+                   "collection `%s` is not multi-tenant: create a keyword payload index with "
+                   "\"is_tenant\": true first",
+                   call->params[0]);
+}
+
+/* The collection and its tenancy snapshot; fails unless the collection is multi-tenant. */
+static int open_tenancy(ag_call_t *call, ag_collection_t **c, json_t **tenancy)
+{
+    *tenancy = NULL;
+    int rc = ag_call_collection(call, c);
+    if (rc)
+        return rc;
+    if (ag_store_tenancy(call->api->store, (*c)->name, tenancy) != 0 ||
+        !json_is_string(json_object_get(*tenancy, "key"))) {
+        json_decref(*tenancy);
+        *tenancy = NULL;
+        ag_coll_unref(*c);
+        *c = NULL;
+        return not_multi_tenant(call);
+    }
+    return 0;
+}
+
+static int write_begin(ag_call_t *call, ag_collection_t *c)
+{
+    int rc = ag_coll_write_begin(c);
+    if (rc)
+        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
+                       call->params[0]);
+    return 0;
+}
+
+/* ---- GET /collections/{name}/tenants ------------------------------------------------------- */
+
+typedef struct counter {
+    json_t *counts; /* {tenant: points} */
+} counter_t;
+
+static void count_value(const json_t *v, void *ud)
+{
+    counter_t *ct = ud;
+    const char *t = json_string_value(v);
+    if (!t)
+        return;
+    json_t *n = json_object_get(ct->counts, t);
+    if (n)
+        json_integer_set(n, json_integer_value(n) + 1);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "name")),
+                  json_string_value(json_object_get(*(json_t *const *)b, "name")));
+}
+
+static int h_list(ag_call_t *call)
+{
+    ag_collection_t *c;
+    json_t *tenancy;
+    int rc = open_tenancy(call, &c, &tenancy);
+    if (rc)
+        return rc;
+    const char *key = json_string_value(json_object_get(tenancy, "key"));
+    json_t *tenants = json_object_get(tenancy, "tenants");
+    counter_t ct = {json_object()};
+    const char *t;
+    json_t *info;
+    json_object_foreach(tenants, t, info) json_object_set_new(ct.counts, t, json_integer(0));
+    ag_coll_read_begin(c);
+    for (uint32_t s = 0; s < c->nslots; s++)
+        if (c->slots[s].alive)
+            ag_payload_path_each(c->slots[s].payload, key, count_value, &ct);
+    ag_coll_read_end(c);
+    size_t n = json_object_size(tenants), k = 0;
+    json_t **items = calloc(n + 1, sizeof(*items));
+    rc = items && ct.counts ? 0 : AG_ENOMEM;
+    json_object_foreach(tenants, t, info)
+    {
+        if (rc)
+            break;
+        ag_diag_t d;
+        if (ag_guard_authorize_tenant(call, "read:tenants", t, &d) != 0)
+            continue; /* only the tenants the caller may see */
+        items[k++] = json_pack("{s:s,s:b,s:O}", "name", t, "active",
+                               json_is_true(json_object_get(info, "active")), "points",
+                               json_object_get(ct.counts, t));
+    }
+    json_t *arr = json_array();
+    if (rc == 0 && arr) {
+        qsort(items, k, sizeof(*items), cmp_name);
+        for (size_t i = 0; i < k; i++)
+            json_array_append_new(arr, items[i]);
+        call->result = json_pack("{s:s,s:o}", "tenant_key", key, "tenants", arr);
+        arr = NULL;
+    } else {
+        for (size_t i = 0; i < k; i++)
+            json_decref(items[i]);
+    }
+    json_decref(arr);
+    free(items);
+    json_decref(ct.counts);
+    json_decref(tenancy);
+    ag_coll_unref(c);
+    if (rc)
+        return rc;
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+/* ---- POST /collections/{name}/tenants ------------------------------------------------------ */
+
+static int h_create(ag_call_t *call)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "name");
+    if (rc)
+        return rc;
+    json_t *nv = json_object_get(call->body, "name");
+    if (!json_is_string(nv))
+        return ag_fail(&call->diag, AG_EINVAL, "name: required, a string");
+    const char *name = json_string_value(nv);
+    if ((rc = ag_name_check(name, json_string_length(nv), "name", &call->diag)) != 0)
+        return rc;
+    /* The tenant comes from the body: the route admitted the call as a listing, and the named
+     * tenant is checked here, before anything changes. */
+    call->tenant = name; /* for the audit record (borrowed from the body, which outlives it) */
+    if ((rc = ag_guard_authorize_tenant(call, "create:tenants", name, &call->diag)) != 0)
+        return rc;
+    ag_collection_t *c;
+    json_t *tenancy;
+    if ((rc = open_tenancy(call, &c, &tenancy)) != 0)
+        return rc;
+    json_decref(tenancy);
+    if ((rc = write_begin(call, c)) == 0) {
+        rc = ag_store_tenant_set(call->api->store, c, name, true, true, &call->diag);
+        ag_coll_write_end(c);
+    }
+    ag_coll_unref(c);
+    if (rc)
+        return rc;
+    call->result = json_pack("{s:s,s:b,s:i}", "name", name, "active", 1, "points", 0);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+/* ---- POST /collections/{name}/tenants/{tenant}/activate|deactivate ------------------------- */
+
+static int set_active(ag_call_t *call, bool active)
+{
+    ag_collection_t *c;
+    json_t *tenancy;
+    int rc = open_tenancy(call, &c, &tenancy);
+    if (rc)
+        return rc;
+    json_decref(tenancy);
+    if ((rc = write_begin(call, c)) == 0) {
+        rc = ag_store_tenant_set(call->api->store, c, call->params[1], false, active, &call->diag);
+        ag_coll_write_end(c);
+    }
+    ag_coll_unref(c);
+    if (rc)
+        return rc;
+    call->result = json_pack("{s:s,s:b}", "name", call->params[1], "active", active);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+static int h_activate(ag_call_t *call)
+{
+    return set_active(call, true);
+}
+
+static int h_deactivate(ag_call_t *call)
+{
+    return set_active(call, false);
+}
+
+/* ---- DELETE /collections/{name}/tenants/{tenant} ------------------------------------------- */
+
+/* Deletes every point whose tenant key names tenant, in synced chunks. Caller holds the write
+ * mutex. *deleted counts them. */
+static int delete_points(ag_call_t *call, ag_collection_t *c, const char *key, const char *tenant,
+                         size_t *deleted)
+{
+    *deleted = 0;
+    json_t *v = json_string(tenant);
+    ag_filter_t *f = NULL;
+    int rc = v ? ag_filter_match_value(key, v, &f) : AG_ENOMEM;
+    json_decref(v);
+    if (rc)
+        return rc;
+    size_t cap = c->live ? c->live : 1, n = 0;
+    ag_point_id_t *ids = malloc(cap * sizeof(*ids));
+    if (!ids) {
+        ag_filter_free(f);
+        return AG_ENOMEM;
+    }
+    for (uint32_t s = 0; s < c->nslots && n < cap; s++)
+        if (c->slots[s].alive && ag_coll_match(c, s, f))
+            ids[n++] = c->slots[s].id;
+    ag_filter_free(f);
+    ag_mutation_t *muts = calloc(DELETE_CHUNK, sizeof(*muts));
+    rc = muts ? 0 : AG_ENOMEM;
+    for (size_t off = 0; rc == 0 && off < n; off += DELETE_CHUNK) {
+        size_t k = AG_MIN((size_t)DELETE_CHUNK, n - off);
+        memset(muts, 0, k * sizeof(*muts));
+        for (size_t i = 0; i < k; i++) {
+            muts[i].id = ids[off + i];
+            muts[i].delete_point = true;
+        }
+        rc = ag_coll_apply(c, muts, k, true, &call->diag);
+        if (rc == 0)
+            *deleted += k;
+    }
+    free(muts);
+    free(ids);
+    return rc;
+}
+
+static int h_delete(ag_call_t *call)
+{
+    ag_collection_t *c;
+    json_t *tenancy;
+    int rc = open_tenancy(call, &c, &tenancy);
+    if (rc)
+        return rc;
+    char key[1024];
+    snprintf(key, sizeof(key), "%s", json_string_value(json_object_get(tenancy, "key")));
+    json_decref(tenancy);
+    const char *tenant = call->params[1];
+    size_t deleted = 0;
+    if ((rc = write_begin(call, c)) == 0) {
+        /* Deactivate first (durably): a crash part-way leaves an inactive tenant whose remaining
+         * points stay invisible, and the delete can simply be repeated. */
+        rc = ag_store_tenant_set(call->api->store, c, tenant, false, false, &call->diag);
+        if (rc == 0)
+            rc = delete_points(call, c, key, tenant, &deleted);
+        if (rc == 0)
+            rc = ag_store_tenant_remove(call->api->store, c, tenant, &call->diag);
+        ag_coll_write_end(c);
+    }
+    ag_coll_unref(c);
+    if (rc)
+        return rc;
+    call->result = json_pack("{s:s,s:I}", "name", tenant, "deleted_points", (json_int_t)deleted);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+/* ---- GET /auth/audit ----------------------------------------------------------------------- */
+
+/* RFC 3339 (or integer seconds since the epoch) to microseconds. */
+static int parse_time(ag_call_t *call, const char *name, int64_t *out)
+{
+    const char *v = ag_request_query(call->req, name);
+    *out = 0;
+    if (!v || !*v)
+        return 0;
+    char *end = NULL;
+    long long secs = strtoll(v, &end, 10);
+    if (end && *end == '\0' && secs > 0 && secs < 100000000000LL) {
+        *out = (int64_t)secs * 1000000;
+        return 0;
+    }
+    if (ag_datetime_parse(v, strlen(v), out) != 0)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "%s: expected an RFC 3339 time (2026-01-31T12:00:00Z) or Unix seconds",
+                       name);
+    return 0;
+}
+
+static int h_audit(ag_call_t *call)
+{
+    ag_audit_t *log = ag_guard_audit_log(call->api->guard);
+    if (!log)
+        return ag_fail(&call->diag, AG_EUNAVAILABLE, "the audit log is not open");
+    ag_audit_query_t q = {.limit = 100};
+    int rc;
+    if ((rc = parse_time(call, "from", &q.from_us)) != 0 ||
+        (rc = parse_time(call, "to", &q.to_us)) != 0)
+        return rc;
+    q.principal = ag_request_query(call->req, "principal");
+    q.decision = ag_request_query(call->req, "decision");
+    q.action = ag_request_query(call->req, "action");
+    if (q.principal && !*q.principal)
+        q.principal = NULL;
+    if (q.action && !*q.action)
+        q.action = NULL;
+    if (q.decision && !*q.decision)
+        q.decision = NULL;
+    if (q.decision && strcmp(q.decision, "allow") != 0 && strcmp(q.decision, "deny") != 0)
+        return ag_fail(&call->diag, AG_EINVAL, "decision: expected allow or deny");
+    const char *lim = ag_request_query(call->req, "limit");
+    if (lim && *lim) {
+        char *end = NULL;
+        long long l = strtoll(lim, &end, 10);
+        if (!end || *end || l < 1 || l > 1000)
+            return ag_fail(&call->diag, AG_EINVAL, "limit: expected an integer from 1 to 1000");
+        q.limit = (size_t)l;
+    }
+    json_t *arr = NULL;
+    if ((rc = ag_audit_query(log, &q, &arr, &call->diag)) != 0)
+        return rc;
+    call->result = arr;
+    return 0;
+}
 
 const ag_route_t ag_routes_tenants[] = {
-    {AG_HTTP_GET, "/__placeholder_tenants", "read:profile", AG_SCOPE_NONE, NULL, false, false},
+    {AG_HTTP_GET, "/collections/{name}/tenants", "read:tenants", AG_SCOPE_COLLECTION, h_list, false,
+     false, true},
+    {AG_HTTP_POST, "/collections/{name}/tenants", "create:tenants", AG_SCOPE_COLLECTION, h_create,
+     true, false, true},
+    {AG_HTTP_DELETE, "/collections/{name}/tenants/{tenant}", "delete:tenants", AG_SCOPE_COLLECTION,
+     h_delete, false, false},
+    {AG_HTTP_POST, "/collections/{name}/tenants/{tenant}/activate", "update:tenants",
+     AG_SCOPE_COLLECTION, h_activate, false, false},
+    {AG_HTTP_POST, "/collections/{name}/tenants/{tenant}/deactivate", "update:tenants",
+     AG_SCOPE_COLLECTION, h_deactivate, false, false},
+    {AG_HTTP_GET, "/auth/audit", "read:audit", AG_SCOPE_NONE, h_audit, false, false},
 };
-const size_t ag_routes_tenants_len = 0;
+const size_t ag_routes_tenants_len = AG_ARRAY_LEN(ag_routes_tenants);

@@ -42,6 +42,7 @@ static const key_def_t keys[] = {
     K("storage.storage_path", T_STR, storage_path, 0, false),
     K("storage.map_size_gb", T_UINT, map_size_gb, 1 << 20, false),
     K("storage.flush_interval_ms", T_UINT, flush_interval_ms, 3600000, false),
+    K("storage.audit_max_mb", T_UINT, audit_max_mb, 1 << 20, false),
     K("log_level", T_STR, log_level, 0, false),
 };
 
@@ -66,6 +67,7 @@ void ag_config_init(ag_config_t *cfg)
     set_str(&cfg->storage_path, "./storage");
     cfg->map_size_gb = 256;
     cfg->flush_interval_ms = 1000;
+    cfg->audit_max_mb = 64;
     set_str(&cfg->log_level, "info");
 }
 

@@ -30,6 +30,7 @@ typedef struct ag_config {
     char *storage_path;
     uint64_t map_size_gb;
     uint64_t flush_interval_ms;
+    uint64_t audit_max_mb; /* audit log rotation size */
     /* log */
     char *log_level;
     /* not a config key: set by --insecure */

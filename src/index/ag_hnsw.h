@@ -94,6 +94,23 @@ void ag_hnsw_repair(ag_index_t *ix);
 int ag_hnsw_save(const ag_index_t *ix, const char *path, uint64_t tag);
 int ag_hnsw_load(ag_index_t *ix, const char *path, uint64_t tag);
 
+/*
+ * Start-up without rebuilding: ag_hnsw_defer drops the graph and makes add() record nothing (the
+ * vectors go into the vecstore as usual; searches meanwhile are exact scans). ag_hnsw_finish
+ * ends that: it loads `path` if it is a current file for the vecstore's contents (tag), else it
+ * logs why not (missing, stale, corrupt) and rebuilds the graph from the vecstore with progress
+ * in the log. path NULL = just rebuild. Writer side. AG_ENOMEM (the index then stays unbuilt and
+ * searches stay exact).
+ */
+void ag_hnsw_defer(ag_index_t *ix);
+int ag_hnsw_finish(ag_index_t *ix, const char *path, uint64_t tag);
+/* A 64-bit fingerprint of the store's contents (which slots are present and their vectors): the
+ * tag a caller can give save/load so a file saved for other vectors is recognised as stale.
+ * Reader side. */
+uint64_t ag_hnsw_fingerprint(const ag_vecstore_t *vs);
+/* True if the index changed since it was last saved or loaded. Reader side. */
+bool ag_hnsw_dirty(const ag_index_t *ix);
+
 /* Frees the calling thread's search scratch (visited set, heaps) now rather than at thread exit.
  * Optional; the next search on this thread allocates it again. */
 void ag_hnsw_thread_release(void);

@@ -1,8 +1,13 @@
 #include "ag_collection.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "ag_clock.h"
 #include "ag_log.h"
+#include "index/ag_hnsw.h"
 #include "json/ag_json.h"
 
 /* ---- params -------------------------------------------------------------------------------- */
@@ -137,8 +142,79 @@ void ag_coll_ref(ag_collection_t *c)
     atomic_fetch_add(&c->refs, 1);
 }
 
+/* ---- HNSW graph files ---------------------------------------------------------------------- */
+
+static bool index_path(const ag_collection_t *c, int v, char *buf, size_t len)
+{
+    if (!c->index_dir || !ag_index_is_hnsw(c->vec[v].index))
+        return false;
+    int n = snprintf(buf, len, "%s/%u.%d.hnsw", c->index_dir, c->cid, v);
+    return n > 0 && (size_t)n < len;
+}
+
+int ag_coll_save_indexes(ag_collection_t *c)
+{
+    char path[4096];
+    int result = 0;
+    if (!c->index_ready)
+        return 0;
+    pthread_rwlock_rdlock(&c->lock);
+    for (int v = 0; v < c->nvec; v++) {
+        if (!index_path(c, v, path, sizeof(path)) || !ag_hnsw_dirty(c->vec[v].index))
+            continue;
+        if (mkdir(c->index_dir, 0700) != 0 && errno != EEXIST) {
+            result = AG_EIO;
+            break;
+        }
+        double t0 = ag_now_mono();
+        int rc = ag_hnsw_save(c->vec[v].index, path, ag_hnsw_fingerprint(c->vec[v].vs));
+        if (rc) {
+            ag_log(AG_LOG_WARN, "collection '%s': cannot save %s (it will be rebuilt at start)",
+                   c->name, path);
+            result = rc;
+        } else {
+            ag_log(AG_LOG_DEBUG, "collection '%s': saved %s in %.2f s", c->name, path,
+                   ag_now_mono() - t0);
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    c->index_saved_at = ag_now_mono();
+    return result;
+}
+
+/* Ends ag_coll_load for the graphs: each loads its file if current, else is rebuilt. */
+static void finish_indexes(ag_collection_t *c)
+{
+    char path[4096];
+    for (int v = 0; v < c->nvec; v++) {
+        if (!ag_index_is_hnsw(c->vec[v].index))
+            continue;
+        bool have = index_path(c, v, path, sizeof(path));
+        uint64_t tag = have ? ag_hnsw_fingerprint(c->vec[v].vs) : 0;
+        if (ag_hnsw_finish(c->vec[v].index, have ? path : NULL, tag) != 0)
+            ag_log(AG_LOG_ERROR, "collection '%s': out of memory building a vector index; "
+                                 "searches of it scan exactly", c->name);
+    }
+    c->index_ready = true;
+    c->index_saved_at = ag_now_mono();
+}
+
+static void drop_index_files(ag_collection_t *c)
+{
+    char path[4096];
+    for (int v = 0; v < c->nvec; v++)
+        if (index_path(c, v, path, sizeof(path)))
+            unlink(path);
+    c->index_ready = false;
+}
+
 static void coll_free(ag_collection_t *c)
 {
+    /* The last reference of a loaded collection: a clean shutdown (or the end of the requests
+     * that outlived it), so the graphs are written for the next start. */
+    if (c->index_ready)
+        ag_coll_save_indexes(c);
+    free(c->index_dir);
     for (uint32_t i = 0; i < c->nslots; i++)
         json_decref(c->slots[i].payload);
     free(c->slots);
@@ -168,6 +244,43 @@ void ag_coll_unref(ag_collection_t *c)
         coll_free(c);
 }
 
+/* ---- HNSW parameters (hnsw_config: the collection's, then the vector's own override) -------- */
+
+/* Qdrant's defaults: m 16, ef_construct 100, full_scan_threshold 10000 KB. */
+#define HNSW_DEFAULT_FULL_SCAN_KB 10000u
+
+static void hnsw_uint(const json_t *cfg, const char *key, uint64_t max, uint64_t *v)
+{
+    json_t *x = json_object_get(cfg, key);
+    if (json_is_integer(x) && json_integer_value(x) >= 0 &&
+        (uint64_t)json_integer_value(x) <= max)
+        *v = (uint64_t)json_integer_value(x);
+}
+
+/* Fills p from the two hnsw_config objects (either may be NULL). Returns false when m is 0,
+ * which in Qdrant disables the graph: the vector then keeps the exact index. */
+static bool hnsw_params(const json_t *coll_cfg, const json_t *vec_cfg, uint32_t dim,
+                        ag_hnsw_params_t *p)
+{
+    uint64_t m = 16, efc = 100, fst_kb = HNSW_DEFAULT_FULL_SCAN_KB;
+    const json_t *cfgs[2] = {coll_cfg, vec_cfg};
+    for (int i = 0; i < 2; i++) {
+        if (!json_is_object(cfgs[i]))
+            continue;
+        hnsw_uint(cfgs[i], "m", 128, &m);
+        hnsw_uint(cfgs[i], "ef_construct", 10000, &efc);
+        hnsw_uint(cfgs[i], "full_scan_threshold", UINT32_MAX, &fst_kb);
+    }
+    if (m < 2)
+        return false;
+    memset(p, 0, sizeof(*p));
+    p->m = (uint32_t)m;
+    p->ef_construct = (uint32_t)AG_MAX(efc, 4u);
+    /* Qdrant counts the threshold in KB of vectors; the index counts points. */
+    p->full_scan_threshold = (uint32_t)AG_MIN(fst_kb * 1024u / ((uint64_t)dim * 4u), UINT32_MAX);
+    return true;
+}
+
 static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
 {
     ag_vector_cfg_t *v = &c->vec[c->nvec];
@@ -181,6 +294,10 @@ static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
     int rc = ag_vecstore_new(v->dim, &v->vs);
     if (rc)
         return rc;
+    ag_hnsw_params_t hp;
+    if (hnsw_params(json_object_get(c->params, "hnsw_config"), json_object_get(vp, "hnsw_config"),
+                    v->dim, &hp))
+        return ag_index_hnsw_new(v->vs, v->dist, &hp, &v->index);
     return ag_index_exact_new(v->vs, v->dist, &v->index);
 }
 
@@ -202,6 +319,13 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
     int rc = AG_ENOMEM;
     if (!c->name || !c->params || !c->schema)
         goto fail;
+    const char *env_path = NULL;
+    if (env && mdb_env_get_path(env, &env_path) == 0 && env_path) {
+        size_t len = strlen(env_path) + sizeof("/index");
+        if (!(c->index_dir = malloc(len)))
+            goto fail;
+        snprintf(c->index_dir, len, "%s/index", env_path);
+    }
 
     json_t *vectors = json_object_get(c->params, "vectors");
     if (json_object_get(vectors, "size")) {
@@ -244,6 +368,7 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
         rc = ag_fail(diag, AG_ESTORAGE, "cannot open the vectors database of '%s'", name);
         goto fail;
     }
+    c->index_ready = create; /* an existing collection is ready once ag_coll_load is done */
     *out = c;
     return 0;
 fail:
@@ -253,6 +378,7 @@ fail:
 
 int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn)
 {
+    drop_index_files(c);
     if (mdb_drop(txn, c->dbi_points, 1) != 0 || mdb_drop(txn, c->dbi_vectors, 1) != 0)
         return AG_ESTORAGE;
     return 0;
@@ -655,6 +781,8 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
     pthread_rwlock_wrlock(&c->lock);
     rc = apply_memory(c, muts, n);
     pthread_rwlock_unlock(&c->lock);
+    if (c->index_ready && ag_now_mono() - c->index_saved_at > AG_COLL_INDEX_SAVE_S)
+        ag_coll_save_indexes(c); /* the write mutex is held: nothing changes meanwhile */
     if (rc)
         ag_log(AG_LOG_ERROR, "collection '%s': out of memory applying a committed write; it is "
                              "on disk and will be served after a restart", c->name);
@@ -699,6 +827,10 @@ int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
     rc = mdb_cursor_open(txn, c->dbi_vectors, &cur);
     if (rc)
         return ag_fail(diag, AG_ESTORAGE, "cannot read vectors of '%s'", c->name);
+    /* Graphs are loaded from their files (or rebuilt in one go) once all vectors are in. */
+    for (int vi = 0; vi < c->nvec; vi++)
+        if (ag_index_is_hnsw(c->vec[vi].index))
+            ag_hnsw_defer(c->vec[vi].index);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         ag_point_id_t id;
@@ -764,6 +896,7 @@ int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
         }
     }
     mdb_cursor_close(cur);
+    finish_indexes(c);
     if (bad)
         ag_log(AG_LOG_WARN, "collection '%s': skipped %zu unreadable records while loading",
                c->name, bad);

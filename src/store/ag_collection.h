@@ -81,6 +81,11 @@ typedef struct ag_collection {
     uint32_t live;
     atomic_uint_fast64_t version; /* bumped on every applied write (cache invalidation) */
     bool dropped;
+    /* HNSW graph files (<storage>/index/<cid>.<vector number>.hnsw), see ag_coll_save_indexes.
+     * index_dir owned, NULL if unknown; index_ready once loaded (never save a half-open one). */
+    char *index_dir;
+    bool index_ready;
+    double index_saved_at;
 } ag_collection_t;
 
 /* A change to one point, applied atomically with the others of the same call. */
@@ -139,6 +144,14 @@ bool ag_coll_match(const ag_collection_t *c, uint32_t slot, const ag_filter_t *f
 int ag_coll_write_begin(ag_collection_t *c);
 void ag_coll_write_end(ag_collection_t *c);
 int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, ag_diag_t *diag);
+
+/* Saves every HNSW graph that changed since its last save, crash-safely, tagged with a
+ * fingerprint of its vectors so a file that no longer matches them is rebuilt at the next start
+ * (ag_coll_load loads current files, rebuilds the rest). Takes the read lock; call with the
+ * write mutex held or when no writer can run (shutdown). Also runs by itself on the last unref
+ * of a loaded collection and, at most every AG_COLL_INDEX_SAVE_S seconds, after a write. */
+#define AG_COLL_INDEX_SAVE_S 300.0
+int ag_coll_save_indexes(ag_collection_t *c);
 
 /* Returns a new JSON vector object for a slot ({"": [...]} form collapsed to a plain array for an
  * unnamed collection). `which` NULL = all vectors, else a JSON array of names to include. */

@@ -29,6 +29,10 @@ struct ag_store {
     pthread_cond_t stop_cond;
     bool stopping;
     double flush_interval_s;
+    /* Tenancy snapshots {collection: {"key": k|null, "tenants": {...}}}; each snapshot is
+     * immutable (replaced, never edited) so readers share it by reference. A leaf lock. */
+    pthread_rwlock_t tenancy_mu;
+    json_t *tenancy;
 };
 
 /* ---- registry helpers (caller holds st->lock) ---------------------------------------------- */
@@ -107,6 +111,68 @@ static json_t *coll_record(const ag_collection_t *c)
 static void key_for(char *buf, size_t len, char kind, const char *name)
 {
     snprintf(buf, len, "%c/%s", kind, name);
+}
+
+/* ---- tenancy snapshots --------------------------------------------------------------------- */
+
+/* The tenant key of a payload schema: the (alphabetically first) keyword/uuid field whose
+ * params.is_tenant is true, or NULL. Borrowed from schema. */
+static const char *schema_tenant_key(const json_t *schema)
+{
+    const char *best = NULL, *field;
+    json_t *def;
+    json_object_foreach((json_t *)schema, field, def)
+    {
+        const char *type = json_string_value(json_object_get(def, "data_type"));
+        json_t *params = json_object_get(def, "params");
+        if (!type || (strcmp(type, "keyword") != 0 && strcmp(type, "uuid") != 0) ||
+            !json_is_true(json_object_get(params, "is_tenant")))
+            continue;
+        if (!best || strcmp(field, best) < 0)
+            best = field;
+    }
+    return best;
+}
+
+/* Replaces one part of collection name's snapshot: key (when set_key) and/or tenants (when not
+ * NULL; borrowed, copied). Caller holds tenancy_mu. */
+static int tenancy_put_locked(ag_store_t *st, const char *name, bool set_key, const char *key,
+                              const json_t *tenants)
+{
+    if (!st->tenancy && !(st->tenancy = json_object()))
+        return AG_ENOMEM;
+    json_t *old = json_object_get(st->tenancy, name);
+    json_t *snap = json_object();
+    json_t *k = set_key ? (key ? json_string(key) : json_null())
+                        : json_incref(old ? json_object_get(old, "key") : NULL);
+    json_t *t = tenants ? json_deep_copy(tenants)
+                        : json_deep_copy(old ? json_object_get(old, "tenants") : NULL);
+    if (!k)
+        k = json_null();
+    if (!t)
+        t = json_object();
+    if (!snap || !k || !t || json_object_set_new(snap, "key", k) != 0 ||
+        json_object_set_new(snap, "tenants", t) != 0 ||
+        json_object_set_new(st->tenancy, name, snap) != 0)
+        return AG_ENOMEM;
+    return 0;
+}
+
+static void tenancy_put(ag_store_t *st, const char *name, bool set_key, const char *key,
+                        const json_t *tenants)
+{
+    pthread_rwlock_wrlock(&st->tenancy_mu);
+    if (tenancy_put_locked(st, name, set_key, key, tenants) != 0)
+        ag_log(AG_LOG_ERROR, "out of memory updating the tenants of '%s'", name);
+    pthread_rwlock_unlock(&st->tenancy_mu);
+}
+
+static void tenancy_drop(ag_store_t *st, const char *name)
+{
+    pthread_rwlock_wrlock(&st->tenancy_mu);
+    if (st->tenancy)
+        json_object_del(st->tenancy, name);
+    pthread_rwlock_unlock(&st->tenancy_mu);
 }
 
 /* ---- flusher ------------------------------------------------------------------------------- */
@@ -205,6 +271,8 @@ static int load_all(ag_store_t *st, ag_diag_t *diag)
             if (result == 0 && c->cid >= st->next_cid)
                 st->next_cid = c->cid + 1;
             if (result == 0)
+                tenancy_put(st, c->name, true, schema_tenant_key(c->schema), NULL);
+            if (result == 0)
                 ag_log(AG_LOG_INFO, "loaded collection '%s': %u points", c->name, c->live);
         } else if (strncmp(key, "a/", 2) == 0) {
             if (st->naliases == st->cap_aliases) {
@@ -227,6 +295,16 @@ static int load_all(ag_store_t *st, ag_diag_t *diag)
                 break;
             }
             st->naliases++;
+        } else if (strncmp(key, "t/", 2) == 0) {
+            json_error_t jerr;
+            json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
+            if (!json_is_object(rec)) {
+                json_decref(rec);
+                result = ag_fail(diag, AG_ESTORAGE, "tenant record for '%s' is corrupt", key + 2);
+                break;
+            }
+            tenancy_put(st, key + 2, false, NULL, rec);
+            json_decref(rec);
         } else if (strcmp(key, "seq") == 0 && v.mv_size == 4) {
             uint32_t seq;
             memcpy(&seq, v.mv_data, 4);
@@ -251,6 +329,7 @@ int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *dia
     pthread_rwlock_init(&st->lock, NULL);
     pthread_mutex_init(&st->stop_mutex, NULL);
     pthread_cond_init(&st->stop_cond, NULL);
+    pthread_rwlock_init(&st->tenancy_mu, NULL);
     st->flush_interval_s = cfg->flush_interval_s > 0 ? cfg->flush_interval_s : 1.0;
     int rc;
     if (mkdir_p(cfg->path) != 0) {
@@ -309,6 +388,8 @@ void ag_store_close(ag_store_t *st)
     pthread_rwlock_destroy(&st->lock);
     pthread_mutex_destroy(&st->stop_mutex);
     pthread_cond_destroy(&st->stop_cond);
+    json_decref(st->tenancy);
+    pthread_rwlock_destroy(&st->tenancy_mu);
     free(st);
 }
 
@@ -422,6 +503,10 @@ int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_d
         MDB_val k = {3, (void *)"seq"}, v = {4, &seq};
         rc = mdb_put(txn, st->meta, &k, &v, 0) ? AG_ESTORAGE : 0;
     }
+    if (rc == 0) {
+        key_for(key, sizeof(key), 't', name); /* no stale tenants from an earlier namesake */
+        rc = meta_del(txn, st->meta, key);
+    }
     if (rc == 0)
         rc = push_coll(st, c); /* reserve before commit so a failure leaves nothing behind */
     if (rc) {
@@ -437,6 +522,8 @@ int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_d
     txn = NULL;
     c = NULL;
     st->next_cid = seq;
+    tenancy_drop(st, name);
+    tenancy_put(st, name, true, NULL, NULL);
     mdb_env_sync(st->env, 1);
     rc = 0;
 out:
@@ -465,6 +552,10 @@ int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *
         char key[AG_MAX_NAME_LEN + 8];
         key_for(key, sizeof(key), 'c', name);
         rc = meta_del(txn, st->meta, key);
+        if (rc == 0) {
+            key_for(key, sizeof(key), 't', name);
+            rc = meta_del(txn, st->meta, key);
+        }
         for (size_t a = 0; rc == 0 && a < st->naliases; a++) {
             if (strcmp(st->aliases[a].target, name) != 0)
                 continue;
@@ -494,6 +585,7 @@ int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *
         }
         st->naliases = w;
         *existed = true;
+        tenancy_drop(st, name);
         mdb_env_sync(st->env, 1);
     }
     pthread_mutex_unlock(&c->write_mutex);
@@ -526,7 +618,97 @@ static int persist_coll(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
 
 int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
 {
-    return persist_coll(st, c, diag);
+    int rc = persist_coll(st, c, diag);
+    if (rc == 0)
+        tenancy_put(st, c->name, true, schema_tenant_key(c->schema), NULL);
+    return rc;
+}
+
+/* ---- tenants ------------------------------------------------------------------------------- */
+
+int ag_store_tenancy(ag_store_t *st, const char *name, json_t **out)
+{
+    *out = NULL;
+    ag_collection_t *c;
+    if (ag_store_get(st, name, &c, NULL) != 0)
+        return AG_ENOTFOUND;
+    pthread_rwlock_rdlock(&st->tenancy_mu);
+    json_t *snap = st->tenancy ? json_object_get(st->tenancy, c->name) : NULL;
+    *out = json_incref(snap);
+    pthread_rwlock_unlock(&st->tenancy_mu);
+    ag_coll_unref(c);
+    if (!*out)
+        *out = json_pack("{s:n,s:{}}", "key", "tenants");
+    return *out ? 0 : AG_ENOMEM;
+}
+
+/* Writes next as c's tenant record and, once committed and synced, publishes it. Caller holds
+ * c's write mutex (so tenant changes of one collection are serialised) but not tenancy_mu, which
+ * is taken only to publish: readers never wait for the sync. */
+static int tenants_commit(ag_store_t *st, ag_collection_t *c, const json_t *next, ag_diag_t *diag)
+{
+    MDB_txn *txn;
+    if (mdb_txn_begin(st->env, NULL, 0, &txn) != 0)
+        return ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction");
+    char key[AG_MAX_NAME_LEN + 8];
+    key_for(key, sizeof(key), 't', c->name);
+    int rc = meta_put_json(txn, st->meta, key, next);
+    if (rc) {
+        mdb_txn_abort(txn);
+        return ag_fail(diag, rc, "cannot store the tenants of '%s'", c->name);
+    }
+    if (mdb_txn_commit(txn) != 0)
+        return ag_fail(diag, AG_ESTORAGE, "cannot commit the tenants of '%s'", c->name);
+    if (mdb_env_sync(st->env, 1) != 0)
+        return ag_fail(diag, AG_EIO, "cannot sync the tenants of '%s'", c->name);
+    pthread_rwlock_wrlock(&st->tenancy_mu);
+    int prc = tenancy_put_locked(st, c->name, false, NULL, next);
+    pthread_rwlock_unlock(&st->tenancy_mu);
+    return prc ? ag_fail(diag, AG_ENOMEM, "out of memory") : 0;
+}
+
+static json_t *tenants_copy(ag_store_t *st, const char *name)
+{
+    pthread_rwlock_rdlock(&st->tenancy_mu);
+    json_t *snap = st->tenancy ? json_object_get(st->tenancy, name) : NULL;
+    json_t *t = snap ? json_object_get(snap, "tenants") : NULL;
+    json_t *copy = t ? json_deep_copy(t) : json_object();
+    pthread_rwlock_unlock(&st->tenancy_mu);
+    return copy;
+}
+
+int ag_store_tenant_set(ag_store_t *st, ag_collection_t *c, const char *tenant, bool create,
+                        bool active, ag_diag_t *diag)
+{
+    json_t *next = tenants_copy(st, c->name);
+    int rc = next ? 0 : AG_ENOMEM;
+    json_t *cur = next ? json_object_get(next, tenant) : NULL;
+    if (rc == 0 && create && cur)
+        rc = ag_fail(diag, AG_EEXIST, "tenant `%s` already exists in collection `%s`", tenant,
+                     c->name);
+    else if (rc == 0 && !create && !cur)
+        rc = ag_fail(diag, AG_ENOTFOUND, "tenant `%s` doesn't exist in collection `%s`", tenant,
+                     c->name);
+    if (rc == 0 && json_object_set_new(next, tenant, json_pack("{s:b}", "active", active)) != 0)
+        rc = AG_ENOMEM;
+    if (rc == 0)
+        rc = tenants_commit(st, c, next, diag);
+    json_decref(next);
+    return rc;
+}
+
+int ag_store_tenant_remove(ag_store_t *st, ag_collection_t *c, const char *tenant,
+                           ag_diag_t *diag)
+{
+    json_t *next = tenants_copy(st, c->name);
+    int rc = next ? 0 : AG_ENOMEM;
+    if (rc == 0 && json_object_del(next, tenant) != 0)
+        rc = ag_fail(diag, AG_ENOTFOUND, "tenant `%s` doesn't exist in collection `%s`", tenant,
+                     c->name);
+    if (rc == 0)
+        rc = tenants_commit(st, c, next, diag);
+    json_decref(next);
+    return rc;
 }
 
 /* Merges src's keys into dst recursively (objects merge, other values replace). */

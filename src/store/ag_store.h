@@ -55,6 +55,25 @@ json_t *ag_store_aliases(ag_store_t *st, const char *collection);
 /* Applies Qdrant's alias actions atomically (all or nothing). */
 int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *diag);
 
+/*
+ * Tenants (PRODUCT §4). A collection is multi-tenant when its payload schema has a keyword or
+ * uuid index with params.is_tenant = true; that field is the tenant key. Declared tenants are
+ * kept in the catalog (meta key "t/<collection>": {name: {"active": bool}}), dropped with the
+ * collection. The store serves an immutable snapshot per collection:
+ *   {"key": "<tenant key>" | null, "tenants": {name: {"active": bool}, ...}}
+ */
+/* A new reference to the snapshot of collection `name` (or the collection behind an alias), or
+ * AG_ENOTFOUND when the collection does not exist. Never modify it. */
+int ag_store_tenancy(ag_store_t *st, const char *name, json_t **out);
+/* Declares a tenant (create: AG_EEXIST when declared) or sets active on a declared one
+ * (AG_ENOTFOUND otherwise), durably before returning. Caller holds c's write mutex. */
+int ag_store_tenant_set(ag_store_t *st, ag_collection_t *c, const char *tenant, bool create,
+                        bool active, ag_diag_t *diag);
+/* Removes a tenant's declaration (AG_ENOTFOUND when not declared). Caller holds c's write mutex
+ * and has deleted the tenant's points. */
+int ag_store_tenant_remove(ag_store_t *st, ag_collection_t *c, const char *tenant,
+                           ag_diag_t *diag);
+
 /* Forces a durable sync of everything committed so far. */
 int ag_store_sync(ag_store_t *st);
 

@@ -272,8 +272,11 @@ describe('tenants', () => {
     assert.equal((await srv.request('GET', '/collections/plain', undefined, { headers: tm })).status, 403);
 
     const denials = await audit('?decision=deny&principal=tm');
-    assert.ok(denials.some((r) => r.action === 'create:tenants' && r.status === 403), JSON.stringify(denials));
+    assert.ok(denials.some((r) => r.action === 'create:tenants' && r.status === 403 && r.resource.tenant === 'Other3'), JSON.stringify(denials));
+    assert.ok((await audit('?principal=tm&decision=allow')).some((r) => r.action === 'create:tenants' && r.resource.tenant === 'TargetTenantC'));
     assert.ok(!fs.readFileSync(auditPath(), 'utf8').includes(user.api_key));
+    const keyId = user.user.key_id;
+    assert.ok(denials.every((r) => r.principal.kind === 'user' && r.principal.key_id === keyId), JSON.stringify(denials[0]));
   });
 });
 

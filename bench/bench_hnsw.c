@@ -1,0 +1,351 @@
+/*
+ * bench_hnsw — the HNSW index beside the exact scan measured in the same run, single thread.
+ *
+ *   bench_hnsw [n [queries [glove-dir]]]     defaults: 100000 1000, no GloVe
+ *
+ * 1. Seeded clustered n x 128 float32 (Euclid) plus queries: build time (M=16, ef_construct=100),
+ *    then recall@10 and queries/s at ef 16/32/64/128 against the exact index (ground truth and
+ *    baseline). Best of 3 interleaved rounds.
+ * 2. Filtered search at selectivity 0.1/1/10/50/100 %: the index's planner (ef 64) beside exact
+ *    search over the matching points, both as a predicate scan and with a candidate list.
+ * 3. Optionally GloVe-100 angular (Cosine) from glove-dir (base.fvecs, query.fvecs, gt.ivecs).
+ * hnswlib is not installed on this machine: its numbers are quoted from PRODUCT.md §11.
+ */
+#include "ag_base.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "ag_clock.h"
+#include "index/ag_hnsw.h"
+#include "index/ag_index.h"
+
+#define K 10
+#define DIM 128
+#define CLUSTERS 100
+#define ROUNDS 3
+#define NQ_EXACT 200 /* queries per exact-scan round (the scan is slow) */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+
+static uint64_t next_u64(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static double unit(void)
+{
+    return ((double)(next_u64() >> 11) + 0.5) / (double)(UINT64_C(1) << 53);
+}
+
+static float gauss(void)
+{
+    return (float)(sqrt(-2.0 * log(unit())) * cos(6.283185307179586 * unit()));
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return AG_EINVAL;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* Ground truth for nq queries into gt (nq * K slots; UINT32_MAX pads a short answer). */
+static double run_queries(const ag_index_t *ix, const float *qs, uint32_t dim, uint32_t nq,
+                          const ag_index_filter_t *flt, const ag_search_params_t *sp,
+                          uint32_t *ids)
+{
+    double t0 = ag_now_mono();
+    for (uint32_t q = 0; q < nq; q++) {
+        ag_hit_t h[K];
+        size_t n = 0;
+        if (ag_index_search(ix, qs + (size_t)q * dim, K, flt, sp, h, &n) != 0)
+            n = 0;
+        for (size_t i = 0; i < K; i++)
+            ids[(size_t)q * K + i] = i < n ? h[i].slot : UINT32_MAX;
+    }
+    return ag_now_mono() - t0;
+}
+
+static double recall_of(const uint32_t *got, const uint32_t *gt, uint32_t nq, size_t gt_stride)
+{
+    size_t hit = 0, want = 0;
+    for (uint32_t q = 0; q < nq; q++) {
+        for (size_t i = 0; i < K; i++) {
+            uint32_t g = gt[(size_t)q * gt_stride + i];
+            if (g == UINT32_MAX)
+                continue;
+            want++;
+            for (size_t j = 0; j < K; j++)
+                if (got[(size_t)q * K + j] == g) {
+                    hit++;
+                    break;
+                }
+        }
+    }
+    return want ? (double)hit / (double)want : 1.0;
+}
+
+static ag_index_t *build(ag_vecstore_t *vs, ag_distance_t dist, uint32_t n, double *secs)
+{
+    ag_hnsw_params_t p = {.m = 16, .ef_construct = 100};
+    ag_index_t *ix;
+    if (ag_index_hnsw_new(vs, dist, &p, &ix) != 0)
+        return NULL;
+    double t0 = ag_now_mono();
+    for (uint32_t s = 0; s < n; s++)
+        if (ag_index_add(ix, s) != 0) {
+            ag_index_free(ix);
+            return NULL;
+        }
+    *secs = ag_now_mono() - t0;
+    return ix;
+}
+
+static const uint32_t efs[] = {16, 32, 64, 128};
+
+/* The ef sweep: exact (ground truth, baseline) and HNSW rows, best of ROUNDS interleaved. */
+static void sweep(const ag_index_t *hnsw, const ag_index_t *exact, const float *qs, uint32_t dim,
+                  uint32_t nq, const uint32_t *gt, size_t gt_stride, uint32_t *scratch)
+{
+    double best_exact = INFINITY, best[AG_ARRAY_LEN(efs)];
+    double rec[AG_ARRAY_LEN(efs)];
+    uint32_t ne = AG_MIN(nq, (uint32_t)NQ_EXACT);
+    for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++)
+        best[e] = INFINITY;
+    for (int r = 0; r < ROUNDS; r++) {
+        best_exact = AG_MIN(best_exact, run_queries(exact, qs, dim, ne, NULL, NULL, scratch));
+        for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++) {
+            ag_search_params_t sp = {.ef = efs[e]};
+            best[e] = AG_MIN(best[e], run_queries(hnsw, qs, dim, nq, NULL, &sp, scratch));
+            rec[e] = recall_of(scratch, gt, nq, gt_stride);
+        }
+    }
+    double exact_qps = ne / best_exact;
+    printf("%-26s %9s %12s %10s\n", "search (1 thread)", "recall@10", "queries/s", "vs exact");
+    printf("%-26s %9.4f %12.1f %9.1fx\n", "exact scan", 1.0, exact_qps, 1.0);
+    for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++) {
+        char name[32];
+        snprintf(name, sizeof(name), "aegis hnsw ef=%u", efs[e]);
+        printf("%-26s %9.4f %12.1f %9.1fx\n", name, rec[e], nq / best[e],
+               nq / best[e] / exact_qps);
+    }
+}
+
+typedef struct bitmap_filter {
+    const uint8_t *ok;
+} bitmap_filter_t;
+
+static bool accept_bitmap(const void *ud, uint32_t slot)
+{
+    return ((const bitmap_filter_t *)ud)->ok[slot] != 0;
+}
+
+static void filtered(const ag_index_t *hnsw, const ag_vecstore_t *vs, ag_distance_t dist,
+                     const float *qs, uint32_t nq, uint32_t n)
+{
+    static const double sels[] = {0.001, 0.01, 0.1, 0.5, 1.0};
+    uint8_t *ok = malloc(n);
+    uint32_t *cand = malloc((size_t)n * sizeof(uint32_t));
+    uint32_t *gt = malloc((size_t)nq * K * sizeof(uint32_t));
+    uint32_t *got = malloc((size_t)nq * K * sizeof(uint32_t));
+    if (!ok || !cand || !gt || !got)
+        goto out;
+    printf("\nfiltered search, k=10, 1 thread (index: planner, ef 64; exact: over the matching "
+           "points)\n");
+    printf("%-12s %8s | %9s %12s | %12s %12s | %8s\n", "selectivity", "matches", "recall@10",
+           "index q/s", "exact(pred)", "exact(list)", "index/ex");
+    for (size_t si = 0; si < AG_ARRAY_LEN(sels); si++) {
+        uint32_t nc = 0;
+        uint64_t cut = (uint64_t)(sels[si] * 4294967296.0);
+        for (uint32_t s = 0; s < n; s++) {
+            uint64_t h = (uint64_t)(s * 2654435761u ^ 0x5bd1e995u) * 0x9E3779B1u;
+            ok[s] = ((h >> 8) & 0xffffffffu) < cut || sels[si] >= 1.0;
+            if (ok[s])
+                cand[nc++] = s;
+        }
+        bitmap_filter_t bf = {ok};
+        ag_index_filter_t pred = {.accept = accept_bitmap, .ud = &bf};
+        ag_index_filter_t list = {.accept = NULL, .candidates = cand, .n_candidates = nc};
+        ag_search_params_t sp = {.ef = 64};
+        /* Ground truth: exact over the matching points. */
+        for (uint32_t q = 0; q < nq; q++) {
+            ag_hit_t h[K];
+            size_t m = 0;
+            ag_index_score_candidates(vs, dist, qs + (size_t)q * DIM, K, &list, NULL, h, &m);
+            for (size_t i = 0; i < K; i++)
+                gt[(size_t)q * K + i] = i < m ? h[i].slot : UINT32_MAX;
+        }
+        uint32_t ne = sels[si] >= 0.1 ? AG_MIN(nq, (uint32_t)NQ_EXACT) : nq;
+        double b_ix = INFINITY, b_pred = INFINITY, b_list = INFINITY, rec = 0;
+        for (int r = 0; r < ROUNDS; r++) {
+            double t0 = ag_now_mono();
+            for (uint32_t q = 0; q < ne; q++) {
+                ag_hit_t h[K];
+                size_t m;
+                ag_index_score_candidates(vs, dist, qs + (size_t)q * DIM, K, &pred, NULL, h, &m);
+            }
+            b_pred = AG_MIN(b_pred, ag_now_mono() - t0);
+            t0 = ag_now_mono();
+            for (uint32_t q = 0; q < ne; q++) {
+                ag_hit_t h[K];
+                size_t m;
+                ag_index_score_candidates(vs, dist, qs + (size_t)q * DIM, K, &list, NULL, h, &m);
+            }
+            b_list = AG_MIN(b_list, ag_now_mono() - t0);
+            b_ix = AG_MIN(b_ix, run_queries(hnsw, qs, DIM, nq, &pred, &sp, got));
+            rec = recall_of(got, gt, nq, K);
+        }
+        double qi = nq / b_ix, qp = ne / b_pred, ql = ne / b_list;
+        printf("%10.1f %% %8u | %9.4f %12.1f | %12.1f %12.1f | %7.2fx\n", sels[si] * 100, nc, rec,
+               qi, qp, ql, qi / AG_MAX(qp, ql));
+    }
+out:
+    free(ok);
+    free(cand);
+    free(gt);
+    free(got);
+}
+
+/* Reads an .fvecs/.ivecs file (each record: int32 d, then d 4-byte values). */
+static void *read_vecs(const char *path, uint32_t *n, uint32_t *d)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    int32_t dd;
+    void *data = NULL;
+    if (fread(&dd, 4, 1, f) != 1 || dd <= 0 || dd > AG_MAX_DIM)
+        goto out;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    size_t rec = 4 + 4 * (size_t)dd;
+    if (size <= 0 || (size_t)size % rec)
+        goto out;
+    *n = (uint32_t)((size_t)size / rec);
+    *d = (uint32_t)dd;
+    data = malloc((size_t)*n * (size_t)dd * 4);
+    for (uint32_t i = 0; data && i < *n; i++) {
+        int32_t x;
+        if (fread(&x, 4, 1, f) != 1 || x != dd ||
+            fread((char *)data + (size_t)i * dd * 4, 4, (size_t)dd, f) != (size_t)dd) {
+            free(data);
+            data = NULL;
+        }
+    }
+out:
+    fclose(f);
+    return data;
+}
+
+static void glove(const char *dir, uint32_t *scratch)
+{
+    char p[1024];
+    uint32_t n, d, nq, dq, ng, dg;
+    snprintf(p, sizeof(p), "%s/base.fvecs", dir);
+    float *base = read_vecs(p, &n, &d);
+    snprintf(p, sizeof(p), "%s/query.fvecs", dir);
+    float *qs = read_vecs(p, &nq, &dq);
+    snprintf(p, sizeof(p), "%s/gt.ivecs", dir);
+    uint32_t *gt = read_vecs(p, &ng, &dg);
+    ag_vecstore_t *vs = NULL;
+    ag_index_t *hnsw = NULL, *exact = NULL;
+    if (!base || !qs || !gt || d != dq || ng != nq || dg < K || nq > 1000) {
+        printf("\nGloVe: cannot read %s, skipped\n", dir);
+        goto out;
+    }
+    if (ag_vecstore_new(d, &vs) || ag_index_exact_new(vs, AG_DIST_COSINE, &exact))
+        goto out;
+    for (uint32_t i = 0; i < n; i++) {
+        ag_vector_normalize(base + (size_t)i * d, d);
+        ag_vecstore_set(vs, i, base + (size_t)i * d);
+    }
+    for (uint32_t i = 0; i < nq; i++)
+        ag_vector_normalize(qs + (size_t)i * d, d);
+    double secs = 0;
+    if (!(hnsw = build(vs, AG_DIST_COSINE, n, &secs)))
+        goto out;
+    printf("\nGloVe-100 angular: n=%u dim=%u queries=%u (Cosine; recall vs the shipped gt.ivecs)\n",
+           n, d, nq);
+    printf("build (M=16, ef_construct=100, 1 thread): %.2f s\n", secs);
+    sweep(hnsw, exact, qs, d, nq, gt, dg, scratch);
+out:
+    ag_index_free(hnsw);
+    ag_index_free(exact);
+    ag_vecstore_free(vs);
+    free(base);
+    free(qs);
+    free(gt);
+}
+
+int main(int argc, char **argv)
+{
+    uint32_t n = 100000, nq = 1000;
+    if ((argc > 1 && parse_u32(argv[1], 100, AG_VECSTORE_MAX_SLOTS - 1, &n)) ||
+        (argc > 2 && parse_u32(argv[2], 1, 1000, &nq)) || argc > 4) {
+        fprintf(stderr, "usage: %s [n [queries [glove-dir]]]\n", argv[0]);
+        return 2;
+    }
+    int rc = 1;
+    ag_vecstore_t *vs = NULL;
+    ag_index_t *hnsw = NULL, *exact = NULL;
+    float *centers = malloc((size_t)CLUSTERS * DIM * sizeof(float));
+    float *qs = malloc((size_t)nq * DIM * sizeof(float));
+    float *v = malloc(DIM * sizeof(float));
+    uint32_t *gt = malloc((size_t)nq * K * sizeof(uint32_t));
+    uint32_t *scratch = malloc((size_t)1000 * K * sizeof(uint32_t));
+    if (!centers || !qs || !v || !gt || !scratch || ag_vecstore_new(DIM, &vs) ||
+        ag_index_exact_new(vs, AG_DIST_EUCLID, &exact))
+        goto out;
+    for (size_t i = 0; i < (size_t)CLUSTERS * DIM; i++)
+        centers[i] = (float)(unit() * 2.0 - 1.0);
+    for (uint32_t s = 0; s < n + nq; s++) {
+        const float *c = centers + (size_t)(next_u64() % CLUSTERS) * DIM;
+        float *dst = s < n ? v : qs + (size_t)(s - n) * DIM;
+        for (uint32_t j = 0; j < DIM; j++)
+            dst[j] = c[j] + 0.2f * gauss();
+        if (s < n && ag_vecstore_set(vs, s, v))
+            goto out;
+    }
+    printf("bench_hnsw: clustered n=%u dim=%d Euclid, k=%d, queries=%u, single thread\n", n, DIM,
+           K, nq);
+    double secs = 0;
+    if (!(hnsw = build(vs, AG_DIST_EUCLID, n, &secs)))
+        goto out;
+    ag_hnsw_stats_t st;
+    ag_hnsw_stats(hnsw, &st);
+    printf("build (M=16, ef_construct=100, 1 thread): %.2f s (%.0f points/s), graph %.1f MB, "
+           "%u levels\n",
+           secs, n / secs, (double)st.memory / 1048576.0, st.max_level + 1);
+    run_queries(exact, qs, DIM, nq, NULL, NULL, gt);
+    sweep(hnsw, exact, qs, DIM, nq, gt, K, scratch);
+    printf("reference, QUOTED from PRODUCT.md §11 (hnswlib 0.6.2, same machine, its own clustered "
+           "100k x 128 set, not run here):\n"
+           "  hnswlib build 14.7 s; ef=32 16,859 q/s at recall 0.935; ef=64 9,876 q/s at 0.967\n");
+    filtered(hnsw, vs, AG_DIST_EUCLID, qs, nq, n);
+    if (argc > 3)
+        glove(argv[3], scratch);
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "bench_hnsw: out of memory or bad data\n");
+    ag_index_free(hnsw);
+    ag_index_free(exact);
+    ag_vecstore_free(vs);
+    free(centers);
+    free(qs);
+    free(v);
+    free(gt);
+    free(scratch);
+    ag_hnsw_thread_release();
+    return rc;
+}

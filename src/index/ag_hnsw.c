@@ -1,0 +1,1483 @@
+#include "ag_base.h"
+
+#include "ag_hnsw.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ag_clock.h"
+#include "ag_log.h"
+
+/* ---- the graph ------------------------------------------------------------------------------ */
+
+enum { NODE_EMPTY = 0, NODE_LIVE = 1, NODE_TOMB = 2 };
+
+#define NO_NODE UINT32_MAX
+#define MAX_LEVEL 30
+/* Tombstones trigger a repair when they pass this fraction of the graph (and REPAIR_MIN). */
+#define REPAIR_FRACTION 0.1
+#define REPAIR_MIN 64u
+#define SAMPLE_N 256u
+
+typedef struct cand {
+    float d; /* internal distance: lower is closer */
+    uint32_t id;
+} cand_t;
+
+typedef struct hnsw {
+    ag_index_t base;
+    uint32_t m, m0, ef_construct, ef_search, full_scan;
+    double ml;
+    uint64_t rng;
+    uint32_t cap;    /* nodes addressable */
+    uint32_t *l0;    /* cap * (m0 + 1): count, then links */
+    uint32_t **up;   /* cap: levels 1..level, (m + 1) words each, or NULL */
+    uint8_t *level;  /* cap */
+    uint8_t *state;  /* cap: NODE_* */
+    uint32_t entry;  /* NO_NODE when the graph is empty */
+    int max_level;
+    uint32_t n_live, n_tomb;
+    bool built;
+    bool deferred;                 /* ag_hnsw_defer: add() records nothing until finish */
+    uint64_t mutations;            /* add/remove calls that changed the graph (writer side) */
+    _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
+} hnsw_t;
+
+static inline uint32_t *links_of(const hnsw_t *h, uint32_t id, int lc)
+{
+    if (lc == 0)
+        return h->l0 + (size_t)id * (h->m0 + 1);
+    return h->up[id] + (size_t)(lc - 1) * (h->m + 1);
+}
+
+static inline uint32_t cap_of(const hnsw_t *h, int lc)
+{
+    return lc == 0 ? h->m0 : h->m;
+}
+
+/*
+ * Kernels over whole padded rows: both operands are 64-byte aligned and `n` (the vecstore stride)
+ * is a multiple of 16 with zero tails, so there is no remainder loop, and two blocks of 16 lanes
+ * are summed into separate accumulators: the sums form independent dependency chains instead of
+ * one (the shared kernels in ag_distance.c take any dim and keep a single chain). The summation
+ * order differs from the shared kernels only in rounding, so the few hits finally returned are
+ * re-scored with those (scores then equal the exact index's bit for bit).
+ */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__OPTIMIZE__)
+/* Unoptimized (Debug, sanitizer) builds keep the accumulator arrays in memory, which makes these
+ * kernels most of a unit test's run time; they stay instrumented, just optimized. */
+#define KERNEL_OPT __attribute__((optimize("O2")))
+#else
+#define KERNEL_OPT
+#endif
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__)
+#define HNSW_KERNEL static KERNEL_OPT __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define HNSW_KERNEL static KERNEL_OPT
+#endif
+
+#define LANES 16
+
+HNSW_KERNEL float pad_l2sq(const float *restrict a, const float *restrict b, size_t n)
+{
+    a = __builtin_assume_aligned(a, 64);
+    b = __builtin_assume_aligned(b, 64);
+    float s0[LANES] = {0}, s1[LANES] = {0};
+    size_t i = 0;
+    for (; i + 2 * LANES <= n; i += 2 * LANES) {
+#pragma omp simd
+        for (size_t j = 0; j < LANES; j++) {
+            float d0 = a[i + j] - b[i + j], d1 = a[i + LANES + j] - b[i + LANES + j];
+            s0[j] += d0 * d0;
+            s1[j] += d1 * d1;
+        }
+    }
+    if (i < n) {
+#pragma omp simd
+        for (size_t j = 0; j < LANES; j++) {
+            float d0 = a[i + j] - b[i + j];
+            s0[j] += d0 * d0;
+        }
+    }
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (size_t j = 0; j < LANES; j++)
+        acc += s0[j] + s1[j];
+    return acc;
+}
+
+HNSW_KERNEL float pad_l1(const float *restrict a, const float *restrict b, size_t n)
+{
+    a = __builtin_assume_aligned(a, 64);
+    b = __builtin_assume_aligned(b, 64);
+    float s0[LANES] = {0}, s1[LANES] = {0};
+    size_t i = 0;
+    for (; i + 2 * LANES <= n; i += 2 * LANES) {
+#pragma omp simd
+        for (size_t j = 0; j < LANES; j++) {
+            s0[j] += fabsf(a[i + j] - b[i + j]);
+            s1[j] += fabsf(a[i + LANES + j] - b[i + LANES + j]);
+        }
+    }
+    if (i < n) {
+#pragma omp simd
+        for (size_t j = 0; j < LANES; j++)
+            s0[j] += fabsf(a[i + j] - b[i + j]);
+    }
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (size_t j = 0; j < LANES; j++)
+        acc += s0[j] + s1[j];
+    return acc;
+}
+
+HNSW_KERNEL float pad_dot(const float *restrict a, const float *restrict b, size_t n)
+{
+    a = __builtin_assume_aligned(a, 64);
+    b = __builtin_assume_aligned(b, 64);
+    float s0[LANES] = {0}, s1[LANES] = {0};
+    size_t i = 0;
+    for (; i + 2 * LANES <= n; i += 2 * LANES) {
+#pragma omp simd
+        for (size_t j = 0; j < LANES; j++) {
+            s0[j] += a[i + j] * b[i + j];
+            s1[j] += a[i + LANES + j] * b[i + LANES + j];
+        }
+    }
+    if (i < n) {
+#pragma omp simd
+        for (size_t j = 0; j < LANES; j++)
+            s0[j] += a[i + j] * b[i + j];
+    }
+    float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+    for (size_t j = 0; j < LANES; j++)
+        acc += s0[j] + s1[j];
+    return acc;
+}
+
+/* Internal distance over padded rows, lower = closer: squared L2, L1, or the negated dot. */
+static inline float idist(ag_distance_t d, const float *a, const float *b, size_t stride)
+{
+    switch (d) {
+    case AG_DIST_EUCLID:
+        return pad_l2sq(a, b, stride);
+    case AG_DIST_MANHATTAN:
+        return pad_l1(a, b, stride);
+    case AG_DIST_COSINE:
+    case AG_DIST_DOT:
+        break;
+    }
+    return -pad_dot(a, b, stride);
+}
+
+/* The same with the shared kernels over dim floats (the exact index's arithmetic). */
+static inline float idist_exact(ag_distance_t d, const float *a, const float *b, uint32_t dim)
+{
+    switch (d) {
+    case AG_DIST_EUCLID:
+        return ag_l2sq_f32(a, b, dim);
+    case AG_DIST_MANHATTAN:
+        return ag_l1_f32(a, b, dim);
+    case AG_DIST_COSINE:
+    case AG_DIST_DOT:
+        break;
+    }
+    return -ag_dot_f32(a, b, dim);
+}
+
+/* The ranking key the exact index uses (higher = better), from an internal distance. */
+static inline float key_of(ag_distance_t d, float dist)
+{
+    switch (d) {
+    case AG_DIST_EUCLID:
+        return -sqrtf(dist);
+    case AG_DIST_MANHATTAN:
+    case AG_DIST_COSINE:
+    case AG_DIST_DOT:
+        break;
+    }
+    return -dist;
+}
+
+static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
+{
+    const char *p = (const char *)ag_vecstore_view_row(v, id);
+    size_t bytes = AG_MIN(v->stride * sizeof(float), (size_t)256);
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(p + off);
+}
+
+static inline void prefetch_links(const hnsw_t *h, uint32_t id, int lc)
+{
+    const char *p = (const char *)links_of(h, id, lc);
+    size_t bytes = ((size_t)cap_of(h, lc) + 1) * sizeof(uint32_t);
+    for (size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(p + off);
+}
+
+/* ---- per-thread scratch --------------------------------------------------------------------- */
+
+typedef struct scratch {
+    uint32_t *tag; /* visited: tag[id] == epoch */
+    uint32_t tag_cap;
+    uint32_t epoch;
+    cand_t *cq; /* candidates, min-heap */
+    size_t cq_n, cq_cap;
+    cand_t *rs; /* results, max-heap (worst at the root) */
+    size_t rs_n, rs_cap;
+    uint32_t *ids; /* neighbours gathered for one expansion; accepted slots for an exact scan */
+    size_t ids_cap;
+    float *qbuf; /* the query copied into a padded, aligned row */
+    size_t qbuf_cap;
+} scratch_t;
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static bool scratch_key_ok;
+
+static void scratch_free(void *p)
+{
+    scratch_t *s = p;
+    if (!s)
+        return;
+    free(s->tag);
+    free(s->cq);
+    free(s->rs);
+    free(s->ids);
+    free(s->qbuf);
+    free(s);
+}
+
+static void scratch_key_init(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0;
+}
+
+void ag_hnsw_thread_release(void)
+{
+    pthread_once(&scratch_once, scratch_key_init);
+    if (!scratch_key_ok)
+        return;
+    scratch_free(pthread_getspecific(scratch_key));
+    pthread_setspecific(scratch_key, NULL);
+}
+
+/* The calling thread's scratch with a visited set covering cap nodes, or NULL (out of memory). */
+static scratch_t *scratch_get(uint32_t cap)
+{
+    pthread_once(&scratch_once, scratch_key_init);
+    if (!scratch_key_ok)
+        return NULL;
+    scratch_t *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s)
+            return NULL;
+        if (pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->tag_cap < cap) {
+        uint32_t *t = calloc(cap, sizeof(uint32_t));
+        if (!t)
+            return NULL;
+        free(s->tag);
+        s->tag = t;
+        s->tag_cap = cap;
+        s->epoch = 0;
+    }
+    return s;
+}
+
+static void visited_reset(scratch_t *s)
+{
+    if (++s->epoch == 0) {
+        memset(s->tag, 0, (size_t)s->tag_cap * sizeof(uint32_t));
+        s->epoch = 1;
+    }
+}
+
+static inline bool visit(scratch_t *s, uint32_t id)
+{
+    if (s->tag[id] == s->epoch)
+        return false;
+    s->tag[id] = s->epoch;
+    return true;
+}
+
+static bool grow_cands(cand_t **a, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return true;
+    size_t nc = *cap ? *cap * 2 : 256;
+    while (nc < need)
+        nc *= 2;
+    cand_t *g = realloc(*a, nc * sizeof(cand_t));
+    if (!g)
+        return false;
+    *a = g;
+    *cap = nc;
+    return true;
+}
+
+/* Heaps ordered by (d, id): the min-heap pops the closest, the max-heap keeps the worst on top. */
+static inline bool closer(const cand_t *a, const cand_t *b)
+{
+    return a->d < b->d || (a->d == b->d && a->id < b->id);
+}
+
+static void minheap_push(cand_t *h, size_t *n, cand_t x)
+{
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!closer(&x, &h[p]))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+}
+
+static cand_t minheap_pop(cand_t *h, size_t *n)
+{
+    cand_t top = h[0], x = h[--(*n)];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && closer(&h[c + 1], &h[c]))
+            c++;
+        if (!closer(&h[c], &x))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n > 0)
+        h[i] = x;
+    return top;
+}
+
+static void maxheap_sift_down(cand_t *h, size_t n, size_t i)
+{
+    cand_t x = h[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && closer(&h[c], &h[c + 1]))
+            c++;
+        if (!closer(&x, &h[c]))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+}
+
+static void maxheap_push(cand_t *h, size_t *n, cand_t x)
+{
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!closer(&h[p], &x))
+            break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = x;
+}
+
+static void maxheap_pop(cand_t *h, size_t *n)
+{
+    h[0] = h[--(*n)];
+    if (*n > 0)
+        maxheap_sift_down(h, *n, 0);
+}
+
+static int cmp_cand(const void *pa, const void *pb)
+{
+    const cand_t *a = pa, *b = pb;
+    return closer(a, b) ? -1 : closer(b, a) ? 1 : 0;
+}
+
+/* ---- layer search --------------------------------------------------------------------------- */
+
+typedef struct sctx {
+    const hnsw_t *h;
+    ag_vecstore_view_t v;
+    const float *q;
+    ag_accept_fn accept; /* NULL = every live node */
+    const void *ud;
+    bool acorn;
+    scratch_t *sc;
+} sctx_t;
+
+static inline bool admit(const sctx_t *x, uint32_t id)
+{
+    return x->h->state[id] == NODE_LIVE && (!x->accept || x->accept(x->ud, id));
+}
+
+static inline float qdist(const sctx_t *x, uint32_t id)
+{
+    return idist(x->h->base.dist, x->q, ag_vecstore_view_row(&x->v, id), x->v.stride);
+}
+
+/* Greedy walk on one upper level towards the query. */
+static void greedy(const sctx_t *x, int lc, uint32_t *ep, float *epd)
+{
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        const uint32_t *l = links_of(x->h, *ep, lc);
+        uint32_t n = l[0];
+        for (uint32_t i = 1; i <= n; i++)
+            prefetch_row(&x->v, l[i]);
+        for (uint32_t i = 1; i <= n; i++) {
+            float d = qdist(x, l[i]);
+            if (d < *epd) {
+                *epd = d;
+                *ep = l[i];
+                changed = true;
+            }
+        }
+    }
+}
+
+static bool ids_room(scratch_t *s, size_t need)
+{
+    if (need <= s->ids_cap)
+        return true;
+    size_t nc = s->ids_cap ? s->ids_cap * 2 : 1024;
+    while (nc < need)
+        nc *= 2;
+    uint32_t *g = realloc(s->ids, nc * sizeof(uint32_t));
+    if (!g)
+        return false;
+    s->ids = g;
+    s->ids_cap = nc;
+    return true;
+}
+
+/* Unvisited neighbours of c to score, into sc->ids; returns how many (or SIZE_MAX: no memory).
+ * Normal mode: every unvisited neighbour. ACORN mode: accepted neighbours, plus the accepted
+ * neighbours of rejected ones (two hops), so the walk stays on accepted nodes without losing the
+ * paths that lead through rejected ones. */
+static size_t gather(const sctx_t *x, uint32_t c, int lc)
+{
+    scratch_t *sc = x->sc;
+    const hnsw_t *h = x->h;
+    const uint32_t *l = links_of(h, c, lc);
+    uint32_t n = l[0];
+    if (!ids_room(sc, x->acorn ? (size_t)n * (h->m0 + 1) : n))
+        return SIZE_MAX;
+    size_t k = 0;
+    if (!x->acorn) {
+        for (uint32_t i = 1; i <= n; i++)
+            if (visit(sc, l[i]))
+                sc->ids[k++] = l[i];
+        return k;
+    }
+    for (uint32_t i = 1; i <= n; i++) {
+        uint32_t a = l[i];
+        if (!visit(sc, a))
+            continue;
+        if (admit(x, a)) {
+            sc->ids[k++] = a;
+            continue;
+        }
+        const uint32_t *l2 = links_of(h, a, lc);
+        uint32_t n2 = l2[0];
+        for (uint32_t j = 1; j <= n2; j++) {
+            uint32_t b = l2[j];
+            if (sc->tag[b] != sc->epoch && admit(x, b)) {
+                sc->tag[b] = sc->epoch;
+                sc->ids[k++] = b;
+            }
+        }
+    }
+    return k;
+}
+
+/* Beam search of width ef on level lc from ep. Leaves the (up to ef) best admitted nodes in
+ * sc->rs as a max-heap. Traversal passes through nodes that are not admitted (tombstones,
+ * rejected by the filter) but never returns them. AG_ENOMEM. */
+static int search_layer(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
+{
+    scratch_t *sc = x->sc;
+    visited_reset(sc);
+    sc->cq_n = sc->rs_n = 0;
+    if (!grow_cands(&sc->rs, &sc->rs_cap, ef + 1) || !grow_cands(&sc->cq, &sc->cq_cap, 64))
+        return AG_ENOMEM;
+    visit(sc, ep);
+    minheap_push(sc->cq, &sc->cq_n, (cand_t){epd, ep});
+    if (admit(x, ep))
+        maxheap_push(sc->rs, &sc->rs_n, (cand_t){epd, ep});
+    while (sc->cq_n > 0) {
+        cand_t c = minheap_pop(sc->cq, &sc->cq_n);
+        if (sc->rs_n >= ef && c.d > sc->rs[0].d)
+            break;
+        size_t k = gather(x, c.id, lc);
+        if (k == SIZE_MAX)
+            return AG_ENOMEM;
+        for (size_t i = 0; i < k; i++)
+            prefetch_row(&x->v, sc->ids[i]);
+        if (!grow_cands(&sc->cq, &sc->cq_cap, sc->cq_n + k))
+            return AG_ENOMEM;
+        for (size_t i = 0; i < k; i++) {
+            uint32_t id = sc->ids[i];
+            if (i + 1 < k)
+                prefetch_row(&x->v, sc->ids[i + 1]);
+            float d = qdist(x, id);
+            if (sc->rs_n < ef || d < sc->rs[0].d) {
+                /* Most of what enters the queue is expanded soon; its links are not next to
+                 * its row (unlike hnswlib's interleaved layout), so fetch them now. */
+                prefetch_links(x->h, id, lc);
+                minheap_push(sc->cq, &sc->cq_n, (cand_t){d, id});
+                if (x->acorn || admit(x, id)) {
+                    maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, id});
+                    if (sc->rs_n > ef)
+                        maxheap_pop(sc->rs, &sc->rs_n);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- construction --------------------------------------------------------------------------- */
+
+static uint64_t next_rand(hnsw_t *h)
+{
+    uint64_t z = (h->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int random_level(hnsw_t *h)
+{
+    double u = ((double)(next_rand(h) >> 11) + 0.5) / (double)(UINT64_C(1) << 53);
+    double l = -log(u) * h->ml;
+    return l >= MAX_LEVEL ? MAX_LEVEL : (int)l;
+}
+
+static int grow_nodes(hnsw_t *h, uint32_t need)
+{
+    if (need <= h->cap)
+        return 0;
+    uint32_t nc = h->cap ? h->cap : 64;
+    while (nc < need)
+        nc = nc > UINT32_MAX / 2 ? need : nc * 2;
+    size_t words = (size_t)h->m0 + 1;
+    uint32_t *l0 = realloc(h->l0, (size_t)nc * words * sizeof(uint32_t));
+    if (!l0)
+        return AG_ENOMEM;
+    h->l0 = l0;
+    memset(l0 + (size_t)h->cap * words, 0, (size_t)(nc - h->cap) * words * sizeof(uint32_t));
+    uint32_t **up = realloc(h->up, (size_t)nc * sizeof(*up));
+    if (!up)
+        return AG_ENOMEM;
+    h->up = up;
+    memset(up + h->cap, 0, (size_t)(nc - h->cap) * sizeof(*up));
+    uint8_t *lv = realloc(h->level, nc);
+    if (!lv)
+        return AG_ENOMEM;
+    h->level = lv;
+    memset(lv + h->cap, 0, nc - h->cap);
+    uint8_t *st = realloc(h->state, nc);
+    if (!st)
+        return AG_ENOMEM;
+    h->state = st;
+    memset(st + h->cap, 0, nc - h->cap);
+    h->cap = nc;
+    return 0;
+}
+
+static inline float rdist(const hnsw_t *h, const ag_vecstore_view_t *v, uint32_t a, uint32_t b)
+{
+    return idist(h->base.dist, ag_vecstore_view_row(v, a), ag_vecstore_view_row(v, b), v->stride);
+}
+
+/* The selection heuristic (HNSW paper, algorithm 4): walking candidates from the closest, keep
+ * one only if it is closer to the base than to every neighbour kept so far, so the links point
+ * in different directions. c is sorted closest first; the kept ones are moved to its front.
+ * Returns how many were kept (<= max). */
+static size_t select_neighbours(const hnsw_t *h, const ag_vecstore_view_t *v, cand_t *c, size_t n,
+                                size_t max)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n && kept < max; i++) {
+        bool good = true;
+        for (size_t j = 0; j < kept; j++) {
+            if (rdist(h, v, c[i].id, c[j].id) < c[i].d) {
+                good = false;
+                break;
+            }
+        }
+        if (good)
+            c[kept++] = c[i];
+    }
+    return kept;
+}
+
+/* Adds a link src -> dst on level lc; a full list is re-selected by the heuristic among its live
+ * links and dst (tombstoned links are dropped first). */
+static int connect(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t src, uint32_t dst, float d,
+                   int lc, cand_t *tmp)
+{
+    uint32_t *l = links_of(h, src, lc);
+    uint32_t cap = cap_of(h, lc);
+    for (uint32_t i = 1; i <= l[0]; i++)
+        if (l[i] == dst)
+            return 0;
+    if (l[0] < cap) {
+        l[++l[0]] = dst;
+        return 0;
+    }
+    size_t n = 0;
+    tmp[n++] = (cand_t){d, dst};
+    for (uint32_t i = 1; i <= l[0]; i++)
+        if (h->state[l[i]] == NODE_LIVE)
+            tmp[n++] = (cand_t){rdist(h, v, src, l[i]), l[i]};
+    qsort(tmp, n, sizeof(cand_t), cmp_cand);
+    size_t kept = select_neighbours(h, v, tmp, n, cap);
+    l[0] = (uint32_t)kept;
+    for (size_t i = 0; i < kept; i++)
+        l[i + 1] = tmp[i].id;
+    return 0;
+}
+
+/* A new entry point other than `skip`: the live node with the highest level, else the
+ * tombstone with the highest level, else none. */
+static void pick_entry(hnsw_t *h, uint32_t skip)
+{
+    uint32_t best[2] = {NO_NODE, NO_NODE}; /* [0] live, [1] tombstone */
+    for (uint32_t i = 0; i < h->cap; i++) {
+        if (i == skip || h->state[i] == NODE_EMPTY)
+            continue;
+        int w = h->state[i] == NODE_LIVE ? 0 : 1;
+        if (best[w] == NO_NODE || h->level[i] > h->level[best[w]])
+            best[w] = i;
+    }
+    h->entry = best[0] != NO_NODE ? best[0] : best[1];
+    h->max_level = h->entry == NO_NODE ? 0 : h->level[h->entry];
+}
+
+static int insert(hnsw_t *h, uint32_t slot)
+{
+    ag_vecstore_view_t v;
+    ag_vecstore_view(h->base.vs, &v);
+    int rc = grow_nodes(h, AG_MAX(slot + 1, v.capacity));
+    if (rc)
+        return rc;
+    if (h->state[slot] == NODE_LIVE)
+        return 0;
+    int level;
+    if (h->state[slot] == NODE_TOMB) {
+        /* Other nodes may still link to this slot on any of its levels, so it keeps its level
+         * (a walk must never follow a level-lc link into a node without level lc); only its own
+         * links are rebuilt. */
+        h->n_tomb--;
+        h->state[slot] = NODE_EMPTY;
+        if (h->entry == slot)
+            pick_entry(h, slot);
+        level = h->level[slot];
+        for (int lc = 1; lc <= level; lc++)
+            links_of(h, slot, lc)[0] = 0;
+    } else {
+        level = random_level(h);
+        uint32_t *up = NULL;
+        if (level > 0 && !(up = calloc((size_t)level * (h->m + 1), sizeof(uint32_t))))
+            return AG_ENOMEM;
+        free(h->up[slot]);
+        h->up[slot] = up;
+        h->level[slot] = (uint8_t)level;
+    }
+    h->l0[(size_t)slot * (h->m0 + 1)] = 0;
+
+    if (h->entry == NO_NODE) {
+        h->entry = slot;
+        h->max_level = level;
+        h->state[slot] = NODE_LIVE;
+        h->n_live++;
+        return 0;
+    }
+    scratch_t *sc = scratch_get(h->cap);
+    cand_t *tmp = malloc(((size_t)h->m0 + 2 + h->ef_construct) * sizeof(cand_t));
+    if (!sc || !tmp) {
+        free(tmp);
+        return AG_ENOMEM;
+    }
+    sctx_t x = {.h = h, .v = v, .q = ag_vecstore_view_row(&v, slot), .sc = sc};
+    uint32_t ep = h->entry;
+    float epd = qdist(&x, ep);
+    for (int lc = h->max_level; lc > level; lc--)
+        greedy(&x, lc, &ep, &epd);
+    for (int lc = AG_MIN(level, h->max_level); lc >= 0; lc--) {
+        if ((rc = search_layer(&x, ep, epd, h->ef_construct, lc)) != 0)
+            break;
+        size_t n = sc->rs_n;
+        memcpy(tmp, sc->rs, n * sizeof(cand_t));
+        qsort(tmp, n, sizeof(cand_t), cmp_cand);
+        if (n > 0) {
+            ep = tmp[0].id;
+            epd = tmp[0].d;
+        }
+        size_t kept = select_neighbours(h, &v, tmp, n, h->m);
+        uint32_t *l = links_of(h, slot, lc);
+        l[0] = (uint32_t)kept;
+        for (size_t i = 0; i < kept; i++)
+            l[i + 1] = tmp[i].id;
+        /* connect() reuses tmp, so the kept list is read back from the node's own links. */
+        for (size_t i = 0; i < kept; i++) {
+            uint32_t nb = l[i + 1];
+            connect(h, &v, nb, slot, rdist(h, &v, nb, slot), lc, tmp);
+        }
+    }
+    free(tmp);
+    h->state[slot] = NODE_LIVE;
+    h->n_live++;
+    if (level > h->max_level) {
+        h->max_level = level;
+        h->entry = slot;
+    }
+    return rc;
+}
+
+/* ---- repair --------------------------------------------------------------------------------- */
+
+void ag_hnsw_repair(ag_index_t *ix)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    if (h->n_tomb == 0)
+        return;
+    ag_vecstore_view_t v;
+    ag_vecstore_view(h->base.vs, &v);
+    scratch_t *sc = scratch_get(h->cap);
+    size_t tcap = (size_t)(h->m0 + 1) * (h->m0 + 1);
+    cand_t *tmp = malloc(tcap * sizeof(cand_t));
+    if (!sc || !tmp) {
+        free(tmp);
+        return; /* tombstones stay; searches remain correct, just slower */
+    }
+    for (uint32_t u = 0; u < h->cap; u++) {
+        if (h->state[u] != NODE_LIVE)
+            continue;
+        for (int lc = 0; lc <= h->level[u]; lc++) {
+            uint32_t *l = links_of(h, u, lc);
+            bool dirty = false;
+            for (uint32_t i = 1; i <= l[0] && !dirty; i++)
+                dirty = h->state[l[i]] != NODE_LIVE;
+            if (!dirty)
+                continue;
+            visited_reset(sc);
+            visit(sc, u);
+            size_t n = 0;
+            for (uint32_t i = 1; i <= l[0]; i++) {
+                uint32_t a = l[i];
+                if (h->state[a] == NODE_LIVE) {
+                    if (visit(sc, a))
+                        tmp[n++] = (cand_t){rdist(h, &v, u, a), a};
+                    continue;
+                }
+                if (h->state[a] != NODE_TOMB || h->level[a] < lc)
+                    continue;
+                const uint32_t *l2 = links_of(h, a, lc);
+                for (uint32_t j = 1; j <= l2[0] && n < tcap; j++) {
+                    uint32_t b = l2[j];
+                    if (h->state[b] == NODE_LIVE && visit(sc, b))
+                        tmp[n++] = (cand_t){rdist(h, &v, u, b), b};
+                }
+            }
+            qsort(tmp, n, sizeof(cand_t), cmp_cand);
+            size_t kept = select_neighbours(h, &v, tmp, n, cap_of(h, lc));
+            l[0] = (uint32_t)kept;
+            for (size_t i = 0; i < kept; i++)
+                l[i + 1] = tmp[i].id;
+        }
+    }
+    free(tmp);
+    bool entry_gone = h->entry != NO_NODE && h->state[h->entry] != NODE_LIVE;
+    for (uint32_t t = 0; t < h->cap; t++) {
+        if (h->state[t] != NODE_TOMB)
+            continue;
+        h->state[t] = NODE_EMPTY;
+        free(h->up[t]);
+        h->up[t] = NULL;
+        h->level[t] = 0;
+        h->l0[(size_t)t * (h->m0 + 1)] = 0;
+    }
+    h->n_tomb = 0;
+    if (entry_gone)
+        pick_entry(h, NO_NODE);
+}
+
+/* ---- the index ------------------------------------------------------------------------------ */
+
+static int build_all(hnsw_t *h)
+{
+    h->built = true;
+    ag_vecstore_view_t v;
+    ag_vecstore_view(h->base.vs, &v);
+    uint32_t cap = v.capacity, total = ag_vecstore_count(h->base.vs), done = 0;
+    /* Big builds (crossing full_scan_threshold, or a rebuild at start) report progress. */
+    bool chatty = total >= 50000u;
+    uint32_t step = total / 10u + 1u;
+    double t0 = ag_now_mono();
+    if (chatty)
+        ag_log(AG_LOG_INFO, "hnsw: building the graph over %u points", total);
+    for (uint32_t w = 0; w < cap / 64u; w++) {
+        ag_vecstore_view(h->base.vs, &v);
+        uint64_t bits = v.present[w];
+        while (bits) {
+            unsigned b = (unsigned)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            int rc = insert(h, w * 64u + b);
+            if (rc)
+                return rc;
+            if (chatty && ++done % step == 0)
+                ag_log(AG_LOG_INFO, "hnsw: %u of %u points linked (%.1f s)", done, total,
+                       ag_now_mono() - t0);
+        }
+    }
+    if (chatty)
+        ag_log(AG_LOG_INFO, "hnsw: graph of %u points built in %.1f s", total, ag_now_mono() - t0);
+    return 0;
+}
+
+static int hnsw_add(ag_index_t *ix, uint32_t slot)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    if (!ag_vecstore_get(ix->vs, slot))
+        return AG_ENOTFOUND;
+    if (h->deferred)
+        return 0;
+    h->mutations++;
+    if (!h->built) {
+        if (ag_vecstore_count(ix->vs) <= h->full_scan)
+            return 0;
+        return build_all(h);
+    }
+    return insert(h, slot);
+}
+
+static int hnsw_remove(ag_index_t *ix, uint32_t slot)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    if (!h->built || slot >= h->cap || h->state[slot] != NODE_LIVE)
+        return 0;
+    h->mutations++;
+    h->state[slot] = NODE_TOMB;
+    h->n_live--;
+    h->n_tomb++;
+    uint32_t nodes = h->n_live + h->n_tomb;
+    /* With nothing live left the tombstones are pure clutter: the repair drops them all. */
+    if (h->n_live == 0 ||
+        (h->n_tomb >= REPAIR_MIN && (double)h->n_tomb > REPAIR_FRACTION * nodes))
+        ag_hnsw_repair(ix);
+    return 0;
+}
+
+/* Fraction of live slots the filter accepts, from up to SAMPLE_N random live slots. */
+static double estimate_selectivity(const hnsw_t *h, ag_accept_fn accept, const void *ud,
+                                   const float *query)
+{
+    /* Seeded from the query so a search is repeatable. */
+    uint64_t r = 0x2545F4914F6CDD1Dull;
+    uint32_t bits;
+    memcpy(&bits, query, sizeof(bits));
+    r ^= bits;
+    size_t tried = 0, seen = 0, hit = 0;
+    while (seen < SAMPLE_N && tried < 8u * SAMPLE_N) {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        uint32_t id = (uint32_t)(r % h->cap);
+        tried++;
+        if (h->state[id] != NODE_LIVE)
+            continue;
+        seen++;
+        hit += accept(ud, id);
+    }
+    if (seen == 0)
+        return 0.0;
+    return (double)hit / (double)seen;
+}
+
+static int exact(const hnsw_t *h, const float *query, size_t k, const ag_index_filter_t *flt,
+                 const ag_search_params_t *params, ag_hit_t *out, size_t *n_out)
+{
+    return ag_index_score_candidates(h->base.vs, h->base.dist, query, k, flt, params, out, n_out);
+}
+
+/* Few matches: evaluate the predicate over the live nodes first (no row is touched), then score
+ * only the accepted rows; a plain predicate scan would stream every row past the prefetcher. */
+static int exact_filtered(const hnsw_t *h, scratch_t *sc, const float *query, size_t k,
+                          const ag_index_filter_t *flt, const ag_search_params_t *params,
+                          ag_hit_t *out, size_t *n_out)
+{
+    if (!ids_room(sc, (size_t)h->n_live + 1))
+        return exact(h, query, k, flt, params, out, n_out);
+    size_t n = 0;
+    for (uint32_t id = 0; id < h->cap; id++)
+        if (h->state[id] == NODE_LIVE && flt->accept(flt->ud, id))
+            sc->ids[n++] = id;
+    ag_index_filter_t list = {.candidates = sc->ids, .n_candidates = n};
+    return exact(h, query, k, &list, params, out, n_out);
+}
+
+/* The query as a padded row in sc->qbuf (zero tail, 64-byte aligned), or NULL. */
+static const float *pad_query(scratch_t *sc, const float *query, const ag_vecstore_view_t *v)
+{
+    if (sc->qbuf_cap < v->stride) {
+        float *b = aligned_alloc(64, v->stride * sizeof(float));
+        if (!b)
+            return NULL;
+        free(sc->qbuf);
+        sc->qbuf = b;
+        sc->qbuf_cap = v->stride;
+    }
+    memcpy(sc->qbuf, query, v->dim * sizeof(float));
+    memset(sc->qbuf + v->dim, 0, (v->stride - v->dim) * sizeof(float));
+    return sc->qbuf;
+}
+
+static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
+                       const ag_index_filter_t *flt, const ag_search_params_t *params,
+                       ag_hit_t *out, size_t *n_out)
+{
+    const hnsw_t *h = (const hnsw_t *)ix;
+    if (!query || !n_out || (k > 0 && !out))
+        return AG_EINVAL;
+    *n_out = 0;
+    if (params && params->has_threshold && isnan(params->score_threshold))
+        return AG_EINVAL;
+    if (k == 0)
+        return 0;
+    if ((params && params->exact) || !h->built || h->n_live <= h->full_scan ||
+        h->entry == NO_NODE || (flt && flt->candidates))
+        return exact(h, query, k, flt, params, out, n_out);
+
+    sctx_t x = {.h = h};
+    if (!(x.sc = scratch_get(h->cap)))
+        return AG_ENOMEM;
+    size_t ef = params && params->ef ? params->ef : h->ef_search;
+    ef = AG_MAX(ef, k);
+    if (flt && flt->accept) {
+        double sel = estimate_selectivity(h, flt->accept, flt->ud, query);
+        if (sel * h->n_live < AG_HNSW_FILTER_EXACT_POINTS)
+            return exact_filtered(h, x.sc, query, k, flt, params, out, n_out);
+        x.accept = flt->accept;
+        x.ud = flt->ud;
+        x.acorn = sel < AG_HNSW_ACORN_BELOW;
+    }
+    ag_vecstore_view(ix->vs, &x.v);
+    if (!(x.q = pad_query(x.sc, query, &x.v)))
+        return AG_ENOMEM;
+    uint32_t ep = h->entry;
+    float epd = qdist(&x, ep);
+    for (int lc = h->max_level; lc > 0; lc--)
+        greedy(&x, lc, &ep, &epd);
+    int rc = search_layer(&x, ep, epd, ef, 0);
+    if (rc)
+        return rc;
+
+    bool higher = ag_distance_higher_is_better(ix->dist);
+    size_t want = AG_MIN(k, (size_t)h->n_live);
+    if (x.sc->rs_n < want) {
+        if (x.accept)
+            return exact_filtered(h, x.sc, query, k, flt, params, out, n_out);
+        return exact(h, query, k, flt, params, out, n_out);
+    }
+    /* The beam is ranked with the padded kernels; the best k are picked and re-scored with the
+     * shared ones (a margin of k covers near-ties that the two roundings order differently). */
+    size_t nb = x.sc->rs_n;
+    cand_t *beam = x.sc->rs;
+    qsort(beam, nb, sizeof(cand_t), cmp_cand);
+    nb = AG_MIN(nb, 2 * k);
+    float thr = 0.0f;
+    bool has_thr = params && params->has_threshold;
+    if (has_thr)
+        thr = higher ? params->score_threshold : -params->score_threshold;
+    ag_topk_t t;
+    ag_topk_init(&t, out, k);
+    for (size_t i = 0; i < nb; i++) {
+        uint32_t id = beam[i].id;
+        float d = idist_exact(ix->dist, query, ag_vecstore_view_row(&x.v, id), x.v.dim);
+        float key = key_of(ix->dist, d);
+        if (has_thr && !(key >= thr))
+            continue;
+        ag_topk_push(&t, id, key);
+    }
+    size_t n = ag_topk_finish(&t);
+    if (!higher)
+        for (size_t i = 0; i < n; i++)
+            out[i].score = -out[i].score;
+    *n_out = n;
+    return 0;
+}
+
+static void hnsw_free(ag_index_t *ix)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    if (h->up)
+        for (uint32_t i = 0; i < h->cap; i++)
+            free(h->up[i]);
+    free(h->up);
+    free(h->l0);
+    free(h->level);
+    free(h->state);
+    free(h);
+}
+
+static const ag_index_vtable_t hnsw_vtable = {
+    .name = "hnsw",
+    .add = hnsw_add,
+    .remove = hnsw_remove,
+    .search = hnsw_search,
+    .free = hnsw_free,
+};
+
+bool ag_index_is_hnsw(const ag_index_t *ix)
+{
+    return ix && ix->vt == &hnsw_vtable;
+}
+
+int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_params_t *p,
+                      ag_index_t **out)
+{
+    if (!vs || !out || (unsigned)dist > AG_DIST_MANHATTAN)
+        return AG_EINVAL;
+    ag_hnsw_params_t d = {0};
+    if (p)
+        d = *p;
+    if (d.m == 0)
+        d.m = 16;
+    if (d.ef_construct == 0)
+        d.ef_construct = 100;
+    if (d.m < 2 || d.m > 128 || d.ef_construct > 100000)
+        return AG_EINVAL;
+    hnsw_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return AG_ENOMEM;
+    h->base.vt = &hnsw_vtable;
+    h->base.vs = vs;
+    h->base.dist = dist;
+    h->m = d.m;
+    h->m0 = 2 * d.m;
+    h->ef_construct = d.ef_construct;
+    h->ef_search = d.ef_search ? d.ef_search : d.ef_construct;
+    h->full_scan = d.full_scan_threshold;
+    h->ml = 1.0 / log((double)d.m);
+    h->rng = d.seed ? d.seed : 0x5DEECE66Dull;
+    h->entry = NO_NODE;
+    h->built = d.full_scan_threshold == 0;
+    *out = &h->base;
+    return 0;
+}
+
+void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out)
+{
+    const hnsw_t *h = (const hnsw_t *)ix;
+    memset(out, 0, sizeof(*out));
+    out->live = h->built ? h->n_live : ag_vecstore_count(ix->vs);
+    out->tombstones = h->n_tomb;
+    out->max_level = h->entry == NO_NODE ? 0 : (uint32_t)h->max_level;
+    out->built = h->built;
+    size_t mem = (size_t)h->cap * (((size_t)h->m0 + 1) * sizeof(uint32_t) + sizeof(uint32_t *) + 2);
+    for (uint32_t i = 0; i < h->cap; i++)
+        mem += (size_t)h->level[i] * (h->m + 1) * sizeof(uint32_t);
+    out->memory = mem;
+}
+
+/* ---- persistence ---------------------------------------------------------------------------- */
+
+#define FILE_MAGIC "AGHNSW01"
+#define FILE_VERSION 1u
+
+/* Fixed-size header, native byte order (the file is a cache of this machine's state: a file
+ * from another architecture fails the checks and is rebuilt). */
+typedef struct file_header {
+    char magic[8];
+    uint32_t version, m, dim, dist;
+    uint32_t cap, entry, n_live, n_tomb;
+    int32_t max_level;
+    uint32_t crc;
+    uint64_t tag;
+    uint64_t body_len;
+} file_header_t;
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_table_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+/* CRC-32 (IEEE), continued from crc (start with 0). */
+static uint32_t crc32_update(uint32_t crc, const void *data, size_t len)
+{
+    pthread_once(&crc_once, crc_table_init);
+    const uint8_t *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < len; i++)
+        crc = crc_table[(crc ^ p[i]) & 0xffu] ^ (crc >> 8);
+    return ~crc;
+}
+
+typedef struct wfile {
+    FILE *f;
+    uint32_t crc;
+    uint64_t len;
+    bool ok;
+} wfile_t;
+
+static void wput(wfile_t *w, const void *p, size_t n)
+{
+    if (!w->ok || n == 0)
+        return;
+    w->crc = crc32_update(w->crc, p, n);
+    w->len += n;
+    w->ok = fwrite(p, 1, n, w->f) == n;
+}
+
+static void body_write(const hnsw_t *h, wfile_t *w)
+{
+    wput(w, h->level, h->cap);
+    wput(w, h->state, h->cap);
+    wput(w, h->l0, (size_t)h->cap * (h->m0 + 1) * sizeof(uint32_t));
+    for (uint32_t i = 0; i < h->cap; i++)
+        if (h->level[i] > 0)
+            wput(w, h->up[i], (size_t)h->level[i] * (h->m + 1) * sizeof(uint32_t));
+}
+
+static int fsync_dir_of(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        dir[0] = '.';
+        dir[1] = '\0';
+    } else {
+        size_t n = (size_t)(slash - path);
+        if (n == 0)
+            n = 1;
+        if (n >= sizeof(dir))
+            return AG_EIO;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return AG_EIO;
+    int rc = fsync(fd) == 0 ? 0 : AG_EIO;
+    close(fd);
+    return rc;
+}
+
+int ag_hnsw_save(const ag_index_t *ix, const char *path, uint64_t tag)
+{
+    if (!ag_index_is_hnsw(ix) || !path)
+        return AG_EINVAL;
+    const hnsw_t *h = (const hnsw_t *)ix;
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return AG_EINVAL;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return AG_EIO;
+    }
+    file_header_t hd = {0};
+    memcpy(hd.magic, FILE_MAGIC, 8);
+    hd.version = FILE_VERSION;
+    hd.m = h->m;
+    hd.dim = ag_vecstore_dim(ix->vs);
+    hd.dist = (uint32_t)ix->dist;
+    hd.cap = h->built ? h->cap : 0;
+    hd.entry = h->built ? h->entry : NO_NODE;
+    hd.n_live = h->built ? h->n_live : 0;
+    hd.n_tomb = h->built ? h->n_tomb : 0;
+    hd.max_level = h->built ? h->max_level : 0;
+    hd.tag = tag;
+    /* The header is written twice: a placeholder now, the real one (crc, length) at the end. */
+    wfile_t w = {.f = f, .ok = fwrite(&hd, sizeof(hd), 1, f) == 1};
+    if (h->built)
+        body_write(h, &w);
+    hd.crc = w.crc;
+    hd.body_len = w.len;
+    bool ok = w.ok && fseek(f, 0, SEEK_SET) == 0 && fwrite(&hd, sizeof(hd), 1, f) == 1 &&
+              fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return AG_EIO;
+    }
+    int rc = fsync_dir_of(path);
+    if (rc == 0)
+        atomic_store(&((hnsw_t *)ix)->saved_mutations, h->mutations);
+    return rc;
+}
+
+typedef struct rbuf {
+    const uint8_t *p;
+    size_t n, off;
+} rbuf_t;
+
+static const void *rtake(rbuf_t *r, size_t n)
+{
+    if (r->n - r->off < n)
+        return NULL;
+    const void *p = r->p + r->off;
+    r->off += n;
+    return p;
+}
+
+static bool link_ok(const hnsw_t *h, const uint32_t *l, int lc)
+{
+    if (l[0] > cap_of(h, lc))
+        return false;
+    for (uint32_t i = 1; i <= l[0]; i++)
+        if (l[i] >= h->cap || h->state[l[i]] == NODE_EMPTY || h->level[l[i]] < lc)
+            return false;
+    return true;
+}
+
+/* Parses and checks a body into g (fresh arrays); AG_EINVAL if anything is inconsistent. */
+static int body_read(hnsw_t *g, const file_header_t *hd, rbuf_t *r, const ag_vecstore_t *vs)
+{
+    g->cap = hd->cap;
+    size_t words = (size_t)g->m0 + 1;
+    const uint8_t *lv = rtake(r, g->cap), *st = rtake(r, g->cap);
+    const uint8_t *l0 = rtake(r, (size_t)g->cap * words * sizeof(uint32_t));
+    if (!lv || !st || !l0)
+        return AG_EINVAL;
+    g->level = malloc(g->cap ? g->cap : 1);
+    g->state = malloc(g->cap ? g->cap : 1);
+    g->l0 = malloc(g->cap ? (size_t)g->cap * words * sizeof(uint32_t) : 1);
+    g->up = calloc(g->cap ? g->cap : 1, sizeof(uint32_t *));
+    if (!g->level || !g->state || !g->l0 || !g->up)
+        return AG_ENOMEM;
+    memcpy(g->level, lv, g->cap);
+    memcpy(g->state, st, g->cap);
+    memcpy(g->l0, l0, (size_t)g->cap * words * sizeof(uint32_t));
+    uint32_t live = 0, tomb = 0;
+    for (uint32_t i = 0; i < g->cap; i++) {
+        if (g->state[i] > NODE_TOMB || g->level[i] > MAX_LEVEL)
+            return AG_EINVAL;
+        if (g->state[i] == NODE_EMPTY && g->level[i] != 0)
+            return AG_EINVAL;
+        bool present = ag_vecstore_get(vs, i) != NULL;
+        if ((g->state[i] == NODE_LIVE) != present)
+            return AG_EINVAL; /* the graph and the stored vectors disagree: stale */
+        live += g->state[i] == NODE_LIVE;
+        tomb += g->state[i] == NODE_TOMB;
+        if (g->level[i] > 0) {
+            size_t n = (size_t)g->level[i] * (g->m + 1) * sizeof(uint32_t);
+            const void *p = rtake(r, n);
+            if (!p || !(g->up[i] = malloc(n)))
+                return p ? AG_ENOMEM : AG_EINVAL;
+            memcpy(g->up[i], p, n);
+        }
+    }
+    if (live != hd->n_live || tomb != hd->n_tomb || live != ag_vecstore_count(vs) ||
+        r->off != r->n)
+        return AG_EINVAL;
+    for (uint32_t i = 0; i < g->cap; i++) {
+        if (g->state[i] == NODE_EMPTY)
+            continue;
+        for (int lc = 0; lc <= g->level[i]; lc++)
+            if (!link_ok(g, links_of(g, i, lc), lc))
+                return AG_EINVAL;
+    }
+    if (hd->entry == NO_NODE) {
+        if (live + tomb != 0)
+            return AG_EINVAL;
+    } else if (hd->entry >= g->cap || g->state[hd->entry] == NODE_EMPTY ||
+               g->level[hd->entry] != hd->max_level) {
+        return AG_EINVAL;
+    }
+    g->entry = hd->entry;
+    g->max_level = hd->max_level;
+    g->n_live = live;
+    g->n_tomb = tomb;
+    return 0;
+}
+
+static void graph_release(hnsw_t *g)
+{
+    if (g->up)
+        for (uint32_t i = 0; i < g->cap; i++)
+            free(g->up[i]);
+    free(g->up);
+    free(g->l0);
+    free(g->level);
+    free(g->state);
+}
+
+int ag_hnsw_load(ag_index_t *ix, const char *path, uint64_t tag)
+{
+    if (!ag_index_is_hnsw(ix) || !path)
+        return AG_EINVAL;
+    hnsw_t *h = (hnsw_t *)ix;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return errno == ENOENT ? AG_ENOTFOUND : AG_EIO;
+    file_header_t hd;
+    uint8_t *body = NULL;
+    int rc = AG_EINVAL;
+    if (fread(&hd, sizeof(hd), 1, f) != 1 || memcmp(hd.magic, FILE_MAGIC, 8) != 0 ||
+        hd.version != FILE_VERSION || hd.m != h->m || hd.dim != ag_vecstore_dim(ix->vs) ||
+        hd.dist != (uint32_t)ix->dist || hd.tag != tag || hd.max_level < 0 ||
+        hd.max_level > MAX_LEVEL || hd.cap > AG_VECSTORE_MAX_SLOTS ||
+        hd.body_len > (uint64_t)SIZE_MAX / 2)
+        goto done;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || (uint64_t)sb.st_size != sizeof(hd) + hd.body_len)
+        goto done;
+    body = malloc(hd.body_len ? (size_t)hd.body_len : 1);
+    if (!body) {
+        rc = AG_ENOMEM;
+        goto done;
+    }
+    if (hd.body_len && fread(body, 1, (size_t)hd.body_len, f) != hd.body_len) {
+        rc = AG_EIO;
+        goto done;
+    }
+    if (crc32_update(0, body, (size_t)hd.body_len) != hd.crc)
+        goto done;
+    hnsw_t g = *h;
+    g.up = NULL;
+    g.l0 = NULL;
+    g.level = g.state = NULL;
+    rbuf_t r = {body, (size_t)hd.body_len, 0};
+    rc = hd.cap == 0 && hd.body_len == 0 ? (ag_vecstore_count(ix->vs) <= h->full_scan ? 0
+                                                                                       : AG_EINVAL)
+                                         : body_read(&g, &hd, &r, ix->vs);
+    if (rc) {
+        graph_release(&g);
+        goto done;
+    }
+    if (hd.cap == 0) { /* saved before the graph was built */
+        g.cap = 0;
+        g.entry = NO_NODE;
+        g.max_level = 0;
+        g.n_live = g.n_tomb = 0;
+        g.built = h->full_scan == 0;
+    } else {
+        g.built = true;
+    }
+    graph_release(h);
+    g.mutations = h->mutations;
+    *h = g;
+    atomic_store(&h->saved_mutations, h->mutations);
+    /* Rows of removed slots are gone after a restart, so tombstones cannot stay as waypoints:
+     * the repair (which only measures live rows) reconnects around them now. */
+    if (h->n_tomb > 0)
+        ag_hnsw_repair(ix);
+done:
+    free(body);
+    fclose(f);
+    return rc;
+}
+
+/* ---- start-up ------------------------------------------------------------------------------- */
+
+void ag_hnsw_defer(ag_index_t *ix)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    graph_release(h);
+    h->up = NULL;
+    h->l0 = NULL;
+    h->level = h->state = NULL;
+    h->cap = 0;
+    h->entry = NO_NODE;
+    h->max_level = 0;
+    h->n_live = h->n_tomb = 0;
+    h->built = false;
+    h->deferred = true;
+}
+
+int ag_hnsw_finish(ag_index_t *ix, const char *path, uint64_t tag)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    h->deferred = false;
+    uint32_t count = ag_vecstore_count(ix->vs);
+    if (path) {
+        double t0 = ag_now_mono();
+        int rc = ag_hnsw_load(ix, path, tag);
+        if (rc == 0) {
+            ag_hnsw_stats_t st;
+            ag_hnsw_stats(ix, &st);
+            ag_log(AG_LOG_INFO, "hnsw: loaded %s (%u points, %.1f MB) in %.2f s", path, st.live,
+                   (double)st.memory / 1048576.0, ag_now_mono() - t0);
+            return 0;
+        }
+        if (count > h->full_scan)
+            ag_log(AG_LOG_INFO, "hnsw: %s is %s; rebuilding the graph", path,
+                   rc == AG_ENOTFOUND ? "missing"
+                   : rc == AG_EINVAL  ? "stale or corrupt"
+                                      : "unreadable");
+    }
+    h->built = h->full_scan == 0;
+    h->mutations++;
+    if (count <= h->full_scan)
+        return 0; /* stays a lazy exact index until the threshold is crossed */
+    int rc = build_all(h);
+    if (rc) { /* a partial graph would miss points: fall back to exact scans */
+        ag_hnsw_defer(ix);
+        h->deferred = false;
+    }
+    return rc;
+}
+
+uint64_t ag_hnsw_fingerprint(const ag_vecstore_t *vs)
+{
+    ag_vecstore_view_t v;
+    ag_vecstore_view(vs, &v);
+    /* FNV-style mixing of the presence bits and each present row, word by word. */
+    uint64_t hsh = 0xcbf29ce484222325ull ^ v.dim;
+    const uint64_t prime = 0x100000001b3ull;
+    for (uint32_t w = 0; w < v.capacity / 64u; w++) {
+        uint64_t bits = v.present[w];
+        if (!bits)
+            continue;
+        hsh = (hsh ^ w) * prime;
+        hsh = (hsh ^ bits) * prime;
+        while (bits) {
+            unsigned b = (unsigned)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            const uint32_t *row = (const uint32_t *)ag_vecstore_view_row(&v, w * 64u + b);
+            uint64_t a = hsh;
+            for (uint32_t i = 0; i < v.dim; i++)
+                a = (a ^ row[i]) * prime;
+            hsh = a ^ (a >> 29);
+        }
+    }
+    return hsh;
+}
+
+bool ag_hnsw_dirty(const ag_index_t *ix)
+{
+    const hnsw_t *h = (const hnsw_t *)ix;
+    return atomic_load(&h->saved_mutations) != h->mutations;
+}
