@@ -175,7 +175,7 @@ static void copy_path(json_t *dst, const json_t *src, const char *path)
         json_object_del(dst, head);
 }
 
-static void delete_path(json_t *obj, const char *path)
+void ag_payload_delete_path(json_t *obj, const char *path)
 {
     if (json_object_get(obj, path)) {
         json_object_del(obj, path);
@@ -192,7 +192,7 @@ static void delete_path(json_t *obj, const char *path)
     head[len] = '\0';
     json_t *sub = json_object_get(obj, head);
     if (json_is_object(sub))
-        delete_path(sub, dot + 1);
+        ag_payload_delete_path(sub, dot + 1);
 }
 
 static json_t *render_payload(const json_t *payload, const ag_payload_sel_t *ps)
@@ -211,7 +211,7 @@ static json_t *render_payload(const json_t *payload, const ag_payload_sel_t *ps)
     } else {
         out = json_deep_copy(payload);
     }
-    json_array_foreach(ps->exclude, i, k) delete_path(out, json_string_value(k));
+    json_array_foreach(ps->exclude, i, k) ag_payload_delete_path(out, json_string_value(k));
     return out;
 }
 

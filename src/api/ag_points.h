@@ -67,4 +67,7 @@ int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, con
 int ag_tenant_check_payload(ag_call_t *call, const json_t *tenancy, const ag_point_id_t *id,
                             const json_t *payload);
 
+/* Deletes the value at a dotted key path (objects only) from obj, if present. */
+void ag_payload_delete_path(json_t *obj, const char *path);
+
 #endif

@@ -370,28 +370,6 @@ static json_t *ensure_path(json_t *obj, const char *key)
     return obj;
 }
 
-static void delete_key(json_t *obj, const char *path)
-{
-    if (json_object_get(obj, path)) {
-        json_object_del(obj, path);
-        return;
-    }
-    const char *dot = strchr(path, '.');
-    if (!dot)
-        return;
-    char head[256];
-    size_t len = (size_t)(dot - path);
-    if (len >= sizeof(head))
-        return;
-    memcpy(head, path, len);
-    head[len] = '\0';
-    json_t *sub = json_object_get(obj, head);
-    if (json_is_object(sub))
-        delete_key(sub, dot + 1);
-    else if (json_is_array(sub) && strncmp(head + len - 2 > head ? head + len - 2 : head, "[]", 2) == 0)
-        return;
-}
-
 static int op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, pl_op_t op)
 {
     int rc;
@@ -467,7 +445,7 @@ static int op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, p
             next = json_deep_copy(cur);
             size_t k;
             json_t *kv;
-            json_array_foreach(keys, k, kv) if (next) delete_key(next, json_string_value(kv));
+            json_array_foreach(keys, k, kv) if (next) ag_payload_delete_path(next, json_string_value(kv));
             break;
         }
         case PL_CLEAR:
