@@ -35,17 +35,17 @@ typedef struct hnsw {
     uint32_t m, m0, ef_construct, ef_search, full_scan;
     double ml;
     uint64_t rng;
-    uint32_t cap;    /* nodes addressable */
-    uint32_t *l0;    /* cap * (m0 + 1): count, then links */
-    uint32_t **up;   /* cap: levels 1..level, (m + 1) words each, or NULL */
-    uint8_t *level;  /* cap */
-    uint8_t *state;  /* cap: NODE_* */
-    uint32_t entry;  /* NO_NODE when the graph is empty */
+    uint32_t cap;   /* nodes addressable */
+    uint32_t *l0;   /* cap * (m0 + 1): count, then links */
+    uint32_t **up;  /* cap: levels 1..level, (m + 1) words each, or NULL */
+    uint8_t *level; /* cap */
+    uint8_t *state; /* cap: NODE_* */
+    uint32_t entry; /* NO_NODE when the graph is empty */
     int max_level;
     uint32_t n_live, n_tomb;
     bool built;
-    bool deferred;                 /* ag_hnsw_defer: add() records nothing until finish */
-    uint64_t mutations;            /* add/remove calls that changed the graph (writer side) */
+    bool deferred;                    /* ag_hnsw_defer: add() records nothing until finish */
+    uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
 
@@ -208,16 +208,9 @@ static inline float key_of(ag_distance_t d, float dist)
 
 static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
 {
+    /* The whole row: prefetching only its first lines measured 10-15 % slower at 128-d. */
     const char *p = (const char *)ag_vecstore_view_row(v, id);
-    size_t bytes = AG_MIN(v->stride * sizeof(float), (size_t)256);
-    for (size_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch(p + off);
-}
-
-static inline void prefetch_links(const hnsw_t *h, uint32_t id, int lc)
-{
-    const char *p = (const char *)links_of(h, id, lc);
-    size_t bytes = ((size_t)cap_of(h, lc) + 1) * sizeof(uint32_t);
+    size_t bytes = v->stride * sizeof(float);
     for (size_t off = 0; off < bytes; off += 64)
         __builtin_prefetch(p + off);
 }
@@ -539,9 +532,6 @@ static int search_layer(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
                 prefetch_row(&x->v, sc->ids[i + 1]);
             float d = qdist(x, id);
             if (sc->rs_n < ef || d < sc->rs[0].d) {
-                /* Most of what enters the queue is expanded soon; its links are not next to
-                 * its row (unlike hnswlib's interleaved layout), so fetch them now. */
-                prefetch_links(x->h, id, lc);
                 minheap_push(sc->cq, &sc->cq_n, (cand_t){d, id});
                 if (x->acorn || admit(x, id)) {
                     maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, id});
@@ -882,8 +872,7 @@ static int hnsw_remove(ag_index_t *ix, uint32_t slot)
     h->n_tomb++;
     uint32_t nodes = h->n_live + h->n_tomb;
     /* With nothing live left the tombstones are pure clutter: the repair drops them all. */
-    if (h->n_live == 0 ||
-        (h->n_tomb >= REPAIR_MIN && (double)h->n_tomb > REPAIR_FRACTION * nodes))
+    if (h->n_live == 0 || (h->n_tomb >= REPAIR_MIN && (double)h->n_tomb > REPAIR_FRACTION * nodes))
         ag_hnsw_repair(ix);
     return 0;
 }
@@ -1299,8 +1288,7 @@ static int body_read(hnsw_t *g, const file_header_t *hd, rbuf_t *r, const ag_vec
             memcpy(g->up[i], p, n);
         }
     }
-    if (live != hd->n_live || tomb != hd->n_tomb || live != ag_vecstore_count(vs) ||
-        r->off != r->n)
+    if (live != hd->n_live || tomb != hd->n_tomb || live != ag_vecstore_count(vs) || r->off != r->n)
         return AG_EINVAL;
     for (uint32_t i = 0; i < g->cap; i++) {
         if (g->state[i] == NODE_EMPTY)
@@ -1370,9 +1358,9 @@ int ag_hnsw_load(ag_index_t *ix, const char *path, uint64_t tag)
     g.l0 = NULL;
     g.level = g.state = NULL;
     rbuf_t r = {body, (size_t)hd.body_len, 0};
-    rc = hd.cap == 0 && hd.body_len == 0 ? (ag_vecstore_count(ix->vs) <= h->full_scan ? 0
-                                                                                       : AG_EINVAL)
-                                         : body_read(&g, &hd, &r, ix->vs);
+    rc = hd.cap == 0 && hd.body_len == 0
+             ? (ag_vecstore_count(ix->vs) <= h->full_scan ? 0 : AG_EINVAL)
+             : body_read(&g, &hd, &r, ix->vs);
     if (rc) {
         graph_release(&g);
         goto done;

@@ -16,16 +16,20 @@
  * pass a tenth of the graph, a repair pass reconnects every node that links to one (its live
  * neighbours plus the tombstones' live neighbours, through the selection heuristic) and drops
  * the tombstones, so recall does not decay. Re-adding a slot (the collection reuses slots) gives
- * it fresh links.
+ * it fresh links (it keeps its level, since other nodes may still link to it on every level).
+ *
+ * Scores: the walk ranks with kernels over whole padded rows (several accumulators); the hits
+ * returned are re-scored with the shared kernels, so scores equal the exact index's bit for bit.
  *
  * Search plan, per query:
  *   - params->exact, a candidate list, or at most full_scan_threshold live points: exact scan
  *     (ag_index_score_candidates), like Qdrant below its threshold.
  *   - a filter: the accept predicate is sampled on up to 256 random live slots to estimate how
- *     many points match. Few matches (below AG_HNSW_FILTER_EXACT_POINTS): exact scan of the
- *     matching points. Low selectivity (below AG_HNSW_ACORN_BELOW): graph traversal in which
- *     distances are computed only for accepted nodes and rejected neighbours are crossed by a
- *     two-hop expansion (ACORN-1). Otherwise: normal traversal that passes through rejected
+ *     many points match. Few matches (below AG_HNSW_FILTER_EXACT_POINTS): the predicate is run
+ *     over the live slots (no row touched) and only the accepted rows are scored exactly.
+ *     Low selectivity (below AG_HNSW_ACORN_BELOW): graph traversal in which distances are
+ *     computed only for accepted nodes and rejected neighbours are crossed by a two-hop
+ *     expansion (ACORN-1). Otherwise: normal traversal that passes through rejected
  *     nodes but only returns accepted ones. If the graph yields fewer than k hits, the exact scan
  *     answers instead, so a filtered search never returns less than the exact one would.
  */
@@ -66,8 +70,8 @@ typedef struct ag_hnsw_stats {
     uint32_t live;       /* slots searchable through the graph */
     uint32_t tombstones; /* removed slots still linked in the graph */
     uint32_t max_level;
-    bool built;          /* false while below full_scan_threshold */
-    size_t memory;       /* bytes held by the graph (links, levels, states) */
+    bool built;    /* false while below full_scan_threshold */
+    size_t memory; /* bytes held by the graph (links, levels, states) */
 } ag_hnsw_stats_t;
 
 /* Counters of an HNSW index (ix must be one). Call under the same lock as search. */

@@ -351,8 +351,8 @@ static void test_deletes_and_readds(void **state)
     /* Repairs ran along the way: tombstones never pile up past the repair fraction. */
     assert_true(st.tombstones <= (st.live + st.tombstones) / 10 + 1);
     double r1 = recall(&f, NULL, 64);
-    print_message("  after deleting %u of %u: recall@10 = %.4f (tombstones %u)\n", removed,
-                  f.d.n, r1, st.tombstones);
+    print_message("  after deleting %u of %u: recall@10 = %.4f (tombstones %u)\n", removed, f.d.n,
+                  r1, st.tombstones);
     assert_true(r1 >= 0.95);
     /* No removed slot is ever returned. */
     for (uint32_t i = 0; i < f.d.nq; i++) {
