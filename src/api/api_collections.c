@@ -3,6 +3,7 @@
 
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
+#include "index/ag_hnsw.h"
 #include "json/ag_json.h"
 
 static int h_list(ag_call_t *call)
@@ -118,9 +119,17 @@ static int h_info(ag_call_t *call)
         json_object_set_new(config, "strict_mode_config", strict);
     if (metadata)
         json_object_set_new(config, "metadata", metadata);
-    call->result = json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status", "green",
-                             "optimizer_status", "ok", "vectors_count", vectors,
-                             "indexed_vectors_count", vectors, "points_count", points,
+    /* Points still queued for the background linker are served exactly meanwhile; like Qdrant
+     * the collection is yellow until they are in the graph. */
+    json_int_t queued = 0;
+    for (int i = 0; i < c->nvec; i++)
+        if (ag_index_is_hnsw(c->vec[i].index))
+            queued += ag_hnsw_pending(c->vec[i].index);
+    json_int_t indexed = vectors > queued ? vectors - queued : 0;
+    call->result = json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
+                             queued ? "yellow" : "green", "optimizer_status", "ok",
+                             "vectors_count", vectors, "indexed_vectors_count", indexed,
+                             "points_count", points,
                              "segments_count", 1, "config", config, "payload_schema",
                              schema_json(c, call->restriction));
     ag_coll_read_end(c);

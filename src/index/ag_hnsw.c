@@ -45,6 +45,11 @@ typedef struct hnsw {
     uint32_t n_live, n_tomb;
     bool built;
     bool deferred;                    /* ag_hnsw_defer: add() records nothing until finish */
+    bool background;                  /* add() queues; ag_hnsw_link_pending() links */
+    uint32_t *pend;                   /* pend_cap: position in queue + 1, or 0 */
+    uint32_t pend_cap;
+    uint32_t *queue;                  /* q_n slots waiting to be linked */
+    uint32_t q_n, q_cap;
     uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
@@ -812,6 +817,82 @@ void ag_hnsw_repair(ag_index_t *ix)
         pick_entry(h, NO_NODE);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- the background queue ------------------------------------------------------------------- */
+
+static bool is_pending(const hnsw_t *h, uint32_t slot)
+{
+    return slot < h->pend_cap && h->pend[slot] != 0;
+}
+
+static int pend_push(hnsw_t *h, uint32_t slot)
+{
+    if (is_pending(h, slot))
+        return 0;
+    if (slot >= h->pend_cap) {
+        uint32_t nc = h->pend_cap ? h->pend_cap : 1024;
+        while (nc <= slot)
+            nc = nc > UINT32_MAX / 2 ? slot + 1 : nc * 2;
+        uint32_t *g = realloc(h->pend, (size_t)nc * sizeof(uint32_t));
+        if (!g)
+            return AG_ENOMEM;
+        memset(g + h->pend_cap, 0, (size_t)(nc - h->pend_cap) * sizeof(uint32_t));
+        h->pend = g;
+        h->pend_cap = nc;
+    }
+    if (h->q_n == h->q_cap) {
+        uint32_t nc = h->q_cap ? h->q_cap * 2 : 1024;
+        uint32_t *g = realloc(h->queue, (size_t)nc * sizeof(uint32_t));
+        if (!g)
+            return AG_ENOMEM;
+        h->queue = g;
+        h->q_cap = nc;
+    }
+    h->queue[h->q_n++] = slot;
+    h->pend[slot] = h->q_n;
+    h->mutations++;
+    return 0;
+}
+
+/* O(1) removal: the last queued slot takes the removed one's place. */
+static void pend_drop(hnsw_t *h, uint32_t slot)
+{
+    uint32_t pos = h->pend[slot] - 1;
+    uint32_t last = h->queue[--h->q_n];
+    if (pos != h->q_n) {
+        h->queue[pos] = last;
+        h->pend[last] = pos + 1;
+    }
+    h->pend[slot] = 0;
+    h->mutations++;
+}
+
+uint32_t ag_hnsw_pending(const ag_index_t *ix)
+{
+    return ((const hnsw_t *)ix)->q_n;
+}
+
+uint32_t ag_hnsw_link_pending(ag_index_t *ix, uint32_t max)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    uint32_t done = 0;
+    while (done < max && h->q_n > 0) {
+        uint32_t slot = h->queue[h->q_n - 1];
+        pend_drop(h, slot);
+        if (ag_vecstore_get(ix->vs, slot) && insert(h, slot) != 0) {
+            pend_push(h, slot); /* out of memory: keep it queued (still searched exactly) */
+            break;
+        }
+        done++;
+    }
+    return done;
+}
+
 /* ---- the index ------------------------------------------------------------------------------ */
 
 static int build_all(hnsw_t *h)
@@ -848,7 +929,8 @@ static int build_all(hnsw_t *h)
 static int hnsw_add(ag_index_t *ix, uint32_t slot)
 {
     hnsw_t *h = (hnsw_t *)ix;
-    if (!ag_vecstore_get(ix->vs, slot))
+    /* UINT32_MAX (internal): no new slot, just cross the threshold if the store has. */
+    if (slot != UINT32_MAX && !ag_vecstore_get(ix->vs, slot))
         return AG_ENOTFOUND;
     if (h->deferred)
         return 0;
@@ -856,14 +938,38 @@ static int hnsw_add(ag_index_t *ix, uint32_t slot)
     if (!h->built) {
         if (ag_vecstore_count(ix->vs) <= h->full_scan)
             return 0;
-        return build_all(h);
+        if (!h->background)
+            return build_all(h);
+        /* Crossing the threshold: every stored vector queues for the background linker. */
+        h->built = true;
+        ag_vecstore_view_t v;
+        ag_vecstore_view(ix->vs, &v);
+        for (uint32_t w = 0; w < (v.capacity + 63u) / 64u; w++) {
+            uint64_t bits = v.present[w];
+            while (bits) {
+                unsigned b = (unsigned)__builtin_ctzll(bits);
+                bits &= bits - 1;
+                int rc = pend_push(h, w * 64u + b);
+                if (rc)
+                    return rc;
+            }
+        }
+        return 0;
     }
+    if (slot == UINT32_MAX)
+        return 0;
+    if (h->background)
+        return pend_push(h, slot);
     return insert(h, slot);
 }
 
 static int hnsw_remove(ag_index_t *ix, uint32_t slot)
 {
     hnsw_t *h = (hnsw_t *)ix;
+    if (is_pending(h, slot)) {
+        pend_drop(h, slot);
+        return 0;
+    }
     if (!h->built || slot >= h->cap || h->state[slot] != NODE_LIVE)
         return 0;
     h->mutations++;
@@ -915,12 +1021,18 @@ static int exact_filtered(const hnsw_t *h, scratch_t *sc, const float *query, si
                           const ag_index_filter_t *flt, const ag_search_params_t *params,
                           ag_hit_t *out, size_t *n_out)
 {
-    if (!ids_room(sc, (size_t)h->n_live + 1))
+    if (!ids_room(sc, (size_t)h->n_live + h->q_n + 1))
         return exact(h, query, k, flt, params, out, n_out);
     size_t n = 0;
     for (uint32_t id = 0; id < h->cap; id++)
         if (h->state[id] == NODE_LIVE && flt->accept(flt->ud, id))
             sc->ids[n++] = id;
+    /* Queued slots are not in the graph yet; they are scored with the rest. */
+    for (uint32_t i = 0; i < h->q_n; i++)
+        if (flt->accept(flt->ud, h->queue[i]))
+            sc->ids[n++] = h->queue[i];
+    if (h->q_n > 0)
+        qsort(sc->ids, n, sizeof(uint32_t), cmp_u32);
     ag_index_filter_t list = {.candidates = sc->ids, .n_candidates = n};
     return exact(h, query, k, &list, params, out, n_out);
 }
@@ -1008,6 +1120,17 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
             continue;
         ag_topk_push(&t, id, key);
     }
+    /* Slots still queued for the background linker are scored exactly. */
+    for (uint32_t i = 0; i < h->q_n; i++) {
+        uint32_t id = h->queue[i];
+        if (x.accept && !x.accept(x.ud, id))
+            continue;
+        float d = idist_exact(ix->dist, query, ag_vecstore_view_row(&x.v, id), x.v.dim);
+        float key = key_of(ix->dist, d);
+        if (has_thr && !(key >= thr))
+            continue;
+        ag_topk_push(&t, id, key);
+    }
     size_t n = ag_topk_finish(&t);
     if (!higher)
         for (size_t i = 0; i < n; i++)
@@ -1026,6 +1149,8 @@ static void hnsw_free(ag_index_t *ix)
     free(h->l0);
     free(h->level);
     free(h->state);
+    free(h->pend);
+    free(h->queue);
     free(h);
 }
 
@@ -1071,6 +1196,7 @@ int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_param
     h->rng = d.seed ? d.seed : 0x5DEECE66Dull;
     h->entry = NO_NODE;
     h->built = d.full_scan_threshold == 0;
+    h->background = d.background;
     *out = &h->base;
     return 0;
 }
@@ -1083,6 +1209,7 @@ void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out)
     out->tombstones = h->n_tomb;
     out->max_level = h->entry == NO_NODE ? 0 : (uint32_t)h->max_level;
     out->built = h->built;
+    out->pending = h->q_n;
     size_t mem = (size_t)h->cap * (((size_t)h->m0 + 1) * sizeof(uint32_t) + sizeof(uint32_t *) + 2);
     for (uint32_t i = 0; i < h->cap; i++)
         mem += (size_t)h->level[i] * (h->m + 1) * sizeof(uint32_t);
@@ -1430,6 +1557,12 @@ int ag_hnsw_finish(ag_index_t *ix, const char *path, uint64_t tag)
     h->mutations++;
     if (count <= h->full_scan)
         return 0; /* stays a lazy exact index until the threshold is crossed */
+    if (h->background) {
+        /* Serve at once (queued slots are scored exactly) and link in the background. */
+        h->built = false;
+        ag_log(AG_LOG_INFO, "hnsw: %u points queued for background linking", count);
+        return hnsw_add(ix, UINT32_MAX);
+    }
     int rc = build_all(h);
     if (rc) { /* a partial graph would miss points: fall back to exact scans */
         ag_hnsw_defer(ix);

@@ -49,6 +49,10 @@ typedef struct ag_hnsw_params {
     uint32_t full_scan_threshold;
     uint32_t ef_search; /* default beam width when ag_search_params_t.ef is 0; 0 = ef_construct */
     uint64_t seed;      /* level generator seed; 0 = a fixed default (builds are reproducible) */
+    /* Background linking: add() only queues the slot (searches score queued slots exactly, so
+     * results stay complete) and ag_hnsw_link_pending() links them later, off the write path.
+     * false = add() links at once (tests, benchmarks). */
+    bool background;
 } ag_hnsw_params_t;
 
 /* Estimated matches below which a filtered search scores the matching points exactly. */
@@ -71,11 +75,18 @@ typedef struct ag_hnsw_stats {
     uint32_t tombstones; /* removed slots still linked in the graph */
     uint32_t max_level;
     bool built;    /* false while below full_scan_threshold */
+    uint32_t pending; /* queued for background linking, scored exactly meanwhile */
     size_t memory; /* bytes held by the graph (links, levels, states) */
 } ag_hnsw_stats_t;
 
 /* Counters of an HNSW index (ix must be one). Call under the same lock as search. */
 void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out);
+
+/* Links up to max queued slots into the graph (background mode). Writer side: call under the
+ * same exclusive lock as add/remove. Returns how many were linked (0 when nothing is queued). */
+uint32_t ag_hnsw_link_pending(ag_index_t *ix, uint32_t max);
+/* Slots queued for linking. Call under the same lock as search. */
+uint32_t ag_hnsw_pending(const ag_index_t *ix);
 
 /* Runs the tombstone repair pass now (normally automatic). Writer side. */
 void ag_hnsw_repair(ag_index_t *ix);

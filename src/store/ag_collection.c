@@ -296,8 +296,10 @@ static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
         return rc;
     ag_hnsw_params_t hp;
     if (hnsw_params(json_object_get(c->params, "hnsw_config"), json_object_get(vp, "hnsw_config"),
-                    v->dim, &hp))
+                    v->dim, &hp)) {
+        hp.background = true; /* writes queue; the store's indexer thread links */
         return ag_index_hnsw_new(v->vs, v->dist, &hp, &v->index);
+    }
     return ag_index_exact_new(v->vs, v->dist, &v->index);
 }
 
@@ -309,6 +311,7 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
         return AG_ENOMEM;
     atomic_init(&c->refs, 1);
     atomic_init(&c->version, 0);
+    atomic_init(&c->write_waiters, 0);
     pthread_mutex_init(&c->write_mutex, NULL);
     pthread_rwlock_init(&c->lock, NULL);
     c->env = env;
@@ -778,7 +781,9 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
         return ag_fail(diag, AG_ESTORAGE, "the write was not committed: %s", mdb_strerror(mrc));
     if (sync && (mrc = mdb_env_sync(c->env, 1)) != 0)
         ag_log(AG_LOG_ERROR, "fsync of the storage failed: %s", mdb_strerror(mrc));
+    atomic_fetch_add(&c->write_waiters, 1);
     pthread_rwlock_wrlock(&c->lock);
+    atomic_fetch_sub(&c->write_waiters, 1);
     rc = apply_memory(c, muts, n);
     pthread_rwlock_unlock(&c->lock);
     if (c->index_ready && ag_now_mono() - c->index_saved_at > AG_COLL_INDEX_SAVE_S)
@@ -960,4 +965,24 @@ json_t *ag_coll_vectors_json(const ag_collection_t *c, uint32_t slot, const json
         json_object_set_new(obj, c->vec[v].name, floats_json(f, c->vec[v].dim));
     }
     return obj;
+}
+
+/* ---- background indexing ------------------------------------------------------------------- */
+
+uint32_t ag_coll_index_step(ag_collection_t *c, uint32_t budget)
+{
+    uint32_t done = 0;
+    for (int v = 0; v < c->nvec && done < budget; v++) {
+        if (!ag_index_is_hnsw(c->vec[v].index))
+            continue;
+        /* A writer waiting for the lock goes first; otherwise link a small step under the
+         * exclusive lock, so searches and writes wait at most one step. */
+        if (atomic_load(&c->write_waiters) > 0)
+            break;
+        pthread_rwlock_wrlock(&c->lock);
+        if (!c->dropped)
+            done += ag_hnsw_link_pending(c->vec[v].index, budget - done);
+        pthread_rwlock_unlock(&c->lock);
+    }
+    return done;
 }

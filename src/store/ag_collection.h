@@ -80,6 +80,7 @@ typedef struct ag_collection {
     uint32_t map_cap, map_used, map_tombs;
     uint32_t live;
     atomic_uint_fast64_t version; /* bumped on every applied write (cache invalidation) */
+    atomic_int write_waiters;     /* writers waiting for `lock` (the indexer yields to them) */
     bool dropped;
     /* HNSW graph files (<storage>/index/<cid>.<vector number>.hnsw), see ag_coll_save_indexes.
      * index_dir owned, NULL if unknown; index_ready once loaded (never save a half-open one). */
@@ -156,5 +157,9 @@ int ag_coll_save_indexes(ag_collection_t *c);
 /* Returns a new JSON vector object for a slot ({"": [...]} form collapsed to a plain array for an
  * unnamed collection). `which` NULL = all vectors, else a JSON array of names to include. */
 json_t *ag_coll_vectors_json(const ag_collection_t *c, uint32_t slot, const json_t *which);
+
+/* Links up to budget queued points into the collection's graphs (background indexer). Takes the
+ * write lock for the step. Returns how many were linked. */
+uint32_t ag_coll_index_step(ag_collection_t *c, uint32_t budget);
 
 #endif

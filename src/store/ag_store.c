@@ -3,8 +3,12 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ag_log.h"
 #include "json/ag_json.h"
@@ -25,6 +29,8 @@ struct ag_store {
     uint32_t next_cid;
     pthread_t flusher;
     bool flusher_running;
+    pthread_t indexer;
+    bool indexer_running;
     pthread_mutex_t stop_mutex;
     pthread_cond_t stop_cond;
     bool stopping;
@@ -202,6 +208,55 @@ static void *flusher_main(void *arg)
     return NULL;
 }
 
+/* ---- background indexer -------------------------------------------------------------------- */
+
+/* Links queued points into the HNSW graphs, a small step per collection at a time, so ingestion
+ * never waits for graph construction. Idle: sleeps until the next poll. */
+static void *indexer_main(void *arg)
+{
+    ag_store_t *st = arg;
+    enum { STEP = 32 };
+    /* Linking is background work: at the lowest priority it takes the CPU only when requests
+     * leave it idle (Linux applies nice values per thread). */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
+        ag_log(AG_LOG_DEBUG, "indexer: cannot lower its priority");
+    for (;;) {
+        pthread_mutex_lock(&st->stop_mutex);
+        bool stop = st->stopping;
+        pthread_mutex_unlock(&st->stop_mutex);
+        if (stop)
+            break;
+        ag_collection_t *batch[64];
+        size_t n = 0;
+        pthread_rwlock_rdlock(&st->lock);
+        for (size_t i = 0; i < st->ncolls && n < AG_ARRAY_LEN(batch); i++) {
+            batch[n] = st->colls[i];
+            ag_coll_ref(batch[n++]);
+        }
+        pthread_rwlock_unlock(&st->lock);
+        uint32_t done = 0;
+        for (size_t i = 0; i < n; i++) {
+            done += ag_coll_index_step(batch[i], STEP);
+            ag_coll_unref(batch[i]);
+            sched_yield(); /* let a waiting writer or search take the lock first */
+        }
+        if (done == 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_mutex_lock(&st->stop_mutex);
+            if (!st->stopping)
+                pthread_cond_timedwait(&st->stop_cond, &st->stop_mutex, &ts);
+            pthread_mutex_unlock(&st->stop_mutex);
+        }
+    }
+    return NULL;
+}
+
 /* ---- open / close -------------------------------------------------------------------------- */
 
 static int mkdir_p(const char *path)
@@ -354,6 +409,8 @@ int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *dia
         goto fail;
     if (pthread_create(&st->flusher, NULL, flusher_main, st) == 0)
         st->flusher_running = true;
+    if (pthread_create(&st->indexer, NULL, indexer_main, st) == 0)
+        st->indexer_running = true;
     *out = st;
     return 0;
 fail:
@@ -365,13 +422,14 @@ void ag_store_close(ag_store_t *st)
 {
     if (!st)
         return;
-    if (st->flusher_running) {
-        pthread_mutex_lock(&st->stop_mutex);
-        st->stopping = true;
-        pthread_cond_signal(&st->stop_cond);
-        pthread_mutex_unlock(&st->stop_mutex);
+    pthread_mutex_lock(&st->stop_mutex);
+    st->stopping = true;
+    pthread_cond_broadcast(&st->stop_cond);
+    pthread_mutex_unlock(&st->stop_mutex);
+    if (st->flusher_running)
         pthread_join(st->flusher, NULL);
-    }
+    if (st->indexer_running)
+        pthread_join(st->indexer, NULL);
     for (size_t i = 0; i < st->ncolls; i++) {
         ag_collection_t *c = st->colls[i];
         pthread_mutex_lock(&c->write_mutex);
