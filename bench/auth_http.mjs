@@ -3,7 +3,7 @@
 //   node bench/auth_http.mjs [points=20000] [queries=2000]
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { batchBody, call, clustered, startServer, xorshift } from './lib.mjs';
+import { batchBody, call, clustered, startServer, waitGreen, xorshift } from './lib.mjs';
 
 const n = Number(process.argv[2] || 20000);
 const nq = Number(process.argv[3] || 2000);
@@ -25,6 +25,7 @@ async function load(url, headers) {
   await call(url, 'PUT', '/collections/b', { vectors: { size: dim, distance: 'Dot' } }, headers);
   for (let i = 0; i < n; i += 1000)
     await call(url, 'PUT', '/collections/b/points?wait=true', batchBody(vectors, i, Math.min(1000, n - i)), headers);
+  await waitGreen(url, 'b', headers);
 }
 
 async function rate(url, headers, count) {

@@ -83,3 +83,15 @@ export function batchBody(vectors, start, count) {
   }
   return `{"points":[${parts.join(',')}]}`;
 }
+
+// Waits until background indexing has caught up (status green), so a measurement does not
+// compete with graph construction.
+export async function waitGreen(url, name, headers = {}, timeoutMs = 300000) {
+  const t0 = Date.now();
+  for (;;) {
+    const info = await call(url, 'GET', `/collections/${name}`, undefined, headers);
+    if (info.status === 'green') return (Date.now() - t0) / 1000;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${name} still ${info.status}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
