@@ -22,6 +22,7 @@
 
 #include "api/ag_guard.h"
 #include "api/ag_points.h"
+#include "store/ag_payload_index.h"
 #include "json/ag_json.h"
 
 #define MAX_DEPTH 64       /* prefetch nesting (Qdrant's MAX_PREFETCH_DEPTH) */
@@ -78,6 +79,7 @@ struct stage {
     float *weights; /* rrf weights, one per prefetch, or NULL */
     size_t nweights;
     ag_scope_t scope;
+    const json_t *filter_json; /* this stage's own filter (borrowed), for payload-index lookups */
     ag_search_params_t params;
     size_t limit;            /* prefetches only; the top stage uses req.limit */
     const char *lookup_coll; /* lookup_from naming another collection, else NULL */
@@ -515,6 +517,7 @@ static int parse_stage_fields(req_t *rq, stage_t *st, const json_t *obj, const c
         return rc;
     if (u)
         st->using_name = u;
+    st->filter_json = json_object_get(obj, "filter");
     if ((rc = parse_lookup_from(rq, st, obj, path)) != 0 ||
         (rc = ag_scope_init(&st->scope, rq->call, rq->c, json_object_get(obj, "filter"), path)) !=
             0 ||
@@ -1175,6 +1178,19 @@ static int score_nearest(req_t *rq, const stage_t *st, size_t k, const ag_index_
         if (f->candidates)
             return ag_index_score_candidates(vc->vs, vc->dist, st->nearest.dense, cap, f,
                                              &st->params, out->h, &out->n);
+        /* A selective equality on an indexed field: score its few candidates exactly (every
+         * candidate still passes the whole filter and the row restriction). */
+        uint32_t *cand;
+        size_t ncand;
+        if (st->filter_json && !st->params.exact &&
+            ag_payload_candidates(rq->c, &rq->call->arena, st->filter_json, &cand, &ncand) &&
+            ncand <= AG_PAYLOAD_CANDIDATES_MAX) {
+            ag_index_filter_t narrowed = *f;
+            narrowed.candidates = cand;
+            narrowed.n_candidates = ncand;
+            return ag_index_score_candidates(vc->vs, vc->dist, st->nearest.dense, cap,
+                                             &narrowed, &st->params, out->h, &out->n);
+        }
         return ag_index_search(vc->index, st->nearest.dense, cap, f, &st->params, out->h, &out->n);
     }
     const ag_sparse_t *sp = rq->c->sparse[st->si].sp;

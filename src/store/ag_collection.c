@@ -7,6 +7,7 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
+#include "store/ag_payload_index.h"
 #include "index/ag_hnsw.h"
 #include "json/ag_json.h"
 
@@ -210,6 +211,7 @@ static void drop_index_files(ag_collection_t *c)
 
 static void coll_free(ag_collection_t *c)
 {
+    ag_payload_index_free(c);
     /* The last reference of a loaded collection: a clean shutdown (or the end of the requests
      * that outlived it), so the graphs are written for the next start. */
     if (c->index_ready)

@@ -81,6 +81,7 @@ typedef struct ag_collection {
     uint32_t live;
     atomic_uint_fast64_t version; /* bumped on every applied write (cache invalidation) */
     atomic_int write_waiters;     /* writers waiting for `lock` (the indexer yields to them) */
+    struct kw_index *payload_indexes; /* lazily built candidate indexes (ag_payload_index.c) */
     bool dropped;
     /* HNSW graph files (<storage>/index/<cid>.<vector number>.hnsw), see ag_coll_save_indexes.
      * index_dir owned, NULL if unknown; index_ready once loaded (never save a half-open one). */
