@@ -197,13 +197,7 @@ void ag_api_handle(void *ud, ag_request_t *req)
         render(req, 500, NULL, "request was not routed");
         return;
     }
-    int rc = 0;
-    if (call->route->body && req->body_len > 0) {
-        rc = ag_json_parse_body(req->body, req->body_len, true, &call->body, &call->diag);
-    } else if (call->route->body) {
-        call->body = json_object();
-        rc = call->body ? 0 : AG_ENOMEM;
-    }
+    int rc = call->route->body && !call->route->raw_body ? ag_call_body(call) : 0;
     if (rc == 0) {
         const char *w = ag_request_query(req, "wait");
         call->wait = w && (strcmp(w, "true") == 0 || strcmp(w, "1") == 0);
@@ -223,6 +217,17 @@ void ag_api_handle(void *ud, ag_request_t *req)
 }
 
 /* ---- helpers ------------------------------------------------------------------------------- */
+
+int ag_call_body(ag_call_t *call)
+{
+    if (call->body)
+        return 0;
+    if (call->req->body_len > 0)
+        return ag_json_parse_body(call->req->body, call->req->body_len, true, &call->body,
+                                  &call->diag);
+    call->body = json_object();
+    return call->body ? 0 : AG_ENOMEM;
+}
 
 int ag_call_collection(ag_call_t *call, ag_collection_t **out)
 {

@@ -37,6 +37,7 @@ typedef struct ag_route {
     bool body;              /* the route takes a JSON body */
     bool public_route;      /* no credential needed (only /, /healthz, /livez, /readyz) */
     bool list_route;        /* a listing: the handler filters items by what the caller may see */
+    bool raw_body;          /* the handler reads req->body itself (ag_call_body parses it) */
 } ag_route_t;
 
 struct ag_call {
@@ -78,6 +79,8 @@ void ag_api_handle(void *ud, ag_request_t *req);
 
 /* ---- shared helpers for the handler files ------------------------------------------------- */
 
+/* Parses the request body into call->body if that has not happened yet (raw_body routes). */
+int ag_call_body(ag_call_t *call);
 /* Resolves params[0] (collection or alias) to a new reference. 404 with Qdrant's message. */
 int ag_call_collection(ag_call_t *call, ag_collection_t **out);
 /* The standard update answer {"operation_id": n, "status": "completed"|"acknowledged"}. */

@@ -3,6 +3,7 @@
 
 #include "api/ag_guard.h"
 #include "api/ag_points.h"
+#include "json/ag_fastpoints.h"
 #include "json/ag_json.h"
 
 /* ---- writing helpers ----------------------------------------------------------------------- */
@@ -592,8 +593,63 @@ static int run_write(ag_call_t *call, op_fn fn, pl_op_t pl, bool is_payload)
     return rc;
 }
 
+/* The common upsert (records, one unnamed dense vector) skips the generic JSON tree; anything
+ * else, including every malformed body, takes the strict path, which explains what is wrong. */
+static int upsert_fast(ag_call_t *call, bool *handled)
+{
+    *handled = false;
+    ag_collection_t *c;
+    if (ag_store_get(call->api->store, call->params[0], &c, NULL) != 0)
+        return 0;
+    int rc = 0;
+    ag_fastpoint_t *pts = NULL;
+    size_t n = 0;
+    if (c->unnamed && c->nvec == 1 && c->nsparse == 0 &&
+        ag_fastpoints_parse(call->req->body, call->req->body_len, c->vec[0].dim, &call->arena,
+                            &pts, &n)) {
+        *handled = true;
+        muts_t ms = {0};
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            ag_mutation_t *m = muts_add(call, &ms);
+            if (!m) {
+                rc = AG_ENOMEM;
+                break;
+            }
+            m->id = pts[i].id;
+            m->payload = pts[i].payload; /* ownership moves to the mutation */
+            pts[i].payload = NULL;
+            m->replace_vectors = true;
+            if (c->vec[0].dist == AG_DIST_COSINE)
+                ag_vector_normalize(pts[i].vector, c->vec[0].dim);
+            m->dense_op[0] = AG_VEC_SET;
+            m->dense[0] = pts[i].vector;
+        }
+        ag_fastpoints_release(pts, n);
+        if (rc == 0 && (rc = ag_coll_write_begin(c)) == 0) {
+            rc = commit(call, c, &ms);
+            ag_coll_write_end(c);
+        } else if (rc) {
+            /* out of memory building the batch: nothing was written */
+        } else {
+            rc = ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
+                         call->params[0]);
+        }
+        muts_free(&ms);
+        if (rc == 0)
+            call->result = ag_update_result(call);
+    }
+    ag_coll_unref(c);
+    return rc;
+}
+
 static int h_upsert(ag_call_t *call)
 {
+    bool handled;
+    int rc = upsert_fast(call, &handled);
+    if (handled)
+        return rc;
+    if ((rc = ag_call_body(call)) != 0)
+        return rc;
     return run_write(call, op_upsert, PL_SET, false);
 }
 static int h_delete(ag_call_t *call)
@@ -1079,7 +1135,7 @@ static int h_scroll(ag_call_t *call)
 
 const ag_route_t ag_routes_points[] = {
     {AG_HTTP_PUT, "/collections/{name}/points", "write:points", AG_SCOPE_COLLECTION, h_upsert, true,
-     false},
+     false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points", "read:data", AG_SCOPE_COLLECTION, h_retrieve,
      true, false},
     {AG_HTTP_POST, "/collections/{name}/points/delete", "delete:points", AG_SCOPE_COLLECTION,
