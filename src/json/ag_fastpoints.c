@@ -181,8 +181,10 @@ static bool parse_id(cur_t *c, ag_point_id_t *id)
         size_t n = (size_t)(q - c->p - 1);
         memcpy(buf, c->p + 1, n);
         buf[n] = '\0';
-        if (memchr(buf, '\\', n) || strspn(buf, "0123456789") == n)
-            return false; /* escapes, or a numeric string (invalid): the slow path explains */
+        /* Only the characters a UUID is made of (no escapes, no control bytes); a numeric
+         * string is invalid: the slow path explains both. */
+        if (strspn(buf, "0123456789abcdefABCDEF-") != n || strspn(buf, "0123456789") == n)
+            return false;
         if (ag_id_parse_str(buf, id, NULL) != 0 || id->kind != AG_ID_UUID)
             return false;
         c->p = q + 1;

@@ -140,6 +140,12 @@ static void test_declines(void **state)
     };
     ag_arena_t a;
     ag_arena_init(&a, 0);
+    /* A raw NUL inside an id string is invalid JSON (found by the fuzzer). */
+    static const char nul_id[] = "{\"points\":[{\"id\":\"550e8400-e29b-41d4-a716-446655440000"
+                                 "\0\",\"vector\":[1,2,3]}]}";
+    ag_fastpoint_t *np = NULL;
+    size_t nn = 0;
+    assert_false(ag_fastpoints_parse(nul_id, sizeof(nul_id) - 1, 3, &a, &np, &nn));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ag_fastpoint_t *pts = NULL;
         size_t n = 0;
