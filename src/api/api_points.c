@@ -828,17 +828,22 @@ static int h_retrieve(ag_call_t *call)
         return rc;
     json_t *arr = json_array();
     ag_coll_read_begin(c);
-    for (size_t i = 0; arr && i < n; i++) {
+    /* One slot per id, so a bitmap over slots drops repeated ids in linear time. */
+    uint8_t *seen = ag_arena_calloc(&call->arena, (c->nslots + 7) / 8 + 1, 1);
+    for (size_t i = 0; arr && seen && i < n; i++) {
         uint32_t s = ag_coll_find(c, &ids[i]);
-        bool dup = false;
-        for (size_t k = 0; k < i && !dup; k++)
-            dup = ag_id_equal(&ids[k], &ids[i]);
         /* Points outside the caller's rows do not exist for it. */
-        if (s == UINT32_MAX || dup || !ag_coll_match(c, s, call->restriction))
+        if (s == UINT32_MAX || (seen[s / 8] >> (s % 8)) & 1 ||
+            !ag_coll_match(c, s, call->restriction))
             continue;
+        seen[s / 8] |= (uint8_t)(1u << (s % 8));
         json_array_append_new(arr, ag_render_point(c, s, &ps, wv, which, false, 0));
     }
     ag_coll_read_end(c);
+    if (!seen) {
+        json_decref(arr);
+        arr = NULL;
+    }
     ag_coll_unref(c);
     call->result = arr;
     return arr ? 0 : AG_ENOMEM;
