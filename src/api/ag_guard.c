@@ -16,6 +16,7 @@
 #include "auth/ag_perm.h"
 #include "auth/ag_secstore.h"
 #include "auth/ag_throttle.h"
+#include "store/ag_payload_index.h"
 
 #define MAX_ROUTES 160
 #define ROOT_KEY_FILE "root_key.hash"
@@ -158,16 +159,37 @@ static int lookup_hook(void *ctx, const char *credential, size_t len, int64_t no
 }
 
 /* value_exists claim: does any point of the collection satisfy the filter right now? */
-static int value_exists_hook(void *ctx, const char *collection, const ag_filter_t *filter)
+static int value_exists_hook(void *ctx, const ag_value_exists_t *ve)
 {
     ag_guard_t *g = ctx;
     ag_collection_t *c;
-    if (ag_store_get(g->store, collection, &c, NULL) != 0)
+    if (ag_store_get(g->store, ve->collection, &c, NULL) != 0)
         return AG_ENOTFOUND;
     bool found = false;
     ag_coll_read_begin(c);
-    for (uint32_t s = 0; s < c->nslots && !found; s++)
-        found = ag_coll_match(c, s, filter);
+    /* With a payload index on one of the keys, only its candidates need checking. */
+    json_t *must = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(ve->matches, i, m)
+    {
+        json_array_append_new(must, json_pack("{s:O,s:{s:O}}", "key", json_object_get(m, "key"),
+                                              "match", "value", json_object_get(m, "value")));
+    }
+    json_t *fj = json_pack("{s:o}", "must", must);
+    ag_arena_t arena;
+    ag_arena_init(&arena, 64u << 20);
+    uint32_t *cand = NULL;
+    size_t ncand = 0;
+    if (fj && ag_payload_candidates(c, &arena, fj, &cand, &ncand)) {
+        for (size_t k = 0; k < ncand && !found; k++)
+            found = ag_coll_match(c, cand[k], ve->filter);
+    } else {
+        for (uint32_t s = 0; s < c->nslots && !found; s++)
+            found = ag_coll_match(c, s, ve->filter);
+    }
+    ag_arena_release(&arena);
+    json_decref(fj);
     ag_coll_read_end(c);
     ag_coll_unref(c);
     return found ? 0 : AG_ENOTFOUND;

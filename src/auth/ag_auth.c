@@ -299,7 +299,7 @@ static int check_principal(ag_auth_t *auth, const ag_principal_t *p, int64_t now
         return 0;
     if (!auth->hooks.value_exists)
         return ag_fail(diag, AG_EUNAUTH, "invalid token: value_exists cannot be checked");
-    int rc = auth->hooks.value_exists(auth->hooks.value_exists_ctx, ve->collection, ve->filter);
+    int rc = auth->hooks.value_exists(auth->hooks.value_exists_ctx, ve);
     if (rc == AG_ENOTFOUND || rc == AG_EUNAUTH)
         return ag_fail(diag, AG_EUNAUTH, "invalid token: revoked (value_exists)");
     return rc < 0 ? rc : 0;

@@ -33,9 +33,10 @@
  * expired); any other error fails the request. credential is borrowed for the call. */
 typedef int (*ag_auth_lookup_fn)(void *ctx, const char *credential, size_t len, int64_t now,
                                  ag_principal_t **out);
-/* value_exists: 0 when some point of collection satisfies filter (borrowed); AG_ENOTFOUND when
- * none does or the collection does not exist; any other error fails the request. */
-typedef int (*ag_value_exists_fn)(void *ctx, const char *collection, const ag_filter_t *filter);
+/* value_exists: 0 when some point of ve->collection satisfies ve->filter (the compiled AND of
+ * ve->matches; all borrowed); AG_ENOTFOUND when none does or the collection does not exist; any
+ * other error fails the request. */
+typedef int (*ag_value_exists_fn)(void *ctx, const ag_value_exists_t *ve);
 
 typedef struct ag_auth_hooks {
     ag_auth_lookup_fn lookup;

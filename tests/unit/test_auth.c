@@ -381,9 +381,11 @@ static void test_jwt_roles_and_cache(void **state)
 
 static int ve_calls;
 static int ve_result;
-static int value_exists(void *ctx, const char *collection, const ag_filter_t *filter)
+static int value_exists(void *ctx, const ag_value_exists_t *ve)
 {
     (void)ctx;
+    const char *collection = ve->collection;
+    const ag_filter_t *filter = ve->filter;
     ve_calls++;
     assert_string_equal(collection, "users");
     json_t *pl = json_pack("{s:s, s:s}", "username", "john", "role", "developer");
