@@ -125,6 +125,19 @@ static int check_tls_material(const char *cert, const char *key, const char *ca,
     return 0;
 }
 
+/* Resident set size of the process, for the start-up report (0 when /proc is unavailable). */
+static double resident_mb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0, rss = 0;
+    if (!f)
+        return 0.0;
+    if (fscanf(f, "%lu %lu", &pages, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return (double)rss * (double)sysconf(_SC_PAGESIZE) / 1048576.0;
+}
+
 static int parse_serve_args(int argc, char **argv, ag_config_t *cfg, ag_diag_t *diag)
 {
     const char *config_file = NULL;
@@ -243,7 +256,8 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
-    ag_log(AG_LOG_INFO, "storage %s opened in %.2fs", cfg.storage_path, ag_now_mono() - t0);
+    ag_log(AG_LOG_INFO, "storage %s opened in %.2fs, resident memory %.1f MB", cfg.storage_path,
+           ag_now_mono() - t0, resident_mb());
 
     ag_guard_config_t gcfg = {
         .insecure = cfg.insecure,
