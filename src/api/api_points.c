@@ -4,6 +4,7 @@
 #include "api/ag_guard.h"
 #include "api/ag_points.h"
 #include "json/ag_fastpoints.h"
+#include "store/ag_payload_index.h"
 #include "json/ag_json.h"
 
 /* ---- writing helpers ----------------------------------------------------------------------- */
@@ -117,9 +118,17 @@ static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filt
         return AG_ENOMEM;
     }
     size_t k = 0;
-    for (uint32_t s = 0; s < c->nslots && k < cap; s++)
-        if (ag_scope_match(&sc, s))
-            ids[k++] = c->slots[s].id;
+    uint32_t *cand;
+    size_t ncand;
+    if (ag_payload_candidates(c, &call->arena, filter, &cand, &ncand)) {
+        for (size_t i = 0; i < ncand && k < cap; i++)
+            if ((i == 0 || cand[i - 1] != cand[i]) && ag_scope_match(&sc, cand[i]))
+                ids[k++] = c->slots[cand[i]].id;
+    } else {
+        for (uint32_t s = 0; s < c->nslots && k < cap; s++)
+            if (ag_scope_match(&sc, s))
+                ids[k++] = c->slots[s].id;
+    }
     ag_scope_release(&sc);
     *out = ids;
     *n = k;
@@ -884,8 +893,15 @@ static int h_count(ag_call_t *call)
     if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) == 0) {
         ag_coll_read_begin(c);
         json_int_t count = 0;
+        uint32_t *cand;
+        size_t ncand;
+        const json_t *fj = json_object_get(call->body, "filter");
         if (!sc.user && !sc.restriction) {
             count = c->live;
+        } else if (fj && ag_payload_candidates(c, &call->arena, fj, &cand, &ncand)) {
+            /* An indexed equality narrows the scan; every candidate still passes the scope. */
+            for (size_t i = 0; i < ncand; i++)
+                count += (i == 0 || cand[i - 1] != cand[i]) && ag_scope_match(&sc, cand[i]);
         } else {
             for (uint32_t s = 0; s < c->nslots; s++)
                 count += ag_scope_match(&sc, s);

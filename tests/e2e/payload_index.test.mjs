@@ -63,3 +63,25 @@ test('the index follows writes: set, overwrite, delete, upsert', async () => {
   pts.push(fresh);
   await check({ must: [{ key: 'color', match: { value: 'c5' } }] }, (p) => p.payload.color === 'c5', 'after upsert');
 });
+
+test('count and delete-by-filter through the index match the brute-force selection', async () => {
+  for (const color of ['c7', 'c42', 'nope']) {
+    const want = pts.filter((p) => p.payload.color === color).length;
+    const got = await srv.ok('POST', `/collections/${C}/points/count`, { filter: { must: [{ key: 'color', match: { value: color } }] } });
+    assert.equal(got.count, want, `count color=${color}`);
+  }
+  const anyWant = pts.filter((p) => ['c1', 'c9'].includes(p.payload.color) && p.payload.n < 25).length;
+  const anyGot = await srv.ok('POST', `/collections/${C}/points/count`, {
+    filter: { must: [{ key: 'color', match: { any: ['c1', 'c9'] } }, { key: 'n', range: { lt: 25 } }] },
+  });
+  assert.equal(anyGot.count, anyWant);
+  const before = (await srv.ok('POST', `/collections/${C}/points/count`, {})).count;
+  const doomed = pts.filter((p) => p.payload.color === 'c8').length;
+  assert.ok(doomed > 0);
+  await srv.ok('POST', `/collections/${C}/points/delete?wait=true`, { filter: { must: [{ key: 'color', match: { value: 'c8' } }] } });
+  pts = pts.filter((p) => p.payload.color !== 'c8');
+  const after = (await srv.ok('POST', `/collections/${C}/points/count`, {})).count;
+  assert.equal(after, before - doomed);
+  assert.equal((await srv.ok('POST', `/collections/${C}/points/count`, { filter: { must: [{ key: 'color', match: { value: 'c8' } }] } })).count, 0);
+  await check({ must: [{ key: 'color', match: { value: 'c5' } }] }, (p) => p.payload.color === 'c5', 'after filter delete');
+});
