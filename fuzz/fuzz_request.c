@@ -12,9 +12,9 @@
 
 #include "ag_id.h"
 #include "http/ag_http.h"
+#include "store/ag_collection.h"
 #include "json/ag_fastpoints.h"
 #include "json/ag_json.h"
-#include "store/ag_collection.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --with-node-deps
-scripts/check-banned.sh
+scripts/check-source.sh
 jobs="$(nproc)"
 status=0
 for preset in release asan; do

@@ -14,12 +14,12 @@
 #include "ag_clock.h"
 #include "ag_config.h"
 #include "ag_log.h"
+#include "ag_pool.h"
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
 #include "auth/ag_audit.h"
 #include "auth/ag_token_cli.h"
 #include "http/ag_http.h"
-#include "ag_pool.h"
 #include "store/ag_store.h"
 
 extern char **environ;

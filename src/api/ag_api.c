@@ -74,8 +74,8 @@ static bool match(const char *pattern, const ag_request_t *req, const char **par
     return seg == req->nseg;
 }
 
-static const ag_route_t *route(const ag_api_t *api, ag_request_t *req, const char **params,
-                               int *np, bool *path_known)
+static const ag_route_t *route(const ag_api_t *api, ag_request_t *req, const char **params, int *np,
+                               bool *path_known)
 {
     *path_known = false;
     int method = req->method == AG_HTTP_HEAD ? AG_HTTP_GET : req->method;

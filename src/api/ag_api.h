@@ -29,15 +29,16 @@ typedef enum {
 } ag_scope_kind_t;
 
 typedef struct ag_route {
-    int method;             /* ag_http_method_t */
-    const char *pattern;    /* "/collections/{name}/points/search"; {x} captures one segment */
-    const char *action;     /* "<verb>:<resource>" (PRODUCT §4); NULL makes the server refuse to start */
-    ag_scope_kind_t scope;  /* which path parameter names the resource */
+    int method;          /* ag_http_method_t */
+    const char *pattern; /* "/collections/{name}/points/search"; {x} captures one segment */
+    const char
+        *action; /* "<verb>:<resource>" (PRODUCT §4); NULL makes the server refuse to start */
+    ag_scope_kind_t scope; /* which path parameter names the resource */
     ag_handler_fn handler;
-    bool body;              /* the route takes a JSON body */
-    bool public_route;      /* no credential needed (only /, /healthz, /livez, /readyz) */
-    bool list_route;        /* a listing: the handler filters items by what the caller may see */
-    bool raw_body;          /* the handler reads req->body itself (ag_call_body parses it) */
+    bool body;         /* the route takes a JSON body */
+    bool public_route; /* no credential needed (only /, /healthz, /livez, /readyz) */
+    bool list_route;   /* a listing: the handler filters items by what the caller may see */
+    bool raw_body;     /* the handler reads req->body itself (ag_call_body parses it) */
 } ag_route_t;
 
 struct ag_call {
@@ -46,24 +47,24 @@ struct ag_call {
     const ag_route_t *route;
     const char *params[4]; /* decoded path parameters, in pattern order (borrowed from req) */
     int nparams;
-    json_t *body;          /* parsed JSON body or NULL (owned) */
-    json_t *result;        /* set by the handler (owned), rendered in the envelope */
-    int http_status;       /* 0 = derived from the return code */
-    char *raw;             /* alternative raw response body (owned) */
+    json_t *body;    /* parsed JSON body or NULL (owned) */
+    json_t *result;  /* set by the handler (owned), rendered in the envelope */
+    int http_status; /* 0 = derived from the return code */
+    char *raw;       /* alternative raw response body (owned) */
     const char *raw_type;
     ag_filter_t *restriction; /* row-level restriction from authorization (owned); NULL = none */
     struct ag_principal *principal; /* the authenticated caller (owned reference) */
-    ag_arena_t arena;      /* per-request temporaries */
+    ag_arena_t arena;               /* per-request temporaries */
     ag_diag_t diag;
     bool wait;
-    bool dry_run; /* validate a write completely without applying it (batch updates) */
+    bool dry_run;       /* validate a write completely without applying it (batch updates) */
     const char *tenant; /* the tenant the route names (tenant API), borrowed from req; or NULL */
 };
 
 typedef struct ag_guard ag_guard_t;
 
 struct ag_api {
-    ag_config_t *cfg; /* borrowed */
+    ag_config_t *cfg;  /* borrowed */
     ag_guard_t *guard; /* borrowed: authentication and authorization */
     ag_store_t *store; /* borrowed */
     const ag_route_t *routes;

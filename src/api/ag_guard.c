@@ -126,7 +126,8 @@ static int root_key_setup(ag_guard_t *g, const char *storage, ag_diag_t *diag)
            "\n"
            "      %s\n"
            "\n"
-           "  Send it with every request:  curl -H 'api-key: <key>' http://127.0.0.1:6333/collections\n"
+           "  Send it with every request:  curl -H 'api-key: <key>' "
+           "http://127.0.0.1:6333/collections\n"
            "  Only its hash is stored (%s). To choose your own key, set service.api_key\n"
            "  (or AEGIS__SERVICE__API_KEY) to at least 32 characters.\n\n",
            key, path);
@@ -215,8 +216,7 @@ static int open_security(ag_guard_t *g, const char *storage, ag_diag_t *diag)
     return rc;
 }
 
-int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **out,
-                 ag_diag_t *diag)
+int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **out, ag_diag_t *diag)
 {
     ag_guard_t *g = calloc(1, sizeof(*g));
     if (!g)
@@ -234,8 +234,8 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         ac.read_only_api_key = cfg->read_only_api_key;
         ac.jwt_rbac = cfg->jwt_rbac;
         ac.jwt_leeway_s = cfg->jwt_leeway_s;
-        bool any_key = (cfg->api_key && *cfg->api_key) ||
-                       (cfg->read_only_api_key && *cfg->read_only_api_key);
+        bool any_key =
+            (cfg->api_key && *cfg->api_key) || (cfg->read_only_api_key && *cfg->read_only_api_key);
         if ((rc = ag_auth_new(&ac, &g->auth, diag)) != 0)
             goto fail;
         if (!(cfg->api_key && *cfg->api_key) && (rc = root_key_setup(g, cfg->storage_path, diag)))
@@ -305,8 +305,8 @@ static void label(ag_call_t *call, const ag_principal_t *p)
 static int tenant_filter(const char *key, json_t *names, bool negate, ag_filter_t **out)
 {
     *out = NULL;
-    json_t *f = json_pack("{s:[{s:s,s:{s:o}}]}", negate ? "must_not" : "must", "key", key,
-                          "match", "any", names);
+    json_t *f = json_pack("{s:[{s:s,s:{s:o}}]}", negate ? "must_not" : "must", "key", key, "match",
+                          "any", names);
     if (!f)
         return AG_ENOMEM;
     int rc = ag_filter_compile(f, out, NULL);
@@ -498,15 +498,17 @@ static void audit_write(ag_guard_t *g, ag_call_t *call, bool allowed, int status
      * authentication, which shows which key someone tried). Never the secret. */
     char key_id[AG_KEY_ID_LEN + 1] = {0};
     const char *cred = call->req->api_key;
-    if (!cred && call->req->authorization && strncasecmp(call->req->authorization, "bearer ", 7) == 0)
+    if (!cred && call->req->authorization &&
+        strncasecmp(call->req->authorization, "bearer ", 7) == 0)
         cred = call->req->authorization + 7;
     bool has_key_id = cred && ag_user_key_parse(cred, strlen(cred), key_id) == 0;
     ag_audit_record_t r = {
         .request_id = call->req->request_id,
         .principal_kind = p ? ag_principal_kind_name(kind) : "none",
         .principal_id = p ? ag_principal_id(p) : NULL,
-        .key_id = has_key_id ? key_id : p && kind == AG_PRINCIPAL_API_KEY ? ag_principal_id(p)
-                                                                          : NULL,
+        .key_id = has_key_id                          ? key_id
+                  : p && kind == AG_PRINCIPAL_API_KEY ? ag_principal_id(p)
+                                                      : NULL,
         .sub = p ? ag_principal_sub(p) : NULL,
         .remote = call->req->remote_addr,
         .method = call->req->method_name,
@@ -632,8 +634,7 @@ void ag_guard_audit(ag_call_t *call, int http_status)
                   res != AG_RES_PROFILE;
     if (!denied && !change)
         return;
-    audit_write(g, call, !denied, http_status,
-                http_status >= 400 ? call->diag.msg : NULL);
+    audit_write(g, call, !denied, http_status, http_status >= 400 ? call->diag.msg : NULL);
 }
 
 void ag_guard_set_audit(ag_guard_t *g, ag_audit_t *audit)

@@ -64,20 +64,20 @@ int ag_tenant_check_payload(ag_call_t *call, const json_t *tenancy, const ag_poi
     if (tv.n == 0)
         return ag_fail(&call->diag, AG_EINVAL,
                        "point %s: the collection is multi-tenant; the payload must name its "
-                       "tenant in `%s`", buf, key);
+                       "tenant in `%s`",
+                       buf, key);
     if (tv.n != 1 || !json_is_string(tv.first))
-        return ag_fail(&call->diag, AG_EINVAL, "point %s: `%s` must be one tenant name", buf,
-                       key);
+        return ag_fail(&call->diag, AG_EINVAL, "point %s: `%s` must be one tenant name", buf, key);
     const char *t = json_string_value(tv.first);
     json_t *info = json_object_get(json_object_get(tenancy, "tenants"), t);
     if (!info)
         return ag_fail(&call->diag, AG_EINVAL,
                        "point %s: tenant `%.200s` is not declared in this collection (create it "
-                       "with POST /collections/{name}/tenants)", buf, t);
+                       "with POST /collections/{name}/tenants)",
+                       buf, t);
     if (!json_is_true(json_object_get(info, "active")))
         return ag_fail(&call->diag, AG_EFORBIDDEN,
-                       "point %s: tenant `%.200s` is inactive; activate it before writing", buf,
-                       t);
+                       "point %s: tenant `%.200s` is inactive; activate it before writing", buf, t);
     return 0;
 }
 
@@ -316,22 +316,23 @@ int ag_parse_sparse(ag_call_t *call, const json_t *v, const char *path, ag_spars
         json_t *a = json_array_get(ix, i), *b = json_array_get(vals, i);
         if (!json_is_integer(a) || json_integer_value(a) < 0 ||
             json_integer_value(a) > (json_int_t)UINT32_MAX)
-            return ag_fail(&call->diag, AG_EINVAL, "%s.indices[%zu]: expected an unsigned "
-                                                   "32-bit integer", path, i);
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "%s.indices[%zu]: expected an unsigned "
+                           "32-bit integer",
+                           path, i);
         if (!json_is_number(b))
             return ag_fail(&call->diag, AG_EINVAL, "%s.values[%zu]: expected a number", path, i);
         float f = (float)json_number_value(b);
         if (f != f || f - f != 0.0f)
-            return ag_fail(&call->diag, AG_EINVAL, "%s.values[%zu]: not a finite float32", path,
-                           i);
+            return ag_fail(&call->diag, AG_EINVAL, "%s.values[%zu]: not a finite float32", path, i);
         pairs[2 * i] = (uint32_t)json_integer_value(a);
         memcpy(&pairs[2 * i + 1], &f, sizeof(float));
     }
     qsort(pairs, n, 2 * sizeof(uint32_t), cmp_pair);
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && pairs[2 * i] == pairs[2 * i - 2])
-            return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s.indices: index %u is repeated",
-                           path, pairs[2 * i]);
+            return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s.indices: index %u is repeated", path,
+                           pairs[2 * i]);
         out->indices[i] = pairs[2 * i];
         memcpy(&out->values[i], &pairs[2 * i + 1], sizeof(float));
     }
@@ -350,7 +351,8 @@ int ag_parse_point_vector(ag_call_t *call, const ag_collection_t *c, const json_
         if (vi < 0)
             return ag_fail(&call->diag, AG_EINVAL,
                            "Wrong input: %s: this collection has only named vectors; pass an "
-                           "object {name: vector}", path);
+                           "object {name: vector}",
+                           path);
         float *f;
         int rc = ag_parse_dense(call, c, vi, v, path, &f);
         if (rc)
@@ -360,8 +362,10 @@ int ag_parse_point_vector(ag_call_t *call, const ag_collection_t *c, const json_
         return 0;
     }
     if (!json_is_object(v))
-        return ag_fail(&call->diag, AG_EINVAL, "%s: expected an array or an object of named "
-                                               "vectors", path);
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "%s: expected an array or an object of named "
+                       "vectors",
+                       path);
     const char *name;
     json_t *val;
     json_object_foreach((json_t *)v, name, val)

@@ -66,15 +66,14 @@ static int h_info(ag_call_t *call)
     ag_coll_read_begin(c);
     json_t *params = json_deep_copy(c->params);
     json_t *hnsw = json_pack("{s:i,s:i,s:i,s:i,s:b}", "m", 16, "ef_construct", 100,
-                             "full_scan_threshold", 10000, "max_indexing_threads", 0, "on_disk",
-                             0);
+                             "full_scan_threshold", 10000, "max_indexing_threads", 0, "on_disk", 0);
     json_t *user_hnsw = json_object_get(params, "hnsw_config");
     if (json_is_object(user_hnsw))
         json_object_update(hnsw, user_hnsw);
-    json_t *optim = json_pack(
-        "{s:f,s:i,s:i,s:n,s:n,s:i,s:i,s:n}", "deleted_threshold", 0.2, "vacuum_min_vector_number",
-        1000, "default_segment_number", 0, "max_segment_size", "memmap_threshold",
-        "indexing_threshold", 20000, "flush_interval_sec", 5, "max_optimization_threads");
+    json_t *optim = json_pack("{s:f,s:i,s:i,s:n,s:n,s:i,s:i,s:n}", "deleted_threshold", 0.2,
+                              "vacuum_min_vector_number", 1000, "default_segment_number", 0,
+                              "max_segment_size", "memmap_threshold", "indexing_threshold", 20000,
+                              "flush_interval_sec", 5, "max_optimization_threads");
     json_t *user_opt = json_object_get(params, "optimizers_config");
     if (json_is_object(user_opt))
         json_object_update(optim, user_opt);
@@ -85,7 +84,7 @@ static int h_info(ag_call_t *call)
     json_t *quant = json_incref(json_object_get(params, "quantization_config"));
     json_t *strict = json_incref(json_object_get(params, "strict_mode_config"));
     json_t *metadata = json_incref(json_object_get(params, "metadata"));
-    static const char *moved[] = {"hnsw_config", "optimizers_config", "wal_config",
+    static const char *moved[] = {"hnsw_config",         "optimizers_config",  "wal_config",
                                   "quantization_config", "strict_mode_config", "metadata"};
     for (size_t i = 0; i < AG_ARRAY_LEN(moved); i++)
         json_object_del(params, moved[i]);
@@ -113,8 +112,8 @@ static int h_info(ag_call_t *call)
             vectors += ag_vecstore_count(c->vec[i].vs);
     }
     json_t *config = json_pack("{s:o,s:o,s:o,s:o,s:o*}", "params", params, "hnsw_config", hnsw,
-                               "optimizer_config", optim, "wal_config", wal,
-                               "quantization_config", quant ? quant : json_null());
+                               "optimizer_config", optim, "wal_config", wal, "quantization_config",
+                               quant ? quant : json_null());
     if (strict)
         json_object_set_new(config, "strict_mode_config", strict);
     if (metadata)
@@ -126,12 +125,11 @@ static int h_info(ag_call_t *call)
         if (ag_index_is_hnsw(c->vec[i].index))
             queued += ag_hnsw_pending(c->vec[i].index);
     json_int_t indexed = vectors > queued ? vectors - queued : 0;
-    call->result = json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
-                             queued ? "yellow" : "green", "optimizer_status", "ok",
-                             "vectors_count", vectors, "indexed_vectors_count", indexed,
-                             "points_count", points,
-                             "segments_count", 1, "config", config, "payload_schema",
-                             schema_json(c, call->restriction));
+    call->result =
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status", queued ? "yellow" : "green",
+                  "optimizer_status", "ok", "vectors_count", vectors, "indexed_vectors_count",
+                  indexed, "points_count", points, "segments_count", 1, "config", config,
+                  "payload_schema", schema_json(c, call->restriction));
     ag_coll_read_end(c);
     ag_coll_unref(c);
     return call->result ? 0 : AG_ENOMEM;
@@ -165,7 +163,7 @@ static int h_update(ag_call_t *call)
                                 "write_consistency_factor", "read_fan_out_factor",
                                 "on_disk_payload")) != 0)
         return rc;
-    static const char *objs[] = {"vectors", "optimizers_config", "hnsw_config",
+    static const char *objs[] = {"vectors",        "optimizers_config",  "hnsw_config",
                                  "sparse_vectors", "strict_mode_config", "metadata"};
     for (size_t i = 0; i < AG_ARRAY_LEN(objs); i++) {
         const json_t *o;
@@ -241,7 +239,7 @@ static int h_coll_aliases(ag_call_t *call)
     return call->result ? 0 : AG_ENOMEM;
 }
 
-static const char *const index_types[] = {"keyword", "integer", "float", "bool",
+static const char *const index_types[] = {"keyword", "integer", "float",    "bool",
                                           "geo",     "text",    "datetime", "uuid"};
 
 static int parse_field_schema(const json_t *fs, json_t **def, ag_diag_t *diag)

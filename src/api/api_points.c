@@ -3,8 +3,8 @@
 
 #include "api/ag_guard.h"
 #include "api/ag_points.h"
-#include "json/ag_fastpoints.h"
 #include "store/ag_payload_index.h"
+#include "json/ag_fastpoints.h"
 #include "json/ag_json.h"
 
 /* ---- writing helpers ----------------------------------------------------------------------- */
@@ -57,7 +57,8 @@ static int check_write_scope(ag_call_t *call, ag_collection_t *c, const ag_point
         if (!ag_filter_match_all(call->restriction, &subj))
             return ag_fail(&call->diag, AG_EFORBIDDEN,
                            "Forbidden: point %s would end up outside the rows this credential "
-                           "may write", buf);
+                           "may write",
+                           buf);
     }
     return 0;
 }
@@ -191,8 +192,8 @@ static int require_vector(ag_call_t *call, const ag_collection_t *c, const json_
     if (!v || json_is_null(v))
         return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: required", path);
     if (c->unnamed && json_is_object(v) && !json_object_get(v, ""))
-        return ag_fail(&call->diag, AG_EUNPROCESSABLE,
-                       "%s: this collection's vector is required", path);
+        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: this collection's vector is required",
+                       path);
     return 0;
 }
 
@@ -211,8 +212,7 @@ static int op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
         if (!json_is_array(points))
             return ag_fail(&call->diag, AG_EINVAL, "points: expected an array");
         if (json_array_size(points) > AG_MAX_BATCH)
-            return ag_fail(&call->diag, AG_EINVAL, "points: at most %d per request",
-                           AG_MAX_BATCH);
+            return ag_fail(&call->diag, AG_EINVAL, "points: at most %d per request", AG_MAX_BATCH);
         size_t i;
         json_t *p;
         json_array_foreach(points, i, p)
@@ -389,8 +389,7 @@ static int op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, p
     switch (op) {
     case PL_SET:
     case PL_OVERWRITE:
-        rc = AG_JSON_ONLY(body, "", &call->diag, "payload", "points", "filter", "key",
-                          "shard_key");
+        rc = AG_JSON_ONLY(body, "", &call->diag, "payload", "points", "filter", "key", "shard_key");
         if (rc)
             return rc;
         payload = json_object_get(body, "payload");
@@ -455,7 +454,8 @@ static int op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, p
             next = json_deep_copy(cur);
             size_t k;
             json_t *kv;
-            json_array_foreach(keys, k, kv) if (next) ag_payload_delete_path(next, json_string_value(kv));
+            json_array_foreach(keys, k, kv) if (next)
+                ag_payload_delete_path(next, json_string_value(kv));
             break;
         }
         case PL_CLEAR:
@@ -614,8 +614,8 @@ static int upsert_fast(ag_call_t *call, bool *handled)
     ag_fastpoint_t *pts = NULL;
     size_t n = 0;
     if (c->unnamed && c->nvec == 1 && c->nsparse == 0 &&
-        ag_fastpoints_parse(call->req->body, call->req->body_len, c->vec[0].dim, &call->arena,
-                            &pts, &n)) {
+        ag_fastpoints_parse(call->req->body, call->req->body_len, c->vec[0].dim, &call->arena, &pts,
+                            &n)) {
         *handled = true;
         muts_t ms = {0};
         for (size_t i = 0; i < n && rc == 0; i++) {
@@ -698,16 +698,15 @@ static int h_batch(ag_call_t *call)
     json_t *ops = json_object_get(call->body, "operations");
     if (!json_is_array(ops))
         return ag_fail(&call->diag, AG_EINVAL, "operations: expected an array");
-    static const char *names[] = {"upsert",         "delete",          "set_payload",
-                                  "overwrite_payload", "delete_payload", "clear_payload",
-                                  "update_vectors", "delete_vectors"};
+    static const char *names[] = {
+        "upsert",         "delete",        "set_payload",    "overwrite_payload",
+        "delete_payload", "clear_payload", "update_vectors", "delete_vectors"};
     size_t i;
     json_t *op;
     json_array_foreach(ops, i, op)
     {
         if (!json_is_object(op) || json_object_size(op) != 1)
-            return ag_fail(&call->diag, AG_EINVAL, "operations[%zu]: expected one operation",
-                           i);
+            return ag_fail(&call->diag, AG_EINVAL, "operations[%zu]: expected one operation", i);
         bool known = false;
         for (size_t k = 0; k < AG_ARRAY_LEN(names); k++)
             known = known || json_object_get(op, names[k]) != NULL;
@@ -743,8 +742,7 @@ static int h_batch(ag_call_t *call)
     if (rc == 0 && (rc = ag_coll_write_begin(c)) != 0) {
         ag_coll_unref(c);
         c = NULL;
-        rc = ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
-                     call->params[0]);
+        rc = ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!", call->params[0]);
     }
     if (rc) {
         for (size_t k = 0; k < nops; k++)
@@ -756,46 +754,46 @@ static int h_batch(ag_call_t *call)
      * applies them in order. Only a point that vanishes between the passes, or a storage
      * failure, can still stop pass 2 part-way. */
     for (int pass = 0; pass < 2 && rc == 0; pass++) {
-    call->dry_run = pass == 0;
-    json_array_foreach(ops, i, op)
-    {
-        const char *name = json_object_iter_key(json_object_iter(op));
-        json_t *b = json_object_get(op, name);
-        if (!json_is_object(b)) {
-            rc = ag_fail(&call->diag, AG_EINVAL, "operations[%zu].%s: expected an object", i,
-                         name);
-            break;
+        call->dry_run = pass == 0;
+        json_array_foreach(ops, i, op)
+        {
+            const char *name = json_object_iter_key(json_object_iter(op));
+            json_t *b = json_object_get(op, name);
+            if (!json_is_object(b)) {
+                rc = ag_fail(&call->diag, AG_EINVAL, "operations[%zu].%s: expected an object", i,
+                             name);
+                break;
+            }
+            call->restriction = restr[i];
+            json_t *wrapped = NULL;
+            if (strcmp(name, "delete") == 0 || strcmp(name, "clear_payload") == 0) {
+                /* These take a bare PointsSelector, possibly nested as {"points": ...}. */
+                wrapped = json_incref(b);
+            }
+            if (strcmp(name, "upsert") == 0)
+                rc = op_upsert(call, c, b);
+            else if (strcmp(name, "delete") == 0)
+                rc = op_delete(call, c, wrapped);
+            else if (strcmp(name, "set_payload") == 0)
+                rc = op_payload(call, c, b, PL_SET);
+            else if (strcmp(name, "overwrite_payload") == 0)
+                rc = op_payload(call, c, b, PL_OVERWRITE);
+            else if (strcmp(name, "delete_payload") == 0)
+                rc = op_payload(call, c, b, PL_DELETE_KEYS);
+            else if (strcmp(name, "clear_payload") == 0)
+                rc = op_payload(call, c, wrapped, PL_CLEAR);
+            else if (strcmp(name, "update_vectors") == 0)
+                rc = op_update_vectors(call, c, b);
+            else
+                rc = op_delete_vectors(call, c, b);
+            json_decref(wrapped);
+            if (rc) {
+                char msg[sizeof(call->diag.msg)];
+                snprintf(msg, sizeof(msg), "%s", call->diag.msg);
+                ag_fail(&call->diag, rc, "operations[%zu].%s: %s", i, name, msg);
+                break;
+            }
         }
-        call->restriction = restr[i];
-        json_t *wrapped = NULL;
-        if (strcmp(name, "delete") == 0 || strcmp(name, "clear_payload") == 0) {
-            /* These take a bare PointsSelector, possibly nested as {"points": ...}. */
-            wrapped = json_incref(b);
-        }
-        if (strcmp(name, "upsert") == 0)
-            rc = op_upsert(call, c, b);
-        else if (strcmp(name, "delete") == 0)
-            rc = op_delete(call, c, wrapped);
-        else if (strcmp(name, "set_payload") == 0)
-            rc = op_payload(call, c, b, PL_SET);
-        else if (strcmp(name, "overwrite_payload") == 0)
-            rc = op_payload(call, c, b, PL_OVERWRITE);
-        else if (strcmp(name, "delete_payload") == 0)
-            rc = op_payload(call, c, b, PL_DELETE_KEYS);
-        else if (strcmp(name, "clear_payload") == 0)
-            rc = op_payload(call, c, wrapped, PL_CLEAR);
-        else if (strcmp(name, "update_vectors") == 0)
-            rc = op_update_vectors(call, c, b);
-        else
-            rc = op_delete_vectors(call, c, b);
-        json_decref(wrapped);
-        if (rc) {
-            char msg[sizeof(call->diag.msg)];
-            snprintf(msg, sizeof(msg), "%s", call->diag.msg);
-            ag_fail(&call->diag, rc, "operations[%zu].%s: %s", i, name, msg);
-            break;
-        }
-    }
     }
     call->dry_run = false;
     call->restriction = route_restriction;
@@ -957,7 +955,8 @@ static void take_number(const json_t *v, void *ud)
     double x;
     if (json_is_number(v)) {
         x = json_number_value(v);
-    } else if (f->datetime && json_is_string(v) && ag_parse_datetime(json_string_value(v), &x) == 0) {
+    } else if (f->datetime && json_is_string(v) &&
+               ag_parse_datetime(json_string_value(v), &x) == 0) {
     } else {
         return;
     }
@@ -992,7 +991,8 @@ int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, con
         if (sf && !json_is_null(sf)) {
             if (json_is_number(sf)) {
                 *start = json_number_value(sf);
-            } else if (!json_is_string(sf) || ag_parse_datetime(json_string_value(sf), start) != 0) {
+            } else if (!json_is_string(sf) ||
+                       ag_parse_datetime(json_string_value(sf), start) != 0) {
                 return ag_fail(&call->diag, AG_EINVAL,
                                "order_by.start_from: expected a number or an RFC 3339 datetime");
             }
@@ -1092,15 +1092,17 @@ static int h_scroll(ag_call_t *call)
         size_t n = 0;
         rc = ag_parse_order_by(call, c, ob, &key, &desc, &has_start, &start, &datetime);
         if (rc == 0 && has_offset)
-            rc = ag_fail(&call->diag, AG_EINVAL, "offset: not allowed with order_by; use "
-                                                 "order_by.start_from");
+            rc = ag_fail(&call->diag, AG_EINVAL,
+                         "offset: not allowed with order_by; use "
+                         "order_by.start_from");
         if (rc == 0)
             rc = ag_order_slots(call, c, &sc, key, desc, has_start, start, datetime, &o, &n);
         for (size_t i = 0; rc == 0 && i < n && i < limit; i++) {
             json_t *p = ag_render_point(c, o[i].slot, &ps, wv, which, false, 0);
-            json_object_set_new(p, "order_value", o[i].value == (double)(json_int_t)o[i].value
-                                                      ? json_integer((json_int_t)o[i].value)
-                                                      : json_real(o[i].value));
+            json_object_set_new(p, "order_value",
+                                o[i].value == (double)(json_int_t)o[i].value
+                                    ? json_integer((json_int_t)o[i].value)
+                                    : json_real(o[i].value));
             json_array_append_new(points, p);
         }
     } else {
@@ -1157,8 +1159,8 @@ static int h_scroll(ag_call_t *call)
 const ag_route_t ag_routes_points[] = {
     {AG_HTTP_PUT, "/collections/{name}/points", "write:points", AG_SCOPE_COLLECTION, h_upsert, true,
      false, false, true},
-    {AG_HTTP_POST, "/collections/{name}/points", "read:data", AG_SCOPE_COLLECTION, h_retrieve,
-     true, false},
+    {AG_HTTP_POST, "/collections/{name}/points", "read:data", AG_SCOPE_COLLECTION, h_retrieve, true,
+     false},
     {AG_HTTP_POST, "/collections/{name}/points/delete", "delete:points", AG_SCOPE_COLLECTION,
      h_delete, true, false},
     {AG_HTTP_PUT, "/collections/{name}/points/vectors", "update:points", AG_SCOPE_COLLECTION,
@@ -1169,17 +1171,17 @@ const ag_route_t ag_routes_points[] = {
      h_set_payload, true, false},
     {AG_HTTP_PUT, "/collections/{name}/points/payload", "update:data", AG_SCOPE_COLLECTION,
      h_overwrite_payload, true, false},
-    {AG_HTTP_POST, "/collections/{name}/points/payload/delete", "update:data",
-     AG_SCOPE_COLLECTION, h_delete_payload, true, false},
-    {AG_HTTP_POST, "/collections/{name}/points/payload/clear", "update:data",
-     AG_SCOPE_COLLECTION, h_clear_payload, true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/payload/delete", "update:data", AG_SCOPE_COLLECTION,
+     h_delete_payload, true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/payload/clear", "update:data", AG_SCOPE_COLLECTION,
+     h_clear_payload, true, false},
     {AG_HTTP_POST, "/collections/{name}/points/batch", "read:data", AG_SCOPE_COLLECTION, h_batch,
      true, false},
-    {AG_HTTP_POST, "/collections/{name}/points/scroll", "read:data", AG_SCOPE_COLLECTION,
-     h_scroll, true, false},
+    {AG_HTTP_POST, "/collections/{name}/points/scroll", "read:data", AG_SCOPE_COLLECTION, h_scroll,
+     true, false},
     {AG_HTTP_POST, "/collections/{name}/points/count", "read:data", AG_SCOPE_COLLECTION, h_count,
      true, false},
-    {AG_HTTP_GET, "/collections/{name}/points/{id}", "read:data", AG_SCOPE_COLLECTION,
-     h_get_point, false, false},
+    {AG_HTTP_GET, "/collections/{name}/points/{id}", "read:data", AG_SCOPE_COLLECTION, h_get_point,
+     false, false},
 };
 const size_t ag_routes_points_len = AG_ARRAY_LEN(ag_routes_points);

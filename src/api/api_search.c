@@ -1188,8 +1188,8 @@ static int score_nearest(req_t *rq, const stage_t *st, size_t k, const ag_index_
             ag_index_filter_t narrowed = *f;
             narrowed.candidates = cand;
             narrowed.n_candidates = ncand;
-            return ag_index_score_candidates(vc->vs, vc->dist, st->nearest.dense, cap,
-                                             &narrowed, &st->params, out->h, &out->n);
+            return ag_index_score_candidates(vc->vs, vc->dist, st->nearest.dense, cap, &narrowed,
+                                             &st->params, out->h, &out->n);
         }
         return ag_index_search(vc->index, st->nearest.dense, cap, f, &st->params, out->h, &out->n);
     }

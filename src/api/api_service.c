@@ -10,9 +10,9 @@
 /* Qdrant answers GET / with a bare object (no envelope); the official clients read .version. */
 static int h_root(ag_call_t *call)
 {
-    json_t *info = json_pack("{s:s,s:s,s:s,s:s}", "title", "aegis - privacy-first vector database",
-                             "version", AG_QDRANT_API_VERSION, "aegis_version", AG_VERSION,
-                             "commit", AG_COMMIT);
+    json_t *info =
+        json_pack("{s:s,s:s,s:s,s:s}", "title", "aegis - privacy-first vector database", "version",
+                  AG_QDRANT_API_VERSION, "aegis_version", AG_VERSION, "commit", AG_COMMIT);
     call->raw = info ? json_dumps(info, JSON_COMPACT) : NULL;
     call->raw_type = "application/json";
     json_decref(info);
@@ -66,8 +66,7 @@ static int h_metrics(ag_call_t *call)
              "# HELP uptime_seconds seconds since start\n"
              "# TYPE uptime_seconds counter\n"
              "uptime_seconds %.0f\n",
-             AG_VERSION, ncoll, (unsigned long long)points,
-             ag_now_mono() - call->api->started_at);
+             AG_VERSION, ncoll, (unsigned long long)points, ag_now_mono() - call->api->started_at);
     call->raw_type = "text/plain; version=0.0.4";
     call->raw = strdup(buf);
     return call->raw ? 0 : AG_ENOMEM;

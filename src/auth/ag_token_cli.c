@@ -14,19 +14,21 @@
 
 static void token_usage(FILE *f)
 {
-    fprintf(f, "usage: aegis token [--config FILE] [options]\n"
-               "\n"
-               "Mints an HS256 JWT in Qdrant's claim format, signed with service.api_key taken from\n"
-               "the config file or AEGIS__SERVICE__API_KEY (never from a flag, which ps would show).\n"
-               "\n"
-               "  --access r|m                 global read or global manage\n"
-               "  --collection NAME=r|rw|prw   access to one collection (repeatable)\n"
-               "  --payload KEY=VALUE          row restriction on every --collection entry (repeatable;\n"
-               "                               VALUE is JSON if it parses, else a string)\n"
-               "  --role NAME                  a server-side role (repeatable)\n"
-               "  --exp DURATION               lifetime, e.g. 30s, 15m, 1h, 7d (default 1h)\n"
-               "  --value-exists COLL:KEY=VALUE  valid only while such a point exists\n"
-               "  --sub SUBJECT                subject recorded in the audit log\n");
+    fprintf(
+        f,
+        "usage: aegis token [--config FILE] [options]\n"
+        "\n"
+        "Mints an HS256 JWT in Qdrant's claim format, signed with service.api_key taken from\n"
+        "the config file or AEGIS__SERVICE__API_KEY (never from a flag, which ps would show).\n"
+        "\n"
+        "  --access r|m                 global read or global manage\n"
+        "  --collection NAME=r|rw|prw   access to one collection (repeatable)\n"
+        "  --payload KEY=VALUE          row restriction on every --collection entry (repeatable;\n"
+        "                               VALUE is JSON if it parses, else a string)\n"
+        "  --role NAME                  a server-side role (repeatable)\n"
+        "  --exp DURATION               lifetime, e.g. 30s, 15m, 1h, 7d (default 1h)\n"
+        "  --value-exists COLL:KEY=VALUE  valid only while such a point exists\n"
+        "  --sub SUBJECT                subject recorded in the audit log\n");
 }
 
 /* "30s", "15m", "1h", "7d" or plain seconds. */
@@ -106,12 +108,13 @@ int ag_token_cli(int argc, char **argv, char **envp)
         } else if (strcmp(a, "--collection") == 0) {
             const char *eq = strrchr(v, '=');
             if (!eq || eq == v ||
-                (strcmp(eq + 1, "r") != 0 && strcmp(eq + 1, "rw") != 0 && strcmp(eq + 1, "prw") != 0)) {
+                (strcmp(eq + 1, "r") != 0 && strcmp(eq + 1, "rw") != 0 &&
+                 strcmp(eq + 1, "prw") != 0)) {
                 ag_fail(&diag, AG_EINVAL, "--collection: expected NAME=r, NAME=rw or NAME=prw");
                 goto bad;
             }
-            json_t *entry = json_pack("{s:s%,s:s}", "collection", v, (size_t)(eq - v), "access",
-                                      eq + 1);
+            json_t *entry =
+                json_pack("{s:s%,s:s}", "collection", v, (size_t)(eq - v), "access", eq + 1);
             json_array_append_new(access_list, entry);
         } else if (strcmp(a, "--payload") == 0) {
             const char *eq = strchr(v, '=');
@@ -148,8 +151,9 @@ int ag_token_cli(int argc, char **argv, char **envp)
         }
     }
     if (!cfg.api_key || strlen(cfg.api_key) < 32) {
-        ag_fail(&diag, AG_ECONFIG, "service.api_key (config file or AEGIS__SERVICE__API_KEY) "
-                                   "must be set to a key of at least 32 characters");
+        ag_fail(&diag, AG_ECONFIG,
+                "service.api_key (config file or AEGIS__SERVICE__API_KEY) "
+                "must be set to a key of at least 32 characters");
         goto bad;
     }
     if (global_access && json_array_size(access_list) > 0) {
@@ -172,8 +176,9 @@ int ag_token_cli(int argc, char **argv, char **envp)
     if (json_array_size(roles) > 0)
         json_object_set(claims, "roles", roles);
     if (!json_object_get(claims, "access") && !json_object_get(claims, "roles")) {
-        ag_fail(&diag, AG_EINVAL, "give --access, --collection or --role (a token without them "
-                                  "grants nothing)");
+        ag_fail(&diag, AG_EINVAL,
+                "give --access, --collection or --role (a token without them "
+                "grants nothing)");
         goto bad;
     }
     json_object_set_new(claims, "exp", json_integer(ag_now_unix() + exp_s));

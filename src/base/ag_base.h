@@ -57,8 +57,7 @@ typedef struct ag_diag {
 
 /* Formats a message into diag (if not NULL) and returns code, so callers can write
  * `return ag_fail(diag, AG_EINVAL, "vector: expected %u numbers", dim);` */
-int ag_fail(ag_diag_t *diag, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int ag_fail(ag_diag_t *diag, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Broken internal invariant (never client input): log and abort. */
 #define ag_assert(cond)                                                                            \

@@ -7,7 +7,10 @@
 static ag_log_level_t min_level = AG_LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
-void ag_log_set_level(ag_log_level_t level) { min_level = level; }
+void ag_log_set_level(ag_log_level_t level)
+{
+    min_level = level;
+}
 
 int ag_log_parse_level(const char *s, ag_log_level_t *out)
 {

@@ -131,9 +131,8 @@ static int parse_method(const char *m)
     static const struct {
         const char *name;
         int id;
-    } methods[] = {{"GET", AG_HTTP_GET},     {"POST", AG_HTTP_POST},
-                   {"PUT", AG_HTTP_PUT},     {"PATCH", AG_HTTP_PATCH},
-                   {"DELETE", AG_HTTP_DELETE}, {"HEAD", AG_HTTP_HEAD}};
+    } methods[] = {{"GET", AG_HTTP_GET},     {"POST", AG_HTTP_POST},     {"PUT", AG_HTTP_PUT},
+                   {"PATCH", AG_HTTP_PATCH}, {"DELETE", AG_HTTP_DELETE}, {"HEAD", AG_HTTP_HEAD}};
     for (size_t i = 0; i < AG_ARRAY_LEN(methods); i++)
         if (strcmp(m, methods[i].name) == 0)
             return methods[i].id;
@@ -251,9 +250,8 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     AG_UNUSED(version);
     struct ag_http *srv = cls;
@@ -419,16 +417,15 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
         flags |= MHD_USE_IPv6;
     } else {
         free(srv);
-        return ag_fail(diag, AG_ECONFIG, "service.host: '%s' is not an IPv4 or IPv6 address",
-                       host);
+        return ag_fail(diag, AG_ECONFIG, "service.host: '%s' is not an IPv4 or IPv6 address", host);
     }
     if (cfg->tls_cert_pem)
         flags |= MHD_USE_TLS;
 
     struct MHD_OptionItem opts[16];
     int n = 0;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 4,
-                                        NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 4, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                         cfg->conn_timeout ? cfg->conn_timeout : 60, NULL};
@@ -437,7 +434,8 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
     if (cfg->tls_cert_pem) {
-        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem};
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)cfg->tls_key_pem};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
                                             (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};

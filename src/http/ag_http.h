@@ -34,10 +34,10 @@ typedef struct ag_query_arg {
 } ag_query_arg_t;
 
 typedef struct ag_request {
-    int method;                          /* ag_http_method_t */
+    int method; /* ag_http_method_t */
     char method_name[16];
-    char *path;                          /* raw path as received (owned) */
-    char *seg[AG_HTTP_MAX_SEGMENTS];     /* percent-decoded segments (owned) */
+    char *path;                           /* raw path as received (owned) */
+    char *seg[AG_HTTP_MAX_SEGMENTS];      /* percent-decoded segments (owned) */
     size_t seg_len[AG_HTTP_MAX_SEGMENTS]; /* decoded length (a NUL inside shows as len != strlen) */
     int nseg;
     ag_query_arg_t query[AG_HTTP_MAX_QUERY];
@@ -55,9 +55,9 @@ typedef struct ag_request {
     bool tls_client_verified;
 
     /* Filled by the api layer. */
-    void *app;                    /* per-request state owned by the api layer */
-    void (*app_free)(void *app);  /* releases app when the request ends */
-    char principal_label[96];     /* for the access log: who the caller was (never a secret) */
+    void *app;                   /* per-request state owned by the api layer */
+    void (*app_free)(void *app); /* releases app when the request ends */
+    char principal_label[96];    /* for the access log: who the caller was (never a secret) */
 
     /* Response, set by begin() (to refuse early) or handle(). */
     int status;
@@ -67,7 +67,7 @@ typedef struct ag_request {
     char retry_after[16];
     bool responded;
     bool close_after; /* send Connection: close (the client overran a limit) */
-    void *conn; /* struct MHD_Connection *, for TLS introspection */
+    void *conn;       /* struct MHD_Connection *, for TLS introspection */
 } ag_request_t;
 
 /* Returns the decoded value of query argument key, or NULL. Borrowed for the request's life. */

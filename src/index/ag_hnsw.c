@@ -44,11 +44,11 @@ typedef struct hnsw {
     int max_level;
     uint32_t n_live, n_tomb;
     bool built;
-    bool deferred;                    /* ag_hnsw_defer: add() records nothing until finish */
-    bool background;                  /* add() queues; ag_hnsw_link_pending() links */
-    uint32_t *pend;                   /* pend_cap: position in queue + 1, or 0 */
+    bool deferred;   /* ag_hnsw_defer: add() records nothing until finish */
+    bool background; /* add() queues; ag_hnsw_link_pending() links */
+    uint32_t *pend;  /* pend_cap: position in queue + 1, or 0 */
     uint32_t pend_cap;
-    uint32_t *queue;                  /* q_n slots waiting to be linked */
+    uint32_t *queue; /* q_n slots waiting to be linked */
     uint32_t q_n, q_cap;
     uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */

@@ -157,8 +157,8 @@ static bool skip_value(cur_t *c, const char **start, size_t *len)
             }
             if (depth < 0)
                 return false;
-        } else if (depth == 0 && (ch == ',' || ch == ' ' || ch == '\n' || ch == '\r' ||
-                                  ch == '\t')) {
+        } else if (depth == 0 &&
+                   (ch == ',' || ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t')) {
             break;
         }
     }

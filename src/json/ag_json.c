@@ -70,8 +70,8 @@ static char *rewrite_big_ints(const char *buf, size_t len, size_t *out_len)
             }
             memcpy(out + o, buf + copied, i - copied);
             o += i - copied;
-            o += (size_t)snprintf(out + o, cap - o, "\"%s%.*s\"", AG_U64_MARKER_JSON,
-                                  (int)(j - i), buf + i);
+            o += (size_t)snprintf(out + o, cap - o, "\"%s%.*s\"", AG_U64_MARKER_JSON, (int)(j - i),
+                                  buf + i);
             copied = j;
         }
         i = j - 1;
@@ -119,8 +119,7 @@ char *ag_json_render(const json_t *v)
     return text;
 }
 
-int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **out,
-                       ag_diag_t *diag)
+int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **out, ag_diag_t *diag)
 {
     json_error_t err;
     *out = NULL;
@@ -189,8 +188,7 @@ int ag_json_get_uint(const json_t *obj, const char *key, const char *path, uint6
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v))
         return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-        (uint64_t)json_integer_value(v) > max)
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > max)
         return ag_fail(diag, AG_EINVAL, "%s%s%s: expected an integer between 0 and %llu",
                        path ? path : "", sep(path), key, (unsigned long long)max);
     *out = (uint64_t)json_integer_value(v);
@@ -231,8 +229,8 @@ int ag_json_get_obj(const json_t *obj, const char *key, const char *path, const 
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_object(v))
-        return ag_fail(diag, AG_EINVAL, "%s%s%s: expected an object", path ? path : "",
-                       sep(path), key);
+        return ag_fail(diag, AG_EINVAL, "%s%s%s: expected an object", path ? path : "", sep(path),
+                       key);
     *out = v;
     return 0;
 }

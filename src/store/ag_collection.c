@@ -7,8 +7,8 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
-#include "store/ag_payload_index.h"
 #include "index/ag_hnsw.h"
+#include "store/ag_payload_index.h"
 #include "json/ag_json.h"
 
 /* ---- params -------------------------------------------------------------------------------- */
@@ -24,8 +24,8 @@ static int parse_vector_params(const json_t *v, const char *path, ag_diag_t *dia
     json_t *size = json_object_get(v, "size");
     if (!json_is_integer(size) || json_integer_value(size) < 1 ||
         json_integer_value(size) > AG_MAX_DIM)
-        return ag_fail(diag, AG_EUNPROCESSABLE, "%s.size: expected an integer from 1 to %d",
-                       path, AG_MAX_DIM);
+        return ag_fail(diag, AG_EUNPROCESSABLE, "%s.size: expected an integer from 1 to %d", path,
+                       AG_MAX_DIM);
     json_t *dist = json_object_get(v, "distance");
     ag_distance_t d;
     if (!json_is_string(dist) || ag_distance_parse(json_string_value(dist), &d) != 0)
@@ -94,8 +94,7 @@ int ag_coll_parse_params(const json_t *body, json_t **out, ag_diag_t *diag)
                 return rc;
             if (json_is_object(vectors) && !json_object_get(vectors, "size") &&
                 json_object_get(vectors, name))
-                return ag_fail(diag, AG_EINVAL, "%s: name is already used by a dense vector",
-                               path);
+                return ag_fail(diag, AG_EINVAL, "%s: name is already used by a dense vector", path);
             if (!json_is_object(sp))
                 return ag_fail(diag, AG_EINVAL, "%s: expected an object", path);
             rc = AG_JSON_ONLY(sp, path, diag, "index", "modifier");
@@ -193,8 +192,10 @@ static void finish_indexes(ag_collection_t *c)
         bool have = index_path(c, v, path, sizeof(path));
         uint64_t tag = have ? ag_hnsw_fingerprint(c->vec[v].vs) : 0;
         if (ag_hnsw_finish(c->vec[v].index, have ? path : NULL, tag) != 0)
-            ag_log(AG_LOG_ERROR, "collection '%s': out of memory building a vector index; "
-                                 "searches of it scan exactly", c->name);
+            ag_log(AG_LOG_ERROR,
+                   "collection '%s': out of memory building a vector index; "
+                   "searches of it scan exactly",
+                   c->name);
     }
     c->index_ready = true;
     c->index_saved_at = ag_now_mono();
@@ -254,8 +255,7 @@ void ag_coll_unref(ag_collection_t *c)
 static void hnsw_uint(const json_t *cfg, const char *key, uint64_t max, uint64_t *v)
 {
     json_t *x = json_object_get(cfg, key);
-    if (json_is_integer(x) && json_integer_value(x) >= 0 &&
-        (uint64_t)json_integer_value(x) <= max)
+    if (json_is_integer(x) && json_integer_value(x) >= 0 && (uint64_t)json_integer_value(x) <= max)
         *v = (uint64_t)json_integer_value(x);
 }
 
@@ -771,8 +771,7 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
     MDB_txn *txn = NULL;
     int rc = mdb_txn_begin(c->env, NULL, 0, &txn);
     if (rc)
-        return ag_fail(diag, AG_ESTORAGE, "cannot begin a write transaction: %s",
-                       mdb_strerror(rc));
+        return ag_fail(diag, AG_ESTORAGE, "cannot begin a write transaction: %s", mdb_strerror(rc));
     rc = apply_disk(c, txn, muts, n);
     if (rc) {
         mdb_txn_abort(txn);
@@ -791,8 +790,10 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
     if (c->index_ready && ag_now_mono() - c->index_saved_at > AG_COLL_INDEX_SAVE_S)
         ag_coll_save_indexes(c); /* the write mutex is held: nothing changes meanwhile */
     if (rc)
-        ag_log(AG_LOG_ERROR, "collection '%s': out of memory applying a committed write; it is "
-                             "on disk and will be served after a restart", c->name);
+        ag_log(AG_LOG_ERROR,
+               "collection '%s': out of memory applying a committed write; it is "
+               "on disk and will be served after a restart",
+               c->name);
     if (sync && mrc)
         return ag_fail(diag, AG_EIO, "the write was committed but fsync failed");
     return 0;

@@ -37,7 +37,7 @@
 #define AG_MAX_VECTORS 16
 
 typedef struct ag_vector_cfg {
-    char *name;       /* "" for the single unnamed vector (owned) */
+    char *name; /* "" for the single unnamed vector (owned) */
     uint32_t dim;
     ag_distance_t dist;
     ag_vecstore_t *vs; /* owned */
@@ -45,7 +45,7 @@ typedef struct ag_vector_cfg {
 } ag_vector_cfg_t;
 
 typedef struct ag_sparse_cfg {
-    char *name; /* owned */
+    char *name;      /* owned */
     ag_sparse_t *sp; /* owned */
 } ag_sparse_cfg_t;
 
@@ -76,11 +76,11 @@ typedef struct ag_collection {
     uint32_t nslots, cap_slots;
     uint32_t *free_slots; /* owned stack of reusable slots */
     uint32_t nfree, cap_free;
-    uint32_t *map;        /* open-addressing hash id → slot+1 (0 = empty, UINT32_MAX = tomb) */
+    uint32_t *map; /* open-addressing hash id → slot+1 (0 = empty, UINT32_MAX = tomb) */
     uint32_t map_cap, map_used, map_tombs;
     uint32_t live;
-    atomic_uint_fast64_t version; /* bumped on every applied write (cache invalidation) */
-    atomic_int write_waiters;     /* writers waiting for `lock` (the indexer yields to them) */
+    atomic_uint_fast64_t version;     /* bumped on every applied write (cache invalidation) */
+    atomic_int write_waiters;         /* writers waiting for `lock` (the indexer yields to them) */
     struct kw_index *payload_indexes; /* lazily built candidate indexes (ag_payload_index.c) */
     bool dropped;
     /* HNSW graph files (<storage>/index/<cid>.<vector number>.hnsw), see ag_coll_save_indexes.
@@ -102,7 +102,7 @@ typedef struct ag_sparse_vec {
 typedef struct ag_mutation {
     ag_point_id_t id;
     bool delete_point;
-    json_t *payload;            /* new full payload (borrowed), or NULL to keep the current one */
+    json_t *payload; /* new full payload (borrowed), or NULL to keep the current one */
     uint8_t dense_op[AG_MAX_VECTORS];
     const float *dense[AG_MAX_VECTORS]; /* borrowed; already normalised for Cosine */
     uint8_t sparse_op[AG_MAX_VECTORS];

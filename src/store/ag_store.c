@@ -2,8 +2,8 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <sched.h>
+#include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -399,8 +399,8 @@ int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *dia
     }
     rc = mdb_env_open(st->env, cfg->path, MDB_NOMETASYNC | MDB_NOTLS, 0600);
     if (rc) {
-        rc = ag_fail(diag, AG_ESTORAGE, "cannot open storage '%s': %s", cfg->path,
-                     mdb_strerror(rc));
+        rc =
+            ag_fail(diag, AG_ESTORAGE, "cannot open storage '%s': %s", cfg->path, mdb_strerror(rc));
         goto fail;
     }
     int stale = 0;
@@ -755,8 +755,7 @@ int ag_store_tenant_set(ag_store_t *st, ag_collection_t *c, const char *tenant, 
     return rc;
 }
 
-int ag_store_tenant_remove(ag_store_t *st, ag_collection_t *c, const char *tenant,
-                           ag_diag_t *diag)
+int ag_store_tenant_remove(ag_store_t *st, ag_collection_t *c, const char *tenant, ag_diag_t *diag)
 {
     json_t *next = tenants_copy(st, c->name);
     int rc = next ? 0 : AG_ENOMEM;
@@ -787,8 +786,7 @@ static int merge_into(json_t *dst, const json_t *src)
     return 0;
 }
 
-int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch,
-                           ag_diag_t *diag)
+int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag)
 {
     ag_collection_t *c;
     if (ag_store_get(st, name, &c, NULL) != 0)
@@ -937,8 +935,10 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *dia
             break;
         snprintf(path, sizeof(path), "actions[%zu]", idx);
         if (!json_is_object(act) || json_object_size(act) != 1) {
-            rc = ag_fail(diag, AG_EINVAL, "%s: expected one of create_alias, delete_alias, "
-                                          "rename_alias", path);
+            rc = ag_fail(diag, AG_EINVAL,
+                         "%s: expected one of create_alias, delete_alias, "
+                         "rename_alias",
+                         path);
             break;
         }
         const json_t *body;
@@ -948,7 +948,8 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *dia
                 (rc = AG_JSON_ONLY(body, path, diag, "collection_name", "alias_name")) != 0 ||
                 (rc = get_name(body, "collection_name", path, &a, diag)) != 0 ||
                 (rc = get_name(body, "alias_name", path, &b, diag)) != 0) {
-                rc = rc ? rc : ag_fail(diag, AG_EINVAL, "%s.create_alias: expected an object", path);
+                rc =
+                    rc ? rc : ag_fail(diag, AG_EINVAL, "%s.create_alias: expected an object", path);
                 break;
             }
             if (find_coll(st, a) < 0) {
@@ -961,10 +962,10 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *dia
             }
             rc = alias_set(&work, &n, &cap, b, a);
         } else if ((body = json_object_get(act, "delete_alias")) != NULL) {
-            if (!json_is_object(body) ||
-                (rc = AG_JSON_ONLY(body, path, diag, "alias_name")) != 0 ||
+            if (!json_is_object(body) || (rc = AG_JSON_ONLY(body, path, diag, "alias_name")) != 0 ||
                 (rc = get_name(body, "alias_name", path, &a, diag)) != 0) {
-                rc = rc ? rc : ag_fail(diag, AG_EINVAL, "%s.delete_alias: expected an object", path);
+                rc =
+                    rc ? rc : ag_fail(diag, AG_EINVAL, "%s.delete_alias: expected an object", path);
                 break;
             }
             ssize_t i = find_alias(work, n, a);
@@ -978,7 +979,8 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *dia
                 (rc = AG_JSON_ONLY(body, path, diag, "old_alias_name", "new_alias_name")) != 0 ||
                 (rc = get_name(body, "old_alias_name", path, &a, diag)) != 0 ||
                 (rc = get_name(body, "new_alias_name", path, &b, diag)) != 0) {
-                rc = rc ? rc : ag_fail(diag, AG_EINVAL, "%s.rename_alias: expected an object", path);
+                rc =
+                    rc ? rc : ag_fail(diag, AG_EINVAL, "%s.rename_alias: expected an object", path);
                 break;
             }
             ssize_t i = find_alias(work, n, a);

@@ -42,8 +42,7 @@ int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_d
 /* *existed tells whether anything was deleted. Aliases pointing at it are removed too. */
 int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *diag);
 /* Merges a validated PATCH body into the stored params (no structural change to vectors). */
-int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch,
-                           ag_diag_t *diag);
+int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag);
 /* Persists the collection's payload schema (c->schema, after the caller changed it under the
  * collection's write mutex). */
 int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag);
@@ -71,8 +70,7 @@ int ag_store_tenant_set(ag_store_t *st, ag_collection_t *c, const char *tenant, 
                         bool active, ag_diag_t *diag);
 /* Removes a tenant's declaration (AG_ENOTFOUND when not declared). Caller holds c's write mutex
  * and has deleted the tenant's points. */
-int ag_store_tenant_remove(ag_store_t *st, ag_collection_t *c, const char *tenant,
-                           ag_diag_t *diag);
+int ag_store_tenant_remove(ag_store_t *st, ag_collection_t *c, const char *tenant, ag_diag_t *diag);
 
 /* Forces a durable sync of everything committed so far. */
 int ag_store_sync(ag_store_t *st);

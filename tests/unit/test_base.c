@@ -48,7 +48,13 @@ static void test_id_rejects(void **state)
     (void)state;
     ag_point_id_t id;
     ag_diag_t d = {{0}};
-    const char *bad[] = {"\"42\"", "-1", "1.5", "null", "true", "[]", "\"550e8400-e29b-41d4-a716\"",
+    const char *bad[] = {"\"42\"",
+                         "-1",
+                         "1.5",
+                         "null",
+                         "true",
+                         "[]",
+                         "\"550e8400-e29b-41d4-a716\"",
                          "\"zz0e8400-e29b-41d4-a716-446655440000\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *v = json_loads(bad[i], JSON_DECODE_ANY, NULL);
@@ -146,7 +152,8 @@ static void test_config(void **state)
     char path[] = "/tmp/aegis-cfg-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    const char *yaml = "service:\n  http_port: 7000\n  jwt_rbac: true\nstorage:\n  storage_path: /x\n";
+    const char *yaml =
+        "service:\n  http_port: 7000\n  jwt_rbac: true\nstorage:\n  storage_path: /x\n";
     assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
     close(fd);
     assert_int_equal(ag_config_load_file(&cfg, path, &d), 0);

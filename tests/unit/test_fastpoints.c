@@ -34,12 +34,14 @@ static void test_numbers_match_strict_path(void **state)
     char body[8192], num[64];
     for (int round = 0; round < 3000; round++) {
         float want[8];
-        size_t o = (size_t)snprintf(body, sizeof(body), "{\"points\":[{\"id\":%d,\"vector\":[", round);
+        size_t o =
+            (size_t)snprintf(body, sizeof(body), "{\"points\":[{\"id\":%d,\"vector\":[", round);
         for (int i = 0; i < 8; i++) {
             uint64_t r = next();
             switch (r % 6) {
             case 0: /* shortest double repr, as JavaScript writes float32 values */
-                snprintf(num, sizeof(num), "%.17g", (double)(float)((double)(r >> 11) / 9.0e15 - 0.5));
+                snprintf(num, sizeof(num), "%.17g",
+                         (double)(float)((double)(r >> 11) / 9.0e15 - 0.5));
                 break;
             case 1:
                 snprintf(num, sizeof(num), "%.9g", (double)(r >> 20) * 1e-7);
@@ -114,25 +116,25 @@ static void test_declines(void **state)
     const char *bad[] = {
         "",
         "{}",
-        "{\"points\":[{\"id\":1,\"vector\":[1,2]}]}",                   /* wrong dimension */
-        "{\"points\":[{\"id\":1,\"vector\":[1,2,3,4]}]}",               /* wrong dimension */
-        "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}]} x",               /* trailing bytes */
-        "{\"points\":[{\"id\":1,\"id\":2,\"vector\":[1,2,3]}]}",        /* duplicate key */
+        "{\"points\":[{\"id\":1,\"vector\":[1,2]}]}",            /* wrong dimension */
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3,4]}]}",        /* wrong dimension */
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}]} x",        /* trailing bytes */
+        "{\"points\":[{\"id\":1,\"id\":2,\"vector\":[1,2,3]}]}", /* duplicate key */
         "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"vector\":[1,2,3]}]}",
-        "{\"points\":[{\"id\":\"42\",\"vector\":[1,2,3]}]}",            /* numeric string */
+        "{\"points\":[{\"id\":\"42\",\"vector\":[1,2,3]}]}", /* numeric string */
         "{\"points\":[{\"id\":-1,\"vector\":[1,2,3]}]}",
         "{\"points\":[{\"id\":1.5,\"vector\":[1,2,3]}]}",
         "{\"points\":[{\"id\":18446744073709551615,\"vector\":[1,2,3]}]}", /* 20 digits */
         "{\"points\":[{\"id\":1,\"vector\":[1,2,NaN]}]}",
-        "{\"points\":[{\"id\":1,\"vector\":[1,2,1e39]}]}",              /* not a float32 */
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,1e39]}]}", /* not a float32 */
         "{\"points\":[{\"id\":1,\"vector\":[1,2,01]}]}",
         "{\"points\":[{\"id\":1,\"vector\":[1,2,.5]}]}",
         "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"extra\":1}]}",
-        "{\"points\":[{\"id\":1,\"vector\":{\"\":[1,2,3]}}]}",          /* named form */
+        "{\"points\":[{\"id\":1,\"vector\":{\"\":[1,2,3]}}]}", /* named form */
         "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":{\"a\":1,\"a\":2}}]}",
         "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":[1]}]}",
-        "{\"points\":[{\"vector\":[1,2,3]}]}",                          /* no id */
-        "{\"points\":[{\"id\":1}]}",                                    /* no vector */
+        "{\"points\":[{\"vector\":[1,2,3]}]}", /* no id */
+        "{\"points\":[{\"id\":1}]}",           /* no vector */
         "{\"points\":[{\"id\":1,\"vector\":[1,2,3]},]}",
         "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}],\"shard_key\":1}",
         "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]]}}",

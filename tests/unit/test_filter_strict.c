@@ -50,7 +50,8 @@ static void test_negation_and_nesting(void **state)
     assert_false(both(not_beta, "{\"tenant\":[\"acme\",\"beta\"]}", &normal));
     assert_false(normal);
     /* must_not(must_not(x)) behaves like x under strict evaluation. */
-    const char *dbl = "{\"must_not\":[{\"must_not\":[{\"key\":\"t\",\"match\":{\"value\":\"a\"}}]}]}";
+    const char *dbl =
+        "{\"must_not\":[{\"must_not\":[{\"key\":\"t\",\"match\":{\"value\":\"a\"}}]}]}";
     assert_false(both(dbl, "{\"t\":[\"a\",\"b\"]}", &normal));
     assert_true(normal);
     assert_true(both(dbl, "{\"t\":[\"a\"]}", &normal));

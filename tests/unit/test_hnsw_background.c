@@ -43,8 +43,8 @@ static void test_queue_then_link(void **state)
     (void)state;
     ag_vecstore_t *vs;
     assert_int_equal(ag_vecstore_new(DIM, &vs), 0);
-    ag_hnsw_params_t p = {.m = 16, .ef_construct = 64, .full_scan_threshold = 1000,
-                          .background = true};
+    ag_hnsw_params_t p = {
+        .m = 16, .ef_construct = 64, .full_scan_threshold = 1000, .background = true};
     ag_index_t *ix, *ex;
     assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_EUCLID, &p, &ix), 0);
     assert_int_equal(ag_index_exact_new(vs, AG_DIST_EUCLID, &ex), 0);

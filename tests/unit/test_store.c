@@ -52,7 +52,8 @@ static void test_persist_and_reload(void **state)
 {
     (void)state;
     ag_store_t *st = open_store();
-    create(st, "c", "{\"vectors\":{\"size\":3,\"distance\":\"Euclid\"},\"sparse_vectors\":{\"s\":{}}}");
+    create(st, "c",
+           "{\"vectors\":{\"size\":3,\"distance\":\"Euclid\"},\"sparse_vectors\":{\"s\":{}}}");
     ag_collection_t *c;
     assert_int_equal(ag_store_get(st, "c", &c, NULL), 0);
     float v1[3] = {1, 2, 3}, v2[3] = {4, 5, 6};
@@ -116,13 +117,14 @@ static void test_aliases_atomic(void **state)
     ag_store_t *st = open_store();
     create(st, "a1", "{\"vectors\":{\"size\":2,\"distance\":\"Dot\"}}");
     ag_diag_t d = {{0}};
-    json_t *ok = json_loads("[{\"create_alias\":{\"collection_name\":\"a1\",\"alias_name\":\"x\"}}]",
-                            0, NULL);
+    json_t *ok = json_loads(
+        "[{\"create_alias\":{\"collection_name\":\"a1\",\"alias_name\":\"x\"}}]", 0, NULL);
     assert_int_equal(ag_store_alias_actions(st, ok, &d), 0);
     /* Second action refers to a missing collection: nothing of the request may apply. */
-    json_t *bad = json_loads("[{\"delete_alias\":{\"alias_name\":\"x\"}},"
-                             "{\"create_alias\":{\"collection_name\":\"nope\",\"alias_name\":\"y\"}}]",
-                             0, NULL);
+    json_t *bad =
+        json_loads("[{\"delete_alias\":{\"alias_name\":\"x\"}},"
+                   "{\"create_alias\":{\"collection_name\":\"nope\",\"alias_name\":\"y\"}}]",
+                   0, NULL);
     assert_int_equal(ag_store_alias_actions(st, bad, &d), AG_ENOTFOUND);
     char target[64];
     assert_int_equal(ag_store_alias_target(st, "x", target, sizeof(target)), 0);

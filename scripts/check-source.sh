@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fails if a banned function (STYLE.md, Security habits) appears in the C sources.
+# Source checks run before every test run: no banned function (STYLE.md, Security habits) in the
+# C sources, and the tree formatted with .clang-format.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hits=$(grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|gets|alloca|rand)\s*\(' \
@@ -11,3 +12,9 @@ if [ -n "$hits" ]; then
   exit 1
 fi
 echo "banned-function check: clean"
+
+# Formatting (.clang-format): the tree must already be formatted.
+if command -v clang-format >/dev/null 2>&1; then
+  git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+  echo "clang-format check: clean"
+fi
