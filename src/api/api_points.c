@@ -1156,6 +1156,125 @@ static int h_scroll(ag_call_t *call)
     return call->result ? 0 : AG_ENOMEM;
 }
 
+/* ---- facet --------------------------------------------------------------------------------- */
+
+typedef struct facet_count {
+    json_t *value; /* borrowed from a payload (valid under the read lock) */
+    json_int_t count;
+    uint32_t last_slot; /* a point holding a value twice counts once */
+} facet_count_t;
+
+typedef struct facet_ctx {
+    facet_count_t *v;
+    size_t n, cap;
+    uint32_t slot;
+    bool oom;
+} facet_ctx_t;
+
+static void facet_visit(const json_t *val, void *ud)
+{
+    facet_ctx_t *f = ud;
+    if (f->oom || !(json_is_string(val) || json_is_integer(val) || json_is_boolean(val)))
+        return;
+    for (size_t i = 0; i < f->n; i++) {
+        if (json_equal(f->v[i].value, val)) {
+            if (f->v[i].last_slot != f->slot) {
+                f->v[i].count++;
+                f->v[i].last_slot = f->slot;
+            }
+            return;
+        }
+    }
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 64;
+        facet_count_t *g = realloc(f->v, cap * sizeof(*g));
+        if (!g) {
+            f->oom = true;
+            return;
+        }
+        f->v = g;
+        f->cap = cap;
+    }
+    f->v[f->n++] = (facet_count_t){(json_t *)val, 1, f->slot};
+}
+
+static int cmp_facet(const void *a, const void *b)
+{
+    const facet_count_t *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    if (json_is_string(x->value) && json_is_string(y->value))
+        return strcmp(json_string_value(x->value), json_string_value(y->value));
+    if (json_is_integer(x->value) && json_is_integer(y->value))
+        return json_integer_value(x->value) < json_integer_value(y->value) ? -1 : 1;
+    return json_typeof(x->value) < json_typeof(y->value) ? -1 : 1;
+}
+
+/* Counts of each value of an indexed key among the points the caller may read (the row
+ * restriction applies, like every read). */
+static int h_facet(ag_call_t *call)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "key", "filter", "limit", "exact",
+                          "shard_key", "consistency", "timeout");
+    if (rc)
+        return rc;
+    const char *key = NULL;
+    uint64_t limit = 10;
+    bool exact = false;
+    if ((rc = ag_json_get_str(call->body, "key", "", &key, &call->diag)) != 0 ||
+        (rc = ag_json_get_uint(call->body, "limit", "", AG_MAX_LIMIT, &limit, &call->diag)) != 0 ||
+        (rc = ag_json_get_bool(call->body, "exact", "", &exact, &call->diag)) != 0)
+        return rc;
+    if (!key || ag_payload_path_check(key, NULL) != 0)
+        return ag_fail(&call->diag, AG_EINVAL, "key: expected a payload key");
+    if (limit == 0)
+        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "limit: must be at least 1");
+    ag_collection_t *c;
+    if ((rc = ag_call_collection(call, &c)) != 0)
+        return rc;
+    ag_scope_t sc;
+    if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) != 0) {
+        ag_coll_unref(c);
+        return rc;
+    }
+    ag_coll_read_begin(c);
+    const char *type =
+        json_string_value(json_object_get(json_object_get(c->schema, key), "data_type"));
+    facet_ctx_t f = {0};
+    json_t *hits = NULL;
+    if (!type || (strcmp(type, "keyword") != 0 && strcmp(type, "integer") != 0 &&
+                  strcmp(type, "bool") != 0 && strcmp(type, "uuid") != 0)) {
+        rc = ag_fail(&call->diag, AG_EINVAL,
+                     "Bad request: Index required but not found for \"%.200s\" of one of the "
+                     "following types: [keyword, integer, bool, uuid]",
+                     key);
+    } else {
+        for (uint32_t s = 0; s < c->nslots && !f.oom; s++) {
+            if (!ag_scope_match(&sc, s))
+                continue;
+            f.slot = s;
+            ag_payload_path_each(c->slots[s].payload, key, facet_visit, &f);
+        }
+        if (f.oom)
+            rc = AG_ENOMEM;
+    }
+    if (rc == 0) {
+        qsort(f.v, f.n, sizeof(*f.v), cmp_facet);
+        hits = json_array();
+        for (size_t i = 0; hits && i < f.n && i < limit; i++)
+            json_array_append_new(
+                hits, json_pack("{s:O,s:I}", "value", f.v[i].value, "count", f.v[i].count));
+    }
+    ag_coll_read_end(c);
+    free(f.v);
+    ag_scope_release(&sc);
+    ag_coll_unref(c);
+    if (rc)
+        return rc;
+    call->result = json_pack("{s:o}", "hits", hits);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
 const ag_route_t ag_routes_points[] = {
     {AG_HTTP_PUT, "/collections/{name}/points", "write:points", AG_SCOPE_COLLECTION, h_upsert, true,
      false, false, true},
@@ -1181,6 +1300,8 @@ const ag_route_t ag_routes_points[] = {
      true, false},
     {AG_HTTP_POST, "/collections/{name}/points/count", "read:data", AG_SCOPE_COLLECTION, h_count,
      true, false},
+    {AG_HTTP_POST, "/collections/{name}/facet", "read:data", AG_SCOPE_COLLECTION, h_facet, true,
+     false},
     {AG_HTTP_GET, "/collections/{name}/points/{id}", "read:data", AG_SCOPE_COLLECTION, h_get_point,
      false, false},
 };
