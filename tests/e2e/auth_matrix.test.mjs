@@ -116,6 +116,7 @@ const EXPECTED = {
   'POST /collections/mx/points/batch [set_payload]': PAYLOAD_WRITE,
   'POST /collections/mx/points/scroll': READ,
   'POST /collections/mx/points/count': READ,
+  'POST /collections/mx/facet': READ,
   // search
   'POST /collections/mx/points/search': READ,
   'POST /collections/mx/points/search/batch': READ,
@@ -228,6 +229,7 @@ const ROUTES = [
   },
   { name: 'POST /collections/mx/points/scroll', body: { limit: 10 } },
   { name: 'POST /collections/mx/points/count', body: { exact: true } },
+  { name: 'POST /collections/mx/facet', body: { key: 'tenant' } },
   { name: 'POST /collections/mx/points/search', body: { vector: q, limit: 3 } },
   { name: 'POST /collections/mx/points/search/batch', body: { searches: [{ vector: q, limit: 3 }] } },
   { name: 'POST /collections/mx/points/search/groups', body: { vector: q, group_by: 'tenant', limit: 3, group_size: 2 } },
