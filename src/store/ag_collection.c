@@ -315,7 +315,13 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
     atomic_init(&c->version, 0);
     atomic_init(&c->write_waiters, 0);
     pthread_mutex_init(&c->write_mutex, NULL);
-    pthread_rwlock_init(&c->lock, NULL);
+    /* Writer-preferring: with glibc's default (readers first) a steady stream of searches would
+     * starve writes and the background indexer indefinitely. */
+    pthread_rwlockattr_t rwattr;
+    pthread_rwlockattr_init(&rwattr);
+    pthread_rwlockattr_setkind_np(&rwattr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&c->lock, &rwattr);
+    pthread_rwlockattr_destroy(&rwattr);
     c->env = env;
     c->cid = cid;
     c->name = strdup(name);

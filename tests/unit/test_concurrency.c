@@ -1,0 +1,163 @@
+/* Searches while writes and the background indexer run: through the store (real locks, real
+ * indexer thread), several searching threads and one writer for a while; every hit must be a
+ * live point, nothing may crash (this suite runs under ASan/UBSan too), and once the indexer has
+ * caught up the graph must agree with an exact scan. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ag_clock.h"
+#include "index/ag_hnsw.h"
+#include "store/ag_store.h"
+
+enum { DIM = 16, IDS = 3000, SEARCHERS = 3 };
+
+static char dir[64];
+static ag_collection_t *coll;
+static _Atomic bool stop;
+static _Atomic long searches, bad_hits;
+
+static float rnd(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return (float)(*s >> 40) / (float)(1u << 24) - 0.5f;
+}
+
+static bool alive(const void *ud, uint32_t slot)
+{
+    const ag_collection_t *c = ud;
+    return slot < c->nslots && c->slots[slot].alive;
+}
+
+static void *searcher(void *arg)
+{
+    uint64_t seed = (uint64_t)(uintptr_t)arg * 7919 + 1;
+    float q[DIM];
+    ag_hit_t hits[10];
+    while (!atomic_load(&stop)) {
+        for (int d = 0; d < DIM; d++)
+            q[d] = rnd(&seed);
+        ag_index_filter_t flt = {.accept = alive, .ud = coll};
+        ag_search_params_t p = {.ef = 32};
+        size_t n = 0;
+        ag_coll_read_begin(coll);
+        int rc = ag_index_search(coll->vec[0].index, q, 10, &flt, &p, hits, &n);
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            if (!coll->slots[hits[i].slot].alive || !ag_vecstore_get(coll->vec[0].vs, hits[i].slot))
+                atomic_fetch_add(&bad_hits, 1);
+        ag_coll_read_end(coll);
+        if (rc != 0)
+            atomic_fetch_add(&bad_hits, 1);
+        atomic_fetch_add(&searches, 1);
+    }
+    return NULL;
+}
+
+static void test_search_during_writes(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/aegis-conc-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ag_store_config_t cfg = {dir, (size_t)1 << 30, 1.0};
+    ag_store_t *st;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
+    json_t *body = json_loads("{\"vectors\":{\"size\":16,\"distance\":\"Euclid\"},"
+                              "\"hnsw_config\":{\"full_scan_threshold\":1,\"m\":8}}",
+                              0, NULL),
+           *params = NULL;
+    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
+    assert_int_equal(ag_store_create(st, "conc", params, &d), 0);
+    json_decref(params);
+    json_decref(body);
+    assert_int_equal(ag_store_get(st, "conc", &coll, NULL), 0);
+    assert_true(ag_index_is_hnsw(coll->vec[0].index));
+
+    pthread_t th[SEARCHERS];
+    for (uintptr_t i = 0; i < SEARCHERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, searcher, (void *)i), 0);
+
+    enum { BATCH = 64 };
+    ag_mutation_t m[BATCH];
+    float vec[BATCH][DIM];
+    json_t *empty = json_object();
+    uint64_t seed = 42;
+    double until = ag_now_mono() + 1.5;
+    int rounds = 0;
+    while (ag_now_mono() < until || rounds < 20) {
+        memset(m, 0, sizeof(m));
+        for (int i = 0; i < BATCH; i++) {
+            m[i].id =
+                (ag_point_id_t){.kind = AG_ID_NUM, .num = (uint64_t)((rnd(&seed) + 0.5f) * IDS)};
+            if (rounds > 5 && i % 5 == 0) {
+                m[i].delete_point = true; /* deletes reuse slots, updates re-add vectors */
+                continue;
+            }
+            for (int k = 0; k < DIM; k++)
+                vec[i][k] = rnd(&seed);
+            m[i].payload = empty;
+            m[i].dense_op[0] = AG_VEC_SET;
+            m[i].dense[0] = vec[i];
+        }
+        assert_int_equal(ag_coll_write_begin(coll), 0);
+        assert_int_equal(ag_coll_apply(coll, m, BATCH, false, &d), 0);
+        ag_coll_write_end(coll);
+        rounds++;
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < SEARCHERS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&bad_hits), 0);
+    assert_true(atomic_load(&searches) > 0);
+
+    /* Let the indexer drain the queue, then compare the graph with an exact scan. */
+    double deadline = ag_now_mono() + 60;
+    for (;;) {
+        ag_coll_read_begin(coll);
+        uint32_t left = ag_hnsw_pending(coll->vec[0].index);
+        ag_coll_read_end(coll);
+        if (left == 0 || ag_now_mono() > deadline)
+            break;
+        usleep(20000);
+    }
+    ag_index_t *exact;
+    assert_int_equal(ag_index_exact_new(coll->vec[0].vs, AG_DIST_EUCLID, &exact), 0);
+    size_t same = 0, total = 0;
+    float q[DIM];
+    ag_coll_read_begin(coll);
+    assert_int_equal(ag_hnsw_pending(coll->vec[0].index), 0);
+    for (int t = 0; t < 50; t++) {
+        for (int k = 0; k < DIM; k++)
+            q[k] = rnd(&seed);
+        ag_hit_t a[10], b[10];
+        size_t na, nb;
+        ag_search_params_t p = {.ef = 64};
+        assert_int_equal(ag_index_search(coll->vec[0].index, q, 10, NULL, &p, a, &na), 0);
+        assert_int_equal(ag_index_search(exact, q, 10, NULL, &p, b, &nb), 0);
+        for (size_t i = 0; i < na; i++)
+            for (size_t j = 0; j < nb; j++)
+                same += a[i].slot == b[j].slot;
+        total += nb;
+    }
+    ag_coll_read_end(coll);
+    assert_true((double)same / (double)total >= 0.9);
+    ag_index_free(exact);
+    json_decref(empty);
+    ag_coll_unref(coll);
+    ag_store_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_search_during_writes)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
