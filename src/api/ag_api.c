@@ -238,6 +238,20 @@ int ag_call_collection(ag_call_t *call, ag_collection_t **out)
     return 0;
 }
 
+int ag_call_collection_write(ag_call_t *call, ag_collection_t **out)
+{
+    int rc = ag_call_collection(call, out);
+    if (rc)
+        return rc;
+    if ((rc = ag_coll_write_begin(*out)) != 0) {
+        ag_coll_unref(*out);
+        *out = NULL;
+        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
+                       call->params[0]);
+    }
+    return 0;
+}
+
 json_t *ag_update_result(const ag_call_t *call)
 {
     static atomic_uint_fast64_t op_id;

@@ -84,6 +84,9 @@ void ag_api_handle(void *ud, ag_request_t *req);
 int ag_call_body(ag_call_t *call);
 /* Resolves params[0] (collection or alias) to a new reference. 404 with Qdrant's message. */
 int ag_call_collection(ag_call_t *call, ag_collection_t **out);
+/* ag_call_collection plus the collection's write mutex (ag_coll_write_end, then ag_coll_unref
+ * to finish). A collection deleted meanwhile is 404, with nothing held. */
+int ag_call_collection_write(ag_call_t *call, ag_collection_t **out);
 /* The standard update answer {"operation_id": n, "status": "completed"|"acknowledged"}. */
 json_t *ag_update_result(const ag_call_t *call);
 

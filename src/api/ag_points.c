@@ -146,6 +146,15 @@ int ag_parse_with_vector(const json_t *v, bool *enabled, const json_t **which, a
     return 0;
 }
 
+int ag_parse_output(const json_t *obj, const char *vector_key, bool payload_default,
+                    ag_payload_sel_t *ps, bool *with_vector, const json_t **which, ag_diag_t *diag)
+{
+    int rc = ag_parse_with_payload(json_object_get(obj, "with_payload"), payload_default, ps, diag);
+    if (rc == 0)
+        rc = ag_parse_with_vector(json_object_get(obj, vector_key), with_vector, which, diag);
+    return rc;
+}
+
 /* Copies the value at a dotted path (objects only) from src into dst, creating parents. */
 static void copy_path(json_t *dst, const json_t *src, const char *path)
 {

@@ -36,6 +36,11 @@ int ag_parse_with_payload(const json_t *v, bool dflt, ag_payload_sel_t *out, ag_
 /* with_vector: true/false or [names]. *which borrowed or NULL (= all). */
 int ag_parse_with_vector(const json_t *v, bool *enabled, const json_t **which, ag_diag_t *diag);
 
+/* Both output selectors of a request object: with_payload (default payload_default) and the
+ * vector selector under vector_key ("with_vector", or "with_vectors" inside with_lookup). */
+int ag_parse_output(const json_t *obj, const char *vector_key, bool payload_default,
+                    ag_payload_sel_t *ps, bool *with_vector, const json_t **which, ag_diag_t *diag);
+
 /* Renders a point (new JSON object). score is included when has_score. */
 json_t *ag_render_point(const ag_collection_t *c, uint32_t slot, const ag_payload_sel_t *ps,
                         bool with_vector, const json_t *which, bool has_score, float score);

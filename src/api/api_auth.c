@@ -119,11 +119,12 @@ static int role_answer(ag_call_t *call, const char *name)
     return rc;
 }
 
-static int h_roles_list(ag_call_t *call)
+/* A listing of names, each shown only if the caller may read it (role- or user-scoped). */
+typedef int (*item_json_fn)(ag_secstore_t *sec, const char *name, json_t **out);
+
+static int filtered_list(ag_call_t *call, json_t *names, const char *action, bool by_role,
+                         item_json_fn item, const char *field)
 {
-    if (!sec_of(call))
-        return store_missing(call);
-    json_t *names = ag_secstore_role_names(sec_of(call));
     json_t *arr = json_array();
     if (!names || !arr) {
         json_decref(names);
@@ -135,15 +136,25 @@ static int h_roles_list(ag_call_t *call)
     json_array_foreach(names, i, n)
     {
         ag_diag_t d;
-        if (ag_guard_authorize_name(call, "read:roles", json_string_value(n), NULL, &d) != 0)
+        const char *name = json_string_value(n);
+        if (ag_guard_authorize_name(call, action, by_role ? name : NULL, by_role ? NULL : name,
+                                    &d) != 0)
             continue;
-        json_t *role = NULL;
-        if (ag_secstore_role_json(sec_of(call), json_string_value(n), &role) == 0)
-            json_array_append_new(arr, role);
+        json_t *one = NULL;
+        if (item(sec_of(call), name, &one) == 0)
+            json_array_append_new(arr, one);
     }
     json_decref(names);
-    call->result = json_pack("{s:o}", "roles", arr);
+    call->result = json_pack("{s:o}", field, arr);
     return call->result ? 0 : AG_ENOMEM;
+}
+
+static int h_roles_list(ag_call_t *call)
+{
+    if (!sec_of(call))
+        return store_missing(call);
+    return filtered_list(call, ag_secstore_role_names(sec_of(call)), "read:roles", true,
+                         ag_secstore_role_json, "roles");
 }
 
 static int h_role_get(ag_call_t *call)
@@ -336,27 +347,8 @@ static int h_users_list(ag_call_t *call)
 {
     if (!sec_of(call))
         return store_missing(call);
-    json_t *ids = ag_secstore_user_ids(sec_of(call));
-    json_t *arr = json_array();
-    if (!ids || !arr) {
-        json_decref(ids);
-        json_decref(arr);
-        return AG_ENOMEM;
-    }
-    size_t i;
-    json_t *n;
-    json_array_foreach(ids, i, n)
-    {
-        ag_diag_t d;
-        if (ag_guard_authorize_name(call, "read:users", NULL, json_string_value(n), &d) != 0)
-            continue;
-        json_t *u = NULL;
-        if (ag_secstore_user_json(sec_of(call), json_string_value(n), &u) == 0)
-            json_array_append_new(arr, u);
-    }
-    json_decref(ids);
-    call->result = json_pack("{s:o}", "users", arr);
-    return call->result ? 0 : AG_ENOMEM;
+    return filtered_list(call, ag_secstore_user_ids(sec_of(call)), "read:users", false,
+                         ag_secstore_user_json, "users");
 }
 
 static int user_route_start(ag_call_t *call)

@@ -303,15 +303,9 @@ static int h_index_create(ag_call_t *call)
     if ((rc = parse_field_schema(fs, &def, &call->diag)) != 0)
         return rc;
     ag_collection_t *c;
-    if ((rc = ag_call_collection(call, &c)) != 0) {
+    if ((rc = ag_call_collection_write(call, &c)) != 0) {
         json_decref(def);
         return rc;
-    }
-    if ((rc = ag_coll_write_begin(c)) != 0) {
-        json_decref(def);
-        ag_coll_unref(c);
-        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
-                       call->params[0]);
     }
     json_t *old = json_incref(json_object_get(c->schema, field));
     json_object_set_new(c->schema, field, def);
@@ -334,14 +328,9 @@ static int h_index_create(ag_call_t *call)
 static int h_index_delete(ag_call_t *call)
 {
     ag_collection_t *c;
-    int rc = ag_call_collection(call, &c);
+    int rc = ag_call_collection_write(call, &c);
     if (rc)
         return rc;
-    if ((rc = ag_coll_write_begin(c)) != 0) {
-        ag_coll_unref(c);
-        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
-                       call->params[0]);
-    }
     json_t *old = json_incref(json_object_get(c->schema, call->params[1]));
     if (old) {
         json_object_del(c->schema, call->params[1]);

@@ -586,14 +586,9 @@ typedef int (*op_fn)(ag_call_t *, ag_collection_t *, const json_t *);
 static int run_write(ag_call_t *call, op_fn fn, pl_op_t pl, bool is_payload)
 {
     ag_collection_t *c;
-    int rc = ag_call_collection(call, &c);
+    int rc = ag_call_collection_write(call, &c);
     if (rc)
         return rc;
-    if ((rc = ag_coll_write_begin(c)) != 0) {
-        ag_coll_unref(c);
-        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
-                       call->params[0]);
-    }
     rc = is_payload ? op_payload(call, c, call->body, pl) : fn(call, c, call->body);
     ag_coll_write_end(c);
     ag_coll_unref(c);
@@ -737,13 +732,8 @@ static int h_batch(ag_call_t *call)
         }
     }
     ag_collection_t *c = NULL;
-    if (rc == 0 && (rc = ag_call_collection(call, &c)) != 0)
-        c = NULL;
-    if (rc == 0 && (rc = ag_coll_write_begin(c)) != 0) {
-        ag_coll_unref(c);
-        c = NULL;
-        rc = ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!", call->params[0]);
-    }
+    if (rc == 0)
+        rc = ag_call_collection_write(call, &c);
     if (rc) {
         for (size_t k = 0; k < nops; k++)
             ag_filter_free(restr[k]);
@@ -825,10 +815,7 @@ static int h_retrieve(ag_call_t *call)
     ag_payload_sel_t ps;
     bool wv = false;
     const json_t *which;
-    if ((rc = ag_parse_with_payload(json_object_get(call->body, "with_payload"), true, &ps,
-                                    &call->diag)) != 0 ||
-        (rc = ag_parse_with_vector(json_object_get(call->body, "with_vector"), &wv, &which,
-                                   &call->diag)) != 0)
+    if ((rc = ag_parse_output(call->body, "with_vector", true, &ps, &wv, &which, &call->diag)))
         return rc;
     ag_collection_t *c;
     if ((rc = ag_call_collection(call, &c)) != 0)
@@ -1067,10 +1054,7 @@ static int h_scroll(ag_call_t *call)
     ag_payload_sel_t ps;
     bool wv = false;
     const json_t *which;
-    if ((rc = ag_parse_with_payload(json_object_get(call->body, "with_payload"), true, &ps,
-                                    &call->diag)) != 0 ||
-        (rc = ag_parse_with_vector(json_object_get(call->body, "with_vector"), &wv, &which,
-                                   &call->diag)) != 0)
+    if ((rc = ag_parse_output(call->body, "with_vector", true, &ps, &wv, &which, &call->diag)))
         return rc;
     ag_collection_t *c;
     if ((rc = ag_call_collection(call, &c)) != 0)

@@ -809,10 +809,7 @@ static int parse_groups(req_t *rq, const json_t *body, const char *path)
     if ((rc = AG_JSON_ONLY(wl, p, d, "collection", "with_payload", "with_vectors")) != 0 ||
         (rc = parse_collection_name(rq, wl, p, &rq->wl_coll)) != 0)
         return rc;
-    rc = ag_parse_with_payload(json_object_get(wl, "with_payload"), true, &rq->wl_ps, d);
-    if (rc == 0)
-        rc =
-            ag_parse_with_vector(json_object_get(wl, "with_vectors"), &rq->wl_wv, &rq->wl_which, d);
+    rc = ag_parse_output(wl, "with_vectors", true, &rq->wl_ps, &rq->wl_wv, &rq->wl_which, d);
     return prefixed(rq, p, rc);
 }
 
@@ -820,9 +817,7 @@ static int parse_groups(req_t *rq, const json_t *body, const char *path)
 static int parse_output(req_t *rq, const json_t *body, const char *path)
 {
     ag_diag_t *d = &rq->call->diag;
-    int rc = ag_parse_with_payload(json_object_get(body, "with_payload"), false, &rq->ps, d);
-    if (rc == 0)
-        rc = ag_parse_with_vector(json_object_get(body, "with_vector"), &rq->wv, &rq->which, d);
+    int rc = ag_parse_output(body, "with_vector", false, &rq->ps, &rq->wv, &rq->which, d);
     if ((rc = prefixed(rq, path, rc)) != 0 ||
         (rc = parse_limit(rq, body, path, "limit", DEFAULT_LIMIT, &rq->limit)) != 0)
         return rc;
