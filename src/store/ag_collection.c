@@ -733,13 +733,10 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n)
             c->slots[s].payload = json_object();
         }
         if (m->payload) {
-            json_t *copy = json_deep_copy(m->payload);
-            if (copy) {
-                json_decref(c->slots[s].payload);
-                c->slots[s].payload = copy;
-            } else {
-                result = AG_ENOMEM;
-            }
+            /* Shared, not copied: stored payloads are never modified in place (every edit
+             * builds a new object), so the mutation's object can become the slot's. */
+            json_decref(c->slots[s].payload);
+            c->slots[s].payload = json_incref(m->payload);
         }
         for (int v = 0; v < c->nvec; v++) {
             if (m->dense_op[v] == AG_VEC_SET) {

@@ -102,7 +102,8 @@ typedef struct ag_sparse_vec {
 typedef struct ag_mutation {
     ag_point_id_t id;
     bool delete_point;
-    json_t *payload; /* new full payload (borrowed), or NULL to keep the current one */
+    json_t *payload; /* new full payload or NULL to keep the current one; apply takes a
+                        reference, so it must not be modified afterwards */
     uint8_t dense_op[AG_MAX_VECTORS];
     const float *dense[AG_MAX_VECTORS]; /* borrowed; already normalised for Cosine */
     uint8_t sparse_op[AG_MAX_VECTORS];
