@@ -131,6 +131,9 @@ static void call_free(void *p)
     free(call->raw);
     ag_filter_free(call->restriction);
     ag_guard_release_principal(call);
+    if (call->coll)
+        ag_coll_unref(call->coll);
+    json_decref(call->audit_detail);
     ag_arena_release(&call->arena);
     free(call);
 }
@@ -231,8 +234,10 @@ int ag_call_body(ag_call_t *call)
 
 int ag_call_collection(ag_call_t *call, ag_collection_t **out)
 {
-    int rc = ag_store_get(call->api->store, call->params[0], out, NULL);
-    if (rc)
+    *out = call->coll;
+    if (call->coll)
+        ag_coll_ref(call->coll);
+    else
         return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
                        call->params[0]);
     return 0;

@@ -59,6 +59,11 @@ struct ag_call {
     bool wait;
     bool dry_run;       /* validate a write completely without applying it (batch updates) */
     const char *tenant; /* the tenant the route names (tenant API), borrowed from req; or NULL */
+    /* The collection params[0] named (directly or through an alias), resolved once at admission
+     * and authorized by its own name; the handlers use this reference and never resolve the path
+     * again (docs/SECURITY.md "Aliases"). Owned; NULL when nothing had that name. */
+    ag_collection_t *coll;
+    json_t *audit_detail; /* what the audit record says changed (owned; NULL = nothing) */
 };
 
 typedef struct ag_guard ag_guard_t;
@@ -82,7 +87,8 @@ void ag_api_handle(void *ud, ag_request_t *req);
 
 /* Parses the request body into call->body if that has not happened yet (raw_body routes). */
 int ag_call_body(ag_call_t *call);
-/* Resolves params[0] (collection or alias) to a new reference. 404 with Qdrant's message. */
+/* A new reference to the collection resolved at admission (call->coll). 404 with Qdrant's
+ * message when there was none. */
 int ag_call_collection(ag_call_t *call, ag_collection_t **out);
 /* ag_call_collection plus the collection's write mutex (ag_coll_write_end, then ag_coll_unref
  * to finish). A collection deleted meanwhile is 404, with nothing held. */

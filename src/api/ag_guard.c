@@ -248,6 +248,8 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         hooks.value_exists_ctx = g;
         hooks.resolve_role = ag_secstore_resolve_role;
         hooks.resolve_ctx = g->sec;
+        hooks.minter_user = ag_secstore_minter;
+        hooks.minter_ctx = g->sec;
         ag_auth_set_hooks(g->auth, &hooks);
         if ((rc = ag_throttle_new(NULL, &g->throttle)) != 0)
             goto fail;
@@ -400,17 +402,62 @@ static int hide_inactive(const char *key, const json_t *tenants, ag_decision_t *
     return err;
 }
 
+/* The name a request used for a collection, for messages: an alias is not resolved in a denial,
+ * so a 403 never tells what an alias points to. */
+static const char *shown_name(const ag_call_t *call, const char *collection)
+{
+    if (call->coll && collection && call->route->scope == AG_SCOPE_COLLECTION &&
+        strcmp(collection, call->coll->name) == 0)
+        return call->params[0];
+    return collection;
+}
+
+/*
+ * One principal's decision, tenant scopes widened (see widen_by_tenants); *d as from
+ * ag_auth_decide_self. Returns 0 or an internal error (d then denies).
+ */
+static int decide_level(const ag_principal_t *p, ag_request_action_t *a, bool data,
+                        const json_t *tenants, ag_decision_t *d)
+{
+    int rc = ag_auth_decide_self(p, a, d);
+    if (rc == 0 && data && a->tenant_key && !a->tenant && !(d->allowed && !d->restriction))
+        rc = widen_by_tenants(p, a, tenants, d);
+    return rc;
+}
+
+/* The decision for the caller and every minter up its bound chain (docs/SECURITY.md "Minted
+ * tokens"): allowed only when each allows; restrictions ANDed. */
+static int decide_chain(const ag_principal_t *p, ag_request_action_t *a, bool data,
+                        const json_t *tenants, ag_decision_t *d)
+{
+    int rc = decide_level(p, a, data, tenants, d);
+    for (const ag_principal_t *b = ag_principal_bound(p); rc == 0 && d->allowed && b;
+         b = ag_principal_bound(b)) {
+        ag_decision_t up;
+        rc = decide_level(b, a, data, tenants, &up);
+        if (rc == 0 && !up.allowed) {
+            ag_decision_release(d);
+            snprintf(d->buf, sizeof(d->buf), "%.600s (beyond what the token's minter may do now)",
+                     up.missing ? up.missing : "(unknown)");
+            d->missing = d->buf;
+            d->granted_by = NULL;
+        } else if (rc == 0) {
+            int err = 0;
+            d->restriction = ag_filter_and(d->restriction, up.restriction, &err);
+            up.restriction = NULL;
+            rc = err;
+        }
+        ag_decision_release(&up);
+    }
+    return rc;
+}
+
 static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *collection,
                   ag_filter_t **restriction, bool quiet, ag_diag_t *diag)
 {
     ag_request_action_t a;
     ag_request_action_init(&a, decl);
-    char target[AG_MAX_NAME_LEN + 1];
-    if (collection) {
-        a.collection = collection;
-        if (ag_store_alias_target(call->api->store, collection, target, sizeof(target)) == 0)
-            a.alias_target = target;
-    }
+    a.collection = collection;
     if (call->route->scope == AG_SCOPE_ROLE && call->nparams > 0)
         a.role = call->params[0];
     if (call->route->scope == AG_SCOPE_USER && call->nparams > 0)
@@ -427,9 +474,7 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
     if (call->tenant && (data || decl->resource == AG_RES_TENANTS))
         a.tenant = call->tenant;
     ag_decision_t d;
-    int rc = ag_auth_decide(call->principal, &a, &d);
-    if (rc == 0 && data && a.tenant_key && !a.tenant && !(d.allowed && !d.restriction))
-        rc = widen_by_tenants(call->principal, &a, tenants, &d);
+    int rc = decide_chain(call->principal, &a, data, tenants, &d);
     if (rc == 0 && data && a.tenant_key && d.allowed)
         rc = hide_inactive(a.tenant_key, tenants, &d);
     json_decref(tenancy);
@@ -440,6 +485,11 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
         return ag_fail(diag, AG_EFORBIDDEN, "Forbidden: the permission check failed");
     }
     if (!d.allowed) {
+        const char *shown = shown_name(call, collection);
+        if (shown != collection && d.missing == d.buf) {
+            a.collection = shown;
+            ag_action_describe(&a, d.buf, sizeof(d.buf));
+        }
         rc = ag_fail(diag, AG_EFORBIDDEN, "Forbidden: missing permission %s",
                      d.missing ? d.missing : "(unknown)");
         if (!quiet)
@@ -486,6 +536,20 @@ static json_t *audit_resource(const ag_call_t *call)
     return res;
 }
 
+int ag_guard_key_id(const ag_call_t *call, char *out)
+{
+    const char *cred = call->req->api_key;
+    if (!cred && call->req->authorization &&
+        strncasecmp(call->req->authorization, "bearer ", 7) == 0) {
+        cred = call->req->authorization + 7;
+        while (*cred == ' ')
+            cred++;
+    }
+    if (!cred || ag_user_key_parse(cred, strlen(cred), out) != 0)
+        return AG_ENOTFOUND;
+    return 0;
+}
+
 static void audit_write(ag_guard_t *g, ag_call_t *call, bool allowed, int status,
                         const char *reason)
 {
@@ -497,11 +561,7 @@ static void audit_write(ag_guard_t *g, ag_call_t *call, bool allowed, int status
     /* The key id of a presented database-user key (its public part; also for a failed
      * authentication, which shows which key someone tried). Never the secret. */
     char key_id[AG_KEY_ID_LEN + 1] = {0};
-    const char *cred = call->req->api_key;
-    if (!cred && call->req->authorization &&
-        strncasecmp(call->req->authorization, "bearer ", 7) == 0)
-        cred = call->req->authorization + 7;
-    bool has_key_id = cred && ag_user_key_parse(cred, strlen(cred), key_id) == 0;
+    bool has_key_id = ag_guard_key_id(call, key_id) == 0;
     ag_audit_record_t r = {
         .request_id = call->req->request_id,
         .principal_kind = p ? ag_principal_kind_name(kind) : "none",
@@ -518,6 +578,7 @@ static void audit_write(ag_guard_t *g, ag_call_t *call, bool allowed, int status
         .allowed = allowed,
         .status = status,
         .reason = reason && *reason ? reason : NULL,
+        .detail = call->audit_detail,
         /* A change is durable in the log before its response; a flood of denials is synced at
          * most a second later, so it cannot turn into an fsync storm. */
         .sync = allowed,
@@ -540,7 +601,18 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
     /* Tenant API routes name the tenant in the path (/collections/{c}/tenants/{t}/...). */
     if (call->nparams > 1 && strstr(call->route->pattern, "/tenants/{"))
         call->tenant = call->params[1];
-    const char *collection = call->route->scope == AG_SCOPE_COLLECTION ? call->params[0] : NULL;
+    /* An alias is resolved here, once: the request is authorized against the collection behind
+     * it, and the handler works on that same collection (call->coll), never looking the name up
+     * again. A name that resolves to nothing is authorized as given (a 403 must not tell whether
+     * it exists). */
+    const char *collection = NULL;
+    if (call->route->scope == AG_SCOPE_COLLECTION) {
+        collection = call->params[0];
+        if (ag_store_get(g->store, collection, &call->coll, NULL) == 0)
+            collection = call->coll->name;
+        else
+            call->coll = NULL;
+    }
     if (g->insecure) {
         if ((rc = ag_auth_anonymous(&call->principal)) != 0)
             return ag_fail(diag, AG_EINTERNAL, "cannot create the anonymous principal");
@@ -653,7 +725,8 @@ int ag_guard_authorize_tenant(ag_call_t *call, const char *action, const char *t
 {
     const char *saved = call->tenant;
     call->tenant = tenant;
-    int rc = authorize(call, action, call->params[0], NULL, true, diag);
+    int rc =
+        authorize(call, action, call->coll ? call->coll->name : call->params[0], NULL, true, diag);
     call->tenant = saved;
     return rc;
 }

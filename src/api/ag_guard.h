@@ -49,6 +49,9 @@ struct ag_secstore;
 struct ag_auth;
 struct ag_secstore *ag_guard_secstore(ag_guard_t *g);
 struct ag_auth *ag_guard_auth(ag_guard_t *g);
+/* The key id (public part) of the database-user key the request presented, copied into out
+ * (AG_KEY_ID_LEN + 1 bytes). AG_ENOTFOUND when it presented none. Never the secret. */
+int ag_guard_key_id(const ag_call_t *call, char *out);
 /* Is the caller allowed action ("create:roles") on the role and/or user named (NULL = none)?
  * 0, or AG_EFORBIDDEN naming the missing permission (fail closed on any error). */
 int ag_guard_authorize_name(ag_call_t *call, const char *action, const char *role, const char *user,

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 
+#include "api/ag_guard.h"
 #include "json/ag_json.h"
 
 int ag_scope_init(ag_scope_t *sc, ag_call_t *call, ag_collection_t *c, const json_t *filter_json,
@@ -60,25 +61,35 @@ int ag_tenant_check_payload(ag_call_t *call, const json_t *tenancy, const ag_poi
     char buf[40];
     ag_id_format(id, buf, sizeof(buf));
     tenant_values_t tv = {0};
-    ag_payload_path_each(payload, key, take_tenant, &tv);
+    /* Exactly one string: an array (even of one name) is refused, so a point never sits in two
+     * tenants and the key's value is what every tenant filter compares. */
+    ag_payload_path_each_raw(payload, key, take_tenant, &tv);
     if (tv.n == 0)
         return ag_fail(&call->diag, AG_EINVAL,
                        "point %s: the collection is multi-tenant; the payload must name its "
                        "tenant in `%s`",
                        buf, key);
     if (tv.n != 1 || !json_is_string(tv.first))
-        return ag_fail(&call->diag, AG_EINVAL, "point %s: `%s` must be one tenant name", buf, key);
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "point %s: `%s` must be one tenant name (a string, not an array)", buf, key);
     const char *t = json_string_value(tv.first);
     json_t *info = json_object_get(json_object_get(tenancy, "tenants"), t);
+    bool active = info && json_is_true(json_object_get(info, "active"));
+    if (active)
+        return 0;
+    /* A caller that may not read this tenant's declaration learns nothing about it: undeclared,
+     * inactive and out-of-scope all get the answer an out-of-scope write gets. */
+    ag_diag_t ignored;
+    if (ag_guard_authorize_tenant(call, "read:tenants", t, &ignored) != 0)
+        return ag_fail(&call->diag, AG_EFORBIDDEN, AG_OUT_OF_SCOPE_WRITE, buf);
     if (!info)
-        return ag_fail(&call->diag, AG_EINVAL,
-                       "point %s: tenant `%.200s` is not declared in this collection (create it "
-                       "with POST /collections/{name}/tenants)",
-                       buf, t);
-    if (!json_is_true(json_object_get(info, "active")))
         return ag_fail(&call->diag, AG_EFORBIDDEN,
-                       "point %s: tenant `%.200s` is inactive; activate it before writing", buf, t);
-    return 0;
+                       "Forbidden: point %s: tenant `%.200s` is not declared in this collection "
+                       "(create it with POST /collections/{name}/tenants)",
+                       buf, t);
+    return ag_fail(&call->diag, AG_EFORBIDDEN,
+                   "Forbidden: point %s: tenant `%.200s` is inactive; activate it before writing",
+                   buf, t);
 }
 
 int ag_parse_with_payload(const json_t *v, bool dflt, ag_payload_sel_t *out, ag_diag_t *diag)

@@ -65,9 +65,16 @@ int ag_parse_dense(ag_call_t *call, const ag_collection_t *c, int vi, const json
 int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, const char **key,
                       bool *desc, bool *has_start, double *start, bool *datetime);
 
-/* Tenants (PRODUCT §4): in a multi-tenant collection (tenancy from ag_store_tenancy), a payload
- * being written must name exactly one declared, active tenant in the tenant key: 400 when the key
- * is missing, not a single string or names an undeclared tenant; 403 for an inactive one.
+/* The refusal of a write that would leave the caller's rows; one "%s" for the point id. Also the
+ * answer for an undeclared or inactive tenant to a caller that may not read the tenant, so the
+ * three cases cannot be told apart (docs/SECURITY.md "Tenants"). */
+#define AG_OUT_OF_SCOPE_WRITE                                                                      \
+    "Forbidden: point %s would end up outside the rows this credential may write"
+
+/* Tenants (docs/SECURITY.md): in a multi-tenant collection (tenancy from ag_store_tenancy), a
+ * payload being written must name exactly one declared, active tenant in the tenant key: 400 when
+ * the key is missing or not a single string; 403 for an undeclared or inactive tenant (named as
+ * such only to callers holding read:tenants on it, otherwise AG_OUT_OF_SCOPE_WRITE).
  * 0 when tenancy has no key. */
 int ag_tenant_check_payload(ag_call_t *call, const json_t *tenancy, const ag_point_id_t *id,
                             const json_t *payload);

@@ -6,6 +6,10 @@
  */
 #include <stdio.h>
 
+#include <sodium.h>
+
+#include "ag_clock.h"
+
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
 #include "auth/ag_auth.h"
@@ -111,11 +115,15 @@ static int check_user_id(ag_call_t *call, const char *id)
 
 /* ---- roles --------------------------------------------------------------------------------- */
 
+static void filter_role_users(ag_call_t *call, json_t *role);
+
 static int role_answer(ag_call_t *call, const char *name)
 {
     int rc = ag_secstore_role_json(sec_of(call), name, &call->result);
     if (rc == AG_ENOTFOUND)
         return ag_fail(&call->diag, rc, "Not found: role '%s' does not exist", name);
+    if (rc == 0)
+        filter_role_users(call, call->result);
     return rc;
 }
 
@@ -141,8 +149,11 @@ static int filtered_list(ag_call_t *call, json_t *names, const char *action, boo
                                     &d) != 0)
             continue;
         json_t *one = NULL;
-        if (item(sec_of(call), name, &one) == 0)
+        if (item(sec_of(call), name, &one) == 0) {
+            if (by_role)
+                filter_role_users(call, one);
             json_array_append_new(arr, one);
+        }
     }
     json_decref(names);
     call->result = json_pack("{s:o}", field, arr);
@@ -163,6 +174,21 @@ static int h_role_get(ag_call_t *call)
     if (rc)
         return rc;
     return sec_of(call) ? role_answer(call, call->params[0]) : store_missing(call);
+}
+
+/* A role's `users` lists only the holders the caller may read (read:users on each): who holds a
+ * role is user information, not role information. */
+static void filter_role_users(ag_call_t *call, json_t *role)
+{
+    json_t *users = json_object_get(role, "users");
+    if (!json_is_array(users))
+        return;
+    for (size_t i = json_array_size(users); i-- > 0;) {
+        ag_diag_t d;
+        if (ag_guard_authorize_name(call, "read:users", NULL,
+                                    json_string_value(json_array_get(users, i)), &d) != 0)
+            json_array_remove(users, i);
+    }
 }
 
 static int h_role_create(ag_call_t *call)
@@ -390,25 +416,31 @@ static int h_user_delete(ag_call_t *call)
     return call->result ? 0 : AG_ENOMEM;
 }
 
+/* 403 unless the caller holds every permission user id has. Handing out a user's key, or
+ * bringing a deactivated user back, gives someone those permissions: update:users alone must not
+ * reach them (docs/SECURITY.md "Anti-escalation"). what: "the key of", "the activation of". */
+static int check_user_grant(ag_call_t *call, const char *id, const char *what)
+{
+    ag_principal_t *target = NULL;
+    int rc = ag_secstore_user_principal(sec_of(call), id, &target, NULL);
+    if (rc == AG_ENOTFOUND)
+        return ag_fail(&call->diag, rc, "Not found: user '%s' does not exist", id);
+    if (rc)
+        return rc;
+    char text[100];
+    snprintf(text, sizeof(text), "%s user '%.64s'", what, id);
+    rc = check_grant(call, ag_principal_perms(target), text, false);
+    ag_principal_unref(target);
+    return rc;
+}
+
 static int h_user_rotate(ag_call_t *call)
 {
     int rc = user_route_start(call);
-    if (rc)
+    if (rc || (rc = check_user_grant(call, call->params[0], "the key of")) != 0)
         return rc;
-    /* A new key is the user's credential: whoever receives it gains the user's permissions, so
-     * the caller must already hold them all (otherwise update:users would reach root). */
-    ag_principal_t *target = NULL;
-    rc = ag_secstore_user_principal(sec_of(call), call->params[0], &target, NULL);
-    if (rc == AG_ENOTFOUND)
-        return ag_fail(&call->diag, rc, "Not found: user '%s' does not exist", call->params[0]);
-    if (rc)
-        return rc;
-    char what[100];
-    snprintf(what, sizeof(what), "the key of user '%.64s'", call->params[0]);
-    rc = check_grant(call, ag_principal_perms(target), what, false);
-    ag_principal_unref(target);
     char *key = NULL;
-    if (rc || (rc = ag_secstore_user_rotate(sec_of(call), call->params[0], &key, &call->diag)))
+    if ((rc = ag_secstore_user_rotate(sec_of(call), call->params[0], &key, &call->diag)) != 0)
         return rc;
     return key_answer(call, call->params[0], key);
 }
@@ -416,6 +448,8 @@ static int h_user_rotate(ag_call_t *call)
 static int set_active(ag_call_t *call, bool active)
 {
     int rc = user_route_start(call);
+    if (rc == 0 && active)
+        rc = check_user_grant(call, call->params[0], "the activation of");
     if (rc ||
         (rc = ag_secstore_user_set_active(sec_of(call), call->params[0], active, &call->diag)))
         return rc;
@@ -594,10 +628,11 @@ static int h_check(ag_call_t *call)
         (rc = opt_string(call, "user", &a.user)) != 0 ||
         (rc = opt_string(call, "verbosity", &a.verbosity)) != 0)
         return rc;
+    /* Decided as a request would be: against the collection behind an alias. */
     char target[AG_MAX_NAME_LEN + 1];
     if (a.collection &&
         ag_store_alias_target(call->api->store, a.collection, target, sizeof(target)) == 0)
-        a.alias_target = target;
+        a.collection = target;
 
     ag_principal_t *p = NULL;
     bool active = true;
@@ -633,27 +668,90 @@ static int h_check(ag_call_t *call)
     return call->result ? 0 : AG_ENOMEM;
 }
 
+/* Claims the server writes into a minted token; a caller may not set them. */
+static const char *const reserved_claims[] = {"sub", "subject", "iat", AG_JWT_MINTER_CLAIM};
+
+/*
+ * The minted_by claim naming the caller (a new object in *out) and the caller's identity for
+ * `sub` (copied into sub). Only root, database users and tokens can mint; anything else is refused
+ * (fail closed). A token caller is embedded with its own claims, so the new token is bound by
+ * them — and by their minters — at every use.
+ */
+static int minter_claim(ag_call_t *call, json_t **out, char *sub, size_t sub_len)
+{
+    *out = NULL;
+    const ag_principal_t *p = call->principal;
+    int kind = ag_principal_kind(p);
+    if (kind == AG_PRINCIPAL_ROOT) {
+        snprintf(sub, sub_len, "root");
+        *out = json_pack("{s:s}", "kind", "root");
+    } else if (kind == AG_PRINCIPAL_USER) {
+        char key_id[AG_KEY_ID_LEN + 1];
+        if (ag_guard_key_id(call, key_id) != 0 &&
+            ag_secstore_user_key_id(sec_of(call), ag_principal_id(p), key_id) != 0)
+            return ag_fail(&call->diag, AG_EFORBIDDEN,
+                           "Forbidden: the caller's key cannot be identified");
+        snprintf(sub, sub_len, "user:%s", ag_principal_id(p));
+        *out =
+            json_pack("{s:s,s:s,s:s}", "kind", "user", "id", ag_principal_id(p), "key_id", key_id);
+    } else if (kind == AG_PRINCIPAL_TOKEN && ag_principal_claims(p)) {
+        int depth = 0;
+        for (const ag_principal_t *q = p; q; q = ag_principal_bound(q))
+            depth++;
+        if (depth >= AG_JWT_MAX_MINT_DEPTH)
+            return ag_fail(&call->diag, AG_EFORBIDDEN,
+                           "Forbidden: a minted token may mint at most %d levels deep",
+                           AG_JWT_MAX_MINT_DEPTH - 1);
+        const char *psub = ag_principal_sub(p);
+        snprintf(sub, sub_len, "%s", psub ? psub : "token");
+        *out = json_pack("{s:s,s:O}", "kind", "token", "claims", ag_principal_claims(p));
+    } else {
+        return ag_fail(&call->diag, AG_EFORBIDDEN, "Forbidden: a %s credential cannot mint tokens",
+                       ag_principal_kind_name(kind));
+    }
+    return *out ? 0 : AG_ENOMEM;
+}
+
+/*
+ * POST /auth/token (docs/SECURITY.md "Minted tokens"): the token can never do more than its
+ * minter can do at the moment of use. Checked here against the caller (anti-escalation); bound at
+ * every use by the minted_by claim; expiry no later than the caller's and the server maximum (a
+ * longer request is shortened, and the answer says so); sub is the caller's identity.
+ */
 static int h_token(ag_call_t *call)
 {
     ag_auth_t *auth = ag_guard_auth(call->api->guard);
     int rc = AG_JSON_ONLY(call->body, "", &call->diag, "claims");
     if (rc)
         return rc;
-    json_t *claims = json_object_get(call->body, "claims");
-    if (!json_is_object(claims))
+    json_t *given = json_object_get(call->body, "claims");
+    if (!json_is_object(given))
         return ag_fail(&call->diag, AG_EINVAL, "claims: expected an object");
     if (!auth)
         return ag_fail(&call->diag, AG_EINVAL,
                        "minting tokens needs service.api_key (the signing key)");
+    for (size_t i = 0; i < AG_ARRAY_LEN(reserved_claims); i++)
+        if (json_object_get(given, reserved_claims[i]))
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "claims.%s: set by the server (the minter's identity and the time "
+                           "of minting); leave it out",
+                           reserved_claims[i]);
+    json_t *exp = json_object_get(given, "exp");
+    if (exp && !json_is_integer(exp))
+        return ag_fail(&call->diag, AG_EINVAL, "claims.exp: expected seconds since the epoch");
+    int64_t now = ag_now_unix();
+    if (exp && json_integer_value(exp) <= now)
+        return ag_fail(&call->diag, AG_EINVAL, "claims.exp: already in the past");
+
     /* What the token would carry, resolved exactly as verification will resolve it. */
     ag_principal_t *tp = NULL;
     ag_diag_t jd = {{0}};
-    rc = ag_jwt_principal(claims, ag_secstore_resolve_role, sec_of(call), &tp, &jd);
+    rc = ag_jwt_principal(given, ag_secstore_resolve_role, sec_of(call), &tp, &jd);
     if (rc == AG_ENOMEM)
         return rc;
     if (rc)
         return ag_fail(&call->diag, AG_EINVAL, "claims: %s", jd.msg);
-    json_t *roles = json_object_get(claims, "roles");
+    json_t *roles = json_object_get(given, "roles");
     size_t i;
     json_t *v;
     json_array_foreach(roles, i, v)
@@ -668,20 +766,53 @@ static int h_token(ag_call_t *call)
     ag_principal_unref(tp);
     if (rc)
         return rc;
-    /* Never longer-lived than the caller. */
-    int64_t caller_exp = ag_principal_expiry(call->principal);
-    json_t *exp = json_object_get(claims, "exp");
-    if (caller_exp && (!json_is_integer(exp) || json_integer_value(exp) > caller_exp))
-        return ag_fail(&call->diag, AG_EFORBIDDEN,
-                       "Forbidden: claims.exp must not be later than the caller's own expiry "
-                       "(%lld)",
-                       (long long)caller_exp);
+
+    char sub[AG_MAX_NAME_LEN + 1];
+    json_t *minter = NULL;
+    if ((rc = minter_claim(call, &minter, sub, sizeof(sub))) != 0)
+        return rc;
+    /* Expiry: the earliest of the request, the server maximum and the caller's own expiry. */
+    int64_t limit = now + (int64_t)call->api->cfg->max_token_ttl_s;
+    const char *limited_by = "service.max_token_ttl_sec";
+    for (const ag_principal_t *q = call->principal; q; q = ag_principal_bound(q)) {
+        int64_t e = ag_principal_expiry(q);
+        if (e && e < limit) {
+            limit = e;
+            limited_by = "the caller's own expiry";
+        }
+    }
+    int64_t want = exp ? (int64_t)json_integer_value(exp) : 0;
+    bool shortened = !exp || want > limit;
+    int64_t final_exp = shortened ? limit : want;
+
+    json_t *claims = json_deep_copy(given);
+    if (!claims || json_object_set_new(claims, "sub", json_string(sub)) ||
+        json_object_set_new(claims, "iat", json_integer((json_int_t)now)) ||
+        json_object_set_new(claims, "exp", json_integer((json_int_t)final_exp)) ||
+        json_object_set_new(claims, AG_JWT_MINTER_CLAIM, minter)) {
+        json_decref(claims);
+        return AG_ENOMEM;
+    }
     char *tok = NULL;
-    if ((rc = ag_auth_mint(auth, claims, &tok)) != 0)
+    if ((rc = ag_auth_mint(auth, claims, &tok)) != 0) {
+        json_decref(claims);
+        if (rc == AG_ETOOBIG)
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "claims: the token would exceed %d bytes (a minted token embeds its "
+                           "minter's claims)",
+                           AG_JWT_MAX_LEN);
         return rc == AG_ECONFIG ? ag_fail(&call->diag, AG_EINVAL, "cannot mint: no signing key")
                                 : rc;
-    call->result = json_pack("{s:s}", "token", tok);
+    }
+    /* The audit record carries the claims (never the token). */
+    call->audit_detail = json_pack("{s:O}", "claims", claims);
+    call->result =
+        json_pack("{s:s,s:I,s:s,s:b,s:s?}", "token", tok, "exp", (json_int_t)final_exp, "sub", sub,
+                  "exp_shortened", shortened, "exp_limited_by",
+                  !exp ? "no exp requested: the limit applies" : (shortened ? limited_by : NULL));
+    sodium_memzero(tok, strlen(tok));
     free(tok);
+    json_decref(claims);
     return call->result ? 0 : AG_ENOMEM;
 }
 

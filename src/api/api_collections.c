@@ -60,8 +60,7 @@ static int h_info(ag_call_t *call)
      * points other rows hold. (Without read:data at all, the schema reader sees the totals.) */
     ag_diag_t ignored;
     ag_filter_t *rows = NULL;
-    if (!call->restriction &&
-        ag_guard_authorize(call, "read:data", call->params[0], &rows, &ignored) == 0)
+    if (!call->restriction && ag_guard_authorize(call, "read:data", c->name, &rows, &ignored) == 0)
         call->restriction = rows;
     ag_coll_read_begin(c);
     json_t *params = json_deep_copy(c->params);
@@ -170,7 +169,10 @@ static int h_update(ag_call_t *call)
         if ((rc = ag_json_get_obj(call->body, objs[i], "", &o, &call->diag)) != 0)
             return rc;
     }
-    rc = ag_store_update_params(call->api->store, call->params[0], call->body, &call->diag);
+    if (!call->coll)
+        return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
+                       call->params[0]);
+    rc = ag_store_update_params(call->api->store, call->coll->name, call->body, &call->diag);
     if (rc)
         return rc;
     call->result = json_true();
@@ -189,12 +191,21 @@ static int h_delete(ag_call_t *call)
 
 static int h_exists(ag_call_t *call)
 {
-    ag_collection_t *c;
-    bool exists = ag_store_get(call->api->store, call->params[0], &c, NULL) == 0;
-    if (exists)
-        ag_coll_unref(c);
+    bool exists = call->coll != NULL;
     call->result = json_pack("{s:b}", "exists", exists);
     return call->result ? 0 : AG_ENOMEM;
+}
+
+/* An alias is only a name, but whoever points it decides what the name means: creating,
+ * re-pointing, renaming or deleting one needs update:collections on the alias name and on the
+ * collection behind it (docs/SECURITY.md "Aliases"). */
+static int alias_check(void *ctx, const char *name, const char *target, ag_diag_t *diag)
+{
+    ag_call_t *call = ctx;
+    int rc = ag_guard_authorize(call, "update:collections", name, NULL, diag);
+    if (rc == 0)
+        rc = ag_guard_authorize(call, "update:collections", target, NULL, diag);
+    return rc;
 }
 
 static int h_alias_actions(ag_call_t *call)
@@ -203,7 +214,7 @@ static int h_alias_actions(ag_call_t *call)
     if (rc)
         return rc;
     rc = ag_store_alias_actions(call->api->store, json_object_get(call->body, "actions"),
-                                &call->diag);
+                                alias_check, call, &call->diag);
     if (rc)
         return rc;
     call->result = json_true();
@@ -218,9 +229,9 @@ static int h_aliases(ag_call_t *call)
     json_t *a;
     json_array_foreach(all, i, a)
     {
-        const char *alias = json_string_value(json_object_get(a, "alias_name"));
         const char *coll = json_string_value(json_object_get(a, "collection_name"));
-        if (ag_guard_visible(call, coll) || ag_guard_visible(call, alias))
+        /* An alias shows what its collection holds: listed to those who may see that. */
+        if (ag_guard_visible(call, coll))
             json_array_append(seen, a);
     }
     json_decref(all);
@@ -349,8 +360,10 @@ static int h_index_delete(ag_call_t *call)
 
 const ag_route_t ag_routes_collections[] = {
     {AG_HTTP_GET, "/collections", "read:collections", AG_SCOPE_NONE, h_list, false, false, true},
+    /* A listing-style admission (update:collections on some collection); each action is
+     * authorized against the alias and its collection by the handler. */
     {AG_HTTP_POST, "/collections/aliases", "update:collections", AG_SCOPE_NONE, h_alias_actions,
-     true, false},
+     true, false, true},
     {AG_HTTP_GET, "/aliases", "read:collections", AG_SCOPE_NONE, h_aliases, false, false, true},
     {AG_HTTP_GET, "/collections/{name}", "read:collections", AG_SCOPE_COLLECTION, h_info, false,
      false},

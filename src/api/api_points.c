@@ -55,10 +55,7 @@ static int check_write_scope(ag_call_t *call, ag_collection_t *c, const ag_point
     if (new_payload) {
         ag_filter_subject_t subj = {id, new_payload, NULL, NULL};
         if (!ag_filter_match_all(call->restriction, &subj))
-            return ag_fail(&call->diag, AG_EFORBIDDEN,
-                           "Forbidden: point %s would end up outside the rows this credential "
-                           "may write",
-                           buf);
+            return ag_fail(&call->diag, AG_EFORBIDDEN, AG_OUT_OF_SCOPE_WRITE, buf);
     }
     return 0;
 }
@@ -603,7 +600,7 @@ static int upsert_fast(ag_call_t *call, bool *handled)
 {
     *handled = false;
     ag_collection_t *c;
-    if (ag_store_get(call->api->store, call->params[0], &c, NULL) != 0)
+    if (ag_call_collection(call, &c) != 0)
         return 0;
     int rc = 0;
     ag_fastpoint_t *pts = NULL;
@@ -723,7 +720,8 @@ static int h_batch(ag_call_t *call)
         size_t k = 0;
         while (k < AG_ARRAY_LEN(names) && strcmp(names[k], name) != 0)
             k++;
-        rc = ag_guard_authorize(call, actions[k], call->params[0], &restr[i], &call->diag);
+        rc = ag_guard_authorize(call, actions[k], call->coll ? call->coll->name : call->params[0],
+                                &restr[i], &call->diag);
         if (rc) {
             char msg[sizeof(call->diag.msg)];
             snprintf(msg, sizeof(msg), "%s", call->diag.msg);

@@ -192,18 +192,29 @@ static int open_other(req_t *rq, const char *name, const char *where, ag_collect
 {
     ag_call_t *call = rq->call;
     *out = NULL;
-    int rc = ag_guard_authorize(call, "read:data", name, restriction, &call->diag);
+    /* Resolved once (an alias to its collection), then authorized by the collection's own name:
+     * the reference read is the one authorized. A missing name is authorized as given. */
+    ag_collection_t *c = NULL;
+    if (ag_store_get(call->api->store, name, &c, NULL) != 0)
+        c = NULL;
+    int rc = ag_guard_authorize(call, "read:data", c ? c->name : name, restriction, &call->diag);
     if (rc) {
         char msg[sizeof(call->diag.msg)];
-        snprintf(msg, sizeof(msg), "%s", call->diag.msg);
+        snprintf(msg, sizeof(msg),
+                 "Forbidden: missing permission read:data on collection "
+                 "'%.200s'",
+                 name);
+        if (c)
+            ag_coll_unref(c);
         return ag_fail(&call->diag, rc, "%s (%s)", msg, where);
     }
-    if (ag_store_get(call->api->store, name, out, NULL) != 0) {
+    if (!c) {
         ag_filter_free(*restriction);
         *restriction = NULL;
         return ag_fail(&call->diag, AG_ENOTFOUND,
                        "Not found: Collection `%.200s` doesn't exist! (%s)", name, where);
     }
+    *out = c;
     return 0;
 }
 

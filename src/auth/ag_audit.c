@@ -288,6 +288,49 @@ static json_t *resource_copy(const ag_audit_t *a, const json_t *res)
     return out;
 }
 
+/* A deep copy of a detail value with every string redacted (depth-capped; deeper parts are
+ * dropped). NULL for anything that cannot be copied. */
+static json_t *detail_copy(const ag_audit_t *a, const json_t *v, int depth)
+{
+    if (depth > 8)
+        return json_string("(too deep)");
+    if (json_is_string(v)) {
+        char *r = ag_audit_redact(a, json_string_value(v));
+        json_t *s = r ? json_string(r) : NULL;
+        free(r);
+        return s ? s : json_string("(not UTF-8)");
+    }
+    if (json_is_object(v)) {
+        json_t *out = json_object();
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x)
+        {
+            json_t *c = detail_copy(a, x, depth + 1);
+            if (c && out)
+                json_object_set_new(out, k, c);
+            else
+                json_decref(c);
+        }
+        return out;
+    }
+    if (json_is_array(v)) {
+        json_t *out = json_array();
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+        {
+            json_t *c = detail_copy(a, x, depth + 1);
+            if (c && out)
+                json_array_append_new(out, c);
+            else
+                json_decref(c);
+        }
+        return out;
+    }
+    return json_deep_copy(v);
+}
+
 /* ---- open / close -------------------------------------------------------------------------- */
 
 static int mkdir_0700(const char *dir)
@@ -595,6 +638,8 @@ static json_t *record_body(const ag_audit_t *a, const ag_audit_record_t *r)
     rc |= json_object_set_new(o, "decision", json_string(r->allowed ? "allow" : "deny"));
     rc |= json_object_set_new(o, "status", json_integer(r->status));
     rc |= set_str(a, o, "reason", r->reason, true);
+    if (r->detail)
+        rc |= json_object_set_new(o, "detail", detail_copy(a, r->detail, 0));
     if (rc) {
         json_decref(o);
         return NULL;

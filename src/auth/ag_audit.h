@@ -6,7 +6,7 @@
  *   {"seq":N,"time":"2026-12-01T07:40:40.123Z","request_id":"...","principal":{"kind":...,
  *    "id":...,"key_id"?:...,"sub"?:...},"remote":"...","method":"POST","route":"/collections/{name}",
  *    "action":"create:collections","resource":{"collection":"x"},"decision":"allow"|"deny",
- *    "status":200,"reason"?:"...","prev":"<64 hex>","hash":"<64 hex>"}
+ *    "status":200,"reason"?:"...","detail"?:{...},"prev":"<64 hex>","hash":"<64 hex>"}
  * where
  *   prev = hex SHA-256 of the previous line's bytes (without its newline); 64 zeros for seq 1;
  *   hash = hex SHA-256 of this line's bytes up to (not including) `,"hash":` followed by "}".
@@ -61,7 +61,9 @@ typedef struct ag_audit_record {
     bool allowed;
     int status;
     const char *reason;
-    bool sync; /* fdatasync before returning */
+    const json_t *detail; /* what changed, e.g. a minted token's claims (never the token);
+                             borrowed; strings redacted; NULL = left out */
+    bool sync;            /* fdatasync before returning */
 } ag_audit_record_t;
 
 /* Appends r. 0, AG_EIO (the record could not be written; the caller decides), AG_ENOMEM. */

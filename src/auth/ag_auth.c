@@ -264,6 +264,68 @@ static void cache_put(ag_auth_t *auth, const uint8_t digest[DIGEST_LEN], uint64_
 
 /* --- authentication ----------------------------------------------------------------------- */
 
+static int principal_from_claims(ag_auth_t *auth, const json_t *claims, int depth,
+                                 ag_principal_t **out, ag_diag_t *diag);
+
+static int bad_minter(ag_diag_t *diag)
+{
+    return ag_fail(diag, AG_EUNAUTH, "invalid token: claim %s is malformed", AG_JWT_MINTER_CLAIM);
+}
+
+/* The principal the minted_by claim m names, as it stands now (*out NULL for root). */
+static int minter_principal(ag_auth_t *auth, const json_t *m, int depth, ag_principal_t **out,
+                            ag_diag_t *diag)
+{
+    *out = NULL;
+    const char *kind = json_string_value(json_object_get(m, "kind"));
+    if (!json_is_object(m) || !kind || depth >= AG_JWT_MAX_MINT_DEPTH)
+        return bad_minter(diag);
+    if (strcmp(kind, "root") == 0)
+        return json_object_size(m) == 1 ? 0 : bad_minter(diag);
+    if (strcmp(kind, "user") == 0) {
+        const char *id = json_string_value(json_object_get(m, "id"));
+        const char *key_id = json_string_value(json_object_get(m, "key_id"));
+        if (!id || !key_id || json_object_size(m) != 3)
+            return bad_minter(diag);
+        if (!auth->hooks.minter_user)
+            return ag_fail(diag, AG_EUNAUTH, "invalid token: its minter cannot be checked");
+        int rc = auth->hooks.minter_user(auth->hooks.minter_ctx, id, key_id, out);
+        if (rc == AG_EUNAUTH || rc == AG_ENOTFOUND || (rc == 0 && !*out))
+            return ag_fail(diag, AG_EUNAUTH,
+                           "invalid token: its minter was deactivated, deleted or given a new key");
+        return rc;
+    }
+    if (strcmp(kind, "token") == 0) {
+        const json_t *claims = json_object_get(m, "claims");
+        if (!json_is_object(claims) || json_object_size(m) != 2)
+            return bad_minter(diag);
+        return principal_from_claims(auth, claims, depth + 1, out, diag);
+    }
+    return bad_minter(diag);
+}
+
+/* Verified claims → a token principal with its minter chain bound (see ag_auth.h). */
+static int principal_from_claims(ag_auth_t *auth, const json_t *claims, int depth,
+                                 ag_principal_t **out, ag_diag_t *diag)
+{
+    ag_principal_t *p = NULL;
+    int rc = ag_jwt_principal(claims, auth->hooks.resolve_role, auth->hooks.resolve_ctx, &p, diag);
+    if (rc < 0)
+        return rc;
+    ag_principal_set_claims(p, claims);
+    const json_t *m = json_object_get(claims, AG_JWT_MINTER_CLAIM);
+    if (m) {
+        ag_principal_t *bound = NULL;
+        if ((rc = minter_principal(auth, m, depth, &bound, diag)) < 0) {
+            ag_principal_unref(p);
+            return rc;
+        }
+        ag_principal_set_bound(p, bound);
+    }
+    *out = p;
+    return 0;
+}
+
 static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len,
                             const uint8_t digest[DIGEST_LEN], int64_t now, ag_principal_t **out,
                             ag_diag_t *diag)
@@ -279,7 +341,7 @@ static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len,
     int rc = ag_jwt_verify(cred, len, secrets, 2, now, auth->leeway, &claims, diag);
     if (rc < 0)
         return rc;
-    rc = ag_jwt_principal(claims, auth->hooks.resolve_role, auth->hooks.resolve_ctx, &p, diag);
+    rc = principal_from_claims(auth, claims, 0, &p, diag);
     json_decref(claims);
     if (rc < 0)
         return rc;
@@ -288,7 +350,7 @@ static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len,
     return 0;
 }
 
-static int check_principal(ag_auth_t *auth, const ag_principal_t *p, int64_t now, ag_diag_t *diag)
+static int check_one(ag_auth_t *auth, const ag_principal_t *p, int64_t now, ag_diag_t *diag)
 {
     int64_t exp = ag_principal_expiry(p);
     int64_t leeway = ag_principal_kind(p) == AG_PRINCIPAL_TOKEN ? auth->leeway : 0;
@@ -303,6 +365,15 @@ static int check_principal(ag_auth_t *auth, const ag_principal_t *p, int64_t now
     if (rc == AG_ENOTFOUND || rc == AG_EUNAUTH)
         return ag_fail(diag, AG_EUNAUTH, "invalid token: revoked (value_exists)");
     return rc < 0 ? rc : 0;
+}
+
+/* The principal and every minter up its chain: unexpired, value_exists holding. */
+static int check_principal(ag_auth_t *auth, const ag_principal_t *p, int64_t now, ag_diag_t *diag)
+{
+    int rc = 0;
+    for (const ag_principal_t *q = p; q && rc == 0; q = ag_principal_bound(q))
+        rc = check_one(auth, q, now, diag);
+    return rc;
 }
 
 /* Memory: on success *out is a new principal reference owned by the caller. */

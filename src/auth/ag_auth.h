@@ -15,6 +15,11 @@
  * `exp`, until evicted, or until ag_auth_invalidate (call it whenever roles change, since role
  * permissions are resolved into the cached principal). `value_exists` is never cached: the hook
  * is asked on every request.
+ *
+ * A token carrying the minted_by claim (AG_JWT_MINTER_CLAIM) gets its minter as its bound
+ * principal: a user minter is looked up through the minter_user hook (gone, deactivated or
+ * re-keyed → 401), a token minter is rebuilt from the embedded claims (recursively, with its
+ * expiry and value_exists checked on every request), a root minter binds nothing.
  */
 #ifndef AG_AUTH_H
 #define AG_AUTH_H
@@ -38,6 +43,12 @@ typedef int (*ag_auth_lookup_fn)(void *ctx, const char *credential, size_t len, 
  * other error fails the request. */
 typedef int (*ag_value_exists_fn)(void *ctx, const ag_value_exists_t *ve);
 
+/* The minter of a minted token when it is a database user: 0 and a new principal reference with
+ * the user's current permissions when user_id exists, is active and its current key has key_id;
+ * AG_EUNAUTH otherwise (the token dies with its minter); any other error fails the request. */
+typedef int (*ag_minter_user_fn)(void *ctx, const char *user_id, const char *key_id,
+                                 ag_principal_t **out);
+
 typedef struct ag_auth_hooks {
     ag_auth_lookup_fn lookup;
     void *lookup_ctx;
@@ -45,6 +56,8 @@ typedef struct ag_auth_hooks {
     void *resolve_ctx;
     ag_value_exists_fn value_exists;
     void *value_exists_ctx;
+    ag_minter_user_fn minter_user;
+    void *minter_ctx;
 } ag_auth_hooks_t;
 
 typedef struct ag_auth_config {

@@ -493,6 +493,13 @@ int ag_jwt_principal(const json_t *claims, ag_role_resolve_fn resolve, void *res
         sub = json_object_get(claims, "subject");
     if (sub && (!json_is_string(sub) || json_string_length(sub) > AG_MAX_NAME_LEN))
         return bad_claim(diag, "sub must be a string of at most 255 bytes");
+    /* sub reaches logs and the audit log: control characters (a newline forging a log line)
+     * and embedded NULs are refused, not escaped. */
+    for (size_t i = 0; sub && i < json_string_length(sub); i++) {
+        unsigned char ch = (unsigned char)json_string_value(sub)[i];
+        if (ch < 0x20 || ch == 0x7f)
+            return bad_claim(diag, "sub must not contain control characters");
+    }
     json_t *exp = json_object_get(claims, "exp");
     if (exp && !json_is_integer(exp))
         return bad_claim(diag, "claim exp must be an integer");

@@ -39,6 +39,12 @@
 #define AG_JWT_MIN_SECRET 32   /* bytes of an HS256 secret */
 #define AG_JWT_MAX_LEEWAY 3600 /* seconds */
 #define AG_ROLE_NAME_MAX 64
+/* The claim POST /auth/token writes to name the minter, which callers cannot set
+ * (docs/SECURITY.md "Minted tokens"): {"kind": "root"}, {"kind": "user", "id": U, "key_id": K}
+ * or {"kind": "token", "claims": {the minting token's claims}}. */
+#define AG_JWT_MINTER_CLAIM "minted_by"
+/* How many tokens deep a chain of minted tokens may go. */
+#define AG_JWT_MAX_MINT_DEPTH 4
 
 /* Strict base64url (RFC 4648 §5) without padding: only [A-Za-z0-9_-], a length that is not
  * 1 mod 4, and zero unused bits in the last character (so each byte string has exactly one

@@ -381,24 +381,23 @@ bool ag_perm_covers_action(const ag_perm_t *p, unsigned verbs, int res)
     return res_valid(res) && (p->resource == res || p->resource == resources[res].parent);
 }
 
-static bool scope_value_matches(const ag_glob_t *g, const char *v, const char *alt, bool list)
+static bool scope_value_matches(const ag_glob_t *g, const char *v, bool list)
 {
     if (g->kind == AG_GLOB_ANY)
         return true;
     if (!v)
         return list;
-    return ag_glob_match_str(g, v) || (alt && ag_glob_match_str(g, alt));
+    return ag_glob_match_str(g, v);
 }
 
 bool ag_perm_scope_matches(const ag_perm_t *p, const ag_request_action_t *a)
 {
     bool list = (a->flags & AG_ACTF_LIST) != 0;
-    return scope_value_matches(&p->scope[AG_PSCOPE_COLLECTION], a->collection, a->alias_target,
-                               list) &&
-           scope_value_matches(&p->scope[AG_PSCOPE_TENANT], a->tenant, NULL, list) &&
-           scope_value_matches(&p->scope[AG_PSCOPE_ROLE], a->role, NULL, list) &&
-           scope_value_matches(&p->scope[AG_PSCOPE_USER], a->user, NULL, list) &&
-           scope_value_matches(&p->scope[AG_PSCOPE_VERBOSITY], a->verbosity, NULL, list);
+    return scope_value_matches(&p->scope[AG_PSCOPE_COLLECTION], a->collection, list) &&
+           scope_value_matches(&p->scope[AG_PSCOPE_TENANT], a->tenant, list) &&
+           scope_value_matches(&p->scope[AG_PSCOPE_ROLE], a->role, list) &&
+           scope_value_matches(&p->scope[AG_PSCOPE_USER], a->user, list) &&
+           scope_value_matches(&p->scope[AG_PSCOPE_VERBOSITY], a->verbosity, list);
 }
 
 /* Does q alone cover one verb bit of wanted (resource, scopes, filter)? */

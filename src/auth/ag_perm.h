@@ -213,8 +213,8 @@ typedef struct ag_request_action {
     uint8_t verbs;
     uint8_t resource;
     uint8_t flags;
-    const char *collection;   /* as named in the request (may be an alias) */
-    const char *alias_target; /* the collection behind collection when it is an alias, or NULL */
+    const char *collection; /* the collection itself: an alias is resolved before deciding, since
+                               aliases are names, not security boundaries (docs/SECURITY.md) */
     const char *tenant;
     const char *tenant_key; /* payload key of the collection's is_tenant index, or NULL; needed
                                to turn a tenant-scoped data permission into a row restriction */
@@ -228,8 +228,8 @@ void ag_request_action_init(ag_request_action_t *a, const ag_action_decl_t *d);
 
 /* Building blocks of the decision (ag_auth_decide in ag_principal.h), never allocating:
  * does p's action cover all of verbs on res (directly, through the parent resource, through
- * cluster_data or AG_RES_ANY), and do p's scope patterns match a's scope values (the collection
- * pattern matching either the name or alias_target)? The tenant_key rule is the decider's. */
+ * cluster_data or AG_RES_ANY), and do p's scope patterns match a's scope values? The
+ * tenant_key rule is the decider's. */
 bool ag_perm_covers_action(const ag_perm_t *p, unsigned verbs, int res);
 bool ag_perm_scope_matches(const ag_perm_t *p, const ag_request_action_t *a);
 

@@ -1,6 +1,7 @@
 #include "ag_principal.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 
 #include "index/ag_filter.h"
 
@@ -16,6 +17,8 @@ struct ag_principal {
     char **roles;
     size_t n_roles;
     ag_value_exists_t *value_exists;
+    ag_principal_t *bound; /* owned reference: the minter, or NULL */
+    json_t *claims;        /* owned reference: verified JWT claims, or NULL */
 };
 
 const char *ag_principal_kind_name(int kind)
@@ -83,6 +86,8 @@ void ag_principal_unref(ag_principal_t *p)
         free(p->roles[i]);
     free(p->roles);
     ag_value_exists_free(p->value_exists);
+    ag_principal_unref(p->bound);
+    json_decref(p->claims);
     free(p);
 }
 
@@ -133,6 +138,29 @@ void ag_principal_set_value_exists(ag_principal_t *p, ag_value_exists_t *ve)
 {
     ag_value_exists_free(p->value_exists);
     p->value_exists = ve;
+}
+
+void ag_principal_set_bound(ag_principal_t *p, ag_principal_t *bound)
+{
+    ag_principal_unref(p->bound);
+    p->bound = bound;
+}
+
+/* Memory: p holds a new reference to claims. */
+void ag_principal_set_claims(ag_principal_t *p, const json_t *claims)
+{
+    json_decref(p->claims);
+    p->claims = json_incref((json_t *)claims);
+}
+
+const ag_principal_t *ag_principal_bound(const ag_principal_t *p)
+{
+    return p->bound;
+}
+
+const json_t *ag_principal_claims(const ag_principal_t *p)
+{
+    return p->claims;
 }
 
 int ag_principal_kind(const ag_principal_t *p)
@@ -283,7 +311,7 @@ static const ag_perm_t *split_grant(const ag_principal_t *p, const ag_request_ac
 }
 
 /* Memory: on success out->restriction is a new filter owned by the caller (or NULL). */
-int ag_auth_decide(const ag_principal_t *p, const ag_request_action_t *a, ag_decision_t *out)
+int ag_auth_decide_self(const ag_principal_t *p, const ag_request_action_t *a, ag_decision_t *out)
 {
     if (!out)
         return AG_EINVAL;
@@ -362,6 +390,38 @@ fail:
     return rc;
 }
 
+/* Memory: on success out->restriction is a new filter owned by the caller (or NULL). */
+int ag_auth_decide(const ag_principal_t *p, const ag_request_action_t *a, ag_decision_t *out)
+{
+    int rc = ag_auth_decide_self(p, a, out);
+    for (const ag_principal_t *b = p ? p->bound : NULL; rc == 0 && out->allowed && b;
+         b = b->bound) {
+        ag_decision_t up;
+        rc = ag_auth_decide_self(b, a, &up);
+        if (rc == 0 && !up.allowed) {
+            ag_decision_release(out);
+            snprintf(out->buf, sizeof(out->buf), "%s (beyond what the token's minter may do now)",
+                     up.missing ? up.missing : "(unknown)");
+            out->missing = out->buf;
+            out->granted_by = NULL;
+            return 0;
+        }
+        int err = 0;
+        if (rc == 0) {
+            out->restriction = ag_filter_and(out->restriction, up.restriction, &err);
+            up.restriction = NULL;
+        }
+        ag_decision_release(&up);
+        if (rc == 0 && err)
+            rc = err;
+    }
+    if (rc) {
+        ag_decision_release(out);
+        out->granted_by = NULL;
+    }
+    return rc;
+}
+
 void ag_decision_release(ag_decision_t *d)
 {
     if (!d)
@@ -375,10 +435,12 @@ bool ag_principal_holds(const ag_principal_t *p, const ag_perm_list_t *wanted,
                         size_t *first_missing)
 {
     for (size_t i = 0; i < wanted->n; i++) {
-        if (!ag_perm_list_covers(&p->perms, &wanted->items[i])) {
-            if (first_missing)
-                *first_missing = i;
-            return false;
+        for (const ag_principal_t *q = p; q; q = q->bound) {
+            if (!ag_perm_list_covers(&q->perms, &wanted->items[i])) {
+                if (first_missing)
+                    *first_missing = i;
+                return false;
+            }
         }
     }
     return true;

@@ -63,6 +63,13 @@ int ag_principal_add_perms(ag_principal_t *p, const ag_perm_list_t *perms);
 int ag_principal_add_role(ag_principal_t *p, const char *role);
 /* Takes ownership of ve (freed with p). Replaces any earlier one. */
 void ag_principal_set_value_exists(ag_principal_t *p, ag_value_exists_t *ve);
+/* The principal that minted p (POST /auth/token), resolved as it stands now: p may never do more
+ * than bound (every decision is the AND of p's and bound's, recursively; docs/SECURITY.md
+ * "Minted tokens"). Takes ownership of the reference; replaces any earlier one. NULL = unbound. */
+void ag_principal_set_bound(ag_principal_t *p, ag_principal_t *bound);
+/* The verified JWT claims a token principal was built from (a new reference is taken), so a
+ * token that mints can embed them as its minter. */
+void ag_principal_set_claims(ag_principal_t *p, const json_t *claims);
 
 /* Reading. Strings and lists are borrowed for the life of p. */
 int ag_principal_kind(const ag_principal_t *p);
@@ -73,6 +80,8 @@ const ag_perm_list_t *ag_principal_perms(const ag_principal_t *p);
 size_t ag_principal_role_count(const ag_principal_t *p);
 const char *ag_principal_role(const ag_principal_t *p, size_t i);
 const ag_value_exists_t *ag_principal_value_exists(const ag_principal_t *p); /* NULL if none */
+const ag_principal_t *ag_principal_bound(const ag_principal_t *p);           /* NULL if none */
+const json_t *ag_principal_claims(const ag_principal_t *p);                  /* NULL if none */
 
 /*
  * Predefined roles (static, immutable, never freed):
@@ -102,20 +111,24 @@ typedef struct ag_decision {
 } ag_decision_t;
 
 /*
- * Decides a's action for p: deny unless some permission covers the verbs and resource and its
- * scope patterns match. For data and points the restriction is the union (OR) of the row
- * filters of every matching permission, or NULL when any matching one is unrestricted. A
- * tenant-scoped data permission contributes the restriction `tenant_key == tenant`; it matches
- * only when the request names a tenant and a->tenant_key is set. read:profile is always granted.
- * Never allocates except to build a restriction.
- * Returns 0 when a decision was made (see out->allowed). On an internal error (out of memory,
- * a NULL or malformed argument) returns a negative code and out->allowed is false (fail closed).
+ * Decides a's action for p's own permissions only (ignoring its bound): deny unless some permission
+ * covers the verbs and resource and its scope patterns match. For data and points the restriction
+ * is the union (OR) of the row filters of every matching permission, or NULL when any matching one
+ * is unrestricted. A tenant-scoped data permission contributes the restriction `tenant_key ==
+ * tenant`; it matches only when the request names a tenant and a->tenant_key is set. read:profile
+ * is always granted. Never allocates except to build a restriction. Returns 0 when a decision was
+ * made (see out->allowed). On an internal error (out of memory, a NULL or malformed argument)
+ * returns a negative code and out->allowed is false (fail closed).
  */
+int ag_auth_decide_self(const ag_principal_t *p, const ag_request_action_t *a, ag_decision_t *out);
+/* ag_auth_decide_self for p and every principal up its bound chain: allowed only when each one
+ * allows; the restriction is the AND of theirs; granted_by is p's own permission. Same returns. */
 int ag_auth_decide(const ag_principal_t *p, const ag_request_action_t *a, ag_decision_t *out);
 /* Frees the restriction; out->allowed becomes false. */
 void ag_decision_release(ag_decision_t *d);
 
-/* Anti-escalation: true if p holds every permission of wanted (ag_perm_list_covers). When false
+/* Anti-escalation: true if p, and every principal up its bound chain, holds every permission of
+ * wanted (ag_perm_list_covers). When false
  * and first_missing is not NULL, it receives the index of the first permission p lacks. */
 bool ag_principal_holds(const ag_principal_t *p, const ag_perm_list_t *wanted,
                         size_t *first_missing);

@@ -1267,3 +1267,31 @@ int ag_secstore_lookup(void *ctx, const char *credential, size_t len, int64_t no
     sodium_memzero(hash, sizeof(hash));
     return rc;
 }
+
+int ag_secstore_minter(void *ctx, const char *user_id, const char *key_id, ag_principal_t **out)
+{
+    ag_secstore_t *s = ctx;
+    *out = NULL;
+    int rc = 0;
+    pthread_rwlock_rdlock(&s->lock);
+    user_t *u = find_user(s, user_id, &rc, NULL);
+    if (!u)
+        rc = AG_EUNAUTH;
+    else if (!u->active || strcmp(u->key_id, key_id) != 0)
+        rc = AG_EUNAUTH;
+    else
+        rc = user_principal(s, u, out);
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int ag_secstore_user_key_id(ag_secstore_t *s, const char *id, char key_id[AG_KEY_ID_LEN + 1])
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&s->lock);
+    user_t *u = find_user(s, id, &rc, NULL);
+    if (u)
+        memcpy(key_id, u->key_id, AG_KEY_ID_LEN + 1);
+    pthread_rwlock_unlock(&s->lock);
+    return u ? 0 : AG_ENOTFOUND;
+}

@@ -121,6 +121,12 @@ int ag_secstore_user_principal(ag_secstore_t *s, const char *id, ag_principal_t 
 int ag_secstore_lookup(void *ctx, const char *credential, size_t len, int64_t now,
                        ag_principal_t **out);
 
+/* The ag_minter_user_fn of ag_auth.h (ctx = the store): a new principal reference for user_id
+ * when it exists, is active and its current key id is key_id; AG_EUNAUTH otherwise. */
+int ag_secstore_minter(void *ctx, const char *user_id, const char *key_id, ag_principal_t **out);
+/* Copies the user's current key id into key_id. AG_ENOTFOUND. */
+int ag_secstore_user_key_id(ag_secstore_t *s, const char *id, char key_id[AG_KEY_ID_LEN + 1]);
+
 /* Wipes and frees a key returned by the store. NULL-safe. */
 void ag_secstore_key_free(char *key);
 

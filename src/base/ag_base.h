@@ -33,7 +33,8 @@
     X(AG_ETIMEOUT, -13, 408, "request timeout")                                                    \
     X(AG_EUNAVAILABLE, -14, 503, "service unavailable")                                            \
     X(AG_EMETHOD, -15, 405, "method not allowed")                                                  \
-    X(AG_ECONFIG, -16, 500, "configuration error")
+    X(AG_ECONFIG, -16, 500, "configuration error")                                                 \
+    X(AG_ECONFLICT, -17, 409, "conflict")
 
 enum ag_error {
     AG_OK = 0,

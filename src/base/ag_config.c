@@ -35,6 +35,12 @@ static const key_def_t keys[] = {
     K("service.enable_tls", T_BOOL, enable_tls, 0, false),
     K("service.verify_https_client_certificate", T_BOOL, verify_https_client_certificate, 0, false),
     K("service.access_log", T_BOOL, access_log, 0, false),
+    K("service.max_token_ttl_sec", T_UINT, max_token_ttl_s, 315360000, false),
+    K("service.trusted_proxies", T_STR, trusted_proxies, 0, false),
+    K("service.max_connections_per_ip", T_UINT, max_connections_per_ip, 1000000, false),
+    K("service.auth_max_failures", T_UINT, auth_max_failures, 1000000, false),
+    K("service.auth_failure_window_sec", T_UINT, auth_failure_window_s, 86400, false),
+    K("service.auth_lockout_sec", T_UINT, auth_lockout_s, 86400, false),
     K("tls.cert", T_STR, tls_cert, 0, false),
     K("tls.key", T_STR, tls_key, 0, false),
     K("tls.ca_cert", T_STR, tls_ca_cert, 0, false),
@@ -63,6 +69,11 @@ void ag_config_init(ag_config_t *cfg)
     cfg->max_workers = 0;
     cfg->jwt_leeway_s = 30;
     cfg->access_log = true;
+    cfg->max_token_ttl_s = 86400;
+    cfg->max_connections_per_ip = 256;
+    cfg->auth_max_failures = 10;
+    cfg->auth_failure_window_s = 60;
+    cfg->auth_lockout_s = 60;
     set_str(&cfg->storage_path, "./storage");
     cfg->map_size_gb = 256;
     cfg->flush_interval_ms = 1000;

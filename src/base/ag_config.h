@@ -22,6 +22,12 @@ typedef struct ag_config {
     bool enable_tls;
     bool verify_https_client_certificate;
     bool access_log;
+    uint64_t max_token_ttl_s;        /* POST /auth/token: longest lifetime of a minted token */
+    char *trusted_proxies;           /* addresses whose X-Forwarded-For is believed */
+    uint64_t max_connections_per_ip; /* 0 = no limit */
+    uint64_t auth_max_failures;      /* failed authentications per window before a lockout */
+    uint64_t auth_failure_window_s;
+    uint64_t auth_lockout_s;
     /* tls */
     char *tls_cert;
     char *tls_key;

@@ -258,6 +258,18 @@ size_t ag_payload_path_each(const json_t *payload, const char *path,
     return ec.count;
 }
 
+size_t ag_payload_path_each_raw(const json_t *payload, const char *path,
+                                void (*fn)(const json_t *v, void *ud), void *ud)
+{
+    seg_t segs[MAX_SEGS];
+    size_t n;
+    if (!path || !json_is_object(payload) || parse_path(path, segs, MAX_SEGS - 1, &n))
+        return 0;
+    each_ctx_t ec = {fn, ud, 0};
+    walk(payload, segs, n, each_visit, &ec);
+    return ec.count;
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* Datetimes: RFC 3339 and the relaxed forms Qdrant accepts, as microseconds since the epoch  */
 /* ------------------------------------------------------------------------------------------ */

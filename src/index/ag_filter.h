@@ -106,6 +106,11 @@ void ag_filter_free(ag_filter_t *f);
 size_t ag_payload_path_each(const json_t *payload, const char *path,
                             void (*fn)(const json_t *v, void *ud), void *ud);
 
+/* As ag_payload_path_each, but an array at the end of the path is one value (not flattened):
+ * what a rule that wants exactly one scalar there must look at. */
+size_t ag_payload_path_each_raw(const json_t *payload, const char *path,
+                                void (*fn)(const json_t *v, void *ud), void *ud);
+
 /* Validates a key path string (non-empty, <= AG_MAX_PATH_LEN bytes, well-formed brackets and
  * quotes, keys of letters, digits, '_', '-' or non-ASCII unless quoted). 0 or AG_EINVAL. */
 int ag_payload_path_check(const char *path, ag_diag_t *diag);

@@ -676,6 +676,23 @@ static int persist_coll(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
 
 int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
 {
+    /* Declared tenants are enforced through the tenant key: while any is declared, no schema
+     * change may move, drop or retype it (docs/SECURITY.md "Tenants"). */
+    const char *next = schema_tenant_key(c->schema);
+    pthread_rwlock_rdlock(&st->tenancy_mu);
+    json_t *snap = st->tenancy ? json_object_get(st->tenancy, c->name) : NULL;
+    const char *cur = json_string_value(json_object_get(snap, "key"));
+    size_t declared = json_object_size(json_object_get(snap, "tenants"));
+    bool moves = declared > 0 && (!next || !cur || strcmp(next, cur) != 0);
+    char was[AG_MAX_NAME_LEN + 1];
+    snprintf(was, sizeof(was), "%s", cur ? cur : "");
+    pthread_rwlock_unlock(&st->tenancy_mu);
+    if (moves)
+        return ag_fail(diag, AG_ECONFLICT,
+                       "the payload index on `%.200s` is the tenant key of %zu declared tenant(s); "
+                       "it cannot be dropped, replaced or joined by another is_tenant index while "
+                       "tenants are declared (delete them first)",
+                       was, declared);
     int rc = persist_coll(st, c, diag);
     if (rc == 0)
         tenancy_put(st, c->name, true, schema_tenant_key(c->schema), NULL);
@@ -915,7 +932,8 @@ static int get_name(const json_t *obj, const char *key, const char *path, const 
     return ag_name_check(*out, json_string_length(v), key, diag);
 }
 
-int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *diag)
+int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check_fn check,
+                           void *check_ctx, ag_diag_t *diag)
 {
     if (!json_is_array(actions))
         return ag_fail(diag, AG_EINVAL, "actions: expected an array");
@@ -960,6 +978,12 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *dia
                 rc = ag_fail(diag, AG_EEXIST, "alias `%s`: a collection has that name", b);
                 break;
             }
+            /* Re-pointing an existing alias also takes it from its old collection. */
+            ssize_t old = find_alias(work, n, b);
+            if (check && old >= 0 && (rc = check(check_ctx, b, work[old].target, diag)) != 0)
+                break;
+            if (check && (rc = check(check_ctx, b, a, diag)) != 0)
+                break;
             rc = alias_set(&work, &n, &cap, b, a);
         } else if ((body = json_object_get(act, "delete_alias")) != NULL) {
             if (!json_is_object(body) || (rc = AG_JSON_ONLY(body, path, diag, "alias_name")) != 0 ||
@@ -973,6 +997,8 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *dia
                 rc = ag_fail(diag, AG_ENOTFOUND, "Alias `%s` doesn't exist!", a);
                 break;
             }
+            if (check && (rc = check(check_ctx, a, work[i].target, diag)) != 0)
+                break;
             alias_remove(work, &n, (size_t)i);
         } else if ((body = json_object_get(act, "rename_alias")) != NULL) {
             if (!json_is_object(body) ||
@@ -992,6 +1018,11 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *dia
                 rc = ag_fail(diag, AG_EEXIST, "alias `%s`: a collection has that name", b);
                 break;
             }
+            ssize_t old = find_alias(work, n, b);
+            if (check && ((rc = check(check_ctx, a, work[i].target, diag)) != 0 ||
+                          (rc = check(check_ctx, b, work[i].target, diag)) != 0 ||
+                          (old >= 0 && (rc = check(check_ctx, b, work[old].target, diag)) != 0)))
+                break;
             char *target = strdup(work[i].target);
             if (!target) {
                 rc = AG_ENOMEM;

@@ -51,8 +51,14 @@ int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag);
 json_t *ag_store_list(ag_store_t *st);
 /* Returns a new JSON array [{alias_name, collection_name}], optionally for one collection. */
 json_t *ag_store_aliases(ag_store_t *st, const char *collection);
-/* Applies Qdrant's alias actions atomically (all or nothing). */
-int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_diag_t *diag);
+/* Asked, under the catalog's lock, for every alias an action creates, deletes or renames: name is
+ * the alias, target the collection behind it. Non-zero (with diag set) refuses the whole request.
+ * It must not call back into the store. */
+typedef int (*ag_alias_check_fn)(void *ctx, const char *name, const char *target, ag_diag_t *diag);
+/* Applies Qdrant's alias actions atomically (all or nothing); check (may be NULL) authorizes
+ * each one against the catalog as it is while they apply. */
+int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check_fn check,
+                           void *check_ctx, ag_diag_t *diag);
 
 /*
  * Tenants (PRODUCT §4). A collection is multi-tenant when its payload schema has a keyword or

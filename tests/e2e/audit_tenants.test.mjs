@@ -176,13 +176,13 @@ describe('tenants', () => {
 
     await srv.ok('PUT', `/collections/${C}/points?wait=true`, { points: [pt(1, 'TargetTenantA'), pt(2, 'TargetTenantA'), pt(3, 'TargetTenantB'), pt(4, 'Other')] }, { headers: root });
     const undeclared = await srv.request('PUT', `/collections/${C}/points?wait=true`, { points: [pt(5, 'Nope')] }, { headers: root });
-    assert.equal(undeclared.status, 400);
+    assert.equal(undeclared.status, 403);
     assert.match(undeclared.json.status.error, /tenant `Nope` is not declared/);
     const missing = await srv.request('PUT', `/collections/${C}/points?wait=true`, { points: [pt(5)] }, { headers: root });
     assert.equal(missing.status, 400);
     assert.match(missing.json.status.error, /must name its tenant in `tenant`/);
     const moved = await srv.request('POST', `/collections/${C}/points/payload?wait=true`, { payload: { tenant: 'Nope' }, points: [1] }, { headers: root });
-    assert.equal(moved.status, 400);
+    assert.equal(moved.status, 403);
     assert.equal(await count(C), 4);
     const listed = (await srv.ok('GET', `/collections/${C}/tenants`, undefined, { headers: root })).tenants;
     assert.deepEqual(listed, [
@@ -211,7 +211,7 @@ describe('tenants', () => {
     assert.equal(del.deleted_points, 1);
     assert.equal(await count(C), 3);
     assert.equal((await srv.request('GET', `/collections/${C}/points/4`, undefined, { headers: root })).status, 404);
-    assert.equal((await srv.request('PUT', `/collections/${C}/points?wait=true`, { points: [pt(4, 'Other')] }, { headers: root })).status, 400);
+    assert.equal((await srv.request('PUT', `/collections/${C}/points?wait=true`, { points: [pt(4, 'Other')] }, { headers: root })).status, 403);
 
     // Tenant changes are audited.
     const recs = await audit('?action=*:tenants');

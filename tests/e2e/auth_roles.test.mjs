@@ -269,11 +269,13 @@ describe('anti-escalation', () => {
     await denied(minter, 'POST', '/auth/token', { claims: { access: 'r', exp } });
     await denied(minter, 'POST', '/auth/token', { claims: { roles: ['root'], exp } });
     await denied(minter, 'POST', '/auth/token', { claims: { access: [{ collection: 'CustomerX', access: 'rw' }], exp } });
-    const t = await ok(minter, 'POST', '/auth/token', { claims: { access: [{ collection: 'CustomerX', access: 'r' }], exp, sub: 'svc' } });
+    // sub is the minter's identity, set by the server (issue 8, finding 1d).
+    await denied(minter, 'POST', '/auth/token', { claims: { access: [{ collection: 'CustomerX', access: 'r' }], exp, sub: 'svc' } }, 400);
+    const t = await ok(minter, 'POST', '/auth/token', { claims: { access: [{ collection: 'CustomerX', access: 'r' }], exp } });
     assert.equal(t.token.split('.').length, 3);
     const me = await ok({ bearer: t.token }, 'GET', '/auth/me');
     assert.equal(me.kind, 'token');
-    assert.equal(me.sub, 'svc');
+    assert.equal(me.sub, 'user:token-minter');
   });
 });
 
@@ -429,7 +431,7 @@ test('JWT roles claim carries the roles current permissions', async () => {
   await ok(root, 'PUT', '/collections/jwt_coll/points?wait=true', points([1, 2]));
   await makeRole('jwt-reader', [{ action: 'read:data', collection: 'jwt_*' }]);
   const exp = Math.floor(Date.now() / 1000) + 600;
-  const { token } = await ok(root, 'POST', '/auth/token', { claims: { roles: ['jwt-reader'], exp, sub: 'idp-user' } });
+  const { token } = await ok(root, 'POST', '/auth/token', { claims: { roles: ['jwt-reader'], exp } });
   const t = { bearer: token };
   assert.equal((await ok(t, 'POST', '/collections/jwt_coll/points/search', search)).length, 2);
   await denied(t, 'PUT', '/collections/jwt_coll/points?wait=true', points([3]));

@@ -119,13 +119,13 @@ static void test_aliases_atomic(void **state)
     ag_diag_t d = {{0}};
     json_t *ok = json_loads(
         "[{\"create_alias\":{\"collection_name\":\"a1\",\"alias_name\":\"x\"}}]", 0, NULL);
-    assert_int_equal(ag_store_alias_actions(st, ok, &d), 0);
+    assert_int_equal(ag_store_alias_actions(st, ok, NULL, NULL, &d), 0);
     /* Second action refers to a missing collection: nothing of the request may apply. */
     json_t *bad =
         json_loads("[{\"delete_alias\":{\"alias_name\":\"x\"}},"
                    "{\"create_alias\":{\"collection_name\":\"nope\",\"alias_name\":\"y\"}}]",
                    0, NULL);
-    assert_int_equal(ag_store_alias_actions(st, bad, &d), AG_ENOTFOUND);
+    assert_int_equal(ag_store_alias_actions(st, bad, NULL, NULL, &d), AG_ENOTFOUND);
     char target[64];
     assert_int_equal(ag_store_alias_target(st, "x", target, sizeof(target)), 0);
     assert_string_equal(target, "a1");
