@@ -486,7 +486,7 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
     }
     if (!d.allowed) {
         const char *shown = shown_name(call, collection);
-        if (shown != collection && d.missing == d.buf) {
+        if (shown && collection && strcmp(shown, collection) != 0 && d.missing == d.buf) {
             a.collection = shown;
             ag_action_describe(&a, d.buf, sizeof(d.buf));
         }
