@@ -203,6 +203,17 @@ static int serve(int argc, char **argv)
         goto out;
     }
     ag_log_set_level(level);
+    /* Settings whose zero would mean something nobody wants are refused, not reinterpreted. */
+    if (cfg.max_token_ttl_s < 60 || cfg.auth_max_failures == 0 || cfg.auth_failure_window_s == 0 ||
+        cfg.auth_lockout_s == 0) {
+        fprintf(stderr, "aegis: %s\n",
+                cfg.max_token_ttl_s < 60     ? "service.max_token_ttl_sec: expected at least 60"
+                : cfg.auth_max_failures == 0 ? "service.auth_max_failures: expected at least 1"
+                : cfg.auth_failure_window_s == 0
+                    ? "service.auth_failure_window_sec: expected at least 1"
+                    : "service.auth_lockout_sec: expected at least 1");
+        goto out;
+    }
 
     if (cfg.insecure) {
         if (strcmp(cfg.host, "127.0.0.1") != 0 && strcmp(cfg.host, "::1") != 0) {
@@ -267,6 +278,9 @@ static int serve(int argc, char **argv)
         .jwt_rbac = cfg.jwt_rbac,
         .jwt_leeway_s = (int64_t)cfg.jwt_leeway_s,
         .storage_path = cfg.storage_path,
+        .auth_max_failures = (unsigned)cfg.auth_max_failures,
+        .auth_failure_window_s = (unsigned)cfg.auth_failure_window_s,
+        .auth_lockout_s = (unsigned)cfg.auth_lockout_s,
     };
     if ((rc = ag_guard_new(&gcfg, store, &guard, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
@@ -301,6 +315,8 @@ static int serve(int argc, char **argv)
         .tls_ca_pem = ca,
         .verify_client = cfg.verify_https_client_certificate,
         .access_log = cfg.access_log,
+        .trusted_proxies = cfg.trusted_proxies,
+        .max_connections_per_ip = (unsigned)cfg.max_connections_per_ip,
     };
     if ((rc = ag_http_start(&hcfg, ag_api_begin, ag_api_handle, &api, &http, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);

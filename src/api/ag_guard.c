@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -26,8 +27,9 @@ struct ag_guard {
     ag_auth_t *auth;
     ag_throttle_t *throttle;
     ag_store_t *store;
-    ag_secstore_t *sec; /* roles, database users and their keys */
-    ag_audit_t *audit;  /* borrowed (ag_guard_set_audit); NULL = not recorded */
+    ag_secstore_t *sec;          /* roles, database users and their keys */
+    ag_audit_t *audit;           /* borrowed (ag_guard_set_audit); NULL = not recorded */
+    _Atomic int64_t next_report; /* when aggregated throttle records may next fall due */
     ag_action_decl_t decls[MAX_ROUTES];
     /* A generated root key: only its salted BLAKE2b-256 hash is kept, in memory and on disk. */
     bool has_generated_root;
@@ -204,6 +206,8 @@ static void security_changed(void *ctx)
         ag_auth_invalidate(g->auth);
 }
 
+static void report_throttled(void *ctx, const char *addr, uint64_t count);
+
 static int open_security(ag_guard_t *g, const char *storage, ag_diag_t *diag)
 {
     char dir[4096];
@@ -251,8 +255,11 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         hooks.minter_user = ag_secstore_minter;
         hooks.minter_ctx = g->sec;
         ag_auth_set_hooks(g->auth, &hooks);
-        if ((rc = ag_throttle_new(NULL, &g->throttle)) != 0)
+        ag_throttle_config_t tc = {cfg->auth_max_failures, cfg->auth_failure_window_s,
+                                   cfg->auth_lockout_s, 0};
+        if ((rc = ag_throttle_new(&tc, &g->throttle)) != 0)
             goto fail;
+        ag_throttle_set_evict_report(g->throttle, report_throttled, g);
     }
     *out = g;
     return 0;
@@ -265,6 +272,8 @@ void ag_guard_free(ag_guard_t *g)
 {
     if (!g)
         return;
+    if (g->throttle)
+        (void)ag_throttle_drain(g->throttle, ag_now_unix(), true, report_throttled, g);
     ag_auth_free(g->auth);
     ag_secstore_close(g->sec);
     ag_throttle_free(g->throttle);
@@ -589,11 +598,87 @@ static void audit_write(ag_guard_t *g, ag_call_t *call, bool allowed, int status
     json_decref(res);
 }
 
+/* One audit record (and one log line) for count failed authentications from addr that were
+ * answered 429 while it was locked out. Called with the throttle's lock held. */
+static void report_throttled(void *ctx, const char *addr, uint64_t count)
+{
+    ag_guard_t *g = ctx;
+    ag_log(AG_LOG_WARN, "throttled %s: %llu more failed authentication(s) refused while locked out",
+           addr, (unsigned long long)count);
+    if (!g->audit)
+        return;
+    char reason[160];
+    snprintf(reason, sizeof(reason),
+             "%llu failed authentication(s) refused while the address was locked out",
+             (unsigned long long)count);
+    ag_audit_record_t r = {
+        .principal_kind = "none",
+        .remote = addr,
+        .method = "-",
+        .route = "-",
+        .action = "authenticate",
+        .allowed = false,
+        .status = 429,
+        .reason = reason,
+        .count = count,
+    };
+    if (ag_audit_append(g->audit, &r) != 0)
+        ag_log(AG_LOG_ERROR, "audit log: cannot record %llu throttled failures from %s",
+               (unsigned long long)count, addr);
+}
+
+/* Aggregated throttle records fall due even when the address goes quiet: checked at most once a
+ * second, from the request path. */
+static void report_due(ag_guard_t *g, int64_t now)
+{
+    int64_t due = atomic_load(&g->next_report);
+    if (now < due || !atomic_compare_exchange_strong(&g->next_report, &due, now + 1))
+        return;
+    (void)ag_throttle_drain(g->throttle, now, false, report_throttled, g);
+}
+
+/*
+ * A failed authentication (a bad or missing credential, or no valid client certificate under
+ * mutual TLS): counted by the throttle, answered 401 — or 429 with Retry-After once the address is
+ * locked out — logged and audited one by one until the lockout, then in aggregate (see
+ * ag_throttle.h). answer is the client's message.
+ */
+static int auth_failed(ag_guard_t *g, ag_call_t *call, int64_t now, const char *why,
+                       const char *answer, int *retry_after, ag_diag_t *diag)
+{
+    ag_request_t *req = call->req;
+    ag_throttle_verdict_t v;
+    ag_throttle_fail(g->throttle, req->remote_addr, now, &v);
+    if (v.report)
+        report_throttled(g, req->remote_addr, v.report);
+    int rc, status;
+    if (v.locked) {
+        *retry_after = v.retry_after;
+        rc = ag_fail(diag, AG_ETHROTTLED, "Too many failed authentication attempts; retry later");
+        status = 429;
+    } else {
+        rc = ag_fail(diag, AG_EUNAUTH, "%s", answer);
+        status = 401;
+    }
+    if (v.quiet)
+        return rc;
+    ag_log(AG_LOG_WARN, "authentication failed from %s for %s %s: %s", req->remote_addr,
+           req->method_name, call->route->pattern, why);
+    if (v.locked)
+        ag_log(AG_LOG_WARN,
+               "throttled %s: too many failed authentications; locked out for %d s (further "
+               "failures are reported in aggregate)",
+               req->remote_addr, v.retry_after);
+    audit_write(g, call, false, status, diag->msg);
+    return rc;
+}
+
 int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_diag_t *diag)
 {
     const ag_action_decl_t *decl = &g->decls[i];
     ag_request_t *req = call->req;
-    if (decl->flags & AG_ACTF_PUBLIC) {
+    /* Under mutual TLS every request needs the certificate, public routes included. */
+    if ((decl->flags & AG_ACTF_PUBLIC) && !req->client_cert_refused) {
         snprintf(req->principal_label, sizeof(req->principal_label), "public");
         return 0;
     }
@@ -621,30 +706,26 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
         return decide(call, decl, collection, &call->restriction, true, diag);
     }
     int64_t now = ag_now_unix();
-    int wait_s = 0;
-    if (ag_throttle_check(g->throttle, req->remote_addr, now, &wait_s) == AG_ETHROTTLED) {
-        *retry_after = wait_s;
-        ag_log(AG_LOG_WARN, "throttled %s: too many failed authentications", req->remote_addr);
-        rc = ag_fail(diag, AG_ETHROTTLED, "Too many failed authentication attempts; retry later");
-        audit_write(g, call, false, 429, diag->msg);
-        return rc;
-    }
+    report_due(g, now);
+    if (req->client_cert_refused)
+        return auth_failed(g, call, now, "no valid client certificate",
+                           "Unauthorized: a valid client certificate is required", retry_after,
+                           diag);
+    /* The credential is checked first, whatever the throttle says: a valid one is never refused
+     * because of where it comes from; only failures count, and only they are throttled. */
     ag_diag_t adiag = {{0}};
     rc = ag_auth_authenticate(g->auth, req->api_key, req->authorization, now, &call->principal,
                               &adiag);
     if (rc) {
         call->principal = NULL;
-        if (ag_throttle_fail(g->throttle, req->remote_addr, now, &wait_s) == AG_ETHROTTLED)
-            *retry_after = wait_s;
-        ag_log(AG_LOG_WARN, "authentication failed from %s for %s %s: %s", req->remote_addr,
-               req->method_name, call->route->pattern, adiag.msg[0] ? adiag.msg : "refused");
+        const char *why = adiag.msg[0] ? adiag.msg : "refused";
         if (rc != AG_EUNAUTH)
-            rc = ag_fail(diag, AG_EUNAUTH, "Unauthorized: the credential could not be checked");
-        else
-            rc = ag_fail(diag, AG_EUNAUTH, "%s",
-                         adiag.msg[0] ? adiag.msg : "Unauthorized: missing or invalid credential");
-        audit_write(g, call, false, 401, diag->msg);
-        return rc;
+            return auth_failed(g, call, now, why,
+                               "Unauthorized: the credential could not be checked", retry_after,
+                               diag);
+        return auth_failed(g, call, now, why,
+                           adiag.msg[0] ? adiag.msg : "Unauthorized: missing or invalid credential",
+                           retry_after, diag);
     }
     label(call, call->principal);
     rc = decide(call, decl, collection, &call->restriction, false, diag);

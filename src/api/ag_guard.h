@@ -3,8 +3,9 @@
  * byte of the body is read:
  *   public route?  → admitted without a credential (only /, /healthz, /livez, /readyz)
  *   --insecure?    → the anonymous principal (root), loopback only
- *   throttled?     → 429 with Retry-After (repeated failures from one address)
- *   authenticate   → 401 for a missing/invalid credential (auth/ag_auth.h)
+ *   authenticate   → 401 for a missing/invalid credential or client certificate
+ *                    (auth/ag_auth.h); once an address has failed too often, its failures get
+ *                    429 with Retry-After and are recorded in aggregate (auth/ag_throttle.h)
  *   authorize      → 403 naming the missing permission; the decision's row restriction goes to
  *                    call->restriction and is ANDed into every read and checked on every write
  * Anything unexpected denies (fail closed) and is logged with the reason, never the credential.
@@ -23,6 +24,10 @@ typedef struct ag_guard_config {
     bool jwt_rbac;
     int64_t jwt_leeway_s;
     const char *storage_path; /* where the generated root key's hash lives */
+    /* Throttle of failed authentications (service.auth_*); 0 = the default. */
+    unsigned auth_max_failures;
+    unsigned auth_failure_window_s;
+    unsigned auth_lockout_s;
 } ag_guard_config_t;
 
 /* Builds the guard. On a first start without any configured key (and without --insecure) it

@@ -638,6 +638,8 @@ static json_t *record_body(const ag_audit_t *a, const ag_audit_record_t *r)
     rc |= json_object_set_new(o, "decision", json_string(r->allowed ? "allow" : "deny"));
     rc |= json_object_set_new(o, "status", json_integer(r->status));
     rc |= set_str(a, o, "reason", r->reason, true);
+    if (r->count)
+        rc |= json_object_set_new(o, "count", json_integer((json_int_t)r->count));
     if (r->detail)
         rc |= json_object_set_new(o, "detail", detail_copy(a, r->detail, 0));
     if (rc) {

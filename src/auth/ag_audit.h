@@ -63,6 +63,7 @@ typedef struct ag_audit_record {
     const char *reason;
     const json_t *detail; /* what changed, e.g. a minted token's claims (never the token);
                              borrowed; strings redacted; NULL = left out */
+    uint64_t count;       /* > 0: this record stands for count like events ("count":N) */
     bool sync;            /* fdatasync before returning */
 } ag_audit_record_t;
 

@@ -2,13 +2,17 @@
 
 #include <pthread.h>
 #include <sodium.h>
+#include <stdio.h>
 
 #define KEY_LEN 16
 #define PROBE 8
 
 typedef struct slot {
     uint8_t key[KEY_LEN];
+    char addr[AG_THROTTLE_ADDR_LEN]; /* for the aggregated report */
     bool used;
+    uint64_t quiet;       /* failures while locked, not reported yet */
+    int64_t report_at;    /* when the quiet count is reported at the latest */
     uint32_t count;       /* failures in the current window */
     int64_t window_start; /* when the current window began */
     int64_t locked_until; /* locked while now < locked_until */
@@ -17,6 +21,8 @@ typedef struct slot {
 
 struct ag_throttle {
     ag_throttle_config_t cfg;
+    ag_throttle_report_fn on_evict; /* set only for the duration of ag_throttle_fail */
+    void *on_evict_ctx;
     uint8_t hash_key[crypto_shorthash_KEYBYTES];
     pthread_mutex_t lock;
     slot_t *slots;
@@ -108,8 +114,10 @@ static bool better_victim(const ag_throttle_t *t, const slot_t *s, const slot_t 
     return rs == 3 ? s->locked_until < v->locked_until : s->last < v->last;
 }
 
-/* The entry for key; with create, a new or recycled one. NULL when absent. */
-static slot_t *find(ag_throttle_t *t, const uint8_t key[KEY_LEN], int64_t now, bool create)
+/* The entry for key; with create, a new or recycled one (a recycled entry's unreported quiet
+ * count goes to *evicted_addr / *evicted). NULL when absent. */
+static slot_t *find(ag_throttle_t *t, const uint8_t key[KEY_LEN], const char *addr, int64_t now,
+                    bool create, char *evicted_addr, uint64_t *evicted)
 {
     size_t base = index_of(t, key);
     slot_t *victim = NULL;
@@ -122,8 +130,13 @@ static slot_t *find(ag_throttle_t *t, const uint8_t key[KEY_LEN], int64_t now, b
     }
     if (!create)
         return NULL;
+    if (victim->used && victim->quiet && evicted) {
+        *evicted = victim->quiet;
+        snprintf(evicted_addr, AG_THROTTLE_ADDR_LEN, "%s", victim->addr);
+    }
     memset(victim, 0, sizeof(*victim));
     memcpy(victim->key, key, KEY_LEN);
+    snprintf(victim->addr, sizeof(victim->addr), "%s", addr ? addr : "");
     victim->used = true;
     victim->window_start = now;
     return victim;
@@ -144,19 +157,34 @@ int ag_throttle_check(ag_throttle_t *t, const char *addr, int64_t now, int *retr
     uint8_t key[KEY_LEN];
     key_of(t, addr, key);
     pthread_mutex_lock(&t->lock);
-    int rc = locked(find(t, key, now, false), now, retry_after);
+    int rc = locked(find(t, key, addr, now, false, NULL, NULL), now, retry_after);
     pthread_mutex_unlock(&t->lock);
     return rc;
 }
 
-int ag_throttle_fail(ag_throttle_t *t, const char *addr, int64_t now, int *retry_after)
+int ag_throttle_fail(ag_throttle_t *t, const char *addr, int64_t now, ag_throttle_verdict_t *v)
 {
+    memset(v, 0, sizeof(*v));
     uint8_t key[KEY_LEN];
     key_of(t, addr, key);
+    char evicted_addr[AG_THROTTLE_ADDR_LEN] = {0};
+    uint64_t evicted = 0;
     pthread_mutex_lock(&t->lock);
-    slot_t *s = find(t, key, now, true);
-    int rc = locked(s, now, retry_after);
-    if (s && rc == 0) {
+    slot_t *s = find(t, key, addr, now, true, evicted_addr, &evicted);
+    if (locked(s, now, &v->retry_after)) {
+        /* Already locked: counted, reported in aggregate at most once a window. */
+        v->locked = true;
+        v->quiet = true;
+        s->quiet++;
+        if (now >= s->report_at) {
+            v->report = s->quiet;
+            s->quiet = 0;
+            s->report_at = now + (int64_t)t->cfg.window_s;
+        }
+    } else {
+        /* A lock that ended with failures not reported yet: report them with this one. */
+        v->report = s->quiet;
+        s->quiet = 0;
         if (now - s->window_start >= (int64_t)t->cfg.window_s || now < s->window_start) {
             s->window_start = now;
             s->count = 0;
@@ -164,11 +192,41 @@ int ag_throttle_fail(ag_throttle_t *t, const char *addr, int64_t now, int *retry
         s->last = now;
         if (++s->count >= t->cfg.max_failures) {
             s->locked_until = now + (int64_t)t->cfg.lockout_s;
+            s->report_at = now + (int64_t)t->cfg.window_s;
             s->count = 0;
             s->window_start = now;
-            rc = locked(s, now, retry_after);
+            v->locked = locked(s, now, &v->retry_after) != 0;
         }
     }
     pthread_mutex_unlock(&t->lock);
-    return rc;
+    if (evicted && t->on_evict)
+        t->on_evict(t->on_evict_ctx, evicted_addr, evicted);
+    return v->locked ? AG_ETHROTTLED : 0;
+}
+
+int64_t ag_throttle_drain(ag_throttle_t *t, int64_t now, bool all, ag_throttle_report_fn fn,
+                          void *ctx)
+{
+    int64_t next = now + (int64_t)t->cfg.window_s;
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i <= t->mask; i++) {
+        slot_t *s = &t->slots[i];
+        if (!s->used || s->quiet == 0)
+            continue;
+        if (all || now >= s->report_at || now >= s->locked_until) {
+            fn(ctx, s->addr, s->quiet);
+            s->quiet = 0;
+            s->report_at = now + (int64_t)t->cfg.window_s;
+        } else {
+            next = AG_MIN(next, AG_MIN(s->report_at, s->locked_until));
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return next;
+}
+
+void ag_throttle_set_evict_report(ag_throttle_t *t, ag_throttle_report_fn fn, void *ctx)
+{
+    t->on_evict = fn;
+    t->on_evict_ctx = ctx;
 }

@@ -15,8 +15,19 @@
 #include "ag_clock.h"
 #include "ag_log.h"
 
+/* One trusted proxy: an address block (a single address has the full prefix). */
+typedef struct proxy_net {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    unsigned prefix;
+} proxy_net_t;
+
+#define MAX_PROXIES 32
+
 struct ag_http {
     struct MHD_Daemon *daemon;
+    proxy_net_t proxies[MAX_PROXIES];
+    size_t nproxies;
     ag_http_config_t cfg;
     ag_http_begin_fn begin;
     ag_http_handle_fn handle;
@@ -202,6 +213,141 @@ static void error_json(ag_request_t *req, int status, const char *msg)
         ag_request_respond_text(req, status, "text/plain", msg);
 }
 
+/* ---- trusted proxies ----------------------------------------------------------------------- */
+
+/* Parses an address (text without port) into family and bytes. */
+static bool parse_ip(const char *text, int *family, uint8_t out[16])
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, text, &a4) == 1) {
+        *family = AF_INET;
+        memcpy(out, &a4, 4);
+        return true;
+    }
+    if (inet_pton(AF_INET6, text, &a6) == 1) {
+        *family = AF_INET6;
+        memcpy(out, &a6, 16);
+        return true;
+    }
+    return false;
+}
+
+/* "a.b.c.d", "a.b.c.d/n", "x::y", "x::/n" → *net. */
+static bool parse_net(const char *text, proxy_net_t *net)
+{
+    char buf[64];
+    if (strlen(text) >= sizeof(buf))
+        return false;
+    snprintf(buf, sizeof(buf), "%s", text);
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash = '\0';
+    if (!parse_ip(buf, &net->family, net->addr))
+        return false;
+    unsigned max = net->family == AF_INET ? 32 : 128;
+    net->prefix = max;
+    if (slash) {
+        char *end = NULL;
+        unsigned long v = strtoul(slash + 1, &end, 10);
+        if (!slash[1] || !end || *end || v > max)
+            return false;
+        net->prefix = (unsigned)v;
+    }
+    return true;
+}
+
+static bool net_contains(const proxy_net_t *net, int family, const uint8_t addr[16])
+{
+    if (net->family != family)
+        return false;
+    unsigned full = net->prefix / 8, rest = net->prefix % 8;
+    if (memcmp(net->addr, addr, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xff << (8 - rest));
+    return (net->addr[full] & mask) == (addr[full] & mask);
+}
+
+static bool is_trusted(const struct ag_http *srv, const char *text)
+{
+    int family;
+    uint8_t addr[16];
+    if (!parse_ip(text, &family, addr))
+        return false;
+    for (size_t i = 0; i < srv->nproxies; i++)
+        if (net_contains(&srv->proxies[i], family, addr))
+            return true;
+    return false;
+}
+
+static int parse_proxies(struct ag_http *srv, const char *list, ag_diag_t *diag)
+{
+    if (!list)
+        return 0;
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        size_t len = strcspn(p, ", ");
+        char item[64];
+        if (len >= sizeof(item) || srv->nproxies == MAX_PROXIES)
+            return ag_fail(diag, AG_ECONFIG,
+                           "service.trusted_proxies: at most %d entries of addresses or CIDR "
+                           "blocks",
+                           MAX_PROXIES);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (!parse_net(item, &srv->proxies[srv->nproxies]))
+            return ag_fail(diag, AG_ECONFIG,
+                           "service.trusted_proxies: '%s' is not an IP address or CIDR block",
+                           item);
+        srv->nproxies++;
+        p += len;
+    }
+    return 0;
+}
+
+/*
+ * The client of a request that came through trusted proxies: X-Forwarded-For read from the right
+ * (each proxy appends the address it saw), skipping trusted proxies; the first other address is
+ * the client. Entries left of it were written by the client and are never believed. Without the
+ * header, or when an entry is not an address, the peer itself is the client.
+ */
+static void forwarded_client(const struct ag_http *srv, const char *xff, char *out, size_t len)
+{
+    if (!xff)
+        return;
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", xff);
+    size_t n = strlen(buf);
+    while (n > 0) {
+        size_t end = n;
+        while (end > 0 && (buf[end - 1] == ' ' || buf[end - 1] == '\t'))
+            end--;
+        size_t start = end;
+        while (start > 0 && buf[start - 1] != ',')
+            start--;
+        n = start > 0 ? start - 1 : 0;
+        while (start < end && (buf[start] == ' ' || buf[start] == '\t'))
+            start++;
+        buf[end] = '\0';
+        const char *entry = buf + start;
+        int family;
+        uint8_t addr[16];
+        if (!parse_ip(entry, &family, addr))
+            return; /* not an address: keep the peer */
+        if (!is_trusted(srv, entry) || n == 0) {
+            snprintf(out, len, "%s", entry);
+            if (!is_trusted(srv, entry))
+                return;
+        }
+    }
+}
+
 /* Verifies the client certificate of a TLS connection against the configured CA. */
 static bool client_cert_ok(struct MHD_Connection *conn)
 {
@@ -282,6 +428,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
                           req->remote_addr, sizeof(req->remote_addr));
         }
+        memcpy(req->peer_addr, req->remote_addr, sizeof(req->peer_addr));
+        if (srv->nproxies > 0 && is_trusted(srv, req->peer_addr))
+            forwarded_client(srv,
+                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"),
+                             req->remote_addr, sizeof(req->remote_addr));
         req->api_key = dup_or_null(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "api-key"));
         req->authorization = dup_or_null(
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
@@ -299,14 +450,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
         if (!req->path || !split_path(req, url)) {
             error_json(req, 400, "malformed request path");
-        } else if (srv->cfg.verify_client && !client_cert_ok(conn)) {
-            error_json(req, 401, "a valid client certificate is required");
         } else if (req->content_length != UINT64_MAX && req->content_length > srv->cfg.max_body) {
             /* Answered once the body has been read and discarded: answering now would make the
              * kernel reset the connection over the unread bytes and lose the 413. */
             error_json(req, 413, "request body is larger than the configured limit");
             req->close_after = true;
         } else {
+            /* A missing or bad client certificate is the api layer's to refuse, as a failed
+             * authentication: throttled, logged and audited like a bad key. */
+            req->client_cert_refused = srv->cfg.verify_client && !client_cert_ok(conn);
             srv->begin(srv->ud, req);
         }
         return MHD_YES;
@@ -401,6 +553,11 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     srv->ud = ud;
     atomic_init(&srv->active, 0);
     atomic_init(&srv->next_id, 1);
+    int prc = parse_proxies(srv, cfg->trusted_proxies, diag);
+    if (prc) {
+        free(srv);
+        return prc;
+    }
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -422,7 +579,7 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     if (cfg->tls_cert_pem)
         flags |= MHD_USE_TLS;
 
-    struct MHD_OptionItem opts[16];
+    struct MHD_OptionItem opts[20];
     int n = 0;
     opts[n++] =
         (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 4, NULL};
@@ -432,6 +589,9 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
                                         cfg->max_connections ? cfg->max_connections : 1024, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};
+    if (cfg->max_connections_per_ip)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                            cfg->max_connections_per_ip, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
     if (cfg->tls_cert_pem) {
         opts[n++] =

@@ -45,14 +45,16 @@ typedef struct ag_request {
     char *api_key;       /* "api-key" header (owned, wiped on free) */
     char *authorization; /* "Authorization" header (owned, wiped on free) */
     char *content_type;
-    char remote_addr[64];
+    char remote_addr[64]; /* the client: the peer, or from X-Forwarded-For behind a trusted proxy */
+    char peer_addr[64];   /* the address of the TCP peer itself */
     char request_id[20];
     char *body; /* accumulated body, NUL-terminated (owned) */
     size_t body_len;
     size_t body_cap;
     uint64_t content_length; /* declared, or UINT64_MAX when not given */
     double t_start;
-    bool tls_client_verified;
+    bool client_cert_refused; /* mutual TLS is on and no valid client certificate came: the api
+                                 layer refuses the request as a failed authentication */
 
     /* Filled by the api layer. */
     void *app;                   /* per-request state owned by the api layer */
@@ -96,6 +98,10 @@ typedef struct ag_http_config {
     const char *tls_ca_pem; /* with verify_client: client certificates must chain to it */
     bool verify_client;
     bool access_log;
+    /* Comma-separated addresses or CIDR blocks of reverse proxies whose X-Forwarded-For is
+     * believed (service.trusted_proxies); NULL = none. */
+    const char *trusted_proxies;
+    unsigned max_connections_per_ip; /* 0 = no limit */
 } ag_http_config_t;
 
 typedef struct ag_http ag_http_t;

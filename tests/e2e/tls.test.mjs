@@ -277,6 +277,22 @@ describe('mutual TLS', () => {
     assert.ok(!r.text?.includes('"collections"'), 'collection data without a client certificate');
   });
 
+  test('refusals for a missing client certificate are audited and throttled like bad keys', async () => {
+    const addr = freshAddr();
+    const statuses = [];
+    for (let i = 0; i < 12; i++) {
+      const r = await srv.request('GET', '/collections', undefined, { headers: { 'api-key': ROOT_KEY }, agent: false, tls: { ca: pem.ca }, localAddress: addr });
+      statuses.push(r.status);
+    }
+    // Ten failures lock the address out (the default); the next ones are 429.
+    assert.deepEqual(statuses.slice(0, 9), Array(9).fill(401), statuses.join(','));
+    assert.ok(statuses.slice(9).every((s) => s === 429), statuses.join(','));
+    const recs = (await srv.ok('GET', `/auth/audit?decision=deny&limit=100`, undefined, { headers: { 'api-key': ROOT_KEY } })).filter((x) => x.remote === addr);
+    assert.ok(recs.length >= 9, JSON.stringify(recs.slice(0, 2)));
+    assert.ok(recs.some((x) => x.status === 401 && /client certificate/.test(x.reason)), JSON.stringify(recs[0]));
+    assert.match(srv.stderr, new RegExp(`authentication failed from ${addr.replace(/\./g, '\\.')} .*client certificate`));
+  });
+
   test('a client certificate from another CA is refused', async () => {
     const r = await attempt({ cert: pem.intruder, key: pem.intruderKey });
     assert.ok(r.error || r.status === 401, `wrong CA: ${JSON.stringify(r)}`);

@@ -472,6 +472,14 @@ static void test_lookup_hook(void **state)
 
 /* --- concurrency --------------------------------------------------------------------------- */
 
+static int tfail(ag_throttle_t *t, const char *addr, int64_t now, int *retry)
+{
+    ag_throttle_verdict_t v;
+    int rc = ag_throttle_fail(t, addr, now, &v);
+    *retry = v.retry_after;
+    return rc;
+}
+
 typedef struct worker {
     ag_auth_t *auth;
     ag_throttle_t *throttle;
@@ -494,7 +502,7 @@ static void *work(void *arg)
         char addr[32];
         snprintf(addr, sizeof(addr), "10.0.0.%d", i % 7);
         int retry;
-        (void)ag_throttle_fail(w->throttle, addr, NOW + i, &retry);
+        (void)tfail(w->throttle, addr, NOW + i, &retry);
         (void)ag_throttle_check(w->throttle, addr, NOW + i, &retry);
     }
     return NULL;
@@ -524,6 +532,66 @@ static void test_threads(void **state)
 
 /* --- throttle ------------------------------------------------------------------------------ */
 
+typedef struct reported {
+    char addr[AG_THROTTLE_ADDR_LEN];
+    uint64_t count;
+    int calls;
+} reported_t;
+
+static void on_report(void *ctx, const char *addr, uint64_t count)
+{
+    reported_t *r = ctx;
+    snprintf(r->addr, sizeof(r->addr), "%s", addr);
+    r->count += count;
+    r->calls++;
+}
+
+static void test_throttle_aggregates(void **state)
+{
+    (void)state;
+    ag_throttle_config_t cfg = {3, 10, 100, 0};
+    ag_throttle_t *t;
+    assert_int_equal(ag_throttle_new(&cfg, &t), 0);
+    ag_throttle_verdict_t v;
+    assert_int_equal(ag_throttle_fail(t, "a", NOW, &v), 0);
+    assert_false(v.quiet);
+    assert_int_equal(ag_throttle_fail(t, "a", NOW + 1, &v), 0);
+    /* The failure that locks is answered 429 but recorded on its own. */
+    assert_int_equal(ag_throttle_fail(t, "a", NOW + 2, &v), AG_ETHROTTLED);
+    assert_true(v.locked);
+    assert_false(v.quiet);
+    assert_int_equal(v.report, 0);
+    /* Failures while locked are quiet until a window has passed: then one report for all. */
+    for (int i = 3; i < 12; i++) {
+        assert_int_equal(ag_throttle_fail(t, "a", NOW + i, &v), AG_ETHROTTLED);
+        assert_true(v.quiet);
+        assert_int_equal(v.report, 0);
+    }
+    assert_int_equal(ag_throttle_fail(t, "a", NOW + 12, &v), AG_ETHROTTLED);
+    assert_true(v.quiet);
+    assert_int_equal(v.report, 10);
+    assert_int_equal(ag_throttle_fail(t, "a", NOW + 13, &v), AG_ETHROTTLED);
+    assert_int_equal(ag_throttle_fail(t, "a", NOW + 14, &v), AG_ETHROTTLED);
+    assert_int_equal(v.report, 0);
+    /* A silent address's pending count is drained once due, and only once. */
+    reported_t r = {{0}, 0, 0};
+    (void)ag_throttle_drain(t, NOW + 15, false, on_report, &r);
+    assert_int_equal(r.calls, 0);
+    int64_t next = ag_throttle_drain(t, NOW + 22, false, on_report, &r);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.count, 2);
+    assert_string_equal(r.addr, "a");
+    assert_true(next > NOW + 22);
+    (void)ag_throttle_drain(t, NOW + 23, true, on_report, &r);
+    assert_int_equal(r.calls, 1);
+    /* After the lock, a pending count is reported with the next failure. */
+    assert_int_equal(ag_throttle_fail(t, "a", NOW + 25, &v), AG_ETHROTTLED);
+    assert_int_equal(v.report, 0);
+    assert_int_equal(ag_throttle_fail(t, "a", NOW + 103, &v), 0);
+    assert_int_equal(v.report, 1);
+    ag_throttle_free(t);
+}
+
 static void test_throttle_lockout(void **state)
 {
     (void)state;
@@ -532,9 +600,9 @@ static void test_throttle_lockout(void **state)
     int retry = -1;
     for (int i = 0; i < 9; i++) {
         assert_int_equal(ag_throttle_check(t, "192.0.2.1", NOW + i, &retry), 0);
-        assert_int_equal(ag_throttle_fail(t, "192.0.2.1", NOW + i, &retry), 0);
+        assert_int_equal(tfail(t, "192.0.2.1", NOW + i, &retry), 0);
     }
-    assert_int_equal(ag_throttle_fail(t, "192.0.2.1", NOW + 9, &retry), AG_ETHROTTLED);
+    assert_int_equal(tfail(t, "192.0.2.1", NOW + 9, &retry), AG_ETHROTTLED);
     assert_int_equal(retry, 60);
     assert_int_equal(ag_throttle_check(t, "192.0.2.1", NOW + 20, &retry), AG_ETHROTTLED);
     assert_int_equal(retry, 49);
@@ -543,11 +611,11 @@ static void test_throttle_lockout(void **state)
     assert_int_equal(ag_throttle_check(t, "192.0.2.2", NOW + 20, &retry), 0);
     assert_int_equal(ag_throttle_check(t, "2001:db8::1", NOW + 20, &retry), 0);
     /* Failing while locked keeps it locked (no extension). */
-    assert_int_equal(ag_throttle_fail(t, "192.0.2.1", NOW + 30, &retry), AG_ETHROTTLED);
+    assert_int_equal(tfail(t, "192.0.2.1", NOW + 30, &retry), AG_ETHROTTLED);
     assert_int_equal(retry, 39);
     /* The lock ends. */
     assert_int_equal(ag_throttle_check(t, "192.0.2.1", NOW + 69, &retry), 0);
-    assert_int_equal(ag_throttle_fail(t, "192.0.2.1", NOW + 69, &retry), 0);
+    assert_int_equal(tfail(t, "192.0.2.1", NOW + 69, &retry), 0);
     ag_throttle_free(t);
 }
 
@@ -560,13 +628,13 @@ static void test_throttle_window(void **state)
     int retry;
     /* 2 failures per window never lock. */
     for (int w = 0; w < 5; w++) {
-        assert_int_equal(ag_throttle_fail(t, "a", NOW + w * 10, &retry), 0);
-        assert_int_equal(ag_throttle_fail(t, "a", NOW + w * 10 + 1, &retry), 0);
+        assert_int_equal(tfail(t, "a", NOW + w * 10, &retry), 0);
+        assert_int_equal(tfail(t, "a", NOW + w * 10 + 1, &retry), 0);
     }
     assert_int_equal(ag_throttle_check(t, "a", NOW + 60, &retry), 0);
-    assert_int_equal(ag_throttle_fail(t, "a", NOW + 60, &retry), 0);
-    assert_int_equal(ag_throttle_fail(t, "a", NOW + 61, &retry), 0);
-    assert_int_equal(ag_throttle_fail(t, "a", NOW + 62, &retry), AG_ETHROTTLED);
+    assert_int_equal(tfail(t, "a", NOW + 60, &retry), 0);
+    assert_int_equal(tfail(t, "a", NOW + 61, &retry), 0);
+    assert_int_equal(tfail(t, "a", NOW + 62, &retry), AG_ETHROTTLED);
     assert_int_equal(retry, 100);
     assert_int_equal(ag_throttle_check(t, NULL, NOW, &retry), 0);
     ag_throttle_free(t);
@@ -579,13 +647,13 @@ static void test_throttle_bounded(void **state)
     ag_throttle_t *t;
     assert_int_equal(ag_throttle_new(&cfg, &t), 0);
     int retry;
-    assert_int_equal(ag_throttle_fail(t, "attacker", NOW, &retry), 0);
-    assert_int_equal(ag_throttle_fail(t, "attacker", NOW, &retry), AG_ETHROTTLED);
+    assert_int_equal(tfail(t, "attacker", NOW, &retry), 0);
+    assert_int_equal(tfail(t, "attacker", NOW, &retry), AG_ETHROTTLED);
     /* A flood of other addresses fills the 8-entry table but does not evict the lock. */
     for (int i = 0; i < 10000; i++) {
         char addr[32];
         snprintf(addr, sizeof(addr), "198.51.100.%d", i);
-        (void)ag_throttle_fail(t, addr, NOW + 1, &retry);
+        (void)tfail(t, addr, NOW + 1, &retry);
     }
     assert_int_equal(ag_throttle_check(t, "attacker", NOW + 2, &retry), AG_ETHROTTLED);
     assert_int_equal(retry, 298);
@@ -606,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_lookup_hook),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_throttle_lockout),
+        cmocka_unit_test(test_throttle_aggregates),
         cmocka_unit_test(test_throttle_window),
         cmocka_unit_test(test_throttle_bounded),
     };
