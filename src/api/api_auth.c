@@ -513,6 +513,15 @@ static json_t *principal_json(const ag_principal_t *p)
                             ag_principal_kind_name(ag_principal_kind(p)), "id", id, "sub", sub,
                             "roles", roles, "permissions", perms, "expires_at",
                             exp ? json_integer((json_int_t)exp) : json_null());
+    /* A minted token: what bounds it, as it stands now (its permissions only apply within). */
+    const ag_principal_t *b = ag_principal_bound(p);
+    const json_t *claims = ag_principal_claims(p);
+    const json_t *m = claims ? json_object_get(claims, AG_JWT_MINTER_CLAIM) : NULL;
+    if (out && m) {
+        json_t *bound = b ? principal_json(b) : json_pack("{s:s}", "kind", "root");
+        if (bound)
+            json_object_set_new(out, "minted_by", bound);
+    }
     return out;
 fail:
     json_decref(roles);

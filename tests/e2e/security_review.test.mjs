@@ -161,6 +161,9 @@ describe('finding 1: minted tokens never outlive or outgrow their minter', () =>
     assert.equal(sub, 'user:d-user');
     const me = await ok({ bearer: token }, 'GET', '/auth/me');
     assert.equal(me.sub, 'user:d-user');
+    assert.equal(me.minted_by.kind, 'user');
+    assert.equal(me.minted_by.id, 'd-user');
+    assert.ok(me.minted_by.permissions.some((p) => p.action === 'manage:roles'));
     // A denial by the token is attributed to the minter's identity.
     await refused({ bearer: token }, 'POST', '/collections/zzz/points/scroll', { limit: 1 });
     const denials = await ok(root, 'GET', '/auth/audit?decision=deny&principal=user:d-user');
