@@ -14,13 +14,14 @@
 #include "ag_log.h"
 #include "auth/ag_audit.h"
 #include "auth/ag_auth.h"
+#include "auth/ag_decide.h"
 #include "auth/ag_perm.h"
+#include "auth/ag_root_key.h"
 #include "auth/ag_secstore.h"
 #include "auth/ag_throttle.h"
 #include "store/ag_payload_index.h"
 
 #define MAX_ROUTES 160
-#define ROOT_KEY_FILE "root_key.hash"
 
 struct ag_guard {
     bool insecure;
@@ -31,125 +32,14 @@ struct ag_guard {
     ag_audit_t *audit;           /* borrowed (ag_guard_set_audit); NULL = not recorded */
     _Atomic int64_t next_report; /* when aggregated throttle records may next fall due */
     ag_action_decl_t decls[MAX_ROUTES];
-    /* A generated root key: only its salted BLAKE2b-256 hash is kept, in memory and on disk. */
-    bool has_generated_root;
-    unsigned char root_salt[16];
-    unsigned char root_hash[32];
+    ag_root_key_t root; /* the generated root key's salted hash, when there is one */
 };
-
-/* ---- the generated root key ---------------------------------------------------------------- */
-
-static void hash_key(const unsigned char salt[16], const char *key, size_t len,
-                     unsigned char out[32])
-{
-    crypto_generichash(out, 32, (const unsigned char *)key, len, salt, 16);
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return AG_EIO;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* Loads the stored hash, or generates a key, prints it once and stores its hash (0600, written to
- * a temporary file, fsynced and renamed so a crash never leaves half a file). */
-static int root_key_setup(ag_guard_t *g, const char *storage, ag_diag_t *diag)
-{
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof(path), "%s/%s", storage, ROOT_KEY_FILE);
-    FILE *f = fopen(path, "rb");
-    if (f) {
-        char line[200] = {0};
-        bool ok = fgets(line, sizeof(line), f) != NULL;
-        fclose(f);
-        char salt_hex[33] = {0}, hash_hex[65] = {0};
-        size_t bin_len = 0;
-        if (!ok || sscanf(line, "v1 %32s %64s", salt_hex, hash_hex) != 2 ||
-            sodium_hex2bin(g->root_salt, 16, salt_hex, 32, NULL, &bin_len, NULL) != 0 ||
-            bin_len != 16 ||
-            sodium_hex2bin(g->root_hash, 32, hash_hex, 64, NULL, &bin_len, NULL) != 0 ||
-            bin_len != 32)
-            return ag_fail(diag, AG_ECONFIG,
-                           "%s is unreadable or corrupt; remove it to generate a new root key, or "
-                           "configure service.api_key",
-                           path);
-        g->has_generated_root = true;
-        ag_log(AG_LOG_INFO, "authentication: using the generated root key (hash in %s)", path);
-        return 0;
-    }
-    unsigned char raw[32];
-    randombytes_buf(raw, sizeof(raw));
-    char b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-    sodium_bin2base64(b64, sizeof(b64), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    sodium_memzero(raw, sizeof(raw));
-    char key[96];
-    snprintf(key, sizeof(key), "ag_root_%s", b64);
-    sodium_memzero(b64, sizeof(b64));
-    randombytes_buf(g->root_salt, sizeof(g->root_salt));
-    hash_key(g->root_salt, key, strlen(key), g->root_hash);
-
-    char salt_hex[33], hash_hex[65], line[128];
-    sodium_bin2hex(salt_hex, sizeof(salt_hex), g->root_salt, 16);
-    sodium_bin2hex(hash_hex, sizeof(hash_hex), g->root_hash, 32);
-    snprintf(line, sizeof(line), "v1 %s %s\n", salt_hex, hash_hex);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int rc = fd < 0 ? AG_EIO : write_all(fd, line, strlen(line));
-    if (rc == 0 && fsync(fd) != 0)
-        rc = AG_EIO;
-    if (fd >= 0)
-        close(fd);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = AG_EIO;
-    if (rc == 0) {
-        int dfd = open(storage, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-    }
-    if (rc) {
-        sodium_memzero(key, sizeof(key));
-        unlink(tmp);
-        return ag_fail(diag, AG_EIO, "cannot store the root key's hash in %s", path);
-    }
-    g->has_generated_root = true;
-    /* Printed once, on stdout only (never in the log); only the hash is kept. */
-    printf("\n"
-           "  Aegis generated a root API key for this storage directory. It is shown only now:\n"
-           "\n"
-           "      %s\n"
-           "\n"
-           "  Send it with every request:  curl -H 'api-key: <key>' "
-           "http://127.0.0.1:6333/collections\n"
-           "  Only its hash is stored (%s). To choose your own key, set service.api_key\n"
-           "  (or AEGIS__SERVICE__API_KEY) to at least 32 characters.\n\n",
-           key, path);
-    fflush(stdout);
-    sodium_memzero(key, sizeof(key));
-    return 0;
-}
 
 static int lookup_hook(void *ctx, const char *credential, size_t len, int64_t now,
                        ag_principal_t **out)
 {
     ag_guard_t *g = ctx;
-    int same = 0;
-    if (g->has_generated_root) {
-        unsigned char h[32];
-        hash_key(g->root_salt, credential, len, h);
-        same = sodium_memcmp(h, g->root_hash, 32) == 0;
-        sodium_memzero(h, sizeof(h));
-    }
-    if (!same)
+    if (!ag_root_key_matches(&g->root, credential, len))
         return g->sec ? ag_secstore_lookup(g->sec, credential, len, now, out) : AG_ENOTFOUND;
     int rc = ag_principal_new(AG_PRINCIPAL_ROOT, "root", out);
     if (rc == 0)
@@ -238,13 +128,11 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         ac.read_only_api_key = cfg->read_only_api_key;
         ac.jwt_rbac = cfg->jwt_rbac;
         ac.jwt_leeway_s = cfg->jwt_leeway_s;
-        bool any_key =
-            (cfg->api_key && *cfg->api_key) || (cfg->read_only_api_key && *cfg->read_only_api_key);
         if ((rc = ag_auth_new(&ac, &g->auth, diag)) != 0)
             goto fail;
-        if (!(cfg->api_key && *cfg->api_key) && (rc = root_key_setup(g, cfg->storage_path, diag)))
+        if (!(cfg->api_key && *cfg->api_key) &&
+            (rc = ag_root_key_setup(cfg->storage_path, &g->root, diag)))
             goto fail;
-        AG_UNUSED(any_key);
         ag_auth_hooks_t hooks = {0};
         hooks.lookup = lookup_hook;
         hooks.lookup_ctx = g;
@@ -277,7 +165,7 @@ void ag_guard_free(ag_guard_t *g)
     ag_auth_free(g->auth);
     ag_secstore_close(g->sec);
     ag_throttle_free(g->throttle);
-    sodium_memzero(g->root_hash, sizeof(g->root_hash));
+    ag_root_key_wipe(&g->root);
     free(g);
 }
 
@@ -310,107 +198,6 @@ static void label(ag_call_t *call, const ag_principal_t *p)
              sub ? sub : "");
 }
 
-/* ---- tenants (PRODUCT §4) ------------------------------------------------------------------ */
-
-/* {"key": K, "match": {"any": names}} wrapped in must or must_not; takes names. */
-static int tenant_filter(const char *key, json_t *names, bool negate, ag_filter_t **out)
-{
-    *out = NULL;
-    json_t *f = json_pack("{s:[{s:s,s:{s:o}}]}", negate ? "must_not" : "must", "key", key, "match",
-                          "any", names);
-    if (!f)
-        return AG_ENOMEM;
-    int rc = ag_filter_compile(f, out, NULL);
-    json_decref(f);
-    return rc;
-}
-
-/*
- * A tenant-scoped data permission on a data route (no tenant in the path): since a glob is not
- * a filter, it grants the rows of the declared, active tenants its pattern matches right now,
- * i.e. `tenant_key in [those]` (AND the permission's own filter). ORed into d's restriction;
- * turns a denial into an allow only when some tenant matches. Fail closed on any error.
- */
-static int widen_by_tenants(const ag_principal_t *p, const ag_request_action_t *a,
-                            const json_t *tenants, ag_decision_t *d)
-{
-    const ag_perm_list_t *perms = ag_principal_perms(p);
-    for (size_t i = 0; perms && i < perms->n; i++) {
-        const ag_perm_t *q = &perms->items[i];
-        if (q->scope[AG_PSCOPE_TENANT].kind == AG_GLOB_ANY ||
-            !ag_perm_covers_action(q, a->verbs, a->resource))
-            continue;
-        json_t *names = json_array();
-        if (!names)
-            return AG_ENOMEM;
-        const char *t;
-        json_t *info;
-        json_object_foreach((json_t *)tenants, t, info)
-        {
-            if (!json_is_true(json_object_get(info, "active")))
-                continue;
-            ag_request_action_t at = *a;
-            at.tenant = t;
-            if (ag_perm_scope_matches(q, &at))
-                json_array_append_new(names, json_string(t));
-        }
-        if (json_array_size(names) == 0) {
-            json_decref(names);
-            continue;
-        }
-        ag_filter_t *f = NULL, *own = NULL;
-        int rc = tenant_filter(a->tenant_key, names, false, &f);
-        if (rc == 0 && q->filter)
-            rc = ag_filter_compile(q->filter, &own, NULL);
-        int err = 0;
-        if (rc == 0 && own)
-            f = ag_filter_and(f, own, &err);
-        else
-            ag_filter_free(own);
-        if (rc || err) {
-            ag_filter_free(f);
-            return rc ? rc : err;
-        }
-        if (d->allowed) {
-            d->restriction = ag_filter_or(d->restriction, f, &err);
-            if (err)
-                return err;
-        } else {
-            d->allowed = true;
-            d->missing = NULL;
-            d->granted_by = q;
-            d->restriction = f;
-        }
-    }
-    return 0;
-}
-
-/* Hides the points of inactive tenants from every data action (ANDed into the restriction). */
-static int hide_inactive(const char *key, const json_t *tenants, ag_decision_t *d)
-{
-    json_t *names = json_array();
-    if (!names)
-        return AG_ENOMEM;
-    const char *t;
-    json_t *info;
-    json_object_foreach((json_t *)tenants, t, info)
-    {
-        if (!json_is_true(json_object_get(info, "active")))
-            json_array_append_new(names, json_string(t));
-    }
-    if (json_array_size(names) == 0) {
-        json_decref(names);
-        return 0;
-    }
-    ag_filter_t *f = NULL;
-    int rc = tenant_filter(key, names, true, &f);
-    if (rc)
-        return rc;
-    int err = 0;
-    d->restriction = ag_filter_and(d->restriction, f, &err);
-    return err;
-}
-
 /* The name a request used for a collection, for messages: an alias is not resolved in a denial,
  * so a 403 never tells what an alias points to. */
 static const char *shown_name(const ag_call_t *call, const char *collection)
@@ -419,46 +206,6 @@ static const char *shown_name(const ag_call_t *call, const char *collection)
         strcmp(collection, call->coll->name) == 0)
         return call->params[0];
     return collection;
-}
-
-/*
- * One principal's decision, tenant scopes widened (see widen_by_tenants); *d as from
- * ag_auth_decide_self. Returns 0 or an internal error (d then denies).
- */
-static int decide_level(const ag_principal_t *p, ag_request_action_t *a, bool data,
-                        const json_t *tenants, ag_decision_t *d)
-{
-    int rc = ag_auth_decide_self(p, a, d);
-    if (rc == 0 && data && a->tenant_key && !a->tenant && !(d->allowed && !d->restriction))
-        rc = widen_by_tenants(p, a, tenants, d);
-    return rc;
-}
-
-/* The decision for the caller and every minter up its bound chain (docs/SECURITY.md "Minted
- * tokens"): allowed only when each allows; restrictions ANDed. */
-static int decide_chain(const ag_principal_t *p, ag_request_action_t *a, bool data,
-                        const json_t *tenants, ag_decision_t *d)
-{
-    int rc = decide_level(p, a, data, tenants, d);
-    for (const ag_principal_t *b = ag_principal_bound(p); rc == 0 && d->allowed && b;
-         b = ag_principal_bound(b)) {
-        ag_decision_t up;
-        rc = decide_level(b, a, data, tenants, &up);
-        if (rc == 0 && !up.allowed) {
-            ag_decision_release(d);
-            snprintf(d->buf, sizeof(d->buf), "%.600s (beyond what the token's minter may do now)",
-                     up.missing ? up.missing : "(unknown)");
-            d->missing = d->buf;
-            d->granted_by = NULL;
-        } else if (rc == 0) {
-            int err = 0;
-            d->restriction = ag_filter_and(d->restriction, up.restriction, &err);
-            up.restriction = NULL;
-            rc = err;
-        }
-        ag_decision_release(&up);
-    }
-    return rc;
 }
 
 static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *collection,
@@ -483,9 +230,7 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
     if (call->tenant && (data || decl->resource == AG_RES_TENANTS))
         a.tenant = call->tenant;
     ag_decision_t d;
-    int rc = decide_chain(call->principal, &a, data, tenants, &d);
-    if (rc == 0 && data && a.tenant_key && d.allowed)
-        rc = hide_inactive(a.tenant_key, tenants, &d);
+    int rc = ag_decide_request(call->principal, &a, data, tenants, &d);
     json_decref(tenancy);
     if (rc) {
         ag_log(AG_LOG_WARN, "authorization error (%s) for %s %s: denied", ag_strerror(rc),

@@ -13,6 +13,7 @@
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
 #include "auth/ag_auth.h"
+#include "auth/ag_decide.h"
 #include "auth/ag_jwt.h"
 #include "auth/ag_perm.h"
 #include "auth/ag_principal.h"

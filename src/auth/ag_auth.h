@@ -25,6 +25,7 @@
 #define AG_AUTH_H
 
 #include "ag_base.h"
+#include "ag_decide.h"
 #include "ag_jwt.h"
 #include "ag_principal.h"
 

@@ -94,43 +94,4 @@ const ag_perm_list_t *ag_role_viewer(void);
 /* "root" / "viewer" → their list; NULL for any other name. */
 const ag_perm_list_t *ag_role_builtin(const char *name);
 
-/* --- Decision ---------------------------------------------------------------------------- */
-
-typedef struct ag_decision {
-    bool allowed;
-    /* Row restriction to AND into every read and to check writes against (data actions only).
-     * NULL = none (or not a data action). Owned by the caller: ag_decision_release. */
-    ag_filter_t *restriction;
-    /* When denied: the missing permission, e.g. "read:data on collection 'x'", for the 403
-     * message (never a secret; contains names from the request). Points into buf or is static. */
-    const char *missing;
-    /* When allowed: the first permission that covers the action (borrowed from the principal;
-     * NULL for the implicit read:profile), for POST /auth/check. */
-    const ag_perm_t *granted_by;
-    char buf[768];
-} ag_decision_t;
-
-/*
- * Decides a's action for p's own permissions only (ignoring its bound): deny unless some permission
- * covers the verbs and resource and its scope patterns match. For data and points the restriction
- * is the union (OR) of the row filters of every matching permission, or NULL when any matching one
- * is unrestricted. A tenant-scoped data permission contributes the restriction `tenant_key ==
- * tenant`; it matches only when the request names a tenant and a->tenant_key is set. read:profile
- * is always granted. Never allocates except to build a restriction. Returns 0 when a decision was
- * made (see out->allowed). On an internal error (out of memory, a NULL or malformed argument)
- * returns a negative code and out->allowed is false (fail closed).
- */
-int ag_auth_decide_self(const ag_principal_t *p, const ag_request_action_t *a, ag_decision_t *out);
-/* ag_auth_decide_self for p and every principal up its bound chain: allowed only when each one
- * allows; the restriction is the AND of theirs; granted_by is p's own permission. Same returns. */
-int ag_auth_decide(const ag_principal_t *p, const ag_request_action_t *a, ag_decision_t *out);
-/* Frees the restriction; out->allowed becomes false. */
-void ag_decision_release(ag_decision_t *d);
-
-/* Anti-escalation: true if p, and every principal up its bound chain, holds every permission of
- * wanted (ag_perm_list_covers). When false
- * and first_missing is not NULL, it receives the index of the first permission p lacks. */
-bool ag_principal_holds(const ag_principal_t *p, const ag_perm_list_t *wanted,
-                        size_t *first_missing);
-
 #endif

@@ -2,6 +2,8 @@
 
 #include "ag_hnsw.h"
 
+#include "ag_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -1283,46 +1285,16 @@ static void body_write(const hnsw_t *h, wfile_t *w)
             wput(w, h->up[i], (size_t)h->level[i] * (h->m + 1) * sizeof(uint32_t));
 }
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        dir[0] = '.';
-        dir[1] = '\0';
-    } else {
-        size_t n = (size_t)(slash - path);
-        if (n == 0)
-            n = 1;
-        if (n >= sizeof(dir))
-            return AG_EIO;
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return AG_EIO;
-    int rc = fsync(fd) == 0 ? 0 : AG_EIO;
-    close(fd);
-    return rc;
-}
-
 int ag_hnsw_save(const ag_index_t *ix, const char *path, uint64_t tag)
 {
     if (!ag_index_is_hnsw(ix) || !path)
         return AG_EINVAL;
     const hnsw_t *h = (const hnsw_t *)ix;
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (n < 0 || (size_t)n >= sizeof(tmp))
-        return AG_EINVAL;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (!f) {
-        if (fd >= 0)
-            close(fd);
-        return AG_EIO;
-    }
+    ag_durable_t out;
+    int rc = ag_durable_open(&out, path, 0600);
+    if (rc)
+        return rc;
+    FILE *f = out.f;
     file_header_t hd = {0};
     memcpy(hd.magic, FILE_MAGIC, 8);
     hd.version = FILE_VERSION;
@@ -1341,14 +1313,12 @@ int ag_hnsw_save(const ag_index_t *ix, const char *path, uint64_t tag)
         body_write(h, &w);
     hd.crc = w.crc;
     hd.body_len = w.len;
-    bool ok = w.ok && fseek(f, 0, SEEK_SET) == 0 && fwrite(&hd, sizeof(hd), 1, f) == 1 &&
-              fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
+    bool ok = w.ok && fseek(f, 0, SEEK_SET) == 0 && fwrite(&hd, sizeof(hd), 1, f) == 1;
+    if (!ok) {
+        ag_durable_abort(&out);
         return AG_EIO;
     }
-    int rc = fsync_dir_of(path);
+    rc = ag_durable_commit(&out);
     if (rc == 0)
         atomic_store(&((hnsw_t *)ix)->saved_mutations, h->mutations);
     return rc;

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "auth/ag_decide.h"
 #include "auth/ag_glob.h"
 #include "auth/ag_perm.h"
 #include "auth/ag_principal.h"

@@ -4,13 +4,16 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "ag_arena.h"
 #include "ag_config.h"
+#include "ag_file.h"
 #include "ag_id.h"
+#include "auth/ag_root_key.h"
 #include "http/ag_http.h"
 #include "json/ag_json.h"
 
@@ -186,6 +189,98 @@ static void test_arena(void **state)
     ag_arena_release(&a);
 }
 
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static char buf[4096];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void test_durable_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/aegis-file-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256], tmp[300];
+    snprintf(path, sizeof(path), "%s/f", dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    assert_int_equal(ag_file_replace(path, "one", 3, 0600), 0);
+    assert_string_equal(slurp(path), "one");
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_not_equal(access(tmp, F_OK), 0); /* no temporary file left */
+    /* An aborted replacement leaves the old content and no temporary file. */
+    ag_durable_t d;
+    assert_int_equal(ag_durable_open(&d, path, 0600), 0);
+    fputs("half", d.f);
+    ag_durable_abort(&d);
+    assert_string_equal(slurp(path), "one");
+    assert_int_not_equal(access(tmp, F_OK), 0);
+    assert_int_equal(ag_file_replace(path, "two", 3, 0600), 0);
+    assert_string_equal(slurp(path), "two");
+    /* A directory that does not exist is an error, not a crash. */
+    char bad[300];
+    snprintf(bad, sizeof(bad), "%s/missing/f", dir);
+    assert_int_equal(ag_file_replace(bad, "x", 1, 0600), AG_EIO);
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_root_key(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/aegis-rootkey-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char out[256], hashfile[256];
+    snprintf(out, sizeof(out), "%s/stdout", dir);
+    snprintf(hashfile, sizeof(hashfile), "%s/%s", dir, AG_ROOT_KEY_FILE);
+    /* The key is printed once on stdout: capture it. */
+    fflush(stdout);
+    int saved = dup(1);
+    FILE *cap = fopen(out, "w");
+    assert_non_null(cap);
+    dup2(fileno(cap), 1);
+    ag_root_key_t rk;
+    ag_diag_t d = {{0}};
+    int rc = ag_root_key_setup(dir, &rk, &d);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    fclose(cap);
+    assert_int_equal(rc, 0);
+    const char *printed = strstr(slurp(out), "ag_root_");
+    assert_non_null(printed);
+    char key[64] = {0};
+    assert_int_equal(sscanf(printed, "%60s", key), 1);
+    assert_int_equal(strlen(key), 8 + 43);
+    assert_true(ag_root_key_matches(&rk, key, strlen(key)));
+    assert_false(ag_root_key_matches(&rk, key, strlen(key) - 1));
+    /* Only the hash is stored; a second start loads it and accepts the same key. */
+    const char *stored = slurp(hashfile);
+    assert_non_null(stored);
+    assert_null(strstr(stored, key));
+    assert_int_equal(strncmp(stored, "v1 ", 3), 0);
+    ag_root_key_t again;
+    assert_int_equal(ag_root_key_setup(dir, &again, &d), 0);
+    assert_true(ag_root_key_matches(&again, key, strlen(key)));
+    ag_root_key_wipe(&again);
+    assert_false(ag_root_key_matches(&again, key, strlen(key)));
+    /* A corrupt file stops start-up naming it. */
+    assert_int_equal(ag_file_replace(hashfile, "v1 zz\n", 6, 0600), 0);
+    assert_int_equal(ag_root_key_setup(dir, &again, &d), AG_ECONFIG);
+    assert_non_null(strstr(d.msg, AG_ROOT_KEY_FILE));
+    ag_root_key_wipe(&rk);
+    unlink(hashfile);
+    unlink(out);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_id_order),     cmocka_unit_test(test_names),
         cmocka_unit_test(test_strict_json),  cmocka_unit_test(test_percent_decode),
         cmocka_unit_test(test_config),       cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_durable_file), cmocka_unit_test(test_root_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "auth/ag_decide.h"
 #include "auth/ag_jwt.h"
 #include "auth/ag_principal.h"
 #include "index/ag_filter.h"

@@ -10,6 +10,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include "auth/ag_decide.h"
 #include "auth/ag_jwt.h"
 #include "auth/ag_secstore.h"
 
