@@ -18,3 +18,6 @@ if command -v clang-format >/dev/null 2>&1; then
   git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
   echo "clang-format check: clean"
 fi
+
+# Layers (docs/ARCHITECTURE.md): lower directories never include higher ones.
+scripts/check-layers.sh

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Enforces the layers of docs/ARCHITECTURE.md: a directory under src/ may include only the
+# directories listed for it below (and itself), and only store/ talks to LMDB. Run by
+# scripts/check-source.sh before every test run; exits 1 naming each violation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+declare -A allowed=(
+  [base]="base"
+  [json]="base json"
+  [index]="base json index"
+  [store]="base json index store"
+  [auth]="base json index auth"
+  [http]="base http"
+  [api]="base json index store auth http api"
+)
+# Known exception, to be moved into store/: the security store keeps its own LMDB environment.
+lmdb_ok="src/auth/ag_secstore.c"
+
+status=0
+for file in $(git ls-files 'src/*/*.c' 'src/*/*.h'); do
+  dir=$(basename "$(dirname "$file")")
+  ok=" ${allowed[$dir]:-} "
+  if [ "$ok" = "  " ]; then
+    echo "layers: $file is in src/$dir, which has no entry in scripts/check-layers.sh"
+    status=1
+    continue
+  fi
+  while IFS= read -r inc; do
+    if [[ "$inc" == */* ]]; then
+      target=${inc%%/*}
+    elif [ -e "$(dirname "$file")/$inc" ]; then
+      target=$dir
+    elif [ -e "src/base/$inc" ]; then
+      target=base
+    else
+      continue # a system or library header
+    fi
+    if [[ "$ok" != *" $target "* ]]; then
+      echo "layers: $file includes \"$inc\" — src/$dir may not depend on src/$target"
+      status=1
+    fi
+  done < <(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$file")
+  if grep -q '#include <lmdb.h>' "$file" && [ "$dir" != store ] && [ "$file" != "$lmdb_ok" ]; then
+    echo "layers: $file includes <lmdb.h>; only src/store talks to LMDB"
+    status=1
+  fi
+done
+[ $status -eq 0 ] && echo "layer check: clean"
+exit $status
