@@ -14,7 +14,7 @@
  * 14) names a cloned function's ifunc "<name>.ifunc", so callers in other files could not link
  * to an exported clone directly.
  */
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(AG_NO_CLONES)
 #define AG_KERNEL static __attribute__((target_clones("avx512f", "avx2", "default")))
 #else /* other targets: one portable copy (NEON on aarch64 is its baseline) */
 #define AG_KERNEL static

@@ -83,7 +83,7 @@ static inline uint32_t cap_of(const hnsw_t *h, int lc)
 #else
 #define KERNEL_OPT
 #endif
-#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(AG_NO_CLONES)
 #define HNSW_KERNEL static KERNEL_OPT __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define HNSW_KERNEL static KERNEL_OPT

@@ -23,8 +23,8 @@
  * the tests can see that credentials are compared with sodium_memcmp over fixed-size digests.
  * It is itself constant-time.
  */
-static int memcmp_calls;
-static size_t memcmp_bad_len;
+static _Atomic int memcmp_calls;
+static _Atomic size_t memcmp_bad_len;
 int sodium_memcmp(const void *const b1_, const void *const b2_, size_t len)
 {
     const volatile unsigned char *a = b1_, *b = b2_;
