@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, builds (release, AddressSanitizer+UBSan and ThreadSanitizer presets) and runs every
-# test: unit (cmocka)
-# and end-to-end (the real server over HTTP, the official JS client, crash recovery).
+# test: unit (cmocka) and end-to-end (the real server over HTTP, the official JS client, crash
+# recovery).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --with-node-deps
