@@ -423,9 +423,10 @@ static int audit_cmd(int argc, char **argv)
         printf("ok: no records (%llu file%s)", (unsigned long long)v.files,
                v.files == 1 ? "" : "s");
     else
-        printf("ok: records %llu..%llu (%llu records, %llu file%s)",
+        printf("ok: records %llu..%llu (%llu record%s, %llu file%s)",
                (unsigned long long)v.first_seq, (unsigned long long)v.last_seq,
-               (unsigned long long)v.records, (unsigned long long)v.files, v.files == 1 ? "" : "s");
+               (unsigned long long)v.records, v.records == 1 ? "" : "s",
+               (unsigned long long)v.files, v.files == 1 ? "" : "s");
     if (v.vouched_by)
         printf("; records before %llu removed by retention (record %llu)",
                (unsigned long long)v.first_seq, (unsigned long long)v.vouched_by);

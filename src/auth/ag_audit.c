@@ -258,8 +258,7 @@ static void write_head(ag_audit_t *a)
     snprintf(buf, sizeof(buf), "v2 %020llu %s ", (unsigned long long)a->seq, a->prev);
     hmac_hex(a->key, buf, HEAD2_BODY, buf + HEAD2_BODY + 1);
     buf[HEAD2_LEN - 1] = '\n';
-    if (pwrite(a->head_fd, buf, HEAD2_LEN, 0) != (ssize_t)HEAD2_LEN ||
-        ftruncate(a->head_fd, HEAD2_LEN) != 0)
+    if (pwrite(a->head_fd, buf, HEAD2_LEN, 0) != (ssize_t)HEAD2_LEN)
         ag_log(AG_LOG_ERROR, "audit log: cannot update %s", HEAD_FILE);
 }
 
@@ -791,14 +790,20 @@ int ag_audit_open(const ag_audit_config_t *cfg, ag_audit_t **out, ag_diag_t *dia
                  (unsigned long long)a->seq);
         problem = why;
     } else if (has_head && h.seq < a->seq) {
-        ag_log(AG_LOG_WARN,
-               "audit log: %s was behind the log (seq %llu < %llu; a crash before it "
-               "was synced); rewritten",
-               HEAD_FILE, (unsigned long long)h.seq, (unsigned long long)a->seq);
+        /* Usually a crash between syncing the log and the head; an older head put back looks
+         * the same, so it is recorded rather than silently rewritten. */
+        snprintf(why, sizeof(why),
+                 "%s was behind the log (seq %llu < %llu): a crash before it was synced, or an "
+                 "older head put back",
+                 HEAD_FILE, (unsigned long long)h.seq, (unsigned long long)a->seq);
+        problem = why;
     }
     /* From here the head is keyed and current, even before the first append. */
     write_head(a);
-    fdatasync(a->head_fd);
+    if (ftruncate(a->head_fd, HEAD2_LEN) != 0 || fdatasync(a->head_fd) != 0) {
+        rc = ag_fail(diag, AG_EIO, "cannot write '%s': %s", hp, strerror(errno));
+        goto fail;
+    }
     *out = a;
     if (problem || v1) {
         char up[200];

@@ -270,6 +270,34 @@ describe('retention', () => {
   });
 });
 
+describe('storage.audit_key_file', () => {
+  test('the key can live elsewhere; verify then needs --key-file', async () => {
+    const keyDir = path.join(tmp, 'keys');
+    fs.mkdirSync(keyDir, { mode: 0o700 });
+    const keyFile = path.join(keyDir, 'aegis-audit.key');
+    const s = await startServer({ insecure: false, env: keyEnv({ AEGIS__STORAGE__AUDIT_KEY_FILE: keyFile }) });
+    try {
+      await s.ok('PUT', '/collections/kf', { vectors: { size: 4, distance: 'Dot' } }, { headers: root });
+      assert.equal((await s.stop()).code, 0);
+      assert.equal(fs.statSync(keyFile).mode & 0o777, 0o600);
+      assert.match(fs.readFileSync(keyFile, 'utf8'), /^[0-9a-f]{64}\n$/);
+      assert.ok(!fs.existsSync(path.join(s.storage, 'audit.key')));
+      const without = await verify(s.storage);
+      assert.equal(without.code, 1, without.stdout + without.stderr);
+      const withKey = await runAegis(['audit', 'verify', '--storage', s.storage, '--key-file', keyFile]);
+      assert.equal(withKey.code, 0, withKey.stdout + withKey.stderr);
+      assert.match(withKey.stdout, /^ok: records 1\.\.1 \(1 record, 1 file\)/);
+      // A key file others may read is refused at start.
+      fs.chmodSync(keyFile, 0o644);
+      const r = await runAegis(['serve', '--storage', s.storage, '--port', '0'], { env: keyEnv({ AEGIS__STORAGE__AUDIT_KEY_FILE: keyFile }) });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /storage\.audit_key_file: .*chmod 600/);
+    } finally {
+      await s.cleanup();
+    }
+  });
+});
+
 describe('server log lines', () => {
   test('a newline in a JWT sub, a path or a header does not forge a log line', async () => {
     const s = await startServer({ insecure: false, env: { AEGIS__SERVICE__API_KEY: ROOT_KEY, AEGIS__SERVICE__JWT_RBAC: 'true' } });

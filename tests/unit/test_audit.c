@@ -440,6 +440,30 @@ static void test_head_mismatched(void **state)
     free(good_head);
 }
 
+static void test_old_head_restart_recorded(void **state)
+{
+    (void)state;
+    /* A restart over an older head rewrites it, and leaves a record saying so. */
+    ag_audit_t *a = open_log(0);
+    append(a, 1, true, "lena", NULL);
+    ag_audit_close(a);
+    char *old_head = read_all(headpath);
+    a = open_log(0);
+    append(a, 2, true, "lena", NULL);
+    append(a, 3, true, "lena", NULL);
+    ag_audit_close(a);
+    write_all(headpath, old_head);
+    free(old_head);
+    a = open_log(0);
+    ag_audit_close(a);
+    char *buf = read_all(logpath);
+    assert_non_null(strstr(line_at(buf, 4), "audit.head was behind the log (seq 1 < 3)"));
+    free(buf);
+    ag_audit_verify_t v;
+    assert_int_equal(ag_audit_verify(dir, key, &v), 0);
+    assert_int_equal(v.recovers, 1);
+}
+
 static void test_oldest_rotated_missing(void **state)
 {
     (void)state;
@@ -825,6 +849,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cut_to_last_five, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_mismatched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_head_restart_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oldest_rotated_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_middle_rotated_missing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuilt_without_key, setup, teardown),
