@@ -706,7 +706,9 @@ int ag_audit_open(const ag_audit_config_t *cfg, ag_audit_t **out, ag_diag_t *dia
     bool v1 = false;
     rotated_t *rot = NULL;
     size_t nrot = 0;
-    if (list_rotated(dir, &rot, &nrot) == 0 && nrot > 0) {
+    if (list_rotated(dir, &rot, &nrot) != 0) {
+        rc = ag_fail(diag, AG_EIO, "cannot list the audit log directory '%s'", dir);
+    } else if (nrot > 0) {
         char p[4200];
         snprintf(p, sizeof(p), "%s/%s", dir, rot[nrot - 1].name);
         size_t len;
@@ -714,6 +716,9 @@ int ag_audit_open(const ag_audit_config_t *cfg, ag_audit_t **out, ag_diag_t *dia
             rc = recover_from(a, buf, len, p, &v1, diag);
             free(buf);
             buf = NULL;
+        } else {
+            /* Never restart the chain at seq 1 beside files it cannot read. */
+            rc = ag_fail(diag, AG_EIO, "cannot read the audit log '%s'", p);
         }
     }
     free(rot);
