@@ -27,6 +27,7 @@
 #define HEAD2_BODY (3 + 20 + 1 + HASH_HEX)        /* "v2 <seq, 20 digits> <hash>" */
 #define HEAD2_LEN (HEAD2_BODY + 1 + HASH_HEX + 1) /* ... " <hmac of the body>\n" */
 #define RECORD_VERSION 2
+#define KEY_HEX (2 * (size_t)AG_AUDIT_KEY_BYTES) /* the key file: this many hex characters */
 
 static const char genesis[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -106,9 +107,9 @@ static void fsync_dir(const char *dir)
 
 static int parse_key(const char *text, size_t n, unsigned char key[AG_AUDIT_KEY_BYTES])
 {
-    if (n == 2 * AG_AUDIT_KEY_BYTES + 1 && text[n - 1] == '\n')
+    if (n == KEY_HEX + 1 && text[n - 1] == '\n')
         n--;
-    if (n != 2 * AG_AUDIT_KEY_BYTES)
+    if (n != KEY_HEX)
         return AG_EINVAL;
     for (size_t i = 0; i < n; i++) {
         char c = text[i];
@@ -136,11 +137,11 @@ static int create_key(const char *path, ag_diag_t *diag)
     else
         *slash = '\0';
     unsigned char raw[AG_AUDIT_KEY_BYTES];
-    char hex[2 * AG_AUDIT_KEY_BYTES + 2];
+    char hex[KEY_HEX + 2];
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2hex(hex, sizeof(hex), raw, sizeof(raw));
     sodium_memzero(raw, sizeof(raw));
-    hex[2 * AG_AUDIT_KEY_BYTES] = '\n';
+    hex[KEY_HEX] = '\n';
     unlink(tmp); /* a leftover of a crashed start */
     int rc = 0;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -148,7 +149,7 @@ static int create_key(const char *path, ag_diag_t *diag)
         rc = ag_fail(diag, AG_EIO, "cannot create the audit key '%s': %s", tmp, strerror(errno));
         goto out;
     }
-    if (write_all(fd, hex, 2 * AG_AUDIT_KEY_BYTES + 1) != 0 || fsync(fd) != 0) {
+    if (write_all(fd, hex, KEY_HEX + 1) != 0 || fsync(fd) != 0) {
         close(fd);
         unlink(tmp);
         rc = ag_fail(diag, AG_EIO, "cannot write the audit key '%s'", tmp);
@@ -185,7 +186,7 @@ int ag_audit_key_load(const char *path, bool create, unsigned char key[AG_AUDIT_
         return ag_fail(diag, AG_EIO, "cannot open the audit key '%s': %s", path, strerror(errno));
     }
     struct stat st;
-    char text[2 * AG_AUDIT_KEY_BYTES + 8];
+    char text[KEY_HEX + 8];
     int rc = 0;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         rc = ag_fail(diag, AG_EINVAL, "audit key '%s' is not a regular file", path);

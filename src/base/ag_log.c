@@ -67,7 +67,7 @@ static size_t escape_controls(const char *src, char *dst, size_t cap)
         unsigned char c = *p;
         if (c == '\n' || c == '\r' || c == '\t') {
             esc[n++] = '\\';
-            esc[n++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+            esc[n++] = (char)(c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
         } else if (c < 0x20 || c == 0x7f) {
             esc[n++] = '\\';
             esc[n++] = 'x';
