@@ -356,23 +356,29 @@ static int audit_cmd(int argc, char **argv)
 {
     bool help = argc >= 3 && strcmp(argv[argc - 1], "--help") == 0;
     if (argc < 3 || strcmp(argv[2], "verify") != 0 || help) {
-        fprintf(help ? stdout : stderr,
-                "usage: aegis audit verify [--storage DIR | FILE] [--key-file K]\n"
-                "\n"
-                "Checks the audit log: every rotated file of DIR/audit, oldest first, then\n"
-                "audit.log and audit.head (default DIR ./storage), or one FILE. Each record's\n"
-                "HMAC is checked under the audit key (DIR/audit.key unless --key-file; a FILE\n"
-                "needs --key-file), the chain must start at seq 1 or where a retention record\n"
-                "says, files must follow on without a gap, and audit.head must name the last\n"
-                "record. Prints \"ok: records A..B (N records, F files)\" and exits 0, or\n"
-                "names the first bad file and line and exits 1 (2: cannot read).\n");
+        fprintf(
+            help ? stdout : stderr,
+            "usage: aegis audit verify [--storage DIR | FILE] [--key-file K] [--allow-unkeyed]\n"
+            "\n"
+            "Checks the audit log: every rotated file of DIR/audit, oldest first, then\n"
+            "audit.log and audit.head (default DIR ./storage), or one FILE. Each record's\n"
+            "HMAC is checked under the audit key (DIR/audit.key unless --key-file; a FILE\n"
+            "needs --key-file), the chain must start at seq 1 or where a retention record\n"
+            "says, files must follow on without a gap, and audit.head must name the last\n"
+            "record. Prints \"ok: records A..B (N records, F files)\" and exits 0, or\n"
+            "names the first bad file and line and exits 1 (2: cannot read).\n"
+            "--allow-unkeyed: with no key, accept a log written before keys (v1) on its\n"
+            "plain SHA-256 chain alone, which anyone who can write the directory could\n"
+            "have rebuilt; without it a missing key is a failure.\n");
         return help ? 0 : 2;
     }
     char path[4096], keypath[4096] = "";
     const char *storage = "./storage";
-    bool single = false;
+    bool single = false, allow_unkeyed = false;
     for (int i = 3; i < argc; i++) {
-        if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--allow-unkeyed") == 0) {
+            allow_unkeyed = true;
+        } else if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) {
             storage = argv[++i];
             single = false;
         } else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
@@ -400,12 +406,16 @@ static int audit_cmd(int argc, char **argv)
         } else if (krc != AG_ENOTFOUND || explicit_key) {
             fprintf(stderr, "aegis audit verify: %s\n", diag.msg);
             return 2;
-        } else {
-            fprintf(stderr,
-                    "aegis audit verify: warning: no audit key at %s; only unkeyed (v1) "
-                    "records can be checked\n",
-                    keypath);
         }
+    }
+    /* Fail closed: without the key nothing but an unkeyed chain can be checked, and that only
+     * when asked for. */
+    if (!have_key && !allow_unkeyed) {
+        printf("FAILED: %s line 0: no audit key (%s): the log cannot be verified without it "
+               "(--key-file K; --allow-unkeyed accepts a log written before keys on its plain "
+               "SHA-256 chain)\n",
+               path, keypath[0] ? keypath : "a single FILE needs --key-file");
+        return 1;
     }
     ag_audit_verify_t v;
     int rc = ag_audit_verify(path, have_key ? key : NULL, &v);

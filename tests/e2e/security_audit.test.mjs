@@ -213,9 +213,11 @@ describe('aegis audit verify --storage', () => {
     writeLines(log, rebuilt);
     fs.writeFileSync(path.join(dir, 'audit.head'), `v1 ${String(rebuilt.length).padStart(20, '0')} ${prev}\n`);
     await expectFailure(st, /every record is unkeyed \(v1\) although a key was given/);
-    // Without the key that is all the old format could promise: it passes, with a warning.
+    // Without the key it fails unless asked to accept a plain SHA-256 chain, which is all the
+    // old format could promise: then it passes, with a warning.
     fs.unlinkSync(path.join(st, 'audit.key'));
-    const r = await verify(st);
+    await expectFailure(st, /line 0: no audit key/);
+    const r = await runAegis(['audit', 'verify', '--storage', st, '--allow-unkeyed']);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /unkeyed \(v1\)/);
     assert.match(r.stderr, /warning/);
@@ -224,8 +226,10 @@ describe('aegis audit verify --storage', () => {
   test('without the key a keyed log does not verify', async () => {
     const st = copyStorage();
     fs.unlinkSync(path.join(st, 'audit.key'));
-    const r = await expectFailure(st, /no key to check it/);
-    assert.match(r.stderr, /no audit key/);
+    await expectFailure(st, /line 0: no audit key/);
+    const r = await runAegis(['audit', 'verify', '--storage', st, '--allow-unkeyed']);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /no key to check it/);
     // A single file needs --key-file.
     const file = path.join(auditDir(srv.storage), 'audit.log');
     const single = await runAegis(['audit', 'verify', path.join(auditDir(srv.storage), rotated(auditDir(srv.storage))[0]), '--key-file', path.join(srv.storage, 'audit.key')]);
@@ -233,6 +237,7 @@ describe('aegis audit verify --storage', () => {
     assert.match(single.stdout, /^ok: records 1\.\.\d+ \(\d+ records, 1 file\)/);
     const nokey = await runAegis(['audit', 'verify', file]);
     assert.equal(nokey.code, 1, nokey.stdout);
+    assert.match(nokey.stdout, /a single FILE needs --key-file/);
   });
 });
 
