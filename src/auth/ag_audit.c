@@ -44,6 +44,7 @@ struct ag_audit {
     uint64_t file_first_seq; /* first record of the active file (0 = empty file) */
     char prev[HASH_HEX + 1]; /* what the next record's prev must be */
     bool dirty;              /* written but not yet synced */
+    bool retiring;           /* writing retention records: no rotation inside a rotation */
     double last_sync;
     unsigned char key[AG_AUDIT_KEY_BYTES];
     char *secrets[MAX_SECRETS];
@@ -1008,36 +1009,25 @@ static int rotate(ag_audit_t *a)
     return 0;
 }
 
-/* Removes the oldest rotated files beyond max_files (caller holds the mutex, active file just
- * started). The retention record vouching for the new start is written and synced first, so a
- * crash in between leaves extra files, never a start nobody vouches for. Failures are logged and
- * the files kept. */
-static void apply_retention(ag_audit_t *a)
+/* Removes rotated file `gone` after a synced retention record vouching for the start it leaves:
+ * the first record of `next` (the file after it, or audit.log). Caller holds the mutex. */
+static int retire_file(ag_audit_t *a, const char *gone, const char *next)
 {
-    rotated_t *rot = NULL;
-    size_t nrot = 0;
-    if (list_rotated(a->dir, &rot, &nrot) != 0 || nrot <= a->max_files) {
-        free(rot);
-        return;
-    }
-    size_t drop = nrot - (size_t)a->max_files;
     char p[4200];
-    snprintf(p, sizeof(p), "%s/%s", a->dir, rot[drop].name);
+    snprintf(p, sizeof(p), "%s/%s", a->dir, next);
     uint64_t first = 0;
     char first_prev[HASH_HEX + 1];
     if (first_record(p, a->key, &first, first_prev) != 0) {
         ag_log(AG_LOG_ERROR,
                "audit log: retention: cannot read the first record of %s; keeping "
-               "every file",
-               rot[drop].name);
-        free(rot);
-        return;
+               "%s",
+               next, gone);
+        return AG_EIO;
     }
     char reason[200];
     snprintf(reason, sizeof(reason),
-             "retention (storage.audit_max_files %llu): removed %zu rotated file(s) holding "
-             "records %.20s..%llu",
-             (unsigned long long)a->max_files, drop, rot[0].name + 6 /* "audit-" */,
+             "retention (storage.audit_max_files %llu): removed %s, records %.20s..%llu",
+             (unsigned long long)a->max_files, gone, gone + 6 /* "audit-" */,
              (unsigned long long)first - 1);
     ag_audit_record_t r = {.principal_kind = "server",
                            .action = "audit:retention",
@@ -1052,17 +1042,37 @@ static void apply_retention(ag_audit_t *a)
     else if (!body)
         json_decref(ret);
     json_decref(body);
-    if (rc == 0) {
-        for (size_t i = 0; i < drop; i++) {
-            snprintf(p, sizeof(p), "%s/%s", a->dir, rot[i].name);
-            if (unlink(p) != 0)
-                ag_log(AG_LOG_ERROR, "audit log: retention: cannot remove %s: %s", rot[i].name,
-                       strerror(errno));
-        }
-        fsync_dir(a->dir);
-    } else {
-        ag_log(AG_LOG_ERROR, "audit log: retention: cannot write the retention record; keeping "
-                             "every file");
+    if (rc) {
+        ag_log(AG_LOG_ERROR,
+               "audit log: retention: cannot write the retention record; keeping "
+               "%s",
+               gone);
+        return rc;
+    }
+    snprintf(p, sizeof(p), "%s/%s", a->dir, gone);
+    if (unlink(p) != 0) {
+        ag_log(AG_LOG_ERROR, "audit log: retention: cannot remove %s: %s", gone, strerror(errno));
+        return AG_EIO;
+    }
+    fsync_dir(a->dir);
+    return 0;
+}
+
+/* Removes the oldest rotated files beyond max_files (caller holds the mutex, active file just
+ * started), oldest first, one retention record per file written and synced before that file
+ * goes. A crash at any point leaves a chain whose start some retention record vouches for (or
+ * one file too many). Failures are logged and the remaining files kept. */
+static void apply_retention(ag_audit_t *a)
+{
+    rotated_t *rot = NULL;
+    size_t nrot = 0;
+    if (list_rotated(a->dir, &rot, &nrot) == 0 && nrot > a->max_files) {
+        size_t drop = nrot - (size_t)a->max_files;
+        a->retiring = true; /* the records may take the new file a little past max_bytes */
+        for (size_t i = 0; i < drop; i++)
+            if (retire_file(a, rot[i].name, rot[i + 1].name) != 0)
+                break;
+        a->retiring = false;
     }
     free(rot);
 }
@@ -1079,7 +1089,7 @@ static int write_locked(ag_audit_t *a, json_t *body, bool sync)
         rc = AG_EIO;
         goto out;
     }
-    if (a->size > 0 && a->size + ll + 1 > a->max_bytes) {
+    if (a->size > 0 && a->size + ll + 1 > a->max_bytes && !a->retiring) {
         if ((rc = rotate(a)) != 0) {
             ag_log(AG_LOG_ERROR, "audit log: rotation failed: %s", strerror(errno));
             goto out;

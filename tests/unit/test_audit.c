@@ -630,6 +630,46 @@ static void test_retention_marker_forged_or_absent(void **state)
     assert_true(start > 1);
 }
 
+static void test_retention_several_files_crash_safe(void **state)
+{
+    (void)state;
+    /* Retention turned on over five rotated files removes four at the next rotation, each behind
+     * its own retention record, so a crash after any of the removals still verifies. */
+    ag_audit_t *a = open_log(2000);
+    for (int i = 0; i < 30; i++)
+        append(a, i, true, "sam", NULL);
+    ag_audit_close(a);
+    int before = count_rotated();
+    assert_true(before >= 4);
+    char cmd[400];
+    a = open_keep(2000, 1);
+    /* Keep a copy of the directory as it was just before the append that rotates. */
+    while (count_rotated() != 1) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s.bak' && cp -a '%s' '%s.bak'", dir, dir, dir);
+        assert_int_equal(system(cmd), 0);
+        append(a, 99, true, "sam", NULL);
+    }
+    ag_audit_close(a);
+    ag_audit_verify_t v;
+    assert_int_equal(ag_audit_verify(dir, key, &v), 0);
+    assert_true(v.first_seq > 1);
+    /* As if the process died after removing only the oldest file(s): put the later ones back. */
+    for (int keep_from = 2; keep_from <= before; keep_from++) {
+        snprintf(cmd, sizeof(cmd),
+                 "for f in $(ls '%s.bak' | grep '^audit-' | sort | tail -n +%d); do "
+                 "cp -a '%s.bak'/$f '%s'/; done",
+                 dir, keep_from, dir, dir);
+        assert_int_equal(system(cmd), 0);
+        int rc = ag_audit_verify(dir, key, &v);
+        if (rc)
+            print_message("keep_from %d: %s line %llu: %s\n", keep_from, v.file,
+                          (unsigned long long)v.line, v.why);
+        assert_int_equal(rc, 0);
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s.bak'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_count_rendered(void **state)
 {
     (void)state;
@@ -856,6 +896,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_v1_log_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_marker_accepted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_marker_forged_or_absent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_several_files_crash_safe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_rendered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_cost, setup, teardown),
