@@ -29,8 +29,9 @@
  * Rotation: when audit.log would grow past max_bytes it is renamed to audit-<first seq, 20
  * digits>.log and a new audit.log starts; the chain (seq and prev) continues across files.
  * Retention: with max_files > 0, once there are more rotated files than that the oldest are
- * removed — after a keyed `audit:retention` record naming the first record kept
- * ("retention":{"first_seq":S,"first_prev":"<that record's prev>"}) has been written and synced.
+ * removed, oldest first, each only after a keyed `audit:retention` record naming the first record
+ * left after it ("retention":{"first_seq":S,"first_prev":"<that record's prev>"}) has been
+ * written and synced — so a crash between removals still leaves a vouched-for start.
  * ag_audit_verify accepts a chain that starts at seq S > 1 only when such a record vouches for
  * exactly that start.
  *
