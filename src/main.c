@@ -286,9 +286,27 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
-    char audit_dir[4096];
+    char audit_dir[4096], audit_key_path[4096];
     snprintf(audit_dir, sizeof(audit_dir), "%s/audit", cfg.storage_path);
-    if ((rc = ag_audit_open(audit_dir, cfg.audit_max_mb << 20, &audit, &diag)) != 0) {
+    /* The key lives outside the audit directory, so rewriting that directory is not enough to
+     * rebuild a chain that verifies. */
+    if (cfg.audit_key_file)
+        snprintf(audit_key_path, sizeof(audit_key_path), "%s", cfg.audit_key_file);
+    else
+        snprintf(audit_key_path, sizeof(audit_key_path), "%s/%s", cfg.storage_path,
+                 AG_AUDIT_KEY_FILE);
+    unsigned char audit_key[AG_AUDIT_KEY_BYTES];
+    if ((rc = ag_audit_key_load(audit_key_path, true, audit_key, &diag)) != 0) {
+        fprintf(stderr, "aegis: storage.audit_key_file: %s\n", diag.msg);
+        goto out;
+    }
+    ag_audit_config_t acfg = {.dir = audit_dir,
+                              .max_bytes = cfg.audit_max_mb << 20,
+                              .max_files = cfg.audit_max_files,
+                              .key = audit_key};
+    rc = ag_audit_open(&acfg, &audit, &diag);
+    sodium_memzero(audit_key, sizeof(audit_key));
+    if (rc != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
@@ -352,40 +370,108 @@ out:
 
 static int audit_cmd(int argc, char **argv)
 {
-    if (argc < 3 || strcmp(argv[2], "verify") != 0 || strcmp(argv[argc - 1], "--help") == 0) {
-        fprintf(argc >= 3 && strcmp(argv[argc - 1], "--help") == 0 ? stdout : stderr,
-                "usage: aegis audit verify [--storage DIR | FILE]\n"
-                "\n"
-                "Checks the hash chain of the audit log: every rotated file of DIR/audit, oldest\n"
-                "first, then audit.log (default DIR ./storage), or one FILE. Prints\n"
-                "\"ok: N records\" and exits 0, or names the first bad line and exits 1.\n");
-        return argc >= 3 && strcmp(argv[argc - 1], "--help") == 0 ? 0 : 2;
+    bool help = argc >= 3 && strcmp(argv[argc - 1], "--help") == 0;
+    if (argc < 3 || strcmp(argv[2], "verify") != 0 || help) {
+        fprintf(
+            help ? stdout : stderr,
+            "usage: aegis audit verify [--storage DIR | FILE] [--key-file K] [--allow-unkeyed]\n"
+            "\n"
+            "Checks the audit log: every rotated file of DIR/audit, oldest first, then\n"
+            "audit.log and audit.head (default DIR ./storage), or one FILE. Each record's\n"
+            "HMAC is checked under the audit key (DIR/audit.key unless --key-file; a FILE\n"
+            "needs --key-file), the chain must start at seq 1 or where a retention record\n"
+            "says, files must follow on without a gap, and audit.head must name the last\n"
+            "record. Prints \"ok: records A..B (N records, F files)\" and exits 0, or\n"
+            "names the first bad file and line and exits 1 (2: cannot read).\n"
+            "--allow-unkeyed: with no key, accept a log written before keys (v1) on its\n"
+            "plain SHA-256 chain alone, which anyone who can write the directory could\n"
+            "have rebuilt; without it a missing key is a failure.\n");
+        return help ? 0 : 2;
     }
-    char path[4096];
-    snprintf(path, sizeof(path), "./storage/audit");
+    char path[4096], keypath[4096] = "";
+    const char *storage = "./storage";
+    bool single = false, allow_unkeyed = false;
     for (int i = 3; i < argc; i++) {
-        if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) {
-            snprintf(path, sizeof(path), "%s/audit", argv[++i]);
+        if (strcmp(argv[i], "--allow-unkeyed") == 0) {
+            allow_unkeyed = true;
+        } else if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) {
+            storage = argv[++i];
+            single = false;
+        } else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
+            snprintf(keypath, sizeof(keypath), "%s", argv[++i]);
         } else if (argv[i][0] != '-') {
             snprintf(path, sizeof(path), "%s", argv[i]);
+            single = true;
         } else {
             fprintf(stderr, "aegis audit verify: unknown option '%.64s'\n", argv[i]);
             return 2;
         }
     }
-    ag_audit_verify_t v;
-    int rc = ag_audit_verify(path, &v);
-    if (rc == 0) {
-        printf("ok: %llu records\n", (unsigned long long)v.records);
-        return 0;
+    if (!single)
+        snprintf(path, sizeof(path), "%s/audit", storage);
+    bool explicit_key = keypath[0] != '\0';
+    if (!explicit_key && !single)
+        snprintf(keypath, sizeof(keypath), "%s/%s", storage, AG_AUDIT_KEY_FILE);
+    unsigned char key[AG_AUDIT_KEY_BYTES];
+    bool have_key = false;
+    if (keypath[0]) {
+        ag_diag_t diag = {{0}};
+        int krc = ag_audit_key_load(keypath, false, key, &diag);
+        if (krc == 0) {
+            have_key = true;
+        } else if (krc != AG_ENOTFOUND || explicit_key) {
+            fprintf(stderr, "aegis audit verify: %s\n", diag.msg);
+            return 2;
+        }
     }
+    /* Fail closed: without the key nothing but an unkeyed chain can be checked, and that only
+     * when asked for. */
+    if (!have_key && !allow_unkeyed) {
+        printf("FAILED: %s line 0: no audit key (%s): the log cannot be verified without it "
+               "(--key-file K; --allow-unkeyed accepts a log written before keys on its plain "
+               "SHA-256 chain)\n",
+               path, keypath[0] ? keypath : "a single FILE needs --key-file");
+        return 1;
+    }
+    ag_audit_verify_t v;
+    int rc = ag_audit_verify(path, have_key ? key : NULL, &v);
+    sodium_memzero(key, sizeof(key));
     if (rc == AG_EIO) {
         fprintf(stderr, "aegis audit verify: %s: %s\n", v.file[0] ? v.file : path, v.why);
         return 2;
     }
-    printf("FAILED: %s line %llu: %s (%llu records before it verified)\n", v.file,
-           (unsigned long long)v.line, v.why, (unsigned long long)v.records);
-    return 1;
+    if (rc != 0) {
+        printf("FAILED: %s line %llu: %s (%llu records before it verified)\n", v.file,
+               (unsigned long long)v.line, v.why, (unsigned long long)v.records);
+        return 1;
+    }
+    if (v.records == 0)
+        printf("ok: no records (%llu file%s)", (unsigned long long)v.files,
+               v.files == 1 ? "" : "s");
+    else
+        printf("ok: records %llu..%llu (%llu record%s, %llu file%s)",
+               (unsigned long long)v.first_seq, (unsigned long long)v.last_seq,
+               (unsigned long long)v.records, v.records == 1 ? "" : "s",
+               (unsigned long long)v.files, v.files == 1 ? "" : "s");
+    if (v.vouched_by)
+        printf("; records before %llu removed by retention (record %llu)",
+               (unsigned long long)v.first_seq, (unsigned long long)v.vouched_by);
+    if (v.records > 0 && v.unkeyed == v.records)
+        printf(", unkeyed (v1)");
+    else if (v.unkeyed)
+        printf("; the first %llu unkeyed (v1), bound by the keyed records after them",
+               (unsigned long long)v.unkeyed);
+    printf("\n");
+    if (v.records > 0 && v.unkeyed == v.records)
+        fprintf(stderr, "aegis audit verify: warning: the log is unkeyed (v1): its plain SHA-256 "
+                        "chain shows edits, but anyone who can write the directory could have "
+                        "rebuilt it\n");
+    if (v.recovers)
+        fprintf(stderr,
+                "aegis audit verify: warning: %llu audit:recover record(s), the first "
+                "at seq %llu: the server found damage at start and recorded it\n",
+                (unsigned long long)v.recovers, (unsigned long long)v.first_recover);
+    return 0;
 }
 
 static int keygen(void)

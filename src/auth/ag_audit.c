@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "ag_file.h"
 #include "ag_log.h"
 #include "auth/ag_glob.h"
 #include "index/ag_filter.h"
@@ -22,8 +23,14 @@
 #define MAX_SECRETS 8
 #define SYNC_INTERVAL_S 1.0
 #define REDACTED "[redacted]"
-#define HEAD_FILE "audit.head"
-#define HEAD_LEN (3 + 20 + 1 + HASH_HEX + 1) /* "v1 <seq, 20 digits> <hash>\n" */
+#define HEAD_FILE AG_AUDIT_HEAD_FILE
+#define HEAD1_LEN (3 + 20 + 1 + HASH_HEX + 1)     /* "v1 <seq, 20 digits> <hash>\n" */
+#define HEAD2_BODY (3 + 20 + 1 + HASH_HEX)        /* "v2 <seq, 20 digits> <hash>" */
+#define HEAD2_LEN (HEAD2_BODY + 1 + HASH_HEX + 1) /* ... " <hmac of the body>\n" */
+#define RECORD_VERSION 2
+#define KEY_HEX (2 * (size_t)AG_AUDIT_KEY_BYTES) /* the key file: this many hex characters */
+
+static const char genesis[] = "0000000000000000000000000000000000000000000000000000000000000000";
 
 struct ag_audit {
     pthread_mutex_t mu;
@@ -33,11 +40,14 @@ struct ag_audit {
     int head_fd;   /* audit.head: seq and hash of the newest record (catches truncation) */
     uint64_t size; /* bytes in the active file */
     uint64_t max_bytes;
+    uint64_t max_files;      /* rotated files kept (0 = all) */
     uint64_t seq;            /* last record written */
     uint64_t file_first_seq; /* first record of the active file (0 = empty file) */
-    char prev[HASH_HEX + 1]; /* SHA-256 of the last line */
+    char prev[HASH_HEX + 1]; /* what the next record's prev must be */
     bool dirty;              /* written but not yet synced */
+    bool retiring;           /* writing retention records: no rotation inside a rotation */
     double last_sync;
+    unsigned char key[AG_AUDIT_KEY_BYTES];
     char *secrets[MAX_SECRETS];
     size_t nsecrets;
 };
@@ -58,57 +68,169 @@ static void sha256_hex(const void *data, size_t len, char out[HASH_HEX + 1])
     sodium_bin2hex(out, HASH_HEX + 1, h, sizeof(h));
 }
 
-static int write_all(int fd, const char *buf, size_t len)
+static void hmac_hex(const unsigned char key[AG_AUDIT_KEY_BYTES], const void *data, size_t len,
+                     char out[HASH_HEX + 1])
 {
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return AG_EIO;
-        buf += n;
-        len -= (size_t)n;
+    unsigned char h[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256(h, data, len, key);
+    sodium_bin2hex(out, HASH_HEX + 1, h, sizeof(h));
+}
+
+/* Constant time: a MAC comparison must not tell how many leading characters were right. */
+static bool hex_equal(const char *a, const char *b)
+{
+    return sodium_memcmp(a, b, HASH_HEX) == 0;
+}
+
+/* ---- the key ------------------------------------------------------------------------------- */
+
+static int parse_key(const char *text, size_t n, unsigned char key[AG_AUDIT_KEY_BYTES])
+{
+    if (n == KEY_HEX + 1 && text[n - 1] == '\n')
+        n--;
+    if (n != KEY_HEX)
+        return AG_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return AG_EINVAL;
     }
+    size_t got = 0;
+    if (sodium_hex2bin(key, AG_AUDIT_KEY_BYTES, text, n, NULL, &got, NULL) != 0 ||
+        got != AG_AUDIT_KEY_BYTES)
+        return AG_EINVAL;
     return 0;
 }
 
-static void fsync_dir(const char *dir)
+/* Writes a new random key to path without ever exposing a partial file there. */
+static int create_key(const char *path, ag_diag_t *diag)
 {
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", path, (long)getpid());
+    unsigned char raw[AG_AUDIT_KEY_BYTES];
+    char hex[KEY_HEX + 2];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2hex(hex, sizeof(hex), raw, sizeof(raw));
+    sodium_memzero(raw, sizeof(raw));
+    hex[KEY_HEX] = '\n';
+    unlink(tmp); /* a leftover of a crashed start */
+    int rc = 0;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        rc = ag_fail(diag, AG_EIO, "cannot create the audit key '%s': %s", tmp, strerror(errno));
+        goto out;
     }
+    if (ag_write_all(fd, hex, KEY_HEX + 1) != 0 || fsync(fd) != 0) {
+        close(fd);
+        unlink(tmp);
+        rc = ag_fail(diag, AG_EIO, "cannot write the audit key '%s'", tmp);
+        goto out;
+    }
+    close(fd);
+    /* link, not rename: a key that another process put there first is never replaced. */
+    if (link(tmp, path) != 0 && errno != EEXIST)
+        rc = ag_fail(diag, AG_EIO, "cannot create the audit key '%s': %s", path, strerror(errno));
+    unlink(tmp);
+    (void)ag_fsync_dir_of(path);
+out:
+    sodium_memzero(hex, sizeof(hex));
+    return rc;
 }
 
-/* The head file holds the newest record's seq and line hash, overwritten in place on every
- * append, so removing records from the end of the log (which the chain alone cannot show) is
- * detected by ag_audit_verify and at the next start. */
-static bool read_head(const char *dir, uint64_t *seq, char hash[HASH_HEX + 1])
+int ag_audit_key_load(const char *path, bool create, unsigned char key[AG_AUDIT_KEY_BYTES],
+                      ag_diag_t *diag)
 {
-    char p[4200], buf[HEAD_LEN + 1] = {0};
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+        int rc = create_key(path, diag);
+        if (rc)
+            return rc;
+        ag_log(AG_LOG_INFO,
+               "audit log: created a new audit key in %s (keep it; without it the "
+               "log cannot be verified)",
+               path);
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return ag_fail(diag, AG_ENOTFOUND, "audit key '%s' does not exist", path);
+        return ag_fail(diag, AG_EIO, "cannot open the audit key '%s': %s", path, strerror(errno));
+    }
+    struct stat st;
+    char text[KEY_HEX + 8];
+    int rc = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = ag_fail(diag, AG_EINVAL, "audit key '%s' is not a regular file", path);
+        goto out;
+    }
+    if (st.st_mode & 077) {
+        rc = ag_fail(diag, AG_EINVAL,
+                     "audit key '%s' is accessible to group or others (mode %o; "
+                     "chmod 600 it)",
+                     path, (unsigned)(st.st_mode & 0777));
+        goto out;
+    }
+    ssize_t n = read(fd, text, sizeof(text));
+    if (n < 0 || parse_key(text, (size_t)n, key) != 0)
+        rc = ag_fail(diag, AG_EINVAL, "audit key '%s' is not 64 hex characters", path);
+out:
+    sodium_memzero(text, sizeof(text));
+    close(fd);
+    return rc;
+}
+
+/* ---- the head ------------------------------------------------------------------------------ */
+
+typedef struct head {
+    int version;             /* 0 = no readable head; 1 = old unkeyed; 2 = keyed */
+    bool authentic;          /* v2: the HMAC checks out under the key */
+    uint64_t seq;            /* newest record */
+    char hash[HASH_HEX + 1]; /* what the record after it would carry as prev */
+} head_t;
+
+/* Reads dir/audit.head. Returns false when it does not exist; a file that exists but is not a
+ * head gives version 0. key may be NULL (then a v2 head is never authentic). */
+static bool read_head(const char *dir, const unsigned char *key, head_t *h)
+{
+    memset(h, 0, sizeof(*h));
+    char p[4200], buf[HEAD2_LEN + 2] = {0};
     snprintf(p, sizeof(p), "%s/%s", dir, HEAD_FILE);
     FILE *f = fopen(p, "rb");
     if (!f)
         return false;
-    size_t n = fread(buf, 1, HEAD_LEN, f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     unsigned long long s = 0;
-    char h[HASH_HEX + 1] = {0};
-    if (n != HEAD_LEN || sscanf(buf, "v1 %20llu %64s", &s, h) != 2 || strlen(h) != HASH_HEX)
-        return false;
-    *seq = s;
-    memcpy(hash, h, HASH_HEX + 1);
+    char hash[HASH_HEX + 1] = {0}, mac[HASH_HEX + 1] = {0};
+    if (n == HEAD1_LEN && sscanf(buf, "v1 %20llu %64s", &s, hash) == 2 &&
+        strlen(hash) == HASH_HEX && buf[HEAD1_LEN - 1] == '\n') {
+        h->version = 1;
+    } else if (n == HEAD2_LEN && sscanf(buf, "v2 %20llu %64s %64s", &s, hash, mac) == 3 &&
+               strlen(hash) == HASH_HEX && strlen(mac) == HASH_HEX && buf[HEAD2_LEN - 1] == '\n') {
+        h->version = 2;
+        if (key) {
+            char want[HASH_HEX + 1];
+            hmac_hex(key, buf, HEAD2_BODY, want);
+            h->authentic = hex_equal(want, mac);
+        }
+    } else {
+        return true;
+    }
+    h->seq = s;
+    memcpy(h->hash, hash, HASH_HEX + 1);
     return true;
 }
 
+/* Rewrites the head in place (fixed length, one pwrite) for the current seq and prev. */
 static void write_head(ag_audit_t *a)
 {
     if (a->head_fd < 0)
         return;
-    char buf[HEAD_LEN + 1];
-    snprintf(buf, sizeof(buf), "v1 %020llu %s\n", (unsigned long long)a->seq, a->prev);
-    if (pwrite(a->head_fd, buf, HEAD_LEN, 0) != (ssize_t)HEAD_LEN)
+    char buf[HEAD2_LEN + 1];
+    snprintf(buf, sizeof(buf), "v2 %020llu %s ", (unsigned long long)a->seq, a->prev);
+    hmac_hex(a->key, buf, HEAD2_BODY, buf + HEAD2_BODY + 1);
+    buf[HEAD2_LEN - 1] = '\n';
+    if (pwrite(a->head_fd, buf, HEAD2_LEN, 0) != (ssize_t)HEAD2_LEN)
         ag_log(AG_LOG_ERROR, "audit log: cannot update %s", HEAD_FILE);
 }
 
@@ -413,40 +535,169 @@ static int list_rotated(const char *dir, rotated_t **out, size_t *n)
     return 0;
 }
 
-/* Recovers seq/prev from the last complete line of buf; first_seq from its first line. */
-static void recover_from(ag_audit_t *a, const char *buf, size_t len, bool active)
+/* ---- reading records ----------------------------------------------------------------------- */
+
+typedef struct line_info {
+    uint64_t seq;
+    int version;                  /* 1 = plain SHA-256, 2 = HMAC under the key */
+    char prev[HASH_HEX + 1];      /* the prev field */
+    char next_prev[HASH_HEX + 1]; /* what the following record's prev must be */
+    bool hash_ok;                 /* the hash field checks out (v2: only when a key was given) */
+    json_t *obj;                  /* the record without its hash; owned by the caller */
+} line_info_t;
+
+/* Parses one line (s, n: without its newline) and checks its hash when it can (v2 needs key,
+ * which may be NULL). Returns NULL with li->obj set (caller decrefs), or why the line is not a
+ * record (li->obj NULL). */
+static const char *parse_line(const char *s, size_t n, const unsigned char *key, line_info_t *li)
 {
-    if (len == 0)
-        return;
+    static const char suffix[] = ",\"hash\":\"";
+    memset(li, 0, sizeof(*li));
+    if (n < HASH_SUFFIX_LEN + 2 || n > MAX_LINE || s[n - 1] != '}' || s[n - 2] != '"' ||
+        memcmp(s + n - HASH_SUFFIX_LEN, suffix, sizeof(suffix) - 1) != 0)
+        return "no hash at the end of the line (truncated or edited)";
+    size_t body = n - HASH_SUFFIX_LEN;
+    char *t = malloc(body + 2);
+    if (!t)
+        return "out of memory";
+    memcpy(t, s, body);
+    t[body] = '}';
+    t[body + 1] = '\0';
+    const char *why = NULL;
+    json_error_t err;
+    json_t *o = json_loadb(t, body + 1, JSON_REJECT_DUPLICATES, &err);
+    json_t *seq = json_object_get(o, "seq"), *prev = json_object_get(o, "prev");
+    json_t *ver = json_object_get(o, "v");
+    if (!o || !json_is_integer(seq) || json_integer_value(seq) <= 0 || !json_is_string(prev) ||
+        json_string_length(prev) != HASH_HEX) {
+        why = "not a well-formed audit record";
+        goto out;
+    }
+    if (ver && !(json_is_integer(ver) && json_integer_value(ver) == RECORD_VERSION)) {
+        why = "unknown record format version";
+        goto out;
+    }
+    li->seq = (uint64_t)json_integer_value(seq);
+    li->version = ver ? RECORD_VERSION : 1;
+    memcpy(li->prev, json_string_value(prev), HASH_HEX + 1);
+    const char *written = s + n - HASH_HEX - 2;
+    char want[HASH_HEX + 1];
+    if (li->version == 1) {
+        sha256_hex(t, body + 1, want);
+        li->hash_ok = hex_equal(want, written);
+        sha256_hex(s, n, li->next_prev);
+    } else {
+        if (key) {
+            hmac_hex(key, t, body + 1, want);
+            li->hash_ok = hex_equal(want, written);
+        }
+        memcpy(li->next_prev, written, HASH_HEX);
+        li->next_prev[HASH_HEX] = '\0';
+    }
+    li->obj = o;
+    o = NULL;
+out:
+    json_decref(o);
+    free(t);
+    return why;
+}
+
+/* The last complete line of buf (len bytes, ending in a newline or not). False when empty. */
+static bool last_line(const char *buf, size_t len, const char **s, size_t *n)
+{
     size_t end = len;
-    if (buf[end - 1] == '\n')
+    if (end > 0 && buf[end - 1] == '\n')
         end--;
+    if (end == 0)
+        return false;
     size_t start = end;
     while (start > 0 && buf[start - 1] != '\n')
         start--;
-    uint64_t seq;
-    if (line_seq(buf + start, end - start, &seq)) {
-        a->seq = seq;
-        sha256_hex(buf + start, end - start, a->prev);
-    }
-    if (active && line_seq(buf, len, &seq))
-        a->file_first_seq = seq;
+    *s = buf + start;
+    *n = end - start;
+    return true;
 }
 
-int ag_audit_open(const char *dir, uint64_t max_bytes, ag_audit_t **out, ag_diag_t *diag)
+/* Seq and prev of the first record of the file at path. */
+static int first_record(const char *path, const unsigned char *key, uint64_t *seq,
+                        char prev[HASH_HEX + 1])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return AG_EIO;
+    char *buf;
+    size_t len;
+    int rc = slurp_fd(fd, MAX_LINE + 1, &buf, &len);
+    close(fd);
+    if (rc)
+        return rc;
+    const char *nl = memchr(buf, '\n', len);
+    line_info_t li;
+    if (!nl || parse_line(buf, (size_t)(nl - buf), key, &li) != NULL) {
+        free(buf);
+        return AG_EINVAL;
+    }
+    *seq = li.seq;
+    memcpy(prev, li.prev, HASH_HEX + 1);
+    json_decref(li.obj);
+    free(buf);
+    return 0;
+}
+
+/* ---- open / close -------------------------------------------------------------------------- */
+
+/* Takes seq and the next prev from the newest record (the last line of buf, from file shown).
+ * Fails closed: a newest record that is not a record, or a keyed one that does not verify under
+ * the key, stops the server rather than continuing a chain nobody could verify. *v1 is set when
+ * that record is unkeyed. */
+static int recover_from(ag_audit_t *a, const char *buf, size_t len, const char *shown, bool *v1,
+                        ag_diag_t *diag)
+{
+    const char *s;
+    size_t n;
+    if (!last_line(buf, len, &s, &n))
+        return 0;
+    line_info_t li;
+    const char *why = parse_line(s, n, a->key, &li);
+    if (why)
+        return ag_fail(diag, AG_ECONFIG,
+                       "audit log: the newest record in '%s' is damaged (%s); run aegis audit "
+                       "verify",
+                       shown, why);
+    json_decref(li.obj);
+    if (!li.hash_ok)
+        return ag_fail(diag, AG_ECONFIG,
+                       "audit log: the newest record (seq %llu in '%s') does not verify under the "
+                       "audit key: the wrong key file, or an edited record; run aegis audit verify",
+                       (unsigned long long)li.seq, shown);
+    a->seq = li.seq;
+    memcpy(a->prev, li.next_prev, HASH_HEX + 1);
+    *v1 = li.version == 1;
+    return 0;
+}
+
+static int write_locked(ag_audit_t *a, json_t *body, bool sync);
+static json_t *record_body(const ag_audit_t *a, const ag_audit_record_t *r);
+
+int ag_audit_open(const ag_audit_config_t *cfg, ag_audit_t **out, ag_diag_t *diag)
 {
     *out = NULL;
+    if (!cfg || !cfg->dir || !cfg->key)
+        return ag_fail(diag, AG_EINVAL, "audit log: a directory and a key are required");
+    const char *dir = cfg->dir;
     ag_audit_t *a = calloc(1, sizeof(*a));
     if (!a)
         return AG_ENOMEM;
     pthread_mutex_init(&a->mu, NULL);
     a->fd = -1;
     a->head_fd = -1;
-    a->max_bytes = max_bytes ? max_bytes : AG_AUDIT_DEFAULT_MAX_BYTES;
-    memset(a->prev, '0', HASH_HEX);
-    a->prev[HASH_HEX] = '\0';
+    a->max_bytes = cfg->max_bytes ? cfg->max_bytes : AG_AUDIT_DEFAULT_MAX_BYTES;
+    a->max_files = cfg->max_files;
+    memcpy(a->key, cfg->key, AG_AUDIT_KEY_BYTES);
+    memcpy(a->prev, genesis, HASH_HEX + 1);
     a->last_sync = mono();
     int rc = 0;
+    char *buf = NULL;
     if (strlen(dir) >= sizeof(a->dir)) {
         rc = ag_fail(diag, AG_ECONFIG, "audit log directory path is too long");
         goto fail;
@@ -467,25 +718,32 @@ int ag_audit_open(const char *dir, uint64_t max_bytes, ag_audit_t **out, ag_diag
     fchmod(a->fd, 0600);
     /* The chain continues from the newest record: the active file's last line, or (right after
      * a rotation) the newest rotated file's. */
+    bool v1 = false;
     rotated_t *rot = NULL;
     size_t nrot = 0;
-    if (list_rotated(dir, &rot, &nrot) == 0 && nrot > 0) {
+    if (list_rotated(dir, &rot, &nrot) != 0) {
+        rc = ag_fail(diag, AG_EIO, "cannot list the audit log directory '%s'", dir);
+    } else if (nrot > 0) {
         char p[4200];
         snprintf(p, sizeof(p), "%s/%s", dir, rot[nrot - 1].name);
-        char *buf;
         size_t len;
         if (slurp(p, &buf, &len) == 0) {
-            recover_from(a, buf, len, false);
+            rc = recover_from(a, buf, len, p, &v1, diag);
             free(buf);
+            buf = NULL;
+        } else {
+            /* Never restart the chain at seq 1 beside files it cannot read. */
+            rc = ag_fail(diag, AG_EIO, "cannot read the audit log '%s'", p);
         }
     }
     free(rot);
+    if (rc)
+        goto fail;
     struct stat st;
     if (fstat(a->fd, &st) != 0) {
         rc = ag_fail(diag, AG_EIO, "cannot stat the audit log");
         goto fail;
     }
-    char *buf = NULL;
     size_t len = 0;
     if (st.st_size > 0 && (rc = slurp_fd(a->fd, (uint64_t)st.st_size, &buf, &len)) != 0) {
         rc = ag_fail(diag, rc, "cannot read the audit log '%s'", a->path);
@@ -498,54 +756,97 @@ int ag_audit_open(const char *dir, uint64_t max_bytes, ag_audit_t **out, ag_diag
             keep--;
         ag_log(AG_LOG_WARN, "audit log: dropping a torn last record (%zu bytes)", len - keep);
         if (ftruncate(a->fd, (off_t)keep) != 0) {
-            free(buf);
             rc = ag_fail(diag, AG_EIO, "cannot repair the audit log '%s'", a->path);
             goto fail;
         }
         len = keep;
     }
-    recover_from(a, buf, len, true);
+    if ((rc = recover_from(a, buf, len, a->path, &v1, diag)) != 0)
+        goto fail;
+    uint64_t first;
+    if (len > 0 && line_seq(buf, len, &first))
+        a->file_first_seq = first;
     free(buf);
+    buf = NULL;
     a->size = len;
+
     char hp[4200];
     snprintf(hp, sizeof(hp), "%s/%s", dir, HEAD_FILE);
-    uint64_t head_seq = 0;
-    char head_hash[HASH_HEX + 1];
-    bool has_head = read_head(dir, &head_seq, head_hash);
+    head_t h;
+    bool has_head = read_head(dir, a->key, &h);
     a->head_fd = open(hp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (a->head_fd < 0) {
         rc = ag_fail(diag, AG_EIO, "cannot open '%s': %s", hp, strerror(errno));
         goto fail;
     }
-    /* Records missing from the end, or a rewritten last record, stay evident: the seq jumps
-     * past what the head saw and a record says what happened (verify then names that line). */
+    fchmod(a->head_fd, 0600);
+    /* Damage stays evident: records missing from the end make the seq jump past what the head
+     * saw, and a record says what happened (verify then names that line). */
     const char *problem = NULL;
-    char why[200];
-    if (has_head && head_seq > a->seq) {
+    char why[240];
+    if (!has_head && a->seq > 0) {
+        snprintf(why, sizeof(why),
+                 "%s was missing (removed?): records cut from the end before this start cannot "
+                 "be ruled out",
+                 HEAD_FILE);
+        problem = why;
+    } else if (has_head && h.version == 0) {
+        snprintf(why, sizeof(why), "%s was not a valid head", HEAD_FILE);
+        problem = why;
+    } else if (has_head && h.version == 2 && !h.authentic) {
+        snprintf(why, sizeof(why),
+                 "%s did not verify under the audit key (forged, or written under another key)",
+                 HEAD_FILE);
+        problem = why;
+    } else if (has_head && h.seq > a->seq) {
         snprintf(why, sizeof(why),
                  "records %llu..%llu are missing from the end of the log (removed, or lost in a "
                  "crash before they were synced)",
-                 (unsigned long long)a->seq + 1, (unsigned long long)head_seq);
-        a->seq = head_seq;
+                 (unsigned long long)a->seq + 1, (unsigned long long)h.seq);
+        a->seq = h.seq;
         problem = why;
-    } else if (has_head && head_seq == a->seq && a->seq > 0 && strcmp(head_hash, a->prev) != 0) {
+    } else if (has_head && h.seq == a->seq && a->seq > 0 && strcmp(h.hash, a->prev) != 0) {
         snprintf(why, sizeof(why), "record %llu differs from the one written (edited)",
                  (unsigned long long)a->seq);
         problem = why;
+    } else if (has_head && h.seq < a->seq) {
+        /* Usually a crash between syncing the log and the head; an older head put back looks
+         * the same, so it is recorded rather than silently rewritten. */
+        snprintf(why, sizeof(why),
+                 "%s was behind the log (seq %llu < %llu): a crash before it was synced, or an "
+                 "older head put back",
+                 HEAD_FILE, (unsigned long long)h.seq, (unsigned long long)a->seq);
+        problem = why;
+    }
+    /* From here the head is keyed and current, even before the first append. */
+    write_head(a);
+    if (ftruncate(a->head_fd, HEAD2_LEN) != 0 || fdatasync(a->head_fd) != 0) {
+        rc = ag_fail(diag, AG_EIO, "cannot write '%s': %s", hp, strerror(errno));
+        goto fail;
     }
     *out = a;
-    if (problem) {
-        ag_log(AG_LOG_ERROR, "audit log: %s", problem);
+    if (problem || v1) {
+        char up[200];
+        if (problem) {
+            ag_log(AG_LOG_ERROR, "audit log: %s", problem);
+        } else {
+            snprintf(up, sizeof(up),
+                     "records up to seq %llu are unkeyed (v1); from here every record is an "
+                     "HMAC-SHA256 under the audit key",
+                     (unsigned long long)a->seq);
+            ag_log(AG_LOG_INFO, "audit log: %s", up);
+        }
         ag_audit_record_t r = {.principal_kind = "server",
-                               .action = "audit:recover",
-                               .allowed = false,
+                               .action = problem ? "audit:recover" : "audit:upgrade",
+                               .allowed = !problem,
                                .status = 0,
-                               .reason = problem,
+                               .reason = problem ? problem : up,
                                .sync = true};
         ag_audit_append(a, &r);
     }
     return 0;
 fail:
+    free(buf);
     ag_audit_close(a);
     return rc;
 }
@@ -567,6 +868,7 @@ void ag_audit_close(ag_audit_t *a)
         sodium_memzero(a->secrets[i], strlen(a->secrets[i]));
         free(a->secrets[i]);
     }
+    sodium_memzero(a->key, sizeof(a->key));
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -610,7 +912,7 @@ static void format_time(char *buf, size_t len)
     snprintf(buf, len, "%.24s.%03dZ", base, ms);
 }
 
-/* Renders everything but seq/prev/hash (they are added under the lock). */
+/* Renders everything but seq/v/prev/hash (they are added under the lock). */
 static json_t *record_body(const ag_audit_t *a, const ag_audit_record_t *r)
 {
     json_t *o = json_object();
@@ -637,9 +939,10 @@ static json_t *record_body(const ag_audit_t *a, const ag_audit_record_t *r)
     rc |= json_object_set_new(o, "resource", resource_copy(a, r->resource));
     rc |= json_object_set_new(o, "decision", json_string(r->allowed ? "allow" : "deny"));
     rc |= json_object_set_new(o, "status", json_integer(r->status));
-    rc |= set_str(a, o, "reason", r->reason, true);
     if (r->count)
-        rc |= json_object_set_new(o, "count", json_integer((json_int_t)r->count));
+        rc |= json_object_set_new(o, "count",
+                                  json_integer((json_int_t)AG_MIN(r->count, (uint64_t)INT64_MAX)));
+    rc |= set_str(a, o, "reason", r->reason, true);
     if (r->detail)
         rc |= json_object_set_new(o, "detail", detail_copy(a, r->detail, 0));
     if (rc) {
@@ -649,7 +952,56 @@ static json_t *record_body(const ag_audit_t *a, const ag_audit_record_t *r)
     return o;
 }
 
-/* Moves audit.log aside and starts a new one (caller holds the mutex). */
+/* The next record's line for body: seq, v, body, prev, then its HMAC. *out is a new buffer of
+ * *len bytes plus a newline (caller frees); hash receives the HMAC in hex. */
+static int build_line(ag_audit_t *a, const json_t *body, char **out, size_t *len,
+                      char hash[HASH_HEX + 1])
+{
+    *out = NULL;
+    json_t *o = json_object();
+    if (!o)
+        return AG_ENOMEM;
+    int rc = 0;
+    char *text = NULL;
+    /* Key order is fixed: seq first (recovery reads it from the line's start), prev last
+     * before hash. */
+    if (json_object_set_new(o, "seq", json_integer((json_int_t)a->seq + 1)) ||
+        json_object_set_new(o, "v", json_integer(RECORD_VERSION)) ||
+        json_object_update(o, (json_t *)body) ||
+        json_object_set_new(o, "prev", json_string(a->prev))) {
+        rc = AG_ENOMEM;
+        goto out;
+    }
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    if (!text) {
+        rc = AG_ENOMEM;
+        goto out;
+    }
+    size_t tl = strlen(text);
+    if (tl < 2 || tl + HASH_SUFFIX_LEN + 1 > MAX_LINE) {
+        rc = AG_EINVAL;
+        goto out;
+    }
+    hmac_hex(a->key, text, tl, hash);
+    size_t ll = tl - 1 + HASH_SUFFIX_LEN;
+    char *line = malloc(ll + 2);
+    if (!line) {
+        rc = AG_ENOMEM;
+        goto out;
+    }
+    memcpy(line, text, tl - 1);
+    snprintf(line + tl - 1, ll + 2 - (tl - 1), ",\"hash\":\"%s\"}\n", hash);
+    *out = line;
+    *len = ll;
+out:
+    free(text);
+    json_decref(o);
+    return rc;
+}
+
+static void apply_retention(ag_audit_t *a);
+
+/* Moves audit.log aside, starts a new one and applies retention (caller holds the mutex). */
 static int rotate(ag_audit_t *a)
 {
     char to[4200];
@@ -661,65 +1013,110 @@ static int rotate(ag_audit_t *a)
         return AG_EIO;
     close(a->fd);
     a->fd = open(a->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    fsync_dir(a->dir);
+    (void)ag_fsync_dir(a->dir);
     if (a->fd < 0)
         return AG_EIO;
     a->size = 0;
     a->file_first_seq = 0;
     a->dirty = false;
+    if (a->max_files > 0)
+        apply_retention(a);
     return 0;
 }
 
-int ag_audit_append(ag_audit_t *a, const ag_audit_record_t *r)
+/* Removes rotated file `gone` after a synced retention record vouching for the start it leaves:
+ * the first record of `next` (the file after it, or audit.log). Caller holds the mutex. */
+static int retire_file(ag_audit_t *a, const char *gone, const char *next)
 {
-    if (!a || !r)
-        return AG_EINVAL;
-    json_t *body = record_body(a, r);
-    if (!body)
-        return AG_ENOMEM;
-    pthread_mutex_lock(&a->mu);
-    int rc = 0;
-    char *text = NULL, *line = NULL;
-    json_t *o = json_object();
-    if (!o) {
-        rc = AG_ENOMEM;
-        goto out;
+    char p[4200];
+    snprintf(p, sizeof(p), "%s/%s", a->dir, next);
+    uint64_t first = 0;
+    char first_prev[HASH_HEX + 1];
+    if (first_record(p, a->key, &first, first_prev) != 0) {
+        ag_log(AG_LOG_ERROR,
+               "audit log: retention: cannot read the first record of %s; keeping "
+               "%s",
+               next, gone);
+        return AG_EIO;
     }
-    /* Key order is fixed: seq first (ag_audit_verify and recovery read it from the line's
-     * start), prev last before hash. */
-    json_object_set_new(o, "seq", json_integer((json_int_t)a->seq + 1));
-    json_object_update(o, body);
-    json_object_set_new(o, "prev", json_string(a->prev));
-    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-    if (!text) {
-        rc = AG_ENOMEM;
-        goto out;
+    char reason[200];
+    snprintf(reason, sizeof(reason),
+             "retention (storage.audit_max_files %llu): removed %s, records %.20s..%llu",
+             (unsigned long long)a->max_files, gone, gone + 6 /* "audit-" */,
+             (unsigned long long)first - 1);
+    ag_audit_record_t r = {.principal_kind = "server",
+                           .action = "audit:retention",
+                           .allowed = true,
+                           .reason = reason,
+                           .sync = true};
+    json_t *body = record_body(a, &r);
+    json_t *ret = json_pack("{s:I,s:s}", "first_seq", (json_int_t)first, "first_prev", first_prev);
+    int rc = body && ret && json_object_set_new(body, "retention", ret) == 0 ? 0 : AG_ENOMEM;
+    if (rc == 0)
+        rc = write_locked(a, body, true);
+    else if (!body)
+        json_decref(ret);
+    json_decref(body);
+    if (rc) {
+        ag_log(AG_LOG_ERROR,
+               "audit log: retention: cannot write the retention record; keeping "
+               "%s",
+               gone);
+        return rc;
     }
-    size_t tl = strlen(text);
-    if (tl < 2 || tl + HASH_SUFFIX_LEN + 1 > MAX_LINE) {
-        rc = AG_EINVAL;
-        goto out;
+    snprintf(p, sizeof(p), "%s/%s", a->dir, gone);
+    if (unlink(p) != 0) {
+        ag_log(AG_LOG_ERROR, "audit log: retention: cannot remove %s: %s", gone, strerror(errno));
+        return AG_EIO;
     }
-    char h[HASH_HEX + 1];
-    sha256_hex(text, tl, h);
-    size_t ll = tl - 1 + HASH_SUFFIX_LEN;
-    line = malloc(ll + 2);
-    if (!line) {
-        rc = AG_ENOMEM;
-        goto out;
+    (void)ag_fsync_dir(a->dir);
+    return 0;
+}
+
+/* Removes the oldest rotated files beyond max_files (caller holds the mutex, active file just
+ * started), oldest first, one retention record per file written and synced before that file
+ * goes. A crash at any point leaves a chain whose start some retention record vouches for (or
+ * one file too many). Failures are logged and the remaining files kept. */
+static void apply_retention(ag_audit_t *a)
+{
+    rotated_t *rot = NULL;
+    size_t nrot = 0;
+    if (list_rotated(a->dir, &rot, &nrot) == 0 && nrot > a->max_files) {
+        size_t drop = nrot - (size_t)a->max_files;
+        a->retiring = true; /* the records may take the new file a little past max_bytes */
+        for (size_t i = 0; i < drop; i++)
+            if (retire_file(a, rot[i].name, rot[i + 1].name) != 0)
+                break;
+        a->retiring = false;
     }
-    memcpy(line, text, tl - 1);
-    snprintf(line + tl - 1, ll + 2 - (tl - 1), ",\"hash\":\"%s\"}\n", h);
+    free(rot);
+}
+
+/* Appends one record made of body (caller holds the mutex). */
+static int write_locked(ag_audit_t *a, json_t *body, bool sync)
+{
+    char *line = NULL, h[HASH_HEX + 1];
+    size_t ll = 0;
+    int rc = build_line(a, body, &line, &ll, h);
+    if (rc)
+        return rc;
     if (a->fd < 0) {
         rc = AG_EIO;
         goto out;
     }
-    if (a->size > 0 && a->size + ll + 1 > a->max_bytes && (rc = rotate(a)) != 0) {
-        ag_log(AG_LOG_ERROR, "audit log: rotation failed: %s", strerror(errno));
-        goto out;
+    if (a->size > 0 && a->size + ll + 1 > a->max_bytes && !a->retiring) {
+        if ((rc = rotate(a)) != 0) {
+            ag_log(AG_LOG_ERROR, "audit log: rotation failed: %s", strerror(errno));
+            goto out;
+        }
+        /* Retention may have written a record: seq and prev moved on. */
+        free(line);
+        line = NULL;
+        if ((rc = build_line(a, body, &line, &ll, h)) != 0)
+            goto out;
     }
     off_t before = (off_t)a->size;
-    if ((rc = write_all(a->fd, line, ll + 1)) != 0) {
+    if ((rc = ag_write_all(a->fd, line, ll + 1)) != 0) {
         /* Never leave half a record: cut back to where this one started. */
         if (ftruncate(a->fd, before) != 0)
             ag_log(AG_LOG_ERROR, "audit log: cannot undo a partial write");
@@ -730,14 +1127,14 @@ int ag_audit_append(ag_audit_t *a, const ag_audit_record_t *r)
     a->seq++;
     if (a->file_first_seq == 0)
         a->file_first_seq = a->seq;
-    sha256_hex(line, ll, a->prev);
+    memcpy(a->prev, h, HASH_HEX + 1);
     write_head(a);
     a->dirty = true;
     double now = mono();
-    if (r->sync || now - a->last_sync >= SYNC_INTERVAL_S) {
-        /* Only the log: a head that lags after a crash is accepted (verify and open tolerate
-         * head < log); syncing it too would double the cost of every change. */
-        if (fdatasync(a->fd) != 0) {
+    if (sync || now - a->last_sync >= SYNC_INTERVAL_S) {
+        /* The log first, then the head: after a crash between the two the head lags, which the
+         * next start repairs; it never names a record the log does not have. */
+        if (fdatasync(a->fd) != 0 || (a->head_fd >= 0 && fdatasync(a->head_fd) != 0)) {
             rc = AG_EIO;
             ag_log(AG_LOG_ERROR, "audit log: fdatasync failed: %s", strerror(errno));
         } else {
@@ -746,10 +1143,20 @@ int ag_audit_append(ag_audit_t *a, const ag_audit_record_t *r)
         }
     }
 out:
-    pthread_mutex_unlock(&a->mu);
-    free(text);
     free(line);
-    json_decref(o);
+    return rc;
+}
+
+int ag_audit_append(ag_audit_t *a, const ag_audit_record_t *r)
+{
+    if (!a || !r)
+        return AG_EINVAL;
+    json_t *body = record_body(a, r);
+    if (!body)
+        return AG_ENOMEM;
+    pthread_mutex_lock(&a->mu);
+    int rc = write_locked(a, body, r->sync);
+    pthread_mutex_unlock(&a->mu);
     json_decref(body);
     return rc;
 }
@@ -757,9 +1164,16 @@ out:
 /* ---- verify -------------------------------------------------------------------------------- */
 
 typedef struct chain {
+    const unsigned char *key; /* NULL: keyed records cannot be checked */
     bool started;
+    bool keyed_seen;
+    bool pending; /* starts past seq 1 and no retention record vouched for it yet */
     uint64_t seq;
-    char prev[HASH_HEX + 1]; /* SHA-256 of the last good line */
+    char prev[HASH_HEX + 1]; /* what the next record's prev must be */
+    uint64_t start_seq;
+    char start_prev[HASH_HEX + 1];
+    char start_file[512];
+    char last_file[512]; /* file of the last good record */
 } chain_t;
 
 static int bad(ag_audit_verify_t *res, const char *file, uint64_t line, const char *fmt, ...)
@@ -776,102 +1190,200 @@ static int bad(ag_audit_verify_t *res, const char *file, uint64_t line, const ch
     return AG_EINVAL;
 }
 
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* A keyed retention record that names exactly the chain's start settles it. */
+static void note_record(chain_t *ch, const line_info_t *li, ag_audit_verify_t *res)
+{
+    const char *action = json_string_value(json_object_get(li->obj, "action"));
+    if (!action)
+        return;
+    if (strcmp(action, "audit:recover") == 0 && res->recovers++ == 0)
+        res->first_recover = li->seq;
+    if (li->version != RECORD_VERSION || !ch->pending || strcmp(action, "audit:retention") != 0)
+        return;
+    json_t *ret = json_object_get(li->obj, "retention");
+    json_t *fs = json_object_get(ret, "first_seq"), *fp = json_object_get(ret, "first_prev");
+    if (json_is_integer(fs) && json_integer_value(fs) > 0 &&
+        (uint64_t)json_integer_value(fs) == ch->start_seq && json_is_string(fp) &&
+        json_string_length(fp) == HASH_HEX && hex_equal(json_string_value(fp), ch->start_prev)) {
+        ch->pending = false;
+        res->vouched_by = li->seq;
+    }
+}
+
 /* Checks one line against itself and the chain. */
 static int check_line(chain_t *ch, const char *s, size_t n, const char *file, uint64_t lineno,
                       ag_audit_verify_t *res)
 {
-    static const char suffix[] = ",\"hash\":\"";
-    if (n < HASH_SUFFIX_LEN + 2 || s[n - 1] != '}' || s[n - 2] != '"' ||
-        memcmp(s + n - HASH_SUFFIX_LEN, suffix, sizeof(suffix) - 1) != 0)
-        return bad(res, file, lineno, "no hash at the end of the line (truncated or edited)");
-    size_t body = n - HASH_SUFFIX_LEN;
-    char *t = malloc(body + 2);
-    if (!t)
-        return bad(res, file, lineno, "out of memory");
-    memcpy(t, s, body);
-    t[body] = '}';
-    t[body + 1] = '\0';
-    char h[HASH_HEX + 1];
-    sha256_hex(t, body + 1, h);
+    line_info_t li;
+    const char *why = parse_line(s, n, ch->key, &li);
+    if (why)
+        return bad(res, file, lineno, "%s", why);
     int rc = 0;
-    if (memcmp(h, s + n - HASH_HEX - 2, HASH_HEX) != 0) {
-        rc = bad(res, file, lineno, "hash mismatch: the record was edited");
-        goto out;
-    }
-    json_error_t err;
-    json_t *o = json_loadb(t, body + 1, JSON_REJECT_DUPLICATES, &err);
-    json_t *seq = json_object_get(o, "seq"), *prev = json_object_get(o, "prev");
-    if (!o || !json_is_integer(seq) || json_integer_value(seq) <= 0 || !json_is_string(prev) ||
-        json_string_length(prev) != HASH_HEX) {
-        json_decref(o);
-        rc = bad(res, file, lineno, "not a well-formed audit record");
-        goto out;
-    }
-    uint64_t sq = (uint64_t)json_integer_value(seq);
-    const char *pv = json_string_value(prev);
-    static const char genesis[] =
-        "0000000000000000000000000000000000000000000000000000000000000000";
-    if (!ch->started) {
-        if (sq == 1 && strcmp(pv, genesis) != 0)
-            rc = bad(res, file, lineno, "record 1 does not start from the genesis hash");
-        res->first_seq = sq;
-    } else if (sq != ch->seq + 1) {
-        rc = bad(res, file, lineno, "seq %llu follows seq %llu: %s", (unsigned long long)sq,
-                 (unsigned long long)ch->seq,
-                 sq > ch->seq + 1 ? "records are missing (deleted lines)"
-                                  : "records are out of order or duplicated");
-    } else if (strcmp(pv, ch->prev) != 0) {
+    bool new_file = strcmp(ch->last_file, file) != 0;
+    if (li.version == RECORD_VERSION && !ch->key) {
         rc = bad(res, file, lineno,
-                 "prev does not match the previous line: that line was changed or replaced");
+                 "a keyed (v2) record and no key to check it (give --key-file, or keep audit.key "
+                 "in the storage directory)");
+    } else if (!li.hash_ok) {
+        rc = bad(res, file, lineno,
+                 li.version == 1 ? "hash mismatch: the record was edited"
+                                 : "hash mismatch: the record was edited, or not written under "
+                                   "this key");
+    } else if (li.version == 1 && ch->keyed_seen) {
+        rc = bad(res, file, lineno,
+                 "an unkeyed (v1) record after keyed ones: the log was rewritten");
+    } else if (!ch->started) {
+        if (li.seq == 1 && strcmp(li.prev, genesis) != 0) {
+            rc = bad(res, file, lineno, "record 1 does not start from the genesis hash");
+        } else if (li.seq > 1) {
+            ch->pending = true;
+            ch->start_seq = li.seq;
+            memcpy(ch->start_prev, li.prev, HASH_HEX + 1);
+            snprintf(ch->start_file, sizeof(ch->start_file), "%s", file);
+        } else {
+            snprintf(ch->start_file, sizeof(ch->start_file), "%s", file);
+        }
+        res->first_seq = li.seq;
+    } else if (li.seq != ch->seq + 1) {
+        if (li.seq > ch->seq + 1 && new_file)
+            rc = bad(res, file, lineno,
+                     "seq %llu follows seq %llu at the end of %s: records %llu..%llu are missing "
+                     "(a rotated file was removed?)",
+                     (unsigned long long)li.seq, (unsigned long long)ch->seq,
+                     base_name(ch->last_file), (unsigned long long)ch->seq + 1,
+                     (unsigned long long)li.seq - 1);
+        else
+            rc = bad(res, file, lineno, "seq %llu follows seq %llu: %s", (unsigned long long)li.seq,
+                     (unsigned long long)ch->seq,
+                     li.seq > ch->seq + 1 ? "records are missing (deleted lines)"
+                                          : "records are out of order or duplicated");
+    } else if (!hex_equal(li.prev, ch->prev)) {
+        rc = bad(res, file, lineno,
+                 new_file ? "prev does not match the last record of the previous file: a file "
+                            "was replaced"
+                          : "prev does not match the previous line: that line was changed or "
+                            "replaced");
     }
-    json_decref(o);
     if (rc == 0) {
         ch->started = true;
-        ch->seq = sq;
-        sha256_hex(s, n, ch->prev);
+        ch->seq = li.seq;
+        memcpy(ch->prev, li.next_prev, HASH_HEX + 1);
+        if (li.version == RECORD_VERSION)
+            ch->keyed_seen = true;
+        else
+            res->unkeyed++;
+        snprintf(ch->last_file, sizeof(ch->last_file), "%s", file);
         res->records++;
+        res->last_seq = li.seq;
+        note_record(ch, &li, res);
     }
-out:
-    free(t);
+    json_decref(li.obj);
     return rc;
 }
 
-static int verify_file(chain_t *ch, const char *path, const char *shown, ag_audit_verify_t *res)
+/* Checks every line of one file; *first receives the seq of its first record (0 = empty). */
+static int verify_file(chain_t *ch, const char *path, ag_audit_verify_t *res, uint64_t *first)
 {
+    *first = 0;
     char *buf;
     size_t len;
     if (slurp(path, &buf, &len) != 0) {
-        bad(res, shown, 0, "cannot read the file");
+        bad(res, path, 0, "cannot read the file");
         return AG_EIO;
     }
+    res->files++;
     int rc = 0;
-    uint64_t lineno = 0;
+    uint64_t lineno = 0, before = res->records;
     size_t i = 0;
     while (i < len && rc == 0) {
         const char *nl = memchr(buf + i, '\n', len - i);
         lineno++;
         if (!nl) {
-            rc = bad(res, shown, lineno, "the last line is incomplete (no newline)");
+            rc = bad(res, path, lineno, "the last line is incomplete (no newline)");
             break;
         }
-        rc = check_line(ch, buf + i, (size_t)(nl - (buf + i)), shown, lineno, res);
+        rc = check_line(ch, buf + i, (size_t)(nl - (buf + i)), path, lineno, res);
+        if (rc == 0 && res->records == before + 1)
+            *first = ch->seq;
         i = (size_t)(nl - buf) + 1;
     }
     free(buf);
     return rc;
 }
 
-int ag_audit_verify(const char *path, ag_audit_verify_t *res)
+/* What only the whole chain shows: where it starts, and that a key found keyed records. */
+static int finish_chain(const chain_t *ch, ag_audit_verify_t *res)
+{
+    if (ch->pending)
+        return bad(res, ch->start_file, 1,
+                   "the chain starts at seq %llu, not 1, and no keyed retention record vouches "
+                   "for that start: earlier records were removed",
+                   (unsigned long long)ch->start_seq);
+    if (ch->key && res->records > 0 && !ch->keyed_seen)
+        return bad(res, ch->start_file, 1,
+                   "every record is unkeyed (v1) although a key was given: a keyed server would "
+                   "have written keyed records, so the log was rewritten without the key");
+    return 0;
+}
+
+/* The head must be there, be authentic and name the last record. */
+static int check_head(const char *dir, const chain_t *ch, const char *logpath, uint64_t log_lines,
+                      ag_audit_verify_t *res)
+{
+    char hp[4200];
+    snprintf(hp, sizeof(hp), "%s/%s", dir, HEAD_FILE);
+    head_t h;
+    if (!read_head(dir, ch->key, &h))
+        return bad(res, hp, 0,
+                   "%s is missing: it names the newest record, and without it records cut from "
+                   "the end go unnoticed",
+                   HEAD_FILE);
+    if (h.version == 0)
+        return bad(res, hp, 0, "not a valid head");
+    if (h.version == 2 && !ch->key)
+        return bad(res, hp, 0, "a keyed (v2) head and no key to check it");
+    if (h.version == 2 && !h.authentic)
+        return bad(res, hp, 0,
+                   "the head does not verify under the key: forged, or written under "
+                   "another key");
+    if (h.version == 1 && ch->keyed_seen)
+        return bad(res, hp, 0, "an unkeyed (v1) head beside keyed records: the head was replaced");
+    if (h.seq > ch->seq)
+        return bad(res, logpath, log_lines + 1,
+                   "records %llu..%llu are missing from the end (%s names seq %llu)",
+                   (unsigned long long)ch->seq + 1, (unsigned long long)h.seq, HEAD_FILE,
+                   (unsigned long long)h.seq);
+    if (h.seq < ch->seq)
+        return bad(res, hp, 0,
+                   "the head names seq %llu but the log goes on to seq %llu: an older head was "
+                   "put back, or a crash came before the head was synced (a restart rewrites it)",
+                   (unsigned long long)h.seq, (unsigned long long)ch->seq);
+    if (ch->seq > 0 && !hex_equal(h.hash, ch->prev))
+        return bad(res, logpath, log_lines,
+                   "the last record is not the one written (%s names another)", HEAD_FILE);
+    return 0;
+}
+
+int ag_audit_verify(const char *path, const unsigned char *key, ag_audit_verify_t *res)
 {
     memset(res, 0, sizeof(*res));
-    chain_t ch = {0};
+    chain_t ch = {.key = key};
+    uint64_t first;
     struct stat st;
     if (stat(path, &st) != 0) {
         bad(res, path, 0, "cannot open: %s", strerror(errno));
         return AG_EIO;
     }
-    if (!S_ISDIR(st.st_mode))
-        return verify_file(&ch, path, path, res);
+    if (!S_ISDIR(st.st_mode)) {
+        int rc = verify_file(&ch, path, res, &first);
+        return rc ? rc : finish_chain(&ch, res);
+    }
     rotated_t *rot = NULL;
     size_t nrot = 0;
     if (list_rotated(path, &rot, &nrot) != 0) {
@@ -882,29 +1394,27 @@ int ag_audit_verify(const char *path, ag_audit_verify_t *res)
     char p[4200];
     for (size_t i = 0; i < nrot && rc == 0; i++) {
         snprintf(p, sizeof(p), "%s/%s", path, rot[i].name);
-        rc = verify_file(&ch, p, p, res);
+        if ((rc = verify_file(&ch, p, res, &first)) != 0)
+            break;
+        unsigned long long named = strtoull(rot[i].name + 6, NULL, 10);
+        if (first == 0)
+            rc = bad(res, p, 0, "a rotated file with no records");
+        else if (first != named)
+            rc = bad(res, p, 1, "the file is named for seq %llu but starts at seq %llu", named,
+                     (unsigned long long)first);
     }
     free(rot);
-    uint64_t lines = 0;
-    if (rc == 0) {
-        snprintf(p, sizeof(p), "%s/%s", path, AG_AUDIT_FILE);
-        uint64_t before = res->records;
-        if (access(p, F_OK) == 0 || nrot == 0)
-            rc = verify_file(&ch, p, p, res);
-        lines = res->records - before;
-    }
-    uint64_t head_seq;
-    char head_hash[HASH_HEX + 1];
-    if (rc == 0 && read_head(path, &head_seq, head_hash)) {
-        if (head_seq > ch.seq)
-            rc = bad(res, p, lines + 1,
-                     "records %llu..%llu are missing from the end (the head recorded seq %llu)",
-                     (unsigned long long)ch.seq + 1, (unsigned long long)head_seq,
-                     (unsigned long long)head_seq);
-        else if (head_seq == ch.seq && ch.seq > 0 && strcmp(head_hash, ch.prev) != 0)
-            rc = bad(res, p, lines, "the last record is not the one written (the head differs)");
-    }
-    return rc;
+    if (rc)
+        return rc;
+    snprintf(p, sizeof(p), "%s/%s", path, AG_AUDIT_FILE);
+    if (access(p, F_OK) != 0)
+        return bad(res, p, 0, "%s is missing", AG_AUDIT_FILE);
+    uint64_t before = res->records;
+    if ((rc = verify_file(&ch, p, res, &first)) != 0)
+        return rc;
+    if ((rc = finish_chain(&ch, res)) != 0)
+        return rc;
+    return check_head(path, &ch, p, res->records - before, res);
 }
 
 /* ---- query --------------------------------------------------------------------------------- */

@@ -48,6 +48,8 @@ static const key_def_t keys[] = {
     K("storage.map_size_gb", T_UINT, map_size_gb, 1 << 20, false),
     K("storage.flush_interval_ms", T_UINT, flush_interval_ms, 3600000, false),
     K("storage.audit_max_mb", T_UINT, audit_max_mb, 1 << 20, false),
+    K("storage.audit_max_files", T_UINT, audit_max_files, 1000000, false),
+    K("storage.audit_key_file", T_STR, audit_key_file, 0, false),
     K("log_level", T_STR, log_level, 0, false),
 };
 

@@ -36,7 +36,9 @@ typedef struct ag_config {
     char *storage_path;
     uint64_t map_size_gb;
     uint64_t flush_interval_ms;
-    uint64_t audit_max_mb; /* audit log rotation size */
+    uint64_t audit_max_mb;    /* audit log rotation size */
+    uint64_t audit_max_files; /* rotated audit files kept; 0 = all */
+    char *audit_key_file;     /* NULL = <storage_path>/audit.key */
     /* log */
     char *log_level;
     /* not a config key: set by --insecure */

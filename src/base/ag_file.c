@@ -20,6 +20,16 @@ int ag_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+int ag_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return AG_EIO;
+    int rc = fsync(fd) == 0 ? 0 : AG_EIO;
+    close(fd);
+    return rc;
+}
+
 int ag_fsync_dir_of(const char *path)
 {
     char dir[4096];
@@ -36,12 +46,7 @@ int ag_fsync_dir_of(const char *path)
         memcpy(dir, path, n);
         dir[n] = '\0';
     }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return AG_EIO;
-    int rc = fsync(fd) == 0 ? 0 : AG_EIO;
-    close(fd);
-    return rc;
+    return ag_fsync_dir(dir);
 }
 
 int ag_durable_open(ag_durable_t *d, const char *path, int mode)

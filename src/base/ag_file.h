@@ -35,5 +35,7 @@ int ag_file_replace(const char *path, const void *data, size_t len, int mode);
 int ag_write_all(int fd, const void *buf, size_t len);
 /* fsyncs the directory holding path (so a rename or a new file in it is durable). 0 or AG_EIO. */
 int ag_fsync_dir_of(const char *path);
+/* fsyncs the directory dir itself. 0 or AG_EIO. */
+int ag_fsync_dir(const char *dir);
 
 #endif

@@ -125,7 +125,7 @@ describe('audit log', () => {
   test('aegis audit verify passes, and names an edited or deleted line', async () => {
     const ok = await runAegis(['audit', 'verify', '--storage', srv.storage]);
     assert.equal(ok.code, 0, ok.stderr + ok.stdout);
-    assert.match(ok.stdout, /^ok: \d+ records/);
+    assert.match(ok.stdout, /^ok: records 1\.\.\d+ \(\d+ records, 1 file\)/);
 
     const lines = fs.readFileSync(auditPath(), 'utf8').split('\n').filter(Boolean);
     assert.ok(lines.length >= 5);
@@ -135,13 +135,14 @@ describe('audit log', () => {
     if (copy[2] === lines[2]) copy[2] = copy[2].replace(/"status":\d+/, '"status":200');
     assert.notEqual(copy[2], lines[2]);
     fs.writeFileSync(edited, copy.join('\n') + '\n');
-    const r1 = await runAegis(['audit', 'verify', edited]);
+    const keyFile = path.join(srv.storage, 'audit.key');
+    const r1 = await runAegis(['audit', 'verify', edited, '--key-file', keyFile]);
     assert.equal(r1.code, 1, r1.stdout + r1.stderr);
     assert.match(r1.stdout, /line 3: .*edited/);
 
     const removed = path.join(tmp, 'removed.log');
     fs.writeFileSync(removed, [...lines.slice(0, 3), ...lines.slice(4)].join('\n') + '\n');
-    const r2 = await runAegis(['audit', 'verify', removed]);
+    const r2 = await runAegis(['audit', 'verify', removed, '--key-file', keyFile]);
     assert.equal(r2.code, 1);
     assert.match(r2.stdout, /line 4: .*missing/);
 
