@@ -1,6 +1,7 @@
 #include "ag_http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <microhttpd.h>
@@ -592,7 +593,8 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     if (cfg->max_connections_per_ip)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                             cfg->max_connections_per_ip, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
+    /* No SO_REUSEPORT: a port another process holds must be a start-up error, not two servers
+     * taking turns. */
     if (cfg->tls_cert_pem) {
         opts[n++] =
             (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cfg->tls_cert_pem};
@@ -611,10 +613,22 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
         NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!srv->daemon) {
         free(srv);
-        return ag_fail(diag, AG_EIO,
-                       "cannot listen on %s:%u (address in use, bad TLS material, or no "
-                       "permission)",
-                       host, (unsigned)cfg->port);
+        /* MHD does not say why; a bind of our own tells a taken port from the rest. */
+        int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int err = 0;
+        if (probe >= 0) {
+            socklen_t len = ss.ss_family == AF_INET6 ? sizeof(*sin6) : sizeof(*sin);
+            if (bind(probe, (struct sockaddr *)&ss, len) != 0)
+                err = errno;
+            close(probe);
+        }
+        if (err == EADDRINUSE)
+            return ag_fail(diag, AG_EIO,
+                           "cannot listen on %s:%u: address already in use (another process "
+                           "holds the port; set service.http_port or --port)",
+                           host, (unsigned)cfg->port);
+        return ag_fail(diag, AG_EIO, "cannot listen on %s:%u (%s; or bad TLS material)", host,
+                       (unsigned)cfg->port, err ? strerror(err) : "unknown reason");
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : cfg->port;

@@ -1,6 +1,7 @@
 #include "ag_store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ typedef struct alias_entry {
 } alias_entry_t;
 
 struct ag_store {
+    int lock_fd; /* <storage>/aegis.lock, write-locked for the life of the store; -1 = none */
     MDB_env *env;
     MDB_dbi meta;
     pthread_rwlock_t lock; /* guards the two registries below */
@@ -376,6 +378,44 @@ static int load_all(ag_store_t *st, ag_diag_t *diag)
     return rc ? ag_fail(diag, AG_ESTORAGE, "cannot commit: %s", mdb_strerror(rc)) : 0;
 }
 
+/*
+ * One process per storage directory: a write lock (fcntl) on <path>/aegis.lock, taken before
+ * anything in the directory is read and held until ag_store_close (the kernel drops it when the
+ * process dies, so a crash never leaves it behind). A second server on the same directory stops
+ * at once, naming the directory and the holder's pid. The file also holds the pid, for people.
+ */
+static int lock_storage(ag_store_t *st, const char *path, ag_diag_t *diag)
+{
+    char file[4096];
+    int n = snprintf(file, sizeof(file), "%s/aegis.lock", path);
+    if (n < 0 || (size_t)n >= sizeof(file))
+        return ag_fail(diag, AG_ECONFIG, "storage path is too long");
+    int fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return ag_fail(diag, AG_EIO, "cannot open the storage lock '%s': %s", file,
+                       strerror(errno));
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        int err = errno;
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+        long pid = fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK ? (long)who.l_pid : 0;
+        close(fd);
+        if (err == EACCES || err == EAGAIN)
+            return ag_fail(diag, AG_ECONFIG,
+                           "storage directory '%s' is in use by another Aegis process (pid %ld); "
+                           "stop it, or give this one another storage.storage_path",
+                           path, pid);
+        return ag_fail(diag, AG_EIO, "cannot lock the storage directory '%s': %s", path,
+                       strerror(err));
+    }
+    char text[32];
+    int len = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)len, 0) != len)
+        ag_log(AG_LOG_WARN, "cannot write the pid into %s (the lock is held anyway)", file);
+    st->lock_fd = fd;
+    return 0;
+}
+
 int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *diag)
 {
     ag_store_t *st = calloc(1, sizeof(*st));
@@ -387,10 +427,13 @@ int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *dia
     pthread_rwlock_init(&st->tenancy_mu, NULL);
     st->flush_interval_s = cfg->flush_interval_s > 0 ? cfg->flush_interval_s : 1.0;
     int rc;
+    st->lock_fd = -1;
     if (mkdir_p(cfg->path) != 0) {
         rc = ag_fail(diag, AG_EIO, "cannot create the storage directory '%s'", cfg->path);
         goto fail;
     }
+    if ((rc = lock_storage(st, cfg->path, diag)) != 0)
+        goto fail;
     if ((rc = mdb_env_create(&st->env)) != 0 || (rc = mdb_env_set_maxdbs(st->env, 32768)) != 0 ||
         (rc = mdb_env_set_mapsize(st->env, cfg->map_size)) != 0 ||
         (rc = mdb_env_set_maxreaders(st->env, 512)) != 0) {
@@ -443,6 +486,8 @@ void ag_store_close(ag_store_t *st)
         mdb_env_sync(st->env, 1);
         mdb_env_close(st->env);
     }
+    if (st->lock_fd >= 0)
+        close(st->lock_fd); /* releases the storage lock */
     pthread_rwlock_destroy(&st->lock);
     pthread_mutex_destroy(&st->stop_mutex);
     pthread_cond_destroy(&st->stop_cond);
