@@ -56,7 +56,7 @@ try {
   console.log(`search throughput, ${n} x ${dim} Dot, limit 10, 4 clients, best of 3 interleaved rounds`);
   for (let c = 0; c < cases.length; c++)
     console.log(`  ${cases[c][0].padEnd(32)} ${best[c].toFixed(0).padStart(6)} q/s  ${(100 * best[c] / best[0]).toFixed(1)} %`);
-  console.log('  target: authenticated >= 95 % of unauthenticated (PRODUCT 11)');
+  console.log('  target: authenticated >= 95 % of unauthenticated (docs/BENCHMARKS.md)');
 } finally {
   await open.stop();
   await secured.stop();

@@ -132,7 +132,7 @@ int main(int argc, char **argv)
     printf("  %-34s %9.3f us\n", "JWT, cached, payload restriction", restricted * 1e6);
     printf("  %-34s %9.3f us   (%ld distinct tokens)\n", "JWT, fresh (verify every time)",
            fresh_t * 1e6, nfresh);
-    printf("  target: under 2 us once the principal is resolved (PRODUCT 11)\n");
+    printf("  target: under 2 us once the principal is resolved (docs/BENCHMARKS.md)\n");
     for (long i = 0; i < nfresh; i++)
         free(fresh[i]);
     free(fresh);

@@ -9,7 +9,8 @@
  * 2. Filtered search at selectivity 0.1/1/10/50/100 %: the index's planner (ef 64) beside exact
  *    search over the matching points, both as a predicate scan and with a candidate list.
  * 3. Optionally GloVe-100 angular (Cosine) from glove-dir (base.fvecs, query.fvecs, gt.ivecs).
- * hnswlib is not installed on this machine: its numbers are quoted from PRODUCT.md §11.
+ * hnswlib is not installed on this machine: its numbers are quoted from docs/BENCHMARKS.md
+ * (reference figures).
  */
 #include "ag_base.h"
 
@@ -341,9 +342,10 @@ int main(int argc, char **argv)
            secs, n / secs, (double)st.memory / 1048576.0, st.max_level + 1);
     run_queries(exact, qs, DIM, nq, NULL, NULL, gt);
     sweep(hnsw, exact, qs, DIM, nq, gt, K, scratch, true);
-    printf("reference, QUOTED from PRODUCT.md §11 (hnswlib 0.6.2, same machine, its own clustered "
-           "100k x 128 set, not run here):\n"
-           "  hnswlib build 14.7 s; ef=32 16,859 q/s at recall 0.935; ef=64 9,876 q/s at 0.967\n");
+    printf(
+        "reference, QUOTED from docs/BENCHMARKS.md (hnswlib 0.6.2, same machine, its own clustered "
+        "100k x 128 set, not run here):\n"
+        "  hnswlib build 14.7 s; ef=32 16,859 q/s at recall 0.935; ef=64 9,876 q/s at 0.967\n");
     filtered(hnsw, vs, AG_DIST_EUCLID, qs, nq, n);
     if (argc > 3)
         glove(argv[3], scratch);

@@ -15,7 +15,7 @@ export function xorshift(seed) {
   };
 }
 
-// Clustered data: `clusters` Gaussian-ish blobs, like the synthetic set PRODUCT §11 describes.
+// Clustered data: `clusters` Gaussian-ish blobs, like the synthetic set of docs/BENCHMARKS.md.
 export function clustered(n, dim, seed, clusters = 64) {
   const rnd = xorshift(seed);
   const centres = Array.from({ length: clusters }, () =>

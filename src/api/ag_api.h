@@ -31,8 +31,8 @@ typedef enum {
 typedef struct ag_route {
     int method;          /* ag_http_method_t */
     const char *pattern; /* "/collections/{name}/points/search"; {x} captures one segment */
-    const char
-        *action; /* "<verb>:<resource>" (PRODUCT §4); NULL makes the server refuse to start */
+    const char *action;  /* "<verb>:<resource>" (docs/PERMISSIONS.md); NULL makes the server refuse
+                            to start */
     ag_scope_kind_t scope; /* which path parameter names the resource */
     ag_handler_fn handler;
     bool body;         /* the route takes a JSON body */

@@ -261,7 +261,8 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
     return 0;
 }
 
-/* ---- audit (PRODUCT §8) -------------------------------------------------------------------- */
+/* ---- audit (docs/SECURITY.md) -------------------------------------------------------------------
+ */
 
 /* The path parameters as {"collection": c, "tenant": t, "role": r, ...}, named after the
  * pattern's {placeholders}; the scope parameter under its resource name. */

@@ -1,8 +1,9 @@
 /*
- * Access-management API (PRODUCT §6): roles, database users, /auth/me, /auth/check and
- * /auth/token. Every change goes through the security store (durable before the answer, applied
- * on the next request everywhere); every grant passes the anti-escalation rule: the caller must
- * hold each permission it hands out (ag_principal_holds), so only root grants everything.
+ * Access-management API (docs/API.md, docs/PERMISSIONS.md): roles, database users, /auth/me,
+ * /auth/check and /auth/token. Every change goes through the security store (durable before the
+ * answer, applied on the next request everywhere); every grant passes the anti-escalation rule: the
+ * caller must hold each permission it hands out (ag_principal_holds), so only root grants
+ * everything.
  */
 #include <stdio.h>
 

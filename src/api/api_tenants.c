@@ -1,5 +1,6 @@
 /*
- * Tenants of multi-tenant collections (PRODUCT §4) and the audit log query (PRODUCT §8).
+ * Tenants of multi-tenant collections (docs/SECURITY.md "Tenants") and the audit log query
+ * (docs/SECURITY.md "Audit log").
  *
  * A collection is multi-tenant when it has a keyword/uuid payload index with is_tenant: true;
  * the indexed key holds the tenant name. Tenants are declared here; writes naming an undeclared

@@ -1,6 +1,6 @@
 /*
- * ag_auth.h — credentials (PRODUCT §3): turns the api-key / Authorization headers of a request
- * into a principal.
+ * ag_auth.h — credentials (docs/SECURITY.md "Who is calling"): turns the api-key / Authorization
+ * headers of a request into a principal.
  *
  * Order: the `api-key` header, else `Authorization: Bearer <x>`. The credential is hashed
  * (keyed BLAKE2b, a random key per process) and the hash is compared in constant time

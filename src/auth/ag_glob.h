@@ -1,6 +1,6 @@
 /*
- * ag_glob.h — scope patterns of permissions (PRODUCT §4): anchored, case-sensitive globs in
- * which `*` matches any run of characters (including none) and no other character is special.
+ * ag_glob.h — scope patterns of permissions (docs/PERMISSIONS.md): anchored, case-sensitive globs
+ * in which `*` matches any run of characters (including none) and no other character is special.
  *
  * A pattern is compiled once (when a permission is parsed) into its literal segments with a KMP
  * failure table for each, so matching a name of n bytes against a pattern of m bytes costs

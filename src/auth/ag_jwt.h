@@ -1,5 +1,5 @@
 /*
- * ag_jwt.h — JWT HS256 tokens in Qdrant's format (PRODUCT §5), verified strictly.
+ * ag_jwt.h — JWT HS256 tokens in Qdrant's format (docs/SECURITY.md "JWT"), verified strictly.
  *
  * Verification never trusts the token to choose anything: the algorithm is fixed (header `alg`
  * must be exactly "HS256"), the keys are the server's, segments are decoded by a strict

@@ -1,12 +1,12 @@
 /*
- * ag_perm.h — the permission model (PRODUCT §4): verbs, resources, scope patterns, permissions,
- * and the action every route declares.
+ * ag_perm.h — the permission model (docs/PERMISSIONS.md): verbs, resources, scope patterns,
+ * permissions, and the action every route declares.
  *
  * A permission is `{"action": "<verb>:<resource>", <scope fields>, "filter"?}`. Verbs are bit
  * flags; `write` = create|update, `manage` = all four, and any verb other than read implies read
  * on the same resource and scope (the parser adds it). A scope field left out means `*`.
  *
- * Internal sub-resources. Qdrant's JWT access levels draw two lines that PRODUCT §4's resources
+ * Internal sub-resources. Qdrant's JWT access levels draw two lines that the model's resources
  * cannot express, so two sub-resources exist that only the JWT mapping grants and only routes
  * declare (they are not accepted in permission JSON):
  *   - `payload_indexes` ⊂ `collections`: creating and deleting payload indexes (routes declare

@@ -1,5 +1,6 @@
 /*
- * ag_principal.h — who is calling (PRODUCT §3), the predefined roles, and the decision.
+ * ag_principal.h — who is calling (docs/SECURITY.md "Who is calling") and the predefined
+ * roles; the decision is in ag_decide.h.
  *
  * A principal is built once (by ag_auth_authenticate, a JWT, or a user/key lookup), then shared
  * read-only: it is reference-counted with C11 atomics so a cached principal can be handed to

@@ -1,6 +1,7 @@
 /*
- * ag_secstore.h — the security state (PRODUCT §4, §6): custom roles, database users and their
- * API keys, in an LMDB environment of their own (<storage>/security/, directory mode 0700).
+ * ag_secstore.h — the security state (docs/PERMISSIONS.md, docs/API.md): custom roles, database
+ * users and their API keys, in an LMDB environment of their own (<storage>/security/, directory
+ * mode 0700).
  *
  * Layout (named databases of that environment; values are JSON unless noted):
  *   meta   "hash_key" → 32 random bytes (raw): the key of the keyed hash of user secrets

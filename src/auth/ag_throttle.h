@@ -1,6 +1,6 @@
 /*
- * ag_throttle.h — authentication-failure throttling per client address (PRODUCT §9,
- * docs/SECURITY.md "Abuse").
+ * ag_throttle.h — authentication-failure throttling per client address (docs/SECURITY.md
+ * "Abuse").
  *
  * Each address gets a fixed window: max_failures failed authentications within window_s seconds
  * lock it for lockout_s seconds. The throttle only ever answers failing attempts: a valid

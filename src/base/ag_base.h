@@ -73,7 +73,7 @@ _Noreturn void ag_assert_fail(const char *expr, const char *file, int line);
 #define AG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AG_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Limits shared by parsers and the HTTP layer (PRODUCT §10). */
+/* Limits shared by parsers and the HTTP layer (docs/SECURITY.md "Request cost"). */
 #define AG_MAX_NAME_LEN 255
 #define AG_MAX_DIM 65536
 #define AG_MAX_FILTER_DEPTH 32

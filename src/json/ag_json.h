@@ -38,7 +38,7 @@ int ag_json_get_obj(const json_t *obj, const char *key, const char *path, const 
 int ag_json_floats(const json_t *arr, const char *path, float **out, uint32_t *n_out,
                    ag_diag_t *diag);
 
-/* Name validation for collections, aliases, vectors, snapshots and fields (PRODUCT §2): 1..255
+/* Name validation for collections, aliases, vectors, snapshots and fields (docs/API.md): 1..255
  * bytes, valid UTF-8, no '/', '\\', NUL, control characters, not "." or "..". */
 int ag_name_check(const char *name, size_t len, const char *what, ag_diag_t *diag);
 

@@ -61,10 +61,10 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check
                            void *check_ctx, ag_diag_t *diag);
 
 /*
- * Tenants (PRODUCT §4). A collection is multi-tenant when its payload schema has a keyword or
- * uuid index with params.is_tenant = true; that field is the tenant key. Declared tenants are
- * kept in the catalog (meta key "t/<collection>": {name: {"active": bool}}), dropped with the
- * collection. The store serves an immutable snapshot per collection:
+ * Tenants (docs/SECURITY.md "Tenants"). A collection is multi-tenant when its payload schema has a
+ * keyword or uuid index with params.is_tenant = true; that field is the tenant key. Declared
+ * tenants are kept in the catalog (meta key "t/<collection>": {name: {"active": bool}}), dropped
+ * with the collection. The store serves an immutable snapshot per collection:
  *   {"key": "<tenant key>" | null, "tenants": {name: {"active": bool}, ...}}
  */
 /* A new reference to the snapshot of collection `name` (or the collection behind an alias), or

@@ -1,4 +1,4 @@
-// The audit log (PRODUCT §8) and tenants (PRODUCT §4) against the real server, secured with keys
+// The audit log and tenants (docs/SECURITY.md) against the real server, secured with keys
 // and JWT RBAC (not --insecure):
 //   - denials and authentication failures appear in GET /auth/audit with the right decision and
 //     status and without the credential; collection changes are recorded; `aegis audit verify`

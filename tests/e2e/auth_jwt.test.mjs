@@ -1,4 +1,4 @@
-// JWT attack suite over real HTTP (issue 3, PRODUCT §5). Tokens are built here with
+// JWT attack suite over real HTTP (issue 3; docs/SECURITY.md "JWT"). Tokens are built here with
 // node:crypto (lib/auth.mjs), never by the server. Every invalid token must be a 401 with the
 // JSON error envelope that does not echo it; the server must stay up (GET /healthz after every
 // batch) and never write a token or a key to its log. Repeated failures from one address are

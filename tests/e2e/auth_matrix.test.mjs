@@ -1,8 +1,8 @@
-// The authorization matrix (issue 3, PRODUCT §3–§5): every route of the server × every kind of
+// The authorization matrix (issue 3; docs/PERMISSIONS.md): every route of the server × every kind of
 // principal, with the expected status class of each cell written out below — never derived
 // from the server. Qdrant's rules: collection create/update/delete and alias changes need
 // global `m`; point writes need `rw` or `prw`; payload edits and payload indexes need `rw`
-// (`prw` is point writes only, PRODUCT §5); reads need `r`; /metrics and /telemetry need global
+// (`prw` is point writes only, docs/SECURITY.md "JWT"); reads need `r`; /metrics and /telemetry need global
 // access; GET /collections and GET /aliases are filtered to what the caller may see.
 //
 // Every cell is run; all mismatches are collected and reported together.

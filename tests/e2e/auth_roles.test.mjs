@@ -1,4 +1,4 @@
-// Roles, database users and the access-management API (issue 5, PRODUCT §4, §6) against the
+// Roles, database users and the access-management API (issue 5; docs/PERMISSIONS.md) against the
 // real server, secured (service.api_key set, no --insecure): the seed's team scenarios, wildcard
 // forward-compatibility, escalation attempts, immediate revocation, /auth/me, /auth/check and
 // JWT `roles` claims. Every expectation is written out, never derived from the server.

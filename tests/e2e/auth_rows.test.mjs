@@ -1,4 +1,4 @@
-// Row-level restrictions (issue 3, PRODUCT §4 and §5): a token whose collection entry carries
+// Row-level restrictions (issue 3; docs/PERMISSIONS.md "Row filters"): a token whose collection entry carries
 // `payload: {"tenant": "acme"}` sees and writes only acme's points, operation by operation.
 // Points outside the scope are "not found" (404 or absent), never "forbidden"; writes that would
 // create, overwrite or move a point outside the scope are 403; deletes touch only in-scope

@@ -1,4 +1,4 @@
-// Secure by default (issue 3, PRODUCT §9): a first start without keys generates a root key,
+// Secure by default (issue 3; docs/SECURITY.md): a first start without keys generates a root key,
 // prints it once on stdout, stores only its hash and requires it from then on; short keys and
 // --insecure off loopback refuse to start; public routes are matched on the decoded, normalized
 // route, so no path trick reaches collection data without a credential.

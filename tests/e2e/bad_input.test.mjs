@@ -256,7 +256,7 @@ test('a batch where only the last point is bad writes none of them', async () =>
   assert.deepEqual(r, []);
 });
 
-test('batchUpdate whose last operation is bad (wrong dimension) writes nothing (PRODUCT §10)', async () => {
+test('batchUpdate whose last operation is bad (wrong dimension) writes nothing', async () => {
   await rejects(
     'POST',
     `/collections/${C}/points/batch?wait=true`,

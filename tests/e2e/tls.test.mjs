@@ -1,4 +1,4 @@
-// HTTPS (issue 3, PRODUCT §1 and §9): throwaway certificates made with the openssl CLI at test
+// HTTPS (issue 3; docs/SECURITY.md "Transport"): throwaway certificates made with the openssl CLI at test
 // time; TLS 1.2 and 1.3 accepted, 1.1 refused; missing or unreadable certificate files stop
 // start-up with a message naming the setting; mutual TLS accepts only a client certificate from
 // the configured CA; the official JS client works over HTTPS with an API key and with a JWT.

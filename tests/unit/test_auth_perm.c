@@ -274,7 +274,7 @@ static void test_perm_parse_ok(void **state)
         parse("{\"action\":\"create:tenants\",\"collection\":\"c\",\"tenant\":\"t*\"}", &p, &d), 0);
     ag_perm_release(&p);
 
-    /* Every resource of PRODUCT §4 parses. */
+    /* Every resource of docs/PERMISSIONS.md parses. */
     const char *names[] = {
         "collections", "data",    "tenants", "snapshots", "backups",  "backup_schedules",
         "cluster",     "nodes",   "roles",   "users",     "api_keys", "management_keys",
