@@ -212,11 +212,9 @@ static void drop_index_files(ag_collection_t *c)
 
 static void coll_free(ag_collection_t *c)
 {
+    /* Memory only: the graphs of a live collection are saved by ag_store_close (and by the
+     * periodic checkpoint), never from here. */
     ag_payload_index_free(c);
-    /* The last reference of a loaded collection: a clean shutdown (or the end of the requests
-     * that outlived it), so the graphs are written for the next start. */
-    if (c->index_ready)
-        ag_coll_save_indexes(c);
     free(c->index_dir);
     for (uint32_t i = 0; i < c->nslots; i++)
         json_decref(c->slots[i].payload);

@@ -476,7 +476,14 @@ void ag_store_close(ag_store_t *st)
     for (size_t i = 0; i < st->ncolls; i++) {
         ag_collection_t *c = st->colls[i];
         pthread_mutex_lock(&c->write_mutex);
-        c->dropped = true; /* no write may start after the environment is gone */
+        /* A clean shutdown: the graphs are written for the next start (the indexer is stopped,
+         * writes are over), then no write may start after the environment is gone. */
+        if (ag_coll_save_indexes(c) != 0)
+            ag_log(AG_LOG_WARN,
+                   "collection '%s': the graph could not be saved; it is rebuilt at "
+                   "the next start",
+                   c->name);
+        c->dropped = true;
         pthread_mutex_unlock(&c->write_mutex);
         ag_coll_unref(c);
     }
