@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "ag_file.h"
+#include "ag_grow.h"
 #include "ag_log.h"
 #include "auth/ag_glob.h"
 #include "index/ag_filter.h"
@@ -512,14 +513,9 @@ static int list_rotated(const char *dir, rotated_t **out, size_t *n)
     while ((e = readdir(d)) != NULL) {
         if (!rotated_name(e->d_name))
             continue;
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 16;
-            rotated_t *g = realloc(arr, cap * sizeof(*g));
-            if (!g) {
-                rc = AG_ENOMEM;
-                break;
-            }
-            arr = g;
+        if (AG_GROW(arr, cap, cnt + 1, 16, SIZE_MAX / sizeof(*arr)) != 0) {
+            rc = AG_ENOMEM;
+            break;
         }
         memcpy(arr[cnt++].name, e->d_name, strlen(e->d_name) + 1); /* 30 bytes: checked */
     }

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 
+#include "ag_grow.h"
 #include "index/ag_filter.h"
 #include "json/ag_json.h"
 
@@ -233,15 +234,9 @@ int ag_perm_list_push(ag_perm_list_t *list, ag_perm_t *p)
         ag_perm_release(p);
         return AG_EINVAL;
     }
-    if (list->n == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 4;
-        ag_perm_t *items = realloc(list->items, cap * sizeof(*items));
-        if (!items) {
-            ag_perm_release(p);
-            return AG_ENOMEM;
-        }
-        list->items = items;
-        list->cap = cap;
+    if (AG_GROW(list->items, list->cap, list->n + 1, 4, AG_PERM_MAX) != 0) {
+        ag_perm_release(p);
+        return AG_ENOMEM;
     }
     list->items[list->n++] = *p;
     memset(p, 0, sizeof(*p));

@@ -3,6 +3,7 @@
 #include "ag_hnsw.h"
 
 #include "ag_file.h"
+#include "ag_grow.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -315,17 +316,7 @@ static inline bool visit(scratch_t *s, uint32_t id)
 
 static bool grow_cands(cand_t **a, size_t *cap, size_t need)
 {
-    if (need <= *cap)
-        return true;
-    size_t nc = *cap ? *cap * 2 : 256;
-    while (nc < need)
-        nc *= 2;
-    cand_t *g = realloc(*a, nc * sizeof(cand_t));
-    if (!g)
-        return false;
-    *a = g;
-    *cap = nc;
-    return true;
+    return AG_GROW(*a, *cap, need, 256, SIZE_MAX / sizeof(cand_t)) == 0;
 }
 
 /* Heaps ordered by (d, id): the min-heap pops the closest, the max-heap keeps the worst on top. */
@@ -455,17 +446,7 @@ static void greedy(const sctx_t *x, int lc, uint32_t *ep, float *epd)
 
 static bool ids_room(scratch_t *s, size_t need)
 {
-    if (need <= s->ids_cap)
-        return true;
-    size_t nc = s->ids_cap ? s->ids_cap * 2 : 1024;
-    while (nc < need)
-        nc *= 2;
-    uint32_t *g = realloc(s->ids, nc * sizeof(uint32_t));
-    if (!g)
-        return false;
-    s->ids = g;
-    s->ids_cap = nc;
-    return true;
+    return AG_GROW(s->ids, s->ids_cap, need, 1024, SIZE_MAX / sizeof(uint32_t)) == 0;
 }
 
 /* Unvisited neighbours of c to score, into sc->ids; returns how many (or SIZE_MAX: no memory).
@@ -836,25 +817,12 @@ static int pend_push(hnsw_t *h, uint32_t slot)
 {
     if (is_pending(h, slot))
         return 0;
-    if (slot >= h->pend_cap) {
-        uint32_t nc = h->pend_cap ? h->pend_cap : 1024;
-        while (nc <= slot)
-            nc = nc > UINT32_MAX / 2 ? slot + 1 : nc * 2;
-        uint32_t *g = realloc(h->pend, (size_t)nc * sizeof(uint32_t));
-        if (!g)
-            return AG_ENOMEM;
-        memset(g + h->pend_cap, 0, (size_t)(nc - h->pend_cap) * sizeof(uint32_t));
-        h->pend = g;
-        h->pend_cap = nc;
-    }
-    if (h->q_n == h->q_cap) {
-        uint32_t nc = h->q_cap ? h->q_cap * 2 : 1024;
-        uint32_t *g = realloc(h->queue, (size_t)nc * sizeof(uint32_t));
-        if (!g)
-            return AG_ENOMEM;
-        h->queue = g;
-        h->q_cap = nc;
-    }
+    uint32_t old_cap = h->pend_cap;
+    if (AG_GROW(h->pend, h->pend_cap, (size_t)slot + 1, 1024, AG_VECSTORE_MAX_SLOTS) != 0)
+        return AG_ENOMEM;
+    memset(h->pend + old_cap, 0, (size_t)(h->pend_cap - old_cap) * sizeof(uint32_t));
+    if (AG_GROW(h->queue, h->q_cap, (size_t)h->q_n + 1, 1024, AG_VECSTORE_MAX_SLOTS) != 0)
+        return AG_ENOMEM;
     h->queue[h->q_n++] = slot;
     h->pend[slot] = h->q_n;
     h->mutations++;

@@ -2,6 +2,8 @@
 
 #include "ag_sparse.h"
 
+#include "ag_grow.h"
+
 #include <math.h>
 
 typedef struct posting {
@@ -138,17 +140,7 @@ static uint32_t plist_lower_bound(const plist_t *l, uint32_t slot)
 
 static int plist_reserve_one(plist_t *l)
 {
-    if (l->n < l->cap)
-        return 0;
-    if (l->cap >= UINT32_MAX / 2)
-        return AG_ENOMEM;
-    uint32_t cap = l->cap ? l->cap * 2 : 4;
-    posting_t *p = realloc(l->p, (size_t)cap * sizeof(*p));
-    if (!p)
-        return AG_ENOMEM;
-    l->p = p;
-    l->cap = cap;
-    return 0;
+    return AG_GROW(l->p, l->cap, (size_t)l->n + 1, 4, AG_VECSTORE_MAX_SLOTS) == 0 ? 0 : AG_ENOMEM;
 }
 
 /* Capacity must have been reserved. Slots mostly arrive in ascending order, so this is
@@ -225,19 +217,10 @@ static void drop_empty_lists(ag_sparse_t *sp, const uint32_t *idx, uint32_t n)
 
 static int grow_slots(ag_sparse_t *sp, uint32_t slot)
 {
-    if (slot < sp->cap)
-        return 0;
-    uint64_t cap = sp->cap ? (uint64_t)sp->cap * 2u : 64u;
-    while (cap < (uint64_t)slot + 1u)
-        cap *= 2u;
-    if (cap > SIZE_MAX / sizeof(svec_t))
+    uint32_t old = sp->cap;
+    if (AG_GROW(sp->slots, sp->cap, (size_t)slot + 1, 64, AG_VECSTORE_MAX_SLOTS) != 0)
         return AG_ENOMEM;
-    svec_t *s = realloc(sp->slots, (size_t)cap * sizeof(*s));
-    if (!s)
-        return AG_ENOMEM;
-    memset(s + sp->cap, 0, (size_t)(cap - sp->cap) * sizeof(*s));
-    sp->slots = s;
-    sp->cap = (uint32_t)cap;
+    memset(sp->slots + old, 0, (size_t)(sp->cap - old) * sizeof(svec_t));
     return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "ag_clock.h"
+#include "ag_grow.h"
 #include "ag_log.h"
 #include "index/ag_hnsw.h"
 #include "store/ag_payload_index.h"
@@ -493,14 +494,9 @@ static uint32_t slot_alloc(ag_collection_t *c, const ag_point_id_t *id)
     if (c->nfree > 0) {
         s = c->free_slots[--c->nfree];
     } else {
-        if (c->nslots == c->cap_slots) {
-            uint32_t cap = c->cap_slots ? c->cap_slots * 2 : 1024;
-            ag_slot_t *grown = realloc(c->slots, (size_t)cap * sizeof(ag_slot_t));
-            if (!grown)
-                return UINT32_MAX;
-            c->slots = grown;
-            c->cap_slots = cap;
-        }
+        if (AG_GROW(c->slots, c->cap_slots, (size_t)c->nslots + 1, 1024, AG_VECSTORE_MAX_SLOTS) !=
+            0)
+            return UINT32_MAX;
         s = c->nslots++;
     }
     memset(&c->slots[s], 0, sizeof(ag_slot_t));
@@ -520,14 +516,8 @@ static uint32_t slot_alloc(ag_collection_t *c, const ag_point_id_t *id)
 
 static int slot_release(ag_collection_t *c, uint32_t s)
 {
-    if (c->nfree == c->cap_free) {
-        uint32_t cap = c->cap_free ? c->cap_free * 2 : 256;
-        uint32_t *grown = realloc(c->free_slots, (size_t)cap * sizeof(uint32_t));
-        if (!grown)
-            return AG_ENOMEM;
-        c->free_slots = grown;
-        c->cap_free = cap;
-    }
+    if (AG_GROW(c->free_slots, c->cap_free, (size_t)c->nfree + 1, 256, AG_VECSTORE_MAX_SLOTS) != 0)
+        return AG_ENOMEM;
     map_remove(c, &c->slots[s].id);
     json_decref(c->slots[s].payload);
     c->slots[s].payload = NULL;

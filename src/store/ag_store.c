@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ag_grow.h"
 #include "ag_log.h"
 #include "json/ag_json.h"
 
@@ -18,6 +19,9 @@ typedef struct alias_entry {
     char *alias;
     char *target;
 } alias_entry_t;
+
+/* Collections and aliases a catalog holds at most (a bound for its arrays, far above use). */
+#define MAX_ENTRIES (1u << 20)
 
 struct ag_store {
     int lock_fd; /* <storage>/aegis.lock, write-locked for the life of the store; -1 = none */
@@ -63,14 +67,8 @@ static ssize_t find_alias(const alias_entry_t *a, size_t n, const char *alias)
 
 static int push_coll(ag_store_t *st, ag_collection_t *c)
 {
-    if (st->ncolls == st->cap_colls) {
-        size_t cap = st->cap_colls ? st->cap_colls * 2 : 16;
-        ag_collection_t **g = realloc(st->colls, cap * sizeof(*g));
-        if (!g)
-            return AG_ENOMEM;
-        st->colls = g;
-        st->cap_colls = cap;
-    }
+    if (AG_GROW(st->colls, st->cap_colls, st->ncolls + 1, 16, MAX_ENTRIES) != 0)
+        return AG_ENOMEM;
     st->colls[st->ncolls++] = c;
     return 0;
 }
@@ -332,15 +330,9 @@ static int load_all(ag_store_t *st, ag_diag_t *diag)
             if (result == 0)
                 ag_log(AG_LOG_INFO, "loaded collection '%s': %u points", c->name, c->live);
         } else if (strncmp(key, "a/", 2) == 0) {
-            if (st->naliases == st->cap_aliases) {
-                size_t cap = st->cap_aliases ? st->cap_aliases * 2 : 16;
-                alias_entry_t *g = realloc(st->aliases, cap * sizeof(*g));
-                if (!g) {
-                    result = AG_ENOMEM;
-                    break;
-                }
-                st->aliases = g;
-                st->cap_aliases = cap;
+            if (AG_GROW(st->aliases, st->cap_aliases, st->naliases + 1, 16, MAX_ENTRIES) != 0) {
+                result = AG_ENOMEM;
+                break;
             }
             alias_entry_t *a = &st->aliases[st->naliases];
             a->alias = strdup(key + 2);
@@ -947,15 +939,9 @@ static int alias_set(alias_entry_t **a, size_t *n, size_t *cap, const char *alia
         (*a)[i].target = t;
         return 0;
     }
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        alias_entry_t *g = realloc(*a, nc * sizeof(*g));
-        if (!g) {
-            free(t);
-            return AG_ENOMEM;
-        }
-        *a = g;
-        *cap = nc;
+    if (AG_GROW(*a, *cap, *n + 1, 16, MAX_ENTRIES) != 0) {
+        free(t);
+        return AG_ENOMEM;
     }
     (*a)[*n].alias = strdup(alias);
     if (!(*a)[*n].alias) {
