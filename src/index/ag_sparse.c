@@ -2,9 +2,9 @@
 
 #include "ag_sparse.h"
 
-#include "ag_grow.h"
-
 #include <math.h>
+
+#include "ag_grow.h"
 
 typedef struct posting {
     uint32_t slot;

@@ -12,6 +12,7 @@
 #include "ag_arena.h"
 #include "ag_config.h"
 #include "ag_file.h"
+#include "ag_grow.h"
 #include "ag_id.h"
 #include "auth/ag_root_key.h"
 #include "http/ag_http.h"
@@ -189,6 +190,28 @@ static void test_arena(void **state)
     ag_arena_release(&a);
 }
 
+static void test_grow(void **state)
+{
+    (void)state;
+    int *a = NULL;
+    uint32_t cap = 0;
+    assert_int_equal(AG_GROW(a, cap, 1, 4, 100), 0);
+    assert_int_equal(cap, 4);
+    a[3] = 7;
+    assert_int_equal(AG_GROW(a, cap, 4, 4, 100), 0); /* enough room: nothing happens */
+    assert_int_equal(cap, 4);
+    assert_int_equal(AG_GROW(a, cap, 9, 4, 100), 0); /* doubles until it fits */
+    assert_int_equal(cap, 16);
+    assert_int_equal(a[3], 7);                        /* contents kept */
+    assert_int_equal(AG_GROW(a, cap, 70, 4, 100), 0); /* the ceiling caps the doubling */
+    assert_int_equal(cap, 100);
+    int *before = a;
+    assert_int_equal(AG_GROW(a, cap, 101, 4, 100), AG_ETOOBIG); /* past the ceiling: refused */
+    assert_int_equal(cap, 100);
+    assert_ptr_equal(a, before);
+    free(a);
+}
+
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -289,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_strict_json),  cmocka_unit_test(test_percent_decode),
         cmocka_unit_test(test_config),       cmocka_unit_test(test_arena),
         cmocka_unit_test(test_durable_file), cmocka_unit_test(test_root_key),
+        cmocka_unit_test(test_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
