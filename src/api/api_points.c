@@ -7,6 +7,9 @@
 #include "json/ag_fastpoints.h"
 #include "json/ag_json.h"
 
+/* Points examined between two looks at the request deadline. */
+#define DEADLINE_EVERY 1024u
+
 /* ---- writing helpers ----------------------------------------------------------------------- */
 
 /* Mutations of one operation, arena-allocated; the payloads are owned (released by muts_free). */
@@ -121,16 +124,24 @@ static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filt
     size_t k = 0;
     uint32_t *cand;
     size_t ncand;
-    if (ag_payload_candidates(c, &call->arena, filter, &cand, &ncand)) {
-        for (size_t i = 0; i < ncand && k < cap; i++)
-            if ((i == 0 || cand[i - 1] != cand[i]) && ag_scope_match(&sc, cand[i]))
-                ids[k++] = c->slots[cand[i]].id;
-    } else {
-        for (uint32_t s = 0; s < c->nslots && k < cap; s++)
-            if (ag_scope_match(&sc, s))
-                ids[k++] = c->slots[s].id;
+    bool indexed = ag_scope_candidates(&sc, &call->arena, filter, &cand, &ncand);
+    size_t total = indexed ? ncand : c->nslots, seen = 0;
+    /* Nothing is written until the selection is complete, so running out of time here leaves
+     * the collection untouched. */
+    for (size_t i = 0; i < total && k < cap; i++) {
+        if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+            break;
+        uint32_t s = indexed ? cand[i] : (uint32_t)i;
+        if (indexed && i > 0 && cand[i - 1] == s)
+            continue;
+        seen++;
+        if (ag_scope_match(&sc, s))
+            ids[k++] = c->slots[s].id;
     }
+    ag_scope_note_examined(seen);
     ag_scope_release(&sc);
+    if (rc)
+        return rc;
     *out = ids;
     *n = k;
     return 0;
@@ -879,21 +890,31 @@ static int h_count(ag_call_t *call)
         ag_coll_read_begin(c);
         json_int_t count = 0;
         uint32_t *cand;
-        size_t ncand;
+        size_t ncand, seen = 0;
         const json_t *fj = json_object_get(call->body, "filter");
         if (!sc.user && !sc.restriction) {
             count = c->live;
-        } else if (fj && ag_payload_candidates(c, &call->arena, fj, &cand, &ncand)) {
-            /* An indexed equality narrows the scan; every candidate still passes the scope. */
-            for (size_t i = 0; i < ncand; i++)
-                count += (i == 0 || cand[i - 1] != cand[i]) && ag_scope_match(&sc, cand[i]);
         } else {
-            for (uint32_t s = 0; s < c->nslots; s++)
+            /* Indexed equalities of the filter and of the row restriction narrow the scan (to
+             * their intersection), so a restricted count costs what is in scope, not what the
+             * filter matches elsewhere; every candidate still passes the whole scope. */
+            bool indexed = ag_scope_candidates(&sc, &call->arena, fj, &cand, &ncand);
+            size_t total = indexed ? ncand : c->nslots;
+            for (size_t i = 0; i < total; i++) {
+                if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+                    break;
+                uint32_t s = indexed ? cand[i] : (uint32_t)i;
+                if (indexed && i > 0 && cand[i - 1] == s)
+                    continue;
+                seen++;
                 count += ag_scope_match(&sc, s);
+            }
         }
+        ag_scope_note_examined(seen);
         ag_coll_read_end(c);
         ag_scope_release(&sc);
-        call->result = json_pack("{s:I}", "count", count);
+        if (rc == 0)
+            call->result = json_pack("{s:I}", "count", count);
     }
     ag_coll_unref(c);
     return rc;
@@ -1106,8 +1127,10 @@ static int h_scroll(ag_call_t *call)
             } else {
                 mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
             }
-            size_t got = 0;
+            size_t got = 0, seen = 0;
             for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+                if (seen++ % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+                    break;
                 ag_point_id_t id;
                 if (ag_id_from_key(k.mv_data, k.mv_size, &id) != 0)
                     continue;
@@ -1122,6 +1145,7 @@ static int h_scroll(ag_call_t *call)
                 json_array_append_new(points, ag_render_point(c, s, &ps, wv, which, false, 0));
                 got++;
             }
+            ag_scope_note_examined(seen);
         }
         if (cur)
             mdb_cursor_close(cur);
@@ -1211,6 +1235,8 @@ static int h_facet(ag_call_t *call)
         return rc;
     if (!key || ag_payload_path_check(key, NULL) != 0)
         return ag_fail(&call->diag, AG_EINVAL, "key: expected a payload key");
+    if ((rc = ag_call_timeout_json(call, json_object_get(call->body, "timeout"), "")) != 0)
+        return rc;
     if (limit == 0)
         return ag_fail(&call->diag, AG_EUNPROCESSABLE, "limit: must be at least 1");
     ag_collection_t *c;
@@ -1233,13 +1259,25 @@ static int h_facet(ag_call_t *call)
                      "following types: [keyword, integer, bool, uuid]",
                      key);
     } else {
-        for (uint32_t s = 0; s < c->nslots && !f.oom; s++) {
+        uint32_t *cand;
+        size_t ncand, seen = 0;
+        bool indexed = ag_scope_candidates(&sc, &call->arena, json_object_get(call->body, "filter"),
+                                           &cand, &ncand);
+        size_t total = indexed ? ncand : c->nslots;
+        for (size_t i = 0; i < total && !f.oom; i++) {
+            if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+                break;
+            uint32_t s = indexed ? cand[i] : (uint32_t)i;
+            if (indexed && i > 0 && cand[i - 1] == s)
+                continue;
+            seen++;
             if (!ag_scope_match(&sc, s))
                 continue;
             f.slot = s;
             ag_payload_path_each(c->slots[s].payload, key, facet_visit, &f);
         }
-        if (f.oom)
+        ag_scope_note_examined(seen);
+        if (f.oom && rc == 0)
             rc = AG_ENOMEM;
     }
     if (rc == 0) {

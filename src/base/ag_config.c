@@ -35,6 +35,7 @@ static const key_def_t keys[] = {
     K("service.enable_tls", T_BOOL, enable_tls, 0, false),
     K("service.verify_https_client_certificate", T_BOOL, verify_https_client_certificate, 0, false),
     K("service.access_log", T_BOOL, access_log, 0, false),
+    K("service.max_request_timeout_sec", T_UINT, max_request_timeout_s, 86400, false),
     K("tls.cert", T_STR, tls_cert, 0, false),
     K("tls.key", T_STR, tls_key, 0, false),
     K("tls.ca_cert", T_STR, tls_ca_cert, 0, false),
@@ -63,6 +64,7 @@ void ag_config_init(ag_config_t *cfg)
     cfg->max_workers = 0;
     cfg->jwt_leeway_s = 30;
     cfg->access_log = true;
+    cfg->max_request_timeout_s = 30;
     set_str(&cfg->storage_path, "./storage");
     cfg->map_size_gb = 256;
     cfg->flush_interval_ms = 1000;

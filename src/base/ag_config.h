@@ -22,6 +22,7 @@ typedef struct ag_config {
     bool enable_tls;
     bool verify_https_client_certificate;
     bool access_log;
+    uint64_t max_request_timeout_s; /* cap (and default) of a request's deadline */
     /* tls */
     char *tls_cert;
     char *tls_key;

@@ -94,6 +94,15 @@ ag_filter_t *ag_filter_or(ag_filter_t *a, ag_filter_t *b, int *err);
  */
 int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **out);
 
+/*
+ * The equality conditions every match of f satisfies: its top-level `must` conditions (and those
+ * of sub-filters sitting in a `must`) that are match.value or match.any on a plain key path
+ * ("a", "a.b"), as a new filter JSON {"must": [{"key": k, "match": {"value"|"any": ...}}, ...]}
+ * owned by the caller, or NULL when there are none (or on allocation failure). Lets a caller find
+ * candidates for f in a payload index (a superset: the candidates still need ag_filter_match).
+ */
+json_t *ag_filter_required_equalities(const ag_filter_t *f);
+
 /* Frees f and everything it owns. NULL is a no-op. */
 void ag_filter_free(ag_filter_t *f);
 
