@@ -166,6 +166,8 @@ void ag_api_begin(void *ud, ag_request_t *req)
             return;
         }
     }
+    /* Probes and the root answer on the network thread, never queued behind busy workers. */
+    req->inline_ok = r->public_route;
     ag_call_t *call = calloc(1, sizeof(*call));
     if (!call) {
         render(req, 500, NULL, "out of memory");
@@ -211,7 +213,7 @@ static int parse_timeout(const char *text, uint64_t cap, uint64_t *out)
 static void set_deadline(ag_call_t *call, uint64_t seconds)
 {
     call->timeout_s = seconds;
-    call->deadline = call->req->t_start + (double)seconds;
+    call->deadline = call->req->t_ready + (double)seconds;
 }
 
 int ag_call_deadline(ag_call_t *call)
@@ -255,10 +257,20 @@ void ag_api_handle(void *ud, ag_request_t *req)
                      "%llu)",
                      (unsigned long long)cap);
     set_deadline(call, seconds);
-    /* Time spent waiting for a worker counts: a request whose deadline passed in the queue is
-     * answered without being started. */
+    /* Time spent waiting for a worker counts (the deadline runs from the moment the body was
+     * in): a request whose deadline passed in the queue is answered without being started. */
     if (rc == 0)
         rc = ag_call_deadline(call);
+    if (rc == 0 && call->route->read_body && req->body_len > 0) {
+        /* Refused on the text, before a JSON tree many times its size exists. */
+        static const ag_json_budget_t read_budget = {
+            .max_values = AG_MAX_READ_BODY_VALUES,
+            .max_array = AG_MAX_BATCH,
+            .max_match_list = AG_MAX_MATCH_VALUES,
+            .max_id_list = AG_MAX_FILTER_VALUES,
+        };
+        rc = ag_json_check_budget(req->body, req->body_len, &read_budget, &call->diag);
+    }
     if (rc == 0)
         rc = call->route->body && !call->route->raw_body ? ag_call_body(call) : 0;
     if (rc == 0) {

@@ -39,6 +39,8 @@ typedef struct ag_route {
     bool public_route; /* no credential needed (only /, /healthz, /livez, /readyz) */
     bool list_route;   /* a listing: the handler filters items by what the caller may see */
     bool raw_body;     /* the handler reads req->body itself (ag_call_body parses it) */
+    bool read_body;    /* a read (search, count, ...): the body's size budget is checked on the
+                          raw text before parsing (ag_json_check_budget) */
 } ag_route_t;
 
 struct ag_call {

@@ -83,5 +83,8 @@ _Noreturn void ag_assert_fail(const char *expr, const char *file, int line);
 #define AG_MAX_MATCH_VALUES 10000
 #define AG_MAX_FILTER_CONDITIONS 10000
 #define AG_MAX_FILTER_VALUES 100000
+/* JSON values in the body of one read (search, query, recommend, count, scroll, facet, retrieve,
+ * delete): a 1,000-query batch of 2,048-dimension vectors fits. */
+#define AG_MAX_READ_BODY_VALUES 4000000
 
 #endif
