@@ -1056,6 +1056,60 @@ int ag_order_slots(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc, co
     return 0;
 }
 
+typedef struct keyed_slot {
+    uint8_t key[AG_ID_KEY_LEN];
+    uint32_t slot;
+} keyed_slot_t;
+
+static int cmp_keyed_slot(const void *a, const void *b)
+{
+    return memcmp(((const keyed_slot_t *)a)->key, ((const keyed_slot_t *)b)->key, AG_ID_KEY_LEN);
+}
+
+/* Scroll over payload-index candidates (the filter's and the row restriction's, see
+ * ag_scope_candidates): the in-scope ones at or after offset, in id order like the LMDB walk.
+ * Appends to points and sets *next (a new reference) when more remain. Read lock held. */
+static int scroll_candidates(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc,
+                             const uint32_t *cand, size_t ncand, const ag_point_id_t *offset,
+                             uint64_t limit, const ag_payload_sel_t *ps, bool wv,
+                             const json_t *which, json_t *points, json_t **next)
+{
+    uint8_t from[AG_ID_KEY_LEN];
+    if (offset)
+        ag_id_to_key(offset, from);
+    keyed_slot_t *k = ag_arena_alloc(&call->arena, (ncand ? ncand : 1) * sizeof(*k));
+    if (!k)
+        return AG_ENOMEM;
+    size_t n = 0, seen = 0;
+    int rc = 0;
+    for (size_t i = 0; i < ncand; i++) {
+        if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+            break;
+        if (i > 0 && cand[i - 1] == cand[i])
+            continue;
+        seen++;
+        if (!ag_scope_match(sc, cand[i]))
+            continue;
+        ag_id_to_key(&c->slots[cand[i]].id, k[n].key);
+        if (offset && memcmp(k[n].key, from, AG_ID_KEY_LEN) < 0)
+            continue;
+        k[n++].slot = cand[i];
+    }
+    ag_scope_note_examined(seen);
+    if (rc)
+        return rc;
+    qsort(k, n, sizeof(*k), cmp_keyed_slot);
+    for (size_t i = 0; i < n; i++) {
+        if (i == limit) {
+            json_decref(*next);
+            *next = ag_id_to_json(&c->slots[k[i].slot].id);
+            break;
+        }
+        json_array_append_new(points, ag_render_point(c, k[i].slot, ps, wv, which, false, 0));
+    }
+    return 0;
+}
+
 static int h_scroll(ag_call_t *call)
 {
     int rc = AG_JSON_ONLY(call->body, "", &call->diag, "offset", "limit", "filter", "with_payload",
@@ -1088,6 +1142,8 @@ static int h_scroll(ag_call_t *call)
     json_t *points = json_array();
     json_t *next = json_null();
     json_t *ob = json_object_get(call->body, "order_by");
+    uint32_t *cand;
+    size_t ncand;
     ag_coll_read_begin(c);
     if (ob && !json_is_null(ob)) {
         const char *key;
@@ -1110,6 +1166,11 @@ static int h_scroll(ag_call_t *call)
                                     : json_real(o[i].value));
             json_array_append_new(points, p);
         }
+    } else if ((sc.user || sc.restriction) &&
+               ag_scope_candidates(&sc, &call->arena, json_object_get(call->body, "filter"), &cand,
+                                   &ncand)) {
+        rc = scroll_candidates(call, c, &sc, cand, ncand, has_offset ? &offset : NULL, limit, &ps,
+                               wv, which, points, &next);
     } else {
         /* Walk the points in id order straight from LMDB's sorted keys. */
         MDB_txn *txn = NULL;

@@ -1186,12 +1186,13 @@ static int score_nearest_in(req_t *rq, const stage_t *st, size_t k, const ag_ind
         if (f->candidates)
             return ag_index_score_candidates(vc->vs, vc->dist, st->nearest.dense, cap, f,
                                              &st->params, out->h, &out->n);
-        /* A selective equality on an indexed field: score its few candidates exactly (every
-         * candidate still passes the whole filter and the row restriction). */
+        /* A selective equality on an indexed field, of the filter or of the row restriction
+         * (intersected when both have one): score the few candidates exactly (every candidate
+         * still passes the whole filter and the row restriction). */
         uint32_t *cand;
         size_t ncand;
-        if (st->filter_json && !st->params.exact &&
-            ag_payload_candidates(rq->c, &rq->call->arena, st->filter_json, &cand, &ncand) &&
+        if (!st->params.exact &&
+            ag_scope_candidates(&st->scope, &rq->call->arena, st->filter_json, &cand, &ncand) &&
             ncand <= AG_PAYLOAD_CANDIDATES_MAX) {
             ag_index_filter_t narrowed = *f;
             narrowed.candidates = cand;

@@ -239,5 +239,20 @@ describe('row restriction and payload-index candidates', () => {
     assert.deepEqual(f.json.result.hits, [{ value: 'red', count: IN_SCOPE }]);
     const n3 = await examined();
     assert.ok(n3 - n2 <= 2 * IN_SCOPE, `count + facet examined ${n3 - n2} points`);
+    // Scroll pages through the in-scope points in id order, examining only candidates in scope.
+    const seen = [];
+    let offset = null;
+    const n4 = await examined();
+    for (let page = 0; page < 10; page++) {
+      const body = { filter, limit: 30, with_payload: false, ...(offset === null ? {} : { offset }) };
+      const sr = await srv.request('POST', `/collections/${COLL}/points/scroll`, body, { headers: as });
+      assert.equal(sr.status, 200, sr.text);
+      seen.push(...sr.json.result.points.map((p) => p.id));
+      offset = sr.json.result.next_page_offset;
+      if (offset === null) break;
+    }
+    const n5 = await examined();
+    assert.deepEqual(seen, range(IN_SCOPE));
+    assert.ok(n5 - n4 <= 4 * IN_SCOPE, `four scroll pages examined ${n5 - n4} points`);
   });
 });
