@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import { RO_KEY, ROOT_KEY, jwt, keyEnv } from './lib/auth.mjs';
-import { TIME_SCALE, runAegis, startServer } from './lib/server.mjs';
+import { SLOW, TIME_SCALE, runAegis, startServer } from './lib/server.mjs';
 
 const COLL = 'cost';
 const DIM = 128;
@@ -182,7 +182,11 @@ describe('budgets for work that multiplies', () => {
     const afterKb = await rssKb();
     const grewMb = (afterKb - before) / 1024;
     console.log(`# RSS before ${(before / 1024).toFixed(1)} MB, after three 15 MB any-lists ${(afterKb / 1024).toFixed(1)} MB (+${grewMb.toFixed(1)} MB)`);
-    assert.ok(grewMb < 48, `resident memory grew by ${grewMb.toFixed(1)} MB`);
+    // Parsed, each body would become a JSON tree of ~1.9 million values (about 380 MB). The body
+    // buffers themselves are freed and trimmed; under AddressSanitizer freed memory sits in its
+    // quarantine instead, so there the three 15 MB buffers may still count.
+    const limitMb = SLOW ? 120 : 48;
+    assert.ok(grewMb < limitMb, `resident memory grew by ${grewMb.toFixed(1)} MB`);
   });
 });
 
