@@ -53,55 +53,24 @@ uint64_t ag_scope_examined_total(void)
     return atomic_load(&examined_total);
 }
 
-/* Slots of the sorted list a that also appear in the sorted list b (repeats dropped). */
-static uint32_t *intersect(ag_arena_t *arena, const uint32_t *a, size_t na, const uint32_t *b,
-                           size_t nb, size_t *n)
-{
-    uint32_t *out = ag_arena_alloc(arena, (AG_MIN(na, nb) + 1) * sizeof(uint32_t));
-    if (!out)
-        return NULL;
-    size_t i = 0, j = 0, k = 0;
-    while (i < na && j < nb) {
-        if (a[i] < b[j]) {
-            i++;
-        } else if (b[j] < a[i]) {
-            j++;
-        } else {
-            if (k == 0 || out[k - 1] != a[i])
-                out[k++] = a[i];
-            i++;
-            j++;
-        }
-    }
-    *n = k;
-    return out;
-}
-
 bool ag_scope_candidates(const ag_scope_t *sc, ag_arena_t *arena, const json_t *filter_json,
                          uint32_t **out, size_t *n)
 {
-    uint32_t *u = NULL, *r = NULL;
+    /* Count both sides first and build only the smaller list: every candidate passes the whole
+     * scope anyway, so either is a correct superset. With an indexed restriction the work is
+     * bounded by the points in scope, however many points elsewhere match the filter. */
+    json_t *eq = sc->restriction ? ag_filter_required_equalities(sc->restriction) : NULL;
+    const json_t *user = filter_json && !json_is_null(filter_json) ? filter_json : NULL;
     size_t nu = 0, nr = 0;
-    bool have_u = filter_json && !json_is_null(filter_json) &&
-                  ag_payload_candidates(sc->c, arena, filter_json, &u, &nu);
-    bool have_r = false;
-    if (sc->restriction) {
-        json_t *eq = ag_filter_required_equalities(sc->restriction);
-        have_r = eq && ag_payload_candidates(sc->c, arena, eq, &r, &nr);
-        json_decref(eq);
-    }
-    if (have_u && have_r) {
-        uint32_t *both = intersect(arena, u, nu, r, nr, n);
-        if (!both)
-            return false;
-        *out = both;
-        return true;
-    }
-    if (!have_u && !have_r)
-        return false;
-    *out = have_u ? u : r;
-    *n = have_u ? nu : nr;
-    return true;
+    bool have_u = user && ag_payload_candidates_count(sc->c, user, &nu);
+    bool have_r = eq && ag_payload_candidates_count(sc->c, eq, &nr);
+    bool ok = false;
+    if (have_r && (!have_u || nr <= nu))
+        ok = ag_payload_candidates(sc->c, arena, eq, out, n);
+    else if (have_u)
+        ok = ag_payload_candidates(sc->c, arena, user, out, n);
+    json_decref(eq);
+    return ok;
 }
 
 typedef struct tenant_values {

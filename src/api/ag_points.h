@@ -27,10 +27,11 @@ bool ag_scope_accept(const void *ud, uint32_t slot);
 
 /* Candidate slots for a read over sc (ascending; a slot may repeat, callers skip adjacent
  * repeats), from payload indexes on keyword/integer/uuid/bool fields: the first indexed equality
- * of the caller's filter_json (may be NULL) and the first of the row restriction, intersected when
- * both apply, so the work is proportional to the points in scope. Every candidate must still pass
- * ag_scope_match. Returns false when no index applies (scan every slot then). Arena-allocated;
- * caller holds the collection's read lock or write mutex. */
+ * of the caller's filter_json (may be NULL) or the first one the row restriction requires,
+ * whichever yields fewer, so with an indexed restriction the work never exceeds the points in
+ * scope. Every candidate must still pass ag_scope_match. Returns false when no index applies
+ * (scan every slot then). Arena-allocated; caller holds the collection's read lock or write
+ * mutex. */
 bool ag_scope_candidates(const ag_scope_t *sc, ag_arena_t *arena, const json_t *filter_json,
                          uint32_t **out, size_t *n);
 
