@@ -15,7 +15,7 @@ int ag_scope_init(ag_scope_t *sc, ag_call_t *call, ag_collection_t *c, const jso
     if (!filter_json || json_is_null(filter_json))
         return 0;
     ag_diag_t d = {{0}};
-    int rc = ag_filter_compile(filter_json, &sc->user, &d);
+    int rc = ag_filter_compile_budgeted(filter_json, &sc->user, &d);
     if (rc) {
         /* Filter diagnostics start at "filter"; prefix with where the filter sits. */
         if (path && *path)

@@ -588,6 +588,7 @@ typedef struct cctx {
     char path[320];
     size_t len;
     ag_diag_t *diag;
+    bool budget;    /* a client's filter: the request-cost limits apply */
     size_t nconds;  /* conditions compiled so far, every level (AG_MAX_FILTER_CONDITIONS) */
     size_t nvalues; /* list values compiled so far (AG_MAX_FILTER_VALUES) */
 } cctx_t;
@@ -750,9 +751,9 @@ static int compile_set(cctx_t *c, const json_t *arr, int kind, cond_t *cond)
     if (!json_is_array(arr))
         return bad(c, "expected an array of strings or integers");
     size_t n = json_array_size(arr);
-    if (n > AG_MAX_MATCH_VALUES)
+    if (c->budget && n > AG_MAX_MATCH_VALUES)
         return bad(c, "at most %d values, got %zu", AG_MAX_MATCH_VALUES, n);
-    if ((c->nvalues += n) > AG_MAX_FILTER_VALUES)
+    if ((c->nvalues += n) > AG_MAX_FILTER_VALUES && c->budget)
         return bad(c, "a filter holds at most %d values in all its lists", AG_MAX_FILTER_VALUES);
     cond->kind = (uint8_t)kind;
     cond->u.set.ints = n > 0 && json_is_integer(json_array_get(arr, 0));
@@ -1150,7 +1151,7 @@ static int compile_has_id(cctx_t *c, const json_t *v, cond_t *cond)
     if (!json_is_array(v))
         return bad(c, "expected an array of point ids");
     size_t n = json_array_size(v);
-    if ((c->nvalues += n) > AG_MAX_FILTER_VALUES)
+    if ((c->nvalues += n) > AG_MAX_FILTER_VALUES && c->budget)
         return bad(c, "a filter holds at most %d values in all its lists", AG_MAX_FILTER_VALUES);
     cond->kind = C_HAS_ID;
     cond->u.ids.ids = calloc(n ? n : 1, sizeof(ag_point_id_t));
@@ -1247,7 +1248,7 @@ static int compile_clause(cctx_t *c, const json_t *j, int depth, clause_t *out)
     if (!many && !json_is_object(j))
         return bad(c, "expected a condition or an array of conditions");
     size_t n = many ? json_array_size(j) : 1;
-    if ((c->nconds += n) > AG_MAX_FILTER_CONDITIONS)
+    if ((c->nconds += n) > AG_MAX_FILTER_CONDITIONS && c->budget)
         return bad(c, "a filter has at most %d conditions at all levels together",
                    AG_MAX_FILTER_CONDITIONS);
     out->v = calloc(n ? n : 1, sizeof(cond_t));
@@ -1336,14 +1337,24 @@ static int compile_filter(cctx_t *c, const json_t *j, int depth, ag_filter_t **o
     return 0;
 }
 
-int ag_filter_compile(const json_t *json, ag_filter_t **out, ag_diag_t *diag)
+static int compile_top(const json_t *json, bool budget, ag_filter_t **out, ag_diag_t *diag)
 {
     *out = NULL;
     if (!json || json_is_null(json))
         return 0;
-    cctx_t c = {.len = 0, .diag = diag};
+    cctx_t c = {.len = 0, .diag = diag, .budget = budget};
     jp_append(&c, "filter", 6);
     return compile_filter(&c, json, 1, out);
+}
+
+int ag_filter_compile(const json_t *json, ag_filter_t **out, ag_diag_t *diag)
+{
+    return compile_top(json, false, out, diag);
+}
+
+int ag_filter_compile_budgeted(const json_t *json, ag_filter_t **out, ag_diag_t *diag)
+{
+    return compile_top(json, true, out, diag);
 }
 
 int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **out)

@@ -68,6 +68,12 @@ typedef struct ag_filter_subject {
  * *out is NULL.
  */
 int ag_filter_compile(const json_t *json, ag_filter_t **out, ag_diag_t *diag);
+/* ag_filter_compile for a filter a client sent with a request: also refuses (AG_EINVAL, diag
+ * naming the field) a match.any / match.except list over AG_MAX_MATCH_VALUES values, more than
+ * AG_MAX_FILTER_CONDITIONS conditions over all levels, more than AG_MAX_FILTER_VALUES values over
+ * all lists (has_id included). Filters the server builds (row restrictions, tenant lists) use
+ * ag_filter_compile: their size is not the caller's to choose. */
+int ag_filter_compile_budgeted(const json_t *json, ag_filter_t **out, ag_diag_t *diag);
 
 /* True if the subject satisfies f. f == NULL matches everything. Never allocates. */
 bool ag_filter_match(const ag_filter_t *f, const ag_filter_subject_t *s);
