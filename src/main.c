@@ -198,6 +198,9 @@ static int serve(int argc, char **argv)
     ag_log_level_t level;
     if (rc == 0 && ag_log_parse_level(cfg.log_level, &level) != 0)
         rc = ag_fail(&diag, AG_ECONFIG, "log_level: expected debug, info, warn or error");
+    if (rc == 0 && cfg.max_request_timeout_s == 0)
+        rc = ag_fail(&diag, AG_ECONFIG,
+                     "service.max_request_timeout_sec: expected an integer from 1 to 86400");
     if (rc) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;

@@ -169,6 +169,8 @@ void ag_api_begin(void *ud, ag_request_t *req)
             return;
         }
     }
+    /* Probes and the root answer on the network thread, never queued behind busy workers. */
+    req->inline_ok = r->public_route;
     ag_call_t *call = calloc(1, sizeof(*call));
     if (!call) {
         render(req, 500, NULL, "out of memory");
@@ -192,15 +194,88 @@ void ag_api_begin(void *ud, ag_request_t *req)
     }
 }
 
+/* Whole seconds, 1 or more; a bigger value than the server's cap is lowered to the cap. */
+static int parse_timeout(const char *text, uint64_t cap, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (!text || !*text)
+        return AG_EINVAL;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return AG_EINVAL;
+        v = v * 10 + (uint64_t)(*p - '0');
+        if (v > cap)
+            v = cap + 1; /* saturate: anything above the cap is the cap */
+    }
+    if (v == 0)
+        return AG_EINVAL;
+    *out = AG_MIN(v, cap);
+    return 0;
+}
+
+static void set_deadline(ag_call_t *call, uint64_t seconds)
+{
+    call->timeout_s = seconds;
+    call->deadline = call->req->t_ready + (double)seconds;
+}
+
+int ag_call_deadline(ag_call_t *call)
+{
+    if (ag_now_mono() < call->deadline)
+        return 0;
+    return ag_fail(&call->diag, AG_ETIMEOUT,
+                   "Timeout error: the request did not finish within its timeout of %llu s",
+                   (unsigned long long)call->timeout_s);
+}
+
+int ag_call_timeout_json(ag_call_t *call, const json_t *v, const char *path)
+{
+    if (!v || json_is_null(v))
+        return 0;
+    json_int_t n = json_is_integer(v) ? json_integer_value(v) : 0;
+    if (n < 1)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "%s%stimeout: expected a whole number of seconds >= 1", path,
+                       *path ? "." : "");
+    if ((uint64_t)n < call->timeout_s)
+        set_deadline(call, (uint64_t)n);
+    return 0;
+}
+
 void ag_api_handle(void *ud, ag_request_t *req)
 {
-    AG_UNUSED(ud);
+    ag_api_t *api = ud;
     ag_call_t *call = req->app;
     if (!call) {
         render(req, 500, NULL, "request was not routed");
         return;
     }
-    int rc = call->route->body && !call->route->raw_body ? ag_call_body(call) : 0;
+    uint64_t cap = api->cfg->max_request_timeout_s ? api->cfg->max_request_timeout_s : 30;
+    uint64_t seconds = cap;
+    const char *t = ag_request_query(req, "timeout");
+    int rc = 0;
+    if (t && parse_timeout(t, cap, &seconds) != 0)
+        rc = ag_fail(&call->diag, AG_EINVAL,
+                     "timeout: expected a whole number of seconds >= 1 (the server caps it at "
+                     "%llu)",
+                     (unsigned long long)cap);
+    set_deadline(call, seconds);
+    /* Time spent waiting for a worker counts (the deadline runs from the moment the body was
+     * in): a request whose deadline passed in the queue is answered without being started. */
+    if (rc == 0)
+        rc = ag_call_deadline(call);
+    if (rc == 0 && call->route->read_body && req->body_len > 0) {
+        /* Refused on the text, before a JSON tree many times its size exists. */
+        static const ag_json_budget_t read_budget = {
+            .max_values = AG_MAX_READ_BODY_VALUES,
+            .max_array = AG_MAX_BATCH,
+            .max_match_list = AG_MAX_MATCH_VALUES,
+            .max_id_list = AG_MAX_FILTER_VALUES,
+        };
+        rc = ag_json_check_budget(req->body, req->body_len, &read_budget, &call->diag);
+    }
+    if (rc == 0)
+        rc = call->route->body && !call->route->raw_body ? ag_call_body(call) : 0;
     if (rc == 0) {
         const char *w = ag_request_query(req, "wait");
         call->wait = w && (strcmp(w, "true") == 0 || strcmp(w, "1") == 0);

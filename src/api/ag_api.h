@@ -39,6 +39,8 @@ typedef struct ag_route {
     bool public_route; /* no credential needed (only /, /healthz, /livez, /readyz) */
     bool list_route;   /* a listing: the handler filters items by what the caller may see */
     bool raw_body;     /* the handler reads req->body itself (ag_call_body parses it) */
+    bool read_body;    /* a read (search, count, ...): the body's size budget is checked on the
+                          raw text before parsing (ag_json_check_budget) */
 } ag_route_t;
 
 struct ag_call {
@@ -64,6 +66,8 @@ struct ag_call {
      * again (docs/SECURITY.md "Aliases"). Owned; NULL when nothing had that name. */
     ag_collection_t *coll;
     json_t *audit_detail; /* what the audit record says changed (owned; NULL = nothing) */
+    double deadline;      /* ag_now_mono() time after which the request stops with 408 */
+    uint64_t timeout_s;   /* the timeout the deadline came from (for the message) */
 };
 
 typedef struct ag_guard ag_guard_t;
@@ -93,6 +97,16 @@ int ag_call_collection(ag_call_t *call, ag_collection_t **out);
 /* ag_call_collection plus the collection's write mutex (ag_coll_write_end, then ag_coll_unref
  * to finish). A collection deleted meanwhile is 404, with nothing held. */
 int ag_call_collection_write(ag_call_t *call, ag_collection_t **out);
+/* Request cost (PRODUCT §10, docs/SECURITY.md "Request cost"). The deadline starts at the
+ * request's arrival: the `timeout` query parameter (whole seconds, >= 1) capped by
+ * service.max_request_timeout_sec, which is also the default. Returns AG_ETIMEOUT (408, with a
+ * message in call->diag) once it has passed, else 0. Cheap (a monotonic clock read): call it
+ * between units of work, never while holding a partial write. */
+int ag_call_deadline(ag_call_t *call);
+/* Tightens the deadline with a `timeout` given inside a JSON body (Qdrant accepts it there on a
+ * few endpoints); v may be NULL or null (nothing to do). 400 naming path for a bad value. */
+int ag_call_timeout_json(ag_call_t *call, const json_t *v, const char *path);
+
 /* The standard update answer {"operation_id": n, "status": "completed"|"acknowledged"}. */
 json_t *ag_update_result(const ag_call_t *call);
 

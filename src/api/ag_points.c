@@ -1,8 +1,10 @@
 #include "api/ag_points.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "api/ag_guard.h"
+#include "store/ag_payload_index.h"
 #include "json/ag_json.h"
 
 int ag_scope_init(ag_scope_t *sc, ag_call_t *call, ag_collection_t *c, const json_t *filter_json,
@@ -14,7 +16,7 @@ int ag_scope_init(ag_scope_t *sc, ag_call_t *call, ag_collection_t *c, const jso
     if (!filter_json || json_is_null(filter_json))
         return 0;
     ag_diag_t d = {{0}};
-    int rc = ag_filter_compile(filter_json, &sc->user, &d);
+    int rc = ag_filter_compile_budgeted(filter_json, &sc->user, &d);
     if (rc) {
         /* Filter diagnostics start at "filter"; prefix with where the filter sits. */
         if (path && *path)
@@ -38,6 +40,38 @@ bool ag_scope_match(const ag_scope_t *sc, uint32_t slot)
 bool ag_scope_accept(const void *ud, uint32_t slot)
 {
     return ag_scope_match(ud, slot);
+}
+
+static atomic_uint_fast64_t examined_total;
+
+void ag_scope_note_examined(uint64_t n)
+{
+    atomic_fetch_add_explicit(&examined_total, n, memory_order_relaxed);
+}
+
+uint64_t ag_scope_examined_total(void)
+{
+    return atomic_load(&examined_total);
+}
+
+bool ag_scope_candidates(const ag_scope_t *sc, ag_arena_t *arena, const json_t *filter_json,
+                         uint32_t **out, size_t *n)
+{
+    /* Count both sides first and build only the smaller list: every candidate passes the whole
+     * scope anyway, so either is a correct superset. With an indexed restriction the work is
+     * bounded by the points in scope, however many points elsewhere match the filter. */
+    json_t *eq = sc->restriction ? ag_filter_required_equalities(sc->restriction) : NULL;
+    const json_t *user = filter_json && !json_is_null(filter_json) ? filter_json : NULL;
+    size_t nu = 0, nr = 0;
+    bool have_u = user && ag_payload_candidates_count(sc->c, user, &nu);
+    bool have_r = eq && ag_payload_candidates_count(sc->c, eq, &nr);
+    bool ok = false;
+    if (have_r && (!have_u || nr <= nu))
+        ok = ag_payload_candidates(sc->c, arena, eq, out, n);
+    else if (have_u)
+        ok = ag_payload_candidates(sc->c, arena, user, out, n);
+    json_decref(eq);
+    return ok;
 }
 
 typedef struct tenant_values {

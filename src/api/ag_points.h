@@ -25,6 +25,22 @@ bool ag_scope_match(const ag_scope_t *sc, uint32_t slot);
 /* An ag_accept_fn over an ag_scope_t. */
 bool ag_scope_accept(const void *ud, uint32_t slot);
 
+/* Candidate slots for a read over sc (ascending; a slot may repeat, callers skip adjacent
+ * repeats), from payload indexes on keyword/integer/uuid/bool fields: the first indexed equality
+ * of the caller's filter_json (may be NULL) or the first one the row restriction requires,
+ * whichever yields fewer, so with an indexed restriction the work never exceeds the points in
+ * scope. Every candidate must still pass ag_scope_match. Returns false when no index applies
+ * (scan every slot then). Arena-allocated; caller holds the collection's read lock or write
+ * mutex. */
+bool ag_scope_candidates(const ag_scope_t *sc, ag_arena_t *arena, const json_t *filter_json,
+                         uint32_t **out, size_t *n);
+
+/* Points tested against a scope by count, facet, scroll and delete-by-filter, process-wide
+ * (GET /metrics `points_examined_total`): lets a test check that restricted reads do work
+ * proportional to what is in scope. Callers add a request's total once. */
+void ag_scope_note_examined(uint64_t n);
+uint64_t ag_scope_examined_total(void);
+
 /* with_payload: true/false, [keys], {"include": [...]} or {"exclude": [...]}. */
 typedef struct ag_payload_sel {
     bool enabled;

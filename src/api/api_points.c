@@ -7,6 +7,9 @@
 #include "json/ag_fastpoints.h"
 #include "json/ag_json.h"
 
+/* Points examined between two looks at the request deadline. */
+#define DEADLINE_EVERY 1024u
+
 /* ---- writing helpers ----------------------------------------------------------------------- */
 
 /* Mutations of one operation, arena-allocated; the payloads are owned (released by muts_free). */
@@ -118,16 +121,24 @@ static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filt
     size_t k = 0;
     uint32_t *cand;
     size_t ncand;
-    if (ag_payload_candidates(c, &call->arena, filter, &cand, &ncand)) {
-        for (size_t i = 0; i < ncand && k < cap; i++)
-            if ((i == 0 || cand[i - 1] != cand[i]) && ag_scope_match(&sc, cand[i]))
-                ids[k++] = c->slots[cand[i]].id;
-    } else {
-        for (uint32_t s = 0; s < c->nslots && k < cap; s++)
-            if (ag_scope_match(&sc, s))
-                ids[k++] = c->slots[s].id;
+    bool indexed = ag_scope_candidates(&sc, &call->arena, filter, &cand, &ncand);
+    size_t total = indexed ? ncand : c->nslots, seen = 0;
+    /* Nothing is written until the selection is complete, so running out of time here leaves
+     * the collection untouched. */
+    for (size_t i = 0; i < total && k < cap; i++) {
+        if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+            break;
+        uint32_t s = indexed ? cand[i] : (uint32_t)i;
+        if (indexed && i > 0 && cand[i - 1] == s)
+            continue;
+        seen++;
+        if (ag_scope_match(&sc, s))
+            ids[k++] = c->slots[s].id;
     }
+    ag_scope_note_examined(seen);
     ag_scope_release(&sc);
+    if (rc)
+        return rc;
     *out = ids;
     *n = k;
     return 0;
@@ -877,21 +888,31 @@ static int h_count(ag_call_t *call)
         ag_coll_read_begin(c);
         json_int_t count = 0;
         uint32_t *cand;
-        size_t ncand;
+        size_t ncand, seen = 0;
         const json_t *fj = json_object_get(call->body, "filter");
         if (!sc.user && !sc.restriction) {
             count = c->live;
-        } else if (fj && ag_payload_candidates(c, &call->arena, fj, &cand, &ncand)) {
-            /* An indexed equality narrows the scan; every candidate still passes the scope. */
-            for (size_t i = 0; i < ncand; i++)
-                count += (i == 0 || cand[i - 1] != cand[i]) && ag_scope_match(&sc, cand[i]);
         } else {
-            for (uint32_t s = 0; s < c->nslots; s++)
+            /* Indexed equalities of the filter and of the row restriction narrow the scan (to
+             * their intersection), so a restricted count costs what is in scope, not what the
+             * filter matches elsewhere; every candidate still passes the whole scope. */
+            bool indexed = ag_scope_candidates(&sc, &call->arena, fj, &cand, &ncand);
+            size_t total = indexed ? ncand : c->nslots;
+            for (size_t i = 0; i < total; i++) {
+                if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+                    break;
+                uint32_t s = indexed ? cand[i] : (uint32_t)i;
+                if (indexed && i > 0 && cand[i - 1] == s)
+                    continue;
+                seen++;
                 count += ag_scope_match(&sc, s);
+            }
         }
+        ag_scope_note_examined(seen);
         ag_coll_read_end(c);
         ag_scope_release(&sc);
-        call->result = json_pack("{s:I}", "count", count);
+        if (rc == 0)
+            call->result = json_pack("{s:I}", "count", count);
     }
     ag_coll_unref(c);
     return rc;
@@ -1033,6 +1054,60 @@ int ag_order_slots(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc, co
     return 0;
 }
 
+typedef struct keyed_slot {
+    uint8_t key[AG_ID_KEY_LEN];
+    uint32_t slot;
+} keyed_slot_t;
+
+static int cmp_keyed_slot(const void *a, const void *b)
+{
+    return memcmp(((const keyed_slot_t *)a)->key, ((const keyed_slot_t *)b)->key, AG_ID_KEY_LEN);
+}
+
+/* Scroll over payload-index candidates (the filter's and the row restriction's, see
+ * ag_scope_candidates): the in-scope ones at or after offset, in id order like the LMDB walk.
+ * Appends to points and sets *next (a new reference) when more remain. Read lock held. */
+static int scroll_candidates(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc,
+                             const uint32_t *cand, size_t ncand, const ag_point_id_t *offset,
+                             uint64_t limit, const ag_payload_sel_t *ps, bool wv,
+                             const json_t *which, json_t *points, json_t **next)
+{
+    uint8_t from[AG_ID_KEY_LEN];
+    if (offset)
+        ag_id_to_key(offset, from);
+    keyed_slot_t *k = ag_arena_alloc(&call->arena, (ncand ? ncand : 1) * sizeof(*k));
+    if (!k)
+        return AG_ENOMEM;
+    size_t n = 0, seen = 0;
+    int rc = 0;
+    for (size_t i = 0; i < ncand; i++) {
+        if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+            break;
+        if (i > 0 && cand[i - 1] == cand[i])
+            continue;
+        seen++;
+        if (!ag_scope_match(sc, cand[i]))
+            continue;
+        ag_id_to_key(&c->slots[cand[i]].id, k[n].key);
+        if (offset && memcmp(k[n].key, from, AG_ID_KEY_LEN) < 0)
+            continue;
+        k[n++].slot = cand[i];
+    }
+    ag_scope_note_examined(seen);
+    if (rc)
+        return rc;
+    qsort(k, n, sizeof(*k), cmp_keyed_slot);
+    for (size_t i = 0; i < n; i++) {
+        if (i == limit) {
+            json_decref(*next);
+            *next = ag_id_to_json(&c->slots[k[i].slot].id);
+            break;
+        }
+        json_array_append_new(points, ag_render_point(c, k[i].slot, ps, wv, which, false, 0));
+    }
+    return 0;
+}
+
 static int h_scroll(ag_call_t *call)
 {
     int rc = AG_JSON_ONLY(call->body, "", &call->diag, "offset", "limit", "filter", "with_payload",
@@ -1065,6 +1140,8 @@ static int h_scroll(ag_call_t *call)
     json_t *points = json_array();
     json_t *next = json_null();
     json_t *ob = json_object_get(call->body, "order_by");
+    uint32_t *cand;
+    size_t ncand;
     ag_coll_read_begin(c);
     if (ob && !json_is_null(ob)) {
         const char *key;
@@ -1087,6 +1164,11 @@ static int h_scroll(ag_call_t *call)
                                     : json_real(o[i].value));
             json_array_append_new(points, p);
         }
+    } else if ((sc.user || sc.restriction) &&
+               ag_scope_candidates(&sc, &call->arena, json_object_get(call->body, "filter"), &cand,
+                                   &ncand)) {
+        rc = scroll_candidates(call, c, &sc, cand, ncand, has_offset ? &offset : NULL, limit, &ps,
+                               wv, which, points, &next);
     } else {
         /* Walk the points in id order straight from LMDB's sorted keys. */
         MDB_txn *txn = NULL;
@@ -1104,8 +1186,10 @@ static int h_scroll(ag_call_t *call)
             } else {
                 mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
             }
-            size_t got = 0;
+            size_t got = 0, seen = 0;
             for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+                if (seen++ % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+                    break;
                 ag_point_id_t id;
                 if (ag_id_from_key(k.mv_data, k.mv_size, &id) != 0)
                     continue;
@@ -1120,6 +1204,7 @@ static int h_scroll(ag_call_t *call)
                 json_array_append_new(points, ag_render_point(c, s, &ps, wv, which, false, 0));
                 got++;
             }
+            ag_scope_note_examined(seen);
         }
         if (cur)
             mdb_cursor_close(cur);
@@ -1209,6 +1294,8 @@ static int h_facet(ag_call_t *call)
         return rc;
     if (!key || ag_payload_path_check(key, NULL) != 0)
         return ag_fail(&call->diag, AG_EINVAL, "key: expected a payload key");
+    if ((rc = ag_call_timeout_json(call, json_object_get(call->body, "timeout"), "")) != 0)
+        return rc;
     if (limit == 0)
         return ag_fail(&call->diag, AG_EUNPROCESSABLE, "limit: must be at least 1");
     ag_collection_t *c;
@@ -1231,13 +1318,25 @@ static int h_facet(ag_call_t *call)
                      "following types: [keyword, integer, bool, uuid]",
                      key);
     } else {
-        for (uint32_t s = 0; s < c->nslots && !f.oom; s++) {
+        uint32_t *cand;
+        size_t ncand, seen = 0;
+        bool indexed = ag_scope_candidates(&sc, &call->arena, json_object_get(call->body, "filter"),
+                                           &cand, &ncand);
+        size_t total = indexed ? ncand : c->nslots;
+        for (size_t i = 0; i < total && !f.oom; i++) {
+            if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+                break;
+            uint32_t s = indexed ? cand[i] : (uint32_t)i;
+            if (indexed && i > 0 && cand[i - 1] == s)
+                continue;
+            seen++;
             if (!ag_scope_match(&sc, s))
                 continue;
             f.slot = s;
             ag_payload_path_each(c->slots[s].payload, key, facet_visit, &f);
         }
-        if (f.oom)
+        ag_scope_note_examined(seen);
+        if (f.oom && rc == 0)
             rc = AG_ENOMEM;
     }
     if (rc == 0) {
@@ -1261,9 +1360,9 @@ const ag_route_t ag_routes_points[] = {
     {AG_HTTP_PUT, "/collections/{name}/points", "write:points", AG_SCOPE_COLLECTION, h_upsert, true,
      false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points", "read:data", AG_SCOPE_COLLECTION, h_retrieve, true,
-     false},
+     false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/delete", "delete:points", AG_SCOPE_COLLECTION,
-     h_delete, true, false},
+     h_delete, true, false, false, false, true},
     {AG_HTTP_PUT, "/collections/{name}/points/vectors", "update:points", AG_SCOPE_COLLECTION,
      h_update_vectors, true, false},
     {AG_HTTP_POST, "/collections/{name}/points/vectors/delete", "update:points",
@@ -1279,11 +1378,11 @@ const ag_route_t ag_routes_points[] = {
     {AG_HTTP_POST, "/collections/{name}/points/batch", "read:data", AG_SCOPE_COLLECTION, h_batch,
      true, false},
     {AG_HTTP_POST, "/collections/{name}/points/scroll", "read:data", AG_SCOPE_COLLECTION, h_scroll,
-     true, false},
+     true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/count", "read:data", AG_SCOPE_COLLECTION, h_count,
-     true, false},
+     true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/facet", "read:data", AG_SCOPE_COLLECTION, h_facet, true,
-     false},
+     false, false, false, true},
     {AG_HTTP_GET, "/collections/{name}/points/{id}", "read:data", AG_SCOPE_COLLECTION, h_get_point,
      false, false},
 };

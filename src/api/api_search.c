@@ -25,10 +25,16 @@
 #include "store/ag_payload_index.h"
 #include "json/ag_json.h"
 
-#define MAX_DEPTH 64       /* prefetch nesting (Qdrant's MAX_PREFETCH_DEPTH) */
-#define MAX_STAGES 1024    /* stages of one request, every level together */
-#define MAX_EXAMPLES 10000 /* positive + negative examples of one recommendation */
-#define MAX_SEARCHES 1000  /* requests in one batch */
+#define MAX_DEPTH 64    /* prefetch nesting (Qdrant's MAX_PREFETCH_DEPTH) */
+#define MAX_STAGES 1024 /* stages of one request, every level together */
+/* Budgets for work that multiplies (docs/SECURITY.md, "Request cost"), refused before any of it
+ * is done. Far above what Qdrant clients send in normal use. */
+#define MAX_EXAMPLES 1000        /* positive + negative examples of one recommendation */
+#define MAX_REQ_EXAMPLES 10000   /* examples of every query of a request (a batch) together */
+#define MAX_REQ_STAGES 10000     /* queries and prefetches of a request (a batch) together */
+#define MAX_REQ_RESULTS 1100000u /* limit + offset of every query and prefetch, added up */
+#define MAX_SEARCHES 1000        /* requests in one batch */
+#define DEADLINE_EVERY 1024u     /* slots scored between two looks at the clock */
 #define MAX_OFFSET 1000000
 #define MAX_GROUP_VALUES 256 /* group_by values taken from one point */
 #define DEFAULT_LIMIT 10
@@ -237,6 +243,7 @@ static int new_stage(req_t *rq, stage_t *parent, const char *path, stage_t **out
     st->vi = st->si = -1;
     st->limit = DEFAULT_LIMIT;
     st->rrf_k = DEFAULT_RRF_K;
+    st->params.deadline = rq->call->deadline;
     st->scope.c = rq->c;
     st->scope.restriction = rq->call->restriction;
     rq->all[rq->nall++] = st;
@@ -340,7 +347,8 @@ static int parse_examples(req_t *rq, stage_t *st, const json_t *obj, const char 
                        p);
     size_t len = json_array_size(arr);
     if (len > MAX_EXAMPLES)
-        return ag_fail(&rq->call->diag, AG_EINVAL, "%s: at most %d examples", p, MAX_EXAMPLES);
+        return ag_fail(&rq->call->diag, AG_EINVAL, "%s: at most %d examples, got %zu", p,
+                       MAX_EXAMPLES, len);
     vin_t *v = req_alloc(rq, len, sizeof(*v));
     if (!v)
         return AG_ENOMEM;
@@ -383,8 +391,9 @@ static int parse_reco(req_t *rq, stage_t *st, const json_t *obj, const char *pat
         (rc = parse_examples(rq, st, obj, path, "negative", &st->neg, &st->nneg)) != 0)
         return rc;
     if (st->npos + st->nneg > MAX_EXAMPLES)
-        return ag_fail(d, AG_EINVAL, "%s: at most %d examples in all", *path ? path : "positive",
-                       MAX_EXAMPLES);
+        return ag_fail(d, AG_EINVAL,
+                       "%s: at most %d positive and negative examples together, got %zu",
+                       *path ? path : "positive", MAX_EXAMPLES, st->npos + st->nneg);
     field(p, sizeof(p), path, "positive");
     if (st->strategy == RECO_AVERAGE && st->npos == 0)
         return ag_fail(d, AG_EINVAL,
@@ -897,6 +906,8 @@ static int parse_request(req_t *rq, const json_t *body, const char *path)
         break;
     }
     rq->root = st;
+    if ((rc = ag_call_timeout_json(rq->call, json_object_get(body, "timeout"), path)) != 0)
+        return rc;
     return parse_output(rq, body, path);
 }
 
@@ -967,9 +978,11 @@ static int resolve_stage(req_t *rq, stage_t *st, ag_collection_t *src,
 {
     int rc = resolve_vin(rq, st, src, restriction, &st->nearest);
     for (size_t i = 0; rc == 0 && i < st->npos; i++)
-        rc = resolve_vin(rq, st, src, restriction, &st->pos[i]);
+        if ((rc = ag_call_deadline(rq->call)) == 0)
+            rc = resolve_vin(rq, st, src, restriction, &st->pos[i]);
     for (size_t i = 0; rc == 0 && i < st->nneg; i++)
-        rc = resolve_vin(rq, st, src, restriction, &st->neg[i]);
+        if ((rc = ag_call_deadline(rq->call)) == 0)
+            rc = resolve_vin(rq, st, src, restriction, &st->neg[i]);
     return rc;
 }
 
@@ -1166,8 +1179,8 @@ static int accepted_slots(req_t *rq, const ag_index_filter_t *f, uint32_t **out,
     return 0;
 }
 
-static int score_nearest(req_t *rq, const stage_t *st, size_t k, const ag_index_filter_t *f,
-                         ranked_t *out)
+static int score_nearest_in(req_t *rq, const stage_t *st, size_t k, const ag_index_filter_t *f,
+                            ranked_t *out)
 {
     size_t cap;
     if (st->vi >= 0) {
@@ -1184,12 +1197,13 @@ static int score_nearest(req_t *rq, const stage_t *st, size_t k, const ag_index_
         if (f->candidates)
             return ag_index_score_candidates(vc->vs, vc->dist, st->nearest.dense, cap, f,
                                              &st->params, out->h, &out->n);
-        /* A selective equality on an indexed field: score its few candidates exactly (every
-         * candidate still passes the whole filter and the row restriction). */
+        /* A selective equality on an indexed field, of the filter or of the row restriction
+         * (intersected when both have one): score the few candidates exactly (every candidate
+         * still passes the whole filter and the row restriction). */
         uint32_t *cand;
         size_t ncand;
-        if (st->filter_json && !st->params.exact &&
-            ag_payload_candidates(rq->c, &rq->call->arena, st->filter_json, &cand, &ncand) &&
+        if (!st->params.exact &&
+            ag_scope_candidates(&st->scope, &rq->call->arena, st->filter_json, &cand, &ncand) &&
             ncand <= AG_PAYLOAD_CANDIDATES_MAX) {
             ag_index_filter_t narrowed = *f;
             narrowed.candidates = cand;
@@ -1209,6 +1223,16 @@ static int score_nearest(req_t *rq, const stage_t *st, size_t k, const ag_index_
         return AG_ENOMEM;
     return ag_sparse_search(sp, st->nearest.sp.indices, st->nearest.sp.values, st->nearest.sp.n,
                             cap, f, &st->params, out->h, &out->n);
+}
+
+/* An exact scan that ran out of time reports AG_ETIMEOUT bare; the answer names the timeout. */
+static int score_nearest(req_t *rq, const stage_t *st, size_t k, const ag_index_filter_t *f,
+                         ranked_t *out)
+{
+    int rc = score_nearest_in(rq, st, k, f, out);
+    if (rc == AG_ETIMEOUT && (rc = ag_call_deadline(rq->call)) == 0)
+        rc = ag_fail(&rq->call->diag, AG_ETIMEOUT, "Timeout error: the request ran out of time");
+    return rc;
 }
 
 /* Qdrant's similarity inside custom scores: dot for Cosine/Dot, the negated squared L2 for
@@ -1287,6 +1311,9 @@ static int score_reco(req_t *rq, const stage_t *st, size_t k, const ag_index_fil
     ag_topk_t t;
     ag_topk_init(&t, out->h, cap);
     for (size_t i = 0; i < n; i++) {
+        /* Examples x points: the clock is read every few slots (times the examples). */
+        if (i % (DEADLINE_EVERY / 8) == 0 && (rc = ag_call_deadline(rq->call)) != 0)
+            return rc;
         float s;
         if (!reco_score(rq, st, slots[i], &s))
             continue;
@@ -1517,7 +1544,9 @@ static int union_slots(req_t *rq, const ranked_t *lists, size_t n, uint32_t **ou
 static int run_stage(req_t *rq, stage_t *st, size_t k, ranked_t *out)
 {
     memset(out, 0, sizeof(*out));
-    int rc;
+    int rc = ag_call_deadline(rq->call);
+    if (rc)
+        return rc;
     uint32_t *cand = NULL;
     size_t ncand = 0;
     if (st->npre) {
@@ -1814,6 +1843,72 @@ static int run_one(ag_call_t *call, ag_collection_t *c, api_t api, bool groups, 
     return *out ? 0 : AG_ENOMEM;
 }
 
+/* What a request asks for, counted from the JSON before anything runs. Values the parser will
+ * refuse count as their defaults or caps here; the parser reports them. */
+typedef struct tally {
+    size_t stages, examples;
+    uint64_t results;
+} tally_t;
+
+static uint64_t count_or(const json_t *obj, const char *key, uint64_t dflt, uint64_t cap)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return dflt;
+    return AG_MIN((uint64_t)json_integer_value(v), cap);
+}
+
+static void tally_stage(const json_t *q, api_t api, bool top, bool groups, int depth, tally_t *t)
+{
+    if (!json_is_object(q) || depth > MAX_DEPTH + 1)
+        return;
+    t->stages++;
+    uint64_t limit = count_or(q, "limit", DEFAULT_LIMIT, AG_MAX_LIMIT);
+    if (top && groups)
+        limit *= count_or(q, "group_size", DEFAULT_GROUP_SIZE, AG_MAX_LIMIT);
+    if (top)
+        limit += count_or(q, "offset", 0, MAX_OFFSET);
+    t->results += limit;
+    const json_t *r =
+        api == API_RECOMMEND ? q : json_object_get(json_object_get(q, "query"), "recommend");
+    t->examples += json_array_size(json_object_get(r, "positive")) +
+                   json_array_size(json_object_get(r, "negative"));
+    if (api != API_QUERY)
+        return;
+    const json_t *pf = json_object_get(q, "prefetch");
+    if (json_is_object(pf))
+        tally_stage(pf, api, false, false, depth + 1, t);
+    for (size_t i = 0; i < json_array_size(pf); i++)
+        tally_stage(json_array_get(pf, i), api, false, false, depth + 1, t);
+}
+
+/* Refuses a request whose queries, examples or results add up to more than the budgets. */
+static int check_budgets(ag_call_t *call, api_t api, const json_t *list, bool groups)
+{
+    tally_t t = {0};
+    if (list)
+        for (size_t i = 0; i < json_array_size(list); i++)
+            tally_stage(json_array_get(list, i), api, true, false, 0, &t);
+    else
+        tally_stage(call->body, api, true, groups, 0, &t);
+    const char *where = list ? "searches" : "prefetch";
+    if (t.stages > MAX_REQ_STAGES)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "%s: at most %d queries and prefetches in one request, got %zu", where,
+                       MAX_REQ_STAGES, t.stages);
+    if (t.examples > MAX_REQ_EXAMPLES)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "%s: at most %d positive and negative examples in one request, got %zu",
+                       list ? "searches" : "positive", MAX_REQ_EXAMPLES, t.examples);
+    if (t.results > MAX_REQ_RESULTS)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "%s: the limits of one request (limit + offset of every query and "
+                       "prefetch%s) add up to at most %u, got %llu",
+                       list ? "searches" : "limit", groups ? ", limit x group_size for groups" : "",
+                       MAX_REQ_RESULTS, (unsigned long long)t.results);
+    return 0;
+}
+
 static int handle(ag_call_t *call, api_t api, bool batch, bool groups)
 {
     const json_t *list = NULL;
@@ -1828,6 +1923,8 @@ static int handle(ag_call_t *call, api_t api, bool batch, bool groups)
             return ag_fail(&call->diag, AG_EINVAL, "searches: at most %d requests per batch",
                            MAX_SEARCHES);
     }
+    if ((rc = check_budgets(call, api, list, groups)) != 0)
+        return rc;
     ag_collection_t *c;
     if ((rc = ag_call_collection(call, &c)) != 0)
         return rc;
@@ -1839,6 +1936,8 @@ static int handle(ag_call_t *call, api_t api, bool batch, bool groups)
             char p[PATH_LEN];
             json_t *one = NULL;
             pathf(p, sizeof(p), "searches[%zu]", i);
+            if ((rc = ag_call_deadline(call)) != 0)
+                break;
             rc = run_one(call, c, api, false, json_array_get(list, i), p, &one);
             if (rc == 0 && json_array_append_new(result, one) != 0)
                 rc = AG_ENOMEM;
@@ -1902,22 +2001,22 @@ static int h_query_groups(ag_call_t *call)
 
 const ag_route_t ag_routes_search[] = {
     {AG_HTTP_POST, "/collections/{name}/points/search", "read:data", AG_SCOPE_COLLECTION, h_search,
-     true, false},
+     true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/search/batch", "read:data", AG_SCOPE_COLLECTION,
-     h_search_batch, true, false},
+     h_search_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/search/groups", "read:data", AG_SCOPE_COLLECTION,
-     h_search_groups, true, false},
+     h_search_groups, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/recommend", "read:data", AG_SCOPE_COLLECTION,
-     h_recommend, true, false},
+     h_recommend, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/recommend/batch", "read:data", AG_SCOPE_COLLECTION,
-     h_recommend_batch, true, false},
+     h_recommend_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/recommend/groups", "read:data", AG_SCOPE_COLLECTION,
-     h_recommend_groups, true, false},
+     h_recommend_groups, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/query", "read:data", AG_SCOPE_COLLECTION, h_query,
-     true, false},
+     true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/query/batch", "read:data", AG_SCOPE_COLLECTION,
-     h_query_batch, true, false},
+     h_query_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/query/groups", "read:data", AG_SCOPE_COLLECTION,
-     h_query_groups, true, false},
+     h_query_groups, true, false, false, false, true},
 };
 const size_t ag_routes_search_len = AG_ARRAY_LEN(ag_routes_search);

@@ -3,6 +3,7 @@
 
 #include "ag_clock.h"
 #include "api/ag_api.h"
+#include "api/ag_points.h"
 
 /* The Qdrant REST API version whose data plane Aegis speaks; the official clients check it. */
 #define AG_QDRANT_API_VERSION "1.18.0"
@@ -65,8 +66,13 @@ static int h_metrics(ag_call_t *call)
              "points_total %llu\n"
              "# HELP uptime_seconds seconds since start\n"
              "# TYPE uptime_seconds counter\n"
-             "uptime_seconds %.0f\n",
-             AG_VERSION, ncoll, (unsigned long long)points, ag_now_mono() - call->api->started_at);
+             "uptime_seconds %.0f\n"
+             "# HELP points_examined_total points tested against a read's scope by count, facet, "
+             "scroll and delete-by-filter\n"
+             "# TYPE points_examined_total counter\n"
+             "points_examined_total %llu\n",
+             AG_VERSION, ncoll, (unsigned long long)points, ag_now_mono() - call->api->started_at,
+             (unsigned long long)ag_scope_examined_total());
     call->raw_type = "text/plain; version=0.0.4";
     call->raw = strdup(buf);
     return call->raw ? 0 : AG_ENOMEM;

@@ -79,5 +79,13 @@ _Noreturn void ag_assert_fail(const char *expr, const char *file, int line);
 #define AG_MAX_FILTER_DEPTH 32
 #define AG_MAX_LIMIT 100000
 #define AG_MAX_BATCH 100000
+/* Filter budgets (docs/SECURITY.md "Request cost"): values of one match.any / match.except list,
+ * conditions of one filter (every level), values of one filter (every list, has_id included). */
+#define AG_MAX_MATCH_VALUES 10000
+#define AG_MAX_FILTER_CONDITIONS 10000
+#define AG_MAX_FILTER_VALUES 100000
+/* JSON values in the body of one read (search, query, recommend, count, scroll, facet, retrieve,
+ * delete): a 1,000-query batch of 2,048-dimension vectors fits. */
+#define AG_MAX_READ_BODY_VALUES 4000000
 
 #endif

@@ -41,6 +41,7 @@ static const key_def_t keys[] = {
     K("service.auth_max_failures", T_UINT, auth_max_failures, 1000000, false),
     K("service.auth_failure_window_sec", T_UINT, auth_failure_window_s, 86400, false),
     K("service.auth_lockout_sec", T_UINT, auth_lockout_s, 86400, false),
+    K("service.max_request_timeout_sec", T_UINT, max_request_timeout_s, 86400, false),
     K("tls.cert", T_STR, tls_cert, 0, false),
     K("tls.key", T_STR, tls_key, 0, false),
     K("tls.ca_cert", T_STR, tls_ca_cert, 0, false),
@@ -76,6 +77,7 @@ void ag_config_init(ag_config_t *cfg)
     cfg->auth_max_failures = 10;
     cfg->auth_failure_window_s = 60;
     cfg->auth_lockout_s = 60;
+    cfg->max_request_timeout_s = 30;
     set_str(&cfg->storage_path, "./storage");
     cfg->map_size_gb = 256;
     cfg->flush_interval_ms = 1000;

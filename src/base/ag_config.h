@@ -28,6 +28,7 @@ typedef struct ag_config {
     uint64_t auth_max_failures;      /* failed authentications per window before a lockout */
     uint64_t auth_failure_window_s;
     uint64_t auth_lockout_s;
+    uint64_t max_request_timeout_s; /* cap (and default) of a request's deadline */
     /* tls */
     char *tls_cert;
     char *tls_key;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -24,6 +25,8 @@ typedef struct proxy_net {
 } proxy_net_t;
 
 #define MAX_PROXIES 32
+/* Requests or responses bigger than this return their freed memory to the system when done. */
+#define TRIM_AFTER_BYTES (1u << 20)
 
 struct ag_http {
     struct MHD_Daemon *daemon;
@@ -36,7 +39,16 @@ struct ag_http {
     atomic_int active;
     atomic_uint_fast64_t next_id;
     uint16_t port;
+    /* Request workers: handle() runs here while MHD keeps the connection suspended. */
+    pthread_mutex_t jobs_lock;
+    pthread_cond_t jobs_cv;
+    ag_request_t *jobs_head, *jobs_tail;
+    bool jobs_stopping;
+    pthread_t *workers; /* owned, nworkers entries */
+    unsigned nworkers;
 };
+
+enum { PHASE_READING = 0, PHASE_RUNNING = 1, PHASE_ANSWERED = 2 };
 
 static int hexdigit(char c)
 {
@@ -133,9 +145,14 @@ static void request_free(ag_request_t *req)
         free(req->authorization);
     }
     free(req->content_type);
+    bool big = req->body_cap > TRIM_AFTER_BYTES || req->resp_len > TRIM_AFTER_BYTES;
     free(req->body);
     free(req->resp_body);
     free(req);
+    /* glibc keeps freed heap memory (and raises its mmap threshold after freeing a big block),
+     * so one large request would leave the resident size up for good; hand it back. */
+    if (big)
+        malloc_trim(0);
 }
 
 static int parse_method(const char *m)
@@ -502,10 +519,86 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
 
+    if (req->phase == PHASE_READING)
+        req->t_ready = ag_now_mono();
+    if (req->phase == PHASE_READING && !req->responded && !req->inline_ok && srv->nworkers > 0) {
+        /* Off the network thread: MHD calls back here once the worker resumes the connection. */
+        req->phase = PHASE_RUNNING;
+        MHD_suspend_connection(conn);
+        pthread_mutex_lock(&srv->jobs_lock);
+        req->next_job = NULL;
+        if (srv->jobs_tail)
+            srv->jobs_tail->next_job = req;
+        else
+            srv->jobs_head = req;
+        srv->jobs_tail = req;
+        pthread_cond_signal(&srv->jobs_cv);
+        pthread_mutex_unlock(&srv->jobs_lock);
+        return MHD_YES;
+    }
+    if (req->phase == PHASE_RUNNING)
+        return MHD_YES; /* not resumed yet (MHD should not call, but never answer twice) */
     if (!req->responded)
         srv->handle(srv->ud, req);
     access_log(srv, req);
     return queue(conn, req, req->close_after);
+}
+
+/* A request worker: runs handle() for suspended requests, oldest first. On stop it drains the
+ * queue before exiting, so every suspended connection is resumed before the daemon stops. */
+static void *worker_main(void *arg)
+{
+    struct ag_http *srv = arg;
+    pthread_mutex_lock(&srv->jobs_lock);
+    for (;;) {
+        while (!srv->jobs_head && !srv->jobs_stopping)
+            pthread_cond_wait(&srv->jobs_cv, &srv->jobs_lock);
+        ag_request_t *req = srv->jobs_head;
+        if (!req)
+            break; /* stopping and nothing left */
+        srv->jobs_head = req->next_job;
+        if (!srv->jobs_head)
+            srv->jobs_tail = NULL;
+        pthread_mutex_unlock(&srv->jobs_lock);
+
+        srv->handle(srv->ud, req);
+        req->phase = PHASE_ANSWERED;
+        MHD_resume_connection(req->conn);
+
+        pthread_mutex_lock(&srv->jobs_lock);
+    }
+    pthread_mutex_unlock(&srv->jobs_lock);
+    return NULL;
+}
+
+/* Stops the request workers after they have drained the queue. */
+static void stop_workers(struct ag_http *srv)
+{
+    pthread_mutex_lock(&srv->jobs_lock);
+    srv->jobs_stopping = true;
+    pthread_cond_broadcast(&srv->jobs_cv);
+    pthread_mutex_unlock(&srv->jobs_lock);
+    for (unsigned i = 0; i < srv->nworkers; i++)
+        pthread_join(srv->workers[i], NULL);
+    free(srv->workers);
+    srv->workers = NULL;
+    srv->nworkers = 0;
+}
+
+/* Starts n request workers; on failure stops the ones started and returns false. */
+static bool start_workers(struct ag_http *srv, unsigned n)
+{
+    srv->workers = calloc(n, sizeof(*srv->workers));
+    if (!srv->workers)
+        return false;
+    for (unsigned i = 0; i < n; i++) {
+        if (pthread_create(&srv->workers[i], NULL, worker_main, srv) != 0) {
+            stop_workers(srv);
+            return false;
+        }
+        srv->nworkers = i + 1;
+    }
+    return true;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -559,10 +652,13 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
         free(srv);
         return prc;
     }
+    pthread_mutex_init(&srv->jobs_lock, NULL);
+    pthread_cond_init(&srv->jobs_cv, NULL);
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
     const char *host = cfg->host ? cfg->host : "127.0.0.1";
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
@@ -577,13 +673,17 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
         free(srv);
         return ag_fail(diag, AG_ECONFIG, "service.host: '%s' is not an IPv4 or IPv6 address", host);
     }
+    if (!start_workers(srv, cfg->threads ? cfg->threads : 4)) {
+        free(srv);
+        return ag_fail(diag, AG_EINTERNAL, "cannot start the request worker threads");
+    }
     if (cfg->tls_cert_pem)
         flags |= MHD_USE_TLS;
 
     struct MHD_OptionItem opts[20];
     int n = 0;
-    opts[n++] =
-        (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, cfg->threads ? cfg->threads : 4, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
+                                        cfg->io_threads ? cfg->io_threads : 2, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                         cfg->conn_timeout ? cfg->conn_timeout : 60, NULL};
@@ -612,6 +712,7 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
         srv, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!srv->daemon) {
+        stop_workers(srv);
         free(srv);
         /* MHD does not say why; a bind of our own tells a taken port from the rest. */
         int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -650,10 +751,16 @@ void ag_http_stop(ag_http_t *srv, double grace_s)
     while (atomic_load(&srv->active) > 0 && ag_now_mono() < deadline)
         usleep(10000);
     if (atomic_load(&srv->active) > 0)
-        ag_log(AG_LOG_WARN, "shutdown: %d requests still running after %.0fs, stopping anyway",
+        ag_log(AG_LOG_WARN,
+               "shutdown: %d requests still running after %.0fs, waiting for the ones already "
+               "being handled",
                atomic_load(&srv->active), grace_s);
+    /* Suspended connections must be resumed before the daemon stops: let the workers finish. */
+    stop_workers(srv);
     MHD_stop_daemon(srv->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
+    pthread_cond_destroy(&srv->jobs_cv);
+    pthread_mutex_destroy(&srv->jobs_lock);
     free(srv);
 }

@@ -7,6 +7,11 @@
  *   handle(): called once the whole body has been read (only if begin() accepted).
  * Responses are queued only after the body has been read, which keeps keep-alive working.
  * This layer knows nothing about collections or permissions.
+ *
+ * Threads: libmicrohttpd's own threads (a few) do the network work and begin(); handle() runs on
+ * a separate pool of request workers while the connection is suspended, so a probe such as
+ * /healthz (marked inline_ok by begin) is answered at once even when every worker is busy with
+ * slow searches. Requests refused in begin() are answered inline too.
  */
 #ifndef AG_HTTP_H
 #define AG_HTTP_H
@@ -55,6 +60,7 @@ typedef struct ag_request {
     double t_start;
     bool client_cert_refused; /* mutual TLS is on and no valid client certificate came: the api
                                  layer refuses the request as a failed authentication */
+    double t_ready;           /* when the whole body was in (request deadlines count from here) */
 
     /* Filled by the api layer. */
     void *app;                   /* per-request state owned by the api layer */
@@ -70,6 +76,12 @@ typedef struct ag_request {
     bool responded;
     bool close_after; /* send Connection: close (the client overran a limit) */
     void *conn;       /* struct MHD_Connection *, for TLS introspection */
+
+    /* Set by begin(): handle() is cheap and runs on the network thread (health probes). */
+    bool inline_ok;
+    /* Adapter state: 0 reading, 1 handed to a request worker, 2 answered by the worker. */
+    int phase;
+    struct ag_request *next_job; /* the request workers' queue */
 } ag_request_t;
 
 /* Returns the decoded value of query argument key, or NULL. Borrowed for the request's life. */
@@ -88,7 +100,8 @@ typedef void (*ag_http_handle_fn)(void *ud, ag_request_t *req);
 typedef struct ag_http_config {
     const char *host;
     uint16_t port;
-    unsigned threads;
+    unsigned threads;      /* request workers running handle() */
+    unsigned io_threads;   /* libmicrohttpd threads (network, begin, inline requests); 0 = 2 */
     size_t max_body;       /* bytes; bigger bodies get 413 */
     unsigned conn_timeout; /* seconds of inactivity before a connection is dropped */
     unsigned max_connections;

@@ -600,6 +600,9 @@ typedef struct cctx {
     char path[320];
     size_t len;
     ag_diag_t *diag;
+    bool budget;    /* a client's filter: the request-cost limits apply */
+    size_t nconds;  /* conditions compiled so far, every level (AG_MAX_FILTER_CONDITIONS) */
+    size_t nvalues; /* list values compiled so far (AG_MAX_FILTER_VALUES) */
 } cctx_t;
 
 #define DIAG_KEY_MAX 64
@@ -760,6 +763,10 @@ static int compile_set(cctx_t *c, const json_t *arr, int kind, cond_t *cond)
     if (!json_is_array(arr))
         return bad(c, "expected an array of strings or integers");
     size_t n = json_array_size(arr);
+    if (c->budget && n > AG_MAX_MATCH_VALUES)
+        return bad(c, "at most %d values, got %zu", AG_MAX_MATCH_VALUES, n);
+    if ((c->nvalues += n) > AG_MAX_FILTER_VALUES && c->budget)
+        return bad(c, "a filter holds at most %d values in all its lists", AG_MAX_FILTER_VALUES);
     cond->kind = (uint8_t)kind;
     cond->u.set.ints = n > 0 && json_is_integer(json_array_get(arr, 0));
     if (cond->u.set.ints)
@@ -1156,6 +1163,8 @@ static int compile_has_id(cctx_t *c, const json_t *v, cond_t *cond)
     if (!json_is_array(v))
         return bad(c, "expected an array of point ids");
     size_t n = json_array_size(v);
+    if ((c->nvalues += n) > AG_MAX_FILTER_VALUES && c->budget)
+        return bad(c, "a filter holds at most %d values in all its lists", AG_MAX_FILTER_VALUES);
     cond->kind = C_HAS_ID;
     cond->u.ids.ids = calloc(n ? n : 1, sizeof(ag_point_id_t));
     if (!cond->u.ids.ids)
@@ -1251,6 +1260,9 @@ static int compile_clause(cctx_t *c, const json_t *j, int depth, clause_t *out)
     if (!many && !json_is_object(j))
         return bad(c, "expected a condition or an array of conditions");
     size_t n = many ? json_array_size(j) : 1;
+    if ((c->nconds += n) > AG_MAX_FILTER_CONDITIONS && c->budget)
+        return bad(c, "a filter has at most %d conditions at all levels together",
+                   AG_MAX_FILTER_CONDITIONS);
     out->v = calloc(n ? n : 1, sizeof(cond_t));
     if (!out->v)
         return oom(c);
@@ -1337,14 +1349,24 @@ static int compile_filter(cctx_t *c, const json_t *j, int depth, ag_filter_t **o
     return 0;
 }
 
-int ag_filter_compile(const json_t *json, ag_filter_t **out, ag_diag_t *diag)
+static int compile_top(const json_t *json, bool budget, ag_filter_t **out, ag_diag_t *diag)
 {
     *out = NULL;
     if (!json || json_is_null(json))
         return 0;
-    cctx_t c = {.len = 0, .diag = diag};
+    cctx_t c = {.len = 0, .diag = diag, .budget = budget};
     jp_append(&c, "filter", 6);
     return compile_filter(&c, json, 1, out);
+}
+
+int ag_filter_compile(const json_t *json, ag_filter_t **out, ag_diag_t *diag)
+{
+    return compile_top(json, false, out, diag);
+}
+
+int ag_filter_compile_budgeted(const json_t *json, ag_filter_t **out, ag_diag_t *diag)
+{
+    return compile_top(json, true, out, diag);
 }
 
 int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **out)
@@ -1373,6 +1395,73 @@ int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **ou
     }
     *out = f;
     return 0;
+}
+
+/* The text of a path made of plain keys only ("a" or "a.b"), else NULL. */
+static const char *plain_path(const path_t *p)
+{
+    if (p->n == 0)
+        return NULL;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->segs[i].kind != SEG_KEY)
+            return NULL;
+    const char *text = (const char *)(p->segs + p->n);
+    return strpbrk(text, "\"[") ? NULL : text;
+}
+
+static json_t *value_json(const cond_t *c)
+{
+    switch (c->u.value.type) {
+    case VT_STR:
+        return json_stringn(c->u.value.s.p, c->u.value.s.len);
+    case VT_INT:
+        return json_integer(c->u.value.i);
+    default:
+        return json_boolean(c->u.value.b);
+    }
+}
+
+/* Appends to must the equalities of f's `must` clause, descending into sub-filters that sit in
+ * a `must` (their own `must` conditions are required too). False on allocation failure. */
+static bool collect_equalities(const ag_filter_t *f, json_t *must, int depth)
+{
+    for (size_t i = 0; f && i < f->must.n; i++) {
+        const cond_t *c = &f->must.v[i];
+        if (c->kind == C_FILTER && !c->negate && depth < AG_MAX_FILTER_DEPTH) {
+            if (!collect_equalities(c->u.sub, must, depth + 1))
+                return false;
+            continue;
+        }
+        const char *key =
+            (c->kind == C_VALUE || c->kind == C_ANY) && !c->negate ? plain_path(&c->path) : NULL;
+        if (!key)
+            continue;
+        json_t *m;
+        if (c->kind == C_VALUE) {
+            m = json_pack("{s:o}", "value", value_json(c));
+        } else {
+            json_t *arr = json_array();
+            for (size_t k = 0; arr && k < c->u.set.n; k++)
+                json_array_append_new(
+                    arr, c->u.set.ints ? json_integer(c->u.set.nums[k])
+                                       : json_stringn(c->u.set.strs[k].p, c->u.set.strs[k].len));
+            m = arr ? json_pack("{s:o}", "any", arr) : NULL;
+        }
+        json_t *cond = m ? json_pack("{s:s,s:o}", "key", key, "match", m) : NULL;
+        if (!cond || json_array_append_new(must, cond) != 0)
+            return false;
+    }
+    return true;
+}
+
+json_t *ag_filter_required_equalities(const ag_filter_t *f)
+{
+    json_t *must = json_array();
+    if (!must || !collect_equalities(f, must, 0) || json_array_size(must) == 0) {
+        json_decref(must);
+        return NULL;
+    }
+    return json_pack("{s:o}", "must", must);
 }
 
 /* ------------------------------------------------------------------------------------------ */

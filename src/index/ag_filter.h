@@ -68,6 +68,12 @@ typedef struct ag_filter_subject {
  * *out is NULL.
  */
 int ag_filter_compile(const json_t *json, ag_filter_t **out, ag_diag_t *diag);
+/* ag_filter_compile for a filter a client sent with a request: also refuses (AG_EINVAL, diag
+ * naming the field) a match.any / match.except list over AG_MAX_MATCH_VALUES values, more than
+ * AG_MAX_FILTER_CONDITIONS conditions over all levels, more than AG_MAX_FILTER_VALUES values over
+ * all lists (has_id included). Filters the server builds (row restrictions, tenant lists) use
+ * ag_filter_compile: their size is not the caller's to choose. */
+int ag_filter_compile_budgeted(const json_t *json, ag_filter_t **out, ag_diag_t *diag);
 
 /* True if the subject satisfies f. f == NULL matches everything. Never allocates. */
 bool ag_filter_match(const ag_filter_t *f, const ag_filter_subject_t *s);
@@ -93,6 +99,15 @@ ag_filter_t *ag_filter_or(ag_filter_t *a, ag_filter_t *b, int *err);
  * On success *out is a new filter owned by the caller.
  */
 int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **out);
+
+/*
+ * The equality conditions every match of f satisfies: its top-level `must` conditions (and those
+ * of sub-filters sitting in a `must`) that are match.value or match.any on a plain key path
+ * ("a", "a.b"), as a new filter JSON {"must": [{"key": k, "match": {"value"|"any": ...}}, ...]}
+ * owned by the caller, or NULL when there are none (or on allocation failure). Lets a caller find
+ * candidates for f in a payload index (a superset: the candidates still need ag_filter_match).
+ */
+json_t *ag_filter_required_equalities(const ag_filter_t *f);
 
 /* Frees f and everything it owns. NULL is a no-op. */
 void ag_filter_free(ag_filter_t *f);

@@ -411,6 +411,7 @@ typedef struct sctx {
     const void *ud;
     bool acorn;
     scratch_t *sc;
+    double deadline; /* ag_now_mono() time to give up a search (AG_ETIMEOUT); 0 = none */
 } sctx_t;
 
 static inline bool admit(const sctx_t *x, uint32_t id)
@@ -503,7 +504,10 @@ static int search_layer(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
     minheap_push(sc->cq, &sc->cq_n, (cand_t){epd, ep});
     if (admit(x, ep))
         maxheap_push(sc->rs, &sc->rs_n, (cand_t){epd, ep});
+    size_t steps = 0;
     while (sc->cq_n > 0) {
+        if (x->deadline > 0 && (++steps & 255) == 0 && ag_now_mono() >= x->deadline)
+            return AG_ETIMEOUT;
         cand_t c = minheap_pop(sc->cq, &sc->cq_n);
         if (sc->rs_n >= ef && c.d > sc->rs[0].d)
             break;
@@ -1044,6 +1048,9 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
         return AG_ENOMEM;
     size_t ef = params && params->ef ? params->ef : h->ef_search;
     ef = AG_MAX(ef, k);
+    /* A beam wider than the graph only costs memory (the scratch keeps its size). */
+    ef = AG_MIN(ef, (size_t)AG_MAX(h->n_live, 1u));
+    x.deadline = params ? params->deadline : 0;
     if (flt && flt->accept) {
         double sel = estimate_selectivity(h, flt->accept, flt->ud, query);
         if (sel * h->n_live < AG_HNSW_FILTER_EXACT_POINTS)

@@ -63,7 +63,9 @@ typedef struct ag_hnsw_params {
 /* Creates an HNSW index over vs (borrowed; must outlive the index). p may be NULL (defaults).
  * Slots already present in vs are not indexed: the caller adds them (ag_index_add), as for the
  * exact index. On success *out is a new index the caller owns (ag_index_free). AG_EINVAL for a
- * bad argument (m < 2 or > 128, dist out of range), AG_ENOMEM. */
+ * bad argument (m < 2 or > 128, dist out of range), AG_ENOMEM. Searches honour
+ * ag_search_params_t.deadline (AG_ETIMEOUT, looked at every 256 expansions and in exact scans) and
+ * never widen the beam (ef) beyond the number of live points. */
 int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_params_t *p,
                       ag_index_t **out);
 

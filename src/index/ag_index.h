@@ -42,6 +42,9 @@ typedef struct ag_search_params {
     bool exact;  /* ask an approximate index for an exact answer */
     float score_threshold;
     bool has_threshold; /* Euclid/Manhattan keep score <= t, Cosine/Dot keep score >= t */
+    /* ag_now_mono() time after which an exact scan stops and returns AG_ETIMEOUT (its partial
+     * result is discarded); 0 = no deadline. Looked at between chunks of a few thousand slots. */
+    double deadline;
 } ag_search_params_t;
 
 typedef struct ag_index ag_index_t;
@@ -104,8 +107,8 @@ static inline void ag_index_free(ag_index_t *ix)
  * planner's "few matches" path), else over every present slot. query has dim floats (normalized
  * already for Cosine). Keeps no state. Allocates only when it splits the scan across the pool
  * (per-task heaps, freed before return); if that allocation fails it scans on the calling thread
- * instead, so the only error is AG_EINVAL (NULL vs/query/n_out, NULL out with k > 0, a NaN
- * threshold).
+ * instead, so the errors are AG_EINVAL (NULL vs/query/n_out, NULL out with k > 0, a NaN
+ * threshold) and AG_ETIMEOUT (params->deadline passed during the scan; *n_out is 0 then).
  */
 int ag_index_score_candidates(const ag_vecstore_t *vs, ag_distance_t dist, const float *query,
                               size_t k, const ag_index_filter_t *flt,

@@ -1,9 +1,11 @@
 #include "ag_base.h"
 
+#include "ag_clock.h"
 #include "ag_index.h"
 #include "ag_pool.h"
 
 #include <math.h>
+#include <stdatomic.h>
 
 /* ---- top-k collector ------------------------------------------------------------------------ */
 
@@ -86,8 +88,10 @@ typedef struct scan {
     size_t total;        /* units to scan: candidates, or presence words (64 slots each) */
     size_t k;
     size_t n_tasks;
-    ag_hit_t *bufs; /* n_tasks * k, task i's heap at bufs + i * k */
-    size_t *counts; /* n_tasks */
+    ag_hit_t *bufs;      /* n_tasks * k, task i's heap at bufs + i * k */
+    size_t *counts;      /* n_tasks */
+    double deadline;     /* 0 = none */
+    atomic_bool expired; /* set by whichever task sees the deadline pass */
 } scan_t;
 
 /* Ranking key, higher = better: the score itself for Cosine/Dot, its negation for distances. */
@@ -158,17 +162,30 @@ static void scan_candidates(const scan_t *s, size_t lo, size_t hi, ag_topk_t *t)
     }
 }
 
-static void scan_range(const scan_t *s, size_t lo, size_t hi, ag_topk_t *t)
+/* Units (candidates, or presence words of 64 slots) scanned between two looks at the clock. */
+#define DEADLINE_CANDIDATES 4096u
+#define DEADLINE_WORDS 64u
+
+static void scan_range(scan_t *s, size_t lo, size_t hi, ag_topk_t *t)
 {
-    if (s->candidates)
-        scan_candidates(s, lo, hi, t);
-    else
-        scan_slots(s, lo, hi, t);
+    size_t step = s->deadline > 0 ? (s->candidates ? DEADLINE_CANDIDATES : DEADLINE_WORDS) : hi;
+    for (size_t a = lo; a < hi; a += step) {
+        size_t b = hi - a > step ? a + step : hi;
+        if (s->deadline > 0 && (atomic_load_explicit(&s->expired, memory_order_relaxed) ||
+                                ag_now_mono() >= s->deadline)) {
+            atomic_store(&s->expired, true);
+            return;
+        }
+        if (s->candidates)
+            scan_candidates(s, a, b, t);
+        else
+            scan_slots(s, a, b, t);
+    }
 }
 
 static void scan_task(void *ud, size_t i)
 {
-    const scan_t *s = ud;
+    scan_t *s = ud;
     size_t lo = s->total * i / s->n_tasks;
     size_t hi = s->total * (i + 1) / s->n_tasks;
     ag_topk_t t;
@@ -226,6 +243,9 @@ int ag_index_score_candidates(const ag_vecstore_t *vs, ag_distance_t dist, const
             s.total = slots = flt->n_candidates;
         }
     }
+    if (params)
+        s.deadline = params->deadline;
+    atomic_init(&s.expired, false);
     if (params && params->has_threshold) {
         if (isnan(params->score_threshold))
             return AG_EINVAL;
@@ -242,6 +262,8 @@ int ag_index_score_candidates(const ag_vecstore_t *vs, ag_distance_t dist, const
     unsigned threads = slots > AG_EXACT_PARALLEL_MIN ? ag_pool_size() : 1;
     if (threads <= 1 || !scan_parallel(&s, threads, &t))
         scan_range(&s, 0, s.total, &t);
+    if (atomic_load(&s.expired))
+        return AG_ETIMEOUT;
     size_t n = ag_topk_finish(&t);
     if (!higher)
         for (size_t i = 0; i < n; i++)

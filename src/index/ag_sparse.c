@@ -2,6 +2,8 @@
 
 #include "ag_sparse.h"
 
+#include "ag_clock.h"
+
 #include <math.h>
 
 #include "ag_grow.h"
@@ -419,7 +421,14 @@ int ag_sparse_search(const ag_sparse_t *sp, const uint32_t *qi, const float *qv,
     size_t cpos = 0;
     ag_topk_t t;
     ag_topk_init(&t, out, k);
+    double deadline = params ? params->deadline : 0;
+    size_t steps = 0;
+    int rc = 0;
     while (nh > 0) {
+        if (deadline > 0 && (++steps & 4095) == 0 && ag_now_mono() >= deadline) {
+            rc = AG_ETIMEOUT;
+            break;
+        }
         uint32_t slot = heap[0].p->slot;
         float acc = 0.0f;
         while (nh > 0 && heap[0].p->slot == slot) {
@@ -438,8 +447,8 @@ int ag_sparse_search(const ag_sparse_t *sp, const uint32_t *qi, const float *qv,
             continue;
         ag_topk_push(&t, slot, acc);
     }
-    *n_out = ag_topk_finish(&t);
+    *n_out = rc ? 0 : ag_topk_finish(&t);
     free(q);
     free(heap);
-    return 0;
+    return rc;
 }

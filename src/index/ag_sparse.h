@@ -43,7 +43,8 @@ size_t ag_sparse_dim_count(const ag_sparse_t *sp);
  * not returned. flt (candidates, accept) and params->score_threshold (keep score >= t) apply; flt
  * and params may be NULL. Best first, ties by smaller slot; out has room for k, *n_out = hits
  * written. The scores equal ag_sparse_dot on the stored vectors bit for bit. Allocates only
- * per call. AG_EINVAL, AG_ENOMEM.
+ * per call. AG_EINVAL, AG_ENOMEM; AG_ETIMEOUT (and no hits) once params->deadline has passed
+ * (looked at every 4,096 slots merged).
  */
 int ag_sparse_search(const ag_sparse_t *sp, const uint32_t *qi, const float *qv, uint32_t qn,
                      size_t k, const ag_index_filter_t *flt, const ag_search_params_t *params,

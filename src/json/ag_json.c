@@ -144,6 +144,128 @@ int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **o
     return 0;
 }
 
+/* ---- budget scan ------------------------------------------------------------------------- */
+
+#define SCAN_DEPTH 64
+
+typedef struct scan_frame {
+    bool array;
+    const char *key; /* the key this container sits under in an object (raw text), or NULL */
+    size_t key_len;
+    size_t count; /* array: elements started so far */
+    size_t cap;
+} scan_frame_t;
+
+static bool key_is(const scan_frame_t *f, const char *name)
+{
+    return f->key && f->key_len == strlen(name) && memcmp(f->key, name, f->key_len) == 0;
+}
+
+/* "filter.must[0].match.any" from the open containers (at most 400 bytes). */
+static void scan_path(const scan_frame_t *st, int depth, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (int i = 0; i < depth && o + 1 < cap; i++) {
+        int w = 0;
+        if (st[i].key)
+            w = snprintf(out + o, cap - o, "%s%.*s", o ? "." : "", (int)AG_MIN(st[i].key_len, 64),
+                         st[i].key);
+        if (w > 0)
+            o = AG_MIN(o + (size_t)w, cap - 1);
+        if (st[i].array && i + 1 < depth && o + 1 < cap) {
+            w = snprintf(out + o, cap - o, "[%zu]", st[i].count ? st[i].count - 1 : 0);
+            if (w > 0)
+                o = AG_MIN(o + (size_t)w, cap - 1);
+        }
+    }
+    if (!out[0])
+        snprintf(out, cap, "body");
+}
+
+int ag_json_check_budget(const char *buf, size_t len, const ag_json_budget_t *b, ag_diag_t *diag)
+{
+    scan_frame_t st[SCAN_DEPTH];
+    int depth = 0, hidden = 0; /* hidden: containers opened beyond SCAN_DEPTH */
+    size_t values = 0;
+    const char *key = NULL; /* last string seen in key position, pending its value */
+    size_t key_len = 0;
+    bool want_key = false;
+    char path[400];
+    for (size_t i = 0; i < len; i++) {
+        char ch = buf[i];
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == ':')
+            continue;
+        if (ch == ',') {
+            want_key = depth > 0 && !hidden && !st[depth - 1].array;
+            continue;
+        }
+        if (ch == '}' || ch == ']') {
+            if (hidden)
+                hidden--;
+            else if (depth > 0)
+                depth--;
+            want_key = false;
+            continue;
+        }
+        if (ch == '"' && want_key) {
+            size_t start = ++i;
+            while (i < len && buf[i] != '"')
+                i += buf[i] == '\\' ? 2 : 1;
+            key = buf + start;
+            key_len = AG_MIN(i, len) - start;
+            want_key = false;
+            continue;
+        }
+        /* A value starts here: count it, and count it in its array. */
+        if (++values > b->max_values)
+            return ag_fail(diag, AG_EINVAL,
+                           "body: at most %zu JSON values in one request of this kind",
+                           b->max_values);
+        if (depth > 0 && !hidden && st[depth - 1].array) {
+            scan_frame_t *f = &st[depth - 1];
+            if (++f->count > f->cap) {
+                scan_path(st, depth, path, sizeof(path));
+                return ag_fail(diag, AG_EINVAL, "%s: at most %zu values%s", path, f->cap,
+                               f->cap == b->max_array ? " in one array" : "");
+            }
+        }
+        bool in_object = depth > 0 && !hidden && !st[depth - 1].array;
+        if (ch == '{' || ch == '[') {
+            if (hidden || depth == SCAN_DEPTH) {
+                hidden++;
+            } else {
+                scan_frame_t *f = &st[depth];
+                memset(f, 0, sizeof(*f));
+                f->array = ch == '[';
+                if (in_object) {
+                    f->key = key;
+                    f->key_len = key_len;
+                }
+                f->cap = b->max_array;
+                if (f->array && depth > 0 && key_is(&st[depth - 1], "match") &&
+                    (key_is(f, "any") || key_is(f, "except")))
+                    f->cap = AG_MIN(f->cap, b->max_match_list);
+                else if (f->array && key_is(f, "has_id"))
+                    f->cap = AG_MIN(f->cap, b->max_id_list);
+                depth++;
+            }
+            want_key = ch == '{';
+            continue;
+        }
+        if (ch == '"') {
+            while (++i < len && buf[i] != '"')
+                if (buf[i] == '\\')
+                    i++;
+            continue;
+        }
+        /* number, true, false, null: skip to the next delimiter */
+        while (i + 1 < len && !strchr(",]} \t\r\n", buf[i + 1]))
+            i++;
+    }
+    return 0;
+}
+
 int ag_json_only(const json_t *obj, const char *path, const char *const *allowed, ag_diag_t *diag)
 {
     const char *key;

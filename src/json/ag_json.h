@@ -14,6 +14,20 @@
 int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **out,
                        ag_diag_t *diag);
 
+/* Size limits checked on the raw text of a body before it is parsed, so a body that would cost
+ * far more memory as a JSON tree than as text (millions of small values) is refused first. */
+typedef struct ag_json_budget {
+    size_t max_values;     /* JSON values in the whole body (every number, string, ...) */
+    size_t max_array;      /* elements of any one array */
+    size_t max_match_list; /* elements of a `match.any` / `match.except` list */
+    size_t max_id_list;    /* elements of a `has_id` list */
+} ag_json_budget_t;
+
+/* Scans buf[0..len) without building anything. AG_EINVAL naming the field ("filter.must[0].
+ * match.any: at most 10000 values") when a limit is passed; 0 otherwise, also for malformed text
+ * (the parser reports that). Never allocates; nesting deeper than 64 levels is only counted. */
+int ag_json_check_budget(const char *buf, size_t len, const ag_json_budget_t *b, ag_diag_t *diag);
+
 /* Fails with "<path>: unknown field '<k>'" if obj has a key not in the NULL-terminated list. */
 int ag_json_only(const json_t *obj, const char *path, const char *const *allowed, ag_diag_t *diag);
 #define AG_JSON_ONLY(obj, path, diag, ...)                                                         \

@@ -150,8 +150,9 @@ static bool indexable(const ag_collection_t *c, const char *field)
                     strcmp(type, "uuid") == 0 || strcmp(type, "bool") == 0);
 }
 
-bool ag_payload_candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *filter,
-                           uint32_t **out, size_t *n)
+/* ag_payload_candidates, or with arena NULL only the count (one pass, nothing allocated). */
+static bool candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *filter, uint32_t **out,
+                       size_t *n)
 {
     json_t *must = json_object_get(filter, "must");
     json_t *single = json_is_object(must) ? must : NULL;
@@ -173,7 +174,7 @@ bool ag_payload_candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *
         bool ok = ix != NULL;
         size_t total = 0;
         uint32_t *slots = NULL;
-        for (int pass = 0; ok && pass < 2; pass++) {
+        for (int pass = 0; ok && pass < (arena ? 2 : 1); pass++) {
             if (pass == 1 && !(slots = ag_arena_alloc(arena, (total ? total : 1) * 4))) {
                 ok = false;
                 break;
@@ -194,6 +195,10 @@ bool ag_payload_candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *
         pthread_mutex_unlock(&cache_mutex);
         if (!ok)
             return false;
+        if (!arena) {
+            *n = total;
+            return true;
+        }
         /* Several values (or one slot holding a value twice) may repeat slots; index users
          * skip adjacent repeats, so sorting is enough. */
         if (nvals > 1)
@@ -203,6 +208,17 @@ bool ag_payload_candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *
         return true;
     }
     return false;
+}
+
+bool ag_payload_candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *filter,
+                           uint32_t **out, size_t *n)
+{
+    return arena && candidates(c, arena, filter, out, n);
+}
+
+bool ag_payload_candidates_count(ag_collection_t *c, const json_t *filter, size_t *n)
+{
+    return candidates(c, NULL, filter, NULL, n);
 }
 
 void ag_payload_index_free(ag_collection_t *c)

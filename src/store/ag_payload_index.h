@@ -26,6 +26,11 @@
 bool ag_payload_candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *filter,
                            uint32_t **out, size_t *n);
 
+/* How many candidates ag_payload_candidates would return for filter (repeats included), without
+ * building the list: a few binary searches. False when no index applies. Caller holds the read
+ * lock. */
+bool ag_payload_candidates_count(ag_collection_t *c, const json_t *filter, size_t *n);
+
 /* Frees the collection's cached indexes (collection teardown). */
 void ag_payload_index_free(ag_collection_t *c);
 

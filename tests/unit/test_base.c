@@ -190,6 +190,62 @@ static void test_arena(void **state)
     ag_arena_release(&a);
 }
 
+static int budget(const char *text, char *msg, size_t len)
+{
+    static const ag_json_budget_t b = {
+        .max_values = 40, .max_array = 8, .max_match_list = 3, .max_id_list = 5};
+    ag_diag_t d = {{0}};
+    int rc = ag_json_check_budget(text, strlen(text), &b, &d);
+    snprintf(msg, len, "%s", d.msg);
+    return rc;
+}
+
+/* The raw-text scan that refuses oversized read bodies before they are parsed. */
+static void test_json_budget(void **state)
+{
+    (void)state;
+    char msg[512];
+    assert_int_equal(budget("{\"filter\":{\"must\":[{\"key\":\"k\",\"match\":{\"any\":[1,2,3]}}]}}",
+                            msg, sizeof(msg)),
+                     0);
+    assert_int_equal(
+        budget("{\"filter\":{\"must\":[{\"key\":\"k\",\"match\":{\"any\":[1,2,3,4]}}]}}", msg,
+               sizeof(msg)),
+        AG_EINVAL);
+    assert_string_equal(msg, "filter.must[0].match.any: at most 3 values");
+    assert_int_equal(budget("{\"f\":{\"should\":[{},{\"key\":\"k\",\"match\":{\"except\":[\"a\","
+                            "\"b\\\"],\",\"c\",\"d\"]}}]}}",
+                            msg, sizeof(msg)),
+                     AG_EINVAL);
+    assert_string_equal(msg, "f.should[1].match.except: at most 3 values");
+    /* "any" outside a match object is an ordinary array */
+    assert_int_equal(budget("{\"any\":[1,2,3,4,5]}", msg, sizeof(msg)), 0);
+    assert_int_equal(budget("{\"has_id\":[1,2,3,4,5,6]}", msg, sizeof(msg)), AG_EINVAL);
+    assert_string_equal(msg, "has_id: at most 5 values");
+    assert_int_equal(budget("{\"v\":[[1,2],[1,2,3,4,5,6,7,8,9]]}", msg, sizeof(msg)), AG_EINVAL);
+    assert_string_equal(msg, "v[1]: at most 8 values in one array");
+    assert_int_equal(budget("[1,2,3,4,5,6,7,8,9]", msg, sizeof(msg)), AG_EINVAL);
+    assert_string_equal(msg, "body: at most 8 values in one array");
+    /* every value counts, nested or not */
+    assert_int_equal(budget("{\"a\":[1,2,3,4,5,6,7,8],\"b\":[1,2,3,4,5,6,7,8],\"c\":[1,2,3,4,5,6,"
+                            "7,8],\"d\":[1,2,3,4,5,6,7,8],\"e\":[1,2,3,4,5,6,7,8]}",
+                            msg, sizeof(msg)),
+                     AG_EINVAL);
+    assert_non_null(strstr(msg, "at most 40 JSON values"));
+    /* malformed or very deep text is left to the parser */
+    assert_int_equal(budget("{\"a\":[1,2", msg, sizeof(msg)), 0);
+    char deep[300];
+    memset(deep, '[', 150);
+    memset(deep + 150, ']', 150);
+    assert_int_equal(ag_json_check_budget(deep, 300,
+                                          &(ag_json_budget_t){.max_values = 1000,
+                                                              .max_array = 8,
+                                                              .max_match_list = 3,
+                                                              .max_id_list = 5},
+                                          NULL),
+                     0);
+}
+
 static void test_grow(void **state)
 {
     (void)state;
@@ -311,8 +367,8 @@ int main(void)
         cmocka_unit_test(test_id_order),     cmocka_unit_test(test_names),
         cmocka_unit_test(test_strict_json),  cmocka_unit_test(test_percent_decode),
         cmocka_unit_test(test_config),       cmocka_unit_test(test_arena),
-        cmocka_unit_test(test_durable_file), cmocka_unit_test(test_root_key),
-        cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_json_budget),  cmocka_unit_test(test_durable_file),
+        cmocka_unit_test(test_root_key),     cmocka_unit_test(test_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

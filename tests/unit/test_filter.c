@@ -1437,6 +1437,116 @@ static void test_bruteforce(void **state)
     assert_true(matched < total - total / 10);
 }
 
+/* Builds {"must":[{"key":"k","match":{kind:[n values]}}]} (or n conditions under should). */
+static json_t *big_filter(const char *kind, size_t n, bool as_conditions)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (as_conditions)
+            json_array_append_new(
+                arr, json_pack("{s:s,s:{s:I}}", "key", "k", "match", "value", (json_int_t)i));
+        else
+            json_array_append_new(arr, json_integer((json_int_t)i));
+    }
+    if (as_conditions)
+        return json_pack("{s:o}", "should", arr);
+    return json_pack("{s:[{s:s,s:{s:o}}]}", "must", "key", "k", "match", kind, arr);
+}
+
+static int compile_msg(json_t *j, char *msg, size_t len)
+{
+    ag_filter_t *f = NULL;
+    ag_diag_t d = {{0}};
+    /* Filters the server builds itself (tenant lists, restrictions) are not budgeted. */
+    ag_filter_t *trusted = NULL;
+    assert_int_equal(ag_filter_compile(j, &trusted, NULL), 0);
+    ag_filter_free(trusted);
+    int rc = ag_filter_compile_budgeted(j, &f, &d);
+    snprintf(msg, len, "%s", d.msg);
+    ag_filter_free(f);
+    json_decref(j);
+    return rc;
+}
+
+static void test_cost_limits(void **state)
+{
+    (void)state;
+    char msg[512];
+    assert_int_equal(compile_msg(big_filter("any", AG_MAX_MATCH_VALUES, false), msg, sizeof(msg)),
+                     0);
+    assert_int_equal(
+        compile_msg(big_filter("any", AG_MAX_MATCH_VALUES + 1, false), msg, sizeof(msg)),
+        AG_EINVAL);
+    assert_non_null(strstr(msg, "filter.must[0].match.any: at most 10000 values"));
+    assert_int_equal(
+        compile_msg(big_filter("except", AG_MAX_MATCH_VALUES + 1, false), msg, sizeof(msg)),
+        AG_EINVAL);
+    assert_non_null(strstr(msg, "match.except"));
+    assert_int_equal(
+        compile_msg(big_filter("any", AG_MAX_FILTER_CONDITIONS, true), msg, sizeof(msg)), 0);
+    assert_int_equal(
+        compile_msg(big_filter("any", AG_MAX_FILTER_CONDITIONS + 1, true), msg, sizeof(msg)),
+        AG_EINVAL);
+    assert_non_null(strstr(msg, "filter.should: a filter has at most 10000 conditions"));
+    /* Values add up across lists: eleven lists of 10,000. */
+    json_t *should = json_array();
+    for (int i = 0; i < 11; i++) {
+        json_t *one = big_filter("any", AG_MAX_MATCH_VALUES, false);
+        json_array_append(should, json_array_get(json_object_get(one, "must"), 0));
+        json_decref(one);
+    }
+    assert_int_equal(compile_msg(json_pack("{s:o}", "should", should), msg, sizeof(msg)),
+                     AG_EINVAL);
+    assert_non_null(strstr(msg, "at most 100000 values"));
+}
+
+static char *equalities(const char *filter)
+{
+    json_t *j = json_loads(filter, 0, NULL);
+    assert_non_null(j);
+    ag_filter_t *f = NULL;
+    assert_int_equal(ag_filter_compile(j, &f, NULL), 0);
+    json_decref(j);
+    json_t *eq = ag_filter_required_equalities(f);
+    ag_filter_free(f);
+    char *s = eq ? json_dumps(eq, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(eq);
+    return s;
+}
+
+static void expect_equalities(const char *filter, const char *want)
+{
+    char *got = equalities(filter);
+    if (!want) {
+        assert_null(got);
+        return;
+    }
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void test_required_equalities(void **state)
+{
+    (void)state;
+    expect_equalities("{\"must\":[{\"key\":\"tenant\",\"match\":{\"value\":\"a\"}}]}",
+                      "{\"must\":[{\"key\":\"tenant\",\"match\":{\"value\":\"a\"}}]}");
+    /* any (sorted), integers, booleans, sub-filters in must, the negated and optional left out */
+    expect_equalities(
+        "{\"must\":[{\"key\":\"n\",\"match\":{\"any\":[3,1]}},{\"must\":[{\"key\":\"b\","
+        "\"match\":{\"value\":true}}]}],\"should\":[{\"key\":\"s\",\"match\":{\"value\":\"x\"}}],"
+        "\"must_not\":[{\"key\":\"t\",\"match\":{\"value\":\"y\"}}]}",
+        "{\"must\":[{\"key\":\"n\",\"match\":{\"any\":[1,3]}},{\"key\":\"b\",\"match\":{\"value\":"
+        "true}}]}");
+    expect_equalities("{\"must\":[{\"key\":\"a.b\",\"match\":{\"value\":1}}]}",
+                      "{\"must\":[{\"key\":\"a.b\",\"match\":{\"value\":1}}]}");
+    /* not plain key paths, not equalities, no must at all */
+    expect_equalities("{\"must\":[{\"key\":\"a[].b\",\"match\":{\"value\":1}}]}", NULL);
+    expect_equalities("{\"must\":[{\"key\":\"a\",\"match\":{\"except\":[1]}}]}", NULL);
+    expect_equalities("{\"should\":[{\"key\":\"a\",\"match\":{\"value\":1}}]}", NULL);
+    assert_null(ag_filter_required_equalities(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1461,6 +1571,8 @@ int main(void)
         cmocka_unit_test(test_match_value_builder),
         cmocka_unit_test(test_and_or),
         cmocka_unit_test(test_bruteforce),
+        cmocka_unit_test(test_cost_limits),
+        cmocka_unit_test(test_required_equalities),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "ag_clock.h"
+
 #include "index/ag_hnsw.h"
 #include "index/ag_index.h"
 
@@ -638,6 +640,30 @@ static void test_bad_args(void **state)
     ag_vecstore_free(vs);
 }
 
+/* Request cost: a search past its deadline gives up with AG_ETIMEOUT (graph traversal and exact
+ * paths alike); a huge hnsw_ef is clamped to the graph's size instead of sizing a beam by it. */
+static void test_deadline_and_huge_ef(void **state)
+{
+    AG_UNUSED(state);
+    fixture_t f;
+    fixture_setup(&f, 3000, 16, AG_DIST_EUCLID, NULL);
+    const float *q = f.q;
+    ag_hit_t a[K], b[K];
+    size_t na = 99, nb = 0;
+    ag_search_params_t late = {.ef = 2000, .deadline = ag_now_mono() - 1.0};
+    assert_int_equal(ag_index_search(f.hnsw, q, K, NULL, &late, a, &na), AG_ETIMEOUT);
+    ag_search_params_t late_exact = {.exact = true, .deadline = ag_now_mono() - 1.0};
+    assert_int_equal(ag_index_search(f.hnsw, q, K, NULL, &late_exact, a, &na), AG_ETIMEOUT);
+    ag_search_params_t huge = {.ef = UINT32_MAX, .deadline = ag_now_mono() + 3600.0};
+    assert_int_equal(ag_index_search(f.hnsw, q, K, NULL, &huge, a, &na), 0);
+    assert_int_equal(ag_index_search(f.exact, q, K, NULL, NULL, b, &nb), 0);
+    assert_int_equal(na, nb);
+    /* A beam as wide as the graph is exact. */
+    for (size_t i = 0; i < na; i++)
+        assert_true(a[i].score == b[i].score);
+    fixture_teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -652,6 +678,7 @@ int main(void)
         cmocka_unit_test(test_deletes_and_readds),
         cmocka_unit_test(test_concurrent_search),
         cmocka_unit_test(test_persistence),
+        cmocka_unit_test(test_deadline_and_huge_ef),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     ag_hnsw_thread_release();

@@ -680,13 +680,60 @@ static void test_exact_parallel(void **state)
     ag_vecstore_free(d.vs);
 }
 
+/* An exact scan stops at its deadline (request cost): AG_ETIMEOUT and no hits, serial and split
+ * across the pool alike; a deadline in the future changes nothing. */
+static void test_exact_deadline(void **state)
+{
+    AG_UNUSED(state);
+    ag_vecstore_t *vs;
+    assert_int_equal(ag_vecstore_new(8, &vs), 0);
+    float v[8];
+    for (uint32_t s = 0; s < 3 * AG_EXACT_PARALLEL_MIN; s++) {
+        for (int d = 0; d < 8; d++)
+            v[d] = (float)((s * 7 + (uint32_t)d * 3) % 11);
+        assert_int_equal(ag_vecstore_set(vs, s, v), 0);
+    }
+    float q[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    ag_hit_t out[10];
+    size_t n = 99;
+    uint32_t cand[100];
+    for (uint32_t i = 0; i < 100; i++)
+        cand[i] = i * 3;
+    ag_index_filter_t few = {.candidates = cand, .n_candidates = 100};
+    for (int pool = 0; pool < 2; pool++) {
+        if (pool)
+            ag_pool_init(4);
+        ag_search_params_t late = {.deadline = ag_now_mono() - 1.0};
+        n = 99;
+        assert_int_equal(ag_index_score_candidates(vs, AG_DIST_DOT, q, 10, NULL, &late, out, &n),
+                         AG_ETIMEOUT);
+        assert_int_equal(n, 0);
+        assert_int_equal(ag_index_score_candidates(vs, AG_DIST_DOT, q, 10, &few, &late, out, &n),
+                         AG_ETIMEOUT);
+        ag_search_params_t later = {.deadline = ag_now_mono() + 3600.0};
+        assert_int_equal(ag_index_score_candidates(vs, AG_DIST_DOT, q, 10, NULL, &later, out, &n),
+                         0);
+        assert_int_equal(n, 10);
+        ag_search_params_t none = {0};
+        ag_hit_t ref[10];
+        size_t nref = 0;
+        assert_int_equal(ag_index_score_candidates(vs, AG_DIST_DOT, q, 10, NULL, &none, ref, &nref),
+                         0);
+        assert_int_equal(nref, 10);
+        for (size_t i = 0; i < 10; i++)
+            assert_int_equal(ref[i].slot, out[i].slot);
+    }
+    ag_pool_shutdown();
+    ag_vecstore_free(vs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vecstore_basics), cmocka_unit_test(test_vecstore_growth),
         cmocka_unit_test(test_topk_collector),  cmocka_unit_test(test_exact_edge_cases),
         cmocka_unit_test(test_exact_vs_oracle), cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_exact_parallel),
+        cmocka_unit_test(test_exact_parallel),  cmocka_unit_test(test_exact_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "ag_clock.h"
 #include "index/ag_sparse.h"
 
 typedef struct rng {
@@ -478,13 +479,38 @@ static void test_sparse_table_churn(void **state)
     free(present);
 }
 
+/* Request cost: a search over long posting lists gives up at its deadline (AG_ETIMEOUT, no hits)
+ * and answers normally before it. */
+static void test_sparse_deadline(void **state)
+{
+    (void)state;
+    ag_sparse_t *sp;
+    assert_int_equal(ag_sparse_new(&sp), 0);
+    uint32_t idx[2] = {1, 2};
+    float val[2] = {1.0f, 0.5f};
+    for (uint32_t s = 0; s < 20000; s++) {
+        val[0] = 1.0f + (float)(s % 97);
+        assert_int_equal(ag_sparse_set(sp, s, idx, val, 2), 0);
+    }
+    uint32_t qi[2] = {1, 2};
+    float qv[2] = {1.0f, 1.0f};
+    ag_hit_t out[5];
+    size_t n = 99;
+    ag_search_params_t late = {.deadline = ag_now_mono() - 1.0};
+    assert_int_equal(ag_sparse_search(sp, qi, qv, 2, 5, NULL, &late, out, &n), AG_ETIMEOUT);
+    assert_int_equal(n, 0);
+    ag_search_params_t later = {.deadline = ag_now_mono() + 3600.0};
+    assert_int_equal(ag_sparse_search(sp, qi, qv, 2, 5, NULL, &later, out, &n), 0);
+    assert_int_equal(n, 5);
+    ag_sparse_free(sp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sparse_basics),
-        cmocka_unit_test(test_sparse_dot),
-        cmocka_unit_test(test_sparse_vs_brute_force),
-        cmocka_unit_test(test_sparse_table_churn),
+        cmocka_unit_test(test_sparse_basics),         cmocka_unit_test(test_sparse_dot),
+        cmocka_unit_test(test_sparse_vs_brute_force), cmocka_unit_test(test_sparse_table_churn),
+        cmocka_unit_test(test_sparse_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
