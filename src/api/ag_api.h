@@ -97,7 +97,7 @@ int ag_call_collection(ag_call_t *call, ag_collection_t **out);
 /* ag_call_collection plus the collection's write mutex (ag_coll_write_end, then ag_coll_unref
  * to finish). A collection deleted meanwhile is 404, with nothing held. */
 int ag_call_collection_write(ag_call_t *call, ag_collection_t **out);
-/* Request cost (PRODUCT §10, docs/SECURITY.md "Request cost"). The deadline starts at the
+/* Request cost (docs/SECURITY.md "Request cost"). The deadline starts at the
  * request's arrival: the `timeout` query parameter (whole seconds, >= 1) capped by
  * service.max_request_timeout_sec, which is also the default. Returns AG_ETIMEOUT (408, with a
  * message in call->diag) once it has passed, else 0. Cheap (a monotonic clock read): call it

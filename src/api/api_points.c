@@ -1,6 +1,7 @@
 /* Points: upsert, retrieve, delete, vectors, payload edits, batch updates, scroll and count. */
 #include <stdio.h>
 
+#include "ag_grow.h"
 #include "api/ag_guard.h"
 #include "api/ag_points.h"
 #include "store/ag_payload_index.h"
@@ -42,8 +43,8 @@ static void muts_free(muts_t *ms)
     ms->n = 0;
 }
 
-/* Row-level check for a write (PRODUCT §4): the point must not exist outside the caller's scope
- * and must not end up outside it. */
+/* Row-level check for a write (docs/PERMISSIONS.md "Row filters"): the point must not exist outside
+ * the caller's scope and must not end up outside it. */
 static int check_write_scope(ag_call_t *call, ag_collection_t *c, const ag_point_id_t *id,
                              const json_t *new_payload)
 {
@@ -1252,15 +1253,9 @@ static void facet_visit(const json_t *val, void *ud)
             return;
         }
     }
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 64;
-        facet_count_t *g = realloc(f->v, cap * sizeof(*g));
-        if (!g) {
-            f->oom = true;
-            return;
-        }
-        f->v = g;
-        f->cap = cap;
+    if (AG_GROW(f->v, f->cap, f->n + 1, 64, SIZE_MAX / sizeof(*f->v)) != 0) {
+        f->oom = true;
+        return;
     }
     f->v[f->n++] = (facet_count_t){(json_t *)val, 1, f->slot};
 }

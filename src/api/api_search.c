@@ -1,5 +1,5 @@
 /*
- * Search, query, recommend, and their batch and groups forms (PRODUCT §2 item 5), with Qdrant's
+ * Search, query, recommend, and their batch and groups forms (docs/API.md), with Qdrant's
  * request and response shapes.
  *
  * Every request becomes a tree of stages, Qdrant's universal query: a stage ranks points with its
@@ -191,7 +191,8 @@ static const char *vector_label(const char *name)
  * Opens a collection other than the one in the path (lookup_from, with_lookup): a new reference
  * in *out and, in *restriction (owned, NULL = none), the caller's row restriction there. The
  * route authorized only the path's collection, so reading another needs read:data on it too
- * (PRODUCT §4); authorization comes first, so a forbidden collection's existence is not told.
+ * (docs/PERMISSIONS.md); the name is resolved once (an alias to its collection) and the reference
+ * read is the one authorized; a forbidden collection's existence is not told.
  */
 static int open_other(req_t *rq, const char *name, const char *where, ag_collection_t **out,
                       ag_filter_t **restriction)

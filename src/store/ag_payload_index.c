@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include "ag_grow.h"
+
 typedef struct kv_pair {
     uint64_t h;
     uint32_t slot;
@@ -62,15 +64,9 @@ static void collect(const json_t *v, void *ud)
     uint64_t h;
     if (b->oom || !value_hash(v, &h))
         return;
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        kv_pair_t *g = realloc(b->pairs, cap * sizeof(*g));
-        if (!g) {
-            b->oom = true;
-            return;
-        }
-        b->pairs = g;
-        b->cap = cap;
+    if (AG_GROW(b->pairs, b->cap, b->n + 1, 1024, SIZE_MAX / sizeof(*b->pairs)) != 0) {
+        b->oom = true;
+        return;
     }
     b->pairs[b->n].h = h;
     b->pairs[b->n].slot = b->slot;

@@ -1,4 +1,4 @@
-// Request cost (PRODUCT §10, docs/SECURITY.md "Request cost"): a request's work is bounded
+// Request cost (docs/SECURITY.md "Request cost"): a request's work is bounded
 // whoever sends it. A deadline (`timeout`, capped by service.max_request_timeout_sec) ends slow
 // reads with 408; work that multiplies is refused up front with 400 naming the field; a huge
 // match.any list is refused before it becomes a JSON tree (resident memory stays put); health
