@@ -206,16 +206,26 @@ static int serve(int argc, char **argv)
         goto out;
     }
     ag_log_set_level(level);
-    /* Settings whose zero would mean something nobody wants are refused, not reinterpreted. */
-    if (cfg.max_token_ttl_s < 60 || cfg.auth_max_failures == 0 || cfg.auth_failure_window_s == 0 ||
-        cfg.auth_lockout_s == 0) {
-        fprintf(stderr, "aegis: %s\n",
-                cfg.max_token_ttl_s < 60     ? "service.max_token_ttl_sec: expected at least 60"
-                : cfg.auth_max_failures == 0 ? "service.auth_max_failures: expected at least 1"
-                : cfg.auth_failure_window_s == 0
-                    ? "service.auth_failure_window_sec: expected at least 1"
-                    : "service.auth_lockout_sec: expected at least 1");
-        goto out;
+    /* Settings whose zero (or tiny value) would mean something nobody wants are refused, not
+     * reinterpreted. */
+    const struct {
+        uint64_t value, min;
+        const char *name;
+    } floors[] = {
+        {cfg.max_token_ttl_s, 60, "service.max_token_ttl_sec"},
+        {cfg.auth_max_failures, 1, "service.auth_max_failures"},
+        {cfg.auth_failure_window_s, 1, "service.auth_failure_window_sec"},
+        {cfg.auth_lockout_s, 1, "service.auth_lockout_sec"},
+        {cfg.max_connections, 1, "service.max_connections"},
+        {cfg.header_timeout_s, 1, "service.header_timeout_sec"},
+        {cfg.body_timeout_s, 1, "service.body_timeout_sec"},
+    };
+    for (size_t i = 0; i < AG_ARRAY_LEN(floors); i++) {
+        if (floors[i].value < floors[i].min) {
+            fprintf(stderr, "aegis: %s: expected at least %llu\n", floors[i].name,
+                    (unsigned long long)floors[i].min);
+            goto out;
+        }
     }
 
     if (cfg.insecure) {
@@ -330,7 +340,9 @@ static int serve(int argc, char **argv)
                                    : (unsigned)AG_MAX(4, ncpu > 0 ? 2 * ncpu : 4),
         .max_body = (size_t)cfg.max_request_size_mb << 20,
         .conn_timeout = 60,
-        .max_connections = 4096,
+        .max_connections = (unsigned)cfg.max_connections,
+        .header_timeout = (unsigned)cfg.header_timeout_s,
+        .body_timeout = (unsigned)cfg.body_timeout_s,
         .tls_cert_pem = cert,
         .tls_key_pem = key,
         .tls_ca_pem = ca,

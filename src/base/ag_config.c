@@ -38,6 +38,9 @@ static const key_def_t keys[] = {
     K("service.max_token_ttl_sec", T_UINT, max_token_ttl_s, 315360000, false),
     K("service.trusted_proxies", T_STR, trusted_proxies, 0, false),
     K("service.max_connections_per_ip", T_UINT, max_connections_per_ip, 1000000, false),
+    K("service.max_connections", T_UINT, max_connections, 1000000, false),
+    K("service.header_timeout_sec", T_UINT, header_timeout_s, 3600, false),
+    K("service.body_timeout_sec", T_UINT, body_timeout_s, 86400, false),
     K("service.auth_max_failures", T_UINT, auth_max_failures, 1000000, false),
     K("service.auth_failure_window_sec", T_UINT, auth_failure_window_s, 86400, false),
     K("service.auth_lockout_sec", T_UINT, auth_lockout_s, 86400, false),
@@ -74,6 +77,9 @@ void ag_config_init(ag_config_t *cfg)
     cfg->access_log = true;
     cfg->max_token_ttl_s = 86400;
     cfg->max_connections_per_ip = 256;
+    cfg->max_connections = 4096;
+    cfg->header_timeout_s = 30;
+    cfg->body_timeout_s = 60;
     cfg->auth_max_failures = 10;
     cfg->auth_failure_window_s = 60;
     cfg->auth_lockout_s = 60;

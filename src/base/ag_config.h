@@ -25,6 +25,9 @@ typedef struct ag_config {
     uint64_t max_token_ttl_s;        /* POST /auth/token: longest lifetime of a minted token */
     char *trusted_proxies;           /* addresses whose X-Forwarded-For is believed */
     uint64_t max_connections_per_ip; /* 0 = no limit */
+    uint64_t max_connections;        /* at once; past it requests get 503 */
+    uint64_t header_timeout_s;       /* request line + headers must arrive within this */
+    uint64_t body_timeout_s;         /* a body (and taking a response) within this */
     uint64_t auth_max_failures;      /* failed authentications per window before a lockout */
     uint64_t auth_failure_window_s;
     uint64_t auth_lockout_s;

@@ -28,8 +28,24 @@ typedef struct proxy_net {
 /* Requests or responses bigger than this return their freed memory to the system when done. */
 #define TRIM_AFTER_BYTES (1u << 20)
 
+/* One open connection, for the deadline watchdog (see ag_http_config_t.header_timeout). */
+typedef struct conn_track {
+    struct conn_track *prev, *next;
+    MHD_socket fd;
+    _Atomic int64_t deadline_ms; /* ag_now_mono() in ms by which the current phase must end;
+                                    0 = none (a handler is running) */
+    bool cut;
+} conn_track_t;
+
 struct ag_http {
     struct MHD_Daemon *daemon;
+    /* Open connections and the watchdog that shuts down the ones past their phase deadline. */
+    pthread_mutex_t conns_lock;
+    conn_track_t *conns;
+    atomic_int nconns;
+    pthread_t watchdog;
+    bool watchdog_running;
+    atomic_bool watchdog_stop;
     proxy_net_t proxies[MAX_PROXIES];
     size_t nproxies;
     ag_http_config_t cfg;
@@ -413,6 +429,90 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
     return r;
 }
 
+/* ---- connection deadlines ------------------------------------------------------------------ */
+
+static int64_t now_ms(void)
+{
+    return (int64_t)(ag_now_mono() * 1000.0);
+}
+
+static void set_deadline(struct MHD_Connection *conn, unsigned seconds)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_track_t *t = ci ? ci->socket_context : NULL;
+    if (t)
+        atomic_store(&t->deadline_ms, seconds ? now_ms() + (int64_t)seconds * 1000 : 0);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct ag_http *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_track_t *t = calloc(1, sizeof(*t));
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!t || !ci) {
+            free(t);
+            return; /* untracked: only MHD's own idle timeout applies */
+        }
+        t->fd = ci->connect_fd;
+        atomic_init(&t->deadline_ms, now_ms() + (int64_t)srv->cfg.header_timeout * 1000);
+        pthread_mutex_lock(&srv->conns_lock);
+        t->next = srv->conns;
+        if (srv->conns)
+            srv->conns->prev = t;
+        srv->conns = t;
+        pthread_mutex_unlock(&srv->conns_lock);
+        atomic_fetch_add(&srv->nconns, 1);
+        *socket_context = t;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_track_t *t = *socket_context;
+        if (!t)
+            return;
+        pthread_mutex_lock(&srv->conns_lock);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            srv->conns = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        pthread_mutex_unlock(&srv->conns_lock);
+        atomic_fetch_sub(&srv->nconns, 1);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+/* Shuts down connections past their deadline (shutdown, not close: MHD still owns the socket and
+ * closes it when it sees the end of the stream). */
+static void *watchdog_main(void *arg)
+{
+    struct ag_http *srv = arg;
+    while (!atomic_load(&srv->watchdog_stop)) {
+        usleep(250 * 1000);
+        int64_t now = now_ms();
+        unsigned cut = 0;
+        pthread_mutex_lock(&srv->conns_lock);
+        for (conn_track_t *t = srv->conns; t; t = t->next) {
+            int64_t d = atomic_load(&t->deadline_ms);
+            if (d && now > d && !t->cut) {
+                shutdown(t->fd, SHUT_RDWR);
+                t->cut = true;
+                cut++;
+            }
+        }
+        pthread_mutex_unlock(&srv->conns_lock);
+        if (cut)
+            ag_log(AG_LOG_WARN,
+                   "http: closed %u connection(s) that did not send their request (or take their "
+                   "response) in time",
+                   cut);
+    }
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -466,7 +566,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, req);
 
-        if (!req->path || !split_path(req, url)) {
+        /* The headers are in: the body (if any) has body_timeout to arrive. */
+        set_deadline(conn, srv->cfg.body_timeout);
+        if (atomic_load(&srv->nconns) > (int)srv->cfg.max_connections) {
+            error_json(req, 503, "too many connections; retry later");
+            req->close_after = true;
+        } else if (!req->path || !split_path(req, url)) {
             error_json(req, 400, "malformed request path");
         } else if (req->content_length != UINT64_MAX && req->content_length > srv->cfg.max_body) {
             /* Answered once the body has been read and discarded: answering now would make the
@@ -521,6 +626,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     if (req->phase == PHASE_READING)
         req->t_ready = ag_now_mono();
+    /* Running: the request's own deadline bounds the work, not the connection's. */
+    set_deadline(conn, 0);
     if (req->phase == PHASE_READING && !req->responded && !req->inline_ok && srv->nworkers > 0) {
         /* Off the network thread: MHD calls back here once the worker resumes the connection. */
         req->phase = PHASE_RUNNING;
@@ -541,6 +648,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!req->responded)
         srv->handle(srv->ud, req);
     access_log(srv, req);
+    /* The client has body_timeout to take the response. */
+    set_deadline(conn, srv->cfg.body_timeout);
     return queue(conn, req, req->close_after);
 }
 
@@ -604,9 +713,12 @@ static bool start_workers(struct ag_http *srv, unsigned n)
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    AG_UNUSED(conn);
     AG_UNUSED(toe);
     struct ag_http *srv = cls;
+    /* Kept alive: the next request's headers must be in within the idle time plus the header
+     * time, however slowly they trickle. */
+    if (conn)
+        set_deadline(conn, srv->cfg.conn_timeout + srv->cfg.header_timeout);
     ag_request_t *req = *con_cls;
     if (!req)
         return;
@@ -642,6 +754,17 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     if (!srv)
         return AG_ENOMEM;
     srv->cfg = *cfg;
+    if (!srv->cfg.max_connections)
+        srv->cfg.max_connections = 1024;
+    if (!srv->cfg.conn_timeout)
+        srv->cfg.conn_timeout = 60;
+    if (!srv->cfg.header_timeout)
+        srv->cfg.header_timeout = 30;
+    if (!srv->cfg.body_timeout)
+        srv->cfg.body_timeout = 60;
+    pthread_mutex_init(&srv->conns_lock, NULL);
+    atomic_init(&srv->nconns, 0);
+    atomic_init(&srv->watchdog_stop, false);
     srv->begin = begin;
     srv->handle = handle;
     srv->ud = ud;
@@ -685,10 +808,11 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE,
                                         cfg->io_threads ? cfg->io_threads : 2, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
-                                        cfg->conn_timeout ? cfg->conn_timeout : 60, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
-                                        cfg->max_connections ? cfg->max_connections : 1024, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, srv->cfg.conn_timeout, NULL};
+    /* A little room above the limit, so that a connection past it can still be told 503. */
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections + 64, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};
     if (cfg->max_connections_per_ip)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
@@ -733,6 +857,10 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : cfg->port;
+    srv->watchdog_running = pthread_create(&srv->watchdog, NULL, watchdog_main, srv) == 0;
+    if (!srv->watchdog_running)
+        ag_log(AG_LOG_WARN, "http: no connection watchdog (thread creation failed); only the idle "
+                            "timeout applies");
     *out = srv;
     return 0;
 }
@@ -757,10 +885,14 @@ void ag_http_stop(ag_http_t *srv, double grace_s)
                atomic_load(&srv->active), grace_s);
     /* Suspended connections must be resumed before the daemon stops: let the workers finish. */
     stop_workers(srv);
+    atomic_store(&srv->watchdog_stop, true);
+    if (srv->watchdog_running)
+        pthread_join(srv->watchdog, NULL);
     MHD_stop_daemon(srv->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     pthread_cond_destroy(&srv->jobs_cv);
     pthread_mutex_destroy(&srv->jobs_lock);
+    pthread_mutex_destroy(&srv->conns_lock);
     free(srv);
 }

@@ -104,7 +104,16 @@ typedef struct ag_http_config {
     unsigned io_threads;   /* libmicrohttpd threads (network, begin, inline requests); 0 = 2 */
     size_t max_body;       /* bytes; bigger bodies get 413 */
     unsigned conn_timeout; /* seconds of inactivity before a connection is dropped */
+    /* Connections at once; past it a request is answered 503 and its connection closed (a few
+     * more are accepted so that the answer can be given). 0 = 1024. */
     unsigned max_connections;
+    /* Whole-phase deadlines, however steadily a client trickles (slowloris): the request line and
+     * headers must arrive within header_timeout seconds of the connection opening (or of the
+     * previous response on a kept-alive connection, plus conn_timeout), a body within
+     * body_timeout of its headers, and a response must be taken within body_timeout. A connection
+     * past its deadline is shut down. 0 = 30 and 60. */
+    unsigned header_timeout;
+    unsigned body_timeout;
     /* TLS: PEM contents (not paths); NULL cert = plain HTTP. */
     const char *tls_cert_pem;
     const char *tls_key_pem;
