@@ -34,7 +34,8 @@
     X(AG_EUNAVAILABLE, -14, 503, "service unavailable")                                            \
     X(AG_EMETHOD, -15, 405, "method not allowed")                                                  \
     X(AG_ECONFIG, -16, 500, "configuration error")                                                 \
-    X(AG_ECONFLICT, -17, 409, "conflict")
+    X(AG_ECONFLICT, -17, 409, "conflict")                                                          \
+    X(AG_ENOSPACE, -18, 507, "insufficient storage")
 
 enum ag_error {
     AG_OK = 0,

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "ag_clock.h"
@@ -755,6 +756,40 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n)
     return result;
 }
 
+/* Bytes free for an unprivileged writer on the file system holding the collection's storage, or
+ * UINT64_MAX when that cannot be told. */
+static uint64_t free_bytes(const ag_collection_t *c)
+{
+    const char *path = NULL;
+    struct statvfs st;
+    if (mdb_env_get_path(c->env, &path) != 0 || !path || statvfs(path, &st) != 0)
+        return UINT64_MAX;
+    return (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+}
+
+/* A write that did not reach the disk: 507 when the storage is full (the device, or LMDB's map),
+ * naming the cause; otherwise a storage error. Nothing was written either way (LMDB aborts the
+ * transaction), reads go on, and writes work again once there is room. err is an LMDB or errno
+ * code, or an AG_E* code from apply_disk. */
+static int storage_failure(const ag_collection_t *c, int err, const char *what, ag_diag_t *diag)
+{
+    if (err < 0 && err > -100) /* an AG_E* code (LMDB's own codes are below -30000) */
+        return ag_fail(diag, err, "the write was not %s (storage failing)", what);
+    uint64_t avail = free_bytes(c);
+    if (err == MDB_MAP_FULL)
+        return ag_fail(diag, AG_ENOSPACE,
+                       "storage full: the write was not %s (the storage map is full; raise "
+                       "storage.map_size_gb)",
+                       what);
+    /* A device out of space shows up as ENOSPC, or as EIO from LMDB's page writes. */
+    if (err == ENOSPC || err == EDQUOT || (avail < (4u << 20)))
+        return ag_fail(diag, AG_ENOSPACE,
+                       "storage full: the write was not %s (%llu KiB free on the storage "
+                       "device); nothing was written — free space and retry",
+                       what, (unsigned long long)(avail == UINT64_MAX ? 0 : avail >> 10));
+    return ag_fail(diag, AG_ESTORAGE, "the write was not %s: %s", what, mdb_strerror(err));
+}
+
 int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, ag_diag_t *diag)
 {
     if (n == 0)
@@ -766,11 +801,11 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
     rc = apply_disk(c, txn, muts, n);
     if (rc) {
         mdb_txn_abort(txn);
-        return ag_fail(diag, rc, "the write was not stored (storage full or failing)");
+        return storage_failure(c, rc, "stored", diag);
     }
     int mrc = mdb_txn_commit(txn);
     if (mrc)
-        return ag_fail(diag, AG_ESTORAGE, "the write was not committed: %s", mdb_strerror(mrc));
+        return storage_failure(c, mrc, "committed", diag);
     if (sync && (mrc = mdb_env_sync(c->env, 1)) != 0)
         ag_log(AG_LOG_ERROR, "fsync of the storage failed: %s", mdb_strerror(mrc));
     atomic_fetch_add(&c->write_waiters, 1);
