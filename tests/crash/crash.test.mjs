@@ -15,7 +15,7 @@ import path from 'node:path';
 import { startServer, sleep, TIME_SCALE } from '../e2e/lib/server.mjs';
 import { prng } from '../e2e/lib/oracle.mjs';
 
-const ROUNDS = 10;
+const ROUNDS = Number(process.env.CRASH_ROUNDS ?? 10);
 const DIM = 16;
 const COLL = 'crash';
 const NEW_PER_BATCH = 40;
