@@ -355,8 +355,12 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
-    ag_log(AG_LOG_INFO, "aegis %s listening on %s://%s:%u", AG_VERSION, cert ? "https" : "http",
-           cfg.host, (unsigned)ag_http_port(http));
+    ag_log(AG_LOG_INFO, "aegis %s listening on %s://%s:%u%s", AG_VERSION, cert ? "https" : "http",
+           cfg.host, (unsigned)ag_http_port(http),
+           !cert ? " (no TLS)"
+           : cfg.verify_https_client_certificate
+               ? " (TLS 1.2+, client certificates required from tls.ca_cert)"
+               : " (TLS 1.2+)");
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -148,6 +148,18 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         if ((rc = ag_throttle_new(&tc, &g->throttle)) != 0)
             goto fail;
         ag_throttle_set_evict_report(g->throttle, report_throttled, g);
+        /* Which credentials this server accepts, never their values. */
+        bool has = cfg->api_key && *cfg->api_key;
+        ag_log(AG_LOG_INFO,
+               "authentication: root key %s%s; read-only key %s; JWTs (HS256) %s; database users "
+               "and roles from %s/security; failed authentications lock an address after %u in "
+               "%u s",
+               has ? "from service.api_key" : "generated (only its hash is kept)",
+               cfg->alt_api_key && *cfg->alt_api_key ? " (+ service.alt_api_key)" : "",
+               cfg->read_only_api_key && *cfg->read_only_api_key ? "on" : "off",
+               cfg->jwt_rbac ? "on" : "off (service.jwt_rbac)",
+               cfg->storage_path ? cfg->storage_path : ".", tc.max_failures ? tc.max_failures : 10,
+               tc.window_s ? tc.window_s : 60);
     }
     *out = g;
     return 0;
@@ -288,6 +300,13 @@ static json_t *audit_resource(const ag_call_t *call)
     /* A tenant named in the body (POST /collections/{c}/tenants) once the handler checked it. */
     if (res && call->tenant && !json_object_get(res, "tenant"))
         json_object_set_new(res, "tenant", json_string(call->tenant));
+    /* An object named in the body (POST /auth/roles {name}) as the handler recorded it. */
+    for (int k = 0; res && k < 2; k++) {
+        const char *field = k == 0 ? "role" : "user";
+        json_t *v = json_object_get(call->audit_detail, field);
+        if (json_is_string(v) && !json_object_get(res, field))
+            json_object_set(res, field, v);
+    }
     return res;
 }
 

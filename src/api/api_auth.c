@@ -5,6 +5,7 @@
  * caller must hold each permission it hands out (ag_principal_holds), so only root grants
  * everything.
  */
+#include <pthread.h>
 #include <stdio.h>
 
 #include <sodium.h>
@@ -193,6 +194,41 @@ static void filter_role_users(ag_call_t *call, json_t *role)
     }
 }
 
+static bool perm_equal(const ag_perm_t *a, const ag_perm_t *b)
+{
+    if (a->verbs != b->verbs || a->resource != b->resource)
+        return false;
+    for (int s = 0; s < AG_PSCOPE_COUNT; s++)
+        if (strcmp(ag_glob_text(&a->scope[s]), ag_glob_text(&b->scope[s])) != 0)
+            return false;
+    if (!a->filter || !b->filter)
+        return a->filter == b->filter;
+    return json_equal(a->filter, b->filter);
+}
+
+static bool list_has(const ag_perm_list_t *l, const ag_perm_t *p)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (perm_equal(&l->items[i], p))
+            return true;
+    return false;
+}
+
+/* The permissions (as JSON) of one list that the other lacks: what a change granted or removed.
+ * Memory: a new array (NULL on allocation failure). */
+static json_t *perms_missing(const json_t *from_json, const ag_perm_list_t *from,
+                             const ag_perm_list_t *other)
+{
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < from->n; i++)
+        if (!list_has(other, &from->items[i]))
+            json_array_append(out, json_array_get(from_json, i));
+    return out;
+}
+
+/* Serialises the read-modify-write of a role's permissions (add, remove, replace). */
+static pthread_mutex_t role_edit_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int h_role_create(ag_call_t *call)
 {
     if (!sec_of(call))
@@ -218,6 +254,7 @@ static int h_role_create(ag_call_t *call)
         (rc = ag_secstore_role_put(sec_of(call), name, arr, &perms, true, &call->diag)) == 0)
         rc = role_answer(call, name);
     ag_perm_list_release(&perms);
+    call->audit_detail = json_pack("{s:s,s:O}", "role", name, "granted", arr);
     return rc;
 }
 
@@ -240,33 +277,30 @@ static int h_role_replace(ag_call_t *call)
     if ((rc = AG_JSON_ONLY(call->body, "", &call->diag, "permissions")) != 0)
         return rc;
     json_t *arr = json_object_get(call->body, "permissions");
-    ag_perm_list_t perms = {0};
+    ag_perm_list_t perms = {0}, before = {0};
+    json_t *before_json = NULL;
     if ((rc = parse_perms(call, arr, &perms)) == 0 &&
-        (rc = check_grant(call, &perms, "permissions", true)) == 0 &&
-        (rc = ag_secstore_role_put(sec_of(call), name, arr, &perms, false, &call->diag)) == 0)
-        rc = role_answer(call, name);
+        (rc = check_grant(call, &perms, "permissions", true)) == 0) {
+        pthread_mutex_lock(&role_edit_lock);
+        /* What the role held before, for the audit record's granted/removed. */
+        if (ag_secstore_role_perms_json(sec_of(call), name, &before_json) != 0 ||
+            ag_perm_list_parse(before_json, "permissions", &before, NULL) != 0) {
+            json_decref(before_json);
+            before_json = NULL;
+        }
+        rc = ag_secstore_role_put(sec_of(call), name, arr, &perms, false, &call->diag);
+        pthread_mutex_unlock(&role_edit_lock);
+        if (rc == 0)
+            rc = role_answer(call, name);
+        if (before_json)
+            call->audit_detail = json_pack("{s:s,s:o,s:o}", "role", name, "granted",
+                                           perms_missing(arr, &perms, &before), "removed",
+                                           perms_missing(before_json, &before, &perms));
+    }
     ag_perm_list_release(&perms);
+    ag_perm_list_release(&before);
+    json_decref(before_json);
     return rc;
-}
-
-static bool perm_equal(const ag_perm_t *a, const ag_perm_t *b)
-{
-    if (a->verbs != b->verbs || a->resource != b->resource)
-        return false;
-    for (int s = 0; s < AG_PSCOPE_COUNT; s++)
-        if (strcmp(ag_glob_text(&a->scope[s]), ag_glob_text(&b->scope[s])) != 0)
-            return false;
-    if (!a->filter || !b->filter)
-        return a->filter == b->filter;
-    return json_equal(a->filter, b->filter);
-}
-
-static bool list_has(const ag_perm_list_t *l, const ag_perm_t *p)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (perm_equal(&l->items[i], p))
-            return true;
-    return false;
 }
 
 /* POST (add) and DELETE (remove) /auth/roles/{role}/permissions. */
@@ -291,23 +325,35 @@ static int role_edit(ag_call_t *call, bool add)
         goto out;
     if (add && (rc = check_grant(call, &given, "permissions", true)) != 0)
         goto out;
+    /* Read, change, write as one step: two concurrent edits of a role must not lose one. */
+    pthread_mutex_lock(&role_edit_lock);
     rc = ag_secstore_role_perms_json(sec_of(call), name, &cur_json);
-    if (rc == AG_ENOTFOUND) {
+    if (rc == AG_ENOTFOUND)
         rc = ag_fail(&call->diag, rc, "Not found: role '%s' does not exist", name);
-        goto out;
-    }
-    if (rc || (rc = ag_perm_list_parse(cur_json, "permissions", &current, &call->diag)) != 0)
-        goto out;
-    for (size_t i = 0; i < current.n; i++)
+    if (rc == 0)
+        rc = ag_perm_list_parse(cur_json, "permissions", &current, &call->diag);
+    json_t *changed = json_array();
+    for (size_t i = 0; rc == 0 && i < current.n; i++) {
         if (add || !list_has(&given, &current.items[i]))
             json_array_append(next_json, json_array_get(cur_json, i));
-    if (add)
-        for (size_t i = 0; i < given.n; i++)
-            if (!list_has(&current, &given.items[i]))
-                json_array_append(next_json, json_array_get(arr, i));
-    if ((rc = ag_perm_list_parse(next_json, "permissions", &next, &call->diag)) == 0 &&
+        else if (changed)
+            json_array_append(changed, json_array_get(cur_json, i));
+    }
+    for (size_t i = 0; rc == 0 && add && i < given.n; i++) {
+        if (!list_has(&current, &given.items[i])) {
+            json_array_append(next_json, json_array_get(arr, i));
+            if (changed)
+                json_array_append(changed, json_array_get(arr, i));
+        }
+    }
+    if (rc == 0 && (rc = ag_perm_list_parse(next_json, "permissions", &next, &call->diag)) == 0 &&
         (rc = ag_secstore_role_put(sec_of(call), name, next_json, &next, false, &call->diag)) == 0)
         rc = role_answer(call, name);
+    pthread_mutex_unlock(&role_edit_lock);
+    /* The audit record names the role and what was granted or removed. */
+    if (changed)
+        call->audit_detail =
+            json_pack("{s:s,s:o}", "role", name, add ? "granted" : "removed", changed);
 out:
     ag_perm_list_release(&given);
     ag_perm_list_release(&current);
@@ -345,6 +391,8 @@ static int h_role_delete(ag_call_t *call)
         return rc;
     call->result = json_pack("{s:s,s:b,s:I}", "name", name, "deleted", 1, "users_affected",
                              (json_int_t)holders);
+    call->audit_detail = json_pack("{s:s,s:s,s:I}", "role", name, "change", "deleted",
+                                   "users_affected", (json_int_t)holders);
     return call->result ? 0 : AG_ENOMEM;
 }
 
@@ -406,6 +454,8 @@ static int h_user_create(ag_call_t *call)
         return rc;
     char *key = NULL;
     rc = ag_secstore_user_create(sec_of(call), call->params[0], roles, &key, &call->diag);
+    call->audit_detail = json_pack("{s:s,s:s,s:O}", "user", call->params[0], "change", "created",
+                                   "roles", roles ? roles : json_array());
     return rc ? rc : key_answer(call, call->params[0], key);
 }
 
@@ -415,6 +465,7 @@ static int h_user_delete(ag_call_t *call)
     if (rc || (rc = ag_secstore_user_delete(sec_of(call), call->params[0], &call->diag)) != 0)
         return rc;
     call->result = json_pack("{s:s,s:b}", "id", call->params[0], "deleted", 1);
+    call->audit_detail = json_pack("{s:s,s:s}", "user", call->params[0], "change", "deleted");
     return call->result ? 0 : AG_ENOMEM;
 }
 
@@ -444,6 +495,8 @@ static int h_user_rotate(ag_call_t *call)
     char *key = NULL;
     if ((rc = ag_secstore_user_rotate(sec_of(call), call->params[0], &key, &call->diag)) != 0)
         return rc;
+    call->audit_detail =
+        json_pack("{s:s,s:s}", "user", call->params[0], "change", "key rotated (old key dead)");
     return key_answer(call, call->params[0], key);
 }
 
@@ -455,6 +508,8 @@ static int set_active(ag_call_t *call, bool active)
     if (rc ||
         (rc = ag_secstore_user_set_active(sec_of(call), call->params[0], active, &call->diag)))
         return rc;
+    call->audit_detail = json_pack("{s:s,s:s}", "user", call->params[0], "change",
+                                   active ? "activated" : "deactivated");
     return user_answer(call, call->params[0]);
 }
 
@@ -479,6 +534,8 @@ static int user_roles(ag_call_t *call, bool add)
     if (add && (rc = check_roles_grant(call, roles)) != 0)
         return rc;
     rc = ag_secstore_user_roles(sec_of(call), call->params[0], roles, add, &call->diag);
+    call->audit_detail = json_pack("{s:s,s:O}", "user", call->params[0],
+                                   add ? "roles_granted" : "roles_revoked", roles);
     return rc ? rc : user_answer(call, call->params[0]);
 }
 

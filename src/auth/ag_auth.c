@@ -410,6 +410,12 @@ int ag_auth_authenticate(ag_auth_t *auth, const char *api_key_header,
     } else if (auth->jwt_rbac && looks_like_jwt(cred, len)) {
         if ((rc = authenticate_jwt(auth, cred, len, digest, now, &p, diag)) < 0)
             goto fail;
+    } else if (looks_like_jwt(cred, len)) {
+        /* No key or user key has two dots: this is a token, and tokens are off. */
+        rc = ag_fail(diag, AG_EUNAUTH,
+                     "invalid credential: JWTs are not enabled on this server (service.jwt_rbac "
+                     "is off)");
+        goto fail;
     } else if (auth->hooks.lookup) {
         rc = auth->hooks.lookup(auth->hooks.lookup_ctx, cred, len, now, &p);
         if (rc == AG_ENOTFOUND || rc == AG_EUNAUTH || (rc == 0 && !p)) {

@@ -364,10 +364,10 @@ static int access_entry(ag_principal_t *p, const json_t *e, size_t idx, ag_diag_
         if (rc == 0 && !filter)
             rc = grant(p, AG_VERB_CREATE | AG_VERB_DELETE, AG_RES_SNAPSHOTS, c, NULL);
     } else if (strcmp(level, "prw") == 0) {
+        /* Qdrant's "points read-write": every point operation — upserts, deletes, vector and
+         * payload edits and batches of them — but no payload indexes and no snapshots. */
         if ((rc = grant(p, AG_VERB_READ, AG_RES_COLLECTIONS, c, NULL)) == 0)
-            rc = grant(p, AG_VERB_READ, AG_RES_DATA, c, filter);
-        if (rc == 0)
-            rc = grant(p, AG_VERB_MANAGE, AG_RES_POINTS, c, filter);
+            rc = grant(p, AG_VERB_MANAGE, AG_RES_DATA, c, filter);
     } else {
         rc = ag_fail(diag, AG_EUNAUTH, "invalid token: %s.access must be \"r\", \"rw\" or \"prw\"",
                      where);

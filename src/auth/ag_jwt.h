@@ -17,8 +17,9 @@
  *   {collection c, access "rw"} read:collections c, manage:data c, update:payload_indexes c,
  *                               read+create+delete:snapshots c (no upload/recover, which routes
  *                               declare as update:snapshots or create:collections)
- *   {collection c, access "prw"} read:collections c, read:data c, manage:points c (point and
- *                               vector writes, no payload edits, no indexes, no snapshots)
+ *   {collection c, access "prw"} read:collections c, manage:data c (every point operation:
+ *                               upserts, deletes, vector and payload edits; no payload indexes,
+ *                               no snapshots)
  *   + "payload": {k: v, …}      the data/points permissions above get the row filter
  *                               {"must":[{"key":k,"match":{"value":v}}, …]}; a payload-restricted
  *                               rw entry gets neither payload_indexes nor snapshots

@@ -148,9 +148,14 @@ typedef struct user {
     char key_id[AG_KEY_ID_LEN + 1];
     uint8_t key_hash[HASH_LEN];
     int64_t created;
-    /* Principal built from the current roles; dropped (under the write lock) on every change. */
-    _Atomic(ag_principal_t *) cached;
+    /* Principal built from the roles as they were at generation cached_gen (guarded by one of
+     * the store's cache locks): rebuilt on first use after any change, so a change costs no walk
+     * over the users. */
+    ag_principal_t *cached;
+    uint64_t cached_gen;
 } user_t;
+
+#define CACHE_LOCKS 64
 
 struct ag_secstore {
     MDB_env *env;
@@ -161,6 +166,7 @@ struct ag_secstore {
     map_t users;  /* id → user_t */
     map_t by_key; /* key id → user_t */
     _Atomic uint64_t gen;
+    pthread_mutex_t cache_mu[CACHE_LOCKS]; /* striped by user: guard user_t.cached */
     ag_secstore_change_fn on_change;
     void *on_change_ctx;
 };
@@ -186,27 +192,16 @@ static void user_free(user_t *u)
         return;
     free(u->id);
     json_decref(u->roles);
-    ag_principal_unref(atomic_load(&u->cached));
+    ag_principal_unref(u->cached);
     sodium_memzero(u->key_hash, sizeof(u->key_hash));
     free(u);
 }
 
-/* Writers only (write lock held): every cached principal may be stale after a change. */
-static void drop_cached(ag_secstore_t *s)
-{
-    for (size_t i = 0; i < s->users.cap; i++) {
-        const char *k = s->users.slots[i].key;
-        if (!k || k == TOMB)
-            continue;
-        user_t *u = s->users.slots[i].val;
-        ag_principal_unref(atomic_exchange(&u->cached, NULL));
-    }
-}
-
-/* After a committed change: called with the write lock held; the callback runs after unlock. */
+/* After a committed change: called with the write lock held; the callback runs after unlock.
+ * Every cached user principal is older than the new generation, so each is rebuilt on its next
+ * use (user_principal). */
 static void changed(ag_secstore_t *s)
 {
-    drop_cached(s);
     atomic_fetch_add(&s->gen, 1);
 }
 
@@ -438,7 +433,7 @@ static int load_users(ag_secstore_t *s, MDB_txn *txn, ag_diag_t *diag)
             u->active = json_is_true(json_object_get(rec, "active"));
             memcpy(u->key_id, kid, AG_KEY_ID_LEN + 1);
             u->created = json_integer_value(json_object_get(rec, "created"));
-            atomic_init(&u->cached, NULL);
+            u->cached = NULL;
             rc = map_put(&s->users, u->id, u);
             if (rc == 0 && (rc = map_put(&s->by_key, u->key_id, u)) != 0)
                 map_del(&s->users, u->id);
@@ -482,6 +477,8 @@ int ag_secstore_open(const char *dir, ag_secstore_t **out, ag_diag_t *diag)
     ag_secstore_t *s = calloc(1, sizeof(*s));
     if (!s)
         return AG_ENOMEM;
+    for (int i = 0; i < CACHE_LOCKS; i++)
+        pthread_mutex_init(&s->cache_mu[i], NULL);
     if (pthread_rwlock_init(&s->lock, NULL) != 0) {
         free(s);
         return AG_ENOMEM;
@@ -547,6 +544,8 @@ void ag_secstore_close(ag_secstore_t *s)
         mdb_env_close(s->env);
     sodium_memzero(s->hash_key, sizeof(s->hash_key));
     pthread_rwlock_destroy(&s->lock);
+    for (int i = 0; i < CACHE_LOCKS; i++)
+        pthread_mutex_destroy(&s->cache_mu[i]);
     free(s);
 }
 
@@ -932,7 +931,7 @@ int ag_secstore_user_create(ag_secstore_t *s, const char *id, const json_t *role
         user_free(u);
         return AG_ENOMEM;
     }
-    atomic_init(&u->cached, NULL);
+    u->cached = NULL;
     u->active = true;
     u->created = now_s();
     u->roles = roles ? json_deep_copy(roles) : json_array();
@@ -1205,25 +1204,26 @@ static int build_principal(ag_secstore_t *s, const user_t *u, ag_principal_t **o
     return 0;
 }
 
-/* A reference to u's cached principal, building it if needed (read lock held). */
+/* A reference to u's principal, from the cache when it was built at the current generation
+ * (read lock held, so the generation cannot move meanwhile). Memory: *out is a new reference. */
 static int user_principal(ag_secstore_t *s, user_t *u, ag_principal_t **out)
 {
-    ag_principal_t *p = atomic_load(&u->cached);
-    if (!p) {
+    uint64_t gen = atomic_load(&s->gen);
+    pthread_mutex_t *mu = &s->cache_mu[((uintptr_t)u >> 6) % CACHE_LOCKS];
+    pthread_mutex_lock(mu);
+    int rc = 0;
+    if (!u->cached || u->cached_gen != gen) {
         ag_principal_t *fresh = NULL;
-        int rc = build_principal(s, u, &fresh);
-        if (rc)
-            return rc;
-        ag_principal_t *expected = NULL;
-        if (atomic_compare_exchange_strong(&u->cached, &expected, fresh)) {
-            p = fresh;
-        } else {
-            ag_principal_unref(fresh);
-            p = expected;
+        if ((rc = build_principal(s, u, &fresh)) == 0) {
+            ag_principal_unref(u->cached);
+            u->cached = fresh;
+            u->cached_gen = gen;
         }
     }
-    *out = ag_principal_ref(p);
-    return 0;
+    if (rc == 0)
+        *out = ag_principal_ref(u->cached);
+    pthread_mutex_unlock(mu);
+    return rc;
 }
 
 int ag_secstore_user_principal(ag_secstore_t *s, const char *id, ag_principal_t **out, bool *active)

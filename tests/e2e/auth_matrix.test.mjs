@@ -1,8 +1,8 @@
 // The authorization matrix (issue 3; docs/PERMISSIONS.md): every route of the server × every kind of
 // principal, with the expected status class of each cell written out below — never derived
 // from the server. Qdrant's rules: collection create/update/delete and alias changes need
-// global `m`; point writes need `rw` or `prw`; payload edits and payload indexes need `rw`
-// (`prw` is point writes only, docs/SECURITY.md "JWT"); reads need `r`; /metrics and /telemetry need global
+// global `m`; point writes (payload edits included) need `rw` or `prw`; payload indexes need `rw`
+// (docs/SECURITY.md "JWT"); reads need `r`; /metrics and /telemetry need global
 // access; GET /collections and GET /aliases are filtered to what the caller may see.
 //
 // Every cell is run; all mismatches are collected and reported together.
@@ -77,7 +77,8 @@ const READ = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, ok, 403, ok, ok];
 const MANAGE = [401, 401, ok, ok, ok, 403, 403, ok, 403, 403, 403, 403, 403, 403];
 const INDEX = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, 403, 403, 403, 403];
 const POINT_WRITE = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, ok, 403, 403, ok];
-const PAYLOAD_WRITE = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, 403, 403, 403, ok];
+// prw is Qdrant's "points read-write": payload edits are point writes too (issue 10, item 1).
+const PAYLOAD_WRITE = POINT_WRITE;
 
 const EXPECTED = {
   // service
@@ -110,8 +111,8 @@ const EXPECTED = {
   'PUT /collections/mx/points/payload': PAYLOAD_WRITE,
   'POST /collections/mx/points/payload/delete': PAYLOAD_WRITE,
   //  clearing an acme point's payload would move it out of pay_rw's rows → a row-level 403
-  'POST /collections/mx/points/payload/clear': [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, 403, 403, 403, 'row403'],
-  //  a batch holding only an upsert is a point write (prw may); one holding set_payload is not
+  'POST /collections/mx/points/payload/clear': [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, ok, 403, 403, 'row403'],
+  //  batches of point operations, payload edits included, are point writes (prw may)
   'POST /collections/mx/points/batch [upsert]': POINT_WRITE,
   'POST /collections/mx/points/batch [set_payload]': PAYLOAD_WRITE,
   'POST /collections/mx/points/scroll': READ,

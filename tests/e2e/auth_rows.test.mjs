@@ -330,9 +330,11 @@ describe('row-level restriction: writes', () => {
     m.check(r.status === 200, `set payload in scope: ${r.status}`);
     r = await as(RW, 'PUT', `${P}/vectors?wait=true`, { points: [{ id: 2, vector: [0.9, 0.1, 0, 0] }] });
     m.check(r.status === 200, `update vectors in scope: ${r.status}`);
-    // prw may not edit payloads at all (point writes only).
+    // prw edits payloads in its rows like rw (Qdrant's points read-write), and not outside them.
     r = await as(PRW, 'POST', `${P}/payload?wait=true`, { payload: { note: 'prw' }, points: [2] });
-    m.check(r.status === 403, `set payload as restricted prw: expected 403, got ${r.status}`);
+    m.check(r.status === 200, `set payload in scope as restricted prw: expected 200, got ${r.status}`);
+    r = await as(PRW, 'POST', `${P}/payload?wait=true`, { payload: { note: 'prw' }, points: [5] });
+    m.check(r.status === 404, `set payload of point 5 as restricted prw: expected 404, got ${r.status}`);
     r = await as(PRW, 'PUT', `${P}/vectors?wait=true`, { points: [{ id: 5, vector: [0, 0, 1, 0] }] });
     m.check(r.status === 404, `update vectors of point 5 as restricted prw: expected 404, got ${r.status}`);
     m.done();

@@ -528,10 +528,11 @@ static void test_claims_collection_levels(void **state)
     assert_true(can(p, AG_VERB_CREATE, AG_RES_SNAPSHOTS, "rw"));
     assert_true(can(p, AG_VERB_DELETE, AG_RES_SNAPSHOTS, "rw"));
     assert_true(can(p, AG_VERB_READ, AG_RES_SNAPSHOTS, "rw"));
-    /* prw: point writes only. */
+    /* prw: every point operation, payload edits included; no indexes, no snapshots. */
     assert_true(can(p, AG_VERB_CREATE | AG_VERB_UPDATE, AG_RES_POINTS, "prw"));
     assert_true(can(p, AG_VERB_DELETE, AG_RES_POINTS, "prw"));
-    assert_false(can(p, AG_VERB_UPDATE, AG_RES_DATA, "prw")); /* payload edits */
+    assert_true(can(p, AG_VERB_UPDATE, AG_RES_DATA, "prw")); /* payload edits */
+    assert_true(can(p, AG_VERB_DELETE, AG_RES_DATA, "prw"));
     assert_false(can(p, AG_VERB_UPDATE, AG_RES_PAYLOAD_INDEXES, "prw"));
     assert_false(can(p, AG_VERB_READ, AG_RES_SNAPSHOTS, "prw"));
     /* Collection names in tokens are exact, not patterns; other collections are out. */
