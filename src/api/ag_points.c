@@ -90,7 +90,9 @@ int ag_tenant_check_payload(ag_call_t *call, const json_t *tenancy, const ag_poi
                             const json_t *payload)
 {
     const char *key = json_string_value(json_object_get(tenancy, "key"));
-    if (!key)
+    /* Lifecycle enforcement starts with the first declared tenant: before that, is_tenant is only
+     * Qdrant's storage hint and any value goes (docs/SECURITY.md "Tenants"). */
+    if (!key || json_object_size(json_object_get(tenancy, "tenants")) == 0)
         return 0;
     char buf[40];
     ag_id_format(id, buf, sizeof(buf));

@@ -706,8 +706,17 @@ static int h_check(ag_call_t *call)
     bool active = true;
     if ((rc = check_subject(call, json_object_get(call->body, "principal"), &p, &active)) != 0)
         return rc;
+    /* As the guard decides a request: tenant scopes become rows of the tenant key. */
+    json_t *tenancy = NULL;
+    const json_t *tenants = NULL;
+    bool data = ag_resource_is_data(decl.resource);
+    if (a.collection && (data || decl.resource == AG_RES_TENANTS) &&
+        ag_store_tenancy(call->api->store, a.collection, &tenancy) == 0) {
+        a.tenant_key = json_string_value(json_object_get(tenancy, "key"));
+        tenants = json_object_get(tenancy, "tenants");
+    }
     ag_decision_t d;
-    rc = ag_auth_decide(p, &a, &d);
+    rc = ag_decide_request(p, &a, data, tenants, &d);
     char described[768];
     ag_action_describe(&a, described, sizeof(described));
     json_t *who = principal_json(p);
@@ -733,6 +742,7 @@ static int h_check(ag_call_t *call)
                              allowed && d.restriction != NULL, "reason", reason);
     ag_decision_release(&d);
     ag_principal_unref(p);
+    json_decref(tenancy);
     return call->result ? 0 : AG_ENOMEM;
 }
 

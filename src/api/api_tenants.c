@@ -151,14 +151,25 @@ static int h_create(ag_call_t *call)
     if ((rc = open_tenancy(call, &c, &tenancy)) != 0)
         return rc;
     json_decref(tenancy);
+    bool first = false;
     if ((rc = write_begin(call, c)) == 0) {
+        /* Read under the write mutex, which every tenant change holds. */
+        json_t *now = NULL;
+        first = ag_store_tenancy(call->api->store, c->name, &now) == 0 &&
+                json_object_size(json_object_get(now, "tenants")) == 0;
+        json_decref(now);
         rc = ag_store_tenant_set(call->api->store, c, name, true, true, &call->diag);
         ag_coll_write_end(c);
     }
     ag_coll_unref(c);
     if (rc)
         return rc;
-    call->result = json_pack("{s:s,s:b,s:i}", "name", name, "active", 1, "points", 0);
+    /* The first declaration starts lifecycle enforcement (docs/SECURITY.md "Tenants"): say so. */
+    call->result =
+        json_pack("{s:s,s:b,s:i,s:s}", "name", name, "active", 1, "points", 0, "enforcement",
+                  first ? "started: from now on every write must name a declared, "
+                          "active tenant"
+                        : "on");
     return call->result ? 0 : AG_ENOMEM;
 }
 

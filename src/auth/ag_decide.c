@@ -191,10 +191,13 @@ static int tenant_filter(const char *key, json_t *names, bool negate, ag_filter_
 }
 
 /*
- * A tenant-scoped data permission on a data route (no tenant in the path): since a glob is not
- * a filter, it grants the rows of the declared, active tenants its pattern matches right now,
- * i.e. `tenant_key in [those]` (AND the permission's own filter). ORed into d's restriction;
- * turns a denial into an allow only when some tenant matches. Fail closed on any error.
+ * A tenant-scoped data permission on a data route (no tenant in the path) grants rows by the
+ * tenant key (AND the permission's own filter), ORed into d's restriction:
+ *   - once tenants are declared: the rows of the declared, active tenants its pattern matches
+ *     right now, `tenant_key in [those]`; with none matching it grants nothing;
+ *   - before any is declared (is_tenant as Qdrant's storage hint): the rows whose tenant value
+ *     matches the pattern itself.
+ * Fail closed on any error.
  */
 static int widen_by_tenants(const ag_principal_t *p, const ag_request_action_t *a,
                             const json_t *tenants, ag_decision_t *d)
@@ -205,26 +208,31 @@ static int widen_by_tenants(const ag_principal_t *p, const ag_request_action_t *
         if (q->scope[AG_PSCOPE_TENANT].kind == AG_GLOB_ANY ||
             !ag_perm_covers_action(q, a->verbs, a->resource))
             continue;
-        json_t *names = json_array();
-        if (!names)
-            return AG_ENOMEM;
-        const char *t;
-        json_t *info;
-        json_object_foreach((json_t *)tenants, t, info)
-        {
-            if (!json_is_true(json_object_get(info, "active")))
-                continue;
-            ag_request_action_t at = *a;
-            at.tenant = t;
-            if (ag_perm_scope_matches(q, &at))
-                json_array_append_new(names, json_string(t));
-        }
-        if (json_array_size(names) == 0) {
-            json_decref(names);
-            continue;
-        }
         ag_filter_t *f = NULL, *own = NULL;
-        int rc = tenant_filter(a->tenant_key, names, false, &f);
+        int rc;
+        if (json_object_size(tenants) == 0) {
+            rc = ag_filter_match_glob(a->tenant_key, &q->scope[AG_PSCOPE_TENANT], &f);
+        } else {
+            json_t *names = json_array();
+            if (!names)
+                return AG_ENOMEM;
+            const char *t;
+            json_t *info;
+            json_object_foreach((json_t *)tenants, t, info)
+            {
+                if (!json_is_true(json_object_get(info, "active")))
+                    continue;
+                ag_request_action_t at = *a;
+                at.tenant = t;
+                if (ag_perm_scope_matches(q, &at))
+                    json_array_append_new(names, json_string(t));
+            }
+            if (json_array_size(names) == 0) {
+                json_decref(names);
+                continue;
+            }
+            rc = tenant_filter(a->tenant_key, names, false, &f);
+        }
         if (rc == 0 && q->filter)
             rc = ag_filter_compile(q->filter, &own, NULL);
         int err = 0;

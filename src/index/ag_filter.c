@@ -7,6 +7,8 @@
  */
 #include "ag_filter.h"
 
+#include "ag_glob.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -412,6 +414,7 @@ enum cond_kind {
     C_IS_NULL,
     C_HAS_ID,
     C_HAS_VECTOR,
+    C_GLOB, /* u.glob: a string value matching a scope pattern (server-built filters only) */
 };
 
 enum { VT_STR, VT_INT, VT_BOOL };
@@ -454,6 +457,7 @@ typedef struct cond {
             str_t *words;
             size_t n;
         } text;
+        ag_glob_t glob;
         struct {
             bool has[B_COUNT];
             double v[B_COUNT];
@@ -506,6 +510,9 @@ static void cond_release(cond_t *c)
         break;
     case C_VALUE:
         free(c->u.value.s.p);
+        break;
+    case C_GLOB:
+        ag_glob_release(&c->u.glob);
         break;
     case C_ANY:
     case C_EXCEPT:
@@ -1397,6 +1404,32 @@ int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **ou
     return 0;
 }
 
+int ag_filter_match_glob(const char *key, const ag_glob_t *pattern, ag_filter_t **out)
+{
+    *out = NULL;
+    if (!key || !pattern)
+        return AG_EINVAL;
+    ag_filter_t *f = calloc(1, sizeof(*f));
+    if (!f)
+        return AG_ENOMEM;
+    f->must.v = calloc(1, sizeof(cond_t));
+    if (!f->must.v) {
+        free(f);
+        return AG_ENOMEM;
+    }
+    f->must.n = 1;
+    const char *why = NULL;
+    int rc = path_init(key, false, &f->must.v[0].path, &why);
+    if (!rc && (rc = ag_glob_copy(pattern, &f->must.v[0].u.glob)) == 0)
+        f->must.v[0].kind = C_GLOB;
+    if (rc) {
+        ag_filter_free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
 /* The text of a path made of plain keys only ("a" or "a.b"), else NULL. */
 static const char *plain_path(const path_t *p)
 {
@@ -1700,6 +1733,9 @@ static bool value_matches(const cond_t *c, const json_t *v)
         if (c->u.set.ints)
             return !json_is_integer(v) || !set_has_int(c, v);
         return !json_is_string(v) || !set_has_str(c, v);
+    case C_GLOB:
+        return json_is_string(v) &&
+               ag_glob_match(&c->u.glob, json_string_value(v), json_string_length(v));
     case C_TEXT:
         return json_is_string(v) && contains(v, &c->u.text.words[0]);
     case C_TEXT_ANY:

@@ -37,6 +37,7 @@
 #define AG_FILTER_H
 
 #include "ag_base.h"
+#include "ag_glob.h"
 #include "ag_id.h"
 
 #include <jansson.h>
@@ -108,6 +109,12 @@ int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **ou
  * candidates for f in a payload index (a superset: the candidates still need ag_filter_match).
  */
 json_t *ag_filter_required_equalities(const ag_filter_t *f);
+
+/* A filter matching points whose payload value at key is a string matching the scope pattern
+ * (copied)
+ * (docs/PERMISSIONS.md "Scope patterns"). Server-built only: client filters have no such
+ * condition. Same returns and ownership as ag_filter_match_value. */
+int ag_filter_match_glob(const char *key, const ag_glob_t *pattern, ag_filter_t **out);
 
 /* Frees f and everything it owns. NULL is a no-op. */
 void ag_filter_free(ag_filter_t *f);

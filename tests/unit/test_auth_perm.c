@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "auth/ag_decide.h"
-#include "auth/ag_glob.h"
+#include "ag_glob.h"
 #include "auth/ag_perm.h"
 #include "auth/ag_principal.h"
 #include "index/ag_filter.h"
