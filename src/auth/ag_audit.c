@@ -13,9 +13,9 @@
 #include <sodium.h>
 
 #include "ag_file.h"
+#include "ag_glob.h"
 #include "ag_grow.h"
 #include "ag_log.h"
-#include "ag_glob.h"
 #include "index/ag_filter.h"
 
 #define HASH_HEX 64

@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "auth/ag_decide.h"
 #include "ag_glob.h"
+#include "auth/ag_decide.h"
 #include "auth/ag_perm.h"
 #include "auth/ag_principal.h"
 #include "index/ag_filter.h"
