@@ -10,9 +10,10 @@ declare -A allowed=(
   [json]="base json"
   [index]="base json index"
   [store]="base json index store"
+  [query]="base json index store query"
   [auth]="base json index auth"
   [http]="base http"
-  [api]="base json index store auth http api"
+  [api]="base json index store query auth http api"
 )
 # Known exception, to be moved into store/: the security store keeps its own LMDB environment.
 lmdb_ok="src/auth/ag_secstore.c"

@@ -110,7 +110,7 @@ static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filt
                          const char *path, ag_point_id_t **out, size_t *n)
 {
     ag_scope_t sc;
-    int rc = ag_scope_init(&sc, call, c, filter, path);
+    int rc = ag_scope_init(&sc, c, call->restriction, filter, path, &call->diag);
     if (rc)
         return rc;
     size_t cap = c->live ? c->live : 1;
@@ -810,6 +810,31 @@ static int h_batch(ag_call_t *call)
     return arr ? 0 : AG_ENOMEM;
 }
 
+/* The query layer's view of a read request (no lookups in other collections). */
+static ag_qctx_t read_ctx(ag_call_t *call)
+{
+    ag_qctx_t ctx = {&call->arena,      &call->diag,     call->deadline, call->timeout_s,
+                     call->restriction, call->params[0], NULL,           NULL};
+    return ctx;
+}
+
+/* The slots in sc, ascending (arena). Read lock held. */
+static int scope_slots(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc, uint32_t **out,
+                       size_t *n)
+{
+    uint32_t live = ag_coll_live(c), nslots = ag_coll_nslots(c);
+    uint32_t *s = ag_arena_calloc(&call->arena, live ? live : 1, sizeof(*s));
+    if (!s)
+        return AG_ENOMEM;
+    size_t k = 0;
+    for (uint32_t i = 0; i < nslots && k < live; i++)
+        if (ag_scope_match(sc, i))
+            s[k++] = i;
+    *out = s;
+    *n = k;
+    return 0;
+}
+
 /* ---- reads --------------------------------------------------------------------------------- */
 
 static int h_retrieve(ag_call_t *call)
@@ -884,175 +909,18 @@ static int h_count(ag_call_t *call)
     ag_collection_t *c;
     if ((rc = ag_call_collection(call, &c)) != 0)
         return rc;
+    ag_qctx_t ctx = read_ctx(call);
+    const json_t *fj = json_object_get(call->body, "filter");
     ag_scope_t sc;
-    if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) == 0) {
-        ag_coll_read_begin(c);
+    if ((rc = ag_scope_init(&sc, c, call->restriction, fj, "", &call->diag)) == 0) {
         json_int_t count = 0;
-        uint32_t *cand;
-        size_t ncand, seen = 0;
-        const json_t *fj = json_object_get(call->body, "filter");
-        if (!sc.user && !sc.restriction) {
-            count = c->live;
-        } else {
-            /* Indexed equalities of the filter and of the row restriction narrow the scan (to
-             * their intersection), so a restricted count costs what is in scope, not what the
-             * filter matches elsewhere; every candidate still passes the whole scope. */
-            bool indexed = ag_scope_candidates(&sc, &call->arena, fj, &cand, &ncand);
-            size_t total = indexed ? ncand : c->nslots;
-            for (size_t i = 0; i < total; i++) {
-                if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
-                    break;
-                uint32_t s = indexed ? cand[i] : (uint32_t)i;
-                if (indexed && i > 0 && cand[i - 1] == s)
-                    continue;
-                seen++;
-                count += ag_scope_match(&sc, s);
-            }
-        }
-        ag_scope_note_examined(seen);
-        ag_coll_read_end(c);
+        rc = ag_query_count(&ctx, &sc, fj, &count);
         ag_scope_release(&sc);
         if (rc == 0)
             call->result = json_pack("{s:I}", "count", count);
     }
     ag_coll_unref(c);
     return rc;
-}
-
-typedef struct ordered {
-    uint32_t slot;
-    double value;
-    const ag_point_id_t *id;
-} ordered_t;
-
-static int cmp_asc(const void *a, const void *b)
-{
-    const ordered_t *x = a, *y = b;
-    if (x->value != y->value)
-        return x->value < y->value ? -1 : 1;
-    return ag_id_cmp(x->id, y->id);
-}
-
-static int cmp_desc(const void *a, const void *b)
-{
-    const ordered_t *x = a, *y = b;
-    if (x->value != y->value)
-        return x->value > y->value ? -1 : 1;
-    return ag_id_cmp(x->id, y->id);
-}
-
-typedef struct first_num {
-    bool found;
-    double v;
-    bool datetime;
-} first_num_t;
-
-static int ag_parse_datetime(const char *s, double *out)
-{
-    int64_t us;
-    int rc = ag_datetime_parse(s, strlen(s), &us);
-    if (rc == 0)
-        *out = (double)us / 1e6;
-    return rc;
-}
-
-static void take_number(const json_t *v, void *ud)
-{
-    first_num_t *f = ud;
-    double x;
-    if (json_is_number(v)) {
-        x = json_number_value(v);
-    } else if (f->datetime && json_is_string(v) &&
-               ag_parse_datetime(json_string_value(v), &x) == 0) {
-    } else {
-        return;
-    }
-    if (!f->found || x < f->v) {
-        f->v = x;
-        f->found = true;
-    }
-}
-
-int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, const char **key,
-                      bool *desc, bool *has_start, double *start, bool *datetime)
-{
-    *desc = false;
-    *has_start = false;
-    *datetime = false;
-    if (json_is_string(ob)) {
-        *key = json_string_value(ob);
-    } else if (json_is_object(ob)) {
-        int rc = AG_JSON_ONLY(ob, "order_by", &call->diag, "key", "direction", "start_from");
-        if (rc)
-            return rc;
-        *key = NULL;
-        if ((rc = ag_json_get_str(ob, "key", "order_by", key, &call->diag)) != 0)
-            return rc;
-        const char *dir = NULL;
-        if ((rc = ag_json_get_str(ob, "direction", "order_by", &dir, &call->diag)) != 0)
-            return rc;
-        if (dir && strcmp(dir, "asc") != 0 && strcmp(dir, "desc") != 0)
-            return ag_fail(&call->diag, AG_EINVAL, "order_by.direction: expected asc or desc");
-        *desc = dir && strcmp(dir, "desc") == 0;
-        json_t *sf = json_object_get(ob, "start_from");
-        if (sf && !json_is_null(sf)) {
-            if (json_is_number(sf)) {
-                *start = json_number_value(sf);
-            } else if (!json_is_string(sf) ||
-                       ag_parse_datetime(json_string_value(sf), start) != 0) {
-                return ag_fail(&call->diag, AG_EINVAL,
-                               "order_by.start_from: expected a number or an RFC 3339 datetime");
-            }
-            *has_start = true;
-        }
-    } else {
-        return ag_fail(&call->diag, AG_EINVAL, "order_by: expected a key or an object");
-    }
-    if (!*key || ag_payload_path_check(*key, NULL) != 0)
-        return ag_fail(&call->diag, AG_EINVAL, "order_by.key: expected a payload key");
-    json_t *def = json_object_get(c->schema, *key);
-    const char *type = json_string_value(json_object_get(def, "data_type"));
-    if (!type || (strcmp(type, "integer") != 0 && strcmp(type, "float") != 0 &&
-                  strcmp(type, "datetime") != 0))
-        return ag_fail(&call->diag, AG_EINVAL,
-                       "Bad request: No range index for `order_by` key `%.200s` found. Please "
-                       "create one to use `order_by`.",
-                       *key);
-    *datetime = strcmp(type, "datetime") == 0;
-    return 0;
-}
-
-/* Sorts the slots in scope by a payload value; returns an arena array. */
-int ag_order_slots(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc, const char *key,
-                   bool desc, bool has_start, double start, bool datetime, ordered_t **out,
-                   size_t *n);
-
-int ag_order_slots(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc, const char *key,
-                   bool desc, bool has_start, double start, bool datetime, ordered_t **out,
-                   size_t *n)
-{
-    ordered_t *o = ag_arena_alloc(&call->arena, sizeof(*o) * (c->live ? c->live : 1));
-    if (!o)
-        return AG_ENOMEM;
-    size_t k = 0;
-    for (uint32_t s = 0; s < c->nslots && k < c->live; s++) {
-        if (!ag_scope_match(sc, s))
-            continue;
-        first_num_t f = {false, 0, datetime};
-        ag_payload_path_each(c->slots[s].payload, key, take_number, &f);
-        if (!f.found)
-            continue;
-        if (has_start && (desc ? f.v > start : f.v < start))
-            continue;
-        o[k].slot = s;
-        o[k].value = f.v;
-        o[k].id = &c->slots[s].id;
-        k++;
-    }
-    qsort(o, k, sizeof(*o), desc ? cmp_desc : cmp_asc);
-    *out = o;
-    *n = k;
-    return 0;
 }
 
 typedef struct keyed_slot {
@@ -1134,7 +1002,8 @@ static int h_scroll(ag_call_t *call)
     if ((rc = ag_call_collection(call, &c)) != 0)
         return rc;
     ag_scope_t sc;
-    if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) != 0) {
+    if ((rc = ag_scope_init(&sc, c, call->restriction, json_object_get(call->body, "filter"), "",
+                            &call->diag)) != 0) {
         ag_coll_unref(c);
         return rc;
     }
@@ -1145,24 +1014,25 @@ static int h_scroll(ag_call_t *call)
     size_t ncand;
     ag_coll_read_begin(c);
     if (ob && !json_is_null(ob)) {
-        const char *key;
-        bool desc, has_start, datetime;
-        double start = 0;
-        ordered_t *o = NULL;
+        ag_order_by_t obp;
+        ag_ordered_t *o = NULL;
         size_t n = 0;
-        rc = ag_parse_order_by(call, c, ob, &key, &desc, &has_start, &start, &datetime);
+        uint32_t *slots = NULL;
+        size_t nslots = 0;
+        rc = ag_order_by_parse(ob, &obp, &call->diag);
+        if (rc == 0)
+            rc = ag_order_by_check(c, &obp, &call->diag);
         if (rc == 0 && has_offset)
             rc = ag_fail(&call->diag, AG_EINVAL,
                          "offset: not allowed with order_by; use "
                          "order_by.start_from");
         if (rc == 0)
-            rc = ag_order_slots(call, c, &sc, key, desc, has_start, start, datetime, &o, &n);
+            rc = scope_slots(call, c, &sc, &slots, &nslots);
+        if (rc == 0)
+            rc = ag_order_slots(&call->arena, c, slots, nslots, &obp, &o, &n);
         for (size_t i = 0; rc == 0 && i < n && i < limit; i++) {
             json_t *p = ag_render_point(c, o[i].slot, &ps, wv, which, false, 0);
-            json_object_set_new(p, "order_value",
-                                o[i].value == (double)(json_int_t)o[i].value
-                                    ? json_integer((json_int_t)o[i].value)
-                                    : json_real(o[i].value));
+            json_object_set_new(p, "order_value", ag_order_value_json(o[i].value));
             json_array_append_new(points, p);
         }
     } else if ((sc.user || sc.restriction) &&
@@ -1226,52 +1096,6 @@ static int h_scroll(ag_call_t *call)
 
 /* ---- facet --------------------------------------------------------------------------------- */
 
-typedef struct facet_count {
-    json_t *value; /* borrowed from a payload (valid under the read lock) */
-    json_int_t count;
-    uint32_t last_slot; /* a point holding a value twice counts once */
-} facet_count_t;
-
-typedef struct facet_ctx {
-    facet_count_t *v;
-    size_t n, cap;
-    uint32_t slot;
-    bool oom;
-} facet_ctx_t;
-
-static void facet_visit(const json_t *val, void *ud)
-{
-    facet_ctx_t *f = ud;
-    if (f->oom || !(json_is_string(val) || json_is_integer(val) || json_is_boolean(val)))
-        return;
-    for (size_t i = 0; i < f->n; i++) {
-        if (json_equal(f->v[i].value, val)) {
-            if (f->v[i].last_slot != f->slot) {
-                f->v[i].count++;
-                f->v[i].last_slot = f->slot;
-            }
-            return;
-        }
-    }
-    if (AG_GROW(f->v, f->cap, f->n + 1, 64, SIZE_MAX / sizeof(*f->v)) != 0) {
-        f->oom = true;
-        return;
-    }
-    f->v[f->n++] = (facet_count_t){(json_t *)val, 1, f->slot};
-}
-
-static int cmp_facet(const void *a, const void *b)
-{
-    const facet_count_t *x = a, *y = b;
-    if (x->count != y->count)
-        return x->count > y->count ? -1 : 1;
-    if (json_is_string(x->value) && json_is_string(y->value))
-        return strcmp(json_string_value(x->value), json_string_value(y->value));
-    if (json_is_integer(x->value) && json_is_integer(y->value))
-        return json_integer_value(x->value) < json_integer_value(y->value) ? -1 : 1;
-    return json_typeof(x->value) < json_typeof(y->value) ? -1 : 1;
-}
-
 /* Counts of each value of an indexed key among the points the caller may read (the row
  * restriction applies, like every read). */
 static int h_facet(ag_call_t *call)
@@ -1296,54 +1120,14 @@ static int h_facet(ag_call_t *call)
     ag_collection_t *c;
     if ((rc = ag_call_collection(call, &c)) != 0)
         return rc;
+    ag_qctx_t ctx = read_ctx(call);
+    const json_t *fj = json_object_get(call->body, "filter");
     ag_scope_t sc;
-    if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) != 0) {
-        ag_coll_unref(c);
-        return rc;
-    }
-    ag_coll_read_begin(c);
-    const char *type =
-        json_string_value(json_object_get(json_object_get(c->schema, key), "data_type"));
-    facet_ctx_t f = {0};
     json_t *hits = NULL;
-    if (!type || (strcmp(type, "keyword") != 0 && strcmp(type, "integer") != 0 &&
-                  strcmp(type, "bool") != 0 && strcmp(type, "uuid") != 0)) {
-        rc = ag_fail(&call->diag, AG_EINVAL,
-                     "Bad request: Index required but not found for \"%.200s\" of one of the "
-                     "following types: [keyword, integer, bool, uuid]",
-                     key);
-    } else {
-        uint32_t *cand;
-        size_t ncand, seen = 0;
-        bool indexed = ag_scope_candidates(&sc, &call->arena, json_object_get(call->body, "filter"),
-                                           &cand, &ncand);
-        size_t total = indexed ? ncand : c->nslots;
-        for (size_t i = 0; i < total && !f.oom; i++) {
-            if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
-                break;
-            uint32_t s = indexed ? cand[i] : (uint32_t)i;
-            if (indexed && i > 0 && cand[i - 1] == s)
-                continue;
-            seen++;
-            if (!ag_scope_match(&sc, s))
-                continue;
-            f.slot = s;
-            ag_payload_path_each(c->slots[s].payload, key, facet_visit, &f);
-        }
-        ag_scope_note_examined(seen);
-        if (f.oom && rc == 0)
-            rc = AG_ENOMEM;
+    if ((rc = ag_scope_init(&sc, c, call->restriction, fj, "", &call->diag)) == 0) {
+        rc = ag_query_facet(&ctx, &sc, fj, key, limit, &hits);
+        ag_scope_release(&sc);
     }
-    if (rc == 0) {
-        qsort(f.v, f.n, sizeof(*f.v), cmp_facet);
-        hits = json_array();
-        for (size_t i = 0; hits && i < f.n && i < limit; i++)
-            json_array_append_new(
-                hits, json_pack("{s:O,s:I}", "value", f.v[i].value, "count", f.v[i].count));
-    }
-    ag_coll_read_end(c);
-    free(f.v);
-    ag_scope_release(&sc);
     ag_coll_unref(c);
     if (rc)
         return rc;

@@ -980,3 +980,33 @@ uint32_t ag_coll_index_step(ag_collection_t *c, uint32_t budget)
     }
     return done;
 }
+
+const char *ag_coll_name(const ag_collection_t *c)
+{
+    return c->name;
+}
+
+uint32_t ag_coll_live(const ag_collection_t *c)
+{
+    return c->live;
+}
+
+uint32_t ag_coll_nslots(const ag_collection_t *c)
+{
+    return c->nslots;
+}
+
+const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot)
+{
+    return &c->slots[slot].id;
+}
+
+const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot)
+{
+    return c->slots[slot].payload;
+}
+
+const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field)
+{
+    return json_object_get(c->schema, field);
+}

@@ -141,6 +141,19 @@ uint32_t ag_coll_find(const ag_collection_t *c, const ag_point_id_t *id);
 void ag_coll_subject(const ag_collection_t *c, uint32_t slot, ag_filter_subject_t *s);
 bool ag_coll_match(const ag_collection_t *c, uint32_t slot, const ag_filter_t *f);
 
+/* Read access for the query layer and handlers (read lock held, or the write mutex). Returned
+ * pointers are borrowed and valid until the lock is released. */
+/* The collection's own name (an alias resolves to it); borrowed for the collection's life. */
+const char *ag_coll_name(const ag_collection_t *c);
+/* Live points, and the slot count (slots are 0 .. nslots-1; a dead slot fails every match). */
+uint32_t ag_coll_live(const ag_collection_t *c);
+uint32_t ag_coll_nslots(const ag_collection_t *c);
+const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot);
+/* The payload object of a slot (never NULL for a live slot). */
+const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot);
+/* The payload index definition {"data_type":..., ...} of a field, or NULL. */
+const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field);
+
 /* Writer side: write_begin takes the write mutex; apply commits to LMDB (syncing when `sync`)
  * and then applies to memory; write_end releases the mutex. */
 /* Returns AG_ENOTFOUND (mutex not held) if the collection was deleted meanwhile. */
