@@ -117,6 +117,8 @@ extern const ag_route_t ag_routes_collections[];
 extern const size_t ag_routes_collections_len;
 extern const ag_route_t ag_routes_points[];
 extern const size_t ag_routes_points_len;
+extern const ag_route_t ag_routes_read[];
+extern const size_t ag_routes_read_len;
 extern const ag_route_t ag_routes_search[];
 extern const size_t ag_routes_search_len;
 extern const ag_route_t ag_routes_auth[];

@@ -264,7 +264,14 @@ int ag_query_fuse(ag_arena_t *arena, ag_qkind_t kind, uint32_t rrf_k, const floa
                   const ag_ranked_t *lists, size_t nlists, bool has_threshold, float threshold,
                   size_t k, ag_ranked_t *out);
 
-/* ---- count and facet ----------------------------------------------------------------------- */
+/* ---- scroll, count and facet -------------------------------------------------------------- */
+
+/* Qdrant's scroll over the points in sc: order_by (may be NULL) or id order from offset (NULL =
+ * the start). *out gets a new {"points": [...], "next_page_offset": id|null}. Takes the read
+ * lock. */
+int ag_query_scroll(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                    const json_t *order_by, const ag_point_id_t *offset, uint64_t limit,
+                    const ag_payload_sel_t *ps, bool wv, const json_t *which, json_t **out);
 
 /* The number of points in sc (filter_json: the filter sc was compiled from, for payload-index
  * candidates). Takes the read lock. */

@@ -1010,3 +1010,39 @@ const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field)
 {
     return json_object_get(c->schema, field);
 }
+
+int ag_coll_walk(ag_collection_t *c, const ag_point_id_t *from, ag_coll_walk_fn visit, void *ud)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    int rc = 0;
+    if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn) != 0 ||
+        mdb_cursor_open(txn, c->dbi_points, &cur) != 0) {
+        rc = AG_ESTORAGE;
+        goto done;
+    }
+    uint8_t key[AG_ID_KEY_LEN];
+    MDB_val k = {AG_ID_KEY_LEN, key}, v;
+    int mrc;
+    if (from) {
+        ag_id_to_key(from, key);
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        ag_point_id_t id;
+        bool ok = ag_id_from_key(k.mv_data, k.mv_size, &id) == 0;
+        int r = visit(ud, ok ? &id : NULL, ok ? ag_coll_find(c, &id) : UINT32_MAX);
+        if (r != 0) {
+            rc = r < 0 ? r : 0;
+            break;
+        }
+    }
+done:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}

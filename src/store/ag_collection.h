@@ -154,6 +154,14 @@ const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot);
 /* The payload index definition {"data_type":..., ...} of a field, or NULL. */
 const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field);
 
+/* Walks the stored points in id order (LMDB's sorted keys, in a read transaction of its own)
+ * from the first id >= from (NULL = the first point). visit gets each point's id (NULL for a key
+ * that does not parse) and its slot (UINT32_MAX when it is not in memory); it returns 0 to go on,
+ * 1 to stop, or a negative error, which stops the walk and is returned. AG_ESTORAGE when the
+ * database cannot be read. Caller holds the read lock, so the slots it is given stay valid. */
+typedef int (*ag_coll_walk_fn)(void *ud, const ag_point_id_t *id, uint32_t slot);
+int ag_coll_walk(ag_collection_t *c, const ag_point_id_t *from, ag_coll_walk_fn visit, void *ud);
+
 /* Writer side: write_begin takes the write mutex; apply commits to LMDB (syncing when `sync`)
  * and then applies to memory; write_end releases the mutex. */
 /* Returns AG_ENOTFOUND (mutex not held) if the collection was deleted meanwhile. */
