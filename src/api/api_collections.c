@@ -318,16 +318,7 @@ static int h_index_create(ag_call_t *call)
         json_decref(def);
         return rc;
     }
-    json_t *old = json_incref(json_object_get(c->schema, field));
-    json_object_set_new(c->schema, field, def);
-    rc = ag_store_save_schema(call->api->store, c, &call->diag);
-    if (rc) {
-        if (old)
-            json_object_set(c->schema, field, old);
-        else
-            json_object_del(c->schema, field);
-    }
-    json_decref(old);
+    rc = ag_store_set_index(call->api->store, c, field, def, NULL, &call->diag);
     ag_coll_write_end(c);
     ag_coll_unref(c);
     if (rc)
@@ -342,14 +333,7 @@ static int h_index_delete(ag_call_t *call)
     int rc = ag_call_collection_write(call, &c);
     if (rc)
         return rc;
-    json_t *old = json_incref(json_object_get(c->schema, call->params[1]));
-    if (old) {
-        json_object_del(c->schema, call->params[1]);
-        rc = ag_store_save_schema(call->api->store, c, &call->diag);
-        if (rc)
-            json_object_set(c->schema, call->params[1], old);
-        json_decref(old);
-    }
+    rc = ag_store_set_index(call->api->store, c, call->params[1], NULL, NULL, &call->diag);
     ag_coll_write_end(c);
     ag_coll_unref(c);
     if (rc)

@@ -743,6 +743,29 @@ int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
     return rc;
 }
 
+int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, json_t *def,
+                       bool *existed, ag_diag_t *diag)
+{
+    json_t *old = json_incref(json_object_get(c->schema, field));
+    if (existed)
+        *existed = old != NULL;
+    if (!def && !old)
+        return 0;
+    if (def)
+        json_object_set_new(c->schema, field, def);
+    else
+        json_object_del(c->schema, field);
+    int rc = ag_store_save_schema(st, c, diag);
+    if (rc) {
+        if (old)
+            json_object_set(c->schema, field, old);
+        else
+            json_object_del(c->schema, field);
+    }
+    json_decref(old);
+    return rc;
+}
+
 /* ---- tenants ------------------------------------------------------------------------------- */
 
 int ag_store_tenancy(ag_store_t *st, const char *name, json_t **out)
