@@ -19,6 +19,15 @@ declare -A allowed=(
 lmdb_ok="src/auth/ag_secstore.c"
 
 status=0
+# The collection's insides (store/ag_collection_int.h) stay in src/store: nothing else, tests and
+# fuzz targets included, may include that header.
+for file in $(git ls-files '*.c' '*.h' | grep -v '^src/store/'); do
+  if grep -q 'ag_collection_int.h' "$file"; then
+    echo "layers: $file includes store/ag_collection_int.h; the collection is opaque outside src/store"
+    status=1
+  fi
+done
+
 for file in $(git ls-files 'src/*/*.c' 'src/*/*.h'); do
   dir=$(basename "$(dirname "$file")")
   ok=" ${allowed[$dir]:-} "

@@ -69,9 +69,9 @@ static int commit(ag_call_t *call, ag_collection_t *c, muts_t *ms)
     /* Read under the write mutex, which tenant changes also hold: a tenant deactivated or
      * deleted meanwhile is seen here. */
     json_t *tenancy = NULL;
-    if (ag_store_tenancy(call->api->store, c->name, &tenancy) != 0)
+    if (ag_store_tenancy(call->api->store, ag_coll_name(c), &tenancy) != 0)
         return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
-                       c->name);
+                       ag_coll_name(c));
     int trc = 0;
     for (size_t i = 0; i < ms->n && trc == 0; i++)
         if (!ms->m[i].delete_point && ms->m[i].payload)
@@ -86,7 +86,7 @@ static int commit(ag_call_t *call, ag_collection_t *c, muts_t *ms)
         const json_t *np = m->payload;
         if (!np) {
             uint32_t s = ag_coll_find(c, &m->id);
-            np = s == UINT32_MAX ? NULL : c->slots[s].payload;
+            np = s == UINT32_MAX ? NULL : ag_coll_payload(c, s);
             if (!np) {
                 static json_t *empty;
                 if (!empty)
@@ -113,7 +113,7 @@ static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filt
     int rc = ag_scope_init(&sc, c, call->restriction, filter, path, &call->diag);
     if (rc)
         return rc;
-    size_t cap = c->live ? c->live : 1;
+    size_t cap = ag_coll_live(c) ? ag_coll_live(c) : 1;
     ag_point_id_t *ids = ag_arena_alloc(&call->arena, cap * sizeof(*ids));
     if (!ids) {
         ag_scope_release(&sc);
@@ -123,7 +123,7 @@ static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filt
     uint32_t *cand;
     size_t ncand;
     bool indexed = ag_scope_candidates(&sc, &call->arena, filter, &cand, &ncand);
-    size_t total = indexed ? ncand : c->nslots, seen = 0;
+    size_t total = indexed ? ncand : ag_coll_nslots(c), seen = 0;
     /* Nothing is written until the selection is complete, so running out of time here leaves
      * the collection untouched. */
     for (size_t i = 0; i < total && k < cap; i++) {
@@ -134,7 +134,7 @@ static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filt
             continue;
         seen++;
         if (ag_scope_match(&sc, s))
-            ids[k++] = c->slots[s].id;
+            ids[k++] = *ag_coll_id(c, s);
     }
     ag_scope_note_examined(seen);
     ag_scope_release(&sc);
@@ -200,7 +200,7 @@ static int require_vector(ag_call_t *call, const ag_collection_t *c, const json_
 {
     if (!v || json_is_null(v))
         return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: required", path);
-    if (c->unnamed && json_is_object(v) && !json_object_get(v, ""))
+    if (ag_coll_unnamed(c) && json_is_object(v) && !json_object_get(v, ""))
         return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: this collection's vector is required",
                        path);
     return 0;
@@ -277,7 +277,7 @@ static int op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
                            "batch.vectors: expected an array or an object of named columns");
         if (!vectors || json_is_null(vectors))
             return ag_fail(&call->diag, AG_EUNPROCESSABLE, "batch.vectors: required");
-        if (json_is_object(vectors) && c->unnamed && !json_object_get(vectors, ""))
+        if (json_is_object(vectors) && ag_coll_unnamed(c) && !json_object_get(vectors, ""))
             return ag_fail(&call->diag, AG_EUNPROCESSABLE,
                            "batch.vectors: this collection's vector is required");
         if (json_is_array(vectors) && json_array_size(vectors) != n)
@@ -444,7 +444,7 @@ static int op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, p
         static json_t *none;
         if (!none)
             none = json_object();
-        const json_t *cur = s == UINT32_MAX ? none : c->slots[s].payload;
+        const json_t *cur = s == UINT32_MAX ? none : ag_coll_payload(c, s);
         switch (op) {
         case PL_SET:
             next = json_deep_copy(cur);
@@ -617,9 +617,11 @@ static int upsert_fast(ag_call_t *call, bool *handled)
     int rc = 0;
     ag_fastpoint_t *pts = NULL;
     size_t n = 0;
-    if (c->unnamed && c->nvec == 1 && c->nsparse == 0 &&
-        ag_fastpoints_parse(call->req->body, call->req->body_len, c->vec[0].dim, &call->arena, &pts,
-                            &n)) {
+    ag_dense_info_t v0 = {0};
+    if (ag_coll_nvec(c) == 1)
+        ag_coll_dense_info(c, 0, &v0);
+    if (ag_coll_unnamed(c) && ag_coll_nvec(c) == 1 && ag_coll_nsparse(c) == 0 &&
+        ag_fastpoints_parse(call->req->body, call->req->body_len, v0.dim, &call->arena, &pts, &n)) {
         *handled = true;
         muts_t ms = {0};
         for (size_t i = 0; i < n && rc == 0; i++) {
@@ -632,8 +634,8 @@ static int upsert_fast(ag_call_t *call, bool *handled)
             m->payload = pts[i].payload; /* ownership moves to the mutation */
             pts[i].payload = NULL;
             m->replace_vectors = true;
-            if (c->vec[0].dist == AG_DIST_COSINE)
-                ag_vector_normalize(pts[i].vector, c->vec[0].dim);
+            if (v0.dist == AG_DIST_COSINE)
+                ag_vector_normalize(pts[i].vector, v0.dim);
             m->dense_op[0] = AG_VEC_SET;
             m->dense[0] = pts[i].vector;
         }
@@ -732,8 +734,9 @@ static int h_batch(ag_call_t *call)
         size_t k = 0;
         while (k < AG_ARRAY_LEN(names) && strcmp(names[k], name) != 0)
             k++;
-        rc = ag_guard_authorize(call, actions[k], call->coll ? call->coll->name : call->params[0],
-                                &restr[i], &call->diag);
+        rc = ag_guard_authorize(call, actions[k],
+                                call->coll ? ag_coll_name(call->coll) : call->params[0], &restr[i],
+                                &call->diag);
         if (rc) {
             char msg[sizeof(call->diag.msg)];
             snprintf(msg, sizeof(msg), "%s", call->diag.msg);

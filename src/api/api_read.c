@@ -38,27 +38,10 @@ static int h_retrieve(ag_call_t *call)
     ag_collection_t *c;
     if ((rc = ag_call_collection(call, &c)) != 0)
         return rc;
-    json_t *arr = json_array();
-    ag_coll_read_begin(c);
-    /* One slot per id, so a bitmap over slots drops repeated ids in linear time. */
-    uint8_t *seen = ag_arena_calloc(&call->arena, (c->nslots + 7) / 8 + 1, 1);
-    for (size_t i = 0; arr && seen && i < n; i++) {
-        uint32_t s = ag_coll_find(c, &ids[i]);
-        /* Points outside the caller's rows do not exist for it. */
-        if (s == UINT32_MAX || (seen[s / 8] >> (s % 8)) & 1 ||
-            !ag_coll_match(c, s, call->restriction))
-            continue;
-        seen[s / 8] |= (uint8_t)(1u << (s % 8));
-        json_array_append_new(arr, ag_render_point(c, s, &ps, wv, which, false, 0));
-    }
-    ag_coll_read_end(c);
-    if (!seen) {
-        json_decref(arr);
-        arr = NULL;
-    }
+    ag_qctx_t ctx = read_ctx(call);
+    rc = ag_query_retrieve(&ctx, c, ids, n, &ps, wv, which, &call->result);
     ag_coll_unref(c);
-    call->result = arr;
-    return arr ? 0 : AG_ENOMEM;
+    return rc;
 }
 
 static int h_get_point(ag_call_t *call)
@@ -70,18 +53,8 @@ static int h_get_point(ag_call_t *call)
     ag_collection_t *c;
     if ((rc = ag_call_collection(call, &c)) != 0)
         return rc;
-    ag_payload_sel_t ps = {true, NULL, NULL};
-    ag_coll_read_begin(c);
-    /* A point outside the caller's rows does not exist for it. */
-    uint32_t s = ag_coll_find(c, &id);
-    if (s == UINT32_MAX || !ag_coll_match(c, s, call->restriction)) {
-        char buf[40];
-        ag_id_format(&id, buf, sizeof(buf));
-        rc = ag_fail(&call->diag, AG_ENOTFOUND, "Not found: No point with id %s found", buf);
-    }
-    if (rc == 0)
-        call->result = ag_render_point(c, s, &ps, true, NULL, false, 0);
-    ag_coll_read_end(c);
+    ag_qctx_t ctx = read_ctx(call);
+    rc = ag_query_get(&ctx, c, &id, &call->result);
     ag_coll_unref(c);
     return rc;
 }

@@ -237,16 +237,16 @@ static json_t *render_payload(const json_t *payload, const ag_payload_sel_t *ps)
 json_t *ag_render_point(const ag_collection_t *c, uint32_t slot, const ag_payload_sel_t *ps,
                         bool with_vector, const json_t *which, bool has_score, float score)
 {
-    const ag_slot_t *s = &c->slots[slot];
     json_t *p = json_object();
     if (!p)
         return NULL;
-    json_object_set_new(p, "id", ag_id_to_json(&s->id));
+    json_object_set_new(p, "id", ag_id_to_json(ag_coll_id(c, slot)));
     if (has_score) {
         json_object_set_new(p, "version", json_integer(0));
         json_object_set_new(p, "score", json_real((double)score));
     }
-    json_object_set_new(p, "payload", ps->enabled ? render_payload(s->payload, ps) : json_null());
+    json_object_set_new(p, "payload",
+                        ps->enabled ? render_payload(ag_coll_payload(c, slot), ps) : json_null());
     json_object_set_new(p, "vector",
                         with_vector ? ag_coll_vectors_json(c, slot, which) : json_null());
     return p;
@@ -257,16 +257,18 @@ json_t *ag_render_point(const ag_collection_t *c, uint32_t slot, const ag_payloa
 int ag_parse_dense(ag_arena_t *arena, const ag_collection_t *c, int vi, const json_t *v,
                    const char *path, float **out, ag_diag_t *diag)
 {
+    ag_dense_info_t vc;
+    ag_coll_dense_info(c, vi, &vc);
     float *f;
     uint32_t n;
     int rc = ag_json_floats(v, path, &f, &n, diag);
     if (rc)
         return rc;
-    if (n != c->vec[vi].dim) {
+    if (n != vc.dim) {
         free(f);
         return ag_fail(diag, AG_EINVAL,
-                       "Wrong input: Vector dimension error: expected dim: %u, got %u (%s)",
-                       c->vec[vi].dim, n, path);
+                       "Wrong input: Vector dimension error: expected dim: %u, got %u (%s)", vc.dim,
+                       n, path);
     }
     float *a = ag_arena_alloc(arena, sizeof(float) * n);
     if (!a) {
@@ -275,7 +277,7 @@ int ag_parse_dense(ag_arena_t *arena, const ag_collection_t *c, int vi, const js
     }
     memcpy(a, f, sizeof(float) * n);
     free(f);
-    if (c->vec[vi].dist == AG_DIST_COSINE)
+    if (vc.dist == AG_DIST_COSINE)
         ag_vector_normalize(a, n);
     *out = a;
     return 0;

@@ -48,25 +48,27 @@ static int resolve_vin(ag_query_t *rq, const ag_stage_t *st, ag_collection_t *sr
     const char *name = st->lookup_vec ? st->lookup_vec : st->using_name;
     ag_q__field(p, sizeof(p), st->path, st->lookup_vec ? "lookup_from.vector" : "using");
     if (st->vi >= 0) {
-        const ag_vector_cfg_t *want = &rq->c->vec[st->vi];
+        ag_dense_info_t want, have;
+        ag_coll_dense_info(rq->c, st->vi, &want);
         int svi = ag_coll_vector(src, name);
         if (svi < 0)
             return ag_fail(d, AG_EINVAL, "Wrong input: Not existing vector name error: %.200s (%s)",
                            name, p);
-        if (src->vec[svi].dim != want->dim)
+        ag_coll_dense_info(src, svi, &have);
+        if (have.dim != want.dim)
             return ag_fail(d, AG_EINVAL,
                            "Wrong input: Vector dimension error: expected dim: %u, got %u (%s)",
-                           want->dim, src->vec[svi].dim, p);
-        const float *f = ag_vecstore_get(src->vec[svi].vs, s);
+                           want.dim, have.dim, p);
+        const float *f = ag_vecstore_get(have.vs, s);
         if (!f)
             return ag_fail(d, AG_ENOTFOUND, "Not found: Vector with name \"%.200s\" for point %s",
                            name, id);
-        float *copy = ag_q__alloc(rq, want->dim, sizeof(float));
+        float *copy = ag_q__alloc(rq, want.dim, sizeof(float));
         if (!copy)
             return AG_ENOMEM;
-        memcpy(copy, f, sizeof(float) * want->dim);
-        if (want->dist == AG_DIST_COSINE && src->vec[svi].dist != AG_DIST_COSINE)
-            ag_vector_normalize(copy, want->dim);
+        memcpy(copy, f, sizeof(float) * want.dim);
+        if (want.dist == AG_DIST_COSINE && have.dist != AG_DIST_COSINE)
+            ag_vector_normalize(copy, want.dim);
         v->dense = copy;
         return 0;
     }
@@ -77,7 +79,7 @@ static int resolve_vin(ag_query_t *rq, const ag_stage_t *st, ag_collection_t *sr
     const uint32_t *ix;
     const float *vals;
     uint32_t n = 0;
-    if (!ag_sparse_get(src->sparse[ssi].sp, s, &ix, &vals, &n))
+    if (!ag_sparse_get(ag_coll_sparse_index(src, ssi), s, &ix, &vals, &n))
         return ag_fail(d, AG_ENOTFOUND, "Not found: Vector with name \"%.200s\" for point %s", name,
                        id);
     v->sp.indices = ag_q__alloc(rq, n, sizeof(uint32_t));
@@ -105,6 +107,18 @@ static int resolve_stage(ag_query_t *rq, ag_stage_t *st, ag_collection_t *src,
     return rc;
 }
 
+typedef struct resolve_other {
+    ag_query_t *rq;
+    ag_stage_t *st;
+    const ag_filter_t *restriction;
+} resolve_other_t;
+
+static int resolve_other(void *ud, ag_collection_t *lc)
+{
+    resolve_other_t *ro = ud;
+    return resolve_stage(ro->rq, ro->st, lc, ro->restriction);
+}
+
 /* Example vectors from other collections, each read under that collection's own lock (never
  * nested inside this collection's). */
 static int resolve_lookups(ag_query_t *rq)
@@ -120,9 +134,8 @@ static int resolve_lookups(ag_query_t *rq)
         int rc = open_other(rq, st->lookup_coll, p, &lc, &restriction);
         if (rc)
             return rc;
-        ag_coll_read_begin(lc);
-        rc = resolve_stage(rq, st, lc, restriction);
-        ag_coll_read_end(lc);
+        resolve_other_t ro = {rq, st, restriction};
+        rc = ag_coll_read(lc, resolve_other, &ro);
         ag_coll_unref(lc);
         ag_filter_free(restriction);
         if (rc)
@@ -150,8 +163,9 @@ static int reco_average(ag_query_t *rq, ag_stage_t *st)
     st->kind = AG_Q_NEAREST;
     memset(&st->nearest, 0, sizeof(st->nearest));
     if (st->vi >= 0) {
-        const ag_vector_cfg_t *vc = &rq->c->vec[st->vi];
-        uint32_t dim = vc->dim;
+        ag_dense_info_t vc;
+        ag_coll_dense_info(rq->c, st->vi, &vc);
+        uint32_t dim = vc.dim;
         float *ap = ag_q__alloc(rq, dim, sizeof(float));
         float *an = ag_q__alloc(rq, dim, sizeof(float));
         if (!ap || !an)
@@ -166,7 +180,7 @@ static int reco_average(ag_query_t *rq, ag_stage_t *st)
             float p = ap[k] / (float)st->npos;
             ap[k] = st->nneg ? p + p - an[k] / (float)st->nneg : p;
         }
-        if (vc->dist == AG_DIST_COSINE)
+        if (vc.dist == AG_DIST_COSINE)
             ag_vector_normalize(ap, dim);
         st->nearest.dense = ap;
         return 0;
@@ -279,7 +293,8 @@ static void stage_filter(const ag_stage_t *st, const uint32_t *cand, size_t ncan
 
 static int accepted_slots(ag_query_t *rq, const ag_index_filter_t *f, uint32_t **out, size_t *n)
 {
-    size_t cap = f->candidates ? f->n_candidates : rq->c->nslots;
+    uint32_t nslots = ag_coll_nslots(rq->c);
+    size_t cap = f->candidates ? f->n_candidates : nslots;
     uint32_t *s = ag_q__alloc(rq, cap, sizeof(uint32_t));
     if (!s)
         return AG_ENOMEM;
@@ -291,7 +306,7 @@ static int accepted_slots(ag_query_t *rq, const ag_index_filter_t *f, uint32_t *
                 s[k++] = slot;
         }
     } else {
-        for (uint32_t slot = 0; slot < rq->c->nslots; slot++)
+        for (uint32_t slot = 0; slot < nslots; slot++)
             if (f->accept(f->ud, slot))
                 s[k++] = slot;
     }
@@ -305,9 +320,10 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
 {
     size_t cap;
     if (st->vi >= 0) {
-        const ag_vector_cfg_t *vc = &rq->c->vec[st->vi];
-        out->lower_better = !ag_distance_higher_is_better(vc->dist);
-        cap = AG_MIN(k, (size_t)ag_vecstore_count(vc->vs));
+        ag_dense_info_t vc;
+        ag_coll_dense_info(rq->c, st->vi, &vc);
+        out->lower_better = !ag_distance_higher_is_better(vc.dist);
+        cap = AG_MIN(k, (size_t)ag_vecstore_count(vc.vs));
         if (f->candidates)
             cap = AG_MIN(cap, f->n_candidates);
         if (cap == 0)
@@ -316,8 +332,8 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
             return AG_ENOMEM;
         /* Rescoring prefetched candidates is always exact; the index serves the rest. */
         if (f->candidates)
-            return ag_index_score_candidates(vc->vs, vc->dist, st->nearest.dense, cap, f,
-                                             &st->params, out->h, &out->n);
+            return ag_index_score_candidates(vc.vs, vc.dist, st->nearest.dense, cap, f, &st->params,
+                                             out->h, &out->n);
         /* A selective equality on an indexed field, of the filter or of the row restriction
          * (intersected when both have one): score the few candidates exactly (every candidate
          * still passes the whole filter and the row restriction). */
@@ -329,12 +345,12 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
             ag_index_filter_t narrowed = *f;
             narrowed.candidates = cand;
             narrowed.n_candidates = ncand;
-            return ag_index_score_candidates(vc->vs, vc->dist, st->nearest.dense, cap, &narrowed,
+            return ag_index_score_candidates(vc.vs, vc.dist, st->nearest.dense, cap, &narrowed,
                                              &st->params, out->h, &out->n);
         }
-        return ag_index_search(vc->index, st->nearest.dense, cap, f, &st->params, out->h, &out->n);
+        return ag_index_search(vc.index, st->nearest.dense, cap, f, &st->params, out->h, &out->n);
     }
-    const ag_sparse_t *sp = rq->c->sparse[st->si].sp;
+    const ag_sparse_t *sp = ag_coll_sparse_index(rq->c, st->si);
     cap = AG_MIN(k, (size_t)ag_sparse_count(sp));
     if (f->candidates)
         cap = AG_MIN(cap, f->n_candidates);
@@ -379,18 +395,18 @@ static float scaled_fast_sigmoid(float x)
 
 /* best_score: sigmoid(best positive) if it beats the best negative, else -sigmoid(best
  * negative); sum_scores: sum over positives minus sum over negatives (Qdrant's RecoQuery). */
-static bool reco_score(const ag_query_t *rq, const ag_stage_t *st, uint32_t slot, float *out)
+static bool reco_score(const ag_stage_t *st, const ag_dense_info_t *vc, const ag_sparse_t *sp,
+                       uint32_t slot, float *out)
 {
     float maxp = -INFINITY, maxn = -INFINITY, sump = 0, sumn = 0;
     const float *x = NULL;
     const uint32_t *xi = NULL;
     const float *xv = NULL;
     uint32_t xn = 0;
-    const ag_vector_cfg_t *vc = st->vi >= 0 ? &rq->c->vec[st->vi] : NULL;
     if (vc) {
         if (!(x = ag_vecstore_get(vc->vs, slot)))
             return false;
-    } else if (!ag_sparse_get(rq->c->sparse[st->si].sp, slot, &xi, &xv, &xn)) {
+    } else if (!ag_sparse_get(sp, slot, &xi, &xv, &xn)) {
         return false;
     }
     for (int side = 0; side < 2; side++) {
@@ -429,6 +445,14 @@ static int score_reco(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_i
         return 0;
     if (!(out->h = ag_q__alloc(rq, cap, sizeof(ag_hit_t))))
         return AG_ENOMEM;
+    ag_dense_info_t info, *vc = NULL;
+    const ag_sparse_t *sp = NULL;
+    if (st->vi >= 0) {
+        ag_coll_dense_info(rq->c, st->vi, &info);
+        vc = &info;
+    } else {
+        sp = ag_coll_sparse_index(rq->c, st->si);
+    }
     ag_topk_t t;
     ag_topk_init(&t, out->h, cap);
     for (size_t i = 0; i < n; i++) {
@@ -436,7 +460,7 @@ static int score_reco(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_i
         if (i % (AG_QUERY_DEADLINE_EVERY / 8) == 0 && (rc = ag_qctx_deadline(rq->ctx)) != 0)
             return rc;
         float s;
-        if (!reco_score(rq, st, slots[i], &s))
+        if (!reco_score(st, vc, sp, slots[i], &s))
             continue;
         if (st->params.has_threshold && !(s >= st->params.score_threshold))
             continue;
@@ -747,7 +771,7 @@ static int build_groups(ag_query_t *rq, const ag_ranked_t *r, group_t *g, size_t
         if (*ng == rq->limit && full == *ng)
             break;
         vals.n = 0;
-        ag_payload_path_each(rq->c->slots[r->h[i].slot].payload, rq->group_by, take_group_value,
+        ag_payload_path_each(ag_coll_payload(rq->c, r->h[i].slot), rq->group_by, take_group_value,
                              &vals);
         for (size_t j = 0; j < vals.n && rc == 0; j++) {
             size_t klen = 0;
@@ -801,7 +825,7 @@ static int run_groups(ag_query_t *rq, json_t **out)
     group_t *g = ag_q__alloc(rq, rq->limit, sizeof(*g));
     if (!g)
         return AG_ENOMEM;
-    size_t live = rq->c->live;
+    size_t live = ag_coll_live(rq->c);
     size_t k = AG_MIN(AG_MAX(rq->limit * rq->group_size, (size_t)16), AG_MAX(live, (size_t)1));
     ag_ranked_t r;
     size_t ng = 0;
@@ -832,18 +856,19 @@ static int run_groups(ag_query_t *rq, json_t **out)
     return 0;
 }
 
-/* with_lookup: each group's id names a point of another collection, returned beside the hits.
- * Runs after this collection's lock is released. */
-static int fill_lookups(ag_query_t *rq, json_t *groups)
+typedef struct lookups {
+    ag_query_t *rq;
+    json_t *groups;
+    const ag_filter_t *restriction;
+} lookups_t;
+
+/* Under the other collection's read lock. */
+static int fill_lookups_locked(void *ud, ag_collection_t *lc)
 {
-    ag_collection_t *lc;
-    ag_filter_t *restriction = NULL;
-    char p[AG_QUERY_PATH_LEN];
-    ag_q__field(p, sizeof(p), rq->root->path, "with_lookup");
-    int rc = open_other(rq, rq->wl_coll, p, &lc, &restriction);
-    if (rc)
-        return rc;
-    ag_coll_read_begin(lc);
+    lookups_t *l = ud;
+    ag_query_t *rq = l->rq;
+    const ag_filter_t *restriction = l->restriction;
+    json_t *groups = l->groups;
     size_t i;
     json_t *g;
     json_array_foreach(groups, i, g)
@@ -857,25 +882,52 @@ static int fill_lookups(ag_query_t *rq, json_t *groups)
         json_object_set_new(g, "lookup",
                             ag_render_point(lc, s, &rq->wl_ps, rq->wl_wv, rq->wl_which, false, 0));
     }
-    ag_coll_read_end(lc);
+    return 0;
+}
+
+/* with_lookup: each group's id names a point of another collection, returned beside the hits.
+ * Runs after this collection's lock is released. */
+static int fill_lookups(ag_query_t *rq, json_t *groups)
+{
+    ag_collection_t *lc;
+    ag_filter_t *restriction = NULL;
+    char p[AG_QUERY_PATH_LEN];
+    ag_q__field(p, sizeof(p), rq->root->path, "with_lookup");
+    int rc = open_other(rq, rq->wl_coll, p, &lc, &restriction);
+    if (rc)
+        return rc;
+    lookups_t l = {rq, groups, restriction};
+    rc = ag_coll_read(lc, fill_lookups_locked, &l);
     ag_coll_unref(lc);
     ag_filter_free(restriction);
-    return 0;
+    return rc;
 }
 
 /* ---- the whole request --------------------------------------------------------------------- */
 
+typedef struct run_locked {
+    ag_query_t *rq;
+    json_t *res;
+} run_locked_t;
+
+/* Under this collection's read lock: what resolve_local prepares, then the stage tree. */
+static int run_locked(void *ud, ag_collection_t *c)
+{
+    AG_UNUSED(c);
+    run_locked_t *r = ud;
+    int rc = resolve_local(r->rq);
+    if (rc == 0)
+        rc = r->rq->groups ? run_groups(r->rq, &r->res) : run_list(r->rq, &r->res);
+    return rc;
+}
+
 int ag_query_run(ag_query_t *rq, json_t **out)
 {
-    json_t *res = NULL;
+    run_locked_t r = {rq, NULL};
     int rc = resolve_lookups(rq);
-    if (rc == 0) {
-        ag_coll_read_begin(rq->c);
-        rc = resolve_local(rq);
-        if (rc == 0)
-            rc = rq->groups ? run_groups(rq, &res) : run_list(rq, &res);
-        ag_coll_read_end(rq->c);
-    }
+    if (rc == 0)
+        rc = ag_coll_read(rq->c, run_locked, &r);
+    json_t *res = r.res;
     if (rc == 0 && rq->groups && rq->wl_coll)
         rc = fill_lookups(rq, res);
     if (rc) {

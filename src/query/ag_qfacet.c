@@ -37,23 +37,36 @@ static bool count_one(void *ud, uint32_t slot)
     return true;
 }
 
-int ag_query_count(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
-                   json_int_t *out)
+typedef struct count_args {
+    const ag_qctx_t *ctx;
+    const ag_scope_t *sc;
+    const json_t *filter_json;
+    json_int_t count;
+} count_args_t;
+
+static int count_locked(void *ud, ag_collection_t *c)
 {
+    count_args_t *a = ud;
+    const ag_scope_t *sc = a->sc;
     int rc = 0;
-    json_int_t count = 0;
-    ag_coll_read_begin(sc->c);
     /* Indexed equalities of the filter and of the row restriction narrow the scan (to their
      * intersection), so a restricted count costs what is in scope, not what the filter matches
      * elsewhere; every candidate still passes the whole scope. */
     if (!sc->user && !sc->restriction) {
-        count = ag_coll_live(sc->c);
+        a->count = ag_coll_live(c);
         ag_scope_note_examined(0);
     } else {
-        rc = each_in_scope(ctx, sc, filter_json, count_one, &count);
+        rc = each_in_scope(a->ctx, sc, a->filter_json, count_one, &a->count);
     }
-    ag_coll_read_end(sc->c);
-    *out = count;
+    return rc;
+}
+
+int ag_query_count(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                   json_int_t *out)
+{
+    count_args_t a = {ctx, sc, filter_json, 0};
+    int rc = ag_coll_read(sc->c, count_locked, &a);
+    *out = a.count;
     return rc;
 }
 
@@ -113,12 +126,23 @@ static int cmp_facet(const void *a, const void *b)
     return json_typeof(x->value) < json_typeof(y->value) ? -1 : 1;
 }
 
-int ag_query_facet(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
-                   const char *key, uint64_t limit, json_t **out)
+typedef struct facet_args {
+    const ag_qctx_t *ctx;
+    const ag_scope_t *sc;
+    const json_t *filter_json;
+    const char *key;
+    uint64_t limit;
+    json_t *hits;
+} facet_args_t;
+
+static int facet_locked(void *ud, ag_collection_t *c)
 {
+    facet_args_t *a = ud;
+    const ag_qctx_t *ctx = a->ctx;
+    const ag_scope_t *sc = a->sc;
+    const char *key = a->key;
     int rc = 0;
-    *out = NULL;
-    ag_coll_read_begin(sc->c);
+    AG_UNUSED(c);
     const char *type =
         json_string_value(json_object_get(ag_coll_index_def(sc->c, key), "data_type"));
     facet_ctx_t f = {.c = sc->c, .key = key};
@@ -129,19 +153,27 @@ int ag_query_facet(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *fil
                      "following types: [keyword, integer, bool, uuid]",
                      key);
     } else {
-        rc = each_in_scope(ctx, sc, filter_json, facet_slot, &f);
+        rc = each_in_scope(ctx, sc, a->filter_json, facet_slot, &f);
         if (f.oom && rc == 0)
             rc = AG_ENOMEM;
     }
     if (rc == 0) {
         qsort(f.v, f.n, sizeof(*f.v), cmp_facet);
         json_t *hits = json_array();
-        for (size_t i = 0; hits && i < f.n && i < limit; i++)
+        for (size_t i = 0; hits && i < f.n && i < a->limit; i++)
             json_array_append_new(
                 hits, json_pack("{s:O,s:I}", "value", f.v[i].value, "count", f.v[i].count));
-        *out = hits;
+        a->hits = hits;
     }
-    ag_coll_read_end(sc->c);
     free(f.v);
+    return rc;
+}
+
+int ag_query_facet(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                   const char *key, uint64_t limit, json_t **out)
+{
+    facet_args_t a = {ctx, sc, filter_json, key, limit, NULL};
+    int rc = ag_coll_read(sc->c, facet_locked, &a);
+    *out = a.hits;
     return rc;
 }

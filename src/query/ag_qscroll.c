@@ -3,7 +3,7 @@
  * value (order_by, the same implementation the query API uses). Three ways to walk, each giving
  * the same answer: order_by sorts the points in scope; with a payload-index candidate list (the
  * filter's or the row restriction's) the in-scope candidates are sorted by id; otherwise the
- * store's id-ordered walk (ag_coll_walk) is filtered.
+ * store's id-ordered walk (ag_coll_walk) is filtered. Also the reads by id: retrieve and get.
  */
 #include "query/ag_query.h"
 
@@ -127,28 +127,43 @@ static int scroll_ordered(scroll_t *s, const json_t *order_by, bool has_offset)
     return 0;
 }
 
+typedef struct scroll_args {
+    scroll_t *s;
+    const json_t *filter_json, *order_by;
+    const ag_point_id_t *offset;
+} scroll_args_t;
+
+static int scroll_locked(void *ud, ag_collection_t *c)
+{
+    scroll_args_t *a = ud;
+    scroll_t *s = a->s;
+    const ag_qctx_t *ctx = s->ctx;
+    const ag_scope_t *sc = s->sc;
+    uint32_t *cand;
+    size_t ncand;
+    int rc;
+    if (a->order_by && !json_is_null(a->order_by)) {
+        rc = scroll_ordered(s, a->order_by, a->offset != NULL);
+    } else if ((sc->user || sc->restriction) &&
+               ag_scope_candidates(sc, ctx->arena, a->filter_json, &cand, &ncand)) {
+        rc = scroll_candidates(s, cand, ncand, a->offset);
+    } else {
+        rc = ag_coll_walk(c, a->offset, walk_visit, s);
+        if (rc == AG_ESTORAGE)
+            rc = ag_fail(ctx->diag, AG_ESTORAGE, "cannot read the collection");
+        else
+            ag_scope_note_examined(s->seen);
+    }
+    return rc;
+}
+
 int ag_query_scroll(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
                     const json_t *order_by, const ag_point_id_t *offset, uint64_t limit,
                     const ag_payload_sel_t *ps, bool wv, const json_t *which, json_t **out)
 {
     scroll_t s = {ctx, sc, limit, ps, wv, which, json_array(), json_null(), 0, 0};
-    uint32_t *cand;
-    size_t ncand;
-    int rc;
-    ag_coll_read_begin(sc->c);
-    if (order_by && !json_is_null(order_by)) {
-        rc = scroll_ordered(&s, order_by, offset != NULL);
-    } else if ((sc->user || sc->restriction) &&
-               ag_scope_candidates(sc, ctx->arena, filter_json, &cand, &ncand)) {
-        rc = scroll_candidates(&s, cand, ncand, offset);
-    } else {
-        rc = ag_coll_walk(sc->c, offset, walk_visit, &s);
-        if (rc == AG_ESTORAGE)
-            rc = ag_fail(ctx->diag, AG_ESTORAGE, "cannot read the collection");
-        else
-            ag_scope_note_examined(s.seen);
-    }
-    ag_coll_read_end(sc->c);
+    scroll_args_t a = {&s, filter_json, order_by, offset};
+    int rc = ag_coll_read(sc->c, scroll_locked, &a);
     if (rc) {
         json_decref(s.points);
         json_decref(s.next);
@@ -156,4 +171,69 @@ int ag_query_scroll(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *fi
     }
     *out = json_pack("{s:o,s:o}", "points", s.points, "next_page_offset", s.next);
     return *out ? 0 : AG_ENOMEM;
+}
+
+/* ---- reads by id --------------------------------------------------------------------------- */
+
+typedef struct by_ids {
+    const ag_qctx_t *ctx;
+    const ag_point_id_t *ids;
+    size_t n;
+    const ag_payload_sel_t *ps;
+    bool wv;
+    const json_t *which;
+    json_t *out;
+} by_ids_t;
+
+static int retrieve_locked(void *ud, ag_collection_t *c)
+{
+    by_ids_t *r = ud;
+    /* One slot per id, so a bitmap over slots drops repeated ids in linear time. */
+    uint8_t *seen = ag_arena_calloc(r->ctx->arena, (ag_coll_nslots(c) + 7) / 8 + 1, 1);
+    for (size_t i = 0; r->out && seen && i < r->n; i++) {
+        uint32_t s = ag_coll_find(c, &r->ids[i]);
+        /* Points outside the caller's rows do not exist for it. */
+        if (s == UINT32_MAX || (seen[s / 8] >> (s % 8)) & 1 ||
+            !ag_coll_match(c, s, r->ctx->restriction))
+            continue;
+        seen[s / 8] |= (uint8_t)(1u << (s % 8));
+        json_array_append_new(r->out, ag_render_point(c, s, r->ps, r->wv, r->which, false, 0));
+    }
+    if (!seen) {
+        json_decref(r->out);
+        r->out = NULL;
+    }
+    return r->out ? 0 : AG_ENOMEM;
+}
+
+int ag_query_retrieve(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_id_t *ids, size_t n,
+                      const ag_payload_sel_t *ps, bool wv, const json_t *which, json_t **out)
+{
+    by_ids_t r = {ctx, ids, n, ps, wv, which, json_array()};
+    int rc = ag_coll_read(c, retrieve_locked, &r);
+    *out = r.out;
+    return rc;
+}
+
+static int get_locked(void *ud, ag_collection_t *c)
+{
+    by_ids_t *r = ud;
+    /* A point outside the caller's rows does not exist for it. */
+    uint32_t s = ag_coll_find(c, r->ids);
+    if (s == UINT32_MAX || !ag_coll_match(c, s, r->ctx->restriction)) {
+        char buf[40];
+        ag_id_format(r->ids, buf, sizeof(buf));
+        return ag_fail(r->ctx->diag, AG_ENOTFOUND, "Not found: No point with id %s found", buf);
+    }
+    r->out = ag_render_point(c, s, r->ps, true, NULL, false, 0);
+    return 0;
+}
+
+int ag_query_get(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_id_t *id, json_t **out)
+{
+    ag_payload_sel_t ps = {true, NULL, NULL};
+    by_ids_t r = {ctx, id, 1, &ps, true, NULL, NULL};
+    int rc = ag_coll_read(c, get_locked, &r);
+    *out = r.out;
+    return rc;
 }

@@ -264,7 +264,17 @@ int ag_query_fuse(ag_arena_t *arena, ag_qkind_t kind, uint32_t rrf_k, const floa
                   const ag_ranked_t *lists, size_t nlists, bool has_threshold, float threshold,
                   size_t k, ag_ranked_t *out);
 
-/* ---- scroll, count and facet -------------------------------------------------------------- */
+/* ---- reads by id, scroll, count and facet -------------------------------------------------- */
+
+/* The points of ids (repeats and points outside ctx->restriction left out), rendered in the order
+ * given: *out gets a new JSON array. Takes the read lock. */
+int ag_query_retrieve(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_id_t *ids, size_t n,
+                      const ag_payload_sel_t *ps, bool wv, const json_t *which, json_t **out);
+/* One point with its payload and vectors (new JSON object in *out); AG_ENOTFOUND when it does not
+ * exist or is outside ctx->restriction. Takes the read lock. */
+int ag_query_get(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_id_t *id, json_t **out);
+
+/* ---- scroll ------------------------------------------------------------------------------- */
 
 /* Qdrant's scroll over the points in sc: order_by (may be NULL) or id order from offset (NULL =
  * the start). *out gets a new {"points": [...], "next_page_offset": id|null}. Takes the read

@@ -13,6 +13,7 @@
 
 #include "ag_grow.h"
 #include "ag_log.h"
+#include "store/ag_collection_int.h"
 #include "json/ag_json.h"
 
 typedef struct alias_entry {
