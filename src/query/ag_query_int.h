@@ -35,4 +35,18 @@ int ag_q__cmp_hit_slot(const void *a, const void *b);
 int ag_q__cmp_hit_score(const void *a, const void *b);
 const char *ag_q__vector_label(const char *name);
 
+/* Executor pieces shared by ag_qexec.c and ag_qgroups.c. */
+/* Another collection through the caller's authorization (ctx->open_other): a new reference in
+ * *out and the caller's restriction there in *restriction (owned, NULL = none). */
+int ag_q__open_other(ag_query_t *rq, const char *name, const char *where, ag_collection_t **out,
+                     ag_filter_t **restriction);
+/* The best k of a stage (read lock held); prefetches run once per request. */
+int ag_q__run_stage(ag_query_t *rq, ag_stage_t *st, size_t k, ag_ranked_t *out);
+/* Hit i of r as a point object (new reference; read lock held). */
+json_t *ag_q__render_hit(const ag_query_t *rq, const ag_ranked_t *r, size_t i);
+/* The groups of the request (read lock held): *out a new JSON array. */
+int ag_q__run_groups(ag_query_t *rq, json_t **out);
+/* with_lookup, after this collection's lock is released. */
+int ag_q__fill_lookups(ag_query_t *rq, json_t *groups);
+
 #endif
