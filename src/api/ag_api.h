@@ -121,6 +121,8 @@ extern const ag_route_t ag_routes_read[];
 extern const size_t ag_routes_read_len;
 extern const ag_route_t ag_routes_search[];
 extern const size_t ag_routes_search_len;
+extern const ag_route_t ag_routes_identity[];
+extern const size_t ag_routes_identity_len;
 extern const ag_route_t ag_routes_auth[];
 extern const size_t ag_routes_auth_len;
 extern const ag_route_t ag_routes_tenants[];
