@@ -30,7 +30,9 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
     append(&n, ag_routes_service, ag_routes_service_len);
     append(&n, ag_routes_collections, ag_routes_collections_len);
     append(&n, ag_routes_points, ag_routes_points_len);
+    append(&n, ag_routes_read, ag_routes_read_len);
     append(&n, ag_routes_search, ag_routes_search_len);
+    append(&n, ag_routes_identity, ag_routes_identity_len);
     append(&n, ag_routes_auth, ag_routes_auth_len);
     append(&n, ag_routes_tenants, ag_routes_tenants_len);
     for (size_t i = 0; i < n; i++) {

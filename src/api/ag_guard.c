@@ -58,8 +58,6 @@ static int value_exists_hook(void *ctx, const ag_value_exists_t *ve)
     ag_collection_t *c;
     if (ag_store_get(g->store, ve->collection, &c, NULL) != 0)
         return AG_ENOTFOUND;
-    bool found = false;
-    ag_coll_read_begin(c);
     /* With a payload index on one of the keys, only its candidates need checking. */
     json_t *must = json_array();
     size_t i;
@@ -70,20 +68,8 @@ static int value_exists_hook(void *ctx, const ag_value_exists_t *ve)
                                               "match", "value", json_object_get(m, "value")));
     }
     json_t *fj = json_pack("{s:o}", "must", must);
-    ag_arena_t arena;
-    ag_arena_init(&arena, 64u << 20);
-    uint32_t *cand = NULL;
-    size_t ncand = 0;
-    if (fj && ag_payload_candidates(c, &arena, fj, &cand, &ncand)) {
-        for (size_t k = 0; k < ncand && !found; k++)
-            found = ag_coll_match(c, cand[k], ve->filter);
-    } else {
-        for (uint32_t s = 0; s < c->nslots && !found; s++)
-            found = ag_coll_match(c, s, ve->filter);
-    }
-    ag_arena_release(&arena);
+    bool found = ag_coll_any_match(c, ve->filter, fj);
     json_decref(fj);
-    ag_coll_read_end(c);
     ag_coll_unref(c);
     return found ? 0 : AG_ENOTFOUND;
 }
@@ -215,7 +201,7 @@ static void label(ag_call_t *call, const ag_principal_t *p)
 static const char *shown_name(const ag_call_t *call, const char *collection)
 {
     if (call->coll && collection && call->route->scope == AG_SCOPE_COLLECTION &&
-        strcmp(collection, call->coll->name) == 0)
+        strcmp(collection, ag_coll_name(call->coll)) == 0)
         return call->params[0];
     return collection;
 }
@@ -459,7 +445,7 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
     if (call->route->scope == AG_SCOPE_COLLECTION) {
         collection = call->params[0];
         if (ag_store_get(g->store, collection, &call->coll, NULL) == 0)
-            collection = call->coll->name;
+            collection = ag_coll_name(call->coll);
         else
             call->coll = NULL;
     }
@@ -571,8 +557,8 @@ int ag_guard_authorize_tenant(ag_call_t *call, const char *action, const char *t
 {
     const char *saved = call->tenant;
     call->tenant = tenant;
-    int rc =
-        authorize(call, action, call->coll ? call->coll->name : call->params[0], NULL, true, diag);
+    int rc = authorize(call, action, call->coll ? ag_coll_name(call->coll) : call->params[0], NULL,
+                       true, diag);
     call->tenant = saved;
     return rc;
 }

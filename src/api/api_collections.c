@@ -22,34 +22,6 @@ static int h_list(ag_call_t *call)
     return call->result ? 0 : AG_ENOMEM;
 }
 
-static void count_field(const json_t *v, void *ud)
-{
-    AG_UNUSED(v);
-    *(bool *)ud = true;
-}
-
-static json_t *schema_json(ag_collection_t *c, const ag_filter_t *restriction)
-{
-    json_t *out = json_object();
-    const char *field;
-    json_t *def;
-    json_object_foreach(c->schema, field, def)
-    {
-        json_int_t points = 0;
-        for (uint32_t s = 0; s < c->nslots; s++) {
-            if (!ag_coll_match(c, s, restriction))
-                continue;
-            bool has = false;
-            ag_payload_path_each(c->slots[s].payload, field, count_field, &has);
-            points += has;
-        }
-        json_t *d = json_deep_copy(def);
-        json_object_set_new(d, "points", json_integer(points));
-        json_object_set_new(out, field, d);
-    }
-    return out;
-}
-
 static int h_info(ag_call_t *call)
 {
     ag_collection_t *c;
@@ -60,10 +32,16 @@ static int h_info(ag_call_t *call)
      * points other rows hold. (Without read:data at all, the schema reader sees the totals.) */
     ag_diag_t ignored;
     ag_filter_t *rows = NULL;
-    if (!call->restriction && ag_guard_authorize(call, "read:data", c->name, &rows, &ignored) == 0)
+    if (!call->restriction &&
+        ag_guard_authorize(call, "read:data", ag_coll_name(c), &rows, &ignored) == 0)
         call->restriction = rows;
-    ag_coll_read_begin(c);
-    json_t *params = json_deep_copy(c->params);
+    /* A caller with a row restriction sees counts of its own rows only. */
+    ag_coll_stats_t stats;
+    if ((rc = ag_coll_stats(c, call->restriction, &stats)) != 0) {
+        ag_coll_unref(c);
+        return rc;
+    }
+    json_t *params = stats.params;
     json_t *hnsw = json_pack("{s:i,s:i,s:i,s:i,s:b}", "m", 16, "ef_construct", 100,
                              "full_scan_threshold", 10000, "max_indexing_threads", 0, "on_disk", 0);
     json_t *user_hnsw = json_object_get(params, "hnsw_config");
@@ -95,21 +73,7 @@ static int h_info(ag_call_t *call)
         json_object_set_new(params, "write_consistency_factor", json_integer(1));
     if (!json_object_get(params, "on_disk_payload"))
         json_object_set_new(params, "on_disk_payload", json_true());
-    /* A caller with a row restriction sees counts of its own rows only. */
-    json_int_t vectors = 0, points = c->live;
-    if (call->restriction) {
-        points = 0;
-        for (uint32_t s = 0; s < c->nslots; s++) {
-            if (!ag_coll_match(c, s, call->restriction))
-                continue;
-            points++;
-            for (int i = 0; i < c->nvec; i++)
-                vectors += ag_vecstore_get(c->vec[i].vs, s) != NULL;
-        }
-    } else {
-        for (int i = 0; i < c->nvec; i++)
-            vectors += ag_vecstore_count(c->vec[i].vs);
-    }
+    json_int_t vectors = (json_int_t)stats.vectors, points = (json_int_t)stats.points;
     json_t *config = json_pack("{s:o,s:o,s:o,s:o,s:o*}", "params", params, "hnsw_config", hnsw,
                                "optimizer_config", optim, "wal_config", wal, "quantization_config",
                                quant ? quant : json_null());
@@ -119,17 +83,12 @@ static int h_info(ag_call_t *call)
         json_object_set_new(config, "metadata", metadata);
     /* Points still queued for the background linker are served exactly meanwhile; like Qdrant
      * the collection is yellow until they are in the graph. */
-    json_int_t queued = 0;
-    for (int i = 0; i < c->nvec; i++)
-        if (ag_index_is_hnsw(c->vec[i].index))
-            queued += ag_hnsw_pending(c->vec[i].index);
+    json_int_t queued = (json_int_t)stats.queued;
     json_int_t indexed = vectors > queued ? vectors - queued : 0;
-    call->result =
-        json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status", queued ? "yellow" : "green",
-                  "optimizer_status", "ok", "vectors_count", vectors, "indexed_vectors_count",
-                  indexed, "points_count", points, "segments_count", 1, "config", config,
-                  "payload_schema", schema_json(c, call->restriction));
-    ag_coll_read_end(c);
+    call->result = json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
+                             queued ? "yellow" : "green", "optimizer_status", "ok", "vectors_count",
+                             vectors, "indexed_vectors_count", indexed, "points_count", points,
+                             "segments_count", 1, "config", config, "payload_schema", stats.schema);
     ag_coll_unref(c);
     return call->result ? 0 : AG_ENOMEM;
 }
@@ -172,7 +131,8 @@ static int h_update(ag_call_t *call)
     if (!call->coll)
         return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
                        call->params[0]);
-    rc = ag_store_update_params(call->api->store, call->coll->name, call->body, &call->diag);
+    rc =
+        ag_store_update_params(call->api->store, ag_coll_name(call->coll), call->body, &call->diag);
     if (rc)
         return rc;
     call->result = json_true();
@@ -245,7 +205,8 @@ static int h_coll_aliases(ag_call_t *call)
     int rc = ag_call_collection(call, &c);
     if (rc)
         return rc;
-    call->result = json_pack("{s:o}", "aliases", ag_store_aliases(call->api->store, c->name));
+    call->result =
+        json_pack("{s:o}", "aliases", ag_store_aliases(call->api->store, ag_coll_name(c)));
     ag_coll_unref(c);
     return call->result ? 0 : AG_ENOMEM;
 }
@@ -318,16 +279,7 @@ static int h_index_create(ag_call_t *call)
         json_decref(def);
         return rc;
     }
-    json_t *old = json_incref(json_object_get(c->schema, field));
-    json_object_set_new(c->schema, field, def);
-    rc = ag_store_save_schema(call->api->store, c, &call->diag);
-    if (rc) {
-        if (old)
-            json_object_set(c->schema, field, old);
-        else
-            json_object_del(c->schema, field);
-    }
-    json_decref(old);
+    rc = ag_store_set_index(call->api->store, c, field, def, NULL, &call->diag);
     ag_coll_write_end(c);
     ag_coll_unref(c);
     if (rc)
@@ -342,14 +294,7 @@ static int h_index_delete(ag_call_t *call)
     int rc = ag_call_collection_write(call, &c);
     if (rc)
         return rc;
-    json_t *old = json_incref(json_object_get(c->schema, call->params[1]));
-    if (old) {
-        json_object_del(c->schema, call->params[1]);
-        rc = ag_store_save_schema(call->api->store, c, &call->diag);
-        if (rc)
-            json_object_set(c->schema, call->params[1], old);
-        json_decref(old);
-    }
+    rc = ag_store_set_index(call->api->store, c, call->params[1], NULL, NULL, &call->diag);
     ag_coll_write_end(c);
     ag_coll_unref(c);
     if (rc)

@@ -1,604 +1,23 @@
-/* Points: upsert, retrieve, delete, vectors, payload edits, batch updates, scroll and count. */
+/* Point write endpoints (docs/API.md): upsert (with a fast path for the common record form),
+ * delete, vectors, payload edits and batch updates; the operations are in ag_point_ops.c. */
 #include <stdio.h>
 
-#include "ag_grow.h"
 #include "api/ag_guard.h"
-#include "api/ag_points.h"
-#include "store/ag_payload_index.h"
+#include "api/ag_point_ops.h"
 #include "json/ag_fastpoints.h"
 #include "json/ag_json.h"
-
-/* Points examined between two looks at the request deadline. */
-#define DEADLINE_EVERY 1024u
-
-/* ---- writing helpers ----------------------------------------------------------------------- */
-
-/* Mutations of one operation, arena-allocated; the payloads are owned (released by muts_free). */
-typedef struct muts {
-    ag_mutation_t *m;
-    size_t n, cap;
-} muts_t;
-
-static ag_mutation_t *muts_add(ag_call_t *call, muts_t *ms)
-{
-    if (ms->n == ms->cap) {
-        size_t cap = ms->cap ? ms->cap * 2 : 64;
-        ag_mutation_t *g = ag_arena_alloc(&call->arena, cap * sizeof(*g));
-        if (!g)
-            return NULL;
-        if (ms->n)
-            memcpy(g, ms->m, ms->n * sizeof(*g));
-        ms->m = g;
-        ms->cap = cap;
-    }
-    ag_mutation_t *m = &ms->m[ms->n++];
-    memset(m, 0, sizeof(*m));
-    return m;
-}
-
-static void muts_free(muts_t *ms)
-{
-    for (size_t i = 0; i < ms->n; i++)
-        json_decref(ms->m[i].payload);
-    ms->n = 0;
-}
-
-/* Row-level check for a write (docs/PERMISSIONS.md "Row filters"): the point must not exist outside
- * the caller's scope and must not end up outside it. */
-static int check_write_scope(ag_call_t *call, ag_collection_t *c, const ag_point_id_t *id,
-                             const json_t *new_payload)
-{
-    if (!call->restriction)
-        return 0;
-    uint32_t s = ag_coll_find(c, id);
-    char buf[40];
-    ag_id_format(id, buf, sizeof(buf));
-    if (s != UINT32_MAX && !ag_coll_match(c, s, call->restriction))
-        return ag_fail(&call->diag, AG_EFORBIDDEN,
-                       "Forbidden: point %s is outside the rows this credential may write", buf);
-    if (new_payload) {
-        ag_filter_subject_t subj = {id, new_payload, NULL, NULL};
-        if (!ag_filter_match_all(call->restriction, &subj))
-            return ag_fail(&call->diag, AG_EFORBIDDEN, AG_OUT_OF_SCOPE_WRITE, buf);
-    }
-    return 0;
-}
-
-static int commit(ag_call_t *call, ag_collection_t *c, muts_t *ms)
-{
-    /* Read under the write mutex, which tenant changes also hold: a tenant deactivated or
-     * deleted meanwhile is seen here. */
-    json_t *tenancy = NULL;
-    if (ag_store_tenancy(call->api->store, c->name, &tenancy) != 0)
-        return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
-                       c->name);
-    int trc = 0;
-    for (size_t i = 0; i < ms->n && trc == 0; i++)
-        if (!ms->m[i].delete_point && ms->m[i].payload)
-            trc = ag_tenant_check_payload(call, tenancy, &ms->m[i].id, ms->m[i].payload);
-    json_decref(tenancy);
-    if (trc)
-        return trc;
-    for (size_t i = 0; i < ms->n; i++) {
-        const ag_mutation_t *m = &ms->m[i];
-        if (m->delete_point)
-            continue;
-        const json_t *np = m->payload;
-        if (!np) {
-            uint32_t s = ag_coll_find(c, &m->id);
-            np = s == UINT32_MAX ? NULL : c->slots[s].payload;
-            if (!np) {
-                static json_t *empty;
-                if (!empty)
-                    empty = json_object();
-                np = empty;
-            }
-        }
-        int rc = check_write_scope(call, c, &m->id, np);
-        if (rc)
-            return rc;
-    }
-    if (call->dry_run)
-        return 0;
-    return ag_coll_apply(c, ms->m, ms->n, call->wait, &call->diag);
-}
-
-/* ---- point selection ----------------------------------------------------------------------- */
-
-/* Ids of existing points matching a filter, within the caller's scope. */
-static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filter,
-                         const char *path, ag_point_id_t **out, size_t *n)
-{
-    ag_scope_t sc;
-    int rc = ag_scope_init(&sc, call, c, filter, path);
-    if (rc)
-        return rc;
-    size_t cap = c->live ? c->live : 1;
-    ag_point_id_t *ids = ag_arena_alloc(&call->arena, cap * sizeof(*ids));
-    if (!ids) {
-        ag_scope_release(&sc);
-        return AG_ENOMEM;
-    }
-    size_t k = 0;
-    uint32_t *cand;
-    size_t ncand;
-    bool indexed = ag_scope_candidates(&sc, &call->arena, filter, &cand, &ncand);
-    size_t total = indexed ? ncand : c->nslots, seen = 0;
-    /* Nothing is written until the selection is complete, so running out of time here leaves
-     * the collection untouched. */
-    for (size_t i = 0; i < total && k < cap; i++) {
-        if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
-            break;
-        uint32_t s = indexed ? cand[i] : (uint32_t)i;
-        if (indexed && i > 0 && cand[i - 1] == s)
-            continue;
-        seen++;
-        if (ag_scope_match(&sc, s))
-            ids[k++] = c->slots[s].id;
-    }
-    ag_scope_note_examined(seen);
-    ag_scope_release(&sc);
-    if (rc)
-        return rc;
-    *out = ids;
-    *n = k;
-    return 0;
-}
-
-/* Qdrant's PointsSelector: {"points": [ids]} or {"filter": {...}} (keys taken from body). */
-static int select_points(ag_call_t *call, ag_collection_t *c, const json_t *body,
-                         ag_point_id_t **ids, size_t *n, bool *by_filter)
-{
-    json_t *pts = json_object_get(body, "points");
-    json_t *flt = json_object_get(body, "filter");
-    *by_filter = false;
-    if (pts && !json_is_null(pts) && flt && !json_is_null(flt))
-        return ag_fail(&call->diag, AG_EINVAL, "give either points or filter, not both");
-    if (pts && !json_is_null(pts))
-        return ag_parse_ids(call, pts, "points", ids, n);
-    if (flt && !json_is_null(flt)) {
-        *by_filter = true;
-        return select_filter(call, c, flt, "filter", ids, n);
-    }
-    return ag_fail(&call->diag, AG_EINVAL, "points or filter: one of them is required");
-}
-
-/* A listed id that does not exist, or is outside the caller's read scope, is not found. */
-static int require_point(ag_call_t *call, ag_collection_t *c, const ag_point_id_t *id,
-                         uint32_t *slot)
-{
-    uint32_t s = ag_coll_find(c, id);
-    *slot = s;
-    if (s == UINT32_MAX && call->dry_run)
-        return 0; /* an earlier operation of the same batch may create it */
-    if (s == UINT32_MAX || !ag_coll_match(c, s, call->restriction)) {
-        char buf[40];
-        ag_id_format(id, buf, sizeof(buf));
-        return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: No point with id %s found", buf);
-    }
-    *slot = s;
-    return 0;
-}
-
-/* ---- operations (caller holds the collection's write mutex) -------------------------------- */
-
-static int payload_of(ag_call_t *call, const json_t *p, const char *path, json_t **out)
-{
-    *out = NULL;
-    if (!p || json_is_null(p))
-        return 0;
-    if (!json_is_object(p))
-        return ag_fail(&call->diag, AG_EINVAL, "%s: payload must be a JSON object", path);
-    *out = json_deep_copy(p);
-    return *out ? 0 : AG_ENOMEM;
-}
-
-/* Qdrant requires `vector` on every upserted point; a collection with one unnamed vector needs
- * that vector (named collections may leave some or all of their vectors out: "vector": {}). */
-static int require_vector(ag_call_t *call, const ag_collection_t *c, const json_t *v,
-                          const char *path)
-{
-    if (!v || json_is_null(v))
-        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: required", path);
-    if (c->unnamed && json_is_object(v) && !json_object_get(v, ""))
-        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: this collection's vector is required",
-                       path);
-    return 0;
-}
-
-static int op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
-{
-    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "batch", "shard_key", "update_filter");
-    if (rc)
-        return rc;
-    muts_t ms = {0};
-    json_t *points = json_object_get(body, "points");
-    json_t *batch = json_object_get(body, "batch");
-    char path[96];
-    if (points && batch)
-        return ag_fail(&call->diag, AG_EINVAL, "give either points or batch, not both");
-    if (points) {
-        if (!json_is_array(points))
-            return ag_fail(&call->diag, AG_EINVAL, "points: expected an array");
-        if (json_array_size(points) > AG_MAX_BATCH)
-            return ag_fail(&call->diag, AG_EINVAL, "points: at most %d per request", AG_MAX_BATCH);
-        size_t i;
-        json_t *p;
-        json_array_foreach(points, i, p)
-        {
-            snprintf(path, sizeof(path), "points[%zu]", i);
-            if (!json_is_object(p)) {
-                rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
-                break;
-            }
-            if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector", "payload")) != 0)
-                break;
-            ag_mutation_t *m = muts_add(call, &ms);
-            if (!m) {
-                rc = AG_ENOMEM;
-                break;
-            }
-            m->replace_vectors = true;
-            snprintf(path, sizeof(path), "points[%zu].id", i);
-            if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
-                break;
-            snprintf(path, sizeof(path), "points[%zu].vector", i);
-            if ((rc = require_vector(call, c, json_object_get(p, "vector"), path)) != 0 ||
-                (rc = ag_parse_point_vector(call, c, json_object_get(p, "vector"), path, m)) != 0)
-                break;
-            snprintf(path, sizeof(path), "points[%zu].payload", i);
-            if ((rc = payload_of(call, json_object_get(p, "payload"), path, &m->payload)) != 0)
-                break;
-            if (!m->payload && !(m->payload = json_object())) {
-                rc = AG_ENOMEM;
-                break;
-            }
-        }
-    } else if (batch) {
-        if (!json_is_object(batch))
-            return ag_fail(&call->diag, AG_EINVAL, "batch: expected an object");
-        if ((rc = AG_JSON_ONLY(batch, "batch", &call->diag, "ids", "vectors", "payloads")) != 0)
-            return rc;
-        json_t *ids = json_object_get(batch, "ids");
-        json_t *vectors = json_object_get(batch, "vectors");
-        json_t *payloads = json_object_get(batch, "payloads");
-        if (!json_is_array(ids))
-            return ag_fail(&call->diag, AG_EINVAL, "batch.ids: expected an array");
-        size_t n = json_array_size(ids);
-        if (n > AG_MAX_BATCH)
-            return ag_fail(&call->diag, AG_EINVAL, "batch.ids: at most %d per request",
-                           AG_MAX_BATCH);
-        if (payloads && !json_is_null(payloads) &&
-            (!json_is_array(payloads) || json_array_size(payloads) != n))
-            return ag_fail(&call->diag, AG_EINVAL,
-                           "batch.payloads: expected an array as long as batch.ids");
-        if (vectors && !json_is_array(vectors) && !json_is_object(vectors))
-            return ag_fail(&call->diag, AG_EINVAL,
-                           "batch.vectors: expected an array or an object of named columns");
-        if (!vectors || json_is_null(vectors))
-            return ag_fail(&call->diag, AG_EUNPROCESSABLE, "batch.vectors: required");
-        if (json_is_object(vectors) && c->unnamed && !json_object_get(vectors, ""))
-            return ag_fail(&call->diag, AG_EUNPROCESSABLE,
-                           "batch.vectors: this collection's vector is required");
-        if (json_is_array(vectors) && json_array_size(vectors) != n)
-            return ag_fail(&call->diag, AG_EINVAL,
-                           "batch.vectors: expected as many vectors as ids");
-        const char *vn;
-        json_t *col;
-        json_object_foreach(json_is_object(vectors) ? vectors : NULL, vn, col)
-        {
-            if (!json_is_array(col) || json_array_size(col) != n)
-                return ag_fail(&call->diag, AG_EINVAL,
-                               "batch.vectors.%.200s: expected as many vectors as ids", vn);
-            if (ag_coll_vector(c, vn) < 0 && ag_coll_sparse(c, vn) < 0)
-                return ag_fail(&call->diag, AG_EINVAL,
-                               "Wrong input: Not existing vector name error: %.200s", vn);
-        }
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            ag_mutation_t *m = muts_add(call, &ms);
-            if (!m) {
-                rc = AG_ENOMEM;
-                break;
-            }
-            m->replace_vectors = true;
-            snprintf(path, sizeof(path), "batch.ids[%zu]", i);
-            if ((rc = ag_id_parse(json_array_get(ids, i), &m->id, path, &call->diag)) != 0)
-                break;
-            if (json_is_array(vectors)) {
-                snprintf(path, sizeof(path), "batch.vectors[%zu]", i);
-                rc = ag_parse_point_vector(call, c, json_array_get(vectors, i), path, m);
-            } else {
-                json_object_foreach(json_is_object(vectors) ? vectors : NULL, vn, col)
-                {
-                    json_t *one = json_pack("{s:O}", vn, json_array_get(col, i));
-                    snprintf(path, sizeof(path), "batch.vectors.%.40s[%zu]", vn, i);
-                    rc = one ? ag_parse_point_vector(call, c, one, "batch.vectors", m) : AG_ENOMEM;
-                    json_decref(one);
-                    if (rc)
-                        break;
-                }
-            }
-            if (rc)
-                break;
-            snprintf(path, sizeof(path), "batch.payloads[%zu]", i);
-            if (json_is_array(payloads) &&
-                (rc = payload_of(call, json_array_get(payloads, i), path, &m->payload)) != 0)
-                break;
-            if (!m->payload && !(m->payload = json_object()))
-                rc = AG_ENOMEM;
-        }
-    } else {
-        return ag_fail(&call->diag, AG_EINVAL, "points or batch: one of them is required");
-    }
-    if (rc == 0)
-        rc = commit(call, c, &ms);
-    muts_free(&ms);
-    return rc;
-}
-
-static int op_delete(ag_call_t *call, ag_collection_t *c, const json_t *body)
-{
-    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "filter", "shard_key");
-    if (rc)
-        return rc;
-    ag_point_id_t *ids;
-    size_t n;
-    bool by_filter;
-    if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
-        return rc;
-    muts_t ms = {0};
-    for (size_t i = 0; i < n; i++) {
-        uint32_t s = ag_coll_find(c, &ids[i]);
-        /* Deletes touch only points inside the caller's scope; others are left alone. */
-        if (s != UINT32_MAX && !ag_coll_match(c, s, call->restriction))
-            continue;
-        ag_mutation_t *m = muts_add(call, &ms);
-        if (!m)
-            return AG_ENOMEM;
-        m->id = ids[i];
-        m->delete_point = true;
-    }
-    rc = call->dry_run ? 0 : ag_coll_apply(c, ms.m, ms.n, call->wait, &call->diag);
-    muts_free(&ms);
-    return rc;
-}
-
-typedef enum { PL_SET, PL_OVERWRITE, PL_DELETE_KEYS, PL_CLEAR } pl_op_t;
-
-/* Returns the object at a dotted key path inside obj, creating objects on the way. */
-static json_t *ensure_path(json_t *obj, const char *key)
-{
-    char part[256];
-    const char *p = key;
-    while (*p) {
-        const char *dot = strchr(p, '.');
-        size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (len == 0 || len >= sizeof(part))
-            return NULL;
-        memcpy(part, p, len);
-        part[len] = '\0';
-        json_t *next = json_object_get(obj, part);
-        if (!json_is_object(next)) {
-            next = json_object();
-            if (!next || json_object_set_new(obj, part, next) != 0)
-                return NULL;
-        }
-        obj = next;
-        p = dot ? dot + 1 : p + len;
-    }
-    return obj;
-}
-
-static int op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, pl_op_t op)
-{
-    int rc;
-    const json_t *payload = NULL;
-    const json_t *keys = NULL;
-    const char *key = NULL;
-    switch (op) {
-    case PL_SET:
-    case PL_OVERWRITE:
-        rc = AG_JSON_ONLY(body, "", &call->diag, "payload", "points", "filter", "key", "shard_key");
-        if (rc)
-            return rc;
-        payload = json_object_get(body, "payload");
-        if (!json_is_object(payload))
-            return ag_fail(&call->diag, AG_EINVAL, "payload: expected a JSON object");
-        if ((rc = ag_json_get_str(body, "key", "", &key, &call->diag)) != 0)
-            return rc;
-        if (key && (rc = ag_payload_path_check(key, &call->diag)) != 0)
-            return rc;
-        break;
-    case PL_DELETE_KEYS:
-        rc = AG_JSON_ONLY(body, "", &call->diag, "keys", "points", "filter", "shard_key");
-        if (rc)
-            return rc;
-        keys = json_object_get(body, "keys");
-        if (!json_is_array(keys))
-            return ag_fail(&call->diag, AG_EINVAL, "keys: expected an array of payload keys");
-        size_t i;
-        json_t *k;
-        json_array_foreach(keys, i, k)
-        {
-            if (!json_is_string(k) || ag_payload_path_check(json_string_value(k), NULL) != 0)
-                return ag_fail(&call->diag, AG_EINVAL, "keys[%zu]: expected a payload key", i);
-        }
-        break;
-    case PL_CLEAR:
-        rc = AG_JSON_ONLY(body, "", &call->diag, "points", "filter", "shard_key");
-        if (rc)
-            return rc;
-        break;
-    }
-    ag_point_id_t *ids;
-    size_t n;
-    bool by_filter;
-    if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
-        return rc;
-    muts_t ms = {0};
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        uint32_t s = UINT32_MAX;
-        if ((rc = require_point(call, c, &ids[i], &s)) != 0)
-            break;
-        json_t *next = NULL;
-        static json_t *none;
-        if (!none)
-            none = json_object();
-        const json_t *cur = s == UINT32_MAX ? none : c->slots[s].payload;
-        switch (op) {
-        case PL_SET:
-            next = json_deep_copy(cur);
-            if (next) {
-                json_t *target = key ? ensure_path(next, key) : next;
-                if (!target || json_object_update(target, (json_t *)payload) != 0) {
-                    json_decref(next);
-                    next = NULL;
-                }
-            }
-            break;
-        case PL_OVERWRITE:
-            next = json_deep_copy(payload);
-            break;
-        case PL_DELETE_KEYS: {
-            next = json_deep_copy(cur);
-            size_t k;
-            json_t *kv;
-            json_array_foreach(keys, k, kv) if (next)
-                ag_payload_delete_path(next, json_string_value(kv));
-            break;
-        }
-        case PL_CLEAR:
-            next = json_object();
-            break;
-        }
-        if (!next) {
-            rc = AG_ENOMEM;
-            break;
-        }
-        ag_mutation_t *m = muts_add(call, &ms);
-        if (!m) {
-            json_decref(next);
-            rc = AG_ENOMEM;
-            break;
-        }
-        m->id = ids[i];
-        m->payload = next;
-    }
-    if (rc == 0)
-        rc = commit(call, c, &ms);
-    muts_free(&ms);
-    return rc;
-}
-
-static int op_update_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body)
-{
-    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "shard_key", "update_filter");
-    if (rc)
-        return rc;
-    json_t *points = json_object_get(body, "points");
-    if (!json_is_array(points))
-        return ag_fail(&call->diag, AG_EINVAL, "points: expected an array");
-    muts_t ms = {0};
-    char path[96];
-    size_t i;
-    json_t *p;
-    json_array_foreach(points, i, p)
-    {
-        snprintf(path, sizeof(path), "points[%zu]", i);
-        if (!json_is_object(p)) {
-            rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
-            break;
-        }
-        if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector")) != 0)
-            break;
-        ag_mutation_t *m = muts_add(call, &ms);
-        if (!m) {
-            rc = AG_ENOMEM;
-            break;
-        }
-        snprintf(path, sizeof(path), "points[%zu].id", i);
-        if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
-            break;
-        uint32_t s = UINT32_MAX;
-        if ((rc = require_point(call, c, &m->id, &s)) != 0)
-            break;
-        json_t *v = json_object_get(p, "vector");
-        if (!v || json_is_null(v)) {
-            rc = ag_fail(&call->diag, AG_EINVAL, "points[%zu].vector: required", i);
-            break;
-        }
-        snprintf(path, sizeof(path), "points[%zu].vector", i);
-        if ((rc = ag_parse_point_vector(call, c, v, path, m)) != 0)
-            break;
-    }
-    if (rc == 0)
-        rc = commit(call, c, &ms);
-    muts_free(&ms);
-    return rc;
-}
-
-static int op_delete_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body)
-{
-    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "filter", "vector", "shard_key");
-    if (rc)
-        return rc;
-    json_t *names = json_object_get(body, "vector");
-    if (!json_is_array(names))
-        return ag_fail(&call->diag, AG_EINVAL, "vector: expected an array of vector names");
-    int dense[AG_MAX_VECTORS], sparse[AG_MAX_VECTORS], nd = 0, ns = 0;
-    size_t i;
-    json_t *nm;
-    json_array_foreach(names, i, nm)
-    {
-        const char *s = json_is_string(nm) ? json_string_value(nm) : NULL;
-        int vi = s ? ag_coll_vector(c, s) : -1, si = s ? ag_coll_sparse(c, s) : -1;
-        if (vi >= 0 && nd < AG_MAX_VECTORS)
-            dense[nd++] = vi;
-        else if (si >= 0 && ns < AG_MAX_VECTORS)
-            sparse[ns++] = si;
-        else
-            return ag_fail(&call->diag, AG_EINVAL,
-                           "Wrong input: Not existing vector name error: %.200s",
-                           s ? s : "(not a string)");
-    }
-    ag_point_id_t *ids;
-    size_t n;
-    bool by_filter;
-    if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
-        return rc;
-    muts_t ms = {0};
-    for (size_t k = 0; k < n && rc == 0; k++) {
-        uint32_t s = UINT32_MAX;
-        if ((rc = require_point(call, c, &ids[k], &s)) != 0)
-            break;
-        ag_mutation_t *m = muts_add(call, &ms);
-        if (!m) {
-            rc = AG_ENOMEM;
-            break;
-        }
-        m->id = ids[k];
-        for (int d = 0; d < nd; d++)
-            m->dense_op[dense[d]] = AG_VEC_CLEAR;
-        for (int d = 0; d < ns; d++)
-            m->sparse_op[sparse[d]] = AG_VEC_CLEAR;
-    }
-    if (rc == 0)
-        rc = commit(call, c, &ms);
-    muts_free(&ms);
-    return rc;
-}
 
 /* ---- endpoint wrappers --------------------------------------------------------------------- */
 
 typedef int (*op_fn)(ag_call_t *, ag_collection_t *, const json_t *);
 
-static int run_write(ag_call_t *call, op_fn fn, pl_op_t pl, bool is_payload)
+static int run_write(ag_call_t *call, op_fn fn, ag_pl_op_t pl, bool is_payload)
 {
     ag_collection_t *c;
     int rc = ag_call_collection_write(call, &c);
     if (rc)
         return rc;
-    rc = is_payload ? op_payload(call, c, call->body, pl) : fn(call, c, call->body);
+    rc = is_payload ? ag_op_payload(call, c, call->body, pl) : fn(call, c, call->body);
     ag_coll_write_end(c);
     ag_coll_unref(c);
     if (rc == 0)
@@ -617,13 +36,15 @@ static int upsert_fast(ag_call_t *call, bool *handled)
     int rc = 0;
     ag_fastpoint_t *pts = NULL;
     size_t n = 0;
-    if (c->unnamed && c->nvec == 1 && c->nsparse == 0 &&
-        ag_fastpoints_parse(call->req->body, call->req->body_len, c->vec[0].dim, &call->arena, &pts,
-                            &n)) {
+    ag_dense_info_t v0 = {0};
+    if (ag_coll_nvec(c) == 1)
+        ag_coll_dense_info(c, 0, &v0);
+    if (ag_coll_unnamed(c) && ag_coll_nvec(c) == 1 && ag_coll_nsparse(c) == 0 &&
+        ag_fastpoints_parse(call->req->body, call->req->body_len, v0.dim, &call->arena, &pts, &n)) {
         *handled = true;
-        muts_t ms = {0};
+        ag_muts_t ms = {0};
         for (size_t i = 0; i < n && rc == 0; i++) {
-            ag_mutation_t *m = muts_add(call, &ms);
+            ag_mutation_t *m = ag_muts_add(call, &ms);
             if (!m) {
                 rc = AG_ENOMEM;
                 break;
@@ -632,14 +53,14 @@ static int upsert_fast(ag_call_t *call, bool *handled)
             m->payload = pts[i].payload; /* ownership moves to the mutation */
             pts[i].payload = NULL;
             m->replace_vectors = true;
-            if (c->vec[0].dist == AG_DIST_COSINE)
-                ag_vector_normalize(pts[i].vector, c->vec[0].dim);
+            if (v0.dist == AG_DIST_COSINE)
+                ag_vector_normalize(pts[i].vector, v0.dim);
             m->dense_op[0] = AG_VEC_SET;
             m->dense[0] = pts[i].vector;
         }
         ag_fastpoints_release(pts, n);
         if (rc == 0 && (rc = ag_coll_write_begin(c)) == 0) {
-            rc = commit(call, c, &ms);
+            rc = ag_op_commit(call, c, &ms);
             ag_coll_write_end(c);
         } else if (rc) {
             /* out of memory building the batch: nothing was written */
@@ -647,7 +68,7 @@ static int upsert_fast(ag_call_t *call, bool *handled)
             rc = ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
                          call->params[0]);
         }
-        muts_free(&ms);
+        ag_muts_free(&ms);
         if (rc == 0)
             call->result = ag_update_result(call);
     }
@@ -663,35 +84,35 @@ static int h_upsert(ag_call_t *call)
         return rc;
     if ((rc = ag_call_body(call)) != 0)
         return rc;
-    return run_write(call, op_upsert, PL_SET, false);
+    return run_write(call, ag_op_upsert, AG_PL_SET, false);
 }
 static int h_delete(ag_call_t *call)
 {
-    return run_write(call, op_delete, PL_SET, false);
+    return run_write(call, ag_op_delete, AG_PL_SET, false);
 }
 static int h_set_payload(ag_call_t *call)
 {
-    return run_write(call, NULL, PL_SET, true);
+    return run_write(call, NULL, AG_PL_SET, true);
 }
 static int h_overwrite_payload(ag_call_t *call)
 {
-    return run_write(call, NULL, PL_OVERWRITE, true);
+    return run_write(call, NULL, AG_PL_OVERWRITE, true);
 }
 static int h_delete_payload(ag_call_t *call)
 {
-    return run_write(call, NULL, PL_DELETE_KEYS, true);
+    return run_write(call, NULL, AG_PL_DELETE_KEYS, true);
 }
 static int h_clear_payload(ag_call_t *call)
 {
-    return run_write(call, NULL, PL_CLEAR, true);
+    return run_write(call, NULL, AG_PL_CLEAR, true);
 }
 static int h_update_vectors(ag_call_t *call)
 {
-    return run_write(call, op_update_vectors, PL_SET, false);
+    return run_write(call, ag_op_update_vectors, AG_PL_SET, false);
 }
 static int h_delete_vectors(ag_call_t *call)
 {
-    return run_write(call, op_delete_vectors, PL_SET, false);
+    return run_write(call, ag_op_delete_vectors, AG_PL_SET, false);
 }
 
 static int h_batch(ag_call_t *call)
@@ -732,8 +153,9 @@ static int h_batch(ag_call_t *call)
         size_t k = 0;
         while (k < AG_ARRAY_LEN(names) && strcmp(names[k], name) != 0)
             k++;
-        rc = ag_guard_authorize(call, actions[k], call->coll ? call->coll->name : call->params[0],
-                                &restr[i], &call->diag);
+        rc = ag_guard_authorize(call, actions[k],
+                                call->coll ? ag_coll_name(call->coll) : call->params[0], &restr[i],
+                                &call->diag);
         if (rc) {
             char msg[sizeof(call->diag.msg)];
             snprintf(msg, sizeof(msg), "%s", call->diag.msg);
@@ -771,21 +193,21 @@ static int h_batch(ag_call_t *call)
                 wrapped = json_incref(b);
             }
             if (strcmp(name, "upsert") == 0)
-                rc = op_upsert(call, c, b);
+                rc = ag_op_upsert(call, c, b);
             else if (strcmp(name, "delete") == 0)
-                rc = op_delete(call, c, wrapped);
+                rc = ag_op_delete(call, c, wrapped);
             else if (strcmp(name, "set_payload") == 0)
-                rc = op_payload(call, c, b, PL_SET);
+                rc = ag_op_payload(call, c, b, AG_PL_SET);
             else if (strcmp(name, "overwrite_payload") == 0)
-                rc = op_payload(call, c, b, PL_OVERWRITE);
+                rc = ag_op_payload(call, c, b, AG_PL_OVERWRITE);
             else if (strcmp(name, "delete_payload") == 0)
-                rc = op_payload(call, c, b, PL_DELETE_KEYS);
+                rc = ag_op_payload(call, c, b, AG_PL_DELETE_KEYS);
             else if (strcmp(name, "clear_payload") == 0)
-                rc = op_payload(call, c, wrapped, PL_CLEAR);
+                rc = ag_op_payload(call, c, wrapped, AG_PL_CLEAR);
             else if (strcmp(name, "update_vectors") == 0)
-                rc = op_update_vectors(call, c, b);
+                rc = ag_op_update_vectors(call, c, b);
             else
-                rc = op_delete_vectors(call, c, b);
+                rc = ag_op_delete_vectors(call, c, b);
             json_decref(wrapped);
             if (rc) {
                 char msg[sizeof(call->diag.msg)];
@@ -810,552 +232,9 @@ static int h_batch(ag_call_t *call)
     return arr ? 0 : AG_ENOMEM;
 }
 
-/* ---- reads --------------------------------------------------------------------------------- */
-
-static int h_retrieve(ag_call_t *call)
-{
-    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "ids", "with_payload", "with_vector",
-                          "shard_key", "consistency");
-    if (rc)
-        return rc;
-    ag_point_id_t *ids;
-    size_t n;
-    if ((rc = ag_parse_ids(call, json_object_get(call->body, "ids"), "ids", &ids, &n)) != 0)
-        return rc;
-    ag_payload_sel_t ps;
-    bool wv = false;
-    const json_t *which;
-    if ((rc = ag_parse_output(call->body, "with_vector", true, &ps, &wv, &which, &call->diag)))
-        return rc;
-    ag_collection_t *c;
-    if ((rc = ag_call_collection(call, &c)) != 0)
-        return rc;
-    json_t *arr = json_array();
-    ag_coll_read_begin(c);
-    /* One slot per id, so a bitmap over slots drops repeated ids in linear time. */
-    uint8_t *seen = ag_arena_calloc(&call->arena, (c->nslots + 7) / 8 + 1, 1);
-    for (size_t i = 0; arr && seen && i < n; i++) {
-        uint32_t s = ag_coll_find(c, &ids[i]);
-        /* Points outside the caller's rows do not exist for it. */
-        if (s == UINT32_MAX || (seen[s / 8] >> (s % 8)) & 1 ||
-            !ag_coll_match(c, s, call->restriction))
-            continue;
-        seen[s / 8] |= (uint8_t)(1u << (s % 8));
-        json_array_append_new(arr, ag_render_point(c, s, &ps, wv, which, false, 0));
-    }
-    ag_coll_read_end(c);
-    if (!seen) {
-        json_decref(arr);
-        arr = NULL;
-    }
-    ag_coll_unref(c);
-    call->result = arr;
-    return arr ? 0 : AG_ENOMEM;
-}
-
-static int h_get_point(ag_call_t *call)
-{
-    ag_point_id_t id;
-    int rc = ag_id_parse_str(call->params[1], &id, &call->diag);
-    if (rc)
-        return rc;
-    ag_collection_t *c;
-    if ((rc = ag_call_collection(call, &c)) != 0)
-        return rc;
-    ag_payload_sel_t ps = {true, NULL, NULL};
-    ag_coll_read_begin(c);
-    uint32_t s = UINT32_MAX;
-    rc = require_point(call, c, &id, &s);
-    if (rc == 0)
-        call->result = ag_render_point(c, s, &ps, true, NULL, false, 0);
-    ag_coll_read_end(c);
-    ag_coll_unref(c);
-    return rc;
-}
-
-static int h_count(ag_call_t *call)
-{
-    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "filter", "exact", "shard_key");
-    if (rc)
-        return rc;
-    bool exact = true;
-    if ((rc = ag_json_get_bool(call->body, "exact", "", &exact, &call->diag)) != 0)
-        return rc;
-    ag_collection_t *c;
-    if ((rc = ag_call_collection(call, &c)) != 0)
-        return rc;
-    ag_scope_t sc;
-    if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) == 0) {
-        ag_coll_read_begin(c);
-        json_int_t count = 0;
-        uint32_t *cand;
-        size_t ncand, seen = 0;
-        const json_t *fj = json_object_get(call->body, "filter");
-        if (!sc.user && !sc.restriction) {
-            count = c->live;
-        } else {
-            /* Indexed equalities of the filter and of the row restriction narrow the scan (to
-             * their intersection), so a restricted count costs what is in scope, not what the
-             * filter matches elsewhere; every candidate still passes the whole scope. */
-            bool indexed = ag_scope_candidates(&sc, &call->arena, fj, &cand, &ncand);
-            size_t total = indexed ? ncand : c->nslots;
-            for (size_t i = 0; i < total; i++) {
-                if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
-                    break;
-                uint32_t s = indexed ? cand[i] : (uint32_t)i;
-                if (indexed && i > 0 && cand[i - 1] == s)
-                    continue;
-                seen++;
-                count += ag_scope_match(&sc, s);
-            }
-        }
-        ag_scope_note_examined(seen);
-        ag_coll_read_end(c);
-        ag_scope_release(&sc);
-        if (rc == 0)
-            call->result = json_pack("{s:I}", "count", count);
-    }
-    ag_coll_unref(c);
-    return rc;
-}
-
-typedef struct ordered {
-    uint32_t slot;
-    double value;
-    const ag_point_id_t *id;
-} ordered_t;
-
-static int cmp_asc(const void *a, const void *b)
-{
-    const ordered_t *x = a, *y = b;
-    if (x->value != y->value)
-        return x->value < y->value ? -1 : 1;
-    return ag_id_cmp(x->id, y->id);
-}
-
-static int cmp_desc(const void *a, const void *b)
-{
-    const ordered_t *x = a, *y = b;
-    if (x->value != y->value)
-        return x->value > y->value ? -1 : 1;
-    return ag_id_cmp(x->id, y->id);
-}
-
-typedef struct first_num {
-    bool found;
-    double v;
-    bool datetime;
-} first_num_t;
-
-static int ag_parse_datetime(const char *s, double *out)
-{
-    int64_t us;
-    int rc = ag_datetime_parse(s, strlen(s), &us);
-    if (rc == 0)
-        *out = (double)us / 1e6;
-    return rc;
-}
-
-static void take_number(const json_t *v, void *ud)
-{
-    first_num_t *f = ud;
-    double x;
-    if (json_is_number(v)) {
-        x = json_number_value(v);
-    } else if (f->datetime && json_is_string(v) &&
-               ag_parse_datetime(json_string_value(v), &x) == 0) {
-    } else {
-        return;
-    }
-    if (!f->found || x < f->v) {
-        f->v = x;
-        f->found = true;
-    }
-}
-
-int ag_parse_order_by(ag_call_t *call, ag_collection_t *c, const json_t *ob, const char **key,
-                      bool *desc, bool *has_start, double *start, bool *datetime)
-{
-    *desc = false;
-    *has_start = false;
-    *datetime = false;
-    if (json_is_string(ob)) {
-        *key = json_string_value(ob);
-    } else if (json_is_object(ob)) {
-        int rc = AG_JSON_ONLY(ob, "order_by", &call->diag, "key", "direction", "start_from");
-        if (rc)
-            return rc;
-        *key = NULL;
-        if ((rc = ag_json_get_str(ob, "key", "order_by", key, &call->diag)) != 0)
-            return rc;
-        const char *dir = NULL;
-        if ((rc = ag_json_get_str(ob, "direction", "order_by", &dir, &call->diag)) != 0)
-            return rc;
-        if (dir && strcmp(dir, "asc") != 0 && strcmp(dir, "desc") != 0)
-            return ag_fail(&call->diag, AG_EINVAL, "order_by.direction: expected asc or desc");
-        *desc = dir && strcmp(dir, "desc") == 0;
-        json_t *sf = json_object_get(ob, "start_from");
-        if (sf && !json_is_null(sf)) {
-            if (json_is_number(sf)) {
-                *start = json_number_value(sf);
-            } else if (!json_is_string(sf) ||
-                       ag_parse_datetime(json_string_value(sf), start) != 0) {
-                return ag_fail(&call->diag, AG_EINVAL,
-                               "order_by.start_from: expected a number or an RFC 3339 datetime");
-            }
-            *has_start = true;
-        }
-    } else {
-        return ag_fail(&call->diag, AG_EINVAL, "order_by: expected a key or an object");
-    }
-    if (!*key || ag_payload_path_check(*key, NULL) != 0)
-        return ag_fail(&call->diag, AG_EINVAL, "order_by.key: expected a payload key");
-    json_t *def = json_object_get(c->schema, *key);
-    const char *type = json_string_value(json_object_get(def, "data_type"));
-    if (!type || (strcmp(type, "integer") != 0 && strcmp(type, "float") != 0 &&
-                  strcmp(type, "datetime") != 0))
-        return ag_fail(&call->diag, AG_EINVAL,
-                       "Bad request: No range index for `order_by` key `%.200s` found. Please "
-                       "create one to use `order_by`.",
-                       *key);
-    *datetime = strcmp(type, "datetime") == 0;
-    return 0;
-}
-
-/* Sorts the slots in scope by a payload value; returns an arena array. */
-int ag_order_slots(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc, const char *key,
-                   bool desc, bool has_start, double start, bool datetime, ordered_t **out,
-                   size_t *n);
-
-int ag_order_slots(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc, const char *key,
-                   bool desc, bool has_start, double start, bool datetime, ordered_t **out,
-                   size_t *n)
-{
-    ordered_t *o = ag_arena_alloc(&call->arena, sizeof(*o) * (c->live ? c->live : 1));
-    if (!o)
-        return AG_ENOMEM;
-    size_t k = 0;
-    for (uint32_t s = 0; s < c->nslots && k < c->live; s++) {
-        if (!ag_scope_match(sc, s))
-            continue;
-        first_num_t f = {false, 0, datetime};
-        ag_payload_path_each(c->slots[s].payload, key, take_number, &f);
-        if (!f.found)
-            continue;
-        if (has_start && (desc ? f.v > start : f.v < start))
-            continue;
-        o[k].slot = s;
-        o[k].value = f.v;
-        o[k].id = &c->slots[s].id;
-        k++;
-    }
-    qsort(o, k, sizeof(*o), desc ? cmp_desc : cmp_asc);
-    *out = o;
-    *n = k;
-    return 0;
-}
-
-typedef struct keyed_slot {
-    uint8_t key[AG_ID_KEY_LEN];
-    uint32_t slot;
-} keyed_slot_t;
-
-static int cmp_keyed_slot(const void *a, const void *b)
-{
-    return memcmp(((const keyed_slot_t *)a)->key, ((const keyed_slot_t *)b)->key, AG_ID_KEY_LEN);
-}
-
-/* Scroll over payload-index candidates (the filter's and the row restriction's, see
- * ag_scope_candidates): the in-scope ones at or after offset, in id order like the LMDB walk.
- * Appends to points and sets *next (a new reference) when more remain. Read lock held. */
-static int scroll_candidates(ag_call_t *call, ag_collection_t *c, const ag_scope_t *sc,
-                             const uint32_t *cand, size_t ncand, const ag_point_id_t *offset,
-                             uint64_t limit, const ag_payload_sel_t *ps, bool wv,
-                             const json_t *which, json_t *points, json_t **next)
-{
-    uint8_t from[AG_ID_KEY_LEN];
-    if (offset)
-        ag_id_to_key(offset, from);
-    keyed_slot_t *k = ag_arena_alloc(&call->arena, (ncand ? ncand : 1) * sizeof(*k));
-    if (!k)
-        return AG_ENOMEM;
-    size_t n = 0, seen = 0;
-    int rc = 0;
-    for (size_t i = 0; i < ncand; i++) {
-        if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
-            break;
-        if (i > 0 && cand[i - 1] == cand[i])
-            continue;
-        seen++;
-        if (!ag_scope_match(sc, cand[i]))
-            continue;
-        ag_id_to_key(&c->slots[cand[i]].id, k[n].key);
-        if (offset && memcmp(k[n].key, from, AG_ID_KEY_LEN) < 0)
-            continue;
-        k[n++].slot = cand[i];
-    }
-    ag_scope_note_examined(seen);
-    if (rc)
-        return rc;
-    qsort(k, n, sizeof(*k), cmp_keyed_slot);
-    for (size_t i = 0; i < n; i++) {
-        if (i == limit) {
-            json_decref(*next);
-            *next = ag_id_to_json(&c->slots[k[i].slot].id);
-            break;
-        }
-        json_array_append_new(points, ag_render_point(c, k[i].slot, ps, wv, which, false, 0));
-    }
-    return 0;
-}
-
-static int h_scroll(ag_call_t *call)
-{
-    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "offset", "limit", "filter", "with_payload",
-                          "with_vector", "order_by", "shard_key", "consistency");
-    if (rc)
-        return rc;
-    uint64_t limit = 10;
-    if ((rc = ag_json_get_uint(call->body, "limit", "", AG_MAX_LIMIT, &limit, &call->diag)) != 0)
-        return rc;
-    if (limit == 0)
-        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "limit: must be at least 1");
-    ag_point_id_t offset;
-    json_t *off = json_object_get(call->body, "offset");
-    bool has_offset = off && !json_is_null(off);
-    if (has_offset && (rc = ag_id_parse(off, &offset, "offset", &call->diag)) != 0)
-        return rc;
-    ag_payload_sel_t ps;
-    bool wv = false;
-    const json_t *which;
-    if ((rc = ag_parse_output(call->body, "with_vector", true, &ps, &wv, &which, &call->diag)))
-        return rc;
-    ag_collection_t *c;
-    if ((rc = ag_call_collection(call, &c)) != 0)
-        return rc;
-    ag_scope_t sc;
-    if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) != 0) {
-        ag_coll_unref(c);
-        return rc;
-    }
-    json_t *points = json_array();
-    json_t *next = json_null();
-    json_t *ob = json_object_get(call->body, "order_by");
-    uint32_t *cand;
-    size_t ncand;
-    ag_coll_read_begin(c);
-    if (ob && !json_is_null(ob)) {
-        const char *key;
-        bool desc, has_start, datetime;
-        double start = 0;
-        ordered_t *o = NULL;
-        size_t n = 0;
-        rc = ag_parse_order_by(call, c, ob, &key, &desc, &has_start, &start, &datetime);
-        if (rc == 0 && has_offset)
-            rc = ag_fail(&call->diag, AG_EINVAL,
-                         "offset: not allowed with order_by; use "
-                         "order_by.start_from");
-        if (rc == 0)
-            rc = ag_order_slots(call, c, &sc, key, desc, has_start, start, datetime, &o, &n);
-        for (size_t i = 0; rc == 0 && i < n && i < limit; i++) {
-            json_t *p = ag_render_point(c, o[i].slot, &ps, wv, which, false, 0);
-            json_object_set_new(p, "order_value",
-                                o[i].value == (double)(json_int_t)o[i].value
-                                    ? json_integer((json_int_t)o[i].value)
-                                    : json_real(o[i].value));
-            json_array_append_new(points, p);
-        }
-    } else if ((sc.user || sc.restriction) &&
-               ag_scope_candidates(&sc, &call->arena, json_object_get(call->body, "filter"), &cand,
-                                   &ncand)) {
-        rc = scroll_candidates(call, c, &sc, cand, ncand, has_offset ? &offset : NULL, limit, &ps,
-                               wv, which, points, &next);
-    } else {
-        /* Walk the points in id order straight from LMDB's sorted keys. */
-        MDB_txn *txn = NULL;
-        MDB_cursor *cur = NULL;
-        if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn) != 0 ||
-            mdb_cursor_open(txn, c->dbi_points, &cur) != 0) {
-            rc = ag_fail(&call->diag, AG_ESTORAGE, "cannot read the collection");
-        } else {
-            uint8_t key[AG_ID_KEY_LEN];
-            MDB_val k = {AG_ID_KEY_LEN, key}, v;
-            int mrc;
-            if (has_offset) {
-                ag_id_to_key(&offset, key);
-                mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-            } else {
-                mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-            }
-            size_t got = 0, seen = 0;
-            for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-                if (seen++ % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
-                    break;
-                ag_point_id_t id;
-                if (ag_id_from_key(k.mv_data, k.mv_size, &id) != 0)
-                    continue;
-                uint32_t s = ag_coll_find(c, &id);
-                if (s == UINT32_MAX || !ag_scope_match(&sc, s))
-                    continue;
-                if (got == limit) {
-                    json_decref(next);
-                    next = ag_id_to_json(&id);
-                    break;
-                }
-                json_array_append_new(points, ag_render_point(c, s, &ps, wv, which, false, 0));
-                got++;
-            }
-            ag_scope_note_examined(seen);
-        }
-        if (cur)
-            mdb_cursor_close(cur);
-        if (txn)
-            mdb_txn_abort(txn);
-    }
-    ag_coll_read_end(c);
-    ag_scope_release(&sc);
-    ag_coll_unref(c);
-    if (rc) {
-        json_decref(points);
-        json_decref(next);
-        return rc;
-    }
-    call->result = json_pack("{s:o,s:o}", "points", points, "next_page_offset", next);
-    return call->result ? 0 : AG_ENOMEM;
-}
-
-/* ---- facet --------------------------------------------------------------------------------- */
-
-typedef struct facet_count {
-    json_t *value; /* borrowed from a payload (valid under the read lock) */
-    json_int_t count;
-    uint32_t last_slot; /* a point holding a value twice counts once */
-} facet_count_t;
-
-typedef struct facet_ctx {
-    facet_count_t *v;
-    size_t n, cap;
-    uint32_t slot;
-    bool oom;
-} facet_ctx_t;
-
-static void facet_visit(const json_t *val, void *ud)
-{
-    facet_ctx_t *f = ud;
-    if (f->oom || !(json_is_string(val) || json_is_integer(val) || json_is_boolean(val)))
-        return;
-    for (size_t i = 0; i < f->n; i++) {
-        if (json_equal(f->v[i].value, val)) {
-            if (f->v[i].last_slot != f->slot) {
-                f->v[i].count++;
-                f->v[i].last_slot = f->slot;
-            }
-            return;
-        }
-    }
-    if (AG_GROW(f->v, f->cap, f->n + 1, 64, SIZE_MAX / sizeof(*f->v)) != 0) {
-        f->oom = true;
-        return;
-    }
-    f->v[f->n++] = (facet_count_t){(json_t *)val, 1, f->slot};
-}
-
-static int cmp_facet(const void *a, const void *b)
-{
-    const facet_count_t *x = a, *y = b;
-    if (x->count != y->count)
-        return x->count > y->count ? -1 : 1;
-    if (json_is_string(x->value) && json_is_string(y->value))
-        return strcmp(json_string_value(x->value), json_string_value(y->value));
-    if (json_is_integer(x->value) && json_is_integer(y->value))
-        return json_integer_value(x->value) < json_integer_value(y->value) ? -1 : 1;
-    return json_typeof(x->value) < json_typeof(y->value) ? -1 : 1;
-}
-
-/* Counts of each value of an indexed key among the points the caller may read (the row
- * restriction applies, like every read). */
-static int h_facet(ag_call_t *call)
-{
-    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "key", "filter", "limit", "exact",
-                          "shard_key", "consistency", "timeout");
-    if (rc)
-        return rc;
-    const char *key = NULL;
-    uint64_t limit = 10;
-    bool exact = false;
-    if ((rc = ag_json_get_str(call->body, "key", "", &key, &call->diag)) != 0 ||
-        (rc = ag_json_get_uint(call->body, "limit", "", AG_MAX_LIMIT, &limit, &call->diag)) != 0 ||
-        (rc = ag_json_get_bool(call->body, "exact", "", &exact, &call->diag)) != 0)
-        return rc;
-    if (!key || ag_payload_path_check(key, NULL) != 0)
-        return ag_fail(&call->diag, AG_EINVAL, "key: expected a payload key");
-    if ((rc = ag_call_timeout_json(call, json_object_get(call->body, "timeout"), "")) != 0)
-        return rc;
-    if (limit == 0)
-        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "limit: must be at least 1");
-    ag_collection_t *c;
-    if ((rc = ag_call_collection(call, &c)) != 0)
-        return rc;
-    ag_scope_t sc;
-    if ((rc = ag_scope_init(&sc, call, c, json_object_get(call->body, "filter"), "")) != 0) {
-        ag_coll_unref(c);
-        return rc;
-    }
-    ag_coll_read_begin(c);
-    const char *type =
-        json_string_value(json_object_get(json_object_get(c->schema, key), "data_type"));
-    facet_ctx_t f = {0};
-    json_t *hits = NULL;
-    if (!type || (strcmp(type, "keyword") != 0 && strcmp(type, "integer") != 0 &&
-                  strcmp(type, "bool") != 0 && strcmp(type, "uuid") != 0)) {
-        rc = ag_fail(&call->diag, AG_EINVAL,
-                     "Bad request: Index required but not found for \"%.200s\" of one of the "
-                     "following types: [keyword, integer, bool, uuid]",
-                     key);
-    } else {
-        uint32_t *cand;
-        size_t ncand, seen = 0;
-        bool indexed = ag_scope_candidates(&sc, &call->arena, json_object_get(call->body, "filter"),
-                                           &cand, &ncand);
-        size_t total = indexed ? ncand : c->nslots;
-        for (size_t i = 0; i < total && !f.oom; i++) {
-            if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
-                break;
-            uint32_t s = indexed ? cand[i] : (uint32_t)i;
-            if (indexed && i > 0 && cand[i - 1] == s)
-                continue;
-            seen++;
-            if (!ag_scope_match(&sc, s))
-                continue;
-            f.slot = s;
-            ag_payload_path_each(c->slots[s].payload, key, facet_visit, &f);
-        }
-        ag_scope_note_examined(seen);
-        if (f.oom && rc == 0)
-            rc = AG_ENOMEM;
-    }
-    if (rc == 0) {
-        qsort(f.v, f.n, sizeof(*f.v), cmp_facet);
-        hits = json_array();
-        for (size_t i = 0; hits && i < f.n && i < limit; i++)
-            json_array_append_new(
-                hits, json_pack("{s:O,s:I}", "value", f.v[i].value, "count", f.v[i].count));
-    }
-    ag_coll_read_end(c);
-    free(f.v);
-    ag_scope_release(&sc);
-    ag_coll_unref(c);
-    if (rc)
-        return rc;
-    call->result = json_pack("{s:o}", "hits", hits);
-    return call->result ? 0 : AG_ENOMEM;
-}
-
 const ag_route_t ag_routes_points[] = {
     {AG_HTTP_PUT, "/collections/{name}/points", "write:points", AG_SCOPE_COLLECTION, h_upsert, true,
      false, false, true},
-    {AG_HTTP_POST, "/collections/{name}/points", "read:data", AG_SCOPE_COLLECTION, h_retrieve, true,
-     false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/delete", "delete:points", AG_SCOPE_COLLECTION,
      h_delete, true, false, false, false, true},
     {AG_HTTP_PUT, "/collections/{name}/points/vectors", "update:points", AG_SCOPE_COLLECTION,
@@ -1372,13 +251,5 @@ const ag_route_t ag_routes_points[] = {
      h_clear_payload, true, false},
     {AG_HTTP_POST, "/collections/{name}/points/batch", "read:data", AG_SCOPE_COLLECTION, h_batch,
      true, false},
-    {AG_HTTP_POST, "/collections/{name}/points/scroll", "read:data", AG_SCOPE_COLLECTION, h_scroll,
-     true, false, false, false, true},
-    {AG_HTTP_POST, "/collections/{name}/points/count", "read:data", AG_SCOPE_COLLECTION, h_count,
-     true, false, false, false, true},
-    {AG_HTTP_POST, "/collections/{name}/facet", "read:data", AG_SCOPE_COLLECTION, h_facet, true,
-     false, false, false, true},
-    {AG_HTTP_GET, "/collections/{name}/points/{id}", "read:data", AG_SCOPE_COLLECTION, h_get_point,
-     false, false},
 };
 const size_t ag_routes_points_len = AG_ARRAY_LEN(ag_routes_points);

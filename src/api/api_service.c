@@ -48,7 +48,7 @@ static int h_metrics(ag_call_t *call)
     {
         ag_collection_t *c;
         if (ag_store_get(call->api->store, json_string_value(n), &c, NULL) == 0) {
-            points += c->live;
+            points += ag_coll_live(c);
             ag_coll_unref(c);
         }
     }

@@ -32,7 +32,7 @@ static int open_tenancy(ag_call_t *call, ag_collection_t **c, json_t **tenancy)
     int rc = ag_call_collection(call, c);
     if (rc)
         return rc;
-    if (ag_store_tenancy(call->api->store, (*c)->name, tenancy) != 0 ||
+    if (ag_store_tenancy(call->api->store, ag_coll_name(*c), tenancy) != 0 ||
         !json_is_string(json_object_get(*tenancy, "key"))) {
         json_decref(*tenancy);
         *tenancy = NULL;
@@ -56,6 +56,7 @@ static int write_begin(ag_call_t *call, ag_collection_t *c)
 
 typedef struct counter {
     json_t *counts; /* {tenant: points} */
+    const char *key;
 } counter_t;
 
 static void count_value(const json_t *v, void *ud)
@@ -67,6 +68,15 @@ static void count_value(const json_t *v, void *ud)
     json_t *n = json_object_get(ct->counts, t);
     if (n)
         json_integer_set(n, json_integer_value(n) + 1);
+}
+
+static bool count_point(void *ud, uint32_t slot, const ag_point_id_t *id, const json_t *payload)
+{
+    AG_UNUSED(slot);
+    AG_UNUSED(id);
+    counter_t *ct = ud;
+    ag_payload_path_each(payload, ct->key, count_value, ct);
+    return true;
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -88,11 +98,8 @@ static int h_list(ag_call_t *call)
     const char *t;
     json_t *info;
     json_object_foreach(tenants, t, info) json_object_set_new(ct.counts, t, json_integer(0));
-    ag_coll_read_begin(c);
-    for (uint32_t s = 0; s < c->nslots; s++)
-        if (c->slots[s].alive)
-            ag_payload_path_each(c->slots[s].payload, key, count_value, &ct);
-    ag_coll_read_end(c);
+    ct.key = key;
+    ag_coll_scan(c, count_point, &ct);
     size_t n = json_object_size(tenants), k = 0;
     json_t **items = calloc(n + 1, sizeof(*items));
     rc = items && ct.counts ? 0 : AG_ENOMEM;
@@ -155,7 +162,7 @@ static int h_create(ag_call_t *call)
     if ((rc = write_begin(call, c)) == 0) {
         /* Read under the write mutex, which every tenant change holds. */
         json_t *now = NULL;
-        first = ag_store_tenancy(call->api->store, c->name, &now) == 0 &&
+        first = ag_store_tenancy(call->api->store, ag_coll_name(c), &now) == 0 &&
                 json_object_size(json_object_get(now, "tenants")) == 0;
         json_decref(now);
         rc = ag_store_tenant_set(call->api->store, c, name, true, true, &call->diag);
@@ -206,6 +213,23 @@ static int h_deactivate(ag_call_t *call)
 
 /* ---- DELETE /collections/{name}/tenants/{tenant} ------------------------------------------- */
 
+typedef struct tenant_ids {
+    const ag_collection_t *c;
+    const ag_filter_t *f;
+    ag_point_id_t *ids;
+    size_t cap, n;
+} tenant_ids_t;
+
+static bool take_tenant_point(void *ud, uint32_t slot, const ag_point_id_t *id,
+                              const json_t *payload)
+{
+    AG_UNUSED(payload);
+    tenant_ids_t *ti = ud;
+    if (ag_coll_match(ti->c, slot, ti->f))
+        ti->ids[ti->n++] = *id;
+    return ti->n < ti->cap;
+}
+
 /* Deletes every point whose tenant key names tenant, in synced chunks. Caller holds the write
  * mutex. *deleted counts them. */
 static int delete_points(ag_call_t *call, ag_collection_t *c, const char *key, const char *tenant,
@@ -218,15 +242,15 @@ static int delete_points(ag_call_t *call, ag_collection_t *c, const char *key, c
     json_decref(v);
     if (rc)
         return rc;
-    size_t cap = c->live ? c->live : 1, n = 0;
+    size_t cap = ag_coll_live(c) ? ag_coll_live(c) : 1, n = 0;
     ag_point_id_t *ids = malloc(cap * sizeof(*ids));
     if (!ids) {
         ag_filter_free(f);
         return AG_ENOMEM;
     }
-    for (uint32_t s = 0; s < c->nslots && n < cap; s++)
-        if (c->slots[s].alive && ag_coll_match(c, s, f))
-            ids[n++] = c->slots[s].id;
+    tenant_ids_t ti = {c, f, ids, cap, 0};
+    ag_coll_scan(c, take_tenant_point, &ti);
+    n = ti.n;
     ag_filter_free(f);
     ag_mutation_t *muts = calloc(DELETE_CHUNK, sizeof(*muts));
     rc = muts ? 0 : AG_ENOMEM;

@@ -10,6 +10,7 @@
 #include "ag_grow.h"
 #include "ag_log.h"
 #include "index/ag_hnsw.h"
+#include "store/ag_collection_int.h"
 #include "store/ag_payload_index.h"
 #include "json/ag_json.h"
 
@@ -1014,4 +1015,198 @@ uint32_t ag_coll_index_step(ag_collection_t *c, uint32_t budget)
         pthread_rwlock_unlock(&c->lock);
     }
     return done;
+}
+
+const char *ag_coll_name(const ag_collection_t *c)
+{
+    return c->name;
+}
+
+uint32_t ag_coll_live(const ag_collection_t *c)
+{
+    return c->live;
+}
+
+uint32_t ag_coll_nslots(const ag_collection_t *c)
+{
+    return c->nslots;
+}
+
+const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot)
+{
+    return &c->slots[slot].id;
+}
+
+const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot)
+{
+    return c->slots[slot].payload;
+}
+
+const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field)
+{
+    return json_object_get(c->schema, field);
+}
+
+int ag_coll_walk(ag_collection_t *c, const ag_point_id_t *from, ag_coll_walk_fn visit, void *ud)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    int rc = 0;
+    if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn) != 0 ||
+        mdb_cursor_open(txn, c->dbi_points, &cur) != 0) {
+        rc = AG_ESTORAGE;
+        goto done;
+    }
+    uint8_t key[AG_ID_KEY_LEN];
+    MDB_val k = {AG_ID_KEY_LEN, key}, v;
+    int mrc;
+    if (from) {
+        ag_id_to_key(from, key);
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    } else {
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    for (; mrc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        ag_point_id_t id;
+        bool ok = ag_id_from_key(k.mv_data, k.mv_size, &id) == 0;
+        int r = visit(ud, ok ? &id : NULL, ok ? ag_coll_find(c, &id) : UINT32_MAX);
+        if (r != 0) {
+            rc = r < 0 ? r : 0;
+            break;
+        }
+    }
+done:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (txn)
+        mdb_txn_abort(txn);
+    return rc;
+}
+
+int ag_coll_read(ag_collection_t *c, ag_coll_read_fn fn, void *ud)
+{
+    ag_coll_read_begin(c);
+    int rc = fn(ud, c);
+    ag_coll_read_end(c);
+    return rc;
+}
+
+const json_t *ag_coll_params(const ag_collection_t *c)
+{
+    return c->params;
+}
+
+bool ag_coll_unnamed(const ag_collection_t *c)
+{
+    return c->unnamed;
+}
+
+int ag_coll_nvec(const ag_collection_t *c)
+{
+    return c->nvec;
+}
+
+int ag_coll_nsparse(const ag_collection_t *c)
+{
+    return c->nsparse;
+}
+
+void ag_coll_dense_info(const ag_collection_t *c, int vi, ag_dense_info_t *out)
+{
+    const ag_vector_cfg_t *v = &c->vec[vi];
+    *out = (ag_dense_info_t){v->name, v->dim, v->dist, v->vs, v->index};
+}
+
+const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot)
+{
+    return ag_vecstore_get(c->vec[vi].vs, slot);
+}
+
+const ag_sparse_t *ag_coll_sparse_index(const ag_collection_t *c, int si)
+{
+    return c->sparse[si].sp;
+}
+
+void ag_coll_scan(ag_collection_t *c, ag_coll_visit_fn visit, void *ud)
+{
+    ag_coll_read_begin(c);
+    for (uint32_t s = 0; s < c->nslots; s++)
+        if (c->slots[s].alive && !visit(ud, s, &c->slots[s].id, c->slots[s].payload))
+            break;
+    ag_coll_read_end(c);
+}
+
+bool ag_coll_any_match(ag_collection_t *c, const ag_filter_t *f, const json_t *hint)
+{
+    bool found = false;
+    ag_coll_read_begin(c);
+    ag_arena_t arena;
+    ag_arena_init(&arena, 64u << 20);
+    uint32_t *cand = NULL;
+    size_t ncand = 0;
+    if (hint && ag_payload_candidates(c, &arena, hint, &cand, &ncand)) {
+        for (size_t k = 0; k < ncand && !found; k++)
+            found = ag_coll_match(c, cand[k], f);
+    } else {
+        for (uint32_t s = 0; s < c->nslots && !found; s++)
+            found = ag_coll_match(c, s, f);
+    }
+    ag_arena_release(&arena);
+    ag_coll_read_end(c);
+    return found;
+}
+
+static void note_present(const json_t *v, void *ud)
+{
+    AG_UNUSED(v);
+    *(bool *)ud = true;
+}
+
+int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    ag_coll_read_begin(c);
+    out->params = json_deep_copy(c->params);
+    out->schema = json_object();
+    out->points = c->live;
+    if (restriction) {
+        out->points = 0;
+        for (uint32_t s = 0; s < c->nslots; s++) {
+            if (!ag_coll_match(c, s, restriction))
+                continue;
+            out->points++;
+            for (int i = 0; i < c->nvec; i++)
+                out->vectors += ag_vecstore_get(c->vec[i].vs, s) != NULL;
+        }
+    } else {
+        for (int i = 0; i < c->nvec; i++)
+            out->vectors += ag_vecstore_count(c->vec[i].vs);
+    }
+    for (int i = 0; i < c->nvec; i++)
+        if (ag_index_is_hnsw(c->vec[i].index))
+            out->queued += ag_hnsw_pending(c->vec[i].index);
+    const char *field;
+    json_t *def;
+    json_object_foreach(c->schema, field, def)
+    {
+        json_int_t points = 0;
+        for (uint32_t s = 0; s < c->nslots; s++) {
+            if (!ag_coll_match(c, s, restriction))
+                continue;
+            bool has = false;
+            ag_payload_path_each(c->slots[s].payload, field, note_present, &has);
+            points += has;
+        }
+        json_t *d = json_deep_copy(def);
+        json_object_set_new(d, "points", json_integer(points));
+        json_object_set_new(out->schema, field, d);
+    }
+    ag_coll_read_end(c);
+    if (!out->params || !out->schema) {
+        json_decref(out->params);
+        json_decref(out->schema);
+        memset(out, 0, sizeof(*out));
+        return AG_ENOMEM;
+    }
+    return 0;
 }

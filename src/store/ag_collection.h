@@ -24,9 +24,6 @@
 #include "ag_id.h"
 
 #include <jansson.h>
-#include <lmdb.h>
-#include <pthread.h>
-#include <stdatomic.h>
 
 #include "index/ag_distance.h"
 #include "index/ag_filter.h"
@@ -36,59 +33,9 @@
 
 #define AG_MAX_VECTORS 16
 
-typedef struct ag_vector_cfg {
-    char *name; /* "" for the single unnamed vector (owned) */
-    uint32_t dim;
-    ag_distance_t dist;
-    ag_vecstore_t *vs; /* owned */
-    ag_index_t *index; /* owned */
-} ag_vector_cfg_t;
-
-typedef struct ag_sparse_cfg {
-    char *name;      /* owned */
-    ag_sparse_t *sp; /* owned */
-} ag_sparse_cfg_t;
-
-typedef struct ag_slot {
-    ag_point_id_t id;
-    json_t *payload; /* owned reference; an object (possibly empty) */
-    bool alive;
-} ag_slot_t;
-
-typedef struct ag_collection {
-    atomic_int refs;
-    char *name; /* owned */
-    uint32_t cid;
-    json_t *params; /* owned: the creation params as normalised (vectors, sparse_vectors, ...) */
-    json_t *schema; /* owned: payload index schema {field: {"data_type":..., "params":...}} */
-    bool unnamed;   /* the single-vector form: vectors are addressed by "" */
-    int nvec;
-    ag_vector_cfg_t vec[AG_MAX_VECTORS];
-    int nsparse;
-    ag_sparse_cfg_t sparse[AG_MAX_VECTORS];
-
-    MDB_env *env; /* borrowed from the store */
-    MDB_dbi dbi_points, dbi_vectors;
-
-    pthread_mutex_t write_mutex;
-    pthread_rwlock_t lock;
-    ag_slot_t *slots; /* owned, nslots used */
-    uint32_t nslots, cap_slots;
-    uint32_t *free_slots; /* owned stack of reusable slots */
-    uint32_t nfree, cap_free;
-    uint32_t *map; /* open-addressing hash id → slot+1 (0 = empty, UINT32_MAX = tomb) */
-    uint32_t map_cap, map_used, map_tombs;
-    uint32_t live;
-    atomic_uint_fast64_t version;     /* bumped on every applied write (cache invalidation) */
-    atomic_int write_waiters;         /* writers waiting for `lock` (the indexer yields to them) */
-    struct kw_index *payload_indexes; /* lazily built candidate indexes (ag_payload_index.c) */
-    bool dropped;
-    /* HNSW graph files (<storage>/index/<cid>.<vector number>.hnsw), see ag_coll_save_indexes.
-     * index_dir owned, NULL if unknown; index_ready once loaded (never save a half-open one). */
-    char *index_dir;
-    bool index_ready;
-    double index_saved_at;
-} ag_collection_t;
+/* Opaque outside store/ (docs/ARCHITECTURE.md "The collection API"): the struct lives in
+ * store/ag_collection_int.h; everyone else goes through the functions below. */
+typedef struct ag_collection ag_collection_t;
 
 /* A change to one point, applied atomically with the others of the same call. */
 typedef enum { AG_VEC_KEEP = 0, AG_VEC_SET, AG_VEC_CLEAR } ag_vec_op_t;
@@ -115,15 +62,6 @@ typedef struct ag_mutation {
  * new normalised params object (caller owns). */
 int ag_coll_parse_params(const json_t *body, json_t **out, ag_diag_t *diag);
 
-/* Opens (creating if asked) the collection's databases inside txn and loads it into memory.
- * Returns a new collection with one reference. params and schema are borrowed (copied). */
-int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, const json_t *params,
-                 const json_t *schema, bool create, ag_collection_t **out, ag_diag_t *diag);
-/* Loads all stored points into memory (startup). */
-int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag);
-/* Drops the collection's databases inside txn (contents deleted). */
-int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn);
-
 void ag_coll_ref(ag_collection_t *c);
 void ag_coll_unref(ag_collection_t *c);
 
@@ -131,15 +69,80 @@ void ag_coll_unref(ag_collection_t *c);
 int ag_coll_vector(const ag_collection_t *c, const char *name);
 int ag_coll_sparse(const ag_collection_t *c, const char *name);
 
-/* Reader side. Every lookup below must happen between read_begin and read_end (or while holding
- * the write mutex, which excludes every other writer). */
-void ag_coll_read_begin(ag_collection_t *c);
-void ag_coll_read_end(ag_collection_t *c);
-/* Slot of an id, or UINT32_MAX. */
+/* Reader side. Every lookup below marked "lock held" must happen inside ag_coll_read (or while
+ * holding the write mutex, which excludes every other writer). Pointers it returns are borrowed
+ * until then. ag_coll_read runs fn(ud, c) under the collection's read lock and returns what fn
+ * returns; the lock is never held by anyone outside store/ otherwise. */
+typedef int (*ag_coll_read_fn)(void *ud, ag_collection_t *c);
+int ag_coll_read(ag_collection_t *c, ag_coll_read_fn fn, void *ud);
+/* Slot of an id, or UINT32_MAX (lock held). */
 uint32_t ag_coll_find(const ag_collection_t *c, const ag_point_id_t *id);
 /* Filter subject for a slot (payload borrowed). */
 void ag_coll_subject(const ag_collection_t *c, uint32_t slot, ag_filter_subject_t *s);
 bool ag_coll_match(const ag_collection_t *c, uint32_t slot, const ag_filter_t *f);
+
+/* Read access for the query layer and handlers (lock held). Returned pointers are borrowed and
+ * valid until the lock is released. */
+/* The collection's own name (an alias resolves to it); borrowed for the collection's life. */
+const char *ag_coll_name(const ag_collection_t *c);
+/* Live points, and the slot count (slots are 0 .. nslots-1; a dead slot fails every match). */
+uint32_t ag_coll_live(const ag_collection_t *c);
+uint32_t ag_coll_nslots(const ag_collection_t *c);
+const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot);
+/* The payload object of a slot (never NULL for a live slot). */
+const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot);
+/* The payload index definition {"data_type":..., ...} of a field, or NULL. */
+const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field);
+/* The creation params as normalised (borrowed; lock held). */
+const json_t *ag_coll_params(const ag_collection_t *c);
+/* The single-vector form: vectors are addressed by "" (fixed at creation; no lock needed). */
+bool ag_coll_unnamed(const ag_collection_t *c);
+int ag_coll_nvec(const ag_collection_t *c);
+int ag_coll_nsparse(const ag_collection_t *c);
+
+/* A dense vector of the collection: its config and, for scoring, its storage and index (borrowed;
+ * the vectors and graph they hold are read with the lock held). vi from ag_coll_vector. */
+typedef struct ag_dense_info {
+    const char *name; /* "" for the unnamed vector */
+    uint32_t dim;
+    ag_distance_t dist;
+    const ag_vecstore_t *vs;
+    const ag_index_t *index;
+} ag_dense_info_t;
+void ag_coll_dense_info(const ag_collection_t *c, int vi, ag_dense_info_t *out);
+/* The stored dense vector vi of a slot, or NULL (lock held). */
+const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot);
+/* The inverted index of sparse vector si (borrowed; read with the lock held). */
+const ag_sparse_t *ag_coll_sparse_index(const ag_collection_t *c, int si);
+
+/* Visits every live point (slot, id, payload all borrowed for the call) under the read lock
+ * until visit returns false. */
+typedef bool (*ag_coll_visit_fn)(void *ud, uint32_t slot, const ag_point_id_t *id,
+                                 const json_t *payload);
+void ag_coll_scan(ag_collection_t *c, ag_coll_visit_fn visit, void *ud);
+/* Does any live point match f right now? hint (may be NULL) is a filter JSON whose payload-index
+ * candidates include every match of f, so an indexed key avoids a full scan (the JWT
+ * value_exists check, docs/PERMISSIONS.md). Takes the read lock. */
+bool ag_coll_any_match(ag_collection_t *c, const ag_filter_t *f, const json_t *hint);
+
+/* What GET /collections/{name} reports, counted under the read lock. With a row restriction the
+ * counts cover the restricted rows only. params and schema are new references (the caller owns
+ * them); schema maps each indexed field to its definition plus "points" (how many points in the
+ * rows hold it). */
+typedef struct ag_coll_stats {
+    json_t *params;
+    json_t *schema;
+    uint64_t points, vectors, queued; /* queued: vectors not yet linked into a graph */
+} ag_coll_stats_t;
+int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_stats_t *out);
+
+/* Walks the stored points in id order (LMDB's sorted keys, in a read transaction of its own)
+ * from the first id >= from (NULL = the first point). visit gets each point's id (NULL for a key
+ * that does not parse) and its slot (UINT32_MAX when it is not in memory); it returns 0 to go on,
+ * 1 to stop, or a negative error, which stops the walk and is returned. AG_ESTORAGE when the
+ * database cannot be read. Caller holds the read lock, so the slots it is given stay valid. */
+typedef int (*ag_coll_walk_fn)(void *ud, const ag_point_id_t *id, uint32_t slot);
+int ag_coll_walk(ag_collection_t *c, const ag_point_id_t *from, ag_coll_walk_fn visit, void *ud);
 
 /* Writer side: write_begin takes the write mutex; apply commits to LMDB (syncing when `sync`)
  * and then applies to memory; write_end releases the mutex. */

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include "ag_grow.h"
+#include "store/ag_collection_int.h"
 
 typedef struct kv_pair {
     uint64_t h;

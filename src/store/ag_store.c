@@ -13,6 +13,7 @@
 
 #include "ag_grow.h"
 #include "ag_log.h"
+#include "store/ag_collection_int.h"
 #include "json/ag_json.h"
 
 typedef struct alias_entry {
@@ -740,6 +741,29 @@ int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
     int rc = persist_coll(st, c, diag);
     if (rc == 0)
         tenancy_put(st, c->name, true, schema_tenant_key(c->schema), NULL);
+    return rc;
+}
+
+int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, json_t *def,
+                       bool *existed, ag_diag_t *diag)
+{
+    json_t *old = json_incref(json_object_get(c->schema, field));
+    if (existed)
+        *existed = old != NULL;
+    if (!def && !old)
+        return 0;
+    if (def)
+        json_object_set_new(c->schema, field, def);
+    else
+        json_object_del(c->schema, field);
+    int rc = ag_store_save_schema(st, c, diag);
+    if (rc) {
+        if (old)
+            json_object_set(c->schema, field, old);
+        else
+            json_object_del(c->schema, field);
+    }
+    json_decref(old);
     return rc;
 }
 

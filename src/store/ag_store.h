@@ -43,6 +43,12 @@ int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_d
 int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *diag);
 /* Merges a validated PATCH body into the stored params (no structural change to vectors). */
 int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag);
+/* Sets (def non-NULL; takes ownership) or removes (def NULL) the payload index definition of
+ * field and persists the schema; on failure the schema is left as it was. *existed (may be NULL)
+ * tells whether the field had one; removing a field without one does nothing. Caller holds c's
+ * write mutex (ag_coll_write_begin). */
+int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, json_t *def,
+                       bool *existed, ag_diag_t *diag);
 /* Persists the collection's payload schema (c->schema, after the caller changed it under the
  * collection's write mutex). */
 int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag);

@@ -2,8 +2,10 @@
  * indexer thread), several searching threads and one writer for a while; every hit must be a
  * live point, nothing may crash (this suite runs under ASan/UBSan too), and once the indexer has
  * caught up the graph must agree with an exact scan. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -31,8 +33,66 @@ static float rnd(uint64_t *s)
 
 static bool alive(const void *ud, uint32_t slot)
 {
-    const ag_collection_t *c = ud;
-    return slot < c->nslots && c->slots[slot].alive;
+    return ag_coll_match(ud, slot, NULL);
+}
+
+typedef struct one_search {
+    const float *q;
+    ag_hit_t *hits;
+    size_t n;
+} one_search_t;
+
+/* Under the read lock: a graph search, every hit checked against the live points. */
+static int search_locked(void *ud, ag_collection_t *c)
+{
+    one_search_t *o = ud;
+    ag_dense_info_t v;
+    ag_coll_dense_info(c, 0, &v);
+    ag_index_filter_t flt = {.accept = alive, .ud = c};
+    ag_search_params_t p = {.ef = 32};
+    int rc = ag_index_search(v.index, o->q, 10, &flt, &p, o->hits, &o->n);
+    for (size_t i = 0; rc == 0 && i < o->n; i++)
+        if (!ag_coll_match(c, o->hits[i].slot, NULL) || !ag_coll_dense_get(c, 0, o->hits[i].slot))
+            atomic_fetch_add(&bad_hits, 1);
+    return rc;
+}
+
+static int pending_locked(void *ud, ag_collection_t *c)
+{
+    ag_dense_info_t v;
+    ag_coll_dense_info(c, 0, &v);
+    *(uint32_t *)ud = ag_hnsw_pending(v.index);
+    return 0;
+}
+
+typedef struct compare {
+    ag_index_t *exact;
+    uint64_t *seed;
+    size_t same, total;
+} compare_t;
+
+/* Under the read lock: the graph against an exact scan on 50 queries. */
+static int compare_locked(void *ud, ag_collection_t *c)
+{
+    compare_t *cmp = ud;
+    ag_dense_info_t v;
+    ag_coll_dense_info(c, 0, &v);
+    assert_int_equal(ag_hnsw_pending(v.index), 0);
+    float q[DIM];
+    for (int t = 0; t < 50; t++) {
+        for (int k = 0; k < DIM; k++)
+            q[k] = rnd(cmp->seed);
+        ag_hit_t a[10], b[10];
+        size_t na, nb;
+        ag_search_params_t p = {.ef = 64};
+        assert_int_equal(ag_index_search(v.index, q, 10, NULL, &p, a, &na), 0);
+        assert_int_equal(ag_index_search(cmp->exact, q, 10, NULL, &p, b, &nb), 0);
+        for (size_t i = 0; i < na; i++)
+            for (size_t j = 0; j < nb; j++)
+                cmp->same += a[i].slot == b[j].slot;
+        cmp->total += nb;
+    }
+    return 0;
 }
 
 static void *searcher(void *arg)
@@ -43,15 +103,8 @@ static void *searcher(void *arg)
     while (!atomic_load(&stop)) {
         for (int d = 0; d < DIM; d++)
             q[d] = rnd(&seed);
-        ag_index_filter_t flt = {.accept = alive, .ud = coll};
-        ag_search_params_t p = {.ef = 32};
-        size_t n = 0;
-        ag_coll_read_begin(coll);
-        int rc = ag_index_search(coll->vec[0].index, q, 10, &flt, &p, hits, &n);
-        for (size_t i = 0; rc == 0 && i < n; i++)
-            if (!coll->slots[hits[i].slot].alive || !ag_vecstore_get(coll->vec[0].vs, hits[i].slot))
-                atomic_fetch_add(&bad_hits, 1);
-        ag_coll_read_end(coll);
+        one_search_t o = {q, hits, 0};
+        int rc = ag_coll_read(coll, search_locked, &o);
         if (rc != 0)
             atomic_fetch_add(&bad_hits, 1);
         atomic_fetch_add(&searches, 1);
@@ -77,7 +130,9 @@ static void test_search_during_writes(void **state)
     json_decref(params);
     json_decref(body);
     assert_int_equal(ag_store_get(st, "conc", &coll, NULL), 0);
-    assert_true(ag_index_is_hnsw(coll->vec[0].index));
+    ag_dense_info_t v0;
+    ag_coll_dense_info(coll, 0, &v0);
+    assert_true(ag_index_is_hnsw(v0.index));
 
     pthread_t th[SEARCHERS];
     for (uintptr_t i = 0; i < SEARCHERS; i++)
@@ -119,34 +174,18 @@ static void test_search_during_writes(void **state)
     /* Let the indexer drain the queue, then compare the graph with an exact scan. */
     double deadline = ag_now_mono() + 60;
     for (;;) {
-        ag_coll_read_begin(coll);
-        uint32_t left = ag_hnsw_pending(coll->vec[0].index);
-        ag_coll_read_end(coll);
+        uint32_t left = 0;
+        ag_coll_read(coll, pending_locked, &left);
         if (left == 0 || ag_now_mono() > deadline)
             break;
         usleep(20000);
     }
     ag_index_t *exact;
-    assert_int_equal(ag_index_exact_new(coll->vec[0].vs, AG_DIST_EUCLID, &exact), 0);
-    size_t same = 0, total = 0;
-    float q[DIM];
-    ag_coll_read_begin(coll);
-    assert_int_equal(ag_hnsw_pending(coll->vec[0].index), 0);
-    for (int t = 0; t < 50; t++) {
-        for (int k = 0; k < DIM; k++)
-            q[k] = rnd(&seed);
-        ag_hit_t a[10], b[10];
-        size_t na, nb;
-        ag_search_params_t p = {.ef = 64};
-        assert_int_equal(ag_index_search(coll->vec[0].index, q, 10, NULL, &p, a, &na), 0);
-        assert_int_equal(ag_index_search(exact, q, 10, NULL, &p, b, &nb), 0);
-        for (size_t i = 0; i < na; i++)
-            for (size_t j = 0; j < nb; j++)
-                same += a[i].slot == b[j].slot;
-        total += nb;
-    }
-    ag_coll_read_end(coll);
-    assert_true((double)same / (double)total >= 0.9);
+    /* The exact index only reads the vectors; ag_index_exact_new is not const-typed. */
+    assert_int_equal(ag_index_exact_new((ag_vecstore_t *)v0.vs, AG_DIST_EUCLID, &exact), 0);
+    compare_t cmp = {exact, &seed, 0, 0};
+    ag_coll_read(coll, compare_locked, &cmp);
+    assert_true((double)cmp.same / (double)cmp.total >= 0.9);
     ag_index_free(exact);
     json_decref(empty);
     ag_coll_unref(coll);

@@ -83,7 +83,7 @@ static void test_persist_and_reload(void **state)
     assert_int_equal(ag_coll_write_begin(c), 0);
     assert_int_equal(ag_coll_apply(c, m, 4, true, &d), 0);
     ag_coll_write_end(c);
-    assert_int_equal(c->live, 2);
+    assert_int_equal(ag_coll_live(c), 2);
     ag_coll_unref(c);
     json_decref(p1);
     json_decref(p2);
@@ -91,18 +91,18 @@ static void test_persist_and_reload(void **state)
 
     st = open_store();
     assert_int_equal(ag_store_get(st, "c", &c, NULL), 0);
-    assert_int_equal(c->live, 2);
+    assert_int_equal(ag_coll_live(c), 2);
     ag_point_id_t id1 = {.kind = AG_ID_NUM, .num = 1}, id3 = {.kind = AG_ID_NUM, .num = 3};
     uint32_t s = ag_coll_find(c, &id1);
     assert_true(s != UINT32_MAX);
-    assert_string_equal(json_string_value(json_object_get(c->slots[s].payload, "k")), "one");
-    const float *got = ag_vecstore_get(c->vec[0].vs, s);
+    assert_string_equal(json_string_value(json_object_get(ag_coll_payload(c, s), "k")), "one");
+    const float *got = ag_coll_dense_get(c, 0, s);
     assert_non_null(got);
     assert_memory_equal(got, v1, sizeof(v1));
     const uint32_t *gi;
     const float *gv;
     uint32_t gn;
-    assert_true(ag_sparse_get(c->sparse[0].sp, s, &gi, &gv, &gn));
+    assert_true(ag_sparse_get(ag_coll_sparse_index(c, 0), s, &gi, &gv, &gn));
     assert_int_equal(gn, 2);
     assert_int_equal(gi[1], 9);
     assert_true(gv[1] == -1.0f);
@@ -194,7 +194,7 @@ static void test_many_points_reuse_slots(void **state)
         m[i].delete_point = true;
     assert_int_equal(ag_coll_apply(c, m, N, false, &d), 0); /* deletes evens, rewrites odds */
     ag_coll_write_end(c);
-    assert_int_equal(c->live, N / 2);
+    assert_int_equal(ag_coll_live(c), N / 2);
     for (int i = 0; i < N; i++) {
         uint32_t s = ag_coll_find(c, &m[i].id);
         assert_true((i % 2 == 0) == (s == UINT32_MAX));
@@ -203,7 +203,7 @@ static void test_many_points_reuse_slots(void **state)
     ag_store_close(st);
     st = open_store();
     assert_int_equal(ag_store_get(st, "m", &c, NULL), 0);
-    assert_int_equal(c->live, N / 2);
+    assert_int_equal(ag_coll_live(c), N / 2);
     ag_coll_unref(c);
     ag_store_close(st);
     json_decref(empty);

@@ -1,0 +1,584 @@
+/*
+ * Point write operations (docs/API.md), each run with the collection's write mutex held: upsert,
+ * delete, payload edits, vector updates. Shared by the single-operation endpoints and the batch
+ * endpoint (api_points.c). Every point written must stay inside the caller's row restriction.
+ */
+#include <stdio.h>
+
+#include "ag_grow.h"
+#include "api/ag_guard.h"
+#include "api/ag_point_ops.h"
+#include "store/ag_payload_index.h"
+#include "json/ag_json.h"
+
+/* Points examined between two looks at the request deadline. */
+#define DEADLINE_EVERY 1024u
+
+/* ---- writing helpers ----------------------------------------------------------------------- */
+
+ag_mutation_t *ag_muts_add(ag_call_t *call, ag_muts_t *ms)
+{
+    if (ms->n == ms->cap) {
+        size_t cap = ms->cap ? ms->cap * 2 : 64;
+        ag_mutation_t *g = ag_arena_alloc(&call->arena, cap * sizeof(*g));
+        if (!g)
+            return NULL;
+        if (ms->n)
+            memcpy(g, ms->m, ms->n * sizeof(*g));
+        ms->m = g;
+        ms->cap = cap;
+    }
+    ag_mutation_t *m = &ms->m[ms->n++];
+    memset(m, 0, sizeof(*m));
+    return m;
+}
+
+void ag_muts_free(ag_muts_t *ms)
+{
+    for (size_t i = 0; i < ms->n; i++)
+        json_decref(ms->m[i].payload);
+    ms->n = 0;
+}
+
+/* Row-level check for a write (docs/PERMISSIONS.md "Row filters"): the point must not exist outside
+ * the caller's scope and must not end up outside it. */
+static int check_write_scope(ag_call_t *call, ag_collection_t *c, const ag_point_id_t *id,
+                             const json_t *new_payload)
+{
+    if (!call->restriction)
+        return 0;
+    uint32_t s = ag_coll_find(c, id);
+    char buf[40];
+    ag_id_format(id, buf, sizeof(buf));
+    if (s != UINT32_MAX && !ag_coll_match(c, s, call->restriction))
+        return ag_fail(&call->diag, AG_EFORBIDDEN,
+                       "Forbidden: point %s is outside the rows this credential may write", buf);
+    if (new_payload) {
+        ag_filter_subject_t subj = {id, new_payload, NULL, NULL};
+        if (!ag_filter_match_all(call->restriction, &subj))
+            return ag_fail(&call->diag, AG_EFORBIDDEN, AG_OUT_OF_SCOPE_WRITE, buf);
+    }
+    return 0;
+}
+
+int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_muts_t *ms)
+{
+    /* Read under the write mutex, which tenant changes also hold: a tenant deactivated or
+     * deleted meanwhile is seen here. */
+    json_t *tenancy = NULL;
+    if (ag_store_tenancy(call->api->store, ag_coll_name(c), &tenancy) != 0)
+        return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
+                       ag_coll_name(c));
+    int trc = 0;
+    for (size_t i = 0; i < ms->n && trc == 0; i++)
+        if (!ms->m[i].delete_point && ms->m[i].payload)
+            trc = ag_tenant_check_payload(call, tenancy, &ms->m[i].id, ms->m[i].payload);
+    json_decref(tenancy);
+    if (trc)
+        return trc;
+    for (size_t i = 0; i < ms->n; i++) {
+        const ag_mutation_t *m = &ms->m[i];
+        if (m->delete_point)
+            continue;
+        const json_t *np = m->payload;
+        if (!np) {
+            uint32_t s = ag_coll_find(c, &m->id);
+            np = s == UINT32_MAX ? NULL : ag_coll_payload(c, s);
+            if (!np) {
+                static json_t *empty;
+                if (!empty)
+                    empty = json_object();
+                np = empty;
+            }
+        }
+        int rc = check_write_scope(call, c, &m->id, np);
+        if (rc)
+            return rc;
+    }
+    if (call->dry_run)
+        return 0;
+    return ag_coll_apply(c, ms->m, ms->n, call->wait, &call->diag);
+}
+
+/* ---- point selection ----------------------------------------------------------------------- */
+
+/* Ids of existing points matching a filter, within the caller's scope. */
+static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filter,
+                         const char *path, ag_point_id_t **out, size_t *n)
+{
+    ag_scope_t sc;
+    int rc = ag_scope_init(&sc, c, call->restriction, filter, path, &call->diag);
+    if (rc)
+        return rc;
+    size_t cap = ag_coll_live(c) ? ag_coll_live(c) : 1;
+    ag_point_id_t *ids = ag_arena_alloc(&call->arena, cap * sizeof(*ids));
+    if (!ids) {
+        ag_scope_release(&sc);
+        return AG_ENOMEM;
+    }
+    size_t k = 0;
+    uint32_t *cand;
+    size_t ncand;
+    bool indexed = ag_scope_candidates(&sc, &call->arena, filter, &cand, &ncand);
+    size_t total = indexed ? ncand : ag_coll_nslots(c), seen = 0;
+    /* Nothing is written until the selection is complete, so running out of time here leaves
+     * the collection untouched. */
+    for (size_t i = 0; i < total && k < cap; i++) {
+        if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
+            break;
+        uint32_t s = indexed ? cand[i] : (uint32_t)i;
+        if (indexed && i > 0 && cand[i - 1] == s)
+            continue;
+        seen++;
+        if (ag_scope_match(&sc, s))
+            ids[k++] = *ag_coll_id(c, s);
+    }
+    ag_scope_note_examined(seen);
+    ag_scope_release(&sc);
+    if (rc)
+        return rc;
+    *out = ids;
+    *n = k;
+    return 0;
+}
+
+/* Qdrant's PointsSelector: {"points": [ids]} or {"filter": {...}} (keys taken from body). */
+static int select_points(ag_call_t *call, ag_collection_t *c, const json_t *body,
+                         ag_point_id_t **ids, size_t *n, bool *by_filter)
+{
+    json_t *pts = json_object_get(body, "points");
+    json_t *flt = json_object_get(body, "filter");
+    *by_filter = false;
+    if (pts && !json_is_null(pts) && flt && !json_is_null(flt))
+        return ag_fail(&call->diag, AG_EINVAL, "give either points or filter, not both");
+    if (pts && !json_is_null(pts))
+        return ag_parse_ids(call, pts, "points", ids, n);
+    if (flt && !json_is_null(flt)) {
+        *by_filter = true;
+        return select_filter(call, c, flt, "filter", ids, n);
+    }
+    return ag_fail(&call->diag, AG_EINVAL, "points or filter: one of them is required");
+}
+
+/* A listed id that does not exist, or is outside the caller's read scope, is not found. */
+static int require_point(ag_call_t *call, ag_collection_t *c, const ag_point_id_t *id,
+                         uint32_t *slot)
+{
+    uint32_t s = ag_coll_find(c, id);
+    *slot = s;
+    if (s == UINT32_MAX && call->dry_run)
+        return 0; /* an earlier operation of the same batch may create it */
+    if (s == UINT32_MAX || !ag_coll_match(c, s, call->restriction)) {
+        char buf[40];
+        ag_id_format(id, buf, sizeof(buf));
+        return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: No point with id %s found", buf);
+    }
+    *slot = s;
+    return 0;
+}
+
+/* ---- operations (caller holds the collection's write mutex) -------------------------------- */
+
+static int payload_of(ag_call_t *call, const json_t *p, const char *path, json_t **out)
+{
+    *out = NULL;
+    if (!p || json_is_null(p))
+        return 0;
+    if (!json_is_object(p))
+        return ag_fail(&call->diag, AG_EINVAL, "%s: payload must be a JSON object", path);
+    *out = json_deep_copy(p);
+    return *out ? 0 : AG_ENOMEM;
+}
+
+/* Qdrant requires `vector` on every upserted point; a collection with one unnamed vector needs
+ * that vector (named collections may leave some or all of their vectors out: "vector": {}). */
+static int require_vector(ag_call_t *call, const ag_collection_t *c, const json_t *v,
+                          const char *path)
+{
+    if (!v || json_is_null(v))
+        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: required", path);
+    if (ag_coll_unnamed(c) && json_is_object(v) && !json_object_get(v, ""))
+        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: this collection's vector is required",
+                       path);
+    return 0;
+}
+
+int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
+{
+    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "batch", "shard_key", "update_filter");
+    if (rc)
+        return rc;
+    ag_muts_t ms = {0};
+    json_t *points = json_object_get(body, "points");
+    json_t *batch = json_object_get(body, "batch");
+    char path[96];
+    if (points && batch)
+        return ag_fail(&call->diag, AG_EINVAL, "give either points or batch, not both");
+    if (points) {
+        if (!json_is_array(points))
+            return ag_fail(&call->diag, AG_EINVAL, "points: expected an array");
+        if (json_array_size(points) > AG_MAX_BATCH)
+            return ag_fail(&call->diag, AG_EINVAL, "points: at most %d per request", AG_MAX_BATCH);
+        size_t i;
+        json_t *p;
+        json_array_foreach(points, i, p)
+        {
+            snprintf(path, sizeof(path), "points[%zu]", i);
+            if (!json_is_object(p)) {
+                rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
+                break;
+            }
+            if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector", "payload")) != 0)
+                break;
+            ag_mutation_t *m = ag_muts_add(call, &ms);
+            if (!m) {
+                rc = AG_ENOMEM;
+                break;
+            }
+            m->replace_vectors = true;
+            snprintf(path, sizeof(path), "points[%zu].id", i);
+            if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
+                break;
+            snprintf(path, sizeof(path), "points[%zu].vector", i);
+            if ((rc = require_vector(call, c, json_object_get(p, "vector"), path)) != 0 ||
+                (rc = ag_parse_point_vector(call, c, json_object_get(p, "vector"), path, m)) != 0)
+                break;
+            snprintf(path, sizeof(path), "points[%zu].payload", i);
+            if ((rc = payload_of(call, json_object_get(p, "payload"), path, &m->payload)) != 0)
+                break;
+            if (!m->payload && !(m->payload = json_object())) {
+                rc = AG_ENOMEM;
+                break;
+            }
+        }
+    } else if (batch) {
+        if (!json_is_object(batch))
+            return ag_fail(&call->diag, AG_EINVAL, "batch: expected an object");
+        if ((rc = AG_JSON_ONLY(batch, "batch", &call->diag, "ids", "vectors", "payloads")) != 0)
+            return rc;
+        json_t *ids = json_object_get(batch, "ids");
+        json_t *vectors = json_object_get(batch, "vectors");
+        json_t *payloads = json_object_get(batch, "payloads");
+        if (!json_is_array(ids))
+            return ag_fail(&call->diag, AG_EINVAL, "batch.ids: expected an array");
+        size_t n = json_array_size(ids);
+        if (n > AG_MAX_BATCH)
+            return ag_fail(&call->diag, AG_EINVAL, "batch.ids: at most %d per request",
+                           AG_MAX_BATCH);
+        if (payloads && !json_is_null(payloads) &&
+            (!json_is_array(payloads) || json_array_size(payloads) != n))
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "batch.payloads: expected an array as long as batch.ids");
+        if (vectors && !json_is_array(vectors) && !json_is_object(vectors))
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "batch.vectors: expected an array or an object of named columns");
+        if (!vectors || json_is_null(vectors))
+            return ag_fail(&call->diag, AG_EUNPROCESSABLE, "batch.vectors: required");
+        if (json_is_object(vectors) && ag_coll_unnamed(c) && !json_object_get(vectors, ""))
+            return ag_fail(&call->diag, AG_EUNPROCESSABLE,
+                           "batch.vectors: this collection's vector is required");
+        if (json_is_array(vectors) && json_array_size(vectors) != n)
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "batch.vectors: expected as many vectors as ids");
+        const char *vn;
+        json_t *col;
+        json_object_foreach(json_is_object(vectors) ? vectors : NULL, vn, col)
+        {
+            if (!json_is_array(col) || json_array_size(col) != n)
+                return ag_fail(&call->diag, AG_EINVAL,
+                               "batch.vectors.%.200s: expected as many vectors as ids", vn);
+            if (ag_coll_vector(c, vn) < 0 && ag_coll_sparse(c, vn) < 0)
+                return ag_fail(&call->diag, AG_EINVAL,
+                               "Wrong input: Not existing vector name error: %.200s", vn);
+        }
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            ag_mutation_t *m = ag_muts_add(call, &ms);
+            if (!m) {
+                rc = AG_ENOMEM;
+                break;
+            }
+            m->replace_vectors = true;
+            snprintf(path, sizeof(path), "batch.ids[%zu]", i);
+            if ((rc = ag_id_parse(json_array_get(ids, i), &m->id, path, &call->diag)) != 0)
+                break;
+            if (json_is_array(vectors)) {
+                snprintf(path, sizeof(path), "batch.vectors[%zu]", i);
+                rc = ag_parse_point_vector(call, c, json_array_get(vectors, i), path, m);
+            } else {
+                json_object_foreach(json_is_object(vectors) ? vectors : NULL, vn, col)
+                {
+                    json_t *one = json_pack("{s:O}", vn, json_array_get(col, i));
+                    snprintf(path, sizeof(path), "batch.vectors.%.40s[%zu]", vn, i);
+                    rc = one ? ag_parse_point_vector(call, c, one, "batch.vectors", m) : AG_ENOMEM;
+                    json_decref(one);
+                    if (rc)
+                        break;
+                }
+            }
+            if (rc)
+                break;
+            snprintf(path, sizeof(path), "batch.payloads[%zu]", i);
+            if (json_is_array(payloads) &&
+                (rc = payload_of(call, json_array_get(payloads, i), path, &m->payload)) != 0)
+                break;
+            if (!m->payload && !(m->payload = json_object()))
+                rc = AG_ENOMEM;
+        }
+    } else {
+        return ag_fail(&call->diag, AG_EINVAL, "points or batch: one of them is required");
+    }
+    if (rc == 0)
+        rc = ag_op_commit(call, c, &ms);
+    ag_muts_free(&ms);
+    return rc;
+}
+
+int ag_op_delete(ag_call_t *call, ag_collection_t *c, const json_t *body)
+{
+    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "filter", "shard_key");
+    if (rc)
+        return rc;
+    ag_point_id_t *ids;
+    size_t n;
+    bool by_filter;
+    if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
+        return rc;
+    ag_muts_t ms = {0};
+    for (size_t i = 0; i < n; i++) {
+        uint32_t s = ag_coll_find(c, &ids[i]);
+        /* Deletes touch only points inside the caller's scope; others are left alone. */
+        if (s != UINT32_MAX && !ag_coll_match(c, s, call->restriction))
+            continue;
+        ag_mutation_t *m = ag_muts_add(call, &ms);
+        if (!m)
+            return AG_ENOMEM;
+        m->id = ids[i];
+        m->delete_point = true;
+    }
+    rc = call->dry_run ? 0 : ag_coll_apply(c, ms.m, ms.n, call->wait, &call->diag);
+    ag_muts_free(&ms);
+    return rc;
+}
+
+/* Returns the object at a dotted key path inside obj, creating objects on the way. */
+static json_t *ensure_path(json_t *obj, const char *key)
+{
+    char part[256];
+    const char *p = key;
+    while (*p) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (len == 0 || len >= sizeof(part))
+            return NULL;
+        memcpy(part, p, len);
+        part[len] = '\0';
+        json_t *next = json_object_get(obj, part);
+        if (!json_is_object(next)) {
+            next = json_object();
+            if (!next || json_object_set_new(obj, part, next) != 0)
+                return NULL;
+        }
+        obj = next;
+        p = dot ? dot + 1 : p + len;
+    }
+    return obj;
+}
+
+int ag_op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, ag_pl_op_t op)
+{
+    int rc;
+    const json_t *payload = NULL;
+    const json_t *keys = NULL;
+    const char *key = NULL;
+    switch (op) {
+    case AG_PL_SET:
+    case AG_PL_OVERWRITE:
+        rc = AG_JSON_ONLY(body, "", &call->diag, "payload", "points", "filter", "key", "shard_key");
+        if (rc)
+            return rc;
+        payload = json_object_get(body, "payload");
+        if (!json_is_object(payload))
+            return ag_fail(&call->diag, AG_EINVAL, "payload: expected a JSON object");
+        if ((rc = ag_json_get_str(body, "key", "", &key, &call->diag)) != 0)
+            return rc;
+        if (key && (rc = ag_payload_path_check(key, &call->diag)) != 0)
+            return rc;
+        break;
+    case AG_PL_DELETE_KEYS:
+        rc = AG_JSON_ONLY(body, "", &call->diag, "keys", "points", "filter", "shard_key");
+        if (rc)
+            return rc;
+        keys = json_object_get(body, "keys");
+        if (!json_is_array(keys))
+            return ag_fail(&call->diag, AG_EINVAL, "keys: expected an array of payload keys");
+        size_t i;
+        json_t *k;
+        json_array_foreach(keys, i, k)
+        {
+            if (!json_is_string(k) || ag_payload_path_check(json_string_value(k), NULL) != 0)
+                return ag_fail(&call->diag, AG_EINVAL, "keys[%zu]: expected a payload key", i);
+        }
+        break;
+    case AG_PL_CLEAR:
+        rc = AG_JSON_ONLY(body, "", &call->diag, "points", "filter", "shard_key");
+        if (rc)
+            return rc;
+        break;
+    }
+    ag_point_id_t *ids;
+    size_t n;
+    bool by_filter;
+    if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
+        return rc;
+    ag_muts_t ms = {0};
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        uint32_t s = UINT32_MAX;
+        if ((rc = require_point(call, c, &ids[i], &s)) != 0)
+            break;
+        json_t *next = NULL;
+        static json_t *none;
+        if (!none)
+            none = json_object();
+        const json_t *cur = s == UINT32_MAX ? none : ag_coll_payload(c, s);
+        switch (op) {
+        case AG_PL_SET:
+            next = json_deep_copy(cur);
+            if (next) {
+                json_t *target = key ? ensure_path(next, key) : next;
+                if (!target || json_object_update(target, (json_t *)payload) != 0) {
+                    json_decref(next);
+                    next = NULL;
+                }
+            }
+            break;
+        case AG_PL_OVERWRITE:
+            next = json_deep_copy(payload);
+            break;
+        case AG_PL_DELETE_KEYS: {
+            next = json_deep_copy(cur);
+            size_t k;
+            json_t *kv;
+            json_array_foreach(keys, k, kv) if (next)
+                ag_payload_delete_path(next, json_string_value(kv));
+            break;
+        }
+        case AG_PL_CLEAR:
+            next = json_object();
+            break;
+        }
+        if (!next) {
+            rc = AG_ENOMEM;
+            break;
+        }
+        ag_mutation_t *m = ag_muts_add(call, &ms);
+        if (!m) {
+            json_decref(next);
+            rc = AG_ENOMEM;
+            break;
+        }
+        m->id = ids[i];
+        m->payload = next;
+    }
+    if (rc == 0)
+        rc = ag_op_commit(call, c, &ms);
+    ag_muts_free(&ms);
+    return rc;
+}
+
+int ag_op_update_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body)
+{
+    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "shard_key", "update_filter");
+    if (rc)
+        return rc;
+    json_t *points = json_object_get(body, "points");
+    if (!json_is_array(points))
+        return ag_fail(&call->diag, AG_EINVAL, "points: expected an array");
+    ag_muts_t ms = {0};
+    char path[96];
+    size_t i;
+    json_t *p;
+    json_array_foreach(points, i, p)
+    {
+        snprintf(path, sizeof(path), "points[%zu]", i);
+        if (!json_is_object(p)) {
+            rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
+            break;
+        }
+        if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector")) != 0)
+            break;
+        ag_mutation_t *m = ag_muts_add(call, &ms);
+        if (!m) {
+            rc = AG_ENOMEM;
+            break;
+        }
+        snprintf(path, sizeof(path), "points[%zu].id", i);
+        if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
+            break;
+        uint32_t s = UINT32_MAX;
+        if ((rc = require_point(call, c, &m->id, &s)) != 0)
+            break;
+        json_t *v = json_object_get(p, "vector");
+        if (!v || json_is_null(v)) {
+            rc = ag_fail(&call->diag, AG_EINVAL, "points[%zu].vector: required", i);
+            break;
+        }
+        snprintf(path, sizeof(path), "points[%zu].vector", i);
+        if ((rc = ag_parse_point_vector(call, c, v, path, m)) != 0)
+            break;
+    }
+    if (rc == 0)
+        rc = ag_op_commit(call, c, &ms);
+    ag_muts_free(&ms);
+    return rc;
+}
+
+int ag_op_delete_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body)
+{
+    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "filter", "vector", "shard_key");
+    if (rc)
+        return rc;
+    json_t *names = json_object_get(body, "vector");
+    if (!json_is_array(names))
+        return ag_fail(&call->diag, AG_EINVAL, "vector: expected an array of vector names");
+    int dense[AG_MAX_VECTORS], sparse[AG_MAX_VECTORS], nd = 0, ns = 0;
+    size_t i;
+    json_t *nm;
+    json_array_foreach(names, i, nm)
+    {
+        const char *s = json_is_string(nm) ? json_string_value(nm) : NULL;
+        int vi = s ? ag_coll_vector(c, s) : -1, si = s ? ag_coll_sparse(c, s) : -1;
+        if (vi >= 0 && nd < AG_MAX_VECTORS)
+            dense[nd++] = vi;
+        else if (si >= 0 && ns < AG_MAX_VECTORS)
+            sparse[ns++] = si;
+        else
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "Wrong input: Not existing vector name error: %.200s",
+                           s ? s : "(not a string)");
+    }
+    ag_point_id_t *ids;
+    size_t n;
+    bool by_filter;
+    if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
+        return rc;
+    ag_muts_t ms = {0};
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        uint32_t s = UINT32_MAX;
+        if ((rc = require_point(call, c, &ids[k], &s)) != 0)
+            break;
+        ag_mutation_t *m = ag_muts_add(call, &ms);
+        if (!m) {
+            rc = AG_ENOMEM;
+            break;
+        }
+        m->id = ids[k];
+        for (int d = 0; d < nd; d++)
+            m->dense_op[dense[d]] = AG_VEC_CLEAR;
+        for (int d = 0; d < ns; d++)
+            m->sparse_op[sparse[d]] = AG_VEC_CLEAR;
+    }
+    if (rc == 0)
+        rc = ag_op_commit(call, c, &ms);
+    ag_muts_free(&ms);
+    return rc;
+}

@@ -1,0 +1,82 @@
+/*
+ * ag_collection_int.h — the collection's insides, for store/ only (the SQLite btreeInt.h habit):
+ * its struct, slot array, locks and LMDB handles. scripts/check-layers.sh fails when a file
+ * outside src/store/ includes it; everyone else uses store/ag_collection.h.
+ */
+#ifndef AG_COLLECTION_INT_H
+#define AG_COLLECTION_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "store/ag_collection.h"
+
+typedef struct ag_vector_cfg {
+    char *name; /* "" for the single unnamed vector (owned) */
+    uint32_t dim;
+    ag_distance_t dist;
+    ag_vecstore_t *vs; /* owned */
+    ag_index_t *index; /* owned */
+} ag_vector_cfg_t;
+
+typedef struct ag_sparse_cfg {
+    char *name;      /* owned */
+    ag_sparse_t *sp; /* owned */
+} ag_sparse_cfg_t;
+
+typedef struct ag_slot {
+    ag_point_id_t id;
+    json_t *payload; /* owned reference; an object (possibly empty) */
+    bool alive;
+} ag_slot_t;
+
+struct ag_collection {
+    atomic_int refs;
+    char *name; /* owned */
+    uint32_t cid;
+    json_t *params; /* owned: the creation params as normalised (vectors, sparse_vectors, ...) */
+    json_t *schema; /* owned: payload index schema {field: {"data_type":..., "params":...}} */
+    bool unnamed;   /* the single-vector form: vectors are addressed by "" */
+    int nvec;
+    ag_vector_cfg_t vec[AG_MAX_VECTORS];
+    int nsparse;
+    ag_sparse_cfg_t sparse[AG_MAX_VECTORS];
+
+    MDB_env *env; /* borrowed from the store */
+    MDB_dbi dbi_points, dbi_vectors;
+
+    pthread_mutex_t write_mutex;
+    pthread_rwlock_t lock;
+    ag_slot_t *slots; /* owned, nslots used */
+    uint32_t nslots, cap_slots;
+    uint32_t *free_slots; /* owned stack of reusable slots */
+    uint32_t nfree, cap_free;
+    uint32_t *map; /* open-addressing hash id → slot+1 (0 = empty, UINT32_MAX = tomb) */
+    uint32_t map_cap, map_used, map_tombs;
+    uint32_t live;
+    atomic_uint_fast64_t version;     /* bumped on every applied write (cache invalidation) */
+    atomic_int write_waiters;         /* writers waiting for `lock` (the indexer yields to them) */
+    struct kw_index *payload_indexes; /* lazily built candidate indexes (ag_payload_index.c) */
+    bool dropped;
+    /* HNSW graph files (<storage>/index/<cid>.<vector number>.hnsw), see ag_coll_save_indexes.
+     * index_dir owned, NULL if unknown; index_ready once loaded (never save a half-open one). */
+    char *index_dir;
+    bool index_ready;
+    double index_saved_at;
+};
+
+/* Opens (creating if asked) the collection's databases inside txn and loads it into memory.
+ * Returns a new collection with one reference. params and schema are borrowed (copied). */
+int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, const json_t *params,
+                 const json_t *schema, bool create, ag_collection_t **out, ag_diag_t *diag);
+/* Loads all stored points into memory (startup). */
+int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag);
+/* Drops the collection's databases inside txn (contents deleted). */
+int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn);
+
+/* The read lock, for store/'s own files; everyone else goes through ag_coll_read. */
+void ag_coll_read_begin(ag_collection_t *c);
+void ag_coll_read_end(ag_collection_t *c);
+
+#endif
