@@ -136,6 +136,7 @@ static void call_free(void *p)
     if (call->coll)
         ag_coll_unref(call->coll);
     json_decref(call->audit_detail);
+    ag_upsert_grant_release(&call->upsert);
     ag_arena_release(&call->arena);
     free(call);
 }

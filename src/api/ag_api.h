@@ -17,6 +17,13 @@
 #include "store/ag_store.h"
 
 typedef struct ag_api ag_api_t;
+
+typedef struct ag_upsert_grant {
+    bool split;  /* the write was granted per verb */
+    bool create; /* new ids may be added */
+    bool update; /* existing ids may be changed */
+    ag_filter_t *create_rows, *update_rows;
+} ag_upsert_grant_t;
 typedef struct ag_call ag_call_t;
 typedef int (*ag_handler_fn)(ag_call_t *call);
 
@@ -66,8 +73,12 @@ struct ag_call {
      * again (docs/SECURITY.md "Aliases"). Owned; NULL when nothing had that name. */
     ag_collection_t *coll;
     json_t *audit_detail; /* what the audit record says changed (owned; NULL = nothing) */
-    double deadline;      /* ag_now_mono() time after which the request stops with 408 */
-    uint64_t timeout_s;   /* the timeout the deadline came from (for the message) */
+    /* An upsert granted verb by verb (docs/PERMISSIONS.md "Verbs"): when set, a new id needs
+     * create and lands within create_rows, an existing id needs update and stays within
+     * update_rows (NULL rows = all); call->restriction is then unused by the write. Owned. */
+    ag_upsert_grant_t upsert;
+    double deadline;    /* ag_now_mono() time after which the request stops with 408 */
+    uint64_t timeout_s; /* the timeout the deadline came from (for the message) */
 };
 
 typedef struct ag_guard ag_guard_t;

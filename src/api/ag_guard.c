@@ -259,6 +259,54 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
     return 0;
 }
 
+/*
+ * An upsert that the caller may not do as a whole: create and update decided on their own, so a
+ * create-only role can add points and an update-only one change existing points (docs/
+ * PERMISSIONS.md "Verbs"). 0 when at least one is allowed (*out filled; its rows owned by it).
+ */
+static int split_write(ag_call_t *call, const ag_action_decl_t *decl, const char *collection,
+                       ag_upsert_grant_t *out)
+{
+    ag_upsert_grant_release(out);
+    ag_diag_t ignored;
+    ag_action_decl_t one = *decl;
+    one.verbs = AG_VERB_CREATE;
+    out->create = decide(call, &one, collection, &out->create_rows, true, &ignored) == 0;
+    one.verbs = AG_VERB_UPDATE;
+    out->update = decide(call, &one, collection, &out->update_rows, true, &ignored) == 0;
+    out->split = out->create || out->update;
+    if (!out->split)
+        ag_upsert_grant_release(out);
+    return out->split ? 0 : AG_EFORBIDDEN;
+}
+
+int ag_guard_authorize_upsert(ag_call_t *call, const char *collection, ag_filter_t **restriction,
+                              ag_upsert_grant_t *out, ag_diag_t *diag)
+{
+    *restriction = NULL;
+    ag_upsert_grant_release(out);
+    ag_action_decl_t decl;
+    if (!call->principal ||
+        ag_action_decl_parse("write:points", call->route->pattern, &decl, diag) != 0)
+        return ag_fail(diag, AG_EFORBIDDEN, "Forbidden: the permission check failed");
+    int rc = decide(call, &decl, collection, restriction, true, diag);
+    if (rc == 0 && !*restriction)
+        return 0; /* granted whole, every row */
+    if (split_write(call, &decl, collection, out) == 0) {
+        ag_filter_free(*restriction);
+        *restriction = NULL;
+        return 0;
+    }
+    return rc; /* granted whole within *restriction, or denied */
+}
+
+void ag_upsert_grant_release(ag_upsert_grant_t *g)
+{
+    ag_filter_free(g->create_rows);
+    ag_filter_free(g->update_rows);
+    memset(g, 0, sizeof(*g));
+}
+
 /* ---- audit (docs/SECURITY.md) -------------------------------------------------------------------
  */
 
@@ -479,7 +527,20 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
                            retry_after, diag);
     }
     label(call, call->principal);
-    rc = decide(call, decl, collection, &call->restriction, false, diag);
+    /* An upsert the caller may not do whole may still be granted verb by verb. */
+    bool upsert =
+        ag_resource_is_data(ag_resource_public(decl->resource)) && decl->verbs == AG_VERB_WRITE;
+    rc = decide(call, decl, collection, &call->restriction, upsert, diag);
+    /* Restricted, or denied as a whole: per verb is exact (each point is checked against the
+     * rows of the verb it needs), and never narrower. */
+    if (upsert && (rc || call->restriction) &&
+        split_write(call, decl, collection, &call->upsert) == 0) {
+        ag_filter_free(call->restriction);
+        call->restriction = NULL;
+        return 0;
+    }
+    if (rc && upsert) /* denied after all: decide again to log it */
+        rc = decide(call, decl, collection, &call->restriction, false, diag);
     if (rc)
         audit_write(g, call, false, ag_http_status(rc), diag->msg);
     return rc;

@@ -57,6 +57,13 @@ struct ag_auth *ag_guard_auth(ag_guard_t *g);
 /* The key id (public part) of the database-user key the request presented, copied into out
  * (AG_KEY_ID_LEN + 1 bytes). AG_ENOTFOUND when it presented none. Never the secret. */
 int ag_guard_key_id(const ag_call_t *call, char *out);
+/* An upsert's grant on collection: 0 with *restriction (owned; NULL = all rows) when the caller
+ * may write it as a whole; else, verb by verb (create for new ids, update for existing ones;
+ * docs/PERMISSIONS.md "Verbs"), 0 with out->split set (owned: ag_upsert_grant_release) when at
+ * least one verb is allowed; else AG_EFORBIDDEN naming what is missing. */
+int ag_guard_authorize_upsert(ag_call_t *call, const char *collection, ag_filter_t **restriction,
+                              ag_upsert_grant_t *out, ag_diag_t *diag);
+void ag_upsert_grant_release(ag_upsert_grant_t *g);
 /* Is the caller allowed action ("create:roles") on the role and/or user named (NULL = none)?
  * 0, or AG_EFORBIDDEN naming the missing permission (fail closed on any error). */
 int ag_guard_authorize_name(ag_call_t *call, const char *action, const char *role, const char *user,

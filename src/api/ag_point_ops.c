@@ -43,22 +43,45 @@ void ag_muts_free(ag_muts_t *ms)
 /* Row-level check for a write (docs/PERMISSIONS.md "Row filters"): the point must not exist outside
  * the caller's scope and must not end up outside it. */
 static int check_write_scope(ag_call_t *call, ag_collection_t *c, const ag_point_id_t *id,
-                             const json_t *new_payload)
+                             const json_t *new_payload, const ag_filter_t *rows)
 {
-    if (!call->restriction)
+    if (!rows)
         return 0;
     uint32_t s = ag_coll_find(c, id);
     char buf[40];
     ag_id_format(id, buf, sizeof(buf));
-    if (s != UINT32_MAX && !ag_coll_match(c, s, call->restriction))
+    if (s != UINT32_MAX && !ag_coll_match(c, s, rows))
         return ag_fail(&call->diag, AG_EFORBIDDEN,
                        "Forbidden: point %s is outside the rows this credential may write", buf);
     if (new_payload) {
         ag_filter_subject_t subj = {id, new_payload, NULL, NULL};
-        if (!ag_filter_match_all(call->restriction, &subj))
+        if (!ag_filter_match_all(rows, &subj))
             return ag_fail(&call->diag, AG_EFORBIDDEN, AG_OUT_OF_SCOPE_WRITE, buf);
     }
     return 0;
+}
+
+/* An upsert granted verb by verb (call->upsert): a new id needs create and must land in its rows,
+ * an existing one needs update and must stay in its rows (checked under the write mutex, so the
+ * point's existence cannot change meanwhile). */
+static int check_upsert_grant(ag_call_t *call, ag_collection_t *c, const ag_point_id_t *id,
+                              const json_t *new_payload)
+{
+    bool exists = ag_coll_find(c, id) != UINT32_MAX;
+    char buf[40];
+    ag_id_format(id, buf, sizeof(buf));
+    if (exists && !call->upsert.update)
+        return ag_fail(&call->diag, AG_EFORBIDDEN,
+                       "Forbidden: point %s exists, and changing it needs update:data (this "
+                       "credential may only add points)",
+                       buf);
+    if (!exists && !call->upsert.create)
+        return ag_fail(&call->diag, AG_EFORBIDDEN,
+                       "Forbidden: point %s does not exist, and adding it needs create:data (this "
+                       "credential may only change existing points)",
+                       buf);
+    return check_write_scope(call, c, id, new_payload,
+                             exists ? call->upsert.update_rows : call->upsert.create_rows);
 }
 
 int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_muts_t *ms)
@@ -91,7 +114,8 @@ int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_muts_t *ms)
                 np = empty;
             }
         }
-        int rc = check_write_scope(call, c, &m->id, np);
+        int rc = call->upsert.split ? check_upsert_grant(call, c, &m->id, np)
+                                    : check_write_scope(call, c, &m->id, np, call->restriction);
         if (rc)
             return rc;
     }

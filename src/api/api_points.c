@@ -145,7 +145,9 @@ static int h_batch(ag_call_t *call)
                                     "update:points", "update:points"};
     size_t nops = json_array_size(ops);
     ag_filter_t **restr = ag_arena_calloc(&call->arena, nops ? nops : 1, sizeof(*restr));
-    if (!restr)
+    /* Upserts may be granted verb by verb (new ids: create, existing ones: update). */
+    ag_upsert_grant_t *grants = ag_arena_calloc(&call->arena, nops ? nops : 1, sizeof(*grants));
+    if (!restr || !grants)
         return AG_ENOMEM;
     json_array_foreach(ops, i, op)
     {
@@ -153,9 +155,11 @@ static int h_batch(ag_call_t *call)
         size_t k = 0;
         while (k < AG_ARRAY_LEN(names) && strcmp(names[k], name) != 0)
             k++;
-        rc = ag_guard_authorize(call, actions[k],
-                                call->coll ? ag_coll_name(call->coll) : call->params[0], &restr[i],
-                                &call->diag);
+        const char *coll = call->coll ? ag_coll_name(call->coll) : call->params[0];
+        if (k == 0)
+            rc = ag_guard_authorize_upsert(call, coll, &restr[i], &grants[i], &call->diag);
+        else
+            rc = ag_guard_authorize(call, actions[k], coll, &restr[i], &call->diag);
         if (rc) {
             char msg[sizeof(call->diag.msg)];
             snprintf(msg, sizeof(msg), "%s", call->diag.msg);
@@ -167,10 +171,13 @@ static int h_batch(ag_call_t *call)
     if (rc == 0)
         rc = ag_call_collection_write(call, &c);
     if (rc) {
-        for (size_t k = 0; k < nops; k++)
+        for (size_t k = 0; k < nops; k++) {
             ag_filter_free(restr[k]);
+            ag_upsert_grant_release(&grants[k]);
+        }
         return rc;
     }
+    ag_upsert_grant_t route_grant = call->upsert; /* lent out per operation below */
     ag_filter_t *route_restriction = call->restriction;
     /* Pass 1 validates every operation without applying any (a bad one writes nothing); pass 2
      * applies them in order. Only a point that vanishes between the passes, or a storage
@@ -187,6 +194,7 @@ static int h_batch(ag_call_t *call)
                 break;
             }
             call->restriction = restr[i];
+            call->upsert = grants[i];
             json_t *wrapped = NULL;
             if (strcmp(name, "delete") == 0 || strcmp(name, "clear_payload") == 0) {
                 /* These take a bare PointsSelector, possibly nested as {"points": ...}. */
@@ -219,8 +227,11 @@ static int h_batch(ag_call_t *call)
     }
     call->dry_run = false;
     call->restriction = route_restriction;
-    for (size_t k = 0; k < nops; k++)
+    call->upsert = route_grant;
+    for (size_t k = 0; k < nops; k++) {
         ag_filter_free(restr[k]);
+        ag_upsert_grant_release(&grants[k]);
+    }
     ag_coll_write_end(c);
     ag_coll_unref(c);
     if (rc)

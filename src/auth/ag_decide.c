@@ -288,13 +288,62 @@ static int hide_inactive(const char *key, const json_t *tenants, ag_decision_t *
  * One principal's decision, tenant scopes widened (see widen_by_tenants); *d as from
  * ag_auth_decide_self. Returns 0 or an internal error (d then denies).
  */
-static int decide_level(const ag_principal_t *p, const ag_request_action_t *a, bool data,
-                        const json_t *tenants, ag_decision_t *d)
+static int decide_one(const ag_principal_t *p, const ag_request_action_t *a, bool data,
+                      const json_t *tenants, ag_decision_t *d)
 {
     int rc = ag_auth_decide_self(p, a, d);
     if (rc == 0 && data && a->tenant_key && !a->tenant && !(d->allowed && !d->restriction))
         rc = widen_by_tenants(p, a, tenants, d);
     return rc;
+}
+
+/*
+ * One principal's decision. Verbs add up across permissions (docs/PERMISSIONS.md): when no single
+ * permission grants an action of several verbs outright, each verb is decided on its own and the
+ * rows the action may touch are those every verb allows — the AND of the per-verb restrictions
+ * (each the union of the permissions granting that verb). So `create:data` on tenant acme plus
+ * `update:data` on tenant acme grant `write:data` on acme's rows.
+ */
+static int decide_level(const ag_principal_t *p, const ag_request_action_t *a, bool data,
+                        const json_t *tenants, ag_decision_t *d)
+{
+    int rc = decide_one(p, a, data, tenants, d);
+    unsigned verbs = a->verbs & ~(unsigned)AG_VERB_READ;
+    if (rc || (d->allowed && !d->restriction) || (verbs & (verbs - 1)) == 0)
+        return rc;
+    ag_filter_t *rows = NULL;
+    bool all = true;
+    const ag_perm_t *first = NULL;
+    for (unsigned bit = AG_VERB_CREATE; bit <= AG_VERB_DELETE && all && rc == 0; bit <<= 1) {
+        if (!(verbs & bit))
+            continue;
+        ag_request_action_t one = *a;
+        one.verbs = (uint8_t)bit; /* read is implied by every other verb */
+        ag_decision_t v;
+        rc = decide_one(p, &one, data, tenants, &v);
+        if (rc == 0 && v.allowed) {
+            int err = 0;
+            rows = ag_filter_and(rows, v.restriction, &err);
+            v.restriction = NULL;
+            rc = err;
+            if (!first)
+                first = v.granted_by;
+        } else {
+            all = false;
+        }
+        ag_decision_release(&v);
+    }
+    if (rc || !all) {
+        ag_filter_free(rows);
+        return rc; /* d keeps the combined decision (a denial, or the narrower allow) */
+    }
+    /* Per verb is never narrower than one permission granting all verbs: it replaces it. */
+    ag_decision_release(d);
+    d->allowed = true;
+    d->missing = NULL;
+    d->granted_by = first;
+    d->restriction = rows;
+    return 0;
 }
 
 /* The decision for the caller and every minter up its bound chain (docs/SECURITY.md "Minted

@@ -49,6 +49,71 @@ describe('item 1: prw is points read-write', () => {
   });
 });
 
+describe('item 2: verbs add up; an upsert needs create for new ids and update for existing ones', () => {
+  const up = (ids, extra = {}) => ({ points: ids.map((id) => ({ id, vector: vec(id), payload: { team: 'acme', ...extra } })) });
+
+  before(async () => {
+    await ok(root, 'PUT', '/collections/verbs', { vectors: { size: 4, distance: 'Dot' } });
+    await ok(root, 'PUT', '/collections/verbs/points?wait=true', up([1, 2]));
+  });
+
+  test('create + update held separately (tenant-scoped) grant the upsert', async () => {
+    await ok(root, 'PUT', '/collections/verbs_t', { vectors: { size: 4, distance: 'Dot' } });
+    await ok(root, 'PUT', '/collections/verbs_t/index?wait=true', { field_name: 'team', field_schema: { type: 'keyword', is_tenant: true } });
+    await ok(root, 'POST', '/collections/verbs_t/tenants', { name: 'acme' });
+    await ok(root, 'POST', '/collections/verbs_t/tenants', { name: 'beta' });
+    await ok(root, 'POST', '/auth/roles', {
+      name: 'tm_split',
+      permissions: [
+        { action: 'create:data', collection: 'verbs_t', tenant: 'acme' },
+        { action: 'update:data', collection: 'verbs_t', tenant: 'acme' },
+      ],
+    });
+    const u = { 'api-key': (await ok(root, 'POST', '/auth/users/tm_split_u', { roles: ['tm_split'] })).api_key };
+    await ok(u, 'PUT', '/collections/verbs_t/points?wait=true', up([1, 2]));
+    await ok(u, 'PUT', '/collections/verbs_t/points?wait=true', up([1], { v: 2 }));
+    assert.equal(await status(u, 'PUT', '/collections/verbs_t/points?wait=true', { points: [{ id: 3, vector: vec(3), payload: { team: 'beta' } }] }), 403);
+  });
+
+  test('a create-only role adds points but cannot change existing ones', async () => {
+    await ok(root, 'POST', '/auth/roles', { name: 'adder', permissions: [{ action: 'create:data', collection: 'verbs' }] });
+    const u = { 'api-key': (await ok(root, 'POST', '/auth/users/adder_u', { roles: ['adder'] })).api_key };
+    await ok(u, 'PUT', '/collections/verbs/points?wait=true', up([10, 11]));
+    const r = await srv.request('PUT', '/collections/verbs/points?wait=true', up([1]), { headers: u });
+    assert.equal(r.status, 403, r.text);
+    assert.match(r.json.status.error, /point 1 exists.*update:data/);
+    // The same through a batch, and a batch mixing a new and an existing id writes nothing.
+    await ok(u, 'POST', '/collections/verbs/points/batch?wait=true', { operations: [{ upsert: up([12]) }] });
+    assert.equal(await status(u, 'POST', '/collections/verbs/points/batch?wait=true', { operations: [{ upsert: up([13, 2]) }] }), 403);
+    assert.equal((await srv.request('GET', '/collections/verbs/points/13', undefined, { headers: root })).status, 404);
+    // It may not change payloads either.
+    assert.equal(await status(u, 'POST', '/collections/verbs/points/payload?wait=true', { payload: { x: 1 }, points: [10] }), 403);
+  });
+
+  test('an update-only role changes existing points but cannot add', async () => {
+    await ok(root, 'POST', '/auth/roles', { name: 'changer', permissions: [{ action: 'update:data', collection: 'verbs' }] });
+    const u = { 'api-key': (await ok(root, 'POST', '/auth/users/changer_u', { roles: ['changer'] })).api_key };
+    await ok(u, 'PUT', '/collections/verbs/points?wait=true', up([1], { v: 3 }));
+    const r = await srv.request('PUT', '/collections/verbs/points?wait=true', up([99]), { headers: u });
+    assert.equal(r.status, 403, r.text);
+    assert.match(r.json.status.error, /point 99 does not exist.*create:data/);
+  });
+
+  test('per-verb rows: create only within its filter, update anywhere', async () => {
+    await ok(root, 'POST', '/auth/roles', {
+      name: 'mixed',
+      permissions: [
+        { action: 'create:data', collection: 'verbs', filter: { must: [{ key: 'team', match: { value: 'acme' } }] } },
+        { action: 'update:data', collection: 'verbs' },
+      ],
+    });
+    const u = { 'api-key': (await ok(root, 'POST', '/auth/users/mixed_u', { roles: ['mixed'] })).api_key };
+    await ok(u, 'PUT', '/collections/verbs/points?wait=true', up([20]));
+    assert.equal(await status(u, 'PUT', '/collections/verbs/points?wait=true', { points: [{ id: 21, vector: vec(21), payload: { team: 'beta' } }] }), 403);
+    await ok(u, 'PUT', '/collections/verbs/points?wait=true', { points: [{ id: 2, vector: vec(2), payload: { team: 'beta' } }] });
+  });
+});
+
 describe('item 3: credentials a server accepts are said, not guessed', () => {
   test('a JWT sent to a server without jwt_rbac is refused saying JWTs are off', async () => {
     const plain = await startServer({ insecure: false, env: { AEGIS__SERVICE__API_KEY: ROOT_KEY } });
