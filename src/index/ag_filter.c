@@ -1376,13 +1376,11 @@ int ag_filter_compile_budgeted(const json_t *json, ag_filter_t **out, ag_diag_t 
     return compile_top(json, true, out, diag);
 }
 
-int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **out)
+/* A new filter of one condition on key, its path set; the caller fills in the condition and
+ * frees the filter on failure. Memory: *out is owned by the caller. */
+static int one_condition(const char *key, ag_filter_t **out)
 {
     *out = NULL;
-    if (!key || !value)
-        return AG_EINVAL;
-    if (!json_is_string(value) && !json_is_integer(value) && !json_is_boolean(value))
-        return AG_EINVAL;
     ag_filter_t *f = calloc(1, sizeof(*f));
     if (!f)
         return AG_ENOMEM;
@@ -1394,8 +1392,6 @@ int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **ou
     f->must.n = 1;
     const char *why = NULL;
     int rc = path_init(key, false, &f->must.v[0].path, &why);
-    if (!rc)
-        rc = set_value(&f->must.v[0], value);
     if (rc) {
         ag_filter_free(f);
         return rc;
@@ -1404,30 +1400,36 @@ int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **ou
     return 0;
 }
 
+int ag_filter_match_value(const char *key, const json_t *value, ag_filter_t **out)
+{
+    *out = NULL;
+    if (!key || !value)
+        return AG_EINVAL;
+    if (!json_is_string(value) && !json_is_integer(value) && !json_is_boolean(value))
+        return AG_EINVAL;
+    ag_filter_t *f = NULL;
+    int rc = one_condition(key, &f);
+    if (rc == 0 && (rc = set_value(&f->must.v[0], value)) != 0)
+        ag_filter_free(f);
+    else if (rc == 0)
+        *out = f;
+    return rc;
+}
+
 int ag_filter_match_glob(const char *key, const ag_glob_t *pattern, ag_filter_t **out)
 {
     *out = NULL;
     if (!key || !pattern)
         return AG_EINVAL;
-    ag_filter_t *f = calloc(1, sizeof(*f));
-    if (!f)
-        return AG_ENOMEM;
-    f->must.v = calloc(1, sizeof(cond_t));
-    if (!f->must.v) {
-        free(f);
-        return AG_ENOMEM;
-    }
-    f->must.n = 1;
-    const char *why = NULL;
-    int rc = path_init(key, false, &f->must.v[0].path, &why);
-    if (!rc && (rc = ag_glob_copy(pattern, &f->must.v[0].u.glob)) == 0)
-        f->must.v[0].kind = C_GLOB;
-    if (rc) {
+    ag_filter_t *f = NULL;
+    int rc = one_condition(key, &f);
+    if (rc == 0 && (rc = ag_glob_copy(pattern, &f->must.v[0].u.glob)) != 0)
         ag_filter_free(f);
-        return rc;
+    else if (rc == 0) {
+        f->must.v[0].kind = C_GLOB;
+        *out = f;
     }
-    *out = f;
-    return 0;
+    return rc;
 }
 
 /* The text of a path made of plain keys only ("a" or "a.b"), else NULL. */

@@ -79,6 +79,16 @@ static void test_tenant_scope_widens_to_active_matches(void **state)
     assert_false(sees(&d, "{}"));
     ag_decision_release(&d);
 
+    /* Before any tenant is declared, the pattern itself is the row filter (a glob). */
+    json_t *undeclared = js("{}");
+    assert_int_equal(ag_decide_request(p, &a, true, undeclared, &d), 0);
+    assert_true(d.allowed);
+    assert_true(sees(&d, "{\"tenant\": \"acme-anything\"}"));
+    assert_true(sees(&d, "{\"tenant\": \"acme\"}"));
+    assert_false(sees(&d, "{\"tenant\": \"beta\"}"));
+    ag_decision_release(&d);
+    json_decref(undeclared);
+
     /* No declared tenant matches: nothing is granted (fail closed). */
     json_t *none = js("{\"zeta\": {\"active\": true}}");
     assert_int_equal(ag_decide_request(p, &a, true, none, &d), 0);
