@@ -154,6 +154,19 @@ describe('database API keys', () => {
     assert.equal(await st(u, 'DELETE', `/auth/api-keys/${k.id}`), 403);
   });
 
+  test('a key holding roles follows them; a deleted role kills the key', async () => {
+    await ok(root, 'POST', '/auth/roles', { name: 'key_role', permissions: [{ action: 'read:collections', collection: 'B' }, { action: 'read:data', collection: 'B' }] });
+    const k = await apiKey(root, { roles: ['key_role'] });
+    assert.deepEqual(k.rec.roles, ['key_role']);
+    assert.equal(await st(k, 'POST', '/collections/B/points/count', { exact: true }), 200);
+    assert.equal(await st(k, 'POST', '/collections/A/points/count', { exact: true }), 403);
+    await ok(root, 'PUT', '/auth/roles/key_role', { permissions: [{ action: 'read:collections', collection: 'A' }, { action: 'read:data', collection: 'A' }] });
+    assert.equal(await st(k, 'POST', '/collections/A/points/count', { exact: true }), 200);
+    assert.equal(await st(k, 'POST', '/collections/B/points/count', { exact: true }), 403);
+    await ok(root, 'DELETE', '/auth/roles/key_role');
+    assert.equal(await st(k, 'GET', '/collections'), 401);
+  });
+
   test('bound to its creator: the key never outlives or outgrows the user', async () => {
     const perms = [{ action: 'write:api_keys' }, { action: 'read:collections' }, { action: 'read:data' }];
     const u = await makeUser('creator1', perms);
@@ -244,6 +257,14 @@ describe('management keys', () => {
     assert.equal(await st(k, 'POST', '/collections/A/points/count', { exact: true }), 200);
     await ok(root, 'DELETE', `/auth/management-keys/${m.id}`);
     assert.equal(await st(k, 'POST', '/collections/A/points/count', { exact: true }), 401);
+  });
+
+  test('expiry and allowed_ips for management keys', async () => {
+    const m = await mgmtKey(root, { permissions: [{ action: 'read:users' }], expires_at: nowS() + 2 * TIME_SCALE, allowed_ips: ['127.6.0.0/16'] });
+    assert.equal(await st(m, 'GET', '/auth/users', undefined, { addr: '127.6.1.1' }), 200);
+    assert.equal(await st(m, 'GET', '/auth/users', undefined, { addr: '127.7.1.1' }), 401);
+    await sleep(2500 * TIME_SCALE);
+    assert.equal(await st(m, 'GET', '/auth/users', undefined, { addr: '127.6.1.2' }), 401);
   });
 
   test('anti-escalation for management keys', async () => {
