@@ -46,7 +46,12 @@ struct ag_keystore {
     MDB_env *env;
     MDB_dbi meta, keys_db, invites_db, account_db;
     uint8_t hash_key[crypto_generichash_KEYBYTES];
+    /* Readers (lookups, listings) take lock shared. A change holds wmu for its whole course —
+     * writers are serialised, so a writer may read the table without lock — and takes lock
+     * exclusively only to swap the in-memory state after its durable commit: a lookup never
+     * waits for an fsync. */
     pthread_rwlock_t lock;
+    pthread_mutex_t wmu;
     cred_t **keys; /* sorted by id */
     size_t nkeys, cap;
     json_t *account; /* settings (owned) */
@@ -455,6 +460,11 @@ int ag_keystore_open(const char *dir, ag_keystore_t **out, ag_diag_t *diag)
         free(ks);
         return AG_ENOMEM;
     }
+    if (pthread_mutex_init(&ks->wmu, NULL) != 0) {
+        pthread_rwlock_destroy(&ks->lock);
+        free(ks);
+        return AG_ENOMEM;
+    }
     MDB_txn *txn = NULL;
     int rc = mdb_env_create(&ks->env);
     if (rc == 0)
@@ -512,6 +522,7 @@ void ag_keystore_close(ag_keystore_t *ks)
         mdb_env_close(ks->env);
     sodium_memzero(ks->hash_key, sizeof(ks->hash_key));
     pthread_rwlock_destroy(&ks->lock);
+    pthread_mutex_destroy(&ks->wmu);
     free(ks);
 }
 
@@ -719,7 +730,7 @@ static bool name_ok(const char *name)
     return true;
 }
 
-/* Write lock held: stores rec under id and mirrors it. Takes nothing; rec borrowed. */
+/* wmu held: stores rec under id durably, then mirrors it (under the write lock). rec borrowed. */
 static int store_key(ag_keystore_t *ks, const char *id, json_t *rec, ag_diag_t *diag)
 {
     cred_t *k = key_from_record(id, rec);
@@ -740,7 +751,10 @@ static int store_key(ag_keystore_t *ks, const char *id, json_t *rec, ag_diag_t *
         key_free(k);
         return rc;
     }
-    return key_insert(ks, k);
+    pthread_rwlock_wrlock(&ks->lock);
+    rc = key_insert(ks, k);
+    pthread_rwlock_unlock(&ks->lock);
+    return rc;
 }
 
 static json_t *cred_record(int kind, const char *name, const json_t *grant, int64_t expires_at,
@@ -771,7 +785,7 @@ int ag_keystore_key_create(ag_keystore_t *ks, int kind, const char *name, const 
         return rc;
     char id[AG_MKEY_ID_LEN + 1];
     uint8_t hash[HASH_LEN];
-    pthread_rwlock_wrlock(&ks->lock);
+    pthread_mutex_lock(&ks->wmu);
     do
         new_id(kind == AG_KEYKIND_MANAGEMENT ? 'm' : 'k', id);
     while (key_find(ks, id));
@@ -787,7 +801,7 @@ int ag_keystore_key_create(ag_keystore_t *ks, int kind, const char *name, const 
         if (!*record_out)
             rc = AG_ENOMEM;
     }
-    pthread_rwlock_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->wmu);
     json_decref(rec);
     sodium_memzero(hash, sizeof(hash));
     if (rc) {
@@ -813,7 +827,7 @@ int ag_keystore_key_rotate(ag_keystore_t *ks, int kind, const char *id, const js
     char *cred = NULL;
     json_t *rec = NULL;
     int rc;
-    pthread_rwlock_wrlock(&ks->lock);
+    pthread_mutex_lock(&ks->wmu);
     cred_t *k = find_kind(ks, kind, id);
     if (!k) {
         rc = AG_ENOTFOUND;
@@ -834,7 +848,7 @@ int ag_keystore_key_rotate(ag_keystore_t *ks, int kind, const char *id, const js
                 rc = AG_ENOMEM;
         }
     }
-    pthread_rwlock_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->wmu);
     json_decref(rec);
     sodium_memzero(hash, sizeof(hash));
     if (rc) {
@@ -848,7 +862,7 @@ int ag_keystore_key_rotate(ag_keystore_t *ks, int kind, const char *id, const js
 int ag_keystore_key_delete(ag_keystore_t *ks, int kind, const char *id, ag_diag_t *diag)
 {
     int rc;
-    pthread_rwlock_wrlock(&ks->lock);
+    pthread_mutex_lock(&ks->wmu);
     cred_t *k = find_kind(ks, kind, id);
     MDB_txn *txn;
     if (!k) {
@@ -860,10 +874,12 @@ int ag_keystore_key_delete(ag_keystore_t *ks, int kind, const char *id, ag_diag_
             mdb_txn_abort(txn);
             rc = ag_fail(diag, AG_ESTORAGE, "key store: cannot delete key %s", id);
         } else if ((rc = commit(txn, diag)) == 0) {
+            pthread_rwlock_wrlock(&ks->lock);
             key_remove(ks, id);
+            pthread_rwlock_unlock(&ks->lock);
         }
     }
-    pthread_rwlock_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->wmu);
     return rc;
 }
 
@@ -914,8 +930,13 @@ static void touch(ag_keystore_t *ks, const char *id, int64_t now)
     pthread_rwlock_unlock(&ks->lock);
     if (!rec)
         return;
-    /* The record may have been rotated or deleted meanwhile: write only if it is unchanged. */
-    pthread_rwlock_wrlock(&ks->lock);
+    /* Never waits for another change's fsync: when one is under way, this minute's write is
+     * skipped (memory still has the time). The record may have been rotated or deleted
+     * meanwhile: written only if it is unchanged. */
+    if (pthread_mutex_trylock(&ks->wmu) != 0) {
+        json_decref(rec);
+        return;
+    }
     k = key_find(ks, id);
     MDB_txn *txn;
     ag_diag_t d = {{0}};
@@ -924,11 +945,14 @@ static void touch(ag_keystore_t *ks, const char *id, int64_t now)
         if (put_json(txn, ks->keys_db, id, rec) != 0) {
             mdb_txn_abort(txn);
         } else if (commit(txn, &d) == 0) {
-            json_decref(k->rec);
+            pthread_rwlock_wrlock(&ks->lock);
+            json_t *old = k->rec;
             k->rec = json_incref(rec);
+            pthread_rwlock_unlock(&ks->lock);
+            json_decref(old);
         }
     }
-    pthread_rwlock_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->wmu);
     json_decref(rec);
 }
 
@@ -1170,7 +1194,7 @@ int ag_keystore_account_patch(ag_keystore_t *ks, const json_t *patch, ag_diag_t 
                            k);
         }
     }
-    pthread_rwlock_wrlock(&ks->lock);
+    pthread_mutex_lock(&ks->wmu);
     json_t *next = json_deep_copy(ks->account);
     int rc = next ? 0 : AG_ENOMEM;
     json_object_foreach((json_t *)patch, k, v)
@@ -1189,12 +1213,14 @@ int ag_keystore_account_patch(ag_keystore_t *ks, const json_t *patch, ag_diag_t 
         if ((rc = put_json(txn, ks->account_db, "settings", next)) != 0)
             mdb_txn_abort(txn);
         else if ((rc = commit(txn, diag)) == 0) {
-            json_decref(ks->account);
+            pthread_rwlock_wrlock(&ks->lock);
+            json_t *old = ks->account;
             ks->account = next;
-            next = NULL;
+            next = old;
+            pthread_rwlock_unlock(&ks->lock);
         }
     }
-    pthread_rwlock_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->wmu);
     json_decref(next);
     return rc;
 }

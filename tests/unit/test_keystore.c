@@ -10,6 +10,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -342,6 +343,67 @@ static void test_account_settings(void **state)
     json_decref(a);
 }
 
+typedef struct reader {
+    fixture_t *f;
+    const char *key;
+    _Atomic int *stop;
+    int failures, done;
+} reader_t;
+
+static void *read_loop(void *arg)
+{
+    reader_t *r = arg;
+    while (!atomic_load(r->stop)) {
+        ag_principal_t *p = NULL;
+        if (ag_keystore_lookup(r->f->ks, r->key, strlen(r->key), now(), &p) != 0)
+            r->failures++;
+        ag_principal_unref(p);
+        r->done++;
+    }
+    return NULL;
+}
+
+/* Lookups run while other keys are created, rotated and deleted: none of them fails, and (under
+ * the sanitizers) none reads freed memory. */
+static void test_lookups_during_changes(void **state)
+{
+    fixture_t *f = *state;
+    char id[AG_MKEY_ID_LEN + 1];
+    char *stable = make_key(f, AG_KEYKIND_API, "{\"access\":\"r\"}", "{\"kind\":\"root\"}",
+                            now() + 3600, "[\"10.0.0.0/8\"]", id);
+    _Atomic int stop = 0;
+    reader_t r[3];
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        r[i] = (reader_t){f, stable, &stop, 0, 0};
+        pthread_create(&t[i], NULL, read_loop, &r[i]);
+    }
+    json_t *root = json_pack("{s:s}", "kind", "root");
+    ag_diag_t d = {{0}};
+    for (int i = 0; i < 40; i++) {
+        char other[AG_MKEY_ID_LEN + 1];
+        char *k = make_key(f, AG_KEYKIND_API, "{\"access\":\"r\"}", "{\"kind\":\"root\"}",
+                           now() + 60, NULL, other);
+        char *k2 = NULL;
+        json_t *rec = NULL;
+        assert_int_equal(ag_keystore_key_rotate(f->ks, AG_KEYKIND_API, other, root, &k2, &rec, &d),
+                         0);
+        assert_int_equal(ag_keystore_key_delete(f->ks, AG_KEYKIND_API, other, &d), 0);
+        assert_true(ag_keystore_addr_allowed(f->ks, id, "10.9.8.7"));
+        json_decref(rec);
+        ag_keystore_secret_free(k);
+        ag_keystore_secret_free(k2);
+    }
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].failures, 0);
+        assert_true(r[i].done > 0);
+    }
+    json_decref(root);
+    ag_keystore_secret_free(stable);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +414,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_allowed_ips, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invites_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lookups_during_changes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
