@@ -250,6 +250,16 @@ describe('management keys', () => {
     assert.equal(await st(m, 'PUT', '/collections/A/points?wait=true', { points: [{ id: 7, vector: [1, 1, 1, 1] }] }), 403);
   });
 
+  test('a role that later gains a data permission does not give it to a management key', async () => {
+    await ok(root, 'POST', '/auth/roles', { name: 'mk_role', permissions: [{ action: 'read:users' }] });
+    const m = await mgmtKey(root, { roles: ['mk_role'] });
+    assert.equal(await st(m, 'GET', '/auth/users'), 200);
+    await ok(root, 'POST', '/auth/roles/mk_role/permissions', { permissions: [{ action: 'read:data' }, { action: 'read:collections' }] });
+    assert.equal(await st(m, 'POST', '/collections/A/points/count', { exact: true }), 403);
+    assert.equal(await st(m, 'GET', '/collections/A'), 403);
+    assert.equal(await st(m, 'GET', '/auth/users'), 200);
+  });
+
   test('a management key creates API keys within its own permissions, and they die with it', async () => {
     const m = await mgmtKey(root, { permissions: [{ action: 'write:api_keys' }, { action: 'read:cluster_data' }] });
     await fails(m, 'POST', '/auth/api-keys', { name: 'x', access: [{ collection: 'A', access: 'rw' }] }, 403, /access: cannot grant/);
