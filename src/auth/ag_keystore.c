@@ -714,8 +714,11 @@ static json_t *public_json(const cred_t *k)
                   json_object_get(rec, "created"), "expires_at", json_object_get(rec, "expires_at"),
                   "last_used", last ? json_integer((json_int_t)last) : json_null(), "allowed_ips",
                   json_object_get(rec, "allowed_ips"), "creator", json_object_get(rec, "creator"));
-    if (out)
+    if (out) {
         json_object_update(out, json_object_get(rec, "grant"));
+        json_object_set_new(out, "expired",
+                            json_boolean(k->expires_at && now_s() >= k->expires_at));
+    }
     return out;
 }
 
@@ -1108,25 +1111,43 @@ int ag_keystore_invite_delete(ag_keystore_t *ks, const char *id, ag_diag_t *diag
     return commit(txn, diag);
 }
 
+static bool invite_valid(const json_t *rec, const uint8_t hash[HASH_LEN], int64_t now)
+{
+    uint8_t stored[HASH_LEN];
+    return rec && hash_from_hex(json_string_value(json_object_get(rec, "code_hash")), stored) &&
+           sodium_memcmp(stored, hash, HASH_LEN) == 0 && rec_int(rec, "expires_at") > now;
+}
+
 /* Memory: *invite_out is a new reference owned by the caller. */
 int ag_keystore_invite_accept(ag_keystore_t *ks, const char *code, size_t len, int64_t now,
                               json_t **invite_out)
 {
     *invite_out = NULL;
     char id[AG_MKEY_ID_LEN + 1];
-    uint8_t hash[HASH_LEN], stored[HASH_LEN];
+    uint8_t hash[HASH_LEN];
     if (ag_mkey_parse(code, len, 'i', id) != 0 || cred_hash(ks, code, id, hash) != 0)
         return AG_EUNAUTH;
     MDB_txn *txn;
     ag_diag_t d = {{0}};
-    int rc = begin(ks, 0, &txn, &d);
+    /* A wrong code (the common case for someone guessing) is refused from a read transaction,
+     * without taking LMDB's writer lock. */
+    int rc = begin(ks, MDB_RDONLY, &txn, &d);
     if (rc)
         return rc;
-    /* One write transaction: LMDB serialises writers, so two accepts of one code cannot both
-     * find it. */
     json_t *rec = get_json(txn, ks->invites_db, id);
-    bool ok = rec && hash_from_hex(json_string_value(json_object_get(rec, "code_hash")), stored) &&
-              sodium_memcmp(stored, hash, HASH_LEN) == 0 && rec_int(rec, "expires_at") > now;
+    bool ok = invite_valid(rec, hash, now);
+    mdb_txn_abort(txn);
+    json_decref(rec);
+    if (!ok) {
+        sodium_memzero(hash, sizeof(hash));
+        return AG_EUNAUTH;
+    }
+    if ((rc = begin(ks, 0, &txn, &d)) != 0)
+        return rc;
+    /* The spending is one write transaction: LMDB serialises writers, so two accepts of one code
+     * cannot both find it. */
+    rec = get_json(txn, ks->invites_db, id);
+    ok = invite_valid(rec, hash, now);
     MDB_val k = {AG_MKEY_ID_LEN, id};
     if (!ok) {
         mdb_txn_abort(txn);

@@ -104,8 +104,10 @@ describe('database API keys', () => {
   test('expiry: an expired key is 401; expires_at is checked and capped', async () => {
     const k = await apiKey(root, { access: 'r', expires_at: nowS() + 2 * TIME_SCALE });
     assert.equal(await st(k, 'GET', '/collections'), 200);
+    assert.equal((await ok(root, 'GET', `/auth/api-keys/${k.id}`)).expired, false);
     await sleep(2500 * TIME_SCALE);
     assert.equal(await st(k, 'GET', '/collections'), 401);
+    assert.equal((await ok(root, 'GET', `/auth/api-keys/${k.id}`)).expired, true);
     await fails(root, 'POST', '/auth/api-keys', { name: 'x', access: 'r', expires_at: nowS() - 10 }, 400, /expires_at/);
     await fails(root, 'POST', '/auth/api-keys', { name: 'x', access: 'r', expires_at: 'soon' }, 400, /expires_at/);
     const far = await ok(root, 'POST', '/auth/api-keys', { name: 'far', access: 'r', expires_at: nowS() + 10 * 365 * 86400 });
