@@ -513,14 +513,17 @@ static int h_invite_accept(ag_call_t *call)
                                           &call->diag);
         goto out;
     }
-    rc = ag_secstore_user_create(sec_of(call), user_id, roles, &key, &call->diag);
-    if (rc)
-        goto out;
-    if ((rc = ag_secstore_user_json(sec_of(call), user_id, &user)) != 0)
-        goto out;
+    /* From here the code is spent, whatever happens: the audit log says so either way. */
     call->audit_detail =
         json_pack("{s:s,s:s,s:s,s:O,s:O}", "object", "invite", "invite_id", invite_id, "change",
                   "accepted", "user_id", json_object_get(inv, "user_id"), "roles", roles);
+    rc = ag_secstore_user_create(sec_of(call), user_id, roles, &key, &call->diag);
+    if (rc == 0)
+        rc = ag_secstore_user_json(sec_of(call), user_id, &user);
+    if (rc) {
+        json_object_set_new(call->audit_detail, "change", json_string("spent, user not created"));
+        goto out;
+    }
     call->result = json_pack("{s:O,s:s}", "user", user, "api_key", key);
     call->http_status = 201;
     rc = call->result ? 0 : AG_ENOMEM;

@@ -368,6 +368,16 @@ describe('invites', () => {
     assert.equal(await st(root, 'GET', '/auth/users/x3'), 404);
   });
 
+  test('a user id taken meanwhile: 409, the code is spent and the audit log says so', async () => {
+    const inv = await invite(root, { user_id: 'taken', roles: [] });
+    await ok(root, 'POST', '/auth/users/taken', { roles: [] });
+    const r = await srv.request('POST', '/auth/invites/accept', { code: inv.code }, { localAddress: freshAddr() });
+    assert.equal(r.status, 409, r.text);
+    assert.equal((await srv.request('POST', '/auth/invites/accept', { code: inv.code }, { localAddress: freshAddr() })).status, 401);
+    const recs = await ok(root, 'GET', '/auth/audit?limit=50');
+    assert.ok(recs.some((x) => x.detail?.invite_id === inv.invite.id && x.detail.change === 'spent, user not created'), 'no audit record of the spent code');
+  });
+
   test('expires_in is capped by the account maximum', async () => {
     const r = await invite(root, { user_id: 'capped', roles: [], expires_in: 10 * 365 * 86400 });
     assert.equal(r.expires_in_shortened, true);
