@@ -72,9 +72,34 @@ static int check_grant(ag_call_t *call, const ag_perm_list_t *wanted, const char
                    "Forbidden: %s: cannot grant %.300s: the caller does not hold it", field, text);
 }
 
-/* The caller as a creator record (ag_keystore.h). Memory: *out is a new reference. A JWT cannot
- * create keys or invites: it has no identity that could be checked again at every use. */
+static int creator_record(ag_call_t *call, json_t **out);
+
+/* The caller as a creator record (ag_keystore.h), checked the way every use of the key will
+ * check it, so that nothing is made that would be refused at once (a chain of keys deeper than
+ * AG_KEYSTORE_MAX_DEPTH). Memory: *out is a new reference. */
 static int creator_of(ag_call_t *call, json_t **out)
+{
+    int rc = creator_record(call, out);
+    if (rc)
+        return rc;
+    ag_principal_t *now = NULL;
+    rc = ag_keystore_creator_principal(ks_of(call), *out, &now);
+    ag_principal_unref(now);
+    if (rc == 0)
+        return 0;
+    json_decref(*out);
+    *out = NULL;
+    if (rc == AG_ENOMEM)
+        return rc;
+    return ag_fail(&call->diag, AG_EFORBIDDEN,
+                   "Forbidden: a key made by this caller could not be used: the chain of keys "
+                   "creating keys is too deep (at most %d)",
+                   AG_KEYSTORE_MAX_DEPTH);
+}
+
+/* A JWT cannot create keys or invites: it has no identity that could be checked again at every
+ * use. */
+static int creator_record(ag_call_t *call, json_t **out)
 {
     *out = NULL;
     const ag_principal_t *p = call->principal;
@@ -131,6 +156,18 @@ static int key_expiry(ag_call_t *call, const json_t *v, int64_t *out, bool *shor
     *shortened = want > now + max;
     *out = *shortened ? now + max : want;
     return 0;
+}
+
+/* A key never outlives the credentials it is bound to (it would be refused from then on). */
+static void cap_by_caller(ag_call_t *call, int64_t *expires_at, bool *shortened)
+{
+    for (const ag_principal_t *q = call->principal; q; q = ag_principal_bound(q)) {
+        int64_t e = ag_principal_expiry(q);
+        if (e && e < *expires_at) {
+            *expires_at = e;
+            *shortened = true;
+        }
+    }
 }
 
 /* ---- keys ------------------------------------------------------------------------------------ */
@@ -214,6 +251,7 @@ static int key_create(ag_call_t *call, int kind)
     if ((rc = key_expiry(call, json_object_get(call->body, "expires_at"), &expires_at,
                          &shortened)) != 0)
         return rc;
+    cap_by_caller(call, &expires_at, &shortened);
     json_t *grant = NULL, *creator = NULL, *record = NULL;
     char *secret = NULL;
     if ((rc = grant_of(call, kind, &grant)) != 0 || (rc = check_key_grant(call, kind, grant)) ||

@@ -279,6 +279,28 @@ describe('management keys', () => {
     assert.equal(await st(m, 'GET', '/auth/users', undefined, { addr: '127.6.1.2' }), 401);
   });
 
+  test('keys creating keys: bound through the chain, which has a depth limit', async () => {
+    const perms = [{ action: 'write:management_keys' }, { action: 'read:users' }];
+    const chain = [await mgmtKey(root, { permissions: perms })];
+    for (let i = 0; i < 4; i++) {
+      const next = await mgmtKey(chain[chain.length - 1], { permissions: perms });
+      assert.equal(await st(next, 'GET', '/auth/users'), 200, `level ${i + 2}`);
+      chain.push(next);
+    }
+    await fails(chain[4], 'POST', '/auth/management-keys', { name: 'x', permissions: perms }, 403, /too deep/);
+    // revoking a key in the middle kills everything below it
+    await ok(root, 'DELETE', `/auth/management-keys/${chain[2].id}`);
+    assert.equal(await st(chain[1], 'GET', '/auth/users'), 200);
+    for (const k of chain.slice(2)) assert.equal(await st(k, 'GET', '/auth/users'), 401);
+  });
+
+  test('a key never outlives the key that made it', async () => {
+    const parent = await mgmtKey(root, { permissions: [{ action: 'write:api_keys' }, { action: 'read:cluster_data' }], expires_at: nowS() + 600 });
+    const child = await apiKey(parent, { access: [{ collection: 'A', access: 'r' }], expires_at: nowS() + 3000 });
+    assert.equal(child.rec.expires_at, parent.rec.expires_at);
+    assert.equal(child.rec.expires_at_shortened, true);
+  });
+
   test('anti-escalation for management keys', async () => {
     const u = await makeUser('mkmaker', [{ action: 'write:management_keys' }, { action: 'read:users' }]);
     await fails(u, 'POST', '/auth/management-keys', { name: 'x', permissions: [{ action: 'delete:users' }] }, 403, /permissions: cannot grant/);
