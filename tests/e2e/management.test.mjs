@@ -152,8 +152,14 @@ describe('database API keys', () => {
     assert.equal((await ok(root, 'GET', '/auth/api-keys')).keys.length, before, 'nothing stored');
     const k = await apiKey(u, { access: [{ collection: 'A', access: 'r' }] });
     assert.equal(await st(k, 'POST', '/collections/A/points/count', { exact: true }), 200);
-    // no delete:api_keys → cannot revoke; no manage:roles-style rotation either without update
+    // no delete:api_keys → cannot revoke
     assert.equal(await st(u, 'DELETE', `/auth/api-keys/${k.id}`), 403);
+    // rotation hands out the key again: the rotating caller must hold all of it
+    const big = await apiKey(root, { access: 'm' });
+    await fails(u, 'POST', `/auth/api-keys/${big.id}/rotate`, undefined, 403, /access: cannot grant/);
+    assert.equal(await st(big, 'GET', '/collections'), 200, 'the refused rotation changed nothing');
+    const r = await ok(u, 'POST', `/auth/api-keys/${k.id}/rotate`);
+    assert.equal(await st({ key: r.key }, 'POST', '/collections/A/points/count', { exact: true }), 200);
   });
 
   test('a key holding roles follows them; a deleted role kills the key', async () => {
