@@ -739,9 +739,22 @@ static int store_key(ag_keystore_t *ks, const char *id, json_t *rec, ag_diag_t *
     cred_t *k = key_from_record(id, rec);
     if (!k)
         return AG_ENOMEM;
-    MDB_txn *txn;
-    int rc = begin(ks, 0, &txn, diag);
+    /* Room in the table first: once committed, the key must be mirrored. */
+    int rc = 0;
+    if (!key_find(ks, id)) {
+        pthread_rwlock_wrlock(&ks->lock);
+        rc = AG_GROW(ks->keys, ks->cap, ks->nkeys + 1, 64, AG_KEYSTORE_MAX_KEYS);
+        pthread_rwlock_unlock(&ks->lock);
+    }
     if (rc) {
+        key_free(k);
+        return rc == AG_ENOMEM ? rc
+                               : ag_fail(diag, AG_EINVAL,
+                                         "too many keys (at most %d): delete unused ones first",
+                                         AG_KEYSTORE_MAX_KEYS);
+    }
+    MDB_txn *txn;
+    if ((rc = begin(ks, 0, &txn, diag)) != 0) {
         key_free(k);
         return rc;
     }
@@ -1011,6 +1024,25 @@ static json_t *invite_public(const char *id, const json_t *rec)
         json_object_get(rec, "created"), "expires_at", json_object_get(rec, "expires_at"));
 }
 
+/* Expired invites are dead weight (they can never be accepted): dropped whenever one is made,
+ * in the same write transaction. */
+static int purge_expired_invites(ag_keystore_t *ks, MDB_txn *txn, int64_t now)
+{
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, ks->invites_db, &cur) != 0)
+        return AG_ESTORAGE;
+    MDB_val k, v;
+    int rc = 0;
+    for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        if (rec && rec_int(rec, "expires_at") <= now && mdb_cursor_del(cur, 0) != 0)
+            rc = AG_ESTORAGE;
+        json_decref(rec);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 /* Memory: *code_out sodium_malloc'd, *record_out a new reference. */
 int ag_keystore_invite_create(ag_keystore_t *ks, const char *user_id, const json_t *roles,
                               int64_t expires_at, const json_t *inviter, char **code_out,
@@ -1026,6 +1058,14 @@ int ag_keystore_invite_create(ag_keystore_t *ks, const char *user_id, const json
     int rc = begin(ks, 0, &txn, diag);
     if (rc)
         return rc;
+    MDB_stat stat;
+    if (purge_expired_invites(ks, txn, now_s()) != 0 || mdb_stat(txn, ks->invites_db, &stat) != 0 ||
+        stat.ms_entries >= AG_KEYSTORE_MAX_INVITES) {
+        mdb_txn_abort(txn);
+        return ag_fail(diag, AG_EINVAL,
+                       "too many pending invites (at most %d): revoke unused ones first",
+                       AG_KEYSTORE_MAX_INVITES);
+    }
     json_t *taken;
     do {
         new_id('i', id);

@@ -40,6 +40,8 @@
 #define AG_MKEY_LEN (3 + AG_MKEY_ID_LEN + 1 + 43 + 6)
 #define AG_KEYSTORE_MAX_KEYS 100000
 #define AG_KEYSTORE_MAX_IPS 64
+/* Invites kept at once (pending or expired but not yet revoked). */
+#define AG_KEYSTORE_MAX_INVITES 10000
 /* last_used is written at most this often per key. */
 #define AG_KEYSTORE_LAST_USED_EVERY 60
 /* Bound chains (a management key creating API keys …) longer than this are refused. */
@@ -102,7 +104,7 @@ int ag_keystore_creator_principal(ag_keystore_t *ks, const json_t *creator, ag_p
 /* Creates a key. grant, allowed_ips (may be NULL) and creator are borrowed (copied);
  * expires_at > 0 (seconds since the epoch). *key_out is a new sodium_malloc'd key
  * (ag_keystore_secret_free after showing it once); *record_out a new public record
- * (ag_keystore_key_json). AG_EINVAL for a bad name, AG_ETOOBIG past AG_KEYSTORE_MAX_KEYS. */
+ * (ag_keystore_key_json). AG_EINVAL for a bad name or past AG_KEYSTORE_MAX_KEYS. */
 int ag_keystore_key_create(ag_keystore_t *ks, int kind, const char *name, const json_t *grant,
                            int64_t expires_at, const json_t *allowed_ips, const json_t *creator,
                            char **key_out, json_t **record_out, ag_diag_t *diag);
@@ -133,7 +135,8 @@ bool ag_keystore_addr_allowed(ag_keystore_t *ks, const char *id, const char *add
 /* --- invites -------------------------------------------------------------------------------- */
 
 /* Creates an invite for user_id with roles (array of names; validated by the caller), valid
- * until expires_at. *code_out a new sodium_malloc'd code; *record_out its public record. */
+ * until expires_at. *code_out a new sodium_malloc'd code; *record_out its public record.
+ * AG_EINVAL past AG_KEYSTORE_MAX_INVITES stored invites. */
 int ag_keystore_invite_create(ag_keystore_t *ks, const char *user_id, const json_t *roles,
                               int64_t expires_at, const json_t *inviter, char **code_out,
                               json_t **record_out, ag_diag_t *diag);

@@ -322,6 +322,31 @@ static void test_invites_once(void **state)
     ag_keystore_secret_free(old);
 }
 
+/* An expired invite can never be accepted; making a new one drops it. */
+static void test_expired_invites_purged(void **state)
+{
+    fixture_t *f = *state;
+    json_t *roles = json_array();
+    json_t *root = json_pack("{s:s}", "kind", "root");
+    char *c1 = NULL, *c2 = NULL;
+    json_t *r1 = NULL, *r2 = NULL;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_keystore_invite_create(f->ks, "old", roles, now() - 5, root, &c1, &r1, &d),
+                     0);
+    assert_int_equal(ag_keystore_invite_create(f->ks, "new", roles, now() + 60, root, &c2, &r2, &d),
+                     0);
+    const char *id1 = json_string_value(json_object_get(r1, "id"));
+    assert_int_equal(ag_keystore_invite_delete(f->ks, id1, &d), AG_ENOTFOUND);
+    const char *id2 = json_string_value(json_object_get(r2, "id"));
+    assert_int_equal(ag_keystore_invite_delete(f->ks, id2, &d), 0);
+    json_decref(r1);
+    json_decref(r2);
+    json_decref(roles);
+    json_decref(root);
+    ag_keystore_secret_free(c1);
+    ag_keystore_secret_free(c2);
+}
+
 static void test_account_settings(void **state)
 {
     fixture_t *f = *state;
@@ -413,6 +438,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_management_keys_keep_only_management, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allowed_ips, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invites_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_invites_purged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lookups_during_changes, setup, teardown),
     };
