@@ -7,6 +7,9 @@
  *   resolve+decide:  api-key header → ag_auth_authenticate → user key lookup (checksum, keyed
  *                    hash, O(1) key index, cached principal) → decide, cycling over all users
  *   cold resolve:    the same right after a role change (every principal rebuilt from roles)
+ *   API key:         a database API key holding user 42's first role, created by user 42: key
+ *                    lookup (checksum, keyed hash, binary search), grant resolved, creator bound
+ *                    (looked up as it is now) → decide
  * Usage: bench_decide [iterations=1000000]
  */
 #include "ag_base.h"
@@ -19,6 +22,7 @@
 #include <sodium.h>
 
 #include "auth/ag_auth.h"
+#include "auth/ag_keystore.h"
 #include "auth/ag_perm.h"
 #include "auth/ag_secstore.h"
 
@@ -122,6 +126,49 @@ static int setup(const char *sec, ag_secstore_t **out, char **keys)
     return 0;
 }
 
+/* ns per API-key request (lookup + decide), or a negative number on failure. */
+static double time_api_key(const char *dir, ag_secstore_t *s, long m, int *failures)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/mgmt", dir);
+    ag_keystore_t *ks = NULL;
+    ag_diag_t d = {{0}};
+    char kid[AG_KEY_ID_LEN + 1], role[32];
+    if (ag_keystore_open(path, &ks, &d) != 0 || ag_secstore_user_key_id(s, "user-42", kid) != 0)
+        return -1;
+    ag_keystore_hooks_t h = {ag_secstore_resolve_role, s, ag_secstore_minter, s};
+    ag_keystore_set_hooks(ks, &h);
+    snprintf(role, sizeof(role), "role-%d", role_of(42, 0));
+    json_t *grant = json_pack("{s:[s]}", "roles", role);
+    json_t *creator = json_pack("{s:s,s:s,s:s}", "kind", "user", "id", "user-42", "key_id", kid);
+    char *key = NULL;
+    json_t *rec = NULL;
+    int rc = ag_keystore_key_create(ks, AG_KEYKIND_API, "bench", grant, (int64_t)time(NULL) + 3600,
+                                    NULL, creator, &key, &rec, &d);
+    json_decref(grant);
+    json_decref(creator);
+    json_decref(rec);
+    double ns = -1;
+    if (rc == 0) {
+        char c[64];
+        snprintf(c, sizeof(c), "team%d_x", role_of(42, 0));
+        int64_t now = (int64_t)time(NULL);
+        double t0 = now_s();
+        for (long i = 0; i < m; i++) {
+            ag_principal_t *q = NULL;
+            if (ag_keystore_lookup(ks, key, strlen(key), now, &q) != 0)
+                (*failures)++;
+            else
+                decide_one(q, AG_VERB_READ, c);
+            ag_principal_unref(q);
+        }
+        ns = (now_s() - t0) * 1e9 / (double)m;
+    }
+    ag_keystore_secret_free(key);
+    ag_keystore_close(ks);
+    return ns;
+}
+
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? strtol(argv[1], NULL, 10) : 1000000;
@@ -207,6 +254,8 @@ int main(int argc, char **argv)
     }
     double lookup = (now_s() - t0) * 1e9 / (double)m;
 
+    double apikey = time_api_key(dir, s, m, &failures);
+
     /* Cold: a role change drops every cached principal; each user's is rebuilt once. */
     json_t *arr = json_loads("[{\"action\":\"read:data\",\"collection\":\"x*\"}]", 0, NULL);
     ag_perm_list_t perms = {0};
@@ -235,6 +284,7 @@ int main(int argc, char **argv)
     printf("  %-44s %8.1f ns/request\n", "resolve (api-key → user) + decide", resolve);
     printf("  %-44s %8.1f ns/request\n", "  of which the user-key lookup alone", lookup);
     printf("  %-44s %8.1f ns/request\n", "cold resolve after a role change", cold);
+    printf("  %-44s %8.1f ns/request\n", "API key (user-bound, 1 role) lookup + decide", apikey);
     printf("  decision overhead vs baseline: %+.1f ns; target < 1000 ns: %s\n", allow - base,
            allow < 1000 && deny < 1000 ? "met" : "MISSED");
     if (failures)

@@ -35,6 +35,7 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
     append(&n, ag_routes_identity, ag_routes_identity_len);
     append(&n, ag_routes_auth, ag_routes_auth_len);
     append(&n, ag_routes_tenants, ag_routes_tenants_len);
+    append(&n, ag_routes_mgmt, ag_routes_mgmt_len);
     for (size_t i = 0; i < n; i++) {
         const ag_route_t *r = &route_table[i];
         if (!r->handler || !r->pattern)
@@ -173,7 +174,7 @@ void ag_api_begin(void *ud, ag_request_t *req)
         }
     }
     /* Probes and the root answer on the network thread, never queued behind busy workers. */
-    req->inline_ok = r->public_route;
+    req->inline_ok = r->public_route && !r->body; /* invite acceptance writes: a worker's job */
     ag_call_t *call = calloc(1, sizeof(*call));
     if (!call) {
         render(req, 500, NULL, "out of memory");

@@ -43,7 +43,7 @@ typedef struct ag_route {
     ag_scope_kind_t scope; /* which path parameter names the resource */
     ag_handler_fn handler;
     bool body;         /* the route takes a JSON body */
-    bool public_route; /* no credential needed (only /, /healthz, /livez, /readyz) */
+    bool public_route; /* no credential needed (/, /healthz, /livez, /readyz, invite acceptance) */
     bool list_route;   /* a listing: the handler filters items by what the caller may see */
     bool raw_body;     /* the handler reads req->body itself (ag_call_body parses it) */
     bool read_body;    /* a read (search, count, ...): the body's size budget is checked on the
@@ -138,5 +138,7 @@ extern const ag_route_t ag_routes_auth[];
 extern const size_t ag_routes_auth_len;
 extern const ag_route_t ag_routes_tenants[];
 extern const size_t ag_routes_tenants_len;
+extern const ag_route_t ag_routes_mgmt[];
+extern const size_t ag_routes_mgmt_len;
 
 #endif

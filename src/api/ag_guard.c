@@ -15,6 +15,7 @@
 #include "auth/ag_audit.h"
 #include "auth/ag_auth.h"
 #include "auth/ag_decide.h"
+#include "auth/ag_keystore.h"
 #include "auth/ag_perm.h"
 #include "auth/ag_root_key.h"
 #include "auth/ag_secstore.h"
@@ -29,6 +30,7 @@ struct ag_guard {
     ag_throttle_t *throttle;
     ag_store_t *store;
     ag_secstore_t *sec;          /* roles, database users and their keys */
+    ag_keystore_t *keys;         /* API keys, management keys, invites, account settings */
     ag_audit_t *audit;           /* borrowed (ag_guard_set_audit); NULL = not recorded */
     _Atomic int64_t next_report; /* when aggregated throttle records may next fall due */
     ag_action_decl_t decls[MAX_ROUTES];
@@ -39,8 +41,13 @@ static int lookup_hook(void *ctx, const char *credential, size_t len, int64_t no
                        ag_principal_t **out)
 {
     ag_guard_t *g = ctx;
-    if (!ag_root_key_matches(&g->root, credential, len))
+    if (!ag_root_key_matches(&g->root, credential, len)) {
+        /* API and management keys (ids 'k…'/'m…') first: AG_ENOTFOUND for anything else. */
+        int krc = g->keys ? ag_keystore_lookup(g->keys, credential, len, now, out) : AG_ENOTFOUND;
+        if (krc != AG_ENOTFOUND)
+            return krc;
         return g->sec ? ag_secstore_lookup(g->sec, credential, len, now, out) : AG_ENOTFOUND;
+    }
     int rc = ag_principal_new(AG_PRINCIPAL_ROOT, "root", out);
     if (rc == 0)
         rc = ag_principal_add_perms(*out, ag_role_root());
@@ -91,9 +98,17 @@ static int open_security(ag_guard_t *g, const char *storage, ag_diag_t *diag)
     if (n < 0 || (size_t)n >= sizeof(dir))
         return ag_fail(diag, AG_ECONFIG, "storage path is too long");
     int rc = ag_secstore_open(dir, &g->sec, diag);
-    if (rc == 0)
-        ag_secstore_set_on_change(g->sec, security_changed, g);
-    return rc;
+    if (rc)
+        return rc;
+    ag_secstore_set_on_change(g->sec, security_changed, g);
+    n = snprintf(dir, sizeof(dir), "%s/security/mgmt", storage ? storage : ".");
+    if (n < 0 || (size_t)n >= sizeof(dir))
+        return ag_fail(diag, AG_ECONFIG, "storage path is too long");
+    if ((rc = ag_keystore_open(dir, &g->keys, diag)) != 0)
+        return rc;
+    ag_keystore_hooks_t kh = {ag_secstore_resolve_role, g->sec, ag_secstore_minter, g->sec};
+    ag_keystore_set_hooks(g->keys, &kh);
+    return 0;
 }
 
 int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **out, ag_diag_t *diag)
@@ -161,6 +176,7 @@ void ag_guard_free(ag_guard_t *g)
     if (g->throttle)
         (void)ag_throttle_drain(g->throttle, ag_now_unix(), true, report_throttled, g);
     ag_auth_free(g->auth);
+    ag_keystore_close(g->keys);
     ag_secstore_close(g->sec);
     ag_throttle_free(g->throttle);
     ag_root_key_wipe(&g->root);
@@ -353,7 +369,11 @@ int ag_guard_key_id(const ag_call_t *call, char *out)
         while (*cred == ' ')
             cred++;
     }
-    if (!cred || ag_user_key_parse(cred, strlen(cred), out) != 0)
+    if (!cred)
+        return AG_ENOTFOUND;
+    /* API and management key ids have the same length as user key ids. */
+    if (ag_user_key_parse(cred, strlen(cred), out) != 0 &&
+        ag_mkey_parse(cred, strlen(cred), 0, out) != 0)
         return AG_ENOTFOUND;
     return 0;
 }
@@ -526,6 +546,14 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
                            adiag.msg[0] ? adiag.msg : "Unauthorized: missing or invalid credential",
                            retry_after, diag);
     }
+    /* An API or management key may be bound to addresses (docs/SECURITY.md "Keys, management
+     * keys and invites"): from anywhere else it is no credential at all. */
+    if (ag_principal_kind(call->principal) == AG_PRINCIPAL_API_KEY &&
+        !ag_keystore_addr_allowed(g->keys, ag_principal_id(call->principal), req->remote_addr)) {
+        ag_guard_release_principal(call);
+        return auth_failed(g, call, now, "the key's allowed_ips do not include this address",
+                           "Unauthorized: missing or invalid credential", retry_after, diag);
+    }
     label(call, call->principal);
     /* An upsert the caller may not do whole may still be granted verb by verb. */
     bool upsert =
@@ -591,12 +619,14 @@ void ag_guard_audit(ag_call_t *call, int http_status)
     if (i >= MAX_ROUTES)
         return;
     const ag_action_decl_t *decl = &g->decls[i];
-    if (decl->flags & AG_ACTF_PUBLIC)
+    /* A public route is audited only when its handler made a change (invite acceptance). */
+    if ((decl->flags & AG_ACTF_PUBLIC) && !call->audit_detail)
         return;
     bool denied = http_status == 401 || http_status == 403 || http_status == 429;
     int res = ag_resource_public(decl->resource);
-    bool change = (decl->verbs & ~(unsigned)AG_VERB_READ) != 0 && !ag_resource_is_data(res) &&
-                  res != AG_RES_PROFILE;
+    bool change = ((decl->verbs & ~(unsigned)AG_VERB_READ) != 0 && !ag_resource_is_data(res) &&
+                   res != AG_RES_PROFILE) ||
+                  call->audit_detail;
     if (!denied && !change)
         return;
     audit_write(g, call, !denied, http_status, http_status >= 400 ? call->diag.msg : NULL);
@@ -656,5 +686,26 @@ int ag_guard_authorize_name(ag_call_t *call, const char *action, const char *rol
     else if (rc)
         rc = ag_fail(diag, AG_EFORBIDDEN, "Forbidden: the permission check failed");
     ag_decision_release(&d);
+    return rc;
+}
+
+/* ---- management plane (docs/SECURITY.md "Keys, management keys and invites") ------------- */
+
+ag_keystore_t *ag_guard_keystore(ag_guard_t *g)
+{
+    return g ? g->keys : NULL;
+}
+
+int ag_guard_public_auth_failure(ag_call_t *call, const char *why, ag_diag_t *diag)
+{
+    ag_guard_t *g = call->api->guard;
+    const char *answer = "Unauthorized: the invite code is not valid";
+    if (!g || !g->throttle)
+        return ag_fail(diag, AG_EUNAUTH, "%s", answer);
+    int retry_after = 0;
+    int rc = auth_failed(g, call, ag_now_unix(), why, answer, &retry_after, diag);
+    if (rc == AG_ETHROTTLED)
+        snprintf(call->req->retry_after, sizeof(call->req->retry_after), "%d",
+                 AG_MAX(retry_after, 1));
     return rc;
 }

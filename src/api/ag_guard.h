@@ -1,7 +1,8 @@
 /*
  * ag_guard.h — the authenticate → authorize step of the request path, run in begin() before any
  * byte of the body is read:
- *   public route?  → admitted without a credential (only /, /healthz, /livez, /readyz)
+ *   public route?  → admitted without a credential (/, /healthz, /livez, /readyz and
+ *                    POST /auth/invites/accept, which checks its code itself)
  *   --insecure?    → the anonymous principal (root), loopback only
  *   authenticate   → 401 for a missing/invalid credential or client certificate
  *                    (auth/ag_auth.h); once an address has failed too often, its failures get
@@ -80,5 +81,15 @@ struct ag_audit *ag_guard_audit_log(ag_guard_t *g);
  * tenant API's list and create routes, whose tenant is not in the path. 0 or AG_EFORBIDDEN. */
 int ag_guard_authorize_tenant(ag_call_t *call, const char *action, const char *tenant,
                               ag_diag_t *diag);
+
+/* The management-plane store (API keys, management keys, invites, account settings). Borrowed
+ * for the guard's life. */
+struct ag_keystore;
+struct ag_keystore *ag_guard_keystore(ag_guard_t *g);
+/* For a public route that checks a secret of its own (POST /auth/invites/accept): counts a wrong
+ * one as a failed authentication from the caller's address — logged, audited, throttled — and
+ * returns the answer: AG_EUNAUTH (401) with a generic message, or AG_ETHROTTLED (429, with
+ * Retry-After set) once the address is locked out. */
+int ag_guard_public_auth_failure(ag_call_t *call, const char *why, ag_diag_t *diag);
 
 #endif

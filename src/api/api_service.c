@@ -94,7 +94,7 @@ const ag_route_t ag_routes_service[] = {
     {AG_HTTP_GET, "/healthz", "read:public", AG_SCOPE_NONE, h_healthz, false, true},
     {AG_HTTP_GET, "/livez", "read:public", AG_SCOPE_NONE, h_healthz, false, true},
     {AG_HTTP_GET, "/readyz", "read:public", AG_SCOPE_NONE, h_readyz, false, true},
-    {AG_HTTP_GET, "/metrics", "read:cluster", AG_SCOPE_NONE, h_metrics, false, false},
-    {AG_HTTP_GET, "/telemetry", "read:cluster", AG_SCOPE_NONE, h_telemetry, false, false},
+    {AG_HTTP_GET, "/metrics", "read:clusters", AG_SCOPE_NONE, h_metrics, false, false},
+    {AG_HTTP_GET, "/telemetry", "read:clusters", AG_SCOPE_NONE, h_telemetry, false, false},
 };
 const size_t ag_routes_service_len = AG_ARRAY_LEN(ag_routes_service);

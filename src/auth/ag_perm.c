@@ -50,7 +50,32 @@ int ag_resource_lookup(const char *name)
     for (int r = AG_RES_NONE + 1; r < AG_RES_COUNT; r++)
         if (!res_internal(r) && strcmp(resources[r].name, name) == 0)
             return r;
+    if (strcmp(name, "cluster") == 0) /* the name before the Qdrant Cloud catalog's plural */
+        return AG_RES_CLUSTER;
     return AG_RES_NONE;
+}
+
+bool ag_resource_is_management(int res)
+{
+    switch (res) {
+    case AG_RES_BACKUPS:
+    case AG_RES_BACKUP_SCHEDULES:
+    case AG_RES_CLUSTER:
+    case AG_RES_NODES:
+    case AG_RES_ROLES:
+    case AG_RES_USERS:
+    case AG_RES_API_KEYS:
+    case AG_RES_MANAGEMENT_KEYS:
+    case AG_RES_INVITES:
+    case AG_RES_ACCOUNT:
+    case AG_RES_PROFILE:
+    case AG_RES_AUDIT:
+    case AG_RES_HYBRID_CLOUD:
+    case AG_RES_PAYMENT:
+        return true;
+    default:
+        return false;
+    }
 }
 
 bool ag_resource_is_data(int res)

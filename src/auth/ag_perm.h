@@ -60,7 +60,7 @@ typedef enum {
     X(AG_RES_SNAPSHOTS, "snapshots", AG_RES_NONE, AG_PS_COLL)                                      \
     X(AG_RES_BACKUPS, "backups", AG_RES_NONE, AG_PS_COLL)                                          \
     X(AG_RES_BACKUP_SCHEDULES, "backup_schedules", AG_RES_NONE, AG_PS_COLL)                        \
-    X(AG_RES_CLUSTER, "cluster", AG_RES_NONE, 0)                                                   \
+    X(AG_RES_CLUSTER, "clusters", AG_RES_NONE, 0)                                                  \
     X(AG_RES_NODES, "nodes", AG_RES_NONE, AG_PSCOPE_BIT(AG_PSCOPE_VERBOSITY))                      \
     X(AG_RES_CLUSTER_DATA, "cluster_data", AG_RES_NONE, 0)                                         \
     X(AG_RES_ROLES, "roles", AG_RES_NONE, AG_PSCOPE_BIT(AG_PSCOPE_ROLE))                           \
@@ -71,6 +71,9 @@ typedef enum {
     X(AG_RES_ACCOUNT, "account", AG_RES_NONE, 0)                                                   \
     X(AG_RES_PROFILE, "profile", AG_RES_NONE, 0)                                                   \
     X(AG_RES_AUDIT, "audit", AG_RES_NONE, 0)                                                       \
+    /* accepted for Qdrant Cloud compatibility; nothing behind them on a self-hosted server */     \
+    X(AG_RES_HYBRID_CLOUD, "hybrid_cloud_environments", AG_RES_NONE, 0)                            \
+    X(AG_RES_PAYMENT, "payment_information", AG_RES_NONE, 0)                                       \
     /* internal sub-resources (see above) */                                                       \
     X(AG_RES_PAYLOAD_INDEXES, "payload_indexes", AG_RES_COLLECTIONS, AG_PS_COLL)                   \
     X(AG_RES_POINTS, "points", AG_RES_DATA, AG_PS_COLL | AG_PS_TENANT)
@@ -86,9 +89,13 @@ typedef enum {
 
 /* Static name of a resource ("collections"), "*" for AG_RES_ANY, NULL if out of range. */
 const char *ag_resource_name(int res);
-/* Resource named name among the public ones (internal sub-resources are not accepted);
- * AG_RES_NONE if unknown. */
+/* Resource named name among the public ones (internal sub-resources are not accepted; the older
+ * singular "cluster" still names clusters); AG_RES_NONE if unknown. */
 int ag_resource_lookup(const char *name);
+/* True for the management resources (docs/PERMISSIONS.md "Management keys"): roles, users, keys,
+ * invites, backups and their schedules, clusters, nodes, account, profile, audit and the
+ * compatibility names — not collections, data, tenants, snapshots or cluster_data. */
+bool ag_resource_is_management(int res);
 /* True for data and its sub-resource: the resources whose permissions carry row filters. */
 bool ag_resource_is_data(int res);
 /* The public resource that covers res: its parent for a sub-resource, else res itself. */

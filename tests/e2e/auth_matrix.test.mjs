@@ -79,6 +79,7 @@ const INDEX = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, 403, 403, 403, 403];
 const POINT_WRITE = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, ok, 403, 403, ok];
 // prw is Qdrant's "points read-write": payload edits are point writes too (issue 10, item 1).
 const PAYLOAD_WRITE = POINT_WRITE;
+const ROOT_ONLY = [401, 401, ok, ok, ok, 403, 403, 403, 403, 403, 403, 403, 403, 403];
 
 const EXPECTED = {
   // service
@@ -131,6 +132,28 @@ const EXPECTED = {
   // destructive ones (each cell gets a fresh fixture)
   'PUT /collections/mx': MANAGE,
   'DELETE /collections/mx': MANAGE,
+  // the management plane (docs/API.md "Management plane"): management resources only, so no
+  // JWT access level reaches them; /cluster is read by every global reader
+  'GET /auth/api-keys': ROOT_ONLY,
+  'POST /auth/api-keys': ROOT_ONLY,
+  'GET /auth/api-keys/{id}': ROOT_ONLY,
+  'POST /auth/api-keys/{id}/rotate': ROOT_ONLY,
+  'DELETE /auth/api-keys/{id}': ROOT_ONLY,
+  'GET /auth/management-keys': ROOT_ONLY,
+  'POST /auth/management-keys': ROOT_ONLY,
+  'GET /auth/management-keys/{id}': ROOT_ONLY,
+  'POST /auth/management-keys/{id}/rotate': ROOT_ONLY,
+  'DELETE /auth/management-keys/{id}': ROOT_ONLY,
+  'GET /auth/invites': ROOT_ONLY,
+  'POST /auth/invites': ROOT_ONLY,
+  'DELETE /auth/invites/{id}': ROOT_ONLY,
+  'POST /auth/invites/accept': PUBLIC, // the code is the credential; each cell gets a fresh one
+  'GET /account': ROOT_ONLY,
+  'PATCH /account': ROOT_ONLY,
+  'GET /cluster': GLOBAL_READ,
+  //  a single node refuses cluster changes (405) to whoever may ask for them
+  'POST /cluster/recover': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
+  'DELETE /cluster/peer/1': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
 };
 
 // ---- fixture --------------------------------------------------------------------------------
@@ -247,7 +270,44 @@ const ROUTES = [
     after: resetMx,
   },
   { name: 'DELETE /collections/mx', before: resetMx, after: resetMx },
+  // management plane: ids made with the root key (a fresh one for each destructive cell)
+  { name: 'GET /auth/api-keys' },
+  { name: 'POST /auth/api-keys', body: { name: 'matrix', access: 'r' } },
+  { name: 'GET /auth/api-keys/{id}', get path() { return `/auth/api-keys/${mg.apiKey}`; } },
+  { name: 'POST /auth/api-keys/{id}/rotate', get path() { return `/auth/api-keys/${mg.apiKey}/rotate`; } },
+  {
+    name: 'DELETE /auth/api-keys/{id}',
+    get path() { return `/auth/api-keys/${mg.doomed}`; },
+    before: async () => { mg.doomed = (await rootOk('POST', '/auth/api-keys', { name: 'doomed', access: 'r' })).id; },
+  },
+  { name: 'GET /auth/management-keys' },
+  { name: 'POST /auth/management-keys', body: { name: 'matrix', permissions: [{ action: 'read:users' }] } },
+  { name: 'GET /auth/management-keys/{id}', get path() { return `/auth/management-keys/${mg.mgmtKey}`; } },
+  { name: 'POST /auth/management-keys/{id}/rotate', get path() { return `/auth/management-keys/${mg.mgmtKey}/rotate`; } },
+  {
+    name: 'DELETE /auth/management-keys/{id}',
+    get path() { return `/auth/management-keys/${mg.doomed}`; },
+    before: async () => { mg.doomed = (await rootOk('POST', '/auth/management-keys', { name: 'doomed', permissions: [{ action: 'read:users' }] })).id; },
+  },
+  { name: 'GET /auth/invites' },
+  { name: 'POST /auth/invites', get body() { return { user_id: `invitee${mg.seq++}`, roles: [] }; } },
+  {
+    name: 'DELETE /auth/invites/{id}',
+    get path() { return `/auth/invites/${mg.invite}`; },
+    before: async () => { mg.invite = (await rootOk('POST', '/auth/invites', { user_id: `doomed${mg.seq++}`, roles: [] })).invite.id; },
+  },
+  {
+    name: 'POST /auth/invites/accept',
+    get body() { return { code: mg.code }; },
+    before: async () => { mg.code = (await rootOk('POST', '/auth/invites', { user_id: `joiner${mg.seq++}`, roles: [] })).code; },
+  },
+  { name: 'GET /account' },
+  { name: 'PATCH /account', body: { name: 'matrix' } },
+  { name: 'GET /cluster' },
+  { name: 'POST /cluster/recover' },
+  { name: 'DELETE /cluster/peer/1' },
 ];
+const mg = { seq: 0 };
 
 // A fixed source address per valid principal (its own throttle bucket); a fresh one for every
 // request meant to fail authentication.
@@ -274,6 +334,8 @@ before(async () => {
   await resetMx();
   await buildCollection(O);
   await rootOk('POST', '/collections/aliases', { actions: [{ create_alias: { collection_name: O, alias_name: 'ot_alias' } }] });
+  mg.apiKey = (await rootOk('POST', '/auth/api-keys', { name: 'matrix', access: 'r' })).id;
+  mg.mgmtKey = (await rootOk('POST', '/auth/management-keys', { name: 'matrix', permissions: [{ action: 'read:users' }] })).id;
 });
 
 after(async () => {

@@ -275,10 +275,24 @@ static void test_perm_parse_ok(void **state)
     ag_perm_release(&p);
 
     /* Every resource of docs/PERMISSIONS.md parses. */
-    const char *names[] = {
-        "collections", "data",    "tenants", "snapshots", "backups",  "backup_schedules",
-        "cluster",     "nodes",   "roles",   "users",     "api_keys", "management_keys",
-        "invites",     "account", "profile", "audit"};
+    const char *names[] = {"collections",
+                           "data",
+                           "tenants",
+                           "snapshots",
+                           "backups",
+                           "backup_schedules",
+                           "clusters",
+                           "nodes",
+                           "roles",
+                           "users",
+                           "api_keys",
+                           "management_keys",
+                           "invites",
+                           "account",
+                           "profile",
+                           "audit",
+                           "hybrid_cloud_environments",
+                           "payment_information"};
     for (size_t i = 0; i < AG_ARRAY_LEN(names); i++) {
         char buf[128];
         snprintf(buf, sizeof(buf), "{\"action\":\"manage:%s\"}", names[i]);
@@ -286,6 +300,10 @@ static void test_perm_parse_ok(void **state)
         assert_string_equal(ag_resource_name(p.resource), names[i]);
         ag_perm_release(&p);
     }
+    /* the singular name from before the Qdrant Cloud catalog still parses, as clusters */
+    assert_int_equal(parse("{\"action\":\"read:cluster\"}", &p, &d), 0);
+    assert_string_equal(ag_resource_name(p.resource), "clusters");
+    ag_perm_release(&p);
 }
 
 static void test_perm_parse_errors(void **state)

@@ -1,0 +1,1296 @@
+#include "ag_keystore.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "ag_decide.h"
+#include "ag_grow.h"
+#include "ag_jwt.h"
+#include "ag_log.h"
+#include "json/ag_json.h"
+
+#define HASH_LEN 32
+#define SECRET_BYTES 32
+#define SECRET_LEN 43
+#define CHECK_LEN 6
+#define MAP_SIZE ((size_t)1 << 28)
+#define MAX_NAME 128
+
+/* One allowed network: a 16-byte address (IPv4 mapped into ::ffff:0:0/96) and a prefix. */
+typedef struct net {
+    uint8_t addr[16];
+    unsigned bits;
+} net_t;
+
+typedef struct key {
+    char id[AG_MKEY_ID_LEN + 1];
+    int kind;
+    json_t *rec; /* the stored record (owned) */
+    uint8_t hash[HASH_LEN];
+    int64_t expires_at;
+    net_t *nets; /* owned; NULL = any address */
+    size_t nnets;
+    _Atomic int64_t last_used;
+    _Atomic int64_t last_written;
+} cred_t;
+
+struct ag_keystore {
+    MDB_env *env;
+    MDB_dbi meta, keys_db, invites_db, account_db;
+    uint8_t hash_key[crypto_generichash_KEYBYTES];
+    /* Readers (lookups, listings) take lock shared. A change holds wmu for its whole course —
+     * writers are serialised, so a writer may read the table without lock — and takes lock
+     * exclusively only to swap the in-memory state after its durable commit: a lookup never
+     * waits for an fsync. */
+    pthread_rwlock_t lock;
+    pthread_mutex_t wmu;
+    cred_t **keys; /* sorted by id */
+    size_t nkeys, cap;
+    json_t *account; /* settings (owned) */
+    ag_keystore_hooks_t hooks;
+};
+
+static int64_t now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* ---- credentials ---------------------------------------------------------------------------- */
+
+static void check_of(const char *s, size_t len, char out[CHECK_LEN + 1])
+{
+    unsigned char h[32];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)s, len, NULL, 0);
+    sodium_bin2hex(out, CHECK_LEN + 1, h, CHECK_LEN / 2);
+}
+
+static bool lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+int ag_mkey_parse(const char *cred, size_t len, char want, char id[AG_MKEY_ID_LEN + 1])
+{
+    if (!cred || len != AG_MKEY_LEN || memcmp(cred, "ag_", 3) != 0 ||
+        cred[3 + AG_MKEY_ID_LEN] != '_' || !lower_hex(cred + 4, AG_MKEY_ID_LEN - 1))
+        return AG_ENOTFOUND;
+    char c = cred[3];
+    if (want ? c != want : (c != 'k' && c != 'm'))
+        return AG_ENOTFOUND;
+    char check[CHECK_LEN + 1];
+    check_of(cred, AG_MKEY_LEN - CHECK_LEN, check);
+    if (sodium_memcmp(check, cred + AG_MKEY_LEN - CHECK_LEN, CHECK_LEN) != 0)
+        return AG_EUNAUTH;
+    memcpy(id, cred + 3, AG_MKEY_ID_LEN);
+    id[AG_MKEY_ID_LEN] = '\0';
+    return 0;
+}
+
+static void secret_hash(const ag_keystore_t *ks, const char *id, const uint8_t *secret,
+                        uint8_t out[HASH_LEN])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, ks->hash_key, sizeof(ks->hash_key), HASH_LEN);
+    crypto_generichash_update(&st, (const unsigned char *)id, AG_MKEY_ID_LEN);
+    crypto_generichash_update(&st, (const unsigned char *)"", 1);
+    crypto_generichash_update(&st, secret, SECRET_BYTES);
+    crypto_generichash_final(&st, out, HASH_LEN);
+    sodium_memzero(&st, sizeof(st));
+}
+
+/* Hash of the secret of a parsed credential; AG_EUNAUTH for a bad encoding. */
+static int cred_hash(const ag_keystore_t *ks, const char *cred, const char *id,
+                     uint8_t out[HASH_LEN])
+{
+    uint8_t secret[SECRET_BYTES];
+    size_t n = 0;
+    int rc = ag_b64url_decode(cred + 4 + AG_MKEY_ID_LEN, SECRET_LEN, secret, sizeof(secret), &n);
+    if (rc == 0 && n == sizeof(secret))
+        secret_hash(ks, id, secret, out);
+    else
+        rc = AG_EUNAUTH;
+    sodium_memzero(secret, sizeof(secret));
+    return rc;
+}
+
+void ag_keystore_secret_free(char *secret)
+{
+    sodium_free(secret);
+}
+
+/* A fresh credential for id. Memory: *out is sodium_malloc'd (ag_keystore_secret_free). */
+static int new_secret(const ag_keystore_t *ks, const char *id, uint8_t hash[HASH_LEN], char **out)
+{
+    *out = NULL;
+    char *cred = sodium_malloc(AG_MKEY_LEN + 1);
+    if (!cred)
+        return AG_ENOMEM;
+    uint8_t secret[SECRET_BYTES];
+    randombytes_buf(secret, sizeof(secret));
+    memcpy(cred, "ag_", 3);
+    memcpy(cred + 3, id, AG_MKEY_ID_LEN);
+    cred[3 + AG_MKEY_ID_LEN] = '_';
+    ag_b64url_encode(secret, sizeof(secret), cred + 4 + AG_MKEY_ID_LEN);
+    check_of(cred, AG_MKEY_LEN - CHECK_LEN, cred + AG_MKEY_LEN - CHECK_LEN);
+    cred[AG_MKEY_LEN] = '\0';
+    secret_hash(ks, id, secret, hash);
+    sodium_memzero(secret, sizeof(secret));
+    *out = cred;
+    return 0;
+}
+
+static void new_id(char prefix, char id[AG_MKEY_ID_LEN + 1])
+{
+    uint8_t raw[6];
+    char hex[13];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2hex(hex, sizeof(hex), raw, sizeof(raw));
+    id[0] = prefix;
+    memcpy(id + 1, hex, AG_MKEY_ID_LEN - 1);
+    id[AG_MKEY_ID_LEN] = '\0';
+}
+
+static bool hash_from_hex(const char *hex, uint8_t out[HASH_LEN])
+{
+    size_t n = 0;
+    return hex && strlen(hex) == HASH_LEN * 2 &&
+           sodium_hex2bin(out, HASH_LEN, hex, HASH_LEN * 2, NULL, &n, NULL) == 0 && n == HASH_LEN;
+}
+
+/* ---- addresses ------------------------------------------------------------------------------ */
+
+static bool parse_addr(const char *s, uint8_t out[16], bool *v4)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, s, &a4) == 1) {
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &a4, 4);
+        *v4 = true;
+        return true;
+    }
+    if (inet_pton(AF_INET6, s, &a6) == 1) {
+        memcpy(out, &a6, 16);
+        *v4 = false;
+        return true;
+    }
+    return false;
+}
+
+static bool parse_net(const char *text, net_t *out)
+{
+    char buf[64];
+    if (!text || strlen(text) >= sizeof(buf))
+        return false;
+    snprintf(buf, sizeof(buf), "%s", text);
+    char *slash = strchr(buf, '/');
+    long bits = -1;
+    if (slash) {
+        *slash = '\0';
+        const char *b = slash + 1;
+        if (!*b || strlen(b) > 3)
+            return false;
+        bits = 0;
+        for (; *b; b++) {
+            if (*b < '0' || *b > '9')
+                return false;
+            bits = bits * 10 + (*b - '0');
+        }
+    }
+    bool v4;
+    if (!parse_addr(buf, out->addr, &v4))
+        return false;
+    long max = v4 ? 32 : 128;
+    if (bits > max)
+        return false;
+    out->bits = (unsigned)(bits < 0 ? 128 : (v4 ? bits + 96 : bits));
+    return true;
+}
+
+static bool net_contains(const net_t *n, const uint8_t a[16])
+{
+    unsigned full = n->bits / 8, rest = n->bits % 8;
+    if (memcmp(n->addr, a, full) != 0)
+        return false;
+    if (!rest)
+        return true;
+    uint8_t mask = (uint8_t)(0xff << (8 - rest));
+    return (n->addr[full] & mask) == (a[full] & mask);
+}
+
+int ag_keystore_check_ips(const json_t *arr, ag_diag_t *diag)
+{
+    if (!arr || json_is_null(arr))
+        return 0;
+    if (!json_is_array(arr) || json_array_size(arr) > AG_KEYSTORE_MAX_IPS)
+        return ag_fail(diag, AG_EINVAL,
+                       "allowed_ips: expected an array of at most %d addresses or CIDRs",
+                       AG_KEYSTORE_MAX_IPS);
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        net_t n;
+        if (!json_is_string(v) || !parse_net(json_string_value(v), &n))
+            return ag_fail(diag, AG_EINVAL,
+                           "allowed_ips[%zu]: expected an IPv4/IPv6 address or CIDR "
+                           "(e.g. \"10.0.0.0/8\")",
+                           i);
+    }
+    return 0;
+}
+
+/* ---- records -------------------------------------------------------------------------------- */
+
+static void key_free(cred_t *k)
+{
+    if (!k)
+        return;
+    json_decref(k->rec);
+    free(k->nets);
+    sodium_memzero(k->hash, sizeof(k->hash));
+    free(k);
+}
+
+static int64_t rec_int(const json_t *rec, const char *field)
+{
+    return (int64_t)json_integer_value(json_object_get(rec, field));
+}
+
+/* Memory: a new cred_t taking a new reference to rec. NULL for a malformed record. */
+static cred_t *key_from_record(const char *id, json_t *rec)
+{
+    const char *kind = json_string_value(json_object_get(rec, "kind"));
+    cred_t *k = calloc(1, sizeof(*k));
+    if (!k || !kind || strlen(id) != AG_MKEY_ID_LEN)
+        goto fail;
+    snprintf(k->id, sizeof(k->id), "%s", id);
+    k->kind = strcmp(kind, "management") == 0 ? AG_KEYKIND_MANAGEMENT : AG_KEYKIND_API;
+    if (!hash_from_hex(json_string_value(json_object_get(rec, "key_hash")), k->hash))
+        goto fail;
+    k->expires_at = rec_int(rec, "expires_at");
+    atomic_init(&k->last_used, rec_int(rec, "last_used"));
+    atomic_init(&k->last_written, rec_int(rec, "last_used"));
+    json_t *ips = json_object_get(rec, "allowed_ips");
+    if (json_array_size(ips) > 0) {
+        k->nets = calloc(json_array_size(ips), sizeof(net_t));
+        if (!k->nets)
+            goto fail;
+        size_t i;
+        json_t *v;
+        json_array_foreach(ips, i, v)
+        {
+            if (!parse_net(json_string_value(v), &k->nets[i]))
+                goto fail;
+        }
+        k->nnets = json_array_size(ips);
+    }
+    k->rec = json_incref(rec);
+    return k;
+fail:
+    key_free(k);
+    return NULL;
+}
+
+static size_t key_pos(const ag_keystore_t *ks, const char *id, bool *found)
+{
+    size_t lo = 0, hi = ks->nkeys;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ks->keys[mid]->id, id);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static cred_t *key_find(const ag_keystore_t *ks, const char *id)
+{
+    bool found;
+    size_t i = key_pos(ks, id, &found);
+    return found ? ks->keys[i] : NULL;
+}
+
+/* Write lock held. Takes ownership of k (freed on failure). Replaces a key with the same id. */
+static int key_insert(ag_keystore_t *ks, cred_t *k)
+{
+    bool found;
+    size_t i = key_pos(ks, k->id, &found);
+    if (found) {
+        key_free(ks->keys[i]);
+        ks->keys[i] = k;
+        return 0;
+    }
+    if (AG_GROW(ks->keys, ks->cap, ks->nkeys + 1, 64, AG_KEYSTORE_MAX_KEYS) != 0) {
+        key_free(k);
+        return AG_ETOOBIG;
+    }
+    memmove(&ks->keys[i + 1], &ks->keys[i], (ks->nkeys - i) * sizeof(*ks->keys));
+    ks->keys[i] = k;
+    ks->nkeys++;
+    return 0;
+}
+
+static void key_remove(ag_keystore_t *ks, const char *id)
+{
+    bool found;
+    size_t i = key_pos(ks, id, &found);
+    if (!found)
+        return;
+    key_free(ks->keys[i]);
+    memmove(&ks->keys[i], &ks->keys[i + 1], (ks->nkeys - i - 1) * sizeof(*ks->keys));
+    ks->nkeys--;
+}
+
+/* ---- LMDB ----------------------------------------------------------------------------------- */
+
+static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, const json_t *val)
+{
+    char *text = val ? ag_json_dump(val) : NULL;
+    if (!text)
+        return AG_ENOMEM;
+    MDB_val k = {strlen(key), (void *)key}, v = {strlen(text), text};
+    int rc = mdb_put(txn, dbi, &k, &v, 0) ? AG_ESTORAGE : 0;
+    free(text);
+    return rc;
+}
+
+static json_t *get_json(MDB_txn *txn, MDB_dbi dbi, const char *key)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    if (mdb_get(txn, dbi, &k, &v) != 0)
+        return NULL;
+    return json_loadb(v.mv_data, v.mv_size, 0, NULL);
+}
+
+static int begin(ag_keystore_t *ks, unsigned flags, MDB_txn **txn, ag_diag_t *diag)
+{
+    int rc = mdb_txn_begin(ks->env, NULL, flags, txn);
+    if (rc)
+        return ag_fail(diag, AG_ESTORAGE, "key store: cannot begin a transaction: %s",
+                       mdb_strerror(rc));
+    return 0;
+}
+
+static int commit(MDB_txn *txn, ag_diag_t *diag)
+{
+    int rc = mdb_txn_commit(txn);
+    if (rc)
+        return ag_fail(diag, AG_ESTORAGE, "key store: cannot commit: %s", mdb_strerror(rc));
+    return 0;
+}
+
+static int load_hash_key(ag_keystore_t *ks, MDB_txn *txn)
+{
+    MDB_val k = {8, (void *)"hash_key"}, v;
+    int rc = mdb_get(txn, ks->meta, &k, &v);
+    if (rc == 0) {
+        if (v.mv_size != sizeof(ks->hash_key))
+            return AG_ESTORAGE;
+        memcpy(ks->hash_key, v.mv_data, sizeof(ks->hash_key));
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND)
+        return AG_ESTORAGE;
+    randombytes_buf(ks->hash_key, sizeof(ks->hash_key));
+    MDB_val nv = {sizeof(ks->hash_key), ks->hash_key};
+    return mdb_put(txn, ks->meta, &k, &nv, 0) ? AG_ESTORAGE : 0;
+}
+
+static int load_keys(ag_keystore_t *ks, MDB_txn *txn, ag_diag_t *diag)
+{
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, ks->keys_db, &cur))
+        return ag_fail(diag, AG_ESTORAGE, "key store: cannot read keys");
+    MDB_val k, v;
+    int rc = 0;
+    for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+        char id[AG_MKEY_ID_LEN + 1];
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        cred_t *key = NULL;
+        if (k.mv_size == AG_MKEY_ID_LEN) {
+            memcpy(id, k.mv_data, AG_MKEY_ID_LEN);
+            id[AG_MKEY_ID_LEN] = '\0';
+            key = key_from_record(id, rec);
+        }
+        json_decref(rec);
+        if (!key) {
+            rc = ag_fail(diag, AG_ESTORAGE, "key store: a key record is unreadable");
+            break;
+        }
+        if ((rc = key_insert(ks, key)) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Memory: *out owns the environment and the loaded keys (ag_keystore_close). */
+int ag_keystore_open(const char *dir, ag_keystore_t **out, ag_diag_t *diag)
+{
+    *out = NULL;
+    if (sodium_init() < 0)
+        return ag_fail(diag, AG_EINTERNAL, "libsodium failed to initialise");
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return ag_fail(diag, AG_ESTORAGE, "cannot create %s: %s", dir, strerror(errno));
+    chmod(dir, 0700);
+    ag_keystore_t *ks = calloc(1, sizeof(*ks));
+    if (!ks)
+        return AG_ENOMEM;
+    if (pthread_rwlock_init(&ks->lock, NULL) != 0) {
+        free(ks);
+        return AG_ENOMEM;
+    }
+    if (pthread_mutex_init(&ks->wmu, NULL) != 0) {
+        pthread_rwlock_destroy(&ks->lock);
+        free(ks);
+        return AG_ENOMEM;
+    }
+    MDB_txn *txn = NULL;
+    int rc = mdb_env_create(&ks->env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(ks->env, 8);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(ks->env, MAP_SIZE);
+    if (rc == 0)
+        rc = mdb_env_open(ks->env, dir, 0, 0600);
+    if (rc) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot open the key store in %s: %s", dir,
+                     mdb_strerror(rc));
+        goto fail;
+    }
+    int stale = 0;
+    mdb_reader_check(ks->env, &stale);
+    if ((rc = begin(ks, 0, &txn, diag)) != 0)
+        goto fail;
+    if (mdb_dbi_open(txn, "meta", MDB_CREATE, &ks->meta) ||
+        mdb_dbi_open(txn, "keys", MDB_CREATE, &ks->keys_db) ||
+        mdb_dbi_open(txn, "invites", MDB_CREATE, &ks->invites_db) ||
+        mdb_dbi_open(txn, "account", MDB_CREATE, &ks->account_db) || load_hash_key(ks, txn)) {
+        mdb_txn_abort(txn);
+        rc = ag_fail(diag, AG_ESTORAGE, "key store in %s is unreadable", dir);
+        goto fail;
+    }
+    if ((rc = load_keys(ks, txn, diag)) != 0) {
+        mdb_txn_abort(txn);
+        goto fail;
+    }
+    ks->account = get_json(txn, ks->account_db, "settings");
+    if (!ks->account)
+        ks->account = json_object();
+    if ((rc = commit(txn, diag)) != 0)
+        goto fail;
+    if (!ks->account) {
+        rc = AG_ENOMEM;
+        goto fail;
+    }
+    *out = ks;
+    return 0;
+fail:
+    ag_keystore_close(ks);
+    return rc;
+}
+
+void ag_keystore_close(ag_keystore_t *ks)
+{
+    if (!ks)
+        return;
+    for (size_t i = 0; i < ks->nkeys; i++)
+        key_free(ks->keys[i]);
+    free(ks->keys);
+    json_decref(ks->account);
+    if (ks->env)
+        mdb_env_close(ks->env);
+    sodium_memzero(ks->hash_key, sizeof(ks->hash_key));
+    pthread_rwlock_destroy(&ks->lock);
+    pthread_mutex_destroy(&ks->wmu);
+    free(ks);
+}
+
+void ag_keystore_set_hooks(ag_keystore_t *ks, const ag_keystore_hooks_t *hooks)
+{
+    ks->hooks = *hooks;
+}
+
+/* ---- principals ----------------------------------------------------------------------------- */
+
+static bool kept(int kind, const ag_perm_t *p)
+{
+    return kind != AG_KEYKIND_MANAGEMENT || ag_resource_is_management(p->resource) ||
+           p->resource == AG_RES_CLUSTER_DATA;
+}
+
+static int add_kept(ag_principal_t *p, int kind, const ag_perm_list_t *perms)
+{
+    for (size_t i = 0; i < perms->n; i++) {
+        if (!kept(kind, &perms->items[i]))
+            continue;
+        ag_perm_t copy;
+        int rc = ag_perm_copy(&perms->items[i], &copy);
+        if (rc == 0)
+            rc = ag_principal_add_perm(p, &copy);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int grant_roles(ag_keystore_t *ks, ag_principal_t *p, int kind, const json_t *roles,
+                       ag_diag_t *diag)
+{
+    if (!json_is_array(roles) || json_array_size(roles) > 64)
+        return ag_fail(diag, AG_EINVAL, "roles: expected an array of at most 64 role names");
+    size_t i;
+    json_t *v;
+    json_array_foreach(roles, i, v)
+    {
+        const char *name = json_string_value(v);
+        if (!name || !ag_role_name_valid(name, json_string_length(v)))
+            return ag_fail(diag, AG_EINVAL, "roles[%zu]: not a role name", i);
+        int rc = ag_principal_add_role(p, name);
+        if (rc)
+            return rc;
+        const ag_perm_list_t *builtin = ag_role_builtin(name);
+        ag_perm_list_t perms = {0};
+        if (builtin) {
+            rc = add_kept(p, kind, builtin);
+        } else {
+            rc = ks->hooks.resolve_role
+                     ? ks->hooks.resolve_role(ks->hooks.resolve_ctx, name, &perms)
+                     : AG_ENOTFOUND;
+            if (rc == AG_ENOTFOUND)
+                rc = ag_fail(diag, AG_EINVAL, "roles[%zu]: role '%s' does not exist", i, name);
+            else if (rc == 0)
+                rc = add_kept(p, kind, &perms);
+        }
+        ag_perm_list_release(&perms);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Memory: *out is a new principal reference owned by the caller. */
+int ag_keystore_grant_principal(ag_keystore_t *ks, int kind, const char *id, const json_t *grant,
+                                ag_principal_t **out, ag_diag_t *diag)
+{
+    *out = NULL;
+    ag_principal_t *p = NULL;
+    int rc = ag_principal_new(AG_PRINCIPAL_API_KEY, id, &p);
+    if (rc)
+        return rc;
+    const json_t *access = json_object_get(grant, "access");
+    const json_t *roles = json_object_get(grant, "roles");
+    const json_t *perms = json_object_get(grant, "permissions");
+    if (access) {
+        json_t *claims = json_pack("{s:O}", "access", access);
+        ag_principal_t *tp = NULL;
+        ag_diag_t jd = {{0}};
+        rc = claims ? ag_jwt_principal(claims, NULL, NULL, &tp, &jd) : AG_ENOMEM;
+        json_decref(claims);
+        if (rc && rc != AG_ENOMEM) {
+            /* "invalid token: access must be …" → the field, not a token */
+            const char *m = strstr(jd.msg, "access");
+            rc = ag_fail(diag, AG_EINVAL, "%s", m ? m : "access: not a valid access claim");
+        }
+        if (rc == 0)
+            rc = add_kept(p, kind, ag_principal_perms(tp));
+        ag_principal_unref(tp);
+    }
+    if (rc == 0 && roles)
+        rc = grant_roles(ks, p, kind, roles, diag);
+    if (rc == 0 && perms) {
+        ag_perm_list_t list = {0};
+        rc = ag_perm_list_parse(perms, "permissions", &list, diag);
+        if (rc == 0)
+            rc = add_kept(p, kind, &list);
+        ag_perm_list_release(&list);
+    }
+    if (rc) {
+        ag_principal_unref(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+static int key_principal(ag_keystore_t *ks, const cred_t *k, int64_t now, int depth,
+                         ag_principal_t **out);
+
+/* Read lock held. */
+static int creator_principal(ag_keystore_t *ks, const json_t *creator, int64_t now, int depth,
+                             ag_principal_t **out)
+{
+    *out = NULL;
+    const char *kind = json_string_value(json_object_get(creator, "kind"));
+    const char *id = json_string_value(json_object_get(creator, "id"));
+    if (!kind)
+        return AG_EUNAUTH;
+    if (strcmp(kind, "root") == 0)
+        return 0;
+    if (depth >= AG_KEYSTORE_MAX_DEPTH || !id)
+        return AG_EUNAUTH;
+    if (strcmp(kind, "user") == 0) {
+        const char *key_id = json_string_value(json_object_get(creator, "key_id"));
+        if (!key_id || !ks->hooks.minter_user)
+            return AG_EUNAUTH;
+        return ks->hooks.minter_user(ks->hooks.minter_ctx, id, key_id, out);
+    }
+    if (strcmp(kind, "api_key") == 0) {
+        const cred_t *k = key_find(ks, id);
+        return k ? key_principal(ks, k, now, depth + 1, out) : AG_EUNAUTH;
+    }
+    return AG_EUNAUTH;
+}
+
+/* Read lock held. The key's principal bound to its creator as it is now. */
+static int key_principal(ag_keystore_t *ks, const cred_t *k, int64_t now, int depth,
+                         ag_principal_t **out)
+{
+    *out = NULL;
+    if (k->expires_at && now >= k->expires_at)
+        return AG_EUNAUTH;
+    ag_principal_t *bound = NULL;
+    int rc = creator_principal(ks, json_object_get(k->rec, "creator"), now, depth, &bound);
+    if (rc)
+        return rc == AG_ENOMEM ? rc : AG_EUNAUTH;
+    ag_principal_t *p = NULL;
+    ag_diag_t d = {{0}};
+    rc = ag_keystore_grant_principal(ks, k->kind, k->id, json_object_get(k->rec, "grant"), &p, &d);
+    if (rc) {
+        ag_principal_unref(bound);
+        return rc == AG_ENOMEM ? rc : AG_EUNAUTH;
+    }
+    ag_principal_set_expiry(p, k->expires_at);
+    ag_principal_set_bound(p, bound);
+    *out = p;
+    return 0;
+}
+
+int ag_keystore_creator_principal(ag_keystore_t *ks, const json_t *creator, ag_principal_t **out)
+{
+    pthread_rwlock_rdlock(&ks->lock);
+    int rc = creator_principal(ks, creator, now_s(), 0, out);
+    pthread_rwlock_unlock(&ks->lock);
+    return rc;
+}
+
+/* ---- keys ----------------------------------------------------------------------------------- */
+
+static const char *kind_name(int kind)
+{
+    return kind == AG_KEYKIND_MANAGEMENT ? "management" : "api";
+}
+
+/* Memory: a new public view of a record. */
+static json_t *public_json(const cred_t *k)
+{
+    char prefix[3 + AG_MKEY_ID_LEN + 2];
+    snprintf(prefix, sizeof(prefix), "ag_%s_", k->id);
+    const json_t *rec = k->rec;
+    int64_t last = atomic_load(&k->last_used);
+    json_t *out =
+        json_pack("{s:s,s:s,s:O,s:s,s:O,s:O,s:o,s:O,s:O}", "id", k->id, "kind", kind_name(k->kind),
+                  "name", json_object_get(rec, "name"), "prefix", prefix, "created",
+                  json_object_get(rec, "created"), "expires_at", json_object_get(rec, "expires_at"),
+                  "last_used", last ? json_integer((json_int_t)last) : json_null(), "allowed_ips",
+                  json_object_get(rec, "allowed_ips"), "creator", json_object_get(rec, "creator"));
+    if (out) {
+        json_object_update(out, json_object_get(rec, "grant"));
+        json_object_set_new(out, "expired",
+                            json_boolean(k->expires_at && now_s() >= k->expires_at));
+    }
+    return out;
+}
+
+static bool name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > MAX_NAME)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* wmu held: stores rec under id durably, then mirrors it (under the write lock). rec borrowed. */
+static int store_key(ag_keystore_t *ks, const char *id, json_t *rec, ag_diag_t *diag)
+{
+    cred_t *k = key_from_record(id, rec);
+    if (!k)
+        return AG_ENOMEM;
+    /* Room in the table first: once committed, the key must be mirrored. */
+    int rc = 0;
+    if (!key_find(ks, id)) {
+        pthread_rwlock_wrlock(&ks->lock);
+        rc = AG_GROW(ks->keys, ks->cap, ks->nkeys + 1, 64, AG_KEYSTORE_MAX_KEYS);
+        pthread_rwlock_unlock(&ks->lock);
+    }
+    if (rc) {
+        key_free(k);
+        return rc == AG_ENOMEM ? rc
+                               : ag_fail(diag, AG_EINVAL,
+                                         "too many keys (at most %d): delete unused ones first",
+                                         AG_KEYSTORE_MAX_KEYS);
+    }
+    MDB_txn *txn;
+    if ((rc = begin(ks, 0, &txn, diag)) != 0) {
+        key_free(k);
+        return rc;
+    }
+    if ((rc = put_json(txn, ks->keys_db, id, rec)) != 0) {
+        mdb_txn_abort(txn);
+        key_free(k);
+        return ag_fail(diag, rc, "key store: cannot write key %s", id);
+    }
+    if ((rc = commit(txn, diag)) != 0) {
+        key_free(k);
+        return rc;
+    }
+    pthread_rwlock_wrlock(&ks->lock);
+    rc = key_insert(ks, k);
+    pthread_rwlock_unlock(&ks->lock);
+    return rc;
+}
+
+static json_t *cred_record(int kind, const char *name, const json_t *grant, int64_t expires_at,
+                           const json_t *ips, const json_t *creator, const uint8_t hash[HASH_LEN],
+                           int64_t created)
+{
+    char hex[HASH_LEN * 2 + 1];
+    sodium_bin2hex(hex, sizeof(hex), hash, HASH_LEN);
+    json_t *ip_copy = ips && json_is_array(ips) ? json_deep_copy(ips) : json_array();
+    return json_pack("{s:s,s:s,s:O,s:O,s:I,s:I,s:o,s:s,s:I}", "kind", kind_name(kind), "name", name,
+                     "grant", grant, "creator", creator, "created", (json_int_t)created,
+                     "expires_at", (json_int_t)expires_at, "allowed_ips", ip_copy, "key_hash", hex,
+                     "last_used", (json_int_t)0);
+}
+
+/* Memory: *key_out sodium_malloc'd, *record_out a new reference. */
+int ag_keystore_key_create(ag_keystore_t *ks, int kind, const char *name, const json_t *grant,
+                           int64_t expires_at, const json_t *allowed_ips, const json_t *creator,
+                           char **key_out, json_t **record_out, ag_diag_t *diag)
+{
+    *key_out = NULL;
+    *record_out = NULL;
+    if (!name_ok(name))
+        return ag_fail(diag, AG_EINVAL,
+                       "name: expected 1 to %d characters without control characters", MAX_NAME);
+    int rc = ag_keystore_check_ips(allowed_ips, diag);
+    if (rc)
+        return rc;
+    char id[AG_MKEY_ID_LEN + 1];
+    uint8_t hash[HASH_LEN];
+    pthread_mutex_lock(&ks->wmu);
+    do
+        new_id(kind == AG_KEYKIND_MANAGEMENT ? 'm' : 'k', id);
+    while (key_find(ks, id));
+    char *cred = NULL;
+    json_t *rec = NULL;
+    if ((rc = new_secret(ks, id, hash, &cred)) == 0) {
+        rec = cred_record(kind, name, grant, expires_at, allowed_ips, creator, hash, now_s());
+        rc = rec ? store_key(ks, id, rec, diag) : AG_ENOMEM;
+    }
+    if (rc == 0) {
+        const cred_t *k = key_find(ks, id);
+        *record_out = k ? public_json(k) : NULL;
+        if (!*record_out)
+            rc = AG_ENOMEM;
+    }
+    pthread_mutex_unlock(&ks->wmu);
+    json_decref(rec);
+    sodium_memzero(hash, sizeof(hash));
+    if (rc) {
+        ag_keystore_secret_free(cred);
+        return rc;
+    }
+    *key_out = cred;
+    return 0;
+}
+
+static cred_t *find_kind(ag_keystore_t *ks, int kind, const char *id)
+{
+    cred_t *k = id ? key_find(ks, id) : NULL;
+    return k && k->kind == kind ? k : NULL;
+}
+
+int ag_keystore_key_rotate(ag_keystore_t *ks, int kind, const char *id, const json_t *creator,
+                           char **key_out, json_t **record_out, ag_diag_t *diag)
+{
+    *key_out = NULL;
+    *record_out = NULL;
+    uint8_t hash[HASH_LEN];
+    char *cred = NULL;
+    json_t *rec = NULL;
+    int rc;
+    pthread_mutex_lock(&ks->wmu);
+    cred_t *k = find_kind(ks, kind, id);
+    if (!k) {
+        rc = AG_ENOTFOUND;
+    } else if ((rc = new_secret(ks, k->id, hash, &cred)) == 0) {
+        char hex[HASH_LEN * 2 + 1];
+        sodium_bin2hex(hex, sizeof(hex), hash, HASH_LEN);
+        rec = json_deep_copy(k->rec);
+        if (!rec || json_object_set_new(rec, "key_hash", json_string(hex)) ||
+            json_object_set(rec, "creator", (json_t *)creator) ||
+            json_object_set_new(rec, "rotated", json_integer((json_int_t)now_s())))
+            rc = AG_ENOMEM;
+        char kid[AG_MKEY_ID_LEN + 1];
+        snprintf(kid, sizeof(kid), "%s", k->id);
+        if (rc == 0 && (rc = store_key(ks, kid, rec, diag)) == 0) {
+            const cred_t *nk = key_find(ks, kid);
+            *record_out = nk ? public_json(nk) : NULL;
+            if (!*record_out)
+                rc = AG_ENOMEM;
+        }
+    }
+    pthread_mutex_unlock(&ks->wmu);
+    json_decref(rec);
+    sodium_memzero(hash, sizeof(hash));
+    if (rc) {
+        ag_keystore_secret_free(cred);
+        return rc;
+    }
+    *key_out = cred;
+    return 0;
+}
+
+int ag_keystore_key_delete(ag_keystore_t *ks, int kind, const char *id, ag_diag_t *diag)
+{
+    int rc;
+    pthread_mutex_lock(&ks->wmu);
+    cred_t *k = find_kind(ks, kind, id);
+    MDB_txn *txn;
+    if (!k) {
+        rc = AG_ENOTFOUND;
+    } else if ((rc = begin(ks, 0, &txn, diag)) == 0) {
+        MDB_val mk = {AG_MKEY_ID_LEN, k->id};
+        int mrc = mdb_del(txn, ks->keys_db, &mk, NULL);
+        if (mrc && mrc != MDB_NOTFOUND) {
+            mdb_txn_abort(txn);
+            rc = ag_fail(diag, AG_ESTORAGE, "key store: cannot delete key %s", id);
+        } else if ((rc = commit(txn, diag)) == 0) {
+            pthread_rwlock_wrlock(&ks->lock);
+            key_remove(ks, id);
+            pthread_rwlock_unlock(&ks->lock);
+        }
+    }
+    pthread_mutex_unlock(&ks->wmu);
+    return rc;
+}
+
+int ag_keystore_key_json(ag_keystore_t *ks, int kind, const char *id, json_t **out)
+{
+    pthread_rwlock_rdlock(&ks->lock);
+    const cred_t *k = find_kind(ks, kind, id);
+    *out = k ? public_json(k) : NULL;
+    pthread_rwlock_unlock(&ks->lock);
+    return k ? (*out ? 0 : AG_ENOMEM) : AG_ENOTFOUND;
+}
+
+int ag_keystore_key_grant(ag_keystore_t *ks, int kind, const char *id, json_t **out)
+{
+    pthread_rwlock_rdlock(&ks->lock);
+    const cred_t *k = find_kind(ks, kind, id);
+    *out = k ? json_deep_copy(json_object_get(k->rec, "grant")) : NULL;
+    pthread_rwlock_unlock(&ks->lock);
+    return k ? (*out ? 0 : AG_ENOMEM) : AG_ENOTFOUND;
+}
+
+json_t *ag_keystore_key_list(ag_keystore_t *ks, int kind)
+{
+    json_t *arr = json_array();
+    pthread_rwlock_rdlock(&ks->lock);
+    for (size_t i = 0; arr && i < ks->nkeys; i++)
+        if (ks->keys[i]->kind == kind && json_array_append_new(arr, public_json(ks->keys[i])))
+            break;
+    pthread_rwlock_unlock(&ks->lock);
+    return arr;
+}
+
+/* last_used: kept in memory on every use, written at most once a minute per key. */
+static void touch(ag_keystore_t *ks, const char *id, int64_t now)
+{
+    pthread_rwlock_rdlock(&ks->lock);
+    cred_t *k = key_find(ks, id);
+    bool write = false;
+    json_t *rec = NULL;
+    if (k) {
+        atomic_store(&k->last_used, now);
+        int64_t w = atomic_load(&k->last_written);
+        write = now - w >= AG_KEYSTORE_LAST_USED_EVERY &&
+                atomic_compare_exchange_strong(&k->last_written, &w, now);
+        if (write && (rec = json_deep_copy(k->rec)) != NULL)
+            json_object_set_new(rec, "last_used", json_integer((json_int_t)now));
+    }
+    pthread_rwlock_unlock(&ks->lock);
+    if (!rec)
+        return;
+    /* Never waits for another change's fsync: when one is under way, this minute's write is
+     * skipped (memory still has the time). The record may have been rotated or deleted
+     * meanwhile: written only if it is unchanged. */
+    if (pthread_mutex_trylock(&ks->wmu) != 0) {
+        json_decref(rec);
+        return;
+    }
+    k = key_find(ks, id);
+    MDB_txn *txn;
+    ag_diag_t d = {{0}};
+    if (k && json_equal(json_object_get(k->rec, "key_hash"), json_object_get(rec, "key_hash")) &&
+        begin(ks, 0, &txn, &d) == 0) {
+        if (put_json(txn, ks->keys_db, id, rec) != 0) {
+            mdb_txn_abort(txn);
+        } else if (commit(txn, &d) == 0) {
+            pthread_rwlock_wrlock(&ks->lock);
+            json_t *old = k->rec;
+            k->rec = json_incref(rec);
+            pthread_rwlock_unlock(&ks->lock);
+            json_decref(old);
+        }
+    }
+    pthread_mutex_unlock(&ks->wmu);
+    json_decref(rec);
+}
+
+int ag_keystore_lookup(void *ctx, const char *credential, size_t len, int64_t now,
+                       ag_principal_t **out)
+{
+    ag_keystore_t *ks = ctx;
+    *out = NULL;
+    char id[AG_MKEY_ID_LEN + 1];
+    int rc = ag_mkey_parse(credential, len, 0, id);
+    if (rc)
+        return rc;
+    uint8_t hash[HASH_LEN];
+    if ((rc = cred_hash(ks, credential, id, hash)) != 0)
+        return rc;
+    pthread_rwlock_rdlock(&ks->lock);
+    const cred_t *k = key_find(ks, id);
+    if (!k || sodium_memcmp(k->hash, hash, HASH_LEN) != 0)
+        rc = AG_EUNAUTH;
+    else
+        rc = key_principal(ks, k, now, 0, out);
+    pthread_rwlock_unlock(&ks->lock);
+    sodium_memzero(hash, sizeof(hash));
+    if (rc == 0)
+        touch(ks, id, now);
+    return rc;
+}
+
+bool ag_keystore_addr_allowed(ag_keystore_t *ks, const char *id, const char *addr)
+{
+    uint8_t a[16];
+    bool v4;
+    bool ok = false;
+    pthread_rwlock_rdlock(&ks->lock);
+    const cred_t *k = id ? key_find(ks, id) : NULL;
+    if (k && k->nnets == 0) {
+        ok = true;
+    } else if (k && addr && parse_addr(addr, a, &v4)) {
+        for (size_t i = 0; i < k->nnets && !ok; i++)
+            ok = net_contains(&k->nets[i], a);
+    }
+    pthread_rwlock_unlock(&ks->lock);
+    return ok;
+}
+
+/* ---- invites -------------------------------------------------------------------------------- */
+
+static json_t *invite_public(const char *id, const json_t *rec)
+{
+    return json_pack(
+        "{s:s,s:O,s:O,s:O,s:O,s:O}", "id", id, "user_id", json_object_get(rec, "user_id"), "roles",
+        json_object_get(rec, "roles"), "inviter", json_object_get(rec, "inviter"), "created",
+        json_object_get(rec, "created"), "expires_at", json_object_get(rec, "expires_at"));
+}
+
+/* Expired invites are dead weight (they can never be accepted): dropped whenever one is made,
+ * in the same write transaction. */
+static int purge_expired_invites(ag_keystore_t *ks, MDB_txn *txn, int64_t now)
+{
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, ks->invites_db, &cur) != 0)
+        return AG_ESTORAGE;
+    MDB_val k, v;
+    int rc = 0;
+    for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+        if (rec && rec_int(rec, "expires_at") <= now && mdb_cursor_del(cur, 0) != 0)
+            rc = AG_ESTORAGE;
+        json_decref(rec);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Memory: *code_out sodium_malloc'd, *record_out a new reference. */
+int ag_keystore_invite_create(ag_keystore_t *ks, const char *user_id, const json_t *roles,
+                              int64_t expires_at, const json_t *inviter, char **code_out,
+                              json_t **record_out, ag_diag_t *diag)
+{
+    *code_out = NULL;
+    *record_out = NULL;
+    char id[AG_MKEY_ID_LEN + 1];
+    uint8_t hash[HASH_LEN];
+    char *code = NULL;
+    json_t *rec = NULL;
+    MDB_txn *txn = NULL;
+    int rc = begin(ks, 0, &txn, diag);
+    if (rc)
+        return rc;
+    MDB_stat stat;
+    if (purge_expired_invites(ks, txn, now_s()) != 0 || mdb_stat(txn, ks->invites_db, &stat) != 0 ||
+        stat.ms_entries >= AG_KEYSTORE_MAX_INVITES) {
+        mdb_txn_abort(txn);
+        return ag_fail(diag, AG_EINVAL,
+                       "too many pending invites (at most %d): revoke unused ones first",
+                       AG_KEYSTORE_MAX_INVITES);
+    }
+    json_t *taken;
+    do {
+        new_id('i', id);
+        taken = get_json(txn, ks->invites_db, id);
+        json_decref(taken);
+    } while (taken);
+    if ((rc = new_secret(ks, id, hash, &code)) != 0)
+        goto fail;
+    char hex[HASH_LEN * 2 + 1];
+    sodium_bin2hex(hex, sizeof(hex), hash, HASH_LEN);
+    rec = json_pack("{s:s,s:O,s:O,s:I,s:I,s:s}", "user_id", user_id, "roles", roles, "inviter",
+                    inviter, "created", (json_int_t)now_s(), "expires_at", (json_int_t)expires_at,
+                    "code_hash", hex);
+    if (!rec) {
+        rc = AG_ENOMEM;
+        goto fail;
+    }
+    if ((rc = put_json(txn, ks->invites_db, id, rec)) != 0) {
+        rc = ag_fail(diag, rc, "key store: cannot write the invite");
+        goto fail;
+    }
+    rc = commit(txn, diag);
+    txn = NULL;
+    if (rc)
+        goto fail;
+    *record_out = invite_public(id, rec);
+    if (!*record_out) {
+        rc = AG_ENOMEM;
+        goto fail;
+    }
+    json_decref(rec);
+    sodium_memzero(hash, sizeof(hash));
+    *code_out = code;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    json_decref(rec);
+    ag_keystore_secret_free(code);
+    sodium_memzero(hash, sizeof(hash));
+    return rc;
+}
+
+json_t *ag_keystore_invite_list(ag_keystore_t *ks, int64_t now)
+{
+    json_t *arr = json_array();
+    MDB_txn *txn;
+    ag_diag_t d = {{0}};
+    if (!arr || begin(ks, MDB_RDONLY, &txn, &d) != 0)
+        return arr;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, ks->invites_db, &cur) == 0) {
+        MDB_val k, v;
+        for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+            json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+            char id[AG_MKEY_ID_LEN + 1];
+            if (rec && k.mv_size == AG_MKEY_ID_LEN && rec_int(rec, "expires_at") > now) {
+                memcpy(id, k.mv_data, AG_MKEY_ID_LEN);
+                id[AG_MKEY_ID_LEN] = '\0';
+                json_array_append_new(arr, invite_public(id, rec));
+            }
+            json_decref(rec);
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    return arr;
+}
+
+int ag_keystore_invite_delete(ag_keystore_t *ks, const char *id, ag_diag_t *diag)
+{
+    MDB_txn *txn;
+    int rc = begin(ks, 0, &txn, diag);
+    if (rc)
+        return rc;
+    MDB_val k = {strlen(id), (void *)id};
+    int mrc = mdb_del(txn, ks->invites_db, &k, NULL);
+    if (mrc) {
+        mdb_txn_abort(txn);
+        return mrc == MDB_NOTFOUND ? AG_ENOTFOUND
+                                   : ag_fail(diag, AG_ESTORAGE, "key store: cannot revoke");
+    }
+    return commit(txn, diag);
+}
+
+static bool invite_valid(const json_t *rec, const uint8_t hash[HASH_LEN], int64_t now)
+{
+    uint8_t stored[HASH_LEN];
+    return rec && hash_from_hex(json_string_value(json_object_get(rec, "code_hash")), stored) &&
+           sodium_memcmp(stored, hash, HASH_LEN) == 0 && rec_int(rec, "expires_at") > now;
+}
+
+/* Memory: *invite_out is a new reference owned by the caller. */
+int ag_keystore_invite_accept(ag_keystore_t *ks, const char *code, size_t len, int64_t now,
+                              json_t **invite_out)
+{
+    *invite_out = NULL;
+    char id[AG_MKEY_ID_LEN + 1];
+    uint8_t hash[HASH_LEN];
+    if (ag_mkey_parse(code, len, 'i', id) != 0 || cred_hash(ks, code, id, hash) != 0)
+        return AG_EUNAUTH;
+    MDB_txn *txn;
+    ag_diag_t d = {{0}};
+    /* A wrong code (the common case for someone guessing) is refused from a read transaction,
+     * without taking LMDB's writer lock. */
+    int rc = begin(ks, MDB_RDONLY, &txn, &d);
+    if (rc)
+        return rc;
+    json_t *rec = get_json(txn, ks->invites_db, id);
+    bool ok = invite_valid(rec, hash, now);
+    mdb_txn_abort(txn);
+    json_decref(rec);
+    if (!ok) {
+        sodium_memzero(hash, sizeof(hash));
+        return AG_EUNAUTH;
+    }
+    if ((rc = begin(ks, 0, &txn, &d)) != 0)
+        return rc;
+    /* The spending is one write transaction: LMDB serialises writers, so two accepts of one code
+     * cannot both find it. */
+    rec = get_json(txn, ks->invites_db, id);
+    ok = invite_valid(rec, hash, now);
+    MDB_val k = {AG_MKEY_ID_LEN, id};
+    if (!ok) {
+        mdb_txn_abort(txn);
+        rc = AG_EUNAUTH;
+    } else if (mdb_del(txn, ks->invites_db, &k, NULL) != 0) {
+        mdb_txn_abort(txn);
+        rc = AG_ESTORAGE;
+    } else if (commit(txn, &d) != 0) {
+        rc = AG_ESTORAGE;
+    } else {
+        *invite_out = rec;
+        rec = NULL;
+        rc = 0;
+    }
+    json_decref(rec);
+    sodium_memzero(hash, sizeof(hash));
+    return rc;
+}
+
+/* ---- account -------------------------------------------------------------------------------- */
+
+static const char *const int_settings[] = {"max_key_ttl_sec", "default_key_ttl_sec",
+                                           "max_invite_ttl_sec"};
+
+json_t *ag_keystore_account_json(ag_keystore_t *ks)
+{
+    pthread_rwlock_rdlock(&ks->lock);
+    json_t *out = json_deep_copy(ks->account);
+    pthread_rwlock_unlock(&ks->lock);
+    return out;
+}
+
+static bool is_int_setting(const char *k)
+{
+    for (size_t i = 0; i < AG_ARRAY_LEN(int_settings); i++)
+        if (strcmp(k, int_settings[i]) == 0)
+            return true;
+    return false;
+}
+
+int ag_keystore_account_patch(ag_keystore_t *ks, const json_t *patch, ag_diag_t *diag)
+{
+    if (!json_is_object(patch))
+        return ag_fail(diag, AG_EINVAL, "expected an object of account settings");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)patch, k, v)
+    {
+        if (json_is_null(v))
+            continue;
+        if (strcmp(k, "name") == 0) {
+            if (!json_is_string(v) || !name_ok(json_string_value(v)))
+                return ag_fail(diag, AG_EINVAL,
+                               "name: expected 1 to %d characters without control characters",
+                               MAX_NAME);
+        } else if (is_int_setting(k)) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                json_integer_value(v) > (json_int_t)10 * 365 * 86400)
+                return ag_fail(diag, AG_EINVAL,
+                               "%s: expected a whole number of seconds from 1 to 315360000", k);
+        } else {
+            return ag_fail(diag, AG_EINVAL,
+                           "%.64s: unknown account setting (known: name, max_key_ttl_sec, "
+                           "default_key_ttl_sec, max_invite_ttl_sec)",
+                           k);
+        }
+    }
+    pthread_mutex_lock(&ks->wmu);
+    json_t *next = json_deep_copy(ks->account);
+    int rc = next ? 0 : AG_ENOMEM;
+    json_object_foreach((json_t *)patch, k, v)
+    {
+        if (rc == 0 && json_is_null(v))
+            json_object_del(next, k);
+        else if (rc == 0 && json_object_set(next, k, v) != 0)
+            rc = AG_ENOMEM;
+    }
+    json_t *dk = next ? json_object_get(next, "default_key_ttl_sec") : NULL;
+    json_t *mk = next ? json_object_get(next, "max_key_ttl_sec") : NULL;
+    if (rc == 0 && dk && mk && json_integer_value(dk) > json_integer_value(mk))
+        rc = ag_fail(diag, AG_EINVAL, "default_key_ttl_sec: longer than max_key_ttl_sec");
+    MDB_txn *txn;
+    if (rc == 0 && (rc = begin(ks, 0, &txn, diag)) == 0) {
+        if ((rc = put_json(txn, ks->account_db, "settings", next)) != 0)
+            mdb_txn_abort(txn);
+        else if ((rc = commit(txn, diag)) == 0) {
+            pthread_rwlock_wrlock(&ks->lock);
+            json_t *old = ks->account;
+            ks->account = next;
+            next = old;
+            pthread_rwlock_unlock(&ks->lock);
+        }
+    }
+    pthread_mutex_unlock(&ks->wmu);
+    json_decref(next);
+    return rc;
+}
+
+void ag_keystore_account_limits(ag_keystore_t *ks, ag_account_limits_t *out)
+{
+    pthread_rwlock_rdlock(&ks->lock);
+    out->max_key_ttl_s = rec_int(ks->account, "max_key_ttl_sec");
+    out->default_key_ttl_s = rec_int(ks->account, "default_key_ttl_sec");
+    out->max_invite_ttl_s = rec_int(ks->account, "max_invite_ttl_sec");
+    pthread_rwlock_unlock(&ks->lock);
+}
