@@ -447,6 +447,10 @@ static int h_invite_create(ag_call_t *call)
     if (!user_id || !ag_role_name_valid(user_id, json_string_length(ju)))
         return ag_fail(&call->diag, AG_EINVAL,
                        "user_id: expected 1 to 64 characters of [A-Za-z0-9_.@-]");
+    /* Accepting an invite creates a user: inviting needs what creating the user would. Checked
+     * before the id is looked up, so the answer tells nothing about who exists. */
+    if ((rc = ag_guard_authorize_name(call, "create:users", NULL, user_id, &call->diag)) != 0)
+        return rc;
     json_t *existing = NULL;
     if (ag_secstore_user_json(sec_of(call), user_id, &existing) == 0) {
         json_decref(existing);

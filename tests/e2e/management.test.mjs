@@ -379,7 +379,11 @@ describe('invites', () => {
 
   test('anti-escalation at creation and again at acceptance', async () => {
     await ok(root, 'POST', '/auth/roles', { name: 'inv_writer', permissions: [{ action: 'write:data', collection: 'A' }] });
-    const u = await makeUser('inviter1', [{ action: 'write:invites' }, { action: 'read:data', collection: 'A' }, { action: 'read:collections', collection: 'A' }]);
+    // Inviting creates a user: without create:users it is refused, before the id is looked up.
+    const noCreate = await makeUser('inviter0', [{ action: 'write:invites' }]);
+    await fails(noCreate, 'POST', '/auth/invites', { user_id: 'x0', roles: [] }, 403, /create:users/);
+    await fails(noCreate, 'POST', '/auth/invites', { user_id: 'inviter0', roles: [] }, 403, /create:users/);
+    const u = await makeUser('inviter1', [{ action: 'write:invites' }, { action: 'create:users' }, { action: 'read:data', collection: 'A' }, { action: 'read:collections', collection: 'A' }]);
     await fails(u, 'POST', '/auth/invites', { user_id: 'x1', roles: ['inv_writer'] }, 403, /roles: cannot grant/);
     await fails(u, 'POST', '/auth/invites', { user_id: 'x1', roles: ['no_such'] }, 400, /roles\[0\]/);
     await fails(u, 'POST', '/auth/invites', { user_id: 'bad id!', roles: [] }, 400, /user_id/);
@@ -387,7 +391,7 @@ describe('invites', () => {
     const inv = await invite(u, { user_id: 'x2', roles: ['inv_reader'] });
     const inv2 = await invite(u, { user_id: 'x3', roles: ['inv_reader'] });
     // the inviter loses what the invite gives → refused at acceptance
-    await ok(root, 'PUT', '/auth/roles/inviter1_role', { permissions: [{ action: 'write:invites' }] });
+    await ok(root, 'PUT', '/auth/roles/inviter1_role', { permissions: [{ action: 'write:invites' }, { action: 'create:users' }] });
     assert.equal((await srv.request('POST', '/auth/invites/accept', { code: inv.code }, { localAddress: freshAddr() })).status, 401);
     // the inviter deleted → refused
     await ok(root, 'DELETE', '/auth/users/inviter1');
