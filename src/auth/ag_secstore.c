@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "ag_cmp.h"
 #include "ag_jwt.h"
 #include "ag_log.h"
 #include "json/ag_json.h"
@@ -592,11 +593,6 @@ int ag_secstore_resolve_role(void *ctx, const char *name, ag_perm_list_t *out)
     return rc;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* A new sorted JSON array of the keys of m (lock held). */
 static json_t *sorted_keys(const map_t *m)
 {
@@ -611,7 +607,7 @@ static json_t *sorted_keys(const map_t *m)
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].key && m->slots[i].key != TOMB)
             names[n++] = m->slots[i].key;
-    qsort(names, n, sizeof(*names), cmp_str);
+    qsort(names, n, sizeof(*names), ag_cmp_cstr);
     for (size_t i = 0; i < n; i++)
         if (json_array_append_new(arr, json_string(names[i])) < 0) {
             json_decref(arr);
@@ -660,11 +656,6 @@ static json_t *holders_of(const ag_secstore_t *s, const char *name)
     return arr;
 }
 
-static int cmp_json_str(const void *a, const void *b)
-{
-    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
-}
-
 static void sort_strings(json_t *arr)
 {
     size_t n = json_array_size(arr);
@@ -675,7 +666,7 @@ static void sort_strings(json_t *arr)
         return;
     for (size_t i = 0; i < n; i++)
         items[i] = json_incref(json_array_get(arr, i));
-    qsort(items, n, sizeof(*items), cmp_json_str);
+    qsort(items, n, sizeof(*items), ag_cmp_json_str);
     json_array_clear(arr);
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, items[i]);

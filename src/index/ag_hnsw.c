@@ -2,6 +2,7 @@
 
 #include "ag_hnsw.h"
 
+#include "ag_cmp.h"
 #include "ag_file.h"
 #include "ag_grow.h"
 
@@ -804,12 +805,6 @@ void ag_hnsw_repair(ag_index_t *ix)
         pick_entry(h, NO_NODE);
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* ---- the background queue ------------------------------------------------------------------- */
 
 static bool is_pending(const hnsw_t *h, uint32_t slot)
@@ -1006,7 +1001,7 @@ static int exact_filtered(const hnsw_t *h, scratch_t *sc, const float *query, si
         if (flt->accept(flt->ud, h->queue[i]))
             sc->ids[n++] = h->queue[i];
     if (h->q_n > 0)
-        qsort(sc->ids, n, sizeof(uint32_t), cmp_u32);
+        qsort(sc->ids, n, sizeof(uint32_t), ag_cmp_u32);
     ag_index_filter_t list = {.candidates = sc->ids, .n_candidates = n};
     return exact(h, query, k, &list, params, out, n_out);
 }

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include "ag_cmp.h"
 #include "ag_grow.h"
 #include "store/ag_collection_int.h"
 
@@ -80,12 +81,6 @@ static int cmp_pair(const void *a, const void *b)
     if (x->h != y->h)
         return x->h < y->h ? -1 : 1;
     return x->slot < y->slot ? -1 : x->slot > y->slot;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* The up-to-date index of field, building it if needed. Caller holds cache_mutex. */
@@ -199,7 +194,7 @@ static bool candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *filt
         /* Several values (or one slot holding a value twice) may repeat slots; index users
          * skip adjacent repeats, so sorting is enough. */
         if (nvals > 1)
-            qsort(slots, total, sizeof(uint32_t), cmp_u32);
+            qsort(slots, total, sizeof(uint32_t), ag_cmp_u32);
         *out = slots;
         *n = total;
         return true;

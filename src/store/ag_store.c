@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ag_cmp.h"
 #include "ag_grow.h"
 #include "ag_log.h"
 #include "store/ag_collection_int.h"
@@ -535,11 +536,6 @@ int ag_store_alias_target(ag_store_t *st, const char *alias, char *buf, size_t l
     return a >= 0 ? 0 : AG_ENOTFOUND;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
-}
-
 json_t *ag_store_list(ag_store_t *st)
 {
     pthread_rwlock_rdlock(&st->lock);
@@ -554,7 +550,7 @@ json_t *ag_store_list(ag_store_t *st)
         json_decref(arr);
         return NULL;
     }
-    qsort(names, n, sizeof(json_t *), cmp_str);
+    qsort(names, n, sizeof(json_t *), ag_cmp_json_str);
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, names[i]);
     free(names);
