@@ -1,0 +1,314 @@
+/*
+ * Allocation-failure injection (docs/RELIABILITY.md): every malloc/calloc/realloc made by Aegis'
+ * code in this executable goes through the wrappers below (the link uses -Wl,--wrap=…, see
+ * tests/CMakeLists.txt) and so does jansson's (json_set_alloc_funcs). Each scenario runs once to
+ * count its allocations, then once per allocation with exactly that one failing: it must return
+ * an error or succeed, never crash, and free everything either way (the ASan preset's leak check
+ * fails the test at exit otherwise).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "ag_arena.h"
+#include "ag_clock.h"
+#include "auth/ag_decide.h"
+#include "auth/ag_jwt.h"
+#include "auth/ag_perm.h"
+#include "auth/ag_principal.h"
+#include "index/ag_filter.h"
+#include "query/ag_query.h"
+#include "store/ag_store.h"
+#include "json/ag_json.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+static bool armed;
+static long counted, fail_at = -1;
+
+static bool fail_now(void)
+{
+    return armed && counted++ == fail_at;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return fail_now() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return fail_now() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return fail_now() ? NULL : __real_realloc(p, n);
+}
+
+static void *json_malloc(size_t n)
+{
+    return __wrap_malloc(n);
+}
+
+typedef int (*scenario_fn)(void);
+
+/* Runs fn once per allocation it makes, failing that one; returns how many runs were made. */
+static long inject(scenario_fn fn)
+{
+    counted = 0;
+    fail_at = -1;
+    armed = true;
+    int rc = fn();
+    armed = false;
+    assert_int_equal(rc, 0); /* the clean run succeeds */
+    long total = counted;
+    assert_true(total > 0);
+    for (long k = 0; k < total; k++) {
+        counted = 0;
+        fail_at = k;
+        armed = true;
+        rc = fn();
+        armed = false;
+        /* Any outcome but a crash or a leak is acceptable; an error must be an AG_E* code. */
+        assert_true(rc <= 0);
+    }
+    return total;
+}
+
+/* ---- scenarios ---------------------------------------------------------------------------- */
+
+static int filter_scenario(void)
+{
+    json_t *j = json_loads(
+        "{\"must\":[{\"key\":\"city\",\"match\":{\"any\":[\"a\",\"b\",\"c\"]}},"
+        "{\"key\":\"n\",\"range\":{\"gte\":1,\"lt\":9}},"
+        "{\"nested\":{\"key\":\"items\",\"filter\":{\"must\":[{\"key\":\"x\",\"match\":{\"value\":"
+        "1}}]}}}],"
+        "\"should\":[{\"key\":\"t\",\"match\":{\"text\":\"hello world\"}},{\"has_id\":[1,2,3]}],"
+        "\"must_not\":[{\"is_empty\":{\"key\":\"gone\"}}]}",
+        0, NULL);
+    if (!j)
+        return AG_ENOMEM;
+    ag_filter_t *f = NULL;
+    int rc = ag_filter_compile(j, &f, NULL);
+    json_decref(j);
+    ag_filter_free(f);
+    return rc;
+}
+
+static int perms_scenario(void)
+{
+    json_t *j =
+        json_loads("[{\"action\":\"read:data\",\"collection\":\"Sales*\",\"filter\":{\"must\":"
+                   "[{\"key\":\"team\",\"match\":{\"value\":\"red\"}}]}},"
+                   "{\"action\":\"write:data\",\"collection\":\"*-prod\",\"tenant\":\"acme*\"},"
+                   "{\"action\":\"manage:roles\",\"role\":\"team-*\"}]",
+                   0, NULL);
+    if (!j)
+        return AG_ENOMEM;
+    ag_perm_list_t perms = {0};
+    int rc = ag_perm_list_parse(j, "permissions", &perms, NULL);
+    ag_perm_list_release(&perms);
+    json_decref(j);
+    return rc;
+}
+
+static int jwt_scenario(void)
+{
+    json_t *claims = json_loads(
+        "{\"sub\":\"svc\",\"exp\":4102444800,\"access\":[{\"collection\":\"c\",\"access\":\"rw\","
+        "\"payload\":{\"tenant\":\"acme\"}},{\"collection\":\"d\",\"access\":\"prw\"}],"
+        "\"roles\":[\"viewer\"],\"value_exists\":{\"collection\":\"users\",\"matches\":"
+        "[{\"key\":\"role\",\"value\":\"admin\"}]}}",
+        0, NULL);
+    if (!claims)
+        return AG_ENOMEM;
+    ag_principal_t *p = NULL;
+    int rc = ag_jwt_principal(claims, NULL, NULL, &p, NULL);
+    json_decref(claims);
+    ag_principal_unref(p);
+    return rc;
+}
+
+static ag_principal_t *tenant_holder;
+
+static int decide_scenario(void)
+{
+    json_t *tenants = json_loads("{\"acme\":{\"active\":true},\"acme-old\":{\"active\":false},"
+                                 "\"beta\":{\"active\":true}}",
+                                 0, NULL);
+    if (!tenants)
+        return AG_ENOMEM;
+    ag_action_decl_t decl = AG_ACT(AG_VERB_READ, AG_RES_DATA);
+    ag_request_action_t a;
+    ag_request_action_init(&a, &decl);
+    a.collection = "c";
+    a.tenant_key = "tenant";
+    ag_decision_t d;
+    int rc = ag_decide_request(tenant_holder, &a, true, tenants, &d);
+    ag_decision_release(&d);
+    json_decref(tenants);
+    return rc;
+}
+
+static int json_scenario(void)
+{
+    static const char body[] = "{\"points\":[{\"id\":1,\"vector\":[0.1,0.2,0.3],\"payload\":{\"a\":"
+                               "{\"b\":[1,2,{\"c\":\"d\"}]}}},{\"id\":\"9f1c0f3e-0000-4000-8000-"
+                               "000000000000\",\"vector\":[1,2,3]}]}";
+    json_t *out = NULL;
+    int rc = ag_json_parse_body(body, sizeof(body) - 1, true, &out, NULL);
+    json_decref(out);
+    return rc;
+}
+
+static char dir[64];
+static ag_store_t *store;
+static ag_collection_t *coll;
+
+static int query_body(const char *text, ag_qapi_t api)
+{
+    ag_arena_t arena;
+    ag_arena_init(&arena, 1 << 20);
+    ag_diag_t diag = {{0}};
+    ag_qctx_t ctx = {&arena, &diag, ag_now_mono() + 60, 60, NULL, "c", NULL, NULL};
+    json_t *body = json_loads(text, 0, NULL);
+    int rc = body ? 0 : AG_ENOMEM;
+    ag_query_t q;
+    memset(&q, 0, sizeof(q));
+    json_t *out = NULL;
+    if (rc == 0 && (rc = ag_query_parse(&q, &ctx, coll, api, false, body, "")) == 0)
+        rc = ag_query_run(&q, &out);
+    json_decref(out);
+    ag_query_release(&q);
+    json_decref(body);
+    ag_arena_release(&arena);
+    return rc;
+}
+
+static int query_scenario(void)
+{
+    int rc =
+        query_body("{\"vector\":[1,0,0],\"limit\":3,\"with_payload\":true,\"filter\":{\"must\":"
+                   "[{\"key\":\"n\",\"range\":{\"gte\":0}}]}}",
+                   AG_QAPI_SEARCH);
+    if (rc == 0)
+        rc = query_body("{\"prefetch\":[{\"query\":[1,0,0],\"limit\":4},{\"query\":[0,1,0],"
+                        "\"limit\":4}],\"query\":{\"fusion\":\"rrf\"},\"limit\":3}",
+                        AG_QAPI_QUERY);
+    return rc;
+}
+
+static int open_store(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/aegis-alloc-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ag_store_config_t cfg = {dir, (size_t)1 << 28, 1.0};
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_store_open(&cfg, &store, &d), 0);
+    json_t *body = json_loads("{\"vectors\":{\"size\":3,\"distance\":\"Dot\"}}", 0, NULL);
+    json_t *params = NULL;
+    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
+    assert_int_equal(ag_store_create(store, "c", params, &d), 0);
+    json_decref(params);
+    json_decref(body);
+    assert_int_equal(ag_store_get(store, "c", &coll, NULL), 0);
+    float vecs[4][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 1, 0}};
+    ag_mutation_t m[4];
+    memset(m, 0, sizeof(m));
+    for (int i = 0; i < 4; i++) {
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = (uint64_t)i + 1};
+        m[i].payload = json_pack("{s:i}", "n", i);
+        m[i].dense_op[0] = AG_VEC_SET;
+        m[i].dense[0] = vecs[i];
+        m[i].replace_vectors = true;
+    }
+    assert_int_equal(ag_coll_write_begin(coll), 0);
+    assert_int_equal(ag_coll_apply(coll, m, 4, true, &d), 0);
+    ag_coll_write_end(coll);
+    for (int i = 0; i < 4; i++)
+        json_decref(m[i].payload);
+    json_t *perms =
+        json_loads("[{\"action\":\"read:data\",\"collection\":\"c\",\"tenant\":"
+                   "\"acme*\"},{\"action\":\"read:data\",\"collection\":\"c\",\"filter\":"
+                   "{\"must\":[{\"key\":\"n\",\"match\":{\"value\":1}}]}}]",
+                   0, NULL);
+    ag_perm_list_t list = {0};
+    assert_int_equal(ag_perm_list_parse(perms, "permissions", &list, NULL), 0);
+    assert_int_equal(ag_principal_new(AG_PRINCIPAL_USER, "u", &tenant_holder), 0);
+    assert_int_equal(ag_principal_add_perms(tenant_holder, &list), 0);
+    ag_perm_list_release(&list);
+    json_decref(perms);
+    return 0;
+}
+
+static int close_store(void **state)
+{
+    (void)state;
+    ag_principal_unref(tenant_holder);
+    ag_coll_unref(coll);
+    ag_store_close(store);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_filter(void **state)
+{
+    (void)state;
+    assert_true(inject(filter_scenario) > 10);
+}
+
+static void test_perms(void **state)
+{
+    (void)state;
+    assert_true(inject(perms_scenario) > 5);
+}
+
+static void test_jwt(void **state)
+{
+    (void)state;
+    assert_true(inject(jwt_scenario) > 5);
+}
+
+static void test_decide(void **state)
+{
+    (void)state;
+    assert_true(inject(decide_scenario) > 3);
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    assert_true(inject(json_scenario) > 5);
+}
+
+static void test_query(void **state)
+{
+    (void)state;
+    assert_true(inject(query_scenario) > 10);
+}
+
+int main(void)
+{
+    json_set_alloc_funcs(json_malloc, free);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_filter), cmocka_unit_test(test_perms), cmocka_unit_test(test_jwt),
+        cmocka_unit_test(test_decide), cmocka_unit_test(test_json),  cmocka_unit_test(test_query),
+    };
+    return cmocka_run_group_tests(tests, open_store, close_store);
+}
