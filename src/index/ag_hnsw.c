@@ -895,6 +895,26 @@ static int build_all(hnsw_t *h)
     return 0;
 }
 
+/* Background linking queues every add: room in the queue (for the adds, or for every stored
+ * vector when they cross the threshold) and in the pending map. Without background linking an
+ * add may link at once, which cannot be reserved for. */
+static int hnsw_reserve(ag_index_t *ix, uint32_t slots, size_t adds)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    if (!h->background || h->deferred)
+        return 0;
+    size_t queue = (size_t)h->q_n + adds;
+    if (!h->built)
+        queue += ag_vecstore_count(ix->vs); /* crossing the threshold queues them all */
+    uint32_t old_cap = h->pend_cap;
+    if (AG_GROW(h->pend, h->pend_cap, slots, 1024, AG_VECSTORE_MAX_SLOTS) != 0)
+        return AG_ENOMEM;
+    memset(h->pend + old_cap, 0, (size_t)(h->pend_cap - old_cap) * sizeof(uint32_t));
+    if (AG_GROW(h->queue, h->q_cap, queue, 1024, AG_VECSTORE_MAX_SLOTS) != 0)
+        return AG_ENOMEM;
+    return 0;
+}
+
 static int hnsw_add(ag_index_t *ix, uint32_t slot)
 {
     hnsw_t *h = (hnsw_t *)ix;
@@ -1129,6 +1149,7 @@ static void hnsw_free(ag_index_t *ix)
 static const ag_index_vtable_t hnsw_vtable = {
     .name = "hnsw",
     .add = hnsw_add,
+    .reserve = hnsw_reserve,
     .remove = hnsw_remove,
     .search = hnsw_search,
     .free = hnsw_free,

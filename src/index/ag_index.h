@@ -59,6 +59,9 @@ typedef struct ag_index_vtable {
     int (*search)(const ag_index_t *ix, const float *query, size_t k, const ag_index_filter_t *flt,
                   const ag_search_params_t *params, ag_hit_t *out, size_t *n_out);
     void (*free)(ag_index_t *ix);
+    /* Optional: makes room so that `adds` add() calls for slots below `slots` allocate nothing
+     * (an index that cannot promise it leaves this NULL). */
+    int (*reserve)(ag_index_t *ix, uint32_t slots, size_t adds);
 } ag_index_vtable_t;
 
 /* Implementations embed this as their first member. vs is borrowed (owned by the collection) and
@@ -81,6 +84,12 @@ int ag_index_exact_new(ag_vecstore_t *vs, ag_distance_t dist, ag_index_t **out);
 static inline int ag_index_add(ag_index_t *ix, uint32_t slot)
 {
     return ix->vt->add(ix, slot);
+}
+
+/* See ag_index_vtable_t.reserve; 0 when the index has nothing to reserve. */
+static inline int ag_index_reserve(ag_index_t *ix, uint32_t slots, size_t adds)
+{
+    return ix->vt->reserve ? ix->vt->reserve(ix, slots, adds) : 0;
 }
 
 static inline int ag_index_remove(ag_index_t *ix, uint32_t slot)

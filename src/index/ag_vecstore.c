@@ -64,6 +64,18 @@ static int grow(ag_vecstore_t *vs, uint32_t new_cap)
     return 0;
 }
 
+int ag_vecstore_reserve(ag_vecstore_t *vs, uint32_t slots)
+{
+    if (slots > AG_VECSTORE_MAX_SLOTS)
+        return AG_EINVAL;
+    if (slots <= vs->capacity)
+        return 0;
+    uint64_t cap = vs->capacity ? vs->capacity : MIN_CAPACITY;
+    while (cap < slots)
+        cap *= 2u;
+    return grow(vs, (uint32_t)cap);
+}
+
 int ag_vecstore_set(ag_vecstore_t *vs, uint32_t slot, const float *vec)
 {
     if (slot >= AG_VECSTORE_MAX_SLOTS)

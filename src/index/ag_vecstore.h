@@ -30,6 +30,9 @@ void ag_vecstore_free(ag_vecstore_t *vs);
  * capacity to at least slot+1 (doubling), which invalidates borrowed pointers. AG_EINVAL if
  * slot >= AG_VECSTORE_MAX_SLOTS, AG_ENOMEM (the store is then unchanged). */
 int ag_vecstore_set(ag_vecstore_t *vs, uint32_t slot, const float *vec);
+/* Makes room for slots 0..slots-1, so that setting any of them allocates nothing. AG_EINVAL past
+ * AG_VECSTORE_MAX_SLOTS, AG_ENOMEM (the store is then unchanged). */
+int ag_vecstore_reserve(ag_vecstore_t *vs, uint32_t slots);
 /* Marks slot absent (no-op if it is absent or beyond capacity). Never reallocates. */
 void ag_vecstore_clear(ag_vecstore_t *vs, uint32_t slot);
 /* The slot's dim floats, or NULL if absent. Borrowed until the next write to the store. */

@@ -698,9 +698,77 @@ static void clear_vectors(ag_collection_t *c, uint32_t s)
         ag_sparse_clear(c->sparse[v].sp, s);
 }
 
-/* Applies committed mutations to memory. Allocation failures here would leave memory behind the
- * disk; they are reported and the collection is reloaded from disk at the next start. */
-static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n)
+/*
+ * Before a write commits: everything applying it to memory will need, so that once it is on disk
+ * the in-memory apply cannot fail for want of memory (a write is then either refused with nothing
+ * written, or applied whole): slot and free-list capacity, the id map (rehashed now if the batch
+ * would make it rehash), vector-store rows, index queues, and an empty payload object for each
+ * new point that brings none (*empties, one per mutation, owned by the caller: freed unused with
+ * release_empties). Sparse vectors and indexes that link on add cannot reserve and stay the
+ * exception. Caller holds the write mutex; this takes the write lock to move arrays.
+ */
+static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
+                          json_t ***empties)
+{
+    *empties = calloc(n, sizeof(json_t *));
+    if (!*empties)
+        return AG_ENOMEM;
+    size_t n_new = 0, n_del = 0, sets[AG_MAX_VECTORS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        const ag_mutation_t *m = &muts[i];
+        bool exists = ag_coll_find(c, &m->id) != UINT32_MAX;
+        if (m->delete_point) {
+            n_del += exists;
+            continue;
+        }
+        if (!exists) {
+            n_new++;
+            if (!m->payload && !((*empties)[i] = json_object()))
+                return AG_ENOMEM;
+        }
+        for (int v = 0; v < c->nvec; v++)
+            sets[v] += m->dense_op[v] == AG_VEC_SET;
+    }
+    size_t slots = (size_t)c->nslots + n_new;
+    if (slots > AG_VECSTORE_MAX_SLOTS)
+        return AG_ENOMEM;
+    int rc = 0;
+    atomic_fetch_add(&c->write_waiters, 1);
+    pthread_rwlock_wrlock(&c->lock);
+    atomic_fetch_sub(&c->write_waiters, 1);
+    if (AG_GROW(c->slots, c->cap_slots, slots, 1024, AG_VECSTORE_MAX_SLOTS) != 0 ||
+        AG_GROW(c->free_slots, c->cap_free, (size_t)c->nfree + n_del, 256, AG_VECSTORE_MAX_SLOTS) !=
+            0)
+        rc = AG_ENOMEM;
+    /* The id map: no rehash may fall inside the apply (inserts, and the tombstones deletes
+     * leave, all counted). */
+    uint64_t used = c->map_used, grown = used + n_new;
+    if (rc == 0 && (c->map_cap == 0 ||
+                    (used + c->map_tombs + n_new + n_del + 1) * 10 >= (uint64_t)c->map_cap * 7)) {
+        uint64_t cap = c->map_cap ? c->map_cap : 1024;
+        while ((grown + 1) * 10 >= cap * 5 || (grown + n_del + 1) * 10 >= cap * 7)
+            cap *= 2;
+        rc = cap > UINT32_MAX ? AG_ENOMEM : map_rehash(c, (uint32_t)cap);
+    }
+    for (int v = 0; rc == 0 && v < c->nvec; v++) {
+        if ((rc = ag_vecstore_reserve(c->vec[v].vs, (uint32_t)slots)) == 0 && c->vec[v].index)
+            rc = ag_index_reserve(c->vec[v].index, (uint32_t)slots, sets[v]);
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return rc;
+}
+
+static void release_empties(json_t **empties, size_t n)
+{
+    for (size_t i = 0; empties && i < n; i++)
+        json_decref(empties[i]);
+    free(empties);
+}
+
+/* Applies committed mutations to memory. With reserve_memory done first, only sparse vectors and
+ * indexes that link on add can still run out of memory here; that is reported and the collection
+ * is reloaded from disk at the next start. empties: from reserve_memory (taken as used). */
+static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n, json_t **empties)
 {
     int result = 0;
     for (size_t i = 0; i < n; i++) {
@@ -720,7 +788,8 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n)
                 result = AG_ENOMEM;
                 continue;
             }
-            c->slots[s].payload = json_object();
+            c->slots[s].payload = empties[i] ? empties[i] : json_object();
+            empties[i] = NULL;
         }
         if (m->payload) {
             /* Shared, not copied: stored payloads are never modified in place (every edit
@@ -795,24 +864,37 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
 {
     if (n == 0)
         return 0;
+    /* Memory first (before the LMDB write transaction, which other writers of the environment
+     * would wait for): once the write commits, applying it cannot run out of memory. */
+    json_t **empties = NULL;
+    int rc = reserve_memory(c, muts, n, &empties);
+    if (rc) {
+        release_empties(empties, n);
+        return ag_fail(diag, AG_ENOMEM, "out of memory: the write was not stored");
+    }
     MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(c->env, NULL, 0, &txn);
-    if (rc)
+    if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0) {
+        release_empties(empties, n);
         return ag_fail(diag, AG_ESTORAGE, "cannot begin a write transaction: %s", mdb_strerror(rc));
+    }
     rc = apply_disk(c, txn, muts, n);
     if (rc) {
         mdb_txn_abort(txn);
+        release_empties(empties, n);
         return storage_failure(c, rc, "stored", diag);
     }
     int mrc = mdb_txn_commit(txn);
-    if (mrc)
+    if (mrc) {
+        release_empties(empties, n);
         return storage_failure(c, mrc, "committed", diag);
+    }
     if (sync && (mrc = mdb_env_sync(c->env, 1)) != 0)
         ag_log(AG_LOG_ERROR, "fsync of the storage failed: %s", mdb_strerror(mrc));
     atomic_fetch_add(&c->write_waiters, 1);
     pthread_rwlock_wrlock(&c->lock);
     atomic_fetch_sub(&c->write_waiters, 1);
-    rc = apply_memory(c, muts, n);
+    rc = apply_memory(c, muts, n, empties);
+    release_empties(empties, n);
     pthread_rwlock_unlock(&c->lock);
     if (c->index_ready && ag_now_mono() - c->index_saved_at > AG_COLL_INDEX_SAVE_S)
         ag_coll_save_indexes(c); /* the write mutex is held: nothing changes meanwhile */

@@ -212,6 +212,85 @@ static int query_scenario(void)
     return rc;
 }
 
+/* One write into a fresh collection of 1,022 points (so the batch makes the slot, id-map and
+ * vector arrays grow), with allocation k failing (k < 0: none). Returns ag_coll_apply's result;
+ * *live and *present tell what memory holds afterwards. */
+static int write_once(long k, uint32_t *live, int *present)
+{
+    static int round;
+    char name[32];
+    snprintf(name, sizeof(name), "w%d", round++);
+    ag_diag_t d = {{0}};
+    json_t *body = json_loads("{\"vectors\":{\"size\":3,\"distance\":\"Dot\"}}", 0, NULL);
+    json_t *params = NULL;
+    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
+    assert_int_equal(ag_store_create(store, name, params, &d), 0);
+    json_decref(params);
+    json_decref(body);
+    ag_collection_t *c;
+    assert_int_equal(ag_store_get(store, name, &c, NULL), 0);
+    static const float vec[3] = {1, 2, 3};
+    enum { PREFILL = 1022, ADD = 3 };
+    ag_mutation_t *m = calloc(PREFILL, sizeof(*m));
+    assert_non_null(m);
+    for (int i = 0; i < PREFILL; i++) {
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = (uint64_t)i + 1};
+        m[i].dense_op[0] = AG_VEC_SET;
+        m[i].dense[0] = vec;
+        m[i].replace_vectors = true;
+    }
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    assert_int_equal(ag_coll_apply(c, m, PREFILL, false, &d), 0);
+    memset(m, 0, ADD * sizeof(*m));
+    for (int i = 0; i < ADD; i++) {
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = (uint64_t)100000 + i};
+        m[i].dense_op[0] = AG_VEC_SET;
+        m[i].dense[0] = vec;
+        m[i].replace_vectors = true;
+    }
+    m[0].payload = json_pack("{s:i}", "a", 1); /* the others bring no payload */
+    counted = 0;
+    fail_at = k;
+    armed = true;
+    int rc = ag_coll_apply(c, m, ADD, false, &d);
+    armed = false;
+    ag_coll_write_end(c);
+    *live = ag_coll_live(c);
+    *present = 0;
+    for (int i = 0; i < ADD; i++)
+        *present += ag_coll_find(c, &m[i].id) != UINT32_MAX;
+    json_decref(m[0].payload);
+    free(m);
+    ag_coll_unref(c);
+    bool existed = false;
+    assert_int_equal(ag_store_delete(store, name, &existed, &d), 0);
+    return rc;
+}
+
+/* A write is refused whole or applied whole: never on disk but missing from memory. */
+static void test_write_reserved_before_commit(void **state)
+{
+    (void)state;
+    uint32_t live;
+    int present;
+    assert_int_equal(write_once(-1, &live, &present), 0);
+    assert_int_equal(live, 1025);
+    assert_int_equal(present, 3);
+    long total = counted;
+    assert_true(total > 3); /* the batch made arrays grow */
+    for (long k = 0; k < total; k++) {
+        int rc = write_once(k, &live, &present);
+        if (rc == 0) {
+            assert_int_equal(live, 1025);
+            assert_int_equal(present, 3);
+        } else {
+            assert_int_equal(rc, AG_ENOMEM);
+            assert_int_equal(live, 1022);
+            assert_int_equal(present, 0);
+        }
+    }
+}
+
 static int open_store(void **state)
 {
     (void)state;
@@ -307,8 +386,13 @@ int main(void)
 {
     json_set_alloc_funcs(json_malloc, free);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_filter), cmocka_unit_test(test_perms), cmocka_unit_test(test_jwt),
-        cmocka_unit_test(test_decide), cmocka_unit_test(test_json),  cmocka_unit_test(test_query),
+        cmocka_unit_test(test_filter),
+        cmocka_unit_test(test_perms),
+        cmocka_unit_test(test_jwt),
+        cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_write_reserved_before_commit),
     };
     return cmocka_run_group_tests(tests, open_store, close_store);
 }
