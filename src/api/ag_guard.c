@@ -15,6 +15,7 @@
 #include "auth/ag_audit.h"
 #include "auth/ag_auth.h"
 #include "auth/ag_decide.h"
+#include "auth/ag_keyfmt.h"
 #include "auth/ag_keystore.h"
 #include "auth/ag_perm.h"
 #include "auth/ag_root_key.h"
@@ -275,6 +276,22 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
     return 0;
 }
 
+/* Could deciding create and update apart give more than deciding the write whole? Only when some
+ * permission (of the caller or of what bounds it) grants one of the two verbs without the other;
+ * otherwise the split would repeat the same decision twice on every upsert. */
+static bool verbs_split(const ag_principal_t *p)
+{
+    for (const ag_principal_t *q = p; q; q = ag_principal_bound(q)) {
+        const ag_perm_list_t *perms = ag_principal_perms(q);
+        for (size_t i = 0; i < perms->n; i++) {
+            unsigned v = perms->items[i].verbs & AG_VERB_WRITE;
+            if (v == AG_VERB_CREATE || v == AG_VERB_UPDATE)
+                return true;
+        }
+    }
+    return false;
+}
+
 /*
  * An upsert that the caller may not do as a whole: create and update decided on their own, so a
  * create-only role can add points and an update-only one change existing points (docs/
@@ -306,8 +323,8 @@ int ag_guard_authorize_upsert(ag_call_t *call, const char *collection, ag_filter
         ag_action_decl_parse("write:points", call->route->pattern, &decl, diag) != 0)
         return ag_fail(diag, AG_EFORBIDDEN, "Forbidden: the permission check failed");
     int rc = decide(call, &decl, collection, restriction, true, diag);
-    if (rc == 0 && !*restriction)
-        return 0; /* granted whole, every row */
+    if ((rc == 0 && !*restriction) || !verbs_split(call->principal))
+        return rc; /* granted whole (within *restriction), or denied */
     if (split_write(call, &decl, collection, out) == 0) {
         ag_filter_free(*restriction);
         *restriction = NULL;
@@ -371,11 +388,9 @@ int ag_guard_key_id(const ag_call_t *call, char *out)
     }
     if (!cred)
         return AG_ENOTFOUND;
-    /* API and management key ids have the same length as user key ids. */
-    if (ag_user_key_parse(cred, strlen(cred), out) != 0 &&
-        ag_mkey_parse(cred, strlen(cred), 0, out) != 0)
-        return AG_ENOTFOUND;
-    return 0;
+    /* Every key Aegis issues has the one format (auth/ag_keyfmt.h): users', API and management
+     * keys alike. */
+    return ag_cred_parse(cred, strlen(cred), out) == 0 ? 0 : AG_ENOTFOUND;
 }
 
 static void audit_write(ag_guard_t *g, ag_call_t *call, bool allowed, int status,
@@ -561,7 +576,7 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
     rc = decide(call, decl, collection, &call->restriction, upsert, diag);
     /* Restricted, or denied as a whole: per verb is exact (each point is checked against the
      * rows of the verb it needs), and never narrower. */
-    if (upsert && (rc || call->restriction) &&
+    if (upsert && (rc || call->restriction) && verbs_split(call->principal) &&
         split_write(call, decl, collection, &call->upsert) == 0) {
         ag_filter_free(call->restriction);
         call->restriction = NULL;

@@ -36,7 +36,7 @@ int ag_api_store_missing(ag_call_t *call)
 /* ---- anti-escalation ----------------------------------------------------------------------- */
 
 /* One permission as compact JSON text for a message. */
-static void perm_text(const ag_perm_t *p, char *buf, size_t len)
+void ag_api_perm_text(const ag_perm_t *p, char *buf, size_t len)
 {
     json_t *arr = json_array();
     char *text = NULL;
@@ -54,14 +54,13 @@ int ag_api_check_grant(ag_call_t *call, const ag_perm_list_t *wanted, const char
     if (ag_principal_holds(call->principal, wanted, &idx))
         return 0;
     char text[300];
-    perm_text(&wanted->items[idx], text, sizeof(text));
+    ag_api_perm_text(&wanted->items[idx], text, sizeof(text));
     if (indexed)
         return ag_fail(&call->diag, AG_EFORBIDDEN,
-                       "Forbidden: cannot grant %s[%zu] %.300s: the caller does not hold it", what,
+                       "Forbidden: %s[%zu]: cannot grant %.300s: the caller does not hold it", what,
                        idx, text);
     return ag_fail(&call->diag, AG_EFORBIDDEN,
-                   "Forbidden: cannot grant %s: the caller does not hold its permission %.300s",
-                   what, text);
+                   "Forbidden: %s: cannot grant %.300s: the caller does not hold it", what, text);
 }
 
 /* 403 unless the caller holds every permission of every role in names (a JSON array of
@@ -86,6 +85,28 @@ static int check_roles_grant(ag_call_t *call, const json_t *names)
             rc = ag_api_check_grant(call, &perms, what, false);
         }
         ag_perm_list_release(&perms);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int ag_api_roles_perms(ag_call_t *call, const json_t *roles, const char *path, ag_perm_list_t *out,
+                       ag_diag_t *diag)
+{
+    if (!json_is_array(roles) || json_array_size(roles) > AG_SECSTORE_MAX_ROLES_PER_USER)
+        return ag_fail(diag, AG_EINVAL, "%s: expected an array of at most %d role names", path,
+                       AG_SECSTORE_MAX_ROLES_PER_USER);
+    size_t i;
+    json_t *v;
+    json_array_foreach(roles, i, v)
+    {
+        const char *name = json_string_value(v);
+        if (!name || !ag_role_name_valid(name, json_string_length(v)))
+            return ag_fail(diag, AG_EINVAL, "%s[%zu]: not a role name", path, i);
+        int rc = ag_secstore_resolve_role(sec_of(call), name, out);
+        if (rc == AG_ENOTFOUND)
+            return ag_fail(diag, AG_EINVAL, "%s[%zu]: role '%s' does not exist", path, i, name);
         if (rc)
             return rc;
     }

@@ -97,31 +97,20 @@ static int check_subject(ag_call_t *call, const json_t *spec, ag_principal_t **o
             return ag_fail(&call->diag, rc, "principal.user: user '%s' does not exist", id);
         return rc;
     }
-    if (!json_is_array(roles) || json_array_size(roles) > 64)
-        return ag_fail(&call->diag, AG_EINVAL, "principal.roles: expected an array of role names");
+    ag_perm_list_t perms = {0};
     ag_principal_t *p = NULL;
-    if ((rc = ag_principal_new(AG_PRINCIPAL_TOKEN, NULL, &p)) != 0)
-        return rc;
+    if ((rc = ag_api_roles_perms(call, roles, "principal.roles", &perms, &call->diag)) == 0 &&
+        (rc = ag_principal_new(AG_PRINCIPAL_TOKEN, NULL, &p)) == 0)
+        rc = ag_principal_add_perms(p, &perms);
     size_t i;
     json_t *v;
     json_array_foreach(roles, i, v)
     {
-        const char *name = json_string_value(v);
-        if (!name || !ag_role_name_valid(name, strlen(name))) {
-            rc = ag_fail(&call->diag, AG_EINVAL, "principal.roles[%zu]: not a role name", i);
-            break;
-        }
-        ag_perm_list_t perms = {0};
-        rc = ag_secstore_resolve_role(ag_guard_secstore(call->api->guard), name, &perms);
-        if (rc == AG_ENOTFOUND)
-            rc = ag_fail(&call->diag, AG_EINVAL, "principal.roles[%zu]: role '%s' does not exist",
-                         i, name);
-        if (rc == 0 && (rc = ag_principal_add_role(p, name)) == 0)
-            rc = ag_principal_add_perms(p, &perms);
-        ag_perm_list_release(&perms);
         if (rc)
             break;
+        rc = ag_principal_add_role(p, json_string_value(v));
     }
+    ag_perm_list_release(&perms);
     if (rc) {
         ag_principal_unref(p);
         return rc;

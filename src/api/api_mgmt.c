@@ -11,6 +11,7 @@
 
 #include "ag_clock.h"
 
+#include "api/ag_access.h"
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
 #include "auth/ag_decide.h"
@@ -47,30 +48,6 @@ static const char *kind_word(int kind)
 }
 
 /* ---- anti-escalation and creators ------------------------------------------------------------ */
-
-static void perm_text(const ag_perm_t *p, char *buf, size_t len)
-{
-    json_t *arr = json_array();
-    char *text = NULL;
-    if (arr && ag_perm_to_json(p, arr) == 0 && json_array_size(arr) > 0)
-        text = ag_json_dump(json_array_get(arr, 0));
-    snprintf(buf, len, "%s", text ? text : "(permission)");
-    free(text);
-    json_decref(arr);
-}
-
-/* 403 unless the caller (and everything bounding it) holds every permission of wanted; field
- * names what in the request asked for it ("access", "roles", "permissions"). */
-static int check_grant(ag_call_t *call, const ag_perm_list_t *wanted, const char *field)
-{
-    size_t idx = 0;
-    if (ag_principal_holds(call->principal, wanted, &idx))
-        return 0;
-    char text[300];
-    perm_text(&wanted->items[idx], text, sizeof(text));
-    return ag_fail(&call->diag, AG_EFORBIDDEN,
-                   "Forbidden: %s: cannot grant %.300s: the caller does not hold it", field, text);
-}
 
 static int creator_record(ag_call_t *call, json_t **out);
 
@@ -213,7 +190,7 @@ static int check_key_grant(ag_call_t *call, int kind, const json_t *grant)
         if (ag_resource_is_management(p->resource) || p->resource == AG_RES_CLUSTER_DATA)
             continue;
         char text[300];
-        perm_text(p, text, sizeof(text));
+        ag_api_perm_text(p, text, sizeof(text));
         ag_principal_unref(gp);
         return ag_fail(&call->diag, AG_EINVAL,
                        "%s: %.300s is not a management permission (a management key may hold "
@@ -222,7 +199,7 @@ static int check_key_grant(ag_call_t *call, int kind, const json_t *grant)
                        "cluster_data)",
                        field, text);
     }
-    rc = check_grant(call, pl, field);
+    rc = ag_api_check_grant(call, pl, field, false);
     ag_principal_unref(gp);
     return rc;
 }
@@ -274,10 +251,7 @@ out:
     json_decref(grant);
     json_decref(creator);
     json_decref(record);
-    if (secret) {
-        sodium_memzero(secret, strlen(secret));
-        ag_keystore_secret_free(secret);
-    }
+    ag_keystore_secret_free(secret); /* wipes it; NULL-safe */
     return rc;
 }
 
@@ -354,78 +328,38 @@ out:
     json_decref(grant);
     json_decref(creator);
     json_decref(record);
-    if (secret) {
-        sodium_memzero(secret, strlen(secret));
-        ag_keystore_secret_free(secret);
-    }
+    ag_keystore_secret_free(secret); /* wipes it; NULL-safe */
     return rc;
 }
 
-static int h_apikeys_list(ag_call_t *call)
+/* Both key kinds share their handlers; the route says which kind (the action's resource). */
+static int kind_of(const ag_call_t *call)
 {
-    return key_list(call, AG_KEYKIND_API);
+    return strstr(call->route->action, "management_keys") ? AG_KEYKIND_MANAGEMENT : AG_KEYKIND_API;
 }
-static int h_apikey_create(ag_call_t *call)
+
+static int h_keys_list(ag_call_t *call)
 {
-    return key_create(call, AG_KEYKIND_API);
+    return key_list(call, kind_of(call));
 }
-static int h_apikey_get(ag_call_t *call)
+static int h_key_create(ag_call_t *call)
 {
-    return key_get(call, AG_KEYKIND_API);
+    return key_create(call, kind_of(call));
 }
-static int h_apikey_delete(ag_call_t *call)
+static int h_key_get(ag_call_t *call)
 {
-    return key_delete(call, AG_KEYKIND_API);
+    return key_get(call, kind_of(call));
 }
-static int h_apikey_rotate(ag_call_t *call)
+static int h_key_delete(ag_call_t *call)
 {
-    return key_rotate(call, AG_KEYKIND_API);
+    return key_delete(call, kind_of(call));
 }
-static int h_mkeys_list(ag_call_t *call)
+static int h_key_rotate(ag_call_t *call)
 {
-    return key_list(call, AG_KEYKIND_MANAGEMENT);
-}
-static int h_mkey_create(ag_call_t *call)
-{
-    return key_create(call, AG_KEYKIND_MANAGEMENT);
-}
-static int h_mkey_get(ag_call_t *call)
-{
-    return key_get(call, AG_KEYKIND_MANAGEMENT);
-}
-static int h_mkey_delete(ag_call_t *call)
-{
-    return key_delete(call, AG_KEYKIND_MANAGEMENT);
-}
-static int h_mkey_rotate(ag_call_t *call)
-{
-    return key_rotate(call, AG_KEYKIND_MANAGEMENT);
+    return key_rotate(call, kind_of(call));
 }
 
 /* ---- invites --------------------------------------------------------------------------------- */
-
-/* Every permission of the roles named (a JSON array), appended to out. AG_EINVAL naming
- * roles[i] for a bad or unknown name. */
-static int roles_perms(ag_call_t *call, const json_t *roles, ag_perm_list_t *out, ag_diag_t *diag)
-{
-    if (!json_is_array(roles) || json_array_size(roles) > AG_SECSTORE_MAX_ROLES_PER_USER)
-        return ag_fail(diag, AG_EINVAL, "roles: expected an array of at most %d role names",
-                       AG_SECSTORE_MAX_ROLES_PER_USER);
-    size_t i;
-    json_t *v;
-    json_array_foreach(roles, i, v)
-    {
-        const char *name = json_string_value(v);
-        if (!name || !ag_role_name_valid(name, json_string_length(v)))
-            return ag_fail(diag, AG_EINVAL, "roles[%zu]: not a role name", i);
-        int rc = ag_secstore_resolve_role(sec_of(call), name, out);
-        if (rc == AG_ENOTFOUND)
-            return ag_fail(diag, AG_EINVAL, "roles[%zu]: role '%s' does not exist", i, name);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
 
 static int h_invites_list(ag_call_t *call)
 {
@@ -458,8 +392,8 @@ static int h_invite_create(ag_call_t *call)
     }
     json_t *roles = json_object_get(call->body, "roles");
     ag_perm_list_t perms = {0};
-    if ((rc = roles_perms(call, roles, &perms, &call->diag)) == 0)
-        rc = check_grant(call, &perms, "roles");
+    if ((rc = ag_api_roles_perms(call, roles, "roles", &perms, &call->diag)) == 0)
+        rc = ag_api_check_grant(call, &perms, "roles", false);
     ag_perm_list_release(&perms);
     if (rc)
         return rc;
@@ -541,7 +475,7 @@ static int h_invite_accept(ag_call_t *call)
     ag_diag_t d = {{0}};
     rc = ag_keystore_creator_principal(ks_of(call), json_object_get(inv, "inviter"), &inviter);
     if (rc == 0)
-        rc = roles_perms(call, roles, &perms, &d);
+        rc = ag_api_roles_perms(call, roles, "roles", &perms, &d);
     if (rc == 0 && inviter && !ag_principal_holds(inviter, &perms, NULL))
         rc = AG_EFORBIDDEN;
     ag_perm_list_release(&perms);
@@ -623,25 +557,23 @@ static int h_cluster_refused(ag_call_t *call)
 
 /* Literal paths before captures (the router takes the first match). */
 const ag_route_t ag_routes_mgmt[] = {
-    {AG_HTTP_GET, "/auth/api-keys", "read:api_keys", AG_SCOPE_NONE, h_apikeys_list, false, false},
-    {AG_HTTP_POST, "/auth/api-keys", "create:api_keys", AG_SCOPE_NONE, h_apikey_create, true,
+    {AG_HTTP_GET, "/auth/api-keys", "read:api_keys", AG_SCOPE_NONE, h_keys_list, false, false},
+    {AG_HTTP_POST, "/auth/api-keys", "create:api_keys", AG_SCOPE_NONE, h_key_create, true, false},
+    {AG_HTTP_GET, "/auth/api-keys/{id}", "read:api_keys", AG_SCOPE_NONE, h_key_get, false, false},
+    {AG_HTTP_DELETE, "/auth/api-keys/{id}", "delete:api_keys", AG_SCOPE_NONE, h_key_delete, false,
      false},
-    {AG_HTTP_GET, "/auth/api-keys/{id}", "read:api_keys", AG_SCOPE_NONE, h_apikey_get, false,
-     false},
-    {AG_HTTP_DELETE, "/auth/api-keys/{id}", "delete:api_keys", AG_SCOPE_NONE, h_apikey_delete,
+    {AG_HTTP_POST, "/auth/api-keys/{id}/rotate", "update:api_keys", AG_SCOPE_NONE, h_key_rotate,
      false, false},
-    {AG_HTTP_POST, "/auth/api-keys/{id}/rotate", "update:api_keys", AG_SCOPE_NONE, h_apikey_rotate,
+    {AG_HTTP_GET, "/auth/management-keys", "read:management_keys", AG_SCOPE_NONE, h_keys_list,
      false, false},
-    {AG_HTTP_GET, "/auth/management-keys", "read:management_keys", AG_SCOPE_NONE, h_mkeys_list,
-     false, false},
-    {AG_HTTP_POST, "/auth/management-keys", "create:management_keys", AG_SCOPE_NONE, h_mkey_create,
+    {AG_HTTP_POST, "/auth/management-keys", "create:management_keys", AG_SCOPE_NONE, h_key_create,
      true, false},
-    {AG_HTTP_GET, "/auth/management-keys/{id}", "read:management_keys", AG_SCOPE_NONE, h_mkey_get,
+    {AG_HTTP_GET, "/auth/management-keys/{id}", "read:management_keys", AG_SCOPE_NONE, h_key_get,
      false, false},
     {AG_HTTP_DELETE, "/auth/management-keys/{id}", "delete:management_keys", AG_SCOPE_NONE,
-     h_mkey_delete, false, false},
+     h_key_delete, false, false},
     {AG_HTTP_POST, "/auth/management-keys/{id}/rotate", "update:management_keys", AG_SCOPE_NONE,
-     h_mkey_rotate, false, false},
+     h_key_rotate, false, false},
     {AG_HTTP_GET, "/auth/invites", "read:invites", AG_SCOPE_NONE, h_invites_list, false, false},
     {AG_HTTP_POST, "/auth/invites", "create:invites", AG_SCOPE_NONE, h_invite_create, true, false},
     {AG_HTTP_POST, "/auth/invites/accept", "read:public", AG_SCOPE_NONE, h_invite_accept, true,

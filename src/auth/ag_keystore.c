@@ -14,21 +14,14 @@
 #include "ag_decide.h"
 #include "ag_grow.h"
 #include "ag_jwt.h"
+#include "ag_keyfmt.h"
 #include "ag_log.h"
+#include "ag_net.h"
 #include "json/ag_json.h"
 
 #define HASH_LEN 32
-#define SECRET_BYTES 32
-#define SECRET_LEN 43
-#define CHECK_LEN 6
 #define MAP_SIZE ((size_t)1 << 28)
 #define MAX_NAME 128
-
-/* One allowed network: a 16-byte address (IPv4 mapped into ::ffff:0:0/96) and a prefix. */
-typedef struct net {
-    uint8_t addr[16];
-    unsigned bits;
-} net_t;
 
 typedef struct key {
     char id[AG_MKEY_ID_LEN + 1];
@@ -36,7 +29,7 @@ typedef struct key {
     json_t *rec; /* the stored record (owned) */
     uint8_t hash[HASH_LEN];
     int64_t expires_at;
-    net_t *nets; /* owned; NULL = any address */
+    ag_net_t *nets; /* owned; NULL = any address */
     size_t nnets;
     _Atomic int64_t last_used;
     _Atomic int64_t last_written;
@@ -65,61 +58,25 @@ static int64_t now_s(void)
 
 /* ---- credentials ---------------------------------------------------------------------------- */
 
-static void check_of(const char *s, size_t len, char out[CHECK_LEN + 1])
-{
-    unsigned char h[32];
-    crypto_generichash(h, sizeof(h), (const unsigned char *)s, len, NULL, 0);
-    sodium_bin2hex(out, CHECK_LEN + 1, h, CHECK_LEN / 2);
-}
-
-static bool lower_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 int ag_mkey_parse(const char *cred, size_t len, char want, char id[AG_MKEY_ID_LEN + 1])
 {
-    if (!cred || len != AG_MKEY_LEN || memcmp(cred, "ag_", 3) != 0 ||
-        cred[3 + AG_MKEY_ID_LEN] != '_' || !lower_hex(cred + 4, AG_MKEY_ID_LEN - 1))
+    /* The id's first character names the kind: k (API key), m (management key), i (invite). */
+    if (!cred || len != AG_MKEY_LEN)
         return AG_ENOTFOUND;
     char c = cred[3];
     if (want ? c != want : (c != 'k' && c != 'm'))
         return AG_ENOTFOUND;
-    char check[CHECK_LEN + 1];
-    check_of(cred, AG_MKEY_LEN - CHECK_LEN, check);
-    if (sodium_memcmp(check, cred + AG_MKEY_LEN - CHECK_LEN, CHECK_LEN) != 0)
-        return AG_EUNAUTH;
-    memcpy(id, cred + 3, AG_MKEY_ID_LEN);
-    id[AG_MKEY_ID_LEN] = '\0';
-    return 0;
-}
-
-static void secret_hash(const ag_keystore_t *ks, const char *id, const uint8_t *secret,
-                        uint8_t out[HASH_LEN])
-{
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, ks->hash_key, sizeof(ks->hash_key), HASH_LEN);
-    crypto_generichash_update(&st, (const unsigned char *)id, AG_MKEY_ID_LEN);
-    crypto_generichash_update(&st, (const unsigned char *)"", 1);
-    crypto_generichash_update(&st, secret, SECRET_BYTES);
-    crypto_generichash_final(&st, out, HASH_LEN);
-    sodium_memzero(&st, sizeof(st));
+    return ag_cred_parse(cred, len, id);
 }
 
 /* Hash of the secret of a parsed credential; AG_EUNAUTH for a bad encoding. */
 static int cred_hash(const ag_keystore_t *ks, const char *cred, const char *id,
                      uint8_t out[HASH_LEN])
 {
-    uint8_t secret[SECRET_BYTES];
-    size_t n = 0;
-    int rc = ag_b64url_decode(cred + 4 + AG_MKEY_ID_LEN, SECRET_LEN, secret, sizeof(secret), &n);
-    if (rc == 0 && n == sizeof(secret))
-        secret_hash(ks, id, secret, out);
-    else
-        rc = AG_EUNAUTH;
+    uint8_t secret[AG_CRED_SECRET_BYTES];
+    int rc = ag_cred_secret(cred, secret);
+    if (rc == 0)
+        ag_cred_hash(ks->hash_key, sizeof(ks->hash_key), id, secret, out);
     sodium_memzero(secret, sizeof(secret));
     return rc;
 }
@@ -132,22 +89,12 @@ void ag_keystore_secret_free(char *secret)
 /* A fresh credential for id. Memory: *out is sodium_malloc'd (ag_keystore_secret_free). */
 static int new_secret(const ag_keystore_t *ks, const char *id, uint8_t hash[HASH_LEN], char **out)
 {
-    *out = NULL;
-    char *cred = sodium_malloc(AG_MKEY_LEN + 1);
-    if (!cred)
-        return AG_ENOMEM;
-    uint8_t secret[SECRET_BYTES];
-    randombytes_buf(secret, sizeof(secret));
-    memcpy(cred, "ag_", 3);
-    memcpy(cred + 3, id, AG_MKEY_ID_LEN);
-    cred[3 + AG_MKEY_ID_LEN] = '_';
-    ag_b64url_encode(secret, sizeof(secret), cred + 4 + AG_MKEY_ID_LEN);
-    check_of(cred, AG_MKEY_LEN - CHECK_LEN, cred + AG_MKEY_LEN - CHECK_LEN);
-    cred[AG_MKEY_LEN] = '\0';
-    secret_hash(ks, id, secret, hash);
+    uint8_t secret[AG_CRED_SECRET_BYTES];
+    *out = ag_cred_new(id, secret);
+    if (*out)
+        ag_cred_hash(ks->hash_key, sizeof(ks->hash_key), id, secret, hash);
     sodium_memzero(secret, sizeof(secret));
-    *out = cred;
-    return 0;
+    return *out ? 0 : AG_ENOMEM;
 }
 
 static void new_id(char prefix, char id[AG_MKEY_ID_LEN + 1])
@@ -170,66 +117,6 @@ static bool hash_from_hex(const char *hex, uint8_t out[HASH_LEN])
 
 /* ---- addresses ------------------------------------------------------------------------------ */
 
-static bool parse_addr(const char *s, uint8_t out[16], bool *v4)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, s, &a4) == 1) {
-        memset(out, 0, 10);
-        out[10] = out[11] = 0xff;
-        memcpy(out + 12, &a4, 4);
-        *v4 = true;
-        return true;
-    }
-    if (inet_pton(AF_INET6, s, &a6) == 1) {
-        memcpy(out, &a6, 16);
-        *v4 = false;
-        return true;
-    }
-    return false;
-}
-
-static bool parse_net(const char *text, net_t *out)
-{
-    char buf[64];
-    if (!text || strlen(text) >= sizeof(buf))
-        return false;
-    snprintf(buf, sizeof(buf), "%s", text);
-    char *slash = strchr(buf, '/');
-    long bits = -1;
-    if (slash) {
-        *slash = '\0';
-        const char *b = slash + 1;
-        if (!*b || strlen(b) > 3)
-            return false;
-        bits = 0;
-        for (; *b; b++) {
-            if (*b < '0' || *b > '9')
-                return false;
-            bits = bits * 10 + (*b - '0');
-        }
-    }
-    bool v4;
-    if (!parse_addr(buf, out->addr, &v4))
-        return false;
-    long max = v4 ? 32 : 128;
-    if (bits > max)
-        return false;
-    out->bits = (unsigned)(bits < 0 ? 128 : (v4 ? bits + 96 : bits));
-    return true;
-}
-
-static bool net_contains(const net_t *n, const uint8_t a[16])
-{
-    unsigned full = n->bits / 8, rest = n->bits % 8;
-    if (memcmp(n->addr, a, full) != 0)
-        return false;
-    if (!rest)
-        return true;
-    uint8_t mask = (uint8_t)(0xff << (8 - rest));
-    return (n->addr[full] & mask) == (a[full] & mask);
-}
-
 int ag_keystore_check_ips(const json_t *arr, ag_diag_t *diag)
 {
     if (!arr || json_is_null(arr))
@@ -242,8 +129,8 @@ int ag_keystore_check_ips(const json_t *arr, ag_diag_t *diag)
     json_t *v;
     json_array_foreach(arr, i, v)
     {
-        net_t n;
-        if (!json_is_string(v) || !parse_net(json_string_value(v), &n))
+        ag_net_t n;
+        if (!json_is_string(v) || !ag_net_parse(json_string_value(v), &n))
             return ag_fail(diag, AG_EINVAL,
                            "allowed_ips[%zu]: expected an IPv4/IPv6 address or CIDR "
                            "(e.g. \"10.0.0.0/8\")",
@@ -285,14 +172,14 @@ static cred_t *key_from_record(const char *id, json_t *rec)
     atomic_init(&k->last_written, rec_int(rec, "last_used"));
     json_t *ips = json_object_get(rec, "allowed_ips");
     if (json_array_size(ips) > 0) {
-        k->nets = calloc(json_array_size(ips), sizeof(net_t));
+        k->nets = calloc(json_array_size(ips), sizeof(ag_net_t));
         if (!k->nets)
             goto fail;
         size_t i;
         json_t *v;
         json_array_foreach(ips, i, v)
         {
-            if (!parse_net(json_string_value(v), &k->nets[i]))
+            if (!ag_net_parse(json_string_value(v), &k->nets[i]))
                 goto fail;
         }
         k->nnets = json_array_size(ips);
@@ -787,6 +674,29 @@ static json_t *cred_record(int kind, const char *name, const json_t *grant, int6
 }
 
 /* Memory: *key_out sodium_malloc'd, *record_out a new reference. */
+/* The end of a create or rotate (writer mutex held, released here): on success the new secret
+ * goes to *key_out and the stored key's public record to *record_out; either way rec and the
+ * hash are dropped, and on failure the secret is wiped. rc is the outcome so far. */
+static int stored(ag_keystore_t *ks, const char *id, int rc, json_t *rec, uint8_t hash[HASH_LEN],
+                  char *cred, char **key_out, json_t **record_out)
+{
+    if (rc == 0) {
+        const cred_t *k = key_find(ks, id);
+        *record_out = k ? public_json(k) : NULL;
+        if (!*record_out)
+            rc = AG_ENOMEM;
+    }
+    pthread_mutex_unlock(&ks->wmu);
+    json_decref(rec);
+    sodium_memzero(hash, HASH_LEN);
+    if (rc) {
+        ag_keystore_secret_free(cred);
+        return rc;
+    }
+    *key_out = cred;
+    return 0;
+}
+
 int ag_keystore_key_create(ag_keystore_t *ks, int kind, const char *name, const json_t *grant,
                            int64_t expires_at, const json_t *allowed_ips, const json_t *creator,
                            char **key_out, json_t **record_out, ag_diag_t *diag)
@@ -811,21 +721,7 @@ int ag_keystore_key_create(ag_keystore_t *ks, int kind, const char *name, const 
         rec = cred_record(kind, name, grant, expires_at, allowed_ips, creator, hash, now_s());
         rc = rec ? store_key(ks, id, rec, diag) : AG_ENOMEM;
     }
-    if (rc == 0) {
-        const cred_t *k = key_find(ks, id);
-        *record_out = k ? public_json(k) : NULL;
-        if (!*record_out)
-            rc = AG_ENOMEM;
-    }
-    pthread_mutex_unlock(&ks->wmu);
-    json_decref(rec);
-    sodium_memzero(hash, sizeof(hash));
-    if (rc) {
-        ag_keystore_secret_free(cred);
-        return rc;
-    }
-    *key_out = cred;
-    return 0;
+    return stored(ks, id, rc, rec, hash, cred, key_out, record_out);
 }
 
 static cred_t *find_kind(ag_keystore_t *ks, int kind, const char *id)
@@ -843,6 +739,7 @@ int ag_keystore_key_rotate(ag_keystore_t *ks, int kind, const char *id, const js
     char *cred = NULL;
     json_t *rec = NULL;
     int rc;
+    char kid[AG_MKEY_ID_LEN + 1] = {0};
     pthread_mutex_lock(&ks->wmu);
     cred_t *k = find_kind(ks, kind, id);
     if (!k) {
@@ -855,24 +752,11 @@ int ag_keystore_key_rotate(ag_keystore_t *ks, int kind, const char *id, const js
             json_object_set(rec, "creator", (json_t *)creator) ||
             json_object_set_new(rec, "rotated", json_integer((json_int_t)now_s())))
             rc = AG_ENOMEM;
-        char kid[AG_MKEY_ID_LEN + 1];
         snprintf(kid, sizeof(kid), "%s", k->id);
-        if (rc == 0 && (rc = store_key(ks, kid, rec, diag)) == 0) {
-            const cred_t *nk = key_find(ks, kid);
-            *record_out = nk ? public_json(nk) : NULL;
-            if (!*record_out)
-                rc = AG_ENOMEM;
-        }
+        if (rc == 0)
+            rc = store_key(ks, kid, rec, diag);
     }
-    pthread_mutex_unlock(&ks->wmu);
-    json_decref(rec);
-    sodium_memzero(hash, sizeof(hash));
-    if (rc) {
-        ag_keystore_secret_free(cred);
-        return rc;
-    }
-    *key_out = cred;
-    return 0;
+    return stored(ks, kid, rc, rec, hash, cred, key_out, record_out);
 }
 
 int ag_keystore_key_delete(ag_keystore_t *ks, int kind, const char *id, ag_diag_t *diag)
@@ -1000,15 +884,14 @@ int ag_keystore_lookup(void *ctx, const char *credential, size_t len, int64_t no
 bool ag_keystore_addr_allowed(ag_keystore_t *ks, const char *id, const char *addr)
 {
     uint8_t a[16];
-    bool v4;
     bool ok = false;
     pthread_rwlock_rdlock(&ks->lock);
     const cred_t *k = id ? key_find(ks, id) : NULL;
     if (k && k->nnets == 0) {
         ok = true;
-    } else if (k && addr && parse_addr(addr, a, &v4)) {
+    } else if (k && addr && ag_net_parse_addr(addr, a)) {
         for (size_t i = 0; i < k->nnets && !ok; i++)
-            ok = net_contains(&k->nets[i], a);
+            ok = ag_net_contains(&k->nets[i], a);
     }
     pthread_rwlock_unlock(&ks->lock);
     return ok;

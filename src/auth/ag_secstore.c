@@ -12,6 +12,7 @@
 
 #include "ag_cmp.h"
 #include "ag_jwt.h"
+#include "ag_keyfmt.h"
 #include "ag_log.h"
 #include "json/ag_json.h"
 
@@ -275,60 +276,22 @@ static json_t *user_record(const json_t *roles, bool active, const char *key_id,
 
 /* ---- keys -------------------------------------------------------------------------------- */
 
-static void key_check(const char *key, size_t len, char out[AG_KEY_CHECK_LEN + 1])
-{
-    unsigned char h[32];
-    crypto_generichash(h, sizeof(h), (const unsigned char *)key, len, NULL, 0);
-    sodium_bin2hex(out, AG_KEY_CHECK_LEN + 1, h, AG_KEY_CHECK_LEN / 2);
-}
-
-static bool is_lower_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 int ag_user_key_parse(const char *key, size_t len, char key_id[AG_KEY_ID_LEN + 1])
 {
-    if (len != AG_USER_KEY_LEN || memcmp(key, "ag_", 3) != 0 ||
-        !is_lower_hex(key + 3, AG_KEY_ID_LEN) || key[3 + AG_KEY_ID_LEN] != '_')
+    /* Users' key ids are all hex; a letter first names another kind of key (ag_keystore). */
+    if (len != AG_USER_KEY_LEN || !key || !ag_cred_hex(key + 3, 1))
         return AG_ENOTFOUND;
-    size_t body = AG_USER_KEY_LEN - AG_KEY_CHECK_LEN;
-    char check[AG_KEY_CHECK_LEN + 1];
-    key_check(key, body, check);
-    if (sodium_memcmp(check, key + body, AG_KEY_CHECK_LEN) != 0)
-        return AG_EUNAUTH;
-    memcpy(key_id, key + 3, AG_KEY_ID_LEN);
-    key_id[AG_KEY_ID_LEN] = '\0';
-    return 0;
-}
-
-static void secret_hash(const ag_secstore_t *s, const char *key_id, const uint8_t *secret,
-                        uint8_t out[HASH_LEN])
-{
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, s->hash_key, sizeof(s->hash_key), HASH_LEN);
-    crypto_generichash_update(&st, (const unsigned char *)key_id, AG_KEY_ID_LEN);
-    crypto_generichash_update(&st, (const unsigned char *)"", 1);
-    crypto_generichash_update(&st, secret, 32);
-    crypto_generichash_final(&st, out, HASH_LEN);
-    sodium_memzero(&st, sizeof(st));
+    return ag_cred_parse(key, len, key_id);
 }
 
 /* Hashes the secret part of a well-formed key (checksum already verified). */
 static int key_hash_of(const ag_secstore_t *s, const char *key, const char *key_id,
                        uint8_t out[HASH_LEN])
 {
-    uint8_t secret[32];
-    size_t n = 0;
-    int rc =
-        ag_b64url_decode(key + 4 + AG_KEY_ID_LEN, AG_KEY_SECRET_LEN, secret, sizeof(secret), &n);
-    if (rc == 0 && n == sizeof(secret))
-        secret_hash(s, key_id, secret, out);
-    else
-        rc = AG_EUNAUTH;
+    uint8_t secret[AG_CRED_SECRET_BYTES];
+    int rc = ag_cred_secret(key, secret);
+    if (rc == 0)
+        ag_cred_hash(s->hash_key, sizeof(s->hash_key), key_id, secret, out);
     sodium_memzero(secret, sizeof(secret));
     return rc;
 }
@@ -348,20 +311,13 @@ static int new_key(ag_secstore_t *s, char key_id[AG_KEY_ID_LEN + 1], uint8_t has
         randombytes_buf(kid, sizeof(kid));
         sodium_bin2hex(key_id, AG_KEY_ID_LEN + 1, kid, sizeof(kid));
     } while (map_get(&s->by_key, key_id));
-    char *key = sodium_malloc(AG_USER_KEY_LEN + 1);
+    uint8_t secret[AG_CRED_SECRET_BYTES];
+    char *key = ag_cred_new(key_id, secret);
+    if (key)
+        ag_cred_hash(s->hash_key, sizeof(s->hash_key), key_id, secret, hash);
+    sodium_memzero(secret, sizeof(secret));
     if (!key)
         return AG_ENOMEM;
-    uint8_t secret[32];
-    randombytes_buf(secret, sizeof(secret));
-    memcpy(key, "ag_", 3);
-    memcpy(key + 3, key_id, AG_KEY_ID_LEN);
-    key[3 + AG_KEY_ID_LEN] = '_';
-    ag_b64url_encode(secret, sizeof(secret), key + 4 + AG_KEY_ID_LEN);
-    size_t body = AG_USER_KEY_LEN - AG_KEY_CHECK_LEN;
-    key_check(key, body, key + body);
-    key[AG_USER_KEY_LEN] = '\0';
-    secret_hash(s, key_id, secret, hash);
-    sodium_memzero(secret, sizeof(secret));
     *key_out = key;
     return 0;
 }

@@ -34,6 +34,7 @@
 
 #include <jansson.h>
 
+/* The format is ag_keyfmt.h's (these name its parts for users' keys). */
 #define AG_KEY_ID_LEN 12
 #define AG_KEY_SECRET_LEN 43
 #define AG_KEY_CHECK_LEN 6

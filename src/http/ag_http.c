@@ -16,13 +16,7 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
-
-/* One trusted proxy: an address block (a single address has the full prefix). */
-typedef struct proxy_net {
-    int family; /* AF_INET or AF_INET6 */
-    uint8_t addr[16];
-    unsigned prefix;
-} proxy_net_t;
+#include "ag_net.h"
 
 #define MAX_PROXIES 32
 /* Requests or responses bigger than this return their freed memory to the system when done. */
@@ -46,7 +40,7 @@ struct ag_http {
     pthread_t watchdog;
     bool watchdog_running;
     atomic_bool watchdog_stop;
-    proxy_net_t proxies[MAX_PROXIES];
+    ag_net_t proxies[MAX_PROXIES]; /* trusted proxies */
     size_t nproxies;
     ag_http_config_t cfg;
     ag_http_begin_fn begin;
@@ -249,69 +243,13 @@ static void error_json(ag_request_t *req, int status, const char *msg)
 
 /* ---- trusted proxies ----------------------------------------------------------------------- */
 
-/* Parses an address (text without port) into family and bytes. */
-static bool parse_ip(const char *text, int *family, uint8_t out[16])
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, text, &a4) == 1) {
-        *family = AF_INET;
-        memcpy(out, &a4, 4);
-        return true;
-    }
-    if (inet_pton(AF_INET6, text, &a6) == 1) {
-        *family = AF_INET6;
-        memcpy(out, &a6, 16);
-        return true;
-    }
-    return false;
-}
-
-/* "a.b.c.d", "a.b.c.d/n", "x::y", "x::/n" → *net. */
-static bool parse_net(const char *text, proxy_net_t *net)
-{
-    char buf[64];
-    if (strlen(text) >= sizeof(buf))
-        return false;
-    snprintf(buf, sizeof(buf), "%s", text);
-    char *slash = strchr(buf, '/');
-    if (slash)
-        *slash = '\0';
-    if (!parse_ip(buf, &net->family, net->addr))
-        return false;
-    unsigned max = net->family == AF_INET ? 32 : 128;
-    net->prefix = max;
-    if (slash) {
-        char *end = NULL;
-        unsigned long v = strtoul(slash + 1, &end, 10);
-        if (!slash[1] || !end || *end || v > max)
-            return false;
-        net->prefix = (unsigned)v;
-    }
-    return true;
-}
-
-static bool net_contains(const proxy_net_t *net, int family, const uint8_t addr[16])
-{
-    if (net->family != family)
-        return false;
-    unsigned full = net->prefix / 8, rest = net->prefix % 8;
-    if (memcmp(net->addr, addr, full) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    uint8_t mask = (uint8_t)(0xff << (8 - rest));
-    return (net->addr[full] & mask) == (addr[full] & mask);
-}
-
 static bool is_trusted(const struct ag_http *srv, const char *text)
 {
-    int family;
     uint8_t addr[16];
-    if (!parse_ip(text, &family, addr))
+    if (!ag_net_parse_addr(text, addr))
         return false;
     for (size_t i = 0; i < srv->nproxies; i++)
-        if (net_contains(&srv->proxies[i], family, addr))
+        if (ag_net_contains(&srv->proxies[i], addr))
             return true;
     return false;
 }
@@ -335,7 +273,7 @@ static int parse_proxies(struct ag_http *srv, const char *list, ag_diag_t *diag)
                            MAX_PROXIES);
         memcpy(item, p, len);
         item[len] = '\0';
-        if (!parse_net(item, &srv->proxies[srv->nproxies]))
+        if (!ag_net_parse(item, &srv->proxies[srv->nproxies]))
             return ag_fail(diag, AG_ECONFIG,
                            "service.trusted_proxies: '%s' is not an IP address or CIDR block",
                            item);
@@ -370,9 +308,8 @@ static void forwarded_client(const struct ag_http *srv, const char *xff, char *o
             start++;
         buf[end] = '\0';
         const char *entry = buf + start;
-        int family;
         uint8_t addr[16];
-        if (!parse_ip(entry, &family, addr))
+        if (!ag_net_parse_addr(entry, addr))
             return; /* not an address: keep the peer */
         if (!is_trusted(srv, entry) || n == 0) {
             snprintf(out, len, "%s", entry);
