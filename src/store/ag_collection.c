@@ -155,37 +155,88 @@ static bool index_path(const ag_collection_t *c, int v, char *buf, size_t len)
     return n > 0 && (size_t)n < len;
 }
 
-int ag_coll_save_indexes(ag_collection_t *c)
+/* The key a checkpoint records for a graph node: the point's 17-byte id key. */
+static void slot_key(void *ud, uint32_t slot, uint8_t *key)
 {
-    char path[4096];
-    int result = 0;
-    if (!c->index_ready)
-        return 0;
-    pthread_rwlock_rdlock(&c->lock);
-    for (int v = 0; v < c->nvec; v++) {
-        if (!index_path(c, v, path, sizeof(path)) || !ag_hnsw_dirty(c->vec[v].index))
-            continue;
-        if (mkdir(c->index_dir, 0700) != 0 && errno != EEXIST) {
-            result = AG_EIO;
-            break;
-        }
-        double t0 = ag_now_mono();
-        int rc = ag_hnsw_save(c->vec[v].index, path, ag_hnsw_fingerprint(c->vec[v].vs));
-        if (rc) {
-            ag_log(AG_LOG_WARN, "collection '%s': cannot save %s (it will be rebuilt at start)",
-                   c->name, path);
-            result = rc;
-        } else {
-            ag_log(AG_LOG_DEBUG, "collection '%s': saved %s in %.2f s", c->name, path,
-                   ag_now_mono() - t0);
-        }
-    }
-    pthread_rwlock_unlock(&c->lock);
-    c->index_saved_at = ag_now_mono();
-    return result;
+    const ag_collection_t *c = ud;
+    ag_id_to_key(&c->slots[slot].id, key);
 }
 
-/* Ends ag_coll_load for the graphs: each loads its file if current, else is rebuilt. */
+/* The slot a checkpoint's key names now, UINT32_MAX if that point is gone. */
+static uint32_t key_slot(void *ud, const uint8_t *key)
+{
+    ag_point_id_t id;
+    if (ag_id_from_key(key, AG_ID_KEY_LEN, &id) != 0)
+        return UINT32_MAX;
+    return ag_coll_find(ud, &id);
+}
+
+/* Writes the checkpoint of each graph that changed since its last one: taken under the read
+ * lock (a copy in memory), written with no lock held, so writers and searches wait only for the
+ * copy. Paced unless force: a graph with points still queued at most every
+ * AG_COLL_CHECKPOINT_S; a caught-up one once the last checkpoint is AG_COLL_CHECKPOINT_GAP_S old
+ * and ten times its cost (writing stays a small share of the time). Returns how many files were
+ * written, or an AG_E* code. */
+static int checkpoint(ag_collection_t *c, bool force)
+{
+    char path[4096];
+    int written = 0, err = 0;
+    pthread_mutex_lock(&c->ckpt_mutex);
+    for (int v = 0; v < c->nvec; v++) {
+        if (!c->index_ready || !index_path(c, v, path, sizeof(path)))
+            continue;
+        ag_index_t *ix = c->vec[v].index;
+        ag_hnsw_ckpt_t *ck = NULL;
+        int rc = 0;
+        double now = ag_now_mono(), since = now - c->ckpt_at;
+        pthread_rwlock_rdlock(&c->lock);
+        bool due = force || (ag_hnsw_pending(ix) == 0
+                                 ? since >= AG_MAX(AG_COLL_CHECKPOINT_GAP_S, 10.0 * c->ckpt_cost)
+                                 : since >= AG_COLL_CHECKPOINT_S);
+        if (due && ag_hnsw_dirty(ix))
+            rc = ag_hnsw_checkpoint(ix, slot_key, c, AG_ID_KEY_LEN, &ck);
+        pthread_rwlock_unlock(&c->lock);
+        if (rc == 0 && ck) {
+            if (mkdir(c->index_dir, 0700) != 0 && errno != EEXIST)
+                rc = AG_EIO;
+            else
+                rc = ag_hnsw_checkpoint_write(ck, path);
+        }
+        if (ck && rc == 0) {
+            ag_hnsw_checkpoint_done(ix, ck);
+            double end = ag_now_mono();
+            c->ckpt_cost = end - now;
+            c->ckpt_at = end;
+            written++;
+            ag_log(AG_LOG_DEBUG, "collection '%s': checkpoint %s (%.1f MB) in %.3f s", c->name,
+                   path, (double)ag_hnsw_checkpoint_size(ck) / 1048576.0, end - now);
+        } else if (rc) {
+            c->ckpt_at = ag_now_mono(); /* retried after the usual pause */
+            ag_log(AG_LOG_WARN,
+                   "collection '%s': cannot write the checkpoint %s (%s); it stays yellow and "
+                   "the points since the last one are linked again at start",
+                   c->name, path, ag_strerror(rc));
+            err = rc;
+        }
+        ag_hnsw_checkpoint_free(ck);
+    }
+    pthread_mutex_unlock(&c->ckpt_mutex);
+    return err ? err : written;
+}
+
+int ag_coll_save_indexes(ag_collection_t *c)
+{
+    int rc = checkpoint(c, true);
+    return rc < 0 ? rc : 0;
+}
+
+int ag_coll_index_checkpoint(ag_collection_t *c)
+{
+    return c->index_ready ? checkpoint(c, false) : 0;
+}
+
+/* Ends ag_coll_load for the graphs: each resumes from its checkpoint (relinking only what changed
+ * since), or is rebuilt when the file is missing or unusable. */
 static void finish_indexes(ag_collection_t *c)
 {
     char path[4096];
@@ -193,24 +244,25 @@ static void finish_indexes(ag_collection_t *c)
         if (!ag_index_is_hnsw(c->vec[v].index))
             continue;
         bool have = index_path(c, v, path, sizeof(path));
-        uint64_t tag = have ? ag_hnsw_fingerprint(c->vec[v].vs) : 0;
-        if (ag_hnsw_finish(c->vec[v].index, have ? path : NULL, tag) != 0)
+        if (ag_hnsw_finish(c->vec[v].index, have ? path : NULL, key_slot, c, AG_ID_KEY_LEN) != 0)
             ag_log(AG_LOG_ERROR,
                    "collection '%s': out of memory building a vector index; "
                    "searches of it scan exactly",
                    c->name);
     }
+    c->ckpt_at = ag_now_mono();
     c->index_ready = true;
-    c->index_saved_at = ag_now_mono();
 }
 
 static void drop_index_files(ag_collection_t *c)
 {
     char path[4096];
+    pthread_mutex_lock(&c->ckpt_mutex); /* waits for a checkpoint being written */
+    c->index_ready = false;
     for (int v = 0; v < c->nvec; v++)
         if (index_path(c, v, path, sizeof(path)))
             unlink(path);
-    c->index_ready = false;
+    pthread_mutex_unlock(&c->ckpt_mutex);
 }
 
 static void coll_free(ag_collection_t *c)
@@ -237,6 +289,7 @@ static void coll_free(ag_collection_t *c)
     json_decref(c->params);
     json_decref(c->schema);
     pthread_mutex_destroy(&c->write_mutex);
+    pthread_mutex_destroy(&c->ckpt_mutex);
     pthread_rwlock_destroy(&c->lock);
     free(c->name);
     free(c);
@@ -316,6 +369,7 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
     atomic_init(&c->version, 0);
     atomic_init(&c->write_waiters, 0);
     pthread_mutex_init(&c->write_mutex, NULL);
+    pthread_mutex_init(&c->ckpt_mutex, NULL);
     /* Writer-preferring: with glibc's default (readers first) a steady stream of searches would
      * starve writes and the background indexer indefinitely. */
     pthread_rwlockattr_t rwattr;
@@ -896,8 +950,6 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
     rc = apply_memory(c, muts, n, empties);
     release_empties(empties, n);
     pthread_rwlock_unlock(&c->lock);
-    if (c->index_ready && ag_now_mono() - c->index_saved_at > AG_COLL_INDEX_SAVE_S)
-        ag_coll_save_indexes(c); /* the write mutex is held: nothing changes meanwhile */
     if (rc)
         ag_log(AG_LOG_ERROR,
                "collection '%s': out of memory applying a committed write; it is "
@@ -1264,9 +1316,14 @@ int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_st
         for (int i = 0; i < c->nvec; i++)
             out->vectors += ag_vecstore_count(c->vec[i].vs);
     }
-    for (int i = 0; i < c->nvec; i++)
-        if (ag_index_is_hnsw(c->vec[i].index))
-            out->queued += ag_hnsw_pending(c->vec[i].index);
+    for (int i = 0; i < c->nvec; i++) {
+        if (!ag_index_is_hnsw(c->vec[i].index))
+            continue;
+        out->queued += ag_hnsw_pending(c->vec[i].index);
+        /* Green needs the checkpoint on disk too (docs/RELIABILITY.md, "Crash recovery"). */
+        if (c->index_dir && c->index_ready && ag_hnsw_dirty(c->vec[i].index))
+            out->unsaved = true;
+    }
     const char *field;
     json_t *def;
     json_object_foreach(c->schema, field, def)

@@ -213,7 +213,8 @@ static void *flusher_main(void *arg)
 /* ---- background indexer -------------------------------------------------------------------- */
 
 /* Links queued points into the HNSW graphs, a small step per collection at a time, so ingestion
- * never waits for graph construction. Idle: sleeps until the next poll. */
+ * never waits for graph construction, and writes the graphs' checkpoints (paced by each collection,
+ * docs/RELIABILITY.md, "Crash recovery"). Idle: sleeps until the next poll. */
 static void *indexer_main(void *arg)
 {
     ag_store_t *st = arg;
@@ -239,6 +240,8 @@ static void *indexer_main(void *arg)
         uint32_t done = 0;
         for (size_t i = 0; i < n; i++) {
             done += ag_coll_index_step(batch[i], STEP);
+            /* Checkpoints are written here, off every writer's path (paced by the collection). */
+            ag_coll_index_checkpoint(batch[i]);
             ag_coll_unref(batch[i]);
             sched_yield(); /* let a waiting writer or search take the lock first */
         }
