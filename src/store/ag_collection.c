@@ -11,6 +11,7 @@
 #include "ag_log.h"
 #include "index/ag_hnsw.h"
 #include "store/ag_collection_int.h"
+#include "store/ag_env.h"
 #include "store/ag_payload_index.h"
 #include "json/ag_json.h"
 
@@ -737,7 +738,8 @@ static int apply_disk(ag_collection_t *c, MDB_txn *txn, const ag_mutation_t *mut
                 rc = lmdb_del_ignore(txn, c->dbi_vectors, vkey, VKEY_LEN);
         }
     }
-    return rc ? AG_ESTORAGE : 0;
+    /* LMDB's own code (or an errno): MDB_MAP_FULL makes ag_coll_apply grow the map. */
+    return rc;
 }
 
 static void clear_vectors(ag_collection_t *c, uint32_t s)
@@ -902,9 +904,9 @@ static int storage_failure(const ag_collection_t *c, int err, const char *what, 
     uint64_t avail = free_bytes(c);
     if (err == MDB_MAP_FULL)
         return ag_fail(diag, AG_ENOSPACE,
-                       "storage full: the write was not %s (the storage map is full; raise "
-                       "storage.map_size_gb)",
-                       what);
+                       "storage full: the write was not %s (the storage map reached its ceiling, "
+                       "storage.map_size_gb = %zu GiB; raise it)",
+                       what, c->gate ? c->gate->max >> 30 : 0);
     /* A device out of space shows up as ENOSPC, or as EIO from LMDB's page writes. */
     if (err == ENOSPC || err == EDQUOT || (avail < (4u << 20)))
         return ag_fail(diag, AG_ENOSPACE,
@@ -926,21 +928,33 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
         release_empties(empties, n);
         return ag_fail(diag, AG_ENOMEM, "out of memory: the write was not stored");
     }
-    MDB_txn *txn = NULL;
-    if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0) {
-        release_empties(empties, n);
-        return ag_fail(diag, AG_ESTORAGE, "cannot begin a write transaction: %s", mdb_strerror(rc));
-    }
-    rc = apply_disk(c, txn, muts, n);
-    if (rc) {
-        mdb_txn_abort(txn);
-        release_empties(empties, n);
-        return storage_failure(c, rc, "stored", diag);
-    }
-    int mrc = mdb_txn_commit(txn);
-    if (mrc) {
-        release_empties(empties, n);
-        return storage_failure(c, mrc, "committed", diag);
+    /* The transaction runs inside the map-size gate; when it meets a full map it is aborted
+     * whole, the map grown (up to storage.map_size_gb) and the same transaction run again
+     * (store/ag_env.h, docs/RELIABILITY.md "LMDB map growth"). */
+    int mrc = 0;
+    for (int attempt = 0;; attempt++) {
+        MDB_txn *txn = NULL;
+        size_t seen = ag_env_enter(c->gate);
+        if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0) {
+            ag_env_leave(c->gate);
+            release_empties(empties, n);
+            return ag_fail(diag, AG_ESTORAGE, "cannot begin a write transaction: %s",
+                           mdb_strerror(rc));
+        }
+        rc = apply_disk(c, txn, muts, n);
+        if (rc)
+            mdb_txn_abort(txn);
+        else
+            mrc = mdb_txn_commit(txn);
+        ag_env_leave(c->gate);
+        int err = rc ? rc : mrc;
+        if (err == MDB_MAP_FULL && attempt < 16 && ag_env_grow(c->gate, seen) == 0)
+            continue;
+        if (err) {
+            release_empties(empties, n);
+            return storage_failure(c, err, rc ? "stored" : "committed", diag);
+        }
+        break;
     }
     if (sync && (mrc = mdb_env_sync(c->env, 1)) != 0)
         ag_log(AG_LOG_ERROR, "fsync of the storage failed: %s", mdb_strerror(mrc));
@@ -1186,6 +1200,7 @@ int ag_coll_walk(ag_collection_t *c, const ag_point_id_t *from, ag_coll_walk_fn 
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     int rc = 0;
+    ag_env_enter(c->gate); /* no map growth while the read transaction is open */
     if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn) != 0 ||
         mdb_cursor_open(txn, c->dbi_points, &cur) != 0) {
         rc = AG_ESTORAGE;
@@ -1214,6 +1229,7 @@ done:
         mdb_cursor_close(cur);
     if (txn)
         mdb_txn_abort(txn);
+    ag_env_leave(c->gate);
     return rc;
 }
 

@@ -43,7 +43,8 @@ struct ag_collection {
     int nsparse;
     ag_sparse_cfg_t sparse[AG_MAX_VECTORS];
 
-    MDB_env *env; /* borrowed from the store */
+    MDB_env *env;             /* borrowed from the store */
+    struct ag_env_gate *gate; /* borrowed: map growth (store/ag_env.h); NULL = none */
     MDB_dbi dbi_points, dbi_vectors;
 
     pthread_mutex_t write_mutex;
