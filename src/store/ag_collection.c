@@ -183,13 +183,15 @@ static int checkpoint(ag_collection_t *c, bool force)
     char path[4096];
     int written = 0, err = 0;
     pthread_mutex_lock(&c->ckpt_mutex);
+    /* One pace for all the collection's graphs, measured before any of them is written. */
+    double since = ag_now_mono() - c->ckpt_at, cost = 0;
     for (int v = 0; v < c->nvec; v++) {
         if (!c->index_ready || !index_path(c, v, path, sizeof(path)))
             continue;
         ag_index_t *ix = c->vec[v].index;
         ag_hnsw_ckpt_t *ck = NULL;
         int rc = 0;
-        double now = ag_now_mono(), since = now - c->ckpt_at;
+        double now = ag_now_mono();
         pthread_rwlock_rdlock(&c->lock);
         bool due = force || (ag_hnsw_pending(ix) == 0
                                  ? since >= AG_MAX(AG_COLL_CHECKPOINT_GAP_S, 10.0 * c->ckpt_cost)
@@ -206,13 +208,13 @@ static int checkpoint(ag_collection_t *c, bool force)
         if (ck && rc == 0) {
             ag_hnsw_checkpoint_done(ix, ck);
             double end = ag_now_mono();
-            c->ckpt_cost = end - now;
-            c->ckpt_at = end;
+            cost += end - now;
             written++;
             ag_log(AG_LOG_DEBUG, "collection '%s': checkpoint %s (%.1f MB) in %.3f s", c->name,
                    path, (double)ag_hnsw_checkpoint_size(ck) / 1048576.0, end - now);
         } else if (rc) {
-            c->ckpt_at = ag_now_mono(); /* retried after the usual pause */
+            c->ckpt_at = ag_now_mono(); /* retried after a pause of at least 10 s */
+            c->ckpt_cost = AG_MAX(c->ckpt_cost, 1.0);
             ag_log(AG_LOG_WARN,
                    "collection '%s': cannot write the checkpoint %s (%s); it stays yellow and "
                    "the points since the last one are linked again at start",
@@ -220,6 +222,10 @@ static int checkpoint(ag_collection_t *c, bool force)
             err = rc;
         }
         ag_hnsw_checkpoint_free(ck);
+    }
+    if (written && !err) {
+        c->ckpt_cost = cost;
+        c->ckpt_at = ag_now_mono();
     }
     pthread_mutex_unlock(&c->ckpt_mutex);
     return err ? err : written;
