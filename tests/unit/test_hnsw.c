@@ -741,6 +741,79 @@ static void test_resume_remapped(void **state)
     fixture_teardown(&f);
 }
 
+/* A file whose checksum is right but whose contents are not (a bug, or a hand-made file): random
+ * bytes of the body changed and the CRC recomputed. Resume must refuse it or produce a usable
+ * index — never read out of bounds (ASan) — and searches must only return stored points. */
+static uint32_t test_crc32(const uint8_t *p, size_t n)
+{
+    uint32_t c = ~0u;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return ~c;
+}
+
+static void test_resume_garbage_with_good_crc(void **state)
+{
+    AG_UNUSED(state);
+    fixture_t f;
+    fixture_setup(&f, 1500, 8, AG_DIST_EUCLID, NULL);
+    char path[512];
+    tmp_path(path, sizeof(path), "garbage.hnsw");
+    assert_int_equal(ag_hnsw_save(f.hnsw, path, NULL, NULL, 0), 0);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    size_t size = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *orig = malloc(size), *bytes = malloc(size);
+    assert_int_equal(fread(orig, 1, size, fp), size);
+    fclose(fp);
+    enum { HEADER = 64, CRC_AT = 48 };
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    int accepted = 0, refused = 0;
+    for (int round = 0; round < 120; round++) {
+        memcpy(bytes, orig, size);
+        int flips = 1 + round % 4;
+        for (int i = 0; i < flips; i++) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            size_t at = HEADER + (size_t)(seed % (size - HEADER));
+            bytes[at] ^= (uint8_t)(1u << (seed >> 60 & 7));
+        }
+        uint32_t crc = test_crc32(bytes + HEADER, size - HEADER);
+        memcpy(bytes + CRC_AT, &crc, 4);
+        rewrite(path, bytes, size);
+        ag_index_t *ix;
+        ag_hnsw_resume_t rs;
+        assert_int_equal(ag_index_hnsw_new(f.vs, AG_DIST_EUCLID, NULL, &ix), 0);
+        int rc = ag_hnsw_resume(ix, path, NULL, NULL, 0, &rs);
+        assert_true(rc == 0 || rc == AG_EINVAL);
+        if (rc == 0) {
+            accepted++;
+            for (uint32_t q = 0; q < 5; q++) {
+                ag_hit_t hits[K];
+                size_t n = 0;
+                assert_int_equal(
+                    ag_index_search(ix, f.q + (size_t)q * f.d.dim, K, NULL, NULL, hits, &n), 0);
+                for (size_t h = 0; h < n; h++)
+                    assert_non_null(ag_vecstore_get(f.vs, hits[h].slot));
+            }
+        } else {
+            refused++;
+        }
+        ag_index_free(ix);
+    }
+    assert_true(accepted > 0 && refused > 0); /* both paths were taken */
+    unlink(path);
+    free(orig);
+    free(bytes);
+    fixture_teardown(&f);
+}
+
 static void test_bad_args(void **state)
 {
     AG_UNUSED(state);
@@ -807,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_search),
         cmocka_unit_test(test_persistence),
         cmocka_unit_test(test_resume_remapped),
+        cmocka_unit_test(test_resume_garbage_with_good_crc),
         cmocka_unit_test(test_deadline_and_huge_ef),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
