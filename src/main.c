@@ -219,6 +219,8 @@ static int serve(int argc, char **argv)
         {cfg.max_connections, 1, "service.max_connections"},
         {cfg.header_timeout_s, 1, "service.header_timeout_sec"},
         {cfg.body_timeout_s, 1, "service.body_timeout_sec"},
+        {cfg.map_size_gb, 1, "storage.map_size_gb"},
+        {cfg.initial_map_size_mb, 1, "storage.initial_map_size_mb"},
     };
     for (size_t i = 0; i < AG_ARRAY_LEN(floors); i++) {
         if (floors[i].value < floors[i].min) {
@@ -226,6 +228,15 @@ static int serve(int argc, char **argv)
                     (unsigned long long)floors[i].min);
             goto out;
         }
+    }
+
+    if (cfg.initial_map_size_mb > cfg.map_size_gb * 1024) {
+        fprintf(
+            stderr,
+            "aegis: storage.initial_map_size_mb (%llu) is above storage.map_size_gb (%llu GiB), "
+            "the ceiling the map grows to\n",
+            (unsigned long long)cfg.initial_map_size_mb, (unsigned long long)cfg.map_size_gb);
+        goto out;
     }
 
     if (cfg.insecure) {
@@ -273,8 +284,9 @@ static int serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     ag_pool_init(0);
-    ag_store_config_t scfg = {cfg.storage_path, (size_t)cfg.map_size_gb << 30,
-                              (double)cfg.flush_interval_ms / 1000.0};
+    ag_store_config_t scfg = {cfg.storage_path, (size_t)cfg.initial_map_size_mb << 20,
+                              (double)cfg.flush_interval_ms / 1000.0,
+                              (size_t)cfg.map_size_gb << 30};
     double t0 = ag_now_mono();
     if ((rc = ag_store_open(&scfg, &store, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);

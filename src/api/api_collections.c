@@ -82,13 +82,15 @@ static int h_info(ag_call_t *call)
     if (metadata)
         json_object_set_new(config, "metadata", metadata);
     /* Points still queued for the background linker are served exactly meanwhile; like Qdrant
-     * the collection is yellow until they are in the graph. */
+     * the collection is yellow until they are in the graph, and until the graph's checkpoint is
+     * on disk (docs/RELIABILITY.md, "Crash recovery"). */
     json_int_t queued = (json_int_t)stats.queued;
     json_int_t indexed = vectors > queued ? vectors - queued : 0;
-    call->result = json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
-                             queued ? "yellow" : "green", "optimizer_status", "ok", "vectors_count",
-                             vectors, "indexed_vectors_count", indexed, "points_count", points,
-                             "segments_count", 1, "config", config, "payload_schema", stats.schema);
+    call->result =
+        json_pack("{s:s,s:s,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
+                  queued || stats.unsaved ? "yellow" : "green", "optimizer_status", "ok",
+                  "vectors_count", vectors, "indexed_vectors_count", indexed, "points_count",
+                  points, "segments_count", 1, "config", config, "payload_schema", stats.schema);
     ag_coll_unref(c);
     return call->result ? 0 : AG_ENOMEM;
 }

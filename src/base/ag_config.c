@@ -50,6 +50,7 @@ static const key_def_t keys[] = {
     K("tls.ca_cert", T_STR, tls_ca_cert, 0, false),
     K("storage.storage_path", T_STR, storage_path, 0, false),
     K("storage.map_size_gb", T_UINT, map_size_gb, 1 << 20, false),
+    K("storage.initial_map_size_mb", T_UINT, initial_map_size_mb, 1 << 30, false),
     K("storage.flush_interval_ms", T_UINT, flush_interval_ms, 3600000, false),
     K("storage.audit_max_mb", T_UINT, audit_max_mb, 1 << 20, false),
     K("storage.audit_max_files", T_UINT, audit_max_files, 1000000, false),
@@ -86,6 +87,7 @@ void ag_config_init(ag_config_t *cfg)
     cfg->max_request_timeout_s = 30;
     set_str(&cfg->storage_path, "./storage");
     cfg->map_size_gb = 256;
+    cfg->initial_map_size_mb = 1024;
     cfg->flush_interval_ms = 1000;
     cfg->audit_max_mb = 64;
     set_str(&cfg->log_level, "info");

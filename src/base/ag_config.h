@@ -39,6 +39,7 @@ typedef struct ag_config {
     /* storage */
     char *storage_path;
     uint64_t map_size_gb;
+    uint64_t initial_map_size_mb; /* the LMDB map starts here and grows to map_size_gb */
     uint64_t flush_interval_ms;
     uint64_t audit_max_mb;    /* audit log rotation size */
     uint64_t audit_max_files; /* rotated audit files kept; 0 = all */

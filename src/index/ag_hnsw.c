@@ -1211,20 +1211,32 @@ void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out)
 
 /* ---- persistence ---------------------------------------------------------------------------- */
 
-#define FILE_MAGIC "AGHNSW01"
-#define FILE_VERSION 1u
+/*
+ * Checkpoint files and incremental recovery (docs/RELIABILITY.md, "Crash recovery"). The file is a
+ * cache: the stored vectors are the truth, and a node is reused at start-up only when the point it
+ * was built for is still stored with a vector of the same hash; every other stored vector is
+ * linked again, every other node dropped.
+ */
+
+#define FILE_MAGIC "AGHNSW02"
+#define FILE_VERSION 2u
 
 /* Fixed-size header, native byte order (the file is a cache of this machine's state: a file
- * from another architecture fails the checks and is rebuilt). */
+ * from another architecture fails the checks and is rebuilt). Body: level[cap], state[cap],
+ * level-0 lists, the upper lists of each node with a level (in slot order), then for each live
+ * node in slot order its key (key_len bytes) and the hash of its vector (8 bytes). */
 typedef struct file_header {
     char magic[8];
     uint32_t version, m, dim, dist;
     uint32_t cap, entry, n_live, n_tomb;
     int32_t max_level;
-    uint32_t crc;
-    uint64_t tag;
+    uint32_t key_len;
+    uint32_t crc; /* CRC-32 of the body */
+    uint32_t reserved;
     uint64_t body_len;
 } file_header_t;
+
+#define MAX_KEY_LEN 256u
 
 static uint32_t crc_table[256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
@@ -1250,68 +1262,138 @@ static uint32_t crc32_update(uint32_t crc, const void *data, size_t len)
     return ~crc;
 }
 
-typedef struct wfile {
-    FILE *f;
-    uint32_t crc;
-    uint64_t len;
-    bool ok;
-} wfile_t;
-
-static void wput(wfile_t *w, const void *p, size_t n)
+/* A 64-bit hash of a vector's dim floats (their bit patterns): tells whether a point's vector is
+ * the one its node was linked for. A collision would only leave one node with links chosen for
+ * another vector (a recall matter: hits are always scored from the stored rows). */
+static uint64_t row_hash(const float *row, uint32_t dim)
 {
-    if (!w->ok || n == 0)
-        return;
-    w->crc = crc32_update(w->crc, p, n);
-    w->len += n;
-    w->ok = fwrite(p, 1, n, w->f) == n;
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ dim;
+    uint32_t i = 0;
+    for (; i + 2 <= dim; i += 2) {
+        uint64_t x;
+        memcpy(&x, row + i, sizeof(x));
+        h = (h ^ x) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    if (i < dim) {
+        uint32_t x;
+        memcpy(&x, row + i, sizeof(x));
+        h = (h ^ x) * 0xff51afd7ed558ccdull;
+    }
+    h ^= h >> 29;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 32);
 }
 
-static void body_write(const hnsw_t *h, wfile_t *w)
+struct ag_hnsw_ckpt {
+    uint8_t *buf; /* header + body, owned */
+    size_t len;
+    uint64_t mutations; /* the graph's mutation count when it was taken */
+};
+
+static uint8_t *put(uint8_t *p, const void *src, size_t n)
 {
-    wput(w, h->level, h->cap);
-    wput(w, h->state, h->cap);
-    wput(w, h->l0, (size_t)h->cap * (h->m0 + 1) * sizeof(uint32_t));
-    for (uint32_t i = 0; i < h->cap; i++)
-        if (h->level[i] > 0)
-            wput(w, h->up[i], (size_t)h->level[i] * (h->m + 1) * sizeof(uint32_t));
+    if (n)
+        memcpy(p, src, n);
+    return p + n;
 }
 
-int ag_hnsw_save(const ag_index_t *ix, const char *path, uint64_t tag)
+int ag_hnsw_checkpoint(const ag_index_t *ix, ag_hnsw_key_fn keys_of, void *ud, size_t key_len,
+                       ag_hnsw_ckpt_t **out)
 {
-    if (!ag_index_is_hnsw(ix) || !path)
+    if (!ag_index_is_hnsw(ix) || !out || (key_len && !keys_of) || key_len > MAX_KEY_LEN)
         return AG_EINVAL;
     const hnsw_t *h = (const hnsw_t *)ix;
-    ag_durable_t out;
-    int rc = ag_durable_open(&out, path, 0600);
-    if (rc)
-        return rc;
-    FILE *f = out.f;
+    uint32_t cap = h->built ? h->cap : 0, live = 0;
+    size_t words = (size_t)h->m0 + 1, body = 2 * (size_t)cap + (size_t)cap * words * 4;
+    for (uint32_t i = 0; i < cap; i++) {
+        body += (size_t)h->level[i] * (h->m + 1) * 4;
+        live += h->state[i] == NODE_LIVE;
+    }
+    body += (size_t)live * (key_len + 8);
+    ag_hnsw_ckpt_t *ck = calloc(1, sizeof(*ck));
+    if (!ck || !(ck->buf = malloc(sizeof(file_header_t) + body))) {
+        free(ck);
+        return AG_ENOMEM;
+    }
+    ck->len = sizeof(file_header_t) + body;
+    ck->mutations = h->mutations;
+    uint8_t *b = ck->buf + sizeof(file_header_t), *p = b;
+    if (cap) {
+        p = put(p, h->level, cap);
+        p = put(p, h->state, cap);
+        p = put(p, h->l0, (size_t)cap * words * 4);
+        for (uint32_t i = 0; i < cap; i++)
+            if (h->level[i] > 0)
+                p = put(p, h->up[i], (size_t)h->level[i] * (h->m + 1) * 4);
+        ag_vecstore_view_t v;
+        ag_vecstore_view(ix->vs, &v);
+        for (uint32_t i = 0; i < cap; i++) {
+            if (h->state[i] != NODE_LIVE)
+                continue;
+            if (key_len)
+                keys_of(ud, i, p);
+            p += key_len;
+            /* A live node always has its row; 0 (never a row's hash in practice) otherwise. */
+            uint64_t vh = i < v.capacity && ag_vecstore_get(ix->vs, i)
+                              ? row_hash(ag_vecstore_view_row(&v, i), v.dim)
+                              : 0;
+            p = put(p, &vh, sizeof(vh));
+        }
+    }
     file_header_t hd = {0};
     memcpy(hd.magic, FILE_MAGIC, 8);
     hd.version = FILE_VERSION;
     hd.m = h->m;
     hd.dim = ag_vecstore_dim(ix->vs);
     hd.dist = (uint32_t)ix->dist;
-    hd.cap = h->built ? h->cap : 0;
-    hd.entry = h->built ? h->entry : NO_NODE;
-    hd.n_live = h->built ? h->n_live : 0;
-    hd.n_tomb = h->built ? h->n_tomb : 0;
-    hd.max_level = h->built ? h->max_level : 0;
-    hd.tag = tag;
-    /* The header is written twice: a placeholder now, the real one (crc, length) at the end. */
-    wfile_t w = {.f = f, .ok = fwrite(&hd, sizeof(hd), 1, f) == 1};
-    if (h->built)
-        body_write(h, &w);
-    hd.crc = w.crc;
-    hd.body_len = w.len;
-    bool ok = w.ok && fseek(f, 0, SEEK_SET) == 0 && fwrite(&hd, sizeof(hd), 1, f) == 1;
-    if (!ok) {
-        ag_durable_abort(&out);
-        return AG_EIO;
-    }
-    rc = ag_durable_commit(&out);
-    if (rc == 0)
-        atomic_store(&((hnsw_t *)ix)->saved_mutations, h->mutations);
+    hd.cap = cap;
+    hd.entry = cap ? h->entry : NO_NODE;
+    hd.n_live = cap ? h->n_live : 0;
+    hd.n_tomb = cap ? h->n_tomb : 0;
+    hd.max_level = cap ? h->max_level : 0;
+    hd.key_len = (uint32_t)key_len;
+    hd.body_len = body;
+    hd.crc = crc32_update(0, b, body);
+    memcpy(ck->buf, &hd, sizeof(hd));
+    *out = ck;
+    return 0;
+}
+
+int ag_hnsw_checkpoint_write(const ag_hnsw_ckpt_t *ck, const char *path)
+{
+    if (!ck || !path)
+        return AG_EINVAL;
+    return ag_file_replace(path, ck->buf, ck->len, 0600);
+}
+
+void ag_hnsw_checkpoint_done(ag_index_t *ix, const ag_hnsw_ckpt_t *ck)
+{
+    atomic_store(&((hnsw_t *)ix)->saved_mutations, ck->mutations);
+}
+
+size_t ag_hnsw_checkpoint_size(const ag_hnsw_ckpt_t *ck)
+{
+    return ck ? ck->len : 0;
+}
+
+void ag_hnsw_checkpoint_free(ag_hnsw_ckpt_t *ck)
+{
+    if (!ck)
+        return;
+    free(ck->buf);
+    free(ck);
+}
+
+int ag_hnsw_save(ag_index_t *ix, const char *path, ag_hnsw_key_fn keys_of, void *ud, size_t key_len)
+{
+    ag_hnsw_ckpt_t *ck;
+    int rc = ag_hnsw_checkpoint(ix, keys_of, ud, key_len, &ck);
+    if (rc)
+        return rc;
+    if ((rc = ag_hnsw_checkpoint_write(ck, path)) == 0)
+        ag_hnsw_checkpoint_done(ix, ck);
+    ag_hnsw_checkpoint_free(ck);
     return rc;
 }
 
@@ -1339,8 +1421,9 @@ static bool link_ok(const hnsw_t *h, const uint32_t *l, int lc)
     return true;
 }
 
-/* Parses and checks a body into g (fresh arrays); AG_EINVAL if anything is inconsistent. */
-static int body_read(hnsw_t *g, const file_header_t *hd, rbuf_t *r, const ag_vecstore_t *vs)
+/* Parses and checks the graph part of a body into g (fresh arrays, in the file's numbering);
+ * AG_EINVAL if anything is inconsistent. r is left at the keys. */
+static int body_read(hnsw_t *g, const file_header_t *hd, rbuf_t *r)
 {
     g->cap = hd->cap;
     size_t words = (size_t)g->m0 + 1;
@@ -1363,9 +1446,6 @@ static int body_read(hnsw_t *g, const file_header_t *hd, rbuf_t *r, const ag_vec
             return AG_EINVAL;
         if (g->state[i] == NODE_EMPTY && g->level[i] != 0)
             return AG_EINVAL;
-        bool present = ag_vecstore_get(vs, i) != NULL;
-        if ((g->state[i] == NODE_LIVE) != present)
-            return AG_EINVAL; /* the graph and the stored vectors disagree: stale */
         live += g->state[i] == NODE_LIVE;
         tomb += g->state[i] == NODE_TOMB;
         if (g->level[i] > 0) {
@@ -1376,7 +1456,7 @@ static int body_read(hnsw_t *g, const file_header_t *hd, rbuf_t *r, const ag_vec
             memcpy(g->up[i], p, n);
         }
     }
-    if (live != hd->n_live || tomb != hd->n_tomb || live != ag_vecstore_count(vs) || r->off != r->n)
+    if (live != hd->n_live || tomb != hd->n_tomb)
         return AG_EINVAL;
     for (uint32_t i = 0; i < g->cap; i++) {
         if (g->state[i] == NODE_EMPTY)
@@ -1392,10 +1472,6 @@ static int body_read(hnsw_t *g, const file_header_t *hd, rbuf_t *r, const ag_vec
                g->level[hd->entry] != hd->max_level) {
         return AG_EINVAL;
     }
-    g->entry = hd->entry;
-    g->max_level = hd->max_level;
-    g->n_live = live;
-    g->n_tomb = tomb;
     return 0;
 }
 
@@ -1410,69 +1486,204 @@ static void graph_release(hnsw_t *g)
     free(g->state);
 }
 
-int ag_hnsw_load(ag_index_t *ix, const char *path, uint64_t tag)
+/* Reads and checks a checkpoint file: *body (owned by the caller, free) holds its body.
+ * AG_ENOTFOUND, AG_EIO, AG_EINVAL (another format, other parameters, bad size or checksum),
+ * AG_ENOMEM. */
+static int file_read(const hnsw_t *h, const char *path, size_t key_len, file_header_t *hd,
+                     uint8_t **body)
 {
-    if (!ag_index_is_hnsw(ix) || !path)
-        return AG_EINVAL;
-    hnsw_t *h = (hnsw_t *)ix;
+    *body = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
         return errno == ENOENT ? AG_ENOTFOUND : AG_EIO;
-    file_header_t hd;
-    uint8_t *body = NULL;
     int rc = AG_EINVAL;
-    if (fread(&hd, sizeof(hd), 1, f) != 1 || memcmp(hd.magic, FILE_MAGIC, 8) != 0 ||
-        hd.version != FILE_VERSION || hd.m != h->m || hd.dim != ag_vecstore_dim(ix->vs) ||
-        hd.dist != (uint32_t)ix->dist || hd.tag != tag || hd.max_level < 0 ||
-        hd.max_level > MAX_LEVEL || hd.cap > AG_VECSTORE_MAX_SLOTS ||
-        hd.body_len > (uint64_t)SIZE_MAX / 2)
-        goto done;
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || (uint64_t)sb.st_size != sizeof(hd) + hd.body_len)
+    if (fread(hd, sizeof(*hd), 1, f) != 1 || memcmp(hd->magic, FILE_MAGIC, 8) != 0 ||
+        hd->version != FILE_VERSION || hd->m != h->m || hd->dim != ag_vecstore_dim(h->base.vs) ||
+        hd->dist != (uint32_t)h->base.dist || hd->key_len != key_len || hd->max_level < 0 ||
+        hd->max_level > MAX_LEVEL || hd->cap > AG_VECSTORE_MAX_SLOTS ||
+        hd->body_len > (uint64_t)SIZE_MAX / 2 || fstat(fileno(f), &sb) != 0 ||
+        (uint64_t)sb.st_size != sizeof(*hd) + hd->body_len)
         goto done;
-    body = malloc(hd.body_len ? (size_t)hd.body_len : 1);
-    if (!body) {
+    if (!(*body = malloc(hd->body_len ? (size_t)hd->body_len : 1))) {
         rc = AG_ENOMEM;
         goto done;
     }
-    if (hd.body_len && fread(body, 1, (size_t)hd.body_len, f) != hd.body_len) {
+    if (hd->body_len && fread(*body, 1, (size_t)hd->body_len, f) != hd->body_len) {
         rc = AG_EIO;
         goto done;
     }
-    if (crc32_update(0, body, (size_t)hd.body_len) != hd.crc)
-        goto done;
+    rc = crc32_update(0, *body, (size_t)hd->body_len) == hd->crc ? 0 : AG_EINVAL;
+done:
+    if (rc) {
+        free(*body);
+        *body = NULL;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* Empties the background queue (resume refills it from the vecstore). */
+static void pend_clear(hnsw_t *h)
+{
+    for (uint32_t i = 0; i < h->q_n; i++)
+        h->pend[h->queue[i]] = 0;
+    h->q_n = 0;
+}
+
+/*
+ * The graph g (file numbering, validated) becomes h's graph in the vecstore's numbering: map[o]
+ * is the slot node o keeps, or a place past the vecstore's capacity for a node that is dropped
+ * (it enters as a tombstone, so the repair can reconnect its neighbours through it). Takes g's
+ * upper lists; the rest of g stays the caller's.
+ */
+static int install_mapped(hnsw_t *h, hnsw_t *g, const uint32_t *map, uint32_t ncap, uint32_t vcap,
+                          uint32_t kept, uint32_t dropped, uint32_t entry)
+{
+    size_t words = (size_t)h->m0 + 1;
+    uint32_t *l0 = calloc((size_t)ncap * words, sizeof(uint32_t));
+    uint32_t **up = calloc(ncap, sizeof(uint32_t *));
+    uint8_t *level = calloc(ncap, 1), *state = calloc(ncap, 1);
+    if (!l0 || !up || !level || !state) {
+        free(l0);
+        free(up);
+        free(level);
+        free(state);
+        return AG_ENOMEM;
+    }
+    for (uint32_t o = 0; o < g->cap; o++) {
+        if (g->state[o] == NODE_EMPTY)
+            continue;
+        uint32_t p = map[o];
+        level[p] = g->level[o];
+        state[p] = p < vcap ? NODE_LIVE : NODE_TOMB;
+        const uint32_t *src = links_of(g, o, 0);
+        uint32_t *dst = l0 + (size_t)p * words;
+        dst[0] = src[0];
+        for (uint32_t i = 1; i <= src[0]; i++)
+            dst[i] = map[src[i]];
+        up[p] = g->up[o];
+        g->up[o] = NULL;
+        for (int lc = 1; lc <= level[p]; lc++) {
+            uint32_t *l = up[p] + (size_t)(lc - 1) * (h->m + 1);
+            for (uint32_t i = 1; i <= l[0]; i++)
+                l[i] = map[l[i]];
+        }
+    }
+    graph_release(h);
+    h->l0 = l0;
+    h->up = up;
+    h->level = level;
+    h->state = state;
+    h->cap = ncap;
+    h->entry = entry;
+    h->max_level = entry == NO_NODE ? 0 : level[entry];
+    h->n_live = kept;
+    h->n_tomb = dropped;
+    h->built = true;
+    return 0;
+}
+
+int ag_hnsw_resume(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, void *ud,
+                   size_t key_len, ag_hnsw_resume_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!ag_index_is_hnsw(ix) || !path || (key_len && !slot_of) || key_len > MAX_KEY_LEN)
+        return AG_EINVAL;
+    hnsw_t *h = (hnsw_t *)ix;
+    file_header_t hd;
+    uint8_t *body = NULL;
+    int rc = file_read(h, path, key_len, &hd, &body);
+    if (rc)
+        return rc;
+    if (hd.cap == 0) { /* saved before the graph was built: nothing to reuse */
+        free(body);
+        return hd.body_len == 0 && hd.n_live == 0 && hd.n_tomb == 0 ? 0 : AG_EINVAL;
+    }
     hnsw_t g = *h;
     g.up = NULL;
     g.l0 = NULL;
     g.level = g.state = NULL;
     rbuf_t r = {body, (size_t)hd.body_len, 0};
-    rc = hd.cap == 0 && hd.body_len == 0
-             ? (ag_vecstore_count(ix->vs) <= h->full_scan ? 0 : AG_EINVAL)
-             : body_read(&g, &hd, &r, ix->vs);
-    if (rc) {
-        graph_release(&g);
+    uint32_t *map = NULL;
+    uint8_t *claimed = NULL;
+    if ((rc = body_read(&g, &hd, &r)) != 0)
         goto done;
+    rc = AG_EINVAL;
+    if (r.n - r.off != (size_t)hd.n_live * (key_len + 8))
+        goto done;
+    ag_vecstore_view_t v;
+    ag_vecstore_view(ix->vs, &v);
+    uint32_t vcap = v.capacity, kept = 0, dropped = 0;
+    rc = AG_ENOMEM;
+    map = malloc((size_t)g.cap * sizeof(uint32_t));
+    claimed = calloc(vcap ? vcap : 1, 1);
+    if (!map || !claimed)
+        goto done;
+    const uint8_t *kp = r.p + r.off;
+    for (uint32_t o = 0; o < g.cap; o++) {
+        map[o] = NO_NODE;
+        if (g.state[o] == NODE_EMPTY)
+            continue;
+        if (g.state[o] == NODE_LIVE) {
+            uint64_t vh;
+            memcpy(&vh, kp + key_len, sizeof(vh));
+            uint32_t n = key_len ? slot_of(ud, kp) : o;
+            kp += key_len + 8;
+            if (n < vcap && !claimed[n] && ag_vecstore_get(ix->vs, n) &&
+                row_hash(ag_vecstore_view_row(&v, n), v.dim) == vh) {
+                claimed[n] = 1;
+                map[o] = n;
+                kept++;
+                continue;
+            }
+        }
+        map[o] = vcap + dropped++; /* removed, changed, or a tombstone already */
     }
-    if (hd.cap == 0) { /* saved before the graph was built */
-        g.cap = 0;
-        g.entry = NO_NODE;
-        g.max_level = 0;
-        g.n_live = g.n_tomb = 0;
-        g.built = h->full_scan == 0;
-    } else {
-        g.built = true;
-    }
-    graph_release(h);
-    g.mutations = h->mutations;
-    *h = g;
-    atomic_store(&h->saved_mutations, h->mutations);
-    /* Rows of removed slots are gone after a restart, so tombstones cannot stay as waypoints:
-     * the repair (which only measures live rows) reconnects around them now. */
+    if ((uint64_t)vcap + dropped > AG_VECSTORE_MAX_SLOTS)
+        goto done;
+    uint32_t ncap = AG_MAX(vcap + dropped, 1u);
+    uint32_t entry = hd.entry == NO_NODE ? NO_NODE : map[hd.entry];
+    if ((rc = install_mapped(h, &g, map, ncap, vcap, kept, dropped, entry)) != 0)
+        goto done;
+    pend_clear(h);
+    h->deferred = false;
+    /* Dropped nodes go now; the repair reconnects the nodes that linked to them. */
     if (h->n_tomb > 0)
         ag_hnsw_repair(ix);
+    if (h->n_tomb > 0) { /* the repair ran out of memory; tombstones past vcap have no rows */
+        rc = AG_ENOMEM;
+        goto done;
+    }
+    if (vcap > 0 && h->cap > vcap)
+        h->cap = vcap; /* the places past the vecstore are empty again */
+    /* Every stored vector without a node of its own is linked again. */
+    uint32_t requeued = 0;
+    rc = 0;
+    for (uint32_t w = 0; rc == 0 && w < (vcap + 63u) / 64u; w++) {
+        uint64_t bits = v.present[w];
+        while (bits && rc == 0) {
+            uint32_t s = w * 64u + (unsigned)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (s < h->cap && h->state[s] == NODE_LIVE)
+                continue;
+            requeued++;
+            rc = h->background ? pend_push(h, s) : insert(h, s);
+        }
+    }
+    h->mutations++;
+    /* Current as loaded only if nothing was dropped or queued; else the next checkpoint is due. */
+    atomic_store(&h->saved_mutations,
+                 dropped == 0 && requeued == 0 ? h->mutations : h->mutations - 1);
+    out->built = true;
+    out->kept = kept;
+    out->dropped = dropped;
+    out->relinked = requeued;
 done:
+    graph_release(&g);
+    free(map);
+    free(claimed);
     free(body);
-    fclose(f);
     return rc;
 }
 
@@ -1493,22 +1704,28 @@ void ag_hnsw_defer(ag_index_t *ix)
     h->deferred = true;
 }
 
-int ag_hnsw_finish(ag_index_t *ix, const char *path, uint64_t tag)
+int ag_hnsw_finish(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, void *ud,
+                   size_t key_len)
 {
     hnsw_t *h = (hnsw_t *)ix;
     h->deferred = false;
     uint32_t count = ag_vecstore_count(ix->vs);
     if (path) {
         double t0 = ag_now_mono();
-        int rc = ag_hnsw_load(ix, path, tag);
-        if (rc == 0) {
-            ag_hnsw_stats_t st;
-            ag_hnsw_stats(ix, &st);
-            ag_log(AG_LOG_INFO, "hnsw: loaded %s (%u points, %.1f MB) in %.2f s", path, st.live,
-                   (double)st.memory / 1048576.0, ag_now_mono() - t0);
+        ag_hnsw_resume_t rs;
+        int rc = ag_hnsw_resume(ix, path, slot_of, ud, key_len, &rs);
+        if (rc == 0 && rs.built) {
+            ag_log(AG_LOG_INFO,
+                   "hnsw: resumed %s in %.2f s: %u points kept, %u dropped, %u to link again", path,
+                   ag_now_mono() - t0, rs.kept, rs.dropped, rs.relinked);
             return 0;
         }
-        if (count > h->full_scan)
+        if (rc == AG_ENOMEM) { /* the graph may be half made: exact scans until the next start */
+            ag_hnsw_defer(ix);
+            h->deferred = false;
+            return rc;
+        }
+        if (rc != 0 && count > h->full_scan)
             ag_log(AG_LOG_INFO, "hnsw: %s is %s; rebuilding the graph", path,
                    rc == AG_ENOTFOUND ? "missing"
                    : rc == AG_EINVAL  ? "stale or corrupt"
@@ -1532,34 +1749,8 @@ int ag_hnsw_finish(ag_index_t *ix, const char *path, uint64_t tag)
     return rc;
 }
 
-uint64_t ag_hnsw_fingerprint(const ag_vecstore_t *vs)
-{
-    ag_vecstore_view_t v;
-    ag_vecstore_view(vs, &v);
-    /* FNV-style mixing of the presence bits and each present row, word by word. */
-    uint64_t hsh = 0xcbf29ce484222325ull ^ v.dim;
-    const uint64_t prime = 0x100000001b3ull;
-    for (uint32_t w = 0; w < v.capacity / 64u; w++) {
-        uint64_t bits = v.present[w];
-        if (!bits)
-            continue;
-        hsh = (hsh ^ w) * prime;
-        hsh = (hsh ^ bits) * prime;
-        while (bits) {
-            unsigned b = (unsigned)__builtin_ctzll(bits);
-            bits &= bits - 1;
-            const uint32_t *row = (const uint32_t *)ag_vecstore_view_row(&v, w * 64u + b);
-            uint64_t a = hsh;
-            for (uint32_t i = 0; i < v.dim; i++)
-                a = (a ^ row[i]) * prime;
-            hsh = a ^ (a >> 29);
-        }
-    }
-    return hsh;
-}
-
 bool ag_hnsw_dirty(const ag_index_t *ix)
 {
     const hnsw_t *h = (const hnsw_t *)ix;
-    return atomic_load(&h->saved_mutations) != h->mutations;
+    return h->built && atomic_load(&h->saved_mutations) != h->mutations;
 }

@@ -94,38 +94,69 @@ uint32_t ag_hnsw_pending(const ag_index_t *ix);
 void ag_hnsw_repair(ag_index_t *ix);
 
 /*
- * Persistence. The file is: a header (magic, format version, m, dim, distance, node count, the
- * caller's tag, a CRC-32 of the body), then the body (levels, states, links). `tag` is whatever
- * the caller uses to recognise a stale file (the collection stores its point count and write
- * version); load refuses a file whose tag, parameters or checksum do not match.
+ * Persistence: checkpoints and incremental recovery (docs/RELIABILITY.md, "Crash recovery").
  *
- * ag_hnsw_save writes `path`.tmp, fsyncs it, renames it over path and fsyncs the directory, so
- * a crash leaves either the old or the new file. Reader side: call under at least the read lock.
- * AG_EIO on any file error (the old file, if any, is kept).
+ * A checkpoint file holds the graph (header: magic, format version, m, dim, distance, sizes,
+ * key length, CRC-32 of the body; body: levels, states, links) and, for each live node, the
+ * caller's key for the point it stands for (key_len bytes, from keys_of) and a hash of the vector
+ * it was linked for. The file is a cache: the vecstore is the truth.
  *
- * ag_hnsw_load replaces the graph of an index whose vecstore already holds the vectors the file
- * was saved from. AG_ENOTFOUND: no file. AG_EINVAL: stale (tag/params/size mismatch) or corrupt
- * (bad magic, checksum, out-of-range links, or a live node whose slot is absent from the
- * vecstore). On any error the index is left as it was. Writer side.
+ * Taking and writing are split so that no lock is held during the disk write:
+ *   ag_hnsw_checkpoint   copies the graph into memory (reader side: under at least the read lock;
+ *                        keys_of is called for each live slot). *out owned by the caller
+ *                        (ag_hnsw_checkpoint_free). AG_EINVAL, AG_ENOMEM.
+ *   ag_hnsw_checkpoint_write  writes it crash-safely (`path`.tmp, fsync, rename, fsync of the
+ *                        directory: a crash leaves the old file or the new one). No lock needed.
+ *                        AG_EIO (the old file, if any, is kept).
+ *   ag_hnsw_checkpoint_done   records that the index is saved as of the checkpoint (any thread;
+ *                        ag_hnsw_dirty then reports only changes made since it was taken).
+ * ag_hnsw_save does all three (under at least the read lock).
+ *
+ * ag_hnsw_resume replaces the graph from a file, mapping the file's nodes to the vecstore's
+ * current slots: a live node is kept if slot_of(key) names a slot (UINT32_MAX: the point is
+ * gone) whose stored vector has the hash the node was linked for (key_len 0: slots are taken as
+ * unchanged); every other node is dropped (the nodes that linked to it are repaired), and every
+ * stored vector without a kept node is linked again — queued in background mode, at once
+ * otherwise. So the work is proportional to what changed since the checkpoint. *out tells how
+ * many nodes were kept, dropped and relinked; out->built is false (and the index untouched) for
+ * a file saved before the graph was built. AG_ENOTFOUND: no file. AG_EINVAL: corrupt or another
+ * format or parameters (the index untouched). AG_ENOMEM: the index may be half made — call
+ * ag_hnsw_defer (ag_hnsw_finish does). Writer side.
  */
-int ag_hnsw_save(const ag_index_t *ix, const char *path, uint64_t tag);
-int ag_hnsw_load(ag_index_t *ix, const char *path, uint64_t tag);
+typedef void (*ag_hnsw_key_fn)(void *ud, uint32_t slot, uint8_t *key);
+typedef uint32_t (*ag_hnsw_slot_fn)(void *ud, const uint8_t *key);
+typedef struct ag_hnsw_ckpt ag_hnsw_ckpt_t;
+int ag_hnsw_checkpoint(const ag_index_t *ix, ag_hnsw_key_fn keys_of, void *ud, size_t key_len,
+                       ag_hnsw_ckpt_t **out);
+int ag_hnsw_checkpoint_write(const ag_hnsw_ckpt_t *ck, const char *path);
+void ag_hnsw_checkpoint_done(ag_index_t *ix, const ag_hnsw_ckpt_t *ck);
+size_t ag_hnsw_checkpoint_size(const ag_hnsw_ckpt_t *ck);
+void ag_hnsw_checkpoint_free(ag_hnsw_ckpt_t *ck);
+int ag_hnsw_save(ag_index_t *ix, const char *path, ag_hnsw_key_fn keys_of, void *ud,
+                 size_t key_len);
+
+typedef struct ag_hnsw_resume {
+    bool built;        /* false: the file held no graph (saved below the threshold) */
+    uint32_t kept;     /* nodes reused as they were */
+    uint32_t dropped;  /* nodes of points removed or changed since (and old tombstones) */
+    uint32_t relinked; /* stored vectors linked again (queued in background mode) */
+} ag_hnsw_resume_t;
+int ag_hnsw_resume(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, void *ud,
+                   size_t key_len, ag_hnsw_resume_t *out);
 
 /*
- * Start-up without rebuilding: ag_hnsw_defer drops the graph and makes add() record nothing (the
- * vectors go into the vecstore as usual; searches meanwhile are exact scans). ag_hnsw_finish
- * ends that: it loads `path` if it is a current file for the vecstore's contents (tag), else it
- * logs why not (missing, stale, corrupt) and rebuilds the graph from the vecstore with progress
- * in the log. path NULL = just rebuild. Writer side. AG_ENOMEM (the index then stays unbuilt and
- * searches stay exact).
+ * Start-up: ag_hnsw_defer drops the graph and makes add() record nothing (the vectors go into the
+ * vecstore as usual; searches meanwhile are exact scans). ag_hnsw_finish ends that: it resumes
+ * from `path` (ag_hnsw_resume) if it can, else logs why not (missing, corrupt, another format)
+ * and rebuilds the graph from the vecstore with progress in the log (queued for the background
+ * linker in background mode). path NULL = just rebuild. Writer side. AG_ENOMEM (the index then
+ * stays unbuilt and searches stay exact).
  */
 void ag_hnsw_defer(ag_index_t *ix);
-int ag_hnsw_finish(ag_index_t *ix, const char *path, uint64_t tag);
-/* A 64-bit fingerprint of the store's contents (which slots are present and their vectors): the
- * tag a caller can give save/load so a file saved for other vectors is recognised as stale.
- * Reader side. */
-uint64_t ag_hnsw_fingerprint(const ag_vecstore_t *vs);
-/* True if the index changed since it was last saved or loaded. Reader side. */
+int ag_hnsw_finish(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, void *ud,
+                   size_t key_len);
+/* True if a built graph changed since it was last saved or resumed (an unbuilt one has nothing
+ * to save). Reader side. */
 bool ag_hnsw_dirty(const ag_index_t *ix);
 
 /* Frees the calling thread's search scratch (visited set, heaps) now rather than at thread exit.

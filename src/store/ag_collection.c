@@ -11,6 +11,7 @@
 #include "ag_log.h"
 #include "index/ag_hnsw.h"
 #include "store/ag_collection_int.h"
+#include "store/ag_env.h"
 #include "store/ag_payload_index.h"
 #include "json/ag_json.h"
 
@@ -155,37 +156,94 @@ static bool index_path(const ag_collection_t *c, int v, char *buf, size_t len)
     return n > 0 && (size_t)n < len;
 }
 
-int ag_coll_save_indexes(ag_collection_t *c)
+/* The key a checkpoint records for a graph node: the point's 17-byte id key. */
+static void slot_key(void *ud, uint32_t slot, uint8_t *key)
 {
-    char path[4096];
-    int result = 0;
-    if (!c->index_ready)
-        return 0;
-    pthread_rwlock_rdlock(&c->lock);
-    for (int v = 0; v < c->nvec; v++) {
-        if (!index_path(c, v, path, sizeof(path)) || !ag_hnsw_dirty(c->vec[v].index))
-            continue;
-        if (mkdir(c->index_dir, 0700) != 0 && errno != EEXIST) {
-            result = AG_EIO;
-            break;
-        }
-        double t0 = ag_now_mono();
-        int rc = ag_hnsw_save(c->vec[v].index, path, ag_hnsw_fingerprint(c->vec[v].vs));
-        if (rc) {
-            ag_log(AG_LOG_WARN, "collection '%s': cannot save %s (it will be rebuilt at start)",
-                   c->name, path);
-            result = rc;
-        } else {
-            ag_log(AG_LOG_DEBUG, "collection '%s': saved %s in %.2f s", c->name, path,
-                   ag_now_mono() - t0);
-        }
-    }
-    pthread_rwlock_unlock(&c->lock);
-    c->index_saved_at = ag_now_mono();
-    return result;
+    const ag_collection_t *c = ud;
+    ag_id_to_key(&c->slots[slot].id, key);
 }
 
-/* Ends ag_coll_load for the graphs: each loads its file if current, else is rebuilt. */
+/* The slot a checkpoint's key names now, UINT32_MAX if that point is gone. */
+static uint32_t key_slot(void *ud, const uint8_t *key)
+{
+    ag_point_id_t id;
+    if (ag_id_from_key(key, AG_ID_KEY_LEN, &id) != 0)
+        return UINT32_MAX;
+    return ag_coll_find(ud, &id);
+}
+
+/* Writes the checkpoint of each graph that changed since its last one: taken under the read
+ * lock (a copy in memory), written with no lock held, so writers and searches wait only for the
+ * copy. Paced unless force: a graph with points still queued at most every
+ * AG_COLL_CHECKPOINT_S; a caught-up one once the last checkpoint is AG_COLL_CHECKPOINT_GAP_S old
+ * and ten times its cost (writing stays a small share of the time). Returns how many files were
+ * written, or an AG_E* code. */
+static int checkpoint(ag_collection_t *c, bool force)
+{
+    char path[4096];
+    int written = 0, err = 0;
+    pthread_mutex_lock(&c->ckpt_mutex);
+    /* One pace for all the collection's graphs, measured before any of them is written. */
+    double since = ag_now_mono() - c->ckpt_at, cost = 0;
+    for (int v = 0; v < c->nvec; v++) {
+        if (!c->index_ready || !index_path(c, v, path, sizeof(path)))
+            continue;
+        ag_index_t *ix = c->vec[v].index;
+        ag_hnsw_ckpt_t *ck = NULL;
+        int rc = 0;
+        double now = ag_now_mono();
+        pthread_rwlock_rdlock(&c->lock);
+        bool due = force || (ag_hnsw_pending(ix) == 0
+                                 ? since >= AG_MAX(AG_COLL_CHECKPOINT_GAP_S, 10.0 * c->ckpt_cost)
+                                 : since >= AG_COLL_CHECKPOINT_S);
+        if (due && ag_hnsw_dirty(ix))
+            rc = ag_hnsw_checkpoint(ix, slot_key, c, AG_ID_KEY_LEN, &ck);
+        pthread_rwlock_unlock(&c->lock);
+        if (rc == 0 && ck) {
+            if (mkdir(c->index_dir, 0700) != 0 && errno != EEXIST)
+                rc = AG_EIO;
+            else
+                rc = ag_hnsw_checkpoint_write(ck, path);
+        }
+        if (ck && rc == 0) {
+            ag_hnsw_checkpoint_done(ix, ck);
+            double end = ag_now_mono();
+            cost += end - now;
+            written++;
+            ag_log(AG_LOG_DEBUG, "collection '%s': checkpoint %s (%.1f MB) in %.3f s", c->name,
+                   path, (double)ag_hnsw_checkpoint_size(ck) / 1048576.0, end - now);
+        } else if (rc) {
+            c->ckpt_at = ag_now_mono(); /* retried after a pause of at least 10 s */
+            c->ckpt_cost = AG_MAX(c->ckpt_cost, 1.0);
+            ag_log(AG_LOG_WARN,
+                   "collection '%s': cannot write the checkpoint %s (%s); it stays yellow and "
+                   "the points since the last one are linked again at start",
+                   c->name, path, ag_strerror(rc));
+            err = rc;
+        }
+        ag_hnsw_checkpoint_free(ck);
+    }
+    if (written && !err) {
+        c->ckpt_cost = cost;
+        c->ckpt_at = ag_now_mono();
+    }
+    pthread_mutex_unlock(&c->ckpt_mutex);
+    return err ? err : written;
+}
+
+int ag_coll_save_indexes(ag_collection_t *c)
+{
+    int rc = checkpoint(c, true);
+    return rc < 0 ? rc : 0;
+}
+
+int ag_coll_index_checkpoint(ag_collection_t *c)
+{
+    return c->index_ready ? checkpoint(c, false) : 0;
+}
+
+/* Ends ag_coll_load for the graphs: each resumes from its checkpoint (relinking only what changed
+ * since), or is rebuilt when the file is missing or unusable. */
 static void finish_indexes(ag_collection_t *c)
 {
     char path[4096];
@@ -193,24 +251,25 @@ static void finish_indexes(ag_collection_t *c)
         if (!ag_index_is_hnsw(c->vec[v].index))
             continue;
         bool have = index_path(c, v, path, sizeof(path));
-        uint64_t tag = have ? ag_hnsw_fingerprint(c->vec[v].vs) : 0;
-        if (ag_hnsw_finish(c->vec[v].index, have ? path : NULL, tag) != 0)
+        if (ag_hnsw_finish(c->vec[v].index, have ? path : NULL, key_slot, c, AG_ID_KEY_LEN) != 0)
             ag_log(AG_LOG_ERROR,
                    "collection '%s': out of memory building a vector index; "
                    "searches of it scan exactly",
                    c->name);
     }
+    c->ckpt_at = ag_now_mono();
     c->index_ready = true;
-    c->index_saved_at = ag_now_mono();
 }
 
 static void drop_index_files(ag_collection_t *c)
 {
     char path[4096];
+    pthread_mutex_lock(&c->ckpt_mutex); /* waits for a checkpoint being written */
+    c->index_ready = false;
     for (int v = 0; v < c->nvec; v++)
         if (index_path(c, v, path, sizeof(path)))
             unlink(path);
-    c->index_ready = false;
+    pthread_mutex_unlock(&c->ckpt_mutex);
 }
 
 static void coll_free(ag_collection_t *c)
@@ -237,6 +296,7 @@ static void coll_free(ag_collection_t *c)
     json_decref(c->params);
     json_decref(c->schema);
     pthread_mutex_destroy(&c->write_mutex);
+    pthread_mutex_destroy(&c->ckpt_mutex);
     pthread_rwlock_destroy(&c->lock);
     free(c->name);
     free(c);
@@ -316,6 +376,7 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
     atomic_init(&c->version, 0);
     atomic_init(&c->write_waiters, 0);
     pthread_mutex_init(&c->write_mutex, NULL);
+    pthread_mutex_init(&c->ckpt_mutex, NULL);
     /* Writer-preferring: with glibc's default (readers first) a steady stream of searches would
      * starve writes and the background indexer indefinitely. */
     pthread_rwlockattr_t rwattr;
@@ -683,7 +744,8 @@ static int apply_disk(ag_collection_t *c, MDB_txn *txn, const ag_mutation_t *mut
                 rc = lmdb_del_ignore(txn, c->dbi_vectors, vkey, VKEY_LEN);
         }
     }
-    return rc ? AG_ESTORAGE : 0;
+    /* LMDB's own code (or an errno): MDB_MAP_FULL makes ag_coll_apply grow the map. */
+    return rc;
 }
 
 static void clear_vectors(ag_collection_t *c, uint32_t s)
@@ -848,9 +910,9 @@ static int storage_failure(const ag_collection_t *c, int err, const char *what, 
     uint64_t avail = free_bytes(c);
     if (err == MDB_MAP_FULL)
         return ag_fail(diag, AG_ENOSPACE,
-                       "storage full: the write was not %s (the storage map is full; raise "
-                       "storage.map_size_gb)",
-                       what);
+                       "storage full: the write was not %s (the storage map reached its ceiling, "
+                       "storage.map_size_gb = %zu GiB; raise it)",
+                       what, c->gate ? c->gate->max >> 30 : 0);
     /* A device out of space shows up as ENOSPC, or as EIO from LMDB's page writes. */
     if (err == ENOSPC || err == EDQUOT || (avail < (4u << 20)))
         return ag_fail(diag, AG_ENOSPACE,
@@ -872,21 +934,33 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
         release_empties(empties, n);
         return ag_fail(diag, AG_ENOMEM, "out of memory: the write was not stored");
     }
-    MDB_txn *txn = NULL;
-    if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0) {
-        release_empties(empties, n);
-        return ag_fail(diag, AG_ESTORAGE, "cannot begin a write transaction: %s", mdb_strerror(rc));
-    }
-    rc = apply_disk(c, txn, muts, n);
-    if (rc) {
-        mdb_txn_abort(txn);
-        release_empties(empties, n);
-        return storage_failure(c, rc, "stored", diag);
-    }
-    int mrc = mdb_txn_commit(txn);
-    if (mrc) {
-        release_empties(empties, n);
-        return storage_failure(c, mrc, "committed", diag);
+    /* The transaction runs inside the map-size gate; when it meets a full map it is aborted
+     * whole, the map grown (up to storage.map_size_gb) and the same transaction run again
+     * (store/ag_env.h, docs/RELIABILITY.md "LMDB map growth"). */
+    int mrc = 0;
+    for (int attempt = 0;; attempt++) {
+        MDB_txn *txn = NULL;
+        size_t seen = ag_env_enter(c->gate);
+        if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0) {
+            ag_env_leave(c->gate);
+            release_empties(empties, n);
+            return ag_fail(diag, AG_ESTORAGE, "cannot begin a write transaction: %s",
+                           mdb_strerror(rc));
+        }
+        rc = apply_disk(c, txn, muts, n);
+        if (rc)
+            mdb_txn_abort(txn);
+        else
+            mrc = mdb_txn_commit(txn);
+        ag_env_leave(c->gate);
+        int err = rc ? rc : mrc;
+        if (err == MDB_MAP_FULL && attempt < 16 && ag_env_grow(c->gate, seen) == 0)
+            continue;
+        if (err) {
+            release_empties(empties, n);
+            return storage_failure(c, err, rc ? "stored" : "committed", diag);
+        }
+        break;
     }
     if (sync && (mrc = mdb_env_sync(c->env, 1)) != 0)
         ag_log(AG_LOG_ERROR, "fsync of the storage failed: %s", mdb_strerror(mrc));
@@ -896,8 +970,6 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
     rc = apply_memory(c, muts, n, empties);
     release_empties(empties, n);
     pthread_rwlock_unlock(&c->lock);
-    if (c->index_ready && ag_now_mono() - c->index_saved_at > AG_COLL_INDEX_SAVE_S)
-        ag_coll_save_indexes(c); /* the write mutex is held: nothing changes meanwhile */
     if (rc)
         ag_log(AG_LOG_ERROR,
                "collection '%s': out of memory applying a committed write; it is "
@@ -1134,6 +1206,7 @@ int ag_coll_walk(ag_collection_t *c, const ag_point_id_t *from, ag_coll_walk_fn 
     MDB_txn *txn = NULL;
     MDB_cursor *cur = NULL;
     int rc = 0;
+    ag_env_enter(c->gate); /* no map growth while the read transaction is open */
     if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn) != 0 ||
         mdb_cursor_open(txn, c->dbi_points, &cur) != 0) {
         rc = AG_ESTORAGE;
@@ -1162,6 +1235,7 @@ done:
         mdb_cursor_close(cur);
     if (txn)
         mdb_txn_abort(txn);
+    ag_env_leave(c->gate);
     return rc;
 }
 
@@ -1264,9 +1338,14 @@ int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_st
         for (int i = 0; i < c->nvec; i++)
             out->vectors += ag_vecstore_count(c->vec[i].vs);
     }
-    for (int i = 0; i < c->nvec; i++)
-        if (ag_index_is_hnsw(c->vec[i].index))
-            out->queued += ag_hnsw_pending(c->vec[i].index);
+    for (int i = 0; i < c->nvec; i++) {
+        if (!ag_index_is_hnsw(c->vec[i].index))
+            continue;
+        out->queued += ag_hnsw_pending(c->vec[i].index);
+        /* Green needs the checkpoint on disk too (docs/RELIABILITY.md, "Crash recovery"). */
+        if (c->index_dir && c->index_ready && ag_hnsw_dirty(c->vec[i].index))
+            out->unsaved = true;
+    }
     const char *field;
     json_t *def;
     json_object_foreach(c->schema, field, def)

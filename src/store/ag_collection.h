@@ -133,6 +133,7 @@ typedef struct ag_coll_stats {
     json_t *params;
     json_t *schema;
     uint64_t points, vectors, queued; /* queued: vectors not yet linked into a graph */
+    bool unsaved; /* a graph changed since its checkpoint was written (status stays yellow) */
 } ag_coll_stats_t;
 int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_stats_t *out);
 
@@ -151,12 +152,15 @@ int ag_coll_write_begin(ag_collection_t *c);
 void ag_coll_write_end(ag_collection_t *c);
 int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, ag_diag_t *diag);
 
-/* Saves every HNSW graph that changed since its last save, crash-safely, tagged with a
- * fingerprint of its vectors so a file that no longer matches them is rebuilt at the next start
- * (ag_coll_load loads current files, rebuilds the rest). Takes the read lock; call with the
- * write mutex held or when no writer can run (shutdown). Also runs by itself on the last unref
- * of a loaded collection and, at most every AG_COLL_INDEX_SAVE_S seconds, after a write. */
-#define AG_COLL_INDEX_SAVE_S 300.0
+/* HNSW graph checkpoints (docs/RELIABILITY.md, "Crash recovery"). ag_coll_save_indexes writes
+ * the checkpoint of every graph that changed since its last one, now (shutdown; takes the read
+ * lock for the copy only). ag_coll_index_checkpoint is the indexer thread's: the same, paced —
+ * a caught-up graph once its last checkpoint is AG_COLL_CHECKPOINT_GAP_S old (and ten times what
+ * writing it took), one with points still queued every AG_COLL_CHECKPOINT_S; it returns how many
+ * files it wrote. Neither runs on a writer's path. */
+#define AG_COLL_CHECKPOINT_GAP_S 0.5
+#define AG_COLL_CHECKPOINT_S 60.0
+int ag_coll_index_checkpoint(ag_collection_t *c);
 int ag_coll_save_indexes(ag_collection_t *c);
 
 /* Returns a new JSON vector object for a slot ({"": [...]} form collapsed to a plain array for an

@@ -43,7 +43,8 @@ struct ag_collection {
     int nsparse;
     ag_sparse_cfg_t sparse[AG_MAX_VECTORS];
 
-    MDB_env *env; /* borrowed from the store */
+    MDB_env *env;             /* borrowed from the store */
+    struct ag_env_gate *gate; /* borrowed: map growth (store/ag_env.h); NULL = none */
     MDB_dbi dbi_points, dbi_vectors;
 
     pthread_mutex_t write_mutex;
@@ -59,11 +60,15 @@ struct ag_collection {
     atomic_int write_waiters;         /* writers waiting for `lock` (the indexer yields to them) */
     struct kw_index *payload_indexes; /* lazily built candidate indexes (ag_payload_index.c) */
     bool dropped;
-    /* HNSW graph files (<storage>/index/<cid>.<vector number>.hnsw), see ag_coll_save_indexes.
-     * index_dir owned, NULL if unknown; index_ready once loaded (never save a half-open one). */
+    /* HNSW graph checkpoints (<storage>/index/<cid>.<vector number>.hnsw), written by the
+     * indexer thread (ag_coll_index_checkpoint) and at shutdown; docs/RELIABILITY.md, "Crash
+     * recovery". index_dir owned, NULL if unknown; index_ready once loaded (never save a
+     * half-open one) until the collection is dropped. ckpt_mutex: one checkpoint at a time, and
+     * none while the files are deleted; ckpt_at, ckpt_cost (seconds) are guarded by it. */
     char *index_dir;
-    bool index_ready;
-    double index_saved_at;
+    atomic_bool index_ready;
+    pthread_mutex_t ckpt_mutex;
+    double ckpt_at, ckpt_cost;
 };
 
 /* Opens (creating if asked) the collection's databases inside txn and loads it into memory.

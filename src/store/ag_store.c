@@ -15,6 +15,7 @@
 #include "ag_grow.h"
 #include "ag_log.h"
 #include "store/ag_collection_int.h"
+#include "store/ag_env.h"
 #include "json/ag_json.h"
 
 typedef struct alias_entry {
@@ -28,6 +29,8 @@ typedef struct alias_entry {
 struct ag_store {
     int lock_fd; /* <storage>/aegis.lock, write-locked for the life of the store; -1 = none */
     MDB_env *env;
+    ag_env_gate_t gate; /* map growth (store/ag_env.h); set up once env is open */
+    bool gate_ready;
     MDB_dbi meta;
     pthread_rwlock_t lock; /* guards the two registries below */
     ag_collection_t **colls;
@@ -213,7 +216,8 @@ static void *flusher_main(void *arg)
 /* ---- background indexer -------------------------------------------------------------------- */
 
 /* Links queued points into the HNSW graphs, a small step per collection at a time, so ingestion
- * never waits for graph construction. Idle: sleeps until the next poll. */
+ * never waits for graph construction, and writes the graphs' checkpoints (paced by each collection,
+ * docs/RELIABILITY.md, "Crash recovery"). Idle: sleeps until the next poll. */
 static void *indexer_main(void *arg)
 {
     ag_store_t *st = arg;
@@ -239,6 +243,8 @@ static void *indexer_main(void *arg)
         uint32_t done = 0;
         for (size_t i = 0; i < n; i++) {
             done += ag_coll_index_step(batch[i], STEP);
+            /* Checkpoints are written here, off every writer's path (paced by the collection). */
+            ag_coll_index_checkpoint(batch[i]);
             ag_coll_unref(batch[i]);
             sched_yield(); /* let a waiting writer or search take the lock first */
         }
@@ -319,6 +325,8 @@ static int load_all(ag_store_t *st, ag_diag_t *diag)
                                   json_object_get(rec, "params"), json_object_get(rec, "schema"),
                                   false, &c, diag);
             json_decref(rec);
+            if (result == 0)
+                c->gate = &st->gate;
             if (result == 0)
                 result = ag_coll_load(c, txn, diag);
             if (result == 0)
@@ -440,6 +448,10 @@ int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *dia
             ag_fail(diag, AG_ESTORAGE, "cannot open storage '%s': %s", cfg->path, mdb_strerror(rc));
         goto fail;
     }
+    /* The map starts at storage.initial_map_size_mb (or what the data file already needs) and
+     * grows up to storage.map_size_gb (store/ag_env.h). */
+    ag_env_gate_init(&st->gate, st->env, cfg->map_max ? cfg->map_max : cfg->map_size);
+    st->gate_ready = true;
     int stale = 0;
     mdb_reader_check(st->env, &stale);
     if ((rc = load_all(st, diag)) != 0)
@@ -487,6 +499,8 @@ void ag_store_close(ag_store_t *st)
         mdb_env_sync(st->env, 1);
         mdb_env_close(st->env);
     }
+    if (st->gate_ready)
+        ag_env_gate_destroy(&st->gate);
     if (st->lock_fd >= 0)
         close(st->lock_fd); /* releases the storage lock */
     pthread_rwlock_destroy(&st->lock);
@@ -575,6 +589,33 @@ json_t *ag_store_aliases(ag_store_t *st, const char *collection)
 
 /* ---- catalog changes ----------------------------------------------------------------------- */
 
+/* ---- catalog transactions: inside the map-size gate (store/ag_env.h) ----------------------- */
+
+/* Every write transaction of the catalog: the map is grown first if it is getting full, and the
+ * transaction holds the gate (shared) from begin to commit or abort. */
+static int txn_begin(ag_store_t *st, MDB_txn **txn)
+{
+    ag_env_headroom(&st->gate);
+    ag_env_enter(&st->gate);
+    int rc = mdb_txn_begin(st->env, NULL, 0, txn);
+    if (rc)
+        ag_env_leave(&st->gate);
+    return rc;
+}
+
+static int txn_commit(ag_store_t *st, MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    ag_env_leave(&st->gate);
+    return rc;
+}
+
+static void txn_abort(ag_store_t *st, MDB_txn *txn)
+{
+    mdb_txn_abort(txn);
+    ag_env_leave(&st->gate);
+}
+
 int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_diag_t *diag)
 {
     pthread_rwlock_wrlock(&st->lock);
@@ -585,13 +626,14 @@ int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_d
         rc = ag_fail(diag, AG_EEXIST, "Collection `%s` already exists!", name);
         goto out;
     }
-    if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) {
+    if ((rc = txn_begin(st, &txn)) != 0) {
         rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction: %s", mdb_strerror(rc));
         goto out;
     }
     uint32_t cid = st->next_cid;
     if ((rc = ag_coll_open(st->env, txn, name, cid, params, NULL, true, &c, diag)) != 0)
         goto out;
+    c->gate = &st->gate;
     char key[AG_MAX_NAME_LEN + 8];
     key_for(key, sizeof(key), 'c', name);
     json_t *rec = coll_record(c);
@@ -612,7 +654,7 @@ int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_d
         rc = ag_fail(diag, rc, "cannot store the new collection");
         goto out;
     }
-    if ((rc = mdb_txn_commit(txn)) != 0) {
+    if ((rc = txn_commit(st, txn)) != 0) {
         txn = NULL;
         st->ncolls--;
         rc = ag_fail(diag, AG_ESTORAGE, "cannot commit: %s", mdb_strerror(rc));
@@ -627,7 +669,7 @@ int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_d
     rc = 0;
 out:
     if (txn)
-        mdb_txn_abort(txn);
+        txn_abort(st, txn);
     if (c)
         ag_coll_unref(c);
     pthread_rwlock_unlock(&st->lock);
@@ -646,7 +688,7 @@ int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *
     ag_collection_t *c = st->colls[i];
     pthread_mutex_lock(&c->write_mutex); /* wait for a running write, block new ones */
     MDB_txn *txn;
-    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    int rc = txn_begin(st, &txn);
     if (rc == 0) {
         char key[AG_MAX_NAME_LEN + 8];
         key_for(key, sizeof(key), 'c', name);
@@ -664,9 +706,9 @@ int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *
         if (rc == 0)
             rc = ag_coll_drop_dbs(c, txn);
         if (rc == 0)
-            rc = mdb_txn_commit(txn) ? AG_ESTORAGE : 0;
+            rc = txn_commit(st, txn) ? AG_ESTORAGE : 0;
         else
-            mdb_txn_abort(txn);
+            txn_abort(st, txn);
     } else {
         rc = AG_ESTORAGE;
     }
@@ -697,7 +739,7 @@ int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *
 static int persist_coll(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
 {
     MDB_txn *txn;
-    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    int rc = txn_begin(st, &txn);
     if (rc)
         return ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction: %s", mdb_strerror(rc));
     char key[AG_MAX_NAME_LEN + 8];
@@ -706,10 +748,10 @@ static int persist_coll(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
     rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
     json_decref(rec);
     if (rc) {
-        mdb_txn_abort(txn);
+        txn_abort(st, txn);
         return ag_fail(diag, rc, "cannot store the collection's settings");
     }
-    if (mdb_txn_commit(txn) != 0)
+    if (txn_commit(st, txn) != 0)
         return ag_fail(diag, AG_ESTORAGE, "cannot commit the collection's settings");
     mdb_env_sync(st->env, 1);
     return 0;
@@ -787,16 +829,16 @@ int ag_store_tenancy(ag_store_t *st, const char *name, json_t **out)
 static int tenants_commit(ag_store_t *st, ag_collection_t *c, const json_t *next, ag_diag_t *diag)
 {
     MDB_txn *txn;
-    if (mdb_txn_begin(st->env, NULL, 0, &txn) != 0)
+    if (txn_begin(st, &txn) != 0)
         return ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction");
     char key[AG_MAX_NAME_LEN + 8];
     key_for(key, sizeof(key), 't', c->name);
     int rc = meta_put_json(txn, st->meta, key, next);
     if (rc) {
-        mdb_txn_abort(txn);
+        txn_abort(st, txn);
         return ag_fail(diag, rc, "cannot store the tenants of '%s'", c->name);
     }
-    if (mdb_txn_commit(txn) != 0)
+    if (txn_commit(st, txn) != 0)
         return ag_fail(diag, AG_ESTORAGE, "cannot commit the tenants of '%s'", c->name);
     if (mdb_env_sync(st->env, 1) != 0)
         return ag_fail(diag, AG_EIO, "cannot sync the tenants of '%s'", c->name);
@@ -1094,7 +1136,7 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check
         }
     }
     MDB_txn *txn = NULL;
-    if (rc == 0 && mdb_txn_begin(st->env, NULL, 0, &txn) != 0)
+    if (rc == 0 && txn_begin(st, &txn) != 0)
         rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction");
     char key[AG_MAX_NAME_LEN + 8];
     for (size_t i = 0; rc == 0 && i < st->naliases; i++) {
@@ -1106,10 +1148,10 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check
         rc = meta_put_str(txn, st->meta, key, work[i].target);
     }
     if (txn) {
-        if (rc == 0 && mdb_txn_commit(txn) != 0)
+        if (rc == 0 && txn_commit(st, txn) != 0)
             rc = ag_fail(diag, AG_ESTORAGE, "cannot commit the alias change");
         else if (rc)
-            mdb_txn_abort(txn);
+            txn_abort(st, txn);
     }
     if (rc == 0) {
         aliases_free(st->aliases, st->naliases);

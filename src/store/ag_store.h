@@ -20,8 +20,10 @@ typedef struct ag_store ag_store_t;
 
 typedef struct ag_store_config {
     const char *path;
-    size_t map_size; /* bytes of address space for the environment (sparse on disk) */
+    size_t map_size; /* bytes of address space the environment starts with (sparse on disk) */
     double flush_interval_s;
+    size_t map_max; /* the ceiling the map may grow to when full (docs/RELIABILITY.md); 0 =
+                     * map_size (no growth) */
 } ag_store_config_t;
 
 /* Opens (creating the directory if needed) and loads every collection. *out owned by caller. */

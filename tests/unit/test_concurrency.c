@@ -8,6 +8,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -195,8 +197,96 @@ static void test_search_during_writes(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* Checkpoints while searches and slow writes go on (the indexer copies the graph under the read
+ * lock and writes it with none held): at least one is written during the traffic (the collection
+ * turns green between batches), and a collection closed when green resumes with every node kept. */
+static void test_checkpoint_during_traffic(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/aegis-conc-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ag_store_config_t cfg = {dir, (size_t)1 << 30, 1.0};
+    ag_store_t *st;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
+    json_t *body = json_loads("{\"vectors\":{\"size\":16,\"distance\":\"Euclid\"},"
+                              "\"hnsw_config\":{\"full_scan_threshold\":1,\"m\":8}}",
+                              0, NULL),
+           *params = NULL;
+    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
+    assert_int_equal(ag_store_create(st, "ckpt", params, &d), 0);
+    json_decref(params);
+    json_decref(body);
+    assert_int_equal(ag_store_get(st, "ckpt", &coll, NULL), 0);
+    atomic_store(&stop, false);
+    atomic_store(&bad_hits, 0);
+    pthread_t th[SEARCHERS];
+    for (uintptr_t i = 0; i < SEARCHERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, searcher, (void *)i), 0);
+    enum { BATCH = 16 };
+    ag_mutation_t m[BATCH];
+    float vec[BATCH][DIM];
+    uint64_t seed = 7, next = 0;
+    int greens = 0;
+    double until = ag_now_mono() + 2.5;
+    while (ag_now_mono() < until || greens == 0) {
+        memset(m, 0, sizeof(m));
+        for (int i = 0; i < BATCH; i++) {
+            m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = next++};
+            for (int k = 0; k < DIM; k++)
+                vec[i][k] = rnd(&seed);
+            m[i].dense_op[0] = AG_VEC_SET;
+            m[i].dense[0] = vec[i];
+        }
+        assert_int_equal(ag_coll_write_begin(coll), 0);
+        assert_int_equal(ag_coll_apply(coll, m, BATCH, false, &d), 0);
+        ag_coll_write_end(coll);
+        usleep(100000);
+        ag_coll_stats_t cs;
+        assert_int_equal(ag_coll_stats(coll, NULL, &cs), 0);
+        greens += cs.queued == 0 && !cs.unsaved;
+        json_decref(cs.params);
+        json_decref(cs.schema);
+        assert_true(ag_now_mono() < until + 60);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < SEARCHERS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&bad_hits), 0);
+    assert_true(greens > 0);
+    /* Green once more (the last points linked, their checkpoint written), then closed: the
+     * next start resumes every node (points still queued at a close would be linked again). */
+    for (double t0 = ag_now_mono();; usleep(20000)) {
+        ag_coll_stats_t cs;
+        assert_int_equal(ag_coll_stats(coll, NULL, &cs), 0);
+        json_decref(cs.params);
+        json_decref(cs.schema);
+        if (cs.queued == 0 && !cs.unsaved)
+            break;
+        assert_true(ag_now_mono() - t0 < 60);
+    }
+    ag_coll_unref(coll);
+    ag_store_close(st);
+
+    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
+    assert_int_equal(ag_store_get(st, "ckpt", &coll, NULL), 0);
+    assert_int_equal(ag_coll_live(coll), next);
+    ag_coll_stats_t cs;
+    assert_int_equal(ag_coll_stats(coll, NULL, &cs), 0);
+    assert_int_equal(cs.queued, 0); /* resumed: nothing to link again */
+    assert_false(cs.unsaved);
+    json_decref(cs.params);
+    json_decref(cs.schema);
+    ag_coll_unref(coll);
+    ag_store_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_search_during_writes)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_search_during_writes),
+                                       cmocka_unit_test(test_checkpoint_during_traffic)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

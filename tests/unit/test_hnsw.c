@@ -504,6 +504,27 @@ static void rewrite(const char *path, const uint8_t *bytes, size_t n)
     fclose(fp);
 }
 
+/* Every stored vector is found by a search for itself, and nothing absent is returned. */
+static void all_findable(const ag_vecstore_t *vs, const ag_index_t *ix)
+{
+    ag_vecstore_view_t v;
+    ag_vecstore_view(vs, &v);
+    for (uint32_t s = 0; s < v.capacity; s++) {
+        const float *row = ag_vecstore_get(vs, s);
+        if (!row)
+            continue;
+        ag_hit_t hits[K];
+        size_t n = 0;
+        assert_int_equal(ag_index_search(ix, row, K, NULL, NULL, hits, &n), 0);
+        bool found = false;
+        for (size_t i = 0; i < n; i++) {
+            assert_non_null(ag_vecstore_get(vs, hits[i].slot));
+            found |= hits[i].slot == s;
+        }
+        assert_true(found);
+    }
+}
+
 static void test_persistence(void **state)
 {
     AG_UNUSED(state);
@@ -512,15 +533,17 @@ static void test_persistence(void **state)
     char path[512];
     tmp_path(path, sizeof(path), "graph.hnsw");
     assert_true(ag_hnsw_dirty(f.hnsw));
-    uint64_t fp0 = ag_hnsw_fingerprint(f.vs);
-    assert_int_equal(ag_hnsw_save(f.hnsw, path, fp0), 0);
+    assert_int_equal(ag_hnsw_save(f.hnsw, path, NULL, NULL, 0), 0);
     assert_false(ag_hnsw_dirty(f.hnsw));
 
-    /* Round trip: the loaded graph answers exactly like the saved one. */
+    /* Round trip: the resumed graph answers exactly like the saved one. */
     ag_index_t *loaded;
+    ag_hnsw_resume_t rs;
     assert_int_equal(ag_index_hnsw_new(f.vs, AG_DIST_EUCLID, NULL, &loaded), 0);
-    assert_int_equal(ag_hnsw_load(loaded, path, fp0 + 1), AG_EINVAL); /* stale tag */
-    assert_int_equal(ag_hnsw_load(loaded, path, fp0), 0);
+    assert_int_equal(ag_hnsw_resume(loaded, path, NULL, NULL, 0, &rs), 0);
+    assert_true(rs.built);
+    assert_int_equal(rs.kept, 4000);
+    assert_int_equal(rs.dropped + rs.relinked, 0);
     assert_false(ag_hnsw_dirty(loaded));
     ag_hnsw_stats_t s1, s2;
     ag_hnsw_stats(f.hnsw, &s1);
@@ -528,31 +551,45 @@ static void test_persistence(void **state)
     assert_int_equal(s1.live, s2.live);
     assert_int_equal(s1.max_level, s2.max_level);
     same_answers(&f, f.hnsw, loaded);
-    /* Both keep working for writes, identically (tombstones, no repair yet). */
-    for (uint32_t i = 0; i < 100; i++) {
-        assert_int_equal(ag_index_remove(f.hnsw, i * 7), 0);
-        assert_int_equal(ag_index_remove(loaded, i * 7), 0);
-        ag_vecstore_clear(f.vs, i * 7);
-    }
-    assert_true(ag_hnsw_dirty(loaded));
-    same_answers(&f, f.hnsw, loaded);
-    /* The vectors changed since the save: the file is stale, even under the old tag. */
-    ag_index_t *other;
-    assert_int_equal(ag_index_hnsw_new(f.vs, AG_DIST_EUCLID, NULL, &other), 0);
-    assert_int_equal(ag_hnsw_load(other, path, fp0), AG_EINVAL);
-    assert_true(ag_hnsw_fingerprint(f.vs) != fp0);
-    /* Wrong parameters. */
+    /* Wrong parameters, or another key length: refused, the index untouched. */
     ag_index_t *wrong;
     ag_hnsw_params_t p8 = {.m = 8};
     assert_int_equal(ag_index_hnsw_new(f.vs, AG_DIST_EUCLID, &p8, &wrong), 0);
-    assert_int_equal(ag_hnsw_load(wrong, path, fp0), AG_EINVAL);
+    assert_int_equal(ag_hnsw_resume(wrong, path, NULL, NULL, 0, &rs), AG_EINVAL);
     ag_index_free(wrong);
 
-    /* A graph saved with tombstones: loading repairs them (their rows are gone after a
-     * restart) and recall holds. */
-    uint64_t fp1 = ag_hnsw_fingerprint(f.vs);
-    assert_int_equal(ag_hnsw_save(f.hnsw, path, fp1), 0);
-    assert_int_equal(ag_hnsw_load(other, path, fp1), 0);
+    /* Changes after the checkpoint: 100 points removed, 50 vectors changed. Resuming from the old
+     * file keeps every other node, drops those 150, and links the 50 changed ones again. */
+    for (uint32_t i = 0; i < 100; i++) {
+        assert_int_equal(ag_index_remove(f.hnsw, i * 7), 0);
+        ag_vecstore_clear(f.vs, i * 7);
+    }
+    float vec[16];
+    for (uint32_t i = 0; i < 50; i++) {
+        uint32_t s = i * 7 + 3;
+        for (uint32_t d = 0; d < 16; d++)
+            vec[d] = (float)((i * 31 + d * 17) % 101) / 10.0f;
+        assert_int_equal(ag_index_remove(f.hnsw, s), 0);
+        assert_int_equal(ag_vecstore_set(f.vs, s, vec), 0);
+        assert_int_equal(ag_index_add(f.hnsw, s), 0);
+    }
+    ag_index_t *other;
+    assert_int_equal(ag_index_hnsw_new(f.vs, AG_DIST_EUCLID, NULL, &other), 0);
+    assert_int_equal(ag_hnsw_resume(other, path, NULL, NULL, 0, &rs), 0);
+    assert_int_equal(rs.kept, 3850);
+    assert_int_equal(rs.dropped, 150);
+    assert_int_equal(rs.relinked, 50);
+    assert_true(ag_hnsw_dirty(other)); /* the next checkpoint is due */
+    ag_hnsw_stats(other, &s2);
+    assert_int_equal(s2.tombstones, 0);
+    assert_int_equal(s2.live, 3900);
+    assert_true(recall_of_index(&f, other) >= 0.95);
+    all_findable(f.vs, other);
+
+    /* A graph saved with tombstones: they are dropped on resume and recall holds. */
+    assert_int_equal(ag_hnsw_save(f.hnsw, path, NULL, NULL, 0), 0);
+    assert_int_equal(ag_hnsw_resume(other, path, NULL, NULL, 0, &rs), 0);
+    assert_int_equal(rs.relinked, 0);
     ag_hnsw_stats(other, &s2);
     assert_int_equal(s2.tombstones, 0);
     assert_int_equal(s2.live, 3900);
@@ -572,11 +609,11 @@ static void test_persistence(void **state)
         size_t at = (size_t)(where[i] * (double)(size - 1));
         bytes[at] ^= 0x5a;
         rewrite(path, bytes, (size_t)size);
-        assert_int_equal(ag_hnsw_load(other, path, fp1), AG_EINVAL);
+        assert_int_equal(ag_hnsw_resume(other, path, NULL, NULL, 0, &rs), AG_EINVAL);
         bytes[at] ^= 0x5a;
     }
     rewrite(path, bytes, (size_t)size / 2);
-    assert_int_equal(ag_hnsw_load(other, path, fp1), AG_EINVAL);
+    assert_int_equal(ag_hnsw_resume(other, path, NULL, NULL, 0, &rs), AG_EINVAL);
     ag_hnsw_stats(other, &s2);
     assert_int_equal(s2.live, 3900);
     assert_true(recall_of_index(&f, other) >= 0.95);
@@ -589,27 +626,191 @@ static void test_persistence(void **state)
     for (uint32_t i = 0; i < f.d.n; i++)
         if (ag_vecstore_get(f.vs, i))
             assert_int_equal(ag_index_add(boot, i), 0);
-    assert_int_equal(ag_hnsw_finish(boot, path, fp1), 0);
+    assert_int_equal(ag_hnsw_finish(boot, path, NULL, NULL, 0), 0);
     ag_hnsw_stats(boot, &s2);
     assert_int_equal(s2.live, 3900);
     same_answers(&f, other, boot);
     bytes[size / 3] ^= 1;
     rewrite(path, bytes, (size_t)size);
     ag_hnsw_defer(boot);
-    assert_int_equal(ag_hnsw_finish(boot, path, fp1), 0); /* corrupt: rebuilt */
+    assert_int_equal(ag_hnsw_finish(boot, path, NULL, NULL, 0), 0); /* corrupt: rebuilt */
     ag_hnsw_stats(boot, &s2);
     assert_true(s2.built);
     assert_int_equal(s2.live, 3900);
     assert_true(recall_of_index(&f, boot) >= 0.95);
     free(bytes);
     unlink(path);
-    assert_int_equal(ag_hnsw_load(other, path, fp1), AG_ENOTFOUND);
+    assert_int_equal(ag_hnsw_resume(other, path, NULL, NULL, 0, &rs), AG_ENOTFOUND);
     ag_hnsw_defer(boot);
-    assert_int_equal(ag_hnsw_finish(boot, path, fp1), 0); /* missing: rebuilt */
+    assert_int_equal(ag_hnsw_finish(boot, path, NULL, NULL, 0), 0); /* missing: rebuilt */
     assert_true(recall_of_index(&f, boot) >= 0.95);
     ag_index_free(boot);
     ag_index_free(other);
     ag_index_free(loaded);
+    fixture_teardown(&f);
+}
+
+/* A restart assigns slots afresh: the checkpoint's keys (here a point number) map each node to
+ * its point's new slot. perm[] is the new slot of point i, UINT32_MAX once it is deleted. */
+typedef struct remap {
+    const uint32_t *slot_of_point;
+    uint32_t n;
+} remap_t;
+
+static void point_key(void *ud, uint32_t slot, uint8_t *key)
+{
+    AG_UNUSED(ud);
+    memcpy(key, &slot, 4); /* before the restart, point i sits in slot i */
+}
+
+static uint32_t point_slot(void *ud, const uint8_t *key)
+{
+    const remap_t *r = ud;
+    uint32_t p;
+    memcpy(&p, key, 4);
+    return p < r->n ? r->slot_of_point[p] : UINT32_MAX;
+}
+
+static void test_resume_remapped(void **state)
+{
+    AG_UNUSED(state);
+    enum { N = 3000, DIM = 16 };
+    fixture_t f;
+    fixture_setup(&f, N, DIM, AG_DIST_EUCLID, NULL);
+    char path[512];
+    tmp_path(path, sizeof(path), "remap.hnsw");
+    assert_int_equal(ag_hnsw_save(f.hnsw, path, point_key, NULL, 4), 0);
+    /* After the "restart": the points live in other slots (reversed, with a gap of 7), a tenth
+     * is gone, and 200 new points were written after the checkpoint. */
+    uint32_t *perm = malloc(N * sizeof(uint32_t));
+    ag_vecstore_t *vs2;
+    assert_int_equal(ag_vecstore_new(DIM, &vs2), 0);
+    for (uint32_t i = 0; i < N; i++) {
+        perm[i] = i % 10 == 4 ? UINT32_MAX : 7 + (N - 1 - i);
+        if (perm[i] != UINT32_MAX)
+            assert_int_equal(ag_vecstore_set(vs2, perm[i], ag_vecstore_get(f.vs, i)), 0);
+    }
+    float vec[DIM];
+    for (uint32_t i = 0; i < 200; i++) {
+        for (uint32_t d = 0; d < DIM; d++)
+            vec[d] = (float)((i * 13 + d * 5) % 97) / 9.0f;
+        assert_int_equal(ag_vecstore_set(vs2, N + 7 + i, vec), 0);
+    }
+    ag_hnsw_params_t bg = {.background = true};
+    ag_index_t *ix;
+    assert_int_equal(ag_index_hnsw_new(vs2, AG_DIST_EUCLID, &bg, &ix), 0);
+    ag_hnsw_defer(ix);
+    remap_t rm = {perm, N};
+    /* A key length other than the file's is refused. */
+    ag_hnsw_resume_t rs;
+    assert_int_equal(ag_hnsw_resume(ix, path, point_slot, &rm, 8, &rs), AG_EINVAL);
+    assert_int_equal(ag_hnsw_finish(ix, path, point_slot, &rm, 4), 0);
+    ag_hnsw_stats_t st;
+    ag_hnsw_stats(ix, &st);
+    assert_true(st.built);
+    assert_int_equal(st.live, N - N / 10);
+    assert_int_equal(st.pending, 200); /* only the new points wait for the linker */
+    all_findable(vs2, ix);             /* queued points are scored exactly meanwhile */
+    while (ag_hnsw_link_pending(ix, 64) > 0) {
+    }
+    ag_hnsw_stats(ix, &st);
+    assert_int_equal(st.live, N - N / 10 + 200);
+    assert_int_equal(st.tombstones, 0);
+    all_findable(vs2, ix);
+    /* Recall against an exact scan of the new store. */
+    ag_index_t *ex;
+    assert_int_equal(ag_index_exact_new(vs2, AG_DIST_EUCLID, &ex), 0);
+    size_t found = 0, wanted = 0;
+    for (uint32_t i = 0; i < f.d.nq; i++) {
+        const float *q = f.q + (size_t)i * DIM;
+        ag_hit_t a[K], b[K];
+        size_t na, nb;
+        assert_int_equal(ag_index_search(ix, q, K, NULL, NULL, a, &na), 0);
+        assert_int_equal(ag_index_search(ex, q, K, NULL, NULL, b, &nb), 0);
+        for (size_t x = 0; x < na; x++)
+            for (size_t y = 0; y < nb; y++)
+                found += a[x].slot == b[y].slot;
+        wanted += nb;
+    }
+    assert_true((double)found / (double)wanted >= 0.95);
+    unlink(path);
+    ag_index_free(ex);
+    ag_index_free(ix);
+    ag_vecstore_free(vs2);
+    free(perm);
+    fixture_teardown(&f);
+}
+
+/* A file whose checksum is right but whose contents are not (a bug, or a hand-made file): random
+ * bytes of the body changed and the CRC recomputed. Resume must refuse it or produce a usable
+ * index — never read out of bounds (ASan) — and searches must only return stored points. */
+static uint32_t test_crc32(const uint8_t *p, size_t n)
+{
+    uint32_t c = ~0u;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return ~c;
+}
+
+static void test_resume_garbage_with_good_crc(void **state)
+{
+    AG_UNUSED(state);
+    fixture_t f;
+    fixture_setup(&f, 1500, 8, AG_DIST_EUCLID, NULL);
+    char path[512];
+    tmp_path(path, sizeof(path), "garbage.hnsw");
+    assert_int_equal(ag_hnsw_save(f.hnsw, path, NULL, NULL, 0), 0);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    fseek(fp, 0, SEEK_END);
+    size_t size = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *orig = malloc(size), *bytes = malloc(size);
+    assert_int_equal(fread(orig, 1, size, fp), size);
+    fclose(fp);
+    enum { HEADER = 64, CRC_AT = 48 };
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    int accepted = 0, refused = 0;
+    for (int round = 0; round < 120; round++) {
+        memcpy(bytes, orig, size);
+        int flips = 1 + round % 4;
+        for (int i = 0; i < flips; i++) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            size_t at = HEADER + (size_t)(seed % (size - HEADER));
+            bytes[at] ^= (uint8_t)(1u << (seed >> 60 & 7));
+        }
+        uint32_t crc = test_crc32(bytes + HEADER, size - HEADER);
+        memcpy(bytes + CRC_AT, &crc, 4);
+        rewrite(path, bytes, size);
+        ag_index_t *ix;
+        ag_hnsw_resume_t rs;
+        assert_int_equal(ag_index_hnsw_new(f.vs, AG_DIST_EUCLID, NULL, &ix), 0);
+        int rc = ag_hnsw_resume(ix, path, NULL, NULL, 0, &rs);
+        assert_true(rc == 0 || rc == AG_EINVAL);
+        if (rc == 0) {
+            accepted++;
+            for (uint32_t q = 0; q < 5; q++) {
+                ag_hit_t hits[K];
+                size_t n = 0;
+                assert_int_equal(
+                    ag_index_search(ix, f.q + (size_t)q * f.d.dim, K, NULL, NULL, hits, &n), 0);
+                for (size_t h = 0; h < n; h++)
+                    assert_non_null(ag_vecstore_get(f.vs, hits[h].slot));
+            }
+        } else {
+            refused++;
+        }
+        ag_index_free(ix);
+    }
+    assert_true(accepted > 0 && refused > 0); /* both paths were taken */
+    unlink(path);
+    free(orig);
+    free(bytes);
     fixture_teardown(&f);
 }
 
@@ -678,6 +879,8 @@ int main(void)
         cmocka_unit_test(test_deletes_and_readds),
         cmocka_unit_test(test_concurrent_search),
         cmocka_unit_test(test_persistence),
+        cmocka_unit_test(test_resume_remapped),
+        cmocka_unit_test(test_resume_garbage_with_good_crc),
         cmocka_unit_test(test_deadline_and_huge_ef),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,10 +1,13 @@
 /* Unit tests for the storage layer: collections survive a reopen, batches compose, aliases are
  * all-or-nothing, deletes drop everything. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -211,6 +214,112 @@ static void test_many_points_reuse_slots(void **state)
     free(vec);
 }
 
+/* ---- LMDB map growth (store/ag_env.h) ------------------------------------------------------ */
+
+static int count_visit(void *ud, const ag_point_id_t *id, uint32_t slot)
+{
+    (void)id;
+    (void)slot;
+    (*(size_t *)ud)++;
+    return 0;
+}
+
+static int walk_all(void *ud, ag_collection_t *c)
+{
+    return ag_coll_walk(c, NULL, count_visit, ud);
+}
+
+typedef struct walker {
+    ag_collection_t *c;
+    atomic_bool stop;
+    size_t walks;
+} walker_t;
+
+/* Read transactions all along, so the growth has to wait for them and they for it. */
+static void *walker_main(void *arg)
+{
+    walker_t *w = arg;
+    while (!atomic_load(&w->stop)) {
+        size_t n = 0;
+        assert_int_equal(ag_coll_read(w->c, walk_all, &n), 0);
+        w->walks++;
+    }
+    return NULL;
+}
+
+static int write_batch(ag_collection_t *c, uint64_t first, int n, ag_diag_t *d)
+{
+    enum { DIM = 64 };
+    ag_mutation_t *m = calloc((size_t)n, sizeof(*m));
+    float *vec = calloc((size_t)n * DIM, sizeof(float));
+    assert_non_null(m);
+    assert_non_null(vec);
+    for (int i = 0; i < n; i++) {
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = first + (uint64_t)i};
+        for (int k = 0; k < DIM; k++)
+            vec[i * DIM + k] = (float)((first + (uint64_t)i) % 97) + (float)k;
+        m[i].dense_op[0] = AG_VEC_SET;
+        m[i].dense[0] = &vec[i * DIM];
+    }
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    int rc = ag_coll_apply(c, m, (size_t)n, false, d);
+    ag_coll_write_end(c);
+    free(m);
+    free(vec);
+    return rc;
+}
+
+/* A map of 1 MiB grows while points are written (with read transactions open all along), up to
+ * the ceiling; past it a write is refused whole (507, naming the setting) and the data stays
+ * readable; a reopen with a higher ceiling has every acknowledged point and takes writes again. */
+static void test_map_growth(void **state)
+{
+    (void)state;
+    ag_store_config_t cfg = {dir, (size_t)1 << 20, 1.0, (size_t)8 << 20};
+    ag_store_t *st = NULL;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
+    create(st, "g", "{\"vectors\":{\"size\":64,\"distance\":\"Euclid\"}}");
+    ag_collection_t *c;
+    assert_int_equal(ag_store_get(st, "g", &c, NULL), 0);
+    walker_t w = {.c = c};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, walker_main, &w), 0);
+    enum { BATCH = 250 };
+    uint64_t written = 0;
+    int rc = 0;
+    for (int b = 0; b < 400 && rc == 0; b++) {
+        rc = write_batch(c, written, BATCH, &d);
+        if (rc == 0)
+            written += BATCH;
+    }
+    atomic_store(&w.stop, true);
+    pthread_join(th, NULL);
+    assert_true(w.walks > 0);
+    /* Far more than 1 MiB holds (a point takes a few hundred bytes), and then the ceiling. */
+    assert_true(written >= 8000);
+    assert_int_equal(rc, AG_ENOSPACE);
+    assert_non_null(strstr(d.msg, "storage.map_size_gb"));
+    assert_int_equal(ag_coll_live(c), written);
+    d = (ag_diag_t){{0}};
+    assert_int_equal(write_batch(c, written, BATCH, &d), AG_ENOSPACE); /* still full */
+    assert_int_equal(ag_coll_live(c), written);
+    size_t n = 0;
+    assert_int_equal(ag_coll_read(c, walk_all, &n), 0);
+    assert_int_equal(n, written);
+    ag_coll_unref(c);
+    ag_store_close(st);
+
+    cfg.map_max = (size_t)64 << 20;
+    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
+    assert_int_equal(ag_store_get(st, "g", &c, NULL), 0);
+    assert_int_equal(ag_coll_live(c), written);
+    assert_int_equal(write_batch(c, written, BATCH, &d), 0);
+    assert_int_equal(ag_coll_live(c), written + BATCH);
+    ag_coll_unref(c);
+    ag_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +327,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_aliases_atomic, setup, teardown),
         cmocka_unit_test(test_bad_params),
         cmocka_unit_test_setup_teardown(test_many_points_reuse_slots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
