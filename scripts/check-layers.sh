@@ -13,7 +13,8 @@ declare -A allowed=(
   [query]="base json index store query"
   [auth]="base json index auth"
   [http]="base http"
-  [api]="base json index store query auth http api"
+  [grpc]="base grpc"
+  [api]="base json index store query auth http grpc api"
 )
 # Known exceptions, to be moved into store/: the security store and the management-plane store
 # (keys, invites, account) keep their own LMDB environments.

@@ -16,6 +16,7 @@
 #include "ag_log.h"
 #include "ag_pool.h"
 #include "api/ag_api.h"
+#include "api/ag_grpc_api.h"
 #include "api/ag_guard.h"
 #include "auth/ag_audit.h"
 #include "auth/ag_token_cli.h"
@@ -189,6 +190,7 @@ static int serve(int argc, char **argv)
     ag_diag_t diag = {{0}};
     ag_store_t *store = NULL;
     ag_http_t *http = NULL;
+    ag_grpc_t *grpc = NULL;
     ag_guard_t *guard = NULL;
     ag_audit_t *audit = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL;
@@ -247,6 +249,13 @@ static int serve(int argc, char **argv)
         }
         ag_log(AG_LOG_WARN, "running with --insecure: every request is allowed without a "
                             "credential; do not use this outside a development machine");
+    }
+    if (cfg.enable_tls && cfg.grpc_port) {
+        /* The gRPC listener speaks plain HTTP/2 only (docs/API.md "gRPC"): never serve it
+         * unencrypted beside a REST API the operator asked to encrypt. */
+        fprintf(stderr, "aegis: service.grpc_port: gRPC over TLS is not supported yet; unset "
+                        "service.grpc_port or service.enable_tls\n");
+        goto out;
     }
     if (cfg.enable_tls) {
         if (!cfg.tls_cert || !cfg.tls_key) {
@@ -367,6 +376,23 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
+    if (cfg.grpc_port) {
+        ag_grpc_config_t grpc_cfg = {
+            .host = cfg.host,
+            .port = (uint16_t)cfg.grpc_port,
+            .threads = hcfg.threads,
+            .max_msg = hcfg.max_body,
+            .max_connections = (unsigned)cfg.max_connections,
+        };
+        if ((rc = ag_grpc_api_init(&api, &diag)) != 0 ||
+            (rc = ag_grpc_start(&grpc_cfg, ag_grpc_api_lookup, ag_grpc_api_handle, &api, &grpc,
+                                &diag)) != 0) {
+            fprintf(stderr, "aegis: %s\n", diag.msg);
+            goto out;
+        }
+        ag_log(AG_LOG_INFO, "aegis gRPC listening on %s:%u (h2c, no TLS)", cfg.host,
+               (unsigned)ag_grpc_port(grpc));
+    }
     ag_log(AG_LOG_INFO, "aegis %s listening on %s://%s:%u%s", AG_VERSION, cert ? "https" : "http",
            cfg.host, (unsigned)ag_http_port(http),
            !cert ? " (no TLS)"
@@ -377,10 +403,14 @@ static int serve(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     ag_log(AG_LOG_INFO, "signal %d: finishing in-flight requests", sig);
+    ag_grpc_stop(grpc, 30.0);
+    grpc = NULL;
     ag_http_stop(http, 30.0);
     http = NULL;
     exit_code = 0;
 out:
+    if (grpc)
+        ag_grpc_stop(grpc, 5.0);
     if (http)
         ag_http_stop(http, 5.0);
     ag_guard_free(guard);

@@ -25,6 +25,7 @@ typedef struct key_def {
 static const key_def_t keys[] = {
     K("service.host", T_STR, host, 0, false),
     K("service.http_port", T_UINT, http_port, 65535, false),
+    K("service.grpc_port", T_UINT, grpc_port, 65535, false),
     K("service.max_request_size_mb", T_UINT, max_request_size_mb, 4096, false),
     K("service.max_workers", T_UINT, max_workers, 256, false),
     K("service.api_key", T_STR, api_key, 0, true),

@@ -12,6 +12,7 @@ typedef struct ag_config {
     /* service */
     char *host;
     uint64_t http_port;
+    uint64_t grpc_port; /* 0 = no gRPC listener */
     uint64_t max_request_size_mb;
     uint64_t max_workers;
     char *api_key;

@@ -1,0 +1,279 @@
+/* api_grpc.c — the gRPC RPC table and its dispatch through the REST request path
+ * (ag_grpc_api.h, docs/API.md "gRPC"). */
+#include "ag_grpc_api.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "ag_clock.h"
+#include "ag_log.h"
+#include "api/ag_pbjson.h"
+#include "json/ag_json.h"
+
+typedef struct rpc {
+    const char *path;    /* "/qdrant.Points/Search" */
+    const char *action;  /* declared action; must equal the REST route's (checked at start) */
+    int method;          /* the REST route it runs as */
+    const char *pattern; /* its pattern; {name} is the message's collection_name */
+    ag_pb_decode_fn decode;
+    ag_pb_encode_fn encode;
+} rpc_t;
+
+#define R(p, a, m, pat, name)                                                                      \
+    {                                                                                              \
+        p, a, m, pat, ag_pb_decode_##name, ag_pb_encode_##name                                     \
+    }
+
+/* Every RPC served. Anything else is UNIMPLEMENTED as soon as its headers arrive. */
+static const rpc_t rpcs[] = {
+    R("/qdrant.Qdrant/HealthCheck", "read:public", AG_HTTP_GET, "/healthz", health),
+    R("/grpc.health.v1.Health/Check", "read:public", AG_HTTP_GET, "/healthz", grpc_health),
+    R("/qdrant.Collections/List", "read:collections", AG_HTTP_GET, "/collections",
+      list_collections),
+    R("/qdrant.Collections/Get", "read:collections", AG_HTTP_GET, "/collections/{name}",
+      get_collection),
+    R("/qdrant.Collections/Create", "create:collections", AG_HTTP_PUT, "/collections/{name}",
+      create_collection),
+    R("/qdrant.Collections/Delete", "delete:collections", AG_HTTP_DELETE, "/collections/{name}",
+      delete_collection),
+    R("/qdrant.Collections/CollectionExists", "read:collections", AG_HTTP_GET,
+      "/collections/{name}/exists", collection_exists),
+    R("/qdrant.Points/Upsert", "write:points", AG_HTTP_PUT, "/collections/{name}/points", upsert),
+    R("/qdrant.Points/Search", "read:data", AG_HTTP_POST, "/collections/{name}/points/search",
+      search),
+    R("/qdrant.Points/Query", "read:data", AG_HTTP_POST, "/collections/{name}/points/query", query),
+    R("/qdrant.Points/Scroll", "read:data", AG_HTTP_POST, "/collections/{name}/points/scroll",
+      scroll),
+    R("/qdrant.Points/Get", "read:data", AG_HTTP_POST, "/collections/{name}/points", get_points),
+    R("/qdrant.Points/Delete", "delete:points", AG_HTTP_POST, "/collections/{name}/points/delete",
+      delete_points),
+    R("/qdrant.Points/Count", "read:data", AG_HTTP_POST, "/collections/{name}/points/count", count),
+};
+
+int ag_grpc_api_init(const ag_api_t *api, ag_diag_t *diag)
+{
+    for (size_t i = 0; i < AG_ARRAY_LEN(rpcs); i++) {
+        const rpc_t *r = &rpcs[i];
+        if (!r->action || !r->action[0])
+            return ag_fail(diag, AG_ECONFIG, "gRPC method %s declares no action", r->path);
+        const ag_route_t *route = NULL;
+        for (size_t k = 0; k < api->nroutes && !route; k++)
+            if (api->routes[k].method == r->method &&
+                strcmp(api->routes[k].pattern, r->pattern) == 0)
+                route = &api->routes[k];
+        if (!route)
+            return ag_fail(diag, AG_ECONFIG, "gRPC method %s runs as %s, which is not a route",
+                           r->path, r->pattern);
+        if (!route->action || strcmp(route->action, r->action) != 0)
+            return ag_fail(diag, AG_ECONFIG,
+                           "gRPC method %s declares %s but its route %s requires %s", r->path,
+                           r->action, r->pattern, route->action ? route->action : "(none)");
+    }
+    return 0;
+}
+
+const void *ag_grpc_api_lookup(void *ud, const char *path)
+{
+    (void)ud;
+    for (size_t i = 0; i < AG_ARRAY_LEN(rpcs); i++)
+        if (strcmp(rpcs[i].path, path) == 0)
+            return &rpcs[i];
+    return NULL;
+}
+
+/* ---- the synthetic REST request ------------------------------------------------------------ */
+
+static char *dup_str(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void wipe(char *s)
+{
+    if (!s)
+        return;
+    volatile char *v = s;
+    while (*v)
+        *v++ = 0;
+    free(s);
+}
+
+static void req_free(ag_request_t *req)
+{
+    if (req->app_free && req->app)
+        req->app_free(req->app);
+    free(req->path);
+    for (int i = 0; i < req->nseg; i++)
+        free(req->seg[i]);
+    for (int i = 0; i < req->nquery; i++) {
+        free(req->query[i].key);
+        free(req->query[i].val);
+    }
+    wipe(req->api_key);
+    wipe(req->authorization);
+    free(req->body);
+    free(req->resp_body);
+    free(req);
+}
+
+static bool add_query(ag_request_t *req, const char *k, const char *v)
+{
+    if (req->nquery >= AG_HTTP_MAX_QUERY)
+        return false;
+    req->query[req->nquery].key = strdup(k);
+    req->query[req->nquery].val = strdup(v);
+    req->nquery++;
+    return req->query[req->nquery - 1].key && req->query[req->nquery - 1].val;
+}
+
+/* Builds the REST request rpc runs as. NULL when out of memory. Owned by the caller (req_free). */
+static ag_request_t *req_new(const rpc_t *rpc, const ag_grpc_call_t *call, const ag_pb_req_t *pr)
+{
+    static atomic_uint_fast64_t next_id;
+    ag_request_t *req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->t_start = ag_now_mono();
+    req->t_ready = req->t_start;
+    req->method = rpc->method;
+    snprintf(req->method_name, sizeof(req->method_name), "gRPC");
+    snprintf(req->request_id, sizeof(req->request_id), "g%llx",
+             (unsigned long long)atomic_fetch_add(&next_id, 1));
+    snprintf(req->remote_addr, sizeof(req->remote_addr), "%s", call->remote_addr);
+    snprintf(req->peer_addr, sizeof(req->peer_addr), "%s", call->remote_addr);
+    req->content_length = UINT64_MAX;
+    bool ok = (req->path = strdup(rpc->path)) != NULL;
+    req->api_key = dup_str(call->api_key);
+    req->authorization = dup_str(call->authorization);
+    ok = ok && (!call->api_key || req->api_key) && (!call->authorization || req->authorization);
+    /* Segments of the pattern, {name} replaced by the message's collection name. */
+    const char *p = rpc->pattern + 1;
+    while (ok && *p && req->nseg < AG_HTTP_MAX_SEGMENTS) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char *seg;
+        if (p[0] == '{') {
+            seg = strdup(pr->collection ? pr->collection : "");
+            len = seg ? strlen(seg) : 0;
+        } else {
+            seg = strndup(p, len);
+        }
+        ok = seg != NULL;
+        req->seg[req->nseg] = seg;
+        req->seg_len[req->nseg++] = len;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    if (ok && pr->wait)
+        ok = add_query(req, "wait", "true");
+    /* The call's deadline: the message's timeout or grpc-timeout, whichever is shorter. */
+    uint64_t t = pr->timeout_s;
+    if (call->timeout_ms) {
+        uint64_t s = (call->timeout_ms + 999) / 1000;
+        t = t ? AG_MIN(t, s) : s;
+    }
+    if (ok && t) {
+        char buf[24];
+        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)t);
+        ok = add_query(req, "timeout", buf);
+    }
+    if (ok && pr->body) {
+        req->body = ag_json_dump(pr->body);
+        ok = req->body != NULL;
+        req->body_len = ok ? strlen(req->body) : 0;
+        req->body_cap = req->body_len;
+        req->content_length = req->body_len;
+    }
+    if (!ok) {
+        req_free(req);
+        return NULL;
+    }
+    return req;
+}
+
+/* Qdrant's mapping of outcomes to gRPC status codes (docs/API.md "gRPC"). */
+static int grpc_status(int http, const char *msg)
+{
+    switch (http) {
+    case 400:
+    case 422:
+        return msg && strstr(msg, "already exists") ? AG_GRPC_ALREADY_EXISTS
+                                                    : AG_GRPC_INVALID_ARGUMENT;
+    case 401:
+        return AG_GRPC_UNAUTHENTICATED;
+    case 403:
+        return AG_GRPC_PERMISSION_DENIED;
+    case 404:
+        return AG_GRPC_NOT_FOUND;
+    case 405:
+        return AG_GRPC_UNIMPLEMENTED;
+    case 408:
+        return AG_GRPC_DEADLINE_EXCEEDED;
+    case 409:
+        return AG_GRPC_ALREADY_EXISTS;
+    case 413:
+    case 429:
+    case 507:
+        return AG_GRPC_RESOURCE_EXHAUSTED;
+    case 503:
+        return AG_GRPC_UNAVAILABLE;
+    default:
+        return AG_GRPC_INTERNAL;
+    }
+}
+
+static void fail(ag_grpc_call_t *call, int status, const char *msg)
+{
+    call->status = status;
+    snprintf(call->message, sizeof(call->message), "%s", msg);
+}
+
+void ag_grpc_api_handle(void *ud, ag_grpc_call_t *call)
+{
+    ag_api_t *api = ud;
+    const rpc_t *rpc = call->method;
+    ag_diag_t diag = {{0}};
+    ag_pb_req_t pr = {0};
+    double t0 = ag_now_mono();
+    int rc = rpc->decode(call->msg, call->msg_len, &pr, &diag);
+    if (rc) {
+        fail(call, rc == AG_ENOMEM ? AG_GRPC_RESOURCE_EXHAUSTED : AG_GRPC_INVALID_ARGUMENT,
+             diag.msg[0] ? diag.msg : "invalid request message");
+        ag_pb_req_release(&pr);
+        return;
+    }
+    ag_request_t *req = req_new(rpc, call, &pr);
+    ag_pb_req_release(&pr);
+    if (!req) {
+        fail(call, AG_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    ag_api_begin(api, req);
+    if (!req->responded)
+        ag_api_handle(api, req);
+    int http = req->status ? req->status : 500;
+    if (http >= 200 && http < 300) {
+        const ag_call_t *c = req->app;
+        rc = rpc->encode(c ? c->result : NULL, ag_now_mono() - t0, &call->resp, &call->resp_len,
+                         &diag);
+        if (rc)
+            fail(call, AG_GRPC_INTERNAL, diag.msg);
+        else
+            call->status = AG_GRPC_OK;
+    } else {
+        /* The REST envelope's message: {"status":{"error":"..."},...} */
+        json_t *env = req->resp_body ? json_loadb(req->resp_body, req->resp_len, 0, NULL) : NULL;
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(env, "status"), "error"));
+        fail(call, grpc_status(http, msg), msg ? msg : "request failed");
+        json_decref(env);
+        if (req->retry_after[0])
+            snprintf(call->retry_after, sizeof(call->retry_after), "%s", req->retry_after);
+    }
+    if (api->cfg->access_log)
+        ag_log(AG_LOG_INFO, "access %s gRPC %s %d %.2fms rid=%s who=%s", call->remote_addr,
+               rpc->path, call->status, (ag_now_mono() - t0) * 1000.0, req->request_id,
+               req->principal_label[0] ? req->principal_label : "-");
+    req_free(req);
+}

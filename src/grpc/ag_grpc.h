@@ -1,0 +1,76 @@
+/*
+ * ag_grpc.h — the gRPC transport: HTTP/2 (nghttp2, plain TCP) server sessions on one network
+ * thread, unary calls run on a small pool of gRPC workers. This layer knows gRPC framing, status
+ * codes and metadata; it knows nothing about messages, collections or permissions — the api
+ * layer's lookup() says whether a method exists (an unknown one is answered UNIMPLEMENTED as soon
+ * as its headers are in) and handle() runs a call (docs/API.md "gRPC").
+ *
+ * Limits: a request message over max_msg bytes (after decompression) is RESOURCE_EXHAUSTED and
+ * its stream reset; a message whose length prefix disagrees with the bytes sent is INTERNAL;
+ * gzip request messages are inflated (grpc-encoding: gzip), other encodings are UNIMPLEMENTED.
+ */
+#ifndef AG_GRPC_H
+#define AG_GRPC_H
+
+#include "ag_base.h"
+
+/* gRPC status codes (the subset the server sends). */
+enum {
+    AG_GRPC_OK = 0,
+    AG_GRPC_CANCELLED = 1,
+    AG_GRPC_UNKNOWN = 2,
+    AG_GRPC_INVALID_ARGUMENT = 3,
+    AG_GRPC_DEADLINE_EXCEEDED = 4,
+    AG_GRPC_NOT_FOUND = 5,
+    AG_GRPC_ALREADY_EXISTS = 6,
+    AG_GRPC_PERMISSION_DENIED = 7,
+    AG_GRPC_RESOURCE_EXHAUSTED = 8,
+    AG_GRPC_FAILED_PRECONDITION = 9,
+    AG_GRPC_UNIMPLEMENTED = 12,
+    AG_GRPC_INTERNAL = 13,
+    AG_GRPC_UNAVAILABLE = 14,
+    AG_GRPC_UNAUTHENTICATED = 16,
+};
+
+typedef struct ag_grpc_call {
+    /* In (borrowed for the call's life). */
+    const char *path;          /* "/qdrant.Points/Search" */
+    const void *method;        /* what lookup() returned for path */
+    const char *api_key;       /* "api-key" metadata or NULL */
+    const char *authorization; /* "authorization" metadata or NULL */
+    const char *remote_addr;
+    const uint8_t *msg; /* the request message (decompressed), msg_len bytes */
+    size_t msg_len;
+    uint64_t timeout_ms; /* grpc-timeout, 0 = none */
+    /* Out, set by handle(). */
+    int status;        /* AG_GRPC_* */
+    char message[512]; /* grpc-message (percent-encoded by the transport) */
+    uint8_t *resp;     /* the response message (malloc'd; the transport frees it) */
+    size_t resp_len;
+    char retry_after[16]; /* sent as retry-after metadata when set */
+} ag_grpc_call_t;
+
+/* NULL = no such method. Called on the network thread: must be cheap and never block. */
+typedef const void *(*ag_grpc_lookup_fn)(void *ud, const char *path);
+/* Runs one call on a gRPC worker. */
+typedef void (*ag_grpc_handle_fn)(void *ud, ag_grpc_call_t *call);
+
+typedef struct ag_grpc_config {
+    const char *host;
+    uint16_t port;
+    unsigned threads;         /* workers running handle(); 0 = 4 */
+    size_t max_msg;           /* request message limit in bytes; 0 = 32 MiB */
+    unsigned max_connections; /* 0 = 1024 */
+} ag_grpc_config_t;
+
+typedef struct ag_grpc ag_grpc_t;
+
+/* Binds and starts the network thread and the workers. *out owned by the caller
+ * (ag_grpc_stop frees). */
+int ag_grpc_start(const ag_grpc_config_t *cfg, ag_grpc_lookup_fn lookup, ag_grpc_handle_fn handle,
+                  void *ud, ag_grpc_t **out, ag_diag_t *diag);
+/* Sends GOAWAY to every connection, waits up to grace_s for running calls, frees the server. */
+void ag_grpc_stop(ag_grpc_t *srv, double grace_s);
+uint16_t ag_grpc_port(const ag_grpc_t *srv);
+
+#endif

@@ -1,0 +1,283 @@
+// The gRPC API (service.grpc_port) against a real server: the basic flow with the official
+// @qdrant/js-client-grpc, then @grpc/grpc-js loading Qdrant's unmodified protos (proto/qdrant) for
+// the authorization checks (the same guard as REST: keys, read-only key, a collection-scoped JWT
+// with a payload restriction), and raw HTTP/2 for bad input (unknown method, truncated and
+// malformed messages). Expected results are computed here from what was written.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import path from 'node:path';
+import { QdrantClient } from '@qdrant/js-client-grpc';
+import grpc from '@grpc/grpc-js';
+import protoLoader from '@grpc/proto-loader';
+import { startServer, freePort, REPO_ROOT } from './lib/server.mjs';
+import { keyEnv, ROOT_KEY, RO_KEY, jwt } from './lib/auth.mjs';
+
+const COLL = 'grpc_c';
+const POINTS = [
+  { id: 1, vector: [1, 0, 0, 0], payload: { tenant: 'acme', n: 1 } },
+  { id: 2, vector: [0.9, 0.1, 0, 0], payload: { tenant: 'acme', n: 2 } },
+  { id: 3, vector: [0, 1, 0, 0], payload: { tenant: 'beta', n: 3 } },
+  { id: 4, vector: [0.95, 0, 0.05, 0], payload: { tenant: 'beta', n: 4 } },
+  { id: 5, vector: [0, 0, 0, 1], payload: { tenant: 'acme', n: 5 } },
+];
+const ACME = POINTS.filter((p) => p.payload.tenant === 'acme').map((p) => p.id);
+
+let srv;
+let grpcPort;
+let client; // official client, root key
+let protos;
+
+function cosine(a, b) {
+  const dot = a.reduce((s, x, i) => s + x * b[i], 0);
+  const na = Math.hypot(...a);
+  const nb = Math.hypot(...b);
+  return dot / (na * nb);
+}
+
+before(async () => {
+  grpcPort = await freePort();
+  srv = await startServer({ insecure: false, env: keyEnv({ AEGIS__SERVICE__GRPC_PORT: String(grpcPort) }) });
+  client = new QdrantClient({ host: '127.0.0.1', port: grpcPort, apiKey: ROOT_KEY, https: false, checkCompatibility: false });
+  const def = protoLoader.loadSync(['points_service.proto', 'collections_service.proto'], {
+    includeDirs: [path.join(REPO_ROOT, 'proto', 'qdrant')],
+    keepCase: true,
+    longs: Number,
+    enums: String,
+    defaults: false,
+    oneofs: true,
+  });
+  protos = grpc.loadPackageDefinition(def).qdrant;
+});
+
+after(async () => {
+  await srv?.stop();
+});
+
+/** A grpc-js Points client with the given metadata (credentials). */
+function points(meta = {}) {
+  const c = new protos.Points(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  for (const [k, v] of Object.entries(meta)) md.set(k, v);
+  const call = (method, req) =>
+    new Promise((resolve, reject) => c[method](req, md, (err, res) => (err ? reject(err) : resolve(res))));
+  return { call, close: () => c.close() };
+}
+
+async function rejectsWith(promise, code) {
+  await assert.rejects(promise, (err) => {
+    assert.equal(err.code, code, `expected gRPC status ${code}, got ${err.code}: ${err.message}`);
+    return true;
+  });
+}
+
+test('basic flow with the official client', async () => {
+  const health = await client.api('service').healthCheck({});
+  assert.equal(typeof health.version, 'string');
+  assert.ok(health.title.length > 0);
+
+  const cols = client.api('collections');
+  await cols.create({ collectionName: COLL, vectorsConfig: { config: { case: 'params', value: { size: 4n, distance: 1 } } } });
+  assert.equal((await cols.collectionExists({ collectionName: COLL })).result.exists, true);
+  assert.equal((await cols.collectionExists({ collectionName: 'nope' })).result.exists, false);
+  const list = await cols.list({});
+  assert.ok(list.collections.some((c) => c.name === COLL));
+  const info = await cols.get({ collectionName: COLL });
+  assert.equal(info.result.config.params.vectorsConfig.config.value.size, 4n);
+
+  const pts = client.api('points');
+  const up = await pts.upsert({
+    collectionName: COLL,
+    wait: true,
+    points: POINTS.map((p) => ({
+      id: { pointIdOptions: { case: 'num', value: BigInt(p.id) } },
+      vectors: { vectorsOptions: { case: 'vector', value: { data: p.vector } } },
+      payload: Object.fromEntries(
+        Object.entries(p.payload).map(([k, v]) => [
+          k,
+          { kind: typeof v === 'string' ? { case: 'stringValue', value: v } : { case: 'integerValue', value: BigInt(v) } },
+        ]),
+      ),
+    })),
+  });
+  assert.equal(up.result.status, 2); // Completed
+  assert.equal((await pts.count({ collectionName: COLL, exact: true })).result.count, 5n);
+
+  // Search: the ranking computed here.
+  const q = [1, 0, 0, 0];
+  const want = POINTS.map((p) => ({ id: p.id, s: cosine(q, p.vector) })).sort((a, b) => b.s - a.s);
+  const res = await pts.search({ collectionName: COLL, vector: q, limit: 3n, withPayload: { selectorOptions: { case: 'enable', value: true } } });
+  assert.deepEqual(
+    res.result.map((r) => Number(r.id.pointIdOptions.value)),
+    want.slice(0, 3).map((w) => w.id),
+  );
+  assert.ok(Math.abs(res.result[0].score - want[0].s) < 1e-5);
+  assert.equal(res.result[0].payload.tenant.kind.value, 'acme');
+
+  const qr = await pts.query({
+    collectionName: COLL,
+    query: { variant: { case: 'nearest', value: { variant: { case: 'dense', value: { data: q } } } } },
+    limit: 2n,
+  });
+  assert.deepEqual(
+    qr.result.map((r) => Number(r.id.pointIdOptions.value)),
+    want.slice(0, 2).map((w) => w.id),
+  );
+
+  const sc = await pts.scroll({ collectionName: COLL, limit: 2, withPayload: { selectorOptions: { case: 'enable', value: true } } });
+  assert.deepEqual(sc.result.map((r) => Number(r.id.pointIdOptions.value)), [1, 2]);
+  assert.equal(Number(sc.nextPageOffset.pointIdOptions.value), 3);
+
+  const got = await pts.get({
+    collectionName: COLL,
+    ids: [{ pointIdOptions: { case: 'num', value: 3n } }],
+    withVectors: { selectorOptions: { case: 'enable', value: true } },
+  });
+  assert.equal(got.result.length, 1);
+  const v = got.result[0].vectors.vectorsOptions.value;
+  const dense = v.vector?.case === 'dense' ? v.vector.value.data : v.data;
+  assert.deepEqual(dense.map((x) => Math.round(x * 1000) / 1000), [0, 1, 0, 0]);
+
+  await pts.delete({
+    collectionName: COLL,
+    wait: true,
+    points: { pointsSelectorOneOf: { case: 'points', value: { ids: [{ pointIdOptions: { case: 'num', value: 99n } }] } } },
+  });
+  assert.equal((await pts.count({ collectionName: COLL, exact: true })).result.count, 5n);
+
+  // Errors map to Qdrant's status codes.
+  await rejectsWith(cols.get({ collectionName: 'missing_coll' }), 5 /* Connect: NotFound */);
+  await rejectsWith(cols.create({ collectionName: COLL, vectorsConfig: { config: { case: 'params', value: { size: 4n, distance: 1 } } } }), 6);
+  await rejectsWith(pts.search({ collectionName: COLL, vector: [1, 0], limit: 3n }), 3);
+});
+
+test('authorization over gRPC: the same guard as REST', async () => {
+  const none = points();
+  await rejectsWith(none.call('Count', { collection_name: COLL, exact: true }), grpc.status.UNAUTHENTICATED);
+  none.close();
+
+  const bad = points({ 'api-key': 'wrong-key-for-grpc-tests-0123456789abcdef' });
+  await rejectsWith(bad.call('Count', { collection_name: COLL, exact: true }), grpc.status.UNAUTHENTICATED);
+  bad.close();
+
+  const ro = points({ 'api-key': RO_KEY });
+  assert.equal((await ro.call('Count', { collection_name: COLL, exact: true })).result.count, 5);
+  await rejectsWith(
+    ro.call('Upsert', {
+      collection_name: COLL,
+      wait: true,
+      points: [{ id: { num: 50 }, vectors: { vector: { data: [1, 1, 1, 1] } } }],
+    }),
+    grpc.status.PERMISSION_DENIED,
+  );
+  ro.close();
+
+  // A JWT for this collection only, restricted to tenant acme, sent as a bearer token.
+  const token = jwt({ access: [{ collection: COLL, access: 'r', payload: { tenant: 'acme' } }] });
+  const r = points({ authorization: `Bearer ${token}` });
+  const sc = await r.call('Scroll', { collection_name: COLL, limit: 100 });
+  assert.deepEqual(sc.result.map((p) => p.id.num).sort((a, b) => a - b), ACME);
+  const se = await r.call('Search', { collection_name: COLL, vector: [1, 0, 0, 0], limit: 10 });
+  assert.deepEqual(se.result.map((p) => p.id.num).sort((a, b) => a - b), ACME);
+  const cnt = await r.call('Count', { collection_name: COLL, exact: true });
+  assert.equal(cnt.result.count, ACME.length);
+  await rejectsWith(
+    r.call('Delete', { collection_name: COLL, points: { points: { ids: [{ num: 1 }] } } }),
+    grpc.status.PERMISSION_DENIED,
+  );
+  r.close();
+  const other = new protos.Collections(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  await rejectsWith(
+    new Promise((res, rej) => other.Delete({ collection_name: COLL }, md, (e, v) => (e ? rej(e) : res(v)))),
+    grpc.status.PERMISSION_DENIED,
+  );
+  other.close();
+});
+
+/** One raw HTTP/2 gRPC request; resolves {status, message, body}. */
+function rawCall(pathName, payload, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const s = http2.connect(`http://127.0.0.1:${grpcPort}`);
+    s.on('error', reject);
+    const req = s.request({
+      ':method': 'POST',
+      ':path': pathName,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'api-key': ROOT_KEY,
+      ...headers,
+    });
+    let status = null;
+    let message = '';
+    const chunks = [];
+    const take = (h) => {
+      if (h['grpc-status'] !== undefined) {
+        status = Number(h['grpc-status']);
+        message = decodeURIComponent(h['grpc-message'] || '');
+      }
+    };
+    req.on('response', take);
+    req.on('trailers', take);
+    req.on('data', (d) => chunks.push(d));
+    req.on('end', () => {
+      s.close();
+      resolve({ status, message, body: Buffer.concat(chunks) });
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+function frame(msg, declared = msg.length) {
+  const h = Buffer.alloc(5);
+  h.writeUInt32BE(declared, 1);
+  return Buffer.concat([h, msg]);
+}
+
+test('bad input: unknown method, truncated and malformed messages', async () => {
+  const t0 = Date.now();
+  const u = await rawCall('/qdrant.Points/NoSuchMethod', frame(Buffer.alloc(0)));
+  assert.equal(u.status, 12);
+  assert.ok(Date.now() - t0 < 2000, 'UNIMPLEMENTED at once');
+
+  // A length prefix promising 100 bytes followed by 3.
+  const t = await rawCall('/qdrant.Points/Count', frame(Buffer.from([0x0a, 0x01, 0x61]), 100));
+  assert.ok([3, 13].includes(t.status), `truncated: status ${t.status} ${t.message}`);
+
+  // A whole frame holding a truncated protobuf (a string field declaring 50 bytes, holding 2).
+  const m = await rawCall('/qdrant.Points/Count', frame(Buffer.from([0x0a, 50, 0x61, 0x62])));
+  assert.equal(m.status, 3, m.message);
+
+  // Only a part of the prefix.
+  const p = await rawCall('/qdrant.Points/Count', Buffer.from([0, 0]));
+  assert.ok([3, 13].includes(p.status));
+
+  // Compressed without an encoding the server knows.
+  const z = await rawCall('/qdrant.Points/Count', Buffer.concat([Buffer.from([1, 0, 0, 0, 1]), Buffer.from([0])]));
+  assert.equal(z.status, 12);
+
+  // The server is still answering, and nothing was written.
+  const ok = await client.api('points').count({ collectionName: COLL, exact: true });
+  assert.equal(ok.result.count, 5n);
+});
+
+test('without service.grpc_port there is no gRPC listener', async () => {
+  const port = await freePort();
+  const s2 = await startServer({});
+  try {
+    await assert.rejects(
+      new Promise((resolve, reject) => {
+        const c = http2.connect(`http://127.0.0.1:${port}`);
+        c.on('error', reject);
+        c.on('connect', () => {
+          c.close();
+          resolve();
+        });
+      }),
+    );
+  } finally {
+    await s2.stop();
+  }
+});
