@@ -263,6 +263,42 @@ test('bad input: unknown method, truncated and malformed messages', async () => 
   assert.equal(ok.result.count, 5n);
 });
 
+test('a large upsert, gzip-compressed by the official client, lands whole', async () => {
+  const cols = client.api('collections');
+  const name = 'grpc_big';
+  await cols.create({ collectionName: name, vectorsConfig: { config: { case: 'params', value: { size: 4n, distance: 3 } } } });
+  const N = 2000;
+  const mk = (i) => ({
+    id: { pointIdOptions: { case: 'num', value: BigInt(i) } },
+    vectors: { vectorsOptions: { case: 'vector', value: { data: [i, 1, 0, 0] } } },
+    payload: { i: { kind: { case: 'integerValue', value: BigInt(i) } } },
+  });
+  const pts = client.api('points');
+  await pts.upsert({ collectionName: name, wait: true, points: Array.from({ length: N }, (_, i) => mk(i + 1)) });
+  assert.equal((await pts.count({ collectionName: name, exact: true })).result.count, BigInt(N));
+  // Dot product with [1,0,0,0] ranks by i: the top hit is the biggest id.
+  const top = await pts.search({ collectionName: name, vector: [1, 0, 0, 0], limit: 1n });
+  assert.equal(Number(top.result[0].id.pointIdOptions.value), N);
+  await cols.delete({ collectionName: name });
+  assert.equal((await cols.collectionExists({ collectionName: name })).result.exists, false);
+});
+
+test('a message over the size limit is RESOURCE_EXHAUSTED, and the server stays up', async () => {
+  const port = await freePort();
+  const s2 = await startServer({ env: { AEGIS__SERVICE__GRPC_PORT: String(port), AEGIS__SERVICE__MAX_REQUEST_SIZE_MB: '1' } });
+  const saved = grpcPort;
+  grpcPort = port;
+  try {
+    const big = await rawCall('/qdrant.Points/Count', frame(Buffer.alloc(2 << 20, 0x41)));
+    assert.equal(big.status, 8, big.message);
+    const small = await rawCall('/qdrant.Collections/List', frame(Buffer.alloc(0)));
+    assert.equal(small.status, 0, small.message);
+  } finally {
+    grpcPort = saved;
+    await s2.stop();
+  }
+});
+
 test('without service.grpc_port there is no gRPC listener', async () => {
   const port = await freePort();
   const s2 = await startServer({});
