@@ -10,7 +10,7 @@ import path from 'node:path';
 import { QdrantClient } from '@qdrant/js-client-grpc';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
-import { startServer, freePort, REPO_ROOT } from './lib/server.mjs';
+import { startServer, freePort, runAegis, REPO_ROOT } from './lib/server.mjs';
 import { keyEnv, ROOT_KEY, RO_KEY, jwt } from './lib/auth.mjs';
 
 const COLL = 'grpc_c';
@@ -316,4 +316,12 @@ test('without service.grpc_port there is no gRPC listener', async () => {
   } finally {
     await s2.stop();
   }
+});
+
+test('service.grpc_port with TLS on is refused at start-up, naming the setting', async () => {
+  const r = await runAegis(['serve', '--storage', '/nonexistent-aegis-grpc'], {
+    env: keyEnv({ AEGIS__SERVICE__GRPC_PORT: '6334', AEGIS__SERVICE__ENABLE_TLS: 'true' }),
+  });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /service\.grpc_port/);
 });
