@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "ag_arena.h"
+#include "json/ag_json.h"
 #include "collections.pb-c.h"
 #include "health_check.pb-c.h"
 #include "points.pb-c.h"
@@ -98,8 +99,14 @@ static json_t *id_json(const Qdrant__PointId *id)
 {
     if (!id)
         return NULL;
-    if (id->point_id_options_case == QDRANT__POINT_ID__POINT_ID_OPTIONS_NUM)
-        return json_integer((json_int_t)id->num);
+    if (id->point_id_options_case == QDRANT__POINT_ID__POINT_ID_OPTIONS_NUM) {
+        if (id->num <= (uint64_t)INT64_MAX)
+            return json_integer((json_int_t)id->num);
+        /* Above jansson's int64: the marker form, rendered back as a bare integer. */
+        char buf[48];
+        snprintf(buf, sizeof(buf), "%s%llu", AG_U64_MARKER, (unsigned long long)id->num);
+        return json_string(buf);
+    }
     if (id->point_id_options_case == QDRANT__POINT_ID__POINT_ID_OPTIONS_UUID)
         return json_string(id->uuid);
     return NULL;
@@ -945,9 +952,13 @@ static Qdrant__PointId *id_pb(out_t *o, const json_t *j)
     Qdrant__PointId *id = NEW(o, Qdrant__PointId, qdrant__point_id__descriptor);
     if (!id)
         return NULL;
+    const char *s = json_string_value(j);
     if (json_is_integer(j)) {
         id->point_id_options_case = QDRANT__POINT_ID__POINT_ID_OPTIONS_NUM;
         id->num = (uint64_t)json_integer_value(j);
+    } else if (s && strncmp(s, AG_U64_MARKER, strlen(AG_U64_MARKER)) == 0) {
+        id->point_id_options_case = QDRANT__POINT_ID__POINT_ID_OPTIONS_NUM;
+        id->num = strtoull(s + strlen(AG_U64_MARKER), NULL, 10);
     } else {
         id->point_id_options_case = QDRANT__POINT_ID__POINT_ID_OPTIONS_UUID;
         id->uuid = ostr(o, json_string_value(j));

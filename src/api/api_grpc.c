@@ -179,7 +179,7 @@ static ag_request_t *req_new(const rpc_t *rpc, const ag_grpc_call_t *call, const
         ok = add_query(req, "timeout", buf);
     }
     if (ok && pr->body) {
-        req->body = ag_json_dump(pr->body);
+        req->body = ag_json_render(pr->body); /* u64 ids as bare integers again */
         ok = req->body != NULL;
         req->body_len = ok ? strlen(req->body) : 0;
         req->body_cap = req->body_len;

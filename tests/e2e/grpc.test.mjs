@@ -138,6 +138,21 @@ test('basic flow with the official client', async () => {
   const dense = v.vector?.case === 'dense' ? v.vector.value.data : v.data;
   assert.deepEqual(dense.map((x) => Math.round(x * 1000) / 1000), [0, 1, 0, 0]);
 
+  // A u64 id above 2^63 goes in and comes back exact.
+  const BIG = 18446744073709551000n;
+  await pts.upsert({
+    collectionName: COLL,
+    wait: true,
+    points: [{ id: { pointIdOptions: { case: 'num', value: BIG } }, vectors: { vectorsOptions: { case: 'vector', value: { data: [0, 0, 1, 0] } } } }],
+  });
+  const big = await pts.get({ collectionName: COLL, ids: [{ pointIdOptions: { case: 'num', value: BIG } }] });
+  assert.equal(big.result[0].id.pointIdOptions.value, BIG);
+  await pts.delete({
+    collectionName: COLL,
+    wait: true,
+    points: { pointsSelectorOneOf: { case: 'points', value: { ids: [{ pointIdOptions: { case: 'num', value: BIG } }] } } },
+  });
+
   await pts.delete({
     collectionName: COLL,
     wait: true,
