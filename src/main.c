@@ -383,6 +383,8 @@ static int serve(int argc, char **argv)
             .threads = hcfg.threads,
             .max_msg = hcfg.max_body,
             .max_connections = (unsigned)cfg.max_connections,
+            .idle_s = (unsigned)cfg.header_timeout_s,
+            .body_s = (unsigned)cfg.body_timeout_s,
         };
         if ((rc = ag_grpc_api_init(&api, &diag)) != 0 ||
             (rc = ag_grpc_start(&grpc_cfg, ag_grpc_api_lookup, ag_grpc_api_handle, &api, &grpc,

@@ -6,10 +6,10 @@
 #include <stdio.h>
 
 #include "ag_arena.h"
-#include "json/ag_json.h"
 #include "collections.pb-c.h"
 #include "health_check.pb-c.h"
 #include "points.pb-c.h"
+#include "json/ag_json.h"
 
 /* Qdrant marks fields deprecated that its clients still send (Vector.data, on_disk): they are
  * read and written here on purpose. */

@@ -20,6 +20,7 @@
 #include <nghttp2/nghttp2.h>
 #include <zlib.h>
 
+#include "ag_clock.h"
 #include "ag_log.h"
 
 #define HDR_MAX 8192 /* longest metadata value kept (credentials, paths) */
@@ -43,9 +44,12 @@ struct stream {
     conn_t *conn;
     char *path, *api_key, *authorization, *encoding, *content_type;
     uint64_t timeout_ms;
-    uint8_t *buf; /* the request body as received (framing included) */
+    double t_open; /* when the headers began */
+    uint8_t *buf;  /* the request body as received (framing included) */
     size_t len, cap;
     bool answered; /* a response was submitted or a job is running: ignore further input */
+    bool running;  /* a job is running for it */
+    bool reset;    /* RST_STREAM submitted */
     const void *method;
     uint8_t *out; /* the framed response message */
     size_t out_len, out_off;
@@ -60,6 +64,8 @@ struct conn {
     char addr[64];
     int pending; /* jobs in flight for this connection: it is freed only once they are back */
     bool dead;
+    double last_active; /* last byte from the client */
+    size_t buffered;    /* request bytes held by its streams (capped at 2 x max_msg) */
     stream_t *streams;
     conn_t *next;
 };
@@ -235,6 +241,16 @@ static void job_free(job_t *j)
     free(j);
 }
 
+/* Drops a stream's request buffer, keeping the connection's count of buffered bytes. */
+static void drop_buf(stream_t *st)
+{
+    if (st->conn)
+        st->conn->buffered -= st->cap;
+    free(st->buf);
+    st->buf = NULL;
+    st->len = st->cap = 0;
+}
+
 /* ---- request completion -------------------------------------------------------------------- */
 
 /* Inflates a gzip message into a new buffer of at most max bytes. 0, or an AG_GRPC_* status. */
@@ -359,9 +375,8 @@ static void complete(stream_t *st)
     job->conn = st->conn;
     job->stream_id = st->id;
     st->answered = true; /* a job is running: further frames are ignored */
-    free(st->buf);
-    st->buf = NULL;
-    st->len = st->cap = 0;
+    st->running = true;
+    drop_buf(st);
     st->conn->pending++;
     pthread_mutex_lock(&srv->mu);
     if (srv->queue_tail)
@@ -398,6 +413,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     st->id = f->hd.stream_id;
     st->conn = c;
+    st->t_open = ag_now_mono();
     st->next = c->streams;
     if (c->streams)
         c->streams->prev = st;
@@ -455,18 +471,24 @@ static int on_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t
     if (st->len + len > c->srv->cfg.max_msg + 5) {
         respond_status(st, AG_GRPC_RESOURCE_EXHAUSTED, "request message larger than the limit",
                        NULL);
-        free(st->buf);
-        st->buf = NULL;
-        st->len = st->cap = 0;
+        drop_buf(st);
         return 0;
     }
     if (st->len + len > st->cap) {
-        size_t ncap = AG_MAX(st->cap * 2, st->len + len);
+        size_t ncap = AG_MIN(AG_MAX(st->cap * 2, st->len + len), c->srv->cfg.max_msg + 5);
+        if (c->buffered - st->cap + ncap > 2 * c->srv->cfg.max_msg) {
+            respond_status(st, AG_GRPC_RESOURCE_EXHAUSTED,
+                           "too many request bytes in flight on this connection", NULL);
+            drop_buf(st);
+            return 0;
+        }
         uint8_t *g = realloc(st->buf, ncap);
         if (!g) {
             respond_status(st, AG_GRPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+            drop_buf(st);
             return 0;
         }
+        c->buffered += ncap - st->cap;
         st->buf = g;
         st->cap = ncap;
     }
@@ -519,6 +541,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
     if (!st)
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
+    drop_buf(st);
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -558,6 +581,7 @@ static void conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
     }
     c->fd = fd;
     c->srv = srv;
+    c->last_active = ag_now_mono();
     if (sa->ss_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->addr,
                   sizeof(c->addr));
@@ -615,6 +639,7 @@ static void conn_read(conn_t *c)
             conn_close(c);
             return;
         }
+        c->last_active = ag_now_mono();
         if (nghttp2_session_mem_recv(c->session, buf, (size_t)n) < 0) {
             /* A protocol error: nghttp2 queued a GOAWAY; send it and close. */
             nghttp2_session_send(c->session);
@@ -623,6 +648,36 @@ static void conn_read(conn_t *c)
         }
         if ((size_t)n < sizeof(buf))
             return;
+    }
+}
+
+/* Deadlines (ag_grpc_config_t idle_s, body_s): slow requests are answered and reset; idle
+ * connections get GOAWAY and are closed. */
+static void sweep(ag_grpc_t *srv)
+{
+    double now = ag_now_mono();
+    double idle = srv->cfg.idle_s ? srv->cfg.idle_s : 30,
+           body = srv->cfg.body_s ? srv->cfg.body_s : 60;
+    for (conn_t *c = srv->conns; c; c = c->next) {
+        if (c->dead)
+            continue;
+        for (stream_t *st = c->streams; st; st = st->next)
+            if (!st->answered && now - st->t_open > body) {
+                respond_status(st, AG_GRPC_DEADLINE_EXCEEDED,
+                               "the request message did not arrive in time", NULL);
+                drop_buf(st);
+            } else if (st->answered && !st->running && !st->reset && now - st->t_open > 2 * body) {
+                /* Answered long ago, and the client still has not closed its side. */
+                st->reset = true;
+                nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+            }
+        if (!c->streams && c->pending == 0 && now - c->last_active > idle) {
+            nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
+                                  nghttp2_session_get_last_proc_stream_id(c->session),
+                                  NGHTTP2_NO_ERROR, NULL, 0);
+            nghttp2_session_send(c->session);
+            conn_close(c);
+        }
     }
 }
 
@@ -679,8 +734,10 @@ static void take_done(ag_grpc_t *srv)
         c->pending--;
         if (!c->dead) {
             stream_t *st = nghttp2_session_get_stream_user_data(c->session, j->stream_id);
-            if (st)
+            if (st) {
+                st->running = false;
                 deliver(st, j);
+            }
         }
         job_free(j);
         j = next;
@@ -731,6 +788,7 @@ static void *net_main(void *arg)
             if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
                 conn_read(c);
         }
+        sweep(srv);
         for (conn_t *c = srv->conns; c; c = c->next)
             conn_flush(c);
         if (pfd[0].revents & POLLIN) {

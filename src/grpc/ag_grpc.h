@@ -5,9 +5,10 @@
  * layer's lookup() says whether a method exists (an unknown one is answered UNIMPLEMENTED as soon
  * as its headers are in) and handle() runs a call (docs/API.md "gRPC").
  *
- * Limits: a request message over max_msg bytes (after decompression) is RESOURCE_EXHAUSTED and
- * its stream reset; a message whose length prefix disagrees with the bytes sent is INTERNAL;
- * gzip request messages are inflated (grpc-encoding: gzip), other encodings are UNIMPLEMENTED.
+ * Limits: a request message over max_msg bytes (after decompression), or one that would take
+ * a connection's buffered request bytes over 2 x max_msg, is RESOURCE_EXHAUSTED; a message whose
+ * length prefix disagrees with the bytes sent is INTERNAL; gzip request messages are inflated
+ * (grpc-encoding: gzip), other encodings are UNIMPLEMENTED.
  */
 #ifndef AG_GRPC_H
 #define AG_GRPC_H
@@ -61,6 +62,12 @@ typedef struct ag_grpc_config {
     unsigned threads;         /* workers running handle(); 0 = 4 */
     size_t max_msg;           /* request message limit in bytes; 0 = 32 MiB */
     unsigned max_connections; /* 0 = 1024 */
+    /* A connection with no open stream and no call running is closed (GOAWAY) after idle_s
+     * seconds without a byte from the client; a request whose message has not fully arrived
+     * within body_s of its headers is answered DEADLINE_EXCEEDED and its stream reset (slow
+     * clients). 0 = 30 and 60. */
+    unsigned idle_s;
+    unsigned body_s;
 } ag_grpc_config_t;
 
 typedef struct ag_grpc ag_grpc_t;

@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
+import net from 'node:net';
 import path from 'node:path';
 import { QdrantClient } from '@qdrant/js-client-grpc';
 import grpc from '@grpc/grpc-js';
@@ -298,9 +299,16 @@ test('a large upsert, gzip-compressed by the official client, lands whole', asyn
   assert.equal((await cols.collectionExists({ collectionName: name })).result.exists, false);
 });
 
-test('a message over the size limit is RESOURCE_EXHAUSTED, and the server stays up', async () => {
+test('limits: message size, slow requests, idle connections; the server stays up', async () => {
   const port = await freePort();
-  const s2 = await startServer({ env: { AEGIS__SERVICE__GRPC_PORT: String(port), AEGIS__SERVICE__MAX_REQUEST_SIZE_MB: '1' } });
+  const s2 = await startServer({
+    env: {
+      AEGIS__SERVICE__GRPC_PORT: String(port),
+      AEGIS__SERVICE__MAX_REQUEST_SIZE_MB: '1',
+      AEGIS__SERVICE__BODY_TIMEOUT_SEC: '1',
+      AEGIS__SERVICE__HEADER_TIMEOUT_SEC: '1',
+    },
+  });
   const saved = grpcPort;
   grpcPort = port;
   try {
@@ -308,6 +316,37 @@ test('a message over the size limit is RESOURCE_EXHAUSTED, and the server stays 
     assert.equal(big.status, 8, big.message);
     const small = await rawCall('/qdrant.Collections/List', frame(Buffer.alloc(0)));
     assert.equal(small.status, 0, small.message);
+
+    // A request whose message never completes is answered, not left hanging.
+    const slow = await new Promise((resolve, reject) => {
+      const s = http2.connect(`http://127.0.0.1:${port}`);
+      s.on('error', reject);
+      const req = s.request({ ':method': 'POST', ':path': '/qdrant.Points/Count', 'content-type': 'application/grpc', te: 'trailers' });
+      let status = null;
+      const take = (h) => {
+        if (h['grpc-status'] !== undefined) status = Number(h['grpc-status']);
+      };
+      req.on('response', take);
+      req.on('trailers', take);
+      req.on('data', () => {});
+      req.on('close', () => {
+        s.close();
+        resolve(status);
+      });
+      req.on('error', () => {});
+      req.write(Buffer.from([0, 0, 0, 0, 10, 0x0a])); // 1 of 10 bytes, and nothing more
+    });
+    assert.equal(slow, 4);
+
+    // A connection that sends nothing is closed by the server.
+    const closed = await new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1');
+      const t0 = Date.now();
+      sock.on('data', () => {});
+      sock.on('error', () => {});
+      sock.on('close', () => resolve(Date.now() - t0));
+    });
+    assert.ok(closed < 10000, `idle connection closed after ${closed} ms`);
   } finally {
     grpcPort = saved;
     await s2.stop();
