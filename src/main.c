@@ -250,13 +250,6 @@ static int serve(int argc, char **argv)
         ag_log(AG_LOG_WARN, "running with --insecure: every request is allowed without a "
                             "credential; do not use this outside a development machine");
     }
-    if (cfg.enable_tls && cfg.grpc_port) {
-        /* The gRPC listener speaks plain HTTP/2 only (docs/API.md "gRPC"): never serve it
-         * unencrypted beside a REST API the operator asked to encrypt. */
-        fprintf(stderr, "aegis: service.grpc_port: gRPC over TLS is not supported yet; unset "
-                        "service.grpc_port or service.enable_tls\n");
-        goto out;
-    }
     if (cfg.enable_tls) {
         if (!cfg.tls_cert || !cfg.tls_key) {
             fprintf(stderr, "aegis: service.enable_tls needs tls.cert and tls.key\n");
@@ -385,6 +378,10 @@ static int serve(int argc, char **argv)
             .max_connections = (unsigned)cfg.max_connections,
             .idle_s = (unsigned)cfg.header_timeout_s,
             .body_s = (unsigned)cfg.body_timeout_s,
+            .tls_cert_pem = cert,
+            .tls_key_pem = key,
+            .tls_ca_pem = ca,
+            .verify_client = cfg.verify_https_client_certificate,
         };
         if ((rc = ag_grpc_api_init(&api, &diag)) != 0 ||
             (rc = ag_grpc_start(&grpc_cfg, ag_grpc_api_lookup, ag_grpc_api_handle, &api, &grpc,
@@ -392,8 +389,11 @@ static int serve(int argc, char **argv)
             fprintf(stderr, "aegis: %s\n", diag.msg);
             goto out;
         }
-        ag_log(AG_LOG_INFO, "aegis gRPC listening on %s:%u (h2c, no TLS)", cfg.host,
-               (unsigned)ag_grpc_port(grpc));
+        ag_log(AG_LOG_INFO, "aegis gRPC listening on %s:%u (%s)", cfg.host,
+               (unsigned)ag_grpc_port(grpc),
+               !cert                                 ? "h2c, no TLS"
+               : cfg.verify_https_client_certificate ? "h2, TLS 1.2+, client certificates"
+                                                     : "h2, TLS 1.2+");
     }
     ag_log(AG_LOG_INFO, "aegis %s listening on %s://%s:%u%s", AG_VERSION, cert ? "https" : "http",
            cfg.host, (unsigned)ag_http_port(http),

@@ -142,6 +142,7 @@ static ag_request_t *req_new(const rpc_t *rpc, const ag_grpc_call_t *call, const
     snprintf(req->remote_addr, sizeof(req->remote_addr), "%s", call->remote_addr);
     snprintf(req->peer_addr, sizeof(req->peer_addr), "%s", call->remote_addr);
     req->content_length = UINT64_MAX;
+    req->client_cert_refused = call->client_cert_refused;
     bool ok = (req->path = strdup(rpc->path)) != NULL;
     req->api_key = dup_str(call->api_key);
     req->authorization = dup_str(call->authorization);

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <nghttp2/nghttp2.h>
 #include <zlib.h>
 
@@ -64,8 +65,11 @@ struct conn {
     char addr[64];
     int pending; /* jobs in flight for this connection: it is freed only once they are back */
     bool dead;
-    double last_active; /* last byte from the client */
-    size_t buffered;    /* request bytes held by its streams (capped at 2 x max_msg) */
+    double last_active;   /* last byte from the client */
+    gnutls_session_t tls; /* NULL = plain TCP */
+    bool handshaken;
+    bool cert_refused; /* mutual TLS: no valid client certificate on this connection */
+    size_t buffered;   /* request bytes held by its streams (capped at 2 x max_msg) */
     stream_t *streams;
     conn_t *next;
 };
@@ -86,8 +90,10 @@ struct ag_grpc {
     unsigned nconns;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    job_t *queue, *queue_tail; /* jobs waiting for a worker (mu) */
-    job_t *done;               /* jobs answered by a worker (mu) */
+    job_t *queue, *queue_tail;              /* jobs waiting for a worker (mu) */
+    job_t *done;                            /* jobs answered by a worker (mu) */
+    gnutls_certificate_credentials_t creds; /* NULL = plain TCP */
+    gnutls_priority_t prio;
     bool workers_stop;
 };
 
@@ -372,6 +378,7 @@ static void complete(stream_t *st)
     job->call.remote_addr = job->remote;
     job->call.msg = job->msg;
     job->call.timeout_ms = st->timeout_ms;
+    job->call.client_cert_refused = st->conn->cert_refused;
     job->conn = st->conn;
     job->stream_id = st->id;
     st->answered = true; /* a job is running: further frames are ignored */
@@ -395,6 +402,16 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
     (void)s;
     (void)flags;
     conn_t *c = ud;
+    if (c->tls) {
+        /* After GNUTLS_E_AGAIN nghttp2 calls again with the same bytes, which is what GnuTLS
+         * asks for to finish the record it has buffered. */
+        if (!c->handshaken)
+            return NGHTTP2_ERR_WOULDBLOCK;
+        ssize_t r = gnutls_record_send(c->tls, data, len);
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+            return NGHTTP2_ERR_WOULDBLOCK;
+        return r < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : r;
+    }
     ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR
@@ -567,6 +584,9 @@ static void conn_close(conn_t *c)
         stream_free(c->streams);
         c->streams = n;
     }
+    if (c->tls)
+        gnutls_deinit(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
 }
@@ -590,6 +610,24 @@ static void conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    if (srv->creds) {
+        static const gnutls_datum_t h2 = {(unsigned char *)"h2", 2};
+        if (gnutls_init(&c->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK) != GNUTLS_E_SUCCESS ||
+            gnutls_priority_set(c->tls, srv->prio) != GNUTLS_E_SUCCESS ||
+            gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, srv->creds) !=
+                GNUTLS_E_SUCCESS ||
+            gnutls_alpn_set_protocols(c->tls, &h2, 1, 0) != GNUTLS_E_SUCCESS) {
+            if (c->tls)
+                gnutls_deinit(c->tls);
+            close(fd);
+            free(c);
+            return;
+        }
+        if (srv->cfg.verify_client)
+            gnutls_certificate_server_set_request(c->tls, GNUTLS_CERT_REQUEST);
+        gnutls_transport_set_int(c->tls, fd);
+        gnutls_handshake_set_timeout(c->tls, 0);
+    }
     nghttp2_session_callbacks *cb;
     if (nghttp2_session_callbacks_new(&cb) != 0) {
         close(fd);
@@ -605,6 +643,8 @@ static void conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
     int rc = nghttp2_session_server_new(&c->session, cb, c);
     nghttp2_session_callbacks_del(cb);
     if (rc != 0) {
+        if (c->tls)
+            gnutls_deinit(c->tls);
         close(fd);
         free(c);
         return;
@@ -622,11 +662,51 @@ static void conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
     srv->nconns++;
 }
 
+/* Verifies the client certificate (mutual TLS) once the handshake is done. */
+static bool client_cert_ok(gnutls_session_t s)
+{
+    unsigned int status = 0, n = 0;
+    if (gnutls_certificate_verify_peers2(s, &status) != GNUTLS_E_SUCCESS || status != 0)
+        return false;
+    return gnutls_certificate_get_peers(s, &n) != NULL && n > 0;
+}
+
+/* Drives the TLS handshake; false when the connection was closed. */
+static bool conn_handshake(conn_t *c)
+{
+    int r = gnutls_handshake(c->tls);
+    if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+        return true;
+    if (r != GNUTLS_E_SUCCESS) {
+        conn_close(c);
+        return false;
+    }
+    c->handshaken = true;
+    c->cert_refused = c->srv->cfg.verify_client && !client_cert_ok(c->tls);
+    return true;
+}
+
+static ssize_t conn_recv(conn_t *c, uint8_t *buf, size_t len)
+{
+    if (!c->tls)
+        return recv(c->fd, buf, len, 0);
+    ssize_t r = gnutls_record_recv(c->tls, buf, len);
+    if (r >= 0)
+        return r;
+    errno = r == GNUTLS_E_AGAIN ? EAGAIN : r == GNUTLS_E_INTERRUPTED ? EINTR : ECONNRESET;
+    return -1;
+}
+
 static void conn_read(conn_t *c)
 {
     uint8_t buf[16384];
+    if (c->tls && !c->handshaken) {
+        c->last_active = ag_now_mono();
+        if (!conn_handshake(c) || !c->handshaken)
+            return;
+    }
     for (;;) {
-        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        ssize_t n = conn_recv(c, buf, sizeof(buf));
         if (n == 0) {
             conn_close(c);
             return;
@@ -646,7 +726,7 @@ static void conn_read(conn_t *c)
             conn_close(c);
             return;
         }
-        if ((size_t)n < sizeof(buf))
+        if ((size_t)n < sizeof(buf) && !(c->tls && gnutls_record_check_pending(c->tls)))
             return;
     }
 }
@@ -772,7 +852,9 @@ static void *net_main(void *arg)
             if (c->dead)
                 continue;
             short ev = POLLIN;
-            if (nghttp2_session_want_write(c->session))
+            if (c->tls && !c->handshaken)
+                ev = gnutls_record_get_direction(c->tls) ? POLLOUT : POLLIN;
+            else if (nghttp2_session_want_write(c->session))
                 ev |= POLLOUT;
             pc[n] = c;
             pfd[n++] = (struct pollfd){.fd = c->fd, .events = ev};
@@ -785,7 +867,8 @@ static void *net_main(void *arg)
             conn_t *c = pc[i];
             if (c->dead)
                 continue;
-            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+            if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) ||
+                (c->tls && !c->handshaken && (pfd[i].revents & POLLOUT)))
                 conn_read(c);
         }
         sweep(srv);
@@ -875,6 +958,28 @@ int ag_grpc_start(const ag_grpc_config_t *cfg, ag_grpc_lookup_fn lookup, ag_grpc
     getsockname(srv->listen_fd, (struct sockaddr *)&sa, &sl);
     srv->port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
                                                : ((struct sockaddr_in *)&sa)->sin_port);
+    if (cfg->tls_cert_pem) {
+        gnutls_datum_t cert = {(unsigned char *)cfg->tls_cert_pem,
+                               (unsigned)strlen(cfg->tls_cert_pem)};
+        gnutls_datum_t key = {(unsigned char *)cfg->tls_key_pem,
+                              (unsigned)strlen(cfg->tls_key_pem)};
+        if (gnutls_certificate_allocate_credentials(&srv->creds) != GNUTLS_E_SUCCESS ||
+            gnutls_certificate_set_x509_key_mem(srv->creds, &cert, &key, GNUTLS_X509_FMT_PEM) !=
+                GNUTLS_E_SUCCESS ||
+            gnutls_priority_init(&srv->prio, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", NULL) !=
+                GNUTLS_E_SUCCESS) {
+            rc = ag_fail(diag, AG_ECONFIG, "service.grpc_port: cannot use tls.cert/tls.key");
+            goto fail;
+        }
+        if (cfg->tls_ca_pem && cfg->verify_client) {
+            gnutls_datum_t ca = {(unsigned char *)cfg->tls_ca_pem,
+                                 (unsigned)strlen(cfg->tls_ca_pem)};
+            if (gnutls_certificate_set_x509_trust_mem(srv->creds, &ca, GNUTLS_X509_FMT_PEM) < 1) {
+                rc = ag_fail(diag, AG_ECONFIG, "service.grpc_port: cannot use tls.ca_cert");
+                goto fail;
+            }
+        }
+    }
     if (pipe2(srv->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = ag_fail(diag, AG_EINTERNAL, "grpc: pipe: %s", strerror(errno));
         goto fail;
@@ -907,6 +1012,10 @@ fail:
     free(srv->workers);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
+    if (srv->creds)
+        gnutls_certificate_free_credentials(srv->creds);
+    if (srv->prio)
+        gnutls_priority_deinit(srv->prio);
     if (srv->wake[0] >= 0) {
         close(srv->wake[0]);
         close(srv->wake[1]);
@@ -952,6 +1061,10 @@ void ag_grpc_stop(ag_grpc_t *srv, double grace_s)
     close(srv->listen_fd);
     close(srv->wake[0]);
     close(srv->wake[1]);
+    if (srv->creds)
+        gnutls_certificate_free_credentials(srv->creds);
+    if (srv->prio)
+        gnutls_priority_deinit(srv->prio);
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     free(srv);

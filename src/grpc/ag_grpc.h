@@ -1,7 +1,7 @@
 /*
- * ag_grpc.h — the gRPC transport: HTTP/2 (nghttp2, plain TCP) server sessions on one network
- * thread, unary calls run on a small pool of gRPC workers. This layer knows gRPC framing, status
- * codes and metadata; it knows nothing about messages, collections or permissions — the api
+ * ag_grpc.h — the gRPC transport: HTTP/2 (nghttp2, over TCP or GnuTLS) server sessions on one
+ * network thread, unary calls run on a small pool of gRPC workers. This layer knows gRPC framing,
+ * status codes and metadata; it knows nothing about messages, collections or permissions — the api
  * layer's lookup() says whether a method exists (an unknown one is answered UNIMPLEMENTED as soon
  * as its headers are in) and handle() runs a call (docs/API.md "gRPC").
  *
@@ -42,7 +42,8 @@ typedef struct ag_grpc_call {
     const char *remote_addr;
     const uint8_t *msg; /* the request message (decompressed), msg_len bytes */
     size_t msg_len;
-    uint64_t timeout_ms; /* grpc-timeout, 0 = none */
+    uint64_t timeout_ms;      /* grpc-timeout, 0 = none */
+    bool client_cert_refused; /* mutual TLS is on and the connection had no valid certificate */
     /* Out, set by handle(). */
     int status;        /* AG_GRPC_* */
     char message[512]; /* grpc-message (percent-encoded by the transport) */
@@ -68,6 +69,14 @@ typedef struct ag_grpc_config {
      * clients). 0 = 30 and 60. */
     unsigned idle_s;
     unsigned body_s;
+    /* TLS, as for REST: PEM contents (not paths); NULL cert = plain HTTP/2 (h2c). ALPN h2. With
+     * verify_client, a connection without a client certificate chaining to tls_ca_pem is still
+     * served, but each of its calls carries client_cert_refused (the api layer answers
+     * UNAUTHENTICATED, audited and throttled like REST's 401). */
+    const char *tls_cert_pem;
+    const char *tls_key_pem;
+    const char *tls_ca_pem;
+    bool verify_client;
 } ag_grpc_config_t;
 
 typedef struct ag_grpc ag_grpc_t;

@@ -7,11 +7,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
+import fs from 'node:fs';
+import os from 'node:os';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { QdrantClient } from '@qdrant/js-client-grpc';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
-import { startServer, freePort, runAegis, REPO_ROOT } from './lib/server.mjs';
+import { startServer, freePort, REPO_ROOT } from './lib/server.mjs';
 import { keyEnv, ROOT_KEY, RO_KEY, jwt } from './lib/auth.mjs';
 
 const COLL = 'grpc_c';
@@ -372,10 +375,71 @@ test('without service.grpc_port there is no gRPC listener', async () => {
   }
 });
 
-test('service.grpc_port with TLS on is refused at start-up, naming the setting', async () => {
-  const r = await runAegis(['serve', '--storage', '/nonexistent-aegis-grpc'], {
-    env: keyEnv({ AEGIS__SERVICE__GRPC_PORT: '6334', AEGIS__SERVICE__ENABLE_TLS: 'true' }),
-  });
-  assert.notEqual(r.code, 0);
-  assert.match(r.stderr, /service\.grpc_port/);
+function openssl(dir, args) {
+  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** A CA, a server certificate for 127.0.0.1/localhost and a client certificate, in dir. */
+function makePki(dir) {
+  const ca = (name) =>
+    openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${name}`,
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  const leaf = (name, cn, ext) => {
+    fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
+    openssl(dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`]);
+    openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`]);
+  };
+  ca('ca');
+  leaf('server', 'localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n');
+  leaf('client', 'aegis-client', 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n');
+  const read = (n) => fs.readFileSync(path.join(dir, n));
+  return { ca: read('ca.pem'), clientCert: read('client.pem'), clientKey: read('client.key'), f: (n) => path.join(dir, n) };
+}
+
+test('TLS and mutual TLS with the REST settings (ALPN h2)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-grpc-tls-'));
+  try {
+    const pki = makePki(dir);
+    const tlsEnv = (extra) =>
+      keyEnv({ AEGIS__SERVICE__ENABLE_TLS: 'true', AEGIS__TLS__CERT: pki.f('server.pem'), AEGIS__TLS__KEY: pki.f('server.key'), ...extra });
+    const count = (port, creds, key = ROOT_KEY) => {
+      const c = new protos.Collections(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': 'localhost' });
+      const md = new grpc.Metadata();
+      md.set('api-key', key);
+      return new Promise((res, rej) =>
+        c.List({}, md, (e, v) => {
+          c.close();
+          return e ? rej(e) : res(v);
+        }),
+      );
+    };
+    // TLS.
+    let port = await freePort();
+    let s = await startServer({ insecure: false, tls: { ca: pki.ca }, env: tlsEnv({ AEGIS__SERVICE__GRPC_PORT: String(port) }) });
+    try {
+      const list = await count(port, grpc.credentials.createSsl(pki.ca));
+      assert.deepEqual(list.collections ?? [], []);
+      await rejectsWith(count(port, grpc.credentials.createSsl(pki.ca), 'wrong-key-for-grpc-tests-0123456789abcdef'), grpc.status.UNAUTHENTICATED);
+      // Plain HTTP/2 to a TLS port gets nowhere.
+      await assert.rejects(count(port, grpc.credentials.createInsecure()));
+    } finally {
+      await s.stop();
+    }
+    // Mutual TLS: a valid key without a client certificate is refused, with one it is served.
+    port = await freePort();
+    s = await startServer({
+      insecure: false,
+      tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey },
+      env: tlsEnv({ AEGIS__SERVICE__GRPC_PORT: String(port), AEGIS__SERVICE__VERIFY_HTTPS_CLIENT_CERTIFICATE: 'true', AEGIS__TLS__CA_CERT: pki.f('ca.pem') }),
+    });
+    try {
+      await rejectsWith(count(port, grpc.credentials.createSsl(pki.ca)), grpc.status.UNAUTHENTICATED);
+      const list = await count(port, grpc.credentials.createSsl(pki.ca, pki.clientKey, pki.clientCert));
+      assert.deepEqual(list.collections ?? [], []);
+    } finally {
+      await s.stop();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
