@@ -1,0 +1,306 @@
+/* Unit tests for the gRPC conversions (src/api/ag_pbjson.c): protobuf request messages built
+ * here with protobuf-c become the REST bodies written out below; unsupported fields are refused
+ * by name; every truncation of a valid message is refused or decoded, never read out of bounds;
+ * results encode into messages that unpack to what went in. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+#include "api/ag_pbjson.h"
+#include "collections.pb-c.h"
+#include "points.pb-c.h"
+#include "json/ag_json.h"
+
+/* Packs m into a new buffer (caller frees). */
+static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(m);
+    uint8_t *b = malloc(*len ? *len : 1);
+    assert_non_null(b);
+    protobuf_c_message_pack(m, b);
+    return b;
+}
+
+static void assert_json(const json_t *got, const char *want_text)
+{
+    json_t *want = json_loads(want_text, 0, NULL);
+    assert_non_null(want);
+    if (!json_equal(got, want)) {
+        char *g = json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT);
+        char *w = json_dumps(want, JSON_SORT_KEYS | JSON_COMPACT);
+        print_error("got  %s\nwant %s\n", g, w);
+        free(g);
+        free(w);
+        fail();
+    }
+    json_decref(want);
+}
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+static void test_upsert(void **state)
+{
+    (void)state;
+    float v1[] = {1.0f, 0.5f};
+    Qdrant__DenseVector d1 = QDRANT__DENSE_VECTOR__INIT;
+    d1.n_data = 2;
+    d1.data = v1;
+    Qdrant__Vector vec = QDRANT__VECTOR__INIT;
+    vec.vector_case = QDRANT__VECTOR__VECTOR_DENSE;
+    vec.dense = &d1;
+    Qdrant__Vectors vs = QDRANT__VECTORS__INIT;
+    vs.vectors_options_case = QDRANT__VECTORS__VECTORS_OPTIONS_VECTOR;
+    vs.vector = &vec;
+
+    Qdrant__Value vi = QDRANT__VALUE__INIT, vs_ = QDRANT__VALUE__INIT, vn = QDRANT__VALUE__INIT;
+    vi.kind_case = QDRANT__VALUE__KIND_INTEGER_VALUE;
+    vi.integer_value = 7;
+    vs_.kind_case = QDRANT__VALUE__KIND_STRING_VALUE;
+    vs_.string_value = "acme";
+    vn.kind_case = QDRANT__VALUE__KIND_NULL_VALUE;
+    Qdrant__Value *items[] = {&vi, &vn};
+    Qdrant__ListValue lv = QDRANT__LIST_VALUE__INIT;
+    lv.n_values = 2;
+    lv.values = items;
+    Qdrant__Value vl = QDRANT__VALUE__INIT;
+    vl.kind_case = QDRANT__VALUE__KIND_LIST_VALUE;
+    vl.list_value = &lv;
+    Qdrant__PointStruct__PayloadEntry e1 = QDRANT__POINT_STRUCT__PAYLOAD_ENTRY__INIT;
+    Qdrant__PointStruct__PayloadEntry e2 = QDRANT__POINT_STRUCT__PAYLOAD_ENTRY__INIT;
+    e1.key = "tenant";
+    e1.value = &vs_;
+    e2.key = "list";
+    e2.value = &vl;
+    Qdrant__PointStruct__PayloadEntry *pl[] = {&e1, &e2};
+
+    Qdrant__PointId id1 = QDRANT__POINT_ID__INIT, id2 = QDRANT__POINT_ID__INIT;
+    id1.point_id_options_case = QDRANT__POINT_ID__POINT_ID_OPTIONS_NUM;
+    id1.num = 18446744073709551000ull; /* above INT64_MAX */
+    id2.point_id_options_case = QDRANT__POINT_ID__POINT_ID_OPTIONS_UUID;
+    id2.uuid = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26";
+    Qdrant__PointStruct p1 = QDRANT__POINT_STRUCT__INIT, p2 = QDRANT__POINT_STRUCT__INIT;
+    p1.id = &id1;
+    p1._vectors_case = QDRANT__POINT_STRUCT___VECTORS_VECTORS;
+    p1.vectors = &vs;
+    p1.n_payload = 2;
+    p1.payload = pl;
+    p2.id = &id2;
+    Qdrant__PointStruct *pts[] = {&p1, &p2};
+    Qdrant__UpsertPoints m = QDRANT__UPSERT_POINTS__INIT;
+    m.collection_name = "c1";
+    m.n_points = 2;
+    m.points = pts;
+    m._wait_case = QDRANT__UPSERT_POINTS___WAIT_WAIT;
+    m.wait = true;
+
+    size_t len;
+    uint8_t *b = pack(&m.base, &len);
+    ag_pb_req_t r = {0};
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_pb_decode_upsert(b, len, &r, &d), 0);
+    assert_string_equal(r.collection, "c1");
+    assert_true(r.wait);
+    /* The u64 id is jansson's marker string, rendered back as a bare integer. */
+    char *text = ag_json_render(r.body);
+    assert_non_null(strstr(text, "\"id\":18446744073709551000"));
+    free(text);
+    json_object_set_new(json_array_get(json_object_get(r.body, "points"), 0), "id",
+                        json_integer(1));
+    assert_json(r.body, "{\"points\":[{\"id\":1,\"vector\":[1.0,0.5],"
+                        "\"payload\":{\"tenant\":\"acme\",\"list\":[7,null]}},"
+                        "{\"id\":\"5c56c793-69f3-4fbf-87e6-c4bf54c28c26\"}]}");
+    ag_pb_req_release(&r);
+
+    /* Every truncation is refused or decodes; none reads past the end (ASan). */
+    for (size_t n = 0; n < len; n++) {
+        uint8_t *cut = malloc(n ? n : 1);
+        memcpy(cut, b, n);
+        ag_pb_req_t t = {0};
+        ag_diag_t td = {{0}};
+        int rc = ag_pb_decode_upsert(cut, n, &t, &td);
+        assert_true(rc == 0 || rc == AG_EINVAL);
+        if (rc)
+            assert_true(td.msg[0] != '\0');
+        ag_pb_req_release(&t);
+        free(cut);
+    }
+    free(b);
+}
+
+static void test_search_filter(void **state)
+{
+    (void)state;
+    Qdrant__Match mt = QDRANT__MATCH__INIT;
+    mt.match_value_case = QDRANT__MATCH__MATCH_VALUE_KEYWORD;
+    mt.keyword = "acme";
+    Qdrant__FieldCondition f1 = QDRANT__FIELD_CONDITION__INIT;
+    f1.key = "tenant";
+    f1.match = &mt;
+    Qdrant__Range rg = QDRANT__RANGE__INIT;
+    rg._gte_case = QDRANT__RANGE___GTE_GTE;
+    rg.gte = 2;
+    Qdrant__FieldCondition f2 = QDRANT__FIELD_CONDITION__INIT;
+    f2.key = "n";
+    f2.range = &rg;
+    Qdrant__Condition c1 = QDRANT__CONDITION__INIT, c2 = QDRANT__CONDITION__INIT,
+                      c3 = QDRANT__CONDITION__INIT;
+    c1.condition_one_of_case = QDRANT__CONDITION__CONDITION_ONE_OF_FIELD;
+    c1.field = &f1;
+    c2.condition_one_of_case = QDRANT__CONDITION__CONDITION_ONE_OF_FIELD;
+    c2.field = &f2;
+    Qdrant__IsEmptyCondition ie = QDRANT__IS_EMPTY_CONDITION__INIT;
+    ie.key = "tags";
+    c3.condition_one_of_case = QDRANT__CONDITION__CONDITION_ONE_OF_IS_EMPTY;
+    c3.is_empty = &ie;
+    Qdrant__Condition *must[] = {&c1, &c2}, *mustnot[] = {&c3};
+    Qdrant__Filter flt = QDRANT__FILTER__INIT;
+    flt.n_must = 2;
+    flt.must = must;
+    flt.n_must_not = 1;
+    flt.must_not = mustnot;
+    Qdrant__WithPayloadSelector wp = QDRANT__WITH_PAYLOAD_SELECTOR__INIT;
+    wp.selector_options_case = QDRANT__WITH_PAYLOAD_SELECTOR__SELECTOR_OPTIONS_ENABLE;
+    wp.enable = true;
+    float q[] = {0.0f, 1.0f};
+    Qdrant__SearchPoints m = QDRANT__SEARCH_POINTS__INIT;
+    m.collection_name = "c1";
+    m.n_vector = 2;
+    m.vector = q;
+    m.limit = 5;
+    m.filter = &flt;
+    m.with_payload = &wp;
+    m._vector_name_case = QDRANT__SEARCH_POINTS___VECTOR_NAME_VECTOR_NAME;
+    m.vector_name = "img";
+    size_t len;
+    uint8_t *b = pack(&m.base, &len);
+    ag_pb_req_t r = {0};
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_pb_decode_search(b, len, &r, &d), 0);
+    assert_json(r.body, "{\"vector\":{\"name\":\"img\",\"vector\":[0.0,1.0]},\"limit\":5,"
+                        "\"with_payload\":true,\"filter\":{"
+                        "\"must\":[{\"key\":\"tenant\",\"match\":{\"value\":\"acme\"}},"
+                        "{\"key\":\"n\",\"range\":{\"gte\":2.0}}],"
+                        "\"must_not\":[{\"is_empty\":{\"key\":\"tags\"}}]}}");
+    ag_pb_req_release(&r);
+    free(b);
+
+    /* A geo condition is refused by name, not dropped. */
+    Qdrant__GeoRadius geo = QDRANT__GEO_RADIUS__INIT;
+    f2.range = NULL;
+    f2.geo_radius = &geo;
+    b = pack(&m.base, &len);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(ag_pb_decode_search(b, len, &r, &d), AG_EINVAL);
+    assert_non_null(strstr(d.msg, "geo"));
+    ag_pb_req_release(&r);
+    free(b);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    /* Not protobuf at all. */
+    static const uint8_t junk[] = {0x0a, 0x32, 'a', 'b'};
+    ag_pb_req_t r = {0};
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_pb_decode_count(junk, sizeof(junk), &r, &d), AG_EINVAL);
+    assert_non_null(strstr(d.msg, "malformed"));
+    ag_pb_req_release(&r);
+
+    /* A fusion query is refused naming query. */
+    Qdrant__Query qq = QDRANT__QUERY__INIT;
+    qq.variant_case = QDRANT__QUERY__VARIANT_FUSION;
+    Qdrant__QueryPoints m = QDRANT__QUERY_POINTS__INIT;
+    m.collection_name = "c1";
+    m._query_case = QDRANT__QUERY_POINTS___QUERY_QUERY;
+    m.query = &qq;
+    size_t len;
+    uint8_t *b = pack(&m.base, &len);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(ag_pb_decode_query(b, len, &r, &d), AG_EINVAL);
+    assert_non_null(strstr(d.msg, "query"));
+    ag_pb_req_release(&r);
+    free(b);
+
+    /* Delete without a selector. */
+    Qdrant__DeletePoints dp = QDRANT__DELETE_POINTS__INIT;
+    dp.collection_name = "c1";
+    b = pack(&dp.base, &len);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(ag_pb_decode_delete_points(b, len, &r, &d), AG_EINVAL);
+    assert_non_null(strstr(d.msg, "points"));
+    ag_pb_req_release(&r);
+    free(b);
+}
+
+/* ---- responses ----------------------------------------------------------------------------- */
+
+static void test_encode_search(void **state)
+{
+    (void)state;
+    json_t *res = json_loads("[{\"id\":3,\"score\":0.5,\"version\":2,"
+                             "\"payload\":{\"a\":{\"b\":[1,2.5,\"x\",true]}},\"vector\":[1,2]},"
+                             "{\"id\":\"5c56c793-69f3-4fbf-87e6-c4bf54c28c26\",\"score\":0.25}]",
+                             0, NULL);
+    uint8_t *out = NULL;
+    size_t len = 0;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_pb_encode_search(res, 0.125, &out, &len, &d), 0);
+    Qdrant__SearchResponse *m = qdrant__search_response__unpack(NULL, len, out);
+    assert_non_null(m);
+    assert_int_equal(m->n_result, 2);
+    assert_int_equal(m->result[0]->id->num, 3);
+    assert_true(m->result[0]->score == 0.5f);
+    assert_int_equal(m->result[0]->version, 2);
+    assert_int_equal(m->result[0]->n_payload, 1);
+    Qdrant__Value *a = m->result[0]->payload[0]->value;
+    assert_int_equal(a->kind_case, QDRANT__VALUE__KIND_STRUCT_VALUE);
+    Qdrant__ListValue *l = a->struct_value->fields[0]->value->list_value;
+    assert_int_equal(l->n_values, 4);
+    assert_int_equal(l->values[0]->kind_case, QDRANT__VALUE__KIND_INTEGER_VALUE);
+    assert_int_equal(l->values[1]->kind_case, QDRANT__VALUE__KIND_DOUBLE_VALUE);
+    assert_int_equal(l->values[3]->kind_case, QDRANT__VALUE__KIND_BOOL_VALUE);
+    Qdrant__VectorOutput *v = m->result[0]->vectors->vector;
+    assert_int_equal(v->vector_case, QDRANT__VECTOR_OUTPUT__VECTOR_DENSE);
+    assert_int_equal(v->dense->n_data, 2);
+    assert_true(v->dense->data[1] == 2.0f);
+    assert_string_equal(m->result[1]->id->uuid, "5c56c793-69f3-4fbf-87e6-c4bf54c28c26");
+    assert_true(m->time == 0.125);
+    qdrant__search_response__free_unpacked(m, NULL);
+    free(out);
+    json_decref(res);
+}
+
+static void test_encode_scroll_u64(void **state)
+{
+    (void)state;
+    json_t *res = json_pack("{s:[{s:i}],s:s}", "points", "id", 1, "next_page_offset",
+                            AG_U64_MARKER "18446744073709551000");
+    uint8_t *out = NULL;
+    size_t len = 0;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_pb_encode_scroll(res, 0, &out, &len, &d), 0);
+    Qdrant__ScrollResponse *m = qdrant__scroll_response__unpack(NULL, len, out);
+    assert_non_null(m);
+    assert_int_equal(m->n_result, 1);
+    assert_true(m->next_page_offset->num == 18446744073709551000ull);
+    qdrant__scroll_response__free_unpacked(m, NULL);
+    free(out);
+    json_decref(res);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_upsert),
+        cmocka_unit_test(test_search_filter),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_encode_search),
+        cmocka_unit_test(test_encode_scroll_u64),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
