@@ -812,6 +812,164 @@ int ag_pb_decode_count(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t
     return finish(ok, r, diag);
 }
 
+/* Adds a PointsSelector as REST's "points" (ids) or "filter"; AG_EINVAL naming field when unset. */
+static bool selector(json_t *b, const Qdrant__PointsSelector *s, const char *field, ag_diag_t *diag)
+{
+    if (s &&
+        s->points_selector_one_of_case == QDRANT__POINTS_SELECTOR__POINTS_SELECTOR_ONE_OF_POINTS)
+        return put(b, "points", ids_json(s->points->ids, s->points->n_ids, diag, field));
+    if (s &&
+        s->points_selector_one_of_case == QDRANT__POINTS_SELECTOR__POINTS_SELECTOR_ONE_OF_FILTER)
+        return put(b, "filter", filter_json(s->filter, diag, 0));
+    ag_fail(diag, AG_EINVAL, "%s: a selector (ids or filter) is required", field);
+    return false;
+}
+
+static int decode_set_payload(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    UNPACK(Qdrant__SetPayloadPoints, qdrant__set_payload_points__unpack, m);
+    bool ok = set_coll(r, m->collection_name) && (r->body = json_object()) != NULL;
+    r->wait = HAS(m, wait) && m->wait;
+    if (ok && HAS(m, shard_key_selector)) {
+        unsupported(diag, "shard_key_selector");
+        ok = false;
+    }
+    ok = ok &&
+         put(r->body, "payload",
+             payload_json((Qdrant__PointStruct__PayloadEntry **)m->payload, m->n_payload)) &&
+         selector(r->body, HAS(m, points_selector) ? m->points_selector : NULL, "points_selector",
+                  diag);
+    if (ok && HAS(m, key))
+        ok = put(r->body, "key", json_string(m->key));
+    if (HAS(m, timeout))
+        r->timeout_s = m->timeout;
+    qdrant__set_payload_points__free_unpacked(m, NULL);
+    return finish(ok, r, diag);
+}
+
+int ag_pb_decode_set_payload(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    return decode_set_payload(msg, len, r, diag);
+}
+
+int ag_pb_decode_overwrite_payload(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    return decode_set_payload(msg, len, r, diag);
+}
+
+int ag_pb_decode_delete_payload(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    UNPACK(Qdrant__DeletePayloadPoints, qdrant__delete_payload_points__unpack, m);
+    bool ok = set_coll(r, m->collection_name) && (r->body = json_object()) != NULL;
+    r->wait = HAS(m, wait) && m->wait;
+    if (ok && HAS(m, shard_key_selector)) {
+        unsupported(diag, "shard_key_selector");
+        ok = false;
+    }
+    ok = ok && put(r->body, "keys", strings_json(m->keys, m->n_keys)) &&
+         selector(r->body, HAS(m, points_selector) ? m->points_selector : NULL, "points_selector",
+                  diag);
+    if (HAS(m, timeout))
+        r->timeout_s = m->timeout;
+    qdrant__delete_payload_points__free_unpacked(m, NULL);
+    return finish(ok, r, diag);
+}
+
+int ag_pb_decode_clear_payload(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    UNPACK(Qdrant__ClearPayloadPoints, qdrant__clear_payload_points__unpack, m);
+    bool ok = set_coll(r, m->collection_name) && (r->body = json_object()) != NULL;
+    r->wait = HAS(m, wait) && m->wait;
+    if (ok && HAS(m, shard_key_selector)) {
+        unsupported(diag, "shard_key_selector");
+        ok = false;
+    }
+    ok = ok && selector(r->body, m->points, "points", diag);
+    if (HAS(m, timeout))
+        r->timeout_s = m->timeout;
+    qdrant__clear_payload_points__free_unpacked(m, NULL);
+    return finish(ok, r, diag);
+}
+
+int ag_pb_decode_create_field_index(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    static const char *types[] = {"keyword", "integer", "float",    "geo",
+                                  "text",    "bool",    "datetime", "uuid"};
+    UNPACK(Qdrant__CreateFieldIndexCollection, qdrant__create_field_index_collection__unpack, m);
+    bool ok = set_coll(r, m->collection_name) && (r->body = json_object()) != NULL;
+    r->wait = HAS(m, wait) && m->wait;
+    if (ok && HAS(m, field_index_params)) {
+        unsupported(diag, "field_index_params");
+        ok = false;
+    }
+    if (ok && !HAS(m, field_type)) {
+        ag_fail(diag, AG_EINVAL, "field_type: required");
+        ok = false;
+    }
+    if (ok && (unsigned)m->field_type >= AG_ARRAY_LEN(types)) {
+        ag_fail(diag, AG_EINVAL, "field_type: unknown value %d", (int)m->field_type);
+        ok = false;
+    }
+    ok = ok && put(r->body, "field_name", json_string(m->field_name ? m->field_name : "")) &&
+         put(r->body, "field_schema", json_string(types[m->field_type]));
+    if (HAS(m, timeout))
+        r->timeout_s = m->timeout;
+    qdrant__create_field_index_collection__free_unpacked(m, NULL);
+    return finish(ok, r, diag);
+}
+
+int ag_pb_decode_update_aliases(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    UNPACK(Qdrant__ChangeAliases, qdrant__change_aliases__unpack, m);
+    json_t *acts = json_array();
+    bool ok = (r->body = json_object()) != NULL && put(r->body, "actions", acts);
+    for (size_t i = 0; ok && i < m->n_actions; i++) {
+        const Qdrant__AliasOperations *a = m->actions[i];
+        json_t *o = NULL;
+        switch (a->action_case) {
+        case QDRANT__ALIAS_OPERATIONS__ACTION_CREATE_ALIAS:
+            o = json_pack("{s:{s:s,s:s}}", "create_alias", "collection_name",
+                          a->create_alias->collection_name, "alias_name",
+                          a->create_alias->alias_name);
+            break;
+        case QDRANT__ALIAS_OPERATIONS__ACTION_RENAME_ALIAS:
+            o = json_pack("{s:{s:s,s:s}}", "rename_alias", "old_alias_name",
+                          a->rename_alias->old_alias_name, "new_alias_name",
+                          a->rename_alias->new_alias_name);
+            break;
+        case QDRANT__ALIAS_OPERATIONS__ACTION_DELETE_ALIAS:
+            o = json_pack("{s:{s:s}}", "delete_alias", "alias_name", a->delete_alias->alias_name);
+            break;
+        default:
+            ag_fail(diag, AG_EINVAL, "actions[%zu]: no action set", i);
+            break;
+        }
+        ok = o && json_array_append_new(acts, o) == 0;
+    }
+    if (HAS(m, timeout))
+        r->timeout_s = m->timeout;
+    qdrant__change_aliases__free_unpacked(m, NULL);
+    return finish(ok, r, diag);
+}
+
+int ag_pb_decode_list_aliases(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    (void)r;
+    UNPACK(Qdrant__ListAliasesRequest, qdrant__list_aliases_request__unpack, m);
+    qdrant__list_aliases_request__free_unpacked(m, NULL);
+    return 0;
+}
+
+int ag_pb_decode_list_collection_aliases(const uint8_t *msg, size_t len, ag_pb_req_t *r,
+                                         ag_diag_t *diag)
+{
+    UNPACK(Qdrant__ListCollectionAliasesRequest, qdrant__list_collection_aliases_request__unpack,
+           m);
+    bool ok = set_coll(r, m->collection_name);
+    qdrant__list_collection_aliases_request__free_unpacked(m, NULL);
+    return ok ? 0 : AG_ENOMEM;
+}
+
 /* ---- response side: JSON → protobuf (built in an arena) ------------------------------------ */
 
 typedef struct {
@@ -1415,4 +1573,57 @@ int ag_pb_encode_count(const json_t *result, double time, uint8_t **out, size_t 
     if (m.result)
         m.result->count = (uint64_t)json_integer_value(json_object_get(result, "count"));
     return pack(&o, &m.base, out, len, diag);
+}
+
+#define UPDATE_ENCODER(name)                                                                       \
+    int ag_pb_encode_##name(const json_t *result, double time, uint8_t **out, size_t *len,         \
+                            ag_diag_t *diag)                                                       \
+    {                                                                                              \
+        return update_response(result, time, out, len, diag);                                      \
+    }
+UPDATE_ENCODER(set_payload)
+UPDATE_ENCODER(overwrite_payload)
+UPDATE_ENCODER(delete_payload)
+UPDATE_ENCODER(clear_payload)
+UPDATE_ENCODER(create_field_index)
+
+int ag_pb_encode_update_aliases(const json_t *result, double time, uint8_t **out, size_t *len,
+                                ag_diag_t *diag)
+{
+    return op_response(result, time, out, len, diag);
+}
+
+static int aliases_response(const json_t *result, double time, uint8_t **out, size_t *len,
+                            ag_diag_t *diag)
+{
+    out_t o;
+    out_init(&o);
+    Qdrant__ListAliasesResponse m = QDRANT__LIST_ALIASES_RESPONSE__INIT;
+    m.time = time;
+    const json_t *a = json_object_get(result, "aliases");
+    size_t n = json_array_size(a);
+    m.aliases = n ? onew(&o, n * sizeof(*m.aliases)) : NULL;
+    for (size_t i = 0; m.aliases && i < n; i++) {
+        Qdrant__AliasDescription *d =
+            NEW(&o, Qdrant__AliasDescription, qdrant__alias_description__descriptor);
+        if (!d)
+            break;
+        const json_t *x = json_array_get(a, i);
+        d->alias_name = ostr(&o, json_string_value(json_object_get(x, "alias_name")));
+        d->collection_name = ostr(&o, json_string_value(json_object_get(x, "collection_name")));
+        m.aliases[m.n_aliases++] = d;
+    }
+    return pack(&o, &m.base, out, len, diag);
+}
+
+int ag_pb_encode_list_aliases(const json_t *result, double time, uint8_t **out, size_t *len,
+                              ag_diag_t *diag)
+{
+    return aliases_response(result, time, out, len, diag);
+}
+
+int ag_pb_encode_list_collection_aliases(const json_t *result, double time, uint8_t **out,
+                                         size_t *len, ag_diag_t *diag)
+{
+    return aliases_response(result, time, out, len, diag);
 }

@@ -45,7 +45,15 @@ typedef int (*ag_pb_encode_fn)(const json_t *result, double time, uint8_t **out,
     X(scroll)                                                                                      \
     X(get_points)                                                                                  \
     X(delete_points)                                                                               \
-    X(count)
+    X(count)                                                                                       \
+    X(set_payload)                                                                                 \
+    X(overwrite_payload)                                                                           \
+    X(delete_payload)                                                                              \
+    X(clear_payload)                                                                               \
+    X(create_field_index)                                                                          \
+    X(update_aliases)                                                                              \
+    X(list_aliases)                                                                                \
+    X(list_collection_aliases)
 
 #define AG_PB_DECL(name)                                                                           \
     int ag_pb_decode_##name(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag);      \

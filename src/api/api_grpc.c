@@ -48,6 +48,21 @@ static const rpc_t rpcs[] = {
     R("/qdrant.Points/Delete", "delete:points", AG_HTTP_POST, "/collections/{name}/points/delete",
       delete_points),
     R("/qdrant.Points/Count", "read:data", AG_HTTP_POST, "/collections/{name}/points/count", count),
+    R("/qdrant.Points/SetPayload", "update:data", AG_HTTP_POST,
+      "/collections/{name}/points/payload", set_payload),
+    R("/qdrant.Points/OverwritePayload", "update:data", AG_HTTP_PUT,
+      "/collections/{name}/points/payload", overwrite_payload),
+    R("/qdrant.Points/DeletePayload", "update:data", AG_HTTP_POST,
+      "/collections/{name}/points/payload/delete", delete_payload),
+    R("/qdrant.Points/ClearPayload", "update:data", AG_HTTP_POST,
+      "/collections/{name}/points/payload/clear", clear_payload),
+    R("/qdrant.Points/CreateFieldIndex", "update:payload_indexes", AG_HTTP_PUT,
+      "/collections/{name}/index", create_field_index),
+    R("/qdrant.Collections/UpdateAliases", "update:collections", AG_HTTP_POST,
+      "/collections/aliases", update_aliases),
+    R("/qdrant.Collections/ListAliases", "read:collections", AG_HTTP_GET, "/aliases", list_aliases),
+    R("/qdrant.Collections/ListCollectionAliases", "read:collections", AG_HTTP_GET,
+      "/collections/{name}/aliases", list_collection_aliases),
 };
 
 int ag_grpc_api_init(const ag_api_t *api, ag_diag_t *diag)

@@ -255,6 +255,27 @@ function frame(msg, declared = msg.length) {
   return Buffer.concat([h, msg]);
 }
 
+test('payload edits and aliases', async () => {
+  const root = points({ 'api-key': ROOT_KEY });
+  const sel = { points: { ids: [{ num: 3 }] } };
+  await root.call('SetPayload', { collection_name: COLL, wait: true, payload: { color: { string_value: 'red' } }, points_selector: sel });
+  let got = await root.call('Get', { collection_name: COLL, ids: [{ num: 3 }], with_payload: { enable: true } });
+  assert.equal(got.result[0].payload.color.string_value, 'red');
+  assert.equal(got.result[0].payload.tenant.string_value, 'beta');
+  await root.call('DeletePayload', { collection_name: COLL, wait: true, keys: ['color'], points_selector: sel });
+  got = await root.call('Get', { collection_name: COLL, ids: [{ num: 3 }], with_payload: { enable: true } });
+  assert.equal(got.result[0].payload.color, undefined);
+  root.close();
+
+  const cols = client.api('collections');
+  await cols.updateAliases({ actions: [{ action: { case: 'createAlias', value: { collectionName: COLL, aliasName: 'grpc_alias' } } }] });
+  const all = await cols.listAliases({});
+  assert.ok(all.aliases.some((a) => a.aliasName === 'grpc_alias' && a.collectionName === COLL));
+  assert.equal((await client.api('points').count({ collectionName: 'grpc_alias', exact: true })).result.count, 5n);
+  await cols.updateAliases({ actions: [{ action: { case: 'deleteAlias', value: { aliasName: 'grpc_alias' } } }] });
+  assert.equal((await cols.listCollectionAliases({ collectionName: COLL })).aliases.length, 0);
+});
+
 test('bad input: unknown method, truncated and malformed messages', async () => {
   const t0 = Date.now();
   const u = await rawCall('/qdrant.Points/NoSuchMethod', frame(Buffer.alloc(0)));
