@@ -621,6 +621,31 @@ int ag_pb_decode_create_collection(const uint8_t *msg, size_t len, ag_pb_req_t *
     return finish(ok, r, diag);
 }
 
+/* PointStructs → REST's points array; NULL (diag naming the point) on a bad one. */
+static json_t *points_json(Qdrant__PointStruct **pts, size_t n, ag_diag_t *diag)
+{
+    json_t *a = json_array();
+    bool ok = a != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        const Qdrant__PointStruct *p = pts[i];
+        json_t *o = json_object();
+        ok = json_array_append_new(a, o) == 0 && o;
+        if (ok && !put(o, "id", id_json(p->id))) {
+            ag_fail(diag, AG_EINVAL, "points[%zu].id: a point id needs num or uuid", i);
+            ok = false;
+        }
+        if (ok && HAS(p, vectors))
+            ok = put(o, "vector", vectors_json(p->vectors, diag));
+        if (ok && p->n_payload)
+            ok = put(o, "payload", payload_json(p->payload, p->n_payload));
+    }
+    if (!ok) {
+        json_decref(a);
+        return NULL;
+    }
+    return a;
+}
+
 int ag_pb_decode_upsert(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
 {
     UNPACK(Qdrant__UpsertPoints, qdrant__upsert_points__unpack, m);
@@ -632,21 +657,7 @@ int ag_pb_decode_upsert(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_
     r->wait = HAS(m, wait) && m->wait;
     if (HAS(m, timeout))
         r->timeout_s = m->timeout;
-    json_t *pts = json_array();
-    ok = ok && put(r->body, "points", pts);
-    for (size_t i = 0; ok && i < m->n_points; i++) {
-        const Qdrant__PointStruct *p = m->points[i];
-        json_t *o = json_object();
-        ok = json_array_append_new(pts, o) == 0 && o;
-        if (ok && !put(o, "id", id_json(p->id))) {
-            ag_fail(diag, AG_EINVAL, "points[%zu].id: a point id needs num or uuid", i);
-            ok = false;
-        }
-        if (ok && HAS(p, vectors))
-            ok = put(o, "vector", vectors_json(p->vectors, diag));
-        if (ok && p->n_payload)
-            ok = put(o, "payload", payload_json(p->payload, p->n_payload));
-    }
+    ok = ok && put(r->body, "points", points_json(m->points, m->n_points, diag));
     if (ok && HAS(m, update_filter))
         ok = put(r->body, "update_filter", filter_json(m->update_filter, diag, 0));
     qdrant__upsert_points__free_unpacked(m, NULL);
@@ -968,6 +979,95 @@ int ag_pb_decode_list_collection_aliases(const uint8_t *msg, size_t len, ag_pb_r
     bool ok = set_coll(r, m->collection_name);
     qdrant__list_collection_aliases_request__free_unpacked(m, NULL);
     return ok ? 0 : AG_ENOMEM;
+}
+
+int ag_pb_decode_update_batch(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    UNPACK(Qdrant__UpdateBatchPoints, qdrant__update_batch_points__unpack, m);
+    bool ok = set_coll(r, m->collection_name) && (r->body = json_object()) != NULL;
+    r->wait = HAS(m, wait) && m->wait;
+    if (HAS(m, timeout))
+        r->timeout_s = m->timeout;
+    json_t *ops = json_array();
+    ok = ok && put(r->body, "operations", ops);
+    for (size_t i = 0; ok && i < m->n_operations; i++) {
+        const Qdrant__PointsUpdateOperation *op = m->operations[i];
+        json_t *b = json_object();
+        const char *name = NULL;
+        ok = b != NULL;
+        switch (op->operation_case) {
+        case QDRANT__POINTS_UPDATE_OPERATION__OPERATION_UPSERT:
+            name = "upsert";
+            if (HAS(op->upsert, shard_key_selector) || HAS(op->upsert, update_mode)) {
+                unsupported(diag, "operations: upsert.shard_key_selector/update_mode");
+                ok = false;
+            }
+            ok =
+                ok && put(b, "points", points_json(op->upsert->points, op->upsert->n_points, diag));
+            if (ok && HAS(op->upsert, update_filter))
+                ok = put(b, "update_filter", filter_json(op->upsert->update_filter, diag, 0));
+            break;
+        case QDRANT__POINTS_UPDATE_OPERATION__OPERATION_DELETE_DEPRECATED:
+            name = "delete";
+            ok = ok && selector(b, op->delete_deprecated, "operations: delete", diag);
+            break;
+        case QDRANT__POINTS_UPDATE_OPERATION__OPERATION_DELETE_POINTS:
+            name = "delete";
+            ok = ok && selector(b, op->delete_points->points, "operations: delete_points", diag);
+            break;
+        case QDRANT__POINTS_UPDATE_OPERATION__OPERATION_SET_PAYLOAD:
+        case QDRANT__POINTS_UPDATE_OPERATION__OPERATION_OVERWRITE_PAYLOAD: {
+            bool set = op->operation_case == QDRANT__POINTS_UPDATE_OPERATION__OPERATION_SET_PAYLOAD;
+            const Qdrant__PointsUpdateOperation__SetPayload *sp = set ? op->set_payload : NULL;
+            const Qdrant__PointsUpdateOperation__OverwritePayload *ow =
+                set ? NULL : op->overwrite_payload;
+            size_t np = set ? sp->n_payload : ow->n_payload;
+            void *pl = set ? (void *)sp->payload : (void *)ow->payload;
+            const Qdrant__PointsSelector *ps =
+                set ? (HAS(sp, points_selector) ? sp->points_selector : NULL)
+                    : (HAS(ow, points_selector) ? ow->points_selector : NULL);
+            const char *key =
+                set ? (HAS(sp, key) ? sp->key : NULL) : (HAS(ow, key) ? ow->key : NULL);
+            name = set ? "set_payload" : "overwrite_payload";
+            ok = ok && put(b, "payload", payload_json(pl, np)) &&
+                 selector(b, ps, "operations: points_selector", diag);
+            if (ok && key)
+                ok = put(b, "key", json_string(key));
+            break;
+        }
+        case QDRANT__POINTS_UPDATE_OPERATION__OPERATION_DELETE_PAYLOAD:
+            name = "delete_payload";
+            ok = ok &&
+                 put(b, "keys",
+                     strings_json(op->delete_payload->keys, op->delete_payload->n_keys)) &&
+                 selector(b,
+                          HAS(op->delete_payload, points_selector)
+                              ? op->delete_payload->points_selector
+                              : NULL,
+                          "operations: points_selector", diag);
+            break;
+        case QDRANT__POINTS_UPDATE_OPERATION__OPERATION_CLEAR_PAYLOAD_DEPRECATED:
+            name = "clear_payload";
+            ok = ok && selector(b, op->clear_payload_deprecated, "operations: clear_payload", diag);
+            break;
+        case QDRANT__POINTS_UPDATE_OPERATION__OPERATION_CLEAR_PAYLOAD:
+            name = "clear_payload";
+            ok = ok && selector(b, op->clear_payload->points, "operations: clear_payload", diag);
+            break;
+        default:
+            unsupported(diag, "operations: update_vectors/delete_vectors");
+            ok = false;
+            break;
+        }
+        json_t *o = ok ? json_object() : NULL;
+        if (ok && (!o || !put(o, name, b) || json_array_append_new(ops, o) != 0)) {
+            ok = false;
+        } else if (!ok) {
+            json_decref(b);
+        }
+    }
+    qdrant__update_batch_points__free_unpacked(m, NULL);
+    return finish(ok, r, diag);
 }
 
 /* ---- response side: JSON → protobuf (built in an arena) ------------------------------------ */
@@ -1626,4 +1726,31 @@ int ag_pb_encode_list_collection_aliases(const json_t *result, double time, uint
                                          size_t *len, ag_diag_t *diag)
 {
     return aliases_response(result, time, out, len, diag);
+}
+
+int ag_pb_encode_update_batch(const json_t *result, double time, uint8_t **out, size_t *len,
+                              ag_diag_t *diag)
+{
+    out_t o;
+    out_init(&o);
+    Qdrant__UpdateBatchResponse m = QDRANT__UPDATE_BATCH_RESPONSE__INIT;
+    m.time = time;
+    size_t n = json_array_size(result);
+    m.result = n ? onew(&o, n * sizeof(*m.result)) : NULL;
+    for (size_t i = 0; m.result && i < n; i++) {
+        const json_t *x = json_array_get(result, i);
+        Qdrant__UpdateResult *u = NEW(&o, Qdrant__UpdateResult, qdrant__update_result__descriptor);
+        if (!u)
+            break;
+        const char *st = json_string_value(json_object_get(x, "status"));
+        u->status = st && strcmp(st, "completed") == 0 ? QDRANT__UPDATE_STATUS__Completed
+                                                       : QDRANT__UPDATE_STATUS__Acknowledged;
+        const json_t *id = json_object_get(x, "operation_id");
+        if (json_is_integer(id)) {
+            u->_operation_id_case = QDRANT__UPDATE_RESULT___OPERATION_ID_OPERATION_ID;
+            u->operation_id = (uint64_t)json_integer_value(id);
+        }
+        m.result[m.n_result++] = u;
+    }
+    return pack(&o, &m.base, out, len, diag);
 }

@@ -53,7 +53,8 @@ typedef int (*ag_pb_encode_fn)(const json_t *result, double time, uint8_t **out,
     X(create_field_index)                                                                          \
     X(update_aliases)                                                                              \
     X(list_aliases)                                                                                \
-    X(list_collection_aliases)
+    X(list_collection_aliases)                                                                     \
+    X(update_batch)
 
 #define AG_PB_DECL(name)                                                                           \
     int ag_pb_decode_##name(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag);      \

@@ -48,6 +48,9 @@ static const rpc_t rpcs[] = {
     R("/qdrant.Points/Delete", "delete:points", AG_HTTP_POST, "/collections/{name}/points/delete",
       delete_points),
     R("/qdrant.Points/Count", "read:data", AG_HTTP_POST, "/collections/{name}/points/count", count),
+    /* As REST: the route admits any reader and authorizes each operation on its own. */
+    R("/qdrant.Points/UpdateBatch", "read:data", AG_HTTP_POST, "/collections/{name}/points/batch",
+      update_batch),
     R("/qdrant.Points/SetPayload", "update:data", AG_HTTP_POST,
       "/collections/{name}/points/payload", set_payload),
     R("/qdrant.Points/OverwritePayload", "update:data", AG_HTTP_PUT,

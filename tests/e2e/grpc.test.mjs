@@ -263,6 +263,26 @@ test('payload edits and aliases', async () => {
   assert.equal(got.result[0].payload.color.string_value, 'red');
   assert.equal(got.result[0].payload.tenant.string_value, 'beta');
   await root.call('DeletePayload', { collection_name: COLL, wait: true, keys: ['color'], points_selector: sel });
+  // UpdateBatch: several operations, all or nothing, one result each.
+  const batch = await root.call('UpdateBatch', {
+    collection_name: COLL,
+    wait: true,
+    operations: [
+      { upsert: { points: [{ id: { num: 60 }, vectors: { vector: { data: [0, 0, 0, 1] } } }] } },
+      { set_payload: { payload: { k: { integer_value: 9 } }, points_selector: { points: { ids: [{ num: 60 }] } } } },
+      { delete_points: { points: { points: { ids: [{ num: 60 }] } } } },
+    ],
+  });
+  assert.equal(batch.result.length, 3);
+  await rejectsWith(
+    root.call('UpdateBatch', {
+      collection_name: COLL,
+      wait: true,
+      operations: [{ upsert: { points: [{ id: { num: 61 }, vectors: { vector: { data: [0, 0, 0, 1] } } }] } }, { upsert: { points: [{ id: { num: 62 }, vectors: { vector: { data: [1] } } }] } }],
+    }),
+    grpc.status.INVALID_ARGUMENT,
+  );
+  assert.equal((await root.call('Count', { collection_name: COLL, exact: true })).result.count, 5, 'nothing of a refused batch was written');
   got = await root.call('Get', { collection_name: COLL, ids: [{ num: 3 }], with_payload: { enable: true } });
   assert.equal(got.result[0].payload.color, undefined);
   root.close();

@@ -71,6 +71,8 @@ const RPCS = [
   ['Points', 'ClearPayload', { collection_name: C, wait: true, points: { points: { ids: [{ num: 2 }] } } }, CLEAR, null, (root) => root('Points', 'Upsert', { collection_name: C, wait: true, points: [acmePoint(2)] })],
   ['Points', 'CreateFieldIndex', { collection_name: C, wait: true, field_name: 'n', field_type: 'FieldTypeKeyword' }, INDEX],
   ['Collections', 'UpdateAliases', { actions: [{ create_alias: { collection_name: C, alias_name: 'mx_ga' } }] }, MANAGE, null, (root) => root('Collections', 'UpdateAliases', { actions: [{ delete_alias: { alias_name: 'mx_ga' } }] }).catch(() => {})],
+  ['Points', 'UpdateBatch', { collection_name: C, wait: true, operations: [{ upsert: { points: [acmePoint(102)] } }] }, POINT_WRITE],
+  ['Points', 'UpdateBatch', { collection_name: C, wait: true, operations: [{ set_payload: { payload: { z: { integer_value: 1 } }, points_selector: { points: { ids: [{ num: 1 }] } } } }] }, POINT_WRITE],
   ['Collections', 'ListAliases', {}, ANY_VALID],
   ['Collections', 'ListCollectionAliases', { collection_name: C }, READ],
 ];
