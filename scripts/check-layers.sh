@@ -59,5 +59,13 @@ for file in $(git ls-files '*.c' '*.h' | grep -v '^src/store/'); do
     status=1
   fi
 done
+# Writers outside store/ use the write session (ag_coll_write) and batches (ag_batch_apply), never
+# the mutex or the raw apply (docs/ARCHITECTURE.md "The collection API").
+for file in $(git ls-files 'src/*.c' 'src/*.h' | grep -v '^src/store/'); do
+  if grep -qE '\bag_coll_(write_begin|write_end|apply)\(' "$file"; then
+    echo "layers: $file calls ag_coll_write_begin/write_end/apply; writes go through ag_coll_write"
+    status=1
+  fi
+done
 [ $status -eq 0 ] && echo "layer check: clean"
 exit $status

@@ -9,6 +9,7 @@
 
 #include "query/ag_query.h"
 #include "store/ag_payload_index.h"
+#include "store/ag_write.h"
 #include "json/ag_json.h"
 
 int ag_qctx_deadline(const ag_qctx_t *ctx)
@@ -192,26 +193,6 @@ static void copy_path(json_t *dst, const json_t *src, const char *path)
     copy_path(dv, sv, dot + 1);
     if (json_object_size(dv) == 0)
         json_object_del(dst, head);
-}
-
-void ag_payload_delete_path(json_t *obj, const char *path)
-{
-    if (json_object_get(obj, path)) {
-        json_object_del(obj, path);
-        return;
-    }
-    const char *dot = strchr(path, '.');
-    if (!dot)
-        return;
-    char head[256];
-    size_t len = (size_t)(dot - path);
-    if (len >= sizeof(head))
-        return;
-    memcpy(head, path, len);
-    head[len] = '\0';
-    json_t *sub = json_object_get(obj, head);
-    if (json_is_object(sub))
-        ag_payload_delete_path(sub, dot + 1);
 }
 
 static json_t *render_payload(const json_t *payload, const ag_payload_sel_t *ps)

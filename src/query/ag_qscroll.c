@@ -237,3 +237,38 @@ int ag_query_get(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_id_t *
     *out = r.out;
     return rc;
 }
+
+/* ---- the selection of a write by filter ------------------------------------------------------ */
+
+/* Memory: *out is arena-allocated (ctx->arena). */
+int ag_query_select_ids(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                        ag_point_id_t **out, size_t *n)
+{
+    ag_collection_t *c = sc->c;
+    size_t cap = ag_coll_live(c) ? ag_coll_live(c) : 1;
+    ag_point_id_t *ids = ag_arena_alloc(ctx->arena, cap * sizeof(*ids));
+    if (!ids)
+        return AG_ENOMEM;
+    size_t k = 0;
+    uint32_t *cand;
+    size_t ncand;
+    bool indexed = ag_scope_candidates(sc, ctx->arena, filter_json, &cand, &ncand);
+    size_t total = indexed ? ncand : ag_coll_nslots(c), seen = 0;
+    int rc = 0;
+    for (size_t i = 0; i < total && k < cap; i++) {
+        if (i % AG_QUERY_DEADLINE_EVERY == 0 && (rc = ag_qctx_deadline(ctx)) != 0)
+            break;
+        uint32_t s = indexed ? cand[i] : (uint32_t)i;
+        if (indexed && i > 0 && cand[i - 1] == s)
+            continue;
+        seen++;
+        if (ag_scope_match(sc, s))
+            ids[k++] = *ag_coll_id(c, s);
+    }
+    ag_scope_note_examined(seen);
+    if (rc)
+        return rc;
+    *out = ids;
+    *n = k;
+    return 0;
+}
