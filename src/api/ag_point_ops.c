@@ -166,6 +166,29 @@ static int require_vector(ag_call_t *call, const ag_collection_t *c, const json_
     return 0;
 }
 
+/* points[i] of an upsert (with_payload) or a vector update: an object of the keys those take,
+ * whose id becomes a new mutation's (*out). */
+static int point_record(ag_call_t *call, const json_t *p, size_t i, bool with_payload,
+                        ag_batch_t *ms, ag_mutation_t **out)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "points[%zu]", i);
+    if (!json_is_object(p))
+        return ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
+    int rc = with_payload ? AG_JSON_ONLY(p, path, &call->diag, "id", "vector", "payload")
+                          : AG_JSON_ONLY(p, path, &call->diag, "id", "vector");
+    if (rc)
+        return rc;
+    ag_mutation_t *m = ag_batch_add(ms, &call->arena);
+    if (!m)
+        return AG_ENOMEM;
+    snprintf(path, sizeof(path), "points[%zu].id", i);
+    if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
+        return rc;
+    *out = m;
+    return 0;
+}
+
 int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
 {
     int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "batch", "shard_key", "update_filter");
@@ -186,22 +209,10 @@ int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
         json_t *p;
         json_array_foreach(points, i, p)
         {
-            snprintf(path, sizeof(path), "points[%zu]", i);
-            if (!json_is_object(p)) {
-                rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
+            ag_mutation_t *m;
+            if ((rc = point_record(call, p, i, true, &ms, &m)) != 0)
                 break;
-            }
-            if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector", "payload")) != 0)
-                break;
-            ag_mutation_t *m = ag_batch_add(&ms, &call->arena);
-            if (!m) {
-                rc = AG_ENOMEM;
-                break;
-            }
             m->replace_vectors = true;
-            snprintf(path, sizeof(path), "points[%zu].id", i);
-            if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
-                break;
             snprintf(path, sizeof(path), "points[%zu].vector", i);
             if ((rc = require_vector(call, c, json_object_get(p, "vector"), path)) != 0 ||
                 (rc = ag_parse_point_vector(call, c, json_object_get(p, "vector"), path, m)) != 0)
@@ -413,20 +424,8 @@ int ag_op_update_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body
     json_t *p;
     json_array_foreach(points, i, p)
     {
-        snprintf(path, sizeof(path), "points[%zu]", i);
-        if (!json_is_object(p)) {
-            rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
-            break;
-        }
-        if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector")) != 0)
-            break;
-        ag_mutation_t *m = ag_batch_add(&ms, &call->arena);
-        if (!m) {
-            rc = AG_ENOMEM;
-            break;
-        }
-        snprintf(path, sizeof(path), "points[%zu].id", i);
-        if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
+        ag_mutation_t *m;
+        if ((rc = point_record(call, p, i, false, &ms, &m)) != 0)
             break;
         uint32_t s = UINT32_MAX;
         if ((rc = require_point(call, c, &m->id, &s)) != 0)

@@ -5,7 +5,7 @@
  * filter's or the row restriction's) the in-scope candidates are sorted by id; otherwise the
  * store's id-ordered walk (ag_coll_walk) is filtered. Also the reads by id: retrieve and get.
  */
-#include "query/ag_query.h"
+#include "query/ag_query_int.h"
 
 typedef struct scroll {
     const ag_qctx_t *ctx;
@@ -240,35 +240,31 @@ int ag_query_get(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_id_t *
 
 /* ---- the selection of a write by filter ------------------------------------------------------ */
 
+typedef struct select_ids {
+    ag_collection_t *c;
+    ag_point_id_t *ids;
+    size_t n, cap;
+} select_ids_t;
+
+static bool take_id(void *ud, uint32_t slot)
+{
+    select_ids_t *s = ud;
+    s->ids[s->n++] = *ag_coll_id(s->c, slot);
+    return s->n < s->cap;
+}
+
 /* Memory: *out is arena-allocated (ctx->arena). */
 int ag_query_select_ids(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
                         ag_point_id_t **out, size_t *n)
 {
-    ag_collection_t *c = sc->c;
-    size_t cap = ag_coll_live(c) ? ag_coll_live(c) : 1;
-    ag_point_id_t *ids = ag_arena_alloc(ctx->arena, cap * sizeof(*ids));
-    if (!ids)
+    size_t cap = ag_coll_live(sc->c) ? ag_coll_live(sc->c) : 1;
+    select_ids_t s = {sc->c, ag_arena_alloc(ctx->arena, cap * sizeof(ag_point_id_t)), 0, cap};
+    if (!s.ids)
         return AG_ENOMEM;
-    size_t k = 0;
-    uint32_t *cand;
-    size_t ncand;
-    bool indexed = ag_scope_candidates(sc, ctx->arena, filter_json, &cand, &ncand);
-    size_t total = indexed ? ncand : ag_coll_nslots(c), seen = 0;
-    int rc = 0;
-    for (size_t i = 0; i < total && k < cap; i++) {
-        if (i % AG_QUERY_DEADLINE_EVERY == 0 && (rc = ag_qctx_deadline(ctx)) != 0)
-            break;
-        uint32_t s = indexed ? cand[i] : (uint32_t)i;
-        if (indexed && i > 0 && cand[i - 1] == s)
-            continue;
-        seen++;
-        if (ag_scope_match(sc, s))
-            ids[k++] = *ag_coll_id(c, s);
-    }
-    ag_scope_note_examined(seen);
+    int rc = ag_q__each_in_scope(ctx, sc, filter_json, take_id, &s);
     if (rc)
         return rc;
-    *out = ids;
-    *n = k;
+    *out = s.ids;
+    *n = s.n;
     return 0;
 }

@@ -95,18 +95,11 @@ void ag_payload_delete_path(json_t *obj, const char *path)
         json_object_del(obj, path);
         return;
     }
-    const char *dot = strchr(path, '.');
-    if (!dot)
-        return;
     char head[256];
-    size_t len = (size_t)(dot - path);
-    if (len >= sizeof(head))
-        return;
-    memcpy(head, path, len);
-    head[len] = '\0';
-    json_t *sub = json_object_get(obj, head);
+    const char *rest = ag_payload_path_split(path, head, sizeof(head));
+    json_t *sub = rest ? json_object_get(obj, head) : NULL;
     if (json_is_object(sub))
-        ag_payload_delete_path(sub, dot + 1);
+        ag_payload_delete_path(sub, rest);
 }
 
 /* Memory: returns a new object owned by the caller. */
