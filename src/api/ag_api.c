@@ -335,18 +335,32 @@ int ag_call_collection(ag_call_t *call, ag_collection_t **out)
     return 0;
 }
 
-int ag_call_collection_write(ag_call_t *call, ag_collection_t **out)
+typedef struct call_write {
+    ag_coll_write_fn fn;
+    void *ud;
+    bool ran;
+} call_write_t;
+
+static int run_call_write(void *ud, ag_collection_t *c)
 {
-    int rc = ag_call_collection(call, out);
+    call_write_t *w = ud;
+    w->ran = true;
+    return w->fn(w->ud, c);
+}
+
+int ag_call_write(ag_call_t *call, ag_coll_write_fn fn, void *ud)
+{
+    ag_collection_t *c;
+    int rc = ag_call_collection(call, &c);
     if (rc)
         return rc;
-    if ((rc = ag_coll_write_begin(*out)) != 0) {
-        ag_coll_unref(*out);
-        *out = NULL;
+    call_write_t w = {fn, ud, false};
+    rc = ag_coll_write(c, run_call_write, &w);
+    ag_coll_unref(c);
+    if (rc && !w.ran)
         return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
                        call->params[0]);
-    }
-    return 0;
+    return rc;
 }
 
 json_t *ag_update_result(const ag_call_t *call)

@@ -15,6 +15,7 @@
 #include "http/ag_http.h"
 #include "index/ag_filter.h"
 #include "store/ag_store.h"
+#include "store/ag_write.h"
 
 typedef struct ag_api ag_api_t;
 
@@ -105,9 +106,9 @@ int ag_call_body(ag_call_t *call);
 /* A new reference to the collection resolved at admission (call->coll). 404 with Qdrant's
  * message when there was none. */
 int ag_call_collection(ag_call_t *call, ag_collection_t **out);
-/* ag_call_collection plus the collection's write mutex (ag_coll_write_end, then ag_coll_unref
- * to finish). A collection deleted meanwhile is 404, with nothing held. */
-int ag_call_collection_write(ag_call_t *call, ag_collection_t **out);
+/* Runs fn(ud, c) in a write session on the call's collection (store/ag_write.h ag_coll_write)
+ * and returns what fn returns. A collection deleted meanwhile is 404, fn not called. */
+int ag_call_write(ag_call_t *call, ag_coll_write_fn fn, void *ud);
 /* Request cost (docs/SECURITY.md "Request cost"). The deadline starts at the
  * request's arrival: the `timeout` query parameter (whole seconds, >= 1) capped by
  * service.max_request_timeout_sec, which is also the default. Returns AG_ETIMEOUT (408, with a

@@ -258,6 +258,21 @@ static int parse_field_schema(const json_t *fs, json_t **def, ag_diag_t *diag)
     return *def ? 0 : AG_ENOMEM;
 }
 
+/* Sets (def) or removes (def NULL) a payload index, in the collection's write session. */
+typedef struct set_index {
+    ag_call_t *call;
+    const char *field;
+    json_t *def; /* taken by ag_store_set_index once it runs */
+    bool def_taken;
+} set_index_t;
+
+static int set_index(void *ud, ag_collection_t *c)
+{
+    set_index_t *si = ud;
+    si->def_taken = true;
+    return ag_store_set_index(si->call->api->store, c, si->field, si->def, NULL, &si->call->diag);
+}
+
 static int h_index_create(ag_call_t *call)
 {
     int rc = AG_JSON_ONLY(call->body, "", &call->diag, "field_name", "field_schema");
@@ -276,14 +291,10 @@ static int h_index_create(ag_call_t *call)
     json_t *def = NULL;
     if ((rc = parse_field_schema(fs, &def, &call->diag)) != 0)
         return rc;
-    ag_collection_t *c;
-    if ((rc = ag_call_collection_write(call, &c)) != 0) {
+    set_index_t si = {call, field, def};
+    rc = ag_call_write(call, set_index, &si);
+    if (!si.def_taken)
         json_decref(def);
-        return rc;
-    }
-    rc = ag_store_set_index(call->api->store, c, field, def, NULL, &call->diag);
-    ag_coll_write_end(c);
-    ag_coll_unref(c);
     if (rc)
         return rc;
     call->result = ag_update_result(call);
@@ -292,13 +303,8 @@ static int h_index_create(ag_call_t *call)
 
 static int h_index_delete(ag_call_t *call)
 {
-    ag_collection_t *c;
-    int rc = ag_call_collection_write(call, &c);
-    if (rc)
-        return rc;
-    rc = ag_store_set_index(call->api->store, c, call->params[1], NULL, NULL, &call->diag);
-    ag_coll_write_end(c);
-    ag_coll_unref(c);
+    set_index_t si = {call, call->params[1], NULL};
+    int rc = ag_call_write(call, set_index, &si);
     if (rc)
         return rc;
     call->result = ag_update_result(call);

@@ -60,17 +60,6 @@ struct ag_http {
 
 enum { PHASE_READING = 0, PHASE_RUNNING = 1, PHASE_ANSWERED = 2 };
 
-static int hexdigit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Returns a new string (caller frees) or NULL. */
 char *ag_http_decode(const char *src, size_t len, bool plus_is_space, size_t *out_len)
 {
@@ -85,7 +74,7 @@ char *ag_http_decode(const char *src, size_t len, bool plus_is_space, size_t *ou
                 free(out);
                 return NULL;
             }
-            int h = hexdigit(src[i + 1]), l = hexdigit(src[i + 2]);
+            int h = ag_hex_digit(src[i + 1]), l = ag_hex_digit(src[i + 2]);
             if (h < 0 || l < 0) {
                 free(out);
                 return NULL;

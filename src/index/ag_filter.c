@@ -161,6 +161,16 @@ static int path_init(const char *text, bool nested, path_t *out, const char **wh
     return 0;
 }
 
+const char *ag_payload_path_split(const char *path, char *buf, size_t cap)
+{
+    const char *dot = strchr(path, '.');
+    if (!dot || (size_t)(dot - path) >= cap)
+        return NULL;
+    memcpy(buf, path, (size_t)(dot - path));
+    buf[dot - path] = '\0';
+    return dot + 1;
+}
+
 int ag_payload_path_check(const char *path, ag_diag_t *diag)
 {
     seg_t segs[MAX_SEGS];

@@ -133,6 +133,10 @@ size_t ag_payload_path_each(const json_t *payload, const char *path,
 size_t ag_payload_path_each_raw(const json_t *payload, const char *path,
                                 void (*fn)(const json_t *v, void *ud), void *ud);
 
+/* Splits "head.rest" at its first dot: head copied into buf (cap bytes), the rest returned.
+ * NULL when path has no dot or the head does not fit. */
+const char *ag_payload_path_split(const char *path, char *buf, size_t cap);
+
 /* Validates a key path string (non-empty, <= AG_MAX_PATH_LEN bytes, well-formed brackets and
  * quotes, keys of letters, digits, '_', '-' or non-ASCII unless quoted). 0 or AG_EINVAL. */
 int ag_payload_path_check(const char *path, ag_diag_t *diag);

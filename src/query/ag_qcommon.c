@@ -7,8 +7,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-#include "query/ag_query.h"
+#include "query/ag_query_int.h"
 #include "store/ag_payload_index.h"
+#include "store/ag_write.h"
 #include "json/ag_json.h"
 
 int ag_qctx_deadline(const ag_qctx_t *ctx)
@@ -168,19 +169,16 @@ int ag_parse_output(const json_t *obj, const char *vector_key, bool payload_defa
 /* Copies the value at a dotted path (objects only) from src into dst, creating parents. */
 static void copy_path(json_t *dst, const json_t *src, const char *path)
 {
-    const char *dot = strchr(path, '.');
-    if (!dot) {
+    if (!strchr(path, '.')) {
         json_t *v = json_object_get(src, path);
         if (v)
             json_object_set(dst, path, v);
         return;
     }
     char head[256];
-    size_t len = (size_t)(dot - path);
-    if (len >= sizeof(head))
+    const char *rest = ag_payload_path_split(path, head, sizeof(head));
+    if (!rest)
         return;
-    memcpy(head, path, len);
-    head[len] = '\0';
     json_t *sv = json_object_get(src, head);
     if (!json_is_object(sv))
         return;
@@ -189,29 +187,9 @@ static void copy_path(json_t *dst, const json_t *src, const char *path)
         dv = json_object();
         json_object_set_new(dst, head, dv);
     }
-    copy_path(dv, sv, dot + 1);
+    copy_path(dv, sv, rest);
     if (json_object_size(dv) == 0)
         json_object_del(dst, head);
-}
-
-void ag_payload_delete_path(json_t *obj, const char *path)
-{
-    if (json_object_get(obj, path)) {
-        json_object_del(obj, path);
-        return;
-    }
-    const char *dot = strchr(path, '.');
-    if (!dot)
-        return;
-    char head[256];
-    size_t len = (size_t)(dot - path);
-    if (len >= sizeof(head))
-        return;
-    memcpy(head, path, len);
-    head[len] = '\0';
-    json_t *sub = json_object_get(obj, head);
-    if (json_is_object(sub))
-        ag_payload_delete_path(sub, dot + 1);
 }
 
 static json_t *render_payload(const json_t *payload, const ag_payload_sel_t *ps)
@@ -484,4 +462,28 @@ int ag_order_slots(ag_arena_t *arena, ag_collection_t *c, const uint32_t *slots,
     *out = o;
     *nout = ag_order_sort(o, m, ob);
     return 0;
+}
+
+/* ---- walking a scope ------------------------------------------------------------------------ */
+
+int ag_q__each_in_scope(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                        bool (*visit)(void *ud, uint32_t slot), void *ud)
+{
+    uint32_t *cand;
+    size_t ncand, seen = 0;
+    int rc = 0;
+    bool indexed = ag_scope_candidates(sc, ctx->arena, filter_json, &cand, &ncand);
+    size_t total = indexed ? ncand : ag_coll_nslots(sc->c);
+    for (size_t i = 0; i < total; i++) {
+        if (i % AG_QUERY_DEADLINE_EVERY == 0 && (rc = ag_qctx_deadline(ctx)) != 0)
+            break;
+        uint32_t s = indexed ? cand[i] : (uint32_t)i;
+        if (indexed && i > 0 && cand[i - 1] == s)
+            continue;
+        seen++;
+        if (ag_scope_match(sc, s) && !visit(ud, s))
+            break;
+    }
+    ag_scope_note_examined(seen);
+    return rc;
 }

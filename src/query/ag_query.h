@@ -108,8 +108,6 @@ json_t *ag_render_point(const ag_collection_t *c, uint32_t slot, const ag_payloa
                         bool with_vector, const json_t *which, bool has_score, float score);
 /* An order_by value as clients see it: an integer when it is one, else a real (new reference). */
 json_t *ag_order_value_json(double v);
-/* Deletes the value at a dotted key path (objects only) from obj, if present. */
-void ag_payload_delete_path(json_t *obj, const char *path);
 
 /* ---- vector inputs ------------------------------------------------------------------------- */
 
@@ -273,6 +271,13 @@ int ag_query_retrieve(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_i
 /* One point with its payload and vectors (new JSON object in *out); AG_ENOTFOUND when it does not
  * exist or is outside ctx->restriction. Takes the read lock. */
 int ag_query_get(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_id_t *id, json_t **out);
+
+/* The ids of the points in sc (the selection of a write by filter; filter_json: the filter sc
+ * was compiled from, for payload-index candidates), arena-allocated into *out. Nothing is
+ * written meanwhile, so running out of time leaves the collection untouched. Caller holds the
+ * write session or the read lock. */
+int ag_query_select_ids(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                        ag_point_id_t **out, size_t *n);
 
 /* ---- scroll ------------------------------------------------------------------------------- */
 

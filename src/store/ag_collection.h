@@ -146,7 +146,9 @@ typedef int (*ag_coll_walk_fn)(void *ud, const ag_point_id_t *id, uint32_t slot)
 int ag_coll_walk(ag_collection_t *c, const ag_point_id_t *from, ag_coll_walk_fn visit, void *ud);
 
 /* Writer side: write_begin takes the write mutex; apply commits to LMDB (syncing when `sync`)
- * and then applies to memory; write_end releases the mutex. */
+ * and then applies to memory; write_end releases the mutex. For store/ and tests: the rest of
+ * src/ writes through ag_coll_write and ag_batch_apply (store/ag_write.h; scripts/check-layers.sh
+ * enforces it). */
 /* Returns AG_ENOTFOUND (mutex not held) if the collection was deleted meanwhile. */
 int ag_coll_write_begin(ag_collection_t *c);
 void ag_coll_write_end(ag_collection_t *c);
