@@ -17,6 +17,7 @@
 #include "ag_pool.h"
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
+#include "api/ag_snapshots.h"
 #include "auth/ag_audit.h"
 #include "auth/ag_token_cli.h"
 #include "http/ag_http.h"
@@ -371,6 +372,7 @@ static int serve(int argc, char **argv)
 out:
     if (http)
         ag_http_stop(http, 5.0);
+    ag_snapshots_stop(); /* a running snapshot job finishes before the store closes */
     ag_guard_free(guard);
     ag_audit_close(audit);
     ag_store_close(store);
