@@ -9,14 +9,19 @@
 #include "api/ag_snapshots.h"
 #include "json/ag_json.h"
 
-#define MAX_ROUTES 160
+#define MAX_ROUTES 256
 
 static ag_route_t route_table[MAX_ROUTES];
 
-static void append(size_t *n, const ag_route_t *src, size_t len)
+/* Appends one area's routes; false (nothing appended) when the table would overflow, which
+ * ag_api_init turns into a start-up error rather than a silently missing route. */
+static bool append(size_t *n, const ag_route_t *src, size_t len)
 {
-    for (size_t i = 0; i < len && *n < MAX_ROUTES; i++)
+    if (len > MAX_ROUTES - *n)
+        return false;
+    for (size_t i = 0; i < len; i++)
         route_table[(*n)++] = src[i];
+    return true;
 }
 
 int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *guard,
@@ -28,17 +33,25 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
     api->store = store;
     api->started_at = ag_now_mono();
     size_t n = 0;
-    append(&n, ag_routes_service, ag_routes_service_len);
-    append(&n, ag_routes_collections, ag_routes_collections_len);
-    append(&n, ag_routes_points, ag_routes_points_len);
-    append(&n, ag_routes_read, ag_routes_read_len);
-    append(&n, ag_routes_search, ag_routes_search_len);
-    append(&n, ag_routes_identity, ag_routes_identity_len);
-    append(&n, ag_routes_auth, ag_routes_auth_len);
-    append(&n, ag_routes_tenants, ag_routes_tenants_len);
-    append(&n, ag_routes_mgmt, ag_routes_mgmt_len);
-    append(&n, ag_routes_snapshots, ag_routes_snapshots_len);
-    append(&n, ag_routes_backups, ag_routes_backups_len);
+    const struct {
+        const ag_route_t *routes;
+        size_t len;
+    } areas[] = {
+        {ag_routes_service, ag_routes_service_len},
+        {ag_routes_collections, ag_routes_collections_len},
+        {ag_routes_points, ag_routes_points_len},
+        {ag_routes_read, ag_routes_read_len},
+        {ag_routes_search, ag_routes_search_len},
+        {ag_routes_identity, ag_routes_identity_len},
+        {ag_routes_auth, ag_routes_auth_len},
+        {ag_routes_tenants, ag_routes_tenants_len},
+        {ag_routes_mgmt, ag_routes_mgmt_len},
+        {ag_routes_snapshots, ag_routes_snapshots_len},
+        {ag_routes_backups, ag_routes_backups_len},
+    };
+    for (size_t a = 0; a < AG_ARRAY_LEN(areas); a++)
+        if (!append(&n, areas[a].routes, areas[a].len))
+            return ag_fail(diag, AG_ECONFIG, "more than %d routes: raise MAX_ROUTES", MAX_ROUTES);
     for (size_t i = 0; i < n; i++) {
         const ag_route_t *r = &route_table[i];
         if (!r->handler || !r->pattern)

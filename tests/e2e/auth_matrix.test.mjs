@@ -7,6 +7,7 @@
 //
 // Every cell is run; all mismatches are collected and reported together.
 import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import {
@@ -80,6 +81,10 @@ const POINT_WRITE = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, ok, 403, 403, 
 // prw is Qdrant's "points read-write": payload edits are point writes too (issue 10, item 1).
 const PAYLOAD_WRITE = POINT_WRITE;
 const ROOT_ONLY = [401, 401, ok, ok, ok, 403, 403, 403, 403, 403, 403, 403, 403, 403];
+// Tenants are their own resource (docs/PERMISSIONS.md): a collection token's `r` reads the
+// collection's info and data, not its tenant list; the viewer role (global `r`) includes them.
+const TENANT_READ = GLOBAL_READ;
+const TENANT_MANAGE = MANAGE;
 
 const EXPECTED = {
   // service
@@ -132,6 +137,33 @@ const EXPECTED = {
   // destructive ones (each cell gets a fresh fixture)
   'PUT /collections/mx': MANAGE,
   'DELETE /collections/mx': MANAGE,
+  // access management and tenants (docs/PERMISSIONS.md): roles, users, tokens and the audit log
+  // are management resources that no JWT access level reaches; read:profile is everyone's
+  'GET /auth/me': ANY_VALID,
+  'POST /auth/check': ROOT_ONLY,
+  'POST /auth/token': ROOT_ONLY,
+  'GET /auth/audit': ROOT_ONLY,
+  'GET /auth/roles': ROOT_ONLY,
+  'POST /auth/roles': ROOT_ONLY,
+  'GET /auth/roles/{role}': ROOT_ONLY,
+  'PUT /auth/roles/{role}': ROOT_ONLY,
+  'DELETE /auth/roles/{role}': ROOT_ONLY,
+  'POST /auth/roles/{role}/permissions': ROOT_ONLY,
+  'DELETE /auth/roles/{role}/permissions': ROOT_ONLY,
+  'GET /auth/users': ROOT_ONLY,
+  'GET /auth/users/{id}': ROOT_ONLY,
+  'POST /auth/users/{id}': ROOT_ONLY,
+  'DELETE /auth/users/{id}': ROOT_ONLY,
+  'POST /auth/users/{id}/rotate-key': ROOT_ONLY,
+  'POST /auth/users/{id}/deactivate': ROOT_ONLY,
+  'POST /auth/users/{id}/activate': ROOT_ONLY,
+  'POST /auth/users/{id}/roles': ROOT_ONLY,
+  'DELETE /auth/users/{id}/roles': ROOT_ONLY,
+  'GET /collections/mx/tenants': TENANT_READ,
+  'POST /collections/mx/tenants': TENANT_MANAGE,
+  'DELETE /collections/mx/tenants/{tenant}': TENANT_MANAGE,
+  'POST /collections/mx/tenants/{tenant}/activate': TENANT_MANAGE,
+  'POST /collections/mx/tenants/{tenant}/deactivate': TENANT_MANAGE,
   // the management plane (docs/API.md "Management plane"): management resources only, so no
   // JWT access level reaches them; /cluster is read by every global reader
   'GET /auth/api-keys': ROOT_ONLY,
@@ -178,7 +210,7 @@ async function rootOk(method, path, body) {
 async function buildCollection(name) {
   await rootOk('PUT', `/collections/${name}`, { vectors: { size: 4, distance: 'Dot' } });
   await rootOk('PUT', `/collections/${name}/points?wait=true`, { points: POINTS });
-  await rootOk('PUT', `/collections/${name}/index?wait=true`, { field_name: 'tenant', field_schema: 'keyword' });
+  await rootOk('PUT', `/collections/${name}/index?wait=true`, { field_name: 'tenant', field_schema: { type: 'keyword', is_tenant: true } });
   await rootOk('PUT', `/collections/${name}/index?wait=true`, { field_name: 'num', field_schema: 'integer' });
 }
 
@@ -270,6 +302,79 @@ const ROUTES = [
     after: resetMx,
   },
   { name: 'DELETE /collections/mx', before: resetMx, after: resetMx },
+  // access management: a role and a user made in before(); a fresh one for each destructive cell
+  { name: 'GET /auth/me' },
+  { name: 'POST /auth/check', body: { principal: { user: 'mxuser' }, action: 'read:data', collection: C } },
+  { name: 'POST /auth/token', body: { claims: { access: [{ collection: C, access: 'r' }] } } },
+  { name: 'GET /auth/audit', path: '/auth/audit?limit=5' },
+  { name: 'GET /auth/roles' },
+  { name: 'POST /auth/roles', get body() { return { name: `mxr${mg.seq++}`, permissions: [{ action: 'read:data', collection: C }] }; } },
+  { name: 'GET /auth/roles/{role}', path: '/auth/roles/mxrole' },
+  {
+    name: 'PUT /auth/roles/{role}',
+    get path() { return `/auth/roles/${mg.role}`; },
+    body: { permissions: [{ action: 'read:data', collection: O }] },
+    before: async () => { mg.role = await freshRole(); },
+  },
+  {
+    name: 'DELETE /auth/roles/{role}',
+    get path() { return `/auth/roles/${mg.role}`; },
+    before: async () => { mg.role = await freshRole(); },
+  },
+  {
+    name: 'POST /auth/roles/{role}/permissions',
+    get path() { return `/auth/roles/${mg.role}/permissions`; },
+    body: { permissions: [{ action: 'read:collections', collection: C }] },
+    before: async () => { mg.role = await freshRole(); },
+  },
+  {
+    name: 'DELETE /auth/roles/{role}/permissions',
+    get path() { return `/auth/roles/${mg.role}/permissions`; },
+    body: { permissions: [{ action: 'read:data', collection: C }] },
+    before: async () => { mg.role = await freshRole(); },
+  },
+  { name: 'GET /auth/users' },
+  { name: 'GET /auth/users/{id}', path: '/auth/users/mxuser' },
+  { name: 'POST /auth/users/{id}', get path() { return `/auth/users/mxu${mg.seq++}`; }, body: { roles: ['mxrole'] } },
+  ...['DELETE /auth/users/{id}', 'POST /auth/users/{id}/rotate-key', 'POST /auth/users/{id}/deactivate'].map((name) => ({
+    name,
+    get path() { return name.split(' ')[1].replace('{id}', mg.user); },
+    before: async () => { mg.user = await freshUser(); },
+  })),
+  {
+    name: 'POST /auth/users/{id}/activate',
+    get path() { return `/auth/users/${mg.user}/activate`; },
+    before: async () => {
+      mg.user = await freshUser();
+      await rootOk('POST', `/auth/users/${mg.user}/deactivate`);
+    },
+  },
+  {
+    name: 'POST /auth/users/{id}/roles',
+    get path() { return `/auth/users/${mg.user}/roles`; },
+    body: { roles: ['mxrole2'] },
+    before: async () => { mg.user = await freshUser(); },
+  },
+  {
+    name: 'DELETE /auth/users/{id}/roles',
+    get path() { return `/auth/users/${mg.user}/roles`; },
+    body: { roles: ['mxrole'] },
+    before: async () => { mg.user = await freshUser(); },
+  },
+  // tenants of mx (its `tenant` index is a tenant key); declaring one starts enforcement, so each
+  // cell that changes them is followed by a fresh mx
+  { name: 'GET /collections/mx/tenants' },
+  { name: 'POST /collections/mx/tenants', get body() { return { name: `t${mg.seq++}` }; }, after: resetMx },
+  ...['DELETE /collections/mx/tenants/{tenant}', 'POST /collections/mx/tenants/{tenant}/activate', 'POST /collections/mx/tenants/{tenant}/deactivate'].map((name) => ({
+    name,
+    get path() { return name.split(' ')[1].replace('{tenant}', mg.tenant); },
+    before: async () => {
+      mg.tenant = `t${mg.seq++}`;
+      await rootOk('POST', `/collections/${C}/tenants`, { name: mg.tenant });
+      if (name.endsWith('/activate')) await rootOk('POST', `/collections/${C}/tenants/${mg.tenant}/deactivate`);
+    },
+    after: resetMx,
+  })),
   // management plane: ids made with the root key (a fresh one for each destructive cell)
   { name: 'GET /auth/api-keys' },
   { name: 'POST /auth/api-keys', body: { name: 'matrix', access: 'r' } },
@@ -309,6 +414,18 @@ const ROUTES = [
 ];
 const mg = { seq: 0 };
 
+async function freshRole() {
+  const name = `mxr${mg.seq++}`;
+  await rootOk('POST', '/auth/roles', { name, permissions: [{ action: 'read:data', collection: C }] });
+  return name;
+}
+
+async function freshUser() {
+  const id = `mxu${mg.seq++}`;
+  await rootOk('POST', `/auth/users/${id}`, { roles: ['mxrole'] });
+  return id;
+}
+
 // A fixed source address per valid principal (its own throttle bucket); a fresh one for every
 // request meant to fail authentication.
 function sourceFor(principal) {
@@ -336,6 +453,9 @@ before(async () => {
   await rootOk('POST', '/collections/aliases', { actions: [{ create_alias: { collection_name: O, alias_name: 'ot_alias' } }] });
   mg.apiKey = (await rootOk('POST', '/auth/api-keys', { name: 'matrix', access: 'r' })).id;
   mg.mgmtKey = (await rootOk('POST', '/auth/management-keys', { name: 'matrix', permissions: [{ action: 'read:users' }] })).id;
+  await rootOk('POST', '/auth/roles', { name: 'mxrole', permissions: [{ action: 'read:data', collection: C }] });
+  await rootOk('POST', '/auth/roles', { name: 'mxrole2', permissions: [{ action: 'read:collections', collection: C }] });
+  await rootOk('POST', '/auth/users/mxuser', { roles: ['mxrole'] });
 });
 
 after(async () => {
@@ -346,6 +466,25 @@ describe('authorization matrix', () => {
   test('the table covers every route and principal', () => {
     assert.deepEqual(Object.keys(EXPECTED).sort(), ROUTES.map((r) => r.name).sort());
     for (const [name, row] of Object.entries(EXPECTED)) assert.equal(row.length, PRINCIPALS.length, name);
+  });
+
+  test('every route in the server\'s route tables has a row', () => {
+    // The route tables are read from the sources, so a route added without a row fails here.
+    const dir = new URL('../../src/api/', import.meta.url);
+    const routes = [];
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.c'))) {
+      const text = readFileSync(new URL(f, dir), 'utf8');
+      for (const mt of text.matchAll(/\{AG_HTTP_([A-Z]+),\s*"([^"]+)"/g)) routes.push([mt[1], mt[2]]);
+    }
+    assert.ok(routes.length >= 80, `found only ${routes.length} routes in src/api`);
+    const rows = Object.keys(EXPECTED).map((k) => k.replace(/ \[.*\]$/, '').split(' '));
+    const covers = (pattern, path) => {
+      const a = pattern.split('/');
+      const b = path.split('/');
+      return a.length === b.length && a.every((seg, i) => seg === b[i] || (seg.startsWith('{') && b[i] !== ''));
+    };
+    const missing = routes.filter(([m, pat]) => !rows.some(([rm, path]) => rm === m && covers(pat, path)));
+    assert.deepEqual(missing.map((r) => r.join(' ')), [], 'routes without a row in the matrix');
   });
 
   test('GET /collections is filtered to what each principal may see', async () => {
