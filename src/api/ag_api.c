@@ -186,7 +186,7 @@ void ag_api_begin(void *ud, ag_request_t *req)
         int rc = ag_name_check(params[i], len, what, &diag);
         if (rc) {
             /* A snapshot name that could not be a file name names no snapshot. */
-            if (i > 0 && i == np - 1 && strstr(r->pattern, "/{snapshot}"))
+            if (i == np - 1 && strstr(r->pattern, "/{snapshot}"))
                 render(req, 404, NULL, "Not found: no such snapshot");
             else
                 render_error(req, AG_EINVAL, &diag);

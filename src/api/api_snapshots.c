@@ -182,7 +182,9 @@ int ag_snap_open(const char *dir, const char *name, int *fd, uint64_t *size, ag_
 {
     *fd = -1;
     char path[4096];
-    if (!name_ok(name) || (size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+    json_t *complete = name_ok(name) ? ag_snap_describe(dir, name) : NULL;
+    json_decref(complete);
+    if (!complete || (size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
         return ag_fail(diag, AG_ENOTFOUND, "Not found: Snapshot %.100s not found", name);
     int f = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     struct stat stt;
