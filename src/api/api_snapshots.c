@@ -618,20 +618,18 @@ static int upload_range(ag_request_t *req, uint64_t *off, uint64_t *len, ag_diag
 
 /* ---- authorization helpers ------------------------------------------------------------------- */
 
-/* Listing (download = false) or downloading a collection's snapshots: read:snapshots, or read:data
- * and read:collections (a snapshot holds nothing more); a download also needs every row. */
+/* Listing or downloading a collection's snapshots needs read:snapshots on it (the route's
+ * action); a download is a copy of every row, so it also needs the caller's data rows to be all
+ * of them. */
 static int may_read(ag_call_t *call, const char *coll, bool download)
 {
+    if (!download)
+        return 0;
     ag_diag_t ig = {{0}};
     ag_filter_t *rows = NULL;
-    bool snap = ag_guard_authorize(call, "read:snapshots", coll, NULL, &ig) == 0;
-    bool data = ag_guard_authorize(call, "read:data", coll, &rows, &ig) == 0;
-    bool restricted = data && rows;
+    bool restricted = ag_guard_authorize(call, "read:data", coll, &rows, &ig) == 0 && rows;
     ag_filter_free(rows);
-    if (!snap && !data)
-        return ag_fail(&call->diag, AG_EFORBIDDEN,
-                       "Forbidden: missing permission read:snapshots on collection %s", coll);
-    if (download && restricted)
+    if (restricted)
         return ag_fail(&call->diag, AG_EFORBIDDEN,
                        "Forbidden: your access to collection %s is limited to some rows; a "
                        "snapshot holds every row",
@@ -1025,7 +1023,8 @@ int ag_snap_need_root(ag_call_t *call)
     if (ag_snap_is_root(call))
         return 0;
     return ag_fail(&call->diag, AG_EFORBIDDEN,
-                   "Forbidden: restoring a full snapshot or backup needs the root key");
+                   "Forbidden: restoring a full snapshot or a backup needs the root key "
+                   "(service.api_key)");
 }
 
 static int h_full_restore(ag_call_t *call)
@@ -1125,7 +1124,7 @@ void ag_snapshots_stop(void)
 /* The snapshot name (last parameter) of these routes is checked by the handlers, which answer
  * 404 for anything that is not a snapshot file name. */
 const ag_route_t ag_routes_snapshots[] = {
-    {AG_HTTP_GET, "/collections/{name}/snapshots", "read:collections", AG_SCOPE_COLLECTION, h_list,
+    {AG_HTTP_GET, "/collections/{name}/snapshots", "read:snapshots", AG_SCOPE_COLLECTION, h_list,
      false, false},
     {AG_HTTP_POST, "/collections/{name}/snapshots", "create:snapshots", AG_SCOPE_COLLECTION,
      h_create, false, false},
@@ -1133,12 +1132,12 @@ const ag_route_t ag_routes_snapshots[] = {
      h_upload, false, false, .upload = true},
     {AG_HTTP_PUT, "/collections/{name}/snapshots/recover", "manage:snapshots", AG_SCOPE_COLLECTION,
      h_recover, true, false},
-    {AG_HTTP_GET, "/collections/{name}/snapshots/{snapshot}", "read:collections",
-     AG_SCOPE_COLLECTION, h_download, false, false},
+    {AG_HTTP_GET, "/collections/{name}/snapshots/{snapshot}", "read:snapshots", AG_SCOPE_COLLECTION,
+     h_download, false, false},
     {AG_HTTP_DELETE, "/collections/{name}/snapshots/{snapshot}", "delete:snapshots",
      AG_SCOPE_COLLECTION, h_delete, false, false},
     /* One local shard (0): the shard routes answer as the collection's. */
-    {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots", "read:collections",
+    {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots", "read:snapshots",
      AG_SCOPE_COLLECTION, h_list, false, false},
     {AG_HTTP_POST, "/collections/{name}/shards/{shard}/snapshots", "create:snapshots",
      AG_SCOPE_COLLECTION, h_create, false, false},
@@ -1146,7 +1145,7 @@ const ag_route_t ag_routes_snapshots[] = {
      AG_SCOPE_COLLECTION, h_upload, false, false, .upload = true},
     {AG_HTTP_PUT, "/collections/{name}/shards/{shard}/snapshots/recover", "manage:snapshots",
      AG_SCOPE_COLLECTION, h_recover, true, false},
-    {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots/{snapshot}", "read:collections",
+    {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots/{snapshot}", "read:snapshots",
      AG_SCOPE_COLLECTION, h_download, false, false},
     {AG_HTTP_DELETE, "/collections/{name}/shards/{shard}/snapshots/{snapshot}", "delete:snapshots",
      AG_SCOPE_COLLECTION, h_delete, false, false},

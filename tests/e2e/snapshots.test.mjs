@@ -370,7 +370,8 @@ describe('who may do what (keys and JWTs)', () => {
     const made = (await srv.ok('POST', '/collections/mx/snapshots?wait=true', undefined, { headers: collRw }));
     assert.equal(await st(collRw, 'DELETE', `/collections/mx/snapshots/${made.name}`), 200);
     assert.equal(await st(collPrw, 'POST', '/collections/mx/snapshots'), 403);
-    assert.equal(await st(payR, 'GET', '/collections/mx/snapshots'), 200); // listing names only
+    assert.equal(await st(payR, 'GET', '/collections/mx/snapshots'), 403);
+    assert.equal(await st(collPrw, 'GET', '/collections/mx/snapshots'), 403); // prw: points only
     assert.equal((await download(srv, `/collections/mx/snapshots/${snap.name}`, payR)).status, 403);
     assert.equal(await st(payRw, 'POST', '/collections/mx/snapshots'), 403);
     assert.equal((await download(srv, `/collections/mx/snapshots/${snap.name}`, payRw)).status, 403);
