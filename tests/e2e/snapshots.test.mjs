@@ -520,3 +520,37 @@ describe('a snapshot interrupted by kill -9', () => {
     }
   });
 });
+
+describe('snapshots directory without room', () => {
+  // A 1 MiB tmpfs as storage.snapshots_path (needs permission to mount, as in CI; skipped
+  // otherwise): the free-space check refuses with 507 before writing, nothing is listed, nothing
+  // is left behind.
+  test('507 and no partial file', async (t) => {
+    const { execFileSync } = await import('node:child_process');
+    const os = await import('node:os');
+    const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-snapfull-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { stdio: 'pipe' });
+    } catch {
+      fs.rmSync(mnt, { recursive: true, force: true });
+      t.skip('cannot mount a tmpfs here');
+      return;
+    }
+    const srv = await startServer({ env: { AEGIS__STORAGE__SNAPSHOTS_PATH: mnt } });
+    try {
+      await srv.ok('PUT', '/collections/big', { vectors: { size: 4, distance: 'Dot' } });
+      const pts = Array.from({ length: 3000 }, (_, i) => ({ id: i + 1, vector: [i, 1, 2, 3], payload: { s: 'y'.repeat(1000) } }));
+      for (let i = 0; i < pts.length; i += 1000) await srv.ok('PUT', '/collections/big/points?wait=true', { points: pts.slice(i, i + 1000) });
+      const r = await srv.request('POST', '/collections/big/snapshots?wait=true');
+      assert.equal(r.status, 507, r.text);
+      assert.match(r.json.status.error, /Insufficient storage/);
+      assert.deepEqual(await srv.ok('GET', '/collections/big/snapshots'), []);
+      assert.equal((await srv.request('POST', '/snapshots')).status, 507);
+      assert.deepEqual(filesUnder(mnt).filter((f) => !f.startsWith('backup-schedules')), []);
+    } finally {
+      await srv.cleanup();
+      execFileSync('umount', [mnt]);
+      fs.rmSync(mnt, { recursive: true, force: true });
+    }
+  });
+});
