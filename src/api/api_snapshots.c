@@ -1145,6 +1145,10 @@ const ag_route_t ag_routes_snapshots[] = {
      AG_SCOPE_COLLECTION, h_upload, false, false, .upload = true},
     {AG_HTTP_PUT, "/collections/{name}/shards/{shard}/snapshots/recover", "manage:snapshots",
      AG_SCOPE_COLLECTION, h_recover, true, false},
+    /* A partial (incremental) snapshot is recovered as a whole one: the archive holds the
+     * shard's full state. */
+    {AG_HTTP_POST, "/collections/{name}/shards/{shard}/snapshot/partial/recover",
+     "manage:snapshots", AG_SCOPE_COLLECTION, h_upload, false, false, .upload = true},
     {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots/{snapshot}", "read:snapshots",
      AG_SCOPE_COLLECTION, h_download, false, false},
     {AG_HTTP_DELETE, "/collections/{name}/shards/{shard}/snapshots/{snapshot}", "delete:snapshots",

@@ -248,7 +248,7 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
                                  "link-local address not listed in "
                                  "storage.snapshot_recover_hosts",
                                  host)
-                       : ag_fail(diag, AG_EIO, "cannot connect to '%.100s'", host);
+                       : ag_fail(diag, AG_EINVAL, "Bad request: cannot connect to '%.100s'", host);
     char req[4096];
     int rn = snprintf(req, sizeof(req),
                       "GET %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: aegis\r\nAccept: */*\r\n"
@@ -259,7 +259,7 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
     if (rn < 0 || (size_t)rn >= sizeof(req) || (cfg->api_key && strpbrk(cfg->api_key, "\r\n")))
         rc = ag_fail(diag, AG_EINVAL, "Bad request: location or api_key is malformed");
     if (rc == 0 && send_all(fd, req, (size_t)rn, deadline) != 0)
-        rc = ag_fail(diag, AG_EIO, "cannot send the request to '%.100s'", host);
+        rc = ag_fail(diag, AG_EINVAL, "Bad request: cannot send the request to '%.100s'", host);
     char *buf = rc == 0 ? malloc(MAX_HEADER + 1) : NULL;
     size_t have = 0;
     char *body = NULL;
@@ -267,12 +267,13 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
         rc = AG_ENOMEM;
     while (rc == 0 && !body) {
         if (have == MAX_HEADER) {
-            rc = ag_fail(diag, AG_EIO, "the snapshot server sent oversized headers");
+            rc =
+                ag_fail(diag, AG_EINVAL, "Bad request: the snapshot server sent oversized headers");
             break;
         }
         ssize_t n = recv_some(fd, buf + have, MAX_HEADER - have, deadline);
         if (n <= 0) {
-            rc = ag_fail(diag, AG_EIO, "the snapshot server closed the connection");
+            rc = ag_fail(diag, AG_EINVAL, "Bad request: the snapshot server closed the connection");
             break;
         }
         have += (size_t)n;
@@ -294,7 +295,9 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
                 char *end = NULL;
                 clen = strtoull(line + 17, &end, 10);
             } else if (strncasecmp(line + 2, "Transfer-Encoding:", 18) == 0) {
-                rc = ag_fail(diag, AG_EIO, "the snapshot server used a transfer encoding");
+                rc = ag_fail(
+                    diag, AG_EINVAL,
+                    "Bad request: the snapshot server used a transfer encoding (not supported)");
             }
         }
         if (rc == 0 && clen != UINT64_MAX && clen > cfg->max_bytes)
@@ -317,12 +320,12 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
     while (rc == 0 && (clen == UINT64_MAX || got < clen)) {
         ssize_t n = recv_some(fd, chunk, sizeof(chunk), deadline);
         if (n < 0) {
-            rc = ag_fail(diag, AG_EIO, "the snapshot download failed");
+            rc = ag_fail(diag, AG_EINVAL, "Bad request: the snapshot download failed");
             break;
         }
         if (n == 0) {
             if (clen != UINT64_MAX)
-                rc = ag_fail(diag, AG_EIO, "the snapshot download was cut short");
+                rc = ag_fail(diag, AG_EINVAL, "Bad request: the snapshot download was cut short");
             break;
         }
         if (clen != UINT64_MAX && got + (uint64_t)n > clen)

@@ -22,8 +22,9 @@ typedef struct ag_fetch_config {
 /* Checks the allowlist's syntax (start-up). */
 int ag_fetch_check_hosts(const char *hosts, ag_diag_t *diag);
 /* GETs url into fd; *len gets the body's length. AG_EINVAL (400) for a refused or malformed
- * URL, AG_EFORBIDDEN for a host or address not allowed, AG_ETOOBIG over the cap, AG_EIO for
- * network errors and non-200 answers. */
+ * URL and for network errors and non-200 answers (the location the client gave cannot be
+ * fetched), AG_EFORBIDDEN for a host or address not allowed, AG_ETOOBIG over the cap, AG_EIO when
+ * the file cannot be written. */
 int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int fd, uint64_t *len, ag_diag_t *diag);
 
 #endif
