@@ -37,6 +37,9 @@ void ag_snap_make_name(char *out, size_t len, const char *prefix);
  * new {name, creation_time, size, checksum}. */
 int ag_snap_create(const char *dir, const char *name, const char *collection, json_t **desc,
                    ag_diag_t *diag);
+/* ag_snap_create with the security state sealed under passphrase (NULL = without it). */
+int ag_snap_create_sealed(const char *dir, const char *name, const char *collection,
+                          const char *passphrase, json_t **desc, ag_diag_t *diag);
 /* A new array of the complete snapshots in dir, sorted by name. */
 json_t *ag_snap_list_dir(const char *dir);
 /* A new descriptor of dir/name, or NULL when it is not a complete snapshot. */

@@ -16,11 +16,15 @@
 
 #include "ag_file.h"
 #include "ag_log.h"
+#include "ag_seal.h"
 #include "ag_tar.h"
 #include "api/ag_guard.h"
 #include "api/ag_snapshots.h"
 #include "api/ag_snapshots_int.h"
+#include "auth/ag_keystore.h"
 #include "auth/ag_principal.h"
+#include "auth/ag_root_key.h"
+#include "auth/ag_secstore.h"
 #include "http/ag_fetch.h"
 #include "store/ag_snapshot.h"
 #include "json/ag_json.h"
@@ -225,8 +229,88 @@ void ag_snap_make_name(char *out, size_t len, const char *prefix)
              (unsigned)(randombytes_random() & 0xffff), SNAP_SUFFIX);
 }
 
+/* Streams the file at path into a tar entry named name. */
+static int file_entry(FILE *f, const char *name, const char *path)
+{
+    FILE *in = fopen(path, "rbe");
+    if (!in)
+        return AG_EIO;
+    ag_tar_entry_w_t e;
+    int rc = ag_tar_begin_entry(f, &e, name, time(NULL));
+    char buf[65536];
+    size_t n;
+    while (rc == 0 && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+        if (fwrite(buf, 1, n, f) != n)
+            rc = AG_EIO;
+    if (rc == 0 && ferror(in))
+        rc = AG_EIO;
+    fclose(in);
+    return rc ? rc : ag_tar_end_entry(f, &e);
+}
+
+/* The security state (roles, users and their key hashes; API keys, management keys, invites,
+ * account settings; the root key's hash), copied consistently, put in a tar of its own and sealed
+ * under the passphrase as the entry security.sealed (docs/SECURITY.md "Snapshots"). */
+static int security_entry(FILE *f, const char *pass, ag_diag_t *diag)
+{
+    char dir[4200], sub[4400], inner[4400];
+    snprintf(dir, sizeof(dir), "%s/sec-XXXXXX", S.tmp);
+    if (!mkdtemp(dir))
+        return ag_fail(diag, AG_EIO, "cannot create a temporary directory");
+    struct ag_secstore *sec = ag_guard_secstore(S.api->guard);
+    struct ag_keystore *keys = ag_guard_keystore(S.api->guard);
+    int rc = 0;
+    snprintf(inner, sizeof(inner), "%s/inner.tar", dir);
+    FILE *t = fopen(inner, "w+be");
+    if (!t)
+        rc = AG_EIO;
+    if (rc == 0 && sec) {
+        snprintf(sub, sizeof(sub), "%s/security", dir);
+        if (mkdir(sub, 0700) != 0 || ag_secstore_copy(sec, sub) != 0)
+            rc = AG_EIO;
+        snprintf(sub, sizeof(sub), "%s/security/data.mdb", dir);
+        if (rc == 0)
+            rc = file_entry(t, "security/data.mdb", sub);
+    }
+    if (rc == 0 && keys) {
+        snprintf(sub, sizeof(sub), "%s/mgmt", dir);
+        if (mkdir(sub, 0700) != 0 || ag_keystore_copy(keys, sub) != 0)
+            rc = AG_EIO;
+        snprintf(sub, sizeof(sub), "%s/mgmt/data.mdb", dir);
+        if (rc == 0)
+            rc = file_entry(t, "security/mgmt/data.mdb", sub);
+    }
+    snprintf(sub, sizeof(sub), "%.4000s/%s", S.api->cfg->storage_path, AG_ROOT_KEY_FILE);
+    if (rc == 0 && access(sub, F_OK) == 0)
+        rc = file_entry(t, AG_ROOT_KEY_FILE, sub);
+    if (rc == 0)
+        rc = ag_tar_finish(t);
+    long len = rc == 0 && fflush(t) == 0 ? ftell(t) : -1;
+    if (rc == 0 && len < 0)
+        rc = AG_EIO;
+    ag_tar_entry_w_t e;
+    if (rc == 0)
+        rc = ag_tar_begin_entry(f, &e, "security.sealed", time(NULL));
+    if (rc == 0)
+        rc = ag_seal_write(f, fileno(t), (uint64_t)len, pass, strlen(pass), diag);
+    if (rc == 0)
+        rc = ag_tar_end_entry(f, &e);
+    if (t)
+        fclose(t);
+    ag_tar_remove_tree(dir);
+    if (rc && !diag->msg[0])
+        ag_fail(diag, rc, "cannot write the security state");
+    return rc;
+}
+
 int ag_snap_create(const char *dir, const char *name, const char *collection, json_t **desc,
                    ag_diag_t *diag)
+{
+    return ag_snap_create_sealed(dir, name, collection, NULL, desc, diag);
+}
+
+int ag_snap_create_sealed(const char *dir, const char *name, const char *collection,
+                          const char *passphrase, json_t **desc, ag_diag_t *diag)
 {
     *desc = NULL;
     char path[4096], sumpath[4200];
@@ -239,12 +323,14 @@ int ag_snap_create(const char *dir, const char *name, const char *collection, js
         return ag_fail(diag, AG_EIO, "cannot create the snapshot file");
     json_t *names = NULL;
     int rc = ag_store_snapshot_write(S.api->store, collection, d.f, dir, &names, diag);
+    if (rc == 0 && passphrase)
+        rc = security_entry(d.f, passphrase, diag);
     json_t *manifest = NULL;
     if (rc == 0) {
-        manifest =
-            json_pack("{s:s,s:i,s:s,s:s?,s:O,s:I}", "format", FORMAT_NAME, "version",
-                      FORMAT_VERSION, "kind", collection ? "collection" : "full", "collection",
-                      collection, "collections", names, "created_at", (json_int_t)time(NULL));
+        manifest = json_pack("{s:s,s:i,s:s,s:s?,s:O,s:I,s:b}", "format", FORMAT_NAME, "version",
+                             FORMAT_VERSION, "kind", collection ? "collection" : "full",
+                             "collection", collection, "collections", names, "created_at",
+                             (json_int_t)time(NULL), "security_sealed", passphrase != NULL);
         char *text = manifest ? json_dumps(manifest, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         rc = text ? ag_tar_put_file(d.f, "manifest.json", text, strlen(text), time(NULL))
                   : AG_ENOMEM;
@@ -350,7 +436,9 @@ static int restore_extracted(const char *dir, const char *target, ag_diag_t *dia
     const char **names = calloc(n + 1, sizeof(*names));
     char **dirs = calloc(n + 1, sizeof(*dirs));
     ag_restore_item_t *items = calloc(n + 1, sizeof(*items));
-    static const char *const top[] = {"manifest.json", "aliases.json", "collections"};
+    /* security.sealed is restored offline (aegis unseal), never by the server. */
+    static const char *const top[] = {"manifest.json", "aliases.json", "collections",
+                                      "security.sealed"};
     if (strcmp(kind, "full") != 0 || !json_is_array(list))
         rc = ag_fail(diag, AG_EINVAL, "Bad request: this is not a full snapshot");
     if (rc == 0 && (!names || !dirs || !items))
@@ -960,23 +1048,31 @@ static int h_full_list(ag_call_t *call)
 
 static int h_full_create(ag_call_t *call)
 {
-    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "passphrase", "include_security");
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "passphrase");
     if (rc)
         return rc;
-    if (json_object_get(call->body, "passphrase") ||
-        json_is_true(json_object_get(call->body, "include_security")))
-        return ag_fail(&call->diag, AG_EINVAL,
-                       "include_security/passphrase: full snapshots do not carry the security "
-                       "state yet (users, roles and keys are never written to a snapshot)");
+    /* The security state goes in only for the root key, and only sealed (docs/SECURITY.md). */
+    json_t *pp = json_object_get(call->body, "passphrase");
+    const char *pass = NULL;
+    if (pp && !json_is_null(pp)) {
+        if (!json_is_string(pp) || json_string_length(pp) < 12 || json_string_length(pp) > 1024)
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "passphrase: expected a string of 12 to 1024 characters");
+        if (!ag_snap_is_root(call))
+            return ag_fail(&call->diag, AG_EFORBIDDEN,
+                           "Forbidden: only the root key may put the security state in a "
+                           "snapshot");
+        pass = json_string_value(pp);
+    }
     char name[AG_MAX_NAME_LEN + 1], dir[4096];
     ag_snap_make_name(name, sizeof(name), "full-snapshot");
     const char *w = ag_request_query(call->req, "wait");
-    if (w && strcmp(w, "false") == 0) {
+    if (w && strcmp(w, "false") == 0 && !pass) { /* a passphrase is never queued */
         rc = enqueue(JOB_CREATE_FULL, NULL, name);
         return rc ? rc : ag_snap_accepted(call);
     }
     ag_snap_full_dir(dir, sizeof(dir));
-    rc = ag_snap_create(dir, name, NULL, &call->result, &call->diag);
+    rc = ag_snap_create_sealed(dir, name, NULL, pass, &call->result, &call->diag);
     if (rc == 0)
         call->audit_detail = json_pack("{s:s}", "snapshot", name);
     return rc;

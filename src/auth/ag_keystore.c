@@ -1177,3 +1177,9 @@ void ag_keystore_account_limits(ag_keystore_t *ks, ag_account_limits_t *out)
     out->max_invite_ttl_s = rec_int(ks->account, "max_invite_ttl_sec");
     pthread_rwlock_unlock(&ks->lock);
 }
+
+int ag_keystore_copy(ag_keystore_t *s, const char *dir)
+{
+    /* A consistent copy from one read transaction (a full snapshot's security state). */
+    return mdb_env_copy2(s->env, dir, MDB_CP_COMPACT) == 0 ? 0 : AG_EIO;
+}

@@ -1242,3 +1242,9 @@ int ag_secstore_user_key_id(ag_secstore_t *s, const char *id, char key_id[AG_KEY
     pthread_rwlock_unlock(&s->lock);
     return u ? 0 : AG_ENOTFOUND;
 }
+
+int ag_secstore_copy(ag_secstore_t *s, const char *dir)
+{
+    /* A consistent copy from one read transaction (a full snapshot's security state). */
+    return mdb_env_copy2(s->env, dir, MDB_CP_COMPACT) == 0 ? 0 : AG_EIO;
+}

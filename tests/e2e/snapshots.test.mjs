@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { QdrantClient } from '@qdrant/js-client-rest';
 
 import { RO_KEY, ROOT_KEY, jwt, keyEnv } from './lib/auth.mjs';
-import { startServer } from './lib/server.mjs';
+import { runAegis, startServer } from './lib/server.mjs';
 
 const root = { 'api-key': ROOT_KEY };
 const POINTS = Array.from({ length: 20 }, (_, i) => ({
@@ -335,6 +335,7 @@ describe('collection snapshots (insecure server)', () => {
     assert.equal(await count(srv, 'c1'), 20);
     assert.equal(await count(srv, 'c1_alias'), 20);
     assert.equal((await srv.request('POST', '/snapshots', { passphrase: 'x' })).status, 400);
+    assert.equal((await srv.request('POST', '/snapshots', { include_security: true })).status, 400);
     await srv.ok('DELETE', `/snapshots/${full.name}`);
     assert.equal((await srv.request('GET', `/snapshots/${full.name}`)).status, 404);
   });
@@ -410,6 +411,42 @@ describe('who may do what (keys and JWTs)', () => {
     const text = dl.body.toString('latin1');
     assert.ok(!text.includes('secret-role-name-xyz'));
     assert.ok(!text.includes('secret-user-name-xyz'));
+  });
+
+  test('the security state only for the root key, sealed under a passphrase; aegis unseal opens it', async () => {
+    const pass = 'correct horse battery staple';
+    assert.equal((await srv.request('POST', '/snapshots', { passphrase: pass }, { headers: globalM })).status, 403);
+    assert.equal((await srv.request('POST', '/snapshots', { passphrase: 'short' }, { headers: root })).status, 400);
+    assert.equal((await srv.request('POST', '/snapshots', { include_security: true }, { headers: root })).status, 400);
+    await srv.ok('POST', '/auth/users/sealed-user-name-xyz', { roles: [] }, { headers: root });
+    const full = await srv.ok('POST', '/snapshots', { passphrase: pass }, { headers: root });
+    const dl = await download(srv, `/snapshots/${full.name}`, root);
+    assert.ok(!dl.body.toString('latin1').includes('sealed-user-name-xyz'), 'a user name in the clear');
+    // take security.sealed out of the archive and open it with the CLI
+    let off = 0;
+    let sealed = null;
+    while (off + 512 <= dl.body.length) {
+      const h = dl.body.subarray(off, off + 512);
+      if (h.every((b) => b === 0)) break;
+      const name = h.toString('utf8', 0, 100).replace(/\0.*$/s, '');
+      const size = parseInt(h.toString('utf8', 124, 136), 8);
+      if (name === 'security.sealed') sealed = dl.body.subarray(off + 512, off + 512 + size);
+      off += 512 + Math.ceil(size / 512) * 512;
+    }
+    assert.ok(sealed, 'the archive holds security.sealed');
+    const dir = fs.mkdtempSync(path.join(srv.storage, 'unseal-'));
+    fs.writeFileSync(path.join(dir, 'in'), sealed);
+    const bad = await runAegis(['unseal', path.join(dir, 'in'), path.join(dir, 'bad.tar')], { env: { AEGIS_SEAL_PASSPHRASE: 'wrong passphrase here' }, timeoutMs: 60_000 });
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.match(bad.stderr, /wrong passphrase/);
+    assert.equal(fs.existsSync(path.join(dir, 'bad.tar')), false);
+    const good = await runAegis(['unseal', path.join(dir, 'in'), path.join(dir, 'sec.tar')], { env: { AEGIS_SEAL_PASSPHRASE: pass }, timeoutMs: 60_000 });
+    assert.equal(good.code, 0, good.stderr);
+    const opened = fs.readFileSync(path.join(dir, 'sec.tar'));
+    assert.ok(opened.includes('security/data.mdb'));
+    assert.ok(opened.includes('sealed-user-name-xyz'), 'the opened state holds the user');
+    // a full snapshot with a sealed security state still restores its collections
+    await srv.ok('POST', `/snapshots/${full.name}/restore`, undefined, { headers: root });
   });
 
   test('a refused upload is answered before its body is read, and the connection is closed', async () => {

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "ag_cron.h"
+#include "ag_seal.h"
 #include "ag_tar.h"
 
 static char workdir[256];
@@ -269,6 +270,63 @@ static void test_cron(void **state)
         assert_int_equal(ag_cron_parse(bad[i], &c, &diag), AG_EINVAL);
 }
 
+static void test_seal(void **state)
+{
+    (void)state;
+    char path[300], sealed[300], opened[300];
+    snprintf(path, sizeof(path), "%s/plain", workdir);
+    snprintf(sealed, sizeof(sealed), "%s/sealed", workdir);
+    FILE *p = fopen(path, "wb");
+    for (int i = 0; i < 200000; i++) /* several chunks */
+        fputc((i * 7) & 0xff, p);
+    fclose(p);
+    const char *pass = "a long enough passphrase";
+    ag_diag_t diag = {{0}};
+    int in = open(path, O_RDONLY);
+    FILE *out = fopen(sealed, "wb");
+    assert_int_equal(ag_seal_write(out, in, 200000, "short", 5, &diag), AG_EINVAL);
+    assert_int_equal(ag_seal_write(out, in, 200000, pass, strlen(pass), &diag), 0);
+    fclose(out);
+    close(in);
+    /* the right passphrase gives the content back */
+    snprintf(opened, sizeof(opened), "%s/opened1", workdir);
+    FILE *s = fopen(sealed, "rb");
+    int o = open(opened, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_int_equal(ag_seal_read(s, o, pass, strlen(pass), &diag), 0);
+    fclose(s);
+    close(o);
+    FILE *r = fopen(opened, "rb");
+    for (int i = 0; i < 200000; i++)
+        assert_int_equal(fgetc(r), (i * 7) & 0xff);
+    assert_int_equal(fgetc(r), EOF);
+    fclose(r);
+    /* a wrong passphrase, a flipped byte, a truncation: refused */
+    s = fopen(sealed, "rb");
+    o = open(opened, O_WRONLY | O_TRUNC);
+    assert_int_equal(ag_seal_read(s, o, "another passphrase", 18, &diag), AG_EINVAL);
+    fclose(s);
+    FILE *m = fopen(sealed, "r+b");
+    fseek(m, 200, SEEK_SET);
+    int c = fgetc(m);
+    fseek(m, 200, SEEK_SET);
+    fputc(c ^ 1, m);
+    fclose(m);
+    s = fopen(sealed, "rb");
+    assert_int_equal(ag_seal_read(s, o, pass, strlen(pass), &diag), AG_EINVAL);
+    fclose(s);
+    m = fopen(sealed, "r+b");
+    fseek(m, 200, SEEK_SET);
+    fputc(c, m);
+    fclose(m);
+    struct stat st;
+    stat(sealed, &st);
+    assert_int_equal(truncate(sealed, st.st_size - 70000), 0);
+    s = fopen(sealed, "rb");
+    assert_int_equal(ag_seal_read(s, o, pass, strlen(pass), &diag), AG_EINVAL);
+    fclose(s);
+    close(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -277,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_hostile_entries_refused),
         cmocka_unit_test(test_duplicates_and_damage),
         cmocka_unit_test(test_cron),
+        cmocka_unit_test(test_seal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
