@@ -64,10 +64,10 @@ static void raw_header(FILE *f, const char *name, char type, unsigned size, cons
     snprintf((char *)h + 148, 8, "%06o", sum);
     h[155] = ' ';
     assert_int_equal(fwrite(h, 1, 512, f), 512);
-    unsigned char pad[512] = {0};
+    unsigned char pad[512];
     memset(pad, 'A', sizeof(pad));
-    if (size)
-        assert_int_equal(fwrite(pad, 1, (size + 511) / 512 * 512, f), (size + 511) / 512 * 512);
+    for (unsigned left = (size + 511) / 512 * 512; left > 0; left -= 512)
+        assert_int_equal(fwrite(pad, 1, 512, f), 512);
 }
 
 /* Extracts the archive in path into a fresh directory; returns the result. */
