@@ -706,18 +706,22 @@ static int upload_range(ag_request_t *req, uint64_t *off, uint64_t *len, ag_diag
 
 /* ---- authorization helpers ------------------------------------------------------------------- */
 
-/* Listing or downloading a collection's snapshots needs read:snapshots on it (the route's
- * action); a download is a copy of every row, so it also needs the caller's data rows to be all
- * of them. */
+/* Listing or downloading a collection's snapshots: read:snapshots on it, or unrestricted
+ * read:data (with read:collections, which the route's admission checked) — a snapshot holds
+ * nothing more (docs/PERMISSIONS.md). A download is a copy of every row: refused when the
+ * caller's data rows are restricted, whatever snapshot permission it holds. */
 static int may_read(ag_call_t *call, const char *coll, bool download)
 {
-    if (!download)
-        return 0;
     ag_diag_t ig = {{0}};
     ag_filter_t *rows = NULL;
-    bool restricted = ag_guard_authorize(call, "read:data", coll, &rows, &ig) == 0 && rows;
+    bool snap = ag_guard_authorize(call, "read:snapshots", coll, NULL, &ig) == 0;
+    bool data = ag_guard_authorize(call, "read:data", coll, &rows, &ig) == 0;
+    bool restricted = data && rows;
     ag_filter_free(rows);
-    if (restricted)
+    if (!snap && (!data || restricted))
+        return ag_fail(&call->diag, AG_EFORBIDDEN,
+                       "Forbidden: missing permission read:snapshots on collection '%s'", coll);
+    if (download && restricted)
         return ag_fail(&call->diag, AG_EFORBIDDEN,
                        "Forbidden: your access to collection %s is limited to some rows; a "
                        "snapshot holds every row",
@@ -1220,7 +1224,7 @@ void ag_snapshots_stop(void)
 /* The snapshot name (last parameter) of these routes is checked by the handlers, which answer
  * 404 for anything that is not a snapshot file name. */
 const ag_route_t ag_routes_snapshots[] = {
-    {AG_HTTP_GET, "/collections/{name}/snapshots", "read:snapshots", AG_SCOPE_COLLECTION, h_list,
+    {AG_HTTP_GET, "/collections/{name}/snapshots", "read:collections", AG_SCOPE_COLLECTION, h_list,
      false, false},
     {AG_HTTP_POST, "/collections/{name}/snapshots", "create:snapshots", AG_SCOPE_COLLECTION,
      h_create, false, false},
@@ -1228,12 +1232,12 @@ const ag_route_t ag_routes_snapshots[] = {
      h_upload, false, false, .upload = true},
     {AG_HTTP_PUT, "/collections/{name}/snapshots/recover", "manage:snapshots", AG_SCOPE_COLLECTION,
      h_recover, true, false},
-    {AG_HTTP_GET, "/collections/{name}/snapshots/{snapshot}", "read:snapshots", AG_SCOPE_COLLECTION,
-     h_download, false, false},
+    {AG_HTTP_GET, "/collections/{name}/snapshots/{snapshot}", "read:collections",
+     AG_SCOPE_COLLECTION, h_download, false, false},
     {AG_HTTP_DELETE, "/collections/{name}/snapshots/{snapshot}", "delete:snapshots",
      AG_SCOPE_COLLECTION, h_delete, false, false},
     /* One local shard (0): the shard routes answer as the collection's. */
-    {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots", "read:snapshots",
+    {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots", "read:collections",
      AG_SCOPE_COLLECTION, h_list, false, false},
     {AG_HTTP_POST, "/collections/{name}/shards/{shard}/snapshots", "create:snapshots",
      AG_SCOPE_COLLECTION, h_create, false, false},
@@ -1245,7 +1249,7 @@ const ag_route_t ag_routes_snapshots[] = {
      * shard's full state. */
     {AG_HTTP_POST, "/collections/{name}/shards/{shard}/snapshot/partial/recover",
      "manage:snapshots", AG_SCOPE_COLLECTION, h_upload, false, false, .upload = true},
-    {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots/{snapshot}", "read:snapshots",
+    {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots/{snapshot}", "read:collections",
      AG_SCOPE_COLLECTION, h_download, false, false},
     {AG_HTTP_DELETE, "/collections/{name}/shards/{shard}/snapshots/{snapshot}", "delete:snapshots",
      AG_SCOPE_COLLECTION, h_delete, false, false},

@@ -355,10 +355,6 @@ static int access_entry(ag_principal_t *p, const json_t *e, size_t idx, ag_diag_
     if (strcmp(level, "r") == 0) {
         if ((rc = grant(p, AG_VERB_READ, AG_RES_COLLECTIONS, c, NULL)) == 0)
             rc = grant(p, AG_VERB_READ, AG_RES_DATA, c, filter);
-        /* Qdrant's `r` lists and downloads the collection's snapshots; a whole-collection copy,
-         * so only for unrestricted entries (docs/SECURITY.md "Snapshots"). */
-        if (rc == 0 && !filter)
-            rc = grant(p, AG_VERB_READ, AG_RES_SNAPSHOTS, c, NULL);
     } else if (strcmp(level, "rw") == 0) {
         if ((rc = grant(p, AG_VERB_READ, AG_RES_COLLECTIONS, c, NULL)) == 0)
             rc = grant(p, AG_VERB_MANAGE, AG_RES_DATA, c, filter);

@@ -85,12 +85,13 @@ const ROOT_ONLY = [401, 401, ok, ok, ok, 403, 403, 403, 403, 403, 403, 403, 403,
 // collection's info and data, not its tenant list; the viewer role (global `r`) includes them.
 const TENANT_READ = GLOBAL_READ;
 const TENANT_MANAGE = MANAGE;
-// Snapshots (docs/SECURITY.md "Snapshots"): collection `r` and `rw` list and download, `rw`
-// creates and deletes, `prw` and row-restricted tokens get nothing; upload and recover need
-// global manage; full snapshots are read by global readers and written by global managers;
-// restoring a full snapshot needs the root key itself (root403: a global manager is refused by
-// the handler, not for a missing permission).
-const SNAP_READ = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, 403, 403, 403, 403];
+// Snapshots (docs/SECURITY.md "Snapshots"): unrestricted read:data lists and downloads (so
+// collection `r`, `rw` and `prw`: a snapshot holds nothing they cannot read), `rw` creates and
+// deletes, row-restricted tokens get nothing; upload and recover need global manage; full
+// snapshots are read by global readers and written by global managers; restoring a full
+// snapshot needs the root key itself (root403: a global manager is refused by the handler, not
+// for a missing permission).
+const SNAP_READ = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, ok, 403, 403, 403];
 const SNAP_WRITE = INDEX;
 const SNAP_MANAGE = MANAGE;
 const FULL_ROOT = [401, 401, ok, ok, ok, 403, 403, 'root403', 403, 403, 403, 403, 403, 403];
