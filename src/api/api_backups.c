@@ -373,6 +373,40 @@ static json_t *prune(const char *id, json_int_t keep)
     return removed;
 }
 
+/* One run of schedule s (caller holds B.mu): a backup, the schedule's old backups beyond its
+ * retention removed, the run audited and logged, last_run set to minute. *out (may be NULL) gets
+ * a new {backup, removed}. */
+static int run_schedule(json_t *s, const char *minute, json_t **out, ag_diag_t *d)
+{
+    const char *id = json_string_value(json_object_get(s, "id"));
+    json_t *b = NULL;
+    int rc = make_backup(id, &b, d);
+    json_t *removed =
+        rc == 0 ? prune(id, json_integer_value(json_object_get(s, "retention"))) : NULL;
+    json_t *detail =
+        json_pack("{s:O?,s:O?}", "backup", b ? json_object_get(b, "id") : NULL, "removed", removed);
+    audit_run(id, detail, rc == 0, rc ? d->msg : NULL);
+    if (rc)
+        ag_log(AG_LOG_ERROR, "backup schedule %s failed: %s", id, d->msg);
+    else
+        ag_log(AG_LOG_INFO, "backup schedule %s: made %s", id,
+               json_string_value(json_object_get(b, "id")));
+    if (out)
+        *out = json_incref(detail);
+    json_decref(detail);
+    json_decref(removed);
+    json_decref(b);
+    json_object_set_new(s, "last_run", json_string(minute));
+    return rc;
+}
+
+static void minute_of(time_t now, char *out, size_t len)
+{
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M", &tm);
+}
+
 static void run_due(time_t now)
 {
     pthread_mutex_lock(&B.mu);
@@ -381,9 +415,7 @@ static void run_due(time_t now)
     size_t i;
     json_t *s;
     char minute[32];
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(minute, sizeof(minute), "%Y-%m-%dT%H:%M", &tm);
+    minute_of(now, minute, sizeof(minute));
     json_array_foreach(json_object_get(all, "schedules"), i, s)
     {
         ag_cron_t cron;
@@ -393,28 +425,33 @@ static void run_due(time_t now)
         if (!id || ag_cron_parse(json_string_value(json_object_get(s, "schedule")), &cron, &d) ||
             !ag_cron_matches(&cron, now) || (last && strncmp(last, minute, strlen(minute)) == 0))
             continue;
-        json_t *b = NULL;
-        int rc = make_backup(id, &b, &d);
-        json_t *removed =
-            rc == 0 ? prune(id, json_integer_value(json_object_get(s, "retention"))) : NULL;
-        json_t *detail = json_pack("{s:O?,s:O?}", "backup", b ? json_object_get(b, "id") : NULL,
-                                   "removed", removed);
-        audit_run(id, detail, rc == 0, rc ? d.msg : NULL);
-        if (rc)
-            ag_log(AG_LOG_ERROR, "backup schedule %s failed: %s", id, d.msg);
-        else
-            ag_log(AG_LOG_INFO, "backup schedule %s: made %s", id,
-                   json_string_value(json_object_get(b, "id")));
-        json_decref(detail);
-        json_decref(removed);
-        json_decref(b);
-        json_object_set_new(s, "last_run", json_string(minute));
+        run_schedule(s, minute, NULL, &d);
         changed = true;
     }
     if (changed && save_schedules(all) != 0)
         ag_log(AG_LOG_ERROR, "cannot record the backup schedules' last runs");
     pthread_mutex_unlock(&B.mu);
     json_decref(all);
+}
+
+/* POST /backup-schedules/{id}/run: runs the schedule now, as the scheduler would (a backup, the
+ * retention applied, the run audited). */
+static int h_sched_run(ag_call_t *call)
+{
+    pthread_mutex_lock(&B.mu);
+    json_t *all = load_schedules();
+    json_t *s = find_schedule(all, call->params[0], NULL);
+    char minute[32];
+    minute_of(time(NULL), minute, sizeof(minute));
+    int rc = s ? run_schedule(s, minute, &call->result, &call->diag) : AG_ENOTFOUND;
+    if (s && save_schedules(all) != 0)
+        ag_log(AG_LOG_ERROR, "cannot record the backup schedules' last runs");
+    pthread_mutex_unlock(&B.mu);
+    json_decref(all);
+    if (rc == AG_ENOTFOUND)
+        return ag_fail(&call->diag, rc, "Not found: backup schedule %.100s does not exist",
+                       call->params[0]);
+    return rc;
 }
 
 static void *scheduler_main(void *arg)
@@ -475,6 +512,8 @@ const ag_route_t ag_routes_backups[] = {
      false},
     {AG_HTTP_POST, "/backup-schedules", "write:backup_schedules", AG_SCOPE_NONE, h_sched_create,
      true, false},
+    {AG_HTTP_POST, "/backup-schedules/{schedule}/run", "write:backups", AG_SCOPE_NONE, h_sched_run,
+     false, false},
     {AG_HTTP_GET, "/backup-schedules/{schedule}", "read:backup_schedules", AG_SCOPE_NONE,
      h_sched_get, false, false},
     {AG_HTTP_DELETE, "/backup-schedules/{schedule}", "delete:backup_schedules", AG_SCOPE_NONE,

@@ -224,6 +224,7 @@ const EXPECTED = {
   'GET /backup-schedules': ROOT_ONLY,
   'POST /backup-schedules': ROOT_ONLY,
   'GET /backup-schedules/{schedule}': ROOT_ONLY,
+  'POST /backup-schedules/{schedule}/run': ROOT_ONLY,
   'DELETE /backup-schedules/{schedule}': ROOT_ONLY,
 };
 
@@ -488,6 +489,7 @@ const ROUTES = [
   { name: 'GET /backup-schedules' },
   { name: 'POST /backup-schedules', body: { schedule: '0 3 * * *', retention: 2 } },
   { name: 'GET /backup-schedules/{schedule}', get path() { return `/backup-schedules/${mg.schedule}`; } },
+  { name: 'POST /backup-schedules/{schedule}/run', get path() { return `/backup-schedules/${mg.schedule}/run`; } },
   {
     name: 'DELETE /backup-schedules/{schedule}',
     get path() { return `/backup-schedules/${mg.doomedSchedule}`; },

@@ -100,6 +100,21 @@ describe('backup schedules', () => {
     assert.equal((await srv.request('DELETE', `/backup-schedules/${s.id}`, undefined, { headers: root })).status, 404);
   });
 
+  test('a run makes a backup, keeps the newest `retention` of the schedule, and is audited', async () => {
+    const s = await srv.ok('POST', '/backup-schedules', { schedule: '0 0 1 1 *', retention: 2 }, { headers: root });
+    const manual = await srv.ok('POST', '/backups', {}, { headers: root }); // not the schedule's: kept
+    const made = [];
+    for (let i = 0; i < 3; i++) made.push((await srv.ok('POST', `/backup-schedules/${s.id}/run`, undefined, { headers: root })).backup);
+    const mine = (await srv.ok('GET', '/backups', undefined, { headers: root })).filter((b) => b.schedule_id === s.id).map((b) => b.id);
+    assert.deepEqual(mine.sort(), made.slice(1).sort());
+    assert.ok((await srv.ok('GET', '/backups', undefined, { headers: root })).some((b) => b.id === manual.id));
+    assert.notEqual((await srv.ok('GET', `/backup-schedules/${s.id}`, undefined, { headers: root })).last_run, null);
+    const audit = await srv.ok('GET', '/auth/audit?limit=50', undefined, { headers: root });
+    const runs = audit.filter((a) => a.route === 'backup-schedule' && a.principal?.id === 'backup-scheduler');
+    assert.equal(runs.length, 3, JSON.stringify(audit.slice(0, 3)));
+    assert.equal((await srv.request('POST', '/backup-schedules/sched-0000000000000000/run', undefined, { headers: root })).status, 404);
+  });
+
   test('schedules survive a restart', async () => {
     const s = await srv.ok('POST', '/backup-schedules', { schedule: '0 5 * * *', retention: 2 }, { headers: root });
     await srv.restart();
