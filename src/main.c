@@ -2,6 +2,7 @@
 #include "ag_base.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -15,8 +16,10 @@
 #include "ag_config.h"
 #include "ag_log.h"
 #include "ag_pool.h"
+#include "ag_seal.h"
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
+#include "api/ag_snapshots.h"
 #include "auth/ag_audit.h"
 #include "auth/ag_token_cli.h"
 #include "http/ag_http.h"
@@ -33,6 +36,8 @@ static void usage(FILE *f)
                "  token      mint a JWT signed with service.api_key (see aegis token --help)\n"
                "  keygen     print a strong random API key\n"
                "  audit      verify the audit log's hash chain (aegis audit verify --help)\n"
+               "  unseal     open a full snapshot's sealed security state: aegis unseal IN OUT\n"
+               "             (passphrase from AEGIS_SEAL_PASSPHRASE or the first line of stdin)\n"
                "  version    print the version\n"
                "\n"
                "aegis serve options:\n"
@@ -383,6 +388,7 @@ static int serve(int argc, char **argv)
 out:
     if (http)
         ag_http_stop(http, 5.0);
+    ag_snapshots_stop(); /* a running snapshot job finishes before the store closes */
     ag_guard_free(guard);
     ag_audit_close(audit);
     ag_store_close(store);
@@ -516,6 +522,42 @@ static int keygen(void)
     return 0;
 }
 
+/* aegis unseal IN OUT: the security.sealed entry of a full snapshot (extracted with tar) back
+ * into the tar of the security state (docs/SECURITY.md "Snapshots"). */
+static int unseal_cmd(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: aegis unseal SEALED_FILE OUT_FILE\n"
+                        "passphrase from AEGIS_SEAL_PASSPHRASE or the first line of stdin\n");
+        return 2;
+    }
+    char pass[1100];
+    const char *env = getenv("AEGIS_SEAL_PASSPHRASE");
+    if (env) {
+        snprintf(pass, sizeof(pass), "%s", env);
+    } else if (!fgets(pass, sizeof(pass), stdin)) {
+        fprintf(stderr, "aegis unseal: no passphrase\n");
+        return 2;
+    }
+    pass[strcspn(pass, "\r\n")] = '\0';
+    FILE *in = fopen(argv[2], "rb");
+    int out = open(argv[3], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ag_diag_t diag = {{0}};
+    int rc = in && out >= 0 ? ag_seal_read(in, out, pass, strlen(pass), &diag) : AG_EIO;
+    sodium_memzero(pass, sizeof(pass));
+    if (in)
+        fclose(in);
+    if (out >= 0)
+        close(out);
+    if (rc) {
+        if (out >= 0)
+            unlink(argv[3]);
+        fprintf(stderr, "aegis unseal: %s\n", diag.msg[0] ? diag.msg : "cannot open the files");
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0) {
@@ -535,6 +577,8 @@ int main(int argc, char **argv)
         return audit_cmd(argc, argv);
     if (strcmp(cmd, "token") == 0)
         return ag_token_cli(argc, argv, environ);
+    if (strcmp(cmd, "unseal") == 0)
+        return unseal_cmd(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("aegis %s (%s)\n", AG_VERSION, AG_COMMIT);
         return 0;

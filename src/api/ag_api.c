@@ -6,6 +6,7 @@
 #include "ag_clock.h"
 #include "ag_log.h"
 #include "api/ag_guard.h"
+#include "api/ag_snapshots.h"
 #include "json/ag_json.h"
 
 #define MAX_ROUTES 256
@@ -45,6 +46,8 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
         {ag_routes_auth, ag_routes_auth_len},
         {ag_routes_tenants, ag_routes_tenants_len},
         {ag_routes_mgmt, ag_routes_mgmt_len},
+        {ag_routes_snapshots, ag_routes_snapshots_len},
+        {ag_routes_backups, ag_routes_backups_len},
     };
     for (size_t a = 0; a < AG_ARRAY_LEN(areas); a++)
         if (!append(&n, areas[a].routes, areas[a].len))
@@ -59,7 +62,7 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
     }
     api->routes = route_table;
     api->nroutes = n;
-    return 0;
+    return ag_snapshots_start(api, diag);
 }
 
 /* ---- routing ------------------------------------------------------------------------------- */
@@ -182,7 +185,11 @@ void ag_api_begin(void *ud, ag_request_t *req)
                 len = req->seg_len[s];
         int rc = ag_name_check(params[i], len, what, &diag);
         if (rc) {
-            render_error(req, AG_EINVAL, &diag);
+            /* A snapshot name that could not be a file name names no snapshot. */
+            if (i == np - 1 && strstr(r->pattern, "/{snapshot}"))
+                render(req, 404, NULL, "Not found: no such snapshot");
+            else
+                render_error(req, AG_EINVAL, &diag);
             return;
         }
     }
@@ -204,10 +211,15 @@ void ag_api_begin(void *ud, ag_request_t *req)
 
     int retry_after = 0;
     int rc = ag_guard_admit(api->guard, call, (size_t)(r - api->routes), &retry_after, &diag);
+    /* Uploads: checked and sent to a temporary file now, before any byte of the body. */
+    if (rc == 0 && r->upload)
+        rc = ag_snapshots_upload_begin(call, &diag);
     if (rc) {
         if (rc == AG_ETHROTTLED)
             snprintf(req->retry_after, sizeof(req->retry_after), "%d", AG_MAX(retry_after, 1));
         render_error(req, rc, &diag);
+        /* A refused upload is answered at once and its connection closed, the body unread. */
+        req->answer_now = r->upload;
     }
 }
 
@@ -300,6 +312,8 @@ void ag_api_handle(void *ud, ag_request_t *req)
     }
     if (rc) {
         render_error(req, rc, &call->diag);
+    } else if (req->resp_fd >= 0) {
+        /* answered with a file (snapshot downloads) */
     } else if (call->raw) {
         char *raw = call->raw;
         call->raw = NULL;

@@ -49,6 +49,8 @@ typedef struct ag_route {
     bool raw_body;     /* the handler reads req->body itself (ag_call_body parses it) */
     bool read_body;    /* a read (search, count, ...): the body's size budget is checked on the
                           raw text before parsing (ag_json_check_budget) */
+    bool upload;       /* a snapshot upload: once admitted, the body streams to a temporary file
+                          (ag_snapshots_upload_begin); a refusal is answered before it is read */
 } ag_route_t;
 
 struct ag_call {
@@ -141,5 +143,9 @@ extern const ag_route_t ag_routes_tenants[];
 extern const size_t ag_routes_tenants_len;
 extern const ag_route_t ag_routes_mgmt[];
 extern const size_t ag_routes_mgmt_len;
+extern const ag_route_t ag_routes_snapshots[];
+extern const size_t ag_routes_snapshots_len;
+extern const ag_route_t ag_routes_backups[];
+extern const size_t ag_routes_backups_len;
 
 #endif

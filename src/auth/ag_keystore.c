@@ -1161,3 +1161,9 @@ void ag_keystore_account_limits(ag_keystore_t *ks, ag_account_limits_t *out)
     out->max_invite_ttl_s = rec_int(ks->account, "max_invite_ttl_sec");
     pthread_rwlock_unlock(&ks->lock);
 }
+
+int ag_keystore_copy(ag_keystore_t *s, const char *dir)
+{
+    /* A consistent copy from one read transaction (a full snapshot's security state). */
+    return ag_kv_copy(s->kv, dir);
+}

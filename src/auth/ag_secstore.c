@@ -1225,3 +1225,9 @@ int ag_secstore_user_key_id(ag_secstore_t *s, const char *id, char key_id[AG_KEY
     pthread_rwlock_unlock(&s->lock);
     return u ? 0 : AG_ENOTFOUND;
 }
+
+int ag_secstore_copy(ag_secstore_t *s, const char *dir)
+{
+    /* A consistent copy from one read transaction (a full snapshot's security state). */
+    return ag_kv_copy(s->kv, dir);
+}

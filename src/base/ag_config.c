@@ -55,6 +55,10 @@ static const key_def_t keys[] = {
     K("storage.audit_max_mb", T_UINT, audit_max_mb, 1 << 20, false),
     K("storage.audit_max_files", T_UINT, audit_max_files, 1000000, false),
     K("storage.audit_key_file", T_STR, audit_key_file, 0, false),
+    K("storage.snapshots_path", T_STR, snapshots_path, 0, false),
+    K("storage.snapshot_max_upload_mb", T_UINT, snapshot_max_upload_mb, 1 << 24, false),
+    K("storage.snapshot_recover_hosts", T_STR, snapshot_recover_hosts, 0, false),
+    K("storage.snapshot_recover_max_mb", T_UINT, snapshot_recover_max_mb, 1 << 24, false),
     K("log_level", T_STR, log_level, 0, false),
 };
 
@@ -90,6 +94,8 @@ void ag_config_init(ag_config_t *cfg)
     cfg->initial_map_size_mb = 1024;
     cfg->flush_interval_ms = 1000;
     cfg->audit_max_mb = 64;
+    cfg->snapshot_max_upload_mb = 16384;
+    cfg->snapshot_recover_max_mb = 16384;
     set_str(&cfg->log_level, "info");
 }
 

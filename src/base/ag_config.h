@@ -44,6 +44,11 @@ typedef struct ag_config {
     uint64_t audit_max_mb;    /* audit log rotation size */
     uint64_t audit_max_files; /* rotated audit files kept; 0 = all */
     char *audit_key_file;     /* NULL = <storage_path>/audit.key */
+    /* snapshots (docs/SECURITY.md "Snapshots") */
+    char *snapshots_path;             /* NULL = <storage_path>/snapshots */
+    uint64_t snapshot_max_upload_mb;  /* largest snapshot upload accepted */
+    char *snapshot_recover_hosts;     /* http:// hosts recover may fetch from; NULL = none */
+    uint64_t snapshot_recover_max_mb; /* largest snapshot fetched from such a host */
     /* log */
     char *log_level;
     /* not a config key: set by --insecure */

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <malloc.h>
@@ -11,10 +12,12 @@
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "ag_clock.h"
+#include "ag_file.h"
 #include "ag_log.h"
 #include "ag_net.h"
 
@@ -122,10 +125,54 @@ void ag_request_respond_text(ag_request_t *req, int status, const char *content_
     ag_request_respond(req, copy ? status : 500, content_type, copy, copy ? len : 0);
 }
 
+void ag_request_respond_file(ag_request_t *req, int status, const char *content_type, int fd,
+                             uint64_t len)
+{
+    ag_request_respond(req, status, content_type, NULL, 0);
+    if (req->resp_fd >= 0)
+        close(req->resp_fd);
+    req->resp_fd = fd;
+    req->resp_fd_len = len;
+}
+
+int ag_request_spool(ag_request_t *req, const char *dir, uint64_t max)
+{
+    size_t n = strlen(dir) + sizeof("/.upload-XXXXXX");
+    char *path = malloc(n);
+    if (!path)
+        return AG_ENOMEM;
+    snprintf(path, n, "%s/.upload-XXXXXX", dir);
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) {
+        free(path);
+        return AG_EIO;
+    }
+    req->spool_fd = fd;
+    req->spool_path = path;
+    req->spool_max = max;
+    req->spool_len = 0;
+    return 0;
+}
+
+static void spool_drop(ag_request_t *req)
+{
+    if (req->spool_fd >= 0)
+        close(req->spool_fd);
+    req->spool_fd = -1;
+    if (req->spool_path) {
+        unlink(req->spool_path);
+        free(req->spool_path);
+        req->spool_path = NULL;
+    }
+}
+
 static void request_free(ag_request_t *req)
 {
     if (!req)
         return;
+    spool_drop(req);
+    if (req->resp_fd >= 0)
+        close(req->resp_fd);
     if (req->app_free && req->app)
         req->app_free(req->app);
     free(req->path);
@@ -340,8 +387,15 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
 {
     if (!req->responded)
         error_json(req, 500, "no response produced");
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        req->resp_len, req->resp_body ? req->resp_body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp;
+    if (req->resp_fd >= 0) {
+        resp = MHD_create_response_from_fd64(req->resp_fd_len, req->resp_fd);
+        if (resp)
+            req->resp_fd = -1; /* MHD closes it with the response */
+    } else {
+        resp = MHD_create_response_from_buffer(
+            req->resp_len, req->resp_body ? req->resp_body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    }
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, "Content-Type",
@@ -461,6 +515,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         snprintf(req->method_name, sizeof(req->method_name), "%s", method);
         req->path = strdup(url);
         req->content_length = UINT64_MAX;
+        req->spool_fd = -1;
+        req->resp_fd = -1;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
@@ -499,16 +555,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             req->close_after = true;
         } else if (!req->path || !split_path(req, url)) {
             error_json(req, 400, "malformed request path");
-        } else if (req->content_length != UINT64_MAX && req->content_length > srv->cfg.max_body) {
-            /* Answered once the body has been read and discarded: answering now would make the
-             * kernel reset the connection over the unread bytes and lose the 413. */
-            error_json(req, 413, "request body is larger than the configured limit");
-            req->close_after = true;
         } else {
             /* A missing or bad client certificate is the api layer's to refuse, as a failed
              * authentication: throttled, logged and audited like a bad key. */
             req->client_cert_refused = srv->cfg.verify_client && !client_cert_ok(conn);
             srv->begin(srv->ud, req);
+            uint64_t limit = req->spool_fd >= 0 ? req->spool_max : srv->cfg.max_body;
+            if (!req->responded && req->content_length != UINT64_MAX &&
+                req->content_length > limit) {
+                /* Answered once the body has been read and discarded: answering now would make
+                 * the kernel reset the connection over the unread bytes and lose the 413 (an
+                 * upload, whose clients expect that, is answered at once). */
+                error_json(req, 413, "request body is larger than the configured limit");
+                req->close_after = true;
+                req->answer_now = req->spool_fd >= 0;
+                spool_drop(req);
+            }
+        }
+        if (req->responded && req->answer_now) {
+            /* Refused before any byte of the body: answered now, the body never read. */
+            access_log(srv, req);
+            set_deadline(conn, srv->cfg.body_timeout);
+            return queue(conn, req, true);
         }
         return MHD_YES;
     }
@@ -518,6 +586,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         if (req->responded)
             return MHD_YES; /* refused already: discard the body, never parse it */
+        if (req->spool_fd >= 0) {
+            int werr = 0;
+            if (req->spool_len + n > req->spool_max) {
+                error_json(req, 413, "upload is larger than the configured limit");
+                req->close_after = true;
+            } else if (ag_write_all(req->spool_fd, upload_data, n) != 0) {
+                werr = errno;
+                error_json(req, werr == ENOSPC ? 507 : 500,
+                           werr == ENOSPC ? "Insufficient storage: no room for the upload"
+                                          : "cannot store the upload");
+                req->close_after = true;
+            } else {
+                req->spool_len += n;
+                return MHD_YES;
+            }
+            spool_drop(req);
+            return MHD_YES;
+        }
         if (req->body_len + n > srv->cfg.max_body) {
             free(req->body);
             req->body = NULL;

@@ -77,6 +77,18 @@ typedef struct ag_request {
     bool close_after; /* send Connection: close (the client overran a limit) */
     void *conn;       /* struct MHD_Connection *, for TLS introspection */
 
+    /* Uploads (ag_request_spool): the body goes to a temporary file instead of memory. */
+    int spool_fd;       /* -1 = the body is read into memory as usual */
+    char *spool_path;   /* owned; the file is removed when the request ends */
+    uint64_t spool_max; /* bytes; past it 413 and the file is dropped */
+    uint64_t spool_len; /* bytes written so far */
+    /* Set by begin() with a refusal: sent at once, without reading the body, and the connection
+     * closed (uploads: a refused upload never has its body read). */
+    bool answer_now;
+    /* A response sent from a file (ag_request_respond_file): owned, closed by the adapter. */
+    int resp_fd;
+    uint64_t resp_fd_len;
+
     /* Set by begin(): handle() is cheap and runs on the network thread (health probes). */
     bool inline_ok;
     /* Adapter state: 0 reading, 1 handed to a request worker, 2 answered by the worker. */
@@ -93,6 +105,15 @@ void ag_request_respond(ag_request_t *req, int status, const char *content_type,
 /* Copies text as the response body. */
 void ag_request_respond_text(ag_request_t *req, int status, const char *content_type,
                              const char *text);
+
+/* Sends the body of the response from fd[0, len) (takes ownership of fd, which the adapter
+ * closes); resp_body stays empty. */
+void ag_request_respond_file(ag_request_t *req, int status, const char *content_type, int fd,
+                             uint64_t len);
+/* From begin(): the body of this request goes to a new temporary file in dir (created 0600,
+ * removed when the request ends) rather than into memory, up to max bytes instead of the
+ * server's max_body; the handler reads it through req->spool_fd / spool_len. 0, AG_EIO. */
+int ag_request_spool(ag_request_t *req, const char *dir, uint64_t max);
 
 typedef void (*ag_http_begin_fn)(void *ud, ag_request_t *req);
 typedef void (*ag_http_handle_fn)(void *ud, ag_request_t *req);

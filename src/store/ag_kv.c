@@ -12,6 +12,11 @@ struct ag_kv {
     char what[48];
 };
 
+int ag_kv_copy(ag_kv_t *kv, const char *dir)
+{
+    return mdb_env_copy2(kv->env, dir, MDB_CP_COMPACT) == 0 ? 0 : AG_EIO;
+}
+
 static MDB_txn *raw(ag_kv_txn_t *txn)
 {
     return (MDB_txn *)txn;

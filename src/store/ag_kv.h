@@ -35,6 +35,10 @@ int ag_kv_open(const char *dir, const char *what, size_t map_size, unsigned max_
 /* Closes the environment; every transaction must have ended. NULL is allowed. */
 void ag_kv_close(ag_kv_t *kv);
 
+/* Writes a compacted, consistent copy of the store (one read transaction) into the existing,
+ * empty directory `dir`. 0, or AG_EIO naming nothing secret. */
+int ag_kv_copy(ag_kv_t *kv, const char *dir);
+
 /* Begins a read (write=false) or write transaction; writers are serialised by the store. */
 int ag_kv_begin(ag_kv_t *kv, bool write, ag_kv_txn_t **txn, ag_diag_t *diag);
 /* Commits and fsyncs; the transaction is ended whatever the outcome. */

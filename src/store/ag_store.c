@@ -16,6 +16,8 @@
 #include "ag_log.h"
 #include "store/ag_collection_int.h"
 #include "store/ag_env.h"
+#include "store/ag_snapshot.h"
+#include "store/ag_store_int.h"
 #include "json/ag_json.h"
 
 typedef struct alias_entry {
@@ -1163,5 +1165,225 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check
         aliases_free(work, n);
     }
     pthread_rwlock_unlock(&st->lock);
+    return rc;
+}
+
+/* ---- snapshots (store/ag_snapshot.c; docs/SECURITY.md "Snapshots") -------------------------- */
+
+int ag_store__snapshot_begin(ag_store_t *st, const char *collection, MDB_txn **txn, MDB_dbi *meta,
+                             ag_collection_t ***colls, size_t *n)
+{
+    *colls = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&st->lock);
+    size_t want = st->ncolls;
+    ssize_t only = -1;
+    if (collection) {
+        only = find_coll(st, collection);
+        if (only < 0) {
+            pthread_rwlock_unlock(&st->lock);
+            return AG_ENOTFOUND;
+        }
+        want = 1;
+    }
+    ag_collection_t **list = calloc(want ? want : 1, sizeof(*list));
+    /* The read transaction holds the map-size gate until ag_store__snapshot_end. */
+    if (list)
+        ag_env_enter(&st->gate);
+    if (!list || mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn) != 0) {
+        if (list)
+            ag_env_leave(&st->gate);
+        free(list);
+        pthread_rwlock_unlock(&st->lock);
+        return list ? AG_ESTORAGE : AG_ENOMEM;
+    }
+    for (size_t i = 0; i < want; i++) {
+        list[i] = st->colls[only >= 0 ? (size_t)only : i];
+        ag_coll_ref(list[i]);
+    }
+    *meta = st->meta;
+    *colls = list;
+    *n = want;
+    return 0;
+}
+
+void ag_store__snapshot_end(ag_store_t *st, MDB_txn *txn, ag_collection_t **colls, size_t n)
+{
+    mdb_txn_abort(txn);
+    ag_env_leave(&st->gate);
+    pthread_rwlock_unlock(&st->lock);
+    for (size_t i = 0; i < n; i++)
+        ag_coll_unref(colls[i]);
+    free(colls);
+}
+
+typedef struct restore_slot {
+    json_t *params, *schema, *tenants;
+    ag_collection_t *fresh; /* the restored collection (owned until it enters the registry) */
+    ssize_t old;            /* its namesake's index in the registry, or -1 */
+} restore_slot_t;
+
+int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
+                     const json_t *aliases, ag_diag_t *diag)
+{
+    if (n > MAX_ENTRIES)
+        return ag_fail(diag, AG_EINVAL, "snapshot: too many collections");
+    if (aliases && !json_is_object(aliases))
+        return ag_fail(diag, AG_EINVAL, "snapshot: aliases.json is malformed");
+    restore_slot_t *slots = calloc(n ? n : 1, sizeof(*slots));
+    if (!slots)
+        return AG_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        slots[i].old = -1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(items[i].name, items[j].name) == 0)
+                rc = ag_fail(diag, AG_EINVAL, "snapshot: collection '%.64s' appears twice",
+                             items[i].name);
+        if (rc == 0)
+            rc = ag_snap__read_config(items[i].dir, &slots[i].params, &slots[i].schema,
+                                      &slots[i].tenants, diag);
+    }
+    if (rc) {
+        for (size_t i = 0; i < n; i++) {
+            json_decref(slots[i].params);
+            json_decref(slots[i].schema);
+            json_decref(slots[i].tenants);
+        }
+        free(slots);
+        return rc;
+    }
+
+    pthread_rwlock_wrlock(&st->lock);
+    size_t locked = 0;
+    MDB_txn *txn = NULL;
+    /* Room in the registries is made first, so nothing can fail after the commit. */
+    size_t added = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (find_alias(st->aliases, st->naliases, items[i].name) >= 0)
+            rc =
+                ag_fail(diag, AG_ECONFLICT,
+                        "cannot restore collection '%.64s': an alias has that name", items[i].name);
+        slots[i].old = find_coll(st, items[i].name);
+        added += slots[i].old < 0;
+    }
+    if (rc == 0 && AG_GROW(st->colls, st->cap_colls, st->ncolls + added, 16, MAX_ENTRIES) != 0)
+        rc = AG_ENOMEM;
+    size_t nal = aliases ? json_object_size(aliases) : 0;
+    if (rc == 0 && AG_GROW(st->aliases, st->cap_aliases, st->naliases + nal, 16, MAX_ENTRIES) != 0)
+        rc = AG_ENOMEM;
+    /* Writers of the collections being replaced wait; they find them dropped afterwards. */
+    for (; rc == 0 && locked < n; locked++)
+        if (slots[locked].old >= 0)
+            pthread_mutex_lock(&st->colls[slots[locked].old]->write_mutex);
+    if (rc == 0 && txn_begin(st, &txn) != 0) {
+        txn = NULL;
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction");
+    }
+    uint32_t cid = st->next_cid;
+    char key[AG_MAX_NAME_LEN + 8];
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        restore_slot_t *s = &slots[i];
+        rc = ag_coll_open(st->env, txn, items[i].name, cid++, s->params, s->schema, true, &s->fresh,
+                          diag);
+        if (rc == 0)
+            rc = ag_snap__fill(s->fresh, txn, items[i].dir, diag);
+        json_t *rec = rc == 0 ? coll_record(s->fresh) : NULL;
+        if (rc == 0) {
+            key_for(key, sizeof(key), 'c', items[i].name);
+            rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
+        }
+        json_decref(rec);
+        if (rc == 0) {
+            key_for(key, sizeof(key), 't', items[i].name);
+            rc = json_object_size(s->tenants) ? meta_put_json(txn, st->meta, key, s->tenants)
+                                              : meta_del(txn, st->meta, key);
+        }
+        if (rc == 0)
+            rc = ag_coll_load(s->fresh, txn, diag);
+    }
+    const char *alias;
+    json_t *target;
+    if (aliases) {
+        json_object_foreach((json_t *)aliases, alias, target)
+        {
+            if (rc)
+                break;
+            const char *t = json_string_value(target);
+            bool known = false;
+            for (size_t i = 0; t && i < n; i++)
+                known = known || strcmp(items[i].name, t) == 0;
+            if (!t || !known || ag_name_check(alias, strlen(alias), "alias", diag) != 0 ||
+                find_coll(st, alias) >= 0) {
+                rc = ag_fail(diag, AG_EINVAL, "snapshot: alias '%.64s' cannot be restored", alias);
+                break;
+            }
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(items[i].name, alias) == 0)
+                    rc = ag_fail(diag, AG_EINVAL, "snapshot: alias '%.64s' names a collection",
+                                 alias);
+            key_for(key, sizeof(key), 'a', alias);
+            if (rc == 0)
+                rc = meta_put_str(txn, st->meta, key, t);
+        }
+    }
+    if (rc == 0) {
+        uint32_t seq = cid;
+        MDB_val k = {3, (void *)"seq"}, v = {4, &seq};
+        rc = mdb_put(txn, st->meta, &k, &v, 0) ? AG_ESTORAGE : 0;
+    }
+    /* Last, because dropping closes the old handles even if the transaction were aborted. */
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (slots[i].old >= 0)
+            rc = ag_coll_drop_dbs(st->colls[slots[i].old], txn);
+    if (txn) {
+        if (rc == 0 && txn_commit(st, txn) != 0)
+            rc = ag_fail(diag, AG_ESTORAGE, "cannot commit the restore");
+        else if (rc)
+            txn_abort(st, txn);
+    }
+    if (rc && !diag->msg[0])
+        ag_fail(diag, rc, "cannot restore the snapshot");
+    if (rc == 0) {
+        st->next_cid = cid;
+        for (size_t i = 0; i < n; i++) {
+            restore_slot_t *s = &slots[i];
+            if (s->old >= 0) {
+                ag_collection_t *old = st->colls[s->old];
+                old->dropped = true;
+                pthread_mutex_unlock(&old->write_mutex);
+                st->colls[s->old] = s->fresh;
+                ag_coll_unref(old);
+            } else {
+                st->colls[st->ncolls++] = s->fresh;
+            }
+            tenancy_drop(st, items[i].name);
+            tenancy_put(st, items[i].name, true, schema_tenant_key(s->fresh->schema), s->tenants);
+            s->fresh = NULL;
+        }
+        if (aliases) {
+            json_object_foreach((json_t *)aliases, alias, target)
+            {
+                if (alias_set(&st->aliases, &st->naliases, &st->cap_aliases, alias,
+                              json_string_value(target)) != 0)
+                    ag_log(AG_LOG_ERROR, "out of memory restoring alias '%s' (it is stored)",
+                           alias);
+            }
+        }
+        mdb_env_sync(st->env, 1);
+    } else {
+        for (size_t i = 0; i < locked; i++)
+            if (slots[i].old >= 0)
+                pthread_mutex_unlock(&st->colls[slots[i].old]->write_mutex);
+    }
+    pthread_rwlock_unlock(&st->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (slots[i].fresh)
+            ag_coll_unref(slots[i].fresh);
+        json_decref(slots[i].params);
+        json_decref(slots[i].schema);
+        json_decref(slots[i].tenants);
+    }
+    free(slots);
     return rc;
 }

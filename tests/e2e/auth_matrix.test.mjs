@@ -85,6 +85,16 @@ const ROOT_ONLY = [401, 401, ok, ok, ok, 403, 403, 403, 403, 403, 403, 403, 403,
 // collection's info and data, not its tenant list; the viewer role (global `r`) includes them.
 const TENANT_READ = GLOBAL_READ;
 const TENANT_MANAGE = MANAGE;
+// Snapshots (docs/SECURITY.md "Snapshots"): unrestricted read:data lists and downloads (so
+// collection `r`, `rw` and `prw`: a snapshot holds nothing they cannot read), `rw` creates and
+// deletes, row-restricted tokens get nothing; upload and recover need global manage; full
+// snapshots are read by global readers and written by global managers; restoring a full
+// snapshot needs the root key itself (root403: a global manager is refused by the handler, not
+// for a missing permission).
+const SNAP_READ = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, ok, 403, 403, 403];
+const SNAP_WRITE = INDEX;
+const SNAP_MANAGE = MANAGE;
+const FULL_ROOT = [401, 401, ok, ok, ok, 403, 403, 'root403', 403, 403, 403, 403, 403, 403];
 
 const EXPECTED = {
   // service
@@ -186,6 +196,36 @@ const EXPECTED = {
   //  a single node refuses cluster changes (405) to whoever may ask for them
   'POST /cluster/recover': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
   'DELETE /cluster/peer/1': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
+  // snapshots, backups and backup schedules (issue 12)
+  'GET /collections/mx/snapshots': SNAP_READ,
+  'POST /collections/mx/snapshots': SNAP_WRITE,
+  'GET /collections/mx/snapshots/{snapshot}': SNAP_READ,
+  'DELETE /collections/mx/snapshots/{snapshot}': SNAP_WRITE,
+  'POST /collections/mx/snapshots/upload': SNAP_MANAGE,
+  'PUT /collections/mx/snapshots/recover': SNAP_MANAGE,
+  'GET /collections/mx/shards/0/snapshots': SNAP_READ,
+  'POST /collections/mx/shards/0/snapshots': SNAP_WRITE,
+  'GET /collections/mx/shards/0/snapshots/{snapshot}': SNAP_READ,
+  'DELETE /collections/mx/shards/0/snapshots/{snapshot}': SNAP_WRITE,
+  'POST /collections/mx/shards/0/snapshots/upload': SNAP_MANAGE,
+  'PUT /collections/mx/shards/0/snapshots/recover': SNAP_MANAGE,
+  'POST /collections/mx/shards/0/snapshot/partial/recover': SNAP_MANAGE,
+  'GET /snapshots': GLOBAL_READ,
+  'POST /snapshots': MANAGE,
+  'GET /snapshots/{snapshot}': GLOBAL_READ,
+  'DELETE /snapshots/{snapshot}': MANAGE,
+  'POST /snapshots/upload': FULL_ROOT,
+  'POST /snapshots/{snapshot}/restore': FULL_ROOT,
+  'GET /backups': ROOT_ONLY,
+  'POST /backups': ROOT_ONLY,
+  'GET /backups/{backup}': ROOT_ONLY,
+  'DELETE /backups/{backup}': ROOT_ONLY,
+  'POST /backups/{backup}/restore': ROOT_ONLY,
+  'GET /backup-schedules': ROOT_ONLY,
+  'POST /backup-schedules': ROOT_ONLY,
+  'GET /backup-schedules/{schedule}': ROOT_ONLY,
+  'POST /backup-schedules/{schedule}/run': ROOT_ONLY,
+  'DELETE /backup-schedules/{schedule}': ROOT_ONLY,
 };
 
 // ---- fixture --------------------------------------------------------------------------------
@@ -411,7 +451,59 @@ const ROUTES = [
   { name: 'GET /cluster' },
   { name: 'POST /cluster/recover' },
   { name: 'DELETE /cluster/peer/1' },
+  // snapshots: made with the root key; a fresh one for each destructive cell
+  ...['', '/shards/0'].flatMap((shard) => [
+    { name: `GET /collections/mx${shard}/snapshots` },
+    { name: `POST /collections/mx${shard}/snapshots`, path: `/collections/mx${shard}/snapshots?wait=true` },
+    { name: `GET /collections/mx${shard}/snapshots/{snapshot}`, get path() { return `/collections/mx${shard}/snapshots/${mg.snap.name}`; } },
+    {
+      name: `DELETE /collections/mx${shard}/snapshots/{snapshot}`,
+      get path() { return `/collections/mx${shard}/snapshots/${mg.doomedSnap}`; },
+      before: async () => { mg.doomedSnap = (await rootOk('POST', `/collections/${C}/snapshots?wait=true`)).name; },
+    },
+    // the raw archive as the body (the non-multipart form); restores mx as it was
+    { name: `POST /collections/mx${shard}/snapshots/upload`, get body() { return mg.snapBytes; } },
+    { name: `PUT /collections/mx${shard}/snapshots/recover`, get body() { return { location: mg.snapFile }; } },
+  ]),
+  { name: 'POST /collections/mx/shards/0/snapshot/partial/recover', get body() { return mg.snapBytes; } },
+  { name: 'GET /snapshots' },
+  { name: 'POST /snapshots' },
+  { name: 'GET /snapshots/{snapshot}', get path() { return `/snapshots/${mg.full.name}`; } },
+  {
+    name: 'DELETE /snapshots/{snapshot}',
+    get path() { return `/snapshots/${mg.doomedSnap}`; },
+    before: async () => { mg.doomedSnap = (await rootOk('POST', '/snapshots')).name; },
+  },
+  { name: 'POST /snapshots/upload', get body() { return mg.fullBytes; }, after: () => refreshFull() },
+  { name: 'POST /snapshots/{snapshot}/restore', get path() { return `/snapshots/${mg.full.name}/restore`; }, after: () => refreshFull() },
+  // backups and schedules (management resources: no JWT access level reaches them)
+  { name: 'GET /backups' },
+  { name: 'POST /backups' },
+  { name: 'GET /backups/{backup}', get path() { return `/backups/${mg.backup}`; } },
+  {
+    name: 'DELETE /backups/{backup}',
+    get path() { return `/backups/${mg.doomedBackup}`; },
+    before: async () => { mg.doomedBackup = (await rootOk('POST', '/backups')).id; },
+  },
+  { name: 'POST /backups/{backup}/restore', get path() { return `/backups/${mg.backup}/restore`; }, after: () => refreshFull() },
+  { name: 'GET /backup-schedules' },
+  { name: 'POST /backup-schedules', body: { schedule: '0 3 * * *', retention: 2 } },
+  { name: 'GET /backup-schedules/{schedule}', get path() { return `/backup-schedules/${mg.schedule}`; } },
+  { name: 'POST /backup-schedules/{schedule}/run', get path() { return `/backup-schedules/${mg.schedule}/run`; } },
+  {
+    name: 'DELETE /backup-schedules/{schedule}',
+    get path() { return `/backup-schedules/${mg.doomedSchedule}`; },
+    before: async () => { mg.doomedSchedule = (await rootOk('POST', '/backup-schedules', { schedule: '0 4 * * *', retention: 1 })).id; },
+  },
 ];
+
+/** A fresh full snapshot and backup of the fixture (restoring one puts mx and ot back as they
+ * are now; taken again after each restore so later cells see the same state). */
+async function refreshFull() {
+  mg.full = await rootOk('POST', '/snapshots');
+  mg.fullBytes = Buffer.from(await (await fetch(`${srv.url}/snapshots/${mg.full.name}`, { headers: root })).arrayBuffer());
+  mg.backup = (await rootOk('POST', '/backups')).id;
+}
 const mg = { seq: 0 };
 
 async function freshRole() {
@@ -456,6 +548,11 @@ before(async () => {
   await rootOk('POST', '/auth/roles', { name: 'mxrole', permissions: [{ action: 'read:data', collection: C }] });
   await rootOk('POST', '/auth/roles', { name: 'mxrole2', permissions: [{ action: 'read:collections', collection: C }] });
   await rootOk('POST', '/auth/users/mxuser', { roles: ['mxrole'] });
+  mg.snap = await rootOk('POST', `/collections/${C}/snapshots?wait=true`);
+  mg.snapFile = `file://${srv.storage}/snapshots/collections/${C}/${mg.snap.name}`;
+  mg.snapBytes = Buffer.from(await (await fetch(`${srv.url}/collections/${C}/snapshots/${mg.snap.name}`, { headers: root })).arrayBuffer());
+  await refreshFull();
+  mg.schedule = (await rootOk('POST', '/backup-schedules', { schedule: '0 3 * * *', retention: 2 })).id;
 });
 
 after(async () => {
@@ -555,7 +652,7 @@ describe('authorization matrix', () => {
         const r = await call(route, p);
         if (route.after) await route.after();
         cells++;
-        const rowLevel = row[i] === 'row403';
+        const rowLevel = row[i] === 'row403' || row[i] === 'root403';
         const want = row[i] === ok ? '2xx' : rowLevel ? '403' : String(row[i]);
         const got = statusClass(r.status);
         const where = `${route.name} as ${p}`;
