@@ -1,0 +1,71 @@
+// Qdrant behaviours the conformance work added (docs/COMPATIBILITY.md): optional vectors (a point
+// carries any subset of the collection's vectors, is found only by searches on the vectors it
+// has, renders exactly what it has, keeps that across a restart), per-vector updates and deletes.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './lib/server.mjs';
+
+let srv;
+
+before(async () => {
+  srv = await startServer();
+});
+
+after(async () => {
+  await srv?.cleanup();
+});
+
+const sp = (indices, values) => ({ indices, values });
+
+test('optional vectors: a point carries any subset of the vectors', async () => {
+  await srv.ok('PUT', '/collections/ov', { vectors: { size: 4, distance: 'Dot' }, sparse_vectors: { text: {} } });
+  await srv.ok('PUT', '/collections/ov/points?wait=true', {
+    points: [
+      { id: 1, vector: [1, 2, 3, 4] },
+      { id: 2, vector: { '': [1, 1, 1, 1], text: sp([1], [0.5]) } },
+      { id: 3, vector: { text: sp([1, 2], [0.25, 0.5]) } },
+      { id: 4, vector: {} },
+    ],
+  });
+  const dense = await srv.ok('POST', '/collections/ov/points/query', { query: [1, 1, 1, 1], limit: 10 });
+  assert.deepEqual(dense.points.map((p) => p.id).sort(), [1, 2]);
+  const sparse = await srv.ok('POST', '/collections/ov/points/query', { query: sp([1], [1]), using: 'text', limit: 10 });
+  assert.deepEqual(sparse.points.map((p) => p.id).sort(), [2, 3]);
+  // Even a filter selecting only vector-less points finds nothing by the dense vector.
+  const none = await srv.ok('POST', '/collections/ov/points/search', { vector: [1, 1, 1, 1], filter: { must: [{ has_id: [3, 4] }] } });
+  assert.deepEqual(none, []);
+  const got = await srv.ok('POST', '/collections/ov/points', { ids: [1, 2, 3, 4], with_vector: true });
+  const byId = Object.fromEntries(got.map((p) => [p.id, p.vector]));
+  assert.deepEqual(byId[1], [1, 2, 3, 4]);
+  assert.deepEqual(byId[2], { '': [1, 1, 1, 1], text: sp([1], [0.5]) });
+  assert.deepEqual(byId[3], { text: sp([1, 2], [0.25, 0.5]) });
+  assert.deepEqual(byId[4], {});
+  const cnt = await srv.ok('POST', '/collections/ov/points/count', { filter: { must: [{ has_vector: '' }] }, exact: true });
+  assert.equal(cnt.count, 2);
+});
+
+test('optional vectors: update adds only the named ones, delete removes them, restart keeps them', async () => {
+  await srv.ok('PUT', '/collections/ov/points/vectors?wait=true', { points: [{ id: 3, vector: { '': [0, 0, 0, 1] } }] });
+  await srv.ok('POST', '/collections/ov/points/vectors/delete?wait=true', { points: [2], vector: [''] });
+  let got = await srv.ok('POST', '/collections/ov/points', { ids: [2, 3], with_vector: true });
+  assert.deepEqual(got[0].vector, { text: sp([1], [0.5]) });
+  assert.deepEqual(got[1].vector, { '': [0, 0, 0, 1], text: sp([1, 2], [0.25, 0.5]) });
+  await srv.restart();
+  got = await srv.ok('POST', '/collections/ov/points', { ids: [2, 3, 4], with_vector: true });
+  assert.deepEqual(got.map((p) => p.vector), [{ text: sp([1], [0.5]) }, { '': [0, 0, 0, 1], text: sp([1, 2], [0.25, 0.5]) }, {}]);
+  const dense = await srv.ok('POST', '/collections/ov/points/query', { query: [1, 1, 1, 1], limit: 10 });
+  assert.deepEqual(dense.points.map((p) => p.id).sort(), [1, 3]);
+});
+
+test('optional vectors: named vectors and the batch form', async () => {
+  await srv.ok('PUT', '/collections/ovn', { vectors: { a: { size: 2, distance: 'Dot' }, b: { size: 2, distance: 'Dot' } } });
+  await srv.ok('PUT', '/collections/ovn/points?wait=true', { batch: { ids: [1, 2], vectors: { a: [[1, 0], [0, 1]] } } });
+  await srv.ok('PUT', '/collections/ovn/points?wait=true', { points: [{ id: 3, vector: { b: [1, 1] } }] });
+  const a = await srv.ok('POST', '/collections/ovn/points/query', { query: [1, 1], using: 'a' });
+  assert.deepEqual(a.points.map((p) => p.id).sort(), [1, 2]);
+  const b = await srv.ok('POST', '/collections/ovn/points/query', { query: [1, 1], using: 'b' });
+  assert.deepEqual(b.points.map((p) => p.id), [3]);
+  const r = await srv.request('PUT', '/collections/ovn/points', { points: [{ id: 4 }] });
+  assert.equal(r.status, 422);
+  assert.match(r.json.status.error, /points\[0\]\.vector/);
+});
