@@ -169,7 +169,9 @@ void ag_api_begin(void *ud, ag_request_t *req)
                 len = req->seg_len[s];
         int rc = ag_name_check(params[i], len, what, &diag);
         if (rc) {
-            render_error(req, AG_EINVAL, &diag);
+            ag_diag_t named; /* Qdrant's prefix, which its clients and tests look for */
+            ag_fail(&named, AG_EINVAL, "Validation error in path parameters: %s", diag.msg);
+            render_error(req, AG_EINVAL, &named);
             return;
         }
     }
@@ -259,9 +261,10 @@ void ag_api_handle(void *ud, ag_request_t *req)
     const char *t = ag_request_query(req, "timeout");
     int rc = 0;
     if (t && parse_timeout(t, cap, &seconds) != 0)
-        rc = ag_fail(&call->diag, AG_EINVAL,
-                     "timeout: expected a whole number of seconds >= 1 (the server caps it at "
-                     "%llu)",
+        rc = ag_fail(&call->diag, AG_EUNPROCESSABLE,
+                     "Validation error in query parameters: [timeout: value %s invalid, must "
+                     "be a whole number of seconds >= 1 (the server caps it at %llu)]",
+                     strspn(t, "0123456789") == strlen(t) && strlen(t) <= 20 ? t : "given",
                      (unsigned long long)cap);
     set_deadline(call, seconds);
     /* Time spent waiting for a worker counts (the deadline runs from the moment the body was

@@ -378,30 +378,6 @@ int ag_op_delete(ag_call_t *call, ag_collection_t *c, const json_t *body)
     return rc;
 }
 
-/* Returns the object at a dotted key path inside obj, creating objects on the way. */
-static json_t *ensure_path(json_t *obj, const char *key)
-{
-    char part[256];
-    const char *p = key;
-    while (*p) {
-        const char *dot = strchr(p, '.');
-        size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (len == 0 || len >= sizeof(part))
-            return NULL;
-        memcpy(part, p, len);
-        part[len] = '\0';
-        json_t *next = json_object_get(obj, part);
-        if (!json_is_object(next)) {
-            next = json_object();
-            if (!next || json_object_set_new(obj, part, next) != 0)
-                return NULL;
-        }
-        obj = next;
-        p = dot ? dot + 1 : p + len;
-    }
-    return obj;
-}
-
 int ag_op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, ag_pl_op_t op)
 {
     int rc;
@@ -462,8 +438,8 @@ int ag_op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, ag_pl
         case AG_PL_SET:
             next = json_deep_copy(cur);
             if (next) {
-                json_t *target = key ? ensure_path(next, key) : next;
-                if (!target || json_object_update(target, (json_t *)payload) != 0) {
+                if ((key ? ag_payload_set_at(next, key, payload)
+                         : json_object_update(next, (json_t *)payload)) != 0) {
                     json_decref(next);
                     next = NULL;
                 }

@@ -244,6 +244,11 @@ static int parse_field_schema(const json_t *fs, json_t **def, ag_diag_t *diag)
                               "stemmer", "ascii_folding", "enable_hnsw");
         if (rc)
             return rc;
+        if (strcmp(type, "integer") == 0 && json_is_false(json_object_get(params, "lookup")) &&
+            json_is_false(json_object_get(params, "range")))
+            return ag_fail(diag, AG_EUNPROCESSABLE,
+                           "Validation error: the 'lookup' and 'range' capabilities can't be both "
+                           "disabled (field_schema)");
         json_t *tenant = json_object_get(params, "is_tenant");
         if (tenant && !json_is_boolean(tenant))
             return ag_fail(diag, AG_EINVAL, "field_schema.is_tenant: expected a boolean");

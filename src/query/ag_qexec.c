@@ -477,7 +477,7 @@ static int order_stage(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_
     size_t n, m;
     ag_ordered_t *o;
     int rc = accepted_slots(rq, f, &slots, &n);
-    if (rc || (rc = ag_order_slots(rq->ctx->arena, rq->c, slots, n, &st->ob, &o, &m)) != 0)
+    if (rc || (rc = ag_order_slots(rq->ctx->arena, rq->c, slots, n, &st->ob, false, &o, &m)) != 0)
         return rc;
     size_t cap = AG_MIN(k, m);
     out->h = ag_q__alloc(rq, cap, sizeof(ag_hit_t));

@@ -248,12 +248,12 @@ static int parse_reco(ag_query_t *rq, ag_stage_t *st, const json_t *obj, const c
                        *path ? path : "positive", AG_Q_MAX_EXAMPLES, st->npos + st->nneg);
     ag_q__field(p, sizeof(p), path, "positive");
     if (st->strategy == AG_RECO_AVERAGE && st->npos == 0)
-        return ag_fail(d, AG_EINVAL,
+        return ag_fail(d, AG_EUNPROCESSABLE,
                        "Wrong input: Positive vectors should not be empty with `average` "
                        "strategy (%s)",
                        p);
     if (st->npos + st->nneg == 0)
-        return ag_fail(d, AG_EINVAL,
+        return ag_fail(d, AG_EUNPROCESSABLE,
                        "Wrong input: At least one positive or negative example is required (%s)",
                        p);
     return 0;
@@ -277,6 +277,9 @@ static int parse_params(ag_query_t *rq, ag_stage_t *st, const json_t *obj, const
         (rc = ag_json_get_bool(p, "exact", pp, &exact, d)) != 0 ||
         (rc = ag_json_get_bool(p, "indexed_only", pp, &indexed_only, d)) != 0)
         return rc;
+    if (json_is_integer(json_object_get(p, "hnsw_ef")) && ef == 0)
+        return ag_fail(d, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s.hnsw_ef: must be at least 1", pp);
     st->params.ef = (uint32_t)ef;
     st->params.exact = exact;
     const json_t *q;
@@ -333,6 +336,15 @@ static int parse_limit(ag_query_t *rq, const json_t *obj, const char *path, cons
                        size_t dflt, size_t *out)
 {
     uint64_t v = dflt;
+    /* Like Qdrant, a limit above what can ever be returned means "all": it is clamped to
+     * AG_MAX_LIMIT (integers beyond i64 arrive as u64 marker strings). */
+    const json_t *lv = json_object_get(obj, key);
+    if ((json_is_integer(lv) && json_integer_value(lv) > AG_MAX_LIMIT) ||
+        (json_is_string(lv) &&
+         strncmp(json_string_value(lv), AG_U64_MARKER, sizeof(AG_U64_MARKER) - 1) == 0)) {
+        *out = AG_MAX_LIMIT;
+        return 0;
+    }
     int rc = ag_json_get_uint(obj, key, path, AG_MAX_LIMIT, &v, rq->ctx->diag);
     if (rc)
         return rc;
@@ -529,19 +541,23 @@ static int check_stage(ag_query_t *rq, const ag_stage_t *st, const char *qp)
 {
     ag_diag_t *d = rq->ctx->diag;
     bool fusion = st->kind == AG_Q_RRF || st->kind == AG_Q_DBSF;
+    /* Qdrant's exact wording for the top-level query; a prefetch's path is added after it. */
+    bool top = strcmp(qp, "query") == 0;
+    const char *open = top ? "" : " (", *where = top ? "" : qp, *close = top ? "" : ")";
     if (st->npre && st->kind == AG_Q_NONE)
         return ag_fail(d, AG_EINVAL,
                        "Bad request: A query is needed to merge the prefetches. Can't have "
-                       "prefetches without defining a query. (%s)",
-                       qp);
+                       "prefetches without defining a query.%s%s%s",
+                       open, where, close);
     if (st->params.has_threshold && st->kind == AG_Q_ORDER_BY)
         return ag_fail(d, AG_EINVAL,
-                       "Bad request: Can't use score_threshold with an order_by query. (%s)", qp);
+                       "Bad request: Can't use score_threshold with an order_by query.%s%s%s", open,
+                       where, close);
     if (st->params.has_threshold && st->kind == AG_Q_NONE)
         return ag_fail(d, AG_EINVAL,
                        "Bad request: A query is needed to use the score_threshold. Can't have "
-                       "score_threshold without defining a query. (%s)",
-                       qp);
+                       "score_threshold without defining a query.%s%s%s",
+                       open, where, close);
     if (fusion && *st->using_name)
         return ag_fail(d, AG_EINVAL,
                        "Bad request: Fusion queries cannot be combined with the 'using' field. "
@@ -729,13 +745,13 @@ static int parse_request(ag_query_t *rq, const json_t *body, const char *path)
         return ag_fail(d, AG_EINVAL, "%s: expected an object", *path ? path : "body");
     switch (rq->api) {
     case AG_QAPI_SEARCH:
-        rc = rq->groups
-                 ? AG_JSON_ONLY(body, path, d, "vector", "filter", "params", "limit",
-                                "with_payload", "with_vector", "score_threshold", "group_by",
-                                "group_size", "with_lookup", "shard_key", "consistency", "timeout")
-                 : AG_JSON_ONLY(body, path, d, "vector", "filter", "params", "limit", "offset",
-                                "with_payload", "with_vector", "score_threshold", "shard_key",
-                                "consistency", "timeout");
+        rc = rq->groups ? AG_JSON_ONLY(body, path, d, "vector", "filter", "params", "limit",
+                                       "with_payload", "with_vector", "with_vectors",
+                                       "score_threshold", "group_by", "group_size", "with_lookup",
+                                       "shard_key", "consistency", "timeout")
+                        : AG_JSON_ONLY(body, path, d, "vector", "filter", "params", "limit",
+                                       "offset", "with_payload", "with_vector", "with_vectors",
+                                       "score_threshold", "shard_key", "consistency", "timeout");
         if (rc || (rc = new_stage(rq, NULL, path, &st)) != 0 ||
             (rc = parse_stage_fields(rq, st, body, path, false)) != 0)
             return rc;
@@ -746,14 +762,15 @@ static int parse_request(ag_query_t *rq, const json_t *body, const char *path)
             return rc;
         break;
     case AG_QAPI_RECOMMEND:
-        rc = rq->groups ? AG_JSON_ONLY(body, path, d, "positive", "negative", "strategy", "using",
-                                       "lookup_from", "filter", "params", "limit", "with_payload",
-                                       "with_vector", "score_threshold", "group_by", "group_size",
-                                       "with_lookup", "shard_key", "consistency", "timeout")
-                        : AG_JSON_ONLY(body, path, d, "positive", "negative", "strategy", "using",
-                                       "lookup_from", "filter", "params", "limit", "offset",
-                                       "with_payload", "with_vector", "score_threshold",
-                                       "shard_key", "consistency", "timeout");
+        rc = rq->groups
+                 ? AG_JSON_ONLY(body, path, d, "positive", "negative", "strategy", "using",
+                                "lookup_from", "filter", "params", "limit", "with_payload",
+                                "with_vector", "with_vectors", "score_threshold", "group_by",
+                                "group_size", "with_lookup", "shard_key", "consistency", "timeout")
+                 : AG_JSON_ONLY(body, path, d, "positive", "negative", "strategy", "using",
+                                "lookup_from", "filter", "params", "limit", "offset",
+                                "with_payload", "with_vector", "with_vectors", "score_threshold",
+                                "shard_key", "consistency", "timeout");
         if (rc || (rc = new_stage(rq, NULL, path, &st)) != 0 ||
             (rc = parse_stage_fields(rq, st, body, path, false)) != 0)
             return rc;
@@ -765,11 +782,12 @@ static int parse_request(ag_query_t *rq, const json_t *body, const char *path)
         rc = rq->groups
                  ? AG_JSON_ONLY(body, path, d, "prefetch", "query", "using", "filter", "params",
                                 "score_threshold", "limit", "with_payload", "with_vector",
-                                "lookup_from", "group_by", "group_size", "with_lookup", "shard_key",
-                                "consistency", "timeout")
+                                "with_vectors", "lookup_from", "group_by", "group_size",
+                                "with_lookup", "shard_key", "consistency", "timeout")
                  : AG_JSON_ONLY(body, path, d, "prefetch", "query", "using", "filter", "params",
                                 "score_threshold", "limit", "offset", "with_payload", "with_vector",
-                                "lookup_from", "shard_key", "consistency", "timeout");
+                                "with_vectors", "lookup_from", "shard_key", "consistency",
+                                "timeout");
         if (rc || (rc = parse_stage(rq, NULL, body, path, 0, &st)) != 0)
             return rc;
         break;

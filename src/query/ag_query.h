@@ -147,9 +147,10 @@ bool ag_order_value(const json_t *payload, const char *key, bool datetime, doubl
  * how many are kept. Pure: no collection needed. */
 size_t ag_order_sort(ag_ordered_t *o, size_t n, const ag_order_by_t *ob);
 /* The slots among `slots` (n of them) that hold a value at ob->key, ordered (arena array in
- * *out, *nout entries). Caller holds c's read lock. */
+ * *out, *nout entries): each by its smallest value, or with each_value (scroll) once per value.
+ * Caller holds c's read lock. */
 int ag_order_slots(ag_arena_t *arena, ag_collection_t *c, const uint32_t *slots, size_t n,
-                   const ag_order_by_t *ob, ag_ordered_t **out, size_t *nout);
+                   const ag_order_by_t *ob, bool each_value, ag_ordered_t **out, size_t *nout);
 
 /* ---- universal query (search, recommend, query and their groups forms) --------------------- */
 

@@ -1026,7 +1026,7 @@ static json_t *floats_json(const float *f, uint32_t n)
 {
     json_t *a = json_array();
     for (uint32_t i = 0; a && i < n; i++)
-        json_array_append_new(a, json_real((double)f[i]));
+        json_array_append_new(a, ag_json_f32(f[i]));
     return a;
 }
 
