@@ -308,6 +308,33 @@ static int h_index_delete(ag_call_t *call)
     return 0;
 }
 
+/* Named vectors on an existing collection (docs/API.md "Named vectors"). */
+static int h_vector_create(ag_call_t *call)
+{
+    if (!json_is_object(call->body))
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "expected {\"dense\": {\"size\": ..., \"distance\": ...}} or "
+                       "{\"sparse\": {...}}");
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "dense", "sparse");
+    if (rc)
+        return rc;
+    if ((rc = ag_store_vector_change(call->api->store, call->params[0], call->params[1], call->body,
+                                     &call->diag)) != 0)
+        return rc;
+    call->result = ag_update_result(call);
+    return 0;
+}
+
+static int h_vector_delete(ag_call_t *call)
+{
+    int rc = ag_store_vector_change(call->api->store, call->params[0], call->params[1], NULL,
+                                    &call->diag);
+    if (rc)
+        return rc;
+    call->result = ag_update_result(call);
+    return 0;
+}
+
 const ag_route_t ag_routes_collections[] = {
     {AG_HTTP_GET, "/collections", "read:collections", AG_SCOPE_NONE, h_list, false, false, true},
     /* A listing-style admission (update:collections on some collection); each action is
@@ -331,5 +358,11 @@ const ag_route_t ag_routes_collections[] = {
      h_index_create, true, false},
     {AG_HTTP_DELETE, "/collections/{name}/index/{field}", "update:payload_indexes",
      AG_SCOPE_COLLECTION, h_index_delete, false, false},
+    /* Qdrant lets a collection rw token (not prw) change the collection's named vectors: the
+     * same action as payload indexes. */
+    {AG_HTTP_PUT, "/collections/{name}/vectors/{vector}", "update:payload_indexes",
+     AG_SCOPE_COLLECTION, h_vector_create, true, false},
+    {AG_HTTP_DELETE, "/collections/{name}/vectors/{vector}", "update:payload_indexes",
+     AG_SCOPE_COLLECTION, h_vector_delete, false, false},
 };
 const size_t ag_routes_collections_len = AG_ARRAY_LEN(ag_routes_collections);

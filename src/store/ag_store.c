@@ -945,6 +945,83 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
     return rc;
 }
 
+/* ---- named vectors ------------------------------------------------------------------------- */
+
+int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
+                           ag_diag_t *diag)
+{
+    pthread_rwlock_wrlock(&st->lock);
+    ssize_t i = find_coll(st, name);
+    if (i < 0) {
+        ssize_t a = find_alias(st->aliases, st->naliases, name);
+        i = a >= 0 ? find_coll(st, st->aliases[a].target) : -1;
+    }
+    if (i < 0) {
+        pthread_rwlock_unlock(&st->lock);
+        return ag_fail(diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!", name);
+    }
+    ag_collection_t *c = st->colls[i], *nc = NULL;
+    pthread_mutex_lock(&c->write_mutex); /* wait for a running write, block new ones */
+    json_t *params = NULL, *rec = NULL;
+    MDB_txn *txn = NULL;
+    int rc = ag_coll_vector_params(c, vname, cfg, &params, diag);
+    if (rc)
+        goto out;
+    if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0) {
+        txn = NULL;
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction: %s", mdb_strerror(rc));
+        goto out;
+    }
+    if (!cfg && (rc = ag_coll_vector_rows(c, txn, vname, diag)) != 0)
+        goto out;
+    char key[AG_MAX_NAME_LEN + 8];
+    key_for(key, sizeof(key), 'c', c->name);
+    rec = json_pack("{s:i,s:O,s:O}", "cid", (json_int_t)c->cid, "params", params, "schema",
+                    c->schema);
+    if ((rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM) != 0) {
+        rc = ag_fail(diag, rc, "cannot store the collection's settings");
+        goto out;
+    }
+    /* The collection as it will be, loaded from this transaction: if that fails, nothing
+     * changes anywhere. */
+    if ((rc = ag_coll_open(st->env, txn, c->name, c->cid, params, c->schema, false, &nc, diag)) !=
+            0 ||
+        (rc = ag_coll_load(nc, txn, diag)) != 0)
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot commit: %s", mdb_strerror(rc));
+        goto out;
+    }
+    mdb_env_sync(st->env, 1);
+    /* Requests holding the old object finish on it; a write queued behind this change finds it
+     * dropped and answers "not found" (the client retries on the new one). Its graphs must not
+     * be saved over the new numbering. */
+    c->dropped = true;
+    c->index_ready = false;
+    st->colls[i] = nc;
+    nc = NULL;
+    ag_log(AG_LOG_INFO, "collection '%s': vector '%s' %s", c->name, vname,
+           cfg ? "added" : "removed");
+    pthread_mutex_unlock(&c->write_mutex);
+    pthread_rwlock_unlock(&st->lock);
+    json_decref(params);
+    json_decref(rec);
+    ag_coll_unref(c); /* the catalog's reference */
+    return 0;
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (nc)
+        ag_coll_unref(nc);
+    pthread_mutex_unlock(&c->write_mutex);
+    pthread_rwlock_unlock(&st->lock);
+    json_decref(params);
+    json_decref(rec);
+    return rc;
+}
+
 /* ---- aliases ------------------------------------------------------------------------------- */
 
 static int alias_set(alias_entry_t **a, size_t *n, size_t *cap, const char *alias,

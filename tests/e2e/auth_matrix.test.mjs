@@ -99,6 +99,9 @@ const EXPECTED = {
   'POST /collections/aliases': MANAGE,
   'PUT /collections/mx/index': INDEX,
   'DELETE /collections/mx/index/tmpidx': INDEX,
+  // named vectors: Qdrant lets a collection rw token (not prw) create and delete them
+  'PUT /collections/mx/vectors/{name}': INDEX,
+  'DELETE /collections/mx/vectors/{name}': INDEX,
   // points
   'PUT /collections/mx/points': POINT_WRITE,
   'POST /collections/mx/points': READ,
@@ -212,6 +215,17 @@ const ROUTES = [
     name: 'DELETE /collections/mx/index/tmpidx',
     path: '/collections/mx/index/tmpidx?wait=true',
     before: () => rootOk('PUT', `/collections/${C}/index?wait=true`, { field_name: 'tmpidx', field_schema: 'keyword' }),
+  },
+  {
+    name: 'PUT /collections/mx/vectors/{name}',
+    path: '/collections/mx/vectors/mxsp?wait=true',
+    body: { sparse: {} },
+    before: () => srv.request('DELETE', `/collections/${C}/vectors/mxsp?wait=true`, undefined, { headers: root }),
+  },
+  {
+    name: 'DELETE /collections/mx/vectors/{name}',
+    path: '/collections/mx/vectors/mxsp?wait=true',
+    before: () => srv.request('PUT', `/collections/${C}/vectors/mxsp?wait=true`, { sparse: {} }, { headers: root }),
   },
   {
     name: 'PUT /collections/mx/points',

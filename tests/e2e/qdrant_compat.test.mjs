@@ -69,3 +69,54 @@ test('optional vectors: named vectors and the batch form', async () => {
   assert.equal(r.status, 422);
   assert.match(r.json.status.error, /points\[0\]\.vector/);
 });
+
+test('named vectors: add and remove on an existing collection; the others keep their data across a restart', async () => {
+  await srv.ok('PUT', '/collections/nv', { vectors: { a: { size: 2, distance: 'Dot' }, b: { size: 3, distance: 'Dot' } }, sparse_vectors: { s: {} } });
+  await srv.ok('PUT', '/collections/nv/points?wait=true', {
+    points: [1, 2, 3].map((i) => ({ id: i, vector: { a: [i, 0], b: [0, i, 0], s: sp([i], [1]) } })),
+  });
+  let r = await srv.request('PUT', '/collections/nv/vectors/c', { dense: { size: 0, distance: 'Dot' } });
+  assert.equal(r.status, 422);
+  assert.match(r.json.status.error, /size/);
+  r = await srv.request('PUT', '/collections/nv/vectors/b', { dense: { size: 4, distance: 'Dot' } });
+  assert.equal(r.status, 409);
+  r = await srv.request('DELETE', '/collections/nv/vectors/zz');
+  assert.equal(r.status, 404);
+  // Removing the first dense vector renumbers the stored rows of the ones after it.
+  await srv.ok('DELETE', '/collections/nv/vectors/a?wait=true');
+  await srv.ok('PUT', '/collections/nv/vectors/c?wait=true', { dense: { size: 2, distance: 'Cosine' } });
+  await srv.ok('PUT', '/collections/nv/vectors/t?wait=true', { sparse: {} });
+  await srv.ok('PUT', '/collections/nv/points/vectors?wait=true', { points: [{ id: 2, vector: { c: [1, 0], t: sp([7], [2]) } }] });
+  const check = async () => {
+    const got = await srv.ok('POST', '/collections/nv/points', { ids: [1, 2], with_vector: true });
+    assert.deepEqual(got[0].vector, { b: [0, 1, 0], s: sp([1], [1]) });
+    assert.deepEqual(got[1].vector, { b: [0, 2, 0], c: [1, 0], s: sp([2], [1]), t: sp([7], [2]) });
+    const info = await srv.ok('GET', '/collections/nv');
+    assert.deepEqual(Object.keys(info.config.params.vectors).sort(), ['b', 'c']);
+    const q = await srv.ok('POST', '/collections/nv/points/query', { query: [1, 1], using: 'c' });
+    assert.deepEqual(q.points.map((p) => p.id), [2]);
+    r = await srv.request('POST', '/collections/nv/points/query', { query: [1, 1], using: 'a' });
+    assert.equal(r.status, 400);
+  };
+  await check();
+  await srv.restart();
+  await check();
+  // Removing a sparse vector renumbers the sparse rows only.
+  await srv.ok('DELETE', '/collections/nv/vectors/s?wait=true');
+  await srv.restart();
+  const got = await srv.ok('POST', '/collections/nv/points', { ids: [2], with_vector: true });
+  assert.deepEqual(got[0].vector, { b: [0, 2, 0], c: [1, 0], t: sp([7], [2]) });
+});
+
+test('named vectors: the unnamed form takes sparse vectors only', async () => {
+  await srv.ok('PUT', '/collections/nvu', { vectors: { size: 2, distance: 'Dot' } });
+  const r = await srv.request('PUT', '/collections/nvu/vectors/x', { dense: { size: 2, distance: 'Dot' } });
+  assert.equal(r.status, 400);
+  assert.match(r.json.status.error, /unnamed/);
+  // A sparse vector can join it (the form Qdrant's own fixture uses).
+  await srv.ok('PUT', '/collections/nvu/points?wait=true', { points: [{ id: 1, vector: [1, 2] }] });
+  await srv.ok('PUT', '/collections/nvu/vectors/s?wait=true', { sparse: {} });
+  await srv.ok('PUT', '/collections/nvu/points/vectors?wait=true', { points: [{ id: 1, vector: { s: sp([3], [1]) } }] });
+  const got = await srv.ok('GET', '/collections/nvu/points/1');
+  assert.deepEqual(got.vector, { '': [1, 2], s: sp([3], [1]) });
+});
