@@ -283,6 +283,8 @@ void ag_api_handle(void *ud, ag_request_t *req)
     }
     if (rc == 0)
         rc = call->route->body && !call->route->raw_body ? ag_call_body(call) : 0;
+    if (rc == 0)
+        rc = ag_strict_check(call);
     if (rc == 0) {
         const char *w = ag_request_query(req, "wait");
         call->wait = w && (strcmp(w, "true") == 0 || strcmp(w, "1") == 0);

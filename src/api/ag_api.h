@@ -120,6 +120,9 @@ int ag_call_timeout_json(ag_call_t *call, const json_t *v, const char *path);
 
 /* The standard update answer {"operation_id": n, "status": "completed"|"acknowledged"}. */
 json_t *ag_update_result(const ag_call_t *call);
+/* Strict mode (api/ag_strict_mode.c): the collection's own limits on this request, checked once
+ * the body is parsed and before the handler runs. 0, or the refusal (400, 429 with Retry-After). */
+int ag_strict_check(ag_call_t *call);
 
 /* Route tables of each api area (defined in api_*.c). */
 extern const ag_route_t ag_routes_service[];

@@ -75,6 +75,10 @@ int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag);
 /* Drops the collection's databases inside txn (contents deleted). */
 int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn);
 
+/* Settings of a create (update false) or update (PATCH) body that Aegis refuses or that are out
+ * of range (store/ag_coll_settings.c; docs/COMPATIBILITY.md "Collection settings"). */
+int ag_coll_check_settings(const json_t *body, bool update, ag_diag_t *diag);
+
 /* Named vectors on an existing collection (store/ag_coll_vectors.c). ag_coll_vector_params builds
  * the params after adding vname (cfg = {"dense": {...}} or {"sparse": {...}}) or removing it (cfg
  * NULL), validated as a creation body; *out is new (caller owns). ag_coll_vector_rows rewrites

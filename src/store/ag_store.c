@@ -857,6 +857,8 @@ static int merge_into(json_t *dst, const json_t *src)
     json_object_foreach((json_t *)src, k, v)
     {
         json_t *cur = json_object_get(dst, k);
+        if (json_is_null(v)) /* Qdrant's config diffs: null leaves the setting as it is */
+            continue;
         if (json_is_object(cur) && json_is_object(v)) {
             if (merge_into(cur, v) != 0)
                 return AG_ENOMEM;
@@ -879,6 +881,8 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
     }
     json_t *next = json_deep_copy(c->params);
     rc = next ? 0 : AG_ENOMEM;
+    if (rc == 0)
+        rc = ag_coll_check_settings(patch, true, diag);
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)patch, k, v)
@@ -928,15 +932,20 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
         }
     }
     if (rc == 0) {
+        /* Readers look at params under the read lock: swap it under the write lock. */
+        pthread_rwlock_wrlock(&c->lock);
         json_t *old = c->params;
         c->params = next;
+        pthread_rwlock_unlock(&c->lock);
         rc = persist_coll(st, c, diag);
+        pthread_rwlock_wrlock(&c->lock);
         if (rc) {
             c->params = old;
             json_decref(next);
         } else {
             json_decref(old);
         }
+        pthread_rwlock_unlock(&c->lock);
     } else {
         json_decref(next);
     }
