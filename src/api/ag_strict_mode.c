@@ -19,6 +19,8 @@
 typedef struct bucket {
     char *name;      /* collection (owned) */
     uint64_t limit;  /* the configured tokens per minute the bucket was made for */
+    const void *cfg; /* the params object it was made for: a new setting (or a new collection of
+                        the same name) starts a full bucket, as in Qdrant */
     double tokens;   /* available now */
     double refilled; /* ag_now_mono() of the last refill */
 } bucket_t;
@@ -28,8 +30,8 @@ static bucket_t *buckets[2]; /* [0] reads, [1] writes */
 static size_t nbuckets[2], capbuckets[2];
 
 /* Takes cost tokens from the collection's bucket; 0, or AG_ETHROTTLED with *retry set. */
-static int take_tokens(int kind, const char *coll, uint64_t limit, uint64_t cost, int *retry,
-                       ag_diag_t *diag)
+static int take_tokens(int kind, const char *coll, const void *cfg, uint64_t limit, uint64_t cost,
+                       int *retry, ag_diag_t *diag)
 {
     const char *what = kind ? "Write" : "Read";
     if (cost > limit)
@@ -51,10 +53,10 @@ static int take_tokens(int kind, const char *coll, uint64_t limit, uint64_t cost
             return AG_ENOMEM;
         }
         b = &buckets[kind][nbuckets[kind]++];
-        *b = (bucket_t){name, limit, (double)limit, now};
+        *b = (bucket_t){name, limit, cfg, (double)limit, now};
     }
-    if (b->limit != limit) /* the setting changed: a full bucket of the new size */
-        *b = (bucket_t){b->name, limit, (double)limit, now};
+    if (b->limit != limit || b->cfg != cfg) /* the setting changed: a full bucket */
+        *b = (bucket_t){b->name, limit, cfg, (double)limit, now};
     b->tokens = fmin((double)limit, b->tokens + (now - b->refilled) * rate);
     b->refilled = now;
     int rc = 0;
@@ -81,6 +83,7 @@ typedef struct sctx {
     ag_collection_t *c;
     bool update; /* a write: unindexed_filtering_update applies, not _retrieve */
     size_t conditions;
+    uint64_t read_cost; /* read tokens: one per search, or per filter condition when more */
 } sctx_t;
 
 static int over(sctx_t *s, const char *what, uint64_t got, uint64_t max)
@@ -274,6 +277,12 @@ static int check_query(sctx_t *s, const json_t *q, int depth)
     if (!json_is_object(q) || depth > 64)
         return 0;
     uint64_t limit = uint_of(json_object_get(q, "limit"));
+    /* groups: up to limit groups of group_size points each, as Qdrant counts them */
+    if (json_object_get(q, "group_by") && json_object_get(q, "limit")) {
+        uint64_t gs =
+            json_object_get(q, "group_size") ? uint_of(json_object_get(q, "group_size")) : 1;
+        limit = gs && limit > UINT64_MAX / gs ? UINT64_MAX : limit * gs;
+    }
     if (limit > s->st.max_query_limit)
         return over(s, "limit", limit, s->st.max_query_limit);
     const json_t *p = json_object_get(q, "params");
@@ -295,6 +304,8 @@ static int check_query(sctx_t *s, const json_t *q, int depth)
     int rc = check_top_filter(s, json_object_get(q, "filter"));
     if (rc)
         return rc;
+    s->read_cost += s->conditions > 1 ? s->conditions : 1;
+    s->conditions = 0;
     const json_t *pre = json_object_get(q, "prefetch");
     if (json_is_object(pre))
         return check_query(s, pre, depth + 1);
@@ -408,7 +419,8 @@ static int run(void *ud, ag_collection_t *c)
                            (unsigned long long)s->st.max_payload_index_count);
         return 0;
     }
-    bool read = strcmp(r->action, "read:data") == 0;
+    /* points/batch is admitted as a read and authorizes each operation itself: a write here */
+    bool read = strcmp(r->action, "read:data") == 0 && strcmp(rest, "/points/batch") != 0;
     bool write = !read && strncmp(rest, "/points", 7) == 0;
     int rc = 0;
     uint64_t cost = 0;
@@ -421,15 +433,16 @@ static int run(void *ud, ag_collection_t *c)
                 return over(s, "search batch size", json_array_size(searches),
                             s->st.search_max_batchsize);
             json_array_foreach(searches, i, q) if (rc == 0) rc = check_query(s, q, 0);
-            cost = json_array_size(searches);
+            cost = s->read_cost;
         } else {
             rc = check_query(s, body, 0);
             const json_t *ids = json_object_get(body, "ids");
-            cost = json_is_array(ids) && json_array_size(ids) ? json_array_size(ids) : 1;
+            cost = json_is_array(ids) && json_array_size(ids) ? json_array_size(ids) : s->read_cost;
         }
         if (rc == 0 && s->st.read_rate_limit != AG_STRICT_UNSET) {
             int retry = 0;
-            rc = take_tokens(0, ag_coll_name(c), s->st.read_rate_limit, cost, &retry, &call->diag);
+            rc = take_tokens(0, ag_coll_name(c), ag_coll_params(c), s->st.read_rate_limit, cost,
+                             &retry, &call->diag);
             if (retry)
                 snprintf(call->req->retry_after, sizeof(call->req->retry_after), "%d", retry);
         }
@@ -460,7 +473,8 @@ static int run(void *ud, ag_collection_t *c)
     }
     if (rc == 0 && s->st.write_rate_limit != AG_STRICT_UNSET) {
         int retry = 0;
-        rc = take_tokens(1, ag_coll_name(c), s->st.write_rate_limit, cost, &retry, &call->diag);
+        rc = take_tokens(1, ag_coll_name(c), ag_coll_params(c), s->st.write_rate_limit, cost,
+                         &retry, &call->diag);
         if (retry)
             snprintf(call->req->retry_after, sizeof(call->req->retry_after), "%d", retry);
     }

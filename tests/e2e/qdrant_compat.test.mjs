@@ -120,3 +120,52 @@ test('named vectors: the unnamed form takes sparse vectors only', async () => {
   const got = await srv.ok('GET', '/collections/nvu/points/1');
   assert.deepEqual(got.vector, { '': [1, 2], s: sp([3], [1]) });
 });
+
+test('strict mode: limits are enforced, unsupported settings refused by name', async () => {
+  await srv.ok('PUT', '/collections/sm', { vectors: { size: 2, distance: 'Dot' } });
+  await srv.ok('PUT', '/collections/sm/points?wait=true', { points: [1, 2, 3].map((i) => ({ id: i, vector: [i, 1], payload: { city: `c${i}` } })) });
+  const q = { query: [1, 1], limit: 3, filter: { must: [{ key: 'city', match: { value: 'c1' } }] } };
+  await srv.ok('POST', '/collections/sm/points/query', q);
+  await srv.ok('PATCH', '/collections/sm', { strict_mode_config: { enabled: true, max_query_limit: 2, unindexed_filtering_retrieve: false, search_allow_exact: false, upsert_max_batchsize: 2 } });
+  let r = await srv.request('POST', '/collections/sm/points/query', q);
+  assert.equal(r.status, 400);
+  assert.match(r.json.status.error, /Limit exceeded 3 > 2 for "limit"/);
+  r = await srv.request('POST', '/collections/sm/points/query', { ...q, limit: 2 });
+  assert.match(r.json.status.error, /Index required but not found for "city"/);
+  await srv.ok('PUT', '/collections/sm/index?wait=true', { field_name: 'city', field_schema: 'keyword' });
+  await srv.ok('POST', '/collections/sm/points/query', { ...q, limit: 2 });
+  r = await srv.request('POST', '/collections/sm/points/query', { query: [1, 1], limit: 2, params: { exact: true } });
+  assert.match(r.json.status.error, /Exact search disabled/);
+  // the fast upsert path is held to the batch limit too
+  r = await srv.request('PUT', '/collections/sm/points?wait=true', { points: [4, 5, 6].map((i) => ({ id: i, vector: [i, 1] })) });
+  assert.equal(r.status, 400);
+  assert.match(r.json.status.error, /upsert limit/);
+  // a null in a config diff keeps the setting; unsupported settings are refused by name
+  await srv.ok('PATCH', '/collections/sm', { strict_mode_config: { max_query_limit: null } });
+  const info = await srv.ok('GET', '/collections/sm');
+  assert.equal(info.config.strict_mode_config.max_query_limit, 2);
+  r = await srv.request('PATCH', '/collections/sm', { strict_mode_config: { max_collection_payload_size_bytes: 10 } });
+  assert.equal(r.status, 400);
+  assert.match(r.json.status.error, /strict_mode_config\.max_collection_payload_size_bytes/);
+  r = await srv.request('PUT', '/collections/smq', { vectors: { size: 2, distance: 'Dot' }, quantization_config: { scalar: { type: 'int8' } } });
+  assert.equal(r.status, 400);
+  assert.match(r.json.status.error, /quantization_config/);
+  await srv.ok('PUT', '/collections/smq', { vectors: { size: 2, distance: 'Dot' }, quantization_config: null });
+  r = await srv.request('PUT', '/collections/smh', { vectors: { size: 2, distance: 'Dot' }, hnsw_config: { ef_construct: 0 } });
+  assert.equal(r.status, 422);
+  assert.match(r.json.status.error, /hnsw_config\.ef_construct/);
+});
+
+test('strict mode: the write rate limit answers 429 with Retry-After', async () => {
+  await srv.ok('PUT', '/collections/rl', { vectors: { size: 2, distance: 'Dot' }, strict_mode_config: { enabled: true, write_rate_limit: 2 } });
+  const up = () => srv.request('PUT', '/collections/rl/points?wait=true', { points: [{ id: 1, vector: [1, 1] }] });
+  assert.equal((await up()).status, 200);
+  assert.equal((await up()).status, 200);
+  const r = await up();
+  assert.equal(r.status, 429);
+  assert.match(r.json.status.error, /Write rate limit exceeded: Operation requires 1 tokens/);
+  assert.ok(Number(r.headers['retry-after']) >= 1);
+  // a new setting starts a full bucket
+  await srv.ok('PATCH', '/collections/rl', { strict_mode_config: { write_rate_limit: 3 } });
+  assert.equal((await up()).status, 200);
+});
