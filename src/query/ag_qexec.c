@@ -315,6 +315,15 @@ static int accepted_slots(ag_query_t *rq, const ag_index_filter_t *f, uint32_t *
     return 0;
 }
 
+/* Is the stage's sparse vector declared with Qdrant's "modifier": "idf"? (lock held) */
+static bool sparse_idf(ag_query_t *rq, const ag_stage_t *st)
+{
+    const json_t *cfg =
+        json_object_get(json_object_get(ag_coll_params(rq->c), "sparse_vectors"), st->using_name);
+    const json_t *m = json_object_get(cfg, "modifier");
+    return json_is_string(m) && strcmp(json_string_value(m), "idf") == 0;
+}
+
 static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
                             const ag_index_filter_t *f, ag_ranked_t *out)
 {
@@ -351,6 +360,21 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
         return ag_index_search(vc.index, st->nearest.dense, cap, f, &st->params, out->h, &out->n);
     }
     const ag_sparse_t *sp = ag_coll_sparse_index(rq->c, st->si);
+    const float *qv = st->nearest.sp.values;
+    if (sparse_idf(rq, st)) {
+        /* Qdrant's IDF modifier: each query weight times ln(1 + (N - n + 0.5) / (n + 0.5)), N the
+         * points holding this vector, n those holding the dimension (docs/COMPATIBILITY.md). */
+        float *w = ag_q__alloc(rq, st->nearest.sp.n ? st->nearest.sp.n : 1, sizeof(float));
+        if (!w)
+            return AG_ENOMEM;
+        double N = (double)ag_sparse_count(sp);
+        for (uint32_t i = 0; i < st->nearest.sp.n; i++) {
+            double df = (double)ag_sparse_df(sp, st->nearest.sp.indices[i]);
+            w[i] =
+                (float)((double)st->nearest.sp.values[i] * log(1.0 + (N - df + 0.5) / (df + 0.5)));
+        }
+        qv = w;
+    }
     cap = AG_MIN(k, (size_t)ag_sparse_count(sp));
     if (f->candidates)
         cap = AG_MIN(cap, f->n_candidates);
@@ -358,8 +382,8 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
         return 0;
     if (!(out->h = ag_q__alloc(rq, cap, sizeof(ag_hit_t))))
         return AG_ENOMEM;
-    return ag_sparse_search(sp, st->nearest.sp.indices, st->nearest.sp.values, st->nearest.sp.n,
-                            cap, f, &st->params, out->h, &out->n);
+    return ag_sparse_search(sp, st->nearest.sp.indices, qv, st->nearest.sp.n, cap, f, &st->params,
+                            out->h, &out->n);
 }
 
 /* An exact scan that ran out of time reports AG_ETIMEOUT bare; the answer names the timeout. */
@@ -435,6 +459,11 @@ static bool reco_score(const ag_stage_t *st, const ag_dense_info_t *vc, const ag
 static int score_reco(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_index_filter_t *f,
                       ag_ranked_t *out)
 {
+    if (st->si >= 0 && sparse_idf(rq, st))
+        return ag_fail(rq->ctx->diag, AG_EINVAL,
+                       "Bad request: the best_score and sum_scores strategies are not supported "
+                       "on `%.200s`, a sparse vector with the idf modifier (use average_vector)",
+                       st->using_name);
     uint32_t *slots;
     size_t n;
     int rc = accepted_slots(rq, f, &slots, &n);

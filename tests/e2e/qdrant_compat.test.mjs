@@ -169,3 +169,24 @@ test('strict mode: the write rate limit answers 429 with Retry-After', async () 
   await srv.ok('PATCH', '/collections/rl', { strict_mode_config: { write_rate_limit: 3 } });
   assert.equal((await up()).status, 200);
 });
+
+test('sparse idf modifier: query weights scale by inverse document frequency', async () => {
+  await srv.ok('PUT', '/collections/idf', { sparse_vectors: { t: { modifier: 'idf' }, p: {} } });
+  // term 1 is in every document, term 2 in one: with idf only term 2 counts much
+  const docs = [
+    { id: 1, vector: { t: sp([1], [3]), p: sp([1], [3]) } },
+    { id: 2, vector: { t: sp([1, 2], [1, 1]), p: sp([1, 2], [1, 1]) } },
+    { id: 3, vector: { t: sp([1], [1]), p: sp([1], [1]) } },
+  ];
+  await srv.ok('PUT', '/collections/idf/points?wait=true', { points: docs });
+  const q = sp([1, 2], [1, 1]);
+  const plain = await srv.ok('POST', '/collections/idf/points/query', { query: q, using: 'p' });
+  assert.equal(plain.points[0].id, 1); // 3 > 2 without idf
+  const idf = await srv.ok('POST', '/collections/idf/points/query', { query: q, using: 't' });
+  assert.equal(idf.points[0].id, 2);
+  const w = (n, df) => Math.log(1 + (n - df + 0.5) / (df + 0.5));
+  assert.ok(Math.abs(idf.points[0].score - (w(3, 3) + w(3, 1))) < 1e-5);
+  const r = await srv.request('POST', '/collections/idf/points/query', { query: { recommend: { positive: [2], strategy: 'best_score' } }, using: 't' });
+  assert.equal(r.status, 400);
+  assert.match(r.json.status.error, /idf/);
+});
