@@ -99,8 +99,17 @@ static int h_create(ag_call_t *call)
     int rc = ag_coll_parse_params(call->body, &params, &call->diag);
     if (rc)
         return rc;
+    const json_t *init = json_object_get(call->body, "init_from");
+    if (init && json_is_null(init))
+        init = NULL;
+    if (init && (rc = ag_init_from_check(call, init)) != 0) {
+        json_decref(params);
+        return rc;
+    }
     rc = ag_store_create(call->api->store, call->params[0], params, &call->diag);
     json_decref(params);
+    if (rc == 0 && init)
+        rc = ag_init_from(call, call->params[0], init);
     if (rc)
         return rc;
     call->result = json_true();

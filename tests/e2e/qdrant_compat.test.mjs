@@ -190,3 +190,25 @@ test('sparse idf modifier: query weights scale by inverse document frequency', a
   assert.equal(r.status, 400);
   assert.match(r.json.status.error, /idf/);
 });
+
+test('init_from: a new collection starts with the source points and shared vectors', async () => {
+  await srv.ok('PUT', '/collections/src1', { vectors: { a: { size: 2, distance: 'Dot' }, b: { size: 3, distance: 'Dot' } }, sparse_vectors: { s: {} } });
+  const pts = [];
+  for (let i = 1; i <= 600; i++) pts.push({ id: i, vector: { a: [i, 1], b: [1, 2, 3], s: sp([i], [1]) }, payload: { n: i } });
+  await srv.ok('PUT', '/collections/src1/points?wait=true', { points: pts });
+  await srv.ok('PUT', '/collections/dst1', { vectors: { a: { size: 2, distance: 'Cosine' } }, sparse_vectors: { s: {} }, init_from: { collection: 'src1' } });
+  const cnt = await srv.ok('POST', '/collections/dst1/points/count', { exact: true });
+  assert.equal(cnt.count, 600);
+  const got = await srv.ok('POST', '/collections/dst1/points', { ids: [3], with_vector: true, with_payload: true });
+  assert.deepEqual(got[0].payload, { n: 3 });
+  assert.deepEqual(Object.keys(got[0].vector).sort(), ['a', 's']);
+  assert.ok(Math.abs(Math.hypot(...got[0].vector.a) - 1) < 1e-5); // normalised for Cosine
+  let r = await srv.request('PUT', '/collections/dst2', { vectors: { b: { size: 2, distance: 'Dot' } }, init_from: { collection: 'src1' } });
+  assert.equal(r.status, 400);
+  assert.match(r.json.status.error, /size 3 in the source/);
+  r = await srv.request('GET', '/collections/dst2');
+  assert.equal(r.status, 404); // nothing left behind
+  r = await srv.request('PUT', '/collections/dst3', { vectors: { a: { size: 2, distance: 'Dot' } }, init_from: { collection: 'nope' } });
+  assert.equal(r.status, 404);
+  assert.equal((await srv.request('GET', '/collections/dst3')).status, 404);
+});
