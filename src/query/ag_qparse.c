@@ -351,7 +351,11 @@ static int parse_limit(ag_query_t *rq, const json_t *obj, const char *path, cons
     if (v == 0) {
         char p[AG_QUERY_PATH_LEN];
         ag_q__field(p, sizeof(p), path, key);
-        return ag_fail(rq->ctx->diag, AG_EUNPROCESSABLE, "%s: must be at least 1", p);
+        /* Qdrant's wording; it names the request's own limit "internal.limit" */
+        return ag_fail(
+            rq->ctx->diag, AG_EUNPROCESSABLE,
+            "Validation error in JSON body: [%s%s: value 0 invalid, must be 1 or larger]",
+            *path ? "" : "internal.", p);
     }
     *out = (size_t)v;
     return 0;
