@@ -8,7 +8,7 @@
 #include "api/ag_guard.h"
 #include "json/ag_json.h"
 
-#define MAX_ROUTES 160
+#define MAX_ROUTES 256
 
 static ag_route_t route_table[MAX_ROUTES];
 
@@ -36,6 +36,9 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
     append(&n, ag_routes_auth, ag_routes_auth_len);
     append(&n, ag_routes_tenants, ag_routes_tenants_len);
     append(&n, ag_routes_mgmt, ag_routes_mgmt_len);
+    append(&n, ag_routes_qdrant_service, ag_routes_qdrant_service_len);
+    if (n == MAX_ROUTES)
+        return ag_fail(diag, AG_ECONFIG, "the route table is full (raise MAX_ROUTES)");
     for (size_t i = 0; i < n; i++) {
         const ag_route_t *r = &route_table[i];
         if (!r->handler || !r->pattern)

@@ -148,5 +148,7 @@ extern const ag_route_t ag_routes_tenants[];
 extern const size_t ag_routes_tenants_len;
 extern const ag_route_t ag_routes_mgmt[];
 extern const size_t ag_routes_mgmt_len;
+extern const ag_route_t ag_routes_qdrant_service[];
+extern const size_t ag_routes_qdrant_service_len;
 
 #endif

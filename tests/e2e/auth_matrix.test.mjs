@@ -154,6 +154,15 @@ const EXPECTED = {
   'GET /account': ROOT_ONLY,
   'PATCH /account': ROOT_ONLY,
   'GET /cluster': GLOBAL_READ,
+  // Qdrant's service endpoints on a single node (docs/COMPATIBILITY.md "Service endpoints")
+  'GET /issues': ANY_VALID, // every principal; nothing is reported
+  'DELETE /issues': MANAGE,
+  'GET /quotas': GLOBAL_READ,
+  'PUT /quotas': MANAGE,
+  'GET /collections/mx/cluster': READ,
+  'GET /collections/mx/optimizations': READ,
+  //  shard operations are refused (405) to whoever may ask for them
+  'POST /collections/mx/cluster': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
   //  a single node refuses cluster changes (405) to whoever may ask for them
   'POST /cluster/recover': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
   'DELETE /cluster/peer/1': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
@@ -318,6 +327,13 @@ const ROUTES = [
   { name: 'GET /account' },
   { name: 'PATCH /account', body: { name: 'matrix' } },
   { name: 'GET /cluster' },
+  { name: 'GET /issues' },
+  { name: 'DELETE /issues' },
+  { name: 'GET /quotas' },
+  { name: 'PUT /quotas', body: { enabled: false } },
+  { name: 'GET /collections/mx/cluster' },
+  { name: 'GET /collections/mx/optimizations' },
+  { name: 'POST /collections/mx/cluster', body: { move_shard: { shard_id: 0, from_peer_id: 1, to_peer_id: 2 } } },
   { name: 'POST /cluster/recover' },
   { name: 'DELETE /cluster/peer/1' },
 ];

@@ -212,3 +212,27 @@ test('init_from: a new collection starts with the source points and shared vecto
   assert.equal(r.status, 404);
   assert.equal((await srv.request('GET', '/collections/dst3')).status, 404);
 });
+
+test('service endpoints: collection cluster, optimizations, issues, quotas', async () => {
+  await srv.ok('PUT', '/collections/svc', { vectors: { size: 2, distance: 'Dot' } });
+  await srv.ok('PUT', '/collections/svc/points?wait=true', { points: [{ id: 1, vector: [1, 1] }, { id: 2, vector: [1, 2] }] });
+  const cl = await srv.ok('GET', '/collections/svc/cluster');
+  assert.equal(cl.shard_count, 1);
+  assert.deepEqual(cl.local_shards, [{ shard_id: 0, points_count: 2, state: 'Active' }]);
+  assert.deepEqual([cl.remote_shards, cl.shard_transfers], [[], []]);
+  assert.equal(cl.peer_id, (await srv.ok('GET', '/collections/svc/cluster')).peer_id);
+  const r = await srv.request('POST', '/collections/svc/cluster', { move_shard: { shard_id: 0, from_peer_id: 1, to_peer_id: 2 } });
+  assert.equal(r.status, 405);
+  const opt = await srv.ok('GET', '/collections/svc/optimizations');
+  assert.deepEqual(Object.keys(opt.summary).sort(), ['idle_segments', 'queued_optimizations', 'queued_points', 'queued_segments']);
+  assert.deepEqual(opt.running, []);
+  assert.deepEqual(await srv.ok('GET', '/issues'), { issues: [] });
+  assert.equal(await srv.ok('DELETE', '/issues'), true);
+  const q = await srv.ok('GET', '/quotas');
+  assert.equal(q.config.enabled, false);
+  assert.ok('disk_usage_percent' in q.usage);
+  assert.equal(await srv.ok('PUT', '/quotas', { enabled: false }), true);
+  const bad = await srv.request('PUT', '/quotas', { enabled: true, max_disk_usage_percent: 90 });
+  assert.equal(bad.status, 400);
+  assert.match(bad.json.status.error, /not supported/);
+});
