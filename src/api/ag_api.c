@@ -264,7 +264,7 @@ void ag_api_handle(void *ud, ag_request_t *req)
     const char *t = ag_request_query(req, "timeout");
     int rc = 0;
     if (t && parse_timeout(t, cap, &seconds) != 0)
-        rc = ag_fail(&call->diag, AG_EUNPROCESSABLE,
+        rc = ag_fail(&call->diag, AG_EINVAL,
                      "Validation error in query parameters: [timeout: value %s invalid, must "
                      "be a whole number of seconds >= 1 (the server caps it at %llu)]",
                      strspn(t, "0123456789") == strlen(t) && strlen(t) <= 20 ? t : "given",

@@ -55,7 +55,7 @@ static int check_hnsw(const json_t *obj, const char *path, ag_diag_t *diag)
     if (rc == 0)
         rc = uint_min(h, p, "ef_construct", 4, diag);
     if (rc == 0)
-        rc = uint_min(h, p, "full_scan_threshold", 10, diag);
+        rc = uint_min(h, p, "full_scan_threshold", 0, diag); /* Qdrant: 10; smaller works here */
     if (rc == 0)
         rc = uint_min(h, p, "max_indexing_threads", 0, diag);
     if (rc == 0)
