@@ -657,6 +657,68 @@ static int union_slots(ag_query_t *rq, const ag_ranked_t *lists, size_t n, uint3
     return 0;
 }
 
+/*
+ * Maximal marginal relevance: the stage's candidates_limit nearest points (at least k), then k of
+ * them picked greedily, each maximising (1 - diversity) * sim(query, p) - diversity * max sim(p,
+ * picked) with the similarity of the vector's distance (higher is better). The points keep their
+ * search scores; the order is the order of picking.
+ */
+static int mmr_stage(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_index_filter_t *f,
+                     ag_ranked_t *out)
+{
+    ag_ranked_t c;
+    memset(&c, 0, sizeof(c));
+    int rc = score_nearest(rq, st, AG_MAX(k, st->mmr_candidates), f, &c);
+    if (rc || c.n == 0) {
+        *out = c;
+        return rc;
+    }
+    ag_dense_info_t info;
+    ag_coll_dense_info(rq->c, st->vi, &info);
+    size_t n = c.n, m = AG_MIN(k, n);
+    const float **v = ag_q__alloc(rq, n, sizeof(*v));
+    float *rel = ag_q__alloc(rq, n, sizeof(float)), *near = ag_q__alloc(rq, n, sizeof(float));
+    bool *taken = ag_q__alloc(rq, n, sizeof(bool));
+    ag_hit_t *h = ag_q__alloc(rq, m ? m : 1, sizeof(ag_hit_t));
+    if (!v || !rel || !near || !taken || !h)
+        return AG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = ag_coll_dense_get(rq->c, st->vi, c.h[i].slot);
+        rel[i] = v[i] ? similarity(info.dist, st->nearest.dense, v[i], info.dim) : -INFINITY;
+        near[i] = -INFINITY;
+        taken[i] = false;
+    }
+    float lambda = 1.0f - st->mmr_diversity;
+    for (size_t r = 0; r < m; r++) {
+        if ((rc = ag_qctx_deadline(rq->ctx)) != 0)
+            return rc;
+        size_t best = n;
+        float best_s = -INFINITY;
+        for (size_t i = 0; i < n; i++) {
+            if (taken[i] || !v[i])
+                continue;
+            float s = r == 0 ? rel[i] : lambda * rel[i] - (1.0f - lambda) * near[i];
+            if (best == n || s > best_s) {
+                best = i;
+                best_s = s;
+            }
+        }
+        if (best == n)
+            break;
+        taken[best] = true;
+        h[out->n++] = c.h[best];
+        for (size_t i = 0; i < n; i++) {
+            if (taken[i] || !v[i])
+                continue;
+            float s = similarity(info.dist, v[i], v[best], info.dim);
+            near[i] = s > near[i] ? s : near[i];
+        }
+    }
+    out->h = h;
+    out->lower_better = c.lower_better;
+    return 0;
+}
+
 /* The best k of a stage. Prefetches run once per request (their limits are fixed). */
 int ag_q__run_stage(ag_query_t *rq, ag_stage_t *st, size_t k, ag_ranked_t *out)
 {
@@ -689,7 +751,7 @@ int ag_q__run_stage(ag_query_t *rq, ag_stage_t *st, size_t k, ag_ranked_t *out)
     stage_filter(st, cand, ncand, &f);
     switch (st->kind) {
     case AG_Q_NEAREST:
-        return score_nearest(rq, st, k, &f, out);
+        return st->mmr ? mmr_stage(rq, st, k, &f, out) : score_nearest(rq, st, k, &f, out);
     case AG_Q_RECO:
         return score_reco(rq, st, k, &f, out);
     case AG_Q_ORDER_BY:

@@ -454,6 +454,40 @@ static int parse_rrf(ag_query_t *rq, ag_stage_t *st, const json_t *x, const char
 }
 
 /* Qdrant's QueryInterface: a vector input (nearest) or one of the tagged query objects. */
+/* {"diversity": 0..1 (0.5), "candidates_limit": n (100)}: maximal marginal relevance over the
+ * nearest candidates of a dense vector (docs/COMPATIBILITY.md "Points and vectors"). */
+static int parse_mmr(ag_query_t *rq, ag_stage_t *st, const json_t *mmr, const char *qp)
+{
+    ag_diag_t *d = rq->ctx->diag;
+    char p[AG_QUERY_PATH_LEN];
+    ag_q__field(p, sizeof(p), qp, "mmr");
+    if (!json_is_object(mmr))
+        return ag_fail(d, AG_EINVAL, "%s: expected {diversity, candidates_limit}", p);
+    int rc = AG_JSON_ONLY(mmr, p, d, "diversity", "candidates_limit");
+    if (rc)
+        return rc;
+    if (st->si >= 0)
+        return ag_fail(d, AG_EINVAL,
+                       "Bad request: %s: maximal marginal relevance needs a dense vector, "
+                       "`%.200s` is sparse",
+                       p, st->using_name);
+    double div = 0.5;
+    uint64_t cand = 100;
+    if ((rc = ag_json_get_float(mmr, "diversity", p, &div, d)) != 0 ||
+        (rc = ag_json_get_uint(mmr, "candidates_limit", p, AG_MAX_LIMIT, &cand, d)) != 0)
+        return rc;
+    if (div < 0 || div > 1)
+        return ag_fail(d, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s.diversity: must be from 0 to 1", p);
+    if (cand == 0)
+        return ag_fail(d, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s.candidates_limit: must be at least 1", p);
+    st->mmr = true;
+    st->mmr_diversity = (float)div;
+    st->mmr_candidates = (size_t)cand;
+    return 0;
+}
+
 static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const char *qp)
 {
     ag_diag_t *d = rq->ctx->diag;
@@ -476,15 +510,12 @@ static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const ch
         if ((x = json_object_get(q, "nearest")) != NULL) {
             if ((rc = AG_JSON_ONLY(q, qp, d, "nearest", "mmr")) != 0)
                 return rc;
-            const json_t *mmr = json_object_get(q, "mmr");
-            if (mmr && !json_is_null(mmr))
-                return ag_fail(d, AG_EINVAL,
-                               "Bad request: %s.mmr: maximal marginal relevance is not supported "
-                               "by this server",
-                               qp);
             ag_q__field(p, sizeof(p), qp, "nearest");
             st->kind = AG_Q_NEAREST;
             if ((rc = resolve_using(rq, st, up)) != 0)
+                return rc;
+            const json_t *mmr = json_object_get(q, "mmr");
+            if (mmr && !json_is_null(mmr) && (rc = parse_mmr(rq, st, mmr, qp)) != 0)
                 return rc;
             return parse_vin(rq, st, x, p, &st->nearest);
         }

@@ -194,6 +194,9 @@ struct ag_stage {
     const char *using_name; /* borrowed from the body; "" = the unnamed vector */
     int vi, si;             /* the `using` vector: a dense or a sparse index, the other -1 */
     ag_vin_t nearest;
+    bool mmr; /* nearest with maximal marginal relevance */
+    float mmr_diversity;
+    size_t mmr_candidates;
     ag_reco_t strategy;
     ag_vin_t *pos, *neg;
     size_t npos, nneg;

@@ -236,3 +236,24 @@ test('service endpoints: collection cluster, optimizations, issues, quotas', asy
   assert.equal(bad.status, 400);
   assert.match(bad.json.status.error, /not supported/);
 });
+
+test('mmr: maximal marginal relevance trades a near-duplicate for a diverse point', async () => {
+  await srv.ok('PUT', '/collections/mmr', { vectors: { size: 2, distance: 'Cosine' } });
+  await srv.ok('PUT', '/collections/mmr/points?wait=true', {
+    points: [
+      { id: 1, vector: [1, 0.1] },
+      { id: 2, vector: [1, 0.11] }, // a near-duplicate of 1
+      { id: 3, vector: [0.6, 1] }, // less similar to the query, far from 1
+      { id: 4, vector: [-1, 0] },
+    ],
+  });
+  const q = [1, 0.3];
+  const plain = await srv.ok('POST', '/collections/mmr/points/query', { query: { nearest: q }, limit: 2 });
+  assert.deepEqual(plain.points.map((p) => p.id).sort(), [1, 2]);
+  const mmr = await srv.ok('POST', '/collections/mmr/points/query', { query: { nearest: q, mmr: { diversity: 0.5 } }, limit: 2 });
+  assert.deepEqual(mmr.points.map((p) => p.id), [2, 3]);
+  const none = await srv.ok('POST', '/collections/mmr/points/query', { query: { nearest: q, mmr: { diversity: 0 } }, limit: 2 });
+  assert.deepEqual(none.points.map((p) => p.id), plain.points.map((p) => p.id));
+  const r = await srv.request('POST', '/collections/mmr/points/query', { query: { nearest: q, mmr: { diversity: 2 } } });
+  assert.equal(r.status, 422);
+});
