@@ -9,6 +9,7 @@
  * through lookup_from or with_lookup is opened by the caller's callback (ctx->open_other), which
  * authorizes it on its own, and read under the restriction the caller has there.
  */
+#include <float.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -412,9 +413,14 @@ static float similarity(ag_distance_t dist, const float *a, const float *b, uint
     return ag_dot_f32(a, b, dim);
 }
 
+static float fast_sigmoid(float x)
+{
+    return x / (1.0f + fabsf(x));
+}
+
 static float scaled_fast_sigmoid(float x)
 {
-    return 0.5f * (x / (1.0f + fabsf(x)) + 1.0f);
+    return 0.5f * (fast_sigmoid(x) + 1.0f);
 }
 
 /* best_score: sigmoid(best positive) if it beats the best negative, else -sigmoid(best
@@ -433,13 +439,34 @@ static bool reco_score(const ag_stage_t *st, const ag_dense_info_t *vc, const ag
     } else if (!ag_sparse_get(sp, slot, &xi, &xv, &xn)) {
         return false;
     }
+#define VIN_SIM(v)                                                                                 \
+    (vc ? similarity(vc->dist, x, (v)->dense, vc->dim)                                             \
+        : ag_sparse_dot(xi, xv, xn, (v)->sp.indices, (v)->sp.values, (v)->sp.n))
+    if (st->strategy == AG_RECO_DISCOVER || st->strategy == AG_RECO_CONTEXT) {
+        /* Qdrant's scores: context sums min(0, sigmoid(sim(pos) - sim(neg) - eps)) over the
+         * pairs; discovery ranks by pairs won (+1 closer to positive, -1 otherwise), then by the
+         * target's scaled sigmoid similarity. */
+        float total = 0;
+        int rank = 0;
+        for (size_t i = 0; i < st->npos; i++) {
+            float d = VIN_SIM(&st->pos[i]) - VIN_SIM(&st->neg[i]);
+            if (st->strategy == AG_RECO_CONTEXT) {
+                float l = fast_sigmoid(d - FLT_EPSILON);
+                total += l < 0 ? l : 0;
+            } else {
+                rank += d > 0 ? 1 : -1;
+            }
+        }
+        *out = st->strategy == AG_RECO_CONTEXT
+                   ? total
+                   : (float)rank + scaled_fast_sigmoid(VIN_SIM(&st->nearest));
+        return true;
+    }
     for (int side = 0; side < 2; side++) {
         const ag_vin_t *list = side ? st->neg : st->pos;
         size_t n = side ? st->nneg : st->npos;
         for (size_t i = 0; i < n; i++) {
-            float s =
-                vc ? similarity(vc->dist, x, list[i].dense, vc->dim)
-                   : ag_sparse_dot(xi, xv, xn, list[i].sp.indices, list[i].sp.values, list[i].sp.n);
+            float s = VIN_SIM(&list[i]);
             if (side) {
                 maxn = s > maxn ? s : maxn;
                 sumn += s;
@@ -449,6 +476,7 @@ static bool reco_score(const ag_stage_t *st, const ag_dense_info_t *vc, const ag
             }
         }
     }
+#undef VIN_SIM
     if (st->strategy == AG_RECO_SUM)
         *out = sump - sumn;
     else
@@ -461,8 +489,9 @@ static int score_reco(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_i
 {
     if (st->si >= 0 && sparse_idf(rq, st))
         return ag_fail(rq->ctx->diag, AG_EINVAL,
-                       "Bad request: the best_score and sum_scores strategies are not supported "
-                       "on `%.200s`, a sparse vector with the idf modifier (use average_vector)",
+                       "Bad request: best_score, sum_scores, discovery and context scoring are "
+                       "not supported on `%.200s`, a sparse vector with the idf modifier (use "
+                       "average_vector)",
                        st->using_name);
     uint32_t *slots;
     size_t n;

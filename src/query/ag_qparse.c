@@ -215,6 +215,65 @@ static int parse_examples(ag_query_t *rq, ag_stage_t *st, const json_t *obj, con
     return 0;
 }
 
+/* Discovery (target given) or context (target NULL; path names the context itself): pairs of
+ * {positive, negative}, one object or an array of them. `using` is resolved already. */
+static int parse_discover(ag_query_t *rq, ag_stage_t *st, const json_t *target,
+                          const json_t *context, const char *path)
+{
+    ag_diag_t *d = rq->ctx->diag;
+    char p[AG_QUERY_PATH_LEN], cp[AG_QUERY_PATH_LEN], ep[AG_QUERY_PATH_LEN];
+    int rc;
+    st->kind = AG_Q_RECO;
+    st->strategy = target ? AG_RECO_DISCOVER : AG_RECO_CONTEXT;
+    if (target) {
+        ag_q__field(p, sizeof(p), path, "target");
+        if (json_is_null(target))
+            return ag_fail(d, AG_EINVAL, "%s: required", p);
+        if ((rc = parse_vin(rq, st, target, p, &st->nearest)) != 0)
+            return rc;
+        ag_q__field(cp, sizeof(cp), path, "context");
+    } else {
+        ag_q__pathf(cp, sizeof(cp), "%s", path);
+    }
+    size_t n = json_is_array(context) ? json_array_size(context) : json_is_object(context) ? 1 : 0;
+    if (context && !json_is_null(context) && !json_is_array(context) && !json_is_object(context))
+        return ag_fail(d, AG_EINVAL, "%s: expected a {positive, negative} pair or an array of them",
+                       cp);
+    if (!target && n == 0)
+        return ag_fail(d, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s: at least one {positive, negative} pair "
+                       "is required",
+                       cp);
+    if (2 * n > AG_Q_MAX_EXAMPLES)
+        return ag_fail(d, AG_EINVAL, "%s: at most %d pairs, got %zu", cp, AG_Q_MAX_EXAMPLES / 2, n);
+    st->pos = ag_q__alloc(rq, n ? n : 1, sizeof(ag_vin_t));
+    st->neg = ag_q__alloc(rq, n ? n : 1, sizeof(ag_vin_t));
+    if (!st->pos || !st->neg)
+        return AG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *pair = json_is_array(context) ? json_array_get(context, i) : context;
+        if (json_is_array(context))
+            ag_q__pathf(ep, sizeof(ep), "%s[%zu]", cp, i);
+        else
+            ag_q__pathf(ep, sizeof(ep), "%s", cp);
+        if (!json_is_object(pair))
+            return ag_fail(d, AG_EINVAL, "%s: expected {positive, negative}", ep);
+        if ((rc = AG_JSON_ONLY(pair, ep, d, "positive", "negative")) != 0)
+            return rc;
+        static const char *const sides[] = {"positive", "negative"};
+        for (int sd = 0; sd < 2; sd++) {
+            const json_t *v = json_object_get(pair, sides[sd]);
+            ag_q__field(p, sizeof(p), ep, sides[sd]);
+            if (!v || json_is_null(v))
+                return ag_fail(d, AG_EINVAL, "%s: required", p);
+            if ((rc = parse_vin(rq, st, v, p, sd ? &st->neg[i] : &st->pos[i])) != 0)
+                return rc;
+        }
+    }
+    st->npos = st->nneg = n;
+    return 0;
+}
+
 /* {positive, negative, strategy}; the stage's `using` is resolved already. */
 static int parse_reco(ag_query_t *rq, ag_stage_t *st, const json_t *obj, const char *path)
 {
@@ -499,8 +558,7 @@ static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const ch
         return 0;
     }
     if (json_is_object(q)) {
-        static const char *const unsupported[] = {"discover", "context", "formula",
-                                                  "relevance_feedback", "mmr"};
+        static const char *const unsupported[] = {"formula", "relevance_feedback", "mmr"};
         for (size_t i = 0; i < AG_ARRAY_LEN(unsupported); i++)
             if (json_object_get(q, unsupported[i]) && !json_object_get(q, "nearest"))
                 return ag_fail(d, AG_EINVAL,
@@ -518,6 +576,25 @@ static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const ch
             if (mmr && !json_is_null(mmr) && (rc = parse_mmr(rq, st, mmr, qp)) != 0)
                 return rc;
             return parse_vin(rq, st, x, p, &st->nearest);
+        }
+        if ((x = json_object_get(q, "discover")) != NULL) {
+            ag_q__field(p, sizeof(p), qp, "discover");
+            if ((rc = AG_JSON_ONLY(q, qp, d, "discover")) != 0)
+                return rc;
+            if (!json_is_object(x))
+                return ag_fail(d, AG_EINVAL, "%s: expected {target, context}", p);
+            if ((rc = AG_JSON_ONLY(x, p, d, "target", "context")) != 0 ||
+                (rc = resolve_using(rq, st, up)) != 0)
+                return rc;
+            return parse_discover(rq, st, json_object_get(x, "target"),
+                                  json_object_get(x, "context"), p);
+        }
+        if ((x = json_object_get(q, "context")) != NULL) {
+            ag_q__field(p, sizeof(p), qp, "context");
+            if ((rc = AG_JSON_ONLY(q, qp, d, "context")) != 0 ||
+                (rc = resolve_using(rq, st, up)) != 0)
+                return rc;
+            return parse_discover(rq, st, NULL, x, p);
         }
         if ((x = json_object_get(q, "recommend")) != NULL) {
             ag_q__field(p, sizeof(p), qp, "recommend");
@@ -813,6 +890,27 @@ static int parse_request(ag_query_t *rq, const json_t *body, const char *path)
         if ((rc = resolve_using(rq, st, p)) != 0 || (rc = parse_reco(rq, st, body, path)) != 0)
             return rc;
         break;
+    case AG_QAPI_DISCOVER: /* Qdrant's legacy /points/discover: target optional */
+        rc = AG_JSON_ONLY(body, path, d, "target", "context", "using", "lookup_from", "filter",
+                          "params", "limit", "offset", "with_payload", "with_vector",
+                          "with_vectors", "score_threshold", "shard_key", "consistency", "timeout");
+        if (rc || (rc = new_stage(rq, NULL, path, &st)) != 0 ||
+            (rc = parse_stage_fields(rq, st, body, path, false)) != 0)
+            return rc;
+        ag_q__field(p, sizeof(p), path, "using");
+        if ((rc = resolve_using(rq, st, p)) != 0)
+            return rc;
+        {
+            const json_t *target = json_object_get(body, "target");
+            char cp[AG_QUERY_PATH_LEN];
+            ag_q__field(cp, sizeof(cp), path, "context");
+            rc = target && !json_is_null(target)
+                     ? parse_discover(rq, st, target, json_object_get(body, "context"), path)
+                     : parse_discover(rq, st, NULL, json_object_get(body, "context"), cp);
+            if (rc)
+                return rc;
+        }
+        break;
     case AG_QAPI_QUERY:
         rc = rq->groups
                  ? AG_JSON_ONLY(body, path, d, "prefetch", "query", "using", "filter", "params",
@@ -877,6 +975,13 @@ static void tally_stage(const json_t *q, ag_qapi_t api, bool top, bool groups, i
         api == AG_QAPI_RECOMMEND ? q : json_object_get(json_object_get(q, "query"), "recommend");
     t->examples += json_array_size(json_object_get(r, "positive")) +
                    json_array_size(json_object_get(r, "negative"));
+    /* discovery and context pairs: two examples each */
+    const json_t *qq = json_object_get(q, "query");
+    const json_t *ctx = api == AG_QAPI_DISCOVER ? json_object_get(q, "context")
+                        : json_object_get(qq, "context")
+                            ? json_object_get(qq, "context")
+                            : json_object_get(json_object_get(qq, "discover"), "context");
+    t->examples += 2 * (json_is_array(ctx) ? json_array_size(ctx) : json_is_object(ctx) ? 1 : 0);
     if (api != AG_QAPI_QUERY)
         return;
     const json_t *pf = json_object_get(q, "prefetch");

@@ -154,7 +154,7 @@ int ag_order_slots(ag_arena_t *arena, ag_collection_t *c, const uint32_t *slots,
 
 /* ---- universal query (search, recommend, query and their groups forms) --------------------- */
 
-typedef enum { AG_QAPI_SEARCH, AG_QAPI_RECOMMEND, AG_QAPI_QUERY } ag_qapi_t;
+typedef enum { AG_QAPI_SEARCH, AG_QAPI_RECOMMEND, AG_QAPI_QUERY, AG_QAPI_DISCOVER } ag_qapi_t;
 typedef enum {
     AG_Q_NONE,
     AG_Q_NEAREST,
@@ -164,7 +164,15 @@ typedef enum {
     AG_Q_DBSF,
     AG_Q_SAMPLE
 } ag_qkind_t;
-typedef enum { AG_RECO_AVERAGE, AG_RECO_BEST, AG_RECO_SUM } ag_reco_t;
+/* DISCOVER and CONTEXT are Qdrant's discovery and context queries: pairs pos[i] / neg[i]
+ * (npos == nneg), DISCOVER's target in the stage's `nearest`. */
+typedef enum {
+    AG_RECO_AVERAGE,
+    AG_RECO_BEST,
+    AG_RECO_SUM,
+    AG_RECO_DISCOVER,
+    AG_RECO_CONTEXT
+} ag_reco_t;
 
 /* A vector given inline, or by the id of the point whose vector it is (filled in by resolve). */
 typedef struct ag_vin {

@@ -130,6 +130,8 @@ const EXPECTED = {
   'POST /collections/mx/points/recommend/batch': READ,
   'POST /collections/mx/points/recommend/groups': READ,
   'POST /collections/mx/points/query': READ,
+  'POST /collections/mx/points/discover': READ,
+  'POST /collections/mx/points/discover/batch': READ,
   'POST /collections/mx/points/query/batch': READ,
   'POST /collections/mx/points/query/groups': READ,
   // destructive ones (each cell gets a fresh fixture)
@@ -284,6 +286,8 @@ const ROUTES = [
   { name: 'POST /collections/mx/points/recommend/batch', body: { searches: [{ positive: [1], limit: 3 }] } },
   { name: 'POST /collections/mx/points/recommend/groups', body: { positive: [1], group_by: 'tenant', limit: 3, group_size: 2 } },
   { name: 'POST /collections/mx/points/query', body: { query: q, limit: 3 } },
+  { name: 'POST /collections/mx/points/discover', body: { target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 } },
+  { name: 'POST /collections/mx/points/discover/batch', body: { searches: [{ target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 }] } },
   { name: 'POST /collections/mx/points/query/batch', body: { searches: [{ query: q, limit: 3 }] } },
   { name: 'POST /collections/mx/points/query/groups', body: { query: q, group_by: 'tenant', limit: 3, group_size: 2 } },
   {

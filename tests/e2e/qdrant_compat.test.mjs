@@ -257,3 +257,32 @@ test('mmr: maximal marginal relevance trades a near-duplicate for a diverse poin
   const r = await srv.request('POST', '/collections/mmr/points/query', { query: { nearest: q, mmr: { diversity: 2 } } });
   assert.equal(r.status, 422);
 });
+
+test('discovery and context queries, and the legacy /points/discover route', async () => {
+  await srv.ok('PUT', '/collections/dc', { vectors: { size: 2, distance: 'Dot' } });
+  // points along a circle: 1 at angle 0 ... 8 at 7*45 degrees
+  const pts = [];
+  for (let i = 0; i < 8; i++) pts.push({ id: i + 1, vector: [Math.cos((i * Math.PI) / 4), Math.sin((i * Math.PI) / 4)] });
+  await srv.ok('PUT', '/collections/dc/points?wait=true', { points: pts });
+  const pair = { positive: [0, 1], negative: [0, -1] }; // the upper half wins
+  const ctx = await srv.ok('POST', '/collections/dc/points/query', { query: { context: pair }, limit: 8 });
+  const upper = new Set([2, 3, 4]);
+  const top3 = ctx.points.slice(0, 3).map((p) => p.id);
+  assert.ok(top3.every((id) => upper.has(id)), JSON.stringify(ctx.points));
+  assert.ok(ctx.points.slice(0, 3).every((p) => p.score === 0)); // no loss inside the context
+  assert.ok(ctx.points[7].score < 0);
+  // discovery: the upper half first, ordered by closeness to the target (1, 0)
+  const disc = await srv.ok('POST', '/collections/dc/points/query', { query: { discover: { target: [1, 0], context: [pair] } }, limit: 3 });
+  assert.deepEqual(disc.points.map((p) => p.id), [2, 3, 4]);
+  assert.ok(disc.points[0].score > 1 && disc.points[0].score < 2);
+  const legacy = await srv.ok('POST', '/collections/dc/points/discover', { target: [1, 0], context: [pair], limit: 3 });
+  assert.deepEqual(legacy.map((p) => p.id), [2, 3, 4]);
+  const batch = await srv.ok('POST', '/collections/dc/points/discover/batch', { searches: [{ target: [1, 0], context: [pair], limit: 1 }, { context: [pair], limit: 8 }] });
+  assert.deepEqual(batch[0].map((p) => p.id), [2]);
+  assert.equal(batch[1].length, 8);
+  // ids as examples are excluded from the results, as in recommendations
+  const byId = await srv.ok('POST', '/collections/dc/points/query', { query: { discover: { target: 1, context: [{ positive: 3, negative: 7 }] } }, limit: 8 });
+  assert.ok(!byId.points.some((p) => [1, 3, 7].includes(p.id)));
+  const r = await srv.request('POST', '/collections/dc/points/query', { query: { context: [] } });
+  assert.equal(r.status, 422);
+});
