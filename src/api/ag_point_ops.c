@@ -517,6 +517,13 @@ int ag_op_update_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body
             break;
         }
         snprintf(path, sizeof(path), "points[%zu].vector", i);
+        if (json_is_object(v) && json_object_size(v) == 0) {
+            rc = ag_fail(&call->diag, AG_EUNPROCESSABLE,
+                         "Validation error in JSON body: [%s: must specify vectors to update for "
+                         "point]",
+                         path);
+            break;
+        }
         if ((rc = ag_parse_point_vector(call, c, v, path, m)) != 0)
             break;
     }
