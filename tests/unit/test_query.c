@@ -130,7 +130,8 @@ static void test_parse_errors(void **state)
         {AG_QAPI_SEARCH, "{\"vector\":{\"name\":\"x\",\"vector\":[1]}}",
          "Not existing vector name error: x"},
         {AG_QAPI_SEARCH, "{}", "vector: field is required"},
-        {AG_QAPI_SEARCH, "{\"vector\":[1,2,3],\"limit\":0}", "limit: value 0 invalid, must be 1 or larger"},
+        {AG_QAPI_SEARCH, "{\"vector\":[1,2,3],\"limit\":0}",
+         "limit: value 0 invalid, must be 1 or larger"},
         {AG_QAPI_QUERY, "{\"prefetch\":{\"query\":[1,2,3]}}", "A query is needed to merge"},
         {AG_QAPI_QUERY,
          "{\"prefetch\":{\"query\":[1,2,3]},\"query\":{\"fusion\":\"rrf\"},"
