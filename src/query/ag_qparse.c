@@ -586,8 +586,10 @@ static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const ch
             if ((rc = AG_JSON_ONLY(x, p, d, "target", "context")) != 0 ||
                 (rc = resolve_using(rq, st, up)) != 0)
                 return rc;
-            return parse_discover(rq, st, json_object_get(x, "target"),
-                                  json_object_get(x, "context"), p);
+            const json_t *t = json_object_get(x, "target");
+            if (!t || json_is_null(t))
+                return ag_fail(d, AG_EINVAL, "%s.target: required", p);
+            return parse_discover(rq, st, t, json_object_get(x, "context"), p);
         }
         if ((x = json_object_get(q, "context")) != NULL) {
             ag_q__field(p, sizeof(p), qp, "context");

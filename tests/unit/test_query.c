@@ -146,7 +146,9 @@ static void test_parse_errors(void **state)
          "Can't use score_threshold with an order_by query"},
         {AG_QAPI_QUERY, "{\"query\":[1,2,3],\"timeout\":0}", "timeout: expected a whole number"},
         {AG_QAPI_RECOMMEND, "{\"negative\":[1]}", "Positive vectors should not be empty"},
-        {AG_QAPI_QUERY, "{\"query\":{\"discover\":{}}}", "`discover` queries are not supported"},
+        {AG_QAPI_QUERY, "{\"query\":{\"discover\":{}}}", "query.discover.target: required"},
+        {AG_QAPI_QUERY, "{\"query\":{\"context\":[]}}", "at least one {positive, negative} pair"},
+        {AG_QAPI_QUERY, "{\"query\":{\"formula\":{}}}", "`formula` queries are not supported"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fixture_t f;
