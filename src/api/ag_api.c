@@ -48,6 +48,7 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
         {ag_routes_mgmt, ag_routes_mgmt_len},
         {ag_routes_snapshots, ag_routes_snapshots_len},
         {ag_routes_backups, ag_routes_backups_len},
+        {ag_routes_qdrant_service, ag_routes_qdrant_service_len},
     };
     for (size_t a = 0; a < AG_ARRAY_LEN(areas); a++)
         if (!append(&n, areas[a].routes, areas[a].len))
@@ -186,10 +187,13 @@ void ag_api_begin(void *ud, ag_request_t *req)
         int rc = ag_name_check(params[i], len, what, &diag);
         if (rc) {
             /* A snapshot name that could not be a file name names no snapshot. */
-            if (i == np - 1 && strstr(r->pattern, "/{snapshot}"))
+            if (i == np - 1 && strstr(r->pattern, "/{snapshot}")) {
                 render(req, 404, NULL, "Not found: no such snapshot");
-            else
-                render_error(req, AG_EINVAL, &diag);
+            } else {
+                ag_diag_t named; /* Qdrant's prefix, which its clients and tests look for */
+                ag_fail(&named, AG_EINVAL, "Validation error in path parameters: %s", diag.msg);
+                render_error(req, AG_EINVAL, &named);
+            }
             return;
         }
     }
@@ -285,8 +289,9 @@ void ag_api_handle(void *ud, ag_request_t *req)
     int rc = 0;
     if (t && parse_timeout(t, cap, &seconds) != 0)
         rc = ag_fail(&call->diag, AG_EINVAL,
-                     "timeout: expected a whole number of seconds >= 1 (the server caps it at "
-                     "%llu)",
+                     "Validation error in query parameters: [timeout: value %s invalid, must "
+                     "be a whole number of seconds >= 1 (the server caps it at %llu)]",
+                     strspn(t, "0123456789") == strlen(t) && strlen(t) <= 20 ? t : "given",
                      (unsigned long long)cap);
     set_deadline(call, seconds);
     /* Time spent waiting for a worker counts (the deadline runs from the moment the body was
@@ -305,6 +310,8 @@ void ag_api_handle(void *ud, ag_request_t *req)
     }
     if (rc == 0)
         rc = call->route->body && !call->route->raw_body ? ag_call_body(call) : 0;
+    if (rc == 0)
+        rc = ag_strict_check(call);
     if (rc == 0) {
         const char *w = ag_request_query(req, "wait");
         call->wait = w && (strcmp(w, "true") == 0 || strcmp(w, "1") == 0);

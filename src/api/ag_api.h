@@ -123,6 +123,14 @@ int ag_call_timeout_json(ag_call_t *call, const json_t *v, const char *path);
 
 /* The standard update answer {"operation_id": n, "status": "completed"|"acknowledged"}. */
 json_t *ag_update_result(const ag_call_t *call);
+/* Strict mode (api/ag_strict_mode.c): the collection's own limits on this request, checked once
+ * the body is parsed and before the handler runs. 0, or the refusal (400, 429 with Retry-After). */
+int ag_strict_check(ag_call_t *call);
+/* init_from (api/api_init_from.c): ag_init_from_check authorizes reading the source and finds
+ * it (before the collection is created); ag_init_from copies its points into the new collection
+ * `name`, deleting that collection again if the copy fails. */
+int ag_init_from_check(ag_call_t *call, const json_t *init_from);
+int ag_init_from(ag_call_t *call, const char *name, const json_t *init_from);
 
 /* Route tables of each api area (defined in api_*.c). */
 extern const ag_route_t ag_routes_service[];
@@ -147,5 +155,7 @@ extern const ag_route_t ag_routes_snapshots[];
 extern const size_t ag_routes_snapshots_len;
 extern const ag_route_t ag_routes_backups[];
 extern const size_t ag_routes_backups_len;
+extern const ag_route_t ag_routes_qdrant_service[];
+extern const size_t ag_routes_qdrant_service_len;
 
 #endif

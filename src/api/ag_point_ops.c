@@ -153,16 +153,13 @@ static int payload_of(ag_call_t *call, const json_t *p, const char *path, json_t
     return *out ? 0 : AG_ENOMEM;
 }
 
-/* Qdrant requires `vector` on every upserted point; a collection with one unnamed vector needs
- * that vector (named collections may leave some or all of their vectors out: "vector": {}). */
-static int require_vector(ag_call_t *call, const ag_collection_t *c, const json_t *v,
-                          const char *path)
+/* Qdrant requires `vector` on every upserted point, but a point may carry any subset of the
+ * collection's vectors, the unnamed one included ("vector": {} or only a sparse vector): it is
+ * then found only by searches on the vectors it has (docs/COMPATIBILITY.md "Optional vectors"). */
+static int require_vector(ag_call_t *call, const json_t *v, const char *path)
 {
     if (!v || json_is_null(v))
         return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: required", path);
-    if (ag_coll_unnamed(c) && json_is_object(v) && !json_object_get(v, ""))
-        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: this collection's vector is required",
-                       path);
     return 0;
 }
 
@@ -214,7 +211,7 @@ int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
                 break;
             m->replace_vectors = true;
             snprintf(path, sizeof(path), "points[%zu].vector", i);
-            if ((rc = require_vector(call, c, json_object_get(p, "vector"), path)) != 0 ||
+            if ((rc = require_vector(call, json_object_get(p, "vector"), path)) != 0 ||
                 (rc = ag_parse_point_vector(call, c, json_object_get(p, "vector"), path, m)) != 0)
                 break;
             snprintf(path, sizeof(path), "points[%zu].payload", i);
@@ -248,9 +245,6 @@ int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
                            "batch.vectors: expected an array or an object of named columns");
         if (!vectors || json_is_null(vectors))
             return ag_fail(&call->diag, AG_EUNPROCESSABLE, "batch.vectors: required");
-        if (json_is_object(vectors) && ag_coll_unnamed(c) && !json_object_get(vectors, ""))
-            return ag_fail(&call->diag, AG_EUNPROCESSABLE,
-                           "batch.vectors: this collection's vector is required");
         if (json_is_array(vectors) && json_array_size(vectors) != n)
             return ag_fail(&call->diag, AG_EINVAL,
                            "batch.vectors: expected as many vectors as ids");
@@ -436,6 +430,13 @@ int ag_op_update_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body
             break;
         }
         snprintf(path, sizeof(path), "points[%zu].vector", i);
+        if (json_is_object(v) && json_object_size(v) == 0) {
+            rc = ag_fail(&call->diag, AG_EUNPROCESSABLE,
+                         "Validation error in JSON body: [%s: must specify vectors to update for "
+                         "point]",
+                         path);
+            break;
+        }
         if ((rc = ag_parse_point_vector(call, c, v, path, m)) != 0)
             break;
     }

@@ -101,8 +101,17 @@ static int h_create(ag_call_t *call)
     int rc = ag_coll_parse_params(call->body, &params, &call->diag);
     if (rc)
         return rc;
+    const json_t *init = json_object_get(call->body, "init_from");
+    if (init && json_is_null(init))
+        init = NULL;
+    if (init && (rc = ag_init_from_check(call, init)) != 0) {
+        json_decref(params);
+        return rc;
+    }
     rc = ag_store_create(call->api->store, call->params[0], params, &call->diag);
     json_decref(params);
+    if (rc == 0 && init)
+        rc = ag_init_from(call, call->params[0], init);
     if (rc)
         return rc;
     call->result = json_true();
@@ -246,6 +255,11 @@ static int parse_field_schema(const json_t *fs, json_t **def, ag_diag_t *diag)
                               "stemmer", "ascii_folding", "enable_hnsw");
         if (rc)
             return rc;
+        if (strcmp(type, "integer") == 0 && json_is_false(json_object_get(params, "lookup")) &&
+            json_is_false(json_object_get(params, "range")))
+            return ag_fail(diag, AG_EUNPROCESSABLE,
+                           "Validation error: the 'lookup' and 'range' capabilities can't be both "
+                           "disabled (field_schema)");
         json_t *tenant = json_object_get(params, "is_tenant");
         if (tenant && !json_is_boolean(tenant))
             return ag_fail(diag, AG_EINVAL, "field_schema.is_tenant: expected a boolean");
@@ -311,6 +325,33 @@ static int h_index_delete(ag_call_t *call)
     return 0;
 }
 
+/* Named vectors on an existing collection (docs/API.md "Named vectors"). */
+static int h_vector_create(ag_call_t *call)
+{
+    if (!json_is_object(call->body))
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "expected {\"dense\": {\"size\": ..., \"distance\": ...}} or "
+                       "{\"sparse\": {...}}");
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "dense", "sparse");
+    if (rc)
+        return rc;
+    if ((rc = ag_store_vector_change(call->api->store, call->params[0], call->params[1], call->body,
+                                     &call->diag)) != 0)
+        return rc;
+    call->result = ag_update_result(call);
+    return 0;
+}
+
+static int h_vector_delete(ag_call_t *call)
+{
+    int rc = ag_store_vector_change(call->api->store, call->params[0], call->params[1], NULL,
+                                    &call->diag);
+    if (rc)
+        return rc;
+    call->result = ag_update_result(call);
+    return 0;
+}
+
 const ag_route_t ag_routes_collections[] = {
     {AG_HTTP_GET, "/collections", "read:collections", AG_SCOPE_NONE, h_list, false, false, true},
     /* A listing-style admission (update:collections on some collection); each action is
@@ -334,5 +375,11 @@ const ag_route_t ag_routes_collections[] = {
      h_index_create, true, false},
     {AG_HTTP_DELETE, "/collections/{name}/index/{field}", "update:payload_indexes",
      AG_SCOPE_COLLECTION, h_index_delete, false, false},
+    /* Qdrant lets a collection rw token (not prw) change the collection's named vectors: the
+     * same action as payload indexes. */
+    {AG_HTTP_PUT, "/collections/{name}/vectors/{vector}", "update:payload_indexes",
+     AG_SCOPE_COLLECTION, h_vector_create, true, false},
+    {AG_HTTP_DELETE, "/collections/{name}/vectors/{vector}", "update:payload_indexes",
+     AG_SCOPE_COLLECTION, h_vector_delete, false, false},
 };
 const size_t ag_routes_collections_len = AG_ARRAY_LEN(ag_routes_collections);

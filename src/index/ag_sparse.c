@@ -66,6 +66,12 @@ static plist_t *table_find(const ag_sparse_t *sp, uint32_t dim)
     return NULL;
 }
 
+uint32_t ag_sparse_df(const ag_sparse_t *sp, uint32_t dim)
+{
+    const plist_t *l = table_find(sp, dim);
+    return l ? l->n : 0;
+}
+
 static int table_rehash(ag_sparse_t *sp, size_t new_cap)
 {
     plist_t *t = calloc(new_cap, sizeof(*t));

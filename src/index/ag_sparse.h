@@ -53,6 +53,9 @@ bool ag_sparse_get(const ag_sparse_t *sp, uint32_t slot, const uint32_t **indice
                    const float **values, uint32_t *n);
 /* Number of slots holding a vector. */
 uint32_t ag_sparse_count(const ag_sparse_t *sp);
+/* How many slots hold a value at dimension dim (its posting list's length): the
+ * document frequency an IDF modifier needs. */
+uint32_t ag_sparse_df(const ag_sparse_t *sp, uint32_t dim);
 /* Number of distinct dimension indices with a non-empty posting list. */
 size_t ag_sparse_dim_count(const ag_sparse_t *sp);
 

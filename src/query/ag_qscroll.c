@@ -117,7 +117,7 @@ static int scroll_ordered(scroll_t *s, const json_t *order_by, bool has_offset)
         if (ag_scope_match(s->sc, i))
             slots[k++] = i;
     ag_ordered_t *o;
-    if ((rc = ag_order_slots(s->ctx->arena, c, slots, k, &ob, &o, &n)) != 0)
+    if ((rc = ag_order_slots(s->ctx->arena, c, slots, k, &ob, true, &o, &n)) != 0)
         return rc;
     for (size_t i = 0; i < n && i < s->limit; i++) {
         json_t *p = ag_render_point(c, o[i].slot, s->ps, s->wv, s->which, false, 0);

@@ -56,6 +56,8 @@ int ag_coll_parse_params(const json_t *body, json_t **out, ag_diag_t *diag)
                           "sharding_method", "replication_factor", "write_consistency_factor",
                           "on_disk_payload", "hnsw_config", "wal_config", "optimizers_config",
                           "init_from", "quantization_config", "strict_mode_config", "metadata");
+    if (rc == 0)
+        rc = ag_coll_check_settings(body, false, diag);
     if (rc)
         return rc;
     json_t *vectors = json_object_get(body, "vectors");
@@ -1149,7 +1151,7 @@ static json_t *floats_json(const float *f, uint32_t n)
 {
     json_t *a = json_array();
     for (uint32_t i = 0; a && i < n; i++)
-        json_array_append_new(a, json_real((double)f[i]));
+        json_array_append_new(a, ag_json_f32(f[i]));
     return a;
 }
 
@@ -1245,6 +1247,11 @@ const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot)
 const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot)
 {
     return c->slots[slot].payload;
+}
+
+size_t ag_coll_index_count(const ag_collection_t *c)
+{
+    return json_object_size(c->schema);
 }
 
 const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field)

@@ -91,6 +91,8 @@ uint32_t ag_coll_nslots(const ag_collection_t *c);
 const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot);
 /* The payload object of a slot (never NULL for a live slot). */
 const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot);
+/* How many payload fields are indexed (lock held). */
+size_t ag_coll_index_count(const ag_collection_t *c);
 /* The payload index definition {"data_type":..., ...} of a field, or NULL. */
 const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field);
 /* The creation params as normalised (borrowed; lock held). */

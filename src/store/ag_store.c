@@ -901,6 +901,8 @@ static int merge_into(json_t *dst, const json_t *src)
     json_object_foreach((json_t *)src, k, v)
     {
         json_t *cur = json_object_get(dst, k);
+        if (json_is_null(v)) /* Qdrant's config diffs: null leaves the setting as it is */
+            continue;
         if (json_is_object(cur) && json_is_object(v)) {
             if (merge_into(cur, v) != 0)
                 return AG_ENOMEM;
@@ -923,6 +925,8 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
     }
     json_t *next = json_deep_copy(c->params);
     rc = next ? 0 : AG_ENOMEM;
+    if (rc == 0)
+        rc = ag_coll_check_settings(patch, true, diag);
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)patch, k, v)
@@ -972,20 +976,103 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
         }
     }
     if (rc == 0) {
+        /* Readers look at params under the read lock: swap it under the write lock. */
+        pthread_rwlock_wrlock(&c->lock);
         json_t *old = c->params;
         c->params = next;
+        pthread_rwlock_unlock(&c->lock);
         rc = persist_coll(st, c, diag);
+        pthread_rwlock_wrlock(&c->lock);
         if (rc) {
             c->params = old;
             json_decref(next);
         } else {
             json_decref(old);
         }
+        pthread_rwlock_unlock(&c->lock);
     } else {
         json_decref(next);
     }
     ag_coll_write_end(c);
     ag_coll_unref(c);
+    return rc;
+}
+
+/* ---- named vectors ------------------------------------------------------------------------- */
+
+int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
+                           ag_diag_t *diag)
+{
+    pthread_rwlock_wrlock(&st->lock);
+    ssize_t i = find_coll(st, name);
+    if (i < 0) {
+        ssize_t a = find_alias(st->aliases, st->naliases, name);
+        i = a >= 0 ? find_coll(st, st->aliases[a].target) : -1;
+    }
+    if (i < 0) {
+        pthread_rwlock_unlock(&st->lock);
+        return ag_fail(diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!", name);
+    }
+    ag_collection_t *c = st->colls[i], *nc = NULL;
+    pthread_mutex_lock(&c->write_mutex); /* wait for a running write, block new ones */
+    json_t *params = NULL, *rec = NULL;
+    MDB_txn *txn = NULL;
+    int rc = ag_coll_vector_params(c, vname, cfg, &params, diag);
+    if (rc)
+        goto out;
+    if ((rc = txn_begin(st, &txn)) != 0) {
+        txn = NULL;
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction: %s", mdb_strerror(rc));
+        goto out;
+    }
+    if (!cfg && (rc = ag_coll_vector_rows(c, txn, vname, diag)) != 0)
+        goto out;
+    char key[AG_MAX_NAME_LEN + 8];
+    key_for(key, sizeof(key), 'c', c->name);
+    rec = json_pack("{s:i,s:O,s:O}", "cid", (json_int_t)c->cid, "params", params, "schema",
+                    c->schema);
+    if ((rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM) != 0) {
+        rc = ag_fail(diag, rc, "cannot store the collection's settings");
+        goto out;
+    }
+    /* The collection as it will be, loaded from this transaction: if that fails, nothing
+     * changes anywhere. */
+    if ((rc = ag_coll_open(st->env, txn, c->name, c->cid, params, c->schema, false, &nc, diag)) !=
+            0 ||
+        (rc = ag_coll_load(nc, txn, diag)) != 0)
+        goto out;
+    nc->gate = &st->gate;
+    rc = txn_commit(st, txn);
+    txn = NULL;
+    if (rc) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot commit: %s", mdb_strerror(rc));
+        goto out;
+    }
+    mdb_env_sync(st->env, 1);
+    /* Requests holding the old object finish on it; a write queued behind this change finds it
+     * dropped and answers "not found" (the client retries on the new one). Its graphs must not
+     * be saved over the new numbering. */
+    c->dropped = true;
+    c->index_ready = false;
+    st->colls[i] = nc;
+    nc = NULL;
+    ag_log(AG_LOG_INFO, "collection '%s': vector '%s' %s", c->name, vname,
+           cfg ? "added" : "removed");
+    pthread_mutex_unlock(&c->write_mutex);
+    pthread_rwlock_unlock(&st->lock);
+    json_decref(params);
+    json_decref(rec);
+    ag_coll_unref(c); /* the catalog's reference */
+    return 0;
+out:
+    if (txn)
+        txn_abort(st, txn);
+    if (nc)
+        ag_coll_unref(nc);
+    pthread_mutex_unlock(&c->write_mutex);
+    pthread_rwlock_unlock(&st->lock);
+    json_decref(params);
+    json_decref(rec);
     return rc;
 }
 
@@ -1286,6 +1373,8 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
         restore_slot_t *s = &slots[i];
         rc = ag_coll_open(st->env, txn, items[i].name, cid++, s->params, s->schema, true, &s->fresh,
                           diag);
+        if (rc == 0)
+            s->fresh->gate = &st->gate;
         if (rc == 0)
             rc = ag_snap__fill(s->fresh, txn, items[i].dir, diag);
         json_t *rec = rc == 0 ? coll_record(s->fresh) : NULL;

@@ -55,6 +55,12 @@ int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, js
  * collection's write mutex). */
 int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag);
 
+/* Adds named vector vname to collection (or alias) name — cfg {"dense": {size, distance, ...}}
+ * or {"sparse": {...}} — or removes it with its stored vectors (cfg NULL). Committed whole or not
+ * at all; the catalog then serves a freshly loaded collection (store/ag_coll_vectors.c). */
+int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
+                           ag_diag_t *diag);
+
 /* Returns a new JSON array of collection names (sorted). */
 json_t *ag_store_list(ag_store_t *st);
 /* Returns a new JSON array [{alias_name, collection_name}], optionally for one collection. */

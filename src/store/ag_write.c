@@ -64,31 +64,6 @@ const json_t *ag_coll_next_payload(const ag_collection_t *c, const ag_mutation_t
 
 /* ---- payload edits ------------------------------------------------------------------------- */
 
-/* The object at a dotted key path inside obj, creating objects on the way (NULL: no memory, or
- * a part too long or empty). */
-static json_t *ensure_path(json_t *obj, const char *key)
-{
-    char part[256];
-    const char *p = key;
-    while (*p) {
-        const char *dot = strchr(p, '.');
-        size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (len == 0 || len >= sizeof(part))
-            return NULL;
-        memcpy(part, p, len);
-        part[len] = '\0';
-        json_t *next = json_object_get(obj, part);
-        if (!json_is_object(next)) {
-            next = json_object();
-            if (!next || json_object_set_new(obj, part, next) != 0)
-                return NULL;
-        }
-        obj = next;
-        p = dot ? dot + 1 : p + len;
-    }
-    return obj;
-}
-
 void ag_payload_delete_path(json_t *obj, const char *path)
 {
     if (json_object_get(obj, path)) {
@@ -110,8 +85,9 @@ json_t *ag_payload_edit(const json_t *cur, const ag_payload_edit_t *e)
     case AG_PL_SET:
         next = json_deep_copy(cur);
         if (next) {
-            json_t *target = e->key ? ensure_path(next, e->key) : next;
-            if (!target || json_object_update(target, (json_t *)e->payload) != 0) {
+            /* `key` may step into arrays ("a[].b", "a[0].b"): index/ag_filter.h. */
+            if ((e->key ? ag_payload_set_at(next, e->key, e->payload)
+                        : json_object_update(next, (json_t *)e->payload)) != 0) {
                 json_decref(next);
                 next = NULL;
             }

@@ -114,6 +114,9 @@ const EXPECTED = {
   'POST /collections/aliases': MANAGE,
   'PUT /collections/mx/index': INDEX,
   'DELETE /collections/mx/index/tmpidx': INDEX,
+  // named vectors: Qdrant lets a collection rw token (not prw) create and delete them
+  'PUT /collections/mx/vectors/{name}': INDEX,
+  'DELETE /collections/mx/vectors/{name}': INDEX,
   // points
   'PUT /collections/mx/points': POINT_WRITE,
   'POST /collections/mx/points': READ,
@@ -142,6 +145,8 @@ const EXPECTED = {
   'POST /collections/mx/points/recommend/batch': READ,
   'POST /collections/mx/points/recommend/groups': READ,
   'POST /collections/mx/points/query': READ,
+  'POST /collections/mx/points/discover': READ,
+  'POST /collections/mx/points/discover/batch': READ,
   'POST /collections/mx/points/query/batch': READ,
   'POST /collections/mx/points/query/groups': READ,
   // destructive ones (each cell gets a fresh fixture)
@@ -193,6 +198,15 @@ const EXPECTED = {
   'GET /account': ROOT_ONLY,
   'PATCH /account': ROOT_ONLY,
   'GET /cluster': GLOBAL_READ,
+  // Qdrant's service endpoints on a single node (docs/COMPATIBILITY.md "Service endpoints")
+  'GET /issues': ANY_VALID, // every principal; nothing is reported
+  'DELETE /issues': MANAGE,
+  'GET /quotas': GLOBAL_READ,
+  'PUT /quotas': MANAGE,
+  'GET /collections/mx/cluster': READ,
+  'GET /collections/mx/optimizations': READ,
+  //  shard operations are refused (405) to whoever may ask for them
+  'POST /collections/mx/cluster': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
   //  a single node refuses cluster changes (405) to whoever may ask for them
   'POST /cluster/recover': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
   'DELETE /cluster/peer/1': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
@@ -286,6 +300,17 @@ const ROUTES = [
     before: () => rootOk('PUT', `/collections/${C}/index?wait=true`, { field_name: 'tmpidx', field_schema: 'keyword' }),
   },
   {
+    name: 'PUT /collections/mx/vectors/{name}',
+    path: '/collections/mx/vectors/mxsp?wait=true',
+    body: { sparse: {} },
+    before: () => srv.request('DELETE', `/collections/${C}/vectors/mxsp?wait=true`, undefined, { headers: root }),
+  },
+  {
+    name: 'DELETE /collections/mx/vectors/{name}',
+    path: '/collections/mx/vectors/mxsp?wait=true',
+    before: () => srv.request('PUT', `/collections/${C}/vectors/mxsp?wait=true`, { sparse: {} }, { headers: root }),
+  },
+  {
     name: 'PUT /collections/mx/points',
     path: '/collections/mx/points?wait=true',
     body: { points: [{ id: 100, vector: [0.1, 0.2, 0.3, 0.4], payload: { tenant: 'acme', num: 100 } }] },
@@ -333,6 +358,8 @@ const ROUTES = [
   { name: 'POST /collections/mx/points/recommend/batch', body: { searches: [{ positive: [1], limit: 3 }] } },
   { name: 'POST /collections/mx/points/recommend/groups', body: { positive: [1], group_by: 'tenant', limit: 3, group_size: 2 } },
   { name: 'POST /collections/mx/points/query', body: { query: q, limit: 3 } },
+  { name: 'POST /collections/mx/points/discover', body: { target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 } },
+  { name: 'POST /collections/mx/points/discover/batch', body: { searches: [{ target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 }] } },
   { name: 'POST /collections/mx/points/query/batch', body: { searches: [{ query: q, limit: 3 }] } },
   { name: 'POST /collections/mx/points/query/groups', body: { query: q, group_by: 'tenant', limit: 3, group_size: 2 } },
   {
@@ -449,6 +476,13 @@ const ROUTES = [
   { name: 'GET /account' },
   { name: 'PATCH /account', body: { name: 'matrix' } },
   { name: 'GET /cluster' },
+  { name: 'GET /issues' },
+  { name: 'DELETE /issues' },
+  { name: 'GET /quotas' },
+  { name: 'PUT /quotas', body: { enabled: false } },
+  { name: 'GET /collections/mx/cluster' },
+  { name: 'GET /collections/mx/optimizations' },
+  { name: 'POST /collections/mx/cluster', body: { move_shard: { shard_id: 0, from_peer_id: 1, to_peer_id: 2 } } },
   { name: 'POST /cluster/recover' },
   { name: 'DELETE /cluster/peer/1' },
   // snapshots: made with the root key; a fresh one for each destructive cell
