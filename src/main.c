@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -355,6 +356,7 @@ static int serve(int argc, char **argv)
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
+    atomic_store(&api.http, http);
     ag_log(AG_LOG_INFO, "aegis %s listening on %s://%s:%u%s", AG_VERSION, cert ? "https" : "http",
            cfg.host, (unsigned)ag_http_port(http),
            !cert ? " (no TLS)"

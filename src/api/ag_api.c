@@ -5,10 +5,12 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "api/ag_guard.h"
 #include "json/ag_json.h"
 
 #define MAX_ROUTES 160
+_Static_assert(MAX_ROUTES < AG_METRICS_NO_ROUTE, "every route needs a metrics slot");
 
 static ag_route_t route_table[MAX_ROUTES];
 
@@ -102,8 +104,23 @@ static const ag_route_t *route(const ag_api_t *api, ag_request_t *req, const cha
 
 /* ---- rendering ----------------------------------------------------------------------------- */
 
+/* Every refusal is explained in the server log — 4xx at debug, 5xx at error — with the request
+ * id, the route, the kind of caller and the reason the client was given (docs/API.md "Logs"). */
+static void explain(const ag_request_t *req, int status, const char *reason)
+{
+    const ag_call_t *call = req->app;
+    const char *label = req->principal_label[0] ? req->principal_label : "none";
+    size_t kind = strcspn(label, ":");
+    ag_log(status >= 500 ? AG_LOG_ERROR : AG_LOG_DEBUG,
+           "rid=%s %s %.200s route=%s caller=%.*s -> %d: %s", req->request_id, req->method_name,
+           req->path ? req->path : "-", call && call->route ? call->route->pattern : "(none)",
+           (int)AG_MIN(kind, 24), label, status, reason);
+}
+
 static void render(ag_request_t *req, int status, json_t *result, const char *error)
 {
+    if (error && status >= 400)
+        explain(req, status, error);
     double t = ag_now_mono() - req->t_start;
     json_t *env;
     if (error)
@@ -160,6 +177,7 @@ void ag_api_begin(void *ud, ag_request_t *req)
         }
         return;
     }
+    req->metrics_slot = (unsigned)(r - api->routes);
     /* Names in the path are validated before anything else looks at them. */
     for (int i = 0; i < np; i++) {
         const char *what = i == 0 ? "collection" : "path parameter";

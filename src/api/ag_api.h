@@ -9,6 +9,7 @@
 #include "ag_base.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "ag_arena.h"
 #include "ag_config.h"
@@ -90,6 +91,12 @@ struct ag_api {
     const ag_route_t *routes;
     size_t nroutes;
     double started_at;
+    _Atomic(ag_http_t *)
+        http; /* borrowed, set once the server listens (GET /metrics reads its state) */
+    /* CORS (docs/API.md "CORS"): service.enable_cors, narrowed to service.cors_allowed_origins
+     * when that is set (comma-separated origins; borrowed from the configuration). */
+    bool cors;
+    const char *cors_origins;
 };
 
 /* Checks the route table (every route declares an action). */
@@ -120,6 +127,10 @@ int ag_call_timeout_json(ag_call_t *call, const json_t *v, const char *path);
 
 /* The standard update answer {"operation_id": n, "status": "completed"|"acknowledged"}. */
 json_t *ag_update_result(const ag_call_t *call);
+
+/* GET /metrics and GET /telemetry (api/api_metrics.c; docs/API.md "Metrics"). */
+int ag_api_metrics(ag_call_t *call);
+int ag_api_telemetry(ag_call_t *call);
 
 /* Route tables of each api area (defined in api_*.c). */
 extern const ag_route_t ag_routes_service[];

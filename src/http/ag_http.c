@@ -16,6 +16,7 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "ag_net.h"
 
 #define MAX_PROXIES 32
@@ -48,6 +49,7 @@ struct ag_http {
     void *ud;
     atomic_int active;
     atomic_uint_fast64_t next_id;
+    uint32_t id_prefix; /* random, for the request ids made here */
     uint16_t port;
     /* Request workers: handle() runs here while MHD keeps the connection suspended. */
     pthread_mutex_t jobs_lock;
@@ -56,6 +58,8 @@ struct ag_http {
     bool jobs_stopping;
     pthread_t *workers; /* owned, nworkers entries */
     unsigned nworkers;
+    atomic_uint busy;   /* workers running a request */
+    atomic_uint queued; /* requests in the workers' queue */
 };
 
 enum { PHASE_READING = 0, PHASE_RUNNING = 1, PHASE_ANSWERED = 2 };
@@ -230,8 +234,31 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/* A caller's request id is kept when it is short and made of safe characters only (it goes into
+ * a response header, the log and the audit record); anything else is replaced by one of ours:
+ * a per-process random prefix and a counter, unique across restarts in practice. */
+static void set_request_id(struct ag_http *srv, ag_request_t *req, const char *given)
+{
+    uint64_t seq = atomic_fetch_add(&srv->next_id, 1);
+    size_t n = given ? strlen(given) : 0;
+    bool sane = n > 0 && n <= AG_HTTP_REQUEST_ID_MAX;
+    for (size_t i = 0; sane && i < n; i++) {
+        char c = given[i];
+        sane = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_' || c == '.' || c == ':';
+    }
+    if (sane)
+        memcpy(req->request_id, given, n + 1);
+    else
+        snprintf(req->request_id, sizeof(req->request_id), "%08x-%llx", srv->id_prefix,
+                 (unsigned long long)seq);
+}
+
 static void error_json(ag_request_t *req, int status, const char *msg)
 {
+    /* Refused before routing: explained like the api layer's refusals (docs/API.md "Logs"). */
+    ag_log(status >= 500 ? AG_LOG_ERROR : AG_LOG_DEBUG, "rid=%s %s %.200s -> %d: %s",
+           req->request_id, req->method_name, req->path ? req->path : "-", status, msg);
     json_t *o = json_pack("{s:{s:s},s:f}", "status", "error", msg, "time", 0.0);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -337,11 +364,13 @@ static bool client_cert_ok(struct MHD_Connection *conn)
     return certs != NULL && n > 0;
 }
 
+/* Every response is counted (GET /metrics) and, with service.access_log, logged. */
 static void access_log(const struct ag_http *srv, const ag_request_t *req)
 {
+    double ms = (ag_now_mono() - req->t_start) * 1000.0;
+    ag_metrics_request(req->metrics_slot, req->status, ms / 1000.0);
     if (!srv->cfg.access_log)
         return;
-    double ms = (ag_now_mono() - req->t_start) * 1000.0;
     ag_log(AG_LOG_INFO, "access %s %s %s %d %zu %.2fms rid=%s who=%s", req->remote_addr,
            req->method_name, req->path ? req->path : "-", req->status, req->resp_len, ms,
            req->request_id, req->principal_label[0] ? req->principal_label : "-");
@@ -359,6 +388,7 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
                             req->resp_type ? req->resp_type : "application/json");
     if (req->retry_after[0])
         MHD_add_response_header(resp, "Retry-After", req->retry_after);
+    MHD_add_response_header(resp, "x-request-id", req->request_id);
     if (close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)req->status, resp);
@@ -466,12 +496,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_add(&srv->active, 1);
         req->conn = conn;
         req->t_start = ag_now_mono();
-        snprintf(req->request_id, sizeof(req->request_id), "%llx",
-                 (unsigned long long)atomic_fetch_add(&srv->next_id, 1));
+        set_request_id(srv, req,
+                       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
         req->method = parse_method(method);
         snprintf(req->method_name, sizeof(req->method_name), "%s", method);
         req->path = strdup(url);
         req->content_length = UINT64_MAX;
+        req->metrics_slot = AG_METRICS_NO_ROUTE;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
@@ -576,6 +607,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         else
             srv->jobs_head = req;
         srv->jobs_tail = req;
+        atomic_fetch_add(&srv->queued, 1);
         pthread_cond_signal(&srv->jobs_cv);
         pthread_mutex_unlock(&srv->jobs_lock);
         return MHD_YES;
@@ -605,9 +637,12 @@ static void *worker_main(void *arg)
         srv->jobs_head = req->next_job;
         if (!srv->jobs_head)
             srv->jobs_tail = NULL;
+        atomic_fetch_sub(&srv->queued, 1);
+        atomic_fetch_add(&srv->busy, 1);
         pthread_mutex_unlock(&srv->jobs_lock);
 
         srv->handle(srv->ud, req);
+        atomic_fetch_sub(&srv->busy, 1);
         req->phase = PHASE_ANSWERED;
         MHD_resume_connection(req->conn);
 
@@ -707,6 +742,7 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     srv->ud = ud;
     atomic_init(&srv->active, 0);
     atomic_init(&srv->next_id, 1);
+    srv->id_prefix = randombytes_random();
     int prc = parse_proxies(srv, cfg->trusted_proxies, diag);
     if (prc) {
         free(srv);
@@ -800,6 +836,19 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
                             "timeout applies");
     *out = srv;
     return 0;
+}
+
+void ag_http_stats(ag_http_t *srv, ag_http_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!srv)
+        return;
+    int n = atomic_load(&srv->nconns);
+    out->connections = n > 0 ? (unsigned)n : 0;
+    out->workers = srv->nworkers;
+    out->busy = atomic_load(&srv->busy);
+    out->queued = atomic_load(&srv->queued);
+    out->requests = atomic_load(&srv->next_id) - 1;
 }
 
 uint16_t ag_http_port(const ag_http_t *srv)

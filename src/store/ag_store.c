@@ -11,9 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ag_clock.h"
 #include "ag_cmp.h"
 #include "ag_grow.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "store/ag_collection_int.h"
 #include "json/ag_json.h"
 
@@ -214,10 +216,51 @@ static void *flusher_main(void *arg)
 
 /* Links queued points into the HNSW graphs, a small step per collection at a time, so ingestion
  * never waits for graph construction. Idle: sleeps until the next poll. */
+/* Indexing progress lines (docs/API.md "Logs"): every INDEX_PROGRESS_S seconds while at least
+ * INDEX_PROGRESS_MIN vectors wait to be linked, and one line when the queue has drained. */
+#define INDEX_PROGRESS_S 5.0
+#define INDEX_PROGRESS_MIN 1000
+typedef struct index_progress {
+    double next;     /* when the queue is next measured */
+    double since;    /* when the current long queue was first reported */
+    uint64_t linked; /* vectors linked since the last line */
+    uint64_t total;  /* vectors linked since the long queue was first reported */
+    bool reporting;  /* a long queue was reported and has not drained yet */
+} index_progress_t;
+
+/* Called once per collection while measuring; only the last call (last set) writes a line. */
+static void progress_line(index_progress_t *pr, double now, uint64_t queued, const char *longest,
+                          uint64_t longest_n, bool last)
+{
+    if (!last)
+        return;
+    pr->next = now + INDEX_PROGRESS_S;
+    if (queued >= INDEX_PROGRESS_MIN) {
+        if (!pr->reporting) {
+            pr->reporting = true;
+            pr->since = now;
+            pr->total = 0;
+        }
+        pr->total += pr->linked;
+        ag_log(AG_LOG_INFO,
+               "indexing: %llu vectors queued (most in '%s': %llu), %llu linked in the last "
+               "%.0f s",
+               (unsigned long long)queued, longest ? longest : "-", (unsigned long long)longest_n,
+               (unsigned long long)pr->linked, INDEX_PROGRESS_S);
+    } else if (pr->reporting && queued == 0) {
+        pr->total += pr->linked;
+        pr->reporting = false;
+        ag_log(AG_LOG_INFO, "indexing: done, every queued vector is linked (%llu in %.1f s)",
+               (unsigned long long)pr->total, now - pr->since);
+    }
+    pr->linked = 0;
+}
+
 static void *indexer_main(void *arg)
 {
     ag_store_t *st = arg;
     enum { STEP = 32 };
+    index_progress_t pr = {.next = ag_now_mono() + INDEX_PROGRESS_S};
     /* Linking is background work: at the lowest priority it takes the CPU only when requests
      * leave it idle (Linux applies nice values per thread). */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
@@ -237,11 +280,30 @@ static void *indexer_main(void *arg)
         }
         pthread_rwlock_unlock(&st->lock);
         uint32_t done = 0;
+        double now = ag_now_mono();
+        bool due = now >= pr.next;
+        uint64_t queued = 0;
+        const char *longest = NULL;
+        uint64_t longest_n = 0;
         for (size_t i = 0; i < n; i++) {
             done += ag_coll_index_step(batch[i], STEP);
+            if (due) {
+                ag_coll_counts_t k;
+                ag_coll_counts(batch[i], &k);
+                queued += k.queued;
+                if (k.queued > longest_n) {
+                    longest_n = k.queued;
+                    longest = ag_coll_name(batch[i]);
+                }
+                progress_line(&pr, now, queued, longest, longest_n, i + 1 == n);
+            }
             ag_coll_unref(batch[i]);
             sched_yield(); /* let a waiting writer or search take the lock first */
         }
+        if (due && n == 0)
+            progress_line(&pr, now, 0, NULL, 0, true);
+        pr.linked += done;
+        ag_metrics_add(AG_M_VECTORS_LINKED, done);
         if (done == 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -1122,4 +1184,15 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check
     }
     pthread_rwlock_unlock(&st->lock);
     return rc;
+}
+
+void ag_store_map_info(ag_store_t *st, uint64_t *map_size, uint64_t *used)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    *map_size = *used = 0;
+    if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &stat) != 0)
+        return;
+    *map_size = (uint64_t)info.me_mapsize;
+    *used = ((uint64_t)info.me_last_pgno + 1) * (uint64_t)stat.ms_psize;
 }

@@ -84,6 +84,9 @@ int ag_store_tenant_set(ag_store_t *st, ag_collection_t *c, const char *tenant, 
  * and has deleted the tenant's points. */
 int ag_store_tenant_remove(ag_store_t *st, ag_collection_t *c, const char *tenant, ag_diag_t *diag);
 
+/* The LMDB map: its configured size and the bytes its pages use now (GET /metrics). */
+void ag_store_map_info(ag_store_t *st, uint64_t *map_size, uint64_t *used);
+
 /* Forces a durable sync of everything committed so far. */
 int ag_store_sync(ag_store_t *st);
 
