@@ -238,6 +238,11 @@ static int serve(int argc, char **argv)
         ag_log(AG_LOG_WARN, "running with --insecure: every request is allowed without a "
                             "credential; do not use this outside a development machine");
     }
+    if (!cfg.enable_cors && cfg.cors_allowed_origins && *cfg.cors_allowed_origins) {
+        fprintf(stderr, "aegis: service.cors_allowed_origins is set but service.enable_cors is "
+                        "false; enable CORS or drop the list\n");
+        goto out;
+    }
     if (cfg.enable_tls) {
         if (!cfg.tls_cert || !cfg.tls_key) {
             fprintf(stderr, "aegis: service.enable_tls needs tls.cert and tls.key\n");
@@ -351,6 +356,8 @@ static int serve(int argc, char **argv)
         .access_log = cfg.access_log,
         .trusted_proxies = cfg.trusted_proxies,
         .max_connections_per_ip = (unsigned)cfg.max_connections_per_ip,
+        .cors = cfg.enable_cors,
+        .cors_origins = cfg.cors_allowed_origins,
     };
     if ((rc = ag_http_start(&hcfg, ag_api_begin, ag_api_handle, &api, &http, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);

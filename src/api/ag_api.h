@@ -93,10 +93,6 @@ struct ag_api {
     double started_at;
     _Atomic(ag_http_t *)
         http; /* borrowed, set once the server listens (GET /metrics reads its state) */
-    /* CORS (docs/API.md "CORS"): service.enable_cors, narrowed to service.cors_allowed_origins
-     * when that is set (comma-separated origins; borrowed from the configuration). */
-    bool cors;
-    const char *cors_origins;
 };
 
 /* Checks the route table (every route declares an action). */

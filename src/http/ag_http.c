@@ -58,6 +58,8 @@ struct ag_http {
     bool jobs_stopping;
     pthread_t *workers; /* owned, nworkers entries */
     unsigned nworkers;
+    char (*origins)[AG_HTTP_ORIGIN_MAX + 1]; /* service.cors_allowed_origins (owned) */
+    size_t norigins;
     atomic_uint busy;   /* workers running a request */
     atomic_uint queued; /* requests in the workers' queue */
 };
@@ -346,6 +348,69 @@ static void forwarded_client(const struct ag_http *srv, const char *xff, char *o
     }
 }
 
+/* ---- CORS ---------------------------------------------------------------------------------- */
+
+/* An origin as browsers send it: http(s)://host[:port], nothing after, safe characters only. */
+static bool origin_shaped(const char *o, size_t len)
+{
+    size_t p = strncmp(o, "https://", 8) == 0 ? 8 : strncmp(o, "http://", 7) == 0 ? 7 : 0;
+    if (!p || len <= p || len > AG_HTTP_ORIGIN_MAX)
+        return false;
+    for (size_t i = p; i < len; i++) {
+        char c = o[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == ':' || c == '[' || c == ']'))
+            return false;
+    }
+    return true;
+}
+
+static int parse_origins(struct ag_http *srv, const char *list, ag_diag_t *diag)
+{
+    if (!list || !*list)
+        return 0;
+    srv->origins = calloc(AG_HTTP_MAX_ORIGINS, sizeof(*srv->origins));
+    if (!srv->origins)
+        return AG_ENOMEM;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        size_t len = strcspn(p, ", ");
+        if (!origin_shaped(p, len) || srv->norigins == AG_HTTP_MAX_ORIGINS)
+            return ag_fail(diag, AG_ECONFIG,
+                           "service.cors_allowed_origins: expected up to %d comma-separated "
+                           "origins like https://app.example.com:8443 (scheme, host, optional "
+                           "port; no path), got '%.*s'",
+                           AG_HTTP_MAX_ORIGINS, (int)AG_MIN(len, 80), p);
+        memcpy(srv->origins[srv->norigins], p, len);
+        srv->origins[srv->norigins][len] = '\0';
+        srv->norigins++;
+        p += len;
+    }
+    return 0;
+}
+
+/* Decides the Access-Control-Allow-Origin of a request from its Origin header: "*" when any
+ * origin may call, the origin itself when it is on the list, nothing otherwise (the browser then
+ * keeps the answer from the page; credentials are never echoed for an origin not allowed). */
+static void cors_decide(const struct ag_http *srv, ag_request_t *req, const char *origin)
+{
+    req->cors_origin[0] = '\0';
+    if (!srv->cfg.cors || !origin)
+        return;
+    if (srv->norigins == 0) {
+        snprintf(req->cors_origin, sizeof(req->cors_origin), "*");
+        return;
+    }
+    for (size_t i = 0; i < srv->norigins; i++)
+        if (strcmp(srv->origins[i], origin) == 0) {
+            snprintf(req->cors_origin, sizeof(req->cors_origin), "%s", origin);
+            return;
+        }
+}
+
 /* Verifies the client certificate of a TLS connection against the configured CA. */
 static bool client_cert_ok(struct MHD_Connection *conn)
 {
@@ -389,6 +454,19 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
     if (req->retry_after[0])
         MHD_add_response_header(resp, "Retry-After", req->retry_after);
     MHD_add_response_header(resp, "x-request-id", req->request_id);
+    if (req->cors_origin[0]) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->cors_origin);
+        if (strcmp(req->cors_origin, "*") != 0)
+            MHD_add_response_header(resp, "Vary", "Origin");
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "x-request-id, retry-after");
+        if (req->preflight) {
+            MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+                                    "GET, POST, PUT, PATCH, DELETE, HEAD");
+            MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                    "api-key, authorization, content-type, x-request-id");
+            MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+        }
+    }
     if (close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)req->status, resp);
@@ -533,12 +611,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 req->content_length = v;
         }
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, req);
+        const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+        cors_decide(srv, req, origin);
+        /* A preflight is answered here, before any authentication (browsers send it without
+         * credentials); it runs nothing, and the request it announces is checked as usual. */
+        req->preflight = srv->cfg.cors && origin && strcmp(method, "OPTIONS") == 0 &&
+                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     "Access-Control-Request-Method") != NULL;
 
         /* The headers are in: the body (if any) has body_timeout to arrive. */
         set_deadline(conn, srv->cfg.body_timeout);
         if (atomic_load(&srv->nconns) > (int)srv->cfg.max_connections) {
             error_json(req, 503, "too many connections; retry later");
             req->close_after = true;
+        } else if (req->preflight) {
+            if (req->cors_origin[0])
+                ag_request_respond_text(req, 204, "text/plain", "");
+            else
+                error_json(req, 403,
+                           "CORS: this origin is not allowed "
+                           "(service.cors_allowed_origins)");
         } else if (!req->path || !split_path(req, url)) {
             error_json(req, 400, "malformed request path");
         } else if (req->content_length != UINT64_MAX && req->content_length > srv->cfg.max_body) {
@@ -744,7 +836,10 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     atomic_init(&srv->next_id, 1);
     srv->id_prefix = randombytes_random();
     int prc = parse_proxies(srv, cfg->trusted_proxies, diag);
+    if (prc == 0)
+        prc = parse_origins(srv, cfg->cors_origins, diag);
     if (prc) {
+        free(srv->origins);
         free(srv);
         return prc;
     }
@@ -766,10 +861,12 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
         sin6->sin6_port = htons(cfg->port);
         flags |= MHD_USE_IPv6;
     } else {
+        free(srv->origins);
         free(srv);
         return ag_fail(diag, AG_ECONFIG, "service.host: '%s' is not an IPv4 or IPv6 address", host);
     }
     if (!start_workers(srv, cfg->threads ? cfg->threads : 4)) {
+        free(srv->origins);
         free(srv);
         return ag_fail(diag, AG_EINTERNAL, "cannot start the request worker threads");
     }
@@ -810,6 +907,7 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
         NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!srv->daemon) {
         stop_workers(srv);
+        free(srv->origins);
         free(srv);
         /* MHD does not say why; a bind of our own tells a taken port from the rest. */
         int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -880,5 +978,6 @@ void ag_http_stop(ag_http_t *srv, double grace_s)
     pthread_cond_destroy(&srv->jobs_cv);
     pthread_mutex_destroy(&srv->jobs_lock);
     pthread_mutex_destroy(&srv->conns_lock);
+    free(srv->origins);
     free(srv);
 }

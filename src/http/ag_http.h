@@ -33,6 +33,8 @@ typedef enum {
 #define AG_HTTP_MAX_SEGMENTS 16
 #define AG_HTTP_MAX_QUERY 16
 #define AG_HTTP_REQUEST_ID_MAX 64
+#define AG_HTTP_ORIGIN_MAX 255
+#define AG_HTTP_MAX_ORIGINS 32
 
 typedef struct ag_query_arg {
     char *key; /* percent-decoded, owned by the request */
@@ -83,6 +85,10 @@ typedef struct ag_request {
 
     /* Set by begin(): handle() is cheap and runs on the network thread (health probes). */
     bool inline_ok;
+    /* CORS: the Access-Control-Allow-Origin value to send ("" = none), and whether the request
+     * is a preflight answered by the adapter. */
+    char cors_origin[AG_HTTP_ORIGIN_MAX + 1];
+    bool preflight;
     /* Adapter state: 0 reading, 1 handed to a request worker, 2 answered by the worker. */
     int phase;
     struct ag_request *next_job; /* the request workers' queue */
@@ -128,6 +134,13 @@ typedef struct ag_http_config {
      * believed (service.trusted_proxies); NULL = none. */
     const char *trusted_proxies;
     unsigned max_connections_per_ip; /* 0 = no limit */
+    /* CORS (docs/API.md "CORS"): with cors, browsers on other origins may call the API — any
+     * origin ("Access-Control-Allow-Origin: *", never with credentials), or, when cors_origins is
+     * set (comma-separated "scheme://host[:port]"), only those, each echoed back exactly. A
+     * preflight OPTIONS is answered here without authentication; the request it announces is
+     * authenticated as usual. */
+    bool cors;
+    const char *cors_origins;
 } ag_http_config_t;
 
 typedef struct ag_http ag_http_t;
