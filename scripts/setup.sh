@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config git ca-certificates openssl
           libmicrohttpd-dev libgnutls28-dev libjansson-dev liblmdb-dev libsodium-dev
-          libyaml-dev libcmocka-dev clang-format)
+          libyaml-dev libcmocka-dev clang-format
+          chromium) # chromium: the dashboard's browser test (tests/e2e/dashboard.test.mjs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -38,6 +38,7 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
     append(&n, ag_routes_auth, ag_routes_auth_len);
     append(&n, ag_routes_tenants, ag_routes_tenants_len);
     append(&n, ag_routes_mgmt, ag_routes_mgmt_len);
+    append(&n, ag_routes_dashboard, ag_routes_dashboard_len);
     for (size_t i = 0; i < n; i++) {
         const ag_route_t *r = &route_table[i];
         if (!r->handler || !r->pattern)

@@ -147,5 +147,7 @@ extern const ag_route_t ag_routes_tenants[];
 extern const size_t ag_routes_tenants_len;
 extern const ag_route_t ag_routes_mgmt[];
 extern const size_t ag_routes_mgmt_len;
+extern const ag_route_t ag_routes_dashboard[];
+extern const size_t ag_routes_dashboard_len;
 
 #endif

@@ -1528,3 +1528,11 @@ int ag_audit_query(ag_audit_t *a, const ag_audit_query_t *q, json_t **out, ag_di
     *out = arr;
     return 0;
 }
+
+int ag_audit_check(ag_audit_t *a, ag_audit_verify_t *res)
+{
+    pthread_mutex_lock(&a->mu);
+    int rc = ag_audit_verify(a->dir, a->key, res);
+    pthread_mutex_unlock(&a->mu);
+    return rc;
+}

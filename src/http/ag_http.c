@@ -454,6 +454,13 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
     if (req->retry_after[0])
         MHD_add_response_header(resp, "Retry-After", req->retry_after);
     MHD_add_response_header(resp, "x-request-id", req->request_id);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (req->csp) {
+        MHD_add_response_header(resp, "Content-Security-Policy", req->csp);
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    }
     if (req->cors_origin[0]) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->cors_origin);
         if (strcmp(req->cors_origin, "*") != 0)

@@ -89,6 +89,9 @@ typedef struct ag_request {
      * is a preflight answered by the adapter. */
     char cors_origin[AG_HTTP_ORIGIN_MAX + 1];
     bool preflight;
+    /* A Content-Security-Policy for the response (a static string), or NULL: set for pages that
+     * a browser renders (the dashboard), with frame and referrer protection alongside. */
+    const char *csp;
     /* Adapter state: 0 reading, 1 handed to a request worker, 2 answered by the worker. */
     int phase;
     struct ag_request *next_job; /* the request workers' queue */

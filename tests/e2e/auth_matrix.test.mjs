@@ -88,7 +88,11 @@ const EXPECTED = {
   'GET /livez': PUBLIC,
   'GET /readyz': PUBLIC,
   'GET /metrics': GLOBAL_READ,
-  'GET /telemetry': ANY_VALID, // scoped to what the caller may see (asserted in metrics.test.mjs)
+  'GET /telemetry': ANY_VALID, // scoped to what the caller may see (observability.test.mjs)
+  // the dashboard's files hold no data (dashboard.test.mjs); the chain status needs read:audit
+  'GET /dashboard': PUBLIC,
+  'GET /dashboard/app.js': PUBLIC,
+  'GET /auth/audit/verify': ROOT_ONLY,
   // collections
   'GET /collections': ANY_VALID, // filtered list (asserted in its own test)
   'GET /collections/mx': READ,
@@ -197,6 +201,9 @@ const ROUTES = [
   { name: 'GET /readyz' },
   { name: 'GET /metrics' },
   { name: 'GET /telemetry' },
+  { name: 'GET /dashboard' },
+  { name: 'GET /dashboard/app.js' },
+  { name: 'GET /auth/audit/verify' },
   { name: 'GET /collections' },
   { name: 'GET /collections/mx' },
   { name: 'GET /collections/mx/exists' },
