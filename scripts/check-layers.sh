@@ -14,6 +14,7 @@ declare -A allowed=(
   [auth]="base json index auth"
   [http]="base http"
   [api]="base json index store query auth http api"
+  [cli]="base json http cli"
 )
 # Known exceptions, to be moved into store/: the security store and the management-plane store
 # (keys, invites, account) keep their own LMDB environments.

@@ -20,6 +20,7 @@
 #include "api/ag_guard.h"
 #include "auth/ag_audit.h"
 #include "auth/ag_token_cli.h"
+#include "cli/ag_cli.h"
 #include "http/ag_http.h"
 #include "store/ag_store.h"
 
@@ -34,6 +35,10 @@ static void usage(FILE *f)
                "  token      mint a JWT signed with service.api_key (see aegis token --help)\n"
                "  keygen     print a strong random API key\n"
                "  audit      verify the audit log's hash chain (aegis audit verify --help)\n"
+               "  users      database users of a running server (aegis users --help)\n"
+               "  roles      custom roles of a running server (aegis roles --help)\n"
+               "  keys       database API keys of a running server (aegis keys --help)\n"
+               "  import     upload points from JSONL or fvecs (aegis import --help)\n"
                "  version    print the version\n"
                "\n"
                "aegis serve options:\n"
@@ -502,8 +507,15 @@ static int audit_cmd(int argc, char **argv)
     return 0;
 }
 
-static int keygen(void)
+static int keygen(int argc, char **argv)
 {
+    if (argc > 2) {
+        bool help = strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: aegis keygen\n\nPrints a strong random key (32 random bytes, base64url) "
+                "for service.api_key,\nservice.alt_api_key or service.read_only_api_key.\n");
+        return help ? 0 : 2;
+    }
     unsigned char raw[32];
     randombytes_buf(raw, sizeof(raw));
     char out[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
@@ -527,7 +539,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0)
         return serve(argc, argv);
     if (strcmp(cmd, "keygen") == 0)
-        return keygen();
+        return keygen(argc, argv);
+    if (ag_cli_handles(cmd))
+        return ag_cli_main(argc, argv, environ);
     if (strcmp(cmd, "audit") == 0)
         return audit_cmd(argc, argv);
     if (strcmp(cmd, "token") == 0)
