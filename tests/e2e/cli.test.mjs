@@ -2,6 +2,7 @@
 // keys|import` against a running server, --help on every subcommand, refusals reported with the
 // server's message and exit status 1, bad input with 2.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -113,5 +114,36 @@ describe('aegis users|roles|keys|import', () => {
     const rf = await runAegis(['import', 'cli_pts', refused], { env });
     assert.equal(rf.code, 1);
     assert.match(rf.stderr, /aegis import: 400: .*\n.*the batch starting at point 1 was refused/);
+  });
+});
+
+describe('aegis over https', () => {
+  let srv, dir;
+  const f = (n) => path.join(dir, n);
+  const openssl = (args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const ca = (name) => openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-cli-tls-'));
+    ca('ca');
+    ca('other');
+    fs.writeFileSync(f('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n');
+    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
+    openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext']);
+    const pem = fs.readFileSync(f('ca.pem'), 'utf8');
+    srv = await startServer({ insecure: false, tls: { ca: pem }, env: keyEnv({ AEGIS__SERVICE__ENABLE_TLS: 'true', AEGIS__TLS__CERT: f('server.pem'), AEGIS__TLS__KEY: f('server.key') }) });
+  });
+  after(async () => {
+    await srv?.cleanup();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the server certificate is verified against --ca', async () => {
+    const env = { AEGIS_URL: `https://127.0.0.1:${srv.port}`, AEGIS_API_KEY: ROOT_KEY };
+    const ok = await runAegis(['roles', 'list', '--ca', f('ca.pem')], { env });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.ok(JSON.parse(ok.stdout).roles.some((r) => r.name === 'viewer'));
+    const other = await runAegis(['roles', 'list', '--ca', f('other.pem')], { env });
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /TLS handshake .* failed/);
   });
 });
