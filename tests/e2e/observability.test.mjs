@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { RO_KEY, ROOT_KEY, WRONG_KEY, freshAddr, jwt, keyEnv, nowS } from './lib/auth.mjs';
-import { sleep, startServer } from './lib/server.mjs';
+import { SLOW, sleep, startServer } from './lib/server.mjs';
 
 const root = { 'api-key': ROOT_KEY };
 
@@ -182,7 +182,9 @@ describe('metrics, telemetry, request ids and CORS', () => {
     moved('points_examined_total', {});
     // process, storage, server
     assert.ok(value(now, 'memory_resident_bytes') > 1 << 20);
-    assert.ok(value(now, 'memory_allocated_bytes') > 1 << 16);
+    // mallinfo2 describes glibc's allocator; under AddressSanitizer malloc is ASan's and it says 0
+    if (SLOW) assert.ok(value(now, 'memory_allocated_bytes') >= 0);
+    else assert.ok(value(now, 'memory_allocated_bytes') > 1 << 16);
     assert.ok(value(now, 'aegis_lmdb_map_size_bytes') >= value(now, 'aegis_lmdb_used_bytes'));
     assert.ok(value(now, 'aegis_lmdb_used_bytes') > value(before, 'aegis_lmdb_used_bytes'), 'the upsert used LMDB pages');
     assert.ok(value(now, 'aegis_open_connections') >= 1);
