@@ -45,6 +45,8 @@ struct ag_store {
     pthread_cond_t stop_cond;
     bool stopping;
     double flush_interval_s;
+    double progress_s;     /* indexing progress lines: interval ... */
+    uint32_t progress_min; /* ... and the queue length that makes them worth a line */
     /* Tenancy snapshots {collection: {"key": k|null, "tenants": {...}}}; each snapshot is
      * immutable (replaced, never edited) so readers share it by reference. A leaf lock. */
     pthread_rwlock_t tenancy_mu;
@@ -216,11 +218,11 @@ static void *flusher_main(void *arg)
 
 /* Links queued points into the HNSW graphs, a small step per collection at a time, so ingestion
  * never waits for graph construction. Idle: sleeps until the next poll. */
-/* Indexing progress lines (docs/API.md "Logs"): every INDEX_PROGRESS_S seconds while at least
- * INDEX_PROGRESS_MIN vectors wait to be linked, and one line when the queue has drained. */
-#define INDEX_PROGRESS_S 5.0
-#define INDEX_PROGRESS_MIN 1000
+/* Indexing progress lines (docs/API.md "Logs"): every `interval` seconds while at least `min`
+ * vectors wait to be linked, and one line when the queue has drained. */
 typedef struct index_progress {
+    double interval;
+    uint64_t min;
     double next;     /* when the queue is next measured */
     double since;    /* when the current long queue was first reported */
     uint64_t linked; /* vectors linked since the last line */
@@ -234,8 +236,8 @@ static void progress_line(index_progress_t *pr, double now, uint64_t queued, con
 {
     if (!last)
         return;
-    pr->next = now + INDEX_PROGRESS_S;
-    if (queued >= INDEX_PROGRESS_MIN) {
+    pr->next = now + pr->interval;
+    if (queued >= pr->min) {
         if (!pr->reporting) {
             pr->reporting = true;
             pr->since = now;
@@ -244,9 +246,9 @@ static void progress_line(index_progress_t *pr, double now, uint64_t queued, con
         pr->total += pr->linked;
         ag_log(AG_LOG_INFO,
                "indexing: %llu vectors queued (most in '%s': %llu), %llu linked in the last "
-               "%.0f s",
+               "%.3g s",
                (unsigned long long)queued, longest ? longest : "-", (unsigned long long)longest_n,
-               (unsigned long long)pr->linked, INDEX_PROGRESS_S);
+               (unsigned long long)pr->linked, pr->interval);
     } else if (pr->reporting && queued == 0) {
         pr->total += pr->linked;
         pr->reporting = false;
@@ -260,7 +262,8 @@ static void *indexer_main(void *arg)
 {
     ag_store_t *st = arg;
     enum { STEP = 32 };
-    index_progress_t pr = {.next = ag_now_mono() + INDEX_PROGRESS_S};
+    index_progress_t pr = {.interval = st->progress_s, .min = st->progress_min};
+    pr.next = ag_now_mono() + pr.interval;
     /* Linking is background work: at the lowest priority it takes the CPU only when requests
      * leave it idle (Linux applies nice values per thread). */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
@@ -482,6 +485,8 @@ int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *dia
     pthread_cond_init(&st->stop_cond, NULL);
     pthread_rwlock_init(&st->tenancy_mu, NULL);
     st->flush_interval_s = cfg->flush_interval_s > 0 ? cfg->flush_interval_s : 1.0;
+    st->progress_s = cfg->progress_s > 0 ? cfg->progress_s : 5.0;
+    st->progress_min = cfg->progress_min ? cfg->progress_min : 1000;
     int rc;
     st->lock_fd = -1;
     if (mkdir_p(cfg->path) != 0) {

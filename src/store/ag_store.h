@@ -22,6 +22,10 @@ typedef struct ag_store_config {
     const char *path;
     size_t map_size; /* bytes of address space for the environment (sparse on disk) */
     double flush_interval_s;
+    /* Indexing progress lines (docs/API.md "Logs"): every progress_s seconds while at least
+     * progress_min vectors wait for the indexer; 0 = 5 s and 1000. */
+    double progress_s;
+    uint32_t progress_min;
 } ag_store_config_t;
 
 /* Opens (creating the directory if needed) and loads every collection. *out owned by caller. */
