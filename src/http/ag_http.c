@@ -404,6 +404,7 @@ static void cors_decide(const struct ag_http *srv, ag_request_t *req, const char
         snprintf(req->cors_origin, sizeof(req->cors_origin), "*");
         return;
     }
+    req->cors_vary = true;
     for (size_t i = 0; i < srv->norigins; i++)
         if (strcmp(srv->origins[i], origin) == 0) {
             snprintf(req->cors_origin, sizeof(req->cors_origin), "%s", origin);
@@ -461,10 +462,11 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
         MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
     }
+    /* Caches must not hand one origin's answer to another, allowed or not. */
+    if (req->cors_vary)
+        MHD_add_response_header(resp, "Vary", "Origin");
     if (req->cors_origin[0]) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->cors_origin);
-        if (strcmp(req->cors_origin, "*") != 0)
-            MHD_add_response_header(resp, "Vary", "Origin");
         MHD_add_response_header(resp, "Access-Control-Expose-Headers", "x-request-id, retry-after");
         if (req->preflight) {
             MHD_add_response_header(resp, "Access-Control-Allow-Methods",

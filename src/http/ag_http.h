@@ -89,6 +89,7 @@ typedef struct ag_request {
      * is a preflight answered by the adapter. */
     char cors_origin[AG_HTTP_ORIGIN_MAX + 1];
     bool preflight;
+    bool cors_vary; /* the answer depends on Origin (an allowlist is set): Vary: Origin */
     /* A Content-Security-Policy for the response (a static string), or NULL: set for pages that
      * a browser renders (the dashboard), with frame and referrer protection alongside. */
     const char *csp;

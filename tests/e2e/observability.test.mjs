@@ -237,6 +237,7 @@ describe('CORS narrowed to an allowlist', () => {
     const real = await srv.request('GET', '/collections', undefined, { headers: { ...root, origin: 'https://evil.example' } });
     assert.equal(real.status, 200);
     assert.equal(real.headers['access-control-allow-origin'], undefined, 'never reflected for an origin not on the list');
+    assert.equal(real.headers.vary, 'Origin', 'caches keep answers to different origins apart');
     assert.equal(real.headers['access-control-allow-credentials'], undefined);
     const good = await srv.request('GET', '/collections', undefined, { headers: { ...root, origin: 'http://127.0.0.1:9999' } });
     assert.equal(good.headers['access-control-allow-origin'], 'http://127.0.0.1:9999');
