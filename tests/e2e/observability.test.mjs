@@ -45,6 +45,13 @@ function sum(parsed, name, labels = {}) {
     .reduce((a, x) => a + x.value, 0);
 }
 
+/** Waits (up to 3 s) for the server's stderr to match: it reaches us through a pipe, possibly a
+ * moment after the response that followed the line. */
+async function stderrMatch(srv, re) {
+  for (let i = 0; i < 60 && !re.test(srv.stderr); i++) await sleep(50);
+  assert.match(srv.stderr, re);
+}
+
 describe('metrics, telemetry, request ids and CORS', () => {
   let srv;
   before(async () => {
@@ -74,7 +81,7 @@ describe('metrics, telemetry, request ids and CORS', () => {
     }
     const gen = await srv.request('GET', '/healthz');
     assert.match(gen.headers['x-request-id'], /^[0-9a-f]{8}-[0-9a-f]+$/);
-    assert.match(srv.stderr, new RegExp(`access \\S+ PUT /collections/rid 200 .* rid=${mine.replace(/\./g, '\\.')} `));
+    await stderrMatch(srv, new RegExp(`access \\S+ PUT /collections/rid 200 .* rid=${mine.replace(/\./g, '\\.')} `));
     const audit = await srv.ok('GET', '/auth/audit?action=create:collections', undefined, { headers: root });
     assert.ok(audit.some((rec) => rec.request_id === mine), `audit records: ${JSON.stringify(audit).slice(0, 500)}`);
   });
@@ -82,13 +89,13 @@ describe('metrics, telemetry, request ids and CORS', () => {
   test('every 4xx is explained at debug with route, caller kind and reason', async () => {
     const r = await srv.request('PUT', '/collections/rid/points', { points: [{ id: 1, vector: [1] }] }, { headers: { ...root, 'x-request-id': 'explain-400' } });
     assert.equal(r.status, 400);
-    assert.match(srv.stderr, /DEBUG rid=explain-400 PUT \/collections\/rid\/points route=\/collections\/\{name\}\/points caller=root -> 400: .+/);
+    await stderrMatch(srv, /DEBUG rid=explain-400 PUT \/collections\/rid\/points route=\/collections\/\{name\}\/points caller=root -> 400: .+/);
     const d = await srv.request('PUT', '/collections/nope2', { vectors: { size: 2, distance: 'Dot' } }, { headers: { 'api-key': RO_KEY, 'x-request-id': 'explain-403' } });
     assert.equal(d.status, 403);
-    assert.match(srv.stderr, /DEBUG rid=explain-403 PUT \/collections\/nope2 route=\/collections\/\{name\} caller=\S+ -> 403: Forbidden: missing permission/);
+    await stderrMatch(srv, /DEBUG rid=explain-403 PUT \/collections\/nope2 route=\/collections\/\{name\} caller=\S+ -> 403: Forbidden: missing permission/);
     const n = await srv.request('GET', '/no/such/thing', undefined, { headers: { 'x-request-id': 'explain-404' } });
     assert.equal(n.status, 404);
-    assert.match(srv.stderr, /DEBUG rid=explain-404 GET \/no\/such\/thing route=\(none\) caller=none -> 404: /);
+    await stderrMatch(srv, /DEBUG rid=explain-404 GET \/no\/such\/thing route=\(none\) caller=none -> 404: /);
   });
 
   test('CORS is on by default (Qdrant): any origin, preflight answered, the real request still authenticated', async () => {
