@@ -15,6 +15,7 @@ declare -A allowed=(
   [auth]="base json index auth store/ag_kv.h"
   [http]="base http"
   [api]="base json index store query auth http api"
+  [cli]="base json http cli"
 )
 
 status=0

@@ -8,7 +8,8 @@ packages=(build-essential cmake pkg-config git ca-certificates openssl
           libyaml-dev libcmocka-dev clang-format
           # Qdrant's REST tests (tests/conformance/curated.sh)
           python3-pytest python3-requests python3-jsonschema python3-jwt python3-retry
-          python3-more-itertools python3-pytest-timeout)
+          python3-more-itertools python3-pytest-timeout
+          chromium) # chromium: the dashboard's browser test (tests/e2e/dashboard.test.mjs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "api/ag_snapshots.h"
 #include "auth/ag_audit.h"
 #include "auth/ag_token_cli.h"
+#include "cli/ag_cli.h"
 #include "http/ag_http.h"
 #include "store/ag_store.h"
 
@@ -38,6 +40,10 @@ static void usage(FILE *f)
                "  audit      verify the audit log's hash chain (aegis audit verify --help)\n"
                "  unseal     open a full snapshot's sealed security state: aegis unseal IN OUT\n"
                "             (passphrase from AEGIS_SEAL_PASSPHRASE or the first line of stdin)\n"
+               "  users      database users of a running server (aegis users --help)\n"
+               "  roles      custom roles of a running server (aegis roles --help)\n"
+               "  keys       database API keys of a running server (aegis keys --help)\n"
+               "  import     upload points from JSONL or fvecs (aegis import --help)\n"
                "  version    print the version\n"
                "\n"
                "aegis serve options:\n"
@@ -253,6 +259,11 @@ static int serve(int argc, char **argv)
         ag_log(AG_LOG_WARN, "running with --insecure: every request is allowed without a "
                             "credential; do not use this outside a development machine");
     }
+    if (!cfg.enable_cors && cfg.cors_allowed_origins && *cfg.cors_allowed_origins) {
+        fprintf(stderr, "aegis: service.cors_allowed_origins is set but service.enable_cors is "
+                        "false; enable CORS or drop the list\n");
+        goto out;
+    }
     if (cfg.enable_tls) {
         if (!cfg.tls_cert || !cfg.tls_key) {
             fprintf(stderr, "aegis: service.enable_tls needs tls.cert and tls.key\n");
@@ -367,11 +378,14 @@ static int serve(int argc, char **argv)
         .access_log = cfg.access_log,
         .trusted_proxies = cfg.trusted_proxies,
         .max_connections_per_ip = (unsigned)cfg.max_connections_per_ip,
+        .cors = cfg.enable_cors,
+        .cors_origins = cfg.cors_allowed_origins,
     };
     if ((rc = ag_http_start(&hcfg, ag_api_begin, ag_api_handle, &api, &http, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
+    atomic_store(&api.http, http);
     ag_log(AG_LOG_INFO, "aegis %s listening on %s://%s:%u%s", AG_VERSION, cert ? "https" : "http",
            cfg.host, (unsigned)ag_http_port(http),
            !cert ? " (no TLS)"
@@ -511,8 +525,15 @@ static int audit_cmd(int argc, char **argv)
     return 0;
 }
 
-static int keygen(void)
+static int keygen(int argc, char **argv)
 {
+    if (argc > 2) {
+        bool help = strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: aegis keygen\n\nPrints a strong random key (32 random bytes, base64url) "
+                "for service.api_key,\nservice.alt_api_key or service.read_only_api_key.\n");
+        return help ? 0 : 2;
+    }
     unsigned char raw[32];
     randombytes_buf(raw, sizeof(raw));
     char out[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
@@ -572,7 +593,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0)
         return serve(argc, argv);
     if (strcmp(cmd, "keygen") == 0)
-        return keygen();
+        return keygen(argc, argv);
+    if (ag_cli_handles(cmd))
+        return ag_cli_main(argc, argv, environ);
     if (strcmp(cmd, "audit") == 0)
         return audit_cmd(argc, argv);
     if (strcmp(cmd, "token") == 0)

@@ -5,19 +5,20 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "api/ag_guard.h"
 #include "api/ag_snapshots.h"
 #include "json/ag_json.h"
 
-#define MAX_ROUTES 256
+_Static_assert(AG_MAX_ROUTES < AG_METRICS_NO_ROUTE, "every route needs a metrics slot");
 
-static ag_route_t route_table[MAX_ROUTES];
+static ag_route_t route_table[AG_MAX_ROUTES];
 
 /* Appends one area's routes; false (nothing appended) when the table would overflow, which
  * ag_api_init turns into a start-up error rather than a silently missing route. */
 static bool append(size_t *n, const ag_route_t *src, size_t len)
 {
-    if (len > MAX_ROUTES - *n)
+    if (len > AG_MAX_ROUTES - *n)
         return false;
     for (size_t i = 0; i < len; i++)
         route_table[(*n)++] = src[i];
@@ -49,10 +50,12 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
         {ag_routes_snapshots, ag_routes_snapshots_len},
         {ag_routes_backups, ag_routes_backups_len},
         {ag_routes_qdrant_service, ag_routes_qdrant_service_len},
+        {ag_routes_dashboard, ag_routes_dashboard_len},
     };
     for (size_t a = 0; a < AG_ARRAY_LEN(areas); a++)
         if (!append(&n, areas[a].routes, areas[a].len))
-            return ag_fail(diag, AG_ECONFIG, "more than %d routes: raise MAX_ROUTES", MAX_ROUTES);
+            return ag_fail(diag, AG_ECONFIG, "more than %d routes: raise AG_MAX_ROUTES",
+                           AG_MAX_ROUTES);
     for (size_t i = 0; i < n; i++) {
         const ag_route_t *r = &route_table[i];
         if (!r->handler || !r->pattern)
@@ -119,8 +122,23 @@ static const ag_route_t *route(const ag_api_t *api, ag_request_t *req, const cha
 
 /* ---- rendering ----------------------------------------------------------------------------- */
 
+/* Every refusal is explained in the server log — 4xx at debug, 5xx at error — with the request
+ * id, the route, the kind of caller and the reason the client was given (docs/API.md "Logs"). */
+static void explain(const ag_request_t *req, int status, const char *reason)
+{
+    const ag_call_t *call = req->app;
+    const char *label = req->principal_label[0] ? req->principal_label : "none";
+    size_t kind = strcspn(label, ":");
+    ag_log(status >= 500 ? AG_LOG_ERROR : AG_LOG_DEBUG,
+           "rid=%s %s %.200s route=%s caller=%.*s -> %d: %s", req->request_id, req->method_name,
+           req->path ? req->path : "-", call && call->route ? call->route->pattern : "(none)",
+           (int)AG_MIN(kind, 24), label, status, reason);
+}
+
 static void render(ag_request_t *req, int status, json_t *result, const char *error)
 {
+    if (error && status >= 400)
+        explain(req, status, error);
     double t = ag_now_mono() - req->t_start;
     json_t *env;
     if (error)
@@ -177,6 +195,7 @@ void ag_api_begin(void *ud, ag_request_t *req)
         }
         return;
     }
+    req->metrics_slot = (unsigned)(r - api->routes);
     /* Names in the path are validated before anything else looks at them. */
     for (int i = 0; i < np; i++) {
         const char *what = i == 0 ? "collection" : "path parameter";

@@ -9,6 +9,7 @@
 #include "ag_base.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "ag_arena.h"
 #include "ag_config.h"
@@ -35,6 +36,10 @@ typedef enum {
     AG_SCOPE_ROLE, /* params[0] names a role (the action's role scope) */
     AG_SCOPE_USER, /* params[0] names a database user (the action's user scope) */
 } ag_scope_kind_t;
+
+/* The most routes the tables may hold (the guard keeps one parsed action per route and /metrics
+ * one slot per route: base/ag_metrics.h). */
+#define AG_MAX_ROUTES 190
 
 typedef struct ag_route {
     int method;          /* ag_http_method_t */
@@ -93,6 +98,8 @@ struct ag_api {
     const ag_route_t *routes;
     size_t nroutes;
     double started_at;
+    _Atomic(ag_http_t *)
+        http; /* borrowed, set once the server listens (GET /metrics reads its state) */
 };
 
 /* Checks the route table (every route declares an action). */
@@ -132,6 +139,10 @@ int ag_strict_check(ag_call_t *call);
 int ag_init_from_check(ag_call_t *call, const json_t *init_from);
 int ag_init_from(ag_call_t *call, const char *name, const json_t *init_from);
 
+/* GET /metrics and GET /telemetry (api/api_metrics.c; docs/API.md "Metrics"). */
+int ag_api_metrics(ag_call_t *call);
+int ag_api_telemetry(ag_call_t *call);
+
 /* Route tables of each api area (defined in api_*.c). */
 extern const ag_route_t ag_routes_service[];
 extern const size_t ag_routes_service_len;
@@ -157,5 +168,7 @@ extern const ag_route_t ag_routes_backups[];
 extern const size_t ag_routes_backups_len;
 extern const ag_route_t ag_routes_qdrant_service[];
 extern const size_t ag_routes_qdrant_service_len;
+extern const ag_route_t ag_routes_dashboard[];
+extern const size_t ag_routes_dashboard_len;
 
 #endif

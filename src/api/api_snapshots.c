@@ -16,6 +16,7 @@
 
 #include "ag_file.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "ag_seal.h"
 #include "ag_tar.h"
 #include "api/ag_guard.h"
@@ -366,6 +367,7 @@ int ag_snap_create_sealed(const char *dir, const char *name, const char *collect
             ag_fail(diag, rc, "cannot write the snapshot");
         return rc;
     }
+    ag_metrics_add(AG_M_SNAPSHOTS, 1); /* /metrics snapshot_created_total */
     *desc = ag_snap_describe(dir, name);
     return *desc ? 0 : AG_EIO;
 }

@@ -39,6 +39,8 @@ static const key_def_t keys[] = {
     K("service.access_log", T_BOOL, access_log, 0, false),
     K("service.max_token_ttl_sec", T_UINT, max_token_ttl_s, 315360000, false),
     K("service.trusted_proxies", T_STR, trusted_proxies, 0, false),
+    K("service.enable_cors", T_BOOL, enable_cors, 0, false),
+    K("service.cors_allowed_origins", T_STR, cors_allowed_origins, 0, false),
     K("service.max_connections_per_ip", T_UINT, max_connections_per_ip, 1000000, false),
     K("service.max_connections", T_UINT, max_connections, 1000000, false),
     K("service.header_timeout_sec", T_UINT, header_timeout_s, 3600, false),
@@ -82,6 +84,7 @@ void ag_config_init(ag_config_t *cfg)
     cfg->max_workers = 0;
     cfg->jwt_leeway_s = 30;
     cfg->access_log = true;
+    cfg->enable_cors = true; /* as Qdrant */
     cfg->max_token_ttl_s = 86400;
     cfg->max_connections_per_ip = 256;
     cfg->max_connections = 4096;
@@ -150,7 +153,6 @@ int ag_config_set(ag_config_t *cfg, const char *key, const char *value, ag_diag_
 static const char *const qdrant_only[] = {
     "logger",
     "service.grpc_port",
-    "service.enable_cors",
     "service.hardware_reporting",
     "service.static_content_dir",
     "service.enable_static_content",

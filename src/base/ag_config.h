@@ -24,6 +24,8 @@ typedef struct ag_config {
     bool access_log;
     uint64_t max_token_ttl_s;        /* POST /auth/token: longest lifetime of a minted token */
     char *trusted_proxies;           /* addresses whose X-Forwarded-For is believed */
+    bool enable_cors;                /* answer browsers from other origins (docs/API.md "CORS") */
+    char *cors_allowed_origins;      /* comma-separated origins; NULL = any (with enable_cors) */
     uint64_t max_connections_per_ip; /* 0 = no limit */
     uint64_t max_connections;        /* at once; past it requests get 503 */
     uint64_t header_timeout_s;       /* request line + headers must arrive within this */

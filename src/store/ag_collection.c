@@ -1376,6 +1376,19 @@ static void note_present(const json_t *v, void *ud)
     *(bool *)ud = true;
 }
 
+void ag_coll_counts(ag_collection_t *c, ag_coll_counts_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    ag_coll_read_begin(c);
+    out->points = c->live;
+    for (int i = 0; i < c->nvec; i++) {
+        out->vectors += ag_vecstore_count(c->vec[i].vs);
+        if (ag_index_is_hnsw(c->vec[i].index))
+            out->queued += ag_hnsw_pending(c->vec[i].index);
+    }
+    ag_coll_read_end(c);
+}
+
 int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_stats_t *out)
 {
     memset(out, 0, sizeof(*out));

@@ -139,6 +139,13 @@ typedef struct ag_coll_stats {
 } ag_coll_stats_t;
 int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_stats_t *out);
 
+/* The counts /metrics and the indexer's progress lines report, under the read lock (cheap: no
+ * scan). vectors sums every dense vector; queued is how many of them wait to be linked. */
+typedef struct ag_coll_counts {
+    uint64_t points, vectors, queued;
+} ag_coll_counts_t;
+void ag_coll_counts(ag_collection_t *c, ag_coll_counts_t *out);
+
 /* Walks the stored points in id order (LMDB's sorted keys, in a read transaction of its own)
  * from the first id >= from (NULL = the first point). visit gets each point's id (NULL for a key
  * that does not parse) and its slot (UINT32_MAX when it is not in memory); it returns 0 to go on,

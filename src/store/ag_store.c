@@ -11,9 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ag_clock.h"
 #include "ag_cmp.h"
 #include "ag_grow.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "store/ag_collection_int.h"
 #include "store/ag_env.h"
 #include "store/ag_snapshot.h"
@@ -48,6 +50,8 @@ struct ag_store {
     pthread_cond_t stop_cond;
     bool stopping;
     double flush_interval_s;
+    double progress_s;     /* indexing progress lines: interval ... */
+    uint32_t progress_min; /* ... and the queue length that makes them worth a line */
     /* Tenancy snapshots {collection: {"key": k|null, "tenants": {...}}}; each snapshot is
      * immutable (replaced, never edited) so readers share it by reference. A leaf lock. */
     pthread_rwlock_t tenancy_mu;
@@ -217,6 +221,46 @@ static void *flusher_main(void *arg)
 
 /* ---- background indexer -------------------------------------------------------------------- */
 
+/* Indexing progress lines (docs/API.md "Logs"): every `interval` seconds while at least `min`
+ * vectors wait to be linked, and one line when the queue has drained. */
+typedef struct index_progress {
+    double interval;
+    uint64_t min;
+    double next;     /* when the queue is next measured */
+    double since;    /* when the current long queue was first reported */
+    uint64_t linked; /* vectors linked since the last line */
+    uint64_t total;  /* vectors linked since the long queue was first reported */
+    bool reporting;  /* a long queue was reported and has not drained yet */
+} index_progress_t;
+
+/* Called once per collection while measuring; only the last call (last set) writes a line. */
+static void progress_line(index_progress_t *pr, double now, uint64_t queued, const char *longest,
+                          uint64_t longest_n, bool last)
+{
+    if (!last)
+        return;
+    pr->next = now + pr->interval;
+    if (queued >= pr->min) {
+        if (!pr->reporting) {
+            pr->reporting = true;
+            pr->since = now;
+            pr->total = 0;
+        }
+        pr->total += pr->linked;
+        ag_log(AG_LOG_INFO,
+               "indexing: %llu vectors queued (most in '%s': %llu), %llu linked in the last "
+               "%.3g s",
+               (unsigned long long)queued, longest ? longest : "-", (unsigned long long)longest_n,
+               (unsigned long long)pr->linked, pr->interval);
+    } else if (pr->reporting && queued == 0) {
+        pr->total += pr->linked;
+        pr->reporting = false;
+        ag_log(AG_LOG_INFO, "indexing: done, every queued vector is linked (%llu in %.1f s)",
+               (unsigned long long)pr->total, now - pr->since);
+    }
+    pr->linked = 0;
+}
+
 /* Links queued points into the HNSW graphs, a small step per collection at a time, so ingestion
  * never waits for graph construction, and writes the graphs' checkpoints (paced by each collection,
  * docs/RELIABILITY.md, "Crash recovery"). Idle: sleeps until the next poll. */
@@ -224,6 +268,8 @@ static void *indexer_main(void *arg)
 {
     ag_store_t *st = arg;
     enum { STEP = 32 };
+    index_progress_t pr = {.interval = st->progress_s, .min = st->progress_min};
+    pr.next = ag_now_mono() + pr.interval;
     /* Linking is background work: at the lowest priority it takes the CPU only when requests
      * leave it idle (Linux applies nice values per thread). */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
@@ -243,13 +289,32 @@ static void *indexer_main(void *arg)
         }
         pthread_rwlock_unlock(&st->lock);
         uint32_t done = 0;
+        double now = ag_now_mono();
+        bool due = now >= pr.next;
+        uint64_t queued = 0;
+        const char *longest = NULL;
+        uint64_t longest_n = 0;
         for (size_t i = 0; i < n; i++) {
             done += ag_coll_index_step(batch[i], STEP);
             /* Checkpoints are written here, off every writer's path (paced by the collection). */
             ag_coll_index_checkpoint(batch[i]);
+            if (due) {
+                ag_coll_counts_t k;
+                ag_coll_counts(batch[i], &k);
+                queued += k.queued;
+                if (k.queued > longest_n) {
+                    longest_n = k.queued;
+                    longest = ag_coll_name(batch[i]);
+                }
+                progress_line(&pr, now, queued, longest, longest_n, i + 1 == n);
+            }
             ag_coll_unref(batch[i]);
             sched_yield(); /* let a waiting writer or search take the lock first */
         }
+        if (due && n == 0)
+            progress_line(&pr, now, 0, NULL, 0, true);
+        pr.linked += done;
+        ag_metrics_add(AG_M_VECTORS_LINKED, done);
         if (done == 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -430,6 +495,8 @@ int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *dia
     pthread_cond_init(&st->stop_cond, NULL);
     pthread_rwlock_init(&st->tenancy_mu, NULL);
     st->flush_interval_s = cfg->flush_interval_s > 0 ? cfg->flush_interval_s : 1.0;
+    st->progress_s = cfg->progress_s > 0 ? cfg->progress_s : 5.0;
+    st->progress_min = cfg->progress_min ? cfg->progress_min : 1000;
     int rc;
     st->lock_fd = -1;
     if (mkdir_p(cfg->path) != 0) {
@@ -1475,4 +1542,18 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
     }
     free(slots);
     return rc;
+}
+
+void ag_store_map_info(ag_store_t *st, uint64_t *map_size, uint64_t *used)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    *map_size = *used = 0;
+    ag_env_enter(&st->gate); /* not while the map is being resized (store/ag_env.h) */
+    int rc = mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &stat) != 0;
+    ag_env_leave(&st->gate);
+    if (rc)
+        return;
+    *map_size = (uint64_t)info.me_mapsize;
+    *used = ((uint64_t)info.me_last_pgno + 1) * (uint64_t)stat.ms_psize;
 }

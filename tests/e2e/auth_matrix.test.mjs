@@ -2,8 +2,8 @@
 // principal, with the expected status class of each cell written out below — never derived
 // from the server. Qdrant's rules: collection create/update/delete and alias changes need
 // global `m`; point writes (payload edits included) need `rw` or `prw`; payload indexes need `rw`
-// (docs/SECURITY.md "JWT"); reads need `r`; /metrics and /telemetry need global
-// access; GET /collections and GET /aliases are filtered to what the caller may see.
+// (docs/SECURITY.md "JWT"); reads need `r`; /metrics needs global read access, /telemetry
+// answers every principal with only what it may see; GET /collections and GET /aliases are filtered to what the caller may see.
 //
 // Every cell is run; all mismatches are collected and reported together.
 import assert from 'node:assert/strict';
@@ -103,7 +103,11 @@ const EXPECTED = {
   'GET /livez': PUBLIC,
   'GET /readyz': PUBLIC,
   'GET /metrics': GLOBAL_READ,
-  'GET /telemetry': GLOBAL_READ,
+  'GET /telemetry': ANY_VALID, // scoped to what the caller may see (observability.test.mjs)
+  // the dashboard's files hold no data (dashboard.test.mjs); the chain status needs read:audit
+  'GET /dashboard': PUBLIC,
+  'GET /dashboard/app.js': PUBLIC,
+  'GET /auth/audit/verify': ROOT_ONLY,
   // collections
   'GET /collections': ANY_VALID, // filtered list (asserted in its own test)
   'GET /collections/mx': READ,
@@ -283,6 +287,9 @@ const ROUTES = [
   { name: 'GET /readyz' },
   { name: 'GET /metrics' },
   { name: 'GET /telemetry' },
+  { name: 'GET /dashboard' },
+  { name: 'GET /dashboard/app.js' },
+  { name: 'GET /auth/audit/verify' },
   { name: 'GET /collections' },
   { name: 'GET /collections/mx' },
   { name: 'GET /collections/mx/exists' },
