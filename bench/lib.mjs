@@ -55,6 +55,7 @@ export async function startServer(opts = {}) {
   }
   return {
     url,
+    storage,
     async stop() {
       proc.kill('SIGTERM');
       await new Promise((r) => proc.once('exit', r));

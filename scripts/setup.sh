@@ -6,7 +6,11 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config git ca-certificates openssl
           libmicrohttpd-dev libgnutls28-dev libjansson-dev liblmdb-dev libsodium-dev
           libyaml-dev libcmocka-dev clang-format
-          libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev)
+          libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev
+          # Qdrant's REST tests (tests/conformance/curated.sh)
+          python3-pytest python3-requests python3-jsonschema python3-jwt python3-retry
+          python3-more-itertools python3-pytest-timeout
+          chromium) # chromium: the dashboard's browser test (tests/e2e/dashboard.test.mjs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

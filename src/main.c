@@ -2,7 +2,9 @@
 #include "ag_base.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,11 +17,14 @@
 #include "ag_config.h"
 #include "ag_log.h"
 #include "ag_pool.h"
+#include "ag_seal.h"
 #include "api/ag_api.h"
 #include "api/ag_grpc_api.h"
 #include "api/ag_guard.h"
+#include "api/ag_snapshots.h"
 #include "auth/ag_audit.h"
 #include "auth/ag_token_cli.h"
+#include "cli/ag_cli.h"
 #include "http/ag_http.h"
 #include "store/ag_store.h"
 
@@ -34,6 +39,12 @@ static void usage(FILE *f)
                "  token      mint a JWT signed with service.api_key (see aegis token --help)\n"
                "  keygen     print a strong random API key\n"
                "  audit      verify the audit log's hash chain (aegis audit verify --help)\n"
+               "  unseal     open a full snapshot's sealed security state: aegis unseal IN OUT\n"
+               "             (passphrase from AEGIS_SEAL_PASSPHRASE or the first line of stdin)\n"
+               "  users      database users of a running server (aegis users --help)\n"
+               "  roles      custom roles of a running server (aegis roles --help)\n"
+               "  keys       database API keys of a running server (aegis keys --help)\n"
+               "  import     upload points from JSONL or fvecs (aegis import --help)\n"
                "  version    print the version\n"
                "\n"
                "aegis serve options:\n"
@@ -250,6 +261,11 @@ static int serve(int argc, char **argv)
         ag_log(AG_LOG_WARN, "running with --insecure: every request is allowed without a "
                             "credential; do not use this outside a development machine");
     }
+    if (!cfg.enable_cors && cfg.cors_allowed_origins && *cfg.cors_allowed_origins) {
+        fprintf(stderr, "aegis: service.cors_allowed_origins is set but service.enable_cors is "
+                        "false; enable CORS or drop the list\n");
+        goto out;
+    }
     if (cfg.enable_tls) {
         if (!cfg.tls_cert || !cfg.tls_key) {
             fprintf(stderr, "aegis: service.enable_tls needs tls.cert and tls.key\n");
@@ -364,11 +380,14 @@ static int serve(int argc, char **argv)
         .access_log = cfg.access_log,
         .trusted_proxies = cfg.trusted_proxies,
         .max_connections_per_ip = (unsigned)cfg.max_connections_per_ip,
+        .cors = cfg.enable_cors,
+        .cors_origins = cfg.cors_allowed_origins,
     };
     if ((rc = ag_http_start(&hcfg, ag_api_begin, ag_api_handle, &api, &http, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
+    atomic_store(&api.http, http);
     if (cfg.grpc_port) {
         ag_grpc_config_t grpc_cfg = {
             .host = cfg.host,
@@ -415,6 +434,7 @@ out:
         ag_grpc_stop(grpc, 5.0);
     if (http)
         ag_http_stop(http, 5.0);
+    ag_snapshots_stop(); /* a running snapshot job finishes before the store closes */
     ag_guard_free(guard);
     ag_audit_close(audit);
     ag_store_close(store);
@@ -537,14 +557,57 @@ static int audit_cmd(int argc, char **argv)
     return 0;
 }
 
-static int keygen(void)
+static int keygen(int argc, char **argv)
 {
+    if (argc > 2) {
+        bool help = strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0;
+        fprintf(help ? stdout : stderr,
+                "usage: aegis keygen\n\nPrints a strong random key (32 random bytes, base64url) "
+                "for service.api_key,\nservice.alt_api_key or service.read_only_api_key.\n");
+        return help ? 0 : 2;
+    }
     unsigned char raw[32];
     randombytes_buf(raw, sizeof(raw));
     char out[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
     sodium_bin2base64(out, sizeof(out), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sodium_memzero(raw, sizeof(raw));
     printf("%s\n", out);
+    return 0;
+}
+
+/* aegis unseal IN OUT: the security.sealed entry of a full snapshot (extracted with tar) back
+ * into the tar of the security state (docs/SECURITY.md "Snapshots"). */
+static int unseal_cmd(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: aegis unseal SEALED_FILE OUT_FILE\n"
+                        "passphrase from AEGIS_SEAL_PASSPHRASE or the first line of stdin\n");
+        return 2;
+    }
+    char pass[1100];
+    const char *env = getenv("AEGIS_SEAL_PASSPHRASE");
+    if (env) {
+        snprintf(pass, sizeof(pass), "%s", env);
+    } else if (!fgets(pass, sizeof(pass), stdin)) {
+        fprintf(stderr, "aegis unseal: no passphrase\n");
+        return 2;
+    }
+    pass[strcspn(pass, "\r\n")] = '\0';
+    FILE *in = fopen(argv[2], "rb");
+    int out = open(argv[3], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ag_diag_t diag = {{0}};
+    int rc = in && out >= 0 ? ag_seal_read(in, out, pass, strlen(pass), &diag) : AG_EIO;
+    sodium_memzero(pass, sizeof(pass));
+    if (in)
+        fclose(in);
+    if (out >= 0)
+        close(out);
+    if (rc) {
+        if (out >= 0)
+            unlink(argv[3]);
+        fprintf(stderr, "aegis unseal: %s\n", diag.msg[0] ? diag.msg : "cannot open the files");
+        return 1;
+    }
     return 0;
 }
 
@@ -562,11 +625,15 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0)
         return serve(argc, argv);
     if (strcmp(cmd, "keygen") == 0)
-        return keygen();
+        return keygen(argc, argv);
+    if (ag_cli_handles(cmd))
+        return ag_cli_main(argc, argv, environ);
     if (strcmp(cmd, "audit") == 0)
         return audit_cmd(argc, argv);
     if (strcmp(cmd, "token") == 0)
         return ag_token_cli(argc, argv, environ);
+    if (strcmp(cmd, "unseal") == 0)
+        return unseal_cmd(argc, argv);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("aegis %s (%s)\n", AG_VERSION, AG_COMMIT);
         return 0;

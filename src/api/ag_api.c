@@ -5,18 +5,20 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "api/ag_guard.h"
+#include "api/ag_snapshots.h"
 #include "json/ag_json.h"
 
-#define MAX_ROUTES 256
+_Static_assert(AG_MAX_ROUTES < AG_METRICS_NO_ROUTE, "every route needs a metrics slot");
 
-static ag_route_t route_table[MAX_ROUTES];
+static ag_route_t route_table[AG_MAX_ROUTES];
 
 /* Appends one area's routes; false (nothing appended) when the table would overflow, which
  * ag_api_init turns into a start-up error rather than a silently missing route. */
 static bool append(size_t *n, const ag_route_t *src, size_t len)
 {
-    if (len > MAX_ROUTES - *n)
+    if (len > AG_MAX_ROUTES - *n)
         return false;
     for (size_t i = 0; i < len; i++)
         route_table[(*n)++] = src[i];
@@ -45,10 +47,15 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
         {ag_routes_auth, ag_routes_auth_len},
         {ag_routes_tenants, ag_routes_tenants_len},
         {ag_routes_mgmt, ag_routes_mgmt_len},
+        {ag_routes_snapshots, ag_routes_snapshots_len},
+        {ag_routes_backups, ag_routes_backups_len},
+        {ag_routes_qdrant_service, ag_routes_qdrant_service_len},
+        {ag_routes_dashboard, ag_routes_dashboard_len},
     };
     for (size_t a = 0; a < AG_ARRAY_LEN(areas); a++)
         if (!append(&n, areas[a].routes, areas[a].len))
-            return ag_fail(diag, AG_ECONFIG, "more than %d routes: raise MAX_ROUTES", MAX_ROUTES);
+            return ag_fail(diag, AG_ECONFIG, "more than %d routes: raise AG_MAX_ROUTES",
+                           AG_MAX_ROUTES);
     for (size_t i = 0; i < n; i++) {
         const ag_route_t *r = &route_table[i];
         if (!r->handler || !r->pattern)
@@ -59,7 +66,7 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
     }
     api->routes = route_table;
     api->nroutes = n;
-    return 0;
+    return ag_snapshots_start(api, diag);
 }
 
 /* ---- routing ------------------------------------------------------------------------------- */
@@ -115,8 +122,23 @@ static const ag_route_t *route(const ag_api_t *api, ag_request_t *req, const cha
 
 /* ---- rendering ----------------------------------------------------------------------------- */
 
+/* Every refusal is explained in the server log — 4xx at debug, 5xx at error — with the request
+ * id, the route, the kind of caller and the reason the client was given (docs/API.md "Logs"). */
+static void explain(const ag_request_t *req, int status, const char *reason)
+{
+    const ag_call_t *call = req->app;
+    const char *label = req->principal_label[0] ? req->principal_label : "none";
+    size_t kind = strcspn(label, ":");
+    ag_log(status >= 500 ? AG_LOG_ERROR : AG_LOG_DEBUG,
+           "rid=%s %s %.200s route=%s caller=%.*s -> %d: %s", req->request_id, req->method_name,
+           req->path ? req->path : "-", call && call->route ? call->route->pattern : "(none)",
+           (int)AG_MIN(kind, 24), label, status, reason);
+}
+
 static void render(ag_request_t *req, int status, json_t *result, const char *error)
 {
+    if (error && status >= 400)
+        explain(req, status, error);
     double t = ag_now_mono() - req->t_start;
     json_t *env;
     if (error)
@@ -173,6 +195,7 @@ void ag_api_begin(void *ud, ag_request_t *req)
         }
         return;
     }
+    req->metrics_slot = (unsigned)(r - api->routes);
     /* Names in the path are validated before anything else looks at them. */
     for (int i = 0; i < np; i++) {
         const char *what = i == 0 ? "collection" : "path parameter";
@@ -182,7 +205,14 @@ void ag_api_begin(void *ud, ag_request_t *req)
                 len = req->seg_len[s];
         int rc = ag_name_check(params[i], len, what, &diag);
         if (rc) {
-            render_error(req, AG_EINVAL, &diag);
+            /* A snapshot name that could not be a file name names no snapshot. */
+            if (i == np - 1 && strstr(r->pattern, "/{snapshot}")) {
+                render(req, 404, NULL, "Not found: no such snapshot");
+            } else {
+                ag_diag_t named; /* Qdrant's prefix, which its clients and tests look for */
+                ag_fail(&named, AG_EINVAL, "Validation error in path parameters: %s", diag.msg);
+                render_error(req, AG_EINVAL, &named);
+            }
             return;
         }
     }
@@ -204,10 +234,15 @@ void ag_api_begin(void *ud, ag_request_t *req)
 
     int retry_after = 0;
     int rc = ag_guard_admit(api->guard, call, (size_t)(r - api->routes), &retry_after, &diag);
+    /* Uploads: checked and sent to a temporary file now, before any byte of the body. */
+    if (rc == 0 && r->upload)
+        rc = ag_snapshots_upload_begin(call, &diag);
     if (rc) {
         if (rc == AG_ETHROTTLED)
             snprintf(req->retry_after, sizeof(req->retry_after), "%d", AG_MAX(retry_after, 1));
         render_error(req, rc, &diag);
+        /* A refused upload is answered at once and its connection closed, the body unread. */
+        req->answer_now = r->upload;
     }
 }
 
@@ -273,8 +308,9 @@ void ag_api_handle(void *ud, ag_request_t *req)
     int rc = 0;
     if (t && parse_timeout(t, cap, &seconds) != 0)
         rc = ag_fail(&call->diag, AG_EINVAL,
-                     "timeout: expected a whole number of seconds >= 1 (the server caps it at "
-                     "%llu)",
+                     "Validation error in query parameters: [timeout: value %s invalid, must "
+                     "be a whole number of seconds >= 1 (the server caps it at %llu)]",
+                     strspn(t, "0123456789") == strlen(t) && strlen(t) <= 20 ? t : "given",
                      (unsigned long long)cap);
     set_deadline(call, seconds);
     /* Time spent waiting for a worker counts (the deadline runs from the moment the body was
@@ -293,6 +329,8 @@ void ag_api_handle(void *ud, ag_request_t *req)
     }
     if (rc == 0)
         rc = call->route->body && !call->route->raw_body ? ag_call_body(call) : 0;
+    if (rc == 0)
+        rc = ag_strict_check(call);
     if (rc == 0) {
         const char *w = ag_request_query(req, "wait");
         call->wait = w && (strcmp(w, "true") == 0 || strcmp(w, "1") == 0);
@@ -300,6 +338,8 @@ void ag_api_handle(void *ud, ag_request_t *req)
     }
     if (rc) {
         render_error(req, rc, &call->diag);
+    } else if (req->resp_fd >= 0) {
+        /* answered with a file (snapshot downloads) */
     } else if (call->raw) {
         char *raw = call->raw;
         call->raw = NULL;
@@ -335,18 +375,32 @@ int ag_call_collection(ag_call_t *call, ag_collection_t **out)
     return 0;
 }
 
-int ag_call_collection_write(ag_call_t *call, ag_collection_t **out)
+typedef struct call_write {
+    ag_coll_write_fn fn;
+    void *ud;
+    bool ran;
+} call_write_t;
+
+static int run_call_write(void *ud, ag_collection_t *c)
 {
-    int rc = ag_call_collection(call, out);
+    call_write_t *w = ud;
+    w->ran = true;
+    return w->fn(w->ud, c);
+}
+
+int ag_call_write(ag_call_t *call, ag_coll_write_fn fn, void *ud)
+{
+    ag_collection_t *c;
+    int rc = ag_call_collection(call, &c);
     if (rc)
         return rc;
-    if ((rc = ag_coll_write_begin(*out)) != 0) {
-        ag_coll_unref(*out);
-        *out = NULL;
+    call_write_t w = {fn, ud, false};
+    rc = ag_coll_write(c, run_call_write, &w);
+    ag_coll_unref(c);
+    if (rc && !w.ran)
         return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
                        call->params[0]);
-    }
-    return 0;
+    return rc;
 }
 
 json_t *ag_update_result(const ag_call_t *call)

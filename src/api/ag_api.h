@@ -9,12 +9,14 @@
 #include "ag_base.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "ag_arena.h"
 #include "ag_config.h"
 #include "http/ag_http.h"
 #include "index/ag_filter.h"
 #include "store/ag_store.h"
+#include "store/ag_write.h"
 
 typedef struct ag_api ag_api_t;
 
@@ -35,6 +37,10 @@ typedef enum {
     AG_SCOPE_USER, /* params[0] names a database user (the action's user scope) */
 } ag_scope_kind_t;
 
+/* The most routes the tables may hold (the guard keeps one parsed action per route and /metrics
+ * one slot per route: base/ag_metrics.h). */
+#define AG_MAX_ROUTES 190
+
 typedef struct ag_route {
     int method;          /* ag_http_method_t */
     const char *pattern; /* "/collections/{name}/points/search"; {x} captures one segment */
@@ -48,6 +54,8 @@ typedef struct ag_route {
     bool raw_body;     /* the handler reads req->body itself (ag_call_body parses it) */
     bool read_body;    /* a read (search, count, ...): the body's size budget is checked on the
                           raw text before parsing (ag_json_check_budget) */
+    bool upload;       /* a snapshot upload: once admitted, the body streams to a temporary file
+                          (ag_snapshots_upload_begin); a refusal is answered before it is read */
 } ag_route_t;
 
 struct ag_call {
@@ -90,6 +98,8 @@ struct ag_api {
     const ag_route_t *routes;
     size_t nroutes;
     double started_at;
+    _Atomic(ag_http_t *)
+        http; /* borrowed, set once the server listens (GET /metrics reads its state) */
 };
 
 /* Checks the route table (every route declares an action). */
@@ -105,9 +115,9 @@ int ag_call_body(ag_call_t *call);
 /* A new reference to the collection resolved at admission (call->coll). 404 with Qdrant's
  * message when there was none. */
 int ag_call_collection(ag_call_t *call, ag_collection_t **out);
-/* ag_call_collection plus the collection's write mutex (ag_coll_write_end, then ag_coll_unref
- * to finish). A collection deleted meanwhile is 404, with nothing held. */
-int ag_call_collection_write(ag_call_t *call, ag_collection_t **out);
+/* Runs fn(ud, c) in a write session on the call's collection (store/ag_write.h ag_coll_write)
+ * and returns what fn returns. A collection deleted meanwhile is 404, fn not called. */
+int ag_call_write(ag_call_t *call, ag_coll_write_fn fn, void *ud);
 /* Request cost (docs/SECURITY.md "Request cost"). The deadline starts at the
  * request's arrival: the `timeout` query parameter (whole seconds, >= 1) capped by
  * service.max_request_timeout_sec, which is also the default. Returns AG_ETIMEOUT (408, with a
@@ -120,6 +130,18 @@ int ag_call_timeout_json(ag_call_t *call, const json_t *v, const char *path);
 
 /* The standard update answer {"operation_id": n, "status": "completed"|"acknowledged"}. */
 json_t *ag_update_result(const ag_call_t *call);
+/* Strict mode (api/ag_strict_mode.c): the collection's own limits on this request, checked once
+ * the body is parsed and before the handler runs. 0, or the refusal (400, 429 with Retry-After). */
+int ag_strict_check(ag_call_t *call);
+/* init_from (api/api_init_from.c): ag_init_from_check authorizes reading the source and finds
+ * it (before the collection is created); ag_init_from copies its points into the new collection
+ * `name`, deleting that collection again if the copy fails. */
+int ag_init_from_check(ag_call_t *call, const json_t *init_from);
+int ag_init_from(ag_call_t *call, const char *name, const json_t *init_from);
+
+/* GET /metrics and GET /telemetry (api/api_metrics.c; docs/API.md "Metrics"). */
+int ag_api_metrics(ag_call_t *call);
+int ag_api_telemetry(ag_call_t *call);
 
 /* Route tables of each api area (defined in api_*.c). */
 extern const ag_route_t ag_routes_service[];
@@ -140,5 +162,13 @@ extern const ag_route_t ag_routes_tenants[];
 extern const size_t ag_routes_tenants_len;
 extern const ag_route_t ag_routes_mgmt[];
 extern const size_t ag_routes_mgmt_len;
+extern const ag_route_t ag_routes_snapshots[];
+extern const size_t ag_routes_snapshots_len;
+extern const ag_route_t ag_routes_backups[];
+extern const size_t ag_routes_backups_len;
+extern const ag_route_t ag_routes_qdrant_service[];
+extern const size_t ag_routes_qdrant_service_len;
+extern const ag_route_t ag_routes_dashboard[];
+extern const size_t ag_routes_dashboard_len;
 
 #endif

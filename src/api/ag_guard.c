@@ -12,6 +12,7 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "auth/ag_audit.h"
 #include "auth/ag_auth.h"
 #include "auth/ag_decide.h"
@@ -23,8 +24,6 @@
 #include "auth/ag_throttle.h"
 #include "store/ag_payload_index.h"
 
-#define MAX_ROUTES 160
-
 struct ag_guard {
     bool insecure;
     ag_auth_t *auth;
@@ -34,7 +33,7 @@ struct ag_guard {
     ag_keystore_t *keys;         /* API keys, management keys, invites, account settings */
     ag_audit_t *audit;           /* borrowed (ag_guard_set_audit); NULL = not recorded */
     _Atomic int64_t next_report; /* when aggregated throttle records may next fall due */
-    ag_action_decl_t decls[MAX_ROUTES];
+    ag_action_decl_t decls[AG_MAX_ROUTES];
     ag_root_key_t root; /* the generated root key's salted hash, when there is one */
 };
 
@@ -186,7 +185,7 @@ void ag_guard_free(ag_guard_t *g)
 
 int ag_guard_check_route(ag_guard_t *g, const ag_route_t *r, size_t i, ag_diag_t *diag)
 {
-    if (i >= MAX_ROUTES)
+    if (i >= AG_MAX_ROUTES)
         return ag_fail(diag, AG_ECONFIG, "too many routes");
     if (!r->action)
         return ag_fail(diag, AG_ECONFIG, "route %s declares no action", r->pattern);
@@ -477,12 +476,15 @@ static void report_due(ag_guard_t *g, int64_t now)
  * locked out — logged and audited one by one until the lockout, then in aggregate (see
  * ag_throttle.h). answer is the client's message.
  */
-static int auth_failed(ag_guard_t *g, ag_call_t *call, int64_t now, const char *why,
-                       const char *answer, int *retry_after, ag_diag_t *diag)
+static int auth_failed(ag_guard_t *g, ag_call_t *call, int64_t now, ag_metric_t reason,
+                       const char *why, const char *answer, int *retry_after, ag_diag_t *diag)
 {
     ag_request_t *req = call->req;
     ag_throttle_verdict_t v;
+    ag_metrics_add(reason, 1);
     ag_throttle_fail(g->throttle, req->remote_addr, now, &v);
+    if (v.locked)
+        ag_metrics_add(AG_M_THROTTLED, 1);
     if (v.report)
         report_throttled(g, req->remote_addr, v.report);
     int rc, status;
@@ -507,7 +509,29 @@ static int auth_failed(ag_guard_t *g, ag_call_t *call, int64_t now, const char *
     return rc;
 }
 
+/* The reason label of a refused credential in aegis_auth_failures_total (docs/API.md "Metrics"):
+ * nothing presented, expired (or not yet valid), or anything else that does not check out. */
+static ag_metric_t failure_reason(const ag_request_t *req, const char *why)
+{
+    if (!req->api_key && !req->authorization)
+        return AG_M_AUTH_MISSING;
+    if (strstr(why, "expired") || strstr(why, "not yet valid"))
+        return AG_M_AUTH_EXPIRED;
+    return AG_M_AUTH_INVALID;
+}
+
+static int admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_diag_t *diag);
+
 int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_diag_t *diag)
+{
+    int rc = admit(g, call, i, retry_after, diag);
+    /* Authorization decisions only: a failed authentication is counted by its reason. */
+    if (call->principal)
+        ag_metrics_decision((unsigned)i, rc == 0);
+    return rc;
+}
+
+static int admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_diag_t *diag)
 {
     const ag_action_decl_t *decl = &g->decls[i];
     ag_request_t *req = call->req;
@@ -542,7 +566,7 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
     int64_t now = ag_now_unix();
     report_due(g, now);
     if (req->client_cert_refused)
-        return auth_failed(g, call, now, "no valid client certificate",
+        return auth_failed(g, call, now, AG_M_AUTH_CLIENT_CERT, "no valid client certificate",
                            "Unauthorized: a valid client certificate is required", retry_after,
                            diag);
     /* The credential is checked first, whatever the throttle says: a valid one is never refused
@@ -554,10 +578,10 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
         call->principal = NULL;
         const char *why = adiag.msg[0] ? adiag.msg : "refused";
         if (rc != AG_EUNAUTH)
-            return auth_failed(g, call, now, why,
+            return auth_failed(g, call, now, AG_M_AUTH_ERROR, why,
                                "Unauthorized: the credential could not be checked", retry_after,
                                diag);
-        return auth_failed(g, call, now, why,
+        return auth_failed(g, call, now, failure_reason(req, why), why,
                            adiag.msg[0] ? adiag.msg : "Unauthorized: missing or invalid credential",
                            retry_after, diag);
     }
@@ -566,7 +590,8 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
     if (ag_principal_kind(call->principal) == AG_PRINCIPAL_API_KEY &&
         !ag_keystore_addr_allowed(g->keys, ag_principal_id(call->principal), req->remote_addr)) {
         ag_guard_release_principal(call);
-        return auth_failed(g, call, now, "the key's allowed_ips do not include this address",
+        return auth_failed(g, call, now, AG_M_AUTH_ADDRESS,
+                           "the key's allowed_ips do not include this address",
                            "Unauthorized: missing or invalid credential", retry_after, diag);
     }
     label(call, call->principal);
@@ -609,6 +634,12 @@ int ag_guard_authorize(ag_call_t *call, const char *action, const char *collecti
     return authorize(call, action, collection, restriction, false, diag);
 }
 
+bool ag_guard_may(ag_call_t *call, const char *action, const char *collection)
+{
+    ag_diag_t d;
+    return authorize(call, action, collection, NULL, true, &d) == 0;
+}
+
 bool ag_guard_visible(ag_call_t *call, const char *collection)
 {
     ag_diag_t d;
@@ -631,7 +662,7 @@ void ag_guard_audit(ag_call_t *call, int http_status)
     if (!g || !g->audit || !call->route)
         return;
     size_t i = (size_t)(call->route - call->api->routes);
-    if (i >= MAX_ROUTES)
+    if (i >= AG_MAX_ROUTES)
         return;
     const ag_action_decl_t *decl = &g->decls[i];
     /* A public route is audited only when its handler made a change (invite acceptance). */
@@ -718,7 +749,7 @@ int ag_guard_public_auth_failure(ag_call_t *call, const char *why, ag_diag_t *di
     if (!g || !g->throttle)
         return ag_fail(diag, AG_EUNAUTH, "%s", answer);
     int retry_after = 0;
-    int rc = auth_failed(g, call, ag_now_unix(), why, answer, &retry_after, diag);
+    int rc = auth_failed(g, call, ag_now_unix(), AG_M_AUTH_INVITE, why, answer, &retry_after, diag);
     if (rc == AG_ETHROTTLED)
         snprintf(call->req->retry_after, sizeof(call->req->retry_after), "%d",
                  AG_MAX(retry_after, 1));

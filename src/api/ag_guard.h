@@ -46,6 +46,9 @@ int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, a
  * restriction is not NULL, *restriction receives the row restriction to apply (caller owns). */
 int ag_guard_authorize(ag_call_t *call, const char *action, const char *collection,
                        ag_filter_t **restriction, ag_diag_t *diag);
+/* Would the caller be allowed action on collection (NULL = none)? Quiet (nothing logged), for
+ * deciding what an answer includes. */
+bool ag_guard_may(ag_call_t *call, const char *action, const char *collection);
 /* Can the caller see this collection in a listing (read:collections on it)? */
 bool ag_guard_visible(ag_call_t *call, const char *collection);
 void ag_guard_release_principal(ag_call_t *call);

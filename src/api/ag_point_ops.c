@@ -5,40 +5,11 @@
  */
 #include <stdio.h>
 
-#include "ag_grow.h"
 #include "api/ag_guard.h"
 #include "api/ag_point_ops.h"
-#include "store/ag_payload_index.h"
 #include "json/ag_json.h"
 
-/* Points examined between two looks at the request deadline. */
-#define DEADLINE_EVERY 1024u
-
-/* ---- writing helpers ----------------------------------------------------------------------- */
-
-ag_mutation_t *ag_muts_add(ag_call_t *call, ag_muts_t *ms)
-{
-    if (ms->n == ms->cap) {
-        size_t cap = ms->cap ? ms->cap * 2 : 64;
-        ag_mutation_t *g = ag_arena_alloc(&call->arena, cap * sizeof(*g));
-        if (!g)
-            return NULL;
-        if (ms->n)
-            memcpy(g, ms->m, ms->n * sizeof(*g));
-        ms->m = g;
-        ms->cap = cap;
-    }
-    ag_mutation_t *m = &ms->m[ms->n++];
-    memset(m, 0, sizeof(*m));
-    return m;
-}
-
-void ag_muts_free(ag_muts_t *ms)
-{
-    for (size_t i = 0; i < ms->n; i++)
-        json_decref(ms->m[i].payload);
-    ms->n = 0;
-}
+/* ---- the checks of a write ------------------------------------------------------------- */
 
 /* Row-level check for a write (docs/PERMISSIONS.md "Row filters"): the point must not exist outside
  * the caller's scope and must not end up outside it. */
@@ -84,7 +55,7 @@ static int check_upsert_grant(ag_call_t *call, ag_collection_t *c, const ag_poin
                              exists ? call->upsert.update_rows : call->upsert.create_rows);
 }
 
-int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_muts_t *ms)
+int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_batch_t *ms)
 {
     /* Read under the write mutex, which tenant changes also hold: a tenant deactivated or
      * deleted meanwhile is seen here. */
@@ -103,17 +74,7 @@ int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_muts_t *ms)
         const ag_mutation_t *m = &ms->m[i];
         if (m->delete_point)
             continue;
-        const json_t *np = m->payload;
-        if (!np) {
-            uint32_t s = ag_coll_find(c, &m->id);
-            np = s == UINT32_MAX ? NULL : ag_coll_payload(c, s);
-            if (!np) {
-                static json_t *empty;
-                if (!empty)
-                    empty = json_object();
-                np = empty;
-            }
-        }
+        const json_t *np = ag_coll_next_payload(c, m);
         int rc = call->upsert.split ? check_upsert_grant(call, c, &m->id, np)
                                     : check_write_scope(call, c, &m->id, np, call->restriction);
         if (rc)
@@ -121,12 +82,12 @@ int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_muts_t *ms)
     }
     if (call->dry_run)
         return 0;
-    return ag_coll_apply(c, ms->m, ms->n, call->wait, &call->diag);
+    return ag_batch_apply(c, ms, call->wait, &call->diag);
 }
 
 /* ---- point selection ----------------------------------------------------------------------- */
 
-/* Ids of existing points matching a filter, within the caller's scope. */
+/* Ids of existing points matching a filter, within the caller's scope (query layer). */
 static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filter,
                          const char *path, ag_point_id_t **out, size_t *n)
 {
@@ -134,36 +95,14 @@ static int select_filter(ag_call_t *call, ag_collection_t *c, const json_t *filt
     int rc = ag_scope_init(&sc, c, call->restriction, filter, path, &call->diag);
     if (rc)
         return rc;
-    size_t cap = ag_coll_live(c) ? ag_coll_live(c) : 1;
-    ag_point_id_t *ids = ag_arena_alloc(&call->arena, cap * sizeof(*ids));
-    if (!ids) {
-        ag_scope_release(&sc);
-        return AG_ENOMEM;
-    }
-    size_t k = 0;
-    uint32_t *cand;
-    size_t ncand;
-    bool indexed = ag_scope_candidates(&sc, &call->arena, filter, &cand, &ncand);
-    size_t total = indexed ? ncand : ag_coll_nslots(c), seen = 0;
-    /* Nothing is written until the selection is complete, so running out of time here leaves
-     * the collection untouched. */
-    for (size_t i = 0; i < total && k < cap; i++) {
-        if (i % DEADLINE_EVERY == 0 && (rc = ag_call_deadline(call)) != 0)
-            break;
-        uint32_t s = indexed ? cand[i] : (uint32_t)i;
-        if (indexed && i > 0 && cand[i - 1] == s)
-            continue;
-        seen++;
-        if (ag_scope_match(&sc, s))
-            ids[k++] = *ag_coll_id(c, s);
-    }
-    ag_scope_note_examined(seen);
+    ag_qctx_t ctx = {.arena = &call->arena,
+                     .diag = &call->diag,
+                     .deadline = call->deadline,
+                     .timeout_s = call->timeout_s,
+                     .restriction = call->restriction};
+    rc = ag_query_select_ids(&ctx, &sc, filter, out, n);
     ag_scope_release(&sc);
-    if (rc)
-        return rc;
-    *out = ids;
-    *n = k;
-    return 0;
+    return rc;
 }
 
 /* Qdrant's PointsSelector: {"points": [ids]} or {"filter": {...}} (keys taken from body). */
@@ -214,16 +153,36 @@ static int payload_of(ag_call_t *call, const json_t *p, const char *path, json_t
     return *out ? 0 : AG_ENOMEM;
 }
 
-/* Qdrant requires `vector` on every upserted point; a collection with one unnamed vector needs
- * that vector (named collections may leave some or all of their vectors out: "vector": {}). */
-static int require_vector(ag_call_t *call, const ag_collection_t *c, const json_t *v,
-                          const char *path)
+/* Qdrant requires `vector` on every upserted point, but a point may carry any subset of the
+ * collection's vectors, the unnamed one included ("vector": {} or only a sparse vector): it is
+ * then found only by searches on the vectors it has (docs/COMPATIBILITY.md "Optional vectors"). */
+static int require_vector(ag_call_t *call, const json_t *v, const char *path)
 {
     if (!v || json_is_null(v))
         return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: required", path);
-    if (ag_coll_unnamed(c) && json_is_object(v) && !json_object_get(v, ""))
-        return ag_fail(&call->diag, AG_EUNPROCESSABLE, "%s: this collection's vector is required",
-                       path);
+    return 0;
+}
+
+/* points[i] of an upsert (with_payload) or a vector update: an object of the keys those take,
+ * whose id becomes a new mutation's (*out). */
+static int point_record(ag_call_t *call, const json_t *p, size_t i, bool with_payload,
+                        ag_batch_t *ms, ag_mutation_t **out)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "points[%zu]", i);
+    if (!json_is_object(p))
+        return ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
+    int rc = with_payload ? AG_JSON_ONLY(p, path, &call->diag, "id", "vector", "payload")
+                          : AG_JSON_ONLY(p, path, &call->diag, "id", "vector");
+    if (rc)
+        return rc;
+    ag_mutation_t *m = ag_batch_add(ms, &call->arena);
+    if (!m)
+        return AG_ENOMEM;
+    snprintf(path, sizeof(path), "points[%zu].id", i);
+    if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
+        return rc;
+    *out = m;
     return 0;
 }
 
@@ -232,7 +191,7 @@ int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
     int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "batch", "shard_key", "update_filter");
     if (rc)
         return rc;
-    ag_muts_t ms = {0};
+    ag_batch_t ms = {0};
     json_t *points = json_object_get(body, "points");
     json_t *batch = json_object_get(body, "batch");
     char path[96];
@@ -247,24 +206,12 @@ int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
         json_t *p;
         json_array_foreach(points, i, p)
         {
-            snprintf(path, sizeof(path), "points[%zu]", i);
-            if (!json_is_object(p)) {
-                rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
+            ag_mutation_t *m;
+            if ((rc = point_record(call, p, i, true, &ms, &m)) != 0)
                 break;
-            }
-            if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector", "payload")) != 0)
-                break;
-            ag_mutation_t *m = ag_muts_add(call, &ms);
-            if (!m) {
-                rc = AG_ENOMEM;
-                break;
-            }
             m->replace_vectors = true;
-            snprintf(path, sizeof(path), "points[%zu].id", i);
-            if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
-                break;
             snprintf(path, sizeof(path), "points[%zu].vector", i);
-            if ((rc = require_vector(call, c, json_object_get(p, "vector"), path)) != 0 ||
+            if ((rc = require_vector(call, json_object_get(p, "vector"), path)) != 0 ||
                 (rc = ag_parse_point_vector(call, c, json_object_get(p, "vector"), path, m)) != 0)
                 break;
             snprintf(path, sizeof(path), "points[%zu].payload", i);
@@ -298,9 +245,6 @@ int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
                            "batch.vectors: expected an array or an object of named columns");
         if (!vectors || json_is_null(vectors))
             return ag_fail(&call->diag, AG_EUNPROCESSABLE, "batch.vectors: required");
-        if (json_is_object(vectors) && ag_coll_unnamed(c) && !json_object_get(vectors, ""))
-            return ag_fail(&call->diag, AG_EUNPROCESSABLE,
-                           "batch.vectors: this collection's vector is required");
         if (json_is_array(vectors) && json_array_size(vectors) != n)
             return ag_fail(&call->diag, AG_EINVAL,
                            "batch.vectors: expected as many vectors as ids");
@@ -316,7 +260,7 @@ int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
                                "Wrong input: Not existing vector name error: %.200s", vn);
         }
         for (size_t i = 0; i < n && rc == 0; i++) {
-            ag_mutation_t *m = ag_muts_add(call, &ms);
+            ag_mutation_t *m = ag_batch_add(&ms, &call->arena);
             if (!m) {
                 rc = AG_ENOMEM;
                 break;
@@ -353,7 +297,7 @@ int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
     }
     if (rc == 0)
         rc = ag_op_commit(call, c, &ms);
-    ag_muts_free(&ms);
+    ag_batch_release(&ms);
     return rc;
 }
 
@@ -367,45 +311,21 @@ int ag_op_delete(ag_call_t *call, ag_collection_t *c, const json_t *body)
     bool by_filter;
     if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
         return rc;
-    ag_muts_t ms = {0};
+    ag_batch_t ms = {0};
     for (size_t i = 0; i < n; i++) {
         uint32_t s = ag_coll_find(c, &ids[i]);
         /* Deletes touch only points inside the caller's scope; others are left alone. */
         if (s != UINT32_MAX && !ag_coll_match(c, s, call->restriction))
             continue;
-        ag_mutation_t *m = ag_muts_add(call, &ms);
+        ag_mutation_t *m = ag_batch_add(&ms, &call->arena);
         if (!m)
             return AG_ENOMEM;
         m->id = ids[i];
         m->delete_point = true;
     }
-    rc = call->dry_run ? 0 : ag_coll_apply(c, ms.m, ms.n, call->wait, &call->diag);
-    ag_muts_free(&ms);
+    rc = call->dry_run ? 0 : ag_batch_apply(c, &ms, call->wait, &call->diag);
+    ag_batch_release(&ms);
     return rc;
-}
-
-/* Returns the object at a dotted key path inside obj, creating objects on the way. */
-static json_t *ensure_path(json_t *obj, const char *key)
-{
-    char part[256];
-    const char *p = key;
-    while (*p) {
-        const char *dot = strchr(p, '.');
-        size_t len = dot ? (size_t)(dot - p) : strlen(p);
-        if (len == 0 || len >= sizeof(part))
-            return NULL;
-        memcpy(part, p, len);
-        part[len] = '\0';
-        json_t *next = json_object_get(obj, part);
-        if (!json_is_object(next)) {
-            next = json_object();
-            if (!next || json_object_set_new(obj, part, next) != 0)
-                return NULL;
-        }
-        obj = next;
-        p = dot ? dot + 1 : p + len;
-    }
-    return obj;
 }
 
 int ag_op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, ag_pl_op_t op)
@@ -454,47 +374,22 @@ int ag_op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, ag_pl
     bool by_filter;
     if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
         return rc;
-    ag_muts_t ms = {0};
+    const ag_payload_edit_t edit = {op, payload, key, keys};
+    ag_batch_t ms = {0};
     for (size_t i = 0; i < n && rc == 0; i++) {
         uint32_t s = UINT32_MAX;
         if ((rc = require_point(call, c, &ids[i], &s)) != 0)
             break;
-        json_t *next = NULL;
         static json_t *none;
         if (!none)
             none = json_object();
         const json_t *cur = s == UINT32_MAX ? none : ag_coll_payload(c, s);
-        switch (op) {
-        case AG_PL_SET:
-            next = json_deep_copy(cur);
-            if (next) {
-                json_t *target = key ? ensure_path(next, key) : next;
-                if (!target || json_object_update(target, (json_t *)payload) != 0) {
-                    json_decref(next);
-                    next = NULL;
-                }
-            }
-            break;
-        case AG_PL_OVERWRITE:
-            next = json_deep_copy(payload);
-            break;
-        case AG_PL_DELETE_KEYS: {
-            next = json_deep_copy(cur);
-            size_t k;
-            json_t *kv;
-            json_array_foreach(keys, k, kv) if (next)
-                ag_payload_delete_path(next, json_string_value(kv));
-            break;
-        }
-        case AG_PL_CLEAR:
-            next = json_object();
-            break;
-        }
+        json_t *next = ag_payload_edit(cur, &edit);
         if (!next) {
             rc = AG_ENOMEM;
             break;
         }
-        ag_mutation_t *m = ag_muts_add(call, &ms);
+        ag_mutation_t *m = ag_batch_add(&ms, &call->arena);
         if (!m) {
             json_decref(next);
             rc = AG_ENOMEM;
@@ -505,7 +400,7 @@ int ag_op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, ag_pl
     }
     if (rc == 0)
         rc = ag_op_commit(call, c, &ms);
-    ag_muts_free(&ms);
+    ag_batch_release(&ms);
     return rc;
 }
 
@@ -517,26 +412,14 @@ int ag_op_update_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body
     json_t *points = json_object_get(body, "points");
     if (!json_is_array(points))
         return ag_fail(&call->diag, AG_EINVAL, "points: expected an array");
-    ag_muts_t ms = {0};
+    ag_batch_t ms = {0};
     char path[96];
     size_t i;
     json_t *p;
     json_array_foreach(points, i, p)
     {
-        snprintf(path, sizeof(path), "points[%zu]", i);
-        if (!json_is_object(p)) {
-            rc = ag_fail(&call->diag, AG_EINVAL, "%s: expected an object", path);
-            break;
-        }
-        if ((rc = AG_JSON_ONLY(p, path, &call->diag, "id", "vector")) != 0)
-            break;
-        ag_mutation_t *m = ag_muts_add(call, &ms);
-        if (!m) {
-            rc = AG_ENOMEM;
-            break;
-        }
-        snprintf(path, sizeof(path), "points[%zu].id", i);
-        if ((rc = ag_id_parse(json_object_get(p, "id"), &m->id, path, &call->diag)) != 0)
+        ag_mutation_t *m;
+        if ((rc = point_record(call, p, i, false, &ms, &m)) != 0)
             break;
         uint32_t s = UINT32_MAX;
         if ((rc = require_point(call, c, &m->id, &s)) != 0)
@@ -547,12 +430,19 @@ int ag_op_update_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body
             break;
         }
         snprintf(path, sizeof(path), "points[%zu].vector", i);
+        if (json_is_object(v) && json_object_size(v) == 0) {
+            rc = ag_fail(&call->diag, AG_EUNPROCESSABLE,
+                         "Validation error in JSON body: [%s: must specify vectors to update for "
+                         "point]",
+                         path);
+            break;
+        }
         if ((rc = ag_parse_point_vector(call, c, v, path, m)) != 0)
             break;
     }
     if (rc == 0)
         rc = ag_op_commit(call, c, &ms);
-    ag_muts_free(&ms);
+    ag_batch_release(&ms);
     return rc;
 }
 
@@ -585,12 +475,12 @@ int ag_op_delete_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body
     bool by_filter;
     if ((rc = select_points(call, c, body, &ids, &n, &by_filter)) != 0)
         return rc;
-    ag_muts_t ms = {0};
+    ag_batch_t ms = {0};
     for (size_t k = 0; k < n && rc == 0; k++) {
         uint32_t s = UINT32_MAX;
         if ((rc = require_point(call, c, &ids[k], &s)) != 0)
             break;
-        ag_mutation_t *m = ag_muts_add(call, &ms);
+        ag_mutation_t *m = ag_batch_add(&ms, &call->arena);
         if (!m) {
             rc = AG_ENOMEM;
             break;
@@ -603,6 +493,6 @@ int ag_op_delete_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body
     }
     if (rc == 0)
         rc = ag_op_commit(call, c, &ms);
-    ag_muts_free(&ms);
+    ag_batch_release(&ms);
     return rc;
 }

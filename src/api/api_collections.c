@@ -101,8 +101,17 @@ static int h_create(ag_call_t *call)
     int rc = ag_coll_parse_params(call->body, &params, &call->diag);
     if (rc)
         return rc;
+    const json_t *init = json_object_get(call->body, "init_from");
+    if (init && json_is_null(init))
+        init = NULL;
+    if (init && (rc = ag_init_from_check(call, init)) != 0) {
+        json_decref(params);
+        return rc;
+    }
     rc = ag_store_create(call->api->store, call->params[0], params, &call->diag);
     json_decref(params);
+    if (rc == 0 && init)
+        rc = ag_init_from(call, call->params[0], init);
     if (rc)
         return rc;
     call->result = json_true();
@@ -246,6 +255,11 @@ static int parse_field_schema(const json_t *fs, json_t **def, ag_diag_t *diag)
                               "stemmer", "ascii_folding", "enable_hnsw");
         if (rc)
             return rc;
+        if (strcmp(type, "integer") == 0 && json_is_false(json_object_get(params, "lookup")) &&
+            json_is_false(json_object_get(params, "range")))
+            return ag_fail(diag, AG_EUNPROCESSABLE,
+                           "Validation error: the 'lookup' and 'range' capabilities can't be both "
+                           "disabled (field_schema)");
         json_t *tenant = json_object_get(params, "is_tenant");
         if (tenant && !json_is_boolean(tenant))
             return ag_fail(diag, AG_EINVAL, "field_schema.is_tenant: expected a boolean");
@@ -256,6 +270,21 @@ static int parse_field_schema(const json_t *fs, json_t **def, ag_diag_t *diag)
     *def = params ? json_pack("{s:s,s:O}", "data_type", type, "params", params)
                   : json_pack("{s:s}", "data_type", type);
     return *def ? 0 : AG_ENOMEM;
+}
+
+/* Sets (def) or removes (def NULL) a payload index, in the collection's write session. */
+typedef struct set_index {
+    ag_call_t *call;
+    const char *field;
+    json_t *def; /* taken by ag_store_set_index once it runs */
+    bool def_taken;
+} set_index_t;
+
+static int set_index(void *ud, ag_collection_t *c)
+{
+    set_index_t *si = ud;
+    si->def_taken = true;
+    return ag_store_set_index(si->call->api->store, c, si->field, si->def, NULL, &si->call->diag);
 }
 
 static int h_index_create(ag_call_t *call)
@@ -276,14 +305,10 @@ static int h_index_create(ag_call_t *call)
     json_t *def = NULL;
     if ((rc = parse_field_schema(fs, &def, &call->diag)) != 0)
         return rc;
-    ag_collection_t *c;
-    if ((rc = ag_call_collection_write(call, &c)) != 0) {
+    set_index_t si = {call, field, def};
+    rc = ag_call_write(call, set_index, &si);
+    if (!si.def_taken)
         json_decref(def);
-        return rc;
-    }
-    rc = ag_store_set_index(call->api->store, c, field, def, NULL, &call->diag);
-    ag_coll_write_end(c);
-    ag_coll_unref(c);
     if (rc)
         return rc;
     call->result = ag_update_result(call);
@@ -292,13 +317,35 @@ static int h_index_create(ag_call_t *call)
 
 static int h_index_delete(ag_call_t *call)
 {
-    ag_collection_t *c;
-    int rc = ag_call_collection_write(call, &c);
+    set_index_t si = {call, call->params[1], NULL};
+    int rc = ag_call_write(call, set_index, &si);
     if (rc)
         return rc;
-    rc = ag_store_set_index(call->api->store, c, call->params[1], NULL, NULL, &call->diag);
-    ag_coll_write_end(c);
-    ag_coll_unref(c);
+    call->result = ag_update_result(call);
+    return 0;
+}
+
+/* Named vectors on an existing collection (docs/API.md "Named vectors"). */
+static int h_vector_create(ag_call_t *call)
+{
+    if (!json_is_object(call->body))
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "expected {\"dense\": {\"size\": ..., \"distance\": ...}} or "
+                       "{\"sparse\": {...}}");
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "dense", "sparse");
+    if (rc)
+        return rc;
+    if ((rc = ag_store_vector_change(call->api->store, call->params[0], call->params[1], call->body,
+                                     &call->diag)) != 0)
+        return rc;
+    call->result = ag_update_result(call);
+    return 0;
+}
+
+static int h_vector_delete(ag_call_t *call)
+{
+    int rc = ag_store_vector_change(call->api->store, call->params[0], call->params[1], NULL,
+                                    &call->diag);
     if (rc)
         return rc;
     call->result = ag_update_result(call);
@@ -328,5 +375,11 @@ const ag_route_t ag_routes_collections[] = {
      h_index_create, true, false},
     {AG_HTTP_DELETE, "/collections/{name}/index/{field}", "update:payload_indexes",
      AG_SCOPE_COLLECTION, h_index_delete, false, false},
+    /* Qdrant lets a collection rw token (not prw) change the collection's named vectors: the
+     * same action as payload indexes. */
+    {AG_HTTP_PUT, "/collections/{name}/vectors/{vector}", "update:payload_indexes",
+     AG_SCOPE_COLLECTION, h_vector_create, true, false},
+    {AG_HTTP_DELETE, "/collections/{name}/vectors/{vector}", "update:payload_indexes",
+     AG_SCOPE_COLLECTION, h_vector_delete, false, false},
 };
 const size_t ag_routes_collections_len = AG_ARRAY_LEN(ag_routes_collections);

@@ -4,9 +4,11 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "ag_clock.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "api/ag_pbjson.h"
 #include "json/ag_json.h"
 
@@ -131,6 +133,14 @@ static void req_free(ag_request_t *req)
     wipe(req->authorization);
     free(req->body);
     free(req->resp_body);
+    if (req->spool_fd >= 0)
+        close(req->spool_fd);
+    if (req->spool_path) {
+        unlink(req->spool_path);
+        free(req->spool_path);
+    }
+    if (req->resp_fd >= 0)
+        close(req->resp_fd);
     free(req);
 }
 
@@ -160,6 +170,9 @@ static ag_request_t *req_new(const rpc_t *rpc, const ag_grpc_call_t *call, const
     snprintf(req->remote_addr, sizeof(req->remote_addr), "%s", call->remote_addr);
     snprintf(req->peer_addr, sizeof(req->peer_addr), "%s", call->remote_addr);
     req->content_length = UINT64_MAX;
+    req->spool_fd = -1; /* no upload RPC: never set by the routes run here */
+    req->resp_fd = -1;
+    req->metrics_slot = AG_METRICS_NO_ROUTE;
     req->client_cert_refused = call->client_cert_refused;
     bool ok = (req->path = strdup(rpc->path)) != NULL;
     req->api_key = dup_str(call->api_key);
@@ -290,6 +303,8 @@ void ag_grpc_api_handle(void *ud, ag_grpc_call_t *call)
         if (req->retry_after[0])
             snprintf(call->retry_after, sizeof(call->retry_after), "%s", req->retry_after);
     }
+    /* Counted in /metrics under the REST route the call ran as. */
+    ag_metrics_request(req->metrics_slot, http, ag_now_mono() - t0);
     if (api->cfg->access_log)
         ag_log(AG_LOG_INFO, "access %s gRPC %s %d %.2fms rid=%s who=%s", call->remote_addr,
                rpc->path, call->status, (ag_now_mono() - t0) * 1000.0, req->request_id,

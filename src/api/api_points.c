@@ -11,15 +11,26 @@
 
 typedef int (*op_fn)(ag_call_t *, ag_collection_t *, const json_t *);
 
+typedef struct write_op {
+    ag_call_t *call;
+    op_fn fn; /* NULL: a payload edit */
+    ag_pl_op_t pl;
+    ag_batch_t *batch; /* upsert_fast: built already */
+} write_op_t;
+
+static int run_op(void *ud, ag_collection_t *c)
+{
+    write_op_t *w = ud;
+    if (w->batch)
+        return ag_op_commit(w->call, c, w->batch);
+    return w->fn ? w->fn(w->call, c, w->call->body)
+                 : ag_op_payload(w->call, c, w->call->body, w->pl);
+}
+
 static int run_write(ag_call_t *call, op_fn fn, ag_pl_op_t pl, bool is_payload)
 {
-    ag_collection_t *c;
-    int rc = ag_call_collection_write(call, &c);
-    if (rc)
-        return rc;
-    rc = is_payload ? ag_op_payload(call, c, call->body, pl) : fn(call, c, call->body);
-    ag_coll_write_end(c);
-    ag_coll_unref(c);
+    write_op_t w = {call, is_payload ? NULL : fn, pl, NULL};
+    int rc = ag_call_write(call, run_op, &w);
     if (rc == 0)
         call->result = ag_update_result(call);
     return rc;
@@ -42,9 +53,9 @@ static int upsert_fast(ag_call_t *call, bool *handled)
     if (ag_coll_unnamed(c) && ag_coll_nvec(c) == 1 && ag_coll_nsparse(c) == 0 &&
         ag_fastpoints_parse(call->req->body, call->req->body_len, v0.dim, &call->arena, &pts, &n)) {
         *handled = true;
-        ag_muts_t ms = {0};
+        ag_batch_t ms = {0};
         for (size_t i = 0; i < n && rc == 0; i++) {
-            ag_mutation_t *m = ag_muts_add(call, &ms);
+            ag_mutation_t *m = ag_batch_add(&ms, &call->arena);
             if (!m) {
                 rc = AG_ENOMEM;
                 break;
@@ -59,16 +70,10 @@ static int upsert_fast(ag_call_t *call, bool *handled)
             m->dense[0] = pts[i].vector;
         }
         ag_fastpoints_release(pts, n);
-        if (rc == 0 && (rc = ag_coll_write_begin(c)) == 0) {
-            rc = ag_op_commit(call, c, &ms);
-            ag_coll_write_end(c);
-        } else if (rc) {
-            /* out of memory building the batch: nothing was written */
-        } else {
-            rc = ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
-                         call->params[0]);
-        }
-        ag_muts_free(&ms);
+        write_op_t w = {call, NULL, AG_PL_SET, &ms};
+        if (rc == 0) /* else out of memory building the batch: nothing was written */
+            rc = ag_call_write(call, run_op, &w);
+        ag_batch_release(&ms);
         if (rc == 0)
             call->result = ag_update_result(call);
     }
@@ -113,6 +118,77 @@ static int h_update_vectors(ag_call_t *call)
 static int h_delete_vectors(ag_call_t *call)
 {
     return run_write(call, ag_op_delete_vectors, AG_PL_SET, false);
+}
+
+/* The operations of a batch, authorized one by one (run_batch). */
+typedef struct batch_run {
+    ag_call_t *call;
+    const json_t *ops;
+    ag_filter_t **restr;
+    ag_upsert_grant_t *grants;
+} batch_run_t;
+
+/* In the write session: pass 1 validates every operation without applying any (a bad one writes
+ * nothing); pass 2 applies them in order. Only a point that vanishes between the passes, or a
+ * storage failure, can still stop pass 2 part-way. */
+static int run_batch(void *ud, ag_collection_t *c)
+{
+    batch_run_t *br = ud;
+    ag_call_t *call = br->call;
+    ag_filter_t **restr = br->restr;
+    ag_upsert_grant_t *grants = br->grants;
+    int rc = 0;
+    size_t i;
+    json_t *op;
+    ag_upsert_grant_t route_grant = call->upsert; /* lent out per operation below */
+    ag_filter_t *route_restriction = call->restriction;
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        call->dry_run = pass == 0;
+        json_array_foreach(br->ops, i, op)
+        {
+            const char *name = json_object_iter_key(json_object_iter(op));
+            json_t *b = json_object_get(op, name);
+            if (!json_is_object(b)) {
+                rc = ag_fail(&call->diag, AG_EINVAL, "operations[%zu].%s: expected an object", i,
+                             name);
+                break;
+            }
+            call->restriction = restr[i];
+            call->upsert = grants[i];
+            json_t *wrapped = NULL;
+            if (strcmp(name, "delete") == 0 || strcmp(name, "clear_payload") == 0) {
+                /* These take a bare PointsSelector, possibly nested as {"points": ...}. */
+                wrapped = json_incref(b);
+            }
+            if (strcmp(name, "upsert") == 0)
+                rc = ag_op_upsert(call, c, b);
+            else if (strcmp(name, "delete") == 0)
+                rc = ag_op_delete(call, c, wrapped);
+            else if (strcmp(name, "set_payload") == 0)
+                rc = ag_op_payload(call, c, b, AG_PL_SET);
+            else if (strcmp(name, "overwrite_payload") == 0)
+                rc = ag_op_payload(call, c, b, AG_PL_OVERWRITE);
+            else if (strcmp(name, "delete_payload") == 0)
+                rc = ag_op_payload(call, c, b, AG_PL_DELETE_KEYS);
+            else if (strcmp(name, "clear_payload") == 0)
+                rc = ag_op_payload(call, c, wrapped, AG_PL_CLEAR);
+            else if (strcmp(name, "update_vectors") == 0)
+                rc = ag_op_update_vectors(call, c, b);
+            else
+                rc = ag_op_delete_vectors(call, c, b);
+            json_decref(wrapped);
+            if (rc) {
+                char msg[sizeof(call->diag.msg)];
+                snprintf(msg, sizeof(msg), "%s", call->diag.msg);
+                ag_fail(&call->diag, rc, "operations[%zu].%s: %s", i, name, msg);
+                break;
+            }
+        }
+    }
+    call->dry_run = false;
+    call->restriction = route_restriction;
+    call->upsert = route_grant;
+    return rc;
 }
 
 static int h_batch(ag_call_t *call)
@@ -167,73 +243,13 @@ static int h_batch(ag_call_t *call)
             break;
         }
     }
-    ag_collection_t *c = NULL;
+    batch_run_t br = {call, ops, restr, grants};
     if (rc == 0)
-        rc = ag_call_collection_write(call, &c);
-    if (rc) {
-        for (size_t k = 0; k < nops; k++) {
-            ag_filter_free(restr[k]);
-            ag_upsert_grant_release(&grants[k]);
-        }
-        return rc;
-    }
-    ag_upsert_grant_t route_grant = call->upsert; /* lent out per operation below */
-    ag_filter_t *route_restriction = call->restriction;
-    /* Pass 1 validates every operation without applying any (a bad one writes nothing); pass 2
-     * applies them in order. Only a point that vanishes between the passes, or a storage
-     * failure, can still stop pass 2 part-way. */
-    for (int pass = 0; pass < 2 && rc == 0; pass++) {
-        call->dry_run = pass == 0;
-        json_array_foreach(ops, i, op)
-        {
-            const char *name = json_object_iter_key(json_object_iter(op));
-            json_t *b = json_object_get(op, name);
-            if (!json_is_object(b)) {
-                rc = ag_fail(&call->diag, AG_EINVAL, "operations[%zu].%s: expected an object", i,
-                             name);
-                break;
-            }
-            call->restriction = restr[i];
-            call->upsert = grants[i];
-            json_t *wrapped = NULL;
-            if (strcmp(name, "delete") == 0 || strcmp(name, "clear_payload") == 0) {
-                /* These take a bare PointsSelector, possibly nested as {"points": ...}. */
-                wrapped = json_incref(b);
-            }
-            if (strcmp(name, "upsert") == 0)
-                rc = ag_op_upsert(call, c, b);
-            else if (strcmp(name, "delete") == 0)
-                rc = ag_op_delete(call, c, wrapped);
-            else if (strcmp(name, "set_payload") == 0)
-                rc = ag_op_payload(call, c, b, AG_PL_SET);
-            else if (strcmp(name, "overwrite_payload") == 0)
-                rc = ag_op_payload(call, c, b, AG_PL_OVERWRITE);
-            else if (strcmp(name, "delete_payload") == 0)
-                rc = ag_op_payload(call, c, b, AG_PL_DELETE_KEYS);
-            else if (strcmp(name, "clear_payload") == 0)
-                rc = ag_op_payload(call, c, wrapped, AG_PL_CLEAR);
-            else if (strcmp(name, "update_vectors") == 0)
-                rc = ag_op_update_vectors(call, c, b);
-            else
-                rc = ag_op_delete_vectors(call, c, b);
-            json_decref(wrapped);
-            if (rc) {
-                char msg[sizeof(call->diag.msg)];
-                snprintf(msg, sizeof(msg), "%s", call->diag.msg);
-                ag_fail(&call->diag, rc, "operations[%zu].%s: %s", i, name, msg);
-                break;
-            }
-        }
-    }
-    call->dry_run = false;
-    call->restriction = route_restriction;
-    call->upsert = route_grant;
+        rc = ag_call_write(call, run_batch, &br);
     for (size_t k = 0; k < nops; k++) {
         ag_filter_free(restr[k]);
         ag_upsert_grant_release(&grants[k]);
     }
-    ag_coll_write_end(c);
-    ag_coll_unref(c);
     if (rc)
         return rc;
     json_t *arr = json_array();

@@ -23,7 +23,7 @@ static ag_qctx_t read_ctx(ag_call_t *call)
 static int h_retrieve(ag_call_t *call)
 {
     int rc = AG_JSON_ONLY(call->body, "", &call->diag, "ids", "with_payload", "with_vector",
-                          "shard_key", "consistency");
+                          "with_vectors", "shard_key", "consistency");
     if (rc)
         return rc;
     ag_point_id_t *ids;
@@ -87,7 +87,7 @@ static int h_count(ag_call_t *call)
 static int h_scroll(ag_call_t *call)
 {
     int rc = AG_JSON_ONLY(call->body, "", &call->diag, "offset", "limit", "filter", "with_payload",
-                          "with_vector", "order_by", "shard_key", "consistency");
+                          "with_vector", "with_vectors", "order_by", "shard_key", "consistency");
     if (rc)
         return rc;
     uint64_t limit = 10;

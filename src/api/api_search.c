@@ -144,6 +144,16 @@ static int h_recommend_groups(ag_call_t *call)
     return handle(call, AG_QAPI_RECOMMEND, false, true);
 }
 
+static int h_discover(ag_call_t *call)
+{
+    return handle(call, AG_QAPI_DISCOVER, false, false);
+}
+
+static int h_discover_batch(ag_call_t *call)
+{
+    return handle(call, AG_QAPI_DISCOVER, true, false);
+}
+
 static int h_query(ag_call_t *call)
 {
     return handle(call, AG_QAPI_QUERY, false, false);
@@ -172,6 +182,10 @@ const ag_route_t ag_routes_search[] = {
      h_recommend_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/recommend/groups", "read:data", AG_SCOPE_COLLECTION,
      h_recommend_groups, true, false, false, false, true},
+    {AG_HTTP_POST, "/collections/{name}/points/discover", "read:data", AG_SCOPE_COLLECTION,
+     h_discover, true, false, false, false, true},
+    {AG_HTTP_POST, "/collections/{name}/points/discover/batch", "read:data", AG_SCOPE_COLLECTION,
+     h_discover_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/query", "read:data", AG_SCOPE_COLLECTION, h_query,
      true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/query/batch", "read:data", AG_SCOPE_COLLECTION,

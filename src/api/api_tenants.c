@@ -15,8 +15,6 @@
 #include "auth/ag_audit.h"
 #include "json/ag_json.h"
 
-#define DELETE_CHUNK 1024
-
 static int not_multi_tenant(ag_call_t *call)
 {
     return ag_fail(&call->diag, AG_EINVAL,
@@ -43,13 +41,38 @@ static int open_tenancy(ag_call_t *call, ag_collection_t **c, json_t **tenancy)
     return 0;
 }
 
-static int write_begin(ag_call_t *call, ag_collection_t *c)
+/* A tenant change, run in the collection's write session (tenant_change), which every tenant
+ * change holds. */
+typedef enum { T_CREATE, T_SET_ACTIVE, T_DELETE } tenant_op_t;
+typedef struct tenant_change {
+    ag_call_t *call;
+    tenant_op_t op;
+    const char *tenant;
+    bool active;     /* T_SET_ACTIVE */
+    const char *key; /* T_DELETE: the tenant key */
+    bool first;      /* T_CREATE: out: the first declaration */
+    size_t deleted;  /* T_DELETE: out: points deleted */
+} tenant_change_t;
+
+static int tenant_change(void *ud, ag_collection_t *c)
 {
-    int rc = ag_coll_write_begin(c);
-    if (rc)
-        return ag_fail(&call->diag, rc, "Not found: Collection `%s` doesn't exist!",
-                       call->params[0]);
-    return 0;
+    tenant_change_t *t = ud;
+    ag_store_t *st = t->call->api->store;
+    ag_diag_t *diag = &t->call->diag;
+    switch (t->op) {
+    case T_CREATE: {
+        json_t *now = NULL;
+        t->first = ag_store_tenancy(st, ag_coll_name(c), &now) == 0 &&
+                   json_object_size(json_object_get(now, "tenants")) == 0;
+        json_decref(now);
+        return ag_store_tenant_set(st, c, t->tenant, true, true, diag);
+    }
+    case T_SET_ACTIVE:
+        return ag_store_tenant_set(st, c, t->tenant, false, t->active, diag);
+    case T_DELETE:
+        return ag_store_tenant_delete(st, c, t->key, t->tenant, &t->deleted, diag);
+    }
+    return AG_EINTERNAL;
 }
 
 /* ---- GET /collections/{name}/tenants ------------------------------------------------------- */
@@ -158,19 +181,11 @@ static int h_create(ag_call_t *call)
     if ((rc = open_tenancy(call, &c, &tenancy)) != 0)
         return rc;
     json_decref(tenancy);
-    bool first = false;
-    if ((rc = write_begin(call, c)) == 0) {
-        /* Read under the write mutex, which every tenant change holds. */
-        json_t *now = NULL;
-        first = ag_store_tenancy(call->api->store, ag_coll_name(c), &now) == 0 &&
-                json_object_size(json_object_get(now, "tenants")) == 0;
-        json_decref(now);
-        rc = ag_store_tenant_set(call->api->store, c, name, true, true, &call->diag);
-        ag_coll_write_end(c);
-    }
     ag_coll_unref(c);
-    if (rc)
+    tenant_change_t t = {.call = call, .op = T_CREATE, .tenant = name};
+    if ((rc = ag_call_write(call, tenant_change, &t)) != 0)
         return rc;
+    bool first = t.first;
     /* The first declaration starts lifecycle enforcement (docs/SECURITY.md "Tenants"): say so. */
     call->result =
         json_pack("{s:s,s:b,s:i,s:s}", "name", name, "active", 1, "points", 0, "enforcement",
@@ -190,12 +205,10 @@ static int set_active(ag_call_t *call, bool active)
     if (rc)
         return rc;
     json_decref(tenancy);
-    if ((rc = write_begin(call, c)) == 0) {
-        rc = ag_store_tenant_set(call->api->store, c, call->params[1], false, active, &call->diag);
-        ag_coll_write_end(c);
-    }
     ag_coll_unref(c);
-    if (rc)
+    tenant_change_t t = {
+        .call = call, .op = T_SET_ACTIVE, .tenant = call->params[1], .active = active};
+    if ((rc = ag_call_write(call, tenant_change, &t)) != 0)
         return rc;
     call->result = json_pack("{s:s,s:b}", "name", call->params[1], "active", active);
     return call->result ? 0 : AG_ENOMEM;
@@ -213,63 +226,6 @@ static int h_deactivate(ag_call_t *call)
 
 /* ---- DELETE /collections/{name}/tenants/{tenant} ------------------------------------------- */
 
-typedef struct tenant_ids {
-    const ag_collection_t *c;
-    const ag_filter_t *f;
-    ag_point_id_t *ids;
-    size_t cap, n;
-} tenant_ids_t;
-
-static bool take_tenant_point(void *ud, uint32_t slot, const ag_point_id_t *id,
-                              const json_t *payload)
-{
-    AG_UNUSED(payload);
-    tenant_ids_t *ti = ud;
-    if (ag_coll_match(ti->c, slot, ti->f))
-        ti->ids[ti->n++] = *id;
-    return ti->n < ti->cap;
-}
-
-/* Deletes every point whose tenant key names tenant, in synced chunks. Caller holds the write
- * mutex. *deleted counts them. */
-static int delete_points(ag_call_t *call, ag_collection_t *c, const char *key, const char *tenant,
-                         size_t *deleted)
-{
-    *deleted = 0;
-    json_t *v = json_string(tenant);
-    ag_filter_t *f = NULL;
-    int rc = v ? ag_filter_match_value(key, v, &f) : AG_ENOMEM;
-    json_decref(v);
-    if (rc)
-        return rc;
-    size_t cap = ag_coll_live(c) ? ag_coll_live(c) : 1, n = 0;
-    ag_point_id_t *ids = malloc(cap * sizeof(*ids));
-    if (!ids) {
-        ag_filter_free(f);
-        return AG_ENOMEM;
-    }
-    tenant_ids_t ti = {c, f, ids, cap, 0};
-    ag_coll_scan(c, take_tenant_point, &ti);
-    n = ti.n;
-    ag_filter_free(f);
-    ag_mutation_t *muts = calloc(DELETE_CHUNK, sizeof(*muts));
-    rc = muts ? 0 : AG_ENOMEM;
-    for (size_t off = 0; rc == 0 && off < n; off += DELETE_CHUNK) {
-        size_t k = AG_MIN((size_t)DELETE_CHUNK, n - off);
-        memset(muts, 0, k * sizeof(*muts));
-        for (size_t i = 0; i < k; i++) {
-            muts[i].id = ids[off + i];
-            muts[i].delete_point = true;
-        }
-        rc = ag_coll_apply(c, muts, k, true, &call->diag);
-        if (rc == 0)
-            *deleted += k;
-    }
-    free(muts);
-    free(ids);
-    return rc;
-}
-
 static int h_delete(ag_call_t *call)
 {
     ag_collection_t *c;
@@ -281,20 +237,13 @@ static int h_delete(ag_call_t *call)
     snprintf(key, sizeof(key), "%s", json_string_value(json_object_get(tenancy, "key")));
     json_decref(tenancy);
     const char *tenant = call->params[1];
-    size_t deleted = 0;
-    if ((rc = write_begin(call, c)) == 0) {
-        /* Deactivate first (durably): a crash part-way leaves an inactive tenant whose remaining
-         * points stay invisible, and the delete can simply be repeated. */
-        rc = ag_store_tenant_set(call->api->store, c, tenant, false, false, &call->diag);
-        if (rc == 0)
-            rc = delete_points(call, c, key, tenant, &deleted);
-        if (rc == 0)
-            rc = ag_store_tenant_remove(call->api->store, c, tenant, &call->diag);
-        ag_coll_write_end(c);
-    }
     ag_coll_unref(c);
-    if (rc)
+    /* Deactivated first, durably (ag_store_tenant_delete): a crash part-way leaves an inactive
+     * tenant whose remaining points stay invisible, and the delete can simply be repeated. */
+    tenant_change_t t = {.call = call, .op = T_DELETE, .tenant = tenant, .key = key};
+    if ((rc = ag_call_write(call, tenant_change, &t)) != 0)
         return rc;
+    size_t deleted = t.deleted;
     call->result = json_pack("{s:s,s:I}", "name", tenant, "deleted_points", (json_int_t)deleted);
     return call->result ? 0 : AG_ENOMEM;
 }

@@ -16,6 +16,7 @@
 #include "ag_glob.h"
 #include "ag_grow.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "index/ag_filter.h"
 
 #define HASH_HEX 64
@@ -1154,6 +1155,7 @@ int ag_audit_append(ag_audit_t *a, const ag_audit_record_t *r)
     int rc = write_locked(a, body, r->sync);
     pthread_mutex_unlock(&a->mu);
     json_decref(body);
+    ag_metrics_add(rc ? AG_M_AUDIT_FAILURES : AG_M_AUDIT_RECORDS, 1);
     return rc;
 }
 
@@ -1525,4 +1527,12 @@ int ag_audit_query(ag_audit_t *a, const ag_audit_query_t *q, json_t **out, ag_di
     }
     *out = arr;
     return 0;
+}
+
+int ag_audit_check(ag_audit_t *a, ag_audit_verify_t *res)
+{
+    pthread_mutex_lock(&a->mu);
+    int rc = ag_audit_verify(a->dir, a->key, res);
+    pthread_mutex_unlock(&a->mu);
+    return rc;
 }

@@ -151,6 +151,10 @@ typedef struct ag_audit_verify {
  * (res says where and why), AG_EIO when nothing can be read. */
 int ag_audit_verify(const char *path, const unsigned char *key, ag_audit_verify_t *res);
 
+/* ag_audit_verify on this open log, with its own directory and key, while no record is being
+ * appended (appends wait). Same answers. */
+int ag_audit_check(ag_audit_t *a, ag_audit_verify_t *res);
+
 /* Returns a new copy of s (caller frees; NULL on ENOMEM or when s is NULL) with registered
  * secrets and credential-shaped text replaced by "[redacted]". a may be NULL. Exposed for tests. */
 char *ag_audit_redact(const ag_audit_t *a, const char *s);

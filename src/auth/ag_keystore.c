@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include "ag_keyfmt.h"
 #include "ag_log.h"
 #include "ag_net.h"
+#include "store/ag_kv.h"
 #include "json/ag_json.h"
 
 #define HASH_LEN 32
@@ -36,8 +36,8 @@ typedef struct key {
 } cred_t;
 
 struct ag_keystore {
-    MDB_env *env;
-    MDB_dbi meta, keys_db, invites_db, account_db;
+    ag_kv_t *kv;
+    ag_kv_table_t meta, keys_db, invites_db, account_db;
     uint8_t hash_key[crypto_generichash_KEYBYTES];
     /* Readers (lookups, listings) take lock shared. A change holds wmu for its whole course —
      * writers are serialised, so a writer may read the table without lock — and takes lock
@@ -248,86 +248,82 @@ static void key_remove(ag_keystore_t *ks, const char *id)
     ks->nkeys--;
 }
 
-/* ---- LMDB ----------------------------------------------------------------------------------- */
+/* ---- record store (store/ag_kv.h) ---------------------------------------------------------- */
 
-static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, const json_t *val)
+static int put_json(ag_kv_txn_t *txn, ag_kv_table_t t, const char *key, const json_t *val)
 {
     char *text = val ? ag_json_dump(val) : NULL;
     if (!text)
         return AG_ENOMEM;
-    MDB_val k = {strlen(key), (void *)key}, v = {strlen(text), text};
-    int rc = mdb_put(txn, dbi, &k, &v, 0) ? AG_ESTORAGE : 0;
+    int rc = ag_kv_put(txn, t, key, strlen(key), text, strlen(text));
     free(text);
     return rc;
 }
 
-static json_t *get_json(MDB_txn *txn, MDB_dbi dbi, const char *key)
+static json_t *get_json(ag_kv_txn_t *txn, ag_kv_table_t t, const char *key)
 {
-    MDB_val k = {strlen(key), (void *)key}, v;
-    if (mdb_get(txn, dbi, &k, &v) != 0)
+    ag_kv_val_t v;
+    if (ag_kv_get(txn, t, key, strlen(key), &v) != 0)
         return NULL;
-    return json_loadb(v.mv_data, v.mv_size, 0, NULL);
+    return json_loadb(v.data, v.len, 0, NULL);
 }
 
-static int begin(ag_keystore_t *ks, unsigned flags, MDB_txn **txn, ag_diag_t *diag)
+static int begin(ag_keystore_t *ks, bool write, ag_kv_txn_t **txn, ag_diag_t *diag)
 {
-    int rc = mdb_txn_begin(ks->env, NULL, flags, txn);
-    if (rc)
-        return ag_fail(diag, AG_ESTORAGE, "key store: cannot begin a transaction: %s",
-                       mdb_strerror(rc));
-    return 0;
+    return ag_kv_begin(ks->kv, write, txn, diag);
 }
 
-static int commit(MDB_txn *txn, ag_diag_t *diag)
+static int commit(ag_kv_txn_t *txn, ag_diag_t *diag)
 {
-    int rc = mdb_txn_commit(txn);
-    if (rc)
-        return ag_fail(diag, AG_ESTORAGE, "key store: cannot commit: %s", mdb_strerror(rc));
-    return 0;
+    return ag_kv_commit(txn, diag);
 }
 
-static int load_hash_key(ag_keystore_t *ks, MDB_txn *txn)
+static int load_hash_key(ag_keystore_t *ks, ag_kv_txn_t *txn)
 {
-    MDB_val k = {8, (void *)"hash_key"}, v;
-    int rc = mdb_get(txn, ks->meta, &k, &v);
+    ag_kv_val_t v;
+    int rc = ag_kv_get(txn, ks->meta, "hash_key", 8, &v);
     if (rc == 0) {
-        if (v.mv_size != sizeof(ks->hash_key))
+        if (v.len != sizeof(ks->hash_key))
             return AG_ESTORAGE;
-        memcpy(ks->hash_key, v.mv_data, sizeof(ks->hash_key));
+        memcpy(ks->hash_key, v.data, sizeof(ks->hash_key));
         return 0;
     }
-    if (rc != MDB_NOTFOUND)
+    if (rc != AG_ENOTFOUND)
         return AG_ESTORAGE;
     randombytes_buf(ks->hash_key, sizeof(ks->hash_key));
-    MDB_val nv = {sizeof(ks->hash_key), ks->hash_key};
-    return mdb_put(txn, ks->meta, &k, &nv, 0) ? AG_ESTORAGE : 0;
+    return ag_kv_put(txn, ks->meta, "hash_key", 8, ks->hash_key, sizeof(ks->hash_key));
 }
 
-static int load_keys(ag_keystore_t *ks, MDB_txn *txn, ag_diag_t *diag)
+typedef struct load_ctx {
+    ag_keystore_t *ks;
+    ag_diag_t *diag;
+    int rc; /* what the last record's loader returned */
+} load_ctx_t;
+
+static int load_key(void *ud, ag_kv_val_t k, ag_kv_val_t v, bool *drop)
 {
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, ks->keys_db, &cur))
-        return ag_fail(diag, AG_ESTORAGE, "key store: cannot read keys");
-    MDB_val k, v;
-    int rc = 0;
-    for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
-        char id[AG_MKEY_ID_LEN + 1];
-        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-        cred_t *key = NULL;
-        if (k.mv_size == AG_MKEY_ID_LEN) {
-            memcpy(id, k.mv_data, AG_MKEY_ID_LEN);
-            id[AG_MKEY_ID_LEN] = '\0';
-            key = key_from_record(id, rec);
-        }
-        json_decref(rec);
-        if (!key) {
-            rc = ag_fail(diag, AG_ESTORAGE, "key store: a key record is unreadable");
-            break;
-        }
-        if ((rc = key_insert(ks, key)) != 0)
-            break;
+    AG_UNUSED(drop);
+    load_ctx_t *ctx = ud;
+    char id[AG_MKEY_ID_LEN + 1];
+    json_t *rec = json_loadb(v.data, v.len, 0, NULL);
+    cred_t *key = NULL;
+    if (k.len == AG_MKEY_ID_LEN) {
+        memcpy(id, k.data, AG_MKEY_ID_LEN);
+        id[AG_MKEY_ID_LEN] = '\0';
+        key = key_from_record(id, rec);
     }
-    mdb_cursor_close(cur);
+    json_decref(rec);
+    if (!key)
+        return ctx->rc = ag_fail(ctx->diag, AG_ESTORAGE, "key store: a key record is unreadable");
+    return ctx->rc = key_insert(ctx->ks, key);
+}
+
+static int load_keys(ag_keystore_t *ks, ag_kv_txn_t *txn, ag_diag_t *diag)
+{
+    load_ctx_t ctx = {ks, diag, 0};
+    int rc = ag_kv_each(txn, ks->keys_db, load_key, &ctx);
+    if (rc && ctx.rc == 0)
+        return ag_fail(diag, rc, "key store: cannot read keys");
     return rc;
 }
 
@@ -352,33 +348,21 @@ int ag_keystore_open(const char *dir, ag_keystore_t **out, ag_diag_t *diag)
         free(ks);
         return AG_ENOMEM;
     }
-    MDB_txn *txn = NULL;
-    int rc = mdb_env_create(&ks->env);
-    if (rc == 0)
-        rc = mdb_env_set_maxdbs(ks->env, 8);
-    if (rc == 0)
-        rc = mdb_env_set_mapsize(ks->env, MAP_SIZE);
-    if (rc == 0)
-        rc = mdb_env_open(ks->env, dir, 0, 0600);
-    if (rc) {
-        rc = ag_fail(diag, AG_ESTORAGE, "cannot open the key store in %s: %s", dir,
-                     mdb_strerror(rc));
+    ag_kv_txn_t *txn = NULL;
+    int rc = ag_kv_open(dir, "key store", MAP_SIZE, 8, &ks->kv, diag);
+    if (rc)
         goto fail;
-    }
-    int stale = 0;
-    mdb_reader_check(ks->env, &stale);
-    if ((rc = begin(ks, 0, &txn, diag)) != 0)
+    if ((rc = begin(ks, true, &txn, diag)) != 0)
         goto fail;
-    if (mdb_dbi_open(txn, "meta", MDB_CREATE, &ks->meta) ||
-        mdb_dbi_open(txn, "keys", MDB_CREATE, &ks->keys_db) ||
-        mdb_dbi_open(txn, "invites", MDB_CREATE, &ks->invites_db) ||
-        mdb_dbi_open(txn, "account", MDB_CREATE, &ks->account_db) || load_hash_key(ks, txn)) {
-        mdb_txn_abort(txn);
+    if (ag_kv_table(txn, "meta", &ks->meta) || ag_kv_table(txn, "keys", &ks->keys_db) ||
+        ag_kv_table(txn, "invites", &ks->invites_db) ||
+        ag_kv_table(txn, "account", &ks->account_db) || load_hash_key(ks, txn)) {
+        ag_kv_abort(txn);
         rc = ag_fail(diag, AG_ESTORAGE, "key store in %s is unreadable", dir);
         goto fail;
     }
     if ((rc = load_keys(ks, txn, diag)) != 0) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         goto fail;
     }
     ks->account = get_json(txn, ks->account_db, "settings");
@@ -405,8 +389,7 @@ void ag_keystore_close(ag_keystore_t *ks)
         key_free(ks->keys[i]);
     free(ks->keys);
     json_decref(ks->account);
-    if (ks->env)
-        mdb_env_close(ks->env);
+    ag_kv_close(ks->kv);
     sodium_memzero(ks->hash_key, sizeof(ks->hash_key));
     pthread_rwlock_destroy(&ks->lock);
     pthread_mutex_destroy(&ks->wmu);
@@ -640,13 +623,13 @@ static int store_key(ag_keystore_t *ks, const char *id, json_t *rec, ag_diag_t *
                                          "too many keys (at most %d): delete unused ones first",
                                          AG_KEYSTORE_MAX_KEYS);
     }
-    MDB_txn *txn;
-    if ((rc = begin(ks, 0, &txn, diag)) != 0) {
+    ag_kv_txn_t *txn;
+    if ((rc = begin(ks, true, &txn, diag)) != 0) {
         key_free(k);
         return rc;
     }
     if ((rc = put_json(txn, ks->keys_db, id, rec)) != 0) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         key_free(k);
         return ag_fail(diag, rc, "key store: cannot write key %s", id);
     }
@@ -764,14 +747,13 @@ int ag_keystore_key_delete(ag_keystore_t *ks, int kind, const char *id, ag_diag_
     int rc;
     pthread_mutex_lock(&ks->wmu);
     cred_t *k = find_kind(ks, kind, id);
-    MDB_txn *txn;
+    ag_kv_txn_t *txn;
     if (!k) {
         rc = AG_ENOTFOUND;
-    } else if ((rc = begin(ks, 0, &txn, diag)) == 0) {
-        MDB_val mk = {AG_MKEY_ID_LEN, k->id};
-        int mrc = mdb_del(txn, ks->keys_db, &mk, NULL);
-        if (mrc && mrc != MDB_NOTFOUND) {
-            mdb_txn_abort(txn);
+    } else if ((rc = begin(ks, true, &txn, diag)) == 0) {
+        int drc = ag_kv_del(txn, ks->keys_db, k->id, AG_MKEY_ID_LEN);
+        if (drc && drc != AG_ENOTFOUND) {
+            ag_kv_abort(txn);
             rc = ag_fail(diag, AG_ESTORAGE, "key store: cannot delete key %s", id);
         } else if ((rc = commit(txn, diag)) == 0) {
             pthread_rwlock_wrlock(&ks->lock);
@@ -838,12 +820,12 @@ static void touch(ag_keystore_t *ks, const char *id, int64_t now)
         return;
     }
     k = key_find(ks, id);
-    MDB_txn *txn;
+    ag_kv_txn_t *txn;
     ag_diag_t d = {{0}};
     if (k && json_equal(json_object_get(k->rec, "key_hash"), json_object_get(rec, "key_hash")) &&
-        begin(ks, 0, &txn, &d) == 0) {
+        begin(ks, true, &txn, &d) == 0) {
         if (put_json(txn, ks->keys_db, id, rec) != 0) {
-            mdb_txn_abort(txn);
+            ag_kv_abort(txn);
         } else if (commit(txn, &d) == 0) {
             pthread_rwlock_wrlock(&ks->lock);
             json_t *old = k->rec;
@@ -909,21 +891,18 @@ static json_t *invite_public(const char *id, const json_t *rec)
 
 /* Expired invites are dead weight (they can never be accepted): dropped whenever one is made,
  * in the same write transaction. */
-static int purge_expired_invites(ag_keystore_t *ks, MDB_txn *txn, int64_t now)
+static int drop_expired(void *ud, ag_kv_val_t k, ag_kv_val_t v, bool *drop)
 {
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, ks->invites_db, &cur) != 0)
-        return AG_ESTORAGE;
-    MDB_val k, v;
-    int rc = 0;
-    for (int op = MDB_FIRST; rc == 0 && mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
-        json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-        if (rec && rec_int(rec, "expires_at") <= now && mdb_cursor_del(cur, 0) != 0)
-            rc = AG_ESTORAGE;
-        json_decref(rec);
-    }
-    mdb_cursor_close(cur);
-    return rc;
+    AG_UNUSED(k);
+    json_t *rec = json_loadb(v.data, v.len, 0, NULL);
+    *drop = rec && rec_int(rec, "expires_at") <= *(const int64_t *)ud;
+    json_decref(rec);
+    return 0;
+}
+
+static int purge_expired_invites(ag_keystore_t *ks, ag_kv_txn_t *txn, int64_t now)
+{
+    return ag_kv_each(txn, ks->invites_db, drop_expired, &now);
 }
 
 /* Memory: *code_out sodium_malloc'd, *record_out a new reference. */
@@ -937,14 +916,14 @@ int ag_keystore_invite_create(ag_keystore_t *ks, const char *user_id, const json
     uint8_t hash[HASH_LEN];
     char *code = NULL;
     json_t *rec = NULL;
-    MDB_txn *txn = NULL;
-    int rc = begin(ks, 0, &txn, diag);
+    ag_kv_txn_t *txn = NULL;
+    int rc = begin(ks, true, &txn, diag);
     if (rc)
         return rc;
-    MDB_stat stat;
-    if (purge_expired_invites(ks, txn, now_s()) != 0 || mdb_stat(txn, ks->invites_db, &stat) != 0 ||
-        stat.ms_entries >= AG_KEYSTORE_MAX_INVITES) {
-        mdb_txn_abort(txn);
+    size_t pending = 0;
+    if (purge_expired_invites(ks, txn, now_s()) != 0 ||
+        ag_kv_count(txn, ks->invites_db, &pending) != 0 || pending >= AG_KEYSTORE_MAX_INVITES) {
+        ag_kv_abort(txn);
         return ag_fail(diag, AG_EINVAL,
                        "too many pending invites (at most %d): revoke unused ones first",
                        AG_KEYSTORE_MAX_INVITES);
@@ -985,50 +964,56 @@ int ag_keystore_invite_create(ag_keystore_t *ks, const char *user_id, const json
     return 0;
 fail:
     if (txn)
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
     json_decref(rec);
     ag_keystore_secret_free(code);
     sodium_memzero(hash, sizeof(hash));
     return rc;
 }
 
+typedef struct list_ctx {
+    json_t *arr;
+    int64_t now;
+} list_ctx_t;
+
+static int list_invite(void *ud, ag_kv_val_t k, ag_kv_val_t v, bool *drop)
+{
+    AG_UNUSED(drop);
+    list_ctx_t *ctx = ud;
+    json_t *rec = json_loadb(v.data, v.len, 0, NULL);
+    char id[AG_MKEY_ID_LEN + 1];
+    if (rec && k.len == AG_MKEY_ID_LEN && rec_int(rec, "expires_at") > ctx->now) {
+        memcpy(id, k.data, AG_MKEY_ID_LEN);
+        id[AG_MKEY_ID_LEN] = '\0';
+        json_array_append_new(ctx->arr, invite_public(id, rec));
+    }
+    json_decref(rec);
+    return 0;
+}
+
 json_t *ag_keystore_invite_list(ag_keystore_t *ks, int64_t now)
 {
     json_t *arr = json_array();
-    MDB_txn *txn;
+    ag_kv_txn_t *txn;
     ag_diag_t d = {{0}};
-    if (!arr || begin(ks, MDB_RDONLY, &txn, &d) != 0)
+    if (!arr || begin(ks, false, &txn, &d) != 0)
         return arr;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, ks->invites_db, &cur) == 0) {
-        MDB_val k, v;
-        for (int op = MDB_FIRST; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
-            json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-            char id[AG_MKEY_ID_LEN + 1];
-            if (rec && k.mv_size == AG_MKEY_ID_LEN && rec_int(rec, "expires_at") > now) {
-                memcpy(id, k.mv_data, AG_MKEY_ID_LEN);
-                id[AG_MKEY_ID_LEN] = '\0';
-                json_array_append_new(arr, invite_public(id, rec));
-            }
-            json_decref(rec);
-        }
-        mdb_cursor_close(cur);
-    }
-    mdb_txn_abort(txn);
+    list_ctx_t ctx = {arr, now};
+    ag_kv_each(txn, ks->invites_db, list_invite, &ctx);
+    ag_kv_abort(txn);
     return arr;
 }
 
 int ag_keystore_invite_delete(ag_keystore_t *ks, const char *id, ag_diag_t *diag)
 {
-    MDB_txn *txn;
-    int rc = begin(ks, 0, &txn, diag);
+    ag_kv_txn_t *txn;
+    int rc = begin(ks, true, &txn, diag);
     if (rc)
         return rc;
-    MDB_val k = {strlen(id), (void *)id};
-    int mrc = mdb_del(txn, ks->invites_db, &k, NULL);
-    if (mrc) {
-        mdb_txn_abort(txn);
-        return mrc == MDB_NOTFOUND ? AG_ENOTFOUND
+    int drc = ag_kv_del(txn, ks->invites_db, id, strlen(id));
+    if (drc) {
+        ag_kv_abort(txn);
+        return drc == AG_ENOTFOUND ? AG_ENOTFOUND
                                    : ag_fail(diag, AG_ESTORAGE, "key store: cannot revoke");
     }
     return commit(txn, diag);
@@ -1050,33 +1035,32 @@ int ag_keystore_invite_accept(ag_keystore_t *ks, const char *code, size_t len, i
     uint8_t hash[HASH_LEN];
     if (ag_mkey_parse(code, len, 'i', id) != 0 || cred_hash(ks, code, id, hash) != 0)
         return AG_EUNAUTH;
-    MDB_txn *txn;
+    ag_kv_txn_t *txn;
     ag_diag_t d = {{0}};
     /* A wrong code (the common case for someone guessing) is refused from a read transaction,
-     * without taking LMDB's writer lock. */
-    int rc = begin(ks, MDB_RDONLY, &txn, &d);
+     * without taking the store's writer lock. */
+    int rc = begin(ks, false, &txn, &d);
     if (rc)
         return rc;
     json_t *rec = get_json(txn, ks->invites_db, id);
     bool ok = invite_valid(rec, hash, now);
-    mdb_txn_abort(txn);
+    ag_kv_abort(txn);
     json_decref(rec);
     if (!ok) {
         sodium_memzero(hash, sizeof(hash));
         return AG_EUNAUTH;
     }
-    if ((rc = begin(ks, 0, &txn, &d)) != 0)
+    if ((rc = begin(ks, true, &txn, &d)) != 0)
         return rc;
-    /* The spending is one write transaction: LMDB serialises writers, so two accepts of one code
-     * cannot both find it. */
+    /* The spending is one write transaction: the store serialises writers, so two accepts of one
+     * code cannot both find it. */
     rec = get_json(txn, ks->invites_db, id);
     ok = invite_valid(rec, hash, now);
-    MDB_val k = {AG_MKEY_ID_LEN, id};
     if (!ok) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         rc = AG_EUNAUTH;
-    } else if (mdb_del(txn, ks->invites_db, &k, NULL) != 0) {
-        mdb_txn_abort(txn);
+    } else if (ag_kv_del(txn, ks->invites_db, id, AG_MKEY_ID_LEN) != 0) {
+        ag_kv_abort(txn);
         rc = AG_ESTORAGE;
     } else if (commit(txn, &d) != 0) {
         rc = AG_ESTORAGE;
@@ -1152,10 +1136,10 @@ int ag_keystore_account_patch(ag_keystore_t *ks, const json_t *patch, ag_diag_t 
     json_t *mk = next ? json_object_get(next, "max_key_ttl_sec") : NULL;
     if (rc == 0 && dk && mk && json_integer_value(dk) > json_integer_value(mk))
         rc = ag_fail(diag, AG_EINVAL, "default_key_ttl_sec: longer than max_key_ttl_sec");
-    MDB_txn *txn;
-    if (rc == 0 && (rc = begin(ks, 0, &txn, diag)) == 0) {
+    ag_kv_txn_t *txn;
+    if (rc == 0 && (rc = begin(ks, true, &txn, diag)) == 0) {
         if ((rc = put_json(txn, ks->account_db, "settings", next)) != 0)
-            mdb_txn_abort(txn);
+            ag_kv_abort(txn);
         else if ((rc = commit(txn, diag)) == 0) {
             pthread_rwlock_wrlock(&ks->lock);
             json_t *old = ks->account;
@@ -1176,4 +1160,10 @@ void ag_keystore_account_limits(ag_keystore_t *ks, ag_account_limits_t *out)
     out->default_key_ttl_s = rec_int(ks->account, "default_key_ttl_sec");
     out->max_invite_ttl_s = rec_int(ks->account, "max_invite_ttl_sec");
     pthread_rwlock_unlock(&ks->lock);
+}
+
+int ag_keystore_copy(ag_keystore_t *s, const char *dir)
+{
+    /* A consistent copy from one read transaction (a full snapshot's security state). */
+    return ag_kv_copy(s->kv, dir);
 }

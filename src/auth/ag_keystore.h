@@ -75,6 +75,9 @@ typedef struct ag_account_limits {
 int ag_keystore_open(const char *dir, ag_keystore_t **out, ag_diag_t *diag);
 /* Closes and frees; NULL-safe; nothing else may run concurrently. */
 void ag_keystore_close(ag_keystore_t *ks);
+/* Writes a compact, consistent copy of the store (data.mdb) into the existing directory dir.
+ * 0 or AG_EIO. */
+int ag_keystore_copy(ag_keystore_t *s, const char *dir);
 /* Installs the hooks (copied), before serving. */
 void ag_keystore_set_hooks(ag_keystore_t *ks, const ag_keystore_hooks_t *hooks);
 

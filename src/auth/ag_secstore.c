@@ -1,7 +1,6 @@
 #include "ag_secstore.h"
 
 #include <errno.h>
-#include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include "ag_jwt.h"
 #include "ag_keyfmt.h"
 #include "ag_log.h"
+#include "store/ag_kv.h"
 #include "json/ag_json.h"
 
 #define HASH_LEN 32
@@ -160,8 +160,8 @@ typedef struct user {
 #define CACHE_LOCKS 64
 
 struct ag_secstore {
-    MDB_env *env;
-    MDB_dbi meta, roles_db, users_db, keys_db;
+    ag_kv_t *kv;
+    ag_kv_table_t meta, roles_db, users_db, keys_db;
     uint8_t hash_key[crypto_generichash_KEYBYTES];
     pthread_rwlock_t lock;
     map_t roles;  /* name → role_t */
@@ -214,33 +214,25 @@ static void unlock_changed(ag_secstore_t *s)
         s->on_change(s->on_change_ctx);
 }
 
-/* ---- LMDB helpers ------------------------------------------------------------------------ */
+/* ---- record store (store/ag_kv.h) -------------------------------------------------------- */
 
-static int txn_begin(ag_secstore_t *s, MDB_txn **txn, ag_diag_t *diag)
+static int txn_begin(ag_secstore_t *s, ag_kv_txn_t **txn, ag_diag_t *diag)
 {
-    int rc = mdb_txn_begin(s->env, NULL, 0, txn);
-    if (rc)
-        return ag_fail(diag, AG_ESTORAGE, "security store: cannot begin a transaction: %s",
-                       mdb_strerror(rc));
-    return 0;
+    return ag_kv_begin(s->kv, true, txn, diag);
 }
 
-/* Commits with fsync (the environment runs with LMDB's default, synchronous commits). */
-static int txn_commit(MDB_txn *txn, ag_diag_t *diag)
+/* Commits with fsync (the record store's commits are synchronous). */
+static int txn_commit(ag_kv_txn_t *txn, ag_diag_t *diag)
 {
-    int rc = mdb_txn_commit(txn);
-    if (rc)
-        return ag_fail(diag, AG_ESTORAGE, "security store: cannot commit: %s", mdb_strerror(rc));
-    return 0;
+    return ag_kv_commit(txn, diag);
 }
 
-static int put_raw(MDB_txn *txn, MDB_dbi dbi, const char *key, const void *val, size_t len)
+static int put_raw(ag_kv_txn_t *txn, ag_kv_table_t t, const char *key, const void *val, size_t len)
 {
-    MDB_val k = {strlen(key), (void *)key}, v = {len, (void *)val};
-    return mdb_put(txn, dbi, &k, &v, 0) ? AG_ESTORAGE : 0;
+    return ag_kv_put(txn, t, key, strlen(key), val, len);
 }
 
-static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t *val)
+static int put_json(ag_kv_txn_t *txn, ag_kv_table_t t, const char *key, json_t *val)
 {
     if (!val)
         return AG_ENOMEM;
@@ -248,16 +240,15 @@ static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t *val)
     json_decref(val);
     if (!text)
         return AG_ENOMEM;
-    int rc = put_raw(txn, dbi, key, text, strlen(text));
+    int rc = put_raw(txn, t, key, text, strlen(text));
     free(text);
     return rc;
 }
 
-static int del_key(MDB_txn *txn, MDB_dbi dbi, const char *key)
+static int del_key(ag_kv_txn_t *txn, ag_kv_table_t t, const char *key)
 {
-    MDB_val k = {strlen(key), (void *)key};
-    int rc = mdb_del(txn, dbi, &k, NULL);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : AG_ESTORAGE;
+    int rc = ag_kv_del(txn, t, key, strlen(key));
+    return rc == AG_ENOTFOUND ? 0 : rc;
 }
 
 static json_t *role_record(const json_t *perms_json, int64_t created)
@@ -324,96 +315,100 @@ static int new_key(ag_secstore_t *s, char key_id[AG_KEY_ID_LEN + 1], uint8_t has
 
 /* ---- open / close ------------------------------------------------------------------------ */
 
-static int load_roles(ag_secstore_t *s, MDB_txn *txn, ag_diag_t *diag)
+typedef struct load_ctx {
+    ag_secstore_t *s;
+    ag_diag_t *diag;
+    int rc; /* what the last record's loader returned */
+} load_ctx_t;
+
+static int load_role(void *ud, ag_kv_val_t k, ag_kv_val_t v, bool *drop)
 {
-    MDB_cursor *cur;
-    MDB_val k, v;
-    if (mdb_cursor_open(txn, s->roles_db, &cur))
-        return ag_fail(diag, AG_ESTORAGE, "security store: cannot read roles");
-    int rc = 0, mrc;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        role_t *r = calloc(1, sizeof(*r));
-        json_t *rec = json_loadb(v.mv_data, v.mv_size, JSON_REJECT_DUPLICATES, NULL);
-        if (!r || !(r->name = strndup(k.mv_data, k.mv_size))) {
-            json_decref(rec);
-            role_free(r);
-            rc = AG_ENOMEM;
-            break;
-        }
-        json_t *perms = json_object_get(rec, "permissions");
-        ag_diag_t pd = {{0}};
-        if (!ag_role_name_valid(r->name, strlen(r->name)) || !json_is_array(perms) ||
-            ag_perm_list_parse(perms, "permissions", &r->perms, &pd) != 0) {
-            rc = ag_fail(diag, AG_ESTORAGE, "security store: role '%.64s' is corrupt %s", r->name,
-                         pd.msg);
-        } else {
-            r->perms_json = json_incref(perms);
-            r->created = json_integer_value(json_object_get(rec, "created"));
-            rc = map_put(&s->roles, r->name, r);
-        }
+    AG_UNUSED(drop);
+    load_ctx_t *ctx = ud;
+    role_t *r = calloc(1, sizeof(*r));
+    json_t *rec = json_loadb(v.data, v.len, JSON_REJECT_DUPLICATES, NULL);
+    if (!r || !(r->name = strndup(k.data, k.len))) {
         json_decref(rec);
-        if (rc)
-            role_free(r);
+        role_free(r);
+        return ctx->rc = AG_ENOMEM;
     }
-    mdb_cursor_close(cur);
+    int rc;
+    json_t *perms = json_object_get(rec, "permissions");
+    ag_diag_t pd = {{0}};
+    if (!ag_role_name_valid(r->name, strlen(r->name)) || !json_is_array(perms) ||
+        ag_perm_list_parse(perms, "permissions", &r->perms, &pd) != 0) {
+        rc = ag_fail(ctx->diag, AG_ESTORAGE, "security store: role '%.64s' is corrupt %s", r->name,
+                     pd.msg);
+    } else {
+        r->perms_json = json_incref(perms);
+        r->created = json_integer_value(json_object_get(rec, "created"));
+        rc = map_put(&ctx->s->roles, r->name, r);
+    }
+    json_decref(rec);
+    if (rc)
+        role_free(r);
+    return ctx->rc = rc;
+}
+
+static int load_user(void *ud, ag_kv_val_t k, ag_kv_val_t v, bool *drop)
+{
+    AG_UNUSED(drop);
+    load_ctx_t *ctx = ud;
+    ag_secstore_t *s = ctx->s;
+    user_t *u = calloc(1, sizeof(*u));
+    json_t *rec = json_loadb(v.data, v.len, JSON_REJECT_DUPLICATES, NULL);
+    if (!u || !(u->id = strndup(k.data, k.len))) {
+        json_decref(rec);
+        user_free(u);
+        return ctx->rc = AG_ENOMEM;
+    }
+    int rc;
+    json_t *roles = json_object_get(rec, "roles");
+    const char *kid = json_string_value(json_object_get(rec, "key_id"));
+    const char *hex = json_string_value(json_object_get(rec, "key_hash"));
+    size_t bin = 0;
+    if (!json_is_array(roles) || !kid || strlen(kid) != AG_KEY_ID_LEN || !hex ||
+        sodium_hex2bin(u->key_hash, HASH_LEN, hex, strlen(hex), NULL, &bin, NULL) != 0 ||
+        bin != HASH_LEN) {
+        rc = ag_fail(ctx->diag, AG_ESTORAGE, "security store: user '%.64s' is corrupt", u->id);
+    } else {
+        u->roles = json_incref(roles);
+        u->active = json_is_true(json_object_get(rec, "active"));
+        memcpy(u->key_id, kid, AG_KEY_ID_LEN + 1);
+        u->created = json_integer_value(json_object_get(rec, "created"));
+        u->cached = NULL;
+        rc = map_put(&s->users, u->id, u);
+        if (rc == 0 && (rc = map_put(&s->by_key, u->key_id, u)) != 0)
+            map_del(&s->users, u->id);
+    }
+    json_decref(rec);
+    if (rc)
+        user_free(u);
+    return ctx->rc = rc;
+}
+
+/* A failure of the store itself (not of a record, which names itself) is reported as `what`. */
+static int load_table(ag_secstore_t *s, ag_kv_txn_t *txn, ag_kv_table_t t, ag_kv_each_fn fn,
+                      const char *what, ag_diag_t *diag)
+{
+    load_ctx_t ctx = {s, diag, 0};
+    int rc = ag_kv_each(txn, t, fn, &ctx);
+    if (rc && ctx.rc == 0)
+        return ag_fail(diag, rc, "security store: cannot read %s", what);
     return rc;
 }
 
-static int load_users(ag_secstore_t *s, MDB_txn *txn, ag_diag_t *diag)
+static int load_hash_key(ag_secstore_t *s, ag_kv_txn_t *txn)
 {
-    MDB_cursor *cur;
-    MDB_val k, v;
-    if (mdb_cursor_open(txn, s->users_db, &cur))
-        return ag_fail(diag, AG_ESTORAGE, "security store: cannot read users");
-    int rc = 0, mrc;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); mrc == 0 && rc == 0;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        user_t *u = calloc(1, sizeof(*u));
-        json_t *rec = json_loadb(v.mv_data, v.mv_size, JSON_REJECT_DUPLICATES, NULL);
-        if (!u || !(u->id = strndup(k.mv_data, k.mv_size))) {
-            json_decref(rec);
-            user_free(u);
-            rc = AG_ENOMEM;
-            break;
-        }
-        json_t *roles = json_object_get(rec, "roles");
-        const char *kid = json_string_value(json_object_get(rec, "key_id"));
-        const char *hex = json_string_value(json_object_get(rec, "key_hash"));
-        size_t bin = 0;
-        if (!json_is_array(roles) || !kid || strlen(kid) != AG_KEY_ID_LEN || !hex ||
-            sodium_hex2bin(u->key_hash, HASH_LEN, hex, strlen(hex), NULL, &bin, NULL) != 0 ||
-            bin != HASH_LEN) {
-            rc = ag_fail(diag, AG_ESTORAGE, "security store: user '%.64s' is corrupt", u->id);
-        } else {
-            u->roles = json_incref(roles);
-            u->active = json_is_true(json_object_get(rec, "active"));
-            memcpy(u->key_id, kid, AG_KEY_ID_LEN + 1);
-            u->created = json_integer_value(json_object_get(rec, "created"));
-            u->cached = NULL;
-            rc = map_put(&s->users, u->id, u);
-            if (rc == 0 && (rc = map_put(&s->by_key, u->key_id, u)) != 0)
-                map_del(&s->users, u->id);
-        }
-        json_decref(rec);
-        if (rc)
-            user_free(u);
-    }
-    mdb_cursor_close(cur);
-    return rc;
-}
-
-static int load_hash_key(ag_secstore_t *s, MDB_txn *txn)
-{
-    MDB_val k = {8, (void *)"hash_key"}, v;
-    int rc = mdb_get(txn, s->meta, &k, &v);
+    ag_kv_val_t v;
+    int rc = ag_kv_get(txn, s->meta, "hash_key", 8, &v);
     if (rc == 0) {
-        if (v.mv_size != sizeof(s->hash_key))
+        if (v.len != sizeof(s->hash_key))
             return AG_ESTORAGE;
-        memcpy(s->hash_key, v.mv_data, sizeof(s->hash_key));
+        memcpy(s->hash_key, v.data, sizeof(s->hash_key));
         return 0;
     }
-    if (rc != MDB_NOTFOUND)
+    if (rc != AG_ENOTFOUND)
         return AG_ESTORAGE;
     randombytes_buf(s->hash_key, sizeof(s->hash_key));
     if (put_raw(txn, s->meta, "hash_key", s->hash_key, sizeof(s->hash_key)) ||
@@ -444,33 +439,22 @@ int ag_secstore_open(const char *dir, ag_secstore_t **out, ag_diag_t *diag)
     randombytes_buf(s->roles.seed, sizeof(s->roles.seed));
     randombytes_buf(s->users.seed, sizeof(s->users.seed));
     randombytes_buf(s->by_key.seed, sizeof(s->by_key.seed));
-    int rc = mdb_env_create(&s->env);
-    if (rc == 0)
-        rc = mdb_env_set_maxdbs(s->env, 8);
-    if (rc == 0)
-        rc = mdb_env_set_mapsize(s->env, MAP_SIZE);
-    if (rc == 0)
-        rc = mdb_env_open(s->env, dir, 0, 0600);
-    if (rc) {
-        rc = ag_fail(diag, AG_ESTORAGE, "cannot open the security store in %s: %s", dir,
-                     mdb_strerror(rc));
+    int rc = ag_kv_open(dir, "security store", MAP_SIZE, 8, &s->kv, diag);
+    if (rc)
         goto fail;
-    }
-    int stale = 0;
-    mdb_reader_check(s->env, &stale);
-    MDB_txn *txn;
+    ag_kv_txn_t *txn;
     if ((rc = txn_begin(s, &txn, diag)) != 0)
         goto fail;
-    if (mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta) ||
-        mdb_dbi_open(txn, "roles", MDB_CREATE, &s->roles_db) ||
-        mdb_dbi_open(txn, "users", MDB_CREATE, &s->users_db) ||
-        mdb_dbi_open(txn, "keys", MDB_CREATE, &s->keys_db) || load_hash_key(s, txn) != 0) {
-        mdb_txn_abort(txn);
+    if (ag_kv_table(txn, "meta", &s->meta) || ag_kv_table(txn, "roles", &s->roles_db) ||
+        ag_kv_table(txn, "users", &s->users_db) || ag_kv_table(txn, "keys", &s->keys_db) ||
+        load_hash_key(s, txn) != 0) {
+        ag_kv_abort(txn);
         rc = ag_fail(diag, AG_ESTORAGE, "security store in %s is unreadable", dir);
         goto fail;
     }
-    if ((rc = load_roles(s, txn, diag)) != 0 || (rc = load_users(s, txn, diag)) != 0) {
-        mdb_txn_abort(txn);
+    if ((rc = load_table(s, txn, s->roles_db, load_role, "roles", diag)) != 0 ||
+        (rc = load_table(s, txn, s->users_db, load_user, "users", diag)) != 0) {
+        ag_kv_abort(txn);
         goto fail;
     }
     if ((rc = txn_commit(txn, diag)) != 0)
@@ -497,8 +481,7 @@ void ag_secstore_close(ag_secstore_t *s)
     map_release(&s->roles);
     map_release(&s->users);
     map_release(&s->by_key);
-    if (s->env)
-        mdb_env_close(s->env);
+    ag_kv_close(s->kv);
     sodium_memzero(s->hash_key, sizeof(s->hash_key));
     pthread_rwlock_destroy(&s->lock);
     for (int i = 0; i < CACHE_LOCKS; i++)
@@ -700,7 +683,7 @@ int ag_secstore_role_put(ag_secstore_t *s, const char *name, const json_t *perms
         role_free(fresh);
         return rc;
     }
-    MDB_txn *txn = NULL;
+    ag_kv_txn_t *txn = NULL;
     pthread_rwlock_wrlock(&s->lock);
     role_t *old = map_get(&s->roles, name);
     if (create && old) {
@@ -717,7 +700,7 @@ int ag_secstore_role_put(ag_secstore_t *s, const char *name, const json_t *perms
     if ((rc = txn_begin(s, &txn, diag)) != 0)
         goto fail;
     if ((rc = put_json(txn, s->roles_db, name, role_record(perms_json, fresh->created))) != 0) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         rc = ag_fail(diag, rc, "security store: cannot write role '%s'", name);
         goto fail;
     }
@@ -761,7 +744,7 @@ int ag_secstore_role_delete(ag_secstore_t *s, const char *name, size_t *holders,
         *holders = 0;
     if (ag_role_builtin(name))
         return ag_fail(diag, AG_EFORBIDDEN, "the predefined role '%s' cannot be deleted", name);
-    MDB_txn *txn = NULL;
+    ag_kv_txn_t *txn = NULL;
     pthread_rwlock_wrlock(&s->lock);
     role_t *r = map_get(&s->roles, name);
     int rc = 0;
@@ -799,7 +782,7 @@ int ag_secstore_role_delete(ag_secstore_t *s, const char *name, size_t *holders,
                       user_record(lists[i], who[i]->active, who[i]->key_id, who[i]->key_hash,
                                   who[i]->created));
     if (rc) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         rc = ag_fail(diag, rc, "security store: cannot delete role '%s'", name);
         goto out;
     }
@@ -860,7 +843,7 @@ static int roles_check(const ag_secstore_t *s, const json_t *roles, bool must_ex
     return 0;
 }
 
-static int write_user(ag_secstore_t *s, MDB_txn *txn, const user_t *u, const json_t *roles,
+static int write_user(ag_secstore_t *s, ag_kv_txn_t *txn, const user_t *u, const json_t *roles,
                       bool active, const char *key_id, const uint8_t hash[HASH_LEN])
 {
     return put_json(txn, s->users_db, u->id, user_record(roles, active, key_id, hash, u->created));
@@ -887,7 +870,7 @@ int ag_secstore_user_create(ag_secstore_t *s, const char *id, const json_t *role
         return AG_ENOMEM;
     }
     char *key = NULL;
-    MDB_txn *txn = NULL;
+    ag_kv_txn_t *txn = NULL;
     pthread_rwlock_wrlock(&s->lock);
     if (map_get(&s->users, id)) {
         rc = ag_fail(diag, AG_EEXIST, "user '%s' already exists", id);
@@ -903,7 +886,7 @@ int ag_secstore_user_create(ag_secstore_t *s, const char *id, const json_t *role
         goto fail;
     if ((rc = write_user(s, txn, u, u->roles, true, u->key_id, u->key_hash)) != 0 ||
         (rc = put_raw(txn, s->keys_db, u->key_id, id, strlen(id))) != 0) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         rc = ag_fail(diag, rc, "security store: cannot write user '%s'", id);
         goto fail;
     }
@@ -939,7 +922,7 @@ int ag_secstore_user_rotate(ag_secstore_t *s, const char *id, char **key_out, ag
     char *key = NULL;
     char kid[AG_KEY_ID_LEN + 1];
     uint8_t hash[HASH_LEN];
-    MDB_txn *txn = NULL;
+    ag_kv_txn_t *txn = NULL;
     pthread_rwlock_wrlock(&s->lock);
     user_t *u = find_user(s, id, &rc, diag);
     if (!u)
@@ -951,7 +934,7 @@ int ag_secstore_user_rotate(ag_secstore_t *s, const char *id, char **key_out, ag
     if ((rc = del_key(txn, s->keys_db, u->key_id)) != 0 ||
         (rc = write_user(s, txn, u, u->roles, u->active, kid, hash)) != 0 ||
         (rc = put_raw(txn, s->keys_db, kid, id, strlen(id))) != 0) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         rc = ag_fail(diag, rc, "security store: cannot write user '%s'", id);
         goto fail;
     }
@@ -977,7 +960,7 @@ fail:
 int ag_secstore_user_set_active(ag_secstore_t *s, const char *id, bool active, ag_diag_t *diag)
 {
     int rc = 0;
-    MDB_txn *txn = NULL;
+    ag_kv_txn_t *txn = NULL;
     pthread_rwlock_wrlock(&s->lock);
     user_t *u = find_user(s, id, &rc, diag);
     if (!u)
@@ -985,7 +968,7 @@ int ag_secstore_user_set_active(ag_secstore_t *s, const char *id, bool active, a
     if ((rc = txn_begin(s, &txn, diag)) != 0)
         goto fail;
     if ((rc = write_user(s, txn, u, u->roles, active, u->key_id, u->key_hash)) != 0) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         rc = ag_fail(diag, rc, "security store: cannot write user '%s'", id);
         goto fail;
     }
@@ -1004,7 +987,7 @@ int ag_secstore_user_roles(ag_secstore_t *s, const char *id, const json_t *roles
                            ag_diag_t *diag)
 {
     int rc = 0;
-    MDB_txn *txn = NULL;
+    ag_kv_txn_t *txn = NULL;
     json_t *next = NULL;
     pthread_rwlock_wrlock(&s->lock);
     user_t *u = find_user(s, id, &rc, diag);
@@ -1048,7 +1031,7 @@ int ag_secstore_user_roles(ag_secstore_t *s, const char *id, const json_t *roles
     if ((rc = txn_begin(s, &txn, diag)) != 0)
         goto fail;
     if ((rc = write_user(s, txn, u, next, u->active, u->key_id, u->key_hash)) != 0) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         rc = ag_fail(diag, rc, "security store: cannot write user '%s'", id);
         goto fail;
     }
@@ -1068,7 +1051,7 @@ fail:
 int ag_secstore_user_delete(ag_secstore_t *s, const char *id, ag_diag_t *diag)
 {
     int rc = 0;
-    MDB_txn *txn = NULL;
+    ag_kv_txn_t *txn = NULL;
     pthread_rwlock_wrlock(&s->lock);
     user_t *u = find_user(s, id, &rc, diag);
     if (!u)
@@ -1077,7 +1060,7 @@ int ag_secstore_user_delete(ag_secstore_t *s, const char *id, ag_diag_t *diag)
         goto fail;
     if ((rc = del_key(txn, s->users_db, u->id)) != 0 ||
         (rc = del_key(txn, s->keys_db, u->key_id)) != 0) {
-        mdb_txn_abort(txn);
+        ag_kv_abort(txn);
         rc = ag_fail(diag, rc, "security store: cannot delete user '%s'", id);
         goto fail;
     }
@@ -1241,4 +1224,10 @@ int ag_secstore_user_key_id(ag_secstore_t *s, const char *id, char key_id[AG_KEY
         memcpy(key_id, u->key_id, AG_KEY_ID_LEN + 1);
     pthread_rwlock_unlock(&s->lock);
     return u ? 0 : AG_ENOTFOUND;
+}
+
+int ag_secstore_copy(ag_secstore_t *s, const char *dir)
+{
+    /* A consistent copy from one read transaction (a full snapshot's security state). */
+    return ag_kv_copy(s->kv, dir);
 }

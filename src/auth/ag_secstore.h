@@ -52,6 +52,9 @@ typedef void (*ag_secstore_change_fn)(void *ctx);
 int ag_secstore_open(const char *dir, ag_secstore_t **out, ag_diag_t *diag);
 /* Closes and frees. NULL-safe. No other call may run concurrently. */
 void ag_secstore_close(ag_secstore_t *s);
+/* Writes a compact, consistent copy of the store (data.mdb) into the existing directory dir.
+ * 0 or AG_EIO. */
+int ag_secstore_copy(ag_secstore_t *s, const char *dir);
 /* Installs the change callback (before serving). */
 void ag_secstore_set_on_change(ag_secstore_t *s, ag_secstore_change_fn fn, void *ctx);
 /* Number of committed changes since open (starts at 1). Thread-safe. */

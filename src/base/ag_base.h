@@ -74,6 +74,18 @@ _Noreturn void ag_assert_fail(const char *expr, const char *file, int line);
 #define AG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AG_MAX(a, b) ((a) > (b) ? (a) : (b))
 
+/* The value of a hexadecimal digit (either case), or -1. */
+static inline int ag_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 /* Limits shared by parsers and the HTTP layer (docs/SECURITY.md "Request cost"). */
 #define AG_MAX_NAME_LEN 255
 #define AG_MAX_DIM 65536

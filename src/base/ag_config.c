@@ -7,6 +7,8 @@
 
 #include <sodium.h>
 
+#include "ag_log.h"
+
 typedef enum { T_STR, T_UINT, T_BOOL } ktype_t;
 
 typedef struct key_def {
@@ -38,6 +40,8 @@ static const key_def_t keys[] = {
     K("service.access_log", T_BOOL, access_log, 0, false),
     K("service.max_token_ttl_sec", T_UINT, max_token_ttl_s, 315360000, false),
     K("service.trusted_proxies", T_STR, trusted_proxies, 0, false),
+    K("service.enable_cors", T_BOOL, enable_cors, 0, false),
+    K("service.cors_allowed_origins", T_STR, cors_allowed_origins, 0, false),
     K("service.max_connections_per_ip", T_UINT, max_connections_per_ip, 1000000, false),
     K("service.max_connections", T_UINT, max_connections, 1000000, false),
     K("service.header_timeout_sec", T_UINT, header_timeout_s, 3600, false),
@@ -56,6 +60,10 @@ static const key_def_t keys[] = {
     K("storage.audit_max_mb", T_UINT, audit_max_mb, 1 << 20, false),
     K("storage.audit_max_files", T_UINT, audit_max_files, 1000000, false),
     K("storage.audit_key_file", T_STR, audit_key_file, 0, false),
+    K("storage.snapshots_path", T_STR, snapshots_path, 0, false),
+    K("storage.snapshot_max_upload_mb", T_UINT, snapshot_max_upload_mb, 1 << 24, false),
+    K("storage.snapshot_recover_hosts", T_STR, snapshot_recover_hosts, 0, false),
+    K("storage.snapshot_recover_max_mb", T_UINT, snapshot_recover_max_mb, 1 << 24, false),
     K("log_level", T_STR, log_level, 0, false),
 };
 
@@ -77,6 +85,7 @@ void ag_config_init(ag_config_t *cfg)
     cfg->max_workers = 0;
     cfg->jwt_leeway_s = 30;
     cfg->access_log = true;
+    cfg->enable_cors = true; /* as Qdrant */
     cfg->max_token_ttl_s = 86400;
     cfg->max_connections_per_ip = 256;
     cfg->max_connections = 4096;
@@ -91,6 +100,8 @@ void ag_config_init(ag_config_t *cfg)
     cfg->initial_map_size_mb = 1024;
     cfg->flush_interval_ms = 1000;
     cfg->audit_max_mb = 64;
+    cfg->snapshot_max_upload_mb = 16384;
+    cfg->snapshot_recover_max_mb = 16384;
     set_str(&cfg->log_level, "info");
 }
 
@@ -123,6 +134,12 @@ int ag_config_set(ag_config_t *cfg, const char *key, const char *value, ag_diag_
                 return ag_fail(diag, AG_ECONFIG, "%s: expected true or false", key);
             return 0;
         case T_UINT: {
+            /* Qdrant's config.yaml turns gRPC off with `grpc_port: null`. */
+            if (strcmp(key, "service.grpc_port") == 0 &&
+                (!*value || strcmp(value, "null") == 0 || strcmp(value, "~") == 0)) {
+                *(uint64_t *)field = 0;
+                return 0;
+            }
             errno = 0;
             char *end = NULL;
             unsigned long long v = strtoull(value, &end, 10);
@@ -137,37 +154,130 @@ int ag_config_set(ag_config_t *cfg, const char *key, const char *value, ag_diag_
     return ag_fail(diag, AG_ECONFIG, "unknown configuration key '%s'", key);
 }
 
-/* Walks a YAML mapping, building dotted key names; scalars are passed to ag_config_set. */
-static int walk(ag_config_t *cfg, yaml_document_t *doc, yaml_node_t *node, const char *prefix,
-                ag_diag_t *diag)
+/* Settings of Qdrant's config.yaml that have no counterpart in Aegis (docs/COMPATIBILITY.md
+ * "Configuration file"): a Qdrant configuration loads, and these are listed in one warning. A
+ * name covers its whole subtree. Keys Aegis knows (above) are looked up first. */
+static const char *const qdrant_only[] = {
+    "logger",
+    "service.hardware_reporting",
+    "service.static_content_dir",
+    "service.enable_static_content",
+    "service.max_search_threads",
+    "storage.snapshots_config",
+    "storage.temp_path",
+    "storage.on_disk_payload",
+    "storage.update_concurrency",
+    "storage.update_queue_size",
+    "storage.wal",
+    "storage.node_type",
+    "storage.performance",
+    "storage.optimizers",
+    "storage.hnsw_index",
+    "storage.shard_transfer_method",
+    "storage.collection",
+    "storage.max_collections",
+    "storage.sparse_vectors",
+    "storage.async_scorer",
+    "cluster",
+    "telemetry_disabled",
+    "tls.cert_ttl",
+    "gpu",
+    "inference",
+    "audit",
+    "feature_flags",
+    "debugger",
+};
+
+static bool qdrant_only_key(const char *key)
 {
+    for (size_t i = 0; i < AG_ARRAY_LEN(qdrant_only); i++) {
+        size_t n = strlen(qdrant_only[i]);
+        if (strncmp(key, qdrant_only[i], n) == 0 && (key[n] == '\0' || key[n] == '.'))
+            return true;
+    }
+    return false;
+}
+
+static bool known_key(const char *key)
+{
+    for (size_t i = 0; i < AG_ARRAY_LEN(keys); i++)
+        if (strcmp(keys[i].name, key) == 0)
+            return true;
+    return false;
+}
+
+/* Problems and ignored settings found while loading a file, all reported at once. */
+typedef struct load_ctx {
+    ag_config_t *cfg;
+    yaml_document_t *doc;
+    char errors[400];
+    size_t nerrors;
+    bool truncated; /* some problems did not fit in errors */
+    char ignored[1024];
+    size_t nignored;
+} load_ctx_t;
+
+static void note(char *buf, size_t cap, size_t *count, const char *text)
+{
+    size_t used = strlen(buf);
+    if (used + strlen(text) + 3 < cap)
+        snprintf(buf + used, cap - used, "%s%s", *count ? ", " : "", text);
+    (*count)++;
+}
+
+static void problem(load_ctx_t *lc, const char *text)
+{
+    size_t used = strlen(lc->errors);
+    if (used + strlen(text) + 3 < sizeof(lc->errors))
+        snprintf(lc->errors + used, sizeof(lc->errors) - used, "%s%s", lc->nerrors ? "; " : "",
+                 text);
+    else
+        lc->truncated = true;
+    lc->nerrors++;
+}
+
+/* Walks a YAML mapping, building dotted key names; scalars are passed to ag_config_set. */
+static void walk(load_ctx_t *lc, yaml_node_t *node, const char *prefix)
+{
+    ag_diag_t d;
+    if (*prefix && !known_key(prefix) && qdrant_only_key(prefix)) {
+        note(lc->ignored, sizeof(lc->ignored), &lc->nignored, prefix);
+        return;
+    }
     if (node->type == YAML_SCALAR_NODE) {
-        if (!*prefix)
-            return ag_fail(diag, AG_ECONFIG, "configuration file must be a mapping");
+        if (!*prefix) {
+            problem(lc, "configuration file must be a mapping");
+            return;
+        }
         const char *v = (const char *)node->data.scalar.value;
         if (strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || v[0] == '\0')
-            return 0;
-        return ag_config_set(cfg, prefix, v, diag);
+            return;
+        if (ag_config_set(lc->cfg, prefix, v, &d) != 0)
+            problem(lc, d.msg);
+        return;
     }
-    if (node->type != YAML_MAPPING_NODE)
-        return ag_fail(diag, AG_ECONFIG, "%s: lists are not valid here",
-                       *prefix ? prefix : "(top)");
+    if (node->type != YAML_MAPPING_NODE) {
+        snprintf(d.msg, sizeof(d.msg), "%s: lists are not valid here", *prefix ? prefix : "(top)");
+        problem(lc, d.msg);
+        return;
+    }
     for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top;
          p++) {
-        yaml_node_t *k = yaml_document_get_node(doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(doc, p->value);
-        if (!k || !v || k->type != YAML_SCALAR_NODE)
-            return ag_fail(diag, AG_ECONFIG, "configuration keys must be plain names");
+        yaml_node_t *k = yaml_document_get_node(lc->doc, p->key);
+        yaml_node_t *v = yaml_document_get_node(lc->doc, p->value);
+        if (!k || !v || k->type != YAML_SCALAR_NODE) {
+            problem(lc, "configuration keys must be plain names");
+            continue;
+        }
         char name[256];
         int n = snprintf(name, sizeof(name), "%s%s%s", prefix, *prefix ? "." : "",
                          (const char *)k->data.scalar.value);
-        if (n < 0 || (size_t)n >= sizeof(name))
-            return ag_fail(diag, AG_ECONFIG, "configuration key too long");
-        int rc = walk(cfg, doc, v, name, diag);
-        if (rc)
-            return rc;
+        if (n < 0 || (size_t)n >= sizeof(name)) {
+            problem(lc, "configuration key too long");
+            continue;
+        }
+        walk(lc, v, name);
     }
-    return 0;
 }
 
 int ag_config_load_file(ag_config_t *cfg, const char *path, ag_diag_t *diag)
@@ -185,9 +295,25 @@ int ag_config_load_file(ag_config_t *cfg, const char *path, ag_diag_t *diag)
         rc = ag_fail(diag, AG_ECONFIG, "%s: YAML error at line %zu: %s", path,
                      parser.problem_mark.line + 1, parser.problem ? parser.problem : "?");
     } else {
+        load_ctx_t *lc = calloc(1, sizeof(*lc));
         yaml_node_t *root = yaml_document_get_root_node(&doc);
-        if (root)
-            rc = walk(cfg, &doc, root, "", diag);
+        if (!lc) {
+            rc = AG_ENOMEM;
+        } else if (root) {
+            lc->cfg = cfg;
+            lc->doc = &doc;
+            walk(lc, root, "");
+            if (lc->nerrors)
+                rc = ag_fail(diag, AG_ECONFIG, "%s: %zu problem%s: %s%s", path, lc->nerrors,
+                             lc->nerrors == 1 ? "" : "s", lc->errors,
+                             lc->truncated ? "; and more" : "");
+            else if (lc->nignored)
+                ag_log(AG_LOG_WARN,
+                       "%s: ignoring %zu setting%s of Qdrant's configuration that do not apply "
+                       "to Aegis (docs/COMPATIBILITY.md): %s",
+                       path, lc->nignored, lc->nignored == 1 ? "" : "s", lc->ignored);
+        }
+        free(lc);
         yaml_document_delete(&doc);
     }
     yaml_parser_delete(&parser);

@@ -25,6 +25,8 @@ typedef struct ag_config {
     bool access_log;
     uint64_t max_token_ttl_s;        /* POST /auth/token: longest lifetime of a minted token */
     char *trusted_proxies;           /* addresses whose X-Forwarded-For is believed */
+    bool enable_cors;                /* answer browsers from other origins (docs/API.md "CORS") */
+    char *cors_allowed_origins;      /* comma-separated origins; NULL = any (with enable_cors) */
     uint64_t max_connections_per_ip; /* 0 = no limit */
     uint64_t max_connections;        /* at once; past it requests get 503 */
     uint64_t header_timeout_s;       /* request line + headers must arrive within this */
@@ -45,6 +47,11 @@ typedef struct ag_config {
     uint64_t audit_max_mb;    /* audit log rotation size */
     uint64_t audit_max_files; /* rotated audit files kept; 0 = all */
     char *audit_key_file;     /* NULL = <storage_path>/audit.key */
+    /* snapshots (docs/SECURITY.md "Snapshots") */
+    char *snapshots_path;             /* NULL = <storage_path>/snapshots */
+    uint64_t snapshot_max_upload_mb;  /* largest snapshot upload accepted */
+    char *snapshot_recover_hosts;     /* http:// hosts recover may fetch from; NULL = none */
+    uint64_t snapshot_recover_max_mb; /* largest snapshot fetched from such a host */
     /* log */
     char *log_level;
     /* not a config key: set by --insecure */

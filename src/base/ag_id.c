@@ -30,17 +30,6 @@ int ag_id_from_key(const uint8_t *key, size_t len, ag_point_id_t *out)
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Accepts the hyphenated 8-4-4-4-12 form and the 32-hex-digit simple form. */
 static int parse_uuid(const char *s, uint8_t out[16])
 {
@@ -53,12 +42,12 @@ static int parse_uuid(const char *s, uint8_t out[16])
                     return AG_EINVAL;
                 continue;
             }
-            if (hexval(s[i]) < 0)
+            if (ag_hex_digit(s[i]) < 0)
                 return AG_EINVAL;
         }
     } else if (len == 32) {
         for (size_t i = 0; i < len; i++)
-            if (hexval(s[i]) < 0)
+            if (ag_hex_digit(s[i]) < 0)
                 return AG_EINVAL;
     } else {
         return AG_EINVAL;
@@ -66,7 +55,7 @@ static int parse_uuid(const char *s, uint8_t out[16])
     for (size_t i = 0; i < len && n < 32; i++) {
         if (s[i] == '-')
             continue;
-        int v = hexval(s[i]);
+        int v = ag_hex_digit(s[i]);
         if (n % 2 == 0)
             out[n / 2] = (uint8_t)(v << 4);
         else

@@ -1,5 +1,7 @@
 #include "ag_log.h"
 
+#include <strings.h>
+
 #include <pthread.h>
 #include <stdio.h>
 #include <time.h>
@@ -30,10 +32,19 @@ int ag_log_parse_level(const char *s, ag_log_level_t *out)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
     for (size_t i = 0; i < AG_ARRAY_LEN(names); i++) {
-        if (strcmp(s, names[i]) == 0) {
+        if (strcasecmp(s, names[i]) == 0) {
             *out = (ag_log_level_t)i;
             return 0;
         }
+    }
+    /* Qdrant's spellings (its config.yaml says INFO, TRACE, WARNING...) */
+    if (strcasecmp(s, "trace") == 0) {
+        *out = AG_LOG_DEBUG;
+        return 0;
+    }
+    if (strcasecmp(s, "warning") == 0) {
+        *out = AG_LOG_WARN;
+        return 0;
     }
     return AG_EINVAL;
 }

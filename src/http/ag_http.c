@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <malloc.h>
@@ -11,11 +12,14 @@
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "ag_clock.h"
+#include "ag_file.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "ag_net.h"
 
 #define MAX_PROXIES 32
@@ -48,6 +52,7 @@ struct ag_http {
     void *ud;
     atomic_int active;
     atomic_uint_fast64_t next_id;
+    uint32_t id_prefix; /* random, for the request ids made here */
     uint16_t port;
     /* Request workers: handle() runs here while MHD keeps the connection suspended. */
     pthread_mutex_t jobs_lock;
@@ -56,20 +61,13 @@ struct ag_http {
     bool jobs_stopping;
     pthread_t *workers; /* owned, nworkers entries */
     unsigned nworkers;
+    char (*origins)[AG_HTTP_ORIGIN_MAX + 1]; /* service.cors_allowed_origins (owned) */
+    size_t norigins;
+    atomic_uint busy;   /* workers running a request */
+    atomic_uint queued; /* requests in the workers' queue */
 };
 
 enum { PHASE_READING = 0, PHASE_RUNNING = 1, PHASE_ANSWERED = 2 };
-
-static int hexdigit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Returns a new string (caller frees) or NULL. */
 char *ag_http_decode(const char *src, size_t len, bool plus_is_space, size_t *out_len)
@@ -85,7 +83,7 @@ char *ag_http_decode(const char *src, size_t len, bool plus_is_space, size_t *ou
                 free(out);
                 return NULL;
             }
-            int h = hexdigit(src[i + 1]), l = hexdigit(src[i + 2]);
+            int h = ag_hex_digit(src[i + 1]), l = ag_hex_digit(src[i + 2]);
             if (h < 0 || l < 0) {
                 free(out);
                 return NULL;
@@ -133,10 +131,54 @@ void ag_request_respond_text(ag_request_t *req, int status, const char *content_
     ag_request_respond(req, copy ? status : 500, content_type, copy, copy ? len : 0);
 }
 
+void ag_request_respond_file(ag_request_t *req, int status, const char *content_type, int fd,
+                             uint64_t len)
+{
+    ag_request_respond(req, status, content_type, NULL, 0);
+    if (req->resp_fd >= 0)
+        close(req->resp_fd);
+    req->resp_fd = fd;
+    req->resp_fd_len = len;
+}
+
+int ag_request_spool(ag_request_t *req, const char *dir, uint64_t max)
+{
+    size_t n = strlen(dir) + sizeof("/.upload-XXXXXX");
+    char *path = malloc(n);
+    if (!path)
+        return AG_ENOMEM;
+    snprintf(path, n, "%s/.upload-XXXXXX", dir);
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) {
+        free(path);
+        return AG_EIO;
+    }
+    req->spool_fd = fd;
+    req->spool_path = path;
+    req->spool_max = max;
+    req->spool_len = 0;
+    return 0;
+}
+
+static void spool_drop(ag_request_t *req)
+{
+    if (req->spool_fd >= 0)
+        close(req->spool_fd);
+    req->spool_fd = -1;
+    if (req->spool_path) {
+        unlink(req->spool_path);
+        free(req->spool_path);
+        req->spool_path = NULL;
+    }
+}
+
 static void request_free(ag_request_t *req)
 {
     if (!req)
         return;
+    spool_drop(req);
+    if (req->resp_fd >= 0)
+        close(req->resp_fd);
     if (req->app_free && req->app)
         req->app_free(req->app);
     free(req->path);
@@ -230,8 +272,31 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+/* A caller's request id is kept when it is short and made of safe characters only (it goes into
+ * a response header, the log and the audit record); anything else is replaced by one of ours:
+ * a per-process random prefix and a counter, unique across restarts in practice. */
+static void set_request_id(struct ag_http *srv, ag_request_t *req, const char *given)
+{
+    uint64_t seq = atomic_fetch_add(&srv->next_id, 1);
+    size_t n = given ? strlen(given) : 0;
+    bool sane = n > 0 && n <= AG_HTTP_REQUEST_ID_MAX;
+    for (size_t i = 0; sane && i < n; i++) {
+        char c = given[i];
+        sane = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_' || c == '.' || c == ':';
+    }
+    if (sane)
+        memcpy(req->request_id, given, n + 1);
+    else
+        snprintf(req->request_id, sizeof(req->request_id), "%08x-%llx", srv->id_prefix,
+                 (unsigned long long)seq);
+}
+
 static void error_json(ag_request_t *req, int status, const char *msg)
 {
+    /* Refused before routing: explained like the api layer's refusals (docs/API.md "Logs"). */
+    ag_log(status >= 500 ? AG_LOG_ERROR : AG_LOG_DEBUG, "rid=%s %s %.200s -> %d: %s",
+           req->request_id, req->method_name, req->path ? req->path : "-", status, msg);
     json_t *o = json_pack("{s:{s:s},s:f}", "status", "error", msg, "time", 0.0);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -319,6 +384,70 @@ static void forwarded_client(const struct ag_http *srv, const char *xff, char *o
     }
 }
 
+/* ---- CORS ---------------------------------------------------------------------------------- */
+
+/* An origin as browsers send it: http(s)://host[:port], nothing after, safe characters only. */
+static bool origin_shaped(const char *o, size_t len)
+{
+    size_t p = strncmp(o, "https://", 8) == 0 ? 8 : strncmp(o, "http://", 7) == 0 ? 7 : 0;
+    if (!p || len <= p || len > AG_HTTP_ORIGIN_MAX)
+        return false;
+    for (size_t i = p; i < len; i++) {
+        char c = o[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == ':' || c == '[' || c == ']'))
+            return false;
+    }
+    return true;
+}
+
+static int parse_origins(struct ag_http *srv, const char *list, ag_diag_t *diag)
+{
+    if (!list || !*list)
+        return 0;
+    srv->origins = calloc(AG_HTTP_MAX_ORIGINS, sizeof(*srv->origins));
+    if (!srv->origins)
+        return AG_ENOMEM;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        size_t len = strcspn(p, ", ");
+        if (!origin_shaped(p, len) || srv->norigins == AG_HTTP_MAX_ORIGINS)
+            return ag_fail(diag, AG_ECONFIG,
+                           "service.cors_allowed_origins: expected up to %d comma-separated "
+                           "origins like https://app.example.com:8443 (scheme, host, optional "
+                           "port; no path), got '%.*s'",
+                           AG_HTTP_MAX_ORIGINS, (int)AG_MIN(len, 80), p);
+        memcpy(srv->origins[srv->norigins], p, len);
+        srv->origins[srv->norigins][len] = '\0';
+        srv->norigins++;
+        p += len;
+    }
+    return 0;
+}
+
+/* Decides the Access-Control-Allow-Origin of a request from its Origin header: "*" when any
+ * origin may call, the origin itself when it is on the list, nothing otherwise (the browser then
+ * keeps the answer from the page; credentials are never echoed for an origin not allowed). */
+static void cors_decide(const struct ag_http *srv, ag_request_t *req, const char *origin)
+{
+    req->cors_origin[0] = '\0';
+    if (!srv->cfg.cors || !origin)
+        return;
+    if (srv->norigins == 0) {
+        snprintf(req->cors_origin, sizeof(req->cors_origin), "*");
+        return;
+    }
+    req->cors_vary = true;
+    for (size_t i = 0; i < srv->norigins; i++)
+        if (strcmp(srv->origins[i], origin) == 0) {
+            snprintf(req->cors_origin, sizeof(req->cors_origin), "%s", origin);
+            return;
+        }
+}
+
 /* Verifies the client certificate of a TLS connection against the configured CA. */
 static bool client_cert_ok(struct MHD_Connection *conn)
 {
@@ -337,11 +466,13 @@ static bool client_cert_ok(struct MHD_Connection *conn)
     return certs != NULL && n > 0;
 }
 
+/* Every response is counted (GET /metrics) and, with service.access_log, logged. */
 static void access_log(const struct ag_http *srv, const ag_request_t *req)
 {
+    double ms = (ag_now_mono() - req->t_start) * 1000.0;
+    ag_metrics_request(req->metrics_slot, req->status, ms / 1000.0);
     if (!srv->cfg.access_log)
         return;
-    double ms = (ag_now_mono() - req->t_start) * 1000.0;
     ag_log(AG_LOG_INFO, "access %s %s %s %d %zu %.2fms rid=%s who=%s", req->remote_addr,
            req->method_name, req->path ? req->path : "-", req->status, req->resp_len, ms,
            req->request_id, req->principal_label[0] ? req->principal_label : "-");
@@ -351,14 +482,43 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
 {
     if (!req->responded)
         error_json(req, 500, "no response produced");
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        req->resp_len, req->resp_body ? req->resp_body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp;
+    if (req->resp_fd >= 0) {
+        resp = MHD_create_response_from_fd64(req->resp_fd_len, req->resp_fd);
+        if (resp)
+            req->resp_fd = -1; /* MHD closes it with the response */
+    } else {
+        resp = MHD_create_response_from_buffer(
+            req->resp_len, req->resp_body ? req->resp_body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    }
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, "Content-Type",
                             req->resp_type ? req->resp_type : "application/json");
     if (req->retry_after[0])
         MHD_add_response_header(resp, "Retry-After", req->retry_after);
+    MHD_add_response_header(resp, "x-request-id", req->request_id);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (req->csp) {
+        MHD_add_response_header(resp, "Content-Security-Policy", req->csp);
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    }
+    /* Caches must not hand one origin's answer to another, allowed or not. */
+    if (req->cors_vary)
+        MHD_add_response_header(resp, "Vary", "Origin");
+    if (req->cors_origin[0]) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", req->cors_origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", "x-request-id, retry-after");
+        if (req->preflight) {
+            MHD_add_response_header(resp, "Access-Control-Allow-Methods",
+                                    "GET, POST, PUT, PATCH, DELETE, HEAD");
+            MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                    "api-key, authorization, content-type, x-request-id");
+            MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+        }
+    }
     if (close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)req->status, resp);
@@ -466,12 +626,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         atomic_fetch_add(&srv->active, 1);
         req->conn = conn;
         req->t_start = ag_now_mono();
-        snprintf(req->request_id, sizeof(req->request_id), "%llx",
-                 (unsigned long long)atomic_fetch_add(&srv->next_id, 1));
+        set_request_id(srv, req,
+                       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"));
         req->method = parse_method(method);
         snprintf(req->method_name, sizeof(req->method_name), "%s", method);
         req->path = strdup(url);
         req->content_length = UINT64_MAX;
+        req->spool_fd = -1;
+        req->resp_fd = -1;
+        req->metrics_slot = AG_METRICS_NO_ROUTE;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
@@ -502,24 +665,50 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 req->content_length = v;
         }
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, req);
+        const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+        cors_decide(srv, req, origin);
+        /* A preflight is answered here, before any authentication (browsers send it without
+         * credentials); it runs nothing, and the request it announces is checked as usual. */
+        req->preflight = srv->cfg.cors && origin && strcmp(method, "OPTIONS") == 0 &&
+                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     "Access-Control-Request-Method") != NULL;
 
         /* The headers are in: the body (if any) has body_timeout to arrive. */
         set_deadline(conn, srv->cfg.body_timeout);
         if (atomic_load(&srv->nconns) > (int)srv->cfg.max_connections) {
             error_json(req, 503, "too many connections; retry later");
             req->close_after = true;
+        } else if (req->preflight) {
+            if (req->cors_origin[0])
+                ag_request_respond_text(req, 204, "text/plain", "");
+            else
+                error_json(req, 403,
+                           "CORS: this origin is not allowed "
+                           "(service.cors_allowed_origins)");
         } else if (!req->path || !split_path(req, url)) {
             error_json(req, 400, "malformed request path");
-        } else if (req->content_length != UINT64_MAX && req->content_length > srv->cfg.max_body) {
-            /* Answered once the body has been read and discarded: answering now would make the
-             * kernel reset the connection over the unread bytes and lose the 413. */
-            error_json(req, 413, "request body is larger than the configured limit");
-            req->close_after = true;
         } else {
             /* A missing or bad client certificate is the api layer's to refuse, as a failed
              * authentication: throttled, logged and audited like a bad key. */
             req->client_cert_refused = srv->cfg.verify_client && !client_cert_ok(conn);
             srv->begin(srv->ud, req);
+            uint64_t limit = req->spool_fd >= 0 ? req->spool_max : srv->cfg.max_body;
+            if (!req->responded && req->content_length != UINT64_MAX &&
+                req->content_length > limit) {
+                /* Answered once the body has been read and discarded: answering now would make
+                 * the kernel reset the connection over the unread bytes and lose the 413 (an
+                 * upload, whose clients expect that, is answered at once). */
+                error_json(req, 413, "request body is larger than the configured limit");
+                req->close_after = true;
+                req->answer_now = req->spool_fd >= 0;
+                spool_drop(req);
+            }
+        }
+        if (req->responded && req->answer_now) {
+            /* Refused before any byte of the body: answered now, the body never read. */
+            access_log(srv, req);
+            set_deadline(conn, srv->cfg.body_timeout);
+            return queue(conn, req, true);
         }
         return MHD_YES;
     }
@@ -529,6 +718,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         if (req->responded)
             return MHD_YES; /* refused already: discard the body, never parse it */
+        if (req->spool_fd >= 0) {
+            int werr = 0;
+            if (req->spool_len + n > req->spool_max) {
+                error_json(req, 413, "upload is larger than the configured limit");
+                req->close_after = true;
+            } else if (ag_write_all(req->spool_fd, upload_data, n) != 0) {
+                werr = errno;
+                error_json(req, werr == ENOSPC ? 507 : 500,
+                           werr == ENOSPC ? "Insufficient storage: no room for the upload"
+                                          : "cannot store the upload");
+                req->close_after = true;
+            } else {
+                req->spool_len += n;
+                return MHD_YES;
+            }
+            spool_drop(req);
+            return MHD_YES;
+        }
         if (req->body_len + n > srv->cfg.max_body) {
             free(req->body);
             req->body = NULL;
@@ -576,6 +783,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         else
             srv->jobs_head = req;
         srv->jobs_tail = req;
+        atomic_fetch_add(&srv->queued, 1);
         pthread_cond_signal(&srv->jobs_cv);
         pthread_mutex_unlock(&srv->jobs_lock);
         return MHD_YES;
@@ -605,9 +813,12 @@ static void *worker_main(void *arg)
         srv->jobs_head = req->next_job;
         if (!srv->jobs_head)
             srv->jobs_tail = NULL;
+        atomic_fetch_sub(&srv->queued, 1);
+        atomic_fetch_add(&srv->busy, 1);
         pthread_mutex_unlock(&srv->jobs_lock);
 
         srv->handle(srv->ud, req);
+        atomic_fetch_sub(&srv->busy, 1);
         req->phase = PHASE_ANSWERED;
         MHD_resume_connection(req->conn);
 
@@ -707,8 +918,12 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     srv->ud = ud;
     atomic_init(&srv->active, 0);
     atomic_init(&srv->next_id, 1);
+    srv->id_prefix = randombytes_random();
     int prc = parse_proxies(srv, cfg->trusted_proxies, diag);
+    if (prc == 0)
+        prc = parse_origins(srv, cfg->cors_origins, diag);
     if (prc) {
+        free(srv->origins);
         free(srv);
         return prc;
     }
@@ -730,10 +945,12 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
         sin6->sin6_port = htons(cfg->port);
         flags |= MHD_USE_IPv6;
     } else {
+        free(srv->origins);
         free(srv);
         return ag_fail(diag, AG_ECONFIG, "service.host: '%s' is not an IPv4 or IPv6 address", host);
     }
     if (!start_workers(srv, cfg->threads ? cfg->threads : 4)) {
+        free(srv->origins);
         free(srv);
         return ag_fail(diag, AG_EINTERNAL, "cannot start the request worker threads");
     }
@@ -774,6 +991,7 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
         NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (!srv->daemon) {
         stop_workers(srv);
+        free(srv->origins);
         free(srv);
         /* MHD does not say why; a bind of our own tells a taken port from the rest. */
         int probe = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -800,6 +1018,19 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
                             "timeout applies");
     *out = srv;
     return 0;
+}
+
+void ag_http_stats(ag_http_t *srv, ag_http_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!srv)
+        return;
+    int n = atomic_load(&srv->nconns);
+    out->connections = n > 0 ? (unsigned)n : 0;
+    out->workers = srv->nworkers;
+    out->busy = atomic_load(&srv->busy);
+    out->queued = atomic_load(&srv->queued);
+    out->requests = atomic_load(&srv->next_id) - 1;
 }
 
 uint16_t ag_http_port(const ag_http_t *srv)
@@ -831,5 +1062,6 @@ void ag_http_stop(ag_http_t *srv, double grace_s)
     pthread_cond_destroy(&srv->jobs_cv);
     pthread_mutex_destroy(&srv->jobs_lock);
     pthread_mutex_destroy(&srv->conns_lock);
+    free(srv->origins);
     free(srv);
 }

@@ -32,6 +32,9 @@ typedef enum {
 
 #define AG_HTTP_MAX_SEGMENTS 16
 #define AG_HTTP_MAX_QUERY 16
+#define AG_HTTP_REQUEST_ID_MAX 64
+#define AG_HTTP_ORIGIN_MAX 255
+#define AG_HTTP_MAX_ORIGINS 32
 
 typedef struct ag_query_arg {
     char *key; /* percent-decoded, owned by the request */
@@ -52,7 +55,9 @@ typedef struct ag_request {
     char *content_type;
     char remote_addr[64]; /* the client: the peer, or from X-Forwarded-For behind a trusted proxy */
     char peer_addr[64];   /* the address of the TCP peer itself */
-    char request_id[20];
+    /* The caller's X-Request-Id when it is sane (1..64 of [A-Za-z0-9._:-]), else one made here;
+     * sent back as x-request-id and written to the access log and the audit record. */
+    char request_id[AG_HTTP_REQUEST_ID_MAX + 1];
     char *body; /* accumulated body, NUL-terminated (owned) */
     size_t body_len;
     size_t body_cap;
@@ -66,6 +71,7 @@ typedef struct ag_request {
     void *app;                   /* per-request state owned by the api layer */
     void (*app_free)(void *app); /* releases app when the request ends */
     char principal_label[96];    /* for the access log: who the caller was (never a secret) */
+    unsigned metrics_slot;       /* the route's slot in base/ag_metrics.h; AG_METRICS_NO_ROUTE */
 
     /* Response, set by begin() (to refuse early) or handle(). */
     int status;
@@ -77,8 +83,28 @@ typedef struct ag_request {
     bool close_after; /* send Connection: close (the client overran a limit) */
     void *conn;       /* struct MHD_Connection *, for TLS introspection */
 
+    /* Uploads (ag_request_spool): the body goes to a temporary file instead of memory. */
+    int spool_fd;       /* -1 = the body is read into memory as usual */
+    char *spool_path;   /* owned; the file is removed when the request ends */
+    uint64_t spool_max; /* bytes; past it 413 and the file is dropped */
+    uint64_t spool_len; /* bytes written so far */
+    /* Set by begin() with a refusal: sent at once, without reading the body, and the connection
+     * closed (uploads: a refused upload never has its body read). */
+    bool answer_now;
+    /* A response sent from a file (ag_request_respond_file): owned, closed by the adapter. */
+    int resp_fd;
+    uint64_t resp_fd_len;
+
     /* Set by begin(): handle() is cheap and runs on the network thread (health probes). */
     bool inline_ok;
+    /* CORS: the Access-Control-Allow-Origin value to send ("" = none), and whether the request
+     * is a preflight answered by the adapter. */
+    char cors_origin[AG_HTTP_ORIGIN_MAX + 1];
+    bool preflight;
+    bool cors_vary; /* the answer depends on Origin (an allowlist is set): Vary: Origin */
+    /* A Content-Security-Policy for the response (a static string), or NULL: set for pages that
+     * a browser renders (the dashboard), with frame and referrer protection alongside. */
+    const char *csp;
     /* Adapter state: 0 reading, 1 handed to a request worker, 2 answered by the worker. */
     int phase;
     struct ag_request *next_job; /* the request workers' queue */
@@ -93,6 +119,15 @@ void ag_request_respond(ag_request_t *req, int status, const char *content_type,
 /* Copies text as the response body. */
 void ag_request_respond_text(ag_request_t *req, int status, const char *content_type,
                              const char *text);
+
+/* Sends the body of the response from fd[0, len) (takes ownership of fd, which the adapter
+ * closes); resp_body stays empty. */
+void ag_request_respond_file(ag_request_t *req, int status, const char *content_type, int fd,
+                             uint64_t len);
+/* From begin(): the body of this request goes to a new temporary file in dir (created 0600,
+ * removed when the request ends) rather than into memory, up to max bytes instead of the
+ * server's max_body; the handler reads it through req->spool_fd / spool_len. 0, AG_EIO. */
+int ag_request_spool(ag_request_t *req, const char *dir, uint64_t max);
 
 typedef void (*ag_http_begin_fn)(void *ud, ag_request_t *req);
 typedef void (*ag_http_handle_fn)(void *ud, ag_request_t *req);
@@ -124,6 +159,13 @@ typedef struct ag_http_config {
      * believed (service.trusted_proxies); NULL = none. */
     const char *trusted_proxies;
     unsigned max_connections_per_ip; /* 0 = no limit */
+    /* CORS (docs/API.md "CORS"): with cors, browsers on other origins may call the API — any
+     * origin ("Access-Control-Allow-Origin: *", never with credentials), or, when cors_origins is
+     * set (comma-separated "scheme://host[:port]"), only those, each echoed back exactly. A
+     * preflight OPTIONS is answered here without authentication; the request it announces is
+     * authenticated as usual. */
+    bool cors;
+    const char *cors_origins;
 } ag_http_config_t;
 
 typedef struct ag_http ag_http_t;
@@ -133,6 +175,15 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
                   void *ud, ag_http_t **out, ag_diag_t *diag);
 /* Stops accepting, waits up to grace_s for in-flight requests to finish, then frees the server. */
 void ag_http_stop(ag_http_t *srv, double grace_s);
+/* What GET /metrics reports about the server's own state; any moment's values. */
+typedef struct ag_http_stats {
+    unsigned connections; /* open connections */
+    unsigned workers;     /* request workers */
+    unsigned busy;        /* of which running a request */
+    unsigned queued;      /* requests waiting for a worker */
+    uint64_t requests;    /* requests begun since start */
+} ag_http_stats_t;
+void ag_http_stats(ag_http_t *srv, ag_http_stats_t *out);
 /* The port actually bound (useful with port 0). */
 uint16_t ag_http_port(const ag_http_t *srv);
 

@@ -161,6 +161,16 @@ static int path_init(const char *text, bool nested, path_t *out, const char **wh
     return 0;
 }
 
+const char *ag_payload_path_split(const char *path, char *buf, size_t cap)
+{
+    const char *dot = strchr(path, '.');
+    if (!dot || (size_t)(dot - path) >= cap)
+        return NULL;
+    memcpy(buf, path, (size_t)(dot - path));
+    buf[dot - path] = '\0';
+    return dot + 1;
+}
+
 int ag_payload_path_check(const char *path, ag_diag_t *diag)
 {
     seg_t segs[MAX_SEGS];
@@ -171,6 +181,160 @@ int ag_payload_path_check(const char *path, ag_diag_t *diag)
     if (why)
         return ag_fail(diag, AG_EINVAL, "invalid key path: %s", why);
     return 0;
+}
+
+/* ---- payload selectors (with_payload include / exclude) ------------------------------------ */
+
+/* The part of v selected by segments s[0..n): a new value, or NULL when nothing is there. */
+static json_t *project(const json_t *v, const seg_t *s, size_t n)
+{
+    if (n == 0)
+        return json_deep_copy(v);
+    if (s->kind == SEG_KEY) {
+        const json_t *next = json_is_object(v) ? json_object_getn(v, s->key, s->len) : NULL;
+        json_t *sub = next ? project(next, s + 1, n - 1) : NULL;
+        if (!sub)
+            return NULL;
+        json_t *o = json_object();
+        if (!o || json_object_setn_new(o, s->key, s->len, sub) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+        return o;
+    }
+    if (!json_is_array(v))
+        return NULL;
+    json_t *out = json_array();
+    for (size_t i = 0, len = json_array_size(v); out && i < len; i++) {
+        if (s->kind == SEG_INDEX && i != s->index)
+            continue;
+        json_t *sub = project(json_array_get(v, i), s + 1, n - 1);
+        if (sub)
+            json_array_append_new(out, sub);
+    }
+    if (out && json_array_size(out) == 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* Merges src (taken) into dst: objects key by key, arrays of the same length element-wise. */
+static void merge_taken(json_t *dst, json_t *src)
+{
+    if (json_is_object(dst) && json_is_object(src)) {
+        const char *k;
+        size_t klen;
+        json_t *sv;
+        json_object_keylen_foreach(src, k, klen, sv)
+        {
+            json_t *dv = json_object_getn(dst, k, klen);
+            if (dv && ((json_is_object(dv) && json_is_object(sv)) ||
+                       (json_is_array(dv) && json_is_array(sv) &&
+                        json_array_size(dv) == json_array_size(sv))))
+                merge_taken(dv, json_incref(sv));
+            else
+                json_object_setn(dst, k, klen, sv);
+        }
+    } else if (json_is_array(dst) && json_is_array(src)) {
+        for (size_t i = 0; i < json_array_size(src); i++)
+            merge_taken(json_array_get(dst, i), json_incref(json_array_get(src, i)));
+    }
+    json_decref(src);
+}
+
+int ag_payload_include(json_t *out, const json_t *payload, const char *path)
+{
+    seg_t segs[MAX_SEGS];
+    size_t n;
+    if (parse_path(path, segs, MAX_SEGS - 1, &n))
+        return AG_EINVAL;
+    json_t *sub = project(payload, segs, n);
+    if (sub)
+        merge_taken(out, sub);
+    return 0;
+}
+
+static void exclude(json_t *v, const seg_t *s, size_t n)
+{
+    if (n == 0)
+        return;
+    if (s->kind == SEG_KEY) {
+        if (!json_is_object(v))
+            return;
+        if (n == 1) {
+            char key[AG_MAX_PATH_LEN + 1];
+            memcpy(key, s->key, s->len);
+            key[s->len] = '\0';
+            json_object_del(v, key);
+            return;
+        }
+        exclude(json_object_getn(v, s->key, s->len), s + 1, n - 1);
+        return;
+    }
+    if (!json_is_array(v))
+        return;
+    if (n == 1) { /* the selected elements themselves */
+        if (s->kind == SEG_INDEX)
+            json_array_remove(v, s->index);
+        else
+            json_array_clear(v);
+        return;
+    }
+    for (size_t i = 0, len = json_array_size(v); i < len; i++)
+        if (s->kind == SEG_ALL || i == s->index)
+            exclude(json_array_get(v, i), s + 1, n - 1);
+}
+
+void ag_payload_exclude(json_t *obj, const char *path)
+{
+    seg_t segs[MAX_SEGS];
+    size_t n;
+    if (parse_path(path, segs, MAX_SEGS - 1, &n) == NULL)
+        exclude(obj, segs, n);
+}
+
+static int set_at(json_t *v, const seg_t *s, size_t n, const json_t *payload)
+{
+    if (n == 0)
+        return json_is_object(v) && json_object_update(v, (json_t *)payload) != 0 ? AG_ENOMEM : 0;
+    bool next_is_key = n == 1 || s[1].kind == SEG_KEY;
+    if (s->kind == SEG_KEY) {
+        if (!json_is_object(v))
+            return 0;
+        json_t *child = json_object_getn(v, s->key, s->len);
+        if (next_is_key && !json_is_object(child)) {
+            child = json_object();
+            if (!child || json_object_setn_new(v, s->key, s->len, child) != 0)
+                return AG_ENOMEM;
+        }
+        return set_at(child, s + 1, n - 1, payload);
+    }
+    if (!json_is_array(v))
+        return 0;
+    for (size_t i = 0, len = json_array_size(v); i < len; i++) {
+        if (s->kind == SEG_INDEX && i != s->index)
+            continue;
+        json_t *e = json_array_get(v, i);
+        if (next_is_key && !json_is_object(e)) {
+            e = json_object();
+            if (!e || json_array_set_new(v, i, e) != 0)
+                return AG_ENOMEM;
+        }
+        int rc = set_at(e, s + 1, n - 1, payload);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int ag_payload_set_at(json_t *obj, const char *path, const json_t *payload)
+{
+    seg_t segs[MAX_SEGS];
+    size_t n;
+    if (parse_path(path, segs, MAX_SEGS - 1, &n))
+        return AG_EINVAL;
+    return set_at(obj, segs, n, payload);
 }
 
 /* Visitor: returns true to stop the walk. */
@@ -414,7 +578,8 @@ enum cond_kind {
     C_IS_NULL,
     C_HAS_ID,
     C_HAS_VECTOR,
-    C_GLOB, /* u.glob: a string value matching a scope pattern (server-built filters only) */
+    C_SLICE, /* u.slice: the point's share of a partition of all ids */
+    C_GLOB,  /* u.glob: a string value matching a scope pattern (server-built filters only) */
 };
 
 enum { VT_STR, VT_INT, VT_BOOL };
@@ -485,6 +650,9 @@ typedef struct cond {
             ag_point_id_t *ids; /* sorted by ag_id_cmp */
             size_t n;
         } ids;
+        struct {
+            uint64_t total, index;
+        } slice;
         str_t vec;
     } u;
 } cond_t;
@@ -1138,9 +1306,12 @@ static int compile_field(cctx_t *c, const json_t *j, cond_t *cond)
         }
         which = names[i];
     }
-    if (!which)
-        return bad(c, "expected one of match, range, geo_bounding_box, geo_radius, geo_polygon, "
-                      "values_count, is_empty, is_null next to key");
+    if (!which) /* Qdrant's wording and status: a validation rule of the body */
+        return ag_fail(c->diag, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s: At least one field condition must be "
+                       "specified (match, range, geo_bounding_box, geo_radius, geo_polygon, "
+                       "values_count, is_empty, is_null next to key)",
+                       c->path);
     const json_t *v = json_object_get(j, which);
     mark = jp_name(c, which);
     if (strcmp(which, "match") == 0) {
@@ -1188,6 +1359,30 @@ static int compile_has_id(cctx_t *c, const json_t *v, cond_t *cond)
     return 0;
 }
 
+/* {"total": n, "index": i}: the points whose id falls in part i of n (docs/API.md "Slice"). */
+static int compile_slice(cctx_t *c, const json_t *v, cond_t *cond)
+{
+    static const char *const names[] = {"total", "index", NULL};
+    if (!json_is_object(v))
+        return bad(c, "expected an object with total and index");
+    int rc = only_keys(c, v, names);
+    if (rc)
+        return rc;
+    const json_t *t = json_object_get(v, "total"), *i = json_object_get(v, "index");
+    if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > UINT32_MAX)
+        return bad(c, "total: expected an integer from 1 to %u", UINT32_MAX);
+    if (!json_is_integer(i) || json_integer_value(i) < 0)
+        return bad(c, "index: expected an integer >= 0");
+    if (json_integer_value(i) >= json_integer_value(t))
+        return ag_fail(c->diag, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s.index: must be less than total (%lld)",
+                       c->path, (long long)json_integer_value(t));
+    cond->kind = C_SLICE;
+    cond->u.slice.total = (uint64_t)json_integer_value(t);
+    cond->u.slice.index = (uint64_t)json_integer_value(i);
+    return 0;
+}
+
 static int compile_nested(cctx_t *c, const json_t *v, int depth, cond_t *cond)
 {
     static const char *const names[] = {"key", "filter", NULL};
@@ -1227,6 +1422,8 @@ static int compile_special(cctx_t *c, const json_t *j, const char *name, int dep
         rc = compile_payload_field(c, v, cond);
     } else if (strcmp(name, "has_id") == 0) {
         rc = compile_has_id(c, v, cond);
+    } else if (strcmp(name, "slice") == 0) {
+        rc = compile_slice(c, v, cond);
     } else if (strcmp(name, "has_vector") == 0) {
         if (!json_is_string(v)) {
             rc = bad(c, "expected a vector name");
@@ -1247,8 +1444,8 @@ static int compile_special(cctx_t *c, const json_t *j, const char *name, int dep
 
 static int compile_cond(cctx_t *c, const json_t *j, int depth, cond_t *cond)
 {
-    static const char *const specials[] = {"is_empty",   "is_null", "has_id",
-                                           "has_vector", "nested",  NULL};
+    static const char *const specials[] = {"is_empty", "is_null", "has_id", "has_vector",
+                                           "nested",   "slice",   NULL};
     if (!json_is_object(j))
         return bad(c, "expected a condition object");
     if (json_object_get(j, "key"))
@@ -1846,6 +2043,9 @@ static bool eval_cond(const cond_t *c, const ag_filter_subject_t *s, int mode)
                bsearch(s->id, c->u.ids.ids, c->u.ids.n, sizeof(ag_point_id_t), id_cmp) != NULL;
     case C_HAS_VECTOR:
         return s->has_vector && s->has_vector(s->ud, c->u.vec.p);
+    case C_SLICE: /* a mix of the id's own hash, stable for a given id and release */
+        return s->id &&
+               ag_id_hash(s->id) * 0x9e3779b97f4a7c15ULL % c->u.slice.total == c->u.slice.index;
     case C_IS_EMPTY:
         return !(pl && walk(pl, p->segs, p->n, not_empty_visit, NULL)) != c->negate;
     case C_IS_NULL:

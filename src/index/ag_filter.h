@@ -133,9 +133,24 @@ size_t ag_payload_path_each(const json_t *payload, const char *path,
 size_t ag_payload_path_each_raw(const json_t *payload, const char *path,
                                 void (*fn)(const json_t *v, void *ud), void *ud);
 
+/* Splits "head.rest" at its first dot: head copied into buf (cap bytes), the rest returned.
+ * NULL when path has no dot or the head does not fit. */
+const char *ag_payload_path_split(const char *path, char *buf, size_t cap);
+
 /* Validates a key path string (non-empty, <= AG_MAX_PATH_LEN bytes, well-formed brackets and
  * quotes, keys of letters, digits, '_', '-' or non-ASCII unless quoted). 0 or AG_EINVAL. */
 int ag_payload_path_check(const char *path, ag_diag_t *diag);
+
+/* Payload selectors (docs/API.md "Payload selectors"): path may step into arrays ("a[].b" every
+ * element, "a[2].b" one). ag_payload_include merges the part of payload at path into out (an
+ * object, modified; AG_EINVAL for a bad path, nothing selected is not an error);
+ * ag_payload_exclude removes what path selects from obj (in place; a bad path removes nothing). */
+int ag_payload_include(json_t *out, const json_t *payload, const char *path);
+void ag_payload_exclude(json_t *obj, const char *path);
+/* Set payload with a key (POST /points/payload "key"): merges payload into the object(s) at path
+ * inside obj, creating objects along plain keys ("a.b"); "a[0].b" / "a[].b" step into existing
+ * arrays. AG_EINVAL for a bad path, AG_ENOMEM. */
+int ag_payload_set_at(json_t *obj, const char *path, const json_t *payload);
 
 /* Stricter than ag_filter_match: a positive condition on a multi-valued field holds only when
  * every value satisfies it (and there is at least one); under must_not the dual applies. A match

@@ -54,7 +54,16 @@ typedef struct hnsw {
     uint32_t pend_cap;
     uint32_t *queue; /* q_n slots waiting to be linked */
     uint32_t q_n, q_cap;
-    uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
+    /* Linking at once (not background): what hnsw_reserve set aside so that the inserts it was
+     * told of allocate nothing — levels drawn ahead with their upper-level link blocks (pre[pre_at
+     * .. pre_n), taken in order by fresh nodes), and insert's candidate buffer. */
+    struct pre_node {
+        uint32_t *up; /* owned until taken; NULL for level 0 */
+        uint8_t level;
+    } * pre;
+    uint32_t pre_at, pre_n, pre_cap;
+    cand_t *ins_tmp;    /* owned; m0 + 2 + ef_construct entries, or NULL until first needed */
+    uint64_t mutations; /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
 
@@ -678,10 +687,15 @@ static int insert(hnsw_t *h, uint32_t slot)
         for (int lc = 1; lc <= level; lc++)
             links_of(h, slot, lc)[0] = 0;
     } else {
-        level = random_level(h);
         uint32_t *up = NULL;
-        if (level > 0 && !(up = calloc((size_t)level * (h->m + 1), sizeof(uint32_t))))
-            return AG_ENOMEM;
+        if (h->pre_at < h->pre_n) { /* drawn ahead by hnsw_reserve */
+            level = h->pre[h->pre_at].level;
+            up = h->pre[h->pre_at++].up;
+        } else {
+            level = random_level(h);
+            if (level > 0 && !(up = calloc((size_t)level * (h->m + 1), sizeof(uint32_t))))
+                return AG_ENOMEM;
+        }
         free(h->up[slot]);
         h->up[slot] = up;
         h->level[slot] = (uint8_t)level;
@@ -696,11 +710,11 @@ static int insert(hnsw_t *h, uint32_t slot)
         return 0;
     }
     scratch_t *sc = scratch_get(h->cap);
-    cand_t *tmp = malloc(((size_t)h->m0 + 2 + h->ef_construct) * sizeof(cand_t));
-    if (!sc || !tmp) {
-        free(tmp);
+    if (!h->ins_tmp)
+        h->ins_tmp = malloc(((size_t)h->m0 + 2 + h->ef_construct) * sizeof(cand_t));
+    cand_t *tmp = h->ins_tmp;
+    if (!sc || !tmp)
         return AG_ENOMEM;
-    }
     sctx_t x = {.h = h, .v = v, .q = ag_vecstore_view_row(&v, slot), .sc = sc};
     uint32_t ep = h->entry;
     float epd = qdist(&x, ep);
@@ -727,7 +741,6 @@ static int insert(hnsw_t *h, uint32_t slot)
             connect(h, &v, nb, slot, rdist(h, &v, nb, slot), lc, tmp);
         }
     }
-    free(tmp);
     h->state[slot] = NODE_LIVE;
     h->n_live++;
     if (level > h->max_level) {
@@ -895,14 +908,57 @@ static int build_all(hnsw_t *h)
     return 0;
 }
 
+/* Linking at once: `inserts` fresh nodes may come (on this thread). Node arrays for the
+ * vector store's capacity, this thread's scratch at its largest (the candidate queue holds each
+ * node at most once per layer search), insert's buffer, and a level drawn ahead — with its link
+ * block — for each insert not already covered. */
+static int reserve_inserts(hnsw_t *h, uint32_t slots, size_t inserts)
+{
+    ag_vecstore_view_t v;
+    ag_vecstore_view(h->base.vs, &v);
+    if (grow_nodes(h, AG_MAX(slots, v.capacity)) != 0)
+        return AG_ENOMEM;
+    scratch_t *sc = scratch_get(h->cap);
+    if (!sc || !grow_cands(&sc->rs, &sc->rs_cap, (size_t)h->ef_construct + 1) ||
+        !grow_cands(&sc->cq, &sc->cq_cap, (size_t)h->cap + h->m0 + 64) ||
+        !ids_room(sc, (size_t)h->m0 + 1))
+        return AG_ENOMEM;
+    if (!h->ins_tmp &&
+        !(h->ins_tmp = malloc(((size_t)h->m0 + 2 + h->ef_construct) * sizeof(cand_t))))
+        return AG_ENOMEM;
+    if (h->pre_at > 0) { /* drop what was taken */
+        memmove(h->pre, h->pre + h->pre_at, (size_t)(h->pre_n - h->pre_at) * sizeof(*h->pre));
+        h->pre_n -= h->pre_at;
+        h->pre_at = 0;
+    }
+    if (inserts <= h->pre_n)
+        return 0;
+    if (AG_GROW(h->pre, h->pre_cap, inserts, 64, AG_VECSTORE_MAX_SLOTS) != 0)
+        return AG_ENOMEM;
+    while (h->pre_n < inserts) {
+        int level = random_level(h);
+        uint32_t *up = NULL;
+        if (level > 0 && !(up = calloc((size_t)level * (h->m + 1), sizeof(uint32_t))))
+            return AG_ENOMEM; /* the levels drawn so far stay set aside */
+        h->pre[h->pre_n++] = (struct pre_node){up, (uint8_t)level};
+    }
+    return 0;
+}
+
 /* Background linking queues every add: room in the queue (for the adds, or for every stored
- * vector when they cross the threshold) and in the pending map. Without background linking an
- * add may link at once, which cannot be reserved for. */
+ * vector when they cross the threshold) and in the pending map. Linking at once inserts the adds
+ * (or, crossing the threshold, builds over every stored vector): reserve_inserts. */
 static int hnsw_reserve(ag_index_t *ix, uint32_t slots, size_t adds)
 {
     hnsw_t *h = (hnsw_t *)ix;
-    if (!h->background || h->deferred)
+    if (h->deferred)
         return 0;
+    if (!h->background) {
+        size_t stored = ag_vecstore_count(ix->vs);
+        if (!h->built && stored + adds <= h->full_scan)
+            return 0;
+        return reserve_inserts(h, slots, h->built ? adds : stored + adds);
+    }
     size_t queue = (size_t)h->q_n + adds;
     if (!h->built)
         queue += ag_vecstore_count(ix->vs); /* crossing the threshold queues them all */
@@ -1143,6 +1199,10 @@ static void hnsw_free(ag_index_t *ix)
     free(h->state);
     free(h->pend);
     free(h->queue);
+    for (uint32_t i = h->pre_at; i < h->pre_n; i++)
+        free(h->pre[i].up);
+    free(h->pre);
+    free(h->ins_tmp);
     free(h);
 }
 

@@ -19,6 +19,7 @@ typedef struct plist {
     uint32_t n;
     uint32_t cap;
     uint32_t dim;
+    uint32_t reserved; /* postings promised to ag_sparse_reserve calls not yet put */
     bool used;
 } plist_t;
 
@@ -63,6 +64,12 @@ static plist_t *table_find(const ag_sparse_t *sp, uint32_t dim)
             return &sp->table[i];
     }
     return NULL;
+}
+
+uint32_t ag_sparse_df(const ag_sparse_t *sp, uint32_t dim)
+{
+    const plist_t *l = table_find(sp, dim);
+    return l ? l->n : 0;
 }
 
 static int table_rehash(ag_sparse_t *sp, size_t new_cap)
@@ -140,9 +147,13 @@ static uint32_t plist_lower_bound(const plist_t *l, uint32_t slot)
     return lo;
 }
 
+/* Room for one more posting beyond those already promised. */
 static int plist_reserve_one(plist_t *l)
 {
-    return AG_GROW(l->p, l->cap, (size_t)l->n + 1, 4, AG_VECSTORE_MAX_SLOTS) == 0 ? 0 : AG_ENOMEM;
+    if (AG_GROW(l->p, l->cap, (size_t)l->n + l->reserved + 1, 4, AG_VECSTORE_MAX_SLOTS) != 0)
+        return AG_ENOMEM;
+    l->reserved++;
+    return 0;
 }
 
 /* Capacity must have been reserved. Slots mostly arrive in ascending order, so this is
@@ -203,7 +214,7 @@ static void unlink_postings(ag_sparse_t *sp, const svec_t *v, uint32_t slot, boo
         plist_t *l = table_find(sp, v->idx[j]);
         ag_assert(l);
         plist_remove(l, slot);
-        if (drop_empty && l->n == 0)
+        if (drop_empty && l->n == 0 && l->reserved == 0)
             table_delete(sp, l);
     }
 }
@@ -212,7 +223,7 @@ static void drop_empty_lists(ag_sparse_t *sp, const uint32_t *idx, uint32_t n)
 {
     for (uint32_t j = 0; j < n; j++) {
         plist_t *l = table_find(sp, idx[j]);
-        if (l && l->n == 0)
+        if (l && l->n == 0 && l->reserved == 0)
             table_delete(sp, l);
     }
 }
@@ -226,48 +237,87 @@ static int grow_slots(ag_sparse_t *sp, uint32_t slot)
     return 0;
 }
 
-int ag_sparse_set(ag_sparse_t *sp, uint32_t slot, const uint32_t *indices, const float *values,
-                  uint32_t n)
+/* Memory: out->block is owned by the caller until ag_sparse_put takes it
+ * (ag_sparse_prep_release otherwise). */
+int ag_sparse_prepare(const uint32_t *indices, const float *values, uint32_t n,
+                      ag_sparse_prep_t *out)
 {
-    if (slot >= AG_VECSTORE_MAX_SLOTS || (n > 0 && (!indices || !values)))
+    *out = (ag_sparse_prep_t){0};
+    if (n > 0 && (!indices || !values))
         return AG_EINVAL;
-    int rc = grow_slots(sp, slot);
-    if (rc)
-        return rc;
-
-    /* Build the new vector sorted by index. */
-    uint32_t *block = NULL;
-    if (n > 0) {
-        pair_t *pairs = malloc((size_t)n * sizeof(pair_t));
-        block = malloc((size_t)n * (sizeof(uint32_t) + sizeof(float)));
-        if (!pairs || !block) {
-            free(pairs);
-            free(block);
-            return AG_ENOMEM;
-        }
-        for (uint32_t j = 0; j < n; j++)
-            pairs[j] = (pair_t){indices[j], values[j]};
-        qsort(pairs, n, sizeof(pair_t), cmp_pair);
-        float *val = (float *)(block + n);
-        for (uint32_t j = 0; j < n; j++) {
-            block[j] = pairs[j].idx;
-            val[j] = pairs[j].val;
-        }
+    if (n == 0)
+        return 0;
+    pair_t *pairs = malloc((size_t)n * sizeof(pair_t));
+    uint32_t *block = malloc((size_t)n * (sizeof(uint32_t) + sizeof(float)));
+    if (!pairs || !block) {
         free(pairs);
+        free(block);
+        return AG_ENOMEM;
     }
-
-    /* Reserve: every list the new vector goes into exists and has room for one more posting.
-     * What this leaves behind on failure (empty lists, spare capacity) changes no result. */
+    for (uint32_t j = 0; j < n; j++)
+        pairs[j] = (pair_t){indices[j], values[j]};
+    qsort(pairs, n, sizeof(pair_t), cmp_pair);
+    float *val = (float *)(block + n);
     for (uint32_t j = 0; j < n; j++) {
-        plist_t *l = table_get_or_create(sp, block[j]);
+        block[j] = pairs[j].idx;
+        val[j] = pairs[j].val;
+    }
+    free(pairs);
+    out->block = block;
+    out->n = n;
+    return 0;
+}
+
+void ag_sparse_prep_release(ag_sparse_prep_t *p)
+{
+    free(p->block);
+    *p = (ag_sparse_prep_t){0};
+}
+
+/* Gives back the promises of the first `upto` indices of p; lists left empty and unpromised are
+ * dropped. */
+static void unpromise(ag_sparse_t *sp, const ag_sparse_prep_t *p, uint32_t upto)
+{
+    for (uint32_t j = 0; j < upto; j++) {
+        plist_t *l = table_find(sp, p->block[j]);
+        ag_assert(l && l->reserved > 0);
+        l->reserved--;
+    }
+    drop_empty_lists(sp, p->block, upto);
+}
+
+int ag_sparse_reserve(ag_sparse_t *sp, uint32_t slots, const ag_sparse_prep_t *p)
+{
+    if (slots > AG_VECSTORE_MAX_SLOTS)
+        return AG_EINVAL;
+    if (slots > 0 && grow_slots(sp, slots - 1) != 0)
+        return AG_ENOMEM;
+    /* Every list the vector goes into exists and has room for one more posting than is already
+     * promised. What a failure leaves behind (spare capacity) changes no result. */
+    for (uint32_t j = 0; j < p->n; j++) {
+        plist_t *l = table_get_or_create(sp, p->block[j]);
         if (!l || plist_reserve_one(l) != 0) {
-            drop_empty_lists(sp, block, j + 1);
-            free(block);
+            if (l && l->n == 0 && l->reserved == 0)
+                table_delete(sp, l);
+            unpromise(sp, p, j);
             return AG_ENOMEM;
         }
     }
+    return 0;
+}
 
-    /* Commit: nothing below allocates. */
+void ag_sparse_unreserve(ag_sparse_t *sp, const ag_sparse_prep_t *p)
+{
+    unpromise(sp, p, p->n);
+}
+
+void ag_sparse_put(ag_sparse_t *sp, uint32_t slot, ag_sparse_prep_t *p)
+{
+    ag_assert(slot < sp->cap);
+    uint32_t *block = p->block;
+    uint32_t n = p->n;
+    *p = (ag_sparse_prep_t){0};
+    /* Nothing below allocates: the lists exist and have room (ag_sparse_reserve). */
     svec_t *v = &sp->slots[slot];
     uint32_t *old_block = v->idx;
     uint32_t old_n = v->n;
@@ -277,12 +327,28 @@ int ag_sparse_set(ag_sparse_t *sp, uint32_t slot, const uint32_t *indices, const
         sp->count++;
     for (uint32_t j = 0; j < n; j++) {
         plist_t *l = table_find(sp, block[j]);
+        ag_assert(l && l->reserved > 0);
+        l->reserved--;
         plist_insert(l, slot, ((const float *)(block + n))[j]);
     }
     *v = (svec_t){.idx = block, .val = n ? (float *)(block + n) : NULL, .n = n, .present = true};
     drop_empty_lists(sp, old_block, old_n);
     free(old_block);
-    return 0;
+}
+
+int ag_sparse_set(ag_sparse_t *sp, uint32_t slot, const uint32_t *indices, const float *values,
+                  uint32_t n)
+{
+    if (slot >= AG_VECSTORE_MAX_SLOTS || (n > 0 && (!indices || !values)))
+        return AG_EINVAL;
+    ag_sparse_prep_t p;
+    int rc = ag_sparse_prepare(indices, values, n, &p);
+    if (rc == 0 && (rc = ag_sparse_reserve(sp, slot + 1, &p)) == 0) {
+        ag_sparse_put(sp, slot, &p);
+        return 0;
+    }
+    ag_sparse_prep_release(&p);
+    return rc;
 }
 
 void ag_sparse_clear(ag_sparse_t *sp, uint32_t slot)

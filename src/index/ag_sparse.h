@@ -26,6 +26,25 @@ void ag_sparse_free(ag_sparse_t *sp);
  * AG_EINVAL if slot >= AG_VECSTORE_MAX_SLOTS, AG_ENOMEM (the index is then unchanged). */
 int ag_sparse_set(ag_sparse_t *sp, uint32_t slot, const uint32_t *indices, const float *values,
                   uint32_t n);
+/*
+ * The same in three steps, for a writer that must not run out of memory after a point of no
+ * return (store/ag_collection.c reserves before its commit):
+ *  - ag_sparse_prepare copies and sorts a vector (allocates; validated input as above);
+ *  - ag_sparse_reserve makes room for slots 0..slots-1 and for the prepared vector's postings,
+ *    on top of what earlier reservations promised (so a batch reserves each of its vectors);
+ *  - ag_sparse_put then stores it at a slot below `slots`, taking p's memory, allocating nothing.
+ * A reserved vector that is not put is given back with ag_sparse_unreserve (then released).
+ */
+typedef struct ag_sparse_prep {
+    uint32_t *block; /* owned: n indices (ascending) then n values; NULL when n is 0 */
+    uint32_t n;
+} ag_sparse_prep_t;
+int ag_sparse_prepare(const uint32_t *indices, const float *values, uint32_t n,
+                      ag_sparse_prep_t *out);
+void ag_sparse_prep_release(ag_sparse_prep_t *p);
+int ag_sparse_reserve(ag_sparse_t *sp, uint32_t slots, const ag_sparse_prep_t *p);
+void ag_sparse_unreserve(ag_sparse_t *sp, const ag_sparse_prep_t *p);
+void ag_sparse_put(ag_sparse_t *sp, uint32_t slot, ag_sparse_prep_t *p);
 /* Removes the slot's vector (no-op if absent). Never allocates. */
 void ag_sparse_clear(ag_sparse_t *sp, uint32_t slot);
 /* The slot's vector sorted by index: pointers borrowed until the next write (NULL when n is 0).
@@ -34,6 +53,9 @@ bool ag_sparse_get(const ag_sparse_t *sp, uint32_t slot, const uint32_t **indice
                    const float **values, uint32_t *n);
 /* Number of slots holding a vector. */
 uint32_t ag_sparse_count(const ag_sparse_t *sp);
+/* How many slots hold a value at dimension dim (its posting list's length): the
+ * document frequency an IDF modifier needs. */
+uint32_t ag_sparse_df(const ag_sparse_t *sp, uint32_t dim);
 /* Number of distinct dimension indices with a non-empty posting list. */
 size_t ag_sparse_dim_count(const ag_sparse_t *sp);
 

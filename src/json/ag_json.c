@@ -451,6 +451,19 @@ int ag_name_check(const char *name, size_t len, const char *what, ag_diag_t *dia
     return 0;
 }
 
+json_t *ag_json_f32(float f)
+{
+    if (!isfinite(f))
+        return json_real((double)f);
+    char buf[32];
+    for (int prec = 6; prec < 9; prec++) {
+        snprintf(buf, sizeof(buf), "%.*g", prec, (double)f);
+        if (strtof(buf, NULL) == f)
+            return json_real(strtod(buf, NULL));
+    }
+    return json_real((double)f); /* 9 digits always round-trip: the exact value is as short */
+}
+
 char *ag_json_dump(const json_t *v)
 {
     return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);

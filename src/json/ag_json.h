@@ -58,6 +58,9 @@ int ag_name_check(const char *name, size_t len, const char *what, ag_diag_t *dia
 
 /* Renders a value into a new malloc'd compact string (caller frees). */
 char *ag_json_dump(const json_t *v);
+/* A new JSON real holding the double nearest to f's shortest decimal form (6 to 9 significant
+ * digits), so a stored 0.15f renders as 0.15, as Qdrant renders its f32 values. NULL on OOM. */
+json_t *ag_json_f32(float f);
 /* Like ag_json_dump, for responses: u64 marker strings become bare integers again. */
 char *ag_json_render(const json_t *v);
 

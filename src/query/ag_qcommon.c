@@ -7,8 +7,10 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-#include "query/ag_query.h"
+#include "ag_grow.h"
+#include "query/ag_query_int.h"
 #include "store/ag_payload_index.h"
+#include "store/ag_write.h"
 #include "json/ag_json.h"
 
 int ag_qctx_deadline(const ag_qctx_t *ctx)
@@ -160,58 +162,18 @@ int ag_parse_output(const json_t *obj, const char *vector_key, bool payload_defa
                     ag_payload_sel_t *ps, bool *with_vector, const json_t **which, ag_diag_t *diag)
 {
     int rc = ag_parse_with_payload(json_object_get(obj, "with_payload"), payload_default, ps, diag);
+    const json_t *wv = json_object_get(obj, vector_key);
+    /* Qdrant takes "with_vectors" as another spelling of "with_vector" (not both at once). */
+    if (strcmp(vector_key, "with_vector") == 0 && json_object_get(obj, "with_vectors")) {
+        if (wv)
+            return ag_fail(diag, AG_EINVAL,
+                           "with_vectors: give with_vector or with_vectors, not "
+                           "both");
+        wv = json_object_get(obj, "with_vectors");
+    }
     if (rc == 0)
-        rc = ag_parse_with_vector(json_object_get(obj, vector_key), with_vector, which, diag);
+        rc = ag_parse_with_vector(wv, with_vector, which, diag);
     return rc;
-}
-
-/* Copies the value at a dotted path (objects only) from src into dst, creating parents. */
-static void copy_path(json_t *dst, const json_t *src, const char *path)
-{
-    const char *dot = strchr(path, '.');
-    if (!dot) {
-        json_t *v = json_object_get(src, path);
-        if (v)
-            json_object_set(dst, path, v);
-        return;
-    }
-    char head[256];
-    size_t len = (size_t)(dot - path);
-    if (len >= sizeof(head))
-        return;
-    memcpy(head, path, len);
-    head[len] = '\0';
-    json_t *sv = json_object_get(src, head);
-    if (!json_is_object(sv))
-        return;
-    json_t *dv = json_object_get(dst, head);
-    if (!json_is_object(dv)) {
-        dv = json_object();
-        json_object_set_new(dst, head, dv);
-    }
-    copy_path(dv, sv, dot + 1);
-    if (json_object_size(dv) == 0)
-        json_object_del(dst, head);
-}
-
-void ag_payload_delete_path(json_t *obj, const char *path)
-{
-    if (json_object_get(obj, path)) {
-        json_object_del(obj, path);
-        return;
-    }
-    const char *dot = strchr(path, '.');
-    if (!dot)
-        return;
-    char head[256];
-    size_t len = (size_t)(dot - path);
-    if (len >= sizeof(head))
-        return;
-    memcpy(head, path, len);
-    head[len] = '\0';
-    json_t *sub = json_object_get(obj, head);
-    if (json_is_object(sub))
-        ag_payload_delete_path(sub, dot + 1);
 }
 
 static json_t *render_payload(const json_t *payload, const ag_payload_sel_t *ps)
@@ -223,14 +185,28 @@ static json_t *render_payload(const json_t *payload, const ag_payload_sel_t *ps)
     json_t *k;
     if (ps->include) {
         out = json_object();
-        json_array_foreach(ps->include, i, k) copy_path(out, payload, json_string_value(k));
+        json_array_foreach(ps->include, i, k)
+        {
+            /* A key with dots in its own name is taken whole first, as a plain key. */
+            const json_t *whole = json_object_get(payload, json_string_value(k));
+            if (whole && strchr(json_string_value(k), '.'))
+                json_object_set(out, json_string_value(k), (json_t *)whole);
+            else
+                ag_payload_include(out, payload, json_string_value(k));
+        }
         json_t *copy = json_deep_copy(out);
         json_decref(out);
         out = copy;
     } else {
         out = json_deep_copy(payload);
     }
-    json_array_foreach(ps->exclude, i, k) ag_payload_delete_path(out, json_string_value(k));
+    json_array_foreach(ps->exclude, i, k)
+    {
+        if (json_object_get(out, json_string_value(k)))
+            json_object_del(out, json_string_value(k));
+        else
+            ag_payload_exclude(out, json_string_value(k));
+    }
     return out;
 }
 
@@ -243,7 +219,7 @@ json_t *ag_render_point(const ag_collection_t *c, uint32_t slot, const ag_payloa
     json_object_set_new(p, "id", ag_id_to_json(ag_coll_id(c, slot)));
     if (has_score) {
         json_object_set_new(p, "version", json_integer(0));
-        json_object_set_new(p, "score", json_real((double)score));
+        json_object_set_new(p, "score", ag_json_f32(score));
     }
     json_object_set_new(p, "payload",
                         ps->enabled ? render_payload(ag_coll_payload(c, slot), ps) : json_null());
@@ -468,9 +444,52 @@ size_t ag_order_sort(ag_ordered_t *o, size_t n, const ag_order_by_t *ob)
     return m;
 }
 
-int ag_order_slots(ag_arena_t *arena, ag_collection_t *c, const uint32_t *slots, size_t n,
-                   const ag_order_by_t *ob, ag_ordered_t **out, size_t *nout)
+typedef struct each_value {
+    ag_ordered_t *o; /* malloc'd while collecting */
+    size_t n, cap;
+    uint32_t slot;
+    const ag_point_id_t *id;
+    bool datetime, oom;
+} each_value_t;
+
+static void add_value(const json_t *v, void *ud)
 {
+    each_value_t *e = ud;
+    double x;
+    if (json_is_number(v)) {
+        x = json_number_value(v);
+    } else if (!e->datetime || !json_is_string(v) ||
+               parse_datetime(json_string_value(v), json_string_length(v), &x) != 0) {
+        return;
+    }
+    if (e->oom || AG_GROW(e->o, e->cap, e->n + 1, 64, SIZE_MAX / sizeof(ag_ordered_t)) != 0) {
+        e->oom = true;
+        return;
+    }
+    e->o[e->n++] = (ag_ordered_t){e->slot, x, e->id};
+}
+
+int ag_order_slots(ag_arena_t *arena, ag_collection_t *c, const uint32_t *slots, size_t n,
+                   const ag_order_by_t *ob, bool each_value, ag_ordered_t **out, size_t *nout)
+{
+    if (each_value) {
+        /* Scroll's order_by, as Qdrant: a point holding several values appears once per value. */
+        each_value_t e = {NULL, 0, 0, 0, NULL, ob->datetime, false};
+        for (size_t i = 0; i < n && !e.oom; i++) {
+            e.slot = slots[i];
+            e.id = ag_coll_id(c, slots[i]);
+            ag_payload_path_each(ag_coll_payload(c, slots[i]), ob->key, add_value, &e);
+        }
+        ag_ordered_t *o = e.oom ? NULL : ag_arena_calloc(arena, e.n ? e.n : 1, sizeof(*o));
+        if (o && e.n)
+            memcpy(o, e.o, e.n * sizeof(*o));
+        free(e.o);
+        if (!o)
+            return AG_ENOMEM;
+        *out = o;
+        *nout = ag_order_sort(o, e.n, ob);
+        return 0;
+    }
     ag_ordered_t *o = ag_arena_calloc(arena, n ? n : 1, sizeof(*o));
     if (!o)
         return AG_ENOMEM;
@@ -484,4 +503,28 @@ int ag_order_slots(ag_arena_t *arena, ag_collection_t *c, const uint32_t *slots,
     *out = o;
     *nout = ag_order_sort(o, m, ob);
     return 0;
+}
+
+/* ---- walking a scope ------------------------------------------------------------------------ */
+
+int ag_q__each_in_scope(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                        bool (*visit)(void *ud, uint32_t slot), void *ud)
+{
+    uint32_t *cand;
+    size_t ncand, seen = 0;
+    int rc = 0;
+    bool indexed = ag_scope_candidates(sc, ctx->arena, filter_json, &cand, &ncand);
+    size_t total = indexed ? ncand : ag_coll_nslots(sc->c);
+    for (size_t i = 0; i < total; i++) {
+        if (i % AG_QUERY_DEADLINE_EVERY == 0 && (rc = ag_qctx_deadline(ctx)) != 0)
+            break;
+        uint32_t s = indexed ? cand[i] : (uint32_t)i;
+        if (indexed && i > 0 && cand[i - 1] == s)
+            continue;
+        seen++;
+        if (ag_scope_match(sc, s) && !visit(ud, s))
+            break;
+    }
+    ag_scope_note_examined(seen);
+    return rc;
 }

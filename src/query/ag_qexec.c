@@ -9,6 +9,7 @@
  * through lookup_from or with_lookup is opened by the caller's callback (ctx->open_other), which
  * authorizes it on its own, and read under the restriction the caller has there.
  */
+#include <float.h>
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -315,6 +316,15 @@ static int accepted_slots(ag_query_t *rq, const ag_index_filter_t *f, uint32_t *
     return 0;
 }
 
+/* Is the stage's sparse vector declared with Qdrant's "modifier": "idf"? (lock held) */
+static bool sparse_idf(ag_query_t *rq, const ag_stage_t *st)
+{
+    const json_t *cfg =
+        json_object_get(json_object_get(ag_coll_params(rq->c), "sparse_vectors"), st->using_name);
+    const json_t *m = json_object_get(cfg, "modifier");
+    return json_is_string(m) && strcmp(json_string_value(m), "idf") == 0;
+}
+
 static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
                             const ag_index_filter_t *f, ag_ranked_t *out)
 {
@@ -351,6 +361,21 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
         return ag_index_search(vc.index, st->nearest.dense, cap, f, &st->params, out->h, &out->n);
     }
     const ag_sparse_t *sp = ag_coll_sparse_index(rq->c, st->si);
+    const float *qv = st->nearest.sp.values;
+    if (sparse_idf(rq, st)) {
+        /* Qdrant's IDF modifier: each query weight times ln(1 + (N - n + 0.5) / (n + 0.5)), N the
+         * points holding this vector, n those holding the dimension (docs/COMPATIBILITY.md). */
+        float *w = ag_q__alloc(rq, st->nearest.sp.n ? st->nearest.sp.n : 1, sizeof(float));
+        if (!w)
+            return AG_ENOMEM;
+        double N = (double)ag_sparse_count(sp);
+        for (uint32_t i = 0; i < st->nearest.sp.n; i++) {
+            double df = (double)ag_sparse_df(sp, st->nearest.sp.indices[i]);
+            w[i] =
+                (float)((double)st->nearest.sp.values[i] * log(1.0 + (N - df + 0.5) / (df + 0.5)));
+        }
+        qv = w;
+    }
     cap = AG_MIN(k, (size_t)ag_sparse_count(sp));
     if (f->candidates)
         cap = AG_MIN(cap, f->n_candidates);
@@ -358,8 +383,8 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
         return 0;
     if (!(out->h = ag_q__alloc(rq, cap, sizeof(ag_hit_t))))
         return AG_ENOMEM;
-    return ag_sparse_search(sp, st->nearest.sp.indices, st->nearest.sp.values, st->nearest.sp.n,
-                            cap, f, &st->params, out->h, &out->n);
+    return ag_sparse_search(sp, st->nearest.sp.indices, qv, st->nearest.sp.n, cap, f, &st->params,
+                            out->h, &out->n);
 }
 
 /* An exact scan that ran out of time reports AG_ETIMEOUT bare; the answer names the timeout. */
@@ -388,9 +413,14 @@ static float similarity(ag_distance_t dist, const float *a, const float *b, uint
     return ag_dot_f32(a, b, dim);
 }
 
+static float fast_sigmoid(float x)
+{
+    return x / (1.0f + fabsf(x));
+}
+
 static float scaled_fast_sigmoid(float x)
 {
-    return 0.5f * (x / (1.0f + fabsf(x)) + 1.0f);
+    return 0.5f * (fast_sigmoid(x) + 1.0f);
 }
 
 /* best_score: sigmoid(best positive) if it beats the best negative, else -sigmoid(best
@@ -409,13 +439,34 @@ static bool reco_score(const ag_stage_t *st, const ag_dense_info_t *vc, const ag
     } else if (!ag_sparse_get(sp, slot, &xi, &xv, &xn)) {
         return false;
     }
+#define VIN_SIM(v)                                                                                 \
+    (vc ? similarity(vc->dist, x, (v)->dense, vc->dim)                                             \
+        : ag_sparse_dot(xi, xv, xn, (v)->sp.indices, (v)->sp.values, (v)->sp.n))
+    if (st->strategy == AG_RECO_DISCOVER || st->strategy == AG_RECO_CONTEXT) {
+        /* Qdrant's scores: context sums min(0, sigmoid(sim(pos) - sim(neg) - eps)) over the
+         * pairs; discovery ranks by pairs won (+1 closer to positive, -1 otherwise), then by the
+         * target's scaled sigmoid similarity. */
+        float total = 0;
+        int rank = 0;
+        for (size_t i = 0; i < st->npos; i++) {
+            float d = VIN_SIM(&st->pos[i]) - VIN_SIM(&st->neg[i]);
+            if (st->strategy == AG_RECO_CONTEXT) {
+                float l = fast_sigmoid(d - FLT_EPSILON);
+                total += l < 0 ? l : 0;
+            } else {
+                rank += d > 0 ? 1 : -1;
+            }
+        }
+        *out = st->strategy == AG_RECO_CONTEXT
+                   ? total
+                   : (float)rank + scaled_fast_sigmoid(VIN_SIM(&st->nearest));
+        return true;
+    }
     for (int side = 0; side < 2; side++) {
         const ag_vin_t *list = side ? st->neg : st->pos;
         size_t n = side ? st->nneg : st->npos;
         for (size_t i = 0; i < n; i++) {
-            float s =
-                vc ? similarity(vc->dist, x, list[i].dense, vc->dim)
-                   : ag_sparse_dot(xi, xv, xn, list[i].sp.indices, list[i].sp.values, list[i].sp.n);
+            float s = VIN_SIM(&list[i]);
             if (side) {
                 maxn = s > maxn ? s : maxn;
                 sumn += s;
@@ -425,6 +476,7 @@ static bool reco_score(const ag_stage_t *st, const ag_dense_info_t *vc, const ag
             }
         }
     }
+#undef VIN_SIM
     if (st->strategy == AG_RECO_SUM)
         *out = sump - sumn;
     else
@@ -435,6 +487,12 @@ static bool reco_score(const ag_stage_t *st, const ag_dense_info_t *vc, const ag
 static int score_reco(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_index_filter_t *f,
                       ag_ranked_t *out)
 {
+    if (st->si >= 0 && sparse_idf(rq, st))
+        return ag_fail(rq->ctx->diag, AG_EINVAL,
+                       "Bad request: best_score, sum_scores, discovery and context scoring are "
+                       "not supported on `%.200s`, a sparse vector with the idf modifier (use "
+                       "average_vector)",
+                       st->using_name);
     uint32_t *slots;
     size_t n;
     int rc = accepted_slots(rq, f, &slots, &n);
@@ -477,7 +535,7 @@ static int order_stage(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_
     size_t n, m;
     ag_ordered_t *o;
     int rc = accepted_slots(rq, f, &slots, &n);
-    if (rc || (rc = ag_order_slots(rq->ctx->arena, rq->c, slots, n, &st->ob, &o, &m)) != 0)
+    if (rc || (rc = ag_order_slots(rq->ctx->arena, rq->c, slots, n, &st->ob, false, &o, &m)) != 0)
         return rc;
     size_t cap = AG_MIN(k, m);
     out->h = ag_q__alloc(rq, cap, sizeof(ag_hit_t));
@@ -628,6 +686,68 @@ static int union_slots(ag_query_t *rq, const ag_ranked_t *lists, size_t n, uint3
     return 0;
 }
 
+/*
+ * Maximal marginal relevance: the stage's candidates_limit nearest points (at least k), then k of
+ * them picked greedily, each maximising (1 - diversity) * sim(query, p) - diversity * max sim(p,
+ * picked) with the similarity of the vector's distance (higher is better). The points keep their
+ * search scores; the order is the order of picking.
+ */
+static int mmr_stage(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_index_filter_t *f,
+                     ag_ranked_t *out)
+{
+    ag_ranked_t c;
+    memset(&c, 0, sizeof(c));
+    int rc = score_nearest(rq, st, AG_MAX(k, st->mmr_candidates), f, &c);
+    if (rc || c.n == 0) {
+        *out = c;
+        return rc;
+    }
+    ag_dense_info_t info;
+    ag_coll_dense_info(rq->c, st->vi, &info);
+    size_t n = c.n, m = AG_MIN(k, n);
+    const float **v = ag_q__alloc(rq, n, sizeof(*v));
+    float *rel = ag_q__alloc(rq, n, sizeof(float)), *near = ag_q__alloc(rq, n, sizeof(float));
+    bool *taken = ag_q__alloc(rq, n, sizeof(bool));
+    ag_hit_t *h = ag_q__alloc(rq, m ? m : 1, sizeof(ag_hit_t));
+    if (!v || !rel || !near || !taken || !h)
+        return AG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = ag_coll_dense_get(rq->c, st->vi, c.h[i].slot);
+        rel[i] = v[i] ? similarity(info.dist, st->nearest.dense, v[i], info.dim) : -INFINITY;
+        near[i] = -INFINITY;
+        taken[i] = false;
+    }
+    float lambda = 1.0f - st->mmr_diversity;
+    for (size_t r = 0; r < m; r++) {
+        if ((rc = ag_qctx_deadline(rq->ctx)) != 0)
+            return rc;
+        size_t best = n;
+        float best_s = -INFINITY;
+        for (size_t i = 0; i < n; i++) {
+            if (taken[i] || !v[i])
+                continue;
+            float s = r == 0 ? rel[i] : lambda * rel[i] - (1.0f - lambda) * near[i];
+            if (best == n || s > best_s) {
+                best = i;
+                best_s = s;
+            }
+        }
+        if (best == n)
+            break;
+        taken[best] = true;
+        h[out->n++] = c.h[best];
+        for (size_t i = 0; i < n; i++) {
+            if (taken[i] || !v[i])
+                continue;
+            float s = similarity(info.dist, v[i], v[best], info.dim);
+            near[i] = s > near[i] ? s : near[i];
+        }
+    }
+    out->h = h;
+    out->lower_better = c.lower_better;
+    return 0;
+}
+
 /* The best k of a stage. Prefetches run once per request (their limits are fixed). */
 int ag_q__run_stage(ag_query_t *rq, ag_stage_t *st, size_t k, ag_ranked_t *out)
 {
@@ -660,7 +780,7 @@ int ag_q__run_stage(ag_query_t *rq, ag_stage_t *st, size_t k, ag_ranked_t *out)
     stage_filter(st, cand, ncand, &f);
     switch (st->kind) {
     case AG_Q_NEAREST:
-        return score_nearest(rq, st, k, &f, out);
+        return st->mmr ? mmr_stage(rq, st, k, &f, out) : score_nearest(rq, st, k, &f, out);
     case AG_Q_RECO:
         return score_reco(rq, st, k, &f, out);
     case AG_Q_ORDER_BY:

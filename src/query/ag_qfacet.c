@@ -4,31 +4,7 @@
  * indexes narrow the scan to the candidates of the filter or of the restriction.
  */
 #include "ag_grow.h"
-#include "query/ag_query.h"
-
-/* Visits every slot in sc once (payload-index candidates when an index applies, else every
- * slot), checking the deadline; stops early when visit returns false. Notes the examined count. */
-static int each_in_scope(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
-                         bool (*visit)(void *ud, uint32_t slot), void *ud)
-{
-    uint32_t *cand;
-    size_t ncand, seen = 0;
-    int rc = 0;
-    bool indexed = ag_scope_candidates(sc, ctx->arena, filter_json, &cand, &ncand);
-    size_t total = indexed ? ncand : ag_coll_nslots(sc->c);
-    for (size_t i = 0; i < total; i++) {
-        if (i % AG_QUERY_DEADLINE_EVERY == 0 && (rc = ag_qctx_deadline(ctx)) != 0)
-            break;
-        uint32_t s = indexed ? cand[i] : (uint32_t)i;
-        if (indexed && i > 0 && cand[i - 1] == s)
-            continue;
-        seen++;
-        if (ag_scope_match(sc, s) && !visit(ud, s))
-            break;
-    }
-    ag_scope_note_examined(seen);
-    return rc;
-}
+#include "query/ag_query_int.h"
 
 static bool count_one(void *ud, uint32_t slot)
 {
@@ -56,7 +32,7 @@ static int count_locked(void *ud, ag_collection_t *c)
         a->count = ag_coll_live(c);
         ag_scope_note_examined(0);
     } else {
-        rc = each_in_scope(a->ctx, sc, a->filter_json, count_one, &a->count);
+        rc = ag_q__each_in_scope(a->ctx, sc, a->filter_json, count_one, &a->count);
     }
     return rc;
 }
@@ -153,7 +129,7 @@ static int facet_locked(void *ud, ag_collection_t *c)
                      "following types: [keyword, integer, bool, uuid]",
                      key);
     } else {
-        rc = each_in_scope(ctx, sc, a->filter_json, facet_slot, &f);
+        rc = ag_q__each_in_scope(ctx, sc, a->filter_json, facet_slot, &f);
         if (f.oom && rc == 0)
             rc = AG_ENOMEM;
     }

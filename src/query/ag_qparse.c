@@ -215,6 +215,65 @@ static int parse_examples(ag_query_t *rq, ag_stage_t *st, const json_t *obj, con
     return 0;
 }
 
+/* Discovery (target given) or context (target NULL; path names the context itself): pairs of
+ * {positive, negative}, one object or an array of them. `using` is resolved already. */
+static int parse_discover(ag_query_t *rq, ag_stage_t *st, const json_t *target,
+                          const json_t *context, const char *path)
+{
+    ag_diag_t *d = rq->ctx->diag;
+    char p[AG_QUERY_PATH_LEN], cp[AG_QUERY_PATH_LEN], ep[AG_QUERY_PATH_LEN];
+    int rc;
+    st->kind = AG_Q_RECO;
+    st->strategy = target ? AG_RECO_DISCOVER : AG_RECO_CONTEXT;
+    if (target) {
+        ag_q__field(p, sizeof(p), path, "target");
+        if (json_is_null(target))
+            return ag_fail(d, AG_EINVAL, "%s: required", p);
+        if ((rc = parse_vin(rq, st, target, p, &st->nearest)) != 0)
+            return rc;
+        ag_q__field(cp, sizeof(cp), path, "context");
+    } else {
+        ag_q__pathf(cp, sizeof(cp), "%s", path);
+    }
+    size_t n = json_is_array(context) ? json_array_size(context) : json_is_object(context) ? 1 : 0;
+    if (context && !json_is_null(context) && !json_is_array(context) && !json_is_object(context))
+        return ag_fail(d, AG_EINVAL, "%s: expected a {positive, negative} pair or an array of them",
+                       cp);
+    if (!target && n == 0)
+        return ag_fail(d, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s: at least one {positive, negative} pair "
+                       "is required",
+                       cp);
+    if (2 * n > AG_Q_MAX_EXAMPLES)
+        return ag_fail(d, AG_EINVAL, "%s: at most %d pairs, got %zu", cp, AG_Q_MAX_EXAMPLES / 2, n);
+    st->pos = ag_q__alloc(rq, n ? n : 1, sizeof(ag_vin_t));
+    st->neg = ag_q__alloc(rq, n ? n : 1, sizeof(ag_vin_t));
+    if (!st->pos || !st->neg)
+        return AG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *pair = json_is_array(context) ? json_array_get(context, i) : context;
+        if (json_is_array(context))
+            ag_q__pathf(ep, sizeof(ep), "%s[%zu]", cp, i);
+        else
+            ag_q__pathf(ep, sizeof(ep), "%s", cp);
+        if (!json_is_object(pair))
+            return ag_fail(d, AG_EINVAL, "%s: expected {positive, negative}", ep);
+        if ((rc = AG_JSON_ONLY(pair, ep, d, "positive", "negative")) != 0)
+            return rc;
+        static const char *const sides[] = {"positive", "negative"};
+        for (int sd = 0; sd < 2; sd++) {
+            const json_t *v = json_object_get(pair, sides[sd]);
+            ag_q__field(p, sizeof(p), ep, sides[sd]);
+            if (!v || json_is_null(v))
+                return ag_fail(d, AG_EINVAL, "%s: required", p);
+            if ((rc = parse_vin(rq, st, v, p, sd ? &st->neg[i] : &st->pos[i])) != 0)
+                return rc;
+        }
+    }
+    st->npos = st->nneg = n;
+    return 0;
+}
+
 /* {positive, negative, strategy}; the stage's `using` is resolved already. */
 static int parse_reco(ag_query_t *rq, ag_stage_t *st, const json_t *obj, const char *path)
 {
@@ -248,12 +307,12 @@ static int parse_reco(ag_query_t *rq, ag_stage_t *st, const json_t *obj, const c
                        *path ? path : "positive", AG_Q_MAX_EXAMPLES, st->npos + st->nneg);
     ag_q__field(p, sizeof(p), path, "positive");
     if (st->strategy == AG_RECO_AVERAGE && st->npos == 0)
-        return ag_fail(d, AG_EINVAL,
+        return ag_fail(d, AG_EUNPROCESSABLE,
                        "Wrong input: Positive vectors should not be empty with `average` "
                        "strategy (%s)",
                        p);
     if (st->npos + st->nneg == 0)
-        return ag_fail(d, AG_EINVAL,
+        return ag_fail(d, AG_EUNPROCESSABLE,
                        "Wrong input: At least one positive or negative example is required (%s)",
                        p);
     return 0;
@@ -277,6 +336,9 @@ static int parse_params(ag_query_t *rq, ag_stage_t *st, const json_t *obj, const
         (rc = ag_json_get_bool(p, "exact", pp, &exact, d)) != 0 ||
         (rc = ag_json_get_bool(p, "indexed_only", pp, &indexed_only, d)) != 0)
         return rc;
+    if (json_is_integer(json_object_get(p, "hnsw_ef")) && ef == 0)
+        return ag_fail(d, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s.hnsw_ef: must be at least 1", pp);
     st->params.ef = (uint32_t)ef;
     st->params.exact = exact;
     const json_t *q;
@@ -333,13 +395,26 @@ static int parse_limit(ag_query_t *rq, const json_t *obj, const char *path, cons
                        size_t dflt, size_t *out)
 {
     uint64_t v = dflt;
+    /* Like Qdrant, a limit above what can ever be returned means "all": it is clamped to
+     * AG_MAX_LIMIT (integers beyond i64 arrive as u64 marker strings). */
+    const json_t *lv = json_object_get(obj, key);
+    if ((json_is_integer(lv) && json_integer_value(lv) > AG_MAX_LIMIT) ||
+        (json_is_string(lv) &&
+         strncmp(json_string_value(lv), AG_U64_MARKER, sizeof(AG_U64_MARKER) - 1) == 0)) {
+        *out = AG_MAX_LIMIT;
+        return 0;
+    }
     int rc = ag_json_get_uint(obj, key, path, AG_MAX_LIMIT, &v, rq->ctx->diag);
     if (rc)
         return rc;
     if (v == 0) {
         char p[AG_QUERY_PATH_LEN];
         ag_q__field(p, sizeof(p), path, key);
-        return ag_fail(rq->ctx->diag, AG_EUNPROCESSABLE, "%s: must be at least 1", p);
+        /* Qdrant's wording; it names the request's own limit "internal.limit" */
+        return ag_fail(
+            rq->ctx->diag, AG_EUNPROCESSABLE,
+            "Validation error in JSON body: [%s%s: value 0 invalid, must be 1 or larger]",
+            *path ? "" : "internal.", p);
     }
     *out = (size_t)v;
     return 0;
@@ -438,6 +513,40 @@ static int parse_rrf(ag_query_t *rq, ag_stage_t *st, const json_t *x, const char
 }
 
 /* Qdrant's QueryInterface: a vector input (nearest) or one of the tagged query objects. */
+/* {"diversity": 0..1 (0.5), "candidates_limit": n (100)}: maximal marginal relevance over the
+ * nearest candidates of a dense vector (docs/COMPATIBILITY.md "Points and vectors"). */
+static int parse_mmr(ag_query_t *rq, ag_stage_t *st, const json_t *mmr, const char *qp)
+{
+    ag_diag_t *d = rq->ctx->diag;
+    char p[AG_QUERY_PATH_LEN];
+    ag_q__field(p, sizeof(p), qp, "mmr");
+    if (!json_is_object(mmr))
+        return ag_fail(d, AG_EINVAL, "%s: expected {diversity, candidates_limit}", p);
+    int rc = AG_JSON_ONLY(mmr, p, d, "diversity", "candidates_limit");
+    if (rc)
+        return rc;
+    if (st->si >= 0)
+        return ag_fail(d, AG_EINVAL,
+                       "Bad request: %s: maximal marginal relevance needs a dense vector, "
+                       "`%.200s` is sparse",
+                       p, st->using_name);
+    double div = 0.5;
+    uint64_t cand = 100;
+    if ((rc = ag_json_get_float(mmr, "diversity", p, &div, d)) != 0 ||
+        (rc = ag_json_get_uint(mmr, "candidates_limit", p, AG_MAX_LIMIT, &cand, d)) != 0)
+        return rc;
+    if (div < 0 || div > 1)
+        return ag_fail(d, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s.diversity: must be from 0 to 1", p);
+    if (cand == 0)
+        return ag_fail(d, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: %s.candidates_limit: must be at least 1", p);
+    st->mmr = true;
+    st->mmr_diversity = (float)div;
+    st->mmr_candidates = (size_t)cand;
+    return 0;
+}
+
 static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const char *qp)
 {
     ag_diag_t *d = rq->ctx->diag;
@@ -449,8 +558,7 @@ static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const ch
         return 0;
     }
     if (json_is_object(q)) {
-        static const char *const unsupported[] = {"discover", "context", "formula",
-                                                  "relevance_feedback", "mmr"};
+        static const char *const unsupported[] = {"formula", "relevance_feedback", "mmr"};
         for (size_t i = 0; i < AG_ARRAY_LEN(unsupported); i++)
             if (json_object_get(q, unsupported[i]) && !json_object_get(q, "nearest"))
                 return ag_fail(d, AG_EINVAL,
@@ -460,17 +568,35 @@ static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const ch
         if ((x = json_object_get(q, "nearest")) != NULL) {
             if ((rc = AG_JSON_ONLY(q, qp, d, "nearest", "mmr")) != 0)
                 return rc;
-            const json_t *mmr = json_object_get(q, "mmr");
-            if (mmr && !json_is_null(mmr))
-                return ag_fail(d, AG_EINVAL,
-                               "Bad request: %s.mmr: maximal marginal relevance is not supported "
-                               "by this server",
-                               qp);
             ag_q__field(p, sizeof(p), qp, "nearest");
             st->kind = AG_Q_NEAREST;
             if ((rc = resolve_using(rq, st, up)) != 0)
                 return rc;
+            const json_t *mmr = json_object_get(q, "mmr");
+            if (mmr && !json_is_null(mmr) && (rc = parse_mmr(rq, st, mmr, qp)) != 0)
+                return rc;
             return parse_vin(rq, st, x, p, &st->nearest);
+        }
+        if ((x = json_object_get(q, "discover")) != NULL) {
+            ag_q__field(p, sizeof(p), qp, "discover");
+            if ((rc = AG_JSON_ONLY(q, qp, d, "discover")) != 0)
+                return rc;
+            if (!json_is_object(x))
+                return ag_fail(d, AG_EINVAL, "%s: expected {target, context}", p);
+            if ((rc = AG_JSON_ONLY(x, p, d, "target", "context")) != 0 ||
+                (rc = resolve_using(rq, st, up)) != 0)
+                return rc;
+            const json_t *t = json_object_get(x, "target");
+            if (!t || json_is_null(t))
+                return ag_fail(d, AG_EINVAL, "%s.target: required", p);
+            return parse_discover(rq, st, t, json_object_get(x, "context"), p);
+        }
+        if ((x = json_object_get(q, "context")) != NULL) {
+            ag_q__field(p, sizeof(p), qp, "context");
+            if ((rc = AG_JSON_ONLY(q, qp, d, "context")) != 0 ||
+                (rc = resolve_using(rq, st, up)) != 0)
+                return rc;
+            return parse_discover(rq, st, NULL, x, p);
         }
         if ((x = json_object_get(q, "recommend")) != NULL) {
             ag_q__field(p, sizeof(p), qp, "recommend");
@@ -529,19 +655,23 @@ static int check_stage(ag_query_t *rq, const ag_stage_t *st, const char *qp)
 {
     ag_diag_t *d = rq->ctx->diag;
     bool fusion = st->kind == AG_Q_RRF || st->kind == AG_Q_DBSF;
+    /* Qdrant's exact wording for the top-level query; a prefetch's path is added after it. */
+    bool top = strcmp(qp, "query") == 0;
+    const char *open = top ? "" : " (", *where = top ? "" : qp, *close = top ? "" : ")";
     if (st->npre && st->kind == AG_Q_NONE)
         return ag_fail(d, AG_EINVAL,
                        "Bad request: A query is needed to merge the prefetches. Can't have "
-                       "prefetches without defining a query. (%s)",
-                       qp);
+                       "prefetches without defining a query.%s%s%s",
+                       open, where, close);
     if (st->params.has_threshold && st->kind == AG_Q_ORDER_BY)
         return ag_fail(d, AG_EINVAL,
-                       "Bad request: Can't use score_threshold with an order_by query. (%s)", qp);
+                       "Bad request: Can't use score_threshold with an order_by query.%s%s%s", open,
+                       where, close);
     if (st->params.has_threshold && st->kind == AG_Q_NONE)
         return ag_fail(d, AG_EINVAL,
                        "Bad request: A query is needed to use the score_threshold. Can't have "
-                       "score_threshold without defining a query. (%s)",
-                       qp);
+                       "score_threshold without defining a query.%s%s%s",
+                       open, where, close);
     if (fusion && *st->using_name)
         return ag_fail(d, AG_EINVAL,
                        "Bad request: Fusion queries cannot be combined with the 'using' field. "
@@ -729,13 +859,13 @@ static int parse_request(ag_query_t *rq, const json_t *body, const char *path)
         return ag_fail(d, AG_EINVAL, "%s: expected an object", *path ? path : "body");
     switch (rq->api) {
     case AG_QAPI_SEARCH:
-        rc = rq->groups
-                 ? AG_JSON_ONLY(body, path, d, "vector", "filter", "params", "limit",
-                                "with_payload", "with_vector", "score_threshold", "group_by",
-                                "group_size", "with_lookup", "shard_key", "consistency", "timeout")
-                 : AG_JSON_ONLY(body, path, d, "vector", "filter", "params", "limit", "offset",
-                                "with_payload", "with_vector", "score_threshold", "shard_key",
-                                "consistency", "timeout");
+        rc = rq->groups ? AG_JSON_ONLY(body, path, d, "vector", "filter", "params", "limit",
+                                       "with_payload", "with_vector", "with_vectors",
+                                       "score_threshold", "group_by", "group_size", "with_lookup",
+                                       "shard_key", "consistency", "timeout")
+                        : AG_JSON_ONLY(body, path, d, "vector", "filter", "params", "limit",
+                                       "offset", "with_payload", "with_vector", "with_vectors",
+                                       "score_threshold", "shard_key", "consistency", "timeout");
         if (rc || (rc = new_stage(rq, NULL, path, &st)) != 0 ||
             (rc = parse_stage_fields(rq, st, body, path, false)) != 0)
             return rc;
@@ -746,14 +876,15 @@ static int parse_request(ag_query_t *rq, const json_t *body, const char *path)
             return rc;
         break;
     case AG_QAPI_RECOMMEND:
-        rc = rq->groups ? AG_JSON_ONLY(body, path, d, "positive", "negative", "strategy", "using",
-                                       "lookup_from", "filter", "params", "limit", "with_payload",
-                                       "with_vector", "score_threshold", "group_by", "group_size",
-                                       "with_lookup", "shard_key", "consistency", "timeout")
-                        : AG_JSON_ONLY(body, path, d, "positive", "negative", "strategy", "using",
-                                       "lookup_from", "filter", "params", "limit", "offset",
-                                       "with_payload", "with_vector", "score_threshold",
-                                       "shard_key", "consistency", "timeout");
+        rc = rq->groups
+                 ? AG_JSON_ONLY(body, path, d, "positive", "negative", "strategy", "using",
+                                "lookup_from", "filter", "params", "limit", "with_payload",
+                                "with_vector", "with_vectors", "score_threshold", "group_by",
+                                "group_size", "with_lookup", "shard_key", "consistency", "timeout")
+                 : AG_JSON_ONLY(body, path, d, "positive", "negative", "strategy", "using",
+                                "lookup_from", "filter", "params", "limit", "offset",
+                                "with_payload", "with_vector", "with_vectors", "score_threshold",
+                                "shard_key", "consistency", "timeout");
         if (rc || (rc = new_stage(rq, NULL, path, &st)) != 0 ||
             (rc = parse_stage_fields(rq, st, body, path, false)) != 0)
             return rc;
@@ -761,15 +892,37 @@ static int parse_request(ag_query_t *rq, const json_t *body, const char *path)
         if ((rc = resolve_using(rq, st, p)) != 0 || (rc = parse_reco(rq, st, body, path)) != 0)
             return rc;
         break;
+    case AG_QAPI_DISCOVER: /* Qdrant's legacy /points/discover: target optional */
+        rc = AG_JSON_ONLY(body, path, d, "target", "context", "using", "lookup_from", "filter",
+                          "params", "limit", "offset", "with_payload", "with_vector",
+                          "with_vectors", "score_threshold", "shard_key", "consistency", "timeout");
+        if (rc || (rc = new_stage(rq, NULL, path, &st)) != 0 ||
+            (rc = parse_stage_fields(rq, st, body, path, false)) != 0)
+            return rc;
+        ag_q__field(p, sizeof(p), path, "using");
+        if ((rc = resolve_using(rq, st, p)) != 0)
+            return rc;
+        {
+            const json_t *target = json_object_get(body, "target");
+            char cp[AG_QUERY_PATH_LEN];
+            ag_q__field(cp, sizeof(cp), path, "context");
+            rc = target && !json_is_null(target)
+                     ? parse_discover(rq, st, target, json_object_get(body, "context"), path)
+                     : parse_discover(rq, st, NULL, json_object_get(body, "context"), cp);
+            if (rc)
+                return rc;
+        }
+        break;
     case AG_QAPI_QUERY:
         rc = rq->groups
                  ? AG_JSON_ONLY(body, path, d, "prefetch", "query", "using", "filter", "params",
                                 "score_threshold", "limit", "with_payload", "with_vector",
-                                "lookup_from", "group_by", "group_size", "with_lookup", "shard_key",
-                                "consistency", "timeout")
+                                "with_vectors", "lookup_from", "group_by", "group_size",
+                                "with_lookup", "shard_key", "consistency", "timeout")
                  : AG_JSON_ONLY(body, path, d, "prefetch", "query", "using", "filter", "params",
                                 "score_threshold", "limit", "offset", "with_payload", "with_vector",
-                                "lookup_from", "shard_key", "consistency", "timeout");
+                                "with_vectors", "lookup_from", "shard_key", "consistency",
+                                "timeout");
         if (rc || (rc = parse_stage(rq, NULL, body, path, 0, &st)) != 0)
             return rc;
         break;
@@ -824,6 +977,13 @@ static void tally_stage(const json_t *q, ag_qapi_t api, bool top, bool groups, i
         api == AG_QAPI_RECOMMEND ? q : json_object_get(json_object_get(q, "query"), "recommend");
     t->examples += json_array_size(json_object_get(r, "positive")) +
                    json_array_size(json_object_get(r, "negative"));
+    /* discovery and context pairs: two examples each */
+    const json_t *qq = json_object_get(q, "query");
+    const json_t *ctx = api == AG_QAPI_DISCOVER ? json_object_get(q, "context")
+                        : json_object_get(qq, "context")
+                            ? json_object_get(qq, "context")
+                            : json_object_get(json_object_get(qq, "discover"), "context");
+    t->examples += 2 * (json_is_array(ctx) ? json_array_size(ctx) : json_is_object(ctx) ? 1 : 0);
     if (api != AG_QAPI_QUERY)
         return;
     const json_t *pf = json_object_get(q, "prefetch");

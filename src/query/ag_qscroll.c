@@ -5,7 +5,7 @@
  * filter's or the row restriction's) the in-scope candidates are sorted by id; otherwise the
  * store's id-ordered walk (ag_coll_walk) is filtered. Also the reads by id: retrieve and get.
  */
-#include "query/ag_query.h"
+#include "query/ag_query_int.h"
 
 typedef struct scroll {
     const ag_qctx_t *ctx;
@@ -117,7 +117,7 @@ static int scroll_ordered(scroll_t *s, const json_t *order_by, bool has_offset)
         if (ag_scope_match(s->sc, i))
             slots[k++] = i;
     ag_ordered_t *o;
-    if ((rc = ag_order_slots(s->ctx->arena, c, slots, k, &ob, &o, &n)) != 0)
+    if ((rc = ag_order_slots(s->ctx->arena, c, slots, k, &ob, true, &o, &n)) != 0)
         return rc;
     for (size_t i = 0; i < n && i < s->limit; i++) {
         json_t *p = ag_render_point(c, o[i].slot, s->ps, s->wv, s->which, false, 0);
@@ -236,4 +236,35 @@ int ag_query_get(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_id_t *
     int rc = ag_coll_read(c, get_locked, &r);
     *out = r.out;
     return rc;
+}
+
+/* ---- the selection of a write by filter ------------------------------------------------------ */
+
+typedef struct select_ids {
+    ag_collection_t *c;
+    ag_point_id_t *ids;
+    size_t n, cap;
+} select_ids_t;
+
+static bool take_id(void *ud, uint32_t slot)
+{
+    select_ids_t *s = ud;
+    s->ids[s->n++] = *ag_coll_id(s->c, slot);
+    return s->n < s->cap;
+}
+
+/* Memory: *out is arena-allocated (ctx->arena). */
+int ag_query_select_ids(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                        ag_point_id_t **out, size_t *n)
+{
+    size_t cap = ag_coll_live(sc->c) ? ag_coll_live(sc->c) : 1;
+    select_ids_t s = {sc->c, ag_arena_alloc(ctx->arena, cap * sizeof(ag_point_id_t)), 0, cap};
+    if (!s.ids)
+        return AG_ENOMEM;
+    int rc = ag_q__each_in_scope(ctx, sc, filter_json, take_id, &s);
+    if (rc)
+        return rc;
+    *out = s.ids;
+    *n = s.n;
+    return 0;
 }

@@ -108,8 +108,6 @@ json_t *ag_render_point(const ag_collection_t *c, uint32_t slot, const ag_payloa
                         bool with_vector, const json_t *which, bool has_score, float score);
 /* An order_by value as clients see it: an integer when it is one, else a real (new reference). */
 json_t *ag_order_value_json(double v);
-/* Deletes the value at a dotted key path (objects only) from obj, if present. */
-void ag_payload_delete_path(json_t *obj, const char *path);
 
 /* ---- vector inputs ------------------------------------------------------------------------- */
 
@@ -147,13 +145,14 @@ bool ag_order_value(const json_t *payload, const char *key, bool datetime, doubl
  * how many are kept. Pure: no collection needed. */
 size_t ag_order_sort(ag_ordered_t *o, size_t n, const ag_order_by_t *ob);
 /* The slots among `slots` (n of them) that hold a value at ob->key, ordered (arena array in
- * *out, *nout entries). Caller holds c's read lock. */
+ * *out, *nout entries): each by its smallest value, or with each_value (scroll) once per value.
+ * Caller holds c's read lock. */
 int ag_order_slots(ag_arena_t *arena, ag_collection_t *c, const uint32_t *slots, size_t n,
-                   const ag_order_by_t *ob, ag_ordered_t **out, size_t *nout);
+                   const ag_order_by_t *ob, bool each_value, ag_ordered_t **out, size_t *nout);
 
 /* ---- universal query (search, recommend, query and their groups forms) --------------------- */
 
-typedef enum { AG_QAPI_SEARCH, AG_QAPI_RECOMMEND, AG_QAPI_QUERY } ag_qapi_t;
+typedef enum { AG_QAPI_SEARCH, AG_QAPI_RECOMMEND, AG_QAPI_QUERY, AG_QAPI_DISCOVER } ag_qapi_t;
 typedef enum {
     AG_Q_NONE,
     AG_Q_NEAREST,
@@ -163,7 +162,15 @@ typedef enum {
     AG_Q_DBSF,
     AG_Q_SAMPLE
 } ag_qkind_t;
-typedef enum { AG_RECO_AVERAGE, AG_RECO_BEST, AG_RECO_SUM } ag_reco_t;
+/* DISCOVER and CONTEXT are Qdrant's discovery and context queries: pairs pos[i] / neg[i]
+ * (npos == nneg), DISCOVER's target in the stage's `nearest`. */
+typedef enum {
+    AG_RECO_AVERAGE,
+    AG_RECO_BEST,
+    AG_RECO_SUM,
+    AG_RECO_DISCOVER,
+    AG_RECO_CONTEXT
+} ag_reco_t;
 
 /* A vector given inline, or by the id of the point whose vector it is (filled in by resolve). */
 typedef struct ag_vin {
@@ -193,6 +200,9 @@ struct ag_stage {
     const char *using_name; /* borrowed from the body; "" = the unnamed vector */
     int vi, si;             /* the `using` vector: a dense or a sparse index, the other -1 */
     ag_vin_t nearest;
+    bool mmr; /* nearest with maximal marginal relevance */
+    float mmr_diversity;
+    size_t mmr_candidates;
     ag_reco_t strategy;
     ag_vin_t *pos, *neg;
     size_t npos, nneg;
@@ -273,6 +283,13 @@ int ag_query_retrieve(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_i
 /* One point with its payload and vectors (new JSON object in *out); AG_ENOTFOUND when it does not
  * exist or is outside ctx->restriction. Takes the read lock. */
 int ag_query_get(const ag_qctx_t *ctx, ag_collection_t *c, const ag_point_id_t *id, json_t **out);
+
+/* The ids of the points in sc (the selection of a write by filter; filter_json: the filter sc
+ * was compiled from, for payload-index candidates), arena-allocated into *out. Nothing is
+ * written meanwhile, so running out of time leaves the collection untouched. Caller holds the
+ * write session or the read lock. */
+int ag_query_select_ids(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                        ag_point_id_t **out, size_t *n);
 
 /* ---- scroll ------------------------------------------------------------------------------- */
 

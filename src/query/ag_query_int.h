@@ -1,5 +1,5 @@
 /*
- * ag_query_int.h — shared between the query layer's own files (ag_qparse.c, ag_qexec.c); not for
+ * ag_query_int.h — shared between the query layer's own files; not for
  * anyone else (the ag_q__ tier, as libuv's uv__).
  */
 #ifndef AG_QUERY_INT_H
@@ -34,6 +34,12 @@ int ag_q__cmp_hit_slot(const void *a, const void *b);
 /* Best first: higher score, then smaller slot (the order ag_index.h promises). */
 int ag_q__cmp_hit_score(const void *a, const void *b);
 const char *ag_q__vector_label(const char *name);
+
+/* Visits every slot in sc once (payload-index candidates when an index applies, else every
+ * slot), checking the deadline; stops early when visit returns false. Notes the examined count.
+ * Caller holds the read lock or the write session. */
+int ag_q__each_in_scope(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                        bool (*visit)(void *ud, uint32_t slot), void *ud);
 
 /* Executor pieces shared by ag_qexec.c and ag_qgroups.c. */
 /* Another collection through the caller's authorization (ctx->open_other): a new reference in

@@ -56,6 +56,8 @@ int ag_coll_parse_params(const json_t *body, json_t **out, ag_diag_t *diag)
                           "sharding_method", "replication_factor", "write_consistency_factor",
                           "on_disk_payload", "hnsw_config", "wal_config", "optimizers_config",
                           "init_from", "quantization_config", "strict_mode_config", "metadata");
+    if (rc == 0)
+        rc = ag_coll_check_settings(body, false, diag);
     if (rc)
         return rc;
     json_t *vectors = json_object_get(body, "vectors");
@@ -760,20 +762,63 @@ static void clear_vectors(ag_collection_t *c, uint32_t s)
         ag_sparse_clear(c->sparse[v].sp, s);
 }
 
+/* What reserve_memory set aside for one write (muts[i] ↔ empties[i], sparse[i * nsparse + v]). */
+typedef struct reservation {
+    json_t **empties;          /* an empty payload for each new point that brings none */
+    ag_sparse_prep_t *sparse;  /* each sparse vector set, copied and sorted */
+    size_t n, nsparse, n_held; /* sparse[0 .. n_held) hold a reservation in their index */
+} reservation_t;
+
+/* Gives back the sparse reservations not used (write lock held). */
+static void unreserve_sparse(ag_collection_t *c, reservation_t *r)
+{
+    for (size_t k = 0; k < r->n_held; k++)
+        ag_sparse_unreserve(c->sparse[k % r->nsparse].sp, &r->sparse[k]);
+    r->n_held = 0;
+}
+
+/* Frees what was not used; the sparse reservations must have been given back or used. */
+static void release_reservation(reservation_t *r)
+{
+    for (size_t i = 0; r->empties && i < r->n; i++)
+        json_decref(r->empties[i]);
+    for (size_t k = 0; r->sparse && k < r->n * r->nsparse; k++)
+        ag_sparse_prep_release(&r->sparse[k]);
+    free(r->empties);
+    free(r->sparse);
+    *r = (reservation_t){0};
+}
+
+/* A write whose reservation is not going to be used (it was not committed). */
+static void abandon_reservation(ag_collection_t *c, reservation_t *r)
+{
+    if (r->n_held) {
+        atomic_fetch_add(&c->write_waiters, 1);
+        pthread_rwlock_wrlock(&c->lock);
+        atomic_fetch_sub(&c->write_waiters, 1);
+        unreserve_sparse(c, r);
+        pthread_rwlock_unlock(&c->lock);
+    }
+    release_reservation(r);
+}
+
 /*
  * Before a write commits: everything applying it to memory will need, so that once it is on disk
  * the in-memory apply cannot fail for want of memory (a write is then either refused with nothing
  * written, or applied whole): slot and free-list capacity, the id map (rehashed now if the batch
- * would make it rehash), vector-store rows, index queues, and an empty payload object for each
- * new point that brings none (*empties, one per mutation, owned by the caller: freed unused with
- * release_empties). Sparse vectors and indexes that link on add cannot reserve and stay the
- * exception. Caller holds the write mutex; this takes the write lock to move arrays.
+ * would make it rehash), vector-store rows, what the indexes need to add (graph queues, or nodes,
+ * levels and buffers of a graph that links at once), sparse vectors copied and their posting
+ * lists grown, and an empty payload object for each new point that brings none. *r is the
+ * caller's (abandon_reservation unless apply_memory used it). Caller holds the write mutex; this
+ * takes the write lock to move arrays.
  */
-static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
-                          json_t ***empties)
+static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n, reservation_t *r)
 {
-    *empties = calloc(n, sizeof(json_t *));
-    if (!*empties)
+    *r = (reservation_t){.n = n, .nsparse = (size_t)c->nsparse};
+    r->empties = calloc(n, sizeof(json_t *));
+    if (!r->empties)
+        return AG_ENOMEM;
+    if (c->nsparse && !(r->sparse = calloc(n * (size_t)c->nsparse, sizeof(ag_sparse_prep_t))))
         return AG_ENOMEM;
     size_t n_new = 0, n_del = 0, sets[AG_MAX_VECTORS] = {0};
     for (size_t i = 0; i < n; i++) {
@@ -785,11 +830,16 @@ static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t 
         }
         if (!exists) {
             n_new++;
-            if (!m->payload && !((*empties)[i] = json_object()))
+            if (!m->payload && !(r->empties[i] = json_object()))
                 return AG_ENOMEM;
         }
         for (int v = 0; v < c->nvec; v++)
             sets[v] += m->dense_op[v] == AG_VEC_SET;
+        for (int v = 0; v < c->nsparse; v++)
+            if (m->sparse_op[v] == AG_VEC_SET &&
+                ag_sparse_prepare(m->sparse[v].indices, m->sparse[v].values, m->sparse[v].n,
+                                  &r->sparse[i * r->nsparse + (size_t)v]) != 0)
+                return AG_ENOMEM;
     }
     size_t slots = (size_t)c->nslots + n_new;
     if (slots > AG_VECSTORE_MAX_SLOTS)
@@ -816,21 +866,25 @@ static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t 
         if ((rc = ag_vecstore_reserve(c->vec[v].vs, (uint32_t)slots)) == 0 && c->vec[v].index)
             rc = ag_index_reserve(c->vec[v].index, (uint32_t)slots, sets[v]);
     }
+    /* Sparse: every vector of the batch, in order (r->n_held counts the ones holding room). */
+    for (size_t k = 0; rc == 0 && c->nsparse && k < n * r->nsparse; k++) {
+        const ag_mutation_t *m = &muts[k / r->nsparse];
+        int v = (int)(k % r->nsparse);
+        if (!m->delete_point && m->sparse_op[v] == AG_VEC_SET &&
+            (rc = ag_sparse_reserve(c->sparse[v].sp, (uint32_t)slots, &r->sparse[k])) != 0)
+            break;
+        r->n_held = k + 1;
+    }
+    if (rc)
+        unreserve_sparse(c, r);
     pthread_rwlock_unlock(&c->lock);
     return rc;
 }
 
-static void release_empties(json_t **empties, size_t n)
-{
-    for (size_t i = 0; empties && i < n; i++)
-        json_decref(empties[i]);
-    free(empties);
-}
-
-/* Applies committed mutations to memory. With reserve_memory done first, only sparse vectors and
- * indexes that link on add can still run out of memory here; that is reported and the collection
- * is reloaded from disk at the next start. empties: from reserve_memory (taken as used). */
-static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n, json_t **empties)
+/* Applies committed mutations to memory, with what reserve_memory set aside (r, used up here):
+ * nothing in it can run out of memory. Should an index break that promise, it is reported and
+ * the collection is reloaded from disk at the next start. */
+static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n, reservation_t *r)
 {
     int result = 0;
     for (size_t i = 0; i < n; i++) {
@@ -850,8 +904,8 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
                 result = AG_ENOMEM;
                 continue;
             }
-            c->slots[s].payload = empties[i] ? empties[i] : json_object();
-            empties[i] = NULL;
+            c->slots[s].payload = r->empties[i] ? r->empties[i] : json_object();
+            r->empties[i] = NULL;
         }
         if (m->payload) {
             /* Shared, not copied: stored payloads are never modified in place (every edit
@@ -876,14 +930,13 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
         }
         for (int v = 0; v < c->nsparse; v++) {
             if (m->sparse_op[v] == AG_VEC_SET) {
-                if (ag_sparse_set(c->sparse[v].sp, s, m->sparse[v].indices, m->sparse[v].values,
-                                  m->sparse[v].n) != 0)
-                    result = AG_ENOMEM;
+                ag_sparse_put(c->sparse[v].sp, s, &r->sparse[i * r->nsparse + (size_t)v]);
             } else if (m->sparse_op[v] == AG_VEC_CLEAR || m->replace_vectors) {
                 ag_sparse_clear(c->sparse[v].sp, s);
             }
         }
     }
+    r->n_held = 0; /* every reserved sparse vector was put */
     atomic_fetch_add(&c->version, 1);
     return result;
 }
@@ -928,10 +981,10 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
         return 0;
     /* Memory first (before the LMDB write transaction, which other writers of the environment
      * would wait for): once the write commits, applying it cannot run out of memory. */
-    json_t **empties = NULL;
-    int rc = reserve_memory(c, muts, n, &empties);
+    reservation_t r;
+    int rc = reserve_memory(c, muts, n, &r);
     if (rc) {
-        release_empties(empties, n);
+        release_reservation(&r);
         return ag_fail(diag, AG_ENOMEM, "out of memory: the write was not stored");
     }
     /* The transaction runs inside the map-size gate; when it meets a full map it is aborted
@@ -943,7 +996,7 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
         size_t seen = ag_env_enter(c->gate);
         if ((rc = mdb_txn_begin(c->env, NULL, 0, &txn)) != 0) {
             ag_env_leave(c->gate);
-            release_empties(empties, n);
+            abandon_reservation(c, &r);
             return ag_fail(diag, AG_ESTORAGE, "cannot begin a write transaction: %s",
                            mdb_strerror(rc));
         }
@@ -957,7 +1010,7 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
         if (err == MDB_MAP_FULL && attempt < 16 && ag_env_grow(c->gate, seen) == 0)
             continue;
         if (err) {
-            release_empties(empties, n);
+            abandon_reservation(c, &r);
             return storage_failure(c, err, rc ? "stored" : "committed", diag);
         }
         break;
@@ -967,8 +1020,8 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
     atomic_fetch_add(&c->write_waiters, 1);
     pthread_rwlock_wrlock(&c->lock);
     atomic_fetch_sub(&c->write_waiters, 1);
-    rc = apply_memory(c, muts, n, empties);
-    release_empties(empties, n);
+    rc = apply_memory(c, muts, n, &r);
+    release_reservation(&r);
     pthread_rwlock_unlock(&c->lock);
     if (rc)
         ag_log(AG_LOG_ERROR,
@@ -1098,7 +1151,7 @@ static json_t *floats_json(const float *f, uint32_t n)
 {
     json_t *a = json_array();
     for (uint32_t i = 0; a && i < n; i++)
-        json_array_append_new(a, json_real((double)f[i]));
+        json_array_append_new(a, ag_json_f32(f[i]));
     return a;
 }
 
@@ -1194,6 +1247,11 @@ const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot)
 const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot)
 {
     return c->slots[slot].payload;
+}
+
+size_t ag_coll_index_count(const ag_collection_t *c)
+{
+    return json_object_size(c->schema);
 }
 
 const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field)
@@ -1316,6 +1374,19 @@ static void note_present(const json_t *v, void *ud)
 {
     AG_UNUSED(v);
     *(bool *)ud = true;
+}
+
+void ag_coll_counts(ag_collection_t *c, ag_coll_counts_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    ag_coll_read_begin(c);
+    out->points = c->live;
+    for (int i = 0; i < c->nvec; i++) {
+        out->vectors += ag_vecstore_count(c->vec[i].vs);
+        if (ag_index_is_hnsw(c->vec[i].index))
+            out->queued += ag_hnsw_pending(c->vec[i].index);
+    }
+    ag_coll_read_end(c);
 }
 
 int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_stats_t *out)

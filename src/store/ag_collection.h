@@ -91,6 +91,8 @@ uint32_t ag_coll_nslots(const ag_collection_t *c);
 const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot);
 /* The payload object of a slot (never NULL for a live slot). */
 const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot);
+/* How many payload fields are indexed (lock held). */
+size_t ag_coll_index_count(const ag_collection_t *c);
 /* The payload index definition {"data_type":..., ...} of a field, or NULL. */
 const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field);
 /* The creation params as normalised (borrowed; lock held). */
@@ -137,6 +139,13 @@ typedef struct ag_coll_stats {
 } ag_coll_stats_t;
 int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_stats_t *out);
 
+/* The counts /metrics and the indexer's progress lines report, under the read lock (cheap: no
+ * scan). vectors sums every dense vector; queued is how many of them wait to be linked. */
+typedef struct ag_coll_counts {
+    uint64_t points, vectors, queued;
+} ag_coll_counts_t;
+void ag_coll_counts(ag_collection_t *c, ag_coll_counts_t *out);
+
 /* Walks the stored points in id order (LMDB's sorted keys, in a read transaction of its own)
  * from the first id >= from (NULL = the first point). visit gets each point's id (NULL for a key
  * that does not parse) and its slot (UINT32_MAX when it is not in memory); it returns 0 to go on,
@@ -146,7 +155,9 @@ typedef int (*ag_coll_walk_fn)(void *ud, const ag_point_id_t *id, uint32_t slot)
 int ag_coll_walk(ag_collection_t *c, const ag_point_id_t *from, ag_coll_walk_fn visit, void *ud);
 
 /* Writer side: write_begin takes the write mutex; apply commits to LMDB (syncing when `sync`)
- * and then applies to memory; write_end releases the mutex. */
+ * and then applies to memory; write_end releases the mutex. For store/ and tests: the rest of
+ * src/ writes through ag_coll_write and ag_batch_apply (store/ag_write.h; scripts/check-layers.sh
+ * enforces it). */
 /* Returns AG_ENOTFOUND (mutex not held) if the collection was deleted meanwhile. */
 int ag_coll_write_begin(ag_collection_t *c);
 void ag_coll_write_end(ag_collection_t *c);

@@ -80,6 +80,19 @@ int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag);
 /* Drops the collection's databases inside txn (contents deleted). */
 int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn);
 
+/* Settings of a create (update false) or update (PATCH) body that Aegis refuses or that are out
+ * of range (store/ag_coll_settings.c; docs/COMPATIBILITY.md "Collection settings"). */
+int ag_coll_check_settings(const json_t *body, bool update, ag_diag_t *diag);
+
+/* Named vectors on an existing collection (store/ag_coll_vectors.c). ag_coll_vector_params builds
+ * the params after adding vname (cfg = {"dense": {...}} or {"sparse": {...}}) or removing it (cfg
+ * NULL), validated as a creation body; *out is new (caller owns). ag_coll_vector_rows rewrites
+ * the stored vector rows inside txn for removing vname (nothing for an added one). The caller
+ * holds c's write mutex. */
+int ag_coll_vector_params(const ag_collection_t *c, const char *vname, const json_t *cfg,
+                          json_t **out, ag_diag_t *diag);
+int ag_coll_vector_rows(ag_collection_t *c, MDB_txn *txn, const char *vname, ag_diag_t *diag);
+
 /* The read lock, for store/'s own files; everyone else goes through ag_coll_read. */
 void ag_coll_read_begin(ag_collection_t *c);
 void ag_coll_read_end(ag_collection_t *c);

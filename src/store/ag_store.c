@@ -11,11 +11,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ag_clock.h"
 #include "ag_cmp.h"
 #include "ag_grow.h"
 #include "ag_log.h"
+#include "ag_metrics.h"
 #include "store/ag_collection_int.h"
 #include "store/ag_env.h"
+#include "store/ag_snapshot.h"
+#include "store/ag_store_int.h"
 #include "json/ag_json.h"
 
 typedef struct alias_entry {
@@ -46,6 +50,8 @@ struct ag_store {
     pthread_cond_t stop_cond;
     bool stopping;
     double flush_interval_s;
+    double progress_s;     /* indexing progress lines: interval ... */
+    uint32_t progress_min; /* ... and the queue length that makes them worth a line */
     /* Tenancy snapshots {collection: {"key": k|null, "tenants": {...}}}; each snapshot is
      * immutable (replaced, never edited) so readers share it by reference. A leaf lock. */
     pthread_rwlock_t tenancy_mu;
@@ -215,6 +221,46 @@ static void *flusher_main(void *arg)
 
 /* ---- background indexer -------------------------------------------------------------------- */
 
+/* Indexing progress lines (docs/API.md "Logs"): every `interval` seconds while at least `min`
+ * vectors wait to be linked, and one line when the queue has drained. */
+typedef struct index_progress {
+    double interval;
+    uint64_t min;
+    double next;     /* when the queue is next measured */
+    double since;    /* when the current long queue was first reported */
+    uint64_t linked; /* vectors linked since the last line */
+    uint64_t total;  /* vectors linked since the long queue was first reported */
+    bool reporting;  /* a long queue was reported and has not drained yet */
+} index_progress_t;
+
+/* Called once per collection while measuring; only the last call (last set) writes a line. */
+static void progress_line(index_progress_t *pr, double now, uint64_t queued, const char *longest,
+                          uint64_t longest_n, bool last)
+{
+    if (!last)
+        return;
+    pr->next = now + pr->interval;
+    if (queued >= pr->min) {
+        if (!pr->reporting) {
+            pr->reporting = true;
+            pr->since = now;
+            pr->total = 0;
+        }
+        pr->total += pr->linked;
+        ag_log(AG_LOG_INFO,
+               "indexing: %llu vectors queued (most in '%s': %llu), %llu linked in the last "
+               "%.3g s",
+               (unsigned long long)queued, longest ? longest : "-", (unsigned long long)longest_n,
+               (unsigned long long)pr->linked, pr->interval);
+    } else if (pr->reporting && queued == 0) {
+        pr->total += pr->linked;
+        pr->reporting = false;
+        ag_log(AG_LOG_INFO, "indexing: done, every queued vector is linked (%llu in %.1f s)",
+               (unsigned long long)pr->total, now - pr->since);
+    }
+    pr->linked = 0;
+}
+
 /* Links queued points into the HNSW graphs, a small step per collection at a time, so ingestion
  * never waits for graph construction, and writes the graphs' checkpoints (paced by each collection,
  * docs/RELIABILITY.md, "Crash recovery"). Idle: sleeps until the next poll. */
@@ -222,6 +268,8 @@ static void *indexer_main(void *arg)
 {
     ag_store_t *st = arg;
     enum { STEP = 32 };
+    index_progress_t pr = {.interval = st->progress_s, .min = st->progress_min};
+    pr.next = ag_now_mono() + pr.interval;
     /* Linking is background work: at the lowest priority it takes the CPU only when requests
      * leave it idle (Linux applies nice values per thread). */
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
@@ -241,13 +289,32 @@ static void *indexer_main(void *arg)
         }
         pthread_rwlock_unlock(&st->lock);
         uint32_t done = 0;
+        double now = ag_now_mono();
+        bool due = now >= pr.next;
+        uint64_t queued = 0;
+        const char *longest = NULL;
+        uint64_t longest_n = 0;
         for (size_t i = 0; i < n; i++) {
             done += ag_coll_index_step(batch[i], STEP);
             /* Checkpoints are written here, off every writer's path (paced by the collection). */
             ag_coll_index_checkpoint(batch[i]);
+            if (due) {
+                ag_coll_counts_t k;
+                ag_coll_counts(batch[i], &k);
+                queued += k.queued;
+                if (k.queued > longest_n) {
+                    longest_n = k.queued;
+                    longest = ag_coll_name(batch[i]);
+                }
+                progress_line(&pr, now, queued, longest, longest_n, i + 1 == n);
+            }
             ag_coll_unref(batch[i]);
             sched_yield(); /* let a waiting writer or search take the lock first */
         }
+        if (due && n == 0)
+            progress_line(&pr, now, 0, NULL, 0, true);
+        pr.linked += done;
+        ag_metrics_add(AG_M_VECTORS_LINKED, done);
         if (done == 0) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -428,6 +495,8 @@ int ag_store_open(const ag_store_config_t *cfg, ag_store_t **out, ag_diag_t *dia
     pthread_cond_init(&st->stop_cond, NULL);
     pthread_rwlock_init(&st->tenancy_mu, NULL);
     st->flush_interval_s = cfg->flush_interval_s > 0 ? cfg->flush_interval_s : 1.0;
+    st->progress_s = cfg->progress_s > 0 ? cfg->progress_s : 5.0;
+    st->progress_min = cfg->progress_min ? cfg->progress_min : 1000;
     int rc;
     st->lock_fd = -1;
     if (mkdir_p(cfg->path) != 0) {
@@ -899,6 +968,8 @@ static int merge_into(json_t *dst, const json_t *src)
     json_object_foreach((json_t *)src, k, v)
     {
         json_t *cur = json_object_get(dst, k);
+        if (json_is_null(v)) /* Qdrant's config diffs: null leaves the setting as it is */
+            continue;
         if (json_is_object(cur) && json_is_object(v)) {
             if (merge_into(cur, v) != 0)
                 return AG_ENOMEM;
@@ -921,6 +992,8 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
     }
     json_t *next = json_deep_copy(c->params);
     rc = next ? 0 : AG_ENOMEM;
+    if (rc == 0)
+        rc = ag_coll_check_settings(patch, true, diag);
     const char *k;
     json_t *v;
     json_object_foreach((json_t *)patch, k, v)
@@ -970,20 +1043,103 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
         }
     }
     if (rc == 0) {
+        /* Readers look at params under the read lock: swap it under the write lock. */
+        pthread_rwlock_wrlock(&c->lock);
         json_t *old = c->params;
         c->params = next;
+        pthread_rwlock_unlock(&c->lock);
         rc = persist_coll(st, c, diag);
+        pthread_rwlock_wrlock(&c->lock);
         if (rc) {
             c->params = old;
             json_decref(next);
         } else {
             json_decref(old);
         }
+        pthread_rwlock_unlock(&c->lock);
     } else {
         json_decref(next);
     }
     ag_coll_write_end(c);
     ag_coll_unref(c);
+    return rc;
+}
+
+/* ---- named vectors ------------------------------------------------------------------------- */
+
+int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
+                           ag_diag_t *diag)
+{
+    pthread_rwlock_wrlock(&st->lock);
+    ssize_t i = find_coll(st, name);
+    if (i < 0) {
+        ssize_t a = find_alias(st->aliases, st->naliases, name);
+        i = a >= 0 ? find_coll(st, st->aliases[a].target) : -1;
+    }
+    if (i < 0) {
+        pthread_rwlock_unlock(&st->lock);
+        return ag_fail(diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!", name);
+    }
+    ag_collection_t *c = st->colls[i], *nc = NULL;
+    pthread_mutex_lock(&c->write_mutex); /* wait for a running write, block new ones */
+    json_t *params = NULL, *rec = NULL;
+    MDB_txn *txn = NULL;
+    int rc = ag_coll_vector_params(c, vname, cfg, &params, diag);
+    if (rc)
+        goto out;
+    if ((rc = txn_begin(st, &txn)) != 0) {
+        txn = NULL;
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction: %s", mdb_strerror(rc));
+        goto out;
+    }
+    if (!cfg && (rc = ag_coll_vector_rows(c, txn, vname, diag)) != 0)
+        goto out;
+    char key[AG_MAX_NAME_LEN + 8];
+    key_for(key, sizeof(key), 'c', c->name);
+    rec = json_pack("{s:i,s:O,s:O}", "cid", (json_int_t)c->cid, "params", params, "schema",
+                    c->schema);
+    if ((rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM) != 0) {
+        rc = ag_fail(diag, rc, "cannot store the collection's settings");
+        goto out;
+    }
+    /* The collection as it will be, loaded from this transaction: if that fails, nothing
+     * changes anywhere. */
+    if ((rc = ag_coll_open(st->env, txn, c->name, c->cid, params, c->schema, false, &nc, diag)) !=
+            0 ||
+        (rc = ag_coll_load(nc, txn, diag)) != 0)
+        goto out;
+    nc->gate = &st->gate;
+    rc = txn_commit(st, txn);
+    txn = NULL;
+    if (rc) {
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot commit: %s", mdb_strerror(rc));
+        goto out;
+    }
+    mdb_env_sync(st->env, 1);
+    /* Requests holding the old object finish on it; a write queued behind this change finds it
+     * dropped and answers "not found" (the client retries on the new one). Its graphs must not
+     * be saved over the new numbering. */
+    c->dropped = true;
+    c->index_ready = false;
+    st->colls[i] = nc;
+    nc = NULL;
+    ag_log(AG_LOG_INFO, "collection '%s': vector '%s' %s", c->name, vname,
+           cfg ? "added" : "removed");
+    pthread_mutex_unlock(&c->write_mutex);
+    pthread_rwlock_unlock(&st->lock);
+    json_decref(params);
+    json_decref(rec);
+    ag_coll_unref(c); /* the catalog's reference */
+    return 0;
+out:
+    if (txn)
+        txn_abort(st, txn);
+    if (nc)
+        ag_coll_unref(nc);
+    pthread_mutex_unlock(&c->write_mutex);
+    pthread_rwlock_unlock(&st->lock);
+    json_decref(params);
+    json_decref(rec);
     return rc;
 }
 
@@ -1164,4 +1320,240 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check
     }
     pthread_rwlock_unlock(&st->lock);
     return rc;
+}
+
+/* ---- snapshots (store/ag_snapshot.c; docs/SECURITY.md "Snapshots") -------------------------- */
+
+int ag_store__snapshot_begin(ag_store_t *st, const char *collection, MDB_txn **txn, MDB_dbi *meta,
+                             ag_collection_t ***colls, size_t *n)
+{
+    *colls = NULL;
+    *n = 0;
+    pthread_rwlock_rdlock(&st->lock);
+    size_t want = st->ncolls;
+    ssize_t only = -1;
+    if (collection) {
+        only = find_coll(st, collection);
+        if (only < 0) {
+            pthread_rwlock_unlock(&st->lock);
+            return AG_ENOTFOUND;
+        }
+        want = 1;
+    }
+    ag_collection_t **list = calloc(want ? want : 1, sizeof(*list));
+    /* The read transaction holds the map-size gate until ag_store__snapshot_end. */
+    if (list)
+        ag_env_enter(&st->gate);
+    if (!list || mdb_txn_begin(st->env, NULL, MDB_RDONLY, txn) != 0) {
+        if (list)
+            ag_env_leave(&st->gate);
+        free(list);
+        pthread_rwlock_unlock(&st->lock);
+        return list ? AG_ESTORAGE : AG_ENOMEM;
+    }
+    for (size_t i = 0; i < want; i++) {
+        list[i] = st->colls[only >= 0 ? (size_t)only : i];
+        ag_coll_ref(list[i]);
+    }
+    *meta = st->meta;
+    *colls = list;
+    *n = want;
+    return 0;
+}
+
+void ag_store__snapshot_end(ag_store_t *st, MDB_txn *txn, ag_collection_t **colls, size_t n)
+{
+    mdb_txn_abort(txn);
+    ag_env_leave(&st->gate);
+    pthread_rwlock_unlock(&st->lock);
+    for (size_t i = 0; i < n; i++)
+        ag_coll_unref(colls[i]);
+    free(colls);
+}
+
+typedef struct restore_slot {
+    json_t *params, *schema, *tenants;
+    ag_collection_t *fresh; /* the restored collection (owned until it enters the registry) */
+    ssize_t old;            /* its namesake's index in the registry, or -1 */
+} restore_slot_t;
+
+int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
+                     const json_t *aliases, ag_diag_t *diag)
+{
+    if (n > MAX_ENTRIES)
+        return ag_fail(diag, AG_EINVAL, "snapshot: too many collections");
+    if (aliases && !json_is_object(aliases))
+        return ag_fail(diag, AG_EINVAL, "snapshot: aliases.json is malformed");
+    restore_slot_t *slots = calloc(n ? n : 1, sizeof(*slots));
+    if (!slots)
+        return AG_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        slots[i].old = -1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(items[i].name, items[j].name) == 0)
+                rc = ag_fail(diag, AG_EINVAL, "snapshot: collection '%.64s' appears twice",
+                             items[i].name);
+        if (rc == 0)
+            rc = ag_snap__read_config(items[i].dir, &slots[i].params, &slots[i].schema,
+                                      &slots[i].tenants, diag);
+    }
+    if (rc) {
+        for (size_t i = 0; i < n; i++) {
+            json_decref(slots[i].params);
+            json_decref(slots[i].schema);
+            json_decref(slots[i].tenants);
+        }
+        free(slots);
+        return rc;
+    }
+
+    pthread_rwlock_wrlock(&st->lock);
+    size_t locked = 0;
+    MDB_txn *txn = NULL;
+    /* Room in the registries is made first, so nothing can fail after the commit. */
+    size_t added = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (find_alias(st->aliases, st->naliases, items[i].name) >= 0)
+            rc =
+                ag_fail(diag, AG_ECONFLICT,
+                        "cannot restore collection '%.64s': an alias has that name", items[i].name);
+        slots[i].old = find_coll(st, items[i].name);
+        added += slots[i].old < 0;
+    }
+    if (rc == 0 && AG_GROW(st->colls, st->cap_colls, st->ncolls + added, 16, MAX_ENTRIES) != 0)
+        rc = AG_ENOMEM;
+    size_t nal = aliases ? json_object_size(aliases) : 0;
+    if (rc == 0 && AG_GROW(st->aliases, st->cap_aliases, st->naliases + nal, 16, MAX_ENTRIES) != 0)
+        rc = AG_ENOMEM;
+    /* Writers of the collections being replaced wait; they find them dropped afterwards. */
+    for (; rc == 0 && locked < n; locked++)
+        if (slots[locked].old >= 0)
+            pthread_mutex_lock(&st->colls[slots[locked].old]->write_mutex);
+    if (rc == 0 && txn_begin(st, &txn) != 0) {
+        txn = NULL;
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction");
+    }
+    uint32_t cid = st->next_cid;
+    char key[AG_MAX_NAME_LEN + 8];
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        restore_slot_t *s = &slots[i];
+        rc = ag_coll_open(st->env, txn, items[i].name, cid++, s->params, s->schema, true, &s->fresh,
+                          diag);
+        if (rc == 0)
+            s->fresh->gate = &st->gate;
+        if (rc == 0)
+            rc = ag_snap__fill(s->fresh, txn, items[i].dir, diag);
+        json_t *rec = rc == 0 ? coll_record(s->fresh) : NULL;
+        if (rc == 0) {
+            key_for(key, sizeof(key), 'c', items[i].name);
+            rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
+        }
+        json_decref(rec);
+        if (rc == 0) {
+            key_for(key, sizeof(key), 't', items[i].name);
+            rc = json_object_size(s->tenants) ? meta_put_json(txn, st->meta, key, s->tenants)
+                                              : meta_del(txn, st->meta, key);
+        }
+        if (rc == 0)
+            rc = ag_coll_load(s->fresh, txn, diag);
+    }
+    const char *alias;
+    json_t *target;
+    if (aliases) {
+        json_object_foreach((json_t *)aliases, alias, target)
+        {
+            if (rc)
+                break;
+            const char *t = json_string_value(target);
+            bool known = false;
+            for (size_t i = 0; t && i < n; i++)
+                known = known || strcmp(items[i].name, t) == 0;
+            if (!t || !known || ag_name_check(alias, strlen(alias), "alias", diag) != 0 ||
+                find_coll(st, alias) >= 0) {
+                rc = ag_fail(diag, AG_EINVAL, "snapshot: alias '%.64s' cannot be restored", alias);
+                break;
+            }
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(items[i].name, alias) == 0)
+                    rc = ag_fail(diag, AG_EINVAL, "snapshot: alias '%.64s' names a collection",
+                                 alias);
+            key_for(key, sizeof(key), 'a', alias);
+            if (rc == 0)
+                rc = meta_put_str(txn, st->meta, key, t);
+        }
+    }
+    if (rc == 0) {
+        uint32_t seq = cid;
+        MDB_val k = {3, (void *)"seq"}, v = {4, &seq};
+        rc = mdb_put(txn, st->meta, &k, &v, 0) ? AG_ESTORAGE : 0;
+    }
+    /* Last, because dropping closes the old handles even if the transaction were aborted. */
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (slots[i].old >= 0)
+            rc = ag_coll_drop_dbs(st->colls[slots[i].old], txn);
+    if (txn) {
+        if (rc == 0 && txn_commit(st, txn) != 0)
+            rc = ag_fail(diag, AG_ESTORAGE, "cannot commit the restore");
+        else if (rc)
+            txn_abort(st, txn);
+    }
+    if (rc && !diag->msg[0])
+        ag_fail(diag, rc, "cannot restore the snapshot");
+    if (rc == 0) {
+        st->next_cid = cid;
+        for (size_t i = 0; i < n; i++) {
+            restore_slot_t *s = &slots[i];
+            if (s->old >= 0) {
+                ag_collection_t *old = st->colls[s->old];
+                old->dropped = true;
+                pthread_mutex_unlock(&old->write_mutex);
+                st->colls[s->old] = s->fresh;
+                ag_coll_unref(old);
+            } else {
+                st->colls[st->ncolls++] = s->fresh;
+            }
+            tenancy_drop(st, items[i].name);
+            tenancy_put(st, items[i].name, true, schema_tenant_key(s->fresh->schema), s->tenants);
+            s->fresh = NULL;
+        }
+        if (aliases) {
+            json_object_foreach((json_t *)aliases, alias, target)
+            {
+                if (alias_set(&st->aliases, &st->naliases, &st->cap_aliases, alias,
+                              json_string_value(target)) != 0)
+                    ag_log(AG_LOG_ERROR, "out of memory restoring alias '%s' (it is stored)",
+                           alias);
+            }
+        }
+        mdb_env_sync(st->env, 1);
+    } else {
+        for (size_t i = 0; i < locked; i++)
+            if (slots[i].old >= 0)
+                pthread_mutex_unlock(&st->colls[slots[i].old]->write_mutex);
+    }
+    pthread_rwlock_unlock(&st->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (slots[i].fresh)
+            ag_coll_unref(slots[i].fresh);
+        json_decref(slots[i].params);
+        json_decref(slots[i].schema);
+        json_decref(slots[i].tenants);
+    }
+    free(slots);
+    return rc;
+}
+
+void ag_store_map_info(ag_store_t *st, uint64_t *map_size, uint64_t *used)
+{
+    MDB_envinfo info;
+    MDB_stat stat;
+    *map_size = *used = 0;
+    ag_env_enter(&st->gate); /* not while the map is being resized (store/ag_env.h) */
+    int rc = mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &stat) != 0;
+    ag_env_leave(&st->gate);
+    if (rc)
+        return;
+    *map_size = (uint64_t)info.me_mapsize;
+    *used = ((uint64_t)info.me_last_pgno + 1) * (uint64_t)stat.ms_psize;
 }

@@ -24,6 +24,10 @@ typedef struct ag_store_config {
     double flush_interval_s;
     size_t map_max; /* the ceiling the map may grow to when full (docs/RELIABILITY.md); 0 =
                      * map_size (no growth) */
+    /* Indexing progress lines (docs/API.md "Logs"): every progress_s seconds while at least
+     * progress_min vectors wait for the indexer; 0 = 5 s and 1000. */
+    double progress_s;
+    uint32_t progress_min;
 } ag_store_config_t;
 
 /* Opens (creating the directory if needed) and loads every collection. *out owned by caller. */
@@ -55,6 +59,12 @@ int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, js
  * collection's write mutex). */
 int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag);
 
+/* Adds named vector vname to collection (or alias) name — cfg {"dense": {size, distance, ...}}
+ * or {"sparse": {...}} — or removes it with its stored vectors (cfg NULL). Committed whole or not
+ * at all; the catalog then serves a freshly loaded collection (store/ag_coll_vectors.c). */
+int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
+                           ag_diag_t *diag);
+
 /* Returns a new JSON array of collection names (sorted). */
 json_t *ag_store_list(ag_store_t *st);
 /* Returns a new JSON array [{alias_name, collection_name}], optionally for one collection. */
@@ -85,6 +95,9 @@ int ag_store_tenant_set(ag_store_t *st, ag_collection_t *c, const char *tenant, 
 /* Removes a tenant's declaration (AG_ENOTFOUND when not declared). Caller holds c's write mutex
  * and has deleted the tenant's points. */
 int ag_store_tenant_remove(ag_store_t *st, ag_collection_t *c, const char *tenant, ag_diag_t *diag);
+
+/* The LMDB map: its configured size and the bytes its pages use now (GET /metrics). */
+void ag_store_map_info(ag_store_t *st, uint64_t *map_size, uint64_t *used);
 
 /* Forces a durable sync of everything committed so far. */
 int ag_store_sync(ag_store_t *st);

@@ -324,7 +324,6 @@ describe('JWT verification over HTTP', () => {
       ['GET', '/collections/jc'],
       ['POST', '/collections/jc/points/scroll', { limit: 1 }],
       ['POST', '/collections/jc/points/count', {}],
-      ['GET', '/telemetry'],
       ['PUT', '/collections/jc2', { vectors: { size: 2, distance: 'Dot' } }],
       ['DELETE', '/collections/jc'],
     ]) {

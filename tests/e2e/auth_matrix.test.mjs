@@ -2,8 +2,8 @@
 // principal, with the expected status class of each cell written out below — never derived
 // from the server. Qdrant's rules: collection create/update/delete and alias changes need
 // global `m`; point writes (payload edits included) need `rw` or `prw`; payload indexes need `rw`
-// (docs/SECURITY.md "JWT"); reads need `r`; /metrics and /telemetry need global
-// access; GET /collections and GET /aliases are filtered to what the caller may see.
+// (docs/SECURITY.md "JWT"); reads need `r`; /metrics needs global read access, /telemetry
+// answers every principal with only what it may see; GET /collections and GET /aliases are filtered to what the caller may see.
 //
 // Every cell is run; all mismatches are collected and reported together.
 import assert from 'node:assert/strict';
@@ -85,6 +85,16 @@ const ROOT_ONLY = [401, 401, ok, ok, ok, 403, 403, 403, 403, 403, 403, 403, 403,
 // collection's info and data, not its tenant list; the viewer role (global `r`) includes them.
 const TENANT_READ = GLOBAL_READ;
 const TENANT_MANAGE = MANAGE;
+// Snapshots (docs/SECURITY.md "Snapshots"): unrestricted read:data lists and downloads (so
+// collection `r`, `rw` and `prw`: a snapshot holds nothing they cannot read), `rw` creates and
+// deletes, row-restricted tokens get nothing; upload and recover need global manage; full
+// snapshots are read by global readers and written by global managers; restoring a full
+// snapshot needs the root key itself (root403: a global manager is refused by the handler, not
+// for a missing permission).
+const SNAP_READ = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, ok, 403, 403, 403];
+const SNAP_WRITE = INDEX;
+const SNAP_MANAGE = MANAGE;
+const FULL_ROOT = [401, 401, ok, ok, ok, 403, 403, 'root403', 403, 403, 403, 403, 403, 403];
 
 const EXPECTED = {
   // service
@@ -93,7 +103,11 @@ const EXPECTED = {
   'GET /livez': PUBLIC,
   'GET /readyz': PUBLIC,
   'GET /metrics': GLOBAL_READ,
-  'GET /telemetry': GLOBAL_READ,
+  'GET /telemetry': ANY_VALID, // scoped to what the caller may see (observability.test.mjs)
+  // the dashboard's files hold no data (dashboard.test.mjs); the chain status needs read:audit
+  'GET /dashboard': PUBLIC,
+  'GET /dashboard/app.js': PUBLIC,
+  'GET /auth/audit/verify': ROOT_ONLY,
   // collections
   'GET /collections': ANY_VALID, // filtered list (asserted in its own test)
   'GET /collections/mx': READ,
@@ -104,6 +118,9 @@ const EXPECTED = {
   'POST /collections/aliases': MANAGE,
   'PUT /collections/mx/index': INDEX,
   'DELETE /collections/mx/index/tmpidx': INDEX,
+  // named vectors: Qdrant lets a collection rw token (not prw) create and delete them
+  'PUT /collections/mx/vectors/{name}': INDEX,
+  'DELETE /collections/mx/vectors/{name}': INDEX,
   // points
   'PUT /collections/mx/points': POINT_WRITE,
   'POST /collections/mx/points': READ,
@@ -132,6 +149,8 @@ const EXPECTED = {
   'POST /collections/mx/points/recommend/batch': READ,
   'POST /collections/mx/points/recommend/groups': READ,
   'POST /collections/mx/points/query': READ,
+  'POST /collections/mx/points/discover': READ,
+  'POST /collections/mx/points/discover/batch': READ,
   'POST /collections/mx/points/query/batch': READ,
   'POST /collections/mx/points/query/groups': READ,
   // destructive ones (each cell gets a fresh fixture)
@@ -183,9 +202,48 @@ const EXPECTED = {
   'GET /account': ROOT_ONLY,
   'PATCH /account': ROOT_ONLY,
   'GET /cluster': GLOBAL_READ,
+  // Qdrant's service endpoints on a single node (docs/COMPATIBILITY.md "Service endpoints")
+  'GET /issues': ANY_VALID, // every principal; nothing is reported
+  'DELETE /issues': MANAGE,
+  'GET /quotas': GLOBAL_READ,
+  'PUT /quotas': MANAGE,
+  'GET /collections/mx/cluster': READ,
+  'GET /collections/mx/optimizations': READ,
+  //  shard operations are refused (405) to whoever may ask for them
+  'POST /collections/mx/cluster': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
   //  a single node refuses cluster changes (405) to whoever may ask for them
   'POST /cluster/recover': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
   'DELETE /cluster/peer/1': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
+  // snapshots, backups and backup schedules (issue 12)
+  'GET /collections/mx/snapshots': SNAP_READ,
+  'POST /collections/mx/snapshots': SNAP_WRITE,
+  'GET /collections/mx/snapshots/{snapshot}': SNAP_READ,
+  'DELETE /collections/mx/snapshots/{snapshot}': SNAP_WRITE,
+  'POST /collections/mx/snapshots/upload': SNAP_MANAGE,
+  'PUT /collections/mx/snapshots/recover': SNAP_MANAGE,
+  'GET /collections/mx/shards/0/snapshots': SNAP_READ,
+  'POST /collections/mx/shards/0/snapshots': SNAP_WRITE,
+  'GET /collections/mx/shards/0/snapshots/{snapshot}': SNAP_READ,
+  'DELETE /collections/mx/shards/0/snapshots/{snapshot}': SNAP_WRITE,
+  'POST /collections/mx/shards/0/snapshots/upload': SNAP_MANAGE,
+  'PUT /collections/mx/shards/0/snapshots/recover': SNAP_MANAGE,
+  'POST /collections/mx/shards/0/snapshot/partial/recover': SNAP_MANAGE,
+  'GET /snapshots': GLOBAL_READ,
+  'POST /snapshots': MANAGE,
+  'GET /snapshots/{snapshot}': GLOBAL_READ,
+  'DELETE /snapshots/{snapshot}': MANAGE,
+  'POST /snapshots/upload': FULL_ROOT,
+  'POST /snapshots/{snapshot}/restore': FULL_ROOT,
+  'GET /backups': ROOT_ONLY,
+  'POST /backups': ROOT_ONLY,
+  'GET /backups/{backup}': ROOT_ONLY,
+  'DELETE /backups/{backup}': ROOT_ONLY,
+  'POST /backups/{backup}/restore': ROOT_ONLY,
+  'GET /backup-schedules': ROOT_ONLY,
+  'POST /backup-schedules': ROOT_ONLY,
+  'GET /backup-schedules/{schedule}': ROOT_ONLY,
+  'POST /backup-schedules/{schedule}/run': ROOT_ONLY,
+  'DELETE /backup-schedules/{schedule}': ROOT_ONLY,
 };
 
 // ---- fixture --------------------------------------------------------------------------------
@@ -229,6 +287,9 @@ const ROUTES = [
   { name: 'GET /readyz' },
   { name: 'GET /metrics' },
   { name: 'GET /telemetry' },
+  { name: 'GET /dashboard' },
+  { name: 'GET /dashboard/app.js' },
+  { name: 'GET /auth/audit/verify' },
   { name: 'GET /collections' },
   { name: 'GET /collections/mx' },
   { name: 'GET /collections/mx/exists' },
@@ -244,6 +305,17 @@ const ROUTES = [
     name: 'DELETE /collections/mx/index/tmpidx',
     path: '/collections/mx/index/tmpidx?wait=true',
     before: () => rootOk('PUT', `/collections/${C}/index?wait=true`, { field_name: 'tmpidx', field_schema: 'keyword' }),
+  },
+  {
+    name: 'PUT /collections/mx/vectors/{name}',
+    path: '/collections/mx/vectors/mxsp?wait=true',
+    body: { sparse: {} },
+    before: () => srv.request('DELETE', `/collections/${C}/vectors/mxsp?wait=true`, undefined, { headers: root }),
+  },
+  {
+    name: 'DELETE /collections/mx/vectors/{name}',
+    path: '/collections/mx/vectors/mxsp?wait=true',
+    before: () => srv.request('PUT', `/collections/${C}/vectors/mxsp?wait=true`, { sparse: {} }, { headers: root }),
   },
   {
     name: 'PUT /collections/mx/points',
@@ -293,6 +365,8 @@ const ROUTES = [
   { name: 'POST /collections/mx/points/recommend/batch', body: { searches: [{ positive: [1], limit: 3 }] } },
   { name: 'POST /collections/mx/points/recommend/groups', body: { positive: [1], group_by: 'tenant', limit: 3, group_size: 2 } },
   { name: 'POST /collections/mx/points/query', body: { query: q, limit: 3 } },
+  { name: 'POST /collections/mx/points/discover', body: { target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 } },
+  { name: 'POST /collections/mx/points/discover/batch', body: { searches: [{ target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 }] } },
   { name: 'POST /collections/mx/points/query/batch', body: { searches: [{ query: q, limit: 3 }] } },
   { name: 'POST /collections/mx/points/query/groups', body: { query: q, group_by: 'tenant', limit: 3, group_size: 2 } },
   {
@@ -409,9 +483,68 @@ const ROUTES = [
   { name: 'GET /account' },
   { name: 'PATCH /account', body: { name: 'matrix' } },
   { name: 'GET /cluster' },
+  { name: 'GET /issues' },
+  { name: 'DELETE /issues' },
+  { name: 'GET /quotas' },
+  { name: 'PUT /quotas', body: { enabled: false } },
+  { name: 'GET /collections/mx/cluster' },
+  { name: 'GET /collections/mx/optimizations' },
+  { name: 'POST /collections/mx/cluster', body: { move_shard: { shard_id: 0, from_peer_id: 1, to_peer_id: 2 } } },
   { name: 'POST /cluster/recover' },
   { name: 'DELETE /cluster/peer/1' },
+  // snapshots: made with the root key; a fresh one for each destructive cell
+  ...['', '/shards/0'].flatMap((shard) => [
+    { name: `GET /collections/mx${shard}/snapshots` },
+    { name: `POST /collections/mx${shard}/snapshots`, path: `/collections/mx${shard}/snapshots?wait=true` },
+    { name: `GET /collections/mx${shard}/snapshots/{snapshot}`, get path() { return `/collections/mx${shard}/snapshots/${mg.snap.name}`; } },
+    {
+      name: `DELETE /collections/mx${shard}/snapshots/{snapshot}`,
+      get path() { return `/collections/mx${shard}/snapshots/${mg.doomedSnap}`; },
+      before: async () => { mg.doomedSnap = (await rootOk('POST', `/collections/${C}/snapshots?wait=true`)).name; },
+    },
+    // the raw archive as the body (the non-multipart form); restores mx as it was
+    { name: `POST /collections/mx${shard}/snapshots/upload`, get body() { return mg.snapBytes; } },
+    { name: `PUT /collections/mx${shard}/snapshots/recover`, get body() { return { location: mg.snapFile }; } },
+  ]),
+  { name: 'POST /collections/mx/shards/0/snapshot/partial/recover', get body() { return mg.snapBytes; } },
+  { name: 'GET /snapshots' },
+  { name: 'POST /snapshots' },
+  { name: 'GET /snapshots/{snapshot}', get path() { return `/snapshots/${mg.full.name}`; } },
+  {
+    name: 'DELETE /snapshots/{snapshot}',
+    get path() { return `/snapshots/${mg.doomedSnap}`; },
+    before: async () => { mg.doomedSnap = (await rootOk('POST', '/snapshots')).name; },
+  },
+  { name: 'POST /snapshots/upload', get body() { return mg.fullBytes; }, after: () => refreshFull() },
+  { name: 'POST /snapshots/{snapshot}/restore', get path() { return `/snapshots/${mg.full.name}/restore`; }, after: () => refreshFull() },
+  // backups and schedules (management resources: no JWT access level reaches them)
+  { name: 'GET /backups' },
+  { name: 'POST /backups' },
+  { name: 'GET /backups/{backup}', get path() { return `/backups/${mg.backup}`; } },
+  {
+    name: 'DELETE /backups/{backup}',
+    get path() { return `/backups/${mg.doomedBackup}`; },
+    before: async () => { mg.doomedBackup = (await rootOk('POST', '/backups')).id; },
+  },
+  { name: 'POST /backups/{backup}/restore', get path() { return `/backups/${mg.backup}/restore`; }, after: () => refreshFull() },
+  { name: 'GET /backup-schedules' },
+  { name: 'POST /backup-schedules', body: { schedule: '0 3 * * *', retention: 2 } },
+  { name: 'GET /backup-schedules/{schedule}', get path() { return `/backup-schedules/${mg.schedule}`; } },
+  { name: 'POST /backup-schedules/{schedule}/run', get path() { return `/backup-schedules/${mg.schedule}/run`; } },
+  {
+    name: 'DELETE /backup-schedules/{schedule}',
+    get path() { return `/backup-schedules/${mg.doomedSchedule}`; },
+    before: async () => { mg.doomedSchedule = (await rootOk('POST', '/backup-schedules', { schedule: '0 4 * * *', retention: 1 })).id; },
+  },
 ];
+
+/** A fresh full snapshot and backup of the fixture (restoring one puts mx and ot back as they
+ * are now; taken again after each restore so later cells see the same state). */
+async function refreshFull() {
+  mg.full = await rootOk('POST', '/snapshots');
+  mg.fullBytes = Buffer.from(await (await fetch(`${srv.url}/snapshots/${mg.full.name}`, { headers: root })).arrayBuffer());
+  mg.backup = (await rootOk('POST', '/backups')).id;
+}
 const mg = { seq: 0 };
 
 async function freshRole() {
@@ -456,6 +589,11 @@ before(async () => {
   await rootOk('POST', '/auth/roles', { name: 'mxrole', permissions: [{ action: 'read:data', collection: C }] });
   await rootOk('POST', '/auth/roles', { name: 'mxrole2', permissions: [{ action: 'read:collections', collection: C }] });
   await rootOk('POST', '/auth/users/mxuser', { roles: ['mxrole'] });
+  mg.snap = await rootOk('POST', `/collections/${C}/snapshots?wait=true`);
+  mg.snapFile = `file://${srv.storage}/snapshots/collections/${C}/${mg.snap.name}`;
+  mg.snapBytes = Buffer.from(await (await fetch(`${srv.url}/collections/${C}/snapshots/${mg.snap.name}`, { headers: root })).arrayBuffer());
+  await refreshFull();
+  mg.schedule = (await rootOk('POST', '/backup-schedules', { schedule: '0 3 * * *', retention: 2 })).id;
 });
 
 after(async () => {
@@ -555,7 +693,7 @@ describe('authorization matrix', () => {
         const r = await call(route, p);
         if (route.after) await route.after();
         cells++;
-        const rowLevel = row[i] === 'row403';
+        const rowLevel = row[i] === 'row403' || row[i] === 'root403';
         const want = row[i] === ok ? '2xx' : rowLevel ? '403' : String(row[i]);
         const got = statusClass(r.status);
         const where = `${route.name} as ${p}`;

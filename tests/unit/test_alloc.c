@@ -24,6 +24,7 @@
 #include "auth/ag_perm.h"
 #include "auth/ag_principal.h"
 #include "index/ag_filter.h"
+#include "index/ag_hnsw.h"
 #include "query/ag_query.h"
 #include "store/ag_store.h"
 #include "json/ag_json.h"
@@ -291,6 +292,182 @@ static void test_write_reserved_before_commit(void **state)
     }
 }
 
+/* Sparse vectors: a write into a collection whose inverted index already has lists (so the
+ * batch both grows lists and makes new ones, and replaces one point's vector), with allocation k
+ * failing. *count is the index's vector count afterwards, *replaced whether point 1 holds its new
+ * vector; returns ag_coll_apply's result. */
+static int sparse_write_once(long k, uint32_t *count, int *present, bool *replaced)
+{
+    static int round;
+    char name[32];
+    snprintf(name, sizeof(name), "s%d", round++);
+    ag_diag_t d = {{0}};
+    json_t *body = json_loads(
+        "{\"vectors\":{\"size\":3,\"distance\":\"Dot\"},\"sparse_vectors\":{\"s\":{}}}", 0, NULL);
+    json_t *params = NULL;
+    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
+    assert_int_equal(ag_store_create(store, name, params, &d), 0);
+    json_decref(params);
+    json_decref(body);
+    ag_collection_t *c;
+    assert_int_equal(ag_store_get(store, name, &c, NULL), 0);
+    static const float vec[3] = {1, 2, 3};
+    /* prefill; then point 1's new vector and the new points' */
+    static uint32_t idx[5][3] = {{1, 2, 3}, {2, 3, 4}, {7, 8, 9}, {3, 100, 2}, {9, 100, 5}};
+    static float val[3] = {0.5f, 1.5f, 2.5f};
+    enum { PREFILL = 60, ADD = 4 };
+    ag_mutation_t *m = calloc(PREFILL, sizeof(*m));
+    assert_non_null(m);
+    for (int i = 0; i < PREFILL; i++) {
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = (uint64_t)i + 1};
+        m[i].dense_op[0] = AG_VEC_SET;
+        m[i].dense[0] = vec;
+        m[i].sparse_op[0] = AG_VEC_SET;
+        m[i].sparse[0] = (ag_sparse_vec_t){idx[0], val, 3};
+        m[i].replace_vectors = true;
+    }
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    assert_int_equal(ag_coll_apply(c, m, PREFILL, false, &d), 0);
+    memset(m, 0, ADD * sizeof(*m));
+    for (int i = 0; i < ADD; i++) {
+        /* point 1 (existing) gets a new vector; the others are new points */
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = i == 0 ? 1 : (uint64_t)100000 + i};
+        m[i].sparse_op[0] = AG_VEC_SET;
+        m[i].sparse[0] = (ag_sparse_vec_t){idx[i + 1], val, 3};
+        m[i].replace_vectors = false;
+    }
+    counted = 0;
+    fail_at = k;
+    armed = true;
+    int rc = ag_coll_apply(c, m, ADD, false, &d);
+    armed = false;
+    ag_coll_write_end(c);
+    const ag_sparse_t *sp = ag_coll_sparse_index(c, 0);
+    *count = ag_sparse_count(sp);
+    *present = 0;
+    for (int i = 1; i < ADD; i++)
+        *present += ag_coll_find(c, &m[i].id) != UINT32_MAX;
+    const uint32_t *gi;
+    const float *gv;
+    uint32_t gn = 0;
+    *replaced = ag_sparse_get(sp, ag_coll_find(c, &m[0].id), &gi, &gv, &gn) && gn == 3 &&
+                gi[0] == 2 && gi[2] == 4;
+    /* The postings agree with the stored vectors: dimension 4 is held by point 1 alone when the
+     * write went through, by nobody otherwise; dimension 1 by every prefilled point but point 1
+     * (or by all of them). */
+    ag_hit_t hits[PREFILL + ADD];
+    size_t nh = 0;
+    uint32_t q4 = 4, q1 = 1;
+    float one = 1.0f;
+    assert_int_equal(ag_sparse_search(sp, &q4, &one, 1, PREFILL + ADD, NULL, NULL, hits, &nh), 0);
+    assert_int_equal(nh, rc == 0 ? 1 : 0);
+    assert_int_equal(ag_sparse_search(sp, &q1, &one, 1, PREFILL + ADD, NULL, NULL, hits, &nh), 0);
+    assert_int_equal(nh, rc == 0 ? PREFILL - 1 : PREFILL);
+    free(m);
+    ag_coll_unref(c);
+    bool existed = false;
+    assert_int_equal(ag_store_delete(store, name, &existed, &d), 0);
+    return rc;
+}
+
+/* Sparse vectors are reserved for too: refused whole or applied whole. */
+static void test_sparse_write_reserved_before_commit(void **state)
+{
+    (void)state;
+    uint32_t count;
+    int present;
+    bool replaced;
+    assert_int_equal(sparse_write_once(-1, &count, &present, &replaced), 0);
+    assert_int_equal(count, 63);
+    assert_int_equal(present, 3);
+    assert_true(replaced);
+    long total = counted;
+    assert_true(total > 4);
+    for (long k = 0; k < total; k++) {
+        int rc = sparse_write_once(k, &count, &present, &replaced);
+        if (rc == 0) {
+            assert_int_equal(count, 63);
+            assert_int_equal(present, 3);
+            assert_true(replaced);
+        } else {
+            assert_int_equal(rc, AG_ENOMEM);
+            assert_int_equal(count, 60);
+            assert_int_equal(present, 0);
+            assert_false(replaced);
+        }
+    }
+}
+
+/* A graph that links on add (no background indexer): once ag_index_reserve has succeeded, the
+ * adds it was told of allocate nothing — checked by failing every allocation after the
+ * reservation — both for a graph already built and for a batch that crosses the threshold and
+ * builds it. Before that, allocation k of the reservation fails: a refusal, never a crash. */
+static long reserve_allocs; /* made by the reservation in the last run */
+
+static int hnsw_link_once(long k, uint32_t prefill, uint32_t threshold, long *after)
+{
+    enum { ADD = 5, DIM = 8 };
+    ag_vecstore_t *vs = NULL;
+    ag_index_t *ix = NULL;
+    assert_int_equal(ag_vecstore_new(DIM, &vs), 0);
+    ag_hnsw_params_t hp = {.m = 4, .ef_construct = 16, .full_scan_threshold = threshold};
+    assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_EUCLID, &hp, &ix), 0);
+    float v[DIM];
+    uint64_t x = 88172645463325252ull;
+    for (uint32_t i = 0; i < prefill + ADD; i++) {
+        for (int d = 0; d < DIM; d++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            v[d] = (float)(x % 1000) / 1000.0f;
+        }
+        if (i == prefill) { /* the batch */
+            counted = 0;
+            fail_at = k;
+            armed = true;
+            int rc = ag_vecstore_reserve(vs, prefill + ADD);
+            if (rc == 0)
+                rc = ag_index_reserve(ix, prefill + ADD, ADD);
+            if (rc) {
+                armed = false;
+                ag_index_free(ix);
+                ag_vecstore_free(vs);
+                return rc;
+            }
+            reserve_allocs = counted;
+            fail_at = 0; /* from here on every allocation fails */
+            counted = 0;
+        }
+        assert_int_equal(ag_vecstore_set(vs, i, v), 0);
+        assert_int_equal(ag_index_add(ix, i), 0);
+    }
+    armed = false;
+    *after = counted; /* allocations attempted after the reservation */
+    ag_hnsw_stats_t st;
+    ag_hnsw_stats(ix, &st);
+    assert_true(st.built);
+    assert_int_equal(st.live, prefill + ADD);
+    ag_index_free(ix);
+    ag_vecstore_free(vs);
+    return 0;
+}
+
+static void test_hnsw_link_reserved(void **state)
+{
+    (void)state;
+    static const uint32_t cases[][2] = {{200, 0}, {200, 50}, {40, 42}}; /* prefill, threshold */
+    for (size_t t = 0; t < AG_ARRAY_LEN(cases); t++) {
+        long after = -1;
+        assert_int_equal(hnsw_link_once(-1, cases[t][0], cases[t][1], &after), 0);
+        assert_int_equal(after, 0);
+        assert_true(reserve_allocs > 0);
+        for (long k = 0; k < reserve_allocs; k++) {
+            int rc = hnsw_link_once(k, cases[t][0], cases[t][1], &after);
+            assert_true(rc == 0 || rc == AG_ENOMEM);
+            if (rc == 0)
+                assert_int_equal(after, 0);
+        }
+    }
+}
+
 static int open_store(void **state)
 {
     (void)state;
@@ -393,6 +570,8 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_query),
         cmocka_unit_test(test_write_reserved_before_commit),
+        cmocka_unit_test(test_sparse_write_reserved_before_commit),
+        cmocka_unit_test(test_hnsw_link_reserved),
     };
     return cmocka_run_group_tests(tests, open_store, close_store);
 }

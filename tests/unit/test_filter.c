@@ -748,7 +748,6 @@ static void test_reject(void **state)
         {"{\"must\":[{\"key\":\"a\",\"match\":{\"text\":5}}]}",
          "filter.must[0].match.text: expected a string"},
         {"{\"must\":[{\"key\":\"a\",\"match\":5}]}", "filter.must[0].match: expected an object"},
-        {"{\"must\":[{\"key\":\"a\"}]}", "filter.must[0]: expected one of match"},
         {"{\"must\":[{\"key\":\"a\",\"match\":{\"value\":1},\"range\":{\"gt\":1}}]}",
          "filter.must[0].range: only one condition"},
         {"{\"must\":[{\"key\":\"a\",\"match\":{\"value\":1},\"bogus\":1}]}",
@@ -1547,6 +1546,130 @@ static void test_required_equalities(void **state)
     assert_null(ag_filter_required_equalities(NULL));
 }
 
+static void expect_code(const char *filter, int code, const char *needle)
+{
+    json_t *j = load(filter);
+    ag_filter_t *f = NULL;
+    ag_diag_t diag = {{0}};
+    int rc = ag_filter_compile(j, &f, &diag);
+    json_decref(j);
+    ag_filter_free(f);
+    if (rc != code)
+        fail_msg("%s: expected rc %d, got %d (%s)", filter, code, rc, diag.msg);
+    if (!strstr(diag.msg, needle))
+        fail_msg("diag for %s\n  was:      %s\n  expected: ...%s...", filter, diag.msg, needle);
+}
+
+/* Qdrant's validation rules answer 422 with its wording; shape errors stay 400. */
+static void test_validation_rules(void **state)
+{
+    (void)state;
+    expect_code("{\"must\":[{\"key\":\"a\"}]}", AG_EUNPROCESSABLE,
+                "Validation error in JSON body: filter.must[0]: At least one field condition");
+    expect_code("{\"must\":[{\"slice\":{\"total\":4,\"index\":4}}]}", AG_EUNPROCESSABLE,
+                "index: must be less than total");
+    expect_code("{\"must\":[{\"slice\":{\"total\":0,\"index\":0}}]}", AG_EINVAL,
+                "total: expected an integer");
+    expect_code("{\"must\":[{\"slice\":{\"total\":2,\"index\":0,\"x\":1}}]}", AG_EINVAL,
+                "unknown field");
+}
+
+/* slice: the parts of one total are disjoint and cover every id, numeric or UUID. */
+static void test_slice(void **state)
+{
+    (void)state;
+    char text[96];
+    enum { TOTAL = 4, IDS = 400 };
+    size_t per[TOTAL] = {0};
+    ag_filter_t *parts[TOTAL];
+    for (int i = 0; i < TOTAL; i++) {
+        snprintf(text, sizeof(text), "{\"must\":[{\"slice\":{\"total\":%d,\"index\":%d}}]}", TOTAL,
+                 i);
+        parts[i] = compile_ok(text);
+    }
+    ag_filter_t *neg = compile_ok("{\"must_not\":[{\"slice\":{\"total\":4,\"index\":0}}]}");
+    for (int k = 0; k < IDS; k++) {
+        ag_point_id_t id;
+        json_t *j = k % 2 ? json_integer(k) : NULL;
+        if (!j) {
+            snprintf(text, sizeof(text), "00000000-0000-0000-0000-%012x", k);
+            j = json_string(text);
+        }
+        assert_int_equal(ag_id_parse(j, &id, "id", NULL), 0);
+        json_decref(j);
+        int hits = 0, which = -1;
+        for (int i = 0; i < TOTAL; i++)
+            if (match_with(parts[i], "{}", &id)) {
+                hits++;
+                which = i;
+            }
+        assert_int_equal(hits, 1);
+        per[which]++;
+        assert_int_equal(match_with(neg, "{}", &id), which != 0);
+    }
+    for (int i = 0; i < TOTAL; i++) {
+        assert_true(per[i] > IDS / TOTAL / 2); /* a spread, not everything in one part */
+        ag_filter_free(parts[i]);
+    }
+    ag_filter_free(neg);
+}
+
+static void expect_json(json_t *got, const char *want)
+{
+    json_t *w = load(want);
+    if (!json_equal(got, w)) {
+        char g[1024];
+        size_t k = json_dumpb(got, g, sizeof(g) - 1, JSON_COMPACT | JSON_SORT_KEYS);
+        g[k < sizeof(g) ? k : sizeof(g) - 1] = '\0';
+        json_decref(w);
+        fail_msg("got %.1000s, want %s", g, want);
+    }
+    json_decref(w);
+}
+
+/* Payload selectors and set-with-key step into arrays: "a[].b", "a[1].b". */
+static void test_payload_array_paths(void **state)
+{
+    (void)state;
+    const char *doc = "{\"c\":{\"name\":\"G\",\"cities\":[{\"name\":\"B\",\"pop\":3},"
+                      "{\"name\":\"M\",\"pop\":1}]},\"x\":1}";
+    json_t *p = load(doc);
+    json_t *out = json_object();
+    assert_int_equal(ag_payload_include(out, p, "c.cities[].name"), 0);
+    expect_json(out, "{\"c\":{\"cities\":[{\"name\":\"B\"},{\"name\":\"M\"}]}}");
+    assert_int_equal(ag_payload_include(out, p, "c.cities[].pop"), 0);
+    assert_int_equal(ag_payload_include(out, p, "x"), 0);
+    expect_json(out, "{\"c\":{\"cities\":[{\"name\":\"B\",\"pop\":3},{\"name\":\"M\","
+                     "\"pop\":1}]},\"x\":1}");
+    json_decref(out);
+    out = json_object();
+    assert_int_equal(ag_payload_include(out, p, "c.cities[1].name"), 0);
+    assert_int_equal(ag_payload_include(out, p, "nothing.here"), 0);
+    expect_json(out, "{\"c\":{\"cities\":[{\"name\":\"M\"}]}}");
+    json_decref(out);
+    out = json_object();
+    assert_int_equal(ag_payload_include(out, p, "a["), AG_EINVAL);
+    json_decref(out);
+
+    json_t *q = json_deep_copy(p);
+    ag_payload_exclude(q, "c.cities[].pop");
+    ag_payload_exclude(q, "x");
+    expect_json(q, "{\"c\":{\"name\":\"G\",\"cities\":[{\"name\":\"B\"},{\"name\":\"M\"}]}}");
+    json_decref(q);
+
+    q = json_deep_copy(p);
+    json_t *set = load("{\"k\":\"v\"}");
+    assert_int_equal(ag_payload_set_at(q, "c.cities[0].loc", set), 0);
+    assert_int_equal(ag_payload_set_at(q, "c.cities[].tag", set), 0);
+    assert_int_equal(ag_payload_set_at(q, "new.path", set), 0);
+    expect_json(q, "{\"c\":{\"name\":\"G\",\"cities\":[{\"name\":\"B\",\"pop\":3,"
+                   "\"loc\":{\"k\":\"v\"},\"tag\":{\"k\":\"v\"}},{\"name\":\"M\",\"pop\":1,"
+                   "\"tag\":{\"k\":\"v\"}}]},\"x\":1,\"new\":{\"path\":{\"k\":\"v\"}}}");
+    json_decref(set);
+    json_decref(q);
+    json_decref(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1573,6 +1696,9 @@ int main(void)
         cmocka_unit_test(test_bruteforce),
         cmocka_unit_test(test_cost_limits),
         cmocka_unit_test(test_required_equalities),
+        cmocka_unit_test(test_validation_rules),
+        cmocka_unit_test(test_slice),
+        cmocka_unit_test(test_payload_array_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

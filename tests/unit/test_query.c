@@ -130,7 +130,8 @@ static void test_parse_errors(void **state)
         {AG_QAPI_SEARCH, "{\"vector\":{\"name\":\"x\",\"vector\":[1]}}",
          "Not existing vector name error: x"},
         {AG_QAPI_SEARCH, "{}", "vector: field is required"},
-        {AG_QAPI_SEARCH, "{\"vector\":[1,2,3],\"limit\":0}", "limit: must be at least 1"},
+        {AG_QAPI_SEARCH, "{\"vector\":[1,2,3],\"limit\":0}",
+         "limit: value 0 invalid, must be 1 or larger"},
         {AG_QAPI_QUERY, "{\"prefetch\":{\"query\":[1,2,3]}}", "A query is needed to merge"},
         {AG_QAPI_QUERY,
          "{\"prefetch\":{\"query\":[1,2,3]},\"query\":{\"fusion\":\"rrf\"},"
@@ -145,7 +146,9 @@ static void test_parse_errors(void **state)
          "Can't use score_threshold with an order_by query"},
         {AG_QAPI_QUERY, "{\"query\":[1,2,3],\"timeout\":0}", "timeout: expected a whole number"},
         {AG_QAPI_RECOMMEND, "{\"negative\":[1]}", "Positive vectors should not be empty"},
-        {AG_QAPI_QUERY, "{\"query\":{\"discover\":{}}}", "`discover` queries are not supported"},
+        {AG_QAPI_QUERY, "{\"query\":{\"discover\":{}}}", "query.discover.target: required"},
+        {AG_QAPI_QUERY, "{\"query\":{\"context\":[]}}", "at least one {positive, negative} pair"},
+        {AG_QAPI_QUERY, "{\"query\":{\"formula\":{}}}", "`formula` queries are not supported"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fixture_t f;

@@ -1,5 +1,5 @@
 /* Unit tests for the storage layer: collections survive a reopen, batches compose, aliases are
- * all-or-nothing, deletes drop everything. */
+ * all-or-nothing, deletes drop everything, the write session and payload edits, map growth. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "store/ag_store.h"
+#include "store/ag_write.h"
 
 static char dir[64];
 
@@ -320,6 +321,97 @@ static void test_map_growth(void **state)
     ag_store_close(st);
 }
 
+static int count_call(void *ud, ag_collection_t *c)
+{
+    (void)c;
+    ++*(int *)ud;
+    return AG_ECONFLICT;
+}
+
+/* ag_coll_write returns what its callback returns, and does not call it on a deleted collection;
+ * a batch applies through it. */
+static void test_write_session(void **state)
+{
+    (void)state;
+    ag_store_t *st = open_store();
+    create(st, "w", "{\"vectors\":{\"size\":2,\"distance\":\"Dot\"}}");
+    ag_collection_t *c;
+    assert_int_equal(ag_store_get(st, "w", &c, NULL), 0);
+    int calls = 0;
+    assert_int_equal(ag_coll_write(c, count_call, &calls), AG_ECONFLICT);
+    assert_int_equal(calls, 1);
+
+    ag_arena_t arena;
+    ag_arena_init(&arena, (size_t)1 << 24);
+    ag_batch_t b = {0};
+    static const float v[2] = {1, 2};
+    for (int i = 0; i < 100; i++) { /* grows past the first block */
+        ag_mutation_t *m = ag_batch_add(&b, &arena);
+        assert_non_null(m);
+        m->id = (ag_point_id_t){.kind = AG_ID_NUM, .num = (uint64_t)i + 1};
+        m->payload = json_pack("{s:i}", "i", i);
+        m->dense_op[0] = AG_VEC_SET;
+        m->dense[0] = v;
+        m->replace_vectors = true;
+    }
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    assert_int_equal(ag_batch_apply(c, &b, false, &d), 0);
+    ag_mutation_t keep = {.id = {.kind = AG_ID_NUM, .num = 7}};
+    assert_int_equal(json_integer_value(json_object_get(ag_coll_next_payload(c, &keep), "i")), 6);
+    ag_mutation_t fresh = {.id = {.kind = AG_ID_NUM, .num = 1000}};
+    assert_int_equal(json_object_size(ag_coll_next_payload(c, &fresh)), 0);
+    ag_coll_write_end(c);
+    ag_batch_release(&b);
+    assert_int_equal(b.n, 0);
+    assert_int_equal(ag_coll_live(c), 100);
+    ag_arena_release(&arena);
+
+    bool existed = false;
+    assert_int_equal(ag_store_delete(st, "w", &existed, &d), 0);
+    calls = 0;
+    assert_int_equal(ag_coll_write(c, count_call, &calls), AG_ENOTFOUND);
+    assert_int_equal(calls, 0);
+    ag_coll_unref(c);
+    ag_store_close(st);
+}
+
+static void test_payload_edits(void **state)
+{
+    (void)state;
+    json_t *cur = json_loads("{\"a\":1,\"n\":{\"x\":1,\"y\":2},\"p.q\":3}", 0, NULL);
+    json_t *add = json_loads("{\"b\":2}", 0, NULL);
+    json_t *keys = json_loads("[\"n.x\",\"p.q\",\"missing.z\"]", 0, NULL);
+    const char *want[] = {
+        "{\"a\":1,\"n\":{\"x\":1,\"y\":2},\"p.q\":3,\"b\":2}",
+        "{\"a\":1,\"n\":{\"x\":1,\"y\":2,\"deep\":{\"b\":2}},\"p.q\":3}",
+        "{\"b\":2}",
+        "{\"a\":1,\"n\":{\"y\":2}}",
+        "{}",
+    };
+    ag_payload_edit_t edits[] = {
+        {AG_PL_SET, add, NULL, NULL},       {AG_PL_SET, add, "n.deep", NULL},
+        {AG_PL_OVERWRITE, add, NULL, NULL}, {AG_PL_DELETE_KEYS, NULL, NULL, keys},
+        {AG_PL_CLEAR, NULL, NULL, NULL},
+    };
+    for (size_t i = 0; i < AG_ARRAY_LEN(edits); i++) {
+        json_t *next = ag_payload_edit(cur, &edits[i]);
+        json_t *expect = json_loads(want[i], 0, NULL);
+        assert_non_null(next);
+        if (!json_equal(next, expect)) {
+            char *got = json_dumps(next, JSON_SORT_KEYS);
+            fail_msg("edit %zu: got %s", i, got);
+        }
+        json_decref(expect);
+        json_decref(next);
+    }
+    /* cur itself never changes */
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(cur, "n"), "x")), 1);
+    json_decref(cur);
+    json_decref(add);
+    json_decref(keys);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +420,8 @@ int main(void)
         cmocka_unit_test(test_bad_params),
         cmocka_unit_test_setup_teardown(test_many_points_reuse_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_session, setup, teardown),
+        cmocka_unit_test(test_payload_edits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,47 @@
+/*
+ * ag_snapshot.h — the store's side of snapshots (docs/SECURITY.md "Snapshots"): writing a
+ * consistent copy of one collection (or of every collection and alias) into a tar archive, and
+ * restoring collections from an archive that has already been extracted and validated.
+ *
+ * Archive entries written here (the api layer adds manifest.json and, for full snapshots, the
+ * encrypted security state):
+ *   collection snapshot:  collection.json  points.bin  vectors.bin
+ *   full snapshot:        aliases.json  collections/<name>/{collection.json,points.bin,vectors.bin}
+ * collection.json is {"params", "schema", "tenants"}; the .bin files are the collection's LMDB
+ * records in key order, each as u32le key length, u32le value length, key, value.
+ */
+#ifndef AG_SNAPSHOT_H
+#define AG_SNAPSHOT_H
+
+#include "ag_base.h"
+
+#include <jansson.h>
+#include <stdio.h>
+
+#include "store/ag_store.h"
+
+/* Writes the entries of a snapshot to f (a seekable file, positioned where the entries go) from
+ * one LMDB read transaction, so the copy is consistent while writes go on: collection = NULL
+ * writes every collection and alias (full snapshot). Catalog changes (create, delete, aliases)
+ * wait while it runs; point writes and searches do not. space_dir (may be NULL) is checked with
+ * statvfs first: AG_ENOSPACE (507) when its file system has less room than the collection's
+ * records need. *names (may be NULL) gets a new array of the collections written. AG_ENOTFOUND
+ * when collection does not exist. */
+int ag_store_snapshot_write(ag_store_t *st, const char *collection, FILE *f, const char *space_dir,
+                            json_t **names, ag_diag_t *diag);
+
+/* One collection to restore: its name, and the directory holding its extracted collection.json,
+ * points.bin and vectors.bin (borrowed). */
+typedef struct ag_restore_item {
+    const char *name;
+    const char *dir;
+} ag_restore_item_t;
+
+/* Restores every item in one LMDB write transaction: all of them, replacing collections of the
+ * same names, or none (nothing changed). Every record is validated first (ids, payload JSON,
+ * vector sizes against the params, key order); aliases (may be NULL) is {"alias": "collection"}
+ * to set as well. A name held by an alias is AG_ECONFLICT. */
+int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
+                     const json_t *aliases, ag_diag_t *diag);
+
+#endif
