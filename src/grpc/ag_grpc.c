@@ -591,13 +591,14 @@ static void conn_close(conn_t *c)
     c->fd = -1;
 }
 
-static void conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
+/* Accepts fd as a new connection; NULL (fd closed) over the connection limit or out of memory. */
+static conn_t *conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
 {
     unsigned maxc = srv->cfg.max_connections ? srv->cfg.max_connections : 1024;
     conn_t *c = srv->nconns < maxc ? calloc(1, sizeof(*c)) : NULL;
     if (!c) {
         close(fd);
-        return;
+        return NULL;
     }
     c->fd = fd;
     c->srv = srv;
@@ -621,7 +622,7 @@ static void conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
                 gnutls_deinit(c->tls);
             close(fd);
             free(c);
-            return;
+            return NULL;
         }
         if (srv->cfg.verify_client)
             gnutls_certificate_server_set_request(c->tls, GNUTLS_CERT_REQUEST);
@@ -632,7 +633,7 @@ static void conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
     if (nghttp2_session_callbacks_new(&cb) != 0) {
         close(fd);
         free(c);
-        return;
+        return NULL;
     }
     nghttp2_session_callbacks_set_send_callback(cb, on_send);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
@@ -647,7 +648,7 @@ static void conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
             gnutls_deinit(c->tls);
         close(fd);
         free(c);
-        return;
+        return NULL;
     }
     /* Windows big enough for multi-megabyte upserts without a round trip per 64 KiB. */
     nghttp2_settings_entry iv[] = {
@@ -660,6 +661,7 @@ static void conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *sa)
     c->next = srv->conns;
     srv->conns = c;
     srv->nconns++;
+    return c;
 }
 
 /* Verifies the client certificate (mutual TLS) once the handshake is done. */
@@ -881,8 +883,9 @@ static void *net_main(void *arg)
                 int fd = accept4(srv->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
                 if (fd < 0)
                     break;
-                conn_new(srv, fd, &sa);
-                conn_flush(srv->conns);
+                conn_t *c = conn_new(srv, fd, &sa);
+                if (c)
+                    conn_flush(c);
             }
         }
         /* Free connections that are closed and have no job in flight. */
