@@ -2,8 +2,9 @@
 // playwright-core. Root signs in, creates a role, mints a token; a request with that token is
 // refused and the denial shows highlighted in the audit view with the chain verified. A viewer
 // and a tenant-scoped user see only what they may; root makes, lists, downloads and deletes
-// snapshots and makes backups and schedules, a viewer is offered none of those changes. Skips (saying why) when chromium is missing;
-// scripts/setup.sh installs it, so CI runs it. AEGIS_SCREENSHOTS=1 refreshes docs/img/.
+// snapshots and makes backups and schedules, a viewer is offered none of those changes, a backup
+// operator no restore (root only). Skips (saying why) when chromium is missing; scripts/setup.sh
+// installs it, so CI runs it. AEGIS_SCREENSHOTS=1 refreshes docs/img/.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -192,6 +193,22 @@ describe('dashboard', { skip }, () => {
     await page.click('#browse-form button[type=submit]');
     await page.waitForSelector('#points-results table');
     assert.match(await page.textContent('#points-results'), /doc 2/);
+    await ctx.close();
+  });
+
+  test('a backup operator makes backups but is not offered restore (root only)', async () => {
+    await srv.ok('POST', '/auth/roles', { name: 'backup-operator', permissions: [{ action: 'manage:backups' }] }, { headers: root });
+    const { api_key: k } = await srv.ok('POST', '/auth/users/otto', { roles: ['backup-operator'] }, { headers: root });
+    const { ctx, page } = await signedIn(k);
+    assert.deepEqual(await tabs(page), ['Collections', 'Snapshots & backups']);
+    await page.click('#tabs button[data-tab=backups]');
+    await page.waitForSelector('#create-backup');
+    await page.click('#create-backup');
+    await page.waitForSelector('#backups table');
+    assert.ok(await page.$('#backups button.danger'), 'delete offered');
+    assert.equal(await page.$('#backups button:text("Restore")'), null, 'restore is for the root key only');
+    assert.equal(await page.$('#snapshot-list'), null, 'no collection snapshots without read:snapshots');
+    assert.equal(await page.$('#schedules'), null, 'no schedules without read:backup_schedules');
     await ctx.close();
   });
 
