@@ -426,19 +426,20 @@ static int backup(const cli_t *c)
         return run_print(c, "POST", "/backups", json_object());
     if (strcmp(verb, "list") == 0 || strcmp(verb, "create") == 0)
         return 2; /* need_args printed the usage */
+    if (strcmp(verb, "show") != 0 && strcmp(verb, "delete") != 0 && strcmp(verb, "restore") != 0) {
+        fprintf(stderr, "aegis backup: unknown action '%.64s'\n", verb);
+        return usage(c->cmd, false);
+    }
     if (c->nargs != 2)
         return need_args(c, 2);
     snprintf(path, sizeof(path), "/backups/%s", seg(c->args[1], id, sizeof(id)));
     if (strcmp(verb, "show") == 0)
         return run_print(c, "GET", path, NULL);
-    if (strcmp(verb, "delete") == 0)
-        return run_print(c, "DELETE", path, NULL);
     if (strcmp(verb, "restore") == 0) {
         snprintf(path, sizeof(path), "/backups/%s/restore", id);
         return run_print(c, "POST", path, json_object());
     }
-    fprintf(stderr, "aegis backup: unknown action '%.64s'\n", verb);
-    return usage(c->cmd, false);
+    return run_print(c, "DELETE", path, NULL);
 }
 
 /* ---- import -------------------------------------------------------------------------------- */

@@ -132,7 +132,9 @@ describe('aegis users|roles|keys|backup|import', () => {
     const gone = await runAegis(['backup', 'show', b.id], { env });
     assert.equal(gone.code, 1);
     assert.match(gone.stderr, /404/);
-    assert.equal((await runAegis(['backup', 'fly'], { env })).code, 2);
+    const fly = await runAegis(['backup', 'fly'], { env });
+    assert.equal(fly.code, 2);
+    assert.match(fly.stderr, /unknown action 'fly'/);
   });
 
   test('import: JSONL and fvecs with progress; a bad line stops naming it', async () => {
