@@ -115,7 +115,7 @@ if [ "${AEGIS_BENCH_PERF:-1}" = 1 ]; then
   wait "$ppid" || true
   echo "== perf (cpu-clock, server process, wrk 1 connection): top symbols, self time"
   perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
-    grep -E '^ +[0-9.]+%' | head -40
+    grep -E '^ +[0-9.]+%' | sed -n 1,40p
   # Self time grouped: the HNSW walk and its distance kernels (what bench_hnsw measures), the
   # per-visited-node liveness/scope predicate the server adds, and everything else by kind.
   echo "== perf: self time grouped (the first two groups are inside the search call)"
@@ -131,5 +131,5 @@ if [ "${AEGIS_BENCH_PERF:-1}" = 1 ]; then
       else if (dso == "aegis") g = "7 other aegis code"
       else g = "8 other libc/libs"
       t[g] += p }
-      END { for (g in t) printf "   %6.2f%%  %s\n", t[g], substr(g, 3) }' | sort -k2 -t'%' -r | sort -rn
+      END { for (g in t) printf "   %6.2f%%  %s\n", t[g], substr(g, 3) }' | sort -rn
 fi
