@@ -44,6 +44,7 @@ static void usage(FILE *f)
                "  users      database users of a running server (aegis users --help)\n"
                "  roles      custom roles of a running server (aegis roles --help)\n"
                "  keys       database API keys of a running server (aegis keys --help)\n"
+               "  backup     server-side backups and their schedules (aegis backup --help)\n"
                "  import     upload points from JSONL or fvecs (aegis import --help)\n"
                "  version    print the version\n"
                "\n"

@@ -142,6 +142,7 @@ const TABS = [
   { id: 'keys', title: 'Keys & invites', show: () => can('read', 'api_keys') || can('read', 'invites') || can('read', 'management_keys'), render: viewKeys },
   { id: 'token', title: 'Token', show: () => can('manage', 'roles'), render: viewToken },
   { id: 'audit', title: 'Audit log', show: () => can('read', 'audit'), render: viewAudit },
+  { id: 'backups', title: 'Snapshots & backups', show: () => can('read', 'snapshots') || can('read', 'backups') || can('read', 'backup_schedules'), render: viewBackups },
 ];
 
 async function show(id) {
@@ -411,6 +412,132 @@ async function viewAudit() {
   };
   await load();
   return h('section', { class: 'card' }, h('h2', {}, 'Audit log'), status, form([{ name: 'decision', label: 'decision', options: ['', 'deny', 'allow'] }, { name: 'action', label: 'action (glob)', placeholder: '*:roles' }, { name: 'principal', label: 'principal', placeholder: 'user:alice' }], 'Filter', load, 'audit-filter'), box);
+}
+
+// ---- snapshots and backups (docs/API.md "Snapshots", "Backups") ----------------------------
+
+function bytes(n) {
+  if (typeof n !== 'number') return '';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+// A snapshot download needs the api-key header, which a plain link cannot send: fetch the file
+// and hand the browser a Blob to save.
+async function download(path, filename) {
+  const r = await fetch(path, { headers: { 'api-key': key } });
+  if (!r.ok) {
+    let msg = r.statusText;
+    try {
+      msg = (await r.json())?.status?.error || msg;
+    } catch {
+      /* not JSON */
+    }
+    throw new ApiError(r.status, msg);
+  }
+  const url = URL.createObjectURL(await r.blob());
+  const a = h('a', { href: url, download: filename, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
+/** A button running action(); errors go to a toast, then reload() if given. */
+function actionButton(text, cls, action, attrs = {}) {
+  return h('button', { class: cls, type: 'button', ...attrs, onclick: async () => {
+    try {
+      await action();
+    } catch (err) {
+      toast(err.message, true);
+    }
+  } }, text);
+}
+
+async function viewBackups() {
+  const out = [];
+  const names = can('read', 'snapshots') ? (await collectionNames()).filter((n) => can('read', 'snapshots', n)) : [];
+  if (can('read', 'snapshots')) {
+    const box = h('div', { id: 'snapshot-list' });
+    const load = async (c) => {
+      const base = `/collections/${encodeURIComponent(c)}/snapshots`;
+      try {
+        const snaps = await api('GET', base);
+        const rows = snaps.map((s) => [h('code', {}, s.name), bytes(s.size), s.creation_time || '', h('code', { class: 'checksum' }, s.checksum || ''), h('span', {},
+          actionButton('Download', 'plain', () => download(`${base}/${encodeURIComponent(s.name)}`, s.name)), ' ',
+          can('delete', 'snapshots', c) ? actionButton('Delete', 'danger', async () => {
+            if (!confirm(`Delete snapshot ${s.name}?`)) return;
+            await api('DELETE', `${base}/${encodeURIComponent(s.name)}`);
+            toast(`snapshot ${s.name} deleted`);
+            load(c);
+          }) : '')]);
+        box.replaceChildren(
+          rows.length ? table(['snapshot', 'size', 'created', 'checksum (SHA-256)', ''], rows) : h('p', { class: 'muted' }, `No snapshot of ${c}.`),
+          can('create', 'snapshots', c) ? h('div', { class: 'row' }, actionButton('Create a snapshot', '', async () => {
+            const s = await api('POST', `${base}?wait=true`, {});
+            toast(`snapshot ${s.name} created`);
+            load(c);
+          }, { id: 'create-snapshot' })) : '',
+        );
+      } catch (err) {
+        box.replaceChildren(h('p', { class: 'error' }, err.message));
+      }
+    };
+    if (names.length) {
+      const pick = h('select', { id: 'snapshot-collection', onchange: (e) => load(e.target.value) }, names.map((n) => h('option', { value: n }, n)));
+      await load(names[0]);
+      out.push(h('section', { class: 'card' }, h('h2', {}, 'Collection snapshots'), h('label', {}, 'collection', pick), box));
+    } else out.push(h('section', { class: 'card' }, h('h2', {}, 'Collection snapshots'), h('p', { class: 'muted' }, 'No collection whose snapshots you may read.')));
+  }
+  if (can('read', 'backups')) {
+    const list = await api('GET', '/backups');
+    const root = me?.kind === 'root';
+    out.push(h('section', { class: 'card', id: 'backups' }, h('h2', {}, 'Backups'), h('p', { class: 'muted' }, 'Full snapshots of every collection and alias, kept by the server.'),
+      list.length ? table(['backup', 'created', 'size', 'checksum (SHA-256)', 'schedule', ''], list.map((b) => [h('code', {}, b.id), b.created_at || '', bytes(b.size), h('code', { class: 'checksum' }, b.checksum || ''), b.schedule_id || '', h('span', {},
+        root ? actionButton('Restore', 'plain', async () => {
+          if (!confirm(`Replace every collection and alias with backup ${b.id}?`)) return;
+          await api('POST', `/backups/${encodeURIComponent(b.id)}/restore`, {});
+          toast(`backup ${b.id} restored`);
+          show('backups');
+        }) : '', ' ',
+        can('delete', 'backups') ? actionButton('Delete', 'danger', async () => {
+          if (!confirm(`Delete backup ${b.id}?`)) return;
+          await api('DELETE', `/backups/${encodeURIComponent(b.id)}`);
+          toast(`backup ${b.id} deleted`);
+          show('backups');
+        }) : '')])) : h('p', { class: 'muted' }, 'No backup yet.'),
+      can('write', 'backups') ? h('div', { class: 'row' }, actionButton('Create a backup', '', async () => {
+        const b = await api('POST', '/backups', {});
+        toast(`backup ${b.id} created`);
+        show('backups');
+      }, { id: 'create-backup' })) : ''));
+  }
+  if (can('read', 'backup_schedules')) {
+    const list = await api('GET', '/backup-schedules');
+    out.push(h('section', { class: 'card', id: 'schedules' }, h('h2', {}, 'Backup schedules'),
+      list.length ? table(['schedule', 'cron (UTC)', 'keeps', 'last run', ''], list.map((s) => [h('code', {}, s.id), h('code', {}, s.schedule), String(s.retention), s.last_run || 'never', h('span', {},
+        can('write', 'backups') ? actionButton('Run now', 'plain', async () => {
+          const r = await api('POST', `/backup-schedules/${encodeURIComponent(s.id)}/run`, {});
+          toast(`backup ${r.backup} made${r.removed?.length ? `, ${r.removed.length} removed` : ''}`);
+          show('backups');
+        }) : '', ' ',
+        can('delete', 'backup_schedules') ? actionButton('Delete', 'danger', async () => {
+          if (!confirm(`Delete schedule ${s.id}? Its backups stay.`)) return;
+          await api('DELETE', `/backup-schedules/${encodeURIComponent(s.id)}`);
+          show('backups');
+        }) : '')])) : h('p', { class: 'muted' }, 'No schedule.'),
+      can('write', 'backup_schedules') ? h('div', {}, h('h3', {}, 'Schedule backups'), form([{ name: 'schedule', label: 'cron, UTC (minute hour day month weekday)', value: '0 3 * * *', required: true }, { name: 'retention', label: 'keep (1–1000)', type: 'number', value: '7' }], 'Create schedule', async (v) => {
+        await api('POST', '/backup-schedules', { schedule: v.schedule, retention: Number(v.retention) });
+        toast('schedule created');
+        show('backups');
+      }, 'create-schedule')) : ''));
+  }
+  return out;
 }
 
 // ---- sign in -------------------------------------------------------------------------------

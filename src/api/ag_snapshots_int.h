@@ -1,5 +1,6 @@
 /*
- * ag_snapshots_int.h — shared by api_snapshots.c and api_backups.c only (the ag_snap_ tier).
+ * ag_snapshots_int.h — shared by api_snapshots.c, api_snapshots_io.c and api_backups.c only (the
+ * ag_snap_ tier).
  */
 #ifndef AG_SNAPSHOTS_INT_H
 #define AG_SNAPSHOTS_INT_H
@@ -8,6 +9,7 @@
 #include <stdatomic.h>
 
 #include "api/ag_api.h"
+#include "store/ag_snapfile.h"
 
 struct job;
 typedef struct ag_snapsvc {
@@ -23,37 +25,30 @@ typedef struct ag_snapsvc {
     pthread_cond_t cv;
     struct job *head, *tail;
     bool stopping;
-    atomic_uint seq;
 } ag_snapsvc_t;
 
 extern ag_snapsvc_t ag_snapsvc;
 
-int ag_snap_mkdirs(const char *path);
 void ag_snap_coll_dir(char *out, size_t len, const char *collection);
 void ag_snap_full_dir(char *out, size_t len);
-/* A new snapshot file name "<prefix>-<UTC time>-<n><random>.snapshot". */
-void ag_snap_make_name(char *out, size_t len, const char *prefix);
-/* Writes dir/name (collection = NULL: a full snapshot) durably with its checksum file; *desc a
- * new {name, creation_time, size, checksum}. */
+/* ag_snapfile_create (store/ag_snapfile.h) on the server's store: dir/name (collection = NULL: a
+ * full snapshot) with its checksum file; *desc a new {name, creation_time, size, checksum}. */
 int ag_snap_create(const char *dir, const char *name, const char *collection, json_t **desc,
                    ag_diag_t *diag);
 /* ag_snap_create with the security state sealed under passphrase (NULL = without it). */
 int ag_snap_create_sealed(const char *dir, const char *name, const char *collection,
                           const char *passphrase, json_t **desc, ag_diag_t *diag);
-/* A new array of the complete snapshots in dir, sorted by name. */
-json_t *ag_snap_list_dir(const char *dir);
-/* A new descriptor of dir/name, or NULL when it is not a complete snapshot. */
-json_t *ag_snap_describe(const char *dir, const char *name);
-/* Opens dir/name (a snapshot file name; never a link): *fd owned by the caller. 404 otherwise. */
-int ag_snap_open(const char *dir, const char *name, int *fd, uint64_t *size, ag_diag_t *diag);
-int ag_snap_remove(const char *dir, const char *name, ag_diag_t *diag);
-/* Checks checksum (may be NULL), extracts fd[off, off+len) into a fresh temporary directory,
- * validates it and restores it: into collection target, or everything (target NULL, a full
- * snapshot). All or nothing. */
+/* ag_snapfile_restore on the server's store, extracting under <snapshots>/.tmp. */
 int ag_snap_restore_fd(int fd, uint64_t off, uint64_t len, const char *checksum, const char *target,
                        ag_diag_t *diag);
-int ag_snap_sha256_fd(int fd, uint64_t off, uint64_t len, char hex[65]);
-bool ag_snap_checksum_ok(const char *s);
+/* Opens what a recover's location names (file:// inside the snapshots directory, or http(s)://
+ * from an allowed host, fetched into a temporary file). *fd and *len on success; *tmp_path
+ * (owned) is a file to remove afterwards, or NULL. */
+int ag_snap_open_location(const char *location, const char *api_key, int *fd, uint64_t *len,
+                          char **tmp_path, ag_diag_t *diag);
+/* The snapshot inside an upload: the one part of a multipart/form-data body (field "snapshot"),
+ * or the whole body when it is not multipart. */
+int ag_snap_upload_range(ag_request_t *req, uint64_t *off, uint64_t *len, ag_diag_t *diag);
 bool ag_snap_is_root(const ag_call_t *call);
 int ag_snap_need_root(ag_call_t *call);
 /* Answers 202 {"status":"accepted"}. */

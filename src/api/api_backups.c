@@ -76,7 +76,7 @@ static int save_schedules(const json_t *s)
 /* The id of a backup is its snapshot file name without ".snapshot". */
 static json_t *backup_json(const char *dir, const char *file)
 {
-    json_t *d = ag_snap_describe(dir, file);
+    json_t *d = ag_snapfile_describe(dir, file);
     if (!d)
         return NULL;
     char id[AG_MAX_NAME_LEN + 1];
@@ -100,7 +100,7 @@ static int make_backup(const char *schedule_id, json_t **out, ag_diag_t *diag)
 {
     char dir[4096], name[AG_MAX_NAME_LEN + 1];
     backups_dir(dir, sizeof(dir));
-    ag_snap_make_name(name, sizeof(name), "backup");
+    ag_snapfile_make_name(name, sizeof(name), "backup");
     json_t *desc = NULL;
     int rc = ag_snap_create(dir, name, NULL, &desc, diag);
     json_decref(desc);
@@ -125,7 +125,7 @@ static int remove_backup(const char *id, ag_diag_t *diag)
     char dir[4096], file[AG_MAX_NAME_LEN + 16], meta[4400];
     backups_dir(dir, sizeof(dir));
     snprintf(file, sizeof(file), "%s.snapshot", id);
-    int rc = ag_snap_remove(dir, file, diag);
+    int rc = ag_snapfile_remove(dir, file, diag);
     if (rc == AG_ENOTFOUND)
         return ag_fail(diag, rc, "Not found: backup %.100s does not exist", id);
     snprintf(meta, sizeof(meta), "%s/%s.json", dir, id);
@@ -139,7 +139,7 @@ static int h_list(ag_call_t *call)
 {
     char dir[4096];
     backups_dir(dir, sizeof(dir));
-    json_t *snaps = ag_snap_list_dir(dir);
+    json_t *snaps = ag_snapfile_list(dir);
     json_t *out = json_array();
     size_t i;
     json_t *s;
@@ -200,7 +200,7 @@ static int h_restore(ag_call_t *call)
     snprintf(file, sizeof(file), "%s.snapshot", call->params[0]);
     int fd;
     uint64_t size;
-    if ((rc = ag_snap_open(dir, file, &fd, &size, &call->diag)) != 0)
+    if ((rc = ag_snapfile_open(dir, file, &fd, &size, &call->diag)) != 0)
         return ag_fail(&call->diag, rc, "Not found: backup %.100s does not exist", call->params[0]);
     rc = ag_snap_restore_fd(fd, 0, size, NULL, NULL, &call->diag);
     close(fd);
@@ -350,7 +350,7 @@ static json_t *prune(const char *id, json_int_t keep)
 {
     char dir[4096];
     backups_dir(dir, sizeof(dir));
-    json_t *snaps = ag_snap_list_dir(dir);
+    json_t *snaps = ag_snapfile_list(dir);
     json_t *mine = json_array(), *removed = json_array();
     size_t i;
     json_t *s;
@@ -479,7 +479,7 @@ int ag_backups_start(ag_diag_t *diag)
 {
     char dir[4096];
     backups_dir(dir, sizeof(dir));
-    if (ag_snap_mkdirs(dir) != 0)
+    if (ag_snapfile_mkdirs(dir) != 0)
         return ag_fail(diag, AG_ECONFIG, "storage.snapshots_path: cannot create '%s'", dir);
     B.stopping = false;
     if (pthread_create(&B.thread, NULL, scheduler_main, NULL) != 0)

@@ -23,8 +23,11 @@ typedef struct cli {
     int nperms;
     const char *access; /* --access */
     long long expires_in, batch, start_id;
-    const char *create; /* --create DIM:DISTANCE */
-    const char *format; /* --format */
+    const char *create;  /* --create DIM:DISTANCE */
+    const char *format;  /* --format */
+    const char *cron;    /* --cron, backup schedules */
+    long long retention; /* --retention, backup schedules */
+    bool has_retention;
 } cli_t;
 
 static const char COMMON[] =
@@ -65,6 +68,24 @@ static int usage(const char *cmd, bool help)
                 "\nDatabase API keys (docs/API.md \"Management plane\"), through\n"
                 "/auth/api-keys. --access takes the JWT access claim: \"r\", \"m\" or a list\n"
                 "like '[{\"collection\":\"docs\",\"access\":\"rw\"}]'.\n");
+    else if (strcmp(cmd, "backup") == 0)
+        fprintf(
+            f,
+            "usage: aegis backup list\n"
+            "       aegis backup create\n"
+            "       aegis backup show ID\n"
+            "       aegis backup delete ID\n"
+            "       aegis backup restore ID                  (root key only)\n"
+            "       aegis backup schedules list\n"
+            "       aegis backup schedules create --cron \"MIN HOUR DOM MON DOW\" --retention N\n"
+            "       aegis backup schedules show ID\n"
+            "       aegis backup schedules delete ID\n"
+            "       aegis backup schedules run ID            (a backup now, as scheduled)\n"
+            "\nServer-side backups (full snapshots kept by the server; docs/API.md\n"
+            "\"Backups\"), through /backups and /backup-schedules. --cron is a five-field\n"
+            "cron expression in UTC, e.g. \"0 3 * * *\"; --retention (1 to 1000) how many of\n"
+            "the schedule's backups to keep. restore replaces every collection and alias\n"
+            "with the backup's, all or nothing.\n");
     else
         fprintf(f,
                 "usage: aegis import COLLECTION FILE [--format jsonl|fvecs] [--batch N]\n"
@@ -118,7 +139,9 @@ static int parse(cli_t *c, int argc, char **argv, char **envp)
             c->create = argv[++i];
         else if (OPT("--format"))
             c->format = argv[++i];
-        else if (OPT("--expires-in") || OPT("--batch") || OPT("--start-id")) {
+        else if (OPT("--cron"))
+            c->cron = argv[++i];
+        else if (OPT("--expires-in") || OPT("--batch") || OPT("--start-id") || OPT("--retention")) {
             char *end = NULL;
             errno = 0;
             long long n = strtoll(argv[i + 1], &end, 10);
@@ -130,7 +153,10 @@ static int parse(cli_t *c, int argc, char **argv, char **envp)
                 c->expires_in = n;
             else if (strcmp(a, "--batch") == 0)
                 c->batch = n;
-            else
+            else if (strcmp(a, "--retention") == 0) {
+                c->retention = n;
+                c->has_retention = true;
+            } else
                 c->start_id = n;
             i++;
         } else if (a[0] == '-' && a[1] != '\0') {
@@ -354,6 +380,68 @@ static int keys(const cli_t *c)
     return usage(c->cmd, false);
 }
 
+/* aegis backup schedules ...: args are "schedules", verb[, ID]. */
+static int backup_schedules(const cli_t *c)
+{
+    const char *verb = c->nargs > 1 ? c->args[1] : "";
+    char path[1024], id[700];
+    if (strcmp(verb, "list") == 0 && c->nargs == 2)
+        return run_print(c, "GET", "/backup-schedules", NULL);
+    if (strcmp(verb, "create") == 0 && c->nargs == 2) {
+        if (!c->cron || !c->has_retention) {
+            fprintf(stderr, "aegis backup schedules create: give --cron and --retention\n");
+            return usage(c->cmd, false);
+        }
+        return run_print(
+            c, "POST", "/backup-schedules",
+            json_pack("{s:s,s:I}", "schedule", c->cron, "retention", (json_int_t)c->retention));
+    }
+    bool known =
+        strcmp(verb, "delete") == 0 || strcmp(verb, "run") == 0 || strcmp(verb, "show") == 0;
+    if (!known && strcmp(verb, "list") != 0 && strcmp(verb, "create") != 0) {
+        fprintf(stderr, "aegis backup schedules: unknown action '%.64s'\n", verb);
+        return usage(c->cmd, false);
+    }
+    if (!known || c->nargs != 3) {
+        fprintf(stderr, "aegis backup schedules %s: expected %d argument(s)\n", verb,
+                known ? 1 : 0);
+        return usage(c->cmd, false);
+    }
+    snprintf(path, sizeof(path), "/backup-schedules/%s%s", seg(c->args[2], id, sizeof(id)),
+             strcmp(verb, "run") == 0 ? "/run" : "");
+    if (strcmp(verb, "run") == 0)
+        return run_print(c, "POST", path, json_object());
+    return run_print(c, strcmp(verb, "delete") == 0 ? "DELETE" : "GET", path, NULL);
+}
+
+static int backup(const cli_t *c)
+{
+    const char *verb = c->nargs ? c->args[0] : "";
+    char path[1024], id[700];
+    if (strcmp(verb, "schedules") == 0)
+        return backup_schedules(c);
+    if (strcmp(verb, "list") == 0 && need_args(c, 1) == 0)
+        return run_print(c, "GET", "/backups", NULL);
+    if (strcmp(verb, "create") == 0 && need_args(c, 1) == 0)
+        return run_print(c, "POST", "/backups", json_object());
+    if (strcmp(verb, "list") == 0 || strcmp(verb, "create") == 0)
+        return 2; /* need_args printed the usage */
+    if (strcmp(verb, "show") != 0 && strcmp(verb, "delete") != 0 && strcmp(verb, "restore") != 0) {
+        fprintf(stderr, "aegis backup: unknown action '%.64s'\n", verb);
+        return usage(c->cmd, false);
+    }
+    if (c->nargs != 2)
+        return need_args(c, 2);
+    snprintf(path, sizeof(path), "/backups/%s", seg(c->args[1], id, sizeof(id)));
+    if (strcmp(verb, "show") == 0)
+        return run_print(c, "GET", path, NULL);
+    if (strcmp(verb, "restore") == 0) {
+        snprintf(path, sizeof(path), "/backups/%s/restore", id);
+        return run_print(c, "POST", path, json_object());
+    }
+    return run_print(c, "DELETE", path, NULL);
+}
+
 /* ---- import -------------------------------------------------------------------------------- */
 
 typedef struct progress {
@@ -535,7 +623,7 @@ static int import(const cli_t *c)
 bool ag_cli_handles(const char *cmd)
 {
     return strcmp(cmd, "users") == 0 || strcmp(cmd, "roles") == 0 || strcmp(cmd, "keys") == 0 ||
-           strcmp(cmd, "import") == 0;
+           strcmp(cmd, "backup") == 0 || strcmp(cmd, "import") == 0;
 }
 
 int ag_cli_main(int argc, char **argv, char **envp)
@@ -554,5 +642,7 @@ int ag_cli_main(int argc, char **argv, char **envp)
         return roles(&c);
     if (strcmp(c.cmd, "keys") == 0)
         return keys(&c);
+    if (strcmp(c.cmd, "backup") == 0)
+        return backup(&c);
     return import(&c);
 }

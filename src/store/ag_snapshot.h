@@ -3,8 +3,8 @@
  * consistent copy of one collection (or of every collection and alias) into a tar archive, and
  * restoring collections from an archive that has already been extracted and validated.
  *
- * Archive entries written here (the api layer adds manifest.json and, for full snapshots, the
- * encrypted security state):
+ * Archive entries written here (store/ag_snapfile.c adds manifest.json and, through the api
+ * layer's callback, a full snapshot's sealed security state):
  *   collection snapshot:  collection.json  points.bin  vectors.bin
  *   full snapshot:        aliases.json  collections/<name>/{collection.json,points.bin,vectors.bin}
  * collection.json is {"params", "schema", "tenants"}; the .bin files are the collection's LMDB

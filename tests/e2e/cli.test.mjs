@@ -1,5 +1,5 @@
 // The administrators' command line (issue 14; docs/API.md "Command line"): `aegis users|roles|
-// keys|import` against a running server, --help on every subcommand, refusals reported with the
+// keys|backup|import` against a running server, --help on every subcommand, refusals reported with the
 // server's message and exit status 1, bad input with 2.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -13,7 +13,7 @@ import { runAegis, startServer } from './lib/server.mjs';
 
 const root = { 'api-key': ROOT_KEY };
 
-describe('aegis users|roles|keys|import', () => {
+describe('aegis users|roles|keys|backup|import', () => {
   let srv, env, dir;
   before(async () => {
     srv = await startServer({ insecure: false, env: keyEnv() });
@@ -26,13 +26,16 @@ describe('aegis users|roles|keys|import', () => {
   });
 
   test('--help on every subcommand, without a key', async () => {
-    for (const cmd of ['users', 'roles', 'keys', 'import', 'keygen']) {
+    for (const cmd of ['users', 'roles', 'keys', 'backup', 'import', 'keygen']) {
       const r = await runAegis([cmd, '--help']);
       assert.equal(r.code, 0, `${cmd} --help: ${r.stderr}`);
       assert.match(r.stdout, new RegExp(`^usage: aegis ${cmd}`), cmd);
     }
     const top = await runAegis(['--help']);
-    for (const cmd of ['users', 'roles', 'keys', 'import']) assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
+    const sched = await runAegis(['backup', 'schedules', 'create', '--help']);
+    assert.equal(sched.code, 0);
+    assert.match(sched.stdout, /aegis backup schedules create --cron/);
+    for (const cmd of ['users', 'roles', 'keys', 'backup', 'import']) assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
     const nokey = await runAegis(['users', 'list'], { env: { AEGIS_URL: srv.url, AEGIS_API_KEY: '' } });
     assert.equal(nokey.code, 2);
     assert.match(nokey.stderr, /AEGIS_API_KEY/);
@@ -79,6 +82,59 @@ describe('aegis users|roles|keys|import', () => {
     const url = await runAegis(['users', 'list', '--url', 'ftp://x'], { env });
     assert.equal(url.code, 2);
     assert.match(url.stderr, /--url/);
+  });
+
+  test('backup: create, list, show, schedules; a read-only key is refused; root restores', async () => {
+    await srv.ok('PUT', '/collections/cli_bk', { vectors: { size: 2, distance: 'Dot' } }, { headers: root });
+    await srv.ok('PUT', '/collections/cli_bk/points?wait=true', { points: [{ id: 1, vector: [1, 2], payload: { v: 'before' } }] }, { headers: root });
+    const made = await runAegis(['backup', 'create'], { env });
+    assert.equal(made.code, 0, made.stderr);
+    const b = JSON.parse(made.stdout);
+    assert.equal(b.status, 'succeeded');
+    assert.match(b.checksum, /^[0-9a-f]{64}$/);
+    const list = await runAegis(['backup', 'list'], { env });
+    assert.equal(list.code, 0, list.stderr);
+    assert.ok(JSON.parse(list.stdout).some((x) => x.id === b.id), 'the new backup is listed');
+    assert.equal(JSON.parse((await runAegis(['backup', 'show', b.id], { env })).stdout).size, b.size);
+
+    // a read-only key may not make or restore one: the server's 403, exit 1
+    const ro = JSON.parse((await runAegis(['keys', 'create', 'cli-ro', '--access', 'r'], { env })).stdout).key;
+    for (const args of [['backup', 'create'], ['backup', 'restore', b.id], ['backup', 'delete', b.id]]) {
+      const r = await runAegis(args, { env: { ...env, AEGIS_API_KEY: ro } });
+      assert.equal(r.code, 1, args.join(' '));
+      assert.match(r.stderr, /^aegis backup: 403: /, args.join(' '));
+    }
+
+    // root restores it: the point changed since is as it was
+    await srv.ok('PUT', '/collections/cli_bk/points?wait=true', { points: [{ id: 1, vector: [1, 2], payload: { v: 'after' } }] }, { headers: root });
+    const restored = await runAegis(['backup', 'restore', b.id], { env });
+    assert.equal(restored.code, 0, restored.stderr);
+    assert.deepEqual((await srv.ok('GET', '/collections/cli_bk/points/1', undefined, { headers: root })).payload, { v: 'before' });
+
+    // schedules
+    const bad = await runAegis(['backup', 'schedules', 'create', '--cron', '0 3 * *', '--retention', '7'], { env });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^aegis backup: 400: .*schedule/);
+    assert.equal((await runAegis(['backup', 'schedules', 'create', '--cron', '0 3 * * *'], { env })).code, 2);
+    const sc = await runAegis(['backup', 'schedules', 'create', '--cron', '0 3 * * *', '--retention', '7'], { env });
+    assert.equal(sc.code, 0, sc.stderr);
+    const schedule = JSON.parse(sc.stdout);
+    assert.equal(schedule.schedule, '0 3 * * *');
+    assert.equal(schedule.retention, 7);
+    assert.ok(JSON.parse((await runAegis(['backup', 'schedules', 'list'], { env })).stdout).some((s) => s.id === schedule.id));
+    const run = await runAegis(['backup', 'schedules', 'run', schedule.id], { env });
+    assert.equal(run.code, 0, run.stderr);
+    const ran = JSON.parse(run.stdout);
+    assert.ok(JSON.parse((await runAegis(['backup', 'list'], { env })).stdout).some((x) => x.id === ran.backup && x.schedule_id === schedule.id));
+    assert.equal((await runAegis(['backup', 'schedules', 'delete', schedule.id], { env })).code, 0);
+    assert.equal((await runAegis(['backup', 'schedules', 'show', schedule.id], { env })).code, 1);
+    assert.equal((await runAegis(['backup', 'delete', b.id], { env })).code, 0);
+    const gone = await runAegis(['backup', 'show', b.id], { env });
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /404/);
+    const fly = await runAegis(['backup', 'fly'], { env });
+    assert.equal(fly.code, 2);
+    assert.match(fly.stderr, /unknown action 'fly'/);
   });
 
   test('import: JSONL and fvecs with progress; a bad line stops naming it', async () => {

@@ -1,8 +1,10 @@
 // The dashboard in a real browser (issue 14; docs/API.md "Dashboard"): Debian's chromium driven by
 // playwright-core. Root signs in, creates a role, mints a token; a request with that token is
 // refused and the denial shows highlighted in the audit view with the chain verified. A viewer
-// and a tenant-scoped user see only what they may. Skips (saying why) when chromium is missing;
-// scripts/setup.sh installs it, so CI runs it. AEGIS_SCREENSHOTS=1 refreshes docs/img/.
+// and a tenant-scoped user see only what they may; root makes, lists, downloads and deletes
+// snapshots and makes backups and schedules, a viewer is offered none of those changes, a backup
+// operator no restore (root only). Skips (saying why) when chromium is missing; scripts/setup.sh
+// installs it, so CI runs it. AEGIS_SCREENSHOTS=1 refreshes docs/img/.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -62,7 +64,7 @@ describe('dashboard', { skip }, () => {
   test('root: sign in, create a role, mint a token, see its denial in the audit view', async () => {
     const { ctx, page } = await signedIn(ROOT_KEY);
     assert.match(await page.textContent('#principal'), /root/);
-    assert.deepEqual(await tabs(page), ['Collections', 'Points & search', 'Users & roles', 'Tenants', 'Keys & invites', 'Token', 'Audit log']);
+    assert.deepEqual(await tabs(page), ['Collections', 'Points & search', 'Users & roles', 'Tenants', 'Keys & invites', 'Token', 'Audit log', 'Snapshots & backups']);
     await page.waitForSelector('#view table');
     assert.match(await page.textContent('#view'), /docs/);
     assert.ok(await page.$('#create-collection'), 'root is offered collection creation');
@@ -126,11 +128,47 @@ describe('dashboard', { skip }, () => {
     await ctx.close();
   });
 
+  test('root: snapshots and backups — create, list, download, schedule', async () => {
+    const { ctx, page } = await signedIn(ROOT_KEY);
+    page.on('dialog', (d) => d.accept());
+    await page.click('#tabs button[data-tab=backups]');
+    await page.waitForSelector('#create-snapshot');
+    assert.equal(await page.$eval('#snapshot-collection', (s) => s.value), 'docs');
+    await page.click('#create-snapshot');
+    await page.waitForSelector('#snapshot-list table');
+    const [snap] = await srv.ok('GET', '/collections/docs/snapshots', undefined, { headers: root });
+    const listed = await page.textContent('#snapshot-list table');
+    assert.ok(listed.includes(snap.name) && listed.includes(snap.checksum), 'the snapshot is listed with its checksum');
+    // download through fetch + Blob (the api-key header cannot ride on a link)
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#snapshot-list button.plain')]);
+    assert.equal(dl.suggestedFilename(), snap.name);
+    assert.equal(fs.statSync(await dl.path()).size, snap.size);
+
+    await page.click('#create-backup');
+    await page.waitForSelector('#backups table');
+    const [backup] = await srv.ok('GET', '/backups', undefined, { headers: root });
+    assert.ok((await page.textContent('#backups table')).includes(backup.id), 'the backup is listed');
+    assert.ok(await page.$('#backups button:text("Restore")'), 'root is offered restore');
+    await page.fill('#create-schedule [name=schedule]', '30 2 * * 1-5');
+    await page.fill('#create-schedule [name=retention]', '3');
+    await page.click('#create-schedule button[type=submit]');
+    await page.waitForSelector('#schedules table');
+    assert.match(await page.textContent('#schedules table'), /30 2 \* \* 1-5/);
+    const [sched] = await srv.ok('GET', '/backup-schedules', undefined, { headers: root });
+    assert.equal(sched.retention, 3);
+    await page.screenshot({ path: path.join(shots, 'dashboard-backups.png'), fullPage: true });
+    // delete the snapshot from the page
+    await page.click('#snapshot-list button.danger');
+    await page.waitForSelector('#snapshot-list p.muted');
+    assert.deepEqual(await srv.ok('GET', '/collections/docs/snapshots', undefined, { headers: root }), []);
+    await ctx.close();
+  });
+
   test('a viewer sees collections and data but is offered no change and no secrets', async () => {
     const { user, api_key: viewerKey } = await srv.ok('POST', '/auth/users/vera', { roles: ['viewer'] }, { headers: root });
     assert.equal(user.id, 'vera');
     const { ctx, page } = await signedIn(viewerKey);
-    assert.deepEqual(await tabs(page), ['Collections', 'Points & search', 'Tenants']);
+    assert.deepEqual(await tabs(page), ['Collections', 'Points & search', 'Tenants', 'Snapshots & backups']);
     await page.waitForSelector('#view table');
     const text = await page.textContent('#view');
     assert.match(text, /docs/);
@@ -138,6 +176,16 @@ describe('dashboard', { skip }, () => {
     assert.equal(await page.$('#create-collection'), null, 'no collection creation offered');
     assert.equal(await page.$('#view button.danger'), null, 'no delete offered');
     await page.screenshot({ path: path.join(shots, 'dashboard-viewer.png') });
+    // snapshots: listed and downloadable (read:snapshots), but no create, delete or backups
+    await srv.ok('POST', '/collections/docs/snapshots?wait=true', {}, { headers: root });
+    await page.click('#tabs button[data-tab=backups]');
+    await page.waitForSelector('#snapshot-list table');
+    assert.match(await page.textContent('#snapshot-list'), /docs-.*\.snapshot/);
+    assert.equal(await page.$('#create-snapshot'), null, 'no snapshot creation offered');
+    assert.equal(await page.$('#view button.danger'), null, 'no snapshot delete offered');
+    assert.equal(await page.$('#backups'), null, 'no backups without read:backups');
+    assert.equal(await page.$('#create-backup'), null);
+    assert.ok(await page.$('#snapshot-list button.plain'), 'download offered');
     // the point browser works for it
     await page.click('#tabs button[data-tab=points]');
     await page.waitForSelector('#browse-form');
@@ -145,6 +193,22 @@ describe('dashboard', { skip }, () => {
     await page.click('#browse-form button[type=submit]');
     await page.waitForSelector('#points-results table');
     assert.match(await page.textContent('#points-results'), /doc 2/);
+    await ctx.close();
+  });
+
+  test('a backup operator makes backups but is not offered restore (root only)', async () => {
+    await srv.ok('POST', '/auth/roles', { name: 'backup-operator', permissions: [{ action: 'manage:backups' }] }, { headers: root });
+    const { api_key: k } = await srv.ok('POST', '/auth/users/otto', { roles: ['backup-operator'] }, { headers: root });
+    const { ctx, page } = await signedIn(k);
+    assert.deepEqual(await tabs(page), ['Collections', 'Snapshots & backups']);
+    await page.click('#tabs button[data-tab=backups]');
+    await page.waitForSelector('#create-backup');
+    await page.click('#create-backup');
+    await page.waitForSelector('#backups table');
+    assert.ok(await page.$('#backups button.danger'), 'delete offered');
+    assert.equal(await page.$('#backups button:text("Restore")'), null, 'restore is for the root key only');
+    assert.equal(await page.$('#snapshot-list'), null, 'no collection snapshots without read:snapshots');
+    assert.equal(await page.$('#schedules'), null, 'no schedules without read:backup_schedules');
     await ctx.close();
   });
 
