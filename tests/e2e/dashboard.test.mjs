@@ -205,7 +205,8 @@ describe('dashboard', { skip }, () => {
     await page.waitForSelector('#create-backup');
     await page.click('#create-backup');
     await page.waitForSelector('#backups table');
-    assert.ok(await page.$('#backups button.danger'), 'delete offered');
+    // the list re-renders after the create: wait for its delete buttons rather than race it
+    assert.ok(await page.waitForSelector('#backups button.danger', { timeout: 10000 }).catch(() => null), 'delete offered');
     assert.equal(await page.$('#backups button:text("Restore")'), null, 'restore is for the root key only');
     assert.equal(await page.$('#snapshot-list'), null, 'no collection snapshots without read:snapshots');
     assert.equal(await page.$('#schedules'), null, 'no schedules without read:backup_schedules');
