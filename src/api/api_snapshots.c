@@ -246,6 +246,29 @@ static int h_download(ag_call_t *call)
     return 0;
 }
 
+/* Deletes snapshot `name` of directory `dir`: 404 when there is none; with wait=false queued as
+ * job `kind` (202), else removed now (true). Shared by collection and full snapshots. */
+static int delete_snapshot(ag_call_t *call, const char *dir, int kind, const char *coll)
+{
+    const char *name = snap_param(call);
+    int fd;
+    uint64_t size = 0;
+    int rc = ag_snapfile_open(dir, name, &fd, &size, &call->diag);
+    if (rc)
+        return rc;
+    close(fd);
+    const char *w = ag_request_query(call->req, "wait");
+    if (w && strcmp(w, "false") == 0) {
+        rc = enqueue(kind, coll, name);
+        return rc ? rc : ag_snap_accepted(call);
+    }
+    if ((rc = ag_snapfile_remove(dir, name, &call->diag)) != 0)
+        return rc;
+    call->result = json_true();
+    call->audit_detail = json_pack("{s:s}", "snapshot", name);
+    return 0;
+}
+
 static int h_delete(ag_call_t *call)
 {
     const char *coll = NULL;
@@ -254,22 +277,7 @@ static int h_delete(ag_call_t *call)
         return rc;
     char dir[4096];
     ag_snap_coll_dir(dir, sizeof(dir), coll);
-    const char *name = snap_param(call);
-    int fd;
-    uint64_t size = 0;
-    if ((rc = ag_snapfile_open(dir, name, &fd, &size, &call->diag)) != 0)
-        return rc;
-    close(fd);
-    const char *w = ag_request_query(call->req, "wait");
-    if (w && strcmp(w, "false") == 0) {
-        rc = enqueue(JOB_DELETE_COLLECTION, coll, name);
-        return rc ? rc : ag_snap_accepted(call);
-    }
-    if ((rc = ag_snapfile_remove(dir, name, &call->diag)) != 0)
-        return rc;
-    call->result = json_true();
-    call->audit_detail = json_pack("{s:s}", "snapshot", name);
-    return 0;
+    return delete_snapshot(call, dir, JOB_DELETE_COLLECTION, coll);
 }
 
 static int check_priority(ag_call_t *call, const char *p)
@@ -436,23 +444,7 @@ static int h_full_delete(ag_call_t *call)
 {
     char dir[4096];
     ag_snap_full_dir(dir, sizeof(dir));
-    const char *name = snap_param(call);
-    int fd;
-    uint64_t size = 0;
-    int rc = ag_snapfile_open(dir, name, &fd, &size, &call->diag);
-    if (rc)
-        return rc;
-    close(fd);
-    const char *w = ag_request_query(call->req, "wait");
-    if (w && strcmp(w, "false") == 0) {
-        rc = enqueue(JOB_DELETE_FULL, NULL, name);
-        return rc ? rc : ag_snap_accepted(call);
-    }
-    if ((rc = ag_snapfile_remove(dir, name, &call->diag)) != 0)
-        return rc;
-    call->result = json_true();
-    call->audit_detail = json_pack("{s:s}", "snapshot", name);
-    return 0;
+    return delete_snapshot(call, dir, JOB_DELETE_FULL, NULL);
 }
 
 int ag_snap_need_root(ag_call_t *call)
