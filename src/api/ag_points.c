@@ -99,11 +99,13 @@ int ag_parse_point_vector(ag_call_t *call, const ag_collection_t *c, const json_
                            "object {name: vector}",
                            path);
         float *f;
-        int rc = ag_parse_dense(&call->arena, c, vi, v, path, &f, &call->diag);
+        uint32_t rows;
+        int rc = ag_parse_dense_rows(&call->arena, c, vi, v, path, &f, &rows, &call->diag);
         if (rc)
             return rc;
         m->dense_op[vi] = AG_VEC_SET;
         m->dense[vi] = f;
+        m->dense_rows[vi] = rows;
         return 0;
     }
     if (!json_is_object(v))
@@ -119,11 +121,13 @@ int ag_parse_point_vector(ag_call_t *call, const ag_collection_t *c, const json_
         int vi = ag_coll_vector(c, name);
         if (vi >= 0) {
             float *f;
-            int rc = ag_parse_dense(&call->arena, c, vi, val, p, &f, &call->diag);
+            uint32_t rows;
+            int rc = ag_parse_dense_rows(&call->arena, c, vi, val, p, &f, &rows, &call->diag);
             if (rc)
                 return rc;
             m->dense_op[vi] = AG_VEC_SET;
             m->dense[vi] = f;
+            m->dense_rows[vi] = rows;
             continue;
         }
         int si = ag_coll_sparse(c, name);

@@ -42,16 +42,19 @@ static void chunk_release(copy_ctx_t *x)
     x->n = 0;
 }
 
+/* The dimension of dense vector vi of c. */
+static uint32_t dense_dim(const ag_collection_t *c, int vi)
+{
+    ag_dense_info_t d;
+    ag_coll_dense_info(c, vi, &d);
+    return d.dim;
+}
+
 /* Collects up to CHUNK points of src from x->next on (src's read lock held). */
 static int collect(void *ud, ag_collection_t *src)
 {
     copy_ctx_t *x = ud;
-    size_t fdim = 0, stotal = 0;
-    for (int v = 0; v < ag_coll_nvec(x->dst); v++) {
-        ag_dense_info_t d;
-        ag_coll_dense_info(x->dst, v, &d);
-        fdim += x->dmap[v] >= 0 ? d.dim : 0;
-    }
+    size_t ftotal = 0, stotal = 0;
     uint32_t nslots = ag_coll_nslots(src);
     uint32_t s = x->next;
     size_t picked = 0;
@@ -60,7 +63,12 @@ static int collect(void *ud, ag_collection_t *src)
         if (ag_coll_match(src, s, x->rows))
             slots[picked++] = s;
     x->next = s;
-    for (size_t i = 0; i < picked; i++)
+    for (size_t i = 0; i < picked; i++) {
+        for (int v = 0; v < ag_coll_nvec(x->dst); v++) {
+            uint32_t rows = 0;
+            if (x->dmap[v] >= 0 && ag_coll_dense_rows(src, x->dmap[v], slots[i], &rows))
+                ftotal += (size_t)rows * dense_dim(src, x->dmap[v]);
+        }
         for (int v = 0; v < ag_coll_nsparse(x->dst); v++) {
             const uint32_t *ix;
             const float *vals;
@@ -69,7 +77,8 @@ static int collect(void *ud, ag_collection_t *src)
                 ag_sparse_get(ag_coll_sparse_index(src, x->smap[v]), slots[i], &ix, &vals, &n))
                 stotal += n;
         }
-    x->floats = malloc(sizeof(float) * (fdim * picked + 1));
+    }
+    x->floats = malloc(sizeof(float) * (ftotal + 1));
     x->ints = malloc(sizeof(uint32_t) * (stotal + 1));
     x->svals = malloc(sizeof(float) * (stotal + 1));
     if (!x->floats || !x->ints || !x->svals)
@@ -84,17 +93,25 @@ static int collect(void *ud, ag_collection_t *src)
         x->n++;
         m->replace_vectors = true;
         for (int v = 0; v < ag_coll_nvec(x->dst); v++) {
-            const float *f = x->dmap[v] >= 0 ? ag_coll_dense_get(src, x->dmap[v], slots[i]) : NULL;
+            uint32_t rows = 1;
+            const float *f =
+                x->dmap[v] >= 0 ? ag_coll_dense_rows(src, x->dmap[v], slots[i], &rows) : NULL;
             if (!f)
                 continue;
             ag_dense_info_t d;
             ag_coll_dense_info(x->dst, v, &d);
-            memcpy(x->floats + fo, f, sizeof(float) * d.dim);
-            if (d.dist == AG_DIST_COSINE)
-                ag_vector_normalize(x->floats + fo, d.dim);
+            memcpy(x->floats + fo, f, sizeof(float) * d.dim * rows);
+            for (uint32_t r = 0; r < rows; r++) {
+                size_t bad;
+                if (d.dist == AG_DIST_COSINE)
+                    ag_vector_normalize(x->floats + fo + (size_t)r * d.dim, d.dim);
+                /* Same datatype, or into float32 (map_vectors): nothing can overflow. */
+                (void)ag_dtype_convert(d.dtype, x->floats + fo + (size_t)r * d.dim, d.dim, &bad);
+            }
             m->dense_op[v] = AG_VEC_SET;
             m->dense[v] = x->floats + fo;
-            fo += d.dim;
+            m->dense_rows[v] = rows;
+            fo += (size_t)d.dim * rows;
         }
         for (int v = 0; v < ag_coll_nsparse(x->dst); v++) {
             const uint32_t *ix;
@@ -130,6 +147,16 @@ static int map_vectors(ag_call_t *call, copy_ctx_t *x, ag_collection_t *src)
                            "init_from: vector `%s` has size %u in the source collection and %u in "
                            "the new one",
                            d.name, s.dim, d.dim);
+        if (s.multi && !d.multi)
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "init_from: vector `%s` is a multivector in the source collection and "
+                           "a plain dense vector in the new one",
+                           d.name);
+        if (s.dtype != d.dtype && d.dtype != AG_DTYPE_FLOAT32)
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "init_from: vector `%s` is %s in the source collection and %s in the "
+                           "new one",
+                           d.name, ag_dtype_name(s.dtype), ag_dtype_name(d.dtype));
     }
     const json_t *sv = json_object_get(ag_coll_params(x->dst), "sparse_vectors");
     const char *name;

@@ -50,7 +50,9 @@ static int upsert_fast(ag_call_t *call, bool *handled)
     ag_dense_info_t v0 = {0};
     if (ag_coll_nvec(c) == 1)
         ag_coll_dense_info(c, 0, &v0);
-    if (ag_coll_unnamed(c) && ag_coll_nvec(c) == 1 && ag_coll_nsparse(c) == 0 &&
+    /* Plain float32 only: multivectors and the other datatypes take the strict path. */
+    if (ag_coll_unnamed(c) && ag_coll_nvec(c) == 1 && ag_coll_nsparse(c) == 0 && !v0.multi &&
+        v0.dtype == AG_DTYPE_FLOAT32 &&
         ag_fastpoints_parse(call->req->body, call->req->body_len, v0.dim, &call->arena, &pts, &n)) {
         *handled = true;
         ag_batch_t ms = {0};

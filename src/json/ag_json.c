@@ -366,7 +366,8 @@ int ag_json_floats(const json_t *arr, const char *path, float **out, uint32_t *n
         return ag_fail(diag, AG_EINVAL, "%s: expected an array of numbers", path);
     size_t n = json_array_size(arr);
     if (n == 0)
-        return ag_fail(diag, AG_EINVAL, "%s: vector must not be empty", path);
+        return ag_fail(diag, AG_EINVAL,
+                       "Validation error in JSON body: [%s: dense vector must not be empty]", path);
     if (n > AG_MAX_DIM)
         return ag_fail(diag, AG_EINVAL, "%s: vector has %zu numbers, the maximum is %d", path, n,
                        AG_MAX_DIM);

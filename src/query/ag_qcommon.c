@@ -230,13 +230,84 @@ json_t *ag_render_point(const ag_collection_t *c, uint32_t slot, const ag_payloa
 
 /* ---- vector inputs ------------------------------------------------------------------------- */
 
-int ag_parse_dense(ag_arena_t *arena, const ag_collection_t *c, int vi, const json_t *v,
-                   const char *path, float **out, ag_diag_t *diag)
+/* One row of a dense input, already checked for its length: normalized for Cosine, converted
+ * to the vector's datatype. */
+static int finish_row(const ag_dense_info_t *vc, float *a, const char *path, ag_diag_t *diag)
+{
+    if (vc->dist == AG_DIST_COSINE)
+        ag_vector_normalize(a, vc->dim);
+    size_t bad = 0;
+    if (ag_dtype_convert(vc->dtype, a, vc->dim, &bad) != 0)
+        return ag_fail(diag, AG_EINVAL, "%s[%zu]: value is outside the float16 range", path, bad);
+    return 0;
+}
+
+int ag_parse_dense_rows(ag_arena_t *arena, const ag_collection_t *c, int vi, const json_t *v,
+                        const char *path, float **out, uint32_t *rows, ag_diag_t *diag)
 {
     ag_dense_info_t vc;
     ag_coll_dense_info(c, vi, &vc);
     float *f;
     uint32_t n;
+    *out = NULL;
+    *rows = 1;
+    if (json_is_array(v) && json_is_array(json_array_get(v, 0))) {
+        /* A list of vectors: Qdrant's multivector form. */
+        if (!vc.multi)
+            return ag_fail(diag, AG_EINVAL,
+                           "Wrong input: %s: a multivector (a list of vectors) was given for "
+                           "`%.200s`, a dense vector without multivector_config",
+                           path, vc.name[0] ? vc.name : "(unnamed)");
+        size_t nr = json_array_size(v), plen = strlen(path), nlen = strlen(vc.name);
+        /* Qdrant names the vector field of the point ("points[0].vector.?.data"). */
+        int base = (int)plen;
+        if (nlen && plen > nlen && path[plen - nlen - 1] == '.' &&
+            strcmp(path + plen - nlen, vc.name) == 0)
+            base = (int)(plen - nlen - 1);
+        if (nr > AG_MV_MAX_ROWS)
+            return ag_fail(diag, AG_EINVAL, "%s: a multivector has at most %u vectors, got %zu",
+                           path, AG_MV_MAX_ROWS, nr);
+        float *a = ag_arena_alloc(arena, sizeof(float) * vc.dim * nr);
+        if (!a)
+            return AG_ENOMEM;
+        size_t first = 0;
+        for (size_t r = 0; r < nr; r++) {
+            const json_t *row = json_array_get(v, r);
+            char rp[AG_QUERY_PATH_LEN + 32];
+            snprintf(rp, sizeof(rp), "%s[%zu]", path, r);
+            if (!json_is_array(row))
+                return ag_fail(diag, AG_EINVAL, "%s: expected an array of numbers", rp);
+            size_t len = json_array_size(row);
+            if (len == 0)
+                return ag_fail(diag, AG_EINVAL,
+                               "Validation error in JSON body: [%.*s.?.data: all vectors must be "
+                               "non-empty] (%s is empty)",
+                               base, path, rp);
+            if (r == 0)
+                first = len;
+            else if (len != first)
+                return ag_fail(diag, AG_EINVAL,
+                               "Validation error in JSON body: [%.*s.?.data: all vectors must "
+                               "have the same dimension, found vector with dimension %zu] (%s)",
+                               base, path, len, rp);
+            if (len != vc.dim)
+                return ag_fail(
+                    diag, AG_EINVAL,
+                    "Wrong input: Vector dimension error: expected dim: %u, got %zu (%s)", vc.dim,
+                    len, rp);
+            int rc = ag_json_floats(row, rp, &f, &n, diag);
+            if (rc)
+                return rc;
+            float *dst = a + r * vc.dim;
+            memcpy(dst, f, sizeof(float) * n);
+            free(f);
+            if ((rc = finish_row(&vc, dst, rp, diag)) != 0)
+                return rc;
+        }
+        *out = a;
+        *rows = (uint32_t)nr;
+        return 0;
+    }
     int rc = ag_json_floats(v, path, &f, &n, diag);
     if (rc)
         return rc;
@@ -253,10 +324,21 @@ int ag_parse_dense(ag_arena_t *arena, const ag_collection_t *c, int vi, const js
     }
     memcpy(a, f, sizeof(float) * n);
     free(f);
-    if (vc.dist == AG_DIST_COSINE)
-        ag_vector_normalize(a, n);
+    if ((rc = finish_row(&vc, a, path, diag)) != 0)
+        return rc;
     *out = a;
     return 0;
+}
+
+int ag_parse_dense(ag_arena_t *arena, const ag_collection_t *c, int vi, const json_t *v,
+                   const char *path, float **out, ag_diag_t *diag)
+{
+    uint32_t rows;
+    int rc = ag_parse_dense_rows(arena, c, vi, v, path, out, &rows, diag);
+    if (rc == 0 && rows != 1)
+        return ag_fail(diag, AG_EINVAL, "Wrong input: %s: expected one vector, not a multivector",
+                       path);
+    return rc;
 }
 
 static int cmp_pair(const void *a, const void *b)

@@ -60,17 +60,33 @@ static int resolve_vin(ag_query_t *rq, const ag_stage_t *st, ag_collection_t *sr
             return ag_fail(d, AG_EINVAL,
                            "Wrong input: Vector dimension error: expected dim: %u, got %u (%s)",
                            want.dim, have.dim, p);
-        const float *f = ag_vecstore_get(have.vs, s);
+        if (have.multi && !want.multi)
+            return ag_fail(d, AG_EINVAL,
+                           "Wrong input: vector \"%.200s\" of point %s is a multivector; `%.200s` "
+                           "here takes one vector (%s)",
+                           name, id, ag_q__vector_label(st->using_name), p);
+        uint32_t rows = 1;
+        const float *f = ag_coll_dense_rows(src, svi, s, &rows);
         if (!f)
             return ag_fail(d, AG_ENOTFOUND, "Not found: Vector with name \"%.200s\" for point %s",
                            name, id);
-        float *copy = ag_q__alloc(rq, want.dim, sizeof(float));
+        float *copy = ag_q__alloc(rq, (size_t)want.dim * rows, sizeof(float));
         if (!copy)
             return AG_ENOMEM;
-        memcpy(copy, f, sizeof(float) * want.dim);
-        if (want.dist == AG_DIST_COSINE && have.dist != AG_DIST_COSINE)
-            ag_vector_normalize(copy, want.dim);
+        memcpy(copy, f, sizeof(float) * want.dim * rows);
+        for (uint32_t r = 0; r < rows; r++) {
+            float *row = copy + (size_t)r * want.dim;
+            size_t bad;
+            if (want.dist == AG_DIST_COSINE && have.dist != AG_DIST_COSINE)
+                ag_vector_normalize(row, want.dim);
+            if (want.dtype != have.dtype && ag_dtype_convert(want.dtype, row, want.dim, &bad) != 0)
+                return ag_fail(d, AG_EINVAL,
+                               "Wrong input: vector \"%.200s\" of point %s does not fit float16 "
+                               "(%s)",
+                               name, id, p);
+        }
         v->dense = copy;
+        v->rows = rows;
         return 0;
     }
     int ssi = ag_coll_sparse(src, name);
@@ -156,6 +172,39 @@ static int cmp_pair(const void *a, const void *b)
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
+static uint32_t vrows(const ag_vin_t *v)
+{
+    return v->rows ? v->rows : 1;
+}
+
+/* Qdrant's average_vector over multivectors: the rows of every positive example, then the
+ * negated rows of every negative one, as one multivector (MaxSim then sums over them). */
+static int reco_average_multi(ag_query_t *rq, ag_stage_t *st, uint32_t dim)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < st->npos; i++)
+        total += vrows(&st->pos[i]);
+    for (size_t i = 0; i < st->nneg; i++)
+        total += vrows(&st->neg[i]);
+    float *q = ag_q__alloc(rq, total * dim, sizeof(float));
+    if (!q)
+        return AG_ENOMEM;
+    size_t at = 0;
+    for (int side = 0; side < 2; side++) {
+        const ag_vin_t *list = side ? st->neg : st->pos;
+        size_t n = side ? st->nneg : st->npos;
+        for (size_t i = 0; i < n; i++) {
+            size_t len = (size_t)vrows(&list[i]) * dim;
+            for (size_t k = 0; k < len; k++)
+                q[at + k] = side ? -list[i].dense[k] : list[i].dense[k];
+            at += len;
+        }
+    }
+    st->nearest.dense = q;
+    st->nearest.rows = (uint32_t)total;
+    return 0;
+}
+
 /* Qdrant's average_vector: avg(pos), or avg(pos) + avg(pos) - avg(neg) with negatives. */
 static int reco_average(ag_query_t *rq, ag_stage_t *st)
 {
@@ -167,6 +216,8 @@ static int reco_average(ag_query_t *rq, ag_stage_t *st)
         ag_dense_info_t vc;
         ag_coll_dense_info(rq->c, st->vi, &vc);
         uint32_t dim = vc.dim;
+        if (vc.multi)
+            return reco_average_multi(rq, st, dim);
         float *ap = ag_q__alloc(rq, dim, sizeof(float));
         float *an = ag_q__alloc(rq, dim, sizeof(float));
         if (!ap || !an)
@@ -325,6 +376,32 @@ static bool sparse_idf(ag_query_t *rq, const ag_stage_t *st)
     return json_is_string(m) && strcmp(json_string_value(m), "idf") == 0;
 }
 
+/* A multivector: MaxSim over the points holding one, exactly (index/ag_multivec.h), through the
+ * same candidate path as a dense vector: prefetched candidates, or the few of a selective
+ * indexed equality, each still passing the stage's filter and the row restriction. */
+static int score_multi(ag_query_t *rq, const ag_stage_t *st, const ag_dense_info_t *vc, size_t k,
+                       const ag_index_filter_t *f, ag_ranked_t *out)
+{
+    size_t cap = AG_MIN(k, (size_t)ag_multivec_count(vc->mv));
+    if (f->candidates)
+        cap = AG_MIN(cap, f->n_candidates);
+    if (cap == 0)
+        return 0;
+    if (!(out->h = ag_q__alloc(rq, cap, sizeof(ag_hit_t))))
+        return AG_ENOMEM;
+    ag_index_filter_t use = *f;
+    uint32_t *cand;
+    size_t ncand;
+    if (!f->candidates &&
+        ag_scope_candidates(&st->scope, rq->ctx->arena, st->filter_json, &cand, &ncand) &&
+        ncand <= AG_PAYLOAD_CANDIDATES_MAX) {
+        use.candidates = cand;
+        use.n_candidates = ncand;
+    }
+    return ag_multivec_search(vc->mv, vc->dist, st->nearest.dense, vrows(&st->nearest), cap, &use,
+                              &st->params, out->h, &out->n);
+}
+
 static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
                             const ag_index_filter_t *f, ag_ranked_t *out)
 {
@@ -333,6 +410,8 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
         ag_dense_info_t vc;
         ag_coll_dense_info(rq->c, st->vi, &vc);
         out->lower_better = !ag_distance_higher_is_better(vc.dist);
+        if (vc.multi)
+            return score_multi(rq, st, &vc, k, f, out);
         cap = AG_MIN(k, (size_t)ag_vecstore_count(vc.vs));
         if (f->candidates)
             cap = AG_MIN(cap, f->n_candidates);
@@ -432,15 +511,17 @@ static bool reco_score(const ag_stage_t *st, const ag_dense_info_t *vc, const ag
     const float *x = NULL;
     const uint32_t *xi = NULL;
     const float *xv = NULL;
-    uint32_t xn = 0;
+    uint32_t xn = 0, xr = 1;
     if (vc) {
-        if (!(x = ag_vecstore_get(vc->vs, slot)))
+        x = vc->multi ? ag_multivec_get(vc->mv, slot, &xr) : ag_vecstore_get(vc->vs, slot);
+        if (!x)
             return false;
     } else if (!ag_sparse_get(sp, slot, &xi, &xv, &xn)) {
         return false;
     }
 #define VIN_SIM(v)                                                                                 \
-    (vc ? similarity(vc->dist, x, (v)->dense, vc->dim)                                             \
+    (vc ? (vc->multi ? ag_maxsim(vc->dist, (v)->dense, vrows(v), x, xr, vc->dim)                   \
+                     : similarity(vc->dist, x, (v)->dense, vc->dim))                               \
         : ag_sparse_dot(xi, xv, xn, (v)->sp.indices, (v)->sp.values, (v)->sp.n))
     if (st->strategy == AG_RECO_DISCOVER || st->strategy == AG_RECO_CONTEXT) {
         /* Qdrant's scores: context sums min(0, sigmoid(sim(pos) - sim(neg) - eps)) over the
@@ -706,14 +787,18 @@ static int mmr_stage(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_in
     ag_coll_dense_info(rq->c, st->vi, &info);
     size_t n = c.n, m = AG_MIN(k, n);
     const float **v = ag_q__alloc(rq, n, sizeof(*v));
+    uint32_t *vr = ag_q__alloc(rq, n, sizeof(uint32_t));
     float *rel = ag_q__alloc(rq, n, sizeof(float)), *near = ag_q__alloc(rq, n, sizeof(float));
     bool *taken = ag_q__alloc(rq, n, sizeof(bool));
     ag_hit_t *h = ag_q__alloc(rq, m ? m : 1, sizeof(ag_hit_t));
-    if (!v || !rel || !near || !taken || !h)
+    if (!v || !vr || !rel || !near || !taken || !h)
         return AG_ENOMEM;
+    /* Similarities by MaxSim, which is the plain similarity for one row each (multivectors). */
     for (size_t i = 0; i < n; i++) {
-        v[i] = ag_coll_dense_get(rq->c, st->vi, c.h[i].slot);
-        rel[i] = v[i] ? similarity(info.dist, st->nearest.dense, v[i], info.dim) : -INFINITY;
+        v[i] = ag_coll_dense_rows(rq->c, st->vi, c.h[i].slot, &vr[i]);
+        rel[i] = v[i] ? ag_maxsim(info.dist, st->nearest.dense, vrows(&st->nearest), v[i], vr[i],
+                                  info.dim)
+                      : -INFINITY;
         near[i] = -INFINITY;
         taken[i] = false;
     }
@@ -739,7 +824,7 @@ static int mmr_stage(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_in
         for (size_t i = 0; i < n; i++) {
             if (taken[i] || !v[i])
                 continue;
-            float s = similarity(info.dist, v[i], v[best], info.dim);
+            float s = ag_maxsim(info.dist, v[i], vr[i], v[best], vr[best], info.dim);
             near[i] = s > near[i] ? s : near[i];
         }
     }

@@ -154,16 +154,14 @@ static int parse_vin(ag_query_t *rq, ag_stage_t *st, const json_t *v, const char
         return note_example_id(rq, st, &out->id);
     }
     if (json_is_array(v)) {
-        if (json_is_array(json_array_get(v, 0)))
-            return ag_fail(rq->ctx->diag, AG_EINVAL,
-                           "Wrong input: %s: multi-vectors are not supported", path);
         if (st->si >= 0)
             return ag_fail(rq->ctx->diag, AG_EINVAL,
                            "Wrong input: %s: `%.200s` is a sparse vector, expected "
                            "{indices, values}",
                            path, st->using_name);
         float *f = NULL;
-        int rc = ag_parse_dense(rq->ctx->arena, rq->c, st->vi, v, path, &f, rq->ctx->diag);
+        int rc = ag_parse_dense_rows(rq->ctx->arena, rq->c, st->vi, v, path, &f, &out->rows,
+                                     rq->ctx->diag);
         out->dense = f;
         return rc;
     }

@@ -114,9 +114,14 @@ json_t *ag_order_value_json(double v);
 /* Parses a sparse vector {indices, values} into arena memory (sorted by index). */
 int ag_parse_sparse(ag_arena_t *arena, const json_t *v, const char *path, ag_sparse_vec_t *out,
                     ag_diag_t *diag);
-/* Parses a dense vector for vector index vi of c (arena; normalised for Cosine). */
+/* Parses a dense vector for vector index vi of c (arena; normalised for Cosine, converted to the
+ * vector's datatype): exactly one vector. */
 int ag_parse_dense(ag_arena_t *arena, const ag_collection_t *c, int vi, const json_t *v,
                    const char *path, float **out, ag_diag_t *diag);
+/* The same, also taking a multivector (a list of vectors) when vi is one: *out gets *rows rows
+ * of dim floats, contiguous. A plain vector is one row (also for a multivector, as Qdrant). */
+int ag_parse_dense_rows(ag_arena_t *arena, const ag_collection_t *c, int vi, const json_t *v,
+                        const char *path, float **out, uint32_t *rows, ag_diag_t *diag);
 
 /* ---- order_by: one implementation for scroll and query ------------------------------------- */
 
@@ -176,7 +181,8 @@ typedef enum {
 typedef struct ag_vin {
     bool by_id;
     ag_point_id_t id;
-    const float *dense; /* the stage's dense dim, arena */
+    const float *dense; /* the stage's dense dim (times rows), arena */
+    uint32_t rows;      /* rows in dense: 1, or more for a multivector */
     ag_sparse_vec_t sp; /* sorted by index, arena */
 } ag_vin_t;
 

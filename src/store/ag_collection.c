@@ -36,13 +36,30 @@ static int parse_vector_params(const json_t *v, const char *path, ag_diag_t *dia
         return ag_fail(diag, AG_EINVAL,
                        "%s.distance: expected one of Cosine, Dot, Euclid, Manhattan", path);
     json_t *dt = json_object_get(v, "datatype");
+    ag_dtype_t t = AG_DTYPE_FLOAT32;
     if (dt && !json_is_null(dt) &&
-        !(json_is_string(dt) && strcmp(json_string_value(dt), "float32") == 0))
-        return ag_fail(diag, AG_EINVAL, "%s.datatype: only float32 is supported", path);
-    json_t *mv = json_object_get(v, "multivector_config");
-    if (mv && !json_is_null(mv))
-        return ag_fail(diag, AG_EINVAL, "%s.multivector_config: multivectors are not supported",
+        (!json_is_string(dt) || ag_dtype_parse(json_string_value(dt), &t) != 0))
+        return ag_fail(diag, AG_EINVAL, "%s.datatype: expected one of float32, float16, uint8",
                        path);
+    /* uint8 vectors are scored as stored (Qdrant does not normalize them); Aegis's Cosine relies
+     * on vectors normalized at input, so the pair is refused (docs/COMPATIBILITY.md). */
+    if (t == AG_DTYPE_UINT8 && d == AG_DIST_COSINE)
+        return ag_fail(diag, AG_EINVAL,
+                       "%s.datatype: uint8 with Cosine distance is not supported (use Dot, "
+                       "Euclid or Manhattan, or float32/float16)",
+                       path);
+    json_t *mv = json_object_get(v, "multivector_config");
+    if (mv && !json_is_null(mv)) {
+        char p[320];
+        snprintf(p, sizeof(p), "%s.multivector_config", path);
+        if (!json_is_object(mv))
+            return ag_fail(diag, AG_EINVAL, "%s: expected {\"comparator\": \"max_sim\"}", p);
+        if ((rc = AG_JSON_ONLY(mv, p, diag, "comparator")) != 0)
+            return rc;
+        json_t *cmp = json_object_get(mv, "comparator");
+        if (!json_is_string(cmp) || strcmp(json_string_value(cmp), "max_sim") != 0)
+            return ag_fail(diag, AG_EINVAL, "%s.comparator: expected max_sim", p);
+    }
     return 0;
 }
 
@@ -289,6 +306,7 @@ static void coll_free(ag_collection_t *c)
         if (c->vec[i].index)
             ag_index_free(c->vec[i].index);
         ag_vecstore_free(c->vec[i].vs);
+        ag_multivec_free(c->vec[i].mv);
         free(c->vec[i].name);
     }
     for (int i = 0; i < c->nsparse; i++) {
@@ -356,6 +374,16 @@ static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
     v->dim = (uint32_t)json_integer_value(json_object_get(vp, "size"));
     if (ag_distance_parse(json_string_value(json_object_get(vp, "distance")), &v->dist) != 0)
         return AG_EINVAL;
+    const json_t *dt = json_object_get(vp, "datatype");
+    v->dtype = AG_DTYPE_FLOAT32;
+    if (json_is_string(dt) && ag_dtype_parse(json_string_value(dt), &v->dtype) != 0)
+        return AG_EINVAL;
+    const json_t *mv = json_object_get(vp, "multivector_config");
+    if (mv && !json_is_null(mv)) {
+        /* Multivectors are scored exactly (index/ag_multivec.h): no vector store, no graph. */
+        v->multi = true;
+        return ag_multivec_new(v->dim, &v->mv);
+    }
     int rc = ag_vecstore_new(v->dim, &v->vs);
     if (rc)
         return rc;
@@ -457,6 +485,40 @@ int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn)
     if (mdb_drop(txn, c->dbi_points, 1) != 0 || mdb_drop(txn, c->dbi_vectors, 1) != 0)
         return AG_ESTORAGE;
     return 0;
+}
+
+bool ag_coll_dense_record_ok(const ag_collection_t *c, unsigned num, size_t size)
+{
+    if (num >= (unsigned)c->nvec)
+        return false;
+    size_t row = sizeof(float) * c->vec[num].dim;
+    if (!c->vec[num].multi)
+        return size == row;
+    return size >= row && size % row == 0 && size / row <= AG_MV_MAX_ROWS;
+}
+
+/* Does slot hold dense vector v? */
+static bool has_dense(const ag_collection_t *c, int v, uint32_t s)
+{
+    uint32_t rows;
+    return c->vec[v].multi ? ag_multivec_get(c->vec[v].mv, s, &rows) != NULL
+                           : ag_vecstore_get(c->vec[v].vs, s) != NULL;
+}
+
+/* Removes dense vector v of slot s from memory (nothing when absent). */
+static void drop_dense(ag_collection_t *c, int v, uint32_t s)
+{
+    if (c->vec[v].multi) {
+        ag_multivec_clear(c->vec[v].mv, s);
+    } else if (ag_vecstore_get(c->vec[v].vs, s)) {
+        ag_index_remove(c->vec[v].index, s);
+        ag_vecstore_clear(c->vec[v].vs, s);
+    }
+}
+
+static uint32_t dense_count(const ag_collection_t *c, int v)
+{
+    return c->vec[v].multi ? ag_multivec_count(c->vec[v].mv) : ag_vecstore_count(c->vec[v].vs);
 }
 
 int ag_coll_vector(const ag_collection_t *c, const char *name)
@@ -614,7 +676,7 @@ static bool subject_has_vector(const void *ud, const char *name)
     const slot_ref_t *r = ud;
     int vi = ag_coll_vector(r->c, name);
     if (vi >= 0)
-        return ag_vecstore_get(r->c->vec[vi].vs, r->slot) != NULL;
+        return has_dense(r->c, vi, r->slot);
     int si = ag_coll_sparse(r->c, name);
     if (si >= 0) {
         const uint32_t *ix;
@@ -732,7 +794,8 @@ static int apply_disk(ag_collection_t *c, MDB_txn *txn, const ag_mutation_t *mut
             vec_key(key, (unsigned)v, vkey);
             if (m->dense_op[v] == AG_VEC_SET) {
                 MDB_val kk = {VKEY_LEN, vkey};
-                MDB_val vv = {sizeof(float) * c->vec[v].dim, (void *)m->dense[v]};
+                size_t rows = c->vec[v].multi && m->dense_rows[v] ? m->dense_rows[v] : 1;
+                MDB_val vv = {sizeof(float) * c->vec[v].dim * rows, (void *)m->dense[v]};
                 rc = mdb_put(txn, c->dbi_vectors, &kk, &vv, 0);
             } else if (m->dense_op[v] == AG_VEC_CLEAR || m->replace_vectors) {
                 rc = lmdb_del_ignore(txn, c->dbi_vectors, vkey, VKEY_LEN);
@@ -752,12 +815,8 @@ static int apply_disk(ag_collection_t *c, MDB_txn *txn, const ag_mutation_t *mut
 
 static void clear_vectors(ag_collection_t *c, uint32_t s)
 {
-    for (int v = 0; v < c->nvec; v++) {
-        if (ag_vecstore_get(c->vec[v].vs, s)) {
-            ag_index_remove(c->vec[v].index, s);
-            ag_vecstore_clear(c->vec[v].vs, s);
-        }
-    }
+    for (int v = 0; v < c->nvec; v++)
+        drop_dense(c, v, s);
     for (int v = 0; v < c->nsparse; v++)
         ag_sparse_clear(c->sparse[v].sp, s);
 }
@@ -766,7 +825,9 @@ static void clear_vectors(ag_collection_t *c, uint32_t s)
 typedef struct reservation {
     json_t **empties;          /* an empty payload for each new point that brings none */
     ag_sparse_prep_t *sparse;  /* each sparse vector set, copied and sorted */
+    ag_mv_block_t **blocks;    /* each multivector set, copied (blocks[i * nvec + v]) */
     size_t n, nsparse, n_held; /* sparse[0 .. n_held) hold a reservation in their index */
+    size_t nvec;
 } reservation_t;
 
 /* Gives back the sparse reservations not used (write lock held). */
@@ -784,6 +845,9 @@ static void release_reservation(reservation_t *r)
         json_decref(r->empties[i]);
     for (size_t k = 0; r->sparse && k < r->n * r->nsparse; k++)
         ag_sparse_prep_release(&r->sparse[k]);
+    for (size_t k = 0; r->blocks && k < r->n * r->nvec; k++)
+        ag_mv_block_free(r->blocks[k]);
+    free(r->blocks);
     free(r->empties);
     free(r->sparse);
     *r = (reservation_t){0};
@@ -814,9 +878,14 @@ static void abandon_reservation(ag_collection_t *c, reservation_t *r)
  */
 static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n, reservation_t *r)
 {
-    *r = (reservation_t){.n = n, .nsparse = (size_t)c->nsparse};
+    *r = (reservation_t){.n = n, .nsparse = (size_t)c->nsparse, .nvec = (size_t)c->nvec};
     r->empties = calloc(n, sizeof(json_t *));
     if (!r->empties)
+        return AG_ENOMEM;
+    bool any_multi = false;
+    for (int v = 0; v < c->nvec; v++)
+        any_multi |= c->vec[v].multi;
+    if (any_multi && !(r->blocks = calloc(n * (size_t)c->nvec, sizeof(ag_mv_block_t *))))
         return AG_ENOMEM;
     if (c->nsparse && !(r->sparse = calloc(n * (size_t)c->nsparse, sizeof(ag_sparse_prep_t))))
         return AG_ENOMEM;
@@ -833,8 +902,13 @@ static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t 
             if (!m->payload && !(r->empties[i] = json_object()))
                 return AG_ENOMEM;
         }
-        for (int v = 0; v < c->nvec; v++)
+        for (int v = 0; v < c->nvec; v++) {
             sets[v] += m->dense_op[v] == AG_VEC_SET;
+            if (c->vec[v].multi && m->dense_op[v] == AG_VEC_SET &&
+                !(r->blocks[i * r->nvec + (size_t)v] = ag_mv_block_new(
+                      m->dense[v], m->dense_rows[v] ? m->dense_rows[v] : 1, c->vec[v].dim)))
+                return AG_ENOMEM;
+        }
         for (int v = 0; v < c->nsparse; v++)
             if (m->sparse_op[v] == AG_VEC_SET &&
                 ag_sparse_prepare(m->sparse[v].indices, m->sparse[v].values, m->sparse[v].n,
@@ -863,7 +937,9 @@ static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t 
         rc = cap > UINT32_MAX ? AG_ENOMEM : map_rehash(c, (uint32_t)cap);
     }
     for (int v = 0; rc == 0 && v < c->nvec; v++) {
-        if ((rc = ag_vecstore_reserve(c->vec[v].vs, (uint32_t)slots)) == 0 && c->vec[v].index)
+        if (c->vec[v].multi)
+            rc = ag_multivec_reserve(c->vec[v].mv, (uint32_t)slots);
+        else if ((rc = ag_vecstore_reserve(c->vec[v].vs, (uint32_t)slots)) == 0 && c->vec[v].index)
             rc = ag_index_reserve(c->vec[v].index, (uint32_t)slots, sets[v]);
     }
     /* Sparse: every vector of the batch, in order (r->n_held counts the ones holding room). */
@@ -914,6 +990,17 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
             c->slots[s].payload = json_incref(m->payload);
         }
         for (int v = 0; v < c->nvec; v++) {
+            if (c->vec[v].multi) {
+                if (m->dense_op[v] == AG_VEC_SET) {
+                    ag_mv_block_t **b = &r->blocks[i * r->nvec + (size_t)v];
+                    if (ag_multivec_put(c->vec[v].mv, s, *b) != 0)
+                        result = AG_ENOMEM;
+                    *b = NULL;
+                } else if (m->dense_op[v] == AG_VEC_CLEAR || m->replace_vectors) {
+                    drop_dense(c, v, s);
+                }
+                continue;
+            }
             if (m->dense_op[v] == AG_VEC_SET) {
                 bool had = ag_vecstore_get(c->vec[v].vs, s) != NULL;
                 if (had)
@@ -1117,7 +1204,7 @@ int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
                 return rc;
             }
         } else {
-            if (num >= (unsigned)c->nvec || v.mv_size != sizeof(float) * c->vec[num].dim) {
+            if (!ag_coll_dense_record_ok(c, num, v.mv_size)) {
                 bad++;
                 continue;
             }
@@ -1127,10 +1214,16 @@ int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
                 return AG_ENOMEM;
             }
             memcpy(tmp, v.mv_data, v.mv_size); /* LMDB data need not be float-aligned */
-            rc = ag_vecstore_set(c->vec[num].vs, s, tmp);
-            free(tmp);
-            if (rc == 0)
-                rc = ag_index_add(c->vec[num].index, s);
+            if (c->vec[num].multi) {
+                uint32_t rows = (uint32_t)(v.mv_size / (sizeof(float) * c->vec[num].dim));
+                rc = ag_multivec_set(c->vec[num].mv, s, tmp, rows);
+                free(tmp);
+            } else {
+                rc = ag_vecstore_set(c->vec[num].vs, s, tmp);
+                free(tmp);
+                if (rc == 0)
+                    rc = ag_index_add(c->vec[num].index, s);
+            }
             if (rc) {
                 mdb_cursor_close(cur);
                 return rc;
@@ -1152,6 +1245,15 @@ static json_t *floats_json(const float *f, uint32_t n)
     json_t *a = json_array();
     for (uint32_t i = 0; a && i < n; i++)
         json_array_append_new(a, ag_json_f32(f[i]));
+    return a;
+}
+
+/* A multivector as a list of its rows. */
+static json_t *rows_json(const float *f, uint32_t rows, uint32_t dim)
+{
+    json_t *a = json_array();
+    for (uint32_t r = 0; a && r < rows; r++)
+        json_array_append_new(a, floats_json(f + (size_t)r * dim, dim));
     return a;
 }
 
@@ -1192,14 +1294,18 @@ json_t *ag_coll_vectors_json(const ag_collection_t *c, uint32_t slot, const json
         any_sparse = true;
     }
     for (int v = 0; v < c->nvec; v++) {
-        const float *f = ag_vecstore_get(c->vec[v].vs, slot);
+        uint32_t rows = 1;
+        const float *f = c->vec[v].multi ? ag_multivec_get(c->vec[v].mv, slot, &rows)
+                                         : ag_vecstore_get(c->vec[v].vs, slot);
         if (!f || !wanted(which, c->vec[v].name))
             continue;
+        json_t *vj =
+            c->vec[v].multi ? rows_json(f, rows, c->vec[v].dim) : floats_json(f, c->vec[v].dim);
         if (c->unnamed && !any_sparse) {
             json_decref(obj);
-            return floats_json(f, c->vec[v].dim);
+            return vj;
         }
-        json_object_set_new(obj, c->vec[v].name, floats_json(f, c->vec[v].dim));
+        json_object_set_new(obj, c->vec[v].name, vj);
     }
     return obj;
 }
@@ -1328,12 +1434,19 @@ int ag_coll_nsparse(const ag_collection_t *c)
 void ag_coll_dense_info(const ag_collection_t *c, int vi, ag_dense_info_t *out)
 {
     const ag_vector_cfg_t *v = &c->vec[vi];
-    *out = (ag_dense_info_t){v->name, v->dim, v->dist, v->vs, v->index};
+    *out = (ag_dense_info_t){v->name, v->dim, v->dist, v->dtype, v->multi, v->vs, v->index, v->mv};
 }
 
 const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot)
 {
-    return ag_vecstore_get(c->vec[vi].vs, slot);
+    return c->vec[vi].multi ? NULL : ag_vecstore_get(c->vec[vi].vs, slot);
+}
+
+const float *ag_coll_dense_rows(const ag_collection_t *c, int vi, uint32_t slot, uint32_t *rows)
+{
+    *rows = 1;
+    return c->vec[vi].multi ? ag_multivec_get(c->vec[vi].mv, slot, rows)
+                            : ag_vecstore_get(c->vec[vi].vs, slot);
 }
 
 const ag_sparse_t *ag_coll_sparse_index(const ag_collection_t *c, int si)
@@ -1382,7 +1495,7 @@ void ag_coll_counts(ag_collection_t *c, ag_coll_counts_t *out)
     ag_coll_read_begin(c);
     out->points = c->live;
     for (int i = 0; i < c->nvec; i++) {
-        out->vectors += ag_vecstore_count(c->vec[i].vs);
+        out->vectors += dense_count(c, i);
         if (ag_index_is_hnsw(c->vec[i].index))
             out->queued += ag_hnsw_pending(c->vec[i].index);
     }
@@ -1403,11 +1516,11 @@ int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_st
                 continue;
             out->points++;
             for (int i = 0; i < c->nvec; i++)
-                out->vectors += ag_vecstore_get(c->vec[i].vs, s) != NULL;
+                out->vectors += has_dense(c, i, s);
         }
     } else {
         for (int i = 0; i < c->nvec; i++)
-            out->vectors += ag_vecstore_count(c->vec[i].vs);
+            out->vectors += dense_count(c, i);
     }
     for (int i = 0; i < c->nvec; i++) {
         if (!ag_index_is_hnsw(c->vec[i].index))

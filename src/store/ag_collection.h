@@ -28,6 +28,7 @@
 #include "index/ag_distance.h"
 #include "index/ag_filter.h"
 #include "index/ag_index.h"
+#include "index/ag_multivec.h"
 #include "index/ag_sparse.h"
 #include "index/ag_vecstore.h"
 
@@ -52,7 +53,9 @@ typedef struct ag_mutation {
     json_t *payload; /* new full payload or NULL to keep the current one; apply takes a
                         reference, so it must not be modified afterwards */
     uint8_t dense_op[AG_MAX_VECTORS];
-    const float *dense[AG_MAX_VECTORS]; /* borrowed; already normalised for Cosine */
+    const float *dense[AG_MAX_VECTORS];  /* borrowed; already normalised for Cosine and converted
+                                            to the vector's datatype */
+    uint32_t dense_rows[AG_MAX_VECTORS]; /* rows in dense[v] for a multivector (0 counts as 1) */
     uint8_t sparse_op[AG_MAX_VECTORS];
     ag_sparse_vec_t sparse[AG_MAX_VECTORS];
     bool replace_vectors; /* upsert: vectors not given are removed */
@@ -108,12 +111,18 @@ typedef struct ag_dense_info {
     const char *name; /* "" for the unnamed vector */
     uint32_t dim;
     ag_distance_t dist;
+    ag_dtype_t dtype;
+    bool multi; /* a multivector: rows in mv; vs and index are NULL */
     const ag_vecstore_t *vs;
     const ag_index_t *index;
+    const ag_multivec_t *mv;
 } ag_dense_info_t;
 void ag_coll_dense_info(const ag_collection_t *c, int vi, ag_dense_info_t *out);
-/* The stored dense vector vi of a slot, or NULL (lock held). */
+/* The stored dense vector vi of a slot, or NULL (lock held); NULL for a multivector. */
 const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot);
+/* The rows of vector vi of a slot (*rows of dim floats): a multivector's rows, or a plain dense
+ * vector as one row; NULL when the slot has none (lock held). */
+const float *ag_coll_dense_rows(const ag_collection_t *c, int vi, uint32_t slot, uint32_t *rows);
 /* The inverted index of sparse vector si (borrowed; read with the lock held). */
 const ag_sparse_t *ag_coll_sparse_index(const ag_collection_t *c, int si);
 

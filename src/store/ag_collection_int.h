@@ -16,8 +16,11 @@ typedef struct ag_vector_cfg {
     char *name; /* "" for the single unnamed vector (owned) */
     uint32_t dim;
     ag_distance_t dist;
+    ag_dtype_t dtype;  /* values are converted at input; stored as float32 */
+    bool multi;        /* multivector (max_sim): rows in mv, vs and index NULL */
     ag_vecstore_t *vs; /* owned */
     ag_index_t *index; /* owned */
+    ag_multivec_t *mv; /* owned (multi only) */
 } ag_vector_cfg_t;
 
 typedef struct ag_sparse_cfg {
@@ -79,6 +82,9 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
 int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag);
 /* Drops the collection's databases inside txn (contents deleted). */
 int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn);
+/* Does a stored dense record of `size` bytes fit dense vector num (one row; or, for a multivector,
+ * one or more rows)? Loading and snapshot restore check every record with it. */
+bool ag_coll_dense_record_ok(const ag_collection_t *c, unsigned num, size_t size);
 
 /* Settings of a create (update false) or update (PATCH) body that Aegis refuses or that are out
  * of range (store/ag_coll_settings.c; docs/COMPATIBILITY.md "Collection settings"). */

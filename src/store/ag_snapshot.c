@@ -291,7 +291,7 @@ static int fill_vectors(ag_collection_t *c, MDB_txn *txn, FILE *f, ag_diag_t *di
                 ok = (num & 0x7fffu) < (unsigned)c->nsparse && v.mv_size >= 4 &&
                      v.mv_size == 4 + 8 * (size_t)cnt;
             } else {
-                ok = num < (unsigned)c->nvec && v.mv_size == sizeof(float) * c->vec[num].dim;
+                ok = ag_coll_dense_record_ok(c, num, v.mv_size);
             }
         }
         if (!ok) {
