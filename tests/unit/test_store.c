@@ -115,6 +115,111 @@ static void test_persist_and_reload(void **state)
     ag_store_close(st);
 }
 
+/* A multivector survives a reopen with its rows (record length = rows x dim floats), is rendered
+ * as a list of lists, can be replaced by fewer rows and cleared; bad multivector settings are
+ * refused at creation. */
+static void test_multivector_persist(void **state)
+{
+    (void)state;
+    ag_store_t *st = open_store();
+    create(st, "m",
+           "{\"vectors\":{\"mv\":{\"size\":2,\"distance\":\"Dot\",\"datatype\":\"float16\","
+           "\"multivector_config\":{\"comparator\":\"max_sim\"}},"
+           "\"d\":{\"size\":2,\"distance\":\"Euclid\"}}}");
+    ag_collection_t *c;
+    assert_int_equal(ag_store_get(st, "m", &c, NULL), 0);
+    int mv = ag_coll_vector(c, "mv"), dv = ag_coll_vector(c, "d");
+    assert_true(mv >= 0 && dv >= 0);
+    ag_dense_info_t info;
+    ag_coll_dense_info(c, mv, &info);
+    assert_true(info.multi);
+    assert_int_equal(info.dtype, AG_DTYPE_FLOAT16);
+    float rows3[6] = {1, 2, 3, 4, 5, 6}, plain[2] = {7, 8};
+    ag_mutation_t m[2];
+    memset(m, 0, sizeof(m));
+    m[0].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = 1};
+    m[0].dense_op[mv] = AG_VEC_SET;
+    m[0].dense[mv] = rows3;
+    m[0].dense_rows[mv] = 3;
+    m[0].dense_op[dv] = AG_VEC_SET;
+    m[0].dense[dv] = plain;
+    m[1].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = 2};
+    m[1].dense_op[mv] = AG_VEC_SET;
+    m[1].dense[mv] = plain; /* dense_rows 0: one row */
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    assert_int_equal(ag_coll_apply(c, m, 2, true, &d), 0);
+    ag_coll_write_end(c);
+    ag_coll_unref(c);
+    ag_store_close(st);
+
+    st = open_store();
+    assert_int_equal(ag_store_get(st, "m", &c, NULL), 0);
+    ag_point_id_t id1 = {.kind = AG_ID_NUM, .num = 1}, id2 = {.kind = AG_ID_NUM, .num = 2};
+    uint32_t s1 = ag_coll_find(c, &id1), s2 = ag_coll_find(c, &id2), rows = 0;
+    const float *got = ag_coll_dense_rows(c, mv, s1, &rows);
+    assert_non_null(got);
+    assert_int_equal(rows, 3);
+    assert_memory_equal(got, rows3, sizeof(rows3));
+    assert_null(ag_coll_dense_get(c, mv, s1)); /* not a single vector */
+    assert_non_null(ag_coll_dense_rows(c, mv, s2, &rows));
+    assert_int_equal(rows, 1);
+    got = ag_coll_dense_rows(c, dv, s1, &rows);
+    assert_int_equal(rows, 1);
+    assert_memory_equal(got, plain, sizeof(plain));
+    json_t *vj = ag_coll_vectors_json(c, s1, NULL);
+    char *text = json_dumps(vj, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(text, "{\"d\":[7.0,8.0],\"mv\":[[1.0,2.0],[3.0,4.0],[5.0,6.0]]}");
+    free(text);
+    json_decref(vj);
+    ag_coll_stats_t cs;
+    assert_int_equal(ag_coll_stats(c, NULL, &cs), 0);
+    assert_int_equal(cs.vectors, 3);
+    json_decref(cs.params);
+    json_decref(cs.schema);
+    /* Replace point 1's multivector by one row; clear point 2's. */
+    memset(m, 0, sizeof(m));
+    m[0].id = id1;
+    m[0].dense_op[mv] = AG_VEC_SET;
+    m[0].dense[mv] = plain;
+    m[0].dense_rows[mv] = 1;
+    m[1].id = id2;
+    m[1].dense_op[mv] = AG_VEC_CLEAR;
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    assert_int_equal(ag_coll_apply(c, m, 2, true, &d), 0);
+    ag_coll_write_end(c);
+    ag_coll_unref(c);
+    ag_store_close(st);
+
+    st = open_store();
+    assert_int_equal(ag_store_get(st, "m", &c, NULL), 0);
+    s1 = ag_coll_find(c, &id1);
+    s2 = ag_coll_find(c, &id2);
+    got = ag_coll_dense_rows(c, mv, s1, &rows);
+    assert_int_equal(rows, 1);
+    assert_memory_equal(got, plain, sizeof(plain));
+    assert_true(s2 != UINT32_MAX);
+    assert_null(ag_coll_dense_rows(c, mv, s2, &rows));
+    ag_coll_unref(c);
+    ag_store_close(st);
+
+    const char *bad[] = {
+        "{\"vectors\":{\"size\":2,\"distance\":\"Dot\",\"multivector_config\":{}}}",
+        "{\"vectors\":{\"size\":2,\"distance\":\"Dot\",\"multivector_config\":"
+        "{\"comparator\":\"min_sim\"}}}",
+        "{\"vectors\":{\"size\":2,\"distance\":\"Dot\",\"multivector_config\":"
+        "{\"comparator\":\"max_sim\",\"x\":1}}}",
+        "{\"vectors\":{\"size\":2,\"distance\":\"Dot\",\"datatype\":\"float64\"}}",
+        "{\"vectors\":{\"size\":2,\"distance\":\"Cosine\",\"datatype\":\"uint8\"}}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *b = json_loads(bad[i], 0, NULL), *p = NULL;
+        assert_non_null(b);
+        assert_true(ag_coll_parse_params(b, &p, &d) < 0);
+        assert_null(p);
+        json_decref(b);
+    }
+}
+
 static void test_aliases_atomic(void **state)
 {
     (void)state;
@@ -417,6 +522,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_persist_and_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aliases_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_multivector_persist, setup, teardown),
         cmocka_unit_test(test_bad_params),
         cmocka_unit_test_setup_teardown(test_many_points_reuse_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
