@@ -80,7 +80,10 @@ static int write_one(MDB_txn *txn, MDB_dbi meta, ag_collection_t *c, FILE *f, co
         cj = json_pack("{s:O,s:O,s:o}", "params", json_object_get(rec, "params"), "schema",
                        json_object_get(rec, "schema"), "tenants",
                        tenants ? json_incref(tenants) : json_object());
-    char *text = cj ? json_dumps(cj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    /* Not key-sorted: a vector's record number is its place in params.vectors (and
+     * sparse_vectors), so the restored params must keep the order the collection was made with
+     * (sorting swapped the vectors of collections whose names were not created in order). */
+    char *text = cj ? json_dumps(cj, JSON_COMPACT) : NULL;
     char name[AG_TAR_NAME_MAX + 1];
     if (text) {
         snprintf(name, sizeof(name), "%scollection.json", prefix);
