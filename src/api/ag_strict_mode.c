@@ -337,6 +337,35 @@ static int check_sparse_lengths(sctx_t *s, const json_t *vector)
     return 0;
 }
 
+/* How many vectors a multivector input holds: its rows, or 1 for a plain vector. */
+static size_t rows_of(const json_t *v)
+{
+    return json_is_array(json_array_get(v, 0)) ? json_array_size(v) : 1;
+}
+
+/* Qdrant's multivector_config limit ({name: {"max_vectors": n}}) on one point's vector object,
+ * or (batch) on the list of vectors given for each name. */
+static int check_multi_rows(sctx_t *s, const json_t *vector, bool batch)
+{
+    const char *name;
+    const json_t *cfg;
+    json_object_foreach((json_t *)s->st.multivector_config, name, cfg)
+    {
+        const json_t *mv = json_is_object(vector) ? json_object_get(vector, name) : NULL;
+        uint64_t max = uint_of(json_object_get(cfg, "max_vectors"));
+        size_t n = batch ? json_array_size(mv) : 1;
+        for (size_t i = 0; mv && i < n; i++) {
+            size_t rows = rows_of(batch ? json_array_get(mv, i) : mv);
+            if (json_object_get(cfg, "max_vectors") && rows > max)
+                return ag_fail(&s->call->diag, AG_EINVAL,
+                               "Bad request: Multivector '%.200s' has a limit of %llu vectors, "
+                               "but %zu were provided!",
+                               name, (unsigned long long)max, rows);
+        }
+    }
+    return 0;
+}
+
 /* Points an upsert or a vector update carries ({"points": [...]} or {"batch": {...}}). */
 static int check_points(sctx_t *s, const json_t *op, bool upsert, uint64_t *cost)
 {
@@ -371,6 +400,18 @@ static int check_points(sctx_t *s, const json_t *op, bool upsert, uint64_t *cost
             if (rc)
                 return rc;
         }
+    }
+    if (s->st.multivector_config) {
+        size_t i;
+        const json_t *p;
+        json_array_foreach(json_is_array(pts) ? pts : NULL, i, p)
+        {
+            int rc = check_multi_rows(s, json_object_get(p, "vector"), false);
+            if (rc)
+                return rc;
+        }
+        if (json_is_object(batch))
+            return check_multi_rows(s, json_object_get(batch, "vectors"), true);
     }
     return 0;
 }

@@ -62,7 +62,7 @@ int ag_strict_parse(const json_t *cfg, const char *path, ag_strict_t *out, ag_di
         return ag_fail(diag, AG_EINVAL, "%s: expected an object", path);
     /* Settings Aegis does not implement are refused by name, never accepted and ignored. */
     static const char *const refused[] = {"max_collection_vector_size_bytes",
-                                          "max_collection_payload_size_bytes", "multivector_config",
+                                          "max_collection_payload_size_bytes",
                                           "max_resident_memory_percent"};
     for (size_t i = 0; i < AG_ARRAY_LEN(refused); i++) {
         const json_t *v = json_object_get(cfg, refused[i]);
@@ -99,25 +99,33 @@ int ag_strict_parse(const json_t *cfg, const char *path, ag_strict_t *out, ag_di
                            "%s.search_max_oversampling: expected a non-negative number", path);
         out->search_max_oversampling = json_number_value(os);
     }
-    const json_t *sc = json_object_get(cfg, "sparse_config");
-    if (sc && !json_is_null(sc)) {
+    /* Per-vector limits: sparse_config {name: {max_length}}, multivector_config {name:
+     * {max_vectors}}. */
+    static const char *const per_vector[][2] = {{"sparse_config", "max_length"},
+                                                {"multivector_config", "max_vectors"}};
+    const json_t **dst[] = {&out->sparse_config, &out->multivector_config};
+    for (size_t k = 0; k < AG_ARRAY_LEN(per_vector); k++) {
+        const json_t *sc = json_object_get(cfg, per_vector[k][0]);
+        if (!sc || json_is_null(sc))
+            continue;
         if (!json_is_object(sc))
-            return ag_fail(diag, AG_EINVAL, "%s.sparse_config: expected an object", path);
+            return ag_fail(diag, AG_EINVAL, "%s.%s: expected an object", path, per_vector[k][0]);
         const char *name;
         const json_t *one;
         json_object_foreach((json_t *)sc, name, one)
         {
             char p[320];
-            snprintf(p, sizeof(p), "%s.sparse_config.%.200s", path, name);
+            snprintf(p, sizeof(p), "%s.%s.%.200s", path, per_vector[k][0], name);
             if (!json_is_object(one))
                 return ag_fail(diag, AG_EINVAL, "%s: expected an object", p);
-            if ((rc = AG_JSON_ONLY(one, p, diag, "max_length")) != 0)
+            if ((rc = ag_json_only(one, p, (const char *const[]){per_vector[k][1], NULL}, diag)) !=
+                0)
                 return rc;
             uint64_t ml;
-            if ((rc = get_limit(one, p, "max_length", 1, &ml, diag)) != 0)
+            if ((rc = get_limit(one, p, per_vector[k][1], 1, &ml, diag)) != 0)
                 return rc;
         }
-        out->sparse_config = sc;
+        *dst[k] = sc;
     }
     return 0;
 }

@@ -20,7 +20,8 @@ typedef struct ag_strict {
         max_payload_index_count, read_rate_limit, write_rate_limit;
     double search_max_oversampling; /* < 0 = no limit */
     bool unindexed_filtering_retrieve, unindexed_filtering_update, search_allow_exact;
-    const json_t *sparse_config; /* {vector: {"max_length": n}} or NULL; borrowed from cfg */
+    const json_t *sparse_config;      /* {vector: {"max_length": n}} or NULL; borrowed from cfg */
+    const json_t *multivector_config; /* {vector: {"max_vectors": n}} or NULL; borrowed */
 } ag_strict_t;
 
 /* Parses cfg (an object, or NULL / null for "not configured": disabled) into out. Unknown keys

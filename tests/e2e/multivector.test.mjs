@@ -201,6 +201,27 @@ describe('multivectors through the JS client', () => {
     assert.equal((await root.retrieve(COLL, { ids: [999] })).length, 0);
   });
 
+  test('strict mode multivector_config.max_vectors limits the rows of a write', async () => {
+    const h = { headers: { 'api-key': ROOT_KEY } };
+    const strict = (cfg) => srv.ok('PATCH', `/collections/${COLL}`, { strict_mode_config: cfg }, h);
+    await strict({ enabled: true, multivector_config: { colbert: { max_vectors: 2 } } });
+    const three = [f32([1, 0, 0, 0]), f32([0, 1, 0, 0]), f32([0, 0, 1, 0])];
+    for (const body of [
+      { points: [{ id: 998, vector: { colbert: three } }] },
+      { batch: { ids: [998], vectors: { colbert: [three] } } },
+    ]) {
+      const r = await srv.request('PUT', `/collections/${COLL}/points?wait=true`, body, h);
+      assert.equal(r.status, 400, r.text);
+      assert.match(r.json.status.error, /Multivector 'colbert' has a limit of 2 vectors, but 3 were provided!/);
+    }
+    await srv.ok('PUT', `/collections/${COLL}/points?wait=true`, { points: [{ id: 998, vector: { colbert: three.slice(1) } }] }, h);
+    await strict({ enabled: false });
+    await srv.ok('PUT', `/collections/${COLL}/points?wait=true`, { points: [{ id: 998, vector: { colbert: three } }] }, h);
+    const bad = await srv.request('PATCH', `/collections/${COLL}`, { strict_mode_config: { multivector_config: { colbert: { max_vectors: 0 } } } }, h);
+    assert.ok(bad.status === 400 || bad.status === 422, bad.text);
+    await root.delete(COLL, { wait: true, points: [998] });
+  });
+
   test('vector update and delete operations work on a multivector', async () => {
     const rows = [f32([1, 0, 0, 0]), f32([0, 1, 0, 0])];
     await root.updateVectors(COLL, { wait: true, points: [{ id: 3, vector: { colbert: rows } }] });
