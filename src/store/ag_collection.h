@@ -3,7 +3,8 @@
  *
  * Durable layout (one LMDB environment, named databases per collection id N):
  *   "p:N"  point id key (17 bytes, ag_id_to_key) → payload as compact JSON text
- *   "v:N"  point id key + 2-byte vector number   → raw little-endian float32 data (dense) or
+ *   "v:N"  point id key + 2-byte vector number   → raw little-endian float32 data (dense; a
+ *          multivector's rows one after another, as many as the length says) or
  *          u32 count + u32 indices[] + f32 values[] (sparse, number | 0x8000)
  * Vectors live apart from payloads, so a 128-d vector is one 512-byte node on a shared page
  * rather than an overflow page pair per point.
