@@ -398,6 +398,90 @@ static void test_sparse_write_reserved_before_commit(void **state)
     }
 }
 
+/* Multivectors: a batch that replaces one point's rows and adds points, with allocation k
+ * failing: refused whole (point 1 keeps its two rows, no new point) or applied whole. *rows is
+ * point 1's row count afterwards, *present how many new points exist. */
+static int multi_write_once(long k, uint32_t *rows, int *present)
+{
+    static int round;
+    char name[32];
+    snprintf(name, sizeof(name), "m%d", round++);
+    ag_diag_t d = {{0}};
+    json_t *body = json_loads("{\"vectors\":{\"m\":{\"size\":2,\"distance\":\"Dot\","
+                              "\"multivector_config\":{\"comparator\":\"max_sim\"}}}}",
+                              0, NULL);
+    json_t *params = NULL;
+    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
+    assert_int_equal(ag_store_create(store, name, params, &d), 0);
+    json_decref(params);
+    json_decref(body);
+    ag_collection_t *c;
+    assert_int_equal(ag_store_get(store, name, &c, NULL), 0);
+    static const float rows6[6] = {1, 2, 3, 4, 5, 6};
+    enum { PREFILL = 20, ADD = 4 };
+    ag_mutation_t m[PREFILL];
+    memset(m, 0, sizeof(m));
+    for (int i = 0; i < PREFILL; i++) {
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = (uint64_t)i + 1};
+        m[i].dense_op[0] = AG_VEC_SET;
+        m[i].dense[0] = rows6;
+        m[i].dense_rows[0] = 2;
+    }
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    assert_int_equal(ag_coll_apply(c, m, PREFILL, false, &d), 0);
+    memset(m, 0, sizeof(m));
+    for (int i = 0; i < ADD; i++) {
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = i == 0 ? 1 : (uint64_t)1000 + i};
+        m[i].dense_op[0] = AG_VEC_SET;
+        m[i].dense[0] = rows6;
+        m[i].dense_rows[0] = i == 0 ? 3 : (uint32_t)i;
+    }
+    counted = 0;
+    fail_at = k;
+    armed = true;
+    int rc = ag_coll_apply(c, m, ADD, false, &d);
+    armed = false;
+    ag_coll_write_end(c);
+    *rows = 0;
+    assert_non_null(ag_coll_dense_rows(c, 0, ag_coll_find(c, &m[0].id), rows));
+    *present = 0;
+    for (int i = 1; i < ADD; i++) {
+        uint32_t s = ag_coll_find(c, &m[i].id), r = 0;
+        if (s != UINT32_MAX) {
+            (*present)++;
+            assert_non_null(ag_coll_dense_rows(c, 0, s, &r));
+            assert_int_equal(r, (uint32_t)i);
+        }
+    }
+    ag_coll_unref(c);
+    bool existed = false;
+    assert_int_equal(ag_store_delete(store, name, &existed, &d), 0);
+    return rc;
+}
+
+static void test_multi_write_reserved_before_commit(void **state)
+{
+    (void)state;
+    uint32_t rows;
+    int present;
+    assert_int_equal(multi_write_once(-1, &rows, &present), 0);
+    assert_int_equal(rows, 3);
+    assert_int_equal(present, 3);
+    long total = counted;
+    assert_true(total > 3);
+    for (long k = 0; k < total; k++) {
+        int rc = multi_write_once(k, &rows, &present);
+        if (rc == 0) {
+            assert_int_equal(rows, 3);
+            assert_int_equal(present, 3);
+        } else {
+            assert_int_equal(rc, AG_ENOMEM);
+            assert_int_equal(rows, 2);
+            assert_int_equal(present, 0);
+        }
+    }
+}
+
 /* A graph that links on add (no background indexer): once ag_index_reserve has succeeded, the
  * adds it was told of allocate nothing — checked by failing every allocation after the
  * reservation — both for a graph already built and for a batch that crosses the threshold and
@@ -571,6 +655,7 @@ int main(void)
         cmocka_unit_test(test_query),
         cmocka_unit_test(test_write_reserved_before_commit),
         cmocka_unit_test(test_sparse_write_reserved_before_commit),
+        cmocka_unit_test(test_multi_write_reserved_before_commit),
         cmocka_unit_test(test_hnsw_link_reserved),
     };
     return cmocka_run_group_tests(tests, open_store, close_store);
