@@ -270,6 +270,94 @@ static int check_top_filter(sctx_t *s, const json_t *f)
     return rc;
 }
 
+/* A vector's effective hnsw_config value: its own, else the collection's, else dflt. */
+static uint64_t hnsw_value(const ag_collection_t *c, const char *vname, const char *key,
+                           uint64_t dflt)
+{
+    const json_t *params = ag_coll_params(c), *vectors = json_object_get(params, "vectors");
+    const json_t *vp = ag_coll_unnamed(c) ? vectors : json_object_get(vectors, vname);
+    const json_t *v = json_object_get(json_object_get(vp, "hnsw_config"), key);
+    if (!json_is_integer(v))
+        v = json_object_get(json_object_get(params, "hnsw_config"), key);
+    return json_is_integer(v) ? uint_of(v) : dflt;
+}
+
+/* Does the filter's `must` name a field with a tenant (is_tenant) payload index? */
+static bool tenant_filtered(const ag_collection_t *c, const json_t *filter)
+{
+    const json_t *must = json_object_get(filter, "must");
+    size_t n = json_is_array(must) ? json_array_size(must) : json_is_object(must) ? 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *cond = json_is_array(must) ? json_array_get(must, i) : must;
+        const char *key = json_string_value(json_object_get(cond, "key"));
+        const json_t *def = key ? ag_coll_index_def(c, key) : NULL;
+        if (json_object_get(cond, "match") &&
+            json_is_true(json_object_get(json_object_get(def, "params"), "is_tenant")))
+            return true;
+    }
+    return false;
+}
+
+/* Qdrant's rule for search_allow_exact: false: a vector search (not a rescoring of prefetches)
+ * on a dense vector whose graph is disabled (hnsw_config.m = 0) is a full scan, refused unless
+ * payload_m > 0 and the filter names a tenant field. */
+static int check_full_scan(sctx_t *s, const json_t *q)
+{
+    if (s->st.search_allow_exact || json_array_size(json_object_get(q, "prefetch")) ||
+        json_is_object(json_object_get(q, "prefetch")))
+        return 0;
+    const json_t *query = json_object_get(q, "query"), *vec = json_object_get(q, "vector");
+    bool search = json_is_array(query) || json_is_integer(query) || json_is_string(query) ||
+                  (json_is_object(query) &&
+                   (json_object_get(query, "nearest") || json_object_get(query, "recommend") ||
+                    json_object_get(query, "discover") || json_object_get(query, "context"))) ||
+                  vec || json_object_get(q, "positive") || json_object_get(q, "target");
+    if (!search)
+        return 0;
+    const char *name = json_string_value(json_object_get(q, "using"));
+    if (!name && json_is_object(vec))
+        name = json_string_value(json_object_get(vec, "name"));
+    if (!name)
+        name = "";
+    if (ag_coll_vector(s->c, name) < 0 || hnsw_value(s->c, name, "m", 16) != 0)
+        return 0;
+    if (hnsw_value(s->c, name, "payload_m", 0) > 0 &&
+        tenant_filtered(s->c, json_object_get(q, "filter")))
+        return 0;
+    return ag_fail(&s->call->diag, AG_EINVAL,
+                   "Bad request: Request is forbidden on '%.200s' because global vector indexing "
+                   "is disabled (hnsw_config.m = 0). Help: Use tenant-specific filter, enable "
+                   "global vector indexing or enable strict mode `search_allow_exact` option",
+                   name);
+}
+
+/* Read tokens of a nearest query on a multivector beyond the one every search costs, as Qdrant
+ * counts them: one per vector of the query, or, for a point id, one per vector of that point's
+ * multivector plus one for fetching it and one for the filter leaving it out. */
+static uint64_t multi_extra(sctx_t *s, const json_t *q)
+{
+    const json_t *v = json_object_get(q, "query");
+    if (json_is_object(v))
+        v = json_object_get(v, "nearest");
+    const char *name = json_string_value(json_object_get(q, "using"));
+    int vi = ag_coll_vector(s->c, name ? name : "");
+    ag_dense_info_t info;
+    if (vi < 0 || !v)
+        return 0;
+    ag_coll_dense_info(s->c, vi, &info);
+    if (!info.multi)
+        return 0;
+    if (json_is_array(v))
+        return json_is_array(json_array_get(v, 0)) ? json_array_size(v) - 1 : 0;
+    ag_point_id_t id;
+    ag_diag_t ignored;
+    uint32_t slot, rows = 0;
+    if ((json_is_integer(v) || json_is_string(v)) && ag_id_parse(v, &id, "query", &ignored) == 0 &&
+        (slot = ag_coll_find(s->c, &id)) != UINT32_MAX && ag_coll_dense_rows(s->c, vi, slot, &rows))
+        return rows + 1;
+    return 0;
+}
+
 /* One search-like request (query, search, recommend, scroll, count, facet, their groups forms,
  * one element of a batch): limits, search params and the filter; prefetches recursively. */
 static int check_query(sctx_t *s, const json_t *q, int depth)
@@ -301,10 +389,12 @@ static int check_query(sctx_t *s, const json_t *q, int depth)
                            "Bad request: Limit exceeded %g > %g for \"oversampling\"",
                            json_number_value(os), s->st.search_max_oversampling);
     }
-    int rc = check_top_filter(s, json_object_get(q, "filter"));
+    int rc = check_full_scan(s, q);
+    if (rc == 0)
+        rc = check_top_filter(s, json_object_get(q, "filter"));
     if (rc)
         return rc;
-    s->read_cost += s->conditions > 1 ? s->conditions : 1;
+    s->read_cost += (s->conditions > 1 ? s->conditions : 1) + multi_extra(s, q);
     s->conditions = 0;
     const json_t *pre = json_object_get(q, "prefetch");
     if (json_is_object(pre))

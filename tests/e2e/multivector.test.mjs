@@ -220,6 +220,20 @@ describe('multivectors through the JS client', () => {
     const bad = await srv.request('PATCH', `/collections/${COLL}`, { strict_mode_config: { multivector_config: { colbert: { max_vectors: 0 } } } }, h);
     assert.ok(bad.status === 400 || bad.status === 422, bad.text);
     await root.delete(COLL, { wait: true, points: [998] });
+
+    // search_allow_exact: false refuses a search on a vector whose graph is off (m = 0)
+    await srv.ok('PATCH', `/collections/${COLL}`, { vectors: { dots: { hnsw_config: { m: 0 } } } }, h);
+    await strict({ enabled: true, search_allow_exact: false });
+    const scan = await srv.request('POST', `/collections/${COLL}/points/query`, { query: [[1, 0]], using: 'dots', limit: 3 }, h);
+    assert.equal(scan.status, 400, scan.text);
+    assert.match(scan.json.status.error, /forbidden on 'dots' because global vector indexing is disabled/);
+    await srv.ok('POST', `/collections/${COLL}/points/query`, { query: queryRows, using: 'colbert', limit: 3 }, h);
+    // a multivector query costs one read token per vector
+    await strict({ enabled: true, read_rate_limit: 1 });
+    const costly = await srv.request('POST', `/collections/${COLL}/points/query`, { query: queryRows, using: 'colbert', limit: 3 }, h);
+    assert.equal(costly.status, 429, costly.text);
+    await strict({ enabled: false });
+    await srv.ok('PATCH', `/collections/${COLL}`, { vectors: { dots: { hnsw_config: { m: 16 } } } }, h);
   });
 
   test('vector update and delete operations work on a multivector', async () => {
