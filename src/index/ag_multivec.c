@@ -271,8 +271,9 @@ size_t ag_multivec_memory(const ag_multivec_t *mv)
     return mv->bytes + mv->cap * sizeof(*mv->slots);
 }
 
-/* Slots (or candidates) scored between two looks at the clock. */
-#define DEADLINE_EVERY 256u
+/* Work (multiply-adds: query rows x point rows x dim) between two looks at the clock, about a
+ * millisecond: a query and points with many rows make each slot costly. */
+#define DEADLINE_WORK ((uint64_t)1 << 22)
 
 int ag_multivec_search(const ag_multivec_t *mv, ag_distance_t d, const float *q, uint32_t qn,
                        size_t k, const ag_index_filter_t *flt, const ag_search_params_t *params,
@@ -292,9 +293,14 @@ int ag_multivec_search(const ag_multivec_t *mv, ag_distance_t d, const float *q,
     ag_topk_init(&t, out, k);
     bool cand = flt && flt->candidates;
     size_t total = cand ? flt->n_candidates : mv->cap;
+    uint64_t work = DEADLINE_WORK; /* look at the clock before the first slot */
     for (size_t i = 0; i < total; i++) {
-        if (deadline > 0 && i % DEADLINE_EVERY == 0 && ag_now_mono() >= deadline)
-            return AG_ETIMEOUT;
+        if (deadline > 0 && work >= DEADLINE_WORK) {
+            if (ag_now_mono() >= deadline)
+                return AG_ETIMEOUT;
+            work = 0;
+        }
+        work += 16; /* even an absent slot costs a little */
         uint32_t slot = cand ? flt->candidates[i] : (uint32_t)i;
         if (cand && i > 0 && flt->candidates[i - 1] == slot)
             continue;
@@ -303,6 +309,7 @@ int ag_multivec_search(const ag_multivec_t *mv, ag_distance_t d, const float *q,
         if (flt && flt->accept && !flt->accept(flt->ud, slot))
             continue;
         const ag_mv_block_t *b = mv->slots[slot];
+        work += (uint64_t)qn * b->rows * mv->dim;
         float s = ag_maxsim_score(d, ag_maxsim(d, q, qn, b->data, b->rows, mv->dim));
         if (has_t && !(higher ? s >= params->score_threshold : s <= params->score_threshold))
             continue;
