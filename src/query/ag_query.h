@@ -160,7 +160,8 @@ typedef enum {
     AG_Q_ORDER_BY,
     AG_Q_RRF,
     AG_Q_DBSF,
-    AG_Q_SAMPLE
+    AG_Q_SAMPLE,
+    AG_Q_FORMULA /* rescoring of the prefetches by a formula (query/ag_formula.h) */
 } ag_qkind_t;
 /* DISCOVER and CONTEXT are Qdrant's discovery and context queries: pairs pos[i] / neg[i]
  * (npos == nneg), DISCOVER's target in the stage's `nearest`. */
@@ -191,6 +192,7 @@ typedef struct ag_ranked {
 
 typedef struct ag_query ag_query_t;
 typedef struct ag_stage ag_stage_t;
+typedef struct ag_formula ag_formula_t;
 
 struct ag_stage {
     ag_query_t *rq;
@@ -209,7 +211,8 @@ struct ag_stage {
     const json_t *order_by_json; /* checked under the read lock (it reads the payload schema) */
     ag_order_by_t ob;
     uint32_t rrf_k;
-    float *weights; /* rrf weights, one per prefetch, or NULL */
+    ag_formula_t *formula; /* AG_Q_FORMULA; its conditions freed by ag_query_release */
+    float *weights;        /* rrf weights, one per prefetch, or NULL */
     size_t nweights;
     ag_scope_t scope;
     const json_t *filter_json; /* this stage's own filter (borrowed), for payload-index lookups */
