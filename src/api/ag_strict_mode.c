@@ -487,6 +487,15 @@ static int run(void *ud, ag_collection_t *c)
     bool write = !read && strncmp(rest, "/points", 7) == 0;
     int rc = 0;
     uint64_t cost = 0;
+    if (read && strncmp(rest, "/points/search/matrix/", 22) == 0) {
+        /* the distance matrix returns up to sample x limit pairs: that is its limit (Qdrant) */
+        const json_t *sj = json_object_get(body, "sample"), *lj = json_object_get(body, "limit");
+        uint64_t sample = sj && !json_is_null(sj) ? uint_of(sj) : 10;
+        uint64_t limit = lj && !json_is_null(lj) ? uint_of(lj) : 3;
+        uint64_t pairs = limit && sample > UINT64_MAX / limit ? UINT64_MAX : sample * limit;
+        if (pairs > s->st.max_query_limit)
+            return over(s, "limit", pairs, s->st.max_query_limit);
+    }
     if (read) {
         const json_t *searches = json_object_get(body, "searches");
         if (json_is_array(searches)) {

@@ -277,6 +277,21 @@ int ag_query_fuse(ag_arena_t *arena, ag_qkind_t kind, uint32_t rrf_k, const floa
                   const ag_ranked_t *lists, size_t nlists, bool has_threshold, float threshold,
                   size_t k, ag_ranked_t *out);
 
+/* ---- distance matrix ---------------------------------------------------------------------- */
+
+#define AG_MATRIX_DEFAULT_SAMPLE 10
+#define AG_MATRIX_DEFAULT_LIMIT 3
+#define AG_MATRIX_MAX_PAIRS 1100000u /* sample x limit of one request (docs/SECURITY.md) */
+
+/* Qdrant's distance matrix: up to `sample` random points of sc that have the dense vector
+ * using_name ("" = the unnamed one), each (in id order) with its best `limit` neighbours among
+ * them, scored as a search scores them. *out gets a new {"pairs": [{a, b, score}]} or, with
+ * offsets, {"offsets_row", "offsets_col", "scores", "ids"}. filter_json: the filter sc was
+ * compiled from, for payload-index candidates. Takes the read lock. */
+int ag_query_matrix(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                    const char *using_name, size_t sample, size_t limit, bool offsets,
+                    json_t **out);
+
 /* ---- reads by id, scroll, count and facet -------------------------------------------------- */
 
 /* The points of ids (repeats and points outside ctx->restriction left out), rendered in the order

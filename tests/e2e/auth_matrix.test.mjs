@@ -153,6 +153,9 @@ const EXPECTED = {
   'POST /collections/mx/points/discover/batch': READ,
   'POST /collections/mx/points/query/batch': READ,
   'POST /collections/mx/points/query/groups': READ,
+  // the distance matrix: a search's access, the row restriction applied to the sample
+  'POST /collections/mx/points/search/matrix/pairs': READ,
+  'POST /collections/mx/points/search/matrix/offsets': READ,
   // destructive ones (each cell gets a fresh fixture)
   'PUT /collections/mx': MANAGE,
   'DELETE /collections/mx': MANAGE,
@@ -368,6 +371,8 @@ const ROUTES = [
   { name: 'POST /collections/mx/points/discover', body: { target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 } },
   { name: 'POST /collections/mx/points/discover/batch', body: { searches: [{ target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 }] } },
   { name: 'POST /collections/mx/points/query/batch', body: { searches: [{ query: q, limit: 3 }] } },
+  { name: 'POST /collections/mx/points/search/matrix/pairs', body: { sample: 5, limit: 2 } },
+  { name: 'POST /collections/mx/points/search/matrix/offsets', body: { sample: 5, limit: 2 } },
   { name: 'POST /collections/mx/points/query/groups', body: { query: q, group_by: 'tenant', limit: 3, group_size: 2 } },
   {
     name: 'PUT /collections/mx',
