@@ -210,7 +210,10 @@ const EXPECTED = {
   'DELETE /issues': MANAGE,
   'GET /quotas': GLOBAL_READ,
   'PUT /quotas': MANAGE,
-  'GET /collections/mx/cluster': READ,
+  'GET /logger': GLOBAL_READ,
+  'POST /logger': MANAGE,
+  //  whole-collection access (Qdrant; PRODUCT §5): collection r and rw, not prw, not row-restricted
+  'GET /collections/mx/cluster': [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, 403, 403, 403, 403],
   'GET /collections/mx/optimizations': READ,
   //  shard operations are refused (405) to whoever may ask for them
   'POST /collections/mx/cluster': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
@@ -492,6 +495,8 @@ const ROUTES = [
   { name: 'DELETE /issues' },
   { name: 'GET /quotas' },
   { name: 'PUT /quotas', body: { enabled: false } },
+  { name: 'GET /logger' },
+  { name: 'POST /logger', body: { log_level: 'info' } },
   { name: 'GET /collections/mx/cluster' },
   { name: 'GET /collections/mx/optimizations' },
   { name: 'POST /collections/mx/cluster', body: { move_shard: { shard_id: 0, from_peer_id: 1, to_peer_id: 2 } } },

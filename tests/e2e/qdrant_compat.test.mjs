@@ -286,3 +286,27 @@ test('discovery and context queries, and the legacy /points/discover route', asy
   const r = await srv.request('POST', '/collections/dc/points/query', { query: { context: [] } });
   assert.equal(r.status, 422);
 });
+
+// GET/POST /logger (Qdrant's LoggerConfig): the level is reported, a change applies at once (the
+// access log is INFO: it stops at WARN and comes back at INFO), other settings are refused.
+test('/logger: the log level is reported and a change is honoured at once', async () => {
+  assert.deepEqual(await srv.ok('GET', '/logger'), { log_level: 'INFO' });
+  const marker = (n) => `/collections/logger_probe_${n}/exists`;
+  await srv.ok('GET', marker(1));
+  assert.equal(await srv.ok('POST', '/logger', { log_level: 'WARNING' }), true);
+  assert.deepEqual(await srv.ok('GET', '/logger'), { log_level: 'WARN' });
+  await srv.ok('GET', marker(2));
+  assert.equal(await srv.ok('POST', '/logger', { log_level: 'info' }), true);
+  await srv.ok('GET', marker(3));
+  await new Promise((r) => setTimeout(r, 100));
+  const log = srv.stderr;
+  assert.match(log, /logger_probe_1/);
+  assert.doesNotMatch(log, /logger_probe_2/);
+  assert.match(log, /logger_probe_3/);
+  for (const [body, name] of [[{ log_level: 'loud' }, /log_level/], [{ format: 'json' }, /format/], [{ on_disk: { enabled: true } }, /on_disk/]]) {
+    const r = await srv.request('POST', '/logger', body);
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.status.error, name);
+  }
+  assert.deepEqual(await srv.ok('GET', '/logger'), { log_level: 'INFO' });
+});
