@@ -310,3 +310,36 @@ test('/logger: the log level is reported and a change is honoured at once', asyn
   }
   assert.deepEqual(await srv.ok('GET', '/logger'), { log_level: 'INFO' });
 });
+
+// PATCH hnsw_config on an existing collection: stored and reported at once, and the graphs are
+// rebuilt with the new parameters (in the background; searches stay exact meanwhile).
+test('PATCH hnsw_config: reported, and the index is rebuilt with the new parameters', async () => {
+  const C = 'hnsw_patch';
+  await srv.ok('PUT', `/collections/${C}`, { vectors: { size: 4, distance: 'Dot' } });
+  const points = Array.from({ length: 300 }, (_, i) => ({ id: i + 1, vector: [(i % 7) / 7, (i % 11) / 11, (i % 13) / 13, 1] }));
+  await srv.ok('PUT', `/collections/${C}/points?wait=true`, { points });
+  const query = { vector: [0.3, 0.9, 0.1, 0.5], limit: 5, params: { exact: true } };
+  const before = (await srv.ok('POST', `/collections/${C}/points/search`, query)).map((p) => p.id);
+  assert.equal(await srv.ok('PATCH', `/collections/${C}`, { hnsw_config: { m: 8, ef_construct: 40, full_scan_threshold: 1 } }), true);
+  let info = await srv.ok('GET', `/collections/${C}`);
+  assert.equal(info.config.hnsw_config.m, 8);
+  assert.equal(info.config.hnsw_config.ef_construct, 40);
+  assert.match(srv.stderr, /collection 'hnsw_patch': vector '' gets a new index \(hnsw_config changed: m 8, ef_construct 40\)/);
+  assert.deepEqual((await srv.ok('POST', `/collections/${C}/points/search`, query)).map((p) => p.id), before);
+  // m 0: no graph (the exact index); a per-vector override wins over the collection's
+  assert.equal(await srv.ok('PATCH', `/collections/${C}`, { hnsw_config: { m: 0 } }), true);
+  assert.match(srv.stderr, /vector '' gets a new index \(hnsw_config changed: m 0/);
+  assert.equal(await srv.ok('PATCH', `/collections/${C}`, { vectors: { '': { hnsw_config: { m: 12 } } } }), true);
+  assert.match(srv.stderr, /m 12, ef_construct 40/);
+  info = await srv.ok('GET', `/collections/${C}`);
+  assert.equal(info.config.params.vectors.hnsw_config.m, 12);
+  // unchanged parameters rebuild nothing
+  const lines = srv.stderr.split('gets a new index').length;
+  assert.equal(await srv.ok('PATCH', `/collections/${C}`, { hnsw_config: { m: 0 } }), true);
+  assert.equal(srv.stderr.split('gets a new index').length, lines);
+  assert.deepEqual((await srv.ok('POST', `/collections/${C}/points/search`, query)).map((p) => p.id), before);
+  // out of range: refused, nothing changed
+  const r = await srv.request('PATCH', `/collections/${C}`, { hnsw_config: { ef_construct: 1 } });
+  assert.equal(r.status, 422, r.text);
+  assert.equal((await srv.ok('GET', `/collections/${C}`)).config.hnsw_config.ef_construct, 40);
+});
