@@ -343,3 +343,29 @@ test('PATCH hnsw_config: reported, and the index is rebuilt with the new paramet
   assert.equal(r.status, 422, r.text);
   assert.equal((await srv.ok('GET', `/collections/${C}`)).config.hnsw_config.ef_construct, 40);
 });
+
+// update_mode and update_filter of an upsert (and update_filter of a vector update), as Qdrant:
+// the points left out are unchanged, the rest is written.
+test('upsert update_mode and update_filter: only the points they admit are written', async () => {
+  const C = 'upd_mode';
+  await srv.ok('PUT', `/collections/${C}`, { vectors: { size: 2, distance: 'Dot' } });
+  const W = `/collections/${C}/points?wait=true`;
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 5 } }] });
+  const v = async (id) => (await srv.request('GET', `/collections/${C}/points/${id}`)).json?.result?.payload?.v;
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 6 } }, { id: 2, vector: [0, 1], payload: { v: 1 } }], update_mode: 'insert_only' });
+  assert.deepEqual([await v(1), await v(2)], [5, 1]);
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 7 } }, { id: 3, vector: [0, 1], payload: { v: 1 } }], update_mode: 'update_only' });
+  assert.deepEqual([await v(1), await v(3)], [7, undefined]);
+  // update_filter: an existing point is written only when it matches; new points always
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 8 } }, { id: 4, vector: [1, 1], payload: { v: 1 } }], update_filter: { must: [{ key: 'v', range: { lt: 7 } }] } });
+  assert.deepEqual([await v(1), await v(4)], [7, 1]);
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 9 } }], update_filter: { must: [{ key: 'v', range: { lte: 7 } }] } });
+  assert.equal(await v(1), 9);
+  await srv.ok('PUT', `/collections/${C}/points/vectors?wait=true`, { points: [{ id: 1, vector: [0, 1] }], update_filter: { must: [{ key: 'v', match: { value: 1 } }] } });
+  assert.deepEqual((await srv.ok('GET', `/collections/${C}/points/1`)).vector, [1, 0]);
+  for (const body of [{ points: [], update_mode: 'sometimes' }, { points: [], update_filter: { must: [{ key: 'v', rang: {} }] } }]) {
+    const r = await srv.request('PUT', W, body);
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.status.error, /update_mode|update_filter/);
+  }
+});
