@@ -186,11 +186,60 @@ static int point_record(ag_call_t *call, const json_t *p, size_t i, bool with_pa
     return 0;
 }
 
+/* Which points of an upsert or a vector update are written (Qdrant): update_mode "upsert" (the
+ * default) writes every point, "insert_only" only those that do not exist yet, "update_only"
+ * only those that do; update_filter (compiled, or NULL) keeps an existing point only when it
+ * matches the filter now (new points are inserted regardless). The others are left out of the
+ * batch, unchanged and unreported, as in Qdrant. In the write session, so existence is what it
+ * is when the batch is applied; a repeated id counts as existing after its first appearance. */
+static void keep_points(ag_collection_t *c, ag_batch_t *ms, const char *mode,
+                        const ag_filter_t *update_filter)
+{
+    bool insert_only = mode && strcmp(mode, "insert_only") == 0;
+    bool update_only = mode && strcmp(mode, "update_only") == 0;
+    size_t k = 0;
+    for (size_t i = 0; i < ms->n; i++) {
+        uint32_t slot = ag_coll_find(c, &ms->m[i].id);
+        bool exists = slot != UINT32_MAX, earlier = false;
+        for (size_t j = 0; j < k && !exists && !earlier; j++)
+            earlier = ag_id_equal(&ms->m[j].id, &ms->m[i].id);
+        bool keep = insert_only ? !exists && !earlier : update_only ? exists || earlier : true;
+        if (keep && exists && update_filter && !ag_coll_match(c, slot, update_filter))
+            keep = false;
+        if (!keep) {
+            json_decref(ms->m[i].payload);
+            continue;
+        }
+        ms->m[k++] = ms->m[i];
+    }
+    ms->n = k;
+}
+
+/* The update_filter of a body, compiled (*out NULL when absent). */
+static int parse_update_filter(ag_call_t *call, const json_t *body, ag_filter_t **out)
+{
+    *out = NULL;
+    const json_t *f = json_object_get(body, "update_filter");
+    if (!f || json_is_null(f))
+        return 0;
+    ag_diag_t d = {{0}};
+    int rc = ag_filter_compile_budgeted(f, out, &d);
+    return rc ? ag_fail(&call->diag, rc, "update_filter: %s", d.msg) : 0;
+}
+
 int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
 {
-    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "batch", "shard_key", "update_filter");
+    int rc = AG_JSON_ONLY(body, "", &call->diag, "points", "batch", "shard_key", "update_filter",
+                          "update_mode");
     if (rc)
         return rc;
+    const char *mode = NULL;
+    if ((rc = ag_json_get_str(body, "update_mode", "", &mode, &call->diag)) != 0)
+        return rc;
+    if (mode && strcmp(mode, "upsert") != 0 && strcmp(mode, "insert_only") != 0 &&
+        strcmp(mode, "update_only") != 0)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "update_mode: expected upsert, insert_only or update_only");
     ag_batch_t ms = {0};
     json_t *points = json_object_get(body, "points");
     json_t *batch = json_object_get(body, "batch");
@@ -295,6 +344,10 @@ int ag_op_upsert(ag_call_t *call, ag_collection_t *c, const json_t *body)
     } else {
         return ag_fail(&call->diag, AG_EINVAL, "points or batch: one of them is required");
     }
+    ag_filter_t *uf = NULL;
+    if (rc == 0 && (rc = parse_update_filter(call, body, &uf)) == 0)
+        keep_points(c, &ms, mode, uf);
+    ag_filter_free(uf);
     if (rc == 0)
         rc = ag_op_commit(call, c, &ms);
     ag_batch_release(&ms);
@@ -440,6 +493,10 @@ int ag_op_update_vectors(ag_call_t *call, ag_collection_t *c, const json_t *body
         if ((rc = ag_parse_point_vector(call, c, v, path, m)) != 0)
             break;
     }
+    ag_filter_t *uf = NULL;
+    if (rc == 0 && (rc = parse_update_filter(call, body, &uf)) == 0)
+        keep_points(c, &ms, NULL, uf);
+    ag_filter_free(uf);
     if (rc == 0)
         rc = ag_op_commit(call, c, &ms);
     ag_batch_release(&ms);

@@ -358,6 +358,66 @@ static uint64_t multi_extra(sctx_t *s, const json_t *q)
     return 0;
 }
 
+/* A payload key a formula reads (a variable, datetime_key, geo_distance.to) needs an index
+ * when unindexed filtering is off, as Qdrant. */
+static int check_formula_key(sctx_t *s, const char *key)
+{
+    if (s->st.unindexed_filtering_retrieve || ag_coll_index_def(s->c, key))
+        return 0;
+    return ag_fail(&s->call->diag, AG_EINVAL,
+                   "Bad request: Index required but not found for \"%.300s\". Help: Create an "
+                   "index for this key or use a different formula expression.",
+                   key);
+}
+
+/* The formula of a query (query/ag_formula.h): its payload keys and its conditions. */
+static int check_formula(sctx_t *s, const json_t *e, int depth)
+{
+    if (depth > 64)
+        return 0;
+    if (json_is_string(e))
+        return json_string_value(e)[0] == '$' ? 0 : check_formula_key(s, json_string_value(e));
+    if (!json_is_object(e))
+        return 0;
+    static const char *const unary[] = {"neg", "abs", "sqrt", "exp", "log10", "ln"};
+    for (size_t i = 0; i < AG_ARRAY_LEN(unary); i++)
+        if (json_object_get(e, unary[i]))
+            return check_formula(s, json_object_get(e, unary[i]), depth + 1);
+    static const char *const lists[] = {"mult", "sum"};
+    for (size_t i = 0; i < AG_ARRAY_LEN(lists); i++) {
+        size_t k;
+        const json_t *x;
+        json_array_foreach(json_object_get(e, lists[i]), k, x)
+        {
+            int rc = check_formula(s, x, depth + 1);
+            if (rc)
+                return rc;
+        }
+        if (json_object_get(e, lists[i]))
+            return 0;
+    }
+    static const char *const pairs[][3] = {{"div", "left", "right"},
+                                           {"pow", "base", "exponent"},
+                                           {"lin_decay", "x", "target"},
+                                           {"exp_decay", "x", "target"},
+                                           {"gauss_decay", "x", "target"}};
+    for (size_t i = 0; i < AG_ARRAY_LEN(pairs); i++) {
+        const json_t *x = json_object_get(e, pairs[i][0]);
+        if (!x)
+            continue;
+        int rc = check_formula(s, json_object_get(x, pairs[i][1]), depth + 1);
+        return rc ? rc : check_formula(s, json_object_get(x, pairs[i][2]), depth + 1);
+    }
+    const json_t *k = json_object_get(e, "datetime_key");
+    if (!k)
+        k = json_object_get(json_object_get(e, "geo_distance"), "to");
+    if (json_is_string(k))
+        return check_formula_key(s, json_string_value(k));
+    if (json_object_get(e, "datetime") || json_object_get(e, "geo_distance"))
+        return 0;
+    return check_condition(s, e, "", 0); /* a filter condition */
+}
+
 /* One search-like request (query, search, recommend, scroll, count, facet, their groups forms,
  * one element of a batch): limits, search params and the filter; prefetches recursively. */
 static int check_query(sctx_t *s, const json_t *q, int depth)
@@ -393,6 +453,9 @@ static int check_query(sctx_t *s, const json_t *q, int depth)
     if (rc == 0)
         rc = check_top_filter(s, json_object_get(q, "filter"));
     if (rc)
+        return rc;
+    const json_t *formula = json_object_get(json_object_get(q, "query"), "formula");
+    if (formula && (rc = check_formula(s, formula, 0)) != 0)
         return rc;
     s->read_cost += (s->conditions > 1 ? s->conditions : 1) + multi_extra(s, q);
     s->conditions = 0;
@@ -555,6 +618,15 @@ static int run(void *ud, ag_collection_t *c)
     bool write = !read && strncmp(rest, "/points", 7) == 0;
     int rc = 0;
     uint64_t cost = 0;
+    if (read && strncmp(rest, "/points/search/matrix/", 22) == 0) {
+        /* the distance matrix returns up to sample x limit pairs: that is its limit (Qdrant) */
+        const json_t *sj = json_object_get(body, "sample"), *lj = json_object_get(body, "limit");
+        uint64_t sample = sj && !json_is_null(sj) ? uint_of(sj) : 10;
+        uint64_t limit = lj && !json_is_null(lj) ? uint_of(lj) : 3;
+        uint64_t pairs = limit && sample > UINT64_MAX / limit ? UINT64_MAX : sample * limit;
+        if (pairs > s->st.max_query_limit)
+            return over(s, "limit", pairs, s->st.max_query_limit);
+    }
     if (read) {
         const json_t *searches = json_object_get(body, "searches");
         if (json_is_array(searches)) {

@@ -8,6 +8,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "ag_log.h"
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
 #include "json/ag_json.h"
@@ -34,11 +35,40 @@ static int stats_for(ag_call_t *call, ag_collection_t *c, ag_coll_stats_t *st)
     return ag_coll_stats(c, call->restriction, st);
 }
 
+/* A collection's cluster information needs whole-collection access, as Qdrant defines it
+ * (docs/PERMISSIONS.md "Whole-collection access"): global read:clusters, or unrestricted
+ * read:data on the collection that is read-only or comes with update:payload_indexes there — a
+ * collection r or rw token, not a prw one (which writes points but not the schema) nor a
+ * row-restricted one. The route's admission already checked read:collections. */
+static int may_read_cluster(ag_call_t *call, const char *coll)
+{
+    ag_diag_t ig = {{0}};
+    if (ag_guard_may(call, "read:clusters", NULL))
+        return 0;
+    ag_filter_t *rows = NULL;
+    bool data = ag_guard_authorize(call, "read:data", coll, &rows, &ig) == 0;
+    bool whole = data && !rows;
+    ag_filter_free(rows);
+    rows = NULL;
+    bool writer = ag_guard_authorize(call, "write:data", coll, &rows, &ig) == 0;
+    ag_filter_free(rows);
+    bool schema = ag_guard_may(call, "update:payload_indexes", coll);
+    if (whole && (!writer || schema))
+        return 0;
+    return ag_fail(&call->diag, AG_EFORBIDDEN,
+                   "Forbidden: missing permission read:clusters (the cluster information of "
+                   "collection '%s' needs it, or access to the whole collection: a collection r "
+                   "or rw token, not prw, not row-restricted)",
+                   coll);
+}
+
 static int h_coll_cluster(ag_call_t *call)
 {
-    ag_collection_t *c;
-    int rc = ag_call_collection(call, &c);
+    int rc = may_read_cluster(call, call->params[0]);
     if (rc)
+        return rc;
+    ag_collection_t *c;
+    if ((rc = ag_call_collection(call, &c)) != 0)
         return rc;
     ag_coll_stats_t st;
     rc = stats_for(call, c, &st);
@@ -52,6 +82,43 @@ static int h_coll_cluster(ag_call_t *call)
                   "shard_count", 1, "local_shards", "shard_id", 0, "points_count",
                   (json_int_t)st.points, "state", "Active", "remote_shards", "shard_transfers");
     return call->result ? 0 : AG_ENOMEM;
+}
+
+/* GET /logger: the log level in force (Qdrant's LoggerConfig; Aegis logs to stderr only). */
+static int h_logger(ag_call_t *call)
+{
+    call->result = json_pack("{s:s}", "log_level", ag_log_level_name(ag_log_get_level()));
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+/* POST /logger {"log_level": "debug" | "info" | "warn" | "error" (Qdrant's TRACE and WARNING
+ * too)}: applied at once to every thread, until the next restart (the configuration file's
+ * log_level is not rewritten). Qdrant's other logger settings (span events, colour, format, a
+ * log file) have nothing behind them here: refused with a 400 naming them. */
+static int h_logger_set(ag_call_t *call)
+{
+    const char *k;
+    const json_t *v;
+    json_object_foreach(call->body, k, v)
+    {
+        if (strcmp(k, "log_level") != 0 && !json_is_null(v))
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "%.100s: not supported by this server (it logs one text format to "
+                           "stderr); only log_level can be changed",
+                           k);
+    }
+    const json_t *lv = json_object_get(call->body, "log_level");
+    ag_log_level_t level;
+    if (lv && !json_is_null(lv)) {
+        if (!json_is_string(lv) || ag_log_parse_level(json_string_value(lv), &level) != 0)
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "log_level: expected one of trace, debug, info, warn, error (per-module "
+                           "filters are not supported)");
+        ag_log_set_level(level);
+        ag_log(AG_LOG_WARN, "log level set to %s through POST /logger", ag_log_level_name(level));
+    }
+    call->result = json_true();
+    return 0;
 }
 
 static int h_coll_cluster_refused(ag_call_t *call)
@@ -144,6 +211,8 @@ const ag_route_t ag_routes_qdrant_service[] = {
     {AG_HTTP_GET, "/issues", "read:collections", AG_SCOPE_NONE, h_issues, false, false, true},
     {AG_HTTP_DELETE, "/issues", "update:clusters", AG_SCOPE_NONE, h_issues_clear, false, false},
     {AG_HTTP_GET, "/quotas", "read:clusters", AG_SCOPE_NONE, h_quotas, false, false},
+    {AG_HTTP_GET, "/logger", "read:clusters", AG_SCOPE_NONE, h_logger, false, false},
+    {AG_HTTP_POST, "/logger", "update:clusters", AG_SCOPE_NONE, h_logger_set, true, false},
     {AG_HTTP_PUT, "/quotas", "update:clusters", AG_SCOPE_NONE, h_quotas_set, true, false},
     {AG_HTTP_GET, "/collections/{name}/cluster", "read:collections", AG_SCOPE_COLLECTION,
      h_coll_cluster, false, false},

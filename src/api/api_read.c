@@ -161,6 +161,62 @@ static int h_facet(ag_call_t *call)
     return call->result ? 0 : AG_ENOMEM;
 }
 
+/* POST /points/search/matrix/pairs and /offsets: a search's access (read:data), the row
+ * restriction applied to the sampled points. */
+static int matrix(ag_call_t *call, bool offsets)
+{
+    int rc = AG_JSON_ONLY(call->body, "", &call->diag, "filter", "sample", "limit", "using",
+                          "shard_key");
+    if (rc)
+        return rc;
+    uint64_t sample = AG_MATRIX_DEFAULT_SAMPLE, limit = AG_MATRIX_DEFAULT_LIMIT;
+    const char *using_name = NULL;
+    if ((rc = ag_json_get_uint(call->body, "sample", "", AG_MATRIX_MAX_PAIRS, &sample,
+                               &call->diag)) != 0 ||
+        (rc = ag_json_get_uint(call->body, "limit", "", AG_MATRIX_MAX_PAIRS, &limit,
+                               &call->diag)) != 0 ||
+        (rc = ag_json_get_str(call->body, "using", "", &using_name, &call->diag)) != 0)
+        return rc;
+    if (sample < 2)
+        return ag_fail(&call->diag, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: [sample: value %llu invalid, must be 2 or "
+                       "larger]",
+                       (unsigned long long)sample);
+    if (limit < 1)
+        return ag_fail(&call->diag, AG_EUNPROCESSABLE,
+                       "Validation error in JSON body: [limit: value 0 invalid, must be 1 or "
+                       "larger]");
+    /* every sampled point has at most sample - 1 neighbours */
+    uint64_t pairs = sample * (limit < sample ? limit : sample - 1);
+    if (pairs > AG_MATRIX_MAX_PAIRS)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "sample: sample x limit is at most %u pairs in one request, got %llu",
+                       AG_MATRIX_MAX_PAIRS, (unsigned long long)pairs);
+    ag_collection_t *c;
+    if ((rc = ag_call_collection(call, &c)) != 0)
+        return rc;
+    ag_qctx_t ctx = read_ctx(call);
+    const json_t *fj = json_object_get(call->body, "filter");
+    ag_scope_t sc;
+    if ((rc = ag_scope_init(&sc, c, call->restriction, fj, "filter", &call->diag)) == 0) {
+        rc = ag_query_matrix(&ctx, &sc, fj, using_name, (size_t)sample, (size_t)limit, offsets,
+                             &call->result);
+        ag_scope_release(&sc);
+    }
+    ag_coll_unref(c);
+    return rc;
+}
+
+static int h_matrix_pairs(ag_call_t *call)
+{
+    return matrix(call, false);
+}
+
+static int h_matrix_offsets(ag_call_t *call)
+{
+    return matrix(call, true);
+}
+
 const ag_route_t ag_routes_read[] = {
     {AG_HTTP_POST, "/collections/{name}/points", "read:data", AG_SCOPE_COLLECTION, h_retrieve, true,
      false, false, false, true},
@@ -172,5 +228,9 @@ const ag_route_t ag_routes_read[] = {
      false, false, false, true},
     {AG_HTTP_GET, "/collections/{name}/points/{id}", "read:data", AG_SCOPE_COLLECTION, h_get_point,
      false, false},
+    {AG_HTTP_POST, "/collections/{name}/points/search/matrix/pairs", "read:data",
+     AG_SCOPE_COLLECTION, h_matrix_pairs, true, false, false, false, true},
+    {AG_HTTP_POST, "/collections/{name}/points/search/matrix/offsets", "read:data",
+     AG_SCOPE_COLLECTION, h_matrix_offsets, true, false, false, false, true},
 };
 const size_t ag_routes_read_len = AG_ARRAY_LEN(ag_routes_read);

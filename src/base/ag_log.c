@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -16,7 +17,8 @@ typedef struct bucket {
     double first_drop; /* when the first of those was dropped */
 } bucket_t;
 
-static ag_log_level_t min_level = AG_LOG_INFO;
+/* changed at run time by POST /logger while other threads log: atomic */
+static _Atomic int min_level = AG_LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static ag_log_sink_fn sink;
 static void *sink_ctx;
@@ -25,7 +27,17 @@ static const char *const tags[NLEVELS] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
 void ag_log_set_level(ag_log_level_t level)
 {
-    min_level = level;
+    atomic_store(&min_level, (int)level);
+}
+
+ag_log_level_t ag_log_get_level(void)
+{
+    return (ag_log_level_t)atomic_load(&min_level);
+}
+
+const char *ag_log_level_name(ag_log_level_t level)
+{
+    return level >= AG_LOG_DEBUG && level <= AG_LOG_ERROR ? tags[level] : "INFO";
 }
 
 int ag_log_parse_level(const char *s, ag_log_level_t *out)
@@ -128,7 +140,7 @@ static void emit(const char *line, size_t len)
 
 void ag_log(ag_log_level_t level, const char *fmt, ...)
 {
-    if (level < min_level || (unsigned)level >= NLEVELS)
+    if ((int)level < atomic_load(&min_level) || (unsigned)level >= NLEVELS)
         return;
     char msg[MSG_MAX];
     va_list ap;

@@ -28,8 +28,12 @@ typedef enum { AG_LOG_DEBUG = 0, AG_LOG_INFO, AG_LOG_WARN, AG_LOG_ERROR } ag_log
 #define AG_LOG_ERROR_RATE 200.0
 #define AG_LOG_ERROR_BURST 1000.0
 
-/* Messages below this level are dropped. Default AG_LOG_INFO. */
+/* Messages below this level are dropped. Default AG_LOG_INFO. May change while other threads
+ * log (POST /logger). */
 void ag_log_set_level(ag_log_level_t level);
+ag_log_level_t ag_log_get_level(void);
+/* "DEBUG", "INFO", "WARN" or "ERROR" (static). */
+const char *ag_log_level_name(ag_log_level_t level);
 /* Parses "debug" / "info" / "warn" / "error"; returns AG_EINVAL on anything else. */
 int ag_log_parse_level(const char *s, ag_log_level_t *out);
 void ag_log(ag_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

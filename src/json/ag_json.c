@@ -20,7 +20,7 @@ static bool beyond_i64(const char *d, size_t n)
  * ag_id_parse understands and ag_json_render turns back into bare digits, so they round-trip
  * exactly. Returns a new buffer (caller frees) or NULL when nothing needed rewriting.
  */
-static char *rewrite_big_ints(const char *buf, size_t len, size_t *out_len)
+static char *rewrite_big_ints(const char *buf, size_t len, size_t *out_len, size_t *n_rewritten)
 {
     /* Fast path: no run of 19+ digits anywhere means nothing to rewrite. */
     size_t run = 0;
@@ -73,6 +73,7 @@ static char *rewrite_big_ints(const char *buf, size_t len, size_t *out_len)
             o += (size_t)snprintf(out + o, cap - o, "\"%s%.*s\"", AG_U64_MARKER_JSON, (int)(j - i),
                                   buf + i);
             copied = j;
+            (*n_rewritten)++;
         }
         i = j - 1;
     }
@@ -99,24 +100,79 @@ char *ag_json_render(const json_t *v)
     if (!text)
         return NULL;
     static const char needle[] = "\"" AG_U64_MARKER_JSON;
-    char *p = strstr(text, needle);
-    if (!p)
+    const size_t nl = sizeof(needle) - 1;
+    if (!strstr(text, needle))
         return text;
-    /* Drop the quotes and the marker around each big integer, in place (the text shrinks). */
-    char *w = p, *r = p;
+    /* Drop the quotes and the marker around each big integer, in place (the text shrinks). Only
+     * a whole string that is exactly the marker and the digits of a u64 above INT64_MAX is one
+     * (docs/SECURITY.md "Big integers"): anything else is left as the string it is. */
+    char *w = text, *r = text;
+    size_t bs = 0; /* backslashes just before r in the dump: odd means r is escaped */
     while (*r) {
-        if (strncmp(r, needle, sizeof(needle) - 1) == 0) {
-            r += sizeof(needle) - 1;
-            while (*r >= '0' && *r <= '9')
-                *w++ = *r++;
-            if (*r == '"')
-                r++;
-        } else {
-            *w++ = *r++;
+        /* A quote not escaped opens a string here: a closing one is never followed by '\\'. */
+        if (bs % 2 == 0 && strncmp(r, needle, nl) == 0) {
+            const char *d = r + nl;
+            size_t n = strspn(d, "0123456789");
+            if (d[n] == '"' && d[n + 1] != ':' && beyond_i64(d, n)) {
+                memmove(w, d, n);
+                w += n;
+                r = (char *)d + n + 1;
+                bs = 0;
+                continue;
+            }
         }
+        bs = *r == '\\' ? bs + 1 : 0;
+        *w++ = *r++;
     }
     *w = '\0';
     return text;
+}
+
+/* Counts the strings (values and object keys) in v that begin with the marker; stops early past
+ * `limit`. *bad_path names the first one that no rewrite could have produced (a key, or a value
+ * other than the marker and a big integer's digits), or stays empty. */
+static size_t count_markers(const json_t *v, size_t limit, int depth, char *path, size_t cap,
+                            char *bad_path, size_t bad_cap)
+{
+    static const size_t ml = sizeof(AG_U64_MARKER) - 1;
+    size_t n = 0;
+    size_t plen = strlen(path);
+    if (depth > 4096)
+        return n;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (len >= ml && memcmp(s, AG_U64_MARKER, ml) == 0) {
+            n++;
+            size_t dn = strspn(s + ml, "0123456789");
+            if ((ml + dn != len || !beyond_i64(s + ml, dn)) && !bad_path[0])
+                snprintf(bad_path, bad_cap, "%s", plen ? path : "body");
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x)
+        {
+            snprintf(path + plen, cap - plen, "%s%s", plen ? "." : "", k);
+            if (strncmp(k, AG_U64_MARKER, ml) == 0) {
+                n++;
+                if (!bad_path[0])
+                    snprintf(bad_path, bad_cap, "%s", path);
+            }
+            n += count_markers(x, limit, depth + 1, path, cap, bad_path, bad_cap);
+            path[plen] = '\0';
+            if (n > limit)
+                break;
+        }
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v) && n <= limit; i++) {
+            snprintf(path + plen, cap - plen, "[%zu]", i);
+            n +=
+                count_markers(json_array_get(v, i), limit, depth + 1, path, cap, bad_path, bad_cap);
+            path[plen] = '\0';
+        }
+    }
+    return n;
 }
 
 int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **out, ag_diag_t *diag)
@@ -125,8 +181,11 @@ int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **o
     *out = NULL;
     if (len == 0 || !buf)
         return ag_fail(diag, AG_EINVAL, "request body is empty, a JSON object is expected");
-    size_t rlen = 0;
-    char *rewritten = rewrite_big_ints(buf, len, &rlen);
+    size_t rlen = 0, n_big = 0;
+    /* A client string can only hold U+0001 written as the escape \u0001 (the parser refuses raw
+     * control characters), so without that text no string can imitate the marker. */
+    bool may_forge = memmem(buf, len, "\\u0001", 6) != NULL;
+    char *rewritten = rewrite_big_ints(buf, len, &rlen, &n_big);
     if (rewritten) {
         buf = rewritten;
         len = rlen;
@@ -136,6 +195,19 @@ int ag_json_parse_body(const char *buf, size_t len, bool want_object, json_t **o
     if (!v)
         return ag_fail(diag, AG_EINVAL, "invalid JSON at line %d column %d: %s", err.line,
                        err.column, err.text);
+    if (may_forge) {
+        /* The marker is internal: a string of the body that begins with it would read as a big
+         * integer (an id, a filter value) or corrupt a rendered response. Every marker in the
+         * tree must be one the rewrite put there (docs/SECURITY.md "Big integers"). */
+        char path[512] = "", bad[512] = "";
+        if (count_markers(v, n_big, 0, path, sizeof(path), bad, sizeof(bad)) > n_big || bad[0]) {
+            json_decref(v);
+            return ag_fail(diag, AG_EINVAL,
+                           "%s: a string may not begin with U+0001 followed by \"u64:\" (reserved "
+                           "for integers above 2^63)",
+                           bad[0] ? bad : "body");
+        }
+    }
     if (want_object && !json_is_object(v)) {
         json_decref(v);
         return ag_fail(diag, AG_EINVAL, "request body must be a JSON object");

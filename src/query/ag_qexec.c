@@ -14,6 +14,7 @@
 #include <sodium.h>
 #include <stdio.h>
 
+#include "query/ag_formula.h"
 #include "query/ag_query_int.h"
 #include "store/ag_payload_index.h"
 #include "json/ag_json.h"
@@ -833,6 +834,84 @@ static int mmr_stage(ag_query_t *rq, const ag_stage_t *st, size_t k, const ag_in
     return 0;
 }
 
+/* ---- formula rescoring ----------------------------------------------------------------------- */
+
+typedef struct formula_point {
+    const ag_collection_t *c;
+    uint32_t slot;
+} formula_point_t;
+
+static bool formula_cond(void *ud, const ag_filter_t *f)
+{
+    const formula_point_t *p = ud;
+    return ag_coll_match(p->c, p->slot, f);
+}
+
+/* The score a point has in a prefetch list sorted by slot, NAN when it is not in it. */
+static double score_in(const ag_ranked_t *bys, uint32_t slot)
+{
+    size_t lo = 0, hi = bys->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (bys->h[mid].slot < slot)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < bys->n && bys->h[lo].slot == slot ? (double)bys->h[lo].score : NAN;
+}
+
+/*
+ * The points of the prefetches that pass this stage's filter, the row restriction and every
+ * ancestor's filter (the same accept as every other stage: a formula reads the payload of no
+ * other point), each scored by the formula with its scores in the prefetches ($score[i]), best k
+ * kept, score_threshold applied to the formula's value.
+ */
+static int formula_stage(ag_query_t *rq, const ag_stage_t *st, const ag_ranked_t *lists, size_t k,
+                         const ag_index_filter_t *f, ag_ranked_t *out)
+{
+    uint32_t *slots;
+    size_t n;
+    int rc = accepted_slots(rq, f, &slots, &n);
+    if (rc)
+        return rc;
+    ag_ranked_t *bys = ag_q__alloc(rq, st->npre, sizeof(*bys));
+    double *scores = ag_q__alloc(rq, st->npre, sizeof(double));
+    ag_hit_t *h = ag_q__alloc(rq, n, sizeof(ag_hit_t));
+    if (!bys || !scores || !h)
+        return AG_ENOMEM;
+    for (size_t i = 0; i < st->npre; i++) {
+        bys[i].n = lists[i].n;
+        if (!(bys[i].h = ag_q__alloc(rq, lists[i].n, sizeof(ag_hit_t))))
+            return AG_ENOMEM;
+        memcpy(bys[i].h, lists[i].h, lists[i].n * sizeof(ag_hit_t));
+        qsort(bys[i].h, bys[i].n, sizeof(ag_hit_t), ag_q__cmp_hit_slot);
+    }
+    size_t m = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (j % 256 == 0 && (rc = ag_qctx_deadline(rq->ctx)) != 0)
+            return rc;
+        for (size_t i = 0; i < st->npre; i++)
+            scores[i] = score_in(&bys[i], slots[j]);
+        formula_point_t pt = {rq->c, slots[j]};
+        ag_formula_env_t env = {scores, st->npre, ag_coll_payload(rq->c, slots[j]), formula_cond,
+                                &pt};
+        double v;
+        if ((rc = ag_formula_eval(st->formula, &env, &v, rq->ctx->diag)) != 0)
+            return rc;
+        float s = (float)v;
+        if (!isfinite(s))
+            return ag_fail(rq->ctx->diag, AG_EINVAL,
+                           "Bad request: formula: the score %g does not fit a float32", v);
+        if (!st->params.has_threshold || s >= st->params.score_threshold)
+            h[m++] = (ag_hit_t){slots[j], s};
+    }
+    qsort(h, m, sizeof(ag_hit_t), ag_q__cmp_hit_score);
+    out->h = h;
+    out->n = AG_MIN(k, m);
+    return 0;
+}
+
 /* The best k of a stage. Prefetches run once per request (their limits are fixed). */
 int ag_q__run_stage(ag_query_t *rq, ag_stage_t *st, size_t k, ag_ranked_t *out)
 {
@@ -842,8 +921,9 @@ int ag_q__run_stage(ag_query_t *rq, ag_stage_t *st, size_t k, ag_ranked_t *out)
         return rc;
     uint32_t *cand = NULL;
     size_t ncand = 0;
+    ag_ranked_t *lists = NULL;
     if (st->npre) {
-        ag_ranked_t *lists = ag_q__alloc(rq, st->npre, sizeof(*lists));
+        lists = ag_q__alloc(rq, st->npre, sizeof(*lists));
         if (!lists)
             return AG_ENOMEM;
         for (size_t i = 0; i < st->npre; i++) {
@@ -874,6 +954,8 @@ int ag_q__run_stage(ag_query_t *rq, ag_stage_t *st, size_t k, ag_ranked_t *out)
         return sample_stage(rq, k, &f, out);
     case AG_Q_NONE:
         return id_order_stage(rq, k, &f, out);
+    case AG_Q_FORMULA:
+        return formula_stage(rq, st, lists, k, &f, out);
     case AG_Q_RRF:
     case AG_Q_DBSF:
         break;

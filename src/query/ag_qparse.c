@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "query/ag_formula.h"
 #include "query/ag_query_int.h"
 #include "json/ag_json.h"
 
@@ -105,8 +106,10 @@ static int new_stage(ag_query_t *rq, ag_stage_t *parent, const char *path, ag_st
 
 void ag_query_release(ag_query_t *rq)
 {
-    for (size_t i = 0; i < rq->nall; i++)
+    for (size_t i = 0; i < rq->nall; i++) {
         ag_scope_release(&rq->all[i]->scope);
+        ag_formula_release(rq->all[i]->formula);
+    }
     rq->nall = 0;
 }
 
@@ -556,7 +559,7 @@ static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const ch
         return 0;
     }
     if (json_is_object(q)) {
-        static const char *const unsupported[] = {"formula", "relevance_feedback", "mmr"};
+        static const char *const unsupported[] = {"relevance_feedback", "mmr"};
         for (size_t i = 0; i < AG_ARRAY_LEN(unsupported); i++)
             if (json_object_get(q, unsupported[i]) && !json_object_get(q, "nearest"))
                 return ag_fail(d, AG_EINVAL,
@@ -633,6 +636,13 @@ static int parse_query(ag_query_t *rq, ag_stage_t *st, const json_t *q, const ch
             ag_q__field(p, sizeof(p), qp, "rrf");
             return parse_rrf(rq, st, x, p);
         }
+        if ((x = json_object_get(q, "formula")) != NULL) {
+            if ((rc = AG_JSON_ONLY(q, qp, d, "formula", "defaults")) != 0)
+                return rc;
+            st->kind = AG_Q_FORMULA;
+            return ag_formula_parse(rq->ctx->arena, x, json_object_get(q, "defaults"), qp, d,
+                                    &st->formula);
+        }
         if ((x = json_object_get(q, "sample")) != NULL) {
             if ((rc = AG_JSON_ONLY(q, qp, d, "sample")) != 0)
                 return rc;
@@ -677,6 +687,9 @@ static int check_stage(ag_query_t *rq, const ag_stage_t *st, const char *qp)
                        qp);
     if (fusion && st->npre == 0)
         return ag_fail(d, AG_EINVAL, "Bad request: cannot apply Fusion without prefetches (%s)",
+                       qp);
+    if (st->kind == AG_Q_FORMULA && st->npre == 0)
+        return ag_fail(d, AG_EINVAL, "Bad request: cannot apply Formula without prefetches (%s)",
                        qp);
     if (st->weights && st->nweights != st->npre)
         return ag_fail(d, AG_EINVAL,

@@ -165,7 +165,8 @@ typedef enum {
     AG_Q_ORDER_BY,
     AG_Q_RRF,
     AG_Q_DBSF,
-    AG_Q_SAMPLE
+    AG_Q_SAMPLE,
+    AG_Q_FORMULA /* rescoring of the prefetches by a formula (query/ag_formula.h) */
 } ag_qkind_t;
 /* DISCOVER and CONTEXT are Qdrant's discovery and context queries: pairs pos[i] / neg[i]
  * (npos == nneg), DISCOVER's target in the stage's `nearest`. */
@@ -197,6 +198,7 @@ typedef struct ag_ranked {
 
 typedef struct ag_query ag_query_t;
 typedef struct ag_stage ag_stage_t;
+typedef struct ag_formula ag_formula_t;
 
 struct ag_stage {
     ag_query_t *rq;
@@ -215,7 +217,8 @@ struct ag_stage {
     const json_t *order_by_json; /* checked under the read lock (it reads the payload schema) */
     ag_order_by_t ob;
     uint32_t rrf_k;
-    float *weights; /* rrf weights, one per prefetch, or NULL */
+    ag_formula_t *formula; /* AG_Q_FORMULA; its conditions freed by ag_query_release */
+    float *weights;        /* rrf weights, one per prefetch, or NULL */
     size_t nweights;
     ag_scope_t scope;
     const json_t *filter_json; /* this stage's own filter (borrowed), for payload-index lookups */
@@ -279,6 +282,21 @@ void ag_query_release(ag_query_t *q);
 int ag_query_fuse(ag_arena_t *arena, ag_qkind_t kind, uint32_t rrf_k, const float *weights,
                   const ag_ranked_t *lists, size_t nlists, bool has_threshold, float threshold,
                   size_t k, ag_ranked_t *out);
+
+/* ---- distance matrix ---------------------------------------------------------------------- */
+
+#define AG_MATRIX_DEFAULT_SAMPLE 10
+#define AG_MATRIX_DEFAULT_LIMIT 3
+#define AG_MATRIX_MAX_PAIRS 1100000u /* sample x limit of one request (docs/SECURITY.md) */
+
+/* Qdrant's distance matrix: up to `sample` random points of sc that have the dense vector
+ * using_name ("" = the unnamed one), each (in id order) with its best `limit` neighbours among
+ * them, scored as a search scores them. *out gets a new {"pairs": [{a, b, score}]} or, with
+ * offsets, {"offsets_row", "offsets_col", "scores", "ids"}. filter_json: the filter sc was
+ * compiled from, for payload-index candidates. Takes the read lock. */
+int ag_query_matrix(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *filter_json,
+                    const char *using_name, size_t sample, size_t limit, bool offsets,
+                    json_t **out);
 
 /* ---- reads by id, scroll, count and facet -------------------------------------------------- */
 

@@ -396,6 +396,80 @@ static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
     return ag_index_exact_new(v->vs, v->dist, &v->index);
 }
 
+/* The graph parameters of vector v under params (false: no graph, the exact index). */
+static bool vector_hnsw(const ag_collection_t *c, const json_t *params, int v, ag_hnsw_params_t *p)
+{
+    const json_t *vectors = json_object_get(params, "vectors");
+    const json_t *vp = c->unnamed ? vectors : json_object_get(vectors, c->vec[v].name);
+    return hnsw_params(json_object_get(params, "hnsw_config"), json_object_get(vp, "hnsw_config"),
+                       c->vec[v].dim, p);
+}
+
+void ag_coll_hnsw_discard(ag_collection_t *c, ag_index_t **fresh)
+{
+    for (int v = 0; v < c->nvec; v++) {
+        ag_index_free(fresh[v]);
+        fresh[v] = NULL;
+    }
+}
+
+int ag_coll_hnsw_prepare(ag_collection_t *c, const json_t *next, ag_index_t **fresh)
+{
+    for (int v = 0; v < c->nvec; v++)
+        fresh[v] = NULL;
+    for (int v = 0; v < c->nvec; v++) {
+        ag_hnsw_params_t was, now;
+        bool had = vector_hnsw(c, c->params, v, &was), has = vector_hnsw(c, next, v, &now);
+        if (had == has && (!has || (was.m == now.m && was.ef_construct == now.ef_construct &&
+                                    was.full_scan_threshold == now.full_scan_threshold)))
+            continue;
+        ag_vector_cfg_t *vc = &c->vec[v];
+        int rc;
+        if (has) {
+            now.background = true;
+            rc = ag_index_hnsw_new(vc->vs, vc->dist, &now, &fresh[v]);
+            if (rc == 0) {
+                ag_hnsw_defer(fresh[v]);
+                rc = ag_hnsw_finish(fresh[v], NULL, key_slot, c, AG_ID_KEY_LEN);
+            }
+        } else {
+            rc = ag_index_exact_new(vc->vs, vc->dist, &fresh[v]);
+            for (uint32_t s = 0; rc == 0 && s < c->nslots; s++)
+                if (c->slots[s].alive && ag_vecstore_get(vc->vs, s))
+                    rc = ag_index_add(fresh[v], s);
+        }
+        if (rc) {
+            ag_coll_hnsw_discard(c, fresh);
+            return rc;
+        }
+        ag_log(AG_LOG_INFO,
+               "collection '%s': vector '%s' gets a new index (hnsw_config changed: m %u, "
+               "ef_construct %u); its points are linked in the background",
+               c->name, vc->name, has ? now.m : 0, has ? now.ef_construct : 0);
+    }
+    return 0;
+}
+
+void ag_coll_hnsw_commit(ag_collection_t *c, ag_index_t **fresh)
+{
+    char path[4096];
+    /* ckpt_mutex: the checkpoint writer holds an index pointer across its own lock release */
+    pthread_mutex_lock(&c->ckpt_mutex);
+    pthread_rwlock_wrlock(&c->lock);
+    for (int v = 0; v < c->nvec; v++) {
+        if (!fresh[v])
+            continue;
+        if (index_path(c, v, path, sizeof(path)))
+            unlink(path);
+        ag_index_t *old = c->vec[v].index;
+        c->vec[v].index = fresh[v];
+        fresh[v] = old;
+    }
+    pthread_rwlock_unlock(&c->lock);
+    pthread_mutex_unlock(&c->ckpt_mutex);
+    ag_coll_hnsw_discard(c, fresh); /* the old ones now */
+}
+
 int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, const json_t *params,
                  const json_t *schema, bool create, ag_collection_t **out, ag_diag_t *diag)
 {
@@ -1316,14 +1390,13 @@ uint32_t ag_coll_index_step(ag_collection_t *c, uint32_t budget)
 {
     uint32_t done = 0;
     for (int v = 0; v < c->nvec && done < budget; v++) {
-        if (!ag_index_is_hnsw(c->vec[v].index))
-            continue;
         /* A writer waiting for the lock goes first; otherwise link a small step under the
-         * exclusive lock, so searches and writes wait at most one step. */
+         * exclusive lock, so searches and writes wait at most one step. The index is looked at
+         * under the lock: a PATCH of hnsw_config may replace it (ag_coll_hnsw_commit). */
         if (atomic_load(&c->write_waiters) > 0)
             break;
         pthread_rwlock_wrlock(&c->lock);
-        if (!c->dropped)
+        if (!c->dropped && ag_index_is_hnsw(c->vec[v].index))
             done += ag_hnsw_link_pending(c->vec[v].index, budget - done);
         pthread_rwlock_unlock(&c->lock);
     }

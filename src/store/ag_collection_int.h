@@ -99,6 +99,16 @@ int ag_coll_vector_params(const ag_collection_t *c, const char *vname, const jso
                           json_t **out, ag_diag_t *diag);
 int ag_coll_vector_rows(ag_collection_t *c, MDB_txn *txn, const char *vname, ag_diag_t *diag);
 
+/* A PATCH of hnsw_config applied (ag_store_update_params, write session held): prepare builds,
+ * for each dense vector whose graph parameters differ between c->params and next, a new index
+ * over the same vectors (fresh[v], nvec entries, NULL = unchanged), the graph queued for the
+ * background linker (searches score the queued points exactly meanwhile) — nothing visible yet;
+ * AG_ENOMEM leaves nothing allocated. commit swaps them in under the locks (its checkpoint file,
+ * of the old parameters, removed) and frees the old ones; discard frees them unused. */
+int ag_coll_hnsw_prepare(ag_collection_t *c, const json_t *next, ag_index_t **fresh);
+void ag_coll_hnsw_commit(ag_collection_t *c, ag_index_t **fresh);
+void ag_coll_hnsw_discard(ag_collection_t *c, ag_index_t **fresh);
+
 /* The read lock, for store/'s own files; everyone else goes through ag_coll_read. */
 void ag_coll_read_begin(ag_collection_t *c);
 void ag_coll_read_end(ag_collection_t *c);

@@ -1042,6 +1042,11 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
                                    : json_object_set_new(next, k, json_deep_copy(v));
         }
     }
+    /* A changed hnsw_config gets new graphs now, built in the background (nothing is visible
+     * until the new parameters are stored). */
+    ag_index_t *fresh[AG_MAX_VECTORS];
+    if (rc == 0 && (rc = ag_coll_hnsw_prepare(c, next, fresh)) != 0)
+        ag_fail(diag, rc, "hnsw_config: out of memory building the new index");
     if (rc == 0) {
         /* Readers look at params under the read lock: swap it under the write lock. */
         pthread_rwlock_wrlock(&c->lock);
@@ -1057,6 +1062,10 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
             json_decref(old);
         }
         pthread_rwlock_unlock(&c->lock);
+        if (rc)
+            ag_coll_hnsw_discard(c, fresh);
+        else
+            ag_coll_hnsw_commit(c, fresh);
     } else {
         json_decref(next);
     }

@@ -153,6 +153,9 @@ const EXPECTED = {
   'POST /collections/mx/points/discover/batch': READ,
   'POST /collections/mx/points/query/batch': READ,
   'POST /collections/mx/points/query/groups': READ,
+  // the distance matrix: a search's access, the row restriction applied to the sample
+  'POST /collections/mx/points/search/matrix/pairs': READ,
+  'POST /collections/mx/points/search/matrix/offsets': READ,
   // destructive ones (each cell gets a fresh fixture)
   'PUT /collections/mx': MANAGE,
   'DELETE /collections/mx': MANAGE,
@@ -207,7 +210,10 @@ const EXPECTED = {
   'DELETE /issues': MANAGE,
   'GET /quotas': GLOBAL_READ,
   'PUT /quotas': MANAGE,
-  'GET /collections/mx/cluster': READ,
+  'GET /logger': GLOBAL_READ,
+  'POST /logger': MANAGE,
+  //  whole-collection access (Qdrant; PRODUCT §5): collection r and rw, not prw, not row-restricted
+  'GET /collections/mx/cluster': [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, 403, 403, 403, 403],
   'GET /collections/mx/optimizations': READ,
   //  shard operations are refused (405) to whoever may ask for them
   'POST /collections/mx/cluster': [401, 401, 405, 405, 405, 403, 403, 405, 403, 403, 403, 403, 403, 403],
@@ -368,6 +374,8 @@ const ROUTES = [
   { name: 'POST /collections/mx/points/discover', body: { target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 } },
   { name: 'POST /collections/mx/points/discover/batch', body: { searches: [{ target: q, context: [{ positive: [0, 1, 0, 0], negative: [0, 0, 1, 0] }], limit: 3 }] } },
   { name: 'POST /collections/mx/points/query/batch', body: { searches: [{ query: q, limit: 3 }] } },
+  { name: 'POST /collections/mx/points/search/matrix/pairs', body: { sample: 5, limit: 2 } },
+  { name: 'POST /collections/mx/points/search/matrix/offsets', body: { sample: 5, limit: 2 } },
   { name: 'POST /collections/mx/points/query/groups', body: { query: q, group_by: 'tenant', limit: 3, group_size: 2 } },
   {
     name: 'PUT /collections/mx',
@@ -487,6 +495,8 @@ const ROUTES = [
   { name: 'DELETE /issues' },
   { name: 'GET /quotas' },
   { name: 'PUT /quotas', body: { enabled: false } },
+  { name: 'GET /logger' },
+  { name: 'POST /logger', body: { log_level: 'info' } },
   { name: 'GET /collections/mx/cluster' },
   { name: 'GET /collections/mx/optimizations' },
   { name: 'POST /collections/mx/cluster', body: { move_shard: { shard_id: 0, from_peer_id: 1, to_peer_id: 2 } } },

@@ -221,6 +221,50 @@ describe('row-level restriction: reads', () => {
     const s = await srv.ok('POST', `/collections/${COLL}/points/recommend`, { positive: [5], limit: 100 }, { headers: root });
     assert.equal(s.length, ALL.length - 1);
   });
+
+  // The distance matrix samples only in-scope points: neither rows nor neighbours leak.
+  test('distance matrix: pairs and offsets cover only in-scope points', async () => {
+    const P = `/collections/${COLL}/points/search/matrix`;
+    for (const t of [R, RW, PRW]) {
+      const pairs = await as(t, 'POST', `${P}/pairs`, { sample: 100, limit: 100 });
+      assert.equal(pairs.status, 200, pairs.text);
+      const seen = new Set(pairs.json.result.pairs.flatMap((p) => [p.a, p.b]));
+      assert.deepEqual(sorted([...seen]), ACME);
+      assert.equal(pairs.json.result.pairs.length, ACME.length * (ACME.length - 1));
+      const off = await as(t, 'POST', `${P}/offsets`, { sample: 100, limit: 1, filter: { must: [{ key: 'grp', match: { value: 'a' } }] } });
+      assert.equal(off.status, 200, off.text);
+      assert.deepEqual(off.json.result.ids, [1, 2]);
+      assert.deepEqual(off.json.result.offsets_row, [0, 1]);
+      assert.deepEqual(off.json.result.offsets_col, [1, 0]);
+    }
+    // root samples everything (control): 10 points with the vector
+    const all = await srv.ok('POST', `${P}/offsets`, { sample: 100, limit: 1 }, { headers: root });
+    assert.deepEqual(all.ids, ALL);
+  });
+
+  // A formula reads payload values only of in-scope points: `ref` is missing on every point outside
+  // acme, so evaluating the formula on any of them would fail (no default) — it succeeds, with
+  // acme's points only, scored from their own payloads.
+  test('formula query: rescored from in-scope payloads only', async () => {
+    for (const t of [R, RW, PRW]) {
+      const r = await as(t, 'POST', `/collections/${COLL}/points/query`, {
+        prefetch: { query: q, limit: 100 },
+        query: { formula: { sum: ['ref', { mult: ['$score', 0] }, { key: 'grp', match: { value: 'b' } }] } },
+        with_payload: true,
+        limit: 100,
+      });
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(r.json.result.points.map((p) => [p.id, p.score]), [[4, 10], [2, 8], [1, 5], [3, 4]]);
+      assert.ok(r.json.result.points.every((p) => p.payload.tenant === 'acme'));
+    }
+    // control: for root the same formula meets points without `ref` and is refused naming it
+    const r = await srv.request('POST', `/collections/${COLL}/points/query`, {
+      prefetch: { query: q, limit: 100 },
+      query: { formula: 'ref' },
+    }, { headers: root });
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.status.error, /payload key `ref`/);
+  });
 });
 
 describe('row-level restriction: writes', () => {

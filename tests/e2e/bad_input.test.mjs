@@ -320,3 +320,26 @@ test('the server survives all of the above', async () => {
   assert.equal((await srv.request('GET', '/healthz')).status, 200);
   assert.ok(!/AddressSanitizer|runtime error|panic|Assertion/.test(srv.stderr), srv.stderr.slice(-3000));
 });
+
+// The parser carries integers above 2^63 as strings with an internal prefix (U+0001 "u64:"): a
+// client string imitating it must not become an id, a number in a filter or a corrupt response.
+test('strings imitating the internal u64 marker are refused, in every position', async () => {
+  const M = '\u0001u64:';
+  const names = /u64/;
+  await rejects('PUT', UPSERT, { points: [{ id: `${M}1`, vector: V }] }, { statuses: [400], names, label: 'id' });
+  await rejects('PUT', UPSERT, { points: [{ id: 9, vector: V, payload: { s: `${M}18446744073709551000` } }] }, { statuses: [400], names, label: 'payload value' });
+  await rejects('PUT', UPSERT, { points: [{ id: 9, vector: V, payload: { [`${M}1`]: 2 } }] }, { statuses: [400], names, label: 'payload key' });
+  await rejects('PUT', UPSERT, { points: [{ id: 9, vector: V, payload: { s: `${M}1", "x` } }] }, { statuses: [400], names, label: 'payload injection' });
+  await rejects('POST', `/collections/${C}/points/count`, { filter: { must: [{ key: 'a', match: { value: `${M}1` } }] } }, { statuses: [400], names, label: 'filter value' });
+  await rejects('POST', `/collections/${C}/points`, { ids: [`${M}1`] }, { statuses: [400], names, label: 'retrieve id' });
+  await rejects('POST', `/collections/${C}/points/delete?wait=true`, { points: [`${M}1`] }, { statuses: [400], names, label: 'delete id' });
+  // U+0001 elsewhere is an ordinary character, and real big integers still round-trip.
+  await srv.ok('PUT', UPSERT, { points: [{ id: 9, vector: V, payload: { s: `x${M}1` } }] });
+  const r = await srv.request('PUT', UPSERT, '{"points":[{"id":18446744073709551000,"vector":[1,0,0,0],"payload":{"n":18446744073709551001}}]}');
+  assert.equal(r.status, 200, r.text);
+  const got = await srv.request('POST', `/collections/${C}/points`, '{"ids":[9,18446744073709551000],"with_payload":true}');
+  assert.match(got.text, /"id":18446744073709551000,"payload":\{"n":18446744073709551001\}/);
+  assert.equal(got.json.result.find((p) => p.id === 9).payload.s, `x${M}1`);
+  await srv.ok('POST', `/collections/${C}/points/delete?wait=true`, { points: [9] });
+  await srv.request('POST', `/collections/${C}/points/delete?wait=true`, '{"points":[18446744073709551000]}');
+});

@@ -286,3 +286,86 @@ test('discovery and context queries, and the legacy /points/discover route', asy
   const r = await srv.request('POST', '/collections/dc/points/query', { query: { context: [] } });
   assert.equal(r.status, 422);
 });
+
+// GET/POST /logger (Qdrant's LoggerConfig): the level is reported, a change applies at once (the
+// access log is INFO: it stops at WARN and comes back at INFO), other settings are refused.
+test('/logger: the log level is reported and a change is honoured at once', async () => {
+  assert.deepEqual(await srv.ok('GET', '/logger'), { log_level: 'INFO' });
+  const marker = (n) => `/collections/logger_probe_${n}/exists`;
+  await srv.ok('GET', marker(1));
+  assert.equal(await srv.ok('POST', '/logger', { log_level: 'WARNING' }), true);
+  assert.deepEqual(await srv.ok('GET', '/logger'), { log_level: 'WARN' });
+  await srv.ok('GET', marker(2));
+  assert.equal(await srv.ok('POST', '/logger', { log_level: 'info' }), true);
+  await srv.ok('GET', marker(3));
+  await new Promise((r) => setTimeout(r, 100));
+  const log = srv.stderr;
+  assert.match(log, /logger_probe_1/);
+  assert.doesNotMatch(log, /logger_probe_2/);
+  assert.match(log, /logger_probe_3/);
+  for (const [body, name] of [[{ log_level: 'loud' }, /log_level/], [{ format: 'json' }, /format/], [{ on_disk: { enabled: true } }, /on_disk/]]) {
+    const r = await srv.request('POST', '/logger', body);
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.status.error, name);
+  }
+  assert.deepEqual(await srv.ok('GET', '/logger'), { log_level: 'INFO' });
+});
+
+// PATCH hnsw_config on an existing collection: stored and reported at once, and the graphs are
+// rebuilt with the new parameters (in the background; searches stay exact meanwhile).
+test('PATCH hnsw_config: reported, and the index is rebuilt with the new parameters', async () => {
+  const C = 'hnsw_patch';
+  await srv.ok('PUT', `/collections/${C}`, { vectors: { size: 4, distance: 'Dot' } });
+  const points = Array.from({ length: 300 }, (_, i) => ({ id: i + 1, vector: [(i % 7) / 7, (i % 11) / 11, (i % 13) / 13, 1] }));
+  await srv.ok('PUT', `/collections/${C}/points?wait=true`, { points });
+  const query = { vector: [0.3, 0.9, 0.1, 0.5], limit: 5, params: { exact: true } };
+  const before = (await srv.ok('POST', `/collections/${C}/points/search`, query)).map((p) => p.id);
+  assert.equal(await srv.ok('PATCH', `/collections/${C}`, { hnsw_config: { m: 8, ef_construct: 40, full_scan_threshold: 1 } }), true);
+  let info = await srv.ok('GET', `/collections/${C}`);
+  assert.equal(info.config.hnsw_config.m, 8);
+  assert.equal(info.config.hnsw_config.ef_construct, 40);
+  assert.match(srv.stderr, /collection 'hnsw_patch': vector '' gets a new index \(hnsw_config changed: m 8, ef_construct 40\)/);
+  assert.deepEqual((await srv.ok('POST', `/collections/${C}/points/search`, query)).map((p) => p.id), before);
+  // m 0: no graph (the exact index); a per-vector override wins over the collection's
+  assert.equal(await srv.ok('PATCH', `/collections/${C}`, { hnsw_config: { m: 0 } }), true);
+  assert.match(srv.stderr, /vector '' gets a new index \(hnsw_config changed: m 0/);
+  assert.equal(await srv.ok('PATCH', `/collections/${C}`, { vectors: { '': { hnsw_config: { m: 12 } } } }), true);
+  assert.match(srv.stderr, /m 12, ef_construct 40/);
+  info = await srv.ok('GET', `/collections/${C}`);
+  assert.equal(info.config.params.vectors.hnsw_config.m, 12);
+  // unchanged parameters rebuild nothing
+  const lines = srv.stderr.split('gets a new index').length;
+  assert.equal(await srv.ok('PATCH', `/collections/${C}`, { hnsw_config: { m: 0 } }), true);
+  assert.equal(srv.stderr.split('gets a new index').length, lines);
+  assert.deepEqual((await srv.ok('POST', `/collections/${C}/points/search`, query)).map((p) => p.id), before);
+  // out of range: refused, nothing changed
+  const r = await srv.request('PATCH', `/collections/${C}`, { hnsw_config: { ef_construct: 1 } });
+  assert.equal(r.status, 422, r.text);
+  assert.equal((await srv.ok('GET', `/collections/${C}`)).config.hnsw_config.ef_construct, 40);
+});
+
+// update_mode and update_filter of an upsert (and update_filter of a vector update), as Qdrant:
+// the points left out are unchanged, the rest is written.
+test('upsert update_mode and update_filter: only the points they admit are written', async () => {
+  const C = 'upd_mode';
+  await srv.ok('PUT', `/collections/${C}`, { vectors: { size: 2, distance: 'Dot' } });
+  const W = `/collections/${C}/points?wait=true`;
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 5 } }] });
+  const v = async (id) => (await srv.request('GET', `/collections/${C}/points/${id}`)).json?.result?.payload?.v;
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 6 } }, { id: 2, vector: [0, 1], payload: { v: 1 } }], update_mode: 'insert_only' });
+  assert.deepEqual([await v(1), await v(2)], [5, 1]);
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 7 } }, { id: 3, vector: [0, 1], payload: { v: 1 } }], update_mode: 'update_only' });
+  assert.deepEqual([await v(1), await v(3)], [7, undefined]);
+  // update_filter: an existing point is written only when it matches; new points always
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 8 } }, { id: 4, vector: [1, 1], payload: { v: 1 } }], update_filter: { must: [{ key: 'v', range: { lt: 7 } }] } });
+  assert.deepEqual([await v(1), await v(4)], [7, 1]);
+  await srv.ok('PUT', W, { points: [{ id: 1, vector: [1, 0], payload: { v: 9 } }], update_filter: { must: [{ key: 'v', range: { lte: 7 } }] } });
+  assert.equal(await v(1), 9);
+  await srv.ok('PUT', `/collections/${C}/points/vectors?wait=true`, { points: [{ id: 1, vector: [0, 1] }], update_filter: { must: [{ key: 'v', match: { value: 1 } }] } });
+  assert.deepEqual((await srv.ok('GET', `/collections/${C}/points/1`)).vector, [1, 0]);
+  for (const body of [{ points: [], update_mode: 'sometimes' }, { points: [], update_filter: { must: [{ key: 'v', rang: {} }] } }]) {
+    const r = await srv.request('PUT', W, body);
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.status.error, /update_mode|update_filter/);
+  }
+});

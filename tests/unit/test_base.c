@@ -131,6 +131,56 @@ static void test_strict_json(void **state)
     json_decref(arr);
 }
 
+/* The u64 marker is internal: a body string imitating it is refused wherever it sits, real big
+ * integers still round-trip, and rendering only turns whole marker strings back into numbers. */
+static void test_u64_marker_unforgeable(void **state)
+{
+    (void)state;
+    ag_diag_t d = {{0}};
+    json_t *v = NULL;
+    static const char *const forged[] = {
+        "{\"id\":\"\\u0001u64:5\"}",
+        "{\"id\":\"\\u0001u64:18446744073709551000\"}",
+        "{\"p\":{\"\\u0001u64:1\":2}}",
+        "{\"f\":{\"must\":[{\"key\":\"a\",\"match\":{\"value\":\"\\u0001u64:abc\"}}]}}",
+        "{\"a\":18446744073709551000,\"b\":\"\\u0001u64:18446744073709551000\"}",
+        "{\"k\":\"\\u0001u64:\"}",
+    };
+    for (size_t i = 0; i < sizeof(forged) / sizeof(forged[0]); i++) {
+        memset(&d, 0, sizeof(d));
+        assert_int_equal(ag_json_parse_body(forged[i], strlen(forged[i]), true, &v, &d), AG_EINVAL);
+        assert_null(v);
+        assert_non_null(strstr(d.msg, "u64:"));
+    }
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(ag_json_parse_body("{\"p\":{\"\\u0001u64:1\":2}}", 23, true, &v, &d),
+                     AG_EINVAL);
+    assert_non_null(strstr(d.msg, "p."));
+
+    /* Allowed: U+0001 elsewhere in a string, and a real big integer. */
+    const char *ok = "{\"a\":\"x\\u0001u64:5\",\"b\":\"\\u0001\",\"c\":18446744073709551000}";
+    assert_int_equal(ag_json_parse_body(ok, strlen(ok), true, &v, &d), 0);
+    char *text = ag_json_render(v);
+    assert_string_equal(text,
+                        "{\"a\":\"x\\u0001u64:5\",\"b\":\"\\u0001\",\"c\":18446744073709551000}");
+    free(text);
+    json_decref(v);
+
+    /* Render: strings that only look like the marker stay strings (valid JSON out). */
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "a", "\x01u64:abc\", \"x", "b",
+                          "x\"\x01u64:18446744073709551000", "c", "\x01u64:5", "\x01u64:9", 1);
+    text = ag_json_render(o);
+    json_t *back = json_loads(text, 0, NULL);
+    assert_non_null(back);
+    assert_string_equal(json_string_value(json_object_get(back, "a")), "\x01u64:abc\", \"x");
+    assert_string_equal(json_string_value(json_object_get(back, "b")),
+                        "x\"\x01u64:18446744073709551000");
+    assert_string_equal(json_string_value(json_object_get(back, "c")), "\x01u64:5");
+    json_decref(back);
+    free(text);
+    json_decref(o);
+}
+
 static void test_percent_decode(void **state)
 {
     (void)state;
@@ -363,12 +413,13 @@ static void test_root_key(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_id_roundtrip), cmocka_unit_test(test_id_rejects),
-        cmocka_unit_test(test_id_order),     cmocka_unit_test(test_names),
-        cmocka_unit_test(test_strict_json),  cmocka_unit_test(test_percent_decode),
-        cmocka_unit_test(test_config),       cmocka_unit_test(test_arena),
-        cmocka_unit_test(test_json_budget),  cmocka_unit_test(test_durable_file),
-        cmocka_unit_test(test_root_key),     cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_id_roundtrip),   cmocka_unit_test(test_id_rejects),
+        cmocka_unit_test(test_id_order),       cmocka_unit_test(test_names),
+        cmocka_unit_test(test_strict_json),    cmocka_unit_test(test_u64_marker_unforgeable),
+        cmocka_unit_test(test_percent_decode), cmocka_unit_test(test_config),
+        cmocka_unit_test(test_arena),          cmocka_unit_test(test_json_budget),
+        cmocka_unit_test(test_durable_file),   cmocka_unit_test(test_root_key),
+        cmocka_unit_test(test_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -148,7 +148,12 @@ static void test_parse_errors(void **state)
         {AG_QAPI_RECOMMEND, "{\"negative\":[1]}", "Positive vectors should not be empty"},
         {AG_QAPI_QUERY, "{\"query\":{\"discover\":{}}}", "query.discover.target: required"},
         {AG_QAPI_QUERY, "{\"query\":{\"context\":[]}}", "at least one {positive, negative} pair"},
-        {AG_QAPI_QUERY, "{\"query\":{\"formula\":{}}}", "`formula` queries are not supported"},
+        {AG_QAPI_QUERY, "{\"query\":{\"formula\":\"$score\"}}",
+         "cannot apply Formula without prefetches"},
+        {AG_QAPI_QUERY, "{\"prefetch\":{},\"query\":{\"formula\":1,\"x\":2}}",
+         "query: unknown field 'x'"},
+        {AG_QAPI_QUERY, "{\"prefetch\":{},\"query\":{\"formula\":{\"sqrt\":[]}}}",
+         "query.formula.sqrt: expected a number"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fixture_t f;
@@ -366,6 +371,60 @@ static void test_run(void **state)
     assert_string_equal(ids, "2,4");
 }
 
+/* A formula over the prefetches: scores, payload values, and only points in scope. Point 5 has
+ * no `n`, so a formula reading `n` without a default fails when point 5 is a candidate — and
+ * succeeds when the row restriction (or a filter) leaves point 5 out: the formula never reads
+ * the payload of a point outside the caller's scope. */
+static void test_formula_run(void **state)
+{
+    (void)state;
+    char ids[64];
+    /* score = n (4,3,2,1 for ids 1..4) + $score of the one prefetch (all 0: id order) */
+    run_ids(AG_QAPI_QUERY,
+            "{\"prefetch\":{\"limit\":4},\"query\":{\"formula\":{\"sum\":[\"$score\",{\"neg\":"
+            "\"n\"}]}}}",
+            ids, sizeof(ids));
+    assert_string_equal(ids, "4,3,2,1");
+    run_ids(AG_QAPI_QUERY,
+            "{\"prefetch\":{\"limit\":5},\"query\":{\"formula\":\"n\",\"defaults\":{\"n\":10}},"
+            "\"score_threshold\":3}",
+            ids, sizeof(ids));
+    assert_string_equal(ids, "5,1,2"); /* 10 (default), 4, 3 */
+
+    const char *q = "{\"prefetch\":{\"query\":[0,1,1],\"limit\":5},\"query\":{\"formula\":"
+                    "{\"mult\":[\"n\",\"$score\"]}}}";
+    fixture_t f;
+    assert_int_equal(parse(&f, AG_QAPI_QUERY, false, q), 0);
+    json_t *res = NULL;
+    assert_int_equal(ag_query_run(&f.q, &res), AG_EINVAL);
+    assert_non_null(strstr(f.diag.msg, "payload key `n`"));
+    done(&f);
+
+    /* the same formula under a restriction to points that have a group g (not point 5) */
+    json_t *rj =
+        json_loads("{\"must\":[{\"key\":\"g\",\"match\":{\"any\":[\"odd\",\"even\"]}}]}", 0, NULL);
+    ag_filter_t *restriction = NULL;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_filter_compile(rj, &restriction, &d), 0);
+    json_decref(rj);
+    memset(&f, 0, sizeof(f));
+    ag_arena_init(&f.arena, 1 << 20);
+    f.ctx = (ag_qctx_t){&f.arena, &f.diag, ag_now_mono() + 60, 60, restriction, "c", NULL, NULL};
+    f.body = json_loads(q, 0, NULL);
+    assert_int_equal(ag_query_parse(&f.q, &f.ctx, coll, AG_QAPI_QUERY, false, f.body, ""), 0);
+    if (ag_query_run(&f.q, &res) != 0)
+        fail_msg("run: %s", f.diag.msg);
+    /* n * (y + z): id 2 3*1, id 3 2*1, id 4 1*1, id 1 4*0 */
+    json_t *pts = json_object_get(res, "points");
+    assert_int_equal(json_array_size(pts), 4);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(pts, 0), "id")), 2);
+    assert_true(json_real_value(json_object_get(json_array_get(pts, 0), "score")) == 3.0);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(pts, 3), "id")), 1);
+    json_decref(res);
+    done(&f);
+    ag_filter_free(restriction);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_fuse_dbsf),
         cmocka_unit_test(test_order_by),
         cmocka_unit_test(test_run),
+        cmocka_unit_test(test_formula_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
