@@ -57,9 +57,8 @@ static uint32_t l1_generic(const uint8_t *a, const uint8_t *b, size_t n)
 }
 
 #ifdef QUANT_AVX2
-/* Codes have 7 bits (0..127), so u8 x s8 products summed in pairs (vpmaddubsw) stay below 2^15
- * and never saturate; vpmaddwd by ones then widens the pairs to 32-bit lanes. Exact: a row of
- * AG_MAX_DIM bytes cannot overflow 32 bits. */
+/* Bytes widened to 16 bits, multiplied and summed pairwise into 32-bit lanes (vpmaddwd): exact,
+ * as 2 * 255 * 255 fits easily and a row of AG_MAX_DIM bytes cannot overflow 32 bits. */
 __attribute__((target("avx2"))) static inline uint32_t hsum_epi32(__m256i v)
 {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -71,38 +70,35 @@ __attribute__((target("avx2"))) static inline uint32_t hsum_epi32(__m256i v)
 __attribute__((target("avx2"))) static uint32_t dot_avx2(const uint8_t *a, const uint8_t *b,
                                                          size_t n)
 {
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-    size_t i = 0;
-    for (; i + 64 <= n; i += 64) {
-        __m256i p0 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(a + i)),
-                                          _mm256_load_si256((const __m256i *)(b + i)));
-        __m256i p1 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(a + i + 32)),
-                                          _mm256_load_si256((const __m256i *)(b + i + 32)));
-        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(p0, ones));
-        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(p1, ones));
-    }
-    if (i < n) {
-        __m256i p0 = _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(a + i)),
-                                          _mm256_load_si256((const __m256i *)(b + i)));
-        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(p0, ones));
+    for (size_t i = 0; i < n; i += 32) {
+        __m256i va = _mm256_load_si256((const __m256i *)(a + i));
+        __m256i vb = _mm256_load_si256((const __m256i *)(b + i));
+        __m256i a0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(va));
+        __m256i a1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(va, 1));
+        __m256i b0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(vb));
+        __m256i b1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(vb, 1));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, b1));
     }
     return hsum_epi32(_mm256_add_epi32(acc0, acc1));
 }
 
-/* |a - b| per byte (max - min), squared and summed in pairs the same way. */
 __attribute__((target("avx2"))) static uint32_t l2_avx2(const uint8_t *a, const uint8_t *b,
                                                         size_t n)
 {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc = _mm256_setzero_si256();
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
     for (size_t i = 0; i < n; i += 32) {
         __m256i va = _mm256_load_si256((const __m256i *)(a + i));
         __m256i vb = _mm256_load_si256((const __m256i *)(b + i));
-        __m256i d = _mm256_sub_epi8(_mm256_max_epu8(va, vb), _mm256_min_epu8(va, vb));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(d, d), ones));
+        __m256i d0 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(va)),
+                                      _mm256_cvtepu8_epi16(_mm256_castsi256_si128(vb)));
+        __m256i d1 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(va, 1)),
+                                      _mm256_cvtepu8_epi16(_mm256_extracti128_si256(vb, 1)));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(d0, d0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(d1, d1));
     }
-    return hsum_epi32(acc);
+    return hsum_epi32(_mm256_add_epi32(acc0, acc1));
 }
 
 /* Sums of absolute byte differences (vpsadbw) land in four 64-bit lanes. */

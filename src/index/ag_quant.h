@@ -1,8 +1,7 @@
 /*
  * ag_quant.h — scalar int8 quantization of dense vectors (docs/ARCHITECTURE.md "Quantization").
  *
- * Every coordinate of every vector is mapped onto 128 levels (7 bits, so that the AVX2 byte
- * multiply-add cannot saturate) of one range [lo, lo + 127 * step]
+ * Every coordinate of every vector is mapped onto 256 levels of one range [lo, lo + 255 * step]
  * shared by the whole vector field; the range is trained from a sample of the stored values,
  * clipped to the central `quantile` of them (1 = the whole range). A code row is dim bytes padded
  * with zeros to a multiple of 32, 64-byte aligned, plus one float per row (the part of a dot
@@ -26,7 +25,7 @@
 typedef struct ag_quant ag_quant_t;
 
 /* Levels of a code: 0 .. AG_QUANT_LEVELS - 1. */
-#define AG_QUANT_LEVELS 128
+#define AG_QUANT_LEVELS 256
 
 /* Bytes of one padded code row for dim coordinates. */
 #define AG_QUANT_ROW(dim) ((((size_t)(dim)) + 31u) & ~(size_t)31u)
