@@ -132,47 +132,58 @@ static ag_index_t *build(ag_vecstore_t *vs, ag_distance_t dist, uint32_t n, doub
 
 static const uint32_t efs[] = {10, 16, 32, 64, 128};
 
-/* The ef sweep: exact (ground truth, baseline) and HNSW rows, best of ROUNDS interleaved. label
- * names the HNSW rows; tmpl gives the search parameters besides ef. */
-static void sweep_as(const ag_index_t *hnsw, const ag_index_t *exact, const float *qs, uint32_t dim,
-                     uint32_t nq, const uint32_t *gt, size_t gt_stride, uint32_t *scratch,
-                     bool quote, const char *label, const ag_search_params_t *tmpl)
+#define MAX_CFG 2
+
+/* The ef sweep: exact (ground truth, baseline) and HNSW rows, best of ROUNDS interleaved — the
+ * configurations too (each round runs every ef of every one), so a change in the machine's load
+ * hits them alike. labels name the HNSW rows; tmpls give the search parameters besides ef. */
+static void sweep_cfgs(const ag_index_t *hnsw, const ag_index_t *exact, const float *qs,
+                       uint32_t dim, uint32_t nq, const uint32_t *gt, size_t gt_stride,
+                       uint32_t *scratch, bool quote, const char *const *labels,
+                       const ag_search_params_t *tmpls, size_t ncfg)
 {
-    double best_exact = INFINITY, best[AG_ARRAY_LEN(efs)];
-    double rec[AG_ARRAY_LEN(efs)];
+    double best_exact = INFINITY, best[MAX_CFG][AG_ARRAY_LEN(efs)];
+    double rec[MAX_CFG][AG_ARRAY_LEN(efs)];
     uint32_t ne = AG_MIN(nq, (uint32_t)NQ_EXACT);
-    for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++)
-        best[e] = INFINITY;
+    for (size_t c = 0; c < ncfg; c++)
+        for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++)
+            best[c][e] = INFINITY;
     for (int r = 0; r < ROUNDS; r++) {
         best_exact = AG_MIN(best_exact, run_queries(exact, qs, dim, ne, NULL, NULL, scratch));
         for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++) {
-            ag_search_params_t sp = *tmpl;
-            sp.ef = efs[e];
-            best[e] = AG_MIN(best[e], run_queries(hnsw, qs, dim, nq, NULL, &sp, scratch));
-            rec[e] = recall_of(scratch, gt, nq, gt_stride);
+            for (size_t c = 0; c < ncfg; c++) {
+                ag_search_params_t sp = tmpls[c];
+                sp.ef = efs[e];
+                best[c][e] = AG_MIN(best[c][e], run_queries(hnsw, qs, dim, nq, NULL, &sp, scratch));
+                rec[c][e] = recall_of(scratch, gt, nq, gt_stride);
+            }
         }
     }
     double exact_qps = ne / best_exact;
-    printf("%-26s %9s %12s %10s\n", "search (1 thread)", "recall@10", "queries/s", "vs exact");
-    printf("%-26s %9.4f %12.1f %9.1fx\n", "exact scan", 1.0, exact_qps, 1.0);
-    for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++) {
-        char name[32];
-        snprintf(name, sizeof(name), "%s ef=%u", label, efs[e]);
-        printf("%-26s %9.4f %12.1f %9.1fx\n", name, rec[e], nq / best[e], nq / best[e] / exact_qps);
-    }
-    /* Queries/s at recall 0.95, interpolated between the two ef values that bracket it. */
-    for (size_t e = 1; e < AG_ARRAY_LEN(efs); e++) {
-        if (rec[e - 1] < 0.95 && rec[e] >= 0.95) {
-            double t = (0.95 - rec[e - 1]) / (rec[e] - rec[e - 1]);
-            double q0 = nq / best[e - 1], q1 = nq / best[e];
-            double at = q0 + t * (q1 - q0);
-            /* hnswlib's quoted points (0.935, 16859) and (0.967, 9876) the same way. */
-            double ref = 16859.0 + (0.95 - 0.935) / (0.967 - 0.935) * (9876.0 - 16859.0);
-            printf("%s at recall 0.95 (interpolated): %.0f q/s", label, at);
-            if (quote)
-                printf("; quoted hnswlib %.0f q/s; ratio %.2f (not the same vectors: indicative)",
-                       ref, at / ref);
-            printf("\n");
+    for (size_t c = 0; c < ncfg; c++) {
+        printf("%-26s %9s %12s %10s\n", "search (1 thread)", "recall@10", "queries/s", "vs exact");
+        printf("%-26s %9.4f %12.1f %9.1fx\n", "exact scan", 1.0, exact_qps, 1.0);
+        for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++) {
+            char name[32];
+            snprintf(name, sizeof(name), "%s ef=%u", labels[c], efs[e]);
+            printf("%-26s %9.4f %12.1f %9.1fx\n", name, rec[c][e], nq / best[c][e],
+                   nq / best[c][e] / exact_qps);
+        }
+        /* Queries/s at recall 0.95, interpolated between the two ef values that bracket it. */
+        for (size_t e = 1; e < AG_ARRAY_LEN(efs); e++) {
+            if (rec[c][e - 1] < 0.95 && rec[c][e] >= 0.95) {
+                double t = (0.95 - rec[c][e - 1]) / (rec[c][e] - rec[c][e - 1]);
+                double q0 = nq / best[c][e - 1], q1 = nq / best[c][e];
+                double at = q0 + t * (q1 - q0);
+                /* hnswlib's quoted points (0.935, 16859) and (0.967, 9876) the same way. */
+                double ref = 16859.0 + (0.95 - 0.935) / (0.967 - 0.935) * (9876.0 - 16859.0);
+                printf("%s at recall 0.95 (interpolated): %.0f q/s", labels[c], at);
+                if (quote)
+                    printf("; quoted hnswlib %.0f q/s; ratio %.2f (not the same vectors: "
+                           "indicative)",
+                           ref, at / ref);
+                printf("\n");
+            }
         }
     }
 }
@@ -180,16 +191,17 @@ static void sweep_as(const ag_index_t *hnsw, const ag_index_t *exact, const floa
 static void sweep(const ag_index_t *hnsw, const ag_index_t *exact, const float *qs, uint32_t dim,
                   uint32_t nq, const uint32_t *gt, size_t gt_stride, uint32_t *scratch, bool quote)
 {
+    static const char *const label[] = {"aegis hnsw"};
     ag_search_params_t sp = {0};
-    sweep_as(hnsw, exact, qs, dim, nq, gt, gt_stride, scratch, quote, "aegis hnsw", &sp);
+    sweep_cfgs(hnsw, exact, qs, dim, nq, gt, gt_stride, scratch, quote, label, &sp, 1);
 }
 
-/* The float rows, then the int8 codes on the same graph (quantile 0.99, 2 x k rescored). */
+/* The same graph searched on the float rows (quantization.ignore) and on int8 codes (quantile
+ * 0.99, 2 x k rescored from the floats), interleaved. */
 static void sweep_quant(ag_index_t *hnsw, const ag_index_t *exact, const ag_vecstore_t *vs,
                         const float *qs, uint32_t dim, uint32_t nq, const uint32_t *gt,
                         size_t gt_stride, uint32_t *scratch)
 {
-    sweep(hnsw, exact, qs, dim, nq, gt, gt_stride, scratch, false);
     double t0 = now();
     if (ag_hnsw_set_quant(hnsw, 0.99) != 0) {
         printf("int8: out of memory\n");
@@ -203,8 +215,9 @@ static void sweep_quant(ag_index_t *hnsw, const ag_index_t *exact, const ag_vecs
            "in %.3f s); graph %.1f MB\n",
            (double)fmem / 1048576.0, (double)st.quant_memory / 1048576.0,
            100.0 * (double)st.quant_memory / (double)fmem, enc, (double)st.memory / 1048576.0);
-    ag_search_params_t sp = {.oversampling = 2.0};
-    sweep_as(hnsw, exact, qs, dim, nq, gt, gt_stride, scratch, false, "aegis int8", &sp);
+    static const char *const labels[] = {"aegis hnsw", "aegis int8"};
+    const ag_search_params_t sp[] = {{.quant_ignore = true}, {.oversampling = 2.0}};
+    sweep_cfgs(hnsw, exact, qs, dim, nq, gt, gt_stride, scratch, false, labels, sp, 2);
     ag_hnsw_set_quant(hnsw, 0);
 }
 

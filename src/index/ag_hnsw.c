@@ -64,11 +64,11 @@ typedef struct hnsw {
         uint8_t level;
     } * pre;
     uint32_t pre_at, pre_n, pre_cap;
-    cand_t *ins_tmp;    /* owned; m0 + 2 + ef_construct entries, or NULL until first needed */
+    cand_t *ins_tmp; /* owned; m0 + 2 + ef_construct entries, or NULL until first needed */
     /* Scalar int8 codes of the vectors (ag_hnsw_set_quant), or NULL; the walk ranks with them when
      * trained, and the candidates are rescored from the float rows. */
     ag_quant_t *quant;
-    uint64_t mutations; /* add/remove calls that changed the graph (writer side) */
+    uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
 
@@ -936,7 +936,8 @@ static void quant_note(hnsw_t *h, uint32_t slot)
     if (t == 0 || (t < QUANT_SETTLED && (uint64_t)n >= 4u * (uint64_t)t))
         rc = ag_quant_train(h->quant, h->base.vs);
     else
-        rc = slot == UINT32_MAX ? 0 : ag_quant_set(h->quant, slot, ag_vecstore_get(h->base.vs, slot));
+        rc = slot == UINT32_MAX ? 0
+                                : ag_quant_set(h->quant, slot, ag_vecstore_get(h->base.vs, slot));
     if (rc)
         ag_quant_reset(h->quant);
 }

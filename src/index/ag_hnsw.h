@@ -76,9 +76,9 @@ typedef struct ag_hnsw_stats {
     uint32_t live;       /* slots searchable through the graph */
     uint32_t tombstones; /* removed slots still linked in the graph */
     uint32_t max_level;
-    bool built;       /* false while below full_scan_threshold */
-    uint32_t pending; /* queued for background linking, scored exactly meanwhile */
-    size_t memory;    /* bytes held by the graph (links, levels, states) */
+    bool built;          /* false while below full_scan_threshold */
+    uint32_t pending;    /* queued for background linking, scored exactly meanwhile */
+    size_t memory;       /* bytes held by the graph (links, levels, states) */
     size_t quant_memory; /* bytes held by the int8 codes (0 without quantization) */
 } ag_hnsw_stats_t;
 

@@ -351,7 +351,8 @@ int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
     q->trained_rows = rows;
     for (uint32_t slot = 0; slot < v.capacity; slot++)
         if (ag_vecstore_view_has(&v, slot))
-            q->corr[slot] = encode(q, ag_vecstore_view_row(&v, slot), q->codes + (size_t)slot * q->row);
+            q->corr[slot] =
+                encode(q, ag_vecstore_view_row(&v, slot), q->codes + (size_t)slot * q->row);
     return 0;
 }
 

@@ -23,8 +23,7 @@ static int check_quant(const json_t *obj, const char *path, bool update, ag_diag
     if (update && json_is_string(q) && strcmp(json_string_value(q), "Disabled") == 0)
         return 0;
     if (!json_is_object(q) || json_object_size(q) != 1)
-        return ag_fail(diag, AG_EINVAL,
-                       "%s: expected an object with one key, scalar%s", p,
+        return ag_fail(diag, AG_EINVAL, "%s: expected an object with one key, scalar%s", p,
                        update ? ", or \"Disabled\"" : "");
     static const char *const other[] = {"binary", "product", "turbo"};
     for (size_t i = 0; i < AG_ARRAY_LEN(other); i++)

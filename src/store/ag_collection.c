@@ -369,8 +369,8 @@ int ag_coll__apply_quant(ag_collection_t *c)
         if (!ag_index_is_hnsw(c->vec[v].index))
             continue;
         const json_t *vp = c->unnamed ? vectors : json_object_get(vectors, c->vec[v].name);
-        int rc = ag_hnsw_set_quant(c->vec[v].index,
-                                   quant_quantile(coll_q, json_object_get(vp, "quantization_config")));
+        int rc = ag_hnsw_set_quant(
+            c->vec[v].index, quant_quantile(coll_q, json_object_get(vp, "quantization_config")));
         if (rc)
             err = rc;
     }

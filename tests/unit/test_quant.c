@@ -170,8 +170,8 @@ static void test_distances_approximate(void **state)
     ag_vecstore_free(vs);
 }
 
-static double recall_at(const ag_index_t *ix, const ag_index_t *exact, const float *qs,
-                        uint32_t nq, uint32_t dim, const ag_search_params_t *sp)
+static double recall_at(const ag_index_t *ix, const ag_index_t *exact, const float *qs, uint32_t nq,
+                        uint32_t dim, const ag_search_params_t *sp)
 {
     size_t hit = 0;
     for (uint32_t i = 0; i < nq; i++) {
