@@ -34,7 +34,8 @@ static void test_kernels_match_loops(void **state)
 {
     (void)state;
     for (size_t n = 32; n <= 512; n += 32) {
-        uint8_t *a = aligned_alloc(64, n), *b = aligned_alloc(64, n);
+        size_t bytes = (n + 63) & ~(size_t)63;
+        uint8_t *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes);
         assert_non_null(a);
         assert_non_null(b);
         for (int round = 0; round < 4; round++) {
@@ -147,7 +148,7 @@ static void test_distances_approximate(void **state)
         ag_quant_t *q;
         assert_int_equal(ag_quant_new(dim, ds[di], 1.0, &q), 0);
         assert_int_equal(ag_quant_train(q, vs), 0);
-        uint8_t *code = aligned_alloc(64, AG_QUANT_ROW(dim));
+        uint8_t *code = aligned_alloc(64, (AG_QUANT_ROW(dim) + 63) & ~(size_t)63);
         assert_non_null(code);
         ag_quant_query_t qq = {.code = code};
         const float *query = ag_vecstore_get(vs, 7);
