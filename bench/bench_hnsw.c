@@ -1,14 +1,18 @@
 /*
  * bench_hnsw — the HNSW index beside the exact scan measured in the same run, single thread.
  *
- *   bench_hnsw [n [queries [glove-dir]]]     defaults: 100000 1000, no GloVe
+ *   bench_hnsw [n [queries [glove-dir [minilm-dir]]]]   defaults: 100000 1000, no GloVe/MiniLM
  *
  * 1. Seeded clustered n x 128 float32 (Euclid) plus queries: build time (M=16, ef_construct=100),
  *    then recall@10 and queries/s at ef 16/32/64/128 against the exact index (ground truth and
  *    baseline). Best of 3 interleaved rounds.
  * 2. Filtered search at selectivity 0.1/1/10/50/100 %: the index's planner (ef 64) beside exact
  *    search over the matching points, both as a predicate scan and with a candidate list.
- * 3. Optionally GloVe-100 angular (Cosine) from glove-dir (base.fvecs, query.fvecs, gt.ivecs).
+ * 3. Optionally GloVe-100 angular (Cosine) from glove-dir (base.fvecs, query.fvecs, gt.ivecs),
+ *    and MiniLM-384 (Cosine) from minilm-dir (embeddings.bin: every 10th row a query, the rest the
+ *    base, exact ground truth): float32 rows ("aegis hnsw"), then the same graph with scalar int8
+ *    quantization ("aegis int8", quantile 0.99, rescoring 2 x k candidates from the floats), and
+ *    the memory for vectors of both.
  * hnswlib is not installed on this machine: its numbers are quoted from docs/BENCHMARKS.md
  * (reference figures); bench/compare_hnswlib.sh runs a native hnswlib beside the GloVe part.
  *
@@ -126,48 +130,95 @@ static ag_index_t *build(ag_vecstore_t *vs, ag_distance_t dist, uint32_t n, doub
     return ix;
 }
 
-static const uint32_t efs[] = {16, 32, 64, 128};
+static const uint32_t efs[] = {10, 16, 32, 64, 128};
 
-/* The ef sweep: exact (ground truth, baseline) and HNSW rows, best of ROUNDS interleaved. */
-static void sweep(const ag_index_t *hnsw, const ag_index_t *exact, const float *qs, uint32_t dim,
-                  uint32_t nq, const uint32_t *gt, size_t gt_stride, uint32_t *scratch, bool quote)
+#define MAX_CFG 2
+
+/* The ef sweep: exact (ground truth, baseline) and HNSW rows, best of ROUNDS interleaved — the
+ * configurations too (each round runs every ef of every one), so a change in the machine's load
+ * hits them alike. labels name the HNSW rows; tmpls give the search parameters besides ef. */
+static void sweep_cfgs(const ag_index_t *hnsw, const ag_index_t *exact, const float *qs,
+                       uint32_t dim, uint32_t nq, const uint32_t *gt, size_t gt_stride,
+                       uint32_t *scratch, bool quote, const char *const *labels,
+                       const ag_search_params_t *tmpls, size_t ncfg)
 {
-    double best_exact = INFINITY, best[AG_ARRAY_LEN(efs)];
-    double rec[AG_ARRAY_LEN(efs)];
+    double best_exact = INFINITY, best[MAX_CFG][AG_ARRAY_LEN(efs)];
+    double rec[MAX_CFG][AG_ARRAY_LEN(efs)];
     uint32_t ne = AG_MIN(nq, (uint32_t)NQ_EXACT);
-    for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++)
-        best[e] = INFINITY;
+    for (size_t c = 0; c < ncfg; c++)
+        for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++)
+            best[c][e] = INFINITY;
     for (int r = 0; r < ROUNDS; r++) {
         best_exact = AG_MIN(best_exact, run_queries(exact, qs, dim, ne, NULL, NULL, scratch));
         for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++) {
-            ag_search_params_t sp = {.ef = efs[e]};
-            best[e] = AG_MIN(best[e], run_queries(hnsw, qs, dim, nq, NULL, &sp, scratch));
-            rec[e] = recall_of(scratch, gt, nq, gt_stride);
+            for (size_t c = 0; c < ncfg; c++) {
+                ag_search_params_t sp = tmpls[c];
+                sp.ef = efs[e];
+                best[c][e] = AG_MIN(best[c][e], run_queries(hnsw, qs, dim, nq, NULL, &sp, scratch));
+                rec[c][e] = recall_of(scratch, gt, nq, gt_stride);
+            }
         }
     }
     double exact_qps = ne / best_exact;
-    printf("%-26s %9s %12s %10s\n", "search (1 thread)", "recall@10", "queries/s", "vs exact");
-    printf("%-26s %9.4f %12.1f %9.1fx\n", "exact scan", 1.0, exact_qps, 1.0);
-    for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++) {
-        char name[32];
-        snprintf(name, sizeof(name), "aegis hnsw ef=%u", efs[e]);
-        printf("%-26s %9.4f %12.1f %9.1fx\n", name, rec[e], nq / best[e], nq / best[e] / exact_qps);
-    }
-    /* Queries/s at recall 0.95, interpolated between the two ef values that bracket it. */
-    for (size_t e = 1; e < AG_ARRAY_LEN(efs); e++) {
-        if (rec[e - 1] < 0.95 && rec[e] >= 0.95) {
-            double t = (0.95 - rec[e - 1]) / (rec[e] - rec[e - 1]);
-            double q0 = nq / best[e - 1], q1 = nq / best[e];
-            double at = q0 + t * (q1 - q0);
-            /* hnswlib's quoted points (0.935, 16859) and (0.967, 9876) the same way. */
-            double ref = 16859.0 + (0.95 - 0.935) / (0.967 - 0.935) * (9876.0 - 16859.0);
-            printf("at recall 0.95 (interpolated): %.0f q/s", at);
-            if (quote)
-                printf("; quoted hnswlib %.0f q/s; ratio %.2f (not the same vectors: indicative)",
-                       ref, at / ref);
-            printf("\n");
+    for (size_t c = 0; c < ncfg; c++) {
+        printf("%-26s %9s %12s %10s\n", "search (1 thread)", "recall@10", "queries/s", "vs exact");
+        printf("%-26s %9.4f %12.1f %9.1fx\n", "exact scan", 1.0, exact_qps, 1.0);
+        for (size_t e = 0; e < AG_ARRAY_LEN(efs); e++) {
+            char name[32];
+            snprintf(name, sizeof(name), "%s ef=%u", labels[c], efs[e]);
+            printf("%-26s %9.4f %12.1f %9.1fx\n", name, rec[c][e], nq / best[c][e],
+                   nq / best[c][e] / exact_qps);
+        }
+        /* Queries/s at recall 0.95, interpolated between the two ef values that bracket it. */
+        for (size_t e = 1; e < AG_ARRAY_LEN(efs); e++) {
+            if (rec[c][e - 1] < 0.95 && rec[c][e] >= 0.95) {
+                double t = (0.95 - rec[c][e - 1]) / (rec[c][e] - rec[c][e - 1]);
+                double q0 = nq / best[c][e - 1], q1 = nq / best[c][e];
+                double at = q0 + t * (q1 - q0);
+                /* hnswlib's quoted points (0.935, 16859) and (0.967, 9876) the same way. */
+                double ref = 16859.0 + (0.95 - 0.935) / (0.967 - 0.935) * (9876.0 - 16859.0);
+                printf("%s at recall 0.95 (interpolated): %.0f q/s", labels[c], at);
+                if (quote)
+                    printf("; quoted hnswlib %.0f q/s; ratio %.2f (not the same vectors: "
+                           "indicative)",
+                           ref, at / ref);
+                printf("\n");
+            }
         }
     }
+}
+
+static void sweep(const ag_index_t *hnsw, const ag_index_t *exact, const float *qs, uint32_t dim,
+                  uint32_t nq, const uint32_t *gt, size_t gt_stride, uint32_t *scratch, bool quote)
+{
+    static const char *const label[] = {"aegis hnsw"};
+    ag_search_params_t sp = {0};
+    sweep_cfgs(hnsw, exact, qs, dim, nq, gt, gt_stride, scratch, quote, label, &sp, 1);
+}
+
+/* The same graph searched on the float rows (quantization.ignore) and on int8 codes (quantile
+ * 0.99, 2 x k rescored from the floats), interleaved. */
+static void sweep_quant(ag_index_t *hnsw, const ag_index_t *exact, const ag_vecstore_t *vs,
+                        const float *qs, uint32_t dim, uint32_t nq, const uint32_t *gt,
+                        size_t gt_stride, uint32_t *scratch)
+{
+    double t0 = now();
+    if (ag_hnsw_set_quant(hnsw, 0.99) != 0) {
+        printf("int8: out of memory\n");
+        return;
+    }
+    double enc = now() - t0;
+    ag_hnsw_stats_t st;
+    ag_hnsw_stats(hnsw, &st);
+    size_t fmem = ag_vecstore_memory(vs);
+    printf("memory for vectors: float32 %.1f MB; int8 codes %.1f MB (%.0f %% of float32; encoded "
+           "in %.3f s); graph %.1f MB\n",
+           (double)fmem / 1048576.0, (double)st.quant_memory / 1048576.0,
+           100.0 * (double)st.quant_memory / (double)fmem, enc, (double)st.memory / 1048576.0);
+    static const char *const labels[] = {"aegis hnsw", "aegis int8"};
+    const ag_search_params_t sp[] = {{.quant_ignore = true}, {.oversampling = 2.0}};
+    sweep_cfgs(hnsw, exact, qs, dim, nq, gt, gt_stride, scratch, false, labels, sp, 2);
+    ag_hnsw_set_quant(hnsw, 0);
 }
 
 typedef struct bitmap_filter {
@@ -308,7 +359,7 @@ static void glove(const char *dir, uint32_t *scratch)
            "%s)\n",
            n, d, nq, cpu_clock ? "process CPU clock" : "wall clock");
     printf("build (M=16, ef_construct=100, 1 thread): %.2f s\n", secs);
-    sweep(hnsw, exact, qs, d, nq, gt, dg, scratch, false);
+    sweep_quant(hnsw, exact, vs, qs, d, nq, gt, dg, scratch);
 out:
     ag_index_free(hnsw);
     ag_index_free(exact);
@@ -318,12 +369,77 @@ out:
     free(gt);
 }
 
+/* MiniLM-384: embeddings.bin (n x 384 float32, unit rows); row i is a query when i % 10 == 9,
+ * else in the base. The queries are repeated to about 1,000 so the timing is not too short. */
+static void minilm(const char *dir, uint32_t *scratch)
+{
+    enum { D = 384 };
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/embeddings.bin", dir);
+    FILE *f = fopen(p, "rb");
+    float *all = NULL, *base = NULL, *qs = NULL;
+    uint32_t *gt = NULL;
+    ag_vecstore_t *vs = NULL;
+    ag_index_t *hnsw = NULL, *exact = NULL;
+    long size = -1;
+    if (f && fseek(f, 0, SEEK_END) == 0)
+        size = ftell(f);
+    if (!f || size <= 0 || size % (D * 4) || fseek(f, 0, SEEK_SET) != 0) {
+        printf("\nMiniLM: cannot read %s, skipped\n", p);
+        goto out;
+    }
+    uint32_t rows = (uint32_t)(size / (D * 4)), n = 0, nq1 = 0;
+    all = malloc((size_t)size);
+    if (!all || fread(all, 1, (size_t)size, f) != (size_t)size)
+        goto out;
+    uint32_t reps = 1000 / (rows / 10 + 1) + 1;
+    base = malloc((size_t)size);
+    qs = malloc((size_t)(rows / 10 + 1) * reps * D * sizeof(float));
+    if (!base || !qs || ag_vecstore_new(D, &vs) || ag_index_exact_new(vs, AG_DIST_COSINE, &exact))
+        goto out;
+    for (uint32_t i = 0; i < rows; i++) {
+        float *r = all + (size_t)i * D;
+        ag_vector_normalize(r, D);
+        if (i % 10 == 9)
+            memcpy(qs + (size_t)nq1++ * D, r, D * sizeof(float));
+        else
+            memcpy(base + (size_t)n++ * D, r, D * sizeof(float));
+    }
+    for (uint32_t r = 1; r < reps; r++)
+        memcpy(qs + (size_t)r * nq1 * D, qs, (size_t)nq1 * D * sizeof(float));
+    uint32_t nq = AG_MIN(nq1 * reps, 1000u);
+    for (uint32_t i = 0; i < n; i++)
+        if (ag_vecstore_set(vs, i, base + (size_t)i * D))
+            goto out;
+    if (!(gt = malloc((size_t)nq * K * sizeof(uint32_t))))
+        goto out;
+    run_queries(exact, qs, D, nq, NULL, NULL, gt);
+    double secs = 0;
+    if (!(hnsw = build(vs, AG_DIST_COSINE, n, &secs)))
+        goto out;
+    printf("\nMiniLM-384: n=%u dim=%d queries=%u (%u held-out rows repeated; Cosine; recall vs "
+           "exact; %s)\n",
+           n, D, nq, nq1, cpu_clock ? "process CPU clock" : "wall clock");
+    printf("build (M=16, ef_construct=100, 1 thread): %.2f s\n", secs);
+    sweep_quant(hnsw, exact, vs, qs, D, nq, gt, K, scratch);
+out:
+    if (f)
+        fclose(f);
+    ag_index_free(hnsw);
+    ag_index_free(exact);
+    ag_vecstore_free(vs);
+    free(all);
+    free(base);
+    free(qs);
+    free(gt);
+}
+
 int main(int argc, char **argv)
 {
     uint32_t n = 100000, nq = 1000;
     if ((argc > 1 && parse_u32(argv[1], 100, AG_VECSTORE_MAX_SLOTS - 1, &n)) ||
-        (argc > 2 && parse_u32(argv[2], 1, 1000, &nq)) || argc > 4) {
-        fprintf(stderr, "usage: %s [n [queries [glove-dir]]]\n", argv[0]);
+        (argc > 2 && parse_u32(argv[2], 1, 1000, &nq)) || argc > 5) {
+        fprintf(stderr, "usage: %s [n [queries [glove-dir [minilm-dir]]]]\n", argv[0]);
         return 2;
     }
     const char *clk = getenv("AEGIS_BENCH_CLOCK");
@@ -366,8 +482,10 @@ int main(int argc, char **argv)
         "100k x 128 set, not run here):\n"
         "  hnswlib build 14.7 s; ef=32 16,859 q/s at recall 0.935; ef=64 9,876 q/s at 0.967\n");
     filtered(hnsw, vs, AG_DIST_EUCLID, qs, nq, n);
-    if (argc > 3)
+    if (argc > 3 && argv[3][0])
         glove(argv[3], scratch);
+    if (argc > 4)
+        minilm(argv[4], scratch);
     rc = 0;
 out:
     if (rc)

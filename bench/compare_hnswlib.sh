@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Aegis HNSW beside hnswlib on the same GloVe-100 files, one after the other in ONE run (the
-# machine is shared: compare rows of one run, not runs), and the ratio of their single-thread
-# queries/s at recall@10 = 0.95 (linear interpolation over the ef sweep) and of their build times.
+# Aegis HNSW (float32 vectors, then the same graph searched on scalar int8 codes with 2 x k
+# candidates rescored) beside hnswlib on the same GloVe-100 and MiniLM-384 vectors, one after the
+# other in ONE run (the machine is shared: compare rows of one run, not runs), and the ratio of
+# their single-thread queries/s at recall@10 = 0.95 (linear interpolation over the ef sweep; on
+# MiniLM, where every ef already reaches it, the fastest ef that does) and of their build times,
+# with the memory for vectors of both Aegis forms.
 #
-#   bench/compare_hnswlib.sh [glove-dir]          AEGIS_BENCH_PYTHON=1 also runs the Python build
+#   bench/compare_hnswlib.sh [glove-dir [minilm-dir]]   AEGIS_BENCH_PYTHON=1 also runs the Python build
 #
 # The reference is hnswlib 0.6.2 compiled NATIVELY from Debian's libhnswlib-dev headers
 # (bench/hnswlib_native.cpp, g++ -O3 -march=native, one query per call). The optional Python row
@@ -15,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir="${1:-../shared/datasets/glove-100-angular-100k}"
+minilm="${2:-../shared/datasets/fiori-docs-minilm-384}"
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
 need=()
 [ -f /usr/include/hnswlib/hnswlib.h ] || need+=(libhnswlib-dev)
@@ -32,8 +36,8 @@ export AEGIS_BENCH_CLOCK="${AEGIS_BENCH_CLOCK:-cpu}"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "clock: $AEGIS_BENCH_CLOCK; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-build/bench_hnsw 100 1000 "$dir" | sed -n '/GloVe/,$p' > "$out/aegis.txt"
-build/hnswlib_native "$dir" > "$out/native.txt"
+build/bench_hnsw 100 1000 "$dir" "$minilm" | sed -n '/GloVe/,$p' > "$out/aegis.txt"
+build/hnswlib_native "$dir" "$minilm" > "$out/native.txt"
 if [ "${AEGIS_BENCH_PYTHON:-0}" = 1 ]; then
   /usr/bin/python3 bench/hnswlib_glove.py "$dir" > "$out/python.txt"
 fi
@@ -43,28 +47,52 @@ echo "== hnswlib native (baseline: build/hnswlib_native)"; cat "$out/native.txt"
 [ -f "$out/python.txt" ] && { echo "== hnswlib python3-hnswlib (generic x86-64)"; cat "$out/python.txt"; }
 /usr/bin/python3 - "$out" <<'PY'
 import os, re, sys
-def sweep(path, tag):
-    pts, build = [], None
+# Each file holds a GloVe-100 section and a MiniLM-384 section; rows "<tag> ef=N recall q/s".
+def sections(path):
+    sec, out = None, {}
     for line in open(path):
+        if "GloVe-100" in line: sec = "GloVe-100"
+        elif "MiniLM-384" in line: sec = "MiniLM-384"
+        if sec: out.setdefault(sec, []).append(line)
+    return out
+def sweep(lines, tag):
+    pts, build = [], None
+    for line in lines:
         m = re.search(r"build \(.*\): ([0-9.]+) s", line)
         if m: build = float(m.group(1))
         m = re.search(tag + r" ef=\d+\s+([0-9.]+)\s+([0-9.]+)", line)
         if m: pts.append((float(m.group(1)), float(m.group(2))))
     return build, pts
 def at(pts, r):
+    """q/s at recall r: interpolated between the two ef values that bracket it; when every ef
+    already reaches r, the fastest of them (its recall is printed)."""
     pts = sorted(pts)
     for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
-        if r0 <= r <= r1:
-            return q0 + (q1 - q0) * (r - r0) / (r1 - r0)
-    return None
+        if r0 <= r <= r1 and r1 > r0:
+            return q0 + (q1 - q0) * (r - r0) / (r1 - r0), r
+    ok = [(q, rr) for rr, q in pts if rr >= r]
+    return max(ok) if ok else (None, None)
 d = sys.argv[1]
-ab, ap = sweep(f"{d}/aegis.txt", "aegis hnsw")
-qa = at(ap, 0.95)
-print(f"== at recall@10 0.95 (same run)      {'q/s':>8} {'aegis/x':>8}   {'build s':>8} {'aegis/x':>8}")
-print(f"   aegis                             {qa:8.0f} {1:8.2f}   {ab:8.2f} {1:8.2f}")
-for name, label in (("native.txt", "hnswlib native -O3 -march=native"), ("python.txt", "hnswlib python3-hnswlib")):
-    if not os.path.exists(f"{d}/{name}"): continue
-    hb, hp = sweep(f"{d}/{name}", "hnswlib")
-    qh = at(hp, 0.95)
-    print(f"   {label:<32} {qh:8.0f} {qa / qh:8.2f}   {hb:8.2f} {ab / hb:8.2f}")
+a, n = sections(f"{d}/aegis.txt"), sections(f"{d}/native.txt")
+py = sections(f"{d}/python.txt") if os.path.exists(f"{d}/python.txt") else {}
+for ds in ("GloVe-100", "MiniLM-384"):
+    if ds not in a or ds not in n: continue
+    hb, hp = sweep(n[ds], "hnswlib")
+    qh, rh = at(hp, 0.95)
+    print(f"== {ds} at recall@10 0.95 (same run){'':8} {'q/s':>8} {'recall':>7} {'/hnswlib':>9}")
+    rows = [("aegis float32", "aegis hnsw"), ("aegis int8 (oversampling 2)", "aegis int8")]
+    for label, tag in rows:
+        _, ap = sweep(a[ds], tag)
+        q, r = at(ap, 0.95)
+        if q is None: print(f"   {label:<40} {'-':>8}"); continue
+        print(f"   {label:<40} {q:8.0f} {r:7.4f} {q / qh:9.2f}")
+    print(f"   {'hnswlib native -O3 -march=native':<40} {qh:8.0f} {rh:7.4f} {1:9.2f}")
+    if ds in py:
+        _, pp = sweep(py[ds], "hnswlib")
+        q, r = at(pp, 0.95)
+        if q: print(f"   {'hnswlib python3-hnswlib':<40} {q:8.0f} {r:7.4f} {q / qh:9.2f}")
+    ab, _ = sweep(a[ds], "aegis hnsw")
+    if ab and hb: print(f"   build: aegis {ab:.2f} s, hnswlib {hb:.2f} s ({ab / hb:.2f}x)")
+    for line in a[ds]:
+        if line.startswith("memory for vectors"): print("   " + line.strip())
 PY

@@ -1,6 +1,7 @@
 #include "ag_base.h"
 
 #include "ag_hnsw.h"
+#include "ag_quant.h"
 
 #include "ag_cmp.h"
 #include "ag_file.h"
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,8 +64,11 @@ typedef struct hnsw {
         uint8_t level;
     } * pre;
     uint32_t pre_at, pre_n, pre_cap;
-    cand_t *ins_tmp;    /* owned; m0 + 2 + ef_construct entries, or NULL until first needed */
-    uint64_t mutations; /* add/remove calls that changed the graph (writer side) */
+    cand_t *ins_tmp; /* owned; m0 + 2 + ef_construct entries, or NULL until first needed */
+    /* Scalar int8 codes of the vectors (ag_hnsw_set_quant), or NULL; the walk ranks with them when
+     * trained, and the candidates are rescored from the float rows. */
+    ag_quant_t *quant;
+    uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
 
@@ -247,6 +252,8 @@ typedef struct scratch {
     size_t ids_cap;
     float *qbuf; /* the query copied into a padded, aligned row */
     size_t qbuf_cap;
+    uint8_t *qcode; /* the query's int8 code (quantized search), 64-byte aligned */
+    size_t qcode_cap;
 } scratch_t;
 
 static pthread_key_t scratch_key;
@@ -263,6 +270,7 @@ static void scratch_free(void *p)
     free(s->rs);
     free(s->ids);
     free(s->qbuf);
+    free(s->qcode);
     free(s);
 }
 
@@ -420,6 +428,8 @@ typedef struct sctx {
     ag_accept_fn accept; /* NULL = every live node */
     const void *ud;
     bool acorn;
+    const ag_quant_t *qz; /* ranking with the int8 codes (x->qq is the query's), or NULL */
+    ag_quant_query_t qq;
     scratch_t *sc;
     double deadline; /* ag_now_mono() time to give up a search (AG_ETIMEOUT); 0 = none */
 } sctx_t;
@@ -431,7 +441,17 @@ static inline bool admit(const sctx_t *x, uint32_t id)
 
 static inline float qdist(const sctx_t *x, uint32_t id)
 {
+    if (x->qz)
+        return ag_quant_dist(x->qz, &x->qq, id);
     return idist(x->h->base.dist, x->q, ag_vecstore_view_row(&x->v, id), x->v.stride);
+}
+
+static inline void xprefetch(const sctx_t *x, uint32_t id)
+{
+    if (x->qz)
+        ag_quant_prefetch(x->qz, id);
+    else
+        prefetch_row(&x->v, id);
 }
 
 /* Greedy walk on one upper level towards the query. */
@@ -443,7 +463,7 @@ static void greedy(const sctx_t *x, int lc, uint32_t *ep, float *epd)
         const uint32_t *l = links_of(x->h, *ep, lc);
         uint32_t n = l[0];
         for (uint32_t i = 1; i <= n; i++)
-            prefetch_row(&x->v, l[i]);
+            xprefetch(x, l[i]);
         for (uint32_t i = 1; i <= n; i++) {
             float d = qdist(x, l[i]);
             if (d < *epd) {
@@ -521,17 +541,20 @@ static int search_layer(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
         cand_t c = minheap_pop(sc->cq, &sc->cq_n);
         if (sc->rs_n >= ef && c.d > sc->rs[0].d)
             break;
+        /* The likely next expansion's link list, fetched while this one is scored. */
+        if (sc->cq_n > 0)
+            __builtin_prefetch(links_of(x->h, sc->cq[0].id, lc));
         size_t k = gather(x, c.id, lc);
         if (k == SIZE_MAX)
             return AG_ENOMEM;
         for (size_t i = 0; i < k; i++)
-            prefetch_row(&x->v, sc->ids[i]);
+            xprefetch(x, sc->ids[i]);
         if (!grow_cands(&sc->cq, &sc->cq_cap, sc->cq_n + k))
             return AG_ENOMEM;
         for (size_t i = 0; i < k; i++) {
             uint32_t id = sc->ids[i];
             if (i + 1 < k)
-                prefetch_row(&x->v, sc->ids[i + 1]);
+                xprefetch(x, sc->ids[i + 1]);
             float d = qdist(x, id);
             if (sc->rs_n < ef || d < sc->rs[0].d) {
                 minheap_push(sc->cq, &sc->cq_n, (cand_t){d, id});
@@ -563,6 +586,22 @@ static int random_level(hnsw_t *h)
     return l >= MAX_LEVEL ? MAX_LEVEL : (int)l;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* malloc for the level-0 links (free() releases it): from 2 MB on, 2 MB aligned and marked for
+ * transparent huge pages, as a walk reads the lists at random and 4 KB pages make most of those
+ * reads miss the TLB. The kernel may ignore the hint (then nothing changes). NULL: no memory. */
+static void *big_alloc(size_t bytes)
+{
+    if (bytes < HUGE_PAGE)
+        return malloc(bytes);
+    size_t whole = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p = aligned_alloc(HUGE_PAGE, whole);
+    if (p)
+        (void)madvise(p, whole, MADV_HUGEPAGE);
+    return p;
+}
+
 static int grow_nodes(hnsw_t *h, uint32_t need)
 {
     if (need <= h->cap)
@@ -571,9 +610,12 @@ static int grow_nodes(hnsw_t *h, uint32_t need)
     while (nc < need)
         nc = nc > UINT32_MAX / 2 ? need : nc * 2;
     size_t words = (size_t)h->m0 + 1;
-    uint32_t *l0 = realloc(h->l0, (size_t)nc * words * sizeof(uint32_t));
+    uint32_t *l0 = big_alloc((size_t)nc * words * sizeof(uint32_t));
     if (!l0)
         return AG_ENOMEM;
+    if (h->cap)
+        memcpy(l0, h->l0, (size_t)h->cap * words * sizeof(uint32_t));
+    free(h->l0);
     h->l0 = l0;
     memset(l0 + (size_t)h->cap * words, 0, (size_t)(nc - h->cap) * words * sizeof(uint32_t));
     uint32_t **up = realloc(h->up, (size_t)nc * sizeof(*up));
@@ -875,6 +917,55 @@ uint32_t ag_hnsw_link_pending(ag_index_t *ix, uint32_t max)
     return done;
 }
 
+/* ---- quantization --------------------------------------------------------------------------- */
+
+/* The codes' range is trained from the stored vectors, and trained again (all codes rebuilt) each
+ * time the store has grown fourfold since, up to QUANT_SETTLED vectors; after that new vectors
+ * are encoded with the range they find (values outside it are clipped). The total encoding work
+ * stays below 4/3 of the vectors ever added. */
+#define QUANT_SETTLED 1000000u
+
+/* Keeps slot's code current after its vector was stored (writer side). A failure leaves the
+ * quantizer untrained, so searches rank with the float rows until the next add trains it. */
+static void quant_note(hnsw_t *h, uint32_t slot)
+{
+    if (!h->quant || h->deferred)
+        return;
+    uint32_t n = ag_vecstore_count(h->base.vs), t = ag_quant_trained_rows(h->quant);
+    int rc;
+    if (t == 0 || (t < QUANT_SETTLED && (uint64_t)n >= 4u * (uint64_t)t))
+        rc = ag_quant_train(h->quant, h->base.vs);
+    else
+        rc = slot == UINT32_MAX ? 0
+                                : ag_quant_set(h->quant, slot, ag_vecstore_get(h->base.vs, slot));
+    if (rc)
+        ag_quant_reset(h->quant);
+}
+
+int ag_hnsw_set_quant(ag_index_t *ix, double quantile)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    ag_quant_free(h->quant);
+    h->quant = NULL;
+    if (quantile == 0)
+        return 0;
+    int rc = ag_quant_new(ag_vecstore_dim(ix->vs), ix->dist, quantile, &h->quant);
+    if (rc)
+        return rc;
+    if (!h->deferred && ag_vecstore_count(ix->vs) > 0 && ag_quant_train(h->quant, ix->vs) != 0) {
+        ag_quant_free(h->quant);
+        h->quant = NULL;
+        return AG_ENOMEM;
+    }
+    return 0;
+}
+
+bool ag_hnsw_quantized(const ag_index_t *ix)
+{
+    const hnsw_t *h = (const hnsw_t *)ix;
+    return h->quant && ag_quant_trained(h->quant);
+}
+
 /* ---- the index ------------------------------------------------------------------------------ */
 
 static int build_all(hnsw_t *h)
@@ -979,6 +1070,7 @@ static int hnsw_add(ag_index_t *ix, uint32_t slot)
         return AG_ENOTFOUND;
     if (h->deferred)
         return 0;
+    quant_note(h, slot);
     h->mutations++;
     if (!h->built) {
         if (ag_vecstore_count(ix->vs) <= h->full_scan)
@@ -1119,6 +1211,22 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
         return AG_ENOMEM;
     size_t ef = params && params->ef ? params->ef : h->ef_search;
     ef = AG_MAX(ef, k);
+    /* Quantized: the walk ranks with the int8 codes, and the best ceil(oversampling * k) of the
+     * beam are rescored from the float rows (or reported with their approximate scores when
+     * rescoring is off); the beam is at least that wide. */
+    size_t n_pick = 2 * k; /* float walk: the margin for the two kernels' roundings */
+    bool rescore = true;
+    if (h->quant && ag_quant_trained(h->quant) && !(params && params->quant_ignore)) {
+        x.qz = h->quant;
+        double over = params && params->oversampling > 1 ? params->oversampling : 1.0;
+        double want_d = ceil(over * (double)k);
+        n_pick = want_d >= (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)want_d;
+        n_pick = AG_MAX(n_pick, k);
+        rescore = !(params && params->quant_no_rescore);
+        if (!rescore)
+            n_pick = k;
+        ef = AG_MAX(ef, n_pick);
+    }
     /* A beam wider than the graph only costs memory (the scratch keeps its size). */
     ef = AG_MIN(ef, (size_t)AG_MAX(h->n_live, 1u));
     x.deadline = params ? params->deadline : 0;
@@ -1133,6 +1241,19 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     ag_vecstore_view(ix->vs, &x.v);
     if (!(x.q = pad_query(x.sc, query, &x.v)))
         return AG_ENOMEM;
+    if (x.qz) {
+        size_t row = AG_QUANT_ROW(x.v.dim);
+        if (x.sc->qcode_cap < row) {
+            uint8_t *b = aligned_alloc(64, (row + 63) & ~(size_t)63);
+            if (!b)
+                return AG_ENOMEM;
+            free(x.sc->qcode);
+            x.sc->qcode = b;
+            x.sc->qcode_cap = row;
+        }
+        x.qq.code = x.sc->qcode;
+        ag_quant_encode_query(x.qz, query, &x.qq);
+    }
     uint32_t ep = h->entry;
     float epd = qdist(&x, ep);
     for (int lc = h->max_level; lc > 0; lc--)
@@ -1153,7 +1274,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     size_t nb = x.sc->rs_n;
     cand_t *beam = x.sc->rs;
     qsort(beam, nb, sizeof(cand_t), cmp_cand);
-    nb = AG_MIN(nb, 2 * k);
+    nb = AG_MIN(nb, n_pick);
     float thr = 0.0f;
     bool has_thr = params && params->has_threshold;
     if (has_thr)
@@ -1162,7 +1283,8 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     ag_topk_init(&t, out, k);
     for (size_t i = 0; i < nb; i++) {
         uint32_t id = beam[i].id;
-        float d = idist_exact(ix->dist, query, ag_vecstore_view_row(&x.v, id), x.v.dim);
+        float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x.v, id), x.v.dim)
+                          : beam[i].d;
         float key = key_of(ix->dist, d);
         if (has_thr && !(key >= thr))
             continue;
@@ -1203,6 +1325,7 @@ static void hnsw_free(ag_index_t *ix)
         free(h->pre[i].up);
     free(h->pre);
     free(h->ins_tmp);
+    ag_quant_free(h->quant);
     free(h);
 }
 
@@ -1267,6 +1390,7 @@ void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out)
     for (uint32_t i = 0; i < h->cap; i++)
         mem += (size_t)h->level[i] * (h->m + 1) * sizeof(uint32_t);
     out->memory = mem;
+    out->quant_memory = h->quant ? ag_quant_memory(h->quant) : 0;
 }
 
 /* ---- persistence ---------------------------------------------------------------------------- */
@@ -1601,7 +1725,10 @@ static int install_mapped(hnsw_t *h, hnsw_t *g, const uint32_t *map, uint32_t nc
                           uint32_t kept, uint32_t dropped, uint32_t entry)
 {
     size_t words = (size_t)h->m0 + 1;
-    uint32_t *l0 = calloc((size_t)ncap * words, sizeof(uint32_t));
+    uint32_t *l0 = big_alloc((size_t)ncap * words * sizeof(uint32_t)); /* no overflow: a
+                                         checkpoint's cap came through the same sizes */
+    if (l0)
+        memset(l0, 0, (size_t)ncap * words * sizeof(uint32_t));
     uint32_t **up = calloc(ncap, sizeof(uint32_t *));
     uint8_t *level = calloc(ncap, 1), *state = calloc(ncap, 1);
     if (!l0 || !up || !level || !state) {
@@ -1769,6 +1896,9 @@ int ag_hnsw_finish(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, vo
 {
     hnsw_t *h = (hnsw_t *)ix;
     h->deferred = false;
+    if (h->quant && ag_quant_train(h->quant, ix->vs) != 0)
+        ag_log(AG_LOG_WARN, "hnsw: out of memory encoding the quantized vectors; searches rank "
+                            "with the float vectors until the next write");
     uint32_t count = ag_vecstore_count(ix->vs);
     if (path) {
         double t0 = ag_now_mono();

@@ -76,9 +76,10 @@ typedef struct ag_hnsw_stats {
     uint32_t live;       /* slots searchable through the graph */
     uint32_t tombstones; /* removed slots still linked in the graph */
     uint32_t max_level;
-    bool built;       /* false while below full_scan_threshold */
-    uint32_t pending; /* queued for background linking, scored exactly meanwhile */
-    size_t memory;    /* bytes held by the graph (links, levels, states) */
+    bool built;          /* false while below full_scan_threshold */
+    uint32_t pending;    /* queued for background linking, scored exactly meanwhile */
+    size_t memory;       /* bytes held by the graph (links, levels, states) */
+    size_t quant_memory; /* bytes held by the int8 codes (0 without quantization) */
 } ag_hnsw_stats_t;
 
 /* Counters of an HNSW index (ix must be one). Call under the same lock as search. */
@@ -89,6 +90,19 @@ void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out);
 uint32_t ag_hnsw_link_pending(ag_index_t *ix, uint32_t max);
 /* Slots queued for linking. Call under the same lock as search. */
 uint32_t ag_hnsw_pending(const ag_index_t *ix);
+
+/*
+ * Scalar int8 quantization (ag_quant.h): quantile in [0.5, 1] turns it on (replacing any
+ * earlier setting; the codes are trained from the stored vectors at once, or from the first
+ * vectors added), 0 turns it off. With it, graph searches rank candidates by the codes and rescore
+ * the best from the float vectors (ag_search_params_t's quant_* fields); exact scans and the
+ * graph's construction use the float vectors. The codes are kept in memory only and rebuilt at
+ * start-up (ag_hnsw_finish). Writer side. AG_EINVAL (quantile), AG_ENOMEM (quantization stays
+ * off).
+ */
+int ag_hnsw_set_quant(ag_index_t *ix, double quantile);
+/* True when searches rank with trained codes. Reader side. */
+bool ag_hnsw_quantized(const ag_index_t *ix);
 
 /* Runs the tombstone repair pass now (normally automatic). Writer side. */
 void ag_hnsw_repair(ag_index_t *ix);

@@ -45,6 +45,13 @@ typedef struct ag_search_params {
     /* ag_now_mono() time after which an exact scan stops and returns AG_ETIMEOUT (its partial
      * result is discarded); 0 = no deadline. Looked at between chunks of a few thousand slots. */
     double deadline;
+    /* Quantized vectors (an index that has them; others ignore these): quant_ignore ranks with
+     * the float vectors; otherwise the best ceil(oversampling * k) candidates (oversampling < 1
+     * counts as 1) are rescored from the float vectors, unless quant_no_rescore, which returns
+     * the k best by their approximate scores. Zero = Qdrant's defaults. */
+    bool quant_ignore;
+    bool quant_no_rescore;
+    double oversampling;
 } ag_search_params_t;
 
 typedef struct ag_index ag_index_t;

@@ -438,7 +438,15 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
             return ag_index_score_candidates(vc.vs, vc.dist, st->nearest.dense, cap, &narrowed,
                                              &st->params, out->h, &out->n);
         }
-        return ag_index_search(vc.index, st->nearest.dense, cap, f, &st->params, out->h, &out->n);
+        /* No filter, no row restriction, no example to exclude: no predicate per visited node.
+         * The index returns only slots whose vector is present, and the store clears a point's
+         * vectors before it frees the slot, so every such slot is a live point
+         * (docs/ARCHITECTURE.md "Query layer"). */
+        ag_index_filter_t open = *f;
+        if (f->accept == ag_scope_accept && !st->scope.user && !st->scope.restriction)
+            open.accept = NULL;
+        return ag_index_search(vc.index, st->nearest.dense, cap, &open, &st->params, out->h,
+                               &out->n);
     }
     const ag_sparse_t *sp = ag_coll_sparse_index(rq->c, st->si);
     const float *qv = st->nearest.sp.values;

@@ -346,16 +346,22 @@ static int parse_params(ag_query_t *rq, ag_stage_t *st, const json_t *obj, const
     if ((rc = ag_json_get_obj(p, "quantization", pp, &q, d)) != 0)
         return rc;
     if (q) {
-        bool b = false;
+        /* Honoured by a vector with quantization_config (index/ag_quant.h), moot for others. */
+        bool ignore = false, rescore = true;
         double over = 1;
         ag_q__field(qp, sizeof(qp), pp, "quantization");
         if ((rc = AG_JSON_ONLY(q, qp, d, "ignore", "rescore", "oversampling")) != 0 ||
-            (rc = ag_json_get_bool(q, "ignore", qp, &b, d)) != 0 ||
-            (rc = ag_json_get_bool(q, "rescore", qp, &b, d)) != 0 ||
+            (rc = ag_json_get_bool(q, "ignore", qp, &ignore, d)) != 0 ||
+            (rc = ag_json_get_bool(q, "rescore", qp, &rescore, d)) != 0 ||
             (rc = ag_json_get_float(q, "oversampling", qp, &over, d)) != 0)
             return rc;
-        if (over < 1)
+        if (!(over >= 1))
             return ag_fail(d, AG_EUNPROCESSABLE, "%s.oversampling: must be at least 1", qp);
+        if (over > 1000)
+            return ag_fail(d, AG_EUNPROCESSABLE, "%s.oversampling: at most 1000", qp);
+        st->params.quant_ignore = ignore;
+        st->params.quant_no_rescore = !rescore;
+        st->params.oversampling = over;
     }
     const json_t *a;
     if ((rc = ag_json_get_obj(p, "acorn", pp, &a, d)) != 0)

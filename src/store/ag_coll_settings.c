@@ -9,14 +9,57 @@
 #include "json/ag_json.h"
 #include "json/ag_strict.h"
 
-static int refuse_quantization(const json_t *obj, const char *path, ag_diag_t *diag)
+/* quantization_config (the collection's or a vector's; docs/COMPATIBILITY.md "Quantization"):
+ * scalar int8 is honoured — quantile, always_ram and memory "pinned" (the codes are always held
+ * in RAM) —; binary, product and turbo quantization are refused by name. On update the string
+ * "Disabled" turns it off. */
+static int check_quant(const json_t *obj, const char *path, bool update, ag_diag_t *diag)
 {
     const json_t *q = json_object_get(obj, "quantization_config");
-    if (q && !json_is_null(q))
+    if (!q || json_is_null(q))
+        return 0;
+    char p[300];
+    snprintf(p, sizeof(p), "%s%squantization_config", path, *path ? "." : "");
+    if (update && json_is_string(q) && strcmp(json_string_value(q), "Disabled") == 0)
+        return 0;
+    if (!json_is_object(q) || json_object_size(q) != 1)
+        return ag_fail(diag, AG_EINVAL, "%s: expected an object with one key, scalar%s", p,
+                       update ? ", or \"Disabled\"" : "");
+    static const char *const other[] = {"binary", "product", "turbo"};
+    for (size_t i = 0; i < AG_ARRAY_LEN(other); i++)
+        if (json_object_get(q, other[i]))
+            return ag_fail(diag, AG_EINVAL,
+                           "%s.%s: %s quantization is not supported by this server; use "
+                           "{\"scalar\": {\"type\": \"int8\"}}",
+                           p, other[i], other[i]);
+    const json_t *sc = json_object_get(q, "scalar");
+    if (!sc)
+        return ag_fail(diag, AG_EINVAL, "%s.%s: unknown quantization (expected scalar)", p,
+                       json_object_iter_key(json_object_iter((json_t *)q)));
+    char sp[340];
+    snprintf(sp, sizeof(sp), "%s.scalar", p);
+    if (!json_is_object(sc))
+        return ag_fail(diag, AG_EINVAL, "%s: expected an object", sp);
+    int rc = AG_JSON_ONLY(sc, sp, diag, "type", "quantile", "always_ram", "memory");
+    if (rc)
+        return rc;
+    const json_t *t = json_object_get(sc, "type");
+    if (!json_is_string(t) || strcmp(json_string_value(t), "int8") != 0)
+        return ag_fail(diag, AG_EINVAL, "%s.type: expected \"int8\"", sp);
+    const json_t *qu = json_object_get(sc, "quantile");
+    if (qu && !json_is_null(qu) &&
+        (!json_is_number(qu) || !(json_number_value(qu) >= 0.5 && json_number_value(qu) <= 1.0)))
+        return ag_fail(diag, AG_EINVAL, "%s.quantile: expected a number from 0.5 to 1", sp);
+    const json_t *ar = json_object_get(sc, "always_ram");
+    if (ar && !json_is_null(ar) && !json_is_boolean(ar))
+        return ag_fail(diag, AG_EINVAL, "%s.always_ram: expected a boolean", sp);
+    const json_t *mem = json_object_get(sc, "memory");
+    if (mem && !json_is_null(mem) &&
+        !(json_is_string(mem) && strcmp(json_string_value(mem), "pinned") == 0))
         return ag_fail(diag, AG_EINVAL,
-                       "%s%squantization_config: quantization is not supported by this server "
-                       "(vectors are kept as float32); leave it out or null",
-                       path, *path ? "." : "");
+                       "%s.memory: only \"pinned\" is supported (quantized vectors are always "
+                       "held in RAM)",
+                       sp);
     return 0;
 }
 
@@ -71,13 +114,13 @@ static int check_hnsw(const json_t *obj, const char *path, ag_diag_t *diag)
 
 int ag_coll_check_settings(const json_t *body, bool update, ag_diag_t *diag)
 {
-    int rc = refuse_quantization(body, "", diag);
+    int rc = check_quant(body, "", update, diag);
     if (rc == 0)
         rc = check_hnsw(body, "", diag);
     const json_t *vectors = json_object_get(body, "vectors");
     if (rc == 0 && json_is_object(vectors)) {
         if (!update && (json_object_get(vectors, "size") || json_object_get(vectors, "distance"))) {
-            rc = refuse_quantization(vectors, "vectors", diag);
+            rc = check_quant(vectors, "vectors", update, diag);
             if (rc == 0)
                 rc = check_hnsw(vectors, "vectors", diag);
         } else {
@@ -88,7 +131,7 @@ int ag_coll_check_settings(const json_t *body, bool update, ag_diag_t *diag)
                 char p[300];
                 snprintf(p, sizeof(p), "vectors.%.200s", name);
                 if (rc == 0)
-                    rc = refuse_quantization(vp, p, diag);
+                    rc = check_quant(vp, p, update, diag);
                 if (rc == 0)
                     rc = check_hnsw(vp, p, diag);
             }

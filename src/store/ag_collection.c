@@ -364,6 +364,37 @@ static bool hnsw_params(const json_t *coll_cfg, const json_t *vec_cfg, uint32_t 
     return true;
 }
 
+/* The quantile of the scalar quantization a vector has (its own quantization_config, else the
+ * collection's; docs/COMPATIBILITY.md "Quantization"), or 0 for none. Settings were checked when
+ * they were accepted (ag_coll_check_settings); an absent quantile is the whole range (1). */
+static double quant_quantile(const json_t *coll_q, const json_t *vec_q)
+{
+    const json_t *q = json_is_object(vec_q) ? vec_q : coll_q;
+    const json_t *sc = json_object_get(q, "scalar");
+    if (!json_is_object(sc))
+        return 0;
+    const json_t *qu = json_object_get(sc, "quantile");
+    double v = json_is_number(qu) ? json_number_value(qu) : 1.0;
+    return v >= 0.5 && v <= 1.0 ? v : 1.0;
+}
+
+int ag_coll__apply_quant(ag_collection_t *c)
+{
+    const json_t *vectors = json_object_get(c->params, "vectors");
+    const json_t *coll_q = json_object_get(c->params, "quantization_config");
+    int err = 0;
+    for (int v = 0; v < c->nvec; v++) {
+        if (!ag_index_is_hnsw(c->vec[v].index))
+            continue;
+        const json_t *vp = c->unnamed ? vectors : json_object_get(vectors, c->vec[v].name);
+        int rc = ag_hnsw_set_quant(
+            c->vec[v].index, quant_quantile(coll_q, json_object_get(vp, "quantization_config")));
+        if (rc)
+            err = rc;
+    }
+    return err;
+}
+
 static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
 {
     ag_vector_cfg_t *v = &c->vec[c->nvec];
@@ -391,7 +422,12 @@ static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
     if (hnsw_params(json_object_get(c->params, "hnsw_config"), json_object_get(vp, "hnsw_config"),
                     v->dim, &hp)) {
         hp.background = true; /* writes queue; the store's indexer thread links */
-        return ag_index_hnsw_new(v->vs, v->dist, &hp, &v->index);
+        int rc2 = ag_index_hnsw_new(v->vs, v->dist, &hp, &v->index);
+        if (rc2)
+            return rc2;
+        return ag_hnsw_set_quant(v->index,
+                                 quant_quantile(json_object_get(c->params, "quantization_config"),
+                                                json_object_get(vp, "quantization_config")));
     }
     return ag_index_exact_new(v->vs, v->dist, &v->index);
 }

@@ -90,6 +90,11 @@ bool ag_coll_dense_record_ok(const ag_collection_t *c, unsigned num, size_t size
  * of range (store/ag_coll_settings.c; docs/COMPATIBILITY.md "Collection settings"). */
 int ag_coll_check_settings(const json_t *body, bool update, ag_diag_t *diag);
 
+/* Makes each graph's scalar quantization follow c->params (a vector's quantization_config, else
+ * the collection's): codes built or dropped. Under the write lock. The last AG_ENOMEM, if any (that
+ * vector then searches with its float vectors). */
+int ag_coll__apply_quant(ag_collection_t *c);
+
 /* Named vectors on an existing collection (store/ag_coll_vectors.c). ag_coll_vector_params builds
  * the params after adding vname (cfg = {"dense": {...}} or {"sparse": {...}}) or removing it (cfg
  * NULL), validated as a creation body; *out is new (caller owns). ag_coll_vector_rows rewrites

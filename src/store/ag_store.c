@@ -960,7 +960,8 @@ int ag_store_tenant_remove(ag_store_t *st, ag_collection_t *c, const char *tenan
     return rc;
 }
 
-/* Merges src's keys into dst recursively (objects merge, other values replace). */
+/* Merges src's keys into dst recursively (objects merge, other values replace). A
+ * quantization_config is replaced whole (one method at a time), and "Disabled" removes it. */
 static int merge_into(json_t *dst, const json_t *src)
 {
     const char *k;
@@ -970,6 +971,13 @@ static int merge_into(json_t *dst, const json_t *src)
         json_t *cur = json_object_get(dst, k);
         if (json_is_null(v)) /* Qdrant's config diffs: null leaves the setting as it is */
             continue;
+        if (strcmp(k, "quantization_config") == 0) {
+            if (json_is_string(v)) /* "Disabled" (checked by ag_coll_check_settings) */
+                json_object_del(dst, k);
+            else if (json_object_set_new(dst, k, json_deep_copy(v)) != 0)
+                return AG_ENOMEM;
+            continue;
+        }
         if (json_is_object(cur) && json_is_object(v)) {
             if (merge_into(cur, v) != 0)
                 return AG_ENOMEM;
@@ -1032,6 +1040,10 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
                 if ((rc = merge_into(target, vp)) != 0)
                     break;
             }
+        } else if (strcmp(k, "quantization_config") == 0) {
+            json_t *one = json_pack("{s:O}", k, v);
+            rc = one ? merge_into(next, one) : AG_ENOMEM;
+            json_decref(one);
         } else {
             json_t *cur = json_object_get(next, k);
             if (!json_is_object(cur)) {
@@ -1060,6 +1072,12 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
             json_decref(next);
         } else {
             json_decref(old);
+            /* Out of memory leaves that vector searching its float vectors (logged). */
+            if (ag_coll__apply_quant(c) != 0)
+                ag_log(AG_LOG_WARN,
+                       "collection '%s': out of memory building quantized vectors; searches "
+                       "use the float vectors",
+                       c->name);
         }
         pthread_rwlock_unlock(&c->lock);
         if (rc)

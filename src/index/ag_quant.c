@@ -1,0 +1,407 @@
+#include "ag_base.h"
+
+#include "ag_quant.h"
+
+#include <math.h>
+#include <sys/mman.h>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(AG_NO_CLONES)
+#include <immintrin.h>
+#define QUANT_AVX2 1
+#endif
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+typedef uint32_t (*kern_fn)(const uint8_t *a, const uint8_t *b, size_t n);
+
+struct ag_quant {
+    uint32_t dim;
+    ag_distance_t dist;
+    double quantile;
+    size_t row;     /* AG_QUANT_ROW(dim) */
+    uint8_t *codes; /* cap * row bytes, 64-byte aligned */
+    float *corr;    /* cap: lo * step * sum(codes) of the row (dot products only) */
+    uint32_t cap;
+    bool trained;
+    uint32_t trained_rows;
+    float lo, step, inv_step;
+    kern_fn kern; /* the kernel dist needs, for this CPU */
+};
+
+/* ---- kernels -------------------------------------------------------------------------------- */
+
+static uint32_t dot_generic(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint32_t s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (uint32_t)a[i] * b[i];
+    return s;
+}
+
+static uint32_t l2_generic(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint32_t s = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = (int)a[i] - (int)b[i];
+        s += (uint32_t)(d * d);
+    }
+    return s;
+}
+
+static uint32_t l1_generic(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint32_t s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (uint32_t)abs((int)a[i] - (int)b[i]);
+    return s;
+}
+
+#ifdef QUANT_AVX2
+/* Bytes widened to 16 bits, multiplied and summed pairwise into 32-bit lanes (vpmaddwd): exact,
+ * as 2 * 255 * 255 fits easily and a row of AG_MAX_DIM bytes cannot overflow 32 bits. */
+__attribute__((target("avx2"))) static inline uint32_t hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return (uint32_t)_mm_cvtsi128_si32(s);
+}
+
+__attribute__((target("avx2"))) static uint32_t dot_avx2(const uint8_t *a, const uint8_t *b,
+                                                         size_t n)
+{
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    for (size_t i = 0; i < n; i += 32) {
+        __m256i va = _mm256_load_si256((const __m256i *)(a + i));
+        __m256i vb = _mm256_load_si256((const __m256i *)(b + i));
+        __m256i a0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(va));
+        __m256i a1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(va, 1));
+        __m256i b0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(vb));
+        __m256i b1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(vb, 1));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, b1));
+    }
+    return hsum_epi32(_mm256_add_epi32(acc0, acc1));
+}
+
+__attribute__((target("avx2"))) static uint32_t l2_avx2(const uint8_t *a, const uint8_t *b,
+                                                        size_t n)
+{
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    for (size_t i = 0; i < n; i += 32) {
+        __m256i va = _mm256_load_si256((const __m256i *)(a + i));
+        __m256i vb = _mm256_load_si256((const __m256i *)(b + i));
+        __m256i d0 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(va)),
+                                      _mm256_cvtepu8_epi16(_mm256_castsi256_si128(vb)));
+        __m256i d1 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(va, 1)),
+                                      _mm256_cvtepu8_epi16(_mm256_extracti128_si256(vb, 1)));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(d0, d0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(d1, d1));
+    }
+    return hsum_epi32(_mm256_add_epi32(acc0, acc1));
+}
+
+/* Sums of absolute byte differences (vpsadbw) land in four 64-bit lanes. */
+__attribute__((target("avx2"))) static uint32_t l1_avx2(const uint8_t *a, const uint8_t *b,
+                                                        size_t n)
+{
+    __m256i acc = _mm256_setzero_si256();
+    for (size_t i = 0; i < n; i += 32) {
+        __m256i va = _mm256_load_si256((const __m256i *)(a + i));
+        __m256i vb = _mm256_load_si256((const __m256i *)(b + i));
+        acc = _mm256_add_epi64(acc, _mm256_sad_epu8(va, vb));
+    }
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+    return (uint32_t)_mm_cvtsi128_si64(s);
+}
+
+static bool have_avx2(void)
+{
+    static int known = -1; /* a benign race: every thread computes the same answer */
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+    }
+    return known == 1;
+}
+#endif
+
+uint32_t ag_u8_dot(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        return dot_avx2(a, b, n);
+#endif
+    return dot_generic(a, b, n);
+}
+
+uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        return l2_avx2(a, b, n);
+#endif
+    return l2_generic(a, b, n);
+}
+
+uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        return l1_avx2(a, b, n);
+#endif
+    return l1_generic(a, b, n);
+}
+
+static kern_fn pick_kernel(ag_distance_t d)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        return d == AG_DIST_EUCLID ? l2_avx2 : d == AG_DIST_MANHATTAN ? l1_avx2 : dot_avx2;
+#endif
+    return d == AG_DIST_EUCLID ? l2_generic : d == AG_DIST_MANHATTAN ? l1_generic : dot_generic;
+}
+
+/* ---- the quantizer -------------------------------------------------------------------------- */
+
+int ag_quant_new(uint32_t dim, ag_distance_t dist, double quantile, ag_quant_t **out)
+{
+    if (!out || dim == 0 || dim > AG_MAX_DIM || (unsigned)dist > AG_DIST_MANHATTAN ||
+        !(quantile >= 0.5 && quantile <= 1.0))
+        return AG_EINVAL;
+    ag_quant_t *q = calloc(1, sizeof(*q));
+    if (!q)
+        return AG_ENOMEM;
+    q->dim = dim;
+    q->dist = dist;
+    q->quantile = quantile;
+    q->row = AG_QUANT_ROW(dim);
+    q->kern = pick_kernel(dist);
+    *out = q;
+    return 0;
+}
+
+void ag_quant_free(ag_quant_t *q)
+{
+    if (!q)
+        return;
+    free(q->codes);
+    free(q->corr);
+    free(q);
+}
+
+bool ag_quant_trained(const ag_quant_t *q)
+{
+    return q->trained;
+}
+
+void ag_quant_reset(ag_quant_t *q)
+{
+    q->trained = false;
+}
+
+uint32_t ag_quant_trained_rows(const ag_quant_t *q)
+{
+    return q->trained ? q->trained_rows : 0;
+}
+
+void ag_quant_range(const ag_quant_t *q, float *lo, float *step)
+{
+    *lo = q->lo;
+    *step = q->step;
+}
+
+uint32_t ag_quant_capacity(const ag_quant_t *q)
+{
+    return q->cap;
+}
+
+size_t ag_quant_memory(const ag_quant_t *q)
+{
+    return (size_t)q->cap * (q->row + sizeof(float));
+}
+
+/* Grows the arrays to at least need slots (doubling); new rows are zero. */
+static int grow(ag_quant_t *q, uint32_t need)
+{
+    if (need <= q->cap)
+        return 0;
+    uint32_t nc = q->cap ? q->cap : 64;
+    while (nc < need)
+        nc = nc > UINT32_MAX / 2 ? need : nc * 2;
+    size_t bytes = (size_t)nc * q->row;
+    uint8_t *codes;
+    if (bytes >= HUGE_PAGE) {
+        /* Graph walks read rows at random: on 2 MB pages (where the kernel lets a process ask
+         * for them) far fewer of those reads miss the TLB. */
+        size_t whole = (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+        codes = aligned_alloc(HUGE_PAGE, whole);
+        if (codes)
+            (void)madvise(codes, whole, MADV_HUGEPAGE); /* a hint: failure changes nothing */
+    } else {
+        codes = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    }
+    float *corr = malloc((size_t)nc * sizeof(float));
+    if (!codes || !corr) {
+        free(codes);
+        free(corr);
+        return AG_ENOMEM;
+    }
+    if (q->cap) {
+        memcpy(codes, q->codes, (size_t)q->cap * q->row);
+        memcpy(corr, q->corr, (size_t)q->cap * sizeof(float));
+    }
+    memset(codes + (size_t)q->cap * q->row, 0, bytes - (size_t)q->cap * q->row);
+    memset(corr + q->cap, 0, (size_t)(nc - q->cap) * sizeof(float));
+    free(q->codes);
+    free(q->corr);
+    q->codes = codes;
+    q->corr = corr;
+    q->cap = nc;
+    return 0;
+}
+
+static inline uint8_t enc1(const ag_quant_t *q, float x)
+{
+    float c = (x - q->lo) * q->inv_step + 0.5f;
+    if (!(c > 0.0f)) /* NaN too */
+        return 0;
+    return c >= (float)AG_QUANT_LEVELS - 1.0f ? AG_QUANT_LEVELS - 1 : (uint8_t)c;
+}
+
+/* Encodes dim floats into code (zero tail) and returns the row's dot-product correction. */
+static float encode(const ag_quant_t *q, const float *vec, uint8_t *code)
+{
+    uint32_t sum = 0;
+    for (uint32_t i = 0; i < q->dim; i++) {
+        code[i] = enc1(q, vec[i]);
+        sum += code[i];
+    }
+    memset(code + q->dim, 0, q->row - q->dim);
+    return q->lo * q->step * (float)sum;
+}
+
+int ag_quant_set(ag_quant_t *q, uint32_t slot, const float *vec)
+{
+    if (!q->trained)
+        return 0;
+    if (slot >= AG_VECSTORE_MAX_SLOTS)
+        return AG_EINVAL;
+    int rc = grow(q, slot + 1);
+    if (rc)
+        return rc;
+    q->corr[slot] = encode(q, vec, q->codes + (size_t)slot * q->row);
+    return 0;
+}
+
+static int cmp_float(const void *pa, const void *pb)
+{
+    float a = *(const float *)pa, b = *(const float *)pb;
+    return (a > b) - (a < b);
+}
+
+#define TRAIN_SAMPLE 65536u
+
+int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
+{
+    ag_vecstore_view_t v;
+    ag_vecstore_view(vs, &v);
+    uint32_t rows = ag_vecstore_count(vs);
+    q->trained = false;
+    if (rows == 0 || v.dim != q->dim)
+        return 0;
+    /* Whole rows, every `every`-th present one, until about TRAIN_SAMPLE values. */
+    size_t want_rows = AG_MAX((size_t)1, TRAIN_SAMPLE / q->dim);
+    size_t every = AG_MAX((size_t)1, rows / want_rows);
+    size_t cap = (AG_MIN((size_t)rows, want_rows) + 1) * q->dim;
+    float *s = malloc(cap * sizeof(float));
+    if (!s)
+        return AG_ENOMEM;
+    size_t n = 0, seen = 0;
+    for (uint32_t slot = 0; slot < v.capacity && n + q->dim <= cap; slot++) {
+        if (!ag_vecstore_view_has(&v, slot))
+            continue;
+        if (seen++ % every)
+            continue;
+        const float *r = ag_vecstore_view_row(&v, slot);
+        for (uint32_t i = 0; i < q->dim; i++)
+            if (isfinite(r[i]))
+                s[n++] = r[i];
+    }
+    if (n == 0) {
+        free(s);
+        return 0;
+    }
+    qsort(s, n, sizeof(float), cmp_float);
+    /* The central `quantile` of the values: (1 - quantile) / 2 is cut off at each end. */
+    double cut = (1.0 - q->quantile) / 2.0 * (double)(n - 1);
+    size_t lo_i = (size_t)floor(cut), hi_i = (n - 1) - (size_t)floor(cut);
+    float lo = s[lo_i], hi = s[hi_i];
+    free(s);
+    if (!(hi > lo))
+        hi = lo + 1e-6f * AG_MAX(1.0f, fabsf(lo));
+    int rc = grow(q, v.capacity);
+    if (rc)
+        return rc;
+    q->lo = lo;
+    q->step = (hi - lo) / (float)(AG_QUANT_LEVELS - 1);
+    q->inv_step = 1.0f / q->step;
+    q->trained = true;
+    q->trained_rows = rows;
+    for (uint32_t slot = 0; slot < v.capacity; slot++)
+        if (ag_vecstore_view_has(&v, slot))
+            q->corr[slot] =
+                encode(q, ag_vecstore_view_row(&v, slot), q->codes + (size_t)slot * q->row);
+    return 0;
+}
+
+void ag_quant_encode_query(const ag_quant_t *q, const float *vec, ag_quant_query_t *qq)
+{
+    float c = encode(q, vec, qq->code);
+    /* dot(x, y) ~ sum (lo + s cx)(lo + s cy) = dim lo^2 + lo s (sum cx + sum cy) + s^2 cx.cy */
+    qq->corr = c + (float)q->dim * q->lo * q->lo;
+}
+
+void ag_quant_decode(const ag_quant_t *q, uint32_t slot, float *out)
+{
+    const uint8_t *c = q->codes + (size_t)slot * q->row;
+    for (uint32_t i = 0; i < q->dim; i++)
+        out[i] = q->lo + (float)c[i] * q->step;
+}
+
+void ag_quant_prefetch(const ag_quant_t *q, uint32_t slot)
+{
+    const char *p = (const char *)(q->codes + (size_t)slot * q->row);
+    for (size_t off = 0; off < q->row; off += 64)
+        __builtin_prefetch(p + off);
+}
+
+float ag_quant_dist(const ag_quant_t *q, const ag_quant_query_t *qq, uint32_t slot)
+{
+    uint32_t k = q->kern(qq->code, q->codes + (size_t)slot * q->row, q->row);
+    switch (q->dist) {
+    case AG_DIST_EUCLID:
+        return q->step * q->step * (float)k;
+    case AG_DIST_MANHATTAN:
+        return q->step * (float)k;
+    case AG_DIST_COSINE:
+    case AG_DIST_DOT:
+        break;
+    }
+    return -(qq->corr + q->corr[slot] + q->step * q->step * (float)k);
+}
+
+float ag_quant_score(const ag_quant_t *q, float dist)
+{
+    switch (q->dist) {
+    case AG_DIST_EUCLID:
+        return sqrtf(AG_MAX(dist, 0.0f));
+    case AG_DIST_MANHATTAN:
+        return dist;
+    case AG_DIST_COSINE:
+    case AG_DIST_DOT:
+        break;
+    }
+    return -dist;
+}

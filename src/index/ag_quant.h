@@ -1,0 +1,85 @@
+/*
+ * ag_quant.h — scalar int8 quantization of dense vectors (docs/ARCHITECTURE.md "Quantization").
+ *
+ * Every coordinate of every vector is mapped onto 256 levels of one range [lo, lo + 255 * step]
+ * shared by the whole vector field; the range is trained from a sample of the stored values,
+ * clipped to the central `quantile` of them (1 = the whole range). A code row is dim bytes padded
+ * with zeros to a multiple of 32, 64-byte aligned, plus one float per row (the part of a dot
+ * product that depends only on that row). A query is encoded the same way, so a distance is an
+ * integer kernel over two byte rows (AVX2 when the CPU has it) and a few float operations.
+ *
+ * The codes are a copy: the float vectors stay the truth, and a search rescoring its candidates
+ * reads those. Codes are rebuilt from the vectors whenever the range is trained again.
+ *
+ * Not thread-safe for writers (the caller excludes readers while writing, as for ag_vecstore_t);
+ * any number of concurrent readers.
+ */
+#ifndef AG_QUANT_H
+#define AG_QUANT_H
+
+#include "ag_base.h"
+
+#include "ag_distance.h"
+#include "ag_vecstore.h"
+
+typedef struct ag_quant ag_quant_t;
+
+/* Levels of a code: 0 .. AG_QUANT_LEVELS - 1. */
+#define AG_QUANT_LEVELS 256
+
+/* Bytes of one padded code row for dim coordinates. */
+#define AG_QUANT_ROW(dim) ((((size_t)(dim)) + 31u) & ~(size_t)31u)
+
+/* New empty (untrained) quantizer for dim-float vectors compared by dist. quantile in
+ * [0.5, 1]. *out is owned by the caller (ag_quant_free). AG_EINVAL, AG_ENOMEM. */
+int ag_quant_new(uint32_t dim, ag_distance_t dist, double quantile, ag_quant_t **out);
+/* NULL is a no-op. */
+void ag_quant_free(ag_quant_t *q);
+
+/* Trains the range from up to 64k values sampled from the present rows of vs (deterministic),
+ * then encodes every present row. With no present row the quantizer stays untrained. AG_ENOMEM
+ * (the quantizer is then untrained). */
+int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs);
+bool ag_quant_trained(const ag_quant_t *q);
+/* Forgets the training (searches then use the float rows until it is trained again). */
+void ag_quant_reset(ag_quant_t *q);
+/* Present rows of vs when it was last trained (0 if untrained). */
+uint32_t ag_quant_trained_rows(const ag_quant_t *q);
+/* Range of the last training, for tests: codes decode to lo + code * step. */
+void ag_quant_range(const ag_quant_t *q, float *lo, float *step);
+
+/* Encodes vec (dim floats) as slot's row, growing the code array (doubling) to hold it. Does
+ * nothing on an untrained quantizer. AG_ENOMEM (codes unchanged). */
+int ag_quant_set(ag_quant_t *q, uint32_t slot, const float *vec);
+
+/* A query (or any vector) encoded for distances against the rows. */
+typedef struct ag_quant_query {
+    uint8_t *code; /* AG_QUANT_ROW(dim) bytes, 64-byte aligned; owned by whoever gave the buffer */
+    float corr;    /* row-independent part of a dot product */
+} ag_quant_query_t;
+
+/* Encodes vec into qq->code (a caller buffer of AG_QUANT_ROW(dim) bytes, 64-byte aligned) and
+ * qq->corr. The quantizer must be trained. Coordinates outside the range are clipped. */
+void ag_quant_encode_query(const ag_quant_t *q, const float *vec, ag_quant_query_t *qq);
+/* Decodes slot's row into out (dim floats): for tests. */
+void ag_quant_decode(const ag_quant_t *q, uint32_t slot, float *out);
+
+/* Approximate internal distance (lower = closer: the negated dot product for Cosine/Dot, the
+ * squared L2 for Euclid, L1 for Manhattan) between an encoded query and slot's row. slot must be
+ * below the code capacity (every slot encoded since training is). Thread-safe. */
+float ag_quant_dist(const ag_quant_t *q, const ag_quant_query_t *qq, uint32_t slot);
+/* The Qdrant score (ag_distance_score's meaning) for an approximate internal distance. */
+float ag_quant_score(const ag_quant_t *q, float dist);
+/* Prefetches slot's code row. */
+void ag_quant_prefetch(const ag_quant_t *q, uint32_t slot);
+/* Slots the code array can address. */
+uint32_t ag_quant_capacity(const ag_quant_t *q);
+/* Bytes held by the codes and their per-row floats. */
+size_t ag_quant_memory(const ag_quant_t *q);
+
+/* Raw kernels over n bytes (a multiple of 32, both rows 32-byte aligned). */
+uint32_t ag_u8_dot(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n);
+
+#endif

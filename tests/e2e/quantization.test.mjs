@@ -1,0 +1,178 @@
+// Scalar int8 quantization through the API (docs/COMPATIBILITY.md "Quantization"):
+// quantization_config on create and PATCH (collection and named vector), kept across a restart;
+// search params quantization {ignore, rescore, oversampling}; every bad value refused with a 400
+// naming it, and nothing changed.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer } from './lib/server.mjs';
+
+let srv;
+before(async () => {
+  srv = await startServer();
+});
+after(async () => {
+  await srv?.stop();
+});
+
+// Seeded points on the unit sphere (Cosine), spread so nearest neighbours are well defined.
+function points(n, dim, seed) {
+  let s = seed >>> 0;
+  const rnd = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296 - 0.5;
+  };
+  const out = [];
+  for (let i = 0; i < n; i++) out.push({ id: i + 1, vector: Array.from({ length: dim }, rnd), payload: { i } });
+  return out;
+}
+
+const dot = (a, b) => a.reduce((acc, x, i) => acc + x * b[i], 0);
+const norm = (a) => {
+  const l = Math.sqrt(dot(a, a));
+  return a.map((x) => x / l);
+};
+
+async function waitGreen(name) {
+  for (let i = 0; i < 200; i++) {
+    const info = await srv.ok('GET', `/collections/${name}`);
+    if (info.status === 'green') return info;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${name} never became green`);
+}
+
+test('create with quantization_config, search with quantization params; the graph answers like the floats', async () => {
+  const dim = 32;
+  await srv.ok('PUT', '/collections/q8', {
+    vectors: { size: dim, distance: 'Cosine' },
+    hnsw_config: { full_scan_threshold: 0 },
+    quantization_config: { scalar: { type: 'int8', quantile: 0.99, always_ram: true } },
+  });
+  const pts = points(600, dim, 7);
+  for (let i = 0; i < pts.length; i += 200) await srv.ok('PUT', '/collections/q8/points?wait=true', { points: pts.slice(i, i + 200) });
+  const info = await waitGreen('q8');
+  assert.deepEqual(info.config.quantization_config, { scalar: { type: 'int8', quantile: 0.99, always_ram: true } });
+
+  const queries = points(20, dim, 99).map((p) => p.vector);
+  let hits = 0;
+  let approx = 0;
+  for (const q of queries) {
+    const nq = norm(q);
+    const truth = pts.map((p) => ({ id: p.id, s: dot(nq, norm(p.vector)) })).sort((a, b) => b.s - a.s).slice(0, 10);
+    const res = await srv.ok('POST', '/collections/q8/points/search', {
+      vector: q, limit: 10, params: { hnsw_ef: 64, quantization: { rescore: true, oversampling: 2.0 } },
+    });
+    assert.equal(res.length, 10);
+    const want = new Set(truth.map((t) => t.id));
+    hits += res.filter((h) => want.has(h.id)).length;
+    // rescored: every score is the float cosine of that point
+    for (const h of res) {
+      const p = pts[h.id - 1];
+      assert.ok(Math.abs(h.score - dot(nq, norm(p.vector))) < 1e-4, `score of ${h.id}`);
+    }
+    // without rescoring the scores are the approximate ones, close to the float ones
+    const raw = await srv.ok('POST', '/collections/q8/points/search', {
+      vector: q, limit: 10, params: { hnsw_ef: 64, quantization: { rescore: false } },
+    });
+    assert.equal(raw.length, 10);
+    for (const h of raw) {
+      const exact = dot(nq, norm(pts[h.id - 1].vector));
+      assert.ok(Math.abs(h.score - exact) < 0.05, `approximate score of ${h.id}`);
+      if (Math.abs(h.score - exact) > 1e-6) approx++;
+    }
+    // ignore: the float walk, exact scores too
+    const ign = await srv.ok('POST', '/collections/q8/points/query', {
+      query: q, limit: 10, params: { quantization: { ignore: true } },
+    });
+    assert.equal(ign.points.length, 10);
+  }
+  const recall = hits / (queries.length * 10);
+  assert.ok(recall >= 0.9, `recall@10 ${recall}`);
+  assert.ok(approx > 100, `scores from the int8 codes: ${approx} of 200 differ from the float ones`);
+});
+
+test('bad quantization values are refused with a 400 naming them, nothing created', async () => {
+  const bad = [
+    [{ scalar: { type: 'int4' } }, /quantization_config\.scalar\.type/],
+    [{ scalar: { type: 'int8', quantile: 0.2 } }, /quantization_config\.scalar\.quantile/],
+    [{ scalar: { type: 'int8', quantile: 'x' } }, /quantization_config\.scalar\.quantile/],
+    [{ scalar: { type: 'int8', always_ram: 1 } }, /quantization_config\.scalar\.always_ram/],
+    [{ scalar: { type: 'int8', memory: 'cold' } }, /quantization_config\.scalar\.memory/],
+    [{ scalar: { type: 'int8', bits: 4 } }, /quantization_config\.scalar/],
+    [{ binary: { always_ram: true } }, /quantization_config\.binary/],
+    [{ product: { compression: 'x16' } }, /quantization_config\.product/],
+    ['Disabled', /quantization_config/],
+    [{}, /quantization_config/],
+  ];
+  for (const [q, re] of bad) {
+    const r = await srv.request('PUT', '/collections/qbad', { vectors: { size: 4, distance: 'Dot' }, quantization_config: q });
+    assert.equal(r.status, 400, JSON.stringify(q));
+    assert.match(r.json.status.error, re);
+  }
+  const r = await srv.request('PUT', '/collections/qbad', { vectors: { v: { size: 4, distance: 'Dot', quantization_config: { scalar: { type: 'uint8' } } } } });
+  assert.equal(r.status, 400);
+  assert.match(r.json.status.error, /vectors\.v\.quantization_config\.scalar\.type/);
+  assert.equal((await srv.request('GET', '/collections/qbad')).status, 404);
+  // search params
+  await srv.ok('PUT', '/collections/qp', { vectors: { size: 4, distance: 'Dot' }, quantization_config: { scalar: { type: 'int8' } } });
+  const badParams = [
+    [{ oversampling: 0.5 }, 422, /quantization\.oversampling/],
+    [{ oversampling: 'x' }, 400, /quantization\.oversampling/],
+    [{ rescore: 'yes' }, 400, /quantization\.rescore/],
+    [{ ignore: 1 }, 400, /quantization\.ignore/],
+    [{ extra: 1 }, 400, /extra/],
+  ];
+  for (const [qp, status, re] of badParams) {
+    const s = await srv.request('POST', '/collections/qp/points/search', { vector: [1, 0, 0, 0], limit: 1, params: { quantization: qp } });
+    assert.equal(s.status, status, JSON.stringify(qp));
+    assert.match(s.json.status.error, re);
+  }
+});
+
+test('PATCH sets, replaces and disables quantization (collection and named vector); kept across a restart', async () => {
+  await srv.ok('PUT', '/collections/qu', { vectors: { a: { size: 8, distance: 'Euclid' }, b: { size: 8, distance: 'Dot' } }, hnsw_config: { full_scan_threshold: 0 } });
+  const pts = points(300, 8, 3).map((p) => ({ id: p.id, vector: { a: p.vector, b: p.vector } }));
+  await srv.ok('PUT', '/collections/qu/points?wait=true', { points: pts });
+  await srv.ok('PATCH', '/collections/qu', {
+    quantization_config: { scalar: { type: 'int8', quantile: 0.99, always_ram: true } },
+    vectors: { a: { quantization_config: { scalar: { type: 'int8', quantile: 0.8 } } } },
+  });
+  let cfg = (await srv.ok('GET', '/collections/qu')).config;
+  assert.deepEqual(cfg.quantization_config, { scalar: { type: 'int8', quantile: 0.99, always_ram: true } });
+  assert.deepEqual(cfg.params.vectors.a.quantization_config, { scalar: { type: 'int8', quantile: 0.8 } });
+  // a refused PATCH changes nothing
+  const r = await srv.request('PATCH', '/collections/qu', { vectors: { a: { quantization_config: { binary: {} } } } });
+  assert.equal(r.status, 400);
+  assert.match(r.json.status.error, /vectors\.a\.quantization_config\.binary/);
+  cfg = (await srv.ok('GET', '/collections/qu')).config;
+  assert.deepEqual(cfg.params.vectors.a.quantization_config, { scalar: { type: 'int8', quantile: 0.8 } });
+
+  const q = pts[5].vector.a;
+  const search = async (using, quantization) =>
+    srv.ok('POST', '/collections/qu/points/query', { query: q, using, limit: 5, params: { hnsw_ef: 64, quantization } });
+  const before = await search('a', { rescore: true, oversampling: 3 });
+  assert.equal(before.points[0].id, 6); // the point itself, distance 0 after rescoring
+  assert.equal(before.points[0].score, 0);
+
+  await srv.restart();
+  await waitGreen('qu');
+  cfg = (await srv.ok('GET', '/collections/qu')).config;
+  assert.deepEqual(cfg.params.vectors.a.quantization_config, { scalar: { type: 'int8', quantile: 0.8 } });
+  const afterRestart = await search('a', { rescore: true, oversampling: 3 });
+  assert.deepEqual(afterRestart.points.map((p) => p.id), before.points.map((p) => p.id));
+  const l2 = (a, b) => Math.sqrt(a.reduce((acc, x, i) => acc + (x - b[i]) ** 2, 0));
+  const offBy = (res) => res.points.filter((p) => Math.abs(p.score - l2(q, pts[p.id - 1].vector.a)) > 1e-5).length;
+  const unrescored = await search('a', { rescore: false });
+  assert.equal(unrescored.points.length, 5);
+  assert.ok(offBy(unrescored) >= 3, 'codes rebuilt after the restart give approximate scores');
+
+  // Disabled removes the vector's own setting (it then follows the collection's), and the
+  // collection's; a full replacement does not merge methods
+  await srv.ok('PATCH', '/collections/qu', { vectors: { a: { quantization_config: 'Disabled' } }, quantization_config: 'Disabled' });
+  cfg = (await srv.ok('GET', '/collections/qu')).config;
+  assert.equal(cfg.params.vectors.a.quantization_config, undefined);
+  assert.equal(cfg.quantization_config, null);
+  const plain = await search('a', { rescore: false });
+  assert.equal(plain.points[0].id, 6);
+  assert.equal(offBy(plain), 0); // float walk: exact scores even with rescore off
+});

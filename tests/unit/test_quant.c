@@ -1,0 +1,335 @@
+/* Scalar int8 quantization (index/ag_quant.h) and its use by the HNSW index: the kernels against
+ * plain loops, encode/decode error bounds, clipping, training, and recall of quantized graph
+ * search against the exact index on a seeded synthetic set. */
+#include "ag_base.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "index/ag_hnsw.h"
+#include "index/ag_index.h"
+#include "index/ag_quant.h"
+
+static uint64_t rng_s = 0x243F6A8885A308D3ull;
+
+static uint64_t next_u64(void)
+{
+    rng_s ^= rng_s << 13;
+    rng_s ^= rng_s >> 7;
+    rng_s ^= rng_s << 17;
+    return rng_s;
+}
+
+static float uni(void) /* [-1, 1) */
+{
+    return (float)((double)(next_u64() >> 11) / (double)(UINT64_C(1) << 52) - 1.0);
+}
+
+static void test_kernels_match_loops(void **state)
+{
+    (void)state;
+    for (size_t n = 32; n <= 512; n += 32) {
+        size_t bytes = (n + 63) & ~(size_t)63;
+        uint8_t *a = aligned_alloc(64, bytes), *b = aligned_alloc(64, bytes);
+        assert_non_null(a);
+        assert_non_null(b);
+        for (int round = 0; round < 4; round++) {
+            for (size_t i = 0; i < n; i++) {
+                /* the extremes too: every lane at 0 or at the top level */
+                a[i] = round == 0 ? AG_QUANT_LEVELS - 1 : (uint8_t)(next_u64() % AG_QUANT_LEVELS);
+                b[i] = round == 1 ? 0 : (uint8_t)(next_u64() % AG_QUANT_LEVELS);
+            }
+            uint32_t dot = 0, l2 = 0, l1 = 0;
+            for (size_t i = 0; i < n; i++) {
+                int d = (int)a[i] - (int)b[i];
+                dot += (uint32_t)a[i] * b[i];
+                l2 += (uint32_t)(d * d);
+                l1 += (uint32_t)abs(d);
+            }
+            assert_int_equal(ag_u8_dot(a, b, n), dot);
+            assert_int_equal(ag_u8_l2sq(a, b, n), l2);
+            assert_int_equal(ag_u8_l1(a, b, n), l1);
+        }
+        free(a);
+        free(b);
+    }
+}
+
+/* Rows in [-1, 1) plus a few outliers at +-8. */
+static ag_vecstore_t *filled(uint32_t n, uint32_t dim, bool outliers)
+{
+    ag_vecstore_t *vs;
+    assert_int_equal(ag_vecstore_new(dim, &vs), 0);
+    float *v = malloc(dim * sizeof(float));
+    assert_non_null(v);
+    for (uint32_t s = 0; s < n; s++) {
+        for (uint32_t j = 0; j < dim; j++)
+            v[j] = uni();
+        if (outliers && s % 97 == 0)
+            v[s % dim] = s % 2 ? 8.0f : -8.0f;
+        assert_int_equal(ag_vecstore_set(vs, s, v), 0);
+    }
+    free(v);
+    return vs;
+}
+
+static void test_encode_decode_bounds(void **state)
+{
+    (void)state;
+    const uint32_t dim = 40, n = 500;
+    ag_vecstore_t *vs = filled(n, dim, false);
+    ag_quant_t *q;
+    assert_int_equal(ag_quant_new(dim, AG_DIST_EUCLID, 1.0, &q), 0);
+    assert_false(ag_quant_trained(q));
+    assert_int_equal(ag_quant_train(q, vs), 0);
+    assert_true(ag_quant_trained(q));
+    assert_int_equal(ag_quant_trained_rows(q), n);
+    float lo, step;
+    ag_quant_range(q, &lo, &step);
+    /* quantile 1: the whole range of the values, which are in [-1, 1) */
+    assert_true(lo >= -1.0f && lo < -0.95f);
+    assert_true(lo + step * (AG_QUANT_LEVELS - 1) <= 1.0f);
+    assert_true(lo + step * (AG_QUANT_LEVELS - 1) > 0.95f);
+    assert_true(ag_quant_memory(q) >= (size_t)n * AG_QUANT_ROW(dim));
+    float out[40];
+    for (uint32_t s = 0; s < n; s++) {
+        ag_quant_decode(q, s, out);
+        const float *row = ag_vecstore_get(vs, s);
+        for (uint32_t j = 0; j < dim; j++)
+            assert_true(fabsf(out[j] - row[j]) <= step / 2 + 1e-6f);
+    }
+    /* a vector set later is encoded with the same range; out-of-range values are clipped */
+    float v[40];
+    for (uint32_t j = 0; j < dim; j++)
+        v[j] = j % 2 ? 100.0f : -100.0f;
+    v[0] = NAN;
+    assert_int_equal(ag_quant_set(q, 2000, v), 0);
+    assert_true(ag_quant_capacity(q) > 2000);
+    ag_quant_decode(q, 2000, out);
+    assert_true(out[0] == lo); /* NaN encodes as the lowest level */
+    for (uint32_t j = 1; j < dim; j++)
+        assert_true(out[j] == (j % 2 ? lo + step * (AG_QUANT_LEVELS - 1) : lo));
+    ag_quant_free(q);
+
+    /* a quantile clips the outliers: the range stays near [-1, 1) */
+    ag_vecstore_t *vo = filled(n, dim, true);
+    assert_int_equal(ag_quant_new(dim, AG_DIST_EUCLID, 0.99, &q), 0);
+    assert_int_equal(ag_quant_train(q, vo), 0);
+    ag_quant_range(q, &lo, &step);
+    assert_true(lo > -1.0f && lo + step * (AG_QUANT_LEVELS - 1) < 1.0f);
+    ag_quant_free(q);
+    assert_int_equal(ag_quant_new(dim, AG_DIST_EUCLID, 1.0, &q), 0);
+    assert_int_equal(ag_quant_train(q, vo), 0);
+    ag_quant_range(q, &lo, &step);
+    assert_true(lo <= -8.0f);
+    ag_quant_free(q);
+
+    /* bad arguments */
+    assert_int_equal(ag_quant_new(dim, AG_DIST_DOT, 0.4, &q), AG_EINVAL);
+    assert_int_equal(ag_quant_new(dim, AG_DIST_DOT, 1.5, &q), AG_EINVAL);
+    assert_int_equal(ag_quant_new(0, AG_DIST_DOT, 1.0, &q), AG_EINVAL);
+    ag_vecstore_free(vs);
+    ag_vecstore_free(vo);
+}
+
+/* The approximate distances track the exact ones, for each metric. */
+static void test_distances_approximate(void **state)
+{
+    (void)state;
+    const uint32_t dim = 64, n = 300;
+    ag_vecstore_t *vs = filled(n, dim, false);
+    static const ag_distance_t ds[] = {AG_DIST_DOT, AG_DIST_EUCLID, AG_DIST_MANHATTAN};
+    for (size_t di = 0; di < AG_ARRAY_LEN(ds); di++) {
+        ag_quant_t *q;
+        assert_int_equal(ag_quant_new(dim, ds[di], 1.0, &q), 0);
+        assert_int_equal(ag_quant_train(q, vs), 0);
+        uint8_t *code = aligned_alloc(64, (AG_QUANT_ROW(dim) + 63) & ~(size_t)63);
+        assert_non_null(code);
+        ag_quant_query_t qq = {.code = code};
+        const float *query = ag_vecstore_get(vs, 7);
+        ag_quant_encode_query(q, query, &qq);
+        double worst = 0;
+        for (uint32_t s = 0; s < n; s++) {
+            float exact = ag_distance_score(ds[di], query, ag_vecstore_get(vs, s), dim);
+            float approx = ag_quant_score(q, ag_quant_dist(q, &qq, s));
+            worst = fmax(worst, fabs((double)exact - approx));
+        }
+        /* step is 2/127: per coordinate the error is at most step/2 on each side */
+        double bound = ds[di] == AG_DIST_MANHATTAN ? 0.02 * dim : ds[di] == AG_DIST_DOT ? 0.5 : 0.3;
+        assert_true(worst < bound);
+        /* a row against itself: Euclid and Manhattan exactly 0 */
+        if (ds[di] != AG_DIST_DOT)
+            assert_true(ag_quant_dist(q, &qq, 7) == 0.0f);
+        free(code);
+        ag_quant_free(q);
+    }
+    ag_vecstore_free(vs);
+}
+
+static double recall_at(const ag_index_t *ix, const ag_index_t *exact, const float *qs, uint32_t nq,
+                        uint32_t dim, const ag_search_params_t *sp)
+{
+    size_t hit = 0;
+    for (uint32_t i = 0; i < nq; i++) {
+        ag_hit_t a[10], b[10];
+        size_t na = 0, nb = 0;
+        assert_int_equal(ag_index_search(ix, qs + (size_t)i * dim, 10, NULL, sp, a, &na), 0);
+        assert_int_equal(ag_index_search(exact, qs + (size_t)i * dim, 10, NULL, NULL, b, &nb), 0);
+        assert_int_equal(na, 10);
+        for (size_t x = 0; x < nb; x++)
+            for (size_t y = 0; y < na; y++)
+                if (a[y].slot == b[x].slot) {
+                    hit++;
+                    break;
+                }
+    }
+    return (double)hit / (10.0 * nq);
+}
+
+/* Turned on while the store is empty: trained by the first add, retrained as the store grows
+ * fourfold (each vector then has a code for the range in use). */
+static void test_hnsw_quant_trains_on_adds(void **state)
+{
+    (void)state;
+    const uint32_t dim = 16;
+    ag_vecstore_t *vs;
+    ag_index_t *ix;
+    assert_int_equal(ag_vecstore_new(dim, &vs), 0);
+    assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_EUCLID, NULL, &ix), 0);
+    assert_int_equal(ag_hnsw_set_quant(ix, 1.0), 0);
+    assert_false(ag_hnsw_quantized(ix));
+    float v[16];
+    for (uint32_t s = 0; s < 100; s++) {
+        for (uint32_t j = 0; j < dim; j++)
+            v[j] = (float)(s + 1) * uni(); /* the spread grows: a stale range would clip */
+        assert_int_equal(ag_vecstore_set(vs, s, v), 0);
+        assert_int_equal(ag_index_add(ix, s), 0);
+        assert_true(ag_hnsw_quantized(ix));
+    }
+    /* the last vector is found by itself at distance 0 from the codes alone */
+    ag_search_params_t raw = {.quant_no_rescore = true};
+    ag_hit_t h[1];
+    size_t nh = 0;
+    assert_int_equal(ag_index_search(ix, v, 1, NULL, &raw, h, &nh), 0);
+    assert_int_equal(nh, 1);
+    assert_int_equal(h[0].slot, 99);
+    assert_true(h[0].score == 0.0f);
+    ag_index_free(ix);
+    ag_vecstore_free(vs);
+    ag_hnsw_thread_release();
+}
+
+/* Quantized graph search on a clustered set: recall against the exact index, rescored scores
+ * equal to the exact ones, ignore and no-rescore honoured, on/off switch. */
+static void test_hnsw_quantized_recall(void **state)
+{
+    (void)state;
+    const uint32_t dim = 48, n = 4000, nq = 50, clusters = 40;
+    float *centers = malloc((size_t)clusters * dim * sizeof(float));
+    float *v = malloc(dim * sizeof(float));
+    float *qs = malloc((size_t)nq * dim * sizeof(float));
+    assert_non_null(centers);
+    assert_non_null(v);
+    assert_non_null(qs);
+    for (size_t i = 0; i < (size_t)clusters * dim; i++)
+        centers[i] = uni();
+    ag_vecstore_t *vs;
+    assert_int_equal(ag_vecstore_new(dim, &vs), 0);
+    for (uint32_t s = 0; s < n + nq; s++) {
+        const float *c = centers + (size_t)(next_u64() % clusters) * dim;
+        float *dst = s < n ? v : qs + (size_t)(s - n) * dim;
+        for (uint32_t j = 0; j < dim; j++)
+            dst[j] = c[j] + 0.15f * uni();
+        ag_vector_normalize(dst, dim);
+        if (s < n)
+            assert_int_equal(ag_vecstore_set(vs, s, v), 0);
+    }
+    ag_index_t *ix, *exact;
+    ag_hnsw_params_t p = {.m = 16, .ef_construct = 100};
+    assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_COSINE, &p, &ix), 0);
+    assert_int_equal(ag_index_exact_new(vs, AG_DIST_COSINE, &exact), 0);
+    /* trained at once from the stored vectors */
+    assert_int_equal(ag_hnsw_set_quant(ix, 0.99), 0);
+    assert_true(ag_hnsw_quantized(ix));
+    for (uint32_t s = 0; s < n; s++)
+        assert_int_equal(ag_index_add(ix, s), 0);
+    assert_true(ag_hnsw_quantized(ix));
+    ag_hnsw_stats_t st;
+    ag_hnsw_stats(ix, &st);
+    assert_true(st.quant_memory >= (size_t)n * AG_QUANT_ROW(dim));
+
+    /* Tight clusters: many near-ties, so the approximate order needs a wider rescoring than on
+     * real embeddings (bench/compare_hnswlib.sh: GloVe loses < 0.01 at oversampling 2). */
+    ag_search_params_t sp = {.ef = 64, .oversampling = 4.0};
+    assert_true(recall_at(ix, exact, qs, nq, dim, &sp) >= 0.95);
+    ag_search_params_t s1 = {.ef = 64, .oversampling = 1.0};
+    assert_true(recall_at(ix, exact, qs, nq, dim, &s1) < recall_at(ix, exact, qs, nq, dim, &sp));
+    /* rescored hits carry the exact scores */
+    ag_hit_t h[10];
+    size_t nh = 0;
+    assert_int_equal(ag_index_search(ix, qs, 10, NULL, &sp, h, &nh), 0);
+    for (size_t i = 0; i < nh; i++)
+        assert_true(h[i].score ==
+                    ag_distance_score(AG_DIST_COSINE, qs, ag_vecstore_get(vs, h[i].slot), dim));
+    /* no rescoring: approximate scores, still best first */
+    ag_search_params_t raw = {.ef = 64, .quant_no_rescore = true};
+    assert_int_equal(ag_index_search(ix, qs, 10, NULL, &raw, h, &nh), 0);
+    assert_int_equal(nh, 10);
+    size_t differ = 0;
+    for (size_t i = 0; i < nh; i++) {
+        float e = ag_distance_score(AG_DIST_COSINE, qs, ag_vecstore_get(vs, h[i].slot), dim);
+        assert_true(fabsf(h[i].score - e) < 0.05f);
+        differ += h[i].score != e;
+        if (i)
+            assert_true(h[i - 1].score >= h[i].score);
+    }
+    assert_true(differ > 0);
+    assert_true(recall_at(ix, exact, qs, nq, dim, &raw) >= 0.6);
+    /* ignore: the float walk */
+    ag_search_params_t ign = {.ef = 64, .quant_ignore = true, .quant_no_rescore = true};
+    assert_int_equal(ag_index_search(ix, qs, 10, NULL, &ign, h, &nh), 0);
+    for (size_t i = 0; i < nh; i++)
+        assert_true(h[i].score ==
+                    ag_distance_score(AG_DIST_COSINE, qs, ag_vecstore_get(vs, h[i].slot), dim));
+    /* a vector replaced in place gets a new code: it is found by its own vector */
+    const float *r500 = ag_vecstore_get(vs, 500), *r900 = ag_vecstore_get(vs, 900);
+    for (uint32_t j = 0; j < dim; j++)
+        v[j] = r500[j] + r900[j]; /* between two clusters, inside the trained range */
+    ag_vector_normalize(v, dim);
+    assert_int_equal(ag_index_remove(ix, 11), 0);
+    assert_int_equal(ag_vecstore_set(vs, 11, v), 0);
+    assert_int_equal(ag_index_add(ix, 11), 0);
+    assert_int_equal(ag_index_search(ix, v, 1, NULL, &sp, h, &nh), 0);
+    assert_int_equal(nh, 1);
+    assert_int_equal(h[0].slot, 11);
+    /* off */
+    assert_int_equal(ag_hnsw_set_quant(ix, 0), 0);
+    assert_false(ag_hnsw_quantized(ix));
+    ag_hnsw_stats(ix, &st);
+    assert_int_equal(st.quant_memory, 0);
+    assert_int_equal(ag_hnsw_set_quant(ix, 0.2), AG_EINVAL);
+    ag_index_free(ix);
+    ag_index_free(exact);
+    ag_vecstore_free(vs);
+    free(centers);
+    free(v);
+    free(qs);
+    ag_hnsw_thread_release();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernels_match_loops),
+        cmocka_unit_test(test_encode_decode_bounds),
+        cmocka_unit_test(test_distances_approximate),
+        cmocka_unit_test(test_hnsw_quant_trains_on_adds),
+        cmocka_unit_test(test_hnsw_quantized_recall),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
