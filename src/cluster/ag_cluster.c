@@ -463,7 +463,8 @@ int ag_cluster_new(const ag_cluster_config_t *cfg, ag_cluster_t **out, ag_diag_t
     cl->repl = (ag_repl_t){cl, repl_attach, repl_detach, repl_base, repl_commit, repl_done};
     long probe_timeout = (long)AG_MAX(stale_ms / 2, 50);
     int rc;
-    if ((rc = ag_etcd_new(cfg->etcd_endpoints, 5000, &cl->writer, diag)) != 0 ||
+    /* A write waiting on an election gives up after 2 s (503; the client retries). */
+    if ((rc = ag_etcd_new(cfg->etcd_endpoints, 2000, &cl->writer, diag)) != 0 ||
         (rc = ag_etcd_new(cfg->etcd_endpoints, probe_timeout, &cl->prober, diag)) != 0 ||
         (rc = ag_etcd_new(cfg->etcd_endpoints, 5000, &cl->watcher, diag)) != 0)
         goto fail;
