@@ -373,7 +373,8 @@ static int serve(int argc, char **argv)
     ag_audit_config_t acfg = {.dir = audit_dir,
                               .max_bytes = cfg.audit_max_mb << 20,
                               .max_files = cfg.audit_max_files,
-                              .key = audit_key};
+                              .key = audit_key,
+                              .node_id = cfg.cluster_enabled ? cfg.node_id : NULL};
     rc = ag_audit_open(&acfg, &audit, &diag);
     sodium_memzero(audit_key, sizeof(audit_key));
     if (rc != 0) {

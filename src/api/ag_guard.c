@@ -569,7 +569,7 @@ static int admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_
     int64_t now = ag_now_unix();
     report_due(g, now);
     /* Cluster mode: a cache that cannot be confirmed fresh may still hold a revoked key or a
-     * role since taken away, so nothing is decided on it (docs/CLUSTER.md "Freshness"). */
+     * role since taken away, so nothing is decided on it (docs/CLUSTER.md "Reads"). */
     if (g->cluster) {
         uint64_t rev = 0;
         if (!ag_cluster_fresh(g->cluster, &rev)) {

@@ -9,7 +9,7 @@
 #include "ag_grow.h"
 #include "ag_log.h"
 
-/* Key layout in etcd (docs/CLUSTER.md "Keys"). */
+/* Key layout in etcd (docs/CLUSTER.md "Keys in etcd"). */
 #define SEC_PREFIX "/aegis/sec/"
 #define VERSION_KEY SEC_PREFIX "@version"
 #define NODES_PREFIX "/aegis/nodes/"
@@ -43,6 +43,7 @@ struct ag_cluster {
     _Atomic uint64_t watch_from;  /* next revision the watch wants */
     _Atomic bool resync;          /* a local commit failed, or the watch lost its place */
     _Atomic bool stop;
+    _Atomic uint64_t txn_seq; /* makes each commit's version value unique */
     int64_t lease;
 
     pthread_t probe_thread, watch_thread;
@@ -269,18 +270,37 @@ static int repl_commit(void *ctx, const char *name, uint64_t base, const ag_repl
         }
         ops[i] = (ag_etcd_op_t){keys[i], ch[i].val, klen, ch[i].vlen, ch[i].del, 0};
     }
+    /* The version key's value names this commit, so a commit whose answer was lost can be
+     * recognised by reading the key back. */
+    char token[128];
+    snprintf(token, sizeof(token), "%s:%llu", cl->node_id,
+             (unsigned long long)atomic_fetch_add(&cl->txn_seq, 1) + 1);
     if (rc == 0) {
         /* Every change rewrites the version key: its mod_revision names the state. */
-        ops[n] = (ag_etcd_op_t){VERSION_KEY,         cl->node_id, strlen(VERSION_KEY),
-                                strlen(cl->node_id), false,       0};
+        ops[n] = (ag_etcd_op_t){VERSION_KEY, token, strlen(VERSION_KEY), strlen(token), false, 0};
         bool ok = false;
         ag_diag_t ed = {{0}};
         rc = ag_etcd_txn(cl->writer, VERSION_KEY, strlen(VERSION_KEY), base, ops, n + 1, &ok, rev,
                          &ed);
+        if (rc) {
+            /* Sent and no answer: did it land? (If not now, it may still: then the watch brings
+             * it, and the caller, told 503, sees the change when it looks.) */
+            ag_etcd_range_t r;
+            ag_diag_t rd = {{0}};
+            if (ag_etcd_range(cl->writer, VERSION_KEY, strlen(VERSION_KEY), false, &r, &rd) == 0) {
+                if (r.n && r.kvs[0].vlen == strlen(token) &&
+                    memcmp(r.kvs[0].val, token, r.kvs[0].vlen) == 0) {
+                    *rev = r.kvs[0].mod_rev;
+                    ok = true;
+                    rc = 0;
+                }
+                ag_etcd_range_free(&r);
+            }
+        }
         if (rc)
             rc = ag_fail(diag, AG_EUNAVAILABLE,
                          "cluster: the security state cannot be changed while etcd is "
-                         "unreachable (%s); nothing was written",
+                         "unreachable (%s); the change was not confirmed",
                          ed.msg);
         else if (!ok)
             rc = ag_fail(diag, AG_ECONFLICT,

@@ -1,7 +1,7 @@
 /*
- * ag_etcd.h — a small client of etcd's v3 JSON gateway (docs/CLUSTER.md "etcd"): key ranges,
- * puts, compare-and-swap transactions, leases and a watch stream, over HTTP/1.1 with libcurl.
- * Keys and values are bytes (base64 on the wire, as the gateway wants).
+ * ag_etcd.h — a small client of etcd's v3 JSON gateway (docs/CLUSTER.md "Reads", endpoints): key
+ * ranges, puts, compare-and-swap transactions, leases and a watch stream, over HTTP/1.1 with
+ * libcurl. Keys and values are bytes (base64 on the wire, as the gateway wants).
  *
  * Endpoints: a comma-separated list of member URLs. A call goes to the current endpoint; when
  * that one cannot be connected to at all (the request was never sent), the next one is tried,

@@ -198,8 +198,13 @@ test('a role change or key revocation on A is enforced on C within T_stale', { s
   dist('role granted on A → allowed on C', grant);
   dist('key rotated on A → old key refused on C', rekey);
   for (const x of [...revoke, ...grant, ...rekey]) assert.ok(x < T_STALE, `took ${x} ms`);
-  // The same store answers on B too, and the change history is the same everywhere.
+  // The same store answers on B too.
   assert.deepEqual((await ok(nodes[1], 'GET', '/auth/users/alice')).roles, ['reader']);
+  // Each node audits what it decided, naming itself.
+  const log = fs.readFileSync(path.join(A.storage, 'audit', 'audit.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const change = log.find((r) => r.route === '/auth/users/{id}/roles' && r.decision === 'allow');
+  assert.ok(change, 'a role change was audited on A');
+  assert.equal(change.node, 'node-a');
 });
 
 test('concurrent changes on two nodes: compare-and-swap, no lost update', { skip: SKIP }, async () => {
@@ -312,7 +317,7 @@ test('all etcd members stopped: every node fails closed after T_stale, then resu
     }),
   );
   console.log(`etcd stopped: nodes refuse after ${refusedAfter.map((x) => x.toFixed(0)).join(', ')} ms (T_stale ${T_STALE} ms)`);
-  for (const x of refusedAfter) assert.ok(x <= T_STALE + 250, `refused only after ${x} ms`);
+  for (const x of refusedAfter) assert.ok(x <= T_STALE + 500 * TIME_SCALE, `refused only after ${x} ms`);
   // Every authenticated route, any credential; public probes still answer.
   for (const n of nodes) {
     assert.equal(await st(n, 'GET', '/collections'), 503);
