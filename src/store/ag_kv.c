@@ -336,8 +336,9 @@ int ag_kv_each(ag_kv_txn_t *txn, ag_kv_table_t t, ag_kv_each_fn fn, void *ud)
 
 /* ---- the local copy of a replicated store ------------------------------------------------ */
 
-/* Empties every named table of the environment (their names are the main table's keys). */
-static int clear_all(MDB_txn *t)
+/* Empties every named table of the environment (their names are the main table's keys);
+ * *dropped counts the records removed. */
+static int clear_all(MDB_txn *t, size_t *dropped)
 {
     MDB_dbi main_dbi;
     int mrc = mdb_dbi_open(t, NULL, 0, &main_dbi);
@@ -361,8 +362,11 @@ static int clear_all(MDB_txn *t)
         return mrc;
     for (size_t i = 0; i < n; i++) {
         MDB_dbi dbi;
-        if ((mrc = mdb_dbi_open(t, names[i], 0, &dbi)) != 0 || (mrc = mdb_drop(t, dbi, 0)) != 0)
+        MDB_stat st;
+        if ((mrc = mdb_dbi_open(t, names[i], 0, &dbi)) != 0 || (mrc = mdb_stat(t, dbi, &st)) != 0 ||
+            (mrc = mdb_drop(t, dbi, 0)) != 0)
             return mrc;
+        *dropped += st.ms_entries;
     }
     return 0;
 }
@@ -378,8 +382,9 @@ static int kv_apply(void *sink, bool reset, const ag_repl_change_t *ch, size_t n
         mdb_txn_abort(t);
         return 1;
     }
+    size_t dropped = 0;
     if (reset)
-        mrc = clear_all(t);
+        mrc = clear_all(t, &dropped);
     for (size_t i = 0; mrc == 0 && i < n; i++) {
         MDB_dbi dbi;
         if ((mrc = mdb_dbi_open(t, ch[i].table, MDB_CREATE, &dbi)) != 0)
@@ -395,6 +400,12 @@ static int kv_apply(void *sink, bool reset, const ag_repl_change_t *ch, size_t n
                mdb_strerror(mrc));
         return kv_error(mrc) == AG_ENOMEM ? AG_ENOMEM : AG_ESTORAGE;
     }
+    /* Joining a cluster replaces what a node kept on its own (docs/CLUSTER.md "Joining"). */
+    if (reset && !kv->attached && dropped > n)
+        ag_log(AG_LOG_WARN,
+               "%s: the local copy held %zu records, the cluster's state %zu: the cluster's "
+               "replaces it",
+               kv->what, dropped, n);
     atomic_store(&kv->applied, rev);
     if ((mrc = mdb_txn_commit(t)) != 0) {
         ag_log(AG_LOG_ERROR, "%s: cannot commit replicated changes: %s", kv->what,
