@@ -43,6 +43,7 @@ struct ag_cluster {
     _Atomic uint64_t watch_from;  /* next revision the watch wants */
     _Atomic bool resync;          /* a local commit failed, or the watch lost its place */
     _Atomic bool stop;
+    _Atomic bool kick;        /* ends the current watch (stop, or the probe found it stuck) */
     _Atomic uint64_t txn_seq; /* makes each commit's version value unique */
     int64_t lease;
 
@@ -183,8 +184,11 @@ static int full_reload(ag_cluster_t *cl, ag_etcd_t *e, ag_diag_t *diag)
         return rc;
     uint64_t v = version_of(&r);
     pthread_mutex_lock(&cl->apply_mu);
-    rc = apply_all(cl, r.kvs, r.n, v, true, NULL);
-    if (rc == 0) {
+    /* Another reload (the watch's or the probe's) may have applied a newer read meanwhile: never
+     * go back to an older state. */
+    bool older = v < atomic_load(&cl->published) && !atomic_load(&cl->resync);
+    rc = older ? 0 : apply_all(cl, r.kvs, r.n, v, true, NULL);
+    if (rc == 0 && !older) {
         atomic_store(&cl->published, v);
         atomic_store(&cl->resync, false);
         atomic_max(&cl->watch_from, r.rev + 1);
@@ -383,9 +387,15 @@ static void *watch_main(void *arg)
         }
         ag_diag_t d = {{0}};
         int rc = ag_etcd_watch(cl->watcher, SEC_PREFIX, strlen(SEC_PREFIX), true,
-                               atomic_load(&cl->watch_from), on_watch, cl, &cl->stop, &d);
+                               atomic_load(&cl->watch_from), on_watch, cl, &cl->kick, &d);
         if (atomic_load(&cl->stop))
             break;
+        if (atomic_exchange(&cl->kick, false)) {
+            ag_log(AG_LOG_WARN, "cluster: the watch on %s fell behind; reconnecting",
+                   ag_etcd_endpoint(cl->watcher));
+            ag_etcd_next_endpoint(cl->watcher);
+            continue;
+        }
         if (rc && !broken)
             ag_log(AG_LOG_WARN, "cluster: %s; reconnecting", d.msg);
         broken = rc != 0;
@@ -438,6 +448,7 @@ static void *probe_main(void *arg)
                 ag_diag_t rd = {{0}};
                 if (full_reload(cl, cl->prober, &rd) == 0)
                     behind = 0;
+                atomic_store(&cl->kick, true); /* and the watch starts over elsewhere */
             }
         } else if (!down) {
             down = true;
@@ -530,6 +541,7 @@ void ag_cluster_free(ag_cluster_t *cl)
         return;
     pthread_mutex_lock(&cl->wait_mu);
     atomic_store(&cl->stop, true);
+    atomic_store(&cl->kick, true);
     pthread_cond_broadcast(&cl->wait_cv);
     pthread_mutex_unlock(&cl->wait_mu);
     if (cl->watch_started)

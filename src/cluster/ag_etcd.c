@@ -84,6 +84,11 @@ const char *ag_etcd_endpoint(ag_etcd_t *e)
     return e->urls[atomic_load(&e->cur) % e->nurls];
 }
 
+void ag_etcd_next_endpoint(ag_etcd_t *e)
+{
+    atomic_fetch_add(&e->cur, 1);
+}
+
 /* ---- base64 ------------------------------------------------------------------------------- */
 
 /* A new base64 string of the bytes (caller frees); NULL when out of memory. */

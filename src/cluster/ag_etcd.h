@@ -49,6 +49,8 @@ int ag_etcd_new(const char *endpoints, long timeout_ms, ag_etcd_t **out, ag_diag
 void ag_etcd_free(ag_etcd_t *e);
 /* The endpoint calls go to now (borrowed; for messages). */
 const char *ag_etcd_endpoint(ag_etcd_t *e);
+/* Moves on to the next endpoint (the current one seems stuck). */
+void ag_etcd_next_endpoint(ag_etcd_t *e);
 
 /* Reads key (prefix = every key starting with it), linearizable. out filled (ag_etcd_range_free).
  * AG_EUNAVAILABLE when no endpoint answers; AG_EIO for an answer that is not etcd's. */

@@ -298,6 +298,35 @@ test("killing etcd's leader: a short write outage, no wrong decision", { skip: S
   await until('the member back', async () => (await victim.status()).leader !== undefined);
 });
 
+test('an etcd member that stops answering (SIGSTOP) does not delay revocations past T_stale', { skip: SKIP }, async () => {
+  const [A, , C] = nodes;
+  const key = (await ok(A, 'POST', '/auth/users/erin', { roles: ['reader'] })).api_key;
+  await seen(C, key, 200, performance.now());
+  const lat = [];
+  for (const m of members) {
+    // Each member in turn hangs (connections stay open, nothing is answered).
+    m.proc.kill('SIGSTOP');
+    try {
+      await sleep(200);
+      let r;
+      await until('a write with one member hung', async () => {
+        r = await A.request('DELETE', '/auth/users/erin/roles', { roles: ['reader'] }, root);
+        return r.status === 200;
+      });
+      const t = performance.now();
+      lat.push(await seen(C, key, 403, t));
+      await until('a write with one member hung', async () =>
+        (await A.request('POST', '/auth/users/erin/roles', { roles: ['reader'] }, root)).status === 200);
+      lat.push(await seen(C, key, 200, performance.now()));
+    } finally {
+      m.proc.kill('SIGCONT');
+    }
+    await sleep(300);
+  }
+  dist('role change on A → enforced on C, one etcd member hung', lat);
+  for (const x of lat) assert.ok(x < T_STALE, `took ${x} ms`);
+});
+
 test('all etcd members stopped: every node fails closed after T_stale, then resumes', { skip: SKIP }, async () => {
   for (const n of nodes) assert.equal(await st(n, 'GET', '/auth/roles'), 200);
   const t0 = performance.now();
