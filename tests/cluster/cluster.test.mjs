@@ -368,6 +368,11 @@ test('all etcd members stopped: every node fails closed after T_stale, then resu
   await seen(C, dave, 200, performance.now());
 });
 
+test('nodes stay registered (their leases are kept alive)', { skip: SKIP }, async () => {
+  // Well past the 10 s lease of the registration made at start-up.
+  await until('three registered nodes', async () => Object.keys((await ok(nodes[0], 'GET', '/cluster')).peers).length === 3);
+});
+
 test('authorization cost on a warm cache (printed)', { skip: SKIP }, async () => {
   const bench = path.join(path.dirname(AEGIS_BIN), 'bench_cluster_authz');
   if (!fs.existsSync(bench)) {
