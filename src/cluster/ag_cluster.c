@@ -427,7 +427,6 @@ static int register_node(ag_cluster_t *cl, ag_etcd_t *e, ag_diag_t *diag)
 static void *probe_main(void *arg)
 {
     ag_cluster_t *cl = arg;
-    int behind = 0;
     int64_t next_keepalive = 0;
     bool down = false;
     while (!atomic_load(&cl->stop)) {
@@ -440,14 +439,16 @@ static void *probe_main(void *arg)
             if (down)
                 ag_log(AG_LOG_INFO, "cluster: etcd answers again");
             down = false;
+            /* A change the watch has not brought yet: usually it is on its way; give it 100 ms. */
+            if (atomic_load(&cl->published) < v && !atomic_load(&cl->resync))
+                pause_ms(cl, 100);
             if (atomic_load(&cl->published) >= v && !atomic_load(&cl->resync)) {
                 confirm(cl, sent);
-                behind = 0;
-            } else if (++behind >= 2 || atomic_load(&cl->resync)) {
-                /* The watch has not brought the change within two probes: read everything. */
+            } else {
+                /* The watch did not bring it (stuck on a hung member, or broken): read
+                 * everything. */
                 ag_diag_t rd = {{0}};
-                if (full_reload(cl, cl->prober, &rd) == 0)
-                    behind = 0;
+                (void)full_reload(cl, cl->prober, &rd);
                 atomic_store(&cl->kick, true); /* and the watch starts over elsewhere */
             }
         } else if (!down) {
@@ -492,7 +493,9 @@ int ag_cluster_new(const ag_cluster_config_t *cfg, ag_cluster_t **out, ag_diag_t
     pthread_mutex_init(&cl->wait_mu, NULL);
     pthread_cond_init(&cl->wait_cv, NULL);
     cl->repl = (ag_repl_t){cl, repl_attach, repl_detach, repl_base, repl_commit, repl_done};
-    long probe_timeout = (long)AG_MAX(stale_ms / 2, 50);
+    /* A probe that hangs (a member stopped without closing) gives up in time for the next one
+     * to go elsewhere before the lease runs out. */
+    long probe_timeout = (long)AG_MAX(stale_ms / 3, 50);
     int rc;
     /* A write waiting on an election gives up after 2 s (503; the client retries). */
     if ((rc = ag_etcd_new(cfg->etcd_endpoints, 2000, &cl->writer, diag)) != 0 ||
