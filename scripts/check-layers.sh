@@ -15,7 +15,8 @@ declare -A allowed=(
   [auth]="base json index auth store/ag_kv.h"
   [http]="base http"
   [grpc]="base grpc"
-  [api]="base json index store query auth http grpc api"
+  [cluster]="base json cluster"
+  [api]="base json index store query auth http grpc cluster api"
   [cli]="base json http cli"
 )
 

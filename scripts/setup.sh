@@ -7,6 +7,7 @@ packages=(build-essential cmake pkg-config git ca-certificates openssl
           libmicrohttpd-dev libgnutls28-dev libjansson-dev liblmdb-dev libsodium-dev
           libyaml-dev libcmocka-dev clang-format
           libnghttp2-dev protobuf-c-compiler libprotobuf-c-dev
+          libcurl4-gnutls-dev etcd-server etcd-client # cluster mode (docs/CLUSTER.md) and its test
           # Qdrant's REST tests (tests/conformance/curated.sh)
           python3-pytest python3-requests python3-jsonschema python3-jwt python3-retry
           python3-more-itertools python3-pytest-timeout

@@ -25,7 +25,9 @@
 #include "auth/ag_audit.h"
 #include "auth/ag_token_cli.h"
 #include "cli/ag_cli.h"
+#include "cluster/ag_cluster.h"
 #include "http/ag_http.h"
+#include "store/ag_kv.h"
 #include "store/ag_store.h"
 
 extern char **environ;
@@ -205,6 +207,7 @@ static int serve(int argc, char **argv)
     ag_grpc_t *grpc = NULL;
     ag_guard_t *guard = NULL;
     ag_audit_t *audit = NULL;
+    ag_cluster_t *cluster = NULL;
     char *cert = NULL, *key = NULL, *ca = NULL;
     int exit_code = 1;
 
@@ -212,6 +215,8 @@ static int serve(int argc, char **argv)
     ag_log_level_t level;
     if (rc == 0 && ag_log_parse_level(cfg.log_level, &level) != 0)
         rc = ag_fail(&diag, AG_ECONFIG, "log_level: expected debug, info, warn or error");
+    if (rc == 0)
+        rc = ag_config_check(&cfg, &diag);
     if (rc == 0 && cfg.max_request_timeout_s == 0)
         rc = ag_fail(&diag, AG_ECONFIG,
                      "service.max_request_timeout_sec: expected an integer from 1 to 86400");
@@ -314,6 +319,22 @@ static int serve(int argc, char **argv)
     ag_log(AG_LOG_INFO, "storage %s opened in %.2fs, resident memory %.1f MB", cfg.storage_path,
            ag_now_mono() - t0, resident_mb());
 
+    /* Cluster mode (docs/CLUSTER.md): the security stores become local copies of the state in
+     * etcd, so the replicator is installed before the guard opens them. */
+    if (cfg.cluster_enabled) {
+        char adv[600];
+        if (cfg.advertise_url)
+            snprintf(adv, sizeof(adv), "%s", cfg.advertise_url);
+        else
+            snprintf(adv, sizeof(adv), "%s://%s:%u", cfg.enable_tls ? "https" : "http", cfg.host,
+                     (unsigned)cfg.http_port);
+        ag_cluster_config_t ccfg = {cfg.etcd_endpoints, cfg.node_id, adv, cfg.stale_after_ms};
+        if ((rc = ag_cluster_new(&ccfg, &cluster, &diag)) != 0) {
+            fprintf(stderr, "aegis: %s\n", diag.msg);
+            goto out;
+        }
+        ag_kv_set_repl(ag_cluster_repl(cluster));
+    }
     ag_guard_config_t gcfg = {
         .insecure = cfg.insecure,
         .api_key = cfg.api_key,
@@ -325,8 +346,13 @@ static int serve(int argc, char **argv)
         .auth_max_failures = (unsigned)cfg.auth_max_failures,
         .auth_failure_window_s = (unsigned)cfg.auth_failure_window_s,
         .auth_lockout_s = (unsigned)cfg.auth_lockout_s,
+        .cluster = cluster,
     };
     if ((rc = ag_guard_new(&gcfg, store, &guard, &diag)) != 0) {
+        fprintf(stderr, "aegis: %s\n", diag.msg);
+        goto out;
+    }
+    if (cluster && (rc = ag_cluster_start(cluster, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
@@ -347,7 +373,8 @@ static int serve(int argc, char **argv)
     ag_audit_config_t acfg = {.dir = audit_dir,
                               .max_bytes = cfg.audit_max_mb << 20,
                               .max_files = cfg.audit_max_files,
-                              .key = audit_key};
+                              .key = audit_key,
+                              .node_id = cfg.cluster_enabled ? cfg.node_id : NULL};
     rc = ag_audit_open(&acfg, &audit, &diag);
     sodium_memzero(audit_key, sizeof(audit_key));
     if (rc != 0) {
@@ -437,6 +464,8 @@ out:
         ag_http_stop(http, 5.0);
     ag_snapshots_stop(); /* a running snapshot job finishes before the store closes */
     ag_guard_free(guard);
+    ag_kv_set_repl(NULL);
+    ag_cluster_free(cluster); /* after the stores it feeds are closed */
     ag_audit_close(audit);
     ag_store_close(store);
     ag_pool_shutdown();

@@ -1,5 +1,7 @@
 #include "ag_api.h"
 
+#include "ag_repl.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -334,7 +336,9 @@ void ag_api_handle(void *ud, ag_request_t *req)
     if (rc == 0) {
         const char *w = ag_request_query(req, "wait");
         call->wait = w && (strcmp(w, "true") == 0 || strcmp(w, "1") == 0);
+        ag_repl_pin(call->sec_rev);
         rc = call->route->handler(call);
+        ag_repl_pin(0);
     }
     if (rc) {
         render_error(req, rc, &call->diag);

@@ -85,6 +85,9 @@ struct ag_call {
      * create and lands within create_rows, an existing id needs update and stays within
      * update_rows (NULL rows = all); call->restriction is then unused by the write. Owned. */
     ag_upsert_grant_t upsert;
+    /* Cluster mode: the security state's revision the caller was authorized at; a security
+     * change the handler makes is compared against it (base/ag_repl.h, docs/CLUSTER.md). */
+    uint64_t sec_rev;
     double deadline;    /* ag_now_mono() time after which the request stops with 408 */
     uint64_t timeout_s; /* the timeout the deadline came from (for the message) */
 };

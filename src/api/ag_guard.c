@@ -22,6 +22,7 @@
 #include "auth/ag_root_key.h"
 #include "auth/ag_secstore.h"
 #include "auth/ag_throttle.h"
+#include "cluster/ag_cluster.h"
 #include "store/ag_payload_index.h"
 
 struct ag_guard {
@@ -34,7 +35,8 @@ struct ag_guard {
     ag_audit_t *audit;           /* borrowed (ag_guard_set_audit); NULL = not recorded */
     _Atomic int64_t next_report; /* when aggregated throttle records may next fall due */
     ag_action_decl_t decls[AG_MAX_ROUTES];
-    ag_root_key_t root; /* the generated root key's salted hash, when there is one */
+    ag_root_key_t root;    /* the generated root key's salted hash, when there is one */
+    ag_cluster_t *cluster; /* borrowed; NULL = a single node */
 };
 
 static int lookup_hook(void *ctx, const char *credential, size_t len, int64_t now,
@@ -118,6 +120,7 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         return AG_ENOMEM;
     g->insecure = cfg->insecure;
     g->store = store;
+    g->cluster = cfg->cluster;
     int rc = open_security(g, cfg->storage_path, diag);
     if (rc)
         goto fail;
@@ -565,6 +568,22 @@ static int admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_
     }
     int64_t now = ag_now_unix();
     report_due(g, now);
+    /* Cluster mode: a cache that cannot be confirmed fresh may still hold a revoked key or a
+     * role since taken away, so nothing is decided on it (docs/CLUSTER.md "Reads"). */
+    if (g->cluster) {
+        uint64_t rev = 0;
+        if (!ag_cluster_fresh(g->cluster, &rev)) {
+            rc = ag_fail(diag, AG_EUNAVAILABLE,
+                         "cluster: node %s cannot confirm that its security state is current "
+                         "(last confirmed %lld ms ago; cluster.stale_after_ms); requests are "
+                         "refused until etcd answers again",
+                         ag_cluster_node_id(g->cluster),
+                         (long long)ag_cluster_unconfirmed_ms(g->cluster));
+            audit_write(g, call, false, ag_http_status(rc), diag->msg);
+            return rc;
+        }
+        call->sec_rev = rev;
+    }
     if (req->client_cert_refused)
         return auth_failed(g, call, now, AG_M_AUTH_CLIENT_CERT, "no valid client certificate",
                            "Unauthorized: a valid client certificate is required", retry_after,
@@ -701,6 +720,11 @@ int ag_guard_authorize_tenant(ag_call_t *call, const char *action, const char *t
 }
 
 /* ---- helpers of the access-management API ----------------------------------------------- */
+
+ag_cluster_t *ag_guard_cluster(ag_guard_t *g)
+{
+    return g ? g->cluster : NULL;
+}
 
 ag_secstore_t *ag_guard_secstore(ag_guard_t *g)
 {

@@ -29,6 +29,9 @@ typedef struct ag_guard_config {
     unsigned auth_max_failures;
     unsigned auth_failure_window_s;
     unsigned auth_lockout_s;
+    /* Cluster mode (docs/CLUSTER.md): borrowed; NULL = a single node. While it cannot confirm
+     * the security state is fresh, every non-public request gets 503 (fail closed). */
+    struct ag_cluster *cluster;
 } ag_guard_config_t;
 
 /* Builds the guard. On a first start without any configured key (and without --insecure) it
@@ -57,6 +60,8 @@ void ag_guard_release_principal(ag_call_t *call);
 struct ag_secstore;
 struct ag_auth;
 struct ag_secstore *ag_guard_secstore(ag_guard_t *g);
+/* The cluster (NULL on a single node). */
+struct ag_cluster *ag_guard_cluster(ag_guard_t *g);
 struct ag_auth *ag_guard_auth(ag_guard_t *g);
 /* The key id (public part) of the database-user key the request presented, copied into out
  * (AG_KEY_ID_LEN + 1 bytes). AG_ENOTFOUND when it presented none. Never the secret. */

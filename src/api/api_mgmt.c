@@ -20,6 +20,7 @@
 #include "auth/ag_perm.h"
 #include "auth/ag_principal.h"
 #include "auth/ag_secstore.h"
+#include "cluster/ag_cluster.h"
 #include "json/ag_json.h"
 
 /* An invite lives at most a week unless the account says otherwise. */
@@ -541,10 +542,34 @@ static int h_account_patch(ag_call_t *call)
     return account_answer(call);
 }
 
-/* Qdrant's answer without distributed mode. */
+/* Qdrant's answer without distributed mode; in cluster mode (docs/CLUSTER.md) the nodes
+ * registered in etcd as Qdrant's peers, and this node's view of the control plane. */
 static int h_cluster(ag_call_t *call)
 {
-    call->result = json_pack("{s:s}", "status", "disabled");
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    if (!cl) {
+        call->result = json_pack("{s:s}", "status", "disabled");
+        return call->result ? 0 : AG_ENOMEM;
+    }
+    json_t *st = ag_cluster_status_json(cl);
+    json_t *peers = json_object();
+    size_t i;
+    json_t *n;
+    json_array_foreach(json_object_get(st, "nodes"), i, n)
+    {
+        const char *id = json_string_value(json_object_get(n, "node_id"));
+        if (id && peers)
+            json_object_set_new(peers, id,
+                                json_pack("{s:O}", "uri", json_object_get(n, "advertise_url")));
+    }
+    if (!st || !peers) {
+        json_decref(st);
+        json_decref(peers);
+        return AG_ENOMEM;
+    }
+    /* json_pack takes both references, also when it fails. */
+    call->result = json_pack("{s:s,s:s,s:o,s:o}", "status", "enabled", "peer_id",
+                             ag_cluster_node_id(cl), "peers", peers, "control_plane", st);
     return call->result ? 0 : AG_ENOMEM;
 }
 

@@ -2,6 +2,8 @@
 #include <stdio.h>
 
 #include "api/ag_api.h"
+#include "api/ag_guard.h"
+#include "cluster/ag_cluster.h"
 
 /* The Qdrant REST API version whose data plane Aegis speaks; the official clients check it. */
 #define AG_QDRANT_API_VERSION "1.18.0"
@@ -30,8 +32,15 @@ static int h_healthz(ag_call_t *call)
     return text(call, "healthz check passed");
 }
 
+/* In cluster mode a node that cannot confirm its security state refuses every authenticated
+ * request (docs/CLUSTER.md "Reads"): it tells load balancers so (503) until it can again. */
 static int h_readyz(ag_call_t *call)
 {
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    if (cl && !ag_cluster_fresh(cl, NULL)) {
+        call->http_status = 503;
+        return text(call, "not ready: the cluster's security state is not confirmed");
+    }
     return text(call, "all shards are ready");
 }
 

@@ -50,6 +50,7 @@ struct ag_audit {
     bool retiring;           /* writing retention records: no rotation inside a rotation */
     double last_sync;
     unsigned char key[AG_AUDIT_KEY_BYTES];
+    char node[80]; /* cluster mode: the node id every record carries ("" = none) */
     char *secrets[MAX_SECRETS];
     size_t nsecrets;
 };
@@ -691,6 +692,8 @@ int ag_audit_open(const ag_audit_config_t *cfg, ag_audit_t **out, ag_diag_t *dia
     a->max_bytes = cfg->max_bytes ? cfg->max_bytes : AG_AUDIT_DEFAULT_MAX_BYTES;
     a->max_files = cfg->max_files;
     memcpy(a->key, cfg->key, AG_AUDIT_KEY_BYTES);
+    if (cfg->node_id)
+        snprintf(a->node, sizeof(a->node), "%s", cfg->node_id);
     memcpy(a->prev, genesis, HASH_HEX + 1);
     a->last_sync = mono();
     int rc = 0;
@@ -923,6 +926,8 @@ static json_t *record_body(const ag_audit_t *a, const ag_audit_record_t *r)
     format_time(t, sizeof(t));
     int rc = 0;
     rc |= json_object_set_new(o, "time", json_string(t));
+    if (a->node[0])
+        rc |= json_object_set_new(o, "node", json_string(a->node));
     rc |= set_str(a, o, "request_id", r->request_id, false);
     rc |= set_str(a, p, "kind", r->principal_kind ? r->principal_kind : "none", false);
     rc |= set_str(a, p, "id", r->principal_id, false);

@@ -73,6 +73,7 @@ typedef struct ag_audit_config {
     uint64_t max_bytes;       /* rotation size; 0 = AG_AUDIT_DEFAULT_MAX_BYTES */
     uint64_t max_files;       /* rotated files kept; 0 = keep them all */
     const unsigned char *key; /* AG_AUDIT_KEY_BYTES; copied (wiped at close); required */
+    const char *node_id;      /* cluster mode: written as "node" in every record; NULL = none */
 } ag_audit_config_t;
 
 /* Opens (creating dir and file as needed) the log in cfg->dir, recovering seq and the chain from

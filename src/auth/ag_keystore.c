@@ -327,6 +327,65 @@ static int load_keys(ag_keystore_t *ks, ag_kv_txn_t *txn, ag_diag_t *diag)
     return rc;
 }
 
+/* Changes made on another node reached the local copy (cluster mode, docs/CLUSTER.md): the keys
+ * and settings in memory are rebuilt from it and swapped in whole. Runs on the replicator's
+ * thread; a change of this node's own is never half-seen (wmu serialises with writers). */
+static void remote_changed(void *ctx)
+{
+    ag_keystore_t *ks = ctx;
+    bool ok = false;
+    ag_keystore_t *tmp = calloc(1, sizeof(*tmp));
+    if (!tmp)
+        goto fail;
+    tmp->kv = ks->kv;
+    tmp->meta = ks->meta;
+    tmp->keys_db = ks->keys_db;
+    tmp->account_db = ks->account_db;
+    ag_kv_txn_t *txn = NULL;
+    ag_diag_t d = {{0}};
+    ag_kv_val_t hk;
+    if (begin(ks, false, &txn, &d) != 0)
+        goto fail;
+    int rc = load_keys(tmp, txn, &d);
+    if (rc == 0 && ag_kv_get(txn, ks->meta, "hash_key", 8, &hk) == 0 &&
+        hk.len == sizeof(tmp->hash_key))
+        memcpy(tmp->hash_key, hk.data, hk.len);
+    else
+        rc = rc ? rc : AG_ESTORAGE;
+    tmp->account = get_json(txn, ks->account_db, "settings");
+    ag_kv_abort(txn);
+    if (rc || (!tmp->account && !(tmp->account = json_object())))
+        goto fail;
+    pthread_mutex_lock(&ks->wmu);
+    pthread_rwlock_wrlock(&ks->lock);
+    cred_t **keys = ks->keys;
+    size_t nkeys = ks->nkeys, cap = ks->cap;
+    json_t *account = ks->account;
+    ks->keys = tmp->keys;
+    ks->nkeys = tmp->nkeys;
+    ks->cap = tmp->cap;
+    ks->account = tmp->account;
+    memcpy(ks->hash_key, tmp->hash_key, sizeof(ks->hash_key));
+    tmp->keys = keys;
+    tmp->nkeys = nkeys;
+    tmp->cap = cap;
+    tmp->account = account;
+    pthread_rwlock_unlock(&ks->lock);
+    pthread_mutex_unlock(&ks->wmu);
+    ok = true;
+fail:
+    if (!ok)
+        ag_log(AG_LOG_ERROR, "key store: cannot reload after a change made on another node");
+    if (tmp) {
+        for (size_t i = 0; i < tmp->nkeys; i++)
+            key_free(tmp->keys[i]);
+        free(tmp->keys);
+        json_decref(tmp->account);
+        sodium_memzero(tmp->hash_key, sizeof(tmp->hash_key));
+        free(tmp);
+    }
+}
+
 /* Memory: *out owns the environment and the loaded keys (ag_keystore_close). */
 int ag_keystore_open(const char *dir, ag_keystore_t **out, ag_diag_t *diag)
 {
@@ -374,6 +433,7 @@ int ag_keystore_open(const char *dir, ag_keystore_t **out, ag_diag_t *diag)
         rc = AG_ENOMEM;
         goto fail;
     }
+    ag_kv_set_on_remote(ks->kv, remote_changed, ks);
     *out = ks;
     return 0;
 fail:
@@ -385,11 +445,11 @@ void ag_keystore_close(ag_keystore_t *ks)
 {
     if (!ks)
         return;
+    ag_kv_close(ks->kv); /* first: no change from elsewhere arrives after this */
     for (size_t i = 0; i < ks->nkeys; i++)
         key_free(ks->keys[i]);
     free(ks->keys);
     json_decref(ks->account);
-    ag_kv_close(ks->kv);
     sodium_memzero(ks->hash_key, sizeof(ks->hash_key));
     pthread_rwlock_destroy(&ks->lock);
     pthread_mutex_destroy(&ks->wmu);
@@ -810,6 +870,12 @@ static void touch(ag_keystore_t *ks, const char *id, int64_t now)
             json_object_set_new(rec, "last_used", json_integer((json_int_t)now));
     }
     pthread_rwlock_unlock(&ks->lock);
+    /* In cluster mode last_used stays in this node's memory: a replicated write on the request
+     * path would cost an etcd round trip and invalidate every node's cache (docs/CLUSTER.md). */
+    if (rec && ag_kv_replicated(ks->kv)) {
+        json_decref(rec);
+        return;
+    }
     if (!rec)
         return;
     /* Never waits for another change's fsync: when one is under way, this minute's write is

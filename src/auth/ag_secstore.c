@@ -417,6 +417,8 @@ static int load_hash_key(ag_secstore_t *s, ag_kv_txn_t *txn)
     return 0;
 }
 
+static void remote_changed(void *ctx);
+
 /* Memory: *out owns the environment and the loaded state (ag_secstore_close). */
 int ag_secstore_open(const char *dir, ag_secstore_t **out, ag_diag_t *diag)
 {
@@ -461,6 +463,7 @@ int ag_secstore_open(const char *dir, ag_secstore_t **out, ag_diag_t *diag)
         goto fail;
     ag_log(AG_LOG_INFO, "security store %s: %zu custom roles, %zu users", dir, s->roles.used,
            s->users.used);
+    ag_kv_set_on_remote(s->kv, remote_changed, s);
     *out = s;
     return 0;
 fail:
@@ -468,10 +471,9 @@ fail:
     return rc;
 }
 
-void ag_secstore_close(ag_secstore_t *s)
+/* Frees the maps of s and what they hold. */
+static void release_state(ag_secstore_t *s)
 {
-    if (!s)
-        return;
     for (size_t i = 0; i < s->roles.cap; i++)
         if (s->roles.slots[i].key && s->roles.slots[i].key != TOMB)
             role_free(s->roles.slots[i].val);
@@ -481,7 +483,69 @@ void ag_secstore_close(ag_secstore_t *s)
     map_release(&s->roles);
     map_release(&s->users);
     map_release(&s->by_key);
-    ag_kv_close(s->kv);
+}
+
+/* Changes made on another node reached the local copy (cluster mode, docs/CLUSTER.md): roles and
+ * users are rebuilt from it and swapped in whole under the write lock, then the generation moves
+ * on and the change callback runs, as after a change made here. Runs on the replicator's thread.
+ * If the rebuild fails the old state stays and the failure is logged. */
+static void remote_changed(void *ctx)
+{
+    ag_secstore_t *s = ctx;
+    ag_secstore_t *tmp = calloc(1, sizeof(*tmp));
+    ag_kv_txn_t *txn = NULL;
+    ag_diag_t d = {{0}};
+    int rc = tmp ? 0 : AG_ENOMEM;
+    if (rc == 0) {
+        tmp->kv = s->kv;
+        randombytes_buf(tmp->roles.seed, sizeof(tmp->roles.seed));
+        randombytes_buf(tmp->users.seed, sizeof(tmp->users.seed));
+        randombytes_buf(tmp->by_key.seed, sizeof(tmp->by_key.seed));
+        rc = ag_kv_begin(s->kv, false, &txn, &d);
+    }
+    ag_kv_val_t hk;
+    if (rc == 0 && (rc = ag_kv_get(txn, s->meta, "hash_key", 8, &hk)) == 0) {
+        if (hk.len == sizeof(tmp->hash_key))
+            memcpy(tmp->hash_key, hk.data, hk.len);
+        else
+            rc = AG_ESTORAGE;
+    }
+    if (rc == 0)
+        rc = load_table(tmp, txn, s->roles_db, load_role, "roles", &d);
+    if (rc == 0)
+        rc = load_table(tmp, txn, s->users_db, load_user, "users", &d);
+    ag_kv_abort(txn);
+    if (rc) {
+        ag_log(AG_LOG_ERROR,
+               "security store: cannot reload after a change made on another node: "
+               "%s",
+               d.msg[0] ? d.msg : ag_strerror(rc));
+    } else {
+        pthread_rwlock_wrlock(&s->lock);
+        map_t roles = s->roles, users = s->users, by_key = s->by_key;
+        s->roles = tmp->roles;
+        s->users = tmp->users;
+        s->by_key = tmp->by_key;
+        memcpy(s->hash_key, tmp->hash_key, sizeof(s->hash_key));
+        tmp->roles = roles;
+        tmp->users = users;
+        tmp->by_key = by_key;
+        changed(s);
+        unlock_changed(s);
+    }
+    if (tmp) {
+        release_state(tmp);
+        sodium_memzero(tmp->hash_key, sizeof(tmp->hash_key));
+        free(tmp);
+    }
+}
+
+void ag_secstore_close(ag_secstore_t *s)
+{
+    if (!s)
+        return;
+    ag_kv_close(s->kv); /* first: no change from elsewhere arrives after this */
+    release_state(s);
     sodium_memzero(s->hash_key, sizeof(s->hash_key));
     pthread_rwlock_destroy(&s->lock);
     for (int i = 0; i < CACHE_LOCKS; i++)

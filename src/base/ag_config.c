@@ -64,6 +64,11 @@ static const key_def_t keys[] = {
     K("storage.snapshot_max_upload_mb", T_UINT, snapshot_max_upload_mb, 1 << 24, false),
     K("storage.snapshot_recover_hosts", T_STR, snapshot_recover_hosts, 0, false),
     K("storage.snapshot_recover_max_mb", T_UINT, snapshot_recover_max_mb, 1 << 24, false),
+    K("cluster.enabled", T_BOOL, cluster_enabled, 0, false),
+    K("cluster.etcd_endpoints", T_STR, etcd_endpoints, 0, false),
+    K("cluster.node_id", T_STR, node_id, 0, false),
+    K("cluster.advertise_url", T_STR, advertise_url, 0, false),
+    K("cluster.stale_after_ms", T_UINT, stale_after_ms, 600000, false),
     K("log_level", T_STR, log_level, 0, false),
 };
 
@@ -102,6 +107,7 @@ void ag_config_init(ag_config_t *cfg)
     cfg->audit_max_mb = 64;
     cfg->snapshot_max_upload_mb = 16384;
     cfg->snapshot_recover_max_mb = 16384;
+    cfg->stale_after_ms = 3000;
     set_str(&cfg->log_level, "info");
 }
 
@@ -178,7 +184,9 @@ static const char *const qdrant_only[] = {
     "storage.max_collections",
     "storage.sparse_vectors",
     "storage.async_scorer",
-    "cluster",
+    "cluster.p2p",
+    "cluster.consensus",
+    "cluster.resharding_enabled",
     "telemetry_disabled",
     "tls.cert_ttl",
     "gpu",
@@ -204,6 +212,73 @@ static bool known_key(const char *key)
         if (strcmp(keys[i].name, key) == 0)
             return true;
     return false;
+}
+
+/* An http:// or https:// URL with a host, no spaces, no credentials, no query. */
+static bool url_ok(const char *u, size_t n)
+{
+    size_t skip = n >= 7 && strncmp(u, "http://", 7) == 0    ? 7
+                  : n >= 8 && strncmp(u, "https://", 8) == 0 ? 8
+                                                             : 0;
+    if (!skip || n == skip || n > 512)
+        return false;
+    for (size_t i = skip; i < n; i++) {
+        unsigned char c = (unsigned char)u[i];
+        if (c <= ' ' || c >= 0x7f || c == '@' || c == '?' || c == '#' || c == ',')
+            return false;
+    }
+    return u[skip] != '/' && u[skip] != ':';
+}
+
+int ag_config_check(const ag_config_t *cfg, ag_diag_t *diag)
+{
+    if (cfg->etcd_endpoints) {
+        const char *p = cfg->etcd_endpoints;
+        size_t count = 0;
+        for (;;) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+            if (!url_ok(p, n))
+                return ag_fail(diag, AG_ECONFIG,
+                               "cluster.etcd_endpoints: expected comma-separated http:// or "
+                               "https:// URLs (entry %zu is not one)",
+                               count + 1);
+            if (++count > 16)
+                return ag_fail(diag, AG_ECONFIG, "cluster.etcd_endpoints: at most 16 endpoints");
+            if (!comma)
+                break;
+            p = comma + 1;
+        }
+    }
+    if (cfg->node_id) {
+        size_t n = strlen(cfg->node_id);
+        bool ok = n >= 1 && n <= 64;
+        for (size_t i = 0; ok && i < n; i++) {
+            unsigned char c = (unsigned char)cfg->node_id[i];
+            ok = isalnum(c) || c == '-' || c == '_' || c == '.';
+        }
+        if (!ok)
+            return ag_fail(diag, AG_ECONFIG,
+                           "cluster.node_id: 1 to 64 letters, digits, '-', '_' or '.'");
+    }
+    if (cfg->advertise_url && !url_ok(cfg->advertise_url, strlen(cfg->advertise_url)))
+        return ag_fail(diag, AG_ECONFIG,
+                       "cluster.advertise_url: expected an http:// or https:// URL");
+    if (cfg->stale_after_ms < 100)
+        return ag_fail(diag, AG_ECONFIG, "cluster.stale_after_ms: expected at least 100");
+    if (cfg->cluster_enabled) {
+        if (!cfg->etcd_endpoints)
+            return ag_fail(diag, AG_ECONFIG,
+                           "cluster.etcd_endpoints: required when cluster.enabled is true");
+        if (!cfg->node_id)
+            return ag_fail(diag, AG_ECONFIG,
+                           "cluster.node_id: required when cluster.enabled is true");
+        if (cfg->insecure)
+            return ag_fail(diag, AG_ECONFIG,
+                           "cluster.enabled: not with --insecure (a cluster's nodes authenticate "
+                           "every caller)");
+    }
+    return 0;
 }
 
 /* Problems and ignored settings found while loading a file, all reported at once. */

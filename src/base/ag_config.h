@@ -52,6 +52,12 @@ typedef struct ag_config {
     uint64_t snapshot_max_upload_mb;  /* largest snapshot upload accepted */
     char *snapshot_recover_hosts;     /* http:// hosts recover may fetch from; NULL = none */
     uint64_t snapshot_recover_max_mb; /* largest snapshot fetched from such a host */
+    /* cluster (docs/CLUSTER.md) */
+    bool cluster_enabled;
+    char *etcd_endpoints;    /* comma-separated http:// URLs of etcd members */
+    char *node_id;           /* this node's name in the cluster */
+    char *advertise_url;     /* how other nodes reach this one; NULL = from host and port */
+    uint64_t stale_after_ms; /* T_stale: fail closed when the cache is not confirmed within */
     /* log */
     char *log_level;
     /* not a config key: set by --insecure */
@@ -66,6 +72,9 @@ int ag_config_load_file(ag_config_t *cfg, const char *path, ag_diag_t *diag);
 int ag_config_load_env(ag_config_t *cfg, char *const *envp, ag_diag_t *diag);
 /* Sets one key by its dotted name ("service.http_port") from text. */
 int ag_config_set(ag_config_t *cfg, const char *key, const char *value, ag_diag_t *diag);
+/* Checks settings that depend on each other or have a format (cluster.*): AG_ECONFIG naming the
+ * key. Run once after every source of settings has been applied. */
+int ag_config_check(const ag_config_t *cfg, ag_diag_t *diag);
 /* Frees owned strings (wiping secrets). */
 void ag_config_release(ag_config_t *cfg);
 

@@ -14,6 +14,7 @@
 #define AG_KV_H
 
 #include "ag_base.h"
+#include "ag_repl.h"
 
 typedef struct ag_kv ag_kv_t;
 /* A transaction: used by the thread that began it only, ended by ag_kv_commit or ag_kv_abort. */
@@ -64,5 +65,22 @@ int ag_kv_count(ag_kv_txn_t *txn, ag_kv_table_t t, size_t *n);
  * it was shown. */
 typedef int (*ag_kv_each_fn)(void *ud, ag_kv_val_t key, ag_kv_val_t val, bool *drop);
 int ag_kv_each(ag_kv_txn_t *txn, ag_kv_table_t t, ag_kv_each_fn fn, void *ud);
+
+/* --- replication (docs/CLUSTER.md) ------------------------------------------------------ */
+
+/* Installs the replicator every record store opened from now on uses (NULL = none: purely
+ * local stores, the default). Call before opening any store; repl is borrowed for the process.
+ * A replicated store's environment is a local copy: ag_kv_open loads the replicated state into it,
+ * each write transaction's changes are committed by the replicator first (compare-and-swap
+ * against the revision the local copy had when the transaction began, or the one pinned on the
+ * thread: AG_ECONFLICT when something changed since), and changes made elsewhere are applied to
+ * it as they arrive, each followed by the owner's callback. */
+void ag_kv_set_repl(const ag_repl_t *repl);
+/* Is kv the local copy of a replicated store? */
+bool ag_kv_replicated(const ag_kv_t *kv);
+/* Called (from the replicator's thread, no transaction open) after changes made elsewhere were
+ * applied to the local copy: the owner reloads what it keeps in memory. */
+typedef void (*ag_kv_remote_fn)(void *ctx);
+void ag_kv_set_on_remote(ag_kv_t *kv, ag_kv_remote_fn fn, void *ctx);
 
 #endif

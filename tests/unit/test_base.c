@@ -226,6 +226,59 @@ static void test_config(void **state)
     ag_config_release(&cfg);
 }
 
+/* cluster.* (docs/CLUSTER.md): defaults leave cluster mode off; a bad or missing value is refused
+ * naming its key. */
+static void test_config_cluster(void **state)
+{
+    (void)state;
+    ag_config_t cfg;
+    ag_config_init(&cfg);
+    ag_diag_t d = {{0}};
+    assert_false(cfg.cluster_enabled);
+    assert_int_equal(cfg.stale_after_ms, 3000);
+    assert_int_equal(ag_config_check(&cfg, &d), 0);
+    char *env[] = {"AEGIS__CLUSTER__ENABLED=true", NULL};
+    assert_int_equal(ag_config_load_env(&cfg, env, &d), 0);
+    assert_true(cfg.cluster_enabled);
+    assert_int_equal(ag_config_check(&cfg, &d), AG_ECONFIG);
+    assert_non_null(strstr(d.msg, "cluster.etcd_endpoints"));
+    char *env2[] = {"AEGIS__CLUSTER__ETCD_ENDPOINTS=http://127.0.0.1:2379,http://10.0.0.2:2379",
+                    "AEGIS__CLUSTER__STALE_AFTER_MS=1500", NULL};
+    assert_int_equal(ag_config_load_env(&cfg, env2, &d), 0);
+    assert_int_equal(cfg.stale_after_ms, 1500);
+    assert_int_equal(ag_config_check(&cfg, &d), AG_ECONFIG);
+    assert_non_null(strstr(d.msg, "cluster.node_id"));
+    assert_int_equal(ag_config_set(&cfg, "cluster.node_id", "node-a", &d), 0);
+    assert_int_equal(ag_config_check(&cfg, &d), 0);
+    static const struct {
+        const char *key, *value;
+    } bad[] = {
+        {"cluster.etcd_endpoints", "127.0.0.1:2379"},
+        {"cluster.etcd_endpoints", "http://a:1,,http://b:2"},
+        {"cluster.etcd_endpoints", "http://user:pw@a:1"},
+        {"cluster.etcd_endpoints", "ftp://a:1"},
+        {"cluster.node_id", "has space"},
+        {"cluster.node_id", "a/b"},
+        {"cluster.advertise_url", "node-a:6333"},
+        {"cluster.stale_after_ms", "50"},
+    };
+    for (size_t i = 0; i < AG_ARRAY_LEN(bad); i++) {
+        ag_config_t c;
+        ag_config_init(&c);
+        assert_int_equal(ag_config_set(&c, "cluster.enabled", "true", &d), 0);
+        assert_int_equal(ag_config_set(&c, "cluster.etcd_endpoints", "http://e:2379", &d), 0);
+        assert_int_equal(ag_config_set(&c, "cluster.node_id", "n1", &d), 0);
+        assert_int_equal(ag_config_set(&c, bad[i].key, bad[i].value, &d), 0);
+        assert_int_equal(ag_config_check(&c, &d), AG_ECONFIG);
+        assert_non_null(strstr(d.msg, bad[i].key));
+        ag_config_release(&c);
+    }
+    cfg.insecure = true;
+    assert_int_equal(ag_config_check(&cfg, &d), AG_ECONFIG);
+    assert_non_null(strstr(d.msg, "cluster.enabled"));
+    ag_config_release(&cfg);
+}
+
 static void test_arena(void **state)
 {
     (void)state;
@@ -417,9 +470,9 @@ int main(void)
         cmocka_unit_test(test_id_order),       cmocka_unit_test(test_names),
         cmocka_unit_test(test_strict_json),    cmocka_unit_test(test_u64_marker_unforgeable),
         cmocka_unit_test(test_percent_decode), cmocka_unit_test(test_config),
-        cmocka_unit_test(test_arena),          cmocka_unit_test(test_json_budget),
-        cmocka_unit_test(test_durable_file),   cmocka_unit_test(test_root_key),
-        cmocka_unit_test(test_grow),
+        cmocka_unit_test(test_config_cluster), cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_json_budget),    cmocka_unit_test(test_durable_file),
+        cmocka_unit_test(test_root_key),       cmocka_unit_test(test_grow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -183,6 +183,179 @@ static void test_open_failure_names_the_store(void **state)
     assert_non_null(strstr(d.msg, "cannot open the test store in /nonexistent/aegis-kv"));
 }
 
+/* ---- replication (docs/CLUSTER.md): a fake replicator standing in for etcd ------------------ */
+
+typedef struct fake {
+    uint64_t rev;       /* the shared store's revision */
+    uint64_t published; /* what the local copy reflects (as the cluster would track it) */
+    int commits, conflicts, remote_calls;
+    bool unavailable;
+    void *sink;
+    ag_repl_apply_fn apply;
+    size_t last_n;
+    char last_key[8][16];
+    bool last_del[8];
+} fake_t;
+
+static fake_t fake;
+
+static int fake_attach(void *ctx, const char *name, void *sink, ag_repl_apply_fn apply,
+                       ag_diag_t *diag)
+{
+    AG_UNUSED(ctx);
+    AG_UNUSED(diag);
+    assert_string_equal(name, "replicated-store");
+    fake.sink = sink;
+    fake.apply = apply;
+    ag_repl_change_t seed = {"things", "seed", 4, "1", 1, false};
+    fake.rev = fake.published = 5;
+    return apply(sink, true, &seed, 1, 5) < 0 ? AG_ESTORAGE : 0;
+}
+
+static void fake_detach(void *ctx, void *sink)
+{
+    AG_UNUSED(ctx);
+    assert_ptr_equal(sink, fake.sink);
+    fake.sink = NULL;
+}
+
+static uint64_t fake_base(void *ctx)
+{
+    AG_UNUSED(ctx);
+    return ag_repl_pinned() ? ag_repl_pinned() : fake.published;
+}
+
+static int fake_commit(void *ctx, const char *name, uint64_t base, const ag_repl_change_t *ch,
+                       size_t n, uint64_t *rev, ag_diag_t *diag)
+{
+    AG_UNUSED(ctx);
+    assert_string_equal(name, "replicated-store");
+    if (fake.unavailable)
+        return ag_fail(diag, AG_EUNAVAILABLE, "fake: unreachable");
+    if (base != fake.rev) {
+        fake.conflicts++;
+        return ag_fail(diag, AG_ECONFLICT, "fake: changed since %llu", (unsigned long long)base);
+    }
+    fake.commits++;
+    fake.last_n = n;
+    for (size_t i = 0; i < n && i < 8; i++) {
+        assert_string_equal(ch[i].table, "things");
+        snprintf(fake.last_key[i], sizeof(fake.last_key[i]), "%.*s", (int)ch[i].klen,
+                 (const char *)ch[i].key);
+        fake.last_del[i] = ch[i].del;
+    }
+    *rev = ++fake.rev;
+    return 0;
+}
+
+static void fake_done(void *ctx, uint64_t rev, bool ok)
+{
+    AG_UNUSED(ctx);
+    assert_true(ok);
+    fake.published = rev;
+}
+
+static void on_remote(void *ctx)
+{
+    AG_UNUSED(ctx);
+    fake.remote_calls++;
+}
+
+static int put_one(fixture_t *f, const char *k, const char *v, ag_diag_t *d)
+{
+    ag_kv_txn_t *txn;
+    int rc = ag_kv_begin(f->kv, true, &txn, d);
+    if (rc == 0 && (rc = ag_kv_put(txn, f->t, k, strlen(k), v, strlen(v))) != 0)
+        ag_kv_abort(txn);
+    return rc ? rc : ag_kv_commit(txn, d);
+}
+
+static int drop_all(void *ud, ag_kv_val_t k, ag_kv_val_t v, bool *drop)
+{
+    AG_UNUSED(ud);
+    AG_UNUSED(k);
+    AG_UNUSED(v);
+    *drop = true;
+    return 0;
+}
+
+/* Open loads the shared state; a commit goes to the replicator first and is compared against
+ * the base (or pinned) revision; a refused commit leaves the local copy unchanged; changes from
+ * elsewhere are applied in revision order, older ones skipped, and the owner is told. */
+static void test_replicated(void **state)
+{
+    AG_UNUSED(state);
+    static const ag_repl_t repl = {NULL,      fake_attach, fake_detach,
+                                   fake_base, fake_commit, fake_done};
+    memset(&fake, 0, sizeof(fake));
+    fixture_t f = {0};
+    snprintf(f.dir, sizeof(f.dir), "/tmp/aegis-kvr-XXXXXX");
+    assert_non_null(mkdtemp(f.dir));
+    ag_kv_set_repl(&repl);
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_kv_open(f.dir, "replicated store", 1 << 20, 4, &f.kv, &d), 0);
+    assert_true(ag_kv_replicated(f.kv));
+    ag_kv_set_on_remote(f.kv, on_remote, NULL);
+    ag_kv_txn_t *txn;
+    assert_int_equal(ag_kv_begin(f.kv, true, &txn, &d), 0);
+    assert_int_equal(ag_kv_table(txn, "things", &f.t), 0);
+    assert_int_equal(ag_kv_commit(txn, &d), 0);
+    assert_int_equal(fake.commits, 0); /* nothing changed: nothing sent */
+    char buf[16];
+    assert_string_equal(get(&f, "seed", buf, sizeof(buf)), "1");
+
+    /* A local write: sent, then committed locally. */
+    assert_int_equal(put_one(&f, "a", "x", &d), 0);
+    assert_int_equal(fake.commits, 1);
+    assert_int_equal(fake.last_n, 1);
+    assert_string_equal(fake.last_key[0], "a");
+    assert_false(fake.last_del[0]);
+    assert_int_equal(fake.published, 6);
+    assert_string_equal(get(&f, "a", buf, sizeof(buf)), "x");
+
+    /* Another node's change at revision 7: applied, owner told. An old one is skipped. */
+    ag_repl_change_t ch[2] = {{"things", "a", 1, NULL, 0, true}, {"things", "b", 1, "y", 1, false}};
+    fake.rev = 7;
+    assert_int_equal(fake.apply(fake.sink, false, ch, 2, 7), 0);
+    assert_int_equal(fake.remote_calls, 1);
+    assert_string_equal(get(&f, "a", buf, sizeof(buf)), "");
+    assert_string_equal(get(&f, "b", buf, sizeof(buf)), "y");
+    ag_repl_change_t old = {"things", "c", 1, "z", 1, false};
+    assert_int_equal(fake.apply(fake.sink, false, &old, 1, 6), 1);
+    assert_string_equal(get(&f, "c", buf, sizeof(buf)), "");
+    assert_int_equal(fake.remote_calls, 1);
+
+    /* The base (6) is behind the shared revision (7): refused, nothing written locally. */
+    assert_int_equal(put_one(&f, "x", "1", &d), AG_ECONFLICT);
+    assert_int_equal(fake.conflicts, 1);
+    assert_string_equal(get(&f, "x", buf, sizeof(buf)), "");
+    /* Pinned at the current revision: accepted. */
+    ag_repl_pin(7);
+    assert_int_equal(put_one(&f, "x", "1", &d), 0);
+    ag_repl_pin(0);
+    assert_string_equal(get(&f, "x", buf, sizeof(buf)), "1");
+    /* Unreachable: 503-class error, nothing written. */
+    fake.unavailable = true;
+    assert_int_equal(put_one(&f, "y", "1", &d), AG_EUNAVAILABLE);
+    assert_string_equal(get(&f, "y", buf, sizeof(buf)), "");
+    fake.unavailable = false;
+    /* Deletions by the walk are sent as deletions. */
+    assert_int_equal(ag_kv_begin(f.kv, true, &txn, &d), 0);
+    assert_int_equal(ag_kv_each(txn, f.t, drop_all, NULL), 0);
+    assert_int_equal(ag_kv_commit(txn, &d), 0);
+    assert_int_equal(fake.last_n, 3); /* b, seed, x */
+    for (size_t i = 0; i < 3; i++)
+        assert_true(fake.last_del[i]);
+    /* A reset replaces everything. */
+    ag_repl_change_t only = {"things", "r", 1, "1", 1, false};
+    assert_int_equal(fake.apply(fake.sink, true, &only, 1, 20), 0);
+    assert_string_equal(get(&f, "r", buf, sizeof(buf)), "1");
+    ag_kv_close(f.kv);
+    assert_null(fake.sink);
+    ag_kv_set_repl(NULL);
+    nftw(f.dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +363,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_walk_in_key_order_with_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_map_is_enospace, setup, teardown),
         cmocka_unit_test(test_open_failure_names_the_store),
+        cmocka_unit_test(test_replicated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
