@@ -104,7 +104,7 @@ static const rpc_t rpcs[] = {
     R("/qdrant.Points/DeleteVectors", "update:points", AG_HTTP_POST,
       "/collections/{name}/points/vectors/delete", delete_vectors),
     R2("/qdrant.Points/DeleteFieldIndex", "update:payload_indexes", AG_HTTP_DELETE,
-       "/collections/{name}/index/{field}", 2, delete_field_index),
+       "/collections/{name}/index/{field}", 3, delete_field_index),
     /* Snapshots: the REST routes' handlers (api_snapshots.c), so the same checks and files. */
     R("/qdrant.Snapshots/Create", "create:snapshots", AG_HTTP_POST, "/collections/{name}/snapshots",
       create_snapshot),
