@@ -1064,9 +1064,10 @@ static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
         json_t *x = json_object();
         ok = ok && put(o, "discover", x) &&
              put(x, "target", vin_json(d->target, diag, "query.discover.target")) &&
-             put(x, "context", d->context ? pairs_json(d->context->pairs, d->context->n_pairs,
-                                                       diag, "query.discover.context")
-                                          : json_array());
+             put(x, "context",
+                 d->context ? pairs_json(d->context->pairs, d->context->n_pairs, diag,
+                                         "query.discover.context")
+                            : json_array());
         break;
     }
     case QDRANT__QUERY__VARIANT_CONTEXT:
@@ -1096,8 +1097,9 @@ static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
         ok = ok && put(o, "sample", json_string("random"));
         break;
     case QDRANT__QUERY__VARIANT_FORMULA:
-        ag_fail(diag, AG_EINVAL, "query.formula: formula queries are not supported over gRPC by "
-                                 "this server");
+        ag_fail(diag, AG_EINVAL,
+                "query.formula: formula queries are not supported over gRPC by "
+                "this server");
         ok = false;
         break;
     case QDRANT__QUERY__VARIANT_RELEVANCE_FEEDBACK:
@@ -1253,14 +1255,13 @@ static json_t *search_points_json(const Qdrant__SearchPoints *m, ag_diag_t *diag
     if (HAS(m, shard_key_selector))
         return unsupported(diag, "shard_key_selector"), NULL;
     json_t *b = json_object();
-    json_t *vec = HAS(m, sparse_indices) ? sparse_json(m->sparse_indices->data,
-                                                       m->sparse_indices->n_data, m->vector,
-                                                       m->n_vector)
-                                         : floats(m->vector, m->n_vector);
+    json_t *vec = HAS(m, sparse_indices)
+                      ? sparse_json(m->sparse_indices->data, m->sparse_indices->n_data, m->vector,
+                                    m->n_vector)
+                      : floats(m->vector, m->n_vector);
     if (HAS(m, vector_name) && vec)
         vec = json_pack("{s:s,s:o}", "name", m->vector_name, "vector", vec);
-    bool ok = b && put(b, "vector", vec) &&
-              put(b, "limit", json_integer((json_int_t)m->limit)) &&
+    bool ok = b && put(b, "vector", vec) && put(b, "limit", json_integer((json_int_t)m->limit)) &&
               read_common(b, m->filter, m->with_payload,
                           HAS(m, with_vectors) ? m->with_vectors : NULL, m->params, diag);
     if (ok && HAS(m, offset))
@@ -1355,10 +1356,9 @@ typedef struct {
 
 static bool reco_json(json_t *b, const reco_in_t *x, ag_diag_t *diag)
 {
-    bool ok = put(b, "positive",
-                  examples_json(x->pos, x->npos, x->posv, x->nposv, diag, "positive")) &&
-              put(b, "negative",
-                  examples_json(x->neg, x->nneg, x->negv, x->nnegv, diag, "negative"));
+    bool ok =
+        put(b, "positive", examples_json(x->pos, x->npos, x->posv, x->nposv, diag, "positive")) &&
+        put(b, "negative", examples_json(x->neg, x->nneg, x->negv, x->nnegv, diag, "negative"));
     if (ok && x->has_strategy)
         ok = put(b, "strategy", strategy_json(x->strategy, diag));
     if (ok && x->using_)
@@ -1389,8 +1389,7 @@ static json_t *recommend_points_json(const Qdrant__RecommendPoints *m, ag_diag_t
                    HAS(m, score_threshold),
                    m->score_threshold};
     json_t *b = json_object();
-    bool ok = b && reco_json(b, &x, diag) &&
-              put(b, "limit", json_integer((json_int_t)m->limit)) &&
+    bool ok = b && reco_json(b, &x, diag) && put(b, "limit", json_integer((json_int_t)m->limit)) &&
               read_common(b, m->filter, m->with_payload,
                           HAS(m, with_vectors) ? m->with_vectors : NULL, m->params, diag);
     if (ok && HAS(m, offset))
@@ -1537,10 +1536,10 @@ int ag_pb_decode_search_groups(const uint8_t *msg, size_t len, ag_pb_req_t *r, a
     }
     json_t *vec = NULL;
     if (ok)
-        vec = HAS(m, sparse_indices) ? sparse_json(m->sparse_indices->data,
-                                                   m->sparse_indices->n_data, m->vector,
-                                                   m->n_vector)
-                                     : floats(m->vector, m->n_vector);
+        vec = HAS(m, sparse_indices)
+                  ? sparse_json(m->sparse_indices->data, m->sparse_indices->n_data, m->vector,
+                                m->n_vector)
+                  : floats(m->vector, m->n_vector);
     if (ok && HAS(m, vector_name) && vec)
         vec = json_pack("{s:s,s:o}", "name", m->vector_name, "vector", vec);
     ok = ok && put(r->body, "vector", vec) &&
@@ -2870,7 +2869,8 @@ static Qdrant__SnapshotDescription *snapshot_pb(out_t *o, const json_t *j)
     const char *when = json_string_value(json_object_get(j, "creation_time"));
     struct tm tm = {0};
     if (when && strptime(when, "%Y-%m-%dT%H:%M:%S", &tm)) {
-        d->creation_time = NEW(o, Google__Protobuf__Timestamp, google__protobuf__timestamp__descriptor);
+        d->creation_time =
+            NEW(o, Google__Protobuf__Timestamp, google__protobuf__timestamp__descriptor);
         if (d->creation_time)
             d->creation_time->seconds = (int64_t)timegm(&tm);
     }

@@ -81,8 +81,8 @@ int ag_net_list_parse(ag_net_list_t *out, const char *list, const char *setting,
         memcpy(item, p, len);
         item[len] = '\0';
         if (!ag_net_parse(item, &out->net[out->n]))
-            return ag_fail(diag, AG_ECONFIG, "%s: '%s' is not an IP address or CIDR block",
-                           setting, item);
+            return ag_fail(diag, AG_ECONFIG, "%s: '%s' is not an IP address or CIDR block", setting,
+                           item);
         out->n++;
         p += len;
     }

@@ -522,8 +522,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     else if (IS("grpc-accept-encoding")) {
         /* A comma-separated list of encodings: is gzip one of them? */
         for (size_t i = 0; i + 4 <= vlen; i++)
-            if (memcmp(value + i, "gzip", 4) == 0 && (i == 0 || value[i - 1] == ',' ||
-                                                      value[i - 1] == ' ') &&
+            if (memcmp(value + i, "gzip", 4) == 0 &&
+                (i == 0 || value[i - 1] == ',' || value[i - 1] == ' ') &&
                 (i + 4 == vlen || value[i + 4] == ',' || value[i + 4] == ' '))
                 st->accept_gzip = true;
         return 0;
@@ -1018,8 +1018,8 @@ int ag_grpc_start(const ag_grpc_config_t *cfg, ag_grpc_lookup_fn lookup, ag_grpc
     srv->wake[0] = srv->wake[1] = -1;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
-    int rc = ag_net_list_parse(&srv->proxies, cfg->trusted_proxies, "service.trusted_proxies",
-                               diag);
+    int rc =
+        ag_net_list_parse(&srv->proxies, cfg->trusted_proxies, "service.trusted_proxies", diag);
     if (rc)
         goto fail;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,

@@ -43,9 +43,9 @@ typedef struct ag_grpc_call {
     const void *method;        /* what lookup() returned for path */
     const char *api_key;       /* "api-key" metadata or NULL */
     const char *authorization; /* "authorization" metadata or NULL */
-    const char *remote_addr; /* the client (behind trusted proxies: from x-forwarded-for) */
-    const char *peer_addr;   /* the TCP peer */
-    const uint8_t *msg; /* the request message (decompressed), msg_len bytes */
+    const char *remote_addr;   /* the client (behind trusted proxies: from x-forwarded-for) */
+    const char *peer_addr;     /* the TCP peer */
+    const uint8_t *msg;        /* the request message (decompressed), msg_len bytes */
     size_t msg_len;
     uint64_t timeout_ms;      /* grpc-timeout, 0 = none */
     bool client_cert_refused; /* mutual TLS is on and the connection had no valid certificate */
@@ -65,9 +65,9 @@ typedef void (*ag_grpc_handle_fn)(void *ud, ag_grpc_call_t *call);
 typedef struct ag_grpc_config {
     const char *host;
     uint16_t port;
-    unsigned threads;         /* workers running handle(); 0 = 4 */
-    size_t max_msg;           /* request message limit in bytes; 0 = 32 MiB */
-    unsigned max_connections; /* 0 = 1024 */
+    unsigned threads;                /* workers running handle(); 0 = 4 */
+    size_t max_msg;                  /* request message limit in bytes; 0 = 32 MiB */
+    unsigned max_connections;        /* 0 = 1024 */
     unsigned max_connections_per_ip; /* 0 = no limit; past it a connection is closed at once */
     /* Calls waiting for a worker; past it a call is answered RESOURCE_EXHAUSTED (retry-after 1)
      * without being queued. 0 = 64 per worker. */

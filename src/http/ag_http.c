@@ -840,7 +840,8 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     atomic_init(&srv->active, 0);
     atomic_init(&srv->next_id, 1);
     srv->id_prefix = randombytes_random();
-    int prc = ag_net_list_parse(&srv->proxies, cfg->trusted_proxies, "service.trusted_proxies", diag);
+    int prc =
+        ag_net_list_parse(&srv->proxies, cfg->trusted_proxies, "service.trusted_proxies", diag);
     if (prc == 0)
         prc = parse_origins(srv, cfg->cors_origins, diag);
     if (prc) {

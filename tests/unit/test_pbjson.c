@@ -396,12 +396,9 @@ static void test_encode_scroll_u64(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_upsert),
-        cmocka_unit_test(test_search_filter),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_query_stages),
-        cmocka_unit_test(test_encode_search),
-        cmocka_unit_test(test_encode_scroll_u64),
+        cmocka_unit_test(test_upsert),        cmocka_unit_test(test_search_filter),
+        cmocka_unit_test(test_refusals),      cmocka_unit_test(test_query_stages),
+        cmocka_unit_test(test_encode_search), cmocka_unit_test(test_encode_scroll_u64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
