@@ -1162,3 +1162,96 @@ void ag_grpc_stop(ag_grpc_t *srv, double grace_s)
     pthread_cond_destroy(&srv->cv);
     free(srv);
 }
+
+/* ---- fuzzing ------------------------------------------------------------------------------- */
+
+int ag_grpc_feed(const ag_grpc_config_t *cfg, ag_grpc_lookup_fn lookup, ag_grpc_handle_fn handle,
+                 void *ud, const uint8_t *data, size_t len)
+{
+    ag_grpc_t *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return AG_ENOMEM;
+    srv->cfg = *cfg;
+    if (!srv->cfg.max_msg)
+        srv->cfg.max_msg = 32u << 20;
+    srv->cfg.trusted_proxies = NULL;
+    srv->max_queue = cfg->max_queue ? cfg->max_queue : 64;
+    srv->lookup = lookup;
+    srv->handle = handle;
+    srv->ud = ud;
+    srv->listen_fd = -1;
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_cond_init(&srv->cv, NULL);
+    int sv[2] = {-1, -1};
+    int rc = AG_EINTERNAL;
+    if (pipe2(srv->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        srv->wake[0] = srv->wake[1] = -1;
+        goto out;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+        goto out;
+    struct sockaddr_storage sa = {.ss_family = AF_INET};
+    conn_t *c = conn_new(srv, sv[0], &sa); /* owns sv[0] from here, even on failure */
+    sv[0] = -1;
+    if (!c)
+        goto out;
+    rc = 0;
+    /* The bytes in pieces of at most 4 KiB, the way they could arrive from the network; every
+     * call completed meanwhile is run inline and answered; the answers are read and dropped. */
+    char sink[65536];
+    for (size_t off = 0; !c->dead && off <= len;) {
+        size_t n = AG_MIN(len - off, (size_t)4096);
+        if (n && nghttp2_session_mem_recv(c->session, data + off, n) < 0) {
+            nghttp2_session_send(c->session);
+            conn_close(c);
+            break;
+        }
+        off += n;
+        for (job_t *j; (j = srv->queue) != NULL;) {
+            srv->queue = j->next;
+            if (!srv->queue)
+                srv->queue_tail = NULL;
+            srv->queued--;
+            j->next = NULL;
+            if (atomic_load(&j->cancelled))
+                j->call.status = AG_GRPC_CANCELLED;
+            else
+                srv->handle(srv->ud, &j->call);
+            j->next = srv->done;
+            srv->done = j;
+        }
+        take_done(srv);
+        for (int k = 0; k < 64 && !c->dead; k++) {
+            conn_flush(c);
+            ssize_t r = read(sv[1], sink, sizeof(sink));
+            if (r <= 0 && (c->dead || !nghttp2_session_want_write(c->session)))
+                break;
+        }
+        if (n == 0)
+            break;
+    }
+    conn_close(c);
+    /* Jobs left in the queue (a connection closed meanwhile) are freed unrun. */
+    for (job_t *j = srv->queue; j;) {
+        job_t *next = j->next;
+        c->pending--;
+        job_free(j);
+        j = next;
+    }
+    srv->queue = NULL;
+    take_done(srv);
+    free(c);
+out:
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    if (srv->wake[0] >= 0) {
+        close(srv->wake[0]);
+        close(srv->wake[1]);
+    }
+    pthread_mutex_destroy(&srv->mu);
+    pthread_cond_destroy(&srv->cv);
+    free(srv);
+    return rc;
+}

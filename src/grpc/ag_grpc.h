@@ -101,4 +101,11 @@ int ag_grpc_start(const ag_grpc_config_t *cfg, ag_grpc_lookup_fn lookup, ag_grpc
 void ag_grpc_stop(ag_grpc_t *srv, double grace_s);
 uint16_t ag_grpc_port(const ag_grpc_t *srv);
 
+/* For fuzz/fuzz_grpc.c only: one server connection (a socket pair, no listener, no threads) fed
+ * the client's bytes in data (the HTTP/2 preface first) through the network thread's callbacks;
+ * every call that completes is run inline with handle() and answered, the answers discarded, and
+ * everything freed. 0, or AG_ENOMEM / AG_EINTERNAL when the connection could not be set up. */
+int ag_grpc_feed(const ag_grpc_config_t *cfg, ag_grpc_lookup_fn lookup, ag_grpc_handle_fn handle,
+                 void *ud, const uint8_t *data, size_t len);
+
 #endif
