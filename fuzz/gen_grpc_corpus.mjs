@@ -79,4 +79,24 @@ const seeds = {
 };
 fs.mkdirSync(out, { recursive: true });
 for (const [name, bytes] of Object.entries(seeds)) fs.writeFileSync(path.join(out, name), Buffer.concat([settings, bytes]));
-console.log(`wrote ${Object.keys(seeds).length} seeds to ${out}`);
+// Messages alone (the target's byte-0 mode): 0, the RPC's index in the table, the message.
+const table = [...fs.readFileSync(path.join(here, '..', 'src', 'api', 'api_grpc.c'), 'utf8').matchAll(/R2?\(\s*"(\/[A-Za-z0-9_.]+\/[A-Za-z]+)"/g)].map((m) => m[1]);
+const msgs = {
+  '/qdrant.Points/Query': ['QueryPoints', { collection_name: 'c', prefetch: [{ query: q, limit: 5, filter: { should: [{ has_id: { has_id: [{ num: 1 }] } }] } }], query: { rrf: { k: 3, weights: [1] } }, with_payload: { include: { fields: ['a'] } } }],
+  '/qdrant.Points/QueryGroups': ['QueryPointGroups', { collection_name: 'c', query: { context: { pairs: [{ positive: q.nearest, negative: { id: { num: 1 } } }] } }, group_by: 'g', with_lookup: { collection: 'c', with_vectors: { enable: true } } }],
+  '/qdrant.Points/SearchBatch': ['SearchBatchPoints', { collection_name: 'c', search_points: [{ vector: [1, 2], limit: 1, sparse_indices: { data: [1, 5] }, vector_name: 's' }] }],
+  '/qdrant.Points/RecommendBatch': ['RecommendBatchPoints', { collection_name: 'c', recommend_points: [{ positive: [{ num: 1 }], negative_vectors: [{ data: [1, 0, 0] }], strategy: 2, lookup_from: { collection_name: 'o', vector_name: 'v' } }] }],
+  '/qdrant.Points/DiscoverBatch': ['DiscoverBatchPoints', { collection_name: 'c', discover_points: [{ target: { single: { vector: { data: [1] } } }, limit: 1 }] }],
+  '/qdrant.Points/UpdateVectors': ['UpdatePointVectors', { collection_name: 'c', points: [{ id: { num: 1 }, vectors: { vectors: { vectors: { a: { data: [1] }, s: { indices: { data: [1] }, data: [2] } } } } }], update_filter: { must_not: [{ is_empty: { key: 'x' } }] } }],
+  '/qdrant.Points/Upsert': ['UpsertPoints', { collection_name: 'c', points: [{ id: { uuid: 'x' }, vectors: { vector: { data: [1] } }, payload: { n: { null_value: 0 }, d: { double_value: 1.5 } } }] }],
+  '/qdrant.Collections/Create': ['CreateCollection', { collection_name: 'c', vectors_config: { params_map: { map: { a: { size: 3, distance: 1, hnsw_config: { m: 4 } } } } }, sparse_vectors_config: { map: { s: {} } } }],
+  '/qdrant.Points/Scroll': ['ScrollPoints', { collection_name: 'c', filter: { min_should: { conditions: [{ nested: { key: 'k', filter: { must: [{ field: { key: 'a', match: { keywords: { strings: ['x'] } } } }] } } }], min_count: 1 } }, limit: 3, offset: { num: 2 } }],
+};
+for (const [p, [type, msg]] of Object.entries(msgs)) {
+  const T = root.lookupType(`qdrant.${type}`);
+  const i = table.indexOf(p);
+  if (i < 0) throw new Error(`${p} is not in the RPC table`);
+  const name = `msg_${p.split('/').pop()}`;
+  fs.writeFileSync(path.join(out, name), Buffer.concat([Buffer.from([0, i]), Buffer.from(T.encode(T.fromObject(msg)).finish())]));
+}
+console.log(`wrote ${Object.keys(seeds).length + Object.keys(msgs).length} seeds to ${out}`);

@@ -23,5 +23,7 @@ void ag_grpc_api_handle(void *ud, ag_grpc_call_t *call);
  * scanned and the message decoded as a call would be, then the JSON body encoded as the RPC's
  * response (the encoders meet arbitrary shapes). ud unused. */
 void ag_grpc_api_convert(void *ud, ag_grpc_call_t *call);
+/* The path of the i-th RPC of the table, NULL past its end (fuzzing). */
+const char *ag_grpc_api_path(size_t i);
 
 #endif

@@ -61,8 +61,10 @@ static json_t *struct_json(Qdrant__Struct__FieldsEntry **f, size_t n, int depth)
 /* NULL for an unset or too deeply nested value (the REST parser's own limits apply after). */
 static json_t *value_json(const Qdrant__Value *v, int depth)
 {
-    if (!v || depth > 64)
+    if (depth > 64)
         return NULL;
+    if (!v)
+        return json_null(); /* a map entry without its value: null, as an unset kind */
     switch (v->kind_case) {
     case QDRANT__VALUE__KIND_NULL_VALUE:
         return json_null();
@@ -553,6 +555,8 @@ static json_t *hnsw_json(const Qdrant__HnswConfigDiff *h, ag_diag_t *diag)
 
 static json_t *vparams_json(const Qdrant__VectorParams *p, ag_diag_t *diag)
 {
+    if (!p)
+        return ag_fail(diag, AG_EINVAL, "vectors_config: a vector's params are required"), NULL;
     const char *d = distance_name(p->distance);
     if (!d)
         return ag_fail(diag, AG_EINVAL,
@@ -1706,6 +1710,8 @@ static json_t *optimizers_json(const Qdrant__OptimizersConfigDiff *o, ag_diag_t 
 
 static json_t *vparams_diff_json(const Qdrant__VectorParamsDiff *p, ag_diag_t *diag)
 {
+    if (!p)
+        return json_object(); /* an empty diff */
     if (HAS(p, quantization_config) || HAS(p, memory))
         return unsupported(diag, "vectors_config: quantization_config/memory"), NULL;
     json_t *o = json_object();

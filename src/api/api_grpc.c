@@ -514,3 +514,8 @@ void ag_grpc_api_convert(void *ud, ag_grpc_call_t *call)
     else
         call->status = AG_GRPC_OK;
 }
+
+const char *ag_grpc_api_path(size_t i)
+{
+    return i < AG_ARRAY_LEN(rpcs) ? rpcs[i].path : NULL;
+}
