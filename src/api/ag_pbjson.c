@@ -148,6 +148,8 @@ static json_t *sparse_json(const uint32_t *idx, size_t ni, const float *val, siz
             json_decref(ia);
             ia = NULL;
         }
+    if (!o)
+        json_decref(ia);
     if (!o || !put(o, "indices", ia) || !put(o, "values", floats(val, nv))) {
         json_decref(o);
         return NULL;
@@ -1044,9 +1046,9 @@ static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
         break;
     case QDRANT__QUERY__VARIANT_NEAREST_WITH_MMR: {
         const Qdrant__NearestInputWithMmr *n = q->nearest_with_mmr;
-        json_t *m = json_object();
-        ok = ok && put(o, "nearest", vin_json(n->nearest, diag, "query.nearest_with_mmr")) &&
-             put(o, "mmr", m);
+        json_t *m = ok ? json_object() : NULL;
+        ok = ok && put(o, "mmr", m) && /* owned by o from here, whatever follows */
+             put(o, "nearest", vin_json(n->nearest, diag, "query.nearest_with_mmr"));
         if (ok && n->mmr && HAS(n->mmr, diversity))
             ok = put(m, "diversity", json_real(n->mmr->diversity));
         if (ok && n->mmr && HAS(n->mmr, candidates_limit))
@@ -1055,7 +1057,7 @@ static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
     }
     case QDRANT__QUERY__VARIANT_RECOMMEND: {
         const Qdrant__RecommendInput *r = q->recommend;
-        json_t *x = json_object();
+        json_t *x = ok ? json_object() : NULL;
         ok = ok && put(o, "recommend", x) &&
              put(x, "positive", vins_json(r->positive, r->n_positive, diag, "query.recommend")) &&
              put(x, "negative", vins_json(r->negative, r->n_negative, diag, "query.recommend"));
@@ -1065,7 +1067,7 @@ static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
     }
     case QDRANT__QUERY__VARIANT_DISCOVER: {
         const Qdrant__DiscoverInput *d = q->discover;
-        json_t *x = json_object();
+        json_t *x = ok ? json_object() : NULL;
         ok = ok && put(o, "discover", x) &&
              put(x, "target", vin_json(d->target, diag, "query.discover.target")) &&
              put(x, "context",
@@ -1089,7 +1091,7 @@ static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
         ok = ok && put(o, "fusion", json_string(q->fusion == QDRANT__FUSION__RRF ? "rrf" : "dbsf"));
         break;
     case QDRANT__QUERY__VARIANT_RRF: {
-        json_t *x = json_object();
+        json_t *x = ok ? json_object() : NULL;
         ok = ok && put(o, "rrf", x);
         if (ok && HAS(q->rrf, k))
             ok = put(x, "k", json_integer(q->rrf->k));
@@ -1485,8 +1487,9 @@ static json_t *discover_points_json(const Qdrant__DiscoverPoints *m, ag_diag_t *
 {
     if (HAS(m, shard_key_selector))
         return unsupported(diag, "shard_key_selector"), NULL;
-    json_t *b = json_object(), *ctx = json_array();
-    bool ok = b && put(b, "context", ctx);
+    json_t *b = json_object();
+    bool ok = b && put(b, "context", json_array());
+    json_t *ctx = json_object_get(b, "context");
     if (ok && m->target)
         ok = put(b, "target", example_json(m->target->single, diag, "target"));
     for (size_t i = 0; ok && i < m->n_context; i++) {
