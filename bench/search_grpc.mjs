@@ -1,7 +1,8 @@
 // The same search through gRPC (@grpc/grpc-js, Qdrant's protos) and REST (fetch, keep-alive),
 // one request at a time, on n x 128 vectors (HNSW, limit 10, with payload): client-side latency
 // p50/p99 and the server's CPU time per request (utime+stime of the process from /proc), REST as
-// the baseline. Both answers are compared for every query.
+// the baseline; then the same for the universal query (POST .../points/query vs Points/Query).
+// Both answers are compared for every query. PORT / GRPC_PORT pick the ports (default: free ones).
 //   node bench/search_grpc.mjs [points=20000] [queries=1000]
 import { execSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,8 +22,8 @@ const queries = Array.from({ length: nq }, () => Array.from(vectors[Math.floor(r
 
 const bin = process.env.AEGIS_BIN || path.resolve('build/aegis');
 const storage = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-bench-'));
-const port = await freePort();
-const gport = await freePort();
+const port = Number(process.env.PORT) || (await freePort());
+const gport = Number(process.env.GRPC_PORT) || (await freePort());
 const proc = spawn(bin, ['serve', '--insecure', '--storage', storage, '--port', String(port)], {
   stdio: ['ignore', 'ignore', 'ignore'],
   env: { ...process.env, AEGIS__SERVICE__ACCESS_LOG: 'false', AEGIS__SERVICE__GRPC_PORT: String(gport) },
@@ -46,6 +47,7 @@ const def = protoLoader.loadSync(['points_service.proto'], {
 const Points = grpc.loadPackageDefinition(def).qdrant.Points;
 const client = new Points(`127.0.0.1:${gport}`, grpc.credentials.createInsecure());
 const search = (q) => new Promise((res, rej) => client.Search({ collection_name: 'b', vector: q, limit: 10, with_payload: { enable: true } }, (e, v) => (e ? rej(e) : res(v))));
+const query = (q) => new Promise((res, rej) => client.Query({ collection_name: 'b', query: { nearest: { dense: { data: q } } }, limit: 10, with_payload: { enable: true } }, (e, v) => (e ? rej(e) : res(v))));
 
 try {
   await call(url, 'PUT', '/collections/b', { vectors: { size: dim, distance: 'Euclid' } });
@@ -65,7 +67,7 @@ try {
     const wall = Number(process.hrtime.bigint() - t0) / 1e9;
     const used = cpu() - c0;
     lat.sort((a, b) => a - b);
-    console.log(`${label.padEnd(5)} p50 ${pct(lat, 0.5).toFixed(3)} ms  p99 ${pct(lat, 0.99).toFixed(3)} ms  ` +
+    console.log(`${label.padEnd(10)} p50 ${pct(lat, 0.5).toFixed(3)} ms  p99 ${pct(lat, 0.99).toFixed(3)} ms  ` +
       `${(nq / wall).toFixed(0)} req/s  server CPU ${((used * 1e6) / nq).toFixed(0)} us/request`);
     return ids;
   };
@@ -76,7 +78,15 @@ try {
   const grpcIds = await run('gRPC', async (q) => (await search(q)).result.map((p) => p.id.num).join(','));
   let same = 0;
   for (let i = 0; i < nq; i++) if (restIds[i] === grpcIds[i]) same++;
-  console.log(`n=${n} dim=${dim} queries=${nq}: identical answers ${same}/${nq}`);
+  console.log(`search: n=${n} dim=${dim} queries=${nq}: identical answers ${same}/${nq}`);
+  const restQ = await run('REST query', async (q) => {
+    const r = await call(url, 'POST', '/collections/b/points/query', `{"query":[${q.join(',')}],"limit":10,"with_payload":true}`);
+    return r.points.map((p) => p.id).join(',');
+  });
+  const grpcQ = await run('gRPC Query', async (q) => (await query(q)).result.map((p) => p.id.num).join(','));
+  same = 0;
+  for (let i = 0; i < nq; i++) if (restQ[i] === grpcQ[i]) same++;
+  console.log(`query: identical answers ${same}/${nq}`);
 } finally {
   client.close();
   proc.kill('SIGTERM');

@@ -7,10 +7,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=$1
 src="$out/proto-src"
 mkdir -p "$src/google/protobuf" "$out"
-for f in collections points json_with_int qdrant_common health_check; do
+for f in collections points json_with_int qdrant_common health_check snapshots_service; do
   awk -f "$here/rewrite-optional.awk" "$here/qdrant/$f.proto" > "$src/$f.proto"
 done
 cp "$here/google/protobuf/timestamp.proto" "$src/google/protobuf/timestamp.proto"
 cd "$src"
 protoc-c --c_out="$out" -I. collections.proto points.proto json_with_int.proto qdrant_common.proto \
-  health_check.proto google/protobuf/timestamp.proto
+  health_check.proto snapshots_service.proto google/protobuf/timestamp.proto

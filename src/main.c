@@ -423,6 +423,8 @@ static int serve(int argc, char **argv)
             .threads = hcfg.threads,
             .max_msg = hcfg.max_body,
             .max_connections = (unsigned)cfg.max_connections,
+            .max_connections_per_ip = (unsigned)cfg.max_connections_per_ip,
+            .trusted_proxies = cfg.trusted_proxies,
             .idle_s = (unsigned)cfg.header_timeout_s,
             .body_s = (unsigned)cfg.body_timeout_s,
             .tls_cert_pem = cert,

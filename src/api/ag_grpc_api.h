@@ -19,4 +19,11 @@ const void *ag_grpc_api_lookup(void *ud, const char *path);
 /* ag_grpc_handle_fn: runs one call (on a gRPC worker). ud = the ag_api_t. */
 void ag_grpc_api_handle(void *ud, ag_grpc_call_t *call);
 
+/* For fuzz/fuzz_grpc.c only, an ag_grpc_handle_fn with no server behind it: the path parameters
+ * scanned and the message decoded as a call would be, then the JSON body encoded as the RPC's
+ * response (the encoders meet arbitrary shapes). ud unused. */
+void ag_grpc_api_convert(void *ud, ag_grpc_call_t *call);
+/* The path of the i-th RPC of the table, NULL past its end (fuzzing). */
+const char *ag_grpc_api_path(size_t i);
+
 #endif

@@ -16,6 +16,7 @@
 
 typedef struct ag_pb_req {
     char *collection; /* owned; NULL for calls without one */
+    char *param;      /* owned: the route's second path parameter (field, snapshot), or NULL */
     json_t *body;     /* owned; NULL for calls without a body */
     bool wait;
     uint64_t timeout_s; /* from the message's `timeout` field; 0 = none */
@@ -54,7 +55,28 @@ typedef int (*ag_pb_encode_fn)(const json_t *result, double time, uint8_t **out,
     X(update_aliases)                                                                              \
     X(list_aliases)                                                                                \
     X(list_collection_aliases)                                                                     \
-    X(update_batch)
+    X(update_batch)                                                                                \
+    X(search_batch)                                                                                \
+    X(query_batch)                                                                                 \
+    X(recommend)                                                                                   \
+    X(recommend_batch)                                                                             \
+    X(recommend_groups)                                                                            \
+    X(discover)                                                                                    \
+    X(discover_batch)                                                                              \
+    X(search_groups)                                                                               \
+    X(query_groups)                                                                                \
+    X(facet)                                                                                       \
+    X(update_vectors)                                                                              \
+    X(delete_vectors)                                                                              \
+    X(delete_field_index)                                                                          \
+    X(update_collection)                                                                           \
+    X(cluster_info)                                                                                \
+    X(create_snapshot)                                                                             \
+    X(list_snapshots)                                                                              \
+    X(delete_snapshot)                                                                             \
+    X(create_full_snapshot)                                                                        \
+    X(list_full_snapshots)                                                                         \
+    X(delete_full_snapshot)
 
 #define AG_PB_DECL(name)                                                                           \
     int ag_pb_decode_##name(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag);      \

@@ -20,4 +20,21 @@ bool ag_net_parse(const char *text, ag_net_t *out);
 /* Is addr inside the block? */
 bool ag_net_contains(const ag_net_t *net, const uint8_t addr[16]);
 
+/* A list of blocks from a setting ("10.0.0.0/8, 192.0.2.7"): trusted proxies. */
+#define AG_NET_LIST_MAX 32
+typedef struct ag_net_list {
+    ag_net_t net[AG_NET_LIST_MAX];
+    size_t n;
+} ag_net_list_t;
+
+/* Parses a comma/space separated list (NULL = empty) into *out; AG_ECONFIG naming `setting` and
+ * the bad entry otherwise. */
+int ag_net_list_parse(ag_net_list_t *out, const char *list, const char *setting, ag_diag_t *diag);
+/* Is the address text inside one of the list's blocks? */
+bool ag_net_list_has(const ag_net_list_t *l, const char *text);
+/* The client behind trusted proxies (docs/SECURITY.md): when peer is in `proxies` and xff (an
+ * X-Forwarded-For value, NULL = none) names one, out receives it; out is left alone otherwise. */
+void ag_net_client(const ag_net_list_t *proxies, const char *peer, const char *xff, char *out,
+                   size_t len);
+
 #endif

@@ -23,6 +23,7 @@
 
 #include "ag_clock.h"
 #include "ag_log.h"
+#include "ag_net.h"
 
 #define HDR_MAX 8192 /* longest metadata value kept (credentials, paths) */
 
@@ -36,14 +37,17 @@ typedef struct job {
     /* Owned copies of what call points to, so a stream reset meanwhile frees nothing in use. */
     char *path, *api_key, *authorization;
     uint8_t *msg;
-    char remote[64];
+    char remote[64], peer[64];
+    atomic_bool cancelled; /* the stream was reset or the connection closed (network thread) */
     struct job *next;
 } job_t;
 
 struct stream {
     int32_t id;
     conn_t *conn;
-    char *path, *api_key, *authorization, *encoding, *content_type;
+    char *path, *api_key, *authorization, *encoding, *content_type, *xff;
+    bool accept_gzip; /* grpc-accept-encoding lists gzip */
+    job_t *job;       /* the call queued or running for it (network thread's view) */
     uint64_t timeout_ms;
     double t_open; /* when the headers began */
     uint8_t *buf;  /* the request body as received (framing included) */
@@ -91,6 +95,8 @@ struct ag_grpc {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     job_t *queue, *queue_tail;              /* jobs waiting for a worker (mu) */
+    unsigned queued, max_queue;             /* jobs in queue (mu) and the bound */
+    ag_net_list_t proxies;                  /* trusted proxies */
     job_t *done;                            /* jobs answered by a worker (mu) */
     gnutls_certificate_credentials_t creds; /* NULL = plain TCP */
     gnutls_priority_t prio;
@@ -209,6 +215,36 @@ static ssize_t read_out(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
     return (ssize_t)n;
 }
 
+#define GZIP_MIN 1024 /* smaller responses are sent as they are */
+
+/* gzips in[0..len) into a new buffer after a 5-byte gap for the frame prefix: *out (malloc'd,
+ * caller frees), *out_len the compressed size. False when it fails or does not shrink. */
+static bool gzip_msg(const uint8_t *in, size_t len, uint8_t **out, size_t *out_len)
+{
+    z_stream z = {0};
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 16 + MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK)
+        return false;
+    size_t cap = deflateBound(&z, (uLong)len);
+    uint8_t *buf = malloc(cap + 5);
+    bool ok = false;
+    if (buf) {
+        z.next_in = (Bytef *)in;
+        z.avail_in = (uInt)len;
+        z.next_out = buf + 5;
+        z.avail_out = (uInt)cap;
+        ok = deflate(&z, Z_FINISH) == Z_STREAM_END && z.total_out < len;
+    }
+    if (ok) {
+        *out = buf;
+        *out_len = z.total_out;
+    } else {
+        free(buf);
+    }
+    deflateEnd(&z);
+    return ok;
+}
+
 /* Answers a finished job on its stream (network thread). */
 static void deliver(stream_t *st, job_t *job)
 {
@@ -217,24 +253,29 @@ static void deliver(stream_t *st, job_t *job)
         respond_status(st, c->status, c->message, c->retry_after);
         return;
     }
-    st->out = malloc(c->resp_len + 5);
-    if (!st->out) {
-        respond_status(st, AG_GRPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
-        return;
+    size_t n = c->resp_len;
+    bool gz = st->accept_gzip && n >= GZIP_MIN && gzip_msg(c->resp, n, &st->out, &n);
+    if (!gz) {
+        st->out = malloc(n + 5);
+        if (!st->out) {
+            respond_status(st, AG_GRPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
+            return;
+        }
+        if (n)
+            memcpy(st->out + 5, c->resp, n);
     }
-    st->out[0] = 0;
-    st->out[1] = (uint8_t)(c->resp_len >> 24);
-    st->out[2] = (uint8_t)(c->resp_len >> 16);
-    st->out[3] = (uint8_t)(c->resp_len >> 8);
-    st->out[4] = (uint8_t)c->resp_len;
-    if (c->resp_len)
-        memcpy(st->out + 5, c->resp, c->resp_len);
-    st->out_len = c->resp_len + 5;
+    st->out[0] = gz ? 1 : 0;
+    st->out[1] = (uint8_t)(n >> 24);
+    st->out[2] = (uint8_t)(n >> 16);
+    st->out[3] = (uint8_t)(n >> 8);
+    st->out[4] = (uint8_t)n;
+    st->out_len = n + 5;
     st->out_off = 0;
-    nghttp2_nv nva[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+    nghttp2_nv nva[] = {NV(":status", "200"), NV("content-type", "application/grpc"),
+                        NV("grpc-encoding", "gzip")};
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_out};
     st->answered = true;
-    nghttp2_submit_response(st->conn->session, st->id, nva, 2, &dp);
+    nghttp2_submit_response(st->conn->session, st->id, nva, gz ? 3 : 2, &dp);
 }
 
 static void job_free(job_t *j)
@@ -332,6 +373,16 @@ static void complete(stream_t *st)
                        NULL);
         return;
     }
+    /* Bounded: a call past the bound is refused here, before a worker or a copy is spent. */
+    pthread_mutex_lock(&srv->mu);
+    bool full = srv->queued >= srv->max_queue;
+    pthread_mutex_unlock(&srv->mu);
+    if (full) {
+        respond_status(st, AG_GRPC_RESOURCE_EXHAUSTED,
+                       "server busy: too many calls waiting for a worker; retry later", "1");
+        drop_buf(st);
+        return;
+    }
     job_t *job = calloc(1, sizeof(*job));
     if (!job) {
         respond_status(st, AG_GRPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
@@ -370,7 +421,10 @@ static void complete(stream_t *st)
         respond_status(st, AG_GRPC_RESOURCE_EXHAUSTED, "out of memory", NULL);
         return;
     }
+    snprintf(job->peer, sizeof(job->peer), "%s", st->conn->addr);
     snprintf(job->remote, sizeof(job->remote), "%s", st->conn->addr);
+    ag_net_client(&srv->proxies, job->peer, st->xff, job->remote, sizeof(job->remote));
+    job->call.peer_addr = job->peer;
     job->call.path = job->path;
     job->call.method = st->method;
     job->call.api_key = job->api_key;
@@ -383,9 +437,11 @@ static void complete(stream_t *st)
     job->stream_id = st->id;
     st->answered = true; /* a job is running: further frames are ignored */
     st->running = true;
+    st->job = job;
     drop_buf(st);
     st->conn->pending++;
     pthread_mutex_lock(&srv->mu);
+    srv->queued++;
     if (srv->queue_tail)
         srv->queue_tail->next = job;
     else
@@ -461,7 +517,17 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         slot = &st->encoding;
     else if (IS("content-type"))
         slot = &st->content_type;
-    else if (IS("grpc-timeout")) {
+    else if (IS("x-forwarded-for"))
+        slot = &st->xff;
+    else if (IS("grpc-accept-encoding")) {
+        /* A comma-separated list of encodings: is gzip one of them? */
+        for (size_t i = 0; i + 4 <= vlen; i++)
+            if (memcmp(value + i, "gzip", 4) == 0 &&
+                (i == 0 || value[i - 1] == ',' || value[i - 1] == ' ') &&
+                (i + 4 == vlen || value[i + 4] == ',' || value[i + 4] == ' '))
+                st->accept_gzip = true;
+        return 0;
+    } else if (IS("grpc-timeout")) {
         char tmp[16];
         if (vlen < sizeof(tmp)) {
             memcpy(tmp, value, vlen);
@@ -540,7 +606,10 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 
 static void stream_free(stream_t *st)
 {
+    if (st->job) /* queued: not run; running: its response is dropped (take_done) */
+        atomic_store(&st->job->cancelled, true);
     free(st->path);
+    free(st->xff);
     wipe_free(st->api_key);
     wipe_free(st->authorization);
     free(st->encoding);
@@ -608,6 +677,17 @@ static conn_t *conn_new(ag_grpc_t *srv, int fd, const struct sockaddr_storage *s
                   sizeof(c->addr));
     else
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->addr, sizeof(c->addr));
+    if (srv->cfg.max_connections_per_ip) {
+        /* As REST's service.max_connections_per_ip: counted per TCP peer. */
+        unsigned same = 0;
+        for (conn_t *o = srv->conns; o; o = o->next)
+            same += !o->dead && strcmp(o->addr, c->addr) == 0;
+        if (same >= srv->cfg.max_connections_per_ip) {
+            close(fd);
+            free(c);
+            return NULL;
+        }
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -789,9 +869,13 @@ static void *worker_main(void *arg)
         srv->queue = j->next;
         if (!srv->queue)
             srv->queue_tail = NULL;
+        srv->queued--;
         pthread_mutex_unlock(&srv->mu);
         j->next = NULL;
-        srv->handle(srv->ud, &j->call);
+        if (atomic_load(&j->cancelled))
+            j->call.status = AG_GRPC_CANCELLED; /* reset while it waited: never started */
+        else
+            srv->handle(srv->ud, &j->call);
         pthread_mutex_lock(&srv->mu);
         j->next = srv->done;
         srv->done = j;
@@ -816,8 +900,9 @@ static void take_done(ag_grpc_t *srv)
         c->pending--;
         if (!c->dead) {
             stream_t *st = nghttp2_session_get_stream_user_data(c->session, j->stream_id);
-            if (st) {
+            if (st && st->job == j) {
                 st->running = false;
+                st->job = NULL;
                 deliver(st, j);
             }
         }
@@ -924,6 +1009,8 @@ int ag_grpc_start(const ag_grpc_config_t *cfg, ag_grpc_lookup_fn lookup, ag_grpc
     srv->cfg = *cfg;
     if (!srv->cfg.max_msg)
         srv->cfg.max_msg = 32u << 20;
+    srv->max_queue = cfg->max_queue ? cfg->max_queue : 64 * (cfg->threads ? cfg->threads : 4);
+    srv->cfg.trusted_proxies = NULL; /* borrowed only during start */
     srv->lookup = lookup;
     srv->handle = handle;
     srv->ud = ud;
@@ -931,7 +1018,10 @@ int ag_grpc_start(const ag_grpc_config_t *cfg, ag_grpc_lookup_fn lookup, ag_grpc
     srv->wake[0] = srv->wake[1] = -1;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
-    int rc = 0;
+    int rc =
+        ag_net_list_parse(&srv->proxies, cfg->trusted_proxies, "service.trusted_proxies", diag);
+    if (rc)
+        goto fail;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -1071,4 +1161,97 @@ void ag_grpc_stop(ag_grpc_t *srv, double grace_s)
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     free(srv);
+}
+
+/* ---- fuzzing ------------------------------------------------------------------------------- */
+
+int ag_grpc_feed(const ag_grpc_config_t *cfg, ag_grpc_lookup_fn lookup, ag_grpc_handle_fn handle,
+                 void *ud, const uint8_t *data, size_t len)
+{
+    ag_grpc_t *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return AG_ENOMEM;
+    srv->cfg = *cfg;
+    if (!srv->cfg.max_msg)
+        srv->cfg.max_msg = 32u << 20;
+    srv->cfg.trusted_proxies = NULL;
+    srv->max_queue = cfg->max_queue ? cfg->max_queue : 64;
+    srv->lookup = lookup;
+    srv->handle = handle;
+    srv->ud = ud;
+    srv->listen_fd = -1;
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_cond_init(&srv->cv, NULL);
+    int sv[2] = {-1, -1};
+    int rc = AG_EINTERNAL;
+    if (pipe2(srv->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        srv->wake[0] = srv->wake[1] = -1;
+        goto out;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+        goto out;
+    struct sockaddr_storage sa = {.ss_family = AF_INET};
+    conn_t *c = conn_new(srv, sv[0], &sa); /* owns sv[0] from here, even on failure */
+    sv[0] = -1;
+    if (!c)
+        goto out;
+    rc = 0;
+    /* The bytes in pieces of at most 4 KiB, the way they could arrive from the network; every
+     * call completed meanwhile is run inline and answered; the answers are read and dropped. */
+    char sink[65536];
+    for (size_t off = 0; !c->dead && off <= len;) {
+        size_t n = AG_MIN(len - off, (size_t)4096);
+        if (n && nghttp2_session_mem_recv(c->session, data + off, n) < 0) {
+            nghttp2_session_send(c->session);
+            conn_close(c);
+            break;
+        }
+        off += n;
+        for (job_t *j; (j = srv->queue) != NULL;) {
+            srv->queue = j->next;
+            if (!srv->queue)
+                srv->queue_tail = NULL;
+            srv->queued--;
+            j->next = NULL;
+            if (atomic_load(&j->cancelled))
+                j->call.status = AG_GRPC_CANCELLED;
+            else
+                srv->handle(srv->ud, &j->call);
+            j->next = srv->done;
+            srv->done = j;
+        }
+        take_done(srv);
+        for (int k = 0; k < 64 && !c->dead; k++) {
+            conn_flush(c);
+            ssize_t r = read(sv[1], sink, sizeof(sink));
+            if (r <= 0 && (c->dead || !nghttp2_session_want_write(c->session)))
+                break;
+        }
+        if (n == 0)
+            break;
+    }
+    conn_close(c);
+    /* Jobs left in the queue (a connection closed meanwhile) are freed unrun. */
+    for (job_t *j = srv->queue; j;) {
+        job_t *next = j->next;
+        c->pending--;
+        job_free(j);
+        j = next;
+    }
+    srv->queue = NULL;
+    take_done(srv);
+    free(c);
+out:
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    if (srv->wake[0] >= 0) {
+        close(srv->wake[0]);
+        close(srv->wake[1]);
+    }
+    pthread_mutex_destroy(&srv->mu);
+    pthread_cond_destroy(&srv->cv);
+    free(srv);
+    return rc;
 }

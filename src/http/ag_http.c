@@ -22,7 +22,6 @@
 #include "ag_metrics.h"
 #include "ag_net.h"
 
-#define MAX_PROXIES 32
 /* Requests or responses bigger than this return their freed memory to the system when done. */
 #define TRIM_AFTER_BYTES (1u << 20)
 
@@ -44,8 +43,7 @@ struct ag_http {
     pthread_t watchdog;
     bool watchdog_running;
     atomic_bool watchdog_stop;
-    ag_net_t proxies[MAX_PROXIES]; /* trusted proxies */
-    size_t nproxies;
+    ag_net_list_t proxies; /* trusted proxies */
     ag_http_config_t cfg;
     ag_http_begin_fn begin;
     ag_http_handle_fn handle;
@@ -306,83 +304,7 @@ static void error_json(ag_request_t *req, int status, const char *msg)
         ag_request_respond_text(req, status, "text/plain", msg);
 }
 
-/* ---- trusted proxies ----------------------------------------------------------------------- */
-
-static bool is_trusted(const struct ag_http *srv, const char *text)
-{
-    uint8_t addr[16];
-    if (!ag_net_parse_addr(text, addr))
-        return false;
-    for (size_t i = 0; i < srv->nproxies; i++)
-        if (ag_net_contains(&srv->proxies[i], addr))
-            return true;
-    return false;
-}
-
-static int parse_proxies(struct ag_http *srv, const char *list, ag_diag_t *diag)
-{
-    if (!list)
-        return 0;
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        size_t len = strcspn(p, ", ");
-        char item[64];
-        if (len >= sizeof(item) || srv->nproxies == MAX_PROXIES)
-            return ag_fail(diag, AG_ECONFIG,
-                           "service.trusted_proxies: at most %d entries of addresses or CIDR "
-                           "blocks",
-                           MAX_PROXIES);
-        memcpy(item, p, len);
-        item[len] = '\0';
-        if (!ag_net_parse(item, &srv->proxies[srv->nproxies]))
-            return ag_fail(diag, AG_ECONFIG,
-                           "service.trusted_proxies: '%s' is not an IP address or CIDR block",
-                           item);
-        srv->nproxies++;
-        p += len;
-    }
-    return 0;
-}
-
-/*
- * The client of a request that came through trusted proxies: X-Forwarded-For read from the right
- * (each proxy appends the address it saw), skipping trusted proxies; the first other address is
- * the client. Entries left of it were written by the client and are never believed. Without the
- * header, or when an entry is not an address, the peer itself is the client.
- */
-static void forwarded_client(const struct ag_http *srv, const char *xff, char *out, size_t len)
-{
-    if (!xff)
-        return;
-    char buf[1024];
-    snprintf(buf, sizeof(buf), "%s", xff);
-    size_t n = strlen(buf);
-    while (n > 0) {
-        size_t end = n;
-        while (end > 0 && (buf[end - 1] == ' ' || buf[end - 1] == '\t'))
-            end--;
-        size_t start = end;
-        while (start > 0 && buf[start - 1] != ',')
-            start--;
-        n = start > 0 ? start - 1 : 0;
-        while (start < end && (buf[start] == ' ' || buf[start] == '\t'))
-            start++;
-        buf[end] = '\0';
-        const char *entry = buf + start;
-        uint8_t addr[16];
-        if (!ag_net_parse_addr(entry, addr))
-            return; /* not an address: keep the peer */
-        if (!is_trusted(srv, entry) || n == 0) {
-            snprintf(out, len, "%s", entry);
-            if (!is_trusted(srv, entry))
-                return;
-        }
-    }
-}
+/* ---- trusted proxies: base/ag_net.h (shared with the gRPC listener) ------------------------- */
 
 /* ---- CORS ---------------------------------------------------------------------------------- */
 
@@ -647,10 +569,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                           req->remote_addr, sizeof(req->remote_addr));
         }
         memcpy(req->peer_addr, req->remote_addr, sizeof(req->peer_addr));
-        if (srv->nproxies > 0 && is_trusted(srv, req->peer_addr))
-            forwarded_client(srv,
-                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"),
-                             req->remote_addr, sizeof(req->remote_addr));
+        ag_net_client(&srv->proxies, req->peer_addr,
+                      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"),
+                      req->remote_addr, sizeof(req->remote_addr));
         req->api_key = dup_or_null(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "api-key"));
         req->authorization = dup_or_null(
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
@@ -919,7 +840,8 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     atomic_init(&srv->active, 0);
     atomic_init(&srv->next_id, 1);
     srv->id_prefix = randombytes_random();
-    int prc = parse_proxies(srv, cfg->trusted_proxies, diag);
+    int prc =
+        ag_net_list_parse(&srv->proxies, cfg->trusted_proxies, "service.trusted_proxies", diag);
     if (prc == 0)
         prc = parse_origins(srv, cfg->cors_origins, diag);
     if (prc) {

@@ -45,11 +45,19 @@ const POINT_WRITE = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, ok, 403, 403, 
 const INDEX = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, 403, 403, 403, 403];
 // Clearing an acme point's payload would move it out of pay_rw's rows: a row-level 403.
 const CLEAR = [401, 401, ok, ok, ok, 403, 403, ok, 403, ok, ok, 403, 403, 'row403'];
+const GLOBAL_READ = [401, 401, ok, ok, ok, ok, ok, ok, 403, 403, 403, 403, 403, 403];
+// Snapshots as REST's (auth_matrix.test.mjs): unrestricted readers list, `rw` creates/deletes.
+const SNAP_READ = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, ok, 403, 403, 403];
+const SNAP_WRITE = INDEX;
 const GRPC = { ok: 0, 401: 16, 403: 7, 404: 5, row403: 7 };
 
 const acmePoint = (id) => ({ id: { num: id }, vectors: { vector: { data: [1, 0, 0, 0] } }, payload: { tenant: { string_value: 'acme' } } });
 
-// [service, method, request, expected row, before (as root), after (as root)]
+const q = { dense: { data: [1, 0, 0, 0] } };
+const qv = [1, 0, 0, 0];
+const state = {}; // names made by `before` steps (snapshots to delete)
+
+// [service, method, request (or a function giving it), expected row, before (as root), after]
 const RPCS = [
   ['Qdrant', 'HealthCheck', {}, PUBLIC],
   ['Health', 'Check', {}, PUBLIC],
@@ -75,6 +83,28 @@ const RPCS = [
   ['Points', 'UpdateBatch', { collection_name: C, wait: true, operations: [{ set_payload: { payload: { z: { integer_value: 1 } }, points_selector: { points: { ids: [{ num: 1 }] } } } }] }, POINT_WRITE],
   ['Collections', 'ListAliases', {}, ANY_VALID],
   ['Collections', 'ListCollectionAliases', { collection_name: C }, READ],
+  ['Collections', 'Update', { collection_name: C, optimizers_config: { indexing_threshold: 20000 } }, MANAGE],
+  ['Collections', 'CollectionClusterInfo', { collection_name: C }, READ],
+  ['Points', 'SearchBatch', { collection_name: C, search_points: [{ collection_name: C, vector: qv, limit: 3 }] }, READ],
+  ['Points', 'SearchGroups', { collection_name: C, vector: qv, group_by: 'tenant', limit: 3, group_size: 2 }, READ],
+  ['Points', 'QueryBatch', { collection_name: C, query_points: [{ collection_name: C, query: { nearest: q }, limit: 3 }] }, READ],
+  ['Points', 'QueryGroups', { collection_name: C, query: { nearest: q }, group_by: 'tenant', limit: 3, group_size: 2 }, READ],
+  ['Points', 'Query', { collection_name: C, prefetch: [{ query: { nearest: q }, limit: 5 }, { query: { recommend: { positive: [{ id: { num: 1 } }] } }, limit: 5 }], query: { fusion: 'RRF' }, limit: 3 }, READ],
+  ['Points', 'Recommend', { collection_name: C, positive: [{ num: 1 }], limit: 3 }, READ],
+  ['Points', 'RecommendBatch', { collection_name: C, recommend_points: [{ collection_name: C, positive: [{ num: 1 }], limit: 3 }] }, READ],
+  ['Points', 'RecommendGroups', { collection_name: C, positive: [{ num: 1 }], group_by: 'tenant', limit: 3, group_size: 2 }, READ],
+  ['Points', 'Discover', { collection_name: C, target: { single: { vector: { data: qv } } }, context: [{ positive: { vector: { data: [0, 1, 0, 0] } }, negative: { vector: { data: [0, 0, 1, 0] } } }], limit: 3 }, READ],
+  ['Points', 'DiscoverBatch', { collection_name: C, discover_points: [{ collection_name: C, target: { single: { vector: { data: qv } } }, context: [{ positive: { vector: { data: [0, 1, 0, 0] } }, negative: { vector: { data: [0, 0, 1, 0] } } }], limit: 3 }] }, READ],
+  ['Points', 'Facet', { collection_name: C, key: 'tenant' }, READ],
+  ['Points', 'UpdateVectors', { collection_name: C, wait: true, points: [{ id: { num: 1 }, vectors: { vector: { data: [1, 0, 0, 0] } } }] }, POINT_WRITE],
+  ['Points', 'DeleteVectors', { collection_name: C, wait: true, points_selector: { points: { ids: [{ num: 3 }] } }, vectors: { names: [''] } }, POINT_WRITE],
+  ['Points', 'DeleteFieldIndex', { collection_name: C, wait: true, field_name: 'tmpidx' }, INDEX, (root) => root('Points', 'CreateFieldIndex', { collection_name: C, wait: true, field_name: 'tmpidx', field_type: 'FieldTypeKeyword' })],
+  ['Snapshots', 'Create', { collection_name: C }, SNAP_WRITE],
+  ['Snapshots', 'List', { collection_name: C }, SNAP_READ],
+  ['Snapshots', 'Delete', () => ({ collection_name: C, snapshot_name: state.snap }), SNAP_WRITE, async (root) => { state.snap = (await root('Snapshots', 'Create', { collection_name: C })).snapshot_description.name; }],
+  ['Snapshots', 'CreateFull', {}, MANAGE],
+  ['Snapshots', 'ListFull', {}, GLOBAL_READ],
+  ['Snapshots', 'DeleteFull', () => ({ snapshot_name: state.full }), MANAGE, async (root) => { state.full = (await root('Snapshots', 'CreateFull', {})).snapshot_description.name; }],
 ];
 
 let srv;
@@ -95,7 +125,7 @@ before(async () => {
   srv = await startServer({ insecure: false, env: keyEnv({ AEGIS__SERVICE__GRPC_PORT: String(port), AEGIS__SERVICE__AUTH_MAX_FAILURES: '1000000' }) });
   const dir = path.join(REPO_ROOT, 'proto', 'qdrant');
   const opts = { includeDirs: [dir], keepCase: true, longs: Number, enums: String, oneofs: true };
-  const q = grpc.loadPackageDefinition(protoLoader.loadSync(['points_service.proto', 'collections_service.proto'], opts)).qdrant;
+  const q = grpc.loadPackageDefinition(protoLoader.loadSync(['points_service.proto', 'collections_service.proto', 'snapshots_service.proto'], opts)).qdrant;
   const h = grpc.loadPackageDefinition(protoLoader.loadSync(['health_check.proto'], opts)).grpc.health.v1;
   // qdrant.proto imports Qdrant's internal services, which are not vendored: its one service is
   // declared here by hand (same name, method and messages: HealthCheckRequest {} → {title, version}).
@@ -110,10 +140,11 @@ before(async () => {
       responseDeserialize: (b) => b,
     },
   };
-  services = { Collections: q.Collections, Points: q.Points, Health: h.Health, Qdrant: grpc.makeGenericClientConstructor(healthDef, 'Qdrant') };
+  services = { Collections: q.Collections, Points: q.Points, Snapshots: q.Snapshots, Health: h.Health, Qdrant: grpc.makeGenericClientConstructor(healthDef, 'Qdrant') };
   const root = { 'api-key': ROOT_KEY };
   for (const name of [C, O]) await unary('Collections', 'Create', { collection_name: name, vectors_config: { params: { size: 4, distance: 'Cosine' } } }, root);
   await unary('Points', 'Upsert', { collection_name: C, wait: true, points: [1, 2, 3].map(acmePoint) }, root);
+  await unary('Points', 'CreateFieldIndex', { collection_name: C, wait: true, field_name: 'tenant', field_type: 'FieldTypeKeyword' }, root);
 });
 
 after(async () => {
@@ -133,7 +164,7 @@ test('every RPC × every principal answers as its REST route does', async () => 
       let code = 0;
       let msg = '';
       try {
-        await unary(svc, method, req, creds[PRINCIPALS[i]]);
+        await unary(svc, method, typeof req === 'function' ? req() : req, creds[PRINCIPALS[i]]);
       } catch (e) {
         code = e.code;
         msg = e.details;
@@ -147,6 +178,16 @@ test('every RPC × every principal answers as its REST route does', async () => 
   }
   assert.equal(cells, RPCS.length * PRINCIPALS.length);
   m.done();
+});
+
+test('every RPC the server serves has a row here', async () => {
+  // The served list is the RPC table (src/api/api_grpc.c); any row-less method fails this test.
+  const src = (await import('node:fs')).readFileSync(path.join(REPO_ROOT, 'src', 'api', 'api_grpc.c'), 'utf8');
+  const served = [...src.matchAll(/R2?\(\s*"\/(?:qdrant|grpc\.health\.v1)\.([A-Za-z]+)\/([A-Za-z]+)"/g)].map((x) => `${x[1]}/${x[2]}`);
+  assert.ok(served.length > 40, `found ${served.length} RPCs in the table`);
+  const rows = new Set(RPCS.map(([svc, method]) => `${svc === 'Health' ? 'Health' : svc}/${method}`));
+  const missing = served.filter((x) => !rows.has(x));
+  assert.deepEqual(missing, [], `RPCs without a matrix row: ${missing.join(', ')}`);
 });
 
 test('gRPC denials are in the audit log, as REST ones are', async () => {

@@ -211,9 +211,11 @@ static void test_refusals(void **state)
     assert_non_null(strstr(d.msg, "malformed"));
     ag_pb_req_release(&r);
 
-    /* A fusion query is refused naming query. */
+    /* A formula query is refused naming the feature. */
+    Qdrant__Formula fo = QDRANT__FORMULA__INIT;
     Qdrant__Query qq = QDRANT__QUERY__INIT;
-    qq.variant_case = QDRANT__QUERY__VARIANT_FUSION;
+    qq.variant_case = QDRANT__QUERY__VARIANT_FORMULA;
+    qq.formula = &fo;
     Qdrant__QueryPoints m = QDRANT__QUERY_POINTS__INIT;
     m.collection_name = "c1";
     m._query_case = QDRANT__QUERY_POINTS___QUERY_QUERY;
@@ -222,7 +224,21 @@ static void test_refusals(void **state)
     uint8_t *b = pack(&m.base, &len);
     memset(&d, 0, sizeof(d));
     assert_int_equal(ag_pb_decode_query(b, len, &r, &d), AG_EINVAL);
-    assert_non_null(strstr(d.msg, "query"));
+    assert_non_null(strstr(d.msg, "formula"));
+    ag_pb_req_release(&r);
+    free(b);
+
+    /* A multivector input is refused naming multivectors. */
+    Qdrant__MultiDenseVector mdv = QDRANT__MULTI_DENSE_VECTOR__INIT;
+    Qdrant__VectorInput mvi = QDRANT__VECTOR_INPUT__INIT;
+    mvi.variant_case = QDRANT__VECTOR_INPUT__VARIANT_MULTI_DENSE;
+    mvi.multi_dense = &mdv;
+    qq.variant_case = QDRANT__QUERY__VARIANT_NEAREST;
+    qq.nearest = &mvi;
+    b = pack(&m.base, &len);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(ag_pb_decode_query(b, len, &r, &d), AG_EINVAL);
+    assert_non_null(strstr(d.msg, "multivectors"));
     ag_pb_req_release(&r);
     free(b);
 
@@ -233,6 +249,90 @@ static void test_refusals(void **state)
     memset(&d, 0, sizeof(d));
     assert_int_equal(ag_pb_decode_delete_points(b, len, &r, &d), AG_EINVAL);
     assert_non_null(strstr(d.msg, "points"));
+    ag_pb_req_release(&r);
+    free(b);
+}
+
+/* Prefetches fused by RRF, a recommend and an order_by stage: the REST query body. */
+static void test_query_stages(void **state)
+{
+    (void)state;
+    float v[] = {1.0f, 0.0f};
+    Qdrant__DenseVector dv = QDRANT__DENSE_VECTOR__INIT;
+    dv.n_data = 2;
+    dv.data = v;
+    Qdrant__VectorInput vin = QDRANT__VECTOR_INPUT__INIT;
+    vin.variant_case = QDRANT__VECTOR_INPUT__VARIANT_DENSE;
+    vin.dense = &dv;
+    Qdrant__PointId pid = QDRANT__POINT_ID__INIT;
+    pid.point_id_options_case = QDRANT__POINT_ID__POINT_ID_OPTIONS_NUM;
+    pid.num = 7;
+    Qdrant__VectorInput idin = QDRANT__VECTOR_INPUT__INIT;
+    idin.variant_case = QDRANT__VECTOR_INPUT__VARIANT_ID;
+    idin.id = &pid;
+    Qdrant__VectorInput *pos[] = {&idin}, *neg[] = {&vin};
+    Qdrant__RecommendInput ri = QDRANT__RECOMMEND_INPUT__INIT;
+    ri.n_positive = 1;
+    ri.positive = pos;
+    ri.n_negative = 1;
+    ri.negative = neg;
+    ri._strategy_case = QDRANT__RECOMMEND_INPUT___STRATEGY_STRATEGY;
+    ri.strategy = QDRANT__RECOMMEND_STRATEGY__BestScore;
+    Qdrant__Query q1 = QDRANT__QUERY__INIT, q2 = QDRANT__QUERY__INIT, top = QDRANT__QUERY__INIT;
+    q1.variant_case = QDRANT__QUERY__VARIANT_NEAREST;
+    q1.nearest = &vin;
+    q2.variant_case = QDRANT__QUERY__VARIANT_RECOMMEND;
+    q2.recommend = &ri;
+    top.variant_case = QDRANT__QUERY__VARIANT_FUSION;
+    top.fusion = QDRANT__FUSION__RRF;
+    Qdrant__PrefetchQuery p1 = QDRANT__PREFETCH_QUERY__INIT, p2 = QDRANT__PREFETCH_QUERY__INIT;
+    p1._query_case = QDRANT__PREFETCH_QUERY___QUERY_QUERY;
+    p1.query = &q1;
+    p1._limit_case = QDRANT__PREFETCH_QUERY___LIMIT_LIMIT;
+    p1.limit = 20;
+    p2._query_case = QDRANT__PREFETCH_QUERY___QUERY_QUERY;
+    p2.query = &q2;
+    p2._using_case = QDRANT__PREFETCH_QUERY___USING_USING;
+    p2.using_ = "img";
+    Qdrant__PrefetchQuery *pf[] = {&p1, &p2};
+    Qdrant__QueryPoints m = QDRANT__QUERY_POINTS__INIT;
+    m.collection_name = "c1";
+    m.n_prefetch = 2;
+    m.prefetch = pf;
+    m._query_case = QDRANT__QUERY_POINTS___QUERY_QUERY;
+    m.query = &top;
+    m._limit_case = QDRANT__QUERY_POINTS___LIMIT_LIMIT;
+    m.limit = 5;
+    size_t len;
+    uint8_t *b = pack(&m.base, &len);
+    ag_pb_req_t r = {0};
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_pb_decode_query(b, len, &r, &d), 0);
+    assert_json(r.body, "{\"prefetch\":[{\"query\":{\"nearest\":[1.0,0.0]},\"limit\":20},"
+                        "{\"query\":{\"recommend\":{\"positive\":[7],\"negative\":[[1.0,0.0]],"
+                        "\"strategy\":\"best_score\"}},\"using\":\"img\"}],"
+                        "\"query\":{\"fusion\":\"rrf\"},\"limit\":5}");
+    ag_pb_req_release(&r);
+    free(b);
+
+    /* order_by with a direction and a start. */
+    Qdrant__StartFrom sf = QDRANT__START_FROM__INIT;
+    sf.value_case = QDRANT__START_FROM__VALUE_INTEGER;
+    sf.integer = 3;
+    Qdrant__OrderBy ob = QDRANT__ORDER_BY__INIT;
+    ob.key = "n";
+    ob._direction_case = QDRANT__ORDER_BY___DIRECTION_DIRECTION;
+    ob.direction = QDRANT__DIRECTION__Desc;
+    ob._start_from_case = QDRANT__ORDER_BY___START_FROM_START_FROM;
+    ob.start_from = &sf;
+    top.variant_case = QDRANT__QUERY__VARIANT_ORDER_BY;
+    top.order_by = &ob;
+    m.n_prefetch = 0;
+    b = pack(&m.base, &len);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(ag_pb_decode_query(b, len, &r, &d), 0);
+    assert_json(r.body, "{\"query\":{\"order_by\":{\"key\":\"n\",\"direction\":\"desc\","
+                        "\"start_from\":3}},\"limit\":5}");
     ag_pb_req_release(&r);
     free(b);
 }
@@ -296,11 +396,9 @@ static void test_encode_scroll_u64(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_upsert),
-        cmocka_unit_test(test_search_filter),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_encode_search),
-        cmocka_unit_test(test_encode_scroll_u64),
+        cmocka_unit_test(test_upsert),        cmocka_unit_test(test_search_filter),
+        cmocka_unit_test(test_refusals),      cmocka_unit_test(test_query_stages),
+        cmocka_unit_test(test_encode_search), cmocka_unit_test(test_encode_scroll_u64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
