@@ -60,7 +60,7 @@ int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_batch_t *ms)
     /* Read under the write mutex, which tenant changes also hold: a tenant deactivated or
      * deleted meanwhile is seen here. */
     json_t *tenancy = NULL;
-    if (ag_store_tenancy(call->api->store, ag_coll_name(c), &tenancy) != 0)
+    if (ag_store_tenancy_locked(call->api->store, c, &tenancy) != 0)
         return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
                        ag_coll_name(c));
     int trc = 0;

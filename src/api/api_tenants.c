@@ -62,7 +62,7 @@ static int tenant_change(void *ud, ag_collection_t *c)
     switch (t->op) {
     case T_CREATE: {
         json_t *now = NULL;
-        t->first = ag_store_tenancy(st, ag_coll_name(c), &now) == 0 &&
+        t->first = ag_store_tenancy_locked(st, c, &now) == 0 &&
                    json_object_size(json_object_get(now, "tenants")) == 0;
         json_decref(now);
         return ag_store_tenant_set(st, c, t->tenant, true, true, diag);

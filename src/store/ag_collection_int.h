@@ -62,7 +62,7 @@ struct ag_collection {
     atomic_uint_fast64_t version;     /* bumped on every applied write (cache invalidation) */
     atomic_int write_waiters;         /* writers waiting for `lock` (the indexer yields to them) */
     struct kw_index *payload_indexes; /* lazily built candidate indexes (ag_payload_index.c) */
-    bool dropped;
+    atomic_bool dropped;              /* read by the indexer thread without the write mutex */
     /* HNSW graph checkpoints (<storage>/index/<cid>.<vector number>.hnsw), written by the
      * indexer thread (ag_coll_index_checkpoint) and at shutdown; docs/RELIABILITY.md, "Crash
      * recovery". index_dir owned, NULL if unknown; index_ready once loaded (never save a

@@ -876,20 +876,35 @@ int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, js
 
 /* ---- tenants ------------------------------------------------------------------------------- */
 
+/* The tenancy snapshot of c, taking only tenancy_mu (never the store lock). */
+static int tenancy_of(ag_store_t *st, const ag_collection_t *c, json_t **out)
+{
+    pthread_rwlock_rdlock(&st->tenancy_mu);
+    json_t *snap = st->tenancy ? json_object_get(st->tenancy, c->name) : NULL;
+    *out = json_incref(snap);
+    pthread_rwlock_unlock(&st->tenancy_mu);
+    if (!*out)
+        *out = json_pack("{s:n,s:{}}", "key", "tenants");
+    return *out ? 0 : AG_ENOMEM;
+}
+
 int ag_store_tenancy(ag_store_t *st, const char *name, json_t **out)
 {
     *out = NULL;
     ag_collection_t *c;
     if (ag_store_get(st, name, &c, NULL) != 0)
         return AG_ENOTFOUND;
-    pthread_rwlock_rdlock(&st->tenancy_mu);
-    json_t *snap = st->tenancy ? json_object_get(st->tenancy, c->name) : NULL;
-    *out = json_incref(snap);
-    pthread_rwlock_unlock(&st->tenancy_mu);
+    int rc = tenancy_of(st, c, out);
     ag_coll_unref(c);
-    if (!*out)
-        *out = json_pack("{s:n,s:{}}", "key", "tenants");
-    return *out ? 0 : AG_ENOMEM;
+    return rc;
+}
+
+int ag_store_tenancy_locked(ag_store_t *st, ag_collection_t *c, json_t **out)
+{
+    *out = NULL;
+    if (c->dropped) /* set under the write mutex the caller holds */
+        return AG_ENOTFOUND;
+    return tenancy_of(st, c, out);
 }
 
 /* Writes next as c's tenant record and, once committed and synced, publishes it. Caller holds

@@ -88,6 +88,10 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check
 /* A new reference to the snapshot of collection `name` (or the collection behind an alias), or
  * AG_ENOTFOUND when the collection does not exist. Never modify it. */
 int ag_store_tenancy(ag_store_t *st, const char *name, json_t **out);
+/* The same for c, for a caller holding c's write mutex (inside a write session): it never takes
+ * the store lock, which ag_store_delete holds while it waits for that mutex (lock order: store
+ * lock, then write mutex). AG_ENOTFOUND when c was deleted. The caller owns *out. */
+int ag_store_tenancy_locked(ag_store_t *st, ag_collection_t *c, json_t **out);
 /* Declares a tenant (create: AG_EEXIST when declared) or sets active on a declared one
  * (AG_ENOTFOUND otherwise), durably before returning. Caller holds c's write mutex. */
 int ag_store_tenant_set(ag_store_t *st, ag_collection_t *c, const char *tenant, bool create,
