@@ -1059,6 +1059,22 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
             json_t *one = json_pack("{s:O}", k, v);
             rc = one ? merge_into(next, one) : AG_ENOMEM;
             json_decref(one);
+        } else if (strcmp(k, "metadata") == 0 && json_is_object(v)) {
+            /* Qdrant's metadata patch: keys merged one level deep, a null value removes its key */
+            json_t *cur = json_object_get(next, k);
+            if (!json_is_object(cur)) {
+                json_object_set_new(next, k, json_object());
+                cur = json_object_get(next, k);
+            }
+            const char *mk;
+            json_t *mv;
+            json_object_foreach(v, mk, mv)
+            {
+                if (rc == 0)
+                    rc = json_is_null(mv)
+                             ? (json_object_del(cur, mk), 0)
+                             : (json_object_set_new(cur, mk, json_deep_copy(mv)) ? AG_ENOMEM : 0);
+            }
         } else {
             json_t *cur = json_object_get(next, k);
             if (!json_is_object(cur)) {

@@ -369,3 +369,10 @@ test('upsert update_mode and update_filter: only the points they admit are writt
     assert.match(r.json.status.error, /update_mode|update_filter/);
   }
 });
+
+// PATCH metadata merges keys; a null value removes its key (Qdrant).
+test('PATCH metadata: keys merged, null removes one', async () => {
+  await srv.ok('PUT', '/collections/meta_patch', { vectors: { size: 2, distance: 'Dot' }, metadata: { a: 1 } });
+  for (const metadata of [{ b: 2 }, { a: 3 }, { b: null }]) await srv.ok('PATCH', '/collections/meta_patch', { metadata });
+  assert.deepEqual((await srv.ok('GET', '/collections/meta_patch')).config.metadata, { a: 3 });
+});
