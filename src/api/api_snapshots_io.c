@@ -110,6 +110,13 @@ int ag_snap_create_sealed(const char *dir, const char *name, const char *collect
     return ag_snapfile_create(S.api->store, dir, name, collection,
                               passphrase ? security_entry : NULL, (void *)passphrase, desc, diag);
 }
+int ag_snap_create_partial(const char *dir, const char *name, const char *collection,
+                           const json_t *manifest, bool with_data, json_t **desc, ag_diag_t *diag)
+{
+    return ag_snapfile_create_partial(S.api->store, dir, name, collection, manifest, with_data,
+                                      desc, diag);
+}
+
 int ag_snap_restore_fd(int fd, uint64_t off, uint64_t len, const char *checksum, const char *target,
                        ag_diag_t *diag)
 {

@@ -31,10 +31,12 @@ int ag_store_snapshot_write(ag_store_t *st, const char *collection, FILE *f, con
                             json_t **names, ag_diag_t *diag);
 
 /* One collection to restore: its name, and the directory holding its extracted collection.json,
- * points.bin and vectors.bin (borrowed). */
+ * points.bin and vectors.bin (borrowed); manifest (borrowed, may be NULL): the restored collection
+ * takes that partial-snapshot identity (ag_coll_adopt_manifest). */
 typedef struct ag_restore_item {
     const char *name;
     const char *dir;
+    const json_t *manifest; /* a partial snapshot's source manifest to adopt, or NULL */
 } ag_restore_item_t;
 
 /* Restores every item in one LMDB write transaction: all of them, replacing collections of the

@@ -676,6 +676,8 @@ static int txn_commit(ag_store_t *st, MDB_txn *txn)
 {
     int rc = mdb_txn_commit(txn);
     ag_env_leave(&st->gate);
+    if (rc == 0)
+        ag_op_meta_touch(); /* after the commit (partial-snapshot manifests) */
     return rc;
 }
 
@@ -1504,6 +1506,8 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
         st->next_cid = cid;
         for (size_t i = 0; i < n; i++) {
             restore_slot_t *s = &slots[i];
+            if (items[i].manifest) /* after the commit counted as a catalog change */
+                ag_coll_adopt_manifest(s->fresh, items[i].manifest);
             if (s->old >= 0) {
                 ag_collection_t *old = st->colls[s->old];
                 old->dropped = true;

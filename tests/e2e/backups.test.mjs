@@ -2,6 +2,7 @@
 // docs/API.md "Backups"): lifecycle, bad input, restore (root key only, all or nothing, audited),
 // and management keys holding the backup permissions.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import { ROOT_KEY, RO_KEY, jwt, keyEnv } from './lib/auth.mjs';
@@ -33,6 +34,19 @@ describe('backups', () => {
     assert.match(b.checksum, /^[0-9a-f]{64}$/);
     assert.ok((await srv.ok('GET', '/backups', undefined, { headers: root })).some((x) => x.id === b.id));
     assert.deepEqual(await srv.ok('GET', `/backups/${b.id}`, undefined, { headers: root }), b);
+    // the archive itself: the bytes the checksum names, audited; 404 for what is not a backup
+    const dl = await fetch(`${srv.url}/backups/${b.id}/download`, { headers: root });
+    assert.equal(dl.status, 200);
+    const bytes = Buffer.from(await dl.arrayBuffer());
+    assert.equal(bytes.length, b.size);
+    assert.equal(createHash('sha256').update(bytes).digest('hex'), b.checksum);
+    const seen = await srv.ok('GET', '/auth/audit?limit=5', undefined, { headers: root });
+    assert.ok(seen.some((a) => a.route === '/backups/{backup}/download' && a.detail?.downloaded_backup && a.detail.size === b.size), JSON.stringify(seen).slice(0, 600));
+    for (const bad of ['backup-nope', '..%2Fbackups', '.tmp']) {
+      assert.equal((await fetch(`${srv.url}/backups/${bad}/download`, { headers: root })).status >= 400, true, bad);
+    }
+    assert.equal((await fetch(`${srv.url}/backups/backup-nope/download`, { headers: root })).status, 404);
+    assert.equal((await fetch(`${srv.url}/backups/${b.id}/download`, { headers: { 'api-key': RO_KEY } })).status, 403);
     // changes after the backup are undone by restoring it; a collection made later is left alone
     await srv.ok('PUT', '/collections/b1/points?wait=true', { points: [{ id: 3, vector: [1, 1] }] }, { headers: root });
     await srv.ok('PUT', '/collections/later', { vectors: { size: 2, distance: 'Dot' } }, { headers: root });

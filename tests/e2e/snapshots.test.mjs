@@ -341,6 +341,94 @@ describe('collection snapshots (insecure server)', () => {
   });
 });
 
+describe('partial snapshots between two servers (docs/SECURITY.md "Partial snapshots")', () => {
+  let src;
+  let dst;
+  before(async () => {
+    src = await startServer();
+    dst = await startServer();
+    await makeCollection(src, 'ps');
+    await dst.ok('PUT', '/collections/ps', { vectors: { size: 4, distance: 'Cosine' } });
+  });
+  after(async () => {
+    await src?.cleanup();
+    await dst?.cleanup();
+  });
+  const manifest = async (s) => s.ok('GET', '/collections/ps/shards/0/snapshot/partial/manifest');
+  async function partial(body) {
+    const r = await fetch(`${src.url}/collections/ps/shards/0/snapshot/partial/create`, {
+      method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(r.status, 200);
+    return Buffer.from(await r.arrayBuffer());
+  }
+  const entries = (buf) => {
+    const out = [];
+    for (let off = 0; off + 512 <= buf.length;) {
+      const h = buf.subarray(off, off + 512);
+      if (h.every((b) => b === 0)) break;
+      out.push(h.toString('utf8', 0, 100).replace(/\0.*$/s, ''));
+      off += 512 + Math.ceil(parseInt(h.toString('utf8', 124, 136), 8) / 512) * 512;
+    }
+    return out.sort();
+  };
+
+  test('the manifest moves with writes; create sends data only when the recipient lacks it', async () => {
+    const m0 = await manifest(src);
+    const [id] = Object.keys(m0);
+    assert.equal(m0[id].segment_id, id);
+    const w = await src.ok('PUT', '/collections/ps/points?wait=true', { points: [{ id: 100, vector: [1, 0, 0, 0] }] });
+    const m1 = await manifest(src);
+    assert.ok(m1[id].file_versions['vector_storage/vectors.bin'] >= w.operation_id);
+    assert.ok(m1[id].segment_version > m0[id].segment_version);
+
+    // an empty manifest (a new replica): everything
+    const full = await partial({});
+    assert.deepEqual(entries(full), ['collection.json', 'manifest.json', 'points.bin', 'vectors.bin']);
+    assert.equal((await upload(dst, '/collections/ps/shards/0/snapshot/partial/recover', full)).status, 200);
+    assert.equal(await count(dst, 'ps'), POINTS.length + 1);
+    // the recipient now carries the source's identity: asking with its manifest gets no data
+    const mine = await manifest(dst);
+    assert.deepEqual(mine, await manifest(src));
+    const empty = await partial(mine);
+    assert.deepEqual(entries(empty), ['manifest.json']);
+    const ok = await upload(dst, '/collections/ps/shards/0/snapshot/partial/recover', empty);
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(await count(dst, 'ps'), POINTS.length + 1);
+
+    // a write at the source: the next partial carries the data again
+    await src.ok('PUT', '/collections/ps/points?wait=true', { points: [{ id: 101, vector: [0, 1, 0, 0] }] });
+    const again = await partial(mine);
+    assert.ok(entries(again).includes('points.bin'));
+    // a write at the recipient drops the adopted identity; a data-less partial no longer applies
+    await dst.ok('PUT', '/collections/ps/points?wait=true', { points: [{ id: 102, vector: [0, 0, 1, 0] }] });
+    assert.notDeepEqual(Object.keys(await manifest(dst)), Object.keys(mine));
+    const stale = await upload(dst, '/collections/ps/shards/0/snapshot/partial/recover', empty);
+    assert.equal(stale.status, 409, stale.text);
+    assert.match(stale.json.status.error, /not at the state/);
+    assert.equal(await count(dst, 'ps'), POINTS.length + 2, 'nothing changed');
+    assert.equal((await upload(dst, '/collections/ps/shards/0/snapshot/partial/recover', again)).status, 200);
+    assert.equal(await count(dst, 'ps'), POINTS.length + 2); // the source's 101 points + 1, not 102
+    assert.equal((await dst.request('GET', '/collections/ps/points/102')).status, 404);
+  });
+
+  test('bad manifests are 400 naming the problem; other shards are 404', async () => {
+    for (const [body, re] of [
+      [[], /JSON object/],
+      [{ s: { file_versions: { a: 'x' } } }, /file_versions/],
+      [{ s: { file_versions: { a: -1 } } }, /non-negative/],
+      [{ s: {} }, /file_versions/],
+      [{ s: { file_versions: {}, extra: 1 } }, /extra/],
+    ]) {
+      const r = await src.request('POST', '/collections/ps/shards/0/snapshot/partial/create', body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.match(r.json.status.error, re);
+    }
+    assert.equal((await src.request('GET', '/collections/ps/shards/1/snapshot/partial/manifest')).status, 404);
+    assert.equal((await src.request('GET', '/collections/nope/shards/0/snapshot/partial/manifest')).status, 404);
+  });
+});
+
 describe('who may do what (keys and JWTs)', () => {
   let srv;
   let snap;
