@@ -191,8 +191,8 @@ static int h_download(ag_call_t *call)
     if (strchr(call->params[0], '/') || ag_snapfile_open(dir, file, &fd, &size, &ig) != 0)
         return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: backup %.100s does not exist",
                        call->params[0]);
-    call->audit_detail = json_pack("{s:s,s:I}", "downloaded_backup", call->params[0], "size",
-                                   (json_int_t)size);
+    call->audit_detail =
+        json_pack("{s:s,s:I}", "downloaded_backup", call->params[0], "size", (json_int_t)size);
     ag_request_respond_file(call->req, 200, "application/octet-stream", fd, size);
     return 0;
 }

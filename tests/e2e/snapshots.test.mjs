@@ -3,6 +3,7 @@
 // through names and archive entries, links, devices, duplicates, recover locations, uploads
 // written before the key was checked), who may do what, and the official JS client's calls.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -56,6 +57,7 @@ function tar(entries) {
 }
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+const runCmd = (cmd, args) => new Promise((resolve) => spawn(cmd, args, { stdio: 'ignore' }).on('close', resolve));
 
 async function download(srv, urlPath, headers = root) {
   const r = await fetch(`${srv.url}${urlPath}`, { headers });
@@ -533,6 +535,22 @@ describe('who may do what (keys and JWTs)', () => {
     const opened = fs.readFileSync(path.join(dir, 'sec.tar'));
     assert.ok(opened.includes('security/data.mdb'));
     assert.ok(opened.includes('sealed-user-name-xyz'), 'the opened state holds the user');
+    // the audit log and its key come back too: put in an empty storage directory, the copy
+    // verifies as one chain up to the record before the snapshot, and a server continues it
+    const into = fs.mkdtempSync(path.join(srv.storage, 'restored-'));
+    const untar = await runCmd('tar', ['-xf', path.join(dir, 'sec.tar'), '-C', into]);
+    assert.equal(untar, 0);
+    assert.ok(fs.existsSync(path.join(into, 'audit', 'audit.log')) && fs.existsSync(path.join(into, 'audit.key')));
+    const v = await runAegis(['audit', 'verify', '--storage', into], { timeoutMs: 60_000 });
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    const m = /ok: records 1\.\.(\d+)/.exec(v.stdout);
+    assert.ok(m && Number(m[1]) > 3, v.stdout);
+    assert.ok(fs.readFileSync(path.join(into, 'audit', 'audit.log'), 'utf8').includes('sealed-user-name-xyz'), 'the audit log of the user creation is in it');
+    const again = await startServer({ storage: into, insecure: false, env: keyEnv() });
+    await again.ok('GET', '/collections', undefined, { headers: root });
+    await again.cleanup();
+    const v2 = await runAegis(['audit', 'verify', '--storage', into], { timeoutMs: 60_000 });
+    assert.equal(v2.code, 0, v2.stdout + v2.stderr);
     // a full snapshot with a sealed security state still restores its collections
     await srv.ok('POST', `/snapshots/${full.name}/restore`, undefined, { headers: root });
   });
