@@ -31,7 +31,7 @@ try {
   let t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i += 1000) await call(srv.url, 'PUT', '/collections/b/points?wait=true', batchBody(vectors, i, Math.min(1000, n - i)));
   const ingest = ms(t0);
-  await waitGreen(srv.url, 'b');
+  await waitGreen(srv.url, 'b', {}, 1800000);
   const base = await searches(srv.url);
 
   let done = false;
@@ -51,7 +51,7 @@ try {
   const restoreMs = ms(t0);
   const count = (await call(srv.url, 'POST', '/collections/r/points/count', { exact: true })).count;
   t0 = process.hrtime.bigint();
-  await waitGreen(srv.url, 'r');
+  await waitGreen(srv.url, 'r', {}, 1800000);
   const greenMs = ms(t0);
 
   console.log(`points ${n} x ${dim} with payloads; ingest ${(ingest / 1000).toFixed(1)} s`);

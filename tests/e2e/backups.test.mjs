@@ -129,6 +129,36 @@ describe('backup schedules', () => {
     assert.equal((await srv.request('POST', '/backup-schedules/sched-0000000000000000/run', undefined, { headers: root })).status, 404);
   });
 
+  test('the scheduler fires at the minute boundary by itself, and retention removes the oldest', { timeout: 200_000 }, async () => {
+    // every minute, keep 2: two runs now (through the route), then the server's own timer makes
+    // the third at the next minute it has not run in, removing the oldest of the three
+    const s = await srv.ok('POST', '/backup-schedules', { schedule: '* * * * *', retention: 2 }, { headers: root });
+    const first = (await srv.ok('POST', `/backup-schedules/${s.id}/run`, undefined, { headers: root })).backup;
+    const second = (await srv.ok('POST', `/backup-schedules/${s.id}/run`, undefined, { headers: root })).backup;
+    const ranAt = (await srv.ok('GET', `/backup-schedules/${s.id}`, undefined, { headers: root })).last_run;
+    const mine = async () => (await srv.ok('GET', '/backups', undefined, { headers: root })).filter((b) => b.schedule_id === s.id).map((b) => b.id).sort();
+    assert.deepEqual(await mine(), [first, second].sort());
+    let fired = null;
+    for (const t0 = Date.now(); Date.now() - t0 < 150_000;) {
+      const now = await mine();
+      const fresh = now.filter((id) => id !== first && id !== second);
+      if (fresh.length) {
+        fired = fresh[0];
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.ok(fired, 'the scheduler made no backup within two minute boundaries');
+    await srv.ok('DELETE', `/backup-schedules/${s.id}`, undefined, { headers: root }); // no more firing
+    assert.deepEqual(await mine(), [second, fired].sort(), 'retention 2 keeps the two newest');
+    assert.equal((await srv.request('GET', `/backups/${first}`, undefined, { headers: root })).status, 404);
+    const audit = await srv.ok('GET', '/auth/audit?limit=50', undefined, { headers: root });
+    const run = audit.find((a) => a.principal?.id === 'backup-scheduler' && a.detail?.removed?.length === 1);
+    assert.ok(run, JSON.stringify(audit.slice(0, 3)));
+    assert.equal(run.method, 'RUN');
+    assert.notEqual(run.time.slice(0, 16), ranAt.slice(0, 16), 'a later minute than the manual runs');
+  });
+
   test('schedules survive a restart', async () => {
     const s = await srv.ok('POST', '/backup-schedules', { schedule: '0 5 * * *', retention: 2 }, { headers: root });
     await srv.restart();
