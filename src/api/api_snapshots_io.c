@@ -216,7 +216,8 @@ int ag_snap_open_location(const char *location, const char *api_key, int *fd, ui
         ag_fetch_config_t fc = {.allowed_hosts = S.recover_hosts,
                                 .max_bytes = S.recover_max,
                                 .timeout_s = 300,
-                                .api_key = api_key};
+                                .api_key = api_key,
+                                .ca_file = S.api->cfg->snapshot_recover_ca_file};
         uint64_t got = 0;
         int rc = ag_fetch(location, &fc, f, &got, diag);
         if (rc) {

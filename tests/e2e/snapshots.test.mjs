@@ -3,11 +3,13 @@
 // through names and archive entries, links, devices, duplicates, recover locations, uploads
 // written before the key was checked), who may do what, and the official JS client's calls.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -620,7 +622,7 @@ describe('recover from http:// when enabled', () => {
     await srv?.cleanup();
   });
 
-  test('allowed hosts only; redirects are not followed; https is refused', async () => {
+  test('allowed hosts only; redirects are not followed; https to a plain server fails', async () => {
     const port = web.address().port;
     await srv.ok('PUT', '/collections/h2/snapshots/recover', { location: `http://127.0.0.1:${port}/s.snapshot`, checksum: sha256(bytes) });
     assert.equal(await count(srv, 'h2'), 20);
@@ -638,6 +640,71 @@ describe('recover from http:// when enabled', () => {
       assert.equal(r.status, status, `${location}: ${r.text}`);
     }
     assert.equal((await srv.request('GET', '/collections/h4')).status, 404);
+  });
+});
+
+describe('recover from https:// (GnuTLS client, certificates verified)', () => {
+  let srv;
+  let plain;
+  let bytes;
+  let dir;
+  const webs = {};
+  const openssl = (args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const makeCa = (name) => openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${name}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  const makeLeaf = (name, ca, san) => {
+    fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`);
+    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`]);
+  };
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-fetch-tls-'));
+    makeCa('ca');
+    makeCa('evil');
+    makeLeaf('good', 'ca', 'IP:127.0.0.1,DNS:localhost');
+    makeLeaf('wrongname', 'ca', 'DNS:elsewhere.example');
+    makeLeaf('untrusted', 'evil', 'IP:127.0.0.1,DNS:localhost');
+    const env = { AEGIS__STORAGE__SNAPSHOT_RECOVER_HOSTS: '127.0.0.1, localhost' };
+    srv = await startServer({ env: { ...env, AEGIS__STORAGE__SNAPSHOT_RECOVER_CA_FILE: path.join(dir, 'ca.pem') } });
+    plain = await startServer({ env }); // the system store only: our CA is not in it
+    await makeCollection(srv, 't1');
+    const snap = await srv.ok('POST', '/collections/t1/snapshots?wait=true');
+    bytes = fs.readFileSync(path.join(srv.storage, 'snapshots', 'collections', 't1', snap.name));
+    for (const name of ['good', 'wrongname', 'untrusted']) {
+      webs[name] = https.createServer({ key: fs.readFileSync(path.join(dir, `${name}.key`)), cert: fs.readFileSync(path.join(dir, `${name}.pem`)) }, (req, res) => {
+        res.writeHead(200, { 'content-length': bytes.length });
+        res.end(bytes);
+      });
+      await new Promise((r) => webs[name].listen(0, '127.0.0.1', r));
+    }
+  });
+  after(async () => {
+    for (const w of Object.values(webs)) w.close();
+    await srv?.cleanup();
+    await plain?.cleanup();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const url = (name, host = '127.0.0.1') => `https://${host}:${webs[name].address().port}/s.snapshot`;
+
+  test('a certificate that chains to a trusted CA and names the host: restored', async () => {
+    await srv.ok('PUT', '/collections/t2/snapshots/recover', { location: url('good'), checksum: sha256(bytes) });
+    assert.equal(await count(srv, 't2'), 20);
+    await srv.ok('PUT', '/collections/t3/snapshots/recover', { location: url('good', 'localhost') });
+    assert.equal(await count(srv, 't3'), 20);
+  });
+
+  test('untrusted chain, wrong name, CA not configured, host not listed: refused, nothing made', async () => {
+    for (const [s, location, status, re] of [
+      [srv, url('untrusted'), 400, /does not verify/],
+      [srv, url('wrongname'), 400, /does not verify/],
+      [plain, url('good'), 400, /does not verify/],
+      [srv, `https://127.0.0.2:${webs.good.address().port}/s.snapshot`, 403, /snapshot_recover_hosts/],
+    ]) {
+      const r = await s.request('PUT', '/collections/t9/snapshots/recover', { location });
+      assert.equal(r.status, status, `${location}: ${r.text}`);
+      assert.match(r.json.status.error, re);
+      assert.equal((await s.request('GET', '/collections/t9')).status, 404);
+    }
   });
 });
 
