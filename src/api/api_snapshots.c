@@ -603,6 +603,49 @@ static int h_full_upload(ag_call_t *call)
     return 0;
 }
 
+/* ---- the C API (ag_snapshots.h) ------------------------------------------------------------ */
+
+/* The directory of collection's snapshots (full ones for NULL); false for a name that is not a
+ * collection name (never a path outside the snapshots directory). */
+static bool dir_for(char *out, size_t len, const char *collection)
+{
+    ag_diag_t ig = {{0}};
+    if (collection && ag_name_check(collection, strlen(collection), "collection", &ig) != 0)
+        return false;
+    if (collection)
+        ag_snap_coll_dir(out, len, collection);
+    else
+        ag_snap_full_dir(out, len);
+    return true;
+}
+
+int ag_snapshots_create(const char *collection, json_t **desc, ag_diag_t *diag)
+{
+    *desc = NULL;
+    if (!S.started)
+        return ag_fail(diag, AG_EUNAVAILABLE, "snapshots are not available");
+    char name[AG_MAX_NAME_LEN + 1], dir[4096];
+    if (!dir_for(dir, sizeof(dir), collection))
+        return ag_fail(diag, AG_ENOTFOUND, "Not found: Collection doesn't exist!");
+    ag_snapfile_make_name(name, sizeof(name), collection ? collection : "full-snapshot");
+    return ag_snap_create(dir, name, collection, desc, diag);
+}
+
+json_t *ag_snapshots_list(const char *collection)
+{
+    char dir[4096];
+    return S.started && dir_for(dir, sizeof(dir), collection) ? ag_snapfile_list(dir)
+                                                              : json_array();
+}
+
+int ag_snapshots_delete(const char *collection, const char *name, ag_diag_t *diag)
+{
+    char dir[4096];
+    if (!dir_for(dir, sizeof(dir), collection))
+        return ag_fail(diag, AG_ENOTFOUND, "Not found: Snapshot %.100s not found", name);
+    return ag_snapfile_remove(dir, name, diag);
+}
+
 /* ---- service ------------------------------------------------------------------------------- */
 
 int ag_snapshots_start(ag_api_t *api, ag_diag_t *diag)
