@@ -41,9 +41,10 @@ typedef struct ag_restore_item {
 
 /* Restores every item: all of them, replacing collections of the same names, or none (nothing
  * changed). The records are written into new databases and loaded in one transaction without
- * the catalog lock, then swapped in under it in a second (docs/SECURITY.md "Snapshots"). Every record is validated first (ids, payload JSON,
- * vector sizes against the params, key order); aliases (may be NULL) is {"alias": "collection"}
- * to set as well. A name held by an alias is AG_ECONFLICT. */
+ * the catalog lock, then swapped in under it in a second (docs/SECURITY.md "Snapshots"). Every
+ * record is validated first (ids, payload JSON, vector sizes against the params, key order);
+ * aliases (may be NULL) is {"alias": "collection"} to set as well. A name held by an alias is
+ * AG_ECONFLICT. */
 int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
                      const json_t *aliases, ag_diag_t *diag);
 
