@@ -56,7 +56,7 @@ try {
 
   console.log(`points ${n} x ${dim} with payloads; ingest ${(ingest / 1000).toFixed(1)} s`);
   console.log(`snapshot: ${(snapMs / 1000).toFixed(2)} s, ${(snap.size / 1048576).toFixed(1)} MiB (${(snap.size / n).toFixed(0)} B/point)`);
-  console.log(`restore (recover file://, one transaction, memory load): ${(restoreMs / 1000).toFixed(2)} s, ${count} points; graph ready after a further ${(greenMs / 1000).toFixed(2)} s`);
+  console.log(`restore (recover file://: records staged and loaded, then swapped in): ${(restoreMs / 1000).toFixed(2)} s, ${count} points; graph ready after a further ${(greenMs / 1000).toFixed(2)} s`);
   console.log(`search p50/p99 without a snapshot (baseline): ${pct(base, 0.5).toFixed(2)} / ${pct(base, 0.99).toFixed(2)} ms (${base.length} queries)`);
   console.log(`search p50/p99 during the snapshot:           ${pct(during, 0.5).toFixed(2)} / ${pct(during, 0.99).toFixed(2)} ms (${during.length} queries)`);
   console.log(`search p50/p99/max of b during the restore:   ${pct(duringRestore, 0.5).toFixed(2)} / ${pct(duringRestore, 0.99).toFixed(2)} / ${Math.max(...duringRestore).toFixed(2)} ms (${duringRestore.length} queries)`);
