@@ -1399,6 +1399,13 @@ typedef struct restore_slot {
     ssize_t old;            /* its namesake's index in the registry, or -1 */
 } restore_slot_t;
 
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (ag_collection_t *const *)a;
+    uintptr_t y = (uintptr_t) * (ag_collection_t *const *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* Frees the slots (and staged collections still held). */
 static void restore_free(restore_slot_t *slots, size_t n)
 {
@@ -1517,10 +1524,34 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
         return rc;
     }
 
-    /* 3. The swap, under the catalog lock: catalog records, aliases, the old databases dropped,
-     * in one transaction. */
+    /* 3. The swap. Writers of the collections being replaced are stopped first — their write
+     * mutexes taken before the catalog lock (a writer holding its mutex reads the catalog, so the
+     * other order could deadlock), in address order (two restores agree) — then, under the
+     * catalog lock: catalog records, aliases, the old databases dropped, in one transaction. */
+    ag_collection_t **olds = calloc(n ? n : 1, sizeof(*olds));
+    ag_collection_t **order = calloc(n ? n : 1, sizeof(*order));
+    if (!olds || !order) {
+        free(olds);
+        free(order);
+        discard_staged(st, slots, n);
+        restore_free(slots, n);
+        return AG_ENOMEM;
+    }
+    pthread_rwlock_rdlock(&st->lock);
+    for (size_t i = 0; i < n; i++) {
+        ssize_t o = find_coll(st, items[i].name);
+        if (o >= 0) {
+            olds[i] = st->colls[o];
+            ag_coll_ref(olds[i]);
+        }
+    }
+    pthread_rwlock_unlock(&st->lock);
+    memcpy(order, olds, n * sizeof(*order));
+    qsort(order, n, sizeof(*order), cmp_ptr);
+    for (size_t i = 0; i < n; i++)
+        if (order[i])
+            pthread_mutex_lock(&order[i]->write_mutex);
     pthread_rwlock_wrlock(&st->lock);
-    size_t locked = 0;
     /* Room in the registries is made first, so nothing can fail after the commit. */
     size_t added = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -1530,16 +1561,17 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
                         "cannot restore collection '%.64s': an alias has that name", items[i].name);
         slots[i].old = find_coll(st, items[i].name);
         added += slots[i].old < 0;
+        if (rc == 0 && (slots[i].old >= 0 ? st->colls[slots[i].old] : NULL) != olds[i])
+            rc = ag_fail(diag, AG_ECONFLICT,
+                         "collection '%.64s' was created or deleted during the restore; nothing "
+                         "was restored",
+                         items[i].name);
     }
     if (rc == 0 && AG_GROW(st->colls, st->cap_colls, st->ncolls + added, 16, MAX_ENTRIES) != 0)
         rc = AG_ENOMEM;
     size_t nal = aliases ? json_object_size(aliases) : 0;
     if (rc == 0 && AG_GROW(st->aliases, st->cap_aliases, st->naliases + nal, 16, MAX_ENTRIES) != 0)
         rc = AG_ENOMEM;
-    /* Writers of the collections being replaced wait; they find them dropped afterwards. */
-    for (; rc == 0 && locked < n; locked++)
-        if (slots[locked].old >= 0)
-            pthread_mutex_lock(&st->colls[slots[locked].old]->write_mutex);
     if (rc == 0 && txn_begin(st, &txn) != 0) {
         txn = NULL;
         rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction");
@@ -1603,10 +1635,11 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
                 ag_coll_adopt_manifest(s->fresh, items[i].manifest);
             if (s->old >= 0) {
                 ag_collection_t *old = st->colls[s->old];
+                pthread_rwlock_wrlock(&old->lock); /* the indexer reads it under this lock */
                 old->dropped = true;
-                pthread_mutex_unlock(&old->write_mutex);
+                pthread_rwlock_unlock(&old->lock);
                 st->colls[s->old] = s->fresh;
-                ag_coll_unref(old);
+                ag_coll_unref(old); /* the registry's reference; olds[i] still holds one */
             } else {
                 st->colls[st->ncolls++] = s->fresh;
             }
@@ -1625,12 +1658,17 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
         }
         mdb_env_sync(st->env, 1);
     } else {
-        for (size_t i = 0; i < locked; i++)
-            if (slots[i].old >= 0)
-                pthread_mutex_unlock(&st->colls[slots[i].old]->write_mutex);
         discard_staged(st, slots, n);
     }
     pthread_rwlock_unlock(&st->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (olds[i]) {
+            pthread_mutex_unlock(&olds[i]->write_mutex);
+            ag_coll_unref(olds[i]);
+        }
+    }
+    free(olds);
+    free(order);
     restore_free(slots, n);
     return rc;
 }
