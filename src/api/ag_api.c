@@ -409,8 +409,11 @@ int ag_call_write(ag_call_t *call, ag_coll_write_fn fn, void *ud)
 
 json_t *ag_update_result(const ag_call_t *call)
 {
-    static atomic_uint_fast64_t op_id;
-    uint64_t id = atomic_fetch_add(&op_id, 1);
+    /* A collection write's number is its collection's last committed one (at least its own):
+     * what partial-snapshot manifests compare (docs/SECURITY.md "Partial snapshots"). */
+    uint64_t id = call->coll ? ag_coll_last_op(call->coll) : 0;
+    if (id == 0)
+        id = ag_op_next();
     return json_pack("{s:I,s:s}", "operation_id", (json_int_t)id, "status",
                      call->wait ? "completed" : "acknowledged");
 }

@@ -28,6 +28,17 @@ void ag_snapshots_stop(void);
  * (diag set) refuses the upload at once. */
 int ag_snapshots_upload_begin(ag_call_t *call, ag_diag_t *diag);
 
+/* The snapshot files for other front ends (the gRPC Snapshots service), without a REST call:
+ * the caller has authorized (the REST routes' rules: docs/SECURITY.md "Snapshots", including
+ * the refusal to row-restricted principals). collection NULL means full snapshots. */
+/* Writes a new snapshot now; *desc a new {name, creation_time, size, checksum}. AG_ENOTFOUND
+ * for a missing collection, AG_ENOSPACE without room. */
+int ag_snapshots_create(const char *collection, json_t **desc, ag_diag_t *diag);
+/* A new array of the complete snapshots' descriptions (empty for none or an unknown name). */
+json_t *ag_snapshots_list(const char *collection);
+/* Deletes one; AG_ENOTFOUND for a name that is not one of them. */
+int ag_snapshots_delete(const char *collection, const char *name, ag_diag_t *diag);
+
 extern const ag_route_t ag_routes_snapshots[];
 extern const size_t ag_routes_snapshots_len;
 

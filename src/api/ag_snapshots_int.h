@@ -38,6 +38,9 @@ int ag_snap_create(const char *dir, const char *name, const char *collection, js
 /* ag_snap_create with the security state sealed under passphrase (NULL = without it). */
 int ag_snap_create_sealed(const char *dir, const char *name, const char *collection,
                           const char *passphrase, json_t **desc, ag_diag_t *diag);
+/* ag_snapfile_create_partial on the server's store. */
+int ag_snap_create_partial(const char *dir, const char *name, const char *collection,
+                           const json_t *manifest, bool with_data, json_t **desc, ag_diag_t *diag);
 /* ag_snapfile_restore on the server's store, extracting under <snapshots>/.tmp. */
 int ag_snap_restore_fd(int fd, uint64_t off, uint64_t len, const char *checksum, const char *target,
                        ag_diag_t *diag);

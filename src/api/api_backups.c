@@ -178,6 +178,25 @@ static int h_get(ag_call_t *call)
                                   "Not found: backup %.100s does not exist", call->params[0]);
 }
 
+/* The backup's archive, as a full snapshot download is (docs/API.md "Backups"): read:backups
+ * (the root key and management keys), audited — it is a copy of every collection. */
+static int h_download(ag_call_t *call)
+{
+    char dir[4096], file[AG_MAX_NAME_LEN + 16];
+    backups_dir(dir, sizeof(dir));
+    snprintf(file, sizeof(file), "%s.snapshot", call->params[0]);
+    int fd;
+    uint64_t size = 0;
+    ag_diag_t ig = {{0}};
+    if (strchr(call->params[0], '/') || ag_snapfile_open(dir, file, &fd, &size, &ig) != 0)
+        return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: backup %.100s does not exist",
+                       call->params[0]);
+    call->audit_detail =
+        json_pack("{s:s,s:I}", "downloaded_backup", call->params[0], "size", (json_int_t)size);
+    ag_request_respond_file(call->req, 200, "application/octet-stream", fd, size);
+    return 0;
+}
+
 static int h_delete(ag_call_t *call)
 {
     pthread_mutex_lock(&B.mu);
@@ -505,6 +524,8 @@ const ag_route_t ag_routes_backups[] = {
     {AG_HTTP_POST, "/backups", "write:backups", AG_SCOPE_NONE, h_create, true, false},
     {AG_HTTP_GET, "/backups/{backup}", "read:backups", AG_SCOPE_NONE, h_get, false, false},
     {AG_HTTP_DELETE, "/backups/{backup}", "delete:backups", AG_SCOPE_NONE, h_delete, false, false},
+    {AG_HTTP_GET, "/backups/{backup}/download", "read:backups", AG_SCOPE_NONE, h_download, false,
+     false},
     /* Restoring replaces every collection in the backup: the root key only, audited. */
     {AG_HTTP_POST, "/backups/{backup}/restore", "write:backups", AG_SCOPE_NONE, h_restore, false,
      false},

@@ -385,6 +385,113 @@ static int h_upload(ag_call_t *call)
     return rc ? rc : finish_recover(call, target, "upload");
 }
 
+/* ---- partial snapshots (docs/SECURITY.md "Partial snapshots") ----------------------------- */
+
+static int h_partial_manifest(ag_call_t *call)
+{
+    const char *coll = NULL;
+    int rc = route_collection(call, &coll);
+    if (rc == 0)
+        rc = may_read(call, coll, false);
+    if (rc)
+        return rc;
+    call->result = ag_coll_manifest(call->coll);
+    return call->result ? 0 : AG_ENOMEM;
+}
+
+/* The recipient's manifest of a partial create: {"<segment id>": {"segment_id": s,
+ * "segment_version": n, "file_versions": {path: n or null}}}, every key checked. */
+static int check_manifest(ag_call_t *call, const json_t *m)
+{
+    if (!json_is_object(m))
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "manifest: expected an object of segments (the recipient's "
+                       "snapshot/partial/manifest)");
+    const char *id, *path;
+    json_t *seg, *v;
+    json_object_foreach((json_t *)m, id, seg)
+    {
+        int rc = AG_JSON_ONLY(seg, "manifest segment", &call->diag, "segment_id", "segment_version",
+                              "file_versions");
+        if (rc)
+            return rc;
+        json_t *sid = json_object_get(seg, "segment_id"),
+               *ver = json_object_get(seg, "segment_version");
+        json_t *files = json_object_get(seg, "file_versions");
+        if (!json_is_object(seg) || (sid && !json_is_string(sid)) ||
+            (ver && !json_is_null(ver) && !json_is_integer(ver)) || !json_is_object(files))
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "manifest: segment '%.64s' needs segment_id (string), segment_version "
+                           "(integer) and file_versions (object)",
+                           id);
+        json_object_foreach(files, path, v)
+        {
+            if (!json_is_null(v) && !(json_is_integer(v) && json_integer_value(v) >= 0))
+                return ag_fail(&call->diag, AG_EINVAL,
+                               "manifest: file_versions of segment '%.64s': '%.100s' must be a "
+                               "non-negative integer or null",
+                               id, path);
+        }
+    }
+    return 0;
+}
+
+/* Whether the recipient's manifest already has every part of ours at our version or later. */
+static bool covers(const json_t *theirs, const json_t *ours)
+{
+    const char *id, *path;
+    json_t *seg, *v;
+    json_object_foreach((json_t *)ours, id, seg)
+    {
+        json_t *files = json_object_get(json_object_get(theirs, id), "file_versions");
+        json_object_foreach(json_object_get(seg, "file_versions"), path, v)
+        {
+            json_t *t = json_object_get(files, path);
+            if (!json_is_integer(t) || json_integer_value(t) < json_integer_value(v))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* A partial snapshot against the recipient's manifest (the body), answered as the archive
+ * itself: the collection's data unless the recipient already has our segment at our versions. */
+static int h_partial_create(ag_call_t *call)
+{
+    const char *coll = NULL;
+    int rc = route_collection(call, &coll);
+    if (rc == 0)
+        rc = may_read(call, coll, true);
+    if (rc == 0)
+        rc = whole_rows(call, coll);
+    if (rc == 0)
+        rc = check_manifest(call, call->body);
+    if (rc)
+        return rc;
+    json_t *ours = ag_coll_manifest(call->coll); /* before the data: never claims more */
+    if (!ours)
+        return AG_ENOMEM;
+    bool with_data = !covers(call->body, ours);
+    char name[AG_MAX_NAME_LEN + 1];
+    ag_snapfile_make_name(name, sizeof(name), "partial");
+    json_t *desc = NULL;
+    rc = ag_snap_create_partial(S.tmp, name, coll, ours, with_data, &desc, &call->diag);
+    json_decref(ours);
+    json_decref(desc);
+    if (rc)
+        return rc;
+    int fd;
+    uint64_t size = 0;
+    rc = ag_snapfile_open(S.tmp, name, &fd, &size, &call->diag);
+    ag_diag_t ig = {{0}};
+    ag_snapfile_remove(S.tmp, name, &ig); /* the open descriptor keeps it readable */
+    if (rc)
+        return rc;
+    call->audit_detail = json_pack("{s:s,s:b}", "partial_snapshot", name, "with_data", with_data);
+    ag_request_respond_file(call->req, 200, "application/octet-stream", fd, size);
+    return 0;
+}
+
 /* ---- full snapshots ------------------------------------------------------------------------ */
 
 static int h_full_list(ag_call_t *call)
@@ -496,6 +603,49 @@ static int h_full_upload(ag_call_t *call)
     return 0;
 }
 
+/* ---- the C API (ag_snapshots.h) ------------------------------------------------------------ */
+
+/* The directory of collection's snapshots (full ones for NULL); false for a name that is not a
+ * collection name (never a path outside the snapshots directory). */
+static bool dir_for(char *out, size_t len, const char *collection)
+{
+    ag_diag_t ig = {{0}};
+    if (collection && ag_name_check(collection, strlen(collection), "collection", &ig) != 0)
+        return false;
+    if (collection)
+        ag_snap_coll_dir(out, len, collection);
+    else
+        ag_snap_full_dir(out, len);
+    return true;
+}
+
+int ag_snapshots_create(const char *collection, json_t **desc, ag_diag_t *diag)
+{
+    *desc = NULL;
+    if (!S.started)
+        return ag_fail(diag, AG_EUNAVAILABLE, "snapshots are not available");
+    char name[AG_MAX_NAME_LEN + 1], dir[4096];
+    if (!dir_for(dir, sizeof(dir), collection))
+        return ag_fail(diag, AG_ENOTFOUND, "Not found: Collection doesn't exist!");
+    ag_snapfile_make_name(name, sizeof(name), collection ? collection : "full-snapshot");
+    return ag_snap_create(dir, name, collection, desc, diag);
+}
+
+json_t *ag_snapshots_list(const char *collection)
+{
+    char dir[4096];
+    return S.started && dir_for(dir, sizeof(dir), collection) ? ag_snapfile_list(dir)
+                                                              : json_array();
+}
+
+int ag_snapshots_delete(const char *collection, const char *name, ag_diag_t *diag)
+{
+    char dir[4096];
+    if (!dir_for(dir, sizeof(dir), collection))
+        return ag_fail(diag, AG_ENOTFOUND, "Not found: Snapshot %.100s not found", name);
+    return ag_snapfile_remove(dir, name, diag);
+}
+
 /* ---- service ------------------------------------------------------------------------------- */
 
 int ag_snapshots_start(ag_api_t *api, ag_diag_t *diag)
@@ -574,8 +724,12 @@ const ag_route_t ag_routes_snapshots[] = {
      AG_SCOPE_COLLECTION, h_upload, false, false, .upload = true},
     {AG_HTTP_PUT, "/collections/{name}/shards/{shard}/snapshots/recover", "manage:snapshots",
      AG_SCOPE_COLLECTION, h_recover, true, false},
-    /* A partial (incremental) snapshot is recovered as a whole one: the archive holds the
-     * shard's full state. */
+    /* Partial snapshots (docs/SECURITY.md "Partial snapshots"): Aegis's one segment per
+     * collection is sent whole, or not at all when the recipient already has it. */
+    {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshot/partial/manifest",
+     "read:collections", AG_SCOPE_COLLECTION, h_partial_manifest, false, false},
+    {AG_HTTP_POST, "/collections/{name}/shards/{shard}/snapshot/partial/create", "create:snapshots",
+     AG_SCOPE_COLLECTION, h_partial_create, true, false},
     {AG_HTTP_POST, "/collections/{name}/shards/{shard}/snapshot/partial/recover",
      "manage:snapshots", AG_SCOPE_COLLECTION, h_upload, false, false, .upload = true},
     {AG_HTTP_GET, "/collections/{name}/shards/{shard}/snapshots/{snapshot}", "read:collections",

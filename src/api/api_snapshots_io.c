@@ -2,6 +2,7 @@
  * security state put into full snapshots, the store's snapshot files bound to the service's
  * directories, recover locations (file:// and allowed http(s):// hosts) and multipart uploads. The
  * file logic itself is store/ag_snapfile.c. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,6 +17,7 @@
 #include "api/ag_guard.h"
 #include "api/ag_snapshots.h"
 #include "api/ag_snapshots_int.h"
+#include "auth/ag_audit.h"
 #include "auth/ag_keystore.h"
 #include "auth/ag_root_key.h"
 #include "auth/ag_secstore.h"
@@ -40,6 +42,41 @@ static int file_entry(FILE *f, const char *name, const char *path)
         rc = AG_EIO;
     fclose(in);
     return rc ? rc : ag_tar_end_entry(f, &e);
+}
+
+/* The audit log (a copy that verifies: ag_audit_copy) as audit/<file> entries, and its key as
+ * audit.key when it is kept in the storage directory (the default; a key kept elsewhere stays
+ * there — docs/SECURITY.md "Snapshots"). */
+static int audit_entries(FILE *t, const char *dir, ag_diag_t *diag)
+{
+    ag_audit_t *audit = ag_guard_audit_log(S.api->guard);
+    if (!audit)
+        return 0;
+    char adir[4300], path[4700], name[300];
+    snprintf(adir, sizeof(adir), "%.4200s/audit", dir);
+    if (mkdir(adir, 0700) != 0)
+        return ag_fail(diag, AG_EIO, "cannot create a temporary directory");
+    int rc = ag_audit_copy(audit, adir, diag);
+    DIR *d = rc == 0 ? opendir(adir) : NULL;
+    if (rc == 0 && !d)
+        rc = AG_EIO;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", adir, e->d_name);
+        snprintf(name, sizeof(name), "audit/%.200s", e->d_name);
+        rc = file_entry(t, name, path);
+    }
+    if (d)
+        closedir(d);
+    const char *kf = S.api->cfg->audit_key_file;
+    if (rc == 0 && (!kf || !*kf)) {
+        snprintf(path, sizeof(path), "%.4000s/%s", S.api->cfg->storage_path, AG_AUDIT_KEY_FILE);
+        if (access(path, F_OK) == 0)
+            rc = file_entry(t, AG_AUDIT_KEY_FILE, path);
+    }
+    return rc;
 }
 
 /* The security state (roles, users and their key hashes; API keys, management keys, invites,
@@ -79,6 +116,8 @@ static int security_entry(FILE *f, void *ctx, ag_diag_t *diag)
     if (rc == 0 && access(sub, F_OK) == 0)
         rc = file_entry(t, AG_ROOT_KEY_FILE, sub);
     if (rc == 0)
+        rc = audit_entries(t, dir, diag);
+    if (rc == 0)
         rc = ag_tar_finish(t);
     long len = rc == 0 && fflush(t) == 0 ? ftell(t) : -1;
     if (rc == 0 && len < 0)
@@ -110,6 +149,13 @@ int ag_snap_create_sealed(const char *dir, const char *name, const char *collect
     return ag_snapfile_create(S.api->store, dir, name, collection,
                               passphrase ? security_entry : NULL, (void *)passphrase, desc, diag);
 }
+int ag_snap_create_partial(const char *dir, const char *name, const char *collection,
+                           const json_t *manifest, bool with_data, json_t **desc, ag_diag_t *diag)
+{
+    return ag_snapfile_create_partial(S.api->store, dir, name, collection, manifest, with_data,
+                                      desc, diag);
+}
+
 int ag_snap_restore_fd(int fd, uint64_t off, uint64_t len, const char *checksum, const char *target,
                        ag_diag_t *diag)
 {
@@ -170,7 +216,8 @@ int ag_snap_open_location(const char *location, const char *api_key, int *fd, ui
         ag_fetch_config_t fc = {.allowed_hosts = S.recover_hosts,
                                 .max_bytes = S.recover_max,
                                 .timeout_s = 300,
-                                .api_key = api_key};
+                                .api_key = api_key,
+                                .ca_file = S.api->cfg->snapshot_recover_ca_file};
         uint64_t got = 0;
         int rc = ag_fetch(location, &fc, f, &got, diag);
         if (rc) {

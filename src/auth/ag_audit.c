@@ -1541,3 +1541,88 @@ int ag_audit_check(ag_audit_t *a, ag_audit_verify_t *res)
     pthread_mutex_unlock(&a->mu);
     return rc;
 }
+
+/* ---- copying (full snapshots; docs/SECURITY.md "Snapshots") -------------------------------- */
+
+/* Copies fd[0, len) to dest (created 0600, fsynced). Closes fd. */
+static int copy_prefix(int fd, uint64_t len, const char *dest)
+{
+    int out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int rc = out < 0 ? AG_EIO : 0;
+    char buf[65536];
+    uint64_t off = 0;
+    while (rc == 0 && off < len) {
+        size_t want = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        if (n <= 0 || write(out, buf, (size_t)n) != n)
+            rc = AG_EIO;
+        off += n > 0 ? (uint64_t)n : 0;
+    }
+    if (rc == 0 && fsync(out) != 0)
+        rc = AG_EIO;
+    if (out >= 0)
+        close(out);
+    close(fd);
+    return rc;
+}
+
+int ag_audit_copy(ag_audit_t *a, const char *dest_dir, ag_diag_t *diag)
+{
+    rotated_t *rot = NULL;
+    size_t nrot = 0;
+    char path[4200], head[HEAD2_LEN + 1];
+    pthread_mutex_lock(&a->mu);
+    /* Under the lock: what was written is synced, every file opened (retention may remove a
+     * rotated one afterwards; the descriptor keeps it) and the active file's length and the
+     * head taken together, so the copy ends exactly at the record the head names. */
+    if (a->dirty && fdatasync(a->fd) == 0)
+        a->dirty = false;
+    int rc = list_rotated(a->dir, &rot, &nrot);
+    int *fds = rc == 0 ? calloc(nrot + 1, sizeof(*fds)) : NULL;
+    uint64_t *lens = rc == 0 ? calloc(nrot + 1, sizeof(*lens)) : NULL;
+    if (rc == 0 && (!fds || !lens))
+        rc = AG_ENOMEM;
+    for (size_t i = 0; rc == 0 && i <= nrot; i++) {
+        struct stat st;
+        if (i < nrot)
+            snprintf(path, sizeof(path), "%.3800s/%s", a->dir, rot[i].name);
+        else
+            snprintf(path, sizeof(path), "%s", a->path);
+        fds[i] = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fds[i] < 0 || fstat(fds[i], &st) != 0) {
+            rc = AG_EIO;
+            if (fds[i] >= 0)
+                close(fds[i]);
+            fds[i] = -1;
+            for (size_t j = 0; j < i; j++)
+                close(fds[j]);
+            break;
+        }
+        lens[i] = i < nrot ? (uint64_t)st.st_size : a->size;
+    }
+    if (rc == 0) {
+        snprintf(head, sizeof(head), "v2 %020llu %s ", (unsigned long long)a->seq, a->prev);
+        hmac_hex(a->key, head, HEAD2_BODY, head + HEAD2_BODY + 1);
+        head[HEAD2_LEN - 1] = '\n';
+    }
+    pthread_mutex_unlock(&a->mu);
+    for (size_t i = 0; rc == 0 && i <= nrot; i++) {
+        if (i < nrot)
+            snprintf(path, sizeof(path), "%.4000s/%s", dest_dir, rot[i].name);
+        else
+            snprintf(path, sizeof(path), "%.4000s/%s", dest_dir, AG_AUDIT_FILE);
+        rc = copy_prefix(fds[i], lens[i], path);
+        fds[i] = -1;
+        if (rc)
+            for (size_t j = i + 1; j <= nrot; j++)
+                close(fds[j]);
+    }
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "%.4000s/%s", dest_dir, HEAD_FILE);
+        rc = ag_file_replace(path, head, HEAD2_LEN, 0600) == 0 ? 0 : AG_EIO;
+    }
+    free(fds);
+    free(lens);
+    free(rot);
+    return rc ? ag_fail(diag, rc, "cannot copy the audit log") : 0;
+}

@@ -85,6 +85,11 @@ typedef struct ag_audit_config {
 int ag_audit_open(const ag_audit_config_t *cfg, ag_audit_t **out, ag_diag_t *diag);
 /* Syncs and closes. NULL is a no-op. */
 void ag_audit_close(ag_audit_t *a);
+/* Copies the log into dest_dir (an existing, empty directory) as it stands: every rotated file,
+ * audit.log up to the newest record and an audit.head naming that record, so the copy verifies
+ * (aegis audit verify) under the same key. Appends wait only while the files are opened, not for
+ * the copy. 0, AG_EIO, AG_ENOMEM. */
+int ag_audit_copy(ag_audit_t *a, const char *dest_dir, ag_diag_t *diag);
 /* Registers a secret (copied) that must never appear in the log, e.g. the configured API keys.
  * Secrets shorter than 8 bytes are ignored. AG_ENOMEM. */
 int ag_audit_add_secret(ag_audit_t *a, const char *secret);

@@ -64,6 +64,7 @@ static const key_def_t keys[] = {
     K("storage.snapshot_max_upload_mb", T_UINT, snapshot_max_upload_mb, 1 << 24, false),
     K("storage.snapshot_recover_hosts", T_STR, snapshot_recover_hosts, 0, false),
     K("storage.snapshot_recover_max_mb", T_UINT, snapshot_recover_max_mb, 1 << 24, false),
+    K("storage.snapshot_recover_ca_file", T_STR, snapshot_recover_ca_file, 0, false),
     K("cluster.enabled", T_BOOL, cluster_enabled, 0, false),
     K("cluster.etcd_endpoints", T_STR, etcd_endpoints, 0, false),
     K("cluster.node_id", T_STR, node_id, 0, false),

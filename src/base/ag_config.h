@@ -48,9 +48,10 @@ typedef struct ag_config {
     uint64_t audit_max_files; /* rotated audit files kept; 0 = all */
     char *audit_key_file;     /* NULL = <storage_path>/audit.key */
     /* snapshots (docs/SECURITY.md "Snapshots") */
-    char *snapshots_path;             /* NULL = <storage_path>/snapshots */
-    uint64_t snapshot_max_upload_mb;  /* largest snapshot upload accepted */
-    char *snapshot_recover_hosts;     /* http:// hosts recover may fetch from; NULL = none */
+    char *snapshots_path;            /* NULL = <storage_path>/snapshots */
+    uint64_t snapshot_max_upload_mb; /* largest snapshot upload accepted */
+    char *snapshot_recover_hosts;    /* http:// hosts recover may fetch from; NULL = none */
+    char *snapshot_recover_ca_file; /* PEM CAs trusted for https:// recover, besides the system's */
     uint64_t snapshot_recover_max_mb; /* largest snapshot fetched from such a host */
     /* cluster (docs/CLUSTER.md) */
     bool cluster_enabled;

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -175,23 +177,144 @@ static ssize_t recv_some(int fd, char *buf, size_t len, double deadline)
     }
 }
 
+/* ---- the connection: plain, or TLS through GnuTLS (docs/SECURITY.md "Snapshots") ----------- */
+
+typedef struct conn {
+    int fd;
+    gnutls_session_t tls; /* NULL for http:// */
+    gnutls_certificate_credentials_t cred;
+} conn_t;
+
+static void conn_close(conn_t *c)
+{
+    if (c->tls) {
+        gnutls_deinit(c->tls);
+        c->tls = NULL;
+    }
+    if (c->cred) {
+        gnutls_certificate_free_credentials(c->cred);
+        c->cred = NULL;
+    }
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* Waits for what the TLS session needs next (read or write). */
+static int tls_wait(conn_t *c, double deadline)
+{
+    return wait_fd(c->fd, gnutls_record_get_direction(c->tls) ? POLLOUT : POLLIN, deadline);
+}
+
+/* The TLS handshake with host, verifying its certificate chain against the system's trust store
+ * (and ca_file when given) and its name (a host given as an address must be named in the
+ * certificate's IP addresses). Any failure refuses the location: fail closed. */
+static int tls_start(conn_t *c, const char *host, bool literal, const char *ca_file,
+                     double deadline, ag_diag_t *diag)
+{
+    if (gnutls_certificate_allocate_credentials(&c->cred) != GNUTLS_E_SUCCESS)
+        return AG_ENOMEM;
+    int n = gnutls_certificate_set_x509_system_trust(c->cred);
+    if (ca_file && *ca_file) {
+        int m = gnutls_certificate_set_x509_trust_file(c->cred, ca_file, GNUTLS_X509_FMT_PEM);
+        if (m <= 0)
+            return ag_fail(diag, AG_EINVAL,
+                           "Bad request: storage.snapshot_recover_ca_file holds no usable "
+                           "certificate");
+        n = n > 0 ? n + m : m;
+    }
+    if (n <= 0)
+        return ag_fail(diag, AG_EINVAL,
+                       "Bad request: no trusted certificate authorities for https:// (the "
+                       "system store is empty; set storage.snapshot_recover_ca_file)");
+    if (gnutls_init(&c->tls, GNUTLS_CLIENT | GNUTLS_NONBLOCK) != GNUTLS_E_SUCCESS)
+        return AG_ENOMEM;
+    if (gnutls_set_default_priority(c->tls) != GNUTLS_E_SUCCESS ||
+        gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, c->cred) != GNUTLS_E_SUCCESS ||
+        (!literal &&
+         gnutls_server_name_set(c->tls, GNUTLS_NAME_DNS, host, strlen(host)) != GNUTLS_E_SUCCESS))
+        return ag_fail(diag, AG_EINTERNAL, "cannot set up the TLS session");
+    gnutls_session_set_verify_cert(c->tls, host, 0); /* chain and name, in the handshake */
+    gnutls_transport_set_int(c->tls, c->fd);
+    for (;;) {
+        int r = gnutls_handshake(c->tls);
+        if (r == GNUTLS_E_SUCCESS)
+            return 0;
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+            if (tls_wait(c, deadline) != 0)
+                return ag_fail(diag, AG_EINVAL,
+                               "Bad request: TLS handshake with '%.100s' timed out", host);
+            continue;
+        }
+        if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+            gnutls_datum_t why = {NULL, 0};
+            unsigned status = gnutls_session_get_verify_cert_status(c->tls);
+            gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0);
+            ag_fail(diag, AG_EINVAL,
+                    "Bad request: the certificate of '%.100s' does not verify: %.200s", host,
+                    why.data ? (const char *)why.data : "unknown reason");
+            gnutls_free(why.data);
+            return AG_EINVAL;
+        }
+        if (gnutls_error_is_fatal(r))
+            return ag_fail(diag, AG_EINVAL, "Bad request: TLS handshake with '%.100s' failed: %s",
+                           host, gnutls_strerror(r));
+    }
+}
+
+static int conn_send(conn_t *c, const char *buf, size_t len, double deadline)
+{
+    if (!c->tls)
+        return send_all(c->fd, buf, len, deadline);
+    while (len > 0) {
+        ssize_t n = gnutls_record_send(c->tls, buf, len);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+        } else if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+            if (tls_wait(c, deadline) != 0)
+                return AG_EIO;
+        } else {
+            return AG_EIO;
+        }
+    }
+    return 0;
+}
+
+/* 0 at EOF, < 0 on error. Over TLS a connection closed without close_notify ends the body only
+ * when its length was announced and reached (the caller checks); here it is an error. */
+static ssize_t conn_recv(conn_t *c, char *buf, size_t len, double deadline)
+{
+    if (!c->tls)
+        return recv_some(c->fd, buf, len, deadline);
+    for (;;) {
+        ssize_t n = gnutls_record_recv(c->tls, buf, len);
+        if (n >= 0)
+            return n;
+        if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+            if (tls_wait(c, deadline) != 0)
+                return -1;
+            continue;
+        }
+        return -1;
+    }
+}
+
 int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *len, ag_diag_t *diag)
 {
     *len = 0;
-    if (strncmp(url, "https://", 8) == 0)
-        return ag_fail(diag, AG_EINVAL,
-                       "Bad request: https:// locations are not supported (no TLS client); "
-                       "fetch the file yourself and upload it");
-    if (strncmp(url, "http://", 7) != 0)
-        return ag_fail(diag, AG_EINVAL, "Bad request: location must be an http:// URL");
+    bool https = strncmp(url, "https://", 8) == 0;
+    if (!https && strncmp(url, "http://", 7) != 0)
+        return ag_fail(diag, AG_EINVAL, "Bad request: location must be an http(s):// URL");
     allow_t allow;
     if (parse_hosts(cfg->allowed_hosts ? cfg->allowed_hosts : "", &allow, diag) != 0)
         return AG_EINVAL;
     /* http://host[:port]/path — no user info, no fragments. */
-    const char *h = url + 7;
+    const char *h = url + (https ? 8 : 7);
     const char *path = strchr(h, '/');
     size_t hl = path ? (size_t)(path - h) : strlen(h);
-    char host[256], port[8] = "80";
+    char host[256], port[8];
+    snprintf(port, sizeof(port), "%s", https ? "443" : "80");
     if (hl == 0 || hl >= sizeof(host) || memchr(h, '@', hl) || strchr(url, '#') ||
         strpbrk(url, " \r\n\t"))
         return ag_fail(diag, AG_EINVAL, "Bad request: malformed location URL");
@@ -242,6 +365,7 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
         fd = connect_to(ai->ai_addr, ai->ai_addrlen, deadline);
     }
     freeaddrinfo(res);
+    conn_t conn = {fd, NULL, NULL};
     if (fd < 0)
         return refused ? ag_fail(diag, AG_EFORBIDDEN,
                                  "Forbidden: '%.100s' resolves to a loopback, private or "
@@ -258,7 +382,9 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
     int rc = 0;
     if (rn < 0 || (size_t)rn >= sizeof(req) || (cfg->api_key && strpbrk(cfg->api_key, "\r\n")))
         rc = ag_fail(diag, AG_EINVAL, "Bad request: location or api_key is malformed");
-    if (rc == 0 && send_all(fd, req, (size_t)rn, deadline) != 0)
+    if (rc == 0 && https)
+        rc = tls_start(&conn, host, literal, cfg->ca_file, deadline, diag);
+    if (rc == 0 && conn_send(&conn, req, (size_t)rn, deadline) != 0)
         rc = ag_fail(diag, AG_EINVAL, "Bad request: cannot send the request to '%.100s'", host);
     char *buf = rc == 0 ? malloc(MAX_HEADER + 1) : NULL;
     size_t have = 0;
@@ -271,7 +397,7 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
                 ag_fail(diag, AG_EINVAL, "Bad request: the snapshot server sent oversized headers");
             break;
         }
-        ssize_t n = recv_some(fd, buf + have, MAX_HEADER - have, deadline);
+        ssize_t n = conn_recv(&conn, buf + have, MAX_HEADER - have, deadline);
         if (n <= 0) {
             rc = ag_fail(diag, AG_EINVAL, "Bad request: the snapshot server closed the connection");
             break;
@@ -318,7 +444,7 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
     }
     char chunk[65536];
     while (rc == 0 && (clen == UINT64_MAX || got < clen)) {
-        ssize_t n = recv_some(fd, chunk, sizeof(chunk), deadline);
+        ssize_t n = conn_recv(&conn, chunk, sizeof(chunk), deadline);
         if (n < 0) {
             rc = ag_fail(diag, AG_EINVAL, "Bad request: the snapshot download failed");
             break;
@@ -341,7 +467,7 @@ int ag_fetch(const char *url, const ag_fetch_config_t *cfg, int out, uint64_t *l
         got += (uint64_t)n;
     }
     free(buf);
-    close(fd);
+    conn_close(&conn);
     *len = got;
     return rc;
 }

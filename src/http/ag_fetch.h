@@ -1,10 +1,11 @@
 /*
  * ag_fetch.h — a deliberately small HTTP/1.1 client for one thing: fetching a snapshot that a
- * recover request names (docs/SECURITY.md "Snapshots"). Plain http:// only (https:// is refused:
- * no TLS client here yet), GET only, no redirects, no proxies. The host must be in the allowlist
- * (storage.snapshot_recover_hosts), and every address it resolves to is checked: loopback,
- * link-local, private and other special ranges are refused unless the allowlist names that
- * address (or its block) itself; the connection goes to the checked address, never to a second
+ * recover request names (docs/SECURITY.md "Snapshots"). http:// and https:// (GnuTLS; the
+ * certificate chain verified against the system's trust store plus an optional CA file, and the
+ * host name against the certificate), GET only, no redirects, no proxies. The host must be in the
+ * allowlist (storage.snapshot_recover_hosts), and every address it resolves to is checked:
+ * loopback, link-local, private and other special ranges are refused unless the allowlist names
+ * that address (or its block) itself; the connection goes to the checked address, never to a second
  * resolution. The body is written to a file and capped.
  */
 #ifndef AG_FETCH_H
@@ -17,6 +18,8 @@ typedef struct ag_fetch_config {
     uint64_t max_bytes;        /* the body's cap */
     unsigned timeout_s;        /* whole-transfer deadline */
     const char *api_key;       /* sent as the api-key header when not NULL */
+    const char *ca_file;       /* PEM certificates trusted for https:// besides the system's;
+                                  NULL = the system's only */
 } ag_fetch_config_t;
 
 /* Checks the allowlist's syntax (start-up). */

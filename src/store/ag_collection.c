@@ -1,6 +1,7 @@
 #include "ag_collection.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -291,6 +292,9 @@ static void drop_index_files(ag_collection_t *c)
     pthread_mutex_unlock(&c->ckpt_mutex);
 }
 
+static void new_segment_id(ag_collection_t *c);
+static void note_write(ag_collection_t *c);
+
 static void coll_free(ag_collection_t *c)
 {
     /* Memory only: the graphs of a live collection are saved by ag_store_close (and by the
@@ -317,6 +321,7 @@ static void coll_free(ag_collection_t *c)
     json_decref(c->schema);
     pthread_mutex_destroy(&c->write_mutex);
     pthread_mutex_destroy(&c->ckpt_mutex);
+    pthread_mutex_destroy(&c->seg_mutex);
     pthread_rwlock_destroy(&c->lock);
     free(c->name);
     free(c);
@@ -517,6 +522,8 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
     atomic_init(&c->write_waiters, 0);
     pthread_mutex_init(&c->write_mutex, NULL);
     pthread_mutex_init(&c->ckpt_mutex, NULL);
+    pthread_mutex_init(&c->seg_mutex, NULL);
+    new_segment_id(c);
     /* Writer-preferring: with glibc's default (readers first) a steady stream of searches would
      * starve writes and the background indexer indefinitely. */
     pthread_rwlockattr_t rwattr;
@@ -1214,6 +1221,7 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
     }
     if (sync && (mrc = mdb_env_sync(c->env, 1)) != 0)
         ag_log(AG_LOG_ERROR, "fsync of the storage failed: %s", mdb_strerror(mrc));
+    note_write(c); /* after the commit: a manifest never claims more than the data holds */
     atomic_fetch_add(&c->write_waiters, 1);
     pthread_rwlock_wrlock(&c->lock);
     atomic_fetch_sub(&c->write_waiters, 1);
@@ -1442,6 +1450,107 @@ uint32_t ag_coll_index_step(ag_collection_t *c, uint32_t budget)
 const char *ag_coll_name(const ag_collection_t *c)
 {
     return c->name;
+}
+
+/* ---- partial-snapshot identity (docs/SECURITY.md "Partial snapshots") ----------------------- */
+
+static atomic_uint_fast64_t op_seq, meta_op;
+
+uint64_t ag_op_next(void)
+{
+    return atomic_fetch_add(&op_seq, 1) + 1;
+}
+
+uint64_t ag_op_meta(void)
+{
+    return atomic_load(&meta_op);
+}
+
+void ag_op_meta_touch(void)
+{
+    atomic_store(&meta_op, ag_op_next());
+}
+
+/* A fresh random segment id (UUID form); seg_mutex held or c not yet shared. */
+static void new_segment_id(ag_collection_t *c)
+{
+    unsigned char b[16];
+    randombytes_buf(b, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(c->seg_id, sizeof(c->seg_id),
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+    c->adopted = false;
+}
+
+/* An identity adopted from a partial snapshot's source holds only until anything changes here:
+ * a point write, or any catalog change (counted store-wide, so conservatively). seg_mutex held. */
+static void drop_stale_adoption(ag_collection_t *c)
+{
+    if (c->adopted && ag_op_meta() != c->adopt_mark)
+        new_segment_id(c);
+}
+
+static void note_write(ag_collection_t *c)
+{
+    pthread_mutex_lock(&c->seg_mutex);
+    if (c->adopted)
+        new_segment_id(c);
+    c->data_op = ag_op_next();
+    pthread_mutex_unlock(&c->seg_mutex);
+}
+
+uint64_t ag_coll_last_op(ag_collection_t *c)
+{
+    pthread_mutex_lock(&c->seg_mutex);
+    uint64_t v = c->data_op;
+    pthread_mutex_unlock(&c->seg_mutex);
+    return v;
+}
+
+json_t *ag_coll_manifest(ag_collection_t *c)
+{
+    pthread_mutex_lock(&c->seg_mutex);
+    drop_stale_adoption(c);
+    uint64_t data = c->data_op, meta = c->adopted ? c->meta_op : ag_op_meta();
+    char id[sizeof(c->seg_id)];
+    memcpy(id, c->seg_id, sizeof(id));
+    pthread_mutex_unlock(&c->seg_mutex);
+    /* The parts of Aegis's one segment, named after the Qdrant storage they correspond to. */
+    json_t *files = json_pack("{s:I,s:I,s:I}", "collection.json", (json_int_t)meta,
+                              "payload_storage/points.bin", (json_int_t)data,
+                              "vector_storage/vectors.bin", (json_int_t)data);
+    json_t *seg = files ? json_pack("{s:s,s:I,s:o}", "segment_id", id, "segment_version",
+                                    (json_int_t)(data > meta ? data : meta), "file_versions", files)
+                        : NULL;
+    return seg ? json_pack("{s:o}", id, seg) : NULL;
+}
+
+bool ag_coll_adopt_manifest(ag_collection_t *c, const json_t *m)
+{
+    const char *id;
+    json_t *seg;
+    if (!json_is_object(m) || json_object_size(m) != 1)
+        return false;
+    json_object_foreach((json_t *)m, id, seg)
+    {
+        json_t *files = json_object_get(seg, "file_versions");
+        json_t *meta = json_object_get(files, "collection.json");
+        json_t *data = json_object_get(files, "vector_storage/vectors.bin");
+        if (strlen(id) >= sizeof(c->seg_id) || !json_is_integer(meta) || !json_is_integer(data) ||
+            json_integer_value(meta) < 0 || json_integer_value(data) < 0)
+            return false;
+        pthread_mutex_lock(&c->seg_mutex);
+        snprintf(c->seg_id, sizeof(c->seg_id), "%s", id);
+        c->meta_op = (uint64_t)json_integer_value(meta);
+        c->data_op = (uint64_t)json_integer_value(data);
+        c->adopt_mark = ag_op_meta();
+        c->adopted = true;
+        pthread_mutex_unlock(&c->seg_mutex);
+    }
+    return true;
 }
 
 uint32_t ag_coll_live(const ag_collection_t *c)

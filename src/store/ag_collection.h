@@ -89,6 +89,23 @@ bool ag_coll_match(const ag_collection_t *c, uint32_t slot, const ag_filter_t *f
  * valid until the lock is released. */
 /* The collection's own name (an alias resolves to it); borrowed for the collection's life. */
 const char *ag_coll_name(const ag_collection_t *c);
+
+/* Operation numbers (docs/SECURITY.md "Partial snapshots"): one process-wide sequence, starting
+ * at 1 each start. ag_op_next takes the next one; a point write committed on a collection takes
+ * one after its commit (ag_coll_last_op), and so does every committed catalog change
+ * (ag_op_meta: the last of those). */
+uint64_t ag_op_next(void);
+uint64_t ag_op_meta(void);
+void ag_op_meta_touch(void);
+/* The operation number of c's last committed point write (0: none since it was loaded). */
+uint64_t ag_coll_last_op(ag_collection_t *c);
+/* c's partial-snapshot manifest: a new {"<segment id>": {"segment_id", "segment_version",
+ * "file_versions": {path: number}}}, NULL when out of memory. Read it before taking the data
+ * (versions never claim more than the data holds). */
+json_t *ag_coll_manifest(ag_collection_t *c);
+/* Makes c carry the identity of the source of a partial snapshot it was restored from (its one
+ * segment of manifest m); ignored (false) when m is not one well-formed segment. */
+bool ag_coll_adopt_manifest(ag_collection_t *c, const json_t *m);
 /* Live points, and the slot count (slots are 0 .. nslots-1; a dead slot fails every match). */
 uint32_t ag_coll_live(const ag_collection_t *c);
 uint32_t ag_coll_nslots(const ag_collection_t *c);

@@ -72,6 +72,14 @@ struct ag_collection {
     atomic_bool index_ready;
     pthread_mutex_t ckpt_mutex;
     double ckpt_at, ckpt_cost;
+    /* Partial-snapshot identity (docs/SECURITY.md "Partial snapshots"), guarded by seg_mutex:
+     * seg_id is random per loaded collection; data_op the operation number of its last committed
+     * point write (0 = none since load). adopted: seg_id, data_op and meta_op came from a partial
+     * snapshot's source, valid while the store's meta operation number is still adopt_mark. */
+    pthread_mutex_t seg_mutex;
+    char seg_id[40];
+    uint64_t data_op, meta_op, adopt_mark;
+    bool adopted;
 };
 
 /* Opens (creating if asked) the collection's databases inside txn and loads it into memory.

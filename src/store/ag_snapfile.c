@@ -202,8 +202,33 @@ void ag_snapfile_make_name(char *out, size_t len, const char *prefix)
              (unsigned)(randombytes_random() & 0xffff), SNAP_SUFFIX);
 }
 
+/* A partial snapshot's part of manifest.json (NULL: not a partial snapshot). */
+typedef struct partial {
+    const json_t *segments; /* the source's manifest, read before the data */
+    bool with_data;
+} partial_t;
+
+static int create_file(ag_store_t *st, const char *dir, const char *name, const char *collection,
+                       ag_snapfile_extra_fn extra, void *extra_ctx, const partial_t *partial,
+                       json_t **desc, ag_diag_t *diag);
+
 int ag_snapfile_create(ag_store_t *st, const char *dir, const char *name, const char *collection,
                        ag_snapfile_extra_fn extra, void *extra_ctx, json_t **desc, ag_diag_t *diag)
+{
+    return create_file(st, dir, name, collection, extra, extra_ctx, NULL, desc, diag);
+}
+
+int ag_snapfile_create_partial(ag_store_t *st, const char *dir, const char *name,
+                               const char *collection, const json_t *manifest, bool with_data,
+                               json_t **desc, ag_diag_t *diag)
+{
+    partial_t p = {manifest, with_data};
+    return create_file(st, dir, name, collection, NULL, NULL, &p, desc, diag);
+}
+
+static int create_file(ag_store_t *st, const char *dir, const char *name, const char *collection,
+                       ag_snapfile_extra_fn extra, void *extra_ctx, const partial_t *partial,
+                       json_t **desc, ag_diag_t *diag)
 {
     *desc = NULL;
     char path[4096], sumpath[4200];
@@ -215,7 +240,11 @@ int ag_snapfile_create(ag_store_t *st, const char *dir, const char *name, const 
     if (ag_durable_open(&d, path, 0600) != 0)
         return ag_fail(diag, AG_EIO, "cannot create the snapshot file");
     json_t *names = NULL;
-    int rc = ag_store_snapshot_write(st, collection, d.f, dir, &names, diag);
+    int rc = 0;
+    if (!partial || partial->with_data)
+        rc = ag_store_snapshot_write(st, collection, d.f, dir, &names, diag);
+    else if (!(names = json_pack("[s]", collection)))
+        rc = AG_ENOMEM;
     if (rc == 0 && extra)
         rc = extra(d.f, extra_ctx, diag);
     json_t *manifest = NULL;
@@ -224,6 +253,13 @@ int ag_snapfile_create(ag_store_t *st, const char *dir, const char *name, const 
                              FORMAT_VERSION, "kind", collection ? "collection" : "full",
                              "collection", collection, "collections", names, "created_at",
                              (json_int_t)time(NULL), "security_sealed", extra != NULL);
+        if (manifest && partial &&
+            (json_object_set_new(manifest, "kind", json_string("partial")) != 0 ||
+             json_object_set_new(manifest, "segments", json_deep_copy(partial->segments)) != 0 ||
+             json_object_set_new(manifest, "with_data", json_boolean(partial->with_data)) != 0)) {
+            json_decref(manifest);
+            manifest = NULL;
+        }
         char *text = manifest ? json_dumps(manifest, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         rc = text ? ag_tar_put_file(d.f, "manifest.json", text, strlen(text), time(NULL))
                   : AG_ENOMEM;
@@ -295,6 +331,44 @@ static json_t *load_json(const char *dir, const char *file)
     return json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 }
 
+/* A partial snapshot (docs/SECURITY.md "Partial snapshots"): with data, the collection is
+ * replaced and takes the source's identity; without, it must already be at the source's state
+ * (its manifest equal to the one the archive carries), and nothing changes. */
+static int restore_partial(ag_store_t *st, const char *dir, const json_t *manifest,
+                           const char *target, ag_diag_t *diag)
+{
+    static const char *const data[] = {"manifest.json", "collection.json", "points.bin",
+                                       "vectors.bin"};
+    const json_t *segments = json_object_get(manifest, "segments");
+    json_t *with = json_object_get(manifest, "with_data");
+    if (!json_is_object(segments) || json_object_size(segments) != 1 || !json_is_boolean(with))
+        return ag_fail(diag, AG_EINVAL, "Bad request: partial snapshot manifest is malformed");
+    int rc = only_entries(dir, data, json_is_true(with) ? AG_ARRAY_LEN(data) : 1, diag);
+    if (rc)
+        return rc;
+    if (json_is_true(with)) {
+        ag_restore_item_t item = {target, dir, segments};
+        return ag_store_restore(st, &item, 1, NULL, diag);
+    }
+    ag_collection_t *c = NULL;
+    if (ag_store_get(st, target, &c, NULL) != 0)
+        return ag_fail(diag, AG_ENOTFOUND,
+                       "Not found: Collection `%.64s` doesn't exist! A partial snapshot without "
+                       "data applies only to the collection it was made against",
+                       target);
+    json_t *mine = ag_coll_manifest(c);
+    bool same = mine && json_equal(mine, segments);
+    json_decref(mine);
+    ag_coll_unref(c);
+    if (!same)
+        return ag_fail(diag, AG_ECONFLICT,
+                       "Conflict: the partial snapshot holds no data and collection `%.64s` is "
+                       "not at the state it was made against; create a partial snapshot from "
+                       "its current manifest",
+                       target);
+    return 0;
+}
+
 static int restore_extracted(ag_store_t *st, const char *dir, const char *target, ag_diag_t *diag)
 {
     static const char *const coll_files[] = {"collection.json", "points.bin", "vectors.bin"};
@@ -309,6 +383,11 @@ static int restore_extracted(ag_store_t *st, const char *dir, const char *target
         return ag_fail(diag, AG_EINVAL,
                        "Bad request: not an Aegis snapshot (manifest.json missing or unknown)");
     }
+    if (target && strcmp(kind, "partial") == 0) {
+        rc = restore_partial(st, dir, manifest, target, diag);
+        json_decref(manifest);
+        return rc;
+    }
     if (target) {
         static const char *const top[] = {"manifest.json", "collection.json", "points.bin",
                                           "vectors.bin"};
@@ -316,7 +395,7 @@ static int restore_extracted(ag_store_t *st, const char *dir, const char *target
             rc = ag_fail(diag, AG_EINVAL, "Bad request: this is not a collection snapshot");
         if (rc == 0)
             rc = only_entries(dir, top, AG_ARRAY_LEN(top), diag);
-        ag_restore_item_t item = {target, dir};
+        ag_restore_item_t item = {target, dir, NULL};
         if (rc == 0)
             rc = ag_store_restore(st, &item, 1, NULL, diag);
         json_decref(manifest);

@@ -28,6 +28,12 @@ typedef int (*ag_snapfile_extra_fn)(FILE *f, void *ctx, ag_diag_t *diag);
  * which then says security_sealed. *desc a new {name, creation_time, size, checksum}. */
 int ag_snapfile_create(ag_store_t *st, const char *dir, const char *name, const char *collection,
                        ag_snapfile_extra_fn extra, void *extra_ctx, json_t **desc, ag_diag_t *diag);
+/* A partial snapshot of collection (docs/SECURITY.md "Partial snapshots"): manifest.json says
+ * kind "partial" and carries manifest (the collection's, read by the caller before this call);
+ * with_data false writes no collection data (the recipient is already at that state). */
+int ag_snapfile_create_partial(ag_store_t *st, const char *dir, const char *name,
+                               const char *collection, const json_t *manifest, bool with_data,
+                               json_t **desc, ag_diag_t *diag);
 /* A new array of the complete snapshots in dir, sorted by name (empty when dir is missing). */
 json_t *ag_snapfile_list(const char *dir);
 /* A new descriptor of dir/name, or NULL when it is not a complete snapshot. */
@@ -43,8 +49,8 @@ int ag_snapfile_sha256_fd(int fd, uint64_t off, uint64_t len, char hex[65]);
 bool ag_snapfile_checksum_ok(const char *s);
 /* Checks checksum (may be NULL) and the free space, extracts fd[off, off+len) into a fresh
  * directory under tmp_dir (removed afterwards), validates it and restores it into st: into
- * collection target, or everything (target NULL, a full snapshot; its security.sealed is left for
- * the offline unseal). All or nothing. */
+ * collection target (a collection or partial snapshot), or everything (target NULL, a full
+ * snapshot; its security.sealed is left for the offline unseal). All or nothing. */
 int ag_snapfile_restore(ag_store_t *st, const char *tmp_dir, int fd, uint64_t off, uint64_t len,
                         const char *checksum, const char *target, ag_diag_t *diag);
 

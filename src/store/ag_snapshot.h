@@ -31,16 +31,20 @@ int ag_store_snapshot_write(ag_store_t *st, const char *collection, FILE *f, con
                             json_t **names, ag_diag_t *diag);
 
 /* One collection to restore: its name, and the directory holding its extracted collection.json,
- * points.bin and vectors.bin (borrowed). */
+ * points.bin and vectors.bin (borrowed); manifest (borrowed, may be NULL): the restored collection
+ * takes that partial-snapshot identity (ag_coll_adopt_manifest). */
 typedef struct ag_restore_item {
     const char *name;
     const char *dir;
+    const json_t *manifest; /* a partial snapshot's source manifest to adopt, or NULL */
 } ag_restore_item_t;
 
-/* Restores every item in one LMDB write transaction: all of them, replacing collections of the
- * same names, or none (nothing changed). Every record is validated first (ids, payload JSON,
- * vector sizes against the params, key order); aliases (may be NULL) is {"alias": "collection"}
- * to set as well. A name held by an alias is AG_ECONFLICT. */
+/* Restores every item: all of them, replacing collections of the same names, or none (nothing
+ * changed). The records are written into new databases and loaded in one transaction without
+ * the catalog lock, then swapped in under it in a second (docs/SECURITY.md "Snapshots"). Every
+ * record is validated first (ids, payload JSON, vector sizes against the params, key order);
+ * aliases (may be NULL) is {"alias": "collection"} to set as well. A name held by an alias is
+ * AG_ECONFLICT. */
 int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
                      const json_t *aliases, ag_diag_t *diag);
 

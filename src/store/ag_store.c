@@ -431,6 +431,26 @@ static int load_all(ag_store_t *st, ag_diag_t *diag)
             }
             tenancy_put(st, key + 2, false, NULL, rec);
             json_decref(rec);
+        } else if (strncmp(key, "r/", 2) == 0) {
+            /* A restore staged but never swapped in (the server died): drop its databases. */
+            json_error_t jerr;
+            json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
+            json_t *cid = json_object_get(rec, "cid");
+            ag_collection_t *c = NULL;
+            ag_diag_t ig = {{0}};
+            if (json_is_integer(cid) &&
+                ag_coll_open(st->env, txn, "staged", (uint32_t)json_integer_value(cid),
+                             json_object_get(rec, "params"), json_object_get(rec, "schema"), false,
+                             &c, &ig) == 0) {
+                if (ag_coll_drop_dbs(c, txn) != 0)
+                    result = ag_fail(diag, AG_ESTORAGE, "cannot drop a staged restore");
+                ag_coll_unref(c);
+            }
+            json_decref(rec);
+            if (result == 0 && mdb_cursor_del(cur, 0) != 0)
+                result = ag_fail(diag, AG_ESTORAGE, "cannot drop a staged restore");
+            if (result == 0)
+                ag_log(AG_LOG_WARN, "dropped a restore interrupted before it completed (%s)", key);
         } else if (strcmp(key, "seq") == 0 && v.mv_size == 4) {
             uint32_t seq;
             memcpy(&seq, v.mv_data, 4);
@@ -676,6 +696,8 @@ static int txn_commit(ag_store_t *st, MDB_txn *txn)
 {
     int rc = mdb_txn_commit(txn);
     ag_env_leave(&st->gate);
+    if (rc == 0)
+        ag_op_meta_touch(); /* after the commit (partial-snapshot manifests) */
     return rc;
 }
 
@@ -1435,6 +1457,48 @@ typedef struct restore_slot {
     ssize_t old;            /* its namesake's index in the registry, or -1 */
 } restore_slot_t;
 
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (ag_collection_t *const *)a;
+    uintptr_t y = (uintptr_t) * (ag_collection_t *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Frees the slots (and staged collections still held). */
+static void restore_free(restore_slot_t *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (slots[i].fresh)
+            ag_coll_unref(slots[i].fresh);
+        json_decref(slots[i].params);
+        json_decref(slots[i].schema);
+        json_decref(slots[i].tenants);
+    }
+    free(slots);
+}
+
+/* Drops the databases of staged collections that were not swapped in, and their markers. */
+static void discard_staged(ag_store_t *st, restore_slot_t *slots, size_t n)
+{
+    MDB_txn *txn;
+    char key[32];
+    if (txn_begin(st, &txn) != 0)
+        return; /* the markers remain: the next start drops them */
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!slots[i].fresh)
+            continue;
+        snprintf(key, sizeof(key), "r/%u", (unsigned)slots[i].fresh->cid);
+        rc = ag_coll_drop_dbs(slots[i].fresh, txn);
+        if (rc == 0)
+            rc = meta_del(txn, st->meta, key);
+    }
+    if (rc == 0)
+        txn_commit(st, txn);
+    else
+        txn_abort(st, txn);
+}
+
 int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
                      const json_t *aliases, ag_diag_t *diag)
 {
@@ -1456,19 +1520,96 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
             rc = ag_snap__read_config(items[i].dir, &slots[i].params, &slots[i].schema,
                                       &slots[i].tenants, diag);
     }
-    if (rc) {
-        for (size_t i = 0; i < n; i++) {
-            json_decref(slots[i].params);
-            json_decref(slots[i].schema);
-            json_decref(slots[i].tenants);
+
+    /* 1. Numbers for the new collections' databases: a moment under the catalog lock. */
+    uint32_t cid0 = 0;
+    if (rc == 0) {
+        pthread_rwlock_wrlock(&st->lock);
+        cid0 = st->next_cid;
+        st->next_cid += (uint32_t)n;
+        pthread_rwlock_unlock(&st->lock);
+    }
+
+    /* 2. Staging, without the catalog lock (docs/SECURITY.md "Snapshots"): every record is
+     * validated and written into new databases, which are loaded into memory; searches and
+     * catalog reads go on. A marker r/<cid> per staged collection lets the next start drop them
+     * if the server dies before the swap. */
+    MDB_txn *txn = NULL;
+    char key[AG_MAX_NAME_LEN + 8];
+    if (rc == 0 && txn_begin(st, &txn) != 0) {
+        txn = NULL;
+        rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction");
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        restore_slot_t *s = &slots[i];
+        rc = ag_coll_open(st->env, txn, items[i].name, cid0 + (uint32_t)i, s->params, s->schema,
+                          true, &s->fresh, diag);
+        if (rc == 0)
+            s->fresh->gate = &st->gate;
+        if (rc == 0)
+            rc = ag_snap__fill(s->fresh, txn, items[i].dir, diag);
+        json_t *rec = rc == 0 ? coll_record(s->fresh) : NULL;
+        if (rc == 0) {
+            snprintf(key, sizeof(key), "r/%u", (unsigned)s->fresh->cid);
+            rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
         }
-        free(slots);
+        json_decref(rec);
+        if (rc == 0)
+            rc = ag_coll_load(s->fresh, txn, diag);
+    }
+    if (rc == 0) {
+        uint32_t seq = cid0 + (uint32_t)n, had;
+        MDB_val k = {3, (void *)"seq"}, v;
+        if (mdb_get(txn, st->meta, &k, &v) == 0 && v.mv_size == 4) {
+            memcpy(&had, v.mv_data, 4);
+            seq = had > seq ? had : seq;
+        }
+        v.mv_size = 4;
+        v.mv_data = &seq;
+        rc = mdb_put(txn, st->meta, &k, &v, 0) ? AG_ESTORAGE : 0;
+    }
+    if (txn) {
+        if (rc == 0 && txn_commit(st, txn) != 0)
+            rc = ag_fail(diag, AG_ESTORAGE, "cannot commit the restore");
+        else if (rc)
+            txn_abort(st, txn);
+        txn = NULL;
+    }
+    if (rc) {
+        restore_free(slots, n);
+        if (!diag->msg[0])
+            ag_fail(diag, rc, "cannot restore the snapshot");
         return rc;
     }
 
+    /* 3. The swap. Writers of the collections being replaced are stopped first — their write
+     * mutexes taken before the catalog lock (a writer holding its mutex reads the catalog, so the
+     * other order could deadlock), in address order (two restores agree) — then, under the
+     * catalog lock: catalog records, aliases, the old databases dropped, in one transaction. */
+    ag_collection_t **olds = calloc(n ? n : 1, sizeof(*olds));
+    ag_collection_t **order = calloc(n ? n : 1, sizeof(*order));
+    if (!olds || !order) {
+        free(olds);
+        free(order);
+        discard_staged(st, slots, n);
+        restore_free(slots, n);
+        return AG_ENOMEM;
+    }
+    pthread_rwlock_rdlock(&st->lock);
+    for (size_t i = 0; i < n; i++) {
+        ssize_t o = find_coll(st, items[i].name);
+        if (o >= 0) {
+            olds[i] = st->colls[o];
+            ag_coll_ref(olds[i]);
+        }
+    }
+    pthread_rwlock_unlock(&st->lock);
+    memcpy(order, olds, n * sizeof(*order));
+    qsort(order, n, sizeof(*order), cmp_ptr);
+    for (size_t i = 0; i < n; i++)
+        if (order[i])
+            pthread_mutex_lock(&order[i]->write_mutex);
     pthread_rwlock_wrlock(&st->lock);
-    size_t locked = 0;
-    MDB_txn *txn = NULL;
     /* Room in the registries is made first, so nothing can fail after the commit. */
     size_t added = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -1478,43 +1619,35 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
                         "cannot restore collection '%.64s': an alias has that name", items[i].name);
         slots[i].old = find_coll(st, items[i].name);
         added += slots[i].old < 0;
+        if (rc == 0 && (slots[i].old >= 0 ? st->colls[slots[i].old] : NULL) != olds[i])
+            rc = ag_fail(diag, AG_ECONFLICT,
+                         "collection '%.64s' was created or deleted during the restore; nothing "
+                         "was restored",
+                         items[i].name);
     }
     if (rc == 0 && AG_GROW(st->colls, st->cap_colls, st->ncolls + added, 16, MAX_ENTRIES) != 0)
         rc = AG_ENOMEM;
     size_t nal = aliases ? json_object_size(aliases) : 0;
     if (rc == 0 && AG_GROW(st->aliases, st->cap_aliases, st->naliases + nal, 16, MAX_ENTRIES) != 0)
         rc = AG_ENOMEM;
-    /* Writers of the collections being replaced wait; they find them dropped afterwards. */
-    for (; rc == 0 && locked < n; locked++)
-        if (slots[locked].old >= 0)
-            pthread_mutex_lock(&st->colls[slots[locked].old]->write_mutex);
     if (rc == 0 && txn_begin(st, &txn) != 0) {
         txn = NULL;
         rc = ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction");
     }
-    uint32_t cid = st->next_cid;
-    char key[AG_MAX_NAME_LEN + 8];
     for (size_t i = 0; rc == 0 && i < n; i++) {
         restore_slot_t *s = &slots[i];
-        rc = ag_coll_open(st->env, txn, items[i].name, cid++, s->params, s->schema, true, &s->fresh,
-                          diag);
-        if (rc == 0)
-            s->fresh->gate = &st->gate;
-        if (rc == 0)
-            rc = ag_snap__fill(s->fresh, txn, items[i].dir, diag);
-        json_t *rec = rc == 0 ? coll_record(s->fresh) : NULL;
-        if (rc == 0) {
-            key_for(key, sizeof(key), 'c', items[i].name);
-            rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
-        }
+        json_t *rec = coll_record(s->fresh);
+        key_for(key, sizeof(key), 'c', items[i].name);
+        rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
         json_decref(rec);
         if (rc == 0) {
             key_for(key, sizeof(key), 't', items[i].name);
             rc = json_object_size(s->tenants) ? meta_put_json(txn, st->meta, key, s->tenants)
                                               : meta_del(txn, st->meta, key);
         }
+        snprintf(key, sizeof(key), "r/%u", (unsigned)s->fresh->cid);
         if (rc == 0)
-            rc = ag_coll_load(s->fresh, txn, diag);
+            rc = meta_del(txn, st->meta, key);
     }
     const char *alias;
     json_t *target;
@@ -1541,11 +1674,6 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
                 rc = meta_put_str(txn, st->meta, key, t);
         }
     }
-    if (rc == 0) {
-        uint32_t seq = cid;
-        MDB_val k = {3, (void *)"seq"}, v = {4, &seq};
-        rc = mdb_put(txn, st->meta, &k, &v, 0) ? AG_ESTORAGE : 0;
-    }
     /* Last, because dropping closes the old handles even if the transaction were aborted. */
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (slots[i].old >= 0)
@@ -1559,15 +1687,17 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
     if (rc && !diag->msg[0])
         ag_fail(diag, rc, "cannot restore the snapshot");
     if (rc == 0) {
-        st->next_cid = cid;
         for (size_t i = 0; i < n; i++) {
             restore_slot_t *s = &slots[i];
+            if (items[i].manifest) /* after the commit counted as a catalog change */
+                ag_coll_adopt_manifest(s->fresh, items[i].manifest);
             if (s->old >= 0) {
                 ag_collection_t *old = st->colls[s->old];
+                pthread_rwlock_wrlock(&old->lock); /* the indexer reads it under this lock */
                 old->dropped = true;
-                pthread_mutex_unlock(&old->write_mutex);
+                pthread_rwlock_unlock(&old->lock);
                 st->colls[s->old] = s->fresh;
-                ag_coll_unref(old);
+                ag_coll_unref(old); /* the registry's reference; olds[i] still holds one */
             } else {
                 st->colls[st->ncolls++] = s->fresh;
             }
@@ -1586,19 +1716,18 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
         }
         mdb_env_sync(st->env, 1);
     } else {
-        for (size_t i = 0; i < locked; i++)
-            if (slots[i].old >= 0)
-                pthread_mutex_unlock(&st->colls[slots[i].old]->write_mutex);
+        discard_staged(st, slots, n);
     }
     pthread_rwlock_unlock(&st->lock);
     for (size_t i = 0; i < n; i++) {
-        if (slots[i].fresh)
-            ag_coll_unref(slots[i].fresh);
-        json_decref(slots[i].params);
-        json_decref(slots[i].schema);
-        json_decref(slots[i].tenants);
+        if (olds[i]) {
+            pthread_mutex_unlock(&olds[i]->write_mutex);
+            ag_coll_unref(olds[i]);
+        }
     }
-    free(slots);
+    free(olds);
+    free(order);
+    restore_free(slots, n);
     return rc;
 }
 

@@ -2,6 +2,7 @@
 // docs/API.md "Backups"): lifecycle, bad input, restore (root key only, all or nothing, audited),
 // and management keys holding the backup permissions.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import { ROOT_KEY, RO_KEY, jwt, keyEnv } from './lib/auth.mjs';
@@ -33,6 +34,19 @@ describe('backups', () => {
     assert.match(b.checksum, /^[0-9a-f]{64}$/);
     assert.ok((await srv.ok('GET', '/backups', undefined, { headers: root })).some((x) => x.id === b.id));
     assert.deepEqual(await srv.ok('GET', `/backups/${b.id}`, undefined, { headers: root }), b);
+    // the archive itself: the bytes the checksum names, audited; 404 for what is not a backup
+    const dl = await fetch(`${srv.url}/backups/${b.id}/download`, { headers: root });
+    assert.equal(dl.status, 200);
+    const bytes = Buffer.from(await dl.arrayBuffer());
+    assert.equal(bytes.length, b.size);
+    assert.equal(createHash('sha256').update(bytes).digest('hex'), b.checksum);
+    const seen = await srv.ok('GET', '/auth/audit?limit=5', undefined, { headers: root });
+    assert.ok(seen.some((a) => a.route === '/backups/{backup}/download' && a.detail?.downloaded_backup && a.detail.size === b.size), JSON.stringify(seen).slice(0, 600));
+    for (const bad of ['backup-nope', '..%2Fbackups', '.tmp']) {
+      assert.equal((await fetch(`${srv.url}/backups/${bad}/download`, { headers: root })).status >= 400, true, bad);
+    }
+    assert.equal((await fetch(`${srv.url}/backups/backup-nope/download`, { headers: root })).status, 404);
+    assert.equal((await fetch(`${srv.url}/backups/${b.id}/download`, { headers: { 'api-key': RO_KEY } })).status, 403);
     // changes after the backup are undone by restoring it; a collection made later is left alone
     await srv.ok('PUT', '/collections/b1/points?wait=true', { points: [{ id: 3, vector: [1, 1] }] }, { headers: root });
     await srv.ok('PUT', '/collections/later', { vectors: { size: 2, distance: 'Dot' } }, { headers: root });
@@ -113,6 +127,36 @@ describe('backup schedules', () => {
     const runs = audit.filter((a) => a.route === 'backup-schedule' && a.principal?.id === 'backup-scheduler');
     assert.equal(runs.length, 3, JSON.stringify(audit.slice(0, 3)));
     assert.equal((await srv.request('POST', '/backup-schedules/sched-0000000000000000/run', undefined, { headers: root })).status, 404);
+  });
+
+  test('the scheduler fires at the minute boundary by itself, and retention removes the oldest', { timeout: 200_000 }, async () => {
+    // every minute, keep 2: two runs now (through the route), then the server's own timer makes
+    // the third at the next minute it has not run in, removing the oldest of the three
+    const s = await srv.ok('POST', '/backup-schedules', { schedule: '* * * * *', retention: 2 }, { headers: root });
+    const first = (await srv.ok('POST', `/backup-schedules/${s.id}/run`, undefined, { headers: root })).backup;
+    const second = (await srv.ok('POST', `/backup-schedules/${s.id}/run`, undefined, { headers: root })).backup;
+    const ranAt = (await srv.ok('GET', `/backup-schedules/${s.id}`, undefined, { headers: root })).last_run;
+    const mine = async () => (await srv.ok('GET', '/backups', undefined, { headers: root })).filter((b) => b.schedule_id === s.id).map((b) => b.id).sort();
+    assert.deepEqual(await mine(), [first, second].sort());
+    let fired = null;
+    for (const t0 = Date.now(); Date.now() - t0 < 150_000;) {
+      const now = await mine();
+      const fresh = now.filter((id) => id !== first && id !== second);
+      if (fresh.length) {
+        fired = fresh[0];
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.ok(fired, 'the scheduler made no backup within two minute boundaries');
+    await srv.ok('DELETE', `/backup-schedules/${s.id}`, undefined, { headers: root }); // no more firing
+    assert.deepEqual(await mine(), [second, fired].sort(), 'retention 2 keeps the two newest');
+    assert.equal((await srv.request('GET', `/backups/${first}`, undefined, { headers: root })).status, 404);
+    const audit = await srv.ok('GET', '/auth/audit?limit=50', undefined, { headers: root });
+    const run = audit.find((a) => a.principal?.id === 'backup-scheduler' && a.detail?.removed?.length === 1);
+    assert.ok(run, JSON.stringify(audit.slice(0, 3)));
+    assert.equal(run.method, 'RUN');
+    assert.notEqual(run.time.slice(0, 16), ranAt.slice(0, 16), 'a later minute than the manual runs');
   });
 
   test('schedules survive a restart', async () => {

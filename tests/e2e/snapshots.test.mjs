@@ -3,10 +3,13 @@
 // through names and archive entries, links, devices, duplicates, recover locations, uploads
 // written before the key was checked), who may do what, and the official JS client's calls.
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -56,6 +59,7 @@ function tar(entries) {
 }
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+const runCmd = (cmd, args) => new Promise((resolve) => spawn(cmd, args, { stdio: 'ignore' }).on('close', resolve));
 
 async function download(srv, urlPath, headers = root) {
   const r = await fetch(`${srv.url}${urlPath}`, { headers });
@@ -341,6 +345,94 @@ describe('collection snapshots (insecure server)', () => {
   });
 });
 
+describe('partial snapshots between two servers (docs/SECURITY.md "Partial snapshots")', () => {
+  let src;
+  let dst;
+  before(async () => {
+    src = await startServer();
+    dst = await startServer();
+    await makeCollection(src, 'ps');
+    await dst.ok('PUT', '/collections/ps', { vectors: { size: 4, distance: 'Cosine' } });
+  });
+  after(async () => {
+    await src?.cleanup();
+    await dst?.cleanup();
+  });
+  const manifest = async (s) => s.ok('GET', '/collections/ps/shards/0/snapshot/partial/manifest');
+  async function partial(body) {
+    const r = await fetch(`${src.url}/collections/ps/shards/0/snapshot/partial/create`, {
+      method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(r.status, 200);
+    return Buffer.from(await r.arrayBuffer());
+  }
+  const entries = (buf) => {
+    const out = [];
+    for (let off = 0; off + 512 <= buf.length;) {
+      const h = buf.subarray(off, off + 512);
+      if (h.every((b) => b === 0)) break;
+      out.push(h.toString('utf8', 0, 100).replace(/\0.*$/s, ''));
+      off += 512 + Math.ceil(parseInt(h.toString('utf8', 124, 136), 8) / 512) * 512;
+    }
+    return out.sort();
+  };
+
+  test('the manifest moves with writes; create sends data only when the recipient lacks it', async () => {
+    const m0 = await manifest(src);
+    const [id] = Object.keys(m0);
+    assert.equal(m0[id].segment_id, id);
+    const w = await src.ok('PUT', '/collections/ps/points?wait=true', { points: [{ id: 100, vector: [1, 0, 0, 0] }] });
+    const m1 = await manifest(src);
+    assert.ok(m1[id].file_versions['vector_storage/vectors.bin'] >= w.operation_id);
+    assert.ok(m1[id].segment_version > m0[id].segment_version);
+
+    // an empty manifest (a new replica): everything
+    const full = await partial({});
+    assert.deepEqual(entries(full), ['collection.json', 'manifest.json', 'points.bin', 'vectors.bin']);
+    assert.equal((await upload(dst, '/collections/ps/shards/0/snapshot/partial/recover', full)).status, 200);
+    assert.equal(await count(dst, 'ps'), POINTS.length + 1);
+    // the recipient now carries the source's identity: asking with its manifest gets no data
+    const mine = await manifest(dst);
+    assert.deepEqual(mine, await manifest(src));
+    const empty = await partial(mine);
+    assert.deepEqual(entries(empty), ['manifest.json']);
+    const ok = await upload(dst, '/collections/ps/shards/0/snapshot/partial/recover', empty);
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(await count(dst, 'ps'), POINTS.length + 1);
+
+    // a write at the source: the next partial carries the data again
+    await src.ok('PUT', '/collections/ps/points?wait=true', { points: [{ id: 101, vector: [0, 1, 0, 0] }] });
+    const again = await partial(mine);
+    assert.ok(entries(again).includes('points.bin'));
+    // a write at the recipient drops the adopted identity; a data-less partial no longer applies
+    await dst.ok('PUT', '/collections/ps/points?wait=true', { points: [{ id: 102, vector: [0, 0, 1, 0] }] });
+    assert.notDeepEqual(Object.keys(await manifest(dst)), Object.keys(mine));
+    const stale = await upload(dst, '/collections/ps/shards/0/snapshot/partial/recover', empty);
+    assert.equal(stale.status, 409, stale.text);
+    assert.match(stale.json.status.error, /not at the state/);
+    assert.equal(await count(dst, 'ps'), POINTS.length + 2, 'nothing changed');
+    assert.equal((await upload(dst, '/collections/ps/shards/0/snapshot/partial/recover', again)).status, 200);
+    assert.equal(await count(dst, 'ps'), POINTS.length + 2); // the source's 101 points + 1, not 102
+    assert.equal((await dst.request('GET', '/collections/ps/points/102')).status, 404);
+  });
+
+  test('bad manifests are 400 naming the problem; other shards are 404', async () => {
+    for (const [body, re] of [
+      [[], /JSON object/],
+      [{ s: { file_versions: { a: 'x' } } }, /file_versions/],
+      [{ s: { file_versions: { a: -1 } } }, /non-negative/],
+      [{ s: {} }, /file_versions/],
+      [{ s: { file_versions: {}, extra: 1 } }, /extra/],
+    ]) {
+      const r = await src.request('POST', '/collections/ps/shards/0/snapshot/partial/create', body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.match(r.json.status.error, re);
+    }
+    assert.equal((await src.request('GET', '/collections/ps/shards/1/snapshot/partial/manifest')).status, 404);
+    assert.equal((await src.request('GET', '/collections/nope/shards/0/snapshot/partial/manifest')).status, 404);
+  });
+});
+
 describe('who may do what (keys and JWTs)', () => {
   let srv;
   let snap;
@@ -445,6 +537,22 @@ describe('who may do what (keys and JWTs)', () => {
     const opened = fs.readFileSync(path.join(dir, 'sec.tar'));
     assert.ok(opened.includes('security/data.mdb'));
     assert.ok(opened.includes('sealed-user-name-xyz'), 'the opened state holds the user');
+    // the audit log and its key come back too: put in an empty storage directory, the copy
+    // verifies as one chain up to the record before the snapshot, and a server continues it
+    const into = fs.mkdtempSync(path.join(srv.storage, 'restored-'));
+    const untar = await runCmd('tar', ['-xf', path.join(dir, 'sec.tar'), '-C', into]);
+    assert.equal(untar, 0);
+    assert.ok(fs.existsSync(path.join(into, 'audit', 'audit.log')) && fs.existsSync(path.join(into, 'audit.key')));
+    const v = await runAegis(['audit', 'verify', '--storage', into], { timeoutMs: 60_000 });
+    assert.equal(v.code, 0, v.stdout + v.stderr);
+    const m = /ok: records 1\.\.(\d+)/.exec(v.stdout);
+    assert.ok(m && Number(m[1]) > 3, v.stdout);
+    assert.ok(fs.readFileSync(path.join(into, 'audit', 'audit.log'), 'utf8').includes('sealed-user-name-xyz'), 'the audit log of the user creation is in it');
+    const again = await startServer({ storage: into, insecure: false, env: keyEnv() });
+    await again.ok('GET', '/collections', undefined, { headers: root });
+    await again.cleanup();
+    const v2 = await runAegis(['audit', 'verify', '--storage', into], { timeoutMs: 60_000 });
+    assert.equal(v2.code, 0, v2.stdout + v2.stderr);
     // a full snapshot with a sealed security state still restores its collections
     await srv.ok('POST', `/snapshots/${full.name}/restore`, undefined, { headers: root });
   });
@@ -514,7 +622,7 @@ describe('recover from http:// when enabled', () => {
     await srv?.cleanup();
   });
 
-  test('allowed hosts only; redirects are not followed; https is refused', async () => {
+  test('allowed hosts only; redirects are not followed; https to a plain server fails', async () => {
     const port = web.address().port;
     await srv.ok('PUT', '/collections/h2/snapshots/recover', { location: `http://127.0.0.1:${port}/s.snapshot`, checksum: sha256(bytes) });
     assert.equal(await count(srv, 'h2'), 20);
@@ -532,6 +640,71 @@ describe('recover from http:// when enabled', () => {
       assert.equal(r.status, status, `${location}: ${r.text}`);
     }
     assert.equal((await srv.request('GET', '/collections/h4')).status, 404);
+  });
+});
+
+describe('recover from https:// (GnuTLS client, certificates verified)', () => {
+  let srv;
+  let plain;
+  let bytes;
+  let dir;
+  const webs = {};
+  const openssl = (args) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const makeCa = (name) => openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`, '-days', '2', '-subj', `/CN=${name}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  const makeLeaf = (name, ca, san) => {
+    fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n`);
+    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`]);
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`]);
+  };
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-fetch-tls-'));
+    makeCa('ca');
+    makeCa('evil');
+    makeLeaf('good', 'ca', 'IP:127.0.0.1,DNS:localhost');
+    makeLeaf('wrongname', 'ca', 'DNS:elsewhere.example');
+    makeLeaf('untrusted', 'evil', 'IP:127.0.0.1,DNS:localhost');
+    const env = { AEGIS__STORAGE__SNAPSHOT_RECOVER_HOSTS: '127.0.0.1, localhost' };
+    srv = await startServer({ env: { ...env, AEGIS__STORAGE__SNAPSHOT_RECOVER_CA_FILE: path.join(dir, 'ca.pem') } });
+    plain = await startServer({ env }); // the system store only: our CA is not in it
+    await makeCollection(srv, 't1');
+    const snap = await srv.ok('POST', '/collections/t1/snapshots?wait=true');
+    bytes = fs.readFileSync(path.join(srv.storage, 'snapshots', 'collections', 't1', snap.name));
+    for (const name of ['good', 'wrongname', 'untrusted']) {
+      webs[name] = https.createServer({ key: fs.readFileSync(path.join(dir, `${name}.key`)), cert: fs.readFileSync(path.join(dir, `${name}.pem`)) }, (req, res) => {
+        res.writeHead(200, { 'content-length': bytes.length });
+        res.end(bytes);
+      });
+      await new Promise((r) => webs[name].listen(0, '127.0.0.1', r));
+    }
+  });
+  after(async () => {
+    for (const w of Object.values(webs)) w.close();
+    await srv?.cleanup();
+    await plain?.cleanup();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const url = (name, host = '127.0.0.1') => `https://${host}:${webs[name].address().port}/s.snapshot`;
+
+  test('a certificate that chains to a trusted CA and names the host: restored', async () => {
+    await srv.ok('PUT', '/collections/t2/snapshots/recover', { location: url('good'), checksum: sha256(bytes) });
+    assert.equal(await count(srv, 't2'), 20);
+    await srv.ok('PUT', '/collections/t3/snapshots/recover', { location: url('good', 'localhost') });
+    assert.equal(await count(srv, 't3'), 20);
+  });
+
+  test('untrusted chain, wrong name, CA not configured, host not listed: refused, nothing made', async () => {
+    for (const [s, location, status, re] of [
+      [srv, url('untrusted'), 400, /does not verify/],
+      [srv, url('wrongname'), 400, /does not verify/],
+      [plain, url('good'), 400, /does not verify/],
+      [srv, `https://127.0.0.2:${webs.good.address().port}/s.snapshot`, 403, /snapshot_recover_hosts/],
+    ]) {
+      const r = await s.request('PUT', '/collections/t9/snapshots/recover', { location });
+      assert.equal(r.status, status, `${location}: ${r.text}`);
+      assert.match(r.json.status.error, re);
+      assert.equal((await s.request('GET', '/collections/t9')).status, 404);
+    }
   });
 });
 
