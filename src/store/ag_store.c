@@ -767,17 +767,49 @@ out:
     return rc;
 }
 
+/* Locks collection `name` (through an alias too when via_alias) for a catalog change, in the
+ * store's one lock order: the collection's write mutex first, then the catalog lock (a writer
+ * holding its write mutex may read the catalog; docs/ARCHITECTURE.md, "Locks"). On 0, both are
+ * held, *out is the collection (the caller owns one reference, besides the catalog's) and *idx
+ * its place in st->colls. AG_ENOTFOUND, holding nothing, when there is no such collection. */
+static int lock_for_change(ag_store_t *st, const char *name, bool via_alias, ag_collection_t **out,
+                           ssize_t *idx)
+{
+    for (;;) {
+        pthread_rwlock_rdlock(&st->lock);
+        ssize_t i = find_coll(st, name);
+        if (i < 0 && via_alias) {
+            ssize_t a = find_alias(st->aliases, st->naliases, name);
+            i = a >= 0 ? find_coll(st, st->aliases[a].target) : -1;
+        }
+        ag_collection_t *c = i >= 0 ? st->colls[i] : NULL;
+        if (c)
+            ag_coll_ref(c);
+        pthread_rwlock_unlock(&st->lock);
+        if (!c)
+            return AG_ENOTFOUND;
+        pthread_mutex_lock(&c->write_mutex); /* wait for a running write, block new ones */
+        pthread_rwlock_wrlock(&st->lock);
+        i = find_coll(st, c->name);
+        if (i >= 0 && st->colls[i] == c && !c->dropped) {
+            *out = c;
+            *idx = i;
+            return 0;
+        }
+        /* replaced or deleted while we waited: look again */
+        pthread_rwlock_unlock(&st->lock);
+        pthread_mutex_unlock(&c->write_mutex);
+        ag_coll_unref(c);
+    }
+}
+
 int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *diag)
 {
     *existed = false;
-    pthread_rwlock_wrlock(&st->lock);
-    ssize_t i = find_coll(st, name);
-    if (i < 0) {
-        pthread_rwlock_unlock(&st->lock);
+    ag_collection_t *c;
+    ssize_t i;
+    if (lock_for_change(st, name, false, &c, &i) != 0)
         return 0;
-    }
-    ag_collection_t *c = st->colls[i];
-    pthread_mutex_lock(&c->write_mutex); /* wait for a running write, block new ones */
     MDB_txn *txn;
     int rc = txn_begin(st, &txn);
     if (rc == 0) {
@@ -820,10 +852,11 @@ int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *
         tenancy_drop(st, name);
         mdb_env_sync(st->env, 1);
     }
-    pthread_mutex_unlock(&c->write_mutex);
     pthread_rwlock_unlock(&st->lock);
+    pthread_mutex_unlock(&c->write_mutex);
     if (rc == 0)
-        ag_coll_unref(c);
+        ag_coll_unref(c); /* the catalog's reference */
+    ag_coll_unref(c);     /* ours */
     return rc ? ag_fail(diag, rc, "cannot delete collection '%s'", name) : 0;
 }
 
@@ -1150,18 +1183,10 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
 int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
                            ag_diag_t *diag)
 {
-    pthread_rwlock_wrlock(&st->lock);
-    ssize_t i = find_coll(st, name);
-    if (i < 0) {
-        ssize_t a = find_alias(st->aliases, st->naliases, name);
-        i = a >= 0 ? find_coll(st, st->aliases[a].target) : -1;
-    }
-    if (i < 0) {
-        pthread_rwlock_unlock(&st->lock);
+    ag_collection_t *c, *nc = NULL;
+    ssize_t i;
+    if (lock_for_change(st, name, true, &c, &i) != 0)
         return ag_fail(diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!", name);
-    }
-    ag_collection_t *c = st->colls[i], *nc = NULL;
-    pthread_mutex_lock(&c->write_mutex); /* wait for a running write, block new ones */
     json_t *params = NULL, *rec = NULL;
     MDB_txn *txn = NULL;
     int rc = ag_coll_vector_params(c, vname, cfg, &params, diag);
@@ -1205,19 +1230,21 @@ int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, 
     nc = NULL;
     ag_log(AG_LOG_INFO, "collection '%s': vector '%s' %s", c->name, vname,
            cfg ? "added" : "removed");
-    pthread_mutex_unlock(&c->write_mutex);
     pthread_rwlock_unlock(&st->lock);
+    pthread_mutex_unlock(&c->write_mutex);
     json_decref(params);
     json_decref(rec);
     ag_coll_unref(c); /* the catalog's reference */
+    ag_coll_unref(c); /* ours */
     return 0;
 out:
     if (txn)
         txn_abort(st, txn);
     if (nc)
         ag_coll_unref(nc);
-    pthread_mutex_unlock(&c->write_mutex);
     pthread_rwlock_unlock(&st->lock);
+    pthread_mutex_unlock(&c->write_mutex);
+    ag_coll_unref(c);
     json_decref(params);
     json_decref(rec);
     return rc;
