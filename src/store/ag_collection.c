@@ -459,6 +459,8 @@ int ag_coll_hnsw_prepare(ag_collection_t *c, const json_t *next, ag_index_t **fr
     for (int v = 0; v < c->nvec; v++)
         fresh[v] = NULL;
     for (int v = 0; v < c->nvec; v++) {
+        if (c->vec[v].multi) /* scored exactly, never a graph (index/ag_multivec.h) */
+            continue;
         ag_hnsw_params_t was, now;
         bool had = vector_hnsw(c, c->params, v, &was), has = vector_hnsw(c, next, v, &now);
         if (had == has && (!has || (was.m == now.m && was.ef_construct == now.ef_construct &&
@@ -469,6 +471,14 @@ int ag_coll_hnsw_prepare(ag_collection_t *c, const json_t *next, ag_index_t **fr
         if (has) {
             now.background = true;
             rc = ag_index_hnsw_new(vc->vs, vc->dist, &now, &fresh[v]);
+            if (rc == 0) {
+                /* the new graph keeps the vector's quantization (codes built as it links) */
+                const json_t *vecs = json_object_get(next, "vectors");
+                const json_t *vp = c->unnamed ? vecs : json_object_get(vecs, vc->name);
+                rc = ag_hnsw_set_quant(fresh[v],
+                                       quant_quantile(json_object_get(next, "quantization_config"),
+                                                      json_object_get(vp, "quantization_config")));
+            }
             if (rc == 0) {
                 ag_hnsw_defer(fresh[v]);
                 rc = ag_hnsw_finish(fresh[v], NULL, key_slot, c, AG_ID_KEY_LEN);
