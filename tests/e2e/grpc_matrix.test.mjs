@@ -49,6 +49,9 @@ const GLOBAL_READ = [401, 401, ok, ok, ok, ok, ok, ok, 403, 403, 403, 403, 403, 
 // Snapshots as REST's (auth_matrix.test.mjs): unrestricted readers list, `rw` creates/deletes.
 const SNAP_READ = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, ok, 403, 403, 403];
 const SNAP_WRITE = INDEX;
+// A collection's cluster information needs access to the whole collection (docs/PERMISSIONS.md):
+// not prw, not row-restricted — as REST's GET /collections/{c}/cluster.
+const COLL_CLUSTER = [401, 401, ok, ok, ok, ok, ok, ok, ok, ok, 403, 403, 403, 403];
 const GRPC = { ok: 0, 401: 16, 403: 7, 404: 5, row403: 7 };
 
 const acmePoint = (id) => ({ id: { num: id }, vectors: { vector: { data: [1, 0, 0, 0] } }, payload: { tenant: { string_value: 'acme' } } });
@@ -84,7 +87,7 @@ const RPCS = [
   ['Collections', 'ListAliases', {}, ANY_VALID],
   ['Collections', 'ListCollectionAliases', { collection_name: C }, READ],
   ['Collections', 'Update', { collection_name: C, optimizers_config: { indexing_threshold: 20000 } }, MANAGE],
-  ['Collections', 'CollectionClusterInfo', { collection_name: C }, READ],
+  ['Collections', 'CollectionClusterInfo', { collection_name: C }, COLL_CLUSTER],
   ['Points', 'SearchBatch', { collection_name: C, search_points: [{ collection_name: C, vector: qv, limit: 3 }] }, READ],
   ['Points', 'SearchGroups', { collection_name: C, vector: qv, group_by: 'tenant', limit: 3, group_size: 2 }, READ],
   ['Points', 'QueryBatch', { collection_name: C, query_points: [{ collection_name: C, query: { nearest: q }, limit: 3 }] }, READ],
