@@ -1177,6 +1177,117 @@ static json_t *order_by_json(const Qdrant__OrderBy *ob, ag_diag_t *diag)
 }
 
 /* Qdrant's Query message → the REST query value. */
+/* A formula's expression as the REST form (docs/API.md "Formula queries"); the REST parser
+ * checks the values, nesting limits and counts after. The depth bound keeps this recursion
+ * short on a hostile message. */
+static json_t *expr_json(const Qdrant__Expression *e, ag_diag_t *diag, int depth);
+
+static json_t *exprs_json(Qdrant__Expression **e, size_t n, ag_diag_t *diag, int depth)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, expr_json(e[i], diag, depth + 1)) != 0)
+            return json_decref(a), NULL;
+    return a;
+}
+
+static json_t *decay_json(const Qdrant__DecayParamsExpression *d, ag_diag_t *diag, int depth)
+{
+    json_t *o = json_object();
+    if (!o || !put(o, "x", expr_json(d->x, diag, depth + 1)) ||
+        (HAS(d, target) && !put(o, "target", expr_json(d->target, diag, depth + 1))) ||
+        (HAS(d, scale) && !put(o, "scale", ag_json_f32(d->scale))) ||
+        (HAS(d, midpoint) && !put(o, "midpoint", ag_json_f32(d->midpoint))))
+        return json_decref(o), NULL;
+    return o;
+}
+
+static json_t *expr_json(const Qdrant__Expression *e, ag_diag_t *diag, int depth)
+{
+    if (depth > 64)
+        return ag_fail(diag, AG_EINVAL, "query.formula: nested deeper than 64 levels"), NULL;
+    if (!e)
+        return ag_fail(diag, AG_EINVAL, "query.formula: an expression is missing"), NULL;
+    const char *op = NULL;
+    json_t *arg = NULL;
+    switch (e->variant_case) {
+    case QDRANT__EXPRESSION__VARIANT_CONSTANT:
+        return ag_json_f32(e->constant);
+    case QDRANT__EXPRESSION__VARIANT_VARIABLE:
+        return json_string(e->variable ? e->variable : "");
+    case QDRANT__EXPRESSION__VARIANT_CONDITION:
+        return cond_json(e->condition, diag, depth);
+    case QDRANT__EXPRESSION__VARIANT_GEO_DISTANCE: {
+        const Qdrant__GeoDistance *g = e->geo_distance;
+        if (!g->origin)
+            return ag_fail(diag, AG_EINVAL, "query.formula: geo_distance.origin is required"), NULL;
+        return json_pack("{s:{s:{s:f,s:f},s:s}}", "geo_distance", "origin", "lon", g->origin->lon,
+                         "lat", g->origin->lat, "to", g->to ? g->to : "");
+    }
+    case QDRANT__EXPRESSION__VARIANT_DATETIME:
+        op = "datetime", arg = json_string(e->datetime ? e->datetime : "");
+        break;
+    case QDRANT__EXPRESSION__VARIANT_DATETIME_KEY:
+        op = "datetime_key", arg = json_string(e->datetime_key ? e->datetime_key : "");
+        break;
+    case QDRANT__EXPRESSION__VARIANT_MULT:
+        op = "mult", arg = exprs_json(e->mult->mult, e->mult->n_mult, diag, depth);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_SUM:
+        op = "sum", arg = exprs_json(e->sum->sum, e->sum->n_sum, diag, depth);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_DIV: {
+        const Qdrant__DivExpression *d = e->div;
+        op = "div", arg = json_object();
+        if (arg && (!put(arg, "left", expr_json(d->left, diag, depth + 1)) ||
+                    !put(arg, "right", expr_json(d->right, diag, depth + 1)) ||
+                    (HAS(d, by_zero_default) &&
+                     !put(arg, "by_zero_default", ag_json_f32(d->by_zero_default)))))
+            json_decref(arg), arg = NULL;
+        break;
+    }
+    case QDRANT__EXPRESSION__VARIANT_NEG:
+        op = "neg", arg = expr_json(e->neg, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_ABS:
+        op = "abs", arg = expr_json(e->abs, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_SQRT:
+        op = "sqrt", arg = expr_json(e->sqrt, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_POW:
+        op = "pow", arg = json_object();
+        if (arg && (!put(arg, "base", expr_json(e->pow->base_, diag, depth + 1)) ||
+                    !put(arg, "exponent", expr_json(e->pow->exponent, diag, depth + 1))))
+            json_decref(arg), arg = NULL;
+        break;
+    case QDRANT__EXPRESSION__VARIANT_EXP:
+        op = "exp", arg = expr_json(e->exp, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_LOG10:
+        op = "log10", arg = expr_json(e->log10, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_LN:
+        op = "ln", arg = expr_json(e->ln, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_EXP_DECAY:
+        op = "exp_decay", arg = decay_json(e->exp_decay, diag, depth);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_GAUSS_DECAY:
+        op = "gauss_decay", arg = decay_json(e->gauss_decay, diag, depth);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_LIN_DECAY:
+        op = "lin_decay", arg = decay_json(e->lin_decay, diag, depth);
+        break;
+    default:
+        return ag_fail(diag, AG_EINVAL, "query.formula: an expression with no variant set"), NULL;
+    }
+    json_t *o = json_object();
+    if (!put(o, op, arg))
+        return json_decref(o), NULL;
+    return o;
+}
+
 static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
 {
     json_t *o = json_object();
@@ -1243,12 +1354,15 @@ static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
     case QDRANT__QUERY__VARIANT_SAMPLE:
         ok = ok && put(o, "sample", json_string("random"));
         break;
-    case QDRANT__QUERY__VARIANT_FORMULA:
-        ag_fail(diag, AG_EINVAL,
-                "query.formula: formula queries are not supported over gRPC by "
-                "this server");
-        ok = false;
+    case QDRANT__QUERY__VARIANT_FORMULA: {
+        /* The REST form: {"formula": <expression>, "defaults": {...}} as the query. */
+        const Qdrant__Formula *f = q->formula;
+        ok = ok && put(o, "formula", expr_json(f->expression, diag, 0)) &&
+             (!f->n_defaults ||
+              put(o, "defaults",
+                  struct_json((Qdrant__Struct__FieldsEntry **)f->defaults, f->n_defaults, 0)));
         break;
+    }
     case QDRANT__QUERY__VARIANT_RELEVANCE_FEEDBACK:
         ag_fail(diag, AG_EINVAL, "query.relevance_feedback: not supported by this server");
         ok = false;

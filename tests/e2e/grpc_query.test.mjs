@@ -298,6 +298,45 @@ test('multivectors, datatype and scalar quantization over gRPC answer as REST do
   await call('Collections', 'Delete', { collection_name: name });
 });
 
+test('formula queries over gRPC answer as REST does', async () => {
+  const f = { constant: 0.5 };
+  const gExpr = {
+    sum: { sum: [
+      { variable: '$score' },
+      { mult: { mult: [{ constant: 0.25 }, { condition: { field: { key: 'tenant', match: { keyword: 'acme' } } } }] } },
+      { exp_decay: { x: { variable: 'n' }, target: { constant: 3 }, scale: 2 } },
+      { div: { left: { constant: 1 }, right: { variable: 'missing' }, by_zero_default: 0 } },
+      { neg: { sqrt: f } },
+    ] },
+  };
+  const restExpr = {
+    sum: [
+      '$score',
+      { mult: [0.25, { key: 'tenant', match: { value: 'acme' } }] },
+      { exp_decay: { x: 'n', target: 3, scale: 2 } },
+      { div: { left: 1, right: 'missing', by_zero_default: 0 } },
+      { neg: { sqrt: 0.5 } },
+    ],
+  };
+  const g = await call('Points', 'Query', {
+    collection_name: C,
+    prefetch: [{ query: { nearest: { dense: { data: [1, 0, 0, 0] } } }, limit: 6 }],
+    query: { formula: { expression: gExpr, defaults: { missing: { integer_value: 4 } } } },
+    with_payload: { enable: true },
+    limit: 6,
+  });
+  const r = await restOk('POST', `/collections/${C}/points/query`, {
+    prefetch: [{ query: [1, 0, 0, 0], limit: 6 }],
+    query: { formula: restExpr, defaults: { missing: 4 } },
+    limit: 6,
+  });
+  assert.equal(g.result.length, 6);
+  assert.deepEqual(ids(g.result), restIds(r.points));
+  for (let i = 0; i < g.result.length; i++) assert.ok(Math.abs(g.result[i].score - r.points[i].score) < 1e-5, `${g.result[i].score} vs ${r.points[i].score}`);
+  // an error in evaluation: the same refusal as REST's, naming the operation
+  await rejectsWith(call('Points', 'Query', { collection_name: C, prefetch: [{ query: { nearest: { dense: { data: [1, 0, 0, 0] } } }, limit: 3 }], query: { formula: { expression: { ln: { constant: 0 } } } } }), grpc.status.INVALID_ARGUMENT, /ln/);
+});
+
 test('the Snapshots service: the REST handlers behind it', async () => {
   const made = await call('Snapshots', 'Create', { collection_name: C });
   const d = made.snapshot_description;
@@ -361,7 +400,8 @@ test('JWT row restrictions hold on Recommend, Query, groups, batches and facet',
 
 test('bad input on the new RPCs: a clear status naming the problem, nothing written', async () => {
   const before_ = (await call('Points', 'Count', { collection_name: C, exact: true })).result.count;
-  await rejectsWith(call('Points', 'Query', { collection_name: C, query: { formula: { expression: { constant: 1 } } } }), grpc.status.INVALID_ARGUMENT, /formula/);
+  await rejectsWith(call('Points', 'Query', { collection_name: C, query: { formula: { expression: { constant: 1 } } } }), grpc.status.INVALID_ARGUMENT, /prefetch/);
+  await rejectsWith(call('Points', 'Query', { collection_name: C, prefetch: [{ limit: 2 }], query: { formula: {} } }), grpc.status.INVALID_ARGUMENT, /formula/);
   await rejectsWith(call('Points', 'Query', { collection_name: C, query: { nearest: { multi_dense: { vectors: [{ data: [1, 0, 0, 0] }] } } } }), grpc.status.INVALID_ARGUMENT, /multivector/);
   await rejectsWith(call('Points', 'Query', { collection_name: C, query: { fusion: 'RRF' } }), grpc.status.INVALID_ARGUMENT, /prefetch/i);
   await rejectsWith(call('Points', 'Query', { collection_name: C, query: { nearest: { dense: { data: [1, 0] } } } }), grpc.status.INVALID_ARGUMENT);

@@ -593,6 +593,117 @@ static void test_quantization(void **state)
     json_decref(res);
 }
 
+/* A formula query: its expression tree and defaults as the REST body (docs/API.md). */
+static void test_formula(void **state)
+{
+    (void)state;
+    Qdrant__Expression score = QDRANT__EXPRESSION__INIT, half = QDRANT__EXPRESSION__INIT,
+                       cond = QDRANT__EXPRESSION__INIT, n = QDRANT__EXPRESSION__INIT,
+                       mult = QDRANT__EXPRESSION__INIT, decay = QDRANT__EXPRESSION__INIT,
+                       one = QDRANT__EXPRESSION__INIT, div = QDRANT__EXPRESSION__INIT,
+                       sum = QDRANT__EXPRESSION__INIT;
+    score.variant_case = QDRANT__EXPRESSION__VARIANT_VARIABLE;
+    score.variable = "$score";
+    half.variant_case = QDRANT__EXPRESSION__VARIANT_CONSTANT;
+    half.constant = 0.1f; /* rendered as 0.1, its float32 shortest form */
+    Qdrant__Match mt = QDRANT__MATCH__INIT;
+    mt.match_value_case = QDRANT__MATCH__MATCH_VALUE_KEYWORD;
+    mt.keyword = "acme";
+    Qdrant__FieldCondition fc = QDRANT__FIELD_CONDITION__INIT;
+    fc.key = "tenant";
+    fc.match = &mt;
+    Qdrant__Condition c = QDRANT__CONDITION__INIT;
+    c.condition_one_of_case = QDRANT__CONDITION__CONDITION_ONE_OF_FIELD;
+    c.field = &fc;
+    cond.variant_case = QDRANT__EXPRESSION__VARIANT_CONDITION;
+    cond.condition = &c;
+    Qdrant__Expression *mults[] = {&half, &cond};
+    Qdrant__MultExpression me = QDRANT__MULT_EXPRESSION__INIT;
+    me.n_mult = 2;
+    me.mult = mults;
+    mult.variant_case = QDRANT__EXPRESSION__VARIANT_MULT;
+    mult.mult = &me;
+    n.variant_case = QDRANT__EXPRESSION__VARIANT_VARIABLE;
+    n.variable = "n";
+    Qdrant__DecayParamsExpression dp = QDRANT__DECAY_PARAMS_EXPRESSION__INIT;
+    dp.x = &n;
+    dp._scale_case = QDRANT__DECAY_PARAMS_EXPRESSION___SCALE_SCALE;
+    dp.scale = 2.0f;
+    decay.variant_case = QDRANT__EXPRESSION__VARIANT_EXP_DECAY;
+    decay.exp_decay = &dp;
+    one.variant_case = QDRANT__EXPRESSION__VARIANT_CONSTANT;
+    one.constant = 1.0f;
+    Qdrant__DivExpression de = QDRANT__DIV_EXPRESSION__INIT;
+    de.left = &one;
+    de.right = &n;
+    de._by_zero_default_case = QDRANT__DIV_EXPRESSION___BY_ZERO_DEFAULT_BY_ZERO_DEFAULT;
+    de.by_zero_default = 0.0f;
+    div.variant_case = QDRANT__EXPRESSION__VARIANT_DIV;
+    div.div = &de;
+    Qdrant__Expression *sums[] = {&score, &mult, &decay, &div};
+    Qdrant__SumExpression se = QDRANT__SUM_EXPRESSION__INIT;
+    se.n_sum = 4;
+    se.sum = sums;
+    sum.variant_case = QDRANT__EXPRESSION__VARIANT_SUM;
+    sum.sum = &se;
+    Qdrant__Value dv = QDRANT__VALUE__INIT;
+    dv.kind_case = QDRANT__VALUE__KIND_INTEGER_VALUE;
+    dv.integer_value = 1;
+    Qdrant__Formula__DefaultsEntry de1 = QDRANT__FORMULA__DEFAULTS_ENTRY__INIT;
+    de1.key = "n";
+    de1.value = &dv;
+    Qdrant__Formula__DefaultsEntry *defs[] = {&de1};
+    Qdrant__Formula fo = QDRANT__FORMULA__INIT;
+    fo.expression = &sum;
+    fo.n_defaults = 1;
+    fo.defaults = defs;
+    Qdrant__Query qq = QDRANT__QUERY__INIT;
+    qq.variant_case = QDRANT__QUERY__VARIANT_FORMULA;
+    qq.formula = &fo;
+    Qdrant__QueryPoints m = QDRANT__QUERY_POINTS__INIT;
+    m.collection_name = "c1";
+    m._query_case = QDRANT__QUERY_POINTS___QUERY_QUERY;
+    m.query = &qq;
+    size_t len;
+    uint8_t *b = pack(&m.base, &len);
+    ag_pb_req_t r = {0};
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_pb_decode_query(b, len, &r, &d), 0);
+    assert_json(json_object_get(r.body, "query"),
+                "{\"formula\":{\"sum\":[\"$score\",{\"mult\":[0.1,{\"key\":\"tenant\","
+                "\"match\":{\"value\":\"acme\"}}]},{\"exp_decay\":{\"x\":\"n\",\"scale\":2.0}},"
+                "{\"div\":{\"left\":1.0,\"right\":\"n\",\"by_zero_default\":0.0}}]},"
+                "\"defaults\":{\"n\":1}}");
+    ag_pb_req_release(&r);
+    free(b);
+
+    /* Every truncation is refused or decodes; none reads past the end (ASan). */
+    b = pack(&m.base, &len);
+    for (size_t k = 0; k < len; k++) {
+        ag_pb_req_t t = {0};
+        ag_diag_t td = {{0}};
+        int rc = ag_pb_decode_query(b, k, &t, &td);
+        assert_true(rc == 0 || rc == AG_EINVAL);
+        ag_pb_req_release(&t);
+    }
+    free(b);
+
+    /* Nesting past 64 levels is refused naming the formula, not recursed into. */
+    Qdrant__Expression chain[80];
+    for (int i = 0; i < 80; i++) {
+        qdrant__expression__init(&chain[i]);
+        chain[i].variant_case = QDRANT__EXPRESSION__VARIANT_NEG;
+        chain[i].neg = i + 1 < 80 ? &chain[i + 1] : &one;
+    }
+    fo.expression = &chain[0];
+    b = pack(&m.base, &len);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(ag_pb_decode_query(b, len, &r, &d), AG_EINVAL);
+    assert_non_null(strstr(d.msg, "formula"));
+    ag_pb_req_release(&r);
+    free(b);
+}
+
 /* ---- responses ----------------------------------------------------------------------------- */
 
 static void test_encode_search(void **state)
@@ -656,6 +767,7 @@ int main(void)
         cmocka_unit_test(test_refusals),      cmocka_unit_test(test_query_stages),
         cmocka_unit_test(test_encode_search), cmocka_unit_test(test_encode_scroll_u64),
         cmocka_unit_test(test_multivector),   cmocka_unit_test(test_quantization),
+        cmocka_unit_test(test_formula),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
