@@ -157,6 +157,38 @@ static json_t *sparse_json(const uint32_t *idx, size_t ni, const float *val, siz
     return o;
 }
 
+/* A multivector as the REST list of rows (docs/COMPATIBILITY.md "Multivectors and datatypes"). */
+static json_t *multi_json(const Qdrant__MultiDenseVector *m)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && m && i < m->n_vectors; i++)
+        if (!m->vectors[i] ||
+            json_array_append_new(a, floats(m->vectors[i]->data, m->vectors[i]->n_data)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* The deprecated flat form: data holds vectors_count rows one after another. */
+static json_t *flat_multi_json(const float *data, size_t n, uint32_t count, ag_diag_t *diag,
+                               const char *field)
+{
+    if (count == 0 || n % count != 0) {
+        ag_fail(diag, AG_EINVAL, "%s: vectors_count %u does not divide the %zu values of data",
+                field, count, n);
+        return NULL;
+    }
+    size_t dim = n / count;
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < count; i++)
+        if (json_array_append_new(a, floats(data + i * dim, dim)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
 static json_t *vector_json(const Qdrant__Vector *v, ag_diag_t *diag, const char *field)
 {
     if (!v) {
@@ -172,13 +204,13 @@ static json_t *vector_json(const Qdrant__Vector *v, ag_diag_t *diag, const char 
     case QDRANT__VECTOR__VECTOR__NOT_SET:
         if (HAS(v, indices))
             return sparse_json(v->indices->data, v->indices->n_data, v->data, v->n_data);
-        if (HAS(v, vectors_count)) {
-            unsupported(diag, "vectors_count (multi-vectors)");
-            return NULL;
-        }
+        if (HAS(v, vectors_count))
+            return flat_multi_json(v->data, v->n_data, v->vectors_count, diag, field);
         return floats(v->data, v->n_data);
+    case QDRANT__VECTOR__VECTOR_MULTI_DENSE:
+        return multi_json(v->multi_dense);
     default:
-        ag_fail(diag, AG_EINVAL, "%s: only dense and sparse vectors are supported over gRPC",
+        ag_fail(diag, AG_EINVAL, "%s: inference (document/image/object) is not supported over gRPC",
                 field);
         return NULL;
     }
@@ -427,9 +459,17 @@ static json_t *with_vectors_json(const Qdrant__WithVectorsSelector *w)
 
 static json_t *params_json(const Qdrant__SearchParams *p, ag_diag_t *diag)
 {
-    if (HAS(p, quantization) || HAS(p, acorn) || HAS(p, idf))
-        return unsupported(diag, "params: quantization/acorn/idf"), NULL;
-    json_t *o = json_object();
+    if (HAS(p, acorn) || HAS(p, idf))
+        return unsupported(diag, "params: acorn/idf"), NULL;
+    json_t *o = json_object(), *q = NULL;
+    if (o && HAS(p, quantization)) {
+        const Qdrant__QuantizationSearchParams *qp = p->quantization;
+        if (!put(o, "quantization", q = json_object()) ||
+            (HAS(qp, ignore) && !put(q, "ignore", json_boolean(qp->ignore))) ||
+            (HAS(qp, rescore) && !put(q, "rescore", json_boolean(qp->rescore))) ||
+            (HAS(qp, oversampling) && !put(q, "oversampling", json_real(qp->oversampling))))
+            return json_decref(o), NULL;
+    }
     if (!o || (HAS(p, hnsw_ef) && !put(o, "hnsw_ef", json_integer((json_int_t)p->hnsw_ef))) ||
         (HAS(p, exact) && !put(o, "exact", json_boolean(p->exact))) ||
         (HAS(p, indexed_only) && !put(o, "indexed_only", json_boolean(p->indexed_only))))
@@ -537,6 +577,90 @@ static const char *distance_name(Qdrant__Distance d)
     }
 }
 
+/* quantization_config's scalar method as the REST object (docs/COMPATIBILITY.md
+ * "Quantization"); the REST checks (quantile range, memory "pinned") apply after. */
+static json_t *scalar_json(const Qdrant__ScalarQuantization *s, ag_diag_t *diag)
+{
+    if (!s || s->type != QDRANT__QUANTIZATION_TYPE__Int8)
+        return ag_fail(diag, AG_EINVAL, "quantization_config.scalar.type: expected Int8"), NULL;
+    static const char *const mem[] = {[QDRANT__MEMORY__Cold] = "cold",
+                                      [QDRANT__MEMORY__Cached] = "cached",
+                                      [QDRANT__MEMORY__Pinned] = "pinned"};
+    if (HAS(s, memory) && (s->memory < QDRANT__MEMORY__Cold || s->memory > QDRANT__MEMORY__Pinned))
+        return ag_fail(diag, AG_EINVAL,
+                       "quantization_config.scalar.memory: expected Cold, Cached or Pinned"),
+               NULL;
+    json_t *o = json_pack("{s:s}", "type", "int8");
+    if (!o || (HAS(s, quantile) && !put(o, "quantile", ag_json_f32(s->quantile))) ||
+        (HAS(s, always_ram) && !put(o, "always_ram", json_boolean(s->always_ram))) ||
+        (HAS(s, memory) && !put(o, "memory", json_string(mem[s->memory]))))
+        return json_decref(o), NULL;
+    json_t *q = json_object();
+    if (!put(q, "scalar", o))
+        return json_decref(q), NULL;
+    return q;
+}
+
+static json_t *quant_refused(ag_diag_t *diag, const char *method)
+{
+    return ag_fail(diag, AG_EINVAL,
+                   "quantization_config.%s: %s quantization is not supported by this server; "
+                   "use scalar Int8",
+                   method, method),
+           NULL;
+}
+
+static json_t *quant_json(const Qdrant__QuantizationConfig *q, ag_diag_t *diag)
+{
+    switch (q->quantization_case) {
+    case QDRANT__QUANTIZATION_CONFIG__QUANTIZATION_SCALAR:
+        return scalar_json(q->scalar, diag);
+    case QDRANT__QUANTIZATION_CONFIG__QUANTIZATION_PRODUCT:
+        return quant_refused(diag, "product");
+    case QDRANT__QUANTIZATION_CONFIG__QUANTIZATION_BINARY:
+        return quant_refused(diag, "binary");
+    case QDRANT__QUANTIZATION_CONFIG__QUANTIZATION_TURBOQUANT:
+        return quant_refused(diag, "turboquant");
+    default:
+        return ag_fail(diag, AG_EINVAL, "quantization_config: no method set"), NULL;
+    }
+}
+
+/* A diff: a new method replaces the old one whole, Disabled removes it. */
+static json_t *quant_diff_json(const Qdrant__QuantizationConfigDiff *q, ag_diag_t *diag)
+{
+    switch (q->quantization_case) {
+    case QDRANT__QUANTIZATION_CONFIG_DIFF__QUANTIZATION_SCALAR:
+        return scalar_json(q->scalar, diag);
+    case QDRANT__QUANTIZATION_CONFIG_DIFF__QUANTIZATION_DISABLED:
+        return json_string("Disabled");
+    case QDRANT__QUANTIZATION_CONFIG_DIFF__QUANTIZATION_PRODUCT:
+        return quant_refused(diag, "product");
+    case QDRANT__QUANTIZATION_CONFIG_DIFF__QUANTIZATION_BINARY:
+        return quant_refused(diag, "binary");
+    case QDRANT__QUANTIZATION_CONFIG_DIFF__QUANTIZATION_TURBOQUANT:
+        return quant_refused(diag, "turboquant");
+    default:
+        return ag_fail(diag, AG_EINVAL, "quantization_config: no method set"), NULL;
+    }
+}
+
+/* NULL for Turbo4 and unknown values (refused); Default is Float32. */
+static const char *datatype_name(Qdrant__Datatype t)
+{
+    switch (t) {
+    case QDRANT__DATATYPE__Default:
+    case QDRANT__DATATYPE__Float32:
+        return "float32";
+    case QDRANT__DATATYPE__Float16:
+        return "float16";
+    case QDRANT__DATATYPE__Uint8:
+        return "uint8";
+    default:
+        return NULL;
+    }
+}
+
 static json_t *hnsw_json(const Qdrant__HnswConfigDiff *h, ag_diag_t *diag)
 {
     if (HAS(h, inline_storage) || HAS(h, memory))
@@ -565,14 +689,32 @@ static json_t *vparams_json(const Qdrant__VectorParams *p, ag_diag_t *diag)
                        "vectors_config: distance: expected Cosine, Euclid, Dot or "
                        "Manhattan"),
                NULL;
-    if (HAS(p, quantization_config) || HAS(p, multivector_config) || HAS(p, memory) ||
-        (HAS(p, datatype) && p->datatype != QDRANT__DATATYPE__Float32 &&
-         p->datatype != QDRANT__DATATYPE__Default))
-        return unsupported(diag, "vectors_config: quantization/multivector/memory/datatype"), NULL;
+    if (HAS(p, memory))
+        return unsupported(diag, "vectors_config: memory"), NULL;
+    const char *dt = NULL;
+    if (HAS(p, datatype) && !(dt = datatype_name(p->datatype)))
+        return ag_fail(diag, AG_EINVAL,
+                       "vectors_config: datatype: expected Float32, Float16 or Uint8 (Turbo4 "
+                       "is not supported)"),
+               NULL;
+    if (HAS(p, multivector_config) &&
+        p->multivector_config->comparator != QDRANT__MULTI_VECTOR_COMPARATOR__MaxSim)
+        return ag_fail(diag, AG_EINVAL,
+                       "vectors_config: multivector_config: comparator: "
+                       "expected MaxSim"),
+               NULL;
     json_t *o = json_pack("{s:I,s:s}", "size", (json_int_t)p->size, "distance", d);
     if (o && HAS(p, on_disk) && !put(o, "on_disk", json_boolean(p->on_disk)))
         return json_decref(o), NULL;
+    if (o && dt && !put(o, "datatype", json_string(dt)))
+        return json_decref(o), NULL;
+    if (o && HAS(p, multivector_config) &&
+        !put(o, "multivector_config", json_pack("{s:s}", "comparator", "max_sim")))
+        return json_decref(o), NULL;
     if (o && HAS(p, hnsw_config) && !put(o, "hnsw_config", hnsw_json(p->hnsw_config, diag)))
+        return json_decref(o), NULL;
+    if (o && HAS(p, quantization_config) &&
+        !put(o, "quantization_config", quant_json(p->quantization_config, diag)))
         return json_decref(o), NULL;
     return o;
 }
@@ -582,9 +724,8 @@ int ag_pb_decode_create_collection(const uint8_t *msg, size_t len, ag_pb_req_t *
     UNPACK(Qdrant__CreateCollection, qdrant__create_collection__unpack, m);
     bool ok = set_coll(r, m->collection_name) && (r->body = json_object()) != NULL;
     if (ok && (m->n_metadata || HAS(m, wal_config) || HAS(m, optimizers_config) ||
-               HAS(m, quantization_config) || HAS(m, sharding_method) ||
-               HAS(m, strict_mode_config) || HAS(m, payload))) {
-        unsupported(diag, "metadata/wal_config/optimizers_config/quantization_config/"
+               HAS(m, sharding_method) || HAS(m, strict_mode_config) || HAS(m, payload))) {
+        unsupported(diag, "metadata/wal_config/optimizers_config/"
                           "sharding_method/strict_mode_config/payload");
         ok = false;
     }
@@ -598,6 +739,8 @@ int ag_pb_decode_create_collection(const uint8_t *msg, size_t len, ag_pb_req_t *
         ok = put(r->body, "on_disk_payload", json_boolean(m->on_disk_payload));
     if (ok && HAS(m, hnsw_config))
         ok = put(r->body, "hnsw_config", hnsw_json(m->hnsw_config, diag));
+    if (ok && HAS(m, quantization_config))
+        ok = put(r->body, "quantization_config", quant_json(m->quantization_config, diag));
     if (ok && HAS(m, timeout))
         r->timeout_s = m->timeout;
     if (ok && HAS(m, vectors_config)) {
@@ -931,9 +1074,7 @@ static json_t *vin_json(const Qdrant__VectorInput *vi, ag_diag_t *diag, const ch
         return id;
     }
     case QDRANT__VECTOR_INPUT__VARIANT_MULTI_DENSE:
-        ag_fail(diag, AG_EINVAL, "%s: multivectors are not supported over gRPC by this server",
-                field);
-        return NULL;
+        return multi_json(vi->multi_dense);
     case QDRANT__VECTOR_INPUT__VARIANT_DOCUMENT:
     case QDRANT__VECTOR_INPUT__VARIANT_IMAGE:
     case QDRANT__VECTOR_INPUT__VARIANT_OBJECT:
@@ -1036,6 +1177,117 @@ static json_t *order_by_json(const Qdrant__OrderBy *ob, ag_diag_t *diag)
 }
 
 /* Qdrant's Query message → the REST query value. */
+/* A formula's expression as the REST form (docs/API.md "Formula queries"); the REST parser
+ * checks the values, nesting limits and counts after. The depth bound keeps this recursion
+ * short on a hostile message. */
+static json_t *expr_json(const Qdrant__Expression *e, ag_diag_t *diag, int depth);
+
+static json_t *exprs_json(Qdrant__Expression **e, size_t n, ag_diag_t *diag, int depth)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, expr_json(e[i], diag, depth + 1)) != 0)
+            return json_decref(a), NULL;
+    return a;
+}
+
+static json_t *decay_json(const Qdrant__DecayParamsExpression *d, ag_diag_t *diag, int depth)
+{
+    json_t *o = json_object();
+    if (!o || !put(o, "x", expr_json(d->x, diag, depth + 1)) ||
+        (HAS(d, target) && !put(o, "target", expr_json(d->target, diag, depth + 1))) ||
+        (HAS(d, scale) && !put(o, "scale", ag_json_f32(d->scale))) ||
+        (HAS(d, midpoint) && !put(o, "midpoint", ag_json_f32(d->midpoint))))
+        return json_decref(o), NULL;
+    return o;
+}
+
+static json_t *expr_json(const Qdrant__Expression *e, ag_diag_t *diag, int depth)
+{
+    if (depth > 64)
+        return ag_fail(diag, AG_EINVAL, "query.formula: nested deeper than 64 levels"), NULL;
+    if (!e)
+        return ag_fail(diag, AG_EINVAL, "query.formula: an expression is missing"), NULL;
+    const char *op = NULL;
+    json_t *arg = NULL;
+    switch (e->variant_case) {
+    case QDRANT__EXPRESSION__VARIANT_CONSTANT:
+        return ag_json_f32(e->constant);
+    case QDRANT__EXPRESSION__VARIANT_VARIABLE:
+        return json_string(e->variable ? e->variable : "");
+    case QDRANT__EXPRESSION__VARIANT_CONDITION:
+        return cond_json(e->condition, diag, depth);
+    case QDRANT__EXPRESSION__VARIANT_GEO_DISTANCE: {
+        const Qdrant__GeoDistance *g = e->geo_distance;
+        if (!g->origin)
+            return ag_fail(diag, AG_EINVAL, "query.formula: geo_distance.origin is required"), NULL;
+        return json_pack("{s:{s:{s:f,s:f},s:s}}", "geo_distance", "origin", "lon", g->origin->lon,
+                         "lat", g->origin->lat, "to", g->to ? g->to : "");
+    }
+    case QDRANT__EXPRESSION__VARIANT_DATETIME:
+        op = "datetime", arg = json_string(e->datetime ? e->datetime : "");
+        break;
+    case QDRANT__EXPRESSION__VARIANT_DATETIME_KEY:
+        op = "datetime_key", arg = json_string(e->datetime_key ? e->datetime_key : "");
+        break;
+    case QDRANT__EXPRESSION__VARIANT_MULT:
+        op = "mult", arg = exprs_json(e->mult->mult, e->mult->n_mult, diag, depth);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_SUM:
+        op = "sum", arg = exprs_json(e->sum->sum, e->sum->n_sum, diag, depth);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_DIV: {
+        const Qdrant__DivExpression *d = e->div;
+        op = "div", arg = json_object();
+        if (arg && (!put(arg, "left", expr_json(d->left, diag, depth + 1)) ||
+                    !put(arg, "right", expr_json(d->right, diag, depth + 1)) ||
+                    (HAS(d, by_zero_default) &&
+                     !put(arg, "by_zero_default", ag_json_f32(d->by_zero_default)))))
+            json_decref(arg), arg = NULL;
+        break;
+    }
+    case QDRANT__EXPRESSION__VARIANT_NEG:
+        op = "neg", arg = expr_json(e->neg, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_ABS:
+        op = "abs", arg = expr_json(e->abs, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_SQRT:
+        op = "sqrt", arg = expr_json(e->sqrt, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_POW:
+        op = "pow", arg = json_object();
+        if (arg && (!put(arg, "base", expr_json(e->pow->base_, diag, depth + 1)) ||
+                    !put(arg, "exponent", expr_json(e->pow->exponent, diag, depth + 1))))
+            json_decref(arg), arg = NULL;
+        break;
+    case QDRANT__EXPRESSION__VARIANT_EXP:
+        op = "exp", arg = expr_json(e->exp, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_LOG10:
+        op = "log10", arg = expr_json(e->log10, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_LN:
+        op = "ln", arg = expr_json(e->ln, diag, depth + 1);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_EXP_DECAY:
+        op = "exp_decay", arg = decay_json(e->exp_decay, diag, depth);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_GAUSS_DECAY:
+        op = "gauss_decay", arg = decay_json(e->gauss_decay, diag, depth);
+        break;
+    case QDRANT__EXPRESSION__VARIANT_LIN_DECAY:
+        op = "lin_decay", arg = decay_json(e->lin_decay, diag, depth);
+        break;
+    default:
+        return ag_fail(diag, AG_EINVAL, "query.formula: an expression with no variant set"), NULL;
+    }
+    json_t *o = json_object();
+    if (!put(o, op, arg))
+        return json_decref(o), NULL;
+    return o;
+}
+
 static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
 {
     json_t *o = json_object();
@@ -1102,12 +1354,15 @@ static json_t *query_json(const Qdrant__Query *q, ag_diag_t *diag)
     case QDRANT__QUERY__VARIANT_SAMPLE:
         ok = ok && put(o, "sample", json_string("random"));
         break;
-    case QDRANT__QUERY__VARIANT_FORMULA:
-        ag_fail(diag, AG_EINVAL,
-                "query.formula: formula queries are not supported over gRPC by "
-                "this server");
-        ok = false;
+    case QDRANT__QUERY__VARIANT_FORMULA: {
+        /* The REST form: {"formula": <expression>, "defaults": {...}} as the query. */
+        const Qdrant__Formula *f = q->formula;
+        ok = ok && put(o, "formula", expr_json(f->expression, diag, 0)) &&
+             (!f->n_defaults ||
+              put(o, "defaults",
+                  struct_json((Qdrant__Struct__FieldsEntry **)f->defaults, f->n_defaults, 0)));
         break;
+    }
     case QDRANT__QUERY__VARIANT_RELEVANCE_FEEDBACK:
         ag_fail(diag, AG_EINVAL, "query.relevance_feedback: not supported by this server");
         ok = false;
@@ -1715,11 +1970,13 @@ static json_t *vparams_diff_json(const Qdrant__VectorParamsDiff *p, ag_diag_t *d
 {
     if (!p)
         return json_object(); /* an empty diff */
-    if (HAS(p, quantization_config) || HAS(p, memory))
-        return unsupported(diag, "vectors_config: quantization_config/memory"), NULL;
+    if (HAS(p, memory))
+        return unsupported(diag, "vectors_config: memory"), NULL;
     json_t *o = json_object();
     if (!o || (HAS(p, hnsw_config) && !put(o, "hnsw_config", hnsw_json(p->hnsw_config, diag))) ||
-        (HAS(p, on_disk) && !put(o, "on_disk", json_boolean(p->on_disk))))
+        (HAS(p, on_disk) && !put(o, "on_disk", json_boolean(p->on_disk))) ||
+        (HAS(p, quantization_config) &&
+         !put(o, "quantization_config", quant_diff_json(p->quantization_config, diag))))
         return json_decref(o), NULL;
     return o;
 }
@@ -1728,12 +1985,12 @@ int ag_pb_decode_update_collection(const uint8_t *msg, size_t len, ag_pb_req_t *
 {
     UNPACK(Qdrant__UpdateCollection, qdrant__update_collection__unpack, m);
     bool ok = set_coll(r, m->collection_name) && (r->body = json_object()) != NULL;
-    if (ok && (m->n_metadata || HAS(m, quantization_config) || HAS(m, sparse_vectors_config) ||
-               HAS(m, strict_mode_config))) {
-        unsupported(diag, "metadata/quantization_config/sparse_vectors_config/"
-                          "strict_mode_config");
+    if (ok && (m->n_metadata || HAS(m, sparse_vectors_config) || HAS(m, strict_mode_config))) {
+        unsupported(diag, "metadata/sparse_vectors_config/strict_mode_config");
         ok = false;
     }
+    if (ok && HAS(m, quantization_config))
+        ok = put(r->body, "quantization_config", quant_diff_json(m->quantization_config, diag));
     if (ok && HAS(m, optimizers_config))
         ok = put(r->body, "optimizers_config", optimizers_json(m->optimizers_config, diag));
     if (ok && HAS(m, hnsw_config))
@@ -2125,7 +2382,35 @@ static Qdrant__VectorOutput *vecout_pb(out_t *o, const json_t *j)
     Qdrant__VectorOutput *v = NEW(o, Qdrant__VectorOutput, qdrant__vector_output__descriptor);
     if (!v)
         return NULL;
-    if (json_is_array(j)) {
+    if (json_is_array(json_array_get(j, 0))) {
+        /* A multivector: in multi_dense and, flattened with its row count, in the deprecated
+         * fields that older clients read. */
+        Qdrant__MultiDenseVector *m =
+            NEW(o, Qdrant__MultiDenseVector, qdrant__multi_dense_vector__descriptor);
+        size_t rows = json_array_size(j), total = 0;
+        if (!m || !(m->vectors = onew(o, rows * sizeof(*m->vectors))))
+            return v;
+        for (size_t i = 0; i < rows; i++) {
+            Qdrant__DenseVector *d = NEW(o, Qdrant__DenseVector, qdrant__dense_vector__descriptor);
+            if (!d)
+                return v;
+            d->data = floats_pb(o, json_array_get(j, i), &d->n_data);
+            total += d->n_data;
+            m->vectors[m->n_vectors++] = d;
+        }
+        v->vector_case = QDRANT__VECTOR_OUTPUT__VECTOR_MULTI_DENSE;
+        v->multi_dense = m;
+        float *flat = total ? onew(o, total * sizeof(float)) : NULL;
+        if (flat) {
+            for (size_t i = 0, at = 0; i < m->n_vectors; at += m->vectors[i]->n_data, i++)
+                if (m->vectors[i]->n_data)
+                    memcpy(flat + at, m->vectors[i]->data, m->vectors[i]->n_data * sizeof(float));
+            v->data = flat;
+            v->n_data = total;
+            v->_vectors_count_case = QDRANT__VECTOR_OUTPUT___VECTORS_COUNT_VECTORS_COUNT;
+            v->vectors_count = (uint32_t)rows;
+        }
+    } else if (json_is_array(j)) {
         /* Dense: in the current field and in the deprecated one that older clients read. */
         Qdrant__DenseVector *d = NEW(o, Qdrant__DenseVector, qdrant__dense_vector__descriptor);
         if (!d)
@@ -2319,12 +2604,58 @@ static Qdrant__Distance distance_pb(const char *s)
     return QDRANT__DISTANCE__UnknownDistance;
 }
 
+/* A stored scalar quantization_config back as the message; NULL when there is none. */
+static Qdrant__QuantizationConfig *quant_pb(out_t *o, const json_t *j)
+{
+    const json_t *sc = json_object_get(j, "scalar");
+    if (!json_is_object(sc))
+        return NULL;
+    Qdrant__QuantizationConfig *q =
+        NEW(o, Qdrant__QuantizationConfig, qdrant__quantization_config__descriptor);
+    Qdrant__ScalarQuantization *s =
+        NEW(o, Qdrant__ScalarQuantization, qdrant__scalar_quantization__descriptor);
+    if (!q || !s)
+        return NULL;
+    q->quantization_case = QDRANT__QUANTIZATION_CONFIG__QUANTIZATION_SCALAR;
+    q->scalar = s;
+    s->type = QDRANT__QUANTIZATION_TYPE__Int8;
+    const json_t *v = json_object_get(sc, "quantile");
+    if (json_is_number(v)) {
+        s->_quantile_case = QDRANT__SCALAR_QUANTIZATION___QUANTILE_QUANTILE;
+        s->quantile = (float)json_number_value(v);
+    }
+    if (json_is_boolean(v = json_object_get(sc, "always_ram"))) {
+        s->_always_ram_case = QDRANT__SCALAR_QUANTIZATION___ALWAYS_RAM_ALWAYS_RAM;
+        s->always_ram = json_is_true(v);
+    }
+    if (json_is_string(v = json_object_get(sc, "memory"))) {
+        s->_memory_case = QDRANT__SCALAR_QUANTIZATION___MEMORY_MEMORY;
+        s->memory = QDRANT__MEMORY__Pinned; /* the only value stored */
+    }
+    return q;
+}
+
 static Qdrant__VectorParams *vparams_pb(out_t *o, const json_t *j)
 {
     Qdrant__VectorParams *p = NEW(o, Qdrant__VectorParams, qdrant__vector_params__descriptor);
     if (p) {
         p->size = (uint64_t)json_integer_value(json_object_get(j, "size"));
         p->distance = distance_pb(json_string_value(json_object_get(j, "distance")));
+        const char *dt = json_string_value(json_object_get(j, "datatype"));
+        if (dt) {
+            p->_datatype_case = QDRANT__VECTOR_PARAMS___DATATYPE_DATATYPE;
+            p->datatype = strcmp(dt, "float16") == 0 ? QDRANT__DATATYPE__Float16
+                          : strcmp(dt, "uint8") == 0 ? QDRANT__DATATYPE__Uint8
+                                                     : QDRANT__DATATYPE__Float32;
+        }
+        if (json_is_object(json_object_get(j, "multivector_config")) &&
+            (p->multivector_config =
+                 NEW(o, Qdrant__MultiVectorConfig, qdrant__multi_vector_config__descriptor)))
+            p->_multivector_config_case =
+                QDRANT__VECTOR_PARAMS___MULTIVECTOR_CONFIG_MULTIVECTOR_CONFIG;
+        if ((p->quantization_config = quant_pb(o, json_object_get(j, "quantization_config"))))
+            p->_quantization_config_case =
+                QDRANT__VECTOR_PARAMS___QUANTIZATION_CONFIG_QUANTIZATION_CONFIG;
     }
     return p;
 }
@@ -2382,6 +2713,10 @@ int ag_pb_encode_get_collection(const json_t *result, double time, uint8_t **out
             NEW(&o, Qdrant__CollectionConfig, qdrant__collection_config__descriptor);
         if (cc) {
             cc->hnsw_config = hnsw_pb(&o, json_object_get(cfg, "hnsw_config"));
+            if ((cc->quantization_config =
+                     quant_pb(&o, json_object_get(cfg, "quantization_config"))))
+                cc->_quantization_config_case =
+                    QDRANT__COLLECTION_CONFIG___QUANTIZATION_CONFIG_QUANTIZATION_CONFIG;
             cc->optimizer_config =
                 NEW(&o, Qdrant__OptimizersConfigDiff, qdrant__optimizers_config_diff__descriptor);
             cc->wal_config = NEW(&o, Qdrant__WalConfigDiff, qdrant__wal_config_diff__descriptor);

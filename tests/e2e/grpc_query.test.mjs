@@ -212,13 +212,129 @@ test('vectors, indexes, collection settings, cluster info', async () => {
   const info = await restOk('GET', `/collections/${name}`);
   assert.equal(info.config.hnsw_config.m, 24);
   assert.equal(info.config.optimizer_config.indexing_threshold, 1000);
-  await rejectsWith(call('Collections', 'Update', { collection_name: name, quantization_config: { disabled: {} } }), grpc.status.INVALID_ARGUMENT, /quantization_config/);
+  await rejectsWith(call('Collections', 'Update', { collection_name: name, quantization_config: { binary: {} } }), grpc.status.INVALID_ARGUMENT, /binary/);
+  await rejectsWith(call('Collections', 'Update', { collection_name: name, quantization_config: { product: { compression: 'x16' } } }), grpc.status.INVALID_ARGUMENT, /product/);
 
   const ci = await call('Collections', 'CollectionClusterInfo', { collection_name: name });
   assert.equal(ci.shard_count, 1);
   assert.equal(ci.local_shards[0].points_count, 2);
   await rejectsWith(call('Collections', 'CollectionClusterInfo', { collection_name: 'gq_nope' }), grpc.status.NOT_FOUND);
   await call('Collections', 'Delete', { collection_name: name });
+});
+
+test('multivectors, datatype and scalar quantization over gRPC answer as REST does', async () => {
+  const name = 'gq_multi';
+  await call('Collections', 'Create', {
+    collection_name: name,
+    vectors_config: { params_map: { map: {
+      mv: { size: 2, distance: 'Dot', multivector_config: { comparator: 'MaxSim' }, datatype: 'Float16' },
+      q: { size: 2, distance: 'Dot', quantization_config: { scalar: { type: 'Int8', always_ram: true } } },
+    } } },
+    quantization_config: { scalar: { type: 'Int8', quantile: 0.99 } },
+  });
+  const rows = { 1: [[1, 0], [0, 1]], 2: [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], 3: [[-1, 0]] };
+  await call('Points', 'Upsert', {
+    collection_name: name,
+    wait: true,
+    points: [
+      // the current form, and the deprecated flat one with vectors_count
+      { id: { num: 1 }, vectors: { vectors: { vectors: { mv: { multi_dense: { vectors: rows[1].map((data) => ({ data })) } }, q: { dense: { data: [1, 0] } } } } } },
+      { id: { num: 2 }, vectors: { vectors: { vectors: { mv: { data: rows[2].flat(), vectors_count: 3 }, q: { dense: { data: [0, 1] } } } } } },
+      { id: { num: 3 }, vectors: { vectors: { vectors: { mv: { multi_dense: { vectors: rows[3].map((data) => ({ data })) } }, q: { dense: { data: [1, 1] } } } } } },
+    ],
+  });
+  const restPts = await restOk('POST', `/collections/${name}/points`, { ids: [1, 2, 3], with_vector: true });
+  assert.deepEqual(restPts.find((p) => p.id === 1).vector.mv, rows[1]);
+  assert.equal(restPts.find((p) => p.id === 2).vector.mv.length, 3, 'flat form split into 3 rows');
+
+  const query = [[1, 0.5], [0, 1]];
+  const g = await call('Points', 'Query', { collection_name: name, query: { nearest: { multi_dense: { vectors: query.map((data) => ({ data })) } } }, using: 'mv', with_vectors: { enable: true }, limit: 3 });
+  const r = await restOk('POST', `/collections/${name}/points/query`, { query, using: 'mv', with_vector: true, limit: 3 });
+  assert.deepEqual(ids(g.result), restIds(r.points));
+  assert.equal(g.result.length, 3);
+  for (let i = 0; i < g.result.length; i++) {
+    assert.ok(Math.abs(g.result[i].score - r.points[i].score) < 1e-5);
+    const mv = g.result[i].vectors.vectors.vectors.mv;
+    // gRPC carries float32 exactly, REST prints it shortest: equal as float32
+    assert.deepEqual(mv.multi_dense.vectors.map((v) => v.data), r.points[i].vector.mv.map((row) => row.map(Math.fround)), 'the same rows, float16-rounded as REST');
+  }
+  // a multivector point read back over gRPC
+  const got = await call('Points', 'Get', { collection_name: name, ids: [{ num: 1 }], with_vectors: { enable: true } });
+  assert.deepEqual(got.result[0].vectors.vectors.vectors.mv.multi_dense.vectors.map((v) => v.data), rows[1]);
+
+  // search quantization params: honoured as REST's (the same answer for the same params)
+  const params = { quantization: { rescore: true, oversampling: 2 }, hnsw_ef: 16 };
+  const gq = await call('Points', 'Query', { collection_name: name, query: { nearest: { dense: { data: [1, 0.2] } } }, using: 'q', params, limit: 2 });
+  const rq = await restOk('POST', `/collections/${name}/points/query`, { query: [1, 0.2], using: 'q', params, limit: 2 });
+  assert.deepEqual(ids(gq.result), restIds(rq.points));
+  await rejectsWith(call('Points', 'Query', { collection_name: name, query: { nearest: { dense: { data: [1, 0.2] } } }, using: 'q', params: { quantization: { oversampling: 0.5 } }, limit: 2 }), grpc.status.INVALID_ARGUMENT, /oversampling/);
+
+  // collection info: datatype, multivector_config, quantization_config echoed, as REST reports them
+  const info = (await call('Collections', 'Get', { collection_name: name })).result.config;
+  const restInfo = (await restOk('GET', `/collections/${name}`)).config;
+  const map = info.params.vectors_config.params_map.map;
+  assert.equal(map.mv.datatype, 'Float16');
+  assert.ok(map.mv.multivector_config, 'multivector_config present'); // MaxSim is enum 0: no bytes on the wire
+  assert.equal(map.mv.multivector_config.comparator ?? 'MaxSim', 'MaxSim');
+  assert.equal(map.q.multivector_config, undefined);
+  assert.equal(map.q.quantization_config.scalar.type, 'Int8');
+  assert.equal(map.q.quantization_config.scalar.always_ram, restInfo.params.vectors.q.quantization_config.scalar.always_ram);
+  assert.ok(Math.abs(info.quantization_config.scalar.quantile - restInfo.quantization_config.scalar.quantile) < 1e-6);
+
+  // update: the vector's quantization disabled, then the collection's replaced
+  await call('Collections', 'Update', { collection_name: name, vectors_config: { params_map: { map: { q: { quantization_config: { disabled: {} } } } } }, quantization_config: { scalar: { type: 'Int8', quantile: 0.9 } } });
+  const after_ = (await restOk('GET', `/collections/${name}`)).config;
+  assert.equal(after_.params.vectors.q.quantization_config ?? null, null, JSON.stringify(after_.params.vectors.q));
+  assert.equal(after_.quantization_config.scalar.quantile, 0.9);
+
+  // refusals name the method and change nothing
+  await rejectsWith(call('Collections', 'Create', { collection_name: 'gq_bin', vectors_config: { params: { size: 2, distance: 'Dot', quantization_config: { binary: {} } } } }), grpc.status.INVALID_ARGUMENT, /binary/);
+  await rejectsWith(call('Collections', 'Create', { collection_name: 'gq_turbo', vectors_config: { params: { size: 2, distance: 'Dot', datatype: 'Turbo4' } } }), grpc.status.INVALID_ARGUMENT, /Turbo4/);
+  assert.equal((await rest('GET', '/collections/gq_bin')).status, 404);
+  assert.equal((await rest('GET', '/collections/gq_turbo')).status, 404);
+  // a multivector given for a plain vector: refused as REST refuses it
+  await rejectsWith(call('Points', 'Upsert', { collection_name: name, wait: true, points: [{ id: { num: 9 }, vectors: { vectors: { vectors: { q: { multi_dense: { vectors: [{ data: [1, 0] }] } } } } } }] }), grpc.status.INVALID_ARGUMENT);
+  assert.equal((await restOk('POST', `/collections/${name}/points`, { ids: [9] })).length, 0);
+  await call('Collections', 'Delete', { collection_name: name });
+});
+
+test('formula queries over gRPC answer as REST does', async () => {
+  const f = { constant: 0.5 };
+  const gExpr = {
+    sum: { sum: [
+      { variable: '$score' },
+      { mult: { mult: [{ constant: 0.25 }, { condition: { field: { key: 'tenant', match: { keyword: 'acme' } } } }] } },
+      { exp_decay: { x: { variable: 'n' }, target: { constant: 3 }, scale: 2 } },
+      { div: { left: { constant: 1 }, right: { variable: 'missing' }, by_zero_default: 0 } },
+      { neg: { sqrt: f } },
+    ] },
+  };
+  const restExpr = {
+    sum: [
+      '$score',
+      { mult: [0.25, { key: 'tenant', match: { value: 'acme' } }] },
+      { exp_decay: { x: 'n', target: 3, scale: 2 } },
+      { div: { left: 1, right: 'missing', by_zero_default: 0 } },
+      { neg: { sqrt: 0.5 } },
+    ],
+  };
+  const g = await call('Points', 'Query', {
+    collection_name: C,
+    prefetch: [{ query: { nearest: { dense: { data: [1, 0, 0, 0] } } }, limit: 6 }],
+    query: { formula: { expression: gExpr, defaults: { missing: { integer_value: 4 } } } },
+    with_payload: { enable: true },
+    limit: 6,
+  });
+  const r = await restOk('POST', `/collections/${C}/points/query`, {
+    prefetch: [{ query: [1, 0, 0, 0], limit: 6 }],
+    query: { formula: restExpr, defaults: { missing: 4 } },
+    limit: 6,
+  });
+  assert.equal(g.result.length, 6);
+  assert.deepEqual(ids(g.result), restIds(r.points));
+  for (let i = 0; i < g.result.length; i++) assert.ok(Math.abs(g.result[i].score - r.points[i].score) < 1e-5, `${g.result[i].score} vs ${r.points[i].score}`);
+  // an error in evaluation: the same refusal as REST's, naming the operation
+  await rejectsWith(call('Points', 'Query', { collection_name: C, prefetch: [{ query: { nearest: { dense: { data: [1, 0, 0, 0] } } }, limit: 3 }], query: { formula: { expression: { ln: { constant: 0 } } } } }), grpc.status.INVALID_ARGUMENT, /ln/);
 });
 
 test('the Snapshots service: the REST handlers behind it', async () => {
@@ -284,7 +400,8 @@ test('JWT row restrictions hold on Recommend, Query, groups, batches and facet',
 
 test('bad input on the new RPCs: a clear status naming the problem, nothing written', async () => {
   const before_ = (await call('Points', 'Count', { collection_name: C, exact: true })).result.count;
-  await rejectsWith(call('Points', 'Query', { collection_name: C, query: { formula: { expression: { constant: 1 } } } }), grpc.status.INVALID_ARGUMENT, /formula/);
+  await rejectsWith(call('Points', 'Query', { collection_name: C, query: { formula: { expression: { constant: 1 } } } }), grpc.status.INVALID_ARGUMENT, /prefetch/);
+  await rejectsWith(call('Points', 'Query', { collection_name: C, prefetch: [{ limit: 2 }], query: { formula: {} } }), grpc.status.INVALID_ARGUMENT, /formula/);
   await rejectsWith(call('Points', 'Query', { collection_name: C, query: { nearest: { multi_dense: { vectors: [{ data: [1, 0, 0, 0] }] } } } }), grpc.status.INVALID_ARGUMENT, /multivector/);
   await rejectsWith(call('Points', 'Query', { collection_name: C, query: { fusion: 'RRF' } }), grpc.status.INVALID_ARGUMENT, /prefetch/i);
   await rejectsWith(call('Points', 'Query', { collection_name: C, query: { nearest: { dense: { data: [1, 0] } } } }), grpc.status.INVALID_ARGUMENT);
