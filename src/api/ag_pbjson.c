@@ -2835,16 +2835,21 @@ int ag_pb_encode_delete_points(const json_t *result, double time, uint8_t **out,
     return update_response(result, time, out, len, diag);
 }
 
-int ag_pb_encode_search(const json_t *result, double time, uint8_t **out, size_t *len,
-                        ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__SearchResponse m = QDRANT__SEARCH_RESPONSE__INIT;
-    m.time = time;
-    m.result = scored_list(&o, result, &m.n_result);
-    return pack(&o, &m.base, out, len, diag);
-}
+/* The answers that are {time, result}: one definition each, differing only in the message type
+ * and in how `result` is built from the REST answer (scored points, batches or groups). */
+#define RESULT_ENCODER(fname, Type, INIT, build)                                                   \
+    int fname(const json_t *result, double time, uint8_t **out, size_t *len, ag_diag_t *diag)      \
+    {                                                                                              \
+        out_t o;                                                                                   \
+        out_init(&o);                                                                              \
+        Type m = INIT;                                                                             \
+        m.time = time;                                                                             \
+        m.result = build;                                                                          \
+        return pack(&o, &m.base, out, len, diag);                                                  \
+    }
+
+RESULT_ENCODER(ag_pb_encode_search, Qdrant__SearchResponse, QDRANT__SEARCH_RESPONSE__INIT,
+               scored_list(&o, result, &m.n_result))
 
 int ag_pb_encode_query(const json_t *result, double time, uint8_t **out, size_t *len,
                        ag_diag_t *diag)
@@ -2993,71 +2998,23 @@ static Qdrant__BatchResult **batch_list(out_t *o, const json_t *a, bool query, s
     return r;
 }
 
-int ag_pb_encode_search_batch(const json_t *result, double time, uint8_t **out, size_t *len,
-                              ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__SearchBatchResponse m = QDRANT__SEARCH_BATCH_RESPONSE__INIT;
-    m.time = time;
-    m.result = batch_list(&o, result, false, &m.n_result);
-    return pack(&o, &m.base, out, len, diag);
-}
+RESULT_ENCODER(ag_pb_encode_search_batch, Qdrant__SearchBatchResponse,
+               QDRANT__SEARCH_BATCH_RESPONSE__INIT, batch_list(&o, result, false, &m.n_result))
 
-int ag_pb_encode_query_batch(const json_t *result, double time, uint8_t **out, size_t *len,
-                             ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__QueryBatchResponse m = QDRANT__QUERY_BATCH_RESPONSE__INIT;
-    m.time = time;
-    m.result = batch_list(&o, result, true, &m.n_result);
-    return pack(&o, &m.base, out, len, diag);
-}
+RESULT_ENCODER(ag_pb_encode_query_batch, Qdrant__QueryBatchResponse,
+               QDRANT__QUERY_BATCH_RESPONSE__INIT, batch_list(&o, result, true, &m.n_result))
 
-int ag_pb_encode_recommend(const json_t *result, double time, uint8_t **out, size_t *len,
-                           ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__RecommendResponse m = QDRANT__RECOMMEND_RESPONSE__INIT;
-    m.time = time;
-    m.result = scored_list(&o, result, &m.n_result);
-    return pack(&o, &m.base, out, len, diag);
-}
+RESULT_ENCODER(ag_pb_encode_recommend, Qdrant__RecommendResponse, QDRANT__RECOMMEND_RESPONSE__INIT,
+               scored_list(&o, result, &m.n_result))
 
-int ag_pb_encode_recommend_batch(const json_t *result, double time, uint8_t **out, size_t *len,
-                                 ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__RecommendBatchResponse m = QDRANT__RECOMMEND_BATCH_RESPONSE__INIT;
-    m.time = time;
-    m.result = batch_list(&o, result, false, &m.n_result);
-    return pack(&o, &m.base, out, len, diag);
-}
+RESULT_ENCODER(ag_pb_encode_recommend_batch, Qdrant__RecommendBatchResponse,
+               QDRANT__RECOMMEND_BATCH_RESPONSE__INIT, batch_list(&o, result, false, &m.n_result))
 
-int ag_pb_encode_discover(const json_t *result, double time, uint8_t **out, size_t *len,
-                          ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__DiscoverResponse m = QDRANT__DISCOVER_RESPONSE__INIT;
-    m.time = time;
-    m.result = scored_list(&o, result, &m.n_result);
-    return pack(&o, &m.base, out, len, diag);
-}
+RESULT_ENCODER(ag_pb_encode_discover, Qdrant__DiscoverResponse, QDRANT__DISCOVER_RESPONSE__INIT,
+               scored_list(&o, result, &m.n_result))
 
-int ag_pb_encode_discover_batch(const json_t *result, double time, uint8_t **out, size_t *len,
-                                ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__DiscoverBatchResponse m = QDRANT__DISCOVER_BATCH_RESPONSE__INIT;
-    m.time = time;
-    m.result = batch_list(&o, result, false, &m.n_result);
-    return pack(&o, &m.base, out, len, diag);
-}
+RESULT_ENCODER(ag_pb_encode_discover_batch, Qdrant__DiscoverBatchResponse,
+               QDRANT__DISCOVER_BATCH_RESPONSE__INIT, batch_list(&o, result, false, &m.n_result))
 
 /* {groups: [{id, hits, lookup}]} → GroupsResult. */
 static Qdrant__GroupsResult *groups_pb(out_t *o, const json_t *result)
@@ -3094,38 +3051,14 @@ static Qdrant__GroupsResult *groups_pb(out_t *o, const json_t *result)
     return g;
 }
 
-int ag_pb_encode_search_groups(const json_t *result, double time, uint8_t **out, size_t *len,
-                               ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__SearchGroupsResponse m = QDRANT__SEARCH_GROUPS_RESPONSE__INIT;
-    m.time = time;
-    m.result = groups_pb(&o, result);
-    return pack(&o, &m.base, out, len, diag);
-}
+RESULT_ENCODER(ag_pb_encode_search_groups, Qdrant__SearchGroupsResponse,
+               QDRANT__SEARCH_GROUPS_RESPONSE__INIT, groups_pb(&o, result))
 
-int ag_pb_encode_query_groups(const json_t *result, double time, uint8_t **out, size_t *len,
-                              ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__QueryGroupsResponse m = QDRANT__QUERY_GROUPS_RESPONSE__INIT;
-    m.time = time;
-    m.result = groups_pb(&o, result);
-    return pack(&o, &m.base, out, len, diag);
-}
+RESULT_ENCODER(ag_pb_encode_query_groups, Qdrant__QueryGroupsResponse,
+               QDRANT__QUERY_GROUPS_RESPONSE__INIT, groups_pb(&o, result))
 
-int ag_pb_encode_recommend_groups(const json_t *result, double time, uint8_t **out, size_t *len,
-                                  ag_diag_t *diag)
-{
-    out_t o;
-    out_init(&o);
-    Qdrant__RecommendGroupsResponse m = QDRANT__RECOMMEND_GROUPS_RESPONSE__INIT;
-    m.time = time;
-    m.result = groups_pb(&o, result);
-    return pack(&o, &m.base, out, len, diag);
-}
+RESULT_ENCODER(ag_pb_encode_recommend_groups, Qdrant__RecommendGroupsResponse,
+               QDRANT__RECOMMEND_GROUPS_RESPONSE__INIT, groups_pb(&o, result))
 
 int ag_pb_encode_facet(const json_t *result, double time, uint8_t **out, size_t *len,
                        ag_diag_t *diag)
