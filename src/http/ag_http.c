@@ -8,6 +8,7 @@
 #include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
@@ -32,7 +33,20 @@ typedef struct conn_track {
     _Atomic int64_t deadline_ms; /* ag_now_mono() in ms by which the current phase must end;
                                     0 = none (a handler is running) */
     bool cut;
+    bool linger; /* answered before its body was read: drain before closing (see linger_add) */
 } conn_track_t;
+
+/* Lingering close (docs/ARCHITECTURE.md "Answering before the body"): how many sockets may be
+ * drained at once, for how long, and how many bytes each may still send. */
+#define LINGER_SLOTS 64
+#define LINGER_MS 10000
+#define LINGER_MAX_BYTES (64u << 20)
+
+typedef struct {
+    int fd; /* -1: free slot */
+    int64_t until_ms;
+    uint64_t drained;
+} linger_t;
 
 struct ag_http {
     struct MHD_Daemon *daemon;
@@ -63,6 +77,8 @@ struct ag_http {
     size_t norigins;
     atomic_uint busy;   /* workers running a request */
     atomic_uint queued; /* requests in the workers' queue */
+    /* Sockets answered early and now drained by the watchdog (conns_lock). */
+    linger_t linger[LINGER_SLOTS];
 };
 
 enum { PHASE_READING = 0, PHASE_RUNNING = 1, PHASE_ANSWERED = 2 };
@@ -464,6 +480,88 @@ static void set_deadline(struct MHD_Connection *conn, unsigned seconds)
         atomic_store(&t->deadline_ms, seconds ? now_ms() + (int64_t)seconds * 1000 : 0);
 }
 
+/* Keeps a socket that was answered before its body was read open past MHD's close, reading and
+ * discarding what the client still sends, so that closing it does not reset the connection over
+ * unread bytes (which makes clients lose the answer while they are still writing). Called from
+ * MHD's close notification, before MHD closes its descriptor: the duplicate taken here keeps the
+ * socket alive. Bounded: LINGER_SLOTS sockets, LINGER_MS each, LINGER_MAX_BYTES each; past any
+ * bound the socket is closed at once, as before. */
+static void linger_add(struct ag_http *srv, MHD_socket fd)
+{
+    if (atomic_load(&srv->watchdog_stop))
+        return; /* stopping: closed at once (slots left over are closed by ag_http_stop) */
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0)
+        return;
+    /* The answer is out: end our direction now so the client sees the end of the stream. */
+    shutdown(dup_fd, SHUT_WR);
+    pthread_mutex_lock(&srv->conns_lock);
+    linger_t *slot = NULL;
+    for (size_t i = 0; i < LINGER_SLOTS && !slot; i++)
+        if (srv->linger[i].fd < 0)
+            slot = &srv->linger[i];
+    if (slot) {
+        slot->fd = dup_fd;
+        slot->until_ms = now_ms() + LINGER_MS;
+        slot->drained = 0;
+    }
+    pthread_mutex_unlock(&srv->conns_lock);
+    if (!slot)
+        close(dup_fd);
+}
+
+/* Reads what lingering sockets have received and closes the ones that finished (end of stream,
+ * error) or ran past their bounds. Waits up to wait_ms for input. Watchdog thread only. */
+static void linger_drain(struct ag_http *srv, int wait_ms)
+{
+    struct pollfd pfd[LINGER_SLOTS];
+    size_t idx[LINGER_SLOTS];
+    nfds_t n = 0;
+    pthread_mutex_lock(&srv->conns_lock);
+    for (size_t i = 0; i < LINGER_SLOTS; i++)
+        if (srv->linger[i].fd >= 0) {
+            pfd[n] = (struct pollfd){.fd = srv->linger[i].fd, .events = POLLIN};
+            idx[n++] = i;
+        }
+    pthread_mutex_unlock(&srv->conns_lock);
+    int rc = poll(n ? pfd : NULL, n, wait_ms);
+    if (n == 0)
+        return;
+    int64_t now = now_ms();
+    char sink[16384];
+    pthread_mutex_lock(&srv->conns_lock);
+    for (nfds_t k = 0; k < n; k++) {
+        linger_t *l = &srv->linger[idx[k]];
+        bool done = now > l->until_ms || l->drained > LINGER_MAX_BYTES;
+        if (!done && rc > 0 && (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))) {
+            for (int round = 0; round < 64; round++) {
+                ssize_t got = recv(l->fd, sink, sizeof(sink), MSG_DONTWAIT);
+                if (got > 0) {
+                    l->drained += (uint64_t)got;
+                    continue;
+                }
+                if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                    done = true;
+                break;
+            }
+        }
+        if (done) {
+            close(l->fd);
+            l->fd = -1;
+        }
+    }
+    pthread_mutex_unlock(&srv->conns_lock);
+}
+
+static void linger_close_all(struct ag_http *srv)
+{
+    for (size_t i = 0; i < LINGER_SLOTS; i++)
+        if (srv->linger[i].fd >= 0) {
+            close(srv->linger[i].fd);
+            srv->linger[i].fd = -1;
+        }
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
@@ -490,6 +588,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         conn_track_t *t = *socket_context;
         if (!t)
             return;
+        if (t->linger && !t->cut)
+            linger_add(srv, t->fd);
         pthread_mutex_lock(&srv->conns_lock);
         if (t->prev)
             t->prev->next = t->next;
@@ -509,9 +609,13 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 static void *watchdog_main(void *arg)
 {
     struct ag_http *srv = arg;
+    int64_t last = now_ms();
     while (!atomic_load(&srv->watchdog_stop)) {
-        usleep(250 * 1000);
+        linger_drain(srv, 50);
         int64_t now = now_ms();
+        if (now - last < 250)
+            continue;
+        last = now;
         unsigned cut = 0;
         pthread_mutex_lock(&srv->conns_lock);
         for (conn_track_t *t = srv->conns; t; t = t->next) {
@@ -626,7 +730,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             }
         }
         if (req->responded && req->answer_now) {
-            /* Refused before any byte of the body: answered now, the body never read. */
+            /* Refused before any byte of the body: answered now, the body never read (drained
+             * after the answer, within bounds: linger_add). */
+            const union MHD_ConnectionInfo *sc =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+            conn_track_t *t = sc ? sc->socket_context : NULL;
+            if (t)
+                t->linger = true;
             access_log(srv, req);
             set_deadline(conn, srv->cfg.body_timeout);
             return queue(conn, req, true);
@@ -834,6 +944,8 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     pthread_mutex_init(&srv->conns_lock, NULL);
     atomic_init(&srv->nconns, 0);
     atomic_init(&srv->watchdog_stop, false);
+    for (size_t i = 0; i < LINGER_SLOTS; i++)
+        srv->linger[i].fd = -1;
     srv->begin = begin;
     srv->handle = handle;
     srv->ud = ud;
@@ -979,6 +1091,7 @@ void ag_http_stop(ag_http_t *srv, double grace_s)
     if (srv->watchdog_running)
         pthread_join(srv->watchdog, NULL);
     MHD_stop_daemon(srv->daemon);
+    linger_close_all(srv);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
     pthread_cond_destroy(&srv->jobs_cv);

@@ -586,8 +586,13 @@ describe('who may do what (keys and JWTs)', () => {
   test('an upload over storage.snapshot_max_upload_mb is refused at once', async () => {
     const small = await startServer({ env: { AEGIS__STORAGE__SNAPSHOT_MAX_UPLOAD_MB: '1' } });
     try {
-      const r = await uploadRaw(small, '/collections/x/snapshots/upload', Buffer.alloc(2 << 20));
-      assert.equal(r.status, 413);
+      // Repeated: the client is still writing when the answer comes, and a server that closes
+      // over the unread body resets the connection and loses the 413 now and then (about one
+      // upload in six before lingering close; docs/ARCHITECTURE.md "The request path").
+      for (let i = 0; i < 30; i++) {
+        const r = await uploadRaw(small, '/collections/x/snapshots/upload', Buffer.alloc(2 << 20));
+        assert.equal(r.status, 413, `upload ${i}`);
+      }
     } finally {
       await small.cleanup();
     }
