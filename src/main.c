@@ -483,50 +483,24 @@ out:
     return exit_code;
 }
 
-static int audit_cmd(int argc, char **argv)
+/* Verifies one chain (a storage directory's audit log, or one FILE) and prints its line, prefixed
+ * with the directory when several are checked. Returns the exit code for it: 0, 1 or 2; *v gets
+ * the result (its node, for the cross-chain check). */
+static int verify_chain(const char *storage, const char *file, const char *key_file,
+                        bool allow_unkeyed, bool prefix, ag_audit_verify_t *v)
 {
-    bool help = argc >= 3 && strcmp(argv[argc - 1], "--help") == 0;
-    if (argc < 3 || strcmp(argv[2], "verify") != 0 || help) {
-        fprintf(
-            help ? stdout : stderr,
-            "usage: aegis audit verify [--storage DIR | FILE] [--key-file K] [--allow-unkeyed]\n"
-            "\n"
-            "Checks the audit log: every rotated file of DIR/audit, oldest first, then\n"
-            "audit.log and audit.head (default DIR ./storage), or one FILE. Each record's\n"
-            "HMAC is checked under the audit key (DIR/audit.key unless --key-file; a FILE\n"
-            "needs --key-file), the chain must start at seq 1 or where a retention record\n"
-            "says, files must follow on without a gap, and audit.head must name the last\n"
-            "record. Prints \"ok: records A..B (N records, F files)\" and exits 0, or\n"
-            "names the first bad file and line and exits 1 (2: cannot read).\n"
-            "--allow-unkeyed: with no key, accept a log written before keys (v1) on its\n"
-            "plain SHA-256 chain alone, which anyone who can write the directory could\n"
-            "have rebuilt; without it a missing key is a failure.\n");
-        return help ? 0 : 2;
-    }
     char path[4096], keypath[4096] = "";
-    const char *storage = "./storage";
-    bool single = false, allow_unkeyed = false;
-    for (int i = 3; i < argc; i++) {
-        if (strcmp(argv[i], "--allow-unkeyed") == 0) {
-            allow_unkeyed = true;
-        } else if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) {
-            storage = argv[++i];
-            single = false;
-        } else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
-            snprintf(keypath, sizeof(keypath), "%s", argv[++i]);
-        } else if (argv[i][0] != '-') {
-            snprintf(path, sizeof(path), "%s", argv[i]);
-            single = true;
-        } else {
-            fprintf(stderr, "aegis audit verify: unknown option '%.64s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!single)
+    if (file)
+        snprintf(path, sizeof(path), "%s", file);
+    else
         snprintf(path, sizeof(path), "%s/audit", storage);
-    bool explicit_key = keypath[0] != '\0';
-    if (!explicit_key && !single)
+    if (key_file)
+        snprintf(keypath, sizeof(keypath), "%s", key_file);
+    else if (!file)
         snprintf(keypath, sizeof(keypath), "%s/%s", storage, AG_AUDIT_KEY_FILE);
+    if (prefix)
+        printf("%s: ", file ? file : storage);
+    memset(v, 0, sizeof(*v));
     unsigned char key[AG_AUDIT_KEY_BYTES];
     bool have_key = false;
     if (keypath[0]) {
@@ -534,7 +508,8 @@ static int audit_cmd(int argc, char **argv)
         int krc = ag_audit_key_load(keypath, false, key, &diag);
         if (krc == 0) {
             have_key = true;
-        } else if (krc != AG_ENOTFOUND || explicit_key) {
+        } else if (krc != AG_ENOTFOUND || key_file) {
+            printf("cannot check\n");
             fprintf(stderr, "aegis audit verify: %s\n", diag.msg);
             return 2;
         }
@@ -548,45 +523,145 @@ static int audit_cmd(int argc, char **argv)
                path, keypath[0] ? keypath : "a single FILE needs --key-file");
         return 1;
     }
-    ag_audit_verify_t v;
-    int rc = ag_audit_verify(path, have_key ? key : NULL, &v);
+    int rc = ag_audit_verify(path, have_key ? key : NULL, v);
     sodium_memzero(key, sizeof(key));
     if (rc == AG_EIO) {
-        fprintf(stderr, "aegis audit verify: %s: %s\n", v.file[0] ? v.file : path, v.why);
+        printf("cannot check\n");
+        fprintf(stderr, "aegis audit verify: %s: %s\n", v->file[0] ? v->file : path, v->why);
         return 2;
     }
     if (rc != 0) {
-        printf("FAILED: %s line %llu: %s (%llu records before it verified)\n", v.file,
-               (unsigned long long)v.line, v.why, (unsigned long long)v.records);
+        printf("FAILED: %s line %llu: %s (%llu records before it verified)\n", v->file,
+               (unsigned long long)v->line, v->why, (unsigned long long)v->records);
         return 1;
     }
-    if (v.records == 0)
-        printf("ok: no records (%llu file%s)", (unsigned long long)v.files,
-               v.files == 1 ? "" : "s");
+    if (v->records == 0)
+        printf("ok: no records (%llu file%s)", (unsigned long long)v->files,
+               v->files == 1 ? "" : "s");
     else
         printf("ok: records %llu..%llu (%llu record%s, %llu file%s)",
-               (unsigned long long)v.first_seq, (unsigned long long)v.last_seq,
-               (unsigned long long)v.records, v.records == 1 ? "" : "s",
-               (unsigned long long)v.files, v.files == 1 ? "" : "s");
-    if (v.vouched_by)
+               (unsigned long long)v->first_seq, (unsigned long long)v->last_seq,
+               (unsigned long long)v->records, v->records == 1 ? "" : "s",
+               (unsigned long long)v->files, v->files == 1 ? "" : "s");
+    if (v->vouched_by)
         printf("; records before %llu removed by retention (record %llu)",
-               (unsigned long long)v.first_seq, (unsigned long long)v.vouched_by);
-    if (v.records > 0 && v.unkeyed == v.records)
+               (unsigned long long)v->first_seq, (unsigned long long)v->vouched_by);
+    if (v->records > 0 && v->unkeyed == v->records)
         printf(", unkeyed (v1)");
-    else if (v.unkeyed)
+    else if (v->unkeyed)
         printf("; the first %llu unkeyed (v1), bound by the keyed records after them",
-               (unsigned long long)v.unkeyed);
+               (unsigned long long)v->unkeyed);
+    if (v->node[0])
+        printf("; node %s", v->node);
     printf("\n");
-    if (v.records > 0 && v.unkeyed == v.records)
+    if (v->records > 0 && v->unkeyed == v->records)
         fprintf(stderr, "aegis audit verify: warning: the log is unkeyed (v1): its plain SHA-256 "
                         "chain shows edits, but anyone who can write the directory could have "
                         "rebuilt it\n");
-    if (v.recovers)
+    if (v->recovers)
         fprintf(stderr,
                 "aegis audit verify: warning: %llu audit:recover record(s), the first "
                 "at seq %llu: the server found damage at start and recorded it\n",
-                (unsigned long long)v.recovers, (unsigned long long)v.first_recover);
+                (unsigned long long)v->recovers, (unsigned long long)v->first_recover);
+    if (v->node_changes)
+        fprintf(stderr,
+                "aegis audit verify: warning: %llu record(s) name a different node than the "
+                "record before them: this storage directory served under more than one "
+                "cluster.node_id\n",
+                (unsigned long long)v->node_changes);
     return 0;
+}
+
+#define AUDIT_MAX_CHAINS 64
+
+static int audit_cmd(int argc, char **argv, char **envp)
+{
+    bool help = argc >= 3 && strcmp(argv[argc - 1], "--help") == 0;
+    if (argc < 3 || strcmp(argv[2], "verify") != 0 || help) {
+        fprintf(
+            help ? stdout : stderr,
+            "usage: aegis audit verify [--storage DIR]... [FILE] [--key-file K] [--allow-unkeyed]\n"
+            "       aegis audit verify --cluster [--url URL] [--key KEY] [--ca FILE]\n"
+            "\n"
+            "Checks the audit log: every rotated file of DIR/audit, oldest first, then\n"
+            "audit.log and audit.head (default DIR ./storage), or one FILE. Each record's\n"
+            "HMAC is checked under the audit key (DIR/audit.key unless --key-file; a FILE\n"
+            "needs --key-file), the chain must start at seq 1 or where a retention record\n"
+            "says, files must follow on without a gap, and audit.head must name the last\n"
+            "record. Prints \"ok: records A..B (N records, F files)\" and exits 0, or\n"
+            "names the first bad file and line and exits 1 (2: cannot read).\n"
+            "--allow-unkeyed: with no key, accept a log written before keys (v1) on its\n"
+            "plain SHA-256 chain alone, which anyone who can write the directory could\n"
+            "have rebuilt; without it a missing key is a failure.\n"
+            "Several --storage DIR (the directories of a cluster's nodes, each with its own\n"
+            "chain and key) are each checked; the exit code is the worst of them, and two\n"
+            "chains that name the same node are a failure.\n"
+            "--cluster: asks every node the server at URL lists in GET /cluster to check its\n"
+            "own chain (GET /auth/audit/verify, needs read:audit; --key or $AEGIS_API_KEY)\n"
+            "and checks that each chain names the node that holds it. A node that cannot\n"
+            "be reached is a failure.\n");
+        return help ? 0 : 2;
+    }
+    const char *dirs[AUDIT_MAX_CHAINS];
+    size_t ndirs = 0;
+    const char *file = NULL, *key_file = NULL;
+    bool allow_unkeyed = false;
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--cluster") == 0)
+            return ag_cli_audit_cluster(argc, argv, envp);
+    }
+    for (int i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--allow-unkeyed") == 0) {
+            allow_unkeyed = true;
+        } else if (strcmp(argv[i], "--storage") == 0 && i + 1 < argc) {
+            if (ndirs == AUDIT_MAX_CHAINS) {
+                fprintf(stderr, "aegis audit verify: at most %d --storage directories\n",
+                        AUDIT_MAX_CHAINS);
+                return 2;
+            }
+            dirs[ndirs++] = argv[++i];
+        } else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
+            key_file = argv[++i];
+        } else if (argv[i][0] != '-' && !file) {
+            file = argv[i];
+        } else {
+            fprintf(stderr, "aegis audit verify: unknown option '%.64s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (file && ndirs) {
+        fprintf(stderr, "aegis audit verify: give either FILE or --storage DIR, not both\n");
+        return 2;
+    }
+    if (file || ndirs <= 1) {
+        ag_audit_verify_t v;
+        return verify_chain(ndirs ? dirs[0] : "./storage", file, key_file, allow_unkeyed, false,
+                            &v);
+    }
+    if (key_file) {
+        /* Each node has its own audit key: one key for several chains is a mistake. */
+        fprintf(stderr, "aegis audit verify: --key-file applies to one chain; with several "
+                        "--storage each directory's audit.key is used\n");
+        return 2;
+    }
+    static ag_audit_verify_t v[AUDIT_MAX_CHAINS];
+    int worst = 0;
+    for (size_t i = 0; i < ndirs; i++) {
+        int rc = verify_chain(dirs[i], NULL, NULL, allow_unkeyed, true, &v[i]);
+        if (rc > worst)
+            worst = rc;
+    }
+    for (size_t i = 0; i < ndirs; i++)
+        for (size_t j = i + 1; j < ndirs; j++)
+            if (v[i].node[0] && strcmp(v[i].node, v[j].node) == 0) {
+                printf("FAILED: %s and %s both hold node %s's chain (a copy, or two nodes "
+                       "sharing a cluster.node_id)\n",
+                       dirs[i], dirs[j], v[i].node);
+                if (worst < 1)
+                    worst = 1;
+            }
+    printf("%s: %zu chains\n", worst == 0 ? "ok" : "FAILED", ndirs);
+    return worst;
 }
 
 static int keygen(int argc, char **argv)
@@ -661,7 +736,7 @@ int main(int argc, char **argv)
     if (ag_cli_handles(cmd))
         return ag_cli_main(argc, argv, environ);
     if (strcmp(cmd, "audit") == 0)
-        return audit_cmd(argc, argv);
+        return audit_cmd(argc, argv, environ);
     if (strcmp(cmd, "token") == 0)
         return ag_token_cli(argc, argv, environ);
     if (strcmp(cmd, "unseal") == 0)

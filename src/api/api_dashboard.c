@@ -54,10 +54,11 @@ static int h_audit_verify(ag_call_t *call)
     int rc = ag_audit_check(log, &v);
     if (rc == AG_EIO)
         return ag_fail(&call->diag, AG_EINTERNAL, "the audit log cannot be read: %s", v.why);
-    call->result = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I}", "ok", rc == 0, "records",
+    call->result = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I}", "ok", rc == 0, "records",
                              (json_int_t)v.records, "first_seq", (json_int_t)v.first_seq,
                              "last_seq", (json_int_t)v.last_seq, "files", (json_int_t)v.files,
-                             "unkeyed", (json_int_t)v.unkeyed, "recovers", (json_int_t)v.recovers);
+                             "unkeyed", (json_int_t)v.unkeyed, "recovers", (json_int_t)v.recovers,
+                             "node", v.node, "node_changes", (json_int_t)v.node_changes);
     if (call->result && rc != 0) {
         /* Where the chain breaks: a file name inside the storage directory and a line. */
         const char *base = strrchr(v.file, '/');

@@ -1202,6 +1202,12 @@ static const char *base_name(const char *p)
 /* A keyed retention record that names exactly the chain's start settles it. */
 static void note_record(chain_t *ch, const line_info_t *li, ag_audit_verify_t *res)
 {
+    const char *node = json_string_value(json_object_get(li->obj, "node"));
+    if (!node)
+        node = "";
+    if (res->records > 1 && strcmp(node, res->node) != 0)
+        res->node_changes++;
+    snprintf(res->node, sizeof(res->node), "%s", node);
     const char *action = json_string_value(json_object_get(li->obj, "action"));
     if (!action)
         return;

@@ -142,6 +142,11 @@ typedef struct ag_audit_verify {
     uint64_t vouched_by; /* first_seq > 1: seq of the retention record that vouches for it */
     uint64_t recovers;   /* audit:recover records (damage the server found and recorded) */
     uint64_t first_recover;
+    /* Cluster mode writes one chain per node, each record naming its node (docs/CLUSTER.md
+     * "Audit"): the node of the last record ("" when it names none) and how many records name a
+     * different node than the record before them (0 for one node's chain). */
+    char node[128];
+    uint64_t node_changes;
     char file[512]; /* on failure: the file ... */
     uint64_t line;  /* ... and 1-based line number of the first bad line (0: the file itself) */
     char why[256];  /* on failure: what is wrong */

@@ -86,6 +86,10 @@ static int usage(const char *cmd, bool help)
             "cron expression in UTC, e.g. \"0 3 * * *\"; --retention (1 to 1000) how many of\n"
             "the schedule's backups to keep. restore replaces every collection and alias\n"
             "with the backup's, all or nothing.\n");
+    else if (strcmp(cmd, "audit") == 0)
+        fprintf(f, "usage: aegis audit verify --cluster [--url URL] [--key KEY] [--ca FILE]\n"
+                   "\nAsks every node of the cluster to check its own audit chain (see\n"
+                   "`aegis audit verify --help`).\n");
     else
         fprintf(f,
                 "usage: aegis import COLLECTION FILE [--format jsonl|fvecs] [--batch N]\n"
@@ -624,6 +628,115 @@ bool ag_cli_handles(const char *cmd)
 {
     return strcmp(cmd, "users") == 0 || strcmp(cmd, "roles") == 0 || strcmp(cmd, "keys") == 0 ||
            strcmp(cmd, "backup") == 0 || strcmp(cmd, "import") == 0;
+}
+
+/* ---- audit verify --cluster (docs/CLUSTER.md "Audit") ------------------------------------- */
+
+/* One node's chain, checked by that node (GET /auth/audit/verify) and printed as one line. id is
+ * the node id the cluster lists ("" outside cluster mode). Returns 0 ok, 1 failed/unreachable. */
+static int audit_node(const cli_t *c, const char *id, const char *uri)
+{
+    cli_t one = *c;
+    ag_diag_t diag = {{0}};
+    printf("node %s (%s): ", id[0] ? id : "-", uri);
+    fflush(stdout);
+    if (ag_http_target_parse(uri, &one.target, &diag) != 0) {
+        printf("FAILED: its address cannot be used: %s\n", diag.msg);
+        return 1;
+    }
+    one.target.ca_file = c->target.ca_file;
+    json_t *v = NULL;
+    if (call(&one, "GET", "/auth/audit/verify", NULL, &v) != 0 || !json_is_object(v)) {
+        printf("FAILED: no answer (above)\n");
+        json_decref(v);
+        return 1;
+    }
+    json_t *problem = json_object_get(v, "problem");
+    const char *node = json_string_value(json_object_get(v, "node"));
+    long long records = (long long)json_integer_value(json_object_get(v, "records"));
+    int out = 0;
+    if (!json_is_true(json_object_get(v, "ok"))) {
+        printf("FAILED: %s line %lld: %s\n",
+               json_string_value(json_object_get(problem, "file"))
+                   ? json_string_value(json_object_get(problem, "file"))
+                   : "?",
+               (long long)json_integer_value(json_object_get(problem, "line")),
+               json_string_value(json_object_get(problem, "why"))
+                   ? json_string_value(json_object_get(problem, "why"))
+                   : "?");
+        out = 1;
+    } else if (id[0] && records > 0 && (!node || strcmp(node, id) != 0)) {
+        /* A node answering for a chain that is not its own (a copied directory, a wrong
+         * cluster.node_id) would hide its real chain. */
+        printf("FAILED: the chain's last record names node '%s', not '%s'\n", node ? node : "", id);
+        out = 1;
+    } else {
+        printf("ok: records %lld..%lld (%lld records, %lld files)\n",
+               (long long)json_integer_value(json_object_get(v, "first_seq")),
+               (long long)json_integer_value(json_object_get(v, "last_seq")), records,
+               (long long)json_integer_value(json_object_get(v, "files")));
+        if (json_integer_value(json_object_get(v, "node_changes")) > 0)
+            fprintf(stderr,
+                    "aegis audit verify: warning: node %s's chain has records of more than "
+                    "one node id\n",
+                    id);
+    }
+    json_decref(v);
+    return out;
+}
+
+int ag_cli_audit_cluster(int argc, char **argv, char **envp)
+{
+    static cli_t c; /* one per process */
+    memset(&c, 0, sizeof(c));
+    c.cmd = "audit";
+    char *av[64];
+    int ac = 0;
+    av[ac++] = argv[0];
+    av[ac++] = argv[1];
+    for (int i = 3; i < argc && ac < 64; i++)
+        if (strcmp(argv[i], "--cluster") != 0)
+            av[ac++] = argv[i];
+    int rc = parse(&c, ac, av, envp);
+    if (rc == -1)
+        return 0;
+    if (rc)
+        return rc;
+    if (c.nargs) {
+        fprintf(stderr, "aegis audit verify --cluster: unexpected argument '%.64s'\n", c.args[0]);
+        return 2;
+    }
+    json_t *cl = NULL;
+    if (call(&c, "GET", "/cluster", NULL, &cl) != 0)
+        return 1;
+    char self[300];
+    snprintf(self, sizeof(self), "%s://%s:%u", c.target.tls ? "https" : "http", c.target.host,
+             (unsigned)c.target.port);
+    int worst = 0;
+    size_t n = 0;
+    const char *status = json_string_value(json_object_get(cl, "status"));
+    if (!status || strcmp(status, "enabled") != 0) {
+        /* Not a cluster: the one server's chain. */
+        worst = audit_node(&c, "", self);
+        n = 1;
+    } else {
+        const char *id;
+        json_t *peer;
+        json_object_foreach(json_object_get(cl, "peers"), id, peer)
+        {
+            const char *uri = json_string_value(json_object_get(peer, "uri"));
+            if (audit_node(&c, id, uri ? uri : "") != 0)
+                worst = 1;
+            n++;
+        }
+        if (n == 0) {
+            printf("FAILED: the cluster lists no nodes\n");
+            worst = 1;
+        }
+    }
+    json_decref(cl);
+    printf("%s: %zu chain%s\n", worst ? "FAILED" : "ok", n, n == 1 ? "" : "s");
+    return worst;
 }
 
 int ag_cli_main(int argc, char **argv, char **envp)

@@ -382,6 +382,42 @@ test('nodes stay registered (their leases are kept alive)', { skip: SKIP }, asyn
   await until('three registered nodes', async () => Object.keys((await ok(nodes[0], 'GET', '/cluster')).peers).length === 3);
 });
 
+test('aegis audit verify checks every node\'s chain (over the cluster, and from the directories)', { skip: SKIP }, async () => {
+  const run = (...args) => spawnSync(AEGIS_BIN, ['audit', 'verify', ...args], { encoding: 'utf8', timeout: 60000 * TIME_SCALE });
+  const remote = run('--cluster', '--url', `http://127.0.0.1:${NODE_PORTS[1]}`, '--key', ROOT_KEY);
+  assert.equal(remote.status, 0, remote.stdout + remote.stderr);
+  for (const id of ['node-a', 'node-b', 'node-c']) assert.match(remote.stdout, new RegExp(`^node ${id} \\(http://[^)]+\\): ok: records 1\\.\\.`, 'm'));
+  assert.match(remote.stdout, /^ok: 3 chains$/m);
+  // A key without read:audit is refused by the node it asks first.
+  const denied = run('--cluster', '--url', `http://127.0.0.1:${NODE_PORTS[0]}`, '--key', 'not-a-key-0123456789abcdef0123456789');
+  assert.equal(denied.status, 1, denied.stdout + denied.stderr);
+
+  // From copies of the three storage directories: each chain under its own key, naming its node.
+  const copies = nodes.map((n, i) => {
+    const dir = path.join(tmp, `copy-${i}`);
+    fs.mkdirSync(dir);
+    fs.cpSync(path.join(n.storage, 'audit'), path.join(dir, 'audit'), { recursive: true });
+    fs.copyFileSync(path.join(n.storage, 'audit.key'), path.join(dir, 'audit.key'));
+    return dir;
+  });
+  const local = run(...copies.flatMap((d) => ['--storage', d]));
+  assert.equal(local.status, 0, local.stdout + local.stderr);
+  for (const id of ['node-a', 'node-b', 'node-c']) assert.match(local.stdout, new RegExp(`: ok: records .*; node ${id}$`, 'm'));
+  // The same node's chain twice is a failure, and so is an edited record in one chain.
+  const twice = run('--storage', copies[0], '--storage', copies[0]);
+  assert.equal(twice.status, 1, twice.stdout);
+  assert.match(twice.stdout, /both hold node node-a's chain/);
+  const logC = path.join(copies[2], 'audit', 'audit.log');
+  const lines = fs.readFileSync(logC, 'utf8').split('\n');
+  lines[0] = lines[0].replace('"decision":"allow"', '"decision":"deny"').replace('"decision":"deny"', '"decision":"allow"');
+  lines[0] = lines[0].replace(/"node":"node-c"/, '"node":"node-x"');
+  fs.writeFileSync(logC, lines.join('\n'));
+  const edited = run(...copies.flatMap((d) => ['--storage', d]));
+  assert.equal(edited.status, 1, edited.stdout);
+  assert.match(edited.stdout, new RegExp(`^${copies[2].replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: FAILED: `, 'm'));
+  assert.match(edited.stdout, /^FAILED: 3 chains$/m);
+});
+
 test('authorization cost on a warm cache (printed)', { skip: SKIP }, async () => {
   const bench = path.join(path.dirname(AEGIS_BIN), 'bench_cluster_authz');
   if (!fs.existsSync(bench)) {
