@@ -236,19 +236,19 @@ static int decide(ag_call_t *call, const ag_action_decl_t *decl, const char *col
     if (call->route->scope == AG_SCOPE_USER && call->nparams > 0)
         a.user = call->params[0];
     /* Multi-tenant collections: the tenant key turns tenant scopes into row restrictions. */
-    json_t *tenancy = NULL;
+    ag_tenancy_t *tenancy = NULL;
     const json_t *tenants = NULL;
     bool data = ag_resource_is_data(decl->resource);
     if (collection && (data || decl->resource == AG_RES_TENANTS) &&
         ag_store_tenancy(call->api->store, collection, &tenancy) == 0) {
-        a.tenant_key = json_string_value(json_object_get(tenancy, "key"));
-        tenants = json_object_get(tenancy, "tenants");
+        a.tenant_key = json_string_value(json_object_get(ag_tenancy_json(tenancy), "key"));
+        tenants = json_object_get(ag_tenancy_json(tenancy), "tenants");
     }
     if (call->tenant && (data || decl->resource == AG_RES_TENANTS))
         a.tenant = call->tenant;
     ag_decision_t d;
     int rc = ag_decide_request(call->principal, &a, data, tenants, &d);
-    json_decref(tenancy);
+    ag_tenancy_release(tenancy);
     if (rc) {
         ag_log(AG_LOG_WARN, "authorization error (%s) for %s %s: denied", ag_strerror(rc),
                call->req->method_name, call->route->pattern);

@@ -59,15 +59,16 @@ int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_batch_t *ms)
 {
     /* Read under the write mutex, which tenant changes also hold: a tenant deactivated or
      * deleted meanwhile is seen here. */
-    json_t *tenancy = NULL;
+    ag_tenancy_t *tenancy = NULL;
     if (ag_store_tenancy_locked(call->api->store, c, &tenancy) != 0)
         return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
                        ag_coll_name(c));
     int trc = 0;
     for (size_t i = 0; i < ms->n && trc == 0; i++)
         if (!ms->m[i].delete_point && ms->m[i].payload)
-            trc = ag_tenant_check_payload(call, tenancy, &ms->m[i].id, ms->m[i].payload);
-    json_decref(tenancy);
+            trc = ag_tenant_check_payload(call, ag_tenancy_json(tenancy), &ms->m[i].id,
+                                          ms->m[i].payload);
+    ag_tenancy_release(tenancy);
     if (trc)
         return trc;
     for (size_t i = 0; i < ms->n; i++) {

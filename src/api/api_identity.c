@@ -167,13 +167,13 @@ static int h_check(ag_call_t *call)
     if ((rc = check_subject(call, json_object_get(call->body, "principal"), &p, &active)) != 0)
         return rc;
     /* As the guard decides a request: tenant scopes become rows of the tenant key. */
-    json_t *tenancy = NULL;
+    ag_tenancy_t *tenancy = NULL;
     const json_t *tenants = NULL;
     bool data = ag_resource_is_data(decl.resource);
     if (a.collection && (data || decl.resource == AG_RES_TENANTS) &&
         ag_store_tenancy(call->api->store, a.collection, &tenancy) == 0) {
-        a.tenant_key = json_string_value(json_object_get(tenancy, "key"));
-        tenants = json_object_get(tenancy, "tenants");
+        a.tenant_key = json_string_value(json_object_get(ag_tenancy_json(tenancy), "key"));
+        tenants = json_object_get(ag_tenancy_json(tenancy), "tenants");
     }
     ag_decision_t d;
     rc = ag_decide_request(p, &a, data, tenants, &d);
@@ -202,7 +202,7 @@ static int h_check(ag_call_t *call)
                              allowed && d.restriction != NULL, "reason", reason);
     ag_decision_release(&d);
     ag_principal_unref(p);
-    json_decref(tenancy);
+    ag_tenancy_release(tenancy);
     return call->result ? 0 : AG_ENOMEM;
 }
 

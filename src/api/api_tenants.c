@@ -23,15 +23,19 @@ static int not_multi_tenant(ag_call_t *call)
                    call->params[0]);
 }
 
-/* The collection and its tenancy snapshot; fails unless the collection is multi-tenant. */
+/* The collection and a private copy of its tenancy snapshot (*tenancy, the caller's); fails
+ * unless the collection is multi-tenant. */
 static int open_tenancy(ag_call_t *call, ag_collection_t **c, json_t **tenancy)
 {
     *tenancy = NULL;
     int rc = ag_call_collection(call, c);
     if (rc)
         return rc;
-    if (ag_store_tenancy(call->api->store, ag_coll_name(*c), tenancy) != 0 ||
-        !json_is_string(json_object_get(*tenancy, "key"))) {
+    ag_tenancy_t *snap = NULL;
+    if (ag_store_tenancy(call->api->store, ag_coll_name(*c), &snap) == 0)
+        *tenancy = json_deep_copy(ag_tenancy_json(snap));
+    ag_tenancy_release(snap);
+    if (!json_is_string(json_object_get(*tenancy, "key"))) {
         json_decref(*tenancy);
         *tenancy = NULL;
         ag_coll_unref(*c);
@@ -61,10 +65,10 @@ static int tenant_change(void *ud, ag_collection_t *c)
     ag_diag_t *diag = &t->call->diag;
     switch (t->op) {
     case T_CREATE: {
-        json_t *now = NULL;
+        ag_tenancy_t *now = NULL;
         t->first = ag_store_tenancy_locked(st, c, &now) == 0 &&
-                   json_object_size(json_object_get(now, "tenants")) == 0;
-        json_decref(now);
+                   json_object_size(json_object_get(ag_tenancy_json(now), "tenants")) == 0;
+        ag_tenancy_release(now);
         return ag_store_tenant_set(st, c, t->tenant, true, true, diag);
     }
     case T_SET_ACTIVE:

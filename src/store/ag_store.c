@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -52,11 +53,81 @@ struct ag_store {
     double flush_interval_s;
     double progress_s;     /* indexing progress lines: interval ... */
     uint32_t progress_min; /* ... and the queue length that makes them worth a line */
-    /* Tenancy snapshots {collection: {"key": k|null, "tenants": {...}}}; each snapshot is
-     * immutable (replaced, never edited) so readers share it by reference. A leaf lock. */
+    /* Tenancy snapshots by collection name: {collection: <ag_tenancy_t *, as an integer>}.
+     * Each snapshot is immutable (replaced, never edited) and shared with readers through its
+     * own reference count, never jansson's (see ag_tenancy_t). A leaf lock. */
     pthread_rwlock_t tenancy_mu;
     json_t *tenancy;
 };
+
+/* One published tenancy snapshot {"key": k|null, "tenants": {...}}. Its JSON tree belongs to it
+ * alone (no node shared with another tree) and is only ever read while published, so threads
+ * share it without touching jansson's reference counts, whose unsynchronised reads are data
+ * races; the last release frees it. */
+struct ag_tenancy {
+    _Atomic size_t refs;
+    json_t *json;
+};
+
+const json_t *ag_tenancy_json(const ag_tenancy_t *t)
+{
+    return t ? t->json : NULL;
+}
+
+void ag_tenancy_release(ag_tenancy_t *t)
+{
+    if (t && atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1) {
+        json_decref(t->json);
+        free(t);
+    }
+}
+
+/* A new snapshot owning json (taken, also on failure); NULL on ENOMEM. */
+static ag_tenancy_t *tenancy_new(json_t *json)
+{
+    ag_tenancy_t *t = json ? malloc(sizeof(*t)) : NULL;
+    if (!t) {
+        json_decref(json);
+        return NULL;
+    }
+    atomic_init(&t->refs, 1);
+    t->json = json;
+    return t;
+}
+
+/* The published snapshot of name (borrowed; caller holds tenancy_mu), or NULL. */
+static ag_tenancy_t *tenancy_at(const ag_store_t *st, const char *name)
+{
+    json_t *slot = st->tenancy ? json_object_get(st->tenancy, name) : NULL;
+    return slot ? (ag_tenancy_t *)(intptr_t)json_integer_value(slot) : NULL;
+}
+
+/* The JSON of name's published snapshot (borrowed; caller holds tenancy_mu), or NULL. */
+static const json_t *tenancy_json_at(const ag_store_t *st, const char *name)
+{
+    return ag_tenancy_json(tenancy_at(st, name));
+}
+
+/* Unpublishes name's snapshot (readers holding it keep it). Caller holds tenancy_mu (write). */
+static void tenancy_unpublish(ag_store_t *st, const char *name)
+{
+    ag_tenancy_t *old = tenancy_at(st, name);
+    if (!old)
+        return;
+    json_object_del(st->tenancy, name);
+    ag_tenancy_release(old);
+}
+
+/* Releases every published snapshot and the map (closing the store). */
+static void tenancy_free_all(ag_store_t *st)
+{
+    const char *name;
+    json_t *slot;
+    json_object_foreach(st->tenancy, name, slot)
+        ag_tenancy_release((ag_tenancy_t *)(intptr_t)json_integer_value(slot));
+    json_decref(st->tenancy);
+    st->tenancy = NULL;
+}
 
 /* ---- registry helpers (caller holds st->lock) ---------------------------------------------- */
 
@@ -158,10 +229,11 @@ static int tenancy_put_locked(ag_store_t *st, const char *name, bool set_key, co
 {
     if (!st->tenancy && !(st->tenancy = json_object()))
         return AG_ENOMEM;
-    json_t *old = json_object_get(st->tenancy, name);
+    const json_t *old = tenancy_json_at(st, name);
     json_t *snap = json_object();
+    /* Copies, never shared nodes: the new tree must belong to the new snapshot alone. */
     json_t *k = set_key ? (key ? json_string(key) : json_null())
-                        : json_incref(old ? json_object_get(old, "key") : NULL);
+                        : json_deep_copy(old ? json_object_get(old, "key") : NULL);
     json_t *t = tenants ? json_deep_copy(tenants)
                         : json_deep_copy(old ? json_object_get(old, "tenants") : NULL);
     if (!k)
@@ -169,9 +241,22 @@ static int tenancy_put_locked(ag_store_t *st, const char *name, bool set_key, co
     if (!t)
         t = json_object();
     if (!snap || !k || !t || json_object_set_new(snap, "key", k) != 0 ||
-        json_object_set_new(snap, "tenants", t) != 0 ||
-        json_object_set_new(st->tenancy, name, snap) != 0)
+        json_object_set_new(snap, "tenants", t) != 0) {
+        json_decref(snap);
         return AG_ENOMEM;
+    }
+    ag_tenancy_t *next = tenancy_new(snap);
+    json_t *slot = next ? json_integer((json_int_t)(intptr_t)next) : NULL;
+    if (!slot) {
+        ag_tenancy_release(next);
+        return AG_ENOMEM;
+    }
+    ag_tenancy_t *prev = tenancy_at(st, name);
+    if (json_object_set_new(st->tenancy, name, slot) != 0) {
+        ag_tenancy_release(next);
+        return AG_ENOMEM;
+    }
+    ag_tenancy_release(prev);
     return 0;
 }
 
@@ -187,8 +272,7 @@ static void tenancy_put(ag_store_t *st, const char *name, bool set_key, const ch
 static void tenancy_drop(ag_store_t *st, const char *name)
 {
     pthread_rwlock_wrlock(&st->tenancy_mu);
-    if (st->tenancy)
-        json_object_del(st->tenancy, name);
+    tenancy_unpublish(st, name);
     pthread_rwlock_unlock(&st->tenancy_mu);
 }
 
@@ -595,7 +679,7 @@ void ag_store_close(ag_store_t *st)
     pthread_rwlock_destroy(&st->lock);
     pthread_mutex_destroy(&st->stop_mutex);
     pthread_cond_destroy(&st->stop_cond);
-    json_decref(st->tenancy);
+    tenancy_free_all(st);
     pthread_rwlock_destroy(&st->tenancy_mu);
     free(st);
 }
@@ -887,7 +971,7 @@ int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
      * change may move, drop or retype it (docs/SECURITY.md "Tenants"). */
     const char *next = schema_tenant_key(c->schema);
     pthread_rwlock_rdlock(&st->tenancy_mu);
-    json_t *snap = st->tenancy ? json_object_get(st->tenancy, c->name) : NULL;
+    const json_t *snap = tenancy_json_at(st, c->name);
     const char *cur = json_string_value(json_object_get(snap, "key"));
     size_t declared = json_object_size(json_object_get(snap, "tenants"));
     bool moves = declared > 0 && (!next || !cur || strcmp(next, cur) != 0);
@@ -932,18 +1016,20 @@ int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, js
 /* ---- tenants ------------------------------------------------------------------------------- */
 
 /* The tenancy snapshot of c, taking only tenancy_mu (never the store lock). */
-static int tenancy_of(ag_store_t *st, const ag_collection_t *c, json_t **out)
+static int tenancy_of(ag_store_t *st, const ag_collection_t *c, ag_tenancy_t **out)
 {
     pthread_rwlock_rdlock(&st->tenancy_mu);
-    json_t *snap = st->tenancy ? json_object_get(st->tenancy, c->name) : NULL;
-    *out = json_incref(snap);
+    ag_tenancy_t *t = tenancy_at(st, c->name);
+    if (t)
+        atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
     pthread_rwlock_unlock(&st->tenancy_mu);
-    if (!*out)
-        *out = json_pack("{s:n,s:{}}", "key", "tenants");
-    return *out ? 0 : AG_ENOMEM;
+    if (!t)
+        t = tenancy_new(json_pack("{s:n,s:{}}", "key", "tenants"));
+    *out = t;
+    return t ? 0 : AG_ENOMEM;
 }
 
-int ag_store_tenancy(ag_store_t *st, const char *name, json_t **out)
+int ag_store_tenancy(ag_store_t *st, const char *name, ag_tenancy_t **out)
 {
     *out = NULL;
     ag_collection_t *c;
@@ -954,7 +1040,7 @@ int ag_store_tenancy(ag_store_t *st, const char *name, json_t **out)
     return rc;
 }
 
-int ag_store_tenancy_locked(ag_store_t *st, ag_collection_t *c, json_t **out)
+int ag_store_tenancy_locked(ag_store_t *st, ag_collection_t *c, ag_tenancy_t **out)
 {
     *out = NULL;
     if (c->dropped) /* set under the write mutex the caller holds */
@@ -990,7 +1076,7 @@ static int tenants_commit(ag_store_t *st, ag_collection_t *c, const json_t *next
 static json_t *tenants_copy(ag_store_t *st, const char *name)
 {
     pthread_rwlock_rdlock(&st->tenancy_mu);
-    json_t *snap = st->tenancy ? json_object_get(st->tenancy, name) : NULL;
+    const json_t *snap = tenancy_json_at(st, name);
     json_t *t = snap ? json_object_get(snap, "tenants") : NULL;
     json_t *copy = t ? json_deep_copy(t) : json_object();
     pthread_rwlock_unlock(&st->tenancy_mu);

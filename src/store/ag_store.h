@@ -85,13 +85,20 @@ int ag_store_alias_actions(ag_store_t *st, const json_t *actions, ag_alias_check
  * with the collection. The store serves an immutable snapshot per collection:
  *   {"key": "<tenant key>" | null, "tenants": {name: {"active": bool}, ...}}
  */
-/* A new reference to the snapshot of collection `name` (or the collection behind an alias), or
- * AG_ENOTFOUND when the collection does not exist. Never modify it. */
-int ag_store_tenancy(ag_store_t *st, const char *name, json_t **out);
+typedef struct ag_tenancy ag_tenancy_t;
+/* The snapshot's JSON: read it only (no json_incref of it or any part of it, no json_object_set
+ * of a part into another tree: threads share it without jansson's counts). Valid until the
+ * snapshot is released. NULL for NULL. */
+const json_t *ag_tenancy_json(const ag_tenancy_t *t);
+/* Drops a reference from ag_store_tenancy / ag_store_tenancy_locked (NULL: nothing). */
+void ag_tenancy_release(ag_tenancy_t *t);
+/* A reference to the snapshot of collection `name` (or the collection behind an alias), or
+ * AG_ENOTFOUND when the collection does not exist. The caller releases *out. */
+int ag_store_tenancy(ag_store_t *st, const char *name, ag_tenancy_t **out);
 /* The same for c, for a caller holding c's write mutex (inside a write session): it never takes
- * the store lock, which ag_store_delete holds while it waits for that mutex (lock order: store
- * lock, then write mutex). AG_ENOTFOUND when c was deleted. The caller owns *out. */
-int ag_store_tenancy_locked(ag_store_t *st, ag_collection_t *c, json_t **out);
+ * the catalog lock (lock order: write mutex, then catalog lock; docs/ARCHITECTURE.md "Locks").
+ * AG_ENOTFOUND when c was deleted. The caller releases *out. */
+int ag_store_tenancy_locked(ag_store_t *st, ag_collection_t *c, ag_tenancy_t **out);
 /* Declares a tenant (create: AG_EEXIST when declared) or sets active on a declared one
  * (AG_ENOTFOUND otherwise), durably before returning. Caller holds c's write mutex. */
 int ag_store_tenant_set(ag_store_t *st, ag_collection_t *c, const char *tenant, bool create,
