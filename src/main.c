@@ -18,6 +18,7 @@
 #include "ag_log.h"
 #include "ag_pool.h"
 #include "ag_seal.h"
+#include "ag_version.h"
 #include "api/ag_api.h"
 #include "api/ag_grpc_api.h"
 #include "api/ag_guard.h"

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "ag_arena.h"
+#include "ag_version.h"
 #include "collections.pb-c.h"
 #include "health_check.pb-c.h"
 #include "points.pb-c.h"

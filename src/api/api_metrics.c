@@ -12,6 +12,7 @@
 
 #include "ag_clock.h"
 #include "ag_metrics.h"
+#include "ag_version.h"
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
 #include "query/ag_query.h"

@@ -1,6 +1,7 @@
 /* Service endpoints: identity, health probes, metrics, telemetry. */
 #include <stdio.h>
 
+#include "ag_version.h"
 #include "api/ag_api.h"
 #include "api/ag_guard.h"
 #include "cluster/ag_cluster.h"
