@@ -27,6 +27,7 @@
 #include "auth/ag_token_cli.h"
 #include "cli/ag_cli.h"
 #include "cluster/ag_cluster.h"
+#include "cluster/ag_etcd.h"
 #include "http/ag_http.h"
 #include "store/ag_kv.h"
 #include "store/ag_store.h"
@@ -330,7 +331,9 @@ static int serve(int argc, char **argv)
             snprintf(adv, sizeof(adv), "%s://%s:%u", cfg.enable_tls ? "https" : "http", cfg.host,
                      (unsigned)cfg.http_port);
         ag_cluster_config_t ccfg = {cfg.etcd_endpoints, cfg.node_id, adv, cfg.stale_after_ms};
-        if ((rc = ag_cluster_new(&ccfg, &cluster, &diag)) != 0) {
+        if ((rc = ag_etcd_set_tls(cfg.etcd_ca_file, cfg.etcd_cert_file, cfg.etcd_key_file,
+                                  &diag)) != 0 ||
+            (rc = ag_cluster_new(&ccfg, &cluster, &diag)) != 0) {
             fprintf(stderr, "aegis: %s\n", diag.msg);
             goto out;
         }

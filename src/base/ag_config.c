@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <strings.h>
 #include <yaml.h>
 
 #include <sodium.h>
@@ -70,6 +71,9 @@ static const key_def_t keys[] = {
     K("cluster.node_id", T_STR, node_id, 0, false),
     K("cluster.advertise_url", T_STR, advertise_url, 0, false),
     K("cluster.stale_after_ms", T_UINT, stale_after_ms, 600000, false),
+    K("cluster.etcd_ca_file", T_STR, etcd_ca_file, 0, false),
+    K("cluster.etcd_cert_file", T_STR, etcd_cert_file, 0, false),
+    K("cluster.etcd_key_file", T_STR, etcd_key_file, 0, false),
     K("log_level", T_STR, log_level, 0, false),
 };
 
@@ -233,9 +237,9 @@ static bool url_ok(const char *u, size_t n)
 
 int ag_config_check(const ag_config_t *cfg, ag_diag_t *diag)
 {
+    size_t https = 0, count = 0;
     if (cfg->etcd_endpoints) {
         const char *p = cfg->etcd_endpoints;
-        size_t count = 0;
         for (;;) {
             const char *comma = strchr(p, ',');
             size_t n = comma ? (size_t)(comma - p) : strlen(p);
@@ -244,6 +248,8 @@ int ag_config_check(const ag_config_t *cfg, ag_diag_t *diag)
                                "cluster.etcd_endpoints: expected comma-separated http:// or "
                                "https:// URLs (entry %zu is not one)",
                                count + 1);
+            if (n >= 8 && strncasecmp(p, "https://", 8) == 0)
+                https++;
             if (++count > 16)
                 return ag_fail(diag, AG_ECONFIG, "cluster.etcd_endpoints: at most 16 endpoints");
             if (!comma)
@@ -251,6 +257,22 @@ int ag_config_check(const ag_config_t *cfg, ag_diag_t *diag)
             p = comma + 1;
         }
     }
+    /* TLS to etcd is all or nothing, and its settings are refused where they would be ignored. */
+    if (https && https != count)
+        return ag_fail(diag, AG_ECONFIG,
+                       "cluster.etcd_endpoints: mixes http:// and https:// members (the security "
+                       "state would travel in clear to some)");
+    if (!https && (cfg->etcd_ca_file || cfg->etcd_cert_file || cfg->etcd_key_file))
+        return ag_fail(diag, AG_ECONFIG,
+                       "%s: set, but cluster.etcd_endpoints has no https:// member to use it with",
+                       cfg->etcd_ca_file     ? "cluster.etcd_ca_file"
+                       : cfg->etcd_cert_file ? "cluster.etcd_cert_file"
+                                             : "cluster.etcd_key_file");
+    if (!cfg->etcd_cert_file != !cfg->etcd_key_file)
+        return ag_fail(diag, AG_ECONFIG,
+                       "%s: required with %s (a client certificate needs its key)",
+                       cfg->etcd_cert_file ? "cluster.etcd_key_file" : "cluster.etcd_cert_file",
+                       cfg->etcd_cert_file ? "cluster.etcd_cert_file" : "cluster.etcd_key_file");
     if (cfg->node_id) {
         size_t n = strlen(cfg->node_id);
         bool ok = n >= 1 && n <= 64;

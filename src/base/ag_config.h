@@ -59,6 +59,9 @@ typedef struct ag_config {
     char *node_id;           /* this node's name in the cluster */
     char *advertise_url;     /* how other nodes reach this one; NULL = from host and port */
     uint64_t stale_after_ms; /* T_stale: fail closed when the cache is not confirmed within */
+    char *etcd_ca_file;      /* PEM CAs trusted for https:// etcd members (NULL = system's) */
+    char *etcd_cert_file;    /* this node's client certificate for etcd (PEM) ... */
+    char *etcd_key_file;     /* ... and its key */
     /* log */
     char *log_level;
     /* not a config key: set by --insecure */

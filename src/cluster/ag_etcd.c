@@ -1,5 +1,6 @@
 #include "ag_etcd.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 
@@ -21,6 +22,47 @@ struct ag_etcd {
     _Atomic size_t cur;
     long timeout_ms;
 };
+
+/* Set once by ag_etcd_set_tls before any handle exists, read-only afterwards (owned copies). */
+static char *tls_ca, *tls_cert, *tls_key;
+
+static int tls_file(char **slot, const char *path, const char *setting, ag_diag_t *diag)
+{
+    if (!path)
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return ag_fail(diag, AG_ECONFIG, "%s: cannot read '%.300s': %s", setting, path,
+                       strerror(errno));
+    fclose(f);
+    free(*slot);
+    *slot = strdup(path);
+    return *slot ? 0 : AG_ENOMEM;
+}
+
+int ag_etcd_set_tls(const char *ca_file, const char *cert_file, const char *key_file,
+                    ag_diag_t *diag)
+{
+    int rc = tls_file(&tls_ca, ca_file, "cluster.etcd_ca_file", diag);
+    if (rc == 0)
+        rc = tls_file(&tls_cert, cert_file, "cluster.etcd_cert_file", diag);
+    if (rc == 0)
+        rc = tls_file(&tls_key, key_file, "cluster.etcd_key_file", diag);
+    return rc;
+}
+
+/* The TLS options of every request (curl_easy_reset clears them). Verification stays on. */
+static void apply_tls(CURL *c)
+{
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (tls_ca)
+        curl_easy_setopt(c, CURLOPT_CAINFO, tls_ca);
+    if (tls_cert)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, tls_cert);
+    if (tls_key)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, tls_key);
+}
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void)
@@ -201,6 +243,8 @@ static int post_locked(ag_etcd_t *e, const char *path, json_t *body, json_t **ou
         curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS, AG_MIN(e->timeout_ms, 500L));
         curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+        apply_tls(e->curl);
+        apply_tls(e->curl);
         CURLcode cc = curl_easy_perform(e->curl);
         long status = 0;
         curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &status);

@@ -43,6 +43,14 @@ typedef struct ag_etcd_op {
     int64_t lease;
 } ag_etcd_op_t;
 
+/* TLS towards etcd (docs/CLUSTER.md "etcd over TLS") for every handle made afterwards: ca_file
+ * (PEM CAs to trust instead of the system's), cert_file and key_file (this node's client
+ * certificate, for etcd's --client-cert-auth); each NULL when not set. Certificates and host
+ * names are always verified. Call once at start-up, before the first ag_etcd_new; the paths are
+ * copied. AG_ECONFIG naming the setting when a file cannot be read. */
+int ag_etcd_set_tls(const char *ca_file, const char *cert_file, const char *key_file,
+                    ag_diag_t *diag);
+
 /* Memory: *out owned by the caller (ag_etcd_free). timeout_ms bounds each request (a watch only
  * its connection). AG_EINVAL for an empty endpoint list. */
 int ag_etcd_new(const char *endpoints, long timeout_ms, ag_etcd_t **out, ag_diag_t *diag);
