@@ -1869,6 +1869,42 @@ int ag_pb_decode_facet(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t
     return finish(ok, r, diag);
 }
 
+/* SearchMatrixPoints → the body of POST /points/search/matrix/{pairs,offsets}; read_consistency
+ * means nothing on one node and is ignored, as in the other reads. */
+static int decode_matrix(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    UNPACK(Qdrant__SearchMatrixPoints, qdrant__search_matrix_points__unpack, m);
+    bool ok = set_coll(r, m->collection_name) && (r->body = json_object()) != NULL;
+    if (ok && HAS(m, shard_key_selector)) {
+        unsupported(diag, "shard_key_selector");
+        ok = false;
+    }
+    if (ok && HAS(m, filter))
+        ok = put(r->body, "filter", filter_json(m->filter, diag, 0));
+    /* Beyond int64 is beyond every limit: kept as the largest value, which the route refuses. */
+    if (ok && HAS(m, sample))
+        ok = put(r->body, "sample",
+                 json_integer((json_int_t)AG_MIN(m->sample, (uint64_t)INT64_MAX)));
+    if (ok && HAS(m, limit))
+        ok = put(r->body, "limit", json_integer((json_int_t)AG_MIN(m->limit, (uint64_t)INT64_MAX)));
+    if (ok && HAS(m, using))
+        ok = put(r->body, "using", json_string(m->using_ ? m->using_ : ""));
+    if (HAS(m, timeout))
+        r->timeout_s = m->timeout;
+    qdrant__search_matrix_points__free_unpacked(m, NULL);
+    return finish(ok, r, diag);
+}
+
+int ag_pb_decode_matrix_pairs(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    return decode_matrix(msg, len, r, diag);
+}
+
+int ag_pb_decode_matrix_offsets(const uint8_t *msg, size_t len, ag_pb_req_t *r, ag_diag_t *diag)
+{
+    return decode_matrix(msg, len, r, diag);
+}
+
 /* ---- vectors, indexes, collection updates, cluster, snapshots ------------------------------ */
 
 /* PointVectors → REST's [{id, vector}] of an update of vectors. */
@@ -3093,6 +3129,70 @@ int ag_pb_encode_facet(const json_t *result, double time, uint8_t **out, size_t 
     }
     return pack(&o, &m.base, out, len, diag);
 }
+
+/* {pairs: [{a, b, score}]} → SearchMatrixPairs. */
+static Qdrant__SearchMatrixPairs *matrix_pairs_pb(out_t *o, const json_t *result)
+{
+    Qdrant__SearchMatrixPairs *p =
+        NEW(o, Qdrant__SearchMatrixPairs, qdrant__search_matrix_pairs__descriptor);
+    const json_t *a = json_object_get(result, "pairs");
+    size_t n = json_array_size(a);
+    if (!p || !n)
+        return p;
+    if (!(p->pairs = onew(o, n * sizeof(*p->pairs))))
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *x = json_array_get(a, i);
+        Qdrant__SearchMatrixPair *q =
+            NEW(o, Qdrant__SearchMatrixPair, qdrant__search_matrix_pair__descriptor);
+        if (!q || !(q->a = id_pb(o, json_object_get(x, "a"))) ||
+            !(q->b = id_pb(o, json_object_get(x, "b"))))
+            return NULL;
+        q->score = (float)json_number_value(json_object_get(x, "score"));
+        p->pairs[p->n_pairs++] = q;
+    }
+    return p;
+}
+
+/* {offsets_row, offsets_col, scores, ids} → SearchMatrixOffsets. */
+static Qdrant__SearchMatrixOffsets *matrix_offsets_pb(out_t *o, const json_t *result)
+{
+    Qdrant__SearchMatrixOffsets *m =
+        NEW(o, Qdrant__SearchMatrixOffsets, qdrant__search_matrix_offsets__descriptor);
+    if (!m)
+        return NULL;
+    const json_t *rows = json_object_get(result, "offsets_row"),
+                 *cols = json_object_get(result, "offsets_col"),
+                 *scores = json_object_get(result, "scores"), *ids = json_object_get(result, "ids");
+    size_t n = json_array_size(rows), nids = json_array_size(ids);
+    if (n) {
+        m->offsets_row = onew(o, n * sizeof(*m->offsets_row));
+        m->offsets_col = onew(o, n * sizeof(*m->offsets_col));
+        m->scores = onew(o, n * sizeof(*m->scores));
+        if (!m->offsets_row || !m->offsets_col || !m->scores)
+            return NULL;
+        for (size_t i = 0; i < n; i++) {
+            m->offsets_row[i] = (uint64_t)json_integer_value(json_array_get(rows, i));
+            m->offsets_col[i] = (uint64_t)json_integer_value(json_array_get(cols, i));
+            m->scores[i] = (float)json_number_value(json_array_get(scores, i));
+        }
+        m->n_offsets_row = m->n_offsets_col = m->n_scores = n;
+    }
+    if (nids) {
+        if (!(m->ids = onew(o, nids * sizeof(*m->ids))))
+            return NULL;
+        for (size_t i = 0; i < nids; i++)
+            if (!(m->ids[m->n_ids++] = id_pb(o, json_array_get(ids, i))))
+                return NULL;
+    }
+    return m;
+}
+
+RESULT_ENCODER(ag_pb_encode_matrix_pairs, Qdrant__SearchMatrixPairsResponse,
+               QDRANT__SEARCH_MATRIX_PAIRS_RESPONSE__INIT, matrix_pairs_pb(&o, result))
+
+RESULT_ENCODER(ag_pb_encode_matrix_offsets, Qdrant__SearchMatrixOffsetsResponse,
+               QDRANT__SEARCH_MATRIX_OFFSETS_RESPONSE__INIT, matrix_offsets_pb(&o, result))
 
 UPDATE_ENCODER(update_vectors)
 UPDATE_ENCODER(delete_vectors)

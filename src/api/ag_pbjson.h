@@ -66,6 +66,8 @@ typedef int (*ag_pb_encode_fn)(const json_t *result, double time, uint8_t **out,
     X(search_groups)                                                                               \
     X(query_groups)                                                                                \
     X(facet)                                                                                       \
+    X(matrix_pairs)                                                                                \
+    X(matrix_offsets)                                                                              \
     X(update_vectors)                                                                              \
     X(delete_vectors)                                                                              \
     X(delete_field_index)                                                                          \

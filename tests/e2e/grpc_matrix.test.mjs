@@ -99,6 +99,8 @@ const RPCS = [
   ['Points', 'Discover', { collection_name: C, target: { single: { vector: { data: qv } } }, context: [{ positive: { vector: { data: [0, 1, 0, 0] } }, negative: { vector: { data: [0, 0, 1, 0] } } }], limit: 3 }, READ],
   ['Points', 'DiscoverBatch', { collection_name: C, discover_points: [{ collection_name: C, target: { single: { vector: { data: qv } } }, context: [{ positive: { vector: { data: [0, 1, 0, 0] } }, negative: { vector: { data: [0, 0, 1, 0] } } }], limit: 3 }] }, READ],
   ['Points', 'Facet', { collection_name: C, key: 'tenant' }, READ],
+  ['Points', 'SearchMatrixPairs', { collection_name: C, sample: 5, limit: 2 }, READ],
+  ['Points', 'SearchMatrixOffsets', { collection_name: C, sample: 5, limit: 2 }, READ],
   ['Points', 'UpdateVectors', { collection_name: C, wait: true, points: [{ id: { num: 1 }, vectors: { vector: { data: [1, 0, 0, 0] } } }] }, POINT_WRITE],
   ['Points', 'DeleteVectors', { collection_name: C, wait: true, points_selector: { points: { ids: [{ num: 3 }] } }, vectors: { names: [''] } }, POINT_WRITE],
   ['Points', 'DeleteFieldIndex', { collection_name: C, wait: true, field_name: 'tmpidx' }, INDEX, (root) => root('Points', 'CreateFieldIndex', { collection_name: C, wait: true, field_name: 'tmpidx', field_type: 'FieldTypeKeyword' })],

@@ -185,6 +185,22 @@ test('recommend, discover, groups, batches and facet answer as REST does', async
   const want = {};
   for (const p of POINTS) want[p.payload.tenant] = (want[p.payload.tenant] || 0) + 1;
   assert.deepEqual(Object.fromEntries(f.hits.map((h) => [h.value.string_value, h.count])), want);
+
+  // The distance matrix: a sample larger than the collection takes every point, so the pairs are
+  // REST's exactly (compared as id-id-score triples; the order of a sample is random).
+  const triple = (a, b, score) => `${a}-${b}-${Number(score ?? 0).toFixed(4)}`; // proto3 leaves a 0 score out
+  const mp = await call('Points', 'SearchMatrixPairs', { collection_name: C, sample: 50, limit: 2 });
+  const mpR = await restOk('POST', `/collections/${C}/points/search/matrix/pairs`, { sample: 50, limit: 2 });
+  assert.ok(mp.result.pairs.length >= POINTS.length);
+  assert.deepEqual(mp.result.pairs.map((x) => triple(x.a.num, x.b.num, x.score)).sort(), mpR.pairs.map((x) => triple(x.a, x.b, x.score)).sort());
+  const mo = await call('Points', 'SearchMatrixOffsets', { collection_name: C, sample: 50, limit: 2, filter: { must: [{ field: { key: 'tenant', match: { keyword: 'acme' } } }] } });
+  const moR = await restOk('POST', `/collections/${C}/points/search/matrix/offsets`, { sample: 50, limit: 2, filter: { must: [{ key: 'tenant', match: { value: 'acme' } }] } });
+  const offsets = (m, idOf) => m.offsets_row.map((r, i) => triple(idOf(m.ids[r]), idOf(m.ids[m.offsets_col[i]]), m.scores[i])).sort();
+  assert.deepEqual(offsets(mo.result, (x) => x.num), offsets(moR, (x) => x));
+  assert.deepEqual(mo.result.ids.map((x) => x.num).sort(), moR.ids.slice().sort());
+  assert.ok(mo.result.ids.length > 0 && mo.result.ids.every((x) => ACME.includes(x.num)));
+  // bad input as REST refuses it
+  await rejectsWith(call('Points', 'SearchMatrixPairs', { collection_name: C, sample: 1, limit: 2 }), grpc.status.INVALID_ARGUMENT);
 });
 
 test('vectors, indexes, collection settings, cluster info', async () => {
@@ -383,6 +399,8 @@ test('JWT row restrictions hold on Recommend, Query, groups, batches and facet',
   assert.deepEqual(sg.result.groups.map((g) => g.id.string_value), ['acme']);
   const f = await call('Points', 'Facet', { collection_name: C, key: 'tenant', exact: true }, acme);
   assert.deepEqual(f.hits.map((h) => [h.value.string_value, h.count]), [['acme', ACME.length]]);
+  const mx = await call('Points', 'SearchMatrixPairs', { collection_name: C, sample: 50, limit: 3 }, acme);
+  assert.ok(mx.result.pairs.length > 0 && mx.result.pairs.every((x) => ACME.includes(x.a.num) && ACME.includes(x.b.num)));
   const d = await call('Points', 'Discover', { collection_name: C, target: { single: { vector: { data: [0, 1, 0, 0] } } }, limit: 10 }, acme);
   assert.ok(inAcme(ids(d.result)));
   // a read token writes nothing: vectors, snapshots
