@@ -1060,8 +1060,11 @@ int ag_query_parse_fast(ag_query_t *q, const ag_qctx_t *ctx, ag_collection_t *c,
     if ((fs->has_limit && fs->limit == 0) || fs->offset > AG_Q_MAX_OFFSET ||
         limit + fs->offset > AG_Q_MAX_REQ_RESULTS)
         return 0;
-    /* The order of the strict parser: the filter first (its error wins), then the vector. */
+    /* The order of the strict parser: the filter first (its error wins), then the vector. One
+     * stage only: no room zeroed for AG_Q_MAX_STAGES of them. */
     ag_stage_t *st;
+    if (!(q->all = ag_q__alloc(q, 1, sizeof(*q->all))))
+        return AG_ENOMEM;
     int rc = new_stage(q, NULL, "", &st);
     if (rc)
         return rc;
