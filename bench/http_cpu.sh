@@ -63,8 +63,7 @@ if [ -n "$base" ]; then
   AEGIS__SERVICE__ACCESS_LOG=false build/aegis serve --insecure --storage "$work/storage" \
     --port "$port" >"$work/server.log" 2>&1 &
   pid=$!
-  bfreeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-port=${AEGIS_BENCH_PORT:-$(freeport)}  # AEGIS_BENCH_PORT: this build's port, the baseline's + 1
+  bport=$([ -n "${AEGIS_BENCH_PORT:-}" ] && echo $((port + 1)) || freeport)
   burl="http://127.0.0.1:$bport"
   AEGIS__SERVICE__ACCESS_LOG=false "$base" serve --insecure --storage "$work/storage_base" \
     --port "$bport" >"$work/base.log" 2>&1 &
