@@ -4,6 +4,9 @@
 #
 #   bench/http_cpu.sh [glove-dir [seconds]]     defaults ../shared/datasets/glove-100-angular-100k 10
 #   AEGIS_BENCH_PERF=0 skips the perf profile
+#   AEGIS_BENCH_BASE=<another aegis binary> measures it too, as the baseline of the same run: it
+#   serves a copy of the loaded storage on its own port, and every wrk and perf step runs on both
+#   servers in turn (baseline first).
 #
 # 1. Starts the release server (--insecure, access log off) on a temporary storage directory and
 #    loads GloVe-100 100k (Cosine, hnsw m=16, ef_construct=100) with `aegis import --format fvecs`,
@@ -28,9 +31,16 @@ command -v wrk >/dev/null || { echo "installing wrk"; $sudo apt-get install -y w
 cmake --preset release >/dev/null && cmake --build --preset release -j"$(nproc)" --target aegis bench_hnsw >/dev/null
 work=$(mktemp -d)
 pid=""
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$work"; }
+bpid=""
+base="${AEGIS_BENCH_BASE:-}"
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  [ -n "$bpid" ] && kill "$bpid" 2>/dev/null && wait "$bpid" 2>/dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=${AEGIS_BENCH_PORT:-$(freeport)}  # AEGIS_BENCH_PORT: this build's port, the baseline's + 1
 url="http://127.0.0.1:$port"
 AEGIS__SERVICE__ACCESS_LOG=false build/aegis serve --insecure --storage "$work/storage" --port "$port" \
   >"$work/server.log" 2>&1 &
@@ -46,6 +56,24 @@ until [ "$(curl -sf "$url/collections/glove" | jq -r .result.status)" = green ];
 t2=$(date +%s.%N)
 printf 'loaded 100k GloVe vectors in %.1f s; graph green %.1f s later\n' \
   "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)"
+if [ -n "$base" ]; then
+  # The baseline binary serves a copy of the same storage (same points, same graph once green).
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  cp -a "$work/storage" "$work/storage_base"
+  AEGIS__SERVICE__ACCESS_LOG=false build/aegis serve --insecure --storage "$work/storage" \
+    --port "$port" >"$work/server.log" 2>&1 &
+  pid=$!
+  bport=$([ -n "${AEGIS_BENCH_PORT:-}" ] && echo $((port + 1)) || freeport)
+  burl="http://127.0.0.1:$bport"
+  AEGIS__SERVICE__ACCESS_LOG=false "$base" serve --insecure --storage "$work/storage_base" \
+    --port "$bport" >"$work/base.log" 2>&1 &
+  bpid=$!
+  for u in "$url" "$burl"; do
+    for _ in $(seq 300); do curl -sf "$u/healthz" >/dev/null && break; sleep 0.1; done
+    until [ "$(curl -sf "$u/collections/glove" | jq -r .result.status)" = green ]; do sleep 0.5; done
+  done
+  echo "baseline $base serves a copy on port $bport"
+fi
 
 # Query bodies (one per GloVe query) as a wrk Lua script, and recall@10 over HTTP.
 /usr/bin/python3 - "$dir" "$url" "$work/search.lua" <<'PY'
@@ -78,18 +106,24 @@ with open(lua, "w") as f:
 PY
 
 hz=$(getconf CLK_TCK)
-cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }  # utime + stime, clock ticks
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, clock ticks
 declare -A us qps
+runs="new"
+[ -n "$base" ] && runs="base new"
 for c in 1 8; do
-  wrk -t1 -c"$c" -d2s -s "$work/search.lua" "$url" >/dev/null  # warm-up
-  before=$(cpu)
-  wrk -t1 -c"$c" -d"${secs}s" -s "$work/search.lua" "$url" > "$work/wrk$c.txt"
-  after=$(cpu)
-  n=$(awk '/requests in/ {print $1}' "$work/wrk$c.txt")
-  if grep -q 'Non-2xx' "$work/wrk$c.txt"; then echo "wrk -c$c: errors"; cat "$work/wrk$c.txt"; exit 1; fi
-  us[$c]=$(echo "scale=1; ($after - $before) * 1000000 / $hz / $n" | bc)
-  qps[$c]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$work/wrk$c.txt")
-  echo "wrk -t1 -c$c -d${secs}s: $n requests, ${qps[$c]} q/s, server CPU $(( (after - before) )) ticks"
+  for who in $runs; do
+    p=$pid u=$url
+    [ "$who" = base ] && p=$bpid u=$burl
+    wrk -t1 -c"$c" -d2s -s "$work/search.lua" "$u" >/dev/null  # warm-up
+    before=$(cpu "$p")
+    wrk -t1 -c"$c" -d"${secs}s" -s "$work/search.lua" "$u" > "$work/wrk$who$c.txt"
+    after=$(cpu "$p")
+    n=$(awk '/requests in/ {print $1}' "$work/wrk$who$c.txt")
+    if grep -q 'Non-2xx' "$work/wrk$who$c.txt"; then echo "wrk -c$c ($who): errors"; cat "$work/wrk$who$c.txt"; exit 1; fi
+    us[$who$c]=$(echo "scale=1; ($after - $before) * 1000000 / $hz / $n" | bc)
+    qps[$who$c]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$work/wrk$who$c.txt")
+    echo "wrk -t1 -c$c -d${secs}s ($who): $n requests, ${qps[$who$c]} q/s, server CPU $(( (after - before) )) ticks"
+  done
 done
 
 # The in-process cost of the same searches (same files, one thread), in the same run.
@@ -102,23 +136,30 @@ echo "== server CPU per search (GloVe-100 100k, limit 10, hnsw_ef 64), same run"
 printf '   %-44s %8s %10s\n' "" "us/search" "vs in-proc"
 printf '   %-44s %8.1f %10.2f\n' "in-process CPU (bench_hnsw ef=64, recall $inproc_rec)" "$inproc_us" 1
 for c in 1 8; do
-  printf '   %-44s %8.1f %9.2fx   (%s q/s)\n' "REST, wrk $c connection(s), server utime+stime" \
-    "${us[$c]}" "$(echo "scale=2; ${us[$c]} / $inproc_us" | bc)" "${qps[$c]}"
+  for who in $runs; do
+    label="REST, wrk $c connection(s), server utime+stime"
+    [ -n "$base" ] && label="REST $who, wrk $c conn, server utime+stime"
+    printf '   %-44s %8.1f %9.2fx   (%s q/s)\n' "$label" \
+      "${us[$who$c]}" "$(echo "scale=2; ${us[$who$c]} / $inproc_us" | bc)" "${qps[$who$c]}"
+  done
 done
 
 if [ "${AEGIS_BENCH_PERF:-1}" = 1 ]; then
-  perf record -e cpu-clock -F 2000 -g -p "$pid" -o "$work/perf.data" -- sleep "$secs" \
+ for who in $runs; do
+  p=$pid u=$url
+  [ "$who" = base ] && p=$bpid u=$burl
+  perf record -e cpu-clock -F 2000 -g -p "$p" -o "$work/perf.data" -- sleep "$secs" \
     >/dev/null 2>&1 &
   ppid=$!
   sleep 0.5
-  wrk -t1 -c1 -d"${secs}s" -s "$work/search.lua" "$url" >/dev/null
+  wrk -t1 -c1 -d"${secs}s" -s "$work/search.lua" "$u" >/dev/null
   wait "$ppid" || true
-  echo "== perf (cpu-clock, server process, wrk 1 connection): top symbols, self time"
+  echo "== perf ($who; cpu-clock, server process, wrk 1 connection): top symbols, self time"
   perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
     grep -E '^ +[0-9.]+%' | sed -n 1,40p
   # Self time grouped: the HNSW walk and its distance kernels (what bench_hnsw measures), the
   # per-visited-node liveness/scope predicate the server adds, and everything else by kind.
-  echo "== perf: self time grouped (the first two groups are inside the search call)"
+  echo "== perf ($who): self time grouped (the first two groups are inside the search call)"
   perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
     awk '/^ +[0-9.]+%/ {
       p = $1 + 0; dso = $2; sym = $4
@@ -132,4 +173,5 @@ if [ "${AEGIS_BENCH_PERF:-1}" = 1 ]; then
       else g = "8 other libc/libs"
       t[g] += p }
       END { for (g in t) printf "   %6.2f%%  %s\n", t[g], substr(g, 3) }' | sort -rn
+ done
 fi

@@ -1,33 +1,69 @@
 // Ingestion rate through REST: 128-d points in batches of 1,000, wait=true (durable before the
-// answer), side by side with wait=false in the same run as the baseline.
+// answer), in the four body forms — records with the unnamed vector, the column (`batch`) form,
+// records with a named vector, the column form with a named vector — one client, HNSW m=16
+// (linked in the background). With AEGIS_BENCH_BASE=<another aegis binary> the same loads run
+// against that binary too, interleaved form by form, as the baseline of the same run.
 //   node bench/ingest.mjs [points=100000]
-import { batchBody, call, clustered, startServer } from './lib.mjs';
+import { call, clustered, startServer } from './lib.mjs';
 
 const n = Number(process.argv[2] || 100000);
 const dim = 128, batch = 1000;
 const vectors = clustered(n, dim, 42);
-const bodies = [];
-for (let i = 0; i < n; i += batch) bodies.push(batchBody(vectors, i, Math.min(batch, n - i)));
+const row = (i) => `[${Array.prototype.join.call(vectors[i], ',')}]`;
+const payload = (i) => `{"group":${i % 100},"tag":"t${i % 7}"}`;
+const forms = {
+  'records, unnamed': (s, c) => {
+    const p = [];
+    for (let i = s; i < s + c; i++) p.push(`{"id":${i},"vector":${row(i)},"payload":${payload(i)}}`);
+    return `{"points":[${p.join(',')}]}`;
+  },
+  'batch, unnamed': (s, c) => {
+    const ids = [], vs = [], ps = [];
+    for (let i = s; i < s + c; i++) { ids.push(i); vs.push(row(i)); ps.push(payload(i)); }
+    return `{"batch":{"ids":[${ids.join(',')}],"vectors":[${vs.join(',')}],"payloads":[${ps.join(',')}]}}`;
+  },
+  'records, named': (s, c) => {
+    const p = [];
+    for (let i = s; i < s + c; i++) p.push(`{"id":${i},"vector":{"v":${row(i)}},"payload":${payload(i)}}`);
+    return `{"points":[${p.join(',')}]}`;
+  },
+  'batch, named': (s, c) => {
+    const ids = [], vs = [], ps = [];
+    for (let i = s; i < s + c; i++) { ids.push(i); vs.push(row(i)); ps.push(payload(i)); }
+    return `{"batch":{"ids":[${ids.join(',')}],"vectors":{"v":[${vs.join(',')}]},"payloads":[${ps.join(',')}]}}`;
+  },
+};
 
-const srv = await startServer();
+const servers = [['this build', await startServer()]];
+if (process.env.AEGIS_BENCH_BASE) {
+  const saved = process.env.AEGIS_BIN;
+  process.env.AEGIS_BIN = process.env.AEGIS_BENCH_BASE;
+  servers.unshift(['baseline', await startServer()]);
+  if (saved === undefined) delete process.env.AEGIS_BIN; else process.env.AEGIS_BIN = saved;
+}
 try {
   const results = [];
-  // The graph is linked in the background; the third row shows the same load with no graph.
-  for (const [wait, m] of [[true, 16], [false, 16], [true, 0]]) {
-    const name = `ingest_${wait}_${m}`;
-    await call(srv.url, 'PUT', `/collections/${name}`,
-      { vectors: { size: dim, distance: 'Euclid' }, hnsw_config: { m } });
-    const t0 = process.hrtime.bigint();
-    for (const body of bodies) await call(srv.url, 'PUT', `/collections/${name}/points?wait=${wait}`, body);
-    const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    const count = (await call(srv.url, 'POST', `/collections/${name}/points/count`, {})).count;
-    if (count !== n) throw new Error(`expected ${n} points, found ${count}`);
-    results.push({ wait, m, seconds: s, rate: n / s });
+  let k = 0;
+  for (const [form, make] of Object.entries(forms)) {
+    const bodies = [];
+    for (let i = 0; i < n; i += batch) bodies.push(make(i, Math.min(batch, n - i)));
+    const named = form.endsWith(', named');
+    for (const [who, srv] of servers) {
+      const name = `ingest_${k++}`;
+      const v = { size: dim, distance: 'Euclid' };
+      await call(srv.url, 'PUT', `/collections/${name}`, { vectors: named ? { v } : v, hnsw_config: { m: 16 } });
+      const t0 = process.hrtime.bigint();
+      for (const body of bodies) await call(srv.url, 'PUT', `/collections/${name}/points?wait=true`, body);
+      const s = Number(process.hrtime.bigint() - t0) / 1e9;
+      const count = (await call(srv.url, 'POST', `/collections/${name}/points/count`, {})).count;
+      if (count !== n) throw new Error(`expected ${n} points, found ${count}`);
+      await call(srv.url, 'DELETE', `/collections/${name}`);
+      results.push({ form, who, seconds: s, rate: n / s });
+    }
   }
-  console.log(`ingestion: ${n} points x ${dim} dims, batches of ${batch}, one client`);
+  console.log(`ingestion: ${n} points x ${dim} dims, batches of ${batch}, wait=true, one client`);
   for (const r of results)
-    console.log(`  wait=${String(r.wait).padEnd(5)} ${r.m ? 'HNSW m=16' : 'no graph '}  ${r.seconds.toFixed(2)} s  ${Math.round(r.rate)} points/s`);
-  console.log(`  wait=true / wait=false = ${(results[0].rate / results[1].rate).toFixed(2)}`);
+    console.log(`  ${r.form.padEnd(17)} ${r.who.padEnd(10)}  ${r.seconds.toFixed(2)} s  ${Math.round(r.rate)} points/s`);
 } finally {
-  await srv.stop();
+  for (const [, srv] of servers) await srv.stop();
 }

@@ -39,12 +39,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool fast = ag_fastpoints_parse(text, size, 3, &arena, &pts, &npts);
     if (fast)
         ag_fastpoints_release(pts, npts);
+    /* The same for named vectors and the column form, and the search body reader. */
+    ag_fastcols_t cols = {2, {"a", "b"}, {3, 2}};
+    if (ag_fastpoints_parse_cols(text, size, &cols, &arena, &pts, &npts)) {
+        ag_fastpoints_release(pts, npts);
+        fast = true;
+    }
+    ag_fastsearch_t fs;
+    bool fast_search = ag_fastsearch_parse(text, size, "vector", 3, &arena, &fs);
+    fast = fast || fast_search;
+    float sv[3] = {0};
+    if (fast_search)
+        memcpy(sv, fs.vec, sizeof(sv));
     ag_arena_release(&arena);
     json_t *body = NULL;
     if (ag_json_parse_body(text, size, false, &body, &d) != 0) {
         if (fast)
             abort();
         return 0;
+    }
+    if (fast_search) {
+        /* What the search reader took is what the strict parser reads: the same floats. */
+        float *sf = NULL;
+        uint32_t sn = 0;
+        if (ag_json_floats(json_object_get(body, "vector"), "vector", &sf, &sn, &d) != 0 ||
+            sn != 3 || memcmp(sf, sv, sizeof(sv)) != 0)
+            abort();
+        free(sf);
     }
     json_t *params = NULL;
     if (json_is_object(body) && ag_coll_parse_params(body, &params, &d) == 0)

@@ -168,6 +168,7 @@ static void call_free(void *p)
     ag_call_t *call = p;
     json_decref(call->body);
     json_decref(call->result);
+    ag_jw_free(&call->result_text);
     free(call->raw);
     ag_filter_free(call->restriction);
     ag_guard_release_principal(call);
@@ -344,6 +345,19 @@ void ag_api_handle(void *ud, ag_request_t *req)
         render_error(req, rc, &call->diag);
     } else if (req->resp_fd >= 0) {
         /* answered with a file (snapshot downloads) */
+    } else if (call->result_text.buf) {
+        /* The direct answer: the envelope closed as render() would write it. */
+        ag_jw_t *w = &call->result_text;
+        ag_jw_lit(w, ",\"status\":\"ok\",\"time\":");
+        ag_jw_real(w, ag_now_mono() - req->t_start);
+        ag_jw_lit(w, "}");
+        size_t len = 0;
+        char *text = ag_jw_take(w, &len);
+        if (text)
+            ag_request_respond(req, call->http_status ? call->http_status : 200, "application/json",
+                               text, len);
+        else
+            render(req, 500, NULL, "out of memory");
     } else if (call->raw) {
         char *raw = call->raw;
         call->raw = NULL;

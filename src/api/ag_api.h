@@ -17,6 +17,7 @@
 #include "index/ag_filter.h"
 #include "store/ag_store.h"
 #include "store/ag_write.h"
+#include "json/ag_jsonw.h"
 
 typedef struct ag_api ag_api_t;
 
@@ -64,8 +65,12 @@ struct ag_call {
     const ag_route_t *route;
     const char *params[4]; /* decoded path parameters, in pattern order (borrowed from req) */
     int nparams;
-    json_t *body;    /* parsed JSON body or NULL (owned) */
-    json_t *result;  /* set by the handler (owned), rendered in the envelope */
+    json_t *body;   /* parsed JSON body or NULL (owned) */
+    json_t *result; /* set by the handler (owned), rendered in the envelope */
+    /* Or the envelope's text up to and including the result value (`{"result":...`), written
+     * directly (api_search.c's fast path; ag_api_handle adds status and time). Owned. */
+    ag_jw_t result_text;
+    bool grpc;       /* a gRPC call (api_grpc.c): its answer is converted from call->result */
     int http_status; /* 0 = derived from the return code */
     char *raw;       /* alternative raw response body (owned) */
     const char *raw_type;

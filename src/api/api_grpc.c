@@ -445,6 +445,8 @@ void ag_grpc_api_handle(void *ud, ag_grpc_call_t *call)
     /* Route, authenticate, authorize on the metadata and the scanned path parameters: a refused
      * call's message is never decoded. */
     ag_api_begin(api, req);
+    if (req->app) /* its answer is converted from the JSON tree (no direct text answer) */
+        ((ag_call_t *)req->app)->grpc = true;
     int http = 0;
     if (!req->responded) {
         int rc = rpc->decode(call->msg, call->msg_len, &pr, &diag);

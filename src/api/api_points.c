@@ -1,4 +1,5 @@
-/* Point write endpoints (docs/API.md): upsert (with a fast path for the common record form),
+/* Point write endpoints (docs/API.md): upsert (with a fast path for the common record and column
+ * forms),
  * delete, vectors, payload edits and batch updates; the operations are in ag_point_ops.c. */
 #include <stdio.h>
 
@@ -15,29 +16,51 @@ typedef struct write_op {
     ag_call_t *call;
     op_fn fn; /* NULL: a payload edit */
     ag_pl_op_t pl;
-    ag_batch_t *batch; /* upsert_fast: built already */
+    ag_batch_t *batch;         /* upsert_fast: built already */
+    const ag_fastcols_t *cols; /* ... against these vectors of the collection */
 } write_op_t;
+
+/* Are c's dense vectors still those the fast upsert parsed against? A named vector added or
+ * removed meanwhile (ag_coll_vectors) renumbers them. Caller holds the write session. */
+static bool same_vectors(const ag_collection_t *c, const ag_fastcols_t *cols)
+{
+    if ((size_t)ag_coll_nvec(c) != cols->n || ag_coll_nsparse(c) != 0)
+        return false;
+    for (size_t v = 0; v < cols->n; v++) {
+        ag_dense_info_t d;
+        ag_coll_dense_info(c, (int)v, &d);
+        if (strcmp(d.name, cols->names[v]) != 0 || d.dim != cols->dims[v] || d.multi ||
+            d.dtype != AG_DTYPE_FLOAT32)
+            return false;
+    }
+    return true;
+}
 
 static int run_op(void *ud, ag_collection_t *c)
 {
     write_op_t *w = ud;
-    if (w->batch)
+    if (w->batch && same_vectors(c, w->cols))
         return ag_op_commit(w->call, c, w->batch);
+    if (w->batch) { /* the vectors changed since the fast parse: the strict path, in the session */
+        int rc = ag_call_body(w->call);
+        return rc ? rc : ag_op_upsert(w->call, c, w->call->body);
+    }
     return w->fn ? w->fn(w->call, c, w->call->body)
                  : ag_op_payload(w->call, c, w->call->body, w->pl);
 }
 
 static int run_write(ag_call_t *call, op_fn fn, ag_pl_op_t pl, bool is_payload)
 {
-    write_op_t w = {call, is_payload ? NULL : fn, pl, NULL};
+    write_op_t w = {call, is_payload ? NULL : fn, pl, NULL, NULL};
     int rc = ag_call_write(call, run_op, &w);
     if (rc == 0)
         call->result = ag_update_result(call);
     return rc;
 }
 
-/* The common upsert (records, one unnamed dense vector) skips the generic JSON tree; anything
- * else, including every malformed body, takes the strict path, which explains what is wrong. */
+/* The common upserts (records or columns, plain float32 dense vectors, unnamed or named) skip the
+ * generic JSON tree; anything else, including every malformed body, takes the strict path, which
+ * explains what is wrong. */
 static int upsert_fast(ag_call_t *call, bool *handled)
 {
     *handled = false;
@@ -47,13 +70,27 @@ static int upsert_fast(ag_call_t *call, bool *handled)
     int rc = 0;
     ag_fastpoint_t *pts = NULL;
     size_t n = 0;
-    ag_dense_info_t v0 = {0};
-    if (ag_coll_nvec(c) == 1)
-        ag_coll_dense_info(c, 0, &v0);
-    /* Plain float32 only: multivectors and the other datatypes take the strict path. */
-    if (ag_coll_unnamed(c) && ag_coll_nvec(c) == 1 && ag_coll_nsparse(c) == 0 && !v0.multi &&
-        v0.dtype == AG_DTYPE_FLOAT32 &&
-        ag_fastpoints_parse(call->req->body, call->req->body_len, v0.dim, &call->arena, &pts, &n)) {
+    ag_fastcols_t cols = {0};
+    ag_dense_info_t info[AG_FP_MAX_VECS];
+    /* Plain float32 only: multivectors, other datatypes and sparse vectors take the strict path. */
+    bool plain = ag_coll_nsparse(c) == 0 && ag_coll_nvec(c) >= 1 &&
+                 (size_t)ag_coll_nvec(c) <= AG_FP_MAX_VECS &&
+                 (ag_coll_unnamed(c) ? ag_coll_nvec(c) == 1 : true);
+    for (int v = 0; plain && v < ag_coll_nvec(c); v++) {
+        ag_coll_dense_info(c, v, &info[v]);
+        plain = !info[v].multi && info[v].dtype == AG_DTYPE_FLOAT32 &&
+                (info[v].name[0] != '\0') == !ag_coll_unnamed(c);
+        size_t nl = strlen(info[v].name) + 1;
+        char *name = ag_arena_alloc(&call->arena, nl); /* the layout may change meanwhile */
+        if (name)
+            memcpy(name, info[v].name, nl);
+        cols.names[v] = name;
+        plain = plain && name;
+        cols.dims[v] = info[v].dim;
+        cols.n = (size_t)v + 1;
+    }
+    if (plain && ag_fastpoints_parse_cols(call->req->body, call->req->body_len, &cols, &call->arena,
+                                          &pts, &n)) {
         *handled = true;
         ag_batch_t ms = {0};
         for (size_t i = 0; i < n && rc == 0; i++) {
@@ -66,13 +103,18 @@ static int upsert_fast(ag_call_t *call, bool *handled)
             m->payload = pts[i].payload; /* ownership moves to the mutation */
             pts[i].payload = NULL;
             m->replace_vectors = true;
-            if (v0.dist == AG_DIST_COSINE)
-                ag_vector_normalize(pts[i].vector, v0.dim);
-            m->dense_op[0] = AG_VEC_SET;
-            m->dense[0] = pts[i].vector;
+            for (size_t v = 0; v < cols.n; v++) {
+                if (!pts[i].vecs[v])
+                    continue;
+                if (info[v].dist == AG_DIST_COSINE)
+                    ag_vector_normalize(pts[i].vecs[v], info[v].dim);
+                m->dense_op[v] = AG_VEC_SET;
+                m->dense[v] = pts[i].vecs[v];
+                m->dense_rows[v] = 1;
+            }
         }
         ag_fastpoints_release(pts, n);
-        write_op_t w = {call, NULL, AG_PL_SET, &ms};
+        write_op_t w = {call, NULL, AG_PL_SET, &ms, &cols};
         if (rc == 0) /* else out of memory building the batch: nothing was written */
             rc = ag_call_write(call, run_op, &w);
         ag_batch_release(&ms);

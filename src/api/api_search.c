@@ -69,10 +69,74 @@ static int run_one(ag_call_t *call, ag_collection_t *c, ag_qapi_t api, bool grou
     return rc;
 }
 
+/*
+ * The direct path of the common search and query bodies (docs/BENCHMARKS.md "The direct search
+ * path"): the body read by ag_fastsearch_parse (the vector straight into floats, only a filter
+ * through jansson), the request built by ag_query_parse_fast and the hits written as text by
+ * ag_query_run_text, with no JSON tree of the body or of the answer. *handled false: not a body
+ * or a collection this path answers exactly as the strict one would — nothing was done, the caller
+ * takes the strict path. REST only (gRPC converts the tree of the answer).
+ */
+static int fast_search(ag_call_t *call, ag_qapi_t api, bool *handled)
+{
+    *handled = false;
+    if (call->body || call->grpc || call->req->body_len == 0 || !call->coll)
+        return 0;
+    ag_collection_t *c = call->coll;
+    int vi = ag_coll_vector(c, "");
+    if (vi < 0)
+        return 0;
+    ag_dense_info_t vc;
+    ag_coll_dense_info(c, vi, &vc);
+    ag_fastsearch_t fs;
+    if (vc.multi ||
+        !ag_fastsearch_parse(call->req->body, call->req->body_len,
+                             api == AG_QAPI_QUERY ? "query" : "vector", vc.dim, &call->arena, &fs))
+        return 0;
+    json_t *filter = NULL;
+    if (fs.filter) {
+        ag_diag_t d;
+        if (ag_json_parse_body(fs.filter, fs.filter_len, true, &filter, &d) != 0)
+            return 0; /* the strict parser explains it */
+    }
+    ag_collection_t *ref;
+    int rc = ag_call_collection(call, &ref);
+    if (rc) {
+        json_decref(filter);
+        return 0;
+    }
+    ag_qctx_t ctx = {&call->arena,      &call->diag,     call->deadline, call->timeout_s,
+                     call->restriction, call->params[0], open_other,     call};
+    ag_query_t q;
+    bool declined = true;
+    rc = ag_query_parse_fast(&q, &ctx, ref, api, &fs, filter, &declined);
+    ag_jw_t *w = &call->result_text;
+    if (rc == 0 && !declined) {
+        ag_jw_lit(w, "{\"result\":");
+        rc = ag_query_run_text(&q, w);
+    }
+    ag_query_release(&q);
+    ag_coll_unref(ref);
+    json_decref(filter);
+    if (rc || !declined)
+        *handled = true;
+    if (rc)
+        ag_jw_free(w);
+    return rc;
+}
+
 static int handle(ag_call_t *call, ag_qapi_t api, bool batch, bool groups)
 {
     const json_t *list = NULL;
     int rc;
+    if (!batch && !groups && (api == AG_QAPI_SEARCH || api == AG_QAPI_QUERY)) {
+        bool handled;
+        rc = fast_search(call, api, &handled);
+        if (handled)
+            return rc;
+        if ((rc = ag_call_body(call)) != 0)
+            return rc;
+    }
     if (batch) {
         if ((rc = AG_JSON_ONLY(call->body, "", &call->diag, "searches")) != 0)
             return rc;
@@ -171,7 +235,7 @@ static int h_query_groups(ag_call_t *call)
 
 const ag_route_t ag_routes_search[] = {
     {AG_HTTP_POST, "/collections/{name}/points/search", "read:data", AG_SCOPE_COLLECTION, h_search,
-     true, false, false, false, true},
+     true, false, false, true, true},
     {AG_HTTP_POST, "/collections/{name}/points/search/batch", "read:data", AG_SCOPE_COLLECTION,
      h_search_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/search/groups", "read:data", AG_SCOPE_COLLECTION,
@@ -187,7 +251,7 @@ const ag_route_t ag_routes_search[] = {
     {AG_HTTP_POST, "/collections/{name}/points/discover/batch", "read:data", AG_SCOPE_COLLECTION,
      h_discover_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/query", "read:data", AG_SCOPE_COLLECTION, h_query,
-     true, false, false, false, true},
+     true, false, false, true, true},
     {AG_HTTP_POST, "/collections/{name}/points/query/batch", "read:data", AG_SCOPE_COLLECTION,
      h_query_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/query/groups", "read:data", AG_SCOPE_COLLECTION,

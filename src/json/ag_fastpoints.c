@@ -218,71 +218,290 @@ static bool parse_id(cur_t *c, ag_point_id_t *id)
     return true;
 }
 
-bool ag_fastpoints_parse(const char *buf, size_t len, uint32_t dim, ag_arena_t *arena,
-                         ag_fastpoint_t **out, size_t *n)
+/* A key or string without escapes, control bytes or non-ASCII bytes (anything else: decline, the
+ * strict path decodes and checks it); *s and *n are the bytes between the quotes. */
+static bool plain_str(cur_t *c, const char **s, size_t *n)
 {
-    cur_t c = {buf, buf + len};
+    ws(c);
+    if (c->p >= c->end || *c->p != '"')
+        return false;
+    const char *p = c->p + 1;
+    while (p < c->end && *p != '"') {
+        unsigned char ch = (unsigned char)*p;
+        if (ch < 0x20 || ch >= 0x80 || ch == '\\')
+            return false;
+        p++;
+    }
+    if (p >= c->end)
+        return false;
+    *s = c->p + 1;
+    *n = (size_t)(p - c->p - 1);
+    c->p = p + 1;
+    return true;
+}
+
+/* Which of the collection's named vectors a key names (-1: none, or the unnamed one). */
+static int named_index(const ag_fastcols_t *cols, const char *s, size_t n)
+{
+    for (size_t v = 0; v < cols->n; v++)
+        if (n && strlen(cols->names[v]) == n && memcmp(cols->names[v], s, n) == 0)
+            return (int)v;
+    return -1;
+}
+
+/* "[" dim numbers "]" into a new arena array. */
+static bool floats(cur_t *c, uint32_t dim, ag_arena_t *arena, float **out)
+{
+    float *f = ag_arena_alloc(arena, sizeof(float) * (dim ? dim : 1));
+    bool ok = f && dim && eat(c, '[');
+    for (uint32_t i = 0; ok && i < dim; i++)
+        ok = number(c, &f[i]) && (i + 1 == dim || eat(c, ','));
+    ok = ok && eat(c, ']');
+    *out = f;
+    return ok;
+}
+
+static bool is_null(cur_t *c)
+{
+    ws(c);
+    if (c->end - c->p >= 4 && memcmp(c->p, "null", 4) == 0) {
+        c->p += 4;
+        return true;
+    }
+    return false;
+}
+
+/* A payload object, parsed strictly into a new reference. */
+static bool payload(cur_t *c, json_t **out)
+{
+    const char *s;
+    size_t plen;
+    ws(c);
+    if (c->p >= c->end || *c->p != '{' || !skip_value(c, &s, &plen))
+        return false;
+    ag_diag_t d;
+    return ag_json_parse_body(s, plen, true, out, &d) == 0;
+}
+
+/* A point's `vector`: an array for the unnamed vector, or {name: array, ...} of distinct named
+ * vectors (at least one). */
+static bool point_vectors(cur_t *c, const ag_fastcols_t *cols, ag_arena_t *arena,
+                          ag_fastpoint_t *pt)
+{
+    ws(c);
+    if (c->p < c->end && *c->p == '[') {
+        if (cols->n != 1 || cols->names[0][0] != '\0')
+            return false;
+        return floats(c, cols->dims[0], arena, &pt->vecs[0]);
+    }
+    if (!eat(c, '{'))
+        return false;
+    bool any = false;
+    do {
+        const char *k;
+        size_t kn;
+        int v;
+        if (!plain_str(c, &k, &kn) || !eat(c, ':') || (v = named_index(cols, k, kn)) < 0 ||
+            pt->vecs[v] || !floats(c, cols->dims[v], arena, &pt->vecs[v]))
+            return false;
+        any = true;
+    } while (eat(c, ','));
+    return any && eat(c, '}');
+}
+
+/* Appends room for one more element to an arena array (doubling; the old block stays in the
+ * arena). */
+static void *grow(ag_arena_t *arena, void *arr, size_t *cap, size_t count, size_t size)
+{
+    if (count < *cap)
+        return arr;
+    size_t nc = *cap ? *cap * 2 : 256;
+    void *g = ag_arena_alloc(arena, nc * size);
+    if (g && count)
+        memcpy(g, arr, count * size);
+    *cap = nc;
+    return g;
+}
+
+/* The record form's array: [{"id", "vector", "payload"}, ...]. */
+static bool records(cur_t *c, const ag_fastcols_t *cols, ag_arena_t *arena, ag_fastpoint_t **out,
+                    size_t *n)
+{
     size_t count = 0, cap = 0;
     ag_fastpoint_t *pts = NULL;
-    if (!eat(&c, '{') || !key_is(&c, "points") || !eat(&c, '['))
-        return false;
-    bool ok = true;
-    if (!eat(&c, ']')) {
+    bool ok = eat(c, '[');
+    if (ok && !eat(c, ']')) {
         do {
-            if (count == AG_MAX_BATCH || !eat(&c, '{')) {
+            if (count == AG_MAX_BATCH || !eat(c, '{') ||
+                !(pts = grow(arena, pts, &cap, count, sizeof(*pts)))) {
                 ok = false;
                 break;
-            }
-            if (count == cap) {
-                size_t nc = cap ? cap * 2 : 256;
-                ag_fastpoint_t *g = ag_arena_alloc(arena, nc * sizeof(*g));
-                if (!g) {
-                    ok = false;
-                    break;
-                }
-                if (count)
-                    memcpy(g, pts, count * sizeof(*g));
-                pts = g;
-                cap = nc;
             }
             ag_fastpoint_t *pt = &pts[count];
             memset(pt, 0, sizeof(*pt));
             count++;
             bool have_id = false, have_vec = false, have_payload = false;
             do {
-                ws(&c);
-                if (!have_id && key_is(&c, "id")) {
-                    have_id = parse_id(&c, &pt->id);
-                    ok = have_id;
-                } else if (!have_vec && key_is(&c, "vector")) {
-                    pt->vector = ag_arena_alloc(arena, sizeof(float) * dim);
-                    ok = pt->vector && eat(&c, '[');
-                    uint32_t i = 0;
-                    while (ok && i < dim) {
-                        ok = number(&c, &pt->vector[i++]) && (i == dim || eat(&c, ','));
-                    }
-                    ok = ok && eat(&c, ']');
-                    have_vec = ok;
-                } else if (!have_payload && key_is(&c, "payload")) {
-                    const char *s;
-                    size_t plen;
-                    ws(&c);
-                    if (c.p < c.end && *c.p == '{' && skip_value(&c, &s, &plen)) {
-                        ag_diag_t d;
-                        ok = ag_json_parse_body(s, plen, true, &pt->payload, &d) == 0;
-                    } else {
-                        ok = false;
-                    }
-                    have_payload = ok;
+                ws(c);
+                if (!have_id && key_is(c, "id")) {
+                    ok = have_id = parse_id(c, &pt->id);
+                } else if (!have_vec && key_is(c, "vector")) {
+                    ok = have_vec = point_vectors(c, cols, arena, pt);
+                } else if (!have_payload && key_is(c, "payload")) {
+                    ok = have_payload = payload(c, &pt->payload);
                 } else {
                     ok = false;
                 }
-            } while (ok && eat(&c, ','));
-            ok = ok && have_id && have_vec && eat(&c, '}');
+            } while (ok && eat(c, ','));
+            ok = ok && have_id && have_vec && eat(c, '}');
             if (ok && !pt->payload)
                 ok = (pt->payload = json_object()) != NULL;
-        } while (ok && eat(&c, ','));
-        ok = ok && eat(&c, ']');
+        } while (ok && eat(c, ','));
+        ok = ok && eat(c, ']');
+    }
+    *out = pts;
+    *n = count;
+    return ok;
+}
+
+/* One column of the batch form: [array, ...] of one vector's values, into *out (count in *n). */
+static bool column(cur_t *c, uint32_t dim, ag_arena_t *arena, float ***out, size_t *n)
+{
+    size_t count = 0, cap = 0;
+    float **col = NULL;
+    bool ok = eat(c, '[');
+    if (ok && !eat(c, ']')) {
+        do {
+            ok = count < AG_MAX_BATCH && (col = grow(arena, col, &cap, count, sizeof(*col))) &&
+                 floats(c, dim, arena, &col[count]);
+            count++;
+        } while (ok && eat(c, ','));
+        ok = ok && eat(c, ']');
+    }
+    *out = col;
+    *n = count;
+    return ok;
+}
+
+/* The column form {"ids": [...], "vectors": [...] | {name: [...]}, "payloads": [...] | null},
+ * keys in any order, ids and vectors required, every column as long as ids. */
+static bool columns(cur_t *c, const ag_fastcols_t *cols, ag_arena_t *arena, ag_fastpoint_t **out,
+                    size_t *n)
+{
+    ag_point_id_t *ids = NULL;
+    float **vcol[AG_FP_MAX_VECS] = {0};
+    size_t nvcol[AG_FP_MAX_VECS] = {0};
+    json_t **pls = NULL;
+    size_t nids = 0, npls = 0, cap = 0;
+    bool have_ids = false, have_vecs = false, have_pls = false, pls_array = false;
+    bool ok = eat(c, '{');
+    *out = NULL;
+    *n = 0;
+    if (ok) {
+        do {
+            ws(c);
+            if (!have_ids && key_is(c, "ids")) {
+                have_ids = true;
+                ok = eat(c, '[');
+                if (ok && !eat(c, ']')) {
+                    do {
+                        ok = nids < AG_MAX_BATCH &&
+                             (ids = grow(arena, ids, &cap, nids, sizeof(*ids))) &&
+                             parse_id(c, &ids[nids]);
+                        nids++;
+                    } while (ok && eat(c, ','));
+                    ok = ok && eat(c, ']');
+                }
+            } else if (!have_vecs && key_is(c, "vectors")) {
+                have_vecs = true;
+                ws(c);
+                if (c->p < c->end && *c->p == '[') {
+                    ok = cols->n == 1 && cols->names[0][0] == '\0' &&
+                         column(c, cols->dims[0], arena, &vcol[0], &nvcol[0]);
+                } else {
+                    bool any = false;
+                    ok = eat(c, '{');
+                    while (ok) {
+                        const char *k;
+                        size_t kn;
+                        int v;
+                        ok = plain_str(c, &k, &kn) && eat(c, ':') &&
+                             (v = named_index(cols, k, kn)) >= 0 && !vcol[v] &&
+                             column(c, cols->dims[v], arena, &vcol[v], &nvcol[v]);
+                        any = true;
+                        if (!eat(c, ','))
+                            break;
+                    }
+                    ok = ok && any && eat(c, '}');
+                }
+            } else if (!have_pls && key_is(c, "payloads")) {
+                have_pls = true;
+                size_t pcap = 0;
+                if (!is_null(c)) {
+                    ok = eat(c, '[');
+                    if (ok && !eat(c, ']')) {
+                        do {
+                            ok = npls < AG_MAX_BATCH &&
+                                 (pls = grow(arena, pls, &pcap, npls, sizeof(*pls))) != NULL;
+                            if (!ok)
+                                break;
+                            pls[npls] = NULL;
+                            ok = is_null(c) || payload(c, &pls[npls]);
+                            npls++;
+                        } while (ok && eat(c, ','));
+                        ok = ok && eat(c, ']');
+                    }
+                    pls_array = true; /* to be as long as ids */
+                }
+            } else {
+                ok = false;
+            }
+        } while (ok && eat(c, ','));
+        ok = ok && have_ids && have_vecs && nids > 0 && eat(c, '}');
+    }
+    /* Every column as long as ids (the strict path names the one that is not). */
+    for (size_t v = 0; ok && v < cols->n; v++)
+        ok = !vcol[v] || nvcol[v] == nids;
+    ok = ok && (!pls || npls == nids) && !(pls_array && !pls && nids);
+    ag_fastpoint_t *pts = ok ? ag_arena_calloc(arena, nids, sizeof(*pts)) : NULL;
+    for (size_t i = 0; pts && i < nids; i++) {
+        pts[i].id = ids[i];
+        for (size_t v = 0; v < cols->n; v++)
+            pts[i].vecs[v] = vcol[v] ? vcol[v][i] : NULL;
+        pts[i].vector = pts[i].vecs[0];
+        pts[i].payload = pls ? pls[i] : NULL;
+        if (pls)
+            pls[i] = NULL;
+        if (!pts[i].payload && !(pts[i].payload = json_object())) {
+            ag_fastpoints_release(pts, i);
+            pts = NULL;
+        }
+    }
+    for (size_t i = 0; i < npls; i++)
+        json_decref(pls[i]);
+    if (!pts)
+        return false;
+    *out = pts;
+    *n = nids;
+    return true;
+}
+
+bool ag_fastpoints_parse_cols(const char *buf, size_t len, const ag_fastcols_t *cols,
+                              ag_arena_t *arena, ag_fastpoint_t **out, size_t *n)
+{
+    cur_t c = {buf, buf + len};
+    ag_fastpoint_t *pts = NULL;
+    size_t count = 0;
+    if (cols->n == 0 || cols->n > AG_FP_MAX_VECS || !eat(&c, '{'))
+        return false;
+    bool ok;
+    ws(&c);
+    if (key_is(&c, "points")) {
+        ok = records(&c, cols, arena, &pts, &count);
+        for (size_t i = 0; i < count; i++)
+            pts[i].vector = pts[i].vecs[0];
+    } else {
+        ok = key_is(&c, "batch") && columns(&c, cols, arena, &pts, &count);
     }
     ok = ok && eat(&c, '}');
     ws(&c);
@@ -296,10 +515,124 @@ bool ag_fastpoints_parse(const char *buf, size_t len, uint32_t dim, ag_arena_t *
     return true;
 }
 
+bool ag_fastpoints_parse(const char *buf, size_t len, uint32_t dim, ag_arena_t *arena,
+                         ag_fastpoint_t **out, size_t *n)
+{
+    ag_fastcols_t cols = {1, {""}, {dim}};
+    return ag_fastpoints_parse_cols(buf, len, &cols, arena, out, n);
+}
+
 void ag_fastpoints_release(ag_fastpoint_t *pts, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; pts && i < n; i++) {
         json_decref(pts[i].payload);
         pts[i].payload = NULL;
     }
+}
+
+/* ---- search bodies ------------------------------------------------------------------------- */
+
+/* A literal (true, false, null) followed by a delimiter. */
+static bool literal(cur_t *c, const char *lit)
+{
+    ws(c);
+    size_t n = strlen(lit);
+    if (c->end - c->p < (ptrdiff_t)n || memcmp(c->p, lit, n) != 0)
+        return false;
+    const char *q = c->p + n;
+    if (q < c->end && *q != ',' && *q != '}' && *q != ']' && *q != ' ' && *q != '\n' &&
+        *q != '\r' && *q != '\t')
+        return false;
+    c->p = q;
+    return true;
+}
+
+static bool boolean(cur_t *c, bool *out)
+{
+    if (literal(c, "true"))
+        return *out = true;
+    *out = false;
+    return literal(c, "false");
+}
+
+/* A non-negative JSON integer of at most 18 digits (larger ones: decline). */
+static bool uinteger(cur_t *c, uint64_t *out)
+{
+    ws(c);
+    const char *p = c->p;
+    uint64_t v = 0;
+    int digits = 0;
+    if (p < c->end && *p == '0' && p + 1 < c->end && p[1] >= '0' && p[1] <= '9')
+        return false;
+    while (p < c->end && *p >= '0' && *p <= '9') {
+        if (++digits > 18)
+            return false;
+        v = v * 10 + (uint64_t)(*p - '0');
+        p++;
+    }
+    if (digits == 0 || (p < c->end && (*p == '.' || *p == 'e' || *p == 'E')))
+        return false;
+    c->p = p;
+    *out = v;
+    return true;
+}
+
+/* One key of the body, each at most once (a repeated key declines: the strict parser names it). */
+#define SEEN(bit) (seen & (1u << (bit)) ? false : (seen |= 1u << (bit), true))
+
+bool ag_fastsearch_parse(const char *buf, size_t len, const char *vkey, uint32_t dim,
+                         ag_arena_t *arena, ag_fastsearch_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    cur_t c = {buf, buf + len};
+    unsigned seen = 0;
+    bool ok = eat(&c, '{');
+    if (!ok || eat(&c, '}'))
+        return false;
+    do {
+        ws(&c);
+        if (key_is(&c, vkey)) {
+            ok = SEEN(0) && floats(&c, dim, arena, &out->vec);
+        } else if (key_is(&c, "limit")) {
+            ok = SEEN(1) && uinteger(&c, &out->limit);
+            out->has_limit = true;
+        } else if (key_is(&c, "offset")) {
+            ok = SEEN(2) && uinteger(&c, &out->offset);
+            out->has_offset = true;
+        } else if (key_is(&c, "with_payload")) {
+            ok = SEEN(3) && boolean(&c, &out->with_payload);
+        } else if (key_is(&c, "with_vector")) {
+            ok = SEEN(4) && boolean(&c, &out->with_vector);
+        } else if (key_is(&c, "score_threshold")) {
+            ok = SEEN(5) && number(&c, &out->threshold);
+            out->has_threshold = true;
+        } else if (key_is(&c, "filter")) {
+            ws(&c);
+            ok = SEEN(6) && c.p < c.end && *c.p == '{' &&
+                 skip_value(&c, &out->filter, &out->filter_len);
+        } else if (key_is(&c, "params")) {
+            ok = SEEN(7) && eat(&c, '{') && !eat(&c, '}');
+            unsigned pseen = 0;
+            while (ok) {
+                ws(&c);
+                if (!(pseen & 1) && key_is(&c, "hnsw_ef")) {
+                    pseen |= 1;
+                    ok = uinteger(&c, &out->ef) && out->ef >= 1 && out->ef <= UINT32_MAX;
+                } else if (!(pseen & 2) && key_is(&c, "exact")) {
+                    pseen |= 2;
+                    ok = boolean(&c, &out->exact);
+                } else {
+                    ok = false;
+                }
+                if (!eat(&c, ','))
+                    break;
+            }
+            ok = ok && eat(&c, '}');
+        } else {
+            ok = false;
+        }
+    } while (ok && eat(&c, ','));
+    ok = ok && (seen & 1) && eat(&c, '}');
+    ws(&c);
+    return ok && c.p == c.end;
 }

@@ -1045,3 +1045,72 @@ int ag_query_run(ag_query_t *rq, json_t **out)
         *out = res;
     return *out ? 0 : AG_ENOMEM;
 }
+
+/* ---- the direct answer of a simple search -------------------------------------------------- */
+
+typedef struct run_text {
+    ag_query_t *rq;
+    ag_jw_t *w;
+} run_text_t;
+
+/* One hit as ag_render_point builds it, keys in its order; a payload or vectors the tree would
+ * leave out (NULL) are left out here too. */
+static void write_hit(const ag_query_t *rq, const ag_hit_t *h, ag_jw_t *w)
+{
+    const ag_point_id_t *id = ag_coll_id(rq->c, h->slot);
+    ag_jw_lit(w, "{\"id\":");
+    if (id->kind == AG_ID_NUM) {
+        ag_jw_u64(w, id->num);
+    } else {
+        char buf[40];
+        ag_id_format(id, buf, sizeof(buf));
+        ag_jw_lit(w, "\"");
+        ag_jw_lit(w, buf);
+        ag_jw_lit(w, "\"");
+    }
+    ag_jw_lit(w, ",\"version\":0,\"score\":");
+    ag_jw_f32(w, h->score);
+    const json_t *pl = rq->ps.enabled ? ag_coll_payload(rq->c, h->slot) : json_null();
+    if (pl) {
+        ag_jw_lit(w, ",\"payload\":");
+        ag_jw_json(w, pl);
+    }
+    if (rq->wv) {
+        json_t *v = ag_coll_vectors_json(rq->c, h->slot, rq->which);
+        if (v) {
+            ag_jw_lit(w, ",\"vector\":");
+            ag_jw_json(w, v);
+            json_decref(v);
+        }
+    } else {
+        ag_jw_lit(w, ",\"vector\":null");
+    }
+    ag_jw_lit(w, "}");
+}
+
+static int run_text_locked(void *ud, ag_collection_t *c)
+{
+    AG_UNUSED(c);
+    run_text_t *t = ud;
+    ag_query_t *rq = t->rq;
+    int rc = resolve_local(rq);
+    ag_ranked_t r;
+    if (rc == 0)
+        rc = ag_q__run_stage(rq, rq->root, rq->offset + rq->limit, &r);
+    if (rc)
+        return rc;
+    ag_jw_lit(t->w, rq->api == AG_QAPI_QUERY ? "{\"points\":[" : "[");
+    for (size_t i = rq->offset; i < r.n; i++) {
+        if (i > rq->offset)
+            ag_jw_lit(t->w, ",");
+        write_hit(rq, &r.h[i], t->w);
+    }
+    ag_jw_lit(t->w, rq->api == AG_QAPI_QUERY ? "]}" : "]");
+    return t->w->oom ? AG_ENOMEM : 0;
+}
+
+int ag_query_run_text(ag_query_t *rq, ag_jw_t *w)
+{
+    run_text_t t = {rq, w};
+    return ag_coll_read(rq->c, run_text_locked, &t);
+}

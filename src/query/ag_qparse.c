@@ -1036,3 +1036,65 @@ int ag_query_check_budgets(ag_qapi_t api, const json_t *list, const json_t *body
                        AG_Q_MAX_REQ_RESULTS, (unsigned long long)t.results);
     return 0;
 }
+
+/* ---- the direct form of a common search ----------------------------------------------------- */
+
+int ag_query_parse_fast(ag_query_t *q, const ag_qctx_t *ctx, ag_collection_t *c, ag_qapi_t api,
+                        const ag_fastsearch_t *fs, const json_t *filter, bool *declined)
+{
+    memset(q, 0, sizeof(*q));
+    q->ctx = ctx;
+    q->c = c;
+    q->api = api;
+    *declined = true;
+    int vi = ag_coll_vector(c, "");
+    if (vi < 0 || (api != AG_QAPI_SEARCH && api != AG_QAPI_QUERY))
+        return 0;
+    ag_dense_info_t vc;
+    ag_coll_dense_info(c, vi, &vc);
+    if (vc.multi)
+        return 0;
+    /* The values the strict parser would refuse or treat specially: its answer, not ours. */
+    size_t limit =
+        fs->has_limit ? (size_t)AG_MIN(fs->limit, (uint64_t)AG_MAX_LIMIT) : AG_Q_DEFAULT_LIMIT;
+    if ((fs->has_limit && fs->limit == 0) || fs->offset > AG_Q_MAX_OFFSET ||
+        limit + fs->offset > AG_Q_MAX_REQ_RESULTS)
+        return 0;
+    /* The order of the strict parser: the filter first (its error wins), then the vector. One
+     * stage only: no room zeroed for AG_Q_MAX_STAGES of them. */
+    ag_stage_t *st;
+    if (!(q->all = ag_q__alloc(q, 1, sizeof(*q->all))))
+        return AG_ENOMEM;
+    int rc = new_stage(q, NULL, "", &st);
+    if (rc)
+        return rc;
+    *declined = false;
+    st->filter_json = filter;
+    if ((rc = ag_scope_init(&st->scope, c, ctx->restriction, filter, "", ctx->diag)) != 0)
+        return rc;
+    st->params.ef = (uint32_t)fs->ef;
+    st->params.exact = fs->exact;
+    st->params.has_threshold = fs->has_threshold;
+    st->params.score_threshold = fs->threshold;
+    st->kind = AG_Q_NEAREST;
+    st->vi = vi;
+    float *v = ag_q__alloc(q, vc.dim, sizeof(float));
+    if (!v)
+        return AG_ENOMEM;
+    memcpy(v, fs->vec, sizeof(float) * vc.dim);
+    if (vc.dist == AG_DIST_COSINE)
+        ag_vector_normalize(v, vc.dim);
+    size_t bad = 0;
+    if (ag_dtype_convert(vc.dtype, v, vc.dim, &bad) != 0) {
+        *declined = true; /* a float16 value out of range: the strict parser names it */
+        return 0;
+    }
+    st->nearest.dense = v;
+    st->nearest.rows = 1;
+    q->root = st;
+    q->limit = limit;
+    q->offset = (size_t)fs->offset;
+    q->ps.enabled = fs->with_payload;
+    q->wv = fs->with_vector;
+    return 0;
+}

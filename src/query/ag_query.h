@@ -24,6 +24,8 @@
 #include "index/ag_filter.h"
 #include "index/ag_index.h"
 #include "store/ag_collection.h"
+#include "json/ag_fastpoints.h"
+#include "json/ag_jsonw.h"
 
 #define AG_QUERY_PATH_LEN 192
 #define AG_QUERY_DEADLINE_EVERY 1024u /* slots visited between two looks at the clock */
@@ -274,6 +276,20 @@ int ag_query_check_budgets(ag_qapi_t api, const json_t *list, const json_t *body
  * points, {"points": [...]} for the query API, or {"groups": [...]}. */
 int ag_query_run(ag_query_t *q, json_t **out);
 void ag_query_release(ag_query_t *q);
+
+/* The direct path of a common search or query (api/api_search.c; json/ag_fastpoints.h
+ * ag_fastsearch_parse read the body): one nearest stage on the unnamed dense vector, filter
+ * (parsed, borrowed, may be NULL) compiled as ag_query_parse would. *declined: the request is not
+ * one this path answers exactly as ag_query_parse would (named vectors only, a multivector, limit
+ * 0, offsets or limits past the budgets, a float16 value out of range) — release q and parse the
+ * body strictly. Otherwise as ag_query_parse (an error in the filter is the strict parser's).
+ * fs->vec has the collection's dimension. Call ag_query_release either way. */
+int ag_query_parse_fast(ag_query_t *q, const ag_qctx_t *ctx, ag_collection_t *c, ag_qapi_t api,
+                        const ag_fastsearch_t *fs, const json_t *filter, bool *declined);
+/* Runs a request of ag_query_parse_fast and writes the answer's `result` value into w as the
+ * tree of ag_query_run would print (points {id, version, score, payload, vector}; the query API
+ * wraps them in {"points": ...}), without building the tree (docs/BENCHMARKS.md). */
+int ag_query_run_text(ag_query_t *q, ag_jw_t *w);
 
 /* Fusion of ranked lists (kind AG_Q_RRF or AG_Q_DBSF), as Qdrant: rrf scores a point
  * sum 1 / ((rank + 1) / weight + k - 1) over the lists (weights NULL = all 1); dbsf maps each

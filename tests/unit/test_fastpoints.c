@@ -137,7 +137,14 @@ static void test_declines(void **state)
         "{\"points\":[{\"id\":1}]}",           /* no vector */
         "{\"points\":[{\"id\":1,\"vector\":[1,2,3]},]}",
         "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}],\"shard_key\":1}",
-        "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]]}}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2]]}}",
+        "{\"batch\":{\"ids\":[1,2],\"vectors\":[[1,2,3]]}}",
+        "{\"batch\":{\"ids\":[],\"vectors\":[]}}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]],\"payloads\":[]}}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]],\"payloads\":[1]}}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":{\"a\":[[1,2,3]]}}}", /* no named vector a */
+        "{\"batch\":{\"ids\":[1],\"ids\":[1],\"vectors\":[[1,2,3]]}}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]]},\"points\":[]}",
         "{\"points\":[{\"id\":\"550e8400-e29b-41d4-a716-44665544000\\u0030\",\"vector\":[1,2,3]}]}",
     };
     ag_arena_t a;
@@ -159,12 +166,108 @@ static void test_declines(void **state)
     ag_arena_release(&a);
 }
 
+/* Named vectors and the column form, against a collection of two named vectors. */
+static void test_named_and_columns(void **state)
+{
+    (void)state;
+    ag_arena_t a;
+    ag_arena_init(&a, 0);
+    ag_fastcols_t cols = {2, {"img", "txt"}, {3, 2}};
+    ag_fastpoint_t *pts;
+    size_t n;
+    const char *rec = "{\"points\":[{\"id\":1,\"vector\":{\"txt\":[1,2],\"img\":[3,4,5]}},"
+                      "{\"vector\":{\"txt\":[0.5,-1]},\"id\":2,\"payload\":{\"k\":1}}]}";
+    assert_true(ag_fastpoints_parse_cols(rec, strlen(rec), &cols, &a, &pts, &n));
+    assert_int_equal(n, 2);
+    assert_true(pts[0].vecs[0][2] == 5.0f && pts[0].vecs[1][1] == 2.0f);
+    assert_null(pts[1].vecs[0]);
+    assert_true(pts[1].vecs[1][0] == 0.5f);
+    assert_int_equal(json_integer_value(json_object_get(pts[1].payload, "k")), 1);
+    ag_fastpoints_release(pts, n);
+    const char *col = "{\"batch\":{\"payloads\":[null,{\"p\":\"x\"}],\"vectors\":{\"img\":[[1,2,3],"
+                      "[4,5,6]]},\"ids\":[10,\"550e8400-e29b-41d4-a716-446655440000\"]}}";
+    assert_true(ag_fastpoints_parse_cols(col, strlen(col), &cols, &a, &pts, &n));
+    assert_int_equal(n, 2);
+    assert_true(pts[0].id.num == 10 && pts[1].id.kind == AG_ID_UUID);
+    assert_true(pts[1].vecs[0][0] == 4.0f && !pts[0].vecs[1]);
+    assert_true(json_is_object(pts[0].payload) && json_object_size(pts[0].payload) == 0);
+    assert_string_equal(json_string_value(json_object_get(pts[1].payload, "p")), "x");
+    ag_fastpoints_release(pts, n);
+    const char *bad[] = {
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}]}",                 /* unnamed form */
+        "{\"points\":[{\"id\":1,\"vector\":{\"img\":[1,2]}}]}",         /* wrong dimension */
+        "{\"points\":[{\"id\":1,\"vector\":{\"im\\u0067\":[1,2,3]}}]}", /* escaped name */
+        "{\"points\":[{\"id\":1,\"vector\":{\"img\":[1,2,3],\"img\":[1,2,3]}}]}",
+        "{\"points\":[{\"id\":1,\"vector\":{}}]}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]]}}",
+        "{\"batch\":{\"ids\":[1,2],\"vectors\":{\"img\":[[1,2,3]]}}}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":{\"img\":[null]}}}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":{}}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ag_fastpoints_parse_cols(bad[i], strlen(bad[i]), &cols, &a, &pts, &n)) {
+            fprintf(stderr, "accepted: %s\n", bad[i]);
+            fail();
+        }
+    }
+    ag_arena_release(&a);
+}
+
+/* The search body reader: what it takes, and a decline for everything else. */
+static void test_search_bodies(void **state)
+{
+    (void)state;
+    ag_arena_t a;
+    ag_arena_init(&a, 0);
+    ag_fastsearch_t fs;
+    const char *good = " {\"limit\": 5, \"vector\": [1, -2.5e0, 0.125], \"offset\":2,"
+                       "\"params\":{\"exact\":false,\"hnsw_ef\":64},\"with_payload\":true,"
+                       "\"with_vector\":false,\"score_threshold\":0.5,"
+                       "\"filter\":{\"must\":[{\"key\":\"a\",\"match\":{\"value\":\"}\"}}]}} ";
+    assert_true(ag_fastsearch_parse(good, strlen(good), "vector", 3, &a, &fs));
+    assert_true(fs.vec[1] == -2.5f && fs.limit == 5 && fs.has_limit && fs.offset == 2);
+    assert_true(fs.ef == 64 && !fs.exact && fs.with_payload && !fs.with_vector);
+    assert_true(fs.has_threshold && fs.threshold == 0.5f);
+    assert_non_null(fs.filter);
+    assert_int_equal(fs.filter[fs.filter_len - 1], '}');
+    assert_true(ag_fastsearch_parse("{\"query\":[1,2,3]}", 17, "query", 3, &a, &fs));
+    assert_false(fs.has_limit || fs.filter);
+    const char *bad[] = {
+        "{\"vector\":[1,2]}",
+        "{\"vector\":[1,2,3],\"limit\":1.0}",
+        "{\"vector\":[1,2,3],\"limit\":-1}",
+        "{\"vector\":[1,2,3],\"limit\":1,\"limit\":1}",
+        "{\"vector\":[1,2,3],\"limit\":1234567890123456789}",
+        "{\"vector\":[1,2,3],\"params\":{\"hnsw_ef\":0}}",
+        "{\"vector\":[1,2,3],\"params\":{}}",
+        "{\"vector\":[1,2,3],\"params\":{\"quantization\":{}}}",
+        "{\"vector\":[1,2,3],\"with_payload\":[\"a\"]}",
+        "{\"vector\":[1,2,3],\"with_vector\":truex}",
+        "{\"vector\":[1,2,3],\"filter\":null}",
+        "{\"vector\":[1,2,3],\"score_threshold\":null}",
+        "{\"vector\":[1,2,3],\"timeout\":3}",
+        "{\"vector\":[1,2,3]}{}",
+        "{\"query\":[1,2,3]}",
+        "{\"limit\":3}",
+        "{}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ag_fastsearch_parse(bad[i], strlen(bad[i]), "vector", 3, &a, &fs)) {
+            fprintf(stderr, "accepted: %s\n", bad[i]);
+            fail();
+        }
+    }
+    ag_arena_release(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_numbers_match_strict_path),
         cmocka_unit_test(test_happy_path),
         cmocka_unit_test(test_declines),
+        cmocka_unit_test(test_named_and_columns),
+        cmocka_unit_test(test_search_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

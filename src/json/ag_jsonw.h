@@ -1,0 +1,40 @@
+/*
+ * ag_jsonw.h — writing JSON text straight into a growable buffer, for answers whose shape is
+ * fixed (the search hits of api/api_search.c's fast path) so that no jansson tree is built and
+ * freed per request. Numbers come out as the tree would print them (docs/BENCHMARKS.md "The
+ * direct search path" says where the text differs and why the values do not).
+ *
+ * Memory: w->buf is malloc'd and grows by doubling; ag_jw_take hands it to the caller (free), or
+ * ag_jw_free drops it. An allocation failure makes the writer stop writing and ag_jw_take
+ * return NULL.
+ */
+#ifndef AG_JSONW_H
+#define AG_JSONW_H
+
+#include "ag_base.h"
+
+#include <jansson.h>
+
+typedef struct ag_jw {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+} ag_jw_t;
+
+void ag_jw_raw(ag_jw_t *w, const char *s, size_t n);
+void ag_jw_lit(ag_jw_t *w, const char *s); /* a NUL-terminated piece of JSON text */
+void ag_jw_u64(ag_jw_t *w, uint64_t v);
+/* A float32 as ag_json_f32 makes it: the shortest decimal (6 to 9 significant digits) that reads
+ * back as the same float, written as that decimal (jansson would print the double it parses to
+ * with 17 digits: the same double). Not finite: null. */
+void ag_jw_f32(ag_jw_t *w, float f);
+/* A double exactly as jansson prints a real (%.17g, ".0" added to an integral value, no '+' or
+ * leading zeros in the exponent). */
+void ag_jw_real(ag_jw_t *w, double d);
+/* Any JSON value through ag_json_render (big-integer markers written as bare digits). */
+void ag_jw_json(ag_jw_t *w, const json_t *v);
+/* The text (NUL-terminated, *len bytes), owned by the caller; NULL after a failed allocation. */
+char *ag_jw_take(ag_jw_t *w, size_t *len);
+void ag_jw_free(ag_jw_t *w);
+
+#endif
