@@ -313,26 +313,89 @@ static rkind_t classify(const ag_call_t *call)
     return R_UNSUPPORTED;
 }
 
-/* The request's path with its query, re-encoded (into buf). */
-static void path_with_query(const ag_request_t *req, char *buf, size_t cap)
+static void put_encoded(char *buf, size_t cap, size_t *o, const char *text)
 {
-    size_t o = (size_t)snprintf(buf, cap, "%s", req->path);
-    for (int i = 0; i < req->nquery && o < cap; i++) {
-        o += (size_t)snprintf(buf + o, cap - o, "%c", i ? '&' : '?');
-        const char *parts[2] = {req->query[i].key, req->query[i].val};
-        for (int j = 0; j < 2 && o < cap; j++) {
-            if (j)
-                o += (size_t)snprintf(buf + o, cap - o, "=");
-            for (const unsigned char *s = (const unsigned char *)(parts[j] ? parts[j] : "");
-                 *s && o + 4 < cap; s++) {
-                if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-                    (*s >= '0' && *s <= '9') || strchr("-._~", *s))
-                    buf[o++] = (char)*s;
-                else
-                    o += (size_t)snprintf(buf + o, cap - o, "%%%02X", *s);
-            }
-            buf[AG_MIN(o, cap - 1)] = '\0';
+    for (const unsigned char *s = (const unsigned char *)(text ? text : ""); *s && *o + 4 < cap;
+         s++) {
+        if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+            strchr("-._~", *s))
+            buf[(*o)++] = (char)*s;
+        else
+            *o += (size_t)snprintf(buf + *o, cap - *o, "%%%02X", *s);
+    }
+    buf[AG_MIN(*o, cap - 1)] = '\0';
+}
+
+/* The REST path of the call (its route's pattern with the path parameters, percent-encoded) and
+ * its query, into buf: the same for a REST request and a gRPC call run as that route. */
+static void rest_path(const ag_call_t *call, char *buf, size_t cap)
+{
+    size_t o = 0;
+    int pi = 0;
+    buf[0] = '\0';
+    for (const char *p = call->route->pattern; *p && o + 4 < cap;) {
+        if (*p == '{') {
+            const char *end = strchr(p, '}');
+            put_encoded(buf, cap, &o, pi < call->nparams ? call->params[pi] : "");
+            pi++;
+            p = end ? end + 1 : p + strlen(p);
+        } else {
+            buf[o++] = *p++;
+            buf[o] = '\0';
         }
+    }
+    const ag_request_t *req = call->req;
+    for (int i = 0; i < req->nquery && o + 4 < cap; i++) {
+        buf[o++] = i ? '&' : '?';
+        put_encoded(buf, cap, &o, req->query[i].key);
+        if (o + 4 < cap)
+            buf[o++] = '=';
+        put_encoded(buf, cap, &o, req->query[i].val);
+    }
+}
+
+static const char *method_name(int m)
+{
+    switch (m) {
+    case AG_HTTP_GET:
+        return "GET";
+    case AG_HTTP_PUT:
+        return "PUT";
+    case AG_HTTP_PATCH:
+        return "PATCH";
+    case AG_HTTP_DELETE:
+        return "DELETE";
+    default:
+        return "POST";
+    }
+}
+
+/* An error code for a status another node answered (its message is kept). */
+static int status_code(int status)
+{
+    switch (status) {
+    case 400:
+        return AG_EINVAL;
+    case 401:
+        return AG_EUNAUTH;
+    case 403:
+        return AG_EFORBIDDEN;
+    case 404:
+        return AG_ENOTFOUND;
+    case 408:
+        return AG_ETIMEOUT;
+    case 409:
+        return AG_ECONFLICT;
+    case 413:
+        return AG_ETOOBIG;
+    case 422:
+        return AG_EUNPROCESSABLE;
+    case 429:
+        return AG_ETHROTTLED;
+    case 503:
+        return AG_EUNAVAILABLE;
+    default:
+        return AG_EINTERNAL;
     }
 }
 
@@ -361,7 +424,7 @@ static void fanout_add(fanout_t *f, const ag_call_t *call, const layout_t *l, in
     *pc = (ag_peer_call_t){0};
     pc->node = l->node[k];
     pc->url = l->url[k];
-    pc->method = call->req->method_name;
+    pc->method = method_name(call->route->method);
     pc->path = path;
     pc->api_key = call->req->api_key;
     pc->authorization = call->req->authorization;
@@ -410,13 +473,13 @@ static int fanout_check(ag_call_t *call, const fanout_t *f, const layout_t *l)
                            l->shards_of[k], ag_coll_name(call->coll), l->node[k], l->url[k],
                            pc->err[0] ? pc->err : "bad gateway");
         if (pc->status != 200) {
-            free(call->raw);
-            call->raw = strdup(pc->reply ? pc->reply : "{}");
-            call->raw_type = "application/json";
-            call->http_status = pc->status;
-            json_decref(call->result);
-            call->result = NULL;
-            return call->raw ? 0 : AG_ENOMEM;
+            json_t *doc = pc->reply ? json_loads(pc->reply, 0, NULL) : NULL;
+            const char *msg =
+                json_string_value(json_object_get(json_object_get(doc, "status"), "error"));
+            int rc = ag_fail(&call->diag, status_code(pc->status), "%s",
+                             msg ? msg : "the node holding the shard refused the request");
+            json_decref(doc);
+            return rc;
         }
     }
     return 0;
@@ -643,19 +706,20 @@ static int proxy(ag_call_t *call, const layout_t *l, int k, const char *path)
 {
     fanout_t f = {.cl = ag_guard_cluster(call->api->guard)};
     f.timeout_ms = (long)AG_MAX((call->deadline - ag_now_mono()) * 1000.0, 100.0);
-    char *body = call->req->body_len ? strndup(call->req->body, call->req->body_len) : NULL;
-    if (call->req->body_len && !body)
+    char *body = NULL;
+    if (call->body)
+        body = json_dumps(call->body, JSON_COMPACT);
+    else if (call->req->body_len)
+        body = strndup(call->req->body, call->req->body_len);
+    if ((call->body || call->req->body_len) && !body)
         return AG_ENOMEM;
     fanout_add(&f, call, l, k, path, body);
     fanout_main(&f);
     int rc = fanout_check(call, &f, l);
-    if (rc == 0 && !call->raw) {
-        free(call->raw);
-        call->raw = f.calls[0].reply ? strdup(f.calls[0].reply) : strdup("{}");
-        call->raw_type = "application/json";
-        call->http_status = f.calls[0].status;
-        rc = call->raw ? 0 : AG_ENOMEM;
-    }
+    if (rc == 0 && !(call->result = remote_result(&f.calls[0])))
+        rc = ag_fail(&call->diag, AG_EUNAVAILABLE,
+                     "Service unavailable: node %s gave no result for collection `%s`", l->node[k],
+                     ag_coll_name(call->coll));
     fanout_free(&f);
     return rc;
 }
@@ -694,7 +758,7 @@ int ag_shard_route(ag_call_t *call, bool *handled)
         goto out; /* every shard is here */
     *handled = true;
     char path[4096];
-    path_with_query(call->req, path, sizeof(path));
+    rest_path(call, path, sizeof(path));
     if (kind == R_UNSUPPORTED && l.nshards > 1) {
         rc = ag_fail(&call->diag, AG_EINVAL,
                      "%s is not supported yet on a collection with several shards "
@@ -827,7 +891,7 @@ int ag_shard_route(ag_call_t *call, bool *handled)
         fanout_wait(&f);
         if (rc == 0)
             rc = fanout_check(call, &f, &l);
-        if (rc == 0 && !call->raw)
+        if (rc == 0)
             rc = merge_reads(call, kind, &f, &l, desc, offset, limit);
     }
     json_decref(body);
