@@ -155,6 +155,9 @@ int ag_shard_start(ag_api_t *api, ag_diag_t *diag);
 int ag_shard_create(ag_call_t *call, const json_t *params, bool init_from);
 int ag_shard_delete(ag_call_t *call);
 int ag_shard_route(ag_call_t *call, bool *handled);
+/* Alias actions in cluster mode (recorded in etcd; *handled false on a single node). */
+int ag_shard_alias_actions(ag_call_t *call, const json_t *actions, ag_alias_check_fn check,
+                           bool *handled);
 json_t *ag_shard_cluster_info(ag_call_t *call);
 /* GET /metrics and GET /telemetry (api/api_metrics.c; docs/API.md "Metrics"). */
 int ag_api_metrics(ag_call_t *call);

@@ -199,8 +199,12 @@ static int h_alias_actions(ag_call_t *call)
     int rc = AG_JSON_ONLY(call->body, "", &call->diag, "actions");
     if (rc)
         return rc;
-    rc = ag_store_alias_actions(call->api->store, json_object_get(call->body, "actions"),
-                                alias_check, call, &call->diag);
+    bool handled = false;
+    rc =
+        ag_shard_alias_actions(call, json_object_get(call->body, "actions"), alias_check, &handled);
+    if (!handled)
+        rc = ag_store_alias_actions(call->api->store, json_object_get(call->body, "actions"),
+                                    alias_check, call, &call->diag);
     if (rc)
         return rc;
     call->result = json_true();

@@ -50,13 +50,103 @@ static void meta_changed(void *ud, const char *name, const json_t *rec)
     }
 }
 
+/* Aliases (docs/CLUSTER.md "Collections"): the whole list lives in etcd; a change is applied
+ * locally (checked and authorized as on a single node), then the resulting list is written with
+ * a compare-and-swap; the other nodes make their local aliases equal to the list. alias_mu
+ * serialises this node's alias changes and the watch's. */
+static pthread_mutex_t alias_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static json_t *alias_map(const json_t *list)
+{
+    json_t *m = json_object();
+    size_t i;
+    const json_t *a;
+    json_array_foreach(list, i, a)
+    {
+        const char *name = json_string_value(json_object_get(a, "alias_name"));
+        const char *coll = json_string_value(json_object_get(a, "collection_name"));
+        if (m && name && coll)
+            json_object_set_new(m, name, json_string(coll));
+    }
+    return m;
+}
+
+/* Makes this node's aliases what list says (alias_mu held). An alias whose collection this node
+ * does not have is skipped. */
+static void aliases_sync(ag_api_t *api, const json_t *list)
+{
+    json_t *local = ag_store_aliases(api->store, NULL);
+    json_t *want = alias_map(list), *have = alias_map(local);
+    json_t *actions = json_array();
+    const char *name;
+    json_t *v;
+    json_object_foreach(have, name, v)
+    {
+        if (!json_equal(json_object_get(want, name), v))
+            json_array_append_new(actions,
+                                  json_pack("{s:{s:s}}", "delete_alias", "alias_name", name));
+    }
+    json_object_foreach(want, name, v)
+    {
+        ag_collection_t *c = NULL;
+        if (json_equal(json_object_get(have, name), v) ||
+            ag_store_get(api->store, json_string_value(v), &c, NULL) != 0)
+            continue;
+        ag_coll_unref(c);
+        json_array_append_new(actions, json_pack("{s:{s:s,s:O}}", "create_alias", "alias_name",
+                                                 name, "collection_name", v));
+    }
+    ag_diag_t d = {{0}};
+    if (json_array_size(actions) &&
+        ag_store_alias_actions(api->store, actions, NULL, NULL, &d) != 0)
+        ag_log(AG_LOG_WARN, "cluster: cannot apply the aliases from etcd: %s", d.msg);
+    json_decref(actions);
+    json_decref(want);
+    json_decref(have);
+    json_decref(local);
+}
+
+static void aliases_changed(void *ud, const json_t *list)
+{
+    pthread_mutex_lock(&alias_mu);
+    aliases_sync(ud, list);
+    pthread_mutex_unlock(&alias_mu);
+}
+
+int ag_shard_alias_actions(ag_call_t *call, const json_t *actions, ag_alias_check_fn check,
+                           bool *handled)
+{
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    *handled = cl != NULL;
+    if (!cl)
+        return 0;
+    pthread_mutex_lock(&alias_mu);
+    json_t *cur = NULL;
+    uint64_t rev = 0;
+    int rc = ag_cluster_aliases_get(cl, &cur, &rev, &call->diag);
+    if (rc == 0) {
+        aliases_sync(call->api, cur); /* start from what etcd holds */
+        rc = ag_store_alias_actions(call->api->store, actions, check, call, &call->diag);
+    }
+    if (rc == 0) {
+        json_t *now = ag_store_aliases(call->api->store, NULL);
+        rc = now ? ag_cluster_aliases_put(cl, now, rev, &call->diag) : AG_ENOMEM;
+        json_decref(now);
+        if (rc)
+            aliases_sync(call->api, cur); /* not recorded: undone here too */
+    }
+    pthread_mutex_unlock(&alias_mu);
+    json_decref(cur);
+    return rc;
+}
+
 int ag_shard_start(ag_api_t *api, ag_diag_t *diag)
 {
     ag_cluster_t *cl = ag_guard_cluster(api->guard);
     if (!cl)
         return 0;
     g_api = api;
-    return ag_cluster_meta_start(cl, meta_changed, api, diag);
+    return ag_cluster_meta_start(cl, meta_changed, aliases_changed, api, diag);
 }
 
 int ag_shard_create(ag_call_t *call, const json_t *params, bool init_from)

@@ -60,8 +60,18 @@ json_t *ag_cluster_status_json(ag_cluster_t *cl);
  * Called for every record at ag_cluster_meta_start and then for each change from the watch (on
  * the watch's thread); rec NULL = the collection was deleted. rec is borrowed for the call. */
 typedef void (*ag_cluster_meta_fn)(void *ud, const char *name, const json_t *rec);
-/* Loads every record (fn for each), then watches for changes. Call once, after the stores. */
-int ag_cluster_meta_start(ag_cluster_t *cl, ag_cluster_meta_fn fn, void *ud, ag_diag_t *diag);
+/* The aliases as etcd holds them (/aegis/meta/aliases: [{alias_name, collection_name}], the
+ * whole list in one key), each time they change; list borrowed for the call. */
+typedef void (*ag_cluster_alias_fn)(void *ud, const json_t *list);
+/* Loads every record (fn for each, then alias_fn), then watches for changes (on the watch's
+ * thread). Call once, after the stores. */
+int ag_cluster_meta_start(ag_cluster_t *cl, ag_cluster_meta_fn fn, ag_cluster_alias_fn alias_fn,
+                          void *ud, ag_diag_t *diag);
+/* The aliases now (a linearizable read: *list a new array, empty when none) and the revision to
+ * compare against; then the new whole list, written only if nothing changed since base
+ * (AG_ECONFLICT otherwise; AG_EUNAVAILABLE without etcd). */
+int ag_cluster_aliases_get(ag_cluster_t *cl, json_t **list, uint64_t *mod_rev, ag_diag_t *diag);
+int ag_cluster_aliases_put(ag_cluster_t *cl, const json_t *list, uint64_t base, ag_diag_t *diag);
 /* Stops the metadata watch (before the store it feeds closes). NULL-safe; idempotent. */
 void ag_cluster_meta_stop(ag_cluster_t *cl);
 /* Records a new collection: its shards placed round-robin over the nodes registered now (sorted by

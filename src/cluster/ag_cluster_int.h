@@ -54,6 +54,7 @@ struct ag_cluster {
     pthread_mutex_t meta_mu; /* guards meta */
     json_t *meta;            /* name -> the collection's record, as etcd holds it */
     ag_cluster_meta_fn meta_fn;
+    ag_cluster_alias_fn alias_fn;
     void *meta_ud;
     _Atomic uint64_t meta_from; /* next revision the metadata watch wants */
     pthread_t meta_thread;

@@ -12,6 +12,26 @@
 #define META_PREFIX "/aegis/meta/"
 #define COLL_PREFIX META_PREFIX "collections/"
 #define NODES_PREFIX "/aegis/nodes/"
+#define ALIASES_KEY META_PREFIX "aliases"
+
+static bool is_aliases_key(const unsigned char *k, size_t klen)
+{
+    return klen == strlen(ALIASES_KEY) && memcmp(k, ALIASES_KEY, klen) == 0;
+}
+
+/* Tells the api layer the aliases etcd holds (an empty list when the key is gone). */
+static void apply_aliases(ag_cluster_t *cl, const unsigned char *val, size_t vlen)
+{
+    json_t *list = val ? json_loadb((const char *)val, vlen, 0, NULL) : json_array();
+    if (!json_is_array(list)) {
+        ag_log(AG_LOG_WARN, "cluster: the aliases in etcd are not a JSON array; ignored");
+        json_decref(list);
+        return;
+    }
+    if (cl->alias_fn)
+        cl->alias_fn(cl->meta_ud, list);
+    json_decref(list);
+}
 
 /* The name in a collection key, copied into buf; false for a key of another shape. */
 static bool coll_name(const unsigned char *k, size_t klen, char *buf, size_t cap)
@@ -54,12 +74,17 @@ static void apply_one(ag_cluster_t *cl, const char *name, const unsigned char *v
 static int meta_reload(ag_cluster_t *cl, ag_etcd_t *e, ag_diag_t *diag)
 {
     ag_etcd_range_t r;
-    int rc = ag_etcd_range(e, COLL_PREFIX, strlen(COLL_PREFIX), true, &r, diag);
+    int rc = ag_etcd_range(e, META_PREFIX, strlen(META_PREFIX), true, &r, diag);
     if (rc)
         return rc;
     json_t *seen = json_object();
+    bool aliases = false;
     for (size_t i = 0; i < r.n; i++) {
         char name[300];
+        if (is_aliases_key(r.kvs[i].key, r.kvs[i].klen)) {
+            aliases = true;
+            continue; /* after the collections they name */
+        }
         if (!coll_name(r.kvs[i].key, r.kvs[i].klen, name, sizeof(name)))
             continue;
         json_object_set_new(seen, name, json_true());
@@ -82,6 +107,9 @@ static int meta_reload(ag_cluster_t *cl, ag_etcd_t *e, ag_diag_t *diag)
     }
     json_decref(gone);
     json_decref(seen);
+    for (size_t j = 0; aliases && j < r.n; j++)
+        if (is_aliases_key(r.kvs[j].key, r.kvs[j].klen))
+            apply_aliases(cl, r.kvs[j].val, r.kvs[j].vlen);
     atomic_store(&cl->meta_from, r.rev + 1);
     ag_etcd_range_free(&r);
     return 0;
@@ -97,6 +125,8 @@ static int on_meta(void *ud, const ag_etcd_kv_t *ev, size_t n, uint64_t rev, boo
         char name[300];
         if (coll_name(ev[i].key, ev[i].klen, name, sizeof(name)))
             apply_one(cl, name, ev[i].del ? NULL : ev[i].val, ev[i].vlen);
+        else if (is_aliases_key(ev[i].key, ev[i].klen))
+            apply_aliases(cl, ev[i].del ? NULL : ev[i].val, ev[i].vlen);
         uint64_t next = ev[i].mod_rev + 1;
         uint64_t cur = atomic_load(&cl->meta_from);
         while (cur < next && !atomic_compare_exchange_weak(&cl->meta_from, &cur, next)) {
@@ -131,8 +161,10 @@ static void *meta_main(void *arg)
     return NULL;
 }
 
-int ag_cluster_meta_start(ag_cluster_t *cl, ag_cluster_meta_fn fn, void *ud, ag_diag_t *diag)
+int ag_cluster_meta_start(ag_cluster_t *cl, ag_cluster_meta_fn fn, ag_cluster_alias_fn alias_fn,
+                          void *ud, ag_diag_t *diag)
 {
+    cl->alias_fn = alias_fn;
     cl->meta_fn = fn;
     cl->meta_ud = ud;
     int rc = ag_etcd_new(cl->endpoints, 5000, &cl->meta_watcher, diag);
@@ -269,4 +301,48 @@ json_t *ag_cluster_meta_get(ag_cluster_t *cl, const char *name)
     json_t *rec = json_incref(json_object_get(cl->meta, name));
     pthread_mutex_unlock(&cl->meta_mu);
     return rec;
+}
+
+int ag_cluster_aliases_get(ag_cluster_t *cl, json_t **list, uint64_t *mod_rev, ag_diag_t *diag)
+{
+    *list = NULL;
+    *mod_rev = 0;
+    ag_etcd_range_t r;
+    ag_diag_t ed = {{0}};
+    if (ag_etcd_range(cl->writer, ALIASES_KEY, strlen(ALIASES_KEY), false, &r, &ed) != 0)
+        return ag_fail(diag, AG_EUNAVAILABLE,
+                       "cluster: aliases cannot be changed while etcd is unreachable (%s)", ed.msg);
+    if (r.n) {
+        *mod_rev = r.kvs[0].mod_rev;
+        *list = json_loadb((const char *)r.kvs[0].val, r.kvs[0].vlen, 0, NULL);
+    }
+    ag_etcd_range_free(&r);
+    if (!json_is_array(*list)) {
+        json_decref(*list);
+        *list = json_array();
+    }
+    return *list ? 0 : AG_ENOMEM;
+}
+
+int ag_cluster_aliases_put(ag_cluster_t *cl, const json_t *list, uint64_t base, ag_diag_t *diag)
+{
+    char *text = json_dumps(list, JSON_COMPACT);
+    if (!text)
+        return AG_ENOMEM;
+    ag_etcd_op_t op = {ALIASES_KEY, text, strlen(ALIASES_KEY), strlen(text), false, 0};
+    bool ok = false;
+    uint64_t rev = 0;
+    ag_diag_t ed = {{0}};
+    int rc =
+        ag_etcd_txn(cl->writer, ALIASES_KEY, strlen(ALIASES_KEY), base, &op, 1, &ok, &rev, &ed);
+    free(text);
+    if (rc)
+        return ag_fail(diag, AG_EUNAVAILABLE,
+                       "cluster: the aliases could not be recorded in etcd (%s); nothing changed",
+                       ed.msg);
+    if (!ok)
+        return ag_fail(diag, AG_ECONFLICT,
+                       "cluster: the aliases changed on another node while this request ran; "
+                       "nothing changed: retry the request");
+    return 0;
 }

@@ -299,3 +299,15 @@ test('a collection deleted on one node is gone on every node', { skip: SKIP }, a
   for (const n of nodes) await until(`tmp1 gone on ${n.port}`, async () => (await call(n, 'GET', '/collections/tmp1')).status === 404);
   assert.equal((await call(B, 'GET', '/collections/tmp1')).status, 404);
 });
+
+test('aliases: created on one node, used through every node', { skip: SKIP }, async () => {
+  const [A, B, C] = nodes;
+  await ok(A, 'POST', '/collections/aliases', { actions: [{ create_alias: { collection_name: 'sh', alias_name: 'sh_live' } }] });
+  for (const n of nodes) await until(`alias on ${n.port}`, async () => (await call(n, 'GET', '/collections/sh/aliases')).json?.result?.aliases?.length === 1);
+  const want = (await ok(C, 'POST', '/collections/sh/points/count', {})).count;
+  assert.equal((await ok(C, 'POST', '/collections/sh_live/points/count', {})).count, want);
+  const q = { vector: QUERIES[1], limit: 5, params: { exact: true } };
+  assert.deepEqual((await ok(B, 'POST', '/collections/sh_live/points/search', q)).map((p) => p.id), (await ok(single, 'POST', '/collections/sh/points/search', q)).map((p) => p.id));
+  await ok(C, 'POST', '/collections/aliases', { actions: [{ delete_alias: { alias_name: 'sh_live' } }] });
+  for (const n of nodes) await until(`alias gone on ${n.port}`, async () => (await call(n, 'GET', '/collections/sh_live')).status === 404);
+});
