@@ -361,11 +361,14 @@ typedef enum {
     R_BATCH,
     R_SEARCH,
     R_QUERY,
+    R_SEARCH_BATCH,
+    R_QUERY_BATCH,
     R_COUNT,
     R_SCROLL,
     R_RETRIEVE,
     R_GET_POINT,
     R_UNSUPPORTED,
+    R_BROADCAST, /* payload index created or deleted: the same on every node */
 } rkind_t;
 
 static rkind_t classify(const ag_call_t *call)
@@ -378,6 +381,8 @@ static rkind_t classify(const ag_call_t *call)
     const char *rest = p + bl;
     if (strcmp(rest, "/facet") == 0)
         return R_UNSUPPORTED;
+    if (strcmp(rest, "/index") == 0 || strcmp(rest, "/index/{field}") == 0)
+        return R_BROADCAST;
     if (strncmp(rest, "/points", 7) != 0)
         return R_LOCAL;
     rest += 7;
@@ -392,6 +397,10 @@ static rkind_t classify(const ag_call_t *call)
         return R_WRITE;
     if (strcmp(rest, "/search") == 0)
         return R_SEARCH;
+    if (strcmp(rest, "/search/batch") == 0)
+        return R_SEARCH_BATCH;
+    if (strcmp(rest, "/query/batch") == 0)
+        return R_QUERY_BATCH;
     if (strcmp(rest, "/query") == 0)
         return R_QUERY;
     if (strcmp(rest, "/count") == 0)
@@ -714,9 +723,39 @@ static int run_local(ag_call_t *call, json_t *body)
     return call->route->handler(call);
 }
 
-static int merge_reads(ag_call_t *call, rkind_t kind, const fanout_t *f, const layout_t *l,
-                       int desc, size_t offset, size_t limit)
+/* What one search of a request asks for: offset and limit as the caller gave them, and the
+ * score order. */
+typedef struct prep {
+    size_t offset, limit;
+    int desc;
+} prep_t;
+
+/* Rewrites one search or query (body) for the shards: every shard's best offset + limit, merged,
+ * then the offset skipped once. */
+static int prep_one(ag_call_t *call, rkind_t kind, json_t *body, prep_t *p)
 {
+    int rc;
+    if (!json_is_object(body))
+        return 0; /* malformed: the handler explains */
+    if (kind == R_QUERY && (rc = query_supported(call, body)) != 0)
+        return rc;
+    p->offset = uint_or(body, "offset", 0);
+    p->limit =
+        uint_or(body, "limit",
+                kind == R_QUERY && json_object_get(body, "top") ? uint_or(body, "top", 10) : 10);
+    json_object_set_new(body, "limit", json_integer((json_int_t)(p->offset + p->limit)));
+    json_object_del(body, "top");
+    json_object_set_new(body, "offset", json_integer(0));
+    const json_t *q = json_object_get(body, "query");
+    p->desc = kind == R_QUERY && (!q || json_is_null(q)) ? 0 : score_order(call, body, kind);
+    return 0;
+}
+
+static int merge_reads(ag_call_t *call, rkind_t kind, const fanout_t *f, const layout_t *l,
+                       const prep_t *pr, size_t npr)
+{
+    int desc = npr ? pr[0].desc : 0;
+    size_t offset = npr ? pr[0].offset : 0, limit = npr ? pr[0].limit : 10;
     json_t *lists[MAX_NODES + 1];
     json_t *results[MAX_NODES + 1];
     size_t nl = 0, nr = 0;
@@ -758,6 +797,23 @@ static int merge_reads(ag_call_t *call, rkind_t kind, const fanout_t *f, const l
             lists[nl++] = json_object_get(results[i], "points");
         json_t *pts = merge_points(lists, nl, desc, offset, limit);
         call->result = pts ? json_pack("{s:o}", "points", pts) : NULL;
+    } else if (kind == R_SEARCH_BATCH || kind == R_QUERY_BATCH) {
+        /* One answer per search, each merged on its own. */
+        call->result = json_array();
+        for (size_t s = 0; s < npr && call->result; s++) {
+            nl = 0;
+            for (size_t i = 0; i < nr; i++) {
+                json_t *one = json_array_get(results[i], s);
+                lists[nl++] = kind == R_QUERY_BATCH ? json_object_get(one, "points") : one;
+            }
+            json_t *pts = merge_points(lists, nl, pr[s].desc, pr[s].offset, pr[s].limit);
+            if (pts && kind == R_QUERY_BATCH)
+                pts = json_pack("{s:o}", "points", pts);
+            if (!pts || json_array_append_new(call->result, pts) != 0) {
+                json_decref(call->result);
+                call->result = NULL;
+            }
+        }
     } else if (kind == R_SCROLL) {
         json_t *next = NULL;
         for (size_t i = 0; i < nr; i++) {
@@ -849,6 +905,35 @@ int ag_shard_route(ag_call_t *call, bool *handled)
     *handled = true;
     char path[4096];
     rest_path(call, path, sizeof(path));
+    fanout_t f = {.cl = cl};
+    f.timeout_ms = (long)AG_MAX((call->deadline - ag_now_mono()) * 1000.0, 100.0);
+    if (kind == R_BROADCAST) {
+        /* Every node has the collection: each gets the same request (never recorded in etcd
+         * yet: a node down misses it and the caller gets 503). */
+        if (call->route->body && (rc = ag_call_body(call)) != 0)
+            goto out;
+        for (size_t k = 0; rc == 0 && k < l.nnodes; k++) {
+            if ((int)k == l.me)
+                continue;
+            char *text = call->body ? json_dumps(call->body, JSON_COMPACT) : NULL;
+            if (call->body && !text)
+                rc = AG_ENOMEM;
+            else
+                fanout_add(&f, call, &l, (int)k, path, text);
+        }
+        if (rc == 0) {
+            fanout_start(&f);
+            if (l.me >= 0)
+                rc = call->route->handler(call);
+            fanout_wait(&f);
+            if (rc == 0 && l.me < 0)
+                call->result = ag_update_result(call);
+            if (rc == 0)
+                rc = fanout_check(call, &f, &l);
+        }
+        fanout_free(&f);
+        goto out;
+    }
     if (kind == R_UNSUPPORTED && l.nshards > 1) {
         rc = ag_fail(&call->diag, AG_EINVAL,
                      "%s is not supported yet on a collection with several shards "
@@ -875,8 +960,6 @@ int ag_shard_route(ag_call_t *call, bool *handled)
             rc = proxy(call, &l, k, path);
         goto out;
     }
-    fanout_t f = {.cl = cl};
-    f.timeout_ms = (long)AG_MAX((call->deadline - ag_now_mono()) * 1000.0, 100.0);
     if (write) {
         bool local = false;
         json_t *mine = NULL;
@@ -922,15 +1005,11 @@ int ag_shard_route(ag_call_t *call, bool *handled)
     /* Reads: every node holding a shard, merged. */
     if ((rc = ag_call_body(call)) != 0)
         goto out;
-    size_t offset = 0, limit = 10;
-    int desc = 0;
+    prep_t one = {0, 10, 0}, *pr = &one;
+    size_t npr = 1;
     json_t *body = json_deep_copy(call->body);
     if (!body) {
         rc = AG_ENOMEM;
-        goto out;
-    }
-    if (kind == R_QUERY && (rc = query_supported(call, body)) != 0) {
-        json_decref(body);
         goto out;
     }
     if (kind == R_SCROLL && json_object_get(body, "order_by") &&
@@ -942,23 +1021,27 @@ int ag_shard_route(ag_call_t *call, bool *handled)
         goto out;
     }
     if (kind == R_SEARCH || kind == R_QUERY) {
-        /* Every shard's best offset + limit, merged, then the offset skipped once. */
-        offset = uint_or(body, "offset", 0);
-        limit = uint_or(body, "limit",
-                        kind == R_QUERY && json_object_get(body, "top") ? uint_or(body, "top", 10)
-                                                                        : 10);
-        json_object_set_new(body, "limit", json_integer((json_int_t)(offset + limit)));
-        json_object_del(body, "top");
-        json_object_set_new(body, "offset", json_integer(0));
-        const json_t *q = json_object_get(body, "query");
-        desc = kind == R_QUERY && (!q || json_is_null(q)) ? 0 : score_order(call, body, kind);
+        rc = prep_one(call, kind, body, &one);
+    } else if (kind == R_SEARCH_BATCH || kind == R_QUERY_BATCH) {
+        json_t *searches = json_object_get(body, "searches");
+        npr = json_array_size(searches);
+        pr = calloc(npr ? npr : 1, sizeof(*pr));
+        if (!pr) {
+            pr = &one;
+            rc = AG_ENOMEM;
+        }
+        for (size_t s = 0; rc == 0 && s < npr; s++)
+            rc = prep_one(call, kind == R_SEARCH_BATCH ? R_SEARCH : R_QUERY,
+                          json_array_get(searches, s), &pr[s]);
     } else if (kind == R_SCROLL) {
-        limit = uint_or(body, "limit", 10);
+        one.limit = uint_or(body, "limit", 10);
     }
-    char *text = json_dumps(body, JSON_COMPACT);
+    char *text = rc ? NULL : json_dumps(body, JSON_COMPACT);
     if (!text) {
         json_decref(body);
-        rc = AG_ENOMEM;
+        if (pr != &one)
+            free(pr);
+        rc = rc ? rc : AG_ENOMEM;
         goto out;
     }
     for (size_t k = 0; k < l.nnodes; k++) {
@@ -982,8 +1065,10 @@ int ag_shard_route(ag_call_t *call, bool *handled)
         if (rc == 0)
             rc = fanout_check(call, &f, &l);
         if (rc == 0)
-            rc = merge_reads(call, kind, &f, &l, desc, offset, limit);
+            rc = merge_reads(call, kind, &f, &l, pr, npr);
     }
+    if (pr != &one)
+        free(pr);
     json_decref(body);
     fanout_free(&f);
 out:

@@ -311,3 +311,19 @@ test('aliases: created on one node, used through every node', { skip: SKIP }, as
   await ok(C, 'POST', '/collections/aliases', { actions: [{ delete_alias: { alias_name: 'sh_live' } }] });
   for (const n of nodes) await until(`alias gone on ${n.port}`, async () => (await call(n, 'GET', '/collections/sh_live')).status === 404);
 });
+
+test('batch searches merge per search; a payload index reaches every node', { skip: SKIP }, async () => {
+  const [A, B, C] = nodes;
+  const searches = QUERIES.slice(0, 4).map((q, i) => ({ vector: q, limit: 4 + i, offset: i, params: { exact: true } }));
+  const want = await ok(single, 'POST', '/collections/sh/points/search/batch', { searches });
+  const got = await ok(B, 'POST', '/collections/sh/points/search/batch', { searches });
+  assert.deepEqual(got.map((r) => r.map((p) => p.id)), want.map((r) => r.map((p) => p.id)));
+  const qs = QUERIES.slice(4, 7).map((q) => ({ query: q, limit: 6, params: { exact: true } }));
+  const qw = await ok(single, 'POST', '/collections/sh/points/query/batch', { searches: qs });
+  const qg = await ok(C, 'POST', '/collections/sh/points/query/batch', { searches: qs });
+  assert.deepEqual(qg.map((r) => r.points.map((p) => p.id)), qw.map((r) => r.points.map((p) => p.id)));
+  await ok(B, 'PUT', '/collections/sh/index?wait=true', { field_name: 'tenant', field_schema: 'keyword' });
+  for (const n of nodes) assert.ok((await ok(n, 'GET', '/collections/sh')).payload_schema.tenant, `index on ${n.port}`);
+  await ok(A, 'DELETE', '/collections/sh/index/tenant?wait=true');
+  for (const n of nodes) assert.equal((await ok(n, 'GET', '/collections/sh')).payload_schema.tenant, undefined);
+});
