@@ -166,14 +166,41 @@ int ag_shard_create(ag_call_t *call, const json_t *params, bool init_from)
     return ag_cluster_meta_create(cl, call->params[0], params, (uint32_t)n, NULL, &call->diag);
 }
 
+/* The aliases of a deleted collection leave etcd's list too (best effort: a concurrent alias
+ * change wins, and the other nodes skip aliases to collections they lack anyway). */
+static void drop_aliases_of(ag_cluster_t *cl, const char *name)
+{
+    json_t *cur = NULL;
+    uint64_t rev = 0;
+    ag_diag_t d = {{0}};
+    if (ag_cluster_aliases_get(cl, &cur, &rev, &d) != 0)
+        return;
+    json_t *kept = json_array();
+    size_t i;
+    json_t *a;
+    json_array_foreach(cur, i, a)
+    {
+        const char *c = json_string_value(json_object_get(a, "collection_name"));
+        if (!c || strcmp(c, name) != 0)
+            json_array_append(kept, a);
+    }
+    if (kept && json_array_size(kept) != json_array_size(cur))
+        (void)ag_cluster_aliases_put(cl, kept, rev, &d);
+    json_decref(kept);
+    json_decref(cur);
+}
+
 int ag_shard_delete(ag_call_t *call)
 {
     ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
     if (!cl || call->shard_local)
         return 0;
     bool existed = false;
-    return ag_cluster_meta_delete(cl, call->coll ? ag_coll_name(call->coll) : call->params[0],
-                                  &existed, &call->diag);
+    const char *name = call->params[0]; /* as the local delete: an alias names no record */
+    int rc = ag_cluster_meta_delete(cl, name, &existed, &call->diag);
+    if (rc == 0 && existed)
+        drop_aliases_of(cl, name);
+    return rc;
 }
 
 /* ---- placement ---------------------------------------------------------------------------- */
@@ -599,14 +626,12 @@ typedef struct scored {
     ag_point_id_t id;
 } scored_t;
 
-static int g_desc; /* qsort has no context: set under g_sort_mu */
-static pthread_mutex_t g_sort_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static int by_score(const void *a, const void *b)
+static int by_score(const void *a, const void *b, void *ctx)
 {
     const scored_t *x = a, *y = b;
+    int desc = *(const int *)ctx;
     if (x->score != y->score)
-        return (x->score > y->score) == (g_desc > 0) ? -1 : 1;
+        return (x->score > y->score) == (desc > 0) ? -1 : 1;
     return ag_id_cmp(&x->id, &y->id);
 }
 
@@ -640,10 +665,7 @@ static json_t *merge_points(json_t **lists, size_t nl, int desc, size_t offset, 
             m++;
         }
     }
-    pthread_mutex_lock(&g_sort_mu);
-    g_desc = desc;
-    qsort(s, m, sizeof(*s), by_score);
-    pthread_mutex_unlock(&g_sort_mu);
+    qsort_r(s, m, sizeof(*s), by_score, &desc);
     for (size_t i = offset; i < m && i < offset + limit; i++)
         json_array_append(out, s[i].pt);
     free(s);
