@@ -390,7 +390,8 @@ static int serve(int argc, char **argv)
     ag_audit_add_secret(audit, cfg.read_only_api_key);
     ag_guard_set_audit(guard, audit);
     static ag_api_t api;
-    if ((rc = ag_api_init(&api, &cfg, store, guard, &diag)) != 0) {
+    if ((rc = ag_api_init(&api, &cfg, store, guard, &diag)) != 0 ||
+        (rc = ag_shard_start(&api, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
@@ -468,7 +469,8 @@ out:
         ag_grpc_stop(grpc, 5.0);
     if (http)
         ag_http_stop(http, 5.0);
-    ag_snapshots_stop(); /* a running snapshot job finishes before the store closes */
+    ag_cluster_meta_stop(cluster); /* it creates and drops collections in the store */
+    ag_snapshots_stop();           /* a running snapshot job finishes before the store closes */
     ag_guard_free(guard);
     ag_kv_set_repl(NULL);
     ag_cluster_free(cluster); /* after the stores it feeds are closed */

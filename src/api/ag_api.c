@@ -338,7 +338,10 @@ void ag_api_handle(void *ud, ag_request_t *req)
         const char *w = ag_request_query(req, "wait");
         call->wait = w && (strcmp(w, "true") == 0 || strcmp(w, "1") == 0);
         ag_repl_pin(call->sec_rev);
-        rc = call->route->handler(call);
+        bool handled = false;
+        rc = ag_shard_route(call, &handled);
+        if (rc == 0 && !handled)
+            rc = call->route->handler(call);
         ag_repl_pin(0);
     }
     if (rc) {

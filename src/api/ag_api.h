@@ -93,6 +93,9 @@ struct ag_call {
     /* Cluster mode: the security state's revision the caller was authorized at; a security
      * change the handler makes is compared against it (base/ag_repl.h, docs/CLUSTER.md). */
     uint64_t sec_rev;
+    /* A node-to-node call for this node's own shards only (the guard checked its signature):
+     * never fanned out again (api/api_shard.c, docs/CLUSTER.md). */
+    bool shard_local;
     double deadline;    /* ag_now_mono() time after which the request stops with 408 */
     uint64_t timeout_s; /* the timeout the deadline came from (for the message) */
 };
@@ -147,6 +150,20 @@ int ag_strict_check(ag_call_t *call);
 int ag_init_from_check(ag_call_t *call, const json_t *init_from);
 int ag_init_from(ag_call_t *call, const char *name, const json_t *init_from);
 
+/* Cluster mode's sharded collections (api/api_shard.c, docs/CLUSTER.md "Collections"):
+ * ag_shard_start applies the collection records in etcd to the local catalog and follows them;
+ * ag_shard_create / ag_shard_delete record a collection's creation / deletion in etcd first (0
+ * and nothing done on a single node); ag_shard_route sends a point request on a collection with
+ * shards on other nodes to those nodes and merges the answers (*handled false: run the handler
+ * here as usual); ag_shard_cluster_info is the collection's layout (new object; NULL = none). */
+int ag_shard_start(ag_api_t *api, ag_diag_t *diag);
+int ag_shard_create(ag_call_t *call, const json_t *params, bool init_from);
+int ag_shard_delete(ag_call_t *call);
+int ag_shard_route(ag_call_t *call, bool *handled);
+/* Alias actions in cluster mode (recorded in etcd; *handled false on a single node). */
+int ag_shard_alias_actions(ag_call_t *call, const json_t *actions, ag_alias_check_fn check,
+                           bool *handled);
+json_t *ag_shard_cluster_info(ag_call_t *call);
 /* GET /metrics and GET /telemetry (api/api_metrics.c; docs/API.md "Metrics"). */
 int ag_api_metrics(ag_call_t *call);
 int ag_api_telemetry(ag_call_t *call);

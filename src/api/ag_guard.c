@@ -137,6 +137,14 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         if (!(cfg->api_key && *cfg->api_key) &&
             (rc = ag_root_key_setup(cfg->storage_path, &g->root, diag)))
             goto fail;
+        /* Node-to-node calls are signed with a secret every node derives from the shared root
+         * key (docs/CLUSTER.md "Node-to-node calls"). */
+        if (g->cluster) {
+            if (cfg->api_key && *cfg->api_key)
+                ag_cluster_set_secret(g->cluster, cfg->api_key, strlen(cfg->api_key));
+            else
+                ag_cluster_set_secret(g->cluster, g->root.hash, sizeof(g->root.hash));
+        }
         ag_auth_hooks_t hooks = {0};
         hooks.lookup = lookup_hook;
         hooks.lookup_ctx = g;
@@ -583,6 +591,15 @@ static int admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_
             return rc;
         }
         call->sec_rev = rev;
+    }
+    /* A shard-local call (docs/CLUSTER.md "Node-to-node calls") must come from a node of this
+     * cluster; the caller's own credential is still checked below, as for any request. */
+    if (req->shard_local) {
+        ag_diag_t pd = {{0}};
+        if (ag_cluster_peer_verify(g->cluster, req->method_name, req->path, req->shard_local,
+                                   &pd) != 0)
+            return auth_failed(g, call, now, AG_M_AUTH_INVALID, pd.msg, pd.msg, retry_after, diag);
+        call->shard_local = true;
     }
     if (req->client_cert_refused)
         return auth_failed(g, call, now, AG_M_AUTH_CLIENT_CERT, "no valid client certificate",

@@ -108,8 +108,21 @@ static int h_create(ag_call_t *call)
         json_decref(params);
         return rc;
     }
+    /* Cluster mode: recorded in etcd first; the other nodes create it from the watch. */
+    if ((rc = ag_shard_create(call, params, init != NULL)) != 0) {
+        json_decref(params);
+        return rc;
+    }
     rc = ag_store_create(call->api->store, call->params[0], params, &call->diag);
     json_decref(params);
+    if (rc && ag_guard_cluster(call->api->guard) && !call->coll) {
+        /* The watch may have created it here from this very record first. */
+        ag_collection_t *made = NULL;
+        if (ag_store_get(call->api->store, call->params[0], &made, NULL) == 0) {
+            ag_coll_unref(made);
+            rc = 0;
+        }
+    }
     if (rc == 0 && init)
         rc = ag_init_from(call, call->params[0], init);
     if (rc)
@@ -153,7 +166,9 @@ static int h_update(ag_call_t *call)
 static int h_delete(ag_call_t *call)
 {
     bool existed = false;
-    int rc = ag_store_delete(call->api->store, call->params[0], &existed, &call->diag);
+    int rc = ag_shard_delete(call);
+    if (rc == 0)
+        rc = ag_store_delete(call->api->store, call->params[0], &existed, &call->diag);
     if (rc)
         return rc;
     call->result = json_boolean(existed);
@@ -184,8 +199,12 @@ static int h_alias_actions(ag_call_t *call)
     int rc = AG_JSON_ONLY(call->body, "", &call->diag, "actions");
     if (rc)
         return rc;
-    rc = ag_store_alias_actions(call->api->store, json_object_get(call->body, "actions"),
-                                alias_check, call, &call->diag);
+    bool handled = false;
+    rc =
+        ag_shard_alias_actions(call, json_object_get(call->body, "actions"), alias_check, &handled);
+    if (!handled)
+        rc = ag_store_alias_actions(call->api->store, json_object_get(call->body, "actions"),
+                                    alias_check, call, &call->diag);
     if (rc)
         return rc;
     call->result = json_true();

@@ -127,8 +127,11 @@ static int upsert_fast(ag_call_t *call, bool *handled)
 
 static int h_upsert(ag_call_t *call)
 {
-    bool handled;
-    int rc = upsert_fast(call, &handled);
+    bool handled = false;
+    int rc = 0;
+    /* A body already parsed (a sharded collection's router kept this node's points) is used. */
+    if (!call->body)
+        rc = upsert_fast(call, &handled);
     if (handled)
         return rc;
     if ((rc = ag_call_body(call)) != 0)

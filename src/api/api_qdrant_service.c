@@ -70,6 +70,11 @@ static int h_coll_cluster(ag_call_t *call)
     ag_collection_t *c;
     if ((rc = ag_call_collection(call, &c)) != 0)
         return rc;
+    /* Cluster mode: the placement recorded in etcd. */
+    if ((call->result = ag_shard_cluster_info(call)) != NULL) {
+        ag_coll_unref(c);
+        return 0;
+    }
     ag_coll_stats_t st;
     rc = stats_for(call, c, &st);
     ag_coll_unref(c);

@@ -1,9 +1,12 @@
 #include "ag_cluster.h"
+#include "ag_cluster_int.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
+
+#include <sodium.h>
 
 #include "ag_etcd.h"
 #include "ag_grow.h"
@@ -13,45 +16,7 @@
 #define SEC_PREFIX "/aegis/sec/"
 #define VERSION_KEY SEC_PREFIX "@version"
 #define NODES_PREFIX "/aegis/nodes/"
-#define MAX_SINKS 8
 #define NODE_LEASE_S 10
-
-typedef struct sink {
-    char name[48];
-    void *sink;
-    ag_repl_apply_fn apply;
-} sink_t;
-
-struct ag_cluster {
-    char node_id[80];
-    char advertise_url[520];
-    char endpoints[1024];
-    int64_t stale_ns;
-    int64_t probe_ns;
-    ag_etcd_t *writer; /* commits (callers serialise on its lock) */
-    ag_etcd_t *prober; /* the probe thread's */
-    ag_etcd_t *watcher;
-    ag_repl_t repl;
-
-    pthread_mutex_t apply_mu; /* one applier at a time: the watch or a full reload */
-    sink_t sinks[MAX_SINKS];
-    size_t nsinks;
-
-    _Atomic uint64_t published;   /* every local copy and its owner's memory reflect this */
-    _Atomic int64_t fresh_until;  /* monotonic ns; the cache is confirmed fresh until then */
-    _Atomic int64_t confirmed_at; /* monotonic ns of the last confirmation */
-    _Atomic uint64_t watch_from;  /* next revision the watch wants */
-    _Atomic bool resync;          /* a local commit failed, or the watch lost its place */
-    _Atomic bool stop;
-    _Atomic bool kick;        /* ends the current watch (stop, or the probe found it stuck) */
-    _Atomic uint64_t txn_seq; /* makes each commit's version value unique */
-    int64_t lease;
-
-    pthread_t probe_thread, watch_thread;
-    bool probe_started, watch_started;
-    pthread_mutex_t wait_mu;
-    pthread_cond_t wait_cv;
-};
 
 static int64_t mono_ns(void)
 {
@@ -490,7 +455,12 @@ int ag_cluster_new(const ag_cluster_config_t *cfg, ag_cluster_t **out, ag_diag_t
     cl->stale_ns = (int64_t)stale_ms * 1000000;
     cl->probe_ns = AG_MAX(cl->stale_ns / 4, (int64_t)20000000);
     pthread_mutex_init(&cl->apply_mu, NULL);
+    pthread_mutex_init(&cl->meta_mu, NULL);
     pthread_mutex_init(&cl->wait_mu, NULL);
+    if (!(cl->meta = json_object())) {
+        free(cl);
+        return AG_ENOMEM;
+    }
     pthread_cond_init(&cl->wait_cv, NULL);
     cl->repl = (ag_repl_t){cl, repl_attach, repl_detach, repl_base, repl_commit, repl_done};
     /* A probe that hangs (a member stopped without closing) gives up in time for the next one
@@ -551,6 +521,10 @@ void ag_cluster_free(ag_cluster_t *cl)
         pthread_join(cl->watch_thread, NULL);
     if (cl->probe_started)
         pthread_join(cl->probe_thread, NULL);
+    ag_cluster_meta_stop(cl);
+    json_decref(cl->meta);
+    pthread_mutex_destroy(&cl->meta_mu);
+    sodium_memzero(cl->secret, sizeof(cl->secret));
     ag_etcd_free(cl->writer);
     ag_etcd_free(cl->prober);
     ag_etcd_free(cl->watcher);

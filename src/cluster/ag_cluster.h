@@ -52,4 +52,72 @@ const char *ag_cluster_node_id(const ag_cluster_t *cl);
  * revision, unconfirmed_ms, nodes: [{node_id, advertise_url}]} (nodes read from etcd). */
 json_t *ag_cluster_status_json(ag_cluster_t *cl);
 
+/* ---- collection metadata (ag_meta.c; docs/CLUSTER.md "Collections") ------------------------- */
+
+/* A collection's record as etcd holds it, under /aegis/meta/collections/<name>:
+ *   {"config": <the creation parameters>, "shard_number": n,
+ *    "shards": [{"shard_id": i, "node": <node_id>, "url": <advertise_url>}, ...]}
+ * Called for every record at ag_cluster_meta_start and then for each change from the watch (on
+ * the watch's thread); rec NULL = the collection was deleted. rec is borrowed for the call. */
+typedef void (*ag_cluster_meta_fn)(void *ud, const char *name, const json_t *rec);
+/* The aliases as etcd holds them (/aegis/meta/aliases: [{alias_name, collection_name}], the
+ * whole list in one key), each time they change; list borrowed for the call. */
+typedef void (*ag_cluster_alias_fn)(void *ud, const json_t *list);
+/* Loads every record (fn for each, then alias_fn), then watches for changes (on the watch's
+ * thread). Call once, after the stores. */
+int ag_cluster_meta_start(ag_cluster_t *cl, ag_cluster_meta_fn fn, ag_cluster_alias_fn alias_fn,
+                          void *ud, ag_diag_t *diag);
+/* The aliases now (a linearizable read: *list a new array, empty when none) and the revision to
+ * compare against; then the new whole list, written only if nothing changed since base
+ * (AG_ECONFLICT otherwise; AG_EUNAVAILABLE without etcd). */
+int ag_cluster_aliases_get(ag_cluster_t *cl, json_t **list, uint64_t *mod_rev, ag_diag_t *diag);
+int ag_cluster_aliases_put(ag_cluster_t *cl, const json_t *list, uint64_t base, ag_diag_t *diag);
+/* Stops the metadata watch (before the store it feeds closes). NULL-safe; idempotent. */
+void ag_cluster_meta_stop(ag_cluster_t *cl);
+/* Records a new collection: its shards placed round-robin over the nodes registered now (sorted by
+ * node id), all in one transaction that holds only if the name is not taken. AG_ECONFLICT when it
+ * is; AG_EUNAVAILABLE when etcd cannot be reached. The local cache is updated before it returns.
+ * *rec_out (may be NULL) gets a new reference to the record. */
+int ag_cluster_meta_create(ag_cluster_t *cl, const char *name, const json_t *config,
+                           uint32_t shard_number, json_t **rec_out, ag_diag_t *diag);
+/* Deletes a collection's record (*existed tells whether there was one). */
+int ag_cluster_meta_delete(ag_cluster_t *cl, const char *name, bool *existed, ag_diag_t *diag);
+/* A new reference to the collection's record from the cache, or NULL when etcd holds none (a
+ * collection of this node only). */
+json_t *ag_cluster_meta_get(ag_cluster_t *cl, const char *name);
+
+/* ---- node-to-node calls (ag_peer.c; docs/CLUSTER.md "Node-to-node calls") -------------------- */
+
+/* The header that marks a call as shard-local and proves it comes from a node of the cluster. */
+#define AG_CLUSTER_PEER_HEADER "x-aegis-shard-local"
+/* Derives the cluster secret from the root key's material (the configured key's bytes, or the
+ * generated key's hash): keyed BLAKE2b over a fixed label. Every node sharing the root key
+ * derives the same secret; the root key itself never travels. */
+void ag_cluster_set_secret(ag_cluster_t *cl, const void *material, size_t len);
+/* Checks a peer header for method and path (the part before '?'): "<node>.<unix ms>.<mac hex>",
+ * fresh within 60 s and the MAC right. 0, or AG_EUNAUTH naming what is wrong. */
+int ag_cluster_peer_verify(ag_cluster_t *cl, const char *method, const char *path,
+                           const char *value, ag_diag_t *diag);
+
+typedef struct ag_peer_call {
+    /* in (borrowed) */
+    const char *node;                    /* the node's id (messages) */
+    const char *url;                     /* its advertise URL */
+    const char *method;                  /* "GET", "POST", "PUT", ... */
+    const char *path;                    /* path and query, percent-encoded as sent */
+    const char *api_key, *authorization; /* the original caller's credential, forwarded */
+    const char *body;
+    size_t len;
+    /* out */
+    int status;  /* the HTTP status; 0 = no answer (err says why) */
+    char *reply; /* the body (NUL-terminated; caller frees) */
+    size_t reply_len;
+    char err[200];
+} ag_peer_call_t;
+/* Runs the calls in parallel, each marked shard-local and signed, each bounded by timeout_ms.
+ * Connections are kept per calling thread. Returns 0 (look at each call's status), or AG_ENOMEM. */
+int ag_cluster_peer_calls(ag_cluster_t *cl, ag_peer_call_t *calls, size_t n, long timeout_ms);
+/* Frees the replies of calls[0..n). */
+void ag_cluster_peer_calls_free(ag_peer_call_t *calls, size_t n);
+
 #endif

@@ -211,6 +211,7 @@ static void request_free(ag_request_t *req)
         free(req->authorization);
     }
     free(req->content_type);
+    free(req->shard_local);
     bool big = req->body_cap > TRIM_AFTER_BYTES || req->resp_len > TRIM_AFTER_BYTES;
     free(req->body);
     free(req->resp_body);
@@ -681,6 +682,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION));
         req->content_type = dup_or_null(
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE));
+        req->shard_local =
+            dup_or_null(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-aegis-shard-local"));
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {

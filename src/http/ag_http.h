@@ -53,6 +53,9 @@ typedef struct ag_request {
     char *api_key;       /* "api-key" header (owned, wiped on free) */
     char *authorization; /* "Authorization" header (owned, wiped on free) */
     char *content_type;
+    /* "x-aegis-shard-local": a node-to-node call's marker and proof (docs/CLUSTER.md
+     * "Node-to-node calls"); checked by the api layer (owned). */
+    char *shard_local;
     char remote_addr[64]; /* the client: the peer, or from X-Forwarded-For behind a trusted proxy */
     char peer_addr[64];   /* the address of the TCP peer itself */
     /* The caller's X-Request-Id when it is sane (1..64 of [A-Za-z0-9._:-]), else one made here;

@@ -1,0 +1,1130 @@
+/*
+ * api_shard.c — sharded collections in cluster mode (docs/CLUSTER.md "Collections", "Shards",
+ * "Node-to-node calls"): the collection records from etcd applied to the local catalog, and the
+ * router that sends a request on a sharded collection to the nodes that hold its shards.
+ *
+ * Every node of the cluster has every collection locally; a node's local collection holds the
+ * points of the shards placed on it. A point belongs to shard shard_of(id) % shard_number.
+ * Writes go to every node with a part of them (each node keeps only its own points); reads go to
+ * every node holding a shard and the answers are merged. The calls carry the caller's own
+ * credential and a shard-local header signed with the cluster secret: the receiving node
+ * authorizes the caller itself, runs the request on its local collection, and fans out no further.
+ */
+#include <pthread.h>
+#include <stdio.h>
+
+#include "ag_api.h"
+#include "ag_clock.h"
+#include "ag_guard.h"
+#include "ag_id.h"
+#include "ag_log.h"
+#include "cluster/ag_cluster.h"
+#include "index/ag_distance.h"
+#include "json/ag_json.h"
+
+#define MAX_NODES 64
+
+static ag_api_t *g_api; /* the api the metadata watch applies to (one per process) */
+
+/* ---- the catalog follows etcd ------------------------------------------------------------- */
+
+static void meta_changed(void *ud, const char *name, const json_t *rec)
+{
+    ag_api_t *api = ud;
+    ag_diag_t d = {{0}};
+    ag_collection_t *c = NULL;
+    bool exists = ag_store_get(api->store, name, &c, NULL) == 0;
+    if (c)
+        ag_coll_unref(c);
+    if (rec && !exists) {
+        if (ag_store_create(api->store, name, json_object_get(rec, "config"), &d) != 0 &&
+            ag_store_get(api->store, name, &c, NULL) != 0)
+            ag_log(AG_LOG_WARN, "cluster: cannot create collection %s from etcd: %s", name, d.msg);
+        else if (c)
+            ag_coll_unref(c);
+    } else if (!rec && exists) {
+        bool existed = false;
+        if (ag_store_delete(api->store, name, &existed, &d) != 0)
+            ag_log(AG_LOG_WARN, "cluster: cannot drop collection %s deleted in etcd: %s", name,
+                   d.msg);
+    }
+}
+
+/* Aliases (docs/CLUSTER.md "Collections"): the whole list lives in etcd; a change is applied
+ * locally (checked and authorized as on a single node), then the resulting list is written with
+ * a compare-and-swap; the other nodes make their local aliases equal to the list. alias_mu
+ * serialises this node's alias changes and the watch's. */
+static pthread_mutex_t alias_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static json_t *alias_map(const json_t *list)
+{
+    json_t *m = json_object();
+    size_t i;
+    const json_t *a;
+    json_array_foreach(list, i, a)
+    {
+        const char *name = json_string_value(json_object_get(a, "alias_name"));
+        const char *coll = json_string_value(json_object_get(a, "collection_name"));
+        if (m && name && coll)
+            json_object_set_new(m, name, json_string(coll));
+    }
+    return m;
+}
+
+/* Makes this node's aliases what list says (alias_mu held). An alias whose collection this node
+ * does not have is skipped. */
+static void aliases_sync(ag_api_t *api, const json_t *list)
+{
+    json_t *local = ag_store_aliases(api->store, NULL);
+    json_t *want = alias_map(list), *have = alias_map(local);
+    json_t *actions = json_array();
+    const char *name;
+    json_t *v;
+    json_object_foreach(have, name, v)
+    {
+        if (!json_equal(json_object_get(want, name), v))
+            json_array_append_new(actions,
+                                  json_pack("{s:{s:s}}", "delete_alias", "alias_name", name));
+    }
+    json_object_foreach(want, name, v)
+    {
+        ag_collection_t *c = NULL;
+        if (json_equal(json_object_get(have, name), v) ||
+            ag_store_get(api->store, json_string_value(v), &c, NULL) != 0)
+            continue;
+        ag_coll_unref(c);
+        json_array_append_new(actions, json_pack("{s:{s:s,s:O}}", "create_alias", "alias_name",
+                                                 name, "collection_name", v));
+    }
+    ag_diag_t d = {{0}};
+    if (json_array_size(actions) &&
+        ag_store_alias_actions(api->store, actions, NULL, NULL, &d) != 0)
+        ag_log(AG_LOG_WARN, "cluster: cannot apply the aliases from etcd: %s", d.msg);
+    json_decref(actions);
+    json_decref(want);
+    json_decref(have);
+    json_decref(local);
+}
+
+static void aliases_changed(void *ud, const json_t *list)
+{
+    pthread_mutex_lock(&alias_mu);
+    aliases_sync(ud, list);
+    pthread_mutex_unlock(&alias_mu);
+}
+
+int ag_shard_alias_actions(ag_call_t *call, const json_t *actions, ag_alias_check_fn check,
+                           bool *handled)
+{
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    *handled = cl != NULL;
+    if (!cl)
+        return 0;
+    pthread_mutex_lock(&alias_mu);
+    json_t *cur = NULL;
+    uint64_t rev = 0;
+    int rc = ag_cluster_aliases_get(cl, &cur, &rev, &call->diag);
+    if (rc == 0) {
+        aliases_sync(call->api, cur); /* start from what etcd holds */
+        rc = ag_store_alias_actions(call->api->store, actions, check, call, &call->diag);
+    }
+    if (rc == 0) {
+        json_t *now = ag_store_aliases(call->api->store, NULL);
+        rc = now ? ag_cluster_aliases_put(cl, now, rev, &call->diag) : AG_ENOMEM;
+        json_decref(now);
+        if (rc)
+            aliases_sync(call->api, cur); /* not recorded: undone here too */
+    }
+    pthread_mutex_unlock(&alias_mu);
+    json_decref(cur);
+    return rc;
+}
+
+int ag_shard_start(ag_api_t *api, ag_diag_t *diag)
+{
+    ag_cluster_t *cl = ag_guard_cluster(api->guard);
+    if (!cl)
+        return 0;
+    g_api = api;
+    return ag_cluster_meta_start(cl, meta_changed, aliases_changed, api, diag);
+}
+
+int ag_shard_create(ag_call_t *call, const json_t *params, bool init_from)
+{
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    if (!cl || call->shard_local)
+        return 0;
+    if (call->coll) /* a collection of this node only, from before: the local answer */
+        return 0;
+    json_int_t n = json_integer_value(json_object_get(params, "shard_number"));
+    if (n < 1)
+        n = 1;
+    if (init_from && n > 1)
+        return ag_fail(&call->diag, AG_EINVAL,
+                       "init_from: not supported for a collection with shard_number > 1 in "
+                       "cluster mode (docs/CLUSTER.md)");
+    return ag_cluster_meta_create(cl, call->params[0], params, (uint32_t)n, NULL, &call->diag);
+}
+
+/* The aliases of a deleted collection leave etcd's list too (best effort: a concurrent alias
+ * change wins, and the other nodes skip aliases to collections they lack anyway). */
+static void drop_aliases_of(ag_cluster_t *cl, const char *name)
+{
+    json_t *cur = NULL;
+    uint64_t rev = 0;
+    ag_diag_t d = {{0}};
+    if (ag_cluster_aliases_get(cl, &cur, &rev, &d) != 0)
+        return;
+    json_t *kept = json_array();
+    size_t i;
+    json_t *a;
+    json_array_foreach(cur, i, a)
+    {
+        const char *c = json_string_value(json_object_get(a, "collection_name"));
+        if (!c || strcmp(c, name) != 0)
+            json_array_append(kept, a);
+    }
+    if (kept && json_array_size(kept) != json_array_size(cur))
+        (void)ag_cluster_aliases_put(cl, kept, rev, &d);
+    json_decref(kept);
+    json_decref(cur);
+}
+
+int ag_shard_delete(ag_call_t *call)
+{
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    if (!cl || call->shard_local)
+        return 0;
+    bool existed = false;
+    const char *name = call->params[0]; /* as the local delete: an alias names no record */
+    int rc = ag_cluster_meta_delete(cl, name, &existed, &call->diag);
+    if (rc == 0 && existed)
+        drop_aliases_of(cl, name);
+    return rc;
+}
+
+/* ---- placement ---------------------------------------------------------------------------- */
+
+typedef struct layout {
+    uint32_t nshards;
+    const char *shard_node[1024]; /* borrowed from rec */
+    size_t nnodes;                /* distinct nodes, in shard order of first appearance */
+    const char *node[MAX_NODES];
+    const char *url[MAX_NODES];
+    char shards_of[MAX_NODES][128]; /* "0, 3" for messages */
+    int me;                         /* index of this node in node[], or -1 */
+} layout_t;
+
+static int layout_parse(const json_t *rec, const char *me, layout_t *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->me = -1;
+    const json_t *shards = json_object_get(rec, "shards");
+    size_t n = json_array_size(shards);
+    if (n == 0 || n > AG_ARRAY_LEN(l->shard_node))
+        return AG_EINTERNAL;
+    l->nshards = (uint32_t)n;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *s = json_array_get(shards, i);
+        const char *node = json_string_value(json_object_get(s, "node"));
+        const char *url = json_string_value(json_object_get(s, "url"));
+        if (!node || !url)
+            return AG_EINTERNAL;
+        l->shard_node[i] = node;
+        size_t k = 0;
+        while (k < l->nnodes && strcmp(l->node[k], node) != 0)
+            k++;
+        if (k == l->nnodes) {
+            if (k == MAX_NODES)
+                return AG_EINTERNAL;
+            l->node[k] = node;
+            l->url[k] = url;
+            l->nnodes++;
+            if (strcmp(node, me) == 0)
+                l->me = (int)k;
+        }
+        size_t used = strlen(l->shards_of[k]);
+        snprintf(l->shards_of[k] + used, sizeof(l->shards_of[k]) - used, "%s%zu", used ? ", " : "",
+                 i);
+    }
+    return 0;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The shard of a point (docs/CLUSTER.md "Shards"): an integer id n → mix64(n); a UUID (its 16
+ * bytes, the canonical big-endian form whatever way it was written) → mix64(hi ^ mix64(lo));
+ * then modulo shard_number. mix64 is the SplitMix64 finaliser: fixed, so every node and every
+ * version agrees. */
+static uint32_t shard_of(const ag_point_id_t *id, uint32_t n)
+{
+    uint64_t h =
+        id->kind == AG_ID_NUM ? mix64(id->num) : mix64(be64(id->uuid) ^ mix64(be64(id->uuid + 8)));
+    return (uint32_t)(h % n);
+}
+
+/* The node index owning the point given as JSON id, or -1 when it is no valid id (the handler
+ * then explains what is wrong). */
+static int owner_of(const layout_t *l, const json_t *idv)
+{
+    ag_point_id_t id;
+    ag_diag_t d;
+    if (ag_id_parse(idv, &id, "id", &d) != 0)
+        return -1;
+    const char *node = l->shard_node[shard_of(&id, l->nshards)];
+    for (size_t k = 0; k < l->nnodes; k++)
+        if (strcmp(l->node[k], node) == 0)
+            return (int)k;
+    return -1;
+}
+
+/* ---- writes: each node keeps its own points ------------------------------------------------ */
+
+/* Keeps, in a write's selector object o (upsert, delete, payload and vector operations), only the
+ * points node k owns. Returns 1 when the operation still concerns node k (points left, or a
+ * selector by filter, which every node applies to its own points), 0 when nothing is left. */
+static int filter_selector(json_t *o, const layout_t *l, int k)
+{
+    if (!json_is_object(o))
+        return 1; /* malformed: let the handler say so */
+    json_t *points = json_object_get(o, "points");
+    json_t *batch = json_object_get(o, "batch");
+    if (json_is_array(points)) {
+        json_t *kept = json_array();
+        size_t i;
+        json_t *p;
+        json_array_foreach(points, i, p)
+        {
+            const json_t *idv = json_is_object(p) ? json_object_get(p, "id") : p;
+            int own = owner_of(l, idv);
+            if (own < 0 || own == k)
+                json_array_append(kept, p);
+        }
+        size_t left = json_array_size(kept);
+        json_object_set_new(o, "points", kept);
+        return left > 0;
+    }
+    if (json_is_object(batch) && json_is_array(json_object_get(batch, "ids"))) {
+        json_t *ids = json_object_get(batch, "ids");
+        size_t n = json_array_size(ids);
+        bool *keep = calloc(n ? n : 1, sizeof(bool));
+        if (!keep)
+            return 1;
+        size_t left = 0;
+        for (size_t i = 0; i < n; i++) {
+            int own = owner_of(l, json_array_get(ids, i));
+            keep[i] = own < 0 || own == k;
+            left += keep[i];
+        }
+        /* ids, payloads and every vectors array are parallel. */
+        json_t *arrays[2 + AG_MAX_VECTORS];
+        size_t na = 0;
+        arrays[na++] = ids;
+        if (json_is_array(json_object_get(batch, "payloads")))
+            arrays[na++] = json_object_get(batch, "payloads");
+        json_t *vecs = json_object_get(batch, "vectors");
+        if (json_is_array(vecs)) {
+            arrays[na++] = vecs;
+        } else if (json_is_object(vecs)) {
+            const char *name;
+            json_t *v;
+            json_object_foreach(vecs, name, v)
+            {
+                if (json_is_array(v) && na < AG_ARRAY_LEN(arrays))
+                    arrays[na++] = v;
+            }
+        }
+        for (size_t a = 0; a < na; a++) {
+            if (json_array_size(arrays[a]) != n)
+                continue; /* malformed: the handler explains */
+            for (size_t i = n; i-- > 0;)
+                if (!keep[i])
+                    json_array_remove(arrays[a], i);
+        }
+        free(keep);
+        return left > 0;
+    }
+    return 1;
+}
+
+/* Filters a whole write body for node k; returns whether node k has anything to do. */
+static int filter_write(json_t *body, bool is_batch, const layout_t *l, int k)
+{
+    if (!is_batch)
+        return filter_selector(body, l, k);
+    json_t *ops = json_object_get(body, "operations");
+    if (!json_is_array(ops))
+        return 1;
+    for (size_t i = json_array_size(ops); i-- > 0;) {
+        json_t *op = json_array_get(ops, i);
+        if (!json_is_object(op) || json_object_size(op) != 1)
+            continue;
+        json_t *inner = json_object_iter_value(json_object_iter(op));
+        if (!filter_selector(inner, l, k))
+            json_array_remove(ops, i);
+    }
+    return json_array_size(ops) > 0;
+}
+
+/* ---- the router ----------------------------------------------------------------------------- */
+
+typedef enum {
+    R_LOCAL = 0, /* not a point route: this node's collection answers */
+    R_WRITE,
+    R_BATCH,
+    R_SEARCH,
+    R_QUERY,
+    R_SEARCH_BATCH,
+    R_QUERY_BATCH,
+    R_COUNT,
+    R_SCROLL,
+    R_RETRIEVE,
+    R_GET_POINT,
+    R_UNSUPPORTED,
+    R_BROADCAST, /* payload index created or deleted: the same on every node */
+} rkind_t;
+
+static rkind_t classify(const ag_call_t *call)
+{
+    const char *p = call->route->pattern;
+    const char *base = "/collections/{name}";
+    size_t bl = strlen(base);
+    if (strncmp(p, base, bl) != 0)
+        return R_LOCAL;
+    const char *rest = p + bl;
+    if (strcmp(rest, "/facet") == 0)
+        return R_UNSUPPORTED;
+    if (strcmp(rest, "/index") == 0 || strcmp(rest, "/index/{field}") == 0)
+        return R_BROADCAST;
+    if (strncmp(rest, "/points", 7) != 0)
+        return R_LOCAL;
+    rest += 7;
+    int m = call->route->method;
+    if (*rest == '\0')
+        return m == AG_HTTP_PUT ? R_WRITE : R_RETRIEVE;
+    if (strcmp(rest, "/batch") == 0)
+        return R_BATCH;
+    if (strcmp(rest, "/delete") == 0 || strcmp(rest, "/vectors") == 0 ||
+        strcmp(rest, "/vectors/delete") == 0 || strcmp(rest, "/payload") == 0 ||
+        strcmp(rest, "/payload/delete") == 0 || strcmp(rest, "/payload/clear") == 0)
+        return R_WRITE;
+    if (strcmp(rest, "/search") == 0)
+        return R_SEARCH;
+    if (strcmp(rest, "/search/batch") == 0)
+        return R_SEARCH_BATCH;
+    if (strcmp(rest, "/query/batch") == 0)
+        return R_QUERY_BATCH;
+    if (strcmp(rest, "/query") == 0)
+        return R_QUERY;
+    if (strcmp(rest, "/count") == 0)
+        return R_COUNT;
+    if (strcmp(rest, "/scroll") == 0)
+        return R_SCROLL;
+    if (strcmp(rest, "/{id}") == 0)
+        return R_GET_POINT;
+    return R_UNSUPPORTED;
+}
+
+static void put_encoded(char *buf, size_t cap, size_t *o, const char *text)
+{
+    for (const unsigned char *s = (const unsigned char *)(text ? text : ""); *s && *o + 4 < cap;
+         s++) {
+        if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+            strchr("-._~", *s))
+            buf[(*o)++] = (char)*s;
+        else
+            *o += (size_t)snprintf(buf + *o, cap - *o, "%%%02X", *s);
+    }
+    buf[AG_MIN(*o, cap - 1)] = '\0';
+}
+
+/* The REST path of the call (its route's pattern with the path parameters, percent-encoded) and
+ * its query, into buf: the same for a REST request and a gRPC call run as that route. */
+static void rest_path(const ag_call_t *call, char *buf, size_t cap)
+{
+    size_t o = 0;
+    int pi = 0;
+    buf[0] = '\0';
+    for (const char *p = call->route->pattern; *p && o + 4 < cap;) {
+        if (*p == '{') {
+            const char *end = strchr(p, '}');
+            put_encoded(buf, cap, &o, pi < call->nparams ? call->params[pi] : "");
+            pi++;
+            p = end ? end + 1 : p + strlen(p);
+        } else {
+            buf[o++] = *p++;
+            buf[o] = '\0';
+        }
+    }
+    const ag_request_t *req = call->req;
+    for (int i = 0; i < req->nquery && o + 4 < cap; i++) {
+        buf[o++] = i ? '&' : '?';
+        put_encoded(buf, cap, &o, req->query[i].key);
+        if (o + 4 < cap)
+            buf[o++] = '=';
+        put_encoded(buf, cap, &o, req->query[i].val);
+    }
+}
+
+static const char *method_name(int m)
+{
+    switch (m) {
+    case AG_HTTP_GET:
+        return "GET";
+    case AG_HTTP_PUT:
+        return "PUT";
+    case AG_HTTP_PATCH:
+        return "PATCH";
+    case AG_HTTP_DELETE:
+        return "DELETE";
+    default:
+        return "POST";
+    }
+}
+
+/* An error code for a status another node answered (its message is kept). */
+static int status_code(int status)
+{
+    switch (status) {
+    case 400:
+        return AG_EINVAL;
+    case 401:
+        return AG_EUNAUTH;
+    case 403:
+        return AG_EFORBIDDEN;
+    case 404:
+        return AG_ENOTFOUND;
+    case 408:
+        return AG_ETIMEOUT;
+    case 409:
+        return AG_ECONFLICT;
+    case 413:
+        return AG_ETOOBIG;
+    case 422:
+        return AG_EUNPROCESSABLE;
+    case 429:
+        return AG_ETHROTTLED;
+    case 503:
+        return AG_EUNAVAILABLE;
+    default:
+        return AG_EINTERNAL;
+    }
+}
+
+typedef struct fanout {
+    ag_cluster_t *cl;
+    ag_peer_call_t calls[MAX_NODES];
+    int node_of[MAX_NODES]; /* layout node index of each call */
+    char *bodies[MAX_NODES];
+    size_t n;
+    long timeout_ms;
+    pthread_t thread;
+    bool started;
+} fanout_t;
+
+static void *fanout_main(void *arg)
+{
+    fanout_t *f = arg;
+    (void)ag_cluster_peer_calls(f->cl, f->calls, f->n, f->timeout_ms);
+    return NULL;
+}
+
+static void fanout_add(fanout_t *f, const ag_call_t *call, const layout_t *l, int k,
+                       const char *path, char *body)
+{
+    ag_peer_call_t *pc = &f->calls[f->n];
+    *pc = (ag_peer_call_t){0};
+    pc->node = l->node[k];
+    pc->url = l->url[k];
+    pc->method = method_name(call->route->method);
+    pc->path = path;
+    pc->api_key = call->req->api_key;
+    pc->authorization = call->req->authorization;
+    pc->body = body;
+    pc->len = body ? strlen(body) : 0;
+    f->bodies[f->n] = body;
+    f->node_of[f->n] = k;
+    f->n++;
+}
+
+static void fanout_start(fanout_t *f)
+{
+    if (f->n && pthread_create(&f->thread, NULL, fanout_main, f) == 0)
+        f->started = true;
+    else if (f->n)
+        fanout_main(f);
+}
+
+static void fanout_wait(fanout_t *f)
+{
+    if (f->started)
+        pthread_join(f->thread, NULL);
+    f->started = false;
+}
+
+static void fanout_free(fanout_t *f)
+{
+    fanout_wait(f);
+    ag_cluster_peer_calls_free(f->calls, f->n);
+    for (size_t i = 0; i < f->n; i++)
+        free(f->bodies[i]);
+}
+
+/* The first remote call that did not succeed, answered to the caller: its own answer when the
+ * node answered (a refusal or an error of the request), else 503 naming the shards and the node.
+ * Returns 0 when all succeeded. */
+static int fanout_check(ag_call_t *call, const fanout_t *f, const layout_t *l)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        const ag_peer_call_t *pc = &f->calls[i];
+        int k = f->node_of[i];
+        if (pc->status == 0 || pc->status == 502 || pc->status == 504)
+            return ag_fail(&call->diag, AG_EUNAVAILABLE,
+                           "Service unavailable: shard %s of collection `%s` on node %s (%s) "
+                           "cannot be reached (%s); no partial answer is given",
+                           l->shards_of[k], ag_coll_name(call->coll), l->node[k], l->url[k],
+                           pc->err[0] ? pc->err : "bad gateway");
+        if (pc->status != 200) {
+            json_t *doc = pc->reply ? json_loads(pc->reply, 0, NULL) : NULL;
+            const char *msg =
+                json_string_value(json_object_get(json_object_get(doc, "status"), "error"));
+            int rc = ag_fail(&call->diag, status_code(pc->status), "%s",
+                             msg ? msg : "the node holding the shard refused the request");
+            json_decref(doc);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* The "result" of a remote call's answer (new reference) or NULL. */
+static json_t *remote_result(const ag_peer_call_t *pc)
+{
+    json_t *doc = pc->reply ? json_loads(pc->reply, 0, NULL) : NULL;
+    json_t *r = json_incref(json_object_get(doc, "result"));
+    json_decref(doc);
+    return r;
+}
+
+typedef struct scored {
+    json_t *pt;
+    double score;
+    ag_point_id_t id;
+} scored_t;
+
+static int by_score(const void *a, const void *b, void *ctx)
+{
+    const scored_t *x = a, *y = b;
+    int desc = *(const int *)ctx;
+    if (x->score != y->score)
+        return (x->score > y->score) == (desc > 0) ? -1 : 1;
+    return ag_id_cmp(&x->id, &y->id);
+}
+
+/* Merges point lists: sorted by score (desc: higher first; 0: by id only), ties by id; offset
+ * skipped, at most limit kept. Returns a new array. */
+static json_t *merge_points(json_t **lists, size_t nl, int desc, size_t offset, size_t limit)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nl; i++)
+        total += json_array_size(lists[i]);
+    scored_t *s = calloc(total ? total : 1, sizeof(*s));
+    json_t *out = json_array();
+    if (!s || !out) {
+        free(s);
+        json_decref(out);
+        return NULL;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < nl; i++) {
+        size_t j;
+        json_t *p;
+        json_array_foreach(lists[i], j, p)
+        {
+            ag_diag_t d;
+            s[m].pt = p;
+            s[m].score = json_number_value(json_object_get(p, "score"));
+            if (ag_id_parse(json_object_get(p, "id"), &s[m].id, "id", &d) != 0)
+                continue;
+            if (desc == 0)
+                s[m].score = 0;
+            m++;
+        }
+    }
+    qsort_r(s, m, sizeof(*s), by_score, &desc);
+    for (size_t i = offset; i < m && i < offset + limit; i++)
+        json_array_append(out, s[i].pt);
+    free(s);
+    return out;
+}
+
+typedef struct dist_ud {
+    const char *name;
+    int desc;
+} dist_ud_t;
+
+static int read_dist(void *ud, ag_collection_t *c)
+{
+    dist_ud_t *d = ud;
+    int vi = ag_coll_vector(c, d->name);
+    if (vi < 0 && d->name[0] == '\0' && ag_coll_nvec(c) > 0)
+        vi = 0;
+    if (vi >= 0) {
+        ag_dense_info_t info;
+        ag_coll_dense_info(c, vi, &info);
+        d->desc = info.dist == AG_DIST_EUCLID || info.dist == AG_DIST_MANHATTAN ? -1 : 1;
+    }
+    return 0;
+}
+
+/* Is a higher score better (1) or a lower (-1) for the vector named by the body? */
+static int score_order(ag_call_t *call, const json_t *body, rkind_t kind)
+{
+    dist_ud_t d = {"", 1};
+    if (kind == R_SEARCH) {
+        const json_t *v = json_object_get(body, "vector");
+        if (json_is_object(v) && json_is_string(json_object_get(v, "name")))
+            d.name = json_string_value(json_object_get(v, "name"));
+    } else if (json_is_string(json_object_get(body, "using"))) {
+        d.name = json_string_value(json_object_get(body, "using"));
+    }
+    (void)ag_coll_read(call->coll, read_dist, &d);
+    return d.desc;
+}
+
+/* A query the merge can do exactly: nearest by a vector given in the request, or none. */
+static int query_supported(ag_call_t *call, const json_t *body)
+{
+    static const char *const refused[] = {"prefetch", "group_by", "lookup_from"};
+    for (size_t i = 0; i < AG_ARRAY_LEN(refused); i++)
+        if (json_object_get(body, refused[i]) && !json_is_null(json_object_get(body, refused[i])))
+            return ag_fail(&call->diag, AG_EINVAL,
+                           "%s: not supported yet on a collection with several shards "
+                           "(docs/CLUSTER.md \"Not yet\")",
+                           refused[i]);
+    const json_t *q = json_object_get(body, "query");
+    if (!q || json_is_null(q) || json_is_array(q))
+        return 0;
+    if (json_is_object(q)) {
+        const json_t *near = json_object_get(q, "nearest");
+        if (json_object_size(q) == 1 && json_is_array(near))
+            return 0;
+        if (json_object_get(q, "indices") && json_object_get(q, "values"))
+            return 0;
+    }
+    return ag_fail(&call->diag, AG_EINVAL,
+                   "query: only a nearest query by a vector given in the request is supported "
+                   "yet on a collection with several shards (docs/CLUSTER.md \"Not yet\")");
+}
+
+static size_t uint_or(const json_t *o, const char *key, size_t dflt)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (size_t)json_integer_value(v) : dflt;
+}
+
+/* Runs the local handler on body (taken), the remote calls meanwhile. */
+static int run_local(ag_call_t *call, json_t *body)
+{
+    json_decref(call->body);
+    call->body = body;
+    return call->route->handler(call);
+}
+
+/* What one search of a request asks for: offset and limit as the caller gave them, and the
+ * score order. */
+typedef struct prep {
+    size_t offset, limit;
+    int desc;
+} prep_t;
+
+/* Rewrites one search or query (body) for the shards: every shard's best offset + limit, merged,
+ * then the offset skipped once. */
+static int prep_one(ag_call_t *call, rkind_t kind, json_t *body, prep_t *p)
+{
+    int rc;
+    if (!json_is_object(body))
+        return 0; /* malformed: the handler explains */
+    if (kind == R_QUERY && (rc = query_supported(call, body)) != 0)
+        return rc;
+    p->offset = uint_or(body, "offset", 0);
+    p->limit =
+        uint_or(body, "limit",
+                kind == R_QUERY && json_object_get(body, "top") ? uint_or(body, "top", 10) : 10);
+    json_object_set_new(body, "limit", json_integer((json_int_t)(p->offset + p->limit)));
+    json_object_del(body, "top");
+    json_object_set_new(body, "offset", json_integer(0));
+    const json_t *q = json_object_get(body, "query");
+    p->desc = kind == R_QUERY && (!q || json_is_null(q)) ? 0 : score_order(call, body, kind);
+    return 0;
+}
+
+static int merge_reads(ag_call_t *call, rkind_t kind, const fanout_t *f, const layout_t *l,
+                       const prep_t *pr, size_t npr)
+{
+    int desc = npr ? pr[0].desc : 0;
+    size_t offset = npr ? pr[0].offset : 0, limit = npr ? pr[0].limit : 10;
+    json_t *lists[MAX_NODES + 1];
+    json_t *results[MAX_NODES + 1];
+    size_t nl = 0, nr = 0;
+    json_t *local = call->result;
+    call->result = NULL;
+    if (local)
+        results[nr++] = local;
+    for (size_t i = 0; i < f->n; i++) {
+        json_t *r = remote_result(&f->calls[i]);
+        if (!r) {
+            for (size_t j = 0; j < nr; j++)
+                json_decref(results[j]);
+            int k = f->node_of[i];
+            return ag_fail(&call->diag, AG_EUNAVAILABLE,
+                           "Service unavailable: shard %s of collection `%s` on node %s gave "
+                           "no result",
+                           l->shards_of[k], ag_coll_name(call->coll), l->node[k]);
+        }
+        results[nr++] = r;
+    }
+    int rc = 0;
+    if (kind == R_COUNT) {
+        json_int_t sum = 0;
+        for (size_t i = 0; i < nr; i++)
+            sum += json_integer_value(json_object_get(results[i], "count"));
+        call->result = json_pack("{s:I}", "count", sum);
+    } else if (kind == R_SEARCH || kind == R_RETRIEVE) {
+        for (size_t i = 0; i < nr; i++)
+            lists[nl++] = results[i];
+        if (kind == R_SEARCH) {
+            call->result = merge_points(lists, nl, desc, offset, limit);
+        } else {
+            call->result = json_array();
+            for (size_t i = 0; i < nl && call->result; i++)
+                json_array_extend(call->result, lists[i]);
+        }
+    } else if (kind == R_QUERY) {
+        for (size_t i = 0; i < nr; i++)
+            lists[nl++] = json_object_get(results[i], "points");
+        json_t *pts = merge_points(lists, nl, desc, offset, limit);
+        call->result = pts ? json_pack("{s:o}", "points", pts) : NULL;
+    } else if (kind == R_SEARCH_BATCH || kind == R_QUERY_BATCH) {
+        /* One answer per search, each merged on its own. */
+        call->result = json_array();
+        for (size_t s = 0; s < npr && call->result; s++) {
+            nl = 0;
+            for (size_t i = 0; i < nr; i++) {
+                json_t *one = json_array_get(results[i], s);
+                lists[nl++] = kind == R_QUERY_BATCH ? json_object_get(one, "points") : one;
+            }
+            json_t *pts = merge_points(lists, nl, pr[s].desc, pr[s].offset, pr[s].limit);
+            if (pts && kind == R_QUERY_BATCH)
+                pts = json_pack("{s:o}", "points", pts);
+            if (!pts || json_array_append_new(call->result, pts) != 0) {
+                json_decref(call->result);
+                call->result = NULL;
+            }
+        }
+    } else if (kind == R_SCROLL) {
+        json_t *next = NULL;
+        for (size_t i = 0; i < nr; i++) {
+            lists[nl++] = json_object_get(results[i], "points");
+            json_t *np = json_object_get(results[i], "next_page_offset");
+            ag_point_id_t a, b;
+            ag_diag_t d;
+            if (np && !json_is_null(np) &&
+                (!next || (ag_id_parse(np, &a, "", &d) == 0 && ag_id_parse(next, &b, "", &d) == 0 &&
+                           ag_id_cmp(&a, &b) < 0)))
+                next = np;
+        }
+        json_t *all = merge_points(lists, nl, 0, 0, SIZE_MAX);
+        json_t *pts = json_array();
+        if (all && pts) {
+            for (size_t i = 0; i < limit && i < json_array_size(all); i++)
+                json_array_append(pts, json_array_get(all, i));
+            json_t *np = json_array_size(all) > limit
+                             ? json_object_get(json_array_get(all, limit), "id")
+                             : next;
+            call->result =
+                json_pack("{s:O,s:O}", "points", pts, "next_page_offset", np ? np : json_null());
+        }
+        json_decref(all);
+        json_decref(pts);
+    }
+    for (size_t i = 0; i < nr; i++)
+        json_decref(results[i]);
+    if (!call->result && rc == 0)
+        rc = AG_ENOMEM;
+    return rc;
+}
+
+/* Sends the whole request to node k and answers with what it answers. */
+static int proxy(ag_call_t *call, const layout_t *l, int k, const char *path)
+{
+    fanout_t f = {.cl = ag_guard_cluster(call->api->guard)};
+    f.timeout_ms = (long)AG_MAX((call->deadline - ag_now_mono()) * 1000.0, 100.0);
+    char *body = NULL;
+    if (call->body)
+        body = json_dumps(call->body, JSON_COMPACT);
+    else if (call->req->body_len)
+        body = strndup(call->req->body, call->req->body_len);
+    if ((call->body || call->req->body_len) && !body)
+        return AG_ENOMEM;
+    fanout_add(&f, call, l, k, path, body);
+    fanout_main(&f);
+    int rc = fanout_check(call, &f, l);
+    if (rc == 0 && !(call->result = remote_result(&f.calls[0])))
+        rc = ag_fail(&call->diag, AG_EUNAVAILABLE,
+                     "Service unavailable: node %s gave no result for collection `%s`", l->node[k],
+                     ag_coll_name(call->coll));
+    fanout_free(&f);
+    return rc;
+}
+
+int ag_shard_route(ag_call_t *call, bool *handled)
+{
+    *handled = false;
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    if (!cl || !call->coll)
+        return 0;
+    rkind_t kind = classify(call);
+    if (kind == R_LOCAL)
+        return 0;
+    json_t *rec = ag_cluster_meta_get(cl, ag_coll_name(call->coll));
+    if (!rec)
+        return 0; /* a collection of this node only */
+    layout_t l;
+    int rc = layout_parse(rec, ag_cluster_node_id(cl), &l);
+    if (rc) {
+        json_decref(rec);
+        return ag_fail(&call->diag, AG_EINTERNAL,
+                       "cluster: the placement of collection `%s` in "
+                       "etcd is malformed",
+                       ag_coll_name(call->coll));
+    }
+    bool write = kind == R_WRITE || kind == R_BATCH;
+    if (write && (rc = ag_call_body(call)) != 0)
+        goto out;
+    if (call->shard_local) {
+        /* From another node: this node's points only, and no further fan-out. */
+        if (write && l.me >= 0)
+            (void)filter_write(call->body, kind == R_BATCH, &l, l.me);
+        goto out;
+    }
+    if (l.nnodes == 1 && l.me == 0)
+        goto out; /* every shard is here */
+    *handled = true;
+    char path[4096];
+    rest_path(call, path, sizeof(path));
+    fanout_t f = {.cl = cl};
+    f.timeout_ms = (long)AG_MAX((call->deadline - ag_now_mono()) * 1000.0, 100.0);
+    if (kind == R_BROADCAST) {
+        /* Every node has the collection: each gets the same request (never recorded in etcd
+         * yet: a node down misses it and the caller gets 503). */
+        if (call->route->body && (rc = ag_call_body(call)) != 0)
+            goto out;
+        for (size_t k = 0; rc == 0 && k < l.nnodes; k++) {
+            if ((int)k == l.me)
+                continue;
+            char *text = call->body ? json_dumps(call->body, JSON_COMPACT) : NULL;
+            if (call->body && !text)
+                rc = AG_ENOMEM;
+            else
+                fanout_add(&f, call, &l, (int)k, path, text);
+        }
+        if (rc == 0) {
+            fanout_start(&f);
+            if (l.me >= 0)
+                rc = call->route->handler(call);
+            fanout_wait(&f);
+            if (rc == 0 && l.me < 0)
+                call->result = ag_update_result(call);
+            if (rc == 0)
+                rc = fanout_check(call, &f, &l);
+        }
+        fanout_free(&f);
+        goto out;
+    }
+    if (kind == R_UNSUPPORTED && l.nshards > 1) {
+        rc = ag_fail(&call->diag, AG_EINVAL,
+                     "%s is not supported yet on a collection with several shards "
+                     "(docs/CLUSTER.md \"Not yet\")",
+                     call->route->pattern);
+        goto out;
+    }
+    if (l.nshards == 1 || kind == R_UNSUPPORTED || kind == R_GET_POINT) {
+        int k = 0;
+        if (kind == R_GET_POINT) {
+            json_t *idv = NULL;
+            ag_point_id_t id;
+            ag_diag_t d;
+            if (ag_id_parse_str(call->params[1], &id, &d) == 0 &&
+                (idv = ag_id_to_json(&id)) != NULL)
+                k = owner_of(&l, idv);
+            json_decref(idv);
+            if (k < 0)
+                k = l.me >= 0 ? l.me : 0;
+        }
+        if (k == l.me)
+            *handled = false;
+        else
+            rc = proxy(call, &l, k, path);
+        goto out;
+    }
+    if (write) {
+        bool local = false;
+        json_t *mine = NULL;
+        for (size_t k = 0; k < l.nnodes; k++) {
+            json_t *b = json_deep_copy(call->body);
+            if (!b) {
+                rc = AG_ENOMEM;
+                break;
+            }
+            if (!filter_write(b, kind == R_BATCH, &l, (int)k)) {
+                json_decref(b);
+                continue;
+            }
+            if ((int)k == l.me) {
+                local = true;
+                mine = b;
+                continue;
+            }
+            char *text = json_dumps(b, JSON_COMPACT);
+            json_decref(b);
+            if (!text) {
+                rc = AG_ENOMEM;
+                break;
+            }
+            fanout_add(&f, call, &l, (int)k, path, text);
+        }
+        if (rc == 0) {
+            fanout_start(&f);
+            if (local) {
+                rc = run_local(call, mine);
+                mine = NULL;
+            }
+            fanout_wait(&f);
+            if (rc == 0 && !local)
+                call->result = ag_update_result(call);
+            if (rc == 0)
+                rc = fanout_check(call, &f, &l);
+        }
+        json_decref(mine);
+        fanout_free(&f);
+        goto out;
+    }
+    /* Reads: every node holding a shard, merged. */
+    if ((rc = ag_call_body(call)) != 0)
+        goto out;
+    prep_t one = {0, 10, 0}, *pr = &one;
+    size_t npr = 1;
+    json_t *body = json_deep_copy(call->body);
+    if (!body) {
+        rc = AG_ENOMEM;
+        goto out;
+    }
+    if (kind == R_SCROLL && json_object_get(body, "order_by") &&
+        !json_is_null(json_object_get(body, "order_by"))) {
+        json_decref(body);
+        rc = ag_fail(&call->diag, AG_EINVAL,
+                     "order_by: not supported yet on a collection with several shards "
+                     "(docs/CLUSTER.md \"Not yet\")");
+        goto out;
+    }
+    if (kind == R_SEARCH || kind == R_QUERY) {
+        rc = prep_one(call, kind, body, &one);
+    } else if (kind == R_SEARCH_BATCH || kind == R_QUERY_BATCH) {
+        json_t *searches = json_object_get(body, "searches");
+        npr = json_array_size(searches);
+        pr = calloc(npr ? npr : 1, sizeof(*pr));
+        if (!pr) {
+            pr = &one;
+            rc = AG_ENOMEM;
+        }
+        for (size_t s = 0; rc == 0 && s < npr; s++)
+            rc = prep_one(call, kind == R_SEARCH_BATCH ? R_SEARCH : R_QUERY,
+                          json_array_get(searches, s), &pr[s]);
+    } else if (kind == R_SCROLL) {
+        one.limit = uint_or(body, "limit", 10);
+    }
+    char *text = rc ? NULL : json_dumps(body, JSON_COMPACT);
+    if (!text) {
+        json_decref(body);
+        if (pr != &one)
+            free(pr);
+        rc = rc ? rc : AG_ENOMEM;
+        goto out;
+    }
+    for (size_t k = 0; k < l.nnodes; k++) {
+        if ((int)k == l.me)
+            continue;
+        char *copy = strdup(text);
+        if (!copy) {
+            rc = AG_ENOMEM;
+            break;
+        }
+        fanout_add(&f, call, &l, (int)k, path, copy);
+    }
+    free(text);
+    if (rc == 0) {
+        fanout_start(&f);
+        if (l.me >= 0) {
+            rc = run_local(call, body);
+            body = NULL;
+        }
+        fanout_wait(&f);
+        if (rc == 0)
+            rc = fanout_check(call, &f, &l);
+        if (rc == 0)
+            rc = merge_reads(call, kind, &f, &l, pr, npr);
+    }
+    if (pr != &one)
+        free(pr);
+    json_decref(body);
+    fanout_free(&f);
+out:
+    json_decref(rec);
+    return rc;
+}
+
+/* GET /collections/{c}/cluster in cluster mode: the placement from etcd (Qdrant's shape). NULL
+ * when the collection has no record (a collection of this node only). */
+json_t *ag_shard_cluster_info(ag_call_t *call)
+{
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    json_t *rec = call->coll ? ag_cluster_meta_get(cl, ag_coll_name(call->coll)) : NULL;
+    if (!rec)
+        return NULL;
+    const char *me = ag_cluster_node_id(cl);
+    json_t *local = json_array(), *remote = json_array();
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(rec, "shards"), i, s)
+    {
+        const char *node = json_string_value(json_object_get(s, "node"));
+        json_t *sh = json_pack("{s:O,s:s?,s:s}", "shard_id", json_object_get(s, "shard_id"),
+                               "peer_id", node, "state", "Active");
+        if (node && strcmp(node, me) == 0) {
+            json_object_del(sh, "peer_id");
+            json_array_append_new(local, sh);
+        } else {
+            json_array_append_new(remote, sh);
+        }
+    }
+    json_t *out = json_pack("{s:s,s:O,s:o,s:o,s:[],s:[]}", "peer_id", me, "shard_count",
+                            json_object_get(rec, "shard_number"), "local_shards", local,
+                            "remote_shards", remote, "shard_transfers", "resharding_operations");
+    json_decref(rec);
+    return out;
+}
