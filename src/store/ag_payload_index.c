@@ -391,7 +391,7 @@ static bool candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *filt
                 uint64_t h;
                 const posting_t *p;
                 if (value_hash(best_value ? best_value : json_array_get(best_any, v), &h) &&
-                    (p = find(best_ix, h))) {
+                    (p = find(best_ix, h)) && p->n) {
                     memcpy(slots + k, p->slots, p->n * sizeof(uint32_t));
                     k += p->n;
                 }
