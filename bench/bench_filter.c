@@ -239,9 +239,9 @@ static int invalidate(void *ud, ag_collection_t *c)
 int main(int argc, char **argv)
 {
     const char *gdir = argc > 1 ? argv[1] : "../shared/datasets/glove-100-angular-100k";
-    uint32_t nq_want = argc > 2 ? (uint32_t)atoi(argv[2]) : 300;
-    int rounds = argc > 3 ? atoi(argv[3]) : 5;
-    if (nq_want == 0 || rounds <= 0) {
+    uint32_t nq_want = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 300;
+    int rounds = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 5;
+    if (nq_want == 0 || rounds <= 0 || rounds > 100) {
         fprintf(stderr, "usage: %s [glove-dir [queries [rounds]]]\n", argv[0]);
         return 2;
     }
