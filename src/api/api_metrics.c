@@ -342,6 +342,14 @@ int ag_api_metrics(ag_call_t *call)
             ag_metrics_get(AG_M_AUDIT_FAILURES));
     counter(&o, "snapshot_created_total", "snapshots created since start",
             ag_metrics_get(AG_M_SNAPSHOTS));
+    family(&o, "aegis_filtered_searches_total", "counter",
+           "filtered dense searches by plan: exact over payload-index candidates, or the index "
+           "walked with the predicate");
+    put(&o,
+        "aegis_filtered_searches_total{plan=\"index_candidates\"} %llu\n"
+        "aegis_filtered_searches_total{plan=\"predicate\"} %llu\n",
+        (unsigned long long)ag_metrics_get(AG_M_PLAN_CANDIDATES),
+        (unsigned long long)ag_metrics_get(AG_M_PLAN_GRAPH));
     counter(&o, "points_examined_total",
             "points tested against a read's scope by count, facet, scroll and delete-by-filter",
             ag_scope_examined_total());

@@ -38,6 +38,8 @@ typedef enum {
     AG_M_AUTH_ERROR,       /* the credential could not be checked (fails closed) */
     AG_M_AUDIT_RECORDS,    /* audit records written */
     AG_M_AUDIT_FAILURES,   /* audit records that could not be written */
+    AG_M_PLAN_CANDIDATES, /* filtered dense searches scored exactly over payload-index candidates */
+    AG_M_PLAN_GRAPH,      /* filtered dense searches handed to the index with the predicate */
     AG_M_COUNT
 } ag_metric_t;
 

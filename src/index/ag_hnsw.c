@@ -1232,7 +1232,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     x.deadline = params ? params->deadline : 0;
     if (flt && flt->accept) {
         double sel = estimate_selectivity(h, flt->accept, flt->ud, query);
-        if (sel * h->n_live < AG_HNSW_FILTER_EXACT_POINTS)
+        if (sel * h->n_live < AG_HNSW_FILTER_EXACT_POINTS && !(params && params->walk_only))
             return exact_filtered(h, x.sc, query, k, flt, params, out, n_out);
         x.accept = flt->accept;
         x.ud = flt->ud;

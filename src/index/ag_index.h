@@ -52,6 +52,9 @@ typedef struct ag_search_params {
     bool quant_ignore;
     bool quant_no_rescore;
     double oversampling;
+    /* Benchmarks only (bench/bench_filter.c): a graph index walks its graph with the predicate
+     * even where its own plan would scan the few matching points exactly. */
+    bool walk_only;
 } ag_search_params_t;
 
 typedef struct ag_index ag_index_t;

@@ -74,6 +74,12 @@ uint64_t ag_scope_examined_total(void)
 bool ag_scope_candidates(const ag_scope_t *sc, ag_arena_t *arena, const json_t *filter_json,
                          uint32_t **out, size_t *n)
 {
+    return ag_scope_candidates_max(sc, arena, filter_json, SIZE_MAX, out, n);
+}
+
+bool ag_scope_candidates_max(const ag_scope_t *sc, ag_arena_t *arena, const json_t *filter_json,
+                             size_t max, uint32_t **out, size_t *n)
+{
     /* Count both sides first and build only the smaller list: every candidate passes the whole
      * scope anyway, so either is a correct superset. With an indexed restriction the work is
      * bounded by the points in scope, however many points elsewhere match the filter. */
@@ -83,7 +89,9 @@ bool ag_scope_candidates(const ag_scope_t *sc, ag_arena_t *arena, const json_t *
     bool have_u = user && ag_payload_candidates_count(sc->c, user, &nu);
     bool have_r = eq && ag_payload_candidates_count(sc->c, eq, &nr);
     bool ok = false;
-    if (have_r && (!have_u || nr <= nu))
+    if ((have_r ? nr : SIZE_MAX) > max && (have_u ? nu : SIZE_MAX) > max)
+        ok = false; /* not selective enough: the caller walks the graph (nothing built) */
+    else if (have_r && (!have_u || nr <= nu))
         ok = ag_payload_candidates(sc->c, arena, eq, out, n);
     else if (have_u)
         ok = ag_payload_candidates(sc->c, arena, user, out, n);

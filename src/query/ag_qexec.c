@@ -14,6 +14,7 @@
 #include <sodium.h>
 #include <stdio.h>
 
+#include "ag_metrics.h"
 #include "query/ag_formula.h"
 #include "query/ag_query_int.h"
 #include "store/ag_payload_index.h"
@@ -393,9 +394,8 @@ static int score_multi(ag_query_t *rq, const ag_stage_t *st, const ag_dense_info
     ag_index_filter_t use = *f;
     uint32_t *cand;
     size_t ncand;
-    if (!f->candidates &&
-        ag_scope_candidates(&st->scope, rq->ctx->arena, st->filter_json, &cand, &ncand) &&
-        ncand <= AG_PAYLOAD_CANDIDATES_MAX) {
+    if (!f->candidates && ag_scope_candidates_max(&st->scope, rq->ctx->arena, st->filter_json,
+                                                  AG_PAYLOAD_CANDIDATES_MAX, &cand, &ncand)) {
         use.candidates = cand;
         use.n_candidates = ncand;
     }
@@ -424,20 +424,26 @@ static int score_nearest_in(ag_query_t *rq, const ag_stage_t *st, size_t k,
         if (f->candidates)
             return ag_index_score_candidates(vc.vs, vc.dist, st->nearest.dense, cap, f, &st->params,
                                              out->h, &out->n);
-        /* A selective equality on an indexed field, of the filter or of the row restriction
-         * (intersected when both have one): score the few candidates exactly (every candidate
-         * still passes the whole filter and the row restriction). */
+        /* The filtered-search plan (docs/ARCHITECTURE.md "Filtered search"): when the payload
+         * indexes estimate that the filter or the row restriction / tenant scope (whichever is
+         * smaller) selects at most full_scan_threshold points, score those candidates exactly
+         * — every candidate still passes f->accept: the whole filter AND the row restriction
+         * (ag_scope_match, also inside stage_accept). Otherwise the graph walks with that
+         * predicate (the index's own plan, index/ag_hnsw.h). */
         uint32_t *cand;
         size_t ncand;
         if (!st->params.exact &&
-            ag_scope_candidates(&st->scope, rq->ctx->arena, st->filter_json, &cand, &ncand) &&
-            ncand <= AG_PAYLOAD_CANDIDATES_MAX) {
+            ag_scope_candidates_max(&st->scope, rq->ctx->arena, st->filter_json,
+                                    ag_coll_full_scan_points(rq->c, st->vi), &cand, &ncand)) {
             ag_index_filter_t narrowed = *f;
             narrowed.candidates = cand;
             narrowed.n_candidates = ncand;
+            ag_metrics_add(AG_M_PLAN_CANDIDATES, 1);
             return ag_index_score_candidates(vc.vs, vc.dist, st->nearest.dense, cap, &narrowed,
                                              &st->params, out->h, &out->n);
         }
+        if (st->scope.user || st->scope.restriction)
+            ag_metrics_add(AG_M_PLAN_GRAPH, 1);
         /* No filter, no row restriction, no example to exclude: no predicate per visited node.
          * The index returns only slots whose vector is present, and the store clears a point's
          * vectors before it frees the slot, so every such slot is a live point

@@ -80,6 +80,10 @@ bool ag_scope_accept(const void *ud, uint32_t slot);
  * mutex. */
 bool ag_scope_candidates(const ag_scope_t *sc, ag_arena_t *arena, const json_t *filter_json,
                          uint32_t **out, size_t *n);
+/* The same, but false (nothing built) when both estimates exceed max: the planner's question
+ * "are there at most max candidates?" answered from the indexes' counts alone. */
+bool ag_scope_candidates_max(const ag_scope_t *sc, ag_arena_t *arena, const json_t *filter_json,
+                             size_t max, uint32_t **out, size_t *n);
 
 /* Points tested against a scope by count, facet, scroll and delete-by-filter, process-wide
  * (GET /metrics `points_examined_total`): lets a test check that restricted reads do work

@@ -1096,8 +1096,11 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
         if (m->delete_point) {
             if (s != UINT32_MAX) {
                 clear_vectors(c, s);
-                if (slot_release(c, s) != 0)
+                ag_payload_index_update(c, s, c->slots[s].payload, NULL);
+                if (slot_release(c, s) != 0) {
+                    ag_payload_index_invalidate(c); /* the point stays: rebuild, never miss it */
                     result = AG_ENOMEM;
+                }
             }
             continue;
         }
@@ -1109,11 +1112,16 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
             }
             c->slots[s].payload = r->empties[i] ? r->empties[i] : json_object();
             r->empties[i] = NULL;
+            if (!m->payload)
+                ag_payload_index_update(c, s, NULL, c->slots[s].payload);
         }
         if (m->payload) {
             /* Shared, not copied: stored payloads are never modified in place (every edit
-             * builds a new object), so the mutation's object can become the slot's. */
-            json_decref(c->slots[s].payload);
+             * builds a new object), so the mutation's object can become the slot's. The payload
+             * indexes follow the change (store/ag_payload_index.h). */
+            json_t *was = c->slots[s].payload;
+            ag_payload_index_update(c, s, was, m->payload);
+            json_decref(was);
             c->slots[s].payload = json_incref(m->payload);
         }
         for (int v = 0; v < c->nvec; v++) {
@@ -1151,6 +1159,7 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
         }
     }
     r->n_held = 0; /* every reserved sparse vector was put */
+    ag_payload_index_advance(c);
     atomic_fetch_add(&c->version, 1);
     return result;
 }
@@ -1663,6 +1672,14 @@ void ag_coll_dense_info(const ag_collection_t *c, int vi, ag_dense_info_t *out)
 {
     const ag_vector_cfg_t *v = &c->vec[vi];
     *out = (ag_dense_info_t){v->name, v->dim, v->dist, v->dtype, v->multi, v->vs, v->index, v->mv};
+}
+
+uint32_t ag_coll_full_scan_points(const ag_collection_t *c, int vi)
+{
+    ag_hnsw_params_t p;
+    if (c->vec[vi].multi || !vector_hnsw(c, c->params, vi, &p))
+        return UINT32_MAX;
+    return p.full_scan_threshold;
 }
 
 const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot)

@@ -136,6 +136,11 @@ typedef struct ag_dense_info {
     const ag_multivec_t *mv;
 } ag_dense_info_t;
 void ag_coll_dense_info(const ag_collection_t *c, int vi, ag_dense_info_t *out);
+/* Dense vector vi's full_scan_threshold in points (Qdrant's KB of vectors over the row size):
+ * the filtered-search planner scores up to this many payload-index candidates exactly rather
+ * than walking the graph (docs/ARCHITECTURE.md "Filtered search"). UINT32_MAX when the vector
+ * has no graph (every search is exact). Lock held. */
+uint32_t ag_coll_full_scan_points(const ag_collection_t *c, int vi);
 /* The stored dense vector vi of a slot, or NULL (lock held); NULL for a multivector. */
 const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot);
 /* The rows of vector vi of a slot (*rows of dim floats): a multivector's rows, or a plain dense
