@@ -242,6 +242,8 @@ static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
 
 /* ---- per-thread scratch --------------------------------------------------------------------- */
 
+#define DEC_RING 8 /* decoded rows valid at once: linking uses at most two (insert copies its own) */
+
 typedef struct scratch {
     uint32_t *tag; /* visited: tag[id] == epoch */
     uint32_t tag_cap;
@@ -256,6 +258,9 @@ typedef struct scratch {
     size_t qbuf_cap;
     uint8_t *qcode; /* the query's int8 code (quantized search), 64-byte aligned */
     size_t qcode_cap;
+    float *dec[DEC_RING]; /* decoded code rows for linking over on_disk vectors (linking_view) */
+    size_t dec_cap;
+    unsigned dec_next;
 } scratch_t;
 
 static pthread_key_t scratch_key;
@@ -273,6 +278,8 @@ static void scratch_free(void *p)
     free(s->ids);
     free(s->qbuf);
     free(s->qcode);
+    for (int i = 0; i < DEC_RING; i++)
+        free(s->dec[i]);
     free(s);
 }
 
@@ -711,10 +718,52 @@ static void pick_entry(hnsw_t *h, uint32_t skip)
 
 static const float *pad_query(scratch_t *sc, const float *query, const ag_vecstore_view_t *v);
 
+/* A row decoded from its int8 code into this thread's ring (linking_view). */
+static const float *decoded_row(void *ud, uint32_t slot)
+{
+    const hnsw_t *h = ud;
+    scratch_t *s = scratch_get(0);
+    if (!s || !s->dec[0] || slot >= ag_quant_capacity(h->quant))
+        return ag_vecstore_get(h->base.vs, slot); /* the owner's fetch */
+    float *out = s->dec[s->dec_next++ % DEC_RING];
+    uint32_t dim = ag_vecstore_dim(h->base.vs);
+    ag_quant_decode(h->quant, slot, out);
+    memset(out + dim, 0, (s->dec_cap - dim) * sizeof(float));
+    return out;
+}
+
+/* The rows linking reads. For external rows (on_disk vectors, read from storage at about a
+ * microsecond each) with trained quantization, the graph is linked over the rows decoded from
+ * the in-memory codes instead: a build then costs about what an in-RAM one does, at the price
+ * of int8 precision in the neighbour choice; searches still rescore from the stored floats
+ * (docs/ARCHITECTURE.md "On-disk vectors"). */
+static void linking_view(const hnsw_t *h, ag_vecstore_view_t *v)
+{
+    ag_vecstore_view(h->base.vs, v);
+    if (!v->fetch || !h->quant || !ag_quant_trained(h->quant))
+        return;
+    scratch_t *s = scratch_get(0);
+    if (!s)
+        return;
+    if (s->dec_cap < v->stride) {
+        for (int i = 0; i < DEC_RING; i++) {
+            free(s->dec[i]);
+            s->dec[i] = NULL;
+        }
+        s->dec_cap = 0;
+        for (int i = 0; i < DEC_RING; i++)
+            if (!(s->dec[i] = aligned_alloc(64, v->stride * sizeof(float))))
+                return; /* decoded_row sees a missing ring and reads the owner's rows */
+        s->dec_cap = v->stride;
+    }
+    v->fetch = decoded_row;
+    v->fetch_ud = (void *)h;
+}
+
 static int insert(hnsw_t *h, uint32_t slot)
 {
     ag_vecstore_view_t v;
-    ag_vecstore_view(h->base.vs, &v);
+    linking_view(h, &v);
     int rc = grow_nodes(h, AG_MAX(slot + 1, v.capacity));
     if (rc)
         return rc;
@@ -807,7 +856,7 @@ void ag_hnsw_repair(ag_index_t *ix)
     if (h->n_tomb == 0)
         return;
     ag_vecstore_view_t v;
-    ag_vecstore_view(h->base.vs, &v);
+    linking_view(h, &v);
     scratch_t *sc = scratch_get(h->cap);
     size_t tcap = (size_t)(h->m0 + 1) * (h->m0 + 1);
     cand_t *tmp = malloc(tcap * sizeof(cand_t));
