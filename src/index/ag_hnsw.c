@@ -814,6 +814,20 @@ static int insert(hnsw_t *h, uint32_t slot)
     /* An external (on_disk) row lives only for a few more fetches: the walk keeps a copy. */
     if (v.fetch && !(x.q = pad_query(sc, x.q, &v)))
         return AG_ENOMEM;
+    if (v.fetch == decoded_row) { /* linking over the codes: the walk ranks with them directly */
+        size_t row = AG_QUANT_ROW(v.dim);
+        if (sc->qcode_cap < row) {
+            uint8_t *b = aligned_alloc(64, (row + 63) & ~(size_t)63);
+            if (!b)
+                return AG_ENOMEM;
+            free(sc->qcode);
+            sc->qcode = b;
+            sc->qcode_cap = row;
+        }
+        x.qz = h->quant;
+        x.qq.code = sc->qcode;
+        ag_quant_encode_query(h->quant, x.q, &x.qq);
+    }
     uint32_t ep = h->entry;
     float epd = qdist(&x, ep);
     for (int lc = h->max_level; lc > level; lc--)
@@ -964,7 +978,7 @@ uint32_t ag_hnsw_link_pending(ag_index_t *ix, uint32_t max)
     while (done < max && h->q_n > 0) {
         uint32_t slot = h->queue[h->q_n - 1];
         pend_drop(h, slot);
-        if (ag_vecstore_get(ix->vs, slot) && insert(h, slot) != 0) {
+        if (ag_vecstore_has(ix->vs, slot) && insert(h, slot) != 0) {
             pend_push(h, slot); /* out of memory: keep it queued (still searched exactly) */
             break;
         }
@@ -1122,7 +1136,7 @@ static int hnsw_add(ag_index_t *ix, uint32_t slot)
 {
     hnsw_t *h = (hnsw_t *)ix;
     /* UINT32_MAX (internal): no new slot, just cross the threshold if the store has. */
-    if (slot != UINT32_MAX && !ag_vecstore_get(ix->vs, slot))
+    if (slot != UINT32_MAX && !ag_vecstore_has(ix->vs, slot))
         return AG_ENOTFOUND;
     if (h->deferred)
         return 0;
@@ -1575,7 +1589,7 @@ int ag_hnsw_checkpoint(const ag_index_t *ix, ag_hnsw_key_fn keys_of, void *ud, s
                 keys_of(ud, i, p);
             p += key_len;
             /* A live node always has its row; 0 (never a row's hash in practice) otherwise. */
-            uint64_t vh = i < v.capacity && ag_vecstore_get(ix->vs, i)
+            uint64_t vh = i < v.capacity && ag_vecstore_has(ix->vs, i)
                               ? row_hash(ag_vecstore_view_row(&v, i), v.dim)
                               : 0;
             p = put(p, &vh, sizeof(vh));
@@ -1873,7 +1887,7 @@ int ag_hnsw_resume(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, vo
             memcpy(&vh, kp + key_len, sizeof(vh));
             uint32_t n = key_len ? slot_of(ud, kp) : o;
             kp += key_len + 8;
-            if (n < vcap && !claimed[n] && ag_vecstore_get(ix->vs, n) &&
+            if (n < vcap && !claimed[n] && ag_vecstore_has(ix->vs, n) &&
                 row_hash(ag_vecstore_view_row(&v, n), v.dim) == vh) {
                 claimed[n] = 1;
                 map[o] = n;

@@ -280,7 +280,7 @@ int ag_index_score_candidates(const ag_vecstore_t *vs, ag_distance_t dist, const
 
 static int exact_add(ag_index_t *ix, uint32_t slot)
 {
-    return ag_vecstore_get(ix->vs, slot) ? 0 : AG_ENOTFOUND;
+    return ag_vecstore_has(ix->vs, slot) ? 0 : AG_ENOTFOUND;
 }
 
 static int exact_remove(ag_index_t *ix, uint32_t slot)

@@ -1268,7 +1268,7 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
 
 /* ---- loading ------------------------------------------------------------------------------- */
 
-int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
+static int load_records(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
@@ -1387,13 +1387,20 @@ int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
         }
     }
     mdb_cursor_close(cur);
-    ag_coll__disk_borrow(c->env, txn); /* graphs and codes of on_disk vectors read the map */
     finish_indexes(c);
-    ag_coll__disk_borrow(NULL, NULL);
     if (bad)
         ag_log(AG_LOG_WARN, "collection '%s': skipped %zu unreadable records while loading",
                c->name, bad);
     return 0;
+}
+
+int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
+{
+    /* Rows of on_disk vectors (graph resume, codes) are read through the load's transaction. */
+    ag_coll__disk_borrow(c->env, txn);
+    int rc = load_records(c, txn, diag);
+    ag_coll__disk_borrow(NULL, NULL);
+    return rc;
 }
 
 /* ---- rendering ----------------------------------------------------------------------------- */
