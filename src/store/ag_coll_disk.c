@@ -97,6 +97,23 @@ static disk_tls_t *tls_get(void)
     return t;
 }
 
+/* A read transaction inside the (entered) gate: a reused one when there is a gate (tests that
+ * open a collection alone have none). */
+static int begin_txn(const ag_collection_t *c, MDB_txn **out)
+{
+    if (c->gate)
+        return ag_env_read_begin(c->gate, out);
+    return mdb_txn_begin(c->env, NULL, MDB_RDONLY, out);
+}
+
+static void end_txn(ag_env_gate_t *gate, MDB_txn *txn)
+{
+    if (gate)
+        ag_env_read_end(gate, txn);
+    else
+        mdb_txn_abort(txn);
+}
+
 void ag_coll__disk_begin(const ag_collection_t *c)
 {
     if (c->n_on_disk == 0)
@@ -114,7 +131,7 @@ void ag_coll__disk_end(const ag_collection_t *c)
     if (--t->depth > 0)
         return;
     if (t->txn) {
-        mdb_txn_abort(t->txn);
+        end_txn(t->gate, t->txn);
         ag_env_leave(t->gate);
         t->txn = NULL;
         t->env = NULL;
@@ -176,7 +193,7 @@ const float *ag_coll__disk_fetch(void *ud, uint32_t slot)
     if (t->depth > 0 && (!t->txn || t->env == c->env)) {
         if (!t->txn) {
             ag_env_enter(c->gate);
-            if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &t->txn) != 0) {
+            if (begin_txn(c, &t->txn) != 0) {
                 ag_env_leave(c->gate);
                 t->txn = NULL;
                 memset(out, 0, stride * sizeof(float));
@@ -191,9 +208,9 @@ const float *ag_coll__disk_fetch(void *ud, uint32_t slot)
     /* No scope on this thread: a transaction for this one row. */
     MDB_txn *txn = NULL;
     ag_env_enter(c->gate);
-    if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn) == 0) {
+    if (begin_txn(c, &txn) == 0) {
         read_row(vc, txn, slot, out, stride);
-        mdb_txn_abort(txn);
+        end_txn(c->gate, txn);
     } else {
         memset(out, 0, stride * sizeof(float));
     }

@@ -586,6 +586,8 @@ void ag_store_close(ag_store_t *st)
     aliases_free(st->aliases, st->naliases);
     if (st->env) {
         mdb_env_sync(st->env, 1);
+        if (st->gate_ready)
+            ag_env_read_drop(&st->gate); /* spare read transactions first */
         mdb_env_close(st->env);
     }
     if (st->gate_ready)
