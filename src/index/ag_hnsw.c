@@ -242,7 +242,8 @@ static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
 
 /* ---- per-thread scratch --------------------------------------------------------------------- */
 
-#define DEC_RING 8 /* decoded rows valid at once: linking uses at most two (insert copies its own) */
+#define DEC_RING                                                                                   \
+    8 /* decoded rows valid at once: linking uses at most two (insert copies its own) */
 
 typedef struct scratch {
     uint32_t *tag; /* visited: tag[id] == epoch */

@@ -38,11 +38,11 @@ typedef struct keep_block {
 } keep_block_t;
 
 typedef struct disk_tls {
-    int depth;          /* open scopes on this thread */
-    MDB_env *env;       /* the environment of the scope's transaction */
-    MDB_txn *txn;       /* begun at the first fetch of a scope, NULL until then */
+    int depth;           /* open scopes on this thread */
+    MDB_env *env;        /* the environment of the scope's transaction */
+    MDB_txn *txn;        /* begun at the first fetch of a scope, NULL until then */
     ag_env_gate_t *gate; /* entered while txn is open */
-    MDB_txn *borrowed;  /* a loading collection's transaction (not ours to end) */
+    MDB_txn *borrowed;   /* a loading collection's transaction (not ours to end) */
     MDB_env *borrowed_env;
     float *ring[RING]; /* owned, aligned_alloc'd */
     size_t ring_cap[RING];
@@ -222,7 +222,7 @@ const float *ag_coll__disk_keep(const float *row, size_t n)
 {
     disk_tls_t *t = tls;
     if (!t || t->depth == 0)
-        return row; /* no scope to tie a copy to: the ring row, valid for a few fetches */
+        return row;   /* no scope to tie a copy to: the ring row, valid for a few fetches */
     size_t head = 64; /* keeps data 64-byte aligned */
     keep_block_t *b = aligned_alloc(64, head + (n * sizeof(float) + 63) / 64 * 64);
     if (!b)
