@@ -231,6 +231,8 @@ static inline float key_of(ag_distance_t d, float dist)
 
 static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
 {
+    if (!v->rows) /* external rows (on_disk): a prefetch would be a whole fetch */
+        return;
     /* The whole row: prefetching only its first lines measured 10-15 % slower at 128-d. */
     const char *p = (const char *)ag_vecstore_view_row(v, id);
     size_t bytes = v->stride * sizeof(float);
@@ -239,6 +241,9 @@ static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
 }
 
 /* ---- per-thread scratch --------------------------------------------------------------------- */
+
+#define DEC_RING                                                                                   \
+    8 /* decoded rows valid at once: linking uses at most two (insert copies its own) */
 
 typedef struct scratch {
     uint32_t *tag; /* visited: tag[id] == epoch */
@@ -254,6 +259,9 @@ typedef struct scratch {
     size_t qbuf_cap;
     uint8_t *qcode; /* the query's int8 code (quantized search), 64-byte aligned */
     size_t qcode_cap;
+    float *dec[DEC_RING]; /* decoded code rows for linking over on_disk vectors (linking_view) */
+    size_t dec_cap;
+    unsigned dec_next;
 } scratch_t;
 
 static pthread_key_t scratch_key;
@@ -271,6 +279,8 @@ static void scratch_free(void *p)
     free(s->ids);
     free(s->qbuf);
     free(s->qcode);
+    for (int i = 0; i < DEC_RING; i++)
+        free(s->dec[i]);
     free(s);
 }
 
@@ -707,10 +717,54 @@ static void pick_entry(hnsw_t *h, uint32_t skip)
     h->max_level = h->entry == NO_NODE ? 0 : h->level[h->entry];
 }
 
+static const float *pad_query(scratch_t *sc, const float *query, const ag_vecstore_view_t *v);
+
+/* A row decoded from its int8 code into this thread's ring (linking_view). */
+static const float *decoded_row(void *ud, uint32_t slot)
+{
+    const hnsw_t *h = ud;
+    scratch_t *s = scratch_get(0);
+    if (!s || !s->dec[0] || slot >= ag_quant_capacity(h->quant))
+        return ag_vecstore_get(h->base.vs, slot); /* the owner's fetch */
+    float *out = s->dec[s->dec_next++ % DEC_RING];
+    uint32_t dim = ag_vecstore_dim(h->base.vs);
+    ag_quant_decode(h->quant, slot, out);
+    memset(out + dim, 0, (s->dec_cap - dim) * sizeof(float));
+    return out;
+}
+
+/* The rows linking reads. For external rows (on_disk vectors, read from storage at about a
+ * microsecond each) with trained quantization, the graph is linked over the rows decoded from
+ * the in-memory codes instead: a build then costs about what an in-RAM one does, at the price
+ * of int8 precision in the neighbour choice; searches still rescore from the stored floats
+ * (docs/ARCHITECTURE.md "On-disk vectors"). */
+static void linking_view(const hnsw_t *h, ag_vecstore_view_t *v)
+{
+    ag_vecstore_view(h->base.vs, v);
+    if (!v->fetch || !h->quant || !ag_quant_trained(h->quant))
+        return;
+    scratch_t *s = scratch_get(0);
+    if (!s)
+        return;
+    if (s->dec_cap < v->stride) {
+        for (int i = 0; i < DEC_RING; i++) {
+            free(s->dec[i]);
+            s->dec[i] = NULL;
+        }
+        s->dec_cap = 0;
+        for (int i = 0; i < DEC_RING; i++)
+            if (!(s->dec[i] = aligned_alloc(64, v->stride * sizeof(float))))
+                return; /* decoded_row sees a missing ring and reads the owner's rows */
+        s->dec_cap = v->stride;
+    }
+    v->fetch = decoded_row;
+    v->fetch_ud = (void *)h;
+}
+
 static int insert(hnsw_t *h, uint32_t slot)
 {
     ag_vecstore_view_t v;
-    ag_vecstore_view(h->base.vs, &v);
+    linking_view(h, &v);
     int rc = grow_nodes(h, AG_MAX(slot + 1, v.capacity));
     if (rc)
         return rc;
@@ -758,6 +812,23 @@ static int insert(hnsw_t *h, uint32_t slot)
     if (!sc || !tmp)
         return AG_ENOMEM;
     sctx_t x = {.h = h, .v = v, .q = ag_vecstore_view_row(&v, slot), .sc = sc};
+    /* An external (on_disk) row lives only for a few more fetches: the walk keeps a copy. */
+    if (v.fetch && !(x.q = pad_query(sc, x.q, &v)))
+        return AG_ENOMEM;
+    if (v.fetch == decoded_row) { /* linking over the codes: the walk ranks with them directly */
+        size_t row = AG_QUANT_ROW(v.dim);
+        if (sc->qcode_cap < row) {
+            uint8_t *b = aligned_alloc(64, (row + 63) & ~(size_t)63);
+            if (!b)
+                return AG_ENOMEM;
+            free(sc->qcode);
+            sc->qcode = b;
+            sc->qcode_cap = row;
+        }
+        x.qz = h->quant;
+        x.qq.code = sc->qcode;
+        ag_quant_encode_query(h->quant, x.q, &x.qq);
+    }
     uint32_t ep = h->entry;
     float epd = qdist(&x, ep);
     for (int lc = h->max_level; lc > level; lc--)
@@ -800,7 +871,7 @@ void ag_hnsw_repair(ag_index_t *ix)
     if (h->n_tomb == 0)
         return;
     ag_vecstore_view_t v;
-    ag_vecstore_view(h->base.vs, &v);
+    linking_view(h, &v);
     scratch_t *sc = scratch_get(h->cap);
     size_t tcap = (size_t)(h->m0 + 1) * (h->m0 + 1);
     cand_t *tmp = malloc(tcap * sizeof(cand_t));
@@ -908,7 +979,7 @@ uint32_t ag_hnsw_link_pending(ag_index_t *ix, uint32_t max)
     while (done < max && h->q_n > 0) {
         uint32_t slot = h->queue[h->q_n - 1];
         pend_drop(h, slot);
-        if (ag_vecstore_get(ix->vs, slot) && insert(h, slot) != 0) {
+        if (ag_vecstore_has(ix->vs, slot) && insert(h, slot) != 0) {
             pend_push(h, slot); /* out of memory: keep it queued (still searched exactly) */
             break;
         }
@@ -1066,7 +1137,7 @@ static int hnsw_add(ag_index_t *ix, uint32_t slot)
 {
     hnsw_t *h = (hnsw_t *)ix;
     /* UINT32_MAX (internal): no new slot, just cross the threshold if the store has. */
-    if (slot != UINT32_MAX && !ag_vecstore_get(ix->vs, slot))
+    if (slot != UINT32_MAX && !ag_vecstore_has(ix->vs, slot))
         return AG_ENOTFOUND;
     if (h->deferred)
         return 0;
@@ -1519,7 +1590,7 @@ int ag_hnsw_checkpoint(const ag_index_t *ix, ag_hnsw_key_fn keys_of, void *ud, s
                 keys_of(ud, i, p);
             p += key_len;
             /* A live node always has its row; 0 (never a row's hash in practice) otherwise. */
-            uint64_t vh = i < v.capacity && ag_vecstore_get(ix->vs, i)
+            uint64_t vh = i < v.capacity && ag_vecstore_has(ix->vs, i)
                               ? row_hash(ag_vecstore_view_row(&v, i), v.dim)
                               : 0;
             p = put(p, &vh, sizeof(vh));
@@ -1817,7 +1888,7 @@ int ag_hnsw_resume(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, vo
             memcpy(&vh, kp + key_len, sizeof(vh));
             uint32_t n = key_len ? slot_of(ud, kp) : o;
             kp += key_len + 8;
-            if (n < vcap && !claimed[n] && ag_vecstore_get(ix->vs, n) &&
+            if (n < vcap && !claimed[n] && ag_vecstore_has(ix->vs, n) &&
                 row_hash(ag_vecstore_view_row(&v, n), v.dim) == vh) {
                 claimed[n] = 1;
                 map[o] = n;

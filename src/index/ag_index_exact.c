@@ -127,6 +127,8 @@ static inline void consider(const scan_t *s, uint32_t slot, ag_topk_t *t)
 
 static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t slot)
 {
+    if (!v->rows) /* external rows (on_disk): a prefetch would be a whole fetch */
+        return;
     const char *p = (const char *)ag_vecstore_view_row(v, slot);
     for (size_t off = 0; off < v->stride * sizeof(float); off += 64)
         __builtin_prefetch(p + off);
@@ -259,7 +261,9 @@ int ag_index_score_candidates(const ag_vecstore_t *vs, ag_distance_t dist, const
 
     ag_topk_t t;
     ag_topk_init(&t, out, s.k);
-    unsigned threads = slots > AG_EXACT_PARALLEL_MIN ? ag_pool_size() : 1;
+    /* External rows (on_disk) are read through the calling thread's storage transaction, so
+     * their scan stays on this thread. */
+    unsigned threads = slots > AG_EXACT_PARALLEL_MIN && !s.view.fetch ? ag_pool_size() : 1;
     if (threads <= 1 || !scan_parallel(&s, threads, &t))
         scan_range(&s, 0, s.total, &t);
     if (atomic_load(&s.expired))
@@ -276,7 +280,7 @@ int ag_index_score_candidates(const ag_vecstore_t *vs, ag_distance_t dist, const
 
 static int exact_add(ag_index_t *ix, uint32_t slot)
 {
-    return ag_vecstore_get(ix->vs, slot) ? 0 : AG_ENOTFOUND;
+    return ag_vecstore_has(ix->vs, slot) ? 0 : AG_ENOTFOUND;
 }
 
 static int exact_remove(ag_index_t *ix, uint32_t slot)

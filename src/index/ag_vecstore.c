@@ -13,6 +13,8 @@ struct ag_vecstore {
     uint32_t dim;
     uint32_t capacity; /* 0 or a power of two >= MIN_CAPACITY */
     uint32_t count;
+    ag_vecstore_fetch_fn fetch; /* external rows (rows stays NULL) */
+    void *fetch_ud;
 };
 
 int ag_vecstore_new(uint32_t dim, ag_vecstore_t **out)
@@ -45,15 +47,16 @@ static int grow(ag_vecstore_t *vs, uint32_t new_cap)
     size_t row_bytes = vs->stride * sizeof(float);
     if ((size_t)new_cap > SIZE_MAX / row_bytes)
         return AG_ENOMEM;
-    float *rows = aligned_alloc(ROW_ALIGN, (size_t)new_cap * row_bytes);
+    float *rows = vs->fetch ? NULL : aligned_alloc(ROW_ALIGN, (size_t)new_cap * row_bytes);
     uint64_t *present = calloc(new_cap / 64u, sizeof(uint64_t));
-    if (!rows || !present) {
+    if ((!rows && !vs->fetch) || !present) {
         free(rows);
         free(present);
         return AG_ENOMEM;
     }
     if (vs->capacity) {
-        memcpy(rows, vs->rows, (size_t)vs->capacity * row_bytes);
+        if (rows)
+            memcpy(rows, vs->rows, (size_t)vs->capacity * row_bytes);
         memcpy(present, vs->present, vs->capacity / 64u * sizeof(uint64_t));
     }
     free(vs->rows);
@@ -89,10 +92,12 @@ int ag_vecstore_set(ag_vecstore_t *vs, uint32_t slot, const float *vec)
         if (rc)
             return rc;
     }
-    float *row = vs->rows + (size_t)slot * vs->stride;
-    memcpy(row, vec, (size_t)vs->dim * sizeof(float));
-    if (vs->stride > vs->dim)
-        memset(row + vs->dim, 0, (vs->stride - vs->dim) * sizeof(float));
+    if (!vs->fetch) {
+        float *row = vs->rows + (size_t)slot * vs->stride;
+        memcpy(row, vec, (size_t)vs->dim * sizeof(float));
+        if (vs->stride > vs->dim)
+            memset(row + vs->dim, 0, (vs->stride - vs->dim) * sizeof(float));
+    }
     uint64_t bit = UINT64_C(1) << (slot & 63u);
     if (!(vs->present[slot >> 6] & bit)) {
         vs->present[slot >> 6] |= bit;
@@ -112,11 +117,27 @@ void ag_vecstore_clear(ag_vecstore_t *vs, uint32_t slot)
     }
 }
 
+bool ag_vecstore_has(const ag_vecstore_t *vs, uint32_t slot)
+{
+    return slot < vs->capacity && ((vs->present[slot >> 6] >> (slot & 63u)) & 1u);
+}
+
 const float *ag_vecstore_get(const ag_vecstore_t *vs, uint32_t slot)
 {
-    if (slot >= vs->capacity || !((vs->present[slot >> 6] >> (slot & 63u)) & 1u))
+    if (!ag_vecstore_has(vs, slot))
         return NULL;
+    if (vs->fetch)
+        return vs->fetch(vs->fetch_ud, slot);
     return vs->rows + (size_t)slot * vs->stride;
+}
+
+int ag_vecstore_set_external(ag_vecstore_t *vs, ag_vecstore_fetch_fn fetch, void *ud)
+{
+    if (vs->capacity || !fetch)
+        return AG_EINVAL;
+    vs->fetch = fetch;
+    vs->fetch_ud = ud;
+    return 0;
 }
 
 uint32_t ag_vecstore_dim(const ag_vecstore_t *vs)
@@ -136,7 +157,7 @@ uint32_t ag_vecstore_count(const ag_vecstore_t *vs)
 
 size_t ag_vecstore_memory(const ag_vecstore_t *vs)
 {
-    return sizeof(*vs) + (size_t)vs->capacity * vs->stride * sizeof(float) +
+    return sizeof(*vs) + (vs->rows ? (size_t)vs->capacity * vs->stride * sizeof(float) : 0) +
            vs->capacity / 64u * sizeof(uint64_t);
 }
 
@@ -147,4 +168,6 @@ void ag_vecstore_view(const ag_vecstore_t *vs, ag_vecstore_view_t *out)
     out->stride = vs->stride;
     out->dim = vs->dim;
     out->capacity = vs->capacity;
+    out->fetch = vs->fetch;
+    out->fetch_ud = vs->fetch_ud;
 }

@@ -8,6 +8,13 @@
  *
  * Not thread-safe for writers: the caller serializes writes and excludes readers during a write
  * (the collection's rwlock). Any number of concurrent readers is fine.
+ *
+ * External rows (on_disk vectors, docs/ARCHITECTURE.md "On-disk vectors"): a store made external
+ * with ag_vecstore_set_external keeps only the presence bits; set() records presence and copies
+ * nothing, and every row read (ag_vecstore_get, ag_vecstore_view_row) asks the owner's fetch
+ * function, which returns a padded, 64-byte aligned row that stays valid for a few more fetches
+ * on the same thread only (the owner's contract; store/ keeps a small per-thread ring). Code that
+ * holds a row across other row reads must copy it first.
  */
 #ifndef AG_VECSTORE_H
 #define AG_VECSTORE_H
@@ -23,10 +30,19 @@ typedef struct ag_vecstore ag_vecstore_t;
  * On success *out is a new store the caller owns (free with ag_vecstore_free). AG_EINVAL for a
  * bad dim, AG_ENOMEM. */
 int ag_vecstore_new(uint32_t dim, ag_vecstore_t **out);
+/* The row of slot, fetched by an external store's owner: stride floats (zero tail), 64-byte
+ * aligned, never NULL for a slot the store marks present. */
+typedef const float *(*ag_vecstore_fetch_fn)(void *ud, uint32_t slot);
+/* Makes an empty store (capacity 0) external: rows come from fetch(ud, slot) from now on. ud is
+ * borrowed for the store's life. AG_EINVAL when the store already has capacity. */
+int ag_vecstore_set_external(ag_vecstore_t *vs, ag_vecstore_fetch_fn fetch, void *ud);
+/* Whether the slot holds a vector (no row read, even for an external store). */
+bool ag_vecstore_has(const ag_vecstore_t *vs, uint32_t slot);
 /* Frees the store and all its rows. NULL is a no-op. */
 void ag_vecstore_free(ag_vecstore_t *vs);
 
-/* Copies dim floats from vec into slot (replacing any vector there) and marks it present. Grows
+/* Copies dim floats from vec into slot (replacing any vector there; an external store copies
+ * nothing and vec may be NULL) and marks it present. Grows
  * capacity to at least slot+1 (doubling), which invalidates borrowed pointers. AG_EINVAL if
  * slot >= AG_VECSTORE_MAX_SLOTS, AG_ENOMEM (the store is then unchanged). */
 int ag_vecstore_set(ag_vecstore_t *vs, uint32_t slot, const float *vec);
@@ -52,11 +68,13 @@ size_t ag_vecstore_memory(const ag_vecstore_t *vs);
  * test presence and address rows without a function call per slot. Borrowed until the next write.
  */
 typedef struct ag_vecstore_view {
-    const float *rows;       /* capacity * stride floats, 64-byte aligned */
+    const float *rows;       /* capacity * stride floats, 64-byte aligned; NULL when external */
     const uint64_t *present; /* (capacity + 63) / 64 words; bit (slot % 64) of word slot / 64 */
     size_t stride;           /* floats between consecutive rows */
     uint32_t dim;
     uint32_t capacity;
+    ag_vecstore_fetch_fn fetch; /* external store: rows come from fetch(fetch_ud, slot) */
+    void *fetch_ud;
 } ag_vecstore_view_t;
 
 void ag_vecstore_view(const ag_vecstore_t *vs, ag_vecstore_view_t *out);
@@ -66,9 +84,12 @@ static inline bool ag_vecstore_view_has(const ag_vecstore_view_t *v, uint32_t sl
     return slot < v->capacity && ((v->present[slot >> 6] >> (slot & 63)) & 1u);
 }
 
-/* The row of a slot known to be below capacity (presence not checked). */
+/* The row of a slot known to be below capacity (presence not checked; an external store's row
+ * must be present). */
 static inline const float *ag_vecstore_view_row(const ag_vecstore_view_t *v, uint32_t slot)
 {
+    if (__builtin_expect(v->fetch != NULL, 0))
+        return v->fetch(v->fetch_ud, slot);
     return v->rows + (size_t)slot * v->stride;
 }
 

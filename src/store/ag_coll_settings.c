@@ -112,6 +112,24 @@ static int check_hnsw(const json_t *obj, const char *path, ag_diag_t *diag)
     return rc;
 }
 
+/* A dense vector's on_disk (docs/ARCHITECTURE.md "On-disk vectors"): a boolean; the rows of a
+ * multivector are always in memory, so the pair is refused. */
+static int check_on_disk(const json_t *vp, const char *path, ag_diag_t *diag)
+{
+    const json_t *v = json_object_get(vp, "on_disk");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return ag_fail(diag, AG_EINVAL, "%s.on_disk: expected a boolean", path);
+    const json_t *mv = json_object_get(vp, "multivector_config");
+    if (json_is_true(v) && mv && !json_is_null(mv))
+        return ag_fail(diag, AG_EINVAL,
+                       "%s.on_disk: not supported for a multivector (multivector_config); its "
+                       "rows are kept in memory",
+                       path);
+    return 0;
+}
+
 int ag_coll_check_settings(const json_t *body, bool update, ag_diag_t *diag)
 {
     int rc = check_quant(body, "", update, diag);
@@ -123,6 +141,8 @@ int ag_coll_check_settings(const json_t *body, bool update, ag_diag_t *diag)
             rc = check_quant(vectors, "vectors", update, diag);
             if (rc == 0)
                 rc = check_hnsw(vectors, "vectors", diag);
+            if (rc == 0)
+                rc = check_on_disk(vectors, "vectors", diag);
         } else {
             const char *name;
             const json_t *vp;
@@ -134,6 +154,8 @@ int ag_coll_check_settings(const json_t *body, bool update, ag_diag_t *diag)
                     rc = check_quant(vp, p, update, diag);
                 if (rc == 0)
                     rc = check_hnsw(vp, p, diag);
+                if (rc == 0 && json_is_object(vp))
+                    rc = check_on_disk(vp, p, diag);
             }
         }
     }

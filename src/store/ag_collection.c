@@ -11,6 +11,7 @@
 #include "ag_grow.h"
 #include "ag_log.h"
 #include "index/ag_hnsw.h"
+#include "store/ag_coll_disk.h"
 #include "store/ag_collection_int.h"
 #include "store/ag_env.h"
 #include "store/ag_payload_index.h"
@@ -216,8 +217,10 @@ static int checkpoint(ag_collection_t *c, bool force)
         bool due = force || (ag_hnsw_pending(ix) == 0
                                  ? since >= AG_MAX(AG_COLL_CHECKPOINT_GAP_S, 10.0 * c->ckpt_cost)
                                  : since >= AG_COLL_CHECKPOINT_S);
+        ag_coll__disk_begin(c); /* the checkpoint hashes every row */
         if (due && ag_hnsw_dirty(ix))
             rc = ag_hnsw_checkpoint(ix, slot_key, c, AG_ID_KEY_LEN, &ck);
+        ag_coll__disk_end(c);
         pthread_rwlock_unlock(&c->lock);
         if (rc == 0 && ck) {
             if (mkdir(c->index_dir, 0700) != 0 && errno != EEXIST)
@@ -388,6 +391,7 @@ int ag_coll__apply_quant(ag_collection_t *c)
     const json_t *vectors = json_object_get(c->params, "vectors");
     const json_t *coll_q = json_object_get(c->params, "quantization_config");
     int err = 0;
+    ag_coll__disk_begin(c); /* training reads rows */
     for (int v = 0; v < c->nvec; v++) {
         if (!ag_index_is_hnsw(c->vec[v].index))
             continue;
@@ -397,6 +401,7 @@ int ag_coll__apply_quant(ag_collection_t *c)
         if (rc)
             err = rc;
     }
+    ag_coll__disk_end(c);
     return err;
 }
 
@@ -423,6 +428,15 @@ static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
     int rc = ag_vecstore_new(v->dim, &v->vs);
     if (rc)
         return rc;
+    if (json_is_true(json_object_get(vp, "on_disk"))) {
+        /* The rows stay in the LMDB map (store/ag_coll_disk.c). */
+        v->on_disk = true;
+        v->num = (unsigned)(c->nvec - 1);
+        v->owner = c;
+        if ((rc = ag_vecstore_set_external(v->vs, ag_coll__disk_fetch, v)) != 0)
+            return rc;
+        c->n_on_disk++;
+    }
     ag_hnsw_params_t hp;
     if (hnsw_params(json_object_get(c->params, "hnsw_config"), json_object_get(vp, "hnsw_config"),
                     v->dim, &hp)) {
@@ -486,7 +500,7 @@ int ag_coll_hnsw_prepare(ag_collection_t *c, const json_t *next, ag_index_t **fr
         } else {
             rc = ag_index_exact_new(vc->vs, vc->dist, &fresh[v]);
             for (uint32_t s = 0; rc == 0 && s < c->nslots; s++)
-                if (c->slots[s].alive && ag_vecstore_get(vc->vs, s))
+                if (c->slots[s].alive && ag_vecstore_has(vc->vs, s))
                     rc = ag_index_add(fresh[v], s);
         }
         if (rc) {
@@ -629,7 +643,7 @@ static bool has_dense(const ag_collection_t *c, int v, uint32_t s)
 {
     uint32_t rows;
     return c->vec[v].multi ? ag_multivec_get(c->vec[v].mv, s, &rows) != NULL
-                           : ag_vecstore_get(c->vec[v].vs, s) != NULL;
+                           : ag_vecstore_has(c->vec[v].vs, s);
 }
 
 /* Removes dense vector v of slot s from memory (nothing when absent). */
@@ -637,7 +651,7 @@ static void drop_dense(ag_collection_t *c, int v, uint32_t s)
 {
     if (c->vec[v].multi) {
         ag_multivec_clear(c->vec[v].mv, s);
-    } else if (ag_vecstore_get(c->vec[v].vs, s)) {
+    } else if (ag_vecstore_has(c->vec[v].vs, s)) {
         ag_index_remove(c->vec[v].index, s);
         ag_vecstore_clear(c->vec[v].vs, s);
     }
@@ -786,10 +800,12 @@ static int slot_release(ag_collection_t *c, uint32_t s)
 void ag_coll_read_begin(ag_collection_t *c)
 {
     pthread_rwlock_rdlock(&c->lock);
+    ag_coll__disk_begin(c);
 }
 
 void ag_coll_read_end(ag_collection_t *c)
 {
+    ag_coll__disk_end(c);
     pthread_rwlock_unlock(&c->lock);
 }
 
@@ -1137,14 +1153,14 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
                 continue;
             }
             if (m->dense_op[v] == AG_VEC_SET) {
-                bool had = ag_vecstore_get(c->vec[v].vs, s) != NULL;
+                bool had = ag_vecstore_has(c->vec[v].vs, s);
                 if (had)
                     ag_index_remove(c->vec[v].index, s);
                 if (ag_vecstore_set(c->vec[v].vs, s, m->dense[v]) != 0 ||
                     ag_index_add(c->vec[v].index, s) != 0)
                     result = AG_ENOMEM;
             } else if (m->dense_op[v] == AG_VEC_CLEAR || m->replace_vectors) {
-                if (ag_vecstore_get(c->vec[v].vs, s)) {
+                if (ag_vecstore_has(c->vec[v].vs, s)) {
                     ag_index_remove(c->vec[v].index, s);
                     ag_vecstore_clear(c->vec[v].vs, s);
                 }
@@ -1244,7 +1260,9 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
     atomic_fetch_add(&c->write_waiters, 1);
     pthread_rwlock_wrlock(&c->lock);
     atomic_fetch_sub(&c->write_waiters, 1);
+    ag_coll__disk_begin(c); /* codes of on_disk vectors are encoded from the map */
     rc = apply_memory(c, muts, n, &r);
+    ag_coll__disk_end(c);
     release_reservation(&r);
     pthread_rwlock_unlock(&c->lock);
     if (rc)
@@ -1259,7 +1277,7 @@ int ag_coll_apply(ag_collection_t *c, ag_mutation_t *muts, size_t n, bool sync, 
 
 /* ---- loading ------------------------------------------------------------------------------- */
 
-int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
+static int load_records(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
@@ -1345,6 +1363,16 @@ int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
                 bad++;
                 continue;
             }
+            if (c->vec[num].on_disk) { /* presence only: the row stays in the map */
+                rc = ag_vecstore_set(c->vec[num].vs, s, NULL);
+                if (rc == 0)
+                    rc = ag_index_add(c->vec[num].index, s);
+                if (rc) {
+                    mdb_cursor_close(cur);
+                    return rc;
+                }
+                continue;
+            }
             float *tmp = malloc(v.mv_size);
             if (!tmp) {
                 mdb_cursor_close(cur);
@@ -1373,6 +1401,15 @@ int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
         ag_log(AG_LOG_WARN, "collection '%s': skipped %zu unreadable records while loading",
                c->name, bad);
     return 0;
+}
+
+int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
+{
+    /* Rows of on_disk vectors (graph resume, codes) are read through the load's transaction. */
+    ag_coll__disk_borrow(c->env, txn);
+    int rc = load_records(c, txn, diag);
+    ag_coll__disk_borrow(NULL, NULL);
+    return rc;
 }
 
 /* ---- rendering ----------------------------------------------------------------------------- */
@@ -1459,8 +1496,10 @@ uint32_t ag_coll_index_step(ag_collection_t *c, uint32_t budget)
         if (atomic_load(&c->write_waiters) > 0)
             break;
         pthread_rwlock_wrlock(&c->lock);
+        ag_coll__disk_begin(c);
         if (!c->dropped && ag_index_is_hnsw(c->vec[v].index))
             done += ag_hnsw_link_pending(c->vec[v].index, budget - done);
+        ag_coll__disk_end(c);
         pthread_rwlock_unlock(&c->lock);
     }
     return done;
@@ -1684,14 +1723,18 @@ uint32_t ag_coll_full_scan_points(const ag_collection_t *c, int vi)
 
 const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot)
 {
-    return c->vec[vi].multi ? NULL : ag_vecstore_get(c->vec[vi].vs, slot);
+    if (c->vec[vi].multi)
+        return NULL;
+    const float *f = ag_vecstore_get(c->vec[vi].vs, slot);
+    /* an on_disk row is copied so it lasts as long as the lock, like an in-RAM one */
+    return f && c->vec[vi].on_disk ? ag_coll__disk_keep(f, c->vec[vi].dim) : f;
 }
 
 const float *ag_coll_dense_rows(const ag_collection_t *c, int vi, uint32_t slot, uint32_t *rows)
 {
     *rows = 1;
     return c->vec[vi].multi ? ag_multivec_get(c->vec[vi].mv, slot, rows)
-                            : ag_vecstore_get(c->vec[vi].vs, slot);
+                            : ag_coll_dense_get(c, vi, slot);
 }
 
 const ag_sparse_t *ag_coll_sparse_index(const ag_collection_t *c, int si)

@@ -10,9 +10,10 @@
  * rather than an overflow page pair per point.
  *
  * In memory: a slot per live point (id, payload), one vecstore + index per dense vector, one
- * inverted index per sparse vector. Searches hold the read lock; writers serialise on
- * write_mutex, commit to LMDB first and only then take the write lock to apply to memory, so
- * memory never shows a write the disk does not have.
+ * inverted index per sparse vector. An on_disk dense vector's vecstore holds presence bits only;
+ * its rows are read from "v:N" (store/ag_coll_disk.h). Searches hold the read lock; writers
+ * serialise on write_mutex, commit to LMDB first and only then take the write lock to apply to
+ * memory, so memory never shows a write the disk does not have.
  *
  * Lifetime: reference-counted (ag_coll_ref/ag_coll_unref); the catalog holds one reference and
  * every request that uses the collection holds its own, so a delete can proceed while searches

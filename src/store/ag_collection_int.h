@@ -21,6 +21,11 @@ typedef struct ag_vector_cfg {
     ag_vecstore_t *vs; /* owned */
     ag_index_t *index; /* owned */
     ag_multivec_t *mv; /* owned (multi only) */
+    /* on_disk (store/ag_coll_disk.h): vs is external, its rows read from "v:N" under key
+     * (point id, num); owner is the collection holding this config. */
+    bool on_disk;
+    unsigned num;
+    const struct ag_collection *owner;
 } ag_vector_cfg_t;
 
 typedef struct ag_sparse_cfg {
@@ -45,6 +50,7 @@ struct ag_collection {
     ag_vector_cfg_t vec[AG_MAX_VECTORS];
     int nsparse;
     ag_sparse_cfg_t sparse[AG_MAX_VECTORS];
+    int n_on_disk; /* dense vectors with on_disk: true (reads then open an LMDB scope) */
 
     MDB_env *env;             /* borrowed from the store */
     struct ag_env_gate *gate; /* borrowed: map growth (store/ag_env.h); NULL = none */

@@ -8,6 +8,7 @@ void ag_env_gate_init(ag_env_gate_t *g, MDB_env *env, size_t max)
 {
     memset(g, 0, sizeof(*g));
     pthread_rwlock_init(&g->lock, NULL); /* glibc's default: reader-preferring (see ag_env.h) */
+    pthread_mutex_init(&g->spare_mu, NULL);
     g->env = env;
     g->max = max;
     MDB_envinfo info;
@@ -22,7 +23,47 @@ void ag_env_gate_init(ag_env_gate_t *g, MDB_env *env, size_t max)
 
 void ag_env_gate_destroy(ag_env_gate_t *g)
 {
+    ag_env_read_drop(g);
+    pthread_mutex_destroy(&g->spare_mu);
     pthread_rwlock_destroy(&g->lock);
+}
+
+int ag_env_read_begin(ag_env_gate_t *g, MDB_txn **out)
+{
+    MDB_txn *t = NULL;
+    pthread_mutex_lock(&g->spare_mu);
+    if (g->nspare)
+        t = g->spare[--g->nspare];
+    pthread_mutex_unlock(&g->spare_mu);
+    if (t) {
+        if (mdb_txn_renew(t) == 0) {
+            *out = t;
+            return 0;
+        }
+        mdb_txn_abort(t);
+    }
+    return mdb_txn_begin(g->env, NULL, MDB_RDONLY, out);
+}
+
+void ag_env_read_end(ag_env_gate_t *g, MDB_txn *txn)
+{
+    mdb_txn_reset(txn);
+    pthread_mutex_lock(&g->spare_mu);
+    if (g->nspare < AG_ENV_SPARE) {
+        g->spare[g->nspare++] = txn;
+        txn = NULL;
+    }
+    pthread_mutex_unlock(&g->spare_mu);
+    if (txn)
+        mdb_txn_abort(txn);
+}
+
+void ag_env_read_drop(ag_env_gate_t *g)
+{
+    pthread_mutex_lock(&g->spare_mu);
+    while (g->nspare)
+        mdb_txn_abort(g->spare[--g->nspare]);
+    pthread_mutex_unlock(&g->spare_mu);
 }
 
 size_t ag_env_enter(ag_env_gate_t *g)

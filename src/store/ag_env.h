@@ -21,12 +21,20 @@
 
 #include "ag_base.h"
 
+#define AG_ENV_SPARE 16
+
 typedef struct ag_env_gate {
     pthread_rwlock_t lock;
     MDB_env *env; /* borrowed */
     size_t size;  /* the map size now (read inside the gate, written under the exclusive lock) */
     size_t max;   /* the ceiling: storage.map_size_gb */
     unsigned grown;
+    /* Reset read transactions kept for reuse (ag_env_read_begin): beginning one allocates and
+     * clears room for every possible database (storage keeps 32768), renewing a reset one does
+     * not. Guarded by spare_mu. */
+    pthread_mutex_t spare_mu;
+    MDB_txn *spare[AG_ENV_SPARE];
+    unsigned nspare;
 } ag_env_gate_t;
 
 /* Sets up the gate for an open environment; the map size is read from LMDB (it may be larger
@@ -43,6 +51,14 @@ void ag_env_leave(ag_env_gate_t *g);
  * already grew it past `seen`. Call outside the gate. 0 when there is more room now, AG_ENOSPACE
  * when the ceiling is reached, AG_ESTORAGE when LMDB refuses. */
 int ag_env_grow(ag_env_gate_t *g, size_t seen);
+
+/* A read transaction on the gate's environment, inside the gate (entered by the caller): a
+ * spare one renewed, or a new one. 0 or an LMDB error code. End it with ag_env_read_end (inside
+ * the gate still), which resets it and keeps it as a spare (or aborts it when there are enough).
+ * ag_env_read_drop aborts the spares: before the environment is closed. */
+int ag_env_read_begin(ag_env_gate_t *g, MDB_txn **out);
+void ag_env_read_end(ag_env_gate_t *g, MDB_txn *txn);
+void ag_env_read_drop(ag_env_gate_t *g);
 
 /* Grows ahead of need when less than a quarter of the map is free (the catalog's small writes
  * then never meet a full map). Call outside the gate. */

@@ -670,6 +670,8 @@ void ag_store_close(ag_store_t *st)
     aliases_free(st->aliases, st->naliases);
     if (st->env) {
         mdb_env_sync(st->env, 1);
+        if (st->gate_ready)
+            ag_env_read_drop(&st->gate); /* spare read transactions first */
         mdb_env_close(st->env);
     }
     if (st->gate_ready)
@@ -1177,6 +1179,16 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
                 json_t *target = c->unnamed && vn[0] == '\0' ? vecs : json_object_get(vecs, vn);
                 if (!target) {
                     rc = ag_fail(diag, AG_EINVAL, "vectors.%.200s: no such vector", vn);
+                    break;
+                }
+                /* Where the rows live is fixed at creation (store/ag_coll_disk.c). */
+                const json_t *od = json_object_get(vp, "on_disk");
+                if (json_is_boolean(od) &&
+                    json_is_true(od) != json_is_true(json_object_get(target, "on_disk"))) {
+                    rc = ag_fail(diag, AG_EINVAL,
+                                 "vectors.%.200s.on_disk: cannot be changed on an existing "
+                                 "collection (create a new one with the setting)",
+                                 vn);
                     break;
                 }
                 if ((rc = merge_into(target, vp)) != 0)

@@ -193,6 +193,75 @@ static void test_vecstore_basics(void **state)
     ag_vecstore_free(vs);
 }
 
+/* An external store (on_disk vectors) keeps presence only and asks its owner for every row;
+ * the exact index scores through it like through in-memory rows. */
+static _Alignas(64) float ext_rows[8][16];
+static int ext_calls;
+static const float *ext_fetch(void *ud, uint32_t slot)
+{
+    assert_ptr_equal(ud, ext_rows);
+    ext_calls++;
+    return ext_rows[slot];
+}
+
+static void test_vecstore_external(void **state)
+{
+    (void)state;
+    ag_vecstore_t *vs = NULL, *ram = NULL;
+    assert_int_equal(ag_vecstore_new(3, &vs), 0);
+    assert_int_equal(ag_vecstore_new(3, &ram), 0);
+    assert_int_equal(ag_vecstore_set_external(vs, ext_fetch, ext_rows), 0);
+    for (uint32_t s = 0; s < 8; s++) {
+        float v[3] = {(float)s, (float)(s * s) * 0.5f, -(float)s};
+        memset(ext_rows[s], 0, sizeof(ext_rows[s]));
+        memcpy(ext_rows[s], v, sizeof(v));
+        if (s == 5)
+            continue;
+        assert_int_equal(ag_vecstore_set(vs, s, NULL), 0);
+        assert_int_equal(ag_vecstore_set(ram, s, v), 0);
+    }
+    ext_calls = 0;
+    assert_true(ag_vecstore_has(vs, 4));
+    assert_false(ag_vecstore_has(vs, 5));
+    assert_int_equal(ext_calls, 0); /* presence never reads a row */
+    assert_null(ag_vecstore_get(vs, 5));
+    assert_ptr_equal(ag_vecstore_get(vs, 4), ext_rows[4]);
+    assert_int_equal(ext_calls, 1);
+    /* no rows held: only the store and its presence words */
+    assert_true(ag_vecstore_memory(vs) < ag_vecstore_memory(ram));
+    ag_vecstore_t *other = NULL;
+    assert_int_equal(ag_vecstore_new(3, &other), 0);
+    assert_int_equal(ag_vecstore_set(other, 0, ext_rows[0]), 0);
+    assert_int_equal(ag_vecstore_set_external(other, ext_fetch, ext_rows), AG_EINVAL);
+    ag_vecstore_free(other);
+
+    ag_index_t *a = NULL, *b = NULL;
+    assert_int_equal(ag_index_exact_new(vs, AG_DIST_EUCLID, &a), 0);
+    assert_int_equal(ag_index_exact_new(ram, AG_DIST_EUCLID, &b), 0);
+    for (uint32_t s = 0; s < 8; s++) {
+        if (s == 5)
+            continue;
+        assert_int_equal(ag_index_add(a, s), 0);
+        assert_int_equal(ag_index_add(b, s), 0);
+    }
+    float q[3] = {2.2f, 1.0f, -2.0f};
+    ag_hit_t ha[4], hb[4];
+    size_t na = 0, nb = 0;
+    assert_int_equal(ag_index_search(a, q, 4, NULL, NULL, ha, &na), 0);
+    assert_int_equal(ag_index_search(b, q, 4, NULL, NULL, hb, &nb), 0);
+    assert_int_equal(na, 4);
+    assert_int_equal(nb, 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(ha[i].slot, hb[i].slot);
+        assert_true(ha[i].score == hb[i].score);
+    }
+    assert_true(ext_calls > 4);
+    ag_index_free(a);
+    ag_index_free(b);
+    ag_vecstore_free(vs);
+    ag_vecstore_free(ram);
+}
+
 static void test_vecstore_growth(void **state)
 {
     AG_UNUSED(state);
@@ -730,10 +799,15 @@ static void test_exact_deadline(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_vecstore_basics), cmocka_unit_test(test_vecstore_growth),
-        cmocka_unit_test(test_topk_collector),  cmocka_unit_test(test_exact_edge_cases),
-        cmocka_unit_test(test_exact_vs_oracle), cmocka_unit_test(test_pool),
-        cmocka_unit_test(test_exact_parallel),  cmocka_unit_test(test_exact_deadline),
+        cmocka_unit_test(test_vecstore_basics),
+        cmocka_unit_test(test_vecstore_growth),
+        cmocka_unit_test(test_vecstore_external),
+        cmocka_unit_test(test_topk_collector),
+        cmocka_unit_test(test_exact_edge_cases),
+        cmocka_unit_test(test_exact_vs_oracle),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_exact_parallel),
+        cmocka_unit_test(test_exact_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -517,6 +517,155 @@ static void test_payload_edits(void **state)
     json_decref(keys);
 }
 
+/* on_disk vectors (store/ag_coll_disk.c): the same points written to an in-RAM and an on-disk
+ * collection give the same stored vectors and the same exact (and rescored quantized graph)
+ * answers, after deletes and replacements and across a reopen; rows are read inside and outside
+ * a read scope. */
+typedef struct od_search {
+    const float *q;
+    bool exact;
+    ag_hit_t hits[10];
+    size_t n;
+} od_search_t;
+
+static int od_run(void *ud, ag_collection_t *c)
+{
+    od_search_t *s = ud;
+    ag_dense_info_t info;
+    ag_coll_dense_info(c, 0, &info);
+    ag_search_params_t p = {.exact = s->exact, .ef = 64, .oversampling = 3.0};
+    /* a row held across the search (a scope copy) must stay intact */
+    const float *held = ag_coll_dense_get(c, 0, 0);
+    float before = held ? held[0] : 0;
+    int rc = ag_index_search(info.index, s->q, 10, NULL, &p, s->hits, &s->n);
+    if (held && held[0] != before)
+        return -1;
+    return rc;
+}
+
+static void od_compare(ag_collection_t *ram, ag_collection_t *disk, bool graph)
+{
+    uint32_t seed = 99;
+    for (int qi = 0; qi < 12; qi++) {
+        float q[20];
+        for (int i = 0; i < 20; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            q[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+        }
+        od_search_t a = {q, true, {{0}}, 0}, b = {q, !graph, {{0}}, 0};
+        assert_int_equal(ag_coll_read(ram, od_run, &a), 0);
+        assert_int_equal(ag_coll_read(disk, od_run, &b), 0);
+        assert_int_equal(a.n, 10);
+        assert_int_equal(b.n, 10);
+        size_t same = 0;
+        for (size_t i = 0; i < 10; i++) {
+            const ag_point_id_t *ia = ag_coll_id(ram, a.hits[i].slot);
+            for (size_t j = 0; j < 10; j++) {
+                const ag_point_id_t *ib = ag_coll_id(disk, b.hits[j].slot);
+                if (ia->num == ib->num) {
+                    same++;
+                    assert_true(a.hits[i].score - b.hits[j].score < 1e-5f &&
+                                b.hits[j].score - a.hits[i].score < 1e-5f);
+                }
+            }
+        }
+        if (graph)
+            assert_true(same >= 8);
+        else
+            assert_int_equal(same, 10);
+    }
+    /* by id, outside any scope (one thread here, so no lock is needed) and inside one */
+    for (uint64_t id = 1; id <= 300; id += 37) {
+        ag_point_id_t pid = {.kind = AG_ID_NUM, .num = id};
+        uint32_t sa = ag_coll_find(ram, &pid), sb = ag_coll_find(disk, &pid);
+        assert_true((sa == UINT32_MAX) == (sb == UINT32_MAX));
+        if (sa == UINT32_MAX)
+            continue;
+        const float *va = ag_coll_dense_get(ram, 0, sa), *vb = ag_coll_dense_get(disk, 0, sb);
+        assert_non_null(vb);
+        assert_memory_equal(va, vb, 20 * sizeof(float));
+    }
+}
+
+static void od_write(ag_collection_t *c, uint64_t from, uint64_t n, uint32_t seed, bool del)
+{
+    ag_mutation_t *m = calloc(n, sizeof(*m));
+    float *v = calloc(n * 20, sizeof(float));
+    assert_non_null(m);
+    assert_non_null(v);
+    for (uint64_t i = 0; i < n; i++) {
+        m[i].id = (ag_point_id_t){.kind = AG_ID_NUM, .num = from + i};
+        if (del) {
+            m[i].delete_point = true;
+            continue;
+        }
+        for (int j = 0; j < 20; j++) {
+            seed = seed * 1664525u + 1013904223u;
+            v[i * 20 + (uint64_t)j] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+        }
+        m[i].dense_op[0] = AG_VEC_SET;
+        m[i].dense[0] = v + i * 20;
+        m[i].replace_vectors = true;
+    }
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_coll_write_begin(c), 0);
+    assert_int_equal(ag_coll_apply(c, m, n, false, &d), 0);
+    ag_coll_write_end(c);
+    free(m);
+    free(v);
+}
+
+static void od_case(const char *extra, bool graph)
+{
+    char ram_p[256], disk_p[256];
+    snprintf(ram_p, sizeof(ram_p), "{\"vectors\":{\"size\":20,\"distance\":\"Euclid\"%s}}", extra);
+    snprintf(disk_p, sizeof(disk_p),
+             "{\"vectors\":{\"size\":20,\"distance\":\"Euclid\",\"on_disk\":true%s}}", extra);
+    ag_store_t *st = open_store();
+    create(st, "ram", ram_p);
+    create(st, "disk", disk_p);
+    ag_collection_t *ram, *disk;
+    assert_int_equal(ag_store_get(st, "ram", &ram, NULL), 0);
+    assert_int_equal(ag_store_get(st, "disk", &disk, NULL), 0);
+    ag_collection_t *cs[2] = {ram, disk};
+    for (int i = 0; i < 2; i++) {
+        od_write(cs[i], 1, 300, 7, false);
+        od_write(cs[i], 50, 20, 11, false); /* replaced */
+        od_write(cs[i], 100, 10, 0, true);  /* deleted */
+        while (ag_coll_index_step(cs[i], 1000) > 0) {
+        }
+    }
+    od_compare(ram, disk, graph);
+    ag_coll_unref(ram);
+    ag_coll_unref(disk);
+    ag_store_close(st);
+
+    st = open_store();
+    assert_int_equal(ag_store_get(st, "ram", &ram, NULL), 0);
+    assert_int_equal(ag_store_get(st, "disk", &disk, NULL), 0);
+    assert_int_equal(ag_coll_live(disk), 290);
+    while (ag_coll_index_step(ram, 1000) + ag_coll_index_step(disk, 1000) > 0) {
+    }
+    od_compare(ram, disk, graph);
+    ag_coll_unref(ram);
+    ag_coll_unref(disk);
+    ag_store_close(st);
+}
+
+static void test_on_disk(void **state)
+{
+    (void)state;
+    od_case("", false);
+}
+
+static void test_on_disk_quantized_graph(void **state)
+{
+    (void)state;
+    od_case(",\"hnsw_config\":{\"full_scan_threshold\":0},"
+            "\"quantization_config\":{\"scalar\":{\"type\":\"int8\"}}",
+            true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +677,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_growth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_session, setup, teardown),
         cmocka_unit_test(test_payload_edits),
+        cmocka_unit_test_setup_teardown(test_on_disk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_disk_quantized_graph, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

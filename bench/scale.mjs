@@ -1,0 +1,183 @@
+// Past RAM: the same points served two ways, side by side in one run — float32 vectors in RAM
+// (the baseline) against int8 quantization with the float vectors on_disk (read from the LMDB
+// map for rescoring; docs/ARCHITECTURE.md "On-disk vectors"). Each configuration runs in its own
+// server process, so resident memory is its own.
+//   node bench/scale.mjs [points=1000000] [queries=100] [port=7950]
+// Data: synthetic clustered 128-d (bench/lib.mjs clustered(): 64 centres, seed 42), payload
+// {"group": i % 100, "tag": "t<i % 7>"} per point, Euclid, HNSW m=16 ef_construct=100.
+// Prints per configuration: ingest rate (REST batches of 1,000, wait=true, one client), time from
+// the last batch to green (graph linked and checkpointed), resident memory (VmRSS, RssAnon =
+// process heap, RssFile = mapped file pages such as the LMDB map, from /proc/<pid>/status) and
+// heap per point, restart time (SIGTERM, start on the same storage until the collection is
+// green), and recall@10 and queries/s per hnsw_ef (search/batch of 100 queries per request, one
+// client; rounds interleaved between the two servers; the int8 configuration asks for
+// oversampling 2 with rescoring). Ground truth: exact search (exact: true)
+// on the in-RAM server for the query sample.
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { call, clustered, batchBody, xorshift } from './lib.mjs';
+
+const n = Number(process.argv[2] || 1000000);
+const nq = Number(process.argv[3] || 100);
+const basePort = Number(process.argv[4] || 7950);
+const dim = 128, batch = 1000, k = 10;
+const efs = [16, 32, 64, 128, 256];
+const rounds = 3;
+
+function status(pid) {
+  const out = {};
+  for (const line of fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
+    const m = /^(VmRSS|RssAnon|RssFile|VmHWM):\s+(\d+) kB/.exec(line);
+    if (m) out[m[1]] = Number(m[2]) * 1024;
+  }
+  return out;
+}
+const mb = (b) => (b / 1048576).toFixed(0).padStart(6) + ' MB';
+
+class Srv {
+  constructor(name, port) {
+    this.name = name;
+    this.port = port;
+    this.url = `http://127.0.0.1:${port}`;
+    this.storage = fs.mkdtempSync(path.join(os.tmpdir(), `aegis-scale-${name}-`));
+  }
+  async start() {
+    const bin = process.env.AEGIS_BIN || path.resolve('build/aegis');
+    const t0 = process.hrtime.bigint();
+    this.proc = spawn(bin, ['serve', '--insecure', '--storage', this.storage, '--port', String(this.port)], {
+      stdio: ['ignore', 'ignore', 'ignore'],
+      env: { ...process.env, AEGIS__SERVICE__ACCESS_LOG: 'false' },
+    });
+    for (let i = 0; ; i++) {
+      try { if ((await fetch(`${this.url}/healthz`)).ok) break; } catch { /* not yet */ }
+      if (i > 20000) throw new Error(`${this.name}: no answer`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+    this.renice();
+    return sec;
+  }
+  // The server links the graph on a thread at nice 19, which a loaded shared machine starves
+  // (measured: ~25 points/s at load 17). For a build time that means something, every server
+  // thread runs at nice 0 here, in both configurations alike.
+  renice() {
+    const tids = fs.readdirSync(`/proc/${this.proc.pid}/task`);
+    try { execFileSync('renice', ['-n', '0', '-p', ...tids], { stdio: 'ignore' }); } catch { console.log('  (renice failed: the indexer stays at nice 19)'); }
+  }
+  async stop() {
+    this.proc.kill('SIGTERM');
+    await new Promise((r) => this.proc.once('exit', r));
+  }
+  mem() { return status(this.proc.pid); }
+  async waitGreen(timeoutS = 7200) {
+    const t0 = Date.now();
+    for (;;) {
+      const info = await call(this.url, 'GET', '/collections/c');
+      if (info.status === 'green') return (Date.now() - t0) / 1000;
+      if (Date.now() - t0 > timeoutS * 1000) throw new Error(`${this.name} still ${info.status}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+const configs = [
+  { name: 'float32 in RAM', vec: { size: dim, distance: 'Euclid' } },
+  { name: 'int8 + on_disk', vec: { size: dim, distance: 'Euclid', on_disk: true }, quant: { scalar: { type: 'int8', quantile: 0.99, always_ram: true } },
+    // the top 2k by the codes rescored from the stored floats (oversampling 1 caps recall@10
+    // near 0.91 on this set, in RAM as on disk)
+    params: { quantization: { rescore: true, oversampling: 2 } } },
+];
+
+console.log(`scale: ${n} x ${dim} synthetic clustered, payload {group, tag}, ${nq} queries, k=${k}; ${os.loadavg()[0].toFixed(1)} load at start`);
+const vectors = clustered(n, dim, 42);
+const rq = xorshift(7);
+const queries = Array.from({ length: nq }, () => Array.from(vectors[Math.floor(rq() * n)], (x) => x + (rq() - 0.5) * 0.1));
+
+const res = [];
+try {
+  for (let ci = 0; ci < configs.length; ci++) {
+    const cfg = configs[ci];
+    const s = new Srv(`c${ci}`, basePort + ci);
+    cfg.srv = s;
+    const r = { name: cfg.name };
+    res.push(r);
+    await s.start();
+    r.empty = s.mem();
+    await call(s.url, 'PUT', '/collections/c', { vectors: cfg.vec, hnsw_config: { m: 16, ef_construct: 100 }, ...(cfg.quant ? { quantization_config: cfg.quant } : {}) });
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i += batch) await call(s.url, 'PUT', '/collections/c/points?wait=true', batchBody(vectors, i, Math.min(batch, n - i)));
+    r.ingest = Number(process.hrtime.bigint() - t0) / 1e9;
+    r.green = await s.waitGreen();
+    r.loaded = s.mem();
+    const count = (await call(s.url, 'POST', '/collections/c/points/count', {})).count;
+    if (count !== n) throw new Error(`${cfg.name}: ${count} points, expected ${n}`);
+    await s.stop();
+    r.startHealth = await s.start();
+    const t1 = process.hrtime.bigint();
+    await s.waitGreen();
+    r.startGreen = r.startHealth + Number(process.hrtime.bigint() - t1) / 1e9;
+    r.restarted = s.mem();
+    console.log(`  ${cfg.name}: ingested in ${r.ingest.toFixed(1)} s, green ${r.green.toFixed(1)} s later, restart ${r.startGreen.toFixed(1)} s`);
+  }
+  // ground truth on the in-RAM server
+  const truth = (await call(configs[0].srv.url, 'POST', '/collections/c/points/search/batch', {
+    searches: queries.map((q) => ({ vector: q, limit: k, params: { exact: true } })),
+  })).map((hits) => new Set(hits.map((h) => h.id)));
+  for (const r of res) r.search = Object.fromEntries(efs.map((ef) => [ef, { best: 0, recall: 0 }]));
+  for (let round = 0; round < rounds; round++) {
+    for (const ef of efs) {
+      for (let ci = 0; ci < configs.length; ci++) {
+        const body = { searches: queries.map((q) => ({ vector: q, limit: k, params: { hnsw_ef: ef, ...(configs[ci].params || {}) } })) };
+        const t0 = process.hrtime.bigint();
+        const out = await call(configs[ci].srv.url, 'POST', '/collections/c/points/search/batch', body);
+        const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+        let hit = 0;
+        out.forEach((hits, i) => { hit += hits.filter((h) => truth[i].has(h.id)).length; });
+        const e = res[ci].search[ef];
+        e.recall = hit / (k * nq);
+        e.best = Math.max(e.best, nq / sec);
+      }
+    }
+  }
+  for (let ci = 0; ci < configs.length; ci++) res[ci].after = configs[ci].srv.mem();
+} finally {
+  for (const c of configs) {
+    if (c.srv?.proc && c.srv.proc.exitCode === null) await c.srv.stop().catch(() => {});
+    if (c.srv) fs.rmSync(c.srv.storage, { recursive: true, force: true });
+  }
+}
+
+function at95(r) {
+  const pts = efs.map((ef) => r.search[ef]);
+  for (let i = 0; i < pts.length; i++) {
+    if (pts[i].recall >= 0.95) {
+      if (i === 0) return pts[0].best;
+      const a = pts[i - 1], b = pts[i];
+      const t = (0.95 - a.recall) / (b.recall - a.recall);
+      return a.best + t * (b.best - a.best);
+    }
+  }
+  return NaN;
+}
+
+const col = (s) => String(s).padStart(18);
+console.log(`\n${''.padEnd(34)}${res.map((r) => col(r.name)).join('')}`);
+const row = (label, f) => console.log(`${label.padEnd(34)}${res.map((r) => col(f(r))).join('')}`);
+row('ingest (points/s, wait=true)', (r) => Math.round(n / r.ingest));
+row('last batch -> green (s)', (r) => r.green.toFixed(1));
+row('VmRSS loaded', (r) => mb(r.loaded.VmRSS));
+row('  RssAnon (heap)', (r) => mb(r.loaded.RssAnon));
+row('  RssFile (map pages, binary)', (r) => mb(r.loaded.RssFile));
+row('heap per point (bytes)', (r) => Math.round((r.loaded.RssAnon - r.empty.RssAnon) / n));
+row('restart: healthz (s)', (r) => r.startHealth.toFixed(2));
+row('restart: green (s)', (r) => r.startGreen.toFixed(2));
+row('VmRSS after restart', (r) => mb(r.restarted.VmRSS));
+row('  RssAnon after restart', (r) => mb(r.restarted.RssAnon));
+row('heap/point after restart (B)', (r) => Math.round((r.restarted.RssAnon - r.empty.RssAnon) / n));
+row('VmRSS after queries', (r) => mb(r.after.VmRSS));
+row('  RssAnon after queries', (r) => mb(r.after.RssAnon));
+for (const ef of efs) row(`ef=${ef}: recall@10 / q/s`, (r) => `${r.search[ef].recall.toFixed(3)} / ${Math.round(r.search[ef].best)}`);
+row('q/s at recall@10 0.95 (interp.)', (r) => (isNaN(at95(r)) ? 'not reached' : Math.round(at95(r))));
+console.log(`ratio on_disk/RAM: heap ${(res[1].loaded.RssAnon / res[0].loaded.RssAnon).toFixed(2)}, q/s@0.95 ${(at95(res[1]) / at95(res[0])).toFixed(2)}, ingest ${(res[0].ingest / res[1].ingest).toFixed(2)}; load at end ${os.loadavg()[0].toFixed(1)}`);
