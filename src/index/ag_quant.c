@@ -12,7 +12,7 @@
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
-typedef uint32_t (*kern_fn)(const uint8_t *a, const uint8_t *b, size_t n);
+typedef ag_u8_kernel_fn kern_fn;
 
 struct ag_quant {
     uint32_t dim;
@@ -24,6 +24,7 @@ struct ag_quant {
     uint32_t cap;
     bool trained;
     uint32_t trained_rows;
+    bool fit_only; /* ag_quant_fit: the range only, the caller keeps the codes */
     float lo, step, inv_step;
     kern_fn kern; /* the kernel dist needs, for this CPU */
 };
@@ -116,24 +117,96 @@ __attribute__((target("avx2"))) static uint32_t l1_avx2(const uint8_t *a, const 
     return (uint32_t)_mm_cvtsi128_si64(s);
 }
 
+/*
+ * AVX-512 VNNI (vpdpbusd): each instruction multiplies 64 unsigned bytes by 64 signed bytes and
+ * adds each group of four products into a 32-bit lane. Both our operands are unsigned, so b is
+ * shifted into the signed range (b - 128, the same as flipping its top bit) and the shift is paid
+ * back with 128 * sum(a), itself one vpdpbusd of a against bytes of 1:
+ *   sum a*b = sum a*(b - 128) + 128 * sum a.
+ * Exact: every partial sum stays far inside 32 bits for rows up to AG_MAX_DIM bytes. Rows are a
+ * multiple of 32 bytes, so a row ends with at most one 32-byte half (masked load).
+ */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint32_t
+dot_vnni(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    __m512i acc = _mm512_setzero_si512(), sa = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i va = _mm512_loadu_si512((const void *)(a + i));
+        __m512i vb = _mm512_xor_si512(_mm512_loadu_si512((const void *)(b + i)), flip);
+        acc = _mm512_dpbusd_epi32(acc, va, vb);
+        sa = _mm512_dpbusd_epi32(sa, va, ones);
+    }
+    if (i < n) {
+        const __mmask64 m = (__mmask64)0xFFFFFFFFu; /* the remaining 32 bytes */
+        __m512i va = _mm512_maskz_loadu_epi8(m, a + i);
+        __m512i vb = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, b + i), flip);
+        /* masked-off lanes: a = 0, so they add nothing to either sum */
+        acc = _mm512_dpbusd_epi32(acc, va, vb);
+        sa = _mm512_dpbusd_epi32(sa, va, ones);
+    }
+    acc = _mm512_add_epi32(acc, _mm512_slli_epi32(sa, 7));
+    return (uint32_t)_mm512_reduce_add_epi32(acc);
+}
+
+static int cpu_level = -1; /* 0 none, 1 AVX2, 2 AVX-512 VNNI; a benign race (same answer) */
+
+static int simd_level(void)
+{
+    if (cpu_level < 0) {
+        __builtin_cpu_init();
+        int l = 0;
+        if (__builtin_cpu_supports("avx2"))
+            l = 1;
+        if (l && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vnni"))
+            l = 2;
+        cpu_level = l;
+    }
+    return cpu_level;
+}
+
 static bool have_avx2(void)
 {
-    static int known = -1; /* a benign race: every thread computes the same answer */
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") ? 1 : 0;
-    }
-    return known == 1;
+    return simd_level() >= 1;
 }
 #endif
 
 uint32_t ag_u8_dot(const uint8_t *a, const uint8_t *b, size_t n)
 {
 #ifdef QUANT_AVX2
+    if (simd_level() >= 2)
+        return dot_vnni(a, b, n);
     if (have_avx2())
         return dot_avx2(a, b, n);
 #endif
     return dot_generic(a, b, n);
+}
+
+uint32_t ag_u8_dot_scalar(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    return dot_generic(a, b, n);
+}
+
+uint32_t ag_u8_dot_avx2(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        return dot_avx2(a, b, n);
+#endif
+    return dot_generic(a, b, n);
+}
+
+const char *ag_u8_dot_kernel(void)
+{
+#ifdef QUANT_AVX2
+    if (simd_level() >= 2)
+        return "avx512-vnni";
+    if (have_avx2())
+        return "avx2";
+#endif
+    return "scalar";
 }
 
 uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n)
@@ -157,6 +230,8 @@ uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n)
 static kern_fn pick_kernel(ag_distance_t d)
 {
 #ifdef QUANT_AVX2
+    if (d != AG_DIST_EUCLID && d != AG_DIST_MANHATTAN && simd_level() >= 2)
+        return dot_vnni;
     if (have_avx2())
         return d == AG_DIST_EUCLID ? l2_avx2 : d == AG_DIST_MANHATTAN ? l1_avx2 : dot_avx2;
 #endif
@@ -284,7 +359,7 @@ static float encode(const ag_quant_t *q, const float *vec, uint8_t *code)
 
 int ag_quant_set(ag_quant_t *q, uint32_t slot, const float *vec)
 {
-    if (!q->trained)
+    if (!q->trained || q->fit_only)
         return 0;
     if (slot >= AG_VECSTORE_MAX_SLOTS)
         return AG_EINVAL;
@@ -303,7 +378,8 @@ static int cmp_float(const void *pa, const void *pb)
 
 #define TRAIN_SAMPLE 65536u
 
-int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
+/* Trains the range only (ag_quant_fit), or the range and every present row's code. */
+static int train(ag_quant_t *q, const ag_vecstore_t *vs, bool codes)
 {
     ag_vecstore_view_t v;
     ag_vecstore_view(vs, &v);
@@ -341,7 +417,7 @@ int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
     free(s);
     if (!(hi > lo))
         hi = lo + 1e-6f * AG_MAX(1.0f, fabsf(lo));
-    int rc = grow(q, v.capacity);
+    int rc = codes ? grow(q, v.capacity) : 0;
     if (rc)
         return rc;
     q->lo = lo;
@@ -349,11 +425,45 @@ int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
     q->inv_step = 1.0f / q->step;
     q->trained = true;
     q->trained_rows = rows;
+    q->fit_only = !codes;
+    if (!codes)
+        return 0;
     for (uint32_t slot = 0; slot < v.capacity; slot++)
         if (ag_vecstore_view_has(&v, slot))
             q->corr[slot] =
                 encode(q, ag_vecstore_view_row(&v, slot), q->codes + (size_t)slot * q->row);
     return 0;
+}
+
+int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
+{
+    return train(q, vs, true);
+}
+
+int ag_quant_fit(ag_quant_t *q, const ag_vecstore_t *vs)
+{
+    int rc = train(q, vs, false);
+    if (q->cap) { /* codes of an earlier training are stale and unused from now on */
+        free(q->codes);
+        free(q->corr);
+        q->codes = NULL;
+        q->corr = NULL;
+        q->cap = 0;
+    }
+    return rc;
+}
+
+float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code)
+{
+    return encode(q, vec, code);
+}
+
+void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out)
+{
+    out->kern = q->kern;
+    out->dist = q->dist;
+    out->step = q->step;
+    out->row = q->row;
 }
 
 void ag_quant_encode_query(const ag_quant_t *q, const float *vec, ag_quant_query_t *qq)

@@ -77,8 +77,35 @@ uint32_t ag_quant_capacity(const ag_quant_t *q);
 /* Bytes held by the codes and their per-row floats. */
 size_t ag_quant_memory(const ag_quant_t *q);
 
-/* Raw kernels over n bytes (a multiple of 32, both rows 32-byte aligned). */
+/* Trains the range like ag_quant_train but keeps no codes (any earlier ones are freed): the caller
+ * stores its own rows with ag_quant_encode_row (the HNSW graph keeps them beside each node's
+ * links) and ag_quant_set does nothing. AG_ENOMEM (untrained). */
+int ag_quant_fit(ag_quant_t *q, const ag_vecstore_t *vs);
+/* Encodes vec (dim floats) into code (AG_QUANT_ROW(dim) bytes, zero tail) and returns the row's
+ * correction term (the `corr` of a row, used by Cosine/Dot). The quantizer must be trained. */
+float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code);
+
+/* What a caller holding its own code rows needs to compute ag_quant_dist itself:
+ *   k = kern(query code, row code, row)
+ *   Euclid: step^2 * k;  Manhattan: step * k;  Cosine/Dot: -(query corr + row corr + step^2 * k).
+ */
+typedef uint32_t (*ag_u8_kernel_fn)(const uint8_t *a, const uint8_t *b, size_t n);
+typedef struct ag_quant_params {
+    ag_u8_kernel_fn kern; /* the kernel for this distance on this CPU */
+    ag_distance_t dist;
+    float step;
+    size_t row;
+} ag_quant_params_t;
+void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out);
+
+/* Raw kernels over n bytes (a multiple of 32, both rows 32-byte aligned). ag_u8_dot uses AVX-512
+ * VNNI when the CPU has it, else AVX2, else a loop; the _avx2 and _scalar variants are those
+ * fallbacks by name (for tests and benchmarks; _avx2 is the loop on a CPU without AVX2).
+ * ag_u8_dot_kernel names the one ag_u8_dot picked ("avx512-vnni", "avx2", "scalar"). */
 uint32_t ag_u8_dot(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_u8_dot_avx2(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_u8_dot_scalar(const uint8_t *a, const uint8_t *b, size_t n);
+const char *ag_u8_dot_kernel(void);
 uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n);
 
