@@ -103,7 +103,7 @@ static inline uint32_t cap_of(const hnsw_t *h, int lc)
 
 /*
  * Kernels over whole padded rows: both operands are 64-byte aligned and `n` (the vecstore stride)
- * is a multiple of 16 with zero tails, so there is no remainder loop, and two blocks of 16 lanes
+ * is a multiple of 16 with zero tails, so there is no remainder loop, and four blocks of 16 lanes
  * are summed into separate accumulators: the sums form independent dependency chains instead of
  * one (the shared kernels in ag_distance.c take any dim and keep a single chain). The summation
  * order differs from the shared kernels only in rounding, so the few hits finally returned are
@@ -124,83 +124,40 @@ static inline uint32_t cap_of(const hnsw_t *h, int lc)
 
 #define LANES 16
 
-HNSW_KERNEL float pad_l2sq(const float *restrict a, const float *restrict b, size_t n)
-{
-    a = __builtin_assume_aligned(a, 64);
-    b = __builtin_assume_aligned(b, 64);
-    float s0[LANES] = {0}, s1[LANES] = {0};
-    size_t i = 0;
-    for (; i + 2 * LANES <= n; i += 2 * LANES) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++) {
-            float d0 = a[i + j] - b[i + j], d1 = a[i + LANES + j] - b[i + LANES + j];
-            s0[j] += d0 * d0;
-            s1[j] += d1 * d1;
-        }
+/* Four blocks of 16 lanes per step into four accumulators (rows are multiples of 16 floats), so
+ * the additions form four independent chains; leftover blocks of 16 go to the first. */
+#define PAD_KERNEL(name, TERM)                                                                     \
+    HNSW_KERNEL float name(const float *restrict a, const float *restrict b, size_t n)             \
+    {                                                                                              \
+        a = __builtin_assume_aligned(a, 64);                                                       \
+        b = __builtin_assume_aligned(b, 64);                                                       \
+        float s0[LANES] = {0}, s1[LANES] = {0}, s2[LANES] = {0}, s3[LANES] = {0};                  \
+        size_t i = 0;                                                                              \
+        for (; i + 4 * LANES <= n; i += 4 * LANES) {                                               \
+            _Pragma("omp simd") for (size_t j = 0; j < LANES; j++)                                 \
+            {                                                                                      \
+                s0[j] += TERM(a[i + j], b[i + j]);                                                 \
+                s1[j] += TERM(a[i + LANES + j], b[i + LANES + j]);                                 \
+                s2[j] += TERM(a[i + 2 * LANES + j], b[i + 2 * LANES + j]);                         \
+                s3[j] += TERM(a[i + 3 * LANES + j], b[i + 3 * LANES + j]);                         \
+            }                                                                                      \
+        }                                                                                          \
+        for (; i < n; i += LANES) {                                                                \
+            _Pragma("omp simd") for (size_t j = 0; j < LANES; j++) s0[j] +=                        \
+                TERM(a[i + j], b[i + j]);                                                          \
+        }                                                                                          \
+        float acc = 0.0f;                                                                          \
+        _Pragma("omp simd reduction(+ : acc)") for (size_t j = 0; j < LANES; j++) acc +=           \
+            (s0[j] + s1[j]) + (s2[j] + s3[j]);                                                     \
+        return acc;                                                                                \
     }
-    if (i < n) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++) {
-            float d0 = a[i + j] - b[i + j];
-            s0[j] += d0 * d0;
-        }
-    }
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (size_t j = 0; j < LANES; j++)
-        acc += s0[j] + s1[j];
-    return acc;
-}
 
-HNSW_KERNEL float pad_l1(const float *restrict a, const float *restrict b, size_t n)
-{
-    a = __builtin_assume_aligned(a, 64);
-    b = __builtin_assume_aligned(b, 64);
-    float s0[LANES] = {0}, s1[LANES] = {0};
-    size_t i = 0;
-    for (; i + 2 * LANES <= n; i += 2 * LANES) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++) {
-            s0[j] += fabsf(a[i + j] - b[i + j]);
-            s1[j] += fabsf(a[i + LANES + j] - b[i + LANES + j]);
-        }
-    }
-    if (i < n) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++)
-            s0[j] += fabsf(a[i + j] - b[i + j]);
-    }
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (size_t j = 0; j < LANES; j++)
-        acc += s0[j] + s1[j];
-    return acc;
-}
-
-HNSW_KERNEL float pad_dot(const float *restrict a, const float *restrict b, size_t n)
-{
-    a = __builtin_assume_aligned(a, 64);
-    b = __builtin_assume_aligned(b, 64);
-    float s0[LANES] = {0}, s1[LANES] = {0};
-    size_t i = 0;
-    for (; i + 2 * LANES <= n; i += 2 * LANES) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++) {
-            s0[j] += a[i + j] * b[i + j];
-            s1[j] += a[i + LANES + j] * b[i + LANES + j];
-        }
-    }
-    if (i < n) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++)
-            s0[j] += a[i + j] * b[i + j];
-    }
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (size_t j = 0; j < LANES; j++)
-        acc += s0[j] + s1[j];
-    return acc;
-}
+#define TERM_L2(x, y) (((x) - (y)) * ((x) - (y)))
+#define TERM_L1(x, y) fabsf((x) - (y))
+#define TERM_DOT(x, y) ((x) * (y))
+PAD_KERNEL(pad_l2sq, TERM_L2)
+PAD_KERNEL(pad_l1, TERM_L1)
+PAD_KERNEL(pad_dot, TERM_DOT)
 
 /* Internal distance over padded rows, lower = closer: squared L2, L1, or the negated dot. */
 static inline float idist(ag_distance_t d, const float *a, const float *b, size_t stride)
