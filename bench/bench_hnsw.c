@@ -5,7 +5,8 @@
  *
  * 1. Seeded clustered n x 128 float32 (Euclid) plus queries: build time (M=16, ef_construct=100),
  *    then recall@10 and queries/s at ef 16/32/64/128 against the exact index (ground truth and
- *    baseline). Best of 5 interleaved rounds (the machine is shared: the best is the least disturbed).
+ *    baseline). Best of 5 interleaved rounds (the machine is shared: the best is the least
+ *    disturbed).
  * 2. Filtered search at selectivity 0.1/1/10/50/100 %: the index's planner (ef 64) beside exact
  *    search over the matching points, both as a predicate scan and with a candidate list.
  * 3. Optionally GloVe-100 angular (Cosine) from glove-dir (base.fvecs, query.fvecs, gt.ivecs),
