@@ -43,14 +43,13 @@ typedef struct hnsw {
     uint64_t rng;
     uint32_t cap; /* nodes addressable */
     /* Level 0, one block per node (docs/ARCHITECTURE.md "HNSW memory layout"): a header (the
-     * int8 row's correction term, the link count, the 2*m links; padded to 64 bytes) and, when
+     * link count and the 2*m links, padded to 64 bytes) and, when
      * quantized, a payload at pay_off holding the node's int8 code, so that scoring a node and
      * expanding it read one block. Without quantization there is no payload (PAY_NONE) and the
      * walk reads the vecstore rows. bstride is a multiple of 64 (except in a checkpoint being
      * read: links only). */
     uint8_t *blk;
     size_t bstride, pay_off;
-    size_t lnk_off; /* 4 (after the correction word); 0 in a checkpoint being read */
     int pay;        /* PAY_*: what the payloads hold now */
     uint32_t **up;  /* cap: levels 1..level, (m + 1) words each, or NULL */
     uint8_t *level; /* cap */
@@ -88,11 +87,10 @@ static inline uint8_t *blk_of(const hnsw_t *h, uint32_t id)
     return h->blk + (size_t)id * h->bstride;
 }
 
-/* Level 0: word 0 of a block is the int8 correction term (a float), word 1 the count. */
 static inline uint32_t *links_of(const hnsw_t *h, uint32_t id, int lc)
 {
     if (lc == 0)
-        return (uint32_t *)(void *)(blk_of(h, id) + h->lnk_off);
+        return (uint32_t *)(void *)blk_of(h, id);
     return h->up[id] + (size_t)(lc - 1) * (h->m + 1);
 }
 
@@ -224,9 +222,12 @@ static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
 /* ---- per-thread scratch --------------------------------------------------------------------- */
 
 typedef struct scratch {
-    uint32_t *tag; /* visited: tag[id] == epoch */
+    /* visited: tag[id] == epoch. One byte per node (hnswlib uses two), so the array a walk tests
+     * at random stays small enough for the L2 cache (100 KB per 100k nodes); the bytes are
+     * cleared once every 255 searches, when the epoch wraps. */
+    uint8_t *tag;
     uint32_t tag_cap;
-    uint32_t epoch;
+    uint8_t epoch;
     cand_t *cq; /* candidates, min-heap */
     size_t cq_n, cq_cap;
     cand_t *rs; /* results, max-heap (worst at the root) */
@@ -288,7 +289,7 @@ static scratch_t *scratch_get(uint32_t cap)
         }
     }
     if (s->tag_cap < cap) {
-        uint32_t *t = calloc(cap, sizeof(uint32_t));
+        uint8_t *t = calloc(cap, 1);
         if (!t)
             return NULL;
         free(s->tag);
@@ -302,7 +303,7 @@ static scratch_t *scratch_get(uint32_t cap)
 static void visited_reset(scratch_t *s)
 {
     if (++s->epoch == 0) {
-        memset(s->tag, 0, (size_t)s->tag_cap * sizeof(uint32_t));
+        memset(s->tag, 0, s->tag_cap);
         s->epoch = 1;
     }
 }
@@ -456,27 +457,25 @@ static inline float qdist(const sctx_t *x, uint32_t id)
 {
     const hnsw_t *h = x->h;
     if (x->mode == PAY_CODE) {
-        const uint8_t *b = blk_of(h, id);
-        float k = (float)x->qp.kern(x->qq.code, b + h->pay_off, x->qp.row);
+        const uint8_t *code = blk_of(h, id) + h->pay_off;
         switch (x->qp.dist) {
         case AG_DIST_EUCLID:
-            return x->step2 * k;
+            return x->step2 * (float)x->qp.kern(x->qq.code, code, x->qp.row);
         case AG_DIST_MANHATTAN:
-            return x->qp.step * k;
+            return x->qp.step * (float)x->qp.kern(x->qq.code, code, x->qp.row);
         case AG_DIST_COSINE:
         case AG_DIST_DOT:
             break;
         }
-        float corr;
-        memcpy(&corr, b, sizeof(corr));
-        return -(x->qq.corr + corr + x->step2 * k);
+        uint32_t sum;
+        float k = (float)x->qp.dotsum(x->qq.code, code, x->qp.row, &sum);
+        return -(x->qq.corr + x->qp.lostep * (float)sum + x->step2 * k);
     }
     return idist(h->base.dist, x->q, ag_vecstore_view_row(&x->v, id), x->v.stride);
 }
 
-/* What scoring id reads: its payload (and, for a code, the header line with the correction
- * word), or its vecstore row. The rest of the header (the links) is fetched if and when the node
- * is expanded (search_layer prefetches the next candidate's). */
+/* What scoring id reads: its code, or its vecstore row. The header (the links) is fetched if and
+ * when the node is expanded (search_layer prefetches the next candidate's). */
 static inline void xprefetch(const sctx_t *x, uint32_t id)
 {
     const hnsw_t *h = x->h;
@@ -485,7 +484,6 @@ static inline void xprefetch(const sctx_t *x, uint32_t id)
         return;
     }
     const char *b = (const char *)blk_of(h, id);
-    PREFETCH(b);
     for (size_t off = h->pay_off; off < h->bstride; off += 64)
         PREFETCH(b + off);
 }
@@ -679,10 +677,10 @@ static int grow_nodes(hnsw_t *h, uint32_t need)
 
 /* ---- level-0 payloads ----------------------------------------------------------------------- */
 
-/* Bytes of the block header: correction word, count, 2*m links, padded to a cache line. */
+/* Bytes of the block header: count and 2*m links, padded to a cache line. */
 static size_t hdr_bytes(const hnsw_t *h)
 {
-    return ((size_t)(h->m0 + 2) * sizeof(uint32_t) + 63u) & ~(size_t)63u;
+    return ((size_t)(h->m0 + 1) * sizeof(uint32_t) + 63u) & ~(size_t)63u;
 }
 
 static size_t pay_bytes(const hnsw_t *h, int kind)
@@ -705,9 +703,9 @@ static void fill_payload(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t slot)
 {
     if (h->pay != PAY_CODE || slot >= v->capacity)
         return;
-    uint8_t *b = blk_of(h, slot);
-    float corr = ag_quant_encode_row(h->quant, ag_vecstore_view_row(v, slot), b + h->pay_off);
-    memcpy(b, &corr, sizeof(corr));
+    /* the row's correction term is not kept: the walk's kernel recomputes it (ag_quant.h) */
+    (void)ag_quant_encode_row(h->quant, ag_vecstore_view_row(v, slot),
+                              blk_of(h, slot) + h->pay_off);
 }
 
 /* Makes every node's payload hold what searches rank with (after quantization was turned on or
@@ -1492,7 +1490,6 @@ int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_param
     h->entry = NO_NODE;
     h->built = d.full_scan_threshold == 0;
     h->background = d.background;
-    h->lnk_off = sizeof(uint32_t);
     h->pay = PAY_NONE;
     h->pay_off = h->bstride = hdr_bytes(h);
     *out = &h->base;
@@ -1744,7 +1741,6 @@ static int body_read(hnsw_t *g, const file_header_t *hd, rbuf_t *r)
     g->state = malloc(g->cap ? g->cap : 1);
     /* g's blocks are headers only: no correction word, no payload, 4-byte aligned */
     g->bstride = words * sizeof(uint32_t);
-    g->lnk_off = 0;
     g->blk = malloc(g->cap ? (size_t)g->cap * words * sizeof(uint32_t) : 1);
     g->up = calloc(g->cap ? g->cap : 1, sizeof(uint32_t *));
     if (!g->level || !g->state || !g->blk || !g->up)
@@ -1872,7 +1868,7 @@ static int install_mapped(hnsw_t *h, hnsw_t *g, const uint32_t *map, uint32_t nc
         level[p] = g->level[o];
         state[p] = p < vcap ? NODE_LIVE : NODE_TOMB;
         const uint32_t *src = links_of(g, o, 0);
-        uint32_t *dst = (uint32_t *)(void *)(l0 + (size_t)p * h->bstride + h->lnk_off);
+        uint32_t *dst = (uint32_t *)(void *)(l0 + (size_t)p * h->bstride);
         dst[0] = src[0];
         for (uint32_t i = 1; i <= src[0]; i++)
             dst[i] = map[src[i]];

@@ -39,6 +39,17 @@ static uint32_t dot_generic(const uint8_t *a, const uint8_t *b, size_t n)
     return s;
 }
 
+static uint32_t dotsum_generic(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
+{
+    uint32_t s = 0, t = 0;
+    for (size_t i = 0; i < n; i++) {
+        s += (uint32_t)a[i] * b[i];
+        t += b[i];
+    }
+    *sum_b = t;
+    return s;
+}
+
 static uint32_t l2_generic(const uint8_t *a, const uint8_t *b, size_t n)
 {
     uint32_t s = 0;
@@ -150,6 +161,55 @@ dot_vnni(const uint8_t *a, const uint8_t *b, size_t n)
     return (uint32_t)_mm512_reduce_add_epi32(acc);
 }
 
+/* The same with b as the unsigned operand, which also yields sum(b) (b against bytes of 1):
+ *   sum a*b = sum b*(a - 128) + 128 * sum b. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint32_t
+dotsum_vnni(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    __m512i acc = _mm512_setzero_si512(), sb = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i vb = _mm512_loadu_si512((const void *)(b + i));
+        __m512i va = _mm512_xor_si512(_mm512_loadu_si512((const void *)(a + i)), flip);
+        acc = _mm512_dpbusd_epi32(acc, vb, va);
+        sb = _mm512_dpbusd_epi32(sb, vb, ones);
+    }
+    if (i < n) {
+        const __mmask64 m = (__mmask64)0xFFFFFFFFu;
+        __m512i vb = _mm512_maskz_loadu_epi8(m, b + i); /* b = 0 past the row: adds nothing */
+        __m512i va = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, a + i), flip);
+        acc = _mm512_dpbusd_epi32(acc, vb, va);
+        sb = _mm512_dpbusd_epi32(sb, vb, ones);
+    }
+    uint32_t t = (uint32_t)_mm512_reduce_add_epi32(sb);
+    *sum_b = t;
+    return (uint32_t)_mm512_reduce_add_epi32(acc) + 128u * t;
+}
+
+/* vpsadbw against zero sums the bytes of b into four 64-bit lanes. */
+__attribute__((target("avx2"))) static uint32_t dotsum_avx2(const uint8_t *a, const uint8_t *b,
+                                                            size_t n, uint32_t *sum_b)
+{
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    __m256i sb = _mm256_setzero_si256(), zero = _mm256_setzero_si256();
+    for (size_t i = 0; i < n; i += 32) {
+        __m256i va = _mm256_load_si256((const __m256i *)(a + i));
+        __m256i vb = _mm256_load_si256((const __m256i *)(b + i));
+        __m256i a0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(va));
+        __m256i a1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(va, 1));
+        __m256i b0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(vb));
+        __m256i b1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(vb, 1));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, b1));
+        sb = _mm256_add_epi64(sb, _mm256_sad_epu8(vb, zero));
+    }
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(sb), _mm256_extracti128_si256(sb, 1));
+    s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+    *sum_b = (uint32_t)_mm_cvtsi128_si64(s);
+    return hsum_epi32(_mm256_add_epi32(acc0, acc1));
+}
+
 static int cpu_level = -1; /* 0 none, 1 AVX2, 2 AVX-512 VNNI; a benign race (same answer) */
 
 static int simd_level(void)
@@ -196,6 +256,37 @@ uint32_t ag_u8_dot_avx2(const uint8_t *a, const uint8_t *b, size_t n)
         return dot_avx2(a, b, n);
 #endif
     return dot_generic(a, b, n);
+}
+
+uint32_t ag_u8_dotsum(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
+{
+#ifdef QUANT_AVX2
+    if (simd_level() >= 2)
+        return dotsum_vnni(a, b, n, sum_b);
+    if (have_avx2())
+        return dotsum_avx2(a, b, n, sum_b);
+#endif
+    return dotsum_generic(a, b, n, sum_b);
+}
+
+uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        return dotsum_avx2(a, b, n, sum_b);
+#endif
+    return dotsum_generic(a, b, n, sum_b);
+}
+
+static ag_u8_dotsum_fn pick_dotsum(void)
+{
+#ifdef QUANT_AVX2
+    if (simd_level() >= 2)
+        return dotsum_vnni;
+    if (have_avx2())
+        return dotsum_avx2;
+#endif
+    return dotsum_generic;
 }
 
 const char *ag_u8_dot_kernel(void)
@@ -467,8 +558,10 @@ float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code)
 void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out)
 {
     out->kern = q->kern;
+    out->dotsum = pick_dotsum();
     out->dist = q->dist;
     out->step = q->step;
+    out->lostep = q->lo * q->step;
     out->row = q->row;
 }
 

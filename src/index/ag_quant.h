@@ -87,13 +87,17 @@ float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code);
 
 /* What a caller holding its own code rows needs to compute ag_quant_dist itself:
  *   k = kern(query code, row code, row)
- *   Euclid: step^2 * k;  Manhattan: step * k;  Cosine/Dot: -(query corr + row corr + step^2 * k).
- */
+ *   Euclid: step^2 * k;  Manhattan: step * k;  Cosine/Dot: -(query corr + row corr + step^2 * k)
+ * where a row's corr (ag_quant_encode_row's result) is lostep * (sum of its code bytes): for
+ * Cosine/Dot, dotsum gives k and that sum in one pass, so the row's corr need not be stored. */
 typedef uint32_t (*ag_u8_kernel_fn)(const uint8_t *a, const uint8_t *b, size_t n);
+typedef uint32_t (*ag_u8_dotsum_fn)(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
 typedef struct ag_quant_params {
-    ag_u8_kernel_fn kern; /* the kernel for this distance on this CPU */
+    ag_u8_kernel_fn kern;   /* the kernel for this distance on this CPU */
+    ag_u8_dotsum_fn dotsum; /* ag_u8_dotsum's kernel for this CPU */
     ag_distance_t dist;
     float step;
+    float lostep; /* lo * step */
     size_t row;
 } ag_quant_params_t;
 void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out);
@@ -106,6 +110,10 @@ uint32_t ag_u8_dot(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_u8_dot_avx2(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_u8_dot_scalar(const uint8_t *a, const uint8_t *b, size_t n);
 const char *ag_u8_dot_kernel(void);
+/* sum a[i]*b[i] as ag_u8_dot, and sum b[i] into *sum_b, in one pass (VNNI, AVX2 or a loop); the
+ * _avx2 variant is the fallback by name. */
+uint32_t ag_u8_dotsum(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
+uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
 uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n);
 

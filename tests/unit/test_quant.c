@@ -64,8 +64,9 @@ static void test_kernels_match_loops(void **state)
 }
 
 /* The dot kernel picked for this CPU (AVX-512 VNNI on the CI machine when it has it), the AVX2
- * fallback and the scalar loop agree exactly on random rows of every length up to the largest
- * dimension, including all-255 rows (the largest sums) and rows that are not 64-byte multiples. */
+ * fallback and the scalar loop (and the dot-plus-row-sum kernels the graph walk uses) agree exactly
+ * on random rows of every length up to the largest dimension, including all-255 rows (the largest
+ * sums) and rows that are not 64-byte multiples. */
 static void test_dot_kernels_random(void **state)
 {
     (void)state;
@@ -88,6 +89,13 @@ static void test_dot_kernels_random(void **state)
         assert_int_equal(ag_u8_dot_scalar(a, b, n), want);
         assert_int_equal(ag_u8_dot_avx2(a, b, n), want);
         assert_int_equal(ag_u8_dot(a, b, n), want);
+        uint32_t sum = 0, s1 = 1, s2 = 2;
+        for (size_t i = 0; i < n; i++)
+            sum += b[i];
+        assert_int_equal(ag_u8_dotsum(a, b, n, &s1), want);
+        assert_int_equal(s1, sum);
+        assert_int_equal(ag_u8_dotsum_avx2(a, b, n, &s2), want);
+        assert_int_equal(s2, sum);
     }
     free(a);
     free(b);
