@@ -43,11 +43,10 @@ typedef struct hnsw {
     uint64_t rng;
     uint32_t cap; /* nodes addressable */
     /* Level 0, one block per node (docs/ARCHITECTURE.md "HNSW memory layout"): a header (the
-     * link count and the 2*m links, padded to 64 bytes) and, when
-     * quantized, a payload at pay_off holding the node's int8 code, so that scoring a node and
-     * expanding it read one block. Without quantization there is no payload (PAY_NONE) and the
-     * walk reads the vecstore rows. bstride is a multiple of 64 (except in a checkpoint being
-     * read: links only). */
+     * link count and the 2*m links) and, when quantized, a payload at pay_off (the next 64-byte
+     * boundary) holding the node's int8 code, so that scoring a node and expanding it read one
+     * block; bstride is then a multiple of 64. Without quantization there is no payload
+     * (PAY_NONE): the blocks are the bare headers and the walk reads the vecstore rows. */
     uint8_t *blk;
     size_t bstride, pay_off;
     int pay;        /* PAY_*: what the payloads hold now */
@@ -677,10 +676,16 @@ static int grow_nodes(hnsw_t *h, uint32_t need)
 
 /* ---- level-0 payloads ----------------------------------------------------------------------- */
 
-/* Bytes of the block header: count and 2*m links, padded to a cache line. */
+/* Bytes of the block header: count and 2*m links. A payload starts at the next 64-byte
+ * boundary; without one the blocks are packed (no padding). */
 static size_t hdr_bytes(const hnsw_t *h)
 {
-    return ((size_t)(h->m0 + 1) * sizeof(uint32_t) + 63u) & ~(size_t)63u;
+    return (size_t)(h->m0 + 1) * sizeof(uint32_t);
+}
+
+static size_t pad64(size_t n)
+{
+    return (n + 63u) & ~(size_t)63u;
 }
 
 static size_t pay_bytes(const hnsw_t *h, int kind)
@@ -715,7 +720,8 @@ static void fill_payload(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t slot)
 static void sync_payload(hnsw_t *h)
 {
     int want = pay_wanted(h);
-    size_t off = hdr_bytes(h), need = off + pay_bytes(h, want);
+    size_t hdr = hdr_bytes(h), off = pad64(hdr);
+    size_t need = want == PAY_NONE ? hdr : off + pay_bytes(h, want);
     if (need != h->bstride) {
         if (h->cap) {
             uint8_t *nb = big_alloc((size_t)h->cap * need);
@@ -725,7 +731,7 @@ static void sync_payload(hnsw_t *h)
             }
             memset(nb, 0, (size_t)h->cap * need);
             for (uint32_t i = 0; i < h->cap; i++)
-                memcpy(nb + (size_t)i * need, blk_of(h, i), off);
+                memcpy(nb + (size_t)i * need, blk_of(h, i), hdr);
             free(h->blk);
             h->blk = nb;
         }
@@ -1491,7 +1497,8 @@ int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_param
     h->built = d.full_scan_threshold == 0;
     h->background = d.background;
     h->pay = PAY_NONE;
-    h->pay_off = h->bstride = hdr_bytes(h);
+    h->bstride = hdr_bytes(h);
+    h->pay_off = pad64(h->bstride);
     *out = &h->base;
     return 0;
 }
