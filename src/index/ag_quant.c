@@ -3,6 +3,7 @@
 #include "ag_quant.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(AG_NO_CLONES)
@@ -26,7 +27,8 @@ struct ag_quant {
     uint32_t trained_rows;
     bool fit_only; /* ag_quant_fit: the range only, the caller keeps the codes */
     float lo, step, inv_step;
-    kern_fn kern; /* the kernel dist needs, for this CPU */
+    kern_fn kern;           /* the kernel dist needs, for this CPU */
+    ag_u8_dotsum_fn dotsum; /* dot product plus row sum, for this CPU */
 };
 
 /* ---- kernels -------------------------------------------------------------------------------- */
@@ -210,11 +212,14 @@ __attribute__((target("avx2"))) static uint32_t dotsum_avx2(const uint8_t *a, co
     return hsum_epi32(_mm256_add_epi32(acc0, acc1));
 }
 
-static int cpu_level = -1; /* 0 none, 1 AVX2, 2 AVX-512 VNNI; a benign race (same answer) */
+/* 0 none, 1 AVX2, 2 AVX-512 VNNI; -1 not yet known. Threads that race to fill it in all store
+ * the same answer (relaxed atomics: no ordering is needed, only no torn or racy access). */
+static _Atomic int cpu_level = -1;
 
 static int simd_level(void)
 {
-    if (cpu_level < 0) {
+    int known = atomic_load_explicit(&cpu_level, memory_order_relaxed);
+    if (known < 0) {
         __builtin_cpu_init();
         int l = 0;
         if (__builtin_cpu_supports("avx2"))
@@ -222,9 +227,10 @@ static int simd_level(void)
         if (l && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
             __builtin_cpu_supports("avx512vnni"))
             l = 2;
-        cpu_level = l;
+        atomic_store_explicit(&cpu_level, l, memory_order_relaxed);
+        known = l;
     }
-    return cpu_level;
+    return known;
 }
 
 static bool have_avx2(void)
@@ -344,6 +350,7 @@ int ag_quant_new(uint32_t dim, ag_distance_t dist, double quantile, ag_quant_t *
     q->quantile = quantile;
     q->row = AG_QUANT_ROW(dim);
     q->kern = pick_kernel(dist);
+    q->dotsum = pick_dotsum();
     *out = q;
     return 0;
 }
@@ -558,7 +565,7 @@ float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code)
 void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out)
 {
     out->kern = q->kern;
-    out->dotsum = pick_dotsum();
+    out->dotsum = q->dotsum;
     out->dist = q->dist;
     out->step = q->step;
     out->lostep = q->lo * q->step;

@@ -64,9 +64,10 @@ void ag_quant_encode_query(const ag_quant_t *q, const float *vec, ag_quant_query
 /* Decodes slot's row into out (dim floats): for tests. */
 void ag_quant_decode(const ag_quant_t *q, uint32_t slot, float *out);
 
-/* Approximate internal distance (lower = closer: the negated dot product for Cosine/Dot, the
- * squared L2 for Euclid, L1 for Manhattan) between an encoded query and slot's row. slot must be
- * below the code capacity (every slot encoded since training is). Thread-safe. */
+/* (ag_quant_dist and ag_quant_prefetch read the quantizer's own codes: ag_quant_train, not
+ * ag_quant_fit.) Approximate internal distance (lower = closer: the negated dot product for
+ * Cosine/Dot, the squared L2 for Euclid, L1 for Manhattan) between an encoded query and slot's row.
+ * slot must be below the code capacity (every slot encoded since training is). Thread-safe. */
 float ag_quant_dist(const ag_quant_t *q, const ag_quant_query_t *qq, uint32_t slot);
 /* The Qdrant score (ag_distance_score's meaning) for an approximate internal distance. */
 float ag_quant_score(const ag_quant_t *q, float dist);
