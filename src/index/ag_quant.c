@@ -139,6 +139,17 @@ __attribute__((target("avx2"))) static uint32_t l1_avx2(const uint8_t *a, const 
  * Exact: every partial sum stays far inside 32 bits for rows up to AG_MAX_DIM bytes. Rows are a
  * multiple of 32 bytes, so a row ends with at most one 32-byte half (masked load).
  */
+/* Sum of the 16 lanes, wrapping like uint32_t (a full row of 255s overflows int32: the
+ * compiler's _mm512_reduce_add_epi32 adds as signed int, which UBSan rightly reports). */
+__attribute__((target("avx512f"))) static inline uint32_t hsum512(__m512i v)
+{
+    __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+    return (uint32_t)_mm_cvtsi128_si32(t);
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint32_t
 dot_vnni(const uint8_t *a, const uint8_t *b, size_t n)
 {
@@ -160,7 +171,7 @@ dot_vnni(const uint8_t *a, const uint8_t *b, size_t n)
         sa = _mm512_dpbusd_epi32(sa, va, ones);
     }
     acc = _mm512_add_epi32(acc, _mm512_slli_epi32(sa, 7));
-    return (uint32_t)_mm512_reduce_add_epi32(acc);
+    return hsum512(acc);
 }
 
 /* The same with b as the unsigned operand, which also yields sum(b) (b against bytes of 1):
@@ -184,9 +195,9 @@ dotsum_vnni(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
         acc = _mm512_dpbusd_epi32(acc, vb, va);
         sb = _mm512_dpbusd_epi32(sb, vb, ones);
     }
-    uint32_t t = (uint32_t)_mm512_reduce_add_epi32(sb);
+    uint32_t t = hsum512(sb);
     *sum_b = t;
-    return (uint32_t)_mm512_reduce_add_epi32(acc) + 128u * t;
+    return hsum512(acc) + 128u * t;
 }
 
 /* vpsadbw against zero sums the bytes of b into four 64-bit lanes. */
