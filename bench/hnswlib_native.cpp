@@ -7,7 +7,7 @@
 //
 // Same files and parameters as bench_hnsw: base.fvecs normalized (cosine = inner product on unit
 // vectors), M=16, ef_construction=100, one thread; recall@10 against gt.ivecs and single-thread
-// queries/s at ef 16/32/64/128, ONE QUERY PER searchKnn CALL, best of 3 interleaved rounds.
+// queries/s at ef 16/32/64/128, ONE QUERY PER searchKnn CALL, best of 5 interleaved rounds.
 // Header-only hnswlib from Debian's libhnswlib-dev, compiled by bench/compare_hnswlib.sh with
 // -O3 -march=native (so hnswlib's AVX kernels are compiled in). Not part of the CMake build: the
 // CI machine does not need hnswlib. AEGIS_BENCH_CLOCK=cpu times with the process CPU clock, as
@@ -30,7 +30,7 @@ namespace
 {
 
 constexpr size_t K = 10;
-constexpr int ROUNDS = 3;
+constexpr int ROUNDS = 5;
 const size_t EFS[] = {10, 16, 32, 64, 128};
 
 // Reads an .fvecs/.ivecs file (each record: int32 d, then d 4-byte values) into out (n x d).

@@ -41,8 +41,15 @@ typedef struct hnsw {
     uint32_t m, m0, ef_construct, ef_search, full_scan;
     double ml;
     uint64_t rng;
-    uint32_t cap;   /* nodes addressable */
-    uint32_t *l0;   /* cap * (m0 + 1): count, then links */
+    uint32_t cap; /* nodes addressable */
+    /* Level 0, one block per node (docs/ARCHITECTURE.md "HNSW memory layout"): a header (the
+     * link count and the 2*m links) and, when quantized, a payload at pay_off (the next 64-byte
+     * boundary) holding the node's int8 code, so that scoring a node and expanding it read one
+     * block; bstride is then a multiple of 64. Without quantization there is no payload
+     * (PAY_NONE): the blocks are the bare headers and the walk reads the vecstore rows. */
+    uint8_t *blk;
+    size_t bstride, pay_off;
+    int pay;        /* PAY_*: what the payloads hold now */
     uint32_t **up;  /* cap: levels 1..level, (m + 1) words each, or NULL */
     uint8_t *level; /* cap */
     uint8_t *state; /* cap: NODE_* */
@@ -72,10 +79,17 @@ typedef struct hnsw {
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
 
+enum { PAY_NONE = 0, PAY_CODE = 1 };
+
+static inline uint8_t *blk_of(const hnsw_t *h, uint32_t id)
+{
+    return h->blk + (size_t)id * h->bstride;
+}
+
 static inline uint32_t *links_of(const hnsw_t *h, uint32_t id, int lc)
 {
     if (lc == 0)
-        return h->l0 + (size_t)id * (h->m0 + 1);
+        return (uint32_t *)(void *)blk_of(h, id);
     return h->up[id] + (size_t)(lc - 1) * (h->m + 1);
 }
 
@@ -86,7 +100,7 @@ static inline uint32_t cap_of(const hnsw_t *h, int lc)
 
 /*
  * Kernels over whole padded rows: both operands are 64-byte aligned and `n` (the vecstore stride)
- * is a multiple of 16 with zero tails, so there is no remainder loop, and two blocks of 16 lanes
+ * is a multiple of 16 with zero tails, so there is no remainder loop, and four blocks of 16 lanes
  * are summed into separate accumulators: the sums form independent dependency chains instead of
  * one (the shared kernels in ag_distance.c take any dim and keep a single chain). The summation
  * order differs from the shared kernels only in rounding, so the few hits finally returned are
@@ -107,83 +121,40 @@ static inline uint32_t cap_of(const hnsw_t *h, int lc)
 
 #define LANES 16
 
-HNSW_KERNEL float pad_l2sq(const float *restrict a, const float *restrict b, size_t n)
-{
-    a = __builtin_assume_aligned(a, 64);
-    b = __builtin_assume_aligned(b, 64);
-    float s0[LANES] = {0}, s1[LANES] = {0};
-    size_t i = 0;
-    for (; i + 2 * LANES <= n; i += 2 * LANES) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++) {
-            float d0 = a[i + j] - b[i + j], d1 = a[i + LANES + j] - b[i + LANES + j];
-            s0[j] += d0 * d0;
-            s1[j] += d1 * d1;
-        }
+/* Four blocks of 16 lanes per step into four accumulators (rows are multiples of 16 floats), so
+ * the additions form four independent chains; leftover blocks of 16 go to the first. */
+#define PAD_KERNEL(name, TERM)                                                                     \
+    HNSW_KERNEL float name(const float *restrict a, const float *restrict b, size_t n)             \
+    {                                                                                              \
+        a = __builtin_assume_aligned(a, 64);                                                       \
+        b = __builtin_assume_aligned(b, 64);                                                       \
+        float s0[LANES] = {0}, s1[LANES] = {0}, s2[LANES] = {0}, s3[LANES] = {0};                  \
+        size_t i = 0;                                                                              \
+        for (; i + 4 * LANES <= n; i += 4 * LANES) {                                               \
+            _Pragma("omp simd") for (size_t j = 0; j < LANES; j++)                                 \
+            {                                                                                      \
+                s0[j] += TERM(a[i + j], b[i + j]);                                                 \
+                s1[j] += TERM(a[i + LANES + j], b[i + LANES + j]);                                 \
+                s2[j] += TERM(a[i + 2 * LANES + j], b[i + 2 * LANES + j]);                         \
+                s3[j] += TERM(a[i + 3 * LANES + j], b[i + 3 * LANES + j]);                         \
+            }                                                                                      \
+        }                                                                                          \
+        for (; i < n; i += LANES) {                                                                \
+            _Pragma("omp simd") for (size_t j = 0; j < LANES; j++) s0[j] +=                        \
+                TERM(a[i + j], b[i + j]);                                                          \
+        }                                                                                          \
+        float acc = 0.0f;                                                                          \
+        _Pragma("omp simd reduction(+ : acc)") for (size_t j = 0; j < LANES; j++) acc +=           \
+            (s0[j] + s1[j]) + (s2[j] + s3[j]);                                                     \
+        return acc;                                                                                \
     }
-    if (i < n) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++) {
-            float d0 = a[i + j] - b[i + j];
-            s0[j] += d0 * d0;
-        }
-    }
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (size_t j = 0; j < LANES; j++)
-        acc += s0[j] + s1[j];
-    return acc;
-}
 
-HNSW_KERNEL float pad_l1(const float *restrict a, const float *restrict b, size_t n)
-{
-    a = __builtin_assume_aligned(a, 64);
-    b = __builtin_assume_aligned(b, 64);
-    float s0[LANES] = {0}, s1[LANES] = {0};
-    size_t i = 0;
-    for (; i + 2 * LANES <= n; i += 2 * LANES) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++) {
-            s0[j] += fabsf(a[i + j] - b[i + j]);
-            s1[j] += fabsf(a[i + LANES + j] - b[i + LANES + j]);
-        }
-    }
-    if (i < n) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++)
-            s0[j] += fabsf(a[i + j] - b[i + j]);
-    }
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (size_t j = 0; j < LANES; j++)
-        acc += s0[j] + s1[j];
-    return acc;
-}
-
-HNSW_KERNEL float pad_dot(const float *restrict a, const float *restrict b, size_t n)
-{
-    a = __builtin_assume_aligned(a, 64);
-    b = __builtin_assume_aligned(b, 64);
-    float s0[LANES] = {0}, s1[LANES] = {0};
-    size_t i = 0;
-    for (; i + 2 * LANES <= n; i += 2 * LANES) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++) {
-            s0[j] += a[i + j] * b[i + j];
-            s1[j] += a[i + LANES + j] * b[i + LANES + j];
-        }
-    }
-    if (i < n) {
-#pragma omp simd
-        for (size_t j = 0; j < LANES; j++)
-            s0[j] += a[i + j] * b[i + j];
-    }
-    float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-    for (size_t j = 0; j < LANES; j++)
-        acc += s0[j] + s1[j];
-    return acc;
-}
+#define TERM_L2(x, y) (((x) - (y)) * ((x) - (y)))
+#define TERM_L1(x, y) fabsf((x) - (y))
+#define TERM_DOT(x, y) ((x) * (y))
+PAD_KERNEL(pad_l2sq, TERM_L2)
+PAD_KERNEL(pad_l1, TERM_L1)
+PAD_KERNEL(pad_dot, TERM_DOT)
 
 /* Internal distance over padded rows, lower = closer: squared L2, L1, or the negated dot. */
 static inline float idist(ag_distance_t d, const float *a, const float *b, size_t stride)
@@ -229,6 +200,15 @@ static inline float key_of(ag_distance_t d, float dist)
     return -dist;
 }
 
+/* A prefetch the optimizer keeps: gcc 12 at -O3 deleted whole loops of __builtin_prefetch in
+ * search_layer (a loop with no other effect), which halved the walk's speed. An asm statement
+ * marked volatile is never removed. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PREFETCH(p) __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)(p)))
+#else
+#define PREFETCH(p) __builtin_prefetch(p)
+#endif
+
 static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
 {
     if (!v->rows) /* external rows (on_disk): a prefetch would be a whole fetch */
@@ -237,7 +217,7 @@ static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
     const char *p = (const char *)ag_vecstore_view_row(v, id);
     size_t bytes = v->stride * sizeof(float);
     for (size_t off = 0; off < bytes; off += 64)
-        __builtin_prefetch(p + off);
+        PREFETCH(p + off);
 }
 
 /* ---- per-thread scratch --------------------------------------------------------------------- */
@@ -246,9 +226,12 @@ static inline void prefetch_row(const ag_vecstore_view_t *v, uint32_t id)
     8 /* decoded rows valid at once: linking uses at most two (insert copies its own) */
 
 typedef struct scratch {
-    uint32_t *tag; /* visited: tag[id] == epoch */
+    /* visited: tag[id] == epoch. One byte per node (hnswlib uses two), so the array a walk tests
+     * at random stays small enough for the L2 cache (100 KB per 100k nodes); the bytes are
+     * cleared once every 255 searches, when the epoch wraps. */
+    uint8_t *tag;
     uint32_t tag_cap;
-    uint32_t epoch;
+    uint8_t epoch;
     cand_t *cq; /* candidates, min-heap */
     size_t cq_n, cq_cap;
     cand_t *rs; /* results, max-heap (worst at the root) */
@@ -315,7 +298,7 @@ static scratch_t *scratch_get(uint32_t cap)
         }
     }
     if (s->tag_cap < cap) {
-        uint32_t *t = calloc(cap, sizeof(uint32_t));
+        uint8_t *t = calloc(cap, 1);
         if (!t)
             return NULL;
         free(s->tag);
@@ -329,7 +312,7 @@ static scratch_t *scratch_get(uint32_t cap)
 static void visited_reset(scratch_t *s)
 {
     if (++s->epoch == 0) {
-        memset(s->tag, 0, (size_t)s->tag_cap * sizeof(uint32_t));
+        memset(s->tag, 0, s->tag_cap);
         s->epoch = 1;
     }
 }
@@ -423,6 +406,17 @@ static void maxheap_pop(cand_t *h, size_t *n)
         maxheap_sift_down(h, *n, 0);
 }
 
+/* Sorts a max-heap in place, closest first (no comparator calls through a pointer). */
+static void heap_sort(cand_t *h, size_t n)
+{
+    while (n > 1) {
+        cand_t t = h[0];
+        h[0] = h[n - 1];
+        h[n - 1] = t;
+        maxheap_sift_down(h, --n, 0);
+    }
+}
+
 static int cmp_cand(const void *pa, const void *pb)
 {
     const cand_t *a = pa, *b = pb;
@@ -440,6 +434,9 @@ typedef struct sctx {
     bool acorn;
     const ag_quant_t *qz; /* ranking with the int8 codes (x->qq is the query's), or NULL */
     ag_quant_query_t qq;
+    int mode;             /* PAY_CODE: scored from the blocks' codes; PAY_NONE: vecstore rows */
+    ag_quant_params_t qp; /* PAY_CODE: the kernel and scale */
+    float step2;          /* PAY_CODE: qp.step squared */
     scratch_t *sc;
     double deadline; /* ag_now_mono() time to give up a search (AG_ETIMEOUT); 0 = none */
 } sctx_t;
@@ -449,19 +446,55 @@ static inline bool admit(const sctx_t *x, uint32_t id)
     return x->h->state[id] == NODE_LIVE && (!x->accept || x->accept(x->ud, id));
 }
 
-static inline float qdist(const sctx_t *x, uint32_t id)
+/* Chooses where the walk reads a node's vector: the codes in the blocks for a quantized walk,
+ * else the vecstore rows. */
+static void set_mode(sctx_t *x)
 {
-    if (x->qz)
-        return ag_quant_dist(x->qz, &x->qq, id);
-    return idist(x->h->base.dist, x->q, ag_vecstore_view_row(&x->v, id), x->v.stride);
+    x->mode = PAY_NONE;
+    if (!x->qz)
+        return;
+    if (x->h->pay != PAY_CODE) {
+        x->qz = NULL; /* codes unavailable (out of memory): the float walk */
+        return;
+    }
+    x->mode = PAY_CODE;
+    ag_quant_params(x->qz, &x->qp);
+    x->step2 = x->qp.step * x->qp.step;
 }
 
+static inline float qdist(const sctx_t *x, uint32_t id)
+{
+    const hnsw_t *h = x->h;
+    if (x->mode == PAY_CODE) {
+        const uint8_t *code = blk_of(h, id) + h->pay_off;
+        switch (x->qp.dist) {
+        case AG_DIST_EUCLID:
+            return x->step2 * (float)x->qp.kern(x->qq.code, code, x->qp.row);
+        case AG_DIST_MANHATTAN:
+            return x->qp.step * (float)x->qp.kern(x->qq.code, code, x->qp.row);
+        case AG_DIST_COSINE:
+        case AG_DIST_DOT:
+            break;
+        }
+        uint32_t sum;
+        float k = (float)x->qp.dotsum(x->qq.code, code, x->qp.row, &sum);
+        return -(x->qq.corr + x->qp.lostep * (float)sum + x->step2 * k);
+    }
+    return idist(h->base.dist, x->q, ag_vecstore_view_row(&x->v, id), x->v.stride);
+}
+
+/* What scoring id reads: its code, or its vecstore row. The header (the links) is fetched if and
+ * when the node is expanded (search_layer prefetches the next candidate's). */
 static inline void xprefetch(const sctx_t *x, uint32_t id)
 {
-    if (x->qz)
-        ag_quant_prefetch(x->qz, id);
-    else
+    const hnsw_t *h = x->h;
+    if (x->mode == PAY_NONE) {
         prefetch_row(&x->v, id);
+        return;
+    }
+    const char *b = (const char *)blk_of(h, id);
+    for (size_t off = h->pay_off; off < h->bstride; off += 64)
+        PREFETCH(b + off);
 }
 
 /* Greedy walk on one upper level towards the query. */
@@ -552,8 +585,12 @@ static int search_layer(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
         if (sc->rs_n >= ef && c.d > sc->rs[0].d)
             break;
         /* The likely next expansion's link list, fetched while this one is scored. */
-        if (sc->cq_n > 0)
-            __builtin_prefetch(links_of(x->h, sc->cq[0].id, lc));
+        if (sc->cq_n > 0) {
+            const char *nl = (const char *)links_of(x->h, sc->cq[0].id, lc);
+            PREFETCH(nl);
+            PREFETCH(nl + 64);
+            PREFETCH(nl + 128);
+        }
         size_t k = gather(x, c.id, lc);
         if (k == SIZE_MAX)
             return AG_ENOMEM;
@@ -598,13 +635,14 @@ static int random_level(hnsw_t *h)
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
-/* malloc for the level-0 links (free() releases it): from 2 MB on, 2 MB aligned and marked for
- * transparent huge pages, as a walk reads the lists at random and 4 KB pages make most of those
- * reads miss the TLB. The kernel may ignore the hint (then nothing changes). NULL: no memory. */
+/* 64-byte aligned malloc for the level-0 blocks (free() releases it): from 2 MB on, 2 MB aligned
+ * and marked for transparent huge pages, as a walk reads the lists at random and 4 KB pages make
+ * most of those reads miss the TLB. The kernel may ignore the hint (then nothing changes). NULL: no
+ * memory. */
 static void *big_alloc(size_t bytes)
 {
     if (bytes < HUGE_PAGE)
-        return malloc(bytes);
+        return aligned_alloc(64, (AG_MAX(bytes, (size_t)1) + 63) & ~(size_t)63);
     size_t whole = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
     void *p = aligned_alloc(HUGE_PAGE, whole);
     if (p)
@@ -619,15 +657,14 @@ static int grow_nodes(hnsw_t *h, uint32_t need)
     uint32_t nc = h->cap ? h->cap : 64;
     while (nc < need)
         nc = nc > UINT32_MAX / 2 ? need : nc * 2;
-    size_t words = (size_t)h->m0 + 1;
-    uint32_t *l0 = big_alloc((size_t)nc * words * sizeof(uint32_t));
-    if (!l0)
+    uint8_t *blk = big_alloc((size_t)nc * h->bstride);
+    if (!blk)
         return AG_ENOMEM;
     if (h->cap)
-        memcpy(l0, h->l0, (size_t)h->cap * words * sizeof(uint32_t));
-    free(h->l0);
-    h->l0 = l0;
-    memset(l0 + (size_t)h->cap * words, 0, (size_t)(nc - h->cap) * words * sizeof(uint32_t));
+        memcpy(blk, h->blk, (size_t)h->cap * h->bstride);
+    free(h->blk);
+    h->blk = blk;
+    memset(blk + (size_t)h->cap * h->bstride, 0, (size_t)(nc - h->cap) * h->bstride);
     uint32_t **up = realloc(h->up, (size_t)nc * sizeof(*up));
     if (!up)
         return AG_ENOMEM;
@@ -645,6 +682,80 @@ static int grow_nodes(hnsw_t *h, uint32_t need)
     memset(st + h->cap, 0, nc - h->cap);
     h->cap = nc;
     return 0;
+}
+
+/* ---- level-0 payloads ----------------------------------------------------------------------- */
+
+/* Bytes of the block header: count and 2*m links. A payload starts at the next 64-byte
+ * boundary; without one the blocks are packed (no padding). */
+static size_t hdr_bytes(const hnsw_t *h)
+{
+    return (size_t)(h->m0 + 1) * sizeof(uint32_t);
+}
+
+static size_t pad64(size_t n)
+{
+    return (n + 63u) & ~(size_t)63u;
+}
+
+static size_t pay_bytes(const hnsw_t *h, int kind)
+{
+    if (kind == PAY_CODE)
+        return (AG_QUANT_ROW(ag_vecstore_dim(h->base.vs)) + 63u) & ~(size_t)63u;
+    return 0;
+}
+
+/* The payload kind searches want now. (A copy of the float row as the payload of an unquantized
+ * graph was measured too — docs/BENCHMARKS.md — and was not faster: a 100-d row is 7 lines
+ * either way, and rescoring then reads cold vecstore rows.) */
+static int pay_wanted(const hnsw_t *h)
+{
+    return h->quant && ag_quant_trained(h->quant) ? PAY_CODE : PAY_NONE;
+}
+
+/* Writes slot's payload from its row in the vecstore (ignored past the vecstore's capacity). */
+static void fill_payload(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t slot)
+{
+    if (h->pay != PAY_CODE || slot >= v->capacity)
+        return;
+    /* the row's correction term is not kept: the walk's kernel recomputes it (ag_quant.h) */
+    (void)ag_quant_encode_row(h->quant, ag_vecstore_view_row(v, slot),
+                              blk_of(h, slot) + h->pay_off);
+}
+
+/* Makes every node's payload hold what searches rank with (after quantization was turned on or
+ * off, or retrained): moves the blocks to the new stride when the kind changed and re-encodes the
+ * payloads from the vecstore. Writer side. Out of memory: the payloads are marked unused
+ * (PAY_NONE; walks then read the vecstore rows, slower but correct). */
+static void sync_payload(hnsw_t *h)
+{
+    int want = pay_wanted(h);
+    size_t hdr = hdr_bytes(h), off = pad64(hdr);
+    size_t need = want == PAY_NONE ? hdr : off + pay_bytes(h, want);
+    if (need != h->bstride) {
+        if (h->cap) {
+            uint8_t *nb = big_alloc((size_t)h->cap * need);
+            if (!nb) {
+                h->pay = PAY_NONE;
+                return;
+            }
+            memset(nb, 0, (size_t)h->cap * need);
+            for (uint32_t i = 0; i < h->cap; i++)
+                memcpy(nb + (size_t)i * need, blk_of(h, i), hdr);
+            free(h->blk);
+            h->blk = nb;
+        }
+        h->bstride = need;
+        h->pay_off = off;
+    }
+    h->pay = want;
+    if (want == PAY_NONE)
+        return;
+    ag_vecstore_view_t v;
+    ag_vecstore_view(h->base.vs, &v);
+    for (uint32_t i = 0; i < h->cap; i++)
+        if (h->state[i] != NODE_EMPTY)
+            fill_payload(h, &v, i);
 }
 
 static inline float rdist(const hnsw_t *h, const ag_vecstore_view_t *v, uint32_t a, uint32_t b)
@@ -719,16 +830,22 @@ static void pick_entry(hnsw_t *h, uint32_t skip)
 
 static const float *pad_query(scratch_t *sc, const float *query, const ag_vecstore_view_t *v);
 
-/* A row decoded from its int8 code into this thread's ring (linking_view). */
+/* A row decoded from the int8 code in its node's block into this thread's ring (linking_view).
+ * A node without a code yet (the one being inserted, or codes not laid out) is read from the
+ * owner's rows. */
 static const float *decoded_row(void *ud, uint32_t slot)
 {
     const hnsw_t *h = ud;
     scratch_t *s = scratch_get(0);
-    if (!s || !s->dec[0] || slot >= ag_quant_capacity(h->quant))
+    if (!s || !s->dec[0] || h->pay != PAY_CODE || slot >= h->cap || h->state[slot] == NODE_EMPTY)
         return ag_vecstore_get(h->base.vs, slot); /* the owner's fetch */
     float *out = s->dec[s->dec_next++ % DEC_RING];
     uint32_t dim = ag_vecstore_dim(h->base.vs);
-    ag_quant_decode(h->quant, slot, out);
+    const uint8_t *code = blk_of(h, slot) + h->pay_off;
+    float lo, step;
+    ag_quant_range(h->quant, &lo, &step);
+    for (uint32_t i = 0; i < dim; i++)
+        out[i] = lo + (float)code[i] * step;
     memset(out + dim, 0, (s->dec_cap - dim) * sizeof(float));
     return out;
 }
@@ -796,7 +913,8 @@ static int insert(hnsw_t *h, uint32_t slot)
         h->up[slot] = up;
         h->level[slot] = (uint8_t)level;
     }
-    h->l0[(size_t)slot * (h->m0 + 1)] = 0;
+    links_of(h, slot, 0)[0] = 0;
+    fill_payload(h, &v, slot);
 
     if (h->entry == NO_NODE) {
         h->entry = slot;
@@ -815,20 +933,7 @@ static int insert(hnsw_t *h, uint32_t slot)
     /* An external (on_disk) row lives only for a few more fetches: the walk keeps a copy. */
     if (v.fetch && !(x.q = pad_query(sc, x.q, &v)))
         return AG_ENOMEM;
-    if (v.fetch == decoded_row) { /* linking over the codes: the walk ranks with them directly */
-        size_t row = AG_QUANT_ROW(v.dim);
-        if (sc->qcode_cap < row) {
-            uint8_t *b = aligned_alloc(64, (row + 63) & ~(size_t)63);
-            if (!b)
-                return AG_ENOMEM;
-            free(sc->qcode);
-            sc->qcode = b;
-            sc->qcode_cap = row;
-        }
-        x.qz = h->quant;
-        x.qq.code = sc->qcode;
-        ag_quant_encode_query(h->quant, x.q, &x.qq);
-    }
+    set_mode(&x);
     uint32_t ep = h->entry;
     float epd = qdist(&x, ep);
     for (int lc = h->max_level; lc > level; lc--)
@@ -924,7 +1029,7 @@ void ag_hnsw_repair(ag_index_t *ix)
         free(h->up[t]);
         h->up[t] = NULL;
         h->level[t] = 0;
-        h->l0[(size_t)t * (h->m0 + 1)] = 0;
+        links_of(h, t, 0)[0] = 0;
     }
     h->n_tomb = 0;
     if (entry_gone)
@@ -998,19 +1103,17 @@ uint32_t ag_hnsw_link_pending(ag_index_t *ix, uint32_t max)
 
 /* Keeps slot's code current after its vector was stored (writer side). A failure leaves the
  * quantizer untrained, so searches rank with the float rows until the next add trains it. */
-static void quant_note(hnsw_t *h, uint32_t slot)
+static void quant_note(hnsw_t *h)
 {
     if (!h->quant || h->deferred)
         return;
     uint32_t n = ag_vecstore_count(h->base.vs), t = ag_quant_trained_rows(h->quant);
-    int rc;
-    if (t == 0 || (t < QUANT_SETTLED && (uint64_t)n >= 4u * (uint64_t)t))
-        rc = ag_quant_train(h->quant, h->base.vs);
-    else
-        rc = slot == UINT32_MAX ? 0
-                                : ag_quant_set(h->quant, slot, ag_vecstore_get(h->base.vs, slot));
-    if (rc)
-        ag_quant_reset(h->quant);
+    if (t == 0 || (t < QUANT_SETTLED && (uint64_t)n >= 4u * (uint64_t)t)) {
+        if (ag_quant_fit(h->quant, h->base.vs) != 0)
+            ag_quant_reset(h->quant);
+        sync_payload(h); /* every node's code again, for the new range */
+    }
+    /* otherwise the slot's code is written when it is linked (insert -> fill_payload) */
 }
 
 int ag_hnsw_set_quant(ag_index_t *ix, double quantile)
@@ -1018,17 +1121,24 @@ int ag_hnsw_set_quant(ag_index_t *ix, double quantile)
     hnsw_t *h = (hnsw_t *)ix;
     ag_quant_free(h->quant);
     h->quant = NULL;
-    if (quantile == 0)
-        return 0;
-    int rc = ag_quant_new(ag_vecstore_dim(ix->vs), ix->dist, quantile, &h->quant);
-    if (rc)
-        return rc;
-    if (!h->deferred && ag_vecstore_count(ix->vs) > 0 && ag_quant_train(h->quant, ix->vs) != 0) {
+    int rc = 0;
+    if (quantile != 0) {
+        rc = ag_quant_new(ag_vecstore_dim(ix->vs), ix->dist, quantile, &h->quant);
+        if (rc == 0 && !h->deferred && ag_vecstore_count(ix->vs) > 0 &&
+            ag_quant_fit(h->quant, ix->vs) != 0)
+            rc = AG_ENOMEM;
+    }
+    if (rc == 0) {
+        sync_payload(h); /* the codes into the blocks (or the floats back) */
+        if (h->pay != pay_wanted(h))
+            rc = AG_ENOMEM;
+    }
+    if (rc && h->quant) { /* quantization stays off */
         ag_quant_free(h->quant);
         h->quant = NULL;
-        return AG_ENOMEM;
+        sync_payload(h);
     }
-    return 0;
+    return rc;
 }
 
 bool ag_hnsw_quantized(const ag_index_t *ix)
@@ -1141,7 +1251,7 @@ static int hnsw_add(ag_index_t *ix, uint32_t slot)
         return AG_ENOTFOUND;
     if (h->deferred)
         return 0;
-    quant_note(h, slot);
+    quant_note(h);
     h->mutations++;
     if (!h->built) {
         if (ag_vecstore_count(ix->vs) <= h->full_scan)
@@ -1287,7 +1397,8 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
      * rescoring is off); the beam is at least that wide. */
     size_t n_pick = 2 * k; /* float walk: the margin for the two kernels' roundings */
     bool rescore = true;
-    if (h->quant && ag_quant_trained(h->quant) && !(params && params->quant_ignore)) {
+    if (h->quant && ag_quant_trained(h->quant) && h->pay == PAY_CODE &&
+        !(params && params->quant_ignore)) {
         x.qz = h->quant;
         double over = params && params->oversampling > 1 ? params->oversampling : 1.0;
         double want_d = ceil(over * (double)k);
@@ -1310,6 +1421,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
         x.acorn = sel < AG_HNSW_ACORN_BELOW;
     }
     ag_vecstore_view(ix->vs, &x.v);
+    set_mode(&x);
     if (!(x.q = pad_query(x.sc, query, &x.v)))
         return AG_ENOMEM;
     if (x.qz) {
@@ -1344,7 +1456,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
      * shared ones (a margin of k covers near-ties that the two roundings order differently). */
     size_t nb = x.sc->rs_n;
     cand_t *beam = x.sc->rs;
-    qsort(beam, nb, sizeof(cand_t), cmp_cand);
+    heap_sort(beam, nb);
     nb = AG_MIN(nb, n_pick);
     float thr = 0.0f;
     bool has_thr = params && params->has_threshold;
@@ -1352,6 +1464,9 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
         thr = higher ? params->score_threshold : -params->score_threshold;
     ag_topk_t t;
     ag_topk_init(&t, out, k);
+    if (rescore && x.mode != PAY_NONE) /* the walk did not read these rows: fetch them together */
+        for (size_t i = 0; i < nb; i++)
+            prefetch_row(&x.v, beam[i].id);
     for (size_t i = 0; i < nb; i++) {
         uint32_t id = beam[i].id;
         float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x.v, id), x.v.dim)
@@ -1387,7 +1502,7 @@ static void hnsw_free(ag_index_t *ix)
         for (uint32_t i = 0; i < h->cap; i++)
             free(h->up[i]);
     free(h->up);
-    free(h->l0);
+    free(h->blk);
     free(h->level);
     free(h->state);
     free(h->pend);
@@ -1444,6 +1559,9 @@ int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_param
     h->entry = NO_NODE;
     h->built = d.full_scan_threshold == 0;
     h->background = d.background;
+    h->pay = PAY_NONE;
+    h->bstride = hdr_bytes(h);
+    h->pay_off = pad64(h->bstride);
     *out = &h->base;
     return 0;
 }
@@ -1457,11 +1575,13 @@ void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out)
     out->max_level = h->entry == NO_NODE ? 0 : (uint32_t)h->max_level;
     out->built = h->built;
     out->pending = h->q_n;
-    size_t mem = (size_t)h->cap * (((size_t)h->m0 + 1) * sizeof(uint32_t) + sizeof(uint32_t *) + 2);
+    /* The blocks: headers count as the graph, int8 payloads as the codes. */
+    size_t code = h->pay == PAY_CODE ? h->bstride - h->pay_off : 0;
+    size_t mem = (size_t)h->cap * (h->bstride - code + sizeof(uint32_t *) + 2);
     for (uint32_t i = 0; i < h->cap; i++)
         mem += (size_t)h->level[i] * (h->m + 1) * sizeof(uint32_t);
     out->memory = mem;
-    out->quant_memory = h->quant ? ag_quant_memory(h->quant) : 0;
+    out->quant_memory = (size_t)h->cap * code;
 }
 
 /* ---- persistence ---------------------------------------------------------------------------- */
@@ -1577,7 +1697,8 @@ int ag_hnsw_checkpoint(const ag_index_t *ix, ag_hnsw_key_fn keys_of, void *ud, s
     if (cap) {
         p = put(p, h->level, cap);
         p = put(p, h->state, cap);
-        p = put(p, h->l0, (size_t)cap * words * 4);
+        for (uint32_t i = 0; i < cap; i++) /* the file keeps the links without payloads */
+            p = put(p, links_of(h, i, 0), words * 4);
         for (uint32_t i = 0; i < cap; i++)
             if (h->level[i] > 0)
                 p = put(p, h->up[i], (size_t)h->level[i] * (h->m + 1) * 4);
@@ -1688,13 +1809,15 @@ static int body_read(hnsw_t *g, const file_header_t *hd, rbuf_t *r)
         return AG_EINVAL;
     g->level = malloc(g->cap ? g->cap : 1);
     g->state = malloc(g->cap ? g->cap : 1);
-    g->l0 = malloc(g->cap ? (size_t)g->cap * words * sizeof(uint32_t) : 1);
+    /* g's blocks are headers only: no correction word, no payload, 4-byte aligned */
+    g->bstride = words * sizeof(uint32_t);
+    g->blk = malloc(g->cap ? (size_t)g->cap * words * sizeof(uint32_t) : 1);
     g->up = calloc(g->cap ? g->cap : 1, sizeof(uint32_t *));
-    if (!g->level || !g->state || !g->l0 || !g->up)
+    if (!g->level || !g->state || !g->blk || !g->up)
         return AG_ENOMEM;
     memcpy(g->level, lv, g->cap);
     memcpy(g->state, st, g->cap);
-    memcpy(g->l0, l0, (size_t)g->cap * words * sizeof(uint32_t));
+    memcpy(g->blk, l0, (size_t)g->cap * words * sizeof(uint32_t));
     uint32_t live = 0, tomb = 0;
     for (uint32_t i = 0; i < g->cap; i++) {
         if (g->state[i] > NODE_TOMB || g->level[i] > MAX_LEVEL)
@@ -1736,7 +1859,7 @@ static void graph_release(hnsw_t *g)
         for (uint32_t i = 0; i < g->cap; i++)
             free(g->up[i]);
     free(g->up);
-    free(g->l0);
+    free(g->blk);
     free(g->level);
     free(g->state);
 }
@@ -1795,11 +1918,10 @@ static void pend_clear(hnsw_t *h)
 static int install_mapped(hnsw_t *h, hnsw_t *g, const uint32_t *map, uint32_t ncap, uint32_t vcap,
                           uint32_t kept, uint32_t dropped, uint32_t entry)
 {
-    size_t words = (size_t)h->m0 + 1;
-    uint32_t *l0 = big_alloc((size_t)ncap * words * sizeof(uint32_t)); /* no overflow: a
-                                         checkpoint's cap came through the same sizes */
+    uint8_t *l0 = big_alloc((size_t)ncap * h->bstride); /* no overflow: a checkpoint's cap came
+                                                          through the same sizes */
     if (l0)
-        memset(l0, 0, (size_t)ncap * words * sizeof(uint32_t));
+        memset(l0, 0, (size_t)ncap * h->bstride);
     uint32_t **up = calloc(ncap, sizeof(uint32_t *));
     uint8_t *level = calloc(ncap, 1), *state = calloc(ncap, 1);
     if (!l0 || !up || !level || !state) {
@@ -1816,7 +1938,7 @@ static int install_mapped(hnsw_t *h, hnsw_t *g, const uint32_t *map, uint32_t nc
         level[p] = g->level[o];
         state[p] = p < vcap ? NODE_LIVE : NODE_TOMB;
         const uint32_t *src = links_of(g, o, 0);
-        uint32_t *dst = l0 + (size_t)p * words;
+        uint32_t *dst = (uint32_t *)(void *)(l0 + (size_t)p * h->bstride);
         dst[0] = src[0];
         for (uint32_t i = 1; i <= src[0]; i++)
             dst[i] = map[src[i]];
@@ -1829,7 +1951,7 @@ static int install_mapped(hnsw_t *h, hnsw_t *g, const uint32_t *map, uint32_t nc
         }
     }
     graph_release(h);
-    h->l0 = l0;
+    h->blk = l0;
     h->up = up;
     h->level = level;
     h->state = state;
@@ -1860,7 +1982,7 @@ int ag_hnsw_resume(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, vo
     }
     hnsw_t g = *h;
     g.up = NULL;
-    g.l0 = NULL;
+    g.blk = NULL;
     g.level = g.state = NULL;
     rbuf_t r = {body, (size_t)hd.body_len, 0};
     uint32_t *map = NULL;
@@ -1904,6 +2026,7 @@ int ag_hnsw_resume(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, vo
     uint32_t entry = hd.entry == NO_NODE ? NO_NODE : map[hd.entry];
     if ((rc = install_mapped(h, &g, map, ncap, vcap, kept, dropped, entry)) != 0)
         goto done;
+    sync_payload(h); /* the file has links only: payloads from the vecstore */
     pend_clear(h);
     h->deferred = false;
     /* Dropped nodes go now; the repair reconnects the nodes that linked to them. */
@@ -1952,7 +2075,7 @@ void ag_hnsw_defer(ag_index_t *ix)
     hnsw_t *h = (hnsw_t *)ix;
     graph_release(h);
     h->up = NULL;
-    h->l0 = NULL;
+    h->blk = NULL;
     h->level = h->state = NULL;
     h->cap = 0;
     h->entry = NO_NODE;
@@ -1967,9 +2090,10 @@ int ag_hnsw_finish(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, vo
 {
     hnsw_t *h = (hnsw_t *)ix;
     h->deferred = false;
-    if (h->quant && ag_quant_train(h->quant, ix->vs) != 0)
+    if (h->quant && ag_quant_fit(h->quant, ix->vs) != 0)
         ag_log(AG_LOG_WARN, "hnsw: out of memory encoding the quantized vectors; searches rank "
                             "with the float vectors until the next write");
+    sync_payload(h); /* the graph is empty here: just the block layout for the payload kind */
     uint32_t count = ag_vecstore_count(ix->vs);
     if (path) {
         double t0 = ag_now_mono();

@@ -2,10 +2,11 @@
  * ag_hnsw.h — a hierarchical navigable small world graph (Malkov & Yashunin) behind the
  * ag_index interface, with a per-query planner for filtered search.
  *
- * Layout: level-0 links of every node packed in one array (a count word plus 2*m link slots per
- * node, so a node's list is one or two cache lines next to its neighbours' lists); upper levels
- * (rare: 1/m of the nodes) in small per-node arrays. Vectors are not copied: the graph reads the
- * rows of the borrowed vecstore (64-byte aligned).
+ * Layout (docs/ARCHITECTURE.md "HNSW memory layout"): level 0 is one array of fixed-size,
+ * 64-byte aligned blocks, one per node: a header (count word and 2*m link slots) and, with int8
+ * quantization, the node's code, so a quantized walk reads one block per node for both scoring
+ * and expanding it. Upper levels (rare: 1/m of the nodes) are small per-node arrays. Float vectors
+ * are not copied: the graph reads the rows of the borrowed vecstore (64-byte aligned).
  *
  * Concurrency: add/remove are serialized by the caller and exclude searches (the collection's
  * rwlock); searches share no mutable state (each thread has its own visited set and heaps), so

@@ -3,6 +3,7 @@
 #include "ag_quant.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(AG_NO_CLONES)
@@ -12,7 +13,7 @@
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
-typedef uint32_t (*kern_fn)(const uint8_t *a, const uint8_t *b, size_t n);
+typedef ag_u8_kernel_fn kern_fn;
 
 struct ag_quant {
     uint32_t dim;
@@ -24,8 +25,10 @@ struct ag_quant {
     uint32_t cap;
     bool trained;
     uint32_t trained_rows;
+    bool fit_only; /* ag_quant_fit: the range only, the caller keeps the codes */
     float lo, step, inv_step;
-    kern_fn kern; /* the kernel dist needs, for this CPU */
+    kern_fn kern;           /* the kernel dist needs, for this CPU */
+    ag_u8_dotsum_fn dotsum; /* dot product plus row sum, for this CPU */
 };
 
 /* ---- kernels -------------------------------------------------------------------------------- */
@@ -35,6 +38,17 @@ static uint32_t dot_generic(const uint8_t *a, const uint8_t *b, size_t n)
     uint32_t s = 0;
     for (size_t i = 0; i < n; i++)
         s += (uint32_t)a[i] * b[i];
+    return s;
+}
+
+static uint32_t dotsum_generic(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
+{
+    uint32_t s = 0, t = 0;
+    for (size_t i = 0; i < n; i++) {
+        s += (uint32_t)a[i] * b[i];
+        t += b[i];
+    }
+    *sum_b = t;
     return s;
 }
 
@@ -116,24 +130,191 @@ __attribute__((target("avx2"))) static uint32_t l1_avx2(const uint8_t *a, const 
     return (uint32_t)_mm_cvtsi128_si64(s);
 }
 
-static bool have_avx2(void)
+/*
+ * AVX-512 VNNI (vpdpbusd): each instruction multiplies 64 unsigned bytes by 64 signed bytes and
+ * adds each group of four products into a 32-bit lane. Both our operands are unsigned, so b is
+ * shifted into the signed range (b - 128, the same as flipping its top bit) and the shift is paid
+ * back with 128 * sum(a), itself one vpdpbusd of a against bytes of 1:
+ *   sum a*b = sum a*(b - 128) + 128 * sum a.
+ * Exact: every partial sum stays far inside 32 bits for rows up to AG_MAX_DIM bytes. Rows are a
+ * multiple of 32 bytes, so a row ends with at most one 32-byte half (masked load).
+ */
+/* Sum of the 16 lanes, wrapping like uint32_t (a full row of 255s overflows int32: the
+ * compiler's _mm512_reduce_add_epi32 adds as signed int, which UBSan rightly reports). */
+__attribute__((target("avx512f"))) static inline uint32_t hsum512(__m512i v)
 {
-    static int known = -1; /* a benign race: every thread computes the same answer */
+    __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+    return (uint32_t)_mm_cvtsi128_si32(t);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint32_t
+dot_vnni(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    __m512i acc = _mm512_setzero_si512(), sa = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i va = _mm512_loadu_si512((const void *)(a + i));
+        __m512i vb = _mm512_xor_si512(_mm512_loadu_si512((const void *)(b + i)), flip);
+        acc = _mm512_dpbusd_epi32(acc, va, vb);
+        sa = _mm512_dpbusd_epi32(sa, va, ones);
+    }
+    if (i < n) {
+        const __mmask64 m = (__mmask64)0xFFFFFFFFu; /* the remaining 32 bytes */
+        __m512i va = _mm512_maskz_loadu_epi8(m, a + i);
+        __m512i vb = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, b + i), flip);
+        /* masked-off lanes: a = 0, so they add nothing to either sum */
+        acc = _mm512_dpbusd_epi32(acc, va, vb);
+        sa = _mm512_dpbusd_epi32(sa, va, ones);
+    }
+    acc = _mm512_add_epi32(acc, _mm512_slli_epi32(sa, 7));
+    return hsum512(acc);
+}
+
+/* The same with b as the unsigned operand, which also yields sum(b) (b against bytes of 1):
+ *   sum a*b = sum b*(a - 128) + 128 * sum b. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static uint32_t
+dotsum_vnni(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
+    __m512i acc = _mm512_setzero_si512(), sb = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i vb = _mm512_loadu_si512((const void *)(b + i));
+        __m512i va = _mm512_xor_si512(_mm512_loadu_si512((const void *)(a + i)), flip);
+        acc = _mm512_dpbusd_epi32(acc, vb, va);
+        sb = _mm512_dpbusd_epi32(sb, vb, ones);
+    }
+    if (i < n) {
+        const __mmask64 m = (__mmask64)0xFFFFFFFFu;
+        __m512i vb = _mm512_maskz_loadu_epi8(m, b + i); /* b = 0 past the row: adds nothing */
+        __m512i va = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, a + i), flip);
+        acc = _mm512_dpbusd_epi32(acc, vb, va);
+        sb = _mm512_dpbusd_epi32(sb, vb, ones);
+    }
+    uint32_t t = hsum512(sb);
+    *sum_b = t;
+    return hsum512(acc) + 128u * t;
+}
+
+/* vpsadbw against zero sums the bytes of b into four 64-bit lanes. */
+__attribute__((target("avx2"))) static uint32_t dotsum_avx2(const uint8_t *a, const uint8_t *b,
+                                                            size_t n, uint32_t *sum_b)
+{
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    __m256i sb = _mm256_setzero_si256(), zero = _mm256_setzero_si256();
+    for (size_t i = 0; i < n; i += 32) {
+        __m256i va = _mm256_load_si256((const __m256i *)(a + i));
+        __m256i vb = _mm256_load_si256((const __m256i *)(b + i));
+        __m256i a0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(va));
+        __m256i a1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(va, 1));
+        __m256i b0 = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(vb));
+        __m256i b1 = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(vb, 1));
+        acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(a0, b0));
+        acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(a1, b1));
+        sb = _mm256_add_epi64(sb, _mm256_sad_epu8(vb, zero));
+    }
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(sb), _mm256_extracti128_si256(sb, 1));
+    s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+    *sum_b = (uint32_t)_mm_cvtsi128_si64(s);
+    return hsum_epi32(_mm256_add_epi32(acc0, acc1));
+}
+
+/* 0 none, 1 AVX2, 2 AVX-512 VNNI; -1 not yet known. Threads that race to fill it in all store
+ * the same answer (relaxed atomics: no ordering is needed, only no torn or racy access). */
+static _Atomic int cpu_level = -1;
+
+static int simd_level(void)
+{
+    int known = atomic_load_explicit(&cpu_level, memory_order_relaxed);
     if (known < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") ? 1 : 0;
+        int l = 0;
+        if (__builtin_cpu_supports("avx2"))
+            l = 1;
+        if (l && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vnni"))
+            l = 2;
+        atomic_store_explicit(&cpu_level, l, memory_order_relaxed);
+        known = l;
     }
-    return known == 1;
+    return known;
+}
+
+static bool have_avx2(void)
+{
+    return simd_level() >= 1;
 }
 #endif
 
 uint32_t ag_u8_dot(const uint8_t *a, const uint8_t *b, size_t n)
 {
 #ifdef QUANT_AVX2
+    if (simd_level() >= 2)
+        return dot_vnni(a, b, n);
     if (have_avx2())
         return dot_avx2(a, b, n);
 #endif
     return dot_generic(a, b, n);
+}
+
+uint32_t ag_u8_dot_scalar(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    return dot_generic(a, b, n);
+}
+
+uint32_t ag_u8_dot_avx2(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        return dot_avx2(a, b, n);
+#endif
+    return dot_generic(a, b, n);
+}
+
+uint32_t ag_u8_dotsum(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
+{
+#ifdef QUANT_AVX2
+    if (simd_level() >= 2)
+        return dotsum_vnni(a, b, n, sum_b);
+    if (have_avx2())
+        return dotsum_avx2(a, b, n, sum_b);
+#endif
+    return dotsum_generic(a, b, n, sum_b);
+}
+
+uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        return dotsum_avx2(a, b, n, sum_b);
+#endif
+    return dotsum_generic(a, b, n, sum_b);
+}
+
+static ag_u8_dotsum_fn pick_dotsum(void)
+{
+#ifdef QUANT_AVX2
+    if (simd_level() >= 2)
+        return dotsum_vnni;
+    if (have_avx2())
+        return dotsum_avx2;
+#endif
+    return dotsum_generic;
+}
+
+const char *ag_u8_dot_kernel(void)
+{
+#ifdef QUANT_AVX2
+    if (simd_level() >= 2)
+        return "avx512-vnni";
+    if (have_avx2())
+        return "avx2";
+#endif
+    return "scalar";
 }
 
 uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n)
@@ -157,6 +338,8 @@ uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n)
 static kern_fn pick_kernel(ag_distance_t d)
 {
 #ifdef QUANT_AVX2
+    if (d != AG_DIST_EUCLID && d != AG_DIST_MANHATTAN && simd_level() >= 2)
+        return dot_vnni;
     if (have_avx2())
         return d == AG_DIST_EUCLID ? l2_avx2 : d == AG_DIST_MANHATTAN ? l1_avx2 : dot_avx2;
 #endif
@@ -178,6 +361,7 @@ int ag_quant_new(uint32_t dim, ag_distance_t dist, double quantile, ag_quant_t *
     q->quantile = quantile;
     q->row = AG_QUANT_ROW(dim);
     q->kern = pick_kernel(dist);
+    q->dotsum = pick_dotsum();
     *out = q;
     return 0;
 }
@@ -273,9 +457,15 @@ static inline uint8_t enc1(const ag_quant_t *q, float x)
 /* Encodes dim floats into code (zero tail) and returns the row's dot-product correction. */
 static float encode(const ag_quant_t *q, const float *vec, uint8_t *code)
 {
+    /* enc1 written without branches, so the loop vectorizes (every query is encoded) */
+    const float lo = q->lo, inv = q->inv_step, top = (float)AG_QUANT_LEVELS - 1.0f;
     uint32_t sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (uint32_t i = 0; i < q->dim; i++) {
-        code[i] = enc1(q, vec[i]);
+        float c = (vec[i] - lo) * inv + 0.5f;
+        c = c > 0.0f ? c : 0.0f; /* NaN too */
+        c = c < top ? c : top;
+        code[i] = (uint8_t)(int32_t)c;
         sum += code[i];
     }
     memset(code + q->dim, 0, q->row - q->dim);
@@ -284,7 +474,7 @@ static float encode(const ag_quant_t *q, const float *vec, uint8_t *code)
 
 int ag_quant_set(ag_quant_t *q, uint32_t slot, const float *vec)
 {
-    if (!q->trained)
+    if (!q->trained || q->fit_only)
         return 0;
     if (slot >= AG_VECSTORE_MAX_SLOTS)
         return AG_EINVAL;
@@ -303,7 +493,8 @@ static int cmp_float(const void *pa, const void *pb)
 
 #define TRAIN_SAMPLE 65536u
 
-int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
+/* Trains the range only (ag_quant_fit), or the range and every present row's code. */
+static int train(ag_quant_t *q, const ag_vecstore_t *vs, bool codes)
 {
     ag_vecstore_view_t v;
     ag_vecstore_view(vs, &v);
@@ -341,7 +532,7 @@ int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
     free(s);
     if (!(hi > lo))
         hi = lo + 1e-6f * AG_MAX(1.0f, fabsf(lo));
-    int rc = grow(q, v.capacity);
+    int rc = codes ? grow(q, v.capacity) : 0;
     if (rc)
         return rc;
     q->lo = lo;
@@ -349,11 +540,47 @@ int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
     q->inv_step = 1.0f / q->step;
     q->trained = true;
     q->trained_rows = rows;
+    q->fit_only = !codes;
+    if (!codes)
+        return 0;
     for (uint32_t slot = 0; slot < v.capacity; slot++)
         if (ag_vecstore_view_has(&v, slot))
             q->corr[slot] =
                 encode(q, ag_vecstore_view_row(&v, slot), q->codes + (size_t)slot * q->row);
     return 0;
+}
+
+int ag_quant_train(ag_quant_t *q, const ag_vecstore_t *vs)
+{
+    return train(q, vs, true);
+}
+
+int ag_quant_fit(ag_quant_t *q, const ag_vecstore_t *vs)
+{
+    int rc = train(q, vs, false);
+    if (q->cap) { /* codes of an earlier training are stale and unused from now on */
+        free(q->codes);
+        free(q->corr);
+        q->codes = NULL;
+        q->corr = NULL;
+        q->cap = 0;
+    }
+    return rc;
+}
+
+float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code)
+{
+    return encode(q, vec, code);
+}
+
+void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out)
+{
+    out->kern = q->kern;
+    out->dotsum = q->dotsum;
+    out->dist = q->dist;
+    out->step = q->step;
+    out->lostep = q->lo * q->step;
+    out->row = q->row;
 }
 
 void ag_quant_encode_query(const ag_quant_t *q, const float *vec, ag_quant_query_t *qq)

@@ -64,9 +64,10 @@ void ag_quant_encode_query(const ag_quant_t *q, const float *vec, ag_quant_query
 /* Decodes slot's row into out (dim floats): for tests. */
 void ag_quant_decode(const ag_quant_t *q, uint32_t slot, float *out);
 
-/* Approximate internal distance (lower = closer: the negated dot product for Cosine/Dot, the
- * squared L2 for Euclid, L1 for Manhattan) between an encoded query and slot's row. slot must be
- * below the code capacity (every slot encoded since training is). Thread-safe. */
+/* (ag_quant_dist and ag_quant_prefetch read the quantizer's own codes: ag_quant_train, not
+ * ag_quant_fit.) Approximate internal distance (lower = closer: the negated dot product for
+ * Cosine/Dot, the squared L2 for Euclid, L1 for Manhattan) between an encoded query and slot's row.
+ * slot must be below the code capacity (every slot encoded since training is). Thread-safe. */
 float ag_quant_dist(const ag_quant_t *q, const ag_quant_query_t *qq, uint32_t slot);
 /* The Qdrant score (ag_distance_score's meaning) for an approximate internal distance. */
 float ag_quant_score(const ag_quant_t *q, float dist);
@@ -77,8 +78,43 @@ uint32_t ag_quant_capacity(const ag_quant_t *q);
 /* Bytes held by the codes and their per-row floats. */
 size_t ag_quant_memory(const ag_quant_t *q);
 
-/* Raw kernels over n bytes (a multiple of 32, both rows 32-byte aligned). */
+/* Trains the range like ag_quant_train but keeps no codes (any earlier ones are freed): the caller
+ * stores its own rows with ag_quant_encode_row (the HNSW graph keeps them beside each node's
+ * links) and ag_quant_set does nothing. AG_ENOMEM (untrained). */
+int ag_quant_fit(ag_quant_t *q, const ag_vecstore_t *vs);
+/* Encodes vec (dim floats) into code (AG_QUANT_ROW(dim) bytes, zero tail) and returns the row's
+ * correction term (the `corr` of a row, used by Cosine/Dot). The quantizer must be trained. */
+float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code);
+
+/* What a caller holding its own code rows needs to compute ag_quant_dist itself:
+ *   k = kern(query code, row code, row)
+ *   Euclid: step^2 * k;  Manhattan: step * k;  Cosine/Dot: -(query corr + row corr + step^2 * k)
+ * where a row's corr (ag_quant_encode_row's result) is lostep * (sum of its code bytes): for
+ * Cosine/Dot, dotsum gives k and that sum in one pass, so the row's corr need not be stored. */
+typedef uint32_t (*ag_u8_kernel_fn)(const uint8_t *a, const uint8_t *b, size_t n);
+typedef uint32_t (*ag_u8_dotsum_fn)(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
+typedef struct ag_quant_params {
+    ag_u8_kernel_fn kern;   /* the kernel for this distance on this CPU */
+    ag_u8_dotsum_fn dotsum; /* ag_u8_dotsum's kernel for this CPU */
+    ag_distance_t dist;
+    float step;
+    float lostep; /* lo * step */
+    size_t row;
+} ag_quant_params_t;
+void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out);
+
+/* Raw kernels over n bytes (a multiple of 32, both rows 32-byte aligned). ag_u8_dot uses AVX-512
+ * VNNI when the CPU has it, else AVX2, else a loop; the _avx2 and _scalar variants are those
+ * fallbacks by name (for tests and benchmarks; _avx2 is the loop on a CPU without AVX2).
+ * ag_u8_dot_kernel names the one ag_u8_dot picked ("avx512-vnni", "avx2", "scalar"). */
 uint32_t ag_u8_dot(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_u8_dot_avx2(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_u8_dot_scalar(const uint8_t *a, const uint8_t *b, size_t n);
+const char *ag_u8_dot_kernel(void);
+/* sum a[i]*b[i] as ag_u8_dot, and sum b[i] into *sum_b, in one pass (VNNI, AVX2 or a loop); the
+ * _avx2 variant is the fallback by name. */
+uint32_t ag_u8_dotsum(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
+uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
 uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n);
 

@@ -2,6 +2,8 @@
 
 #include "ag_vecstore.h"
 
+#include <sys/mman.h>
+
 #define ROW_ALIGN 64u
 #define STRIDE_QUANTUM 16u /* floats: 64 bytes */
 #define MIN_CAPACITY 64u   /* a multiple of 64, so presence words cover capacity exactly */
@@ -39,6 +41,23 @@ void ag_vecstore_free(ag_vecstore_t *vs)
     free(vs);
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* ROW_ALIGN-aligned rows (free() releases them). From 2 MB on: 2 MB aligned and marked for
+ * transparent huge pages — graph walks and rescoring read rows at random, and on 4 KB pages most
+ * of those reads also miss the TLB (costly under this VM's paging; docs/ARCHITECTURE.md "HNSW
+ * memory layout"). The kernel may ignore the hint. NULL: no memory. */
+static float *rows_alloc(size_t bytes)
+{
+    if (bytes < HUGE_PAGE)
+        return aligned_alloc(ROW_ALIGN, bytes);
+    size_t whole = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    float *p = aligned_alloc(HUGE_PAGE, whole);
+    if (p)
+        (void)madvise(p, whole, MADV_HUGEPAGE);
+    return p;
+}
+
 /* Moves the store into a block of new_cap rows. Rows beyond the old capacity are left
  * uninitialized: they are absent, and set() writes a whole row (tail included) before marking
  * one present. On failure the store is unchanged. */
@@ -47,7 +66,7 @@ static int grow(ag_vecstore_t *vs, uint32_t new_cap)
     size_t row_bytes = vs->stride * sizeof(float);
     if ((size_t)new_cap > SIZE_MAX / row_bytes)
         return AG_ENOMEM;
-    float *rows = vs->fetch ? NULL : aligned_alloc(ROW_ALIGN, (size_t)new_cap * row_bytes);
+    float *rows = vs->fetch ? NULL : rows_alloc((size_t)new_cap * row_bytes);
     uint64_t *present = calloc(new_cap / 64u, sizeof(uint64_t));
     if ((!rows && !vs->fetch) || !present) {
         free(rows);

@@ -8,6 +8,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -58,6 +61,44 @@ static void test_kernels_match_loops(void **state)
         free(a);
         free(b);
     }
+}
+
+/* The dot kernel picked for this CPU (AVX-512 VNNI on the CI machine when it has it), the AVX2
+ * fallback and the scalar loop (and the dot-plus-row-sum kernels the graph walk uses) agree exactly
+ * on random rows of every length up to the largest dimension, including all-255 rows (the largest
+ * sums) and rows that are not 64-byte multiples. */
+static void test_dot_kernels_random(void **state)
+{
+    (void)state;
+    print_message("int8 dot kernel: %s\n", ag_u8_dot_kernel());
+    const size_t max = AG_QUANT_ROW(AG_MAX_DIM);
+    uint8_t *a = aligned_alloc(64, max), *b = aligned_alloc(64, max);
+    assert_non_null(a);
+    assert_non_null(b);
+    for (int round = 0; round < 300; round++) {
+        size_t n = round < 3 ? max : 32 * (1 + next_u64() % (max / 32));
+        if (round >= 3 && round < 40)
+            n = 32 * (size_t)(round - 2); /* every short length in turn */
+        for (size_t i = 0; i < n; i++) {
+            a[i] = round == 0 ? 255 : (uint8_t)next_u64();
+            b[i] = round == 0 ? 255 : round == 1 ? 0 : (uint8_t)next_u64();
+        }
+        uint32_t want = 0;
+        for (size_t i = 0; i < n; i++)
+            want += (uint32_t)a[i] * b[i];
+        assert_int_equal(ag_u8_dot_scalar(a, b, n), want);
+        assert_int_equal(ag_u8_dot_avx2(a, b, n), want);
+        assert_int_equal(ag_u8_dot(a, b, n), want);
+        uint32_t sum = 0, s1 = 1, s2 = 2;
+        for (size_t i = 0; i < n; i++)
+            sum += b[i];
+        assert_int_equal(ag_u8_dotsum(a, b, n, &s1), want);
+        assert_int_equal(s1, sum);
+        assert_int_equal(ag_u8_dotsum_avx2(a, b, n, &s2), want);
+        assert_int_equal(s2, sum);
+    }
+    free(a);
+    free(b);
 }
 
 /* Rows in [-1, 1) plus a few outliers at +-8. */
@@ -322,14 +363,74 @@ static void test_hnsw_quantized_recall(void **state)
     ag_hnsw_thread_release();
 }
 
+/* The int8 codes live in the graph's level-0 blocks (docs/ARCHITECTURE.md "HNSW memory
+ * layout"); a checkpoint keeps only the links. A graph resumed from a file into an index that is
+ * quantized gets its codes again from the vectors: code-only searches answer exactly as the
+ * saved index does, and each stored vector is its own nearest code at distance 0. */
+static void test_hnsw_quant_resume(void **state)
+{
+    (void)state;
+    const uint32_t dim = 24, n = 1500;
+    ag_vecstore_t *vs = filled(n, dim, false);
+    ag_index_t *ix, *back;
+    assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_EUCLID, NULL, &ix), 0);
+    assert_int_equal(ag_hnsw_set_quant(ix, 1.0), 0);
+    for (uint32_t s = 0; s < n; s++)
+        assert_int_equal(ag_index_add(ix, s), 0);
+    /* trained again over all the rows: the same range `back` will train */
+    assert_int_equal(ag_hnsw_set_quant(ix, 1.0), 0);
+    char path[512];
+    const char *dir = getenv("TMPDIR");
+    snprintf(path, sizeof(path), "%s/aegis_test_quant_%ld.hnsw", dir ? dir : "/tmp",
+             (long)getpid());
+    assert_int_equal(ag_hnsw_save(ix, path, NULL, NULL, 0), 0);
+    assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_EUCLID, NULL, &back), 0);
+    assert_int_equal(ag_hnsw_set_quant(back, 1.0), 0);
+    ag_hnsw_resume_t rs;
+    assert_int_equal(ag_hnsw_resume(back, path, NULL, NULL, 0, &rs), 0);
+    assert_int_equal(rs.kept, n);
+    assert_true(ag_hnsw_quantized(back));
+    ag_search_params_t raw = {.ef = 32, .quant_no_rescore = true};
+    for (uint32_t s = 0; s < n; s += 7) {
+        const float *q = ag_vecstore_get(vs, s);
+        ag_hit_t h1[5], h2[5];
+        size_t n1 = 0, n2 = 0;
+        assert_int_equal(ag_index_search(ix, q, 5, NULL, &raw, h1, &n1), 0);
+        assert_int_equal(ag_index_search(back, q, 5, NULL, &raw, h2, &n2), 0);
+        assert_int_equal(n1, 5);
+        assert_int_equal(n2, 5);
+        for (size_t i = 0; i < n1; i++) {
+            assert_int_equal(h1[i].slot, h2[i].slot);
+            assert_true(h1[i].score == h2[i].score);
+        }
+        assert_true(h2[0].score == 0.0f); /* its own code */
+    }
+    /* Quantization off again: the float walk finds each vector itself, exactly scored. */
+    assert_int_equal(ag_hnsw_set_quant(back, 0), 0);
+    for (uint32_t s = 0; s < n; s += 11) {
+        ag_hit_t h[1];
+        size_t nh = 0;
+        assert_int_equal(ag_index_search(back, ag_vecstore_get(vs, s), 1, NULL, &raw, h, &nh), 0);
+        assert_int_equal(nh, 1);
+        assert_int_equal(h[0].slot, s);
+    }
+    unlink(path);
+    ag_index_free(ix);
+    ag_index_free(back);
+    ag_vecstore_free(vs);
+    ag_hnsw_thread_release();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_match_loops),
+        cmocka_unit_test(test_dot_kernels_random),
         cmocka_unit_test(test_encode_decode_bounds),
         cmocka_unit_test(test_distances_approximate),
         cmocka_unit_test(test_hnsw_quant_trains_on_adds),
         cmocka_unit_test(test_hnsw_quantized_recall),
+        cmocka_unit_test(test_hnsw_quant_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
