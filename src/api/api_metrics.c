@@ -85,24 +85,6 @@ static const char *label(const char *s, char *buf, size_t len)
     return buf;
 }
 
-static const char *method_name(int m)
-{
-    switch (m) {
-    case AG_HTTP_GET:
-        return "GET";
-    case AG_HTTP_POST:
-        return "POST";
-    case AG_HTTP_PUT:
-        return "PUT";
-    case AG_HTTP_PATCH:
-        return "PATCH";
-    case AG_HTTP_DELETE:
-        return "DELETE";
-    default:
-        return "OTHER";
-    }
-}
-
 /* ---- collections --------------------------------------------------------------------------- */
 
 typedef struct coll_row {
@@ -178,7 +160,8 @@ static void route_labels(const ag_api_t *api, unsigned slot, char *buf, size_t l
 {
     char esc[300];
     if (slot < api->nroutes)
-        snprintf(buf, len, "method=\"%s\",endpoint=\"%s\"", method_name(api->routes[slot].method),
+        snprintf(buf, len, "method=\"%s\",endpoint=\"%s\"",
+                 ag_http_method_str(api->routes[slot].method),
                  label(api->routes[slot].pattern, esc, sizeof(esc)));
     else
         snprintf(buf, len, "method=\"ANY\",endpoint=\"(unmatched)\"");
@@ -415,7 +398,7 @@ int ag_api_telemetry(ag_call_t *call)
             if (!r.count)
                 continue;
             char key[300];
-            snprintf(key, sizeof(key), "%s %s", method_name(api->routes[s].method),
+            snprintf(key, sizeof(key), "%s %s", ag_http_method_str(api->routes[s].method),
                      api->routes[s].pattern);
             json_t *by = json_object();
             for (int i = 0; by && i < AG_METRICS_STATUSES; i++) {

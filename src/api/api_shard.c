@@ -480,22 +480,6 @@ static void rest_path(const ag_call_t *call, char *buf, size_t cap)
     }
 }
 
-static const char *method_name(int m)
-{
-    switch (m) {
-    case AG_HTTP_GET:
-        return "GET";
-    case AG_HTTP_PUT:
-        return "PUT";
-    case AG_HTTP_PATCH:
-        return "PATCH";
-    case AG_HTTP_DELETE:
-        return "DELETE";
-    default:
-        return "POST";
-    }
-}
-
 /* An error code for a status another node answered (its message is kept). */
 static int status_code(int status)
 {
@@ -550,7 +534,7 @@ static void fanout_add(fanout_t *f, const ag_call_t *call, const layout_t *l, in
     *pc = (ag_peer_call_t){0};
     pc->node = l->node[k];
     pc->url = l->url[k];
-    pc->method = method_name(call->route->method);
+    pc->method = ag_http_method_str(call->route->method);
     pc->path = path;
     pc->api_key = call->req->api_key;
     pc->authorization = call->req->authorization;

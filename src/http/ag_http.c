@@ -83,6 +83,27 @@ struct ag_http {
 
 enum { PHASE_READING = 0, PHASE_RUNNING = 1, PHASE_ANSWERED = 2 };
 
+const char *ag_http_method_str(ag_http_method_t m)
+{
+    switch (m) {
+    case AG_HTTP_GET:
+        return "GET";
+    case AG_HTTP_POST:
+        return "POST";
+    case AG_HTTP_PUT:
+        return "PUT";
+    case AG_HTTP_PATCH:
+        return "PATCH";
+    case AG_HTTP_DELETE:
+        return "DELETE";
+    case AG_HTTP_HEAD:
+        return "HEAD";
+    case AG_HTTP_OTHER:
+        break;
+    }
+    return "OTHER";
+}
+
 /* Returns a new string (caller frees) or NULL. */
 char *ag_http_decode(const char *src, size_t len, bool plus_is_space, size_t *out_len)
 {

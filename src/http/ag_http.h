@@ -30,6 +30,9 @@ typedef enum {
     AG_HTTP_OTHER = 64
 } ag_http_method_t;
 
+/* The method's name ("GET", ...; "HEAD"; "OTHER" for anything else). Static. */
+const char *ag_http_method_str(ag_http_method_t m);
+
 #define AG_HTTP_MAX_SEGMENTS 16
 #define AG_HTTP_MAX_QUERY 16
 #define AG_HTTP_REQUEST_ID_MAX 64
