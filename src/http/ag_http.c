@@ -536,6 +536,8 @@ static void linger_add(struct ag_http *srv, MHD_socket fd)
  * error) or ran past their bounds. Waits up to wait_ms for input. Watchdog thread only. */
 static void linger_drain(struct ag_http *srv, int wait_ms)
 {
+    /* Only this thread changes an occupied slot, so the reads below run without the lock (which
+     * the network threads take for every new connection); the lock only publishes a freed slot. */
     struct pollfd pfd[LINGER_SLOTS];
     size_t idx[LINGER_SLOTS];
     nfds_t n = 0;
@@ -551,27 +553,29 @@ static void linger_drain(struct ag_http *srv, int wait_ms)
         return;
     int64_t now = now_ms();
     char sink[16384];
-    pthread_mutex_lock(&srv->conns_lock);
+    bool done[LINGER_SLOTS];
     for (nfds_t k = 0; k < n; k++) {
         linger_t *l = &srv->linger[idx[k]];
-        bool done = now > l->until_ms || l->drained > LINGER_MAX_BYTES;
-        if (!done && rc > 0 && (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))) {
-            for (int round = 0; round < 64; round++) {
-                ssize_t got = recv(l->fd, sink, sizeof(sink), MSG_DONTWAIT);
-                if (got > 0) {
-                    l->drained += (uint64_t)got;
-                    continue;
-                }
-                if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-                    done = true;
-                break;
+        done[k] = now > l->until_ms || l->drained > LINGER_MAX_BYTES;
+        if (done[k] || rc <= 0 || !(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        for (int round = 0; round < 64; round++) {
+            ssize_t got = recv(l->fd, sink, sizeof(sink), MSG_DONTWAIT);
+            if (got > 0) {
+                l->drained += (uint64_t)got;
+                continue;
             }
-        }
-        if (done) {
-            close(l->fd);
-            l->fd = -1;
+            if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                done[k] = true;
+            break;
         }
     }
+    pthread_mutex_lock(&srv->conns_lock);
+    for (nfds_t k = 0; k < n; k++)
+        if (done[k]) {
+            close(srv->linger[idx[k]].fd);
+            srv->linger[idx[k]].fd = -1;
+        }
     pthread_mutex_unlock(&srv->conns_lock);
 }
 
