@@ -14,15 +14,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { AEGIS_BIN, TIME_SCALE, sleep, startServer } from '../e2e/lib/server.mjs';
+import { AEGIS_BIN, TIME_SCALE, sleep, startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
 
 const ROOT_KEY = 'cluster-root-key-for-tests-0123456789abcdef';
 const T_STALE = 3000;
 const ETCD_BIN = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
 const SKIP = ETCD_BIN ? false : 'etcd is not installed (scripts/setup.sh installs etcd-server): cluster tests skipped';
 
-const ETCD_PORTS = [7500, 7502, 7504]; // client; peer = client + 1
-const NODE_PORTS = [7510, 7511, 7512];
+const ETCD_PORTS = [7500 + PORT_OFFSET, 7502 + PORT_OFFSET, 7504 + PORT_OFFSET]; // client; peer = client + 1
+const NODE_PORTS = [7510 + PORT_OFFSET, 7511 + PORT_OFFSET, 7512 + PORT_OFFSET];
 const ENDPOINTS = ETCD_PORTS.map((p) => `http://127.0.0.1:${p}`).join(',');
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-cluster-'));

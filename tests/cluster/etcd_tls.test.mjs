@@ -13,13 +13,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { runAegis, startServer, TIME_SCALE } from '../e2e/lib/server.mjs';
+import { runAegis, startServer, TIME_SCALE, PORT_OFFSET } from '../e2e/lib/server.mjs';
 
 const ETCD_BIN = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
 const SKIP = ETCD_BIN ? false : 'etcd is not installed (scripts/setup.sh installs etcd-server): skipped';
 const ROOT_KEY = 'cluster-tls-root-key-0123456789abcdef0123';
-const ETCD_PORT = 8050;
-const NODE_PORT = 8052;
+const ETCD_PORT = 8050 + PORT_OFFSET;
+const NODE_PORT = 8052 + PORT_OFFSET;
 const ENDPOINT = `https://127.0.0.1:${ETCD_PORT}`;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-etcd-tls-'));

@@ -17,15 +17,15 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { TIME_SCALE, sleep, startServer } from '../e2e/lib/server.mjs';
+import { TIME_SCALE, sleep, startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
 
 const ROOT_KEY = 'cluster-shard-root-key-0123456789abcdef';
 const ETCD_BIN = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
 const SKIP = ETCD_BIN ? false : 'etcd is not installed (scripts/setup.sh installs etcd-server): cluster tests skipped';
 
-const ETCD_PORTS = [7520, 7522, 7524];
-const NODE_PORTS = [7530, 7531, 7532];
-const SINGLE_PORT = 7533;
+const ETCD_PORTS = [7520 + PORT_OFFSET, 7522 + PORT_OFFSET, 7524 + PORT_OFFSET];
+const NODE_PORTS = [7530 + PORT_OFFSET, 7531 + PORT_OFFSET, 7532 + PORT_OFFSET];
+const SINGLE_PORT = 7533 + PORT_OFFSET;
 const ENDPOINTS = ETCD_PORTS.map((p) => `http://127.0.0.1:${p}`).join(',');
 const DIM = 8;
 

@@ -34,6 +34,9 @@ export const AEGIS_BIN = path.resolve(process.env.AEGIS_BIN || path.join(REPO_RO
 // Sanitizer builds are several times slower; every timeout below is generous but bounded.
 export const SLOW = /asan|ubsan|tsan|sanitiz/i.test(path.basename(path.dirname(AEGIS_BIN))) || !!process.env.AEGIS_SLOW;
 export const TIME_SCALE = SLOW ? 3 : 1;
+// Added to the fixed ports of the cluster suites, so that two checkouts can run them side by side
+// on one machine (each with its own offset).
+export const PORT_OFFSET = Number(process.env.AEGIS_TEST_PORT_OFFSET || 0);
 
 const SANITIZER_REPORT = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer|ThreadSanitizer/;
 
