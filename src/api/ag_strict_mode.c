@@ -205,21 +205,23 @@ static int check_condition(sctx_t *s, const json_t *cond, const char *prefix, in
         return 0;
     char field[600];
     snprintf(field, sizeof(field), "%s%s", prefix, json_string_value(key));
-    const json_t *def = ag_coll_index_def(s->c, field);
+    json_t *def = ag_coll_index_def(s->c, field); /* a copy: ours */
     const char *type = json_string_value(json_object_get(def, "data_type"));
     const char *need = "match";
     bool serves = type && index_serves(def, type, cond, &need);
+    int rc = 0;
     if (!def || !type)
-        return ag_fail(&s->call->diag, AG_EINVAL,
-                       "Bad request: Index required but not found for \"%.300s\". Help: Create an "
-                       "index supporting `%s` for this key.",
-                       field, need);
-    if (!serves)
-        return ag_fail(&s->call->diag, AG_EINVAL,
-                       "Bad request: Index of type \"%s\" found for \"%.300s\". Help: Create an "
-                       "index supporting `%s` for this key.",
-                       type_title(type), field, need);
-    return 0;
+        rc = ag_fail(&s->call->diag, AG_EINVAL,
+                     "Bad request: Index required but not found for \"%.300s\". Help: Create an "
+                     "index supporting `%s` for this key.",
+                     field, need);
+    else if (!serves)
+        rc = ag_fail(&s->call->diag, AG_EINVAL,
+                     "Bad request: Index of type \"%s\" found for \"%.300s\". Help: Create an "
+                     "index supporting `%s` for this key.",
+                     type_title(type), field, need);
+    json_decref(def);
+    return rc;
 }
 
 static int check_filter(sctx_t *s, const json_t *f, const char *prefix, int depth)
@@ -290,9 +292,12 @@ static bool tenant_filtered(const ag_collection_t *c, const json_t *filter)
     for (size_t i = 0; i < n; i++) {
         const json_t *cond = json_is_array(must) ? json_array_get(must, i) : must;
         const char *key = json_string_value(json_object_get(cond, "key"));
-        const json_t *def = key ? ag_coll_index_def(c, key) : NULL;
-        if (json_object_get(cond, "match") &&
-            json_is_true(json_object_get(json_object_get(def, "params"), "is_tenant")))
+        if (!key || !json_object_get(cond, "match"))
+            continue;
+        json_t *def = ag_coll_index_def(c, key); /* a copy: ours */
+        bool tenant = json_is_true(json_object_get(json_object_get(def, "params"), "is_tenant"));
+        json_decref(def);
+        if (tenant)
             return true;
     }
     return false;
@@ -362,7 +367,8 @@ static uint64_t multi_extra(sctx_t *s, const json_t *q)
  * when unindexed filtering is off, as Qdrant. */
 static int check_formula_key(sctx_t *s, const char *key)
 {
-    if (s->st.unindexed_filtering_retrieve || ag_coll_index_def(s->c, key))
+    char type[AG_INDEX_TYPE_MAX];
+    if (s->st.unindexed_filtering_retrieve || ag_coll_index_type(s->c, key, type))
         return 0;
     return ag_fail(&s->call->diag, AG_EINVAL,
                    "Bad request: Index required but not found for \"%.300s\". Help: Create an "
@@ -603,9 +609,10 @@ static int run(void *ud, ag_collection_t *c)
     const char *rest = strncmp(pat, "/collections/{name}", 19) == 0 ? pat + 19 : "";
     if (strcmp(rest, "/index") == 0 && r->method == AG_HTTP_PUT) {
         size_t have = ag_coll_index_count(c);
+        char type[AG_INDEX_TYPE_MAX];
         const char *field = json_string_value(json_object_get(body, "field_name"));
         if (s->st.max_payload_index_count != AG_STRICT_UNSET &&
-            have >= s->st.max_payload_index_count && !(field && ag_coll_index_def(c, field)))
+            have >= s->st.max_payload_index_count && !(field && ag_coll_index_type(c, field, type)))
             return ag_fail(&call->diag, AG_EINVAL,
                            "Bad request: Collection already has the maximum number of payload "
                            "indices (%llu). Help: Please delete an existing index before creating "

@@ -463,8 +463,8 @@ int ag_order_by_parse(const json_t *ob, ag_order_by_t *out, ag_diag_t *diag)
 
 int ag_order_by_check(ag_collection_t *c, ag_order_by_t *ob, ag_diag_t *diag)
 {
-    const char *type =
-        json_string_value(json_object_get(ag_coll_index_def(c, ob->key), "data_type"));
+    char buf[AG_INDEX_TYPE_MAX];
+    const char *type = ag_coll_index_type(c, ob->key, buf);
     if (!type || (strcmp(type, "integer") != 0 && strcmp(type, "float") != 0 &&
                   strcmp(type, "datetime") != 0))
         return ag_fail(diag, AG_EINVAL,

@@ -119,8 +119,8 @@ static int facet_locked(void *ud, ag_collection_t *c)
     const char *key = a->key;
     int rc = 0;
     AG_UNUSED(c);
-    const char *type =
-        json_string_value(json_object_get(ag_coll_index_def(sc->c, key), "data_type"));
+    char buf[AG_INDEX_TYPE_MAX];
+    const char *type = ag_coll_index_type(sc->c, key, buf);
     facet_ctx_t f = {.c = sc->c, .key = key};
     if (!type || (strcmp(type, "keyword") != 0 && strcmp(type, "integer") != 0 &&
                   strcmp(type, "bool") != 0 && strcmp(type, "uuid") != 0)) {

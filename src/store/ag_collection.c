@@ -322,6 +322,7 @@ static void coll_free(ag_collection_t *c)
     }
     json_decref(c->params);
     json_decref(c->schema);
+    pthread_mutex_destroy(&c->schema_mu);
     pthread_mutex_destroy(&c->write_mutex);
     pthread_mutex_destroy(&c->ckpt_mutex);
     pthread_mutex_destroy(&c->seg_mutex);
@@ -545,6 +546,7 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
     atomic_init(&c->version, 0);
     atomic_init(&c->write_waiters, 0);
     pthread_mutex_init(&c->write_mutex, NULL);
+    pthread_mutex_init(&c->schema_mu, NULL);
     pthread_mutex_init(&c->ckpt_mutex, NULL);
     pthread_mutex_init(&c->seg_mutex, NULL);
     new_segment_id(c);
@@ -1631,14 +1633,57 @@ const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot)
     return c->slots[slot].payload;
 }
 
-size_t ag_coll_index_count(const ag_collection_t *c)
+/* schema_mu guards the pointer only: it is a leaf lock (nothing else is taken under it), so
+ * these may be called with or without the collection's other locks. */
+static pthread_mutex_t *schema_mu(const ag_collection_t *c)
 {
-    return json_object_size(c->schema);
+    return (pthread_mutex_t *)&c->schema_mu;
 }
 
-const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field)
+size_t ag_coll_index_count(const ag_collection_t *c)
 {
-    return json_object_get(c->schema, field);
+    pthread_mutex_lock(schema_mu(c));
+    size_t n = json_object_size(c->schema);
+    pthread_mutex_unlock(schema_mu(c));
+    return n;
+}
+
+json_t *ag_coll_index_def(const ag_collection_t *c, const char *field)
+{
+    pthread_mutex_lock(schema_mu(c));
+    json_t *def = json_deep_copy(json_object_get(c->schema, field));
+    pthread_mutex_unlock(schema_mu(c));
+    return def;
+}
+
+const char *ag_coll_index_type(const ag_collection_t *c, const char *field,
+                               char out[AG_INDEX_TYPE_MAX])
+{
+    pthread_mutex_lock(schema_mu(c));
+    const char *type =
+        json_string_value(json_object_get(json_object_get(c->schema, field), "data_type"));
+    snprintf(out, AG_INDEX_TYPE_MAX, "%s", type ? type : "");
+    pthread_mutex_unlock(schema_mu(c));
+    return out[0] ? out : NULL;
+}
+
+json_t *ag_coll__schema_copy(const ag_collection_t *c)
+{
+    pthread_mutex_lock(schema_mu(c));
+    json_t *copy = json_deep_copy(c->schema);
+    pthread_mutex_unlock(schema_mu(c));
+    return copy;
+}
+
+void ag_coll__set_schema(ag_collection_t *c, json_t *schema)
+{
+    if (!schema)
+        return;
+    pthread_mutex_lock(&c->schema_mu);
+    json_t *old = c->schema;
+    c->schema = schema;
+    pthread_mutex_unlock(&c->schema_mu);
+    json_decref(old);
 }
 
 int ag_coll_walk(ag_collection_t *c, const ag_point_id_t *from, ag_coll_walk_fn visit, void *ud)
@@ -1819,8 +1864,8 @@ int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_st
             out->unsaved = true;
     }
     const char *field;
-    json_t *def;
-    json_object_foreach(c->schema, field, def)
+    json_t *def, *schema = ag_coll__schema_copy(c);
+    json_object_foreach(schema, field, def)
     {
         json_int_t points = 0;
         for (uint32_t s = 0; s < c->nslots; s++) {
@@ -1834,7 +1879,12 @@ int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_st
         json_object_set_new(d, "points", json_integer(points));
         json_object_set_new(out->schema, field, d);
     }
+    json_decref(schema);
     ag_coll_read_end(c);
+    if (!schema) {
+        json_decref(out->schema);
+        out->schema = NULL;
+    }
     if (!out->params || !out->schema) {
         json_decref(out->params);
         json_decref(out->schema);

@@ -113,10 +113,18 @@ uint32_t ag_coll_nslots(const ag_collection_t *c);
 const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot);
 /* The payload object of a slot (never NULL for a live slot). */
 const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot);
-/* How many payload fields are indexed (lock held). */
+/* The payload-index schema changes while requests read it, so these three answer copies, never
+ * parts of the live tree; any thread, with or without the collection's locks. */
+/* How many payload fields are indexed. */
 size_t ag_coll_index_count(const ag_collection_t *c);
-/* The payload index definition {"data_type":..., ...} of a field, or NULL. */
-const json_t *ag_coll_index_def(const ag_collection_t *c, const char *field);
+/* A copy of a field's payload index definition {"data_type":..., ...} (new reference; the caller
+ * owns it), or NULL when the field has no index (or on ENOMEM). */
+json_t *ag_coll_index_def(const ag_collection_t *c, const char *field);
+/* The data_type of a field's payload index copied into out; returns out, or NULL when the field
+ * has no index. */
+#define AG_INDEX_TYPE_MAX 16
+const char *ag_coll_index_type(const ag_collection_t *c, const char *field,
+                               char out[AG_INDEX_TYPE_MAX]);
 /* The creation params as normalised (borrowed; lock held). */
 const json_t *ag_coll_params(const ag_collection_t *c);
 /* The single-vector form: vectors are addressed by "" (fixed at creation; no lock needed). */

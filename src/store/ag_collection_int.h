@@ -44,8 +44,13 @@ struct ag_collection {
     char *name; /* owned */
     uint32_t cid;
     json_t *params; /* owned: the creation params as normalised (vectors, sparse_vectors, ...) */
-    json_t *schema; /* owned: payload index schema {field: {"data_type":..., "params":...}} */
-    bool unnamed;   /* the single-vector form: vectors are addressed by "" */
+    /* owned: payload index schema {field: {"data_type":..., "params":...}}. Never changed in
+     * place: a change publishes a new tree under schema_mu, and every reader outside store/
+     * takes a copy under it (ag_coll_index_def & co.), so no thread can hold a part of a tree
+     * that is being freed (docs/ARCHITECTURE.md "Locks"). */
+    json_t *schema;
+    pthread_mutex_t schema_mu;
+    bool unnamed; /* the single-vector form: vectors are addressed by "" */
     int nvec;
     ag_vector_cfg_t vec[AG_MAX_VECTORS];
     int nsparse;
@@ -87,6 +92,12 @@ struct ag_collection {
     uint64_t data_op, meta_op, adopt_mark;
     bool adopted;
 };
+
+/* Publishes schema (taken, also on failure) as c's payload-index schema and frees the old one.
+ * The caller serialises schema changes (the collection's write mutex). */
+void ag_coll__set_schema(ag_collection_t *c, json_t *schema);
+/* A deep copy of c's schema (new reference; the caller owns it), NULL on ENOMEM. */
+json_t *ag_coll__schema_copy(const ag_collection_t *c);
 
 /* Opens (creating if asked) the collection's databases inside txn and loads it into memory.
  * Returns a new collection with one reference. params and schema are borrowed (copied). */

@@ -245,8 +245,8 @@ static int build(ag_collection_t *c, kw_index_t *ix)
 
 static bool indexable(const ag_collection_t *c, const char *field)
 {
-    const char *type =
-        json_string_value(json_object_get(json_object_get(c->schema, field), "data_type"));
+    char buf[AG_INDEX_TYPE_MAX];
+    const char *type = ag_coll_index_type(c, field, buf);
     return type && (strcmp(type, "keyword") == 0 || strcmp(type, "integer") == 0 ||
                     strcmp(type, "uuid") == 0 || strcmp(type, "bool") == 0);
 }

@@ -190,10 +190,14 @@ static int meta_del(MDB_txn *txn, MDB_dbi dbi, const char *key)
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : AG_ESTORAGE;
 }
 
-static json_t *coll_record(const ag_collection_t *c)
+/* The catalog record of c (new reference, NULL on ENOMEM): its params, and schema when given
+ * (borrowed), else a copy of c's published one. */
+static json_t *coll_record(const ag_collection_t *c, const json_t *schema)
 {
-    return json_pack("{s:i,s:O,s:O}", "cid", (json_int_t)c->cid, "params", c->params, "schema",
-                     c->schema);
+    json_t *own = schema ? json_deep_copy(schema) : ag_coll__schema_copy(c);
+    return own ? json_pack("{s:i,s:O,s:o}", "cid", (json_int_t)c->cid, "params", c->params,
+                           "schema", own)
+               : NULL;
 }
 
 static void key_for(char *buf, size_t len, char kind, const char *name)
@@ -813,7 +817,7 @@ int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_d
     c->gate = &st->gate;
     char key[AG_MAX_NAME_LEN + 8];
     key_for(key, sizeof(key), 'c', name);
-    json_t *rec = coll_record(c);
+    json_t *rec = coll_record(c, NULL);
     uint32_t seq = cid + 1;
     rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
     json_decref(rec);
@@ -946,7 +950,8 @@ int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *
     return rc ? ag_fail(diag, rc, "cannot delete collection '%s'", name) : 0;
 }
 
-static int persist_coll(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
+/* Stores c's catalog record, with schema (borrowed) or, when NULL, c's published schema. */
+static int persist_coll(ag_store_t *st, ag_collection_t *c, const json_t *schema, ag_diag_t *diag)
 {
     MDB_txn *txn;
     int rc = txn_begin(st, &txn);
@@ -954,7 +959,7 @@ static int persist_coll(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
         return ag_fail(diag, AG_ESTORAGE, "cannot begin a transaction: %s", mdb_strerror(rc));
     char key[AG_MAX_NAME_LEN + 8];
     key_for(key, sizeof(key), 'c', c->name);
-    json_t *rec = coll_record(c);
+    json_t *rec = coll_record(c, schema);
     rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
     json_decref(rec);
     if (rc) {
@@ -967,16 +972,18 @@ static int persist_coll(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
     return 0;
 }
 
-int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
+/* Stores next (borrowed) as c's payload schema, unless it would move the tenant key of declared
+ * tenants. Caller holds c's write mutex; publishing next is the caller's. */
+static int save_schema(ag_store_t *st, ag_collection_t *c, const json_t *next, ag_diag_t *diag)
 {
     /* Declared tenants are enforced through the tenant key: while any is declared, no schema
      * change may move, drop or retype it (docs/SECURITY.md "Tenants"). */
-    const char *next = schema_tenant_key(c->schema);
+    const char *key = schema_tenant_key(next);
     pthread_rwlock_rdlock(&st->tenancy_mu);
     const json_t *snap = tenancy_json_at(st, c->name);
     const char *cur = json_string_value(json_object_get(snap, "key"));
     size_t declared = json_object_size(json_object_get(snap, "tenants"));
-    bool moves = declared > 0 && (!next || !cur || strcmp(next, cur) != 0);
+    bool moves = declared > 0 && (!key || !cur || strcmp(key, cur) != 0);
     char was[AG_MAX_NAME_LEN + 1];
     snprintf(was, sizeof(was), "%s", cur ? cur : "");
     pthread_rwlock_unlock(&st->tenancy_mu);
@@ -986,33 +993,38 @@ int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag)
                        "it cannot be dropped, replaced or joined by another is_tenant index while "
                        "tenants are declared (delete them first)",
                        was, declared);
-    int rc = persist_coll(st, c, diag);
-    if (rc == 0)
-        tenancy_put(st, c->name, true, schema_tenant_key(c->schema), NULL);
-    return rc;
+    return persist_coll(st, c, next, diag);
 }
 
+/* The schema is never changed in place (searches read it concurrently): the change is made on a
+ * copy, stored, then published (ag_coll__set_schema). */
 int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, json_t *def,
                        bool *existed, ag_diag_t *diag)
 {
-    json_t *old = json_incref(json_object_get(c->schema, field));
-    if (existed)
-        *existed = old != NULL;
-    if (!def && !old)
-        return 0;
-    if (def)
-        json_object_set_new(c->schema, field, def);
-    else
-        json_object_del(c->schema, field);
-    int rc = ag_store_save_schema(st, c, diag);
-    if (rc) {
-        if (old)
-            json_object_set(c->schema, field, old);
-        else
-            json_object_del(c->schema, field);
+    json_t *next = ag_coll__schema_copy(c);
+    if (!next) {
+        json_decref(def);
+        return ag_fail(diag, AG_ENOMEM, "out of memory changing the payload index");
     }
-    json_decref(old);
-    return rc;
+    bool had = json_object_get(next, field) != NULL;
+    if (existed)
+        *existed = had;
+    if (!def && !had) {
+        json_decref(next);
+        return 0;
+    }
+    int rc = def ? json_object_set_new(next, field, def) : json_object_del(next, field);
+    if (rc) {
+        json_decref(next);
+        return ag_fail(diag, AG_ENOMEM, "out of memory changing the payload index");
+    }
+    if ((rc = save_schema(st, c, next, diag)) != 0) {
+        json_decref(next);
+        return rc;
+    }
+    ag_coll__set_schema(c, next); /* c owns next now; only this writer can replace it */
+    tenancy_put(st, c->name, true, schema_tenant_key(next), NULL);
+    return 0;
 }
 
 /* ---- tenants ------------------------------------------------------------------------------- */
@@ -1249,7 +1261,7 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
         json_t *old = c->params;
         c->params = next;
         pthread_rwlock_unlock(&c->lock);
-        rc = persist_coll(st, c, diag);
+        rc = persist_coll(st, c, NULL, diag);
         pthread_rwlock_wrlock(&c->lock);
         if (rc) {
             c->params = old;
@@ -1285,7 +1297,7 @@ int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, 
     ssize_t i;
     if (lock_for_change(st, name, true, &c, &i) != 0)
         return ag_fail(diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!", name);
-    json_t *params = NULL, *rec = NULL;
+    json_t *params = NULL, *rec = NULL, *schema = NULL;
     MDB_txn *txn = NULL;
     int rc = ag_coll_vector_params(c, vname, cfg, &params, diag);
     if (rc)
@@ -1299,16 +1311,17 @@ int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, 
         goto out;
     char key[AG_MAX_NAME_LEN + 8];
     key_for(key, sizeof(key), 'c', c->name);
-    rec = json_pack("{s:i,s:O,s:O}", "cid", (json_int_t)c->cid, "params", params, "schema",
-                    c->schema);
+    schema = ag_coll__schema_copy(c);
+    rec = schema ? json_pack("{s:i,s:O,s:O}", "cid", (json_int_t)c->cid, "params", params, "schema",
+                             schema)
+                 : NULL;
     if ((rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM) != 0) {
         rc = ag_fail(diag, rc, "cannot store the collection's settings");
         goto out;
     }
     /* The collection as it will be, loaded from this transaction: if that fails, nothing
      * changes anywhere. */
-    if ((rc = ag_coll_open(st->env, txn, c->name, c->cid, params, c->schema, false, &nc, diag)) !=
-            0 ||
+    if ((rc = ag_coll_open(st->env, txn, c->name, c->cid, params, schema, false, &nc, diag)) != 0 ||
         (rc = ag_coll_load(nc, txn, diag)) != 0)
         goto out;
     nc->gate = &st->gate;
@@ -1332,6 +1345,7 @@ int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, 
     pthread_mutex_unlock(&c->write_mutex);
     json_decref(params);
     json_decref(rec);
+    json_decref(schema);
     ag_coll_unref(c); /* the catalog's reference */
     ag_coll_unref(c); /* ours */
     return 0;
@@ -1345,6 +1359,7 @@ out:
     ag_coll_unref(c);
     json_decref(params);
     json_decref(rec);
+    json_decref(schema);
     return rc;
 }
 
@@ -1673,7 +1688,7 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
             s->fresh->gate = &st->gate;
         if (rc == 0)
             rc = ag_snap__fill(s->fresh, txn, items[i].dir, diag);
-        json_t *rec = rc == 0 ? coll_record(s->fresh) : NULL;
+        json_t *rec = rc == 0 ? coll_record(s->fresh, NULL) : NULL;
         if (rc == 0) {
             snprintf(key, sizeof(key), "r/%u", (unsigned)s->fresh->cid);
             rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
@@ -1761,7 +1776,7 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         restore_slot_t *s = &slots[i];
-        json_t *rec = coll_record(s->fresh);
+        json_t *rec = coll_record(s->fresh, NULL);
         key_for(key, sizeof(key), 'c', items[i].name);
         rc = rec ? meta_put_json(txn, st->meta, key, rec) : AG_ENOMEM;
         json_decref(rec);

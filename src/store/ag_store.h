@@ -55,9 +55,6 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
  * write mutex (ag_coll_write_begin). */
 int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, json_t *def,
                        bool *existed, ag_diag_t *diag);
-/* Persists the collection's payload schema (c->schema, after the caller changed it under the
- * collection's write mutex). */
-int ag_store_save_schema(ag_store_t *st, ag_collection_t *c, ag_diag_t *diag);
 
 /* Adds named vector vname to collection (or alias) name — cfg {"dense": {size, distance, ...}}
  * or {"sparse": {...}} — or removes it with its stored vectors (cfg NULL). Committed whole or not

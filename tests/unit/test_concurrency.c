@@ -284,9 +284,88 @@ static void test_checkpoint_during_traffic(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+static _Atomic long seen_with, seen_without, bad_schema;
+
+/* Reads the payload-index schema the ways requests do (strict mode, order_by/facets, stats)
+ * while another thread changes it. */
+static void *schema_reader(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        json_t *def = ag_coll_index_def(coll, "f");
+        char type[AG_INDEX_TYPE_MAX];
+        const char *t = ag_coll_index_type(coll, "f", type);
+        size_t n = ag_coll_index_count(coll);
+        ag_coll_stats_t cs;
+        if (ag_coll_stats(coll, NULL, &cs) != 0 || n > 2 ||
+            (def && strcmp(json_string_value(json_object_get(def, "data_type")), "keyword") != 0) ||
+            (t && strcmp(t, "keyword") != 0) || !json_object_get(cs.schema, "g"))
+            atomic_fetch_add(&bad_schema, 1);
+        atomic_fetch_add(def ? &seen_with : &seen_without, 1);
+        json_decref(def);
+        json_decref(cs.params);
+        json_decref(cs.schema);
+    }
+    return NULL;
+}
+
+/* A payload index created and dropped over and over while readers look at the schema: they see
+ * whole states only, and (under TSan, label concurrency) no tree is read while it changes. */
+static void test_schema_during_changes(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/aegis-conc-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    ag_store_config_t cfg = {dir, (size_t)1 << 30, 1.0};
+    ag_store_t *st;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
+    json_t *body = json_loads("{\"vectors\":{\"size\":4,\"distance\":\"Dot\"}}", 0, NULL),
+           *params = NULL;
+    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
+    assert_int_equal(ag_store_create(st, "schema", params, &d), 0);
+    json_decref(params);
+    json_decref(body);
+    assert_int_equal(ag_store_get(st, "schema", &coll, NULL), 0);
+    assert_int_equal(ag_coll_write_begin(coll), 0);
+    assert_int_equal(
+        ag_store_set_index(st, coll, "g", json_pack("{s:s}", "data_type", "integer"), NULL, &d), 0);
+    ag_coll_write_end(coll);
+    atomic_store(&stop, false);
+    pthread_t th[2];
+    for (uintptr_t i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, schema_reader, (void *)i), 0);
+    /* Ends after a drop (odd i), once both states were seen. */
+    for (int i = 0;
+         i < 200 || i % 2 == 1 || atomic_load(&seen_with) == 0 || atomic_load(&seen_without) == 0;
+         i++) {
+        json_t *def = i % 2 ? NULL : json_pack("{s:s}", "data_type", "keyword");
+        bool existed = false;
+        assert_int_equal(ag_coll_write_begin(coll), 0);
+        assert_int_equal(ag_store_set_index(st, coll, "f", def, &existed, &d), 0);
+        ag_coll_write_end(coll);
+        assert_int_equal(existed, i % 2 == 1);
+        assert_true(i < 100000);
+    }
+    atomic_store(&stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&bad_schema), 0);
+    char type[AG_INDEX_TYPE_MAX];
+    assert_int_equal(ag_coll_index_count(coll), 1); /* the last change dropped f */
+    assert_null(ag_coll_index_type(coll, "f", type));
+    assert_string_equal(ag_coll_index_type(coll, "g", type), "integer");
+    ag_coll_unref(coll);
+    ag_store_close(st);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_search_during_writes),
-                                       cmocka_unit_test(test_checkpoint_during_traffic)};
+                                       cmocka_unit_test(test_checkpoint_during_traffic),
+                                       cmocka_unit_test(test_schema_during_changes)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
