@@ -114,24 +114,33 @@ static void *searcher(void *arg)
     return NULL;
 }
 
+/* A store in a new temporary directory (dir; *cfg is filled for reopening it) holding collection
+ * name created from the JSON body; coll gets a reference to it. The caller closes the store. */
+static ag_store_t *fresh_store(ag_store_config_t *cfg, const char *name, const char *body)
+{
+    snprintf(dir, sizeof(dir), "/tmp/aegis-conc-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    *cfg = (ag_store_config_t){dir, (size_t)1 << 30, 1.0};
+    ag_store_t *st;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_store_open(cfg, &st, &d), 0);
+    json_t *b = json_loads(body, 0, NULL), *params = NULL;
+    assert_int_equal(ag_coll_parse_params(b, &params, &d), 0);
+    assert_int_equal(ag_store_create(st, name, params, &d), 0);
+    json_decref(params);
+    json_decref(b);
+    assert_int_equal(ag_store_get(st, name, &coll, NULL), 0);
+    return st;
+}
+
 static void test_search_during_writes(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/aegis-conc-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    ag_store_config_t cfg = {dir, (size_t)1 << 30, 1.0};
-    ag_store_t *st;
+    ag_store_config_t cfg;
     ag_diag_t d = {{0}};
-    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
-    json_t *body = json_loads("{\"vectors\":{\"size\":16,\"distance\":\"Euclid\"},"
-                              "\"hnsw_config\":{\"full_scan_threshold\":1,\"m\":8}}",
-                              0, NULL),
-           *params = NULL;
-    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
-    assert_int_equal(ag_store_create(st, "conc", params, &d), 0);
-    json_decref(params);
-    json_decref(body);
-    assert_int_equal(ag_store_get(st, "conc", &coll, NULL), 0);
+    ag_store_t *st = fresh_store(&cfg, "conc",
+                                 "{\"vectors\":{\"size\":16,\"distance\":\"Euclid\"},"
+                                 "\"hnsw_config\":{\"full_scan_threshold\":1,\"m\":8}}");
     ag_dense_info_t v0;
     ag_coll_dense_info(coll, 0, &v0);
     assert_true(ag_index_is_hnsw(v0.index));
@@ -203,21 +212,11 @@ static void test_search_during_writes(void **state)
 static void test_checkpoint_during_traffic(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/aegis-conc-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    ag_store_config_t cfg = {dir, (size_t)1 << 30, 1.0};
-    ag_store_t *st;
+    ag_store_config_t cfg;
     ag_diag_t d = {{0}};
-    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
-    json_t *body = json_loads("{\"vectors\":{\"size\":16,\"distance\":\"Euclid\"},"
-                              "\"hnsw_config\":{\"full_scan_threshold\":1,\"m\":8}}",
-                              0, NULL),
-           *params = NULL;
-    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
-    assert_int_equal(ag_store_create(st, "ckpt", params, &d), 0);
-    json_decref(params);
-    json_decref(body);
-    assert_int_equal(ag_store_get(st, "ckpt", &coll, NULL), 0);
+    ag_store_t *st = fresh_store(&cfg, "ckpt",
+                                 "{\"vectors\":{\"size\":16,\"distance\":\"Euclid\"},"
+                                 "\"hnsw_config\":{\"full_scan_threshold\":1,\"m\":8}}");
     atomic_store(&stop, false);
     atomic_store(&bad_hits, 0);
     pthread_t th[SEARCHERS];
@@ -314,19 +313,9 @@ static void *schema_reader(void *arg)
 static void test_schema_during_changes(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/aegis-conc-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    ag_store_config_t cfg = {dir, (size_t)1 << 30, 1.0};
-    ag_store_t *st;
+    ag_store_config_t cfg;
     ag_diag_t d = {{0}};
-    assert_int_equal(ag_store_open(&cfg, &st, &d), 0);
-    json_t *body = json_loads("{\"vectors\":{\"size\":4,\"distance\":\"Dot\"}}", 0, NULL),
-           *params = NULL;
-    assert_int_equal(ag_coll_parse_params(body, &params, &d), 0);
-    assert_int_equal(ag_store_create(st, "schema", params, &d), 0);
-    json_decref(params);
-    json_decref(body);
-    assert_int_equal(ag_store_get(st, "schema", &coll, NULL), 0);
+    ag_store_t *st = fresh_store(&cfg, "schema", "{\"vectors\":{\"size\":4,\"distance\":\"Dot\"}}");
     assert_int_equal(ag_coll_write_begin(coll), 0);
     assert_int_equal(
         ag_store_set_index(st, coll, "g", json_pack("{s:s}", "data_type", "integer"), NULL, &d), 0);
