@@ -24,8 +24,9 @@
  *    ten operations (a random point's payload replaced: a new bucket), then the same with every
  *    payload index marked stale after each write — what every write did before indexes were
  *    maintained (the next search rebuilt the index); and, to tell the write's own cost from the
- *    index's, writes that leave every indexed value as it was. Rounds interleaved, best of
- *    `rounds`.
+ *    index's, writes that leave every indexed value as it was; and, to tell the write from the
+ *    caches it evicts, no write at all but a sweep of a 64 MB buffer in its place. Rounds
+ *    interleaved, best of `rounds`.
  *    q/s counts the time spent in searches; ops/s counts everything.
  * Times are this thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so a loaded machine does not
  * distort the ratios; insert and link times are wall-clock.
@@ -223,6 +224,18 @@ static int one_write(ag_collection_t *c, uint32_t npoints, uint32_t *bucket, boo
     return rc;
 }
 
+/* Instead of a write: every cache line of a buffer larger than the CPU caches read and written,
+ * so the searches after it start as cold as after a write, with no write at all. */
+static void cache_sweep(void)
+{
+    enum { SWEEP = 64 << 20 };
+    static unsigned char *buf;
+    if (!buf && !(buf = calloc(1, SWEEP)))
+        return;
+    for (size_t i = 0; i < SWEEP; i += 64)
+        buf[i]++;
+}
+
 static int full_scan(void *ud, ag_collection_t *c)
 {
     *(uint32_t *)ud = ag_coll_full_scan_points(c, 0);
@@ -387,21 +400,25 @@ int main(int argc, char **argv)
 
     /* ---- 2. mixed workload ---------------------------------------------------------------- */
     printf("\nmixed workload (planner; 1 write in 10 operations; q/s = searches / search time)\n");
-    printf("%8s | %-14s | %-24s | %-24s | %-24s | %s\n", "select.", "read-only q/s",
+    printf("%8s | %-14s | %-24s | %-24s | %-24s | %-14s | %s\n", "select.", "read-only q/s",
            "10% writes q/s (ops/s)", "+ rebuild q/s (ops/s)", "same-value writes q/s",
-           "10% writes / read-only");
+           "cache sweeps", "10% writes / read-only, sweeps / read-only");
     static const uint32_t mixed_sels[] = {10, 100};
     uint32_t block = AG_MAX(nq, 600u); /* searches per variant and round */
     for (size_t si = 0; si < AG_ARRAY_LEN(mixed_sels); si++) {
         json_t *filter = filter_for(mixed_sels[si]);
-        double q_best[4] = {0, 0, 0, 0}, ops_best[4] = {0, 0, 0, 0};
-        uint64_t builds[4] = {0, 0, 0, 0};
+        double q_best[5] = {0, 0, 0, 0, 0}, ops_best[5] = {0, 0, 0, 0, 0};
+        uint64_t builds[5] = {0, 0, 0, 0, 0};
         for (int round = 0; round < rounds; round++) {
-            for (int variant = 0; variant < 4; variant++) {
+            for (int variant = 0; variant < 5; variant++) {
                 uint64_t builds0 = ag_payload_index_builds();
                 double tq = 0, t_all = now();
                 uint32_t searches = 0, ops = block * (variant ? 10u : 9u) / 9u;
                 for (uint32_t op = 0; op < ops; op++) {
+                    if (variant == 4 && op % 10 == 9) {
+                        cache_sweep();
+                        continue;
+                    }
                     if (variant && op % 10 == 9) {
                         if (one_write(c, n, bucket, variant == 3) != 0)
                             return 1;
@@ -425,12 +442,12 @@ int main(int argc, char **argv)
                 ops_best[variant] = AG_MAX(ops_best[variant], ops / all);
             }
         }
-        printf("%7.1f%% | %14.0f | %12.0f (%9.0f) | %12.0f (%9.0f) | %12.0f (%9.0f) | %.2f   "
-               "(index builds: %llu / %llu / %llu / %llu)\n",
+        printf("%7.1f%% | %14.0f | %12.0f (%9.0f) | %12.0f (%9.0f) | %12.0f (%9.0f) | %14.0f | "
+               "%.2f, %.2f   (index builds: %llu / %llu / %llu / %llu)\n",
                mixed_sels[si] / 10.0, q_best[0], q_best[1], ops_best[1], q_best[2], ops_best[2],
-               q_best[3], ops_best[3], q_best[1] / q_best[0], (unsigned long long)builds[0],
-               (unsigned long long)builds[1], (unsigned long long)builds[2],
-               (unsigned long long)builds[3]);
+               q_best[3], ops_best[3], q_best[4], q_best[1] / q_best[0], q_best[4] / q_best[0],
+               (unsigned long long)builds[0], (unsigned long long)builds[1],
+               (unsigned long long)builds[2], (unsigned long long)builds[3]);
         json_decref(filter);
     }
 
