@@ -18,8 +18,9 @@
 
 #include "ag_base.h"
 
-#define AG_PEER_HEADER_MAX 400     /* a v2 header's value fits in this many bytes (with NUL) */
-#define AG_PEER_MAX_SKEW_MS 60000  /* a call is accepted within this much of the receiver's clock  \
+#define AG_PEER_HEADER_MAX 400 /* a v2 header's value fits in this many bytes (with NUL) */
+#define AG_PEER_MAX_SKEW_MS                                                                        \
+    60000                          /* a call is accepted within this much of the receiver's clock  \
                                     */
 #define AG_PEER_REPLAY_MAX 1048576 /* nonces remembered at most (the default) */
 

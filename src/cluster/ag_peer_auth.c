@@ -32,9 +32,10 @@ typedef struct slot {
 
 typedef struct stripe {
     pthread_mutex_t mu;
-    slot_t *slots; /* cap entries, NULL until the first nonce */
-    size_t cap;    /* a power of two */
-    size_t used;   /* occupied slots, expired ones included */
+    slot_t *slots;        /* cap entries, NULL until the first nonce */
+    size_t cap;           /* a power of two */
+    size_t used;          /* occupied slots, expired ones included */
+    int64_t first_expiry; /* no nonce held expires before this */
 } stripe_t;
 
 struct ag_peer_auth {
@@ -65,8 +66,13 @@ static slot_t *probe(slot_t *slots, size_t cap, const unsigned char *nonce)
 static int rebuild(stripe_t *s, size_t max, int64_t now_ms)
 {
     size_t live = 0;
-    for (size_t i = 0; i < s->cap; i++)
-        live += s->slots[i].expires > now_ms;
+    int64_t first = INT64_MAX;
+    for (size_t i = 0; i < s->cap; i++) {
+        if (s->slots[i].expires > now_ms) {
+            live++;
+            first = AG_MIN(first, s->slots[i].expires);
+        }
+    }
     size_t cap = MIN_SLOTS;
     while (cap < 4 * (live + 1) && cap < 2 * (max + 1))
         cap *= 2;
@@ -82,6 +88,7 @@ static int rebuild(stripe_t *s, size_t max, int64_t now_ms)
     s->slots = n;
     s->cap = cap;
     s->used = live;
+    s->first_expiry = first;
     return 0;
 }
 
@@ -97,6 +104,7 @@ int ag_peer_replay_add(ag_peer_auth_t *pa, const unsigned char nonce[16], int64_
             goto out;
         }
         s->cap = MIN_SLOTS;
+        s->first_expiry = INT64_MAX;
     }
     slot_t *e = probe(s->slots, s->cap, nonce);
     if (e->expires != 0) {
@@ -105,6 +113,11 @@ int ag_peer_replay_add(ag_peer_auth_t *pa, const unsigned char nonce[16], int64_
         } else {
             e->expires = expires_ms; /* seen long ago: its old call is out of the window */
         }
+        goto out;
+    }
+    /* Full, and nothing kept has expired since the last rebuild: refused without another. */
+    if (s->used >= pa->stripe_max && now_ms < s->first_expiry) {
+        rc = AG_EUNAVAILABLE;
         goto out;
     }
     if ((s->used + 1) * 2 > s->cap || s->used >= pa->stripe_max) {
@@ -116,6 +129,7 @@ int ag_peer_replay_add(ag_peer_auth_t *pa, const unsigned char nonce[16], int64_
     }
     memcpy(e->nonce, nonce, NONCE_LEN);
     e->expires = AG_MAX(expires_ms, (int64_t)1);
+    s->first_expiry = AG_MIN(s->first_expiry, e->expires);
     s->used++;
 out:
     pthread_mutex_unlock(&s->mu);
