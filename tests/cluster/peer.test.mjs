@@ -253,6 +253,14 @@ test('an API key bound to the client works through any node; the shard sees the 
   assert.deepEqual(rec.via, { node: 'node-a', remote: '127.0.0.1' });
   assert.equal(rec.status, 401);
   assert.equal(rec.node, 'node-c');
+  // An audited change forwarded by B (a payload index reaches every node): C's record names the
+  // client and the node.
+  await ok(B, 'PUT', `/collections/${COLL}/index?wait=true`, { field_name: 'n', field_schema: 'integer' }, from(k5, '127.0.0.5'));
+  const allow = (await audit(C, '&decision=allow')).find((r) => r.via && r.route.endsWith('/index'));
+  assert.ok(allow, 'the forwarded change is audited on C');
+  assert.equal(allow.remote, '127.0.0.5');
+  assert.deepEqual(allow.via, { node: 'node-b', remote: '127.0.0.1' });
+  await ok(A, 'DELETE', `/collections/${COLL}/index/n?wait=true`);
 });
 
 test('a captured call replayed to its node is refused, audited and counted', { skip: SKIP }, async () => {
