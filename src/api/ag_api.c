@@ -316,6 +316,9 @@ void ag_api_handle(void *ud, ag_request_t *req)
                      strspn(t, "0123456789") == strlen(t) && strlen(t) <= 20 ? t : "given",
                      (unsigned long long)cap);
     set_deadline(call, seconds);
+    /* A node-to-node call: the body must be the one its header was signed for. */
+    if (rc == 0 && call->shard_local)
+        rc = ag_guard_peer_body(call, &call->diag);
     /* Time spent waiting for a worker counts (the deadline runs from the moment the body was
      * in): a request whose deadline passed in the queue is answered without being started. */
     if (rc == 0)

@@ -13,6 +13,7 @@
 
 #include "ag_arena.h"
 #include "ag_config.h"
+#include "cluster/ag_peer.h"
 #include "http/ag_http.h"
 #include "index/ag_filter.h"
 #include "store/ag_store.h"
@@ -96,6 +97,10 @@ struct ag_call {
     /* A node-to-node call for this node's own shards only (the guard checked its signature):
      * never fanned out again (api/api_shard.c, docs/CLUSTER.md). */
     bool shard_local;
+    /* Its verified claim (the sending node, the original client's address, the body's hash) and
+     * the address the call came from (the sending node's); req->remote_addr is the client's. */
+    ag_peer_claim_t peer;
+    char via_addr[64];
     double deadline;    /* ag_now_mono() time after which the request stops with 408 */
     uint64_t timeout_s; /* the timeout the deadline came from (for the message) */
 };

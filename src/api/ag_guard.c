@@ -141,9 +141,14 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
          * key (docs/CLUSTER.md "Node-to-node calls"). */
         if (g->cluster) {
             if (cfg->api_key && *cfg->api_key)
-                ag_cluster_set_secret(g->cluster, cfg->api_key, strlen(cfg->api_key));
+                rc = ag_cluster_set_secret(g->cluster, cfg->api_key, strlen(cfg->api_key));
             else
-                ag_cluster_set_secret(g->cluster, g->root.hash, sizeof(g->root.hash));
+                rc = ag_cluster_set_secret(g->cluster, g->root.hash, sizeof(g->root.hash));
+            if (rc) {
+                rc = ag_fail(diag, rc, "cluster: cannot set up node-to-node signing (%s)",
+                             ag_strerror(rc));
+                goto fail;
+            }
         }
         ag_auth_hooks_t hooks = {0};
         hooks.lookup = lookup_hook;
@@ -424,6 +429,9 @@ static void audit_write(ag_guard_t *g, ag_call_t *call, bool allowed, int status
                                                       : NULL,
         .sub = p ? ag_principal_sub(p) : NULL,
         .remote = call->req->remote_addr,
+        /* A node-to-node call: the node that sent it, and from where (remote is the client). */
+        .via_node = call->shard_local && call->via_addr[0] ? call->peer.node : NULL,
+        .via_addr = call->shard_local && call->via_addr[0] ? call->via_addr : NULL,
         .method = call->req->method_name,
         .route = call->route->pattern,
         .action = call->route->action,
@@ -487,8 +495,9 @@ static void report_due(ag_guard_t *g, int64_t now)
  * locked out — logged and audited one by one until the lockout, then in aggregate (see
  * ag_throttle.h). answer is the client's message.
  */
-static int auth_failed(ag_guard_t *g, ag_call_t *call, int64_t now, ag_metric_t reason,
-                       const char *why, const char *answer, int *retry_after, ag_diag_t *diag)
+static int auth_failed_ex(ag_guard_t *g, ag_call_t *call, int64_t now, ag_metric_t reason,
+                          const char *why, const char *answer, int *retry_after, bool audit,
+                          ag_diag_t *diag)
 {
     ag_request_t *req = call->req;
     ag_throttle_verdict_t v;
@@ -516,8 +525,15 @@ static int auth_failed(ag_guard_t *g, ag_call_t *call, int64_t now, ag_metric_t 
                "throttled %s: too many failed authentications; locked out for %d s (further "
                "failures are reported in aggregate)",
                req->remote_addr, v.retry_after);
-    audit_write(g, call, false, status, diag->msg);
+    if (audit)
+        audit_write(g, call, false, status, diag->msg);
     return rc;
+}
+
+static int auth_failed(ag_guard_t *g, ag_call_t *call, int64_t now, ag_metric_t reason,
+                       const char *why, const char *answer, int *retry_after, ag_diag_t *diag)
+{
+    return auth_failed_ex(g, call, now, reason, why, answer, retry_after, true, diag);
 }
 
 /* The reason label of a refused credential in aegis_auth_failures_total (docs/API.md "Metrics"):
@@ -532,6 +548,63 @@ static ag_metric_t failure_reason(const ag_request_t *req, const char *why)
 }
 
 static int admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_diag_t *diag);
+
+/* The signed header of a node-to-node call, checked before the caller's credential: the MAC over
+ * the method, path, query, credential, node, time, nonce, client address and body hash, then the
+ * nonce (once only). A refusal counts as a failed authentication of the address the call came
+ * from. Once it holds, the request is the client's: req->remote_addr becomes the signed client
+ * address (for allowed_ips, the throttle and the audit record) and call->via_addr keeps the
+ * sending node's. The body is checked against the signed hash once it is in (ag_guard_peer_body).
+ */
+static int peer_admit(ag_guard_t *g, ag_call_t *call, int64_t now, int *retry_after,
+                      ag_diag_t *diag)
+{
+    ag_request_t *req = call->req;
+    ag_peer_arg_t args[AG_HTTP_MAX_QUERY];
+    for (int i = 0; i < req->nquery; i++)
+        args[i] = (ag_peer_arg_t){req->query[i].key, req->query[i].val};
+    ag_peer_req_t pr = {req->method_name,    req->path,    args,
+                        (size_t)req->nquery, req->api_key, req->authorization};
+    ag_diag_t pd = {{0}};
+    int rc = ag_cluster_peer_verify(g->cluster, &pr, req->shard_local, &call->peer, &pd);
+    if (rc == AG_EUNAVAILABLE) {
+        /* The replay cache is full: fail closed, counted and audited like a refusal. */
+        ag_metrics_add(AG_M_AUTH_PEER, 1);
+        ag_log(AG_LOG_WARN, "shard-local call from %s refused: %s", req->remote_addr, pd.msg);
+        rc = ag_fail(diag, AG_EUNAVAILABLE, "%s", pd.msg);
+        audit_write(g, call, false, 503, diag->msg);
+        return rc;
+    }
+    if (rc)
+        return auth_failed(g, call, now, AG_M_AUTH_PEER, pd.msg, pd.msg, retry_after, diag);
+    call->shard_local = true;
+    snprintf(call->via_addr, sizeof(call->via_addr), "%s", req->remote_addr);
+    snprintf(req->remote_addr, sizeof(req->remote_addr), "%s", call->peer.client);
+    return 0;
+}
+
+int ag_guard_peer_body(ag_call_t *call, ag_diag_t *diag)
+{
+    ag_guard_t *g = call->api->guard;
+    ag_request_t *req = call->req;
+    if (!call->shard_local || !g)
+        return 0;
+    /* An upload's body is in a file, never signed: no shard-local call sends one. */
+    if (req->spool_fd < 0 && ag_peer_body_ok(&call->peer, req->body, req->body_len))
+        return 0;
+    /* The signature does not hold: nothing it claimed is believed, the client's address
+     * included. Audited by the caller's ag_guard_audit (401/429). */
+    snprintf(req->remote_addr, sizeof(req->remote_addr), "%s", call->via_addr);
+    call->via_addr[0] = '\0';
+    int retry_after = 0;
+    const char *msg = "Unauthorized: the shard-local call's body is not the one its header was "
+                      "signed for";
+    int rc =
+        auth_failed_ex(g, call, ag_now_unix(), AG_M_AUTH_PEER, msg, msg, &retry_after, false, diag);
+    if (rc == AG_ETHROTTLED)
+        snprintf(req->retry_after, sizeof(req->retry_after), "%d", AG_MAX(retry_after, 1));
+    return rc;
+}
 
 int ag_guard_admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_diag_t *diag)
 {
@@ -593,14 +666,10 @@ static int admit(ag_guard_t *g, ag_call_t *call, size_t i, int *retry_after, ag_
         call->sec_rev = rev;
     }
     /* A shard-local call (docs/CLUSTER.md "Node-to-node calls") must come from a node of this
-     * cluster; the caller's own credential is still checked below, as for any request. */
-    if (req->shard_local) {
-        ag_diag_t pd = {{0}};
-        if (ag_cluster_peer_verify(g->cluster, req->method_name, req->path, req->shard_local,
-                                   &pd) != 0)
-            return auth_failed(g, call, now, AG_M_AUTH_INVALID, pd.msg, pd.msg, retry_after, diag);
-        call->shard_local = true;
-    }
+     * cluster, signed for this very request and credential, once; the caller's own credential
+     * is still checked below, as for any request, from the client's own address. */
+    if (req->shard_local && (rc = peer_admit(g, call, now, retry_after, diag)) != 0)
+        return rc;
     if (req->client_cert_refused)
         return auth_failed(g, call, now, AG_M_AUTH_CLIENT_CERT, "no valid client certificate",
                            "Unauthorized: a valid client certificate is required", retry_after,

@@ -99,5 +99,10 @@ struct ag_keystore *ag_guard_keystore(ag_guard_t *g);
  * returns the answer: AG_EUNAUTH (401) with a generic message, or AG_ETHROTTLED (429, with
  * Retry-After set) once the address is locked out. */
 int ag_guard_public_auth_failure(ag_call_t *call, const char *why, ag_diag_t *diag);
+/* A node-to-node call's body, once it is in, against the hash its signed header names
+ * (docs/CLUSTER.md "Node-to-node calls"). 0 (also for any other call), or AG_EUNAUTH /
+ * AG_ETHROTTLED counted as a failed authentication of the sending address, whose address the
+ * request then carries again; the caller answers and audits it. */
+int ag_guard_peer_body(ag_call_t *call, ag_diag_t *diag);
 
 #endif

@@ -310,7 +310,7 @@ int ag_api_metrics(ag_call_t *call)
         {AG_M_AUTH_MISSING, "missing"}, {AG_M_AUTH_INVALID, "invalid"},
         {AG_M_AUTH_EXPIRED, "expired"}, {AG_M_AUTH_CLIENT_CERT, "client_certificate"},
         {AG_M_AUTH_ADDRESS, "address"}, {AG_M_AUTH_INVITE, "invite_code"},
-        {AG_M_AUTH_ERROR, "error"},
+        {AG_M_AUTH_ERROR, "error"},     {AG_M_AUTH_PEER, "peer_signature"},
     };
     family(&o, "aegis_auth_failures_total", "counter", "failed authentications by reason");
     for (size_t i = 0; i < AG_ARRAY_LEN(reasons); i++)

@@ -538,6 +538,7 @@ static void fanout_add(fanout_t *f, const ag_call_t *call, const layout_t *l, in
     pc->path = path;
     pc->api_key = call->req->api_key;
     pc->authorization = call->req->authorization;
+    pc->client = call->req->remote_addr;
     pc->body = body;
     pc->len = body ? strlen(body) : 0;
     f->bodies[f->n] = body;

@@ -935,6 +935,13 @@ static json_t *record_body(const ag_audit_t *a, const ag_audit_record_t *r)
     rc |= set_str(a, p, "sub", r->sub, true);
     rc |= json_object_set_new(o, "principal", p);
     rc |= set_str(a, o, "remote", r->remote, false);
+    if (r->via_node) {
+        json_t *via = json_object();
+        rc |= via ? 0 : -1;
+        rc |= set_str(a, via, "node", r->via_node, false);
+        rc |= set_str(a, via, "remote", r->via_addr, true);
+        rc |= json_object_set_new(o, "via", via);
+    }
     rc |= set_str(a, o, "method", r->method, false);
     rc |= set_str(a, o, "route", r->route, false);
     rc |= set_str(a, o, "action", r->action, false);

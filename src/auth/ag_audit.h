@@ -103,6 +103,9 @@ typedef struct ag_audit_record {
     const char *key_id;
     const char *sub;
     const char *remote;
+    /* A node-to-node call (docs/CLUSTER.md "Node-to-node calls"): the node that forwarded it and
+     * the address it came from; remote is then the original client's. NULL = a direct call. */
+    const char *via_node, *via_addr;
     const char *method;
     const char *route;
     const char *action;

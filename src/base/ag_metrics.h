@@ -40,6 +40,8 @@ typedef enum {
     AG_M_AUDIT_FAILURES,   /* audit records that could not be written */
     AG_M_PLAN_CANDIDATES, /* filtered dense searches scored exactly over payload-index candidates */
     AG_M_PLAN_GRAPH,      /* filtered dense searches handed to the index with the predicate */
+    AG_M_AUTH_PEER,       /* a node-to-node call whose signed header does not check out (bad,
+                             replayed, tampered; docs/CLUSTER.md "Node-to-node calls") */
     AG_M_COUNT
 } ag_metric_t;
 

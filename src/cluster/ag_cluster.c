@@ -524,7 +524,7 @@ void ag_cluster_free(ag_cluster_t *cl)
     ag_cluster_meta_stop(cl);
     json_decref(cl->meta);
     pthread_mutex_destroy(&cl->meta_mu);
-    sodium_memzero(cl->secret, sizeof(cl->secret));
+    ag_peer_auth_free(cl->peer);
     ag_etcd_free(cl->writer);
     ag_etcd_free(cl->prober);
     ag_etcd_free(cl->watcher);

@@ -18,6 +18,7 @@
 #define AG_CLUSTER_H
 
 #include "ag_base.h"
+#include "ag_peer.h"
 #include "ag_repl.h"
 
 #include <jansson.h>
@@ -92,12 +93,14 @@ json_t *ag_cluster_meta_get(ag_cluster_t *cl, const char *name);
 #define AG_CLUSTER_PEER_HEADER "x-aegis-shard-local"
 /* Derives the cluster secret from the root key's material (the configured key's bytes, or the
  * generated key's hash): keyed BLAKE2b over a fixed label. Every node sharing the root key
- * derives the same secret; the root key itself never travels. */
-void ag_cluster_set_secret(ag_cluster_t *cl, const void *material, size_t len);
-/* Checks a peer header for method and path (the part before '?'): "<node>.<unix ms>.<mac hex>",
- * fresh within 60 s and the MAC right. 0, or AG_EUNAUTH naming what is wrong. */
-int ag_cluster_peer_verify(ag_cluster_t *cl, const char *method, const char *path,
-                           const char *value, ag_diag_t *diag);
+ * derives the same secret; the root key itself never travels. Also makes the replay cache.
+ * 0, AG_ENOMEM. */
+int ag_cluster_set_secret(ag_cluster_t *cl, const void *material, size_t len);
+/* Checks a shard-local header (ag_peer.h, format v2) for the call r against this node's clock
+ * and replay cache. 0 with *out filled; AG_EUNAUTH naming what is wrong (also without cluster
+ * mode); AG_EUNAVAILABLE when the replay cache is full. */
+int ag_cluster_peer_verify(ag_cluster_t *cl, const ag_peer_req_t *r, const char *value,
+                           ag_peer_claim_t *out, ag_diag_t *diag);
 
 typedef struct ag_peer_call {
     /* in (borrowed) */
@@ -106,6 +109,7 @@ typedef struct ag_peer_call {
     const char *method;                  /* "GET", "POST", "PUT", ... */
     const char *path;                    /* path and query, percent-encoded as sent */
     const char *api_key, *authorization; /* the original caller's credential, forwarded */
+    const char *client;                  /* the original caller's address (signed) */
     const char *body;
     size_t len;
     /* out */

@@ -10,6 +10,7 @@
 
 #include "ag_cluster.h"
 #include "ag_etcd.h"
+#include "ag_peer.h"
 
 #define MAX_SINKS 8
 
@@ -60,9 +61,9 @@ struct ag_cluster {
     pthread_t meta_thread;
     bool meta_started;
     _Atomic bool meta_stop;
-    /* Node-to-node calls (ag_peer.c): the cluster secret derived from the root key. */
-    unsigned char secret[32];
-    bool has_secret;
+    /* Node-to-node calls (ag_peer.c): the cluster secret derived from the root key and the
+     * replay cache (ag_peer_auth.c); NULL until ag_cluster_set_secret. */
+    ag_peer_auth_t *peer;
 };
 
 #endif

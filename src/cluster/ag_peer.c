@@ -10,18 +10,17 @@
 
 #include "ag_cluster_int.h"
 
-#define PEER_LABEL "aegis cluster node-to-node v1"
-#define PEER_MAX_SKEW_MS 60000
 #define PEER_MAX_REPLY (256u << 20)
 
-void ag_cluster_set_secret(ag_cluster_t *cl, const void *material, size_t len)
+int ag_cluster_set_secret(ag_cluster_t *cl, const void *material, size_t len)
 {
-    unsigned char k[32];
-    crypto_generichash(k, sizeof(k), material, len, NULL, 0);
-    crypto_generichash(cl->secret, sizeof(cl->secret), (const unsigned char *)PEER_LABEL,
-                       strlen(PEER_LABEL), k, sizeof(k));
-    sodium_memzero(k, sizeof(k));
-    cl->has_secret = true;
+    ag_peer_auth_t *pa = NULL;
+    int rc = ag_peer_auth_new(cl->node_id, material, len, 0, &pa);
+    if (rc)
+        return rc;
+    ag_peer_auth_free(cl->peer);
+    cl->peer = pa;
+    return 0;
 }
 
 static int64_t now_ms(void)
@@ -31,53 +30,14 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The MAC of one call: keyed BLAKE2b-256 over method, path (without its query), node and time. */
-static void peer_mac(const ag_cluster_t *cl, const char *method, const char *path, const char *node,
-                     size_t node_len, long long ts, unsigned char mac[32])
+int ag_cluster_peer_verify(ag_cluster_t *cl, const ag_peer_req_t *r, const char *value,
+                           ag_peer_claim_t *out, ag_diag_t *diag)
 {
-    size_t plen = strcspn(path, "?");
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, cl->secret, sizeof(cl->secret), 32);
-    char tsbuf[32];
-    int n = snprintf(tsbuf, sizeof(tsbuf), "%lld", ts);
-    const unsigned char nl = '\n';
-    crypto_generichash_update(&st, (const unsigned char *)method, strlen(method));
-    crypto_generichash_update(&st, &nl, 1);
-    crypto_generichash_update(&st, (const unsigned char *)path, plen);
-    crypto_generichash_update(&st, &nl, 1);
-    crypto_generichash_update(&st, (const unsigned char *)node, node_len);
-    crypto_generichash_update(&st, &nl, 1);
-    crypto_generichash_update(&st, (const unsigned char *)tsbuf, (size_t)n);
-    crypto_generichash_final(&st, mac, 32);
-}
-
-int ag_cluster_peer_verify(ag_cluster_t *cl, const char *method, const char *path,
-                           const char *value, ag_diag_t *diag)
-{
-    if (!cl || !cl->has_secret)
+    if (!cl || !cl->peer) {
+        memset(out, 0, sizeof(*out));
         return ag_fail(diag, AG_EUNAUTH, "Unauthorized: a shard-local call needs cluster mode");
-    const char *d1 = value ? strchr(value, '.') : NULL;
-    const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-    if (!d1 || !d2 || d1 == value || strlen(d2 + 1) != 64)
-        return ag_fail(diag, AG_EUNAUTH, "Unauthorized: malformed shard-local header");
-    char *end = NULL;
-    long long ts = strtoll(d1 + 1, &end, 10);
-    if (end != d2)
-        return ag_fail(diag, AG_EUNAUTH, "Unauthorized: malformed shard-local header");
-    long long skew = (long long)now_ms() - ts;
-    if (skew > PEER_MAX_SKEW_MS || skew < -PEER_MAX_SKEW_MS)
-        return ag_fail(diag, AG_EUNAUTH,
-                       "Unauthorized: the shard-local call's time is %lld ms off this node's clock",
-                       skew);
-    unsigned char want[32], got[32];
-    size_t bin_len = 0;
-    if (sodium_hex2bin(got, sizeof(got), d2 + 1, 64, NULL, &bin_len, NULL) != 0 || bin_len != 32)
-        return ag_fail(diag, AG_EUNAUTH, "Unauthorized: malformed shard-local header");
-    peer_mac(cl, method, path, value, (size_t)(d1 - value), ts, want);
-    if (sodium_memcmp(want, got, 32) != 0)
-        return ag_fail(diag, AG_EUNAUTH,
-                       "Unauthorized: the shard-local call is not signed with the cluster secret");
-    return 0;
+    }
+    return ag_peer_verify(cl->peer, r, value, now_ms(), out, diag);
 }
 
 /* ---- calls -------------------------------------------------------------------------------- */
@@ -156,13 +116,18 @@ int ag_cluster_peer_calls(ag_cluster_t *cl, ag_peer_call_t *calls, size_t n, lon
         easy[i] = e;
         char url[2600];
         snprintf(url, sizeof(url), "%s%s", c->url, c->path);
-        long long ts = (long long)now_ms();
-        unsigned char mac[32];
-        peer_mac(cl, c->method, c->path, cl->node_id, strlen(cl->node_id), ts, mac);
-        char hex[65], line[256];
-        sodium_bin2hex(hex, sizeof(hex), mac, sizeof(mac));
-        snprintf(line, sizeof(line), "%s: %s.%lld.%s", AG_CLUSTER_PEER_HEADER, cl->node_id, ts,
-                 hex);
+        char sig[AG_PEER_HEADER_MAX], line[AG_PEER_HEADER_MAX + 64];
+        if (!cl->peer ||
+            ag_peer_sign(cl->peer, c->method, c->path, c->api_key, c->authorization, c->client,
+                         c->body, c->body ? c->len : 0, now_ms(), sig, sizeof(sig)) != 0) {
+            snprintf(c->err, sizeof(c->err),
+                     "the call cannot be signed (no cluster secret, or "
+                     "the client's address is not an IP address)");
+            curl_easy_cleanup(e);
+            easy[i] = NULL;
+            continue;
+        }
+        snprintf(line, sizeof(line), "%s: %s", AG_CLUSTER_PEER_HEADER, sig);
         struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
         h = h ? curl_slist_append(h, line) : NULL;
         if (h && c->api_key) {

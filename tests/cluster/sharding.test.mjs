@@ -262,6 +262,9 @@ test('a forged shard-local call is refused', { skip: SKIP }, async () => {
   const forged = `node-a.${Date.now()}.${'0'.repeat(64)}`;
   const r = await call(B, 'POST', '/collections/sh/points/count', {}, { headers: { 'api-key': ROOT_KEY, 'x-aegis-shard-local': forged } });
   assert.equal(r.status, 401, r.text);
+  const v2 = `v2;node-a;${Date.now()};${'0'.repeat(32)};127.0.0.1;${'0'.repeat(64)};${'0'.repeat(64)}`;
+  const r2 = await call(B, 'POST', '/collections/sh/points/count', {}, { headers: { 'api-key': ROOT_KEY, 'x-aegis-shard-local': v2 } });
+  assert.equal(r2.status, 401, r2.text);
   const junk = await call(B, 'POST', '/collections/sh/points/count', {}, { headers: { 'api-key': ROOT_KEY, 'x-aegis-shard-local': 'x' } });
   assert.equal(junk.status, 401, junk.text);
   // The single node (no cluster) refuses the marker too.
