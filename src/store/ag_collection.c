@@ -1637,7 +1637,8 @@ const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot)
 
 json_t *ag_coll_payload_json(const ag_collection_t *c, uint32_t slot)
 {
-    return ag_pack_decode(c->slots[slot].payload);
+    const uint8_t *p = c->slots[slot].payload;
+    return p ? ag_pack_decode(p) : json_object(); /* a dead slot holds none */
 }
 
 const uint8_t *ag_coll_payload_packed(const ag_collection_t *c, uint32_t slot)
