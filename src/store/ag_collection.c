@@ -970,8 +970,8 @@ static void clear_vectors(ag_collection_t *c, uint32_t s)
 
 /* What reserve_memory set aside for one write (muts[i] ↔ packs[i], sparse[i * nsparse + v]). */
 typedef struct reservation {
-    const uint8_t **packs;     /* each payload given, packed; ag_pack_empty for a new point
-                                  that brings none (json/ag_pack.h) */
+    const uint8_t **packs;     /* each payload given, packed (json/ag_pack.h); NULL for none
+                                  (a new point without one gets the shared ag_pack_empty) */
     ag_sparse_prep_t *sparse;  /* each sparse vector set, copied and sorted */
     ag_mv_block_t **blocks;    /* each multivector set, copied (blocks[i * nvec + v]) */
     size_t n, nsparse, n_held; /* sparse[0 .. n_held) hold a reservation in their index */
