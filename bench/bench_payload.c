@@ -103,7 +103,7 @@ static const fdef_t FILTERS[] = {
 int main(int argc, char **argv)
 {
     uint32_t n = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 100000;
-    int rounds = argc > 2 ? atoi(argv[2]) : 5;
+    int rounds = argc > 2 ? (int)strtol(argv[2], NULL, 10) : 5;
     if (n == 0 || rounds <= 0)
         return 2;
     static const char *const SHAPES[] = {"two", "bucket", "rich"};
