@@ -75,9 +75,12 @@ int ag_op_commit(ag_call_t *call, ag_collection_t *c, ag_batch_t *ms)
         const ag_mutation_t *m = &ms->m[i];
         if (m->delete_point)
             continue;
-        const json_t *np = ag_coll_next_payload(c, m);
+        json_t *np = ag_coll_next_payload(c, m);
+        if (!np)
+            return ag_fail(&call->diag, AG_ENOMEM, "out of memory");
         int rc = call->upsert.split ? check_upsert_grant(call, c, &m->id, np)
                                     : check_write_scope(call, c, &m->id, np, call->restriction);
+        json_decref(np);
         if (rc)
             return rc;
     }
@@ -434,11 +437,9 @@ int ag_op_payload(ag_call_t *call, ag_collection_t *c, const json_t *body, ag_pl
         uint32_t s = UINT32_MAX;
         if ((rc = require_point(call, c, &ids[i], &s)) != 0)
             break;
-        static json_t *none;
-        if (!none)
-            none = json_object();
-        const json_t *cur = s == UINT32_MAX ? none : ag_coll_payload(c, s);
-        json_t *next = ag_payload_edit(cur, &edit);
+        json_t *cur = s == UINT32_MAX ? json_object() : ag_coll_payload_json(c, s);
+        json_t *next = cur ? ag_payload_edit(cur, &edit) : NULL;
+        json_decref(cur);
         if (!next) {
             rc = AG_ENOMEM;
             break;

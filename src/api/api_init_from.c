@@ -88,7 +88,7 @@ static int collect(void *ud, ag_collection_t *src)
         ag_mutation_t *m = &x->muts[x->n];
         memset(m, 0, sizeof(*m));
         m->id = *ag_coll_id(src, slots[i]);
-        if (!(m->payload = json_deep_copy(ag_coll_payload(src, slots[i]))))
+        if (!(m->payload = ag_coll_payload_json(src, slots[i])))
             return AG_ENOMEM;
         x->n++;
         m->replace_vectors = true;

@@ -8,6 +8,7 @@
 #include "ag_filter.h"
 
 #include "ag_glob.h"
+#include "json/ag_pack.h"
 
 #include <float.h>
 #include <math.h>
@@ -337,35 +338,139 @@ int ag_payload_set_at(json_t *obj, const char *path, const json_t *payload)
     return set_at(obj, segs, n, payload);
 }
 
+/* A payload value the walker visits: a jansson node (j) or a packed one (p, json/ag_pack.h) —
+ * exactly one of them set. Filters evaluate stored points in the packed form (no tree is ever
+ * built for them) and values that arrive with a request in jansson form, by the same code. */
+typedef struct val {
+    const json_t *j;
+    const uint8_t *p;
+} val_t;
+
+static const uint8_t json_kind[] = {
+    [JSON_OBJECT] = AG_PK_OBJECT, [JSON_ARRAY] = AG_PK_ARRAY, [JSON_STRING] = AG_PK_STR,
+    [JSON_INTEGER] = AG_PK_INT,   [JSON_REAL] = AG_PK_REAL,   [JSON_TRUE] = AG_PK_TRUE,
+    [JSON_FALSE] = AG_PK_FALSE,   [JSON_NULL] = AG_PK_NULL,
+};
+
+static inline int v_type(val_t v)
+{
+    return v.p ? *v.p : json_kind[json_typeof(v.j)];
+}
+
+static inline const char *v_str(val_t v, size_t *len)
+{
+    if (v.p)
+        return ag_pk_str(v.p, len);
+    *len = json_string_length(v.j);
+    return json_string_value(v.j);
+}
+
+static inline json_int_t v_int(val_t v)
+{
+    return v.p ? (json_int_t)ag_pk_int(v.p) : json_integer_value(v.j);
+}
+
+static inline double v_num(val_t v)
+{
+    return v.p ? ag_pk_number(v.p) : json_number_value(v.j);
+}
+
+/* Member key of object v into *out; false when v is not an object or has no such key. */
+static inline bool v_get(val_t v, const char *key, size_t len, val_t *out)
+{
+    if (v.p) {
+        out->j = NULL;
+        return (out->p = ag_pk_get(v.p, key, len)) != NULL;
+    }
+    out->p = NULL;
+    return json_is_object(v.j) && (out->j = json_object_getn(v.j, key, len)) != NULL;
+}
+
+/* Element i of array v into *out; false when v is not an array or is shorter. */
+static inline bool v_at(val_t v, size_t i, val_t *out)
+{
+    if (v.p) {
+        out->j = NULL;
+        return (out->p = ag_pk_at(v.p, i)) != NULL;
+    }
+    out->p = NULL;
+    return json_is_array(v.j) && (out->j = json_array_get(v.j, i)) != NULL;
+}
+
+/* Iterates the elements of an array value (v_type(a) == AG_PK_ARRAY). */
+typedef struct vit {
+    val_t a;
+    size_t i, n;
+    const uint8_t *cur, *end;
+} vit_t;
+
+static inline void vit_init(vit_t *it, val_t a)
+{
+    it->a = a;
+    it->i = 0;
+    if (a.p) {
+        it->cur = ag_pk_first(a.p, &it->end);
+        it->n = 0;
+    } else {
+        it->cur = it->end = NULL;
+        it->n = json_array_size(a.j);
+    }
+}
+
+static inline bool vit_next(vit_t *it, val_t *out)
+{
+    if (it->a.p) {
+        if (it->cur >= it->end)
+            return false;
+        *out = (val_t){NULL, it->cur};
+        it->cur = ag_pk_skip(it->cur);
+        return true;
+    }
+    if (it->i >= it->n)
+        return false;
+    *out = (val_t){json_array_get(it->a.j, it->i++), NULL};
+    return true;
+}
+
+static inline bool v_empty_array(val_t v)
+{
+    return v_type(v) == AG_PK_ARRAY && (v.p ? ag_pk_count(v.p) : json_array_size(v.j)) == 0;
+}
+
+static inline size_t v_array_size(val_t v)
+{
+    return v.p ? ag_pk_count(v.p) : json_array_size(v.j);
+}
+
 /* Visitor: returns true to stop the walk. */
-typedef bool (*visit_fn)(const json_t *v, void *ctx);
+typedef bool (*visit_fn)(val_t v, void *ctx);
 
 /* Visits the values at the path without flattening a final array (Qdrant's get_value). */
-static bool walk(const json_t *v, const seg_t *s, size_t n, visit_fn fn, void *ctx)
+static bool walk(val_t v, const seg_t *s, size_t n, visit_fn fn, void *ctx)
 {
     while (n > 0) {
-        const json_t *next = NULL;
+        val_t next;
         switch (s->kind) {
         case SEG_KEY:
-            if (!json_is_object(v))
+            if (!v_get(v, s->key, s->len, &next))
                 return false;
-            next = json_object_getn(v, s->key, s->len);
             break;
         case SEG_INDEX:
-            if (!json_is_array(v))
+            if (!v_at(v, s->index, &next))
                 return false;
-            next = json_array_get(v, s->index);
             break;
-        default: /* SEG_ALL */
-            if (!json_is_array(v))
+        default: { /* SEG_ALL */
+            if (v_type(v) != AG_PK_ARRAY)
                 return false;
-            for (size_t i = 0, len = json_array_size(v); i < len; i++)
-                if (walk(json_array_get(v, i), s + 1, n - 1, fn, ctx))
+            vit_t it;
+            val_t e;
+            vit_init(&it, v);
+            while (vit_next(&it, &e))
+                if (walk(e, s + 1, n - 1, fn, ctx))
                     return true;
             return false;
         }
-        if (!next)
-            return false;
+        }
         v = next;
         s++;
         n--;
@@ -378,19 +483,22 @@ typedef struct flat_ctx {
     void *ctx;
 } flat_ctx_t;
 
-static bool flat_visit(const json_t *v, void *ctx)
+static bool flat_visit(val_t v, void *ctx)
 {
     const flat_ctx_t *fc = ctx;
-    if (!json_is_array(v))
+    if (v_type(v) != AG_PK_ARRAY)
         return fc->fn(v, fc->ctx);
-    for (size_t i = 0, len = json_array_size(v); i < len; i++)
-        if (fc->fn(json_array_get(v, i), fc->ctx))
+    vit_t it;
+    val_t e;
+    vit_init(&it, v);
+    while (vit_next(&it, &e))
+        if (fc->fn(e, fc->ctx))
             return true;
     return false;
 }
 
 /* Visits the values at the path, an array at the end yielding each of its elements. */
-static bool walk_flat(const json_t *payload, const path_t *p, visit_fn fn, void *ctx)
+static bool walk_flat(val_t payload, const path_t *p, visit_fn fn, void *ctx)
 {
     flat_ctx_t fc = {fn, ctx};
     return walk(payload, p->segs, p->n, flat_visit, &fc);
@@ -398,16 +506,19 @@ static bool walk_flat(const json_t *payload, const path_t *p, visit_fn fn, void 
 
 typedef struct each_ctx {
     void (*fn)(const json_t *v, void *ud);
+    void (*pfn)(const uint8_t *v, void *ud);
     void *ud;
     size_t count;
 } each_ctx_t;
 
-static bool each_visit(const json_t *v, void *ctx)
+static bool each_visit(val_t v, void *ctx)
 {
     each_ctx_t *ec = ctx;
     ec->count++;
     if (ec->fn)
-        ec->fn(v, ec->ud);
+        ec->fn(v.j, ec->ud);
+    if (ec->pfn)
+        ec->pfn(v.p, ec->ud);
     return false;
 }
 
@@ -418,9 +529,22 @@ size_t ag_payload_path_each(const json_t *payload, const char *path,
     size_t n;
     if (!path || !json_is_object(payload) || parse_path(path, segs, MAX_SEGS - 1, &n))
         return 0;
-    each_ctx_t ec = {fn, ud, 0};
+    each_ctx_t ec = {fn, NULL, ud, 0};
     flat_ctx_t fc = {each_visit, &ec};
-    walk(payload, segs, n, flat_visit, &fc);
+    walk((val_t){payload, NULL}, segs, n, flat_visit, &fc);
+    return ec.count;
+}
+
+size_t ag_payload_path_each_packed(const uint8_t *payload, const char *path,
+                                   void (*fn)(const uint8_t *v, void *ud), void *ud)
+{
+    seg_t segs[MAX_SEGS];
+    size_t n;
+    if (!path || !payload || *payload != AG_PK_OBJECT || parse_path(path, segs, MAX_SEGS - 1, &n))
+        return 0;
+    each_ctx_t ec = {NULL, fn, ud, 0};
+    flat_ctx_t fc = {each_visit, &ec};
+    walk((val_t){NULL, payload}, segs, n, flat_visit, &fc);
     return ec.count;
 }
 
@@ -431,8 +555,8 @@ size_t ag_payload_path_each_raw(const json_t *payload, const char *path,
     size_t n;
     if (!path || !json_is_object(payload) || parse_path(path, segs, MAX_SEGS - 1, &n))
         return 0;
-    each_ctx_t ec = {fn, ud, 0};
-    walk(payload, segs, n, each_visit, &ec);
+    each_ctx_t ec = {fn, NULL, ud, 0};
+    walk((val_t){payload, NULL}, segs, n, each_visit, &ec);
     return ec.count;
 }
 
@@ -1814,22 +1938,25 @@ enum { M_NORMAL, M_STRICT, M_LOOSE };
 
 static bool eval_filter(const ag_filter_t *f, const ag_filter_subject_t *s, int mode);
 
-static bool set_has_str(const cond_t *c, const json_t *v)
+static bool set_has_str(const cond_t *c, val_t v)
 {
-    str_t key = {(char *)json_string_value(v), json_string_length(v)};
+    str_t key;
+    key.p = (char *)v_str(v, &key.len);
     return c->u.set.n && bsearch(&key, c->u.set.strs, c->u.set.n, sizeof(str_t), str_cmp) != NULL;
 }
 
-static bool set_has_int(const cond_t *c, const json_t *v)
+static bool set_has_int(const cond_t *c, val_t v)
 {
-    json_int_t key = json_integer_value(v);
+    json_int_t key = v_int(v);
     return c->u.set.n &&
            bsearch(&key, c->u.set.nums, c->u.set.n, sizeof(json_int_t), int_cmp) != NULL;
 }
 
-static bool contains(const json_t *v, const str_t *word)
+static bool contains(val_t v, const str_t *word)
 {
-    return memmem(json_string_value(v), json_string_length(v), word->p, word->len) != NULL;
+    size_t len;
+    const char *p = v_str(v, &len);
+    return memmem(p, len, word->p, word->len) != NULL;
 }
 
 static bool in_range(const bool *has, const double *b, double x)
@@ -1850,15 +1977,16 @@ static bool in_count(const bool *has, const uint64_t *b, uint64_t x)
            (!has[B_GTE] || x >= b[B_GTE]) && (!has[B_LTE] || x <= b[B_LTE]);
 }
 
-static bool geo_value(const json_t *v, geo_pt_t *out)
+static bool geo_value(val_t v, geo_pt_t *out)
 {
-    if (!json_is_object(v))
+    val_t lon, lat;
+    if (!v_get(v, "lon", 3, &lon) || !v_get(v, "lat", 3, &lat))
         return false;
-    const json_t *lon = json_object_get(v, "lon"), *lat = json_object_get(v, "lat");
-    if (!json_is_number(lon) || !json_is_number(lat))
+    int tlon = v_type(lon), tlat = v_type(lat);
+    if ((tlon != AG_PK_INT && tlon != AG_PK_REAL) || (tlat != AG_PK_INT && tlat != AG_PK_REAL))
         return false;
-    out->lon = json_number_value(lon);
-    out->lat = json_number_value(lat);
+    out->lon = v_num(lon);
+    out->lat = v_num(lat);
     return true;
 }
 
@@ -1906,50 +2034,64 @@ static bool in_polygon(const cond_t *c, geo_pt_t p)
     return true;
 }
 
+static bool is_number_type(int t)
+{
+    return t == AG_PK_INT || t == AG_PK_REAL;
+}
+
 /* One (flattened) payload value against a value-level condition. */
-static bool value_matches(const cond_t *c, const json_t *v)
+static bool value_matches(const cond_t *c, val_t v)
 {
     geo_pt_t p;
     int64_t t;
+    int type = v_type(v);
+    size_t len;
+    const char *str;
     switch (c->kind) {
     case C_VALUE:
         switch (c->u.value.type) {
         case VT_STR:
-            return json_is_string(v) && json_string_length(v) == c->u.value.s.len &&
-                   memcmp(json_string_value(v), c->u.value.s.p, c->u.value.s.len) == 0;
+            if (type != AG_PK_STR)
+                return false;
+            str = v_str(v, &len);
+            return len == c->u.value.s.len && memcmp(str, c->u.value.s.p, len) == 0;
         case VT_INT:
-            return json_is_integer(v) && json_integer_value(v) == c->u.value.i;
+            return type == AG_PK_INT && v_int(v) == c->u.value.i;
         default:
-            return json_is_boolean(v) && json_is_true(v) == c->u.value.b;
+            return (type == AG_PK_TRUE || type == AG_PK_FALSE) &&
+                   (type == AG_PK_TRUE) == c->u.value.b;
         }
     case C_ANY:
-        return c->u.set.ints ? json_is_integer(v) && set_has_int(c, v)
-                             : json_is_string(v) && set_has_str(c, v);
+        return c->u.set.ints ? type == AG_PK_INT && set_has_int(c, v)
+                             : type == AG_PK_STR && set_has_str(c, v);
     case C_EXCEPT:
         /* Qdrant: null is never "other than" the list; a value of another type always is. */
-        if (json_is_null(v))
+        if (type == AG_PK_NULL)
             return false;
         if (c->u.set.ints)
-            return !json_is_integer(v) || !set_has_int(c, v);
-        return !json_is_string(v) || !set_has_str(c, v);
+            return type != AG_PK_INT || !set_has_int(c, v);
+        return type != AG_PK_STR || !set_has_str(c, v);
     case C_GLOB:
-        return json_is_string(v) &&
-               ag_glob_match(&c->u.glob, json_string_value(v), json_string_length(v));
+        if (type != AG_PK_STR)
+            return false;
+        str = v_str(v, &len);
+        return ag_glob_match(&c->u.glob, str, len);
     case C_TEXT:
-        return json_is_string(v) && contains(v, &c->u.text.words[0]);
+        return type == AG_PK_STR && contains(v, &c->u.text.words[0]);
     case C_TEXT_ANY:
-        if (!json_is_string(v))
+        if (type != AG_PK_STR)
             return false;
         for (size_t i = 0; i < c->u.text.n; i++)
             if (contains(v, &c->u.text.words[i]))
                 return true;
         return false;
     case C_RANGE:
-        return json_is_number(v) && in_range(c->u.range.has, c->u.range.v, json_number_value(v));
+        return is_number_type(type) && in_range(c->u.range.has, c->u.range.v, v_num(v));
     case C_DT_RANGE:
-        return json_is_string(v) &&
-               parse_datetime(json_string_value(v), json_string_length(v), &t) &&
-               in_dt_range(c->u.dt.has, c->u.dt.v, t);
+        if (type != AG_PK_STR)
+            return false;
+        str = v_str(v, &len);
+        return parse_datetime(str, len, &t) && in_dt_range(c->u.dt.has, c->u.dt.v, t);
     case C_GEO_BOX:
         return geo_value(v, &p) && in_box(c, p);
     case C_GEO_RADIUS:
@@ -1961,27 +2103,28 @@ static bool value_matches(const cond_t *c, const json_t *v)
     }
 }
 
-static bool match_visit(const json_t *v, void *ctx)
+static bool match_visit(val_t v, void *ctx)
 {
     return value_matches(ctx, v);
 }
 
-static bool not_empty_visit(const json_t *v, void *ctx)
+static bool not_empty_visit(val_t v, void *ctx)
 {
     (void)ctx;
-    return !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0);
+    return v_type(v) != AG_PK_NULL && !v_empty_array(v);
 }
 
-static bool null_visit(const json_t *v, void *ctx)
+static bool null_visit(val_t v, void *ctx)
 {
     (void)ctx;
-    return json_is_null(v);
+    return v_type(v) == AG_PK_NULL;
 }
 
-static bool count_visit(const json_t *v, void *ctx)
+static bool count_visit(val_t v, void *ctx)
 {
     uint64_t *n = ctx;
-    *n += json_is_null(v) ? 0 : json_is_array(v) ? json_array_size(v) : 1;
+    int type = v_type(v);
+    *n += type == AG_PK_NULL ? 0 : type == AG_PK_ARRAY ? v_array_size(v) : 1;
     return false;
 }
 
@@ -1991,13 +2134,14 @@ typedef struct nested_ctx {
     size_t seen, failed;
 } nested_ctx_t;
 
-static bool nested_visit(const json_t *v, void *ctx)
+static bool nested_visit(val_t v, void *ctx)
 {
     nested_ctx_t *nc = ctx;
-    if (!json_is_object(v))
+    if (v_type(v) != AG_PK_OBJECT)
         return false;
     /* Inside nested, keys are relative to the element; ids and vectors are not available. */
-    ag_filter_subject_t sub = {.id = NULL, .payload = v, .has_vector = NULL, .ud = NULL};
+    ag_filter_subject_t sub = {
+        .id = NULL, .payload = v.j, .has_vector = NULL, .ud = NULL, .packed = v.p};
     bool ok = eval_filter(nc->f, &sub, nc->mode);
     if (nc->mode != M_STRICT)
         return ok;
@@ -2013,7 +2157,7 @@ typedef struct strict_ctx {
     bool failed;
 } strict_ctx_t;
 
-static bool strict_visit(const json_t *v, void *ctx)
+static bool strict_visit(val_t v, void *ctx)
 {
     strict_ctx_t *sc = ctx;
     sc->seen++;
@@ -2024,7 +2168,9 @@ static bool strict_visit(const json_t *v, void *ctx)
 
 static bool eval_cond(const cond_t *c, const ag_filter_subject_t *s, int mode)
 {
-    const json_t *pl = s->payload;
+    /* The payload: jansson when the subject has one, else packed; pl false when neither. */
+    val_t root = {s->payload, s->payload ? NULL : s->packed};
+    bool pl = root.j || root.p;
     const path_t *p = &c->path;
     switch (c->kind) {
     case C_FILTER:
@@ -2033,10 +2179,10 @@ static bool eval_cond(const cond_t *c, const ag_filter_subject_t *s, int mode)
         nested_ctx_t nc = {c->u.sub, mode, 0, 0};
         if (mode == M_STRICT) {
             if (pl)
-                walk(pl, p->segs, p->n, nested_visit, &nc);
+                walk(root, p->segs, p->n, nested_visit, &nc);
             return nc.seen > 0 && nc.failed == 0;
         }
-        return pl && walk(pl, p->segs, p->n, nested_visit, &nc);
+        return pl && walk(root, p->segs, p->n, nested_visit, &nc);
     }
     case C_HAS_ID:
         return s->id && c->u.ids.n &&
@@ -2047,13 +2193,13 @@ static bool eval_cond(const cond_t *c, const ag_filter_subject_t *s, int mode)
         return s->id &&
                ag_id_hash(s->id) * 0x9e3779b97f4a7c15ULL % c->u.slice.total == c->u.slice.index;
     case C_IS_EMPTY:
-        return !(pl && walk(pl, p->segs, p->n, not_empty_visit, NULL)) != c->negate;
+        return !(pl && walk(root, p->segs, p->n, not_empty_visit, NULL)) != c->negate;
     case C_IS_NULL:
-        return (pl && walk(pl, p->segs, p->n, null_visit, NULL)) != c->negate;
+        return (pl && walk(root, p->segs, p->n, null_visit, NULL)) != c->negate;
     case C_COUNT: {
         uint64_t n = 0;
         if (pl)
-            walk(pl, p->segs, p->n, count_visit, &n);
+            walk(root, p->segs, p->n, count_visit, &n);
         return in_count(c->u.count.has, c->u.count.v, n);
     }
     case C_NONE:
@@ -2062,10 +2208,10 @@ static bool eval_cond(const cond_t *c, const ag_filter_subject_t *s, int mode)
         if (mode == M_STRICT) {
             strict_ctx_t sc = {c, 0, false};
             if (pl)
-                walk_flat(pl, p, strict_visit, &sc);
+                walk_flat(root, p, strict_visit, &sc);
             return sc.seen > 0 && !sc.failed;
         }
-        return pl && walk_flat(pl, p, match_visit, (void *)c);
+        return pl && walk_flat(root, p, match_visit, (void *)c);
     }
 }
 

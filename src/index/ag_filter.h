@@ -45,15 +45,18 @@
 /* Compiled, immutable; safe to evaluate from many threads at once. */
 typedef struct ag_filter ag_filter_t;
 
-/* What a filter is evaluated against. payload is a JSON object or NULL (no payload); id may be
- * NULL (then has_id is false). has_vector(ud, name) answers has_vector conditions (name "" means
- * the default unnamed vector); may be NULL (then has_vector is false). All borrowed for the call.
+/* What a filter is evaluated against. payload is a JSON object or NULL (no payload); when it is
+ * NULL, packed may hold the payload in the packed form of json/ag_pack.h instead (a stored
+ * point's: read in place, nothing decoded). id may be NULL (then has_id is false).
+ * has_vector(ud, name) answers has_vector conditions (name "" means the default unnamed vector);
+ * may be NULL (then has_vector is false). All borrowed for the call.
  */
 typedef struct ag_filter_subject {
     const ag_point_id_t *id;
     const json_t *payload;
     bool (*has_vector)(const void *ud, const char *name);
     const void *ud;
+    const uint8_t *packed;
 } ag_filter_subject_t;
 
 /* Longest accepted key path, in bytes. */
@@ -127,6 +130,11 @@ void ag_filter_free(ag_filter_t *f);
  */
 size_t ag_payload_path_each(const json_t *payload, const char *path,
                             void (*fn)(const json_t *v, void *ud), void *ud);
+
+/* ag_payload_path_each over a packed payload (json/ag_pack.h): fn gets each packed value,
+ * borrowed from payload. */
+size_t ag_payload_path_each_packed(const uint8_t *payload, const char *path,
+                                   void (*fn)(const uint8_t *v, void *ud), void *ud);
 
 /* As ag_payload_path_each, but an array at the end of the path is one value (not flattened):
  * what a rule that wants exactly one scalar there must look at. */

@@ -184,10 +184,12 @@ int ag_parse_output(const json_t *obj, const char *vector_key, bool payload_defa
     return rc;
 }
 
-static json_t *render_payload(const json_t *payload, const ag_payload_sel_t *ps)
+/* Memory: takes payload (a decoded copy, or NULL when decoding ran out of memory) and returns a
+ * new object. */
+static json_t *render_payload(json_t *payload, const ag_payload_sel_t *ps)
 {
-    if (!ps->include && !ps->exclude)
-        return json_deep_copy(payload);
+    if (!payload || (!ps->include && !ps->exclude))
+        return payload;
     json_t *out;
     size_t i;
     json_t *k;
@@ -206,8 +208,9 @@ static json_t *render_payload(const json_t *payload, const ag_payload_sel_t *ps)
         json_decref(out);
         out = copy;
     } else {
-        out = json_deep_copy(payload);
+        out = json_incref(payload);
     }
+    json_decref(payload);
     json_array_foreach(ps->exclude, i, k)
     {
         if (json_object_get(out, json_string_value(k)))
@@ -230,7 +233,8 @@ json_t *ag_render_point(const ag_collection_t *c, uint32_t slot, const ag_payloa
         json_object_set_new(p, "score", ag_json_f32(score));
     }
     json_object_set_new(p, "payload",
-                        ps->enabled ? render_payload(ag_coll_payload(c, slot), ps) : json_null());
+                        ps->enabled ? render_payload(ag_coll_payload_json(c, slot), ps)
+                                    : json_null());
     json_object_set_new(p, "vector",
                         with_vector ? ag_coll_vectors_json(c, slot, which) : json_null());
     return p;
@@ -568,7 +572,8 @@ int ag_order_slots(ag_arena_t *arena, ag_collection_t *c, const uint32_t *slots,
         for (size_t i = 0; i < n && !e.oom; i++) {
             e.slot = slots[i];
             e.id = ag_coll_id(c, slots[i]);
-            ag_payload_path_each(ag_coll_payload(c, slots[i]), ob->key, add_value, &e);
+            if (ag_coll_payload_each(c, slots[i], ob->key, add_value, &e) == SIZE_MAX)
+                e.oom = true;
         }
         ag_ordered_t *o = e.oom ? NULL : ag_arena_calloc(arena, e.n ? e.n : 1, sizeof(*o));
         if (o && e.n)
@@ -585,10 +590,12 @@ int ag_order_slots(ag_arena_t *arena, ag_collection_t *c, const uint32_t *slots,
         return AG_ENOMEM;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        double v;
-        if (!ag_order_value(ag_coll_payload(c, slots[i]), ob->key, ob->datetime, &v))
+        first_value_t fv = {false, ob->datetime, 0};
+        if (ag_coll_payload_each(c, slots[i], ob->key, take_value, &fv) == SIZE_MAX)
+            return AG_ENOMEM;
+        if (!fv.found)
             continue;
-        o[m++] = (ag_ordered_t){slots[i], v, ag_coll_id(c, slots[i])};
+        o[m++] = (ag_ordered_t){slots[i], fv.v, ag_coll_id(c, slots[i])};
     }
     *out = o;
     *nout = ag_order_sort(o, m, ob);

@@ -908,10 +908,14 @@ static int formula_stage(ag_query_t *rq, const ag_stage_t *st, const ag_ranked_t
         for (size_t i = 0; i < st->npre; i++)
             scores[i] = score_in(&bys[i], slots[j]);
         formula_point_t pt = {rq->c, slots[j]};
-        ag_formula_env_t env = {scores, st->npre, ag_coll_payload(rq->c, slots[j]), formula_cond,
-                                &pt};
+        json_t *pl = ag_coll_payload_json(rq->c, slots[j]);
+        if (!pl)
+            return AG_ENOMEM;
+        ag_formula_env_t env = {scores, st->npre, pl, formula_cond, &pt};
         double v;
-        if ((rc = ag_formula_eval(st->formula, &env, &v, rq->ctx->diag)) != 0)
+        rc = ag_formula_eval(st->formula, &env, &v, rq->ctx->diag);
+        json_decref(pl);
+        if (rc)
             return rc;
         float s = (float)v;
         if (!isfinite(s))
@@ -1076,10 +1080,11 @@ static void write_hit(const ag_query_t *rq, const ag_hit_t *h, ag_jw_t *w)
     }
     ag_jw_lit(w, ",\"version\":0,\"score\":");
     ag_jw_f32(w, h->score);
-    const json_t *pl = rq->ps.enabled ? ag_coll_payload(rq->c, h->slot) : json_null();
+    json_t *pl = rq->ps.enabled ? ag_coll_payload_json(rq->c, h->slot) : json_null();
     if (pl) {
         ag_jw_lit(w, ",\"payload\":");
         ag_jw_json(w, pl);
+        json_decref(pl);
     }
     if (rq->wv) {
         json_t *v = ag_coll_vectors_json(rq->c, h->slot, rq->which);

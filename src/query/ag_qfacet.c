@@ -47,7 +47,7 @@ int ag_query_count(const ag_qctx_t *ctx, const ag_scope_t *sc, const json_t *fil
 }
 
 typedef struct facet_count {
-    json_t *value; /* borrowed from a payload (valid under the read lock) */
+    json_t *value; /* owned reference (decoded from a payload: store/ag_collection.h) */
     json_int_t count;
     uint32_t last_slot; /* a point holding a value twice counts once */
 } facet_count_t;
@@ -79,14 +79,15 @@ static void facet_visit(const json_t *val, void *ud)
         f->oom = true;
         return;
     }
-    f->v[f->n++] = (facet_count_t){(json_t *)val, 1, f->slot};
+    f->v[f->n++] = (facet_count_t){json_incref((json_t *)val), 1, f->slot};
 }
 
 static bool facet_slot(void *ud, uint32_t slot)
 {
     facet_ctx_t *f = ud;
     f->slot = slot;
-    ag_payload_path_each(ag_coll_payload(f->c, slot), f->key, facet_visit, f);
+    if (ag_coll_payload_each(f->c, slot, f->key, facet_visit, f) == SIZE_MAX)
+        f->oom = true;
     return !f->oom;
 }
 
@@ -141,6 +142,8 @@ static int facet_locked(void *ud, ag_collection_t *c)
                 hits, json_pack("{s:O,s:I}", "value", f.v[i].value, "count", f.v[i].count));
         a->hits = hits;
     }
+    for (size_t i = 0; i < f.n; i++)
+        json_decref(f.v[i].value);
     free(f.v);
     return rc;
 }

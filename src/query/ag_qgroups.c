@@ -11,13 +11,13 @@
 /* ---- groups -------------------------------------------------------------------------------- */
 
 typedef struct group {
-    const json_t *id; /* borrowed from a payload (read lock held) */
-    size_t *hits;     /* indexes into the ranked list */
+    json_t *id;   /* owned reference (decoded from a payload: store/ag_collection.h) */
+    size_t *hits; /* indexes into the ranked list */
     size_t n, cap;
 } group_t;
 
 typedef struct gvals {
-    const json_t *v[AG_Q_MAX_GROUP_VALUES];
+    json_t *v[AG_Q_MAX_GROUP_VALUES]; /* owned references */
     size_t n;
 } gvals_t;
 
@@ -30,7 +30,21 @@ static void take_group_value(const json_t *v, void *ud)
     for (size_t i = 0; i < g->n; i++)
         if (json_equal(g->v[i], v))
             return;
-    g->v[g->n++] = v;
+    g->v[g->n++] = json_incref((json_t *)v);
+}
+
+static void gvals_release(gvals_t *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        json_decref(g->v[i]);
+    g->n = 0;
+}
+
+static void groups_release(group_t *g, size_t *ng)
+{
+    for (size_t i = 0; i < *ng; i++)
+        json_decref(g[i].id);
+    *ng = 0;
 }
 
 /* The map key of a group value: "s<bytes>" or "i<decimal>" (arena). */
@@ -62,14 +76,17 @@ static int build_groups(ag_query_t *rq, const ag_ranked_t *r, group_t *g, size_t
         return AG_ENOMEM;
     size_t full = 0;
     int rc = 0;
-    gvals_t vals;
-    *ng = 0;
+    gvals_t vals = {.n = 0};
+    groups_release(g, ng);
     for (size_t i = 0; i < r->n && rc == 0; i++) {
         if (*ng == rq->limit && full == *ng)
             break;
-        vals.n = 0;
-        ag_payload_path_each(ag_coll_payload(rq->c, r->h[i].slot), rq->group_by, take_group_value,
-                             &vals);
+        gvals_release(&vals);
+        if (ag_coll_payload_each(rq->c, r->h[i].slot, rq->group_by, take_group_value, &vals) ==
+            SIZE_MAX) {
+            rc = AG_ENOMEM;
+            break;
+        }
         for (size_t j = 0; j < vals.n && rc == 0; j++) {
             size_t klen = 0;
             char *key = group_key(rq, vals.v[j], &klen);
@@ -90,7 +107,7 @@ static int build_groups(ag_query_t *rq, const ag_ranked_t *r, group_t *g, size_t
                 }
                 gr = &g[(*ng)++];
                 memset(gr, 0, sizeof(*gr));
-                gr->id = vals.v[j];
+                gr->id = json_incref(vals.v[j]);
             }
             if (gr->n == rq->group_size)
                 continue;
@@ -111,6 +128,7 @@ static int build_groups(ag_query_t *rq, const ag_ranked_t *r, group_t *g, size_t
                 full++;
         }
     }
+    gvals_release(&vals);
     json_decref(map);
     *complete = *ng == rq->limit && full == *ng;
     return rc;
@@ -130,25 +148,28 @@ int ag_q__run_groups(ag_query_t *rq, json_t **out)
     for (;;) {
         bool complete;
         if ((rc = ag_q__run_stage(rq, rq->root, k, &r)) != 0 ||
-            (rc = build_groups(rq, &r, g, &ng, &complete)) != 0)
+            (rc = build_groups(rq, &r, g, &ng, &complete)) != 0) {
+            groups_release(g, &ng);
             return rc;
+        }
         if (complete || r.n < k || k >= live)
             break;
         k = AG_MIN(k * 2, live);
     }
     json_t *arr = json_array();
-    if (!arr)
-        return AG_ENOMEM;
-    for (size_t i = 0; i < ng; i++) {
+    for (size_t i = 0; arr && i < ng; i++) {
         json_t *hits = json_array();
         for (size_t j = 0; hits && j < g[i].n; j++)
             json_array_append_new(hits, ag_q__render_hit(rq, &r, g[i].hits[j]));
         json_t *o = json_pack("{s:o,s:o}", "id", json_deep_copy(g[i].id), "hits", hits);
         if (!o || json_array_append_new(arr, o) != 0) {
             json_decref(arr);
-            return AG_ENOMEM;
+            arr = NULL;
         }
     }
+    groups_release(g, &ng);
+    if (!arr)
+        return AG_ENOMEM;
     *out = arr;
     return 0;
 }

@@ -305,7 +305,7 @@ static void coll_free(ag_collection_t *c)
     ag_payload_index_free(c);
     free(c->index_dir);
     for (uint32_t i = 0; i < c->nslots; i++)
-        json_decref(c->slots[i].payload);
+        ag_pack_free(c->slots[i].payload);
     free(c->slots);
     free(c->free_slots);
     free(c->map);
@@ -789,7 +789,7 @@ static int slot_release(ag_collection_t *c, uint32_t s)
     if (AG_GROW(c->free_slots, c->cap_free, (size_t)c->nfree + 1, 256, AG_VECSTORE_MAX_SLOTS) != 0)
         return AG_ENOMEM;
     map_remove(c, &c->slots[s].id);
-    json_decref(c->slots[s].payload);
+    ag_pack_free(c->slots[s].payload);
     c->slots[s].payload = NULL;
     c->slots[s].alive = false;
     c->free_slots[c->nfree++] = s;
@@ -839,14 +839,18 @@ bool ag_coll_match(const ag_collection_t *c, uint32_t slot, const ag_filter_t *f
     if (!f)
         return true;
     slot_ref_t ref = {c, slot};
-    ag_filter_subject_t s = {&c->slots[slot].id, c->slots[slot].payload, subject_has_vector, &ref};
+    ag_filter_subject_t s = {.id = &c->slots[slot].id,
+                             .has_vector = subject_has_vector,
+                             .ud = &ref,
+                             .packed = c->slots[slot].payload};
     return ag_filter_match(f, &s);
 }
 
 void ag_coll_subject(const ag_collection_t *c, uint32_t slot, ag_filter_subject_t *s)
 {
     s->id = &c->slots[slot].id;
-    s->payload = c->slots[slot].payload;
+    s->payload = NULL;
+    s->packed = c->slots[slot].payload;
     s->has_vector = NULL;
     s->ud = NULL;
 }
@@ -966,9 +970,10 @@ static void clear_vectors(ag_collection_t *c, uint32_t s)
         ag_sparse_clear(c->sparse[v].sp, s);
 }
 
-/* What reserve_memory set aside for one write (muts[i] ↔ empties[i], sparse[i * nsparse + v]). */
+/* What reserve_memory set aside for one write (muts[i] ↔ packs[i], sparse[i * nsparse + v]). */
 typedef struct reservation {
-    json_t **empties;          /* an empty payload for each new point that brings none */
+    const uint8_t **packs;     /* each payload given, packed (json/ag_pack.h); NULL for none
+                                  (a new point without one gets the shared ag_pack_empty) */
     ag_sparse_prep_t *sparse;  /* each sparse vector set, copied and sorted */
     ag_mv_block_t **blocks;    /* each multivector set, copied (blocks[i * nvec + v]) */
     size_t n, nsparse, n_held; /* sparse[0 .. n_held) hold a reservation in their index */
@@ -986,14 +991,14 @@ static void unreserve_sparse(ag_collection_t *c, reservation_t *r)
 /* Frees what was not used; the sparse reservations must have been given back or used. */
 static void release_reservation(reservation_t *r)
 {
-    for (size_t i = 0; r->empties && i < r->n; i++)
-        json_decref(r->empties[i]);
+    for (size_t i = 0; r->packs && i < r->n; i++)
+        ag_pack_free(r->packs[i]);
     for (size_t k = 0; r->sparse && k < r->n * r->nsparse; k++)
         ag_sparse_prep_release(&r->sparse[k]);
     for (size_t k = 0; r->blocks && k < r->n * r->nvec; k++)
         ag_mv_block_free(r->blocks[k]);
     free(r->blocks);
-    free(r->empties);
+    free(r->packs);
     free(r->sparse);
     *r = (reservation_t){0};
 }
@@ -1024,8 +1029,8 @@ static void abandon_reservation(ag_collection_t *c, reservation_t *r)
 static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n, reservation_t *r)
 {
     *r = (reservation_t){.n = n, .nsparse = (size_t)c->nsparse, .nvec = (size_t)c->nvec};
-    r->empties = calloc(n, sizeof(json_t *));
-    if (!r->empties)
+    r->packs = calloc(n, sizeof(*r->packs));
+    if (!r->packs)
         return AG_ENOMEM;
     bool any_multi = false;
     for (int v = 0; v < c->nvec; v++)
@@ -1042,11 +1047,11 @@ static int reserve_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t 
             n_del += exists;
             continue;
         }
-        if (!exists) {
+        if (!exists)
             n_new++;
-            if (!m->payload && !(r->empties[i] = json_object()))
-                return AG_ENOMEM;
-        }
+        size_t plen;
+        if (m->payload && ag_pack_encode(m->payload, &r->packs[i], &plen) != 0)
+            return AG_ENOMEM;
         for (int v = 0; v < c->nvec; v++) {
             sets[v] += m->dense_op[v] == AG_VEC_SET;
             if (c->vec[v].multi && m->dense_op[v] == AG_VEC_SET &&
@@ -1128,19 +1133,19 @@ static int apply_memory(ag_collection_t *c, const ag_mutation_t *muts, size_t n,
                 result = AG_ENOMEM;
                 continue;
             }
-            c->slots[s].payload = r->empties[i] ? r->empties[i] : json_object();
-            r->empties[i] = NULL;
+            c->slots[s].payload = ag_pack_empty;
             if (!m->payload)
-                ag_payload_index_update(c, s, NULL, c->slots[s].payload);
+                ag_payload_index_update(c, s, NULL, ag_pack_empty);
         }
         if (m->payload) {
-            /* Shared, not copied: stored payloads are never modified in place (every edit
-             * builds a new object), so the mutation's object can become the slot's. The payload
-             * indexes follow the change (store/ag_payload_index.h). */
-            json_t *was = c->slots[s].payload;
-            ag_payload_index_update(c, s, was, m->payload);
-            json_decref(was);
-            c->slots[s].payload = json_incref(m->payload);
+            /* The payload packed before the commit takes the slot (a pointer swap under the
+             * write lock: no reader sees a half-written one); the payload indexes follow the
+             * change (store/ag_payload_index.h). */
+            const uint8_t *was = c->slots[s].payload;
+            ag_payload_index_update(c, s, was, r->packs[i]);
+            c->slots[s].payload = r->packs[i];
+            r->packs[i] = NULL;
+            ag_pack_free(was);
         }
         for (int v = 0; v < c->nvec; v++) {
             if (c->vec[v].multi) {
@@ -1301,13 +1306,17 @@ static int load_records(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
             bad++;
             continue;
         }
-        uint32_t s = slot_alloc(c, &id);
+        const uint8_t *packed;
+        size_t plen;
+        rc = ag_pack_encode(payload, &packed, &plen);
+        json_decref(payload);
+        uint32_t s = rc ? UINT32_MAX : slot_alloc(c, &id);
         if (s == UINT32_MAX) {
-            json_decref(payload);
+            ag_pack_free(packed);
             mdb_cursor_close(cur);
             return AG_ENOMEM;
         }
-        c->slots[s].payload = payload;
+        c->slots[s].payload = packed;
     }
     mdb_cursor_close(cur);
     rc = mdb_cursor_open(txn, c->dbi_vectors, &cur);
@@ -1628,9 +1637,41 @@ const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot)
     return &c->slots[slot].id;
 }
 
-const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot)
+json_t *ag_coll_payload_json(const ag_collection_t *c, uint32_t slot)
+{
+    const uint8_t *p = c->slots[slot].payload;
+    return p ? ag_pack_decode(p) : json_object(); /* a dead slot holds none */
+}
+
+const uint8_t *ag_coll_payload_packed(const ag_collection_t *c, uint32_t slot)
 {
     return c->slots[slot].payload;
+}
+
+typedef struct each_ud {
+    void (*fn)(const json_t *v, void *ud);
+    void *ud;
+    bool oom;
+} each_ud_t;
+
+static void each_decoded(const uint8_t *v, void *ud)
+{
+    each_ud_t *e = ud;
+    json_t *j = ag_pack_decode(v);
+    if (!j) {
+        e->oom = true;
+        return;
+    }
+    e->fn(j, e->ud);
+    json_decref(j);
+}
+
+size_t ag_coll_payload_each(const ag_collection_t *c, uint32_t slot, const char *path,
+                            void (*fn)(const json_t *v, void *ud), void *ud)
+{
+    each_ud_t e = {fn, ud, false};
+    size_t n = ag_payload_path_each_packed(c->slots[slot].payload, path, each_decoded, &e);
+    return e.oom ? SIZE_MAX : n;
 }
 
 /* schema_mu guards the pointer only: it is a leaf lock (nothing else is taken under it), so
@@ -1787,13 +1828,25 @@ const ag_sparse_t *ag_coll_sparse_index(const ag_collection_t *c, int si)
     return c->sparse[si].sp;
 }
 
-void ag_coll_scan(ag_collection_t *c, ag_coll_visit_fn visit, void *ud)
+int ag_coll_scan(ag_collection_t *c, ag_coll_visit_fn visit, void *ud)
 {
+    int rc = 0;
     ag_coll_read_begin(c);
-    for (uint32_t s = 0; s < c->nslots; s++)
-        if (c->slots[s].alive && !visit(ud, s, &c->slots[s].id, c->slots[s].payload))
+    for (uint32_t s = 0; s < c->nslots; s++) {
+        if (!c->slots[s].alive)
+            continue;
+        json_t *payload = ag_pack_decode(c->slots[s].payload);
+        if (!payload) {
+            rc = AG_ENOMEM;
             break;
+        }
+        bool more = visit(ud, s, &c->slots[s].id, payload);
+        json_decref(payload);
+        if (!more)
+            break;
+    }
     ag_coll_read_end(c);
+    return rc;
 }
 
 bool ag_coll_any_match(ag_collection_t *c, const ag_filter_t *f, const json_t *hint)
@@ -1816,7 +1869,7 @@ bool ag_coll_any_match(ag_collection_t *c, const ag_filter_t *f, const json_t *h
     return found;
 }
 
-static void note_present(const json_t *v, void *ud)
+static void note_present(const uint8_t *v, void *ud)
 {
     AG_UNUSED(v);
     *(bool *)ud = true;
@@ -1872,7 +1925,7 @@ int ag_coll_stats(ag_collection_t *c, const ag_filter_t *restriction, ag_coll_st
             if (!ag_coll_match(c, s, restriction))
                 continue;
             bool has = false;
-            ag_payload_path_each(c->slots[s].payload, field, note_present, &has);
+            ag_payload_path_each_packed(c->slots[s].payload, field, note_present, &has);
             points += has;
         }
         json_t *d = json_deep_copy(def);

@@ -111,8 +111,18 @@ bool ag_coll_adopt_manifest(ag_collection_t *c, const json_t *m);
 uint32_t ag_coll_live(const ag_collection_t *c);
 uint32_t ag_coll_nslots(const ag_collection_t *c);
 const ag_point_id_t *ag_coll_id(const ag_collection_t *c, uint32_t slot);
-/* The payload object of a slot (never NULL for a live slot). */
-const json_t *ag_coll_payload(const ag_collection_t *c, uint32_t slot);
+/* Payloads are held packed (json/ag_pack.h; docs/ARCHITECTURE.md "Payloads in memory"), so
+ * reading one as jansson decodes it. ag_coll_payload_json: the payload object of a live slot as a
+ * new object the caller owns (a copy: changing it changes nothing stored), NULL when out of
+ * memory. ag_coll_payload_packed: the packed object itself, borrowed (lock held), never NULL for
+ * a live slot — what filters read in place. ag_coll_payload_each: ag_payload_path_each over the
+ * slot's payload, fn getting each value at path decoded (a temporary, valid for the call);
+ * returns how many values there were, or SIZE_MAX when one could not be decoded for want of
+ * memory (then fn missed it). */
+json_t *ag_coll_payload_json(const ag_collection_t *c, uint32_t slot);
+const uint8_t *ag_coll_payload_packed(const ag_collection_t *c, uint32_t slot);
+size_t ag_coll_payload_each(const ag_collection_t *c, uint32_t slot, const char *path,
+                            void (*fn)(const json_t *v, void *ud), void *ud);
 /* The payload-index schema changes while requests read it, so these three answer copies, never
  * parts of the live tree; any thread, with or without the collection's locks. */
 /* How many payload fields are indexed. */
@@ -159,10 +169,11 @@ const float *ag_coll_dense_rows(const ag_collection_t *c, int vi, uint32_t slot,
 const ag_sparse_t *ag_coll_sparse_index(const ag_collection_t *c, int si);
 
 /* Visits every live point (slot, id, payload all borrowed for the call) under the read lock
- * until visit returns false. */
+ * until visit returns false. The payload is decoded for the call (ag_coll_payload_json); when
+ * that runs out of memory the scan stops and returns AG_ENOMEM, else 0. */
 typedef bool (*ag_coll_visit_fn)(void *ud, uint32_t slot, const ag_point_id_t *id,
                                  const json_t *payload);
-void ag_coll_scan(ag_collection_t *c, ag_coll_visit_fn visit, void *ud);
+int ag_coll_scan(ag_collection_t *c, ag_coll_visit_fn visit, void *ud);
 /* Does any live point match f right now? hint (may be NULL) is a filter JSON whose payload-index
  * candidates include every match of f, so an indexed key avoids a full scan (the JWT
  * value_exists check, docs/PERMISSIONS.md). Takes the read lock. */

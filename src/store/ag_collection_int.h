@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 
 #include "store/ag_collection.h"
+#include "json/ag_pack.h"
 
 typedef struct ag_vector_cfg {
     char *name; /* "" for the single unnamed vector (owned) */
@@ -35,7 +36,9 @@ typedef struct ag_sparse_cfg {
 
 typedef struct ag_slot {
     ag_point_id_t id;
-    json_t *payload; /* owned reference; an object (possibly empty) */
+    /* The payload object packed (json/ag_pack.h): owned, or the shared ag_pack_empty; immutable
+     * once set (a write replaces the pointer under the write lock and frees the old one). */
+    const uint8_t *payload;
     bool alive;
 } ag_slot_t;
 

@@ -41,15 +41,21 @@ static uint64_t mix(uint64_t h)
     return h ^ (h >> 33);
 }
 
-/* Hash of a scalar payload value; false for values an equality match can never select. */
+static uint64_t str_hash(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const unsigned char *s = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ULL;
+    return mix(h ^ 0x5354);
+}
+
+/* Hash of a scalar payload value; false for values an equality match can never select. A
+ * filter's value (jansson) and a stored one (packed, packed_hash) hash alike. */
 static bool value_hash(const json_t *v, uint64_t *out)
 {
     if (json_is_string(v)) {
-        uint64_t h = 1469598103934665603ULL;
-        const unsigned char *s = (const unsigned char *)json_string_value(v);
-        for (size_t i = 0, n = json_string_length(v); i < n; i++)
-            h = (h ^ s[i]) * 1099511628211ULL;
-        *out = mix(h ^ 0x5354);
+        *out = str_hash(json_string_value(v), json_string_length(v));
         return true;
     }
     if (json_is_integer(v)) {
@@ -61,6 +67,27 @@ static bool value_hash(const json_t *v, uint64_t *out)
         return true;
     }
     return false;
+}
+
+static bool packed_hash(const uint8_t *v, uint64_t *out)
+{
+    size_t n;
+    const char *p;
+    switch (ag_pk_type(v)) {
+    case AG_PK_STR:
+        p = ag_pk_str(v, &n);
+        *out = str_hash(p, n);
+        return true;
+    case AG_PK_INT:
+        *out = mix((uint64_t)ag_pk_int(v) ^ 0x494e54ULL);
+        return true;
+    case AG_PK_TRUE:
+    case AG_PK_FALSE:
+        *out = mix(ag_pk_type(v) == AG_PK_TRUE ? 0xB001 : 0xB000);
+        return true;
+    default:
+        return false;
+    }
 }
 
 /* ---- the table ----------------------------------------------------------------------------- */
@@ -192,11 +219,11 @@ typedef struct hashes {
     bool oom;
 } hashes_t;
 
-static void collect(const json_t *v, void *ud)
+static void collect(const uint8_t *v, void *ud)
 {
     hashes_t *hs = ud;
     uint64_t h;
-    if (hs->oom || !value_hash(v, &h))
+    if (hs->oom || !packed_hash(v, &h))
         return;
     for (size_t i = 0; i < hs->n; i++)
         if (hs->h[i] == h)
@@ -228,7 +255,7 @@ static int build(ag_collection_t *c, kw_index_t *ix)
         if (!c->slots[s].alive)
             continue;
         hs.n = 0;
-        ag_payload_path_each(c->slots[s].payload, ix->field, collect, &hs);
+        ag_payload_path_each_packed(c->slots[s].payload, ix->field, collect, &hs);
         if (hs.oom)
             rc = AG_ENOMEM;
         for (size_t i = 0; i < hs.n && rc == 0; i++)
@@ -276,8 +303,8 @@ static kw_index_t *get_index(ag_collection_t *c, const char *field)
 
 /* ---- maintenance --------------------------------------------------------------------------- */
 
-void ag_payload_index_update(ag_collection_t *c, uint32_t slot, const json_t *old,
-                             const json_t *new_)
+void ag_payload_index_update(ag_collection_t *c, uint32_t slot, const uint8_t *old,
+                             const uint8_t *new_)
 {
     if (old == new_)
         return;
@@ -293,9 +320,9 @@ void ag_payload_index_update(ag_collection_t *c, uint32_t slot, const json_t *ol
         }
         hashes_t before = {0}, after = {0};
         if (old)
-            ag_payload_path_each(old, ix->field, collect, &before);
+            ag_payload_path_each_packed(old, ix->field, collect, &before);
         if (new_)
-            ag_payload_path_each(new_, ix->field, collect, &after);
+            ag_payload_path_each_packed(new_, ix->field, collect, &after);
         int rc = before.oom || after.oom ? AG_ENOMEM : 0;
         for (size_t i = 0; i < before.n && rc == 0; i++)
             if (!has_hash(&after, before.h[i]))

@@ -37,12 +37,12 @@ bool ag_payload_candidates(ag_collection_t *c, ag_arena_t *arena, const json_t *
 bool ag_payload_candidates_count(ag_collection_t *c, const json_t *filter, size_t *n);
 
 /* The maintenance hook: the payload of slot changes from old (NULL: the point is new) to new_
- * (NULL: the point is deleted); both borrowed. Called by the collection's apply for every
- * mutation, under the write lock, before the write's version bump; then
- * ag_payload_index_advance(c) once per applied write. Cannot fail: an index it cannot update is
- * marked stale. */
-void ag_payload_index_update(ag_collection_t *c, uint32_t slot, const json_t *old,
-                             const json_t *new_);
+ * (NULL: the point is deleted); both packed (json/ag_pack.h) and borrowed. Called by the
+ * collection's apply for every mutation, under the write lock, before the write's version bump;
+ * then ag_payload_index_advance(c) once per applied write. Cannot fail: an index it cannot update
+ * is marked stale. */
+void ag_payload_index_update(ag_collection_t *c, uint32_t slot, const uint8_t *old,
+                             const uint8_t *new_);
 /* After the hook calls of one applied write (write lock held, c->version not yet bumped): the
  * indexes kept current are current at the next version. */
 void ag_payload_index_advance(ag_collection_t *c);

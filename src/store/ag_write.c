@@ -48,18 +48,12 @@ int ag_batch_apply(ag_collection_t *c, ag_batch_t *b, bool sync, ag_diag_t *diag
     return ag_coll_apply(c, b->m, b->n, sync, diag);
 }
 
-const json_t *ag_coll_next_payload(const ag_collection_t *c, const ag_mutation_t *m)
+json_t *ag_coll_next_payload(const ag_collection_t *c, const ag_mutation_t *m)
 {
     if (m->payload)
-        return m->payload;
+        return json_incref(m->payload);
     uint32_t s = ag_coll_find(c, &m->id);
-    const json_t *p = s == UINT32_MAX ? NULL : ag_coll_payload(c, s);
-    if (p)
-        return p;
-    static json_t *empty;
-    if (!empty)
-        empty = json_object();
-    return empty;
+    return s == UINT32_MAX ? json_object() : ag_coll_payload_json(c, s);
 }
 
 /* ---- payload edits ------------------------------------------------------------------------- */

@@ -36,8 +36,9 @@ void ag_batch_release(ag_batch_t *b);
 int ag_batch_apply(ag_collection_t *c, ag_batch_t *b, bool sync, ag_diag_t *diag);
 
 /* The payload point m->id has once m is applied: m's own, else the stored one, else an empty
- * object (borrowed; lock or write session held). */
-const json_t *ag_coll_next_payload(const ag_collection_t *c, const ag_mutation_t *m);
+ * object — a new reference the caller owns (lock or write session held); NULL when out of
+ * memory. */
+json_t *ag_coll_next_payload(const ag_collection_t *c, const ag_mutation_t *m);
 
 /* Qdrant's payload edits: set (merge the keys of `payload`, at the object `key` names when
  * given, creating objects on the way), overwrite, delete keys (dotted paths), clear. */
