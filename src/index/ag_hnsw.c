@@ -467,6 +467,8 @@ static inline float qdist(const sctx_t *x, uint32_t id)
     const hnsw_t *h = x->h;
     if (x->mode == PAY_CODE) {
         const uint8_t *code = blk_of(h, id) + h->pay_off;
+        if (x->qp.bits) /* binary: a scaled Hamming count (ag_quant.h) */
+            return x->qp.bscale * (float)x->qp.kern(x->qq.code, code, x->qp.row) + x->qp.boff;
         switch (x->qp.dist) {
         case AG_DIST_EUCLID:
             return x->step2 * (float)x->qp.kern(x->qq.code, code, x->qp.row);
@@ -701,7 +703,7 @@ static size_t pad64(size_t n)
 static size_t pay_bytes(const hnsw_t *h, int kind)
 {
     if (kind == PAY_CODE)
-        return (AG_QUANT_ROW(ag_vecstore_dim(h->base.vs)) + 63u) & ~(size_t)63u;
+        return (ag_quant_row_bytes(h->quant) + 63u) & ~(size_t)63u;
     return 0;
 }
 
@@ -858,7 +860,8 @@ static const float *decoded_row(void *ud, uint32_t slot)
 static void linking_view(const hnsw_t *h, ag_vecstore_view_t *v)
 {
     ag_vecstore_view(h->base.vs, v);
-    if (!v->fetch || !h->quant || !ag_quant_trained(h->quant))
+    if (!v->fetch || !h->quant || !ag_quant_trained(h->quant) ||
+        ag_quant_kind(h->quant) != AG_QUANT_INT8) /* bits do not decode to a usable row */
         return;
     scratch_t *s = scratch_get(0);
     if (!s)
@@ -1107,6 +1110,8 @@ static void quant_note(hnsw_t *h)
 {
     if (!h->quant || h->deferred)
         return;
+    if (ag_quant_kind(h->quant) == AG_QUANT_BINARY && ag_quant_trained(h->quant))
+        return; /* bits need no range: nothing to train again */
     uint32_t n = ag_vecstore_count(h->base.vs), t = ag_quant_trained_rows(h->quant);
     if (t == 0 || (t < QUANT_SETTLED && (uint64_t)n >= 4u * (uint64_t)t)) {
         if (ag_quant_fit(h->quant, h->base.vs) != 0)
@@ -1118,12 +1123,21 @@ static void quant_note(hnsw_t *h)
 
 int ag_hnsw_set_quant(ag_index_t *ix, double quantile)
 {
+    return ag_hnsw_set_quant_kind(ix, AG_QUANT_INT8, quantile);
+}
+
+int ag_hnsw_set_quant_kind(ag_index_t *ix, ag_quant_kind_t kind, double quantile)
+{
     hnsw_t *h = (hnsw_t *)ix;
+    if (kind != AG_QUANT_INT8 && kind != AG_QUANT_BINARY)
+        return AG_EINVAL;
     ag_quant_free(h->quant);
     h->quant = NULL;
     int rc = 0;
-    if (quantile != 0) {
-        rc = ag_quant_new(ag_vecstore_dim(ix->vs), ix->dist, quantile, &h->quant);
+    if (kind == AG_QUANT_BINARY || quantile != 0) {
+        rc = kind == AG_QUANT_BINARY
+                 ? ag_quant_new_binary(ag_vecstore_dim(ix->vs), ix->dist, &h->quant)
+                 : ag_quant_new(ag_vecstore_dim(ix->vs), ix->dist, quantile, &h->quant);
         if (rc == 0 && !h->deferred && ag_vecstore_count(ix->vs) > 0 &&
             ag_quant_fit(h->quant, ix->vs) != 0)
             rc = AG_ENOMEM;
@@ -1425,7 +1439,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     if (!(x.q = pad_query(x.sc, query, &x.v)))
         return AG_ENOMEM;
     if (x.qz) {
-        size_t row = AG_QUANT_ROW(x.v.dim);
+        size_t row = ag_quant_row_bytes(x.qz);
         if (x.sc->qcode_cap < row) {
             uint8_t *b = aligned_alloc(64, (row + 63) & ~(size_t)63);
             if (!b)

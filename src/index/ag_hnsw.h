@@ -40,6 +40,7 @@
 #include "ag_base.h"
 
 #include "ag_index.h"
+#include "ag_quant.h"
 
 typedef struct ag_hnsw_params {
     uint32_t m;            /* links per node on upper levels, 2*m on level 0; 0 = 16 */
@@ -102,6 +103,10 @@ uint32_t ag_hnsw_pending(const ag_index_t *ix);
  * off).
  */
 int ag_hnsw_set_quant(ag_index_t *ix, double quantile);
+/* The same with the method named: AG_QUANT_INT8 (quantile as above) or AG_QUANT_BINARY (one bit
+ * per coordinate, ranked by Hamming distance; quantile unused; ag_quant.h). Turning quantization
+ * off is ag_hnsw_set_quant(ix, 0). AG_EINVAL, AG_ENOMEM. */
+int ag_hnsw_set_quant_kind(ag_index_t *ix, ag_quant_kind_t kind, double quantile);
 /* True when searches rank with trained codes. Reader side. */
 bool ag_hnsw_quantized(const ag_index_t *ix);
 
