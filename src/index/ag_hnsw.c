@@ -75,6 +75,10 @@ typedef struct hnsw {
     /* Scalar int8 codes of the vectors (ag_hnsw_set_quant), or NULL; the walk ranks with them when
      * trained, and the candidates are rescored from the float rows. */
     ag_quant_t *quant;
+    /* Unbuilt (below full_scan_threshold) with codes: every present vecstore slot below cap has
+     * its code in its block, so a search scans the codes (quant_scan). False after a failed
+     * allocation: searches then scan the float rows. */
+    bool scan_codes;
     uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
@@ -751,6 +755,7 @@ static void sync_payload(hnsw_t *h)
         h->pay_off = off;
     }
     h->pay = want;
+    h->scan_codes = false;
     if (want == PAY_NONE)
         return;
     ag_vecstore_view_t v;
@@ -758,6 +763,30 @@ static void sync_payload(hnsw_t *h)
     for (uint32_t i = 0; i < h->cap; i++)
         if (h->state[i] != NODE_EMPTY)
             fill_payload(h, &v, i);
+    if (h->built || h->deferred || ag_vecstore_count(h->base.vs) > h->full_scan)
+        return;
+    /* No graph yet: the blocks hold the codes of the stored rows for quant_scan. */
+    if (grow_nodes(h, v.capacity) != 0)
+        return;
+    for (uint32_t i = 0; i < v.capacity; i++)
+        if (ag_vecstore_view_has(&v, i))
+            fill_payload(h, &v, i);
+    h->scan_codes = true;
+}
+
+/* Unbuilt: slot's code into its block (growing the blocks) for quant_scan. Out of memory: the
+ * scan falls back to the float rows until the codes are laid out again. */
+static void scan_note(hnsw_t *h, uint32_t slot)
+{
+    if (!h->scan_codes || h->pay != PAY_CODE || slot == UINT32_MAX)
+        return;
+    if (grow_nodes(h, slot + 1) != 0) {
+        h->scan_codes = false;
+        return;
+    }
+    ag_vecstore_view_t v;
+    ag_vecstore_view(h->base.vs, &v);
+    fill_payload(h, &v, slot);
 }
 
 static inline float rdist(const hnsw_t *h, const ag_vecstore_view_t *v, uint32_t a, uint32_t b)
@@ -1268,8 +1297,10 @@ static int hnsw_add(ag_index_t *ix, uint32_t slot)
     quant_note(h);
     h->mutations++;
     if (!h->built) {
-        if (ag_vecstore_count(ix->vs) <= h->full_scan)
+        if (ag_vecstore_count(ix->vs) <= h->full_scan) {
+            scan_note(h, slot);
             return 0;
+        }
         if (!h->background)
             return build_all(h);
         /* Crossing the threshold: every stored vector queues for the background linker. */
@@ -1385,6 +1416,152 @@ static const float *pad_query(scratch_t *sc, const float *query, const ag_vecsto
     return sc->qbuf;
 }
 
+/* How many of the best approximate candidates a quantized search rescores: ceil(oversampling *
+ * k), at least k; just k without rescoring. */
+static size_t quant_pick(size_t k, const ag_search_params_t *params, bool *rescore)
+{
+    double over = params && params->oversampling > 1 ? params->oversampling : 1.0;
+    double want_d = ceil(over * (double)k);
+    size_t n_pick = want_d >= (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)want_d;
+    n_pick = AG_MAX(n_pick, k);
+    *rescore = !(params && params->quant_no_rescore);
+    return *rescore ? n_pick : k;
+}
+
+/* The query's code into this thread's buffer (x->qq). AG_ENOMEM. */
+static int encode_query(sctx_t *x, const float *query)
+{
+    size_t row = ag_quant_row_bytes(x->qz);
+    if (x->sc->qcode_cap < row) {
+        uint8_t *b = aligned_alloc(64, (row + 63) & ~(size_t)63);
+        if (!b)
+            return AG_ENOMEM;
+        free(x->sc->qcode);
+        x->sc->qcode = b;
+        x->sc->qcode_cap = row;
+    }
+    x->qq.code = x->sc->qcode;
+    ag_quant_encode_query(x->qz, query, &x->qq);
+    return 0;
+}
+
+/* The answer from a beam (max-heap of nb candidates, sorted here): the best n_pick, re-scored from
+ * the float rows (rescore) or with their approximate scores, plus the slots still queued for the
+ * background linker (scored exactly), into out. */
+static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, size_t k,
+                       size_t n_pick, bool rescore, const ag_search_params_t *params, ag_hit_t *out,
+                       size_t *n_out)
+{
+    const ag_index_t *ix = &h->base;
+    bool higher = ag_distance_higher_is_better(ix->dist);
+    size_t nb = x->sc->rs_n;
+    cand_t *beam = x->sc->rs;
+    heap_sort(beam, nb);
+    nb = AG_MIN(nb, n_pick);
+    float thr = 0.0f;
+    bool has_thr = params && params->has_threshold;
+    if (has_thr)
+        thr = higher ? params->score_threshold : -params->score_threshold;
+    ag_topk_t t;
+    ag_topk_init(&t, out, k);
+    if (rescore && x->mode != PAY_NONE) /* the walk did not read these rows: fetch them together */
+        for (size_t i = 0; i < nb; i++)
+            prefetch_row(&x->v, beam[i].id);
+    for (size_t i = 0; i < nb; i++) {
+        uint32_t id = beam[i].id;
+        float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim)
+                          : beam[i].d;
+        float key = key_of(ix->dist, d);
+        if (has_thr && !(key >= thr))
+            continue;
+        ag_topk_push(&t, id, key);
+    }
+    /* Slots still queued for the background linker are scored exactly. */
+    for (uint32_t i = 0; i < h->q_n; i++) {
+        uint32_t id = h->queue[i];
+        if (x->accept && !x->accept(x->ud, id))
+            continue;
+        float d = idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim);
+        float key = key_of(ix->dist, d);
+        if (has_thr && !(key >= thr))
+            continue;
+        ag_topk_push(&t, id, key);
+    }
+    size_t n = ag_topk_finish(&t);
+    if (!higher)
+        for (size_t i = 0; i < n; i++)
+            out[i].score = -out[i].score;
+    *n_out = n;
+    return 0;
+}
+
+/*
+ * Below full_scan_threshold with trained codes (docs/ARCHITECTURE.md "Small collections"): no
+ * graph, so every stored row's code (kept in its block, sync_payload/scan_note) is scored against
+ * the query's, the best ceil(oversampling * k) are kept and rescored from the float rows (or
+ * returned with their approximate scores). Reading a code is a fraction of reading the floats:
+ * 1/32 of them for binary, 1/4 for int8.
+ */
+static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_index_filter_t *flt,
+                      const ag_search_params_t *params, ag_hit_t *out, size_t *n_out)
+{
+    sctx_t x = {.h = h, .qz = h->quant};
+    if (!(x.sc = scratch_get(0)))
+        return AG_ENOMEM;
+    bool rescore;
+    size_t n_pick = quant_pick(k, params, &rescore);
+    ag_vecstore_view(h->base.vs, &x.v);
+    set_mode(&x);
+    if (x.mode != PAY_CODE)
+        return exact(h, query, k, flt, params, out, n_out);
+    if (flt) {
+        x.accept = flt->accept;
+        x.ud = flt->ud;
+    }
+    x.deadline = params ? params->deadline : 0;
+    int rc = encode_query(&x, query);
+    if (rc)
+        return rc;
+    scratch_t *sc = x.sc;
+    sc->rs_n = 0;
+    size_t want = AG_MIN(n_pick, (size_t)AG_MAX(ag_vecstore_count(h->base.vs), 1u));
+    if (!grow_cands(&sc->rs, &sc->rs_cap, want + 1))
+        return AG_ENOMEM;
+    /* a row stored but not yet added has no code: its float distance ranks it */
+    const float *pq = NULL;
+    if (x.v.capacity > h->cap && !(pq = pad_query(sc, query, &x.v)))
+        return AG_ENOMEM;
+    uint32_t words = (x.v.capacity + 63u) / 64u;
+    for (uint32_t w = 0; w < words; w++) {
+        if (x.deadline > 0 && (w & 63) == 63 && ag_now_mono() >= x.deadline)
+            return AG_ETIMEOUT;
+        uint64_t bits = x.v.present[w];
+        while (bits) {
+            uint32_t id = w * 64u + (uint32_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (x.accept && !x.accept(x.ud, id))
+                continue;
+            float d = id < h->cap
+                          ? qdist(&x, id)
+                          : idist(h->base.dist, pq, ag_vecstore_view_row(&x.v, id), x.v.stride);
+            if (sc->rs_n < want) {
+                maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, id});
+            } else if (d < sc->rs[0].d) {
+                sc->rs[0] = (cand_t){d, id};
+                maxheap_sift_down(sc->rs, sc->rs_n, 0);
+            }
+        }
+    }
+    return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
+}
+
+bool ag_hnsw_scans_codes(const ag_index_t *ix, const ag_search_params_t *params)
+{
+    const hnsw_t *h = (const hnsw_t *)ix;
+    return !h->built && h->scan_codes && h->pay == PAY_CODE && h->quant &&
+           ag_quant_trained(h->quant) && !(params && (params->exact || params->quant_ignore));
+}
+
 static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
                        const ag_index_filter_t *flt, const ag_search_params_t *params,
                        ag_hit_t *out, size_t *n_out)
@@ -1397,6 +1574,8 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
         return AG_EINVAL;
     if (k == 0)
         return 0;
+    if (ag_hnsw_scans_codes(ix, params) && !(flt && flt->candidates))
+        return quant_scan(h, query, k, flt, params, out, n_out);
     if ((params && params->exact) || !h->built || h->n_live <= h->full_scan ||
         h->entry == NO_NODE || (flt && flt->candidates))
         return exact(h, query, k, flt, params, out, n_out);
@@ -1406,7 +1585,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
         return AG_ENOMEM;
     size_t ef = params && params->ef ? params->ef : h->ef_search;
     ef = AG_MAX(ef, k);
-    /* Quantized: the walk ranks with the int8 codes, and the best ceil(oversampling * k) of the
+    /* Quantized: the walk ranks with the codes, and the best ceil(oversampling * k) of the
      * beam are rescored from the float rows (or reported with their approximate scores when
      * rescoring is off); the beam is at least that wide. */
     size_t n_pick = 2 * k; /* float walk: the margin for the two kernels' roundings */
@@ -1414,13 +1593,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     if (h->quant && ag_quant_trained(h->quant) && h->pay == PAY_CODE &&
         !(params && params->quant_ignore)) {
         x.qz = h->quant;
-        double over = params && params->oversampling > 1 ? params->oversampling : 1.0;
-        double want_d = ceil(over * (double)k);
-        n_pick = want_d >= (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)want_d;
-        n_pick = AG_MAX(n_pick, k);
-        rescore = !(params && params->quant_no_rescore);
-        if (!rescore)
-            n_pick = k;
+        n_pick = quant_pick(k, params, &rescore);
         ef = AG_MAX(ef, n_pick);
     }
     /* A beam wider than the graph only costs memory (the scratch keeps its size). */
@@ -1439,17 +1612,9 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     if (!(x.q = pad_query(x.sc, query, &x.v)))
         return AG_ENOMEM;
     if (x.qz) {
-        size_t row = ag_quant_row_bytes(x.qz);
-        if (x.sc->qcode_cap < row) {
-            uint8_t *b = aligned_alloc(64, (row + 63) & ~(size_t)63);
-            if (!b)
-                return AG_ENOMEM;
-            free(x.sc->qcode);
-            x.sc->qcode = b;
-            x.sc->qcode_cap = row;
-        }
-        x.qq.code = x.sc->qcode;
-        ag_quant_encode_query(x.qz, query, &x.qq);
+        int rc = encode_query(&x, query);
+        if (rc)
+            return rc;
     }
     uint32_t ep = h->entry;
     float epd = qdist(&x, ep);
@@ -1459,7 +1624,6 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     if (rc)
         return rc;
 
-    bool higher = ag_distance_higher_is_better(ix->dist);
     size_t want = AG_MIN(k, (size_t)h->n_live);
     if (x.sc->rs_n < want) {
         if (x.accept)
@@ -1468,45 +1632,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     }
     /* The beam is ranked with the padded kernels; the best k are picked and re-scored with the
      * shared ones (a margin of k covers near-ties that the two roundings order differently). */
-    size_t nb = x.sc->rs_n;
-    cand_t *beam = x.sc->rs;
-    heap_sort(beam, nb);
-    nb = AG_MIN(nb, n_pick);
-    float thr = 0.0f;
-    bool has_thr = params && params->has_threshold;
-    if (has_thr)
-        thr = higher ? params->score_threshold : -params->score_threshold;
-    ag_topk_t t;
-    ag_topk_init(&t, out, k);
-    if (rescore && x.mode != PAY_NONE) /* the walk did not read these rows: fetch them together */
-        for (size_t i = 0; i < nb; i++)
-            prefetch_row(&x.v, beam[i].id);
-    for (size_t i = 0; i < nb; i++) {
-        uint32_t id = beam[i].id;
-        float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x.v, id), x.v.dim)
-                          : beam[i].d;
-        float key = key_of(ix->dist, d);
-        if (has_thr && !(key >= thr))
-            continue;
-        ag_topk_push(&t, id, key);
-    }
-    /* Slots still queued for the background linker are scored exactly. */
-    for (uint32_t i = 0; i < h->q_n; i++) {
-        uint32_t id = h->queue[i];
-        if (x.accept && !x.accept(x.ud, id))
-            continue;
-        float d = idist_exact(ix->dist, query, ag_vecstore_view_row(&x.v, id), x.v.dim);
-        float key = key_of(ix->dist, d);
-        if (has_thr && !(key >= thr))
-            continue;
-        ag_topk_push(&t, id, key);
-    }
-    size_t n = ag_topk_finish(&t);
-    if (!higher)
-        for (size_t i = 0; i < n; i++)
-            out[i].score = -out[i].score;
-    *n_out = n;
-    return 0;
+    return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
 }
 
 static void hnsw_free(ag_index_t *ix)

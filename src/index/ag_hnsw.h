@@ -109,6 +109,11 @@ int ag_hnsw_set_quant(ag_index_t *ix, double quantile);
 int ag_hnsw_set_quant_kind(ag_index_t *ix, ag_quant_kind_t kind, double quantile);
 /* True when searches rank with trained codes. Reader side. */
 bool ag_hnsw_quantized(const ag_index_t *ix);
+/* True when a search with params would be a scan over the codes (no graph yet: at most
+ * full_scan_threshold points, quantized, not exact or quantization.ignore): every stored row's
+ * code scored, the best ceil(oversampling * k) rescored from the floats. For benchmarks and
+ * tests that report which path ran. Reader side. */
+bool ag_hnsw_scans_codes(const ag_index_t *ix, const ag_search_params_t *params);
 
 /* Runs the tombstone repair pass now (normally automatic). Writer side. */
 void ag_hnsw_repair(ag_index_t *ix);

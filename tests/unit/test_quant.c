@@ -671,6 +671,111 @@ static void test_binary_recall_glove(void **state)
     ag_hnsw_thread_release();
 }
 
+static bool accept_even(const void *ud, uint32_t slot)
+{
+    (void)ud;
+    return slot % 2 == 0;
+}
+
+/* Below full_scan_threshold there is no graph: a quantized search scans every stored row's code
+ * and rescores the best (Qdrant's small-segment path). On MiniLM-384, binary and int8: recall,
+ * exact scores after rescoring, exact/ignore answer from the floats, a filter and a removal are
+ * honoured, codes follow adds; crossing the threshold builds the graph and the walk takes over. */
+static void test_quant_scan_small(void **state)
+{
+    (void)state;
+    uint32_t n = 0, nq = 0;
+    float *qs = NULL, *base = read_minilm(&n, &nq, &qs);
+    if (!base) {
+        print_message("MiniLM-384 data set not found: skipped\n");
+        skip();
+    }
+    for (int kind = 0; kind < 2; kind++) {
+        ag_vecstore_t *vs;
+        assert_int_equal(ag_vecstore_new(384, &vs), 0);
+        ag_index_t *ix, *exact;
+        ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .full_scan_threshold = n};
+        assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_COSINE, &p, &ix), 0);
+        assert_int_equal(ag_index_exact_new(vs, AG_DIST_COSINE, &exact), 0);
+        /* turned on while empty: the codes follow the adds */
+        assert_int_equal(
+            ag_hnsw_set_quant_kind(ix, kind ? AG_QUANT_INT8 : AG_QUANT_BINARY, kind ? 0.99 : 0), 0);
+        for (uint32_t i = 0; i < n; i++) {
+            assert_int_equal(ag_vecstore_set(vs, i, base + (size_t)i * 384), 0);
+            assert_int_equal(ag_index_add(ix, i), 0);
+        }
+        ag_search_params_t sp = {.oversampling = 4.0};
+        assert_true(ag_hnsw_scans_codes(ix, &sp));
+        ag_search_params_t ex = {.exact = true}, ign = {.quant_ignore = true};
+        assert_false(ag_hnsw_scans_codes(ix, &ex));
+        assert_false(ag_hnsw_scans_codes(ix, &ign));
+        ag_hnsw_stats_t st;
+        ag_hnsw_stats(ix, &st);
+        assert_false(st.built);
+        double r = recall_at(ix, exact, qs, nq, 384, &sp);
+        print_message("%s code scan recall@10 at oversampling 4: %.3f\n", kind ? "int8" : "binary",
+                      r);
+        assert_true(r >= 0.95);
+        ag_search_params_t raw = {.quant_no_rescore = true};
+        assert_true(recall_at(ix, exact, qs, nq, 384, &raw) < r);
+        assert_true(recall_at(ix, exact, qs, nq, 384, &ign) == 1.0);
+        ag_hit_t h[10], e[10];
+        size_t nh = 0, ne = 0;
+        assert_int_equal(ag_index_search(ix, qs, 10, NULL, &sp, h, &nh), 0);
+        assert_int_equal(nh, 10);
+        for (size_t i = 0; i < nh; i++)
+            assert_true(h[i].score ==
+                        ag_distance_score(AG_DIST_COSINE, qs, ag_vecstore_get(vs, h[i].slot), 384));
+        /* a filter: only accepted slots */
+        ag_index_filter_t even = {.accept = accept_even};
+        assert_int_equal(ag_index_search(ix, qs, 10, &even, &sp, h, &nh), 0);
+        assert_int_equal(ag_index_search(exact, qs, 10, &even, NULL, e, &ne), 0);
+        assert_int_equal(nh, 10);
+        size_t same = 0;
+        for (size_t i = 0; i < nh; i++) {
+            assert_int_equal(h[i].slot % 2, 0);
+            for (size_t j = 0; j < ne; j++)
+                same += h[i].slot == e[j].slot;
+        }
+        assert_true(same >= 8);
+        /* a removed point is never returned: find a query's best, remove it, ask again */
+        uint32_t best = e[0].slot;
+        assert_int_equal(ag_index_search(ix, ag_vecstore_get(vs, best), 1, NULL, &sp, h, &nh), 0);
+        assert_int_equal(h[0].slot, best);
+        float keep[384];
+        memcpy(keep, ag_vecstore_get(vs, best), sizeof(keep));
+        assert_int_equal(ag_index_remove(ix, best), 0);
+        ag_vecstore_clear(vs, best);
+        assert_int_equal(ag_index_search(ix, keep, 1, NULL, &sp, h, &nh), 0);
+        assert_int_equal(nh, 1);
+        assert_int_not_equal(h[0].slot, best);
+        /* stored again under another vector (the negated one): found by that, with its own code */
+        for (int j = 0; j < 384; j++)
+            keep[j] = -keep[j];
+        assert_int_equal(ag_vecstore_set(vs, best, keep), 0);
+        assert_int_equal(ag_index_add(ix, best), 0);
+        assert_int_equal(ag_index_search(ix, keep, 1, NULL, &raw, h, &nh), 0);
+        assert_int_equal(h[0].slot, best);
+        /* crossing the threshold: the graph is built and walked */
+        float extra[384];
+        for (int j = 0; j < 384; j++)
+            extra[j] = base[j] + base[384 + j];
+        ag_vector_normalize(extra, 384);
+        assert_int_equal(ag_vecstore_set(vs, n, extra), 0);
+        assert_int_equal(ag_index_add(ix, n), 0);
+        ag_hnsw_stats(ix, &st);
+        assert_true(st.built);
+        assert_false(ag_hnsw_scans_codes(ix, &sp));
+        assert_true(recall_at(ix, exact, qs, nq, 384, &sp) >= 0.9);
+        ag_index_free(ix);
+        ag_index_free(exact);
+        ag_vecstore_free(vs);
+    }
+    free(base);
+    free(qs);
+    ag_hnsw_thread_release();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -685,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_binary_encode),
         cmocka_unit_test(test_binary_recall_minilm),
         cmocka_unit_test(test_binary_recall_glove),
+        cmocka_unit_test(test_quant_scan_small),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
