@@ -4,9 +4,9 @@
  *
  * Layout (docs/ARCHITECTURE.md "HNSW memory layout"): level 0 is one array of fixed-size,
  * 64-byte aligned blocks, one per node: a header (count word and 2*m link slots) and, with int8
- * quantization, the node's code, so a quantized walk reads one block per node for both scoring
- * and expanding it. Upper levels (rare: 1/m of the nodes) are small per-node arrays. Float vectors
- * are not copied: the graph reads the rows of the borrowed vecstore (64-byte aligned).
+ * or binary quantization, the node's code, so a quantized walk reads one block per node for both
+ * scoring and expanding it. Upper levels (rare: 1/m of the nodes) are small per-node arrays. Float
+ * vectors are not copied: the graph reads the rows of the borrowed vecstore (64-byte aligned).
  *
  * Concurrency: add/remove are serialized by the caller and exclude searches (the collection's
  * rwlock); searches share no mutable state (each thread has its own visited set and heaps), so
@@ -23,6 +23,9 @@
  * returned are re-scored with the shared kernels, so scores equal the exact index's bit for bit.
  *
  * Search plan, per query:
+ *   - no graph yet (at most full_scan_threshold points) with trained codes, and neither exact nor
+ *     quantization.ignore: a scan of the codes, the best ceil(oversampling * k) rescored from the
+ *     floats (docs/ARCHITECTURE.md "Small collections").
  *   - params->exact, a candidate list, or at most full_scan_threshold live points: exact scan
  *     (ag_index_score_candidates), like Qdrant below its threshold.
  *   - a filter: the accept predicate is sampled on up to 256 random live slots to estimate how
