@@ -74,8 +74,9 @@ def sweep(lines, tag):
             best[m.group(1)] = (r, max(q, best.get(m.group(1), (r, 0))[1]))
     return build, list(best.values())
 def path_of(lines, tag):
+    """The path an os= row names (ef rows are graph walks)."""
     for line in lines:
-        m = re.search(re.escape(tag) + r" (?:ef|os)=[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+(\S.*)", line)
+        m = re.search(re.escape(tag) + r" os=[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+(\S.*)", line)
         if m: return m.group(1).strip()
     return "graph walk"
 def at(pts, r):
@@ -113,6 +114,6 @@ for ds in ("GloVe-100", "MiniLM-384"):
         if q: print(f"   {'hnswlib python3-hnswlib':<40} {q:8.0f} {r:7.4f} {q / qh:9.2f}")
     ab, _ = sweep(a[ds], "aegis hnsw")
     if ab and hb: print(f"   build: aegis {ab:.2f} s, hnswlib {hb:.2f} s ({ab / hb:.2f}x)")
-    for line in a[ds]:
-        if line.startswith("memory for vectors"): print("   " + line.strip())
+    for line in dict.fromkeys(l.strip() for l in a[ds] if l.startswith(("memory for vectors", "server path"))):
+        print("   " + line)
 PY

@@ -246,6 +246,10 @@ typedef struct scratch {
     size_t qbuf_cap;
     uint8_t *qcode; /* the query's int8 code (quantized search), 64-byte aligned */
     size_t qcode_cap;
+    uint32_t *cnt; /* bits_scan: each scanned row's differing-bit count (beside ids) */
+    size_t cnt_cap;
+    uint32_t *hist; /* bits_scan: rows per count, dim + 1 entries */
+    size_t hist_cap;
     float *dec[DEC_RING]; /* decoded code rows for linking over on_disk vectors (linking_view) */
     size_t dec_cap;
     unsigned dec_next;
@@ -266,6 +270,8 @@ static void scratch_free(void *p)
     free(s->ids);
     free(s->qbuf);
     free(s->qcode);
+    free(s->cnt);
+    free(s->hist);
     for (int i = 0; i < DEC_RING; i++)
         free(s->dec[i]);
     free(s);
@@ -1456,7 +1462,9 @@ static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, siz
     bool higher = ag_distance_higher_is_better(ix->dist);
     size_t nb = x->sc->rs_n;
     cand_t *beam = x->sc->rs;
-    heap_sort(beam, nb);
+    /* every candidate rescored into the top-k: their order does not matter */
+    if (!(rescore && nb <= n_pick))
+        heap_sort(beam, nb);
     nb = AG_MIN(nb, n_pick);
     float thr = 0.0f;
     bool has_thr = params && params->has_threshold;
@@ -1495,6 +1503,8 @@ static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, siz
     return 0;
 }
 
+static int bits_scan(sctx_t *x, size_t want);
+
 /*
  * Below full_scan_threshold with trained codes (docs/ARCHITECTURE.md "Small collections"): no
  * graph, so every stored row's code (kept in its block, sync_payload/scan_note) is scored against
@@ -1527,6 +1537,11 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
     size_t want = AG_MIN(n_pick, (size_t)AG_MAX(ag_vecstore_count(h->base.vs), 1u));
     if (!grow_cands(&sc->rs, &sc->rs_cap, want + 1))
         return AG_ENOMEM;
+    if (x.qp.bits && x.v.capacity <= h->cap) {
+        if ((rc = bits_scan(&x, want)) != 0)
+            return rc;
+        return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
+    }
     /* a row stored but not yet added has no code: its float distance ranks it */
     const float *pq = NULL;
     if (x.v.capacity > h->cap && !(pq = pad_query(sc, query, &x.v)))
@@ -1553,6 +1568,60 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
         }
     }
     return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
+}
+
+/*
+ * quant_scan for binary codes: the distances are whole counts from 0 to dim, so instead of a heap
+ * (whose replacements mispredict a branch at every level) the rows' counts are kept with a
+ * histogram, the count at which the best `want` are reached is read off it, and one more pass
+ * takes the rows below it and, in slot order, enough of the rows at it (ties go to the lower
+ * slot, as the heaps' order does). Every row must have a code (id < h->cap). Fills x->sc->rs
+ * (a max-heap of at most want). AG_ENOMEM, AG_ETIMEOUT.
+ */
+static int bits_scan(sctx_t *x, size_t want)
+{
+    const hnsw_t *h = x->h;
+    scratch_t *sc = x->sc;
+    uint32_t dim = x->v.dim, n_rows = ag_vecstore_count(h->base.vs);
+    if (!ids_room(sc, n_rows) ||
+        AG_GROW(sc->cnt, sc->cnt_cap, n_rows, 1024, SIZE_MAX / sizeof(uint32_t)) != 0 ||
+        AG_GROW(sc->hist, sc->hist_cap, (size_t)dim + 1, 256, SIZE_MAX / sizeof(uint32_t)) != 0)
+        return AG_ENOMEM;
+    memset(sc->hist, 0, ((size_t)dim + 1) * sizeof(uint32_t));
+    size_t m = 0;
+    uint32_t words = (x->v.capacity + 63u) / 64u;
+    for (uint32_t w = 0; w < words; w++) {
+        if (x->deadline > 0 && (w & 63) == 63 && ag_now_mono() >= x->deadline)
+            return AG_ETIMEOUT;
+        uint64_t bits = x->v.present[w];
+        while (bits && m < n_rows) {
+            uint32_t id = w * 64u + (uint32_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (x->accept && !x->accept(x->ud, id))
+                continue;
+            uint32_t c = x->qp.kern(x->qq.code, blk_of(h, id) + h->pay_off, x->qp.row);
+            c = AG_MIN(c, dim); /* the tails are zero in both rows: never above dim */
+            sc->ids[m] = id;
+            sc->cnt[m++] = c;
+            sc->hist[c]++;
+        }
+    }
+    /* the count `cut` at which the best want rows are reached; `room` of the rows at it fit */
+    size_t below = 0;
+    uint32_t cut = 0;
+    while (cut < dim && below + sc->hist[cut] < want)
+        below += sc->hist[cut++];
+    size_t room = want - AG_MIN(below, want);
+    sc->rs_n = 0;
+    for (size_t i = 0; i < m; i++) {
+        uint32_t c = sc->cnt[i];
+        if (c > cut || (c == cut && room == 0))
+            continue;
+        if (c == cut)
+            room--;
+        maxheap_push(sc->rs, &sc->rs_n, (cand_t){x->qp.bscale * (float)c + x->qp.boff, sc->ids[i]});
+    }
+    return 0;
 }
 
 bool ag_hnsw_scans_codes(const ag_index_t *ix, const ag_search_params_t *params)
