@@ -252,3 +252,32 @@ test('binary quantization: create, search with rescoring, approximate scores, PA
   await srv.ok('PUT', '/collections/qbn', { vectors: { e: { size: 8, distance: 'Euclid', quantization_config: { binary: {} } } } });
   assert.deepEqual((await srv.ok('GET', '/collections/qbn')).config.params.vectors.e.quantization_config, { binary: {} });
 });
+
+test('below full_scan_threshold (no graph) a quantized search scans the codes and rescores the best', async () => {
+  const dim = 64;
+  await srv.ok('PUT', '/collections/qbs', { vectors: { size: dim, distance: 'Cosine' }, quantization_config: { binary: {} } });
+  const pts = points(300, dim, 21);
+  await srv.ok('PUT', '/collections/qbs/points?wait=true', { points: pts });
+  const q = points(1, dim, 77)[0].vector;
+  const nq = norm(q);
+  const truth = pts.map((p) => ({ id: p.id, s: dot(nq, norm(p.vector)) })).sort((a, b) => b.s - a.s);
+  const onGrid = (s) => { const k = ((1 - s) * dim) / 2; return Math.abs(k - Math.round(k)) < 1e-3; };
+  // rescore off: the scores come from the codes (cosines of the sign vectors)
+  const raw = await srv.ok('POST', '/collections/qbs/points/search', { vector: q, limit: 10, params: { quantization: { rescore: false } } });
+  assert.equal(raw.length, 10);
+  assert.ok(raw.every((h) => onGrid(h.score)), JSON.stringify(raw.map((h) => h.score)));
+  // rescored from the floats over a wide oversampling: the exact top 10 with exact scores
+  const res = await srv.ok('POST', '/collections/qbs/points/search', { vector: q, limit: 10, params: { quantization: { oversampling: 30 } } });
+  assert.deepEqual(res.map((h) => h.id), truth.slice(0, 10).map((t) => t.id));
+  res.forEach((h, i) => assert.ok(Math.abs(h.score - truth[i].s) < 1e-4));
+  // exact and ignore: the float scan
+  for (const params of [{ exact: true }, { quantization: { ignore: true, rescore: false } }]) {
+    const ex = await srv.ok('POST', '/collections/qbs/points/search', { vector: q, limit: 10, params });
+    assert.deepEqual(ex.map((h) => h.id), truth.slice(0, 10).map((t) => t.id));
+  }
+  // a filter is applied before scoring
+  const even = await srv.ok('POST', '/collections/qbs/points/search', {
+    vector: q, limit: 5, filter: { must: [{ key: 'i', range: { lt: 150 } }] }, params: { quantization: { oversampling: 30 } },
+  });
+  assert.deepEqual(even.map((h) => h.id), truth.filter((t) => t.id <= 150).slice(0, 5).map((t) => t.id));
+});
