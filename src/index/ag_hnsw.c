@@ -1627,7 +1627,7 @@ static int bits_scan(sctx_t *x, size_t want)
 bool ag_hnsw_scans_codes(const ag_index_t *ix, const ag_search_params_t *params)
 {
     const hnsw_t *h = (const hnsw_t *)ix;
-    return !h->built && h->scan_codes && h->pay == PAY_CODE && h->quant &&
+    return !h->built && !h->deferred && h->scan_codes && h->pay == PAY_CODE && h->quant &&
            ag_quant_trained(h->quant) && !(params && (params->exact || params->quant_ignore));
 }
 
@@ -2292,6 +2292,8 @@ void ag_hnsw_defer(ag_index_t *ix)
     h->n_live = h->n_tomb = 0;
     h->built = false;
     h->deferred = true;
+    h->scan_codes =
+        false; /* adds record nothing now: codes would go stale (finish lays them out) */
 }
 
 int ag_hnsw_finish(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, void *ud,
