@@ -1599,12 +1599,15 @@ static int bits_scan(sctx_t *x, size_t want)
             bits &= bits - 1;
             if (x->accept && !x->accept(x->ud, id))
                 continue;
-            uint32_t c = x->qp.kern(x->qq.code, blk_of(h, id) + h->pay_off, x->qp.row);
-            c = AG_MIN(c, dim); /* the tails are zero in both rows: never above dim */
-            sc->ids[m] = id;
-            sc->cnt[m++] = c;
-            sc->hist[c]++;
+            sc->ids[m++] = id;
         }
+    }
+    ag_bits_hamming_gather(x->qq.code, h->blk + h->pay_off, h->bstride, sc->ids, m, x->qp.row,
+                           sc->cnt);
+    for (size_t i = 0; i < m; i++) {
+        uint32_t c = AG_MIN(sc->cnt[i], dim); /* the tails are zero in both rows: never above */
+        sc->cnt[i] = c;
+        sc->hist[c]++;
     }
     /* the count `cut` at which the best want rows are reached; `room` of the rows at it fit */
     size_t below = 0;

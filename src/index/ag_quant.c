@@ -416,6 +416,19 @@ ham_avx512(const uint8_t *a, const uint8_t *b, size_t n)
     return (uint32_t)_mm512_reduce_add_epi64(acc);
 }
 
+/* Many rows against one query, 64-byte rows (384..512 bits): the query stays in a register and
+ * there is no call per row. */
+__attribute__((target("avx512f,avx512vpopcntdq"))) static void
+ham_gather64_avx512(const uint8_t *q, const uint8_t *base, size_t stride, const uint32_t *ids,
+                    size_t n, uint32_t *out)
+{
+    const __m512i vq = _mm512_loadu_si512((const void *)q);
+    for (size_t i = 0; i < n; i++) {
+        __m512i r = _mm512_loadu_si512((const void *)(base + (size_t)ids[i] * stride));
+        out[i] = (uint32_t)_mm512_reduce_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(vq, r)));
+    }
+}
+
 /* 0 none, 1 popcnt, 2 AVX2, 3 AVX-512 VPOPCNTQ; -1 not yet known (same race rule as cpu_level). */
 static _Atomic int bits_level = -1;
 
@@ -491,6 +504,20 @@ uint32_t ag_bits_hamming_avx512(const uint8_t *a, const uint8_t *b, size_t n)
         return ham_avx512(a, b, n);
 #endif
     return ham_generic(a, b, n);
+}
+
+void ag_bits_hamming_gather(const uint8_t *q, const uint8_t *base, size_t stride,
+                            const uint32_t *ids, size_t n, size_t row, uint32_t *out)
+{
+#ifdef QUANT_AVX2
+    if (row == 64 && bits_simd() >= 3) {
+        ham_gather64_avx512(q, base, stride, ids, n, out);
+        return;
+    }
+#endif
+    kern_fn k = pick_hamming();
+    for (size_t i = 0; i < n; i++)
+        out[i] = k(q, base + (size_t)ids[i] * stride, row);
 }
 
 const char *ag_bits_hamming_kernel(void)

@@ -151,5 +151,9 @@ uint32_t ag_bits_hamming_popcnt(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_bits_hamming_avx2(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_bits_hamming_avx512(const uint8_t *a, const uint8_t *b, size_t n);
 const char *ag_bits_hamming_kernel(void);
+/* out[i] = ag_bits_hamming(q, base + ids[i] * stride, row) for i < n, in one call (a loop kept in
+ * registers for 64-byte rows with VPOPCNTQ). */
+void ag_bits_hamming_gather(const uint8_t *q, const uint8_t *base, size_t stride,
+                            const uint32_t *ids, size_t n, size_t row, uint32_t *out);
 
 #endif

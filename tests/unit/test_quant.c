@@ -462,6 +462,26 @@ static void test_hamming_kernels(void **state)
         if (n > 512)
             n += 32 * 7; /* long rows: a sample of lengths is enough */
     }
+    /* the gathering form, for the row sizes with their own loop (64) and others */
+    static const size_t rows[] = {32, 64, 96};
+    for (size_t ri = 0; ri < AG_ARRAY_LEN(rows); ri++) {
+        const size_t row = rows[ri], stride = 192, n = 50;
+        uint8_t *base = aligned_alloc(64, stride * n), *q = aligned_alloc(64, 128);
+        assert_non_null(base);
+        assert_non_null(q);
+        for (size_t i = 0; i < stride * n; i++)
+            base[i] = (uint8_t)next_u64();
+        for (size_t i = 0; i < 128; i++)
+            q[i] = (uint8_t)next_u64();
+        uint32_t ids[20], out[20];
+        for (size_t i = 0; i < 20; i++)
+            ids[i] = (uint32_t)(next_u64() % n);
+        ag_bits_hamming_gather(q, base + 64, stride, ids, 20, row, out);
+        for (size_t i = 0; i < 20; i++)
+            assert_int_equal(out[i], ham_loop(q, base + 64 + (size_t)ids[i] * stride, row));
+        free(base);
+        free(q);
+    }
     const char *k = ag_bits_hamming_kernel();
     assert_true(strcmp(k, "avx512-vpopcntq") == 0 || strcmp(k, "avx2") == 0 ||
                 strcmp(k, "popcnt") == 0 || strcmp(k, "scalar") == 0);
