@@ -13,7 +13,11 @@
  *    and MiniLM-384 (Cosine) from minilm-dir (embeddings.bin: every 10th row a query, the rest the
  *    base, exact ground truth): float32 rows ("aegis hnsw"), then the same graph with scalar int8
  *    quantization ("aegis int8", quantile 0.99, rescoring 2 x k candidates from the floats), and
- *    the memory for vectors of both.
+ *    the memory for vectors of both; then binary quantization on the same graph ("aegis binary",
+ *    an oversampling sweep), and, when the set is below Qdrant's default full_scan_threshold
+ *    (10000 KB of vectors), the path the server takes instead: no graph, a scan of the float rows
+ *    ("aegis scan f32") or of the int8/binary codes with the best rescored ("aegis scan int8",
+ *    "aegis scan binary"). Every row names the path that ran.
  * hnswlib is not installed on this machine: its numbers are quoted from docs/BENCHMARKS.md
  * (reference figures); bench/compare_hnswlib.sh runs a native hnswlib beside the GloVe part.
  *
@@ -224,6 +228,102 @@ static void sweep_quant(ag_index_t *hnsw, const ag_index_t *exact, const ag_vecs
     ag_hnsw_set_quant(hnsw, 0);
 }
 
+static const double oss[] = {1, 2, 3, 4, 6, 8, 12, 20};
+#define MAX_OS_CFG 3
+
+/* An oversampling sweep (ef left to the index: at least ceil(oversampling * k)), best of ROUNDS
+ * interleaved over the configurations; each row says which path the index took (graph walk, scan
+ * of the codes, scan of the floats). tmpls[c].oversampling is ignored; nos[c] limits config c to
+ * the first nos[c] values (1 for a configuration without quantization). */
+static void sweep_os(ag_index_t *const *ix, const char *const *labels,
+                     const ag_search_params_t *tmpls, const size_t *nos, size_t ncfg,
+                     const float *qs, uint32_t dim, uint32_t nq, const uint32_t *gt,
+                     size_t gt_stride, uint32_t *scratch)
+{
+    double best[MAX_OS_CFG][AG_ARRAY_LEN(oss)], rec[MAX_OS_CFG][AG_ARRAY_LEN(oss)];
+    for (size_t c = 0; c < ncfg; c++)
+        for (size_t o = 0; o < AG_ARRAY_LEN(oss); o++)
+            best[c][o] = INFINITY;
+    for (int r = 0; r < ROUNDS; r++)
+        for (size_t o = 0; o < AG_ARRAY_LEN(oss); o++)
+            for (size_t c = 0; c < ncfg; c++) {
+                if (o >= nos[c])
+                    continue;
+                ag_search_params_t sp = tmpls[c];
+                sp.oversampling = oss[o];
+                best[c][o] =
+                    AG_MIN(best[c][o], run_queries(ix[c], qs, dim, nq, NULL, &sp, scratch));
+                rec[c][o] = recall_of(scratch, gt, nq, gt_stride);
+            }
+    printf("%-30s %9s %12s  %s\n", "search (1 thread)", "recall@10", "queries/s", "path");
+    for (size_t c = 0; c < ncfg; c++)
+        for (size_t o = 0; o < nos[c]; o++) {
+            ag_search_params_t sp = tmpls[c];
+            sp.oversampling = oss[o];
+            ag_hnsw_stats_t st;
+            ag_hnsw_stats(ix[c], &st);
+            const char *path = ag_hnsw_scans_codes(ix[c], &sp) ? "scan of the codes + rescoring"
+                               : st.built && !sp.exact         ? "graph walk"
+                                                               : "scan of the float rows";
+            char name[48];
+            snprintf(name, sizeof(name), "%s os=%g", labels[c], oss[o]);
+            printf("%-30s %9.4f %12.1f  %s\n", name, rec[c][o], nq / best[c][o], path);
+        }
+}
+
+/* Binary quantization on the same graph (one bit a coordinate, Hamming walk, rescoring
+ * ceil(oversampling * k) from the floats). */
+static void sweep_binary(ag_index_t *hnsw, const float *qs, uint32_t dim, uint32_t nq,
+                         const uint32_t *gt, size_t gt_stride, uint32_t *scratch)
+{
+    if (ag_hnsw_set_quant_kind(hnsw, AG_QUANT_BINARY, 0) != 0) {
+        printf("binary: out of memory\n");
+        return;
+    }
+    ag_hnsw_stats_t st;
+    ag_hnsw_stats(hnsw, &st);
+    printf("binary codes %.1f MB; Hamming kernel: %s\n", (double)st.quant_memory / 1048576.0,
+           ag_bits_hamming_kernel());
+    static const char *const labels[] = {"aegis binary"};
+    const ag_search_params_t sp[] = {{.ef = 1}}; /* the beam: ceil(oversampling * k) */
+    const size_t nos[] = {AG_ARRAY_LEN(oss)};
+    ag_index_t *ix[] = {hnsw};
+    sweep_os(ix, labels, sp, nos, 1, qs, dim, nq, gt, gt_stride, scratch);
+    ag_hnsw_set_quant(hnsw, 0);
+}
+
+/* The path the server takes for a collection of n points with Qdrant's default
+ * full_scan_threshold (10000 KB of vectors): at or below it there is no graph and every search is
+ * a scan — of the float rows, or, quantized, of the codes with the best rescored. */
+static void scan_rows(ag_vecstore_t *vs, uint32_t n, const float *qs, uint32_t dim, uint32_t nq,
+                      const uint32_t *gt, size_t gt_stride, uint32_t *scratch)
+{
+    uint32_t fst = 10000u * 1024u / (dim * 4u);
+    printf("server path: full_scan_threshold 10000 KB = %u points at dim %u; n=%u: %s\n", fst, dim,
+           n, n <= fst ? "no graph, every search is a scan (rows below)" : "graph walk");
+    if (n > fst)
+        return;
+    ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .full_scan_threshold = fst};
+    ag_index_t *ix[3] = {NULL, NULL, NULL};
+    for (int c = 0; c < 3; c++) {
+        if (ag_index_hnsw_new(vs, AG_DIST_COSINE, &p, &ix[c]) != 0)
+            goto out;
+        if ((c == 1 && ag_hnsw_set_quant(ix[c], 0.99) != 0) ||
+            (c == 2 && ag_hnsw_set_quant_kind(ix[c], AG_QUANT_BINARY, 0) != 0))
+            goto out;
+        for (uint32_t s = 0; s < n; s++)
+            if (ag_index_add(ix[c], s) != 0)
+                goto out;
+    }
+    static const char *const labels[] = {"aegis scan f32", "aegis scan int8", "aegis scan binary"};
+    const ag_search_params_t sp[] = {{.ef = 0}, {.ef = 0}, {.ef = 0}};
+    const size_t nos[] = {1, AG_ARRAY_LEN(oss), AG_ARRAY_LEN(oss)};
+    sweep_os(ix, labels, sp, nos, 3, qs, dim, nq, gt, gt_stride, scratch);
+out:
+    for (int c = 0; c < 3; c++)
+        ag_index_free(ix[c]);
+}
+
 typedef struct bitmap_filter {
     const uint8_t *ok;
 } bitmap_filter_t;
@@ -363,6 +463,8 @@ static void glove(const char *dir, uint32_t *scratch)
            n, d, nq, cpu_clock ? "process CPU clock" : "wall clock");
     printf("build (M=16, ef_construct=100, 1 thread): %.2f s\n", secs);
     sweep_quant(hnsw, exact, vs, qs, d, nq, gt, dg, scratch);
+    sweep_binary(hnsw, qs, d, nq, gt, dg, scratch);
+    scan_rows(vs, n, qs, d, nq, gt, dg, scratch);
 out:
     ag_index_free(hnsw);
     ag_index_free(exact);
@@ -425,6 +527,8 @@ static void minilm(const char *dir, uint32_t *scratch)
            n, D, nq, nq1, cpu_clock ? "process CPU clock" : "wall clock");
     printf("build (M=16, ef_construct=100, 1 thread): %.2f s\n", secs);
     sweep_quant(hnsw, exact, vs, qs, D, nq, gt, K, scratch);
+    sweep_binary(hnsw, qs, D, nq, gt, K, scratch);
+    scan_rows(vs, n, qs, D, nq, gt, K, scratch);
 out:
     if (f)
         fclose(f);

@@ -602,11 +602,54 @@ static json_t *scalar_json(const Qdrant__ScalarQuantization *s, ag_diag_t *diag)
     return q;
 }
 
+/* The binary method as the REST object; encodings are passed through by name so that the REST
+ * checks (store/ag_coll_settings.c) accept or refuse them with one message. */
+static json_t *binary_json(const Qdrant__BinaryQuantization *b, ag_diag_t *diag)
+{
+    static const char *const mem[] = {[QDRANT__MEMORY__Cold] = "cold",
+                                      [QDRANT__MEMORY__Cached] = "cached",
+                                      [QDRANT__MEMORY__Pinned] = "pinned"};
+    static const char *const enc[] = {[QDRANT__BINARY_QUANTIZATION_ENCODING__OneBit] = "one_bit",
+                                      [QDRANT__BINARY_QUANTIZATION_ENCODING__TwoBits] = "two_bits",
+                                      [QDRANT__BINARY_QUANTIZATION_ENCODING__OneAndHalfBits] =
+                                          "one_and_half_bits"};
+    static const char *const qenc[] = {
+        [QDRANT__BINARY_QUANTIZATION_QUERY_ENCODING__SETTING__Default] = "default",
+        [QDRANT__BINARY_QUANTIZATION_QUERY_ENCODING__SETTING__Binary] = "binary",
+        [QDRANT__BINARY_QUANTIZATION_QUERY_ENCODING__SETTING__Scalar4Bits] = "scalar4bits",
+        [QDRANT__BINARY_QUANTIZATION_QUERY_ENCODING__SETTING__Scalar8Bits] = "scalar8bits"};
+    if (!b)
+        return ag_fail(diag, AG_EINVAL, "quantization_config.binary: expected a message"), NULL;
+    if (HAS(b, memory) && (b->memory < QDRANT__MEMORY__Cold || b->memory > QDRANT__MEMORY__Pinned))
+        return ag_fail(diag, AG_EINVAL,
+                       "quantization_config.binary.memory: expected Cold, Cached or Pinned"),
+               NULL;
+    if (HAS(b, encoding) && ((unsigned)b->encoding >= AG_ARRAY_LEN(enc)))
+        return ag_fail(diag, AG_EINVAL, "quantization_config.binary.encoding: unknown value"), NULL;
+    const Qdrant__BinaryQuantizationQueryEncoding *qe =
+        HAS(b, query_encoding) ? b->query_encoding : NULL;
+    bool has_qe =
+        qe && qe->variant_case == QDRANT__BINARY_QUANTIZATION_QUERY_ENCODING__VARIANT_SETTING;
+    if (has_qe && (unsigned)qe->setting >= AG_ARRAY_LEN(qenc))
+        return ag_fail(diag, AG_EINVAL, "quantization_config.binary.query_encoding: unknown value"),
+               NULL;
+    json_t *o = json_object();
+    if (!o || (HAS(b, always_ram) && !put(o, "always_ram", json_boolean(b->always_ram))) ||
+        (HAS(b, memory) && !put(o, "memory", json_string(mem[b->memory]))) ||
+        (HAS(b, encoding) && !put(o, "encoding", json_string(enc[b->encoding]))) ||
+        (has_qe && !put(o, "query_encoding", json_string(qenc[qe->setting]))))
+        return json_decref(o), NULL;
+    json_t *q = json_object();
+    if (!put(q, "binary", o))
+        return json_decref(q), NULL;
+    return q;
+}
+
 static json_t *quant_refused(ag_diag_t *diag, const char *method)
 {
     return ag_fail(diag, AG_EINVAL,
                    "quantization_config.%s: %s quantization is not supported by this server; "
-                   "use scalar Int8",
+                   "use scalar Int8 or binary",
                    method, method),
            NULL;
 }
@@ -619,7 +662,7 @@ static json_t *quant_json(const Qdrant__QuantizationConfig *q, ag_diag_t *diag)
     case QDRANT__QUANTIZATION_CONFIG__QUANTIZATION_PRODUCT:
         return quant_refused(diag, "product");
     case QDRANT__QUANTIZATION_CONFIG__QUANTIZATION_BINARY:
-        return quant_refused(diag, "binary");
+        return binary_json(q->binary, diag);
     case QDRANT__QUANTIZATION_CONFIG__QUANTIZATION_TURBOQUANT:
         return quant_refused(diag, "turboquant");
     default:
@@ -638,7 +681,7 @@ static json_t *quant_diff_json(const Qdrant__QuantizationConfigDiff *q, ag_diag_
     case QDRANT__QUANTIZATION_CONFIG_DIFF__QUANTIZATION_PRODUCT:
         return quant_refused(diag, "product");
     case QDRANT__QUANTIZATION_CONFIG_DIFF__QUANTIZATION_BINARY:
-        return quant_refused(diag, "binary");
+        return binary_json(q->binary, diag);
     case QDRANT__QUANTIZATION_CONFIG_DIFF__QUANTIZATION_TURBOQUANT:
         return quant_refused(diag, "turboquant");
     default:
@@ -2641,9 +2684,52 @@ static Qdrant__Distance distance_pb(const char *s)
     return QDRANT__DISTANCE__UnknownDistance;
 }
 
-/* A stored scalar quantization_config back as the message; NULL when there is none. */
+/* A stored binary quantization_config back as the message (only one_bit and the default or
+ * binary query encoding are ever stored). */
+static Qdrant__QuantizationConfig *binary_pb(out_t *o, const json_t *bj)
+{
+    Qdrant__QuantizationConfig *q =
+        NEW(o, Qdrant__QuantizationConfig, qdrant__quantization_config__descriptor);
+    Qdrant__BinaryQuantization *b =
+        NEW(o, Qdrant__BinaryQuantization, qdrant__binary_quantization__descriptor);
+    if (!q || !b)
+        return NULL;
+    q->quantization_case = QDRANT__QUANTIZATION_CONFIG__QUANTIZATION_BINARY;
+    q->binary = b;
+    const json_t *v;
+    if (json_is_boolean(v = json_object_get(bj, "always_ram"))) {
+        b->_always_ram_case = QDRANT__BINARY_QUANTIZATION___ALWAYS_RAM_ALWAYS_RAM;
+        b->always_ram = json_is_true(v);
+    }
+    if (json_is_string(json_object_get(bj, "memory"))) {
+        b->_memory_case = QDRANT__BINARY_QUANTIZATION___MEMORY_MEMORY;
+        b->memory = QDRANT__MEMORY__Pinned; /* the only value stored */
+    }
+    if (json_is_string(json_object_get(bj, "encoding"))) {
+        b->_encoding_case = QDRANT__BINARY_QUANTIZATION___ENCODING_ENCODING;
+        b->encoding = QDRANT__BINARY_QUANTIZATION_ENCODING__OneBit;
+    }
+    if (json_is_string(v = json_object_get(bj, "query_encoding"))) {
+        Qdrant__BinaryQuantizationQueryEncoding *qe =
+            NEW(o, Qdrant__BinaryQuantizationQueryEncoding,
+                qdrant__binary_quantization_query_encoding__descriptor);
+        if (!qe)
+            return NULL;
+        qe->variant_case = QDRANT__BINARY_QUANTIZATION_QUERY_ENCODING__VARIANT_SETTING;
+        qe->setting = strcmp(json_string_value(v), "binary") == 0
+                          ? QDRANT__BINARY_QUANTIZATION_QUERY_ENCODING__SETTING__Binary
+                          : QDRANT__BINARY_QUANTIZATION_QUERY_ENCODING__SETTING__Default;
+        b->_query_encoding_case = QDRANT__BINARY_QUANTIZATION___QUERY_ENCODING_QUERY_ENCODING;
+        b->query_encoding = qe;
+    }
+    return q;
+}
+
+/* A stored quantization_config back as the message; NULL when there is none. */
 static Qdrant__QuantizationConfig *quant_pb(out_t *o, const json_t *j)
 {
+    if (json_is_object(json_object_get(j, "binary")))
+        return binary_pb(o, json_object_get(j, "binary"));
     const json_t *sc = json_object_get(j, "scalar");
     if (!json_is_object(sc))
         return NULL;

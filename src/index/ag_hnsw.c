@@ -75,6 +75,10 @@ typedef struct hnsw {
     /* Scalar int8 codes of the vectors (ag_hnsw_set_quant), or NULL; the walk ranks with them when
      * trained, and the candidates are rescored from the float rows. */
     ag_quant_t *quant;
+    /* Unbuilt (below full_scan_threshold) with codes: every present vecstore slot below cap has
+     * its code in its block, so a search scans the codes (quant_scan). False after a failed
+     * allocation: searches then scan the float rows. */
+    bool scan_codes;
     uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
@@ -242,6 +246,10 @@ typedef struct scratch {
     size_t qbuf_cap;
     uint8_t *qcode; /* the query's int8 code (quantized search), 64-byte aligned */
     size_t qcode_cap;
+    uint32_t *cnt; /* bits_scan: each scanned row's differing-bit count (beside ids) */
+    size_t cnt_cap;
+    uint32_t *hist; /* bits_scan: rows per count, dim + 1 entries */
+    size_t hist_cap;
     float *dec[DEC_RING]; /* decoded code rows for linking over on_disk vectors (linking_view) */
     size_t dec_cap;
     unsigned dec_next;
@@ -262,6 +270,8 @@ static void scratch_free(void *p)
     free(s->ids);
     free(s->qbuf);
     free(s->qcode);
+    free(s->cnt);
+    free(s->hist);
     for (int i = 0; i < DEC_RING; i++)
         free(s->dec[i]);
     free(s);
@@ -467,6 +477,8 @@ static inline float qdist(const sctx_t *x, uint32_t id)
     const hnsw_t *h = x->h;
     if (x->mode == PAY_CODE) {
         const uint8_t *code = blk_of(h, id) + h->pay_off;
+        if (x->qp.bits) /* binary: a scaled Hamming count (ag_quant.h) */
+            return x->qp.bscale * (float)x->qp.kern(x->qq.code, code, x->qp.row) + x->qp.boff;
         switch (x->qp.dist) {
         case AG_DIST_EUCLID:
             return x->step2 * (float)x->qp.kern(x->qq.code, code, x->qp.row);
@@ -701,7 +713,7 @@ static size_t pad64(size_t n)
 static size_t pay_bytes(const hnsw_t *h, int kind)
 {
     if (kind == PAY_CODE)
-        return (AG_QUANT_ROW(ag_vecstore_dim(h->base.vs)) + 63u) & ~(size_t)63u;
+        return (ag_quant_row_bytes(h->quant) + 63u) & ~(size_t)63u;
     return 0;
 }
 
@@ -749,6 +761,7 @@ static void sync_payload(hnsw_t *h)
         h->pay_off = off;
     }
     h->pay = want;
+    h->scan_codes = false;
     if (want == PAY_NONE)
         return;
     ag_vecstore_view_t v;
@@ -756,6 +769,30 @@ static void sync_payload(hnsw_t *h)
     for (uint32_t i = 0; i < h->cap; i++)
         if (h->state[i] != NODE_EMPTY)
             fill_payload(h, &v, i);
+    if (h->built || h->deferred || ag_vecstore_count(h->base.vs) > h->full_scan)
+        return;
+    /* No graph yet: the blocks hold the codes of the stored rows for quant_scan. */
+    if (grow_nodes(h, v.capacity) != 0)
+        return;
+    for (uint32_t i = 0; i < v.capacity; i++)
+        if (ag_vecstore_view_has(&v, i))
+            fill_payload(h, &v, i);
+    h->scan_codes = true;
+}
+
+/* Unbuilt: slot's code into its block (growing the blocks) for quant_scan. Out of memory: the
+ * scan falls back to the float rows until the codes are laid out again. */
+static void scan_note(hnsw_t *h, uint32_t slot)
+{
+    if (!h->scan_codes || h->pay != PAY_CODE || slot == UINT32_MAX)
+        return;
+    if (grow_nodes(h, slot + 1) != 0) {
+        h->scan_codes = false;
+        return;
+    }
+    ag_vecstore_view_t v;
+    ag_vecstore_view(h->base.vs, &v);
+    fill_payload(h, &v, slot);
 }
 
 static inline float rdist(const hnsw_t *h, const ag_vecstore_view_t *v, uint32_t a, uint32_t b)
@@ -858,7 +895,8 @@ static const float *decoded_row(void *ud, uint32_t slot)
 static void linking_view(const hnsw_t *h, ag_vecstore_view_t *v)
 {
     ag_vecstore_view(h->base.vs, v);
-    if (!v->fetch || !h->quant || !ag_quant_trained(h->quant))
+    if (!v->fetch || !h->quant || !ag_quant_trained(h->quant) ||
+        ag_quant_kind(h->quant) != AG_QUANT_INT8) /* bits do not decode to a usable row */
         return;
     scratch_t *s = scratch_get(0);
     if (!s)
@@ -1107,6 +1145,8 @@ static void quant_note(hnsw_t *h)
 {
     if (!h->quant || h->deferred)
         return;
+    if (ag_quant_kind(h->quant) == AG_QUANT_BINARY && ag_quant_trained(h->quant))
+        return; /* bits need no range: nothing to train again */
     uint32_t n = ag_vecstore_count(h->base.vs), t = ag_quant_trained_rows(h->quant);
     if (t == 0 || (t < QUANT_SETTLED && (uint64_t)n >= 4u * (uint64_t)t)) {
         if (ag_quant_fit(h->quant, h->base.vs) != 0)
@@ -1118,12 +1158,21 @@ static void quant_note(hnsw_t *h)
 
 int ag_hnsw_set_quant(ag_index_t *ix, double quantile)
 {
+    return ag_hnsw_set_quant_kind(ix, AG_QUANT_INT8, quantile);
+}
+
+int ag_hnsw_set_quant_kind(ag_index_t *ix, ag_quant_kind_t kind, double quantile)
+{
     hnsw_t *h = (hnsw_t *)ix;
+    if (kind != AG_QUANT_INT8 && kind != AG_QUANT_BINARY)
+        return AG_EINVAL;
     ag_quant_free(h->quant);
     h->quant = NULL;
     int rc = 0;
-    if (quantile != 0) {
-        rc = ag_quant_new(ag_vecstore_dim(ix->vs), ix->dist, quantile, &h->quant);
+    if (kind == AG_QUANT_BINARY || quantile != 0) {
+        rc = kind == AG_QUANT_BINARY
+                 ? ag_quant_new_binary(ag_vecstore_dim(ix->vs), ix->dist, &h->quant)
+                 : ag_quant_new(ag_vecstore_dim(ix->vs), ix->dist, quantile, &h->quant);
         if (rc == 0 && !h->deferred && ag_vecstore_count(ix->vs) > 0 &&
             ag_quant_fit(h->quant, ix->vs) != 0)
             rc = AG_ENOMEM;
@@ -1254,8 +1303,10 @@ static int hnsw_add(ag_index_t *ix, uint32_t slot)
     quant_note(h);
     h->mutations++;
     if (!h->built) {
-        if (ag_vecstore_count(ix->vs) <= h->full_scan)
+        if (ag_vecstore_count(ix->vs) <= h->full_scan) {
+            scan_note(h, slot);
             return 0;
+        }
         if (!h->background)
             return build_all(h);
         /* Crossing the threshold: every stored vector queues for the background linker. */
@@ -1371,6 +1422,218 @@ static const float *pad_query(scratch_t *sc, const float *query, const ag_vecsto
     return sc->qbuf;
 }
 
+/* How many of the best approximate candidates a quantized search rescores: ceil(oversampling *
+ * k), at least k; just k without rescoring. */
+static size_t quant_pick(size_t k, const ag_search_params_t *params, bool *rescore)
+{
+    double over = params && params->oversampling > 1 ? params->oversampling : 1.0;
+    double want_d = ceil(over * (double)k);
+    size_t n_pick = want_d >= (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)want_d;
+    n_pick = AG_MAX(n_pick, k);
+    *rescore = !(params && params->quant_no_rescore);
+    return *rescore ? n_pick : k;
+}
+
+/* The query's code into this thread's buffer (x->qq). AG_ENOMEM. */
+static int encode_query(sctx_t *x, const float *query)
+{
+    size_t row = ag_quant_row_bytes(x->qz);
+    if (x->sc->qcode_cap < row) {
+        uint8_t *b = aligned_alloc(64, (row + 63) & ~(size_t)63);
+        if (!b)
+            return AG_ENOMEM;
+        free(x->sc->qcode);
+        x->sc->qcode = b;
+        x->sc->qcode_cap = row;
+    }
+    x->qq.code = x->sc->qcode;
+    ag_quant_encode_query(x->qz, query, &x->qq);
+    return 0;
+}
+
+/* The answer from a beam (max-heap of nb candidates, sorted here): the best n_pick, re-scored from
+ * the float rows (rescore) or with their approximate scores, plus the slots still queued for the
+ * background linker (scored exactly), into out. */
+static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, size_t k,
+                       size_t n_pick, bool rescore, const ag_search_params_t *params, ag_hit_t *out,
+                       size_t *n_out)
+{
+    const ag_index_t *ix = &h->base;
+    bool higher = ag_distance_higher_is_better(ix->dist);
+    size_t nb = x->sc->rs_n;
+    cand_t *beam = x->sc->rs;
+    /* every candidate rescored into the top-k: their order does not matter */
+    if (!(rescore && nb <= n_pick))
+        heap_sort(beam, nb);
+    nb = AG_MIN(nb, n_pick);
+    float thr = 0.0f;
+    bool has_thr = params && params->has_threshold;
+    if (has_thr)
+        thr = higher ? params->score_threshold : -params->score_threshold;
+    ag_topk_t t;
+    ag_topk_init(&t, out, k);
+    if (rescore && x->mode != PAY_NONE) /* the walk did not read these rows: fetch them together */
+        for (size_t i = 0; i < nb; i++)
+            prefetch_row(&x->v, beam[i].id);
+    for (size_t i = 0; i < nb; i++) {
+        uint32_t id = beam[i].id;
+        float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim)
+                          : beam[i].d;
+        float key = key_of(ix->dist, d);
+        if (has_thr && !(key >= thr))
+            continue;
+        ag_topk_push(&t, id, key);
+    }
+    /* Slots still queued for the background linker are scored exactly. */
+    for (uint32_t i = 0; i < h->q_n; i++) {
+        uint32_t id = h->queue[i];
+        if (x->accept && !x->accept(x->ud, id))
+            continue;
+        float d = idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim);
+        float key = key_of(ix->dist, d);
+        if (has_thr && !(key >= thr))
+            continue;
+        ag_topk_push(&t, id, key);
+    }
+    size_t n = ag_topk_finish(&t);
+    if (!higher)
+        for (size_t i = 0; i < n; i++)
+            out[i].score = -out[i].score;
+    *n_out = n;
+    return 0;
+}
+
+static int bits_scan(sctx_t *x, size_t want);
+
+/*
+ * Below full_scan_threshold with trained codes (docs/ARCHITECTURE.md "Small collections"): no
+ * graph, so every stored row's code (kept in its block, sync_payload/scan_note) is scored against
+ * the query's, the best ceil(oversampling * k) are kept and rescored from the float rows (or
+ * returned with their approximate scores). Reading a code is a fraction of reading the floats:
+ * 1/32 of them for binary, 1/4 for int8.
+ */
+static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_index_filter_t *flt,
+                      const ag_search_params_t *params, ag_hit_t *out, size_t *n_out)
+{
+    sctx_t x = {.h = h, .qz = h->quant};
+    if (!(x.sc = scratch_get(0)))
+        return AG_ENOMEM;
+    bool rescore;
+    size_t n_pick = quant_pick(k, params, &rescore);
+    ag_vecstore_view(h->base.vs, &x.v);
+    set_mode(&x);
+    if (x.mode != PAY_CODE)
+        return exact(h, query, k, flt, params, out, n_out);
+    if (flt) {
+        x.accept = flt->accept;
+        x.ud = flt->ud;
+    }
+    x.deadline = params ? params->deadline : 0;
+    int rc = encode_query(&x, query);
+    if (rc)
+        return rc;
+    scratch_t *sc = x.sc;
+    sc->rs_n = 0;
+    size_t want = AG_MIN(n_pick, (size_t)AG_MAX(ag_vecstore_count(h->base.vs), 1u));
+    if (!grow_cands(&sc->rs, &sc->rs_cap, want + 1))
+        return AG_ENOMEM;
+    if (x.qp.bits && x.v.capacity <= h->cap) {
+        if ((rc = bits_scan(&x, want)) != 0)
+            return rc;
+        return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
+    }
+    /* a row stored but not yet added has no code: its float distance ranks it */
+    const float *pq = NULL;
+    if (x.v.capacity > h->cap && !(pq = pad_query(sc, query, &x.v)))
+        return AG_ENOMEM;
+    uint32_t words = (x.v.capacity + 63u) / 64u;
+    for (uint32_t w = 0; w < words; w++) {
+        if (x.deadline > 0 && (w & 63) == 63 && ag_now_mono() >= x.deadline)
+            return AG_ETIMEOUT;
+        uint64_t bits = x.v.present[w];
+        while (bits) {
+            uint32_t id = w * 64u + (uint32_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (x.accept && !x.accept(x.ud, id))
+                continue;
+            float d = id < h->cap
+                          ? qdist(&x, id)
+                          : idist(h->base.dist, pq, ag_vecstore_view_row(&x.v, id), x.v.stride);
+            if (sc->rs_n < want) {
+                maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, id});
+            } else if (d < sc->rs[0].d) {
+                sc->rs[0] = (cand_t){d, id};
+                maxheap_sift_down(sc->rs, sc->rs_n, 0);
+            }
+        }
+    }
+    return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
+}
+
+/*
+ * quant_scan for binary codes: the distances are whole counts from 0 to dim, so instead of a heap
+ * (whose replacements mispredict a branch at every level) the rows' counts are kept with a
+ * histogram, the count at which the best `want` are reached is read off it, and one more pass
+ * takes the rows below it and, in slot order, enough of the rows at it (ties go to the lower
+ * slot, as the heaps' order does). Every row must have a code (id < h->cap). Fills x->sc->rs
+ * (a max-heap of at most want). AG_ENOMEM, AG_ETIMEOUT.
+ */
+static int bits_scan(sctx_t *x, size_t want)
+{
+    const hnsw_t *h = x->h;
+    scratch_t *sc = x->sc;
+    uint32_t dim = x->v.dim, n_rows = ag_vecstore_count(h->base.vs);
+    if (!ids_room(sc, n_rows) ||
+        AG_GROW(sc->cnt, sc->cnt_cap, n_rows, 1024, SIZE_MAX / sizeof(uint32_t)) != 0 ||
+        AG_GROW(sc->hist, sc->hist_cap, (size_t)dim + 1, 256, SIZE_MAX / sizeof(uint32_t)) != 0)
+        return AG_ENOMEM;
+    memset(sc->hist, 0, ((size_t)dim + 1) * sizeof(uint32_t));
+    size_t m = 0;
+    uint32_t words = (x->v.capacity + 63u) / 64u;
+    for (uint32_t w = 0; w < words; w++) {
+        if (x->deadline > 0 && (w & 63) == 63 && ag_now_mono() >= x->deadline)
+            return AG_ETIMEOUT;
+        uint64_t bits = x->v.present[w];
+        while (bits && m < n_rows) {
+            uint32_t id = w * 64u + (uint32_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (x->accept && !x->accept(x->ud, id))
+                continue;
+            sc->ids[m++] = id;
+        }
+    }
+    ag_bits_hamming_gather(x->qq.code, h->blk + h->pay_off, h->bstride, sc->ids, m, x->qp.row,
+                           sc->cnt);
+    for (size_t i = 0; i < m; i++) {
+        uint32_t c = AG_MIN(sc->cnt[i], dim); /* the tails are zero in both rows: never above */
+        sc->cnt[i] = c;
+        sc->hist[c]++;
+    }
+    /* the count `cut` at which the best want rows are reached; `room` of the rows at it fit */
+    size_t below = 0;
+    uint32_t cut = 0;
+    while (cut < dim && below + sc->hist[cut] < want)
+        below += sc->hist[cut++];
+    size_t room = want - AG_MIN(below, want);
+    sc->rs_n = 0;
+    for (size_t i = 0; i < m; i++) {
+        uint32_t c = sc->cnt[i];
+        if (c > cut || (c == cut && room == 0))
+            continue;
+        if (c == cut)
+            room--;
+        maxheap_push(sc->rs, &sc->rs_n, (cand_t){x->qp.bscale * (float)c + x->qp.boff, sc->ids[i]});
+    }
+    return 0;
+}
+
+bool ag_hnsw_scans_codes(const ag_index_t *ix, const ag_search_params_t *params)
+{
+    const hnsw_t *h = (const hnsw_t *)ix;
+    return !h->built && !h->deferred && h->scan_codes && h->pay == PAY_CODE && h->quant &&
+           ag_quant_trained(h->quant) && !(params && (params->exact || params->quant_ignore));
+}
+
 static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
                        const ag_index_filter_t *flt, const ag_search_params_t *params,
                        ag_hit_t *out, size_t *n_out)
@@ -1383,6 +1646,8 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
         return AG_EINVAL;
     if (k == 0)
         return 0;
+    if (ag_hnsw_scans_codes(ix, params) && !(flt && flt->candidates))
+        return quant_scan(h, query, k, flt, params, out, n_out);
     if ((params && params->exact) || !h->built || h->n_live <= h->full_scan ||
         h->entry == NO_NODE || (flt && flt->candidates))
         return exact(h, query, k, flt, params, out, n_out);
@@ -1392,7 +1657,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
         return AG_ENOMEM;
     size_t ef = params && params->ef ? params->ef : h->ef_search;
     ef = AG_MAX(ef, k);
-    /* Quantized: the walk ranks with the int8 codes, and the best ceil(oversampling * k) of the
+    /* Quantized: the walk ranks with the codes, and the best ceil(oversampling * k) of the
      * beam are rescored from the float rows (or reported with their approximate scores when
      * rescoring is off); the beam is at least that wide. */
     size_t n_pick = 2 * k; /* float walk: the margin for the two kernels' roundings */
@@ -1400,13 +1665,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     if (h->quant && ag_quant_trained(h->quant) && h->pay == PAY_CODE &&
         !(params && params->quant_ignore)) {
         x.qz = h->quant;
-        double over = params && params->oversampling > 1 ? params->oversampling : 1.0;
-        double want_d = ceil(over * (double)k);
-        n_pick = want_d >= (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)want_d;
-        n_pick = AG_MAX(n_pick, k);
-        rescore = !(params && params->quant_no_rescore);
-        if (!rescore)
-            n_pick = k;
+        n_pick = quant_pick(k, params, &rescore);
         ef = AG_MAX(ef, n_pick);
     }
     /* A beam wider than the graph only costs memory (the scratch keeps its size). */
@@ -1425,17 +1684,9 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     if (!(x.q = pad_query(x.sc, query, &x.v)))
         return AG_ENOMEM;
     if (x.qz) {
-        size_t row = AG_QUANT_ROW(x.v.dim);
-        if (x.sc->qcode_cap < row) {
-            uint8_t *b = aligned_alloc(64, (row + 63) & ~(size_t)63);
-            if (!b)
-                return AG_ENOMEM;
-            free(x.sc->qcode);
-            x.sc->qcode = b;
-            x.sc->qcode_cap = row;
-        }
-        x.qq.code = x.sc->qcode;
-        ag_quant_encode_query(x.qz, query, &x.qq);
+        int rc = encode_query(&x, query);
+        if (rc)
+            return rc;
     }
     uint32_t ep = h->entry;
     float epd = qdist(&x, ep);
@@ -1445,7 +1696,6 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     if (rc)
         return rc;
 
-    bool higher = ag_distance_higher_is_better(ix->dist);
     size_t want = AG_MIN(k, (size_t)h->n_live);
     if (x.sc->rs_n < want) {
         if (x.accept)
@@ -1454,45 +1704,7 @@ static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
     }
     /* The beam is ranked with the padded kernels; the best k are picked and re-scored with the
      * shared ones (a margin of k covers near-ties that the two roundings order differently). */
-    size_t nb = x.sc->rs_n;
-    cand_t *beam = x.sc->rs;
-    heap_sort(beam, nb);
-    nb = AG_MIN(nb, n_pick);
-    float thr = 0.0f;
-    bool has_thr = params && params->has_threshold;
-    if (has_thr)
-        thr = higher ? params->score_threshold : -params->score_threshold;
-    ag_topk_t t;
-    ag_topk_init(&t, out, k);
-    if (rescore && x.mode != PAY_NONE) /* the walk did not read these rows: fetch them together */
-        for (size_t i = 0; i < nb; i++)
-            prefetch_row(&x.v, beam[i].id);
-    for (size_t i = 0; i < nb; i++) {
-        uint32_t id = beam[i].id;
-        float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x.v, id), x.v.dim)
-                          : beam[i].d;
-        float key = key_of(ix->dist, d);
-        if (has_thr && !(key >= thr))
-            continue;
-        ag_topk_push(&t, id, key);
-    }
-    /* Slots still queued for the background linker are scored exactly. */
-    for (uint32_t i = 0; i < h->q_n; i++) {
-        uint32_t id = h->queue[i];
-        if (x.accept && !x.accept(x.ud, id))
-            continue;
-        float d = idist_exact(ix->dist, query, ag_vecstore_view_row(&x.v, id), x.v.dim);
-        float key = key_of(ix->dist, d);
-        if (has_thr && !(key >= thr))
-            continue;
-        ag_topk_push(&t, id, key);
-    }
-    size_t n = ag_topk_finish(&t);
-    if (!higher)
-        for (size_t i = 0; i < n; i++)
-            out[i].score = -out[i].score;
-    *n_out = n;
-    return 0;
+    return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
 }
 
 static void hnsw_free(ag_index_t *ix)
@@ -2083,6 +2295,8 @@ void ag_hnsw_defer(ag_index_t *ix)
     h->n_live = h->n_tomb = 0;
     h->built = false;
     h->deferred = true;
+    h->scan_codes =
+        false; /* adds record nothing now: codes would go stale (finish lays them out) */
 }
 
 int ag_hnsw_finish(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, void *ud,

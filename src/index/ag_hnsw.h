@@ -4,9 +4,9 @@
  *
  * Layout (docs/ARCHITECTURE.md "HNSW memory layout"): level 0 is one array of fixed-size,
  * 64-byte aligned blocks, one per node: a header (count word and 2*m link slots) and, with int8
- * quantization, the node's code, so a quantized walk reads one block per node for both scoring
- * and expanding it. Upper levels (rare: 1/m of the nodes) are small per-node arrays. Float vectors
- * are not copied: the graph reads the rows of the borrowed vecstore (64-byte aligned).
+ * or binary quantization, the node's code, so a quantized walk reads one block per node for both
+ * scoring and expanding it. Upper levels (rare: 1/m of the nodes) are small per-node arrays. Float
+ * vectors are not copied: the graph reads the rows of the borrowed vecstore (64-byte aligned).
  *
  * Concurrency: add/remove are serialized by the caller and exclude searches (the collection's
  * rwlock); searches share no mutable state (each thread has its own visited set and heaps), so
@@ -23,6 +23,9 @@
  * returned are re-scored with the shared kernels, so scores equal the exact index's bit for bit.
  *
  * Search plan, per query:
+ *   - no graph yet (at most full_scan_threshold points) with trained codes, and neither exact nor
+ *     quantization.ignore: a scan of the codes, the best ceil(oversampling * k) rescored from the
+ *     floats (docs/ARCHITECTURE.md "Small collections").
  *   - params->exact, a candidate list, or at most full_scan_threshold live points: exact scan
  *     (ag_index_score_candidates), like Qdrant below its threshold.
  *   - a filter: the accept predicate is sampled on up to 256 random live slots to estimate how
@@ -40,6 +43,7 @@
 #include "ag_base.h"
 
 #include "ag_index.h"
+#include "ag_quant.h"
 
 typedef struct ag_hnsw_params {
     uint32_t m;            /* links per node on upper levels, 2*m on level 0; 0 = 16 */
@@ -102,8 +106,17 @@ uint32_t ag_hnsw_pending(const ag_index_t *ix);
  * off).
  */
 int ag_hnsw_set_quant(ag_index_t *ix, double quantile);
+/* The same with the method named: AG_QUANT_INT8 (quantile as above) or AG_QUANT_BINARY (one bit
+ * per coordinate, ranked by Hamming distance; quantile unused; ag_quant.h). Turning quantization
+ * off is ag_hnsw_set_quant(ix, 0). AG_EINVAL, AG_ENOMEM. */
+int ag_hnsw_set_quant_kind(ag_index_t *ix, ag_quant_kind_t kind, double quantile);
 /* True when searches rank with trained codes. Reader side. */
 bool ag_hnsw_quantized(const ag_index_t *ix);
+/* True when a search with params would be a scan over the codes (no graph yet: at most
+ * full_scan_threshold points, quantized, not exact or quantization.ignore): every stored row's
+ * code scored, the best ceil(oversampling * k) rescored from the floats. For benchmarks and
+ * tests that report which path ran. Reader side. */
+bool ag_hnsw_scans_codes(const ag_index_t *ix, const ag_search_params_t *params);
 
 /* Runs the tombstone repair pass now (normally automatic). Writer side. */
 void ag_hnsw_repair(ag_index_t *ix);

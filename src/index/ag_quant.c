@@ -16,10 +16,11 @@
 typedef ag_u8_kernel_fn kern_fn;
 
 struct ag_quant {
+    ag_quant_kind_t kind;
     uint32_t dim;
     ag_distance_t dist;
     double quantile;
-    size_t row;     /* AG_QUANT_ROW(dim) */
+    size_t row;     /* AG_QUANT_ROW(dim), or AG_QUANT_BROW(dim) for binary */
     uint8_t *codes; /* cap * row bytes, 64-byte aligned */
     float *corr;    /* cap: lo * step * sum(codes) of the row (dot products only) */
     uint32_t cap;
@@ -335,6 +336,200 @@ uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n)
     return l1_generic(a, b, n);
 }
 
+/* ---- binary (Hamming) kernels --------------------------------------------------------------- */
+
+/* Bit counting without any instruction for it (the fallback and the tests' reference). */
+static inline uint32_t pop64_portable(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+    return (uint32_t)((x * 0x0101010101010101ull) >> 56);
+}
+
+static inline uint64_t load64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static uint32_t ham_generic(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint32_t s = 0;
+    for (size_t i = 0; i < n; i += 8)
+        s += pop64_portable(load64(a + i) ^ load64(b + i));
+    return s;
+}
+
+#ifdef QUANT_AVX2
+__attribute__((target("popcnt"))) static uint32_t ham_popcnt(const uint8_t *a, const uint8_t *b,
+                                                             size_t n)
+{
+    uint64_t s0 = 0, s1 = 0;
+    for (size_t i = 0; i < n; i += 16) { /* rows are multiples of 32 bytes */
+        s0 += (uint64_t)__builtin_popcountll(load64(a + i) ^ load64(b + i));
+        s1 += (uint64_t)__builtin_popcountll(load64(a + i + 8) ^ load64(b + i + 8));
+    }
+    return (uint32_t)(s0 + s1);
+}
+
+/* Each byte's two nibbles looked up in a 16-entry table of bit counts (vpshufb), the byte counts
+ * summed into four 64-bit lanes (vpsadbw). */
+__attribute__((target("avx2"))) static uint32_t ham_avx2(const uint8_t *a, const uint8_t *b,
+                                                         size_t n)
+{
+    const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1,
+                                           2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    __m256i acc = _mm256_setzero_si256();
+    for (size_t i = 0; i < n; i += 32) {
+        __m256i x = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(a + i)),
+                                     _mm256_load_si256((const __m256i *)(b + i)));
+        __m256i c = _mm256_add_epi8(
+            _mm256_shuffle_epi8(table, _mm256_and_si256(x, low)),
+            _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low)));
+        acc = _mm256_add_epi64(acc, _mm256_sad_epu8(c, _mm256_setzero_si256()));
+    }
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi64(s, _mm_unpackhi_epi64(s, s));
+    return (uint32_t)_mm_cvtsi128_si64(s);
+}
+
+/* VPOPCNTQ counts the bits of eight 64-bit lanes at once; a row ends with at most one 32-byte
+ * half (masked load: the lanes past it are zero in both rows, so they count nothing). */
+__attribute__((target("avx512f,avx512vpopcntdq"))) static uint32_t
+ham_avx512(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    __m512i acc = _mm512_setzero_si512();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        acc = _mm512_add_epi64(
+            acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512((const void *)(a + i)),
+                                                      _mm512_loadu_si512((const void *)(b + i)))));
+    if (i < n) {
+        const __mmask8 m = 0x0F;
+        acc = _mm512_add_epi64(
+            acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_maskz_loadu_epi64(m, a + i),
+                                                      _mm512_maskz_loadu_epi64(m, b + i))));
+    }
+    return (uint32_t)_mm512_reduce_add_epi64(acc);
+}
+
+/* Many rows against one query, 64-byte rows (384..512 bits): the query stays in a register and
+ * there is no call per row. */
+__attribute__((target("avx512f,avx512vpopcntdq"))) static void
+ham_gather64_avx512(const uint8_t *q, const uint8_t *base, size_t stride, const uint32_t *ids,
+                    size_t n, uint32_t *out)
+{
+    const __m512i vq = _mm512_loadu_si512((const void *)q);
+    for (size_t i = 0; i < n; i++) {
+        __m512i r = _mm512_loadu_si512((const void *)(base + (size_t)ids[i] * stride));
+        out[i] = (uint32_t)_mm512_reduce_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(vq, r)));
+    }
+}
+
+/* 0 none, 1 popcnt, 2 AVX2, 3 AVX-512 VPOPCNTQ; -1 not yet known (same race rule as cpu_level). */
+static _Atomic int bits_level = -1;
+
+static int bits_simd(void)
+{
+    int known = atomic_load_explicit(&bits_level, memory_order_relaxed);
+    if (known < 0) {
+        __builtin_cpu_init();
+        int l = 0;
+        if (__builtin_cpu_supports("popcnt"))
+            l = 1;
+        if (l && __builtin_cpu_supports("avx2"))
+            l = 2;
+        if (l == 2 && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512vpopcntdq"))
+            l = 3;
+        atomic_store_explicit(&bits_level, l, memory_order_relaxed);
+        known = l;
+    }
+    return known;
+}
+#endif
+
+static kern_fn pick_hamming(void)
+{
+#ifdef QUANT_AVX2
+    switch (bits_simd()) {
+    case 3:
+        return ham_avx512;
+    case 2:
+        return ham_avx2;
+    case 1:
+        return ham_popcnt;
+    default:
+        break;
+    }
+#endif
+    return ham_generic;
+}
+
+uint32_t ag_bits_hamming(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    return pick_hamming()(a, b, n);
+}
+
+uint32_t ag_bits_hamming_scalar(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    return ham_generic(a, b, n);
+}
+
+uint32_t ag_bits_hamming_popcnt(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#ifdef QUANT_AVX2
+    if (bits_simd() >= 1)
+        return ham_popcnt(a, b, n);
+#endif
+    return ham_generic(a, b, n);
+}
+
+uint32_t ag_bits_hamming_avx2(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#ifdef QUANT_AVX2
+    if (bits_simd() >= 2)
+        return ham_avx2(a, b, n);
+#endif
+    return ham_generic(a, b, n);
+}
+
+uint32_t ag_bits_hamming_avx512(const uint8_t *a, const uint8_t *b, size_t n)
+{
+#ifdef QUANT_AVX2
+    if (bits_simd() >= 3)
+        return ham_avx512(a, b, n);
+#endif
+    return ham_generic(a, b, n);
+}
+
+void ag_bits_hamming_gather(const uint8_t *q, const uint8_t *base, size_t stride,
+                            const uint32_t *ids, size_t n, size_t row, uint32_t *out)
+{
+#ifdef QUANT_AVX2
+    if (row == 64 && bits_simd() >= 3) {
+        ham_gather64_avx512(q, base, stride, ids, n, out);
+        return;
+    }
+#endif
+    kern_fn k = pick_hamming();
+    for (size_t i = 0; i < n; i++)
+        out[i] = k(q, base + (size_t)ids[i] * stride, row);
+}
+
+const char *ag_bits_hamming_kernel(void)
+{
+#ifdef QUANT_AVX2
+    static const char *const names[] = {"scalar", "popcnt", "avx2", "avx512-vpopcntq"};
+    return names[bits_simd()];
+#else
+    return "scalar";
+#endif
+}
+
 static kern_fn pick_kernel(ag_distance_t d)
 {
 #ifdef QUANT_AVX2
@@ -364,6 +559,27 @@ int ag_quant_new(uint32_t dim, ag_distance_t dist, double quantile, ag_quant_t *
     q->dotsum = pick_dotsum();
     *out = q;
     return 0;
+}
+
+int ag_quant_new_binary(uint32_t dim, ag_distance_t dist, ag_quant_t **out)
+{
+    int rc = ag_quant_new(dim, dist, 1.0, out);
+    if (rc)
+        return rc;
+    (*out)->kind = AG_QUANT_BINARY;
+    (*out)->row = AG_QUANT_BROW(dim);
+    (*out)->kern = pick_hamming();
+    return 0;
+}
+
+ag_quant_kind_t ag_quant_kind(const ag_quant_t *q)
+{
+    return q->kind;
+}
+
+size_t ag_quant_row_bytes(const ag_quant_t *q)
+{
+    return q->row;
 }
 
 void ag_quant_free(ag_quant_t *q)
@@ -454,9 +670,29 @@ static inline uint8_t enc1(const ag_quant_t *q, float x)
     return c >= (float)AG_QUANT_LEVELS - 1.0f ? AG_QUANT_LEVELS - 1 : (uint8_t)c;
 }
 
+/* Binary: bit i of the row (byte i / 8, bit i % 8) is set when vec[i] > 0 (NaN: clear). */
+static void encode_bits(const ag_quant_t *q, const float *vec, uint8_t *code)
+{
+    memset(code, 0, q->row);
+    uint32_t whole = q->dim / 8;
+    for (uint32_t b = 0; b < whole; b++) { /* a byte at a time, without a branch */
+        const float *v = vec + 8 * b;
+        unsigned x = 0;
+        for (unsigned j = 0; j < 8; j++)
+            x |= (unsigned)(v[j] > 0.0f) << j;
+        code[b] = (uint8_t)x;
+    }
+    for (uint32_t i = 8 * whole; i < q->dim; i++)
+        code[i >> 3] |= (uint8_t)((vec[i] > 0.0f) << (i & 7));
+}
+
 /* Encodes dim floats into code (zero tail) and returns the row's dot-product correction. */
 static float encode(const ag_quant_t *q, const float *vec, uint8_t *code)
 {
+    if (q->kind == AG_QUANT_BINARY) {
+        encode_bits(q, vec, code);
+        return 0.0f;
+    }
     /* enc1 written without branches, so the loop vectorizes (every query is encoded) */
     const float lo = q->lo, inv = q->inv_step, top = (float)AG_QUANT_LEVELS - 1.0f;
     uint32_t sum = 0;
@@ -502,6 +738,18 @@ static int train(ag_quant_t *q, const ag_vecstore_t *vs, bool codes)
     q->trained = false;
     if (rows == 0 || v.dim != q->dim)
         return 0;
+    if (q->kind == AG_QUANT_BINARY) { /* nothing to learn: the bits depend on the row alone */
+        int rc = codes ? grow(q, v.capacity) : 0;
+        if (rc)
+            return rc;
+        q->trained = true;
+        q->trained_rows = rows;
+        q->fit_only = !codes;
+        for (uint32_t slot = 0; codes && slot < v.capacity; slot++)
+            if (ag_vecstore_view_has(&v, slot))
+                encode_bits(q, ag_vecstore_view_row(&v, slot), q->codes + (size_t)slot * q->row);
+        return 0;
+    }
     /* Whole rows, every `every`-th present one, until about TRAIN_SAMPLE values. */
     size_t want_rows = AG_MAX((size_t)1, TRAIN_SAMPLE / q->dim);
     size_t every = AG_MAX((size_t)1, rows / want_rows);
@@ -573,9 +821,26 @@ float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code)
     return encode(q, vec, code);
 }
 
+/* Binary: the Hamming count of two rows as the distance's internal value (ag_quant.h). */
+static void bits_scale(const ag_quant_t *q, float *scale, float *off)
+{
+    float d = (float)q->dim;
+    if (q->dist == AG_DIST_COSINE || q->dist == AG_DIST_DOT) {
+        *scale = 2.0f / d; /* -(1 - 2 ham / dim) */
+        *off = -1.0f;
+    } else {
+        *scale = 4.0f / d;
+        *off = 0.0f;
+    }
+}
+
 void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out)
 {
     out->kern = q->kern;
+    out->bits = q->kind == AG_QUANT_BINARY;
+    out->bscale = out->boff = 0.0f;
+    if (out->bits)
+        bits_scale(q, &out->bscale, &out->boff);
     out->dotsum = q->dotsum;
     out->dist = q->dist;
     out->step = q->step;
@@ -586,6 +851,10 @@ void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out)
 void ag_quant_encode_query(const ag_quant_t *q, const float *vec, ag_quant_query_t *qq)
 {
     float c = encode(q, vec, qq->code);
+    if (q->kind == AG_QUANT_BINARY) {
+        qq->corr = 0.0f;
+        return;
+    }
     /* dot(x, y) ~ sum (lo + s cx)(lo + s cy) = dim lo^2 + lo s (sum cx + sum cy) + s^2 cx.cy */
     qq->corr = c + (float)q->dim * q->lo * q->lo;
 }
@@ -593,6 +862,11 @@ void ag_quant_encode_query(const ag_quant_t *q, const float *vec, ag_quant_query
 void ag_quant_decode(const ag_quant_t *q, uint32_t slot, float *out)
 {
     const uint8_t *c = q->codes + (size_t)slot * q->row;
+    if (q->kind == AG_QUANT_BINARY) {
+        for (uint32_t i = 0; i < q->dim; i++)
+            out[i] = (c[i >> 3] >> (i & 7)) & 1 ? 1.0f : -1.0f;
+        return;
+    }
     for (uint32_t i = 0; i < q->dim; i++)
         out[i] = q->lo + (float)c[i] * q->step;
 }
@@ -607,6 +881,11 @@ void ag_quant_prefetch(const ag_quant_t *q, uint32_t slot)
 float ag_quant_dist(const ag_quant_t *q, const ag_quant_query_t *qq, uint32_t slot)
 {
     uint32_t k = q->kern(qq->code, q->codes + (size_t)slot * q->row, q->row);
+    if (q->kind == AG_QUANT_BINARY) {
+        float scale, off;
+        bits_scale(q, &scale, &off);
+        return scale * (float)k + off;
+    }
     switch (q->dist) {
     case AG_DIST_EUCLID:
         return q->step * q->step * (float)k;

@@ -1,5 +1,13 @@
 /*
- * ag_quant.h — scalar int8 quantization of dense vectors (docs/ARCHITECTURE.md "Quantization").
+ * ag_quant.h — scalar int8 and binary quantization of dense vectors (docs/ARCHITECTURE.md
+ * "Quantization", "Binary quantization").
+ *
+ * Binary (ag_quant_new_binary): one bit per coordinate, set when the coordinate is above zero; a
+ * row is AG_QUANT_BROW(dim) bytes (a multiple of 32, zero tail). The distance between two rows is
+ * the number of differing bits (Hamming), turned into the distance's scale: for Cosine/Dot the
+ * cosine of two sign vectors, 1 - 2 * ham / dim; for Euclid/Manhattan 4 * ham / dim (what the
+ * squared distance of two unit vectors with that cosine is). No training: the bits depend on the
+ * vector alone. Everything below applies to both methods unless it says int8.
  *
  * Every coordinate of every vector is mapped onto 256 levels of one range [lo, lo + 255 * step]
  * shared by the whole vector field; the range is trained from a sample of the stored values,
@@ -27,14 +35,24 @@ typedef struct ag_quant ag_quant_t;
 /* Levels of a code: 0 .. AG_QUANT_LEVELS - 1. */
 #define AG_QUANT_LEVELS 256
 
-/* Bytes of one padded code row for dim coordinates. */
+/* Bytes of one padded int8 code row for dim coordinates. */
 #define AG_QUANT_ROW(dim) ((((size_t)(dim)) + 31u) & ~(size_t)31u)
+/* Bytes of one padded binary code row: dim bits rounded up to 256. */
+#define AG_QUANT_BROW(dim) (((((size_t)(dim)) + 255u) / 256u) * 32u)
+
+typedef enum ag_quant_kind { AG_QUANT_INT8 = 0, AG_QUANT_BINARY = 1 } ag_quant_kind_t;
 
 /* New empty (untrained) quantizer for dim-float vectors compared by dist. quantile in
  * [0.5, 1]. *out is owned by the caller (ag_quant_free). AG_EINVAL, AG_ENOMEM. */
 int ag_quant_new(uint32_t dim, ag_distance_t dist, double quantile, ag_quant_t **out);
+/* New binary quantizer (untrained until ag_quant_train/fit sees a vector; the training itself
+ * learns nothing). *out owned by the caller (ag_quant_free). AG_EINVAL, AG_ENOMEM. */
+int ag_quant_new_binary(uint32_t dim, ag_distance_t dist, ag_quant_t **out);
 /* NULL is a no-op. */
 void ag_quant_free(ag_quant_t *q);
+ag_quant_kind_t ag_quant_kind(const ag_quant_t *q);
+/* Bytes of one code row of q (AG_QUANT_ROW or AG_QUANT_BROW of its dim). */
+size_t ag_quant_row_bytes(const ag_quant_t *q);
 
 /* Trains the range from up to 64k values sampled from the present rows of vs (deterministic),
  * then encodes every present row. With no present row the quantizer stays untrained. AG_ENOMEM
@@ -54,14 +72,14 @@ int ag_quant_set(ag_quant_t *q, uint32_t slot, const float *vec);
 
 /* A query (or any vector) encoded for distances against the rows. */
 typedef struct ag_quant_query {
-    uint8_t *code; /* AG_QUANT_ROW(dim) bytes, 64-byte aligned; owned by whoever gave the buffer */
+    uint8_t *code; /* ag_quant_row_bytes bytes, 64-byte aligned; owned by whoever gave the buffer */
     float corr;    /* row-independent part of a dot product */
 } ag_quant_query_t;
 
-/* Encodes vec into qq->code (a caller buffer of AG_QUANT_ROW(dim) bytes, 64-byte aligned) and
+/* Encodes vec into qq->code (a caller buffer of ag_quant_row_bytes bytes, 64-byte aligned) and
  * qq->corr. The quantizer must be trained. Coordinates outside the range are clipped. */
 void ag_quant_encode_query(const ag_quant_t *q, const float *vec, ag_quant_query_t *qq);
-/* Decodes slot's row into out (dim floats): for tests. */
+/* Decodes slot's row into out (dim floats; binary: +1 / -1): for tests. */
 void ag_quant_decode(const ag_quant_t *q, uint32_t slot, float *out);
 
 /* (ag_quant_dist and ag_quant_prefetch read the quantizer's own codes: ag_quant_train, not
@@ -82,8 +100,9 @@ size_t ag_quant_memory(const ag_quant_t *q);
  * stores its own rows with ag_quant_encode_row (the HNSW graph keeps them beside each node's
  * links) and ag_quant_set does nothing. AG_ENOMEM (untrained). */
 int ag_quant_fit(ag_quant_t *q, const ag_vecstore_t *vs);
-/* Encodes vec (dim floats) into code (AG_QUANT_ROW(dim) bytes, zero tail) and returns the row's
- * correction term (the `corr` of a row, used by Cosine/Dot). The quantizer must be trained. */
+/* Encodes vec (dim floats) into code (ag_quant_row_bytes bytes, zero tail) and returns the row's
+ * correction term (the `corr` of a row, used by int8 Cosine/Dot; 0 for binary). The quantizer
+ * must be trained. */
 float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code);
 
 /* What a caller holding its own code rows needs to compute ag_quant_dist itself:
@@ -93,8 +112,12 @@ float ag_quant_encode_row(const ag_quant_t *q, const float *vec, uint8_t *code);
  * Cosine/Dot, dotsum gives k and that sum in one pass, so the row's corr need not be stored. */
 typedef uint32_t (*ag_u8_kernel_fn)(const uint8_t *a, const uint8_t *b, size_t n);
 typedef uint32_t (*ag_u8_dotsum_fn)(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
+/* Binary (bits true): the internal distance is bscale * kern(query code, row code, row) + boff,
+ * kern being the Hamming kernel. */
 typedef struct ag_quant_params {
     ag_u8_kernel_fn kern;   /* the kernel for this distance on this CPU */
+    bool bits;              /* binary codes */
+    float bscale, boff;     /* binary: Hamming count to internal distance */
     ag_u8_dotsum_fn dotsum; /* ag_u8_dotsum's kernel for this CPU */
     ag_distance_t dist;
     float step;
@@ -117,5 +140,20 @@ uint32_t ag_u8_dotsum(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *su
 uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
 uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n);
+
+/* Differing bits of two binary rows of n bytes (a multiple of 32, both 32-byte aligned):
+ * AVX-512 VPOPCNTQ when the CPU has it, else AVX2 (nibble lookup), else the popcnt instruction,
+ * else a portable loop; the variants by name are for tests and benchmarks (each falls back to the
+ * loop on a CPU without its instructions). ag_bits_hamming_kernel names the one picked. */
+uint32_t ag_bits_hamming(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_bits_hamming_scalar(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_bits_hamming_popcnt(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_bits_hamming_avx2(const uint8_t *a, const uint8_t *b, size_t n);
+uint32_t ag_bits_hamming_avx512(const uint8_t *a, const uint8_t *b, size_t n);
+const char *ag_bits_hamming_kernel(void);
+/* out[i] = ag_bits_hamming(q, base + ids[i] * stride, row) for i < n, in one call (a loop kept in
+ * registers for 64-byte rows with VPOPCNTQ). */
+void ag_bits_hamming_gather(const uint8_t *q, const uint8_t *base, size_t stride,
+                            const uint32_t *ids, size_t n, size_t row, uint32_t *out);
 
 #endif

@@ -9,10 +9,49 @@
 #include "json/ag_json.h"
 #include "json/ag_strict.h"
 
+/* binary: {always_ram, memory, encoding, query_encoding}; one bit per coordinate with the query
+ * encoded the same way is what is implemented, so the other encodings are refused by name. */
+static int check_binary(const json_t *b, const char *p, ag_diag_t *diag)
+{
+    char bp[340];
+    snprintf(bp, sizeof(bp), "%s.binary", p);
+    if (!json_is_object(b))
+        return ag_fail(diag, AG_EINVAL, "%s: expected an object", bp);
+    int rc = AG_JSON_ONLY(b, bp, diag, "always_ram", "memory", "encoding", "query_encoding");
+    if (rc)
+        return rc;
+    const json_t *ar = json_object_get(b, "always_ram");
+    if (ar && !json_is_null(ar) && !json_is_boolean(ar))
+        return ag_fail(diag, AG_EINVAL, "%s.always_ram: expected a boolean", bp);
+    const json_t *mem = json_object_get(b, "memory");
+    if (mem && !json_is_null(mem) &&
+        !(json_is_string(mem) && strcmp(json_string_value(mem), "pinned") == 0))
+        return ag_fail(diag, AG_EINVAL,
+                       "%s.memory: only \"pinned\" is supported (quantized vectors are always "
+                       "held in RAM)",
+                       bp);
+    const json_t *en = json_object_get(b, "encoding");
+    if (en && !json_is_null(en) &&
+        !(json_is_string(en) && strcmp(json_string_value(en), "one_bit") == 0))
+        return ag_fail(diag, AG_EINVAL,
+                       "%s.encoding: only \"one_bit\" is supported by this server (two_bits and "
+                       "one_and_half_bits are not)",
+                       bp);
+    const json_t *qe = json_object_get(b, "query_encoding");
+    if (qe && !json_is_null(qe) &&
+        !(json_is_string(qe) && (strcmp(json_string_value(qe), "default") == 0 ||
+                                 strcmp(json_string_value(qe), "binary") == 0)))
+        return ag_fail(diag, AG_EINVAL,
+                       "%s.query_encoding: only \"default\" or \"binary\" is supported by this "
+                       "server (scalar4bits and scalar8bits are not)",
+                       bp);
+    return 0;
+}
+
 /* quantization_config (the collection's or a vector's; docs/COMPATIBILITY.md "Quantization"):
  * scalar int8 is honoured — quantile, always_ram and memory "pinned" (the codes are always held
- * in RAM) —; binary, product and turbo quantization are refused by name. On update the string
- * "Disabled" turns it off. */
+ * in RAM) —, and binary one-bit (check_binary); product and turbo quantization are refused by
+ * name. On update the string "Disabled" turns it off. */
 static int check_quant(const json_t *obj, const char *path, bool update, ag_diag_t *diag)
 {
     const json_t *q = json_object_get(obj, "quantization_config");
@@ -23,19 +62,21 @@ static int check_quant(const json_t *obj, const char *path, bool update, ag_diag
     if (update && json_is_string(q) && strcmp(json_string_value(q), "Disabled") == 0)
         return 0;
     if (!json_is_object(q) || json_object_size(q) != 1)
-        return ag_fail(diag, AG_EINVAL, "%s: expected an object with one key, scalar%s", p,
-                       update ? ", or \"Disabled\"" : "");
-    static const char *const other[] = {"binary", "product", "turbo"};
+        return ag_fail(diag, AG_EINVAL, "%s: expected an object with one key, scalar or binary%s",
+                       p, update ? ", or \"Disabled\"" : "");
+    if (json_object_get(q, "binary"))
+        return check_binary(json_object_get(q, "binary"), p, diag);
+    static const char *const other[] = {"product", "turbo"};
     for (size_t i = 0; i < AG_ARRAY_LEN(other); i++)
         if (json_object_get(q, other[i]))
             return ag_fail(diag, AG_EINVAL,
                            "%s.%s: %s quantization is not supported by this server; use "
-                           "{\"scalar\": {\"type\": \"int8\"}}",
+                           "{\"scalar\": {\"type\": \"int8\"}} or {\"binary\": {}}",
                            p, other[i], other[i]);
     const json_t *sc = json_object_get(q, "scalar");
     if (!sc)
-        return ag_fail(diag, AG_EINVAL, "%s.%s: unknown quantization (expected scalar)", p,
-                       json_object_iter_key(json_object_iter((json_t *)q)));
+        return ag_fail(diag, AG_EINVAL, "%s.%s: unknown quantization (expected scalar or binary)",
+                       p, json_object_iter_key(json_object_iter((json_t *)q)));
     char sp[340];
     snprintf(sp, sizeof(sp), "%s.scalar", p);
     if (!json_is_object(sc))

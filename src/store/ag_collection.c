@@ -387,6 +387,16 @@ static double quant_quantile(const json_t *coll_q, const json_t *vec_q)
     return v >= 0.5 && v <= 1.0 ? v : 1.0;
 }
 
+/* Gives the graph ix the quantization a vector has: binary (index/ag_quant.h), scalar int8 with
+ * its quantile, or none. */
+static int set_quant(ag_index_t *ix, const json_t *coll_q, const json_t *vec_q)
+{
+    const json_t *q = json_is_object(vec_q) ? vec_q : coll_q;
+    if (json_is_object(json_object_get(q, "binary")))
+        return ag_hnsw_set_quant_kind(ix, AG_QUANT_BINARY, 0);
+    return ag_hnsw_set_quant(ix, quant_quantile(coll_q, vec_q));
+}
+
 int ag_coll__apply_quant(ag_collection_t *c)
 {
     const json_t *vectors = json_object_get(c->params, "vectors");
@@ -397,8 +407,7 @@ int ag_coll__apply_quant(ag_collection_t *c)
         if (!ag_index_is_hnsw(c->vec[v].index))
             continue;
         const json_t *vp = c->unnamed ? vectors : json_object_get(vectors, c->vec[v].name);
-        int rc = ag_hnsw_set_quant(
-            c->vec[v].index, quant_quantile(coll_q, json_object_get(vp, "quantization_config")));
+        int rc = set_quant(c->vec[v].index, coll_q, json_object_get(vp, "quantization_config"));
         if (rc)
             err = rc;
     }
@@ -445,9 +454,8 @@ static int add_dense(ag_collection_t *c, const char *name, const json_t *vp)
         int rc2 = ag_index_hnsw_new(v->vs, v->dist, &hp, &v->index);
         if (rc2)
             return rc2;
-        return ag_hnsw_set_quant(v->index,
-                                 quant_quantile(json_object_get(c->params, "quantization_config"),
-                                                json_object_get(vp, "quantization_config")));
+        return set_quant(v->index, json_object_get(c->params, "quantization_config"),
+                         json_object_get(vp, "quantization_config"));
     }
     return ag_index_exact_new(v->vs, v->dist, &v->index);
 }
@@ -490,9 +498,8 @@ int ag_coll_hnsw_prepare(ag_collection_t *c, const json_t *next, ag_index_t **fr
                 /* the new graph keeps the vector's quantization (codes built as it links) */
                 const json_t *vecs = json_object_get(next, "vectors");
                 const json_t *vp = c->unnamed ? vecs : json_object_get(vecs, vc->name);
-                rc = ag_hnsw_set_quant(fresh[v],
-                                       quant_quantile(json_object_get(next, "quantization_config"),
-                                                      json_object_get(vp, "quantization_config")));
+                rc = set_quant(fresh[v], json_object_get(next, "quantization_config"),
+                               json_object_get(vp, "quantization_config"));
             }
             if (rc == 0) {
                 ag_hnsw_defer(fresh[v]);

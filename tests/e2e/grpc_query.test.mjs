@@ -228,7 +228,7 @@ test('vectors, indexes, collection settings, cluster info', async () => {
   const info = await restOk('GET', `/collections/${name}`);
   assert.equal(info.config.hnsw_config.m, 24);
   assert.equal(info.config.optimizer_config.indexing_threshold, 1000);
-  await rejectsWith(call('Collections', 'Update', { collection_name: name, quantization_config: { binary: {} } }), grpc.status.INVALID_ARGUMENT, /binary/);
+  await rejectsWith(call('Collections', 'Update', { collection_name: name, quantization_config: { binary: { encoding: 'TwoBits' } } }), grpc.status.INVALID_ARGUMENT, /binary\.encoding/);
   await rejectsWith(call('Collections', 'Update', { collection_name: name, quantization_config: { product: { compression: 'x16' } } }), grpc.status.INVALID_ARGUMENT, /product/);
 
   const ci = await call('Collections', 'CollectionClusterInfo', { collection_name: name });
@@ -304,10 +304,17 @@ test('multivectors, datatype and scalar quantization over gRPC answer as REST do
   assert.equal(after_.quantization_config.scalar.quantile, 0.9);
 
   // refusals name the method and change nothing
-  await rejectsWith(call('Collections', 'Create', { collection_name: 'gq_bin', vectors_config: { params: { size: 2, distance: 'Dot', quantization_config: { binary: {} } } } }), grpc.status.INVALID_ARGUMENT, /binary/);
+  await rejectsWith(call('Collections', 'Create', { collection_name: 'gq_bin', vectors_config: { params: { size: 2, distance: 'Dot', quantization_config: { binary: { query_encoding: { setting: 'Scalar8Bits' } } } } } }), grpc.status.INVALID_ARGUMENT, /binary\.query_encoding/);
   await rejectsWith(call('Collections', 'Create', { collection_name: 'gq_turbo', vectors_config: { params: { size: 2, distance: 'Dot', datatype: 'Turbo4' } } }), grpc.status.INVALID_ARGUMENT, /Turbo4/);
   assert.equal((await rest('GET', '/collections/gq_bin')).status, 404);
   assert.equal((await rest('GET', '/collections/gq_turbo')).status, 404);
+  // binary: accepted, stored as REST stores it, and read back as the message
+  await call('Collections', 'Create', { collection_name: 'gq_bin', vectors_config: { params: { size: 2, distance: 'Dot', quantization_config: { binary: { always_ram: true, encoding: 'OneBit', query_encoding: { setting: 'Binary' } } } } } });
+  assert.deepEqual((await restOk('GET', '/collections/gq_bin')).config.params.vectors.quantization_config, { binary: { always_ram: true, encoding: 'one_bit', query_encoding: 'binary' } });
+  const binInfo = (await call('Collections', 'Get', { collection_name: 'gq_bin' })).result.config.params.vectors_config.params;
+  assert.equal(binInfo.quantization_config.binary.always_ram, true);
+  assert.equal(binInfo.quantization_config.binary.query_encoding.setting, 'Binary');
+  await call('Collections', 'Delete', { collection_name: 'gq_bin' });
   // a multivector given for a plain vector: refused as REST refuses it
   await rejectsWith(call('Points', 'Upsert', { collection_name: name, wait: true, points: [{ id: { num: 9 }, vectors: { vectors: { vectors: { q: { multi_dense: { vectors: [{ data: [1, 0] }] } } } } } }] }), grpc.status.INVALID_ARGUMENT);
   assert.equal((await restOk('POST', `/collections/${name}/points`, { ids: [9] })).length, 0);

@@ -147,9 +147,9 @@ test('strict mode: limits are enforced, unsupported settings refused by name', a
   r = await srv.request('PATCH', '/collections/sm', { strict_mode_config: { max_collection_payload_size_bytes: 10 } });
   assert.equal(r.status, 400);
   assert.match(r.json.status.error, /strict_mode_config\.max_collection_payload_size_bytes/);
-  r = await srv.request('PUT', '/collections/smq', { vectors: { size: 2, distance: 'Dot' }, quantization_config: { binary: {} } });
+  r = await srv.request('PUT', '/collections/smq', { vectors: { size: 2, distance: 'Dot' }, quantization_config: { binary: { encoding: 'two_bits' } } });
   assert.equal(r.status, 400);
-  assert.match(r.json.status.error, /quantization_config\.binary/);
+  assert.match(r.json.status.error, /quantization_config\.binary\.encoding/);
   await srv.ok('PUT', '/collections/smq', { vectors: { size: 2, distance: 'Dot' }, quantization_config: null });
   r = await srv.request('PUT', '/collections/smh', { vectors: { size: 2, distance: 'Dot' }, hnsw_config: { ef_construct: 0 } });
   assert.equal(r.status, 422);

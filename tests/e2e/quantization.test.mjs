@@ -1,4 +1,4 @@
-// Scalar int8 quantization through the API (docs/COMPATIBILITY.md "Quantization"):
+// Scalar int8 and binary quantization through the API (docs/COMPATIBILITY.md "Quantization"):
 // quantization_config on create and PATCH (collection and named vector), kept across a restart;
 // search params quantization {ignore, rescore, oversampling}; every bad value refused with a 400
 // naming it, and nothing changed.
@@ -99,7 +99,14 @@ test('bad quantization values are refused with a 400 naming them, nothing create
     [{ scalar: { type: 'int8', always_ram: 1 } }, /quantization_config\.scalar\.always_ram/],
     [{ scalar: { type: 'int8', memory: 'cold' } }, /quantization_config\.scalar\.memory/],
     [{ scalar: { type: 'int8', bits: 4 } }, /quantization_config\.scalar/],
-    [{ binary: { always_ram: true } }, /quantization_config\.binary/],
+    [{ binary: { always_ram: 1 } }, /quantization_config\.binary\.always_ram/],
+    [{ binary: { encoding: 'two_bits' } }, /quantization_config\.binary\.encoding/],
+    [{ binary: { encoding: 'one_and_half_bits' } }, /quantization_config\.binary\.encoding/],
+    [{ binary: { query_encoding: 'scalar8bits' } }, /quantization_config\.binary\.query_encoding/],
+    [{ binary: { memory: 'cold' } }, /quantization_config\.binary\.memory/],
+    [{ binary: { bits: 1 } }, /quantization_config\.binary/],
+    [{ binary: true }, /quantization_config\.binary/],
+    [{ binary: {}, scalar: { type: 'int8' } }, /quantization_config/],
     [{ product: { compression: 'x16' } }, /quantization_config\.product/],
     ['Disabled', /quantization_config/],
     [{}, /quantization_config/],
@@ -141,9 +148,9 @@ test('PATCH sets, replaces and disables quantization (collection and named vecto
   assert.deepEqual(cfg.quantization_config, { scalar: { type: 'int8', quantile: 0.99, always_ram: true } });
   assert.deepEqual(cfg.params.vectors.a.quantization_config, { scalar: { type: 'int8', quantile: 0.8 } });
   // a refused PATCH changes nothing
-  const r = await srv.request('PATCH', '/collections/qu', { vectors: { a: { quantization_config: { binary: {} } } } });
+  const r = await srv.request('PATCH', '/collections/qu', { vectors: { a: { quantization_config: { binary: { encoding: 'two_bits' } } } } });
   assert.equal(r.status, 400);
-  assert.match(r.json.status.error, /vectors\.a\.quantization_config\.binary/);
+  assert.match(r.json.status.error, /vectors\.a\.quantization_config\.binary\.encoding/);
   cfg = (await srv.ok('GET', '/collections/qu')).config;
   assert.deepEqual(cfg.params.vectors.a.quantization_config, { scalar: { type: 'int8', quantile: 0.8 } });
 
@@ -175,4 +182,102 @@ test('PATCH sets, replaces and disables quantization (collection and named vecto
   const plain = await search('a', { rescore: false });
   assert.equal(plain.points[0].id, 6);
   assert.equal(offBy(plain), 0); // float walk: exact scores even with rescore off
+});
+
+test('binary quantization: create, search with rescoring, approximate scores, PATCH, kept across a restart', async () => {
+  const dim = 128;
+  await srv.ok('PUT', '/collections/qb', {
+    vectors: { size: dim, distance: 'Cosine' },
+    hnsw_config: { full_scan_threshold: 0 },
+    quantization_config: { binary: { always_ram: true } },
+  });
+  const pts = points(800, dim, 11);
+  for (let i = 0; i < pts.length; i += 200) await srv.ok('PUT', '/collections/qb/points?wait=true', { points: pts.slice(i, i + 200) });
+  let info = await waitGreen('qb');
+  assert.deepEqual(info.config.quantization_config, { binary: { always_ram: true } });
+  const queries = points(20, dim, 5).map((p) => p.vector);
+  const run = async (quantization) => {
+    const out = [];
+    for (const q of queries) {
+      out.push(await srv.ok('POST', '/collections/qb/points/search', { vector: q, limit: 10, params: { hnsw_ef: 64, quantization } }));
+    }
+    return out;
+  };
+  const recallOf = (results) => {
+    let hits = 0;
+    results.forEach((res, i) => {
+      const nq = norm(queries[i]);
+      const truth = new Set(pts.map((p) => ({ id: p.id, s: dot(nq, norm(p.vector)) })).sort((a, b) => b.s - a.s).slice(0, 10).map((t) => t.id));
+      hits += res.filter((h) => truth.has(h.id)).length;
+    });
+    return hits / (results.length * 10);
+  };
+  // uniform random points are the hard case for one bit a coordinate: a wide rescoring is needed
+  const rescored = await run({ rescore: true, oversampling: 30 });
+  const r8 = recallOf(rescored);
+  assert.ok(r8 >= 0.95, `recall@10 with oversampling 30: ${r8}`);
+  rescored.forEach((res, i) => {
+    const nq = norm(queries[i]);
+    for (const h of res) assert.ok(Math.abs(h.score - dot(nq, norm(pts[h.id - 1].vector))) < 1e-4, `rescored score of ${h.id}`);
+  });
+  // no rescoring: the scores are cosines of the sign vectors, multiples of 2 / dim
+  const raw = await run({ rescore: false });
+  assert.ok(recallOf(raw) < r8, 'rescoring helps');
+  for (const res of raw) {
+    for (const h of res) {
+      const k = ((1 - h.score) * dim) / 2;
+      assert.ok(Math.abs(k - Math.round(k)) < 1e-3, `score ${h.score} is 1 - 2 * hamming / dim`);
+    }
+  }
+  // ignore: the float walk
+  const ign = await run({ ignore: true });
+  assert.ok(recallOf(ign) >= 0.9);
+
+  await srv.restart();
+  info = await waitGreen('qb');
+  assert.deepEqual(info.config.quantization_config, { binary: { always_ram: true } });
+  const rawAfter = await run({ rescore: false });
+  assert.deepEqual(rawAfter.map((r) => r.map((h) => [h.id, h.score])), raw.map((r) => r.map((h) => [h.id, h.score])), 'codes rebuilt after the restart');
+
+  // PATCH: binary to int8 and back; the approximate scores follow the method
+  await srv.ok('PATCH', '/collections/qb', { quantization_config: { scalar: { type: 'int8', quantile: 0.99 } } });
+  const int8 = await run({ rescore: false });
+  const offGrid = int8.flat().filter((h) => { const k = ((1 - h.score) * dim) / 2; return Math.abs(k - Math.round(k)) > 1e-3; }).length;
+  assert.ok(offGrid > 50, `int8 scores are not on the binary grid (${offGrid})`);
+  await srv.ok('PATCH', '/collections/qb', { quantization_config: { binary: { encoding: 'one_bit', query_encoding: 'default', memory: 'pinned' } } });
+  assert.deepEqual((await srv.ok('GET', '/collections/qb')).config.quantization_config, { binary: { encoding: 'one_bit', query_encoding: 'default', memory: 'pinned' } });
+  const back = await run({ rescore: false });
+  assert.deepEqual(back.map((r) => r.map((h) => h.id)), raw.map((r) => r.map((h) => h.id)));
+  // a named vector with its own binary setting
+  await srv.ok('PUT', '/collections/qbn', { vectors: { e: { size: 8, distance: 'Euclid', quantization_config: { binary: {} } } } });
+  assert.deepEqual((await srv.ok('GET', '/collections/qbn')).config.params.vectors.e.quantization_config, { binary: {} });
+});
+
+test('below full_scan_threshold (no graph) a quantized search scans the codes and rescores the best', async () => {
+  const dim = 64;
+  await srv.ok('PUT', '/collections/qbs', { vectors: { size: dim, distance: 'Cosine' }, quantization_config: { binary: {} } });
+  const pts = points(300, dim, 21);
+  await srv.ok('PUT', '/collections/qbs/points?wait=true', { points: pts });
+  const q = points(1, dim, 77)[0].vector;
+  const nq = norm(q);
+  const truth = pts.map((p) => ({ id: p.id, s: dot(nq, norm(p.vector)) })).sort((a, b) => b.s - a.s);
+  const onGrid = (s) => { const k = ((1 - s) * dim) / 2; return Math.abs(k - Math.round(k)) < 1e-3; };
+  // rescore off: the scores come from the codes (cosines of the sign vectors)
+  const raw = await srv.ok('POST', '/collections/qbs/points/search', { vector: q, limit: 10, params: { quantization: { rescore: false } } });
+  assert.equal(raw.length, 10);
+  assert.ok(raw.every((h) => onGrid(h.score)), JSON.stringify(raw.map((h) => h.score)));
+  // rescored from the floats over a wide oversampling: the exact top 10 with exact scores
+  const res = await srv.ok('POST', '/collections/qbs/points/search', { vector: q, limit: 10, params: { quantization: { oversampling: 30 } } });
+  assert.deepEqual(res.map((h) => h.id), truth.slice(0, 10).map((t) => t.id));
+  res.forEach((h, i) => assert.ok(Math.abs(h.score - truth[i].s) < 1e-4));
+  // exact and ignore: the float scan
+  for (const params of [{ exact: true }, { quantization: { ignore: true, rescore: false } }]) {
+    const ex = await srv.ok('POST', '/collections/qbs/points/search', { vector: q, limit: 10, params });
+    assert.deepEqual(ex.map((h) => h.id), truth.slice(0, 10).map((t) => t.id));
+  }
+  // a filter is applied before scoring
+  const even = await srv.ok('POST', '/collections/qbs/points/search', {
+    vector: q, limit: 5, filter: { must: [{ key: 'i', range: { lt: 150 } }] }, params: { quantization: { oversampling: 30 } },
+  });
+  assert.deepEqual(even.map((h) => h.id), truth.filter((t) => t.id <= 150).slice(0, 5).map((t) => t.id));
 });

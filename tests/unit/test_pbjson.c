@@ -510,13 +510,26 @@ static void test_quantization(void **state)
                 "{\"scalar\":{\"type\":\"int8\",\"quantile\":0.5,\"always_ram\":true}}");
     ag_pb_req_release(&r);
     free(b);
-    /* Binary on the vector: refused naming it. */
+    /* Binary on the vector: the REST object, encodings by name (the REST checks judge them). */
     vp._quantization_config_case = QDRANT__VECTOR_PARAMS___QUANTIZATION_CONFIG_QUANTIZATION_CONFIG;
     vp.quantization_config = &qb;
+    bq._always_ram_case = QDRANT__BINARY_QUANTIZATION___ALWAYS_RAM_ALWAYS_RAM;
+    bq.always_ram = true;
+    bq._encoding_case = QDRANT__BINARY_QUANTIZATION___ENCODING_ENCODING;
+    bq.encoding = QDRANT__BINARY_QUANTIZATION_ENCODING__TwoBits;
+    b = pack(&cc.base, &len);
+    memset(&d, 0, sizeof(d));
+    assert_int_equal(ag_pb_decode_create_collection(b, len, &r, &d), 0);
+    assert_json(json_object_get(json_object_get(r.body, "vectors"), "quantization_config"),
+                "{\"binary\":{\"always_ram\":true,\"encoding\":\"two_bits\"}}");
+    ag_pb_req_release(&r);
+    free(b);
+    /* an encoding value the proto does not define: refused naming it */
+    bq.encoding = (Qdrant__BinaryQuantizationEncoding)9;
     b = pack(&cc.base, &len);
     memset(&d, 0, sizeof(d));
     assert_int_equal(ag_pb_decode_create_collection(b, len, &r, &d), AG_EINVAL);
-    assert_non_null(strstr(d.msg, "binary"));
+    assert_non_null(strstr(d.msg, "binary.encoding"));
     ag_pb_req_release(&r);
     free(b);
 

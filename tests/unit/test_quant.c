@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -421,6 +422,380 @@ static void test_hnsw_quant_resume(void **state)
     ag_hnsw_thread_release();
 }
 
+/* ---- binary quantization -------------------------------------------------------------------- */
+
+static uint32_t ham_loop(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    uint32_t s = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < 8; j++)
+            s += ((a[i] ^ b[i]) >> j) & 1;
+    return s;
+}
+
+/* Every Hamming kernel (the one picked for this CPU, VPOPCNTQ, AVX2, popcnt, the portable loop)
+ * equals a bit-by-bit loop on random, all-ones and all-zero rows of every length. */
+static void test_hamming_kernels(void **state)
+{
+    (void)state;
+    for (size_t n = 32; n <= AG_QUANT_BROW(AG_MAX_DIM); n += 32) {
+        uint8_t *a = aligned_alloc(64, (n + 63) & ~(size_t)63);
+        uint8_t *b = aligned_alloc(64, (n + 63) & ~(size_t)63);
+        assert_non_null(a);
+        assert_non_null(b);
+        for (int round = 0; round < 3; round++) {
+            for (size_t i = 0; i < n; i++) {
+                a[i] = round == 0 ? 0xFF : (uint8_t)next_u64();
+                b[i] = round == 0 ? 0x00 : round == 1 ? 0xFF : (uint8_t)next_u64();
+            }
+            uint32_t want = ham_loop(a, b, n);
+            if (round == 0)
+                assert_int_equal(want, 8 * n);
+            assert_int_equal(ag_bits_hamming(a, b, n), want);
+            assert_int_equal(ag_bits_hamming_scalar(a, b, n), want);
+            assert_int_equal(ag_bits_hamming_popcnt(a, b, n), want);
+            assert_int_equal(ag_bits_hamming_avx2(a, b, n), want);
+            assert_int_equal(ag_bits_hamming_avx512(a, b, n), want);
+        }
+        free(a);
+        free(b);
+        if (n > 512)
+            n += 32 * 7; /* long rows: a sample of lengths is enough */
+    }
+    /* the gathering form, for the row sizes with their own loop (64) and others */
+    static const size_t rows[] = {32, 64, 96};
+    for (size_t ri = 0; ri < AG_ARRAY_LEN(rows); ri++) {
+        const size_t row = rows[ri], stride = 192, n = 50;
+        uint8_t *base = aligned_alloc(64, stride * n), *q = aligned_alloc(64, 128);
+        assert_non_null(base);
+        assert_non_null(q);
+        for (size_t i = 0; i < stride * n; i++)
+            base[i] = (uint8_t)next_u64();
+        for (size_t i = 0; i < 128; i++)
+            q[i] = (uint8_t)next_u64();
+        uint32_t ids[20], out[20];
+        for (size_t i = 0; i < 20; i++)
+            ids[i] = (uint32_t)(next_u64() % n);
+        ag_bits_hamming_gather(q, base + 64, stride, ids, 20, row, out);
+        for (size_t i = 0; i < 20; i++)
+            assert_int_equal(out[i], ham_loop(q, base + 64 + (size_t)ids[i] * stride, row));
+        free(base);
+        free(q);
+    }
+    const char *k = ag_bits_hamming_kernel();
+    assert_true(strcmp(k, "avx512-vpopcntq") == 0 || strcmp(k, "avx2") == 0 ||
+                strcmp(k, "popcnt") == 0 || strcmp(k, "scalar") == 0);
+}
+
+/* Bits are the signs (above zero), the tail is zero, and the distance is the scaled count of
+ * differing signs. */
+static void test_binary_encode(void **state)
+{
+    (void)state;
+    const uint32_t dim = 70;
+    ag_vecstore_t *vs = filled(20, dim, false);
+    ag_quant_t *q;
+    assert_int_equal(ag_quant_new_binary(0, AG_DIST_COSINE, &q), AG_EINVAL);
+    assert_int_equal(ag_quant_new_binary(dim, AG_DIST_COSINE, &q), 0);
+    assert_int_equal(ag_quant_kind(q), AG_QUANT_BINARY);
+    assert_int_equal(ag_quant_row_bytes(q), 32);
+    assert_false(ag_quant_trained(q));
+    assert_int_equal(ag_quant_train(q, vs), 0);
+    assert_true(ag_quant_trained(q));
+    float out[70];
+    uint8_t code[64] __attribute__((aligned(64)));
+    for (uint32_t s = 0; s < 20; s++) {
+        const float *r = ag_vecstore_get(vs, s);
+        ag_quant_decode(q, s, out);
+        for (uint32_t i = 0; i < dim; i++)
+            assert_true(out[i] == (r[i] > 0 ? 1.0f : -1.0f));
+        assert_true(ag_quant_encode_row(q, r, code) == 0.0f);
+        for (uint32_t i = dim; i < 256; i++)
+            assert_int_equal((code[i >> 3] >> (i & 7)) & 1, 0);
+    }
+    ag_quant_query_t qq = {.code = code};
+    const float *q0 = ag_vecstore_get(vs, 0), *q1 = ag_vecstore_get(vs, 1);
+    ag_quant_encode_query(q, q0, &qq);
+    assert_true(ag_quant_dist(q, &qq, 0) == -1.0f); /* itself: cosine of the signs is 1 */
+    uint32_t diff = 0;
+    for (uint32_t i = 0; i < dim; i++)
+        diff += (q0[i] > 0) != (q1[i] > 0);
+    assert_true(fabsf(ag_quant_dist(q, &qq, 1) - (2.0f * (float)diff / dim - 1.0f)) < 1e-6f);
+    assert_true(fabsf(ag_quant_score(q, ag_quant_dist(q, &qq, 1)) -
+                      (1.0f - 2.0f * (float)diff / dim)) < 1e-6f);
+    ag_quant_free(q);
+    ag_vecstore_free(vs);
+}
+
+/* Reads the MiniLM-384 embeddings (unit rows): every 10th row a query, the rest the base. NULL
+ * when the data set is not there. */
+static float *read_minilm(uint32_t *n_base, uint32_t *n_q, float **qs)
+{
+    const char *sh = getenv("AEGIS_SHARED");
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/datasets/fiori-docs-minilm-384/embeddings.bin",
+             sh ? sh : "../shared");
+    FILE *f = fopen(p, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    float *all = malloc((size_t)size);
+    assert_non_null(all);
+    assert_int_equal(fread(all, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    uint32_t rows = (uint32_t)((size_t)size / (384 * sizeof(float)));
+    float *base = malloc((size_t)size), *q = malloc((size_t)size);
+    assert_non_null(base);
+    assert_non_null(q);
+    *n_base = *n_q = 0;
+    for (uint32_t i = 0; i < rows; i++) {
+        float *dst = i % 10 == 9 ? q + (size_t)(*n_q)++ * 384 : base + (size_t)(*n_base)++ * 384;
+        memcpy(dst, all + (size_t)i * 384, 384 * sizeof(float));
+        ag_vector_normalize(dst, 384);
+    }
+    free(all);
+    *qs = q;
+    return base;
+}
+
+/* Binary quantization on real embeddings (MiniLM-384, 701 points): the graph ranked by Hamming
+ * distance and rescored from the floats reaches recall@10 >= 0.95 at oversampling 4; rescoring
+ * matters (without it recall is lower, scores approximate); the full-scan path over the codes
+ * (below full_scan_threshold) does as well. */
+static void test_binary_recall_minilm(void **state)
+{
+    (void)state;
+    uint32_t n = 0, nq = 0;
+    float *qs = NULL, *base = read_minilm(&n, &nq, &qs);
+    if (!base) {
+        print_message("MiniLM-384 data set not found: skipped\n");
+        skip();
+    }
+    ag_vecstore_t *vs;
+    assert_int_equal(ag_vecstore_new(384, &vs), 0);
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(ag_vecstore_set(vs, i, base + (size_t)i * 384), 0);
+    ag_index_t *ix, *exact;
+    ag_hnsw_params_t p = {.m = 16, .ef_construct = 100};
+    assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_COSINE, &p, &ix), 0);
+    assert_int_equal(ag_index_exact_new(vs, AG_DIST_COSINE, &exact), 0);
+    assert_int_equal(ag_hnsw_set_quant_kind(ix, AG_QUANT_BINARY, 0), 0);
+    for (uint32_t s = 0; s < n; s++)
+        assert_int_equal(ag_index_add(ix, s), 0);
+    assert_true(ag_hnsw_quantized(ix));
+    ag_hnsw_stats_t st;
+    ag_hnsw_stats(ix, &st);
+    assert_true(st.quant_memory >= (size_t)n * AG_QUANT_BROW(384));
+    ag_search_params_t sp = {.ef = 64, .oversampling = 4.0};
+    double r4 = recall_at(ix, exact, qs, nq, 384, &sp);
+    ag_search_params_t raw = {.ef = 64, .quant_no_rescore = true};
+    double r0 = recall_at(ix, exact, qs, nq, 384, &raw);
+    print_message("MiniLM binary recall@10: oversampling 4 %.3f, no rescoring %.3f\n", r4, r0);
+    assert_true(r4 >= 0.95);
+    assert_true(r0 < r4);
+    ag_hit_t h[10];
+    size_t nh = 0;
+    assert_int_equal(ag_index_search(ix, qs, 10, NULL, &sp, h, &nh), 0);
+    for (size_t i = 0; i < nh; i++) /* rescored: the exact scores */
+        assert_true(h[i].score ==
+                    ag_distance_score(AG_DIST_COSINE, qs, ag_vecstore_get(vs, h[i].slot), 384));
+    assert_int_equal(ag_index_search(ix, qs, 10, NULL, &raw, h, &nh), 0);
+    for (size_t i = 1; i < nh; i++)
+        assert_true(h[i - 1].score >= h[i].score && h[i].score <= 1.0f && h[i].score >= -1.0f);
+    /* switching to int8 and back re-lays the blocks; searches keep working */
+    assert_int_equal(ag_hnsw_set_quant(ix, 0.99), 0);
+    assert_true(recall_at(ix, exact, qs, nq, 384, &sp) >= 0.95);
+    assert_int_equal(ag_hnsw_set_quant_kind(ix, AG_QUANT_BINARY, 0), 0);
+    assert_true(recall_at(ix, exact, qs, nq, 384, &sp) == r4);
+    assert_int_equal(ag_hnsw_set_quant_kind(ix, (ag_quant_kind_t)7, 0), AG_EINVAL);
+    ag_index_free(ix);
+    ag_index_free(exact);
+    ag_vecstore_free(vs);
+    free(base);
+    free(qs);
+    ag_hnsw_thread_release();
+}
+
+/* Reads up to max rows of an .fvecs file; NULL when it is not there. */
+static float *read_fvecs(const char *path, uint32_t max, uint32_t *n, uint32_t *d)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    int32_t dd = 0;
+    float *out = NULL;
+    *n = 0;
+    if (fread(&dd, 4, 1, f) == 1 && dd > 0 && dd <= AG_MAX_DIM) {
+        out = malloc((size_t)max * (size_t)dd * sizeof(float));
+        assert_non_null(out);
+        fseek(f, 0, SEEK_SET);
+        int32_t x;
+        while (*n < max && fread(&x, 4, 1, f) == 1 && x == dd &&
+               fread(out + (size_t)*n * dd, 4, (size_t)dd, f) == (size_t)dd)
+            (*n)++;
+    }
+    fclose(f);
+    *d = (uint32_t)dd;
+    return out;
+}
+
+/* Binary on a GloVe-100 sample (20k points): 100 bits are few, so the Hamming order is coarse
+ * (docs/BENCHMARKS.md: binary is for high-dimensional embeddings); rescoring 500 candidates from
+ * the floats still reaches recall@10 >= 0.9, and a wide oversampling beats a narrow one. */
+static void test_binary_recall_glove(void **state)
+{
+    (void)state;
+    const char *sh = getenv("AEGIS_SHARED");
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/datasets/glove-100-angular-100k/base.fvecs", sh ? sh : "../shared");
+    uint32_t n, d, nq, dq;
+    float *base = read_fvecs(p, 20000, &n, &d);
+    snprintf(p, sizeof(p), "%s/datasets/glove-100-angular-100k/query.fvecs", sh ? sh : "../shared");
+    float *qs = read_fvecs(p, 100, &nq, &dq);
+    if (!base || !qs) {
+        free(base);
+        free(qs);
+        print_message("GloVe-100 data set not found: skipped\n");
+        skip();
+    }
+    assert_int_equal(d, dq);
+    ag_vecstore_t *vs;
+    assert_int_equal(ag_vecstore_new(d, &vs), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        ag_vector_normalize(base + (size_t)i * d, d);
+        assert_int_equal(ag_vecstore_set(vs, i, base + (size_t)i * d), 0);
+    }
+    for (uint32_t i = 0; i < nq; i++)
+        ag_vector_normalize(qs + (size_t)i * d, d);
+    ag_index_t *ix, *exact;
+    ag_hnsw_params_t hp = {.m = 16, .ef_construct = 100};
+    assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_COSINE, &hp, &ix), 0);
+    assert_int_equal(ag_index_exact_new(vs, AG_DIST_COSINE, &exact), 0);
+    for (uint32_t s = 0; s < n; s++)
+        assert_int_equal(ag_index_add(ix, s), 0);
+    assert_int_equal(ag_hnsw_set_quant_kind(ix, AG_QUANT_BINARY, 0), 0);
+    ag_search_params_t wide = {.ef = 200, .oversampling = 50.0};
+    ag_search_params_t narrow = {.ef = 200, .oversampling = 2.0};
+    double rw = recall_at(ix, exact, qs, nq, d, &wide),
+           rn = recall_at(ix, exact, qs, nq, d, &narrow);
+    print_message("GloVe sample binary recall@10: oversampling 50 %.3f, 2 %.3f\n", rw, rn);
+    assert_true(rw >= 0.9);
+    assert_true(rw > rn);
+    ag_index_free(ix);
+    ag_index_free(exact);
+    ag_vecstore_free(vs);
+    free(base);
+    free(qs);
+    ag_hnsw_thread_release();
+}
+
+static bool accept_even(const void *ud, uint32_t slot)
+{
+    (void)ud;
+    return slot % 2 == 0;
+}
+
+/* Below full_scan_threshold there is no graph: a quantized search scans every stored row's code
+ * and rescores the best (Qdrant's small-segment path). On MiniLM-384, binary and int8: recall,
+ * exact scores after rescoring, exact/ignore answer from the floats, a filter and a removal are
+ * honoured, codes follow adds; crossing the threshold builds the graph and the walk takes over. */
+static void test_quant_scan_small(void **state)
+{
+    (void)state;
+    uint32_t n = 0, nq = 0;
+    float *qs = NULL, *base = read_minilm(&n, &nq, &qs);
+    if (!base) {
+        print_message("MiniLM-384 data set not found: skipped\n");
+        skip();
+    }
+    for (int kind = 0; kind < 2; kind++) {
+        ag_vecstore_t *vs;
+        assert_int_equal(ag_vecstore_new(384, &vs), 0);
+        ag_index_t *ix, *exact;
+        ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .full_scan_threshold = n};
+        assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_COSINE, &p, &ix), 0);
+        assert_int_equal(ag_index_exact_new(vs, AG_DIST_COSINE, &exact), 0);
+        /* turned on while empty: the codes follow the adds */
+        assert_int_equal(
+            ag_hnsw_set_quant_kind(ix, kind ? AG_QUANT_INT8 : AG_QUANT_BINARY, kind ? 0.99 : 0), 0);
+        for (uint32_t i = 0; i < n; i++) {
+            assert_int_equal(ag_vecstore_set(vs, i, base + (size_t)i * 384), 0);
+            assert_int_equal(ag_index_add(ix, i), 0);
+        }
+        ag_search_params_t sp = {.oversampling = 4.0};
+        assert_true(ag_hnsw_scans_codes(ix, &sp));
+        ag_search_params_t ex = {.exact = true}, ign = {.quant_ignore = true};
+        assert_false(ag_hnsw_scans_codes(ix, &ex));
+        assert_false(ag_hnsw_scans_codes(ix, &ign));
+        ag_hnsw_stats_t st;
+        ag_hnsw_stats(ix, &st);
+        assert_false(st.built);
+        double r = recall_at(ix, exact, qs, nq, 384, &sp);
+        print_message("%s code scan recall@10 at oversampling 4: %.3f\n", kind ? "int8" : "binary",
+                      r);
+        assert_true(r >= 0.95);
+        ag_search_params_t raw = {.quant_no_rescore = true};
+        assert_true(recall_at(ix, exact, qs, nq, 384, &raw) < r);
+        assert_true(recall_at(ix, exact, qs, nq, 384, &ign) == 1.0);
+        ag_hit_t h[10], e[10];
+        size_t nh = 0, ne = 0;
+        assert_int_equal(ag_index_search(ix, qs, 10, NULL, &sp, h, &nh), 0);
+        assert_int_equal(nh, 10);
+        for (size_t i = 0; i < nh; i++)
+            assert_true(h[i].score ==
+                        ag_distance_score(AG_DIST_COSINE, qs, ag_vecstore_get(vs, h[i].slot), 384));
+        /* a filter: only accepted slots */
+        ag_index_filter_t even = {.accept = accept_even};
+        assert_int_equal(ag_index_search(ix, qs, 10, &even, &sp, h, &nh), 0);
+        assert_int_equal(ag_index_search(exact, qs, 10, &even, NULL, e, &ne), 0);
+        assert_int_equal(nh, 10);
+        size_t same = 0;
+        for (size_t i = 0; i < nh; i++) {
+            assert_int_equal(h[i].slot % 2, 0);
+            for (size_t j = 0; j < ne; j++)
+                same += h[i].slot == e[j].slot;
+        }
+        assert_true(same >= 8);
+        /* a removed point is never returned: find a query's best, remove it, ask again */
+        uint32_t best = e[0].slot;
+        assert_int_equal(ag_index_search(ix, ag_vecstore_get(vs, best), 1, NULL, &sp, h, &nh), 0);
+        assert_int_equal(h[0].slot, best);
+        float keep[384];
+        memcpy(keep, ag_vecstore_get(vs, best), sizeof(keep));
+        assert_int_equal(ag_index_remove(ix, best), 0);
+        ag_vecstore_clear(vs, best);
+        assert_int_equal(ag_index_search(ix, keep, 1, NULL, &sp, h, &nh), 0);
+        assert_int_equal(nh, 1);
+        assert_int_not_equal(h[0].slot, best);
+        /* stored again under another vector (the negated one): found by that, with its own code */
+        for (int j = 0; j < 384; j++)
+            keep[j] = -keep[j];
+        assert_int_equal(ag_vecstore_set(vs, best, keep), 0);
+        assert_int_equal(ag_index_add(ix, best), 0);
+        assert_int_equal(ag_index_search(ix, keep, 1, NULL, &raw, h, &nh), 0);
+        assert_int_equal(h[0].slot, best);
+        /* crossing the threshold: the graph is built and walked */
+        float extra[384];
+        for (int j = 0; j < 384; j++)
+            extra[j] = base[j] + base[384 + j];
+        ag_vector_normalize(extra, 384);
+        assert_int_equal(ag_vecstore_set(vs, n, extra), 0);
+        assert_int_equal(ag_index_add(ix, n), 0);
+        ag_hnsw_stats(ix, &st);
+        assert_true(st.built);
+        assert_false(ag_hnsw_scans_codes(ix, &sp));
+        assert_true(recall_at(ix, exact, qs, nq, 384, &sp) >= 0.9);
+        ag_index_free(ix);
+        ag_index_free(exact);
+        ag_vecstore_free(vs);
+    }
+    free(base);
+    free(qs);
+    ag_hnsw_thread_release();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +806,11 @@ int main(void)
         cmocka_unit_test(test_hnsw_quant_trains_on_adds),
         cmocka_unit_test(test_hnsw_quantized_recall),
         cmocka_unit_test(test_hnsw_quant_resume),
+        cmocka_unit_test(test_hamming_kernels),
+        cmocka_unit_test(test_binary_encode),
+        cmocka_unit_test(test_binary_recall_minilm),
+        cmocka_unit_test(test_binary_recall_glove),
+        cmocka_unit_test(test_quant_scan_small),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
