@@ -75,8 +75,9 @@ struct ag_http {
     unsigned nworkers;
     char (*origins)[AG_HTTP_ORIGIN_MAX + 1]; /* service.cors_allowed_origins (owned) */
     size_t norigins;
-    atomic_uint busy;   /* workers running a request */
-    atomic_uint queued; /* requests in the workers' queue */
+    atomic_uint busy;                                      /* workers running a request */
+    atomic_uint queued;                                    /* requests in the workers' queue */
+    atomic_uint_fast64_t answered_inline, answered_worker; /* ag_http_stats_t */
     /* Sockets answered early and now drained by the watchdog (conns_lock). */
     linger_t linger[LINGER_SLOTS];
 };
@@ -662,6 +663,33 @@ static void *watchdog_main(void *arg)
     return NULL;
 }
 
+/*
+ * The inline budget of a network thread (docs/ARCHITECTURE.md "Inline answers"): the time it
+ * spent in handle() for requests answered inline during the current 100 ms window. Once past
+ * inline_budget_ms, further requests go to the workers until the window ends, so the other
+ * connections this thread serves (probes among them) wait at most about that long plus one
+ * cheap request. Each network thread has its own (they are libmicrohttpd's threads).
+ */
+#define INLINE_WINDOW_S 0.1
+static _Thread_local double inline_window_start;
+static _Thread_local double inline_window_used;
+
+static bool inline_budget_left(const struct ag_http *srv)
+{
+    double now = ag_now_mono();
+    if (now - inline_window_start >= INLINE_WINDOW_S) {
+        inline_window_start = now;
+        inline_window_used = 0;
+    }
+    double budget = (srv->cfg.inline_budget_ms ? srv->cfg.inline_budget_ms : 50) / 1000.0;
+    return inline_window_used < budget;
+}
+
+static void inline_budget_charge(double seconds)
+{
+    inline_window_used += seconds;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -831,7 +859,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->t_ready = ag_now_mono();
     /* Running: the request's own deadline bounds the work, not the connection's. */
     set_deadline(conn, 0);
-    if (req->phase == PHASE_READING && !req->responded && !req->inline_ok && srv->nworkers > 0) {
+    if (req->phase == PHASE_READING && !req->responded && !req->inline_ok && srv->nworkers > 0 &&
+        srv->cfg.cheap) {
+        /* Known cheap and this thread not busy answering inline: answered right here. */
+        req->inline_cheap = inline_budget_left(srv) && srv->cfg.cheap(srv->ud, req);
+        atomic_fetch_add(req->inline_cheap ? &srv->answered_inline : &srv->answered_worker, 1);
+    }
+    if (req->phase == PHASE_READING && !req->responded && !req->inline_ok && !req->inline_cheap &&
+        srv->nworkers > 0) {
         /* Off the network thread: MHD calls back here once the worker resumes the connection. */
         req->phase = PHASE_RUNNING;
         MHD_suspend_connection(conn);
@@ -849,8 +884,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (req->phase == PHASE_RUNNING)
         return MHD_YES; /* not resumed yet (MHD should not call, but never answer twice) */
-    if (!req->responded)
+    if (!req->responded) {
+        double t0 = req->inline_cheap ? ag_now_mono() : 0;
         srv->handle(srv->ud, req);
+        if (req->inline_cheap)
+            inline_budget_charge(ag_now_mono() - t0);
+    }
     access_log(srv, req);
     /* The client has body_timeout to take the response. */
     set_deadline(conn, srv->cfg.body_timeout);
@@ -1093,6 +1132,8 @@ void ag_http_stats(ag_http_t *srv, ag_http_stats_t *out)
     out->busy = atomic_load(&srv->busy);
     out->queued = atomic_load(&srv->queued);
     out->requests = atomic_load(&srv->next_id) - 1;
+    out->answered_inline = atomic_load(&srv->answered_inline);
+    out->answered_worker = atomic_load(&srv->answered_worker);
 }
 
 uint16_t ag_http_port(const ag_http_t *srv)

@@ -1721,6 +1721,30 @@ uint32_t ag_coll_full_scan_points(const ag_collection_t *c, int vi)
     return p.full_scan_threshold;
 }
 
+void ag_coll_search_shape(ag_collection_t *c, int vi, ag_coll_search_shape_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    ag_coll_read_begin(c);
+    const ag_vector_cfg_t *v = &c->vec[vi];
+    out->live = c->live;
+    out->dim = v->dim;
+    out->on_disk = v->on_disk;
+    out->multi = v->multi;
+    out->exact_points = c->live;
+    ag_hnsw_params_t p;
+    if (!v->multi && ag_index_is_hnsw(v->index) && vector_hnsw(c, c->params, vi, &p)) {
+        out->m = p.m ? p.m : 16;
+        out->ef_search = p.ef_search ? p.ef_search : p.ef_construct ? p.ef_construct : 100;
+        /* Over the threshold the graph serves the search and only queued slots are scored
+         * exactly (crossing it queues every vector, so a graph not yet built shows as queued). */
+        if (c->live > p.full_scan_threshold) {
+            out->graph = true;
+            out->exact_points = ag_hnsw_pending(v->index);
+        }
+    }
+    ag_coll_read_end(c);
+}
+
 const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot)
 {
     if (c->vec[vi].multi)
