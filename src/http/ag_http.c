@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ag_clock.h"
@@ -664,15 +665,25 @@ static void *watchdog_main(void *arg)
 }
 
 /*
- * The inline budget of a network thread (docs/ARCHITECTURE.md "Inline answers"): the time it
+ * The inline budget of a network thread (docs/ARCHITECTURE.md "Inline answers"): the CPU time it
  * spent in handle() for requests answered inline during the current 100 ms window. Once past
  * inline_budget_ms, further requests go to the workers until the window ends, so the other
  * connections this thread serves (probes among them) wait at most about that long plus one
- * cheap request. Each network thread has its own (they are libmicrohttpd's threads).
+ * cheap request. CPU time, not wall time: on a loaded machine the thread's wall time includes
+ * the time other processes ran, which is not work this thread could hand off. Each network
+ * thread has its own (they are libmicrohttpd's threads).
  */
 #define INLINE_WINDOW_S 0.1
 static _Thread_local double inline_window_start;
 static _Thread_local double inline_window_used;
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return ag_now_mono(); /* cannot happen on Linux; wall time is the safe side */
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static bool inline_budget_left(const struct ag_http *srv)
 {
@@ -885,10 +896,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (req->phase == PHASE_RUNNING)
         return MHD_YES; /* not resumed yet (MHD should not call, but never answer twice) */
     if (!req->responded) {
-        double t0 = req->inline_cheap ? ag_now_mono() : 0;
+        double c0 = req->inline_cheap ? thread_cpu() : 0;
+        double w0 = req->inline_cheap ? ag_now_mono() : 0;
         srv->handle(srv->ud, req);
-        if (req->inline_cheap)
-            inline_budget_charge(ag_now_mono() - t0);
+        if (req->inline_cheap) {
+            /* A long wall time (waiting for a lock, say) is charged as it is. */
+            double wall = ag_now_mono() - w0;
+            inline_budget_charge(wall > 0.005 ? wall : thread_cpu() - c0);
+        }
     }
     access_log(srv, req);
     /* The client has body_timeout to take the response. */
