@@ -24,8 +24,10 @@
 #include "ag_metrics.h"
 #include "ag_net.h"
 
-/* Requests or responses bigger than this return their freed memory to the system when done. */
+/* Requests or responses bigger than this return their freed memory to the system once the big
+ * requests stop for TRIM_QUIET_MS (the watchdog trims; not after each one, see request_free). */
 #define TRIM_AFTER_BYTES (1u << 20)
+#define TRIM_QUIET_MS 500
 
 /* One open connection, for the deadline watchdog (see ag_http_config_t.header_timeout). */
 typedef struct conn_track {
@@ -58,7 +60,8 @@ struct ag_http {
     pthread_t watchdog;
     bool watchdog_running;
     atomic_bool watchdog_stop;
-    ag_net_list_t proxies; /* trusted proxies */
+    _Atomic int64_t trim_at_ms; /* now_ms() after which the watchdog runs malloc_trim; 0 none */
+    ag_net_list_t proxies;      /* trusted proxies */
     ag_http_config_t cfg;
     ag_http_begin_fn begin;
     ag_http_handle_fn handle;
@@ -209,7 +212,9 @@ static void spool_drop(ag_request_t *req)
     }
 }
 
-static void request_free(ag_request_t *req)
+static int64_t now_ms(void);
+
+static void request_free(struct ag_http *srv, ag_request_t *req)
 {
     if (!req)
         return;
@@ -240,9 +245,13 @@ static void request_free(ag_request_t *req)
     free(req->resp_body);
     free(req);
     /* glibc keeps freed heap memory (and raises its mmap threshold after freeing a big block),
-     * so one large request would leave the resident size up for good; hand it back. */
+     * so one large request would leave the resident size up for good; hand it back — but not
+     * after every one: a trim unmaps every free page of every malloc arena (a TLB shootdown on
+     * each core) and the next request faults them all in again, which made a steady stream of
+     * 2.5 MB upserts spend a third of the server's CPU in the kernel (docs/BENCHMARKS.md
+     * "Ingestion"). The watchdog trims once no big request has ended for TRIM_QUIET_MS. */
     if (big)
-        malloc_trim(0);
+        atomic_store(&srv->trim_at_ms, now_ms() + TRIM_QUIET_MS);
 }
 
 static int parse_method(const char *m)
@@ -641,6 +650,9 @@ static void *watchdog_main(void *arg)
     while (!atomic_load(&srv->watchdog_stop)) {
         linger_drain(srv, 50);
         int64_t now = now_ms();
+        int64_t trim = atomic_load(&srv->trim_at_ms);
+        if (trim && now >= trim && atomic_compare_exchange_strong(&srv->trim_at_ms, &trim, 0))
+            malloc_trim(0);
         if (now - last < 250)
             continue;
         last = now;
@@ -983,7 +995,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ag_request_t *req = *con_cls;
     if (!req)
         return;
-    request_free(req);
+    request_free(srv, req);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->active, 1);
 }
@@ -1026,6 +1038,7 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     pthread_mutex_init(&srv->conns_lock, NULL);
     atomic_init(&srv->nconns, 0);
     atomic_init(&srv->watchdog_stop, false);
+    atomic_init(&srv->trim_at_ms, 0);
     for (size_t i = 0; i < LINGER_SLOTS; i++)
         srv->linger[i].fd = -1;
     srv->begin = begin;
