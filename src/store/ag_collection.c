@@ -1497,8 +1497,16 @@ uint32_t ag_coll_index_step(ag_collection_t *c, uint32_t budget)
             break;
         pthread_rwlock_wrlock(&c->lock);
         ag_coll__disk_begin(c);
-        if (!c->dropped && ag_index_is_hnsw(c->vec[v].index))
-            done += ag_hnsw_link_pending(c->vec[v].index, budget - done);
+        /* One link at a time: a writer that starts waiting meanwhile waits for one link, not
+         * the whole step (a step of 32 links of 128-d points took milliseconds, a real share of
+         * an upsert's time; docs/BENCHMARKS.md "Ingestion"). */
+        while (!c->dropped && ag_index_is_hnsw(c->vec[v].index) && done < budget &&
+               atomic_load(&c->write_waiters) == 0) {
+            uint32_t k = ag_hnsw_link_pending(c->vec[v].index, 1);
+            if (k == 0)
+                break;
+            done += k;
+        }
         ag_coll__disk_end(c);
         pthread_rwlock_unlock(&c->lock);
     }
