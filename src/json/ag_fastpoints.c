@@ -88,6 +88,28 @@ static bool ld_to_double(uint64_t mant, int e, double *out)
 #endif
 
 /*
+ * Eight ASCII digits at p (the caller checked 8 bytes are there) as their value, or false when
+ * any of the eight is not a digit. Little-endian: the first digit is the lowest byte. A byte b is
+ * a digit when both b - 0x30 and b + 0x46 keep its top bit clear ('0' <= b <= '9'); a carry or
+ * borrow between bytes only happens next to a byte that fails on its own. The value is then
+ * folded pairwise: two digits per 16 bits, then four, then eight.
+ */
+static bool eight_digits(const char *p, uint64_t *out)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof(x));
+    if (((x + 0x4646464646464646ull) | (x - 0x3030303030303030ull)) & 0x8080808080808080ull)
+        return false;
+    x -= 0x3030303030303030ull;
+    x = x * 10 + (x >> 8);                           /* bytes 0,2,4,6: two-digit values */
+    uint64_t lo = x & 0x000000FF000000FFull;         /* pairs 0 and 2 */
+    uint64_t hi = (x >> 16) & 0x000000FF000000FFull; /* pairs 1 and 3 */
+    x = (lo * (100 + (1000000ull << 32)) + hi * (1 + (10000ull << 32))) >> 32;
+    *out = x & 0xFFFFFFFFull;
+    return true;
+}
+
+/*
  * One JSON number, strictly by the grammar, to float. Exact (Clinger's fast path: an integer
  * mantissa below 2^53 scaled by an exact power of ten is one correctly rounded operation) or,
  * outside that, strtod on the token — the same double jansson computes — then the float cast.
@@ -112,6 +134,14 @@ static bool number(cur_t *c, float *out)
         p++;
     } else {
         while (p < c->end && *p >= '0' && *p <= '9') {
+            uint64_t eight;
+            if (mant && digits <= 11 && c->end - p >= 8 && eight_digits(p, &eight)) {
+                mant = mant * 100000000u + eight; /* every digit counts once mant is nonzero */
+                digits += 8;
+                int_digits += 8;
+                p += 8;
+                continue;
+            }
             int_digits++;
             if (digits < 19) {
                 mant = mant * 10 + (uint64_t)(*p - '0');
@@ -130,6 +160,14 @@ static bool number(cur_t *c, float *out)
         if (p >= c->end || *p < '0' || *p > '9')
             return false;
         while (p < c->end && *p >= '0' && *p <= '9') {
+            uint64_t eight;
+            if (mant && digits <= 11 && c->end - p >= 8 && eight_digits(p, &eight)) {
+                mant = mant * 100000000u + eight;
+                digits += 8;
+                scale -= 8;
+                p += 8;
+                continue;
+            }
             if (digits < 19) {
                 mant = mant * 10 + (uint64_t)(*p - '0');
                 if (mant)
