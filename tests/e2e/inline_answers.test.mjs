@@ -159,26 +159,27 @@ describe('inline answers', () => {
 
     let stop = false;
     const failures = [];
-    const loop = (fn) => (async () => {
+    // A slow batch may run out of its time on a loaded machine (408); a cheap search may not.
+    const loop = (fn, ok = [200]) => (async () => {
       while (!stop) {
         try {
           const r = await fn();
-          if (r.status !== 200) failures.push(`${r.status} ${r.text.slice(0, 200)}`);
+          if (!ok.includes(r.status)) failures.push(`${r.status} ${r.text.slice(0, 200)}`);
         } catch (e) {
           failures.push(String(e));
         }
       }
     })();
     const inflight = [];
-    for (let k = 0; k < 6; k++)
-      inflight.push(loop(() => on.request('POST', '/collections/slow/points/search/batch', slow, { headers: root, timeoutMs: 120_000, agent: false })));
+    for (let k = 0; k < 4; k++)
+      inflight.push(loop(() => on.request('POST', '/collections/slow/points/search/batch', slow, { headers: root, timeoutMs: 120_000, agent: false }), [200, 408]));
     const before = await answers(on);
     const q = JSON.stringify({ vector: vec(3), limit: 10 });
     for (let k = 0; k < 8; k++)
       inflight.push(loop(() => on.request('POST', '/collections/graph/points/search', q, { headers: root })));
     await sleep(300);
     const probes = [];
-    const end = Date.now() + Math.max(3000, 2 * batchMs);
+    const end = Date.now() + Math.max(3000, 1.5 * batchMs);
     while (Date.now() < end) {
       const p0 = process.hrtime.bigint();
       const r = await on.request('GET', '/healthz', undefined, { agent: false, timeoutMs: 60_000 });
@@ -194,10 +195,11 @@ describe('inline answers', () => {
     const p50 = probes[Math.floor(probes.length / 2)];
     console.log(`# slow batch alone ${batchMs} ms; ${probes.length} probes: p50 ${p50.toFixed(1)} ms, max ${worst.toFixed(1)} ms; inline answers meanwhile ${after.inline - before.inline}`);
     assert.ok(after.inline - before.inline > 10, 'the cheap searches were answered inline meanwhile');
-    // Generous: the worker-only code meets it on a loaded machine; a slow batch answered on a
-    // network thread would hold a probe for about batchMs.
-    const bound = 1000 * TIME_SCALE;
-    assert.ok(batchMs > 1.5 * bound || TIME_SCALE > 1, `the slow batch (${batchMs} ms) is too fast to tell`);
+    // Generous, and scaled with the machine's speed at the moment (a loaded machine stretches
+    // both): the worker-only code meets it; a slow batch answered on a network thread holds the
+    // probes there for about batchMs (a build answering everything inline: 6.3 s, batch 3.4 s).
+    const bound = Math.max(1000 * TIME_SCALE, batchMs / 2);
+    assert.ok(batchMs >= 1500 || TIME_SCALE > 1, `the slow batch (${batchMs} ms) is too fast to tell`);
     assert.ok(worst < bound, `a /healthz probe took ${worst.toFixed(1)} ms (bound ${bound} ms)`);
     assert.deepEqual(failures, [], 'every request in flight was answered 200');
   });
