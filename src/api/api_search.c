@@ -140,6 +140,7 @@ static int fast_search(ag_call_t *call, ag_qapi_t api, bool *handled)
 #define INLINE_MAX_RESULTS 256u      /* limit + offset */
 #define INLINE_MAX_EF 512u           /* hnsw_ef */
 #define INLINE_MAX_WORK (2ull << 20) /* floats read by the distance kernels, ~1 ms */
+#define INLINE_MAX_PAYLOADS 64u      /* results with payload */
 static bool cheap_search(ag_call_t *call, ag_qapi_t api)
 {
     if (call->body || call->req->body_len == 0 || call->req->body_len > INLINE_MAX_BODY ||
@@ -168,7 +169,12 @@ static bool cheap_search(ag_call_t *call, ag_qapi_t api)
         uint64_t ef = AG_MAX(fs->ef ? fs->ef : sh.ef_search, limit + fs->offset);
         scored += ef * 2 * sh.m; /* each beam node's level-0 links, at most */
     }
-    if (scored * sh.dim > INLINE_MAX_WORK)
+    /* Writing a vector's floats as text costs far more per float than scoring: weighed 64x. */
+    uint64_t written = fs->with_vector ? (limit + fs->offset) * 64 : 0;
+    if ((scored + written) * sh.dim > INLINE_MAX_WORK)
+        return false;
+    /* A payload's size is not known before it is written: few of them (docs/ARCHITECTURE.md). */
+    if (fs->with_payload && limit + fs->offset > INLINE_MAX_PAYLOADS)
         return false;
     call->fast = fs;
     return true;

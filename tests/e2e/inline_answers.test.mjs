@@ -76,6 +76,8 @@ describe('inline answers', () => {
       ['query', `{"query":${q},"limit":4,"with_payload":true}`, true],
       // not cheap or not the direct path: handed off in both servers
       ['search', `{"vector":${q},"limit":300}`, false],
+      ['search', `{"vector":${q},"limit":100,"with_payload":true}`, false], // > 64 payloads
+      ['search', `{"vector":${q},"limit":100}`, true],
       ['search', `{"vector":${q},"params":{"hnsw_ef":1000}}`, false],
       ['search', `{"vector":{"name":"","vector":${q}}}`, false],
       ['query', `{"query":{"nearest":${q}},"limit":3}`, false],
