@@ -123,6 +123,8 @@ for c in 1 8; do
     us[$who$c]=$(echo "scale=1; ($after - $before) * 1000000 / $hz / $n" | bc)
     qps[$who$c]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$work/wrk$who$c.txt")
     echo "wrk -t1 -c$c -d${secs}s ($who): $n requests, ${qps[$who$c]} q/s, server CPU $(( (after - before) )) ticks"
+    # Where the server answered (docs/ARCHITECTURE.md "Inline answers"); absent in older builds.
+    curl -sf "$u/metrics" | awk '/^aegis_answers_total/ {printf "    %s\n", $0}' || true
   done
 done
 

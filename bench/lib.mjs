@@ -56,6 +56,7 @@ export async function startServer(opts = {}) {
   return {
     url,
     storage,
+    pid: proc.pid,
     async stop() {
       proc.kill('SIGTERM');
       await new Promise((r) => proc.once('exit', r));

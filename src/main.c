@@ -415,6 +415,7 @@ static int serve(int argc, char **argv)
         .max_connections_per_ip = (unsigned)cfg.max_connections_per_ip,
         .cors = cfg.enable_cors,
         .cors_origins = cfg.cors_allowed_origins,
+        .cheap = ag_api_cheap,
     };
     if ((rc = ag_http_start(&hcfg, ag_api_begin, ag_api_handle, &api, &http, &diag)) != 0) {
         fprintf(stderr, "aegis: %s\n", diag.msg);

@@ -249,6 +249,17 @@ void ag_api_begin(void *ud, ag_request_t *req)
     }
 }
 
+bool ag_api_cheap(void *ud, ag_request_t *req)
+{
+    ag_api_t *api = ud;
+    ag_call_t *call = req->app;
+    /* Fail closed: anything but a plain admitted request on a single node goes to a worker. */
+    if (!api->cfg->inline_answers || !call || !call->route || !call->route->cheap || call->grpc ||
+        call->shard_local || ag_guard_cluster(api->guard))
+        return false;
+    return call->route->cheap(call);
+}
+
 /* Whole seconds, 1 or more; a bigger value than the server's cap is lowered to the cap. */
 static int parse_timeout(const char *text, uint64_t cap, uint64_t *out)
 {

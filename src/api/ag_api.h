@@ -58,6 +58,10 @@ typedef struct ag_route {
                           raw text before parsing (ag_json_check_budget) */
     bool upload;       /* a snapshot upload: once admitted, the body streams to a temporary file
                           (ag_snapshots_upload_begin); a refusal is answered before it is read */
+    /* Whether this request is known to be cheap enough to answer on the network thread
+     * (docs/ARCHITECTURE.md "Inline answers"); NULL = never. Runs on the network thread with the
+     * body in and the caller admitted; answers false when unsure. */
+    bool (*cheap)(ag_call_t *call);
 } ag_route_t;
 
 struct ag_call {
@@ -101,6 +105,9 @@ struct ag_call {
      * the address the call came from (the sending node's); req->remote_addr is the client's. */
     ag_peer_claim_t peer;
     char via_addr[64];
+    /* The search body as the inline check read it (api_search.c): arena memory, reused by the
+     * direct path so the body is read once; NULL = not read. */
+    struct ag_fastsearch *fast;
     double deadline;    /* ag_now_mono() time after which the request stops with 408 */
     uint64_t timeout_s; /* the timeout the deadline came from (for the message) */
 };
@@ -123,6 +130,9 @@ int ag_api_init(ag_api_t *api, ag_config_t *cfg, ag_store_t *store, ag_guard_t *
                 ag_diag_t *diag);
 void ag_api_begin(void *ud, ag_request_t *req);
 void ag_api_handle(void *ud, ag_request_t *req);
+/* ag_http_cheap_fn: the route's cheap() when service.inline_answers is on and the request can
+ * only run here (not a cluster node, where it might fan out). */
+bool ag_api_cheap(void *ud, ag_request_t *req);
 
 /* ---- shared helpers for the handler files ------------------------------------------------- */
 

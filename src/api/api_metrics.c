@@ -353,6 +353,13 @@ int ag_api_metrics(ag_call_t *call)
         hs.workers > hs.busy ? hs.workers - hs.busy : 0);
     gauge(&o, "aegis_worker_queue_length", "requests waiting for a worker", hs.queued);
     counter(&o, "aegis_requests_total", "requests received since start", hs.requests);
+    family(&o, "aegis_answers_total", "counter",
+           "requests other than probes, by where they were answered: on the network thread "
+           "or handed to a request worker");
+    put(&o,
+        "aegis_answers_total{where=\"inline\"} %llu\naegis_answers_total{where=\"worker\"} "
+        "%llu\n",
+        (unsigned long long)hs.answered_inline, (unsigned long long)hs.answered_worker);
 
     if (!o.buf) {
         free(o.buf);

@@ -89,10 +89,13 @@ static int fast_search(ag_call_t *call, ag_qapi_t api, bool *handled)
     ag_dense_info_t vc;
     ag_coll_dense_info(c, vi, &vc);
     ag_fastsearch_t fs;
-    if (vc.multi ||
-        !ag_fastsearch_parse(call->req->body, call->req->body_len,
-                             api == AG_QAPI_QUERY ? "query" : "vector", vc.dim, &call->arena, &fs))
+    if (call->fast) {
+        fs = *call->fast; /* read by cheap_search for the same collection and dimension */
+    } else if (vc.multi || !ag_fastsearch_parse(call->req->body, call->req->body_len,
+                                                api == AG_QAPI_QUERY ? "query" : "vector", vc.dim,
+                                                &call->arena, &fs)) {
         return 0;
+    }
     json_t *filter = NULL;
     if (fs.filter) {
         ag_diag_t d;
@@ -123,6 +126,68 @@ static int fast_search(ag_call_t *call, ag_qapi_t api, bool *handled)
     if (rc)
         ag_jw_free(w);
     return rc;
+}
+
+/*
+ * Inline answers (docs/ARCHITECTURE.md "Inline answers"): is this search or query known to be
+ * cheap before it runs? Only a body the direct path takes, on an in-RAM single dense vector, with
+ * few results asked for and a bounded amount of vector work: the points scored exactly (every
+ * point when the search is exact, filtered, restricted or the vector has no graph; else those
+ * queued for linking) plus the graph walk's estimate (beam x links), times the dimension, under
+ * INLINE_MAX_WORK floats. Anything else, and anything unsure, is false: the worker takes it.
+ */
+#define INLINE_MAX_BODY (16u << 10)  /* bytes */
+#define INLINE_MAX_RESULTS 256u      /* limit + offset */
+#define INLINE_MAX_EF 512u           /* hnsw_ef */
+#define INLINE_MAX_WORK (2ull << 20) /* floats read by the distance kernels, ~1 ms */
+#define INLINE_MAX_PAYLOADS 64u      /* results with payload */
+static bool cheap_search(ag_call_t *call, ag_qapi_t api)
+{
+    if (call->body || call->req->body_len == 0 || call->req->body_len > INLINE_MAX_BODY ||
+        !call->coll)
+        return false;
+    ag_collection_t *c = call->coll;
+    int vi = ag_coll_vector(c, "");
+    if (vi < 0)
+        return false;
+    ag_coll_search_shape_t sh;
+    ag_coll_search_shape(c, vi, &sh);
+    if (sh.multi || sh.on_disk || sh.dim == 0)
+        return false;
+    ag_fastsearch_t *fs = ag_arena_alloc(&call->arena, sizeof(*fs));
+    if (!fs ||
+        !ag_fastsearch_parse(call->req->body, call->req->body_len,
+                             api == AG_QAPI_QUERY ? "query" : "vector", sh.dim, &call->arena, fs))
+        return false;
+    uint64_t limit = fs->has_limit ? fs->limit : 10;
+    if (limit > INLINE_MAX_RESULTS || fs->offset > INLINE_MAX_RESULTS - limit ||
+        fs->ef > INLINE_MAX_EF)
+        return false;
+    bool walk = sh.graph && !fs->exact && !fs->filter && !call->restriction;
+    uint64_t scored = walk ? sh.exact_points : sh.live;
+    if (walk) {
+        uint64_t ef = AG_MAX(fs->ef ? fs->ef : sh.ef_search, limit + fs->offset);
+        scored += ef * 2 * sh.m; /* each beam node's level-0 links, at most */
+    }
+    /* Writing a vector's floats as text costs far more per float than scoring: weighed 64x. */
+    uint64_t written = fs->with_vector ? (limit + fs->offset) * 64 : 0;
+    if ((scored + written) * sh.dim > INLINE_MAX_WORK)
+        return false;
+    /* A payload's size is not known before it is written: few of them (docs/ARCHITECTURE.md). */
+    if (fs->with_payload && limit + fs->offset > INLINE_MAX_PAYLOADS)
+        return false;
+    call->fast = fs;
+    return true;
+}
+
+static bool cheap_search_route(ag_call_t *call)
+{
+    return cheap_search(call, AG_QAPI_SEARCH);
+}
+
+static bool cheap_query_route(ag_call_t *call)
+{
+    return cheap_search(call, AG_QAPI_QUERY);
 }
 
 static int handle(ag_call_t *call, ag_qapi_t api, bool batch, bool groups)
@@ -235,7 +300,7 @@ static int h_query_groups(ag_call_t *call)
 
 const ag_route_t ag_routes_search[] = {
     {AG_HTTP_POST, "/collections/{name}/points/search", "read:data", AG_SCOPE_COLLECTION, h_search,
-     true, false, false, true, true},
+     true, false, false, true, true, false, cheap_search_route},
     {AG_HTTP_POST, "/collections/{name}/points/search/batch", "read:data", AG_SCOPE_COLLECTION,
      h_search_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/search/groups", "read:data", AG_SCOPE_COLLECTION,
@@ -251,7 +316,7 @@ const ag_route_t ag_routes_search[] = {
     {AG_HTTP_POST, "/collections/{name}/points/discover/batch", "read:data", AG_SCOPE_COLLECTION,
      h_discover_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/query", "read:data", AG_SCOPE_COLLECTION, h_query,
-     true, false, false, true, true},
+     true, false, false, true, true, false, cheap_query_route},
     {AG_HTTP_POST, "/collections/{name}/points/query/batch", "read:data", AG_SCOPE_COLLECTION,
      h_query_batch, true, false, false, false, true},
     {AG_HTTP_POST, "/collections/{name}/points/query/groups", "read:data", AG_SCOPE_COLLECTION,

@@ -39,6 +39,7 @@ static const key_def_t keys[] = {
     K("service.enable_tls", T_BOOL, enable_tls, 0, false),
     K("service.verify_https_client_certificate", T_BOOL, verify_https_client_certificate, 0, false),
     K("service.access_log", T_BOOL, access_log, 0, false),
+    K("service.inline_answers", T_BOOL, inline_answers, 0, false),
     K("service.max_token_ttl_sec", T_UINT, max_token_ttl_s, 315360000, false),
     K("service.trusted_proxies", T_STR, trusted_proxies, 0, false),
     K("service.enable_cors", T_BOOL, enable_cors, 0, false),
@@ -95,6 +96,7 @@ void ag_config_init(ag_config_t *cfg)
     cfg->max_workers = 0;
     cfg->jwt_leeway_s = 30;
     cfg->access_log = true;
+    cfg->inline_answers = true;
     cfg->enable_cors = true; /* as Qdrant */
     cfg->max_token_ttl_s = 86400;
     cfg->max_connections_per_ip = 256;

@@ -23,6 +23,7 @@ typedef struct ag_config {
     bool enable_tls;
     bool verify_https_client_certificate;
     bool access_log;
+    bool inline_answers; /* cheap requests answered on the network thread (docs/ARCHITECTURE.md) */
     uint64_t max_token_ttl_s;        /* POST /auth/token: longest lifetime of a minted token */
     char *trusted_proxies;           /* addresses whose X-Forwarded-For is believed */
     bool enable_cors;                /* answer browsers from other origins (docs/API.md "CORS") */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ag_clock.h"
@@ -23,8 +24,10 @@
 #include "ag_metrics.h"
 #include "ag_net.h"
 
-/* Requests or responses bigger than this return their freed memory to the system when done. */
+/* Requests or responses bigger than this return their freed memory to the system once the big
+ * requests stop for TRIM_QUIET_MS (the watchdog trims; not after each one, see request_free). */
 #define TRIM_AFTER_BYTES (1u << 20)
+#define TRIM_QUIET_MS 500
 
 /* One open connection, for the deadline watchdog (see ag_http_config_t.header_timeout). */
 typedef struct conn_track {
@@ -57,7 +60,8 @@ struct ag_http {
     pthread_t watchdog;
     bool watchdog_running;
     atomic_bool watchdog_stop;
-    ag_net_list_t proxies; /* trusted proxies */
+    _Atomic int64_t trim_at_ms; /* now_ms() after which the watchdog runs malloc_trim; 0 none */
+    ag_net_list_t proxies;      /* trusted proxies */
     ag_http_config_t cfg;
     ag_http_begin_fn begin;
     ag_http_handle_fn handle;
@@ -75,8 +79,9 @@ struct ag_http {
     unsigned nworkers;
     char (*origins)[AG_HTTP_ORIGIN_MAX + 1]; /* service.cors_allowed_origins (owned) */
     size_t norigins;
-    atomic_uint busy;   /* workers running a request */
-    atomic_uint queued; /* requests in the workers' queue */
+    atomic_uint busy;                                      /* workers running a request */
+    atomic_uint queued;                                    /* requests in the workers' queue */
+    atomic_uint_fast64_t answered_inline, answered_worker; /* ag_http_stats_t */
     /* Sockets answered early and now drained by the watchdog (conns_lock). */
     linger_t linger[LINGER_SLOTS];
 };
@@ -207,7 +212,9 @@ static void spool_drop(ag_request_t *req)
     }
 }
 
-static void request_free(ag_request_t *req)
+static int64_t now_ms(void);
+
+static void request_free(struct ag_http *srv, ag_request_t *req)
 {
     if (!req)
         return;
@@ -238,9 +245,13 @@ static void request_free(ag_request_t *req)
     free(req->resp_body);
     free(req);
     /* glibc keeps freed heap memory (and raises its mmap threshold after freeing a big block),
-     * so one large request would leave the resident size up for good; hand it back. */
+     * so one large request would leave the resident size up for good; hand it back — but not
+     * after every one: a trim unmaps every free page of every malloc arena (a TLB shootdown on
+     * each core) and the next request faults them all in again, which made a steady stream of
+     * 2.5 MB upserts spend a third of the server's CPU in the kernel (docs/BENCHMARKS.md
+     * "Ingestion"). The watchdog trims once no big request has ended for TRIM_QUIET_MS. */
     if (big)
-        malloc_trim(0);
+        atomic_store(&srv->trim_at_ms, now_ms() + TRIM_QUIET_MS);
 }
 
 static int parse_method(const char *m)
@@ -639,6 +650,9 @@ static void *watchdog_main(void *arg)
     while (!atomic_load(&srv->watchdog_stop)) {
         linger_drain(srv, 50);
         int64_t now = now_ms();
+        int64_t trim = atomic_load(&srv->trim_at_ms);
+        if (trim && now >= trim && atomic_compare_exchange_strong(&srv->trim_at_ms, &trim, 0))
+            malloc_trim(0);
         if (now - last < 250)
             continue;
         last = now;
@@ -660,6 +674,43 @@ static void *watchdog_main(void *arg)
                    cut);
     }
     return NULL;
+}
+
+/*
+ * The inline budget of a network thread (docs/ARCHITECTURE.md "Inline answers"): the CPU time it
+ * spent in handle() for requests answered inline during the current 100 ms window. Once past
+ * inline_budget_ms, further requests go to the workers until the window ends, so the other
+ * connections this thread serves (probes among them) wait at most about that long plus one
+ * cheap request. CPU time, not wall time: on a loaded machine the thread's wall time includes
+ * the time other processes ran, which is not work this thread could hand off. Each network
+ * thread has its own (they are libmicrohttpd's threads).
+ */
+#define INLINE_WINDOW_S 0.1
+static _Thread_local double inline_window_start;
+static _Thread_local double inline_window_used;
+
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return ag_now_mono(); /* cannot happen on Linux; wall time is the safe side */
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool inline_budget_left(const struct ag_http *srv)
+{
+    double now = ag_now_mono();
+    if (now - inline_window_start >= INLINE_WINDOW_S) {
+        inline_window_start = now;
+        inline_window_used = 0;
+    }
+    double budget = (srv->cfg.inline_budget_ms ? srv->cfg.inline_budget_ms : 50) / 1000.0;
+    return inline_window_used < budget;
+}
+
+static void inline_budget_charge(double seconds)
+{
+    inline_window_used += seconds;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -831,7 +882,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->t_ready = ag_now_mono();
     /* Running: the request's own deadline bounds the work, not the connection's. */
     set_deadline(conn, 0);
-    if (req->phase == PHASE_READING && !req->responded && !req->inline_ok && srv->nworkers > 0) {
+    if (req->phase == PHASE_READING && !req->responded && !req->inline_ok && srv->nworkers > 0 &&
+        srv->cfg.cheap) {
+        /* Known cheap and this thread not busy answering inline: answered right here. */
+        req->inline_cheap = inline_budget_left(srv) && srv->cfg.cheap(srv->ud, req);
+        atomic_fetch_add(req->inline_cheap ? &srv->answered_inline : &srv->answered_worker, 1);
+    }
+    if (req->phase == PHASE_READING && !req->responded && !req->inline_ok && !req->inline_cheap &&
+        srv->nworkers > 0) {
         /* Off the network thread: MHD calls back here once the worker resumes the connection. */
         req->phase = PHASE_RUNNING;
         MHD_suspend_connection(conn);
@@ -849,8 +907,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (req->phase == PHASE_RUNNING)
         return MHD_YES; /* not resumed yet (MHD should not call, but never answer twice) */
-    if (!req->responded)
+    if (!req->responded) {
+        double c0 = req->inline_cheap ? thread_cpu() : 0;
+        double w0 = req->inline_cheap ? ag_now_mono() : 0;
         srv->handle(srv->ud, req);
+        if (req->inline_cheap) {
+            /* A long wall time (waiting for a lock, say) is charged as it is. */
+            double wall = ag_now_mono() - w0;
+            inline_budget_charge(wall > 0.005 ? wall : thread_cpu() - c0);
+        }
+    }
     access_log(srv, req);
     /* The client has body_timeout to take the response. */
     set_deadline(conn, srv->cfg.body_timeout);
@@ -929,7 +995,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ag_request_t *req = *con_cls;
     if (!req)
         return;
-    request_free(req);
+    request_free(srv, req);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->active, 1);
 }
@@ -972,6 +1038,7 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     pthread_mutex_init(&srv->conns_lock, NULL);
     atomic_init(&srv->nconns, 0);
     atomic_init(&srv->watchdog_stop, false);
+    atomic_init(&srv->trim_at_ms, 0);
     for (size_t i = 0; i < LINGER_SLOTS; i++)
         srv->linger[i].fd = -1;
     srv->begin = begin;
@@ -1093,6 +1160,8 @@ void ag_http_stats(ag_http_t *srv, ag_http_stats_t *out)
     out->busy = atomic_load(&srv->busy);
     out->queued = atomic_load(&srv->queued);
     out->requests = atomic_load(&srv->next_id) - 1;
+    out->answered_inline = atomic_load(&srv->answered_inline);
+    out->answered_worker = atomic_load(&srv->answered_worker);
 }
 
 uint16_t ag_http_port(const ag_http_t *srv)

@@ -103,6 +103,9 @@ typedef struct ag_request {
 
     /* Set by begin(): handle() is cheap and runs on the network thread (health probes). */
     bool inline_ok;
+    /* Set by the adapter: the config's cheap() judged this request cheap once its body was in,
+     * and handle() runs on the network thread (docs/ARCHITECTURE.md "Inline answers"). */
+    bool inline_cheap;
     /* CORS: the Access-Control-Allow-Origin value to send ("" = none), and whether the request
      * is a preflight answered by the adapter. */
     char cors_origin[AG_HTTP_ORIGIN_MAX + 1];
@@ -137,6 +140,11 @@ int ag_request_spool(ag_request_t *req, const char *dir, uint64_t max);
 
 typedef void (*ag_http_begin_fn)(void *ud, ag_request_t *req);
 typedef void (*ag_http_handle_fn)(void *ud, ag_request_t *req);
+/* Called on the network thread once the whole body of an accepted request is in (not for
+ * probes, which begin() marks inline_ok): true = handle() is known to be cheap and may run right
+ * there instead of being handed to a request worker. Must itself be cheap, and answer false when
+ * unsure (the worker is always correct, only slower). */
+typedef bool (*ag_http_cheap_fn)(void *ud, ag_request_t *req);
 
 typedef struct ag_http_config {
     const char *host;
@@ -172,6 +180,11 @@ typedef struct ag_http_config {
      * authenticated as usual. */
     bool cors;
     const char *cors_origins;
+    /* Inline answers (docs/ARCHITECTURE.md "Inline answers"): NULL = every request but the probes
+     * is handed to a request worker. Even when cheap() says yes, a network thread that spent more
+     * than inline_budget_ms of the last 100 ms answering inline hands the request off (0 = 50). */
+    ag_http_cheap_fn cheap;
+    unsigned inline_budget_ms;
 } ag_http_config_t;
 
 typedef struct ag_http ag_http_t;
@@ -188,6 +201,9 @@ typedef struct ag_http_stats {
     unsigned busy;        /* of which running a request */
     unsigned queued;      /* requests waiting for a worker */
     uint64_t requests;    /* requests begun since start */
+    /* Requests cheap() was asked about, by where they ran: answered on the network thread, or
+     * handed to a request worker (cheap() said no, or the thread's inline budget was spent). */
+    uint64_t answered_inline, answered_worker;
 } ag_http_stats_t;
 void ag_http_stats(ag_http_t *srv, ag_http_stats_t *out);
 /* The port actually bound (useful with port 0). */

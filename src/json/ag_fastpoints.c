@@ -1,5 +1,6 @@
 #include "json/ag_fastpoints.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -42,6 +43,73 @@ static const double pow10_tab[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7
                                    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /*
+ * The double strtod would give for mant * 10^e (mant < 2^64 exactly, -27 <= e <= 27), through the
+ * x87 extended format: mant and 10^|e| (5^27 < 2^64) are exact there, so the product or quotient
+ * is the exact value rounded once to a 64-bit significand, L. Every midpoint between two
+ * neighbouring doubles is itself a 64-bit value, so L lies strictly on the same side of each
+ * midpoint as the exact value — and (double)L is the correctly rounded double, as strtod's —
+ * unless L lands on a midpoint (its low 11 bits 0x400), when this answers false and the caller
+ * asks strtod. All results are normal doubles (1e-27 .. 2e46). Only where long double is the
+ * 64-bit x87 format and the FPU rounds to it (checked once); else always false.
+ */
+#if defined(__x86_64__) && LDBL_MANT_DIG == 64
+static const long double pow10_ld[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,
+                                       1e7L,  1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L,
+                                       1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L,
+                                       1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+
+static bool extended_ok(void)
+{
+    /* 1 + 2^-63 survives only with the FPU rounding to 64 bits (precision control), the default
+     * on Linux; a library that lowered it would make this path round differently. Cheap enough
+     * to ask each time (no state shared between threads). */
+    volatile long double one = 1.0L, tiny = 0x1p-63L;
+    return one + tiny != one;
+}
+
+static bool ld_to_double(uint64_t mant, int e, double *out)
+{
+    if (e < -27 || e > 27 || !extended_ok())
+        return false;
+    long double l = e >= 0 ? (long double)mant * pow10_ld[e] : (long double)mant / pow10_ld[-e];
+    uint64_t sig;
+    memcpy(&sig, &l, sizeof(sig)); /* the x87 format's explicit 64-bit significand comes first */
+    if ((sig & 0x7FF) == 0x400)
+        return false; /* on a midpoint between doubles: the exact value decides, strtod knows it */
+    *out = (double)l;
+    return true;
+}
+#else
+static bool ld_to_double(uint64_t mant, int e, double *out)
+{
+    (void)mant, (void)e, (void)out;
+    return false;
+}
+#endif
+
+/*
+ * Eight ASCII digits at p (the caller checked 8 bytes are there) as their value, or false when
+ * any of the eight is not a digit. Little-endian: the first digit is the lowest byte. A byte b is
+ * a digit when both b - 0x30 and b + 0x46 keep its top bit clear ('0' <= b <= '9'); a carry or
+ * borrow between bytes only happens next to a byte that fails on its own. The value is then
+ * folded pairwise: two digits per 16 bits, then four, then eight.
+ */
+static bool eight_digits(const char *p, uint64_t *out)
+{
+    uint64_t x;
+    memcpy(&x, p, sizeof(x));
+    if (((x + 0x4646464646464646ull) | (x - 0x3030303030303030ull)) & 0x8080808080808080ull)
+        return false;
+    x -= 0x3030303030303030ull;
+    x = x * 10 + (x >> 8);                           /* bytes 0,2,4,6: two-digit values */
+    uint64_t lo = x & 0x000000FF000000FFull;         /* pairs 0 and 2 */
+    uint64_t hi = (x >> 16) & 0x000000FF000000FFull; /* pairs 1 and 3 */
+    x = (lo * (100 + (1000000ull << 32)) + hi * (1 + (10000ull << 32))) >> 32;
+    *out = x & 0xFFFFFFFFull;
+    return true;
+}
+
+/*
  * One JSON number, strictly by the grammar, to float. Exact (Clinger's fast path: an integer
  * mantissa below 2^53 scaled by an exact power of ten is one correctly rounded operation) or,
  * outside that, strtod on the token — the same double jansson computes — then the float cast.
@@ -61,10 +129,19 @@ static bool number(cur_t *c, float *out)
     uint64_t mant = 0;
     int digits = 0, scale = 0, int_digits = 0;
     bool integer = true; /* no fraction, no exponent: jansson reads it as an integer */
+    bool lost = false;   /* a nonzero digit past the 19 kept in mant */
     if (*p == '0') {
         p++;
     } else {
         while (p < c->end && *p >= '0' && *p <= '9') {
+            uint64_t eight;
+            if (mant && digits <= 11 && c->end - p >= 8 && eight_digits(p, &eight)) {
+                mant = mant * 100000000u + eight; /* every digit counts once mant is nonzero */
+                digits += 8;
+                int_digits += 8;
+                p += 8;
+                continue;
+            }
             int_digits++;
             if (digits < 19) {
                 mant = mant * 10 + (uint64_t)(*p - '0');
@@ -72,6 +149,7 @@ static bool number(cur_t *c, float *out)
                     digits++;
             } else {
                 scale++;
+                lost |= *p != '0';
             }
             p++;
         }
@@ -82,11 +160,21 @@ static bool number(cur_t *c, float *out)
         if (p >= c->end || *p < '0' || *p > '9')
             return false;
         while (p < c->end && *p >= '0' && *p <= '9') {
+            uint64_t eight;
+            if (mant && digits <= 11 && c->end - p >= 8 && eight_digits(p, &eight)) {
+                mant = mant * 100000000u + eight;
+                digits += 8;
+                scale -= 8;
+                p += 8;
+                continue;
+            }
             if (digits < 19) {
                 mant = mant * 10 + (uint64_t)(*p - '0');
                 if (mant)
                     digits++;
                 scale--;
+            } else {
+                lost |= *p != '0';
             }
             p++;
         }
@@ -117,8 +205,10 @@ static bool number(cur_t *c, float *out)
     double d;
     if (mant == 0) {
         d = 0.0;
-    } else if (digits <= 19 && mant <= (1ULL << 53) && e >= -22 && e <= 22) {
+    } else if (!lost && mant <= (1ULL << 53) && e >= -22 && e <= 22) {
         d = e >= 0 ? (double)mant * pow10_tab[e] : (double)mant / pow10_tab[-e];
+    } else if (!lost && ld_to_double(mant, e, &d)) {
+        /* the shortest repr of a float (17 digits, as JavaScript and Python print them) */
     } else {
         char tok[400];
         size_t len = (size_t)(p - s);

@@ -1515,8 +1515,16 @@ uint32_t ag_coll_index_step(ag_collection_t *c, uint32_t budget)
             break;
         pthread_rwlock_wrlock(&c->lock);
         ag_coll__disk_begin(c);
-        if (!c->dropped && ag_index_is_hnsw(c->vec[v].index))
-            done += ag_hnsw_link_pending(c->vec[v].index, budget - done);
+        /* One link at a time: a writer that starts waiting meanwhile waits for one link, not
+         * the whole step (a step of 32 links of 128-d points took milliseconds, a real share of
+         * an upsert's time; docs/BENCHMARKS.md "Ingestion"). */
+        while (!c->dropped && ag_index_is_hnsw(c->vec[v].index) && done < budget &&
+               atomic_load(&c->write_waiters) == 0) {
+            uint32_t k = ag_hnsw_link_pending(c->vec[v].index, 1);
+            if (k == 0)
+                break;
+            done += k;
+        }
         ag_coll__disk_end(c);
         pthread_rwlock_unlock(&c->lock);
     }
@@ -1812,6 +1820,30 @@ uint32_t ag_coll_full_scan_points(const ag_collection_t *c, int vi)
     if (c->vec[vi].multi || !vector_hnsw(c, c->params, vi, &p))
         return UINT32_MAX;
     return p.full_scan_threshold;
+}
+
+void ag_coll_search_shape(ag_collection_t *c, int vi, ag_coll_search_shape_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    ag_coll_read_begin(c);
+    const ag_vector_cfg_t *v = &c->vec[vi];
+    out->live = c->live;
+    out->dim = v->dim;
+    out->on_disk = v->on_disk;
+    out->multi = v->multi;
+    out->exact_points = c->live;
+    ag_hnsw_params_t p;
+    if (!v->multi && ag_index_is_hnsw(v->index) && vector_hnsw(c, c->params, vi, &p)) {
+        out->m = p.m ? p.m : 16;
+        out->ef_search = p.ef_search ? p.ef_search : p.ef_construct ? p.ef_construct : 100;
+        /* Over the threshold the graph serves the search and only queued slots are scored
+         * exactly (crossing it queues every vector, so a graph not yet built shows as queued). */
+        if (c->live > p.full_scan_threshold) {
+            out->graph = true;
+            out->exact_points = ag_hnsw_pending(v->index);
+        }
+    }
+    ag_coll_read_end(c);
 }
 
 const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot)

@@ -160,6 +160,16 @@ void ag_coll_dense_info(const ag_collection_t *c, int vi, ag_dense_info_t *out);
  * than walking the graph (docs/ARCHITECTURE.md "Filtered search"). UINT32_MAX when the vector
  * has no graph (every search is exact). Lock held. */
 uint32_t ag_coll_full_scan_points(const ag_collection_t *c, int vi);
+/* What a plain nearest search of dense vector vi would have to do, read under the read lock
+ * (cheap: no scan): how many points it scores exactly (all live points while the graph is not
+ * built, else the ones queued for linking) and the graph walk's default beam and links. The api
+ * layer's estimate of whether a search is cheap enough to answer on a network thread
+ * (docs/ARCHITECTURE.md "Inline answers"). graph false: no graph serves this vector. */
+typedef struct ag_coll_search_shape {
+    uint32_t live, exact_points, dim, ef_search, m;
+    bool graph, on_disk, multi;
+} ag_coll_search_shape_t;
+void ag_coll_search_shape(ag_collection_t *c, int vi, ag_coll_search_shape_t *out);
 /* The stored dense vector vi of a slot, or NULL (lock held); NULL for a multivector. */
 const float *ag_coll_dense_get(const ag_collection_t *c, int vi, uint32_t slot);
 /* The rows of vector vi of a slot (*rows of dim floats): a multivector's rows, or a plain dense

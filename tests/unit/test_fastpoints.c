@@ -1,9 +1,11 @@
 /* The upsert fast path: the same bits as the strict path for every number, and a refusal (so the
  * strict path reports the error) for everything outside the happy path. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <cmocka.h>
 
@@ -260,10 +262,75 @@ static void test_search_bodies(void **state)
     ag_arena_release(&a);
 }
 
+/* Many digits (16 to 19 significant, as JavaScript and Python print float32 values, and more),
+ * exponents across the range the x87 path takes and beyond, and decimals next to a midpoint
+ * between two doubles that sits next to a float midpoint: always strtod's double, then the cast. */
+static void test_long_numbers_match_strtod(void **state)
+{
+    (void)state;
+    ag_arena_t a;
+    ag_arena_init(&a, 0);
+    char body[16384], num[96];
+    size_t checked = 0;
+    for (int round = 0; round < 20000; round++) {
+        float want[16];
+        size_t o =
+            (size_t)snprintf(body, sizeof(body), "{\"points\":[{\"id\":%d,\"vector\":[", round);
+        for (int i = 0; i < 16; i++) {
+            uint64_t r = next();
+            int e = (int)(next() % 70) - 35;
+            switch (r % 5) {
+            case 0: /* a random float32, shortest double spelling, scaled */
+                snprintf(num, sizeof(num), "%.17g",
+                         (double)(float)((double)(r >> 11) / 9.0e15 - 0.5) * pow(10, e % 20));
+                break;
+            case 1: /* 16..19 random significant digits, scientific */
+                snprintf(num, sizeof(num), "%llu.%llue%d", (unsigned long long)(r % 9 + 1),
+                         (unsigned long long)(next() % 1000000000000000000ull), e);
+                break;
+            case 2: { /* 19 digits next to the midpoint between the double at a float midpoint
+                       * and the double above it: a wrong double there rounds to the wrong float */
+                float f = (float)((double)(r >> 11) * 0x1p-53 + 0.5);
+                double x = ((double)f + (double)nextafterf(f, 2.0f)) / 2, y = nextafter(x, 2.0);
+                long double mid = ((long double)x + (long double)y) / 2;
+                snprintf(num, sizeof(num), "%.19Lg", mid);
+                break;
+            }
+            case 3: { /* near a midpoint between two floats */
+                float x = (float)((double)(r >> 11) / 9.0e15 + 0.001);
+                double mid = ((double)x + (double)nextafterf(x, 2.0f)) / 2;
+                snprintf(num, sizeof(num), "%.17g",
+                         mid * (1.0 + (double)((int)(next() % 5) - 2) * 0x1p-52));
+                break;
+            }
+            default: /* 19-digit integers and fractions past 19 digits */
+                snprintf(num, sizeof(num), "%llu.%llu", (unsigned long long)(r % 1000000000ull),
+                         (unsigned long long)(next() % 10000000000000ull));
+                break;
+            }
+            want[i] = (float)strtod(num, NULL);
+            o += (size_t)snprintf(body + o, sizeof(body) - o, "%s%s", i ? "," : "", num);
+        }
+        snprintf(body + o, sizeof(body) - o, "]}]}");
+        ag_fastpoint_t *pts;
+        size_t n;
+        assert_true(parse(body, 16, &a, &pts, &n));
+        for (int i = 0; i < 16; i++)
+            if (memcmp(&pts[0].vector[i], &want[i], sizeof(float)) != 0)
+                fail_msg("%s: value %d is %a, strtod gives %a", body, i, (double)pts[0].vector[i],
+                         (double)want[i]);
+        checked += 16;
+        ag_fastpoints_release(pts, n);
+        ag_arena_release(&a);
+    }
+    assert_int_equal(checked, 320000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_numbers_match_strict_path),
+        cmocka_unit_test(test_long_numbers_match_strtod),
         cmocka_unit_test(test_happy_path),
         cmocka_unit_test(test_declines),
         cmocka_unit_test(test_named_and_columns),
