@@ -135,6 +135,28 @@ static json_t *local_tenants(ag_api_t *api, const char *name, const char **key_o
     return out;
 }
 
+/* Does the collection have exactly the indexes `want` defines? Cheap (no count of points), under
+ * the read lock: a sync whose record did not change the indexes costs no scan. */
+typedef struct schema_cmp {
+    const json_t *want;
+    bool same;
+} schema_cmp_t;
+
+static int same_schema(void *ud, ag_collection_t *c)
+{
+    schema_cmp_t *s = ud;
+    s->same = ag_coll_index_count(c) == json_object_size(s->want);
+    const char *f;
+    json_t *def;
+    json_object_foreach((json_t *)s->want, f, def)
+    {
+        if (!s->same)
+            break;
+        s->same = json_equal(ag_coll_index_def(c, f), def);
+    }
+    return 0;
+}
+
 /* One metadata step on a local collection, in its write session. */
 typedef enum { S_INDEX, S_TENANT_SET, S_TENANT_DROP } step_op_t;
 typedef struct step {
@@ -260,7 +282,10 @@ static int sync_one(ag_api_t *api, const char *name, const json_t *rec, sync_out
     }
     /* Payload indexes. */
     const json_t *schema = json_object_get(rec, "schema");
-    if (json_is_object(schema)) {
+    schema_cmp_t cmp = {schema, false};
+    if (json_is_object(schema))
+        (void)ag_coll_read(c, same_schema, &cmp);
+    if (json_is_object(schema) && !cmp.same) {
         json_t *have = local_schema(c);
         const char *f;
         json_t *def;
@@ -416,9 +441,9 @@ static int edit_index(void *ud, json_t *rec, ag_diag_t *diag)
     char was[AG_MAX_NAME_LEN + 1];
     const char *cur = tenant_key_of(schema);
     snprintf(was, sizeof(was), "%s", cur ? cur : "");
-    int rc = e->def ? json_object_set_new(schema, e->name, json_deep_copy(e->def))
-                    : json_object_del(schema, e->name) * 0;
-    if (rc)
+    if (!e->def)
+        json_object_del(schema, e->name); /* removing a field without an index changes nothing */
+    else if (json_object_set_new(schema, e->name, json_deep_copy(e->def)) != 0)
         return AG_ENOMEM;
     /* The store's own rule (store/ag_store.c ag_store_save_schema), checked on the record so
      * that no node is asked to apply what it would refuse. */
@@ -1647,6 +1672,21 @@ int ag_shard_info_sum(ag_call_t *call, json_t *result)
     return rc;
 }
 
+typedef struct shard_count {
+    uint32_t n;
+    uint64_t *counts;
+} shard_count_t;
+
+static bool count_shard(void *ud, uint32_t slot, const ag_point_id_t *id, const json_t *payload)
+{
+    AG_UNUSED(slot);
+    AG_UNUSED(payload);
+    shard_count_t *sc = ud;
+    if (id)
+        sc->counts[shard_of(id, sc->n)]++;
+    return true;
+}
+
 /* GET /collections/{c}/cluster in cluster mode: the placement from etcd (Qdrant's shape). NULL
  * when the collection has no record (a collection of this node only). */
 json_t *ag_shard_cluster_info(ag_call_t *call)
@@ -1657,6 +1697,10 @@ json_t *ag_shard_cluster_info(ag_call_t *call)
         return NULL;
     const char *me = ag_cluster_node_id(cl);
     json_t *local = json_array(), *remote = json_array();
+    /* Qdrant reports each local shard's points: the local points counted by shard (a scan). */
+    shard_count_t sc = {(uint32_t)json_array_size(json_object_get(rec, "shards")), NULL};
+    if (sc.n && sc.n <= 1024 && (sc.counts = calloc(sc.n, sizeof(*sc.counts))) != NULL)
+        ag_coll_scan(call->coll, count_shard, &sc);
     size_t i;
     json_t *s;
     json_array_foreach(json_object_get(rec, "shards"), i, s)
@@ -1666,6 +1710,8 @@ json_t *ag_shard_cluster_info(ag_call_t *call)
                                "peer_id", node, "state", "Active");
         if (node && strcmp(node, me) == 0) {
             json_object_del(sh, "peer_id");
+            if (sc.counts)
+                json_object_set_new(sh, "points_count", json_integer((json_int_t)sc.counts[i]));
             json_array_append_new(local, sh);
         } else {
             json_array_append_new(remote, sh);
@@ -1674,6 +1720,7 @@ json_t *ag_shard_cluster_info(ag_call_t *call)
     json_t *out = json_pack("{s:s,s:O,s:o,s:o,s:[],s:[]}", "peer_id", me, "shard_count",
                             json_object_get(rec, "shard_number"), "local_shards", local,
                             "remote_shards", remote, "shard_transfers", "resharding_operations");
+    free(sc.counts);
     json_decref(rec);
     return out;
 }

@@ -113,9 +113,12 @@ before(async () => {
   await ok(alone, 'PUT', '/collections/before_cluster', { vectors: { size: DIM, distance: 'Dot' } });
   await alone.stop();
   // All three at once, on an empty etcd.
-  nodes.push(...(await Promise.all([0, 1, 2].map((i) => startServer({
+  const started = await Promise.allSettled([0, 1, 2].map((i) => startServer({
     insecure: false, port: NODE_PORTS[i], storage: i === 2 ? cStorage : undefined, env: nodeEnv(i),
-  })))));
+  })));
+  nodes.push(...started.map((r) => (r.status === 'fulfilled' ? r.value : null)));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
 });
 
 after(async () => {
