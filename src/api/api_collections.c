@@ -161,7 +161,7 @@ static int h_update(ag_call_t *call)
     /* Cluster mode: refused here before etcd is written, then recorded and applied everywhere. */
     bool recorded = false;
     if (ag_guard_cluster(call->api->guard) &&
-        ((rc = ag_store_update_check(call->api->store, ag_coll_name(call->coll), call->body,
+        ((rc = ag_store_update_check(call->api->store, ag_coll_name(call->coll), call->body, NULL,
                                      &call->diag)) != 0 ||
          (rc = ag_shard_patch(call, call->body, &recorded)) != 0))
         return rc;

@@ -253,8 +253,11 @@ static int sync_one(ag_api_t *api, const char *name, const json_t *rec, sync_out
     }
     /* PATCH: the whole folded patch, applied again only when it changed. */
     const json_t *patch = json_object_get(rec, "patch");
+    bool changes = false;
     if (json_object_size(patch) && !json_equal(json_object_get(g_patched, name), patch)) {
-        if ((r = ag_store_update_params(api->store, name, patch, &d)) != 0)
+        /* Applied only when it changes something (a node starting has applied it before). */
+        if ((r = ag_store_update_check(api->store, name, patch, &changes, &d)) != 0 ||
+            (changes && (r = ag_store_update_params(api->store, name, patch, &d)) != 0))
             NOTE_FAIL("the collection's parameters");
         else
             json_object_set_new(g_patched, name, json_deep_copy(patch));

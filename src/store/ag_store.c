@@ -1149,7 +1149,7 @@ static int merge_into(json_t *dst, const json_t *src)
 /* check_only: every check of the PATCH, nothing changed (cluster mode refuses a PATCH before
  * recording it in etcd; docs/CLUSTER.md "Collections"). */
 static int update_params(ag_store_t *st, const char *name, const json_t *patch, bool check_only,
-                         ag_diag_t *diag)
+                         bool *changes, ag_diag_t *diag)
 {
     ag_collection_t *c;
     if (ag_store_get(st, name, &c, NULL) != 0)
@@ -1242,6 +1242,8 @@ static int update_params(ag_store_t *st, const char *name, const json_t *patch, 
         }
     }
     if (check_only) {
+        if (changes)
+            *changes = rc == 0 && !json_equal(next, c->params);
         json_decref(next);
         ag_coll_write_end(c);
         ag_coll_unref(c);
@@ -1287,12 +1289,13 @@ static int update_params(ag_store_t *st, const char *name, const json_t *patch, 
 
 int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag)
 {
-    return update_params(st, name, patch, false, diag);
+    return update_params(st, name, patch, false, NULL, diag);
 }
 
-int ag_store_update_check(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag)
+int ag_store_update_check(ag_store_t *st, const char *name, const json_t *patch, bool *changes,
+                          ag_diag_t *diag)
 {
-    return update_params(st, name, patch, true, diag);
+    return update_params(st, name, patch, true, changes, diag);
 }
 
 /* ---- named vectors ------------------------------------------------------------------------- */

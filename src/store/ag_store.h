@@ -48,9 +48,11 @@ int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_d
 /* *existed tells whether anything was deleted. Aliases pointing at it are removed too. */
 int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *diag);
 /* Merges a validated PATCH body into the stored params (no structural change to vectors).
- * ag_store_update_check makes every check of it and changes nothing. */
+ * ag_store_update_check makes every check of it and changes nothing; *changes (may be NULL)
+ * tells whether applying it would change the params. */
 int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag);
-int ag_store_update_check(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag);
+int ag_store_update_check(ag_store_t *st, const char *name, const json_t *patch, bool *changes,
+                          ag_diag_t *diag);
 /* Sets (def non-NULL; takes ownership) or removes (def NULL) the payload index definition of
  * field and persists the schema; on failure the schema is left as it was. *existed (may be NULL)
  * tells whether the field had one; removing a field without one does nothing. Caller holds c's
