@@ -9,7 +9,9 @@
 //   5. PATCH on A (optimizers, metadata, strict mode) and a named vector added on A show on C;
 //      a PATCH refused locally leaves etcd unchanged;
 //   6. a collection deleted while C was down is dropped when C starts again; C's collection
-//      from before cluster mode survives.
+//      from before cluster mode survives;
+//   7. with every etcd member down, an index or tenant change is refused (503) and nothing
+//      changed on any node or in etcd; accepted once etcd is back.
 // Skipped, saying so, when etcd is not installed.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -97,16 +99,20 @@ const nodeEnv = (i) => ({
 });
 const cStorage = path.join(tmp, 'node-c');
 
-before(async () => {
-  if (SKIP) return;
-  for (let i = 0; i < 3; i++) members.push(startEtcd(i));
+async function etcdUp() {
   await until('etcd', async () => {
     const r = await fetch(`http://127.0.0.1:${ETCD_PORTS[0]}/v3/maintenance/status`, {
       method: 'POST', body: '{}', signal: AbortSignal.timeout(1000),
     });
     const s = await r.json();
     return !!s.leader && s.leader !== '0';
-  });
+  }, 30000 * TIME_SCALE);
+}
+
+before(async () => {
+  if (SKIP) return;
+  for (let i = 0; i < 3; i++) members.push(startEtcd(i));
+  await etcdUp();
   // Node C ran alone before joining: its collection must survive cluster mode.
   fs.mkdirSync(cStorage);
   const alone = await startServer({ insecure: false, port: NODE_PORTS[2], storage: cStorage, env: { AEGIS__SERVICE__API_KEY: ROOT_KEY } });
@@ -267,4 +273,32 @@ test('a collection deleted while a node was down is dropped when it starts', { s
   assert.equal((await call(C, 'GET', '/collections/before_cluster')).status, 200);
   // And the cluster's collections are all there.
   for (const name of ['mi', 'mt', 'mp']) assert.equal((await call(C, 'GET', `/collections/${name}`)).status, 200, name);
+});
+
+test('etcd unreachable: a metadata change is refused with 503 and nothing changes anywhere', { skip: SKIP }, async () => {
+  const [A, B, C] = nodes;
+  for (const m of members) m.proc.kill('SIGKILL');
+  await Promise.all(members.map((m) => m.exited));
+  try {
+    const r = await call(A, 'PUT', '/collections/mi/index?wait=true', { field_name: 'n', field_schema: 'integer' });
+    assert.equal(r.status, 503, r.text);
+    assert.match(r.json.status.error, /etcd is unreachable|cannot confirm/);
+    const t = await call(C, 'POST', '/collections/mt/tenants', { name: 'umbrella' });
+    assert.equal(t.status, 503, t.text);
+    assert.match(t.json.status.error, /etcd is unreachable|cannot confirm/);
+  } finally {
+    for (let i = 0; i < 3; i++) members[i] = startEtcd(i);
+  }
+  await etcdUp();
+  for (const n of nodes) await until(`${n.port} ready again`, async () => (await call(n, 'GET', '/readyz')).status === 200, 30000 * TIME_SCALE);
+  for (const n of nodes) {
+    assert.equal((await ok(n, 'GET', '/collections/mi/cluster')).local_shards.length, 1);
+    const info = await ok(n, 'GET', '/collections/mi');
+    assert.equal(info.payload_schema.n, undefined, `index n on ${n.port}`);
+    assert.ok(!(await ok(n, 'GET', '/collections/mt/tenants')).tenants.some((x) => x.name === 'umbrella'));
+  }
+  assert.equal((await etcdGet('/aegis/meta/collections/mi')).value.schema.n, undefined);
+  // And the same change is accepted once etcd is back.
+  await ok(B, 'PUT', '/collections/mi/index?wait=true', { field_name: 'n', field_schema: 'integer' });
+  for (const n of nodes) await until(`index n on ${n.port}`, async () => !!(await ok(n, 'GET', '/collections/mi')).payload_schema.n);
 });
