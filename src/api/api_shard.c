@@ -339,7 +339,7 @@ static int sync_name(ag_api_t *api, const char *name, sync_out_t *out, ag_diag_t
 {
     ag_cluster_t *cl = ag_guard_cluster(api->guard);
     pthread_mutex_lock(&sync_mu);
-    json_t *rec = ag_cluster_meta_get(cl, name);
+    json_t *rec = ag_cluster_meta_get_full(cl, name);
     int rc = 0;
     if (rec) {
         rc = sync_one(api, name, rec, out, diag);

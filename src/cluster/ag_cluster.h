@@ -94,9 +94,11 @@ int ag_cluster_meta_delete(ag_cluster_t *cl, const char *name, bool *existed, ag
 typedef int (*ag_cluster_edit_fn)(void *ud, json_t *rec, ag_diag_t *diag);
 int ag_cluster_meta_update(ag_cluster_t *cl, const char *name, ag_cluster_edit_fn edit, void *ud,
                            ag_diag_t *diag);
-/* A new reference to the collection's record from the cache, or NULL when etcd holds none (a
- * collection of this node only). */
+/* A new copy of the collection's placement from the cache ({config, shard_number, shards}; the
+ * caller owns it), or NULL when etcd holds none (a collection of this node only). */
 json_t *ag_cluster_meta_get(ag_cluster_t *cl, const char *name);
+/* The same with every section of the record (schema, tenants, patch, vectors): a new copy. */
+json_t *ag_cluster_meta_get_full(ag_cluster_t *cl, const char *name);
 
 /* ---- node-to-node calls (ag_peer.c; docs/CLUSTER.md "Node-to-node calls") -------------------- */
 

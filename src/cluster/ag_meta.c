@@ -52,8 +52,10 @@ static bool cache_put(ag_cluster_t *cl, const char *name, json_t *rec, uint64_t 
     json_int_t have = json_integer_value(json_object_get(cl->meta_rev, name));
     if (rev && (uint64_t)have > rev)
         return false;
+    /* The cache owns private copies, read and copied only under meta_mu: jansson's reference
+     * counts are never shared between threads (its incref reads the count unguarded). */
     if (rec)
-        json_object_set(cl->meta, name, rec);
+        json_object_set_new(cl->meta, name, json_deep_copy(rec));
     else
         json_object_del(cl->meta, name);
     if (rev)
@@ -378,7 +380,29 @@ json_t *ag_cluster_meta_get(ag_cluster_t *cl, const char *name)
     if (!cl)
         return NULL;
     pthread_mutex_lock(&cl->meta_mu);
-    json_t *rec = json_incref(json_object_get(cl->meta, name));
+    const json_t *rec = json_object_get(cl->meta, name);
+    /* The placement only (what routing reads): the tenants or schema may be large. */
+    json_t *out = rec ? json_object() : NULL;
+    static const char *const keys[] = {"config", "shard_number", "shards"};
+    for (size_t i = 0; out && i < AG_ARRAY_LEN(keys); i++) {
+        const json_t *v = json_object_get(rec, keys[i]);
+        if (v && json_object_set_new(out, keys[i], json_deep_copy(v)) != 0) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    pthread_mutex_unlock(&cl->meta_mu);
+    if (rec && !out)
+        ag_log(AG_LOG_WARN, "cluster: out of memory copying the record of %s", name);
+    return out;
+}
+
+json_t *ag_cluster_meta_get_full(ag_cluster_t *cl, const char *name)
+{
+    if (!cl)
+        return NULL;
+    pthread_mutex_lock(&cl->meta_mu);
+    json_t *rec = json_deep_copy(json_object_get(cl->meta, name));
     pthread_mutex_unlock(&cl->meta_mu);
     return rec;
 }
