@@ -179,6 +179,23 @@ int ag_shard_route(ag_call_t *call, bool *handled);
 int ag_shard_alias_actions(ag_call_t *call, const json_t *actions, ag_alias_check_fn check,
                            bool *handled);
 json_t *ag_shard_cluster_info(ag_call_t *call);
+/* Collection metadata in cluster mode (docs/CLUSTER.md "Collections"): each records the change in
+ * the collection's etcd record (compare-and-swap; 503 and nothing changed without etcd), then
+ * brings this node's collection to the record; the other nodes follow through their watch.
+ * *recorded false when there is nothing to record (a single node, a shard-local call, a
+ * collection created before cluster mode): the handler then changes its collection itself.
+ * Checks that only the store can make run first (the handlers' job). */
+int ag_shard_index_change(ag_call_t *call, const char *field, const json_t *def, bool *recorded);
+enum { AG_SHARD_TENANT_CREATE, AG_SHARD_TENANT_ACTIVE, AG_SHARD_TENANT_DELETE };
+/* *first: the tenant created is the collection's first; *deleted (may be NULL): points deleted
+ * here with a deleted tenant. */
+int ag_shard_tenant_change(ag_call_t *call, int op, const char *tenant, bool active, bool *recorded,
+                           bool *first, size_t *deleted);
+int ag_shard_patch(ag_call_t *call, const json_t *patch, bool *recorded);
+int ag_shard_vector_change(ag_call_t *call, const char *vname, const json_t *cfg, bool *recorded);
+/* GET /collections/{c} on a sharded collection: the counts of result (this node's) summed with
+ * every other node's (a node down: 503 naming it). 0 and nothing done otherwise. */
+int ag_shard_info_sum(ag_call_t *call, json_t *result);
 /* GET /metrics and GET /telemetry (api/api_metrics.c; docs/API.md "Metrics"). */
 int ag_api_metrics(ag_call_t *call);
 int ag_api_telemetry(ag_call_t *call);

@@ -92,7 +92,10 @@ static int h_info(ag_call_t *call)
                   "vectors_count", vectors, "indexed_vectors_count", indexed, "points_count",
                   points, "segments_count", 1, "config", config, "payload_schema", stats.schema);
     ag_coll_unref(c);
-    return call->result ? 0 : AG_ENOMEM;
+    if (!call->result)
+        return AG_ENOMEM;
+    /* Cluster mode: a collection with shards on other nodes counts them all (api_shard.c). */
+    return ag_shard_info_sum(call, call->result);
 }
 
 static int h_create(ag_call_t *call)
@@ -155,8 +158,16 @@ static int h_update(ag_call_t *call)
     if (!call->coll)
         return ag_fail(&call->diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!",
                        call->params[0]);
-    rc =
-        ag_store_update_params(call->api->store, ag_coll_name(call->coll), call->body, &call->diag);
+    /* Cluster mode: refused here before etcd is written, then recorded and applied everywhere. */
+    bool recorded = false;
+    if (ag_guard_cluster(call->api->guard) &&
+        ((rc = ag_store_update_check(call->api->store, ag_coll_name(call->coll), call->body, NULL,
+                                     &call->diag)) != 0 ||
+         (rc = ag_shard_patch(call, call->body, &recorded)) != 0))
+        return rc;
+    if (!recorded)
+        rc = ag_store_update_params(call->api->store, ag_coll_name(call->coll), call->body,
+                                    &call->diag);
     if (rc)
         return rc;
     call->result = json_true();
@@ -324,6 +335,13 @@ static int h_index_create(ag_call_t *call)
     json_t *def = NULL;
     if ((rc = parse_field_schema(fs, &def, &call->diag)) != 0)
         return rc;
+    bool recorded = false; /* cluster mode: etcd first, then every node (docs/CLUSTER.md) */
+    if ((rc = ag_shard_index_change(call, field, def, &recorded)) != 0 || recorded) {
+        json_decref(def);
+        if (rc == 0)
+            call->result = ag_update_result(call);
+        return rc;
+    }
     set_index_t si = {call, field, def};
     rc = ag_call_write(call, set_index, &si);
     if (!si.def_taken)
@@ -336,8 +354,15 @@ static int h_index_create(ag_call_t *call)
 
 static int h_index_delete(ag_call_t *call)
 {
+    bool recorded = false;
+    int rc = ag_shard_index_change(call, call->params[1], NULL, &recorded);
+    if (rc || recorded) {
+        if (rc == 0)
+            call->result = ag_update_result(call);
+        return rc;
+    }
     set_index_t si = {call, call->params[1], NULL};
-    int rc = ag_call_write(call, set_index, &si);
+    rc = ag_call_write(call, set_index, &si);
     if (rc)
         return rc;
     call->result = ag_update_result(call);
@@ -354,8 +379,14 @@ static int h_vector_create(ag_call_t *call)
     int rc = AG_JSON_ONLY(call->body, "", &call->diag, "dense", "sparse");
     if (rc)
         return rc;
-    if ((rc = ag_store_vector_change(call->api->store, call->params[0], call->params[1], call->body,
-                                     &call->diag)) != 0)
+    bool recorded = false;
+    if (ag_guard_cluster(call->api->guard) &&
+        ((rc = ag_store_vector_check(call->api->store, call->params[0], call->params[1], call->body,
+                                     &call->diag)) != 0 ||
+         (rc = ag_shard_vector_change(call, call->params[1], call->body, &recorded)) != 0))
+        return rc;
+    if (!recorded && (rc = ag_store_vector_change(call->api->store, call->params[0],
+                                                  call->params[1], call->body, &call->diag)) != 0)
         return rc;
     call->result = ag_update_result(call);
     return 0;
@@ -363,7 +394,15 @@ static int h_vector_create(ag_call_t *call)
 
 static int h_vector_delete(ag_call_t *call)
 {
-    int rc = ag_store_vector_change(call->api->store, call->params[0], call->params[1], NULL,
+    bool recorded = false;
+    int rc = 0;
+    if (ag_guard_cluster(call->api->guard) &&
+        ((rc = ag_store_vector_check(call->api->store, call->params[0], call->params[1], NULL,
+                                     &call->diag)) != 0 ||
+         (rc = ag_shard_vector_change(call, call->params[1], NULL, &recorded)) != 0))
+        return rc;
+    if (!recorded)
+        rc = ag_store_vector_change(call->api->store, call->params[0], call->params[1], NULL,
                                     &call->diag);
     if (rc)
         return rc;

@@ -12,14 +12,17 @@
  */
 #include <pthread.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "ag_api.h"
 #include "ag_clock.h"
+#include "ag_file.h"
 #include "ag_guard.h"
 #include "ag_id.h"
 #include "ag_log.h"
 #include "cluster/ag_cluster.h"
 #include "index/ag_distance.h"
+#include "store/ag_write.h"
 #include "json/ag_json.h"
 
 #define MAX_NODES 64
@@ -28,26 +31,549 @@ static ag_api_t *g_api; /* the api the metadata watch applies to (one per proces
 
 /* ---- the catalog follows etcd ------------------------------------------------------------- */
 
-static void meta_changed(void *ud, const char *name, const json_t *rec)
+/* Bringing a local collection to its record (docs/CLUSTER.md "Collections"): sync_mu serialises
+ * it, whether the watch or a request of this node does it, and it always works from the newest
+ * record in the cache (never from the event that triggered it), so a late event cannot take a
+ * collection back. g_patched remembers, per collection, the folded PATCH last applied here (a
+ * PATCH is applied again only when it changed). */
+static pthread_mutex_t sync_mu = PTHREAD_MUTEX_INITIALIZER;
+static json_t *g_patched;
+
+/* The local collections bound to a cluster record (docs/CLUSTER.md "Collections"): names in
+ * <storage>/cluster-collections.json, a JSON array replaced whole (base/ag_file.h) whenever it
+ * changes, under sync_mu. At start a node drops those of them etcd no longer has (deleted while
+ * it was down); a collection never bound to a record (from before cluster mode) is never listed,
+ * so it survives. */
+static json_t *g_bound; /* name -> true */
+static char g_bound_path[4200];
+
+static void bound_note(const char *name, bool on)
 {
-    ag_api_t *api = ud;
-    ag_diag_t d = {{0}};
+    if (!g_bound || (json_object_get(g_bound, name) != NULL) == on)
+        return;
+    if (on)
+        json_object_set_new(g_bound, name, json_true());
+    else
+        json_object_del(g_bound, name);
+    json_t *arr = json_array();
+    const char *k;
+    json_t *v;
+    json_object_foreach(g_bound, k, v) json_array_append_new(arr, json_string(k));
+    char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    if (!text || ag_file_replace(g_bound_path, text, strlen(text), 0600) != 0)
+        ag_log(AG_LOG_WARN, "cluster: cannot write %s (collections bound to etcd)", g_bound_path);
+    free(text);
+}
+
+static int bound_load(ag_api_t *api, ag_diag_t *diag)
+{
+    snprintf(g_bound_path, sizeof(g_bound_path), "%s/cluster-collections.json",
+             api->cfg->storage_path);
+    g_bound = json_object();
+    if (!g_bound)
+        return AG_ENOMEM;
+    if (access(g_bound_path, F_OK) != 0)
+        return 0;
+    json_error_t jerr;
+    json_t *arr = json_load_file(g_bound_path, 0, &jerr);
+    if (!json_is_array(arr)) {
+        json_decref(arr);
+        return ag_fail(diag, AG_ESTORAGE, "cluster: %s is corrupt (%s)", g_bound_path, jerr.text);
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (json_is_string(v))
+            json_object_set_new(g_bound, json_string_value(v), json_true());
+    }
+    json_decref(arr);
+    return 0;
+}
+
+/* What a sync did that a request reports. */
+typedef struct sync_out {
+    size_t deleted_points; /* points of tenants dropped */
+} sync_out_t;
+
+/* The collection's payload schema as index definitions (a new object: field -> {data_type,
+ * params?}, without the counts GET /collections adds), or NULL without memory. */
+static json_t *local_schema(ag_collection_t *c)
+{
+    ag_coll_stats_t stats;
+    if (ag_coll_stats(c, NULL, &stats) != 0)
+        return NULL;
+    json_decref(stats.params);
+    const char *f;
+    json_t *def;
+    json_object_foreach(stats.schema, f, def) json_object_del(def, "points");
+    return stats.schema;
+}
+
+/* The collection's declared tenants as the store holds them (a new object: name -> {active}). */
+static json_t *local_tenants(ag_api_t *api, const char *name, const char **key_out, char *key,
+                             size_t cap)
+{
+    ag_tenancy_t *snap = NULL;
+    json_t *out = NULL;
+    key[0] = '\0';
+    if (ag_store_tenancy(api->store, name, &snap) == 0) {
+        const json_t *t = ag_tenancy_json(snap);
+        out = json_deep_copy(json_object_get(t, "tenants"));
+        const char *k = json_string_value(json_object_get(t, "key"));
+        if (k)
+            snprintf(key, cap, "%s", k);
+    }
+    ag_tenancy_release(snap);
+    if (key_out)
+        *key_out = key[0] ? key : NULL;
+    if (!json_is_object(out)) {
+        json_decref(out);
+        out = json_object();
+    }
+    return out;
+}
+
+/* Does the collection have exactly the indexes `want` defines? Cheap (no count of points), under
+ * the read lock: a sync whose record did not change the indexes costs no scan. */
+typedef struct schema_cmp {
+    const json_t *want;
+    bool same;
+} schema_cmp_t;
+
+static int same_schema(void *ud, ag_collection_t *c)
+{
+    schema_cmp_t *s = ud;
+    s->same = ag_coll_index_count(c) == json_object_size(s->want);
+    const char *f;
+    json_t *def;
+    json_object_foreach((json_t *)s->want, f, def)
+    {
+        if (!s->same)
+            break;
+        json_t *have = ag_coll_index_def(c, f); /* a copy: ours */
+        s->same = json_equal(have, def);
+        json_decref(have);
+    }
+    return 0;
+}
+
+/* One metadata step on a local collection, in its write session. */
+typedef enum { S_INDEX, S_TENANT_SET, S_TENANT_DROP } step_op_t;
+typedef struct step {
+    ag_api_t *api;
+    step_op_t op;
+    const char *field; /* S_INDEX: the field; S_TENANT_*: the tenant */
+    json_t *def;       /* S_INDEX: new definition (taken), NULL = remove */
+    bool create, active;
+    const char *key; /* S_TENANT_DROP: the tenant key */
+    size_t deleted;
+    ag_diag_t *diag;
+} step_t;
+
+static int run_step(void *ud, ag_collection_t *c)
+{
+    step_t *s = ud;
+    switch (s->op) {
+    case S_INDEX: {
+        json_t *def = s->def;
+        s->def = NULL;
+        return ag_store_set_index(s->api->store, c, s->field, def, NULL, s->diag);
+    }
+    case S_TENANT_SET:
+        return ag_store_tenant_set(s->api->store, c, s->field, s->create, s->active, s->diag);
+    case S_TENANT_DROP:
+        return ag_store_tenant_delete(s->api->store, c, s->key, s->field, &s->deleted, s->diag);
+    }
+    return AG_EINTERNAL;
+}
+
+static int step_on(ag_api_t *api, ag_collection_t *c, step_t *s, ag_diag_t *diag)
+{
+    s->api = api;
+    s->diag = diag;
+    int rc = ag_coll_write(c, run_step, s);
+    json_decref(s->def);
+    s->def = NULL;
+    return rc;
+}
+
+/* Does the local collection have vector vname (dense or sparse)? */
+static bool has_vector(ag_collection_t *c, const char *vname)
+{
+    return ag_coll_vector(c, vname) >= 0 || ag_coll_sparse(c, vname) >= 0;
+}
+
+/* Brings local collection `name` to rec (sync_mu held): created if missing, then named vectors,
+ * the folded PATCH, payload indexes and tenants made equal to the record (sections the record
+ * lacks — records written before they existed — are left alone). Returns the first failure (with
+ * diag), having tried every step. */
+static int sync_one(ag_api_t *api, const char *name, const json_t *rec, sync_out_t *out,
+                    ag_diag_t *diag)
+{
     ag_collection_t *c = NULL;
-    bool exists = ag_store_get(api->store, name, &c, NULL) == 0;
-    if (c)
-        ag_coll_unref(c);
-    if (rec && !exists) {
-        if (ag_store_create(api->store, name, json_object_get(rec, "config"), &d) != 0 &&
-            ag_store_get(api->store, name, &c, NULL) != 0)
+    int first = 0;
+    ag_diag_t d = {{0}};
+    int r;
+    if (ag_store_get(api->store, name, &c, NULL) != 0) {
+        if ((r = ag_store_create(api->store, name, json_object_get(rec, "config"), &d)) != 0 &&
+            ag_store_get(api->store, name, &c, NULL) != 0) {
             ag_log(AG_LOG_WARN, "cluster: cannot create collection %s from etcd: %s", name, d.msg);
-        else if (c)
+            return ag_fail(diag, r, "%s", d.msg);
+        }
+        if (!c && ag_store_get(api->store, name, &c, NULL) != 0)
+            return ag_fail(diag, AG_EINTERNAL, "cluster: collection %s vanished", name);
+    }
+    bound_note(name, true);
+#define NOTE_FAIL(what)                                                                            \
+    do {                                                                                           \
+        ag_log(AG_LOG_WARN, "cluster: collection %s: cannot apply %s from etcd: %s", name, what,   \
+               d.msg);                                                                             \
+        if (!first)                                                                                \
+            first = ag_fail(diag, r, "%s", d.msg);                                                 \
+        d = (ag_diag_t){{0}};                                                                      \
+    } while (0)
+    /* Named vectors added or removed after creation. */
+    const char *vname;
+    json_t *vcfg;
+    bool reopened = false;
+    json_object_foreach((json_t *)json_object_get(rec, "vectors"), vname, vcfg)
+    {
+        bool want = !json_is_null(vcfg), have = has_vector(c, vname);
+        if (want == have)
+            continue;
+        if ((r = ag_store_vector_change(api->store, name, vname, want ? vcfg : NULL, &d)) != 0)
+            NOTE_FAIL("a named vector");
+        reopened = true;
+    }
+    if (reopened) { /* the catalog serves a freshly loaded collection */
+        ag_coll_unref(c);
+        c = NULL;
+        if (ag_store_get(api->store, name, &c, NULL) != 0)
+            return first ? first : ag_fail(diag, AG_ENOTFOUND, "collection %s vanished", name);
+    }
+    /* PATCH: the whole folded patch, applied again only when it changed. */
+    const json_t *patch = json_object_get(rec, "patch");
+    bool changes = false;
+    if (json_object_size(patch) && !json_equal(json_object_get(g_patched, name), patch)) {
+        /* Applied only when it changes something (a node starting has applied it before). */
+        if ((r = ag_store_update_check(api->store, name, patch, &changes, &d)) != 0 ||
+            (changes && (r = ag_store_update_params(api->store, name, patch, &d)) != 0))
+            NOTE_FAIL("the collection's parameters");
+        else
+            json_object_set_new(g_patched, name, json_deep_copy(patch));
+    }
+    /* Tenants the record no longer declares go first (with their points): while tenants are
+     * declared their key index cannot change, and the record may have changed both. */
+    const json_t *tenants = json_object_get(rec, "tenants");
+    if (json_is_object(tenants)) {
+        char keybuf[1024];
+        const char *key = NULL;
+        json_t *have = local_tenants(api, name, &key, keybuf, sizeof(keybuf));
+        const char *t;
+        json_t *info;
+        json_object_foreach(have, t, info)
+        {
+            if (json_object_get(tenants, t) || !key)
+                continue;
+            step_t s = {.op = S_TENANT_DROP, .field = t, .key = key};
+            if ((r = step_on(api, c, &s, &d)) != 0)
+                NOTE_FAIL("a tenant's deletion");
+            else if (out)
+                out->deleted_points += s.deleted;
+        }
+        json_decref(have);
+    }
+    /* Payload indexes. */
+    const json_t *schema = json_object_get(rec, "schema");
+    schema_cmp_t cmp = {schema, false};
+    if (json_is_object(schema))
+        (void)ag_coll_read(c, same_schema, &cmp);
+    if (json_is_object(schema) && !cmp.same) {
+        json_t *have = local_schema(c);
+        const char *f;
+        json_t *def;
+        json_object_foreach((json_t *)schema, f, def)
+        {
+            if (json_equal(json_object_get(have, f), def))
+                continue;
+            step_t s = {.op = S_INDEX, .field = f, .def = json_deep_copy(def)};
+            if ((r = step_on(api, c, &s, &d)) != 0)
+                NOTE_FAIL("a payload index");
+        }
+        json_object_foreach(have, f, def)
+        {
+            if (json_object_get(schema, f))
+                continue;
+            step_t s = {.op = S_INDEX, .field = f, .def = NULL};
+            if ((r = step_on(api, c, &s, &d)) != 0)
+                NOTE_FAIL("a payload index removal");
+        }
+        json_decref(have);
+    }
+    /* Tenants declared or (de)activated (after the indexes: the tenant key is an index). */
+    if (json_is_object(tenants)) {
+        char keybuf[1024];
+        json_t *have = local_tenants(api, name, NULL, keybuf, sizeof(keybuf));
+        const char *t;
+        json_t *info;
+        json_object_foreach((json_t *)tenants, t, info)
+        {
+            bool active = json_is_true(json_object_get(info, "active"));
+            json_t *cur = json_object_get(have, t);
+            if (cur && json_is_true(json_object_get(cur, "active")) == active)
+                continue;
+            step_t s = {.op = S_TENANT_SET, .field = t, .create = cur == NULL, .active = active};
+            if ((r = step_on(api, c, &s, &d)) != 0)
+                NOTE_FAIL("a tenant");
+        }
+        json_decref(have);
+    }
+#undef NOTE_FAIL
+    ag_coll_unref(c);
+    return first;
+}
+
+/* Brings local collection `name` to what the cache holds now: dropped when etcd no longer has
+ * it, else sync_one. */
+static int sync_name(ag_api_t *api, const char *name, sync_out_t *out, ag_diag_t *diag)
+{
+    ag_cluster_t *cl = ag_guard_cluster(api->guard);
+    pthread_mutex_lock(&sync_mu);
+    json_t *rec = ag_cluster_meta_get_full(cl, name);
+    int rc = 0;
+    if (rec) {
+        rc = sync_one(api, name, rec, out, diag);
+    } else {
+        ag_collection_t *c = NULL;
+        bool exists = ag_store_get(api->store, name, &c, NULL) == 0;
+        if (c)
             ag_coll_unref(c);
-    } else if (!rec && exists) {
         bool existed = false;
-        if (ag_store_delete(api->store, name, &existed, &d) != 0)
+        ag_diag_t d = {{0}};
+        if (exists && ag_store_delete(api->store, name, &existed, &d) != 0)
             ag_log(AG_LOG_WARN, "cluster: cannot drop collection %s deleted in etcd: %s", name,
                    d.msg);
+        json_object_del(g_patched, name);
+        if (!exists || existed)
+            bound_note(name, false);
     }
+    pthread_mutex_unlock(&sync_mu);
+    json_decref(rec);
+    return rc;
+}
+
+static void meta_changed(void *ud, const char *name, const json_t *rec)
+{
+    AG_UNUSED(rec); /* the cache's newest record is what counts */
+    ag_diag_t d = {{0}};
+    (void)sync_name(ud, name, NULL, &d);
+}
+
+/* Records a change of the call's collection in etcd (edit, on the record), then brings this node's
+ * collection to the new record. *recorded false when there is nothing to record (a single node,
+ * a shard-local call, a collection without a record): the caller changes its collection itself. */
+static int ag_shard_meta_change(ag_call_t *call, ag_cluster_edit_fn edit, void *ud, bool *recorded,
+                                size_t *deleted_points)
+{
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    *recorded = false;
+    if (!cl || call->shard_local || !call->coll)
+        return 0;
+    const char *name = ag_coll_name(call->coll);
+    call->diag.msg[0] = '\0';
+    int rc = ag_cluster_meta_update(cl, name, edit, ud, &call->diag);
+    if (rc == AG_ENOTFOUND && !call->diag.msg[0])
+        return 0; /* no record: a collection of this node only */
+    if (rc)
+        return rc;
+    *recorded = true;
+    sync_out_t out = {0};
+    rc = sync_name(call->api, name, &out, &call->diag);
+    if (deleted_points)
+        *deleted_points = out.deleted_points;
+    return rc;
+}
+
+/* ---- metadata changes: etcd first, then this node ------------------------------------------ */
+
+/* The tenant key a schema names: its keyword / uuid index with params.is_tenant, or NULL. */
+static const char *tenant_key_of(const json_t *schema)
+{
+    const char *f;
+    json_t *def;
+    json_object_foreach((json_t *)schema, f, def)
+    {
+        if (json_is_true(json_object_get(json_object_get(def, "params"), "is_tenant")))
+            return f;
+    }
+    return NULL;
+}
+
+/* The record's section `key` (schema or tenants), taken from this node's collection when the
+ * record was written before the section existed. Borrowed from rec; NULL without memory. */
+static json_t *section(ag_call_t *call, json_t *rec, const char *key)
+{
+    json_t *sec = json_object_get(rec, key);
+    if (json_is_object(sec))
+        return sec;
+    char buf[1024];
+    sec = strcmp(key, "schema") == 0
+              ? local_schema(call->coll)
+              : local_tenants(call->api, ag_coll_name(call->coll), NULL, buf, sizeof(buf));
+    if (!sec || json_object_set_new(rec, key, sec) != 0)
+        return NULL;
+    return sec;
+}
+
+typedef struct meta_edit {
+    ag_call_t *call;
+    const char *name; /* field, tenant or vector */
+    const json_t *def;
+    int op;
+    bool active;
+    bool first; /* out: a tenant created as the first one */
+} meta_edit_t;
+
+static int edit_index(void *ud, json_t *rec, ag_diag_t *diag)
+{
+    meta_edit_t *e = ud;
+    json_t *schema = section(e->call, rec, "schema");
+    json_t *tenants = section(e->call, rec, "tenants");
+    if (!schema || !tenants)
+        return AG_ENOMEM;
+    char was[AG_MAX_NAME_LEN + 1];
+    const char *cur = tenant_key_of(schema);
+    snprintf(was, sizeof(was), "%s", cur ? cur : "");
+    if (!e->def)
+        json_object_del(schema, e->name); /* removing a field without an index changes nothing */
+    else if (json_object_set_new(schema, e->name, json_deep_copy(e->def)) != 0)
+        return AG_ENOMEM;
+    /* The store's own rule (store/ag_store.c ag_store_save_schema), checked on the record so
+     * that no node is asked to apply what it would refuse. */
+    const char *next = tenant_key_of(schema);
+    size_t declared = json_object_size(tenants);
+    if (declared && (!next || !cur || strcmp(next, was) != 0))
+        return ag_fail(diag, AG_ECONFLICT,
+                       "the payload index on `%.200s` is the tenant key of %zu declared tenant(s); "
+                       "it cannot be dropped, replaced or joined by another is_tenant index while "
+                       "tenants are declared (delete them first)",
+                       was, declared);
+    return 0;
+}
+
+int ag_shard_index_change(ag_call_t *call, const char *field, const json_t *def, bool *recorded)
+{
+    meta_edit_t e = {.call = call, .name = field, .def = def};
+    return ag_shard_meta_change(call, edit_index, &e, recorded, NULL);
+}
+
+static int edit_tenant(void *ud, json_t *rec, ag_diag_t *diag)
+{
+    meta_edit_t *e = ud;
+    json_t *tenants = section(e->call, rec, "tenants");
+    if (!tenants || !section(e->call, rec, "schema"))
+        return AG_ENOMEM;
+    const char *coll = ag_coll_name(e->call->coll);
+    json_t *cur = json_object_get(tenants, e->name);
+    if (e->op == AG_SHARD_TENANT_CREATE && cur)
+        return ag_fail(diag, AG_EEXIST, "tenant `%s` already exists in collection `%s`", e->name,
+                       coll);
+    if (e->op != AG_SHARD_TENANT_CREATE && !cur)
+        return ag_fail(diag, AG_ENOTFOUND, "tenant `%s` doesn't exist in collection `%s`", e->name,
+                       coll);
+    e->first = e->op == AG_SHARD_TENANT_CREATE && json_object_size(tenants) == 0;
+    if (e->op == AG_SHARD_TENANT_DELETE)
+        return json_object_del(tenants, e->name) ? AG_EINTERNAL : 0;
+    return json_object_set_new(tenants, e->name, json_pack("{s:b}", "active", e->active))
+               ? AG_ENOMEM
+               : 0;
+}
+
+int ag_shard_tenant_change(ag_call_t *call, int op, const char *tenant, bool active, bool *recorded,
+                           bool *first, size_t *deleted)
+{
+    meta_edit_t e = {
+        .call = call, .name = tenant, .op = op, .active = op == AG_SHARD_TENANT_CREATE || active};
+    int rc = ag_shard_meta_change(call, edit_tenant, &e, recorded, deleted);
+    if (first)
+        *first = e.first;
+    return rc;
+}
+
+/* Folds a PATCH into the record's folded patch, so that applying the fold once does what
+ * applying each PATCH in turn did (store/ag_store.c merge_into): null leaves a setting as it is
+ * (kept out of the fold), objects merge, a quantization_config replaces the one before, and in
+ * `metadata` a null removes its key (so the fold keeps that null). */
+static int fold_patch(json_t *dst, const json_t *src, bool metadata)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)src, k, v)
+    {
+        json_t *cur = json_object_get(dst, k);
+        if (json_is_null(v) && !metadata)
+            continue;
+        if (!metadata && strcmp(k, "metadata") == 0 && json_is_object(v)) {
+            if (!json_is_object(cur)) {
+                if (json_object_set_new(dst, k, json_object()) != 0)
+                    return AG_ENOMEM;
+                cur = json_object_get(dst, k);
+            }
+            if (fold_patch(cur, v, true) != 0)
+                return AG_ENOMEM;
+            continue;
+        }
+        if (!metadata && strcmp(k, "quantization_config") != 0 && json_is_object(cur) &&
+            json_is_object(v)) {
+            if (fold_patch(cur, v, false) != 0)
+                return AG_ENOMEM;
+        } else if (json_object_set_new(dst, k, json_deep_copy(v)) != 0) {
+            return AG_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static int edit_patch(void *ud, json_t *rec, ag_diag_t *diag)
+{
+    AG_UNUSED(diag);
+    meta_edit_t *e = ud;
+    json_t *patch = json_object_get(rec, "patch");
+    if (!json_is_object(patch)) {
+        if (json_object_set_new(rec, "patch", json_object()) != 0)
+            return AG_ENOMEM;
+        patch = json_object_get(rec, "patch");
+    }
+    return fold_patch(patch, e->def, false);
+}
+
+int ag_shard_patch(ag_call_t *call, const json_t *patch, bool *recorded)
+{
+    meta_edit_t e = {.call = call, .def = patch};
+    return ag_shard_meta_change(call, edit_patch, &e, recorded, NULL);
+}
+
+static int edit_vector(void *ud, json_t *rec, ag_diag_t *diag)
+{
+    AG_UNUSED(diag);
+    meta_edit_t *e = ud;
+    json_t *vecs = json_object_get(rec, "vectors");
+    if (!json_is_object(vecs)) {
+        if (json_object_set_new(rec, "vectors", json_object()) != 0)
+            return AG_ENOMEM;
+        vecs = json_object_get(rec, "vectors");
+    }
+    return json_object_set_new(vecs, e->name, e->def ? json_deep_copy(e->def) : json_null())
+               ? AG_ENOMEM
+               : 0;
+}
+
+int ag_shard_vector_change(ag_call_t *call, const char *vname, const json_t *cfg, bool *recorded)
+{
+    meta_edit_t e = {.call = call, .name = vname, .def = cfg};
+    return ag_shard_meta_change(call, edit_vector, &e, recorded, NULL);
 }
 
 /* Aliases (docs/CLUSTER.md "Collections"): the whole list lives in etcd; a change is applied
@@ -146,7 +672,37 @@ int ag_shard_start(ag_api_t *api, ag_diag_t *diag)
     if (!cl)
         return 0;
     g_api = api;
-    return ag_cluster_meta_start(cl, meta_changed, aliases_changed, api, diag);
+    if (!g_patched && !(g_patched = json_object()))
+        return AG_ENOMEM;
+    int rc = bound_load(api, diag);
+    if (rc == 0)
+        rc = ag_cluster_meta_start(cl, meta_changed, aliases_changed, api, diag);
+    if (rc)
+        return rc;
+    /* Collections bound to a record that etcd no longer holds were deleted while this node was
+     * down: dropped now (the watch would have dropped them). */
+    pthread_mutex_lock(&sync_mu);
+    json_t *gone = json_array();
+    const char *name;
+    json_t *v;
+    json_object_foreach(g_bound, name, v)
+    {
+        json_t *rec = ag_cluster_meta_get(cl, name);
+        if (!rec)
+            json_array_append_new(gone, json_string(name));
+        json_decref(rec);
+    }
+    pthread_mutex_unlock(&sync_mu);
+    size_t i;
+    json_array_foreach(gone, i, v)
+    {
+        ag_diag_t d = {{0}};
+        ag_log(AG_LOG_INFO, "cluster: collection %s was deleted while this node was down: dropped",
+               json_string_value(v));
+        (void)sync_name(api, json_string_value(v), NULL, &d);
+    }
+    json_decref(gone);
+    return 0;
 }
 
 int ag_shard_create(ag_call_t *call, const json_t *params, bool init_from)
@@ -163,7 +719,13 @@ int ag_shard_create(ag_call_t *call, const json_t *params, bool init_from)
         return ag_fail(&call->diag, AG_EINVAL,
                        "init_from: not supported for a collection with shard_number > 1 in "
                        "cluster mode (docs/CLUSTER.md)");
-    return ag_cluster_meta_create(cl, call->params[0], params, (uint32_t)n, NULL, &call->diag);
+    int rc = ag_cluster_meta_create(cl, call->params[0], params, (uint32_t)n, NULL, &call->diag);
+    if (rc == 0) {
+        pthread_mutex_lock(&sync_mu);
+        bound_note(call->params[0], true);
+        pthread_mutex_unlock(&sync_mu);
+    }
+    return rc;
 }
 
 /* The aliases of a deleted collection leave etcd's list too (best effort: a concurrent alias
@@ -395,7 +957,6 @@ typedef enum {
     R_RETRIEVE,
     R_GET_POINT,
     R_UNSUPPORTED,
-    R_BROADCAST, /* payload index created or deleted: the same on every node */
 } rkind_t;
 
 static rkind_t classify(const ag_call_t *call)
@@ -408,8 +969,6 @@ static rkind_t classify(const ag_call_t *call)
     const char *rest = p + bl;
     if (strcmp(rest, "/facet") == 0)
         return R_UNSUPPORTED;
-    if (strcmp(rest, "/index") == 0 || strcmp(rest, "/index/{field}") == 0)
-        return R_BROADCAST;
     if (strncmp(rest, "/points", 7) != 0)
         return R_LOCAL;
     rest += 7;
@@ -914,33 +1473,6 @@ int ag_shard_route(ag_call_t *call, bool *handled)
     rest_path(call, path, sizeof(path));
     fanout_t f = {.cl = cl};
     f.timeout_ms = (long)AG_MAX((call->deadline - ag_now_mono()) * 1000.0, 100.0);
-    if (kind == R_BROADCAST) {
-        /* Every node has the collection: each gets the same request (never recorded in etcd
-         * yet: a node down misses it and the caller gets 503). */
-        if (call->route->body && (rc = ag_call_body(call)) != 0)
-            goto out;
-        for (size_t k = 0; rc == 0 && k < l.nnodes; k++) {
-            if ((int)k == l.me)
-                continue;
-            char *text = call->body ? json_dumps(call->body, JSON_COMPACT) : NULL;
-            if (call->body && !text)
-                rc = AG_ENOMEM;
-            else
-                fanout_add(&f, call, &l, (int)k, path, text);
-        }
-        if (rc == 0) {
-            fanout_start(&f);
-            if (l.me >= 0)
-                rc = call->route->handler(call);
-            fanout_wait(&f);
-            if (rc == 0 && l.me < 0)
-                call->result = ag_update_result(call);
-            if (rc == 0)
-                rc = fanout_check(call, &f, &l);
-        }
-        fanout_free(&f);
-        goto out;
-    }
     if (kind == R_UNSUPPORTED && l.nshards > 1) {
         rc = ag_fail(&call->diag, AG_EINVAL,
                      "%s is not supported yet on a collection with several shards "
@@ -1083,6 +1615,84 @@ out:
     return rc;
 }
 
+static void add_count(json_t *to, const json_t *from, const char *key)
+{
+    json_t *v = json_object_get(to, key);
+    if (json_is_integer(v))
+        json_integer_set(v, json_integer_value(v) + json_integer_value(json_object_get(from, key)));
+}
+
+int ag_shard_info_sum(ag_call_t *call, json_t *result)
+{
+    ag_cluster_t *cl = ag_guard_cluster(call->api->guard);
+    if (!cl || call->shard_local || !call->coll)
+        return 0;
+    json_t *rec = ag_cluster_meta_get(cl, ag_coll_name(call->coll));
+    if (!rec)
+        return 0;
+    layout_t l;
+    int rc = layout_parse(rec, ag_cluster_node_id(cl), &l);
+    if (rc == 0 && !(l.nnodes == 1 && l.me == 0)) {
+        /* Every other node holding a shard counts its own points (each authorizes the caller
+         * and applies its row restriction itself); a node down fails the whole answer. */
+        char path[4096];
+        rest_path(call, path, sizeof(path));
+        fanout_t f = {.cl = cl};
+        f.timeout_ms = (long)AG_MAX((call->deadline - ag_now_mono()) * 1000.0, 100.0);
+        for (size_t k = 0; k < l.nnodes; k++)
+            if ((int)k != l.me)
+                fanout_add(&f, call, &l, (int)k, path, NULL);
+        fanout_main(&f);
+        rc = fanout_check(call, &f, &l);
+        for (size_t i = 0; rc == 0 && i < f.n; i++) {
+            json_t *r = remote_result(&f.calls[i]);
+            if (!json_is_object(r)) {
+                int k = f.node_of[i];
+                json_decref(r);
+                rc = ag_fail(&call->diag, AG_EUNAVAILABLE,
+                             "Service unavailable: shard %s of collection `%s` on node %s gave "
+                             "no count",
+                             l.shards_of[k], ag_coll_name(call->coll), l.node[k]);
+                break;
+            }
+            static const char *const counts[] = {"points_count", "vectors_count",
+                                                 "indexed_vectors_count"};
+            for (size_t j = 0; j < AG_ARRAY_LEN(counts); j++)
+                add_count(result, r, counts[j]);
+            const char *field;
+            json_t *def;
+            json_object_foreach(json_object_get(result, "payload_schema"), field, def) add_count(
+                def, json_object_get(json_object_get(r, "payload_schema"), field), "points");
+            if (json_is_string(json_object_get(r, "status")) &&
+                strcmp(json_string_value(json_object_get(r, "status")), "green") != 0)
+                json_object_set(result, "status", json_object_get(r, "status"));
+            json_decref(r);
+        }
+        fanout_free(&f);
+    } else if (rc) {
+        rc = ag_fail(&call->diag, AG_EINTERNAL,
+                     "cluster: the placement of collection `%s` in etcd is malformed",
+                     ag_coll_name(call->coll));
+    }
+    json_decref(rec);
+    return rc;
+}
+
+typedef struct shard_count {
+    uint32_t n;
+    uint64_t *counts;
+} shard_count_t;
+
+static bool count_shard(void *ud, uint32_t slot, const ag_point_id_t *id, const json_t *payload)
+{
+    AG_UNUSED(slot);
+    AG_UNUSED(payload);
+    shard_count_t *sc = ud;
+    if (id)
+        sc->counts[shard_of(id, sc->n)]++;
+    return true;
+}
+
 /* GET /collections/{c}/cluster in cluster mode: the placement from etcd (Qdrant's shape). NULL
  * when the collection has no record (a collection of this node only). */
 json_t *ag_shard_cluster_info(ag_call_t *call)
@@ -1093,6 +1703,10 @@ json_t *ag_shard_cluster_info(ag_call_t *call)
         return NULL;
     const char *me = ag_cluster_node_id(cl);
     json_t *local = json_array(), *remote = json_array();
+    /* Qdrant reports each local shard's points: the local points counted by shard (a scan). */
+    shard_count_t sc = {(uint32_t)json_array_size(json_object_get(rec, "shards")), NULL};
+    if (sc.n && sc.n <= 1024 && (sc.counts = calloc(sc.n, sizeof(*sc.counts))) != NULL)
+        ag_coll_scan(call->coll, count_shard, &sc);
     size_t i;
     json_t *s;
     json_array_foreach(json_object_get(rec, "shards"), i, s)
@@ -1102,6 +1716,8 @@ json_t *ag_shard_cluster_info(ag_call_t *call)
                                "peer_id", node, "state", "Active");
         if (node && strcmp(node, me) == 0) {
             json_object_del(sh, "peer_id");
+            if (sc.counts)
+                json_object_set_new(sh, "points_count", json_integer((json_int_t)sc.counts[i]));
             json_array_append_new(local, sh);
         } else {
             json_array_append_new(remote, sh);
@@ -1110,6 +1726,7 @@ json_t *ag_shard_cluster_info(ag_call_t *call)
     json_t *out = json_pack("{s:s,s:O,s:o,s:o,s:[],s:[]}", "peer_id", me, "shard_count",
                             json_object_get(rec, "shard_number"), "local_shards", local,
                             "remote_shards", remote, "shard_transfers", "resharding_operations");
+    free(sc.counts);
     json_decref(rec);
     return out;
 }

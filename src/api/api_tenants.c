@@ -186,10 +186,16 @@ static int h_create(ag_call_t *call)
         return rc;
     json_decref(tenancy);
     ag_coll_unref(c);
-    tenant_change_t t = {.call = call, .op = T_CREATE, .tenant = name};
-    if ((rc = ag_call_write(call, tenant_change, &t)) != 0)
+    /* Cluster mode: recorded in etcd first, then applied on every node (docs/CLUSTER.md). */
+    bool recorded = false, first = false;
+    if ((rc = ag_shard_tenant_change(call, AG_SHARD_TENANT_CREATE, name, true, &recorded, &first,
+                                     NULL)) != 0)
         return rc;
-    bool first = t.first;
+    tenant_change_t t = {.call = call, .op = T_CREATE, .tenant = name};
+    if (!recorded && (rc = ag_call_write(call, tenant_change, &t)) != 0)
+        return rc;
+    if (!recorded)
+        first = t.first;
     /* The first declaration starts lifecycle enforcement (docs/SECURITY.md "Tenants"): say so. */
     call->result =
         json_pack("{s:s,s:b,s:i,s:s}", "name", name, "active", 1, "points", 0, "enforcement",
@@ -210,9 +216,13 @@ static int set_active(ag_call_t *call, bool active)
         return rc;
     json_decref(tenancy);
     ag_coll_unref(c);
+    bool recorded = false;
+    if ((rc = ag_shard_tenant_change(call, AG_SHARD_TENANT_ACTIVE, call->params[1], active,
+                                     &recorded, NULL, NULL)) != 0)
+        return rc;
     tenant_change_t t = {
         .call = call, .op = T_SET_ACTIVE, .tenant = call->params[1], .active = active};
-    if ((rc = ag_call_write(call, tenant_change, &t)) != 0)
+    if (!recorded && (rc = ag_call_write(call, tenant_change, &t)) != 0)
         return rc;
     call->result = json_pack("{s:s,s:b}", "name", call->params[1], "active", active);
     return call->result ? 0 : AG_ENOMEM;
@@ -244,10 +254,16 @@ static int h_delete(ag_call_t *call)
     ag_coll_unref(c);
     /* Deactivated first, durably (ag_store_tenant_delete): a crash part-way leaves an inactive
      * tenant whose remaining points stay invisible, and the delete can simply be repeated. */
-    tenant_change_t t = {.call = call, .op = T_DELETE, .tenant = tenant, .key = key};
-    if ((rc = ag_call_write(call, tenant_change, &t)) != 0)
+    bool recorded = false;
+    size_t deleted = 0;
+    if ((rc = ag_shard_tenant_change(call, AG_SHARD_TENANT_DELETE, tenant, false, &recorded, NULL,
+                                     &deleted)) != 0)
         return rc;
-    size_t deleted = t.deleted;
+    tenant_change_t t = {.call = call, .op = T_DELETE, .tenant = tenant, .key = key};
+    if (!recorded && (rc = ag_call_write(call, tenant_change, &t)) != 0)
+        return rc;
+    if (!recorded)
+        deleted = t.deleted;
     call->result = json_pack("{s:s,s:I}", "name", tenant, "deleted_points", (json_int_t)deleted);
     return call->result ? 0 : AG_ENOMEM;
 }

@@ -387,7 +387,7 @@ fail:
 }
 
 /* Memory: *out owns the environment and the loaded keys (ag_keystore_close). */
-int ag_keystore_open(const char *dir, ag_keystore_t **out, ag_diag_t *diag)
+static int open_once(const char *dir, ag_keystore_t **out, ag_diag_t *diag)
 {
     *out = NULL;
     if (sodium_init() < 0)
@@ -438,6 +438,17 @@ int ag_keystore_open(const char *dir, ag_keystore_t **out, ag_diag_t *diag)
     return 0;
 fail:
     ag_keystore_close(ks);
+    return rc;
+}
+
+int ag_keystore_open(const char *dir, ag_keystore_t **out, ag_diag_t *diag)
+{
+    /* Cluster mode: nodes starting together on an empty etcd each generate the store's hash key
+     * and write it with a compare-and-swap on the security state's version; all but one get
+     * AG_ECONFLICT. Opening again loads the winner's key from etcd (docs/CLUSTER.md "Joining"). */
+    int rc = AG_ECONFLICT;
+    for (int attempt = 0; rc == AG_ECONFLICT && attempt < 5; attempt++)
+        rc = open_once(dir, out, diag);
     return rc;
 }
 

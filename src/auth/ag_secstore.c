@@ -420,7 +420,7 @@ static int load_hash_key(ag_secstore_t *s, ag_kv_txn_t *txn)
 static void remote_changed(void *ctx);
 
 /* Memory: *out owns the environment and the loaded state (ag_secstore_close). */
-int ag_secstore_open(const char *dir, ag_secstore_t **out, ag_diag_t *diag)
+static int open_once(const char *dir, ag_secstore_t **out, ag_diag_t *diag)
 {
     *out = NULL;
     if (sodium_init() < 0)
@@ -468,6 +468,17 @@ int ag_secstore_open(const char *dir, ag_secstore_t **out, ag_diag_t *diag)
     return 0;
 fail:
     ag_secstore_close(s);
+    return rc;
+}
+
+int ag_secstore_open(const char *dir, ag_secstore_t **out, ag_diag_t *diag)
+{
+    /* Cluster mode: nodes starting together on an empty etcd each generate the store's hash key
+     * and write it with a compare-and-swap on the security state's version; all but one get
+     * AG_ECONFLICT. Opening again loads the winner's key from etcd (docs/CLUSTER.md "Joining"). */
+    int rc = AG_ECONFLICT;
+    for (int attempt = 0; rc == AG_ECONFLICT && attempt < 5; attempt++)
+        rc = open_once(dir, out, diag);
     return rc;
 }
 

@@ -457,7 +457,8 @@ int ag_cluster_new(const ag_cluster_config_t *cfg, ag_cluster_t **out, ag_diag_t
     pthread_mutex_init(&cl->apply_mu, NULL);
     pthread_mutex_init(&cl->meta_mu, NULL);
     pthread_mutex_init(&cl->wait_mu, NULL);
-    if (!(cl->meta = json_object())) {
+    if (!(cl->meta = json_object()) || !(cl->meta_rev = json_object())) {
+        json_decref(cl->meta);
         free(cl);
         return AG_ENOMEM;
     }
@@ -523,6 +524,7 @@ void ag_cluster_free(ag_cluster_t *cl)
         pthread_join(cl->probe_thread, NULL);
     ag_cluster_meta_stop(cl);
     json_decref(cl->meta);
+    json_decref(cl->meta_rev);
     pthread_mutex_destroy(&cl->meta_mu);
     ag_peer_auth_free(cl->peer);
     ag_etcd_free(cl->writer);

@@ -57,7 +57,10 @@ json_t *ag_cluster_status_json(ag_cluster_t *cl);
 
 /* A collection's record as etcd holds it, under /aegis/meta/collections/<name>:
  *   {"config": <the creation parameters>, "shard_number": n,
- *    "shards": [{"shard_id": i, "node": <node_id>, "url": <advertise_url>}, ...]}
+ *    "shards": [{"shard_id": i, "node": <node_id>, "url": <advertise_url>}, ...],
+ *    "schema": {field: index definition}, "tenants": {name: {"active": bool}},
+ *    "patch": <every PATCH folded into one>, "vectors": {name: config | null}}
+ * (the last four written by api/api_shard.c as the collection changes; docs/CLUSTER.md).
  * Called for every record at ag_cluster_meta_start and then for each change from the watch (on
  * the watch's thread); rec NULL = the collection was deleted. rec is borrowed for the call. */
 typedef void (*ag_cluster_meta_fn)(void *ud, const char *name, const json_t *rec);
@@ -83,9 +86,20 @@ int ag_cluster_meta_create(ag_cluster_t *cl, const char *name, const json_t *con
                            uint32_t shard_number, json_t **rec_out, ag_diag_t *diag);
 /* Deletes a collection's record (*existed tells whether there was one). */
 int ag_cluster_meta_delete(ag_cluster_t *cl, const char *name, bool *existed, ag_diag_t *diag);
-/* A new reference to the collection's record from the cache, or NULL when etcd holds none (a
- * collection of this node only). */
+/* Changes a collection's record: reads it (linearizable), lets edit change the copy (non-zero
+ * refuses: nothing is written, edit's code returned), and writes it back only if the record did
+ * not change since it was read (compare on its mod_revision); on a conflict it reads and edits
+ * again (up to 5 times, then AG_ECONFLICT). AG_ENOTFOUND (diag untouched) when etcd holds no
+ * record of the collection; AG_EUNAVAILABLE without etcd. The cache holds the new record before it
+ * returns. */
+typedef int (*ag_cluster_edit_fn)(void *ud, json_t *rec, ag_diag_t *diag);
+int ag_cluster_meta_update(ag_cluster_t *cl, const char *name, ag_cluster_edit_fn edit, void *ud,
+                           ag_diag_t *diag);
+/* A new copy of the collection's placement from the cache ({config, shard_number, shards}; the
+ * caller owns it), or NULL when etcd holds none (a collection of this node only). */
 json_t *ag_cluster_meta_get(ag_cluster_t *cl, const char *name);
+/* The same with every section of the record (schema, tenants, patch, vectors): a new copy. */
+json_t *ag_cluster_meta_get_full(ag_cluster_t *cl, const char *name);
 
 /* ---- node-to-node calls (ag_peer.c; docs/CLUSTER.md "Node-to-node calls") -------------------- */
 

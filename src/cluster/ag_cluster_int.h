@@ -54,6 +54,8 @@ struct ag_cluster {
     ag_etcd_t *meta_watcher;
     pthread_mutex_t meta_mu; /* guards meta */
     json_t *meta;            /* name -> the collection's record, as etcd holds it */
+    json_t *meta_rev; /* name -> the etcd revision meta[name] reflects (kept after a deletion,
+                       * so an older event arriving late never brings a record back) */
     ag_cluster_meta_fn meta_fn;
     ag_cluster_alias_fn alias_fn;
     void *meta_ud;

@@ -44,8 +44,29 @@ static bool coll_name(const unsigned char *k, size_t klen, char *buf, size_t cap
     return strlen(buf) == klen - plen;
 }
 
-/* Applies one record (val NULL = deleted) to the cache, then tells the api layer. */
-static void apply_one(ag_cluster_t *cl, const char *name, const unsigned char *val, size_t vlen)
+/* Puts rec (NULL = deleted) into the cache as the state at revision rev, unless the cache holds a
+ * later one already (a write of this node, cached at commit, then its own event arriving late;
+ * or a reload racing the watch). Returns whether it did. meta_mu held. */
+static bool cache_put(ag_cluster_t *cl, const char *name, json_t *rec, uint64_t rev)
+{
+    json_int_t have = json_integer_value(json_object_get(cl->meta_rev, name));
+    if (rev && (uint64_t)have > rev)
+        return false;
+    /* The cache owns private copies, read and copied only under meta_mu: jansson's reference
+     * counts are never shared between threads (its incref reads the count unguarded). */
+    if (rec)
+        json_object_set_new(cl->meta, name, json_deep_copy(rec));
+    else
+        json_object_del(cl->meta, name);
+    if (rev)
+        json_object_set_new(cl->meta_rev, name, json_integer((json_int_t)rev));
+    return true;
+}
+
+/* Applies one record (val NULL = deleted) at revision rev to the cache, then tells the api layer
+ * (which brings the local collection to what the cache holds now). */
+static void apply_one(ag_cluster_t *cl, const char *name, const unsigned char *val, size_t vlen,
+                      uint64_t rev)
 {
     json_t *rec = NULL;
     if (val) {
@@ -60,12 +81,9 @@ static void apply_one(ag_cluster_t *cl, const char *name, const unsigned char *v
         }
     }
     pthread_mutex_lock(&cl->meta_mu);
-    if (rec)
-        json_object_set(cl->meta, name, rec);
-    else
-        json_object_del(cl->meta, name);
+    bool put = cache_put(cl, name, rec, rev);
     pthread_mutex_unlock(&cl->meta_mu);
-    if (cl->meta_fn)
+    if (put && cl->meta_fn)
         cl->meta_fn(cl->meta_ud, name, rec);
     json_decref(rec);
 }
@@ -88,7 +106,7 @@ static int meta_reload(ag_cluster_t *cl, ag_etcd_t *e, ag_diag_t *diag)
         if (!coll_name(r.kvs[i].key, r.kvs[i].klen, name, sizeof(name)))
             continue;
         json_object_set_new(seen, name, json_true());
-        apply_one(cl, name, r.kvs[i].val, r.kvs[i].vlen);
+        apply_one(cl, name, r.kvs[i].val, r.kvs[i].vlen, r.kvs[i].mod_rev);
     }
     json_t *gone = json_array();
     pthread_mutex_lock(&cl->meta_mu);
@@ -103,7 +121,7 @@ static int meta_reload(ag_cluster_t *cl, ag_etcd_t *e, ag_diag_t *diag)
     size_t i;
     json_array_foreach(gone, i, v)
     {
-        apply_one(cl, json_string_value(v), NULL, 0);
+        apply_one(cl, json_string_value(v), NULL, 0, r.rev);
     }
     json_decref(gone);
     json_decref(seen);
@@ -124,7 +142,7 @@ static int on_meta(void *ud, const ag_etcd_kv_t *ev, size_t n, uint64_t rev, boo
     for (size_t i = 0; i < n; i++) {
         char name[300];
         if (coll_name(ev[i].key, ev[i].klen, name, sizeof(name)))
-            apply_one(cl, name, ev[i].del ? NULL : ev[i].val, ev[i].vlen);
+            apply_one(cl, name, ev[i].del ? NULL : ev[i].val, ev[i].vlen, ev[i].mod_rev);
         else if (is_aliases_key(ev[i].key, ev[i].klen))
             apply_aliases(cl, ev[i].del ? NULL : ev[i].val, ev[i].vlen);
         uint64_t next = ev[i].mod_rev + 1;
@@ -251,7 +269,7 @@ int ag_cluster_meta_create(ag_cluster_t *cl, const char *name, const json_t *con
         return ag_fail(diag, AG_ECONFLICT, "Wrong input: Collection `%s` already exists!", name);
     }
     pthread_mutex_lock(&cl->meta_mu);
-    json_object_set(cl->meta, name, rec);
+    cache_put(cl, name, rec, rev);
     pthread_mutex_unlock(&cl->meta_mu);
     if (rec_out)
         *rec_out = rec;
@@ -282,15 +300,79 @@ int ag_cluster_meta_delete(ag_cluster_t *cl, const char *name, bool *existed, ag
                            "cluster: collection `%s` changed while it was being deleted; retry",
                            name);
         *existed = rc == 0;
+        if (rc == 0) {
+            pthread_mutex_lock(&cl->meta_mu);
+            cache_put(cl, name, NULL, rev);
+            pthread_mutex_unlock(&cl->meta_mu);
+        }
     }
     if (rc)
         return ag_fail(diag, AG_EUNAVAILABLE,
                        "cluster: collections cannot be deleted while etcd is unreachable (%s)",
                        ed.msg);
-    pthread_mutex_lock(&cl->meta_mu);
-    json_object_del(cl->meta, name);
-    pthread_mutex_unlock(&cl->meta_mu);
     return 0;
+}
+
+int ag_cluster_meta_update(ag_cluster_t *cl, const char *name, ag_cluster_edit_fn edit, void *ud,
+                           ag_diag_t *diag)
+{
+    char key[400];
+    snprintf(key, sizeof(key), "%s%s", COLL_PREFIX, name);
+    /* A conflict means another node changed the record meanwhile: the edit is made again on
+     * what it wrote (edits are written against the record they read, never a stale copy). */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        ag_etcd_range_t r;
+        ag_diag_t ed = {{0}};
+        if (ag_etcd_range(cl->writer, key, strlen(key), false, &r, &ed) != 0)
+            return ag_fail(diag, AG_EUNAVAILABLE,
+                           "cluster: collection `%s` cannot be changed while etcd is unreachable "
+                           "(%s); nothing changed",
+                           name, ed.msg);
+        uint64_t mod = r.n ? r.kvs[0].mod_rev : 0;
+        json_t *rec = r.n ? json_loadb((const char *)r.kvs[0].val, r.kvs[0].vlen, 0, NULL) : NULL;
+        ag_etcd_range_free(&r);
+        if (mod == 0) {
+            json_decref(rec);
+            return AG_ENOTFOUND; /* no record: a collection of this node only */
+        }
+        if (!json_is_object(rec)) {
+            json_decref(rec);
+            return ag_fail(diag, AG_EINTERNAL,
+                           "cluster: the record of collection `%s` in etcd is malformed", name);
+        }
+        int rc = edit(ud, rec, diag);
+        char *text = rc == 0 ? json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (rc == 0 && !text)
+            rc = AG_ENOMEM;
+        if (rc) {
+            json_decref(rec);
+            return rc;
+        }
+        ag_etcd_op_t op = {key, text, strlen(key), strlen(text), false, 0};
+        bool ok = false;
+        uint64_t rev = 0;
+        rc = ag_etcd_txn(cl->writer, key, strlen(key), mod, &op, 1, &ok, &rev, &ed);
+        free(text);
+        if (rc) {
+            json_decref(rec);
+            return ag_fail(diag, AG_EUNAVAILABLE,
+                           "cluster: the change of collection `%s` could not be recorded in etcd "
+                           "(%s); it was not applied here: retry",
+                           name, ed.msg);
+        }
+        if (ok) {
+            pthread_mutex_lock(&cl->meta_mu);
+            cache_put(cl, name, rec, rev);
+            pthread_mutex_unlock(&cl->meta_mu);
+            json_decref(rec);
+            return 0;
+        }
+        json_decref(rec);
+    }
+    return ag_fail(diag, AG_ECONFLICT,
+                   "cluster: collection `%s` kept changing on other nodes while this request ran; "
+                   "nothing changed: retry",
+                   name);
 }
 
 json_t *ag_cluster_meta_get(ag_cluster_t *cl, const char *name)
@@ -298,7 +380,29 @@ json_t *ag_cluster_meta_get(ag_cluster_t *cl, const char *name)
     if (!cl)
         return NULL;
     pthread_mutex_lock(&cl->meta_mu);
-    json_t *rec = json_incref(json_object_get(cl->meta, name));
+    const json_t *rec = json_object_get(cl->meta, name);
+    /* The placement only (what routing reads): the tenants or schema may be large. */
+    json_t *out = rec ? json_object() : NULL;
+    static const char *const keys[] = {"config", "shard_number", "shards"};
+    for (size_t i = 0; out && i < AG_ARRAY_LEN(keys); i++) {
+        const json_t *v = json_object_get(rec, keys[i]);
+        if (v && json_object_set_new(out, keys[i], json_deep_copy(v)) != 0) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    pthread_mutex_unlock(&cl->meta_mu);
+    if (rec && !out)
+        ag_log(AG_LOG_WARN, "cluster: out of memory copying the record of %s", name);
+    return out;
+}
+
+json_t *ag_cluster_meta_get_full(ag_cluster_t *cl, const char *name)
+{
+    if (!cl)
+        return NULL;
+    pthread_mutex_lock(&cl->meta_mu);
+    json_t *rec = json_deep_copy(json_object_get(cl->meta, name));
     pthread_mutex_unlock(&cl->meta_mu);
     return rec;
 }

@@ -1158,7 +1158,10 @@ static int merge_into(json_t *dst, const json_t *src)
     return 0;
 }
 
-int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag)
+/* check_only: every check of the PATCH, nothing changed (cluster mode refuses a PATCH before
+ * recording it in etcd; docs/CLUSTER.md "Collections"). */
+static int update_params(ag_store_t *st, const char *name, const json_t *patch, bool check_only,
+                         bool *changes, ag_diag_t *diag)
 {
     ag_collection_t *c;
     if (ag_store_get(st, name, &c, NULL) != 0)
@@ -1250,6 +1253,14 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
                                    : json_object_set_new(next, k, json_deep_copy(v));
         }
     }
+    if (check_only) {
+        if (changes)
+            *changes = rc == 0 && !json_equal(next, c->params);
+        json_decref(next);
+        ag_coll_write_end(c);
+        ag_coll_unref(c);
+        return rc;
+    }
     /* A changed hnsw_config gets new graphs now, built in the background (nothing is visible
      * until the new parameters are stored). */
     ag_index_t *fresh[AG_MAX_VECTORS];
@@ -1288,7 +1299,37 @@ int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch
     return rc;
 }
 
+int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag)
+{
+    return update_params(st, name, patch, false, NULL, diag);
+}
+
+int ag_store_update_check(ag_store_t *st, const char *name, const json_t *patch, bool *changes,
+                          ag_diag_t *diag)
+{
+    return update_params(st, name, patch, true, changes, diag);
+}
+
 /* ---- named vectors ------------------------------------------------------------------------- */
+
+int ag_store_vector_check(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
+                          ag_diag_t *diag)
+{
+    ag_collection_t *c;
+    if (ag_store_get(st, name, &c, NULL) != 0)
+        return ag_fail(diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!", name);
+    json_t *params = NULL;
+    int rc = ag_coll_write_begin(c);
+    if (rc == 0) {
+        rc = ag_coll_vector_params(c, vname, cfg, &params, diag);
+        ag_coll_write_end(c);
+    } else {
+        rc = ag_fail(diag, AG_ENOTFOUND, "Not found: Collection `%s` doesn't exist!", name);
+    }
+    json_decref(params);
+    ag_coll_unref(c);
+    return rc;
+}
 
 int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
                            ag_diag_t *diag)

@@ -47,8 +47,12 @@ int ag_store_alias_target(ag_store_t *st, const char *alias, char *buf, size_t l
 int ag_store_create(ag_store_t *st, const char *name, const json_t *params, ag_diag_t *diag);
 /* *existed tells whether anything was deleted. Aliases pointing at it are removed too. */
 int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *diag);
-/* Merges a validated PATCH body into the stored params (no structural change to vectors). */
+/* Merges a validated PATCH body into the stored params (no structural change to vectors).
+ * ag_store_update_check makes every check of it and changes nothing; *changes (may be NULL)
+ * tells whether applying it would change the params. */
 int ag_store_update_params(ag_store_t *st, const char *name, const json_t *patch, ag_diag_t *diag);
+int ag_store_update_check(ag_store_t *st, const char *name, const json_t *patch, bool *changes,
+                          ag_diag_t *diag);
 /* Sets (def non-NULL; takes ownership) or removes (def NULL) the payload index definition of
  * field and persists the schema; on failure the schema is left as it was. *existed (may be NULL)
  * tells whether the field had one; removing a field without one does nothing. Caller holds c's
@@ -61,6 +65,9 @@ int ag_store_set_index(ag_store_t *st, ag_collection_t *c, const char *field, js
  * at all; the catalog then serves a freshly loaded collection (store/ag_coll_vectors.c). */
 int ag_store_vector_change(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
                            ag_diag_t *diag);
+/* Every check ag_store_vector_change makes, nothing changed. */
+int ag_store_vector_check(ag_store_t *st, const char *name, const char *vname, const json_t *cfg,
+                          ag_diag_t *diag);
 
 /* Returns a new JSON array of collection names (sorted). */
 json_t *ag_store_list(ag_store_t *st);

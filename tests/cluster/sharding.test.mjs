@@ -164,10 +164,12 @@ test('exact searches through every node equal the single node; HNSW agreement pr
     batch: { ids: rest.map((p) => p.id), vectors: rest.map((p) => p.vector), payloads: rest.map((p) => p.payload) },
   });
   await ok(single, 'PUT', '/collections/sh/points?wait=true', { points: POINTS });
-  // Each node holds only its own shard's points; the total is everything.
+  // Each node holds only its own shard's points (its local shards' counts); the total is
+  // everything, and GET /collections/{c} reports the total through every node.
   const local = [];
-  for (const n of nodes) local.push((await ok(n, 'GET', '/collections/sh')).points_count);
+  for (const n of nodes) local.push((await ok(n, 'GET', '/collections/sh/cluster')).local_shards.reduce((a, s) => a + s.points_count, 0));
   assert.equal(local.reduce((a, b) => a + b, 0), POINTS.length, `local counts ${local}`);
+  for (const n of nodes) assert.equal((await ok(n, 'GET', '/collections/sh')).points_count, POINTS.length);
   assert.ok(local.every((c) => c > 50), `uneven shards ${local}`);
   for (const n of nodes) assert.equal((await ok(n, 'POST', '/collections/sh/points/count', { exact: true })).count, POINTS.length);
 
@@ -325,8 +327,9 @@ test('batch searches merge per search; a payload index reaches every node', { sk
   const qw = await ok(single, 'POST', '/collections/sh/points/query/batch', { searches: qs });
   const qg = await ok(C, 'POST', '/collections/sh/points/query/batch', { searches: qs });
   assert.deepEqual(qg.map((r) => r.points.map((p) => p.id)), qw.map((r) => r.points.map((p) => p.id)));
+  // Recorded in etcd; the other nodes apply it from their watch (tests/cluster/metadata.test.mjs).
   await ok(B, 'PUT', '/collections/sh/index?wait=true', { field_name: 'tenant', field_schema: 'keyword' });
-  for (const n of nodes) assert.ok((await ok(n, 'GET', '/collections/sh')).payload_schema.tenant, `index on ${n.port}`);
+  for (const n of nodes) await until(`index on ${n.port}`, async () => !!(await ok(n, 'GET', '/collections/sh')).payload_schema.tenant);
   await ok(A, 'DELETE', '/collections/sh/index/tenant?wait=true');
-  for (const n of nodes) assert.equal((await ok(n, 'GET', '/collections/sh')).payload_schema.tenant, undefined);
+  for (const n of nodes) await until(`index gone on ${n.port}`, async () => (await ok(n, 'GET', '/collections/sh')).payload_schema.tenant === undefined);
 });
