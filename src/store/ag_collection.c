@@ -284,7 +284,7 @@ static void finish_indexes(ag_collection_t *c)
     c->index_ready = true;
 }
 
-static void drop_index_files(ag_collection_t *c)
+void ag_coll_drop_index_files(ag_collection_t *c)
 {
     char path[4096];
     pthread_mutex_lock(&c->ckpt_mutex); /* waits for a checkpoint being written */
@@ -631,7 +631,6 @@ fail:
 
 int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn)
 {
-    drop_index_files(c);
     if (mdb_drop(txn, c->dbi_points, 1) != 0 || mdb_drop(txn, c->dbi_vectors, 1) != 0)
         return AG_ESTORAGE;
     return 0;

@@ -108,8 +108,14 @@ int ag_coll_open(MDB_env *env, MDB_txn *txn, const char *name, uint32_t cid, con
                  const json_t *schema, bool create, ag_collection_t **out, ag_diag_t *diag);
 /* Loads all stored points into memory (startup). */
 int ag_coll_load(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag);
-/* Drops the collection's databases inside txn (contents deleted). */
+/* Drops the collection's databases inside txn (contents deleted). Its graph checkpoint files
+ * are the caller's to drop, with ag_coll_drop_index_files once the transaction is over. */
 int ag_coll_drop_dbs(ag_collection_t *c, MDB_txn *txn);
+/* Deletes c's graph checkpoint files and stops further checkpoints of it. It waits for a
+ * checkpoint being written, which takes the collection lock: call it with no transaction open
+ * (holding the map gate there would invert the checkpoint → lock → gate order; docs/ARCHITECTURE.md
+ * "Locks"). */
+void ag_coll_drop_index_files(ag_collection_t *c);
 /* Does a stored dense record of `size` bytes fit dense vector num (one row; or, for a multivector,
  * one or more rows)? Loading and snapshot restore check every record with it. */
 bool ag_coll_dense_record_ok(const ag_collection_t *c, unsigned num, size_t size);

@@ -532,6 +532,7 @@ static int load_all(ag_store_t *st, ag_diag_t *diag)
                              &c, &ig) == 0) {
                 if (ag_coll_drop_dbs(c, txn) != 0)
                     result = ag_fail(diag, AG_ESTORAGE, "cannot drop a staged restore");
+                ag_coll_drop_index_files(c); /* loading: no gate held, no checkpoint running */
                 ag_coll_unref(c);
             }
             json_decref(rec);
@@ -926,6 +927,7 @@ int ag_store_delete(ag_store_t *st, const char *name, bool *existed, ag_diag_t *
         rc = AG_ESTORAGE;
     }
     if (rc == 0) {
+        ag_coll_drop_index_files(c); /* after the commit: the gate is not held */
         c->dropped = true;
         st->colls[i] = st->colls[--st->ncolls];
         size_t w = 0;
@@ -1678,6 +1680,9 @@ static void discard_staged(ag_store_t *st, restore_slot_t *slots, size_t n)
         txn_commit(st, txn);
     else
         txn_abort(st, txn);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (slots[i].fresh)
+            ag_coll_drop_index_files(slots[i].fresh);
 }
 
 int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
@@ -1874,6 +1879,7 @@ int ag_store_restore(ag_store_t *st, const ag_restore_item_t *items, size_t n,
                 ag_coll_adopt_manifest(s->fresh, items[i].manifest);
             if (s->old >= 0) {
                 ag_collection_t *old = st->colls[s->old];
+                ag_coll_drop_index_files(old);     /* its databases went with the commit */
                 pthread_rwlock_wrlock(&old->lock); /* the indexer reads it under this lock */
                 old->dropped = true;
                 pthread_rwlock_unlock(&old->lock);
