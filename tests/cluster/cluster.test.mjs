@@ -15,6 +15,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { AEGIS_BIN, TIME_SCALE, sleep, startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
+import { until } from './lib/cluster.mjs';
 
 const ROOT_KEY = 'cluster-root-key-for-tests-0123456789abcdef';
 const T_STALE = 3000;
@@ -78,18 +79,6 @@ class Etcd {
   }
 }
 
-async function until(what, fn, timeoutMs = 15000 * TIME_SCALE) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await fn()) return;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 const hdr = (key) => ({ headers: { 'api-key': key } });
 const root = hdr(ROOT_KEY);

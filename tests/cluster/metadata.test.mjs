@@ -14,13 +14,13 @@
 //      changed on any node or in etcd; accepted once etcd is back.
 // Skipped, saying so, when etcd is not installed.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { TIME_SCALE, sleep, startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
+import { startServer, PORT_OFFSET, TIME_SCALE } from '../e2e/lib/server.mjs';
+import { startEtcd as startEtcdMember, until } from './lib/cluster.mjs';
 
 const ROOT_KEY = 'cluster-meta-root-key-0123456789abcdef';
 const ETCD_BIN = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
@@ -36,35 +36,7 @@ const members = [];
 const nodes = [];
 
 function startEtcd(i) {
-  const port = ETCD_PORTS[i];
-  const cluster = ETCD_PORTS.map((p, j) => `m${j}=http://127.0.0.1:${p + 1}`).join(',');
-  const proc = spawn(ETCD_BIN, [
-    '--name', `m${i}`, '--data-dir', path.join(tmp, `m${i}`),
-    '--listen-client-urls', `http://127.0.0.1:${port}`,
-    '--advertise-client-urls', `http://127.0.0.1:${port}`,
-    '--listen-peer-urls', `http://127.0.0.1:${port + 1}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${port + 1}`,
-    '--initial-cluster', cluster, '--initial-cluster-token', 'aegis-meta-test',
-    '--initial-cluster-state', 'new',
-    '--heartbeat-interval', '50', '--election-timeout', '500',
-    '--logger', 'zap', '--log-level', 'error',
-  ], { stdio: ['ignore', 'ignore', 'ignore'] });
-  const exited = new Promise((r) => proc.on('exit', r));
-  return { proc, exited };
-}
-
-async function until(what, fn, timeoutMs = 15000 * TIME_SCALE) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      if (await fn()) return;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await sleep(50);
-  }
+  return startEtcdMember(ETCD_BIN, { ports: ETCD_PORTS, i, dir: tmp, prefix: 'm', token: 'aegis-meta-test' });
 }
 
 const root = { headers: { 'api-key': ROOT_KEY } };

@@ -14,7 +14,6 @@
 // Headers are also made here, from the cluster secret's derivation (lib/blake2b.mjs). Skipped,
 // saying so, when etcd is not installed.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -25,7 +24,8 @@ import { after, before, test } from 'node:test';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 
-import { REPO_ROOT, TIME_SCALE, sleep, startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
+import { REPO_ROOT, startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
+import { startEtcd as startEtcdMember, until } from './lib/cluster.mjs';
 import { blake2b } from './lib/blake2b.mjs';
 
 const ROOT_KEY = 'cluster-peer-root-key-0123456789abcdef';
@@ -48,34 +48,7 @@ const captured = []; // calls the other nodes sent to C: {method, url, headers, 
 let tamper = null; // (body text) => new body text, for the next call only
 
 function startEtcd(i) {
-  const port = ETCD_PORTS[i];
-  const cluster = ETCD_PORTS.map((p, j) => `p${j}=http://127.0.0.1:${p + 1}`).join(',');
-  const proc = spawn(ETCD_BIN, [
-    '--name', `p${i}`, '--data-dir', path.join(tmp, `p${i}`),
-    '--listen-client-urls', `http://127.0.0.1:${port}`,
-    '--advertise-client-urls', `http://127.0.0.1:${port}`,
-    '--listen-peer-urls', `http://127.0.0.1:${port + 1}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${port + 1}`,
-    '--initial-cluster', cluster, '--initial-cluster-token', 'aegis-peer-test',
-    '--initial-cluster-state', 'new',
-    '--heartbeat-interval', '50', '--election-timeout', '500',
-    '--logger', 'zap', '--log-level', 'error',
-  ], { stdio: ['ignore', 'ignore', 'ignore'] });
-  const exited = new Promise((r) => proc.on('exit', r));
-  return { proc, exited };
-}
-
-async function until(what, fn, timeoutMs = 15000 * TIME_SCALE) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await fn()) return;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
+  return startEtcdMember(ETCD_BIN, { ports: ETCD_PORTS, i, dir: tmp, prefix: 'p', token: 'aegis-peer-test' });
 }
 
 // ---- the header, made the way a node makes it -------------------------------------------------

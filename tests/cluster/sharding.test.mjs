@@ -10,14 +10,14 @@
 //   6. a node down: searches touching its shards answer 503 naming the shard and the node.
 // Skipped, saying so, when etcd is not installed.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import { TIME_SCALE, sleep, startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
+import { startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
+import { startEtcd as startEtcdMember, until } from './lib/cluster.mjs';
 
 const ROOT_KEY = 'cluster-shard-root-key-0123456789abcdef';
 const ETCD_BIN = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
@@ -35,34 +35,7 @@ const nodes = [];
 let single = null;
 
 function startEtcd(i) {
-  const port = ETCD_PORTS[i];
-  const cluster = ETCD_PORTS.map((p, j) => `s${j}=http://127.0.0.1:${p + 1}`).join(',');
-  const proc = spawn(ETCD_BIN, [
-    '--name', `s${i}`, '--data-dir', path.join(tmp, `s${i}`),
-    '--listen-client-urls', `http://127.0.0.1:${port}`,
-    '--advertise-client-urls', `http://127.0.0.1:${port}`,
-    '--listen-peer-urls', `http://127.0.0.1:${port + 1}`,
-    '--initial-advertise-peer-urls', `http://127.0.0.1:${port + 1}`,
-    '--initial-cluster', cluster, '--initial-cluster-token', 'aegis-shard-test',
-    '--initial-cluster-state', 'new',
-    '--heartbeat-interval', '50', '--election-timeout', '500',
-    '--logger', 'zap', '--log-level', 'error',
-  ], { stdio: ['ignore', 'ignore', 'ignore'] });
-  const exited = new Promise((r) => proc.on('exit', r));
-  return { proc, exited };
-}
-
-async function until(what, fn, timeoutMs = 15000 * TIME_SCALE) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await fn()) return;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
+  return startEtcdMember(ETCD_BIN, { ports: ETCD_PORTS, i, dir: tmp, prefix: 's', token: 'aegis-shard-test' });
 }
 
 function b64url(s) {
