@@ -273,17 +273,6 @@ static void mac_tail(crypto_generichash_state *st, const unsigned char cred[32],
     crypto_generichash_final(st, mac, 32);
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string (caller frees), the way the receiving HTTP layer
  * decodes a query argument ('+' stays '+'). NULL when out of memory. */
 static char *pct_decode(const char *s, size_t n)
@@ -295,8 +284,8 @@ static char *pct_decode(const char *s, size_t n)
     for (size_t i = 0; i < n; i++) {
         int hi = -1, lo = -1;
         if (s[i] == '%' && i + 2 < n) {
-            hi = hexval((unsigned char)s[i + 1]);
-            lo = hexval((unsigned char)s[i + 2]);
+            hi = ag_hex_digit(s[i + 1]);
+            lo = ag_hex_digit(s[i + 2]);
         }
         if (hi >= 0 && lo >= 0) {
             out[o++] = (char)(hi * 16 + lo);

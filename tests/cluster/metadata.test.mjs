@@ -20,7 +20,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { startServer, PORT_OFFSET, TIME_SCALE } from '../e2e/lib/server.mjs';
-import { startEtcd as startEtcdMember, until } from './lib/cluster.mjs';
+import { caller, etcdLeader, startEtcd as startEtcdMember, until } from './lib/cluster.mjs';
 
 const ROOT_KEY = 'cluster-meta-root-key-0123456789abcdef';
 const ETCD_BIN = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
@@ -39,15 +39,7 @@ function startEtcd(i) {
   return startEtcdMember(ETCD_BIN, { ports: ETCD_PORTS, i, dir: tmp, prefix: 'm', token: 'aegis-meta-test' });
 }
 
-const root = { headers: { 'api-key': ROOT_KEY } };
-async function call(node, method, p, body, opts = root) {
-  return node.request(method, p, body, opts);
-}
-async function ok(node, method, p, body, opts = root) {
-  const r = await call(node, method, p, body, opts);
-  assert.equal(r.status, 200, `${method} ${p} on ${node.port}: ${r.status} ${r.text}`);
-  return r.json.result;
-}
+const { root, call, ok } = caller(ROOT_KEY);
 async function etcdGet(key) {
   const r = await fetch(`http://127.0.0.1:${ETCD_PORTS[0]}/v3/kv/range`, {
     method: 'POST', body: JSON.stringify({ key: Buffer.from(key).toString('base64') }),
@@ -72,13 +64,7 @@ const nodeEnv = (i) => ({
 const cStorage = path.join(tmp, 'node-c');
 
 async function etcdUp() {
-  await until('etcd', async () => {
-    const r = await fetch(`http://127.0.0.1:${ETCD_PORTS[0]}/v3/maintenance/status`, {
-      method: 'POST', body: '{}', signal: AbortSignal.timeout(1000),
-    });
-    const s = await r.json();
-    return !!s.leader && s.leader !== '0';
-  }, 30000 * TIME_SCALE);
+  await etcdLeader(ETCD_PORTS[0], 30000 * TIME_SCALE);
 }
 
 before(async () => {

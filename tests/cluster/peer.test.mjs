@@ -25,7 +25,7 @@ import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 
 import { REPO_ROOT, startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
-import { startEtcd as startEtcdMember, until } from './lib/cluster.mjs';
+import { etcdLeader, startEtcd as startEtcdMember, until } from './lib/cluster.mjs';
 import { blake2b } from './lib/blake2b.mjs';
 
 const ROOT_KEY = 'cluster-peer-root-key-0123456789abcdef';
@@ -134,13 +134,7 @@ const POINTS = Array.from({ length: 90 }, (_, i) => ({ id: i + 1, vector: vec(),
 before(async () => {
   if (SKIP) return;
   for (let i = 0; i < 3; i++) members.push(startEtcd(i));
-  await until('etcd', async () => {
-    const r = await fetch(`http://127.0.0.1:${ETCD_PORTS[0]}/v3/maintenance/status`, {
-      method: 'POST', body: '{}', signal: AbortSignal.timeout(1000),
-    });
-    const s = await r.json();
-    return !!s.leader && s.leader !== '0';
-  });
+  await etcdLeader(ETCD_PORTS[0]);
   proxy = await startProxy(NODE_PORTS[2]);
   // Every process here is 127.0.0.1: the refusals this suite provokes must not lock it out.
   const common = { AEGIS__SERVICE__API_KEY: ROOT_KEY, AEGIS__SERVICE__ACCESS_LOG: 'false', AEGIS__SERVICE__AUTH_MAX_FAILURES: '1000' };

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { startServer, PORT_OFFSET } from '../e2e/lib/server.mjs';
-import { startEtcd as startEtcdMember, until } from './lib/cluster.mjs';
+import { caller, etcdLeader, startEtcd as startEtcdMember, until } from './lib/cluster.mjs';
 
 const ROOT_KEY = 'cluster-shard-root-key-0123456789abcdef';
 const ETCD_BIN = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => fs.existsSync(p));
@@ -46,15 +46,7 @@ function jwt(claims) {
   return `${input}.${createHmac('sha256', ROOT_KEY).update(input).digest('base64url')}`;
 }
 
-const root = { headers: { 'api-key': ROOT_KEY } };
-async function call(node, method, p, body, opts = root) {
-  return node.request(method, p, body, opts);
-}
-async function ok(node, method, p, body, opts = root) {
-  const r = await call(node, method, p, body, opts);
-  assert.equal(r.status, 200, `${method} ${p} on ${node.port}: ${r.status} ${r.text}`);
-  return r.json.result;
-}
+const { root, call, ok } = caller(ROOT_KEY);
 
 // Deterministic points: ints and UUIDs, two tenants.
 let seed = 12345;
@@ -72,13 +64,7 @@ const QUERIES = Array.from({ length: 20 }, vec);
 before(async () => {
   if (SKIP) return;
   for (let i = 0; i < 3; i++) members.push(startEtcd(i));
-  await until('etcd', async () => {
-    const r = await fetch(`http://127.0.0.1:${ETCD_PORTS[0]}/v3/maintenance/status`, {
-      method: 'POST', body: '{}', signal: AbortSignal.timeout(1000),
-    });
-    const s = await r.json();
-    return !!s.leader && s.leader !== '0';
-  });
+  await etcdLeader(ETCD_PORTS[0]);
   const common = { AEGIS__SERVICE__API_KEY: ROOT_KEY, AEGIS__SERVICE__JWT_RBAC: 'true', AEGIS__SERVICE__ACCESS_LOG: 'false' };
   for (let i = 0; i < 3; i++) {
     nodes.push(await startServer({

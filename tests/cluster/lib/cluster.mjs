@@ -1,5 +1,6 @@
 // What the cluster suites share: starting one member of a loopback etcd cluster, and waiting for a
 // condition that other nodes reach through their watch.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 
@@ -40,4 +41,30 @@ export async function until(what, fn, timeoutMs = 15000 * TIME_SCALE) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
     await sleep(50);
   }
+}
+
+/** Waits until the etcd member on port reports a leader (the cluster can take writes). */
+export async function etcdLeader(port, timeoutMs = 15000 * TIME_SCALE) {
+  await until('an etcd leader', async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/v3/maintenance/status`, {
+      method: 'POST', body: '{}', signal: AbortSignal.timeout(1000),
+    });
+    const s = await r.json();
+    return !!s.leader && s.leader !== '0';
+  }, timeoutMs);
+}
+
+/**
+ * Request helpers presenting `key` unless other options are given: call answers the whole
+ * response, ok asserts a 200 and answers its result.
+ */
+export function caller(key) {
+  const root = { headers: { 'api-key': key } };
+  const call = (node, method, p, body, opts = root) => node.request(method, p, body, opts);
+  const ok = async (node, method, p, body, opts = root) => {
+    const r = await call(node, method, p, body, opts);
+    assert.equal(r.status, 200, `${method} ${p} on ${node.port}: ${r.status} ${r.text}`);
+    return r.json.result;
+  };
+  return { root, call, ok };
 }
