@@ -13,7 +13,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServer, sleep, TIME_SCALE } from '../e2e/lib/server.mjs';
+import { startServer } from '../e2e/lib/server.mjs';
 import { prng } from '../e2e/lib/oracle.mjs';
 
 const DIM = 8;
@@ -34,15 +34,6 @@ after(async () => {
   await srv?.cleanup();
 });
 
-async function waitGreen(label) {
-  const t0 = Date.now();
-  for (;;) {
-    const info = await srv.ok('GET', `/collections/${COLL}`);
-    if (info.status === 'green') return info;
-    if (Date.now() - t0 > 60_000 * TIME_SCALE) throw new Error(`${label}: still ${info.status}`);
-    await sleep(50);
-  }
-}
 
 async function upsert(points) {
   for (let i = 0; i < points.length; i += 500) {
@@ -100,7 +91,7 @@ test('kill -9 after writes newer than the checkpoint: resumed, every point searc
     [ids[i], ids[j]] = [ids[j], ids[i]];
   }
   await upsert(ids.map((id) => ({ id, vector: randomVector() })));
-  await waitGreen('after ingestion');
+  await srv.waitGreen(COLL);
   const files = checkpointFiles();
   assert.equal(files.length, 1, 'green means the checkpoint is on disk');
   const saved = fs.readFileSync(files[0]);
@@ -125,7 +116,7 @@ test('kill -9 after writes newer than the checkpoint: resumed, every point searc
   assert.equal(Number(m[2]), 400, 'changed and deleted points lose theirs');
   assert.equal(Number(m[3]), 500, 'new and changed points are linked again');
   await verify('right after the restart (relinking in the background)');
-  const info = await waitGreen('after the restart');
+  const info = await srv.waitGreen(COLL);
   assert.equal(info.indexed_vectors_count, model.size);
   await verify('green after the restart');
 
@@ -137,7 +128,7 @@ test('kill -9 after writes newer than the checkpoint: resumed, every point searc
   await srv.start();
   assert.match(lastResumeLine(), /stale or corrupt; rebuilding|queued for background linking/);
   await verify('after a corrupt checkpoint');
-  await waitGreen('rebuilt');
+  await srv.waitGreen(COLL);
   await verify('rebuilt and green');
 
   // A clean stop writes the checkpoint; the next start keeps every node.

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { ROOT_KEY, jwt, keyEnv } from './lib/auth.mjs';
-import { sleep, startServer } from './lib/server.mjs';
+import { startServer } from './lib/server.mjs';
 import { bruteForce, prng, randVector } from './lib/oracle.mjs';
 
 const C = 'fs';
@@ -42,14 +42,6 @@ async function plans() {
   return { candidates: get('index_candidates'), predicate: get('predicate') };
 }
 
-async function waitGreen() {
-  for (let i = 0; i < 600; i++) {
-    const info = await srv.ok('GET', `/collections/${C}`, undefined, { headers: root });
-    if (info.status === 'green' && info.indexed_vectors_count === info.points_count) return;
-    await sleep(50);
-  }
-  throw new Error(`${C} never became green`);
-}
 
 before(async () => {
   srv = await startServer({ insecure: false, env: keyEnv() });
@@ -61,7 +53,7 @@ before(async () => {
   pts = [];
   for (let i = 1; i <= N; i++) pts.push({ id: i, vector: randVector(rnd, DIM), payload: { tenant: tenantOf(i), color: colorOf(i) } });
   for (let s = 0; s < N; s += 400) await srv.ok('PUT', `/collections/${C}/points?wait=true`, { points: pts.slice(s, s + 400) }, { headers: root });
-  await waitGreen();
+  await srv.waitGreen(C, { headers: root, full: true });
   R = { authorization: `Bearer ${jwt({ access: [{ collection: C, access: 'r', payload: { tenant: 'acme' } }] })}` };
   await srv.ok('POST', '/auth/roles', { name: 'acme_reader', permissions: [{ action: 'read:data', collection: C, tenant: 'acme' }] }, { headers: root });
   const user = await srv.ok('POST', '/auth/users/acme-reader', { roles: ['acme_reader'] }, { headers: root });

@@ -35,12 +35,7 @@ async function load(srv) {
     await srv.ok('PUT', `/collections/${c}/points?wait=true`, { points }, { headers: root });
     await srv.ok('PUT', `/collections/${c}/index?wait=true`, { field_name: 'tenant', field_schema: 'keyword' }, { headers: root });
   }
-  for (let i = 0; ; i++) {
-    const r = await srv.ok('GET', '/collections/graph', undefined, { headers: root });
-    if (r.status === 'green') break;
-    assert.ok(i < 600, 'collection graph did not turn green');
-    await sleep(50);
-  }
+  await srv.waitGreen('graph', { headers: root });
 }
 
 async function answers(srv) {

@@ -31,14 +31,6 @@ function points(n, seed, from = 1) {
   return out;
 }
 
-async function waitGreen(name) {
-  for (let i = 0; i < 400; i++) {
-    const info = await srv.ok('GET', `/collections/${name}`);
-    if (info.status === 'green') return info;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${name} never became green`);
-}
 
 const spec = (onDisk, quant) => ({
   vectors: {
@@ -103,7 +95,7 @@ test('on_disk collections answer like in-RAM ones, after writes and deletes and 
   for (const n of names) {
     for (let i = 0; i < pts.length; i += 100) await srv.ok('PUT', `/collections/${n}/points?wait=true`, { points: pts.slice(i, i + 100) });
   }
-  for (const n of names) await waitGreen(n);
+  for (const n of names) await srv.waitGreen(n);
   const info = await srv.ok('GET', '/collections/disk');
   assert.equal(info.config.params.vectors.a.on_disk, true);
   assert.equal(info.points_count, 400);
@@ -116,11 +108,11 @@ test('on_disk collections answer like in-RAM ones, after writes and deletes and 
     await srv.ok('POST', `/collections/${n}/points/delete?wait=true`, { points: [5, 6, 7, 200, 201] });
     await srv.ok('PUT', `/collections/${n}/points?wait=true`, { points: points(30, 5, 401) });
   }
-  for (const n of names) await waitGreen(n);
+  for (const n of names) await srv.waitGreen(n);
   await compareAll('after writes');
 
   await srv.restart();
-  for (const n of names) await waitGreen(n);
+  for (const n of names) await srv.waitGreen(n);
   const again = await srv.ok('GET', '/collections/diskq');
   assert.equal(again.points_count, 425);
   assert.equal(again.config.params.vectors.a.on_disk, true);

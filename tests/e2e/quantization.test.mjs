@@ -32,14 +32,6 @@ const norm = (a) => {
   return a.map((x) => x / l);
 };
 
-async function waitGreen(name) {
-  for (let i = 0; i < 200; i++) {
-    const info = await srv.ok('GET', `/collections/${name}`);
-    if (info.status === 'green') return info;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${name} never became green`);
-}
 
 test('create with quantization_config, search with quantization params; the graph answers like the floats', async () => {
   const dim = 32;
@@ -50,7 +42,7 @@ test('create with quantization_config, search with quantization params; the grap
   });
   const pts = points(600, dim, 7);
   for (let i = 0; i < pts.length; i += 200) await srv.ok('PUT', '/collections/q8/points?wait=true', { points: pts.slice(i, i + 200) });
-  const info = await waitGreen('q8');
+  const info = await srv.waitGreen('q8');
   assert.deepEqual(info.config.quantization_config, { scalar: { type: 'int8', quantile: 0.99, always_ram: true } });
 
   const queries = points(20, dim, 99).map((p) => p.vector);
@@ -162,7 +154,7 @@ test('PATCH sets, replaces and disables quantization (collection and named vecto
   assert.equal(before.points[0].score, 0);
 
   await srv.restart();
-  await waitGreen('qu');
+  await srv.waitGreen('qu');
   cfg = (await srv.ok('GET', '/collections/qu')).config;
   assert.deepEqual(cfg.params.vectors.a.quantization_config, { scalar: { type: 'int8', quantile: 0.8 } });
   const afterRestart = await search('a', { rescore: true, oversampling: 3 });
@@ -193,7 +185,7 @@ test('binary quantization: create, search with rescoring, approximate scores, PA
   });
   const pts = points(800, dim, 11);
   for (let i = 0; i < pts.length; i += 200) await srv.ok('PUT', '/collections/qb/points?wait=true', { points: pts.slice(i, i + 200) });
-  let info = await waitGreen('qb');
+  let info = await srv.waitGreen('qb');
   assert.deepEqual(info.config.quantization_config, { binary: { always_ram: true } });
   const queries = points(20, dim, 5).map((p) => p.vector);
   const run = async (quantization) => {
@@ -234,7 +226,7 @@ test('binary quantization: create, search with rescoring, approximate scores, PA
   assert.ok(recallOf(ign) >= 0.9);
 
   await srv.restart();
-  info = await waitGreen('qb');
+  info = await srv.waitGreen('qb');
   assert.deepEqual(info.config.quantization_config, { binary: { always_ram: true } });
   const rawAfter = await run({ rescore: false });
   assert.deepEqual(rawAfter.map((r) => r.map((h) => [h.id, h.score])), raw.map((r) => r.map((h) => [h.id, h.score])), 'codes rebuilt after the restart');

@@ -237,6 +237,21 @@ export class Server {
     }
     return r.json.result;
   }
+
+  /** Polls GET /collections/{name} until it is green (and, with `full`, every point is in the
+   * graph), then returns the collection info; throws naming the last status after `timeoutMs`
+   * (a deadline, not a count of polls, so a loaded machine or a sanitizer build only waits longer). */
+  async waitGreen(name, { headers, full = false, timeoutMs = 60_000 * TIME_SCALE } = {}) {
+    const t0 = Date.now();
+    for (;;) {
+      const info = await this.ok('GET', `/collections/${name}`, undefined, headers ? { headers } : undefined);
+      if (info.status === 'green' && (!full || info.indexed_vectors_count === info.points_count)) return info;
+      if (Date.now() - t0 > timeoutMs) {
+        throw new Error(`${name} never became green (still ${info.status}, ${info.indexed_vectors_count}/${info.points_count} indexed)`);
+      }
+      await sleep(50);
+    }
+  }
 }
 
 function tlsOptions(tls) {
