@@ -58,17 +58,18 @@ export function rawConnection(url) {
   };
 }
 
-/** CPU seconds of the server's background indexer thread (named ag-indexer), 0 if not found. */
+/** CPU seconds of the server's background indexer: its threads at nice 19 (the linker, named
+ * ag-indexer; found by priority so that older builds, whose thread has no name, count too). */
 function indexerCpu(pid) {
+  let sum = 0;
   for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
     try {
-      if (fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() !== 'ag-indexer') continue;
       const f = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
       const v = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      return (Number(v[11]) + Number(v[12])) / 100;
+      if (Number(v[16]) === 19) sum += (Number(v[11]) + Number(v[12])) / 100; // field 19: nice
     } catch { /* the thread ended */ }
   }
-  return 0;
+  return sum;
 }
 
 const n = Number(process.argv[2] || 100000);
