@@ -102,7 +102,8 @@ static int digit_run8(const char *p, uint64_t *out)
 {
     uint64_t x;
     memcpy(&x, p, sizeof(x));
-    uint64_t bad = ((x + 0x4646464646464646ull) | (x - 0x3030303030303030ull)) & 0x8080808080808080ull;
+    uint64_t bad =
+        ((x + 0x4646464646464646ull) | (x - 0x3030303030303030ull)) & 0x8080808080808080ull;
     int k = bad ? __builtin_ctzll(bad) >> 3 : 8;
     if (k == 0)
         return 0;
@@ -167,10 +168,11 @@ static const char *digit_run(const char *p, const char *end, bool frac, digits_t
  * The float that (float)strtod(mant * 10^e) gives, from a double computed in two roundings, for a
  * mant above 2^53 (|e| <= 22, so 10^|e| is exact): (double)mant and the product or quotient are
  * each within half an ulp (relative 2^-53), so the result d lies within 2 ulps of the exact value
- * and within 3 ulps of strtod's double D. The float cast of d then equals that of D unless a midpoint between
- * two floats lies that close to d: floats keep the top 24 of the double's 53 significand bits, so
- * such a midpoint has its low 29 bits equal to 2^28 — answers false when d's low 29 bits are
- * within 4 of that (the caller tries the exact ways). d is a normal float's range here.
+ * and within 3 ulps of strtod's double D. The float cast of d then equals that of D unless a
+ * midpoint between two floats lies that close to d: floats keep the top 24 of the double's 53
+ * significand bits, so such a midpoint has its low 29 bits equal to 2^28 — answers false when d's
+ * low 29 bits are within 4 of that (the caller tries the exact ways). d is a normal float's range
+ * here.
  */
 static bool float_of_product(uint64_t mant, int e, float *out)
 {
