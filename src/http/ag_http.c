@@ -1039,6 +1039,14 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     atomic_init(&srv->nconns, 0);
     atomic_init(&srv->watchdog_stop, false);
     atomic_init(&srv->trim_at_ms, 0);
+    /* glibc's own default raises the mmap threshold to the largest block freed (up to 32 MiB)
+     * and trims an arena's top above twice that — so a 2.5 MB upsert body was mmapped fresh or
+     * its heap top given back after each request, and every batch faulted in and zeroed its body,
+     * parse and batch memory again (docs/BENCHMARKS.md "Ingestion"). Fixed at the highest values
+     * the default reaches, freed memory stays for the next request; the watchdog hands it back
+     * once big requests stop (TRIM_QUIET_MS). Process-wide; the values only matter to glibc. */
+    (void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
     for (size_t i = 0; i < LINGER_SLOTS; i++)
         srv->linger[i].fd = -1;
     srv->begin = begin;

@@ -9,7 +9,8 @@
 #define MIN_CAPACITY 64u   /* a multiple of 64, so presence words cover capacity exactly */
 
 struct ag_vecstore {
-    float *rows;       /* owned, aligned_alloc'd, capacity * stride floats */
+    float *rows;       /* owned, capacity * stride floats: aligned_alloc'd, or mapped (mapped) */
+    size_t mapped;     /* bytes of rows' own mapping (rows_map), 0 when rows came from malloc */
     uint64_t *present; /* owned, capacity / 64 words */
     size_t stride;
     uint32_t dim;
@@ -18,6 +19,8 @@ struct ag_vecstore {
     ag_vecstore_fetch_fn fetch; /* external rows (rows stays NULL) */
     void *fetch_ud;
 };
+
+static void rows_free(ag_vecstore_t *vs);
 
 int ag_vecstore_new(uint32_t dim, ag_vecstore_t **out)
 {
@@ -36,26 +39,87 @@ void ag_vecstore_free(ag_vecstore_t *vs)
 {
     if (!vs)
         return;
-    free(vs->rows);
+    rows_free(vs);
     free(vs->present);
     free(vs);
 }
 
 #define HUGE_PAGE ((size_t)2 << 20)
 
-/* ROW_ALIGN-aligned rows (free() releases them). From 2 MB on: 2 MB aligned and marked for
- * transparent huge pages — graph walks and rescoring read rows at random, and on 4 KB pages most
- * of those reads also miss the TLB (costly under this VM's paging; docs/ARCHITECTURE.md "HNSW
- * memory layout"). The kernel may ignore the hint. NULL: no memory. */
-static float *rows_alloc(size_t bytes)
+static void rows_free(ag_vecstore_t *vs)
 {
-    if (bytes < HUGE_PAGE)
-        return aligned_alloc(ROW_ALIGN, bytes);
-    size_t whole = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    float *p = aligned_alloc(HUGE_PAGE, whole);
-    if (p)
-        (void)madvise(p, whole, MADV_HUGEPAGE);
+    if (vs->mapped)
+        munmap(vs->rows, vs->mapped);
+    else
+        free(vs->rows);
+    vs->rows = NULL;
+    vs->mapped = 0;
+}
+
+/* A 2 MB aligned anonymous mapping of `whole` bytes (a multiple of 2 MB), marked for transparent
+ * huge pages; NULL: no memory. Released with munmap(p, whole). */
+static void *map_aligned(size_t whole)
+{
+    char *raw =
+        mmap(NULL, whole + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *p = (char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    size_t tail = (size_t)(raw + whole + HUGE_PAGE - (p + whole));
+    if (tail)
+        munmap(p + whole, tail);
+    (void)madvise(p, whole, MADV_HUGEPAGE);
     return p;
+}
+
+/*
+ * Rows for new_cap rows of row_bytes, the first old_cap of them holding the current rows; on
+ * success vs->rows / vs->mapped describe the new block (the old one is gone), on failure nothing
+ * changed. ROW_ALIGN-aligned from malloc below 2 MB. From 2 MB on, the rows live in their own
+ * mapping, 2 MB aligned and marked for transparent huge pages — graph walks and rescoring read
+ * rows at random, and on 4 KB pages most of those reads also miss the TLB (costly under this VM's
+ * paging; docs/ARCHITECTURE.md "HNSW memory layout"; the kernel may ignore the hint) — and a
+ * mapped block grows by mremap into a larger aligned range: the kernel moves the page tables, so
+ * the rows are neither copied nor faulted and zeroed again (docs/ARCHITECTURE.md "One write's
+ * path"). The rows past old_cap are left uninitialized (zero when mapped).
+ */
+static int rows_grow(ag_vecstore_t *vs, uint32_t old_cap, uint32_t new_cap, size_t row_bytes)
+{
+    size_t bytes = (size_t)new_cap * row_bytes, old_bytes = (size_t)old_cap * row_bytes;
+    if (bytes < HUGE_PAGE) {
+        float *rows = aligned_alloc(ROW_ALIGN, bytes);
+        if (!rows)
+            return AG_ENOMEM;
+        if (old_bytes)
+            memcpy(rows, vs->rows, old_bytes);
+        rows_free(vs);
+        vs->rows = rows;
+        return 0;
+    }
+    if (bytes > SIZE_MAX - 2 * HUGE_PAGE)
+        return AG_ENOMEM;
+    size_t whole = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p = map_aligned(whole);
+    if (!p)
+        return AG_ENOMEM;
+    if (vs->mapped) {
+        /* Replaces the fresh range with the old mapping, extended by zero pages. */
+        void *moved = mremap(vs->rows, vs->mapped, whole, MREMAP_MAYMOVE | MREMAP_FIXED, p);
+        if (moved == MAP_FAILED) {
+            munmap(p, whole);
+            return AG_ENOMEM;
+        }
+        (void)madvise(moved, whole, MADV_HUGEPAGE);
+    } else {
+        if (old_bytes)
+            memcpy(p, vs->rows, old_bytes);
+        rows_free(vs);
+    }
+    vs->rows = p;
+    vs->mapped = whole;
+    return 0;
 }
 
 /* Moves the store into a block of new_cap rows. Rows beyond the old capacity are left
@@ -66,21 +130,19 @@ static int grow(ag_vecstore_t *vs, uint32_t new_cap)
     size_t row_bytes = vs->stride * sizeof(float);
     if ((size_t)new_cap > SIZE_MAX / row_bytes)
         return AG_ENOMEM;
-    float *rows = vs->fetch ? NULL : rows_alloc((size_t)new_cap * row_bytes);
     uint64_t *present = calloc(new_cap / 64u, sizeof(uint64_t));
-    if ((!rows && !vs->fetch) || !present) {
-        free(rows);
-        free(present);
+    if (!present)
         return AG_ENOMEM;
+    if (!vs->fetch) {
+        int rc = rows_grow(vs, vs->capacity, new_cap, row_bytes);
+        if (rc) {
+            free(present);
+            return rc;
+        }
     }
-    if (vs->capacity) {
-        if (rows)
-            memcpy(rows, vs->rows, (size_t)vs->capacity * row_bytes);
+    if (vs->capacity)
         memcpy(present, vs->present, vs->capacity / 64u * sizeof(uint64_t));
-    }
-    free(vs->rows);
     free(vs->present);
-    vs->rows = rows;
     vs->present = present;
     vs->capacity = new_cap;
     return 0;

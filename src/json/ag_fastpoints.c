@@ -87,32 +87,110 @@ static bool ld_to_double(uint64_t mant, int e, double *out)
 }
 #endif
 
+static const uint64_t pow10_u64[] = {1ull,      10ull,      100ull,      1000ull,     10000ull,
+                                     100000ull, 1000000ull, 10000000ull, 100000000ull};
+
 /*
- * Eight ASCII digits at p (the caller checked 8 bytes are there) as their value, or false when
- * any of the eight is not a digit. Little-endian: the first digit is the lowest byte. A byte b is
+ * The run of up to eight ASCII digits at p (the caller checked 8 bytes are there): their count k
+ * (0..8) and, in *out, their value. Little-endian: the first digit is the lowest byte. A byte b is
  * a digit when both b - 0x30 and b + 0x46 keep its top bit clear ('0' <= b <= '9'); a carry or
- * borrow between bytes only happens next to a byte that fails on its own. The value is then
+ * borrow only moves from a byte to later ones, so the first flagged byte is the first non-digit.
+ * The k digits are moved to the top bytes (the bytes shifted in are zero digits in front) and
  * folded pairwise: two digits per 16 bits, then four, then eight.
  */
-static bool eight_digits(const char *p, uint64_t *out)
+static int digit_run8(const char *p, uint64_t *out)
 {
     uint64_t x;
     memcpy(&x, p, sizeof(x));
-    if (((x + 0x4646464646464646ull) | (x - 0x3030303030303030ull)) & 0x8080808080808080ull)
-        return false;
+    uint64_t bad =
+        ((x + 0x4646464646464646ull) | (x - 0x3030303030303030ull)) & 0x8080808080808080ull;
+    int k = bad ? __builtin_ctzll(bad) >> 3 : 8;
+    if (k == 0)
+        return 0;
     x -= 0x3030303030303030ull;
+    if (k < 8)
+        x <<= 8 * (8 - k);
     x = x * 10 + (x >> 8);                           /* bytes 0,2,4,6: two-digit values */
     uint64_t lo = x & 0x000000FF000000FFull;         /* pairs 0 and 2 */
     uint64_t hi = (x >> 16) & 0x000000FF000000FFull; /* pairs 1 and 3 */
     x = (lo * (100 + (1000000ull << 32)) + hi * (1 + (10000ull << 32))) >> 32;
     *out = x & 0xFFFFFFFFull;
+    return k;
+}
+
+/* Digits of a number. mant holds the first 19 significant digits; digits counts them, all counts
+ * every digit read; each fraction digit kept lowers scale, each integer digit dropped raises it;
+ * lost: a nonzero digit was dropped. */
+typedef struct digits {
+    uint64_t mant;
+    int digits, all, scale;
+    bool lost;
+} digits_t;
+
+/* Reads the run of digits at p (frac: after the decimal point) into d; answers where it ends. */
+static const char *digit_run(const char *p, const char *end, bool frac, digits_t *d)
+{
+    if (d->mant == 0) /* leading zeros of a fraction are not significant */
+        while (p < end && *p == '0') {
+            d->all++;
+            d->scale -= frac;
+            p++;
+        }
+    while (end - p >= 8 && d->digits <= 11) {
+        uint64_t v;
+        int k = digit_run8(p, &v);
+        if (k == 0)
+            return p;
+        d->mant = d->mant * pow10_u64[k] + v; /* past the zeros above, every digit counts */
+        d->digits += k;
+        d->all += k;
+        d->scale -= frac ? k : 0;
+        p += k;
+        if (k < 8)
+            return p;
+    }
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        d->all++;
+        if (d->digits < 19) {
+            d->mant = d->mant * 10 + (uint64_t)(*p - '0');
+            if (d->mant)
+                d->digits++;
+            d->scale -= frac;
+        } else {
+            d->scale += !frac;
+            d->lost |= *p != '0';
+        }
+    }
+    return p;
+}
+
+/*
+ * The float that (float)strtod(mant * 10^e) gives, from a double computed in two roundings, for a
+ * mant above 2^53 (|e| <= 22, so 10^|e| is exact): (double)mant and the product or quotient are
+ * each within half an ulp (relative 2^-53), so the result d lies within 2 ulps of the exact value
+ * and within 3 ulps of strtod's double D. The float cast of d then equals that of D unless a
+ * midpoint between two floats lies that close to d: floats keep the top 24 of the double's 53
+ * significand bits, so such a midpoint has its low 29 bits equal to 2^28 — answers false when d's
+ * low 29 bits are within 4 of that (the caller tries the exact ways). d is a normal float's range
+ * here.
+ */
+static bool float_of_product(uint64_t mant, int e, float *out)
+{
+    double d = e >= 0 ? (double)mant * pow10_tab[e] : (double)mant / pow10_tab[-e];
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof(bits));
+    uint64_t low = bits & ((1ull << 29) - 1);
+    if (low + 4 >= (1ull << 28) && low <= (1ull << 28) + 4)
+        return false;
+    *out = (float)d;
     return true;
 }
 
 /*
  * One JSON number, strictly by the grammar, to float. Exact (Clinger's fast path: an integer
- * mantissa below 2^53 scaled by an exact power of ten is one correctly rounded operation) or,
- * outside that, strtod on the token — the same double jansson computes — then the float cast.
+ * mantissa below 2^53 scaled by an exact power of ten is one correctly rounded operation), or the
+ * same float by the bound above, or through the x87 format, or strtod on the token — the same
+ * double jansson computes — then the float cast.
  */
 static bool number(cur_t *c, float *out)
 {
@@ -126,58 +204,20 @@ static bool number(cur_t *c, float *out)
     }
     if (p >= c->end || *p < '0' || *p > '9')
         return false;
-    uint64_t mant = 0;
-    int digits = 0, scale = 0, int_digits = 0;
+    digits_t dg = {0};
     bool integer = true; /* no fraction, no exponent: jansson reads it as an integer */
-    bool lost = false;   /* a nonzero digit past the 19 kept in mant */
     if (*p == '0') {
         p++;
     } else {
-        while (p < c->end && *p >= '0' && *p <= '9') {
-            uint64_t eight;
-            if (mant && digits <= 11 && c->end - p >= 8 && eight_digits(p, &eight)) {
-                mant = mant * 100000000u + eight; /* every digit counts once mant is nonzero */
-                digits += 8;
-                int_digits += 8;
-                p += 8;
-                continue;
-            }
-            int_digits++;
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*p - '0');
-                if (mant)
-                    digits++;
-            } else {
-                scale++;
-                lost |= *p != '0';
-            }
-            p++;
-        }
+        p = digit_run(p, c->end, false, &dg);
     }
+    int int_digits = dg.all;
     if (p < c->end && *p == '.') {
         integer = false;
         p++;
         if (p >= c->end || *p < '0' || *p > '9')
             return false;
-        while (p < c->end && *p >= '0' && *p <= '9') {
-            uint64_t eight;
-            if (mant && digits <= 11 && c->end - p >= 8 && eight_digits(p, &eight)) {
-                mant = mant * 100000000u + eight;
-                digits += 8;
-                scale -= 8;
-                p += 8;
-                continue;
-            }
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*p - '0');
-                if (mant)
-                    digits++;
-                scale--;
-            } else {
-                lost |= *p != '0';
-            }
-            p++;
-        }
+        p = digit_run(p, c->end, true, &dg);
     }
     int exp10 = 0;
     if (p < c->end && (*p == 'e' || *p == 'E')) {
@@ -201,14 +241,20 @@ static bool number(cur_t *c, float *out)
     if (integer && int_digits >= 19)
         return false;
     c->p = p;
-    int e = exp10 + scale;
+    uint64_t mant = dg.mant;
+    int e = exp10 + dg.scale;
     double d;
+    float f;
     if (mant == 0) {
         d = 0.0;
-    } else if (!lost && mant <= (1ULL << 53) && e >= -22 && e <= 22) {
+    } else if (!dg.lost && mant <= (1ULL << 53) && e >= -22 && e <= 22) {
         d = e >= 0 ? (double)mant * pow10_tab[e] : (double)mant / pow10_tab[-e];
-    } else if (!lost && ld_to_double(mant, e, &d)) {
+    } else if (!dg.lost && e >= -22 && e <= 22 && float_of_product(mant, e, &f)) {
         /* the shortest repr of a float (17 digits, as JavaScript and Python print them) */
+        *out = neg ? -f : f;
+        return isfinite(f);
+    } else if (!dg.lost && ld_to_double(mant, e, &d)) {
+        /* near a float midpoint, or a larger exponent */
     } else {
         char tok[400];
         size_t len = (size_t)(p - s);
@@ -221,7 +267,7 @@ static bool number(cur_t *c, float *out)
     }
     if (neg)
         d = -d;
-    float f = (float)d;
+    f = (float)d;
     if (!isfinite(d) || !isfinite(f))
         return false;
     *out = f;

@@ -359,7 +359,9 @@ static void *indexer_main(void *arg)
     index_progress_t pr = {.interval = st->progress_s, .min = st->progress_min};
     pr.next = ag_now_mono() + pr.interval;
     /* Linking is background work: at the lowest priority it takes the CPU only when requests
-     * leave it idle (Linux applies nice values per thread). */
+     * leave it idle (Linux applies nice values per thread). Named, so tools and bench/ingest.mjs
+     * can tell its CPU time from the request path's (/proc/<pid>/task/<tid>/comm). */
+    (void)pthread_setname_np(pthread_self(), "ag-indexer");
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
         ag_log(AG_LOG_DEBUG, "indexer: cannot lower its priority");
     for (;;) {

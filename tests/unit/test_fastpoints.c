@@ -296,11 +296,21 @@ static void test_long_numbers_match_strtod(void **state)
                 snprintf(num, sizeof(num), "%.19Lg", mid);
                 break;
             }
-            case 3: { /* near a midpoint between two floats */
+            case 3: { /* near a midpoint between two floats: a few doubles either side, and
+                       * (odd rounds) the two-rounding path's refusal margin and just past it */
                 float x = (float)((double)(r >> 11) / 9.0e15 + 0.001);
                 double mid = ((double)x + (double)nextafterf(x, 2.0f)) / 2;
-                snprintf(num, sizeof(num), "%.17g",
-                         mid * (1.0 + (double)((int)(next() % 5) - 2) * 0x1p-52));
+                if (round % 2) {
+                    int steps = (int)(next() % 13) - 6;
+                    for (; steps > 0; steps--)
+                        mid = nextafter(mid, 2.0);
+                    for (; steps < 0; steps++)
+                        mid = nextafter(mid, 0.0);
+                    snprintf(num, sizeof(num), "%.17g", mid);
+                } else {
+                    snprintf(num, sizeof(num), "%.17g",
+                             mid * (1.0 + (double)((int)(next() % 5) - 2) * 0x1p-52));
+                }
                 break;
             }
             default: /* 19-digit integers and fractions past 19 digits */

@@ -266,7 +266,9 @@ static void test_vecstore_growth(void **state)
 {
     AG_UNUSED(state);
     rng_t r = {0x1234567u};
-    const uint32_t dim = 33, n = 5000;
+    /* 40,000 rows of 192 bytes: the rows move from malloc to their own mapping (2 MB on) and
+     * that mapping then grows by mremap twice; every row must survive each move. */
+    const uint32_t dim = 33, n = 40000;
     ag_vecstore_t *vs;
     assert_int_equal(ag_vecstore_new(dim, &vs), 0);
     float *ref = calloc((size_t)n * dim, sizeof(float));
