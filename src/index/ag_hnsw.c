@@ -1504,6 +1504,7 @@ static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, siz
 }
 
 static int bits_scan(sctx_t *x, size_t want);
+static int dots_scan(sctx_t *x, size_t want);
 
 /*
  * Below full_scan_threshold with trained codes (docs/ARCHITECTURE.md "Small collections"): no
@@ -1539,6 +1540,11 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
         return AG_ENOMEM;
     if (x.qp.bits && x.v.capacity <= h->cap) {
         if ((rc = bits_scan(&x, want)) != 0)
+            return rc;
+        return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
+    }
+    if ((x.qp.dist == AG_DIST_COSINE || x.qp.dist == AG_DIST_DOT) && x.v.capacity <= h->cap) {
+        if ((rc = dots_scan(&x, want)) != 0)
             return rc;
         return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
     }
@@ -1578,16 +1584,11 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
  * slot, as the heaps' order does). Every row must have a code (id < h->cap). Fills x->sc->rs
  * (a max-heap of at most want). AG_ENOMEM, AG_ETIMEOUT.
  */
-static int bits_scan(sctx_t *x, size_t want)
+/* The stored slots a code scan visits (present, accepted by the filter), in slot order, into
+ * x->sc->ids (room for n_rows) and their number into *m. AG_ETIMEOUT. */
+static int scan_slots(sctx_t *x, uint32_t n_rows, size_t *m_out)
 {
-    const hnsw_t *h = x->h;
     scratch_t *sc = x->sc;
-    uint32_t dim = x->v.dim, n_rows = ag_vecstore_count(h->base.vs);
-    if (!ids_room(sc, n_rows) ||
-        AG_GROW(sc->cnt, sc->cnt_cap, n_rows, 1024, SIZE_MAX / sizeof(uint32_t)) != 0 ||
-        AG_GROW(sc->hist, sc->hist_cap, (size_t)dim + 1, 256, SIZE_MAX / sizeof(uint32_t)) != 0)
-        return AG_ENOMEM;
-    memset(sc->hist, 0, ((size_t)dim + 1) * sizeof(uint32_t));
     size_t m = 0;
     uint32_t words = (x->v.capacity + 63u) / 64u;
     for (uint32_t w = 0; w < words; w++) {
@@ -1602,6 +1603,60 @@ static int bits_scan(sctx_t *x, size_t want)
             sc->ids[m++] = id;
         }
     }
+    *m_out = m;
+    return 0;
+}
+
+/*
+ * quant_scan for int8 codes under Cosine/Dot: every visited row's dot product and byte sum in one
+ * batched kernel call (ag_u8_dotsum_gather: no call per row, and the rows' chains independent),
+ * then the distances qdist would give, the best `want` kept in x->sc->rs (a max-heap; a row enters
+ * only when strictly closer than the worst kept, so ties go to the lower slot as before). Every
+ * row must have a code (id < h->cap). AG_ENOMEM, AG_ETIMEOUT.
+ */
+static int dots_scan(sctx_t *x, size_t want)
+{
+    const hnsw_t *h = x->h;
+    scratch_t *sc = x->sc;
+    uint32_t n_rows = ag_vecstore_count(h->base.vs);
+    /* cnt holds the dot products, then (from n_rows on) the rows' byte sums */
+    if (!ids_room(sc, n_rows) ||
+        AG_GROW(sc->cnt, sc->cnt_cap, 2 * (size_t)n_rows, 1024, SIZE_MAX / sizeof(uint32_t)) != 0)
+        return AG_ENOMEM;
+    size_t m = 0;
+    int rc = scan_slots(x, n_rows, &m);
+    if (rc)
+        return rc;
+    uint32_t *dot = sc->cnt, *sum = sc->cnt + n_rows;
+    ag_u8_dotsum_gather(x->qq.code, h->blk + h->pay_off, h->bstride, sc->ids, m, x->qp.row, dot,
+                        sum);
+    sc->rs_n = 0;
+    for (size_t i = 0; i < m; i++) {
+        float d = -(x->qq.corr + x->qp.lostep * (float)sum[i] + x->step2 * (float)dot[i]);
+        if (sc->rs_n < want) {
+            maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, sc->ids[i]});
+        } else if (d < sc->rs[0].d) {
+            sc->rs[0] = (cand_t){d, sc->ids[i]};
+            maxheap_sift_down(sc->rs, sc->rs_n, 0);
+        }
+    }
+    return 0;
+}
+
+static int bits_scan(sctx_t *x, size_t want)
+{
+    const hnsw_t *h = x->h;
+    scratch_t *sc = x->sc;
+    uint32_t dim = x->v.dim, n_rows = ag_vecstore_count(h->base.vs);
+    if (!ids_room(sc, n_rows) ||
+        AG_GROW(sc->cnt, sc->cnt_cap, n_rows, 1024, SIZE_MAX / sizeof(uint32_t)) != 0 ||
+        AG_GROW(sc->hist, sc->hist_cap, (size_t)dim + 1, 256, SIZE_MAX / sizeof(uint32_t)) != 0)
+        return AG_ENOMEM;
+    memset(sc->hist, 0, ((size_t)dim + 1) * sizeof(uint32_t));
+    size_t m = 0;
+    int rc = scan_slots(x, n_rows, &m);
+    if (rc)
+        return rc;
     ag_bits_hamming_gather(x->qq.code, h->blk + h->pay_off, h->bstride, sc->ids, m, x->qp.row,
                            sc->cnt);
     for (size_t i = 0; i < m; i++) {

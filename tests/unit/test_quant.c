@@ -102,6 +102,55 @@ static void test_dot_kernels_random(void **state)
     free(b);
 }
 
+/* The gathering form the int8 scan uses (four rows a step with VNNI, the query kept in
+ * registers for rows up to 512 bytes, one row at a time beyond) against the scalar loop: every
+ * short row length, the sizes with their own unrolled loop (384, 512), long rows past the register
+ * limit, all-255 rows, and row counts that leave a partial last step. */
+static void test_dotsum_gather(void **state)
+{
+    (void)state;
+    static const size_t rows[] = {32, 64, 96, 128, 160, 256, 384, 416, 480, 512, 544, 1024};
+    static const size_t counts[] = {0, 1, 2, 3, 4, 5, 7, 33};
+    const size_t n_slots = 40;
+    for (size_t ri = 0; ri < AG_ARRAY_LEN(rows); ri++) {
+        const size_t row = rows[ri], stride = ((row + 63) & ~(size_t)63) + 64;
+        uint8_t *base = aligned_alloc(64, stride * n_slots + 64), *q = aligned_alloc(64, 1024 + 64);
+        assert_non_null(base);
+        assert_non_null(q);
+        for (int round = 0; round < 3; round++) {
+            for (size_t i = 0; i < stride * n_slots + 64; i++)
+                base[i] = round == 0 ? 255 : (uint8_t)next_u64();
+            for (size_t i = 0; i < 1024 + 64; i++)
+                q[i] = round == 0 ? 255 : round == 1 ? 0 : (uint8_t)next_u64();
+            for (size_t ci = 0; ci < AG_ARRAY_LEN(counts); ci++) {
+                const size_t n = counts[ci];
+                uint32_t ids[33], dot[33], sum[33];
+                for (size_t i = 0; i < n; i++)
+                    ids[i] = (uint32_t)(next_u64() % n_slots);
+                for (size_t i = 0; i < 33; i++)
+                    dot[i] = sum[i] = 7; /* past n: must stay untouched */
+                ag_u8_dotsum_gather(q, base + 64, stride, ids, n, row, dot, sum);
+                for (size_t i = 0; i < n; i++) {
+                    const uint8_t *r = base + 64 + (size_t)ids[i] * stride;
+                    uint32_t want = 0, s = 0;
+                    for (size_t j = 0; j < row; j++) {
+                        want += (uint32_t)q[j] * r[j];
+                        s += r[j];
+                    }
+                    assert_int_equal(dot[i], want);
+                    assert_int_equal(sum[i], s);
+                }
+                for (size_t i = n; i < 33; i++) {
+                    assert_int_equal(dot[i], 7);
+                    assert_int_equal(sum[i], 7);
+                }
+            }
+        }
+        free(base);
+        free(q);
+    }
+}
+
 /* Rows in [-1, 1) plus a few outliers at +-8. */
 static ag_vecstore_t *filled(uint32_t n, uint32_t dim, bool outliers)
 {
@@ -807,6 +856,7 @@ int main(void)
         cmocka_unit_test(test_hnsw_quantized_recall),
         cmocka_unit_test(test_hnsw_quant_resume),
         cmocka_unit_test(test_hamming_kernels),
+        cmocka_unit_test(test_dotsum_gather),
         cmocka_unit_test(test_binary_encode),
         cmocka_unit_test(test_binary_recall_minilm),
         cmocka_unit_test(test_binary_recall_glove),
