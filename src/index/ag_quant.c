@@ -213,8 +213,8 @@ __attribute__((target("avx512f"), always_inline)) static inline __m128i hsum4_51
 {
     __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]),
                                    _mm512_unpackhi_epi32(v[0], v[1])); /* a0 b0 a1 b1 per 128 */
-    __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]),
-                                   _mm512_unpackhi_epi32(v[2], v[3]));
+    __m512i t23 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
     __m512i t = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23),
                                  _mm512_unpackhi_epi64(t01, t23)); /* v0 v1 v2 v3 per 128 */
     __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64(t, 1));
@@ -241,8 +241,9 @@ dotsum_rows4_vnni(const __m512i *vq, size_t chunks, bool half, const uint8_t *co
             a[j] = _mm512_dpbusd_epi32(a[j], v, vq[chunks]);
             b[j] = _mm512_add_epi64(b[j], _mm512_sad_epu8(v, zero));
         }
-    /* The byte sums are below 2^16 per 64-bit lane, so as 32-bit lanes they are (sum, 0) pairs
-     * and 128 * sum r is added lane by lane; then both sets of four vectors are summed at once. */
+        /* The byte sums are below 2^16 per 64-bit lane, so as 32-bit lanes they are (sum, 0) pairs
+         * and 128 * sum r is added lane by lane; then both sets of four vectors are summed at once.
+         */
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++)
         a[j] = _mm512_add_epi32(a[j], _mm512_slli_epi32(b[j], 7));
@@ -252,8 +253,8 @@ dotsum_rows4_vnni(const __m512i *vq, size_t chunks, bool half, const uint8_t *co
 
 /* The rows in steps of four (a short last step repeats its last row into scratch outputs). */
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
-dotsum_gather_body(const __m512i *vq, size_t chunks, bool half, const uint8_t *base,
-                   size_t stride, const uint32_t *ids, size_t n, uint32_t *dot, uint32_t *sum)
+dotsum_gather_body(const __m512i *vq, size_t chunks, bool half, const uint8_t *base, size_t stride,
+                   const uint32_t *ids, size_t n, uint32_t *dot, uint32_t *sum)
 {
     size_t i = 0;
     for (; i + 4 <= n; i += 4) {
@@ -405,8 +406,8 @@ uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_
 
 static ag_u8_dotsum_fn pick_dotsum(void);
 
-void ag_u8_dotsum_gather(const uint8_t *q, const uint8_t *base, size_t stride,
-                         const uint32_t *ids, size_t n, size_t row, uint32_t *dot, uint32_t *sum)
+void ag_u8_dotsum_gather(const uint8_t *q, const uint8_t *base, size_t stride, const uint32_t *ids,
+                         size_t n, size_t row, uint32_t *dot, uint32_t *sum)
 {
 #ifdef QUANT_AVX2
     if (simd_level() >= 2) {
