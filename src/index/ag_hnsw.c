@@ -1451,6 +1451,10 @@ static int encode_query(sctx_t *x, const float *query)
     return 0;
 }
 
+#ifndef RESCORE_AHEAD
+#define RESCORE_AHEAD 8
+#endif
+
 /* The answer from a beam (max-heap of nb candidates, sorted here): the best n_pick, re-scored from
  * the float rows (rescore) or with their approximate scores, plus the slots still queued for the
  * background linker (scored exactly), into out. */
@@ -1472,11 +1476,16 @@ static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, siz
         thr = higher ? params->score_threshold : -params->score_threshold;
     ag_topk_t t;
     ag_topk_init(&t, out, k);
-    if (rescore && x->mode != PAY_NONE) /* the walk did not read these rows: fetch them together */
-        for (size_t i = 0; i < nb; i++)
+    /* The walk did not read these rows: the first RESCORE_AHEAD are fetched at once, then each
+     * step fetches the row that many ahead (all at once overran the core's outstanding misses). */
+    bool ahead = rescore && x->mode != PAY_NONE;
+    if (ahead)
+        for (size_t i = 0; i < AG_MIN(nb, (size_t)RESCORE_AHEAD); i++)
             prefetch_row(&x->v, beam[i].id);
     for (size_t i = 0; i < nb; i++) {
         uint32_t id = beam[i].id;
+        if (ahead && i + RESCORE_AHEAD < nb)
+            prefetch_row(&x->v, beam[i + RESCORE_AHEAD].id);
         float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim)
                           : beam[i].d;
         float key = key_of(ix->dist, d);
@@ -1538,19 +1547,22 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
     size_t want = AG_MIN(n_pick, (size_t)AG_MAX(ag_vecstore_count(h->base.vs), 1u));
     if (!grow_cands(&sc->rs, &sc->rs_cap, want + 1))
         return AG_ENOMEM;
-    if (x.qp.bits && x.v.capacity <= h->cap) {
+    /* a built graph's live nodes all have codes (the rest are skipped: queued slots are scored
+     * exactly in finish_hits) */
+    bool all_coded = h->built || x.v.capacity <= h->cap;
+    if (x.qp.bits && all_coded) {
         if ((rc = bits_scan(&x, want)) != 0)
             return rc;
         return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
     }
-    if ((x.qp.dist == AG_DIST_COSINE || x.qp.dist == AG_DIST_DOT) && x.v.capacity <= h->cap) {
+    if ((x.qp.dist == AG_DIST_COSINE || x.qp.dist == AG_DIST_DOT) && all_coded) {
         if ((rc = dots_scan(&x, want)) != 0)
             return rc;
         return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
     }
     /* a row stored but not yet added has no code: its float distance ranks it */
     const float *pq = NULL;
-    if (x.v.capacity > h->cap && !(pq = pad_query(sc, query, &x.v)))
+    if (!h->built && x.v.capacity > h->cap && !(pq = pad_query(sc, query, &x.v)))
         return AG_ENOMEM;
     uint32_t words = (x.v.capacity + 63u) / 64u;
     for (uint32_t w = 0; w < words; w++) {
@@ -1560,6 +1572,8 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
         while (bits) {
             uint32_t id = w * 64u + (uint32_t)__builtin_ctzll(bits);
             bits &= bits - 1;
+            if (h->built && (id >= h->cap || h->state[id] != NODE_LIVE))
+                continue; /* queued for the linker: finish_hits scores it */
             if (x.accept && !x.accept(x.ud, id))
                 continue;
             float d = id < h->cap
@@ -1584,10 +1598,13 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
  * slot, as the heaps' order does). Every row must have a code (id < h->cap). Fills x->sc->rs
  * (a max-heap of at most want). AG_ENOMEM, AG_ETIMEOUT.
  */
-/* The stored slots a code scan visits (present, accepted by the filter), in slot order, into
+/* The stored slots a code scan visits (present, accepted by the filter, and with a built graph
+ * only its live nodes: the slots queued for the linker have no code yet), in slot order, into
  * x->sc->ids (room for n_rows) and their number into *m. AG_ETIMEOUT. */
 static int scan_slots(sctx_t *x, uint32_t n_rows, size_t *m_out)
 {
+    const hnsw_t *h = x->h;
+    bool graph = h->built;
     scratch_t *sc = x->sc;
     size_t m = 0;
     uint32_t words = (x->v.capacity + 63u) / 64u;
@@ -1598,6 +1615,8 @@ static int scan_slots(sctx_t *x, uint32_t n_rows, size_t *m_out)
         while (bits && m < n_rows) {
             uint32_t id = w * 64u + (uint32_t)__builtin_ctzll(bits);
             bits &= bits - 1;
+            if (graph && (id >= h->cap || h->state[id] != NODE_LIVE))
+                continue; /* queued for the linker: finish_hits scores it */
             if (x->accept && !x->accept(x->ud, id))
                 continue;
             sc->ids[m++] = id;
@@ -1685,8 +1704,11 @@ static int bits_scan(sctx_t *x, size_t want)
 bool ag_hnsw_scans_codes(const ag_index_t *ix, const ag_search_params_t *params)
 {
     const hnsw_t *h = (const hnsw_t *)ix;
-    return !h->built && !h->deferred && h->scan_codes && h->pay == PAY_CODE && h->quant &&
-           ag_quant_trained(h->quant) && !(params && (params->exact || params->quant_ignore));
+    /* unbuilt: the codes of every stored row are laid out (scan_codes); built but down to
+     * full_scan_threshold live points: every live node's block holds its code */
+    bool coded = h->built ? h->n_live <= h->full_scan && h->entry != NO_NODE : h->scan_codes;
+    return coded && !h->deferred && h->pay == PAY_CODE && h->quant && ag_quant_trained(h->quant) &&
+           !(params && (params->exact || params->quant_ignore));
 }
 
 static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,
