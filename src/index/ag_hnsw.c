@@ -1451,10 +1451,6 @@ static int encode_query(sctx_t *x, const float *query)
     return 0;
 }
 
-#ifndef RESCORE_AHEAD
-#define RESCORE_AHEAD 8
-#endif
-
 /* The answer from a beam (max-heap of nb candidates, sorted here): the best n_pick, re-scored from
  * the float rows (rescore) or with their approximate scores, plus the slots still queued for the
  * background linker (scored exactly), into out. */
@@ -1476,16 +1472,11 @@ static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, siz
         thr = higher ? params->score_threshold : -params->score_threshold;
     ag_topk_t t;
     ag_topk_init(&t, out, k);
-    /* The walk did not read these rows: the first RESCORE_AHEAD are fetched at once, then each
-     * step fetches the row that many ahead (all at once overran the core's outstanding misses). */
-    bool ahead = rescore && x->mode != PAY_NONE;
-    if (ahead)
-        for (size_t i = 0; i < AG_MIN(nb, (size_t)RESCORE_AHEAD); i++)
+    if (rescore && x->mode != PAY_NONE) /* the walk did not read these rows: fetch them together */
+        for (size_t i = 0; i < nb; i++)
             prefetch_row(&x->v, beam[i].id);
     for (size_t i = 0; i < nb; i++) {
         uint32_t id = beam[i].id;
-        if (ahead && i + RESCORE_AHEAD < nb)
-            prefetch_row(&x->v, beam[i + RESCORE_AHEAD].id);
         float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim)
                           : beam[i].d;
         float key = key_of(ix->dist, d);
