@@ -1504,6 +1504,7 @@ static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, siz
 }
 
 static int bits_scan(sctx_t *x, size_t want);
+static int dots_scan(sctx_t *x, size_t want);
 
 /*
  * Below full_scan_threshold with trained codes (docs/ARCHITECTURE.md "Small collections"): no
@@ -1537,14 +1538,22 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
     size_t want = AG_MIN(n_pick, (size_t)AG_MAX(ag_vecstore_count(h->base.vs), 1u));
     if (!grow_cands(&sc->rs, &sc->rs_cap, want + 1))
         return AG_ENOMEM;
-    if (x.qp.bits && x.v.capacity <= h->cap) {
+    /* a built graph's live nodes all have codes (the rest are skipped: queued slots are scored
+     * exactly in finish_hits) */
+    bool all_coded = h->built || x.v.capacity <= h->cap;
+    if (x.qp.bits && all_coded) {
         if ((rc = bits_scan(&x, want)) != 0)
+            return rc;
+        return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
+    }
+    if ((x.qp.dist == AG_DIST_COSINE || x.qp.dist == AG_DIST_DOT) && all_coded) {
+        if ((rc = dots_scan(&x, want)) != 0)
             return rc;
         return finish_hits(h, &x, query, k, n_pick, rescore, params, out, n_out);
     }
     /* a row stored but not yet added has no code: its float distance ranks it */
     const float *pq = NULL;
-    if (x.v.capacity > h->cap && !(pq = pad_query(sc, query, &x.v)))
+    if (!h->built && x.v.capacity > h->cap && !(pq = pad_query(sc, query, &x.v)))
         return AG_ENOMEM;
     uint32_t words = (x.v.capacity + 63u) / 64u;
     for (uint32_t w = 0; w < words; w++) {
@@ -1554,6 +1563,8 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
         while (bits) {
             uint32_t id = w * 64u + (uint32_t)__builtin_ctzll(bits);
             bits &= bits - 1;
+            if (h->built && (id >= h->cap || h->state[id] != NODE_LIVE))
+                continue; /* queued for the linker: finish_hits scores it */
             if (x.accept && !x.accept(x.ud, id))
                 continue;
             float d = id < h->cap
@@ -1578,6 +1589,70 @@ static int quant_scan(const hnsw_t *h, const float *query, size_t k, const ag_in
  * slot, as the heaps' order does). Every row must have a code (id < h->cap). Fills x->sc->rs
  * (a max-heap of at most want). AG_ENOMEM, AG_ETIMEOUT.
  */
+/* The stored slots a code scan visits (present, accepted by the filter, and with a built graph
+ * only its live nodes: the slots queued for the linker have no code yet), in slot order, into
+ * x->sc->ids (room for n_rows) and their number into *m. AG_ETIMEOUT. */
+static int scan_slots(sctx_t *x, uint32_t n_rows, size_t *m_out)
+{
+    const hnsw_t *h = x->h;
+    bool graph = h->built;
+    scratch_t *sc = x->sc;
+    size_t m = 0;
+    uint32_t words = (x->v.capacity + 63u) / 64u;
+    for (uint32_t w = 0; w < words; w++) {
+        if (x->deadline > 0 && (w & 63) == 63 && ag_now_mono() >= x->deadline)
+            return AG_ETIMEOUT;
+        uint64_t bits = x->v.present[w];
+        while (bits && m < n_rows) {
+            uint32_t id = w * 64u + (uint32_t)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (graph && (id >= h->cap || h->state[id] != NODE_LIVE))
+                continue; /* queued for the linker: finish_hits scores it */
+            if (x->accept && !x->accept(x->ud, id))
+                continue;
+            sc->ids[m++] = id;
+        }
+    }
+    *m_out = m;
+    return 0;
+}
+
+/*
+ * quant_scan for int8 codes under Cosine/Dot: every visited row's dot product and byte sum in one
+ * batched kernel call (ag_u8_dotsum_gather: no call per row, and the rows' chains independent),
+ * then the distances qdist would give, the best `want` kept in x->sc->rs (a max-heap; a row enters
+ * only when strictly closer than the worst kept, so ties go to the lower slot as before). Every
+ * row must have a code (id < h->cap). AG_ENOMEM, AG_ETIMEOUT.
+ */
+static int dots_scan(sctx_t *x, size_t want)
+{
+    const hnsw_t *h = x->h;
+    scratch_t *sc = x->sc;
+    uint32_t n_rows = ag_vecstore_count(h->base.vs);
+    /* cnt holds the dot products, then (from n_rows on) the rows' byte sums */
+    if (!ids_room(sc, n_rows) ||
+        AG_GROW(sc->cnt, sc->cnt_cap, 2 * (size_t)n_rows, 1024, SIZE_MAX / sizeof(uint32_t)) != 0)
+        return AG_ENOMEM;
+    size_t m = 0;
+    int rc = scan_slots(x, n_rows, &m);
+    if (rc)
+        return rc;
+    uint32_t *dot = sc->cnt, *sum = sc->cnt + n_rows;
+    ag_u8_dotsum_gather(x->qq.code, h->blk + h->pay_off, h->bstride, sc->ids, m, x->qp.row, dot,
+                        sum);
+    sc->rs_n = 0;
+    for (size_t i = 0; i < m; i++) {
+        float d = -(x->qq.corr + x->qp.lostep * (float)sum[i] + x->step2 * (float)dot[i]);
+        if (sc->rs_n < want) {
+            maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, sc->ids[i]});
+        } else if (d < sc->rs[0].d) {
+            sc->rs[0] = (cand_t){d, sc->ids[i]};
+            maxheap_sift_down(sc->rs, sc->rs_n, 0);
+        }
+    }
+    return 0;
+}
+
 static int bits_scan(sctx_t *x, size_t want)
 {
     const hnsw_t *h = x->h;
@@ -1589,19 +1664,9 @@ static int bits_scan(sctx_t *x, size_t want)
         return AG_ENOMEM;
     memset(sc->hist, 0, ((size_t)dim + 1) * sizeof(uint32_t));
     size_t m = 0;
-    uint32_t words = (x->v.capacity + 63u) / 64u;
-    for (uint32_t w = 0; w < words; w++) {
-        if (x->deadline > 0 && (w & 63) == 63 && ag_now_mono() >= x->deadline)
-            return AG_ETIMEOUT;
-        uint64_t bits = x->v.present[w];
-        while (bits && m < n_rows) {
-            uint32_t id = w * 64u + (uint32_t)__builtin_ctzll(bits);
-            bits &= bits - 1;
-            if (x->accept && !x->accept(x->ud, id))
-                continue;
-            sc->ids[m++] = id;
-        }
-    }
+    int rc = scan_slots(x, n_rows, &m);
+    if (rc)
+        return rc;
     ag_bits_hamming_gather(x->qq.code, h->blk + h->pay_off, h->bstride, sc->ids, m, x->qp.row,
                            sc->cnt);
     for (size_t i = 0; i < m; i++) {
@@ -1630,8 +1695,11 @@ static int bits_scan(sctx_t *x, size_t want)
 bool ag_hnsw_scans_codes(const ag_index_t *ix, const ag_search_params_t *params)
 {
     const hnsw_t *h = (const hnsw_t *)ix;
-    return !h->built && !h->deferred && h->scan_codes && h->pay == PAY_CODE && h->quant &&
-           ag_quant_trained(h->quant) && !(params && (params->exact || params->quant_ignore));
+    /* unbuilt: the codes of every stored row are laid out (scan_codes); built but down to
+     * full_scan_threshold live points: every live node's block holds its code */
+    bool coded = h->built ? h->n_live <= h->full_scan && h->entry != NO_NODE : h->scan_codes;
+    return coded && !h->deferred && h->pay == PAY_CODE && h->quant && ag_quant_trained(h->quant) &&
+           !(params && (params->exact || params->quant_ignore));
 }
 
 static int hnsw_search(const ag_index_t *ix, const float *query, size_t k,

@@ -23,9 +23,10 @@
  * returned are re-scored with the shared kernels, so scores equal the exact index's bit for bit.
  *
  * Search plan, per query:
- *   - no graph yet (at most full_scan_threshold points) with trained codes, and neither exact nor
- *     quantization.ignore: a scan of the codes, the best ceil(oversampling * k) rescored from the
- *     floats (docs/ARCHITECTURE.md "Small collections").
+ *   - at most full_scan_threshold points (no graph yet, or a built graph down to that many live
+ *     nodes) with trained codes, and neither exact nor quantization.ignore: a scan of the codes,
+ *     the best ceil(oversampling * k) rescored from the floats (docs/ARCHITECTURE.md "Small
+ *     collections"); with a graph, slots still queued for the linker are scored exactly.
  *   - params->exact, a candidate list, or at most full_scan_threshold live points: exact scan
  *     (ag_index_score_candidates), like Qdrant below its threshold.
  *   - a filter: the accept predicate is sampled on up to 256 random live slots to estimate how
@@ -112,10 +113,10 @@ int ag_hnsw_set_quant(ag_index_t *ix, double quantile);
 int ag_hnsw_set_quant_kind(ag_index_t *ix, ag_quant_kind_t kind, double quantile);
 /* True when searches rank with trained codes. Reader side. */
 bool ag_hnsw_quantized(const ag_index_t *ix);
-/* True when a search with params would be a scan over the codes (no graph yet: at most
- * full_scan_threshold points, quantized, not exact or quantization.ignore): every stored row's
- * code scored, the best ceil(oversampling * k) rescored from the floats. For benchmarks and
- * tests that report which path ran. Reader side. */
+/* True when a search with params would be a scan over the codes (at most full_scan_threshold
+ * points — no graph yet, or a graph that shrank to that — quantized, not exact or
+ * quantization.ignore): every stored row's code scored, the best ceil(oversampling * k) rescored
+ * from the floats. For benchmarks and tests that report which path ran. Reader side. */
 bool ag_hnsw_scans_codes(const ag_index_t *ix, const ag_search_params_t *params);
 
 /* Runs the tombstone repair pass now (normally automatic). Writer side. */

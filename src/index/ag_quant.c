@@ -201,6 +201,114 @@ dotsum_vnni(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
     return hsum512(acc) + 128u * t;
 }
 
+/* ag_u8_dotsum for many rows against one query (the int8 scan of a small collection): a row is
+ * the unsigned operand against the query flipped to signed, so sum q*r = sum r*(q - 128) + 128 *
+ * sum r, and sum r comes from vpsadbw (a cheap op per 64 bytes instead of a second dpbusd chain).
+ * The flipped query is loaded once into registers (rows of up to GATHER_CHUNKS * 64 bytes), four
+ * rows go per step as four independent chains, there is no call per row, and the results go to
+ * arrays, so no branch waits on them. Rows are n bytes, a multiple of 32. */
+#define GATHER_CHUNKS 8
+/* The sums of the 16 32-bit lanes of v[0..3] as the four lanes of the result (wrapping). */
+__attribute__((target("avx512f"), always_inline)) static inline __m128i hsum4_512(const __m512i *v)
+{
+    __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(v[0], v[1]),
+                                   _mm512_unpackhi_epi32(v[0], v[1])); /* a0 b0 a1 b1 per 128 */
+    __m512i t23 =
+        _mm512_add_epi32(_mm512_unpacklo_epi32(v[2], v[3]), _mm512_unpackhi_epi32(v[2], v[3]));
+    __m512i t = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23),
+                                 _mm512_unpackhi_epi64(t01, t23)); /* v0 v1 v2 v3 per 128 */
+    __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(t), _mm512_extracti64x4_epi64(t, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+dotsum_rows4_vnni(const __m512i *vq, size_t chunks, bool half, const uint8_t *const *r,
+                  uint32_t *dot, uint32_t *sum)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    __m512i a[4] = {zero, zero, zero, zero}, b[4] = {zero, zero, zero, zero};
+#pragma GCC unroll 8
+    for (size_t c = 0; c < chunks; c++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m512i v = _mm512_loadu_si512((const void *)(r[j] + 64 * c));
+            a[j] = _mm512_dpbusd_epi32(a[j], v, vq[c]);
+            b[j] = _mm512_add_epi64(b[j], _mm512_sad_epu8(v, zero));
+        }
+    if (half) /* the last 32 bytes: lanes past them load as 0 and add nothing */
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m512i v = _mm512_maskz_loadu_epi8((__mmask64)0xFFFFFFFFu, r[j] + 64 * chunks);
+            a[j] = _mm512_dpbusd_epi32(a[j], v, vq[chunks]);
+            b[j] = _mm512_add_epi64(b[j], _mm512_sad_epu8(v, zero));
+        }
+        /* The byte sums are below 2^16 per 64-bit lane, so as 32-bit lanes they are (sum, 0) pairs
+         * and 128 * sum r is added lane by lane; then both sets of four vectors are summed at once.
+         */
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+        a[j] = _mm512_add_epi32(a[j], _mm512_slli_epi32(b[j], 7));
+    _mm_storeu_si128((__m128i *)(void *)dot, hsum4_512(a));
+    _mm_storeu_si128((__m128i *)(void *)sum, hsum4_512(b));
+}
+
+/* The rows in steps of four (a short last step repeats its last row into scratch outputs). */
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+dotsum_gather_body(const __m512i *vq, size_t chunks, bool half, const uint8_t *base, size_t stride,
+                   const uint32_t *ids, size_t n, uint32_t *dot, uint32_t *sum)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const uint8_t *r[4];
+        for (int j = 0; j < 4; j++)
+            r[j] = base + (size_t)ids[i + (size_t)j] * stride;
+        dotsum_rows4_vnni(vq, chunks, half, r, dot + i, sum + i);
+    }
+    if (i < n) {
+        const uint8_t *r[4];
+        uint32_t d[4], t[4];
+        for (int j = 0; j < 4; j++)
+            r[j] = base + (size_t)ids[AG_MIN(i + (size_t)j, n - 1)] * stride;
+        dotsum_rows4_vnni(vq, chunks, half, r, d, t);
+        for (size_t j = 0; i + j < n; j++) {
+            dot[i + j] = d[j];
+            sum[i + j] = t[j];
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void
+dotsum_gather_vnni(const uint8_t *q, const uint8_t *base, size_t stride, const uint32_t *ids,
+                   size_t n, size_t row, uint32_t *dot, uint32_t *sum)
+{
+    size_t chunks = row / 64;
+    bool half = row % 64 != 0;
+    if (chunks + half > GATHER_CHUNKS) { /* long rows: one at a time */
+        for (size_t i = 0; i < n; i++)
+            dot[i] = dotsum_vnni(q, base + (size_t)ids[i] * stride, row, &sum[i]);
+        return;
+    }
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i vq[GATHER_CHUNKS];
+    for (size_t c = 0; c < GATHER_CHUNKS; c++)
+        vq[c] = c < chunks ? _mm512_xor_si512(_mm512_loadu_si512((const void *)(q + 64 * c)), flip)
+                : c == chunks && half
+                    ? _mm512_xor_si512(_mm512_maskz_loadu_epi8((__mmask64)0xFFFFFFFFu, q + 64 * c),
+                                       flip)
+                    : _mm512_setzero_si512();
+    /* constant chunk counts for the common row sizes, so the loops unroll with vq in registers */
+    switch (row) {
+    case 384:
+        dotsum_gather_body(vq, 6, false, base, stride, ids, n, dot, sum);
+        break;
+    case 512:
+        dotsum_gather_body(vq, 8, false, base, stride, ids, n, dot, sum);
+        break;
+    default:
+        dotsum_gather_body(vq, chunks, half, base, stride, ids, n, dot, sum);
+        break;
+    }
+}
+
 /* vpsadbw against zero sums the bytes of b into four 64-bit lanes. */
 __attribute__((target("avx2"))) static uint32_t dotsum_avx2(const uint8_t *a, const uint8_t *b,
                                                             size_t n, uint32_t *sum_b)
@@ -294,6 +402,22 @@ uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_
         return dotsum_avx2(a, b, n, sum_b);
 #endif
     return dotsum_generic(a, b, n, sum_b);
+}
+
+static ag_u8_dotsum_fn pick_dotsum(void);
+
+void ag_u8_dotsum_gather(const uint8_t *q, const uint8_t *base, size_t stride, const uint32_t *ids,
+                         size_t n, size_t row, uint32_t *dot, uint32_t *sum)
+{
+#ifdef QUANT_AVX2
+    if (simd_level() >= 2) {
+        dotsum_gather_vnni(q, base, stride, ids, n, row, dot, sum);
+        return;
+    }
+#endif
+    ag_u8_dotsum_fn k = pick_dotsum();
+    for (size_t i = 0; i < n; i++)
+        dot[i] = k(q, base + (size_t)ids[i] * stride, row, &sum[i]);
 }
 
 static ag_u8_dotsum_fn pick_dotsum(void)

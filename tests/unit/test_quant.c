@@ -102,6 +102,55 @@ static void test_dot_kernels_random(void **state)
     free(b);
 }
 
+/* The gathering form the int8 scan uses (four rows a step with VNNI, the query kept in
+ * registers for rows up to 512 bytes, one row at a time beyond) against the scalar loop: every
+ * short row length, the sizes with their own unrolled loop (384, 512), long rows past the register
+ * limit, all-255 rows, and row counts that leave a partial last step. */
+static void test_dotsum_gather(void **state)
+{
+    (void)state;
+    static const size_t rows[] = {32, 64, 96, 128, 160, 256, 384, 416, 480, 512, 544, 1024};
+    static const size_t counts[] = {0, 1, 2, 3, 4, 5, 7, 33};
+    const size_t n_slots = 40;
+    for (size_t ri = 0; ri < AG_ARRAY_LEN(rows); ri++) {
+        const size_t row = rows[ri], stride = ((row + 63) & ~(size_t)63) + 64;
+        uint8_t *base = aligned_alloc(64, stride * n_slots + 64), *q = aligned_alloc(64, 1024 + 64);
+        assert_non_null(base);
+        assert_non_null(q);
+        for (int round = 0; round < 3; round++) {
+            for (size_t i = 0; i < stride * n_slots + 64; i++)
+                base[i] = round == 0 ? 255 : (uint8_t)next_u64();
+            for (size_t i = 0; i < 1024 + 64; i++)
+                q[i] = round == 0 ? 255 : round == 1 ? 0 : (uint8_t)next_u64();
+            for (size_t ci = 0; ci < AG_ARRAY_LEN(counts); ci++) {
+                const size_t n = counts[ci];
+                uint32_t ids[33], dot[33], sum[33];
+                for (size_t i = 0; i < n; i++)
+                    ids[i] = (uint32_t)(next_u64() % n_slots);
+                for (size_t i = 0; i < 33; i++)
+                    dot[i] = sum[i] = 7; /* past n: must stay untouched */
+                ag_u8_dotsum_gather(q, base + 64, stride, ids, n, row, dot, sum);
+                for (size_t i = 0; i < n; i++) {
+                    const uint8_t *r = base + 64 + (size_t)ids[i] * stride;
+                    uint32_t want = 0, s = 0;
+                    for (size_t j = 0; j < row; j++) {
+                        want += (uint32_t)q[j] * r[j];
+                        s += r[j];
+                    }
+                    assert_int_equal(dot[i], want);
+                    assert_int_equal(sum[i], s);
+                }
+                for (size_t i = n; i < 33; i++) {
+                    assert_int_equal(dot[i], 7);
+                    assert_int_equal(sum[i], 7);
+                }
+            }
+        }
+        free(base);
+        free(q);
+    }
+}
+
 /* Rows in [-1, 1) plus a few outliers at +-8. */
 static ag_vecstore_t *filled(uint32_t n, uint32_t dim, bool outliers)
 {
@@ -697,6 +746,82 @@ static bool accept_even(const void *ud, uint32_t slot)
     return slot % 2 == 0;
 }
 
+/* A graph that shrank to full_scan_threshold live points scans its codes too (every live node's
+ * block holds its code): int8 and binary, Cosine, random rows. The scan's hits have the exact
+ * index's scores bit for bit, removed points never come back, recall holds, and growing past the
+ * threshold again returns to the walk. */
+static void test_quant_scan_shrunk_graph(void **state)
+{
+    (void)state;
+    const uint32_t dim = 96, n = 400, keep = 120, nq = 20;
+    for (int kind = 0; kind < 2; kind++) {
+        ag_vecstore_t *vs = filled(n + nq, dim, false);
+        float *qs = malloc((size_t)nq * dim * sizeof(float));
+        assert_non_null(qs);
+        for (uint32_t i = 0; i < nq; i++) { /* the queries: the last nq rows, then not stored */
+            memcpy(qs + (size_t)i * dim, ag_vecstore_get(vs, n + i), dim * sizeof(float));
+            ag_vector_normalize(qs + (size_t)i * dim, dim);
+            ag_vecstore_clear(vs, n + i);
+        }
+        for (uint32_t s = 0; s < n; s++) {
+            float v[96];
+            memcpy(v, ag_vecstore_get(vs, s), sizeof(v));
+            ag_vector_normalize(v, dim);
+            assert_int_equal(ag_vecstore_set(vs, s, v), 0);
+        }
+        ag_index_t *ix, *exact;
+        ag_hnsw_params_t p = {.m = 8, .ef_construct = 64, .full_scan_threshold = 150};
+        assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_COSINE, &p, &ix), 0);
+        assert_int_equal(ag_index_exact_new(vs, AG_DIST_COSINE, &exact), 0);
+        assert_int_equal(
+            ag_hnsw_set_quant_kind(ix, kind ? AG_QUANT_INT8 : AG_QUANT_BINARY, kind ? 0.99 : 0), 0);
+        for (uint32_t s = 0; s < n; s++)
+            assert_int_equal(ag_index_add(ix, s), 0);
+        ag_search_params_t sp = {.oversampling = kind ? 2.0 : 6.0};
+        ag_hnsw_stats_t st;
+        ag_hnsw_stats(ix, &st);
+        assert_true(st.built);
+        assert_false(ag_hnsw_scans_codes(ix, &sp));
+        for (uint32_t s = keep; s < n; s++) { /* down to 120 live points, below 150 */
+            assert_int_equal(ag_index_remove(ix, s), 0);
+            ag_vecstore_clear(vs, s);
+        }
+        assert_true(ag_hnsw_scans_codes(ix, &sp));
+        ag_search_params_t ex = {.exact = true};
+        assert_false(ag_hnsw_scans_codes(ix, &ex));
+        double r = recall_at(ix, exact, qs, nq, dim, &sp);
+        print_message("%s scan of a shrunk graph: recall@10 %.3f\n", kind ? "int8" : "binary", r);
+        assert_true(r >= (kind ? 0.9 : 0.8));
+        for (uint32_t i = 0; i < nq; i++) {
+            ag_hit_t h[10];
+            size_t nh = 0;
+            assert_int_equal(ag_index_search(ix, qs + (size_t)i * dim, 10, NULL, &sp, h, &nh), 0);
+            assert_int_equal(nh, 10);
+            for (size_t j = 0; j < nh; j++) {
+                assert_true(h[j].slot < keep);
+                assert_true(h[j].score == ag_distance_score(AG_DIST_COSINE, qs + (size_t)i * dim,
+                                                            ag_vecstore_get(vs, h[j].slot), dim));
+            }
+        }
+        /* past the threshold again: the graph walks */
+        for (uint32_t s = keep; s < n; s++) {
+            float v[96];
+            for (uint32_t j = 0; j < dim; j++)
+                v[j] = uni();
+            ag_vector_normalize(v, dim);
+            assert_int_equal(ag_vecstore_set(vs, s, v), 0);
+            assert_int_equal(ag_index_add(ix, s), 0);
+        }
+        assert_false(ag_hnsw_scans_codes(ix, &sp));
+        assert_true(recall_at(ix, exact, qs, nq, dim, &sp) >= 0.8);
+        ag_index_free(ix);
+        ag_index_free(exact);
+        ag_vecstore_free(vs);
+        free(qs);
+    }
+    ag_hnsw_thread_release();
+}
+
 /* Below full_scan_threshold there is no graph: a quantized search scans every stored row's code
  * and rescores the best (Qdrant's small-segment path). On MiniLM-384, binary and int8: recall,
  * exact scores after rescoring, exact/ignore answer from the floats, a filter and a removal are
@@ -807,10 +932,12 @@ int main(void)
         cmocka_unit_test(test_hnsw_quantized_recall),
         cmocka_unit_test(test_hnsw_quant_resume),
         cmocka_unit_test(test_hamming_kernels),
+        cmocka_unit_test(test_dotsum_gather),
         cmocka_unit_test(test_binary_encode),
         cmocka_unit_test(test_binary_recall_minilm),
         cmocka_unit_test(test_binary_recall_glove),
         cmocka_unit_test(test_quant_scan_small),
+        cmocka_unit_test(test_quant_scan_shrunk_graph),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
