@@ -275,8 +275,8 @@ static ag_principal_t *cache_get(ag_auth_t *auth, const uint8_t tag[TAG_LEN], in
 /* Stores p (a new reference) for tag, unless the generation moved on since gen was read — before
  * p was resolved — so nothing resolved from a state older than the latest invalidation is kept.
  * Only verified credentials arrive here: a refused one never takes a slot. */
-static void cache_put(ag_auth_t *auth, const uint8_t tag[TAG_LEN], uint64_t gen,
-                      ag_principal_t *p, bool looked_up, int64_t now)
+static void cache_put(ag_auth_t *auth, const uint8_t tag[TAG_LEN], uint64_t gen, ag_principal_t *p,
+                      bool looked_up, int64_t now)
 {
     if (!auth->cache)
         return;
@@ -360,13 +360,13 @@ static int principal_from_claims(ag_auth_t *auth, const json_t *claims, int dept
     return 0;
 }
 
-/* A token not in the cache: verified, its principal built and cached. */
-static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len,
-                            const uint8_t tag[TAG_LEN], int64_t now, ag_principal_t **out,
-                            ag_diag_t *diag)
+/* A token not in the cache: verified and its principal built; *gen is the generation read before
+ * (for cache_put). */
+static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len, int64_t now,
+                            uint64_t *gen, ag_principal_t **out, ag_diag_t *diag)
 {
     ag_principal_t *p = NULL;
-    uint64_t gen = atomic_load(&auth->gen);
+    *gen = atomic_load(&auth->gen);
     const char *secrets[2] = {auth->keys[KEY_API].key, auth->keys[KEY_ALT].key};
     json_t *claims = NULL;
     int rc = ag_jwt_verify(cred, len, secrets, 2, now, auth->leeway, &claims, diag);
@@ -376,7 +376,6 @@ static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len,
     json_decref(claims);
     if (rc < 0)
         return rc;
-    cache_put(auth, tag, gen, p, false, now);
     *out = p;
     return 0;
 }
@@ -434,7 +433,7 @@ int ag_auth_authenticate(ag_auth_t *auth, const char *api_key_header,
     }
 
     ag_principal_t *p = NULL;
-    bool used_due = false, put = false;
+    bool used_due = false, put = false, looked_up = false;
     uint64_t put_gen = 0;
     if (hit_root) {
         p = ag_principal_ref(auth->root);
@@ -446,8 +445,9 @@ int ag_auth_authenticate(ag_auth_t *auth, const char *api_key_header,
         if (used_due && auth->hooks.used)
             auth->hooks.used(auth->hooks.used_ctx, p, now);
     } else if (auth->jwt_rbac && looks_like_jwt(cred, len)) {
-        if ((rc = authenticate_jwt(auth, cred, len, tag, now, &p, diag)) < 0)
+        if ((rc = authenticate_jwt(auth, cred, len, now, &put_gen, &p, diag)) < 0)
             goto fail;
+        put = true;
     } else if (looks_like_jwt(cred, len)) {
         /* No key or user key has two dots: this is a token, and tokens are off. */
         rc = ag_fail(diag, AG_EUNAUTH,
@@ -465,15 +465,16 @@ int ag_auth_authenticate(ag_auth_t *auth, const char *api_key_header,
         }
         if (rc < 0)
             goto fail;
-        put = true;
+        put = looked_up = true;
     } else {
         rc = ag_fail(diag, AG_EUNAUTH, "invalid credential");
         goto fail;
     }
     if ((rc = check_principal(auth, p, now, diag)) < 0)
         goto fail;
+    /* Only a credential accepted right now is cached. */
     if (put)
-        cache_put(auth, tag, put_gen, p, true, now);
+        cache_put(auth, tag, put_gen, p, looked_up, now);
     sodium_memzero(tag, sizeof(tag));
     *out = p;
     return 0;

@@ -238,8 +238,7 @@ static void test_cached_revocation(void **state)
                          NULL, id);
     char creator[64];
     snprintf(creator, sizeof(creator), "{\"kind\":\"api_key\",\"id\":\"%s\"}", id);
-    char *child =
-        make_key(f, AG_KEYKIND_API, "{\"access\":\"r\"}", creator, t + 3600, NULL, id2);
+    char *child = make_key(f, AG_KEYKIND_API, "{\"access\":\"r\"}", creator, t + 3600, NULL, id2);
     cached_lookups = 0;
     for (int i = 0; i < 3; i++) {
         assert_int_equal(auth_key(auth, key, t), 0);
