@@ -6,7 +6,9 @@
  *   decide denied:   the same user, denied (every permission examined)
  *   metrics counter: the counter bump the server adds to each decision (GET /metrics)
  *   resolve+decide:  api-key header → ag_auth_authenticate → user key lookup (checksum, keyed
- *                    hash, O(1) key index, cached principal) → decide, cycling over all users
+ *                    hash, O(1) key index, cached principal) → decide, cycling over all users:
+ *                    10,000 keys against the authenticator's 1,024 cache slots, so most requests
+ *                    miss its cache and take the lookup (the worst case)
  *   cold resolve:    the same right after a role change (every principal rebuilt from roles)
  *   API key:         a database API key holding user 42's first role, created by user 42: key
  *                    lookup (checksum, keyed hash, binary search), grant resolved, creator bound
