@@ -18,6 +18,7 @@ typedef struct cache_entry {
     uint64_t gen;
     int64_t used_s;    /* looked-up entries: when the used hook last ran for it */
     bool looked_up;    /* resolved through the lookup hook (a key), not a verified token */
+    bool recent;       /* the more recently used of its bucket's two entries */
     ag_principal_t *p; /* NULL = empty slot */
 } cache_entry_t;
 
@@ -37,9 +38,10 @@ struct ag_auth {
     ag_principal_t *root;   /* shared by every request authenticated with api_key */
     ag_principal_t *viewer; /* shared by every request authenticated with read_only_api_key */
 
-    pthread_mutex_t cache_locks[CACHE_LOCKS]; /* entry i under cache_locks[i % CACHE_LOCKS] */
+    /* Two-way buckets: bucket b is entries 2b and 2b + 1, under cache_locks[b % CACHE_LOCKS]. */
+    pthread_mutex_t cache_locks[CACHE_LOCKS];
     cache_entry_t *cache;
-    size_t cache_mask;
+    size_t bucket_mask;
     _Atomic uint64_t gen;
 };
 
@@ -134,12 +136,12 @@ int ag_auth_new(const ag_auth_config_t *cfg, ag_auth_t **out, ag_diag_t *diag)
         tag_of(auth, k[i], len, auth->keys[i].tag);
     }
     if (cfg->token_cache_size) {
-        size_t n = 1;
+        size_t n = 2;
         while (n < cfg->token_cache_size)
             n <<= 1;
         if (!(auth->cache = calloc(n, sizeof(*auth->cache))))
             goto fail;
-        auth->cache_mask = n - 1;
+        auth->bucket_mask = n / 2 - 1;
     }
     if ((rc = builtin_principal(AG_PRINCIPAL_ROOT, "root", ag_role_root(), &auth->root)) < 0 ||
         (rc = builtin_principal(AG_PRINCIPAL_VIEWER, "viewer", ag_role_viewer(), &auth->viewer)) <
@@ -158,10 +160,12 @@ static void cache_clear(ag_auth_t *auth)
         return;
     for (size_t l = 0; l < CACHE_LOCKS; l++) {
         pthread_mutex_lock(&auth->cache_locks[l]);
-        for (size_t i = l; i <= auth->cache_mask; i += CACHE_LOCKS) {
-            ag_principal_unref(auth->cache[i].p);
-            auth->cache[i].p = NULL;
-            sodium_memzero(auth->cache[i].tag, TAG_LEN);
+        for (size_t b = l; b <= auth->bucket_mask; b += CACHE_LOCKS) {
+            for (size_t i = 2 * b; i < 2 * b + 2; i++) {
+                ag_principal_unref(auth->cache[i].p);
+                auth->cache[i].p = NULL;
+                sodium_memzero(auth->cache[i].tag, TAG_LEN);
+            }
         }
         pthread_mutex_unlock(&auth->cache_locks[l]);
     }
@@ -239,11 +243,17 @@ static bool looks_like_jwt(const char *c, size_t n)
 /* --- token cache -------------------------------------------------------------------------- */
 
 /* The tag is a keyed PRF output, so any of its bits index the table uniformly. */
-static size_t cache_slot(const ag_auth_t *auth, const uint8_t tag[TAG_LEN])
+static size_t cache_bucket(const ag_auth_t *auth, const uint8_t tag[TAG_LEN])
 {
     uint64_t h;
     memcpy(&h, tag, sizeof(h));
-    return (size_t)h & auth->cache_mask;
+    return (size_t)h & auth->bucket_mask;
+}
+
+static void mark_recent(cache_entry_t *pair, int which)
+{
+    pair[which].recent = true;
+    pair[!which].recent = false;
 }
 
 /* A reference to the principal cached for tag at the current generation, or NULL. *used_due is
@@ -257,42 +267,62 @@ static ag_principal_t *cache_get(ag_auth_t *auth, const uint8_t tag[TAG_LEN], in
         return NULL;
     ag_principal_t *p = NULL;
     uint64_t gen = atomic_load(&auth->gen);
-    size_t i = cache_slot(auth, tag);
-    pthread_mutex_lock(&auth->cache_locks[i % CACHE_LOCKS]);
-    cache_entry_t *e = &auth->cache[i];
-    /* Constant time over the whole tag: no early exit tells how much of it matched. */
-    if (e->p && e->gen == gen && crypto_verify_16(e->tag, tag) == 0) {
+    size_t b = cache_bucket(auth, tag);
+    cache_entry_t *pair = &auth->cache[2 * b];
+    pthread_mutex_lock(&auth->cache_locks[b % CACHE_LOCKS]);
+    /* Both entries are compared, each over the whole tag in constant time (crypto_verify_16 has
+     * no early exit), so the time tells nothing about how much of a tag matched. */
+    int m0 = pair[0].p && crypto_verify_16(pair[0].tag, tag) == 0;
+    int m1 = pair[1].p && crypto_verify_16(pair[1].tag, tag) == 0;
+    int which = m0 ? 0 : 1;
+    cache_entry_t *e = &pair[which];
+    if ((m0 | m1) && e->gen == gen) {
         p = ag_principal_ref(e->p);
+        mark_recent(pair, which);
         if (e->looked_up && e->used_s != now) {
             e->used_s = now;
             *used_due = true;
         }
     }
-    pthread_mutex_unlock(&auth->cache_locks[i % CACHE_LOCKS]);
+    pthread_mutex_unlock(&auth->cache_locks[b % CACHE_LOCKS]);
     return p;
 }
 
 /* Stores p (a new reference) for tag, unless the generation moved on since gen was read — before
  * p was resolved — so nothing resolved from a state older than the latest invalidation is kept.
- * Only verified credentials arrive here: a refused one never takes a slot. */
+ * Only verified credentials arrive here: a refused one never takes a slot. The victim is the
+ * bucket's entry for the same tag, else an empty or outdated one, else the less recently used. */
 static void cache_put(ag_auth_t *auth, const uint8_t tag[TAG_LEN], uint64_t gen, ag_principal_t *p,
                       bool looked_up, int64_t now)
 {
     if (!auth->cache)
         return;
     ag_principal_t *old = NULL;
-    size_t i = cache_slot(auth, tag);
-    pthread_mutex_lock(&auth->cache_locks[i % CACHE_LOCKS]);
+    size_t b = cache_bucket(auth, tag);
+    cache_entry_t *pair = &auth->cache[2 * b];
+    pthread_mutex_lock(&auth->cache_locks[b % CACHE_LOCKS]);
     if (gen == atomic_load(&auth->gen)) {
-        cache_entry_t *e = &auth->cache[i];
+        int which;
+        if (pair[0].p && crypto_verify_16(pair[0].tag, tag) == 0)
+            which = 0;
+        else if (pair[1].p && crypto_verify_16(pair[1].tag, tag) == 0)
+            which = 1;
+        else if (!pair[0].p || pair[0].gen != gen)
+            which = 0;
+        else if (!pair[1].p || pair[1].gen != gen)
+            which = 1;
+        else
+            which = pair[0].recent ? 1 : 0;
+        cache_entry_t *e = &pair[which];
         old = e->p;
         memcpy(e->tag, tag, TAG_LEN);
         e->gen = gen;
         e->used_s = now;
         e->looked_up = looked_up;
         e->p = ag_principal_ref(p);
+        mark_recent(pair, which);
     }
-    pthread_mutex_unlock(&auth->cache_locks[i % CACHE_LOCKS]);
+    pthread_mutex_unlock(&auth->cache_locks[b % CACHE_LOCKS]);
     ag_principal_unref(old);
 }
 

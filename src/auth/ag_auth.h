@@ -11,7 +11,7 @@
  * alt_api_key; otherwise the lookup hook (database users and API keys) gets it. A missing or
  * refused credential is AG_EUNAUTH with a generic message that never contains the credential.
  *
- * Verified tokens and accepted keys are cached (bounded, direct-mapped, keyed by the credential's
+ * Verified tokens and accepted keys are cached (bounded, two-way buckets, keyed by the credential's
  * tag; docs/SECURITY.md "Resolving a credential fast") until evicted or until ag_auth_invalidate,
  * which the owner calls after every change to what a principal is built from (users, keys,
  * roles — local or replicated). A refused credential is never cached. Expiry (with every bound

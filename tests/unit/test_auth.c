@@ -627,8 +627,8 @@ static void test_key_cache_flood(void **state)
     assert_int_equal(kc_lookups, 4 + 50000); /* all four still cached */
     ag_auth_free(auth);
 
-    /* Bounded: with a cache of 2 slots, valid keys evict each other (a miss costs a lookup, never
-     * a wrong answer), and the table never grows. */
+    /* Bounded: with a cache of 2 entries (one bucket), valid keys evict each other (a miss costs a
+     * lookup, never a wrong answer), and the table never grows. */
     ag_auth_config_t cfg;
     ag_auth_config_init(&cfg);
     cfg.api_key = API_KEY;
@@ -646,6 +646,21 @@ static void test_key_cache_flood(void **state)
             assert_int_equal(kc_auth_at(auth, cred, NOW), 0);
         }
     assert_true(kc_lookups >= 7 + 2 * (7 - 2));
+    /* Two keys fit one bucket; a third evicts the less recently used of them. */
+    ag_auth_invalidate(auth);
+    kc_lookups = 0;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(kc_auth_at(auth, "ag_key_0x", NOW), 0);
+        assert_int_equal(kc_auth_at(auth, "ag_key_1x", NOW), 0);
+    }
+    assert_int_equal(kc_lookups, 2);
+    assert_int_equal(kc_auth_at(auth, "ag_key_0x", NOW), 0); /* 1 is now the older */
+    assert_int_equal(kc_auth_at(auth, "ag_key_2x", NOW), 0);
+    assert_int_equal(kc_lookups, 3);
+    assert_int_equal(kc_auth_at(auth, "ag_key_0x", NOW), 0); /* still cached */
+    assert_int_equal(kc_lookups, 3);
+    assert_int_equal(kc_auth_at(auth, "ag_key_1x", NOW), 0); /* evicted */
+    assert_int_equal(kc_lookups, 4);
     ag_auth_free(auth);
 }
 
