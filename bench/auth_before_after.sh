@@ -39,7 +39,7 @@ for round in 1 2 3; do
     dir="$base/build"; [ "$side" = new ] && dir=build
     echo "== round $round: $side"
     "$dir/bench_auth" "$n" 2>/dev/null | grep -E "api key|JWT, cached  |user key|API key"
-    "$dir/bench_decide" "$n" 2>/dev/null | grep -E "resolve|user-key|API key"
+    "$dir/bench_decide" "$n" 2>/dev/null | grep -E "resolve|user-key|API key|through auth"
     if [ -n "$etcd_port" ]; then
       data=$(mktemp -d /tmp/aegis-auth-etcd-XXXXXX)
       etcd --name b --data-dir "$data" --listen-client-urls "http://127.0.0.1:$etcd_port" \
