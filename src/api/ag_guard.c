@@ -60,6 +60,15 @@ static int lookup_hook(void *ctx, const char *credential, size_t len, int64_t no
     return rc;
 }
 
+/* A key's principal came from the authenticator's cache: an API or management key's last_used
+ * still moves. */
+static void used_hook(void *ctx, const ag_principal_t *p, int64_t now)
+{
+    ag_guard_t *g = ctx;
+    if (g->keys && ag_principal_kind(p) == AG_PRINCIPAL_API_KEY)
+        ag_keystore_key_used(g->keys, ag_principal_id(p), now);
+}
+
 /* value_exists claim: does any point of the collection satisfy the filter right now? */
 static int value_exists_hook(void *ctx, const ag_value_exists_t *ve)
 {
@@ -83,7 +92,8 @@ static int value_exists_hook(void *ctx, const ag_value_exists_t *ve)
     return found ? 0 : AG_ENOTFOUND;
 }
 
-/* Security-state changes: cached token principals hold resolved role permissions. */
+/* Security-state changes (users, roles, API and management keys): cached principals were built
+ * from the old state (docs/SECURITY.md "Resolving a credential fast"). */
 static void security_changed(void *ctx)
 {
     ag_guard_t *g = ctx;
@@ -110,6 +120,7 @@ static int open_security(ag_guard_t *g, const char *storage, ag_diag_t *diag)
         return rc;
     ag_keystore_hooks_t kh = {ag_secstore_resolve_role, g->sec, ag_secstore_minter, g->sec};
     ag_keystore_set_hooks(g->keys, &kh);
+    ag_keystore_set_on_change(g->keys, security_changed, g);
     return 0;
 }
 
@@ -153,6 +164,8 @@ int ag_guard_new(const ag_guard_config_t *cfg, ag_store_t *store, ag_guard_t **o
         ag_auth_hooks_t hooks = {0};
         hooks.lookup = lookup_hook;
         hooks.lookup_ctx = g;
+        hooks.used = used_hook;
+        hooks.used_ctx = g;
         hooks.value_exists = value_exists_hook;
         hooks.value_exists_ctx = g;
         hooks.resolve_role = ag_secstore_resolve_role;

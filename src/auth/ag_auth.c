@@ -7,33 +7,41 @@
 
 #include "index/ag_filter.h"
 
-#define DIGEST_LEN 32
+/* The credential's tag: SipHash-128 under a random per-process key (docs/SECURITY.md "Resolving
+ * a credential fast"). */
+#define TAG_LEN crypto_shorthash_siphashx24_BYTES
+#define TAG_KEY_LEN crypto_shorthash_siphashx24_KEYBYTES
+#define CACHE_LOCKS 16
 
 typedef struct cache_entry {
-    uint8_t digest[DIGEST_LEN];
+    uint8_t tag[TAG_LEN];
     uint64_t gen;
+    int64_t used_s;    /* looked-up entries: when the used hook last ran for it */
+    bool looked_up;    /* resolved through the lookup hook (a key), not a verified token */
+    bool recent;       /* the more recently used of its bucket's two entries */
     ag_principal_t *p; /* NULL = empty slot */
 } cache_entry_t;
 
 typedef struct key_slot {
     char *key; /* sodium_malloc'd copy, NULL when not configured */
-    uint8_t digest[DIGEST_LEN];
+    uint8_t tag[TAG_LEN];
 } key_slot_t;
 
 enum { KEY_API = 0, KEY_ALT, KEY_READ_ONLY, KEY_COUNT };
 
 struct ag_auth {
     key_slot_t keys[KEY_COUNT];
-    uint8_t hash_key[crypto_generichash_KEYBYTES];
+    uint8_t tag_key[TAG_KEY_LEN];
     bool jwt_rbac;
     int64_t leeway;
     ag_auth_hooks_t hooks;
     ag_principal_t *root;   /* shared by every request authenticated with api_key */
     ag_principal_t *viewer; /* shared by every request authenticated with read_only_api_key */
 
-    pthread_mutex_t cache_lock;
+    /* Two-way buckets: bucket b is entries 2b and 2b + 1, under cache_locks[b % CACHE_LOCKS]. */
+    pthread_mutex_t cache_locks[CACHE_LOCKS];
     cache_entry_t *cache;
-    size_t cache_mask;
+    size_t bucket_mask;
     _Atomic uint64_t gen;
 };
 
@@ -47,10 +55,9 @@ void ag_auth_config_init(ag_auth_config_t *cfg)
     cfg->token_cache_size = AG_AUTH_DEFAULT_CACHE;
 }
 
-static void digest_of(const ag_auth_t *auth, const char *s, size_t len, uint8_t out[DIGEST_LEN])
+static void tag_of(const ag_auth_t *auth, const char *s, size_t len, uint8_t out[TAG_LEN])
 {
-    crypto_generichash(out, DIGEST_LEN, (const unsigned char *)s, len, auth->hash_key,
-                       sizeof(auth->hash_key));
+    crypto_shorthash_siphashx24(out, (const unsigned char *)s, len, auth->tag_key);
 }
 
 static int builtin_principal(int kind, const char *id, const ag_perm_list_t *perms,
@@ -106,14 +113,18 @@ int ag_auth_new(const ag_auth_config_t *cfg, ag_auth_t **out, ag_diag_t *diag)
     ag_auth_t *auth = calloc(1, sizeof(*auth));
     if (!auth)
         return AG_ENOMEM;
-    if (pthread_mutex_init(&auth->cache_lock, NULL) != 0) {
-        free(auth);
-        return AG_ENOMEM;
+    for (int i = 0; i < CACHE_LOCKS; i++) {
+        if (pthread_mutex_init(&auth->cache_locks[i], NULL) != 0) {
+            while (i-- > 0)
+                pthread_mutex_destroy(&auth->cache_locks[i]);
+            free(auth);
+            return AG_ENOMEM;
+        }
     }
     atomic_init(&auth->gen, 1);
     auth->jwt_rbac = cfg->jwt_rbac;
     auth->leeway = cfg->jwt_leeway_s;
-    randombytes_buf(auth->hash_key, sizeof(auth->hash_key));
+    randombytes_buf(auth->tag_key, sizeof(auth->tag_key));
     rc = AG_ENOMEM;
     for (int i = 0; i < KEY_COUNT; i++) {
         if (!k[i])
@@ -122,15 +133,15 @@ int ag_auth_new(const ag_auth_config_t *cfg, ag_auth_t **out, ag_diag_t *diag)
         if (!(auth->keys[i].key = sodium_malloc(len + 1)))
             goto fail;
         memcpy(auth->keys[i].key, k[i], len + 1);
-        digest_of(auth, k[i], len, auth->keys[i].digest);
+        tag_of(auth, k[i], len, auth->keys[i].tag);
     }
     if (cfg->token_cache_size) {
-        size_t n = 1;
+        size_t n = 2;
         while (n < cfg->token_cache_size)
             n <<= 1;
         if (!(auth->cache = calloc(n, sizeof(*auth->cache))))
             goto fail;
-        auth->cache_mask = n - 1;
+        auth->bucket_mask = n / 2 - 1;
     }
     if ((rc = builtin_principal(AG_PRINCIPAL_ROOT, "root", ag_role_root(), &auth->root)) < 0 ||
         (rc = builtin_principal(AG_PRINCIPAL_VIEWER, "viewer", ag_role_viewer(), &auth->viewer)) <
@@ -147,12 +158,17 @@ static void cache_clear(ag_auth_t *auth)
 {
     if (!auth->cache)
         return;
-    pthread_mutex_lock(&auth->cache_lock);
-    for (size_t i = 0; i <= auth->cache_mask; i++) {
-        ag_principal_unref(auth->cache[i].p);
-        auth->cache[i].p = NULL;
+    for (size_t l = 0; l < CACHE_LOCKS; l++) {
+        pthread_mutex_lock(&auth->cache_locks[l]);
+        for (size_t b = l; b <= auth->bucket_mask; b += CACHE_LOCKS) {
+            for (size_t i = 2 * b; i < 2 * b + 2; i++) {
+                ag_principal_unref(auth->cache[i].p);
+                auth->cache[i].p = NULL;
+                sodium_memzero(auth->cache[i].tag, TAG_LEN);
+            }
+        }
+        pthread_mutex_unlock(&auth->cache_locks[l]);
     }
-    pthread_mutex_unlock(&auth->cache_lock);
 }
 
 void ag_auth_free(ag_auth_t *auth)
@@ -163,10 +179,11 @@ void ag_auth_free(ag_auth_t *auth)
     free(auth->cache);
     for (int i = 0; i < KEY_COUNT; i++)
         sodium_free(auth->keys[i].key); /* sodium_free wipes the memory first */
-    sodium_memzero(auth->hash_key, sizeof(auth->hash_key));
+    sodium_memzero(auth->tag_key, sizeof(auth->tag_key));
     ag_principal_unref(auth->root);
     ag_principal_unref(auth->viewer);
-    pthread_mutex_destroy(&auth->cache_lock);
+    for (int i = 0; i < CACHE_LOCKS; i++)
+        pthread_mutex_destroy(&auth->cache_locks[i]);
     free(auth);
 }
 
@@ -225,40 +242,87 @@ static bool looks_like_jwt(const char *c, size_t n)
 
 /* --- token cache -------------------------------------------------------------------------- */
 
-static ag_principal_t *cache_get(ag_auth_t *auth, const uint8_t digest[DIGEST_LEN])
+/* The tag is a keyed PRF output, so any of its bits index the table uniformly. */
+static size_t cache_bucket(const ag_auth_t *auth, const uint8_t tag[TAG_LEN])
 {
+    uint64_t h;
+    memcpy(&h, tag, sizeof(h));
+    return (size_t)h & auth->bucket_mask;
+}
+
+static void mark_recent(cache_entry_t *pair, int which)
+{
+    pair[which].recent = true;
+    pair[!which].recent = false;
+}
+
+/* A reference to the principal cached for tag at the current generation, or NULL. *used_due is
+ * set for a looked-up entry whose used hook has not run yet in second now (it is recorded as
+ * run). Memory: the result is a new reference owned by the caller. */
+static ag_principal_t *cache_get(ag_auth_t *auth, const uint8_t tag[TAG_LEN], int64_t now,
+                                 bool *used_due)
+{
+    *used_due = false;
     if (!auth->cache)
         return NULL;
     ag_principal_t *p = NULL;
     uint64_t gen = atomic_load(&auth->gen);
-    pthread_mutex_lock(&auth->cache_lock);
-    cache_entry_t *e = &auth->cache[(digest[0] | (size_t)digest[1] << 8 | (size_t)digest[2] << 16) &
-                                    auth->cache_mask];
-    if (e->p && e->gen == gen && sodium_memcmp(e->digest, digest, DIGEST_LEN) == 0)
+    size_t b = cache_bucket(auth, tag);
+    cache_entry_t *pair = &auth->cache[2 * b];
+    pthread_mutex_lock(&auth->cache_locks[b % CACHE_LOCKS]);
+    /* Both entries are compared, each over the whole tag in constant time (crypto_verify_16 has
+     * no early exit), so the time tells nothing about how much of a tag matched. */
+    int m0 = pair[0].p && crypto_verify_16(pair[0].tag, tag) == 0;
+    int m1 = pair[1].p && crypto_verify_16(pair[1].tag, tag) == 0;
+    int which = m0 ? 0 : 1;
+    cache_entry_t *e = &pair[which];
+    if ((m0 | m1) && e->gen == gen) {
         p = ag_principal_ref(e->p);
-    pthread_mutex_unlock(&auth->cache_lock);
+        mark_recent(pair, which);
+        if (e->looked_up && e->used_s != now) {
+            e->used_s = now;
+            *used_due = true;
+        }
+    }
+    pthread_mutex_unlock(&auth->cache_locks[b % CACHE_LOCKS]);
     return p;
 }
 
-static void cache_put(ag_auth_t *auth, const uint8_t digest[DIGEST_LEN], uint64_t gen,
-                      ag_principal_t *p)
+/* Stores p (a new reference) for tag, unless the generation moved on since gen was read — before
+ * p was resolved — so nothing resolved from a state older than the latest invalidation is kept.
+ * Only verified credentials arrive here: a refused one never takes a slot. The victim is the
+ * bucket's entry for the same tag, else an empty or outdated one, else the less recently used. */
+static void cache_put(ag_auth_t *auth, const uint8_t tag[TAG_LEN], uint64_t gen, ag_principal_t *p,
+                      bool looked_up, int64_t now)
 {
     if (!auth->cache)
         return;
-    ag_principal_t *old;
-    pthread_mutex_lock(&auth->cache_lock);
-    /* A principal resolved before the latest invalidation must not be stored. */
-    if (gen != atomic_load(&auth->gen)) {
-        pthread_mutex_unlock(&auth->cache_lock);
-        return;
+    ag_principal_t *old = NULL;
+    size_t b = cache_bucket(auth, tag);
+    cache_entry_t *pair = &auth->cache[2 * b];
+    pthread_mutex_lock(&auth->cache_locks[b % CACHE_LOCKS]);
+    if (gen == atomic_load(&auth->gen)) {
+        int which;
+        if (pair[0].p && crypto_verify_16(pair[0].tag, tag) == 0)
+            which = 0;
+        else if (pair[1].p && crypto_verify_16(pair[1].tag, tag) == 0)
+            which = 1;
+        else if (!pair[0].p || pair[0].gen != gen)
+            which = 0;
+        else if (!pair[1].p || pair[1].gen != gen)
+            which = 1;
+        else
+            which = pair[0].recent ? 1 : 0;
+        cache_entry_t *e = &pair[which];
+        old = e->p;
+        memcpy(e->tag, tag, TAG_LEN);
+        e->gen = gen;
+        e->used_s = now;
+        e->looked_up = looked_up;
+        e->p = ag_principal_ref(p);
+        mark_recent(pair, which);
     }
-    cache_entry_t *e = &auth->cache[(digest[0] | (size_t)digest[1] << 8 | (size_t)digest[2] << 16) &
-                                    auth->cache_mask];
-    old = e->p;
-    memcpy(e->digest, digest, DIGEST_LEN);
-    e->gen = gen;
-    e->p = ag_principal_ref(p);
-    pthread_mutex_unlock(&auth->cache_lock);
+    pthread_mutex_unlock(&auth->cache_locks[b % CACHE_LOCKS]);
     ag_principal_unref(old);
 }
 
@@ -326,16 +390,13 @@ static int principal_from_claims(ag_auth_t *auth, const json_t *claims, int dept
     return 0;
 }
 
-static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len,
-                            const uint8_t digest[DIGEST_LEN], int64_t now, ag_principal_t **out,
-                            ag_diag_t *diag)
+/* A token not in the cache: verified and its principal built; *gen is the generation read before
+ * (for cache_put). */
+static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len, int64_t now,
+                            uint64_t *gen, ag_principal_t **out, ag_diag_t *diag)
 {
-    ag_principal_t *p = cache_get(auth, digest);
-    if (p) {
-        *out = p;
-        return 0;
-    }
-    uint64_t gen = atomic_load(&auth->gen);
+    ag_principal_t *p = NULL;
+    *gen = atomic_load(&auth->gen);
     const char *secrets[2] = {auth->keys[KEY_API].key, auth->keys[KEY_ALT].key};
     json_t *claims = NULL;
     int rc = ag_jwt_verify(cred, len, secrets, 2, now, auth->leeway, &claims, diag);
@@ -345,7 +406,6 @@ static int authenticate_jwt(ag_auth_t *auth, const char *cred, size_t len,
     json_decref(claims);
     if (rc < 0)
         return rc;
-    cache_put(auth, digest, gen, p);
     *out = p;
     return 0;
 }
@@ -390,12 +450,12 @@ int ag_auth_authenticate(ag_auth_t *auth, const char *api_key_header,
     if (rc < 0)
         return rc;
 
-    uint8_t digest[DIGEST_LEN];
-    digest_of(auth, cred, len, digest);
+    uint8_t tag[TAG_LEN];
+    tag_of(auth, cred, len, tag);
     /* Compare with every configured key, always, so timing reveals nothing about which. */
     int hit_root = 0, hit_viewer = 0;
     for (int i = 0; i < KEY_COUNT; i++) {
-        int eq = auth->keys[i].key && sodium_memcmp(digest, auth->keys[i].digest, DIGEST_LEN) == 0;
+        int eq = auth->keys[i].key && crypto_verify_16(tag, auth->keys[i].tag) == 0;
         if (i == KEY_READ_ONLY)
             hit_viewer |= eq;
         else
@@ -403,13 +463,21 @@ int ag_auth_authenticate(ag_auth_t *auth, const char *api_key_header,
     }
 
     ag_principal_t *p = NULL;
+    bool used_due = false, put = false, looked_up = false;
+    uint64_t put_gen = 0;
     if (hit_root) {
         p = ag_principal_ref(auth->root);
     } else if (hit_viewer) {
         p = ag_principal_ref(auth->viewer);
+    } else if ((p = cache_get(auth, tag, now, &used_due)) != NULL) {
+        /* Verified before, at the current generation: expiry and value_exists are still checked
+         * below, on every request. */
+        if (used_due && auth->hooks.used)
+            auth->hooks.used(auth->hooks.used_ctx, p, now);
     } else if (auth->jwt_rbac && looks_like_jwt(cred, len)) {
-        if ((rc = authenticate_jwt(auth, cred, len, digest, now, &p, diag)) < 0)
+        if ((rc = authenticate_jwt(auth, cred, len, now, &put_gen, &p, diag)) < 0)
             goto fail;
+        put = true;
     } else if (looks_like_jwt(cred, len)) {
         /* No key or user key has two dots: this is a token, and tokens are off. */
         rc = ag_fail(diag, AG_EUNAUTH,
@@ -417,6 +485,8 @@ int ag_auth_authenticate(ag_auth_t *auth, const char *api_key_header,
                      "is off)");
         goto fail;
     } else if (auth->hooks.lookup) {
+        /* Read before the lookup: a change made meanwhile keeps its result out of the cache. */
+        put_gen = atomic_load(&auth->gen);
         rc = auth->hooks.lookup(auth->hooks.lookup_ctx, cred, len, now, &p);
         if (rc == AG_ENOTFOUND || rc == AG_EUNAUTH || (rc == 0 && !p)) {
             ag_principal_unref(p);
@@ -425,17 +495,21 @@ int ag_auth_authenticate(ag_auth_t *auth, const char *api_key_header,
         }
         if (rc < 0)
             goto fail;
+        put = looked_up = true;
     } else {
         rc = ag_fail(diag, AG_EUNAUTH, "invalid credential");
         goto fail;
     }
     if ((rc = check_principal(auth, p, now, diag)) < 0)
         goto fail;
-    sodium_memzero(digest, sizeof(digest));
+    /* Only a credential accepted right now is cached. */
+    if (put)
+        cache_put(auth, tag, put_gen, p, looked_up, now);
+    sodium_memzero(tag, sizeof(tag));
     *out = p;
     return 0;
 fail:
-    sodium_memzero(digest, sizeof(digest));
+    sodium_memzero(tag, sizeof(tag));
     ag_principal_unref(p);
     return rc;
 }

@@ -2,19 +2,20 @@
  * ag_auth.h — credentials (docs/SECURITY.md "Who is calling"): turns the api-key / Authorization
  * headers of a request into a principal.
  *
- * Order: the `api-key` header, else `Authorization: Bearer <x>`. The credential is hashed
- * (keyed BLAKE2b, a random key per process) and the hash is compared in constant time
- * (sodium_memcmp over equal-length digests, so neither content nor length leaks) with the hashes
- * of api_key and alt_api_key (→ root) and read_only_api_key (→ viewer); every configured key is
- * compared on every request. Otherwise, when jwt_rbac is on and the credential has the shape of a
- * JWT (two dots), it is verified as an HS256 token signed with api_key or alt_api_key; otherwise
- * the lookup hook (database users and API keys) gets it. A missing or refused credential is
- * AG_EUNAUTH with a generic message that never contains the credential.
+ * Order: the `api-key` header, else `Authorization: Bearer <x>`. The credential's tag is computed
+ * (SipHash-128 under a random key per process) and compared in constant time (crypto_verify_16
+ * over fixed-size tags, so neither content nor length leaks) with the tags of api_key and
+ * alt_api_key (→ root) and read_only_api_key (→ viewer); every configured key is compared on
+ * every request. Otherwise the cache is asked; otherwise, when jwt_rbac is on and the credential
+ * has the shape of a JWT (two dots), it is verified as an HS256 token signed with api_key or
+ * alt_api_key; otherwise the lookup hook (database users and API keys) gets it. A missing or
+ * refused credential is AG_EUNAUTH with a generic message that never contains the credential.
  *
- * Verified tokens are cached (bounded, direct-mapped, keyed by the credential's hash) until their
- * `exp`, until evicted, or until ag_auth_invalidate (call it whenever roles change, since role
- * permissions are resolved into the cached principal). `value_exists` is never cached: the hook
- * is asked on every request.
+ * Verified tokens and accepted keys are cached (bounded, two-way buckets, keyed by the credential's
+ * tag; docs/SECURITY.md "Resolving a credential fast") until evicted or until ag_auth_invalidate,
+ * which the owner calls after every change to what a principal is built from (users, keys,
+ * roles — local or replicated). A refused credential is never cached. Expiry (with every bound
+ * principal's) and `value_exists` are checked on every request, cached or not.
  *
  * A token carrying the minted_by claim (AG_JWT_MINTER_CLAIM) gets its minter as its bound
  * principal: a user minter is looked up through the minter_user hook (gone, deactivated or
@@ -50,9 +51,16 @@ typedef int (*ag_value_exists_fn)(void *ctx, const ag_value_exists_t *ve);
 typedef int (*ag_minter_user_fn)(void *ctx, const char *user_id, const char *key_id,
                                  ag_principal_t **out);
 
+/* A key resolved from the cache was used at now (at most once a second per cached key; the
+ * lookup hook itself records the uses it sees). For bookkeeping such as last_used only: it
+ * cannot refuse. */
+typedef void (*ag_auth_used_fn)(void *ctx, const ag_principal_t *p, int64_t now);
+
 typedef struct ag_auth_hooks {
     ag_auth_lookup_fn lookup;
     void *lookup_ctx;
+    ag_auth_used_fn used;
+    void *used_ctx;
     ag_role_resolve_fn resolve_role;
     void *resolve_ctx;
     ag_value_exists_fn value_exists;
@@ -87,7 +95,8 @@ int ag_auth_new(const ag_auth_config_t *cfg, ag_auth_t **out, ag_diag_t *diag);
 void ag_auth_free(ag_auth_t *auth);
 /* Installs the hooks (copied). Call before serving; clears the token cache. */
 void ag_auth_set_hooks(ag_auth_t *auth, const ag_auth_hooks_t *hooks);
-/* Drops every cached token principal (roles changed). Thread-safe. */
+/* Drops every cached principal (the security state changed); the next request resolves its
+ * credential again. Thread-safe. */
 void ag_auth_invalidate(ag_auth_t *auth);
 
 /*

@@ -49,7 +49,17 @@ struct ag_keystore {
     size_t nkeys, cap;
     json_t *account; /* settings (owned) */
     ag_keystore_hooks_t hooks;
+    ag_keystore_change_fn on_change; /* set before serving; called outside the locks */
+    void *on_change_ctx;
 };
+
+/* After a change to the keys in memory (made here or replicated), outside the locks: whoever
+ * caches principals built from them drops those (ag_auth_invalidate). */
+static void notify(ag_keystore_t *ks)
+{
+    if (ks->on_change)
+        ks->on_change(ks->on_change_ctx);
+}
 
 static int64_t now_s(void)
 {
@@ -374,6 +384,7 @@ static void remote_changed(void *ctx)
     pthread_mutex_unlock(&ks->wmu);
     ok = true;
 fail:
+    notify(ks);
     if (!ok)
         ag_log(AG_LOG_ERROR, "key store: cannot reload after a change made on another node");
     if (tmp) {
@@ -470,6 +481,12 @@ void ag_keystore_close(ag_keystore_t *ks)
 void ag_keystore_set_hooks(ag_keystore_t *ks, const ag_keystore_hooks_t *hooks)
 {
     ks->hooks = *hooks;
+}
+
+void ag_keystore_set_on_change(ag_keystore_t *ks, ag_keystore_change_fn fn, void *ctx)
+{
+    ks->on_change = fn;
+    ks->on_change_ctx = ctx;
 }
 
 /* ---- principals ----------------------------------------------------------------------------- */
@@ -711,6 +728,7 @@ static int store_key(ag_keystore_t *ks, const char *id, json_t *rec, ag_diag_t *
     pthread_rwlock_wrlock(&ks->lock);
     rc = key_insert(ks, k);
     pthread_rwlock_unlock(&ks->lock);
+    notify(ks); /* a rotation replaced the hash: the old secret's cached principal must go */
     return rc;
 }
 
@@ -830,6 +848,7 @@ int ag_keystore_key_delete(ag_keystore_t *ks, int kind, const char *id, ag_diag_
             pthread_rwlock_wrlock(&ks->lock);
             key_remove(ks, id);
             pthread_rwlock_unlock(&ks->lock);
+            notify(ks);
         }
     }
     pthread_mutex_unlock(&ks->wmu);
@@ -938,6 +957,12 @@ int ag_keystore_lookup(void *ctx, const char *credential, size_t len, int64_t no
     if (rc == 0)
         touch(ks, id, now);
     return rc;
+}
+
+void ag_keystore_key_used(ag_keystore_t *ks, const char *id, int64_t now)
+{
+    if (id && strlen(id) == AG_MKEY_ID_LEN)
+        touch(ks, id, now);
 }
 
 bool ag_keystore_addr_allowed(ag_keystore_t *ks, const char *id, const char *addr)

@@ -80,6 +80,11 @@ void ag_keystore_close(ag_keystore_t *ks);
 int ag_keystore_copy(ag_keystore_t *s, const char *dir);
 /* Installs the hooks (copied), before serving. */
 void ag_keystore_set_hooks(ag_keystore_t *ks, const ag_keystore_hooks_t *hooks);
+/* Called after every change to the keys in memory — created, rotated, deleted here, or reloaded
+ * after a change made on another node — outside the store's locks. */
+typedef void (*ag_keystore_change_fn)(void *ctx);
+/* Installs the change callback (before serving). */
+void ag_keystore_set_on_change(ag_keystore_t *ks, ag_keystore_change_fn fn, void *ctx);
 
 /* Splits a credential shaped `ag_<id>_<secret><check>` whose id starts with want ('k', 'm' or
  * 'i'; 0 = 'k' or 'm') into id (AG_MKEY_ID_LEN + 1 bytes). AG_ENOTFOUND when it is not such a
@@ -131,6 +136,9 @@ int ag_keystore_key_grant(ag_keystore_t *ks, int kind, const char *id, json_t **
  * principal (kind AG_PRINCIPAL_API_KEY, id = key id) bound to its creator as it is now. */
 int ag_keystore_lookup(void *ctx, const char *credential, size_t len, int64_t now,
                        ag_principal_t **out);
+/* Records a use of key id at now (last_used) for a caller that resolved it from a cache, as
+ * ag_keystore_lookup does for the uses it sees. Unknown ids are ignored. */
+void ag_keystore_key_used(ag_keystore_t *ks, const char *id, int64_t now);
 /* May key id be used from addr (a textual IPv4/IPv6 address)? True when the key has no
  * allowed_ips; false for an unknown key or an unparsable address (fail closed). */
 bool ag_keystore_addr_allowed(ag_keystore_t *ks, const char *id, const char *addr);

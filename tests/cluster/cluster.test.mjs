@@ -202,6 +202,26 @@ test('a role change or key revocation on A is enforced on C within T_stale', { s
   assert.equal(change.node, 'node-a');
 });
 
+test('an API key rotated or deleted on A is refused on C, where it was cached', { skip: SKIP }, async () => {
+  const [A, , C] = nodes;
+  const res = await A.request('POST', '/auth/api-keys', { name: 'cached-on-c', access: 'r' }, root);
+  assert.equal(res.status, 201, res.text);
+  const made = res.json.result;
+  let key = made.key;
+  // Used on C a few times: from C's cache of accepted keys from the second request on.
+  await seen(C, key, 200, performance.now(), '/collections');
+  for (let i = 0; i < 3; i++) assert.equal(await st(C, 'GET', '/collections', undefined, key), 200);
+  const old = key;
+  key = (await ok(A, 'POST', `/auth/api-keys/${made.id}/rotate`)).key;
+  const rotated = await seen(C, old, 401, performance.now(), '/collections');
+  await seen(C, key, 200, performance.now(), '/collections');
+  assert.equal(await st(C, 'GET', '/collections', undefined, key), 200);
+  await ok(A, 'DELETE', `/auth/api-keys/${made.id}`);
+  const deleted = await seen(C, key, 401, performance.now(), '/collections');
+  console.log(`API key on C after A answered: rotated → old refused ${rotated.toFixed(1)} ms, deleted → refused ${deleted.toFixed(1)} ms`);
+  assert.ok(rotated < T_STALE && deleted < T_STALE);
+});
+
 test('concurrent changes on two nodes: compare-and-swap, no lost update', { skip: SKIP }, async () => {
   const [A, B] = nodes;
   await ok(A, 'POST', '/auth/users/carol', { roles: [] });

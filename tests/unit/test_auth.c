@@ -37,6 +37,18 @@ int sodium_memcmp(const void *const b1_, const void *const b2_, size_t len)
     return d ? -1 : 0;
 }
 
+/* The same seam for crypto_verify_16, which compares credential tags. */
+static _Atomic int verify16_calls;
+int crypto_verify_16(const unsigned char *x, const unsigned char *y)
+{
+    const volatile unsigned char *a = x, *b = y;
+    unsigned char d = 0;
+    verify16_calls++;
+    for (size_t i = 0; i < 16; i++)
+        d |= a[i] ^ b[i];
+    return d ? -1 : 0;
+}
+
 static ag_auth_t *make_auth(bool jwt)
 {
     ag_auth_config_t cfg;
@@ -223,12 +235,13 @@ static void test_constant_time_compare(void **state)
     const char *creds[] = {"x", API_KEY, RO_KEY,
                            "a-much-longer-credential-than-any-key-0123456789"};
     for (size_t i = 0; i < AG_ARRAY_LEN(creds); i++) {
+        verify16_calls = 0;
         memcmp_calls = 0;
-        memcmp_bad_len = 0;
         (void)kind_of(auth, creds[i], NULL);
-        /* Every configured key is compared, always, over 32-byte digests whatever the length. */
-        assert_int_equal(memcmp_calls, 3);
-        assert_int_equal(memcmp_bad_len, 0);
+        /* Every configured key is compared, always, over 16-byte tags whatever the length (and
+         * nothing else compares them with an early exit). */
+        assert_int_equal(verify16_calls, 3);
+        assert_int_equal(memcmp_calls, 0);
     }
     ag_auth_free(auth);
 
@@ -237,9 +250,15 @@ static void test_constant_time_compare(void **state)
     char *tok = mint(auth, "{\"access\":\"r\"}");
     memcmp_calls = 0;
     memcmp_bad_len = 0; /* (sodium_free itself compares 16-byte canaries) */
+    verify16_calls = 0;
     assert_int_equal(kind_of(auth, tok, NULL), AG_PRINCIPAL_TOKEN);
-    assert_true(memcmp_calls >= 3 + 2);
+    assert_true(memcmp_calls >= 2);
     assert_int_equal(memcmp_bad_len, 0);
+    assert_int_equal(verify16_calls, 3);
+    /* Cached now: the tag is compared with the cache entry's too. */
+    verify16_calls = 0;
+    assert_int_equal(kind_of(auth, tok, NULL), AG_PRINCIPAL_TOKEN);
+    assert_int_equal(verify16_calls, 3 + 1);
     free(tok);
     ag_auth_free(auth);
 }
@@ -470,6 +489,181 @@ static void test_lookup_hook(void **state)
     ag_principal_unref(anon);
 }
 
+/* --- the cache of accepted keys ------------------------------------------------------------ */
+
+/* A key store in miniature: key "ag_key_<n>" is valid while valid[n]; n = 9 expires at NOW + 10.
+ * Every lookup is counted; change_during_lookup simulates a change committed while one runs. */
+static int kc_lookups;
+static bool kc_valid[10];
+static int kc_used;
+static ag_auth_t *kc_change_during_lookup;
+
+static int kc_lookup(void *ctx, const char *cred, size_t len, int64_t now, ag_principal_t **out)
+{
+    (void)ctx;
+    (void)now;
+    kc_lookups++;
+    if (kc_change_during_lookup)
+        ag_auth_invalidate(kc_change_during_lookup);
+    if (len != 9 || memcmp(cred, "ag_key_", 7) != 0 || cred[7] < '0' || cred[7] > '9' ||
+        cred[8] != 'x')
+        return AG_ENOTFOUND;
+    int n = cred[7] - '0';
+    if (!kc_valid[n])
+        return AG_EUNAUTH;
+    char id[8];
+    snprintf(id, sizeof(id), "k%d", n);
+    int rc = ag_principal_new(AG_PRINCIPAL_API_KEY, id, out);
+    if (rc == 0 && n == 9)
+        ag_principal_set_expiry(*out, NOW + 10);
+    return rc;
+}
+
+static void kc_used_hook(void *ctx, const ag_principal_t *p, int64_t now)
+{
+    (void)ctx;
+    (void)now;
+    assert_int_equal(ag_principal_kind(p), AG_PRINCIPAL_API_KEY);
+    kc_used++;
+}
+
+static ag_auth_t *kc_auth(void)
+{
+    ag_auth_t *auth = make_auth(false);
+    ag_auth_hooks_t hooks = {0};
+    hooks.lookup = kc_lookup;
+    hooks.used = kc_used_hook;
+    ag_auth_set_hooks(auth, &hooks);
+    for (int i = 0; i < 10; i++)
+        kc_valid[i] = true;
+    kc_lookups = kc_used = 0;
+    kc_change_during_lookup = NULL;
+    return auth;
+}
+
+static int kc_auth_at(ag_auth_t *auth, const char *key, int64_t now)
+{
+    ag_principal_t *p;
+    ag_diag_t d;
+    int rc = auth_as(auth, key, NULL, now, &p, &d);
+    if (rc == 0)
+        ag_principal_unref(p);
+    return rc;
+}
+
+static void test_key_cache_revocation(void **state)
+{
+    (void)state;
+    ag_auth_t *auth = kc_auth();
+    /* Looked up once, then from the cache. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(kc_auth_at(auth, "ag_key_1x", NOW), 0);
+    assert_int_equal(kc_lookups, 1);
+    /* The used hook: not for the lookup itself (the store saw that use), then once a second. */
+    assert_int_equal(kc_used, 0);
+    assert_int_equal(kc_auth_at(auth, "ag_key_1x", NOW + 1), 0);
+    assert_int_equal(kc_auth_at(auth, "ag_key_1x", NOW + 1), 0);
+    assert_int_equal(kc_used, 1);
+
+    /* Revoked (deleted, rotated, user deactivated …): the store's change invalidates, and the
+     * very next request is looked up again and refused. */
+    kc_valid[1] = false;
+    ag_auth_invalidate(auth);
+    assert_int_equal(kc_auth_at(auth, "ag_key_1x", NOW + 1), AG_EUNAUTH);
+    assert_int_equal(kc_lookups, 2);
+    /* A refused key is never cached: every attempt asks the store (and so is throttled and
+     * audited by the caller, as any failure). */
+    assert_int_equal(kc_auth_at(auth, "ag_key_1x", NOW + 1), AG_EUNAUTH);
+    assert_int_equal(kc_lookups, 3);
+    /* Rotation: the old secret is a revoked key, the new one another credential. */
+    assert_int_equal(kc_auth_at(auth, "ag_key_2x", NOW + 1), 0);
+    assert_int_equal(kc_lookups, 4);
+
+    /* Expiry: cached, and refused from the second it expires with no invalidation at all. */
+    assert_int_equal(kc_auth_at(auth, "ag_key_9x", NOW), 0);
+    assert_int_equal(kc_auth_at(auth, "ag_key_9x", NOW + 9), 0);
+    assert_int_equal(kc_lookups, 5);
+    assert_int_equal(kc_auth_at(auth, "ag_key_9x", NOW + 10), AG_EUNAUTH);
+
+    /* A change committed while a lookup runs: its (possibly old) result is not cached. */
+    kc_change_during_lookup = auth;
+    assert_int_equal(kc_auth_at(auth, "ag_key_3x", NOW), 0);
+    kc_change_during_lookup = NULL;
+    int before = kc_lookups;
+    assert_int_equal(kc_auth_at(auth, "ag_key_3x", NOW), 0);
+    assert_int_equal(kc_lookups, before + 1);
+    assert_int_equal(kc_auth_at(auth, "ag_key_3x", NOW), 0);
+    assert_int_equal(kc_lookups, before + 1);
+
+    /* Configured keys never reach the store or the cache. */
+    before = kc_lookups;
+    assert_int_equal(kind_of(auth, API_KEY, NULL), AG_PRINCIPAL_ROOT);
+    assert_int_equal(kc_lookups, before);
+    ag_auth_free(auth);
+}
+
+static void test_key_cache_flood(void **state)
+{
+    (void)state;
+    ag_auth_t *auth = kc_auth();
+    const char *valid[] = {"ag_key_0x", "ag_key_4x", "ag_key_5x", "ag_key_6x"};
+    for (size_t i = 0; i < AG_ARRAY_LEN(valid); i++)
+        assert_int_equal(kc_auth_at(auth, valid[i], NOW), 0);
+    assert_int_equal(kc_lookups, 4);
+    /* 50,000 distinct invalid credentials (more than the cache has slots, many times over),
+     * unknown keys and refused ones alike: none takes a slot, so none evicts a valid key. */
+    kc_valid[7] = false;
+    for (int i = 0; i < 50000; i++) {
+        char cred[48];
+        if (i % 2)
+            snprintf(cred, sizeof(cred), "ag_key_%dx-garbage-%d", i % 10, i);
+        else
+            snprintf(cred, sizeof(cred), "ag_key_7x");
+        assert_int_equal(kc_auth_at(auth, cred, NOW), AG_EUNAUTH);
+    }
+    assert_int_equal(kc_lookups, 4 + 50000);
+    for (size_t i = 0; i < AG_ARRAY_LEN(valid); i++)
+        assert_int_equal(kc_auth_at(auth, valid[i], NOW), 0);
+    assert_int_equal(kc_lookups, 4 + 50000); /* all four still cached */
+    ag_auth_free(auth);
+
+    /* Bounded: with a cache of 2 entries (one bucket), valid keys evict each other (a miss costs a
+     * lookup, never a wrong answer), and the table never grows. */
+    ag_auth_config_t cfg;
+    ag_auth_config_init(&cfg);
+    cfg.api_key = API_KEY;
+    cfg.token_cache_size = 2;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_auth_new(&cfg, &auth, &d), 0);
+    ag_auth_hooks_t hooks = {0};
+    hooks.lookup = kc_lookup;
+    ag_auth_set_hooks(auth, &hooks);
+    kc_lookups = 0;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 7; i++) {
+            char cred[16];
+            snprintf(cred, sizeof(cred), "ag_key_%dx", i);
+            assert_int_equal(kc_auth_at(auth, cred, NOW), 0);
+        }
+    assert_true(kc_lookups >= 7 + 2 * (7 - 2));
+    /* Two keys fit one bucket; a third evicts the less recently used of them. */
+    ag_auth_invalidate(auth);
+    kc_lookups = 0;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(kc_auth_at(auth, "ag_key_0x", NOW), 0);
+        assert_int_equal(kc_auth_at(auth, "ag_key_1x", NOW), 0);
+    }
+    assert_int_equal(kc_lookups, 2);
+    assert_int_equal(kc_auth_at(auth, "ag_key_0x", NOW), 0); /* 1 is now the older */
+    assert_int_equal(kc_auth_at(auth, "ag_key_2x", NOW), 0);
+    assert_int_equal(kc_lookups, 3);
+    assert_int_equal(kc_auth_at(auth, "ag_key_0x", NOW), 0); /* still cached */
+    assert_int_equal(kc_lookups, 3);
+    assert_int_equal(kc_auth_at(auth, "ag_key_1x", NOW), 0); /* evicted */
+    assert_int_equal(kc_lookups, 4);
+    ag_auth_free(auth);
+}
+
 /* --- concurrency --------------------------------------------------------------------------- */
 
 static int tfail(ag_throttle_t *t, const char *addr, int64_t now, int *retry)
@@ -492,9 +686,9 @@ static void *work(void *arg)
     worker_t *w = arg;
     for (int i = 0; i < 500; i++) {
         ag_principal_t *p = NULL;
-        const char *creds[] = {API_KEY, RO_KEY, w->tok, "nope"};
-        int rc = ag_auth_authenticate(w->auth, creds[i % 4], NULL, NOW, &p, NULL);
-        if ((rc == 0) != (i % 4 != 3))
+        const char *creds[] = {API_KEY, RO_KEY, w->tok, "nope", "ag_user_ok", "ag_user_dead"};
+        int rc = ag_auth_authenticate(w->auth, creds[i % 6], NULL, NOW, &p, NULL);
+        if ((rc == 0) != (i % 6 != 3 && i % 6 != 5))
             w->failures++;
         ag_principal_unref(p);
         if (i % 50 == 0)
@@ -512,6 +706,9 @@ static void test_threads(void **state)
 {
     (void)state;
     ag_auth_t *auth = make_auth(true);
+    ag_auth_hooks_t hooks = {0};
+    hooks.lookup = lookup; /* keys cached and invalidated concurrently too */
+    ag_auth_set_hooks(auth, &hooks);
     ag_throttle_t *t;
     assert_int_equal(ag_throttle_new(NULL, &t), 0);
     char *tok = mint(auth, "{\"access\":\"r\"}");
@@ -672,6 +869,8 @@ int main(void)
         cmocka_unit_test(test_jwt_roles_and_cache),
         cmocka_unit_test(test_value_exists),
         cmocka_unit_test(test_lookup_hook),
+        cmocka_unit_test(test_key_cache_revocation),
+        cmocka_unit_test(test_key_cache_flood),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_throttle_lockout),
         cmocka_unit_test(test_throttle_aggregates),

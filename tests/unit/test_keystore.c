@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/ag_auth.h"
 #include "auth/ag_decide.h"
 #include "auth/ag_keystore.h"
 
@@ -186,6 +187,103 @@ static void test_expiry_rotate_delete_reopen(void **state)
     ag_keystore_secret_free(key);
     ag_keystore_secret_free(key2);
     ag_keystore_secret_free(expired);
+}
+
+/* --- through the authenticator's cache, wired as the server wires it (api/ag_guard.c) ------- */
+
+static int cached_lookups;
+static int counting_lookup(void *ctx, const char *cred, size_t len, int64_t t, ag_principal_t **out)
+{
+    cached_lookups++;
+    return ag_keystore_lookup(ctx, cred, len, t, out);
+}
+
+static void key_used(void *ctx, const ag_principal_t *p, int64_t t)
+{
+    ag_keystore_key_used(ctx, ag_principal_id(p), t);
+}
+
+static void invalidate(void *ctx)
+{
+    ag_auth_invalidate(ctx);
+}
+
+static int auth_key(ag_auth_t *auth, const char *key, int64_t t)
+{
+    ag_principal_t *p = NULL;
+    ag_diag_t d = {{0}};
+    int rc = ag_auth_authenticate(auth, key, NULL, t, &p, &d);
+    ag_principal_unref(p);
+    return rc;
+}
+
+static void test_cached_revocation(void **state)
+{
+    fixture_t *f = *state;
+    ag_auth_config_t cfg;
+    ag_auth_config_init(&cfg);
+    ag_auth_t *auth = NULL;
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_auth_new(&cfg, &auth, &d), 0);
+    ag_auth_hooks_t hooks = {0};
+    hooks.lookup = counting_lookup;
+    hooks.lookup_ctx = f->ks;
+    hooks.used = key_used;
+    hooks.used_ctx = f->ks;
+    ag_auth_set_hooks(auth, &hooks);
+    ag_keystore_set_on_change(f->ks, invalidate, auth);
+    int64_t t = now();
+    char id[AG_MKEY_ID_LEN + 1], id2[AG_MKEY_ID_LEN + 1], id3[AG_MKEY_ID_LEN + 1];
+    char *key = make_key(f, AG_KEYKIND_API, "{\"access\":\"r\"}", "{\"kind\":\"root\"}", t + 3600,
+                         NULL, id);
+    char creator[64];
+    snprintf(creator, sizeof(creator), "{\"kind\":\"api_key\",\"id\":\"%s\"}", id);
+    char *child = make_key(f, AG_KEYKIND_API, "{\"access\":\"r\"}", creator, t + 3600, NULL, id2);
+    cached_lookups = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(auth_key(auth, key, t), 0);
+        assert_int_equal(auth_key(auth, child, t), 0);
+    }
+    assert_int_equal(cached_lookups, 2); /* the rest came from the cache */
+
+    /* last_used still moves on cached uses. */
+    assert_int_equal(auth_key(auth, key, t + 5), 0);
+    json_t *rec = NULL;
+    assert_int_equal(ag_keystore_key_json(f->ks, AG_KEYKIND_API, id, &rec), 0);
+    assert_int_equal(json_integer_value(json_object_get(rec, "last_used")), t + 5);
+    json_decref(rec);
+
+    /* Rotation: the old secret is refused on the very next request, the new one works. */
+    json_t *root = json_pack("{s:s}", "kind", "root");
+    char *key2 = NULL;
+    assert_int_equal(ag_keystore_key_rotate(f->ks, AG_KEYKIND_API, id, root, &key2, &rec, &d), 0);
+    json_decref(rec);
+    assert_int_equal(auth_key(auth, key, t), AG_EUNAUTH);
+    assert_int_equal(auth_key(auth, key2, t), 0);
+    assert_int_equal(auth_key(auth, child, t), 0); /* its creator is still there */
+
+    /* Deletion: the key and everything it created are refused on the very next request. */
+    assert_int_equal(auth_key(auth, key2, t), 0);
+    assert_int_equal(ag_keystore_key_delete(f->ks, AG_KEYKIND_API, id, &d), 0);
+    assert_int_equal(auth_key(auth, key2, t), AG_EUNAUTH);
+    assert_int_equal(auth_key(auth, child, t), AG_EUNAUTH);
+
+    /* Expiry: a cached key is refused from the second it expires, with no change at all. */
+    char *brief = make_key(f, AG_KEYKIND_API, "{\"access\":\"r\"}", "{\"kind\":\"root\"}", t + 100,
+                           NULL, id3);
+    assert_int_equal(auth_key(auth, brief, t), 0);
+    int before = cached_lookups;
+    assert_int_equal(auth_key(auth, brief, t + 99), 0);
+    assert_int_equal(cached_lookups, before);
+    assert_int_equal(auth_key(auth, brief, t + 100), AG_EUNAUTH);
+
+    ag_keystore_set_on_change(f->ks, NULL, NULL);
+    ag_auth_free(auth);
+    json_decref(root);
+    ag_keystore_secret_free(key);
+    ag_keystore_secret_free(key2);
+    ag_keystore_secret_free(child);
+    ag_keystore_secret_free(brief);
 }
 
 static void test_bound_to_creator(void **state)
@@ -435,6 +533,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_format_and_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry_rotate_delete_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bound_to_creator, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cached_revocation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_management_keys_keep_only_management, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allowed_ips, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invites_once, setup, teardown),

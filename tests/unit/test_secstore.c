@@ -10,6 +10,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include "auth/ag_auth.h"
 #include "auth/ag_decide.h"
 #include "auth/ag_jwt.h"
 #include "auth/ag_secstore.h"
@@ -20,11 +21,15 @@ typedef struct fixture {
     char sec[300];
     ag_secstore_t *s;
     int changes;
+    ag_auth_t *auth; /* invalidated on every change, as the server does (api/ag_guard.c) */
 } fixture_t;
 
 static void on_change(void *ctx)
 {
-    ((fixture_t *)ctx)->changes++;
+    fixture_t *f = ctx;
+    f->changes++;
+    if (f->auth)
+        ag_auth_invalidate(f->auth);
 }
 
 static void reopen(fixture_t *f)
@@ -114,6 +119,81 @@ static bool may(const ag_principal_t *p, unsigned verbs, int res, const char *co
 
 static const char *RW = "[{\"action\":\"manage:collections\",\"collection\":\"Target*\"},"
                         "{\"action\":\"write:data\",\"collection\":\"Target*\"}]";
+
+static int cached_lookups;
+static int counting_lookup(void *ctx, const char *cred, size_t len, int64_t t, ag_principal_t **out)
+{
+    cached_lookups++;
+    return ag_secstore_lookup(ctx, cred, len, t, out);
+}
+
+/* ag_auth_authenticate with the user key; *p (may be NULL) gets the principal. */
+static int auth_user(fixture_t *f, const char *key, ag_principal_t **p)
+{
+    ag_principal_t *q = NULL;
+    ag_diag_t d = {{0}};
+    int rc = ag_auth_authenticate(f->auth, key, NULL, 1700000000, &q, &d);
+    if (p)
+        *p = q;
+    else
+        ag_principal_unref(q);
+    return rc;
+}
+
+/* The authenticator's cache of accepted keys: every change the store makes reaches it before the
+ * change returns, so the very next request sees it. */
+static void test_cached_user_keys(void **state)
+{
+    fixture_t *f = *state;
+    ag_auth_config_t cfg;
+    ag_auth_config_init(&cfg);
+    ag_diag_t d = {{0}};
+    assert_int_equal(ag_auth_new(&cfg, &f->auth, &d), 0);
+    ag_auth_hooks_t hooks = {0};
+    hooks.lookup = counting_lookup;
+    hooks.lookup_ctx = f->s;
+    ag_auth_set_hooks(f->auth, &hooks);
+    assert_int_equal(put_role(f, "rw_role", RW, true), 0);
+    char *key = new_user(f, "alice", "[\"rw_role\"]");
+    char *bob = new_user(f, "bob", "[\"rw_role\"]");
+    cached_lookups = 0;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(auth_user(f, key, NULL), 0);
+    assert_int_equal(cached_lookups, 1);
+
+    /* A role's permissions change: the next request holds the new ones. */
+    ag_principal_t *p = NULL;
+    assert_int_equal(auth_user(f, key, &p), 0);
+    assert_true(may(p, AG_VERB_CREATE, AG_RES_DATA, "TargetX"));
+    ag_principal_unref(p);
+    assert_int_equal(put_role(f, "rw_role", "[{\"action\":\"read:data\"}]", false), 0);
+    assert_int_equal(auth_user(f, key, &p), 0);
+    assert_false(may(p, AG_VERB_CREATE, AG_RES_DATA, "TargetX"));
+    ag_principal_unref(p);
+
+    /* Deactivated, then active again. */
+    assert_int_equal(ag_secstore_user_set_active(f->s, "alice", false, &d), 0);
+    assert_int_equal(auth_user(f, key, NULL), AG_EUNAUTH);
+    assert_int_equal(ag_secstore_user_set_active(f->s, "alice", true, &d), 0);
+    assert_int_equal(auth_user(f, key, NULL), 0);
+
+    /* Rotated: the old key is refused on the very next request. */
+    char *key2 = NULL;
+    assert_int_equal(ag_secstore_user_rotate(f->s, "alice", &key2, &d), 0);
+    assert_int_equal(auth_user(f, key, NULL), AG_EUNAUTH);
+    assert_int_equal(auth_user(f, key2, NULL), 0);
+
+    /* Deleted. */
+    assert_int_equal(auth_user(f, bob, NULL), 0);
+    assert_int_equal(ag_secstore_user_delete(f->s, "bob", &d), 0);
+    assert_int_equal(auth_user(f, bob, NULL), AG_EUNAUTH);
+
+    ag_auth_free(f->auth);
+    f->auth = NULL;
+    ag_secstore_key_free(key);
+    ag_secstore_key_free(key2);
+    ag_secstore_key_free(bob);
+}
 
 static void test_create_and_lookup(void **state)
 {
@@ -420,6 +500,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_and_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cached_user_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_deactivate_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_role_changes_apply, setup, teardown),
