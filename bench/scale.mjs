@@ -17,7 +17,9 @@
 // reachable in the graph.
 // Environment: AEGIS_SCALE_ONLY=int8 runs only the int8 + on_disk server (5M: no float32 baseline
 // fits the time); AEGIS_SCALE_KEEP=1 keeps the storage directories (printed) for bench/restart.mjs;
-// AEGIS_SCALE_EFS=16,32,... overrides the ef sweep.
+// AEGIS_SCALE_EFS=16,32,... overrides the ef sweep; AEGIS_SCALE_RENICE=10 renices the server
+// threads to 10 instead of 0 (a long run that must leave the shared machine to others). Progress
+// (ingest, linking) is printed as it goes, so a run stopped early still says how far it got.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -70,18 +72,24 @@ class Srv {
   // thread runs at nice 0 here, in both configurations alike.
   renice() {
     const tids = fs.readdirSync(`/proc/${this.proc.pid}/task`);
-    try { execFileSync('renice', ['-n', '0', '-p', ...tids], { stdio: 'ignore' }); } catch { console.log('  (renice failed: the indexer stays at nice 19)'); }
+    try { execFileSync('renice', ['-n', process.env.AEGIS_SCALE_RENICE || '0', '-p', ...tids], { stdio: 'ignore' }); } catch { console.log('  (renice failed: the indexer stays at nice 19)'); }
   }
   async stop() {
     this.proc.kill('SIGTERM');
     await new Promise((r) => this.proc.once('exit', r));
   }
   mem() { return status(this.proc.pid); }
-  async waitGreen(timeoutS = 7200) {
+  async waitGreen(timeoutS = 7200, progress = false) {
     const t0 = Date.now();
+    let shown = t0;
     for (;;) {
       const info = await call(this.url, 'GET', '/collections/c');
       if (info.status === 'green') return (Date.now() - t0) / 1000;
+      if (progress && Date.now() - shown > 60000) {
+        shown = Date.now();
+        const m = this.mem();
+        console.log(`    ${this.name}: ${((shown - t0) / 1000).toFixed(0)} s after the last batch, ${info.indexed_vectors_count} of ${info.points_count} linked, heap ${mb(m.RssAnon)}, load ${os.loadavg()[0].toFixed(1)}`);
+      }
       if (Date.now() - t0 > timeoutS * 1000) throw new Error(`${this.name} still ${info.status}`);
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -121,9 +129,18 @@ try {
     r.empty = s.mem();
     await call(s.url, 'PUT', '/collections/c', { vectors: cfg.vec, hnsw_config: { m: 16, ef_construct: 100 }, ...(cfg.quant ? { quantization_config: cfg.quant } : {}) });
     const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i += batch) await call(s.url, 'PUT', '/collections/c/points?wait=true', batchBody(vectors, i, Math.min(batch, n - i)));
+    const step = Math.max(batch, Math.round(n / 10 / batch) * batch);
+    for (let i = 0; i < n; i += batch) {
+      await call(s.url, 'PUT', '/collections/c/points?wait=true', batchBody(vectors, i, Math.min(batch, n - i)));
+      if ((i + batch) % step === 0 && i + batch < n) {
+        const sec = Number(process.hrtime.bigint() - t0) / 1e9;
+        console.log(`    ${cfg.name}: ${i + batch} points in ${sec.toFixed(0)} s (${Math.round((i + batch) / sec)}/s), heap ${mb(s.mem().RssAnon)}, load ${os.loadavg()[0].toFixed(1)}`);
+      }
+    }
     r.ingest = Number(process.hrtime.bigint() - t0) / 1e9;
-    r.green = await s.waitGreen();
+    r.ingested = s.mem();
+    console.log(`    ${cfg.name}: ingested at ${Math.round(n / r.ingest)}/s, heap ${mb(r.ingested.RssAnon)} (${Math.round((r.ingested.RssAnon - r.empty.RssAnon) / n)} B/point while linking)`);
+    r.green = await s.waitGreen(7200, true);
     r.loaded = s.mem();
     const count = (await call(s.url, 'POST', '/collections/c/points/count', {})).count;
     if (count !== n) throw new Error(`${cfg.name}: ${count} points, expected ${n}`);
