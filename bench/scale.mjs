@@ -121,6 +121,25 @@ console.log(`scale: ${n} x ${dim} synthetic clustered, payload {group, tag}, ${n
 const vectors = clustered(n, dim, 42);
 const rq = xorshift(7);
 const queries = Array.from({ length: nq }, () => Array.from(vectors[Math.floor(rq() * n)], (x) => x + (rq() - 0.5) * 0.1));
+// the ground truth before any server starts (the brute force blocks this process)
+const tq0 = Date.now();
+const truthList = queries.map((q) => {
+  const best = []; // [dist, id] ascending, k long
+  for (let i = 0; i < n; i++) {
+    const v = vectors[i];
+    let d = 0;
+    for (let j = 0; j < dim; j++) { const t = v[j] - q[j]; d += t * t; }
+    if (best.length < k || d < best[best.length - 1][0]) {
+      let p = best.length < k ? best.length : k - 1;
+      if (best.length < k) best.push(null);
+      while (p > 0 && best[p - 1][0] > d) { best[p] = best[p - 1]; p--; }
+      best[p] = [d, i];
+    }
+  }
+  return best;
+});
+const truth = truthList.map((b) => new Set(b.map((x) => x[1])));
+const truthSec = (Date.now() - tq0) / 1000;
 
 const res = [];
 const gt = {};
@@ -159,23 +178,6 @@ try {
     console.log(`  ${cfg.name}: ingested in ${r.ingest.toFixed(1)} s, green ${r.green.toFixed(1)} s later, restart ${r.startGreen.toFixed(1)} s`);
   }
   // ground truth: brute force here (float64), then the server's exact search compared to it
-  const tq0 = Date.now();
-  const truthList = queries.map((q) => {
-    const best = []; // [dist, id] ascending, k long
-    for (let i = 0; i < n; i++) {
-      const v = vectors[i];
-      let d = 0;
-      for (let j = 0; j < dim; j++) { const t = v[j] - q[j]; d += t * t; }
-      if (best.length < k || d < best[best.length - 1][0]) {
-        let p = best.length < k ? best.length : k - 1;
-        if (best.length < k) best.push(null);
-        while (p > 0 && best[p - 1][0] > d) { best[p] = best[p - 1]; p--; }
-        best[p] = [d, i];
-      }
-    }
-    return best;
-  });
-  const truth = truthList.map((b) => new Set(b.map((x) => x[1])));
   const exact = [];
   for (let o = 0; o < nq; o += 10) {
     exact.push(...await call(configs[0].srv.url, 'POST', '/collections/c/points/search/batch', {
@@ -185,7 +187,7 @@ try {
   let exactAgree = 0;
   exact.forEach((hits, i) => { exactAgree += hits.filter((h) => truth[i].has(h.id)).length; });
   gt.exactAgree = exactAgree / (k * nq);
-  gt.sec = (Date.now() - tq0) / 1000;
+  gt.sec = truthSec;
   // distance contrast: how much nearer the 1st and 10th neighbours are than a random point
   let rnd = 0;
   for (let i = 0; i < nq; i++) {
