@@ -15,6 +15,10 @@
  * this thread's CPU time (the machine is shared), best of the rounds, the two forms interleaved.
  * The jansson column runs the same evaluator (ag_filter.c reads both forms through one value
  * view), so it slightly overstates what the old tree-only evaluator cost.
+ * Loading: the stored text of each payload (as the store writes it, compact) packed the way
+ * start-up did it (json_loadb, ag_pack_encode, tree freed) and the way it does now
+ * (ag_pack_from_text, no tree), ns per payload, interleaved, best of the rounds; the two outputs
+ * are compared byte for byte.
  */
 #include "ag_base.h"
 
@@ -140,6 +144,50 @@ int main(int argc, char **argv)
         double jb = (double)(h1 - h0) / n, pb = (double)(h2 - h1) / n;
         printf(" %-6s | %15.1f | %14.1f | %20.1f | %5.1f | %9.0f | %9.0f\n", SHAPES[sh], jb, pb,
                (double)exact / n, jb / pb, (t1 - t0) * 1e9 / n, (t3 - t2) * 1e9 / n);
+    }
+
+    printf("\n load   | jansson + pack ns | direct ns | direct/jansson\n");
+    for (int sh = 0; sh < 3; sh++) {
+        char **texts = malloc(sizeof(char *) * n);
+        if (!texts)
+            return 1;
+        for (uint32_t i = 0; i < n; i++)
+            if (!(texts[i] = json_dumps(js[sh][i], JSON_COMPACT)))
+                return 1;
+        double best[2] = {1e30, 1e30};
+        for (int r = 0; r < rounds; r++) {
+            for (int way = 0; way < 2; way++) {
+                double t0 = now();
+                for (uint32_t i = 0; i < n; i++) {
+                    size_t len = strlen(texts[i]), plen;
+                    const uint8_t *p = NULL;
+                    if (way == 0) {
+                        json_t *v = json_loadb(texts[i], len, JSON_ALLOW_NUL, NULL);
+                        if (!v || ag_pack_encode(v, &p, &plen) != 0)
+                            return 1;
+                        json_decref(v);
+                    } else if (ag_pack_from_text(texts[i], len, &p, &plen) != 0) {
+                        fprintf(stderr, "%s: the direct encoder declined %s\n", SHAPES[sh],
+                                texts[i]);
+                        return 1;
+                    }
+                    if (r == 0 &&
+                        (plen != ag_pack_size(ps[sh][i]) || memcmp(p, ps[sh][i], plen) != 0)) {
+                        fprintf(stderr, "%s: packed bytes differ for %s\n", SHAPES[sh], texts[i]);
+                        return 1;
+                    }
+                    ag_pack_free(p);
+                }
+                double t = now() - t0;
+                if (t < best[way])
+                    best[way] = t;
+            }
+        }
+        printf(" %-6s | %17.0f | %9.0f | %5.2f\n", SHAPES[sh], best[0] * 1e9 / n, best[1] * 1e9 / n,
+               best[1] / best[0]);
+        for (uint32_t i = 0; i < n; i++)
+            free(texts[i]);
+        free(texts);
     }
 
     printf("\n filter                         | matches | jansson ns/match | packed ns/match | "

@@ -41,6 +41,18 @@ extern const uint8_t ag_pack_empty[3];
  * the caller owns (free with ag_pack_free) — except that an empty object gives ag_pack_empty,
  * with no allocation. AG_ENOMEM, or AG_EINVAL for a value jansson should not hold (a NaN). */
 int ag_pack_encode(const json_t *v, const uint8_t **out, size_t *len);
+/* What ag_pack_from_text returns for text it leaves to jansson (see there). */
+#define AG_PACK_DECLINED 1
+/* Encodes the JSON object in text[0..len) directly, without building a jansson tree: the bytes
+ * are exactly those ag_pack_encode gives for json_loadb(text, len, JSON_ALLOW_NUL) (tests/unit/
+ * test_pack.c checks it on random and mangled texts). It handles the common shapes — every
+ * value kind, escapes, UTF-8 — and declines (AG_PACK_DECLINED, nothing allocated) whatever it
+ * would have to judge the way jansson does in a corner: text that is not a well-formed object,
+ * duplicate keys, keys with escapes, objects of more than 64 members, nesting deeper than 32,
+ * integers outside int64, reals that over- or underflow. The caller then parses with
+ * jansson, which decides (docs/ARCHITECTURE.md "Payloads in memory"). On success as
+ * ag_pack_encode: *out is the caller's (ag_pack_free), ag_pack_empty for {}. AG_ENOMEM too. */
+int ag_pack_from_text(const char *text, size_t len, const uint8_t **out, size_t *outlen);
 /* Frees what ag_pack_encode returned (NULL and ag_pack_empty are no-ops). */
 void ag_pack_free(const uint8_t *p);
 /* A new jansson value equal to the packed value p (caller owns), NULL when out of memory. */

@@ -1305,17 +1305,22 @@ static int load_records(ag_collection_t *c, MDB_txn *txn, ag_diag_t *diag)
             bad++;
             continue;
         }
-        json_error_t jerr;
-        json_t *payload = json_loadb(v.mv_data, v.mv_size, 0, &jerr);
-        if (!payload || !json_is_object(payload)) {
-            json_decref(payload);
-            bad++;
-            continue;
-        }
+        /* Packed straight from the stored text; jansson only for what the direct encoder
+         * declines (json/ag_pack.h). NUL is allowed as requests allow it (json/ag_json.c). */
         const uint8_t *packed;
         size_t plen;
-        rc = ag_pack_encode(payload, &packed, &plen);
-        json_decref(payload);
+        rc = ag_pack_from_text(v.mv_data, v.mv_size, &packed, &plen);
+        if (rc == AG_PACK_DECLINED) {
+            json_error_t jerr;
+            json_t *payload = json_loadb(v.mv_data, v.mv_size, JSON_ALLOW_NUL, &jerr);
+            if (!payload || !json_is_object(payload)) {
+                json_decref(payload);
+                bad++;
+                continue;
+            }
+            rc = ag_pack_encode(payload, &packed, &plen);
+            json_decref(payload);
+        }
         uint32_t s = rc ? UINT32_MAX : slot_alloc(c, &id);
         if (s == UINT32_MAX) {
             ag_pack_free(packed);
