@@ -26,19 +26,12 @@
 #include "auth/ag_keystore.h"
 #include "auth/ag_perm.h"
 #include "auth/ag_secstore.h"
+#include "bench_clock.h"
 
-/* AEGIS_BENCH_CLOCK=cpu: this thread's CPU clock, so time spent waiting for a core on a shared
- * machine is not counted (the default is the monotonic clock). */
+/* AEGIS_BENCH_CLOCK=cpu: this thread's CPU clock (bench_clock.h). */
 static double now_s(void)
 {
-    static int cpu = -1;
-    if (cpu < 0) {
-        const char *c = getenv("AEGIS_BENCH_CLOCK");
-        cpu = c && strcmp(c, "cpu") == 0;
-    }
-    struct timespec ts;
-    clock_gettime(cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return bench_seconds(CLOCK_THREAD_CPUTIME_ID);
 }
 
 static const char *KEY = "bench-key-0123456789abcdef0123456789";

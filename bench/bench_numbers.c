@@ -18,20 +18,17 @@
 
 #include "ag_arena.h"
 #include "ag_clock.h"
+#include "bench_clock.h"
 #include "json/ag_fastpoints.h"
 
 #define DIM 128
 #define ROUNDS 7
 
-static bool cpu_clock;
+static bool cpu_clock; /* AEGIS_BENCH_CLOCK=cpu */
 
 static double now(void)
 {
-    if (!cpu_clock)
-        return ag_now_mono();
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -47,8 +44,7 @@ static uint64_t next_u64(void)
 int main(int argc, char **argv)
 {
     size_t points = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 1000;
-    const char *clk = getenv("AEGIS_BENCH_CLOCK");
-    cpu_clock = clk && strcmp(clk, "cpu") == 0;
+    cpu_clock = bench_cpu_clock();
     if (points == 0 || points > 100000) {
         fprintf(stderr, "points: 1..100000\n");
         return 2;
