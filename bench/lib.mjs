@@ -38,6 +38,32 @@ async function freePort() {
 }
 
 // opts.env: extra environment; without opts.secure the server runs with --insecure.
+/** nq queries near stored points: a random point of `vectors` plus uniform noise of ±0.05 per coordinate. */
+export function nearQueries(vectors, nq, seed) {
+  const r = xorshift(seed);
+  return Array.from({ length: nq }, () => Array.from(vectors[Math.floor(r() * vectors.length)], (x) => x + (r() - 0.5) * 0.1));
+}
+
+/** Exact Euclidean top-k per query by brute force: per query, [squared distance, index] pairs
+ * in ascending order (the ground truth the scale benches check the servers against). */
+export function bruteTopK(vectors, queries, dim, k) {
+  return queries.map((q) => {
+    const best = [];
+    for (let i = 0; i < vectors.length; i++) {
+      const v = vectors[i];
+      let d = 0;
+      for (let j = 0; j < dim; j++) { const t = v[j] - q[j]; d += t * t; }
+      if (best.length < k || d < best[best.length - 1][0]) {
+        let p = best.length < k ? best.length : k - 1;
+        if (best.length < k) best.push(null);
+        while (p > 0 && best[p - 1][0] > d) { best[p] = best[p - 1]; p--; }
+        best[p] = [d, i];
+      }
+    }
+    return best;
+  });
+}
+
 export async function startServer(opts = {}) {
   const bin = process.env.AEGIS_BIN || path.resolve('build/aegis');
   const storage = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-bench-'));

@@ -24,7 +24,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { call as call1, clustered, batchBody, xorshift } from './lib.mjs';
+import { call as call1, bruteTopK, clustered, batchBody, nearQueries, xorshift } from './lib.mjs';
 
 // The brute-force ground truth blocks this process for a while, and the server closes the idle
 // keep-alive connection meanwhile: one retry on a connection error (every call here is idempotent).
@@ -119,27 +119,12 @@ if (configs.some((c) => c.quant)) {
 
 console.log(`scale: ${n} x ${dim} synthetic clustered, payload {group, tag}, ${nq} queries, k=${k}; ${os.loadavg()[0].toFixed(1)} load at start`);
 const vectors = clustered(n, dim, 42);
-const rq = xorshift(7);
-const queries = Array.from({ length: nq }, () => Array.from(vectors[Math.floor(rq() * n)], (x) => x + (rq() - 0.5) * 0.1));
+const queries = nearQueries(vectors, nq, 7);
 // the ground truth before any server starts (the brute force blocks this process)
-const tq0 = Date.now();
-const truthList = queries.map((q) => {
-  const best = []; // [dist, id] ascending, k long
-  for (let i = 0; i < n; i++) {
-    const v = vectors[i];
-    let d = 0;
-    for (let j = 0; j < dim; j++) { const t = v[j] - q[j]; d += t * t; }
-    if (best.length < k || d < best[best.length - 1][0]) {
-      let p = best.length < k ? best.length : k - 1;
-      if (best.length < k) best.push(null);
-      while (p > 0 && best[p - 1][0] > d) { best[p] = best[p - 1]; p--; }
-      best[p] = [d, i];
-    }
-  }
-  return best;
-});
+const t0truth = Date.now();
+const truthList = bruteTopK(vectors, queries, dim, k);
 const truth = truthList.map((b) => new Set(b.map((x) => x[1])));
-const truthSec = (Date.now() - tq0) / 1000;
+const truthSec = (Date.now() - t0truth) / 1000;
 
 const res = [];
 const gt = {};
