@@ -250,6 +250,9 @@ typedef struct scratch {
     size_t cnt_cap;
     uint32_t *hist; /* bits_scan: rows per count, dim + 1 entries */
     size_t hist_cap;
+    uint32_t *kdot; /* batched int8 walk: each gathered neighbour's dot product with the query */
+    uint32_t *ksum; /* ... and its code's byte sum (kd_cap entries each) */
+    size_t kd_cap;
     float *dec[DEC_RING]; /* decoded code rows for linking over on_disk vectors (linking_view) */
     size_t dec_cap;
     unsigned dec_next;
@@ -272,6 +275,8 @@ static void scratch_free(void *p)
     free(s->qcode);
     free(s->cnt);
     free(s->hist);
+    free(s->kdot);
+    free(s->ksum);
     for (int i = 0; i < DEC_RING; i++)
         free(s->dec[i]);
     free(s);
@@ -409,13 +414,6 @@ static void maxheap_push(cand_t *h, size_t *n, cand_t x)
     h[i] = x;
 }
 
-static void maxheap_pop(cand_t *h, size_t *n)
-{
-    h[0] = h[--(*n)];
-    if (*n > 0)
-        maxheap_sift_down(h, *n, 0);
-}
-
 /* Sorts a max-heap in place, closest first (no comparator calls through a pointer). */
 static void heap_sort(cand_t *h, size_t n)
 {
@@ -447,6 +445,7 @@ typedef struct sctx {
     int mode;             /* PAY_CODE: scored from the blocks' codes; PAY_NONE: vecstore rows */
     ag_quant_params_t qp; /* PAY_CODE: the kernel and scale */
     float step2;          /* PAY_CODE: qp.step squared */
+    bool batch; /* PAY_CODE int8 Cosine/Dot: a node's neighbours scored in one kernel call */
     scratch_t *sc;
     double deadline; /* ag_now_mono() time to give up a search (AG_ETIMEOUT); 0 = none */
 } sctx_t;
@@ -470,6 +469,14 @@ static void set_mode(sctx_t *x)
     x->mode = PAY_CODE;
     ag_quant_params(x->qz, &x->qp);
     x->step2 = x->qp.step * x->qp.step;
+    x->batch = !x->qp.bits && (x->qp.dist == AG_DIST_COSINE || x->qp.dist == AG_DIST_DOT);
+}
+
+/* The int8 Cosine/Dot internal distance from the kernel's dot product k and the row's byte sum
+ * (ag_quant.h), one formula for the single and the batched kernel so both rank alike. */
+static inline float dot_code_dist(const sctx_t *x, uint32_t k, uint32_t sum)
+{
+    return -(x->qq.corr + x->qp.lostep * (float)sum + x->step2 * (float)k);
 }
 
 static inline float qdist(const sctx_t *x, uint32_t id)
@@ -489,8 +496,8 @@ static inline float qdist(const sctx_t *x, uint32_t id)
             break;
         }
         uint32_t sum;
-        float k = (float)x->qp.dotsum(x->qq.code, code, x->qp.row, &sum);
-        return -(x->qq.corr + x->qp.lostep * (float)sum + x->step2 * k);
+        uint32_t k = x->qp.dotsum(x->qq.code, code, x->qp.row, &sum);
+        return dot_code_dist(x, k, sum);
     }
     return idist(h->base.dist, x->q, ag_vecstore_view_row(&x->v, id), x->v.stride);
 }
@@ -507,6 +514,37 @@ static inline void xprefetch(const sctx_t *x, uint32_t id)
     const char *b = (const char *)blk_of(h, id);
     for (size_t off = h->pay_off; off < h->bstride; off += 64)
         PREFETCH(b + off);
+}
+
+static bool kd_room(scratch_t *s, size_t need)
+{
+    if (s->kd_cap >= need)
+        return true;
+    size_t cap = AG_MAX(need, (size_t)256);
+    uint32_t *d = malloc(cap * sizeof(uint32_t)), *m = malloc(cap * sizeof(uint32_t));
+    if (!d || !m) {
+        free(d);
+        free(m);
+        return false;
+    }
+    free(s->kdot);
+    free(s->ksum);
+    s->kdot = d;
+    s->ksum = m;
+    s->kd_cap = cap;
+    return true;
+}
+
+/* Batched walk (x->batch): the n nodes of ids scored by one kernel call into the scratch's
+ * kdot/ksum (dot_code_dist turns them into distances). False when out of memory. */
+static bool score_batch(const sctx_t *x, const uint32_t *ids, size_t n)
+{
+    const hnsw_t *h = x->h;
+    if (!kd_room(x->sc, n))
+        return false;
+    ag_u8_dotsum_gather(x->qq.code, h->blk + h->pay_off, h->bstride, ids, n, x->qp.row, x->sc->kdot,
+                        x->sc->ksum);
+    return true;
 }
 
 /* Greedy walk on one upper level towards the query. */
@@ -610,17 +648,27 @@ static int search_layer(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
             xprefetch(x, sc->ids[i]);
         if (!grow_cands(&sc->cq, &sc->cq_cap, sc->cq_n + k))
             return AG_ENOMEM;
+        if (x->batch && !score_batch(x, sc->ids, k))
+            return AG_ENOMEM;
         for (size_t i = 0; i < k; i++) {
             uint32_t id = sc->ids[i];
-            if (i + 1 < k)
-                xprefetch(x, sc->ids[i + 1]);
-            float d = qdist(x, id);
+            float d;
+            if (x->batch) {
+                d = dot_code_dist(x, sc->kdot[i], sc->ksum[i]);
+            } else {
+                if (i + 1 < k)
+                    xprefetch(x, sc->ids[i + 1]);
+                d = qdist(x, id);
+            }
             if (sc->rs_n < ef || d < sc->rs[0].d) {
                 minheap_push(sc->cq, &sc->cq_n, (cand_t){d, id});
                 if (x->acorn || admit(x, id)) {
-                    maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, id});
-                    if (sc->rs_n > ef)
-                        maxheap_pop(sc->rs, &sc->rs_n);
+                    if (sc->rs_n < ef) {
+                        maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, id});
+                    } else { /* full: the new one (closer than the worst) takes the root's place */
+                        sc->rs[0] = (cand_t){d, id};
+                        maxheap_sift_down(sc->rs, sc->rs_n, 0);
+                    }
                 }
             }
         }

@@ -307,6 +307,81 @@ static ag_u8_dotsum_fn pick_dotsum(void)
     return dotsum_generic;
 }
 
+/*
+ * ag_u8_dotsum over many rows with the query read once (docs/ARCHITECTURE.md "Quantized walk"):
+ * the query's bytes are flipped into the signed range and held in registers for rows up to 256
+ * bytes (one to four 64-byte chunks, the last possibly a masked 32-byte half), so a row costs its
+ * loads, two vpdpbusd per chunk and the two lane sums, with no call and no reload of the query.
+ * The sums equal ag_u8_dotsum's exactly (the same integer arithmetic).
+ */
+#ifdef QUANT_AVX2
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+dotsum_rows_vnni(const __m512i *qf, size_t chunks, __mmask64 last, const uint8_t *base,
+                 size_t stride, const uint32_t *ids, size_t n, uint32_t *dots, uint32_t *sums)
+{
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *b = base + (size_t)ids[i] * stride;
+        __m512i acc = _mm512_setzero_si512(), sb = _mm512_setzero_si512();
+        for (size_t c = 0; c + 1 < chunks; c++) {
+            __m512i vb = _mm512_loadu_si512((const void *)(b + 64 * c));
+            acc = _mm512_dpbusd_epi32(acc, vb, qf[c]);
+            sb = _mm512_dpbusd_epi32(sb, vb, ones);
+        }
+        /* b = 0 past the row in a masked half: adds nothing to either sum */
+        __m512i vb = _mm512_maskz_loadu_epi8(last, b + 64 * (chunks - 1));
+        acc = _mm512_dpbusd_epi32(acc, vb, qf[chunks - 1]);
+        sb = _mm512_dpbusd_epi32(sb, vb, ones);
+        uint32_t t = hsum512(sb);
+        sums[i] = t;
+        dots[i] = hsum512(acc) + 128u * t;
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void
+dotsum_gather_vnni(const uint8_t *q, const uint8_t *base, size_t stride, const uint32_t *ids,
+                   size_t n, size_t row, uint32_t *dots, uint32_t *sums)
+{
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    size_t chunks = (row + 63) / 64;
+    __mmask64 last = row % 64 ? (__mmask64)0xFFFFFFFFu : ~(__mmask64)0;
+    __m512i qf[4];
+    for (size_t c = 0; c < chunks; c++) {
+        __mmask64 m = c + 1 < chunks ? ~(__mmask64)0 : last;
+        qf[c] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, q + 64 * c), flip);
+    }
+    /* a constant chunk count per call, so the loop over chunks unrolls and qf stays in registers */
+    switch (chunks) {
+    case 1:
+        dotsum_rows_vnni(qf, 1, last, base, stride, ids, n, dots, sums);
+        break;
+    case 2:
+        dotsum_rows_vnni(qf, 2, last, base, stride, ids, n, dots, sums);
+        break;
+    case 3:
+        dotsum_rows_vnni(qf, 3, last, base, stride, ids, n, dots, sums);
+        break;
+    default:
+        dotsum_rows_vnni(qf, 4, last, base, stride, ids, n, dots, sums);
+        break;
+    }
+}
+#endif
+
+void ag_u8_dotsum_gather(const uint8_t *q, const uint8_t *base, size_t stride, const uint32_t *ids,
+                         size_t n, size_t row, uint32_t *dots, uint32_t *sums)
+{
+#ifdef QUANT_AVX2
+    if (row > 0 && row <= 256 && simd_level() >= 2) {
+        dotsum_gather_vnni(q, base, stride, ids, n, row, dots, sums);
+        return;
+    }
+#endif
+    ag_u8_dotsum_fn k = pick_dotsum();
+    for (size_t i = 0; i < n; i++)
+        dots[i] = k(q, base + (size_t)ids[i] * stride, row, &sums[i]);
+}
+
 const char *ag_u8_dot_kernel(void)
 {
 #ifdef QUANT_AVX2

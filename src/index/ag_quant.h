@@ -138,6 +138,11 @@ const char *ag_u8_dot_kernel(void);
  * _avx2 variant is the fallback by name. */
 uint32_t ag_u8_dotsum(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
 uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
+/* dots[i] = ag_u8_dotsum(q, base + ids[i] * stride, row, &sums[i]) for i < n, in one call (with
+ * VNNI and rows up to 256 bytes the query stays in registers across the rows; the results are the
+ * same integers). As there, q and every row 32-byte aligned, row a multiple of 32. */
+void ag_u8_dotsum_gather(const uint8_t *q, const uint8_t *base, size_t stride, const uint32_t *ids,
+                         size_t n, size_t row, uint32_t *dots, uint32_t *sums);
 uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_u8_l1(const uint8_t *a, const uint8_t *b, size_t n);
 
