@@ -516,6 +516,8 @@ static inline void xprefetch(const sctx_t *x, uint32_t id)
         PREFETCH(b + off);
 }
 
+/* Makes kdot/ksum hold at least need entries (their old contents are dropped). The arrays are
+ * owned by the scratch (freed by scratch_free). False when out of memory (the old ones kept). */
 static bool kd_room(scratch_t *s, size_t need)
 {
     if (s->kd_cap >= need)
