@@ -12,7 +12,8 @@
  * 3. Optionally GloVe-100 angular (Cosine) from glove-dir (base.fvecs, query.fvecs, gt.ivecs),
  *    and MiniLM-384 (Cosine) from minilm-dir (embeddings.bin: every 10th row a query, the rest the
  *    base, exact ground truth): float32 rows ("aegis hnsw"), then the same graph with scalar int8
- *    quantization ("aegis int8", quantile 0.99, rescoring 2 x k candidates from the floats), and
+ *    quantization ("aegis int8", quantile 0.99, rescoring 2 x k candidates from the floats; "aegis
+ *    int8 beam", the same with the whole beam rescored: oversampling ef / k), and
  *    the memory for vectors of both; then binary quantization on the same graph ("aegis binary",
  *    an oversampling sweep), and, when the set is below Qdrant's default full_scan_threshold
  *    (10000 KB of vectors), the path the server takes instead: no graph, a scan of the float rows
@@ -138,7 +139,7 @@ static ag_index_t *build(ag_vecstore_t *vs, ag_distance_t dist, uint32_t n, doub
 
 static const uint32_t efs[] = {10, 16, 32, 64, 128};
 
-#define MAX_CFG 2
+#define MAX_CFG 3
 
 /* The ef sweep: exact (ground truth, baseline) and HNSW rows, best of ROUNDS interleaved — the
  * configurations too (each round runs every ef of every one), so a change in the machine's load
@@ -160,6 +161,8 @@ static void sweep_cfgs(const ag_index_t *hnsw, const ag_index_t *exact, const fl
             for (size_t c = 0; c < ncfg; c++) {
                 ag_search_params_t sp = tmpls[c];
                 sp.ef = efs[e];
+                if (sp.oversampling < 0) /* the whole beam rescored: oversampling ef / k */
+                    sp.oversampling = (double)efs[e] / K;
                 best[c][e] = AG_MIN(best[c][e], run_queries(hnsw, qs, dim, nq, NULL, &sp, scratch));
                 rec[c][e] = recall_of(scratch, gt, nq, gt_stride);
             }
@@ -203,7 +206,7 @@ static void sweep(const ag_index_t *hnsw, const ag_index_t *exact, const float *
 }
 
 /* The same graph searched on the float rows (quantization.ignore) and on int8 codes (quantile
- * 0.99, 2 x k rescored from the floats), interleaved. */
+ * 0.99, 2 x k rescored from the floats; and the whole beam of ef rescored), interleaved. */
 static void sweep_quant(ag_index_t *hnsw, const ag_index_t *exact, const ag_vecstore_t *vs,
                         const float *qs, uint32_t dim, uint32_t nq, const uint32_t *gt,
                         size_t gt_stride, uint32_t *scratch)
@@ -222,9 +225,10 @@ static void sweep_quant(ag_index_t *hnsw, const ag_index_t *exact, const ag_vecs
            (double)fmem / 1048576.0, (double)st.quant_memory / 1048576.0,
            100.0 * (double)st.quant_memory / (double)fmem, enc, (double)st.memory / 1048576.0);
     printf("int8 dot kernel: %s\n", ag_u8_dot_kernel());
-    static const char *const labels[] = {"aegis hnsw", "aegis int8"};
-    const ag_search_params_t sp[] = {{.quant_ignore = true}, {.oversampling = 2.0}};
-    sweep_cfgs(hnsw, exact, qs, dim, nq, gt, gt_stride, scratch, false, labels, sp, 2);
+    static const char *const labels[] = {"aegis hnsw", "aegis int8", "aegis int8 beam"};
+    const ag_search_params_t sp[] = {
+        {.quant_ignore = true}, {.oversampling = 2.0}, {.oversampling = -1.0}};
+    sweep_cfgs(hnsw, exact, qs, dim, nq, gt, gt_stride, scratch, false, labels, sp, 3);
     ag_hnsw_set_quant(hnsw, 0);
 }
 

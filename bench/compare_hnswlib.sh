@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Aegis HNSW (float32 vectors, then the same graph searched on scalar int8 codes with 2 x k
-# candidates rescored, then on binary codes over an oversampling sweep; and, for a set below Qdrant's
-# default full_scan_threshold, the server's path — no graph, a scan of the floats or of the codes;
-# every row names the path that ran) beside hnswlib on the same GloVe-100 and MiniLM-384 vectors, one after the
-# other in ONE run (the machine is shared: compare rows of one run, not runs), and the ratio of
+# candidates rescored and with the whole beam rescored (oversampling ef / k), then on binary
+# codes over an oversampling sweep; and, for a set below Qdrant's default full_scan_threshold,
+# the server's path — no graph, a scan of the floats or of the codes; every row names the path
+# that ran) beside hnswlib on the same GloVe-100 and MiniLM-384 vectors, one after the other in
+# ONE run (the machine is shared: compare rows of one run, not runs), and the ratio of
 # their single-thread queries/s at recall@10 = 0.95 (linear interpolation over the ef sweep; on
 # MiniLM, where every ef already reaches it, the fastest ef that does) and of their build times,
 # with the memory for vectors of both Aegis forms.
@@ -97,6 +98,7 @@ for ds in ("GloVe-100", "MiniLM-384"):
     qh, rh = at(hp, 0.95)
     print(f"== {ds} at recall@10 0.95 (same run){'':8} {'q/s':>8} {'recall':>7} {'/hnswlib':>9}")
     rows = [("aegis float32", "aegis hnsw"), ("aegis int8 (oversampling 2)", "aegis int8"),
+            ("aegis int8 (whole beam rescored)", "aegis int8 beam"),
             ("aegis binary (oversampling sweep)", "aegis binary"),
             ("aegis scan f32", "aegis scan f32"), ("aegis scan int8 (oversampling sweep)", "aegis scan int8"),
             ("aegis scan binary (oversampling sweep)", "aegis scan binary")]

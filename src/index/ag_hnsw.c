@@ -250,6 +250,9 @@ typedef struct scratch {
     size_t cnt_cap;
     uint32_t *hist; /* bits_scan: rows per count, dim + 1 entries */
     size_t hist_cap;
+    uint32_t *kdot; /* batched int8 walk: each gathered neighbour's dot product with the query */
+    uint32_t *ksum; /* ... and its code's byte sum (kd_cap entries each) */
+    size_t kd_cap;
     float *dec[DEC_RING]; /* decoded code rows for linking over on_disk vectors (linking_view) */
     size_t dec_cap;
     unsigned dec_next;
@@ -272,6 +275,8 @@ static void scratch_free(void *p)
     free(s->qcode);
     free(s->cnt);
     free(s->hist);
+    free(s->kdot);
+    free(s->ksum);
     for (int i = 0; i < DEC_RING; i++)
         free(s->dec[i]);
     free(s);
@@ -409,13 +414,6 @@ static void maxheap_push(cand_t *h, size_t *n, cand_t x)
     h[i] = x;
 }
 
-static void maxheap_pop(cand_t *h, size_t *n)
-{
-    h[0] = h[--(*n)];
-    if (*n > 0)
-        maxheap_sift_down(h, *n, 0);
-}
-
 /* Sorts a max-heap in place, closest first (no comparator calls through a pointer). */
 static void heap_sort(cand_t *h, size_t n)
 {
@@ -447,6 +445,7 @@ typedef struct sctx {
     int mode;             /* PAY_CODE: scored from the blocks' codes; PAY_NONE: vecstore rows */
     ag_quant_params_t qp; /* PAY_CODE: the kernel and scale */
     float step2;          /* PAY_CODE: qp.step squared */
+    bool batch; /* PAY_CODE int8 Cosine/Dot: a node's neighbours scored in one kernel call */
     scratch_t *sc;
     double deadline; /* ag_now_mono() time to give up a search (AG_ETIMEOUT); 0 = none */
 } sctx_t;
@@ -470,6 +469,14 @@ static void set_mode(sctx_t *x)
     x->mode = PAY_CODE;
     ag_quant_params(x->qz, &x->qp);
     x->step2 = x->qp.step * x->qp.step;
+    x->batch = !x->qp.bits && (x->qp.dist == AG_DIST_COSINE || x->qp.dist == AG_DIST_DOT);
+}
+
+/* The int8 Cosine/Dot internal distance from the kernel's dot product k and the row's byte sum
+ * (ag_quant.h), one formula for the single and the batched kernel so both rank alike. */
+static inline float dot_code_dist(const sctx_t *x, uint32_t k, uint32_t sum)
+{
+    return -(x->qq.corr + x->qp.lostep * (float)sum + x->step2 * (float)k);
 }
 
 static inline float qdist(const sctx_t *x, uint32_t id)
@@ -489,8 +496,8 @@ static inline float qdist(const sctx_t *x, uint32_t id)
             break;
         }
         uint32_t sum;
-        float k = (float)x->qp.dotsum(x->qq.code, code, x->qp.row, &sum);
-        return -(x->qq.corr + x->qp.lostep * (float)sum + x->step2 * k);
+        uint32_t k = x->qp.dotsum(x->qq.code, code, x->qp.row, &sum);
+        return dot_code_dist(x, k, sum);
     }
     return idist(h->base.dist, x->q, ag_vecstore_view_row(&x->v, id), x->v.stride);
 }
@@ -507,6 +514,43 @@ static inline void xprefetch(const sctx_t *x, uint32_t id)
     const char *b = (const char *)blk_of(h, id);
     for (size_t off = h->pay_off; off < h->bstride; off += 64)
         PREFETCH(b + off);
+}
+
+/* Makes kdot/ksum hold at least need entries (their old contents are dropped). The arrays are
+ * owned by the scratch (freed by scratch_free). False when out of memory (the old ones kept). */
+static bool kd_room(scratch_t *s, size_t need)
+{
+    if (s->kd_cap >= need)
+        return true;
+    size_t cap = AG_MAX(need, (size_t)256);
+    uint32_t *d = malloc(cap * sizeof(uint32_t)), *m = malloc(cap * sizeof(uint32_t));
+    if (!d || !m) {
+        free(d);
+        free(m);
+        return false;
+    }
+    free(s->kdot);
+    free(s->ksum);
+    s->kdot = d;
+    s->ksum = m;
+    s->kd_cap = cap;
+    return true;
+}
+
+/* Batched walk (x->batch): the n nodes of ids fetched and scored by one kernel call into the
+ * scratch's kdot/ksum (dot_code_dist turns them into distances). False when out of memory. */
+static bool score_batch(const sctx_t *x, const uint32_t *ids, size_t n)
+{
+    const hnsw_t *h = x->h;
+    if (!kd_room(x->sc, n))
+        return false;
+    /* Every row's fetch issued first. (Issuing them a few rows ahead of the kernel instead measured
+     * the same: the walk waits on memory either way.) */
+    for (size_t i = 0; i < n; i++)
+        xprefetch(x, ids[i]);
+    ag_u8_dotsum_gather(x->qq.code, h->blk + h->pay_off, h->bstride, ids, n, x->qp.row, x->sc->kdot,
+                        x->sc->ksum);
+    return true;
 }
 
 /* Greedy walk on one upper level towards the query. */
@@ -575,11 +619,117 @@ static size_t gather(const sctx_t *x, uint32_t c, int lc)
     return k;
 }
 
+/* The top bit of a pool entry's id: the node was expanded (slots stay below 2^31). */
+#define EXPANDED 0x80000000u
+
+/* Where x goes in the ascending pool p[0 .. n): the first entry it is closer than, by (d, id). */
+static inline size_t pool_pos(const cand_t *p, size_t n, cand_t x)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        cand_t m = {p[mid].d, p[mid].id & ~EXPANDED};
+        if (closer(&x, &m))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+/*
+ * search_layer when every node of the graph is admitted (no filter, no tombstone): one array, the
+ * best ef nodes found so far sorted closest first, each flagged once expanded, is both the
+ * candidate queue and the result set (docs/ARCHITECTURE.md "Quantized walk"). The next node
+ * expanded is the closest unexpanded one and the walk ends when every kept node is expanded:
+ * the nodes the two heaps would expand (a candidate the heaps would stop at is one that fell out
+ * of the best ef here), with one binary search and a short move per kept neighbour instead of a
+ * push onto each heap and a sift of the result heap. Leaves sc->rs as search_layer does (sorted
+ * closest last, which is a valid max-heap). AG_ENOMEM, AG_ETIMEOUT.
+ */
+static int search_pool(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
+{
+    scratch_t *sc = x->sc;
+    visited_reset(sc);
+    sc->cq_n = sc->rs_n = 0;
+    if (!grow_cands(&sc->rs, &sc->rs_cap, ef + 1))
+        return AG_ENOMEM;
+    cand_t *p = sc->rs;
+    size_t n = 1, cur = 0, steps = 0; /* cur: the first unexpanded entry */
+    p[0] = (cand_t){epd, ep};
+    visit(sc, ep);
+    while (cur < n) {
+        if (x->deadline > 0 && (++steps & 255) == 0 && ag_now_mono() >= x->deadline)
+            return AG_ETIMEOUT;
+        uint32_t c = p[cur].id;
+        p[cur].id |= EXPANDED;
+        /* The likely next expansion's link list, fetched while this one is scored. */
+        size_t nx = cur + 1;
+        while (nx < n && (p[nx].id & EXPANDED))
+            nx++;
+        if (nx < n) {
+            const char *nl = (const char *)links_of(x->h, p[nx].id, lc);
+            PREFETCH(nl);
+            PREFETCH(nl + 64);
+            PREFETCH(nl + 128);
+        }
+        size_t k = gather(x, c, lc);
+        if (k == SIZE_MAX)
+            return AG_ENOMEM;
+        if (x->batch) {
+            if (!score_batch(x, sc->ids, k))
+                return AG_ENOMEM;
+        } else {
+            for (size_t i = 0; i < k; i++)
+                xprefetch(x, sc->ids[i]);
+        }
+        size_t lowest = SIZE_MAX;
+        for (size_t i = 0; i < k; i++) {
+            uint32_t id = sc->ids[i];
+            float d;
+            if (x->batch) {
+                d = dot_code_dist(x, sc->kdot[i], sc->ksum[i]);
+            } else {
+                if (i + 1 < k)
+                    xprefetch(x, sc->ids[i + 1]);
+                d = qdist(x, id);
+            }
+            if (n >= ef && !(d < p[n - 1].d))
+                continue;
+            cand_t e = {d, id};
+            size_t pos = pool_pos(p, n, e);
+            size_t keep = n < ef ? n : ef - 1; /* full: the worst entry drops out */
+            memmove(p + pos + 1, p + pos, (keep - pos) * sizeof(cand_t));
+            p[pos] = e;
+            n = keep + 1;
+            lowest = AG_MIN(lowest, pos);
+        }
+        if (lowest <= cur) {
+            cur = lowest; /* everything before it is expanded */
+        } else {
+            while (cur < n && (p[cur].id & EXPANDED))
+                cur++;
+        }
+    }
+    /* Closest last: a valid max-heap for finish_hits and insert. */
+    for (size_t i = 0; i < n / 2; i++) {
+        cand_t t = p[i];
+        p[i] = p[n - 1 - i];
+        p[n - 1 - i] = t;
+    }
+    for (size_t i = 0; i < n; i++)
+        p[i].id &= ~EXPANDED;
+    sc->rs_n = n;
+    return 0;
+}
+
 /* Beam search of width ef on level lc from ep. Leaves the (up to ef) best admitted nodes in
  * sc->rs as a max-heap. Traversal passes through nodes that are not admitted (tombstones,
  * rejected by the filter) but never returns them. AG_ENOMEM. */
 static int search_layer(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
 {
+    if (!x->accept && !x->acorn && x->h->n_tomb == 0)
+        return search_pool(x, ep, epd, ef, lc);
     scratch_t *sc = x->sc;
     visited_reset(sc);
     sc->cq_n = sc->rs_n = 0;
@@ -606,21 +756,32 @@ static int search_layer(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
         size_t k = gather(x, c.id, lc);
         if (k == SIZE_MAX)
             return AG_ENOMEM;
-        for (size_t i = 0; i < k; i++)
-            xprefetch(x, sc->ids[i]);
+        if (!x->batch)
+            for (size_t i = 0; i < k; i++)
+                xprefetch(x, sc->ids[i]);
         if (!grow_cands(&sc->cq, &sc->cq_cap, sc->cq_n + k))
+            return AG_ENOMEM;
+        if (x->batch && !score_batch(x, sc->ids, k))
             return AG_ENOMEM;
         for (size_t i = 0; i < k; i++) {
             uint32_t id = sc->ids[i];
-            if (i + 1 < k)
-                xprefetch(x, sc->ids[i + 1]);
-            float d = qdist(x, id);
+            float d;
+            if (x->batch) {
+                d = dot_code_dist(x, sc->kdot[i], sc->ksum[i]);
+            } else {
+                if (i + 1 < k)
+                    xprefetch(x, sc->ids[i + 1]);
+                d = qdist(x, id);
+            }
             if (sc->rs_n < ef || d < sc->rs[0].d) {
                 minheap_push(sc->cq, &sc->cq_n, (cand_t){d, id});
                 if (x->acorn || admit(x, id)) {
-                    maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, id});
-                    if (sc->rs_n > ef)
-                        maxheap_pop(sc->rs, &sc->rs_n);
+                    if (sc->rs_n < ef) {
+                        maxheap_push(sc->rs, &sc->rs_n, (cand_t){d, id});
+                    } else { /* full: the new one (closer than the worst) takes the root's place */
+                        sc->rs[0] = (cand_t){d, id};
+                        maxheap_sift_down(sc->rs, sc->rs_n, 0);
+                    }
                 }
             }
         }

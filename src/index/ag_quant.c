@@ -297,6 +297,9 @@ dotsum_gather_vnni(const uint8_t *q, const uint8_t *base, size_t stride, const u
                     : _mm512_setzero_si512();
     /* constant chunk counts for the common row sizes, so the loops unroll with vq in registers */
     switch (row) {
+    case 128: /* 100-d GloVe, padded: the graph walk's neighbours */
+        dotsum_gather_body(vq, 2, false, base, stride, ids, n, dot, sum);
+        break;
     case 384:
         dotsum_gather_body(vq, 6, false, base, stride, ids, n, dot, sum);
         break;

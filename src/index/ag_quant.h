@@ -138,8 +138,10 @@ const char *ag_u8_dot_kernel(void);
  * _avx2 variant is the fallback by name. */
 uint32_t ag_u8_dotsum(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
 uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b);
-/* dot[i] = ag_u8_dotsum(q, base + ids[i] * stride, row, &sum[i]) for i < n, in one call (the
- * int8 scan of a small collection; with VNNI two rows a step, the query's flip done per chunk). */
+/* dot[i] = ag_u8_dotsum(q, base + ids[i] * stride, row, &sum[i]) for i < n, in one call: the
+ * int8 scan of a small collection and the quantized walk's neighbours of one node (with VNNI four
+ * rows a step, the query flipped once and held in registers for rows up to 512 bytes; the same
+ * integers as ag_u8_dotsum). As there, q and every row 32-byte aligned, row a multiple of 32. */
 void ag_u8_dotsum_gather(const uint8_t *q, const uint8_t *base, size_t stride, const uint32_t *ids,
                          size_t n, size_t row, uint32_t *dot, uint32_t *sum);
 uint32_t ag_u8_l2sq(const uint8_t *a, const uint8_t *b, size_t n);

@@ -151,6 +151,47 @@ static void test_dotsum_gather(void **state)
     }
 }
 
+/* The batched kernel the int8 graph walk uses (ag_u8_dotsum_gather): rows picked by id from a
+ * block array whose stride is a multiple of 32 but often not of 64 (as the kernels require), every
+ * row length from 32 to 320 bytes plus odd dimensions' padded rows, all-255 rows, and gathers of 0,
+ * 1 and many ids (repeats allowed); each result equals the plain loop's dot product and byte sum
+ * exactly. */
+static void test_dotsum_gather_random(void **state)
+{
+    (void)state;
+    enum { ROWS = 50, MAXROW = 320 };
+    for (int round = 0; round < 60; round++) {
+        size_t row = round < 10 ? 32 * (size_t)(round + 1)
+                                : AG_QUANT_ROW(1 + next_u64() % 300); /* odd dims too */
+        size_t stride = row + 32 * (next_u64() % 4);
+        uint8_t *base = aligned_alloc(64, stride * ROWS), *q = aligned_alloc(64, MAXROW);
+        assert_non_null(base);
+        assert_non_null(q);
+        bool top = round % 7 == 0; /* the largest sums */
+        for (size_t i = 0; i < stride * ROWS; i++)
+            base[i] = top ? 255 : (uint8_t)next_u64();
+        for (size_t i = 0; i < row; i++)
+            q[i] = top ? 255 : (uint8_t)next_u64();
+        uint32_t ids[3 * ROWS], dots[3 * ROWS], sums[3 * ROWS];
+        size_t n = round % 5 == 0 ? (size_t)(round % 2) : 1 + next_u64() % (3 * ROWS);
+        for (size_t i = 0; i < n; i++)
+            ids[i] = (uint32_t)(next_u64() % ROWS); /* repeats allowed, as any order */
+        ag_u8_dotsum_gather(q, base, stride, ids, n, row, dots, sums);
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *b = base + (size_t)ids[i] * stride;
+            uint32_t want = 0, sum = 0;
+            for (size_t j = 0; j < row; j++) {
+                want += (uint32_t)q[j] * b[j];
+                sum += b[j];
+            }
+            assert_int_equal(dots[i], want);
+            assert_int_equal(sums[i], sum);
+        }
+        free(base);
+        free(q);
+    }
+}
+
 /* Rows in [-1, 1) plus a few outliers at +-8. */
 static ag_vecstore_t *filled(uint32_t n, uint32_t dim, bool outliers)
 {
@@ -933,6 +974,7 @@ int main(void)
         cmocka_unit_test(test_hnsw_quant_resume),
         cmocka_unit_test(test_hamming_kernels),
         cmocka_unit_test(test_dotsum_gather),
+        cmocka_unit_test(test_dotsum_gather_random),
         cmocka_unit_test(test_binary_encode),
         cmocka_unit_test(test_binary_recall_minilm),
         cmocka_unit_test(test_binary_recall_glove),
