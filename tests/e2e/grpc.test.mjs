@@ -55,7 +55,7 @@ before(async () => {
 });
 
 after(async () => {
-  await srv?.stop();
+  await srv?.cleanup();
 });
 
 /** A grpc-js Points client with the given metadata (credentials). */
@@ -393,7 +393,7 @@ test('limits: message size, slow requests, idle connections; the server stays up
     assert.ok(closed < 10000, `idle connection closed after ${closed} ms`);
   } finally {
     grpcPort = saved;
-    await s2.stop();
+    await s2.cleanup();
   }
 });
 
@@ -412,7 +412,7 @@ test('without service.grpc_port there is no gRPC listener', async () => {
       }),
     );
   } finally {
-    await s2.stop();
+    await s2.cleanup();
   }
 });
 

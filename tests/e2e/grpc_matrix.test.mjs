@@ -154,7 +154,7 @@ before(async () => {
 
 after(async () => {
   for (const c of Object.values(clients)) c.close();
-  await srv?.stop();
+  await srv?.cleanup();
 });
 
 test('every RPC × every principal answers as its REST route does', async () => {

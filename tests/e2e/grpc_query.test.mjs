@@ -87,7 +87,7 @@ before(async () => {
 
 after(async () => {
   for (const c of Object.values(clients)) c.close();
-  await srv?.stop();
+  await srv?.cleanup();
 });
 
 test('query API stages over gRPC answer as REST does: prefetch + RRF/DBSF, recommend, discover, context, order_by, sample', async () => {
@@ -593,6 +593,6 @@ test('per-address connection limit and trusted proxies apply to the gRPC port', 
     assert.equal(await open(), 'open', 'served again once the others are gone');
     for (const s of sessions) s.destroy();
   } finally {
-    await s2.stop();
+    await s2.cleanup();
   }
 });

@@ -11,7 +11,7 @@ before(async () => {
   srv = await startServer();
 });
 after(async () => {
-  await srv?.stop();
+  await srv?.cleanup();
 });
 
 // Seeded points on the unit sphere (Cosine), spread so nearest neighbours are well defined.
