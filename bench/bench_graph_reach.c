@@ -111,7 +111,7 @@ int main(int argc, char **argv)
     fill(vs, n, dim);
     printf("n=%u dim=%u M=16 efc=100, self-search ef=%u every %u-th point\n", n, dim, ef, stride);
     const char *modes[] = {"seq", "bg", "batch"};
-    for (int m = 0; m < 3; m++) {
+    for (int m = 0; m < (getenv("REACH_MODES") ? atoi(getenv("REACH_MODES")) : 3); m++) {
         ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .background = m > 0};
         ag_index_t *ix;
         if (ag_index_hnsw_new(vs, AG_DIST_EUCLID, &p, &ix) != 0)
@@ -134,8 +134,10 @@ int main(int argc, char **argv)
         double build = now_s() - t0;
         uint32_t asked;
         uint32_t found = reach(ix, vs, n, ef, stride, &asked);
-        printf("%-6s build %.2f s  found %u / %u  (%.3f %% unreachable)\n", modes[m], build, found,
-               asked, 100.0 * (asked - found) / asked);
+        printf("%-6s build %.2f s  found %u / %u  (%.3f %% unreachable)  level-0 links reach %u of "
+               "%u\n",
+               modes[m], build, found, asked, 100.0 * (asked - found) / asked,
+               ag_hnsw_reachable(ix), n);
         fflush(stdout);
         ag_index_free(ix);
     }
