@@ -10,7 +10,11 @@
  *
  *   bench_graph_reach [n [dim [ef [stride]]]]   defaults: 100000 128 512 10
  *
- * AEGIS_BENCH_CLOCK=cpu times with the process CPU clock (single-threaded build).
+ * Each row also gives how many nodes the level-0 links reach at all from the entry point
+ * (ag_hnsw_reachable): a point missed although reachable is a navigation failure, not a hole.
+ * Environment: AEGIS_BENCH_CLOCK=cpu times with the process CPU clock (single-threaded build);
+ * REACH_MODES=1|2 runs only the first modes; REACH_SEED=s seeds the level generator (0 = the
+ * index default); REACH_CLUSTERS=1 prints the misses by cluster.
  */
 #include "ag_base.h"
 
@@ -24,6 +28,12 @@
 #include "index/ag_vecstore.h"
 
 static uint64_t rs;
+
+/* An unsigned number from text, or def when the text is missing. */
+static uint64_t num(const char *txt, uint64_t def)
+{
+    return txt ? strtoull(txt, NULL, 10) : def;
+}
 static uint8_t *clus; /* n: each point's cluster */
 
 static float frand(void) /* [0, 1) */
@@ -97,10 +107,16 @@ static uint32_t reach(const ag_index_t *ix, const ag_vecstore_t *vs, uint32_t n,
 
 int main(int argc, char **argv)
 {
-    uint32_t n = argc > 1 ? (uint32_t)atol(argv[1]) : 100000;
-    uint32_t dim = argc > 2 ? (uint32_t)atol(argv[2]) : 128;
-    uint32_t ef = argc > 3 ? (uint32_t)atol(argv[3]) : 512;
-    uint32_t stride = argc > 4 ? (uint32_t)atol(argv[4]) : 10;
+    uint32_t n = (uint32_t)num(argc > 1 ? argv[1] : NULL, 100000);
+    uint32_t dim = (uint32_t)num(argc > 2 ? argv[2] : NULL, 128);
+    uint32_t ef = (uint32_t)num(argc > 3 ? argv[3] : NULL, 512);
+    uint32_t stride = (uint32_t)num(argc > 4 ? argv[4] : NULL, 10);
+    if (n == 0 || dim == 0 || dim > 65536 || ef == 0 || stride == 0) {
+        fprintf(stderr, "usage: %s [n [dim [ef [stride]]]]\n", argv[0]);
+        return 2;
+    }
+    uint32_t modes_n = (uint32_t)AG_MIN(num(getenv("REACH_MODES"), 3), 3);
+    uint64_t seed = num(getenv("REACH_SEED"), 0);
     const char *clk = getenv("AEGIS_BENCH_CLOCK");
     cpu_clock = clk && strcmp(clk, "cpu") == 0;
     ag_vecstore_t *vs;
@@ -111,8 +127,8 @@ int main(int argc, char **argv)
     fill(vs, n, dim);
     printf("n=%u dim=%u M=16 efc=100, self-search ef=%u every %u-th point\n", n, dim, ef, stride);
     const char *modes[] = {"seq", "bg", "batch"};
-    for (int m = 0; m < (getenv("REACH_MODES") ? atoi(getenv("REACH_MODES")) : 3); m++) {
-        ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .background = m > 0};
+    for (uint32_t m = 0; m < modes_n; m++) {
+        ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .background = m > 0, .seed = seed};
         ag_index_t *ix;
         if (ag_index_hnsw_new(vs, AG_DIST_EUCLID, &p, &ix) != 0)
             return 1;

@@ -71,14 +71,7 @@ typedef struct hnsw {
         uint8_t level;
     } * pre;
     uint32_t pre_at, pre_n, pre_cap;
-    cand_t *ins_tmp; /* owned; TMP_N(h) entries, or NULL until first needed */
-    /* How many level-0 lists name each node (docs/ARCHITECTURE.md "No orphans"): a hint kept by
-     * insert so that pruning never leaves a live node without an in-link. in0_cap entries (owned,
-     * may be NULL); valid only while in0_ok (a wholesale change of the lists clears it and the
-     * next insert counts again). */
-    uint32_t *in0;
-    uint32_t in0_cap;
-    bool in0_ok;
+    cand_t *ins_tmp; /* owned; m0 + 2 + ef_construct entries, or NULL until first needed */
     /* Scalar int8 codes of the vectors (ag_hnsw_set_quant), or NULL; the walk ranks with them when
      * trained, and the candidates are rescored from the float rows. */
     ag_quant_t *quant;
@@ -91,9 +84,6 @@ typedef struct hnsw {
 } hnsw_t;
 
 enum { PAY_NONE = 0, PAY_CODE = 1 };
-
-/* insert's buffer: candidates (m0 + 2 + ef_construct) then, as ids, a level-0 list (m0 + 1). */
-#define TMP_N(h) ((size_t)(h)->m0 * 2 + 3 + (h)->ef_construct)
 
 static inline uint8_t *blk_of(const hnsw_t *h, uint32_t id)
 {
@@ -702,21 +692,6 @@ static int grow_nodes(hnsw_t *h, uint32_t need)
         return AG_ENOMEM;
     h->state = st;
     memset(st + h->cap, 0, nc - h->cap);
-    /* The in-link counts grow with the nodes (new nodes have none); without memory they are
-     * dropped, which only turns the orphan repair off until insert can count again. */
-    if (h->in0 && h->in0_cap < nc) {
-        uint32_t *in = realloc(h->in0, (size_t)nc * sizeof(uint32_t));
-        if (in) {
-            memset(in + h->in0_cap, 0, (size_t)(nc - h->in0_cap) * sizeof(uint32_t));
-            h->in0 = in;
-            h->in0_cap = nc;
-        } else {
-            free(h->in0);
-            h->in0 = NULL;
-            h->in0_cap = 0;
-            h->in0_ok = false;
-        }
-    }
     h->cap = nc;
     return 0;
 }
@@ -847,83 +822,20 @@ static size_t select_neighbours(const hnsw_t *h, const ag_vecstore_view_t *v, ca
     return kept;
 }
 
-/* Level-0 in-link counts ready for this insert: sized to cap and counted if stale. False (the
- * orphan repair is skipped) without memory. */
-static bool in0_ready(hnsw_t *h)
-{
-    if (h->in0_cap < h->cap) {
-        uint32_t *in = realloc(h->in0, (size_t)h->cap * sizeof(uint32_t));
-        if (!in) {
-            h->in0_ok = false;
-            return false;
-        }
-        memset(in + h->in0_cap, 0, (size_t)(h->cap - h->in0_cap) * sizeof(uint32_t));
-        h->in0 = in;
-        h->in0_cap = h->cap;
-    }
-    if (h->in0_ok)
-        return true;
-    memset(h->in0, 0, (size_t)h->cap * sizeof(uint32_t));
-    for (uint32_t i = 0; i < h->cap; i++) {
-        if (h->state[i] == NODE_EMPTY)
-            continue;
-        const uint32_t *l = links_of(h, i, 0);
-        for (uint32_t j = 1; j <= l[0]; j++)
-            h->in0[l[j]]++;
-    }
-    h->in0_ok = true;
-    return true;
-}
-
-/* Puts x, which no level-0 list names any more, into src's level-0 list: in a free place, else
- * in place of the farthest link whose node another list names too (the lists are kept closest
- * first). If every link is some node's only in-link, x stays an orphan. */
-static void in0_adopt(hnsw_t *h, uint32_t src, uint32_t x)
-{
-    uint32_t *l = links_of(h, src, 0);
-    for (uint32_t i = 1; i <= l[0]; i++)
-        if (l[i] == x)
-            return;
-    if (l[0] < h->m0) {
-        l[++l[0]] = x;
-        h->in0[x]++;
-        return;
-    }
-    for (uint32_t i = l[0]; i >= 1; i--) {
-        if (h->in0[l[i]] >= 2) {
-            h->in0[l[i]]--;
-            l[i] = x;
-            h->in0[x]++;
-            return;
-        }
-    }
-}
-
 /* Adds a link src -> dst on level lc; a full list is re-selected by the heuristic among its live
- * links and dst (tombstoned links are dropped first). On level 0 a live node that the
- * re-selection leaves with no in-link at all is taken back (in0_adopt). tmp: TMP_N(h) entries. */
+ * links and dst (tombstoned links are dropped first). */
 static int connect(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t src, uint32_t dst, float d,
                    int lc, cand_t *tmp)
 {
     uint32_t *l = links_of(h, src, lc);
     uint32_t cap = cap_of(h, lc);
-    bool track = lc == 0 && h->in0_ok;
     for (uint32_t i = 1; i <= l[0]; i++)
         if (l[i] == dst)
             return 0;
     if (l[0] < cap) {
         l[++l[0]] = dst;
-        if (track)
-            h->in0[dst]++;
         return 0;
     }
-    uint32_t *old = (uint32_t *)(void *)(tmp + h->m0 + 2 + h->ef_construct);
-    uint32_t on = l[0];
-    if (track)
-        for (uint32_t i = 1; i <= on; i++) {
-            old[i - 1] = l[i];
-            h->in0[l[i]]--;
-        }
     size_t n = 0;
     tmp[n++] = (cand_t){d, dst};
     for (uint32_t i = 1; i <= l[0]; i++)
@@ -934,13 +846,6 @@ static int connect(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t src, uint32_
     l[0] = (uint32_t)kept;
     for (size_t i = 0; i < kept; i++)
         l[i + 1] = tmp[i].id;
-    if (track) {
-        for (size_t i = 0; i < kept; i++)
-            h->in0[tmp[i].id]++;
-        for (uint32_t i = 0; i < on; i++)
-            if (h->in0[old[i]] == 0 && h->state[old[i]] == NODE_LIVE)
-                in0_adopt(h, src, old[i]);
-    }
     return 0;
 }
 
@@ -1032,12 +937,6 @@ static int insert(hnsw_t *h, uint32_t slot)
         level = h->level[slot];
         for (int lc = 1; lc <= level; lc++)
             links_of(h, slot, lc)[0] = 0;
-        const uint32_t *l0 = links_of(h, slot, 0); /* its level-0 list is rebuilt below */
-        if (h->in0_ok && h->in0_cap >= h->cap)
-            for (uint32_t i = 1; i <= l0[0]; i++)
-                h->in0[l0[i]]--;
-        else
-            h->in0_ok = false;
     } else {
         uint32_t *up = NULL;
         if (h->pre_at < h->pre_n) { /* drawn ahead by hnsw_reserve */
@@ -1064,11 +963,10 @@ static int insert(hnsw_t *h, uint32_t slot)
     }
     scratch_t *sc = scratch_get(h->cap);
     if (!h->ins_tmp)
-        h->ins_tmp = malloc(TMP_N(h) * sizeof(cand_t));
+        h->ins_tmp = malloc(((size_t)h->m0 + 2 + h->ef_construct) * sizeof(cand_t));
     cand_t *tmp = h->ins_tmp;
     if (!sc || !tmp)
         return AG_ENOMEM;
-    bool track = in0_ready(h);
     sctx_t x = {.h = h, .v = v, .q = ag_vecstore_view_row(&v, slot), .sc = sc};
     /* An external (on_disk) row lives only for a few more fetches: the walk keeps a copy. */
     if (v.fetch && !(x.q = pad_query(sc, x.q, &v)))
@@ -1091,19 +989,13 @@ static int insert(hnsw_t *h, uint32_t slot)
         size_t kept = select_neighbours(h, &v, tmp, n, h->m);
         uint32_t *l = links_of(h, slot, lc);
         l[0] = (uint32_t)kept;
-        for (size_t i = 0; i < kept; i++) {
+        for (size_t i = 0; i < kept; i++)
             l[i + 1] = tmp[i].id;
-            if (lc == 0 && track)
-                h->in0[tmp[i].id]++;
-        }
         /* connect() reuses tmp, so the kept list is read back from the node's own links. */
         for (size_t i = 0; i < kept; i++) {
             uint32_t nb = l[i + 1];
             connect(h, &v, nb, slot, rdist(h, &v, nb, slot), lc, tmp);
         }
-        /* Every neighbour preferred other links: the closest takes the new node anyway. */
-        if (lc == 0 && kept > 0 && h->in0_ok && h->in0[slot] == 0)
-            in0_adopt(h, l[1], slot);
     }
     h->state[slot] = NODE_LIVE;
     h->n_live++;
@@ -1178,7 +1070,6 @@ void ag_hnsw_repair(ag_index_t *ix)
         links_of(h, t, 0)[0] = 0;
     }
     h->n_tomb = 0;
-    h->in0_ok = false; /* the lists were rewritten: the next insert counts again */
     if (entry_gone)
         pick_entry(h, NO_NODE);
 }
@@ -1353,7 +1244,8 @@ static int reserve_inserts(hnsw_t *h, uint32_t slots, size_t inserts)
         !grow_cands(&sc->cq, &sc->cq_cap, (size_t)h->cap + h->m0 + 64) ||
         !ids_room(sc, (size_t)h->m0 + 1))
         return AG_ENOMEM;
-    if (!h->ins_tmp && !(h->ins_tmp = malloc(TMP_N(h) * sizeof(cand_t))))
+    if (!h->ins_tmp &&
+        !(h->ins_tmp = malloc(((size_t)h->m0 + 2 + h->ef_construct) * sizeof(cand_t))))
         return AG_ENOMEM;
     if (h->pre_at > 0) { /* drop what was taken */
         memmove(h->pre, h->pre + h->pre_at, (size_t)(h->pre_n - h->pre_at) * sizeof(*h->pre));
@@ -1899,7 +1791,6 @@ static void hnsw_free(ag_index_t *ix)
         free(h->pre[i].up);
     free(h->pre);
     free(h->ins_tmp);
-    free(h->in0);
     ag_quant_free(h->quant);
     free(h);
 }
@@ -1975,10 +1866,12 @@ void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out)
 
 uint32_t ag_hnsw_reachable(const ag_index_t *ix)
 {
+    if (!ag_index_is_hnsw(ix))
+        return 0;
     const hnsw_t *h = (const hnsw_t *)ix;
     if (h->entry == NO_NODE)
         return 0;
-    uint8_t *seen = calloc(h->cap, 1);              /* freed below */
+    uint8_t *seen = calloc(h->cap, 1);                   /* freed below */
     uint32_t *stack = malloc(h->cap * sizeof(uint32_t)); /* freed below */
     uint32_t live = 0, sn = 0;
     if (!seen || !stack) {
@@ -1988,7 +1881,7 @@ uint32_t ag_hnsw_reachable(const ag_index_t *ix)
     }
     seen[h->entry] = 1;
     stack[sn++] = h->entry;
-    while (sn > 0) {
+    while (sn > 0) { /* each node is pushed once: the stack never holds more than cap */
         uint32_t u = stack[--sn];
         live += h->state[u] == NODE_LIVE;
         const uint32_t *l = links_of(h, u, 0);
@@ -2380,7 +2273,6 @@ static int install_mapped(hnsw_t *h, hnsw_t *g, const uint32_t *map, uint32_t nc
     h->n_live = kept;
     h->n_tomb = dropped;
     h->built = true;
-    h->in0_ok = false;
     return 0;
 }
 
@@ -2503,7 +2395,6 @@ void ag_hnsw_defer(ag_index_t *ix)
     h->n_live = h->n_tomb = 0;
     h->built = false;
     h->deferred = true;
-    h->in0_ok = false;
     h->scan_codes =
         false; /* adds record nothing now: codes would go stale (finish lays them out) */
 }
