@@ -2025,6 +2025,38 @@ void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out)
     out->quant_memory = (size_t)h->cap * code;
 }
 
+uint32_t ag_hnsw_reachable(const ag_index_t *ix)
+{
+    if (!ag_index_is_hnsw(ix))
+        return 0;
+    const hnsw_t *h = (const hnsw_t *)ix;
+    if (h->entry == NO_NODE)
+        return 0;
+    uint8_t *seen = calloc(h->cap, 1);                   /* freed below */
+    uint32_t *stack = malloc(h->cap * sizeof(uint32_t)); /* freed below */
+    uint32_t live = 0, sn = 0;
+    if (!seen || !stack) {
+        free(seen);
+        free(stack);
+        return 0;
+    }
+    seen[h->entry] = 1;
+    stack[sn++] = h->entry;
+    while (sn > 0) { /* each node is pushed once: the stack never holds more than cap */
+        uint32_t u = stack[--sn];
+        live += h->state[u] == NODE_LIVE;
+        const uint32_t *l = links_of(h, u, 0);
+        for (uint32_t i = 1; i <= l[0]; i++)
+            if (!seen[l[i]]) {
+                seen[l[i]] = 1;
+                stack[sn++] = l[i];
+            }
+    }
+    free(seen);
+    free(stack);
+    return live;
+}
+
 /* ---- persistence ---------------------------------------------------------------------------- */
 
 /*

@@ -91,6 +91,11 @@ typedef struct ag_hnsw_stats {
 /* Counters of an HNSW index (ix must be one). Call under the same lock as search. */
 void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out);
 
+/* Diagnostics (bench/bench_graph_reach.c): how many live nodes the level-0 links reach from the
+ * entry point, following links in any number of steps (a node outside can never be found). 0
+ * without memory or for an index that is not HNSW. Same lock as search. */
+uint32_t ag_hnsw_reachable(const ag_index_t *ix);
+
 /* Links up to max queued slots into the graph (background mode). Writer side: call under the
  * same exclusive lock as add/remove. Returns how many were linked (0 when nothing is queued). */
 uint32_t ag_hnsw_link_pending(ag_index_t *ix, uint32_t max);

@@ -104,6 +104,9 @@ static void test_queue_then_link(void **state)
         total += nb;
     }
     assert_true((double)hits / (double)total >= 0.95);
+    /* Every linked point is reachable through the level-0 links (the removed one is not in). */
+    assert_int_equal(ag_hnsw_reachable(ix), N - 1);
+    assert_int_equal(ag_hnsw_reachable(ex), 0); /* not a graph */
     ag_index_free(ix);
     ag_index_free(ex);
     ag_vecstore_free(vs);

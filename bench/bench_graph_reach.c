@@ -1,0 +1,162 @@
+/*
+ * bench_graph_reach — how many stored points an HNSW graph can reach: every (or every s-th)
+ * stored vector is sent back as a query and counted as found when its own slot comes back first.
+ * The same seeded clustered data (64 clusters, like bench/lib.mjs clustered) is built three ways
+ * in one run, each timed (docs/BENCHMARKS.md "1M vectors", unreachable points):
+ *   seq    add() links at once, in slot order (the foreground path)
+ *   bg     background: everything queued first, then ag_hnsw_link_pending drains the queue
+ *   batch  background as the server runs it: upserts of 256 points queued, the linker links a
+ *          share of the queue between them, the rest at the end
+ *
+ *   bench_graph_reach [n [dim [ef [stride]]]]   defaults: 100000 128 512 10
+ *
+ * Each row also gives how many nodes the level-0 links reach at all from the entry point
+ * (ag_hnsw_reachable): a point missed although reachable is a navigation failure, not a hole.
+ * Environment: AEGIS_BENCH_CLOCK=cpu times with the process CPU clock (single-threaded build);
+ * REACH_MODES=1|2 runs only the first modes; REACH_SEED=s seeds the level generator (0 = the
+ * index default); REACH_CLUSTERS=1 prints the misses by cluster.
+ */
+#include "ag_base.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "ag_clock.h"
+#include "index/ag_hnsw.h"
+#include "index/ag_index.h"
+#include "index/ag_vecstore.h"
+
+static uint64_t rs;
+
+/* An unsigned number from text, or def when the text is missing. */
+static uint64_t num(const char *txt, uint64_t def)
+{
+    return txt ? strtoull(txt, NULL, 10) : def;
+}
+static uint8_t *clus; /* n: each point's cluster */
+
+static float frand(void) /* [0, 1) */
+{
+    rs ^= rs << 13;
+    rs ^= rs >> 7;
+    rs ^= rs << 17;
+    return (float)(rs >> 40) / (float)(1u << 24);
+}
+
+static bool cpu_clock; /* AEGIS_BENCH_CLOCK=cpu */
+
+static double now_s(void)
+{
+    if (!cpu_clock)
+        return ag_now_mono();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Fills vs with n clustered rows; owns nothing. */
+static void fill(ag_vecstore_t *vs, uint32_t n, uint32_t dim)
+{
+    rs = 42;
+    enum { CL = 64 };
+    float *cen = malloc((size_t)CL * dim * sizeof(float)); /* freed below */
+    float *v = malloc(dim * sizeof(float));                /* freed below */
+    if (!cen || !v)
+        exit(1);
+    for (size_t i = 0; i < (size_t)CL * dim; i++)
+        cen[i] = frand() * 2 - 1;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t ci = (size_t)(frand() * CL);
+        clus[i] = (uint8_t)ci;
+        const float *c = cen + ci * dim;
+        for (uint32_t d = 0; d < dim; d++)
+            v[d] = c[d] + (frand() + frand() + frand() - 1.5f) * 0.2f;
+        if (ag_vecstore_set(vs, i, v) != 0)
+            exit(1);
+    }
+    free(cen);
+    free(v);
+}
+
+static uint32_t reach(const ag_index_t *ix, const ag_vecstore_t *vs, uint32_t n, uint32_t ef,
+                      uint32_t stride, uint32_t *asked)
+{
+    ag_search_params_t sp = {.ef = ef};
+    uint32_t found = 0, q = 0, miss[64] = {0};
+    for (uint32_t s = 0; s < n; s += stride) {
+        ag_hit_t hit[1];
+        size_t nh = 0;
+        if (ag_index_search(ix, ag_vecstore_get(vs, s), 1, NULL, &sp, hit, &nh) != 0)
+            exit(1);
+        q++;
+        bool ok = nh == 1 && hit[0].slot == s;
+        found += ok;
+        miss[clus[s]] += !ok;
+    }
+    if (getenv("REACH_CLUSTERS")) {
+        printf("  misses by cluster:");
+        for (int c = 0; c < 64; c++)
+            if (miss[c])
+                printf(" %d:%u", c, miss[c]);
+        printf("\n");
+    }
+    *asked = q;
+    return found;
+}
+
+int main(int argc, char **argv)
+{
+    uint32_t n = (uint32_t)num(argc > 1 ? argv[1] : NULL, 100000);
+    uint32_t dim = (uint32_t)num(argc > 2 ? argv[2] : NULL, 128);
+    uint32_t ef = (uint32_t)num(argc > 3 ? argv[3] : NULL, 512);
+    uint32_t stride = (uint32_t)num(argc > 4 ? argv[4] : NULL, 10);
+    if (n == 0 || dim == 0 || dim > 65536 || ef == 0 || stride == 0) {
+        fprintf(stderr, "usage: %s [n [dim [ef [stride]]]]\n", argv[0]);
+        return 2;
+    }
+    uint32_t modes_n = (uint32_t)AG_MIN(num(getenv("REACH_MODES"), 3), 3);
+    uint64_t seed = num(getenv("REACH_SEED"), 0);
+    const char *clk = getenv("AEGIS_BENCH_CLOCK");
+    cpu_clock = clk && strcmp(clk, "cpu") == 0;
+    ag_vecstore_t *vs;
+    if (ag_vecstore_new(dim, &vs) != 0)
+        return 1;
+    if (!(clus = malloc(n))) /* freed at exit */
+        return 1;
+    fill(vs, n, dim);
+    printf("n=%u dim=%u M=16 efc=100, self-search ef=%u every %u-th point\n", n, dim, ef, stride);
+    const char *modes[] = {"seq", "bg", "batch"};
+    for (uint32_t m = 0; m < modes_n; m++) {
+        ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .background = m > 0, .seed = seed};
+        ag_index_t *ix;
+        if (ag_index_hnsw_new(vs, AG_DIST_EUCLID, &p, &ix) != 0)
+            return 1;
+        double t0 = now_s();
+        if (m < 2) {
+            for (uint32_t s = 0; s < n; s++)
+                if (ag_index_add(ix, s) != 0)
+                    return 1;
+            ag_hnsw_link_pending(ix, UINT32_MAX);
+        } else {
+            for (uint32_t s = 0; s < n; s += 256) {
+                for (uint32_t i = s; i < n && i < s + 256; i++)
+                    if (ag_index_add(ix, i) != 0)
+                        return 1;
+                ag_hnsw_link_pending(ix, 128); /* the linker falls behind the upserts */
+            }
+            ag_hnsw_link_pending(ix, UINT32_MAX);
+        }
+        double build = now_s() - t0;
+        uint32_t asked;
+        uint32_t found = reach(ix, vs, n, ef, stride, &asked);
+        printf("%-6s build %.2f s  found %u / %u  (%.3f %% unreachable)  level-0 links reach %u of "
+               "%u\n",
+               modes[m], build, found, asked, 100.0 * (asked - found) / asked,
+               ag_hnsw_reachable(ix), n);
+        fflush(stdout);
+        ag_index_free(ix);
+    }
+    ag_vecstore_free(vs);
+    return 0;
+}
