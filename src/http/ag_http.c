@@ -1104,7 +1104,12 @@ int ag_http_start(const ag_http_config_t *cfg, ag_http_begin_fn begin, ag_http_h
     opts[n++] =
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, srv->cfg.max_connections + 64, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};
+    /* The per-connection pool holds the request line, the headers and the read buffer (bodies are
+     * copied out as they arrive); libmicrohttpd zeroes it for every request on a keep-alive
+     * connection, so its size is paid per request: 256 KiB cost ~4 µs of each search
+     * (docs/BENCHMARKS.md "Server CPU per search request"). Headers past it are refused with 431.
+     */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL};
     if (cfg->max_connections_per_ip)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                             cfg->max_connections_per_ip, NULL};
