@@ -15,7 +15,7 @@
 // distances over every point), checked against the server's exact search (exact: true); a
 // self-search (each query is a stored vector, top-1 must be that point) checks every point is
 // reachable in the graph.
-// Environment: AEGIS_SCALE_ONLY=int8 runs only the int8 + on_disk server (5M: no float32 baseline
+// Environment: AEGIS_SCALE_ONLY=int8 (or float32) runs only that server (5M: no float32 baseline
 // fits the time); AEGIS_SCALE_KEEP=1 keeps the storage directories (printed) for bench/restart.mjs;
 // AEGIS_SCALE_EFS=16,32,... overrides the ef sweep; AEGIS_SCALE_RENICE=10 renices the server
 // threads to 10 instead of 0 (a long run that must leave the shared machine to others). Progress
@@ -109,7 +109,8 @@ const allConfigs = [
     // near 0.91 on this set, in RAM as on disk)
     params: { quantization: { rescore: true, oversampling: 2 } } },
 ];
-const configs = process.env.AEGIS_SCALE_ONLY === 'int8' ? [allConfigs[1]] : allConfigs;
+const only = process.env.AEGIS_SCALE_ONLY;
+const configs = only === 'int8' ? [allConfigs[1]] : only === 'float32' ? [allConfigs[0]] : allConfigs;
 // What is searched: one view per configuration, plus the int8 server at oversampling 4.
 const views = configs.map((c, ci) => ({ name: c.name + (c.params ? ' os2' : ''), ci, params: c.params || {} }));
 if (configs.some((c) => c.quant)) {
