@@ -553,6 +553,17 @@ static bool score_batch(const sctx_t *x, const uint32_t *ids, size_t n)
     return true;
 }
 
+/* The distance of ids[i], the i-th of k neighbours being scored: from score_batch's results in a
+ * batched walk, else computed here (the next row's fetch issued first). */
+static inline float nb_dist(const sctx_t *x, const uint32_t *ids, size_t i, size_t k)
+{
+    if (x->batch)
+        return dot_code_dist(x, x->sc->kdot[i], x->sc->ksum[i]);
+    if (i + 1 < k)
+        xprefetch(x, ids[i + 1]);
+    return qdist(x, ids[i]);
+}
+
 /* Greedy walk on one upper level towards the query. */
 static void greedy(const sctx_t *x, int lc, uint32_t *ep, float *epd)
 {
@@ -686,14 +697,7 @@ static int search_pool(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
         size_t lowest = SIZE_MAX;
         for (size_t i = 0; i < k; i++) {
             uint32_t id = sc->ids[i];
-            float d;
-            if (x->batch) {
-                d = dot_code_dist(x, sc->kdot[i], sc->ksum[i]);
-            } else {
-                if (i + 1 < k)
-                    xprefetch(x, sc->ids[i + 1]);
-                d = qdist(x, id);
-            }
+            float d = nb_dist(x, sc->ids, i, k);
             if (n >= ef && !(d < p[n - 1].d))
                 continue;
             cand_t e = {d, id};
@@ -765,14 +769,7 @@ static int search_layer(sctx_t *x, uint32_t ep, float epd, size_t ef, int lc)
             return AG_ENOMEM;
         for (size_t i = 0; i < k; i++) {
             uint32_t id = sc->ids[i];
-            float d;
-            if (x->batch) {
-                d = dot_code_dist(x, sc->kdot[i], sc->ksum[i]);
-            } else {
-                if (i + 1 < k)
-                    xprefetch(x, sc->ids[i + 1]);
-                d = qdist(x, id);
-            }
+            float d = nb_dist(x, sc->ids, i, k);
             if (sc->rs_n < ef || d < sc->rs[0].d) {
                 minheap_push(sc->cq, &sc->cq_n, (cand_t){d, id});
                 if (x->acorn || admit(x, id)) {
