@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "ag_clock.h"
+#include "bench_clock.h"
 #include "index/ag_hnsw.h"
 #include "index/ag_index.h"
 #include "index/ag_vecstore.h"
@@ -48,11 +49,7 @@ static bool cpu_clock; /* AEGIS_BENCH_CLOCK=cpu */
 
 static double now_s(void)
 {
-    if (!cpu_clock)
-        return ag_now_mono();
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 /* Fills vs with n clustered rows; owns nothing. */
@@ -117,8 +114,7 @@ int main(int argc, char **argv)
     }
     uint32_t modes_n = (uint32_t)AG_MIN(num(getenv("REACH_MODES"), 3), 3);
     uint64_t seed = num(getenv("REACH_SEED"), 0);
-    const char *clk = getenv("AEGIS_BENCH_CLOCK");
-    cpu_clock = clk && strcmp(clk, "cpu") == 0;
+    cpu_clock = bench_cpu_clock();
     ag_vecstore_t *vs;
     if (ag_vecstore_new(dim, &vs) != 0)
         return 1;

@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "ag_clock.h"
+#include "bench_clock.h"
 #include "index/ag_hnsw.h"
 #include "index/ag_index.h"
 #include "index/ag_quant.h"
@@ -50,11 +51,7 @@ static bool cpu_clock; /* AEGIS_BENCH_CLOCK=cpu */
 /* Seconds on the clock chosen by AEGIS_BENCH_CLOCK (see the header comment). */
 static double now(void)
 {
-    if (!cpu_clock)
-        return ag_now_mono();
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 static uint64_t next_u64(void)
@@ -553,8 +550,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [n [queries [glove-dir [minilm-dir]]]]\n", argv[0]);
         return 2;
     }
-    const char *clk = getenv("AEGIS_BENCH_CLOCK");
-    cpu_clock = clk && strcmp(clk, "cpu") == 0;
+    cpu_clock = bench_cpu_clock();
     int rc = 1;
     ag_vecstore_t *vs = NULL;
     ag_index_t *hnsw = NULL, *exact = NULL;

@@ -64,6 +64,17 @@ export function bruteTopK(vectors, queries, dim, k) {
   });
 }
 
+/** The scale benches' data: n clustered vectors (seed 42), nq queries near them (seed 7) and their
+ * exact top-k (truthList: [distance², index] pairs; truth: the index sets), timed in truthSec. */
+export function scaleData(n, dim, nq, k) {
+  const vectors = clustered(n, dim, 42);
+  const queries = nearQueries(vectors, nq, 7);
+  const t0 = Date.now();
+  const truthList = bruteTopK(vectors, queries, dim, k);
+  const truth = truthList.map((b) => new Set(b.map((x) => x[1])));
+  return { vectors, queries, truthList, truth, truthSec: (Date.now() - t0) / 1000 };
+}
+
 export async function startServer(opts = {}) {
   const bin = process.env.AEGIS_BIN || path.resolve('build/aegis');
   const storage = fs.mkdtempSync(path.join(os.tmpdir(), 'aegis-bench-'));

@@ -24,7 +24,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { call as call1, bruteTopK, clustered, batchBody, nearQueries, xorshift } from './lib.mjs';
+import { call as call1, batchBody, scaleData, xorshift } from './lib.mjs';
 
 // The brute-force ground truth blocks this process for a while, and the server closes the idle
 // keep-alive connection meanwhile: one retry on a connection error (every call here is idempotent).
@@ -119,13 +119,8 @@ if (configs.some((c) => c.quant)) {
 }
 
 console.log(`scale: ${n} x ${dim} synthetic clustered, payload {group, tag}, ${nq} queries, k=${k}; ${os.loadavg()[0].toFixed(1)} load at start`);
-const vectors = clustered(n, dim, 42);
-const queries = nearQueries(vectors, nq, 7);
 // the ground truth before any server starts (the brute force blocks this process)
-const t0truth = Date.now();
-const truthList = bruteTopK(vectors, queries, dim, k);
-const truth = truthList.map((b) => new Set(b.map((x) => x[1])));
-const truthSec = (Date.now() - t0truth) / 1000;
+const { vectors, queries, truthList, truth, truthSec } = scaleData(n, dim, nq, k);
 
 const res = [];
 const gt = {};

@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { call as call1, bruteTopK, clustered, nearQueries, xorshift } from './lib.mjs';
+import { call as call1, scaleData, xorshift } from './lib.mjs';
 
 // The brute-force ground truth blocks this process for a while, and the server closes the idle
 // keep-alive connection meanwhile: one retry on a connection error (every call here is idempotent).
@@ -47,12 +47,7 @@ async function waitGreen() {
 console.log(`scale_search: ${storage}, ${n} points, ${nq} queries, load ${os.loadavg()[0].toFixed(1)}`);
 // Data and the ground truth first: the brute force blocks this process, and a server started
 // before it would see an idle connection time out.
-const vectors = clustered(n, dim, 42);
-const queries = nearQueries(vectors, nq, 7);
-const t0truth = Date.now();
-const truthList = bruteTopK(vectors, queries, dim, k);
-const truth = truthList.map((b) => new Set(b.map((x) => x[1])));
-const truthSec = (Date.now() - t0truth) / 1000;
+const { vectors, queries, truthList, truth, truthSec } = scaleData(n, dim, nq, k);
 const bin = process.env.AEGIS_BIN || path.resolve('build/aegis');
 const proc = spawn(bin, ['serve', '--insecure', '--storage', storage, '--port', String(port)], {
   stdio: ['ignore', 'ignore', 'ignore'],
