@@ -8,7 +8,7 @@
 // Prints per configuration: ingest rate (REST batches of 1,000, wait=true, one client), time from
 // the last batch to green (graph linked and checkpointed), resident memory (VmRSS, RssAnon =
 // process heap, RssFile = mapped file pages such as the LMDB map, from /proc/<pid>/status) and
-// heap per point, restart time (SIGTERM, start on the same storage until the collection is
+// heap per point, the linker thread's and the whole server's CPU seconds until green, restart time (SIGTERM, start on the same storage until the collection is
 // green), and recall@10 and queries/s per hnsw_ef (search/batch of 100 queries per request, one
 // client; rounds interleaved between the servers; the int8 configuration is asked with rescoring
 // at oversampling 2 and again at 4). Ground truth: brute force in this script (float64 squared
@@ -85,6 +85,16 @@ class Srv {
     await new Promise((r) => this.proc.once('exit', r));
   }
   mem() { return status(this.proc.pid); }
+  // CPU seconds of the graph linker thread (ag-indexer) and of the whole process so far
+  cpu() {
+    const tick = 100; // USER_HZ on Linux
+    const secs = (f) => { const p = fs.readFileSync(f, 'utf8').split(') ')[1].split(' '); return (Number(p[11]) + Number(p[12])) / tick; };
+    let linker = 0;
+    for (const t of fs.readdirSync(`/proc/${this.proc.pid}/task`)) {
+      try { if (fs.readFileSync(`/proc/${this.proc.pid}/task/${t}/comm`, 'utf8').trim() === 'ag-indexer') linker += secs(`/proc/${this.proc.pid}/task/${t}/stat`); } catch { /* gone */ }
+    }
+    return { linker, total: secs(`/proc/${this.proc.pid}/stat`) };
+  }
   async waitGreen(timeoutS = 7200, progress = false) {
     const t0 = Date.now();
     let shown = t0;
@@ -148,6 +158,7 @@ try {
     console.log(`    ${cfg.name}: ingested at ${Math.round(n / r.ingest)}/s, heap ${mb(r.ingested.RssAnon)} (${Math.round((r.ingested.RssAnon - r.empty.RssAnon) / n)} B/point while linking)`);
     r.green = await s.waitGreen(7200, true);
     r.loaded = s.mem();
+    r.cpu = s.cpu();
     const count = (await call(s.url, 'POST', '/collections/c/points/count', {})).count;
     if (count !== n) throw new Error(`${cfg.name}: ${count} points, expected ${n}`);
     await s.stop();
@@ -156,7 +167,7 @@ try {
     await s.waitGreen();
     r.startGreen = r.startHealth + Number(process.hrtime.bigint() - t1) / 1e9;
     r.restarted = s.mem();
-    console.log(`  ${cfg.name}: ingested in ${r.ingest.toFixed(1)} s, green ${r.green.toFixed(1)} s later, restart ${r.startGreen.toFixed(1)} s`);
+    console.log(`  ${cfg.name}: ingested in ${r.ingest.toFixed(1)} s, green ${r.green.toFixed(1)} s later (linker ${r.cpu.linker.toFixed(1)} s CPU, server ${r.cpu.total.toFixed(1)} s CPU), restart ${r.startGreen.toFixed(1)} s`);
   }
   // ground truth: brute force here (float64), then the server's exact search compared to it
   const exact = [];
@@ -239,6 +250,8 @@ console.log(`\n${''.padEnd(34)}${res.map((r) => col(r.name)).join('')}`);
 const row = (label, f) => console.log(`${label.padEnd(34)}${res.map((r) => col(f(r))).join('')}`);
 row('ingest (points/s, wait=true)', (r) => Math.round(n / r.ingest));
 row('last batch -> green (s)', (r) => r.green.toFixed(1));
+row('linker CPU to green (s)', (r) => r.cpu.linker.toFixed(1));
+row('server CPU to green (s)', (r) => r.cpu.total.toFixed(1));
 row('VmRSS loaded', (r) => mb(r.loaded.VmRSS));
 row('  RssAnon (heap)', (r) => mb(r.loaded.RssAnon));
 row('  RssFile (map pages, binary)', (r) => mb(r.loaded.RssFile));

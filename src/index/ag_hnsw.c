@@ -79,6 +79,12 @@ typedef struct hnsw {
      * its code in its block, so a search scans the codes (quant_scan). False after a failed
      * allocation: searches then scan the float rows. */
     bool scan_codes;
+    /* Linking over the int8 codes (linking_view: on_disk vectors with trained codes): the code
+     * kernels and scale, dim * lo^2 for Cosine/Dot, and the slot insert() is linking (its code is
+     * written, its state not yet live, NO_NODE otherwise). Writer side. */
+    ag_quant_params_t lq;
+    float lq_lo2;
+    uint32_t lslot;
     uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
@@ -953,8 +959,42 @@ static void scan_note(hnsw_t *h, uint32_t slot)
     fill_payload(h, &v, slot);
 }
 
+static const float *decoded_row(void *ud, uint32_t slot);
+
+/* Linking over the codes: whether slot's block holds its code (every node placed in the graph,
+ * and the one being inserted). */
+static inline bool has_code(const hnsw_t *h, uint32_t slot)
+{
+    return h->pay == PAY_CODE && slot < h->cap &&
+           (h->state[slot] != NODE_EMPTY || slot == h->lslot);
+}
+
+/* The distance of two nodes from their int8 codes, with the arithmetic of a code walk (qdist):
+ * the distance of the rows the codes decode to, without decoding them (linking_view). */
+static float code_dist(const hnsw_t *h, uint32_t a, uint32_t b)
+{
+    const ag_quant_params_t *p = &h->lq;
+    const uint8_t *ca = blk_of(h, a) + h->pay_off, *cb = blk_of(h, b) + h->pay_off;
+    switch (p->dist) {
+    case AG_DIST_EUCLID:
+        return p->step * p->step * (float)p->kern(ca, cb, p->row);
+    case AG_DIST_MANHATTAN:
+        return p->step * (float)p->kern(ca, cb, p->row);
+    case AG_DIST_COSINE:
+    case AG_DIST_DOT:
+        break;
+    }
+    uint32_t sa, sb;
+    uint32_t k = p->dotsum(ca, cb, p->row, &sb);
+    (void)p->dotsum(cb, ca, p->row, &sa);
+    return -(h->lq_lo2 + p->lostep * (float)sa + p->lostep * (float)sb +
+             p->step * p->step * (float)k);
+}
+
 static inline float rdist(const hnsw_t *h, const ag_vecstore_view_t *v, uint32_t a, uint32_t b)
 {
+    if (__builtin_expect(v->fetch == decoded_row, 0) && has_code(h, a) && has_code(h, b))
+        return code_dist(h, a, b);
     return idist(h->base.dist, ag_vecstore_view_row(v, a), ag_vecstore_view_row(v, b), v->stride);
 }
 
@@ -1024,6 +1064,7 @@ static void pick_entry(hnsw_t *h, uint32_t skip)
 }
 
 static const float *pad_query(scratch_t *sc, const float *query, const ag_vecstore_view_t *v);
+static int encode_query(sctx_t *x, const float *query);
 
 /* A row decoded from the int8 code in its node's block into this thread's ring (linking_view).
  * A node without a code yet (the one being inserted, or codes not laid out) is read from the
@@ -1050,7 +1091,7 @@ static const float *decoded_row(void *ud, uint32_t slot)
  * the in-memory codes instead: a build then costs about what an in-RAM one does, at the price
  * of int8 precision in the neighbour choice; searches still rescore from the stored floats
  * (docs/ARCHITECTURE.md "On-disk vectors"). */
-static void linking_view(const hnsw_t *h, ag_vecstore_view_t *v)
+static void linking_view(hnsw_t *h, ag_vecstore_view_t *v)
 {
     ag_vecstore_view(h->base.vs, v);
     if (!v->fetch || !h->quant || !ag_quant_trained(h->quant) ||
@@ -1072,6 +1113,10 @@ static void linking_view(const hnsw_t *h, ag_vecstore_view_t *v)
     }
     v->fetch = decoded_row;
     v->fetch_ud = (void *)h;
+    ag_quant_params(h->quant, &h->lq);
+    float lo, step;
+    ag_quant_range(h->quant, &lo, &step);
+    h->lq_lo2 = (float)v->dim * lo * lo;
 }
 
 static int insert(hnsw_t *h, uint32_t slot)
@@ -1129,7 +1174,14 @@ static int insert(hnsw_t *h, uint32_t slot)
     /* An external (on_disk) row lives only for a few more fetches: the walk keeps a copy. */
     if (v.fetch && !(x.q = pad_query(sc, x.q, &v)))
         return AG_ENOMEM;
+    /* Linking over the codes (linking_view): the walk ranks with them as a search does, and
+     * rdist scores pairs of codes, slot's included (written by fill_payload above). */
+    if (v.fetch == decoded_row)
+        x.qz = h->quant;
     set_mode(&x);
+    if (x.mode == PAY_CODE && (rc = encode_query(&x, x.q)) != 0)
+        return rc;
+    h->lslot = x.mode == PAY_CODE ? slot : NO_NODE;
     uint32_t ep = h->entry;
     float epd = qdist(&x, ep);
     for (int lc = h->max_level; lc > level; lc--)
@@ -1155,6 +1207,7 @@ static int insert(hnsw_t *h, uint32_t slot)
             connect(h, &v, nb, slot, rdist(h, &v, nb, slot), lc, tmp);
         }
     }
+    h->lslot = NO_NODE;
     h->state[slot] = NODE_LIVE;
     h->n_live++;
     if (level > h->max_level) {
@@ -1995,6 +2048,7 @@ int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_param
     h->ml = 1.0 / log((double)d.m);
     h->rng = d.seed ? d.seed : 0x5DEECE66Dull;
     h->entry = NO_NODE;
+    h->lslot = NO_NODE;
     h->built = d.full_scan_threshold == 0;
     h->background = d.background;
     h->pay = PAY_NONE;

@@ -454,6 +454,95 @@ static void test_hnsw_quantized_recall(void **state)
     ag_hnsw_thread_release();
 }
 
+/* An external store (on_disk vectors) over an in-memory one: every row read is counted. */
+static ag_vecstore_t *ext_src;
+static size_t ext_reads;
+static const float *ext_row(void *ud, uint32_t slot)
+{
+    (void)ud;
+    ext_reads++;
+    return ag_vecstore_get(ext_src, slot);
+}
+
+/* Linking over external rows with trained int8 codes (docs/ARCHITECTURE.md "On-disk vectors")
+ * scores the walk and the neighbour choice from the codes in the graph's blocks: for every
+ * distance, a graph built that way reads about one row per link from its store, finds what the
+ * graph built over the same codes in RAM finds, and its rescored hits carry the exact scores. */
+static void test_hnsw_quant_external_linking(void **state)
+{
+    (void)state;
+    const uint32_t dim = 40, n = 3000, nq = 50, clusters = 30;
+    const ag_distance_t dists[] = {AG_DIST_EUCLID, AG_DIST_COSINE, AG_DIST_DOT, AG_DIST_MANHATTAN};
+    float *centers = malloc((size_t)clusters * dim * sizeof(float));
+    float *qs = malloc((size_t)nq * dim * sizeof(float));
+    float *v = malloc(dim * sizeof(float));
+    assert_non_null(centers);
+    assert_non_null(qs);
+    assert_non_null(v);
+    for (size_t di = 0; di < AG_ARRAY_LEN(dists); di++) {
+        ag_distance_t dist = dists[di];
+        for (size_t i = 0; i < (size_t)clusters * dim; i++)
+            centers[i] = uni();
+        ag_vecstore_t *ram, *ext;
+        assert_int_equal(ag_vecstore_new(dim, &ram), 0);
+        assert_int_equal(ag_vecstore_new(dim, &ext), 0);
+        assert_int_equal(ag_vecstore_set_external(ext, ext_row, NULL), 0);
+        ext_src = ram;
+        for (uint32_t s = 0; s < n + nq; s++) {
+            const float *c = centers + (size_t)(next_u64() % clusters) * dim;
+            float *dst = s < n ? v : qs + (size_t)(s - n) * dim;
+            for (uint32_t j = 0; j < dim; j++)
+                dst[j] = c[j] + 0.2f * uni();
+            if (dist == AG_DIST_COSINE)
+                ag_vector_normalize(dst, dim);
+            if (s < n) {
+                assert_int_equal(ag_vecstore_set(ram, s, v), 0);
+                assert_int_equal(ag_vecstore_set(ext, s, NULL), 0);
+            }
+        }
+        ag_hnsw_params_t p = {.m = 16, .ef_construct = 100};
+        ag_index_t *in_ram, *on_ext, *exact;
+        assert_int_equal(ag_index_hnsw_new(ram, dist, &p, &in_ram), 0);
+        assert_int_equal(ag_index_hnsw_new(ext, dist, &p, &on_ext), 0);
+        assert_int_equal(ag_index_exact_new(ram, dist, &exact), 0);
+        assert_int_equal(ag_hnsw_set_quant(in_ram, 0.99), 0);
+        assert_int_equal(ag_hnsw_set_quant(on_ext, 0.99), 0);
+        assert_true(ag_hnsw_quantized(on_ext));
+        ext_reads = 0;
+        for (uint32_t s = 0; s < n; s++) {
+            assert_int_equal(ag_index_add(in_ram, s), 0);
+            assert_int_equal(ag_index_add(on_ext, s), 0);
+        }
+        /* the new row, for its code and the walk's query; never one per distance */
+        print_message("  %-9s external linking: %zu rows read for %u links\n",
+                      ag_distance_name(dist), ext_reads, n);
+        assert_true(ext_reads <= 3 * (size_t)n);
+        ag_search_params_t sp = {.ef = 64, .oversampling = 4.0};
+        double r_ram = recall_at(in_ram, exact, qs, nq, dim, &sp);
+        double r_ext = recall_at(on_ext, exact, qs, nq, dim, &sp);
+        print_message("  %-9s recall@10 ef 64 os 4: in RAM %.3f, external %.3f\n",
+                      ag_distance_name(dist), r_ram, r_ext);
+        assert_true(r_ext >= 0.9);
+        assert_true(r_ext >= r_ram - 0.03);
+        ag_hit_t h[10];
+        size_t nh = 0;
+        assert_int_equal(ag_index_search(on_ext, qs, 10, NULL, &sp, h, &nh), 0);
+        assert_int_equal(nh, 10);
+        for (size_t i = 0; i < nh; i++)
+            assert_true(h[i].score ==
+                        ag_distance_score(dist, qs, ag_vecstore_get(ram, h[i].slot), dim));
+        ag_index_free(in_ram);
+        ag_index_free(on_ext);
+        ag_index_free(exact);
+        ag_vecstore_free(ext);
+        ag_vecstore_free(ram);
+    }
+    free(centers);
+    free(qs);
+    free(v);
+    ag_hnsw_thread_release();
+}
+
 /* The int8 codes live in the graph's level-0 blocks (docs/ARCHITECTURE.md "HNSW memory
  * layout"); a checkpoint keeps only the links. A graph resumed from a file into an index that is
  * quantized gets its codes again from the vectors: code-only searches answer exactly as the
@@ -972,6 +1061,7 @@ int main(void)
         cmocka_unit_test(test_hnsw_quant_trains_on_adds),
         cmocka_unit_test(test_hnsw_quantized_recall),
         cmocka_unit_test(test_hnsw_quant_resume),
+        cmocka_unit_test(test_hnsw_quant_external_linking),
         cmocka_unit_test(test_hamming_kernels),
         cmocka_unit_test(test_dotsum_gather),
         cmocka_unit_test(test_dotsum_gather_random),
