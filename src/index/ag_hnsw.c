@@ -1087,10 +1087,12 @@ static const float *decoded_row(void *ud, uint32_t slot)
 }
 
 /* The rows linking reads. For external rows (on_disk vectors, read from storage at about a
- * microsecond each) with trained quantization, the graph is linked over the rows decoded from
- * the in-memory codes instead: a build then costs about what an in-RAM one does, at the price
- * of int8 precision in the neighbour choice; searches still rescore from the stored floats
- * (docs/ARCHITECTURE.md "On-disk vectors"). */
+ * microsecond each) with trained quantization, the graph is linked over the in-memory codes
+ * instead: insert's walk ranks with them and rdist scores two coded nodes from their codes
+ * (code_dist, with h->lq set here); a row is decoded (decoded_row) only where a node has no code.
+ * A build then costs about what an in-RAM one does, at the price of int8 precision in the
+ * graph's choices; searches still rescore from the stored floats (docs/ARCHITECTURE.md
+ * "On-disk vectors"). */
 static void linking_view(hnsw_t *h, ag_vecstore_view_t *v)
 {
     ag_vecstore_view(h->base.vs, v);
