@@ -28,6 +28,11 @@ void ag_jw_u64(ag_jw_t *w, uint64_t v);
  * back as the same float, written as that decimal (jansson would print the double it parses to
  * with 17 digits: the same double). Not finite: null. */
 void ag_jw_f32(ag_jw_t *w, float f);
+/* The same text into buf (NUL-terminated; returns its length). _printf: the reference way through
+ * snprintf/strtof, which ag_jw_f32_text must match byte for byte (tests/unit/test_jsonw.c). */
+#define AG_JW_F32_MAX 40
+size_t ag_jw_f32_text(float f, char buf[AG_JW_F32_MAX]);
+size_t ag_jw_f32_text_printf(float f, char buf[AG_JW_F32_MAX]);
 /* A double exactly as jansson prints a real (%.17g, ".0" added to an integral value, no '+' or
  * leading zeros in the exponent). */
 void ag_jw_real(ag_jw_t *w, double d);
