@@ -259,6 +259,12 @@ void ag_jw_real(ag_jw_t *w, double d)
 
 void ag_jw_json(ag_jw_t *w, const json_t *v)
 {
+    /* The constants as the renderer writes them, without rendering into a new string (every hit
+     * of a search without payload writes "payload":null). */
+    if (json_is_null(v) || json_is_true(v) || json_is_false(v)) {
+        ag_jw_lit(w, json_is_null(v) ? "null" : json_is_true(v) ? "true" : "false");
+        return;
+    }
     char *s = ag_json_render(v);
     if (!s) {
         w->oom = true;
