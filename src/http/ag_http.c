@@ -458,9 +458,14 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
         resp = MHD_create_response_from_fd64(req->resp_fd_len, req->resp_fd);
         if (resp)
             req->resp_fd = -1; /* MHD closes it with the response */
+    } else if (req->resp_body && req->resp_len > 0) {
+        /* The body is handed over, not copied: MHD frees it with the response. */
+        resp = MHD_create_response_from_buffer(req->resp_len, req->resp_body,
+                                               MHD_RESPMEM_MUST_FREE);
+        if (resp)
+            req->resp_body = NULL;
     } else {
-        resp = MHD_create_response_from_buffer(
-            req->resp_len, req->resp_body ? req->resp_body : (void *)"", MHD_RESPMEM_MUST_COPY);
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     }
     if (!resp)
         return MHD_NO;
