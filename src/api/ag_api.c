@@ -366,7 +366,7 @@ void ag_api_handle(void *ud, ag_request_t *req)
         /* The direct answer: the envelope closed as render() would write it. */
         ag_jw_t *w = &call->result_text;
         ag_jw_lit(w, ",\"status\":\"ok\",\"time\":");
-        ag_jw_real(w, ag_now_mono() - req->t_start);
+        ag_jw_seconds(w, ag_now_mono() - req->t_start);
         ag_jw_lit(w, "}");
         size_t len = 0;
         char *text = ag_jw_take(w, &len);

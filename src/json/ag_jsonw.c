@@ -257,6 +257,39 @@ void ag_jw_real(ag_jw_t *w, double d)
     ag_jw_raw(w, buf, jansson_style(buf, (size_t)n));
 }
 
+void ag_jw_seconds(ag_jw_t *w, double s)
+{
+    if (!(s >= 0 && s < 1e9)) {
+        ag_jw_real(w, s);
+        return;
+    }
+    uint64_t ns = (uint64_t)(s * 1e9 + 0.5);
+    char buf[32];
+    size_t n = 0;
+    uint64_t whole = ns / 1000000000u;
+    uint32_t frac = (uint32_t)(ns % 1000000000u);
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    memcpy(buf, tmp + i, sizeof(tmp) - i);
+    n = sizeof(tmp) - i;
+    buf[n++] = '.';
+    int digits = 9;
+    while (digits > 1 && frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    for (int d = digits - 1; d >= 0; d--) {
+        buf[n + (size_t)d] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    n += (size_t)digits;
+    ag_jw_raw(w, buf, n);
+}
+
 void ag_jw_json(ag_jw_t *w, const json_t *v)
 {
     /* The constants as the renderer writes them, without rendering into a new string (every hit

@@ -36,6 +36,10 @@ size_t ag_jw_f32_text_printf(float f, char buf[AG_JW_F32_MAX]);
 /* A double exactly as jansson prints a real (%.17g, ".0" added to an integral value, no '+' or
  * leading zeros in the exponent). */
 void ag_jw_real(ag_jw_t *w, double d);
+/* A duration in seconds to the nanosecond, in fixed notation ("0.000123456", "2.5"): the
+ * answer's "time" without printf (%.17g costs ~1 us per answer). Negative, not finite or past
+ * 1e9 s: as ag_jw_real. */
+void ag_jw_seconds(ag_jw_t *w, double s);
 /* Any JSON value through ag_json_render (big-integer markers written as bare digits). */
 void ag_jw_json(ag_jw_t *w, const json_t *v);
 /* The text (NUL-terminated, *len bytes), owned by the caller; NULL after a failed allocation. */

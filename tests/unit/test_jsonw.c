@@ -84,14 +84,13 @@ static void test_scores(void **state)
 static void test_special(void **state)
 {
     (void)state;
-    const float fixed[] = {0.0f,       -0.0f,      1.0f,          -1.0f,        0.5f,
-                           0.1f,       0.3f,       1e-5f,         1e-4f,        9.9999e-5f,
-                           123456.0f,  999999.5f,  1e6f,          1048576.5f,   8388607.5f,
-                           8388608.0f, 16777215.f, 16777216.0f,   1e7f,         1e10f,
-                           3e38f,      FLT_MAX,    -FLT_MAX,      FLT_MIN,      -FLT_MIN,
-                           1e-38f,     1e-45f,     FLT_TRUE_MIN,  1e-20f,       7e-21f,
-                           6e-21f,     0.99999994f, 0.999999f,    0.9999995f,   1.0000001f,
-                           INFINITY,   -INFINITY,  NAN,           2.5e-5f,      65504.0f};
+    const float fixed[] = {
+        0.0f,       -0.0f,      1.0f,       -1.0f,       0.5f,      0.1f,       0.3f,
+        1e-5f,      1e-4f,      9.9999e-5f, 123456.0f,   999999.5f, 1e6f,       1048576.5f,
+        8388607.5f, 8388608.0f, 16777215.f, 16777216.0f, 1e7f,      1e10f,      3e38f,
+        FLT_MAX,    -FLT_MAX,   FLT_MIN,    -FLT_MIN,    1e-38f,    1e-45f,     FLT_TRUE_MIN,
+        1e-20f,     7e-21f,     6e-21f,     0.99999994f, 0.999999f, 0.9999995f, 1.0000001f,
+        INFINITY,   -INFINITY,  NAN,        2.5e-5f,     65504.0f};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         check(fixed[i]);
     /* Every power of two and its neighbours (the asymmetric rounding interval), every power of
@@ -139,6 +138,49 @@ static void test_writer(void **state)
     free(s);
 }
 
+static void seconds_text(double s, char *out, size_t cap)
+{
+    ag_jw_t w = {0};
+    ag_jw_seconds(&w, s);
+    size_t len = 0;
+    char *t = ag_jw_take(&w, &len);
+    assert_non_null(t);
+    snprintf(out, cap, "%s", t);
+    free(t);
+}
+
+static void test_seconds(void **state)
+{
+    (void)state;
+    static const struct {
+        double s;
+        const char *text;
+    } cases[] = {{0, "0.0"},
+                 {1, "1.0"},
+                 {2.5, "2.5"},
+                 {0.000123456, "0.000123456"},
+                 {0.0001234564, "0.000123456"},
+                 {0.0000000004, "0.0"},
+                 {0.0000000006, "0.000000001"},
+                 {59.999999999, "59.999999999"},
+                 {86400.25, "86400.25"},
+                 {-1, "-1.0"},
+                 {1e12, "1000000000000.0"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char t[64];
+        seconds_text(cases[i].s, t, sizeof(t));
+        assert_string_equal(t, cases[i].text);
+    }
+    /* Random durations: the text is a JSON number within half a nanosecond of the value. */
+    for (int i = 0; i < 200000; i++) {
+        double s = (double)(next() >> 11) / 9007199254740992.0 * (i % 2 ? 1e-3 : 1e3);
+        char t[64];
+        seconds_text(s, t, sizeof(t));
+        assert_non_null(strchr(t, '.'));
+        assert_true(fabs(strtod(t, NULL) - s) <= 0.5e-9 + s * 1e-15);
+    }
+}
+
 static int report(void **state)
 {
     (void)state;
@@ -149,10 +191,9 @@ static int report(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_random_bits),
-        cmocka_unit_test(test_scores),
-        cmocka_unit_test(test_special),
-        cmocka_unit_test(test_writer),
+        cmocka_unit_test(test_random_bits), cmocka_unit_test(test_scores),
+        cmocka_unit_test(test_special),     cmocka_unit_test(test_writer),
+        cmocka_unit_test(test_seconds),
     };
     return cmocka_run_group_tests(tests, NULL, report);
 }
