@@ -100,12 +100,31 @@ static size_t f32_printf(float f, char *buf, size_t cap)
  */
 __extension__ typedef unsigned __int128 u128;
 
+static const uint64_t pow10_u64[20] = {1ull,
+                                       10ull,
+                                       100ull,
+                                       1000ull,
+                                       10000ull,
+                                       100000ull,
+                                       1000000ull,
+                                       10000000ull,
+                                       100000000ull,
+                                       1000000000ull,
+                                       10000000000ull,
+                                       100000000000ull,
+                                       1000000000000ull,
+                                       10000000000000ull,
+                                       100000000000000ull,
+                                       1000000000000000ull,
+                                       10000000000000000ull,
+                                       100000000000000000ull,
+                                       1000000000000000000ull,
+                                       10000000000000000000ull};
+
+/* 10^n for 0 <= n <= 38. */
 static u128 pow10_u128(int n)
 {
-    u128 r = 1;
-    while (n-- > 0)
-        r *= 10;
-    return r;
+    return n < 20 ? pow10_u64[n] : (u128)pow10_u64[19] * pow10_u64[n - 19];
 }
 
 /* Sign of m * 2^-k - 10^x, for |x| <= 30 and k <= 90. */
@@ -146,13 +165,19 @@ static size_t f32_fast(float f, char *buf)
         int s = p - 1 - x; /* digits = round(|f| * 10^s) */
         if (s > 30)
             return 0;
-        u128 num = m, den = (u128)1 << k;
-        if (s >= 0)
-            num *= pow10_u128(s);
-        else
-            den *= pow10_u128(-s);
-        u128 q = num / den, twice = 2 * (num % den);
-        if (twice > den || (twice == den && (q & 1)))
+        u128 q;
+        bool up;
+        if (s >= 0) { /* m * 10^s / 2^k: a shift, the remainder against half of 2^k */
+            u128 num = m * pow10_u128(s), rem = num & (((u128)1 << k) - 1),
+                 half = (u128)1 << (k - 1);
+            q = num >> k;
+            up = rem > half || (rem == half && (q & 1));
+        } else { /* |f| >= 10^p here, so k <= 7 and s >= -2: 64 bits are enough */
+            uint64_t den = ((uint64_t)1 << k) * pow10_u64[-s], r = m % den;
+            q = m / den;
+            up = 2 * r > den || (2 * r == den && (q & 1));
+        }
+        if (up)
             q++;
         xp = x;
         int t = -s; /* the decimal is q * 10^t */
