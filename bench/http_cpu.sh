@@ -148,8 +148,8 @@ done
 
 if [ "${AEGIS_BENCH_PERF:-1}" = 1 ]; then
  for who in $runs; do
-  p=$pid u=$url
-  [ "$who" = base ] && p=$bpid u=$burl
+  p=$pid u=$url exe=aegis
+  [ "$who" = base ] && p=$bpid u=$burl exe=$(basename "$base")
   perf record -e cpu-clock -F 2000 -g -p "$p" -o "$work/perf.data" -- sleep "$secs" \
     >/dev/null 2>&1 &
   ppid=$!
@@ -163,15 +163,16 @@ if [ "${AEGIS_BENCH_PERF:-1}" = 1 ]; then
   # per-visited-node liveness/scope predicate the server adds, and everything else by kind.
   echo "== perf ($who): self time grouped (the first two groups are inside the search call)"
   perf report -i "$work/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
-    awk '/^ +[0-9.]+%/ {
+    awk -v exe="$exe" '/^ +[0-9.]+%/ {
       p = $1 + 0; dso = $2; sym = $4
-      if (dso == "aegis" && sym ~ /^(search_layer|greedy|hnsw_search|pad_dot|dot_kernel|l2_kernel|pad_l2|ag_dist|ag_hnsw)/) g = "1 HNSW walk + distance kernels"
+      if (dso == exe && sym ~ /^(search_layer|greedy|hnsw_search|pad_dot|dot_kernel|l2_kernel|pad_l2|ag_dist|ag_hnsw|gather|maxheap_|minheap_|cmp_cand)/) g = "1 HNSW walk + distance kernels"
       else if (sym ~ /^(ag_coll_match|ag_scope_match|ag_scope_accept|ag_filter_match)/) g = "2 liveness/scope predicate per visited node"
       else if (sym ~ /malloc|free|_int_|consolidate|unlink_chunk|tcache/) g = "3 malloc/free"
       else if (dso ~ /jansson/ || sym ~ /^ag_json/) g = "4 JSON tree (jansson, ag_json)"
-      else if (sym ~ /strtod|strtof|printf|hack_digit|str_to_mpn|round_and_return|xsputn|localeconv|mpn_/) g = "5 number parse/format (strtod, printf)"
+      else if (sym ~ /strtod|strtof|printf|hack_digit|str_to_mpn|round_and_return|xsputn|localeconv|mpn_/ ||
+               (dso == exe && sym ~ /^(f32_fast|number|digit_run|floats|ag_jw_)/)) g = "5 number parse/format (strtod, printf)"
       else if (dso ~ /kernel/) g = "6 kernel (socket I/O, scheduling)"
-      else if (dso == "aegis") g = "7 other aegis code"
+      else if (dso == exe) g = "7 other aegis code"
       else g = "8 other libc/libs"
       t[g] += p }
       END { for (g in t) printf "   %6.2f%%  %s\n", t[g], substr(g, 3) }' | sort -rn

@@ -10,9 +10,13 @@
 #include "ag_metrics.h"
 #include "api/ag_guard.h"
 #include "api/ag_snapshots.h"
+#include "json/ag_fastpoints.h"
 #include "json/ag_json.h"
 
 _Static_assert(AG_MAX_ROUTES < AG_METRICS_NO_ROUTE, "every route needs a metrics slot");
+/* The budget scan skipped for direct-path search bodies (ag_api_handle) relies on this. */
+_Static_assert(AG_MAX_DIM + 64 <= AG_MAX_BATCH && AG_MAX_DIM + 64 <= AG_MAX_READ_BODY_VALUES,
+               "a direct-path search body must fit the read body budget");
 
 static ag_route_t route_table[AG_MAX_ROUTES];
 
@@ -334,7 +338,11 @@ void ag_api_handle(void *ud, ag_request_t *req)
      * in): a request whose deadline passed in the queue is answered without being started. */
     if (rc == 0)
         rc = ag_call_deadline(call);
-    if (rc == 0 && call->route->read_body && req->body_len > 0) {
+    /* A body the direct search reader already took (cheap_search, api_search.c) holds one vector
+     * of at most AG_MAX_DIM numbers and a few scalars: inside every budget below, unless it has
+     * a filter (whose lists the scan bounds), so the scan is skipped for it. */
+    bool within_budget = call->fast && !call->fast->filter;
+    if (rc == 0 && call->route->read_body && req->body_len > 0 && !within_budget) {
         /* Refused on the text, before a JSON tree many times its size exists. */
         static const ag_json_budget_t read_budget = {
             .max_values = AG_MAX_READ_BODY_VALUES,
@@ -366,7 +374,7 @@ void ag_api_handle(void *ud, ag_request_t *req)
         /* The direct answer: the envelope closed as render() would write it. */
         ag_jw_t *w = &call->result_text;
         ag_jw_lit(w, ",\"status\":\"ok\",\"time\":");
-        ag_jw_real(w, ag_now_mono() - req->t_start);
+        ag_jw_seconds(w, ag_now_mono() - req->t_start);
         ag_jw_lit(w, "}");
         size_t len = 0;
         char *text = ag_jw_take(w, &len);

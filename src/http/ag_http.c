@@ -332,11 +332,22 @@ static void set_request_id(struct ag_http *srv, ag_request_t *req, const char *g
         sane = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                c == '-' || c == '_' || c == '.' || c == ':';
     }
-    if (sane)
+    if (sane) {
         memcpy(req->request_id, given, n + 1);
-    else
-        snprintf(req->request_id, sizeof(req->request_id), "%08x-%llx", srv->id_prefix,
-                 (unsigned long long)seq);
+        return;
+    }
+    /* "%08x-%llx" of the prefix and the sequence number, without snprintf (every request). */
+    static const char hex[] = "0123456789abcdef";
+    char *o = req->request_id;
+    for (int sh = 28; sh >= 0; sh -= 4)
+        *o++ = hex[(srv->id_prefix >> sh) & 0xfu];
+    *o++ = '-';
+    int top = 60;
+    while (top > 0 && ((seq >> top) & 0xfu) == 0)
+        top -= 4;
+    for (int sh = top; sh >= 0; sh -= 4)
+        *o++ = hex[(seq >> sh) & 0xfu];
+    *o = '\0';
 }
 
 static void error_json(ag_request_t *req, int status, const char *msg)
@@ -458,9 +469,14 @@ static enum MHD_Result queue(struct MHD_Connection *conn, ag_request_t *req, boo
         resp = MHD_create_response_from_fd64(req->resp_fd_len, req->resp_fd);
         if (resp)
             req->resp_fd = -1; /* MHD closes it with the response */
+    } else if (req->resp_body && req->resp_len > 0) {
+        /* The body is handed over, not copied: MHD frees it with the response. */
+        resp =
+            MHD_create_response_from_buffer(req->resp_len, req->resp_body, MHD_RESPMEM_MUST_FREE);
+        if (resp)
+            req->resp_body = NULL;
     } else {
-        resp = MHD_create_response_from_buffer(
-            req->resp_len, req->resp_body ? req->resp_body : (void *)"", MHD_RESPMEM_MUST_COPY);
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     }
     if (!resp)
         return MHD_NO;

@@ -255,6 +255,24 @@ static void scan_path(const scan_frame_t *st, int depth, char *out, size_t cap)
         snprintf(out, cap, "body");
 }
 
+/* The bytes that end a bare scalar in the scan below (NUL too, as strchr matched it). */
+static inline bool ends_scalar(char c)
+{
+    switch (c) {
+    case ',':
+    case ']':
+    case '}':
+    case ' ':
+    case '\t':
+    case '\r':
+    case '\n':
+    case '\0':
+        return true;
+    default:
+        return false;
+    }
+}
+
 int ag_json_check_budget(const char *buf, size_t len, const ag_json_budget_t *b, ag_diag_t *diag)
 {
     scan_frame_t st[SCAN_DEPTH];
@@ -331,8 +349,9 @@ int ag_json_check_budget(const char *buf, size_t len, const ag_json_budget_t *b,
                     i++;
             continue;
         }
-        /* number, true, false, null: skip to the next delimiter */
-        while (i + 1 < len && !strchr(",]} \t\r\n", buf[i + 1]))
+        /* number, true, false, null: skip to the next delimiter (a switch, not strchr per
+         * byte: this loop reads every digit of a search body's vector) */
+        while (i + 1 < len && !ends_scalar(buf[i + 1]))
             i++;
     }
     return 0;

@@ -28,9 +28,18 @@ void ag_jw_u64(ag_jw_t *w, uint64_t v);
  * back as the same float, written as that decimal (jansson would print the double it parses to
  * with 17 digits: the same double). Not finite: null. */
 void ag_jw_f32(ag_jw_t *w, float f);
+/* The same text into buf (NUL-terminated; returns its length). _printf: the reference way through
+ * snprintf/strtof, which ag_jw_f32_text must match byte for byte (tests/unit/test_jsonw.c). */
+#define AG_JW_F32_MAX 40
+size_t ag_jw_f32_text(float f, char buf[AG_JW_F32_MAX]);
+size_t ag_jw_f32_text_printf(float f, char buf[AG_JW_F32_MAX]);
 /* A double exactly as jansson prints a real (%.17g, ".0" added to an integral value, no '+' or
  * leading zeros in the exponent). */
 void ag_jw_real(ag_jw_t *w, double d);
+/* A duration in seconds to the nanosecond, in fixed notation ("0.000123456", "2.5"): the
+ * answer's "time" without printf (%.17g costs ~1 us per answer). Negative, not finite or past
+ * 1e9 s: as ag_jw_real. */
+void ag_jw_seconds(ag_jw_t *w, double s);
 /* Any JSON value through ag_json_render (big-integer markers written as bare digits). */
 void ag_jw_json(ag_jw_t *w, const json_t *v);
 /* The text (NUL-terminated, *len bytes), owned by the caller; NULL after a failed allocation. */
