@@ -657,6 +657,41 @@ const char *ag_bits_hamming_kernel(void)
 #endif
 }
 
+/* ---- the sign sketch of an int8 row --------------------------------------------------------- */
+
+static void top_bits_generic(const uint8_t *code, size_t n, uint8_t *out)
+{
+    for (size_t b = 0; b < n / 8; b++) {
+        unsigned x = 0;
+        for (unsigned j = 0; j < 8; j++)
+            x |= (unsigned)(code[8 * b + j] >> 7) << j;
+        out[b] = (uint8_t)x;
+    }
+}
+
+#ifdef QUANT_AVX2
+/* vpmovmskb: bit j of the mask is the top bit of byte j, so 32 bytes give 4 sketch bytes. */
+__attribute__((target("avx2"))) static void top_bits_avx2(const uint8_t *code, size_t n,
+                                                          uint8_t *out)
+{
+    for (size_t i = 0; i < n; i += 32) {
+        uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_loadu_si256((const __m256i *)(code + i)));
+        memcpy(out + i / 8, &m, sizeof(m));
+    }
+}
+#endif
+
+void ag_u8_top_bits(const uint8_t *code, size_t n, uint8_t *out, size_t out_n)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        top_bits_avx2(code, n, out);
+    else
+#endif
+        top_bits_generic(code, n, out);
+    memset(out + n / 8, 0, out_n - n / 8);
+}
+
 static kern_fn pick_kernel(ag_distance_t d)
 {
 #ifdef QUANT_AVX2

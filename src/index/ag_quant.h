@@ -162,4 +162,10 @@ const char *ag_bits_hamming_kernel(void);
 void ag_bits_hamming_gather(const uint8_t *q, const uint8_t *base, size_t stride,
                             const uint32_t *ids, size_t n, size_t row, uint32_t *out);
 
+/* The sign sketch of an int8 code row (docs/ARCHITECTURE.md "Small collections"): bit i (byte
+ * i / 8, bit i % 8) of out is the top bit of code[i], i.e. whether coordinate i lies in the upper
+ * half of the trained range. n is the code row (a multiple of 32); out has out_n >= n / 8 bytes,
+ * the rest zeroed (AG_QUANT_BROW(dim) makes it a binary row for ag_bits_hamming*). */
+void ag_u8_top_bits(const uint8_t *code, size_t n, uint8_t *out, size_t out_n);
+
 #endif
