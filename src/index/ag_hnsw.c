@@ -87,9 +87,9 @@ typedef struct hnsw {
     uint8_t *sk;
     uint32_t sk_cap;
     size_t sk_row;
-    double sk_factor; /* the sketch keeps ceil(sk_factor * want) candidates; 0 = no sketch */
-    bool sk_force;    /* ag_hnsw_set_sketch: used whatever the row count (and under Dot) */
-    uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
+    double sk_factor;   /* the sketch keeps ceil(sk_factor * want) candidates; 0 = no sketch */
+    bool sk_force;      /* ag_hnsw_set_sketch: used whatever the row count (and under Dot) */
+    uint64_t mutations; /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
 

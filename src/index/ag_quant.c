@@ -675,7 +675,8 @@ __attribute__((target("avx2"))) static void top_bits_avx2(const uint8_t *code, s
                                                           uint8_t *out)
 {
     for (size_t i = 0; i < n; i += 32) {
-        uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_loadu_si256((const __m256i *)(code + i)));
+        uint32_t m =
+            (uint32_t)_mm256_movemask_epi8(_mm256_loadu_si256((const __m256i *)(code + i)));
         memcpy(out + i / 8, &m, sizeof(m));
     }
 }
