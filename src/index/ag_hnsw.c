@@ -1836,6 +1836,15 @@ static int scan_slots(sctx_t *x, uint32_t n_rows, size_t *m_out)
     scratch_t *sc = x->sc;
     size_t m = 0;
     uint32_t words = (x->v.capacity + 63u) / 64u;
+    if (!graph && !x->accept) { /* every present slot: nothing to test per slot */
+        for (uint32_t w = 0; w < words && m < n_rows; w += 64) { /* the deadline: 4096 slots */
+            if (x->deadline > 0 && w > 0 && ag_now_mono() >= x->deadline)
+                return AG_ETIMEOUT;
+            m += ag_bits_to_ids(x->v.present + w, AG_MIN(64u, words - w), sc->ids + m, n_rows - m);
+        }
+        *m_out = m;
+        return 0;
+    }
     for (uint32_t w = 0; w < words; w++) {
         if (x->deadline > 0 && (w & 63) == 63 && ag_now_mono() >= x->deadline)
             return AG_ETIMEOUT;
@@ -1920,31 +1929,31 @@ static int sketch_pick(sctx_t *x, size_t want, size_t *m_io)
         sc->qsk = b;
         sc->qsk_cap = h->sk_row;
     }
-    if (AG_GROW(sc->hist, sc->hist_cap, (size_t)bits + 1, 256, SIZE_MAX / sizeof(uint32_t)) != 0)
+    /* two histograms, even and odd rows: consecutive rows often share a count, and one array
+     * would chain each increment on the previous one's store */
+    size_t hn = (size_t)bits + 1;
+    if (AG_GROW(sc->hist, sc->hist_cap, 2 * hn, 256, SIZE_MAX / sizeof(uint32_t)) != 0)
         return AG_ENOMEM;
     ag_u8_top_bits(x->qq.code, x->qp.row, sc->qsk, h->sk_row);
     uint32_t *cnt = sc->cnt; /* room for 2 * n_rows >= m (dots_scan) */
     ag_bits_hamming_gather(sc->qsk, h->sk, h->sk_row, sc->ids, m, h->sk_row, cnt);
-    memset(sc->hist, 0, ((size_t)bits + 1) * sizeof(uint32_t));
-    for (size_t i = 0; i < m; i++) {
-        cnt[i] = AG_MIN(cnt[i], bits);
-        sc->hist[cnt[i]]++;
+    uint32_t *h0 = sc->hist, *h1 = sc->hist + hn;
+    memset(sc->hist, 0, 2 * hn * sizeof(uint32_t));
+    size_t i = 0;
+    for (; i + 2 <= m; i += 2) { /* counts are at most bits: both rows are sk_row bytes */
+        h0[cnt[i]]++;
+        h1[cnt[i + 1]]++;
     }
+    if (i < m)
+        h0[cnt[i]]++;
     /* the count `cut` at which keep rows are reached; `room` of the rows at it fit */
     size_t below = 0;
     uint32_t cut = 0;
-    while (cut < bits && below + sc->hist[cut] < keep)
-        below += sc->hist[cut++];
-    size_t room = keep - AG_MIN(below, keep), n = 0;
-    for (size_t i = 0; i < m; i++) { /* compacted in place: n <= i */
-        uint32_t c = cnt[i];
-        if (c > cut || (c == cut && room == 0))
-            continue;
-        if (c == cut)
-            room--;
-        sc->ids[n++] = sc->ids[i];
+    while (cut < bits && below + h0[cut] + h1[cut] < keep) {
+        below += h0[cut] + h1[cut];
+        cut++;
     }
-    *m_io = n;
+    *m_io = ag_u32_pick_below(cnt, sc->ids, m, cut, keep - AG_MIN(below, keep));
     return 0;
 }
 

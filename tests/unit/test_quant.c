@@ -563,12 +563,16 @@ static void test_hamming_kernels(void **state)
             base[i] = (uint8_t)next_u64();
         for (size_t i = 0; i < 128; i++)
             q[i] = (uint8_t)next_u64();
-        uint32_t ids[20], out[20];
+        uint32_t ids[20], out[21];
         for (size_t i = 0; i < 20; i++)
             ids[i] = (uint32_t)(next_u64() % n);
-        ag_bits_hamming_gather(q, base + 64, stride, ids, 20, row, out);
-        for (size_t i = 0; i < 20; i++)
-            assert_int_equal(out[i], ham_loop(q, base + 64 + (size_t)ids[i] * stride, row));
+        for (size_t cnt = 0; cnt <= 20; cnt++) { /* every tail after the eight-row steps */
+            out[cnt] = 0xDEADBEEF;
+            ag_bits_hamming_gather(q, base + 64, stride, ids, cnt, row, out);
+            for (size_t i = 0; i < cnt; i++)
+                assert_int_equal(out[i], ham_loop(q, base + 64 + (size_t)ids[i] * stride, row));
+            assert_int_equal(out[cnt], 0xDEADBEEF); /* nothing written past n */
+        }
         free(base);
         free(q);
     }
