@@ -914,7 +914,7 @@ static void fill_payload(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t slot)
 /* Sketches pay only where the sign pattern tracks the ranking and there are enough coordinates
  * for the Hamming count to separate rows (docs/BENCHMARKS.md "MiniLM-384 scans"). */
 #define SKETCH_MIN_DIM 256u
-#define SKETCH_FACTOR 3.0
+#define SKETCH_FACTOR 4.0
 /* ... and where they discard most rows: at least this many visited rows per kept candidate. */
 #define SKETCH_MIN_RATIO 4u
 
@@ -1415,6 +1415,30 @@ int ag_hnsw_set_quant_kind(ag_index_t *ix, ag_quant_kind_t kind, double quantile
         sync_payload(h);
     }
     return rc;
+}
+
+bool ag_hnsw_sketch_ok(const ag_index_t *ix)
+{
+    const hnsw_t *h = (const hnsw_t *)ix;
+    if (!h->sk || h->built || !h->scan_codes || h->pay != PAY_CODE)
+        return false;
+    ag_vecstore_view_t v;
+    ag_vecstore_view(ix->vs, &v);
+    if (v.capacity > h->sk_cap || v.capacity > h->cap)
+        return false;
+    size_t row = ag_quant_row_bytes(h->quant);
+    uint8_t *want = aligned_alloc(64, pad64(h->sk_row));
+    if (!want)
+        return false;
+    bool ok = true;
+    for (uint32_t i = 0; i < v.capacity && ok; i++) {
+        if (!ag_vecstore_view_has(&v, i))
+            continue;
+        ag_u8_top_bits(blk_of(h, i) + h->pay_off, row, want, h->sk_row);
+        ok = memcmp(want, h->sk + (size_t)i * h->sk_row, h->sk_row) == 0;
+    }
+    free(want);
+    return ok;
 }
 
 void ag_hnsw_set_sketch(ag_index_t *ix, double factor, bool force)
@@ -1918,7 +1942,8 @@ static int sketch_pick(sctx_t *x, size_t want, size_t *m_io)
         return 0;
     double keep_d = ceil(h->sk_factor * (double)want);
     size_t keep = keep_d >= (double)m ? m : (size_t)keep_d;
-    if (keep >= m || (!h->sk_force && keep * SKETCH_MIN_RATIO > m))
+    /* forced (tests), the selection runs even when it keeps every row */
+    if (!h->sk_force && (keep >= m || keep * SKETCH_MIN_RATIO > m))
         return 0;
     uint32_t bits = (uint32_t)(h->sk_row * 8u);
     if (sc->qsk_cap < h->sk_row) {
