@@ -1735,10 +1735,26 @@ static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, siz
     if (rescore && x->mode != PAY_NONE) /* the walk did not read these rows: fetch them together */
         for (size_t i = 0; i < nb; i++)
             prefetch_row(&x->v, beam[i].id);
+    /* Cosine/Dot: the rows' dot products several at a time (the same floats as idist_exact) */
+    enum { CHUNK = 32 };
+    const float *rows[CHUNK];
+    float dots[CHUNK];
+    bool batched = rescore && higher;
     for (size_t i = 0; i < nb; i++) {
         uint32_t id = beam[i].id;
-        float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim)
-                          : beam[i].d;
+        float d = beam[i].d;
+        if (batched) {
+            size_t j = i % CHUNK;
+            if (j == 0) {
+                size_t c = AG_MIN((size_t)CHUNK, nb - i);
+                for (size_t r = 0; r < c; r++)
+                    rows[r] = ag_vecstore_view_row(&x->v, beam[i + r].id);
+                ag_dot_f32_rows(query, rows, c, x->v.dim, dots);
+            }
+            d = -dots[j];
+        } else if (rescore) {
+            d = idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim);
+        }
         float key = key_of(ix->dist, d);
         if (has_thr && !(key >= thr))
             continue;
