@@ -18,7 +18,9 @@
  *    an oversampling sweep), and, when the set is below Qdrant's default full_scan_threshold
  *    (10000 KB of vectors), the path the server takes instead: no graph, a scan of the float rows
  *    ("aegis scan f32") or of the int8/binary codes with the best rescored ("aegis scan int8",
- *    "aegis scan binary"). Every row names the path that ran.
+ *    with the sign-sketch prefilter — AEGIS_BENCH_SKETCH=<factor> sets its factor —, "aegis scan
+ *    binary", and "aegis scan int8 nosketch", the int8 scan without the sketch as the same-run
+ *    baseline). Every row names the path that ran.
  * hnswlib is not installed on this machine: its numbers are quoted from docs/BENCHMARKS.md
  * (reference figures); bench/compare_hnswlib.sh runs a native hnswlib beside the GloVe part.
  *
