@@ -18,7 +18,9 @@
  *    an oversampling sweep), and, when the set is below Qdrant's default full_scan_threshold
  *    (10000 KB of vectors), the path the server takes instead: no graph, a scan of the float rows
  *    ("aegis scan f32") or of the int8/binary codes with the best rescored ("aegis scan int8",
- *    "aegis scan binary"). Every row names the path that ran.
+ *    with the sign-sketch prefilter — AEGIS_BENCH_SKETCH=<factor> sets its factor —, "aegis scan
+ *    binary", and "aegis scan int8 nosketch", the int8 scan without the sketch as the same-run
+ *    baseline). Every row names the path that ran.
  * hnswlib is not installed on this machine: its numbers are quoted from docs/BENCHMARKS.md
  * (reference figures); bench/compare_hnswlib.sh runs a native hnswlib beside the GloVe part.
  *
@@ -229,8 +231,8 @@ static void sweep_quant(ag_index_t *hnsw, const ag_index_t *exact, const ag_vecs
     ag_hnsw_set_quant(hnsw, 0);
 }
 
-static const double oss[] = {1, 2, 3, 4, 6, 8, 12, 20};
-#define MAX_OS_CFG 3
+static const double oss[] = {1, 1.5, 2, 3, 4, 6, 8, 12, 20};
+#define MAX_OS_CFG 4
 
 /* An oversampling sweep (ef left to the index: at least ceil(oversampling * k)), best of ROUNDS
  * interleaved over the configurations; each row says which path the index took (graph walk, scan
@@ -305,23 +307,35 @@ static void scan_rows(ag_vecstore_t *vs, uint32_t n, const float *qs, uint32_t d
     if (n > fst)
         return;
     ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .full_scan_threshold = fst};
-    ag_index_t *ix[3] = {NULL, NULL, NULL};
-    for (int c = 0; c < 3; c++) {
+    ag_index_t *ix[4] = {NULL, NULL, NULL, NULL};
+    /* AEGIS_BENCH_SKETCH=<factor>: the sketch's candidate factor for "scan int8" (default: the
+     * index's own); "scan int8 nosketch" is the same scan without the sketch, the baseline */
+    const char *skf = getenv("AEGIS_BENCH_SKETCH");
+    for (int c = 0; c < 4; c++) {
         if (ag_index_hnsw_new(vs, AG_DIST_COSINE, &p, &ix[c]) != 0)
             goto out;
-        if ((c == 1 && ag_hnsw_set_quant(ix[c], 0.99) != 0) ||
+        if (((c == 1 || c == 3) && ag_hnsw_set_quant(ix[c], 0.99) != 0) ||
             (c == 2 && ag_hnsw_set_quant_kind(ix[c], AG_QUANT_BINARY, 0) != 0))
             goto out;
+        if (c == 1 && skf)
+            ag_hnsw_set_sketch(ix[c], atof(skf), false);
+        if (c == 3)
+            ag_hnsw_set_sketch(ix[c], 0, false);
         for (uint32_t s = 0; s < n; s++)
             if (ag_index_add(ix[c], s) != 0)
                 goto out;
     }
-    static const char *const labels[] = {"aegis scan f32", "aegis scan int8", "aegis scan binary"};
-    const ag_search_params_t sp[] = {{.ef = 0}, {.ef = 0}, {.ef = 0}};
-    const size_t nos[] = {1, AG_ARRAY_LEN(oss), AG_ARRAY_LEN(oss)};
-    sweep_os(ix, labels, sp, nos, 3, qs, dim, nq, gt, gt_stride, scratch);
+    ag_hnsw_stats_t st;
+    ag_hnsw_stats(ix[1], &st);
+    printf("int8 scan: sign sketches %zu bytes (%zu a slot), codes %zu bytes\n", st.sketch_memory,
+           st.sketch_memory ? AG_QUANT_BROW(dim) : 0, st.quant_memory - st.sketch_memory);
+    static const char *const labels[] = {"aegis scan f32", "aegis scan int8", "aegis scan binary",
+                                         "aegis scan int8 nosketch"};
+    const ag_search_params_t sp[] = {{.ef = 0}, {.ef = 0}, {.ef = 0}, {.ef = 0}};
+    const size_t nos[] = {1, AG_ARRAY_LEN(oss), AG_ARRAY_LEN(oss), AG_ARRAY_LEN(oss)};
+    sweep_os(ix, labels, sp, nos, 4, qs, dim, nq, gt, gt_stride, scratch);
 out:
-    for (int c = 0; c < 3; c++)
+    for (int c = 0; c < 4; c++)
         ag_index_free(ix[c]);
 }
 

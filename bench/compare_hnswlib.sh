@@ -101,6 +101,7 @@ for ds in ("GloVe-100", "MiniLM-384"):
             ("aegis int8 (whole beam rescored)", "aegis int8 beam"),
             ("aegis binary (oversampling sweep)", "aegis binary"),
             ("aegis scan f32", "aegis scan f32"), ("aegis scan int8 (oversampling sweep)", "aegis scan int8"),
+            ("aegis scan int8 without the sketch", "aegis scan int8 nosketch"),
             ("aegis scan binary (oversampling sweep)", "aegis scan binary")]
     for label, tag in rows:
         _, ap = sweep(a[ds], tag)

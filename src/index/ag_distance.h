@@ -33,5 +33,9 @@ void ag_vector_normalize(float *v, uint32_t dim);
 float ag_dot_f32(const float *a, const float *b, uint32_t dim);  /* sum a[i]*b[i] */
 float ag_l2sq_f32(const float *a, const float *b, uint32_t dim); /* sum (a[i]-b[i])^2 */
 float ag_l1_f32(const float *a, const float *b, uint32_t dim);   /* sum |a[i]-b[i]| */
+/* out[i] = ag_dot_f32(a, rows[i], dim) for i < n, bit for bit, several rows at once where a
+ * startup self-check found the batched kernel identical (ag_dot_f32_rows_batched tells). */
+void ag_dot_f32_rows(const float *a, const float *const *rows, size_t n, uint32_t dim, float *out);
+bool ag_dot_f32_rows_batched(void);
 
 #endif

@@ -85,7 +85,17 @@ typedef struct hnsw {
     ag_quant_params_t lq;
     float lq_lo2;
     uint32_t lslot;
-    uint64_t mutations;               /* add/remove calls that changed the graph (writer side) */
+    /* While scan_codes with int8 Cosine codes of at least SKETCH_MIN_DIM coordinates: each code's
+     * sign sketch (ag_u8_top_bits), sk_row bytes a slot for sk_cap slots (64-byte aligned, owned;
+     * rows of absent slots are stale and never read), written by fill_payload together with the
+     * code, so every present slot's sketch is current whenever its code is. NULL when not kept.
+     * docs/ARCHITECTURE.md "Small collections". */
+    uint8_t *sk;
+    uint32_t sk_cap;
+    size_t sk_row;
+    double sk_factor;   /* the sketch keeps ceil(sk_factor * want) candidates; 0 = no sketch */
+    bool sk_force;      /* ag_hnsw_set_sketch: used whatever the row count (and under Dot) */
+    uint64_t mutations; /* add/remove calls that changed the graph (writer side) */
     _Atomic uint64_t saved_mutations; /* mutations as of the last save or load */
 } hnsw_t;
 
@@ -252,6 +262,8 @@ typedef struct scratch {
     size_t qbuf_cap;
     uint8_t *qcode; /* the query's int8 code (quantized search), 64-byte aligned */
     size_t qcode_cap;
+    uint8_t *qsk; /* the query's sign sketch (sketch_pick), 64-byte aligned */
+    size_t qsk_cap;
     uint32_t *cnt; /* bits_scan: each scanned row's differing-bit count (beside ids) */
     size_t cnt_cap;
     uint32_t *hist; /* bits_scan: rows per count, dim + 1 entries */
@@ -279,6 +291,7 @@ static void scratch_free(void *p)
     free(s->ids);
     free(s->qbuf);
     free(s->qcode);
+    free(s->qsk);
     free(s->cnt);
     free(s->hist);
     free(s->kdot);
@@ -895,8 +908,59 @@ static void fill_payload(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t slot)
     if (h->pay != PAY_CODE || slot >= v->capacity)
         return;
     /* the row's correction term is not kept: the walk's kernel recomputes it (ag_quant.h) */
-    (void)ag_quant_encode_row(h->quant, ag_vecstore_view_row(v, slot),
-                              blk_of(h, slot) + h->pay_off);
+    uint8_t *code = blk_of(h, slot) + h->pay_off;
+    (void)ag_quant_encode_row(h->quant, ag_vecstore_view_row(v, slot), code);
+    if (h->sk && slot < h->sk_cap)
+        ag_u8_top_bits(code, ag_quant_row_bytes(h->quant), h->sk + (size_t)slot * h->sk_row,
+                       h->sk_row);
+}
+
+/* ---- the sign sketch (docs/ARCHITECTURE.md "Small collections") ------------------------------ */
+
+/* Sketches pay only where the sign pattern tracks the ranking and there are enough coordinates
+ * for the Hamming count to separate rows (docs/BENCHMARKS.md "MiniLM-384 scans"). */
+#define SKETCH_MIN_DIM 256u
+#define SKETCH_FACTOR 4.0
+/* ... and where they discard most rows: at least this many visited rows per kept candidate. */
+#define SKETCH_MIN_RATIO 4u
+
+static void sk_drop(hnsw_t *h)
+{
+    free(h->sk);
+    h->sk = NULL;
+    h->sk_cap = 0;
+}
+
+/* Whether the scan should keep sketches now (the layout of the codes aside). */
+static bool sk_wanted(const hnsw_t *h)
+{
+    if (!h->quant || ag_quant_kind(h->quant) != AG_QUANT_INT8 || !(h->sk_factor > 0))
+        return false;
+    if (h->sk_force)
+        return h->base.dist == AG_DIST_COSINE || h->base.dist == AG_DIST_DOT;
+    return h->base.dist == AG_DIST_COSINE && ag_vecstore_dim(h->base.vs) >= SKETCH_MIN_DIM;
+}
+
+/* Makes the sketch array address need slots (doubling; the old rows kept). Out of memory: the
+ * sketches are dropped (the scan then scores every code: slower, same answer). */
+static void sk_grow(hnsw_t *h, uint32_t need)
+{
+    if (!h->sk_row)
+        h->sk_row = AG_QUANT_BROW(ag_vecstore_dim(h->base.vs));
+    if (need <= h->sk_cap)
+        return;
+    uint32_t cap = AG_MAX(need, AG_MIN(2u * h->sk_cap, (uint32_t)AG_VECSTORE_MAX_SLOTS));
+    cap = AG_MAX(cap, 256u);
+    uint8_t *n = aligned_alloc(64, (size_t)cap * h->sk_row);
+    if (!n) {
+        sk_drop(h);
+        return;
+    }
+    if (h->sk)
+        memcpy(n, h->sk, (size_t)h->sk_cap * h->sk_row);
+    free(h->sk);
+    h->sk = n;
+    h->sk_cap = cap;
 }
 
 /* Makes every node's payload hold what searches rank with (after quantization was turned on or
@@ -926,6 +990,7 @@ static void sync_payload(hnsw_t *h)
     }
     h->pay = want;
     h->scan_codes = false;
+    sk_drop(h); /* laid out again below if the scan keeps them */
     if (want == PAY_NONE)
         return;
     ag_vecstore_view_t v;
@@ -938,6 +1003,8 @@ static void sync_payload(hnsw_t *h)
     /* No graph yet: the blocks hold the codes of the stored rows for quant_scan. */
     if (grow_nodes(h, v.capacity) != 0)
         return;
+    if (sk_wanted(h))
+        sk_grow(h, v.capacity);
     for (uint32_t i = 0; i < v.capacity; i++)
         if (ag_vecstore_view_has(&v, i))
             fill_payload(h, &v, i);
@@ -956,6 +1023,8 @@ static void scan_note(hnsw_t *h, uint32_t slot)
     }
     ag_vecstore_view_t v;
     ag_vecstore_view(h->base.vs, &v);
+    if (h->sk) /* the sketch array covers the store, as the blocks do (quant_scan checks both) */
+        sk_grow(h, AG_MAX(v.capacity, slot + 1));
     fill_payload(h, &v, slot);
 }
 
@@ -1403,6 +1472,38 @@ int ag_hnsw_set_quant_kind(ag_index_t *ix, ag_quant_kind_t kind, double quantile
     return rc;
 }
 
+bool ag_hnsw_sketch_ok(const ag_index_t *ix)
+{
+    const hnsw_t *h = (const hnsw_t *)ix;
+    if (!h->sk || h->built || !h->scan_codes || h->pay != PAY_CODE)
+        return false;
+    ag_vecstore_view_t v;
+    ag_vecstore_view(ix->vs, &v);
+    if (v.capacity > h->sk_cap || v.capacity > h->cap)
+        return false;
+    size_t row = ag_quant_row_bytes(h->quant);
+    uint8_t *want = aligned_alloc(64, pad64(h->sk_row));
+    if (!want)
+        return false;
+    bool ok = true;
+    for (uint32_t i = 0; i < v.capacity && ok; i++) {
+        if (!ag_vecstore_view_has(&v, i))
+            continue;
+        ag_u8_top_bits(blk_of(h, i) + h->pay_off, row, want, h->sk_row);
+        ok = memcmp(want, h->sk + (size_t)i * h->sk_row, h->sk_row) == 0;
+    }
+    free(want);
+    return ok;
+}
+
+void ag_hnsw_set_sketch(ag_index_t *ix, double factor, bool force)
+{
+    hnsw_t *h = (hnsw_t *)ix;
+    h->sk_factor = factor > 0 ? factor : 0;
+    h->sk_force = force;
+    sync_payload(h); /* the sketches laid out (or dropped) with the codes */
+}
+
 bool ag_hnsw_quantized(const ag_index_t *ix)
 {
     const hnsw_t *h = (const hnsw_t *)ix;
@@ -1520,6 +1621,7 @@ static int hnsw_add(ag_index_t *ix, uint32_t slot)
             scan_note(h, slot);
             return 0;
         }
+        sk_drop(h); /* the graph takes over: the scan's sketches are not needed any more */
         if (!h->background)
             return build_all(h);
         /* Crossing the threshold: every stored vector queues for the background linker. */
@@ -1688,10 +1790,26 @@ static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, siz
     if (rescore && x->mode != PAY_NONE) /* the walk did not read these rows: fetch them together */
         for (size_t i = 0; i < nb; i++)
             prefetch_row(&x->v, beam[i].id);
+    /* Cosine/Dot: the rows' dot products several at a time (the same floats as idist_exact) */
+    enum { CHUNK = 32 };
+    const float *rows[CHUNK];
+    float dots[CHUNK];
+    bool batched = rescore && higher;
     for (size_t i = 0; i < nb; i++) {
         uint32_t id = beam[i].id;
-        float d = rescore ? idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim)
-                          : beam[i].d;
+        float d = beam[i].d;
+        if (batched) {
+            size_t j = i % CHUNK;
+            if (j == 0) {
+                size_t c = AG_MIN((size_t)CHUNK, nb - i);
+                for (size_t r = 0; r < c; r++)
+                    rows[r] = ag_vecstore_view_row(&x->v, beam[i + r].id);
+                ag_dot_f32_rows(query, rows, c, x->v.dim, dots);
+            }
+            d = -dots[j];
+        } else if (rescore) {
+            d = idist_exact(ix->dist, query, ag_vecstore_view_row(&x->v, id), x->v.dim);
+        }
         float key = key_of(ix->dist, d);
         if (has_thr && !(key >= thr))
             continue;
@@ -1718,6 +1836,7 @@ static int finish_hits(const hnsw_t *h, const sctx_t *x, const float *query, siz
 
 static int bits_scan(sctx_t *x, size_t want);
 static int dots_scan(sctx_t *x, size_t want);
+static int sketch_pick(sctx_t *x, size_t want, size_t *m_io);
 
 /*
  * Below full_scan_threshold with trained codes (docs/ARCHITECTURE.md "Small collections"): no
@@ -1812,6 +1931,15 @@ static int scan_slots(sctx_t *x, uint32_t n_rows, size_t *m_out)
     scratch_t *sc = x->sc;
     size_t m = 0;
     uint32_t words = (x->v.capacity + 63u) / 64u;
+    if (!graph && !x->accept) { /* every present slot: nothing to test per slot */
+        for (uint32_t w = 0; w < words && m < n_rows; w += 64) { /* the deadline: 4096 slots */
+            if (x->deadline > 0 && w > 0 && ag_now_mono() >= x->deadline)
+                return AG_ETIMEOUT;
+            m += ag_bits_to_ids(x->v.present + w, AG_MIN(64u, words - w), sc->ids + m, n_rows - m);
+        }
+        *m_out = m;
+        return 0;
+    }
     for (uint32_t w = 0; w < words; w++) {
         if (x->deadline > 0 && (w & 63) == 63 && ag_now_mono() >= x->deadline)
             return AG_ETIMEOUT;
@@ -1850,6 +1978,8 @@ static int dots_scan(sctx_t *x, size_t want)
     int rc = scan_slots(x, n_rows, &m);
     if (rc)
         return rc;
+    if ((rc = sketch_pick(x, want, &m)) != 0)
+        return rc;
     uint32_t *dot = sc->cnt, *sum = sc->cnt + n_rows;
     ag_u8_dotsum_gather(x->qq.code, h->blk + h->pay_off, h->bstride, sc->ids, m, x->qp.row, dot,
                         sum);
@@ -1863,6 +1993,63 @@ static int dots_scan(sctx_t *x, size_t want)
             maxheap_sift_down(sc->rs, sc->rs_n, 0);
         }
     }
+    return 0;
+}
+
+/*
+ * The sign-sketch prefilter of dots_scan (docs/ARCHITECTURE.md "Small collections"): the m listed
+ * slots in x->sc->ids are ranked by the Hamming distance of their sketches to the query's, and
+ * only the best ceil(sk_factor * want) stay in x->sc->ids (in slot order; ties at the cut go to
+ * the lower slots), *m updated; the int8 codes of those alone are then scored. Does nothing where
+ * the sketches are not kept or current for every listed slot, or (unless forced) would keep more
+ * than 1/SKETCH_MIN_RATIO of the rows. AG_ENOMEM.
+ */
+static int sketch_pick(sctx_t *x, size_t want, size_t *m_io)
+{
+    const hnsw_t *h = x->h;
+    scratch_t *sc = x->sc;
+    size_t m = *m_io;
+    if (!h->sk || h->built || x->v.capacity > h->sk_cap || !(h->sk_factor > 0))
+        return 0;
+    double keep_d = ceil(h->sk_factor * (double)want);
+    size_t keep = keep_d >= (double)m ? m : (size_t)keep_d;
+    /* forced (tests), the selection runs even when it keeps every row */
+    if (!h->sk_force && (keep >= m || keep * SKETCH_MIN_RATIO > m))
+        return 0;
+    uint32_t bits = (uint32_t)(h->sk_row * 8u);
+    if (sc->qsk_cap < h->sk_row) {
+        uint8_t *b = aligned_alloc(64, pad64(h->sk_row));
+        if (!b)
+            return AG_ENOMEM;
+        free(sc->qsk);
+        sc->qsk = b;
+        sc->qsk_cap = h->sk_row;
+    }
+    /* two histograms, even and odd rows: consecutive rows often share a count, and one array
+     * would chain each increment on the previous one's store */
+    size_t hn = (size_t)bits + 1;
+    if (AG_GROW(sc->hist, sc->hist_cap, 2 * hn, 256, SIZE_MAX / sizeof(uint32_t)) != 0)
+        return AG_ENOMEM;
+    ag_u8_top_bits(x->qq.code, x->qp.row, sc->qsk, h->sk_row);
+    uint32_t *cnt = sc->cnt; /* room for 2 * n_rows >= m (dots_scan) */
+    ag_bits_hamming_gather(sc->qsk, h->sk, h->sk_row, sc->ids, m, h->sk_row, cnt);
+    uint32_t *h0 = sc->hist, *h1 = sc->hist + hn;
+    memset(sc->hist, 0, 2 * hn * sizeof(uint32_t));
+    size_t i = 0;
+    for (; i + 2 <= m; i += 2) { /* counts are at most bits: both rows are sk_row bytes */
+        h0[cnt[i]]++;
+        h1[cnt[i + 1]]++;
+    }
+    if (i < m)
+        h0[cnt[i]]++;
+    /* the count `cut` at which keep rows are reached; `room` of the rows at it fit */
+    size_t below = 0;
+    uint32_t cut = 0;
+    while (cut < bits && below + h0[cut] + h1[cut] < keep) {
+        below += h0[cut] + h1[cut];
+        cut++;
+    }
+    *m_io = ag_u32_pick_below(cnt, sc->ids, m, cut, keep - AG_MIN(below, keep));
     return 0;
 }
 
@@ -2005,6 +2192,7 @@ static void hnsw_free(ag_index_t *ix)
     free(h->pre);
     free(h->ins_tmp);
     ag_quant_free(h->quant);
+    free(h->sk);
     free(h);
 }
 
@@ -2054,6 +2242,7 @@ int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_param
     h->built = d.full_scan_threshold == 0;
     h->background = d.background;
     h->pay = PAY_NONE;
+    h->sk_factor = SKETCH_FACTOR;
     h->bstride = hdr_bytes(h);
     h->pay_off = pad64(h->bstride);
     *out = &h->base;
@@ -2075,7 +2264,8 @@ void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out)
     for (uint32_t i = 0; i < h->cap; i++)
         mem += (size_t)h->level[i] * (h->m + 1) * sizeof(uint32_t);
     out->memory = mem;
-    out->quant_memory = (size_t)h->cap * code;
+    out->quant_memory = (size_t)h->cap * code + (size_t)h->sk_cap * h->sk_row;
+    out->sketch_memory = (size_t)h->sk_cap * h->sk_row;
 }
 
 uint32_t ag_hnsw_reachable(const ag_index_t *ix)
@@ -2611,6 +2801,7 @@ void ag_hnsw_defer(ag_index_t *ix)
     h->deferred = true;
     h->scan_codes =
         false; /* adds record nothing now: codes would go stale (finish lays them out) */
+    sk_drop(h);
 }
 
 int ag_hnsw_finish(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, void *ud,

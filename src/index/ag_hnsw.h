@@ -85,7 +85,8 @@ typedef struct ag_hnsw_stats {
     bool built;          /* false while below full_scan_threshold */
     uint32_t pending;    /* queued for background linking, scored exactly meanwhile */
     size_t memory;       /* bytes held by the graph (links, levels, states) */
-    size_t quant_memory; /* bytes held by the int8 codes (0 without quantization) */
+    size_t quant_memory; /* bytes held by the int8 codes (0 without quantization), sketches incl. */
+    size_t sketch_memory; /* of which the scan's sign sketches (ag_hnsw_set_sketch) */
 } ag_hnsw_stats_t;
 
 /* Counters of an HNSW index (ix must be one). Call under the same lock as search. */
@@ -116,6 +117,15 @@ int ag_hnsw_set_quant(ag_index_t *ix, double quantile);
  * per coordinate, ranked by Hamming distance; quantile unused; ag_quant.h). Turning quantization
  * off is ag_hnsw_set_quant(ix, 0). AG_EINVAL, AG_ENOMEM. */
 int ag_hnsw_set_quant_kind(ag_index_t *ix, ag_quant_kind_t kind, double quantile);
+/* The sign-sketch prefilter of the int8 code scan (docs/ARCHITECTURE.md "Small collections"):
+ * the scan keeps the best ceil(factor * candidates) rows by sketch before scoring their codes;
+ * factor 0 turns it off. By default (factor 4, not forced) it is kept for Cosine with at least 256
+ * dimensions and used when it drops at least 3/4 of the rows; force uses it whenever kept (Dot
+ * too, any dimension) — for tests and benchmarks. Writer side; re-lays the codes. */
+void ag_hnsw_set_sketch(ag_index_t *ix, double factor, bool force);
+/* Tests: true when sketches are kept and every stored row's equals the top bits of its current
+ * code (false when none are kept or one is stale). Reader side. */
+bool ag_hnsw_sketch_ok(const ag_index_t *ix);
 /* True when searches rank with trained codes. Reader side. */
 bool ag_hnsw_quantized(const ag_index_t *ix);
 /* True when a search with params would be a scan over the codes (at most full_scan_threshold

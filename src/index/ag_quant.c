@@ -550,7 +550,36 @@ ham_gather64_avx512(const uint8_t *q, const uint8_t *base, size_t stride, const 
                     size_t n, uint32_t *out)
 {
     const __m512i vq = _mm512_loadu_si512((const void *)q);
-    for (size_t i = 0; i < n; i++) {
+    size_t i = 0;
+    /* eight rows a step: their eight lane-count vectors summed by a transposing tree (pairs of
+     * rows within 128-bit blocks, then blocks across vectors) instead of a horizontal sum each */
+#define HAM_ROW(j)                                                                                 \
+    _mm512_popcnt_epi64(_mm512_xor_si512(                                                          \
+        vq, _mm512_loadu_si512((const void *)(base + (size_t)ids[i + (j)] * stride))))
+    for (; i + 8 <= n; i += 8) {
+        __m512i p0 = HAM_ROW(0), p1 = HAM_ROW(1), p2 = HAM_ROW(2), p3 = HAM_ROW(3);
+        __m512i p4 = HAM_ROW(4), p5 = HAM_ROW(5), p6 = HAM_ROW(6), p7 = HAM_ROW(7);
+        /* each 128-bit block k of sAB: (A's lanes 2k + 2k+1, B's lanes 2k + 2k+1) */
+        __m512i s01 =
+            _mm512_add_epi64(_mm512_unpacklo_epi64(p0, p1), _mm512_unpackhi_epi64(p0, p1));
+        __m512i s23 =
+            _mm512_add_epi64(_mm512_unpacklo_epi64(p2, p3), _mm512_unpackhi_epi64(p2, p3));
+        __m512i s45 =
+            _mm512_add_epi64(_mm512_unpacklo_epi64(p4, p5), _mm512_unpackhi_epi64(p4, p5));
+        __m512i s67 =
+            _mm512_add_epi64(_mm512_unpacklo_epi64(p6, p7), _mm512_unpackhi_epi64(p6, p7));
+        /* blocks (0,2) + (1,3): [s01 half, s01 half, s23 half, s23 half] */
+        __m512i t0 = _mm512_add_epi64(_mm512_shuffle_i64x2(s01, s23, 0x88),
+                                      _mm512_shuffle_i64x2(s01, s23, 0xDD));
+        __m512i t1 = _mm512_add_epi64(_mm512_shuffle_i64x2(s45, s67, 0x88),
+                                      _mm512_shuffle_i64x2(s45, s67, 0xDD));
+        /* once more: lane j is row j's total */
+        __m512i u = _mm512_add_epi64(_mm512_shuffle_i64x2(t0, t1, 0x88),
+                                     _mm512_shuffle_i64x2(t0, t1, 0xDD));
+        _mm256_storeu_si256((__m256i *)(void *)(out + i), _mm512_cvtepi64_epi32(u));
+    }
+#undef HAM_ROW
+    for (; i < n; i++) {
         __m512i r = _mm512_loadu_si512((const void *)(base + (size_t)ids[i] * stride));
         out[i] = (uint32_t)_mm512_reduce_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(vq, r)));
     }
@@ -655,6 +684,133 @@ const char *ag_bits_hamming_kernel(void)
 #else
     return "scalar";
 #endif
+}
+
+/* ---- the sign sketch of an int8 row --------------------------------------------------------- */
+
+static void top_bits_generic(const uint8_t *code, size_t n, uint8_t *out)
+{
+    for (size_t b = 0; b < n / 8; b++) {
+        unsigned x = 0;
+        for (unsigned j = 0; j < 8; j++)
+            x |= (unsigned)(code[8 * b + j] >> 7) << j;
+        out[b] = (uint8_t)x;
+    }
+}
+
+#ifdef QUANT_AVX2
+/* vpmovmskb: bit j of the mask is the top bit of byte j, so 32 bytes give 4 sketch bytes. */
+__attribute__((target("avx2"))) static void top_bits_avx2(const uint8_t *code, size_t n,
+                                                          uint8_t *out)
+{
+    for (size_t i = 0; i < n; i += 32) {
+        uint32_t m =
+            (uint32_t)_mm256_movemask_epi8(_mm256_loadu_si256((const __m256i *)(code + i)));
+        memcpy(out + i / 8, &m, sizeof(m));
+    }
+}
+#endif
+
+/* ---- scan helpers (the int8 scan's slot list and sketch selection) ------------------------- */
+
+#ifdef QUANT_AVX2
+/* Sixteen bits of a word at a time: VPCOMPRESSD stores the lane numbers of the set bits. */
+__attribute__((target("avx512f"))) static size_t
+bits_to_ids_avx512(const uint64_t *words, uint32_t nwords, uint32_t *out, size_t max)
+{
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t m = 0;
+    for (uint32_t w = 0; w < nwords; w++) {
+        uint64_t bits = words[w];
+        if ((size_t)__builtin_popcountll(bits) > max - m) { /* the room ends in this word */
+            for (; bits && m < max; bits &= bits - 1)
+                out[m++] = w * 64u + (uint32_t)__builtin_ctzll(bits);
+            return m;
+        }
+        for (unsigned q = 0; q < 4 && bits; q++, bits >>= 16) {
+            __mmask16 k = (__mmask16)(bits & 0xFFFF);
+            __m512i ids = _mm512_add_epi32(iota, _mm512_set1_epi32((int)(w * 64u + 16u * q)));
+            _mm512_mask_compressstoreu_epi32(out + m, k, ids);
+            m += (size_t)__builtin_popcount(k);
+        }
+    }
+    return m;
+}
+
+/* Sixteen rows a step: the rows below cut, and of those at it the first `room` (PDEP keeps the
+ * lowest `room` set bits of the mask), compressed to the front. */
+__attribute__((target("avx512f,bmi2"))) static size_t
+pick_below_avx512(const uint32_t *cnt, uint32_t *ids, size_t m, uint32_t cut, size_t room)
+{
+    const __m512i vc = _mm512_set1_epi32((int)cut);
+    size_t n = 0, i = 0;
+    for (; i + 16 <= m; i += 16) {
+        __m512i c = _mm512_loadu_si512((const void *)(cnt + i));
+        __m512i v = _mm512_loadu_si512((const void *)(ids + i)); /* read before n..n+15 written */
+        uint32_t lt = _mm512_cmplt_epu32_mask(c, vc), eq = _mm512_cmpeq_epu32_mask(c, vc);
+        if (eq && room) {
+            uint32_t first = room >= 16 ? 0xFFFFu : (1u << room) - 1u;
+            eq = _pdep_u32(first, eq);
+            room -= (size_t)__builtin_popcount(eq);
+        } else {
+            eq = 0;
+        }
+        __mmask16 k = (__mmask16)(lt | eq);
+        _mm512_mask_compressstoreu_epi32(ids + n, k, v);
+        n += (size_t)__builtin_popcount(k);
+    }
+    for (; i < m; i++) {
+        uint32_t c = cnt[i];
+        if (c > cut || (c == cut && room == 0))
+            continue;
+        if (c == cut)
+            room--;
+        ids[n++] = ids[i];
+    }
+    return n;
+}
+#endif
+
+size_t ag_bits_to_ids(const uint64_t *words, uint32_t nwords, uint32_t *out, size_t max)
+{
+#ifdef QUANT_AVX2
+    if (bits_simd() >= 3)
+        return bits_to_ids_avx512(words, nwords, out, max);
+#endif
+    size_t m = 0;
+    for (uint32_t w = 0; w < nwords; w++)
+        for (uint64_t bits = words[w]; bits && m < max; bits &= bits - 1)
+            out[m++] = w * 64u + (uint32_t)__builtin_ctzll(bits);
+    return m;
+}
+
+size_t ag_u32_pick_below(const uint32_t *cnt, uint32_t *ids, size_t m, uint32_t cut, size_t room)
+{
+#ifdef QUANT_AVX2
+    if (bits_simd() >= 3 && __builtin_cpu_supports("bmi2"))
+        return pick_below_avx512(cnt, ids, m, cut, room);
+#endif
+    size_t n = 0;
+    for (size_t i = 0; i < m; i++) { /* compacted in place: n <= i */
+        uint32_t c = cnt[i];
+        if (c > cut || (c == cut && room == 0))
+            continue;
+        if (c == cut)
+            room--;
+        ids[n++] = ids[i];
+    }
+    return n;
+}
+
+void ag_u8_top_bits(const uint8_t *code, size_t n, uint8_t *out, size_t out_n)
+{
+#ifdef QUANT_AVX2
+    if (have_avx2())
+        top_bits_avx2(code, n, out);
+    else
+#endif
+        top_bits_generic(code, n, out);
+    memset(out + n / 8, 0, out_n - n / 8);
 }
 
 static kern_fn pick_kernel(ag_distance_t d)
@@ -813,6 +969,30 @@ static void encode_bits(const ag_quant_t *q, const float *vec, uint8_t *code)
         code[i >> 3] |= (uint8_t)((vec[i] > 0.0f) << (i & 7));
 }
 
+#ifdef QUANT_AVX2
+/* encode's int8 loop sixteen coordinates a step (the same operations, not fused, in the same
+ * order per coordinate, so the codes equal the portable loop's); returns the byte sum. */
+__attribute__((target("avx512f,avx512bw"))) static uint32_t
+encode_avx512(const float *vec, uint32_t dim, float lo, float inv, uint8_t *code)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512 vlo = _mm512_set1_ps(lo), vinv = _mm512_set1_ps(inv), half = _mm512_set1_ps(0.5f),
+                 top = _mm512_set1_ps((float)AG_QUANT_LEVELS - 1.0f);
+    __m512i acc = zero;
+    for (uint32_t i = 0; i < dim; i += 16) {
+        __mmask16 k = dim - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (dim - i)) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(k, vec + i);
+        __m512 c = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, vlo), vinv), half);
+        c = _mm512_max_ps(c, _mm512_setzero_ps()); /* NaN: the second operand, 0 */
+        c = _mm512_min_ps(c, top);
+        __m512i x = _mm512_maskz_cvttps_epi32(k, c);
+        acc = _mm512_add_epi32(acc, x);
+        _mm512_mask_cvtepi32_storeu_epi8(code + i, k, x);
+    }
+    return (uint32_t)_mm512_reduce_add_epi32(acc);
+}
+#endif
+
 /* Encodes dim floats into code (zero tail) and returns the row's dot-product correction. */
 static float encode(const ag_quant_t *q, const float *vec, uint8_t *code)
 {
@@ -820,6 +1000,13 @@ static float encode(const ag_quant_t *q, const float *vec, uint8_t *code)
         encode_bits(q, vec, code);
         return 0.0f;
     }
+#ifdef QUANT_AVX2
+    if (simd_level() >= 2) {
+        uint32_t s = encode_avx512(vec, q->dim, q->lo, q->inv_step, code);
+        memset(code + q->dim, 0, q->row - q->dim);
+        return q->lo * q->step * (float)s;
+    }
+#endif
     /* enc1 written without branches, so the loop vectorizes (every query is encoded) */
     const float lo = q->lo, inv = q->inv_step, top = (float)AG_QUANT_LEVELS - 1.0f;
     uint32_t sum = 0;

@@ -162,4 +162,17 @@ const char *ag_bits_hamming_kernel(void);
 void ag_bits_hamming_gather(const uint8_t *q, const uint8_t *base, size_t stride,
                             const uint32_t *ids, size_t n, size_t row, uint32_t *out);
 
+/* Scan helpers. ag_bits_to_ids: the positions of the set bits of nwords 64-bit words, in order,
+ * into out (at most max; returns how many). ag_u32_pick_below: keeps, in order and in place,
+ * the ids[i] with cnt[i] < cut and the first `room` with cnt[i] == cut; returns how many. Both
+ * use AVX-512 compress stores when the CPU has them, else plain loops. */
+size_t ag_bits_to_ids(const uint64_t *words, uint32_t nwords, uint32_t *out, size_t max);
+size_t ag_u32_pick_below(const uint32_t *cnt, uint32_t *ids, size_t m, uint32_t cut, size_t room);
+
+/* The sign sketch of an int8 code row (docs/ARCHITECTURE.md "Small collections"): bit i (byte
+ * i / 8, bit i % 8) of out is the top bit of code[i], i.e. whether coordinate i lies in the upper
+ * half of the trained range. n is the code row (a multiple of 32); out has out_n >= n / 8 bytes,
+ * the rest zeroed (AG_QUANT_BROW(dim) makes it a binary row for ag_bits_hamming*). */
+void ag_u8_top_bits(const uint8_t *code, size_t n, uint8_t *out, size_t out_n);
+
 #endif

@@ -273,3 +273,54 @@ test('below full_scan_threshold (no graph) a quantized search scans the codes an
   });
   assert.deepEqual(even.map((h) => h.id), truth.filter((t) => t.id <= 150).slice(0, 5).map((t) => t.id));
 });
+
+test('int8 scan with the sign-sketch prefilter (384-d Cosine): writes honoured, the same answers after a restart', async () => {
+  // 160 points: few enough that the codes' range is trained on every value; limit 5, so that the
+  // sketch (4 x the candidates, used when that drops 3/4 of the rows: docs/ARCHITECTURE.md "Small
+  // collections") runs at rescore false (20 of 141 rows kept) and at oversampling 1.5 (32)
+  const dim = 384;
+  await srv.ok('PUT', '/collections/qsk', { vectors: { size: dim, distance: 'Cosine' }, quantization_config: { scalar: { type: 'int8', quantile: 0.99 } } });
+  const pts = points(160, dim, 31);
+  await srv.ok('PUT', '/collections/qsk/points?wait=true', { points: pts });
+  // overwrite every 5th point with its negation, delete every 7th
+  const neg = (v) => v.map((x) => -x);
+  const live = new Map(pts.map((p) => [p.id, p.vector]));
+  const over = pts.filter((p) => p.id % 5 === 0).map((p) => ({ id: p.id, vector: neg(p.vector), payload: p.payload }));
+  await srv.ok('PUT', '/collections/qsk/points?wait=true', { points: over });
+  for (const p of over) live.set(p.id, p.vector);
+  const gone = pts.filter((p) => p.id % 7 === 0 && p.id % 5 !== 0).map((p) => p.id);
+  await srv.ok('POST', '/collections/qsk/points/delete?wait=true', { points: gone });
+  for (const id of gone) live.delete(id);
+  // retrained over the final points, so the restart (which trains again) gives the same codes
+  await srv.ok('PATCH', '/collections/qsk', { quantization_config: { scalar: { type: 'int8', quantile: 0.99 } } });
+  const queries = points(30, dim, 41).map((p) => p.vector);
+  const run = async (quantization) => {
+    const out = [];
+    for (const q of queries) out.push(await srv.ok('POST', '/collections/qsk/points/search', { vector: q, limit: 5, params: { quantization } }));
+    return out;
+  };
+  const truthOf = (q) => {
+    const nq = norm(q);
+    return [...live].map(([id, v]) => ({ id, s: dot(nq, norm(v)) })).sort((a, b) => b.s - a.s).slice(0, 5);
+  };
+  const rescored = await run({ oversampling: 1.5 });
+  let hits = 0;
+  rescored.forEach((res, i) => {
+    const truth = truthOf(queries[i]);
+    const ids = new Set(truth.map((t) => t.id));
+    hits += res.filter((h) => ids.has(h.id)).length;
+    for (const h of res) {
+      assert.ok(live.has(h.id), `deleted point ${h.id} returned`);
+      assert.ok(Math.abs(h.score - dot(norm(queries[i]), norm(live.get(h.id)))) < 1e-4, `rescored score of ${h.id}`);
+    }
+  });
+  assert.ok(hits / (5 * queries.length) >= 0.9, `recall@5 ${hits / (5 * queries.length)}`);
+  // an overwritten point is found by its new vector
+  const top = await srv.ok('POST', '/collections/qsk/points/search', { vector: over[3].vector, limit: 1, params: { quantization: { oversampling: 1.5 } } });
+  assert.equal(top[0].id, over[3].id);
+  const raw = await run({ rescore: false });
+  await srv.restart();
+  await srv.waitGreen('qsk');
+  assert.deepEqual(await run({ rescore: false }), raw, 'approximate answers (ids and scores) equal after the restart');
+  assert.deepEqual(await run({ oversampling: 1.5 }), rescored);
+});

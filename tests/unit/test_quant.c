@@ -652,12 +652,16 @@ static void test_hamming_kernels(void **state)
             base[i] = (uint8_t)next_u64();
         for (size_t i = 0; i < 128; i++)
             q[i] = (uint8_t)next_u64();
-        uint32_t ids[20], out[20];
+        uint32_t ids[20], out[21];
         for (size_t i = 0; i < 20; i++)
             ids[i] = (uint32_t)(next_u64() % n);
-        ag_bits_hamming_gather(q, base + 64, stride, ids, 20, row, out);
-        for (size_t i = 0; i < 20; i++)
-            assert_int_equal(out[i], ham_loop(q, base + 64 + (size_t)ids[i] * stride, row));
+        for (size_t cnt = 0; cnt <= 20; cnt++) { /* every tail after the eight-row steps */
+            out[cnt] = 0xDEADBEEF;
+            ag_bits_hamming_gather(q, base + 64, stride, ids, cnt, row, out);
+            for (size_t i = 0; i < cnt; i++)
+                assert_int_equal(out[i], ham_loop(q, base + 64 + (size_t)ids[i] * stride, row));
+            assert_int_equal(out[cnt], 0xDEADBEEF); /* nothing written past n */
+        }
         free(base);
         free(q);
     }
@@ -1051,6 +1055,231 @@ static void test_quant_scan_small(void **state)
     ag_hnsw_thread_release();
 }
 
+/* Every query's top-k from a and b: the same slots with the same scores, in the same order. */
+static void assert_same_hits(const ag_index_t *a, const ag_index_t *b, const float *qs, uint32_t nq,
+                             const ag_search_params_t *sp)
+{
+    for (uint32_t q = 0; q < nq; q++) {
+        ag_hit_t ha[10], hb[10];
+        size_t na = 0, nb = 0;
+        assert_int_equal(ag_index_search(a, qs + (size_t)q * 384, 10, NULL, sp, ha, &na), 0);
+        assert_int_equal(ag_index_search(b, qs + (size_t)q * 384, 10, NULL, sp, hb, &nb), 0);
+        assert_int_equal(na, nb);
+        for (size_t i = 0; i < na; i++) {
+            assert_int_equal(ha[i].slot, hb[i].slot);
+            assert_true(ha[i].score == hb[i].score);
+        }
+    }
+}
+
+static ag_index_t *scan_index(ag_vecstore_t *vs, uint32_t threshold)
+{
+    ag_index_t *ix;
+    ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .full_scan_threshold = threshold};
+    assert_int_equal(ag_index_hnsw_new(vs, AG_DIST_COSINE, &p, &ix), 0);
+    return ix;
+}
+
+/* The sign-sketch prefilter of the int8 scan (docs/ARCHITECTURE.md "Small collections") on
+ * MiniLM-384: kept by default for Cosine at 384 dimensions (64 bytes a slot); when its candidates
+ * cover every row the answer equals the plain int8 scan's; at the default factor recall@10 stays
+ * >= 0.95 at oversampling 1.5 and a narrow factor changes answers (the path is live); after
+ * deletes, overwrites (with the negated vectors, then back), re-adds, a quantization change and a
+ * restart (defer + finish) every stored row's sketch equals its code's top bits and the answers
+ * equal a fresh index's over the same points; the sketch is dropped where it does not apply. */
+static void test_sketch_scan(void **state)
+{
+    (void)state;
+    uint32_t n = 0, nq = 0;
+    float *qs = NULL, *base = read_minilm(&n, &nq, &qs);
+    if (!base) {
+        print_message("MiniLM-384 data set not found: skipped\n");
+        skip();
+    }
+    ag_vecstore_t *vs, *vs2;
+    assert_int_equal(ag_vecstore_new(384, &vs), 0);
+    assert_int_equal(ag_vecstore_new(384, &vs2), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(ag_vecstore_set(vs, i, base + (size_t)i * 384), 0);
+        assert_int_equal(ag_vecstore_set(vs2, i, base + (size_t)i * 384), 0);
+    }
+    ag_index_t *ix = scan_index(vs, n), *plain = scan_index(vs, n), *exact;
+    assert_int_equal(ag_index_exact_new(vs, AG_DIST_COSINE, &exact), 0);
+    assert_int_equal(ag_hnsw_set_quant(ix, 0.99), 0);
+    assert_int_equal(ag_hnsw_set_quant(plain, 0.99), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(ag_index_add(ix, i), 0);
+        assert_int_equal(ag_index_add(plain, i), 0);
+    }
+    ag_hnsw_set_sketch(plain, 0, false);
+    ag_hnsw_stats_t st;
+    ag_hnsw_stats(ix, &st);
+    assert_true(st.sketch_memory >= (size_t)n * 64);
+    assert_true(ag_hnsw_sketch_ok(ix));
+    ag_hnsw_stats(plain, &st);
+    assert_int_equal(st.sketch_memory, 0);
+    assert_false(ag_hnsw_sketch_ok(plain));
+
+    ag_search_params_t os15 = {.oversampling = 1.5}, os1 = {.oversampling = 1.0},
+                       raw = {.quant_no_rescore = true};
+    double r = recall_at(ix, exact, qs, nq, 384, &os15);
+    double rp = recall_at(plain, exact, qs, nq, 384, &os1);
+    print_message("int8 scan recall@10: sketch (factor 4) at oversampling 1.5 %.4f; plain at 1 "
+                  "%.4f\n",
+                  r, rp);
+    assert_true(r >= 0.95);
+    /* candidates covering every row: the plain scan's answer, scores and order */
+    ag_hnsw_set_sketch(ix, 1000.0, true);
+    assert_true(ag_hnsw_sketch_ok(ix));
+    assert_same_hits(ix, plain, qs, nq, &os1);
+    assert_same_hits(ix, plain, qs, nq, &raw);
+    /* a narrow sketch drops true neighbours: the prefilter really runs */
+    ag_hnsw_set_sketch(ix, 1.0, true);
+    assert_true(recall_at(ix, exact, qs, nq, 384, &os1) < rp);
+    ag_hnsw_set_sketch(ix, 4.0, false);
+
+    /* writes: a fresh index over vs2 (the same points, untouched) is the reference */
+    ag_index_t *fresh = scan_index(vs2, n);
+    assert_int_equal(ag_hnsw_set_quant(fresh, 0.99), 0);
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(ag_index_add(fresh, i), 0);
+    assert_same_hits(ix, fresh, qs, nq, &os15);
+    float neg[384];
+    for (uint32_t s = 0; s < n;
+         s += 5) { /* overwritten with the negated vector (as a write does) */
+        for (int j = 0; j < 384; j++)
+            neg[j] = -base[(size_t)s * 384 + j];
+        assert_int_equal(ag_index_remove(ix, s), 0);
+        assert_int_equal(ag_vecstore_set(vs, s, neg), 0);
+        assert_int_equal(ag_index_add(ix, s), 0);
+    }
+    for (uint32_t s = 3; s < n; s += 7) { /* deleted */
+        assert_int_equal(ag_index_remove(ix, s), 0);
+        ag_vecstore_clear(vs, s);
+    }
+    assert_true(ag_hnsw_sketch_ok(ix));
+    assert_true(ag_hnsw_scans_codes(ix, &os15));
+    /* a negated row is found by its own vector, and a deleted one is not */
+    ag_hit_t h[1];
+    size_t nh = 0;
+    for (int j = 0; j < 384; j++)
+        neg[j] = -base[5 * 384 + j];
+    assert_int_equal(ag_index_search(ix, neg, 1, NULL, &os15, h, &nh), 0);
+    assert_int_equal(h[0].slot, 5);
+    assert_int_equal(ag_index_search(ix, base + 3 * 384, 1, NULL, &os15, h, &nh), 0);
+    assert_int_not_equal(h[0].slot, 3);
+    /* back to the original points (re-added, overwritten back): the fresh index's answers */
+    for (uint32_t s = 0; s < n; s++) {
+        if (s % 5 == 0 || (s >= 3 && (s - 3) % 7 == 0)) {
+            assert_int_equal(ag_index_remove(ix, s), 0);
+            assert_int_equal(ag_vecstore_set(vs, s, base + (size_t)s * 384), 0);
+            assert_int_equal(ag_index_add(ix, s), 0);
+        }
+    }
+    assert_true(ag_hnsw_sketch_ok(ix));
+    assert_same_hits(ix, fresh, qs, nq, &os15);
+    /* quantization changed and back: laid out again */
+    assert_int_equal(ag_hnsw_set_quant_kind(ix, AG_QUANT_BINARY, 0), 0);
+    ag_hnsw_stats(ix, &st);
+    assert_int_equal(st.sketch_memory, 0);
+    assert_int_equal(ag_hnsw_set_quant(ix, 0.99), 0);
+    assert_true(ag_hnsw_sketch_ok(ix));
+    assert_same_hits(ix, fresh, qs, nq, &os15);
+    /* a restart: deferred, the points added again, finished */
+    ag_hnsw_defer(ix);
+    for (uint32_t i = 0; i < n; i++)
+        assert_int_equal(ag_index_add(ix, i), 0);
+    assert_int_equal(ag_hnsw_finish(ix, NULL, NULL, NULL, 0), 0);
+    assert_true(ag_hnsw_sketch_ok(ix));
+    assert_same_hits(ix, fresh, qs, nq, &os15);
+    /* crossing the threshold: the graph takes over, the sketches are dropped */
+    float extra[384];
+    for (int j = 0; j < 384; j++)
+        extra[j] = base[j] + base[384 + j];
+    ag_vector_normalize(extra, 384);
+    assert_int_equal(ag_vecstore_set(vs, n, extra), 0);
+    assert_int_equal(ag_index_add(ix, n), 0);
+    ag_hnsw_stats(ix, &st);
+    assert_true(st.built);
+    assert_int_equal(st.sketch_memory, 0);
+    ag_index_free(fresh);
+    ag_index_free(ix);
+    ag_index_free(plain);
+
+    /* not kept: Dot, Euclid, fewer than 256 dimensions (unless forced) */
+    ag_distance_t others[] = {AG_DIST_DOT, AG_DIST_EUCLID};
+    for (size_t d = 0; d < AG_ARRAY_LEN(others); d++) {
+        ag_hnsw_params_t p = {.full_scan_threshold = n + 10};
+        assert_int_equal(ag_index_hnsw_new(vs2, others[d], &p, &ix), 0);
+        assert_int_equal(ag_hnsw_set_quant(ix, 0.99), 0);
+        for (uint32_t i = 0; i < n; i++)
+            assert_int_equal(ag_index_add(ix, i), 0);
+        ag_hnsw_stats(ix, &st);
+        assert_int_equal(st.sketch_memory, 0);
+        ag_hnsw_set_sketch(ix, 4.0, true);
+        ag_hnsw_stats(ix, &st);
+        assert_true((st.sketch_memory > 0) == (others[d] == AG_DIST_DOT));
+        ag_index_free(ix);
+    }
+    ag_index_free(exact);
+    ag_vecstore_free(vs);
+    ag_vecstore_free(vs2);
+    free(base);
+    free(qs);
+    ag_hnsw_thread_release();
+}
+
+/* The int8 encoder (vectorized where the CPU allows) gives the portable formula's codes, with
+ * clipping, NaN and dimensions that are not a multiple of 16. */
+static void test_encode_matches_formula(void **state)
+{
+    (void)state;
+    static const uint32_t dims[] = {1, 15, 16, 17, 100, 384, 385};
+    for (size_t di = 0; di < AG_ARRAY_LEN(dims); di++) {
+        uint32_t dim = dims[di];
+        ag_vecstore_t *vs = filled(300, dim, false);
+        ag_quant_t *q;
+        assert_int_equal(ag_quant_new(dim, AG_DIST_DOT, 0.9, &q), 0);
+        assert_int_equal(ag_quant_fit(q, vs), 0);
+        float lo, step;
+        ag_quant_range(q, &lo, &step);
+        size_t row = ag_quant_row_bytes(q);
+        uint8_t *code = aligned_alloc(64, (row + 63) & ~(size_t)63);
+        float *v = malloc(dim * sizeof(float));
+        assert_non_null(code);
+        assert_non_null(v);
+        for (int round = 0; round < 20; round++) {
+            for (uint32_t i = 0; i < dim; i++)
+                v[i] = 3.0f * uni();
+            if (round % 4 == 1)
+                v[round % dim] = NAN;
+            float corr = ag_quant_encode_row(q, v, code);
+            uint32_t sum = 0;
+            for (uint32_t i = 0; i < dim; i++) {
+                float c = (v[i] - lo) * (1.0f / step) + 0.5f;
+                c = c > 0.0f ? c : 0.0f;
+                c = c < 255.0f ? c : 255.0f;
+                uint8_t want = (uint8_t)(int32_t)c;
+                assert_int_equal(code[i], want); /* inv_step is 1.0f / step (ag_quant.c) */
+                sum += code[i];
+            }
+            for (size_t i = dim; i < row; i++)
+                assert_int_equal(code[i], 0);
+            assert_true(corr == lo * step * (float)sum);
+            /* the sketch: the codes' top bits, zero past dim */
+            uint8_t sk[AG_QUANT_BROW(AG_MAX_DIM)];
+            size_t skn = AG_QUANT_BROW(dim);
+            ag_u8_top_bits(code, row, sk, skn);
+            for (uint32_t i = 0; i < 8 * skn; i++)
+                assert_int_equal((sk[i / 8] >> (i % 8)) & 1, i < dim ? code[i] >> 7 : 0);
+        }
+        free(code);
+        free(v);
+        ag_quant_free(q);
+        ag_vecstore_free(vs);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1070,6 +1299,8 @@ int main(void)
         cmocka_unit_test(test_binary_recall_glove),
         cmocka_unit_test(test_quant_scan_small),
         cmocka_unit_test(test_quant_scan_shrunk_graph),
+        cmocka_unit_test(test_sketch_scan),
+        cmocka_unit_test(test_encode_matches_formula),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
