@@ -1047,9 +1047,12 @@ static size_t select_neighbours(const hnsw_t *h, const ag_vecstore_view_t *v, ca
 }
 
 /* Adds a link src -> dst on level lc; a full list is re-selected by the heuristic among its live
- * links and dst (tombstoned links are dropped first). On level 0 a live node the re-selection
- * would leave with fewer than MIN_IN_LINKS in-links keeps its link: in a free place, else in
- * place of the link whose target has the most in-links (indeg_rescue). */
+ * links and dst (tombstoned links are dropped first), except that the longest of the old links
+ * stays (in place of the farthest one kept when the list is full): the heuristic would drop it
+ * as soon as a kept neighbour is closer to its target, and on clustered data those long links
+ * are the ones walks need (docs/ARCHITECTURE.md "Graph reachability"). On level 0 a live node
+ * the re-selection would leave with fewer than MIN_IN_LINKS in-links keeps its link too: in a
+ * free place, else in place of the link whose target has the most in-links (indeg_rescue). */
 static int connect(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t src, uint32_t dst, float d,
                    int lc, cand_t *tmp)
 {
@@ -1073,7 +1076,15 @@ static int connect(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t src, uint32_
         if (h->state[l[i]] == NODE_LIVE)
             tmp[n++] = (cand_t){rdist(h, v, src, l[i]), l[i]};
     qsort(tmp, n, sizeof(cand_t), cmp_cand);
+    cand_t far = tmp[n - 1].id != dst ? tmp[n - 1] : tmp[n > 1 ? n - 2 : 0];
     size_t kept = select_neighbours(h, v, tmp, n, cap);
+    if (far.id != dst) {
+        bool in = false;
+        for (size_t i = 0; i < kept && !in; i++)
+            in = tmp[i].id == far.id;
+        if (!in)
+            tmp[kept < cap ? kept++ : kept - 1] = far;
+    }
     l[0] = (uint32_t)kept;
     for (size_t i = 0; i < kept; i++)
         l[i + 1] = tmp[i].id;
