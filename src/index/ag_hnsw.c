@@ -1523,6 +1523,9 @@ static int reserve_inserts(hnsw_t *h, uint32_t slots, size_t inserts)
     if (!h->ins_tmp &&
         !(h->ins_tmp = malloc(((size_t)h->m0 + 2 + h->ef_construct) * sizeof(cand_t))))
         return AG_ENOMEM;
+    indeg_ready(h); /* counted now, for the grown capacity, so the inserts allocate nothing */
+    if (!h->indeg)
+        return AG_ENOMEM;
     if (h->pre_at > 0) { /* drop what was taken */
         memmove(h->pre, h->pre + h->pre_at, (size_t)(h->pre_n - h->pre_at) * sizeof(*h->pre));
         h->pre_n -= h->pre_at;
