@@ -14,7 +14,10 @@
  * (ag_hnsw_reachable): a point missed although reachable is a navigation failure, not a hole.
  * Environment: AEGIS_BENCH_CLOCK=cpu times with the process CPU clock (single-threaded build);
  * REACH_MODES=1|2 runs only the first modes; REACH_SEED=s seeds the level generator (0 = the
- * index default); REACH_CLUSTERS=1 prints the misses by cluster.
+ * index default); REACH_CLUSTERS=1 prints the misses by cluster and how many were answered from
+ * the point's own cluster; REACH_DUMP=1 prints each miss and its answer; REACH_CL=c uses c
+ * clusters (1..64); REACH_M / REACH_EFC set M and ef_construct (16 / 100). bench/reach_hnswlib.cpp
+ * runs the same self-search on hnswlib (docs/BENCHMARKS.md "Graph reachability: the fix").
  */
 #include "ag_base.h"
 
