@@ -14,7 +14,10 @@
  * (ag_hnsw_reachable): a point missed although reachable is a navigation failure, not a hole.
  * Environment: AEGIS_BENCH_CLOCK=cpu times with the process CPU clock (single-threaded build);
  * REACH_MODES=1|2 runs only the first modes; REACH_SEED=s seeds the level generator (0 = the
- * index default); REACH_CLUSTERS=1 prints the misses by cluster.
+ * index default); REACH_CLUSTERS=1 prints the misses by cluster and how many were answered from
+ * the point's own cluster; REACH_DUMP=1 prints each miss and its answer; REACH_CL=c uses c
+ * clusters (1..64); REACH_M / REACH_EFC set M and ef_construct (16 / 100). bench/reach_hnswlib.cpp
+ * runs the same self-search on hnswlib (docs/BENCHMARKS.md "Graph reachability: the fix").
  */
 #include "ag_base.h"
 
@@ -36,6 +39,7 @@ static uint64_t num(const char *txt, uint64_t def)
     return txt ? strtoull(txt, NULL, 10) : def;
 }
 static uint8_t *clus; /* n: each point's cluster */
+static uint32_t n_cl; /* clusters (REACH_CL, 1..64; default 64) */
 
 static float frand(void) /* [0, 1) */
 {
@@ -56,7 +60,7 @@ static double now_s(void)
 static void fill(ag_vecstore_t *vs, uint32_t n, uint32_t dim)
 {
     rs = 42;
-    enum { CL = 64 };
+    const uint32_t CL = n_cl;
     float *cen = malloc((size_t)CL * dim * sizeof(float)); /* freed below */
     float *v = malloc(dim * sizeof(float));                /* freed below */
     if (!cen || !v)
@@ -80,7 +84,7 @@ static uint32_t reach(const ag_index_t *ix, const ag_vecstore_t *vs, uint32_t n,
                       uint32_t stride, uint32_t *asked)
 {
     ag_search_params_t sp = {.ef = ef};
-    uint32_t found = 0, q = 0, miss[64] = {0};
+    uint32_t found = 0, q = 0, miss[64] = {0}, same = 0;
     for (uint32_t s = 0; s < n; s += stride) {
         ag_hit_t hit[1];
         size_t nh = 0;
@@ -90,13 +94,16 @@ static uint32_t reach(const ag_index_t *ix, const ag_vecstore_t *vs, uint32_t n,
         bool ok = nh == 1 && hit[0].slot == s;
         found += ok;
         miss[clus[s]] += !ok;
+        same += !ok && nh == 1 && clus[hit[0].slot] == clus[s];
+        if (!ok && getenv("REACH_DUMP"))
+            printf("  miss %u (cluster %u) -> %u\n", s, clus[s], nh ? hit[0].slot : UINT32_MAX);
     }
     if (getenv("REACH_CLUSTERS")) {
         printf("  misses by cluster:");
         for (int c = 0; c < 64; c++)
             if (miss[c])
                 printf(" %d:%u", c, miss[c]);
-        printf("\n");
+        printf("\n  misses answered from the point's own cluster: %u\n", same);
     }
     *asked = q;
     return found;
@@ -114,6 +121,9 @@ int main(int argc, char **argv)
     }
     uint32_t modes_n = (uint32_t)AG_MIN(num(getenv("REACH_MODES"), 3), 3);
     uint64_t seed = num(getenv("REACH_SEED"), 0);
+    n_cl = (uint32_t)AG_MAX(AG_MIN(num(getenv("REACH_CL"), 64), 64), 1);
+    uint32_t m = (uint32_t)num(getenv("REACH_M"), 16);
+    uint32_t efc = (uint32_t)num(getenv("REACH_EFC"), 100);
     cpu_clock = bench_cpu_clock();
     ag_vecstore_t *vs;
     if (ag_vecstore_new(dim, &vs) != 0)
@@ -121,15 +131,16 @@ int main(int argc, char **argv)
     if (!(clus = malloc(n))) /* freed at exit */
         return 1;
     fill(vs, n, dim);
-    printf("n=%u dim=%u M=16 efc=100, self-search ef=%u every %u-th point\n", n, dim, ef, stride);
+    printf("n=%u dim=%u M=%u efc=%u, self-search ef=%u every %u-th point\n", n, dim, m, efc, ef,
+           stride);
     const char *modes[] = {"seq", "bg", "batch"};
-    for (uint32_t m = 0; m < modes_n; m++) {
-        ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .background = m > 0, .seed = seed};
+    for (uint32_t mode = 0; mode < modes_n; mode++) {
+        ag_hnsw_params_t p = {.m = m, .ef_construct = efc, .background = mode > 0, .seed = seed};
         ag_index_t *ix;
         if (ag_index_hnsw_new(vs, AG_DIST_EUCLID, &p, &ix) != 0)
             return 1;
         double t0 = now_s();
-        if (m < 2) {
+        if (mode < 2) {
             for (uint32_t s = 0; s < n; s++)
                 if (ag_index_add(ix, s) != 0)
                     return 1;
@@ -148,7 +159,7 @@ int main(int argc, char **argv)
         uint32_t found = reach(ix, vs, n, ef, stride, &asked);
         printf("%-6s build %.2f s  found %u / %u  (%.3f %% unreachable)  level-0 links reach %u of "
                "%u\n",
-               modes[m], build, found, asked, 100.0 * (asked - found) / asked,
+               modes[mode], build, found, asked, 100.0 * (asked - found) / asked,
                ag_hnsw_reachable(ix), n);
         fflush(stdout);
         ag_index_free(ix);

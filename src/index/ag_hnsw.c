@@ -30,6 +30,11 @@ enum { NODE_EMPTY = 0, NODE_LIVE = 1, NODE_TOMB = 2 };
 #define REPAIR_FRACTION 0.1
 #define REPAIR_MIN 64u
 #define SAMPLE_N 256u
+/* A re-selection never leaves a live node with fewer level-0 in-links than this, and a new node
+ * that no neighbour kept is put into its closest neighbour's list (docs/ARCHITECTURE.md "Graph
+ * reachability": 1 removes the nodes no walk can reach, 2 also most of the self-search misses
+ * of nodes whose only in-link is from a node walks seldom expand). */
+#define MIN_IN_LINKS 2u
 
 typedef struct cand {
     float d; /* internal distance: lower is closer */
@@ -72,6 +77,11 @@ typedef struct hnsw {
     } * pre;
     uint32_t pre_at, pre_n, pre_cap;
     cand_t *ins_tmp; /* owned; m0 + 2 + ef_construct entries, or NULL until first needed */
+    /* Level-0 in-links per node (saturating at UINT16_MAX) for the in-link guard (MIN_IN_LINKS).
+     * Owned, cap entries; NULL until insert first needs it, and dropped (counted again from the
+     * lists at the next insert) whenever the graph is grown, replaced or repaired. Advisory: a
+     * stale count only weakens the guard, nothing else reads it. */
+    uint16_t *indeg;
     /* Scalar int8 codes of the vectors (ag_hnsw_set_quant), or NULL; the walk ranks with them when
      * trained, and the candidates are rescored from the float rows. */
     ag_quant_t *quant;
@@ -849,6 +859,8 @@ static int grow_nodes(hnsw_t *h, uint32_t need)
     uint8_t *blk = big_alloc((size_t)nc * h->bstride);
     if (!blk)
         return AG_ENOMEM;
+    free(h->indeg); /* counted again for the new capacity at the next insert */
+    h->indeg = NULL;
     if (h->cap)
         memcpy(blk, h->blk, (size_t)h->cap * h->bstride);
     free(h->blk);
@@ -1067,6 +1079,60 @@ static inline float rdist(const hnsw_t *h, const ag_vecstore_view_t *v, uint32_t
     return idist(h->base.dist, ag_vecstore_view_row(v, a), ag_vecstore_view_row(v, b), v->stride);
 }
 
+/* ---- the in-link guard (MIN_IN_LINKS) -------------------------------------------------------- */
+
+static inline void indeg_inc(hnsw_t *h, uint32_t id)
+{
+    if (h->indeg && h->indeg[id] < UINT16_MAX)
+        h->indeg[id]++;
+}
+
+/* A saturated count stays saturated (its node has plenty either way). */
+static inline void indeg_dec(hnsw_t *h, uint32_t id)
+{
+    if (h->indeg && h->indeg[id] > 0 && h->indeg[id] < UINT16_MAX)
+        h->indeg[id]--;
+}
+
+/* Makes h->indeg hold every node's level-0 in-link count, counting the lists when it was
+ * dropped. Out of memory: stays NULL (the guard is off until the next insert retries). */
+static void indeg_ready(hnsw_t *h)
+{
+    if (h->indeg || h->cap == 0)
+        return;
+    if (!(h->indeg = calloc(h->cap, sizeof(uint16_t))))
+        return;
+    for (uint32_t u = 0; u < h->cap; u++) {
+        if (h->state[u] == NODE_EMPTY)
+            continue;
+        const uint32_t *l = links_of(h, u, 0);
+        for (uint32_t i = 1; i <= l[0]; i++)
+            indeg_inc(h, l[i]);
+    }
+}
+
+/* Puts the link to t into the full level-0 list l (its count first) in place of the link whose
+ * target has the most in-links, provided that target keeps more than MIN_IN_LINKS after it.
+ * False when no link can give way (the list is left as it was). Needs h->indeg. */
+static bool indeg_rescue(hnsw_t *h, uint32_t *l, uint32_t t)
+{
+    uint32_t victim = 0, most = MIN_IN_LINKS;
+    for (uint32_t i = 1; i <= l[0]; i++) {
+        if (l[i] == t)
+            return true;
+        if (h->indeg[l[i]] > most) {
+            most = h->indeg[l[i]];
+            victim = i;
+        }
+    }
+    if (victim == 0)
+        return false;
+    indeg_dec(h, l[victim]);
+    l[victim] = t;
+    indeg_inc(h, t);
+    return true;
+}
+
 /* The selection heuristic (HNSW paper, algorithm 4): walking candidates from the closest, keep
  * one only if it is closer to the base than to every neighbour kept so far, so the links point
  * in different directions. c is sorted closest first; the kept ones are moved to its front.
@@ -1090,7 +1156,12 @@ static size_t select_neighbours(const hnsw_t *h, const ag_vecstore_view_t *v, ca
 }
 
 /* Adds a link src -> dst on level lc; a full list is re-selected by the heuristic among its live
- * links and dst (tombstoned links are dropped first). */
+ * links and dst (tombstoned links are dropped first), except that the longest of the old links
+ * stays (in place of the farthest one kept when the list is full): the heuristic would drop it
+ * as soon as a kept neighbour is closer to its target, and on clustered data those long links
+ * are the ones walks need (docs/ARCHITECTURE.md "Graph reachability"). On level 0 a live node
+ * the re-selection would leave with fewer than MIN_IN_LINKS in-links keeps its link too: in a
+ * free place, else in place of the link whose target has the most in-links (indeg_rescue). */
 static int connect(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t src, uint32_t dst, float d,
                    int lc, cand_t *tmp)
 {
@@ -1101,18 +1172,53 @@ static int connect(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t src, uint32_
             return 0;
     if (l[0] < cap) {
         l[++l[0]] = dst;
+        if (lc == 0)
+            indeg_inc(h, dst);
         return 0;
     }
+    uint32_t old[2 * 128]; /* the list before: cap <= m0 = 2 * m <= 256 */
+    uint32_t n_old = l[0];
+    memcpy(old, l + 1, n_old * sizeof(uint32_t));
     size_t n = 0;
     tmp[n++] = (cand_t){d, dst};
     for (uint32_t i = 1; i <= l[0]; i++)
         if (h->state[l[i]] == NODE_LIVE)
             tmp[n++] = (cand_t){rdist(h, v, src, l[i]), l[i]};
     qsort(tmp, n, sizeof(cand_t), cmp_cand);
+    cand_t far = tmp[n - 1].id != dst ? tmp[n - 1] : tmp[n > 1 ? n - 2 : 0];
     size_t kept = select_neighbours(h, v, tmp, n, cap);
+    if (far.id != dst) {
+        bool in = false;
+        for (size_t i = 0; i < kept && !in; i++)
+            in = tmp[i].id == far.id;
+        if (!in)
+            tmp[kept < cap ? kept++ : kept - 1] = far;
+    }
     l[0] = (uint32_t)kept;
     for (size_t i = 0; i < kept; i++)
         l[i + 1] = tmp[i].id;
+    if (lc != 0 || !h->indeg)
+        return 0;
+    for (size_t i = 0; i < kept; i++)
+        if (tmp[i].id == dst)
+            indeg_inc(h, dst);
+    for (uint32_t j = 0; j < n_old; j++) {
+        uint32_t t = old[j];
+        bool in = false;
+        for (size_t i = 0; i < kept && !in; i++)
+            in = tmp[i].id == t;
+        if (in)
+            continue;
+        indeg_dec(h, t);
+        if (h->state[t] != NODE_LIVE || h->indeg[t] >= MIN_IN_LINKS)
+            continue;
+        if (l[0] < cap) {
+            l[++l[0]] = t;
+            indeg_inc(h, t);
+        } else {
+            (void)indeg_rescue(h, l, t);
+        }
+    }
     return 0;
 }
 
@@ -1225,7 +1331,11 @@ static int insert(hnsw_t *h, uint32_t slot)
         h->up[slot] = up;
         h->level[slot] = (uint8_t)level;
     }
-    links_of(h, slot, 0)[0] = 0;
+    indeg_ready(h);
+    uint32_t *l0 = links_of(h, slot, 0); /* a re-added tombstone's old links go */
+    for (uint32_t i = 1; i <= l0[0]; i++)
+        indeg_dec(h, l0[i]);
+    l0[0] = 0;
     fill_payload(h, &v, slot);
 
     if (h->entry == NO_NODE) {
@@ -1272,11 +1382,17 @@ static int insert(hnsw_t *h, uint32_t slot)
         l[0] = (uint32_t)kept;
         for (size_t i = 0; i < kept; i++)
             l[i + 1] = tmp[i].id;
+        if (lc == 0)
+            for (size_t i = 0; i < kept; i++)
+                indeg_inc(h, l[i + 1]);
         /* connect() reuses tmp, so the kept list is read back from the node's own links. */
         for (size_t i = 0; i < kept; i++) {
             uint32_t nb = l[i + 1];
             connect(h, &v, nb, slot, rdist(h, &v, nb, slot), lc, tmp);
         }
+        /* No neighbour kept enough links to the new node: its closest one links to it anyway. */
+        if (lc == 0 && kept > 0 && h->indeg && h->indeg[slot] < MIN_IN_LINKS)
+            (void)indeg_rescue(h, links_of(h, l[1], 0), slot);
     }
     h->lslot = NO_NODE;
     h->state[slot] = NODE_LIVE;
@@ -1352,6 +1468,8 @@ void ag_hnsw_repair(ag_index_t *ix)
         links_of(h, t, 0)[0] = 0;
     }
     h->n_tomb = 0;
+    free(h->indeg); /* the lists were rebuilt: counted again at the next insert */
+    h->indeg = NULL;
     if (entry_gone)
         pick_entry(h, NO_NODE);
 }
@@ -1560,6 +1678,9 @@ static int reserve_inserts(hnsw_t *h, uint32_t slots, size_t inserts)
         return AG_ENOMEM;
     if (!h->ins_tmp &&
         !(h->ins_tmp = malloc(((size_t)h->m0 + 2 + h->ef_construct) * sizeof(cand_t))))
+        return AG_ENOMEM;
+    indeg_ready(h); /* counted now, for the grown capacity, so the inserts allocate nothing */
+    if (!h->indeg)
         return AG_ENOMEM;
     if (h->pre_at > 0) { /* drop what was taken */
         memmove(h->pre, h->pre + h->pre_at, (size_t)(h->pre_n - h->pre_at) * sizeof(*h->pre));
@@ -2191,6 +2312,7 @@ static void hnsw_free(ag_index_t *ix)
         free(h->pre[i].up);
     free(h->pre);
     free(h->ins_tmp);
+    free(h->indeg);
     ag_quant_free(h->quant);
     free(h->sk);
     free(h);
@@ -2263,6 +2385,8 @@ void ag_hnsw_stats(const ag_index_t *ix, ag_hnsw_stats_t *out)
     size_t mem = (size_t)h->cap * (h->bstride - code + sizeof(uint32_t *) + 2);
     for (uint32_t i = 0; i < h->cap; i++)
         mem += (size_t)h->level[i] * (h->m + 1) * sizeof(uint32_t);
+    if (h->indeg)
+        mem += (size_t)h->cap * sizeof(uint16_t);
     out->memory = mem;
     out->quant_memory = (size_t)h->cap * code + (size_t)h->sk_cap * h->sk_row;
     out->sketch_memory = (size_t)h->sk_cap * h->sk_row;
@@ -2578,6 +2702,8 @@ static void graph_release(hnsw_t *g)
     free(g->blk);
     free(g->level);
     free(g->state);
+    free(g->indeg);
+    g->indeg = NULL;
 }
 
 /* Reads and checks a checkpoint file: *body (owned by the caller, free) holds its body.
@@ -2700,6 +2826,7 @@ int ag_hnsw_resume(ag_index_t *ix, const char *path, ag_hnsw_slot_fn slot_of, vo
     g.up = NULL;
     g.blk = NULL;
     g.level = g.state = NULL;
+    g.indeg = NULL;
     rbuf_t r = {body, (size_t)hd.body_len, 0};
     uint32_t *map = NULL;
     uint8_t *claimed = NULL;
