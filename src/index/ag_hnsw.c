@@ -1094,11 +1094,20 @@ static inline void indeg_dec(hnsw_t *h, uint32_t id)
         h->indeg[id]--;
 }
 
+/* The guard is off for Dot: under an unnormalised inner product the nodes many lists point at are
+ * the large-norm ones that answer most queries, and the nodes nobody links to are the small-norm
+ * ones that answer few; taking the former's links for the latter cost recall (0.998 -> 0.866 at
+ * ef 64 in test_hnsw_quant_external_linking). docs/ARCHITECTURE.md "Graph reachability". */
+static inline bool indeg_wanted(const hnsw_t *h)
+{
+    return h->base.dist != AG_DIST_DOT;
+}
+
 /* Makes h->indeg hold every node's level-0 in-link count, counting the lists when it was
  * dropped. Out of memory: stays NULL (the guard is off until the next insert retries). */
 static void indeg_ready(hnsw_t *h)
 {
-    if (h->indeg || h->cap == 0)
+    if (h->indeg || h->cap == 0 || !indeg_wanted(h))
         return;
     if (!(h->indeg = calloc(h->cap, sizeof(uint16_t))))
         return;
@@ -1680,7 +1689,7 @@ static int reserve_inserts(hnsw_t *h, uint32_t slots, size_t inserts)
         !(h->ins_tmp = malloc(((size_t)h->m0 + 2 + h->ef_construct) * sizeof(cand_t))))
         return AG_ENOMEM;
     indeg_ready(h); /* counted now, for the grown capacity, so the inserts allocate nothing */
-    if (!h->indeg)
+    if (!h->indeg && indeg_wanted(h))
         return AG_ENOMEM;
     if (h->pre_at > 0) { /* drop what was taken */
         memmove(h->pre, h->pre + h->pre_at, (size_t)(h->pre_n - h->pre_at) * sizeof(*h->pre));
