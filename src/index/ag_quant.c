@@ -713,6 +713,22 @@ __attribute__((target("avx2"))) static void top_bits_avx2(const uint8_t *code, s
 
 /* ---- scan helpers (the int8 scan's slot list and sketch selection) ------------------------- */
 
+/* ag_u32_pick_below's rule from row i on, with n rows already kept at the front (n <= i, so the
+ * in-place compaction never overwrites a row not yet read). Returns the rows kept in all. */
+static size_t pick_below_from(const uint32_t *cnt, uint32_t *ids, size_t i, size_t m, size_t n,
+                              uint32_t cut, size_t room)
+{
+    for (; i < m; i++) {
+        uint32_t c = cnt[i];
+        if (c > cut || (c == cut && room == 0))
+            continue;
+        if (c == cut)
+            room--;
+        ids[n++] = ids[i];
+    }
+    return n;
+}
+
 #ifdef QUANT_AVX2
 /* Sixteen bits of a word at a time: VPCOMPRESSD stores the lane numbers of the set bits. */
 __attribute__((target("avx512f"))) static size_t
@@ -759,15 +775,7 @@ pick_below_avx512(const uint32_t *cnt, uint32_t *ids, size_t m, uint32_t cut, si
         _mm512_mask_compressstoreu_epi32(ids + n, k, v);
         n += (size_t)__builtin_popcount(k);
     }
-    for (; i < m; i++) {
-        uint32_t c = cnt[i];
-        if (c > cut || (c == cut && room == 0))
-            continue;
-        if (c == cut)
-            room--;
-        ids[n++] = ids[i];
-    }
-    return n;
+    return pick_below_from(cnt, ids, i, m, n, cut, room);
 }
 #endif
 
@@ -790,16 +798,7 @@ size_t ag_u32_pick_below(const uint32_t *cnt, uint32_t *ids, size_t m, uint32_t 
     if (bits_simd() >= 3 && __builtin_cpu_supports("bmi2"))
         return pick_below_avx512(cnt, ids, m, cut, room);
 #endif
-    size_t n = 0;
-    for (size_t i = 0; i < m; i++) { /* compacted in place: n <= i */
-        uint32_t c = cnt[i];
-        if (c > cut || (c == cut && room == 0))
-            continue;
-        if (c == cut)
-            room--;
-        ids[n++] = ids[i];
-    }
-    return n;
+    return pick_below_from(cnt, ids, 0, m, 0, cut, room);
 }
 
 void ag_u8_top_bits(const uint8_t *code, size_t n, uint8_t *out, size_t out_n)
