@@ -2,7 +2,8 @@
  * bench_graph_reach — how many stored points an HNSW graph can reach: every (or every s-th)
  * stored vector is sent back as a query and counted as found when its own slot comes back first.
  * The same seeded clustered data (64 clusters, like bench/lib.mjs clustered) is built three ways
- * in one run, each timed (docs/BENCHMARKS.md "1M vectors", unreachable points):
+ * in one run, each timed (docs/BENCHMARKS-HISTORY.md "1M: recall 0.95, the
+ * graph against hnswlib, start-up", unreachable points):
  *   seq    add() links at once, in slot order (the foreground path)
  *   bg     background: everything queued first, then ag_hnsw_link_pending drains the queue
  *   batch  background as the server runs it: upserts of 256 points queued, the linker links a

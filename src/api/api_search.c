@@ -70,10 +70,10 @@ static int run_one(ag_call_t *call, ag_collection_t *c, ag_qapi_t api, bool grou
 }
 
 /*
- * The direct path of the common search and query bodies (docs/BENCHMARKS.md "The direct search
- * path"): the body read by ag_fastsearch_parse (the vector straight into floats, only a filter
- * through jansson), the request built by ag_query_parse_fast and the hits written as text by
- * ag_query_run_text, with no JSON tree of the body or of the answer. *handled false: not a body
+ * The direct path of the common search and query bodies (docs/BENCHMARKS-HISTORY.md "The direct
+ * search path"): the body read by ag_fastsearch_parse (the vector straight into floats, only a
+ * filter through jansson), the request built by ag_query_parse_fast and the hits written as text
+ * by ag_query_run_text, with no JSON tree of the body or of the answer. *handled false: not a body
  * or a collection this path answers exactly as the strict one would — nothing was done, the caller
  * takes the strict path. REST only (gRPC converts the tree of the answer).
  */

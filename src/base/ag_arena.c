@@ -13,8 +13,8 @@ struct ag_arena_chunk {
 /*
  * One spare first-size chunk per thread: a request's arena is released on the worker thread that
  * ran it, and the next request there takes the chunk back instead of a malloc/free pair of 64 KiB
- * each time (docs/BENCHMARKS.md "The direct search path"). Freed when the thread exits. Off under
- * AddressSanitizer, which should see every arena's memory freed and fresh.
+ * each time (docs/BENCHMARKS-HISTORY.md "The direct search path"). Freed when the thread exits.
+ * Off under AddressSanitizer, which should see every arena's memory freed and fresh.
  */
 #if defined(__SANITIZE_ADDRESS__)
 #define AG_ARENA_SPARE 0

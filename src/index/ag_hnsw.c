@@ -930,7 +930,8 @@ static void fill_payload(hnsw_t *h, const ag_vecstore_view_t *v, uint32_t slot)
 /* ---- the sign sketch (docs/ARCHITECTURE.md "Small collections") ------------------------------ */
 
 /* Sketches pay only where the sign pattern tracks the ranking and there are enough coordinates
- * for the Hamming count to separate rows (docs/BENCHMARKS.md "MiniLM-384 scans"). */
+ * for the Hamming count to separate rows (docs/BENCHMARKS.md "MiniLM-384 scans: the sign
+ * sketch"). */
 #define SKETCH_MIN_DIM 256u
 #define SKETCH_FACTOR 4.0
 /* ... and never fewer than this many candidates: at Qdrant's default oversampling (1) and limit

@@ -1,8 +1,8 @@
 /*
  * ag_jsonw.h — writing JSON text straight into a growable buffer, for answers whose shape is
  * fixed (the search hits of api/api_search.c's fast path) so that no jansson tree is built and
- * freed per request. Numbers come out as the tree would print them (docs/BENCHMARKS.md "The
- * direct search path" says where the text differs and why the values do not).
+ * freed per request. Numbers come out as the tree would print them (docs/BENCHMARKS-HISTORY.md
+ * "The direct search path" says where the text differs and why the values do not).
  *
  * Memory: w->buf is malloc'd and grows by doubling; ag_jw_take hands it to the caller (free), or
  * ag_jw_free drops it. An allocation failure makes the writer stop writing and ag_jw_take

@@ -1112,7 +1112,8 @@ static int run_text_locked(void *ud, ag_collection_t *c)
         return rc;
     /* The hits' slots are cold (the walk does not read them): ask for all of them before writing
      * the first, so their cache misses overlap instead of costing one after another (~3 % of a
-     * REST search's server CPU when taken in turn; docs/BENCHMARKS.md "Server CPU per search"). */
+     * REST search's server CPU when taken in turn; docs/BENCHMARKS.md "Server CPU per search
+     * request"). */
     for (size_t i = rq->offset; i < r.n; i++)
         __builtin_prefetch(ag_coll_id(rq->c, r.h[i].slot));
     ag_jw_lit(t->w, rq->api == AG_QAPI_QUERY ? "{\"points\":[" : "[");

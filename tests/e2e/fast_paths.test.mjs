@@ -1,4 +1,5 @@
-// The direct paths (docs/BENCHMARKS.md "The direct search path", "Ingestion"): a search or query
+// The direct paths (docs/BENCHMARKS-HISTORY.md "The direct search path", docs/BENCHMARKS.md
+// "Ingestion"): a search or query
 // body read without a JSON tree and answered as text, and the upsert bodies (records with named
 // vectors, the column `batch` form) read straight into floats, must answer exactly as the strict
 // path does — same status, same error message, same result values, same stored points — for
