@@ -44,8 +44,8 @@ ag_simd_t ag__simd_cap_first(void)
     pthread_once(&env_once, read_env);
     int expect = -1;
     /* a cap a test set in the meantime wins */
-    atomic_compare_exchange_strong_explicit(&ag__simd_cap, &expect, env_level,
-                                            memory_order_relaxed, memory_order_relaxed);
+    atomic_compare_exchange_strong_explicit(&ag__simd_cap, &expect, env_level, memory_order_relaxed,
+                                            memory_order_relaxed);
     return (ag_simd_t)atomic_load_explicit(&ag__simd_cap, memory_order_relaxed);
 }
 

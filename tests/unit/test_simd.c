@@ -99,9 +99,8 @@ static void check_names(int level)
 {
     const char *dot = ag_u8_dot_kernel(), *ham = ag_bits_hamming_kernel();
     const char *scan = ag_u32_scan_kernel();
-    print_message("cap %s: int8 %s, Hamming %s, scan %s, rows %s\n",
-                  ag_simd_name((ag_simd_t)level), dot, ham, scan,
-                  ag_dot_f32_rows_batched() ? "four" : "one");
+    print_message("cap %s: int8 %s, Hamming %s, scan %s, rows %s\n", ag_simd_name((ag_simd_t)level),
+                  dot, ham, scan, ag_dot_f32_rows_batched() ? "four" : "one");
     assert_int_equal(ag_simd_cap(), level);
     if (level == AG_SIMD_SCALAR) {
         assert_string_equal(dot, "scalar");
@@ -212,9 +211,10 @@ static void test_quant_params_and_encode(void **state)
                     assert_true(corr == ref_corr);
                     ag_quant_params_t p;
                     ag_quant_params(q, &p);
-                    uint32_t want = dists[k] == AG_DIST_EUCLID       ? ref_l2(code, other, row)
-                                    : dists[k] == AG_DIST_MANHATTAN ? ref_l1(code, other, row)
-                                                                     : ref_dot(code, other, row, NULL);
+                    uint32_t want = dists[k] == AG_DIST_EUCLID ? ref_l2(code, other, row)
+                                    : dists[k] == AG_DIST_MANHATTAN
+                                        ? ref_l1(code, other, row)
+                                        : ref_dot(code, other, row, NULL);
                     assert_int_equal(p.kern(code, other, row), want);
                     uint32_t sum = 0, got = 1;
                     uint32_t d = ref_dot(code, other, row, &sum);
@@ -402,27 +402,28 @@ static void test_dot_rows(void **state)
 {
     (void)state;
     static const uint32_t dims[] = {1, 3, 15, 16, 17, 33, 100, 385, 1536};
-    enum { MAXD = 1536, NR = 11 };
-    float *q = malloc(MAXD * sizeof(float)), *m = malloc((size_t)NR * MAXD * sizeof(float));
+    enum { MAXD = 1536, STRIDE = MAXD + 4, NR = 11 };
+    float *q = malloc((MAXD + 1) * sizeof(float)), *m = malloc((size_t)NR * STRIDE * sizeof(float));
     assert_non_null(q);
     assert_non_null(m);
-    for (size_t i = 0; i < MAXD; i++)
+    for (size_t i = 0; i < MAXD + 1; i++)
         q[i] = uni();
-    for (size_t i = 0; i < (size_t)NR * MAXD; i++)
+    for (size_t i = 0; i < (size_t)NR * STRIDE; i++)
         m[i] = uni() * 3.0f;
     const float *rows[NR];
     for (size_t li = 0; li < AG_ARRAY_LEN(levels); li++) {
         ag_simd_cap_set(levels[li]);
         for (size_t di = 0; di < AG_ARRAY_LEN(dims); di++) {
+            const uint32_t dim = dims[di];
+            const float *qv = q + di % 2; /* unaligned rows and query too */
             for (size_t n = 0; n <= NR; n++) {
                 float out[NR + 1];
                 for (size_t r = 0; r < n; r++)
-                    rows[r] = m + ((r * 7 + di) % NR) * MAXD + (r % 3);
+                    rows[r] = m + ((r * 7 + di) % NR) * STRIDE + r % 3;
                 out[n] = -1234.5f;
-                ag_dot_f32_rows(q + (di % 2), rows, n, dims[di] - (dims[di] > 3 ? 3 : 0), out);
+                ag_dot_f32_rows(qv, rows, n, dim, out);
                 for (size_t r = 0; r < n; r++) {
-                    float want = ag_dot_f32(q + (di % 2), rows[r],
-                                            dims[di] - (dims[di] > 3 ? 3 : 0));
+                    float want = ag_dot_f32(qv, rows[r], dim);
                     assert_true(memcmp(&out[r], &want, sizeof(float)) == 0);
                 }
                 assert_true(out[n] == -1234.5f);
@@ -437,10 +438,13 @@ static void test_dot_rows(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_env_read),      cmocka_unit_test(test_int8_kernels),
+        cmocka_unit_test(test_env_read),
+        cmocka_unit_test(test_int8_kernels),
         cmocka_unit_test(test_quant_params_and_encode),
-        cmocka_unit_test(test_dotsum_gather), cmocka_unit_test(test_hamming),
-        cmocka_unit_test(test_top_bits),      cmocka_unit_test(test_scan_helpers),
+        cmocka_unit_test(test_dotsum_gather),
+        cmocka_unit_test(test_hamming),
+        cmocka_unit_test(test_top_bits),
+        cmocka_unit_test(test_scan_helpers),
         cmocka_unit_test(test_dot_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
