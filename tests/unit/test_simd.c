@@ -170,8 +170,9 @@ static void test_int8_kernels(void **state)
     free(b);
 }
 
-/* The quantizer's kernels picked under the cap (the graph walk's and scan's), and the encoder:
- * codes identical at every level. */
+/* A quantizer picks its kernels when it is created (ag_quant_new), so one is made under each cap:
+ * its distance and dot-plus-sum kernels (the graph walk's and the scan's) against the loops, and
+ * the encoder against the formula (codes (v - lo) / step + 0.5 clamped to 0..255, zero tail). */
 static void test_quant_params_and_encode(void **state)
 {
     (void)state;
@@ -188,46 +189,67 @@ static void test_quant_params_and_encode(void **state)
                 v[j] = uni();
             assert_int_equal(ag_vecstore_set(vs, s, v), 0);
         }
-        for (size_t k = 0; k < AG_ARRAY_LEN(dists); k++) {
-            ag_quant_t *q;
-            assert_int_equal(ag_quant_new(dim, dists[k], 0.95, &q), 0);
-            assert_int_equal(ag_quant_fit(q, vs), 0);
-            size_t row = ag_quant_row_bytes(q);
-            uint8_t *ref = alloc64(row), *code = alloc64(row), *other = alloc64(row);
-            for (int round = 0; round < 10; round++) {
-                for (uint32_t j = 0; j < dim; j++)
-                    v[j] = round == 0 ? 5.0f : round == 1 ? -5.0f : 1.5f * uni();
-                if (round == 3)
-                    v[dim / 2] = NAN;
-                ag_simd_cap_set(AG_SIMD_SCALAR);
-                float ref_corr = ag_quant_encode_row(q, v, ref);
-                fill(other, row, 0);
-                memset(other + dim, 0, row - dim);
-                for (size_t li = 0; li < AG_ARRAY_LEN(levels); li++) {
-                    ag_simd_cap_set(levels[li]);
+        for (size_t li = 0; li < AG_ARRAY_LEN(levels); li++) {
+            ag_simd_cap_set(levels[li]);
+            for (size_t k = 0; k <= AG_ARRAY_LEN(dists); k++) {
+                const bool binary = k == AG_ARRAY_LEN(dists);
+                ag_quant_t *q;
+                if (binary)
+                    assert_int_equal(ag_quant_new_binary(dim, AG_DIST_DOT, &q), 0);
+                else
+                    assert_int_equal(ag_quant_new(dim, dists[k], 0.95, &q), 0);
+                assert_int_equal(ag_quant_fit(q, vs), 0);
+                float lo = 0, step = 1;
+                if (!binary)
+                    ag_quant_range(q, &lo, &step);
+                size_t row = ag_quant_row_bytes(q);
+                uint8_t *code = alloc64(row), *other = alloc64(row);
+                ag_quant_params_t p;
+                ag_quant_params(q, &p);
+                for (int round = 0; round < 10; round++) {
+                    for (uint32_t j = 0; j < dim; j++)
+                        v[j] = round == 0 ? 5.0f : round == 1 ? -5.0f : 1.5f * uni();
+                    if (round == 3)
+                        v[dim / 2] = NAN;
                     memset(code, 0xAB, row);
                     float corr = ag_quant_encode_row(q, v, code);
-                    assert_memory_equal(code, ref, row);
-                    assert_true(corr == ref_corr);
-                    ag_quant_params_t p;
-                    ag_quant_params(q, &p);
-                    uint32_t want = dists[k] == AG_DIST_EUCLID ? ref_l2(code, other, row)
+                    uint32_t sum = 0;
+                    for (size_t i = 0; i < row; i++) {
+                        uint8_t want = 0;
+                        if (binary && i < (dim + 7) / 8) {
+                            for (uint32_t j = 0; j < 8 && 8 * i + j < dim; j++)
+                                want |= (uint8_t)((v[8 * i + j] > 0.0f) << j);
+                        } else if (!binary && i < dim) {
+                            float c = (v[i] - lo) * (1.0f / step) + 0.5f;
+                            c = c > 0.0f ? c : 0.0f;
+                            c = c < 255.0f ? c : 255.0f;
+                            want = (uint8_t)(int32_t)c;
+                        }
+                        assert_int_equal(code[i], want);
+                        sum += code[i];
+                    }
+                    if (!binary)
+                        assert_true(corr == lo * step * (float)sum);
+                    fill(other, row, round % 3 == 0 ? 2 : 0);
+                    uint32_t want = binary                       ? ref_ham(code, other, row)
+                                    : dists[k] == AG_DIST_EUCLID ? ref_l2(code, other, row)
                                     : dists[k] == AG_DIST_MANHATTAN
                                         ? ref_l1(code, other, row)
                                         : ref_dot(code, other, row, NULL);
                     assert_int_equal(p.kern(code, other, row), want);
-                    uint32_t sum = 0, got = 1;
-                    uint32_t d = ref_dot(code, other, row, &sum);
-                    assert_int_equal(p.dotsum(code, other, row, &got), d);
-                    assert_int_equal(got, sum);
+                    if (!binary) {
+                        uint32_t s_want = 0, got = 1;
+                        uint32_t d = ref_dot(code, other, row, &s_want);
+                        assert_int_equal(p.dotsum(code, other, row, &got), d);
+                        assert_int_equal(got, s_want);
+                    }
                 }
+                free(code);
+                free(other);
+                ag_quant_free(q);
             }
-            ag_simd_cap_set(-1);
-            free(ref);
-            free(code);
-            free(other);
-            ag_quant_free(q);
         }
+        ag_simd_cap_set(-1);
         free(v);
         ag_vecstore_free(vs);
     }
