@@ -29,6 +29,7 @@
 #include "cluster/ag_cluster.h"
 #include "cluster/ag_etcd.h"
 #include "http/ag_http.h"
+#include "index/ag_simd.h"
 #include "store/ag_kv.h"
 #include "store/ag_store.h"
 
@@ -222,11 +223,16 @@ static int serve(int argc, char **argv)
     if (rc == 0 && cfg.max_request_timeout_s == 0)
         rc = ag_fail(&diag, AG_ECONFIG,
                      "service.max_request_timeout_sec: expected an integer from 1 to 86400");
+    if (rc == 0)
+        rc = ag_simd_env_check(&diag); /* a mistyped AEGIS_SIMD would silently run scalar */
     if (rc) {
         fprintf(stderr, "aegis: %s\n", diag.msg);
         goto out;
     }
     ag_log_set_level(level);
+    char simd[256];
+    ag_simd_describe(simd, sizeof(simd));
+    ag_log(AG_LOG_INFO, "%s", simd);
     /* Settings whose zero (or tiny value) would mean something nobody wants are refused, not
      * reinterpreted. */
     const struct {

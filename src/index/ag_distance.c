@@ -4,6 +4,8 @@
 
 #include <math.h>
 
+#include "ag_simd.h"
+
 /*
  * One source loop per kernel; the compiler emits an AVX-512, an AVX2 and a baseline copy and an
  * ifunc resolver picks one when the program loads. `omp simd reduction` is what allows the
@@ -62,7 +64,8 @@ float ag_dot_f32(const float *a, const float *b, uint32_t dim)
  * AVX-512 clone (sixteen lane sums of products, not fused; the dim % 16 tail added into lane 0;
  * the lanes then summed in order from 0.0). Whether that holds for the build and CPU at hand is
  * not assumed: the first call compares the two on a range of lengths and uses the four-row
- * kernel only if every result is identical (docs/ARCHITECTURE.md "Small collections").
+ * kernel only if every result is identical (docs/ARCHITECTURE.md "Small collections"), and only
+ * when AEGIS_SIMD allows AVX-512 (ag_simd.h; checked per call, the self-check's answer is kept).
  */
 #if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__) && !defined(AG_NO_CLONES)
 #include <immintrin.h>
@@ -136,7 +139,7 @@ void ag_dot_f32_rows(const float *a, const float *const *rows, size_t n, uint32_
 {
     size_t i = 0;
 #ifdef DOT_ROWS_AVX512
-    if (n >= 4 && dot4_usable())
+    if (n >= 4 && ag_simd_cap() >= AG_SIMD_AVX512 && dot4_usable())
         for (; i + 4 <= n; i += 4)
             dot4_avx512(a, rows + i, dim, out + i);
 #endif
@@ -147,7 +150,7 @@ void ag_dot_f32_rows(const float *a, const float *const *rows, size_t n, uint32_
 bool ag_dot_f32_rows_batched(void)
 {
 #ifdef DOT_ROWS_AVX512
-    return dot4_usable();
+    return ag_simd_cap() >= AG_SIMD_AVX512 && dot4_usable();
 #else
     return false;
 #endif

@@ -6,6 +6,8 @@
 #include <stdatomic.h>
 #include <sys/mman.h>
 
+#include "ag_simd.h"
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(AG_NO_CLONES)
 #include <immintrin.h>
 #define QUANT_AVX2 1
@@ -336,10 +338,11 @@ __attribute__((target("avx2"))) static uint32_t dotsum_avx2(const uint8_t *a, co
 }
 
 /* 0 none, 1 AVX2, 2 AVX-512 VNNI; -1 not yet known. Threads that race to fill it in all store
- * the same answer (relaxed atomics: no ordering is needed, only no torn or racy access). */
+ * the same answer (relaxed atomics: no ordering is needed, only no torn or racy access). The
+ * CPU's level is cached; AEGIS_SIMD's cap (ag_simd.h, the same numbering) is applied per call. */
 static _Atomic int cpu_level = -1;
 
-static int simd_level(void)
+static int cpu_simd(void)
 {
     int known = atomic_load_explicit(&cpu_level, memory_order_relaxed);
     if (known < 0) {
@@ -356,9 +359,22 @@ static int simd_level(void)
     return known;
 }
 
+/* What the dispatch uses: the CPU's level under the cap. The variants by name (_avx2) check the
+ * CPU only, so tests reach them whatever the cap. */
+static int simd_level(void)
+{
+    int l = cpu_simd(), cap = (int)ag_simd_cap();
+    return l < cap ? l : cap;
+}
+
 static bool have_avx2(void)
 {
     return simd_level() >= 1;
+}
+
+static bool cpu_avx2(void)
+{
+    return cpu_simd() >= 1;
 }
 #endif
 
@@ -381,7 +397,7 @@ uint32_t ag_u8_dot_scalar(const uint8_t *a, const uint8_t *b, size_t n)
 uint32_t ag_u8_dot_avx2(const uint8_t *a, const uint8_t *b, size_t n)
 {
 #ifdef QUANT_AVX2
-    if (have_avx2())
+    if (cpu_avx2())
         return dot_avx2(a, b, n);
 #endif
     return dot_generic(a, b, n);
@@ -401,7 +417,7 @@ uint32_t ag_u8_dotsum(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *su
 uint32_t ag_u8_dotsum_avx2(const uint8_t *a, const uint8_t *b, size_t n, uint32_t *sum_b)
 {
 #ifdef QUANT_AVX2
-    if (have_avx2())
+    if (cpu_avx2())
         return dotsum_avx2(a, b, n, sum_b);
 #endif
     return dotsum_generic(a, b, n, sum_b);
@@ -585,10 +601,12 @@ ham_gather64_avx512(const uint8_t *q, const uint8_t *base, size_t stride, const 
     }
 }
 
-/* 0 none, 1 popcnt, 2 AVX2, 3 AVX-512 VPOPCNTQ; -1 not yet known (same race rule as cpu_level). */
+/* 0 none, 1 popcnt, 2 AVX2, 3 AVX-512 VPOPCNTQ; -1 not yet known (same race rule as cpu_level).
+ * AEGIS_SIMD's cap maps to scalar 0 (the portable loop: popcnt is not in baseline x86-64), avx2 2,
+ * avx512 3. */
 static _Atomic int bits_level = -1;
 
-static int bits_simd(void)
+static int bits_cpu(void)
 {
     int known = atomic_load_explicit(&bits_level, memory_order_relaxed);
     if (known < 0) {
@@ -605,6 +623,14 @@ static int bits_simd(void)
         known = l;
     }
     return known;
+}
+
+/* The CPU's level under the cap (the variants by name check bits_cpu only). */
+static int bits_simd(void)
+{
+    static const int caps[] = {[AG_SIMD_SCALAR] = 0, [AG_SIMD_AVX2] = 2, [AG_SIMD_AVX512] = 3};
+    int l = bits_cpu(), cap = caps[ag_simd_cap()];
+    return l < cap ? l : cap;
 }
 #endif
 
@@ -638,7 +664,7 @@ uint32_t ag_bits_hamming_scalar(const uint8_t *a, const uint8_t *b, size_t n)
 uint32_t ag_bits_hamming_popcnt(const uint8_t *a, const uint8_t *b, size_t n)
 {
 #ifdef QUANT_AVX2
-    if (bits_simd() >= 1)
+    if (bits_cpu() >= 1)
         return ham_popcnt(a, b, n);
 #endif
     return ham_generic(a, b, n);
@@ -647,7 +673,7 @@ uint32_t ag_bits_hamming_popcnt(const uint8_t *a, const uint8_t *b, size_t n)
 uint32_t ag_bits_hamming_avx2(const uint8_t *a, const uint8_t *b, size_t n)
 {
 #ifdef QUANT_AVX2
-    if (bits_simd() >= 2)
+    if (bits_cpu() >= 2)
         return ham_avx2(a, b, n);
 #endif
     return ham_generic(a, b, n);
@@ -656,7 +682,7 @@ uint32_t ag_bits_hamming_avx2(const uint8_t *a, const uint8_t *b, size_t n)
 uint32_t ag_bits_hamming_avx512(const uint8_t *a, const uint8_t *b, size_t n)
 {
 #ifdef QUANT_AVX2
-    if (bits_simd() >= 3)
+    if (bits_cpu() >= 3)
         return ham_avx512(a, b, n);
 #endif
     return ham_generic(a, b, n);
@@ -799,6 +825,15 @@ size_t ag_u32_pick_below(const uint32_t *cnt, uint32_t *ids, size_t m, uint32_t 
         return pick_below_avx512(cnt, ids, m, cut, room);
 #endif
     return pick_below_from(cnt, ids, 0, m, 0, cut, room);
+}
+
+const char *ag_u32_scan_kernel(void)
+{
+#ifdef QUANT_AVX2
+    if (bits_simd() >= 3)
+        return "avx512";
+#endif
+    return "scalar";
 }
 
 void ag_u8_top_bits(const uint8_t *code, size_t n, uint8_t *out, size_t out_n)

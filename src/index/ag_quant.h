@@ -127,8 +127,10 @@ typedef struct ag_quant_params {
 void ag_quant_params(const ag_quant_t *q, ag_quant_params_t *out);
 
 /* Raw kernels over n bytes (a multiple of 32, both rows 32-byte aligned). ag_u8_dot uses AVX-512
- * VNNI when the CPU has it, else AVX2, else a loop; the _avx2 and _scalar variants are those
- * fallbacks by name (for tests and benchmarks; _avx2 is the loop on a CPU without AVX2).
+ * VNNI when the CPU has it, else AVX2, else a loop — never above AEGIS_SIMD's cap (ag_simd.h),
+ * which every dispatched kernel in this file obeys; the _avx2 and _scalar variants are those
+ * fallbacks by name (for tests and benchmarks; _avx2 is the loop on a CPU without AVX2; the
+ * variants by name ignore the cap).
  * ag_u8_dot_kernel names the one ag_u8_dot picked ("avx512-vnni", "avx2", "scalar"). */
 uint32_t ag_u8_dot(const uint8_t *a, const uint8_t *b, size_t n);
 uint32_t ag_u8_dot_avx2(const uint8_t *a, const uint8_t *b, size_t n);
@@ -168,6 +170,8 @@ void ag_bits_hamming_gather(const uint8_t *q, const uint8_t *base, size_t stride
  * use AVX-512 compress stores when the CPU has them, else plain loops. */
 size_t ag_bits_to_ids(const uint64_t *words, uint32_t nwords, uint32_t *out, size_t max);
 size_t ag_u32_pick_below(const uint32_t *cnt, uint32_t *ids, size_t m, uint32_t cut, size_t room);
+/* The variant the two helpers above run: "avx512" or "scalar". */
+const char *ag_u32_scan_kernel(void);
 
 /* The sign sketch of an int8 code row (docs/ARCHITECTURE.md "Small collections"): bit i (byte
  * i / 8, bit i % 8) of out is the top bit of code[i], i.e. whether coordinate i lies in the upper
