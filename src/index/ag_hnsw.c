@@ -38,7 +38,7 @@ enum { NODE_EMPTY = 0, NODE_LIVE = 1, NODE_TOMB = 2 };
 /* The reachability probe (probe(), docs/ARCHITECTURE.md "Graph reachability"): one self-search
  * at ef PROBE_EF every PROBE_EVERY inserts, once the graph has PROBE_MIN live nodes. */
 #define PROBE_EVERY 4u
-#define PROBE_EF 32u
+#define PROBE_EF 16u
 #define PROBE_MIN 64u
 
 typedef struct cand {
