@@ -17,11 +17,15 @@
  * REACH_MODES=1|2 runs only the first modes; REACH_SEED=s seeds the level generator (0 = the
  * index default); REACH_CLUSTERS=1 prints the misses by cluster and how many were answered from
  * the point's own cluster; REACH_DUMP=1 prints each miss and its answer; REACH_CL=c uses c
- * clusters (1..64); REACH_M / REACH_EFC set M and ef_construct (16 / 100). bench/reach_hnswlib.cpp
+ * clusters (1..64); REACH_M / REACH_EFC set M and ef_construct (16 / 100); REACH_PROBE=0 builds
+ * without the reachability probe (ag_hnsw_params_t.no_probe), for a baseline in the same run;
+ * REACH_RECALL=q also draws q fresh queries like the points and prints recall@10 at ef 64 / 128 /
+ * 256 against their exact neighbours (brute force, before the builds). bench/reach_hnswlib.cpp
  * runs the same self-search on hnswlib (docs/BENCHMARKS.md "Graph reachability: the fix").
  */
 #include "ag_base.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +44,7 @@ static uint64_t num(const char *txt, uint64_t def)
     return txt ? strtoull(txt, NULL, 10) : def;
 }
 static uint8_t *clus; /* n: each point's cluster */
+static float *cen;    /* n_cl * dim: the centres (owned, freed at exit) */
 static uint32_t n_cl; /* clusters (REACH_CL, 1..64; default 64) */
 
 static float frand(void) /* [0, 1) */
@@ -62,8 +67,8 @@ static void fill(ag_vecstore_t *vs, uint32_t n, uint32_t dim)
 {
     rs = 42;
     const uint32_t CL = n_cl;
-    float *cen = malloc((size_t)CL * dim * sizeof(float)); /* freed below */
-    float *v = malloc(dim * sizeof(float));                /* freed below */
+    cen = malloc((size_t)CL * dim * sizeof(float)); /* freed at exit */
+    float *v = malloc(dim * sizeof(float));         /* freed below */
     if (!cen || !v)
         exit(1);
     for (size_t i = 0; i < (size_t)CL * dim; i++)
@@ -77,8 +82,61 @@ static void fill(ag_vecstore_t *vs, uint32_t n, uint32_t dim)
         if (ag_vecstore_set(vs, i, v) != 0)
             exit(1);
     }
-    free(cen);
     free(v);
+}
+
+/* REACH_RECALL=q: q fresh queries drawn like the points (the generator goes on where fill
+ * stopped), into *qs (owned by the caller), and their exact 10 nearest points by squared L2 into
+ * *gt (owned by the caller, q * 10). */
+static void queries(const ag_vecstore_t *vs, uint32_t n, uint32_t dim, uint32_t q, float **qs,
+                    uint32_t **gt)
+{
+    *qs = malloc((size_t)q * dim * sizeof(float));
+    *gt = malloc((size_t)q * 10 * sizeof(uint32_t));
+    if (!*qs || !*gt)
+        exit(1);
+    for (uint32_t i = 0; i < q; i++) {
+        const float *c = cen + (size_t)(frand() * n_cl) * dim;
+        for (uint32_t d = 0; d < dim; d++)
+            (*qs)[(size_t)i * dim + d] = c[d] + (frand() + frand() + frand() - 1.5f) * 0.2f;
+    }
+    for (uint32_t i = 0; i < q; i++) {
+        const float *x = *qs + (size_t)i * dim;
+        float bd[10];
+        uint32_t *bi = *gt + (size_t)i * 10;
+        for (int k = 0; k < 10; k++)
+            bd[k] = INFINITY, bi[k] = UINT32_MAX;
+        for (uint32_t s = 0; s < n; s++) {
+            const float *r = ag_vecstore_get(vs, s);
+            float d2 = 0;
+            for (uint32_t d = 0; d < dim; d++)
+                d2 += (x[d] - r[d]) * (x[d] - r[d]);
+            if (d2 >= bd[9])
+                continue;
+            int k = 9;
+            for (; k > 0 && bd[k - 1] > d2; k--)
+                bd[k] = bd[k - 1], bi[k] = bi[k - 1];
+            bd[k] = d2, bi[k] = s;
+        }
+    }
+}
+
+/* recall@10 of ix at ef over the q queries. */
+static double recall10(const ag_index_t *ix, const float *qs, const uint32_t *gt, uint32_t dim,
+                       uint32_t q, uint32_t ef)
+{
+    ag_search_params_t sp = {.ef = ef};
+    uint32_t hit = 0;
+    for (uint32_t i = 0; i < q; i++) {
+        ag_hit_t h[10];
+        size_t nh = 0;
+        if (ag_index_search(ix, qs + (size_t)i * dim, 10, NULL, &sp, h, &nh) != 0)
+            exit(1);
+        for (size_t a = 0; a < nh; a++)
+            for (int b = 0; b < 10; b++)
+                hit += h[a].slot == gt[(size_t)i * 10 + b];
+    }
+    return (double)hit / (10.0 * q);
 }
 
 static uint32_t reach(const ag_index_t *ix, const ag_vecstore_t *vs, uint32_t n, uint32_t ef,
@@ -125,6 +183,7 @@ int main(int argc, char **argv)
     n_cl = (uint32_t)AG_MAX(AG_MIN(num(getenv("REACH_CL"), 64), 64), 1);
     uint32_t m = (uint32_t)num(getenv("REACH_M"), 16);
     uint32_t efc = (uint32_t)num(getenv("REACH_EFC"), 100);
+    bool no_probe = num(getenv("REACH_PROBE"), 1) == 0;
     cpu_clock = bench_cpu_clock();
     ag_vecstore_t *vs;
     if (ag_vecstore_new(dim, &vs) != 0)
@@ -132,11 +191,20 @@ int main(int argc, char **argv)
     if (!(clus = malloc(n))) /* freed at exit */
         return 1;
     fill(vs, n, dim);
-    printf("n=%u dim=%u M=%u efc=%u, self-search ef=%u every %u-th point\n", n, dim, m, efc, ef,
-           stride);
+    uint32_t nq = (uint32_t)num(getenv("REACH_RECALL"), 0);
+    float *qs = NULL;    /* nq * dim, freed at exit */
+    uint32_t *gt = NULL; /* nq * 10, freed at exit */
+    if (nq > 0)
+        queries(vs, n, dim, nq, &qs, &gt);
+    printf("n=%u dim=%u M=%u efc=%u, self-search ef=%u every %u-th point, probe %s\n", n, dim, m,
+           efc, ef, stride, no_probe ? "off" : "on");
     const char *modes[] = {"seq", "bg", "batch"};
     for (uint32_t mode = 0; mode < modes_n; mode++) {
-        ag_hnsw_params_t p = {.m = m, .ef_construct = efc, .background = mode > 0, .seed = seed};
+        ag_hnsw_params_t p = {.m = m,
+                              .ef_construct = efc,
+                              .background = mode > 0,
+                              .seed = seed,
+                              .no_probe = no_probe};
         ag_index_t *ix;
         if (ag_index_hnsw_new(vs, AG_DIST_EUCLID, &p, &ix) != 0)
             return 1;
@@ -162,9 +230,16 @@ int main(int argc, char **argv)
                "%u\n",
                modes[mode], build, found, asked, 100.0 * (asked - found) / asked,
                ag_hnsw_reachable(ix), n);
+        if (nq > 0)
+            printf("%-6s recall@10 over %u fresh queries: ef 64 %.4f  ef 128 %.4f  ef 256 %.4f\n",
+                   modes[mode], nq, recall10(ix, qs, gt, dim, nq, 64),
+                   recall10(ix, qs, gt, dim, nq, 128), recall10(ix, qs, gt, dim, nq, 256));
         fflush(stdout);
         ag_index_free(ix);
     }
     ag_vecstore_free(vs);
+    free(qs);
+    free(gt);
+    free(cen);
     return 0;
 }

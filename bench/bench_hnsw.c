@@ -27,6 +27,8 @@
  * AEGIS_BENCH_CLOCK=cpu times with the process CPU clock instead of the monotonic clock: on a
  * shared machine this removes the time the bench waits for a core (the HNSW rows and the build are
  * single-threaded; the exact rows then count the CPU of every pool thread, i.e. their total cost).
+ * AEGIS_BENCH_PROBE=0 builds the graphs without the reachability probe (docs/ARCHITECTURE.md
+ * "Graph reachability"), the baseline for it.
  */
 #include "ag_base.h"
 
@@ -122,7 +124,9 @@ static double recall_of(const uint32_t *got, const uint32_t *gt, uint32_t nq, si
 
 static ag_index_t *build(ag_vecstore_t *vs, ag_distance_t dist, uint32_t n, double *secs)
 {
-    ag_hnsw_params_t p = {.m = 16, .ef_construct = 100};
+    /* AEGIS_BENCH_PROBE=0: built without the reachability probe (the baseline to compare) */
+    const char *pr = getenv("AEGIS_BENCH_PROBE");
+    ag_hnsw_params_t p = {.m = 16, .ef_construct = 100, .no_probe = pr && strcmp(pr, "0") == 0};
     ag_index_t *ix;
     if (ag_index_hnsw_new(vs, dist, &p, &ix) != 0)
         return NULL;

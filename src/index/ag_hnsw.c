@@ -35,6 +35,11 @@ enum { NODE_EMPTY = 0, NODE_LIVE = 1, NODE_TOMB = 2 };
  * reachability": 1 removes the nodes no walk can reach, 2 also most of the self-search misses
  * of nodes whose only in-link is from a node walks seldom expand). */
 #define MIN_IN_LINKS 2u
+/* The reachability probe (probe(), docs/ARCHITECTURE.md "Graph reachability"): one self-search
+ * at ef PROBE_EF every PROBE_EVERY inserts, once the graph has PROBE_MIN live nodes. */
+#define PROBE_EVERY 4u
+#define PROBE_EF 16u
+#define PROBE_MIN 64u
 
 typedef struct cand {
     float d; /* internal distance: lower is closer */
@@ -82,6 +87,12 @@ typedef struct hnsw {
      * lists at the next insert) whenever the graph is grown, replaced or repaired. Advisory: a
      * stale count only weakens the guard, nothing else reads it. */
     uint16_t *indeg;
+    /* The reachability probe (probe()): on unless ag_hnsw_params_t.no_probe; its own generator
+     * (the level draws keep theirs, so a seed builds the same levels with or without it) and the
+     * inserts counted for its cadence. Writer side; not saved. */
+    bool probe;
+    uint64_t probe_rng;
+    uint64_t probe_n;
     /* Scalar int8 codes of the vectors (ag_hnsw_set_quant), or NULL; the walk ranks with them when
      * trained, and the candidates are rescored from the float rows. */
     ag_quant_t *quant;
@@ -1310,6 +1321,73 @@ static void linking_view(hnsw_t *h, ag_vecstore_view_t *v)
     h->lq_lo2 = (float)v->dim * lo * lo;
 }
 
+/* ---- the reachability probe ------------------------------------------------------------------ */
+
+static uint64_t probe_rand(hnsw_t *h)
+{
+    uint64_t z = (h->probe_rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Every PROBE_EVERY-th insert: a live node drawn at random is searched for with its own vector
+ * (ef PROBE_EF, from the entry point, as a query would be); when the walk does not come back with
+ * it, the closest node the walk found links to it on level 0 — in a free place, else in place of
+ * the link whose target has the most in-links (indeg_rescue). The walk for any query near that
+ * node ends where this one did, so it now expands a node that leads there, and through that
+ * node's own links into the part of its cluster that walks did not enter (docs/ARCHITECTURE.md
+ * "Graph reachability"). Needs the in-link counts (so never under Dot, where a point need not be
+ * its own best answer). Owns nothing: it uses this thread's scratch, which insert's walk already
+ * sized (only an ef_construct below PROBE_EF grows the beam); on any failure it changes nothing.
+ * Writer side, like insert (docs/ARCHITECTURE.md "Graph reachability", rule 3). */
+static void probe(hnsw_t *h, const ag_vecstore_view_t *v)
+{
+    if (!h->probe || ++h->probe_n % PROBE_EVERY != 0 || !h->indeg || h->n_live < PROBE_MIN ||
+        h->entry == NO_NODE)
+        return;
+    uint32_t u = NO_NODE;
+    for (int t = 0; t < 4 && u == NO_NODE; t++) {
+        uint32_t s = (uint32_t)(probe_rand(h) % h->cap);
+        if (h->state[s] == NODE_LIVE)
+            u = s;
+    }
+    scratch_t *sc = u == NO_NODE ? NULL : scratch_get(h->cap);
+    if (!sc)
+        return;
+    sctx_t x = {.h = h, .v = *v, .q = ag_vecstore_view_row(v, u), .sc = sc};
+    if (v->fetch && !(x.q = pad_query(sc, x.q, v))) /* an external row lives a few fetches */
+        return;
+    if (v->fetch == decoded_row)
+        x.qz = h->quant; /* ranked as insert's walk ranks (linking_view) */
+    set_mode(&x);
+    if (x.mode == PAY_CODE && encode_query(&x, x.q) != 0)
+        return;
+    uint32_t ep = h->entry;
+    float epd = qdist(&x, ep);
+    for (int lc = h->max_level; lc > 0; lc--)
+        greedy(&x, lc, &ep, &epd);
+    if (search_layer(&x, ep, epd, PROBE_EF, 0) != 0 || sc->rs_n == 0)
+        return;
+    cand_t best = sc->rs[0];
+    for (size_t i = 0; i < sc->rs_n; i++) {
+        if (sc->rs[i].id == u)
+            return; /* found */
+        if (closer(&sc->rs[i], &best))
+            best = sc->rs[i];
+    }
+    /* A duplicate of u came back instead: as good an answer, nothing to repair. */
+    if (rdist(h, v, best.id, u) <= rdist(h, v, u, u))
+        return;
+    uint32_t *l = links_of(h, best.id, 0);
+    if (l[0] < h->m0) {
+        l[++l[0]] = u;
+        indeg_inc(h, u);
+    } else {
+        (void)indeg_rescue(h, l, u);
+    }
+}
+
 static int insert(hnsw_t *h, uint32_t slot)
 {
     ag_vecstore_view_t v;
@@ -1415,6 +1493,8 @@ static int insert(hnsw_t *h, uint32_t slot)
         h->max_level = level;
         h->entry = slot;
     }
+    if (rc == 0)
+        probe(h, &v);
     return rc;
 }
 
@@ -2379,6 +2459,7 @@ int ag_index_hnsw_new(ag_vecstore_t *vs, ag_distance_t dist, const ag_hnsw_param
     h->lslot = NO_NODE;
     h->built = d.full_scan_threshold == 0;
     h->background = d.background;
+    h->probe = !d.no_probe;
     h->pay = PAY_NONE;
     h->sk_factor = SKETCH_FACTOR;
     h->bstride = hdr_bytes(h);

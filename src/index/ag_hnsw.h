@@ -59,6 +59,9 @@ typedef struct ag_hnsw_params {
      * results stay complete) and ag_hnsw_link_pending() links them later, off the write path.
      * false = add() links at once (tests, benchmarks). */
     bool background;
+    /* Benchmarks only: no reachability probe while linking (docs/ARCHITECTURE.md "Graph
+     * reachability"), to measure the graph without it in the same run. */
+    bool no_probe;
 } ag_hnsw_params_t;
 
 /* Estimated matches below which a filtered search scores the matching points exactly. */
