@@ -20,17 +20,10 @@
 #include "bench_clock.h"
 #include "json/ag_jsonw.h"
 
+#define BENCH_RNG_SEED 0x9E3779B97F4A7C15ull
+#include "bench_rand.h"
+
 #define ROUNDS 5
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-
-static uint64_t next_u64(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
 
 static double now(void)
 {

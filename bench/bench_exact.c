@@ -18,31 +18,14 @@
 #include "ag_pool.h"
 #include "index/ag_index.h"
 
+#define BENCH_RNG_SEED 0x2545F4914F6CDD1Dull
+#include "bench_rand.h"
+
 #define K 10
 #define NQ 1000
 #define NQ_BASELINE 200
 #define CLUSTERS 100
 #define ROUNDS 3
-
-static uint64_t rng = 0x2545F4914F6CDD1Dull;
-
-static uint64_t next_u64(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static double unit(void) /* (0, 1) */
-{
-    return ((double)(next_u64() >> 11) + 0.5) / (double)(UINT64_C(1) << 53);
-}
-
-static float gauss(void)
-{
-    return (float)(sqrt(-2.0 * log(unit())) * cos(6.283185307179586 * unit()));
-}
 
 /* The baseline kernel: a straightforward loop the compiler must not vectorize. */
 #if defined(__clang__)

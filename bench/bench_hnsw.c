@@ -43,37 +43,21 @@
 #include "index/ag_index.h"
 #include "index/ag_quant.h"
 
+#define BENCH_RNG_SEED 0x9E3779B97F4A7C15ull
+#include "bench_rand.h"
+
 #define K 10
 #define DIM 128
 #define CLUSTERS 100
 #define ROUNDS 5
 #define NQ_EXACT 200 /* queries per exact-scan round (the scan is slow) */
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static bool cpu_clock; /* AEGIS_BENCH_CLOCK=cpu */
 
 /* Seconds on the clock chosen by AEGIS_BENCH_CLOCK (see the header comment). */
 static double now(void)
 {
     return bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
-}
-
-static uint64_t next_u64(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static double unit(void)
-{
-    return ((double)(next_u64() >> 11) + 0.5) / (double)(UINT64_C(1) << 53);
-}
-
-static float gauss(void)
-{
-    return (float)(sqrt(-2.0 * log(unit())) * cos(6.283185307179586 * unit()));
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)

@@ -21,6 +21,9 @@
 #include "bench_clock.h"
 #include "json/ag_fastpoints.h"
 
+#define BENCH_RNG_SEED 0x9E3779B97F4A7C15ull
+#include "bench_rand.h"
+
 #define DIM 128
 #define ROUNDS 7
 
@@ -29,16 +32,6 @@ static bool cpu_clock; /* AEGIS_BENCH_CLOCK=cpu */
 static double now(void)
 {
     return bench_seconds(CLOCK_PROCESS_CPUTIME_ID);
-}
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-
-static uint64_t next_u64(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
 }
 
 int main(int argc, char **argv)

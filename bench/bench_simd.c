@@ -33,6 +33,9 @@
 #include "index/ag_simd.h"
 #include "index/ag_vecstore.h"
 
+#define BENCH_RNG_SEED 0x5851F42D4C957F2Dull
+#include "bench_rand.h"
+
 #define DIM 384
 #define K 10
 #define ROUNDS 5
@@ -41,26 +44,6 @@
 #define NLEVELS 3
 
 static const int levels[NLEVELS] = {AG_SIMD_AVX512, AG_SIMD_AVX2, AG_SIMD_SCALAR};
-
-static uint64_t rng = 0x5851F42D4C957F2Dull;
-
-static uint64_t next_u64(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-static double unit(void)
-{
-    return ((double)(next_u64() >> 11) + 0.5) / (double)(UINT64_C(1) << 53);
-}
-
-static float gauss(void)
-{
-    return (float)(sqrt(-2.0 * log(unit())) * cos(6.283185307179586 * unit()));
-}
 
 static double now(void)
 {

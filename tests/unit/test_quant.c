@@ -19,20 +19,8 @@
 #include "index/ag_index.h"
 #include "index/ag_quant.h"
 
-static uint64_t rng_s = 0x243F6A8885A308D3ull;
-
-static uint64_t next_u64(void)
-{
-    rng_s ^= rng_s << 13;
-    rng_s ^= rng_s >> 7;
-    rng_s ^= rng_s << 17;
-    return rng_s;
-}
-
-static float uni(void) /* [-1, 1) */
-{
-    return (float)((double)(next_u64() >> 11) / (double)(UINT64_C(1) << 52) - 1.0);
-}
+#define TEST_RNG_SEED 0x243F6A8885A308D3ull
+#include "test_rand.h"
 
 static void test_kernels_match_loops(void **state)
 {

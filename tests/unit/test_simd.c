@@ -23,20 +23,8 @@
 #include "index/ag_simd.h"
 #include "index/ag_vecstore.h"
 
-static uint64_t rng_s = 0x3C6EF372FE94F82Bull;
-
-static uint64_t next_u64(void)
-{
-    rng_s ^= rng_s << 13;
-    rng_s ^= rng_s >> 7;
-    rng_s ^= rng_s << 17;
-    return rng_s;
-}
-
-static float uni(void) /* [-1, 1) */
-{
-    return (float)((double)(next_u64() >> 11) / (double)(UINT64_C(1) << 52) - 1.0);
-}
+#define TEST_RNG_SEED 0x3C6EF372FE94F82Bull
+#include "test_rand.h"
 
 static void *alloc64(size_t n)
 {
